@@ -1,0 +1,100 @@
+"""The ``ncinspect`` command line: the group only assembles commands (one module each).
+
+Each command module defines a click command named ``command`` that parses its options, calls
+the library and renders. Commands never call ``sys.exit``: they return an exit code (or
+``None`` for 0) and :func:`main` maps exceptions to exit codes (DESIGN.md):
+0 ok, 1 a check failed, 2 usage error, 3 bad or unreadable input, 4 internal error.
+Heavy libraries are imported inside the commands, so ``ncinspect --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+# name -> module under ncinspect.cli that defines `command`
+_COMMANDS = {
+    "report": "report",
+    "info": "info",
+    "train": "train",
+    "plot": "plot",
+    "check": "check",
+    "theory": "theory",
+}
+
+
+class _LazyGroup(click.Group):
+    """A group whose subcommands are imported only when used (fast ``--help``)."""
+
+    def list_commands(self, ctx):
+        return [name for name in _COMMANDS if self._load(name) is not None]
+
+    def get_command(self, ctx, name):
+        return self._load(name)
+
+    @staticmethod
+    def _load(name):
+        module = _COMMANDS.get(name)
+        if module is None:
+            return None
+        try:
+            mod = importlib.import_module(f"ncinspect.cli.{module}")
+        except ModuleNotFoundError as exc:  # a command not built yet
+            if exc.name == f"ncinspect.cli.{module}":
+                return None
+            raise
+        return mod.command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ncinspect", prog_name="ncinspect")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Measure neural collapse (NC1-NC4, ETF geometry, SQI theory checks) in trained classifiers."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ncinspect`` console script; returns (and exits with) the code."""
+    from ..errors import NCInspectError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(args)
+    try:
+        rv = cli.main(args=args, prog_name="ncinspect", standalone_mode=False)
+        code = 0 if rv is None else int(rv)
+    except click.exceptions.Abort:
+        click.echo("ncinspect: aborted", err=True)
+        code = 130
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:  # usage errors: unknown option, bad value
+        exc.show()
+        code = 2
+    except NCInspectError as exc:
+        if debug:
+            raise
+        click.echo(f"ncinspect: error: {exc}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("ncinspect: interrupted", err=True)
+        code = 130
+    except Exception as exc:  # noqa: BLE001 - last resort: no traceback unless --debug
+        if debug:
+            raise
+        click.echo(
+            f"ncinspect: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            err=True,
+        )
+        code = 4
+    if argv is None:
+        sys.exit(code)
+    return code

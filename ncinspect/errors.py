@@ -1,0 +1,61 @@
+"""Exceptions raised by ncinspect.
+
+Every error a user can cause derives from :class:`NCInspectError`. Each class carries the
+process exit code the CLI maps it to (DESIGN.md: 1 check failed, 2 usage error, 3 bad or
+unreadable input, 4 internal error). Messages are one line and say what was found, what was
+expected and where (file, group, array).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "NCInspectError",
+    "UsageError",
+    "DumpError",
+    "UnreadableFileError",
+    "MissingArrayError",
+    "AmbiguousArrayError",
+    "ShapeMismatchError",
+    "InvalidDataError",
+    "UnsupportedDtypeError",
+]
+
+
+class NCInspectError(Exception):
+    """Base class of every error ncinspect raises on purpose."""
+
+    exit_code = 3
+
+
+class UsageError(NCInspectError):
+    """A wrong option value or combination (exit code 2)."""
+
+    exit_code = 2
+
+
+class DumpError(NCInspectError):
+    """The input file is not a usable dump (exit code 3)."""
+
+
+class UnreadableFileError(DumpError):
+    """Missing, empty, truncated, corrupt or not an HDF5/NPZ file."""
+
+
+class MissingArrayError(DumpError):
+    """A required array (features, labels) is not in the file."""
+
+
+class AmbiguousArrayError(DumpError):
+    """Two aliases of the same array are present; ncinspect never picks one silently."""
+
+
+class ShapeMismatchError(DumpError):
+    """Arrays whose shapes disagree (N, d or C)."""
+
+
+class InvalidDataError(DumpError):
+    """Values that cannot be analysed: NaN/Inf, fractional labels, fewer than two classes."""
+
+
+class UnsupportedDtypeError(DumpError):
+    """A dtype ncinspect cannot read (object arrays needing pickle, complex, ...)."""
