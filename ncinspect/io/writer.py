@@ -103,6 +103,7 @@ class SnapshotWriter:
                 maxshape=(None,) + arr.shape[1:],
                 dtype=dtype,
                 chunks=(chunk_rows,) + arr.shape[1:],
+                compression=self._writer.compression,
             )
         ds = g[name]
         if ds.shape[1:] != arr.shape[1:]:
@@ -144,6 +145,8 @@ class DumpWriter:
     mode : {"a", "w", "x"}
         ``"a"`` (default) appends to an existing file or creates it, ``"w"`` truncates,
         ``"x"`` fails if the file exists.
+    compression : {None, "gzip", "lzf"}, keyword-only
+        HDF5 filter for the datasets written (``"gzip"`` makes small sample dumps smaller).
 
     Notes
     -----
@@ -153,12 +156,13 @@ class DumpWriter:
     they live on a GPU).
     """
 
-    def __init__(self, path: str | os.PathLike, mode: str = "a"):
+    def __init__(self, path: str | os.PathLike, mode: str = "a", *, compression: str | None = None):
         import h5py
 
         if mode not in ("a", "w", "x"):
             raise UsageError(f"DumpWriter mode must be 'a', 'w' or 'x', got {mode!r}")
         self.path = os.fspath(path)
+        self.compression = compression
         try:
             self._file = h5py.File(self.path, mode)
         except OSError as exc:
@@ -204,7 +208,8 @@ class DumpWriter:
         arr = _as_rows(name, value)
         if name in group:
             del group[name]
+        kw = {"compression": self.compression} if self.compression and arr.ndim else {}
         if arr.dtype.kind == "O":
-            group.create_dataset(name, data=arr.astype(str).astype(object), dtype=_str_dtype())
+            group.create_dataset(name, data=arr.astype(str).astype(object), dtype=_str_dtype(), **kw)
         else:
-            group.create_dataset(name, data=arr)
+            group.create_dataset(name, data=arr, **kw)

@@ -1,0 +1,13 @@
+"""ncinspect: measure neural collapse in trained classifiers.
+
+The public API is re-exported here; heavy modules (h5py, matplotlib, rich) load lazily.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import NCInspectError  # noqa: E402
+from .io.writer import DumpWriter  # noqa: E402
+
+__all__ = ["__version__", "NCInspectError", "DumpWriter"]
