@@ -1,0 +1,105 @@
+"""The trainer's settings: one dataclass, every default commented."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import UsageError
+from .optim import SCHEDULES
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (same config and seed -> same bytes).
+
+    The objective is ``(kappa/2) sum_i ||y_i - f(x_i)||^2 + (lambda/2) sum_l ||W_l||_F^2``
+    with ``kappa = 1/(N C)`` unless given; ``Lambda = lambda / (kappa N)`` (theory.md).
+    """
+
+    # data ------------------------------------------------------------------------------
+    dataset: str = "gaussian"  # "gaussian", "mnist1d" or a path to an NPZ/HDF5 file with X, y
+    n_classes: int = 10  # gaussian: number of classes C
+    n_per_class: int = 100  # gaussian: training samples per class (N = C * n_per_class)
+    n_test_per_class: int = 100  # gaussian: held-out samples per class
+    input_dim: int = 32  # gaussian: input dimension d
+    separation: float = 1.0  # gaussian: scale of the class centres (signal)
+    noise: float = 1.0  # gaussian: standard deviation of the within-class noise
+    mnist1d_samples: int = 5000  # mnist1d: samples generated (80% train, 20% test)
+
+    # network ---------------------------------------------------------------------------
+    depth: int = 4  # L, the number of weight matrices (>= 2)
+    width: int = 256  # width of every hidden layer (unless `widths` is given)
+    widths: tuple[int, ...] | None = None  # explicit hidden widths (length depth - 1)
+    init_scale: float = 1.0  # multiplies He initialisation; small values = "rich" regime
+    dtype: str = "float64"  # "float64" or "float32" for weights and arithmetic
+
+    # objective and optimiser -----------------------------------------------------------
+    weight_decay: float = 5e-3  # lambda
+    kappa: float | None = None  # data-term weight; None = 1/(N C), the paper's form
+    lr: float = 0.1  # peak learning rate
+    momentum: float = 0.9  # heavy-ball momentum (0 = plain gradient descent)
+    batch_size: int = 100  # minibatch size; 0 = full-batch gradient descent
+    epochs: int = 3000  # passes over the training set
+    schedule: str = "cosine"  # "constant", "step" or "cosine" (per epoch)
+    step_every: int = 0  # step schedule: epochs between decays (0 = epochs // 3)
+    gamma: float = 0.1  # step schedule: decay factor
+    lr_min: float = 0.0  # cosine schedule: final learning rate
+
+    # dumps -----------------------------------------------------------------------------
+    save_every: int = 500  # snapshot every this many epochs (plus epoch 0 and the last)
+    features_dtype: str | None = None  # dtype of stored features; None = the training dtype
+    compression: str | None = None  # HDF5 filter for the dump: None, "gzip" or "lzf"
+
+    seed: int = 0  # seeds data (gaussian, split), initialisation and shuffling
+
+    def hidden_widths(self) -> tuple[int, ...]:
+        """The L - 1 hidden widths."""
+        if self.widths is not None:
+            return tuple(int(w) for w in self.widths)
+        return (int(self.width),) * (self.depth - 1)
+
+    def validate(self) -> None:
+        """Raise :class:`~ncinspect.errors.UsageError` on an impossible setting."""
+        problems = []
+        if self.depth < 2:
+            problems.append(f"depth must be >= 2, got {self.depth}")
+        if self.widths is not None and len(self.widths) != self.depth - 1:
+            problems.append(f"widths needs depth - 1 = {self.depth - 1} entries, got {len(self.widths)}")
+        if min(self.hidden_widths(), default=1) < 1:
+            problems.append(f"hidden widths must be >= 1, got {self.hidden_widths()}")
+        if self.dtype not in ("float64", "float32"):
+            problems.append(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
+        if self.features_dtype not in (None, "float64", "float32", "float16"):
+            problems.append(f"features_dtype must be float64/32/16, got {self.features_dtype!r}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.kappa is not None and self.kappa <= 0:
+            problems.append(f"kappa must be > 0, got {self.kappa}")
+        if self.lr <= 0:
+            problems.append(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            problems.append(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.batch_size < 0:
+            problems.append(f"batch_size must be >= 0 (0 = full batch), got {self.batch_size}")
+        if self.epochs < 0:
+            problems.append(f"epochs must be >= 0, got {self.epochs}")
+        if self.save_every < 1:
+            problems.append(f"save_every must be >= 1, got {self.save_every}")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.init_scale <= 0:
+            problems.append(f"init_scale must be > 0, got {self.init_scale}")
+        if self.compression not in (None, "gzip", "lzf"):
+            problems.append(f"compression must be None, 'gzip' or 'lzf', got {self.compression!r}")
+        if self.dataset == "gaussian" and (
+            self.n_classes < 2 or self.n_per_class < 1 or self.input_dim < 1 or self.n_test_per_class < 0
+        ):
+            problems.append("gaussian data need n_classes >= 2, n_per_class >= 1, input_dim >= 1")
+        if problems:
+            raise UsageError("invalid training config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        """Plain dict of every field (for metadata and JSON)."""
+        return asdict(self)
