@@ -11,3 +11,17 @@ from .errors import NCInspectError  # noqa: E402
 from .io.writer import DumpWriter  # noqa: E402
 
 __all__ = ["__version__", "NCInspectError", "DumpWriter"]
+
+from .analyze import analyze, analyze_file, analyze_snapshot  # noqa: E402
+from .dump import Snapshot, open_dump  # noqa: E402
+from .report import Report, SnapshotResult  # noqa: E402
+
+__all__ += [
+    "analyze",
+    "analyze_file",
+    "analyze_snapshot",
+    "open_dump",
+    "Snapshot",
+    "Report",
+    "SnapshotResult",
+]

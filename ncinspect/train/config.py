@@ -66,7 +66,9 @@ class TrainConfig:
         if self.depth < 2:
             problems.append(f"depth must be >= 2, got {self.depth}")
         if self.widths is not None and len(self.widths) != self.depth - 1:
-            problems.append(f"widths needs depth - 1 = {self.depth - 1} entries, got {len(self.widths)}")
+            problems.append(
+                f"widths needs depth - 1 = {self.depth - 1} entries, got {len(self.widths)}"
+            )
         if min(self.hidden_widths(), default=1) < 1:
             problems.append(f"hidden widths must be >= 1, got {self.hidden_widths()}")
         if self.dtype not in ("float64", "float32"):
@@ -94,7 +96,10 @@ class TrainConfig:
         if self.compression not in (None, "gzip", "lzf"):
             problems.append(f"compression must be None, 'gzip' or 'lzf', got {self.compression!r}")
         if self.dataset == "gaussian" and (
-            self.n_classes < 2 or self.n_per_class < 1 or self.input_dim < 1 or self.n_test_per_class < 0
+            self.n_classes < 2
+            or self.n_per_class < 1
+            or self.input_dim < 1
+            or self.n_test_per_class < 0
         ):
             problems.append("gaussian data need n_classes >= 2, n_per_class >= 1, input_dim >= 1")
         if problems:

@@ -95,15 +95,19 @@ def mnist1d(seed: int = 42, *, n_samples: int = 5000) -> Dataset:
     )
 
 
-def from_file(path: str | os.PathLike, rng: np.random.Generator, *, test_fraction: float = 0.2) -> Dataset:
-    """A user's NPZ or HDF5 file with arrays ``X`` (N, d) and ``y`` (N,), optional ``X_test``, ``y_test``.
+def from_file(
+    path: str | os.PathLike, rng: np.random.Generator, *, test_fraction: float = 0.2
+) -> Dataset:
+    """A user's NPZ or HDF5 file with ``X`` (N, d), ``y`` (N,) and optional ``X_test``, ``y_test``.
 
     Without a test split, a random ``test_fraction`` of the samples is held out. Labels may be
     any integers or strings; they are mapped to 0..C-1 in sorted order.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise UnreadableFileError(f"{path}: no such file (expected 'gaussian', 'mnist1d' or a file)")
+        raise UnreadableFileError(
+            f"{path}: no such file (expected 'gaussian', 'mnist1d' or a file)"
+        )
     arrays: dict[str, np.ndarray] = {}
     with open(path, "rb") as fh:
         magic = fh.read(8)
@@ -133,7 +137,12 @@ def from_file(path: str | os.PathLike, rng: np.random.Generator, *, test_fractio
     else:
         perm = rng.permutation(X.shape[0])
         n_test = int(round(test_fraction * X.shape[0]))
-        X, y, X_test, y_test = X[perm[n_test:]], y[perm[n_test:]], X[perm[:n_test]], y[perm[:n_test]]
+        X, y, X_test, y_test = (
+            X[perm[n_test:]],
+            y[perm[n_test:]],
+            X[perm[:n_test]],
+            y[perm[:n_test]],
+        )
     if not (np.isfinite(X).all() and np.isfinite(X_test).all()):
         raise InvalidDataError(f"{path}: X or X_test contains NaN or Inf")
     classes, y_idx = np.unique(y, return_inverse=True)
@@ -146,7 +155,11 @@ def from_file(path: str | os.PathLike, rng: np.random.Generator, *, test_fractio
         raise InvalidDataError(f"{path}: y_test has label {exc} that y does not have") from None
     X, X_test = _standardise(X, X_test)
     return Dataset(
-        X, y_idx.astype(np.int64), X_test, y_test_idx, name=os.path.basename(path),
+        X,
+        y_idx.astype(np.int64),
+        X_test,
+        y_test_idx,
+        name=os.path.basename(path),
         class_names=[str(c) for c in classes.tolist()],
     )
 

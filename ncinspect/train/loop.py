@@ -243,8 +243,9 @@ def fit(
     hist = History(config, kappa=kappa, weight_decay=wd, n_samples=N, Lambda=wd / (kappa * N))
 
     widths = [data.input_dim, *config.hidden_widths(), C]
-    params = init_params(widths, np.random.default_rng([config.seed, 1]),
-                         init_scale=config.init_scale, dtype=dtype)
+    params = init_params(
+        widths, np.random.default_rng([config.seed, 1]), init_scale=config.init_scale, dtype=dtype
+    )
     shuffle_rng = np.random.default_rng([config.seed, 2])
     opt = SGD(params, momentum=config.momentum)
     B = N if config.batch_size == 0 else min(config.batch_size, N)
@@ -260,18 +261,42 @@ def fit(
     def snapshot(epoch: int, lr: float) -> dict[str, Any]:
         train = evaluate(params, X, data.y, kappa=kappa, weight_decay=wd)
         test = evaluate(params, X_test, data.y_test, kappa=kappa, weight_decay=wd)
-        rec = {"loss": train["loss"], "mse": train["mse"], "train_accuracy": train["accuracy"],
-               "test_accuracy": test["accuracy"], "saved": writer is not None}
+        rec = {
+            "loss": train["loss"],
+            "mse": train["mse"],
+            "train_accuracy": train["accuracy"],
+            "test_accuracy": test["accuracy"],
+            "saved": writer is not None,
+        }
         if writer is not None:
-            meta = {**run_meta, "epoch": epoch, "loss": train["loss"],
-                    "data_loss": train["data_loss"], "mse": train["mse"],
-                    "train_accuracy": train["accuracy"], "test_accuracy": test["accuracy"],
-                    "test_mse": test["mse"], "learning_rate": lr}
+            meta = {
+                **run_meta,
+                "epoch": epoch,
+                "loss": train["loss"],
+                "data_loss": train["data_loss"],
+                "mse": train["mse"],
+                "train_accuracy": train["accuracy"],
+                "test_accuracy": test["accuracy"],
+                "test_mse": test["mse"],
+                "learning_rate": lr,
+            }
             with _defer_sigint():
-                H = _write_split(writer, f"epoch_{epoch:04d}", params, X, features_dtype,
-                                 {**meta, "split": "train"})
-                _write_split(writer, f"test/epoch_{epoch:04d}", params, X_test, features_dtype,
-                             {**meta, "split": "test"})
+                H = _write_split(
+                    writer,
+                    f"epoch_{epoch:04d}",
+                    params,
+                    X,
+                    features_dtype,
+                    {**meta, "split": "train"},
+                )
+                _write_split(
+                    writer,
+                    f"test/epoch_{epoch:04d}",
+                    params,
+                    X_test,
+                    features_dtype,
+                    {**meta, "split": "test"},
+                )
             hist.saved_epochs.append(epoch)
         else:
             H = forward(params, X)[1][-1]
@@ -286,17 +311,30 @@ def fit(
                 writer.write("labels", data.y)
                 writer.write("labels", data.y_test, group="test")
                 writer.set_meta("test", split="test")
-        lr0 = learning_rate(config.schedule, config.lr, 0, config.epochs, step_every=config.step_every,
-                            gamma=config.gamma, lr_min=config.lr_min)
+        lr0 = learning_rate(
+            config.schedule,
+            config.lr,
+            0,
+            config.epochs,
+            step_every=config.step_every,
+            gamma=config.gamma,
+            lr_min=config.lr_min,
+        )
         rec0 = {"epoch": 0, "learning_rate": lr0, **snapshot(0, lr0)}
         hist.records.append(rec0)
         if callback is not None:
             callback(rec0)
 
         for epoch in range(config.epochs):
-            lr = learning_rate(config.schedule, config.lr, epoch, config.epochs,
-                               step_every=config.step_every, gamma=config.gamma,
-                               lr_min=config.lr_min)
+            lr = learning_rate(
+                config.schedule,
+                config.lr,
+                epoch,
+                config.epochs,
+                step_every=config.step_every,
+                gamma=config.gamma,
+                lr_min=config.lr_min,
+            )
             t0 = time.perf_counter()
             order = shuffle_rng.permutation(N) if B < N else None
             loss_sum, correct = 0.0, 0
@@ -306,15 +344,20 @@ def fit(
                 else:
                     idx = order[start : start + B]
                     xb, yb, labels = X[idx], Y[idx], data.y[idx]  # (B, d), (B, C), (B,)
-                loss, grads, out = objective_and_grads(params, xb, yb, kappa=kappa,
-                                                       weight_decay=wd, n_total=N)
+                loss, grads, out = objective_and_grads(
+                    params, xb, yb, kappa=kappa, weight_decay=wd, n_total=N
+                )
                 opt.step(grads, lr)
                 loss_sum += loss * xb.shape[0]
                 correct += int((out.argmax(axis=1) == labels).sum())
             train_seconds += time.perf_counter() - t0
             done = epoch + 1
-            rec = {"epoch": done, "learning_rate": lr, "loss": loss_sum / N,
-                   "train_accuracy": correct / N}
+            rec = {
+                "epoch": done,
+                "learning_rate": lr,
+                "loss": loss_sum / N,
+                "train_accuracy": correct / N,
+            }
             if not np.isfinite(rec["loss"]):
                 from ..errors import NCInspectError
 

@@ -53,7 +53,7 @@ def init_params(
     ReLU activations constant with depth.
     """
     params = []
-    for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+    for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
         w = rng.standard_normal((fan_out, fan_in)) * (init_scale * np.sqrt(2.0 / fan_in))
         params.append(w.astype(dtype))
     return params

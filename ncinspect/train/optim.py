@@ -30,10 +30,10 @@ class SGD:
     def step(self, grads: Sequence[np.ndarray], lr: float) -> None:
         """One update with learning rate ``lr``; ``grads`` may be overwritten."""
         if self.velocity is None:
-            for W, g in zip(self.params, grads):
+            for W, g in zip(self.params, grads, strict=True):
                 W -= lr * g
             return
-        for W, v, g in zip(self.params, self.velocity, grads):
+        for W, v, g in zip(self.params, self.velocity, grads, strict=True):
             v *= self.momentum
             v += g
             W -= lr * v

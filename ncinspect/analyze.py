@@ -1,0 +1,320 @@
+"""Run the two passes over a snapshot (or in-memory arrays) and return results.
+
+``analyze`` is the array-level entry point; ``analyze_snapshot`` and ``analyze_file`` do the
+same for dumps. Rows are streamed in chunks: pass 1 accumulates per-class sums, pass 2 the
+within-class, decision and output statistics given the means. Both passes are needed for
+exact values: NCC decisions and centred within-class scatter need the final class means
+before any row can be scored, and a one-pass E[hh^T] - mu mu^T form loses every digit at
+strong collapse.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidDataError, UsageError
+from .inputs import Prepared, prepare
+from .metrics import between_class_geometry, compute_metrics
+from .report import Report, SnapshotResult
+from .stats import FirstPass, Geometry, SecondPass, to_float64
+
+__all__ = ["analyze", "analyze_snapshot", "analyze_file", "plan_chunk_rows", "run_passes"]
+
+DEFAULT_MEMORY = 256 << 20  #: default working-memory budget of one chunk (bytes)
+
+Progress = Callable[[int], None]
+
+
+def plan_chunk_rows(n_features: int, n_classes: int, *, memory_limit: int | None = None) -> int:
+    """Rows per chunk so that one chunk's float64 working set fits ``memory_limit`` bytes.
+
+    The working set of pass 2 is about four float64 copies of the chunk's features plus
+    the (rows x 2C) decision scores; the default budget is fixed (256 MiB), so results do not
+    depend on the machine. Chunks are at least 64 and at most 65,536 rows.
+    """
+    budget = DEFAULT_MEMORY if memory_limit is None else int(memory_limit)
+    per_row = 8 * (4 * n_features + 3 * n_classes + 8)
+    return int(max(64, min(65536, budget // per_row)))
+
+
+def _chunks(n: int, rows: int):
+    for start in range(0, n, rows):
+        yield start, min(n, start + rows)
+
+
+def first_pass(prep: Prepared, rows: int, progress: Progress | None = None) -> FirstPass:
+    """Pass 1: per-class counts and float64 sums, chunk by chunk."""
+    N, d, C = prep.n_samples, prep.n_features, prep.n_classes
+    first = FirstPass.empty(C, d)
+    for a, b in _chunks(N, rows):
+        h = to_float64(prep.features.read(a, b))
+        first = first.merge(FirstPass.of_chunk(h, prep.codes[a:b], C, a))
+        if progress:
+            progress(b - a)
+    if first.n_nonfinite:
+        raise InvalidDataError(
+            f"{prep.features.where}: {first.n_nonfinite} row(s) hold NaN/Inf values, "
+            f"first at row {first.first_nonfinite_row}"
+        )
+    return first
+
+
+def second_pass(
+    prep: Prepared, geom: Geometry, rows: int, progress: Progress | None = None
+) -> SecondPass:
+    """Pass 2: within-class scatter, decisions and outputs given the geometry of pass 1."""
+    second = SecondPass.empty(prep.n_classes, geom.basis.shape[0])
+    for a, b in _chunks(prep.n_samples, rows):
+        outs = None
+        if prep.outputs is not None:
+            outs = np.asarray(prep.outputs.read(a, b), dtype=np.float64)
+            if not np.isfinite(outs).all():
+                raise InvalidDataError(f"{prep.outputs.where}: NaN/Inf in outputs rows {a}:{b}")
+        h = to_float64(prep.features.read(a, b))
+        second = second.merge(SecondPass.of_chunk(geom, h, prep.codes[a:b], outs))
+        if progress:
+            progress(b - a)
+    return second
+
+
+def run_passes(
+    prep: Prepared,
+    *,
+    center: str = "classes",
+    ncc_means: np.ndarray | None = None,
+    chunk_rows: int | None = None,
+    memory_limit: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[FirstPass, Geometry, SecondPass]:
+    """Both passes over ``prep`` in row chunks (in this process)."""
+    rows = chunk_rows or plan_chunk_rows(prep.n_features, prep.n_classes, memory_limit=memory_limit)
+    first = first_pass(prep, rows, progress)
+    geom = between_class_geometry(
+        first, center=center, weights=prep.weights, bias=prep.bias, ncc_means=ncc_means
+    )
+    return first, geom, second_pass(prep, geom, rows, progress)
+
+
+def _result(
+    prep: Prepared,
+    first: FirstPass,
+    geom: Geometry,
+    second: SecondPass,
+    *,
+    per_class: bool,
+    center: str,
+    ncc_label: str,
+    extra_warnings: list[str] = (),
+) -> SnapshotResult:
+    metrics, table, warnings = compute_metrics(first, second, geom, per_class=per_class)
+    if table is not None:
+        table = [{"class": name, **row} for name, row in zip(prep.class_names, table)]
+    within = second.proj_sq / max(first.n_samples, 1)
+    return SnapshotResult(
+        name="/",
+        n_samples=prep.n_samples,
+        n_features=prep.n_features,
+        n_classes=prep.n_classes,
+        metrics=metrics,
+        warnings=[*prep.notes, *extra_warnings, *warnings],
+        per_class=table,
+        dtype=str(prep.features.dtype),
+        class_names=list(prep.class_names),
+        class_counts=first.counts.tolist(),
+        center=center,
+        ncc_means=ncc_label,
+        arrays={
+            "means": geom.means,
+            "global_mean": geom.global_mean,
+            "weights": geom.weights,
+            "bias": geom.bias,
+            "between_eigvals": geom.eigvals / prep.n_classes,  # eigenvalues of Sigma_B
+            "within_along": within,  # v_k^T Sigma_W v_k
+            "basis": geom.basis,
+            "class_var": second.class_sq / np.maximum(first.counts, 1),
+        },
+    )
+
+
+def _check_center(center: str) -> None:
+    if center not in ("classes", "samples"):
+        raise UsageError(f"center must be 'classes' or 'samples', got {center!r}")
+
+
+def analyze(
+    features: Any,
+    labels: Any,
+    *,
+    weights: Any = None,
+    bias: Any = None,
+    outputs: Any = None,
+    center: str = "classes",
+    per_class: bool = False,
+    ncc_means: Any = None,
+    class_names: list[Any] | None = None,
+    chunk_rows: int | None = None,
+    memory_limit: int | None = None,
+    progress: Progress | None = None,
+) -> SnapshotResult:
+    """Every neural-collapse metric of spec/metrics.md for one set of features.
+
+    Parameters
+    ----------
+    features : array-like (N, d)
+        Last-layer features (float16/32/64 or ints; accumulated in float64).
+    labels : array-like (N,) or (N, C)
+        Integer, string or one-hot labels; remapped to 0..C-1 in sorted order.
+    weights : array-like (C, d), optional
+        Classifier rows, in the order of the sorted labels (needed for NC3, NC4, SQI).
+    bias : array-like (C,), optional
+    outputs : array-like (N, C), optional
+        Network outputs for the SQI section (default ``W h + b``).
+    center : {"classes", "samples"}
+        Global mean: mean of class means (default, as Papyan et al.) or sample mean.
+    per_class : bool
+        Also return per-class values.
+    ncc_means : array-like (C, d), optional
+        Class centres for the NCC decisions (e.g. train means for test features).
+    class_names : list, optional
+        Names to report instead of the sorted label values.
+    chunk_rows, memory_limit : int, optional
+        Rows per chunk, or a memory budget in bytes from which it is derived.
+    progress : callable, optional
+        Called with the number of rows done after each chunk of each pass.
+
+    Returns
+    -------
+    SnapshotResult
+        ``result.metrics[key]`` for every key; ``result.warnings`` says why any is None.
+
+    Examples
+    --------
+    >>> res = ncinspect.analyze(H, y, weights=W)       # doctest: +SKIP
+    >>> res.metrics["nc1"]                              # doctest: +SKIP
+    """
+    _check_center(center)
+    prep = prepare(features, labels, weights=weights, bias=bias, outputs=outputs,
+                   class_names=class_names)
+    first, geom, second = run_passes(
+        prep, center=center, ncc_means=ncc_means, chunk_rows=chunk_rows,
+        memory_limit=memory_limit, progress=progress,
+    )
+    return _result(prep, first, geom, second, per_class=per_class, center=center,
+                   ncc_label="own" if ncc_means is None else "given")
+
+
+def _prepare_snapshot(snap) -> Prepared:
+    names = snap.meta.get("class_names")
+    return prepare(
+        snap.features, snap.labels, weights=snap.weights, bias=snap.bias,
+        outputs=snap.outputs, class_names=names if isinstance(names, list) else None,
+    )
+
+
+def analyze_snapshot(
+    snap,
+    *,
+    center: str = "classes",
+    per_class: bool = False,
+    ncc_means: np.ndarray | None = None,
+    ncc_label: str = "own",
+    chunk_rows: int | None = None,
+    memory_limit: int | None = None,
+    progress: Progress | None = None,
+    prepared: Prepared | None = None,
+) -> SnapshotResult:
+    """:func:`analyze` for a :class:`~ncinspect.dump.Snapshot` (file must be open)."""
+    _check_center(center)
+    prep = prepared or _prepare_snapshot(snap)
+    first, geom, second = run_passes(
+        prep, center=center, ncc_means=ncc_means, chunk_rows=chunk_rows,
+        memory_limit=memory_limit, progress=progress,
+    )
+    res = _result(prep, first, geom, second, per_class=per_class, center=center,
+                  ncc_label=ncc_label, extra_warnings=list(dict.fromkeys(snap.notes)))
+    res.name, res.epoch, res.split, res.layer = snap.name, snap.epoch, snap.split, snap.layer
+    res.meta, res.file = dict(snap.meta), snap.file
+    return res
+
+
+def _train_partner(snap, snaps):
+    """The train snapshot of the same epoch and layer as a non-train ``snap`` (or None)."""
+    if snap.split in (None, "train"):
+        return None
+    for other in snaps:
+        if other is not snap and other.split == "train" and other.epoch == snap.epoch \
+                and other.layer == snap.layer:
+            return other
+    return None
+
+
+def analyze_file(
+    path: str | os.PathLike,
+    *,
+    snapshot: str | None = None,
+    keys: dict[str, str] | None = None,
+    center: str = "classes",
+    per_class: bool = False,
+    ncc_means: str = "train",
+    chunk_rows: int | None = None,
+    memory_limit: int | None = None,
+    progress: Progress | None = None,
+) -> Report:
+    """Analyse every snapshot of a dump (HDF5 or NPZ); one result per snapshot.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The dump.
+    snapshot : str, optional
+        Glob on snapshot paths (comma-separated for several); default all.
+    keys : dict, optional
+        Explicit array names by role, e.g. ``{"features": "feats_l4"}``.
+    ncc_means : {"train", "own"}
+        For a non-train split, score NCC with the class means of the train snapshot of the
+        same epoch and layer when the file has one (the literature's convention), or with
+        the split's own means.
+    Other parameters are those of :func:`analyze`.
+    """
+    from .dump import open_dump
+
+    _check_center(center)
+    if ncc_means not in ("train", "own"):
+        raise UsageError(f"ncc_means must be 'train' or 'own', got {ncc_means!r}")
+    results = []
+    with open_dump(path, keys=keys) as dump:
+        selected = dump.select(snapshot)
+        cache: dict[str, tuple[Prepared, FirstPass]] = {}
+
+        def first_of(snap) -> tuple[Prepared, FirstPass]:
+            if snap.name not in cache:
+                prep = _prepare_snapshot(snap)
+                rows = chunk_rows or plan_chunk_rows(
+                    prep.n_features, prep.n_classes, memory_limit=memory_limit)
+                cache[snap.name] = (prep, first_pass(prep, rows, progress))
+            return cache[snap.name]
+
+        for snap in selected:
+            partner = _train_partner(snap, dump.snapshots) if ncc_means == "train" else None
+            centres, label, extra = None, "own", []
+            if partner is not None:
+                pprep, pfirst = first_of(partner)
+                prep = _prepare_snapshot(snap)
+                if list(pprep.class_names) == list(prep.class_names):
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        centres = pfirst.sums / pfirst.counts[:, None]
+                    centres[pfirst.counts == 0] = np.nan
+                    label = f"train:{partner.name}"
+                else:
+                    extra.append(f"NCC uses this split's own means: {partner.name} has other classes")
+            res = analyze_snapshot(
+                snap, center=center, per_class=per_class, ncc_means=centres, ncc_label=label,
+                chunk_rows=chunk_rows, memory_limit=memory_limit, progress=progress,
+            )
+            res.warnings[:0] = extra
+            results.append(res)
+    return Report(os.fspath(path), results, center=center, ncc_means=ncc_means)

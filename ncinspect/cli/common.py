@@ -1,0 +1,66 @@
+"""Options and helpers shared by several commands (parsing only; no maths, no IO)."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_size(text: str | None) -> int | None:
+    """``"2GB"`` -> 2e9 bytes, ``"512MiB"`` -> 512 * 2**20; None stays None."""
+    if text is None:
+        return None
+    m = _SIZE_RE.match(text)
+    unit = (m.group(2) or "").lower().rstrip("b") if m else None
+    if not m or unit not in _UNITS:
+        raise click.BadParameter(f"{text!r} is not a size like 512MB or 2GiB")
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def key_options(func):
+    """--features-key ... --outputs-key: explicit array names for unusual dumps."""
+    for role in reversed(("features", "labels", "weights", "bias", "outputs")):
+        func = click.option(
+            f"--{role}-key", f"{role}_key", metavar="NAME", default=None,
+            help=f"Name of the {role} array (default: the standard name or an alias).",
+        )(func)
+    return func
+
+
+def keys_from(kwargs: dict) -> dict[str, str]:
+    """Pop the --*-key options out of ``kwargs`` into a role -> name dict."""
+    keys = {}
+    for role in ("features", "labels", "weights", "bias", "outputs"):
+        value = kwargs.pop(f"{role}_key", None)
+        if value:
+            keys[role] = value
+    return keys
+
+
+debug_option = click.option("--debug", is_flag=True, hidden=True, help="Show full tracebacks.")
+
+snapshot_option = click.option(
+    "--snapshot", "-s", "snapshot", metavar="PATTERN", default=None,
+    help="Glob on snapshot paths, e.g. 'epoch_*' or '/test/*' (comma-separated; default all).",
+)
+
+
+def stdout_console():
+    """Console for tables on stdout; wide enough for the metric tables when piped to a file."""
+    import sys
+
+    from rich.console import Console
+
+    width = None if sys.stdout.isatty() else 140
+    return Console(highlight=False, soft_wrap=False, width=width)
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)

@@ -1,0 +1,61 @@
+"""``ncinspect report FILE``: metrics of every snapshot as a table, JSON or CSV."""
+
+from __future__ import annotations
+
+import click
+
+from .common import debug_option, key_options, keys_from, parse_size, snapshot_option
+
+
+@click.command("report")
+@click.argument("file", type=click.Path(dir_okay=False))
+@snapshot_option
+@click.option("--json", "json_path", metavar="PATH", default=None,
+              help="Write the JSON report to PATH ('-' for stdout, then no table).")
+@click.option("--csv", "csv_path", metavar="PATH", default=None,
+              help="Write one CSV row per snapshot to PATH ('-' for stdout).")
+@click.option("--per-class", is_flag=True, help="Also report per-class values.")
+@click.option("--center", type=click.Choice(["classes", "samples"]), default="classes",
+              show_default=True, help="Global mean: mean of class means, or sample mean.")
+@click.option("--ncc-means", type=click.Choice(["train", "own"]), default="train",
+              show_default=True,
+              help="NCC centres for a test split: the train means of the same epoch, or its own.")
+@click.option("--compact/--full", default=None,
+              help="One row per snapshot (default when there are several) or full tables.")
+@click.option("--memory-limit", metavar="SIZE", default=None,
+              help="Working-memory budget per chunk, e.g. 512MB (default 256MiB).")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
+              help="Rows per chunk (overrides --memory-limit).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@key_options
+@debug_option
+def command(file, snapshot, json_path, csv_path, per_class, center, ncc_means, compact,
+            memory_limit, chunk_rows, quiet, debug, **kwargs):
+    """Report NC1-NC4, ETF geometry, NCC agreement and SQI quantities of FILE (HDF5 or NPZ)."""
+    from ..analyze import analyze_file
+    from ..render.table import render_report
+    from ..report import atomic_write
+    from .common import stdout_console
+
+    report = analyze_file(
+        file, snapshot=snapshot, keys=keys_from(kwargs), center=center, per_class=per_class,
+        ncc_means=ncc_means, chunk_rows=chunk_rows, memory_limit=parse_size(memory_limit),
+    )
+    to_stdout = False
+    if json_path:
+        text = report.to_json()
+        if json_path == "-":
+            click.echo(text, nl=False)
+            to_stdout = True
+        else:
+            atomic_write(json_path, text)
+    if csv_path:
+        text = report.to_csv()
+        if csv_path == "-":
+            click.echo(text, nl=False)
+            to_stdout = True
+        else:
+            atomic_write(csv_path, text)
+    if not to_stdout:
+        render_report(report, stdout_console(), per_class=per_class, compact=compact)
+    return 0

@@ -1,0 +1,285 @@
+"""Snapshots: named views of one features/labels/weights/bias/outputs set plus metadata.
+
+:func:`open_dump` recognises the container by content, builds its group tree and resolves
+snapshots as spec/dump-format.md says: any group holding ``features`` (or an alias) is a
+snapshot; ``labels`` are inherited from the nearest ancestor; ``weights``, ``bias``,
+``outputs`` and ``params`` are inherited only from an ancestor of the same layer; metadata
+is merged from the root down.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import AmbiguousArrayError, MissingArrayError, UnreadableFileError, UsageError
+from .io.sources import ArraySource
+from .io.tree import Node
+
+__all__ = ["ALIASES", "Snapshot", "Dump", "open_dump", "detect_format"]
+
+ROLES = ("features", "labels", "weights", "bias", "outputs")
+
+#: Names accepted on read for each array role, canonical name first.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "features": ("features", "H", "feats", "embeddings", "penultimate"),
+    "labels": ("labels", "y", "targets", "label"),
+    "weights": ("weights", "W", "classifier.weight", "fc.weight", "head.weight"),
+    "bias": ("bias", "b", "classifier.bias", "fc.bias", "head.bias"),
+    "outputs": ("outputs", "logits"),
+}
+
+_SPLITS = {"train", "test", "val", "valid", "validation", "eval", "holdout"}
+_EPOCH_RE = re.compile(r"^(?:epoch|ep)_?(\d+)$", re.IGNORECASE)
+_LAYER_RE = re.compile(r"^layer_?\w+$", re.IGNORECASE)
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+@dataclass
+class Snapshot:
+    """One analysable set of arrays in a dump.
+
+    Arrays are :class:`~ncinspect.io.sources.ArraySource` objects read lazily in row chunks;
+    the file must stay open (inside ``with open_dump(...)``) while they are read.
+    """
+
+    file: str
+    name: str
+    features: ArraySource
+    labels: ArraySource
+    weights: ArraySource | None = None
+    bias: ArraySource | None = None
+    outputs: ArraySource | None = None
+    params: dict[str, ArraySource] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    epoch: int | None = None
+    split: str | None = None
+    layer: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def detect_format(path: str) -> str:
+    """Return ``"hdf5"`` or ``"npz"`` from the file's content (not its suffix)."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if size == 0:
+                raise UnreadableFileError(f"{path}: file is empty (0 bytes)")
+            if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+                return "npz"
+            offset = 0
+            while offset + 8 <= size:  # HDF5 superblock at 0, 512, 1024, 2048, ...
+                f.seek(offset)
+                if f.read(8) == _HDF5_SIGNATURE:
+                    return "hdf5"
+                offset = 512 if offset == 0 else offset * 2
+    except FileNotFoundError:
+        raise UnreadableFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UnreadableFileError(f"{path}: is a directory, not a dump file") from None
+    except PermissionError:
+        raise UnreadableFileError(f"{path}: permission denied") from None
+    raise UnreadableFileError(
+        f"{path}: not an HDF5 or NPZ dump (starts with bytes {head[:8]!r}; "
+        "expected the HDF5 signature or a zip archive)"
+    )
+
+
+def _layer_of(node: Node) -> str | None:
+    for anc in node.ancestors():
+        if "layer" in anc.attrs and anc.attrs["layer"] is not None:
+            return str(anc.attrs["layer"])
+    for part in reversed(node.path.strip("/").split("/")):
+        if _LAYER_RE.match(part):
+            return part
+    return None
+
+
+def _epoch_of(node: Node, meta: dict) -> int | None:
+    if meta.get("epoch") is not None:
+        try:
+            return int(meta["epoch"])
+        except (TypeError, ValueError):
+            return None
+    for part in reversed(node.path.strip("/").split("/")):
+        m = _EPOCH_RE.match(part)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def _split_of(node: Node, meta: dict) -> str | None:
+    if meta.get("split") is not None:
+        return str(meta["split"])
+    for part in reversed(node.path.strip("/").split("/")):
+        if part.lower() in _SPLITS:
+            return part.lower()
+    return None
+
+
+class Dump:
+    """An open dump file: its group tree and its snapshots. Use as a context manager."""
+
+    def __init__(self, path: str | os.PathLike, *, keys: dict[str, str] | None = None):
+        self.path = os.fspath(path)
+        self.keys = {k: v for k, v in (keys or {}).items() if v}
+        unknown = set(self.keys) - set(ROLES)
+        if unknown:
+            raise UsageError(f"unknown array role(s) {sorted(unknown)}; expected one of {ROLES}")
+        self.format = detect_format(self.path)
+        self.notes: list[str] = []
+        self._h5 = None
+        if self.format == "hdf5":
+            from .io.hdf5 import open_h5, read_h5_tree
+
+            self._h5 = open_h5(self.path)
+            try:
+                self.tree = read_h5_tree(self._h5, self.path)
+            except Exception:
+                self.close()
+                raise
+        else:
+            from .io.npz import read_npz_tree
+
+            self.tree = read_npz_tree(self.path, self.notes)
+        self.snapshots = self._resolve()
+
+    def __enter__(self) -> Dump:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._h5 is not None:
+            try:
+                self._h5.close()
+            finally:
+                self._h5 = None
+
+    # resolution -------------------------------------------------------------------------
+    def _names_for(self, role: str) -> tuple[str, ...]:
+        if role in self.keys:
+            return (self.keys[role],)
+        names = ALIASES[role]
+        # dotted state-dict names may also be stored as nested groups (classifier/weight)
+        return names + tuple(n.replace(".", "/") for n in names if "." in n)
+
+    def _find(self, node: Node, role: str) -> ArraySource | None:
+        found = [(n, node.lookup(n)) for n in self._names_for(role)]
+        found = [(n, s) for n, s in found if s is not None]
+        if len(found) > 1:
+            names = " and ".join(repr(n) for n, _ in found)
+            raise AmbiguousArrayError(
+                f"{self.path}:{node.path}: both {names} are present as {role}; "
+                f"choose one with --{role}-key"
+            )
+        return found[0][1] if found else None
+
+    def _inherit(self, node: Node, role: str, *, same_layer: bool) -> ArraySource | None:
+        layer = _layer_of(node)
+        for anc in node.ancestors():
+            src = self._find(anc, role)
+            if src is not None:
+                if same_layer and _layer_of(anc) != layer:
+                    return None
+                return src
+        return None
+
+    def _params(self, node: Node) -> dict[str, ArraySource]:
+        layer = _layer_of(node)
+        for anc in node.ancestors():
+            group = anc.children.get("params")
+            if group is not None and group.arrays:
+                if _layer_of(anc) != layer:
+                    return {}
+                return dict(group.arrays)
+        return {}
+
+    def _resolve(self) -> list[Snapshot]:
+        snaps: list[Snapshot] = []
+        for node in self.tree.walk():
+            features = self._find(node, "features")
+            if features is None:
+                continue
+            labels = self._inherit(node, "labels", same_layer=False)
+            if labels is None:
+                raise MissingArrayError(
+                    f"{self.path}:{node.path}: no labels for the features here or in any parent "
+                    f"group (tried {', '.join(self._names_for('labels'))}); "
+                    f"the file holds: {self.describe_arrays()}"
+                )
+            meta: dict[str, Any] = {}
+            for anc in reversed(list(node.ancestors())):
+                meta.update(anc.attrs)
+            snaps.append(
+                Snapshot(
+                    file=self.path,
+                    name=node.path,
+                    features=features,
+                    labels=labels,
+                    weights=self._inherit(node, "weights", same_layer=True),
+                    bias=self._inherit(node, "bias", same_layer=True),
+                    outputs=self._inherit(node, "outputs", same_layer=True),
+                    params=self._params(node),
+                    meta=meta,
+                    epoch=_epoch_of(node, meta),
+                    split=_split_of(node, meta),
+                    layer=_layer_of(node),
+                    notes=self.notes,
+                )
+            )
+        if not snaps:
+            raise MissingArrayError(
+                f"{self.path}: no features array found (tried "
+                f"{', '.join(self._names_for('features'))} in every group); "
+                f"the file holds: {self.describe_arrays()}"
+            )
+        return snaps
+
+    def describe_arrays(self, limit: int = 12) -> str:
+        items = []
+        for node in self.tree.walk():
+            for name, src in sorted(node.arrays.items()):
+                items.append(f"{node.path.rstrip('/')}/{name} {src.shape}")
+        if not items:
+            return "no arrays"
+        more = f" and {len(items) - limit} more" if len(items) > limit else ""
+        return ", ".join(items[:limit]) + more
+
+    def select(self, pattern: str | None = None) -> list[Snapshot]:
+        """Snapshots whose path matches the glob ``pattern`` (all when None)."""
+        if not pattern:
+            return list(self.snapshots)
+        pats = [p.strip() for p in pattern.split(",") if p.strip()]
+        out = [
+            s
+            for s in self.snapshots
+            if any(
+                fnmatch.fnmatchcase(s.name, p) or fnmatch.fnmatchcase(s.name.lstrip("/"), p.lstrip("/"))
+                for p in pats
+            )
+        ]
+        if not out:
+            names = ", ".join(s.name for s in self.snapshots[:10])
+            raise UsageError(f"{self.path}: no snapshot matches {pattern!r}; snapshots: {names}")
+        return out
+
+
+def open_dump(path: str | os.PathLike, *, keys: dict[str, str] | None = None) -> Dump:
+    """Open a dump (HDF5 or NPZ, recognised by content) read-only and resolve its snapshots.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The dump file.
+    keys : dict, optional
+        Explicit array names by role (``{"features": "penult_feats"}``) for dumps whose names
+        are not in :data:`ALIASES`.
+    """
+    return Dump(path, keys=keys)

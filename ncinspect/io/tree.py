@@ -1,0 +1,50 @@
+"""A container-neutral group tree: what the HDF5 and NPZ readers both produce."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .sources import ArraySource
+
+__all__ = ["Node"]
+
+
+@dataclass
+class Node:
+    """A group: its arrays, its metadata and its child groups."""
+
+    path: str
+    arrays: dict[str, ArraySource] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    children: dict[str, Node] = field(default_factory=dict)
+    parent: Node | None = None
+
+    def child(self, name: str) -> Node:
+        if name not in self.children:
+            path = f"{self.path.rstrip('/')}/{name}"
+            self.children[name] = Node(path, parent=self)
+        return self.children[name]
+
+    def walk(self):
+        """Yield this node and every descendant, depth first, children in sorted order."""
+        yield self
+        for name in sorted(self.children):
+            yield from self.children[name].walk()
+
+    def ancestors(self):
+        """Yield this node, then its parent, up to the root."""
+        node: Node | None = self
+        while node is not None:
+            yield node
+            node = node.parent
+
+    def lookup(self, relpath: str) -> ArraySource | None:
+        """The array at ``relpath`` (may contain ``/``) below this node, or None."""
+        parts = [p for p in relpath.split("/") if p]
+        node = self
+        for p in parts[:-1]:
+            node = node.children.get(p)
+            if node is None:
+                return None
+        return node.arrays.get(parts[-1]) if parts else None

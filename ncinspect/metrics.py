@@ -1,0 +1,474 @@
+"""Pure functions from sufficient statistics to the numbers of spec/metrics.md.
+
+This module imports numpy only (no IO, no printing, no plotting). Every public function
+documents its formula in Notes. Undefined values are returned as ``None`` together with a
+one-line reason, never as 0 or NaN.
+
+Costs: everything here is O(C d min(C, d)) or less; pairwise quantities over classes are
+computed in tiles so that C = 30,000 classes never builds a C x C matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .stats import FirstPass, Geometry, SecondPass
+
+__all__ = [
+    "METRIC_KEYS",
+    "PER_CLASS_KEYS",
+    "METRIC_INFO",
+    "between_class_geometry",
+    "etf_gram",
+    "etf_error",
+    "equinorm",
+    "pairwise_cosine_stats",
+    "cdnv",
+    "self_duality",
+    "compute_metrics",
+]
+
+EIG_RTOL = 1e-12  #: eigenvalues of Sigma_B below this fraction of the largest are dropped
+_DIRECT_MAX_C = 2048  #: up to this C, C x C matrices are formed directly (exact, cheap)
+_TILE_ELEMS = 1 << 22  #: entries of one tile of a pairwise computation (~32 MB float64)
+
+#: (key, group, direction, meaning) for every metric, in report order.
+METRIC_INFO: tuple[tuple[str, str, str, str], ...] = (
+    ("nc1", "NC1", "lower", "Tr(Sigma_W Sigma_B^+)/C: within- vs between-class variability"),
+    ("nc1_trace_ratio", "NC1", "lower", "Tr(Sigma_W)/Tr(Sigma_B)"),
+    ("nc1_cdnv", "NC1", "lower", "class-distance normalised variance, mean over pairs"),
+    ("nc2_equinorm_means", "NC2", "lower", "std/mean of centred class-mean norms"),
+    ("nc2_equinorm_weights", "NC2", "lower", "std/mean of classifier row norms"),
+    ("nc2_equiangular_means", "NC2", "lower", "std of pairwise cosines of centred means"),
+    ("nc2_equiangular_weights", "NC2", "lower", "std of pairwise cosines of classifier rows"),
+    ("nc2_maxangle_means", "NC2", "lower", "mean |cos + 1/(C-1)| of centred means"),
+    ("nc2_maxangle_weights", "NC2", "lower", "mean |cos + 1/(C-1)| of classifier rows"),
+    ("etf_error_means", "NC2", "lower", "distance of the means' Gram to the simplex ETF"),
+    ("etf_error_weights", "NC2", "lower", "distance of W W^T to the simplex ETF"),
+    ("etf_error_weights_centered", "NC2", "lower", "same, W with its mean row removed"),
+    ("nc3_self_duality", "NC3", "lower", "||W/||W|| - M/||M||||^2 (squared, in [0, 4])"),
+    ("nc3_duality_etf_error", "NC3", "lower", "distance of W M^T to the simplex ETF"),
+    ("nc3_duality_cos", "NC3", "higher", "mean cos(w_c, mu_c - mu_G)"),
+    ("nc4_ncc_mismatch", "NC4", "lower", "classifier vs nearest-class-centre disagreement"),
+    ("accuracy_classifier", "NC4", "higher", "accuracy of argmax(W h + b)"),
+    ("accuracy_ncc", "NC4", "higher", "accuracy of the nearest class centre"),
+    ("sqi_eps1", "SQI", "lower", "1 - mean true-class output"),
+    ("sqi_eps2", "SQI", "lower", "mean wrong-class output"),
+    ("sqi_delta", "SQI", "zero", "eps1 - (C-1) eps2 (0 under exact SQI)"),
+    ("sqi_ratio", "SQI", "one", "eps1 / ((C-1) eps2) (1 under exact SQI)"),
+    ("sqi_spread", "SQI", "lower", "||F - T||/||T||: outputs vs the class-constant pattern"),
+    ("mse", "SQI", "lower", "mean square error against one-hot targets"),
+    ("interpolates", "SQI", "info", "max |f - onehot| < 1e-3 on every sample"),
+)
+METRIC_KEYS: tuple[str, ...] = tuple(k for k, *_ in METRIC_INFO)
+PER_CLASS_KEYS: tuple[str, ...] = (
+    "n",
+    "var",
+    "mean_norm",
+    "weight_norm",
+    "duality_cos",
+    "ncc_agreement",
+    "accuracy_classifier",
+)
+
+
+# --------------------------------------------------------------------------------------
+# geometry from pass 1
+# --------------------------------------------------------------------------------------
+def between_class_geometry(
+    first: FirstPass,
+    *,
+    center: str = "classes",
+    weights: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+    ncc_means: np.ndarray | None = None,
+) -> Geometry:
+    """Class means, global mean and the between-class eigenbasis from pass-1 statistics.
+
+    Parameters
+    ----------
+    first : FirstPass
+        Per-class counts and sums.
+    center : {"classes", "samples"}
+        mu_G is the mean of class means (default) or the sample mean.
+    weights, bias : arrays, optional
+        The classifier (C, d) and bias (C,), stored in the geometry for pass 2.
+    ncc_means : (C, d) array, optional
+        Centres for the NCC decisions (e.g. the train means for a test split); default the
+        class means of ``first``.
+
+    Notes
+    -----
+    ``M~`` has rows ``mu_c - mu_G``. Its thin SVD ``M~ = U S V^T`` gives the eigenpairs of
+    ``M~^T M~ = C Sigma_B`` without a d x d matrix (work is O(C d min(C, d))). Kept are at
+    most ``r = min(C-1, d)`` leading pairs, and only those with eigenvalue at least
+    ``1e-12`` times the largest, so float32 round-off never yields a spurious direction.
+    """
+    counts = first.counts
+    present = counts > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = first.sums / counts[:, None]
+    means[~present] = np.nan
+    if center == "classes":
+        mu_g = means[present].mean(axis=0)
+    elif center == "samples":
+        mu_g = first.sums.sum(axis=0) / max(first.n_samples, 1)
+    else:
+        raise ValueError(f"center must be 'classes' or 'samples', got {center!r}")
+    centred = np.where(present[:, None], means - mu_g, 0.0)
+    C, d = centred.shape
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    eig = s * s
+    keep = min(C - 1, d)
+    if eig.size and eig[0] > 0:
+        keep = min(keep, int(np.count_nonzero(eig >= EIG_RTOL * eig[0])))
+    else:
+        keep = 0
+    if ncc_means is None:
+        ncc_centres, ncc_valid = centred.copy(), present.copy()
+    else:
+        ncc_means = np.asarray(ncc_means, dtype=np.float64)
+        ncc_valid = np.isfinite(ncc_means).all(axis=1)
+        ncc_centres = np.where(ncc_valid[:, None], ncc_means - mu_g, 0.0)
+    return Geometry(
+        means=means,
+        global_mean=mu_g,
+        centred=centred,
+        basis=np.ascontiguousarray(vt[:keep]),
+        eigvals=eig[:keep].copy(),
+        ncc_centres=ncc_centres,
+        ncc_valid=ncc_valid,
+        weights=None if weights is None else np.asarray(weights, dtype=np.float64),
+        bias=None if bias is None else np.asarray(bias, dtype=np.float64),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# building blocks
+# --------------------------------------------------------------------------------------
+def etf_gram(n_classes: int) -> np.ndarray:
+    """``E = (I_C - 11^T/C) / sqrt(C-1)``: the simplex-ETF Gram matrix with unit Frobenius norm."""
+    C = n_classes
+    return (np.eye(C) - np.full((C, C), 1.0 / C)) / np.sqrt(C - 1)
+
+
+def etf_error(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Distance of the normalised cross-Gram ``A B^T`` to the simplex ETF.
+
+    Notes
+    -----
+    ``etf_error(A, B) = || A B^T / ||A B^T||_F - E ||_F`` with ``E`` from :func:`etf_gram`;
+    in [0, 2]. For C <= 2048 the C x C product is formed; above, the identity
+    ``||X/||X|| - E||^2 = 2 - 2 <X, E> / ||X||`` is used with ``<X, E> = (Tr X - 1^T X 1 / C) /
+    sqrt(C-1)`` and ``||A B^T||_F^2 = <A^T A, B^T B>`` (d x d, used only when d < C).
+    Returns None when ``A B^T = 0``.
+    """
+    C = a.shape[0]
+    if C <= _DIRECT_MAX_C:
+        x = a @ b.T
+        norm = np.linalg.norm(x)
+        if norm == 0 or not np.isfinite(norm):
+            return None
+        return float(np.linalg.norm(x / norm - etf_gram(C)))
+    if a.shape[1] < C:
+        norm2 = float(np.sum((a.T @ a) * (b.T @ b)))
+    else:
+        norm2 = sum(float(np.sum(np.square(t))) for t in _tiles_product(a, b))
+    if norm2 <= 0:
+        return None
+    inner = (np.einsum("ij,ij->", a, b) - a.sum(0) @ b.sum(0) / C) / np.sqrt(C - 1)
+    return float(np.sqrt(max(0.0, 2.0 - 2.0 * inner / np.sqrt(norm2))))
+
+
+def _tile_rows(n_rows: int, n_cols: int) -> int:
+    return max(1, min(n_rows, _TILE_ELEMS // max(n_cols, 1)))
+
+
+def _tiles_product(a: np.ndarray, b: np.ndarray) -> Iterator[np.ndarray]:
+    step = _tile_rows(a.shape[0], b.shape[0])
+    for i in range(0, a.shape[0], step):
+        yield a[i : i + step] @ b.T
+
+
+def equinorm(vectors: np.ndarray) -> float | None:
+    """``std(||v_c||) / mean(||v_c||)`` with ddof=1 (None when C < 2 or all norms are 0).
+
+    Notes
+    -----
+    Papyan et al.'s equinorm measure, for centred class means or classifier rows.
+    """
+    norms = np.linalg.norm(vectors, axis=1)
+    if norms.size < 2 or norms.mean() == 0:
+        return None
+    return float(norms.std(ddof=1) / norms.mean())
+
+
+def _pairwise_upper(x: np.ndarray, y: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Yield, tile by tile, the values ``x_c . y_c'`` for c < c' (upper triangle, row major)."""
+    y = x if y is None else y
+    C = x.shape[0]
+    step = _tile_rows(C, C)
+    for i in range(0, C, step):
+        block = x[i : i + step] @ y.T  # (t, C)
+        rows = np.arange(i, min(i + step, C))
+        mask = np.arange(C)[None, :] > rows[:, None]
+        yield block[mask]
+
+
+def pairwise_cosine_stats(vectors: np.ndarray) -> tuple[float | None, float | None]:
+    """Equiangularity and max-angle measures of a set of C vectors.
+
+    Returns
+    -------
+    (equiangular, maxangle)
+        Population std (ddof=0) of ``cos(v_c, v_c')`` over the C(C-1)/2 unordered pairs, and
+        the mean over pairs of ``|cos(v_c, v_c') + 1/(C-1)|``. None when C < 2 or a vector
+        is zero (its cosine is undefined).
+
+    Notes
+    -----
+    Computed in tiles with an exact (Chan) merge of the moments, O(C^2 d) time and
+    O(tile) memory.
+    """
+    from .stats import Moments
+
+    C = vectors.shape[0]
+    norms = np.linalg.norm(vectors, axis=1)
+    if C < 2 or np.any(norms == 0):
+        return None, None
+    unit = vectors / norms[:, None]
+    moments = Moments()
+    abs_sum = 0.0
+    for cos in _pairwise_upper(unit):
+        cos = np.clip(cos, -1.0, 1.0)
+        moments = moments.merge(Moments.of(cos))
+        abs_sum += float(np.abs(cos + 1.0 / (C - 1)).sum())
+    return float(np.sqrt(moments.m2 / moments.count)), abs_sum / moments.count
+
+
+def cdnv(variances: np.ndarray, centred: np.ndarray) -> float | None:
+    """Class-distance normalised variance (Galanti et al.), mean over unordered pairs.
+
+    Notes
+    -----
+    ``mean_{c<c'} (v_c + v_c') / (2 ||mu_c - mu_c'||^2)`` with
+    ``v_c = (1/n_c) sum ||h_i - mu_c||^2``. Distances come from the centred means in tiles.
+    Returns None when two class means coincide.
+    """
+    C = centred.shape[0]
+    sq = np.einsum("ij,ij->i", centred, centred)
+    total, count = 0.0, 0
+    step = _tile_rows(C, C)
+    for i in range(0, C, step):
+        rows = np.arange(i, min(i + step, C))
+        dist = sq[rows, None] + sq[None, :] - 2.0 * (centred[rows] @ centred.T)
+        mask = np.arange(C)[None, :] > rows[:, None]
+        dist = dist[mask]
+        if np.any(dist <= 0):
+            return None
+        vsum = (variances[rows, None] + variances[None, :])[mask]
+        total += float(np.sum(vsum / (2.0 * dist)))
+        count += dist.size
+    return total / count if count else None
+
+
+def self_duality(weights: np.ndarray, centred: np.ndarray) -> float | None:
+    """``|| W/||W||_F - M~/||M~||_F ||_F^2`` (squared, as in Papyan et al.; in [0, 4])."""
+    nw, nm = np.linalg.norm(weights), np.linalg.norm(centred)
+    if nw == 0 or nm == 0:
+        return None
+    return float(np.sum(np.square(weights / nw - centred / nm)))
+
+
+def _row_cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.einsum("ij,ij->i", a, b) / (na * nb)
+
+
+# --------------------------------------------------------------------------------------
+# everything at once
+# --------------------------------------------------------------------------------------
+class _Collector:
+    """Metric values plus warnings grouped by reason (one line per reason)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, object] = dict.fromkeys(METRIC_KEYS)
+        self._reasons: dict[str, list[str]] = {}
+        self.notes: list[str] = []
+
+    def set(self, key: str, value, reason: str | None = None) -> None:
+        if value is not None and isinstance(value, float) and not np.isfinite(value):
+            value, reason = None, reason or "not finite"
+        self.values[key] = value
+        if value is None:
+            self._reasons.setdefault(reason or "undefined", []).append(key)
+
+    def warnings(self) -> list[str]:
+        out = list(self.notes)
+        for reason, keys in self._reasons.items():
+            out.append(f"{', '.join(keys)}: null ({reason})")
+        return out
+
+
+def compute_metrics(
+    first: FirstPass,
+    second: SecondPass,
+    geom: Geometry,
+    *,
+    per_class: bool = False,
+) -> tuple[dict[str, object], list[dict[str, object]] | None, list[str]]:
+    """Every metric of spec/metrics.md from the two passes' statistics.
+
+    Returns
+    -------
+    metrics : dict
+        One value per key of :data:`METRIC_KEYS` (None where undefined).
+    per_class : list of dict or None
+        Per-class values (:data:`PER_CLASS_KEYS`) when ``per_class`` is set.
+    warnings : list of str
+        One line per reason a value is null, plus notes (e.g. C > d + 1).
+
+    Notes
+    -----
+    With ``v_k, s_k^2`` the kept eigenpairs of ``M~^T M~`` and ``q_k = sum_i (v_k . (h_i -
+    mu_{y_i}))^2``: ``nc1 = Tr(Sigma_W Sigma_B^+) / C = sum_k q_k / (N s_k^2)``, because
+    ``Sigma_B = M~^T M~ / C`` and ``Sigma_W = (1/N) sum_i (h_i - mu_{y_i})(...)^T``.
+    ``Tr Sigma_W = sum_c class_sq_c / N`` and ``Tr Sigma_B = ||M~||_F^2 / C``. The SQI spread
+    uses ``||F - T||_F^2 = M2(true outputs) + M2(wrong outputs)``, exact from the merged
+    moments. See spec/metrics.md for every definition.
+    """
+    out = _Collector()
+    C, d = geom.means.shape
+    N = first.n_samples
+    counts = first.counts
+    present = counts > 0
+    all_present = bool(present.all())
+    missing_reason = (
+        f"class(es) {np.flatnonzero(~present).tolist()[:10]} have no samples"
+        if not all_present
+        else None
+    )
+    if C > d + 1:
+        out.notes.append(
+            f"C = {C} classes in d = {d} dimensions: C > d + 1 cannot form a simplex ETF; "
+            "NC2/NC3 values are still computed"
+        )
+    M = geom.centred
+    W = geom.weights
+    variances = np.where(present, second.class_sq / np.maximum(counts, 1), np.nan)
+
+    # NC1 -------------------------------------------------------------------------------
+    if not all_present:
+        for key in ("nc1", "nc1_trace_ratio", "nc1_cdnv"):
+            out.set(key, None, missing_reason)
+    else:
+        tr_b = float(np.sum(M * M)) / C
+        tr_w = float(second.class_sq.sum()) / N
+        if geom.eigvals.size == 0 or tr_b == 0:
+            out.set("nc1", None, "all class means coincide (Sigma_B = 0)")
+            out.set("nc1_trace_ratio", None, "all class means coincide (Sigma_B = 0)")
+        else:
+            out.set("nc1", float(np.sum(second.proj_sq / geom.eigvals)) / N)
+            out.set("nc1_trace_ratio", tr_w / tr_b)
+        if np.all(counts < 2):
+            out.set("nc1_cdnv", None, "fewer than 2 samples in every class")
+        else:
+            out.set("nc1_cdnv", cdnv(variances, M), "two class means coincide")
+
+    # NC2 -------------------------------------------------------------------------------
+    if not all_present:
+        for key in ("nc2_equinorm_means", "nc2_equiangular_means", "nc2_maxangle_means",
+                    "etf_error_means"):
+            out.set(key, None, missing_reason)
+    else:
+        out.set("nc2_equinorm_means", equinorm(M), "centred class means are all zero")
+        eq, ma = pairwise_cosine_stats(M)
+        out.set("nc2_equiangular_means", eq, "a centred class mean is zero")
+        out.set("nc2_maxangle_means", ma, "a centred class mean is zero")
+        out.set("etf_error_means", etf_error(M, M), "centred class means are all zero")
+    no_w = "no classifier weights in the dump (weights)"
+    if W is None:
+        for key in ("nc2_equinorm_weights", "nc2_equiangular_weights", "nc2_maxangle_weights",
+                    "etf_error_weights", "etf_error_weights_centered"):
+            out.set(key, None, no_w)
+    else:
+        out.set("nc2_equinorm_weights", equinorm(W), "classifier rows are all zero")
+        eq, ma = pairwise_cosine_stats(W)
+        out.set("nc2_equiangular_weights", eq, "a classifier row is zero")
+        out.set("nc2_maxangle_weights", ma, "a classifier row is zero")
+        out.set("etf_error_weights", etf_error(W, W), "classifier rows are all zero")
+        wc = W - W.mean(axis=0)
+        out.set("etf_error_weights_centered", etf_error(wc, wc), "row-centred W is zero")
+
+    # NC3 -------------------------------------------------------------------------------
+    nc3 = ("nc3_self_duality", "nc3_duality_etf_error", "nc3_duality_cos")
+    if W is None:
+        for key in nc3:
+            out.set(key, None, no_w)
+    elif not all_present:
+        for key in nc3:
+            out.set(key, None, missing_reason)
+    else:
+        out.set("nc3_self_duality", self_duality(W, M), "W or the centred means are zero")
+        out.set("nc3_duality_etf_error", etf_error(W, M), "W M~^T is zero")
+        cos = _row_cos(W, M)
+        out.set("nc3_duality_cos", float(cos.mean()) if np.all(np.isfinite(cos)) else None,
+                "a classifier row or centred mean is zero")
+
+    # NC4 -------------------------------------------------------------------------------
+    ncc_ok = bool(geom.ncc_valid.all())
+    ncc_reason = missing_reason or "an NCC centre is undefined"
+    if second.has_decisions:
+        out.set("accuracy_classifier", float(second.clf_correct.sum()) / N)
+        out.set("nc4_ncc_mismatch", 1.0 - float(second.agree.sum()) / N if ncc_ok else None,
+                ncc_reason)
+    else:
+        reason = "no classifier weights or outputs in the dump"
+        out.set("accuracy_classifier", None, reason)
+        out.set("nc4_ncc_mismatch", None, reason)
+    out.set("accuracy_ncc", float(second.ncc_correct.sum()) / N if ncc_ok else None, ncc_reason)
+
+    # SQI -------------------------------------------------------------------------------
+    sqi = ("sqi_eps1", "sqi_eps2", "sqi_delta", "sqi_ratio", "sqi_spread", "mse", "interpolates")
+    if not second.has_outputs:
+        for key in sqi:
+            out.set(key, None, "no outputs and no classifier weights in the dump")
+    else:
+        eps1 = 1.0 - second.true_out.mean
+        eps2 = second.wrong_out.mean if second.wrong_out.count else 0.0
+        out.set("sqi_eps1", eps1)
+        out.set("sqi_eps2", eps2)
+        out.set("sqi_delta", eps1 - (C - 1) * eps2)
+        out.set("sqi_ratio", eps1 / ((C - 1) * eps2) if eps2 != 0 else None, "eps2 = 0")
+        t_norm = np.sqrt(N * ((1.0 - eps1) ** 2 + (C - 1) * eps2**2))
+        spread = np.sqrt(second.true_out.m2 + second.wrong_out.m2)
+        out.set("sqi_spread", float(spread / t_norm) if t_norm > 0 else None,
+                "the class-constant pattern T is zero")
+        out.set("mse", second.sq_err / (N * C))
+        out.set("interpolates", bool(second.max_abs_err < 1e-3))
+
+    table = None
+    if per_class:
+        mean_norm = np.linalg.norm(M, axis=1)
+        w_norm = np.linalg.norm(W, axis=1) if W is not None else None
+        dcos = _row_cos(W, M) if W is not None else None
+        n = np.maximum(counts, 1)
+        table = []
+        for c in range(C):
+            row = {
+                "n": int(counts[c]),
+                "var": float(variances[c]) if present[c] else None,
+                "mean_norm": float(mean_norm[c]) if present[c] else None,
+                "weight_norm": float(w_norm[c]) if w_norm is not None else None,
+                "duality_cos": (float(dcos[c]) if dcos is not None and present[c]
+                                and np.isfinite(dcos[c]) else None),
+                "ncc_agreement": (float(second.agree[c]) / n[c] if second.has_decisions
+                                  and present[c] and ncc_ok else None),
+                "accuracy_classifier": (float(second.clf_correct[c]) / n[c]
+                                        if second.has_decisions and present[c] else None),
+            }
+            table.append(row)
+    return out.values, table, out.warnings()

@@ -1,0 +1,1 @@
+"""Renderers: results -> text for people (rich tables). JSON and CSV live in report.py."""

@@ -1,0 +1,229 @@
+"""Mergeable sufficient statistics: the two passes over row chunks.
+
+Every metric of spec/metrics.md is a function of these sums. A statistic of two chunks is
+the :meth:`merge` of the statistics of each, so the same code runs on one in-memory chunk,
+on a file streamed from disk, or on chunks spread over a cluster (merged at the end).
+
+Pass 1 (:class:`FirstPass`) needs nothing: per-class counts and float64 feature sums.
+Pass 2 (:class:`SecondPass`) needs the :class:`Geometry` derived from pass 1 (means, the
+between-class eigenbasis, the classifier) and accumulates within-class scatter projected on
+that basis, per-class scatter traces, NCC and classifier decisions and output statistics.
+Nothing here builds a d x d matrix; within-class quantities come from centred values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Moments", "FirstPass", "Geometry", "SecondPass", "to_float64"]
+
+
+def to_float64(block: np.ndarray) -> np.ndarray:
+    """A float64 copy of a chunk (always a copy, so callers may modify it in place)."""
+    return np.array(block, dtype=np.float64, copy=True)
+
+
+@dataclass
+class Moments:
+    """Count, mean and sum of squared deviations of scalars, merged exactly (Chan et al.)."""
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Moments:
+        values = np.asarray(values, dtype=np.float64).ravel()
+        if values.size == 0:
+            return cls()
+        mean = float(values.mean())
+        return cls(int(values.size), mean, float(np.square(values - mean).sum()))
+
+    def merge(self, other: Moments) -> Moments:
+        if other.count == 0:
+            return Moments(self.count, self.mean, self.m2)
+        if self.count == 0:
+            return Moments(other.count, other.mean, other.m2)
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        mean = self.mean + delta * other.count / n
+        m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / n
+        return Moments(n, mean, m2)
+
+
+@dataclass
+class FirstPass:
+    """Per-class counts and float64 feature sums; also counts non-finite feature rows."""
+
+    counts: np.ndarray  # (C,) int64
+    sums: np.ndarray  # (C, d) float64
+    n_nonfinite: int = 0
+    first_nonfinite_row: int | None = None
+
+    @classmethod
+    def empty(cls, n_classes: int, n_features: int) -> FirstPass:
+        return cls(np.zeros(n_classes, np.int64), np.zeros((n_classes, n_features)))
+
+    @classmethod
+    def of_chunk(cls, h: np.ndarray, y: np.ndarray, n_classes: int, row0: int = 0) -> FirstPass:
+        """Statistics of one chunk: ``h`` (n, d) float64, ``y`` (n,) codes in 0..C-1."""
+        stats = cls.empty(n_classes, h.shape[1])
+        finite = np.isfinite(h).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            stats.n_nonfinite = int(bad.size)
+            stats.first_nonfinite_row = int(row0 + bad[0])
+            h = np.where(finite[:, None], h, 0.0)
+        stats.counts = np.bincount(y, minlength=n_classes).astype(np.int64)
+        _group_sum(stats.sums, h, y)
+        return stats
+
+    def merge(self, other: FirstPass) -> FirstPass:
+        firsts = [r for r in (self.first_nonfinite_row, other.first_nonfinite_row) if r is not None]
+        return FirstPass(
+            self.counts + other.counts,
+            self.sums + other.sums,
+            self.n_nonfinite + other.n_nonfinite,
+            min(firsts) if firsts else None,
+        )
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.counts.sum())
+
+
+def _group_sum(out: np.ndarray, h: np.ndarray, y: np.ndarray) -> None:
+    """out[c] += sum of rows of h with label c (sorted segments, one BLAS-free pass)."""
+    order = np.argsort(y, kind="stable")
+    ys = y[order]
+    starts = np.flatnonzero(np.r_[True, ys[1:] != ys[:-1]])
+    out[ys[starts]] += np.add.reduceat(h[order], starts, axis=0)
+
+
+@dataclass
+class Geometry:
+    """What pass 2 needs from pass 1 (computed by :func:`ncinspect.metrics.between_class_geometry`).
+
+    Attributes
+    ----------
+    means : (C, d) class means (rows of empty classes are NaN).
+    global_mean : (d,) mu_G.
+    centred : (C, d) M~ = means - mu_G (rows of empty classes are 0).
+    basis : (r, d) orthonormal eigenvectors of M~^T M~ kept for the pseudo-inverse.
+    eigvals : (r,) the matching eigenvalues of M~^T M~ (= C x eigenvalues of Sigma_B).
+    ncc_centres : (C, d) NCC centres minus mu_G (own means, or another split's).
+    ncc_valid : (C,) bool, False for a centre that is undefined (empty class).
+    weights, bias : the classifier, float64, or None.
+    """
+
+    means: np.ndarray
+    global_mean: np.ndarray
+    centred: np.ndarray
+    basis: np.ndarray
+    eigvals: np.ndarray
+    ncc_centres: np.ndarray
+    ncc_valid: np.ndarray
+    weights: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    _stack: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def n_classes(self) -> int:
+        return self.means.shape[0]
+
+    def decision_matrix(self) -> np.ndarray:
+        """(d, C or 2C): NCC centres and classifier rows side by side, for one product."""
+        if self._stack is None:
+            mats = [self.ncc_centres] if self.weights is None else [self.ncc_centres, self.weights]
+            self._stack = np.ascontiguousarray(np.vstack(mats).T)
+        return self._stack
+
+
+@dataclass
+class SecondPass:
+    """Within-class scatter, decisions and output statistics given the :class:`Geometry`."""
+
+    proj_sq: np.ndarray  # (r,)  sum_i (v_k . (h_i - mu_{y_i}))^2
+    class_sq: np.ndarray  # (C,)  sum_{y_i=c} ||h_i - mu_c||^2
+    ncc_correct: np.ndarray  # (C,) per true class
+    clf_correct: np.ndarray  # (C,)
+    agree: np.ndarray  # (C,) NCC decision == classifier decision
+    has_decisions: bool = False
+    true_out: Moments = field(default_factory=Moments)  # f_{y_i}(x_i)
+    wrong_out: Moments = field(default_factory=Moments)  # f_c(x_i), c != y_i
+    sq_err: float = 0.0  # sum_i ||f(x_i) - onehot(y_i)||^2
+    max_abs_err: float = 0.0
+    has_outputs: bool = False
+
+    @classmethod
+    def empty(cls, n_classes: int, rank: int) -> SecondPass:
+        z = np.zeros(n_classes, np.int64)
+        return cls(np.zeros(rank), np.zeros(n_classes), z, z.copy(), z.copy())
+
+    @classmethod
+    def of_chunk(
+        cls, geom: Geometry, h: np.ndarray, y: np.ndarray, outputs: np.ndarray | None = None
+    ) -> SecondPass:
+        """Statistics of one chunk. ``h`` is a float64 (n, d) array that this call may modify."""
+        C = geom.n_classes
+        stats = cls.empty(C, geom.basis.shape[0])
+        h -= geom.global_mean  # h' = h - mu_G: large common offsets cost no digits
+        e = h - geom.centred[y]  # (n, d) within-class residuals h_i - mu_{y_i}
+        if geom.basis.shape[0]:
+            proj = e @ geom.basis.T  # (n, r)
+            stats.proj_sq = np.einsum("ij,ij->j", proj, proj)
+        stats.class_sq = np.bincount(y, weights=np.einsum("ij,ij->i", e, e), minlength=C)
+        del e
+
+        scores = h @ geom.decision_matrix()  # (n, C) or (n, 2C)
+        centre_sq = np.einsum("ij,ij->i", geom.ncc_centres, geom.ncc_centres)
+        dist = centre_sq[None, :] - 2.0 * scores[:, :C]  # ||h'-m'_c||^2 - ||h'||^2
+        if not geom.ncc_valid.all():
+            dist[:, ~geom.ncc_valid] = np.inf
+        ncc = np.argmin(dist, axis=1)
+        stats.ncc_correct = np.bincount(y[ncc == y], minlength=C)
+
+        logits = None
+        if geom.weights is not None:
+            offset = geom.weights @ geom.global_mean
+            if geom.bias is not None:
+                offset = offset + geom.bias
+            logits = scores[:, C:] + offset  # W h + b
+        clf_out = logits if logits is not None else outputs
+        if clf_out is not None:
+            clf = np.argmax(clf_out, axis=1)
+            stats.clf_correct = np.bincount(y[clf == y], minlength=C)
+            stats.agree = np.bincount(y[clf == ncc], minlength=C)
+            stats.has_decisions = True
+
+        out = outputs if outputs is not None else logits
+        if out is not None:
+            rows = np.arange(out.shape[0])
+            true = out[rows, y]
+            stats.true_out = Moments.of(true)
+            mask = np.ones(out.shape, dtype=bool)
+            mask[rows, y] = False
+            stats.wrong_out = Moments.of(out[mask])
+            err = out.copy()
+            err[rows, y] -= 1.0
+            stats.sq_err = float(np.einsum("ij,ij->", err, err))
+            stats.max_abs_err = float(np.abs(err).max()) if err.size else 0.0
+            stats.has_outputs = True
+        return stats
+
+    def merge(self, other: SecondPass) -> SecondPass:
+        return SecondPass(
+            self.proj_sq + other.proj_sq,
+            self.class_sq + other.class_sq,
+            self.ncc_correct + other.ncc_correct,
+            self.clf_correct + other.clf_correct,
+            self.agree + other.agree,
+            self.has_decisions or other.has_decisions,
+            self.true_out.merge(other.true_out),
+            self.wrong_out.merge(other.wrong_out),
+            self.sq_err + other.sq_err,
+            max(self.max_abs_err, other.max_abs_err),
+            self.has_outputs or other.has_outputs,
+        )
