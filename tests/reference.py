@@ -1,0 +1,97 @@
+"""A direct, small-matrix float64 implementation of spec/metrics.md, written independently
+of the streaming code: d x d covariances, explicit eigendecomposition, explicit C x C Gram
+matrices and per-sample distances. Only for tests on small data."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+
+def etf_error(a, b):
+    C = a.shape[0]
+    x = a @ b.T
+    e = (np.eye(C) - np.ones((C, C)) / C) / np.sqrt(C - 1)
+    return np.linalg.norm(x / np.linalg.norm(x) - e)
+
+
+def _equinorm(v):
+    n = np.linalg.norm(v, axis=1)
+    return n.std(ddof=1) / n.mean()
+
+
+def _pair_cos(v):
+    C = v.shape[0]
+    cos = [v[i] @ v[j] / (np.linalg.norm(v[i]) * np.linalg.norm(v[j]))
+           for i, j in itertools.combinations(range(C), 2)]
+    cos = np.array(cos)
+    return cos.std(ddof=0), np.mean(np.abs(cos + 1 / (C - 1)))
+
+
+def reference_metrics(H, y, W=None, b=None, outputs=None, center="classes"):
+    H = np.asarray(H, dtype=np.float64)
+    classes, codes = np.unique(np.asarray(y), return_inverse=True)
+    C = len(classes)
+    N, d = H.shape
+    mu = np.stack([H[codes == c].mean(axis=0) for c in range(C)])
+    mu_g = mu.mean(axis=0) if center == "classes" else H.mean(axis=0)
+    mt = mu - mu_g
+    r = H - mu[codes]
+    sw = r.T @ r / N
+    sb = mt.T @ mt / C
+    lam, vec = np.linalg.eigh(sb)
+    order = np.argsort(lam)[::-1]
+    lam, vec = lam[order], vec[:, order]
+    k = min(C - 1, d)
+    lam, vec = lam[:k], vec[:, :k]
+    keep = lam >= 1e-12 * lam[0]
+    lam, vec = lam[keep], vec[:, keep]
+    sb_pinv = vec @ np.diag(1 / lam) @ vec.T
+    out = {
+        "nc1": np.trace(sw @ sb_pinv) / C,
+        "nc1_trace_ratio": np.trace(sw) / np.trace(sb),
+    }
+    var = np.array([np.mean(np.sum((H[codes == c] - mu[c]) ** 2, axis=1)) for c in range(C)])
+    out["nc1_cdnv"] = np.mean([(var[i] + var[j]) / (2 * np.sum((mu[i] - mu[j]) ** 2))
+                               for i, j in itertools.combinations(range(C), 2)])
+    out["nc2_equinorm_means"] = _equinorm(mt)
+    out["nc2_equiangular_means"], out["nc2_maxangle_means"] = _pair_cos(mt)
+    out["etf_error_means"] = etf_error(mt, mt)
+    # NCC by explicit per-sample distances
+    dist = np.stack([np.sum((H - mu[c]) ** 2, axis=1) for c in range(C)], axis=1)
+    ncc = np.argmin(dist, axis=1)
+    out["accuracy_ncc"] = np.mean(ncc == codes)
+    f = None
+    if W is not None:
+        W = np.asarray(W, dtype=np.float64)
+        out["nc2_equinorm_weights"] = _equinorm(W)
+        out["nc2_equiangular_weights"], out["nc2_maxangle_weights"] = _pair_cos(W)
+        out["etf_error_weights"] = etf_error(W, W)
+        wc = W - W.mean(axis=0)
+        out["etf_error_weights_centered"] = etf_error(wc, wc)
+        out["nc3_self_duality"] = np.sum((W / np.linalg.norm(W) - mt / np.linalg.norm(mt)) ** 2)
+        out["nc3_duality_etf_error"] = etf_error(W, mt)
+        out["nc3_duality_cos"] = np.mean([W[c] @ mt[c] / np.linalg.norm(W[c]) / np.linalg.norm(mt[c])
+                                          for c in range(C)])
+        logits = H @ W.T + (0 if b is None else np.asarray(b, dtype=np.float64))
+        clf = np.argmax(logits, axis=1)
+        out["nc4_ncc_mismatch"] = np.mean(clf != ncc)
+        out["accuracy_classifier"] = np.mean(clf == codes)
+        f = logits
+    if outputs is not None:
+        f = np.asarray(outputs, dtype=np.float64)
+    if f is not None:
+        onehot = np.eye(C)[codes]
+        true = f[np.arange(N), codes]
+        wrong = f[onehot == 0]
+        eps1 = 1 - true.mean()
+        eps2 = wrong.mean()
+        out["sqi_eps1"], out["sqi_eps2"] = eps1, eps2
+        out["sqi_delta"] = eps1 - (C - 1) * eps2
+        out["sqi_ratio"] = eps1 / ((C - 1) * eps2)
+        t = np.where(onehot == 1, 1 - eps1, eps2)
+        out["sqi_spread"] = np.linalg.norm(f - t) / np.linalg.norm(t)
+        out["mse"] = np.sum((f - onehot) ** 2) / (N * C)
+        out["interpolates"] = bool(np.max(np.abs(f - onehot)) < 1e-3)
+    return {k: (float(v) if not isinstance(v, bool) else v) for k, v in out.items()}
