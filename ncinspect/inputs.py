@@ -103,7 +103,7 @@ def encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, list[Any], b
         if frac.any():
             i = int(np.flatnonzero(frac)[0])
             raise InvalidDataError(
-                f"{where}: labels must be integers, found fractional value {raw[i]!r} at row {i} "
+                f"{where}: labels must be integers, found fractional value {raw[i].item()!r} at row {i} "
                 f"({int(frac.sum())} such rows)"
             )
         raw = raw.astype(np.int64)
