@@ -1,0 +1,100 @@
+"""``ncinspect check FILE``: exit 1 when a rule on the dump's metrics fails (a CI gate)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from .common import debug_option, key_options, keys_from
+
+FORMATS = ("table", "json", "junit", "github")
+_TREND_HELP = {
+    "decreasing": "METRIC must be lower at the last epoch than at the first (each trajectory).",
+    "increasing": "METRIC must be higher at the last epoch than at the first.",
+    "non_increasing": "METRIC must never rise between consecutive epochs; options: last=K "
+                      "(only the last K snapshots), rtol/atol (allowed rise atol + rtol*|prev|).",
+    "non_decreasing": "METRIC must never fall between consecutive epochs; options as above.",
+}
+
+
+def _trend_options(func):
+    for kind in reversed(tuple(_TREND_HELP)):
+        metavar = "METRIC" if kind in ("decreasing", "increasing") else "METRIC[:last=K,rtol=R]"
+        func = click.option(f"--{kind.replace('_', '-')}", kind, metavar=metavar, multiple=True,
+                            help=_TREND_HELP[kind])(func)
+    return func
+
+
+@click.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--snapshot", "-s", "snapshot", metavar="PATTERN|last|all", default=None,
+              help="Snapshots the thresholds apply to: the last epoch of each split/layer "
+                   "(default), all, or a glob on snapshot paths (comma-separated).")
+@click.option("--max", "max_rules", metavar="METRIC=VALUE", multiple=True,
+              help="Fail when METRIC > VALUE. per_class.KEY=VALUE: when the highest class value "
+                   "is > VALUE.")
+@click.option("--min", "min_rules", metavar="METRIC=VALUE", multiple=True,
+              help="Fail when METRIC < VALUE. per_class.KEY=VALUE: when the lowest class value "
+                   "is < VALUE.")
+@_trend_options
+@click.option("--config", "config_path", metavar="PATH", type=click.Path(dir_okay=False),
+              default=None, help="Rules file (default: ncinspect.toml [check] or pyproject.toml "
+                                 "[tool.ncinspect.check], searched from the current folder up).")
+@click.option("--no-config", is_flag=True,
+              help="Ignore configuration files; command-line rules only.")
+@click.option("--format", "fmt_name", type=click.Choice(FORMATS), default=None,
+              help="Output format (default: github when GITHUB_ACTIONS=true, else table).")
+@click.option("--output", "-o", "output", metavar="PATH", default=None,
+              help="Write the --format output to PATH (atomically); stdout then shows the "
+                   "default table (or annotations on GitHub).")
+@key_options
+@debug_option
+def command(file, snapshot, max_rules, min_rules, config_path, no_config, fmt_name, output,
+            debug, **kwargs):
+    """Check the metrics of FILE against rules; exit 1 when any rule fails.
+
+    \b
+    Examples:
+      ncinspect check run.h5 --max nc1=0.1 --min accuracy_classifier=0.95
+      ncinspect check run.h5 --min per_class.ncc_agreement=0.95 --decreasing nc1
+      ncinspect check run.h5 --non-increasing nc1:last=5,rtol=0.05 --format junit -o nc.xml
+    """
+    from ..check import (
+        TREND_KINDS,
+        CheckConfig,
+        find_config,
+        load_config,
+        merge_rules,
+        parse_threshold,
+        parse_trend,
+        run_check,
+    )
+    from ..errors import UsageError
+    from ..render.check import check_table, render
+    from ..report import atomic_write
+    from .common import stdout_console
+
+    keys = keys_from(kwargs)
+    if config_path and no_config:
+        raise UsageError("--config and --no-config exclude each other")
+    config = CheckConfig()
+    if config_path or not no_config:
+        found = config_path or find_config()
+        config = load_config(found) if found else config
+    cli_rules = [parse_threshold("max", s) for s in max_rules]
+    cli_rules += [parse_threshold("min", s) for s in min_rules]
+    cli_rules += [parse_trend(kind, s) for kind in TREND_KINDS for s in kwargs.pop(kind)]
+    result = run_check(file, merge_rules(config.rules, cli_rules),
+                       snapshot=snapshot or config.snapshot or "last", keys=keys,
+                       config=config.path)
+
+    console_fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "table"
+    if output:
+        atomic_write(output, render(result, fmt_name or console_fmt))
+    stdout_fmt = console_fmt if output else fmt_name or console_fmt
+    if stdout_fmt == "table":
+        stdout_console().print(check_table(result))
+    else:
+        click.echo(render(result, stdout_fmt), nl=False)
+    return 0 if result.passed else 1
