@@ -261,7 +261,8 @@ class Dump:
             s
             for s in self.snapshots
             if any(
-                fnmatch.fnmatchcase(s.name, p) or fnmatch.fnmatchcase(s.name.lstrip("/"), p.lstrip("/"))
+                fnmatch.fnmatchcase(s.name, p)
+                or fnmatch.fnmatchcase(s.name.lstrip("/"), p.lstrip("/"))
                 for p in pats
             )
         ]

@@ -63,7 +63,8 @@ def _check_finite(arr: np.ndarray, where: str) -> None:
     if bad.any():
         first = np.argwhere(bad)[0]
         raise InvalidDataError(
-            f"{where}: {int(bad.sum())} non-finite value(s) (NaN/Inf), first at index {tuple(first.tolist())}"
+            f"{where}: {int(bad.sum())} non-finite value(s) (NaN/Inf), "
+            f"first at index {tuple(first.tolist())}"
         )
 
 
@@ -77,10 +78,16 @@ def encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, list[Any], b
     raw = np.asarray(raw)
     if raw.ndim == 2:
         if raw.dtype.kind not in "iufb":
-            raise UnsupportedDtypeError(f"{where}: 2-D labels must be numeric one-hot, got {raw.dtype}")
+            raise UnsupportedDtypeError(
+                f"{where}: 2-D labels must be numeric one-hot, got {raw.dtype}"
+            )
         vals = raw.astype(np.float64)
         if not (np.isin(vals, (0.0, 1.0)).all() and np.all(vals.sum(axis=1) == 1)):
-            bad = int(np.flatnonzero(~(np.isin(vals, (0.0, 1.0)).all(axis=1) & (vals.sum(axis=1) == 1)))[0])
+            bad = int(
+                np.flatnonzero(~(np.isin(vals, (0.0, 1.0)).all(axis=1) & (vals.sum(axis=1) == 1)))[
+                    0
+                ]
+            )
             raise InvalidDataError(
                 f"{where}: 2-D labels of shape {raw.shape} are not one-hot (row {bad} is "
                 f"{raw[bad][:8].tolist()}); expected exactly one 1 per row"
@@ -93,17 +100,22 @@ def encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, list[Any], b
         try:
             raw = np.array([v.decode() if isinstance(v, bytes) else v for v in raw.tolist()])
         except (UnicodeDecodeError, AttributeError) as exc:
-            raise UnsupportedDtypeError(f"{where}: labels cannot be decoded as text ({exc})") from None
+            raise UnsupportedDtypeError(
+                f"{where}: labels cannot be decoded as text ({exc})"
+            ) from None
         kind = raw.dtype.kind
         if kind == "O":
-            raise UnsupportedDtypeError(f"{where}: labels hold Python objects; expected ints or strings")
+            raise UnsupportedDtypeError(
+                f"{where}: labels hold Python objects; expected ints or strings"
+            )
     if kind == "f":
         _check_finite(raw, where)
         frac = raw != np.round(raw)
         if frac.any():
             i = int(np.flatnonzero(frac)[0])
             raise InvalidDataError(
-                f"{where}: labels must be integers, found fractional value {raw[i].item()!r} at row {i} "
+                f"{where}: labels must be integers, found fractional value "
+                f"{raw[i].item()!r} at row {i} "
                 f"({int(frac.sum())} such rows)"
             )
         raw = raw.astype(np.int64)
@@ -138,7 +150,9 @@ def prepare(
     feats = as_source(features, "features")
     labs = as_source(labels, "labels")
     if len(feats.shape) != 2:
-        raise ShapeMismatchError(f"{feats.where}: features must be 2-D (N, d), got shape {feats.shape}")
+        raise ShapeMismatchError(
+            f"{feats.where}: features must be 2-D (N, d), got shape {feats.shape}"
+        )
     _check_numeric(feats, "features")
     N, d = feats.shape
     if N == 0 or d == 0:
@@ -157,7 +171,8 @@ def prepare(
     if w is not None:
         if w.ndim != 2 or w.shape[1] != d:
             raise ShapeMismatchError(
-                f"{wsrc}: weights must have shape (C, d) with d = {d} (the features' width), got {w.shape}"
+                f"{wsrc}: weights must have shape (C, d) with d = {d} (the features' width), "
+                f"got {w.shape}"
             )
         C_w = w.shape[0]
         if C_w != len(names):
@@ -178,7 +193,9 @@ def prepare(
             "neural collapse needs at least two"
         )
     if b is not None and (b.ndim != 1 or b.shape[0] != C):
-        raise ShapeMismatchError(f"{getattr(bias, 'where', 'bias')}: bias must have shape ({C},), got {b.shape}")
+        raise ShapeMismatchError(
+            f"{getattr(bias, 'where', 'bias')}: bias must have shape ({C},), got {b.shape}"
+        )
     outs = as_source(outputs, "outputs")
     if outs is not None:
         _check_numeric(outs, "outputs")

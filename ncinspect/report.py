@@ -156,12 +156,32 @@ class Report:
 
     def csv_rows(self) -> tuple[list[str], list[list[Any]]]:
         """Tidy rows: one per snapshot, one column per metric (plus identifying columns)."""
-        header = ["file", "snapshot", "epoch", "split", "layer", "n_samples", "n_features",
-                  "n_classes", *METRIC_KEYS]
+        header = [
+            "file",
+            "snapshot",
+            "epoch",
+            "split",
+            "layer",
+            "n_samples",
+            "n_features",
+            "n_classes",
+            *METRIC_KEYS,
+        ]
         rows = []
         for s in self.snapshots:
-            rows.append([self.file, s.name, s.epoch, s.split, s.layer, s.n_samples, s.n_features,
-                         s.n_classes, *(jsonable(s.metrics.get(k)) for k in METRIC_KEYS)])
+            rows.append(
+                [
+                    self.file,
+                    s.name,
+                    s.epoch,
+                    s.split,
+                    s.layer,
+                    s.n_samples,
+                    s.n_features,
+                    s.n_classes,
+                    *(jsonable(s.metrics.get(k)) for k in METRIC_KEYS),
+                ]
+            )
         return header, rows
 
     def to_csv(self) -> str:

@@ -23,8 +23,10 @@ def _equinorm(v):
 
 def _pair_cos(v):
     C = v.shape[0]
-    cos = [v[i] @ v[j] / (np.linalg.norm(v[i]) * np.linalg.norm(v[j]))
-           for i, j in itertools.combinations(range(C), 2)]
+    cos = [
+        v[i] @ v[j] / (np.linalg.norm(v[i]) * np.linalg.norm(v[j]))
+        for i, j in itertools.combinations(range(C), 2)
+    ]
     cos = np.array(cos)
     return cos.std(ddof=0), np.mean(np.abs(cos + 1 / (C - 1)))
 
@@ -53,8 +55,12 @@ def reference_metrics(H, y, W=None, b=None, outputs=None, center="classes"):
         "nc1_trace_ratio": np.trace(sw) / np.trace(sb),
     }
     var = np.array([np.mean(np.sum((H[codes == c] - mu[c]) ** 2, axis=1)) for c in range(C)])
-    out["nc1_cdnv"] = np.mean([(var[i] + var[j]) / (2 * np.sum((mu[i] - mu[j]) ** 2))
-                               for i, j in itertools.combinations(range(C), 2)])
+    out["nc1_cdnv"] = np.mean(
+        [
+            (var[i] + var[j]) / (2 * np.sum((mu[i] - mu[j]) ** 2))
+            for i, j in itertools.combinations(range(C), 2)
+        ]
+    )
     out["nc2_equinorm_means"] = _equinorm(mt)
     out["nc2_equiangular_means"], out["nc2_maxangle_means"] = _pair_cos(mt)
     out["etf_error_means"] = etf_error(mt, mt)
@@ -72,8 +78,9 @@ def reference_metrics(H, y, W=None, b=None, outputs=None, center="classes"):
         out["etf_error_weights_centered"] = etf_error(wc, wc)
         out["nc3_self_duality"] = np.sum((W / np.linalg.norm(W) - mt / np.linalg.norm(mt)) ** 2)
         out["nc3_duality_etf_error"] = etf_error(W, mt)
-        out["nc3_duality_cos"] = np.mean([W[c] @ mt[c] / np.linalg.norm(W[c]) / np.linalg.norm(mt[c])
-                                          for c in range(C)])
+        out["nc3_duality_cos"] = np.mean(
+            [W[c] @ mt[c] / np.linalg.norm(W[c]) / np.linalg.norm(mt[c]) for c in range(C)]
+        )
         logits = H @ W.T + (0 if b is None else np.asarray(b, dtype=np.float64))
         clf = np.argmax(logits, axis=1)
         out["nc4_ncc_mismatch"] = np.mean(clf != ncc)

@@ -38,8 +38,18 @@ def test_report_table_and_json(run_file, tmp_path, capsys):
     assert [s["epoch"] for s in data["snapshots"]] == [1, 5, 9]
     snap = data["snapshots"][0]
     assert set(snap["metrics"]) == set(METRIC_KEYS)
-    for key in ("name", "epoch", "split", "layer", "n_samples", "n_features", "n_classes",
-                "metrics", "per_class", "warnings"):
+    for key in (
+        "name",
+        "epoch",
+        "split",
+        "layer",
+        "n_samples",
+        "n_features",
+        "n_classes",
+        "metrics",
+        "per_class",
+        "warnings",
+    ):
         assert key in snap
     assert len(snap["per_class"]) == 4
     # byte-identical reruns
@@ -58,7 +68,9 @@ def test_report_json_stdout_and_csv(run_file, tmp_path, capsys):
     assert lines[0].startswith("file,snapshot,epoch,split,layer")
     assert len(lines) == 4
     nc1_col = lines[0].split(",").index("nc1")
-    assert float(lines[1].split(",")[nc1_col]) == pytest.approx(data["snapshots"][0]["metrics"]["nc1"])
+    assert float(lines[1].split(",")[nc1_col]) == pytest.approx(
+        data["snapshots"][0]["metrics"]["nc1"]
+    )
 
 
 def test_center_samples_recorded(run_file, capsys):
@@ -98,7 +110,11 @@ def _bad_cases(tmp_path):
 
     add("nolabels.h5", lambda p: _h5(p, features=h), "no labels")
     add("nofeatures.h5", lambda p: _h5(p, stuff=h, labels=y), "no features array found")
-    add("ambiguous.h5", lambda p: _h5(p, features=h, embeddings=h, labels=y), "'features' and 'embeddings'")
+    add(
+        "ambiguous.h5",
+        lambda p: _h5(p, features=h, embeddings=h, labels=y),
+        "'features' and 'embeddings'",
+    )
     add("n_mismatch.h5", lambda p: _h5(p, features=h, labels=y[:-2]), "N = 15")
     add("d_mismatch.h5", lambda p: _h5(p, features=h, labels=y, weights=m[:, :3]), "d = 4")
     add("c_mismatch.h5", lambda p: _h5(p, features=h, labels=y, weights=m[:2]), "C = 2 rows")
@@ -106,14 +122,21 @@ def _bad_cases(tmp_path):
     hn[3, 1] = np.nan
     add("nan.h5", lambda p: _h5(p, features=hn, labels=y), "first at row 3")
     add("fractional.h5", lambda p: _h5(p, features=h, labels=y + 0.25), "fractional")
-    add("oneclass.h5", lambda p: _h5(p, features=h, labels=np.zeros(len(y))), "fewer than two classes")
+    add(
+        "oneclass.h5",
+        lambda p: _h5(p, features=h, labels=np.zeros(len(y))),
+        "fewer than two classes",
+    )
     add("empty.h5", lambda p: _h5(p, features=np.zeros((0, 4)), labels=np.zeros(0)), "empty")
     add("complex.h5", lambda p: _h5(p, features=h.astype(complex), labels=y), "unsupported dtype")
     add("zero.h5", lambda p: p.write_bytes(b""), "empty")
     add("text.h5", lambda p: p.write_text("not,a,dump\n1,2,3\n"), "not an HDF5 or NPZ")
     add("corrupt.npz", lambda p: p.write_bytes(b"PK\x03\x04" + bytes(range(200))), "NPZ")
-    add("pickle.npz", lambda p: np.savez(p, features=h, labels=np.array(list(y), dtype=object)),
-        "unpickling")
+    add(
+        "pickle.npz",
+        lambda p: np.savez(p, features=h, labels=np.array(list(y), dtype=object)),
+        "unpickling",
+    )
 
     def truncated(p):
         big, yb, _ = make_data(C=3, d=64, n=300)

@@ -60,8 +60,13 @@ def test_multi_snapshot_inheritance_and_epochs(tmp_path):
         f["test"].create_group("ep7")["H"] = h  # alias + epoch parsed from 'ep7'
     with open_dump(path) as dump:
         snaps = {s.name: s for s in dump.snapshots}
-        assert set(snaps) == {"/epoch_0000", "/epoch_0000/layer_1", "/epoch_0010",
-                              "/epoch_0010/layer_1", "/test/ep7"}
+        assert set(snaps) == {
+            "/epoch_0000",
+            "/epoch_0000/layer_1",
+            "/epoch_0010",
+            "/epoch_0010/layer_1",
+            "/test/ep7",
+        }
         s = snaps["/epoch_0010"]
         assert s.epoch == 10 and s.weights is not None and s.meta["weight_decay"] == 5e-4
         assert s.meta["loss"] == pytest.approx(1 / 11)
@@ -70,10 +75,16 @@ def test_multi_snapshot_inheritance_and_epochs(tmp_path):
         test = snaps["/test/ep7"]
         assert test.epoch == 7 and test.split == "test"
         assert np.array_equal(test.labels.read_all(), y[::-1])
-        assert [x.name for x in dump.select("epoch_*")] == ["/epoch_0000", "/epoch_0000/layer_1",
-                                                           "/epoch_0010", "/epoch_0010/layer_1"]
-        assert [x.name for x in dump.select("*/layer_1")] == ["/epoch_0000/layer_1",
-                                                             "/epoch_0010/layer_1"]
+        assert [x.name for x in dump.select("epoch_*")] == [
+            "/epoch_0000",
+            "/epoch_0000/layer_1",
+            "/epoch_0010",
+            "/epoch_0010/layer_1",
+        ]
+        assert [x.name for x in dump.select("*/layer_1")] == [
+            "/epoch_0000/layer_1",
+            "/epoch_0010/layer_1",
+        ]
 
 
 def test_ambiguous_aliases_are_an_error(tmp_path):
@@ -92,7 +103,9 @@ def test_ambiguous_aliases_are_an_error(tmp_path):
 def test_explicit_keys_and_state_dict_names(tmp_path):
     h, y, m = make_data()
     np.savez(tmp_path / "x.npz", penult_feats=h, gt=y, **{"fc.weight": m, "fc.bias": np.zeros(5)})
-    rep = ncinspect.analyze_file(tmp_path / "x.npz", keys={"features": "penult_feats", "labels": "gt"})
+    rep = ncinspect.analyze_file(
+        tmp_path / "x.npz", keys={"features": "penult_feats", "labels": "gt"}
+    )
     assert rep[0].metrics["nc3_self_duality"] is not None
     with pytest.raises(MissingArrayError, match="tried features, H"):
         open_dump(tmp_path / "x.npz")
@@ -151,8 +164,14 @@ def test_npz_object_arrays_are_refused(tmp_path):
 def test_npz_streams_stored_members_and_reads_compressed_whole(tmp_path):
     h, y, m = make_data(d=10)
     h = h.astype(np.float32)
-    np.savez(tmp_path / "s.npz", **{"epoch_0001/features": h, "labels": y,
-                                    "epoch_0001/meta": np.array(json.dumps({"split": "train"}))})
+    np.savez(
+        tmp_path / "s.npz",
+        **{
+            "epoch_0001/features": h,
+            "labels": y,
+            "epoch_0001/meta": np.array(json.dumps({"split": "train"})),
+        },
+    )
     np.savez_compressed(tmp_path / "c.npz", features=h, labels=y)
     with open_dump(tmp_path / "s.npz") as d:
         src = d.snapshots[0].features
@@ -165,12 +184,15 @@ def test_npz_streams_stored_members_and_reads_compressed_whole(tmp_path):
         assert np.array_equal(src.read(5, 9), h[5:9])
 
 
-@pytest.mark.parametrize("content,match", [
-    (b"", "empty"),
-    (b"hello world, not a dump", "not an HDF5 or NPZ"),
-    (b"\x89HDF\r\n\x1a\n" + b"\0" * 100, "not a readable HDF5"),
-    (b"PK\x03\x04garbage", "NPZ"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"", "empty"),
+        (b"hello world, not a dump", "not an HDF5 or NPZ"),
+        (b"\x89HDF\r\n\x1a\n" + b"\0" * 100, "not a readable HDF5"),
+        (b"PK\x03\x04garbage", "NPZ"),
+    ],
+)
 def test_unreadable_files(tmp_path, content, match):
     p = tmp_path / "bad.h5"
     p.write_bytes(content)
@@ -196,8 +218,9 @@ def test_writer_batches_and_metadata_round_trip(tmp_path):
     path = tmp_path / "w.h5"
     with ncinspect.DumpWriter(path, "w") as w:
         w.write("labels", y)
-        s = w.snapshot("epoch_0003", epoch=3, split="train", class_names=["a", "b", "c"],
-                       config={"lr": 0.1})
+        s = w.snapshot(
+            "epoch_0003", epoch=3, split="train", class_names=["a", "b", "c"], config={"lr": 0.1}
+        )
         for i in range(0, len(y), 7):
             s.append(features=h[i : i + 7].astype(np.float32))
         s.write(weights=m)
@@ -225,7 +248,9 @@ def test_writer_interrupted_leaves_readable_file(tmp_path):
     assert ncinspect.analyze_file(path, snapshot="epoch_0001")[0].n_samples == len(y)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     C=st.integers(2, 6),
     d=st.integers(1, 9),

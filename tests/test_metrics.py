@@ -41,10 +41,20 @@ def test_exact_etf_gives_zero_errors_and_full_agreement():
     y = np.repeat(np.arange(C), 3)
     h = m[y] + 5.0  # exact collapse onto an ETF, shifted by a common offset
     res = analyze(h, y, weights=m, bias=-(m @ np.full(d, 5.0)))
-    for key in ("nc2_equinorm_means", "nc2_equinorm_weights", "nc2_equiangular_means",
-                "nc2_equiangular_weights", "nc2_maxangle_means", "nc2_maxangle_weights",
-                "etf_error_means", "etf_error_weights", "etf_error_weights_centered",
-                "nc3_self_duality", "nc3_duality_etf_error", "nc4_ncc_mismatch"):
+    for key in (
+        "nc2_equinorm_means",
+        "nc2_equinorm_weights",
+        "nc2_equiangular_means",
+        "nc2_equiangular_weights",
+        "nc2_maxangle_means",
+        "nc2_maxangle_weights",
+        "etf_error_means",
+        "etf_error_weights",
+        "etf_error_weights_centered",
+        "nc3_self_duality",
+        "nc3_duality_etf_error",
+        "nc4_ncc_mismatch",
+    ):
         assert abs(res.metrics[key]) < 1e-7, key
     assert res.metrics["nc1"] == pytest.approx(0.0, abs=1e-20)
     assert res.metrics["nc3_duality_cos"] == pytest.approx(1.0, abs=1e-12)
@@ -107,7 +117,9 @@ CASES = [
 def test_matches_direct_reference(case, outputs):
     rng = np.random.default_rng(11)
     C, d = 6, 9
-    h, y, m = make_data(C=C, d=d, n=30, radius=2.0, sigma=0.9, seed=2, imbalanced=case["imbalanced"])
+    h, y, m = make_data(
+        C=C, d=d, n=30, radius=2.0, sigma=0.9, seed=2, imbalanced=case["imbalanced"]
+    )
     h = h.astype(case["dtype"])
     w = m + 0.3 * rng.standard_normal(m.shape)
     b = 0.2 * rng.standard_normal(C) if case["bias"] else None
@@ -128,7 +140,7 @@ def test_streaming_equals_single_chunk(chunk_rows):
     many = analyze(h, y, weights=w, per_class=True, chunk_rows=chunk_rows)
     for key in FLOAT_KEYS:
         close(many.metrics[key], one.metrics[key], rtol=1e-10)
-    for a, b in zip(many.per_class, one.per_class):
+    for a, b in zip(many.per_class, one.per_class, strict=True):
         for k in M.PER_CLASS_KEYS:
             close(a[k], b[k], rtol=1e-10)
 
@@ -183,8 +195,10 @@ def _all_equal(got, ref, rtol=1e-9):
 def test_invariant_to_sample_order():
     h, y, w, b = _base()
     perm = np.random.default_rng(0).permutation(len(y))
-    _all_equal(analyze(h[perm], y[perm], weights=w, bias=b).metrics,
-               analyze(h, y, weights=w, bias=b).metrics)
+    _all_equal(
+        analyze(h[perm], y[perm], weights=w, bias=b).metrics,
+        analyze(h, y, weights=w, bias=b).metrics,
+    )
 
 
 def test_invariant_to_class_relabelling():
@@ -192,8 +206,10 @@ def test_invariant_to_class_relabelling():
     perm = np.array([3, 0, 4, 1, 2])  # class c becomes label perm[c]
     new_y = perm[y] * 10 + 7  # also non-contiguous labels
     order = np.argsort(perm)  # W rows follow the sorted order of the new labels
-    _all_equal(analyze(h, new_y, weights=w[order], bias=b[order]).metrics,
-               analyze(h, y, weights=w, bias=b).metrics)
+    _all_equal(
+        analyze(h, new_y, weights=w[order], bias=b[order]).metrics,
+        analyze(h, y, weights=w, bias=b).metrics,
+    )
 
 
 def test_invariant_to_joint_rotation_and_scaling():
@@ -207,8 +223,16 @@ def test_invariant_to_joint_rotation_and_scaling():
     _all_equal(scaled, ref)
     # scaling features alone changes no scale-free NC1/NC2/NC3/NC4 metric
     sc = analyze(2.5 * h, y, weights=w, bias=2.5 * b).metrics
-    for key in ("nc1", "nc1_trace_ratio", "nc1_cdnv", "etf_error_means", "nc3_self_duality",
-                "nc4_ncc_mismatch", "accuracy_classifier", "accuracy_ncc"):
+    for key in (
+        "nc1",
+        "nc1_trace_ratio",
+        "nc1_cdnv",
+        "etf_error_means",
+        "nc3_self_duality",
+        "nc4_ncc_mismatch",
+        "accuracy_classifier",
+        "accuracy_ncc",
+    ):
         close(sc[key], ref[key], rtol=1e-9)
 
 
@@ -218,8 +242,14 @@ def test_invariant_to_joint_rotation_and_scaling():
 def test_no_weights_gives_null_with_reasons():
     h, y, _ = make_data()
     res = analyze(h, y)
-    for key in ("nc3_self_duality", "nc2_equinorm_weights", "etf_error_weights_centered",
-                "nc4_ncc_mismatch", "sqi_eps1", "mse"):
+    for key in (
+        "nc3_self_duality",
+        "nc2_equinorm_weights",
+        "etf_error_weights_centered",
+        "nc4_ncc_mismatch",
+        "sqi_eps1",
+        "mse",
+    ):
         assert res.metrics[key] is None
     assert res.metrics["accuracy_ncc"] == 1.0 or res.metrics["accuracy_ncc"] > 0.9
     assert any("nc3_self_duality" in w and "weights" in w for w in res.warnings)

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         click.echo(
-            f"ncinspect: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            f"ncinspect: internal error: {type(exc).__name__}: {exc} "
+            "(rerun with --debug for the traceback)",
             err=True,
         )
         code = 4

@@ -7,8 +7,18 @@ import re
 import click
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+}
 
 
 def parse_size(text: str | None) -> int | None:
@@ -26,7 +36,10 @@ def key_options(func):
     """--features-key ... --outputs-key: explicit array names for unusual dumps."""
     for role in reversed(("features", "labels", "weights", "bias", "outputs")):
         func = click.option(
-            f"--{role}-key", f"{role}_key", metavar="NAME", default=None,
+            f"--{role}-key",
+            f"{role}_key",
+            metavar="NAME",
+            default=None,
             help=f"Name of the {role} array (default: the standard name or an alias).",
         )(func)
     return func
@@ -45,7 +58,11 @@ def keys_from(kwargs: dict) -> dict[str, str]:
 debug_option = click.option("--debug", is_flag=True, hidden=True, help="Show full tracebacks.")
 
 snapshot_option = click.option(
-    "--snapshot", "-s", "snapshot", metavar="PATTERN", default=None,
+    "--snapshot",
+    "-s",
+    "snapshot",
+    metavar="PATTERN",
+    default=None,
     help="Glob on snapshot paths, e.g. 'epoch_*' or '/test/*' (comma-separated; default all).",
 )
 

@@ -20,17 +20,42 @@ def command(file, debug, **kwargs):
 
     console = stdout_console()
     with open_dump(file, keys=keys_from(kwargs)) as dump:
-        snaps = Table(title=f"[bold]{file}[/bold] ({dump.format}): {len(dump.snapshots)} snapshot(s)",
-                      title_justify="left")
-        for col in ("snapshot", "epoch", "split", "layer", "features", "labels", "weights",
-                    "bias", "outputs", "params"):
+        snaps = Table(
+            title=f"[bold]{file}[/bold] ({dump.format}): {len(dump.snapshots)} snapshot(s)",
+            title_justify="left",
+        )
+        for col in (
+            "snapshot",
+            "epoch",
+            "split",
+            "layer",
+            "features",
+            "labels",
+            "weights",
+            "bias",
+            "outputs",
+            "params",
+        ):
             snaps.add_column(col)
         for s in dump.snapshots:
+
             def desc(src):
-                return "-" if src is None else f"{src.where.split(':', 1)[-1]} {src.shape} {src.dtype}"
-            snaps.add_row(s.name, str(s.epoch if s.epoch is not None else "-"), s.split or "-",
-                          s.layer or "-", desc(s.features), desc(s.labels), desc(s.weights),
-                          desc(s.bias), desc(s.outputs), str(len(s.params)) if s.params else "-")
+                return (
+                    "-" if src is None else f"{src.where.split(':', 1)[-1]} {src.shape} {src.dtype}"
+                )
+
+            snaps.add_row(
+                s.name,
+                str(s.epoch if s.epoch is not None else "-"),
+                s.split or "-",
+                s.layer or "-",
+                desc(s.features),
+                desc(s.labels),
+                desc(s.weights),
+                desc(s.bias),
+                desc(s.outputs),
+                str(len(s.params)) if s.params else "-",
+            )
         console.print(snaps)
         arrays = Table(title="arrays", title_justify="left")
         for col in ("path", "shape", "dtype"):

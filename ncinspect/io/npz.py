@@ -54,7 +54,9 @@ class NpzMemberSource(ArraySource):
                 if fields[0] != b"PK\x03\x04":
                     raise UnreadableFileError(f"{where}: corrupt zip local header")
                 name_len, extra_len = fields[-2], fields[-1]
-                self._data_offset = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len + header_len
+                self._data_offset = (
+                    info.header_offset + _LOCAL_HEADER.size + name_len + extra_len + header_len
+                )
 
     def _check_pickle(self) -> None:
         if self.needs_pickle:
@@ -80,7 +82,8 @@ class NpzMemberSource(ArraySource):
             if self.nbytes > (64 << 20):
                 self._notes.append(
                     f"{self.where} is compressed and is read whole into memory "
-                    f"({self.nbytes / 2**20:.0f} MiB); store it uncompressed (numpy.savez) to stream it"
+                    f"({self.nbytes / 2**20:.0f} MiB); store it uncompressed (numpy.savez) "
+                    "to stream it"
                 )
             try:
                 with zipfile.ZipFile(self.path) as zf, zf.open(self.info) as f:

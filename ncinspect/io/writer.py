@@ -95,7 +95,11 @@ class SnapshotWriter:
         else:
             dtype = arr.dtype
         if name not in g:
-            row_bytes = max(1, int(np.prod(arr.shape[1:], dtype=np.int64)) * max(1, np.dtype(dtype).itemsize if arr.dtype.kind != "O" else 16))
+            row_bytes = max(
+                1,
+                int(np.prod(arr.shape[1:], dtype=np.int64))
+                * max(1, np.dtype(dtype).itemsize if arr.dtype.kind != "O" else 16),
+            )
             chunk_rows = max(1, min(65536, _DEFAULT_CHUNK_BYTES // row_bytes))
             g.create_dataset(
                 name,
@@ -116,7 +120,7 @@ class SnapshotWriter:
         ds[n0:] = arr
 
     def write(self, **arrays: Any) -> None:
-        """Store whole arrays (``weights``, ``bias``, ``outputs``, ``params/W1``, ...), replacing any."""
+        """Store whole arrays (``weights``, ``bias``, ``params/W1``, ...), replacing any."""
         for name, value in arrays.items():
             if value is None:
                 continue
@@ -124,9 +128,11 @@ class SnapshotWriter:
         self._writer.flush()
 
     def write_params(self, params: Sequence[Any] | Mapping[str, Any]) -> None:
-        """Store every layer's weight matrix as ``params/W1`` ... ``params/WL`` (input side first)."""
-        items = params.items() if isinstance(params, Mapping) else (
-            (f"W{i + 1}", p) for i, p in enumerate(params)
+        """Store every layer's weight matrix as ``params/W1`` .. ``params/WL``, input side first."""
+        items = (
+            params.items()
+            if isinstance(params, Mapping)
+            else ((f"W{i + 1}", p) for i, p in enumerate(params))
         )
         self.write(**{f"params/{k}": v for k, v in items})
 
@@ -210,6 +216,8 @@ class DumpWriter:
             del group[name]
         kw = {"compression": self.compression} if self.compression and arr.ndim else {}
         if arr.dtype.kind == "O":
-            group.create_dataset(name, data=arr.astype(str).astype(object), dtype=_str_dtype(), **kw)
+            group.create_dataset(
+                name, data=arr.astype(str).astype(object), dtype=_str_dtype(), **kw
+            )
         else:
             group.create_dataset(name, data=arr, **kw)
