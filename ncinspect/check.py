@@ -524,7 +524,8 @@ def _trend_outcome(rule: Rule, group: list[Any]) -> Outcome:
 
     need = rule.last or 2
     if len(group) < need:
-        return fail(f"needs {need} snapshots with epochs in this trajectory, found {len(group)}")
+        return fail(f"needs {need} snapshots in this trajectory (split {last.split}, "
+                    f"layer {last.layer}), found {len(group)}")
     undated = [s.name for s in group if s.epoch is None]
     if undated:
         return fail(f"snapshot(s) without an epoch cannot be ordered: {', '.join(undated[:5])}")

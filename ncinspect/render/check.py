@@ -30,9 +30,8 @@ def check_table(result: CheckResult):
     from rich.table import Table
     from rich.text import Text
 
-    config = f"  (config: {result.config})" if result.config else ""
-    table = Table(title=f"[bold]{result.file}[/bold]: {summary_line(result)}{config}",
-                  title_justify="left")
+    config = f"  config: {result.config}" if result.config else ""
+    table = Table(title=f"[bold]{result.file}[/bold]{config}", title_justify="left")
     for col in ("rule", "snapshot", "value", "bound", "result"):
         table.add_column(col, justify="right" if col in ("value", "bound") else "left")
     for o in result.outcomes:
@@ -41,7 +40,8 @@ def check_table(result: CheckResult):
         table.add_row(o.rule.text, o.target, fmt(o.value), bound, verdict)
     reasons = [Text.assemble(("FAIL ", "bold red"), f"{_case_name(o)}: {o.message}")
                for o in result.failures]
-    return Group(table, *reasons)
+    colour = "green" if result.passed else "bold red"
+    return Group(table, *reasons, Text(summary_line(result), style=colour))
 
 
 def to_json(result: CheckResult) -> str:
