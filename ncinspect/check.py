@@ -119,7 +119,7 @@ class Rule:
     def per_class_key(self) -> str | None:
         """``ncc_agreement`` for ``per_class.ncc_agreement``; None for an aggregate metric."""
         if self.metric.startswith(PER_CLASS_PREFIX):
-            return self.metric[len(PER_CLASS_PREFIX):]
+            return self.metric[len(PER_CLASS_PREFIX) :]
         return None
 
     @property
@@ -133,8 +133,11 @@ class Rule:
             op = "<" if self.kind == "decreasing" else ">"
             return f"{self.metric} {self.kind} (last {op} first)"
         span = f"last {self.last}" if self.last else "all snapshots"
-        tol = "".join(f", {name} {_num(getattr(self, name))}" for name in ("rtol", "atol")
-                      if getattr(self, name))
+        tol = "".join(
+            f", {name} {_num(getattr(self, name))}"
+            for name in ("rtol", "atol")
+            if getattr(self, name)
+        )
         return f"{self.metric} {self.kind.replace('_', '-')} ({span}{tol})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,7 +163,7 @@ def _check_metric(name: str, where: str, *, trend: bool) -> str:
     name = name.strip()
     if name in METRIC_KEYS:
         return name
-    if name.startswith(PER_CLASS_PREFIX) and name[len(PER_CLASS_PREFIX):] in PER_CLASS_KEYS:
+    if name.startswith(PER_CLASS_PREFIX) and name[len(PER_CLASS_PREFIX) :] in PER_CLASS_KEYS:
         if trend:
             raise UsageError(
                 f"{where}: trend rules take an aggregate metric, not {name!r} "
@@ -170,9 +173,7 @@ def _check_metric(name: str, where: str, *, trend: bool) -> str:
     valid = METRIC_KEYS if trend else _valid_metric_names()
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    per_class = "" if trend else (
-        f"; per-class worst case: per_class.<{'|'.join(PER_CLASS_KEYS)}>"
-    )
+    per_class = "" if trend else (f"; per-class worst case: per_class.<{'|'.join(PER_CLASS_KEYS)}>")
     valid = ", ".join(METRIC_KEYS)
     raise UsageError(f"{where}: unknown metric {name!r}{hint}; valid metrics: {valid}{per_class}")
 
@@ -276,8 +277,9 @@ def rules_from_table(table: Mapping[str, Any], where: str) -> tuple[list[Rule], 
     known = ("snapshot", *THRESHOLD_KINDS, *TREND_KINDS)
     unknown = sorted(set(table) - set(known))
     if unknown:
-        raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}; "
-                         f"valid keys: {', '.join(known)}")
+        raise UsageError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(known)}"
+        )
     snapshot = table.get("snapshot")
     if snapshot is not None and not isinstance(snapshot, str):
         raise UsageError(f"{where}: snapshot must be a string, got {snapshot!r}")
@@ -300,8 +302,10 @@ def rules_from_table(table: Mapping[str, Any], where: str) -> tuple[list[Rule], 
             items = [(None, None)]
         for metric, options in items:
             if options is None:
-                raise UsageError(f"{here}: expected a list of metrics or a table of "
-                                 f"metric = {{{', '.join(TREND_OPTIONS[kind])}}}, got {spec!r}")
+                raise UsageError(
+                    f"{here}: expected a list of metrics or a table of "
+                    f"metric = {{{', '.join(TREND_OPTIONS[kind])}}}, got {spec!r}"
+                )
             rules.append(_trend(kind, metric, options, here))
     return rules, snapshot
 
@@ -398,9 +402,17 @@ class Outcome:
     layer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule.to_dict(), "target": self.target, "passed": self.passed,
-                "value": self.value, "bound": self.bound, "message": self.message,
-                "epoch": self.epoch, "split": self.split, "layer": self.layer}
+        return {
+            "rule": self.rule.to_dict(),
+            "target": self.target,
+            "passed": self.passed,
+            "value": self.value,
+            "bound": self.bound,
+            "message": self.message,
+            "epoch": self.epoch,
+            "split": self.split,
+            "layer": self.layer,
+        }
 
 
 @dataclass
@@ -425,16 +437,22 @@ class CheckResult:
         from .report import jsonable
 
         n_failed = len(self.failures)
-        return jsonable({
-            "schema_version": 1,
-            "file": self.file,
-            "config": self.config,
-            "snapshot": self.snapshot,
-            "passed": self.passed,
-            "summary": {"rules": len(self.rules), "checks": len(self.outcomes),
-                        "passed": len(self.outcomes) - n_failed, "failed": n_failed},
-            "results": [o.to_dict() for o in self.outcomes],
-        })
+        return jsonable(
+            {
+                "schema_version": 1,
+                "file": self.file,
+                "config": self.config,
+                "snapshot": self.snapshot,
+                "passed": self.passed,
+                "summary": {
+                    "rules": len(self.rules),
+                    "checks": len(self.outcomes),
+                    "passed": len(self.outcomes) - n_failed,
+                    "failed": n_failed,
+                },
+                "results": [o.to_dict() for o in self.outcomes],
+            }
+        )
 
 
 def _group_key(item) -> tuple[str, str]:
@@ -493,39 +511,58 @@ def _threshold_outcome(rule: Rule, res) -> Outcome:
         return Outcome(passed=passed, value=value, message=message, **base)
     rows = res.per_class
     if not rows:
-        return Outcome(passed=False, value=None, **base,
-                       message=f"{rule.metric}: no per-class values for this snapshot")
+        return Outcome(
+            passed=False,
+            value=None,
+            **base,
+            message=f"{rule.metric}: no per-class values for this snapshot",
+        )
     undefined = [str(r.get("class")) for r in rows if r.get(key) is None]
     if undefined:
         agg = _PER_CLASS_REASON.get(key)
         why = _null_reason(res, agg) if agg and res.metrics.get(agg) is None else "undefined"
         classes = ", ".join(undefined[:10])
-        return Outcome(passed=False, value=None, **base,
-                       message=f"{rule.metric} undefined for class(es) {classes}: {why}")
+        return Outcome(
+            passed=False,
+            value=None,
+            **base,
+            message=f"{rule.metric} undefined for class(es) {classes}: {why}",
+        )
     pick = min if rule.kind == "min" else max
     worst = pick(rows, key=lambda r: r[key])
     value = worst[key]
     passed = bool(ok(value))
-    return Outcome(passed=passed, value=value, **base,
-                   message=f"worst class {worst.get('class')!s}: {key} = {_fmt(value)} "
-                           f"{op if passed else bad} {_num(rule.bound)}")
+    return Outcome(
+        passed=passed,
+        value=value,
+        **base,
+        message=f"worst class {worst.get('class')!s}: {key} = {_fmt(value)} "
+        f"{op if passed else bad} {_num(rule.bound)}",
+    )
 
 
 def _trend_outcome(rule: Rule, group: list[Any]) -> Outcome:
     if rule.last:
-        group = group[-rule.last:]
+        group = group[-rule.last :]
     first, last = group[0], group[-1]
     target = f"{first.name} .. {last.name}" if len(group) > 1 else first.name
-    base = {"rule": rule, "target": target, "split": last.split, "layer": last.layer,
-            "epoch": last.epoch}
+    base = {
+        "rule": rule,
+        "target": target,
+        "split": last.split,
+        "layer": last.layer,
+        "epoch": last.epoch,
+    }
 
     def fail(message: str, value: Any = None) -> Outcome:
         return Outcome(passed=False, value=value, message=message, **base)
 
     need = rule.last or 2
     if len(group) < need:
-        return fail(f"needs {need} snapshots in this trajectory (split {last.split}, "
-                    f"layer {last.layer}), found {len(group)}")
+        return fail(
+            f"needs {need} snapshots in this trajectory (split {last.split}, "
+            f"layer {last.layer}), found {len(group)}"
+        )
     undated = [s.name for s in group if s.epoch is None]
     if undated:
         return fail(f"snapshot(s) without an epoch cannot be ordered: {', '.join(undated[:5])}")
@@ -537,22 +574,34 @@ def _trend_outcome(rule: Rule, group: list[Any]) -> Outcome:
     if rule.kind in ("decreasing", "increasing"):
         passed = bool(sign * (values[-1] - values[0]) < 0)
         word = "fell" if values[-1] < values[0] else "rose" if values[-1] > values[0] else "stayed"
-        return Outcome(passed=passed, value=values[-1], **{**base, "bound": values[0]},
-                       message=f"{rule.metric} {word} from {_fmt(values[0])} (epoch {first.epoch}) "
-                               f"to {_fmt(values[-1])} (epoch {last.epoch})")
+        return Outcome(
+            passed=passed,
+            value=values[-1],
+            **{**base, "bound": values[0]},
+            message=f"{rule.metric} {word} from {_fmt(values[0])} (epoch {first.epoch}) "
+            f"to {_fmt(values[-1])} (epoch {last.epoch})",
+        )
     for i in range(1, len(group)):
         va, vb = values[i - 1], values[i]
         allowed = rule.atol + rule.rtol * abs(va)
         if sign * (vb - va) > allowed:
-            return fail(f"{rule.metric} went the wrong way from epoch {group[i - 1].epoch} to "
-                        f"{group[i].epoch}: {_fmt(va)} -> {_fmt(vb)} (allowed {_fmt(allowed)})", vb)
-    return Outcome(passed=True, value=values[-1], **base,
-                   message=f"{rule.metric} monotone over epochs {first.epoch}..{last.epoch}: "
-                           f"{_fmt(values[0])} -> {_fmt(values[-1])}")
+            return fail(
+                f"{rule.metric} went the wrong way from epoch {group[i - 1].epoch} to "
+                f"{group[i].epoch}: {_fmt(va)} -> {_fmt(vb)} (allowed {_fmt(allowed)})",
+                vb,
+            )
+    return Outcome(
+        passed=True,
+        value=values[-1],
+        **base,
+        message=f"{rule.metric} monotone over epochs {first.epoch}..{last.epoch}: "
+        f"{_fmt(values[0])} -> {_fmt(values[-1])}",
+    )
 
 
-def evaluate(rules: Sequence[Rule], results: Sequence[Any], *,
-             targets: Sequence[Any] | None = None) -> list[Outcome]:
+def evaluate(
+    rules: Sequence[Rule], results: Sequence[Any], *, targets: Sequence[Any] | None = None
+) -> list[Outcome]:
     """Apply ``rules`` to analysed snapshots.
 
     Parameters
@@ -619,8 +668,10 @@ def run_check(
     from .dump import open_dump
 
     if not rules:
-        raise UsageError("no rules to check: give --max/--min/--decreasing/... or a config file "
-                         "(ncinspect.toml [check] or pyproject.toml [tool.ncinspect.check])")
+        raise UsageError(
+            "no rules to check: give --max/--min/--decreasing/... or a config file "
+            "(ncinspect.toml [check] or pyproject.toml [tool.ncinspect.check])"
+        )
     snapshot = snapshot or "last"
     per_class = any(r.per_class_key for r in rules)
     needs_trajectory = any(r.is_trend for r in rules)
@@ -629,8 +680,14 @@ def run_check(
         with open_dump(path, keys=keys) as dump:
             names = [s.name for s in select_last(dump.snapshots)]
         pattern = _names_pattern(names)
-    report = analyze_file(path, snapshot=pattern, keys=keys, per_class=per_class,
-                          chunk_rows=chunk_rows, memory_limit=memory_limit)
+    report = analyze_file(
+        path,
+        snapshot=pattern,
+        keys=keys,
+        per_class=per_class,
+        chunk_rows=chunk_rows,
+        memory_limit=memory_limit,
+    )
     results = list(report.snapshots)
     if snapshot == "last":
         if not needs_trajectory and pattern is None:  # names with commas: filter after
@@ -638,5 +695,10 @@ def run_check(
         targets = select_last(results)
     else:
         targets = results
-    return CheckResult(file=os.fspath(path), outcomes=evaluate(rules, results, targets=targets),
-                       rules=list(rules), snapshot=snapshot, config=config)
+    return CheckResult(
+        file=os.fspath(path),
+        outcomes=evaluate(rules, results, targets=targets),
+        rules=list(rules),
+        snapshot=snapshot,
+        config=config,
+    )

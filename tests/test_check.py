@@ -110,8 +110,9 @@ def test_threshold_exit_codes_bracket_the_value(traj, capsys):
 
 
 def test_min_rule_and_values_match_reference(traj, capsys):
-    code, res = run_json(capsys, traj["path"], "--min", "accuracy_ncc=0.5", "--max",
-                         "etf_error_means=2")
+    code, res = run_json(
+        capsys, traj["path"], "--min", "accuracy_ncc=0.5", "--max", "etf_error_means=2"
+    )
     assert code == 0 and res["passed"]
     by = {(r["rule"]["metric"], r["target"]): r["value"] for r in res["results"]}
     for name in ("/epoch_0040", "/test/epoch_0040"):
@@ -122,8 +123,14 @@ def test_min_rule_and_values_match_reference(traj, capsys):
     assert code == 1
 
 
-@pytest.mark.parametrize("spec, closest", [("nosuchmetric=1", None), ("nc1x=1", "nc1"),
-                                           ("per_class.ncc_agreemnt=1", "per_class.ncc_agreement")])
+@pytest.mark.parametrize(
+    "spec, closest",
+    [
+        ("nosuchmetric=1", None),
+        ("nc1x=1", "nc1"),
+        ("per_class.ncc_agreemnt=1", "per_class.ncc_agreement"),
+    ],
+)
 def test_unknown_metric_is_a_usage_error(traj, capsys, spec, closest):
     assert main(["check", traj["path"], "--max", spec]) == 2
     err = capsys.readouterr().err
@@ -133,17 +140,20 @@ def test_unknown_metric_is_a_usage_error(traj, capsys, spec, closest):
         assert f"did you mean {closest!r}" in err
 
 
-@pytest.mark.parametrize("args", [
-    ["--max", "nc1"],                          # no value
-    ["--max", "nc1=abc"],                      # not a number
-    ["--min", "nc1=nan"],                      # not finite
-    ["--decreasing", "per_class.var"],         # trends take aggregate metrics
-    ["--decreasing", "nc1:last=3"],            # decreasing has no options
-    ["--non-increasing", "nc1:last=1"],        # last must be >= 2
-    ["--non-increasing", "nc1:rtol=-1"],       # tolerances are >= 0
-    ["--non-increasing", "nc1:window=3"],      # unknown option
-    [],                                        # no rules at all
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--max", "nc1"],  # no value
+        ["--max", "nc1=abc"],  # not a number
+        ["--min", "nc1=nan"],  # not finite
+        ["--decreasing", "per_class.var"],  # trends take aggregate metrics
+        ["--decreasing", "nc1:last=3"],  # decreasing has no options
+        ["--non-increasing", "nc1:last=1"],  # last must be >= 2
+        ["--non-increasing", "nc1:rtol=-1"],  # tolerances are >= 0
+        ["--non-increasing", "nc1:window=3"],  # unknown option
+        [],  # no rules at all
+    ],
+)
 def test_bad_rules_exit_2(traj, capsys, args):
     assert main(["check", traj["path"], *args]) == 2
     assert "ncinspect: error:" in capsys.readouterr().err
@@ -178,8 +188,14 @@ def test_per_class_rules_use_the_worst_class(traj, capsys):
     acc = [np.mean(np.argmax(h[y == c] @ W.T, axis=1) == c) for c in range(C)]
     assert int(np.argmax(var)) == NOISY_CLASS  # the fixture does what it says
     args = [traj["path"], "--snapshot", "/epoch_0040"]
-    code, res = run_json(capsys, *args, "--max", f"per_class.var={max(var) * 1.01}",
-                         "--min", f"per_class.accuracy_classifier={min(acc)}")
+    code, res = run_json(
+        capsys,
+        *args,
+        "--max",
+        f"per_class.var={max(var) * 1.01}",
+        "--min",
+        f"per_class.accuracy_classifier={min(acc)}",
+    )
     assert code == 0
     by = {r["rule"]["metric"]: r for r in res["results"]}
     assert by["per_class.var"]["value"] == pytest.approx(max(var), rel=1e-9)
@@ -212,8 +228,12 @@ def test_trend_rules_on_a_trajectory(traj, capsys):
     rise = nc1[30] / nc1[20] - 1
     assert run_json(capsys, path, *train, "--non-increasing", f"nc1:rtol={rise * 1.01}")[0] == 0
     assert run_json(capsys, path, *train, "--non-increasing", f"nc1:rtol={rise * 0.99}")[0] == 1
-    assert run_json(capsys, path, *train,
-                    "--non-increasing", f"nc1:atol={(nc1[30] - nc1[20]) * 1.01}")[0] == 0
+    assert (
+        run_json(
+            capsys, path, *train, "--non-increasing", f"nc1:atol={(nc1[30] - nc1[20]) * 1.01}"
+        )[0]
+        == 0
+    )
     # more snapshots asked for than the trajectory has: fails, never passes silently
     code, res = run_json(capsys, path, *train, "--non-increasing", "nc1:last=6")
     assert code == 1 and "found 5" in res["results"][0]["message"]
@@ -238,8 +258,10 @@ def test_trend_on_undefined_metric_fails(no_weights, capsys):
 # --------------------------------------------------------------------------------------
 def test_snapshot_selection(traj, capsys):
     def targets(*args):
-        return sorted(r["target"] for r in run_json(capsys, traj["path"], "--max", "nc1=100",
-                                                    *args)[1]["results"])
+        return sorted(
+            r["target"]
+            for r in run_json(capsys, traj["path"], "--max", "nc1=100", *args)[1]["results"]
+        )
 
     assert targets() == ["/epoch_0040", "/test/epoch_0040"]
     assert targets("--snapshot", "all") == sorted(traj["arrays"])
@@ -249,12 +271,14 @@ def test_snapshot_selection(traj, capsys):
 def test_select_last_groups_by_split_and_layer():
     from types import SimpleNamespace as S
 
-    items = [S(name="a", epoch=5, split="train", layer=None),
-             S(name="b", epoch=9, split="train", layer=None),
-             S(name="c", epoch=1, split="train", layer="layer_1"),
-             S(name="d", epoch=7, split="test", layer=None),
-             S(name="e", epoch=None, split="val", layer=None),
-             S(name="f", epoch=None, split="val", layer=None)]
+    items = [
+        S(name="a", epoch=5, split="train", layer=None),
+        S(name="b", epoch=9, split="train", layer=None),
+        S(name="c", epoch=1, split="train", layer="layer_1"),
+        S(name="d", epoch=7, split="test", layer=None),
+        S(name="e", epoch=None, split="val", layer=None),
+        S(name="f", epoch=None, split="val", layer=None),
+    ]
     assert sorted(s.name for s in select_last(items)) == ["b", "c", "d", "f"]
 
 
@@ -308,8 +332,12 @@ def test_ncinspect_toml_wins_and_cli_overrides(traj, tmp_path, capsys):
     # a command-line rule of the same kind and metric replaces the file's; others add
     code, res = run_json(capsys, traj["path"], "--max", "nc1=100", "--min", "nc1=0")
     assert code == 0
-    assert sorted((r["rule"]["kind"], r["rule"]["bound"]) for r in res["results"]) == \
-        [("max", 100.0), ("max", 100.0), ("min", 0.0), ("min", 0.0)]
+    assert sorted((r["rule"]["kind"], r["rule"]["bound"]) for r in res["results"]) == [
+        ("max", 100.0),
+        ("max", 100.0),
+        ("min", 0.0),
+        ("min", 0.0),
+    ]
     # --snapshot on the command line overrides the file's; --no-config drops the file
     assert run_json(capsys, traj["path"], "--no-config", "--max", "nc1=100")[0] == 0
     assert main(["check", traj["path"], "--no-config"]) == 2
@@ -318,20 +346,29 @@ def test_ncinspect_toml_wins_and_cli_overrides(traj, tmp_path, capsys):
 
 def test_explicit_config_and_bad_configs(traj, tmp_path, capsys):
     good = tmp_path / "rules.toml"
-    good.write_text('[check]\nsnapshot = "/test/*"\n'
-                    '[check.non_increasing]\nnc1 = { last = 2, rtol = 0.5 }\n')
+    good.write_text(
+        '[check]\nsnapshot = "/test/*"\n[check.non_increasing]\nnc1 = { last = 2, rtol = 0.5 }\n'
+    )
     code, res = run_json(capsys, traj["path"], "--config", str(good))
     assert code == 0 and [r["target"] for r in res["results"]] == [
-        "/test/epoch_0000 .. /test/epoch_0040"]
+        "/test/epoch_0000 .. /test/epoch_0040"
+    ]
     assert res["results"][0]["rule"] == {
-        "kind": "non_increasing", "metric": "nc1", "last": 2, "rtol": 0.5, "atol": 0.0,
-        "text": "nc1 non-increasing (last 2, rtol 0.5)"}
-    for text, needle in (("[check\n", "invalid TOML"),
-                         ("[check]\nmaxx = { nc1 = 1 }\n", "unknown key(s) maxx"),
-                         ("[check]\nmax = { nc1x = 1 }\n", "did you mean 'nc1'"),
-                         ("[check]\nmax = { nc1 = 'low' }\n", "must be a number"),
-                         ("[check]\ndecreasing = 3\n", "expected a list"),
-                         ("[other]\nx = 1\n", "no [check] section")):
+        "kind": "non_increasing",
+        "metric": "nc1",
+        "last": 2,
+        "rtol": 0.5,
+        "atol": 0.0,
+        "text": "nc1 non-increasing (last 2, rtol 0.5)",
+    }
+    for text, needle in (
+        ("[check\n", "invalid TOML"),
+        ("[check]\nmaxx = { nc1 = 1 }\n", "unknown key(s) maxx"),
+        ("[check]\nmax = { nc1x = 1 }\n", "did you mean 'nc1'"),
+        ("[check]\nmax = { nc1 = 'low' }\n", "must be a number"),
+        ("[check]\ndecreasing = 3\n", "expected a list"),
+        ("[other]\nx = 1\n", "no [check] section"),
+    ):
         bad = tmp_path / "bad.toml"
         bad.write_text(text)
         assert main(["check", traj["path"], "--config", str(bad)]) == 2, text
@@ -341,18 +378,27 @@ def test_explicit_config_and_bad_configs(traj, tmp_path, capsys):
 
 def test_rules_from_table_and_merge():
     rules, snap = rules_from_table(
-        {"max": {"nc1": 0.1, "per_class": {"var": 2}}, "min": {"per_class.ncc_agreement": 0.95},
-         "non_decreasing": ["accuracy_classifier"]}, "t")
+        {
+            "max": {"nc1": 0.1, "per_class": {"var": 2}},
+            "min": {"per_class.ncc_agreement": 0.95},
+            "non_decreasing": ["accuracy_classifier"],
+        },
+        "t",
+    )
     assert snap is None
-    assert [r.text for r in rules] == ["nc1 <= 0.1", "max per_class.var <= 2",
-                                      "min per_class.ncc_agreement >= 0.95",
-                                      "accuracy_classifier non-decreasing (all snapshots)"]
+    assert [r.text for r in rules] == [
+        "nc1 <= 0.1",
+        "max per_class.var <= 2",
+        "min per_class.ncc_agreement >= 0.95",
+        "accuracy_classifier non-decreasing (all snapshots)",
+    ]
     cli = [parse_threshold("max", "nc1=0.5"), parse_trend("decreasing", "nc1")]
     merged = merge_rules(rules, cli)
     assert [r.text for r in merged][:2] == ["nc1 <= 0.5", "max per_class.var <= 2"]
     assert merged[-1] == Rule("decreasing", "nc1")
     assert parse_trend("non_increasing", "nc1:last=5, rtol=0.05") == Rule(
-        "non_increasing", "nc1", last=5, rtol=0.05)
+        "non_increasing", "nc1", last=5, rtol=0.05
+    )
     with pytest.raises(UsageError, match="valid keys"):
         rules_from_table({"mx": {}}, "t")
 

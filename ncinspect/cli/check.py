@@ -13,7 +13,7 @@ _TREND_HELP = {
     "decreasing": "METRIC must be lower at the last epoch than at the first (each trajectory).",
     "increasing": "METRIC must be higher at the last epoch than at the first.",
     "non_increasing": "METRIC must never rise between consecutive epochs; options: last=K "
-                      "(only the last K snapshots), rtol/atol (allowed rise atol + rtol*|prev|).",
+    "(only the last K snapshots), rtol/atol (allowed rise atol + rtol*|prev|).",
     "non_decreasing": "METRIC must never fall between consecutive epochs; options as above.",
 }
 
@@ -21,37 +21,75 @@ _TREND_HELP = {
 def _trend_options(func):
     for kind in reversed(tuple(_TREND_HELP)):
         metavar = "METRIC" if kind in ("decreasing", "increasing") else "METRIC[:last=K,rtol=R]"
-        func = click.option(f"--{kind.replace('_', '-')}", kind, metavar=metavar, multiple=True,
-                            help=_TREND_HELP[kind])(func)
+        func = click.option(
+            f"--{kind.replace('_', '-')}",
+            kind,
+            metavar=metavar,
+            multiple=True,
+            help=_TREND_HELP[kind],
+        )(func)
     return func
 
 
 @click.command("check")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--snapshot", "-s", "snapshot", metavar="PATTERN|last|all", default=None,
-              help="Snapshots the thresholds apply to: the last epoch of each split/layer "
-                   "(default), all, or a glob on snapshot paths (comma-separated).")
-@click.option("--max", "max_rules", metavar="METRIC=VALUE", multiple=True,
-              help="Fail when METRIC > VALUE. per_class.KEY=VALUE: when the highest class value "
-                   "is > VALUE.")
-@click.option("--min", "min_rules", metavar="METRIC=VALUE", multiple=True,
-              help="Fail when METRIC < VALUE. per_class.KEY=VALUE: when the lowest class value "
-                   "is < VALUE.")
+@click.option(
+    "--snapshot",
+    "-s",
+    "snapshot",
+    metavar="PATTERN|last|all",
+    default=None,
+    help="Snapshots the thresholds apply to: the last epoch of each split/layer "
+    "(default), all, or a glob on snapshot paths (comma-separated).",
+)
+@click.option(
+    "--max",
+    "max_rules",
+    metavar="METRIC=VALUE",
+    multiple=True,
+    help="Fail when METRIC > VALUE. per_class.KEY=VALUE: when the highest class value is > VALUE.",
+)
+@click.option(
+    "--min",
+    "min_rules",
+    metavar="METRIC=VALUE",
+    multiple=True,
+    help="Fail when METRIC < VALUE. per_class.KEY=VALUE: when the lowest class value is < VALUE.",
+)
 @_trend_options
-@click.option("--config", "config_path", metavar="PATH", type=click.Path(dir_okay=False),
-              default=None, help="Rules file (default: ncinspect.toml [check] or pyproject.toml "
-                                 "[tool.ncinspect.check], searched from the current folder up).")
-@click.option("--no-config", is_flag=True,
-              help="Ignore configuration files; command-line rules only.")
-@click.option("--format", "fmt_name", type=click.Choice(FORMATS), default=None,
-              help="Output format (default: github when GITHUB_ACTIONS=true, else table).")
-@click.option("--output", "-o", "output", metavar="PATH", default=None,
-              help="Write the --format output to PATH (atomically); stdout then shows the "
-                   "default table (or annotations on GitHub).")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Rules file (default: ncinspect.toml [check] or pyproject.toml "
+    "[tool.ncinspect.check], searched from the current folder up).",
+)
+@click.option(
+    "--no-config", is_flag=True, help="Ignore configuration files; command-line rules only."
+)
+@click.option(
+    "--format",
+    "fmt_name",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Output format (default: github when GITHUB_ACTIONS=true, else table).",
+)
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    metavar="PATH",
+    default=None,
+    help="Write the --format output to PATH (atomically); stdout then shows the "
+    "default table (or annotations on GitHub).",
+)
 @key_options
 @debug_option
-def command(file, snapshot, max_rules, min_rules, config_path, no_config, fmt_name, output,
-            debug, **kwargs):
+def command(
+    file, snapshot, max_rules, min_rules, config_path, no_config, fmt_name, output, debug, **kwargs
+):
     """Check the metrics of FILE against rules; exit 1 when any rule fails.
 
     \b
@@ -85,9 +123,13 @@ def command(file, snapshot, max_rules, min_rules, config_path, no_config, fmt_na
     cli_rules = [parse_threshold("max", s) for s in max_rules]
     cli_rules += [parse_threshold("min", s) for s in min_rules]
     cli_rules += [parse_trend(kind, s) for kind in TREND_KINDS for s in kwargs.pop(kind)]
-    result = run_check(file, merge_rules(config.rules, cli_rules),
-                       snapshot=snapshot or config.snapshot or "last", keys=keys,
-                       config=config.path)
+    result = run_check(
+        file,
+        merge_rules(config.rules, cli_rules),
+        snapshot=snapshot or config.snapshot or "last",
+        keys=keys,
+        config=config.path,
+    )
 
     console_fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "table"
     if output:

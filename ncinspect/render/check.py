@@ -11,8 +11,7 @@ import json
 from ..check import CheckResult, Outcome
 from .table import fmt
 
-__all__ = ["check_table", "summary_line", "to_json", "to_junit", "to_github", "to_text",
-           "render"]
+__all__ = ["check_table", "summary_line", "to_json", "to_junit", "to_github", "to_text", "render"]
 
 _TOOL = "ncinspect check"
 
@@ -20,8 +19,10 @@ _TOOL = "ncinspect check"
 def summary_line(result: CheckResult) -> str:
     """``3 rule(s), 5 check(s): 4 passed, 1 failed`` (plain text)."""
     n_fail = len(result.failures)
-    return (f"{len(result.rules)} rule(s), {len(result.outcomes)} check(s): "
-            f"{len(result.outcomes) - n_fail} passed, {n_fail} failed")
+    return (
+        f"{len(result.rules)} rule(s), {len(result.outcomes)} check(s): "
+        f"{len(result.outcomes) - n_fail} passed, {n_fail} failed"
+    )
 
 
 def check_table(result: CheckResult):
@@ -38,8 +39,10 @@ def check_table(result: CheckResult):
         verdict = "[green]pass[/green]" if o.passed else "[bold red]FAIL[/bold red]"
         bound = "" if o.bound is None else fmt(o.bound)
         table.add_row(o.rule.text, o.target, fmt(o.value), bound, verdict)
-    reasons = [Text.assemble(("FAIL ", "bold red"), f"{_case_name(o)}: {o.message}")
-               for o in result.failures]
+    reasons = [
+        Text.assemble(("FAIL ", "bold red"), f"{_case_name(o)}: {o.message}")
+        for o in result.failures
+    ]
     colour = "green" if result.passed else "bold red"
     return Group(table, *reasons, Text(summary_line(result), style=colour))
 
@@ -65,8 +68,13 @@ def to_junit(result: CheckResult) -> str:
         props = ET.SubElement(suite, "properties")
         ET.SubElement(props, "property", name="config", value=result.config)
     for o in result.outcomes:
-        case = ET.SubElement(suite, "testcase", classname=f"ncinspect.check.{o.rule.metric}",
-                             name=_case_name(o), time="0")
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"ncinspect.check.{o.rule.metric}",
+            name=_case_name(o),
+            time="0",
+        )
         if not o.passed:
             failure = ET.SubElement(case, "failure", message=o.message, type="CheckFailed")
             failure.text = f"{o.rule.text} failed on {o.target} in {result.file}: {o.message}"
@@ -92,8 +100,10 @@ def to_github(result: CheckResult) -> str:
         for o in result.failures
     ]
     level = "notice" if result.passed else "error"
-    lines.append(f"::{level} title={_escape_property(_TOOL)}::"
-                 f"{_escape_data(f'{result.file}: {summary_line(result)}')}")
+    lines.append(
+        f"::{level} title={_escape_property(_TOOL)}::"
+        f"{_escape_data(f'{result.file}: {summary_line(result)}')}"
+    )
     return "\n".join(lines) + "\n"
 
 
