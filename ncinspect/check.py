@@ -480,11 +480,11 @@ def select_last(items: Iterable[Any]) -> list[Any]:
 
 
 def _null_reason(res, key: str) -> str:
-    """The warning that explains why ``res.metrics[key]`` is None (lines ``k1, k2: null (why)``)."""
+    """``key: null (why)``: the reason from the warning ``k1, k2: null (why)`` naming key."""
     for w in res.warnings:
-        keys, sep, _ = w.partition(": null (")
+        keys, sep, why = w.partition(": null (")
         if sep and key in (k.strip() for k in keys.split(",")):
-            return w
+            return f"{key}: null ({why}"
     return f"{key}: null (no reason recorded)"
 
 
