@@ -20,7 +20,7 @@ from .errors import InvalidDataError, UsageError
 from .inputs import Prepared, prepare
 from .metrics import between_class_geometry, compute_metrics
 from .report import Report, SnapshotResult
-from .stats import FirstPass, Geometry, SecondPass, to_float64
+from .stats import FirstPass, Geometry, SecondPass
 
 __all__ = ["analyze", "analyze_snapshot", "analyze_file", "plan_chunk_rows", "run_passes"]
 
@@ -51,7 +51,7 @@ def first_pass(prep: Prepared, rows: int, progress: Progress | None = None) -> F
     N, d, C = prep.n_samples, prep.n_features, prep.n_classes
     first = FirstPass.empty(C, d)
     for a, b in _chunks(N, rows):
-        h = to_float64(prep.features.read(a, b))
+        h = prep.features.read(a, b)  # stored dtype; summed in float64
         first = first.merge(FirstPass.of_chunk(h, prep.codes[a:b], C, a))
         if progress:
             progress(b - a)
@@ -74,7 +74,7 @@ def second_pass(
             outs = np.asarray(prep.outputs.read(a, b), dtype=np.float64)
             if not np.isfinite(outs).all():
                 raise InvalidDataError(f"{prep.outputs.where}: NaN/Inf in outputs rows {a}:{b}")
-        h = to_float64(prep.features.read(a, b))
+        h = prep.features.read(a, b)  # converted to float64 block by block
         second = second.merge(SecondPass.of_chunk(geom, h, prep.codes[a:b], outs))
         if progress:
             progress(b - a)

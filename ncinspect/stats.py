@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Moments", "FirstPass", "Geometry", "SecondPass", "to_float64"]
+__all__ = ["Moments", "FirstPass", "Geometry", "SecondPass", "to_float64", "block_rows"]
 
 
 def to_float64(block: np.ndarray) -> np.ndarray:
@@ -68,16 +68,21 @@ class FirstPass:
 
     @classmethod
     def of_chunk(cls, h: np.ndarray, y: np.ndarray, n_classes: int, row0: int = 0) -> FirstPass:
-        """Statistics of one chunk: ``h`` (n, d) float64, ``y`` (n,) codes in 0..C-1."""
+        """Statistics of one chunk: ``h`` (n, d) of any numeric dtype, ``y`` (n,) codes in 0..C-1.
+
+        Sums are accumulated in float64 (each value is converted exactly); ``h`` is not
+        modified. Rows holding NaN/Inf are counted (and left out of the sums).
+        """
         stats = cls.empty(n_classes, h.shape[1])
-        finite = np.isfinite(h).all(axis=1)
-        if not finite.all():
-            bad = np.flatnonzero(~finite)
-            stats.n_nonfinite = int(bad.size)
-            stats.first_nonfinite_row = int(row0 + bad[0])
-            h = np.where(finite[:, None], h, 0.0)
         stats.counts = np.bincount(y, minlength=n_classes).astype(np.int64)
-        _group_sum(stats.sums, h, y)
+        stats.sums = _group_sum(h, y, n_classes)
+        if not np.isfinite(stats.sums).all():  # rare: find the rows, leave them out
+            finite = np.isfinite(h).all(axis=1)
+            if not finite.all():
+                bad = np.flatnonzero(~finite)
+                stats.n_nonfinite = int(bad.size)
+                stats.first_nonfinite_row = int(row0 + bad[0])
+                stats.sums = _group_sum(np.where(finite[:, None], h, 0), y, n_classes)
         return stats
 
     def merge(self, other: FirstPass) -> FirstPass:
@@ -94,12 +99,17 @@ class FirstPass:
         return int(self.counts.sum())
 
 
-def _group_sum(out: np.ndarray, h: np.ndarray, y: np.ndarray) -> None:
-    """out[c] += sum of rows of h with label c (sorted segments, one BLAS-free pass)."""
-    order = np.argsort(y, kind="stable")
-    ys = y[order]
-    starts = np.flatnonzero(np.r_[True, ys[1:] != ys[:-1]])
-    out[ys[starts]] += np.add.reduceat(h[order], starts, axis=0)
+def _group_sum(h: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C, d) float64 sums of the rows of ``h`` by label, each class summed in row order.
+
+    One sparse (C x n) indicator product: a single pass over ``h``, no sort and no copy of
+    the rows grouped by class.
+    """
+    from scipy.sparse import csr_matrix
+
+    n = y.shape[0]
+    indicator = csr_matrix((np.ones(n), (y, np.arange(n))), shape=(n_classes, n))
+    return np.asarray(indicator @ h, dtype=np.float64)
 
 
 @dataclass
@@ -141,6 +151,27 @@ class Geometry:
         return self._stack
 
 
+BLOCK_BYTES = 2 << 20  #: float64 bytes of one pass-2 block of rows (fixed; sized for caches)
+
+
+def block_rows(n_features: int, n_classes: int) -> int:
+    """Rows of one pass-2 block: about :data:`BLOCK_BYTES` of float64 features, >= 32 rows.
+
+    A function of d and C only, so that the same input gives the same sums on any machine.
+    """
+    return max(32, BLOCK_BYTES // (8 * (n_features + 2 * n_classes)))
+
+
+class _Buffers:
+    """Reusable float64 work arrays of one pass-2 block (no page faults per block)."""
+
+    def __init__(self, rows: int, d: int, r: int, k: int):
+        self.h = np.empty((rows, d))
+        self.e = np.empty((rows, d))
+        self.proj = np.empty((rows, r))
+        self.scores = np.empty((rows, k))
+
+
 @dataclass
 class SecondPass:
     """Within-class scatter, decisions and output statistics given the :class:`Geometry`."""
@@ -166,18 +197,37 @@ class SecondPass:
     def of_chunk(
         cls, geom: Geometry, h: np.ndarray, y: np.ndarray, outputs: np.ndarray | None = None
     ) -> SecondPass:
-        """Statistics of one chunk. ``h`` is a float64 (n, d) array that this call may modify."""
-        C = geom.n_classes
+        """Statistics of one chunk: ``h`` (n, d) of any numeric dtype (not modified).
+
+        The rows are processed in blocks of :func:`block_rows` rows (a fixed number for a
+        given d and C, so results never depend on the machine): each block is converted to
+        float64 and centred in one cache-sized buffer, and the block statistics are merged.
+        """
+        C, r, d = geom.n_classes, geom.basis.shape[0], h.shape[1]
+        step = block_rows(d, C)
+        bufs = _Buffers(min(step, h.shape[0]), d, r, geom.decision_matrix().shape[1])
+        stats = cls.empty(C, r)
+        for a in range(0, h.shape[0], step):
+            out = None if outputs is None else outputs[a : a + step]
+            stats = stats.merge(cls._of_block(geom, h[a : a + step], y[a : a + step], out, bufs))
+        return stats
+
+    @classmethod
+    def _of_block(
+        cls, geom: Geometry, block: np.ndarray, y: np.ndarray, outputs: np.ndarray | None,
+        bufs: _Buffers,
+    ) -> SecondPass:
+        C, m = geom.n_classes, block.shape[0]
         stats = cls.empty(C, geom.basis.shape[0])
-        h -= geom.global_mean  # h' = h - mu_G: large common offsets cost no digits
-        e = h - geom.centred[y]  # (n, d) within-class residuals h_i - mu_{y_i}
+        h = np.subtract(block, geom.global_mean, out=bufs.h[:m])  # h' = h - mu_G in float64
+        e = np.take(geom.centred, y, axis=0, out=bufs.e[:m])
+        np.subtract(h, e, out=e)  # (m, d) within-class residuals h_i - mu_{y_i}
         if geom.basis.shape[0]:
-            proj = e @ geom.basis.T  # (n, r)
+            proj = np.matmul(e, geom.basis.T, out=bufs.proj[:m])  # (m, r)
             stats.proj_sq = np.einsum("ij,ij->j", proj, proj)
         stats.class_sq = np.bincount(y, weights=np.einsum("ij,ij->i", e, e), minlength=C)
-        del e
 
-        scores = h @ geom.decision_matrix()  # (n, C) or (n, 2C)
+        scores = np.matmul(h, geom.decision_matrix(), out=bufs.scores[:m])  # (m, C) or (m, 2C)
         centre_sq = np.einsum("ij,ij->i", geom.ncc_centres, geom.ncc_centres)
         dist = centre_sq[None, :] - 2.0 * scores[:, :C]  # ||h'-m'_c||^2 - ||h'||^2
         if not geom.ncc_valid.all():
@@ -191,6 +241,8 @@ class SecondPass:
             if geom.bias is not None:
                 offset = offset + geom.bias
             logits = scores[:, C:] + offset  # W h + b
+        if outputs is not None:
+            outputs = np.asarray(outputs, dtype=np.float64)
         clf_out = logits if logits is not None else outputs
         if clf_out is not None:
             clf = np.argmax(clf_out, axis=1)
