@@ -6,8 +6,10 @@ from typing import Any
 
 from ..metrics import METRIC_INFO
 from ..report import Report, SnapshotResult
+from ..trajectory import group_trajectories, has_layers, layer_profile
 
-__all__ = ["fmt", "snapshot_table", "compact_table", "render_report", "COMPACT_KEYS"]
+__all__ = ["fmt", "snapshot_table", "compact_table", "layer_table", "render_report",
+           "COMPACT_KEYS", "LAYER_KEYS", "change_text"]
 
 _DIRECTION = {"lower": "↓ lower", "higher": "↑ higher", "zero": "→ 0", "one": "→ 1", "info": ""}
 
@@ -22,6 +24,15 @@ COMPACT_KEYS = (
     ("accuracy_classifier", "accuracy"),
     ("mse", "mse"),
 )
+
+#: Columns of the per-layer table (metrics against depth: "intermediate" collapse).
+LAYER_KEYS = (
+    ("nc1", "nc1"),
+    ("nc1_trace_ratio", "trace ratio"),
+    ("accuracy_ncc", "NCC accuracy"),
+)
+
+_DIRECTION_OF = {key: direction for key, _, direction, _ in METRIC_INFO}
 
 
 def fmt(value: Any) -> str:
@@ -89,7 +100,12 @@ def per_class_table(res: SnapshotResult):
 
 
 def compact_table(report: Report, columns: tuple[tuple[str, str], ...] = COMPACT_KEYS):
-    """One row per snapshot (a trajectory); first and last rows and their change highlighted."""
+    """One row per snapshot (a trajectory per split and layer, by epoch).
+
+    The first and last rows of each trajectory are bold, followed by a row with their change
+    (``x ratio`` or ``+difference``), green when the metric moved in its better direction
+    (METRIC_INFO) and red when it moved away.
+    """
     from rich.table import Table
 
     table = Table(title=f"[bold]{report.file or '<arrays>'}[/bold]: {len(report)} snapshots",
@@ -99,14 +115,9 @@ def compact_table(report: Report, columns: tuple[tuple[str, str], ...] = COMPACT
         table.add_column(col, no_wrap=True, justify="left" if col == "snapshot" else "right")
     for _, title in columns:
         table.add_column(title, justify="right")
-    groups: dict[tuple, list[SnapshotResult]] = {}
-    for res in report:
-        groups.setdefault((res.split, res.layer), []).append(res)
-    first_group = True
-    for members in groups.values():
-        if not first_group:
+    for g, members in enumerate(group_trajectories(report).values()):
+        if g:
             table.add_section()
-        first_group = False
         for i, res in enumerate(members):
             edge = i in (0, len(members) - 1) and len(members) > 1
             table.add_row(
@@ -115,20 +126,75 @@ def compact_table(report: Report, columns: tuple[tuple[str, str], ...] = COMPACT
             )
         if len(members) > 1:
             a, b = members[0], members[-1]
-            table.add_row(f"change {a.epoch}->{b.epoch}", "", "",
-                          *(_change(a.metrics.get(k), b.metrics.get(k)) for k in keys),
+            table.add_row(f"change {fmt(a.epoch)}->{fmt(b.epoch)}", "", "",
+                          *(change_text(a.metrics.get(k), b.metrics.get(k),
+                                        _DIRECTION_OF.get(k, "info")) for k in keys),
                           style="italic")
     return table
 
 
-def _change(a: Any, b: Any) -> str:
+def _improved(a: float, b: float, direction: str) -> bool | None:
+    """Did ``a -> b`` move toward the better end of a metric with this direction?"""
+    if b == a or direction == "info":
+        return None
+    if direction == "lower":
+        return b < a
+    if direction == "higher":
+        return b > a
+    target = 0.0 if direction == "zero" else 1.0
+    if abs(b - target) == abs(a - target):
+        return None
+    return abs(b - target) < abs(a - target)
+
+
+def change_text(a: Any, b: Any, direction: str = "lower") -> str:
+    """The change from ``a`` to ``b``: ``x ratio`` (same sign, a != 0) or ``+difference``.
+
+    Coloured green when the move is toward the metric's better end (``direction`` as in
+    METRIC_INFO: lower, higher, zero, one), red when away; uncoloured for no change, for
+    ``info`` metrics and for undefined values (empty text).
+    """
     if not isinstance(a, float) or not isinstance(b, float) or isinstance(a, bool):
         return ""
-    if a != 0 and b / a > 0:
-        ratio = b / a
-        colour = "green" if ratio < 1 else "red"
-        return f"[{colour}]x{ratio:.3g}[/{colour}]"
-    return f"{b - a:+.3g}"
+    text = f"x{b / a:.3g}" if a != 0 and b / a > 0 else f"{b - a:+.3g}"
+    better = _improved(a, b, direction)
+    if better is None:
+        return text
+    colour = "green" if better else "red"
+    return f"[{colour}]{text}[/{colour}]"
+
+
+def layer_table(report: Report, columns: tuple[tuple[str, str], ...] = LAYER_KEYS):
+    """Per-layer metrics against depth at the last epoch of each split (None without layers).
+
+    Depth k is the ``k`` of ``layer_k``; the classifier's layer (penultimate features) is
+    last. Shows whether collapse also happens in intermediate layers.
+    """
+    from rich.table import Table
+
+    if not has_layers(report):
+        return None
+    splits = list(dict.fromkeys(res.split for res in report))
+    table = Table(title=f"[bold]{report.file or '<arrays>'}[/bold]: metrics against depth",
+                  title_justify="left")
+    for col in ("split", "epoch", "depth", "layer"):
+        table.add_column(col, no_wrap=True, justify="right" if col in ("epoch", "depth") else
+                         "left")
+    for _, title in columns:
+        table.add_column(title, justify="right")
+    first = True
+    for split in splits:
+        profile = layer_profile(report, split=split or "train")
+        if len(profile) < 2:
+            continue
+        if not first:
+            table.add_section()
+        first = False
+        for depth, res in profile:
+            table.add_row(split or "train", fmt(res.epoch), str(depth),
+                          res.layer or "penultimate (classifier)",
+                          *(fmt(res.metrics.get(k)) for k, _ in columns))
+    return None if first else table
 
 
 def render_report(report: Report, console, *, per_class: bool = False, compact: bool | None = None):
@@ -136,6 +202,9 @@ def render_report(report: Report, console, *, per_class: bool = False, compact: 
     compact = len(report) > 1 if compact is None else compact
     if compact:
         console.print(compact_table(report))
+        layers = layer_table(report)
+        if layers is not None:
+            console.print(layers)
         if per_class:
             for res in report:
                 console.print(per_class_table(res))

@@ -1,0 +1,128 @@
+"""``ncinspect plot FILE [FILE ...] -o DIR``: figures for papers, several runs overlaid."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import click
+
+from .common import debug_option, key_options, keys_from, snapshot_option
+
+_KINDS = ("trajectory", "gram", "geometry", "projection", "spectrum", "sqi", "layers")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "run"
+
+
+def _labels(files: tuple[str, ...], given: tuple[str, ...]) -> list[str]:
+    if given:
+        if len(given) != len(files):
+            raise click.BadParameter(
+                f"{len(given)} --label value(s) for {len(files)} file(s); give one per file",
+                param_hint="--label",
+            )
+        return list(given)
+    stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
+    return stems if len(set(stems)) == len(stems) else list(files)
+
+
+@click.command("plot")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", "-o", "out_dir", required=True, metavar="DIR",
+              type=click.Path(file_okay=False), help="Folder for the figures (created if needed).")
+@click.option("--kind", "-k", "kinds", multiple=True, type=click.Choice(_KINDS),
+              help="Figure kind (repeatable; default every kind the data allow).")
+@click.option("--format", "-f", "formats", multiple=True,
+              type=click.Choice(["pdf", "png", "svg"]),
+              help="File format (repeatable; default pdf and png).")
+@click.option("--label", "-l", "labels", multiple=True, metavar="TEXT",
+              help="Legend label of each FILE, in order (default the file names).")
+@click.option("--style", type=click.Choice(["paper", "screen"]), default="paper",
+              show_default=True, help="paper: 3.5 in / 7 in wide, 7 pt text; screen: larger.")
+@snapshot_option
+@click.option("--ncc-means", type=click.Choice(["train", "own"]), default="train",
+              show_default=True,
+              help="NCC centres for a test split: the train means of the same epoch, or its own.")
+@click.option("--sample-size", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Samples drawn for the projection and sqi figures.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of that subsample (same seed, same figure).")
+@click.option("--quiet", "-q", is_flag=True, help="Do not list the files written.")
+@key_options
+@debug_option
+def command(files, out_dir, kinds, formats, labels, style, snapshot, ncc_means, sample_size,
+            seed, quiet, debug, **kwargs):
+    """Draw neural-collapse figures of one or more dumps (runs) into DIR.
+
+    Trajectory and layer figures overlay the runs; the single-snapshot kinds (gram, geometry,
+    projection, spectrum, sqi) show each run's last training snapshot, one file per run.
+    Reruns give byte-identical files.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .. import plots
+    from ..analyze import analyze_file
+    from ..errors import InvalidDataError
+    from ..sampling import sample_file
+    from ..trajectory import final_snapshot
+
+    names = _labels(files, labels)
+    formats = formats or ("pdf", "png")
+    keys = keys_from(kwargs)
+    reports = [analyze_file(f, snapshot=snapshot, keys=keys, ncc_means=ncc_means) for f in files]
+    runs = [list(r) for r in reports]
+
+    wanted = list(dict.fromkeys(kinds)) if kinds else list(plots.KINDS)
+    plan: list[tuple[str, list[int]]] = []  # kind -> indices of the runs it is drawn for
+    for kind in wanted:
+        reasons = [plots.kind_allowed(kind, run) for run in runs]
+        ok = [i for i, why in enumerate(reasons) if why is None]
+        if kinds:
+            for i, why in enumerate(reasons):
+                if why is not None:
+                    click.echo(f"ncinspect: note: {kind}: {files[i]}: {why}", err=True)
+            if not ok:
+                raise InvalidDataError(f"{', '.join(files)}: cannot draw {kind}: {reasons[0]}")
+        if ok:
+            plan.append((kind, ok))
+
+    finals = {i: final_snapshot(runs[i]) for i in range(len(runs))}
+    to_sample = sorted({i for kind, idx in plan if plots.needs_sample(kind) for i in idx})
+    for i in to_sample:
+        sample_file(files[i], [finals[i]], keys=keys, size=sample_size, seed=seed)
+
+    os.makedirs(out_dir, exist_ok=True)
+    single = len(files) == 1
+    draw = {
+        "gram": plots.plot_gram, "geometry": plots.plot_geometry,
+        "projection": plots.plot_projection, "spectrum": plots.plot_spectrum,
+        "sqi": plots.plot_sqi,
+    }
+    written: list[str] = []
+
+    def save(fig, stem: str) -> None:
+        try:
+            for fmt in formats:
+                path = os.path.join(out_dir, f"{stem}.{fmt}")
+                plots.save_figure(fig, path, fmt)
+                written.append(path)
+        finally:
+            plt.close(fig)
+
+    for kind, idx in plan:
+        if kind in plots.RUN_KINDS:
+            fn = plots.plot_trajectory if kind == "trajectory" else plots.plot_layers
+            save(fn([reports[i] for i in idx], labels=[names[i] for i in idx], style=style), kind)
+        else:
+            for i in idx:
+                stem = kind if single else f"{kind}-{_slug(names[i])}"
+                save(draw[kind](finals[i], style=style), stem)
+    if not quiet:
+        for path in written:
+            click.echo(path)
+    return 0

@@ -1,0 +1,212 @@
+"""One snapshot's class geometry: Gram (cosine) matrices, norms and cosines, the spectrum."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..projection import cosine_matrix, etf_cosine, pairwise_cosines, row_norms
+from ..report import SnapshotResult
+from ._style import (
+    CLASS_TICK_LIMIT,
+    DOUBLE,
+    SINGLE,
+    direction_text,
+    hide_class_ticks,
+    log_axis,
+    new_figure,
+    plot_style,
+    snapshot_title,
+)
+
+__all__ = ["centred_means", "classifier_rows", "plot_gram", "plot_geometry", "plot_spectrum"]
+
+_CMAP = "RdBu_r"  # diverging ColorBrewer map, readable with colour-vision deficiencies
+_MEANS, _WEIGHTS = "#0072B2", "#D55E00"  # Okabe-Ito blue / vermillion
+
+
+def centred_means(result: SnapshotResult) -> np.ndarray:
+    """``M~``: the class means minus the global mean (rows of empty classes stay NaN)."""
+    return np.asarray(result.arrays["means"]) - np.asarray(result.arrays["global_mean"])
+
+
+def classifier_rows(result: SnapshotResult, *, centered: bool = False) -> np.ndarray | None:
+    """The classifier W as stored, or with its mean row removed (``centered``); None if absent."""
+    w = result.arrays.get("weights")
+    if w is None:
+        return None
+    w = np.asarray(w, dtype=np.float64)
+    return w - w.mean(axis=0) if centered else w
+
+
+def plot_gram(result: SnapshotResult, *, centered_weights: bool = False, axes=None,
+              style: str = "paper"):
+    """Cosine matrices of the centred class means and of the classifier rows, beside the ETF.
+
+    Parameters
+    ----------
+    result : SnapshotResult
+        One snapshot's analysis (``result.arrays`` holds the means and W).
+    centered_weights : bool
+        Remove the mean classifier row first (what ``etf_error_weights_centered`` measures;
+        the one to watch for bias-free networks).
+    axes : sequence of Axes, optional
+        Two (means, ETF) or three (means, classifier, ETF) axes; default a new figure.
+    style : {"paper", "screen"}
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notes
+    -----
+    All panels share one colour scale on [-1, 1]; the simplex ETF has 1 on the diagonal and
+    ``-1/(C-1)`` elsewhere, which is also marked on the colour bar. Per-class tick labels are
+    hidden above 20 classes.
+    """
+    C = result.n_classes
+    mats = [("centred class means", cosine_matrix(centred_means(result)))]
+    w = classifier_rows(result, centered=centered_weights)
+    if w is not None:
+        name = "classifier rows, centred" if centered_weights else "classifier rows"
+        mats.append((name, cosine_matrix(w)))
+    etf = etf_cosine(C)
+    ideal = np.full((C, C), etf)
+    np.fill_diagonal(ideal, 1.0)
+    mats.append((f"simplex ETF (off-diagonal {etf:.3g})", ideal))
+    with plot_style(style):
+        if axes is None:
+            width = DOUBLE if len(mats) == 3 else 0.7 * DOUBLE
+            fig, grid = new_figure(width, 2.55, style=style, ncols=len(mats))
+            axes = list(grid.ravel())
+        else:
+            axes = list(np.ravel(axes))
+            fig = axes[0].figure
+        im = None
+        for ax, (title, mat) in zip(axes, mats, strict=False):
+            im = ax.imshow(mat, cmap=_CMAP, vmin=-1.0, vmax=1.0, interpolation="nearest")
+            ax.set_title(title)
+            ax.grid(False)
+            hide_class_ticks(ax, C, names=result.class_names)
+            ax.set_xlabel("class")
+        axes[0].set_ylabel("class")
+        cbar = fig.colorbar(im, ax=axes, shrink=0.9, aspect=25)
+        cbar.set_label("cosine")
+        cbar.ax.axhline(etf, color="black", linewidth=1.2)
+        fig.suptitle(f"Gram matrices (cosines), {snapshot_title(result)}; black bar: ETF -1/(C-1)")
+    return fig
+
+
+def plot_geometry(result: SnapshotResult, *, axes=None, style: str = "paper", bins: int = 40):
+    """Per-class norms (relative to their mean) and the histogram of pairwise cosines.
+
+    Parameters
+    ----------
+    result : SnapshotResult
+    axes : sequence of two Axes, optional
+    style : {"paper", "screen"}
+    bins : int
+        Histogram bins (over the range of the cosines and the ETF value).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notes
+    -----
+    Left: ``||mu_c - mu_G|| / mean_c ||mu_c - mu_G||`` and ``||w_c|| / mean_c ||w_c||`` per
+    class (equinorm: all equal to 1); their spread is ``nc2_equinorm_*``. Right: the
+    C(C-1)/2 pairwise cosines (equiangularity: all equal to ``-1/(C-1)``, the dashed line).
+    """
+    C = result.n_classes
+    series = [("centred means", centred_means(result), _MEANS, "o")]
+    w = classifier_rows(result)
+    if w is not None:
+        series.append(("classifier rows", w, _WEIGHTS, "s"))
+    etf = etf_cosine(C)
+    with plot_style(style):
+        if axes is None:
+            fig, grid = new_figure(DOUBLE, 2.4, style=style, ncols=2)
+            axes = list(grid.ravel())
+        else:
+            axes = list(np.ravel(axes))
+            fig = axes[0].figure
+        left, right = axes[0], axes[1]
+        cos_all = []
+        for name, vecs, color, marker in series:
+            norms = row_norms(vecs)
+            rel = norms / np.nanmean(norms)
+            (line,) = left.plot(np.arange(C), rel, linestyle="none", marker=marker, color=color,
+                                label=name, markerfacecolor=color if marker == "o" else "none",
+                                markersize=3 if C <= CLASS_TICK_LIMIT else 1.5)
+            line.set_gid(f"norms|{name}")
+            cos_all.append((name, pairwise_cosines(vecs), color))
+        left.axhline(1.0, color="0.3", linewidth=0.6, linestyle=":")
+        left.set_xlabel("class")
+        left.set_ylabel("norm / mean norm (equal is collapsed)")
+        left.set_title("per-class norms")
+        hide_class_ticks(left, C, axis="x", names=result.class_names)
+        left.legend(loc="best")
+        finite = np.concatenate([c[np.isfinite(c)] for _, c, _ in cos_all] + [np.array([etf])])
+        lo, hi = float(finite.min()), float(finite.max())
+        pad = max(0.02, 0.05 * (hi - lo))
+        edges = np.linspace(max(-1.0, lo - pad), min(1.0, hi + pad), bins + 1)
+        for name, cos, color in cos_all:
+            cos = cos[np.isfinite(cos)]
+            right.hist(cos, bins=edges, histtype="step", color=color, label=name, linewidth=1.0,
+                       weights=np.full(cos.size, 1.0 / max(cos.size, 1)))
+        right.axvline(etf, color="black", linestyle="--", linewidth=0.9,
+                      label=f"ETF -1/(C-1) = {etf:.3g}", gid="etf")
+        right.set_xlabel("pairwise cosine")
+        right.set_ylabel("fraction of pairs")
+        right.set_title(f"pairwise cosines ({C * (C - 1) // 2} pairs)")
+        right.legend(loc="best")
+        fig.suptitle(f"class geometry, {snapshot_title(result)}")
+    return fig
+
+
+def plot_spectrum(result: SnapshotResult, *, ax=None, style: str = "paper"):
+    """Between-class eigenvalues and the within-class variance along the same directions.
+
+    Parameters
+    ----------
+    result : SnapshotResult
+    ax : Axes, optional
+    style : {"paper", "screen"}
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notes
+    -----
+    For the kept eigenpairs ``(v_k, lambda_k)`` of Sigma_B the figure shows ``lambda_k`` and
+    ``v_k^T Sigma_W v_k``; ``nc1 = (1/C) sum_k v_k^T Sigma_W v_k / lambda_k``, so the gap
+    between the two curves is what NC1 measures, direction by direction.
+    """
+    between = np.asarray(result.arrays["between_eigvals"], dtype=np.float64)
+    within = np.asarray(result.arrays["within_along"], dtype=np.float64)
+    if between.size == 0:
+        raise ValueError(f"{result.name}: no between-class direction (Sigma_B is 0)")
+    k = np.arange(1, between.size + 1)
+    with plot_style(style):
+        if ax is None:
+            fig, grid = new_figure(SINGLE, 2.5, style=style)
+            ax = grid[0, 0]
+        fig = ax.figure
+        (lb,) = ax.plot(k, between, marker="o", color=_MEANS,
+                        label="between: eigenvalue of ΣB")
+        (lw,) = ax.plot(k, within, marker="s", linestyle="--", color=_WEIGHTS,
+                        markerfacecolor="none", label="within: vₖᵀ ΣW vₖ")
+        lb.set_gid("between")
+        lw.set_gid("within")
+        log_axis(ax)
+        ax.set_xlabel("between-class direction k")
+        ax.set_ylabel("variance along vₖ")
+        if between.size <= CLASS_TICK_LIMIT:
+            ax.set_xticks(k)
+        nc1 = result.metrics.get("nc1")
+        nc1_text = "n/a" if nc1 is None else f"{nc1:.3g}"
+        ax.set_title(f"spectrum, {snapshot_title(result)}; nc1 = {nc1_text} "
+                     f"({direction_text('nc1')})")
+        ax.legend(loc="best")
+    return fig

@@ -1,0 +1,292 @@
+"""Metrics against epoch (several runs overlaid) and against depth (per-layer snapshots)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..report import Report, SnapshotResult
+from ..trajectory import is_train, layer_profile, series, trajectory
+from ._style import direction_text, log_axis, new_figure, plot_style, run_colors
+
+__all__ = ["Panel", "TRAJECTORY_PANELS", "LAYER_PANELS", "as_runs", "plot_trajectory",
+           "plot_layers"]
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel: a title, the metrics drawn (key, split, series name, line style), log or not."""
+
+    title: str
+    lines: tuple[tuple[str, str, str, str], ...]
+    log: bool = True
+    direction_of: str = ""  # metric whose direction labels the y axis (default the first)
+
+    @property
+    def direction_key(self) -> str:
+        return self.direction_of or self.lines[0][0]
+
+
+#: The Papyan et al. panels (plus accuracy), in figure order. Split "train" is the training
+#: trajectory; "test" is the first non-train split of the run.
+TRAJECTORY_PANELS: tuple[Panel, ...] = (
+    Panel("NC1  Tr(ΣW ΣB⁺)/C", (("nc1", "train", "", "-"),)),
+    Panel("NC2  equinorm", (("nc2_equinorm_means", "train", "means", "-"),
+                            ("nc2_equinorm_weights", "train", "classifier", "--"))),
+    Panel("NC2  equiangularity", (("nc2_equiangular_means", "train", "means", "-"),
+                                  ("nc2_equiangular_weights", "train", "classifier", "--"))),
+    Panel("NC2  max-angle", (("nc2_maxangle_means", "train", "means", "-"),
+                             ("nc2_maxangle_weights", "train", "classifier", "--"))),
+    Panel("NC2  ETF error (W centred)", (("etf_error_means", "train", "means", "-"),
+                             ("etf_error_weights_centered", "train", "classifier (centred)",
+                              "--"))),
+    Panel("NC3  self-duality", (("nc3_self_duality", "train", "", "-"),)),
+    Panel("NC4  NCC mismatch", (("nc4_ncc_mismatch", "train", "train", "-"),
+                                ("nc4_ncc_mismatch", "test", "test", "--")), log=False),
+    Panel("accuracy", (("accuracy_classifier", "train", "train", "-"),
+                       ("accuracy_classifier", "test", "test", "--")), log=False),
+)
+
+#: Per-layer panels against depth ("intermediate" collapse).
+LAYER_PANELS: tuple[Panel, ...] = (
+    Panel("NC1  Tr(ΣW ΣB⁺)/C", (("nc1", "train", "", "-"),)),
+    Panel("NC1  trace ratio", (("nc1_trace_ratio", "train", "", "-"),)),
+    Panel("NCC accuracy", (("accuracy_ncc", "train", "", "-"),), log=False),
+)
+
+Run = tuple[str, list[SnapshotResult]]
+_STYLES = (("means / train", "-"), ("classifier / test", "--"))
+
+
+def _default_label(report: Report | None, i: int) -> str:
+    if report is not None and report.file:
+        return os.path.splitext(os.path.basename(report.file))[0]
+    return f"run {i + 1}"
+
+
+def as_runs(runs, labels: Sequence[str] | None = None) -> list[Run]:
+    """Normalise ``runs`` to ``[(label, results), ...]``.
+
+    ``runs`` is one :class:`Report`, one list of :class:`SnapshotResult`, or a list of either
+    (several runs). Labels default to the report's file name (without suffix) or "run i".
+    """
+    if isinstance(runs, Report) or (isinstance(runs, (list, tuple)) and runs
+                                    and isinstance(runs[0], SnapshotResult)):
+        runs = [runs]
+    out: list[Run] = []
+    for i, run in enumerate(runs):
+        report = run if isinstance(run, Report) else None
+        results = list(run)
+        out.append((_default_label(report, i), results))
+    if labels is not None:
+        labels = list(labels)
+        if len(labels) != len(out):
+            raise ValueError(f"{len(labels)} label(s) given for {len(out)} run(s)")
+        out = [(label, results) for label, (_, results) in zip(labels, out, strict=True)]
+    return out
+
+
+def _split_results(results: list[SnapshotResult], split: str, layer=None) -> list[SnapshotResult]:
+    if split == "train":
+        return trajectory(results, split="train", layer=layer)
+    others = [r.split for r in results if not is_train(r) and r.layer == layer]
+    if not others:
+        return []
+    want = "test" if "test" in others else others[0]
+    return trajectory(results, split=want, layer=layer)
+
+
+def _has_values(values: np.ndarray, log: bool) -> bool:
+    ok = np.isfinite(values)
+    if log:
+        ok &= values > 0
+    return bool(ok.any())
+
+
+def _panel_data(runs: list[Run], panel: Panel):
+    """[(run index, line spec, x, y)] of the series with at least one plottable value."""
+    data = []
+    for i, (_, results) in enumerate(runs):
+        for spec in panel.lines:
+            key, split = spec[0], spec[1]
+            x, y = series(_split_results(results, split), key)
+            if y.size and _has_values(y, panel.log):
+                data.append((i, spec, x, y))
+    return data
+
+
+def _draw_panel(ax, runs: list[Run], panel: Panel, colors: list[str], xlabel: str) -> None:
+    data = _panel_data(runs, panel)
+    for i, (key, split, _, ls), x, y in data:
+        label = runs[i][0]
+        (line,) = ax.plot(x, y, linestyle=ls, marker="o" if ls == "-" else "s",
+                          color=colors[i], label=label,
+                          markerfacecolor=colors[i] if ls == "-" else "none")
+        line.set_gid(f"{label}|{key}|{split}")
+    if panel.log:
+        log_axis(ax)
+    ax.set_title(panel.title)
+    ax.set_ylabel(direction_text(panel.direction_key))
+    ax.set_xlabel(xlabel)
+
+
+def _legend(fig, runs: list[Run], colors: list[str], styles: Sequence[tuple[str, str]] = ()
+            ) -> None:
+    """One legend above the panels: runs by colour, then series by line style (grey)."""
+    from matplotlib.lines import Line2D
+
+    handles, texts = [], []
+    if len(runs) > 1:
+        handles += [Line2D([], [], color=c, marker="o") for c in colors]
+        texts += [label for label, _ in runs]
+    for text, ls in styles:
+        handles.append(Line2D([], [], color="0.35", linestyle=ls,
+                              marker="o" if ls == "-" else "s", markerfacecolor="none"))
+        texts.append(text)
+    if handles:
+        fig.legend(handles, texts, loc="outside upper center", ncols=min(len(handles), 4))
+
+
+def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
+    ncols = min(n, max_cols)
+    return -(-n // ncols), ncols
+
+
+def available_panels(runs: list[Run], panels: Sequence[Panel] = TRAJECTORY_PANELS) -> list[Panel]:
+    """The panels for which at least one run has a value."""
+    return [p for p in panels if _panel_data(runs, p)]
+
+
+def plot_trajectory(
+    runs,
+    *,
+    labels: Sequence[str] | None = None,
+    panels: Sequence[Panel] | None = None,
+    axes=None,
+    style: str = "paper",
+):
+    """Neural-collapse metrics against epoch, several runs overlaid in consistent colours.
+
+    Parameters
+    ----------
+    runs : Report, list of SnapshotResult, or a list of either
+        One run or several (e.g. with and without weight decay).
+    labels : list of str, optional
+        One label per run (legend); default the file names.
+    panels : list of Panel, optional
+        Default :data:`TRAJECTORY_PANELS`, keeping those with data.
+    axes : sequence of matplotlib Axes, optional
+        One per panel; default a new 7 in wide figure.
+    style : {"paper", "screen"}
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notes
+    -----
+    The training trajectory is the train (or unlabelled) split of the classifier's layer;
+    "test" lines use the first non-train split. Colour is the run, line style the series
+    (solid: means / train, dashed: classifier / test), both explained in one legend above
+    the panels. Each line's gid is
+    ``"<label>|<metric>|<split>"``; its y data are the report's values (NaN where undefined).
+    """
+    runs = as_runs(runs, labels)
+    panels = available_panels(runs, panels or TRAJECTORY_PANELS)
+    if not panels:
+        raise ValueError("no trajectory panel has data (no metric defined in any snapshot)")
+    colors = run_colors(len(runs))
+    with plot_style(style):
+        if axes is None:
+            nrows, ncols = _grid(len(panels))
+            fig, grid = new_figure(7.0, 1.75 * nrows + 0.3 * (1 + (len(runs) > 2)),
+                                   style=style, nrows=nrows, ncols=ncols)
+            flat = list(grid.ravel())
+            for ax in flat[len(panels):]:
+                ax.set_visible(False)
+            axes = flat[: len(panels)]
+            bottom = {id(ax) for j, ax in enumerate(axes) if j + ncols >= len(panels)}
+        else:
+            axes = list(np.ravel(axes))
+            if len(axes) < len(panels):
+                raise ValueError(f"{len(panels)} panels need as many axes, got {len(axes)}")
+            fig = axes[0].figure
+            bottom = {id(ax) for ax in axes}
+        for ax, panel in zip(axes, panels, strict=False):
+            _draw_panel(ax, runs, panel, colors, "epoch" if id(ax) in bottom else "")
+        _legend(fig, runs, colors, _STYLES)
+    return fig
+
+
+def plot_layers(
+    runs,
+    *,
+    labels: Sequence[str] | None = None,
+    epoch: int | None = None,
+    split: str = "train",
+    axes=None,
+    style: str = "paper",
+):
+    """nc1, trace ratio and NCC accuracy against depth (``layer_k`` snapshots, then the last).
+
+    Parameters
+    ----------
+    runs : Report, list of SnapshotResult, or a list of either
+    labels : list of str, optional
+    epoch : int, optional
+        The epoch shown (default each run's last epoch with layer snapshots).
+    split : str
+        ``"train"`` (default) or another split name.
+    axes : sequence of three Axes, optional
+    style : {"paper", "screen"}
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notes
+    -----
+    Depth k is the ``k`` of ``layer_k``; the classifier's layer (the penultimate features,
+    no ``layer``) is drawn one deeper than the deepest hidden layer. Line gids are
+    ``"<label>|<metric>|layers"``.
+    """
+    runs = as_runs(runs, labels)
+    profiles = [(label, layer_profile(results, split=split, epoch=epoch))
+                for label, results in runs]
+    if not any(len(p) > 1 for _, p in profiles):
+        raise ValueError("no run has snapshots of several layers at one epoch")
+    colors = run_colors(len(runs))
+    with plot_style(style):
+        if axes is None:
+            fig, grid = new_figure(7.0, 2.2 + (0.25 if len(runs) > 1 else 0), style=style,
+                                   ncols=len(LAYER_PANELS))
+            axes = list(grid.ravel())
+        else:
+            axes = list(np.ravel(axes))
+            fig = axes[0].figure
+        depths_all: dict[int, str] = {}
+        for ax, panel in zip(axes, LAYER_PANELS, strict=False):
+            key = panel.lines[0][0]
+            for i, (label, prof) in enumerate(profiles):
+                if not prof:
+                    continue
+                depths = np.array([d for d, _ in prof], dtype=np.float64)
+                _, y = series([r for _, r in prof], key)
+                (line,) = ax.plot(depths, y, marker="o", color=colors[i], label=label)
+                line.set_gid(f"{label}|{key}|layers")
+                for d, r in prof:
+                    depths_all.setdefault(d, f"{d} (penult.)" if r.layer is None else str(d))
+            if panel.log:
+                log_axis(ax)
+            ax.set_title(panel.title)
+            ax.set_ylabel(direction_text(key))
+            ax.set_xlabel("layer (depth)")
+            ticks = sorted(depths_all)
+            ax.set_xticks(ticks, [depths_all[t] for t in ticks])
+        shown = sorted({str(r.epoch) for _, prof in profiles for _, r in prof})
+        fig.suptitle(f"{split} split, epoch {', '.join(shown)}")
+        _legend(fig, runs, colors)
+    return fig
