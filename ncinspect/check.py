@@ -34,6 +34,7 @@ from typing import Any
 
 from .errors import UsageError
 from .metrics import METRIC_KEYS, PER_CLASS_KEYS
+from .report import jsonable
 
 __all__ = [
     "THRESHOLD_KINDS",
@@ -434,8 +435,6 @@ class CheckResult:
         return [o for o in self.outcomes if not o.passed]
 
     def to_dict(self) -> dict[str, Any]:
-        from .report import jsonable
-
         n_failed = len(self.failures)
         return jsonable(
             {
@@ -629,7 +628,7 @@ def evaluate(
 
 
 def _names_pattern(names: Sequence[str]) -> str | None:
-    """A glob for analyze_file matching exactly ``names`` (None: match all, filter after)."""
+    """A glob matching exactly ``names`` (None, meaning all, when a name has a comma)."""
     if any("," in n for n in names):
         return None
     return ",".join(glob.escape(n) for n in names)
@@ -689,12 +688,7 @@ def run_check(
         memory_limit=memory_limit,
     )
     results = list(report.snapshots)
-    if snapshot == "last":
-        if not needs_trajectory and pattern is None:  # names with commas: filter after
-            results = [r for r in results if r.name in set(names)]
-        targets = select_last(results)
-    else:
-        targets = results
+    targets = select_last(results) if snapshot == "last" else results
     return CheckResult(
         file=os.fspath(path),
         outcomes=evaluate(rules, results, targets=targets),

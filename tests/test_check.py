@@ -282,16 +282,17 @@ def test_select_last_groups_by_split_and_layer():
     assert sorted(s.name for s in select_last(items)) == ["b", "c", "d", "f"]
 
 
-def test_snapshot_names_with_glob_characters(tmp_path, capsys):
+@pytest.mark.parametrize("group", ["run[a]", "a,b"])
+def test_snapshot_names_with_glob_characters(tmp_path, capsys, group):
     path = tmp_path / "odd.h5"
     means = simplex_etf(3, 5, 3.0, np.random.default_rng(2))
     y = np.repeat(np.arange(3), 8)
     with DumpWriter(path, "w") as w:
         w.write("labels", y)
         for ep in (1, 2):
-            w.snapshot(f"run[a]/ep{ep}", epoch=ep).append(features=_features(20, means, y, ep))
+            w.snapshot(f"{group}/ep{ep}", epoch=ep).append(features=_features(20, means, y, ep))
     code, res = run_json(capsys, str(path), "--max", "nc1=100")
-    assert code == 0 and [r["target"] for r in res["results"]] == ["/run[a]/ep2"]
+    assert code == 0 and [r["target"] for r in res["results"]] == [f"/{group}/ep2"]
 
 
 # --------------------------------------------------------------------------------------
