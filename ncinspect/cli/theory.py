@@ -1,0 +1,60 @@
+"""``ncinspect theory FILE``: the seed theory's identities, predicted against measured."""
+
+from __future__ import annotations
+
+import click
+
+from .common import debug_option, key_options, keys_from, parse_size, snapshot_option
+
+
+@click.command("theory")
+@click.argument("file", type=click.Path(dir_okay=False))
+@snapshot_option
+@click.option("--json", "json_path", metavar="PATH", default=None,
+              help="Write the full JSON report (metrics plus a 'theory' section per snapshot) "
+              "to PATH ('-' for stdout, then no table).")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=None, metavar="TOL",
+              help="Exit with code 1 when a computed identity has a relative error above TOL.")
+@click.option("--memory-limit", metavar="SIZE", default=None,
+              help="Working-memory budget per chunk, e.g. 512MB (default 256MiB).")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
+              help="Rows per chunk (overrides --memory-limit).")
+@key_options
+@debug_option
+def command(file, snapshot, json_path, tolerance, memory_limit, chunk_rows, debug, **kwargs):
+    """Check the theory of deep bias-free ReLU classifiers on FILE (spec/theory.md).
+
+    For every train-split, penultimate-layer snapshot: layer balancedness, last-layer
+    stationarity, the closed forms of the classifier, delta and eps1 + eps2, the Lemma 1 loss
+    floor and interpolation, each as predicted value, measured value and relative error.
+    Lines whose inputs the dump lacks say which key is missing and how to record it.
+    """
+    from ..render.theory import render_theory
+    from ..report import atomic_write
+    from ..theory_run import theory_file
+    from .common import stdout_console
+
+    report, skipped = theory_file(file, snapshot=snapshot, keys=keys_from(kwargs),
+                                  chunk_rows=chunk_rows, memory_limit=parse_size(memory_limit))
+    to_stdout = False
+    if json_path:
+        text = report.to_json()
+        if json_path == "-":
+            click.echo(text, nl=False)
+            to_stdout = True
+        else:
+            atomic_write(json_path, text)
+    if not to_stdout:
+        render_theory(report, stdout_console(), skipped=skipped)
+    if not len(report):
+        click.echo(f"ncinspect: {file}: no train-split penultimate snapshot to check", err=True)
+    if tolerance is not None:
+        failed = [(res.name, line["key"], line["rel_error"]) for res in report
+                  for line in res.theory["lines"]
+                  if line["holds"] and line["rel_error"] is not None
+                  and line["rel_error"] > tolerance]
+        for name, key, err in failed:
+            click.echo(f"ncinspect: {name}: {key} relative error {err:.3g} > {tolerance:g}",
+                       err=True)
+        return 1 if failed else 0
+    return 0

@@ -1,0 +1,74 @@
+"""Rich tables for the theory diagnostics: quantity, predicted, measured, relative error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..report import Report, SnapshotResult
+from .table import fmt
+
+__all__ = ["theory_table", "render_theory"]
+
+
+def _header(res: SnapshotResult, file: str | None) -> str:
+    th = res.theory or {}
+    c = th.get("constants", {})
+    consts = "  ".join(f"{name}={fmt(c.get(key))}" for key, name in (
+        ("weight_decay", "lambda"), ("kappa", "kappa"), ("n_samples", "N"),
+        ("Lambda", "Lambda"), ("n_classes", "C"), ("depth", "L")))
+    tags = "  ".join(f"{k}={v}" for k, v in (("epoch", res.epoch), ("split", res.split))
+                     if v is not None)
+    worst = "  ".join(f"{label} {fmt(th.get(key))}" for key, label in (
+        ("max_rel_error_critical", "max rel. error: critical-point identities"),
+        ("max_rel_error_closed_forms", "closed forms")))
+    return "\n".join(p for p in (
+        f"[bold]{file or '<arrays>'}[/bold]  snapshot [bold]{res.name}[/bold]  {tags}",
+        consts, worst) if p)
+
+
+def _cells(line: dict[str, Any]) -> tuple[str, str, str]:
+    status = line["status"]
+    if status == "missing":
+        return f"[yellow]missing: {', '.join(line['missing'])}[/yellow]", "", ""
+    if status == "not_applicable":
+        return "[dim]does not apply (lambda = 0)[/dim]", "", ""
+    return fmt(line["predicted"]), fmt(line["measured"]), fmt(line["rel_error"])
+
+
+def theory_table(res: SnapshotResult, file: str | None = None):
+    """The theory table of one snapshot (``res.theory`` must be set)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=_header(res, file), title_justify="left")
+    table.add_column("group", style="cyan", no_wrap=True)
+    table.add_column("quantity")
+    table.add_column("predicted", justify="right", no_wrap=True)
+    table.add_column("measured", justify="right", no_wrap=True)
+    table.add_column("rel. error", justify="right", no_wrap=True)
+    table.add_column("note", style="dim")
+    last = None
+    for line in (res.theory or {}).get("lines", []):
+        group = line["group"]
+        if last is not None and group != last:
+            table.add_section()
+        note = "" if line["status"] != "ok" else (line.get("note") or "")
+        table.add_row(group if group != last else "", escape(line["quantity"]), *_cells(line),
+                      escape(note))
+        last = group
+    return table
+
+
+def render_theory(report: Report, console, *, skipped: list[str] = ()) -> None:
+    """Print one theory table per snapshot, then its notes and how to record missing keys."""
+    from rich.markup import escape
+
+    for res in report:
+        console.print(theory_table(res, report.file))
+        th = res.theory or {}
+        for note in th.get("notes", []):
+            console.print(f"[yellow]note[/yellow] {escape(note)}", soft_wrap=True)
+        for key, how in th.get("missing", {}).items():
+            console.print(f"[yellow]missing: {key}[/yellow] ({escape(how)})", soft_wrap=True)
+    for line in skipped:
+        console.print(f"[dim]{escape(line)}[/dim]", soft_wrap=True)

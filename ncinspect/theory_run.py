@@ -1,0 +1,260 @@
+"""Run the theory diagnostics on snapshots, files or arrays (the analysis layer of ``theory``).
+
+Reads what a :class:`~ncinspect.dump.Snapshot` holds (``params/W1..WL``, ``weights``,
+``outputs``, metadata ``weight_decay``, ``kappa``, ``n_samples``, ``Lambda``), streams the
+training rows once more in chunks for the sums over samples (``sum_i r_i h_i^T`` and
+``sum_i <r_i, f(x_i)>``: C x d accumulators, never N x d), and hands everything with the
+class means and SQI numbers of the analysis to :func:`ncinspect.theory.theory_diagnostics`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .analyze import _chunks, _prepare_snapshot, analyze, analyze_snapshot, plan_chunk_rows
+from .errors import ShapeMismatchError
+from .inputs import Prepared, prepare
+from .report import Report, SnapshotResult
+from .stats import to_float64
+from .theory import Constants, TheoryPass, resolve_constants, theory_diagnostics
+
+__all__ = ["theory_pass", "analyze_theory", "theory_file", "theory_arrays", "read_params",
+           "theory_applies"]
+
+_PARAM_RE = re.compile(r"^W(\d+)$")
+
+
+def theory_pass(prep: Prepared, *, chunk_rows: int | None = None,
+                memory_limit: int | None = None) -> TheoryPass | None:
+    """The sums over samples the identities need, streamed over row chunks.
+
+    Uses the stored outputs, or ``W_L h (+ b)`` when the snapshot has weights but no outputs;
+    returns None when it has neither.
+    """
+    if prep.outputs is None and prep.weights is None:
+        return None
+    rows = chunk_rows or plan_chunk_rows(prep.n_features, prep.n_classes,
+                                         memory_limit=memory_limit)
+    acc = TheoryPass.empty(prep.n_classes, prep.n_features)
+    for a, b in _chunks(prep.n_samples, rows):
+        h = to_float64(prep.features.read(a, b))  # (rows, d)
+        if prep.outputs is not None:
+            f = np.asarray(prep.outputs.read(a, b), dtype=np.float64)  # (rows, C)
+        else:
+            f = h @ prep.weights.T  # (rows, d) @ (d, C)
+            if prep.bias is not None:
+                f += prep.bias
+        acc = acc.merge(TheoryPass.of_chunk(h, prep.codes[a:b], f))
+    return acc
+
+
+def read_params(snap) -> tuple[list[np.ndarray] | None, list[str]]:
+    """``[W_1, ..., W_L]`` from a snapshot's ``params`` group (None if absent) and notes.
+
+    Names ``W1``, ``W2``, ... are ordered by their number; other names by name, with a note.
+    Raises :class:`~ncinspect.errors.ShapeMismatchError` when consecutive shapes do not chain.
+    """
+    if not snap.params:
+        return None, []
+    notes = []
+    names = list(snap.params)
+    if all(_PARAM_RE.match(n) for n in names):
+        names.sort(key=lambda n: int(_PARAM_RE.match(n).group(1)))
+    else:
+        names.sort()
+        notes.append(f"params are not named W1..WL ({', '.join(names)}); using name order")
+    arrays = [np.asarray(snap.params[n].read_all(), dtype=np.float64) for n in names]
+    for i, (name, w) in enumerate(zip(names, arrays, strict=True)):
+        where = snap.params[name].where
+        if w.ndim != 2:
+            raise ShapeMismatchError(f"{where}: layer weights must be 2-D (out, in), got {w.shape}")
+        if i and w.shape[1] != arrays[i - 1].shape[0]:
+            raise ShapeMismatchError(
+                f"{where}: shape {w.shape} does not chain with {names[i - 1]} "
+                f"{arrays[i - 1].shape} (expected {w.shape[0]} x {arrays[i - 1].shape[0]})")
+    return arrays, notes
+
+
+def theory_applies(snap) -> str | None:
+    """None when the identities concern ``snap`` (train split, penultimate layer); else why not."""
+    if snap.split not in (None, "train"):
+        return f"split {snap.split!r}: the identities concern the training set"
+    if snap.layer is not None:
+        return f"layer {snap.layer!r}: the identities concern the penultimate layer"
+    return None
+
+
+def _diagnose(prep: Prepared, result: SnapshotResult, constants: Constants,
+              params: list[np.ndarray] | None, notes: list[str], *,
+              initial: tuple[list[float], str] | None, chunk_rows: int | None,
+              memory_limit: int | None, where: str = "params") -> dict[str, Any]:
+    missing = []
+    last = prep.weights
+    if params is not None:
+        C, d = prep.n_classes, prep.n_features
+        if params[-1].shape != (C, d):
+            raise ShapeMismatchError(
+                f"{where}: the last layer has shape {params[-1].shape}, "
+                f"expected (C, d) = ({C}, {d})")
+        if last is not None and not np.allclose(last, params[-1], rtol=1e-6, atol=0):
+            notes.append("weights differ from the last of params; using params")
+        last = params[-1]
+    if prep.outputs is None:
+        missing.append("outputs")
+        if prep.weights is not None:
+            notes.append("no stored outputs: using W_L h" + (" + b" if prep.bias is not None
+                                                             else ""))
+    if prep.bias is not None and np.any(prep.bias != 0):
+        notes.append("the dump has a nonzero bias: the identities assume a bias-free network")
+    sums = theory_pass(prep, chunk_rows=chunk_rows, memory_limit=memory_limit)
+    m = result.metrics
+    out = theory_diagnostics(
+        means=result.arrays.get("means"),
+        class_counts=result.class_counts,
+        constants=constants,
+        sums=sums,
+        params=params,
+        last_layer=last,
+        eps1=m.get("sqi_eps1"),
+        eps2=m.get("sqi_eps2"),
+        sqi_spread=m.get("sqi_spread"),
+        mse=m.get("mse"),
+        interpolates=m.get("interpolates"),
+        initial_layer_norms=initial[0] if initial else None,
+        initial_name=initial[1] if initial else None,
+        missing=missing if sums is None else (),
+    )
+    out["notes"][:0] = notes
+    return out
+
+
+def analyze_theory(snap, result: SnapshotResult, *, initial: tuple[list[float], str] | None = None,
+                   chunk_rows: int | None = None, memory_limit: int | None = None,
+                   prepared: Prepared | None = None) -> dict[str, Any]:
+    """The theory section of one snapshot (its file must be open).
+
+    Parameters
+    ----------
+    snap : Snapshot
+        A train-split, penultimate-layer snapshot (see :func:`theory_applies`).
+    result : SnapshotResult
+        Its analysis (:func:`ncinspect.analyze_snapshot`): class means, SQI numbers.
+    initial : (layer norms, name), optional
+        ``||W_l||_F^2`` of the earliest snapshot of the run, for the conservation lines.
+    chunk_rows, memory_limit : int, optional
+        Row chunking of the extra pass, as in :func:`ncinspect.analyze`.
+    prepared : Prepared, optional
+        The snapshot's validated inputs, when already built.
+
+    Returns
+    -------
+    dict
+        As :func:`ncinspect.theory.theory_diagnostics`, with the dump's notes prepended.
+    """
+    prep = prepared or _prepare_snapshot(snap)
+    params, notes = read_params(snap)
+    constants = resolve_constants(snap.meta)
+    where = f"{snap.file}:{snap.name.rstrip('/')}/params"
+    return _diagnose(prep, result, constants, params, notes, initial=initial,
+                     chunk_rows=chunk_rows, memory_limit=memory_limit, where=where)
+
+
+def _initial_norms(snap, snaps) -> tuple[list[float], str] | None:
+    """Layer norms of the earliest snapshot (same split and layer) with params, if earlier."""
+    from .theory import layer_norms_sq
+
+    runs = [s for s in snaps if s.split == snap.split and s.layer == snap.layer and s.params
+            and s.epoch is not None]
+    if not runs or snap.epoch is None:
+        return None
+    first = min(runs, key=lambda s: s.epoch)
+    if first.epoch >= snap.epoch:
+        return None
+    params, _ = read_params(first)
+    return layer_norms_sq(params), first.name
+
+
+def theory_file(path: str | os.PathLike, *, snapshot: str | None = None,
+                keys: dict[str, str] | None = None, chunk_rows: int | None = None,
+                memory_limit: int | None = None) -> tuple[Report, list[str]]:
+    """Analyse and run the theory diagnostics on every train/penultimate snapshot of a dump.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The dump (HDF5 or NPZ).
+    snapshot : str, optional
+        Glob on snapshot paths (comma-separated for several); default all.
+    keys : dict, optional
+        Explicit array names by role.
+    chunk_rows, memory_limit : int, optional
+        Row chunking, as in :func:`ncinspect.analyze_file`.
+
+    Returns
+    -------
+    (Report, skipped)
+        A report whose snapshots carry ``theory`` sections, and one line per selected snapshot
+        the identities do not concern (test splits, hidden layers).
+    """
+    from .dump import open_dump
+
+    results, skipped = [], []
+    with open_dump(path, keys=keys) as dump:
+        for snap in dump.select(snapshot):
+            why = theory_applies(snap)
+            if why is not None:
+                skipped.append(f"{snap.name}: skipped ({why})")
+                continue
+            prep = _prepare_snapshot(snap)
+            res = analyze_snapshot(snap, chunk_rows=chunk_rows, memory_limit=memory_limit,
+                                   prepared=prep)
+            res.theory = analyze_theory(snap, res, initial=_initial_norms(snap, dump.snapshots),
+                                        chunk_rows=chunk_rows, memory_limit=memory_limit,
+                                        prepared=prep)
+            results.append(res)
+    return Report(os.fspath(path), results), skipped
+
+
+def theory_arrays(features: Any, labels: Any, params: Sequence[Any], *,
+                  outputs: Any = None, weight_decay: float | None = None,
+                  kappa: float | None = None, n_samples: int | None = None,
+                  Lambda: float | None = None,
+                  initial_params: Sequence[Any] | None = None,
+                  chunk_rows: int | None = None) -> SnapshotResult:
+    """Metrics and theory diagnostics of in-memory training arrays.
+
+    Parameters
+    ----------
+    features : (N, d) array
+        Penultimate features of the training set.
+    labels : (N,) array
+    params : sequence of arrays
+        ``[W_1, ..., W_L]``, shapes (out, in); ``W_L`` is the classifier.
+    outputs : (N, C) array, optional
+        Network outputs (default ``W_L h``).
+    weight_decay, kappa, n_samples, Lambda : optional
+        The objective's constants (N defaults to the number of rows).
+    initial_params : sequence of arrays, optional
+        The weights at initialisation, for the conservation lines when lambda = 0.
+
+    Returns
+    -------
+    SnapshotResult
+        With ``result.theory`` set.
+    """
+    from .theory import layer_norms_sq
+
+    params = [np.asarray(p, dtype=np.float64) for p in params]
+    prep = prepare(features, labels, weights=params[-1], outputs=outputs)
+    meta = {"weight_decay": weight_decay, "kappa": kappa,
+            "n_samples": prep.n_samples if n_samples is None else n_samples, "Lambda": Lambda}
+    res = analyze(features, labels, weights=params[-1], outputs=outputs, chunk_rows=chunk_rows)
+    initial = (layer_norms_sq(initial_params), "initial_params") if initial_params else None
+    res.theory = _diagnose(prep, res, resolve_constants(meta), params, [], initial=initial,
+                           chunk_rows=chunk_rows, memory_limit=None)
+    return res
