@@ -22,11 +22,24 @@ from .metrics import between_class_geometry, compute_metrics
 from .report import Report, SnapshotResult
 from .stats import FirstPass, Geometry, SecondPass
 
-__all__ = ["analyze", "analyze_snapshot", "analyze_file", "plan_chunk_rows", "run_passes"]
+__all__ = [
+    "analyze", "analyze_snapshot", "analyze_file", "plan_chunk_rows", "run_passes", "LocalEngine",
+]
 
 DEFAULT_MEMORY = 256 << 20  #: default working-memory budget of one chunk (bytes)
 
 Progress = Callable[[int], None]
+
+
+def _expect(progress: Progress | None, rows: int, nbytes: int) -> None:
+    """Announce the rows (and feature bytes) about to be read, if ``progress.expect`` exists.
+
+    A progress callback is called with the rows done after each chunk of each pass; one
+    that also has an ``expect(rows, nbytes)`` method learns the total first (for an ETA).
+    """
+    expect = getattr(progress, "expect", None)
+    if expect is not None:
+        expect(int(rows), int(nbytes))
 
 
 def plan_chunk_rows(n_features: int, n_classes: int, *, memory_limit: int | None = None) -> int:
@@ -55,6 +68,11 @@ def first_pass(prep: Prepared, rows: int, progress: Progress | None = None) -> F
         first = first.merge(FirstPass.of_chunk(h, prep.codes[a:b], C, a))
         if progress:
             progress(b - a)
+    return check_finite_rows(prep, first)
+
+
+def check_finite_rows(prep: Prepared, first: FirstPass) -> FirstPass:
+    """Raise :class:`InvalidDataError` when pass 1 met rows holding NaN/Inf."""
     if first.n_nonfinite:
         raise InvalidDataError(
             f"{prep.features.where}: {first.n_nonfinite} row(s) hold NaN/Inf values, "
@@ -81,6 +99,24 @@ def second_pass(
     return second
 
 
+class LocalEngine:
+    """The default engine: both passes in this process, chunk after chunk.
+
+    An engine is any object with ``first_pass(prep, rows, progress)`` and
+    ``second_pass(prep, geom, rows, progress)`` returning the merged statistics
+    (:class:`ncinspect.engines.dask.DaskEngine` runs them on a Dask cluster).
+    """
+
+    name = "local"
+
+    def first_pass(self, prep: Prepared, rows: int, progress: Progress | None = None):
+        return first_pass(prep, rows, progress)
+
+    def second_pass(self, prep: Prepared, geom: Geometry, rows: int,
+                    progress: Progress | None = None):
+        return second_pass(prep, geom, rows, progress)
+
+
 def run_passes(
     prep: Prepared,
     *,
@@ -89,14 +125,16 @@ def run_passes(
     chunk_rows: int | None = None,
     memory_limit: int | None = None,
     progress: Progress | None = None,
+    engine: Any = None,
 ) -> tuple[FirstPass, Geometry, SecondPass]:
-    """Both passes over ``prep`` in row chunks (in this process)."""
+    """Both passes over ``prep`` in row chunks (in this process unless ``engine`` says)."""
+    engine = engine or LocalEngine()
     rows = chunk_rows or plan_chunk_rows(prep.n_features, prep.n_classes, memory_limit=memory_limit)
-    first = first_pass(prep, rows, progress)
+    first = engine.first_pass(prep, rows, progress)
     geom = between_class_geometry(
         first, center=center, weights=prep.weights, bias=prep.bias, ncc_means=ncc_means
     )
-    return first, geom, second_pass(prep, geom, rows, progress)
+    return first, geom, engine.second_pass(prep, geom, rows, progress)
 
 
 def _result(
@@ -159,6 +197,7 @@ def analyze(
     chunk_rows: int | None = None,
     memory_limit: int | None = None,
     progress: Progress | None = None,
+    engine: Any = None,
 ) -> SnapshotResult:
     """Every neural-collapse metric of spec/metrics.md for one set of features.
 
@@ -185,6 +224,10 @@ def analyze(
         Rows per chunk, or a memory budget in bytes from which it is derived.
     progress : callable, optional
         Called with the number of rows done after each chunk of each pass.
+    engine : object, optional
+        Where the passes run (default in this process). A Dask array as ``features`` (or
+        ``outputs``) selects :class:`ncinspect.engines.dask.DaskEngine`, whose chunks are
+        then the Dask chunks.
 
     Returns
     -------
@@ -197,14 +240,26 @@ def analyze(
     >>> res.metrics["nc1"]                              # doctest: +SKIP
     """
     _check_center(center)
+    if engine is None and any(_is_dask(v) for v in (features, labels, outputs)):
+        from .engines.dask import DaskEngine
+
+        engine = DaskEngine()
+    if engine is not None and hasattr(engine, "wrap"):
+        features, labels, outputs = engine.wrap(features, labels, outputs)
     prep = prepare(features, labels, weights=weights, bias=bias, outputs=outputs,
                    class_names=class_names)
+    _expect(progress, 2 * prep.n_samples, 2 * prep.features.nbytes)
     first, geom, second = run_passes(
         prep, center=center, ncc_means=ncc_means, chunk_rows=chunk_rows,
-        memory_limit=memory_limit, progress=progress,
+        memory_limit=memory_limit, progress=progress, engine=engine,
     )
     return _result(prep, first, geom, second, per_class=per_class, center=center,
                    ncc_label="own" if ncc_means is None else "given")
+
+
+def _is_dask(value: Any) -> bool:
+    """A Dask collection, recognised without importing dask."""
+    return type(value).__module__.split(".")[0] == "dask" and hasattr(value, "__dask_graph__")
 
 
 def _prepare_snapshot(snap) -> Prepared:
@@ -226,13 +281,14 @@ def analyze_snapshot(
     memory_limit: int | None = None,
     progress: Progress | None = None,
     prepared: Prepared | None = None,
+    engine: Any = None,
 ) -> SnapshotResult:
     """:func:`analyze` for a :class:`~ncinspect.dump.Snapshot` (file must be open)."""
     _check_center(center)
     prep = prepared or _prepare_snapshot(snap)
     first, geom, second = run_passes(
         prep, center=center, ncc_means=ncc_means, chunk_rows=chunk_rows,
-        memory_limit=memory_limit, progress=progress,
+        memory_limit=memory_limit, progress=progress, engine=engine,
     )
     res = _result(prep, first, geom, second, per_class=per_class, center=center,
                   ncc_label=ncc_label, extra_warnings=list(dict.fromkeys(snap.notes)))
@@ -263,6 +319,7 @@ def analyze_file(
     chunk_rows: int | None = None,
     memory_limit: int | None = None,
     progress: Progress | None = None,
+    engine: Any = None,
 ) -> Report:
     """Analyse every snapshot of a dump (HDF5 or NPZ); one result per snapshot.
 
@@ -278,6 +335,9 @@ def analyze_file(
         For a non-train split, score NCC with the class means of the train snapshot of the
         same epoch and layer when the file has one (the literature's convention), or with
         the split's own means.
+    engine : object, optional
+        Where the passes run: in this process (default) or, e.g.,
+        ``ncinspect.engines.dask.DaskEngine(scheduler="tcp://host:8786")``.
     Other parameters are those of :func:`analyze`.
     """
     from .dump import open_dump
@@ -289,17 +349,24 @@ def analyze_file(
     with open_dump(path, keys=keys) as dump:
         selected = dump.select(snapshot)
         cache: dict[str, tuple[Prepared, FirstPass]] = {}
+        partners = {s.name: _train_partner(s, dump.snapshots) if ncc_means == "train" else None
+                    for s in selected}
+        # rows read: two passes per selected snapshot, one (pass 1) per train partner
+        work = [*selected, *selected, *{p.name: p for p in partners.values() if p}.values()]
+        _expect(progress, sum((s.features.shape or (0,))[0] for s in work),
+                sum(s.features.nbytes for s in work))
 
         def first_of(snap) -> tuple[Prepared, FirstPass]:
             if snap.name not in cache:
                 prep = _prepare_snapshot(snap)
                 rows = chunk_rows or plan_chunk_rows(
                     prep.n_features, prep.n_classes, memory_limit=memory_limit)
-                cache[snap.name] = (prep, first_pass(prep, rows, progress))
+                first = (engine or LocalEngine()).first_pass(prep, rows, progress)
+                cache[snap.name] = (prep, first)
             return cache[snap.name]
 
         for snap in selected:
-            partner = _train_partner(snap, dump.snapshots) if ncc_means == "train" else None
+            partner = partners[snap.name]
             centres, label, extra = None, "own", []
             if partner is not None:
                 pprep, pfirst = first_of(partner)
@@ -314,6 +381,7 @@ def analyze_file(
             res = analyze_snapshot(
                 snap, center=center, per_class=per_class, ncc_means=centres, ncc_label=label,
                 chunk_rows=chunk_rows, memory_limit=memory_limit, progress=progress,
+                engine=engine,
             )
             res.warnings[:0] = extra
             results.append(res)

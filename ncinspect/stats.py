@@ -163,13 +163,19 @@ def block_rows(n_features: int, n_classes: int) -> int:
 
 
 class _Buffers:
-    """Reusable float64 work arrays of one pass-2 block (no page faults per block)."""
+    """Reusable float64 work arrays of one pass-2 block, and the per-chunk constants."""
 
-    def __init__(self, rows: int, d: int, r: int, k: int):
+    def __init__(self, rows: int, d: int, r: int, geom: Geometry):
         self.h = np.empty((rows, d))
         self.e = np.empty((rows, d))
         self.proj = np.empty((rows, r))
-        self.scores = np.empty((rows, k))
+        self.scores = np.empty((rows, geom.decision_matrix().shape[1]))
+        self.centre_sq = np.einsum("ij,ij->i", geom.ncc_centres, geom.ncc_centres)
+        self.offset = None  # W mu_G + b: logits of h from the scores of h' = h - mu_G
+        if geom.weights is not None:
+            self.offset = geom.weights @ geom.global_mean
+            if geom.bias is not None:
+                self.offset = self.offset + geom.bias
 
 
 @dataclass
@@ -205,7 +211,7 @@ class SecondPass:
         """
         C, r, d = geom.n_classes, geom.basis.shape[0], h.shape[1]
         step = block_rows(d, C)
-        bufs = _Buffers(min(step, h.shape[0]), d, r, geom.decision_matrix().shape[1])
+        bufs = _Buffers(min(step, h.shape[0]), d, r, geom)
         stats = cls.empty(C, r)
         for a in range(0, h.shape[0], step):
             out = None if outputs is None else outputs[a : a + step]
@@ -228,8 +234,7 @@ class SecondPass:
         stats.class_sq = np.bincount(y, weights=np.einsum("ij,ij->i", e, e), minlength=C)
 
         scores = np.matmul(h, geom.decision_matrix(), out=bufs.scores[:m])  # (m, C) or (m, 2C)
-        centre_sq = np.einsum("ij,ij->i", geom.ncc_centres, geom.ncc_centres)
-        dist = centre_sq[None, :] - 2.0 * scores[:, :C]  # ||h'-m'_c||^2 - ||h'||^2
+        dist = bufs.centre_sq[None, :] - 2.0 * scores[:, :C]  # ||h'-m'_c||^2 - ||h'||^2
         if not geom.ncc_valid.all():
             dist[:, ~geom.ncc_valid] = np.inf
         ncc = np.argmin(dist, axis=1)
@@ -237,10 +242,7 @@ class SecondPass:
 
         logits = None
         if geom.weights is not None:
-            offset = geom.weights @ geom.global_mean
-            if geom.bias is not None:
-                offset = offset + geom.bias
-            logits = scores[:, C:] + offset  # W h + b
+            logits = scores[:, C:] + bufs.offset  # W h + b
         if outputs is not None:
             outputs = np.asarray(outputs, dtype=np.float64)
         clf_out = logits if logits is not None else outputs

@@ -27,20 +27,37 @@ from .common import debug_option, key_options, keys_from, parse_size, snapshot_o
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
               help="Rows per chunk (overrides --memory-limit).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local",
+              show_default=True,
+              help="Run the passes in this process, or as Dask tasks (needs ncinspect[dask]).")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="Dask scheduler address for --engine dask, e.g. tcp://10.0.0.5:8786 "
+              "(default: Dask's local threaded scheduler). The file must be readable there.")
 @key_options
 @debug_option
 def command(file, snapshot, json_path, csv_path, per_class, center, ncc_means, compact,
-            memory_limit, chunk_rows, quiet, debug, **kwargs):
+            memory_limit, chunk_rows, quiet, engine, scheduler, debug, **kwargs):
     """Report NC1-NC4, ETF geometry, NCC agreement and SQI quantities of FILE (HDF5 or NPZ)."""
+    import sys
+
     from ..analyze import analyze_file
+    from ..engines import get_engine
     from ..render.table import render_report
     from ..report import atomic_write
     from .common import stdout_console
+    from .progress import RowProgress
 
-    report = analyze_file(
-        file, snapshot=snapshot, keys=keys_from(kwargs), center=center, per_class=per_class,
-        ncc_means=ncc_means, chunk_rows=chunk_rows, memory_limit=parse_size(memory_limit),
-    )
+    runner = get_engine(engine, scheduler=scheduler)
+    bar = RowProgress(enabled=not quiet and sys.stderr.isatty())
+    try:
+        with bar:
+            report = analyze_file(
+                file, snapshot=snapshot, keys=keys_from(kwargs), center=center,
+                per_class=per_class, ncc_means=ncc_means, chunk_rows=chunk_rows,
+                memory_limit=parse_size(memory_limit), progress=bar, engine=runner,
+            )
+    finally:
+        getattr(runner, "close", lambda: None)()
     to_stdout = False
     if json_path:
         text = report.to_json()

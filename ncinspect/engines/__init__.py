@@ -1,0 +1,37 @@
+"""Engines that run the two passes somewhere else than this process.
+
+The local engine (:class:`ncinspect.analyze.LocalEngine`) is the default. Engines here need
+optional extras and are imported only when asked for:
+
+- :mod:`ncinspect.engines.dask` (``pip install 'ncinspect[dask]'``): per-chunk statistics as
+  Dask tasks, merged in a fixed tree; runs on a laptop or on a ``distributed`` cluster.
+"""
+
+from __future__ import annotations
+
+__all__ = ["get_engine"]
+
+
+def get_engine(name: str, *, scheduler: str | None = None):
+    """The engine called ``name`` (``"local"`` or ``"dask"``).
+
+    Parameters
+    ----------
+    name : {"local", "dask"}
+    scheduler : str, optional
+        For ``"dask"``: address of a ``distributed`` scheduler (``tcp://host:8786``);
+        default the active Dask client or scheduler.
+    """
+    from ..errors import UsageError
+
+    if name == "local":
+        if scheduler:
+            raise UsageError("--scheduler needs --engine dask")
+        from ..analyze import LocalEngine
+
+        return LocalEngine()
+    if name == "dask":
+        from .dask import DaskEngine
+
+        return DaskEngine(scheduler=scheduler)
+    raise UsageError(f"engine must be 'local' or 'dask', got {name!r}")

@@ -1,0 +1,256 @@
+"""Dask engine: the two passes as one task per row chunk, merged in a fixed binary tree.
+
+Each task computes :meth:`FirstPass.of_chunk` or :meth:`SecondPass.of_chunk` of one Dask
+chunk (all columns); partial statistics are merged pairwise in chunk order, so a rerun with
+the same chunks gives byte-identical numbers, and results equal the local engine's to
+round-off (the sums are only grouped differently). The geometry between the passes
+(:func:`ncinspect.metrics.between_class_geometry`) is computed here, on the client; it is
+small (C x d). Nothing is duplicated: the maths is the one of :mod:`ncinspect.stats`.
+
+Inputs: Dask arrays (``ncinspect.analyze(dask_array, labels)``; e.g. ``da.from_zarr``), or
+the arrays of a dump (HDF5 datasets are reopened by path on each worker, so the file must be
+readable there; NPZ members and in-memory arrays are shipped as they are).
+
+Needs the ``dask`` extra (dask[array], distributed; zarr for Zarr stores).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidDataError, UsageError
+from ..io.sources import ArraySource, H5Source
+from ..stats import FirstPass, SecondPass
+
+__all__ = ["DaskEngine", "DaskSource"]
+
+
+def _import_dask():
+    try:
+        import dask
+        import dask.array as da
+    except ImportError:
+        raise UsageError(
+            "the dask engine needs the optional extra: pip install 'ncinspect[dask]'"
+        ) from None
+    return dask, da
+
+
+class DaskSource(ArraySource):
+    """A Dask array presented as an :class:`ArraySource` (``read`` computes rows)."""
+
+    def __init__(self, array: Any, where: str):
+        self.array = array
+        self.where = where
+        self.shape = tuple(int(s) for s in array.shape)
+        self.dtype = np.dtype(array.dtype)
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        if self.array.ndim == 0:
+            return np.asarray(self.array.compute())
+        return np.asarray(self.array[start:stop].compute())
+
+
+# ------------------------------------------------------------------------------------------
+# HDF5 datasets reopened on the worker (h5py objects cannot be pickled)
+# ------------------------------------------------------------------------------------------
+_FILES: dict[str, Any] = {}
+_FILES_LOCK = threading.Lock()
+
+
+class _H5Rows:
+    """Picklable stand-in for an HDF5 dataset: file path and dataset name, opened on use."""
+
+    def __init__(self, path: str, name: str, shape: tuple[int, ...], dtype: np.dtype):
+        self.path, self.name = path, name
+        self.shape, self.dtype, self.ndim = shape, np.dtype(dtype), len(shape)
+
+    def __getitem__(self, key):
+        import h5py
+
+        with _FILES_LOCK:  # one handle per file and process; h5py serialises reads anyway
+            f = _FILES.get(self.path)
+            if f is None or not f.id.valid:
+                f = _FILES[self.path] = h5py.File(self.path, "r")
+            return f[self.name][key]
+
+
+class _SourceRows:
+    """Any other picklable ArraySource (NPZ member, in-memory array) as a sliceable array."""
+
+    def __init__(self, source: ArraySource):
+        self.source = source
+        self.shape, self.dtype, self.ndim = source.shape, source.dtype, len(source.shape)
+
+    def __getitem__(self, key):
+        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
+        return self.source.read(rows.start, rows.stop)[:, cols]
+
+
+def _to_dask(source: ArraySource, rows: int):
+    """A Dask array of ``source`` with row chunks of ``rows`` rows and all columns."""
+    dask, da = _import_dask()
+    if isinstance(source, DaskSource):
+        arr = source.array
+        if arr.ndim == 2 and arr.numblocks[1] > 1:
+            arr = arr.rechunk({1: -1})
+        return arr
+    if isinstance(source, H5Source):
+        path = source.where.rsplit(":", 1)[0]
+        rows_obj = _H5Rows(str(source.dataset.file.filename or path), source.dataset.name,
+                           source.shape, source.dtype)
+    else:
+        rows_obj = _SourceRows(source)
+    name = f"ncinspect-{dask.base.tokenize(source.where, source.shape, str(source.dtype), rows)}"
+    return da.from_array(rows_obj, chunks=(rows,) + tuple(source.shape[1:]), name=name,
+                         asarray=True, lock=False, meta=np.empty((0,) * len(source.shape),
+                                                                 source.dtype))
+
+
+def _row_bounds(arr) -> list[tuple[int, int]]:
+    stops = np.cumsum(arr.chunks[0])
+    return [(int(b - n), int(b)) for n, b in zip(arr.chunks[0], stops, strict=True)]
+
+
+# ------------------------------------------------------------------------------------------
+# the tasks (module level: workers import them by name)
+# ------------------------------------------------------------------------------------------
+def _first_chunk(block: np.ndarray, codes: np.ndarray, n_classes: int, row0: int) -> FirstPass:
+    return FirstPass.of_chunk(np.asarray(block), codes, n_classes, row0)
+
+
+def _second_chunk(geom, block: np.ndarray, codes: np.ndarray, outputs, where: str,
+                  row0: int) -> SecondPass:
+    if outputs is not None:
+        outputs = np.asarray(outputs, dtype=np.float64)
+        if not np.isfinite(outputs).all():
+            raise InvalidDataError(
+                f"{where}: NaN/Inf in outputs rows {row0}:{row0 + outputs.shape[0]}")
+    return SecondPass.of_chunk(geom, np.asarray(block), codes, outputs)
+
+
+def _merge(a, b):
+    return a.merge(b)
+
+
+def _tree(parts: list):
+    """Merge delayed partial statistics pairwise, in order (a fixed, balanced tree)."""
+    import dask
+
+    merge = dask.delayed(_merge, pure=True)
+    while len(parts) > 1:
+        parts = [merge(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
+                 for i in range(0, len(parts), 2)]
+    return parts[0]
+
+
+# ------------------------------------------------------------------------------------------
+# the engine
+# ------------------------------------------------------------------------------------------
+class DaskEngine:
+    """Run both passes as Dask tasks, one per row chunk, and merge the statistics.
+
+    Parameters
+    ----------
+    scheduler : str or distributed.Client, optional
+        Address of a running ``distributed`` scheduler (``"tcp://10.0.0.5:8786"``), a
+        ``Client``, or None for the active client (if any) or Dask's default scheduler.
+
+    Notes
+    -----
+    Chunks of a Dask array input are its own row chunks (all columns in one chunk); dump
+    arrays are cut into the rows that :func:`ncinspect.analyze.plan_chunk_rows` gives.
+    Progress is reported after each pass. Workers of ``distributed`` run single-threaded
+    BLAS by default (``OMP_NUM_THREADS=1``), so worker threads do not oversubscribe cores.
+    """
+
+    name = "dask"
+
+    def __init__(self, scheduler: Any = None):
+        _import_dask()
+        self.scheduler = scheduler
+        self._client = None
+
+    # inputs --------------------------------------------------------------------------
+    def wrap(self, features: Any, labels: Any, outputs: Any):
+        """Dask arrays as sources (labels, small, are computed here)."""
+        from ..analyze import _is_dask
+
+        if _is_dask(features):
+            features = DaskSource(features, "features")
+        if _is_dask(labels):
+            labels = self.compute(labels)
+        if _is_dask(outputs):
+            outputs = DaskSource(outputs, "outputs")
+        return features, labels, outputs
+
+    # running -------------------------------------------------------------------------
+    def client(self):
+        """The ``distributed.Client`` for ``scheduler`` (None: use Dask's default)."""
+        if self.scheduler is None:
+            return None
+        if self._client is None:
+            if isinstance(self.scheduler, str):
+                from distributed import Client
+
+                self._client = Client(self.scheduler, set_as_default=False)
+            else:
+                self._client = self.scheduler
+        return self._client
+
+    def compute(self, obj):
+        client = self.client()
+        if client is not None:
+            return client.compute(obj, sync=True)
+        import dask
+
+        return dask.compute(obj)[0]
+
+    def close(self) -> None:
+        """Close a client this engine opened (not one it was given)."""
+        if self._client is not None and isinstance(self.scheduler, str):
+            self._client.close()
+        self._client = None
+
+    def __enter__(self) -> DaskEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # the passes ----------------------------------------------------------------------
+    def first_pass(self, prep, rows: int, progress=None) -> FirstPass:
+        import dask
+
+        from ..analyze import check_finite_rows
+
+        arr = _to_dask(prep.features, rows)
+        task = dask.delayed(_first_chunk, pure=True)
+        parts = [task(blk, prep.codes[a:b], prep.n_classes, a)
+                 for blk, (a, b) in zip(arr.to_delayed().ravel(), _row_bounds(arr), strict=True)]
+        first = self.compute(_tree(parts))
+        if progress:
+            progress(prep.n_samples)
+        return check_finite_rows(prep, first)
+
+    def second_pass(self, prep, geom, rows: int, progress=None) -> SecondPass:
+        import dask
+
+        arr = _to_dask(prep.features, rows)
+        bounds = _row_bounds(arr)
+        outs = [None] * len(bounds)
+        if prep.outputs is not None:
+            out_arr = _to_dask(prep.outputs, rows).rechunk({0: arr.chunks[0], 1: -1})
+            outs = list(out_arr.to_delayed().ravel())
+        g = dask.delayed(geom, pure=True)  # one key, shipped once to each worker
+        where = getattr(prep.outputs, "where", "outputs")
+        task = dask.delayed(_second_chunk, pure=True)
+        parts = [task(g, blk, prep.codes[a:b], out, where, a)
+                 for blk, out, (a, b) in zip(arr.to_delayed().ravel(), outs, bounds, strict=True)]
+        second = self.compute(_tree(parts))
+        if progress:
+            progress(prep.n_samples)
+        return second
