@@ -49,11 +49,13 @@ def _labels(files: tuple[str, ...], given: tuple[str, ...]) -> list[str]:
               help="Samples drawn for the projection and sqi figures.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of that subsample (same seed, same figure).")
+@click.option("--dpi", type=click.IntRange(min=10), default=300, show_default=True,
+              help="Resolution of PNG files (and of rasterised scatter points).")
 @click.option("--quiet", "-q", is_flag=True, help="Do not list the files written.")
 @key_options
 @debug_option
 def command(files, out_dir, kinds, formats, labels, style, snapshot, ncc_means, sample_size,
-            seed, quiet, debug, **kwargs):
+            seed, dpi, quiet, debug, **kwargs):
     """Draw neural-collapse figures of one or more dumps (runs) into DIR.
 
     Trajectory and layer figures overlay the runs; the single-snapshot kinds (gram, geometry,
@@ -109,7 +111,7 @@ def command(files, out_dir, kinds, formats, labels, style, snapshot, ncc_means, 
         try:
             for fmt in formats:
                 path = os.path.join(out_dir, f"{stem}.{fmt}")
-                plots.save_figure(fig, path, fmt)
+                plots.save_figure(fig, path, fmt, dpi=dpi)
                 written.append(path)
         finally:
             plt.close(fig)
