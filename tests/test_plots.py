@@ -327,6 +327,15 @@ def test_no_overlapping_text_for_10_or_100_classes(tmp_path, n_classes):
             assert all(len(ax.get_xticks()) <= 12 for ax in fig.axes)
 
 
+def test_no_overlapping_text_with_long_class_names():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 5)
+    h = 3 * np.eye(12)[y] + 0.2 * rng.normal(size=(50, 12))
+    res = analyze(h, y, weights=np.eye(12)[:10], class_names=[f"class_{c}" for c in range(10)])
+    for fig in (plot_gram(res), plot_geometry(res)):
+        assert _overlaps(fig) == []
+
+
 def test_overlap_check_can_fail():
     fig, ax = plt.subplots(figsize=(1, 1))
     ax.set_xticks(range(30), [f"class {i}" for i in range(30)])

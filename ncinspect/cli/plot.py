@@ -49,13 +49,17 @@ def _labels(files: tuple[str, ...], given: tuple[str, ...]) -> list[str]:
               help="Samples drawn for the projection and sqi figures.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of that subsample (same seed, same figure).")
+@click.option("--centered-weights", is_flag=True,
+              help="gram: remove the mean classifier row first (bias-free networks).")
 @click.option("--dpi", type=click.IntRange(min=10), default=300, show_default=True,
               help="Resolution of PNG files (and of rasterised scatter points).")
+@click.option("--prefix", default="", metavar="TEXT",
+              help="Prepended to every file name, e.g. 'fig-' for DIR/fig-trajectory.pdf.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not list the files written.")
 @key_options
 @debug_option
 def command(files, out_dir, kinds, formats, labels, style, snapshot, ncc_means, sample_size,
-            seed, dpi, quiet, debug, **kwargs):
+            seed, centered_weights, dpi, prefix, quiet, debug, **kwargs):
     """Draw neural-collapse figures of one or more dumps (runs) into DIR.
 
     Trajectory and layer figures overlay the runs; the single-snapshot kinds (gram, geometry,
@@ -110,7 +114,7 @@ def command(files, out_dir, kinds, formats, labels, style, snapshot, ncc_means, 
     def save(fig, stem: str) -> None:
         try:
             for fmt in formats:
-                path = os.path.join(out_dir, f"{stem}.{fmt}")
+                path = os.path.join(out_dir, f"{prefix}{stem}.{fmt}")
                 plots.save_figure(fig, path, fmt, dpi=dpi)
                 written.append(path)
         finally:
@@ -123,7 +127,8 @@ def command(files, out_dir, kinds, formats, labels, style, snapshot, ncc_means, 
         else:
             for i in idx:
                 stem = kind if single else f"{kind}-{_slug(names[i])}"
-                save(draw[kind](finals[i], style=style), stem)
+                extra = {"centered_weights": centered_weights} if kind == "gram" else {}
+                save(draw[kind](finals[i], style=style, **extra), stem)
     if not quiet:
         for path in written:
             click.echo(path)

@@ -179,16 +179,20 @@ def log_axis(ax, axis: str = "y") -> None:
 
 
 def hide_class_ticks(ax, n_classes: int, *, axis: str = "both", names=None) -> None:
-    """Per-class ticks: labelled up to :data:`CLASS_TICK_LIMIT` classes, a few indices beyond."""
+    """Per-class ticks: labelled up to :data:`CLASS_TICK_LIMIT` classes, a few indices beyond.
+
+    Names longer than three characters are written vertically on the x axis.
+    """
     from matplotlib.ticker import MaxNLocator
 
-    axes = ("x", "y") if axis == "both" else (axis,)
-    for which in axes:
+    labels = [str(n) for n in (names if names is not None else range(n_classes))]
+    for which in ("x", "y") if axis == "both" else (axis,):
         target = ax.xaxis if which == "x" else ax.yaxis
         if n_classes <= CLASS_TICK_LIMIT:
             target.set_ticks(range(n_classes))
-            labels = [str(n) for n in (names if names is not None else range(n_classes))]
             target.set_ticklabels(labels)
+            if which == "x" and max(map(len, labels)) > 3:
+                ax.tick_params(axis="x", labelrotation=90)
         else:
             target.set_major_locator(MaxNLocator(nbins=5, integer=True))
 

@@ -76,18 +76,22 @@ def plot_gram(result: SnapshotResult, *, centered_weights: bool = False, axes=No
     with plot_style(style):
         if axes is None:
             width = DOUBLE if len(mats) == 3 else 0.7 * DOUBLE
-            fig, grid = new_figure(width, 2.55, style=style, ncols=len(mats))
+            long_names = C <= CLASS_TICK_LIMIT and max(len(str(n)) for n in result.class_names) > 3
+            height = (width - 1.0) / len(mats) + 1.0 + (0.5 if long_names else 0.0)
+            fig, grid = new_figure(width, height, style=style, ncols=len(mats))
             axes = list(grid.ravel())
         else:
             axes = list(np.ravel(axes))
             fig = axes[0].figure
         im = None
-        for ax, (title, mat) in zip(axes, mats, strict=False):
+        for i, (ax, (title, mat)) in enumerate(zip(axes, mats, strict=False)):
             im = ax.imshow(mat, cmap=_CMAP, vmin=-1.0, vmax=1.0, interpolation="nearest")
             ax.set_title(title)
             ax.grid(False)
             hide_class_ticks(ax, C, names=result.class_names)
             ax.set_xlabel("class")
+            if i:
+                ax.tick_params(axis="y", labelleft=False)
         axes[0].set_ylabel("class")
         cbar = fig.colorbar(im, ax=axes, shrink=0.9, aspect=25)
         cbar.set_label("cosine")

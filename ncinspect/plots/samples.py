@@ -90,7 +90,8 @@ def plot_projection(result: SnapshotResult, *, ax=None, style: str = "paper"):
                 for c in range(C):
                     ax.annotate("", xy=(w2[c, 0], w2[c, 1]), xytext=(0, 0), zorder=4,
                                 arrowprops={"arrowstyle": "-|>", "color": colors[c],
-                                            "linewidth": 0.8, "shrinkA": 0, "shrinkB": 0})
+                                            "mutation_scale": 7, "linewidth": 0.8,
+                                            "shrinkA": 0, "shrinkB": 0})
         ax.set_xlabel("between-class direction v₁")
         ax.set_ylabel("between-class direction v₂" if k > 1 else "(rank 1: no v₂)")
         ax.set_aspect("equal", adjustable="datalim")
