@@ -1,0 +1,309 @@
+"""The weight-decay sweep: the same network on the same data for several lambda (incl. 0).
+
+One dump per lambda (``wd_<lambda>.h5``, written by :func:`ncinspect.train.fit`), then the
+final training snapshot of each is analysed (NC metrics) and checked against the theory
+(:func:`ncinspect.theory_run.theory_file`). :func:`sweep_weight_decay` returns one row per
+lambda; :func:`sweep_markdown` and :func:`plot_sweep` render them::
+
+    from ncinspect.train import TrainConfig
+    from ncinspect.sweep import sweep_weight_decay, plot_sweep
+    rows = sweep_weight_decay(TrainConfig(epochs=1000), [0, 1e-4, 1e-3, 5e-3], "sweep/")
+    plot_sweep(rows)
+
+This is the paper's central experiment (spec/theory.md, claim 5): weight decay is necessary
+for neural collapse in deep bias-free ReLU networks trained with the square loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = [
+    "SWEEP_METRICS",
+    "SWEEP_THEORY",
+    "sweep_weight_decay",
+    "sweep_row",
+    "sweep_columns",
+    "sweep_markdown",
+    "plot_sweep",
+    "write_sweep",
+]
+
+#: NC metrics reported per lambda (key, short title).
+SWEEP_METRICS: tuple[tuple[str, str], ...] = (
+    ("nc1", "nc1"),
+    ("nc1_trace_ratio", "trace ratio"),
+    ("etf_error_means", "ETF means"),
+    ("etf_error_weights_centered", "ETF W centred"),
+    ("nc3_self_duality", "self-duality"),
+    ("nc4_ncc_mismatch", "NCC mismatch"),
+    ("accuracy_classifier", "train acc"),
+    ("mse", "mse"),
+    ("sqi_eps1", "eps1"),
+    ("sqi_eps2", "eps2"),
+)
+#: Theory residuals reported per lambda (line key, short title).
+SWEEP_THEORY: tuple[tuple[str, str], ...] = (
+    ("stationarity_last_layer", "stationarity"),
+    ("layer_norm_spread", "norm spread"),
+    ("classifier_closed_form", "W_L closed form"),
+    ("classifier_centered", "W_L centred"),
+    ("delta", "delta"),
+    ("eps_sum", "eps1+eps2"),
+)
+
+
+def _dump_name(weight_decay: float) -> str:
+    return f"wd_{weight_decay:g}.h5"
+
+
+def _final_train_snapshot(path: str) -> str:
+    from .dump import open_dump
+
+    with open_dump(path) as dump:
+        snaps = [s for s in dump.snapshots if s.split in (None, "train") and s.layer is None]
+        return max(snaps, key=lambda s: (s.epoch or 0)).name
+
+
+def sweep_row(path: str | os.PathLike, *, weight_decay: float | None = None,
+              seconds: float | None = None, test_accuracy: float | None = None) -> dict[str, Any]:
+    """NC metrics and theory residuals of the final training snapshot of one dump.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A dump written by :func:`ncinspect.train.fit` (or any dump with the theory keys).
+    weight_decay, seconds, test_accuracy : optional
+        Recorded in the row (weight_decay defaults to the dump's metadata).
+
+    Returns
+    -------
+    dict
+        ``weight_decay``, ``Lambda``, ``dump``, ``snapshot``, ``epoch``, ``seconds``,
+        ``test_accuracy``, ``layer_norms_sq``, ``metrics`` (SWEEP_METRICS keys) and
+        ``theory`` (SWEEP_THEORY line key -> relative error; None where not applicable).
+    """
+    from .theory_run import theory_file
+
+    path = os.fspath(path)
+    name = _final_train_snapshot(path)
+    report, _ = theory_file(path, snapshot=name)
+    res = report[0]
+    lines = {ln["key"]: ln for ln in res.theory["lines"]}
+    wd = res.theory["constants"]["weight_decay"] if weight_decay is None else weight_decay
+    if test_accuracy is None:
+        test_accuracy = res.meta.get("test_accuracy")
+    return {
+        "weight_decay": wd,
+        "Lambda": res.theory["constants"]["Lambda"],
+        "dump": path,
+        "snapshot": name,
+        "epoch": res.epoch,
+        "seconds": seconds,
+        "test_accuracy": test_accuracy,
+        "layer_norms_sq": res.theory["layer_norms_sq"],
+        "metrics": {k: res.metrics.get(k) for k, _ in SWEEP_METRICS},
+        "theory": {k: lines[k]["rel_error"] if k in lines else None for k, _ in SWEEP_THEORY},
+    }
+
+
+def sweep_weight_decay(
+    config,
+    weight_decays: Sequence[float],
+    out_dir: str | os.PathLike,
+    *,
+    data=None,
+    callback: Callable[[float, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``config`` once per weight decay (same data, same seed) and collect the results.
+
+    Parameters
+    ----------
+    config : ncinspect.train.TrainConfig
+        Every setting but ``weight_decay`` (which each run replaces).
+    weight_decays : sequence of float
+        The lambda values, e.g. ``[0, 1e-4, 5e-4, 1e-3, 5e-3]``.
+    out_dir : str or PathLike
+        Folder for the dumps ``wd_<lambda>.h5`` (created if needed).
+    data : ncinspect.train.Dataset, optional
+        The data (default: the one ``config`` names, generated once from its seed).
+    callback : callable, optional
+        Called with ``(weight_decay, row)`` after each run.
+
+    Returns
+    -------
+    list of dict
+        One :func:`sweep_row` per lambda, in the order given.
+    """
+    from .train import fit, load_dataset
+
+    os.makedirs(out_dir, exist_ok=True)
+    data = load_dataset(config) if data is None else data
+    rows = []
+    for wd in weight_decays:
+        cfg = dataclasses.replace(config, weight_decay=float(wd))
+        path = os.path.join(os.fspath(out_dir), _dump_name(float(wd)))
+        start = time.perf_counter()
+        hist = fit(cfg, data, dump=path)
+        seconds = time.perf_counter() - start
+        row = sweep_row(path, weight_decay=float(wd), seconds=seconds,
+                        test_accuracy=hist.last("test_accuracy"))
+        rows.append(row)
+        if callback is not None:
+            callback(float(wd), row)
+    return rows
+
+
+def sweep_columns(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of a flat table (one row per lambda): metrics, residuals, layer norms."""
+    depth = max((len(r["layer_norms_sq"] or []) for r in rows), default=0)
+    header = ["weight_decay", "Lambda", *(k for k, _ in SWEEP_METRICS), "test_accuracy",
+              *(f"theory_{k}" for k, _ in SWEEP_THEORY),
+              *(f"norm_sq_W{i + 1}" for i in range(depth)), "seconds"]
+    table = []
+    for r in rows:
+        norms = list(r["layer_norms_sq"] or []) + [None] * depth
+        table.append([r["weight_decay"], r["Lambda"], *(r["metrics"][k] for k, _ in SWEEP_METRICS),
+                      r["test_accuracy"], *(r["theory"][k] for k, _ in SWEEP_THEORY),
+                      *norms[:depth], r["seconds"]])
+    return header, table
+
+
+def _md(value: Any) -> str:
+    from .render.table import fmt
+
+    return fmt(value) if not isinstance(value, float) or value >= 1e-3 or value == 0 \
+        else f"{value:.1e}"
+
+
+def sweep_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Two Markdown tables: NC metrics against lambda, and theory residuals with layer norms."""
+    out = ["| lambda | " + " | ".join(t for _, t in SWEEP_METRICS) + " | test acc | time (s) |",
+           "| --- " * (len(SWEEP_METRICS) + 3) + "|"]
+    for r in rows:
+        cells = [_md(r["weight_decay"]), *(_md(r["metrics"][k]) for k, _ in SWEEP_METRICS),
+                 _md(r["test_accuracy"]), f"{r['seconds']:.1f}" if r["seconds"] else "n/a"]
+        out.append("| " + " | ".join(cells) + " |")
+    out += ["", "Relative errors of the theory (n/a: lambda = 0, where they do not apply).", "",
+            "| lambda | " + " | ".join(t for _, t in SWEEP_THEORY) + " | ||W_l||_F^2 |",
+            "| --- " * (len(SWEEP_THEORY) + 2) + "|"]
+    for r in rows:
+        norms = ", ".join(f"{v:.3g}" for v in r["layer_norms_sq"] or [])
+        theory = [("n/a" if r["weight_decay"] == 0 else _md(r["theory"][k]))
+                  for k, _ in SWEEP_THEORY]
+        out.append("| " + " | ".join([_md(r["weight_decay"]), *theory, norms]) + " |")
+    return "\n".join(out) + "\n"
+
+
+def _x_positions(values: Sequence[float]) -> tuple[list[float], float | None]:
+    """x of each lambda on a log axis, with lambda = 0 drawn a decade left of the smallest."""
+    positive = [v for v in values if v > 0]
+    zero_at = (min(positive) / 10.0 if positive else 1.0) if any(v == 0 for v in values) else None
+    return [v if v > 0 else zero_at for v in values], zero_at
+
+
+def plot_sweep(rows: Sequence[dict[str, Any]], *, title: str | None = None,
+               style: str = "paper"):
+    """Final NC metrics, theory residuals and layer norms against lambda (three panels).
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        From :func:`sweep_weight_decay` (or :func:`sweep_row`).
+    title : str, optional
+        Figure title (e.g. the data set).
+    style : {"paper", "screen"}
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        lambda = 0 is drawn a decade left of the smallest positive lambda, labelled "0".
+    """
+    import numpy as np
+
+    from .plots._style import DOUBLE, log_axis, new_figure, plot_style
+
+    rows = sorted(rows, key=lambda r: r["weight_decay"])
+    x, zero_at = _x_positions([r["weight_decay"] for r in rows])
+    panels = (
+        ("NC metrics (final epoch, train)", [(k, t, "metrics") for k, t in SWEEP_METRICS[:6]]),
+        ("theory residuals (relative error)", [(k, t, "theory") for k, t in SWEEP_THEORY]),
+    )
+    with plot_style(style):
+        fig, axes = new_figure(DOUBLE, 2.4, style=style, ncols=3)
+        for ax, (name, series) in zip(axes[0][:2], panels, strict=True):
+            for key, label, where in series:
+                y = np.array([r[where][key] if r[where][key] is not None else np.nan
+                              for r in rows], dtype=float)
+                y[y <= 0] = np.nan
+                if np.all(np.isnan(y)):
+                    continue
+                ax.plot(x, y, marker="o", ms=3, lw=1, label=label)
+            ax.set_title(name)
+            ax.set_xscale("log")
+            if np.any(np.isfinite(ax.get_ylim())):
+                log_axis(ax, "y")
+            ax.legend(fontsize="small", ncols=1)
+        ax = axes[0][2]
+        depth = max(len(r["layer_norms_sq"] or []) for r in rows)
+        for i in range(depth):
+            y = [r["layer_norms_sq"][i] if r["layer_norms_sq"] and i < len(r["layer_norms_sq"])
+                 else np.nan for r in rows]
+            ax.plot(x, y, marker="o", ms=3, lw=1, label=f"||W{i + 1}||²")
+        ax.set_xscale("log")
+        log_axis(ax, "y")
+        ax.set_title("layer norms ||W_l||_F²")
+        ax.legend(fontsize="small")
+        from matplotlib.ticker import NullLocator
+
+        labels = [f"{r['weight_decay']:g}" for r in rows]
+        for ax in axes[0]:
+            ax.set_xlabel("weight decay λ")
+            ax.set_xticks(x, labels, rotation=45 if len(x) > 3 else 0)
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.set_xlim(min(x) / 2, max(x) * 2)
+        if title:
+            fig.suptitle(title)
+    return fig
+
+
+def write_sweep(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike, *,
+                title: str | None = None, figure: bool = True) -> list[str]:
+    """Write ``sweep.json``, ``sweep.csv``, ``sweep.md`` and ``sweep.png`` into ``out_dir``."""
+    import csv
+    import io
+
+    from .report import atomic_write, jsonable
+
+    out_dir = os.fspath(out_dir)
+    written = []
+    path = os.path.join(out_dir, "sweep.json")
+    atomic_write(path, json.dumps(jsonable(list(rows)), sort_keys=True, indent=2) + "\n")
+    written.append(path)
+    header, table = sweep_columns(rows)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for row in table:
+        writer.writerow(["" if v is None else jsonable(v) for v in row])
+    path = os.path.join(out_dir, "sweep.csv")
+    atomic_write(path, buf.getvalue())
+    written.append(path)
+    path = os.path.join(out_dir, "sweep.md")
+    atomic_write(path, sweep_markdown(rows))
+    written.append(path)
+    if figure:
+        from .plots._style import save_figure
+
+        fig = plot_sweep(rows, title=title)
+        path = save_figure(fig, os.path.join(out_dir, "sweep.png"), dpi=150)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        written.append(path)
+    return written
