@@ -297,7 +297,7 @@ def fit(
                     features_dtype,
                     {**meta, "split": "test"},
                 )
-            hist.saved_epochs.append(epoch)
+                hist.saved_epochs.append(epoch)
         else:
             H = forward(params, X)[1][-1]
         rec["nc1"] = _nc1(H, data.y)
@@ -344,9 +344,10 @@ def fit(
                 else:
                     idx = order[start : start + B]
                     xb, yb, labels = X[idx], Y[idx], data.y[idx]  # (B, d), (B, C), (B,)
-                loss, grads, out = objective_and_grads(
-                    params, xb, yb, kappa=kappa, weight_decay=wd, n_total=N
-                )
+                with np.errstate(over="ignore", invalid="ignore"):  # divergence: see below
+                    loss, grads, out = objective_and_grads(
+                        params, xb, yb, kappa=kappa, weight_decay=wd, n_total=N
+                    )
                 opt.step(grads, lr)
                 loss_sum += loss * xb.shape[0]
                 correct += int((out.argmax(axis=1) == labels).sum())
@@ -359,9 +360,9 @@ def fit(
                 "train_accuracy": correct / N,
             }
             if not np.isfinite(rec["loss"]):
-                from ..errors import NCInspectError
+                from ..errors import UsageError
 
-                raise NCInspectError(
+                raise UsageError(
                     f"training diverged at epoch {done} (loss {rec['loss']}); lower the learning "
                     f"rate (lr={config.lr}) or the init scale (init_scale={config.init_scale})"
                 )

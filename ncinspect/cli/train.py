@@ -1,0 +1,248 @@
+"""``ncinspect train``: train a bias-free ReLU network with the bundled numpy trainer, write a dump.
+
+A thin wrapper: parse options into a :class:`~ncinspect.train.TrainConfig`, call
+:func:`~ncinspect.train.fit` with a progress bar, summarise. No maths here.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ..train.config import TrainConfig
+
+_D = TrainConfig()  # the defaults live in one place: the dataclass
+
+
+@click.command("train")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="HDF5 dump to write (overwritten).",
+)
+@click.option(
+    "--dataset",
+    default=_D.dataset,
+    show_default=True,
+    help="'gaussian', 'mnist1d' (optional extra) or an NPZ/HDF5 file with X, y "
+    "(and optionally X_test, y_test).",
+)
+@click.option(
+    "--depth",
+    type=int,
+    default=_D.depth,
+    show_default=True,
+    help="Number of weight matrices L (>= 2).",
+)
+@click.option(
+    "--width", type=int, default=_D.width, show_default=True, help="Width of every hidden layer."
+)
+@click.option(
+    "--weight-decay",
+    type=float,
+    default=_D.weight_decay,
+    show_default=True,
+    help="lambda in (kappa/2) sum ||y - f||^2 + (lambda/2) sum ||W_l||_F^2.",
+)
+@click.option("--lr", type=float, default=_D.lr, show_default=True, help="Peak learning rate.")
+@click.option(
+    "--momentum",
+    type=float,
+    default=_D.momentum,
+    show_default=True,
+    help="Heavy-ball momentum (0 = plain gradient descent).",
+)
+@click.option("--epochs", type=int, default=_D.epochs, show_default=True)
+@click.option(
+    "--batch-size",
+    type=int,
+    default=_D.batch_size,
+    show_default=True,
+    help="Minibatch size; 0 = full-batch gradient descent.",
+)
+@click.option(
+    "--schedule",
+    type=click.Choice(["constant", "step", "cosine"]),
+    default=_D.schedule,
+    show_default=True,
+    help="Learning-rate schedule (per epoch).",
+)
+@click.option(
+    "--save-every",
+    type=int,
+    default=_D.save_every,
+    show_default=True,
+    help="Snapshot every N epochs (epoch 0 and the last are always saved).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=_D.seed,
+    show_default=True,
+    help="Seeds the data, the initialisation and the shuffling.",
+)
+@click.option(
+    "--init-scale",
+    type=float,
+    default=_D.init_scale,
+    show_default=True,
+    help="Multiplies the He initialisation (small = 'rich' regime).",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float64", "float32"]),
+    default=_D.dtype,
+    show_default=True,
+    help="Arithmetic and weight dtype.",
+)
+@click.option(
+    "--noise",
+    type=float,
+    default=_D.noise,
+    show_default=True,
+    help="gaussian data: within-class noise standard deviation.",
+)
+@click.option(
+    "--separation",
+    type=float,
+    default=_D.separation,
+    show_default=True,
+    help="gaussian data: scale of the class centres.",
+)
+@click.option(
+    "--n-per-class",
+    type=int,
+    default=_D.n_per_class,
+    show_default=True,
+    help="gaussian data: training (and test) samples per class.",
+)
+@click.option(
+    "--features-dtype",
+    type=click.Choice(["float64", "float32", "float16"]),
+    default=None,
+    help="dtype of the stored features [default: --dtype].",
+)
+@click.option("--compress", is_flag=True, help="gzip the datasets of the dump (smaller, slower).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def command(
+    output: str,
+    dataset: str,
+    depth: int,
+    width: int,
+    weight_decay: float,
+    lr: float,
+    momentum: float,
+    epochs: int,
+    batch_size: int,
+    schedule: str,
+    save_every: int,
+    seed: int,
+    init_scale: float,
+    dtype: str,
+    noise: float,
+    separation: float,
+    n_per_class: int,
+    features_dtype: str | None,
+    compress: bool,
+    quiet: bool,
+) -> int | None:
+    """Train a deep bias-free ReLU net (square loss + weight decay) and write a dump.
+
+    Snapshots (train and test split, every hidden layer, every weight matrix) are written
+    every --save-every epochs; Ctrl-C stops training and leaves a valid file holding the
+    snapshots written so far. Example: the weight-decay experiment is
+    `ncinspect train -o a.h5 --weight-decay 0` against `ncinspect train -o b.h5`.
+    """
+    from ..train import fit
+
+    config = TrainConfig(
+        dataset=dataset,
+        depth=depth,
+        width=width,
+        weight_decay=weight_decay,
+        lr=lr,
+        momentum=momentum,
+        epochs=epochs,
+        batch_size=batch_size,
+        schedule=schedule,
+        save_every=save_every,
+        seed=seed,
+        init_scale=init_scale,
+        dtype=dtype,
+        noise=noise,
+        separation=separation,
+        n_per_class=n_per_class,
+        n_test_per_class=n_per_class,
+        features_dtype=features_dtype,
+        compression="gzip" if compress else None,
+    )
+    config.validate()
+
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if quiet:
+        history = fit(config, dump=output)
+    else:
+        history = _fit_with_progress(config, output, console)
+
+    last = history.records[-1] if history.records else {}
+    saved = ", ".join(str(e) for e in history.saved_epochs) or "none"
+    nc1 = history.last("nc1")
+    console.print(
+        f"{output}: snapshots at epochs {saved}; "
+        f"loss {last.get('loss', float('nan')):.4g}, "
+        f"train acc {history.last('train_accuracy') or 0:.3f}, "
+        f"test acc {history.last('test_accuracy') or 0:.3f}"
+        + (f", nc1 {nc1:.3g}" if nc1 is not None else "")
+        + f"; {history.epoch_seconds * 1e3:.1f} ms/epoch",
+        highlight=False,
+    )
+    if history.interrupted:
+        console.print(
+            f"interrupted at epoch {last.get('epoch', 0)}; {output} holds the snapshots above",
+            highlight=False,
+        )
+        return 130
+    return None
+
+
+def _fit_with_progress(config: TrainConfig, output: str, console):
+    """Run fit with a rich progress bar: epoch, loss, train accuracy, latest nc1."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from ..train import fit
+
+    columns = (
+        TextColumn("epoch"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("loss {task.fields[loss]}  acc {task.fields[acc]}  nc1 {task.fields[nc1]}"),
+        TimeElapsedColumn(),
+        TextColumn("<"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("train", total=config.epochs, loss="-", acc="-", nc1="-")
+        state = {"nc1": "-"}
+
+        def callback(rec: dict) -> None:
+            if rec.get("nc1") is not None:
+                state["nc1"] = f"{rec['nc1']:.3g}"
+            progress.update(
+                task,
+                completed=rec["epoch"],
+                loss=f"{rec['loss']:.4g}",
+                acc=f"{rec['train_accuracy']:.3f}",
+                nc1=state["nc1"],
+            )
+
+        return fit(config, dump=output, callback=callback)
