@@ -14,6 +14,7 @@ import pytest
 
 from ncinspect import DumpWriter
 from ncinspect.cli import main
+from ncinspect.sweep import converged_config, gradient_norm, template_data
 from ncinspect.theory import TheoryPass, resolve_constants
 from ncinspect.theory_run import theory_arrays, theory_file
 
@@ -172,41 +173,14 @@ def test_dump_with_only_features_and_labels(tmp_path, capsys):
 
 
 # --- bundled-trainer runs ---------------------------------------------------------------
-def _template_data(asymmetric: bool, n: int = 10):
-    """Inputs constant within each class: class templates plus a shared offset vector."""
-    from ncinspect.train import Dataset
-
-    y = np.repeat(np.arange(C), n)
-    if asymmetric:  # random templates: a critical point whose output pattern is not symmetric
-        d = 16
-        templates = np.random.default_rng(0).standard_normal((C, d))
-        offset = 2 * np.random.default_rng(5).standard_normal(d)
-    else:  # orthogonal templates of equal norm: the class-symmetric case
-        d = 8
-        templates, offset = 2 * np.eye(C, d), 2 * np.eye(d)[C]
-    X = templates[y] + offset
-    return Dataset(X, y, X[:0], y[:0], name="templates")
-
-
-def _grad_norm(params, data, cfg) -> float:
-    from ncinspect.train.loop import one_hot
-    from ncinspect.train.model import objective_and_grads
-
-    _, grads, _ = objective_and_grads(params, data.X, one_hot(data.y, C), kappa=cfg.kappa,
-                                      weight_decay=cfg.weight_decay)
-    return float(np.sqrt(sum(np.vdot(g, g) for g in grads)))
-
-
 def _converged_dump(folder, asymmetric: bool):
-    from ncinspect.train import TrainConfig, fit
+    from ncinspect.train import fit
 
-    data = _template_data(asymmetric)
-    cfg = TrainConfig(depth=3, width=64, batch_size=0, weight_decay=1e-2,
-                      kappa=1.0 / data.X.shape[0], lr=0.1, momentum=0.9, schedule="constant",
-                      epochs=8000, save_every=8000, init_scale=0.5, seed=0)
+    data = template_data(symmetric=not asymmetric)
+    cfg = converged_config(data.X.shape[0])
     path = folder / ("asym.h5" if asymmetric else "sym.h5")
     hist = fit(cfg, data, dump=path)
-    return path, _grad_norm(hist.params, data, cfg)
+    return path, gradient_norm(hist.params, data, cfg)
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +242,7 @@ def test_asymmetric_critical_point_exact_identities_only(tmp_path):
 def test_zero_weight_decay_reports_non_applicability_and_conserved_differences(tmp_path, capsys):
     from ncinspect.train import TrainConfig, fit
 
-    data = _template_data(asymmetric=False)
+    data = template_data()
     cfg = TrainConfig(depth=3, width=32, batch_size=0, weight_decay=0.0, lr=0.01, momentum=0.0,
                       schedule="constant", epochs=200, save_every=100, init_scale=0.5, seed=1)
     path = tmp_path / "wd0.h5"
