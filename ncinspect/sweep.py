@@ -180,8 +180,9 @@ def sweep_columns(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[
 def _md(value: Any) -> str:
     from .render.table import fmt
 
-    return fmt(value) if not isinstance(value, float) or value >= 1e-3 or value == 0 \
-        else f"{value:.1e}"
+    if isinstance(value, float) and 0 < abs(value) < 1e-3:
+        return f"{value:.1e}"
+    return fmt(value)
 
 
 def sweep_markdown(rows: Sequence[dict[str, Any]]) -> str:
@@ -208,6 +209,13 @@ def _x_positions(values: Sequence[float]) -> tuple[list[float], float | None]:
     positive = [v for v in values if v > 0]
     zero_at = (min(positive) / 10.0 if positive else 1.0) if any(v == 0 for v in values) else None
     return [v if v > 0 else zero_at for v in values], zero_at
+
+
+def _legend_below(ax, slot) -> None:
+    """The legend of ``ax`` drawn in the (otherwise empty) axes ``slot`` under it."""
+    slot.axis("off")
+    handles, labels = ax.get_legend_handles_labels()
+    slot.legend(handles, labels, loc="upper center", ncols=2, fontsize="small")
 
 
 def plot_sweep(rows: Sequence[dict[str, Any]], *, title: str | None = None,
@@ -238,7 +246,8 @@ def plot_sweep(rows: Sequence[dict[str, Any]], *, title: str | None = None,
         ("theory residuals (relative error)", [(k, t, "theory") for k, t in SWEEP_THEORY]),
     )
     with plot_style(style):
-        fig, axes = new_figure(DOUBLE, 2.4, style=style, ncols=3)
+        fig, axes = new_figure(DOUBLE, 3.4, style=style, nrows=2, ncols=3,
+                               gridspec_kw={"height_ratios": [3.0, 1.0]})
         for ax, (name, series) in zip(axes[0][:2], panels, strict=True):
             for key, label, where in series:
                 y = np.array([r[where][key] if r[where][key] is not None else np.nan
@@ -251,7 +260,7 @@ def plot_sweep(rows: Sequence[dict[str, Any]], *, title: str | None = None,
             ax.set_xscale("log")
             if np.any(np.isfinite(ax.get_ylim())):
                 log_axis(ax, "y")
-            ax.legend(fontsize="small", ncols=1)
+            _legend_below(ax, axes[1][list(axes[0]).index(ax)])
         ax = axes[0][2]
         depth = max(len(r["layer_norms_sq"] or []) for r in rows)
         for i in range(depth):
@@ -261,7 +270,7 @@ def plot_sweep(rows: Sequence[dict[str, Any]], *, title: str | None = None,
         ax.set_xscale("log")
         log_axis(ax, "y")
         ax.set_title("layer norms ||W_l||_F²")
-        ax.legend(fontsize="small")
+        _legend_below(ax, axes[1][2])
         from matplotlib.ticker import NullLocator
 
         labels = [f"{r['weight_decay']:g}" for r in rows]
