@@ -165,3 +165,14 @@ def test_every_bad_input_exits_3_with_one_line(tmp_path, capsys):
 def test_missing_file_exits_3(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope.h5")]) == 3
     assert "no such file" in capsys.readouterr().err
+
+
+def test_outputs_written_atomically_with_usual_permissions(run_file, tmp_path):
+    import os
+
+    js = tmp_path / "out" / "r.json"
+    assert main(["report", str(run_file), "--json", str(js)]) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (js.stat().st_mode & 0o777) == (0o666 & ~umask)
+    assert not [p for p in js.parent.iterdir() if p.name.startswith(".ncinspect-")]
