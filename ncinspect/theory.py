@@ -376,7 +376,7 @@ def theory_diagnostics(
     for i in range(L or 1):
         name = f"W{i + 1}" if L else "W_l"
         add(f"balance_{name}" if L else "balance_W", "balancedness",
-            f"||{name}||_F^2 = (kappa/lambda) sum_i <r_i, f(x_i)>",
+            f"||{name}||_F^2 = (kappa/lambda) sum <r_i, f_i>",
             ("params", "ratio", "outputs"),
             lambda i=i: (balance, norms[i], relative_error(norms[i], balance), None),
         holds=CRIT)
@@ -386,7 +386,7 @@ def theory_diagnostics(
         value = (max(norms) - min(norms)) / mean if mean > 0 else None
         return 0.0, value, value, None
 
-    add("layer_norm_spread", "balancedness", "(max - min)/mean of ||W_l||_F^2 (equal norms)",
+    add("layer_norm_spread", "balancedness", "(max - min)/mean of ||W_l||_F^2 (equal)",
         ("params",), spread, holds=CRIT)
 
     # --- stationarity of the last layer -----------------------------------------------
@@ -397,7 +397,7 @@ def theory_diagnostics(
         return _frob(target), den, value, "Frobenius norms; error relative to ||lambda W_L||"
 
     add("stationarity_last_layer", "stationarity",
-        "lambda W_L = kappa sum_i r_i h_i^T", ("weights", "ratio", "outputs"), stationarity,
+        "lambda W_L = kappa sum r_i h_i^T", ("weights", "ratio", "outputs"), stationarity,
         holds=CRIT)
 
     # --- closed forms ---------------------------------------------------------------
@@ -435,7 +435,8 @@ def theory_diagnostics(
         got = _pair_cosine_error(last_layer, pred) if pred is not None else None
         if got is None:
             return pred, None, None, "undefined (zero row or zero prediction)"
-        return pred, got[0], got[1], "mean over pairs; error over all pairs"
+        return pred, got[0], got[1], ("= eps2[2eps1-1-(C-2)eps2]/[eps1(1-eps1)-(C-1)eps2^2]; "
+                                      "mean over pairs, error over all pairs")
 
     def centred_rows():
         pred = e * centred / (Lam * C)
@@ -448,33 +449,33 @@ def theory_diagnostics(
 
     means_req = () if means_ok else ("means",)
     add("classifier_closed_form", group,
-        "W_L^c = [(eps1+eps2)(mu_c - mu_G) + delta mu_G]/(Lambda C)",
+        "W_L = [(eps1+eps2)(M - mu_G) + delta mu_G]/(Lambda C)",
         closed_requires + means_req, closed_form, holds=SYM)
-    add("classifier_row_norms_sq", group, "||W_L^c||^2 = [eps1(1-eps1) - (C-1)eps2^2]/(Lambda C)",
+    add("classifier_row_norms_sq", group, "||W_L^c||^2 = [eps1(1-eps1)-(C-1)eps2^2]/(Lambda C)",
         closed_requires, row_norms, holds=SYM)
     add("classifier_row_cosines", group,
-        "cos(W_L^c, W_L^c') = eps2[2eps1 - 1 - (C-2)eps2]/[eps1(1-eps1) - (C-1)eps2^2]",
+        "cos(W_L^c, W_L^c') = <W_L^c, W_L^c'> / ||W_L^c||^2",
         ("weights", "outputs"), row_cosines, holds=SYM)
     add("classifier_centered", group, "W_L - mean row = (eps1+eps2)(M - mu_G)/(Lambda C)",
         closed_requires + means_req, centred_rows, holds=SYM)
-    add("layer_norms_closed_form", group, "||W_l||_F^2 = [eps1(1-eps1) - (C-1)eps2^2]/Lambda",
+    add("layer_norms_closed_form", group, "||W_l||_F^2 = [eps1(1-eps1)-(C-1)eps2^2]/Lambda",
         ("params", "Lambda", "outputs"), layer_closed, holds=SYM)
     add("output_spread", group,
-        "outputs vs the symmetric class-constant pattern (sqi_spread; closed forms need 0)",
-        ("outputs",), lambda: (0.0, sqi_spread, None, "context: large values explain "
-                               "closed-form residuals"))
+        "sqi_spread: outputs vs symmetric class-constant",
+        ("outputs",), lambda: (0.0, sqi_spread, None, "context: the closed forms need 0"))
 
     # --- SQI: delta and eps1 + eps2 ----------------------------------------------------
     def delta():
         pred = Lam / (Lam + float(mu_G @ mu_G))
-        return pred, dl, relative_error(dl, pred), "mu_G = mean of class means"
+        return pred, dl, relative_error(dl, pred), ("delta = eps1 - (C-1) eps2; "
+                                                     "mu_G = mean of class means")
 
     def eps_sum():
         tr_sb = float(np.einsum("ij,ij->", centred, centred)) / C  # Tr Sigma_B (class-weighted)
         pred = Lam * (C - 1) / (Lam * (C - 1) + tr_sb)
         return pred, e, relative_error(e, pred), "Sigma_B class-weighted"
 
-    add("delta", "SQI", "delta = eps1 - (C-1)eps2 = Lambda/(Lambda + ||mu_G||^2)",
+    add("delta", "SQI", "delta = Lambda/(Lambda + ||mu_G||^2)",
         ("Lambda", "outputs") + means_req, delta, holds=SYM)
     add("eps_sum", "SQI", "eps1 + eps2 = Lambda(C-1)/(Lambda(C-1) + Tr Sigma_B)",
         ("Lambda", "outputs") + means_req, eps_sum, holds=SYM)
@@ -488,7 +489,7 @@ def theory_diagnostics(
         return 1.0 / (2 * C), loss, None, note
 
     add("loss_floor", "Lemma 1",
-        "per-sample loss (1/2N) sum_i ||r_i||^2 vs the floor 1/(2C) of collapsed outputs",
+        "loss (1/2N) sum ||r_i||^2 vs floor 1/(2C)",
         ("outputs",) if mse is None else (), floor)
 
     def interp():
@@ -503,7 +504,7 @@ def theory_diagnostics(
             note = "lambda = 0: interpolating minima exist"
         return pred, interpolates, None, note
 
-    add("interpolates", "Lemma 1", "the network interpolates (max_i |f - y|_inf < 1e-3)",
+    add("interpolates", "Lemma 1", "interpolates (max_i |f_i - y_i|_inf < 1e-3)",
         ("outputs",) if interpolates is None else (), interp)
 
     # --- layer-norm differences (conserved when lambda = 0) ------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
+
 from ..report import Report, SnapshotResult
 from .table import fmt
 
@@ -29,20 +31,27 @@ def _header(res: SnapshotResult, file: str | None) -> str:
 def _cells(line: dict[str, Any]) -> tuple[str, str, str]:
     status = line["status"]
     if status == "missing":
-        return f"[yellow]missing: {', '.join(line['missing'])}[/yellow]", "", ""
+        return "[yellow]missing[/yellow]", "", ""
     if status == "not_applicable":
-        return "[dim]does not apply (lambda = 0)[/dim]", "", ""
+        return "[dim]n/a[/dim]", "", ""
     return fmt(line["predicted"]), fmt(line["measured"]), fmt(line["rel_error"])
+
+
+def _note(line: dict[str, Any]) -> str:
+    if line["status"] == "missing":
+        return f"[yellow]missing: {escape(', '.join(line['missing']))}[/yellow]"
+    if line["status"] == "not_applicable":
+        return "does not apply (lambda = 0)"
+    return escape(line.get("note") or "")
 
 
 def theory_table(res: SnapshotResult, file: str | None = None):
     """The theory table of one snapshot (``res.theory`` must be set)."""
-    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=_header(res, file), title_justify="left")
     table.add_column("group", style="cyan", no_wrap=True)
-    table.add_column("quantity")
+    table.add_column("quantity", no_wrap=True)
     table.add_column("predicted", justify="right", no_wrap=True)
     table.add_column("measured", justify="right", no_wrap=True)
     table.add_column("rel. error", justify="right", no_wrap=True)
@@ -52,17 +61,14 @@ def theory_table(res: SnapshotResult, file: str | None = None):
         group = line["group"]
         if last is not None and group != last:
             table.add_section()
-        note = "" if line["status"] != "ok" else (line.get("note") or "")
         table.add_row(group if group != last else "", escape(line["quantity"]), *_cells(line),
-                      escape(note))
+                      _note(line))
         last = group
     return table
 
 
 def render_theory(report: Report, console, *, skipped: list[str] = ()) -> None:
     """Print one theory table per snapshot, then its notes and how to record missing keys."""
-    from rich.markup import escape
-
     for res in report:
         console.print(theory_table(res, report.file))
         th = res.theory or {}
