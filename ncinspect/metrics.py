@@ -211,9 +211,9 @@ def _pairwise_upper(x: np.ndarray, y: np.ndarray | None = None) -> Iterator[np.n
     C = x.shape[0]
     step = _tile_rows(C, C)
     for i in range(0, C, step):
-        block = x[i : i + step] @ y.T  # (t, C)
+        block = x[i : i + step] @ y[i:].T  # (t, C - i): columns left of the tile are not needed
         rows = np.arange(i, min(i + step, C))
-        mask = np.arange(C)[None, :] > rows[:, None]
+        mask = np.arange(i, C)[None, :] > rows[:, None]
         yield block[mask]
 
 
@@ -262,13 +262,13 @@ def cdnv(variances: np.ndarray, centred: np.ndarray) -> float | None:
     total, count = 0.0, 0
     step = _tile_rows(C, C)
     for i in range(0, C, step):
-        rows = np.arange(i, min(i + step, C))
-        dist = sq[rows, None] + sq[None, :] - 2.0 * (centred[rows] @ centred.T)
-        mask = np.arange(C)[None, :] > rows[:, None]
+        rows = np.arange(i, min(i + step, C))  # pairs (c, c') with c' > c only
+        dist = sq[rows, None] + sq[None, i:] - 2.0 * (centred[rows] @ centred[i:].T)
+        mask = np.arange(i, C)[None, :] > rows[:, None]
         dist = dist[mask]
         if np.any(dist <= 0):
             return None
-        vsum = (variances[rows, None] + variances[None, :])[mask]
+        vsum = (variances[rows, None] + variances[None, i:])[mask]
         total += float(np.sum(vsum / (2.0 * dist)))
         count += dist.size
     return total / count if count else None

@@ -1,0 +1,151 @@
+"""The Dask engine gives the local engine's numbers (to 1e-12 relative) on arrays and files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+from conftest import make_data
+
+import ncinspect
+from ncinspect.cli import main
+from ncinspect.errors import UsageError
+
+da = pytest.importorskip("dask.array")
+
+
+def _assert_same(got: dict, want: dict, rel: float = 1e-12) -> None:
+    assert set(got) == set(want)
+    for key, value in want.items():
+        if isinstance(value, float):
+            assert got[key] == pytest.approx(value, rel=rel, abs=0), key
+        else:
+            assert got[key] == value, key
+
+
+@pytest.fixture(scope="module")
+def data():
+    h, y, m = make_data(C=5, d=24, n=400, offset=3.0, imbalanced=True)
+    rng = np.random.default_rng(7)
+    w = m + 0.2 * rng.standard_normal(m.shape)
+    return h.astype(np.float32), y, w, rng.standard_normal(5)
+
+
+def test_core_import_does_not_import_dask():
+    code = ("import sys, ncinspect, ncinspect.analyze, ncinspect.cli.report, ncinspect.engines;"
+            "bad = [m for m in ('dask', 'distributed', 'zarr') if m in sys.modules];"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_dask_array_equals_local(data):
+    h, y, w, b = data
+    local = ncinspect.analyze(h, y, weights=w, bias=b, per_class=True)
+    feats = da.from_array(h, chunks=(333, 10))  # row chunks of any size, columns split too
+    got = ncinspect.analyze(feats, da.from_array(y, chunks=100), weights=w, bias=b,
+                            per_class=True)
+    _assert_same(got.metrics, local.metrics)
+    for a, c in zip(got.per_class, local.per_class, strict=True):
+        _assert_same(a, c)
+    np.testing.assert_allclose(got.arrays["means"], local.arrays["means"], rtol=1e-13)
+
+
+def test_dask_outputs_and_center_samples(data):
+    h, y, w, b = data
+    outs = h.astype(np.float64) @ w.T * 0.01
+    local = ncinspect.analyze(h, y, outputs=outs, center="samples")
+    got = ncinspect.analyze(da.from_array(h, chunks=(97, -1)), y, center="samples",
+                            outputs=da.from_array(outs, chunks=(50, 2)))
+    _assert_same(got.metrics, local.metrics)
+    assert got.metrics["sqi_eps1"] is not None
+
+
+def test_dask_reruns_are_identical(data):
+    h, y, w, b = data
+    feats = da.from_array(h, chunks=(61, -1))
+    one = ncinspect.analyze(feats, y, weights=w).metrics
+    assert ncinspect.analyze(feats, y, weights=w).metrics == one  # fixed merge tree
+
+
+def test_dask_nonfinite_rows_are_reported(data):
+    h, y, w, b = data
+    bad = h.copy()
+    bad[250, 3] = np.nan
+    with pytest.raises(ncinspect.NCInspectError, match="first at row 250"):
+        ncinspect.analyze(da.from_array(bad, chunks=(100, -1)), y)
+
+
+def test_zarr_store(data, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    h, y, w, b = data
+    store = zarr.open_array(str(tmp_path / "h.zarr"), mode="w", shape=h.shape,
+                            chunks=(128, h.shape[1]), dtype=h.dtype)
+    store[:] = h
+    got = ncinspect.analyze(da.from_zarr(str(tmp_path / "h.zarr")), y, weights=w, bias=b)
+    _assert_same(got.metrics, ncinspect.analyze(h, y, weights=w, bias=b).metrics)
+
+
+def test_engine_needs_the_extra(monkeypatch):
+    from ncinspect.engines import get_engine
+
+    monkeypatch.setitem(sys.modules, "dask", None)
+    with pytest.raises(UsageError, match=r"ncinspect\[dask\]"):
+        get_engine("dask")
+    with pytest.raises(UsageError, match="--engine dask"):
+        get_engine("local", scheduler="tcp://127.0.0.1:1")
+
+
+# ------------------------------------------------------------------------------------------
+# a real cluster: two worker processes on this machine
+# ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as lc:
+        yield lc
+
+
+@pytest.fixture(scope="module")
+def dump(tmp_path_factory, data):
+    h, y, w, b = data
+    path = tmp_path_factory.mktemp("dask") / "run.h5"
+    with h5py.File(path, "w") as f:
+        f["labels"] = y
+        for ep in (1, 2):
+            g = f.create_group(f"epoch_{ep}")
+            g.create_dataset("features", data=h * ep, chunks=(64, h.shape[1]))
+            g["weights"], g["bias"] = w, b
+    return path
+
+
+@pytest.mark.slow
+def test_cli_dask_engine_on_cluster_equals_local(cluster, dump, tmp_path):
+    local, remote = tmp_path / "local.json", tmp_path / "dask.json"
+    assert main(["report", str(dump), "--json", str(local), "--per-class",
+                 "--chunk-rows", "100"]) == 0
+    assert main(["report", str(dump), "--json", str(remote), "--per-class", "--chunk-rows",
+                 "100", "--engine", "dask", "--scheduler", cluster.scheduler_address]) == 0
+    want, got = json.loads(local.read_text()), json.loads(remote.read_text())
+    assert len(got["snapshots"]) == 2
+    for g, w in zip(got["snapshots"], want["snapshots"], strict=True):
+        _assert_same(g["metrics"], w["metrics"])
+        for a, c in zip(g["per_class"], w["per_class"], strict=True):
+            _assert_same(a, c)
+
+
+@pytest.mark.slow
+def test_analyze_on_cluster_client(cluster, data):
+    distributed = pytest.importorskip("distributed")
+    from ncinspect.engines.dask import DaskEngine
+
+    h, y, w, b = data
+    with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
+        engine = DaskEngine(scheduler=client)
+        got = ncinspect.analyze(da.from_array(h, chunks=(50, -1)), y, weights=w, engine=engine)
+        assert engine.client() is client
+    _assert_same(got.metrics, ncinspect.analyze(h, y, weights=w).metrics)
