@@ -198,11 +198,13 @@ def command(
         + (f", nc1 {nc1:.3g}" if nc1 is not None else "")
         + f"; {history.epoch_seconds * 1e3:.1f} ms/epoch",
         highlight=False,
+        soft_wrap=True,
     )
     if history.interrupted:
         console.print(
             f"interrupted at epoch {last.get('epoch', 0)}; {output} holds the snapshots above",
             highlight=False,
+            soft_wrap=True,
         )
         return 130
     return None
