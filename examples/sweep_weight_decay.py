@@ -14,6 +14,8 @@ Any other :class:`ncinspect.train.TrainConfig` field is set with ``--set field=v
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import sys
 import time
 
@@ -62,8 +64,11 @@ def _parse_set(values: tuple[str, ...]) -> dict:
 @click.option("--set", "extra", multiple=True, metavar="FIELD=VALUE",
               help="Any other TrainConfig field (repeatable).")
 @click.option("--title", default=None, help="Figure title (default: the data set).")
+@click.option("--extend", is_flag=True,
+              help="Keep the rows of OUT/sweep.json for other lambda values (same settings: "
+              "grow a sweep run by run).")
 def main(dataset, weight_decays, out_dir, epochs, depth, width, lr, batch_size, seed, extra,
-         title):
+         title, extend):
     """Run the sweep and write OUT/wd_<lambda>.h5, sweep.{json,csv,md,png}."""
     from ncinspect.sweep import sweep_markdown, sweep_weight_decay, write_sweep
     from ncinspect.train import TrainConfig
@@ -83,6 +88,11 @@ def main(dataset, weight_decays, out_dir, epochs, depth, width, lr, batch_size, 
                    err=True)
 
     rows = sweep_weight_decay(config, values, out_dir, callback=report)
+    previous = os.path.join(out_dir, "sweep.json")
+    if extend and os.path.exists(previous):
+        with open(previous) as f:
+            kept = [r for r in json.load(f) if r["weight_decay"] not in values]
+        rows = sorted(kept + rows, key=lambda r: r["weight_decay"])
     written = write_sweep(rows, out_dir, title=title or f"{dataset}: weight-decay sweep")
     click.echo(sweep_markdown(rows))
     click.echo(f"total {time.perf_counter() - start:.0f} s; wrote {', '.join(written)}", err=True)

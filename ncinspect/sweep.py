@@ -218,9 +218,25 @@ def _legend_below(ax, slot) -> None:
     slot.legend(handles, labels, loc="upper center", ncols=2, fontsize="small")
 
 
+def _short(value: float) -> str:
+    """Compact tick label of a weight decay: 0, 1e-4, 5e-3, 0.02 -> 2e-2."""
+    if value == 0:
+        return "0"
+    mantissa, exponent = f"{value:.1e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _series(rows: Sequence[dict[str, Any]], get: Callable[[dict[str, Any]], Any]):
+    import numpy as np
+
+    y = np.array([np.nan if get(r) is None else get(r) for r in rows], dtype=float)
+    return y
+
+
 def plot_sweep(rows: Sequence[dict[str, Any]], *, title: str | None = None,
                style: str = "paper"):
-    """Final NC metrics, theory residuals and layer norms against lambda (three panels).
+    """Final NC metrics, theory residuals, layer norms and accuracy against lambda.
 
     Parameters
     ----------
@@ -233,52 +249,51 @@ def plot_sweep(rows: Sequence[dict[str, Any]], *, title: str | None = None,
     Returns
     -------
     matplotlib.figure.Figure
-        lambda = 0 is drawn a decade left of the smallest positive lambda, labelled "0".
+        Four panels over a log lambda axis; lambda = 0 is drawn a decade left of the smallest
+        positive lambda and labelled "0". Values <= 0 are left out of the log panels.
     """
     import numpy as np
+    from matplotlib.ticker import NullLocator
 
     from .plots._style import DOUBLE, log_axis, new_figure, plot_style
 
     rows = sorted(rows, key=lambda r: r["weight_decay"])
-    x, zero_at = _x_positions([r["weight_decay"] for r in rows])
+    x, _ = _x_positions([r["weight_decay"] for r in rows])
+    depth = max(len(r["layer_norms_sq"] or []) for r in rows)
+
+    def norm(i: int):
+        return lambda r: (r["layer_norms_sq"] or [None] * depth)[i]
+
     panels = (
-        ("NC metrics (final epoch, train)", [(k, t, "metrics") for k, t in SWEEP_METRICS[:6]]),
-        ("theory residuals (relative error)", [(k, t, "theory") for k, t in SWEEP_THEORY]),
+        ("NC metrics (train)", True,
+         [(t, lambda r, k=k: r["metrics"][k]) for k, t in SWEEP_METRICS[:6]]),
+        ("theory residuals", True,
+         [(t, lambda r, k=k: r["theory"][k]) for k, t in SWEEP_THEORY]),
+        ("layer norms ||W_l||_F²", True, [(f"||W{i + 1}||²", norm(i)) for i in range(depth)]),
+        ("accuracy", False, [("train", lambda r: r["metrics"]["accuracy_classifier"]),
+                             ("test", lambda r: r["test_accuracy"])]),
     )
+    labels = [_short(r["weight_decay"]) for r in rows]
     with plot_style(style):
-        fig, axes = new_figure(DOUBLE, 3.4, style=style, nrows=2, ncols=3,
-                               gridspec_kw={"height_ratios": [3.0, 1.0]})
-        for ax, (name, series) in zip(axes[0][:2], panels, strict=True):
-            for key, label, where in series:
-                y = np.array([r[where][key] if r[where][key] is not None else np.nan
-                              for r in rows], dtype=float)
-                y[y <= 0] = np.nan
-                if np.all(np.isnan(y)):
-                    continue
-                ax.plot(x, y, marker="o", ms=3, lw=1, label=label)
+        fig, axes = new_figure(DOUBLE, 3.4, style=style, nrows=2, ncols=len(panels),
+                               gridspec_kw={"height_ratios": [3.0, 1.1]})
+        for ax, slot, (name, log, series) in zip(axes[0], axes[1], panels, strict=True):
+            for label, get in series:
+                y = _series(rows, get)
+                if log:
+                    y[y <= 0] = np.nan
+                if not np.all(np.isnan(y)):
+                    ax.plot(x, y, marker="o", ms=3, lw=1, label=label)
             ax.set_title(name)
             ax.set_xscale("log")
-            if np.any(np.isfinite(ax.get_ylim())):
+            if log and ax.lines:
                 log_axis(ax, "y")
-            _legend_below(ax, axes[1][list(axes[0]).index(ax)])
-        ax = axes[0][2]
-        depth = max(len(r["layer_norms_sq"] or []) for r in rows)
-        for i in range(depth):
-            y = [r["layer_norms_sq"][i] if r["layer_norms_sq"] and i < len(r["layer_norms_sq"])
-                 else np.nan for r in rows]
-            ax.plot(x, y, marker="o", ms=3, lw=1, label=f"||W{i + 1}||²")
-        ax.set_xscale("log")
-        log_axis(ax, "y")
-        ax.set_title("layer norms ||W_l||_F²")
-        _legend_below(ax, axes[1][2])
-        from matplotlib.ticker import NullLocator
-
-        labels = [f"{r['weight_decay']:g}" for r in rows]
-        for ax in axes[0]:
             ax.set_xlabel("weight decay λ")
             ax.set_xticks(x, labels, rotation=45 if len(x) > 3 else 0)
             ax.xaxis.set_minor_locator(NullLocator())
             ax.set_xlim(min(x) / 2, max(x) * 2)
+            _legend_below(ax, slot)
+        axes[0][-1].set_ylim(0, 1.02)
         if title:
             fig.suptitle(title)
     return fig
