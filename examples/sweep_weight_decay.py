@@ -70,6 +70,7 @@ def _parse_set(values: tuple[str, ...]) -> dict:
 def main(dataset, weight_decays, out_dir, epochs, depth, width, lr, batch_size, seed, extra,
          title, extend):
     """Run the sweep and write OUT/wd_<lambda>.h5, sweep.{json,csv,md,png}."""
+    from ncinspect.render.table import fmt
     from ncinspect.sweep import sweep_markdown, sweep_weight_decay, write_sweep
     from ncinspect.train import TrainConfig
 
@@ -82,10 +83,10 @@ def main(dataset, weight_decays, out_dir, epochs, depth, width, lr, batch_size, 
 
     def report(wd, row):
         m = row["metrics"]
-        click.echo(f"lambda={wd:g}: {row['seconds']:.1f} s  nc1={m['nc1']:.3g}  "
-                   f"ETF W centred={m['etf_error_weights_centered']:.3g}  "
-                   f"train acc={m['accuracy_classifier']:.3f}  test acc={row['test_accuracy']:.3f}",
-                   err=True)
+        click.echo(f"lambda={wd:g}: {row['seconds']:.1f} s  nc1={fmt(m['nc1'])}  "
+                   f"ETF W centred={fmt(m['etf_error_weights_centered'])}  "
+                   f"train acc={fmt(m['accuracy_classifier'])}  "
+                   f"test acc={fmt(row['test_accuracy'])}", err=True)
 
     rows = sweep_weight_decay(config, values, out_dir, callback=report)
     previous = os.path.join(out_dir, "sweep.json")

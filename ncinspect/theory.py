@@ -435,8 +435,7 @@ def theory_diagnostics(
         got = _pair_cosine_error(last_layer, pred) if pred is not None else None
         if got is None:
             return pred, None, None, "undefined (zero row or zero prediction)"
-        return pred, got[0], got[1], ("= eps2[2eps1-1-(C-2)eps2]/[eps1(1-eps1)-(C-1)eps2^2]; "
-                                      "mean over pairs, error over all pairs")
+        return pred, got[0], got[1], "closed form in eps1, eps2; mean over pairs"
 
     def centred_rows():
         pred = e * centred / (Lam * C)
@@ -544,6 +543,9 @@ def theory_diagnostics(
                 if ln["holds"] == holds and ln["rel_error"] is not None]
         return max(errs) if errs else None
 
+    if has_out and eps1 > 1.0 - 1e-6 and abs(eps2) < 1e-6:
+        notes.append("the outputs are ~0 (eps1 = 1, eps2 = 0): the network sits at the trivial "
+                     "critical point W = 0, where the relative errors mean nothing")
     if regularised is False:
         notes.append("lambda = 0: the balancedness, stationarity and closed-form identities do "
                      "not apply; the layer-norm differences are conserved under gradient flow")
