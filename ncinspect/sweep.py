@@ -289,7 +289,8 @@ def plot_sweep(rows: Sequence[dict[str, Any]], *, title: str | None = None,
             if log and ax.lines:
                 log_axis(ax, "y")
             ax.set_xlabel("weight decay λ")
-            ax.set_xticks(x, labels, rotation=45 if len(x) > 3 else 0)
+            ax.set_xticks(x, labels, rotation=0 if len(x) <= 3 else 45 if len(x) <= 5 else 90,
+                          fontsize="small" if len(x) > 5 else None)
             ax.xaxis.set_minor_locator(NullLocator())
             ax.set_xlim(min(x) / 2, max(x) * 2)
             _legend_below(ax, slot)

@@ -79,6 +79,7 @@ LINE_KEYS: tuple[str, ...] = (
     "classifier_centered",
     "layer_norms_closed_form",
     "output_spread",
+    "residual_asymmetry",
     "delta",
     "eps_sum",
     "loss_floor",
@@ -97,30 +98,39 @@ class TheoryPass:
     rf : ``sum_i <r_i, f(x_i)>``.
     rr : ``sum_i ||r_i||^2``.
     count : number of rows.
+    class_r : (C, C) row c = ``sum_{y_i = c} r_i`` (the class-mean residual pattern).
+    class_n : (C,) rows per class.
     """
 
     rh: np.ndarray
     rf: float = 0.0
     rr: float = 0.0
     count: int = 0
+    class_r: np.ndarray | None = None
+    class_n: np.ndarray | None = None
 
     @classmethod
     def empty(cls, n_classes: int, n_features: int) -> TheoryPass:
-        return cls(np.zeros((n_classes, n_features)))
+        return cls(np.zeros((n_classes, n_features)), class_r=np.zeros((n_classes, n_classes)),
+                   class_n=np.zeros(n_classes, np.int64))
 
     @classmethod
     def of_chunk(cls, h: np.ndarray, y: np.ndarray, outputs: np.ndarray) -> TheoryPass:
         """Sums of one chunk: features ``h`` (n, d), codes ``y`` (n,), outputs ``f`` (n, C)."""
         h = np.asarray(h, dtype=np.float64)
         f = np.asarray(outputs, dtype=np.float64)
+        C = f.shape[1]
         r = -f  # (n, C) residuals r_i = onehot(y_i) - f(x_i)
         r[np.arange(f.shape[0]), y] += 1.0
+        class_r = np.zeros((C, C))
+        np.add.at(class_r, y, r)
         return cls(r.T @ h, float(np.einsum("ij,ij->", r, f)), float(np.einsum("ij,ij->", r, r)),
-                   int(h.shape[0]))
+                   int(h.shape[0]), class_r, np.bincount(y, minlength=C).astype(np.int64))
 
     def merge(self, other: TheoryPass) -> TheoryPass:
         return TheoryPass(self.rh + other.rh, self.rf + other.rf, self.rr + other.rr,
-                          self.count + other.count)
+                          self.count + other.count, self.class_r + other.class_r,
+                          self.class_n + other.class_n)
 
 
 @dataclass
@@ -462,6 +472,18 @@ def theory_diagnostics(
     add("output_spread", group,
         "sqi_spread: outputs vs symmetric class-constant",
         ("outputs",), lambda: (0.0, sqi_spread, None, "context: the closed forms need 0"))
+
+    def asymmetry():
+        if np.any(sums.class_n == 0):
+            return 0.0, None, None, "a class has no samples"
+        mean_r = sums.class_r / sums.class_n[:, None]  # (C, C) class-mean residuals
+        sym = e * np.eye(C) - eps2 * np.ones((C, C))  # the pattern (eps1+eps2) I - eps2 11^T
+        den = _frob(sym)
+        value = _frob(mean_r - sym) / den if den > 0 else None
+        return 0.0, value, None, "context: class-mean residuals vs their symmetric part"
+
+    add("residual_asymmetry", group, "class-mean residuals vs (eps1+eps2) I - eps2 11^T",
+        ("outputs",), asymmetry)
 
     # --- SQI: delta and eps1 + eps2 ----------------------------------------------------
     def delta():

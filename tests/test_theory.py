@@ -75,6 +75,7 @@ def test_exact_critical_point_matches_every_identity():
     eps1 = 1 - cp["F"][0, 0]
     assert lines["delta"]["measured"] == pytest.approx(eps1 - (C - 1) * cp["F"][0, 1], rel=1e-10)
     assert lines["output_spread"]["measured"] < 1e-12
+    assert lines["residual_asymmetry"]["measured"] < 1e-10
     # NC1 only partly implied: the scatter lies orthogonal to the centred means (nc1 = 0),
     # but it is there (trace ratio > 0)
     assert res.metrics["nc1"] < 1e-12 and res.metrics["nc1_trace_ratio"] > 0.01
@@ -119,6 +120,9 @@ def test_theory_pass_merge_equals_whole():
     np.testing.assert_allclose(whole.rh, merged.rh, rtol=1e-12)
     assert merged.rf == pytest.approx(np.sum(r * f), rel=1e-12)
     assert merged.rr == pytest.approx(np.sum(r * r), rel=1e-12) and merged.count == 20
+    for c in range(3):
+        np.testing.assert_allclose(merged.class_r[c], r[y == c].sum(axis=0), rtol=1e-12)
+    assert merged.class_n.tolist() == np.bincount(y, minlength=3).tolist()
 
 
 def test_resolve_constants():
@@ -207,6 +211,7 @@ def test_converged_run_matches_every_identity(symmetric_run, capsys):
         assert line["status"] == "ok" and line["rel_error"] < 1e-6, line
     lines = _lines(th)
     assert lines["interpolates"]["measured"] is False  # claim 2
+    assert lines["residual_asymmetry"]["measured"] < 1e-6
     assert lines["loss_floor"]["measured"] < lines["loss_floor"]["predicted"]
     # equal layer norms (balancedness) and raw classifier cosines between -1/(C-1) and 0
     norms = th["layer_norms_sq"]
@@ -237,6 +242,8 @@ def test_asymmetric_critical_point_exact_identities_only(tmp_path):
     lines = _lines(th)
     assert lines["classifier_closed_form"]["rel_error"] > 1e-3
     assert lines["output_spread"]["measured"] > 1e-3
+    # the asymmetry of the class-mean residual pattern is what the closed forms miss
+    assert lines["residual_asymmetry"]["measured"] > 0.05
 
 
 def test_zero_weight_decay_reports_non_applicability_and_conserved_differences(tmp_path, capsys):
