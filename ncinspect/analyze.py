@@ -47,11 +47,29 @@ def plan_chunk_rows(n_features: int, n_classes: int, *, memory_limit: int | None
 
     The working set of pass 2 is about four float64 copies of the chunk's features plus
     the (rows x 2C) decision scores; the default budget is fixed (256 MiB), so results do not
-    depend on the machine. Chunks are at least 64 and at most 65,536 rows.
+    depend on the machine, except on a machine with less than 1 GiB of available memory,
+    where the default shrinks to a quarter of what is available (never grows). Chunks are at
+    least 64 and at most 65,536 rows.
     """
     budget = DEFAULT_MEMORY if memory_limit is None else int(memory_limit)
+    if memory_limit is None:
+        available = _available_memory()
+        if available is not None and available // 4 < budget:
+            budget = max(available // 4, 16 << 20)
     per_row = 8 * (4 * n_features + 3 * n_classes + 8)
     return int(max(64, min(65536, budget // per_row)))
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to new work (Linux ``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _chunks(n: int, rows: int):

@@ -181,3 +181,15 @@ def test_progress_hidden_when_quiet_or_not_a_terminal(tmp_path, capsys):
     assert capsys.readouterr().err == ""
     assert main(["report", str(path), "--json", "-", "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_default_chunks_shrink_only_when_memory_is_short(monkeypatch):
+    an = sys.modules["ncinspect.analyze"]  # the module (ncinspect.analyze is the function)
+    monkeypatch.setattr(an, "_available_memory", lambda: 64 << 30)
+    roomy = plan_chunk_rows(512, 100)
+    monkeypatch.setattr(an, "_available_memory", lambda: None)
+    assert plan_chunk_rows(512, 100) == roomy  # the fixed default: never grows with memory
+    monkeypatch.setattr(an, "_available_memory", lambda: 256 << 20)
+    short = plan_chunk_rows(512, 100)
+    assert short < roomy and short * 8 * (4 * 512 + 308) <= 64 << 20
+    assert plan_chunk_rows(512, 100, memory_limit=256 << 20) == roomy  # explicit: as asked
