@@ -168,18 +168,24 @@ def etf_error(a: np.ndarray, b: np.ndarray) -> float | None:
     C = a.shape[0]
     if C <= _DIRECT_MAX_C:
         x = a @ b.T
-        norm = np.linalg.norm(x)
+        norm = _fro(x)
         if norm == 0 or not np.isfinite(norm):
             return None
-        return float(np.linalg.norm(x / norm - etf_gram(C)))
+        return _fro(x / norm - etf_gram(C))
     if a.shape[1] < C:
         norm2 = float(np.sum((a.T @ a) * (b.T @ b)))
     else:
         norm2 = sum(float(np.sum(np.square(t))) for t in _tiles_product(a, b))
     if norm2 <= 0:
         return None
-    inner = (np.einsum("ij,ij->", a, b) - a.sum(0) @ b.sum(0) / C) / np.sqrt(C - 1)
+    inner = (np.einsum("ij,ij->", a, b) - np.sum(a.sum(0) * b.sum(0)) / C) / np.sqrt(C - 1)
     return float(np.sqrt(max(0.0, 2.0 - 2.0 * inner / np.sqrt(norm2))))
+
+
+def _fro(x: np.ndarray) -> float:
+    """Frobenius norm by numpy's pairwise sum: unlike ``np.linalg.norm`` (a BLAS dot whose
+    summation order follows the thread count) it gives the same bits on any machine."""
+    return float(np.sqrt(np.sum(np.square(x))))
 
 
 def _tile_rows(n_rows: int, n_cols: int) -> int:
@@ -276,7 +282,7 @@ def cdnv(variances: np.ndarray, centred: np.ndarray) -> float | None:
 
 def self_duality(weights: np.ndarray, centred: np.ndarray) -> float | None:
     """``|| W/||W||_F - M~/||M~||_F ||_F^2`` (squared, as in Papyan et al.; in [0, 4])."""
-    nw, nm = np.linalg.norm(weights), np.linalg.norm(centred)
+    nw, nm = _fro(weights), _fro(centred)
     if nw == 0 or nm == 0:
         return None
     return float(np.sum(np.square(weights / nw - centred / nm)))
