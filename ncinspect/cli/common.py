@@ -67,6 +67,22 @@ snapshot_option = click.option(
 )
 
 
+def emit(text: str, path: str | None) -> bool:
+    """Write ``text`` to ``path`` atomically, or to stdout when ``path`` is '-'.
+
+    Returns True when stdout was used (so the caller prints no table after it).
+    """
+    if not path:
+        return False
+    if path == "-":
+        click.echo(text, nl=False)
+        return True
+    from ..report import atomic_write
+
+    atomic_write(path, text)
+    return False
+
+
 def stdout_console():
     """Console for tables on stdout; wide enough for the metric tables when piped to a file."""
     import sys

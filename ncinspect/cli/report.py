@@ -43,8 +43,7 @@ def command(file, snapshot, json_path, csv_path, per_class, center, ncc_means, c
     from ..analyze import analyze_file
     from ..engines import get_engine
     from ..render.table import render_report
-    from ..report import atomic_write
-    from .common import stdout_console
+    from .common import emit, stdout_console
     from .progress import RowProgress
 
     runner = get_engine(engine, scheduler=scheduler)
@@ -58,21 +57,8 @@ def command(file, snapshot, json_path, csv_path, per_class, center, ncc_means, c
             )
     finally:
         getattr(runner, "close", lambda: None)()
-    to_stdout = False
-    if json_path:
-        text = report.to_json()
-        if json_path == "-":
-            click.echo(text, nl=False)
-            to_stdout = True
-        else:
-            atomic_write(json_path, text)
-    if csv_path:
-        text = report.to_csv()
-        if csv_path == "-":
-            click.echo(text, nl=False)
-            to_stdout = True
-        else:
-            atomic_write(csv_path, text)
+    to_stdout = emit(report.to_json(), json_path) if json_path else False
+    to_stdout = (emit(report.to_csv(), csv_path) if csv_path else False) or to_stdout
     if not to_stdout:
         render_report(report, stdout_console(), per_class=per_class, compact=compact)
     return 0

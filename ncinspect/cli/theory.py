@@ -30,20 +30,12 @@ def command(file, snapshot, json_path, tolerance, memory_limit, chunk_rows, debu
     Lines whose inputs the dump lacks say which key is missing and how to record it.
     """
     from ..render.theory import render_theory
-    from ..report import atomic_write
     from ..theory_run import theory_file
-    from .common import stdout_console
+    from .common import emit, stdout_console
 
     report, skipped = theory_file(file, snapshot=snapshot, keys=keys_from(kwargs),
                                   chunk_rows=chunk_rows, memory_limit=parse_size(memory_limit))
-    to_stdout = False
-    if json_path:
-        text = report.to_json()
-        if json_path == "-":
-            click.echo(text, nl=False)
-            to_stdout = True
-        else:
-            atomic_write(json_path, text)
+    to_stdout = emit(report.to_json(), json_path) if json_path else False
     if not to_stdout:
         render_theory(report, stdout_console(), skipped=skipped)
     if not len(report):
