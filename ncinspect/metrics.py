@@ -385,27 +385,24 @@ def compute_metrics(
             out.set("nc1_cdnv", cdnv(variances, M), "two class means coincide")
 
     # NC2 -------------------------------------------------------------------------------
-    if not all_present:
-        for key in ("nc2_equinorm_means", "nc2_equiangular_means", "nc2_maxangle_means",
-                    "etf_error_means"):
-            out.set(key, None, missing_reason)
-    else:
-        out.set("nc2_equinorm_means", equinorm(M), "centred class means are all zero")
-        eq, ma = pairwise_cosine_stats(M)
-        out.set("nc2_equiangular_means", eq, "a centred class mean is zero")
-        out.set("nc2_maxangle_means", ma, "a centred class mean is zero")
-        out.set("etf_error_means", etf_error(M, M), "centred class means are all zero")
+    def nc2(suffix: str, vectors: np.ndarray | None, what: str, reason: str | None) -> None:
+        keys = [f"nc2_{m}_{suffix}" for m in ("equinorm", "equiangular", "maxangle")]
+        if vectors is None or reason is not None:
+            for key in (*keys, f"etf_error_{suffix}"):
+                out.set(key, None, reason)
+            return
+        out.set(keys[0], equinorm(vectors), f"{what} are all zero")
+        eq, ma = pairwise_cosine_stats(vectors)
+        out.set(keys[1], eq, f"one of the {what} is zero")
+        out.set(keys[2], ma, f"one of the {what} is zero")
+        out.set(f"etf_error_{suffix}", etf_error(vectors, vectors), f"{what} are all zero")
+
     no_w = "no classifier weights in the dump (weights)"
+    nc2("means", M, "centred class means", missing_reason)
+    nc2("weights", W, "classifier rows", no_w if W is None else None)
     if W is None:
-        for key in ("nc2_equinorm_weights", "nc2_equiangular_weights", "nc2_maxangle_weights",
-                    "etf_error_weights", "etf_error_weights_centered"):
-            out.set(key, None, no_w)
+        out.set("etf_error_weights_centered", None, no_w)
     else:
-        out.set("nc2_equinorm_weights", equinorm(W), "classifier rows are all zero")
-        eq, ma = pairwise_cosine_stats(W)
-        out.set("nc2_equiangular_weights", eq, "a classifier row is zero")
-        out.set("nc2_maxangle_weights", ma, "a classifier row is zero")
-        out.set("etf_error_weights", etf_error(W, W), "classifier rows are all zero")
         wc = W - W.mean(axis=0)
         out.set("etf_error_weights_centered", etf_error(wc, wc), "row-centred W is zero")
 
