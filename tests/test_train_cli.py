@@ -15,6 +15,8 @@ SMALL = [
     "8",
     "--n-per-class",
     "6",
+    "--n-test-per-class",
+    "3",
     "--batch-size",
     "10",
     "--epochs",

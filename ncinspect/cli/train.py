@@ -115,7 +115,14 @@ _D = TrainConfig()  # the defaults live in one place: the dataclass
     type=int,
     default=_D.n_per_class,
     show_default=True,
-    help="gaussian data: training (and test) samples per class.",
+    help="gaussian data: training samples per class.",
+)
+@click.option(
+    "--n-test-per-class",
+    type=int,
+    default=_D.n_test_per_class,
+    show_default=True,
+    help="gaussian data: held-out samples per class.",
 )
 @click.option(
     "--features-dtype",
@@ -143,6 +150,7 @@ def command(
     noise: float,
     separation: float,
     n_per_class: int,
+    n_test_per_class: int,
     features_dtype: str | None,
     compress: bool,
     quiet: bool,
@@ -173,7 +181,7 @@ def command(
         noise=noise,
         separation=separation,
         n_per_class=n_per_class,
-        n_test_per_class=n_per_class,
+        n_test_per_class=n_test_per_class,
         features_dtype=features_dtype,
         compression="gzip" if compress else None,
     )

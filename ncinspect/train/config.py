@@ -24,31 +24,31 @@ class TrainConfig:
     n_per_class: int = 100  # gaussian: training samples per class (N = C * n_per_class)
     n_test_per_class: int = 100  # gaussian: held-out samples per class
     input_dim: int = 32  # gaussian: input dimension d
-    separation: float = 1.0  # gaussian: scale of the class centres (signal)
+    separation: float = 10.0  # gaussian: scale of the class centres (signal; docs/trainer.md)
     noise: float = 1.0  # gaussian: standard deviation of the within-class noise
     mnist1d_samples: int = 5000  # mnist1d: samples generated (80% train, 20% test)
 
     # network ---------------------------------------------------------------------------
     depth: int = 4  # L, the number of weight matrices (>= 2)
-    width: int = 256  # width of every hidden layer (unless `widths` is given)
+    width: int = 128  # width of every hidden layer (unless `widths` is given)
     widths: tuple[int, ...] | None = None  # explicit hidden widths (length depth - 1)
     init_scale: float = 1.0  # multiplies He initialisation; small values = "rich" regime
     dtype: str = "float64"  # "float64" or "float32" for weights and arithmetic
 
     # objective and optimiser -----------------------------------------------------------
-    weight_decay: float = 5e-3  # lambda
+    weight_decay: float = 2e-3  # lambda (Lambda = lambda C = 0.02 with the default kappa)
     kappa: float | None = None  # data-term weight; None = 1/(N C), the paper's form
-    lr: float = 0.1  # peak learning rate
+    lr: float = 0.01  # peak learning rate (small: the lambda = 0 run stays near its init)
     momentum: float = 0.9  # heavy-ball momentum (0 = plain gradient descent)
     batch_size: int = 100  # minibatch size; 0 = full-batch gradient descent
-    epochs: int = 3000  # passes over the training set
+    epochs: int = 6000  # passes over the training set (~1 minute on 2 cores)
     schedule: str = "cosine"  # "constant", "step" or "cosine" (per epoch)
     step_every: int = 0  # step schedule: epochs between decays (0 = epochs // 3)
     gamma: float = 0.1  # step schedule: decay factor
     lr_min: float = 0.0  # cosine schedule: final learning rate
 
     # dumps -----------------------------------------------------------------------------
-    save_every: int = 500  # snapshot every this many epochs (plus epoch 0 and the last)
+    save_every: int = 1000  # snapshot every this many epochs (plus epoch 0 and the last)
     features_dtype: str | None = None  # dtype of stored features; None = the training dtype
     compression: str | None = None  # HDF5 filter for the dump: None, "gzip" or "lzf"
 

@@ -348,7 +348,7 @@ def fit(
                     loss, grads, out = objective_and_grads(
                         params, xb, yb, kappa=kappa, weight_decay=wd, n_total=N
                     )
-                opt.step(grads, lr)
+                    opt.step(grads, lr)
                 loss_sum += loss * xb.shape[0]
                 correct += int((out.argmax(axis=1) == labels).sum())
             train_seconds += time.perf_counter() - t0
