@@ -309,10 +309,17 @@ def analyze_snapshot(
         memory_limit=memory_limit, progress=progress, engine=engine,
     )
     res = _result(prep, first, geom, second, per_class=per_class, center=center,
-                  ncc_label=ncc_label, extra_warnings=list(dict.fromkeys(snap.notes)))
+                  ncc_label=ncc_label, extra_warnings=_notes_for(snap))
     res.name, res.epoch, res.split, res.layer = snap.name, snap.epoch, snap.split, snap.layer
     res.meta, res.file = dict(snap.meta), snap.file
     return res
+
+
+def _notes_for(snap) -> list[str]:
+    """The reader's notes (e.g. a compressed NPZ member read whole) about this snapshot's arrays."""
+    wheres = [s.where for s in (snap.features, snap.labels, snap.weights, snap.bias, snap.outputs)
+              if s is not None]
+    return [n for n in dict.fromkeys(snap.notes) if any(n.startswith(w) for w in wheres)]
 
 
 def _train_partner(snap, snaps):
@@ -333,7 +340,7 @@ def analyze_file(
     keys: dict[str, str] | None = None,
     center: str = "classes",
     per_class: bool = False,
-    ncc_means: str = "train",
+    ncc_means: str = "own",
     chunk_rows: int | None = None,
     memory_limit: int | None = None,
     progress: Progress | None = None,

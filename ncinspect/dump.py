@@ -34,7 +34,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
 
 _SPLITS = {"train", "test", "val", "valid", "validation", "eval", "holdout"}
 _EPOCH_RE = re.compile(r"^(?:epoch|ep)_?(\d+)$", re.IGNORECASE)
-_LAYER_RE = re.compile(r"^layer_?\w+$", re.IGNORECASE)
+_LAYER_RE = re.compile(r"^layer_?\d+$", re.IGNORECASE)
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -90,36 +90,47 @@ def detect_format(path: str) -> str:
     )
 
 
-def _layer_of(node: Node) -> str | None:
+def _nearest(node: Node, key: str, parse_component) -> Any:
+    """The value of ``key`` for ``node``: walking from the node up to the root, the first group
+    that has the ``key`` attribute or a path component that ``parse_component`` recognises."""
     for anc in node.ancestors():
-        if "layer" in anc.attrs and anc.attrs["layer"] is not None:
-            return str(anc.attrs["layer"])
-    for part in reversed(node.path.strip("/").split("/")):
-        if _LAYER_RE.match(part):
-            return part
+        value = anc.attrs.get(key)
+        if value is not None:
+            return value
+        name = anc.path.rstrip("/").rsplit("/", 1)[-1]
+        parsed = parse_component(name) if name else None
+        if parsed is not None:
+            return parsed
     return None
 
 
-def _epoch_of(node: Node, meta: dict) -> int | None:
-    if meta.get("epoch") is not None:
-        try:
-            return int(meta["epoch"])
-        except (TypeError, ValueError):
-            return None
-    for part in reversed(node.path.strip("/").split("/")):
-        m = _EPOCH_RE.match(part)
-        if m:
-            return int(m.group(1))
+def _layer_of(node: Node) -> str | None:
+    value = _nearest(node, "layer", lambda part: part if _LAYER_RE.match(part) else None)
+    return None if value is None else str(value)
+
+
+def _parse_epoch(part: str) -> int | None:
+    m = _EPOCH_RE.match(part)
+    return int(m.group(1)) if m else None
+
+
+def _epoch_of(node: Node) -> int | None:
+    for anc in node.ancestors():  # nearest first; non-integer metadata falls back to names
+        value = anc.attrs.get("epoch")
+        if value is not None:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                pass
+        name = anc.path.rstrip("/").rsplit("/", 1)[-1]
+        if name and _parse_epoch(name) is not None:
+            return _parse_epoch(name)
     return None
 
 
-def _split_of(node: Node, meta: dict) -> str | None:
-    if meta.get("split") is not None:
-        return str(meta["split"])
-    for part in reversed(node.path.strip("/").split("/")):
-        if part.lower() in _SPLITS:
-            return part.lower()
-    return None
+def _split_of(node: Node) -> str | None:
+    value = _nearest(node, "split", lambda part: part.lower() if part.lower() in _SPLITS else None)
+    return None if value is None else str(value)
 
 
 class Dump:
@@ -147,6 +158,7 @@ class Dump:
             from .io.npz import read_npz_tree
 
             self.tree = read_npz_tree(self.path, self.notes)
+        self._check_explicit_keys()
         self.snapshots = self._resolve()
 
     def __enter__(self) -> Dump:
@@ -228,8 +240,8 @@ class Dump:
                     outputs=self._inherit(node, "outputs", same_layer=True),
                     params=self._params(node),
                     meta=meta,
-                    epoch=_epoch_of(node, meta),
-                    split=_split_of(node, meta),
+                    epoch=_epoch_of(node),
+                    split=_split_of(node),
                     layer=_layer_of(node),
                     notes=self.notes,
                 )
@@ -241,6 +253,15 @@ class Dump:
                 f"the file holds: {self.describe_arrays()}"
             )
         return snaps
+
+    def _check_explicit_keys(self) -> None:
+        """A name given with --<role>-key must exist somewhere: a typo is an error, not a null."""
+        for role, name in self.keys.items():
+            if not any(node.lookup(name) is not None for node in self.tree.walk()):
+                raise MissingArrayError(
+                    f"{self.path}: --{role}-key {name!r} names no array in the file; "
+                    f"the file holds: {self.describe_arrays()}"
+                )
 
     def describe_arrays(self, limit: int = 12) -> str:
         items = []

@@ -203,8 +203,14 @@ def prepare(
             raise ShapeMismatchError(
                 f"{outs.where}: outputs must have shape (N, C) = ({N}, {C}), got {outs.shape}"
             )
-    if class_names is not None and len(class_names) == C:
-        names = list(class_names)
+    if class_names is not None:
+        if len(class_names) == C:
+            names = list(class_names)
+        else:
+            notes.append(
+                f"class_names metadata has {len(class_names)} names for C = {C} classes; "
+                "the label values are used as names"
+            )
     return Prepared(feats, codes, list(names), w, b, outs, notes)
 
 

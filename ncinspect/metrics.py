@@ -55,7 +55,7 @@ METRIC_INFO: tuple[tuple[str, str, str, str], ...] = (
     ("accuracy_classifier", "NC4", "higher", "accuracy of argmax(W h + b)"),
     ("accuracy_ncc", "NC4", "higher", "accuracy of the nearest class centre"),
     ("sqi_eps1", "SQI", "lower", "1 - mean true-class output"),
-    ("sqi_eps2", "SQI", "lower", "mean wrong-class output"),
+    ("sqi_eps2", "SQI", "zero", "mean wrong-class output"),
     ("sqi_delta", "SQI", "zero", "eps1 - (C-1) eps2 (0 under exact SQI)"),
     ("sqi_ratio", "SQI", "one", "eps1 / ((C-1) eps2) (1 under exact SQI)"),
     ("sqi_spread", "SQI", "lower", "||F - T||/||T||: outputs vs the class-constant pattern"),
@@ -397,7 +397,7 @@ def compute_metrics(
         out.set(keys[2], ma, f"one of the {what} is zero")
         out.set(f"etf_error_{suffix}", etf_error(vectors, vectors), f"{what} are all zero")
 
-    no_w = "no classifier weights in the dump (weights)"
+    no_w = "no classifier weights (array 'weights' or an alias)"
     nc2("means", M, "centred class means", missing_reason)
     nc2("weights", W, "classifier rows", no_w if W is None else None)
     if W is None:

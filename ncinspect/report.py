@@ -199,11 +199,16 @@ class Report:
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    from .errors import UsageError
+
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(prefix=".ncinspect-", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".ncinspect-", dir=folder)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write the output here ({exc.strerror})") from None
     try:
         with os.fdopen(fd, mode) as f:
             f.write(data)

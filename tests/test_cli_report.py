@@ -176,3 +176,14 @@ def test_outputs_written_atomically_with_usual_permissions(run_file, tmp_path):
     os.umask(umask)
     assert (js.stat().st_mode & 0o777) == (0o666 & ~umask)
     assert not [p for p in js.parent.iterdir() if p.name.startswith(".ncinspect-")]
+
+
+def test_directory_is_bad_input_and_unwritable_output_is_usage_error(run_file, tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 3
+    assert "is a directory" in capsys.readouterr().err
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    assert main(["report", str(run_file), "--json", str(blocker / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "internal error" not in err
+    assert main(["report", str(run_file), "--json", "-", "--csv", "-"]) == 2

@@ -282,3 +282,52 @@ def test_hypothesis_dumps_round_trip(tmp_path, C, d, n, dtype, fmt, seed):
             assert got.metrics[key] == value
         else:
             assert got.metrics[key] == pytest.approx(value, rel=1e-9, abs=1e-12)
+
+
+def test_layer_epoch_split_resolved_nearest_first(tmp_path):
+    # root metadata must not override what a nearer group (or its name) says
+    h, y, m = make_data(C=3, d=6, n=10)
+    path = tmp_path / "n.h5"
+    with h5py.File(path, "w") as f:
+        f["labels"] = y
+        f.attrs.update({"split": "train", "epoch": 300})
+        g = f.create_group("epoch_0300")
+        g.attrs["layer"] = "penultimate"
+        g["features"], g["weights"] = h, m
+        g.create_group("layer_1")["features"] = h[:, :3]
+        t = f.create_group("test")
+        t["labels"] = y
+        t.create_group("epoch_0010")["features"] = h
+        f.create_group("layers")["features"] = h  # not a layer_<k> group: inherits W
+        f["weights"] = m
+    with open_dump(path) as d:
+        snaps = {s.name: s for s in d.snapshots}
+    assert snaps["/epoch_0300/layer_1"].layer == "layer_1"
+    assert snaps["/epoch_0300/layer_1"].weights is None
+    assert snaps["/test/epoch_0010"].split == "test" and snaps["/test/epoch_0010"].epoch == 10
+    assert snaps["/layers"].layer is None and snaps["/layers"].weights is not None
+    assert snaps["/layers"].epoch == 300 and snaps["/layers"].split == "train"
+
+
+def test_explicit_key_that_names_nothing_is_an_error(tmp_path):
+    h, y, m = make_data()
+    _flat_h5(tmp_path / "k.h5", h, y, m)
+    with pytest.raises(MissingArrayError, match="--weights-key 'nope' names no array"):
+        open_dump(tmp_path / "k.h5", keys={"weights": "nope"})
+
+
+def test_test_split_uses_own_means_unless_train_is_asked(tmp_path):
+    h, y, m = make_data(C=3, d=6, n=30, sigma=1.5)
+    path = tmp_path / "s.h5"
+    with h5py.File(path, "w") as f:
+        f["labels"] = y
+        for split, shift in (("train", 0.0), ("test", 0.7)):
+            g = f.create_group(f"{split}/epoch_0001")
+            g["features"], g["weights"] = h + shift, m
+    own = ncinspect.analyze_file(path, snapshot="/test/*")[0]
+    assert own.ncc_means == "own"
+    assert own.metrics == ncinspect.analyze(h + 0.7, y, weights=m).metrics
+    train = ncinspect.analyze_file(path, snapshot="/test/*", ncc_means="train")[0]
+    assert train.ncc_means == "train:/train/epoch_0001"
+    direct = ncinspect.analyze(h + 0.7, y, weights=m, ncc_means=ncinspect.analyze(h, y).arrays["means"])
+    assert train.metrics == direct.metrics

@@ -32,7 +32,7 @@ def _trend_options(func):
 
 
 @click.command("check")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())
 @click.option(
     "--snapshot",
     "-s",

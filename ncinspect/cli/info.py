@@ -8,7 +8,7 @@ from .common import debug_option, key_options, keys_from
 
 
 @click.command("info")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())
 @key_options
 @debug_option
 def command(file, debug, **kwargs):

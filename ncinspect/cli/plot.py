@@ -29,7 +29,7 @@ def _labels(files: tuple[str, ...], given: tuple[str, ...]) -> list[str]:
 
 
 @click.command("plot")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--out", "-o", "out_dir", required=True, metavar="DIR",
               type=click.Path(file_okay=False), help="Folder for the figures (created if needed).")
 @click.option("--kind", "-k", "kinds", multiple=True, type=click.Choice(_KINDS),
@@ -42,9 +42,10 @@ def _labels(files: tuple[str, ...], given: tuple[str, ...]) -> list[str]:
 @click.option("--style", type=click.Choice(["paper", "screen"]), default="paper",
               show_default=True, help="paper: 3.5 in / 7 in wide, 7 pt text; screen: larger.")
 @snapshot_option
-@click.option("--ncc-means", type=click.Choice(["train", "own"]), default="train",
+@click.option("--ncc-means", type=click.Choice(["own", "train"]), default="own",
               show_default=True,
-              help="NCC centres for a test split: the train means of the same epoch, or its own.")
+              help="NCC centres for a test split: its own class means (spec/metrics.md), or the "
+              "train means of the same epoch and layer (the convention of Papyan et al.).")
 @click.option("--sample-size", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Samples drawn for the projection and sqi figures.")
 @click.option("--seed", type=int, default=0, show_default=True,

@@ -8,7 +8,7 @@ from .common import debug_option, key_options, keys_from, parse_size, snapshot_o
 
 
 @click.command("report")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())
 @snapshot_option
 @click.option("--json", "json_path", metavar="PATH", default=None,
               help="Write the JSON report to PATH ('-' for stdout, then no table).")
@@ -17,9 +17,10 @@ from .common import debug_option, key_options, keys_from, parse_size, snapshot_o
 @click.option("--per-class", is_flag=True, help="Also report per-class values.")
 @click.option("--center", type=click.Choice(["classes", "samples"]), default="classes",
               show_default=True, help="Global mean: mean of class means, or sample mean.")
-@click.option("--ncc-means", type=click.Choice(["train", "own"]), default="train",
+@click.option("--ncc-means", type=click.Choice(["own", "train"]), default="own",
               show_default=True,
-              help="NCC centres for a test split: the train means of the same epoch, or its own.")
+              help="NCC centres for a test split: its own class means (spec/metrics.md), or the "
+              "train means of the same epoch and layer (the convention of Papyan et al.).")
 @click.option("--compact/--full", default=None,
               help="One row per snapshot (default when there are several) or full tables.")
 @click.option("--memory-limit", metavar="SIZE", default=None,
@@ -46,6 +47,8 @@ def command(file, snapshot, json_path, csv_path, per_class, center, ncc_means, c
     from .common import emit, stdout_console
     from .progress import RowProgress
 
+    if json_path == "-" and csv_path == "-":
+        raise click.UsageError("--json - and --csv - cannot both write to stdout")
     runner = get_engine(engine, scheduler=scheduler)
     bar = RowProgress(enabled=not quiet and sys.stderr.isatty())
     try:

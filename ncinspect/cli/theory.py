@@ -8,7 +8,7 @@ from .common import debug_option, key_options, keys_from, parse_size, snapshot_o
 
 
 @click.command("theory")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())
 @snapshot_option
 @click.option("--json", "json_path", metavar="PATH", default=None,
               help="Write the full JSON report (metrics plus a 'theory' section per snapshot) "
