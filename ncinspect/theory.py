@@ -233,6 +233,16 @@ def layer_norms_sq(params: Sequence[np.ndarray]) -> list[float]:
     return [float(np.vdot(w, w)) for w in (np.asarray(p, dtype=np.float64) for p in params)]
 
 
+def tolerance_failures(theory: dict[str, Any], tolerance: float) -> tuple[int, list[tuple]]:
+    """How many identities were checked, and ``(key, rel_error)`` of those above ``tolerance``.
+
+    Only lines that state an identity (``holds`` set) with a computed relative error count.
+    """
+    checked = [ln for ln in theory["lines"] if ln["holds"] and ln["rel_error"] is not None]
+    return len(checked), [(ln["key"], ln["rel_error"]) for ln in checked
+                          if ln["rel_error"] > tolerance]
+
+
 def _line(key: str, group: str, quantity: str, predicted: Any = None, measured: Any = None,
           rel_error: float | None = None, *, status: str = "ok", note: str | None = None,
           missing: list[str] | None = None, holds: str | None = None) -> dict[str, Any]:
@@ -366,11 +376,22 @@ def theory_diagnostics(
                 out.append(k)
         return list(dict.fromkeys(out))
 
-    def add(key, group, quantity, requires, compute, *, holds=None):
+    # The two exact identities sum over every sample of the loss: a snapshot holding only
+    # part of the training set cannot check them (its sums are partial).
+    partial = None
+    if sums is not None and constants.n_samples and sums.count != constants.n_samples:
+        partial = (f"the snapshot holds {sums.count} of the N = {constants.n_samples} samples "
+                   "of the loss: the sums over i need all of them")
+        notes.append(partial)
+
+    def add(key, group, quantity, requires, compute, *, holds=None, measured=None):
         miss = need(*requires)
         if regularised is False and holds is not None:
-            lines.append(_line(key, group, quantity, status="not_applicable", note=no_decay,
-                               holds=holds))
+            lines.append(_line(key, group, quantity, None, measured, status="not_applicable",
+                               note=no_decay, holds=holds))
+        elif partial is not None and holds == CRIT:
+            lines.append(_line(key, group, quantity, None, measured, status="not_applicable",
+                               note=partial, holds=holds))
         elif miss:
             lines.append(_line(key, group, quantity, status="missing", missing=miss,
                                holds=holds))
@@ -389,7 +410,7 @@ def theory_diagnostics(
             f"||{name}||_F^2 = (kappa/lambda) sum <r_i, f_i>",
             ("params", "ratio", "outputs"),
             lambda i=i: (balance, norms[i], relative_error(norms[i], balance), None),
-        holds=CRIT)
+            holds=CRIT, measured=norms[i] if norms is not None else None)
 
     def spread():
         mean = float(np.mean(norms))
@@ -397,7 +418,8 @@ def theory_diagnostics(
         return 0.0, value, value, None
 
     add("layer_norm_spread", "balancedness", "(max - min)/mean of ||W_l||_F^2 (equal)",
-        ("params",), spread, holds=CRIT)
+        ("params",), spread, holds=CRIT,
+        measured=spread()[1] if norms is not None and len(norms) else None)
 
     # --- stationarity of the last layer -----------------------------------------------
     def stationarity():

@@ -268,6 +268,23 @@ def test_zero_weight_decay_reports_non_applicability_and_conserved_differences(t
             report[0].theory["layer_norm_differences"][i], rel=1e-12)
         assert line["rel_error"] < 1e-3  # small-step gradient descent ~ gradient flow
     assert any(d != pytest.approx(0, abs=1e-3) for d in last["layer_norm_differences"])
+    assert lines["balance_W1"]["measured"] == pytest.approx(final[0], rel=1e-10)  # still shown
     assert main(["theory", str(path), "-s", "/epoch_0200"]) == 0
     out = capsys.readouterr().out
     assert "does not apply (lambda = 0)" in out and "conserved" in out
+    # a gate that can check nothing does not pass
+    assert main(["theory", str(path), "-s", "/epoch_0200", "--tolerance", "1e-3"]) == 1
+    assert "no identity could be checked" in capsys.readouterr().err
+
+
+def test_partial_training_set_does_not_check_the_sums_over_all_samples():
+    cp = exact_critical_point()
+    half = slice(0, None, 2)
+    res = theory_arrays(cp["H"][half], cp["y"][half], [cp["W"]], outputs=cp["outputs"][half],
+                        weight_decay=cp["Lam"], kappa=1.0 / cp["N"], n_samples=cp["N"])
+    lines = _lines(res.theory)
+    for key in ("balance_W1", "stationarity_last_layer", "layer_norm_spread"):
+        assert lines[key]["status"] == "not_applicable", key
+        assert "samples of the loss" in lines[key]["note"]
+    assert any("holds 12 of the N = 24" in n for n in res.theory["notes"])
+    assert lines["classifier_closed_form"]["status"] == "ok"  # uses Lambda, not the sums

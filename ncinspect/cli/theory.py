@@ -41,12 +41,20 @@ def command(file, snapshot, json_path, tolerance, memory_limit, chunk_rows, debu
     if not len(report):
         click.echo(f"ncinspect: {file}: no train-split penultimate snapshot to check", err=True)
     if tolerance is not None:
-        failed = [(res.name, line["key"], line["rel_error"]) for res in report
-                  for line in res.theory["lines"]
-                  if line["holds"] and line["rel_error"] is not None
-                  and line["rel_error"] > tolerance]
+        from ..theory import tolerance_failures
+
+        n_checked, failed = 0, []
+        for res in report:
+            n, bad = tolerance_failures(res.theory, tolerance)
+            n_checked += n
+            failed += [(res.name, key, err) for key, err in bad]
         for name, key, err in failed:
             click.echo(f"ncinspect: {name}: {key} relative error {err:.3g} > {tolerance:g}",
                        err=True)
+        if n_checked == 0:
+            click.echo(f"ncinspect: {file}: --tolerance: no identity could be checked "
+                       "(see the notes: lambda = 0, missing keys or a partial training set)",
+                       err=True)
+            return 1
         return 1 if failed else 0
     return 0

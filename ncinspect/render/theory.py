@@ -32,8 +32,8 @@ def _cells(line: dict[str, Any]) -> tuple[str, str, str]:
     status = line["status"]
     if status == "missing":
         return "[yellow]missing[/yellow]", "", ""
-    if status == "not_applicable":
-        return "[dim]n/a[/dim]", "", ""
+    if status == "not_applicable":  # the measured value may still be shown (e.g. layer norms)
+        return "[dim]n/a[/dim]", fmt(line["measured"]) if line["measured"] is not None else "", ""
     return fmt(line["predicted"]), fmt(line["measured"]), fmt(line["rel_error"])
 
 
