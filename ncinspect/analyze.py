@@ -72,7 +72,8 @@ def _available_memory() -> int | None:
     return None
 
 
-def _chunks(n: int, rows: int):
+def row_chunks(n: int, rows: int):
+    """``(start, stop)`` of consecutive row chunks of at most ``rows`` rows covering ``0..n``."""
     for start in range(0, n, rows):
         yield start, min(n, start + rows)
 
@@ -81,7 +82,7 @@ def first_pass(prep: Prepared, rows: int, progress: Progress | None = None) -> F
     """Pass 1: per-class counts and float64 sums, chunk by chunk."""
     N, d, C = prep.n_samples, prep.n_features, prep.n_classes
     first = FirstPass.empty(C, d)
-    for a, b in _chunks(N, rows):
+    for a, b in row_chunks(N, rows):
         h = prep.features.read(a, b)  # stored dtype; summed in float64
         first = first.merge(FirstPass.of_chunk(h, prep.codes[a:b], C, a))
         if progress:
@@ -104,7 +105,7 @@ def second_pass(
 ) -> SecondPass:
     """Pass 2: within-class scatter, decisions and outputs given the geometry of pass 1."""
     second = SecondPass.empty(prep.n_classes, geom.basis.shape[0])
-    for a, b in _chunks(prep.n_samples, rows):
+    for a, b in row_chunks(prep.n_samples, rows):
         outs = None
         if prep.outputs is not None:
             outs = np.asarray(prep.outputs.read(a, b), dtype=np.float64)
@@ -280,7 +281,8 @@ def _is_dask(value: Any) -> bool:
     return type(value).__module__.split(".")[0] == "dask" and hasattr(value, "__dask_graph__")
 
 
-def _prepare_snapshot(snap) -> Prepared:
+def prepare_snapshot(snap) -> Prepared:
+    """Validated inputs of a :class:`~ncinspect.dump.Snapshot` (class names from metadata)."""
     names = snap.meta.get("class_names")
     return prepare(
         snap.features, snap.labels, weights=snap.weights, bias=snap.bias,
@@ -303,7 +305,7 @@ def analyze_snapshot(
 ) -> SnapshotResult:
     """:func:`analyze` for a :class:`~ncinspect.dump.Snapshot` (file must be open)."""
     _check_center(center)
-    prep = prepared or _prepare_snapshot(snap)
+    prep = prepared or prepare_snapshot(snap)
     first, geom, second = run_passes(
         prep, center=center, ncc_means=ncc_means, chunk_rows=chunk_rows,
         memory_limit=memory_limit, progress=progress, engine=engine,
@@ -383,7 +385,7 @@ def analyze_file(
 
         def first_of(snap) -> tuple[Prepared, FirstPass]:
             if snap.name not in cache:
-                prep = _prepare_snapshot(snap)
+                prep = prepare_snapshot(snap)
                 rows = chunk_rows or plan_chunk_rows(
                     prep.n_features, prep.n_classes, memory_limit=memory_limit)
                 first = (engine or LocalEngine()).first_pass(prep, rows, progress)
@@ -395,7 +397,7 @@ def analyze_file(
             centres, label, extra = None, "own", []
             if partner is not None:
                 pprep, pfirst = first_of(partner)
-                prep = _prepare_snapshot(snap)
+                prep = prepare_snapshot(snap)
                 if list(pprep.class_names) == list(prep.class_names):
                     with np.errstate(invalid="ignore", divide="ignore"):
                         centres = pfirst.sums / pfirst.counts[:, None]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .analyze import _chunks, _prepare_snapshot, analyze, analyze_snapshot, plan_chunk_rows
+from .analyze import row_chunks, prepare_snapshot, analyze, analyze_snapshot, plan_chunk_rows
 from .errors import ShapeMismatchError
 from .inputs import Prepared, prepare
 from .report import Report, SnapshotResult
@@ -41,7 +41,7 @@ def theory_pass(prep: Prepared, *, chunk_rows: int | None = None,
     rows = chunk_rows or plan_chunk_rows(prep.n_features, prep.n_classes,
                                          memory_limit=memory_limit)
     acc = TheoryPass.empty(prep.n_classes, prep.n_features)
-    for a, b in _chunks(prep.n_samples, rows):
+    for a, b in row_chunks(prep.n_samples, rows):
         h = to_float64(prep.features.read(a, b))  # (rows, d)
         if prep.outputs is not None:
             f = np.asarray(prep.outputs.read(a, b), dtype=np.float64)  # (rows, C)
@@ -156,7 +156,7 @@ def analyze_theory(snap, result: SnapshotResult, *, initial: tuple[list[float], 
     dict
         As :func:`ncinspect.theory.theory_diagnostics`, with the dump's notes prepended.
     """
-    prep = prepared or _prepare_snapshot(snap)
+    prep = prepared or prepare_snapshot(snap)
     params, notes = read_params(snap)
     constants = resolve_constants(snap.meta)
     where = f"{snap.file}:{snap.name.rstrip('/')}/params"
@@ -210,7 +210,7 @@ def theory_file(path: str | os.PathLike, *, snapshot: str | None = None,
             if why is not None:
                 skipped.append(f"{snap.name}: skipped ({why})")
                 continue
-            prep = _prepare_snapshot(snap)
+            prep = prepare_snapshot(snap)
             res = analyze_snapshot(snap, chunk_rows=chunk_rows, memory_limit=memory_limit,
                                    prepared=prep)
             res.theory = analyze_theory(snap, res, initial=_initial_norms(snap, dump.snapshots),
