@@ -15,6 +15,7 @@ __all__ = ["__version__", "NCInspectError", "DumpWriter"]
 from .analyze import analyze, analyze_file, analyze_snapshot  # noqa: E402
 from .dump import Snapshot, open_dump  # noqa: E402
 from .report import Report, SnapshotResult  # noqa: E402
+from .theory_run import theory_arrays, theory_file  # noqa: E402
 
 __all__ += [
     "analyze",
@@ -24,4 +25,6 @@ __all__ += [
     "Snapshot",
     "Report",
     "SnapshotResult",
+    "theory_arrays",
+    "theory_file",
 ]
