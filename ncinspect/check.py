@@ -13,6 +13,11 @@ A :class:`Rule` bounds one metric. Four families exist:
   ``non_increasing`` / ``non_decreasing`` compare each consecutive pair over the last ``last``
   snapshots (all by default), allowing a step of ``atol + rtol * |previous|`` the wrong way.
 
+By default the rules apply to the classifier's layer only (the penultimate features, the
+snapshots whose ``layer`` is None): hidden-layer snapshots (``layer_k``) have no classifier,
+so NC3, NC4, SQI and the classifier's accuracy are undefined there. ``layer="all"`` or a layer
+name gates hidden layers on purpose.
+
 A rule on a value that is undefined (``None``, e.g. NC3 without weights) fails with the
 snapshot's reason; it never passes silently.
 
@@ -35,11 +40,13 @@ from typing import Any
 from .errors import UsageError
 from .metrics import METRIC_KEYS, PER_CLASS_KEYS
 from .report import jsonable
+from .trajectory import group_trajectories
 
 __all__ = [
     "THRESHOLD_KINDS",
     "TREND_KINDS",
     "CONFIG_FILES",
+    "LAYER_CHOICES",
     "Rule",
     "CheckConfig",
     "Outcome",
@@ -51,6 +58,7 @@ __all__ = [
     "load_config",
     "merge_rules",
     "select_last",
+    "select_layer",
     "trajectories",
     "evaluate",
     "run_check",
@@ -59,6 +67,8 @@ __all__ = [
 THRESHOLD_KINDS = ("max", "min")
 TREND_KINDS = ("decreasing", "increasing", "non_increasing", "non_decreasing")
 PER_CLASS_PREFIX = "per_class."
+#: Layer selections besides a layer name: every layer, or the classifier's (``layer`` None).
+LAYER_CHOICES = ("penultimate", "all")
 #: Options each trend kind accepts (CLI ``METRIC:opt=value,...``; TOML ``METRIC = {opt = value}``).
 TREND_OPTIONS = {
     "decreasing": (),
@@ -124,12 +134,17 @@ class Rule:
         return None
 
     @property
+    def bound_text(self) -> str | None:
+        """The bound of a threshold rule as written in :attr:`text` (``0.0001``, ``1e-05``)."""
+        return None if self.bound is None else _num(self.bound)
+
+    @property
     def text(self) -> str:
         """Human form, e.g. ``nc1 <= 0.1`` or ``min per_class.ncc_agreement >= 0.95``."""
         if self.kind in THRESHOLD_KINDS:
             op = "<=" if self.kind == "max" else ">="
             worst = f"{self.kind} " if self.per_class_key else ""
-            return f"{worst}{self.metric} {op} {_num(self.bound)}"
+            return f"{worst}{self.metric} {op} {self.bound_text}"
         if self.kind in ("decreasing", "increasing"):
             op = "<" if self.kind == "decreasing" else ">"
             return f"{self.metric} {self.kind} (last {op} first)"
@@ -264,26 +279,30 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def rules_from_table(table: Mapping[str, Any], where: str) -> tuple[list[Rule], str | None]:
-    """Rules (and the ``snapshot`` selection, if set) from a parsed TOML check table.
+def rules_from_table(table: Mapping[str, Any], where: str) -> CheckConfig:
+    """Rules and the ``snapshot`` / ``layer`` selections (None when unset) of a check table.
 
     Parameters
     ----------
     table : mapping
-        ``{"snapshot": "last", "max": {"nc1": 0.1}, "min": {"per_class.ncc_agreement": 0.95},
-        "decreasing": ["nc1"], "non_increasing": {"nc1": {"last": 5, "rtol": 0.05}}}``.
+        ``{"snapshot": "last", "layer": "penultimate", "max": {"nc1": 0.1},
+        "min": {"per_class.ncc_agreement": 0.95}, "decreasing": ["nc1"],
+        "non_increasing": {"nc1": {"last": 5, "rtol": 0.05}}}``.
     where : str
         Where the table comes from, for error messages.
     """
-    known = ("snapshot", *THRESHOLD_KINDS, *TREND_KINDS)
+    known = ("snapshot", "layer", *THRESHOLD_KINDS, *TREND_KINDS)
     unknown = sorted(set(table) - set(known))
     if unknown:
         raise UsageError(
             f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(known)}"
         )
-    snapshot = table.get("snapshot")
-    if snapshot is not None and not isinstance(snapshot, str):
-        raise UsageError(f"{where}: snapshot must be a string, got {snapshot!r}")
+    selections = {}
+    for name in ("snapshot", "layer"):
+        value = table.get(name)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise UsageError(f"{where}: {name} must be a non-empty string, got {value!r}")
+        selections[name] = value
     rules: list[Rule] = []
     for kind in THRESHOLD_KINDS:
         bounds = table.get(kind, {})
@@ -308,7 +327,7 @@ def rules_from_table(table: Mapping[str, Any], where: str) -> tuple[list[Rule], 
                     f"metric = {{{', '.join(TREND_OPTIONS[kind])}}}, got {spec!r}"
                 )
             rules.append(_trend(kind, metric, options, here))
-    return rules, snapshot
+    return CheckConfig(rules=rules, **selections)
 
 
 def merge_rules(base: Iterable[Rule], override: Iterable[Rule]) -> list[Rule]:
@@ -326,10 +345,11 @@ def merge_rules(base: Iterable[Rule], override: Iterable[Rule]) -> list[Rule]:
 # --------------------------------------------------------------------------------------
 @dataclass
 class CheckConfig:
-    """Rules and snapshot selection read from a configuration file (``path``), if any."""
+    """Rules and snapshot/layer selections read from a configuration file (``path``), if any."""
 
     rules: list[Rule] = field(default_factory=list)
     snapshot: str | None = None
+    layer: str | None = None
     path: str | None = None
 
 
@@ -381,8 +401,9 @@ def load_config(path: str | os.PathLike) -> CheckConfig:
         raise UsageError(f"{path}: no {label} section")
     if not isinstance(section, Mapping):
         raise UsageError(f"{path}: {label} must be a table")
-    rules, snapshot = rules_from_table(section, f"{path} {label}")
-    return CheckConfig(rules=rules, snapshot=snapshot, path=os.fspath(path))
+    config = rules_from_table(section, f"{path} {label}")
+    config.path = os.fspath(path)
+    return config
 
 
 # --------------------------------------------------------------------------------------
@@ -425,6 +446,7 @@ class CheckResult:
     rules: list[Rule]
     snapshot: str = "last"
     config: str | None = None
+    layer: str = "penultimate"
 
     @property
     def passed(self) -> bool:
@@ -442,6 +464,7 @@ class CheckResult:
                 "file": self.file,
                 "config": self.config,
                 "snapshot": self.snapshot,
+                "layer": self.layer,
                 "passed": self.passed,
                 "summary": {
                     "rules": len(self.rules),
@@ -454,19 +477,14 @@ class CheckResult:
         )
 
 
-def _group_key(item) -> tuple[str, str]:
-    return (item.split or "", item.layer or "")
-
-
 def trajectories(items: Iterable[Any]) -> list[list[Any]]:
     """Items (snapshots or results) grouped by (split, layer), each group ordered by epoch.
 
-    Items without an epoch keep their file order after those with one.
+    The grouping of :func:`ncinspect.trajectory.group_trajectories` (which only reads
+    ``split``, ``layer`` and ``epoch``, so dump snapshots work too): items without an epoch
+    keep their file order after those with one.
     """
-    groups: dict[tuple[str, str], list[Any]] = {}
-    for item in items:
-        groups.setdefault(_group_key(item), []).append(item)
-    return [sorted(g, key=lambda s: (s.epoch is None, s.epoch or 0)) for g in groups.values()]
+    return list(group_trajectories(items).values())
 
 
 def select_last(items: Iterable[Any]) -> list[Any]:
@@ -476,6 +494,22 @@ def select_last(items: Iterable[Any]) -> list[Any]:
         dated = [s for s in group if s.epoch is not None]
         out.append(dated[-1] if dated else group[-1])
     return out
+
+
+def _layer_label(layer: str | None) -> str:
+    return "penultimate" if layer is None else layer
+
+
+def select_layer(items: Iterable[Any], layer: str = "penultimate") -> list[Any]:
+    """The items (snapshots or results) of ``layer``.
+
+    ``"penultimate"``: the classifier's layer (``item.layer`` None); ``"all"``: every item;
+    any other string: the hidden layer of that name (``"layer_1"``).
+    """
+    if layer == "all":
+        return list(items)
+    want = None if layer == "penultimate" else layer
+    return [s for s in items if s.layer == want]
 
 
 def _null_reason(res, key: str) -> str:
@@ -560,7 +594,7 @@ def _trend_outcome(rule: Rule, group: list[Any]) -> Outcome:
     if len(group) < need:
         return fail(
             f"needs {need} snapshots in this trajectory (split {last.split}, "
-            f"layer {last.layer}), found {len(group)}"
+            f"layer {_layer_label(last.layer)}), found {len(group)}"
         )
     undated = [s.name for s in group if s.epoch is None]
     if undated:
@@ -639,6 +673,7 @@ def run_check(
     rules: Sequence[Rule],
     *,
     snapshot: str | None = "last",
+    layer: str | None = "penultimate",
     keys: dict[str, str] | None = None,
     config: str | None = None,
     chunk_rows: int | None = None,
@@ -656,12 +691,22 @@ def run_check(
         ``"last"`` (default: the last epoch of each split and layer), ``"all"``, or a glob on
         snapshot paths (comma-separated for several). With ``"last"``, trend rules still see
         every snapshot of each trajectory; with a glob they see the matching ones.
+    layer : str
+        ``"penultimate"`` (default: the classifier's layer, snapshots without a ``layer``),
+        ``"all"``, or a hidden layer's name (``"layer_1"``). Every rule, trends included,
+        sees only these snapshots. A rule that needs the classifier (NC3, NC4, SQI, the
+        classifier's accuracy) fails on a hidden layer, which has no weights.
     keys : dict, optional
         Explicit array names by role, as for :func:`~ncinspect.analyze.analyze_file`.
     config : str, optional
         The configuration file the rules came from (recorded in the result).
     chunk_rows, memory_limit : int, optional
         As for :func:`~ncinspect.analyze.analyze_file`.
+
+    Raises
+    ------
+    UsageError
+        No rules; a pattern that matches no snapshot; no selected snapshot of ``layer``.
     """
     from .analyze import analyze_file
     from .dump import open_dump
@@ -672,22 +717,30 @@ def run_check(
             "(ncinspect.toml [check] or pyproject.toml [tool.ncinspect.check])"
         )
     snapshot = snapshot or "last"
-    per_class = any(r.per_class_key for r in rules)
+    layer = layer or "penultimate"
     needs_trajectory = any(r.is_trend for r in rules)
     pattern = None if snapshot in ("last", "all") else snapshot
-    if snapshot == "last" and not needs_trajectory:
-        with open_dump(path, keys=keys) as dump:
-            names = [s.name for s in select_last(dump.snapshots)]
-        pattern = _names_pattern(names)
+    with open_dump(path, keys=keys) as dump:
+        pool = dump.select(pattern)
+        chosen = select_layer(pool, layer)
+        if not chosen:
+            have = ", ".join(dict.fromkeys(_layer_label(s.layer) for s in pool))
+            raise UsageError(
+                f"{os.fspath(path)}: no {'' if pattern is None else 'matching '}snapshot of "
+                f"layer {layer!r}; layers there: {have} (choose one with --layer, or all)"
+            )
+        if snapshot == "last" and not needs_trajectory:
+            chosen = select_last(chosen)
+        names = {s.name for s in chosen}
     report = analyze_file(
         path,
-        snapshot=pattern,
+        snapshot=_names_pattern(sorted(names)),
         keys=keys,
-        per_class=per_class,
+        per_class=any(r.per_class_key for r in rules),
         chunk_rows=chunk_rows,
         memory_limit=memory_limit,
     )
-    results = list(report.snapshots)
+    results = [r for r in report.snapshots if r.name in names]
     targets = select_last(results) if snapshot == "last" else results
     return CheckResult(
         file=os.fspath(path),
@@ -695,4 +748,5 @@ def run_check(
         rules=list(rules),
         snapshot=snapshot,
         config=config,
+        layer=layer,
     )

@@ -19,6 +19,8 @@ from ncinspect.check import (
     parse_trend,
     rules_from_table,
     select_last,
+    select_layer,
+    trajectories,
 )
 from ncinspect.cli import main
 from ncinspect.errors import UsageError
@@ -69,6 +71,28 @@ def no_weights(tmp_path_factory):
         w.write("labels", y)
         for ep in (20, 40):
             w.snapshot(f"epoch_{ep}", epoch=ep).append(features=_features(ep, means, y, seed=ep))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def layered(tmp_path_factory):
+    """Train and test trajectories (3 epochs) of the classifier's layer (with weights) and of
+    two hidden layers ``layer_1``/``layer_2`` (features only), as the bundled trainer dumps."""
+    path = tmp_path_factory.mktemp("check_layers") / "layers.h5"
+    means = simplex_etf(C, D, 4.0, np.random.default_rng(3))
+    y = np.repeat(np.arange(C), 10)
+    with DumpWriter(path, "w") as w:
+        w.write("labels", y)
+        w.write("labels", y, group="test")
+        for split in ("train", "test"):
+            for ep in (0, 10, 20):
+                base = f"epoch_{ep:04d}" if split == "train" else f"test/epoch_{ep:04d}"
+                snap = w.snapshot(base, epoch=ep, split=split)
+                snap.append(features=_features(ep, means, y, seed=ep))
+                snap.write(weights=means)
+                for k in (1, 2):
+                    h = _features(ep, means, y, seed=ep + 10 * k)
+                    w.snapshot(f"{base}/layer_{k}").append(features=h)
     return str(path)
 
 
@@ -282,6 +306,103 @@ def test_select_last_groups_by_split_and_layer():
     assert sorted(s.name for s in select_last(items)) == ["b", "c", "d", "f"]
 
 
+def test_trajectories_reuse_the_trajectory_module():
+    from types import SimpleNamespace as S
+
+    from ncinspect.trajectory import group_trajectories
+
+    items = [
+        S(name="b", epoch=9, split="train", layer=None),
+        S(name="x", epoch=None, split="train", layer=None),
+        S(name="a", epoch=5, split="train", layer=None),
+        S(name="c", epoch=1, split="train", layer="layer_1"),
+    ]
+    groups = trajectories(items)
+    assert groups == list(group_trajectories(items).values())
+    assert [[s.name for s in g] for g in groups] == [["a", "b", "x"], ["c"]]
+    # the last *dated* snapshot wins over an undated one
+    assert sorted(s.name for s in select_last(items)) == ["b", "c"]
+    assert [s.name for s in select_layer(items)] == ["b", "x", "a"]
+    assert [s.name for s in select_layer(items, "layer_1")] == ["c"]
+    assert select_layer(items, "all") == items
+
+
+# --------------------------------------------------------------------------------------
+# layers
+# --------------------------------------------------------------------------------------
+README_RULES = ["--max", "nc1=100", "--min", "per_class.ncc_agreement=0", "--decreasing", "nc1"]
+
+
+def test_rules_default_to_the_classifier_layer(layered, capsys):
+    # NC3 / NC4 / per-class NCC agreement need the classifier: only the penultimate
+    # snapshots have it, and by default only they are checked
+    args = [*README_RULES, "--max", "nc3_self_duality=100", "--max", "nc4_ncc_mismatch=1"]
+    code, res = run_json(capsys, layered, *args)
+    assert code == 0, [r["message"] for r in res["results"] if not r["passed"]]
+    assert res["layer"] == "penultimate"
+    assert {r["layer"] for r in res["results"]} == {None}
+    thresh = sorted({r["target"] for r in res["results"] if r["rule"]["kind"] != "decreasing"})
+    assert thresh == ["/epoch_0020", "/test/epoch_0020"]
+    trend = sorted(r["target"] for r in res["results"] if r["rule"]["kind"] == "decreasing")
+    assert trend == ["/epoch_0000 .. /epoch_0020", "/test/epoch_0000 .. /test/epoch_0020"]
+
+
+def test_layer_all_gates_hidden_layers_and_fails_rules_needing_weights(layered, capsys):
+    code, res = run_json(capsys, layered, "--layer", "all", "--max", "nc1=100")
+    assert code == 0 and res["layer"] == "all"
+    assert {r["layer"] for r in res["results"]} == {None, "layer_1", "layer_2"}
+    assert len(res["results"]) == 6  # last epoch of 2 splits x 3 layers
+    # a rule needing W on a hidden layer fails with the reason, never passes silently
+    code, res = run_json(
+        capsys, layered, "--layer", "all", *README_RULES, "--max", "nc3_self_duality=1e9"
+    )
+    assert code == 1
+    failed = [r for r in res["results"] if not r["passed"]]
+    assert {r["layer"] for r in failed} == {"layer_1", "layer_2"}
+    assert {r["rule"]["metric"] for r in failed} == {"per_class.ncc_agreement", "nc3_self_duality"}
+    assert all("no classifier weights" in r["message"] for r in failed)
+    assert all(r["passed"] for r in res["results"] if r["layer"] is None)
+
+
+def test_layer_name_selects_one_hidden_layer(layered, capsys):
+    code, res = run_json(capsys, layered, "--layer", "layer_2", "--max", "nc1=100")
+    assert code == 0
+    assert [r["target"] for r in res["results"]] == [
+        "/epoch_0020/layer_2",
+        "/test/epoch_0020/layer_2",
+    ]
+    code, res = run_json(capsys, layered, "--layer", "layer_2", "--decreasing", "nc1")
+    assert {r["target"] for r in res["results"]} == {
+        "/epoch_0000/layer_2 .. /epoch_0020/layer_2",
+        "/test/epoch_0000/layer_2 .. /test/epoch_0020/layer_2",
+    }
+    # the title says which layer was checked
+    args = ["--layer", "layer_2", "--max", "nc1=100", "--format", "table", "-o", "t.txt"]
+    assert main(["check", layered, *args]) == 0
+    capsys.readouterr()
+    assert "layers.h5  layer: layer_2" in open("t.txt").read()
+    # a layer the file does not have is a usage error naming those it has
+    assert main(["check", layered, "--layer", "layer_9", "--max", "nc1=100"]) == 2
+    err = capsys.readouterr().err
+    assert "'layer_9'" in err and "penultimate, layer_1, layer_2" in err
+    # so is a pattern whose snapshots are all of other layers
+    args = ["--snapshot", "*/layer_1", "--max", "nc1=100"]
+    assert main(["check", layered, *args]) == 2
+    assert "no matching snapshot of layer 'penultimate'" in capsys.readouterr().err
+    assert run_json(capsys, layered, *args, "--layer", "all")[0] == 0
+
+
+def test_layer_from_config_and_cli_override(layered, tmp_path, capsys):
+    (tmp_path / "ncinspect.toml").write_text('[check]\nlayer = "layer_1"\nmax = { nc1 = 100 }\n')
+    code, res = run_json(capsys, layered)
+    assert code == 0 and {r["layer"] for r in res["results"]} == {"layer_1"}
+    code, res = run_json(capsys, layered, "--layer", "penultimate")
+    assert code == 0 and {r["layer"] for r in res["results"]} == {None}
+    (tmp_path / "ncinspect.toml").write_text("[check]\nlayer = 1\nmax = { nc1 = 100 }\n")
+    assert main(["check", layered]) == 2
+    assert "layer must be a non-empty string" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("group", ["run[a]", "a,b"])
 def test_snapshot_names_with_glob_characters(tmp_path, capsys, group):
     path = tmp_path / "odd.h5"
@@ -378,7 +499,7 @@ def test_explicit_config_and_bad_configs(traj, tmp_path, capsys):
 
 
 def test_rules_from_table_and_merge():
-    rules, snap = rules_from_table(
+    config = rules_from_table(
         {
             "max": {"nc1": 0.1, "per_class": {"var": 2}},
             "min": {"per_class.ncc_agreement": 0.95},
@@ -386,7 +507,9 @@ def test_rules_from_table_and_merge():
         },
         "t",
     )
-    assert snap is None
+    rules = config.rules
+    assert config.snapshot is None and config.layer is None
+    assert rules_from_table({"layer": "all", "snapshot": "*"}, "t").layer == "all"
     assert [r.text for r in rules] == [
         "nc1 <= 0.1",
         "max per_class.var <= 2",
@@ -466,3 +589,17 @@ def test_table_output(traj, capsys):
     assert main(["check", traj["path"], *FAILING, "--format", "table", "-o", "t.txt"]) == 1
     capsys.readouterr()
     assert "4 passed, 2 failed" in open("t.txt").read()
+
+
+def test_table_bound_is_written_as_in_the_rule(traj, capsys):
+    args = ["--max", "nc1=0.0001", "--min", "accuracy_ncc=1e-05", "--max", "nc1_trace_ratio=20000"]
+    main(["check", traj["path"], *args, "--decreasing", "nc1"])
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("│")]
+    cells = [[c.strip() for c in ln.strip("│").split("│")] for ln in rows]
+    bounds = {c[0]: c[3] for c in cells}
+    assert bounds["nc1 <= 0.0001"] == "0.0001"
+    assert bounds["accuracy_ncc >= 1e-05"] == "1e-05"
+    assert bounds["nc1_trace_ratio <= 20000"] == "20000"
+    # a trend's bound is the first epoch's measured value, formatted like the value column
+    trend = [c for c in cells if c[0].startswith("nc1 decreasing")]
+    assert trend and all(c[3] and c[3] != "n/a" for c in trend)

@@ -39,8 +39,17 @@ def _trend_options(func):
     "snapshot",
     metavar="PATTERN|last|all",
     default=None,
-    help="Snapshots the thresholds apply to: the last epoch of each split/layer "
-    "(default), all, or a glob on snapshot paths (comma-separated).",
+    help="Snapshots the thresholds apply to: the last epoch of each split (and layer, see "
+    "--layer) (default), all, or a glob on snapshot paths (comma-separated).",
+)
+@click.option(
+    "--layer",
+    "layer",
+    metavar="penultimate|all|NAME",
+    default=None,
+    help="Layer the rules apply to: the classifier's (penultimate features; default), all, "
+    "or a hidden layer such as layer_1. Rules needing the classifier (weight metrics, NC3, "
+    "NC4, SQI, accuracy_classifier) fail on hidden layers, which have no weights.",
 )
 @click.option(
     "--max",
@@ -88,7 +97,17 @@ def _trend_options(func):
 @key_options
 @debug_option
 def command(
-    file, snapshot, max_rules, min_rules, config_path, no_config, fmt_name, output, debug, **kwargs
+    file,
+    snapshot,
+    layer,
+    max_rules,
+    min_rules,
+    config_path,
+    no_config,
+    fmt_name,
+    output,
+    debug,
+    **kwargs,
 ):
     """Check the metrics of FILE against rules; exit 1 when any rule fails.
 
@@ -96,6 +115,7 @@ def command(
     Examples:
       ncinspect check run.h5 --max nc1=0.1 --min accuracy_classifier=0.95
       ncinspect check run.h5 --min per_class.ncc_agreement=0.95 --decreasing nc1
+      ncinspect check run.h5 --layer all --max nc1=0.05
       ncinspect check run.h5 --non-increasing nc1:last=5,rtol=0.05 --format junit -o nc.xml
     """
     from ..check import (
@@ -127,6 +147,7 @@ def command(
         file,
         merge_rules(config.rules, cli_rules),
         snapshot=snapshot or config.snapshot or "last",
+        layer=layer or config.layer or "penultimate",
         keys=keys,
         config=config.path,
     )

@@ -32,19 +32,26 @@ def check_table(result: CheckResult):
     from rich.text import Text
 
     config = f"  config: {result.config}" if result.config else ""
-    table = Table(title=f"[bold]{result.file}[/bold]{config}", title_justify="left")
+    layer = "" if result.layer == "penultimate" else f"  layer: {result.layer}"
+    # a line of its own, not the table's title, which would wrap at the table's width
+    header = Text.assemble((str(result.file), "bold"), f"{layer}{config}")
+    table = Table()
     for col in ("rule", "snapshot", "value", "bound", "result"):
         table.add_column(col, justify="right" if col in ("value", "bound") else "left")
     for o in result.outcomes:
         verdict = "[green]pass[/green]" if o.passed else "[bold red]FAIL[/bold red]"
-        bound = "" if o.bound is None else fmt(o.bound)
+        # a threshold's bound as the rule text writes it; a trend's (the first value) measured
+        if o.bound is None:
+            bound = ""
+        else:
+            bound = fmt(o.bound) if o.rule.is_trend else o.rule.bound_text
         table.add_row(o.rule.text, o.target, fmt(o.value), bound, verdict)
     reasons = [
         Text.assemble(("FAIL ", "bold red"), f"{_case_name(o)}: {o.message}")
         for o in result.failures
     ]
     colour = "green" if result.passed else "bold red"
-    return Group(table, *reasons, Text(summary_line(result), style=colour))
+    return Group(header, table, *reasons, Text(summary_line(result), style=colour))
 
 
 def to_json(result: CheckResult) -> str:
