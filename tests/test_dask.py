@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -36,9 +37,11 @@ def data():
 
 
 def test_core_import_does_not_import_dask():
-    code = ("import sys, ncinspect, ncinspect.analyze, ncinspect.cli.report, ncinspect.engines;"
-            "bad = [m for m in ('dask', 'distributed', 'zarr') if m in sys.modules];"
-            "assert not bad, bad")
+    code = (
+        "import sys, ncinspect, ncinspect.analyze, ncinspect.cli.report, ncinspect.engines;"
+        "bad = [m for m in ('dask', 'distributed', 'zarr') if m in sys.modules];"
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -46,8 +49,7 @@ def test_dask_array_equals_local(data):
     h, y, w, b = data
     local = ncinspect.analyze(h, y, weights=w, bias=b, per_class=True)
     feats = da.from_array(h, chunks=(333, 10))  # row chunks of any size, columns split too
-    got = ncinspect.analyze(feats, da.from_array(y, chunks=100), weights=w, bias=b,
-                            per_class=True)
+    got = ncinspect.analyze(feats, da.from_array(y, chunks=100), weights=w, bias=b, per_class=True)
     _assert_same(got.metrics, local.metrics)
     for a, c in zip(got.per_class, local.per_class, strict=True):
         _assert_same(a, c)
@@ -58,8 +60,12 @@ def test_dask_outputs_and_center_samples(data):
     h, y, w, b = data
     outs = h.astype(np.float64) @ w.T * 0.01
     local = ncinspect.analyze(h, y, outputs=outs, center="samples")
-    got = ncinspect.analyze(da.from_array(h, chunks=(97, -1)), y, center="samples",
-                            outputs=da.from_array(outs, chunks=(50, 2)))
+    got = ncinspect.analyze(
+        da.from_array(h, chunks=(97, -1)),
+        y,
+        center="samples",
+        outputs=da.from_array(outs, chunks=(50, 2)),
+    )
     _assert_same(got.metrics, local.metrics)
     assert got.metrics["sqi_eps1"] is not None
 
@@ -82,8 +88,9 @@ def test_dask_nonfinite_rows_are_reported(data):
 def test_zarr_store(data, tmp_path):
     zarr = pytest.importorskip("zarr")
     h, y, w, b = data
-    store = zarr.open_array(str(tmp_path / "h.zarr"), mode="w", shape=h.shape,
-                            chunks=(128, h.shape[1]), dtype=h.dtype)
+    store = zarr.open_array(
+        str(tmp_path / "h.zarr"), mode="w", shape=h.shape, chunks=(128, h.shape[1]), dtype=h.dtype
+    )
     store[:] = h
     got = ncinspect.analyze(da.from_zarr(str(tmp_path / "h.zarr")), y, weights=w, bias=b)
     _assert_same(got.metrics, ncinspect.analyze(h, y, weights=w, bias=b).metrics)
@@ -105,8 +112,9 @@ def test_engine_needs_the_extra(monkeypatch):
 @pytest.fixture(scope="module")
 def cluster():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as lc:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as lc:
         yield lc
 
 
@@ -126,10 +134,27 @@ def dump(tmp_path_factory, data):
 @pytest.mark.slow
 def test_cli_dask_engine_on_cluster_equals_local(cluster, dump, tmp_path):
     local, remote = tmp_path / "local.json", tmp_path / "dask.json"
-    assert main(["report", str(dump), "--json", str(local), "--per-class",
-                 "--chunk-rows", "100"]) == 0
-    assert main(["report", str(dump), "--json", str(remote), "--per-class", "--chunk-rows",
-                 "100", "--engine", "dask", "--scheduler", cluster.scheduler_address]) == 0
+    assert (
+        main(["report", str(dump), "--json", str(local), "--per-class", "--chunk-rows", "100"]) == 0
+    )
+    assert (
+        main(
+            [
+                "report",
+                str(dump),
+                "--json",
+                str(remote),
+                "--per-class",
+                "--chunk-rows",
+                "100",
+                "--engine",
+                "dask",
+                "--scheduler",
+                cluster.scheduler_address,
+            ]
+        )
+        == 0
+    )
     want, got = json.loads(local.read_text()), json.loads(remote.read_text())
     assert len(got["snapshots"]) == 2
     for g, w in zip(got["snapshots"], want["snapshots"], strict=True):
@@ -149,3 +174,80 @@ def test_analyze_on_cluster_client(cluster, data):
         got = ncinspect.analyze(da.from_array(h, chunks=(50, -1)), y, weights=w, engine=engine)
         assert engine.client() is client
     _assert_same(got.metrics, ncinspect.analyze(h, y, weights=w).metrics)
+
+
+# ------------------------------------------------------------------------------------------
+# HDF5 files read by the tasks: absolute paths, no handle left open, readable errors
+# ------------------------------------------------------------------------------------------
+def _write_dump(path, data, scale: float = 1.0) -> None:
+    h, y, w, b = data
+    with h5py.File(path, "w") as f:
+        f.create_dataset("features", data=h * scale, chunks=(64, h.shape[1]))
+        f["labels"], f["weights"], f["bias"] = y, w, b
+
+
+def test_dask_engine_leaves_no_file_open(data, tmp_path):
+    from ncinspect.engines.dask import DaskEngine
+
+    path = tmp_path / "open.h5"
+    _write_dump(path, data)
+    first = ncinspect.analyze_file(path, engine=DaskEngine(), chunk_rows=100)
+    _write_dump(path, data, scale=2.0)  # "unable to truncate a file which is already open"
+    again = ncinspect.analyze_file(path, engine=DaskEngine(), chunk_rows=100)
+    assert again[0].metrics["nc1"] == pytest.approx(first[0].metrics["nc1"])
+    np.testing.assert_allclose(again[0].arrays["means"], 2 * first[0].arrays["means"], rtol=1e-6)
+
+
+def test_dask_read_failure_is_unreadable_file_error(data, tmp_path, monkeypatch, capsys):
+    import ncinspect.engines.dask as engine_mod
+
+    _write_dump(tmp_path / "bad.h5", data)
+    monkeypatch.chdir(tmp_path)
+
+    def fail(path, name, key):
+        raise OSError(f"Unable to synchronously open file (name = '{path}')\nerrno = 5")
+
+    monkeypatch.setattr(engine_mod, "_read_h5", fail)
+    assert main(["report", "bad.h5", "--engine", "dask", "--json", "-"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert str(tmp_path / "bad.h5") + ":/features: cannot read rows 0:" in err
+
+
+def test_h5_rows_path_is_absolute_and_missing_file_is_named(tmp_path, monkeypatch):
+    from ncinspect.engines.dask import _H5Rows
+
+    monkeypatch.chdir(tmp_path)
+    rows = _H5Rows("gone.h5", "/features", (10, 3), np.float32)
+    assert rows.path == str(tmp_path / "gone.h5")
+    with pytest.raises(
+        ncinspect.errors.UnreadableFileError,
+        match=r"gone\.h5:/features: "
+        r"cannot read rows 2:5 .*FileNotFoundError",
+    ):
+        rows[2:5, :]
+
+
+@pytest.mark.slow
+def test_cluster_workers_in_another_cwd_read_relative_paths(cluster, data, tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    from ncinspect.engines.dask import DaskEngine, _H5Rows
+
+    path = tmp_path / "rel.h5"
+    _write_dump(path, data)
+    monkeypatch.chdir(tmp_path)
+    with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
+        assert str(tmp_path) not in set(client.run(os.getcwd).values())  # workers elsewhere
+        want = ncinspect.analyze_file("rel.h5", chunk_rows=100)
+        got = ncinspect.analyze_file("rel.h5", chunk_rows=100, engine=DaskEngine(client))
+        _assert_same(got[0].metrics, want[0].metrics)
+        _write_dump(path, data, scale=2.0)  # no worker keeps the file open (or locked)
+        # a file a worker cannot read: the client gets the engine's error, naming the file
+        gone = da.from_array(
+            _H5Rows("gone.h5", "/features", (10, 3), np.float32),
+            chunks=(5, 3),
+            asarray=True,
+            lock=False,
+        )
+        with pytest.raises(ncinspect.errors.UnreadableFileError, match=str(tmp_path / "gone.h5")):
+            client.compute(gone.sum(), sync=True)

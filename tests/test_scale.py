@@ -34,8 +34,13 @@ def _peak_rss_mb(code: str, **env: str) -> tuple[float, str]:
     """
     if not os.path.exists("/proc/self/status"):
         pytest.skip("needs /proc (Linux) to read the peak RSS")
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code) + _HWM],
-                          capture_output=True, text=True, check=False, env={**os.environ, **env})
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code) + _HWM],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **env},
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     return int(lines[-1].split()[1]) / 1024, "\n".join(lines[:-1])
@@ -51,8 +56,9 @@ def _write_blocks(path, n, d, C, *, seed=0, step=20_000):
         snap = w.snapshot("/")
         for a in range(0, n, step):
             y = labels[a : a + step]
-            snap.append(features=means[y] + 0.5 * rng.standard_normal((y.size, d),
-                                                                        dtype=np.float32))
+            snap.append(
+                features=means[y] + 0.5 * rng.standard_normal((y.size, d), dtype=np.float32)
+            )
         snap.write(weights=means)
     return means
 
@@ -90,7 +96,8 @@ def test_memory_limit_sets_chunk_rows():
 @pytest.mark.slow
 def test_many_classes_no_c_by_c_matrix(tmp_path):
     """C = 20,000, d = 256: no C x C (3.2 GB) or d x d matrix; peak RSS stays small."""
-    rss, out = _peak_rss_mb("""
+    rss, out = _peak_rss_mb(
+        """
         import json
         import numpy as np
         import ncinspect
@@ -101,7 +108,9 @@ def test_many_classes_no_c_by_c_matrix(tmp_path):
         h = means[y] + 0.1 * rng.standard_normal((y.size, d))
         r = ncinspect.analyze(h, y)
         print(json.dumps({"m": r.metrics, "w": r.warnings, "basis": r.arrays["basis"].shape}))
-    """, OMP_NUM_THREADS="1")  # one BLAS thread: no oversubscription on a shared CI box
+    """,
+        OMP_NUM_THREADS="1",
+    )  # one BLAS thread: no oversubscription on a shared CI box
     res = json.loads(out.strip().splitlines()[-1])
     assert rss < 1200, f"peak RSS {rss:.0f} MB; a C x C float64 matrix alone is 3200 MB"
     m = res["m"]
@@ -172,15 +181,32 @@ def test_progress_counts_train_partner_first_pass(tmp_path):
     assert bar.total_rows == bar.done == 2 * 30 + 60  # test twice, train means once
 
 
-def test_progress_hidden_when_quiet_or_not_a_terminal(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("tty", "quiet", "enabled"), [(False, False, False), (True, True, False), (True, False, True)]
+)
+def test_progress_hidden_when_quiet_or_not_a_terminal(
+    tmp_path, monkeypatch, capsys, tty, quiet, enabled
+):
+    import ncinspect.cli.progress as progress_mod
+
     h, y, m = make_data(C=3, d=8, n=20)
     path = tmp_path / "q.h5"
     with h5py.File(path, "w") as f:
         f["features"], f["labels"] = h, y
-    assert main(["report", str(path), "--json", "-"]) == 0  # stderr is not a terminal here
-    assert capsys.readouterr().err == ""
-    assert main(["report", str(path), "--json", "-", "--quiet"]) == 0
-    assert capsys.readouterr().err == ""
+    made = []
+
+    class Recording(RowProgress):
+        def __init__(self, **kwargs):
+            made.append(kwargs)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(progress_mod, "RowProgress", Recording)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
+    argv = ["report", str(path), "--json", "-"] + (["--quiet"] if quiet else [])
+    assert main(argv) == 0
+    assert [kw.get("enabled", True) for kw in made] == [enabled]  # the CLI's decision
+    if not enabled:
+        assert capsys.readouterr().err == ""
 
 
 def test_default_chunks_shrink_only_when_memory_is_short(monkeypatch):

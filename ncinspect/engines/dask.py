@@ -8,20 +8,22 @@ round-off (the sums are only grouped differently). The geometry between the pass
 small (C x d). Nothing is duplicated: the maths is the one of :mod:`ncinspect.stats`.
 
 Inputs: Dask arrays (``ncinspect.analyze(dask_array, labels)``; e.g. ``da.from_zarr``), or
-the arrays of a dump (HDF5 datasets are reopened by path on each worker, so the file must be
-readable there; NPZ members and in-memory arrays are shipped as they are).
+the arrays of a dump (HDF5 datasets are reopened by absolute path for each chunk, on the
+worker, so the file must be readable at that path there, and no handle stays open after the
+computation; NPZ members and in-memory arrays are shipped as they are).
 
 Needs the ``dask`` extra (dask[array], distributed; zarr for Zarr stores).
 """
 
 from __future__ import annotations
 
-import threading
+import os
+import socket
 from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidDataError, UsageError
+from ..errors import InvalidDataError, UnreadableFileError, UsageError
 from ..io.sources import ArraySource, H5Source
 from ..stats import FirstPass, SecondPass
 
@@ -57,25 +59,42 @@ class DaskSource(ArraySource):
 # ------------------------------------------------------------------------------------------
 # HDF5 datasets reopened on the worker (h5py objects cannot be pickled)
 # ------------------------------------------------------------------------------------------
-_FILES: dict[str, Any] = {}
-_FILES_LOCK = threading.Lock()
+def _read_h5(path: str, name: str, key) -> np.ndarray:
+    """``key`` of dataset ``name`` in the HDF5 file at ``path``, opened for this read only.
+
+    Opening per chunk costs a fraction of a millisecond (chunks hold megabytes), and leaves
+    no handle open after the computation: neither the client nor a worker keeps the file
+    open (or locked) once the report is done, so it can be rewritten or deleted.
+    """
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return f[name][key]
 
 
 class _H5Rows:
-    """Picklable stand-in for an HDF5 dataset: file path and dataset name, opened on use."""
+    """Picklable stand-in for an HDF5 dataset: absolute file path and dataset name.
+
+    The path is made absolute on the client, so a worker with another working directory
+    finds the same file; a failure to open or read it there is an
+    :class:`~ncinspect.errors.UnreadableFileError` naming the file (exit code 3).
+    """
 
     def __init__(self, path: str, name: str, shape: tuple[int, ...], dtype: np.dtype):
-        self.path, self.name = path, name
+        self.path, self.name = os.path.abspath(path), name
         self.shape, self.dtype, self.ndim = shape, np.dtype(dtype), len(shape)
 
     def __getitem__(self, key):
-        import h5py
-
-        with _FILES_LOCK:  # one handle per file and process; h5py serialises reads anyway
-            f = _FILES.get(self.path)
-            if f is None or not f.id.valid:
-                f = _FILES[self.path] = h5py.File(self.path, "r")
-            return f[self.name][key]
+        try:
+            return _read_h5(self.path, self.name, key)
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            rows = key[0] if isinstance(key, tuple) else key
+            span = f"rows {rows.start}:{rows.stop}" if isinstance(rows, slice) else "rows"
+            why = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line
+            raise UnreadableFileError(
+                f"{self.path}:{self.name}: cannot read {span} in a Dask task on "
+                f"{socket.gethostname()} ({why}); the file must be readable at this path there"
+            ) from None
 
 
 class _SourceRows:
@@ -100,14 +119,27 @@ def _to_dask(source: ArraySource, rows: int):
         return arr
     if isinstance(source, H5Source):
         path = source.where.rsplit(":", 1)[0]
-        rows_obj = _H5Rows(str(source.dataset.file.filename or path), source.dataset.name,
-                           source.shape, source.dtype)
+        # the file name as it was opened (maybe relative), made absolute here, on the client
+        rows_obj = _H5Rows(
+            os.fspath(source.dataset.file.filename or path),
+            source.dataset.name,
+            source.shape,
+            source.dtype,
+        )
     else:
         rows_obj = _SourceRows(source)
-    name = f"ncinspect-{dask.base.tokenize(source.where, source.shape, str(source.dtype), rows)}"
-    return da.from_array(rows_obj, chunks=(rows,) + tuple(source.shape[1:]), name=name,
-                         asarray=True, lock=False, meta=np.empty((0,) * len(source.shape),
-                                                                 source.dtype))
+    token = dask.base.tokenize(
+        source.where, getattr(rows_obj, "path", None), source.shape, str(source.dtype), rows
+    )
+    name = f"ncinspect-{token}"
+    return da.from_array(
+        rows_obj,
+        chunks=(rows,) + tuple(source.shape[1:]),
+        name=name,
+        asarray=True,
+        lock=False,
+        meta=np.empty((0,) * len(source.shape), source.dtype),
+    )
 
 
 def _row_bounds(arr) -> list[tuple[int, int]]:
@@ -122,13 +154,15 @@ def _first_chunk(block: np.ndarray, codes: np.ndarray, n_classes: int, row0: int
     return FirstPass.of_chunk(np.asarray(block), codes, n_classes, row0)
 
 
-def _second_chunk(geom, block: np.ndarray, codes: np.ndarray, outputs, where: str,
-                  row0: int) -> SecondPass:
+def _second_chunk(
+    geom, block: np.ndarray, codes: np.ndarray, outputs, where: str, row0: int
+) -> SecondPass:
     if outputs is not None:
         outputs = np.asarray(outputs, dtype=np.float64)
         if not np.isfinite(outputs).all():
             raise InvalidDataError(
-                f"{where}: NaN/Inf in outputs rows {row0}:{row0 + outputs.shape[0]}")
+                f"{where}: NaN/Inf in outputs rows {row0}:{row0 + outputs.shape[0]}"
+            )
     return SecondPass.of_chunk(geom, np.asarray(block), codes, outputs)
 
 
@@ -142,8 +176,10 @@ def _tree(parts: list):
 
     merge = dask.delayed(_merge, pure=True)
     while len(parts) > 1:
-        parts = [merge(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
-                 for i in range(0, len(parts), 2)]
+        parts = [
+            merge(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
+            for i in range(0, len(parts), 2)
+        ]
     return parts[0]
 
 
@@ -229,8 +265,10 @@ class DaskEngine:
 
         arr = _to_dask(prep.features, rows)
         task = dask.delayed(_first_chunk, pure=True)
-        parts = [task(blk, prep.codes[a:b], prep.n_classes, a)
-                 for blk, (a, b) in zip(arr.to_delayed().ravel(), _row_bounds(arr), strict=True)]
+        parts = [
+            task(blk, prep.codes[a:b], prep.n_classes, a)
+            for blk, (a, b) in zip(arr.to_delayed().ravel(), _row_bounds(arr), strict=True)
+        ]
         first = self.compute(_tree(parts))
         if progress:
             progress(prep.n_samples)
@@ -248,8 +286,10 @@ class DaskEngine:
         g = dask.delayed(geom, pure=True)  # one key, shipped once to each worker
         where = getattr(prep.outputs, "where", "outputs")
         task = dask.delayed(_second_chunk, pure=True)
-        parts = [task(g, blk, prep.codes[a:b], out, where, a)
-                 for blk, out, (a, b) in zip(arr.to_delayed().ravel(), outs, bounds, strict=True)]
+        parts = [
+            task(g, blk, prep.codes[a:b], out, where, a)
+            for blk, out, (a, b) in zip(arr.to_delayed().ravel(), outs, bounds, strict=True)
+        ]
         second = self.compute(_tree(parts))
         if progress:
             progress(prep.n_samples)
