@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from matplotlib.colors import to_rgb  # noqa: E402
 from test_plots_data import EPOCHS, write_run  # noqa: E402
 
 from ncinspect import analyze, analyze_file  # noqa: E402
@@ -52,8 +53,9 @@ def _lines(fig, gid):
 
 
 def _train(report, layer=None):
-    return sorted((r for r in report if r.split == "train" and r.layer == layer),
-                  key=lambda r: r.epoch)
+    return sorted(
+        (r for r in report if r.split == "train" and r.layer == layer), key=lambda r: r.epoch
+    )
 
 
 # -- trajectory -------------------------------------------------------------------------------
@@ -62,19 +64,31 @@ def test_trajectory_lines_carry_the_report_values(runs):
     fig = plot_trajectory(reports, labels=["weight decay", "no weight decay"])
     for label, report in zip(["weight decay", "no weight decay"], reports, strict=True):
         train = _train(report)
-        test = sorted((r for r in report if r.split == "test" and r.layer is None),
-                      key=lambda r: r.epoch)
-        for key in ("nc1", "nc2_equinorm_means", "nc2_equiangular_weights", "etf_error_means",
-                    "etf_error_weights_centered", "nc3_self_duality", "nc4_ncc_mismatch"):
+        test = sorted(
+            (r for r in report if r.split == "test" and r.layer is None), key=lambda r: r.epoch
+        )
+        for key in (
+            "nc1",
+            "nc2_equinorm_means",
+            "nc2_equiangular_weights",
+            "etf_error_means",
+            "etf_error_weights_centered",
+            "nc3_self_duality",
+            "nc4_ncc_mismatch",
+        ):
             (line,) = _lines(fig, f"{label}|{key}|train")
             np.testing.assert_array_equal(line.get_xdata(), [r.epoch for r in train])
-            np.testing.assert_allclose(line.get_ydata(), [r.metrics[key] for r in train],
-                                       rtol=0, atol=0)
+            np.testing.assert_allclose(
+                line.get_ydata(), [r.metrics[key] for r in train], rtol=0, atol=0
+            )
         (acc,) = _lines(fig, f"{label}|accuracy_classifier|test")
-        np.testing.assert_array_equal(acc.get_ydata(),
-                                      [r.metrics["accuracy_classifier"] for r in test])
-    assert [t.get_text() for t in fig.legends[0].get_texts()][:2] == ["weight decay",
-                                                                      "no weight decay"]
+        np.testing.assert_array_equal(
+            acc.get_ydata(), [r.metrics["accuracy_classifier"] for r in test]
+        )
+    assert [t.get_text() for t in fig.legends[0].get_texts()][:2] == [
+        "weight decay",
+        "no weight decay",
+    ]
 
 
 def test_trajectory_one_line_per_run_and_consistent_colours(runs):
@@ -89,6 +103,23 @@ def test_trajectory_one_line_per_run_and_consistent_colours(runs):
     assert len(colours["a"]) == 1 and len(colours["b"]) == 1 and colours["a"] != colours["b"]
     mismatch_ax = next(ax for ax in fig.axes if ax.get_title().startswith("NC4"))
     assert mismatch_ax.get_yscale() == "linear"
+
+
+def test_trajectory_runs_with_identical_values_stay_visible(runs):
+    # the same report twice: every series coincides; the first run must not be hidden
+    report = runs["wd"][1]
+    fig = plot_trajectory([report, report], labels=["a", "b"])
+    for ax in fig.axes:
+        for a_line in (ln for ln in ax.lines if ln.get_label() == "a"):
+            split = a_line.get_gid().split("|", 1)[1]
+            (b_line,) = _lines(fig, f"b|{split}")
+            np.testing.assert_array_equal(a_line.get_ydata(), b_line.get_ydata())
+            assert a_line.get_marker() != b_line.get_marker()
+            assert a_line.get_markersize() > b_line.get_markersize()  # drawn below, larger
+            assert a_line.get_linewidth() > b_line.get_linewidth()
+            assert b_line.get_alpha() is not None and b_line.get_alpha() < 1
+    handles = fig.legends[0].legend_handles
+    assert handles[0].get_marker() != handles[1].get_marker()  # the legend says which is which
 
 
 def test_trajectory_accepts_axes_and_single_run(runs):
@@ -134,6 +165,13 @@ def test_layers_plot_metrics_against_depth(runs):
     assert [t.get_text() for t in nc1_ax.get_xticklabels()] == ["1", "2", "3 (penult.)"]
 
 
+def test_layers_runs_have_distinct_markers(runs):
+    fig = plot_layers([runs["wd"][1], runs["nowd"][1]], labels=["a", "b"])
+    (a,) = _lines(fig, "a|nc1|layers")
+    (b,) = _lines(fig, "b|nc1|layers")
+    assert a.get_marker() != b.get_marker() and a.get_color() != b.get_color()
+
+
 def test_layers_needs_layer_snapshots(tmp_path):
     report = analyze_file(write_run(tmp_path / "flat.h5", layers=0, test=False))
     assert kind_allowed("layers", report) is not None
@@ -172,6 +210,22 @@ def test_gram_shows_cosines_with_a_shared_scale(runs):
     ideal = images[2].get_array()
     np.testing.assert_allclose(ideal[~np.eye(C, dtype=bool)], -1.0 / (C - 1))
     assert {im.get_clim() for im in images} == {(-1.0, 1.0)}
+
+
+def _no_weights_result(n_classes):
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(n_classes), 3)
+    h = 3 * np.eye(n_classes + 2)[y] + 0.2 * rng.normal(size=(3 * n_classes, n_classes + 2))
+    return analyze(h, y)
+
+
+@pytest.mark.parametrize("n_classes", [10, 100])
+def test_gram_is_one_or_two_columns_wide(runs, n_classes):
+    assert plot_gram(_final(runs["wd"][1])).get_size_inches()[0] == pytest.approx(7.0)
+    fig = plot_gram(_no_weights_result(n_classes))  # means and ETF only: one column
+    assert len([ax for ax in fig.axes if ax.images]) == 2
+    assert fig.get_size_inches()[0] == pytest.approx(3.5)
+    assert _overlaps(fig) == []
 
 
 def test_gram_centred_weights_option(runs):
@@ -242,8 +296,9 @@ def test_sample_projection_matches_an_independent_projection(runs):
     ax = fig.axes[0]
     centres = next(c for c in ax.collections if c.get_gid() == "means").get_offsets()
     np.testing.assert_allclose(centres, (means - mu_g) @ basis.T, atol=1e-12)
-    points = sum(len(c.get_offsets()) for c in ax.collections
-                 if (c.get_gid() or "").startswith("class|"))
+    points = sum(
+        len(c.get_offsets()) for c in ax.collections if (c.get_gid() or "").startswith("class|")
+    )
     assert points == 17
 
 
@@ -251,15 +306,34 @@ def test_sqi_lines_and_full_sample_means_agree_with_the_report(runs):
     path, report = runs["wd"]
     res = _final(report)
     sample_file(path, [res], size=10**6)  # every row: the sample means are eps1 and eps2
-    assert res.arrays["sample_true_out"].mean() == pytest.approx(1 - res.metrics["sqi_eps1"],
-                                                                 rel=1e-12)
-    assert res.arrays["sample_wrong_out"].mean() == pytest.approx(res.metrics["sqi_eps2"],
-                                                                  rel=1e-12)
+    assert res.arrays["sample_true_out"].mean() == pytest.approx(
+        1 - res.metrics["sqi_eps1"], rel=1e-12
+    )
+    assert res.arrays["sample_wrong_out"].mean() == pytest.approx(
+        res.metrics["sqi_eps2"], rel=1e-12
+    )
     fig = plot_sqi(res)
     (one_minus,) = _lines(fig, "1-eps1")
     (eps2,) = _lines(fig, "eps2")
     assert one_minus.get_xdata()[0] == pytest.approx(1 - res.metrics["sqi_eps1"])
     assert eps2.get_xdata()[0] == pytest.approx(res.metrics["sqi_eps2"])
+
+
+def test_sqi_marker_lines_have_the_colour_of_their_histogram(runs):
+    path, report = runs["wd"]
+    res = _final(report)
+    sample_file(path, [res], size=50)
+    fig = plot_sqi(res)
+    ax = fig.axes[0]
+    # hist() labels the first bar of each histogram: "wrong class ..." / "true class ..."
+    hists = {p.get_label().split(" ")[0]: p for p in ax.patches if p.get_label()[:1] != "_"}
+    assert sorted(hists) == ["true", "wrong"]
+    for gid, which in (("eps2", "wrong"), ("1-eps1", "true")):
+        (line,) = _lines(fig, gid)
+        assert to_rgb(line.get_color()) == to_rgb(hists[which].get_facecolor())
+    assert to_rgb(_lines(fig, "eps2")[0].get_color()) != to_rgb(
+        _lines(fig, "1-eps1")[0].get_color()
+    )
 
 
 def test_sqi_without_stored_outputs_uses_w_h_plus_b():
@@ -316,15 +390,35 @@ def _overlaps(fig):
 
 @pytest.mark.parametrize("n_classes", [10, 100])
 def test_no_overlapping_text_for_10_or_100_classes(tmp_path, n_classes):
-    path = write_run(tmp_path / "c.h5", n_classes=n_classes, dim=n_classes + 2, n_per=3,
-                     epochs=(0, 5), layers=0, test=False)
+    path = write_run(
+        tmp_path / "c.h5",
+        n_classes=n_classes,
+        dim=n_classes + 2,
+        n_per=3,
+        epochs=(0, 5),
+        layers=0,
+        test=False,
+    )
     res = _final(analyze_file(path))
     sample_file(path, [res], size=300)
-    for fig in (plot_gram(res), plot_geometry(res), plot_spectrum(res), plot_projection(res),
-                plot_sqi(res)):
+    for fig in (
+        plot_gram(res),
+        plot_geometry(res),
+        plot_spectrum(res),
+        plot_projection(res),
+        plot_sqi(res),
+    ):
         assert _overlaps(fig) == []
         if n_classes > 20:  # per-class tick labels hidden: a few indices only
             assert all(len(ax.get_xticks()) <= 12 for ax in fig.axes)
+
+
+@pytest.mark.parametrize("n_runs", [1, 2])
+def test_no_overlapping_text_in_trajectory_and_layers(runs, n_runs):
+    reports = [runs["wd"][1], runs["nowd"][1]][:n_runs]
+    labels = ["weight decay", "no weight decay"][:n_runs]
+    for fig in (plot_trajectory(reports, labels=labels), plot_layers(reports, labels=labels)):
+        assert _overlaps(fig) == []
 
 
 def test_no_overlapping_text_with_long_class_names():
@@ -358,8 +452,21 @@ def test_paper_sizes_and_embedded_fonts(runs):
 
 @pytest.mark.slow
 def test_every_kind_in_every_format_is_byte_identical_on_rerun(runs, tmp_path):
-    args = ["plot", runs["wd"][0], "-f", "pdf", "-f", "png", "-f", "svg", "--sample-size", "40",
-            "--dpi", "40", "-q"]
+    args = [
+        "plot",
+        runs["wd"][0],
+        "-f",
+        "pdf",
+        "-f",
+        "png",
+        "-f",
+        "svg",
+        "--sample-size",
+        "40",
+        "--dpi",
+        "40",
+        "-q",
+    ]
     assert main([*args, "-o", str(tmp_path / "a")]) == 0
     assert main([*args, "-o", str(tmp_path / "b")]) == 0
     made = sorted(p.name for p in (tmp_path / "a").iterdir())
@@ -368,17 +475,75 @@ def test_every_kind_in_every_format_is_byte_identical_on_rerun(runs, tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
+def test_file_bytes_do_not_depend_on_the_formats_saved_before(runs, tmp_path):
+    base = ["plot", runs["wd"][0], "-k", "layers", "-k", "gram", "--dpi", "40", "-q"]
+    assert main([*base, "-f", "pdf", "-o", str(tmp_path / "a")]) == 0
+    assert main([*base, "-f", "svg", "-f", "png", "-f", "pdf", "-o", str(tmp_path / "b")]) == 0
+    assert main([*base, "-f", "png", "-f", "svg", "-o", str(tmp_path / "c")]) == 0
+    for name in ("layers.pdf", "gram.pdf"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    for name in ("layers.svg", "gram.svg"):
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), name
+
+
+def test_figure_bytes_freezes_the_layout(runs):
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    fig = plot_layers(runs["wd"][1])
+    pdf = figure_bytes(plot_layers(runs["wd"][1]), "pdf")
+    figure_bytes(fig, "svg")
+    assert not isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
+    assert figure_bytes(fig, "pdf") == pdf  # the same as if it had been saved first
+
+
+def test_file_names_of_runs_are_unique(runs, tmp_path, capsys):
+    files = [runs["wd"][0], runs["nowd"][0]]
+    base = ["plot", *files, "-k", "gram", "-f", "png", "--dpi", "30", "-q"]
+    assert main([*base, "--label", "wd", "--label", "wd?", "-o", str(tmp_path / "a")]) == 0
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["gram-wd-2.png", "gram-wd.png"]
+    assert main([*base, "--label", "λ", "--label", "μ", "-o", str(tmp_path / "b")]) == 0
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["gram-run-2.png", "gram-run.png"]
+
+
+def test_unique_slugs_in_file_order():
+    from ncinspect.cli.plot import _unique_slugs
+
+    assert _unique_slugs(["wd", "wd?", "wd"]) == ["wd", "wd-2", "wd-3"]
+    assert _unique_slugs(["λ", "μ", "ν"]) == ["run", "run-2", "run-3"]
+    assert _unique_slugs(["WD", "wd"]) == ["WD", "wd-2"]  # case-insensitive file systems
+    assert _unique_slugs(["wd", "wd-2", "wd"]) == ["wd", "wd-2", "wd-3"]
+    assert _unique_slugs(["weight décay", "no weight decay"]) == ["weight-decay", "no-weight-decay"]
+
+
 def test_two_runs_overlaid_and_one_file_per_run(runs, tmp_path, capsys):
     files = [runs["wd"][0], runs["nowd"][0]]
-    code = main(["plot", *files, "--label", "weight decay", "--label", "no weight decay",
-                 "-k", "trajectory", "-k", "gram", "-f", "png", "--dpi", "40",
-                 "-o", str(tmp_path)])
+    code = main(
+        [
+            "plot",
+            *files,
+            "--label",
+            "weight decay",
+            "--label",
+            "no weight decay",
+            "-k",
+            "trajectory",
+            "-k",
+            "gram",
+            "-f",
+            "png",
+            "--dpi",
+            "40",
+            "-o",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     made = sorted(p.name for p in tmp_path.iterdir())
     assert made == ["gram-no-weight-decay.png", "gram-weight-decay.png", "trajectory.png"]
-    assert capsys.readouterr().out.split() == [str(tmp_path / n) for n in
-                                               ("trajectory.png", "gram-weight-decay.png",
-                                                "gram-no-weight-decay.png")]
+    assert capsys.readouterr().out.split() == [
+        str(tmp_path / n)
+        for n in ("trajectory.png", "gram-weight-decay.png", "gram-no-weight-decay.png")
+    ]
 
 
 def test_cli_errors_map_to_exit_codes(runs, tmp_path, capsys):
@@ -413,7 +578,9 @@ def test_plot_functions_never_show(runs, monkeypatch):
 
 
 def test_maths_layers_do_not_import_matplotlib():
-    code = ("import sys, ncinspect.metrics, ncinspect.projection, ncinspect.trajectory, "
-            "ncinspect.sampling, ncinspect.plots; "
-            "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
+    code = (
+        "import sys, ncinspect.metrics, ncinspect.projection, ncinspect.trajectory, "
+        "ncinspect.sampling, ncinspect.plots; "
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

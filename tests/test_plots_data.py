@@ -58,13 +58,20 @@ def write_run(
                 if split == "test" and not test:
                     continue
                 h = centres[labels] + offset + noise * rng.normal(size=(labels.size, d))
-                snap = w.snapshot(f"{prefix}epoch_{e:04d}", epoch=e, split=split,
-                                  weight_decay=5e-3 if weight_decay else 0.0)
+                snap = w.snapshot(
+                    f"{prefix}epoch_{e:04d}",
+                    epoch=e,
+                    split=split,
+                    weight_decay=5e-3 if weight_decay else 0.0,
+                )
                 snap.append(features=h, outputs=h @ weights.T / 10.0 if outputs else None)
                 snap.write(weights=weights)
                 for k in range(1, layers + 1):
-                    hk = (centres[labels] * k / (layers + 1) + offset
-                          + (noise + 0.3 * (layers + 1 - k)) * rng.normal(size=(labels.size, d)))
+                    hk = (
+                        centres[labels] * k / (layers + 1)
+                        + offset
+                        + (noise + 0.3 * (layers + 1 - k)) * rng.normal(size=(labels.size, d))
+                    )
                     hidden = w.snapshot(f"{prefix}epoch_{e:04d}/layer_{k}", layer=f"layer_{k}")
                     hidden.append(features=hk)
     return str(path)
@@ -85,6 +92,5 @@ def test_builder_writes_the_trainer_layout(tmp_path):
 
 def test_weight_decay_run_is_more_self_dual(tmp_path):
     wd = analyze_file(write_run(tmp_path / "wd.h5", weight_decay=True, layers=0, test=False))
-    nowd = analyze_file(write_run(tmp_path / "nowd.h5", weight_decay=False, layers=0,
-                                  test=False))
+    nowd = analyze_file(write_run(tmp_path / "nowd.h5", weight_decay=False, layers=0, test=False))
     assert wd[-1].metrics["nc3_self_duality"] < 0.5 * nowd[-1].metrics["nc3_self_duality"]

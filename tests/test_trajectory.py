@@ -28,8 +28,16 @@ from ncinspect.trajectory import (
 
 
 def _res(name, epoch=None, split=None, layer=None, **metrics):
-    return SnapshotResult(name=name, n_samples=1, n_features=1, n_classes=2, metrics=metrics,
-                          epoch=epoch, split=split, layer=layer)
+    return SnapshotResult(
+        name=name,
+        n_samples=1,
+        n_features=1,
+        n_classes=2,
+        metrics=metrics,
+        epoch=epoch,
+        split=split,
+        layer=layer,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +54,13 @@ def _text(renderable, width=200):
 
 # -- grouping -------------------------------------------------------------------------------
 def test_groups_are_sorted_by_epoch_within_split_and_layer():
-    shuffled = [_res("b", 20, "train"), _res("t", 10, "test"), _res("a", 10, "train"),
-                _res("l", 5, "train", "layer_1"), _res("c", 0, None)]
+    shuffled = [
+        _res("b", 20, "train"),
+        _res("t", 10, "test"),
+        _res("a", 10, "train"),
+        _res("l", 5, "train", "layer_1"),
+        _res("c", 0, None),
+    ]
     groups = group_trajectories(shuffled)
     assert [r.name for r in groups[("train", None)]] == ["a", "b"]
     assert list(groups) == [("train", None), ("test", None), ("train", "layer_1"), (None, None)]
@@ -59,9 +72,13 @@ def test_groups_are_sorted_by_epoch_within_split_and_layer():
 
 
 def test_layer_depths_put_the_classifier_layer_last():
-    results = [_res("p", 9, "train"), _res("l2", 9, "train", "layer_2"),
-               _res("l10", 9, "train", "layer_10"), _res("l1", 9, "train", "layer_1"),
-               _res("old", 1, "train", "layer_1")]
+    results = [
+        _res("p", 9, "train"),
+        _res("l2", 9, "train", "layer_2"),
+        _res("l10", 9, "train", "layer_10"),
+        _res("l1", 9, "train", "layer_1"),
+        _res("old", 1, "train", "layer_1"),
+    ]
     profile = layer_profile(results)
     assert [(d, r.name) for d, r in profile] == [(1, "l1"), (2, "l2"), (10, "l10"), (11, "p")]
     assert [r.name for _, r in layer_profile(results, epoch=1)] == ["old"]
@@ -77,12 +94,19 @@ def test_series_keeps_undefined_values_as_nan():
 
 
 # -- tables ---------------------------------------------------------------------------------
-@pytest.mark.parametrize(("a", "b", "direction", "colour"), [
-    (1.0, 0.5, "lower", "green"), (0.5, 1.0, "lower", "red"),
-    (0.1, 0.9, "higher", "green"), (0.9, 0.1, "higher", "red"),
-    (0.4, -0.1, "zero", "green"), (0.1, -0.4, "zero", "red"),
-    (3.0, 1.5, "one", "green"), (0.9, 0.5, "one", "red"),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "direction", "colour"),
+    [
+        (1.0, 0.5, "lower", "green"),
+        (0.5, 1.0, "lower", "red"),
+        (0.1, 0.9, "higher", "green"),
+        (0.9, 0.1, "higher", "red"),
+        (0.4, -0.1, "zero", "green"),
+        (0.1, -0.4, "zero", "red"),
+        (3.0, 1.5, "one", "green"),
+        (0.9, 0.5, "one", "red"),
+    ],
+)
 def test_change_colour_follows_the_metric_direction(a, b, direction, colour):
     assert change_text(a, b, direction).startswith(f"[{colour}]")
 
@@ -123,8 +147,9 @@ def test_layer_table_lists_depths_at_the_last_epoch(run, tmp_path):
     assert len(rows) == 6  # 3 depths x 2 splits
     by = {(r.split, r.layer): r for r in report if r.epoch == max(EPOCHS)}
     nc1 = [c for c in table.columns if c.header == "nc1"][0]
-    assert list(nc1.cells)[:3] == [fmt(by[("train", k)].metrics["nc1"])
-                                   for k in ("layer_1", "layer_2", None)]
+    assert list(nc1.cells)[:3] == [
+        fmt(by[("train", k)].metrics["nc1"]) for k in ("layer_1", "layer_2", None)
+    ]
     flat = write_run(tmp_path / "flat.h5", layers=0, test=False)
     assert layer_table(analyze_file(flat)) is None
 
@@ -137,8 +162,13 @@ def test_report_csv_has_one_row_per_snapshot_matching_the_json(run, tmp_path):
     assert main(["report", path, "--csv", str(out), "--json", str(jout)]) == 0
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert len(rows) == len(report)
-    assert set(METRIC_KEYS) <= set(rows[0]) and {"file", "snapshot", "epoch", "split",
-                                                  "layer"} <= set(rows[0])
+    assert set(METRIC_KEYS) <= set(rows[0]) and {
+        "file",
+        "snapshot",
+        "epoch",
+        "split",
+        "layer",
+    } <= set(rows[0])
     snaps = {s["name"]: s for s in json.loads(jout.read_text())["snapshots"]}
     for row in rows:
         s = snaps[row["snapshot"]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 
 import click
 
@@ -13,7 +14,27 @@ _KINDS = ("trajectory", "gram", "geometry", "projection", "spectrum", "sqi", "la
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "run"
+    """ASCII file-name part of a label: accents dropped, other characters runs of '-'."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_text).strip("-.") or "run"
+
+
+def _unique_slugs(labels: list[str]) -> list[str]:
+    """One file-name part per label, distinct even on case-insensitive file systems.
+
+    A label whose slug was taken by an earlier one (in file order) gets ``-2``, ``-3``, ...:
+    ``wd``, ``wd?`` -> ``wd``, ``wd-2``; ``λ``, ``μ`` -> ``run``, ``run-2``.
+    """
+    used: set[str] = set()
+    out = []
+    for label in labels:
+        base = cand = _slug(label)
+        k = 2
+        while cand.lower() in used:
+            cand, k = f"{base}-{k}", k + 1
+        used.add(cand.lower())
+        out.append(cand)
+    return out
 
 
 def _labels(files: tuple[str, ...], given: tuple[str, ...]) -> list[str]:
@@ -30,37 +51,109 @@ def _labels(files: tuple[str, ...], given: tuple[str, ...]) -> list[str]:
 
 @click.command("plot")
 @click.argument("files", nargs=-1, required=True, type=click.Path())
-@click.option("--out", "-o", "out_dir", required=True, metavar="DIR",
-              type=click.Path(file_okay=False), help="Folder for the figures (created if needed).")
-@click.option("--kind", "-k", "kinds", multiple=True, type=click.Choice(_KINDS),
-              help="Figure kind (repeatable; default every kind the data allow).")
-@click.option("--format", "-f", "formats", multiple=True,
-              type=click.Choice(["pdf", "png", "svg"]),
-              help="File format (repeatable; default pdf and png).")
-@click.option("--label", "-l", "labels", multiple=True, metavar="TEXT",
-              help="Legend label of each FILE, in order (default the file names).")
-@click.option("--style", type=click.Choice(["paper", "screen"]), default="paper",
-              show_default=True, help="paper: 3.5 in / 7 in wide, 7 pt text; screen: larger.")
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    required=True,
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Folder for the figures (created if needed).",
+)
+@click.option(
+    "--kind",
+    "-k",
+    "kinds",
+    multiple=True,
+    type=click.Choice(_KINDS),
+    help="Figure kind (repeatable; default every kind the data allow).",
+)
+@click.option(
+    "--format",
+    "-f",
+    "formats",
+    multiple=True,
+    type=click.Choice(["pdf", "png", "svg"]),
+    help="File format (repeatable; default pdf and png).",
+)
+@click.option(
+    "--label",
+    "-l",
+    "labels",
+    multiple=True,
+    metavar="TEXT",
+    help="Legend label of each FILE, in order (default the file names). File "
+    "names use it in ASCII, numbered -2, -3 when two labels give the same name.",
+)
+@click.option(
+    "--style",
+    type=click.Choice(["paper", "screen"]),
+    default="paper",
+    show_default=True,
+    help="paper: 3.5 in / 7 in wide, 7 pt text; screen: larger.",
+)
 @snapshot_option
-@click.option("--ncc-means", type=click.Choice(["own", "train"]), default="own",
-              show_default=True,
-              help="NCC centres for a test split: its own class means (spec/metrics.md), or the "
-              "train means of the same epoch and layer (the convention of Papyan et al.).")
-@click.option("--sample-size", type=click.IntRange(min=1), default=2000, show_default=True,
-              help="Samples drawn for the projection and sqi figures.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of that subsample (same seed, same figure).")
-@click.option("--centered-weights", is_flag=True,
-              help="gram: remove the mean classifier row first (bias-free networks).")
-@click.option("--dpi", type=click.IntRange(min=10), default=300, show_default=True,
-              help="Resolution of PNG files (and of rasterised scatter points).")
-@click.option("--prefix", default="", metavar="TEXT",
-              help="Prepended to every file name, e.g. 'fig-' for DIR/fig-trajectory.pdf.")
+@click.option(
+    "--ncc-means",
+    type=click.Choice(["own", "train"]),
+    default="own",
+    show_default=True,
+    help="NCC centres for a test split: its own class means (spec/metrics.md), or the "
+    "train means of the same epoch and layer (the convention of Papyan et al.).",
+)
+@click.option(
+    "--sample-size",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    help="Samples drawn for the projection and sqi figures.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of that subsample (same seed, same figure).",
+)
+@click.option(
+    "--centered-weights",
+    is_flag=True,
+    help="gram: remove the mean classifier row first (bias-free networks).",
+)
+@click.option(
+    "--dpi",
+    type=click.IntRange(min=10),
+    default=300,
+    show_default=True,
+    help="Resolution of PNG files (and of rasterised scatter points).",
+)
+@click.option(
+    "--prefix",
+    default="",
+    metavar="TEXT",
+    help="Prepended to every file name, e.g. 'fig-' for DIR/fig-trajectory.pdf.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Do not list the files written.")
 @key_options
 @debug_option
-def command(files, out_dir, kinds, formats, labels, style, snapshot, ncc_means, sample_size,
-            seed, centered_weights, dpi, prefix, quiet, debug, **kwargs):
+def command(
+    files,
+    out_dir,
+    kinds,
+    formats,
+    labels,
+    style,
+    snapshot,
+    ncc_means,
+    sample_size,
+    seed,
+    centered_weights,
+    dpi,
+    prefix,
+    quiet,
+    debug,
+    **kwargs,
+):
     """Draw neural-collapse figures of one or more dumps (runs) into DIR.
 
     Trajectory and layer figures overlay the runs; the single-snapshot kinds (gram, geometry,
@@ -79,6 +172,7 @@ def command(files, out_dir, kinds, formats, labels, style, snapshot, ncc_means, 
     from ..trajectory import final_snapshot
 
     names = _labels(files, labels)
+    slugs = _unique_slugs(names)
     formats = formats or ("pdf", "png")
     keys = keys_from(kwargs)
     reports = [analyze_file(f, snapshot=snapshot, keys=keys, ncc_means=ncc_means) for f in files]
@@ -106,8 +200,10 @@ def command(files, out_dir, kinds, formats, labels, style, snapshot, ncc_means, 
     os.makedirs(out_dir, exist_ok=True)
     single = len(files) == 1
     draw = {
-        "gram": plots.plot_gram, "geometry": plots.plot_geometry,
-        "projection": plots.plot_projection, "spectrum": plots.plot_spectrum,
+        "gram": plots.plot_gram,
+        "geometry": plots.plot_geometry,
+        "projection": plots.plot_projection,
+        "spectrum": plots.plot_spectrum,
         "sqi": plots.plot_sqi,
     }
     written: list[str] = []
@@ -127,7 +223,7 @@ def command(files, out_dir, kinds, formats, labels, style, snapshot, ncc_means, 
             save(fn([reports[i] for i in idx], labels=[names[i] for i in idx], style=style), kind)
         else:
             for i in idx:
-                stem = kind if single else f"{kind}-{_slug(names[i])}"
+                stem = kind if single else f"{kind}-{slugs[i]}"
                 extra = {"centered_weights": centered_weights} if kind == "gram" else {}
                 save(draw[kind](finals[i], style=style, **extra), stem)
     if not quiet:

@@ -29,7 +29,10 @@ __all__ = [
     "hide_class_ticks",
     "log_axis",
     "figure_bytes",
+    "freeze_layout",
     "save_figure",
+    "RUN_MARKERS",
+    "run_markers",
     "CLASS_TICK_LIMIT",
 ]
 
@@ -39,11 +42,22 @@ FORMATS = ("pdf", "png", "svg")
 CLASS_TICK_LIMIT = 20  #: above this many classes, per-class tick labels are hidden
 
 #: Okabe & Ito (2008), colour-blind-safe qualitative palette (black moved last): runs.
-OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
-             "#000000")
+OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+#: Marker of each run (cycled), so runs with identical values stay distinguishable.
+RUN_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 #: Petroff (2021) accessible 10-colour cycle: classes when C <= 10.
-PETROFF10 = ("#3f90da", "#ffa90e", "#bd1f01", "#94a4a2", "#832db6", "#a96b59", "#e76300",
-             "#b9ac70", "#717581", "#92dadd")
+PETROFF10 = (
+    "#3f90da",
+    "#ffa90e",
+    "#bd1f01",
+    "#94a4a2",
+    "#832db6",
+    "#a96b59",
+    "#e76300",
+    "#b9ac70",
+    "#717581",
+    "#92dadd",
+)
 
 _BASE_RC: dict[str, Any] = {
     "pdf.fonttype": 42,  # TrueType fonts embedded (editable, accepted by journals)
@@ -94,8 +108,13 @@ STYLES: dict[str, dict[str, Any]] = {
 }
 _SCALE = {"paper": 1.0, "screen": 16.0 / 7.0}  # figure sizes: screen is a 16 in wide slide
 
-_DIRECTION = {"lower": "lower is better", "higher": "higher is better", "zero": "0 is ideal",
-              "one": "1 is ideal", "info": ""}
+_DIRECTION = {
+    "lower": "lower is better",
+    "higher": "higher is better",
+    "zero": "0 is ideal",
+    "one": "1 is ideal",
+    "info": "",
+}
 _INFO = {key: (group, direction, meaning) for key, group, direction, meaning in METRIC_INFO}
 
 
@@ -117,14 +136,21 @@ def plot_style(style: str = "paper") -> Iterator[None]:
         yield
 
 
-def new_figure(width: float, height: float, *, style: str = "paper", nrows: int = 1,
-               ncols: int = 1, **kwargs):
+def new_figure(
+    width: float, height: float, *, style: str = "paper", nrows: int = 1, ncols: int = 1, **kwargs
+):
     """A figure of ``width`` x ``height`` inches (paper sizes; scaled up for ``screen``)."""
     import matplotlib.pyplot as plt
 
     scale = _SCALE[style]
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * scale, height * scale),
-                             layout="constrained", squeeze=False, **kwargs)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(width * scale, height * scale),
+        layout="constrained",
+        squeeze=False,
+        **kwargs,
+    )
     return fig, axes
 
 
@@ -139,6 +165,11 @@ def snapshot_title(result) -> str:
 def run_colors(n: int) -> list[str]:
     """Colours of ``n`` runs: Okabe-Ito, cycled beyond 8 runs."""
     return [OKABE_ITO[i % len(OKABE_ITO)] for i in range(n)]
+
+
+def run_markers(n: int) -> list[str]:
+    """Markers of ``n`` runs (cycled beyond 8 runs)."""
+    return [RUN_MARKERS[i % len(RUN_MARKERS)] for i in range(n)]
 
 
 def class_colors(n: int) -> list:
@@ -173,7 +204,7 @@ def log_axis(ax, axis: str = "y") -> None:
     target.set_major_locator(LogLocator(base=10.0, numticks=6))
     target.set_major_formatter(label)
     target.set_minor_locator(LogLocator(base=10.0, subs=(2.0, 5.0), numticks=6))
-    lo, hi = (ax.get_ylim() if axis == "y" else ax.get_xlim())
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
     few_decades = lo > 0 and hi / lo < 30
     target.set_minor_formatter(label if few_decades else FuncFormatter(lambda v, _: ""))
 
@@ -197,11 +228,26 @@ def hide_class_ticks(ax, n_classes: int, *, axis: str = "both", names=None) -> N
             target.set_major_locator(MaxNLocator(nbins=5, integer=True))
 
 
+def freeze_layout(fig) -> None:
+    """Run the figure's layout engine once and then switch it off (positions stay fixed).
+
+    A constrained layout is recomputed at every draw, and each run starts from the positions
+    the previous one left, so without this the bytes of a file depend on which formats were
+    saved before it. Idempotent: a figure without a layout engine is left as it is.
+    """
+    if fig.get_layout_engine() is None:
+        return
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
+
+
 def figure_bytes(fig, fmt: str, *, dpi: float = 300) -> bytes:
     """The figure encoded as ``fmt`` (pdf/png/svg) with fixed metadata: same figure, same bytes.
 
     Notes
     -----
+    The layout is computed once and then frozen (:func:`freeze_layout`), so a file does not
+    depend on the formats saved before it (the figure keeps that layout afterwards).
     PDF: no CreationDate/ModDate; SVG: no Date and a fixed ``svg.hashsalt``; PNG: a fixed
     Software entry. Fonts are embedded as TrueType (``pdf.fonttype`` 42) in PDF and drawn as
     paths in SVG.
@@ -216,15 +262,19 @@ def figure_bytes(fig, fmt: str, *, dpi: float = 300) -> bytes:
         "png": {"Software": "ncinspect (matplotlib)"},
     }[fmt]
     buf = io.BytesIO()
-    rc = {"svg.hashsalt": "ncinspect", "pdf.fonttype": 42, "ps.fonttype": 42,
-          "svg.fonttype": "path"}
+    rc = {
+        "svg.hashsalt": "ncinspect",
+        "pdf.fonttype": 42,
+        "ps.fonttype": 42,
+        "svg.fonttype": "path",
+    }
+    freeze_layout(fig)
     with mpl.rc_context(rc):
         fig.savefig(buf, format=fmt, metadata=metadata, dpi=dpi)
     return buf.getvalue()
 
 
-def save_figure(fig, path: str | os.PathLike, fmt: str | None = None, *,
-                dpi: float = 300) -> str:
+def save_figure(fig, path: str | os.PathLike, fmt: str | None = None, *, dpi: float = 300) -> str:
     """Write ``fig`` to ``path`` atomically (temporary file in the same folder, then rename).
 
     The format is ``fmt`` or the suffix of ``path``; ``dpi`` applies to PNG (and to

@@ -38,8 +38,9 @@ def classifier_rows(result: SnapshotResult, *, centered: bool = False) -> np.nda
     return w - w.mean(axis=0) if centered else w
 
 
-def plot_gram(result: SnapshotResult, *, centered_weights: bool = False, axes=None,
-              style: str = "paper"):
+def plot_gram(
+    result: SnapshotResult, *, centered_weights: bool = False, axes=None, style: str = "paper"
+):
     """Cosine matrices of the centred class means and of the classifier rows, beside the ETF.
 
     Parameters
@@ -59,6 +60,7 @@ def plot_gram(result: SnapshotResult, *, centered_weights: bool = False, axes=No
 
     Notes
     -----
+    The figure is 7 in wide (two columns) with W and 3.5 in (one column) without.
     All panels share one colour scale on [-1, 1]; the simplex ETF has 1 on the diagonal and
     ``-1/(C-1)`` elsewhere, which is also marked on the colour bar. Per-class tick labels are
     hidden above 20 classes.
@@ -72,10 +74,12 @@ def plot_gram(result: SnapshotResult, *, centered_weights: bool = False, axes=No
     etf = etf_cosine(C)
     ideal = np.full((C, C), etf)
     np.fill_diagonal(ideal, 1.0)
-    mats.append((f"simplex ETF (off-diagonal {etf:.3g})", ideal))
+    narrow = len(mats) == 1  # no W: two panels, one column wide; titles on two lines
+    brk = "\n" if narrow else " "
+    mats.append((f"simplex ETF{brk}(off-diagonal {etf:.3g})", ideal))
     with plot_style(style):
         if axes is None:
-            width = DOUBLE if len(mats) == 3 else 0.7 * DOUBLE
+            width = DOUBLE if len(mats) == 3 else SINGLE  # two-column, or one-column without W
             long_names = C <= CLASS_TICK_LIMIT and max(len(str(n)) for n in result.class_names) > 3
             height = (width - 1.0) / len(mats) + 1.0 + (0.5 if long_names else 0.0)
             fig, grid = new_figure(width, height, style=style, ncols=len(mats))
@@ -96,7 +100,10 @@ def plot_gram(result: SnapshotResult, *, centered_weights: bool = False, axes=No
         cbar = fig.colorbar(im, ax=axes, shrink=0.9, aspect=25)
         cbar.set_label("cosine")
         cbar.ax.axhline(etf, color="black", linewidth=1.2)
-        fig.suptitle(f"Gram matrices (cosines), {snapshot_title(result)}; black bar: ETF -1/(C-1)")
+        sep = "\n" if narrow else "; "
+        fig.suptitle(
+            f"Gram matrices (cosines), {snapshot_title(result)}{sep}black bar: ETF -1/(C-1)"
+        )
     return fig
 
 
@@ -139,9 +146,16 @@ def plot_geometry(result: SnapshotResult, *, axes=None, style: str = "paper", bi
         for name, vecs, color, marker in series:
             norms = row_norms(vecs)
             rel = norms / np.nanmean(norms)
-            (line,) = left.plot(np.arange(C), rel, linestyle="none", marker=marker, color=color,
-                                label=name, markerfacecolor=color if marker == "o" else "none",
-                                markersize=3 if C <= CLASS_TICK_LIMIT else 1.5)
+            (line,) = left.plot(
+                np.arange(C),
+                rel,
+                linestyle="none",
+                marker=marker,
+                color=color,
+                label=name,
+                markerfacecolor=color if marker == "o" else "none",
+                markersize=3 if C <= CLASS_TICK_LIMIT else 1.5,
+            )
             line.set_gid(f"norms|{name}")
             cos_all.append((name, pairwise_cosines(vecs), color))
         left.axhline(1.0, color="0.3", linewidth=0.6, linestyle=":")
@@ -156,10 +170,23 @@ def plot_geometry(result: SnapshotResult, *, axes=None, style: str = "paper", bi
         edges = np.linspace(max(-1.0, lo - pad), min(1.0, hi + pad), bins + 1)
         for name, cos, color in cos_all:
             cos = cos[np.isfinite(cos)]
-            right.hist(cos, bins=edges, histtype="step", color=color, label=name, linewidth=1.0,
-                       weights=np.full(cos.size, 1.0 / max(cos.size, 1)))
-        right.axvline(etf, color="black", linestyle="--", linewidth=0.9,
-                      label=f"ETF -1/(C-1) = {etf:.3g}", gid="etf")
+            right.hist(
+                cos,
+                bins=edges,
+                histtype="step",
+                color=color,
+                label=name,
+                linewidth=1.0,
+                weights=np.full(cos.size, 1.0 / max(cos.size, 1)),
+            )
+        right.axvline(
+            etf,
+            color="black",
+            linestyle="--",
+            linewidth=0.9,
+            label=f"ETF -1/(C-1) = {etf:.3g}",
+            gid="etf",
+        )
         right.set_xlabel("pairwise cosine")
         right.set_ylabel("fraction of pairs")
         right.set_title(f"pairwise cosines ({C * (C - 1) // 2} pairs)")
@@ -197,10 +224,16 @@ def plot_spectrum(result: SnapshotResult, *, ax=None, style: str = "paper"):
             fig, grid = new_figure(SINGLE, 2.5, style=style)
             ax = grid[0, 0]
         fig = ax.figure
-        (lb,) = ax.plot(k, between, marker="o", color=_MEANS,
-                        label="between: eigenvalue of ΣB")
-        (lw,) = ax.plot(k, within, marker="s", linestyle="--", color=_WEIGHTS,
-                        markerfacecolor="none", label="within: vₖᵀ ΣW vₖ")
+        (lb,) = ax.plot(k, between, marker="o", color=_MEANS, label="between: eigenvalue of ΣB")
+        (lw,) = ax.plot(
+            k,
+            within,
+            marker="s",
+            linestyle="--",
+            color=_WEIGHTS,
+            markerfacecolor="none",
+            label="within: vₖᵀ ΣW vₖ",
+        )
         lb.set_gid("between")
         lw.set_gid("within")
         log_axis(ax)
@@ -210,7 +243,8 @@ def plot_spectrum(result: SnapshotResult, *, ax=None, style: str = "paper"):
             ax.set_xticks(k)
         nc1 = result.metrics.get("nc1")
         nc1_text = "n/a" if nc1 is None else f"{nc1:.3g}"
-        ax.set_title(f"spectrum, {snapshot_title(result)}; nc1 = {nc1_text} "
-                     f"({direction_text('nc1')})")
+        ax.set_title(
+            f"spectrum, {snapshot_title(result)}; nc1 = {nc1_text} ({direction_text('nc1')})"
+        )
         ax.legend(loc="best")
     return fig

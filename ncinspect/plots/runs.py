@@ -10,10 +10,16 @@ import numpy as np
 
 from ..report import Report, SnapshotResult
 from ..trajectory import is_train, layer_profile, series, trajectory
-from ._style import direction_text, log_axis, new_figure, plot_style, run_colors
+from ._style import direction_text, log_axis, new_figure, plot_style, run_colors, run_markers
 
-__all__ = ["Panel", "TRAJECTORY_PANELS", "LAYER_PANELS", "as_runs", "plot_trajectory",
-           "plot_layers"]
+__all__ = [
+    "Panel",
+    "TRAJECTORY_PANELS",
+    "LAYER_PANELS",
+    "as_runs",
+    "plot_trajectory",
+    "plot_layers",
+]
 
 
 @dataclass(frozen=True)
@@ -34,20 +40,48 @@ class Panel:
 #: trajectory; "test" is the first non-train split of the run.
 TRAJECTORY_PANELS: tuple[Panel, ...] = (
     Panel("NC1  Tr(ΣW ΣB⁺)/C", (("nc1", "train", "", "-"),)),
-    Panel("NC2  equinorm", (("nc2_equinorm_means", "train", "means", "-"),
-                            ("nc2_equinorm_weights", "train", "classifier", "--"))),
-    Panel("NC2  equiangularity", (("nc2_equiangular_means", "train", "means", "-"),
-                                  ("nc2_equiangular_weights", "train", "classifier", "--"))),
-    Panel("NC2  max-angle", (("nc2_maxangle_means", "train", "means", "-"),
-                             ("nc2_maxangle_weights", "train", "classifier", "--"))),
-    Panel("NC2  ETF error (W centred)", (("etf_error_means", "train", "means", "-"),
-                             ("etf_error_weights_centered", "train", "classifier (centred)",
-                              "--"))),
+    Panel(
+        "NC2  equinorm",
+        (
+            ("nc2_equinorm_means", "train", "means", "-"),
+            ("nc2_equinorm_weights", "train", "classifier", "--"),
+        ),
+    ),
+    Panel(
+        "NC2  equiangularity",
+        (
+            ("nc2_equiangular_means", "train", "means", "-"),
+            ("nc2_equiangular_weights", "train", "classifier", "--"),
+        ),
+    ),
+    Panel(
+        "NC2  max-angle",
+        (
+            ("nc2_maxangle_means", "train", "means", "-"),
+            ("nc2_maxangle_weights", "train", "classifier", "--"),
+        ),
+    ),
+    Panel(
+        "NC2  ETF error (W centred)",
+        (
+            ("etf_error_means", "train", "means", "-"),
+            ("etf_error_weights_centered", "train", "classifier (centred)", "--"),
+        ),
+    ),
     Panel("NC3  self-duality", (("nc3_self_duality", "train", "", "-"),)),
-    Panel("NC4  NCC mismatch", (("nc4_ncc_mismatch", "train", "train", "-"),
-                                ("nc4_ncc_mismatch", "test", "test", "--")), log=False),
-    Panel("accuracy", (("accuracy_classifier", "train", "train", "-"),
-                       ("accuracy_classifier", "test", "test", "--")), log=False),
+    Panel(
+        "NC4  NCC mismatch",
+        (("nc4_ncc_mismatch", "train", "train", "-"), ("nc4_ncc_mismatch", "test", "test", "--")),
+        log=False,
+    ),
+    Panel(
+        "accuracy",
+        (
+            ("accuracy_classifier", "train", "train", "-"),
+            ("accuracy_classifier", "test", "test", "--"),
+        ),
+        log=False,
+    ),
 )
 
 #: Per-layer panels against depth ("intermediate" collapse).
@@ -73,8 +107,9 @@ def as_runs(runs, labels: Sequence[str] | None = None) -> list[Run]:
     ``runs`` is one :class:`Report`, one list of :class:`SnapshotResult`, or a list of either
     (several runs). Labels default to the report's file name (without suffix) or "run i".
     """
-    if isinstance(runs, Report) or (isinstance(runs, (list, tuple)) and runs
-                                    and isinstance(runs[0], SnapshotResult)):
+    if isinstance(runs, Report) or (
+        isinstance(runs, (list, tuple)) and runs and isinstance(runs[0], SnapshotResult)
+    ):
         runs = [runs]
     out: list[Run] = []
     for i, run in enumerate(runs):
@@ -118,13 +153,39 @@ def _panel_data(runs: list[Run], panel: Panel):
     return data
 
 
+_RUN_ALPHA = 0.85  #: lines of several runs are slightly transparent, so overlaps blend
+
+
+def _run_look(i: int, n: int) -> dict:
+    """Marker, size and transparency of run ``i`` of ``n``.
+
+    Each run has its own marker; earlier runs get wider lines and larger markers (drawn
+    below the later ones), so a run whose values equal another's still shows around it.
+    """
+    import matplotlib as mpl
+
+    grow = 1.0 + 0.7 * (n - 1 - i) / max(n - 1, 1)  # 1.7 for the first run, 1 for the last
+    return {
+        "marker": run_markers(n)[i],
+        "markersize": mpl.rcParams["lines.markersize"] * grow,
+        "linewidth": mpl.rcParams["lines.linewidth"] * grow,
+        "alpha": _RUN_ALPHA if n > 1 else 1.0,
+    }
+
+
 def _draw_panel(ax, runs: list[Run], panel: Panel, colors: list[str], xlabel: str) -> None:
     data = _panel_data(runs, panel)
     for i, (key, split, _, ls), x, y in data:
         label = runs[i][0]
-        (line,) = ax.plot(x, y, linestyle=ls, marker="o" if ls == "-" else "s",
-                          color=colors[i], label=label,
-                          markerfacecolor=colors[i] if ls == "-" else "none")
+        (line,) = ax.plot(
+            x,
+            y,
+            linestyle=ls,
+            color=colors[i],
+            label=label,
+            markerfacecolor=colors[i] if ls == "-" else "none",
+            **_run_look(i, len(runs)),
+        )
         line.set_gid(f"{label}|{key}|{split}")
     if panel.log:
         log_axis(ax)
@@ -133,21 +194,49 @@ def _draw_panel(ax, runs: list[Run], panel: Panel, colors: list[str], xlabel: st
     ax.set_xlabel(xlabel)
 
 
-def _legend(fig, runs: list[Run], colors: list[str], styles: Sequence[tuple[str, str]] = ()
-            ) -> None:
-    """One legend above the panels: runs by colour, then series by line style (grey)."""
+def _legend(
+    fig,
+    runs: list[Run],
+    colors: list[str],
+    styles: Sequence[tuple[str, str]] = (),
+    *,
+    loc: str = "outside upper center",
+) -> None:
+    """One legend for all panels: runs by colour and marker, then series by line style (grey).
+
+    Solid series have filled markers, dashed ones hollow markers.
+    """
     from matplotlib.lines import Line2D
 
     handles, texts = [], []
     if len(runs) > 1:
-        handles += [Line2D([], [], color=c, marker="o") for c in colors]
-        texts += [label for label, _ in runs]
+        for i, c in enumerate(colors):
+            look = _run_look(i, len(runs))
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color=c,
+                    marker=look["marker"],
+                    markersize=look["markersize"],
+                    linewidth=look["linewidth"],
+                )
+            )
+            texts.append(runs[i][0])
     for text, ls in styles:
-        handles.append(Line2D([], [], color="0.35", linestyle=ls,
-                              marker="o" if ls == "-" else "s", markerfacecolor="none"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="0.35",
+                linestyle=ls,
+                marker="o",
+                markerfacecolor="0.35" if ls == "-" else "none",
+            )
+        )
         texts.append(text)
     if handles:
-        fig.legend(handles, texts, loc="outside upper center", ncols=min(len(handles), 4))
+        fig.legend(handles, texts, loc=loc, ncols=min(len(handles), 4))
 
 
 def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
@@ -189,9 +278,11 @@ def plot_trajectory(
     Notes
     -----
     The training trajectory is the train (or unlabelled) split of the classifier's layer;
-    "test" lines use the first non-train split. Colour is the run, line style the series
-    (solid: means / train, dashed: classifier / test), both explained in one legend above
-    the panels. Each line's gid is
+    "test" lines use the first non-train split. Colour and marker are the run, line style
+    the series (solid, filled markers: means / train; dashed, hollow markers: classifier /
+    test), all explained in one legend above the panels. With several runs the lines are
+    slightly transparent and earlier runs have wider lines and larger markers, so a run
+    whose values equal another's (e.g. accuracy 1 in both) stays visible. Each line's gid is
     ``"<label>|<metric>|<split>"``; its y data are the report's values (NaN where undefined).
     """
     runs = as_runs(runs, labels)
@@ -202,10 +293,15 @@ def plot_trajectory(
     with plot_style(style):
         if axes is None:
             nrows, ncols = _grid(len(panels))
-            fig, grid = new_figure(7.0, 1.75 * nrows + 0.3 * (1 + (len(runs) > 2)),
-                                   style=style, nrows=nrows, ncols=ncols)
+            fig, grid = new_figure(
+                7.0,
+                1.75 * nrows + 0.3 * (1 + (len(runs) > 2)),
+                style=style,
+                nrows=nrows,
+                ncols=ncols,
+            )
             flat = list(grid.ravel())
-            for ax in flat[len(panels):]:
+            for ax in flat[len(panels) :]:
                 ax.set_visible(False)
             axes = flat[: len(panels)]
             bottom = {id(ax) for j, ax in enumerate(axes) if j + ncols >= len(panels)}
@@ -251,18 +347,21 @@ def plot_layers(
     -----
     Depth k is the ``k`` of ``layer_k``; the classifier's layer (the penultimate features,
     no ``layer``) is drawn one deeper than the deepest hidden layer. Line gids are
-    ``"<label>|<metric>|layers"``.
+    ``"<label>|<metric>|layers"``. The split and epoch are the figure title; the runs'
+    legend (several runs) is below the panels.
     """
     runs = as_runs(runs, labels)
-    profiles = [(label, layer_profile(results, split=split, epoch=epoch))
-                for label, results in runs]
+    profiles = [
+        (label, layer_profile(results, split=split, epoch=epoch)) for label, results in runs
+    ]
     if not any(len(p) > 1 for _, p in profiles):
         raise ValueError("no run has snapshots of several layers at one epoch")
     colors = run_colors(len(runs))
     with plot_style(style):
         if axes is None:
-            fig, grid = new_figure(7.0, 2.2 + (0.25 if len(runs) > 1 else 0), style=style,
-                                   ncols=len(LAYER_PANELS))
+            fig, grid = new_figure(
+                7.0, 2.2 + (0.25 if len(runs) > 1 else 0), style=style, ncols=len(LAYER_PANELS)
+            )
             axes = list(grid.ravel())
         else:
             axes = list(np.ravel(axes))
@@ -275,7 +374,9 @@ def plot_layers(
                     continue
                 depths = np.array([d for d, _ in prof], dtype=np.float64)
                 _, y = series([r for _, r in prof], key)
-                (line,) = ax.plot(depths, y, marker="o", color=colors[i], label=label)
+                (line,) = ax.plot(
+                    depths, y, color=colors[i], label=label, **_run_look(i, len(profiles))
+                )
                 line.set_gid(f"{label}|{key}|layers")
                 for d, r in prof:
                     depths_all.setdefault(d, f"{d} (penult.)" if r.layer is None else str(d))
@@ -288,5 +389,5 @@ def plot_layers(
             ax.set_xticks(ticks, [depths_all[t] for t in ticks])
         shown = sorted({str(r.epoch) for _, prof in profiles for _, r in prof})
         fig.suptitle(f"{split} split, epoch {', '.join(shown)}")
-        _legend(fig, runs, colors)
+        _legend(fig, runs, colors, loc="outside lower center")  # the title is on top
     return fig

@@ -76,11 +76,27 @@ def plot_projection(result: SnapshotResult, *, ax=None, style: str = "paper"):
         for c in range(C):
             sel = codes == c
             if sel.any():
-                ax.scatter(proj2[sel, 0], proj2[sel, 1], s=size, color=colors[c], alpha=0.5,
-                           linewidths=0, rasterized=True, gid=f"class|{c}",
-                           label=str(result.class_names[c]) if C <= _LEGEND_CLASSES else None)
-        ax.scatter(means2[:, 0], means2[:, 1], s=30 if C <= _LEGEND_CLASSES else 12,
-                   c=colors, edgecolors="black", linewidths=0.7, zorder=3, gid="means")
+                ax.scatter(
+                    proj2[sel, 0],
+                    proj2[sel, 1],
+                    s=size,
+                    color=colors[c],
+                    alpha=0.5,
+                    linewidths=0,
+                    rasterized=True,
+                    gid=f"class|{c}",
+                    label=str(result.class_names[c]) if C <= _LEGEND_CLASSES else None,
+                )
+        ax.scatter(
+            means2[:, 0],
+            means2[:, 1],
+            s=30 if C <= _LEGEND_CLASSES else 12,
+            c=colors,
+            edgecolors="black",
+            linewidths=0.7,
+            zorder=3,
+            gid="means",
+        )
         if arrs.get("weights") is not None:
             w2 = pad(np.asarray(arrs["weights"], dtype=np.float64) @ basis.T)
             wlen = np.linalg.norm(w2, axis=1)
@@ -88,17 +104,32 @@ def plot_projection(result: SnapshotResult, *, ax=None, style: str = "paper"):
             if wlen.max() > 0 and np.isfinite(mlen):
                 w2 = w2 * (mlen / wlen.max())
                 for c in range(C):
-                    ax.annotate("", xy=(w2[c, 0], w2[c, 1]), xytext=(0, 0), zorder=4,
-                                arrowprops={"arrowstyle": "-|>", "color": colors[c],
-                                            "mutation_scale": 7, "linewidth": 0.8,
-                                            "shrinkA": 0, "shrinkB": 0})
+                    ax.annotate(
+                        "",
+                        xy=(w2[c, 0], w2[c, 1]),
+                        xytext=(0, 0),
+                        zorder=4,
+                        arrowprops={
+                            "arrowstyle": "-|>",
+                            "color": colors[c],
+                            "mutation_scale": 7,
+                            "linewidth": 0.8,
+                            "shrinkA": 0,
+                            "shrinkB": 0,
+                        },
+                    )
         ax.set_xlabel("between-class direction v₁")
         ax.set_ylabel("between-class direction v₂" if k > 1 else "(rank 1: no v₂)")
         ax.set_aspect("equal", adjustable="datalim")
         ax.set_title(f"features on v₁, v₂ ({len(codes)} samples)\n{snapshot_title(result)}")
         if C <= _LEGEND_CLASSES:
-            ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=2,
-                      title="class", handletextpad=0.2)
+            ax.legend(
+                loc="center left",
+                bbox_to_anchor=(1.0, 0.5),
+                markerscale=2,
+                title="class",
+                handletextpad=0.2,
+            )
         else:
             import matplotlib as mpl
 
@@ -126,8 +157,9 @@ def plot_sqi(result: SnapshotResult, *, ax=None, style: str = "paper", bins: int
     Notes
     -----
     Under symmetric quasi-interpolation every true-class output is ``1 - eps1`` and every
-    wrong-class output ``eps2``; the dashed lines are those values from the report (all
-    samples), the histograms a seeded subsample. Lines have gids ``1-eps1`` and ``eps2``.
+    wrong-class output ``eps2``; the dashed lines, each in the colour of its histogram, are
+    those values from the report (all samples), the histograms a seeded subsample. Lines
+    have gids ``1-eps1`` and ``eps2``.
     """
     _need(result, "sample_true_out", "sample_wrong_out")
     true = np.asarray(result.arrays["sample_true_out"], dtype=np.float64)
@@ -141,16 +173,40 @@ def plot_sqi(result: SnapshotResult, *, ax=None, style: str = "paper", bins: int
             fig, grid = new_figure(SINGLE, 2.4, style=style)
             ax = grid[0, 0]
         fig = ax.figure
-        ax.hist(wrong, bins=edges, density=True, color=c_wrong, alpha=0.6,
-                label=f"wrong class f_c, c≠y ({wrong.size})")
-        ax.hist(true, bins=edges, density=True, color=c_true, alpha=0.6,
-                label=f"true class f_y ({true.size})")
+        ax.hist(
+            wrong,
+            bins=edges,
+            density=True,
+            color=c_wrong,
+            alpha=0.6,
+            label=f"wrong class f_c, c≠y ({wrong.size})",
+        )
+        ax.hist(
+            true,
+            bins=edges,
+            density=True,
+            color=c_true,
+            alpha=0.6,
+            label=f"true class f_y ({true.size})",
+        )
         if eps1 is not None:
-            ax.axvline(1.0 - eps1, color=c_true, linestyle="--", linewidth=1.0, gid="1-eps1",
-                       label=f"1 - eps1 = {1.0 - eps1:.3g}")
+            ax.axvline(
+                1.0 - eps1,
+                color=c_true,
+                linestyle="--",
+                linewidth=1.0,
+                gid="1-eps1",
+                label=f"1 - eps1 = {1.0 - eps1:.3g}",
+            )
         if eps2 is not None:
-            ax.axvline(eps2, color="#bd1f01", linestyle="--", linewidth=1.0, gid="eps2",
-                       label=f"eps2 = {eps2:.3g}")
+            ax.axvline(
+                eps2,
+                color=c_wrong,
+                linestyle="--",
+                linewidth=1.0,
+                gid="eps2",
+                label=f"eps2 = {eps2:.3g}",
+            )
         log_axis(ax)
         ax.set_xlabel("network output")
         ax.set_ylabel("density (log)")
