@@ -26,8 +26,13 @@ import click
 @click.command()
 @click.option("-o", "--output", required=True, help="HDF5 dump to write (overwritten).")
 @click.option("--n-per-class", type=int, default=50, show_default=True)
-@click.option("--weight-decay", type=float, default=1e-2, show_default=True,
-              help="lambda (= Lambda here, since kappa = 1/N).")
+@click.option(
+    "--weight-decay",
+    type=float,
+    default=1e-2,
+    show_default=True,
+    help="lambda (= Lambda here, since kappa = 1/N).",
+)
 @click.option("--epochs", type=int, default=8000, show_default=True)
 @click.option("--asymmetric", is_flag=True, help="Random class templates (seed 0).")
 def main(output, n_per_class, weight_decay, epochs, asymmetric):
@@ -36,12 +41,17 @@ def main(output, n_per_class, weight_decay, epochs, asymmetric):
     from ncinspect.train import fit
 
     data = template_data(n_per_class=n_per_class, symmetric=not asymmetric)
-    config = dataclasses.replace(converged_config(data.X.shape[0], weight_decay=weight_decay),
-                                 epochs=epochs, save_every=epochs)
+    config = dataclasses.replace(
+        converged_config(data.X.shape[0], weight_decay=weight_decay),
+        epochs=epochs,
+        save_every=epochs,
+    )
     start = time.perf_counter()
     hist = fit(config, data, dump=output)
-    click.echo(f"{output}: {epochs} full-batch epochs in {time.perf_counter() - start:.1f} s; "
-               f"gradient norm {gradient_norm(hist.params, data, config):.3g}")
+    click.echo(
+        f"{output}: {epochs} full-batch epochs in {time.perf_counter() - start:.1f} s; "
+        f"gradient norm {gradient_norm(hist.params, data, config):.3g}"
+    )
 
 
 if __name__ == "__main__":

@@ -5,10 +5,13 @@ final training snapshot of each is analysed (NC metrics) and checked against the
 (:func:`ncinspect.theory_run.theory_file`). :func:`sweep_weight_decay` returns one row per
 lambda; :func:`sweep_markdown` and :func:`plot_sweep` render them::
 
-    from ncinspect.train import TrainConfig
-    from ncinspect.sweep import sweep_weight_decay, plot_sweep
-    rows = sweep_weight_decay(TrainConfig(epochs=1000), [0, 1e-4, 1e-3, 5e-3], "sweep/")
+    from ncinspect.sweep import sweep_config, sweep_weight_decay, plot_sweep
+    rows = sweep_weight_decay(sweep_config(epochs=1000), [0, 1e-4, 1e-3, 5e-3], "sweep/")
     plot_sweep(rows)
+
+:func:`sweep_config` spells out every training setting of the measured sweeps of
+docs/experiments.md (:data:`SWEEP_SETTINGS`), so they do not follow later changes of the
+:class:`~ncinspect.train.TrainConfig` defaults.
 
 This is the paper's central experiment (spec/theory.md, claim 5): weight decay is necessary
 for neural collapse in deep bias-free ReLU networks trained with the square loss.
@@ -24,6 +27,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = [
+    "SWEEP_SETTINGS",
+    "sweep_config",
     "SWEEP_METRICS",
     "SWEEP_THEORY",
     "sweep_weight_decay",
@@ -36,6 +41,61 @@ __all__ = [
     "converged_config",
     "gradient_norm",
 ]
+
+#: Every training setting of the sweeps measured in docs/experiments.md (all but
+#: ``weight_decay``, which each run replaces), pinned here rather than taken from the
+#: TrainConfig defaults: those changed later (separation 10, lr 0.01, width 128, 6000 epochs,
+#: save_every 1000 since commit a0e4d08), and the documented tables need these values.
+SWEEP_SETTINGS: dict[str, Any] = {
+    "dataset": "gaussian",
+    "n_classes": 10,  # gaussian: C
+    "n_per_class": 100,  # gaussian: N = 1000 training samples
+    "n_test_per_class": 100,
+    "input_dim": 32,
+    "separation": 1.0,  # gaussian class-centre scale (the TrainConfig default is now 10)
+    "noise": 1.0,
+    "mnist1d_samples": 5000,  # mnist1d: 4000 train / 1000 test
+    "depth": 4,
+    "width": 128,
+    "widths": None,
+    "init_scale": 1.0,
+    "dtype": "float64",
+    "kappa": None,  # 1/(N C), so Lambda = lambda C
+    "lr": 0.1,  # the TrainConfig default is now 0.01
+    "momentum": 0.9,
+    "batch_size": 100,
+    "epochs": 1000,
+    "schedule": "cosine",
+    "step_every": 0,
+    "gamma": 0.1,
+    "lr_min": 0.0,
+    "save_every": 1000,  # = epochs: one snapshot at 0 and one at the end (sweep_config)
+    "features_dtype": None,
+    "compression": None,
+    "seed": 0,
+}
+
+
+def sweep_config(**overrides: Any):
+    """The :class:`~ncinspect.train.TrainConfig` of the documented sweeps, with ``overrides``.
+
+    Every field comes from :data:`SWEEP_SETTINGS` (not from the TrainConfig defaults) unless
+    overridden; ``save_every`` follows ``epochs`` unless given, so each dump holds epoch 0 and
+    the last epoch.
+
+    Examples
+    --------
+    >>> sweep_config(dataset="gaussian", epochs=2000).separation
+    1.0
+    """
+    from .train import TrainConfig
+
+    settings = {**SWEEP_SETTINGS, **overrides}
+    if "save_every" not in overrides:
+        settings["save_every"] = max(1, int(settings["epochs"]))
+    settings.setdefault("weight_decay", 0.0)
+    return TrainConfig(**settings)
+
 
 #: NC metrics reported per lambda (key, short title).
 SWEEP_METRICS: tuple[tuple[str, str], ...] = (
@@ -70,11 +130,16 @@ def _final_train_snapshot(path: str) -> str:
 
     with open_dump(path) as dump:
         snaps = [s for s in dump.snapshots if s.split in (None, "train") and s.layer is None]
-        return max(snaps, key=lambda s: (s.epoch or 0)).name
+        return max(snaps, key=lambda s: s.epoch or 0).name
 
 
-def sweep_row(path: str | os.PathLike, *, weight_decay: float | None = None,
-              seconds: float | None = None, test_accuracy: float | None = None) -> dict[str, Any]:
+def sweep_row(
+    path: str | os.PathLike,
+    *,
+    weight_decay: float | None = None,
+    seconds: float | None = None,
+    test_accuracy: float | None = None,
+) -> dict[str, Any]:
     """NC metrics and theory residuals of the final training snapshot of one dump.
 
     Parameters
@@ -154,8 +219,9 @@ def sweep_weight_decay(
         start = time.perf_counter()
         hist = fit(cfg, data, dump=path)
         seconds = time.perf_counter() - start
-        row = sweep_row(path, weight_decay=float(wd), seconds=seconds,
-                        test_accuracy=hist.last("test_accuracy"))
+        row = sweep_row(
+            path, weight_decay=float(wd), seconds=seconds, test_accuracy=hist.last("test_accuracy")
+        )
         rows.append(row)
         if callback is not None:
             callback(float(wd), row)
@@ -165,15 +231,29 @@ def sweep_weight_decay(
 def sweep_columns(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     """Header and rows of a flat table (one row per lambda): metrics, residuals, layer norms."""
     depth = max((len(r["layer_norms_sq"] or []) for r in rows), default=0)
-    header = ["weight_decay", "Lambda", *(k for k, _ in SWEEP_METRICS), "test_accuracy",
-              *(f"theory_{k}" for k, _ in SWEEP_THEORY),
-              *(f"norm_sq_W{i + 1}" for i in range(depth)), "seconds"]
+    header = [
+        "weight_decay",
+        "Lambda",
+        *(k for k, _ in SWEEP_METRICS),
+        "test_accuracy",
+        *(f"theory_{k}" for k, _ in SWEEP_THEORY),
+        *(f"norm_sq_W{i + 1}" for i in range(depth)),
+        "seconds",
+    ]
     table = []
     for r in rows:
         norms = list(r["layer_norms_sq"] or []) + [None] * depth
-        table.append([r["weight_decay"], r["Lambda"], *(r["metrics"][k] for k, _ in SWEEP_METRICS),
-                      r["test_accuracy"], *(r["theory"][k] for k, _ in SWEEP_THEORY),
-                      *norms[:depth], r["seconds"]])
+        table.append(
+            [
+                r["weight_decay"],
+                r["Lambda"],
+                *(r["metrics"][k] for k, _ in SWEEP_METRICS),
+                r["test_accuracy"],
+                *(r["theory"][k] for k, _ in SWEEP_THEORY),
+                *norms[:depth],
+                r["seconds"],
+            ]
+        )
     return header, table
 
 
@@ -187,19 +267,30 @@ def _md(value: Any) -> str:
 
 def sweep_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """Two Markdown tables: NC metrics against lambda, and theory residuals with layer norms."""
-    out = ["| lambda | " + " | ".join(t for _, t in SWEEP_METRICS) + " | test acc | time (s) |",
-           "| --- " * (len(SWEEP_METRICS) + 3) + "|"]
+    out = [
+        "| lambda | " + " | ".join(t for _, t in SWEEP_METRICS) + " | test acc | time (s) |",
+        "| --- " * (len(SWEEP_METRICS) + 3) + "|",
+    ]
     for r in rows:
-        cells = [_md(r["weight_decay"]), *(_md(r["metrics"][k]) for k, _ in SWEEP_METRICS),
-                 _md(r["test_accuracy"]), f"{r['seconds']:.1f}" if r["seconds"] else "n/a"]
+        cells = [
+            _md(r["weight_decay"]),
+            *(_md(r["metrics"][k]) for k, _ in SWEEP_METRICS),
+            _md(r["test_accuracy"]),
+            f"{r['seconds']:.1f}" if r["seconds"] else "n/a",
+        ]
         out.append("| " + " | ".join(cells) + " |")
-    out += ["", "Relative errors of the theory (n/a: lambda = 0, where they do not apply).", "",
-            "| lambda | " + " | ".join(t for _, t in SWEEP_THEORY) + " | ||W_l||_F^2 |",
-            "| --- " * (len(SWEEP_THEORY) + 2) + "|"]
+    out += [
+        "",
+        "Relative errors of the theory (n/a: lambda = 0, where they do not apply).",
+        "",
+        "| lambda | " + " | ".join(t for _, t in SWEEP_THEORY) + " | ||W_l||_F^2 |",
+        "| --- " * (len(SWEEP_THEORY) + 2) + "|",
+    ]
     for r in rows:
         norms = ", ".join(f"{v:.3g}" for v in r["layer_norms_sq"] or [])
-        theory = [("n/a" if r["weight_decay"] == 0 else _md(r["theory"][k]))
-                  for k, _ in SWEEP_THEORY]
+        theory = [
+            ("n/a" if r["weight_decay"] == 0 else _md(r["theory"][k])) for k, _ in SWEEP_THEORY
+        ]
         out.append("| " + " | ".join([_md(r["weight_decay"]), *theory, norms]) + " |")
     return "\n".join(out) + "\n"
 
@@ -234,8 +325,7 @@ def _series(rows: Sequence[dict[str, Any]], get: Callable[[dict[str, Any]], Any]
     return y
 
 
-def plot_sweep(rows: Sequence[dict[str, Any]], *, title: str | None = None,
-               style: str = "paper"):
+def plot_sweep(rows: Sequence[dict[str, Any]], *, title: str | None = None, style: str = "paper"):
     """Final NC metrics, theory residuals, layer norms and accuracy against lambda.
 
     Parameters
@@ -265,18 +355,32 @@ def plot_sweep(rows: Sequence[dict[str, Any]], *, title: str | None = None,
         return lambda r: (r["layer_norms_sq"] or [None] * depth)[i]
 
     panels = (
-        ("NC metrics (train)", True,
-         [(t, lambda r, k=k: r["metrics"][k]) for k, t in SWEEP_METRICS[:6]]),
-        ("theory residuals", True,
-         [(t, lambda r, k=k: r["theory"][k]) for k, t in SWEEP_THEORY]),
+        (
+            "NC metrics (train)",
+            True,
+            [(t, lambda r, k=k: r["metrics"][k]) for k, t in SWEEP_METRICS[:6]],
+        ),
+        ("theory residuals", True, [(t, lambda r, k=k: r["theory"][k]) for k, t in SWEEP_THEORY]),
         ("layer norms ||W_l||_F²", True, [(f"||W{i + 1}||²", norm(i)) for i in range(depth)]),
-        ("accuracy", False, [("train", lambda r: r["metrics"]["accuracy_classifier"]),
-                             ("test", lambda r: r["test_accuracy"])]),
+        (
+            "accuracy",
+            False,
+            [
+                ("train", lambda r: r["metrics"]["accuracy_classifier"]),
+                ("test", lambda r: r["test_accuracy"]),
+            ],
+        ),
     )
     labels = [_short(r["weight_decay"]) for r in rows]
     with plot_style(style):
-        fig, axes = new_figure(DOUBLE, 3.4, style=style, nrows=2, ncols=len(panels),
-                               gridspec_kw={"height_ratios": [3.0, 1.1]})
+        fig, axes = new_figure(
+            DOUBLE,
+            3.4,
+            style=style,
+            nrows=2,
+            ncols=len(panels),
+            gridspec_kw={"height_ratios": [3.0, 1.1]},
+        )
         for ax, slot, (name, log, series) in zip(axes[0], axes[1], panels, strict=True):
             for label, get in series:
                 y = _series(rows, get)
@@ -289,8 +393,12 @@ def plot_sweep(rows: Sequence[dict[str, Any]], *, title: str | None = None,
             if log and ax.lines:
                 log_axis(ax, "y")
             ax.set_xlabel("weight decay λ")
-            ax.set_xticks(x, labels, rotation=0 if len(x) <= 3 else 45 if len(x) <= 5 else 90,
-                          fontsize="small" if len(x) > 5 else None)
+            ax.set_xticks(
+                x,
+                labels,
+                rotation=0 if len(x) <= 3 else 45 if len(x) <= 5 else 90,
+                fontsize="small" if len(x) > 5 else None,
+            )
             ax.xaxis.set_minor_locator(NullLocator())
             ax.set_xlim(min(x) / 2, max(x) * 2)
             _legend_below(ax, slot)
@@ -300,8 +408,13 @@ def plot_sweep(rows: Sequence[dict[str, Any]], *, title: str | None = None,
     return fig
 
 
-def write_sweep(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike, *,
-                title: str | None = None, figure: bool = True) -> list[str]:
+def write_sweep(
+    rows: Sequence[dict[str, Any]],
+    out_dir: str | os.PathLike,
+    *,
+    title: str | None = None,
+    figure: bool = True,
+) -> list[str]:
     """Write ``sweep.json``, ``sweep.csv``, ``sweep.md`` and ``sweep.png`` into ``out_dir``."""
     import csv
     import io
@@ -340,8 +453,9 @@ def write_sweep(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike, *,
 # --------------------------------------------------------------------------------------
 # a run that reaches a critical point (for checking the identities to 1e-6)
 # --------------------------------------------------------------------------------------
-def template_data(n_classes: int = 4, n_per_class: int = 10, *, symmetric: bool = True,
-                  seed: int = 0):
+def template_data(
+    n_classes: int = 4, n_per_class: int = 10, *, symmetric: bool = True, seed: int = 0
+):
     """Inputs constant within each class: class templates plus a shared offset vector.
 
     Parameters
@@ -391,9 +505,20 @@ def converged_config(n_samples: int, *, epochs: int = 8000, weight_decay: float 
     """
     from .train import TrainConfig
 
-    return TrainConfig(depth=3, width=64, batch_size=0, weight_decay=weight_decay,
-                       kappa=1.0 / n_samples, lr=0.1, momentum=0.9, schedule="constant",
-                       epochs=epochs, save_every=epochs, init_scale=0.5, seed=0)
+    return TrainConfig(
+        depth=3,
+        width=64,
+        batch_size=0,
+        weight_decay=weight_decay,
+        kappa=1.0 / n_samples,
+        lr=0.1,
+        momentum=0.9,
+        schedule="constant",
+        epochs=epochs,
+        save_every=epochs,
+        init_scale=0.5,
+        seed=0,
+    )
 
 
 def gradient_norm(params, data, config) -> float:
@@ -405,6 +530,7 @@ def gradient_norm(params, data, config) -> float:
 
     N, C = data.X.shape[0], data.n_classes
     kappa = config.kappa if config.kappa is not None else 1.0 / (N * C)
-    _, grads, _ = objective_and_grads(params, data.X, one_hot(data.y, C), kappa=kappa,
-                                      weight_decay=config.weight_decay)
+    _, grads, _ = objective_and_grads(
+        params, data.X, one_hot(data.y, C), kappa=kappa, weight_decay=config.weight_decay
+    )
     return float(np.sqrt(sum(np.vdot(g, g) for g in grads)))
