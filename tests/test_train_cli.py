@@ -127,3 +127,94 @@ def test_help_lists_the_options(capsys):
         "--dtype",
     ):
         assert opt in out
+
+
+# -- review fixes ------------------------------------------------------------------------------
+
+
+def _bad_files(tmp_path):
+    import numpy as np
+
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"PK" + b"\x00garbage" * 8)
+    cols = tmp_path / "cols.npz"
+    y = np.arange(10) % 2
+    np.savez(cols, X=np.zeros((10, 3)), y=y, X_test=np.zeros((4, 5)), y_test=y[:4])
+    group = tmp_path / "group.h5"
+    with h5py.File(group, "w") as f:
+        f.create_group("X")
+        f["y"] = y
+    half = tmp_path / "half.npz"
+    np.savez(half, X=np.zeros((10, 3)), y=y, X_test=np.zeros((4, 3)))
+    return {"corrupt": corrupt, "cols": cols, "group": group, "dir": tmp_path, "half": half}
+
+
+@pytest.mark.parametrize("which", ["corrupt", "cols", "group", "dir", "half"])
+def test_bad_data_files_exit_3_with_one_line(tmp_path, capsys, which):
+    path = _bad_files(tmp_path)[which]
+    out = tmp_path / "out" / "x.h5"
+    assert main(["train", "-o", str(out), *SMALL, "--dataset", str(path)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("ncinspect: error: ") and str(path) in err
+    assert err.count("\n") == 1 and "internal error" not in err
+    assert not out.exists()  # no half-made dump (nor an empty probe file) is left behind
+
+
+def test_missing_output_folders_are_created(tmp_path, capsys):
+    path = tmp_path / "new" / "deeper" / "run.h5"
+    assert main(["train", "-o", str(path), *SMALL, "-q"]) == 0
+    assert path.exists()
+
+
+def test_unwritable_output_is_a_usage_error(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(["train", "-o", str(blocker / "run.h5"), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert str(blocker / "run.h5") in err and err.count("\n") == 1
+    assert main(["train", "-o", "/proc/ncinspect-test/run.h5", *SMALL]) == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--lr", "nan"],
+        ["--weight-decay", "inf"],
+        ["--init-scale", "nan"],
+        ["--separation", "inf"],
+        ["--noise", "nan"],
+        ["--momentum", "nan"],
+    ],
+)
+def test_non_finite_options_exit_2(tmp_path, capsys, args):
+    assert main(["train", "-o", str(tmp_path / "x.h5"), *SMALL, *args]) == 2
+    assert "finite" in capsys.readouterr().err
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_no_test_split_prints_na(tmp_path, capsys):
+    path = tmp_path / "run.h5"
+    assert main(["train", "-o", str(path), *SMALL, "--n-test-per-class", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "test acc n/a" in err and "test acc 0.000" not in err
+
+
+def test_zero_epochs_prints_no_nan(tmp_path, capsys):
+    path = tmp_path / "run.h5"
+    assert main(["train", "-o", str(path), *SMALL, "--epochs", "0", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "snapshots at epochs 0;" in err and "no epoch trained" in err
+    assert "nan ms" not in err and "ms/epoch" not in err
+
+
+def test_epochs_help_and_hidden_debug(capsys):
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Passes over the training set" in out and "--debug" not in out
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys):
+    from ncinspect.errors import UsageError
+
+    with pytest.raises(UsageError):
+        main(["train", "-o", str(tmp_path / "x.h5"), *SMALL, "--lr", "nan", "--debug"])

@@ -277,3 +277,153 @@ def test_mnist1d_generator_offline():
     data = mnist1d(seed=3, n_samples=200)
     assert data.X.shape == (160, 40) and data.X_test.shape == (40, 40)
     assert data.name == "mnist1d" and data.y.max() <= 9
+
+
+# -- review fixes: bad data files, split metadata, config finiteness -------------------------
+
+
+def _write_npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def test_from_file_bad_files_raise_input_errors_naming_file_and_array(tmp_path):
+    """Every broken data file is an NCInspectError with exit code 3 and a one-line message."""
+    from ncinspect.errors import ShapeMismatchError, UnreadableFileError
+
+    rng = np.random.default_rng(0)
+    X, y = np.zeros((6, 3)), np.arange(6) % 2
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"PK\x03\x04" + b"garbage" * 10)
+    group_x = tmp_path / "group.h5"
+    with h5py.File(group_x, "w") as f:
+        f.create_group("X")
+        f["y"] = y
+    cases = [
+        (corrupt, UnreadableFileError, "not a readable NPZ"),
+        (tmp_path, UnreadableFileError, "directory"),
+        (group_x, InvalidDataError, "'X' is an HDF5 group"),
+        (
+            _write_npz(tmp_path / "cols.npz", X=X, y=y, X_test=np.zeros((4, 2)), y_test=y[:4]),
+            ShapeMismatchError,
+            "X_test has 2 features per row, X has 3",
+        ),
+        (
+            _write_npz(tmp_path / "xt.npz", X=X, y=y, X_test=np.zeros((4, 3))),
+            MissingArrayError,
+            "no 'y_test'",
+        ),
+        (
+            _write_npz(tmp_path / "yt.npz", X=X, y=y, y_test=y[:4]),
+            MissingArrayError,
+            "no 'X_test'",
+        ),
+        (
+            _write_npz(tmp_path / "ytshape.npz", X=X, y=y, X_test=np.zeros((4, 3)), y_test=y[:3]),
+            ShapeMismatchError,
+            "y_test has shape (3,), expected (4,)",
+        ),
+        (_write_npz(tmp_path / "y2d.npz", X=X, y=y[:, None]), ShapeMismatchError, "y has shape"),
+        (_write_npz(tmp_path / "x1d.npz", X=np.zeros(6), y=y), ShapeMismatchError, "X has shape"),
+        (_write_npz(tmp_path / "frac.npz", X=X, y=y / 2), InvalidDataError, "fractional"),
+    ]
+    for path, error, text in cases:
+        with pytest.raises(error) as info:
+            from_file(path, rng)
+        message = str(info.value)
+        assert info.value.exit_code == 3, path
+        assert text in message and str(path) in message and "\n" not in message, message
+
+
+def test_from_file_never_unpickles(tmp_path):
+    from ncinspect.errors import UnreadableFileError, UnsupportedDtypeError
+
+    path = tmp_path / "objects.npz"
+    np.savez(path, X=np.array([{"a": 1}] * 4, dtype=object), y=np.arange(4) % 2)
+    with pytest.raises(UnsupportedDtypeError, match="objects.npz: array 'X' has dtype object"):
+        from_file(path, np.random.default_rng(0))
+    # "PK" and then not a zip archive: np.load would try to unpickle it
+    (tmp_path / "pk.npz").write_bytes(b"PK\x00" + b"x" * 40)
+    with pytest.raises(UnreadableFileError, match="corrupt or truncated zip"):
+        from_file(tmp_path / "pk.npz", np.random.default_rng(0))
+
+
+def test_from_file_flattens_rows_and_accepts_whole_float_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    path = _write_npz(
+        tmp_path / "img.npz",
+        X=rng.standard_normal((8, 2, 3)),
+        y=np.arange(8.0) % 2,
+        X_test=rng.standard_normal((4, 2, 3)),
+        y_test=np.arange(4.0) % 2,
+    )
+    data = from_file(path, rng)
+    assert data.X.shape == (8, 6) and data.X_test.shape == (4, 6) and data.n_classes == 2
+
+
+def test_test_snapshots_carry_their_own_losses_and_prefixed_training_values(tmp_path):
+    path = tmp_path / "run.h5"
+    data = _tiny_data()
+    hist = fit(_tiny_config(weight_decay=1e-3), data, dump=path)
+    params = hist.params
+    kappa, n, n_test = hist.kappa, data.X.shape[0], data.X_test.shape[0]
+    train = loop_module.evaluate(params, data.X, data.y, kappa=kappa, weight_decay=1e-3)
+    test = loop_module.evaluate(
+        params, data.X_test, data.y_test, kappa=kappa * n / n_test, weight_decay=1e-3
+    )
+    with h5py.File(path, "r") as f:
+        tr, te = f["epoch_0004"].attrs, f["test/epoch_0004"].attrs
+        for key in ("loss", "data_loss", "mse"):
+            assert tr[key] == pytest.approx(train[key])  # train snapshots: unchanged keys
+            assert te[key] == pytest.approx(test[key])  # test snapshots: the test split's own
+            for attrs in (tr, te):
+                assert attrs[f"train_{key}"] == pytest.approx(train[key])
+                assert attrs[f"test_{key}"] == pytest.approx(test[key])
+        assert te["mse"] != pytest.approx(tr["mse"])
+        assert te["test_accuracy"] == tr["test_accuracy"] == pytest.approx(test["accuracy"])
+    # the theory still reads its constants and the training snapshot's loss keys
+    from ncinspect.theory_run import theory_file
+
+    report, _ = theory_file(str(path), snapshot="/epoch_0004")
+    assert report[0].theory["constants"]["weight_decay"] == 1e-3
+
+
+def test_batch_size_metadata_is_the_batch_used(tmp_path):
+    data = _tiny_data()  # N = 24
+    for requested, used, full in ((5, 5, False), (100, 24, True), (0, 24, True)):
+        path = tmp_path / f"b{requested}.h5"
+        fit(_tiny_config(batch_size=requested, epochs=1), data, dump=path)
+        with h5py.File(path, "r") as f:
+            assert f.attrs["batch_size"] == used and f.attrs["full_batch"] == full
+            assert f["epoch_0001"].attrs["batch_size"] == used
+
+
+def test_no_test_split_records_none_and_writes_no_test_group(tmp_path):
+    from ncinspect.dump import open_dump
+
+    rng = np.random.default_rng(0)
+    data = gaussian(rng, n_classes=3, n_per_class=8, n_test_per_class=0, input_dim=6)
+    path = tmp_path / "run.h5"
+    hist = fit(_tiny_config(), data, dump=path)
+    assert hist.last("test_accuracy") is None and hist.records[-1]["test_accuracy"] is None
+    with h5py.File(path, "r") as f:
+        assert "test" not in f
+    with open_dump(path) as dump:
+        snap = next(s for s in dump.snapshots if s.name == "/epoch_0004")
+        # the writer leaves None out, so readers get None from .get(), never a fake 0.0
+        assert snap.meta.get("test_accuracy") is None and snap.meta.get("test_mse") is None
+        assert snap.meta["train_accuracy"] is not None
+
+
+def test_zero_epochs_has_no_epoch_time():
+    hist = fit(_tiny_config(epochs=0), _tiny_data())
+    assert [r["epoch"] for r in hist.records] == [0] and np.isnan(hist.epoch_seconds)
+
+
+@pytest.mark.parametrize(
+    "field", ["lr", "weight_decay", "init_scale", "separation", "noise", "momentum"]
+)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_invalid_config_not_finite(field, value):
+    with pytest.raises(UsageError, match=f"finite.*{field}="):
+        TrainConfig(**{field: value}).validate()

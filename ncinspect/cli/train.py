@@ -6,9 +6,13 @@ A thin wrapper: parse options into a :class:`~ncinspect.train.TrainConfig`, call
 
 from __future__ import annotations
 
+import math
+import os
+
 import click
 
 from ..train.config import TrainConfig
+from .common import debug_option
 
 _D = TrainConfig()  # the defaults live in one place: the dataclass
 
@@ -19,7 +23,7 @@ _D = TrainConfig()  # the defaults live in one place: the dataclass
     "--output",
     required=True,
     type=click.Path(dir_okay=False),
-    help="HDF5 dump to write (overwritten).",
+    help="HDF5 dump to write (overwritten; missing folders are created).",
 )
 @click.option(
     "--dataset",
@@ -53,7 +57,13 @@ _D = TrainConfig()  # the defaults live in one place: the dataclass
     show_default=True,
     help="Heavy-ball momentum (0 = plain gradient descent).",
 )
-@click.option("--epochs", type=int, default=_D.epochs, show_default=True)
+@click.option(
+    "--epochs",
+    type=int,
+    default=_D.epochs,
+    show_default=True,
+    help="Passes over the training set (0: only the snapshot of the initialisation).",
+)
 @click.option(
     "--batch-size",
     type=int,
@@ -132,6 +142,7 @@ _D = TrainConfig()  # the defaults live in one place: the dataclass
 )
 @click.option("--compress", is_flag=True, help="gzip the datasets of the dump (smaller, slower).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@debug_option
 def command(
     output: str,
     dataset: str,
@@ -154,6 +165,7 @@ def command(
     features_dtype: str | None,
     compress: bool,
     quiet: bool,
+    debug: bool,
 ) -> int | None:
     """Train a deep bias-free ReLU net (square loss + weight decay) and write a dump.
 
@@ -186,25 +198,30 @@ def command(
         compression="gzip" if compress else None,
     )
     config.validate()
+    from ..train import load_dataset
+
+    data = load_dataset(config)  # a bad data file fails here, before any output is made
+    _prepare_output(output)
 
     from rich.console import Console
 
     console = Console(stderr=True)
     if quiet:
-        history = fit(config, dump=output)
+        history = fit(config, data, dump=output)
     else:
-        history = _fit_with_progress(config, output, console)
+        history = _fit_with_progress(config, data, output, console)
 
     last = history.records[-1] if history.records else {}
     saved = ", ".join(str(e) for e in history.saved_epochs) or "none"
     nc1 = history.last("nc1")
+    speed = history.epoch_seconds
     console.print(
         f"{output}: snapshots at epochs {saved}; "
-        f"loss {last.get('loss', float('nan')):.4g}, "
-        f"train acc {history.last('train_accuracy') or 0:.3f}, "
-        f"test acc {history.last('test_accuracy') or 0:.3f}"
+        f"loss {_num(last.get('loss'), '.4g')}, "
+        f"train acc {_num(history.last('train_accuracy'), '.3f')}, "
+        f"test acc {_num(history.last('test_accuracy'), '.3f')}"
         + (f", nc1 {nc1:.3g}" if nc1 is not None else "")
-        + f"; {history.epoch_seconds * 1e3:.1f} ms/epoch",
+        + (f"; {speed * 1e3:.1f} ms/epoch" if math.isfinite(speed) else "; no epoch trained"),
         highlight=False,
         soft_wrap=True,
     )
@@ -218,7 +235,42 @@ def command(
     return None
 
 
-def _fit_with_progress(config: TrainConfig, output: str, console):
+def _num(value: float | None, spec: str) -> str:
+    """``value`` formatted, or "n/a" (no test split, nothing measured)."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def _prepare_output(output: str) -> None:
+    """Create the output's missing folders and check that the file can be written there.
+
+    Raises :class:`~ncinspect.errors.UsageError` (exit code 2) before any training starts, so an
+    unwritable ``-o`` never costs a run.
+    """
+    from ..errors import UsageError
+
+    folder = os.path.dirname(os.path.abspath(output))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        why = (
+            "a part of that path is a file, not a folder"
+            if isinstance(exc, (FileExistsError, NotADirectoryError))
+            else exc.strerror
+        )
+        raise UsageError(f"{output}: cannot create the folder {folder} ({why})") from None
+    if os.path.isdir(output):
+        raise UsageError(f"{output}: is a directory, expected a file name for the dump")
+    existed = os.path.exists(output)
+    try:
+        with open(output, "ab"):  # a probe that neither truncates nor needs permission bits
+            pass
+    except OSError as exc:
+        raise UsageError(f"{output}: cannot write the dump here ({exc.strerror})") from None
+    if not existed:
+        os.unlink(output)
+
+
+def _fit_with_progress(config: TrainConfig, data, output: str, console):
     """Run fit with a rich progress bar: epoch, loss, train accuracy, latest nc1."""
     from rich.progress import (
         BarColumn,
@@ -255,4 +307,4 @@ def _fit_with_progress(config: TrainConfig, output: str, console):
                 nc1=state["nc1"],
             )
 
-        return fit(config, dump=output, callback=callback)
+        return fit(config, data, dump=output, callback=callback)

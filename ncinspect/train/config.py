@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from ..errors import UsageError
@@ -63,6 +64,14 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise :class:`~ncinspect.errors.UsageError` on an impossible setting."""
         problems = []
+        fields = ("lr", "weight_decay", "init_scale", "separation", "noise", "momentum", "lr_min")
+        fields += ("gamma",) + (("kappa",) if self.kappa is not None else ())
+        not_finite = [f"{k}={getattr(self, k)}" for k in fields if not _finite(getattr(self, k))]
+        if not_finite:
+            # NaN slips through every comparison below, and inf is no usable setting either
+            raise UsageError(
+                "invalid training config: must be finite numbers: " + ", ".join(not_finite)
+            )
         if self.depth < 2:
             problems.append(f"depth must be >= 2, got {self.depth}")
         if self.widths is not None and len(self.widths) != self.depth - 1:
@@ -108,3 +117,10 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """Plain dict of every field (for metadata and JSON)."""
         return asdict(self)
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InvalidDataError, MissingArrayError, UnreadableFileError, UsageError
+from ..errors import (
+    InvalidDataError,
+    MissingArrayError,
+    ShapeMismatchError,
+    UnreadableFileError,
+    UnsupportedDtypeError,
+    UsageError,
+)
 
 __all__ = ["Dataset", "gaussian", "mnist1d", "from_file", "load_dataset"]
 
@@ -95,45 +102,128 @@ def mnist1d(seed: int = 42, *, n_samples: int = 5000) -> Dataset:
     )
 
 
+_KEYS = ("X", "y", "X_test", "y_test")
+
+
+def _why(exc: BaseException) -> str:
+    """The first line of an exception's message (messages stay one line)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _read_arrays(path: str) -> dict[str, np.ndarray]:
+    """The arrays X, y, X_test, y_test that ``path`` holds (NPZ or HDF5), read without pickle."""
+    with open(path, "rb") as fh:
+        magic = fh.read(8)
+    if magic.startswith(b"PK"):
+        import zipfile
+
+        if not zipfile.is_zipfile(path):
+            raise UnreadableFileError(f"{path}: not a readable NPZ file (corrupt or truncated zip)")
+        arrays, key = {}, None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                for key in (k for k in _KEYS if k in z.files):
+                    arrays[key] = z[key]
+        except ValueError as exc:
+            if "pickle" in str(exc):  # object arrays: never unpickled
+                raise UnsupportedDtypeError(
+                    f"{path}: array {key!r} has dtype object (needs pickle, which ncinspect "
+                    "never loads); save numbers, or strings for labels"
+                ) from None
+            raise UnreadableFileError(f"{path}: not a readable NPZ file ({_why(exc)})") from None
+        except (OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            where = f" (array {key!r})" if key else ""
+            raise UnreadableFileError(
+                f"{path}: not a readable NPZ file{where} ({_why(exc)})"
+            ) from None
+        return arrays
+    if magic == b"\x89HDF\r\n\x1a\n":
+        import h5py
+
+        arrays = {}
+        try:
+            with h5py.File(path, "r") as f:
+                for k in _KEYS:
+                    if k not in f:
+                        continue
+                    if not isinstance(f[k], h5py.Dataset):
+                        raise InvalidDataError(
+                            f"{path}: {k!r} is an HDF5 {type(f[k]).__name__.lower()}, "
+                            "expected a dataset (array)"
+                        )
+                    arrays[k] = f[k][()]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UnreadableFileError(f"{path}: not a readable HDF5 file ({_why(exc)})") from None
+        return arrays
+    raise UnreadableFileError(f"{path}: not an NPZ or HDF5 file (expected X, y arrays)")
+
+
+def _features(path: str, name: str, arr: np.ndarray) -> np.ndarray:
+    """``arr`` as a 2-D float array (N, d): 1-D is refused, >2-D is flattened per row."""
+    if arr.ndim < 2:
+        raise ShapeMismatchError(
+            f"{path}: {name} has shape {arr.shape}, expected (N, d) with one row per sample"
+        )
+    if arr.dtype.kind not in "biuf":
+        raise InvalidDataError(f"{path}: {name} has dtype {arr.dtype}, expected numbers")
+    return np.asarray(arr, dtype=float).reshape(arr.shape[0], -1)
+
+
+def _labels(path: str, name: str, arr: np.ndarray, n: int, of: str) -> np.ndarray:
+    if arr.shape != (n,):
+        raise ShapeMismatchError(
+            f"{path}: {name} has shape {arr.shape}, expected ({n},) (one label per row of {of})"
+        )
+    if arr.dtype.kind == "f" and not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
+        raise InvalidDataError(f"{path}: {name} has fractional, NaN or Inf labels")
+    if arr.dtype.kind not in "biufSU":
+        raise InvalidDataError(
+            f"{path}: {name} has dtype {arr.dtype}, expected integers or strings"
+        )
+    return arr
+
+
 def from_file(
     path: str | os.PathLike, rng: np.random.Generator, *, test_fraction: float = 0.2
 ) -> Dataset:
     """A user's NPZ or HDF5 file with ``X`` (N, d), ``y`` (N,) and optional ``X_test``, ``y_test``.
 
     Without a test split, a random ``test_fraction`` of the samples is held out. Labels may be
-    any integers or strings; they are mapped to 0..C-1 in sorted order.
+    any integers or strings; they are mapped to 0..C-1 in sorted order. ``X`` (and ``X_test``)
+    with more than two axes are flattened per row. A file that cannot be read, or whose arrays
+    do not fit together, raises a :class:`~ncinspect.errors.DumpError` subclass (exit code 3)
+    naming the file and the array.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise UnreadableFileError(
             f"{path}: no such file (expected 'gaussian', 'mnist1d' or a file)"
         )
-    arrays: dict[str, np.ndarray] = {}
-    with open(path, "rb") as fh:
-        magic = fh.read(8)
+    if not os.path.isfile(path):
+        raise UnreadableFileError(f"{path}: is a directory, expected an NPZ or HDF5 file")
     try:
-        if magic.startswith(b"PK"):
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in ("X", "y", "X_test", "y_test") if k in z.files}
-        elif magic == b"\x89HDF\r\n\x1a\n":
-            import h5py
-
-            with h5py.File(path, "r") as f:
-                arrays = {k: f[k][()] for k in ("X", "y", "X_test", "y_test") if k in f}
-        else:
-            raise UnreadableFileError(f"{path}: not an NPZ or HDF5 file")
-    except (OSError, ValueError) as exc:
-        raise UnreadableFileError(f"{path}: cannot read ({exc})") from None
+        arrays = _read_arrays(path)
+    except OSError as exc:  # open() itself: permission denied, I/O error
+        raise UnreadableFileError(f"{path}: cannot read ({exc.strerror or _why(exc)})") from None
     for key in ("X", "y"):
         if key not in arrays:
             raise MissingArrayError(f"{path}: no array {key!r} (found {sorted(arrays)})")
-    X = np.asarray(arrays["X"], dtype=float).reshape(len(arrays["X"]), -1)
-    y = np.asarray(arrays["y"])
-    if y.shape != (X.shape[0],):
-        raise InvalidDataError(f"{path}: y has shape {y.shape}, expected ({X.shape[0]},)")
-    if "X_test" in arrays and "y_test" in arrays:
-        X_test = np.asarray(arrays["X_test"], dtype=float).reshape(len(arrays["X_test"]), -1)
-        y_test = np.asarray(arrays["y_test"])
+    if ("X_test" in arrays) != ("y_test" in arrays):
+        have, lack = ("X_test", "y_test") if "X_test" in arrays else ("y_test", "X_test")
+        raise MissingArrayError(
+            f"{path}: has {have!r} but no {lack!r}; give both or neither (then "
+            f"{test_fraction:g} of X is held out)"
+        )
+    X = _features(path, "X", arrays["X"])
+    y = _labels(path, "y", arrays["y"], X.shape[0], "X")
+    if "X_test" in arrays:
+        X_test = _features(path, "X_test", arrays["X_test"])
+        if X_test.shape[1] != X.shape[1]:
+            raise ShapeMismatchError(
+                f"{path}: X_test has {X_test.shape[1]} features per row, X has {X.shape[1]}"
+            )
+        y_test = _labels(path, "y_test", arrays["y_test"], X_test.shape[0], "X_test")
     else:
         perm = rng.permutation(X.shape[0])
         n_test = int(round(test_fraction * X.shape[0]))
@@ -143,8 +233,11 @@ def from_file(
             X[perm[:n_test]],
             y[perm[:n_test]],
         )
-    if not (np.isfinite(X).all() and np.isfinite(X_test).all()):
-        raise InvalidDataError(f"{path}: X or X_test contains NaN or Inf")
+    if X.shape[0] == 0:
+        raise InvalidDataError(f"{path}: X has no training rows")
+    for name, arr in (("X", X), ("X_test", X_test)):
+        if not np.isfinite(arr).all():
+            raise InvalidDataError(f"{path}: {name} contains NaN or Inf")
     classes, y_idx = np.unique(y, return_inverse=True)
     if classes.size < 2:
         raise InvalidDataError(f"{path}: y has {classes.size} class; need at least 2")

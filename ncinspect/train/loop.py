@@ -7,7 +7,14 @@ Dump layout (spec/dump-format.md)::
                                 params/W1..WL; metadata epoch, split, loss, accuracies, lr, ...
     epoch_XXXX/layer_k/         features after hidden layer k = 1 .. L-2 (metadata layer)
     test/labels
-    test/epoch_XXXX/...         the same for the held-out split (split = "test")
+    test/epoch_XXXX/...         the same for the held-out split (split = "test"; absent when
+                                the data have no test rows)
+
+Loss metadata: ``loss``, ``data_loss`` and ``mse`` are the snapshot's own split's values;
+``train_loss``, ``train_data_loss``, ``train_mse``, ``train_accuracy`` and the same with
+``test_`` are on every snapshot (test values None when there is no test split). The test
+split's objective weights its data term by ``kappa N / N_test``: the training objective with the
+test rows in place of the training rows.
 
 Root attributes hold the run's settings (weight_decay, kappa, n_samples, Lambda, depth, ...),
 and each snapshot repeats the ones the theory checks need.
@@ -47,8 +54,9 @@ class History:
     records : list of dict
         One per epoch (epoch 0 = initialisation): ``epoch``, ``loss`` (mean of the minibatch
         objectives of the epoch; exact full objective at epoch 0 and at snapshots),
-        ``train_accuracy`` and ``learning_rate``; snapshot epochs add ``test_accuracy``,
-        ``mse``, ``nc1`` (None where ``ncinspect.analyze`` is unavailable) and ``saved``.
+        ``train_accuracy`` and ``learning_rate``; snapshot epochs add ``test_accuracy``
+        (None without test rows), ``mse``, ``nc1`` (None where ``ncinspect.analyze`` is
+        unavailable) and ``saved``.
     params : list of ndarray
         The final ``[W_1, ..., W_L]``.
     kappa, weight_decay, n_samples, Lambda : float, float, int, float
@@ -56,7 +64,7 @@ class History:
     interrupted : bool
         True when Ctrl-C stopped training; the dump then holds the snapshots written so far.
     epoch_seconds : float
-        Mean wall time of a training epoch (excluding snapshots).
+        Mean wall time of a training epoch (excluding snapshots); NaN when no epoch ran.
     """
 
     config: TrainConfig
@@ -144,8 +152,12 @@ def _nc1(features: np.ndarray, labels: np.ndarray) -> float | None:
     return None if value is None else float(value)
 
 
-def _run_meta(config: TrainConfig, data: Dataset, hist: History) -> dict[str, Any]:
-    """Settings recorded at the root of the dump and on every snapshot."""
+def _run_meta(config: TrainConfig, data: Dataset, hist: History, batch: int) -> dict[str, Any]:
+    """Settings recorded at the root of the dump and on every snapshot.
+
+    ``batch_size`` is the minibatch size actually used, ``min(config.batch_size, N)`` (N for
+    full-batch gradient descent, ``config.batch_size == 0``); ``full_batch`` says which.
+    """
     return {
         "trainer": "ncinspect.train",
         "dataset": data.name,
@@ -160,7 +172,8 @@ def _run_meta(config: TrainConfig, data: Dataset, hist: History) -> dict[str, An
         "widths": [int(w) for w in config.hidden_widths()],
         "init_scale": float(config.init_scale),
         "momentum": float(config.momentum),
-        "batch_size": int(config.batch_size or hist.n_samples),
+        "batch_size": int(batch),
+        "full_batch": bool(batch >= hist.n_samples),
         "epochs": int(config.epochs),
         "lr": float(config.lr),
         "schedule": config.schedule,
@@ -256,11 +269,17 @@ def fit(
         from ..io.writer import DumpWriter
 
         writer = DumpWriter(dump, "w", compression=config.compression)
-    run_meta = _run_meta(config, data, hist)
+    run_meta = _run_meta(config, data, hist, B)
+    n_test = X_test.shape[0]
+    _losses = ("loss", "data_loss", "mse", "accuracy")
 
     def snapshot(epoch: int, lr: float) -> dict[str, Any]:
         train = evaluate(params, X, data.y, kappa=kappa, weight_decay=wd)
-        test = evaluate(params, X_test, data.y_test, kappa=kappa, weight_decay=wd)
+        test = (
+            evaluate(params, X_test, data.y_test, kappa=kappa * N / n_test, weight_decay=wd)
+            if n_test
+            else dict.fromkeys(_losses)
+        )
         rec = {
             "loss": train["loss"],
             "mse": train["mse"],
@@ -272,31 +291,28 @@ def fit(
             meta = {
                 **run_meta,
                 "epoch": epoch,
-                "loss": train["loss"],
-                "data_loss": train["data_loss"],
-                "mse": train["mse"],
-                "train_accuracy": train["accuracy"],
-                "test_accuracy": test["accuracy"],
-                "test_mse": test["mse"],
                 "learning_rate": lr,
+                **{f"train_{k}": train[k] for k in _losses},
+                **{f"test_{k}": test[k] for k in _losses},
             }
+
+            def own(split: str, values: dict[str, Any]) -> dict[str, Any]:
+                # the unprefixed loss keys are always the snapshot's own split's values
+                return {**meta, "split": split, **{k: values[k] for k in _losses[:3]}}
+
             with _defer_sigint():
                 H = _write_split(
-                    writer,
-                    f"epoch_{epoch:04d}",
-                    params,
-                    X,
-                    features_dtype,
-                    {**meta, "split": "train"},
+                    writer, f"epoch_{epoch:04d}", params, X, features_dtype, own("train", train)
                 )
-                _write_split(
-                    writer,
-                    f"test/epoch_{epoch:04d}",
-                    params,
-                    X_test,
-                    features_dtype,
-                    {**meta, "split": "test"},
-                )
+                if n_test:
+                    _write_split(
+                        writer,
+                        f"test/epoch_{epoch:04d}",
+                        params,
+                        X_test,
+                        features_dtype,
+                        own("test", test),
+                    )
                 hist.saved_epochs.append(epoch)
         else:
             H = forward(params, X)[1][-1]
@@ -309,8 +325,9 @@ def fit(
             with _defer_sigint():
                 writer.set_meta("/", **run_meta, class_names=data.class_names)
                 writer.write("labels", data.y)
-                writer.write("labels", data.y_test, group="test")
-                writer.set_meta("test", split="test")
+                if n_test:
+                    writer.write("labels", data.y_test, group="test")
+                    writer.set_meta("test", split="test")
         lr0 = learning_rate(
             config.schedule,
             config.lr,
