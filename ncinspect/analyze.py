@@ -23,7 +23,12 @@ from .report import Report, SnapshotResult
 from .stats import FirstPass, Geometry, SecondPass
 
 __all__ = [
-    "analyze", "analyze_snapshot", "analyze_file", "plan_chunk_rows", "run_passes", "LocalEngine",
+    "analyze",
+    "analyze_snapshot",
+    "analyze_file",
+    "plan_chunk_rows",
+    "run_passes",
+    "LocalEngine",
 ]
 
 DEFAULT_MEMORY = 256 << 20  #: default working-memory budget of one chunk (bytes)
@@ -131,8 +136,9 @@ class LocalEngine:
     def first_pass(self, prep: Prepared, rows: int, progress: Progress | None = None):
         return first_pass(prep, rows, progress)
 
-    def second_pass(self, prep: Prepared, geom: Geometry, rows: int,
-                    progress: Progress | None = None):
+    def second_pass(
+        self, prep: Prepared, geom: Geometry, rows: int, progress: Progress | None = None
+    ):
         return second_pass(prep, geom, rows, progress)
 
 
@@ -169,7 +175,7 @@ def _result(
 ) -> SnapshotResult:
     metrics, table, warnings = compute_metrics(first, second, geom, per_class=per_class)
     if table is not None:
-        table = [{"class": name, **row} for name, row in zip(prep.class_names, table)]
+        table = [{"class": name, **row} for name, row in zip(prep.class_names, table, strict=True)]
     within = second.proj_sq / max(first.n_samples, 1)
     return SnapshotResult(
         name="/",
@@ -265,15 +271,28 @@ def analyze(
         engine = DaskEngine()
     if engine is not None and hasattr(engine, "wrap"):
         features, labels, outputs = engine.wrap(features, labels, outputs)
-    prep = prepare(features, labels, weights=weights, bias=bias, outputs=outputs,
-                   class_names=class_names)
+    prep = prepare(
+        features, labels, weights=weights, bias=bias, outputs=outputs, class_names=class_names
+    )
     _expect(progress, 2 * prep.n_samples, 2 * prep.features.nbytes)
     first, geom, second = run_passes(
-        prep, center=center, ncc_means=ncc_means, chunk_rows=chunk_rows,
-        memory_limit=memory_limit, progress=progress, engine=engine,
+        prep,
+        center=center,
+        ncc_means=ncc_means,
+        chunk_rows=chunk_rows,
+        memory_limit=memory_limit,
+        progress=progress,
+        engine=engine,
     )
-    return _result(prep, first, geom, second, per_class=per_class, center=center,
-                   ncc_label="own" if ncc_means is None else "given")
+    return _result(
+        prep,
+        first,
+        geom,
+        second,
+        per_class=per_class,
+        center=center,
+        ncc_label="own" if ncc_means is None else "given",
+    )
 
 
 def _is_dask(value: Any) -> bool:
@@ -285,8 +304,12 @@ def prepare_snapshot(snap) -> Prepared:
     """Validated inputs of a :class:`~ncinspect.dump.Snapshot` (class names from metadata)."""
     names = snap.meta.get("class_names")
     return prepare(
-        snap.features, snap.labels, weights=snap.weights, bias=snap.bias,
-        outputs=snap.outputs, class_names=names if isinstance(names, list) else None,
+        snap.features,
+        snap.labels,
+        weights=snap.weights,
+        bias=snap.bias,
+        outputs=snap.outputs,
+        class_names=names if isinstance(names, list) else None,
     )
 
 
@@ -307,11 +330,24 @@ def analyze_snapshot(
     _check_center(center)
     prep = prepared or prepare_snapshot(snap)
     first, geom, second = run_passes(
-        prep, center=center, ncc_means=ncc_means, chunk_rows=chunk_rows,
-        memory_limit=memory_limit, progress=progress, engine=engine,
+        prep,
+        center=center,
+        ncc_means=ncc_means,
+        chunk_rows=chunk_rows,
+        memory_limit=memory_limit,
+        progress=progress,
+        engine=engine,
     )
-    res = _result(prep, first, geom, second, per_class=per_class, center=center,
-                  ncc_label=ncc_label, extra_warnings=_notes_for(snap))
+    res = _result(
+        prep,
+        first,
+        geom,
+        second,
+        per_class=per_class,
+        center=center,
+        ncc_label=ncc_label,
+        extra_warnings=_notes_for(snap),
+    )
     res.name, res.epoch, res.split, res.layer = snap.name, snap.epoch, snap.split, snap.layer
     res.meta, res.file = dict(snap.meta), snap.file
     return res
@@ -319,8 +355,11 @@ def analyze_snapshot(
 
 def _notes_for(snap) -> list[str]:
     """The reader's notes (e.g. a compressed NPZ member read whole) about this snapshot's arrays."""
-    wheres = [s.where for s in (snap.features, snap.labels, snap.weights, snap.bias, snap.outputs)
-              if s is not None]
+    wheres = [
+        s.where
+        for s in (snap.features, snap.labels, snap.weights, snap.bias, snap.outputs)
+        if s is not None
+    ]
     return [n for n in dict.fromkeys(snap.notes) if any(n.startswith(w) for w in wheres)]
 
 
@@ -329,8 +368,12 @@ def _train_partner(snap, snaps):
     if snap.split in (None, "train"):
         return None
     for other in snaps:
-        if other is not snap and other.split == "train" and other.epoch == snap.epoch \
-                and other.layer == snap.layer:
+        if (
+            other is not snap
+            and other.split == "train"
+            and other.epoch == snap.epoch
+            and other.layer == snap.layer
+        ):
             return other
     return None
 
@@ -376,18 +419,24 @@ def analyze_file(
     with open_dump(path, keys=keys) as dump:
         selected = dump.select(snapshot)
         cache: dict[str, tuple[Prepared, FirstPass]] = {}
-        partners = {s.name: _train_partner(s, dump.snapshots) if ncc_means == "train" else None
-                    for s in selected}
+        partners = {
+            s.name: _train_partner(s, dump.snapshots) if ncc_means == "train" else None
+            for s in selected
+        }
         # rows read: two passes per selected snapshot, one (pass 1) per train partner
         work = [*selected, *selected, *{p.name: p for p in partners.values() if p}.values()]
-        _expect(progress, sum((s.features.shape or (0,))[0] for s in work),
-                sum(s.features.nbytes for s in work))
+        _expect(
+            progress,
+            sum((s.features.shape or (0,))[0] for s in work),
+            sum(s.features.nbytes for s in work),
+        )
 
         def first_of(snap) -> tuple[Prepared, FirstPass]:
             if snap.name not in cache:
                 prep = prepare_snapshot(snap)
                 rows = chunk_rows or plan_chunk_rows(
-                    prep.n_features, prep.n_classes, memory_limit=memory_limit)
+                    prep.n_features, prep.n_classes, memory_limit=memory_limit
+                )
                 first = (engine or LocalEngine()).first_pass(prep, rows, progress)
                 cache[snap.name] = (prep, first)
             return cache[snap.name]
@@ -404,10 +453,18 @@ def analyze_file(
                     centres[pfirst.counts == 0] = np.nan
                     label = f"train:{partner.name}"
                 else:
-                    extra.append(f"NCC uses this split's own means: {partner.name} has other classes")
+                    extra.append(
+                        f"NCC uses this split's own means: {partner.name} has other classes"
+                    )
             res = analyze_snapshot(
-                snap, center=center, per_class=per_class, ncc_means=centres, ncc_label=label,
-                chunk_rows=chunk_rows, memory_limit=memory_limit, progress=progress,
+                snap,
+                center=center,
+                per_class=per_class,
+                ncc_means=centres,
+                ncc_label=label,
+                chunk_rows=chunk_rows,
+                memory_limit=memory_limit,
+                progress=progress,
                 engine=engine,
             )
             res.warnings[:0] = extra

@@ -418,16 +418,20 @@ def compute_metrics(
         out.set("nc3_self_duality", self_duality(W, M), "W or the centred means are zero")
         out.set("nc3_duality_etf_error", etf_error(W, M), "W M~^T is zero")
         cos = _row_cos(W, M)
-        out.set("nc3_duality_cos", float(cos.mean()) if np.all(np.isfinite(cos)) else None,
-                "a classifier row or centred mean is zero")
+        out.set(
+            "nc3_duality_cos",
+            float(cos.mean()) if np.all(np.isfinite(cos)) else None,
+            "a classifier row or centred mean is zero",
+        )
 
     # NC4 -------------------------------------------------------------------------------
     ncc_ok = bool(geom.ncc_valid.all())
     ncc_reason = missing_reason or "an NCC centre is undefined"
     if second.has_decisions:
         out.set("accuracy_classifier", float(second.clf_correct.sum()) / N)
-        out.set("nc4_ncc_mismatch", 1.0 - float(second.agree.sum()) / N if ncc_ok else None,
-                ncc_reason)
+        out.set(
+            "nc4_ncc_mismatch", 1.0 - float(second.agree.sum()) / N if ncc_ok else None, ncc_reason
+        )
     else:
         reason = "no classifier weights or outputs in the dump"
         out.set("accuracy_classifier", None, reason)
@@ -448,8 +452,11 @@ def compute_metrics(
         out.set("sqi_ratio", eps1 / ((C - 1) * eps2) if eps2 != 0 else None, "eps2 = 0")
         t_norm = np.sqrt(N * ((1.0 - eps1) ** 2 + (C - 1) * eps2**2))
         spread = np.sqrt(second.true_out.m2 + second.wrong_out.m2)
-        out.set("sqi_spread", float(spread / t_norm) if t_norm > 0 else None,
-                "the class-constant pattern T is zero")
+        out.set(
+            "sqi_spread",
+            float(spread / t_norm) if t_norm > 0 else None,
+            "the class-constant pattern T is zero",
+        )
         out.set("mse", second.sq_err / (N * C))
         out.set("interpolates", bool(second.max_abs_err < 1e-3))
 
@@ -466,12 +473,21 @@ def compute_metrics(
                 "var": float(variances[c]) if present[c] else None,
                 "mean_norm": float(mean_norm[c]) if present[c] else None,
                 "weight_norm": float(w_norm[c]) if w_norm is not None else None,
-                "duality_cos": (float(dcos[c]) if dcos is not None and present[c]
-                                and np.isfinite(dcos[c]) else None),
-                "ncc_agreement": (float(second.agree[c]) / n[c] if second.has_decisions
-                                  and present[c] and ncc_ok else None),
-                "accuracy_classifier": (float(second.clf_correct[c]) / n[c]
-                                        if second.has_decisions and present[c] else None),
+                "duality_cos": (
+                    float(dcos[c])
+                    if dcos is not None and present[c] and np.isfinite(dcos[c])
+                    else None
+                ),
+                "ncc_agreement": (
+                    float(second.agree[c]) / n[c]
+                    if second.has_decisions and present[c] and ncc_ok
+                    else None
+                ),
+                "accuracy_classifier": (
+                    float(second.clf_correct[c]) / n[c]
+                    if second.has_decisions and present[c]
+                    else None
+                ),
             }
             table.append(row)
     return out.values, table, out.warnings()

@@ -118,8 +118,14 @@ def sample_snapshot(
         The :data:`SAMPLE_KEYS` arrays (outputs keys only when outputs or W are known).
     """
     names = snap.meta.get("class_names")
-    prep = prepare(snap.features, snap.labels, weights=snap.weights, bias=snap.bias,
-                   outputs=snap.outputs, class_names=names if isinstance(names, list) else None)
+    prep = prepare(
+        snap.features,
+        snap.labels,
+        weights=snap.weights,
+        bias=snap.bias,
+        outputs=snap.outputs,
+        class_names=names if isinstance(names, list) else None,
+    )
     rows = chunk_rows or plan_chunk_rows(prep.n_features, prep.n_classes)
     index = subsample_indices(prep.n_samples, size, seed=seed)
     h = _read_rows(prep.features, index, rows)

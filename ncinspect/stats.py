@@ -220,7 +220,11 @@ class SecondPass:
 
     @classmethod
     def _of_block(
-        cls, geom: Geometry, block: np.ndarray, y: np.ndarray, outputs: np.ndarray | None,
+        cls,
+        geom: Geometry,
+        block: np.ndarray,
+        y: np.ndarray,
+        outputs: np.ndarray | None,
         bufs: _Buffers,
     ) -> SecondPass:
         C, m = geom.n_classes, block.shape[0]

@@ -111,8 +111,11 @@ class TheoryPass:
 
     @classmethod
     def empty(cls, n_classes: int, n_features: int) -> TheoryPass:
-        return cls(np.zeros((n_classes, n_features)), class_r=np.zeros((n_classes, n_classes)),
-                   class_n=np.zeros(n_classes, np.int64))
+        return cls(
+            np.zeros((n_classes, n_features)),
+            class_r=np.zeros((n_classes, n_classes)),
+            class_n=np.zeros(n_classes, np.int64),
+        )
 
     @classmethod
     def of_chunk(cls, h: np.ndarray, y: np.ndarray, outputs: np.ndarray) -> TheoryPass:
@@ -124,13 +127,24 @@ class TheoryPass:
         r[np.arange(f.shape[0]), y] += 1.0
         class_r = np.zeros((C, C))
         np.add.at(class_r, y, r)
-        return cls(r.T @ h, float(np.einsum("ij,ij->", r, f)), float(np.einsum("ij,ij->", r, r)),
-                   int(h.shape[0]), class_r, np.bincount(y, minlength=C).astype(np.int64))
+        return cls(
+            r.T @ h,
+            float(np.einsum("ij,ij->", r, f)),
+            float(np.einsum("ij,ij->", r, r)),
+            int(h.shape[0]),
+            class_r,
+            np.bincount(y, minlength=C).astype(np.int64),
+        )
 
     def merge(self, other: TheoryPass) -> TheoryPass:
-        return TheoryPass(self.rh + other.rh, self.rf + other.rf, self.rr + other.rr,
-                          self.count + other.count, self.class_r + other.class_r,
-                          self.class_n + other.class_n)
+        return TheoryPass(
+            self.rh + other.rh,
+            self.rf + other.rf,
+            self.rr + other.rr,
+            self.count + other.count,
+            self.class_r + other.class_r,
+            self.class_n + other.class_n,
+        )
 
 
 @dataclass
@@ -174,8 +188,12 @@ class Constants:
         return [k for k in ("weight_decay", "kappa", "n_samples") if getattr(self, k) is None]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"weight_decay": self.weight_decay, "kappa": self.kappa,
-                "n_samples": self.n_samples, "Lambda": self.Lambda}
+        return {
+            "weight_decay": self.weight_decay,
+            "kappa": self.kappa,
+            "n_samples": self.n_samples,
+            "Lambda": self.Lambda,
+        }
 
 
 def _number(value: Any) -> float | None:
@@ -212,8 +230,10 @@ def resolve_constants(meta: Mapping[str, Any]) -> Constants:
         if Lam is None:
             out.Lambda = derived
         elif not math.isclose(Lam, derived, rel_tol=1e-9, abs_tol=1e-300):
-            out.notes.append(f"recorded Lambda = {Lam:.6g} differs from weight_decay/(kappa "
-                             f"n_samples) = {derived:.6g}; using the recorded Lambda")
+            out.notes.append(
+                f"recorded Lambda = {Lam:.6g} differs from weight_decay/(kappa "
+                f"n_samples) = {derived:.6g}; using the recorded Lambda"
+            )
     return out
 
 
@@ -239,16 +259,36 @@ def tolerance_failures(theory: dict[str, Any], tolerance: float) -> tuple[int, l
     Only lines that state an identity (``holds`` set) with a computed relative error count.
     """
     checked = [ln for ln in theory["lines"] if ln["holds"] and ln["rel_error"] is not None]
-    return len(checked), [(ln["key"], ln["rel_error"]) for ln in checked
-                          if ln["rel_error"] > tolerance]
+    return len(checked), [
+        (ln["key"], ln["rel_error"]) for ln in checked if ln["rel_error"] > tolerance
+    ]
 
 
-def _line(key: str, group: str, quantity: str, predicted: Any = None, measured: Any = None,
-          rel_error: float | None = None, *, status: str = "ok", note: str | None = None,
-          missing: list[str] | None = None, holds: str | None = None) -> dict[str, Any]:
-    return {"key": key, "group": group, "quantity": quantity, "predicted": predicted,
-            "measured": measured, "rel_error": rel_error, "status": status, "note": note,
-            "missing": list(missing or []), "holds": holds}
+def _line(
+    key: str,
+    group: str,
+    quantity: str,
+    predicted: Any = None,
+    measured: Any = None,
+    rel_error: float | None = None,
+    *,
+    status: str = "ok",
+    note: str | None = None,
+    missing: list[str] | None = None,
+    holds: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "key": key,
+        "group": group,
+        "quantity": quantity,
+        "predicted": predicted,
+        "measured": measured,
+        "rel_error": rel_error,
+        "status": status,
+        "note": note,
+        "missing": list(missing or []),
+        "holds": holds,
+    }
 
 
 CRIT = "any critical point"  #: where the exact identities hold
@@ -380,25 +420,47 @@ def theory_diagnostics(
     # part of the training set cannot check them (its sums are partial).
     partial = None
     if sums is not None and constants.n_samples and sums.count != constants.n_samples:
-        partial = (f"the snapshot holds {sums.count} of the N = {constants.n_samples} samples "
-                   "of the loss: the sums over i need all of them")
+        partial = (
+            f"the snapshot holds {sums.count} of the N = {constants.n_samples} samples "
+            "of the loss: the sums over i need all of them"
+        )
         notes.append(partial)
 
     def add(key, group, quantity, requires, compute, *, holds=None, measured=None):
         miss = need(*requires)
         if regularised is False and holds is not None:
-            lines.append(_line(key, group, quantity, None, measured, status="not_applicable",
-                               note=no_decay, holds=holds))
+            lines.append(
+                _line(
+                    key,
+                    group,
+                    quantity,
+                    None,
+                    measured,
+                    status="not_applicable",
+                    note=no_decay,
+                    holds=holds,
+                )
+            )
         elif partial is not None and holds == CRIT:
-            lines.append(_line(key, group, quantity, None, measured, status="not_applicable",
-                               note=partial, holds=holds))
+            lines.append(
+                _line(
+                    key,
+                    group,
+                    quantity,
+                    None,
+                    measured,
+                    status="not_applicable",
+                    note=partial,
+                    holds=holds,
+                )
+            )
         elif miss:
-            lines.append(_line(key, group, quantity, status="missing", missing=miss,
-                               holds=holds))
+            lines.append(_line(key, group, quantity, status="missing", missing=miss, holds=holds))
         else:
             predicted, measured, rel, note = compute()
-            lines.append(_line(key, group, quantity, predicted, measured, rel, note=note,
-                               holds=holds))
+            lines.append(
+                _line(key, group, quantity, predicted, measured, rel, note=note, holds=holds)
+            )
 
     # --- balancedness ---------------------------------------------------------------
     balance = None
@@ -406,20 +468,30 @@ def theory_diagnostics(
         balance = ratio * sums.rf  # (kappa/lambda) sum_i <r_i, f(x_i)>
     for i in range(L or 1):
         name = f"W{i + 1}" if L else "W_l"
-        add(f"balance_{name}" if L else "balance_W", "balancedness",
+        add(
+            f"balance_{name}" if L else "balance_W",
+            "balancedness",
             f"||{name}||_F^2 = (kappa/lambda) sum <r_i, f_i>",
             ("params", "ratio", "outputs"),
             lambda i=i: (balance, norms[i], relative_error(norms[i], balance), None),
-            holds=CRIT, measured=norms[i] if norms is not None else None)
+            holds=CRIT,
+            measured=norms[i] if norms is not None else None,
+        )
 
     def spread():
         mean = float(np.mean(norms))
         value = (max(norms) - min(norms)) / mean if mean > 0 else None
         return 0.0, value, value, None
 
-    add("layer_norm_spread", "balancedness", "(max - min)/mean of ||W_l||_F^2 (equal)",
-        ("params",), spread, holds=CRIT,
-        measured=spread()[1] if norms is not None and len(norms) else None)
+    add(
+        "layer_norm_spread",
+        "balancedness",
+        "(max - min)/mean of ||W_l||_F^2 (equal)",
+        ("params",),
+        spread,
+        holds=CRIT,
+        measured=spread()[1] if norms is not None and len(norms) else None,
+    )
 
     # --- stationarity of the last layer -----------------------------------------------
     def stationarity():
@@ -428,16 +500,23 @@ def theory_diagnostics(
         value = _frob(last_layer - target) / den if den > 0 else None
         return _frob(target), den, value, "Frobenius norms; error relative to ||lambda W_L||"
 
-    add("stationarity_last_layer", "stationarity",
-        "lambda W_L = kappa sum r_i h_i^T", ("weights", "ratio", "outputs"), stationarity,
-        holds=CRIT)
+    add(
+        "stationarity_last_layer",
+        "stationarity",
+        "lambda W_L = kappa sum r_i h_i^T",
+        ("weights", "ratio", "outputs"),
+        stationarity,
+        holds=CRIT,
+    )
 
     # --- closed forms ---------------------------------------------------------------
     closed_note = None
     counts = np.asarray(class_counts)
     if counts.size and counts.min() != counts.max():
-        closed_note = (f"classes are unbalanced ({int(counts.min())}..{int(counts.max())} "
-                       "samples): the closed forms assume balanced classes")
+        closed_note = (
+            f"classes are unbalanced ({int(counts.min())}..{int(counts.max())} "
+            "samples): the closed forms assume balanced classes"
+        )
         notes.append(closed_note)
     means_ok = means is not None and np.all(np.isfinite(means))
     if means is not None and not means_ok:
@@ -449,7 +528,7 @@ def theory_diagnostics(
     group = "closed forms"
     if has_out:
         e, dl = eps1 + eps2, eps1 - (C - 1) * eps2
-        diag = (eps1 * (1.0 - eps1) - (C - 1) * eps2**2)
+        diag = eps1 * (1.0 - eps1) - (C - 1) * eps2**2
         off = eps2 * (2.0 * eps1 - 1.0 - (C - 2) * eps2)
     closed_requires = ("weights", "Lambda", "outputs")
 
@@ -479,21 +558,53 @@ def theory_diagnostics(
         return pred, float(np.mean(norms)), relative_error(norms, [pred] * L), "mean over layers"
 
     means_req = () if means_ok else ("means",)
-    add("classifier_closed_form", group,
+    add(
+        "classifier_closed_form",
+        group,
         "W_L = [(eps1+eps2)(M - mu_G) + delta mu_G]/(Lambda C)",
-        closed_requires + means_req, closed_form, holds=SYM)
-    add("classifier_row_norms_sq", group, "||W_L^c||^2 = [eps1(1-eps1)-(C-1)eps2^2]/(Lambda C)",
-        closed_requires, row_norms, holds=SYM)
-    add("classifier_row_cosines", group,
+        closed_requires + means_req,
+        closed_form,
+        holds=SYM,
+    )
+    add(
+        "classifier_row_norms_sq",
+        group,
+        "||W_L^c||^2 = [eps1(1-eps1)-(C-1)eps2^2]/(Lambda C)",
+        closed_requires,
+        row_norms,
+        holds=SYM,
+    )
+    add(
+        "classifier_row_cosines",
+        group,
         "cos(W_L^c, W_L^c') = <W_L^c, W_L^c'> / ||W_L^c||^2",
-        ("weights", "outputs"), row_cosines, holds=SYM)
-    add("classifier_centered", group, "W_L - mean row = (eps1+eps2)(M - mu_G)/(Lambda C)",
-        closed_requires + means_req, centred_rows, holds=SYM)
-    add("layer_norms_closed_form", group, "||W_l||_F^2 = [eps1(1-eps1)-(C-1)eps2^2]/Lambda",
-        ("params", "Lambda", "outputs"), layer_closed, holds=SYM)
-    add("output_spread", group,
+        ("weights", "outputs"),
+        row_cosines,
+        holds=SYM,
+    )
+    add(
+        "classifier_centered",
+        group,
+        "W_L - mean row = (eps1+eps2)(M - mu_G)/(Lambda C)",
+        closed_requires + means_req,
+        centred_rows,
+        holds=SYM,
+    )
+    add(
+        "layer_norms_closed_form",
+        group,
+        "||W_l||_F^2 = [eps1(1-eps1)-(C-1)eps2^2]/Lambda",
+        ("params", "Lambda", "outputs"),
+        layer_closed,
+        holds=SYM,
+    )
+    add(
+        "output_spread",
+        group,
         "sqi_spread: outputs vs symmetric class-constant",
-        ("outputs",), lambda: (0.0, sqi_spread, None, "context: the closed forms need 0"))
+        ("outputs",),
+        lambda: (0.0, sqi_spread, None, "context: the closed forms need 0"),
+    )
 
     def asymmetry():
         if np.any(sums.class_n == 0):
@@ -504,36 +615,64 @@ def theory_diagnostics(
         value = _frob(mean_r - sym) / den if den > 0 else None
         return 0.0, value, None, "context: class-mean residuals vs their symmetric part"
 
-    add("residual_asymmetry", group, "class-mean residuals vs (eps1+eps2) I - eps2 11^T",
-        ("outputs",), asymmetry)
+    add(
+        "residual_asymmetry",
+        group,
+        "class-mean residuals vs (eps1+eps2) I - eps2 11^T",
+        ("outputs",),
+        asymmetry,
+    )
 
     # --- SQI: delta and eps1 + eps2 ----------------------------------------------------
     def delta():
         pred = Lam / (Lam + float(mu_G @ mu_G))
-        return pred, dl, relative_error(dl, pred), ("delta = eps1 - (C-1) eps2; "
-                                                     "mu_G = mean of class means")
+        return (
+            pred,
+            dl,
+            relative_error(dl, pred),
+            ("delta = eps1 - (C-1) eps2; mu_G = mean of class means"),
+        )
 
     def eps_sum():
         tr_sb = float(np.einsum("ij,ij->", centred, centred)) / C  # Tr Sigma_B (class-weighted)
         pred = Lam * (C - 1) / (Lam * (C - 1) + tr_sb)
         return pred, e, relative_error(e, pred), "Sigma_B class-weighted"
 
-    add("delta", "SQI", "delta = Lambda/(Lambda + ||mu_G||^2)",
-        ("Lambda", "outputs") + means_req, delta, holds=SYM)
-    add("eps_sum", "SQI", "eps1 + eps2 = Lambda(C-1)/(Lambda(C-1) + Tr Sigma_B)",
-        ("Lambda", "outputs") + means_req, eps_sum, holds=SYM)
+    add(
+        "delta",
+        "SQI",
+        "delta = Lambda/(Lambda + ||mu_G||^2)",
+        ("Lambda", "outputs") + means_req,
+        delta,
+        holds=SYM,
+    )
+    add(
+        "eps_sum",
+        "SQI",
+        "eps1 + eps2 = Lambda(C-1)/(Lambda(C-1) + Tr Sigma_B)",
+        ("Lambda", "outputs") + means_req,
+        eps_sum,
+        holds=SYM,
+    )
 
     # --- Lemma 1 and interpolation --------------------------------------------------
     def floor():
         loss = C * mse / 2.0  # (1/(2N)) sum_i ||r_i||^2
         below = loss < 1.0 / (2 * C)
-        note = ("below the floor: the outputs are not the zero-sum collapsed form"
-                if below else "at or above the floor of collapsed outputs")
+        note = (
+            "below the floor: the outputs are not the zero-sum collapsed form"
+            if below
+            else "at or above the floor of collapsed outputs"
+        )
         return 1.0 / (2 * C), loss, None, note
 
-    add("loss_floor", "Lemma 1",
+    add(
+        "loss_floor",
+        "Lemma 1",
         "loss (1/2N) sum ||r_i||^2 vs floor 1/(2C)",
-        ("outputs",) if mse is None else (), floor)
+        ("outputs",) if mse is None else (),
+        floor,
+    )
 
     def interp():
         if regularised is None:
@@ -547,8 +686,13 @@ def theory_diagnostics(
             note = "lambda = 0: interpolating minima exist"
         return pred, interpolates, None, note
 
-    add("interpolates", "Lemma 1", "interpolates (max_i |f_i - y_i|_inf < 1e-3)",
-        ("outputs",) if interpolates is None else (), interp)
+    add(
+        "interpolates",
+        "Lemma 1",
+        "interpolates (max_i |f_i - y_i|_inf < 1e-3)",
+        ("outputs",) if interpolates is None else (),
+        interp,
+    )
 
     # --- layer-norm differences (conserved when lambda = 0) ------------------------
     diffs = None
@@ -562,37 +706,59 @@ def theory_diagnostics(
             q = f"||W{i + 1}||_F^2 - ||W{i + 2}||_F^2"
             if regularised is False:
                 pred = rel = None
-                note = ("conserved under gradient flow; no earlier snapshot with params to "
-                        "compare")
+                note = "conserved under gradient flow; no earlier snapshot with params to compare"
                 if init is not None:
                     pred = init[i]
                     rel = abs(value - pred) / scale[i] if scale[i] > 0 else None
-                    note = (f"conserved under gradient flow (predicted = value at "
-                            f"{initial_name}); error relative to the sum of the two norms there")
-                lines.append(_line(f"layer_norm_diff_{i + 1}", "conservation", q, pred, value,
-                                   rel, note=note))
+                    note = (
+                        f"conserved under gradient flow (predicted = value at "
+                        f"{initial_name}); error relative to the sum of the two norms there"
+                    )
+                lines.append(
+                    _line(
+                        f"layer_norm_diff_{i + 1}", "conservation", q, pred, value, rel, note=note
+                    )
+                )
             else:
-                note = ("decays like exp(-2 lambda t) under gradient flow"
-                        if regularised else "lambda unknown")
-                lines.append(_line(f"layer_norm_diff_{i + 1}", "conservation", q, 0.0, value,
-                                   None, note=note))
+                note = (
+                    "decays like exp(-2 lambda t) under gradient flow"
+                    if regularised
+                    else "lambda unknown"
+                )
+                lines.append(
+                    _line(
+                        f"layer_norm_diff_{i + 1}", "conservation", q, 0.0, value, None, note=note
+                    )
+                )
     elif norms is None:
-        lines.append(_line("layer_norm_diff", "conservation", "||W_l||_F^2 - ||W_l+1||_F^2",
-                           status="missing", missing=["params"]))
+        lines.append(
+            _line(
+                "layer_norm_diff",
+                "conservation",
+                "||W_l||_F^2 - ||W_l+1||_F^2",
+                status="missing",
+                missing=["params"],
+            )
+        )
 
     missing_keys = sorted({k for line in lines for k in line["missing"]})
 
     def worst(holds: str) -> float | None:
-        errs = [ln["rel_error"] for ln in lines
-                if ln["holds"] == holds and ln["rel_error"] is not None]
+        errs = [
+            ln["rel_error"] for ln in lines if ln["holds"] == holds and ln["rel_error"] is not None
+        ]
         return max(errs) if errs else None
 
     if has_out and eps1 > 1.0 - 1e-6 and abs(eps2) < 1e-6:
-        notes.append("the outputs are ~0 (eps1 = 1, eps2 = 0): the network sits at the trivial "
-                     "critical point W = 0, where the relative errors mean nothing")
+        notes.append(
+            "the outputs are ~0 (eps1 = 1, eps2 = 0): the network sits at the trivial "
+            "critical point W = 0, where the relative errors mean nothing"
+        )
     if regularised is False:
-        notes.append("lambda = 0: the balancedness, stationarity and closed-form identities do "
-                     "not apply; the layer-norm differences are conserved under gradient flow")
+        notes.append(
+            "lambda = 0: the balancedness, stationarity and closed-form identities do "
+            "not apply; the layer-norm differences are conserved under gradient flow"
+        )
     return {
         "applicable": bool(regularised) if regularised is not None else None,
         "constants": {**constants.to_dict(), "n_classes": C, "depth": L},

@@ -16,21 +16,28 @@ from typing import Any
 
 import numpy as np
 
-from .analyze import row_chunks, prepare_snapshot, analyze, analyze_snapshot, plan_chunk_rows
+from .analyze import analyze, analyze_snapshot, plan_chunk_rows, prepare_snapshot, row_chunks
 from .errors import ShapeMismatchError
 from .inputs import Prepared, prepare
 from .report import Report, SnapshotResult
 from .stats import to_float64
 from .theory import Constants, TheoryPass, resolve_constants, theory_diagnostics
 
-__all__ = ["theory_pass", "analyze_theory", "theory_file", "theory_arrays", "read_params",
-           "theory_applies"]
+__all__ = [
+    "theory_pass",
+    "analyze_theory",
+    "theory_file",
+    "theory_arrays",
+    "read_params",
+    "theory_applies",
+]
 
 _PARAM_RE = re.compile(r"^W(\d+)$")
 
 
-def theory_pass(prep: Prepared, *, chunk_rows: int | None = None,
-                memory_limit: int | None = None) -> TheoryPass | None:
+def theory_pass(
+    prep: Prepared, *, chunk_rows: int | None = None, memory_limit: int | None = None
+) -> TheoryPass | None:
     """The sums over samples the identities need, streamed over row chunks.
 
     Uses the stored outputs, or ``W_L h (+ b)`` when the snapshot has weights but no outputs;
@@ -38,8 +45,7 @@ def theory_pass(prep: Prepared, *, chunk_rows: int | None = None,
     """
     if prep.outputs is None and prep.weights is None:
         return None
-    rows = chunk_rows or plan_chunk_rows(prep.n_features, prep.n_classes,
-                                         memory_limit=memory_limit)
+    rows = chunk_rows or plan_chunk_rows(prep.n_features, prep.n_classes, memory_limit=memory_limit)
     acc = TheoryPass.empty(prep.n_classes, prep.n_features)
     for a, b in row_chunks(prep.n_samples, rows):
         h = to_float64(prep.features.read(a, b))  # (rows, d)
@@ -76,7 +82,8 @@ def read_params(snap) -> tuple[list[np.ndarray] | None, list[str]]:
         if i and w.shape[1] != arrays[i - 1].shape[0]:
             raise ShapeMismatchError(
                 f"{where}: shape {w.shape} does not chain with {names[i - 1]} "
-                f"{arrays[i - 1].shape} (expected {w.shape[0]} x {arrays[i - 1].shape[0]})")
+                f"{arrays[i - 1].shape} (expected {w.shape[0]} x {arrays[i - 1].shape[0]})"
+            )
     return arrays, notes
 
 
@@ -89,10 +96,18 @@ def theory_applies(snap) -> str | None:
     return None
 
 
-def _diagnose(prep: Prepared, result: SnapshotResult, constants: Constants,
-              params: list[np.ndarray] | None, notes: list[str], *,
-              initial: tuple[list[float], str] | None, chunk_rows: int | None,
-              memory_limit: int | None, where: str = "params") -> dict[str, Any]:
+def _diagnose(
+    prep: Prepared,
+    result: SnapshotResult,
+    constants: Constants,
+    params: list[np.ndarray] | None,
+    notes: list[str],
+    *,
+    initial: tuple[list[float], str] | None,
+    chunk_rows: int | None,
+    memory_limit: int | None,
+    where: str = "params",
+) -> dict[str, Any]:
     missing = []
     last = prep.weights
     if params is not None:
@@ -100,15 +115,17 @@ def _diagnose(prep: Prepared, result: SnapshotResult, constants: Constants,
         if params[-1].shape != (C, d):
             raise ShapeMismatchError(
                 f"{where}: the last layer has shape {params[-1].shape}, "
-                f"expected (C, d) = ({C}, {d})")
+                f"expected (C, d) = ({C}, {d})"
+            )
         if last is not None and not np.allclose(last, params[-1], rtol=1e-6, atol=0):
             notes.append("weights differ from the last of params; using params")
         last = params[-1]
     if prep.outputs is None:
         missing.append("outputs")
         if prep.weights is not None:
-            notes.append("no stored outputs: using W_L h" + (" + b" if prep.bias is not None
-                                                             else ""))
+            notes.append(
+                "no stored outputs: using W_L h" + (" + b" if prep.bias is not None else "")
+            )
     if prep.bias is not None and np.any(prep.bias != 0):
         notes.append("the dump has a nonzero bias: the identities assume a bias-free network")
     sums = theory_pass(prep, chunk_rows=chunk_rows, memory_limit=memory_limit)
@@ -133,9 +150,15 @@ def _diagnose(prep: Prepared, result: SnapshotResult, constants: Constants,
     return out
 
 
-def analyze_theory(snap, result: SnapshotResult, *, initial: tuple[list[float], str] | None = None,
-                   chunk_rows: int | None = None, memory_limit: int | None = None,
-                   prepared: Prepared | None = None) -> dict[str, Any]:
+def analyze_theory(
+    snap,
+    result: SnapshotResult,
+    *,
+    initial: tuple[list[float], str] | None = None,
+    chunk_rows: int | None = None,
+    memory_limit: int | None = None,
+    prepared: Prepared | None = None,
+) -> dict[str, Any]:
     """The theory section of one snapshot (its file must be open).
 
     Parameters
@@ -160,16 +183,28 @@ def analyze_theory(snap, result: SnapshotResult, *, initial: tuple[list[float], 
     params, notes = read_params(snap)
     constants = resolve_constants(snap.meta)
     where = f"{snap.file}:{snap.name.rstrip('/')}/params"
-    return _diagnose(prep, result, constants, params, notes, initial=initial,
-                     chunk_rows=chunk_rows, memory_limit=memory_limit, where=where)
+    return _diagnose(
+        prep,
+        result,
+        constants,
+        params,
+        notes,
+        initial=initial,
+        chunk_rows=chunk_rows,
+        memory_limit=memory_limit,
+        where=where,
+    )
 
 
 def _initial_norms(snap, snaps) -> tuple[list[float], str] | None:
     """Layer norms of the earliest snapshot (same split and layer) with params, if earlier."""
     from .theory import layer_norms_sq
 
-    runs = [s for s in snaps if s.split == snap.split and s.layer == snap.layer and s.params
-            and s.epoch is not None]
+    runs = [
+        s
+        for s in snaps
+        if s.split == snap.split and s.layer == snap.layer and s.params and s.epoch is not None
+    ]
     if not runs or snap.epoch is None:
         return None
     first = min(runs, key=lambda s: s.epoch)
@@ -179,9 +214,14 @@ def _initial_norms(snap, snaps) -> tuple[list[float], str] | None:
     return layer_norms_sq(params), first.name
 
 
-def theory_file(path: str | os.PathLike, *, snapshot: str | None = None,
-                keys: dict[str, str] | None = None, chunk_rows: int | None = None,
-                memory_limit: int | None = None) -> tuple[Report, list[str]]:
+def theory_file(
+    path: str | os.PathLike,
+    *,
+    snapshot: str | None = None,
+    keys: dict[str, str] | None = None,
+    chunk_rows: int | None = None,
+    memory_limit: int | None = None,
+) -> tuple[Report, list[str]]:
     """Analyse and run the theory diagnostics on every train/penultimate snapshot of a dump.
 
     Parameters
@@ -211,21 +251,34 @@ def theory_file(path: str | os.PathLike, *, snapshot: str | None = None,
                 skipped.append(f"{snap.name}: skipped ({why})")
                 continue
             prep = prepare_snapshot(snap)
-            res = analyze_snapshot(snap, chunk_rows=chunk_rows, memory_limit=memory_limit,
-                                   prepared=prep)
-            res.theory = analyze_theory(snap, res, initial=_initial_norms(snap, dump.snapshots),
-                                        chunk_rows=chunk_rows, memory_limit=memory_limit,
-                                        prepared=prep)
+            res = analyze_snapshot(
+                snap, chunk_rows=chunk_rows, memory_limit=memory_limit, prepared=prep
+            )
+            res.theory = analyze_theory(
+                snap,
+                res,
+                initial=_initial_norms(snap, dump.snapshots),
+                chunk_rows=chunk_rows,
+                memory_limit=memory_limit,
+                prepared=prep,
+            )
             results.append(res)
     return Report(os.fspath(path), results), skipped
 
 
-def theory_arrays(features: Any, labels: Any, params: Sequence[Any], *,
-                  outputs: Any = None, weight_decay: float | None = None,
-                  kappa: float | None = None, n_samples: int | None = None,
-                  Lambda: float | None = None,
-                  initial_params: Sequence[Any] | None = None,
-                  chunk_rows: int | None = None) -> SnapshotResult:
+def theory_arrays(
+    features: Any,
+    labels: Any,
+    params: Sequence[Any],
+    *,
+    outputs: Any = None,
+    weight_decay: float | None = None,
+    kappa: float | None = None,
+    n_samples: int | None = None,
+    Lambda: float | None = None,
+    initial_params: Sequence[Any] | None = None,
+    chunk_rows: int | None = None,
+) -> SnapshotResult:
     """Metrics and theory diagnostics of in-memory training arrays.
 
     Parameters
@@ -251,10 +304,22 @@ def theory_arrays(features: Any, labels: Any, params: Sequence[Any], *,
 
     params = [np.asarray(p, dtype=np.float64) for p in params]
     prep = prepare(features, labels, weights=params[-1], outputs=outputs)
-    meta = {"weight_decay": weight_decay, "kappa": kappa,
-            "n_samples": prep.n_samples if n_samples is None else n_samples, "Lambda": Lambda}
+    meta = {
+        "weight_decay": weight_decay,
+        "kappa": kappa,
+        "n_samples": prep.n_samples if n_samples is None else n_samples,
+        "Lambda": Lambda,
+    }
     res = analyze(features, labels, weights=params[-1], outputs=outputs, chunk_rows=chunk_rows)
     initial = (layer_norms_sq(initial_params), "initial_params") if initial_params else None
-    res.theory = _diagnose(prep, res, resolve_constants(meta), params, [], initial=initial,
-                           chunk_rows=chunk_rows, memory_limit=None)
+    res.theory = _diagnose(
+        prep,
+        res,
+        resolve_constants(meta),
+        params,
+        [],
+        initial=initial,
+        chunk_rows=chunk_rows,
+        memory_limit=None,
+    )
     return res

@@ -329,5 +329,7 @@ def test_test_split_uses_own_means_unless_train_is_asked(tmp_path):
     assert own.metrics == ncinspect.analyze(h + 0.7, y, weights=m).metrics
     train = ncinspect.analyze_file(path, snapshot="/test/*", ncc_means="train")[0]
     assert train.ncc_means == "train:/train/epoch_0001"
-    direct = ncinspect.analyze(h + 0.7, y, weights=m, ncc_means=ncinspect.analyze(h, y).arrays["means"])
+    direct = ncinspect.analyze(
+        h + 0.7, y, weights=m, ncc_means=ncinspect.analyze(h, y).arrays["means"]
+    )
     assert train.metrics == direct.metrics

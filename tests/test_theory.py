@@ -25,8 +25,14 @@ def _lines(theory: dict) -> dict[str, dict]:
     return {line["key"]: line for line in theory["lines"]}
 
 
-def exact_critical_point(Lam: float = 0.05, radius: float = 3.0, offset: float = 2.0,
-                         n: int = 6, noise: float = 0.7, seed: int = 0):
+def exact_critical_point(
+    Lam: float = 0.05,
+    radius: float = 3.0,
+    offset: float = 2.0,
+    n: int = 6,
+    noise: float = 0.7,
+    seed: int = 0,
+):
     """Features, labels, classifier and outputs of an exact critical point of the last layer.
 
     Class means = simplex ETF of norm ``radius`` plus an orthogonal offset (so their Gram
@@ -50,15 +56,30 @@ def exact_critical_point(Lam: float = 0.05, radius: float = 3.0, offset: float =
     G = M @ M.T
     F = np.linalg.solve(Lam * C * np.eye(C) + G, G)  # (C, C) class output pattern
     W = (np.eye(C) - F).T @ M / (Lam * C)
-    return {"H": H, "y": y, "W": W, "F": F, "outputs": H @ W.T, "Lam": Lam, "N": y.size,
-            "mu_G_sq": offset**2, "tr_sigma_b": radius**2}
+    return {
+        "H": H,
+        "y": y,
+        "W": W,
+        "F": F,
+        "outputs": H @ W.T,
+        "Lam": Lam,
+        "N": y.size,
+        "mu_G_sq": offset**2,
+        "tr_sigma_b": radius**2,
+    }
 
 
 def test_exact_critical_point_matches_every_identity():
     cp = exact_critical_point()
     np.testing.assert_allclose(cp["outputs"], cp["F"][cp["y"]], atol=1e-12)  # class-constant
-    res = theory_arrays(cp["H"], cp["y"], [cp["W"]], outputs=cp["outputs"],
-                        weight_decay=cp["Lam"], kappa=1.0 / cp["N"])
+    res = theory_arrays(
+        cp["H"],
+        cp["y"],
+        [cp["W"]],
+        outputs=cp["outputs"],
+        weight_decay=cp["Lam"],
+        kappa=1.0 / cp["N"],
+    )
     th = res.theory
     lines = _lines(th)
     identities = [ln for ln in th["lines"] if ln["holds"]]
@@ -71,7 +92,8 @@ def test_exact_critical_point_matches_every_identity():
     Lam = cp["Lam"]
     assert lines["delta"]["predicted"] == pytest.approx(Lam / (Lam + cp["mu_G_sq"]), rel=1e-12)
     assert lines["eps_sum"]["predicted"] == pytest.approx(
-        Lam * (C - 1) / (Lam * (C - 1) + cp["tr_sigma_b"]), rel=1e-12)
+        Lam * (C - 1) / (Lam * (C - 1) + cp["tr_sigma_b"]), rel=1e-12
+    )
     eps1 = 1 - cp["F"][0, 0]
     assert lines["delta"]["measured"] == pytest.approx(eps1 - (C - 1) * cp["F"][0, 1], rel=1e-10)
     assert lines["output_spread"]["measured"] < 1e-12
@@ -86,8 +108,14 @@ def test_exact_critical_point_matches_every_identity():
 def test_perturbed_classifier_has_known_residuals():
     cp = exact_critical_point()
     t = 1e-3
-    res = theory_arrays(cp["H"], cp["y"], [cp["W"] * (1 + t)], outputs=cp["outputs"],
-                        weight_decay=cp["Lam"], kappa=1.0 / cp["N"])
+    res = theory_arrays(
+        cp["H"],
+        cp["y"],
+        [cp["W"] * (1 + t)],
+        outputs=cp["outputs"],
+        weight_decay=cp["Lam"],
+        kappa=1.0 / cp["N"],
+    )
     lines = _lines(res.theory)
     assert lines["stationarity_last_layer"]["rel_error"] == pytest.approx(t / (1 + t), rel=1e-8)
     assert lines["balance_W1"]["rel_error"] == pytest.approx((1 + t) ** 2 - 1, rel=1e-8)
@@ -99,8 +127,9 @@ def test_streaming_and_sample_order_do_not_change_results():
     kw = {"weight_decay": cp["Lam"], "kappa": 1.0 / cp["N"]}
     whole = theory_arrays(cp["H"], cp["y"], [cp["W"]], outputs=cp["outputs"], **kw).theory
     perm = np.random.default_rng(3).permutation(cp["N"])
-    other = theory_arrays(cp["H"][perm], cp["y"][perm], [cp["W"]], outputs=cp["outputs"][perm],
-                          chunk_rows=5, **kw).theory
+    other = theory_arrays(
+        cp["H"][perm], cp["y"][perm], [cp["W"]], outputs=cp["outputs"][perm], chunk_rows=5, **kw
+    ).theory
     for a, b in zip(whole["lines"], other["lines"], strict=True):
         assert a["key"] == b["key"]
         for field in ("predicted", "measured"):
@@ -203,10 +232,19 @@ def test_converged_run_matches_every_identity(symmetric_run, capsys):
     th = json.loads(capsys.readouterr().out)["snapshots"][0]["theory"]
     identities = [ln for ln in th["lines"] if ln["holds"]]
     assert {ln["key"] for ln in identities} >= {
-        "balance_W1", "balance_W2", "balance_W3", "layer_norm_spread",
-        "stationarity_last_layer", "classifier_closed_form", "classifier_row_norms_sq",
-        "classifier_row_cosines", "classifier_centered", "layer_norms_closed_form", "delta",
-        "eps_sum"}
+        "balance_W1",
+        "balance_W2",
+        "balance_W3",
+        "layer_norm_spread",
+        "stationarity_last_layer",
+        "classifier_closed_form",
+        "classifier_row_norms_sq",
+        "classifier_row_cosines",
+        "classifier_centered",
+        "layer_norms_closed_form",
+        "delta",
+        "eps_sum",
+    }
     for line in identities:
         assert line["status"] == "ok" and line["rel_error"] < 1e-6, line
     lines = _lines(th)
@@ -250,8 +288,19 @@ def test_zero_weight_decay_reports_non_applicability_and_conserved_differences(t
     from ncinspect.train import TrainConfig, fit
 
     data = template_data()
-    cfg = TrainConfig(depth=3, width=32, batch_size=0, weight_decay=0.0, lr=0.01, momentum=0.0,
-                      schedule="constant", epochs=200, save_every=100, init_scale=0.5, seed=1)
+    cfg = TrainConfig(
+        depth=3,
+        width=32,
+        batch_size=0,
+        weight_decay=0.0,
+        lr=0.01,
+        momentum=0.0,
+        schedule="constant",
+        epochs=200,
+        save_every=100,
+        init_scale=0.5,
+        seed=1,
+    )
     path = tmp_path / "wd0.h5"
     hist = fit(cfg, data, dump=path)
     report, _ = theory_file(path)
@@ -265,7 +314,8 @@ def test_zero_weight_decay_reports_non_applicability_and_conserved_differences(t
         line = lines[f"layer_norm_diff_{i + 1}"]
         assert line["measured"] == pytest.approx(final[i] - final[i + 1], rel=1e-10)
         assert line["predicted"] == pytest.approx(
-            report[0].theory["layer_norm_differences"][i], rel=1e-12)
+            report[0].theory["layer_norm_differences"][i], rel=1e-12
+        )
         assert line["rel_error"] < 1e-3  # small-step gradient descent ~ gradient flow
     assert any(d != pytest.approx(0, abs=1e-3) for d in last["layer_norm_differences"])
     assert lines["balance_W1"]["measured"] == pytest.approx(final[0], rel=1e-10)  # still shown
@@ -280,8 +330,15 @@ def test_zero_weight_decay_reports_non_applicability_and_conserved_differences(t
 def test_partial_training_set_does_not_check_the_sums_over_all_samples():
     cp = exact_critical_point()
     half = slice(0, None, 2)
-    res = theory_arrays(cp["H"][half], cp["y"][half], [cp["W"]], outputs=cp["outputs"][half],
-                        weight_decay=cp["Lam"], kappa=1.0 / cp["N"], n_samples=cp["N"])
+    res = theory_arrays(
+        cp["H"][half],
+        cp["y"][half],
+        [cp["W"]],
+        outputs=cp["outputs"][half],
+        weight_decay=cp["Lam"],
+        kappa=1.0 / cp["N"],
+        n_samples=cp["N"],
+    )
     lines = _lines(res.theory)
     for key in ("balance_W1", "stationarity_last_layer", "layer_norm_spread"):
         assert lines[key]["status"] == "not_applicable", key

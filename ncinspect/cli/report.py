@@ -10,34 +10,87 @@ from .common import debug_option, key_options, keys_from, parse_size, snapshot_o
 @click.command("report")
 @click.argument("file", type=click.Path())
 @snapshot_option
-@click.option("--json", "json_path", metavar="PATH", default=None,
-              help="Write the JSON report to PATH ('-' for stdout, then no table).")
-@click.option("--csv", "csv_path", metavar="PATH", default=None,
-              help="Write one CSV row per snapshot to PATH ('-' for stdout).")
+@click.option(
+    "--json",
+    "json_path",
+    metavar="PATH",
+    default=None,
+    help="Write the JSON report to PATH ('-' for stdout, then no table).",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    metavar="PATH",
+    default=None,
+    help="Write one CSV row per snapshot to PATH ('-' for stdout).",
+)
 @click.option("--per-class", is_flag=True, help="Also report per-class values.")
-@click.option("--center", type=click.Choice(["classes", "samples"]), default="classes",
-              show_default=True, help="Global mean: mean of class means, or sample mean.")
-@click.option("--ncc-means", type=click.Choice(["own", "train"]), default="own",
-              show_default=True,
-              help="NCC centres for a test split: its own class means (spec/metrics.md), or the "
-              "train means of the same epoch and layer (the convention of Papyan et al.).")
-@click.option("--compact/--full", default=None,
-              help="One row per snapshot (default when there are several) or full tables.")
-@click.option("--memory-limit", metavar="SIZE", default=None,
-              help="Working-memory budget per chunk, e.g. 512MB (default 256MiB).")
-@click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
-              help="Rows per chunk (overrides --memory-limit).")
+@click.option(
+    "--center",
+    type=click.Choice(["classes", "samples"]),
+    default="classes",
+    show_default=True,
+    help="Global mean: mean of class means, or sample mean.",
+)
+@click.option(
+    "--ncc-means",
+    type=click.Choice(["own", "train"]),
+    default="own",
+    show_default=True,
+    help="NCC centres for a test split: its own class means (spec/metrics.md), or the "
+    "train means of the same epoch and layer (the convention of Papyan et al.).",
+)
+@click.option(
+    "--compact/--full",
+    default=None,
+    help="One row per snapshot (default when there are several) or full tables.",
+)
+@click.option(
+    "--memory-limit",
+    metavar="SIZE",
+    default=None,
+    help="Working-memory budget per chunk, e.g. 512MB (default 256MiB).",
+)
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rows per chunk (overrides --memory-limit).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-@click.option("--engine", type=click.Choice(["local", "dask"]), default="local",
-              show_default=True,
-              help="Run the passes in this process, or as Dask tasks (needs ncinspect[dask]).")
-@click.option("--scheduler", metavar="ADDRESS", default=None,
-              help="Dask scheduler address for --engine dask, e.g. tcp://10.0.0.5:8786 "
-              "(default: Dask's local threaded scheduler). The file must be readable there.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="Run the passes in this process, or as Dask tasks (needs ncinspect[dask]).",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    default=None,
+    help="Dask scheduler address for --engine dask, e.g. tcp://10.0.0.5:8786 "
+    "(default: Dask's local threaded scheduler). The file must be readable there.",
+)
 @key_options
 @debug_option
-def command(file, snapshot, json_path, csv_path, per_class, center, ncc_means, compact,
-            memory_limit, chunk_rows, quiet, engine, scheduler, debug, **kwargs):
+def command(
+    file,
+    snapshot,
+    json_path,
+    csv_path,
+    per_class,
+    center,
+    ncc_means,
+    compact,
+    memory_limit,
+    chunk_rows,
+    quiet,
+    engine,
+    scheduler,
+    debug,
+    **kwargs,
+):
     """Report NC1-NC4, ETF geometry, NCC agreement and SQI quantities of FILE (HDF5 or NPZ)."""
     import sys
 
@@ -54,9 +107,16 @@ def command(file, snapshot, json_path, csv_path, per_class, center, ncc_means, c
     try:
         with bar:
             report = analyze_file(
-                file, snapshot=snapshot, keys=keys_from(kwargs), center=center,
-                per_class=per_class, ncc_means=ncc_means, chunk_rows=chunk_rows,
-                memory_limit=parse_size(memory_limit), progress=bar, engine=runner,
+                file,
+                snapshot=snapshot,
+                keys=keys_from(kwargs),
+                center=center,
+                per_class=per_class,
+                ncc_means=ncc_means,
+                chunk_rows=chunk_rows,
+                memory_limit=parse_size(memory_limit),
+                progress=bar,
+                engine=runner,
             )
     finally:
         getattr(runner, "close", lambda: None)()

@@ -10,15 +10,33 @@ from .common import debug_option, key_options, keys_from, parse_size, snapshot_o
 @click.command("theory")
 @click.argument("file", type=click.Path())
 @snapshot_option
-@click.option("--json", "json_path", metavar="PATH", default=None,
-              help="Write the full JSON report (metrics plus a 'theory' section per snapshot) "
-              "to PATH ('-' for stdout, then no table).")
-@click.option("--tolerance", type=click.FloatRange(min=0), default=None, metavar="TOL",
-              help="Exit with code 1 when a computed identity has a relative error above TOL.")
-@click.option("--memory-limit", metavar="SIZE", default=None,
-              help="Working-memory budget per chunk, e.g. 512MB (default 256MiB).")
-@click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
-              help="Rows per chunk (overrides --memory-limit).")
+@click.option(
+    "--json",
+    "json_path",
+    metavar="PATH",
+    default=None,
+    help="Write the full JSON report (metrics plus a 'theory' section per snapshot) "
+    "to PATH ('-' for stdout, then no table).",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="TOL",
+    help="Exit with code 1 when a computed identity has a relative error above TOL.",
+)
+@click.option(
+    "--memory-limit",
+    metavar="SIZE",
+    default=None,
+    help="Working-memory budget per chunk, e.g. 512MB (default 256MiB).",
+)
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rows per chunk (overrides --memory-limit).",
+)
 @key_options
 @debug_option
 def command(file, snapshot, json_path, tolerance, memory_limit, chunk_rows, debug, **kwargs):
@@ -33,8 +51,13 @@ def command(file, snapshot, json_path, tolerance, memory_limit, chunk_rows, debu
     from ..theory_run import theory_file
     from .common import emit, stdout_console
 
-    report, skipped = theory_file(file, snapshot=snapshot, keys=keys_from(kwargs),
-                                  chunk_rows=chunk_rows, memory_limit=parse_size(memory_limit))
+    report, skipped = theory_file(
+        file,
+        snapshot=snapshot,
+        keys=keys_from(kwargs),
+        chunk_rows=chunk_rows,
+        memory_limit=parse_size(memory_limit),
+    )
     to_stdout = emit(report.to_json(), json_path) if json_path else False
     if not to_stdout:
         render_theory(report, stdout_console(), skipped=skipped)
@@ -49,12 +72,15 @@ def command(file, snapshot, json_path, tolerance, memory_limit, chunk_rows, debu
             n_checked += n
             failed += [(res.name, key, err) for key, err in bad]
         for name, key, err in failed:
-            click.echo(f"ncinspect: {name}: {key} relative error {err:.3g} > {tolerance:g}",
-                       err=True)
+            click.echo(
+                f"ncinspect: {name}: {key} relative error {err:.3g} > {tolerance:g}", err=True
+            )
         if n_checked == 0:
-            click.echo(f"ncinspect: {file}: --tolerance: no identity could be checked "
-                       "(see the notes: lambda = 0, missing keys or a partial training set)",
-                       err=True)
+            click.echo(
+                f"ncinspect: {file}: --tolerance: no identity could be checked "
+                "(see the notes: lambda = 0, missing keys or a partial training set)",
+                err=True,
+            )
             return 1
         return 1 if failed else 0
     return 0

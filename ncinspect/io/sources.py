@@ -82,7 +82,9 @@ class H5Source(ArraySource):
                 return self.dataset[()]
             return self.dataset[start:stop]
         except (OSError, RuntimeError, ValueError, KeyError) as exc:
-            raise UnreadableFileError(f"{self.where}: cannot read rows {start}:{stop} ({exc})") from None
+            raise UnreadableFileError(
+                f"{self.where}: cannot read rows {start}:{stop} ({exc})"
+            ) from None
 
 
 def as_source(value: Any, where: str) -> ArraySource | None:

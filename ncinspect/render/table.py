@@ -8,8 +8,16 @@ from ..metrics import METRIC_INFO
 from ..report import Report, SnapshotResult
 from ..trajectory import group_trajectories, has_layers, layer_profile
 
-__all__ = ["fmt", "snapshot_table", "compact_table", "layer_table", "render_report",
-           "COMPACT_KEYS", "LAYER_KEYS", "change_text"]
+__all__ = [
+    "fmt",
+    "snapshot_table",
+    "compact_table",
+    "layer_table",
+    "render_report",
+    "COMPACT_KEYS",
+    "LAYER_KEYS",
+    "change_text",
+]
 
 _DIRECTION = {"lower": "↓ lower", "higher": "↑ higher", "zero": "→ 0", "one": "→ 1", "info": ""}
 
@@ -57,8 +65,11 @@ def _header(res: SnapshotResult, file: str | None) -> str:
         f"N={res.n_samples}  d={res.n_features}  C={res.n_classes}  dtype={res.dtype}  "
         f"class sizes {min(counts)}..{max(counts)}",
     ]
-    tags = [f"{k}={v}" for k, v in (("epoch", res.epoch), ("split", res.split),
-                                   ("layer", res.layer)) if v is not None]
+    tags = [
+        f"{k}={v}"
+        for k, v in (("epoch", res.epoch), ("split", res.split), ("layer", res.layer))
+        if v is not None
+    ]
     if res.ncc_means != "own":
         tags.append(f"ncc_means={res.ncc_means}")
     if tags:
@@ -80,8 +91,13 @@ def snapshot_table(res: SnapshotResult, file: str | None = None):
     for key, group, direction, meaning in METRIC_INFO:
         if group != last_group and last_group is not None:
             table.add_section()
-        table.add_row(group if group != last_group else "", key, fmt(res.metrics.get(key)),
-                      _DIRECTION[direction], meaning)
+        table.add_row(
+            group if group != last_group else "",
+            key,
+            fmt(res.metrics.get(key)),
+            _DIRECTION[direction],
+            meaning,
+        )
         last_group = group
     return table
 
@@ -90,8 +106,16 @@ def per_class_table(res: SnapshotResult):
     from rich.table import Table
 
     table = Table(title=f"per class: {res.name}", title_justify="left")
-    keys = ["class", "n", "var", "mean_norm", "weight_norm", "duality_cos", "ncc_agreement",
-            "accuracy_classifier"]
+    keys = [
+        "class",
+        "n",
+        "var",
+        "mean_norm",
+        "weight_norm",
+        "duality_cos",
+        "ncc_agreement",
+        "accuracy_classifier",
+    ]
     for k in keys:
         table.add_column(k, justify="right" if k != "class" else "left")
     for row in res.per_class or []:
@@ -108,8 +132,10 @@ def compact_table(report: Report, columns: tuple[tuple[str, str], ...] = COMPACT
     """
     from rich.table import Table
 
-    table = Table(title=f"[bold]{report.file or '<arrays>'}[/bold]: {len(report)} snapshots",
-                  title_justify="left")
+    table = Table(
+        title=f"[bold]{report.file or '<arrays>'}[/bold]: {len(report)} snapshots",
+        title_justify="left",
+    )
     keys = [k for k, _ in columns]
     for col in ("snapshot", "epoch", "N"):
         table.add_column(col, no_wrap=True, justify="left" if col == "snapshot" else "right")
@@ -121,15 +147,24 @@ def compact_table(report: Report, columns: tuple[tuple[str, str], ...] = COMPACT
         for i, res in enumerate(members):
             edge = i in (0, len(members) - 1) and len(members) > 1
             table.add_row(
-                res.name, fmt(res.epoch), str(res.n_samples),
-                *(fmt(res.metrics.get(k)) for k in keys), style="bold" if edge else None,
+                res.name,
+                fmt(res.epoch),
+                str(res.n_samples),
+                *(fmt(res.metrics.get(k)) for k in keys),
+                style="bold" if edge else None,
             )
         if len(members) > 1:
             a, b = members[0], members[-1]
-            table.add_row(f"change {fmt(a.epoch)}->{fmt(b.epoch)}", "", "",
-                          *(change_text(a.metrics.get(k), b.metrics.get(k),
-                                        _DIRECTION_OF.get(k, "info")) for k in keys),
-                          style="italic")
+            table.add_row(
+                f"change {fmt(a.epoch)}->{fmt(b.epoch)}",
+                "",
+                "",
+                *(
+                    change_text(a.metrics.get(k), b.metrics.get(k), _DIRECTION_OF.get(k, "info"))
+                    for k in keys
+                ),
+                style="italic",
+            )
     return table
 
 
@@ -175,11 +210,14 @@ def layer_table(report: Report, columns: tuple[tuple[str, str], ...] = LAYER_KEY
     if not has_layers(report):
         return None
     splits = list(dict.fromkeys(res.split for res in report))
-    table = Table(title=f"[bold]{report.file or '<arrays>'}[/bold]: metrics against depth",
-                  title_justify="left")
+    table = Table(
+        title=f"[bold]{report.file or '<arrays>'}[/bold]: metrics against depth",
+        title_justify="left",
+    )
     for col in ("split", "epoch", "depth", "layer"):
-        table.add_column(col, no_wrap=True, justify="right" if col in ("epoch", "depth") else
-                         "left")
+        table.add_column(
+            col, no_wrap=True, justify="right" if col in ("epoch", "depth") else "left"
+        )
     for _, title in columns:
         table.add_column(title, justify="right")
     first = True
@@ -191,9 +229,13 @@ def layer_table(report: Report, columns: tuple[tuple[str, str], ...] = LAYER_KEY
             table.add_section()
         first = False
         for depth, res in profile:
-            table.add_row(split or "train", fmt(res.epoch), str(depth),
-                          res.layer or "penultimate (classifier)",
-                          *(fmt(res.metrics.get(k)) for k, _ in columns))
+            table.add_row(
+                split or "train",
+                fmt(res.epoch),
+                str(depth),
+                res.layer or "penultimate (classifier)",
+                *(fmt(res.metrics.get(k)) for k, _ in columns),
+            )
     return None if first else table
 
 

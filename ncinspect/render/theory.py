@@ -15,17 +15,36 @@ __all__ = ["theory_table", "render_theory"]
 def _header(res: SnapshotResult, file: str | None) -> str:
     th = res.theory or {}
     c = th.get("constants", {})
-    consts = "  ".join(f"{name}={fmt(c.get(key))}" for key, name in (
-        ("weight_decay", "lambda"), ("kappa", "kappa"), ("n_samples", "N"),
-        ("Lambda", "Lambda"), ("n_classes", "C"), ("depth", "L")))
-    tags = "  ".join(f"{k}={v}" for k, v in (("epoch", res.epoch), ("split", res.split))
-                     if v is not None)
-    worst = "  ".join(f"{label} {fmt(th.get(key))}" for key, label in (
-        ("max_rel_error_critical", "max rel. error: critical-point identities"),
-        ("max_rel_error_closed_forms", "closed forms")))
-    return "\n".join(p for p in (
-        f"[bold]{file or '<arrays>'}[/bold]  snapshot [bold]{res.name}[/bold]  {tags}",
-        consts, worst) if p)
+    consts = "  ".join(
+        f"{name}={fmt(c.get(key))}"
+        for key, name in (
+            ("weight_decay", "lambda"),
+            ("kappa", "kappa"),
+            ("n_samples", "N"),
+            ("Lambda", "Lambda"),
+            ("n_classes", "C"),
+            ("depth", "L"),
+        )
+    )
+    tags = "  ".join(
+        f"{k}={v}" for k, v in (("epoch", res.epoch), ("split", res.split)) if v is not None
+    )
+    worst = "  ".join(
+        f"{label} {fmt(th.get(key))}"
+        for key, label in (
+            ("max_rel_error_critical", "max rel. error: critical-point identities"),
+            ("max_rel_error_closed_forms", "closed forms"),
+        )
+    )
+    return "\n".join(
+        p
+        for p in (
+            f"[bold]{file or '<arrays>'}[/bold]  snapshot [bold]{res.name}[/bold]  {tags}",
+            consts,
+            worst,
+        )
+        if p
+    )
 
 
 def _cells(line: dict[str, Any]) -> tuple[str, str, str]:
@@ -61,8 +80,9 @@ def theory_table(res: SnapshotResult, file: str | None = None):
         group = line["group"]
         if last is not None and group != last:
             table.add_section()
-        table.add_row(group if group != last else "", escape(line["quantity"]), *_cells(line),
-                      _note(line))
+        table.add_row(
+            group if group != last else "", escape(line["quantity"]), *_cells(line), _note(line)
+        )
         last = group
     return table
 
