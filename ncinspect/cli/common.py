@@ -55,6 +55,32 @@ def keys_from(kwargs: dict) -> dict[str, str]:
     return keys
 
 
+ncc_means_option = click.option(
+    "--ncc-means",
+    type=click.Choice(["own", "train"]),
+    default="own",
+    show_default=True,
+    help="NCC centres for a test split: its own class means (spec/metrics.md), or the "
+    "train means of the same epoch and layer (the convention of Papyan et al.).",
+)
+
+
+def chunk_options(func):
+    """--memory-limit and --chunk-rows: how many rows are read and processed at a time."""
+    func = click.option(
+        "--chunk-rows",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Rows per chunk (overrides --memory-limit).",
+    )(func)
+    return click.option(
+        "--memory-limit",
+        metavar="SIZE",
+        default=None,
+        help="Working-memory budget per chunk, e.g. 512MB (default 256MiB).",
+    )(func)
+
+
 debug_option = click.option("--debug", is_flag=True, hidden=True, help="Show full tracebacks.")
 
 snapshot_option = click.option(

@@ -8,7 +8,7 @@ import unicodedata
 
 import click
 
-from .common import debug_option, key_options, keys_from, snapshot_option
+from .common import debug_option, key_options, keys_from, ncc_means_option, snapshot_option
 
 _KINDS = ("trajectory", "gram", "geometry", "projection", "spectrum", "sqi", "layers")
 
@@ -93,14 +93,7 @@ def _labels(files: tuple[str, ...], given: tuple[str, ...]) -> list[str]:
     help="paper: 3.5 in / 7 in wide, 7 pt text; screen: larger.",
 )
 @snapshot_option
-@click.option(
-    "--ncc-means",
-    type=click.Choice(["own", "train"]),
-    default="own",
-    show_default=True,
-    help="NCC centres for a test split: its own class means (spec/metrics.md), or the "
-    "train means of the same epoch and layer (the convention of Papyan et al.).",
-)
+@ncc_means_option
 @click.option(
     "--sample-size",
     type=click.IntRange(min=1),

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from .common import debug_option, key_options, keys_from, parse_size, snapshot_option
+from .common import (
+    chunk_options,
+    debug_option,
+    key_options,
+    keys_from,
+    ncc_means_option,
+    parse_size,
+    snapshot_option,
+)
 
 
 @click.command("report")
@@ -32,31 +40,13 @@ from .common import debug_option, key_options, keys_from, parse_size, snapshot_o
     show_default=True,
     help="Global mean: mean of class means, or sample mean.",
 )
-@click.option(
-    "--ncc-means",
-    type=click.Choice(["own", "train"]),
-    default="own",
-    show_default=True,
-    help="NCC centres for a test split: its own class means (spec/metrics.md), or the "
-    "train means of the same epoch and layer (the convention of Papyan et al.).",
-)
+@ncc_means_option
 @click.option(
     "--compact/--full",
     default=None,
     help="One row per snapshot (default when there are several) or full tables.",
 )
-@click.option(
-    "--memory-limit",
-    metavar="SIZE",
-    default=None,
-    help="Working-memory budget per chunk, e.g. 512MB (default 256MiB).",
-)
-@click.option(
-    "--chunk-rows",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Rows per chunk (overrides --memory-limit).",
-)
+@chunk_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.option(
     "--engine",

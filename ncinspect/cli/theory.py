@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .common import debug_option, key_options, keys_from, parse_size, snapshot_option
+from .common import (
+    chunk_options,
+    debug_option,
+    key_options,
+    keys_from,
+    parse_size,
+    snapshot_option,
+)
 
 
 @click.command("theory")
@@ -25,18 +32,7 @@ from .common import debug_option, key_options, keys_from, parse_size, snapshot_o
     metavar="TOL",
     help="Exit with code 1 when a computed identity has a relative error above TOL.",
 )
-@click.option(
-    "--memory-limit",
-    metavar="SIZE",
-    default=None,
-    help="Working-memory budget per chunk, e.g. 512MB (default 256MiB).",
-)
-@click.option(
-    "--chunk-rows",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Rows per chunk (overrides --memory-limit).",
-)
+@chunk_options
 @key_options
 @debug_option
 def command(file, snapshot, json_path, tolerance, memory_limit, chunk_rows, debug, **kwargs):
