@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..metrics import METRIC_INFO
+from ..metrics import METRIC_INFO, PER_CLASS_KEYS
 from ..report import Report, SnapshotResult
 from ..trajectory import group_trajectories, has_layers, layer_profile
 
@@ -106,16 +106,7 @@ def per_class_table(res: SnapshotResult):
     from rich.table import Table
 
     table = Table(title=f"per class: {res.name}", title_justify="left")
-    keys = [
-        "class",
-        "n",
-        "var",
-        "mean_norm",
-        "weight_norm",
-        "duality_cos",
-        "ncc_agreement",
-        "accuracy_classifier",
-    ]
+    keys = ["class", *PER_CLASS_KEYS]
     for k in keys:
         table.add_column(k, justify="right" if k != "class" else "left")
     for row in res.per_class or []:
