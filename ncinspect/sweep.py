@@ -35,7 +35,6 @@ __all__ = [
     "sweep_row",
     "sweep_columns",
     "sweep_markdown",
-    "plot_sweep",
     "write_sweep",
     "template_data",
     "converged_config",
@@ -295,119 +294,6 @@ def sweep_markdown(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _x_positions(values: Sequence[float]) -> tuple[list[float], float | None]:
-    """x of each lambda on a log axis, with lambda = 0 drawn a decade left of the smallest."""
-    positive = [v for v in values if v > 0]
-    zero_at = (min(positive) / 10.0 if positive else 1.0) if any(v == 0 for v in values) else None
-    return [v if v > 0 else zero_at for v in values], zero_at
-
-
-def _legend_below(ax, slot) -> None:
-    """The legend of ``ax`` drawn in the (otherwise empty) axes ``slot`` under it."""
-    slot.axis("off")
-    handles, labels = ax.get_legend_handles_labels()
-    slot.legend(handles, labels, loc="upper center", ncols=2, fontsize="small")
-
-
-def _short(value: float) -> str:
-    """Compact tick label of a weight decay: 0, 1e-4, 5e-3, 0.02 -> 2e-2."""
-    if value == 0:
-        return "0"
-    mantissa, exponent = f"{value:.1e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa}e{int(exponent)}"
-
-
-def _series(rows: Sequence[dict[str, Any]], get: Callable[[dict[str, Any]], Any]):
-    import numpy as np
-
-    y = np.array([np.nan if get(r) is None else get(r) for r in rows], dtype=float)
-    return y
-
-
-def plot_sweep(rows: Sequence[dict[str, Any]], *, title: str | None = None, style: str = "paper"):
-    """Final NC metrics, theory residuals, layer norms and accuracy against lambda.
-
-    Parameters
-    ----------
-    rows : sequence of dict
-        From :func:`sweep_weight_decay` (or :func:`sweep_row`).
-    title : str, optional
-        Figure title (e.g. the data set).
-    style : {"paper", "screen"}
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        Four panels over a log lambda axis; lambda = 0 is drawn a decade left of the smallest
-        positive lambda and labelled "0". Values <= 0 are left out of the log panels.
-    """
-    import numpy as np
-    from matplotlib.ticker import NullLocator
-
-    from .plots._style import DOUBLE, log_axis, new_figure, plot_style
-
-    rows = sorted(rows, key=lambda r: r["weight_decay"])
-    x, _ = _x_positions([r["weight_decay"] for r in rows])
-    depth = max(len(r["layer_norms_sq"] or []) for r in rows)
-
-    def norm(i: int):
-        return lambda r: (r["layer_norms_sq"] or [None] * depth)[i]
-
-    panels = (
-        (
-            "NC metrics (train)",
-            True,
-            [(t, lambda r, k=k: r["metrics"][k]) for k, t in SWEEP_METRICS[:6]],
-        ),
-        ("theory residuals", True, [(t, lambda r, k=k: r["theory"][k]) for k, t in SWEEP_THEORY]),
-        ("layer norms ||W_l||_F²", True, [(f"||W{i + 1}||²", norm(i)) for i in range(depth)]),
-        (
-            "accuracy",
-            False,
-            [
-                ("train", lambda r: r["metrics"]["accuracy_classifier"]),
-                ("test", lambda r: r["test_accuracy"]),
-            ],
-        ),
-    )
-    labels = [_short(r["weight_decay"]) for r in rows]
-    with plot_style(style):
-        fig, axes = new_figure(
-            DOUBLE,
-            3.4,
-            style=style,
-            nrows=2,
-            ncols=len(panels),
-            gridspec_kw={"height_ratios": [3.0, 1.1]},
-        )
-        for ax, slot, (name, log, series) in zip(axes[0], axes[1], panels, strict=True):
-            for label, get in series:
-                y = _series(rows, get)
-                if log:
-                    y[y <= 0] = np.nan
-                if not np.all(np.isnan(y)):
-                    ax.plot(x, y, marker="o", ms=3, lw=1, label=label)
-            ax.set_title(name)
-            ax.set_xscale("log")
-            if log and ax.lines:
-                log_axis(ax, "y")
-            ax.set_xlabel("weight decay λ")
-            ax.set_xticks(
-                x,
-                labels,
-                rotation=0 if len(x) <= 3 else 45 if len(x) <= 5 else 90,
-                fontsize="small" if len(x) > 5 else None,
-            )
-            ax.xaxis.set_minor_locator(NullLocator())
-            ax.set_xlim(min(x) / 2, max(x) * 2)
-            _legend_below(ax, slot)
-        axes[0][-1].set_ylim(0, 1.02)
-        if title:
-            fig.suptitle(title)
-    return fig
-
-
 def write_sweep(
     rows: Sequence[dict[str, Any]],
     out_dir: str | os.PathLike,
@@ -440,6 +326,7 @@ def write_sweep(
     written.append(path)
     if figure:
         from .plots._style import save_figure
+        from .plots.sweep import plot_sweep
 
         fig = plot_sweep(rows, title=title)
         path = save_figure(fig, os.path.join(out_dir, "sweep.png"), dpi=150)

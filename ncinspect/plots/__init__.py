@@ -27,6 +27,7 @@ from ._style import DOUBLE, FORMATS, SINGLE, STYLES, figure_bytes, plot_style, s
 from .geometry import plot_geometry, plot_gram, plot_spectrum
 from .runs import LAYER_PANELS, TRAJECTORY_PANELS, Panel, plot_layers, plot_trajectory
 from .samples import plot_projection, plot_sqi
+from .sweep import plot_sweep
 
 __all__ = [
     "KINDS",
@@ -46,6 +47,7 @@ __all__ = [
     "plot_spectrum",
     "plot_projection",
     "plot_sqi",
+    "plot_sweep",
     "plot_style",
     "figure_bytes",
     "save_figure",
