@@ -360,7 +360,12 @@ def _notes_for(snap) -> list[str]:
         for s in (snap.features, snap.labels, snap.weights, snap.bias, snap.outputs)
         if s is not None
     ]
-    return [n for n in dict.fromkeys(snap.notes) if any(n.startswith(w) for w in wheres)]
+    whole_file = f"{snap.file}: "
+    return [
+        n
+        for n in dict.fromkeys(snap.notes)
+        if n.startswith(whole_file) or any(n.startswith(w) for w in wheres)
+    ]
 
 
 def _train_partner(snap, snaps):

@@ -148,7 +148,7 @@ class Dump:
         if self.format == "hdf5":
             from .io.hdf5 import open_h5, read_h5_tree
 
-            self._h5 = open_h5(self.path)
+            self._h5 = open_h5(self.path, self.notes)
             try:
                 self.tree = read_h5_tree(self._h5, self.path)
             except Exception:

@@ -333,3 +333,25 @@ def test_test_split_uses_own_means_unless_train_is_asked(tmp_path):
         h + 0.7, y, weights=m, ncc_means=ncinspect.analyze(h, y).arrays["means"]
     )
     assert train.metrics == direct.metrics
+
+
+def test_file_being_written_is_read_without_the_lock_with_a_note(tmp_path):
+    import subprocess
+    import sys
+
+    h, y, _ = make_data(C=3, d=5, n=10)
+    path = tmp_path / "live.h5"
+    writer = ncinspect.DumpWriter(path, "w")  # this process holds the write lock
+    try:
+        writer.write("labels", y)
+        writer.snapshot("epoch_0001").append(features=h)
+        cmd = [sys.executable, "-c", "from ncinspect.cli import main; main()"]
+        run = subprocess.run(
+            [*cmd, "report", str(path), "--json", "-"], capture_output=True, text=True, timeout=120
+        )
+    finally:
+        writer.close()
+    assert run.returncode == 0, run.stderr
+    snap = json.loads(run.stdout)["snapshots"][0]
+    assert snap["n_samples"] == len(y)
+    assert any("open for writing elsewhere" in w for w in snap["warnings"])

@@ -34,12 +34,27 @@ def decode_attr(value: Any) -> Any:
     return value
 
 
-def open_h5(path: str):
+def open_h5(path: str, notes: list[str] | None = None):
+    """Open ``path`` read-only. A file locked by a writer (e.g. a training run dumping into
+    it) is opened without the lock, with a note: the writer flushes after every batch, so
+    the snapshots it has finished are readable; the one being written may be incomplete."""
     import h5py
 
     try:
         return h5py.File(path, "r")
     except OSError as exc:
+        if "lock" in str(exc).lower():
+            try:
+                handle = h5py.File(path, "r", locking=False)
+            except OSError:
+                pass
+            else:
+                if notes is not None:
+                    notes.append(
+                        f"{path}: the file is open for writing elsewhere (a running trainer?); "
+                        "read without a lock, so the snapshot being written may be incomplete"
+                    )
+                return handle
         raise UnreadableFileError(f"{path}: not a readable HDF5 file ({exc})") from None
 
 
