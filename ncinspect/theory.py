@@ -428,20 +428,12 @@ def theory_diagnostics(
 
     def add(key, group, quantity, requires, compute, *, holds=None, measured=None):
         miss = need(*requires)
+        not_applicable = None
         if regularised is False and holds is not None:
-            lines.append(
-                _line(
-                    key,
-                    group,
-                    quantity,
-                    None,
-                    measured,
-                    status="not_applicable",
-                    note=no_decay,
-                    holds=holds,
-                )
-            )
+            not_applicable = no_decay
         elif partial is not None and holds == CRIT:
+            not_applicable = partial
+        if not_applicable is not None:
             lines.append(
                 _line(
                     key,
@@ -450,7 +442,7 @@ def theory_diagnostics(
                     None,
                     measured,
                     status="not_applicable",
-                    note=partial,
+                    note=not_applicable,
                     holds=holds,
                 )
             )
