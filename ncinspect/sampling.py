@@ -14,8 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .analyze import plan_chunk_rows
-from .inputs import prepare
+from .analyze import plan_chunk_rows, prepare_snapshot
 from .projection import output_split, project, subsample_indices
 from .report import SnapshotResult
 
@@ -117,15 +116,7 @@ def sample_snapshot(
     dict
         The :data:`SAMPLE_KEYS` arrays (outputs keys only when outputs or W are known).
     """
-    names = snap.meta.get("class_names")
-    prep = prepare(
-        snap.features,
-        snap.labels,
-        weights=snap.weights,
-        bias=snap.bias,
-        outputs=snap.outputs,
-        class_names=names if isinstance(names, list) else None,
-    )
+    prep = prepare_snapshot(snap)
     rows = chunk_rows or plan_chunk_rows(prep.n_features, prep.n_classes)
     index = subsample_indices(prep.n_samples, size, seed=seed)
     h = _read_rows(prep.features, index, rows)
