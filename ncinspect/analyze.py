@@ -176,7 +176,7 @@ def _result(
     metrics, table, warnings = compute_metrics(first, second, geom, per_class=per_class)
     if table is not None:
         table = [{"class": name, **row} for name, row in zip(prep.class_names, table, strict=True)]
-    within = second.proj_sq / max(first.n_samples, 1)
+    within = geom.squared(second.proj_sq) / max(first.n_samples, 1)
     return SnapshotResult(
         name="/",
         n_samples=prep.n_samples,
@@ -195,10 +195,10 @@ def _result(
             "global_mean": geom.global_mean,
             "weights": geom.weights,
             "bias": geom.bias,
-            "between_eigvals": geom.eigvals / prep.n_classes,  # eigenvalues of Sigma_B
+            "between_eigvals": geom.squared(geom.eigvals) / prep.n_classes,  # of Sigma_B
             "within_along": within,  # v_k^T Sigma_W v_k
             "basis": geom.basis,
-            "class_var": second.class_sq / np.maximum(first.counts, 1),
+            "class_var": geom.squared(second.class_sq) / np.maximum(first.counts, 1),
         },
     )
 

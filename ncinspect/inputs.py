@@ -118,7 +118,17 @@ def encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, list[Any], b
                 f"{raw[i].item()!r} at row {i} "
                 f"({int(frac.sum())} such rows)"
             )
-        raw = raw.astype(np.int64)
+        # integral floats are class indices; one outside int64 would wrap (or saturate)
+        # on conversion and merge distinct labels, so it is refused instead
+        wide = raw.astype(np.float64)
+        out_of_range = (wide < -(2.0**63)) | (wide >= 2.0**63)
+        if out_of_range.any():
+            i = int(np.flatnonzero(out_of_range)[0])
+            raise InvalidDataError(
+                f"{where}: float labels must be integers within the int64 range, found "
+                f"{raw[i].item()!r} at row {i} ({int(out_of_range.sum())} such rows)"
+            )
+        raw = wide.astype(np.int64)
     elif kind == "b":
         raw = raw.astype(np.int64)
     elif kind not in "iuU":

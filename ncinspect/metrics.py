@@ -10,11 +10,12 @@ computed in tiles so that C = 30,000 classes never builds a C x C matrix.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
 
-from .stats import FirstPass, Geometry, SecondPass
+from .stats import FirstPass, Geometry, SecondPass, pow2_scale
 
 __all__ = [
     "METRIC_KEYS",
@@ -105,6 +106,9 @@ def between_class_geometry(
     ``M~^T M~ = C Sigma_B`` without a d x d matrix (work is O(C d min(C, d))). Kept are at
     most ``r = min(C-1, d)`` leading pairs, and only those with eigenvalue at least
     ``1e-12`` times the largest, so float32 round-off never yields a spurious direction.
+    The SVD runs on ``M~ / scale`` (``scale`` a power of two from :func:`pow2_scale`), so
+    the eigenvalues stay inside float64 for features of any magnitude; they are stored in
+    units of ``scale**2`` (see :class:`Geometry`).
     """
     counts = first.counts
     present = counts > 0
@@ -119,7 +123,10 @@ def between_class_geometry(
         raise ValueError(f"center must be 'classes' or 'samples', got {center!r}")
     centred = np.where(present[:, None], means - mu_g, 0.0)
     C, d = centred.shape
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    scale = pow2_scale(centred)
+    if not centred.any():  # means coincide: the residuals still need a unit
+        scale = pow2_scale(means[present])
+    _, s, vt = np.linalg.svd(centred / scale, full_matrices=False)
     eig = s * s
     keep = min(C - 1, d)
     if eig.size and eig[0] > 0:
@@ -132,6 +139,7 @@ def between_class_geometry(
         ncc_means = np.asarray(ncc_means, dtype=np.float64)
         ncc_valid = np.isfinite(ncc_means).all(axis=1)
         ncc_centres = np.where(ncc_valid[:, None], ncc_means - mu_g, 0.0)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
     return Geometry(
         means=means,
         global_mean=mu_g,
@@ -140,8 +148,10 @@ def between_class_geometry(
         eigvals=eig[:keep].copy(),
         ncc_centres=ncc_centres,
         ncc_valid=ncc_valid,
-        weights=None if weights is None else np.asarray(weights, dtype=np.float64),
+        weights=w,
         bias=None if bias is None else np.asarray(bias, dtype=np.float64),
+        scale=scale,
+        weight_scale=1.0 if w is None else pow2_scale(w),
     )
 
 
@@ -163,8 +173,10 @@ def etf_error(a: np.ndarray, b: np.ndarray) -> float | None:
     in [0, 2]. For C <= 2048 the C x C product is formed; above, the identity
     ``||X/||X|| - E||^2 = 2 - 2 <X, E> / ||X||`` is used with ``<X, E> = (Tr X - 1^T X 1 / C) /
     sqrt(C-1)`` and ``||A B^T||_F^2 = <A^T A, B^T B>`` (d x d, used only when d < C).
-    Returns None when ``A B^T = 0``.
+    Returns None when ``A B^T = 0``. ``A`` and ``B`` are first divided by powers of two
+    (:func:`_unit`), which leaves the value unchanged and keeps the products in range.
     """
+    a, b = _unit(a), _unit(b)
     C = a.shape[0]
     if C <= _DIRECT_MAX_C:
         x = a @ b.T
@@ -184,8 +196,31 @@ def etf_error(a: np.ndarray, b: np.ndarray) -> float | None:
 
 def _fro(x: np.ndarray) -> float:
     """Frobenius norm by numpy's pairwise sum: unlike ``np.linalg.norm`` (a BLAS dot whose
-    summation order follows the thread count) it gives the same bits on any machine."""
-    return float(np.sqrt(np.sum(np.square(x))))
+    summation order follows the thread count) it gives the same bits on any machine.
+
+    The squares are taken of ``x / s`` (``s`` from :func:`pow2_scale`), so they neither
+    overflow nor underflow; the result is inf only when the norm itself exceeds float64.
+    """
+    s = pow2_scale(x)
+    if s == 1.0:
+        return float(np.sqrt(np.sum(np.square(x))))
+    return float(np.sqrt(np.sum(np.square(x / s)))) * s
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """``x`` divided by :func:`pow2_scale` of it (exact): for quantities invariant to the
+    scale of ``x``, so that their squares and products stay inside float64."""
+    s = pow2_scale(x)
+    return x if s == 1.0 else x / s
+
+
+def _row_norms(x: np.ndarray) -> np.ndarray:
+    """Euclidean norms of the rows of ``x`` without overflow or underflow of the squares."""
+    s = pow2_scale(x)
+    if s == 1.0:
+        return np.linalg.norm(x, axis=1)
+    with np.errstate(over="ignore"):
+        return np.linalg.norm(x / s, axis=1) * s
 
 
 def _tile_rows(n_rows: int, n_cols: int) -> int:
@@ -205,7 +240,7 @@ def equinorm(vectors: np.ndarray) -> float | None:
     -----
     Papyan et al.'s equinorm measure, for centred class means or classifier rows.
     """
-    norms = np.linalg.norm(vectors, axis=1)
+    norms = np.linalg.norm(_unit(vectors), axis=1)
     if norms.size < 2 or norms.mean() == 0:
         return None
     return float(norms.std(ddof=1) / norms.mean())
@@ -241,6 +276,7 @@ def pairwise_cosine_stats(vectors: np.ndarray) -> tuple[float | None, float | No
     from .stats import Moments
 
     C = vectors.shape[0]
+    vectors = _unit(vectors)
     norms = np.linalg.norm(vectors, axis=1)
     if C < 2 or np.any(norms == 0):
         return None, None
@@ -261,8 +297,14 @@ def cdnv(variances: np.ndarray, centred: np.ndarray) -> float | None:
     -----
     ``mean_{c<c'} (v_c + v_c') / (2 ||mu_c - mu_c'||^2)`` with
     ``v_c = (1/n_c) sum ||h_i - mu_c||^2``. Distances come from the centred means in tiles.
-    Returns None when two class means coincide.
+    Returns None when two class means coincide. ``variances`` must be in the units of
+    ``centred`` squared; both are rescaled together by a power of two (exact).
     """
+    s = pow2_scale(centred)
+    if s != 1.0:
+        centred = centred / s
+        with np.errstate(under="ignore", over="ignore"):
+            variances = variances / s / s
     C = centred.shape[0]
     sq = np.einsum("ij,ij->i", centred, centred)
     total, count = 0.0, 0
@@ -282,6 +324,7 @@ def cdnv(variances: np.ndarray, centred: np.ndarray) -> float | None:
 
 def self_duality(weights: np.ndarray, centred: np.ndarray) -> float | None:
     """``|| W/||W||_F - M~/||M~||_F ||_F^2`` (squared, as in Papyan et al.; in [0, 4])."""
+    weights, centred = _unit(weights), _unit(centred)
     nw, nm = _fro(weights), _fro(centred)
     if nw == 0 or nm == 0:
         return None
@@ -289,6 +332,7 @@ def self_duality(weights: np.ndarray, centred: np.ndarray) -> float | None:
 
 
 def _row_cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = _unit(a), _unit(b)
     na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.einsum("ij,ij->i", a, b) / (na * nb)
@@ -364,14 +408,26 @@ def compute_metrics(
         )
     M = geom.centred
     W = geom.weights
+    # pass-2 sums of squares are in units of geom.scale**2: NC1 pairs them with M / scale
+    Ms = M if geom.scale == 1.0 else M / geom.scale
     variances = np.where(present, second.class_sq / np.maximum(counts, 1), np.nan)
+    singletons = np.flatnonzero(present & (counts == 1))
 
     # NC1 -------------------------------------------------------------------------------
     if not all_present:
         for key in ("nc1", "nc1_trace_ratio", "nc1_cdnv"):
             out.set(key, None, missing_reason)
+    elif np.all(counts < 2):
+        reason = "every class has one sample: within-class scatter is undefined"
+        for key in ("nc1", "nc1_trace_ratio", "nc1_cdnv"):
+            out.set(key, None, reason)
     else:
-        tr_b = float(np.sum(M * M)) / C
+        if singletons.size:
+            out.notes.append(
+                f"{singletons.size} class(es) have one sample ({singletons.tolist()[:10]}): "
+                "they add no within-class scatter to NC1"
+            )
+        tr_b = float(np.sum(Ms * Ms)) / C
         tr_w = float(second.class_sq.sum()) / N
         if geom.eigvals.size == 0 or tr_b == 0:
             out.set("nc1", None, "all class means coincide (Sigma_B = 0)")
@@ -379,10 +435,7 @@ def compute_metrics(
         else:
             out.set("nc1", float(np.sum(second.proj_sq / geom.eigvals)) / N)
             out.set("nc1_trace_ratio", tr_w / tr_b)
-        if np.all(counts < 2):
-            out.set("nc1_cdnv", None, "fewer than 2 samples in every class")
-        else:
-            out.set("nc1_cdnv", cdnv(variances, M), "two class means coincide")
+        out.set("nc1_cdnv", cdnv(variances, Ms), "two class means coincide")
 
     # NC2 -------------------------------------------------------------------------------
     def nc2(suffix: str, vectors: np.ndarray | None, what: str, reason: str | None) -> None:
@@ -450,8 +503,9 @@ def compute_metrics(
         out.set("sqi_eps2", eps2)
         out.set("sqi_delta", eps1 - (C - 1) * eps2)
         out.set("sqi_ratio", eps1 / ((C - 1) * eps2) if eps2 != 0 else None, "eps2 = 0")
-        t_norm = np.sqrt(N * ((1.0 - eps1) ** 2 + (C - 1) * eps2**2))
-        spread = np.sqrt(second.true_out.m2 + second.wrong_out.m2)
+        # hypot: no Python float overflow for outputs near the float64 limit
+        t_norm = math.sqrt(N) * math.hypot(1.0 - eps1, math.sqrt(C - 1) * eps2)
+        spread = math.hypot(math.sqrt(second.true_out.m2), math.sqrt(second.wrong_out.m2))
         out.set(
             "sqi_spread",
             float(spread / t_norm) if t_norm > 0 else None,
@@ -462,15 +516,16 @@ def compute_metrics(
 
     table = None
     if per_class:
-        mean_norm = np.linalg.norm(M, axis=1)
-        w_norm = np.linalg.norm(W, axis=1) if W is not None else None
+        mean_norm = _row_norms(M)
+        w_norm = _row_norms(W) if W is not None else None
+        variances = geom.squared(variances)
         dcos = _row_cos(W, M) if W is not None else None
         n = np.maximum(counts, 1)
         table = []
         for c in range(C):
             row = {
                 "n": int(counts[c]),
-                "var": float(variances[c]) if present[c] else None,
+                "var": float(variances[c]) if present[c] and np.isfinite(variances[c]) else None,
                 "mean_norm": float(mean_norm[c]) if present[c] else None,
                 "weight_norm": float(w_norm[c]) if w_norm is not None else None,
                 "duality_cos": (

@@ -13,11 +13,42 @@ Nothing here builds a d x d matrix; within-class quantities come from centred va
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Moments", "FirstPass", "Geometry", "SecondPass", "to_float64", "block_rows"]
+__all__ = [
+    "Moments",
+    "FirstPass",
+    "Geometry",
+    "SecondPass",
+    "to_float64",
+    "block_rows",
+    "pow2_scale",
+]
+
+#: magnitudes in this band need no rescaling: their squares and sums of squares over any
+#: realistic N x d stay normal floats
+_SAFE_LO, _SAFE_HI = 2.0**-200, 2.0**200
+
+
+def pow2_scale(x: np.ndarray) -> float:
+    """A power of two ``s`` with ``max|x| / s`` in [0.5, 1); 1.0 when ``max|x|`` lies in
+    [2^-200, 2^200] (or is 0 or not finite).
+
+    Dividing by a power of two is exact in float64 (unless the result is subnormal), so
+    arrays divided by ``s`` give the same scale-invariant results, bit for bit, as
+    unscaled ones whenever those did not under- or overflow; far outside the band they
+    keep squares, Gram matrices and sums of squares inside the float64 range.
+    """
+    x = np.asarray(x)
+    if x.size == 0:
+        return 1.0
+    m = float(np.max(np.abs(x)))
+    if not math.isfinite(m) or m == 0 or _SAFE_LO <= m <= _SAFE_HI:
+        return 1.0
+    return math.ldexp(1.0, min(max(math.frexp(m)[1], -1020), 1020))
 
 
 def to_float64(block: np.ndarray) -> np.ndarray:
@@ -126,6 +157,11 @@ class Geometry:
     ncc_centres : (C, d) NCC centres minus mu_G (own means, or another split's).
     ncc_valid : (C,) bool, False for a centre that is undefined (empty class).
     weights, bias : the classifier, float64, or None.
+    scale : power of two (:func:`pow2_scale` of the centred means): pass 2 works on
+        ``(h - mu_G) / scale``, so ``eigvals`` and the pass-2 sums of squares
+        (``SecondPass.proj_sq``, ``class_sq``) are in units of ``scale**2`` (1.0 for features
+        of ordinary magnitude, where nothing is rescaled). :meth:`squared` converts back.
+    weight_scale : power of two (:func:`pow2_scale` of ``weights``) for the decisions.
     """
 
     means: np.ndarray
@@ -137,16 +173,32 @@ class Geometry:
     ncc_valid: np.ndarray
     weights: np.ndarray | None = None
     bias: np.ndarray | None = None
+    scale: float = 1.0
+    weight_scale: float = 1.0
     _stack: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_classes(self) -> int:
         return self.means.shape[0]
 
+    def squared(self, values: np.ndarray) -> np.ndarray:
+        """Values in units of ``scale**2`` (eigvals, pass-2 sums) in the features' units.
+
+        May over- or underflow (to inf or 0) where the true value lies outside float64.
+        """
+        values = np.asarray(values, dtype=np.float64)
+        if self.scale == 1.0:
+            return values
+        with np.errstate(over="ignore", under="ignore"):
+            return values * self.scale * self.scale
+
     def decision_matrix(self) -> np.ndarray:
-        """(d, C or 2C): NCC centres and classifier rows side by side, for one product."""
+        """(d, C or 2C): NCC centres / scale and classifier rows / weight_scale side by side,
+        for one product (decisions are unchanged by these positive scalings)."""
         if self._stack is None:
-            mats = [self.ncc_centres] if self.weights is None else [self.ncc_centres, self.weights]
+            mats = [self.ncc_centres / self.scale]
+            if self.weights is not None:
+                mats.append(self.weights / self.weight_scale)
             self._stack = np.ascontiguousarray(np.vstack(mats).T)
         return self._stack
 
@@ -170,12 +222,20 @@ class _Buffers:
         self.e = np.empty((rows, d))
         self.proj = np.empty((rows, r))
         self.scores = np.empty((rows, geom.decision_matrix().shape[1]))
-        self.centre_sq = np.einsum("ij,ij->i", geom.ncc_centres, geom.ncc_centres)
-        self.offset = None  # W mu_G + b: logits of h from the scores of h' = h - mu_G
+        centres = geom.ncc_centres / geom.scale
+        self.centre_sq = np.einsum("ij,ij->i", centres, centres)
+        self.inv_scale = 1.0 / geom.scale
+        self.centred = geom.centred if geom.scale == 1.0 else geom.centred / geom.scale
+        # (W mu_G + b) / (scale weight_scale): logits of h, in those units, from the scores
+        # of h' = (h - mu_G) / scale
+        self.offset = None
+        self.logit_scales = (geom.scale, geom.weight_scale)
         if geom.weights is not None:
-            self.offset = geom.weights @ geom.global_mean
-            if geom.bias is not None:
-                self.offset = self.offset + geom.bias
+            with np.errstate(under="ignore"):
+                w = geom.weights / geom.weight_scale
+                self.offset = w @ (geom.global_mean / geom.scale)
+                if geom.bias is not None:
+                    self.offset = self.offset + geom.bias / geom.scale / geom.weight_scale
 
 
 @dataclass
@@ -230,7 +290,9 @@ class SecondPass:
         C, m = geom.n_classes, block.shape[0]
         stats = cls.empty(C, geom.basis.shape[0])
         h = np.subtract(block, geom.global_mean, out=bufs.h[:m])  # h' = h - mu_G in float64
-        e = np.take(geom.centred, y, axis=0, out=bufs.e[:m])
+        if bufs.inv_scale != 1.0:
+            np.multiply(h, bufs.inv_scale, out=h)  # exact: a power of two
+        e = np.take(bufs.centred, y, axis=0, out=bufs.e[:m])
         np.subtract(h, e, out=e)  # (m, d) within-class residuals h_i - mu_{y_i}
         if geom.basis.shape[0]:
             proj = np.matmul(e, geom.basis.T, out=bufs.proj[:m])  # (m, r)
@@ -246,10 +308,14 @@ class SecondPass:
 
         logits = None
         if geom.weights is not None:
-            logits = scores[:, C:] + bufs.offset  # W h + b
+            logits = scores[:, C:] + bufs.offset  # (W h + b) / (scale weight_scale)
         if outputs is not None:
             outputs = np.asarray(outputs, dtype=np.float64)
         clf_out = logits if logits is not None else outputs
+        s_h, s_w = bufs.logit_scales
+        if logits is not None and outputs is None and s_h * s_w != 1.0:
+            with np.errstate(over="ignore", under="ignore"):  # may leave float64: then SQI is null
+                logits = logits * s_h * s_w
         if clf_out is not None:
             clf = np.argmax(clf_out, axis=1)
             stats.clf_correct = np.bincount(y[clf == y], minlength=C)
@@ -258,6 +324,13 @@ class SecondPass:
 
         out = outputs if outputs is not None else logits
         if out is not None:
+            stats._output_stats(out, y)
+        return stats
+
+    def _output_stats(self, out: np.ndarray, y: np.ndarray) -> None:
+        """SQI sums of one block (non-finite where logits left float64: SQI is then null)."""
+        stats = self
+        with np.errstate(over="ignore", invalid="ignore"):
             rows = np.arange(out.shape[0])
             true = out[rows, y]
             stats.true_out = Moments.of(true)
@@ -269,7 +342,6 @@ class SecondPass:
             stats.sq_err = float(np.einsum("ij,ij->", err, err))
             stats.max_abs_err = float(np.abs(err).max()) if err.size else 0.0
             stats.has_outputs = True
-        return stats
 
     def merge(self, other: SecondPass) -> SecondPass:
         return SecondPass(
