@@ -111,7 +111,15 @@ def _labels(files: tuple[str, ...], given: tuple[str, ...]) -> list[str]:
 @click.option(
     "--centered-weights",
     is_flag=True,
-    help="gram: remove the mean classifier row first (bias-free networks).",
+    help="gram and geometry: remove the mean classifier row first (bias-free networks).",
+)
+@click.option(
+    "--classes",
+    "classes",
+    default=None,
+    metavar="ROWS",
+    help="gram and projection: only these class rows, e.g. 0-9,12, or worst:K for the K "
+    "least collapsed classes (largest v_c / ||mu_c - mu_G||^2); for C >= 100.",
 )
 @click.option(
     "--dpi",
@@ -141,6 +149,7 @@ def command(
     sample_size,
     seed,
     centered_weights,
+    classes,
     dpi,
     prefix,
     quiet,
@@ -164,6 +173,11 @@ def command(
     from ..sampling import sample_file
     from ..trajectory import final_snapshot
 
+    if classes is not None:
+        try:
+            classes = plots.parse_classes(classes)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--classes") from None
     names = _labels(files, labels)
     slugs = _unique_slugs(names)
     formats = formats or ("pdf", "png")
@@ -217,7 +231,11 @@ def command(
         else:
             for i in idx:
                 stem = kind if single else f"{kind}-{slugs[i]}"
-                extra = {"centered_weights": centered_weights} if kind == "gram" else {}
+                extra = {}
+                if kind in ("gram", "geometry"):
+                    extra["centered_weights"] = centered_weights
+                if kind in ("gram", "projection"):
+                    extra["classes"] = classes
                 save(draw[kind](finals[i], style=style, **extra), stem)
     if not quiet:
         for path in written:

@@ -27,6 +27,7 @@ from ._style import DOUBLE, FORMATS, SINGLE, STYLES, figure_bytes, plot_style, s
 from .geometry import plot_geometry, plot_gram, plot_spectrum
 from .runs import LAYER_PANELS, TRAJECTORY_PANELS, Panel, plot_layers, plot_trajectory
 from .samples import plot_projection, plot_sqi
+from .subset import Worst, parse_classes, pick_classes
 from .sweep import plot_sweep
 
 __all__ = [
@@ -53,6 +54,9 @@ __all__ = [
     "save_figure",
     "kind_allowed",
     "needs_sample",
+    "Worst",
+    "parse_classes",
+    "pick_classes",
 ]
 
 #: Kinds drawn once for all runs together (runs overlaid).

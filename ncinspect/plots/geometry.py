@@ -17,6 +17,7 @@ from ._style import (
     plot_style,
     snapshot_title,
 )
+from .subset import pick_classes
 
 __all__ = ["centred_means", "classifier_rows", "plot_gram", "plot_geometry", "plot_spectrum"]
 
@@ -38,8 +39,24 @@ def classifier_rows(result: SnapshotResult, *, centered: bool = False) -> np.nda
     return w - w.mean(axis=0) if centered else w
 
 
+def _subset_note(rows, n_total: int) -> str:
+    return "" if rows is None else f", {len(rows)} of {n_total} classes"
+
+
+def _axes_argument(ax, axes):
+    if ax is not None and axes is not None:
+        raise TypeError("give ax or axes, not both (they are the same argument)")
+    return ax if ax is not None else axes
+
+
 def plot_gram(
-    result: SnapshotResult, *, centered_weights: bool = False, axes=None, style: str = "paper"
+    result: SnapshotResult,
+    *,
+    centered_weights: bool = False,
+    classes=None,
+    ax=None,
+    axes=None,
+    style: str = "paper",
 ):
     """Cosine matrices of the centred class means and of the classifier rows, beside the ETF.
 
@@ -50,8 +67,13 @@ def plot_gram(
     centered_weights : bool
         Remove the mean classifier row first (what ``etf_error_weights_centered`` measures;
         the one to watch for bias-free networks).
-    axes : sequence of Axes, optional
-        Two (means, ETF) or three (means, classifier, ETF) axes; default a new figure.
+    classes : list of int, ``Worst(k)`` or str, optional
+        Show only these class rows (``"0-9"``, ``"worst:10"``: the ten classes with the
+        largest ``v_c / ||mu_c - mu_G||^2``); for C >= 100 a full matrix is unreadable.
+        Means are still centred on the mean of every class, W on the mean of every row.
+    ax : sequence of Axes, optional
+        Two (means, ETF) or three (means, classifier, ETF) axes; default a new figure
+        (``axes`` is the same argument under its older name).
     style : {"paper", "screen"}
 
     Returns
@@ -65,13 +87,18 @@ def plot_gram(
     ``-1/(C-1)`` elsewhere, which is also marked on the colour bar. Per-class tick labels are
     hidden above 20 classes.
     """
-    C = result.n_classes
-    mats = [("centred class means", cosine_matrix(centred_means(result)))]
+    axes = _axes_argument(ax, axes)
+    C_all = result.n_classes
+    rows = pick_classes(result, classes)
+    take = (lambda a: a) if rows is None else (lambda a: a[rows])
+    names = list(result.class_names) if rows is None else [result.class_names[r] for r in rows]
+    C = len(names)
+    mats = [("centred class means", cosine_matrix(take(centred_means(result))))]
     w = classifier_rows(result, centered=centered_weights)
     if w is not None:
         name = "classifier rows, centred" if centered_weights else "classifier rows"
-        mats.append((name, cosine_matrix(w)))
-    etf = etf_cosine(C)
+        mats.append((name, cosine_matrix(take(w))))
+    etf = etf_cosine(C_all)  # a subset of ETF vertices keeps the cosine -1/(C-1) of all C
     ideal = np.full((C, C), etf)
     np.fill_diagonal(ideal, 1.0)
     narrow = len(mats) == 1  # no W: two panels, one column wide; titles on two lines
@@ -80,7 +107,7 @@ def plot_gram(
     with plot_style(style):
         if axes is None:
             width = DOUBLE if len(mats) == 3 else SINGLE  # two-column, or one-column without W
-            long_names = C <= CLASS_TICK_LIMIT and max(len(str(n)) for n in result.class_names) > 3
+            long_names = C <= CLASS_TICK_LIMIT and max(len(str(n)) for n in names) > 3
             height = (width - 1.0) / len(mats) + 1.0 + (0.5 if long_names else 0.0)
             fig, grid = new_figure(width, height, style=style, ncols=len(mats))
             axes = list(grid.ravel())
@@ -92,8 +119,8 @@ def plot_gram(
             im = ax.imshow(mat, cmap=_CMAP, vmin=-1.0, vmax=1.0, interpolation="nearest")
             ax.set_title(title)
             ax.grid(False)
-            hide_class_ticks(ax, C, names=result.class_names)
-            ax.set_xlabel("class")
+            hide_class_ticks(ax, C, names=names if rows is None or C <= CLASS_TICK_LIMIT else None)
+            ax.set_xlabel("class" if rows is None else "class (subset)")
             if i:
                 ax.tick_params(axis="y", labelleft=False)
         axes[0].set_ylabel("class")
@@ -102,18 +129,30 @@ def plot_gram(
         cbar.ax.axhline(etf, color="black", linewidth=1.2)
         sep = "\n" if narrow else "; "
         fig.suptitle(
-            f"Gram matrices (cosines), {snapshot_title(result)}{sep}black bar: ETF -1/(C-1)"
+            f"Gram matrices (cosines), {snapshot_title(result)}{_subset_note(rows, C_all)}"
+            f"{sep}black bar: ETF -1/(C-1)"
         )
     return fig
 
 
-def plot_geometry(result: SnapshotResult, *, axes=None, style: str = "paper", bins: int = 40):
+def plot_geometry(
+    result: SnapshotResult,
+    *,
+    centered_weights: bool = False,
+    ax=None,
+    axes=None,
+    style: str = "paper",
+    bins: int = 40,
+):
     """Per-class norms (relative to their mean) and the histogram of pairwise cosines.
 
     Parameters
     ----------
     result : SnapshotResult
-    axes : sequence of two Axes, optional
+    centered_weights : bool
+        Remove the mean classifier row first (as ``etf_error_weights_centered`` does).
+    ax : sequence of two Axes, optional
+        (``axes`` is the same argument under its older name.)
     style : {"paper", "screen"}
     bins : int
         Histogram bins (over the range of the cosines and the ETF value).
@@ -128,11 +167,13 @@ def plot_geometry(result: SnapshotResult, *, axes=None, style: str = "paper", bi
     class (equinorm: all equal to 1); their spread is ``nc2_equinorm_*``. Right: the
     C(C-1)/2 pairwise cosines (equiangularity: all equal to ``-1/(C-1)``, the dashed line).
     """
+    axes = _axes_argument(ax, axes)
     C = result.n_classes
     series = [("centred means", centred_means(result), _MEANS, "o")]
-    w = classifier_rows(result)
+    w = classifier_rows(result, centered=centered_weights)
     if w is not None:
-        series.append(("classifier rows", w, _WEIGHTS, "s"))
+        name = "classifier rows, centred" if centered_weights else "classifier rows"
+        series.append((name, w, _WEIGHTS, "s"))
     etf = etf_cosine(C)
     with plot_style(style):
         if axes is None:

@@ -30,69 +30,96 @@ class Panel:
     lines: tuple[tuple[str, str, str, str], ...]
     log: bool = True
     direction_of: str = ""  # metric whose direction labels the y axis (default the first)
+    ylabel: str = ""  # the metric's name on the y axis (default the first line's key)
+    upper: float | None = None  # a fixed top of the y axis (1 for accuracies)
 
     @property
     def direction_key(self) -> str:
         return self.direction_of or self.lines[0][0]
 
+    @property
+    def y_label(self) -> str:
+        """The y-axis label: the metric's name and its direction on a second line."""
+        name = self.ylabel or self.lines[0][0]
+        direction = direction_text(self.direction_key)
+        return f"{name}\n({direction})" if direction else name
+
+
+#: Line style of each meaning, the same in every panel: the training split solid, the test
+#: split dashed, the classifier (one W for every split) dotted.
+TRAIN_STYLE, TEST_STYLE, CLASSIFIER_STYLE = "-", "--", ":"
+
+
+def _pair(title: str, means: str, weights: str, weights_name: str = "classifier", **kw) -> Panel:
+    """A panel with the means on train and test and the classifier rows (split-free)."""
+    return Panel(
+        title,
+        (
+            (means, "train", "means, train", TRAIN_STYLE),
+            (means, "test", "means, test", TEST_STYLE),
+            (weights, "train", weights_name, CLASSIFIER_STYLE),
+        ),
+        **kw,
+    )
+
+
+def _split_pair(title: str, key: str, **kw) -> Panel:
+    """A panel with one metric on the training and the test split."""
+    return Panel(
+        title, ((key, "train", "train", TRAIN_STYLE), (key, "test", "test", TEST_STYLE)), **kw
+    )
+
 
 #: The Papyan et al. panels (plus accuracy), in figure order. Split "train" is the training
 #: trajectory; "test" is the first non-train split of the run.
 TRAJECTORY_PANELS: tuple[Panel, ...] = (
-    Panel("NC1  Tr(ΣW ΣB⁺)/C", (("nc1", "train", "", "-"),)),
-    Panel(
-        "NC2  equinorm",
-        (
-            ("nc2_equinorm_means", "train", "means", "-"),
-            ("nc2_equinorm_weights", "train", "classifier", "--"),
-        ),
-    ),
-    Panel(
+    _split_pair("NC1  Tr(ΣW ΣB⁺)/C", "nc1", ylabel="nc1"),
+    _pair("NC2  equinorm", "nc2_equinorm_means", "nc2_equinorm_weights", ylabel="nc2_equinorm"),
+    _pair(
         "NC2  equiangularity",
-        (
-            ("nc2_equiangular_means", "train", "means", "-"),
-            ("nc2_equiangular_weights", "train", "classifier", "--"),
-        ),
+        "nc2_equiangular_means",
+        "nc2_equiangular_weights",
+        ylabel="nc2_equiangular",
     ),
-    Panel(
-        "NC2  max-angle",
-        (
-            ("nc2_maxangle_means", "train", "means", "-"),
-            ("nc2_maxangle_weights", "train", "classifier", "--"),
-        ),
-    ),
-    Panel(
+    _pair("NC2  max-angle", "nc2_maxangle_means", "nc2_maxangle_weights", ylabel="nc2_maxangle"),
+    _pair(
         "NC2  ETF error (W centred)",
-        (
-            ("etf_error_means", "train", "means", "-"),
-            ("etf_error_weights_centered", "train", "classifier (centred)", "--"),
-        ),
+        "etf_error_means",
+        "etf_error_weights_centered",
+        "classifier (centred)",
+        ylabel="etf_error",
     ),
-    Panel("NC3  self-duality", (("nc3_self_duality", "train", "", "-"),)),
-    Panel(
-        "NC4  NCC mismatch",
-        (("nc4_ncc_mismatch", "train", "train", "-"), ("nc4_ncc_mismatch", "test", "test", "--")),
-        log=False,
-    ),
-    Panel(
-        "accuracy",
-        (
-            ("accuracy_classifier", "train", "train", "-"),
-            ("accuracy_classifier", "test", "test", "--"),
-        ),
-        log=False,
+    _split_pair("NC3  self-duality", "nc3_self_duality", ylabel="nc3_self_duality"),
+    _split_pair("NC4  NCC mismatch", "nc4_ncc_mismatch", log=False, ylabel="nc4_ncc_mismatch"),
+    _split_pair(
+        "accuracy", "accuracy_classifier", log=False, ylabel="accuracy_classifier", upper=1.0
     ),
 )
 
 #: Per-layer panels against depth ("intermediate" collapse).
 LAYER_PANELS: tuple[Panel, ...] = (
-    Panel("NC1  Tr(ΣW ΣB⁺)/C", (("nc1", "train", "", "-"),)),
-    Panel("NC1  trace ratio", (("nc1_trace_ratio", "train", "", "-"),)),
-    Panel("NCC accuracy", (("accuracy_ncc", "train", "", "-"),), log=False),
+    Panel("NC1  Tr(ΣW ΣB⁺)/C", (("nc1", "train", "", TRAIN_STYLE),), ylabel="nc1"),
+    Panel(
+        "NC1  trace ratio",
+        (("nc1_trace_ratio", "train", "", TRAIN_STYLE),),
+        ylabel="nc1_trace_ratio",
+    ),
+    Panel(
+        "NCC accuracy",
+        (("accuracy_ncc", "train", "", TRAIN_STYLE),),
+        log=False,
+        ylabel="accuracy_ncc",
+        upper=1.0,
+    ),
 )
 
 Run = tuple[str, list[SnapshotResult]]
-_STYLES = (("means / train", "-"), ("classifier / test", "--"))
+#: Legend of the line styles (grey samples), in the order of TRAIN/TEST/CLASSIFIER_STYLE.
+_STYLES = (
+    ("train split", TRAIN_STYLE),
+    ("test split", TEST_STYLE),
+    ("classifier rows (any split)", CLASSIFIER_STYLE),
+)
 
 
 def _default_label(report: Report | None, i: int) -> str:
@@ -173,6 +200,13 @@ def _run_look(i: int, n: int) -> dict:
     }
 
 
+def _epoch_ticks(ax) -> None:
+    """At least three labelled epoch ticks (integers), whatever the epochs recorded."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True, min_n_ticks=3))
+
+
 def _draw_panel(ax, runs: list[Run], panel: Panel, colors: list[str], xlabel: str) -> None:
     data = _panel_data(runs, panel)
     for i, (key, split, _, ls), x, y in data:
@@ -183,15 +217,21 @@ def _draw_panel(ax, runs: list[Run], panel: Panel, colors: list[str], xlabel: st
             linestyle=ls,
             color=colors[i],
             label=label,
-            markerfacecolor=colors[i] if ls == "-" else "none",
+            markerfacecolor=colors[i] if ls == TRAIN_STYLE else "none",
+            clip_on=panel.upper is None,  # markers at the fixed top (accuracy 1) stay whole
             **_run_look(i, len(runs)),
         )
         line.set_gid(f"{label}|{key}|{split}")
     if panel.log:
         log_axis(ax)
+    if panel.upper is not None:
+        lo = min([float(np.nanmin(y)) for *_, y in data if np.isfinite(y).any()] or [0.0])
+        span = panel.upper - min(lo, panel.upper)
+        ax.set_ylim(min(lo, panel.upper) - 0.05 * max(span, 0.02), panel.upper)
     ax.set_title(panel.title)
-    ax.set_ylabel(direction_text(panel.direction_key))
+    ax.set_ylabel(panel.y_label)
     ax.set_xlabel(xlabel)
+    _epoch_ticks(ax)
 
 
 def _legend(
@@ -231,7 +271,7 @@ def _legend(
                 color="0.35",
                 linestyle=ls,
                 marker="o",
-                markerfacecolor="0.35" if ls == "-" else "none",
+                markerfacecolor="0.35" if ls == TRAIN_STYLE else "none",
             )
         )
         texts.append(text)
@@ -254,8 +294,10 @@ def plot_trajectory(
     *,
     labels: Sequence[str] | None = None,
     panels: Sequence[Panel] | None = None,
+    ax=None,
     axes=None,
     style: str = "paper",
+    title: str | None = None,
 ):
     """Neural-collapse metrics against epoch, several runs overlaid in consistent colours.
 
@@ -267,9 +309,12 @@ def plot_trajectory(
         One label per run (legend); default the file names.
     panels : list of Panel, optional
         Default :data:`TRAJECTORY_PANELS`, keeping those with data.
-    axes : sequence of matplotlib Axes, optional
-        One per panel; default a new 7 in wide figure.
+    ax : Axes or sequence of Axes, optional
+        One per panel (``axes`` is the same argument under its older name); default a new
+        7 in wide figure.
     style : {"paper", "screen"}
+    title : str, optional
+        Figure title; default the run labels (``"wd vs no-wd"``). ``""`` for none.
 
     Returns
     -------
@@ -278,10 +323,12 @@ def plot_trajectory(
     Notes
     -----
     The training trajectory is the train (or unlabelled) split of the classifier's layer;
-    "test" lines use the first non-train split. Colour and marker are the run, line style
-    the series (solid, filled markers: means / train; dashed, hollow markers: classifier /
-    test), all explained in one legend above the panels. With several runs the lines are
-    slightly transparent and earlier runs have wider lines and larger markers, so a run
+    "test" lines use the first non-train split. Colour and marker are the run; line style
+    has one meaning in every panel: solid with filled markers is the training split, dashed
+    with hollow markers the test split, dotted the classifier rows (the same W for every
+    split), all explained in one legend below the panels. Each y axis names its metric and
+    its direction; the accuracy axes end at 1. With several runs the lines are slightly
+    transparent and earlier runs have wider lines and larger markers, so a run
     whose values equal another's (e.g. accuracy 1 in both) stays visible. Each line's gid is
     ``"<label>|<metric>|<split>"``; its y data are the report's values (NaN where undefined).
     """
@@ -289,7 +336,9 @@ def plot_trajectory(
     panels = available_panels(runs, panels or TRAJECTORY_PANELS)
     if not panels:
         raise ValueError("no trajectory panel has data (no metric defined in any snapshot)")
+    axes = _one_axes_argument(ax, axes)
     colors = run_colors(len(runs))
+    used = {spec[3] for p in panels for _, spec, _, _ in _panel_data(runs, p)}
     with plot_style(style):
         if axes is None:
             nrows, ncols = _grid(len(panels))
@@ -311,10 +360,34 @@ def plot_trajectory(
                 raise ValueError(f"{len(panels)} panels need as many axes, got {len(axes)}")
             fig = axes[0].figure
             bottom = {id(ax) for ax in axes}
-        for ax, panel in zip(axes, panels, strict=False):
-            _draw_panel(ax, runs, panel, colors, "epoch" if id(ax) in bottom else "")
-        _legend(fig, runs, colors, _STYLES)
+        for one, panel in zip(axes, panels, strict=False):
+            _draw_panel(one, runs, panel, colors, "epoch" if id(one) in bottom else "")
+        _legend(
+            fig,
+            runs,
+            colors,
+            [(t, ls) for t, ls in _STYLES if ls in used],
+            loc="outside lower center",
+        )
+        text = run_title(runs) if title is None else title
+        if text:
+            fig.suptitle(text)
     return fig
+
+
+def run_title(runs: list[Run]) -> str:
+    """The runs' labels as a figure title: ``"a"``, ``"a vs b"``, ``"a, b vs c"``."""
+    names = [label for label, _ in runs]
+    if len(names) == 1:
+        return names[0]
+    return f"{', '.join(names[:-1])} vs {names[-1]}"
+
+
+def _one_axes_argument(ax, axes):
+    """``ax`` and its older name ``axes`` are one argument: give at most one."""
+    if ax is not None and axes is not None:
+        raise TypeError("give ax or axes, not both (they are the same argument)")
+    return ax if ax is not None else axes
 
 
 def plot_layers(
@@ -323,6 +396,7 @@ def plot_layers(
     labels: Sequence[str] | None = None,
     epoch: int | None = None,
     split: str = "train",
+    ax=None,
     axes=None,
     style: str = "paper",
 ):
@@ -336,7 +410,8 @@ def plot_layers(
         The epoch shown (default each run's last epoch with layer snapshots).
     split : str
         ``"train"`` (default) or another split name.
-    axes : sequence of three Axes, optional
+    ax : sequence of three Axes, optional
+        (``axes`` is the same argument under its older name.)
     style : {"paper", "screen"}
 
     Returns
@@ -356,6 +431,7 @@ def plot_layers(
     ]
     if not any(len(p) > 1 for _, p in profiles):
         raise ValueError("no run has snapshots of several layers at one epoch")
+    axes = _one_axes_argument(ax, axes)
     colors = run_colors(len(runs))
     with plot_style(style):
         if axes is None:
@@ -367,27 +443,30 @@ def plot_layers(
             axes = list(np.ravel(axes))
             fig = axes[0].figure
         depths_all: dict[int, str] = {}
-        for ax, panel in zip(axes, LAYER_PANELS, strict=False):
+        for one, panel in zip(axes, LAYER_PANELS, strict=False):
             key = panel.lines[0][0]
             for i, (label, prof) in enumerate(profiles):
                 if not prof:
                     continue
                 depths = np.array([d for d, _ in prof], dtype=np.float64)
                 _, y = series([r for _, r in prof], key)
-                (line,) = ax.plot(
+                (line,) = one.plot(
                     depths, y, color=colors[i], label=label, **_run_look(i, len(profiles))
                 )
                 line.set_gid(f"{label}|{key}|layers")
                 for d, r in prof:
                     depths_all.setdefault(d, f"{d} (penult.)" if r.layer is None else str(d))
             if panel.log:
-                log_axis(ax)
-            ax.set_title(panel.title)
-            ax.set_ylabel(direction_text(key))
-            ax.set_xlabel("layer (depth)")
+                log_axis(one)
+            if panel.upper is not None:
+                one.set_ylim(top=panel.upper)
+            one.set_title(panel.title)
+            one.set_ylabel(panel.y_label)
+            one.set_xlabel("layer (depth)")
             ticks = sorted(depths_all)
-            ax.set_xticks(ticks, [depths_all[t] for t in ticks])
+            one.set_xticks(ticks, [depths_all[t] for t in ticks])
         shown = sorted({str(r.epoch) for _, prof in profiles for _, r in prof})
-        fig.suptitle(f"{split} split, epoch {', '.join(shown)}")
+        runs_text = f"{run_title(runs)}: " if len(runs) > 1 or labels else ""
+        fig.suptitle(f"{runs_text}{split} split, epoch {', '.join(shown)}")
         _legend(fig, runs, colors, loc="outside lower center")  # the title is on top
     return fig

@@ -19,6 +19,7 @@ from ._style import (
     plot_style,
     snapshot_title,
 )
+from .subset import pick_classes
 
 __all__ = ["plot_projection", "plot_sqi"]
 
@@ -34,13 +35,16 @@ def _need(result: SnapshotResult, *keys: str) -> None:
         )
 
 
-def plot_projection(result: SnapshotResult, *, ax=None, style: str = "paper"):
+def plot_projection(result: SnapshotResult, *, classes=None, ax=None, style: str = "paper"):
     """Sampled features on the two leading between-class directions, coloured by class.
 
     Parameters
     ----------
     result : SnapshotResult
         With ``sample_proj`` and ``sample_codes`` (see :mod:`ncinspect.sampling`).
+    classes : list of int, ``Worst(k)`` or str, optional
+        Draw only these class rows (``"0-9"``, ``"worst:10"``); the plane stays the one of
+        every class. For C >= 100 a subset keeps the figure readable.
     ax : Axes, optional
     style : {"paper", "screen"}
 
@@ -62,10 +66,12 @@ def plot_projection(result: SnapshotResult, *, ax=None, style: str = "paper"):
     codes = np.asarray(arrs["sample_codes"])
     k = proj.shape[1]
     basis = np.asarray(arrs["basis"])[:k]
-    C = result.n_classes
+    picked = pick_classes(result, classes)
+    rows = np.arange(result.n_classes) if picked is None else picked
+    C = len(rows)
     pad = (lambda a: np.column_stack([a, np.zeros(len(a))])) if k == 1 else (lambda a: a)
     proj2 = pad(proj)
-    means2 = pad(project(arrs["means"], basis, origin=arrs["global_mean"]))
+    means2 = pad(project(np.asarray(arrs["means"])[rows], basis, origin=arrs["global_mean"]))
     colors = class_colors(C)
     with plot_style(style):
         if ax is None:
@@ -73,14 +79,16 @@ def plot_projection(result: SnapshotResult, *, ax=None, style: str = "paper"):
             ax = grid[0, 0]
         fig = ax.figure
         size = 4 if len(codes) <= 2000 else 2
-        for c in range(C):
+        shown = 0
+        for j, c in enumerate(rows):
             sel = codes == c
+            shown += int(sel.sum())
             if sel.any():
                 ax.scatter(
                     proj2[sel, 0],
                     proj2[sel, 1],
                     s=size,
-                    color=colors[c],
+                    color=colors[j],
                     alpha=0.5,
                     linewidths=0,
                     rasterized=True,
@@ -98,20 +106,20 @@ def plot_projection(result: SnapshotResult, *, ax=None, style: str = "paper"):
             gid="means",
         )
         if arrs.get("weights") is not None:
-            w2 = pad(np.asarray(arrs["weights"], dtype=np.float64) @ basis.T)
+            w2 = pad(np.asarray(arrs["weights"], dtype=np.float64)[rows] @ basis.T)
             wlen = np.linalg.norm(w2, axis=1)
             mlen = np.nanmax(np.linalg.norm(means2, axis=1))
             if wlen.max() > 0 and np.isfinite(mlen):
                 w2 = w2 * (mlen / wlen.max())
-                for c in range(C):
+                for j in range(C):
                     ax.annotate(
                         "",
-                        xy=(w2[c, 0], w2[c, 1]),
+                        xy=(w2[j, 0], w2[j, 1]),
                         xytext=(0, 0),
                         zorder=4,
                         arrowprops={
                             "arrowstyle": "-|>",
-                            "color": colors[c],
+                            "color": colors[j],
                             "mutation_scale": 7,
                             "linewidth": 0.8,
                             "shrinkA": 0,
@@ -121,7 +129,8 @@ def plot_projection(result: SnapshotResult, *, ax=None, style: str = "paper"):
         ax.set_xlabel("between-class direction v₁")
         ax.set_ylabel("between-class direction v₂" if k > 1 else "(rank 1: no v₂)")
         ax.set_aspect("equal", adjustable="datalim")
-        ax.set_title(f"features on v₁, v₂ ({len(codes)} samples)\n{snapshot_title(result)}")
+        of = "" if picked is None else f", {C} of {result.n_classes} classes"
+        ax.set_title(f"features on v₁, v₂ ({shown} samples{of})\n{snapshot_title(result)}")
         if C <= _LEGEND_CLASSES:
             ax.legend(
                 loc="center left",
@@ -135,7 +144,8 @@ def plot_projection(result: SnapshotResult, *, ax=None, style: str = "paper"):
 
             norm = mpl.colors.Normalize(0, C - 1)
             sm = mpl.cm.ScalarMappable(norm=norm, cmap=mpl.colormaps["viridis"])
-            fig.colorbar(sm, ax=ax, label="class index", shrink=0.8)
+            label = "class index" if picked is None else "class (position in the subset)"
+            fig.colorbar(sm, ax=ax, label=label, shrink=0.8)
     return fig
 
 
