@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .arrays import to_host
 from .errors import InvalidDataError, UsageError
 from .inputs import Prepared, prepare
 from .metrics import between_class_geometry, compute_metrics
@@ -274,6 +275,8 @@ def analyze(
     prep = prepare(
         features, labels, weights=weights, bias=bias, outputs=outputs, class_names=class_names
     )
+    if ncc_means is not None:
+        ncc_means = to_host(ncc_means, "ncc_means")
     _expect(progress, 2 * prep.n_samples, 2 * prep.features.nbytes)
     first, geom, second = run_passes(
         prep,

@@ -137,6 +137,12 @@ def encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, list[Any], b
     return codes.astype(np.int64).ravel(), names.tolist(), False
 
 
+def _where(value: Any, role: str) -> str:
+    """Where an input comes from: a source's location, else its role (a tensor's ``.where``
+    is a method, not a location)."""
+    return value.where if isinstance(value, ArraySource) else role
+
+
 def _small(value: Any, where: str) -> np.ndarray | None:
     if value is None:
         return None
@@ -174,10 +180,10 @@ def prepare(
         )
     codes, names, one_hot = encode_labels(labs.read_all(), labs.where)
 
-    w = _small(weights, getattr(weights, "where", "weights"))
-    b = _small(bias, getattr(bias, "where", "bias"))
+    w = _small(weights, _where(weights, "weights"))
+    b = _small(bias, _where(bias, "bias"))
     notes: list[str] = []
-    wsrc = getattr(weights, "where", "weights")
+    wsrc = _where(weights, "weights")
     if w is not None:
         if w.ndim != 2 or w.shape[1] != d:
             raise ShapeMismatchError(
@@ -204,7 +210,7 @@ def prepare(
         )
     if b is not None and (b.ndim != 1 or b.shape[0] != C):
         raise ShapeMismatchError(
-            f"{getattr(bias, 'where', 'bias')}: bias must have shape ({C},), got {b.shape}"
+            f"{_where(bias, 'bias')}: bias must have shape ({C},), got {b.shape}"
         )
     outs = as_source(outputs, "outputs")
     if outs is not None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .analyze import analyze, analyze_snapshot, plan_chunk_rows, prepare_snapshot, row_chunks
+from .arrays import to_host
 from .errors import ShapeMismatchError
 from .inputs import Prepared, prepare
 from .report import Report, SnapshotResult
@@ -302,7 +303,9 @@ def theory_arrays(
     """
     from .theory import layer_norms_sq
 
-    params = [np.asarray(p, dtype=np.float64) for p in params]
+    params = [
+        np.asarray(to_host(p, f"params/W{i + 1}"), dtype=np.float64) for i, p in enumerate(params)
+    ]
     prep = prepare(features, labels, weights=params[-1], outputs=outputs)
     meta = {
         "weight_decay": weight_decay,
@@ -311,6 +314,8 @@ def theory_arrays(
         "Lambda": Lambda,
     }
     res = analyze(features, labels, weights=params[-1], outputs=outputs, chunk_rows=chunk_rows)
+    if initial_params:
+        initial_params = [to_host(p, f"initial_params[{i}]") for i, p in enumerate(initial_params)]
     initial = (layer_norms_sq(initial_params), "initial_params") if initial_params else None
     res.theory = _diagnose(
         prep,

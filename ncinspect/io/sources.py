@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from ..arrays import host_dtype, is_tensor, to_host
 from ..errors import UnreadableFileError, UnsupportedDtypeError
 
-__all__ = ["ArraySource", "MemorySource", "H5Source", "as_source"]
+__all__ = ["ArraySource", "MemorySource", "TensorSource", "H5Source", "as_source"]
 
 
 class ArraySource:
@@ -45,10 +46,10 @@ class ArraySource:
 
 
 class MemorySource(ArraySource):
-    """An array already in memory (anything ``numpy.asarray`` accepts)."""
+    """An array already in memory: anything :func:`ncinspect.arrays.to_host` accepts."""
 
     def __init__(self, array: Any, where: str):
-        self.array = np.asarray(array)
+        self.array = to_host(array, where)
         self.where = where
         self.shape = tuple(self.array.shape)
         self.dtype = self.array.dtype
@@ -57,6 +58,22 @@ class MemorySource(ArraySource):
         if self.array.ndim == 0:
             return self.array
         return self.array[start:stop]
+
+
+class TensorSource(ArraySource):
+    """A torch tensor (any device, any dtype) read in row chunks: only the chunk being
+    analysed is copied to the host, converted by :func:`ncinspect.arrays.to_host`."""
+
+    def __init__(self, tensor: Any, where: str):
+        self.tensor = tensor.detach()
+        self.where = where
+        self.shape = tuple(int(n) for n in self.tensor.shape)
+        self.dtype = host_dtype(self.tensor)
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        if not self.shape:
+            return to_host(self.tensor, self.where)
+        return to_host(self.tensor[start:stop], self.where)
 
 
 class H5Source(ArraySource):
@@ -88,7 +105,10 @@ class H5Source(ArraySource):
 
 
 def as_source(value: Any, where: str) -> ArraySource | None:
-    """Wrap ``value`` (array-like or ArraySource) as an ArraySource; ``None`` stays ``None``."""
+    """Wrap ``value`` (any array, tensor or ArraySource) as an ArraySource; ``None`` stays
+    ``None``. Torch tensors stay where they are and are copied to the host chunk by chunk."""
     if value is None or isinstance(value, ArraySource):
         return value
+    if is_tensor(value) and getattr(value, "ndim", 0) >= 1:
+        return TensorSource(value, where)
     return MemorySource(value, where)

@@ -2,7 +2,7 @@
 
 A trainer or evaluation loop never has to hold all N x d features in memory::
 
-    with DumpWriter("run.h5") as w:
+    with DumpWriter("run.h5") as w:                     # mode="w" to replace an old file
         w.write("labels", y_train)                      # once, inherited by every snapshot
         snap = w.snapshot("epoch_0010", epoch=10, split="train", weight_decay=5e-4)
         for xb in batches:
@@ -12,6 +12,14 @@ A trainer or evaluation loop never has to hold all N x d features in memory::
 The file is flushed after each batch and each snapshot, so a program that stops half way
 (Ctrl-C, a crash) leaves a readable file holding the snapshots written so far. Dumps are
 written in place (they are appended to); the reports ncinspect writes are atomic instead.
+
+A writer never doubles a snapshot: rows are appended freely to the snapshots this writer
+created, but a snapshot that already holds arrays written by an earlier writer (a script run
+a second time) is refused unless the caller opts in with ``snapshot(name, append=True)`` /
+``mode="append"`` (add rows) or ``snapshot(name, replace=True)`` / ``mode="w"`` (start over).
+
+Values may be anything :func:`ncinspect.arrays.to_host` accepts: numpy arrays, torch tensors
+(requiring grad, on a GPU, in bfloat16), or objects with ``__array__`` or ``__dlpack__``.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arrays import is_tensor, to_host
 from ..errors import UnreadableFileError, UsageError
 
 __all__ = ["DumpWriter", "SnapshotWriter"]
@@ -30,8 +39,15 @@ __all__ = ["DumpWriter", "SnapshotWriter"]
 _DEFAULT_CHUNK_BYTES = 1 << 20  # ~1 MiB HDF5 chunks: good for row-chunked reads
 
 
+_MODES = {"a": "a", "append": "a", "w": "w", "replace": "w", "x": "x"}
+
+
 def _attr_value(value: Any) -> Any:
     """Convert a metadata value to something HDF5 attributes hold natively."""
+    if is_tensor(value) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        value = to_host(value, "metadata")
+        if value.ndim == 0:
+            value = value.item()
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, float, str, np.integer, np.floating)):
@@ -53,21 +69,24 @@ def _str_dtype():
     return h5py.string_dtype()
 
 
-def _as_rows(name: str, array: Any) -> np.ndarray:
-    arr = np.asarray(array)
+def _as_rows(name: str, array: Any, where: str) -> np.ndarray:
+    arr = to_host(array, where)
     if arr.dtype.kind in "US":
         arr = arr.astype(object)
-    if arr.dtype.kind == "O" and name != "labels":
-        raise UsageError(f"DumpWriter: array {name!r} has dtype object; expected numbers")
+    if arr.dtype.kind == "O" and name not in ("labels", "class_names"):
+        raise UsageError(f"DumpWriter: {where} has dtype object; expected numbers")
+    if arr.dtype.kind not in "biufUSO":
+        raise UsageError(f"DumpWriter: {where} has dtype {arr.dtype}; expected numbers or strings")
     return arr
 
 
 class SnapshotWriter:
     """Appends row batches and stores arrays and metadata of one snapshot group."""
 
-    def __init__(self, writer: DumpWriter, group):
+    def __init__(self, writer: DumpWriter, group, *, continued: bool = False):
         self._writer = writer
         self._group = group
+        self._continued = continued
 
     @property
     def name(self) -> str:
@@ -79,7 +98,11 @@ class SnapshotWriter:
         Each keyword names a dataset in this snapshot; its first axis grows by the batch size.
         Batches of the same call must have the same number of rows.
         """
-        rows = {name: _as_rows(name, b) for name, b in batches.items() if b is not None}
+        rows = {
+            name: _as_rows(name, b, self._writer._where(self._group, name))
+            for name, b in batches.items()
+            if b is not None
+        }
         lengths = {name: (a.shape[0] if a.ndim else None) for name, a in rows.items()}
         if any(n is None for n in lengths.values()) or len(set(lengths.values())) > 1:
             raise UsageError(f"DumpWriter.append: batches have different numbers of rows {lengths}")
@@ -94,6 +117,8 @@ class SnapshotWriter:
             arr = arr.astype(str).astype(object)
         else:
             dtype = arr.dtype
+        if name in g and not self._continued and g[name].name not in self._writer._own:
+            raise self._writer._doubling_error(g)
         if name not in g:
             row_bytes = max(
                 1,
@@ -109,6 +134,7 @@ class SnapshotWriter:
                 chunks=(chunk_rows,) + arr.shape[1:],
                 compression=self._writer.compression,
             )
+            self._writer._own.add(g[name].name)
         ds = g[name]
         if ds.shape[1:] != arr.shape[1:]:
             raise UsageError(
@@ -148,9 +174,11 @@ class DumpWriter:
     ----------
     path : str or PathLike
         The HDF5 file to write.
-    mode : {"a", "w", "x"}
-        ``"a"`` (default) appends to an existing file or creates it, ``"w"`` truncates,
-        ``"x"`` fails if the file exists.
+    mode : {"a", "w", "x", "append"}
+        ``"a"`` (default) creates the file or adds new snapshots to an existing one, and
+        refuses to add rows to a snapshot written by an earlier writer; ``"w"`` (or
+        ``"replace"``) replaces the file; ``"x"`` fails if the file exists; ``"append"`` is
+        ``"a"`` that lets every snapshot of the file receive more rows (on purpose).
     compression : {None, "gzip", "lzf"}, keyword-only
         HDF5 filter for the datasets written (``"gzip"`` makes small sample dumps smaller).
 
@@ -158,19 +186,23 @@ class DumpWriter:
     -----
     Use it as a context manager. Every append and write is flushed, so an interrupted
     program leaves the snapshots written so far readable. Values accepted are anything
-    ``numpy.asarray`` accepts (call ``.detach().cpu().numpy()`` on torch tensors first if
-    they live on a GPU).
+    :func:`ncinspect.arrays.to_host` accepts: numpy arrays, torch tensors (requiring grad,
+    on any device, bfloat16 stored as float32), ``__array__`` or DLPack objects.
     """
 
     def __init__(self, path: str | os.PathLike, mode: str = "a", *, compression: str | None = None):
         import h5py
 
-        if mode not in ("a", "w", "x"):
-            raise UsageError(f"DumpWriter mode must be 'a', 'w' or 'x', got {mode!r}")
+        if mode not in _MODES:
+            raise UsageError(
+                f"DumpWriter mode must be 'a', 'w' (or 'replace'), 'x' or 'append', got {mode!r}"
+            )
         self.path = os.fspath(path)
+        self.mode = mode
         self.compression = compression
+        self._own: set[str] = set()  # datasets created by this writer (free to grow)
         try:
-            self._file = h5py.File(self.path, mode)
+            self._file = h5py.File(self.path, _MODES[mode])
         except OSError as exc:
             raise UnreadableFileError(f"{self.path}: cannot open for writing ({exc})") from None
 
@@ -189,12 +221,59 @@ class DumpWriter:
         self._file.flush()
 
     # writing ---------------------------------------------------------------------------
-    def snapshot(self, name: str, **meta: Any) -> SnapshotWriter:
-        """Create (or open) the snapshot group ``name`` and set its metadata."""
-        group = self._file.require_group(name.strip("/") or "/")
+    def snapshot(
+        self, name: str, *, append: bool = False, replace: bool = False, **meta: Any
+    ) -> SnapshotWriter:
+        """Create (or open) the snapshot group ``name`` and set its metadata.
+
+        A snapshot that already holds arrays from an earlier writer (the same script run
+        twice) is an error, so data are never doubled. ``append=True`` continues it (rows
+        are added to its arrays); ``replace=True`` deletes its arrays, ``params`` and
+        metadata first. Snapshots this writer created can be reopened freely.
+        """
+        if append and replace:
+            raise UsageError("DumpWriter.snapshot: append=True and replace=True exclude each other")
+        key = name.strip("/") or "/"
+        group = self._file.get(key)
+        continued = append or self.mode == "append"
+        if group is not None:
+            earlier = self._earlier_arrays(group)
+            if earlier and replace:
+                for ds_name in earlier:
+                    del group[ds_name]
+                if "params" in group and group["params"].name not in self._own:
+                    del group["params"]
+                group.attrs.clear()
+            elif earlier and not continued:
+                raise self._doubling_error(group)
+        group = self._file.require_group(key)
         if meta:
             self.set_meta(group.name, **meta)
-        return SnapshotWriter(self, group)
+        return SnapshotWriter(self, group, continued=continued)
+
+    def _earlier_arrays(self, group) -> list[str]:
+        """Datasets directly in ``group`` that this writer did not create."""
+        import h5py
+
+        return [
+            n
+            for n, obj in group.items()
+            if isinstance(obj, h5py.Dataset) and obj.name not in self._own
+        ]
+
+    def _where(self, group, name: str) -> str:
+        return f"{self.path}:{group.name.rstrip('/')}/{name}"
+
+    def _doubling_error(self, group) -> UsageError:
+        held = ", ".join(f"{n} {tuple(group[n].shape)}" for n in self._earlier_arrays(group)[:6])
+        snap = group.name
+        return UsageError(
+            f"DumpWriter: snapshot {self.path}:{snap} already holds arrays from an earlier "
+            f"writer ({held}); writing it again would double its rows. To add rows on purpose "
+            f"use snapshot({snap!r}, append=True) or DumpWriter(..., mode='append'); to start "
+            f"over use snapshot({snap!r}, replace=True) or DumpWriter({self.path!r}, mode='w') "
+            "(replaces the whole file)"
+        )
 
     def write(self, name: str, array: Any, *, group: str = "/") -> None:
         """Store one whole array, e.g. ``labels`` at the top so every snapshot inherits them."""
@@ -211,7 +290,7 @@ class DumpWriter:
         self.flush()
 
     def _write_array(self, group, name: str, value: Any) -> None:
-        arr = _as_rows(name, value)
+        arr = _as_rows(name, value, self._where(group, name))
         if name in group:
             del group[name]
         kw = {"compression": self.compression} if self.compression and arr.ndim else {}
@@ -221,3 +300,4 @@ class DumpWriter:
             )
         else:
             group.create_dataset(name, data=arr, **kw)
+        self._own.add(group[name].name)
