@@ -65,6 +65,7 @@ def _debug_requested(argv: list[str]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ncinspect`` console script; returns (and exits with) the code."""
     from ..errors import NCInspectError
+    from ..render.safe import plain  # messages name files and arrays: no raw control codes
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     except NCInspectError as exc:
         if debug:
             raise
-        click.echo(f"ncinspect: error: {exc}", err=True)
+        click.echo(f"ncinspect: error: {plain(exc)}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt:
         click.echo("ncinspect: interrupted", err=True)
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         click.echo(
-            f"ncinspect: internal error: {type(exc).__name__}: {exc} "
+            f"ncinspect: internal error: {type(exc).__name__}: {plain(exc)} "
             "(rerun with --debug for the traceback)",
             err=True,
         )

@@ -129,7 +129,7 @@ def command(
         run_check,
     )
     from ..errors import UsageError
-    from ..render.check import check_table, render
+    from ..render.check import render, render_check
     from ..report import atomic_write
     from .common import stdout_console
 
@@ -157,7 +157,7 @@ def command(
         atomic_write(output, render(result, fmt_name or console_fmt))
     stdout_fmt = console_fmt if output else fmt_name or console_fmt
     if stdout_fmt == "table":
-        stdout_console().print(check_table(result))
+        render_check(result, stdout_console())
     else:
         click.echo(render(result, stdout_fmt), nl=False)
     return 0 if result.passed else 1

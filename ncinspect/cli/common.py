@@ -110,12 +110,20 @@ def emit(text: str, path: str | None) -> bool:
 
 
 def stdout_console():
-    """Console for tables on stdout; wide enough for the metric tables when piped to a file."""
+    """Console for tables on stdout: the terminal's width, or when piped (a file, a CI log)
+    ``$COLUMNS`` if set and otherwise wide enough that no table is reflowed.
+
+    Tables are fitted to the width (render.layout) and messages are whole lines when piped.
+    """
+    import os
     import sys
 
     from rich.console import Console
 
-    width = None if sys.stdout.isatty() else 140
+    width = None
+    if not sys.stdout.isatty():
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else 1000
     return Console(highlight=False, soft_wrap=False, width=width)
 
 

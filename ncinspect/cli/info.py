@@ -6,64 +6,72 @@ import click
 
 from .common import debug_option, key_options, keys_from
 
+_ROLES = ("features", "labels", "weights", "bias", "outputs")
+
 
 @click.command("info")
 @click.argument("file", type=click.Path())
 @key_options
 @debug_option
 def command(file, debug, **kwargs):
-    """List the snapshots of FILE (with N, d, C sources) and every array it holds."""
+    """List the snapshots of FILE (with N, d, C sources) and every array it holds.
+
+    Array paths are shown whole: a narrow terminal gets the table in several parts (or one
+    line per value) rather than a cut path.
+    """
     from rich.table import Table
 
     from ..dump import open_dump
+    from ..render.layout import column, message, show
+    from ..render.safe import markup
     from .common import stdout_console
 
     console = stdout_console()
     with open_dump(file, keys=keys_from(kwargs)) as dump:
+
+        def path_of(src) -> str:
+            if src is None:
+                return "-"
+            where = src.where
+            prefix = f"{dump.path}:"
+            return markup(where[len(prefix) :] if where.startswith(prefix) else where)
+
         snaps = Table(
-            title=f"[bold]{file}[/bold] ({dump.format}): {len(dump.snapshots)} snapshot(s)",
+            title=f"[bold]{markup(file)}[/bold] ({markup(dump.format)}): "
+            f"{len(dump.snapshots)} snapshot(s)",
             title_justify="left",
         )
-        for col in (
-            "snapshot",
-            "epoch",
-            "split",
-            "layer",
-            "features",
-            "labels",
-            "weights",
-            "bias",
-            "outputs",
-            "params",
-        ):
-            snaps.add_column(col)
+        column(snaps, "snapshot", "key")
+        for col in ("epoch", "split", "layer", "N", "d"):
+            column(snaps, col, "value", justify="right" if col in ("epoch", "N", "d") else "left")
+        for role in _ROLES:
+            column(snaps, role, "value")
+        column(snaps, "params", "value", justify="right")
         for s in dump.snapshots:
-
-            def desc(src):
-                return (
-                    "-" if src is None else f"{src.where.split(':', 1)[-1]} {src.shape} {src.dtype}"
-                )
-
+            shape = tuple(s.features.shape or ())
             snaps.add_row(
-                s.name,
+                markup(s.name),
                 str(s.epoch if s.epoch is not None else "-"),
-                s.split or "-",
-                s.layer or "-",
-                desc(s.features),
-                desc(s.labels),
-                desc(s.weights),
-                desc(s.bias),
-                desc(s.outputs),
+                markup(s.split or "-"),
+                markup(s.layer or "-"),
+                str(shape[0]) if len(shape) > 0 else "-",
+                str(shape[1]) if len(shape) > 1 else "-",
+                *(path_of(getattr(s, role)) for role in _ROLES),
                 str(len(s.params)) if s.params else "-",
             )
-        console.print(snaps)
+        show(console, snaps)
         arrays = Table(title="arrays", title_justify="left")
-        for col in ("path", "shape", "dtype"):
-            arrays.add_column(col)
+        column(arrays, "path", "value")
+        column(arrays, "shape", "value")
+        column(arrays, "dtype", "value")
         for node in dump.tree.walk():
             for name, src in sorted(node.arrays.items()):
-                arrays.add_row(f"{node.path.rstrip('/')}/{name}", str(src.shape), str(src.dtype))
-        console.print(arrays)
+                arrays.add_row(
+                    markup(f"{node.path.rstrip('/')}/{name}"),
+                    markup(tuple(src.shape) if src.shape is not None else "-"),
+                    markup(src.dtype),
+                )
+        show(console, arrays)
         for note in dict.fromkeys(dump.notes):
-            console.print(f"[yellow]note[/yellow] {note}")
+            message(console, f"[yellow]note[/yellow] {markup(note)}")
     return 0

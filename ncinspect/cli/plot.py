@@ -134,6 +134,12 @@ def _labels(files: tuple[str, ...], given: tuple[str, ...]) -> list[str]:
     metavar="TEXT",
     help="Prepended to every file name, e.g. 'fig-' for DIR/fig-trajectory.pdf.",
 )
+@click.option(
+    "--sqi",
+    is_flag=True,
+    help="Draw the sqi figure whatever loss the dump records (by default only for a "
+    "square-loss model).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Do not list the files written.")
 @key_options
 @debug_option
@@ -152,6 +158,7 @@ def command(
     classes,
     dpi,
     prefix,
+    sqi,
     quiet,
     debug,
     **kwargs,
@@ -188,7 +195,7 @@ def command(
     wanted = list(dict.fromkeys(kinds)) if kinds else list(plots.KINDS)
     plan: list[tuple[str, list[int]]] = []  # kind -> indices of the runs it is drawn for
     for kind in wanted:
-        reasons = [plots.kind_allowed(kind, run) for run in runs]
+        reasons = [plots.kind_allowed(kind, run, sqi=sqi) for run in runs]
         ok = [i for i, why in enumerate(reasons) if why is None]
         if kinds:
             for i, why in enumerate(reasons):

@@ -34,6 +34,12 @@ from .common import (
 )
 @click.option("--per-class", is_flag=True, help="Also report per-class values.")
 @click.option(
+    "--sqi",
+    is_flag=True,
+    help="Show the square-loss section (sqi_*, mse, interpolates) whatever loss the dump "
+    "records (by default only for a square-loss model; the JSON always has them).",
+)
+@click.option(
     "--center",
     type=click.Choice(["classes", "samples"]),
     default="classes",
@@ -70,6 +76,7 @@ def command(
     json_path,
     csv_path,
     per_class,
+    sqi,
     center,
     ncc_means,
     compact,
@@ -113,5 +120,7 @@ def command(
     to_stdout = emit(report.to_json(), json_path) if json_path else False
     to_stdout = (emit(report.to_csv(), csv_path) if csv_path else False) or to_stdout
     if not to_stdout:
-        render_report(report, stdout_console(), per_class=per_class, compact=compact)
+        render_report(
+            report, stdout_console(), per_class=per_class, compact=compact, sqi=sqi
+        )
     return 0

@@ -43,6 +43,7 @@ def command(file, snapshot, json_path, tolerance, memory_limit, chunk_rows, debu
     floor and interpolation, each as predicted value, measured value and relative error.
     Lines whose inputs the dump lacks say which key is missing and how to record it.
     """
+    from ..render.safe import plain
     from ..render.theory import render_theory
     from ..theory_run import theory_file
     from .common import emit, stdout_console
@@ -69,7 +70,7 @@ def command(file, snapshot, json_path, tolerance, memory_limit, chunk_rows, debu
             failed += [(res.name, key, err) for key, err in bad]
         for name, key, err in failed:
             click.echo(
-                f"ncinspect: {name}: {key} relative error {err:.3g} > {tolerance:g}", err=True
+                f"ncinspect: {plain(name)}: {key} relative error {err:.3g} > {tolerance:g}", err=True
             )
         if n_checked == 0:
             click.echo(

@@ -71,8 +71,12 @@ def needs_sample(kind: str) -> bool:
     return kind in ("projection", "sqi")
 
 
-def kind_allowed(kind: str, results: Iterable[SnapshotResult]) -> str | None:
-    """None when the results of one run allow ``kind``, else the reason why not (one line)."""
+def kind_allowed(kind: str, results: Iterable[SnapshotResult], *, sqi: bool = False) -> str | None:
+    """None when the results of one run allow ``kind``, else the reason why not (one line).
+
+    ``sqi`` (the square-loss output figure) is drawn only for a square-loss model (the
+    snapshot's recorded ``loss``) unless ``sqi=True`` forces it.
+    """
     results = list(results)
     if kind == "trajectory":
         train = trajectory(results)
@@ -95,4 +99,10 @@ def kind_allowed(kind: str, results: Iterable[SnapshotResult]) -> str | None:
         return "no between-class direction (all class means equal)"
     if kind == "sqi" and final.metrics.get("sqi_eps1") is None:
         return "needs outputs or classifier weights"
+    if kind == "sqi" and not final.shows_square_loss(sqi):
+        if final.loss is None:
+            return "loss not recorded: record metadata loss='square' or pass --sqi"
+        from ..render.safe import plain
+
+        return f"loss {plain(final.loss)!r} is not a square loss (--sqi draws it anyway)"
     return None

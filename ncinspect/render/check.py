@@ -9,9 +9,21 @@ from __future__ import annotations
 import json
 
 from ..check import CheckResult, Outcome
+from .layout import column, fit
+from .safe import markup, plain, xml_text
 from .table import fmt
 
-__all__ = ["check_table", "summary_line", "to_json", "to_junit", "to_github", "to_text", "render"]
+__all__ = [
+    "check_table",
+    "check_parts",
+    "render_check",
+    "summary_line",
+    "to_json",
+    "to_junit",
+    "to_github",
+    "to_text",
+    "render",
+]
 
 _TOOL = "ncinspect check"
 
@@ -25,33 +37,58 @@ def summary_line(result: CheckResult) -> str:
     )
 
 
-def check_table(result: CheckResult):
-    """A rich table (rule, snapshot, value, bound, pass/fail), then each failure's reason."""
-    from rich.console import Group
+def check_parts(result: CheckResult, width: int | None = None) -> list:
+    """The renderables of :func:`check_table`, the table fitted to ``width`` when given.
+
+    Names from the file (snapshot paths, the file name, rule texts) are shown literally with
+    control characters escaped; no number is cut at any width (render.layout).
+    """
     from rich.table import Table
     from rich.text import Text
 
-    config = f"  config: {result.config}" if result.config else ""
-    layer = "" if result.layer == "penultimate" else f"  layer: {result.layer}"
+    config = f"  config: {plain(result.config)}" if result.config else ""
+    layer = "" if result.layer == "penultimate" else f"  layer: {plain(result.layer)}"
     # a line of its own, not the table's title, which would wrap at the table's width
-    header = Text.assemble((str(result.file), "bold"), f"{layer}{config}")
+    header = Text.assemble((plain(result.file), "bold"), f"{layer}{config}")
     table = Table()
-    for col in ("rule", "snapshot", "value", "bound", "result"):
-        table.add_column(col, justify="right" if col in ("value", "bound") else "left")
+    column(table, "rule", "key")
+    column(table, "snapshot", "key")
+    column(table, "value", "value", justify="right")
+    column(table, "bound", "value", justify="right")
+    column(table, "result", "value")
     for o in result.outcomes:
         verdict = "[green]pass[/green]" if o.passed else "[bold red]FAIL[/bold red]"
         # a threshold's bound as the rule text writes it; a trend's (the first value) measured
         if o.bound is None:
             bound = ""
         else:
-            bound = fmt(o.bound) if o.rule.is_trend else o.rule.bound_text
-        table.add_row(o.rule.text, o.target, fmt(o.value), bound, verdict)
+            bound = fmt(o.bound) if o.rule.is_trend else markup(o.rule.bound_text)
+        table.add_row(markup(o.rule.text), markup(o.target), fmt(o.value), bound, verdict)
     reasons = [
-        Text.assemble(("FAIL ", "bold red"), f"{_case_name(o)}: {o.message}")
+        Text.assemble(("FAIL ", "bold red"), plain(f"{_case_name(o)}: {o.message}"))
         for o in result.failures
     ]
     colour = "green" if result.passed else "bold red"
-    return Group(header, table, *reasons, Text(summary_line(result), style=colour))
+    body = [table] if width is None else fit(table, width)
+    return [header, *body, *reasons, Text(summary_line(result), style=colour)]
+
+
+def check_table(result: CheckResult, width: int | None = None):
+    """A rich table (rule, snapshot, value, bound, pass/fail), then each failure's reason."""
+    from rich.console import Group
+
+    return Group(*check_parts(result, width))
+
+
+def render_check(result: CheckResult, console) -> None:
+    """Print the check table fitted to the console: lines whole when not a terminal."""
+    from rich.text import Text
+
+    for part in check_parts(result, console.width):
+        if isinstance(part, Text):
+            console.print(part, soft_wrap=not console.is_terminal)
+        else:
+            console.print(part)
 
 
 def to_json(result: CheckResult) -> str:
@@ -69,29 +106,31 @@ def to_junit(result: CheckResult) -> str:
 
     n, n_fail = len(result.outcomes), len(result.failures)
     counts = {"tests": str(n), "failures": str(n_fail), "errors": "0", "skipped": "0"}
+    x = xml_text  # names from the file may hold characters XML 1.0 forbids
     root = ET.Element("testsuites", name=_TOOL, **counts)
-    suite = ET.SubElement(root, "testsuite", name=f"{_TOOL}: {result.file}", **counts)
+    suite = ET.SubElement(root, "testsuite", name=x(f"{_TOOL}: {result.file}"), **counts)
     if result.config:
         props = ET.SubElement(suite, "properties")
-        ET.SubElement(props, "property", name="config", value=result.config)
+        ET.SubElement(props, "property", name="config", value=x(result.config))
     for o in result.outcomes:
         case = ET.SubElement(
             suite,
             "testcase",
-            classname=f"ncinspect.check.{o.rule.metric}",
-            name=_case_name(o),
+            classname=x(f"ncinspect.check.{o.rule.metric}"),
+            name=x(_case_name(o)),
             time="0",
         )
         if not o.passed:
-            failure = ET.SubElement(case, "failure", message=o.message, type="CheckFailed")
-            failure.text = f"{o.rule.text} failed on {o.target} in {result.file}: {o.message}"
+            failure = ET.SubElement(case, "failure", message=x(o.message), type="CheckFailed")
+            failure.text = x(f"{o.rule.text} failed on {o.target} in {result.file}: {o.message}")
         else:
-            ET.SubElement(case, "system-out").text = o.message
+            ET.SubElement(case, "system-out").text = x(o.message)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
 def _escape_data(text: str) -> str:
+    text = plain(text)  # no raw terminal control reaches the log
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
@@ -121,7 +160,7 @@ def to_text(result: CheckResult, width: int = 160) -> str:
     from rich.console import Console
 
     buf = io.StringIO()
-    Console(file=buf, width=width, color_system=None, highlight=False).print(check_table(result))
+    render_check(result, Console(file=buf, width=width, color_system=None, highlight=False))
     return buf.getvalue()
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..metrics import METRIC_INFO, PER_CLASS_KEYS
-from ..report import Report, SnapshotResult
+from ..report import Report, SnapshotResult, square_loss_keys
 from ..trajectory import group_trajectories, has_layers, layer_profile
+from .layout import column, message, no_split, show
+from .safe import markup
 
 __all__ = [
     "fmt",
@@ -14,6 +16,7 @@ __all__ = [
     "compact_table",
     "layer_table",
     "render_report",
+    "per_class_table",
     "COMPACT_KEYS",
     "LAYER_KEYS",
     "change_text",
@@ -58,46 +61,74 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def _name(text: Any) -> str:
+    """A name from the file as rich markup: shown literally, control characters escaped."""
+    return markup(text)
+
+
 def _header(res: SnapshotResult, file: str | None) -> str:
     counts = res.class_counts or [0]
     parts = [
-        f"[bold]{file or '<arrays>'}[/bold]  snapshot [bold]{res.name}[/bold]",
-        f"N={res.n_samples}  d={res.n_features}  C={res.n_classes}  dtype={res.dtype}  "
+        f"[bold]{_name(file or '<arrays>')}[/bold]  snapshot [bold]{_name(res.name)}[/bold]",
+        f"N={res.n_samples}  d={res.n_features}  C={res.n_classes}  dtype={_name(res.dtype)}  "
         f"class sizes {min(counts)}..{max(counts)}",
     ]
     tags = [
-        f"{k}={v}"
+        f"{k}={_name(v)}"
         for k, v in (("epoch", res.epoch), ("split", res.split), ("layer", res.layer))
         if v is not None
     ]
     if res.ncc_means != "own":
-        tags.append(f"ncc_means={res.ncc_means}")
+        tags.append(f"ncc_means={_name(res.ncc_means)}")
     if tags:
         parts.append("  ".join(tags))
     return "\n".join(parts)
 
 
-def snapshot_table(res: SnapshotResult, file: str | None = None):
-    """The detailed table of one snapshot: metrics grouped NC1..SQI with direction and meaning."""
+def _shown_keys(results, sqi: bool) -> set[str]:
+    """Metric keys hidden from the tables: the square-loss section unless some result shows it."""
+    if any(r.shows_square_loss(sqi) for r in results):
+        return set()
+    return set(square_loss_keys())
+
+
+def snapshot_table(
+    res: SnapshotResult, file: str | None = None, *, sqi: bool = False, width: int | None = None
+):
+    """The detailed table of one snapshot: metrics grouped NC1..SQI with direction and meaning.
+
+    Rows follow METRIC_INFO (groups become sections). The square-loss section is left out
+    unless the snapshot's loss is square or ``sqi`` forces it. Given a ``width`` narrower
+    than the table, each metric's meaning goes under its name instead of a column of its own.
+    """
     from rich.table import Table
 
+    hidden = _shown_keys([res], sqi)
+    rows = [info for info in METRIC_INFO if info[0] not in hidden]
     table = Table(title=_header(res, file), title_justify="left", show_lines=False)
-    table.add_column("group", style="cyan", no_wrap=True)
-    table.add_column("metric", no_wrap=True)
-    table.add_column("value", justify="right", no_wrap=True)
-    table.add_column("better", no_wrap=True)
-    table.add_column("meaning", style="dim")
+    groups = [g for _, g, _, _ in rows]
+    names = [k for k, *_ in rows]
+    values = [fmt(res.metrics.get(k)) for k in names]
+    fixed = max(map(len, groups), default=0) + max(map(len, names), default=0) + 10 + 8 + 16
+    meanings = max((len(m) for *_, m in rows), default=0)
+    merged = width is not None and fixed + meanings > width
+    no_split(table)
+    column(table, "group", "key", style="cyan", no_wrap=True)
+    column(table, "metric", "key", min_width=max(map(len, names), default=6))
+    column(table, "value", "value", justify="right")
+    column(table, "better", "value")
+    if not merged:
+        column(table, "meaning", "text", style="dim")
     last_group = None
-    for key, group, direction, meaning in METRIC_INFO:
+    for (key, group, direction, meaning), value in zip(rows, values, strict=True):
         if group != last_group and last_group is not None:
             table.add_section()
-        table.add_row(
-            group if group != last_group else "",
-            key,
-            fmt(res.metrics.get(key)),
-            _DIRECTION[direction],
-            meaning,
-        )
+        cells = [group if group != last_group else "", key, value, _DIRECTION[direction]]
+        if merged:
+            cells[1] = f"{key}\n[dim]{meaning}[/dim]"
+        else:
+            cells.append(f"[dim]{markup(meaning)}[/dim]")
+        table.add_row(*cells)
         last_group = group
     return table
 
@@ -105,40 +136,47 @@ def snapshot_table(res: SnapshotResult, file: str | None = None):
 def per_class_table(res: SnapshotResult):
     from rich.table import Table
 
-    table = Table(title=f"per class: {res.name}", title_justify="left")
+    table = Table(title=f"per class: {_name(res.name)}", title_justify="left")
     keys = ["class", *PER_CLASS_KEYS]
-    for k in keys:
-        table.add_column(k, justify="right" if k != "class" else "left")
+    column(table, "class", "key")
+    for k in PER_CLASS_KEYS:
+        column(table, k, "value", justify="right")
     for row in res.per_class or []:
-        table.add_row(*(fmt(row.get(k)) if k != "class" else str(row[k]) for k in keys))
+        table.add_row(*(fmt(row.get(k)) if k != "class" else _name(row[k]) for k in keys))
     return table
 
 
-def compact_table(report: Report, columns: tuple[tuple[str, str], ...] = COMPACT_KEYS):
+def compact_table(
+    report: Report, columns: tuple[tuple[str, str], ...] = COMPACT_KEYS, *, sqi: bool = False
+):
     """One row per snapshot (a trajectory per split and layer, by epoch).
 
     The first and last rows of each trajectory are bold, followed by a row with their change
     (``x ratio`` or ``+difference``), green when the metric moved in its better direction
-    (METRIC_INFO) and red when it moved away.
+    (METRIC_INFO) and red when it moved away. Square-loss columns (``mse``) are left out
+    unless a snapshot's loss is square or ``sqi`` forces them.
     """
     from rich.table import Table
 
     table = Table(
-        title=f"[bold]{report.file or '<arrays>'}[/bold]: {len(report)} snapshots",
+        title=f"[bold]{_name(report.file or '<arrays>')}[/bold]: {len(report)} snapshots",
         title_justify="left",
     )
+    hidden = _shown_keys(list(report), sqi)
+    columns = tuple((k, t) for k, t in columns if k not in hidden)
     keys = [k for k, _ in columns]
-    for col in ("snapshot", "epoch", "N"):
-        table.add_column(col, no_wrap=True, justify="left" if col == "snapshot" else "right")
+    column(table, "snapshot", "key", no_wrap=True)
+    for col in ("epoch", "N"):
+        column(table, col, "value", justify="right")
     for _, title in columns:
-        table.add_column(title, justify="right")
+        column(table, title, "value", justify="right")
     for g, members in enumerate(group_trajectories(report).values()):
         if g:
             table.add_section()
         for i, res in enumerate(members):
             edge = i in (0, len(members) - 1) and len(members) > 1
             table.add_row(
-                res.name,
+                _name(res.name),
                 fmt(res.epoch),
                 str(res.n_samples),
                 *(fmt(res.metrics.get(k)) for k in keys),
@@ -202,15 +240,15 @@ def layer_table(report: Report, columns: tuple[tuple[str, str], ...] = LAYER_KEY
         return None
     splits = list(dict.fromkeys(res.split for res in report))
     table = Table(
-        title=f"[bold]{report.file or '<arrays>'}[/bold]: metrics against depth",
+        title=f"[bold]{_name(report.file or '<arrays>')}[/bold]: metrics against depth",
         title_justify="left",
     )
-    for col in ("split", "epoch", "depth", "layer"):
-        table.add_column(
-            col, no_wrap=True, justify="right" if col in ("epoch", "depth") else "left"
-        )
+    column(table, "split", "key", no_wrap=True)
+    for col in ("epoch", "depth"):
+        column(table, col, "value", justify="right")
+    column(table, "layer", "key", no_wrap=True)
     for _, title in columns:
-        table.add_column(title, justify="right")
+        column(table, title, "value", justify="right")
     first = True
     for split in splits:
         profile = layer_profile(report, split=split or "train")
@@ -221,35 +259,67 @@ def layer_table(report: Report, columns: tuple[tuple[str, str], ...] = LAYER_KEY
         first = False
         for depth, res in profile:
             table.add_row(
-                split or "train",
+                _name(split or "train"),
                 fmt(res.epoch),
                 str(depth),
-                res.layer or "penultimate (classifier)",
+                _name(res.layer) if res.layer else "penultimate (classifier)",
                 *(fmt(res.metrics.get(k)) for k, _ in columns),
             )
     return None if first else table
 
 
-def render_report(report: Report, console, *, per_class: bool = False, compact: bool | None = None):
-    """Print a report: a detailed table per snapshot, or a compact table for many."""
+def render_report(
+    report: Report,
+    console,
+    *,
+    per_class: bool = False,
+    compact: bool | None = None,
+    sqi: bool = False,
+):
+    """Print a report: a detailed table per snapshot, or a compact table for many.
+
+    Tables are fitted to ``console.width`` (never a number cut; see :mod:`.layout`); the
+    warnings follow, one whole line each (the same warning of several snapshots once).
+    ``sqi`` shows the square-loss section whatever the recorded loss.
+    """
     compact = len(report) > 1 if compact is None else compact
     if compact:
-        console.print(compact_table(report))
+        show(console, compact_table(report, sqi=sqi))
         layers = layer_table(report)
         if layers is not None:
-            console.print(layers)
+            show(console, layers)
         if per_class:
             for res in report:
-                console.print(per_class_table(res))
+                show(console, per_class_table(res))
     else:
         for res in report:
-            console.print(snapshot_table(res, report.file))
+            show(console, snapshot_table(res, report.file, sqi=sqi, width=console.width))
             if per_class and res.per_class:
-                console.print(per_class_table(res))
+                show(console, per_class_table(res))
     seen: dict[str, list[str]] = {}
     for res in report:
         for w in res.warnings:
             seen.setdefault(w, []).append(res.name)
-    for w, names in seen.items():
-        where = names[0] if len(names) == 1 else f"{len(names)} snapshots ({names[0]}, ...)"
-        console.print(f"[yellow]warning[/yellow] {where}: {w}", soft_wrap=True)
+    notes: dict[str, list[str]] = {}
+    for res in report:
+        note = _loss_line(res, sqi)
+        if note:
+            notes.setdefault(note, []).append(res.name)
+    for kind, found in (("warning", seen), ("note", notes)):
+        for w, names in found.items():
+            where = (
+                _name(names[0])
+                if len(names) == 1
+                else f"{len(names)} snapshots ({_name(names[0])}, ...)"
+            )
+            message(console, f"[yellow]{kind}[/yellow] {where}: {_name(w)}")
+
+
+def _loss_line(res: SnapshotResult, sqi: bool) -> str | None:
+    """The note about the square-loss section of one snapshot (None for a square loss)."""
+    if res.square_loss:
+        return None
+    if sqi:
+        what = "not recorded" if res.loss is None else f"{res.loss!r}, not a square loss"
+        return f"loss {what}: the square-loss section is shown because of --sqi"
+    return res.loss_note

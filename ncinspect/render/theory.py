@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.markup import escape
-
 from ..report import Report, SnapshotResult
+from .layout import column, message, show
+from .safe import markup as escape
 from .table import fmt
 
 __all__ = ["theory_table", "render_theory"]
@@ -27,7 +27,9 @@ def _header(res: SnapshotResult, file: str | None) -> str:
         )
     )
     tags = "  ".join(
-        f"{k}={v}" for k, v in (("epoch", res.epoch), ("split", res.split)) if v is not None
+        f"{k}={escape(v)}"
+        for k, v in (("epoch", res.epoch), ("split", res.split))
+        if v is not None
     )
     worst = "  ".join(
         f"{label} {fmt(th.get(key))}"
@@ -39,7 +41,8 @@ def _header(res: SnapshotResult, file: str | None) -> str:
     return "\n".join(
         p
         for p in (
-            f"[bold]{file or '<arrays>'}[/bold]  snapshot [bold]{res.name}[/bold]  {tags}",
+            f"[bold]{escape(file or '<arrays>')}[/bold]  snapshot [bold]{escape(res.name)}[/bold]"
+            f"  {tags}",
             consts,
             worst,
         )
@@ -69,32 +72,38 @@ def theory_table(res: SnapshotResult, file: str | None = None):
     from rich.table import Table
 
     table = Table(title=_header(res, file), title_justify="left")
-    table.add_column("group", style="cyan", no_wrap=True)
-    table.add_column("quantity", no_wrap=True)
-    table.add_column("predicted", justify="right", no_wrap=True)
-    table.add_column("measured", justify="right", no_wrap=True)
-    table.add_column("rel. error", justify="right", no_wrap=True)
-    table.add_column("note", style="dim")
+    column(table, "group", "key", style="cyan", no_wrap=True)
+    column(table, "quantity", "key", no_wrap=True)
+    column(table, "predicted", "value", justify="right")
+    column(table, "measured", "value", justify="right")
+    column(table, "rel. error", "value", justify="right")
+    column(table, "note", "text", style="dim")
     last = None
     for line in (res.theory or {}).get("lines", []):
         group = line["group"]
         if last is not None and group != last:
             table.add_section()
         table.add_row(
-            group if group != last else "", escape(line["quantity"]), *_cells(line), _note(line)
+            escape(group) if group != last else "",
+            escape(line["quantity"]),
+            *_cells(line),
+            _note(line),
         )
         last = group
     return table
 
 
 def render_theory(report: Report, console, *, skipped: list[str] = ()) -> None:
-    """Print one theory table per snapshot, then its notes and how to record missing keys."""
+    """Print one theory table per snapshot, then its notes and how to record missing keys.
+
+    Tables are fitted to ``console.width`` (no number cut); notes are whole lines when piped.
+    """
     for res in report:
-        console.print(theory_table(res, report.file))
+        show(console, theory_table(res, report.file))
         th = res.theory or {}
         for note in th.get("notes", []):
-            console.print(f"[yellow]note[/yellow] {escape(note)}", soft_wrap=True)
+            message(console, f"[yellow]note[/yellow] {escape(note)}")
         for key, how in th.get("missing", {}).items():
-            console.print(f"[yellow]missing: {key}[/yellow] ({escape(how)})", soft_wrap=True)
+            message(console, f"[yellow]missing: {escape(key)}[/yellow] ({escape(how)})")
     for line in skipped:
-        console.print(f"[dim]{escape(line)}[/dim]", soft_wrap=True)
+        message(console, f"[dim]{escape(line)}[/dim]")

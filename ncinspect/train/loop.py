@@ -10,7 +10,8 @@ Dump layout (spec/dump-format.md)::
     test/epoch_XXXX/...         the same for the held-out split (split = "test"; absent when
                                 the data have no test rows)
 
-Loss metadata: ``loss``, ``data_loss`` and ``mse`` are the snapshot's own split's values;
+Loss metadata: ``loss_type`` is ``"square"`` (the kind of loss, for loss-aware reports);
+``loss``, ``data_loss`` and ``mse`` are the snapshot's own split's values;
 ``train_loss``, ``train_data_loss``, ``train_mse``, ``train_accuracy`` and the same with
 ``test_`` are on every snapshot (test values None when there is no test split). The test
 split's objective weights its data term by ``kappa N / N_test``: the training objective with the
@@ -160,6 +161,7 @@ def _run_meta(config: TrainConfig, data: Dataset, hist: History, batch: int) -> 
     """
     return {
         "trainer": "ncinspect.train",
+        "loss_type": "square",  # the kind of loss; ``loss`` holds the objective's value
         "dataset": data.name,
         "n_classes": int(data.n_classes),
         "input_dim": int(data.input_dim),
