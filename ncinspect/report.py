@@ -307,8 +307,8 @@ class Report:
         return len(self.snapshots)
 
     def __getitem__(self, key: int | slice | str) -> SnapshotResult:
-        """A snapshot by position (``report[0]``, ``report[-1]``) or by path (``report["/epoch_10"]``,
-        the leading ``/`` optional)."""
+        """A snapshot by position (``report[0]``, ``report[-1]``, slices) or by path
+        (``report["/epoch_0010"]``, the leading ``/`` optional)."""
         if isinstance(key, str):
             want = key if key.startswith("/") else f"/{key}"
             for s in self.snapshots:

@@ -120,7 +120,5 @@ def command(
     to_stdout = emit(report.to_json(), json_path) if json_path else False
     to_stdout = (emit(report.to_csv(), csv_path) if csv_path else False) or to_stdout
     if not to_stdout:
-        render_report(
-            report, stdout_console(), per_class=per_class, compact=compact, sqi=sqi
-        )
+        render_report(report, stdout_console(), per_class=per_class, compact=compact, sqi=sqi)
     return 0

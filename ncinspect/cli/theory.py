@@ -70,7 +70,8 @@ def command(file, snapshot, json_path, tolerance, memory_limit, chunk_rows, debu
             failed += [(res.name, key, err) for key, err in bad]
         for name, key, err in failed:
             click.echo(
-                f"ncinspect: {plain(name)}: {key} relative error {err:.3g} > {tolerance:g}", err=True
+                f"ncinspect: {plain(name)}: {key} relative error {err:.3g} > {tolerance:g}",
+                err=True,
             )
         if n_checked == 0:
             click.echo(

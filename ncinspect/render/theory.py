@@ -27,9 +27,7 @@ def _header(res: SnapshotResult, file: str | None) -> str:
         )
     )
     tags = "  ".join(
-        f"{k}={escape(v)}"
-        for k, v in (("epoch", res.epoch), ("split", res.split))
-        if v is not None
+        f"{k}={escape(v)}" for k, v in (("epoch", res.epoch), ("split", res.split)) if v is not None
     )
     worst = "  ".join(
         f"{label} {fmt(th.get(key))}"
