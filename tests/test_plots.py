@@ -553,9 +553,14 @@ def test_cli_errors_map_to_exit_codes(runs, tmp_path, capsys):
     flat = write_run(tmp_path / "flat.h5", layers=0, test=False, epochs=(3,))
     assert main(["plot", flat, "-k", "layers", "-o", str(tmp_path / "x")]) == 3
     assert "layers" in capsys.readouterr().err
-    # default kinds: only what a single-epoch file without layers allows
+    # default kinds: only what a single-epoch file without layers allows (no sqi figure: the
+    # file does not record a square loss, unless --sqi asks for it)
     assert main(["plot", flat, "-f", "png", "--dpi", "30", "-q", "-o", str(tmp_path / "y")]) == 0
     made = {p.stem for p in (tmp_path / "y").iterdir()}
+    assert made == {"gram", "geometry", "projection", "spectrum"}
+    args = ["plot", flat, "-f", "png", "--dpi", "30", "-q", "--sqi", "-o", str(tmp_path / "z")]
+    assert main(args) == 0
+    made = {p.stem for p in (tmp_path / "z").iterdir()}
     assert made == {"gram", "geometry", "projection", "spectrum", "sqi"}
 
 
