@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .registry import REGISTRY
 from .stats import FirstPass, Geometry, SecondPass, pow2_scale
 
 __all__ = [
@@ -35,33 +36,9 @@ EIG_RTOL = 1e-12  #: eigenvalues of Sigma_B below this fraction of the largest a
 _DIRECT_MAX_C = 2048  #: up to this C, C x C matrices are formed directly (exact, cheap)
 _TILE_ELEMS = 1 << 22  #: entries of one tile of a pairwise computation (~32 MB float64)
 
-#: (key, group, direction, meaning) for every metric, in report order.
-METRIC_INFO: tuple[tuple[str, str, str, str], ...] = (
-    ("nc1", "NC1", "lower", "Tr(Sigma_W Sigma_B^+)/C: within- vs between-class variability"),
-    ("nc1_trace_ratio", "NC1", "lower", "Tr(Sigma_W)/Tr(Sigma_B)"),
-    ("nc1_cdnv", "NC1", "lower", "class-distance normalised variance, mean over pairs"),
-    ("nc2_equinorm_means", "NC2", "lower", "std/mean of centred class-mean norms"),
-    ("nc2_equinorm_weights", "NC2", "lower", "std/mean of classifier row norms"),
-    ("nc2_equiangular_means", "NC2", "lower", "std of pairwise cosines of centred means"),
-    ("nc2_equiangular_weights", "NC2", "lower", "std of pairwise cosines of classifier rows"),
-    ("nc2_maxangle_means", "NC2", "lower", "mean |cos + 1/(C-1)| of centred means"),
-    ("nc2_maxangle_weights", "NC2", "lower", "mean |cos + 1/(C-1)| of classifier rows"),
-    ("etf_error_means", "NC2", "lower", "distance of the means' Gram to the simplex ETF"),
-    ("etf_error_weights", "NC2", "lower", "distance of W W^T to the simplex ETF"),
-    ("etf_error_weights_centered", "NC2", "lower", "same, W with its mean row removed"),
-    ("nc3_self_duality", "NC3", "lower", "||W/||W|| - M/||M||||^2 (squared, in [0, 4])"),
-    ("nc3_duality_etf_error", "NC3", "lower", "distance of W M^T to the simplex ETF"),
-    ("nc3_duality_cos", "NC3", "higher", "mean cos(w_c, mu_c - mu_G)"),
-    ("nc4_ncc_mismatch", "NC4", "lower", "classifier vs nearest-class-centre disagreement"),
-    ("accuracy_classifier", "NC4", "higher", "accuracy of argmax(W h + b)"),
-    ("accuracy_ncc", "NC4", "higher", "accuracy of the nearest class centre"),
-    ("sqi_eps1", "SQI", "lower", "1 - mean true-class output"),
-    ("sqi_eps2", "SQI", "zero", "mean wrong-class output"),
-    ("sqi_delta", "SQI", "zero", "eps1 - (C-1) eps2 (0 under exact SQI)"),
-    ("sqi_ratio", "SQI", "one", "eps1 / ((C-1) eps2) (1 under exact SQI)"),
-    ("sqi_spread", "SQI", "lower", "||F - T||/||T||: outputs vs the class-constant pattern"),
-    ("mse", "SQI", "lower", "mean square error against one-hot targets"),
-    ("interpolates", "SQI", "info", "max |f - onehot| < 1e-3 on every sample"),
+#: (key, group, direction, meaning) for every metric, in report order (from the registry).
+METRIC_INFO: tuple[tuple[str, str, str, str], ...] = tuple(
+    (m.key, m.group, m.direction, m.title) for m in REGISTRY
 )
 METRIC_KEYS: tuple[str, ...] = tuple(k for k, *_ in METRIC_INFO)
 PER_CLASS_KEYS: tuple[str, ...] = (
@@ -513,6 +490,22 @@ def compute_metrics(
         )
         out.set("mse", second.sq_err / (N * C))
         out.set("interpolates", bool(second.max_abs_err < 1e-3))
+
+    # generalized metrics (metrics_general: GNC2, UNC3, bias, OF, ETF floor, SELI) ------
+    from .metrics_general import general_metrics
+
+    for key, (value, reason) in general_metrics(
+        geom.means,
+        M,
+        geom.global_mean,
+        W,
+        geom.bias,
+        counts,
+        variances,
+        scale=geom.scale,
+        no_weights=no_w,
+    ).items():
+        out.set(key, value, reason)
 
     table = None
     if per_class:

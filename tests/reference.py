@@ -31,6 +31,45 @@ def _pair_cos(v):
     return cos.std(ddof=0), np.mean(np.abs(cos + 1 / (C - 1)))
 
 
+def _gnc2(v):
+    """(var log(1/dist), var dist, mean log(1/dist)) over unordered pairs of unit vectors."""
+    u = v / np.linalg.norm(v, axis=1, keepdims=True)
+    dist = np.array(
+        [np.linalg.norm(u[i] - u[j]) for i, j in itertools.combinations(range(len(u)), 2)]
+    )
+    logs = np.log(1 / dist)
+    return logs.var(), dist.var(), logs.mean()
+
+
+def of_error(a, b):
+    x = a @ b.T
+    C = a.shape[0]
+    return np.linalg.norm(x / np.linalg.norm(x) - np.eye(C) / np.sqrt(C))
+
+
+def seli_geometry(y, C):
+    """SELI of Thrampoulidis et al. (2022) from the sample-level SVD, reduced to class level.
+
+    Z^ = Y - (1/C) 1 1^T Y (Y the C x N one-hot matrix), thin SVD U L V^T (rank C - 1).
+    Returns (U L U^T, class-level block of V L V^T, class-level columns of Z^), each C x C:
+    the classifier Gram, the features' Gram and the logits, one sample per class picked.
+    """
+    N = len(y)
+    Y = np.zeros((C, N))
+    Y[y, np.arange(N)] = 1.0
+    Z = Y - np.ones((C, C)) @ Y / C
+    U, L, Vt = np.linalg.svd(Z, full_matrices=False)
+    r = int(np.sum(L > 1e-10 * L[0]))
+    U, L, Vt = U[:, :r], L[:r], Vt[:r]
+    first = np.array([np.flatnonzero(y == c)[0] for c in range(C)])  # one sample per class
+    feat = (Vt.T * L) @ Vt
+    return (U * L) @ U.T, feat[np.ix_(first, first)], Z[:, first]
+
+
+def _dist_to(x, t):
+    return np.linalg.norm(x / np.linalg.norm(x) - t / np.linalg.norm(t))
+
+
 def reference_metrics(H, y, W=None, b=None, outputs=None, center="classes"):
     H = np.asarray(H, dtype=np.float64)
     classes, codes = np.unique(np.asarray(y), return_inverse=True)
@@ -61,9 +100,23 @@ def reference_metrics(H, y, W=None, b=None, outputs=None, center="classes"):
             for i, j in itertools.combinations(range(C), 2)
         ]
     )
+    out["nc1_cdnv_exp2"] = np.mean(
+        [
+            (var[i] + var[j]) / (2 * np.sum((mu[i] - mu[j]) ** 2) ** 2)
+            for i, j in itertools.combinations(range(C), 2)
+        ]
+    )
     out["nc2_equinorm_means"] = _equinorm(mt)
     out["nc2_equiangular_means"], out["nc2_maxangle_means"] = _pair_cos(mt)
     out["etf_error_means"] = etf_error(mt, mt)
+    out["etf_feasible"] = bool(d >= C - 1)
+    out["etf_error_floor"] = 0.0 if d >= C - 1 else np.sqrt(2 - 2 * np.sqrt(d / (C - 1)))
+    (out["gnc2_log_means"], out["gnc2_dist_means"], out["gnc2_energy_log_means"]) = _gnc2(mt)
+    out["of_error_means"] = of_error(mu, mu)
+    counts = np.array([np.sum(codes == c) for c in range(C)])
+    seli_w, seli_h, seli_z = seli_geometry(codes, C)
+    out["seli_error_means"] = _dist_to(mu @ mu.T, seli_h)
+    out["minority_collapse"] = None
     # NCC by explicit per-sample distances
     dist = np.stack([np.sum((H - mu[c]) ** 2, axis=1) for c in range(C)], axis=1)
     ncc = np.argmin(dist, axis=1)
@@ -81,6 +134,24 @@ def reference_metrics(H, y, W=None, b=None, outputs=None, center="classes"):
         out["nc3_duality_cos"] = np.mean(
             [W[c] @ mt[c] / np.linalg.norm(W[c]) / np.linalg.norm(mt[c]) for c in range(C)]
         )
+        (out["gnc2_log_weights"], out["gnc2_dist_weights"], out["gnc2_energy_log_weights"]) = _gnc2(
+            W
+        )
+        dual = [W[c] @ mt[c] / np.linalg.norm(W[c]) / np.linalg.norm(mt[c]) for c in range(C)]
+        out["unc3_uniform_duality"] = np.var(dual)
+        out["bias_collapse"] = np.linalg.norm(W @ mu_g + (0 if b is None else b))
+        out["of_error_weights"] = of_error(W, W)
+        out["of_error_duality"] = of_error(W, mu)
+        out["seli_error_weights"] = _dist_to(W @ W.T, seli_w)
+        out["seli_error_logits"] = _dist_to(W @ mu.T, seli_z)
+        minority = np.flatnonzero(counts < counts.max() / 2)
+        if len(minority) >= 2:
+            out["minority_collapse"] = np.mean(
+                [
+                    W[i] @ W[j] / np.linalg.norm(W[i]) / np.linalg.norm(W[j])
+                    for i, j in itertools.combinations(minority, 2)
+                ]
+            )
         logits = H @ W.T + (0 if b is None else np.asarray(b, dtype=np.float64))
         clf = np.argmax(logits, axis=1)
         out["nc4_ncc_mismatch"] = np.mean(clf != ncc)
@@ -101,4 +172,4 @@ def reference_metrics(H, y, W=None, b=None, outputs=None, center="classes"):
         out["sqi_spread"] = np.linalg.norm(f - t) / np.linalg.norm(t)
         out["mse"] = np.sum((f - onehot) ** 2) / (N * C)
         out["interpolates"] = bool(np.max(np.abs(f - onehot)) < 1e-3)
-    return {k: (float(v) if not isinstance(v, bool) else v) for k, v in out.items()}
+    return {k: (float(v) if not isinstance(v, bool | None) else v) for k, v in out.items()}

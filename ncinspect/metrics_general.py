@@ -1,0 +1,415 @@
+"""Generalized (2021-2024) metrics from the class-level statistics: spec/metrics.md sections
+"Generalized metrics" and "Imbalanced data".
+
+Pure numpy (no IO, no plotting). Every kernel works on class-level arrays only (class means,
+classifier rows, counts, per-class variances), so no extra pass over the rows is needed, and
+pairwise sums over classes run in tiles (:func:`ncinspect.metrics._pairwise_upper`), so that
+C = 50,000 classes never holds a C x C matrix. Undefined values are ``None`` with a reason.
+
+:func:`general_metrics` is the single entry point used by
+:func:`ncinspect.metrics.compute_metrics`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import metrics as _m
+from .stats import Moments, pow2_scale
+
+__all__ = [
+    "GENERAL_KEYS",
+    "hyperspherical_stats",
+    "cdnv_exp2",
+    "uniform_duality",
+    "bias_collapse",
+    "of_error",
+    "etf_floor",
+    "seli_target",
+    "seli_error",
+    "minority_collapse",
+    "general_metrics",
+]
+
+_DIRECT_MAX_C = 2048  #: up to this C, C x C matrices are formed directly (exact, cheap)
+_SELI_MAX_GROUPS = 4096  #: above this many distinct class counts SELI is not computed
+_EIG_RTOL = 1e-12  #: eigenvalues below this fraction of the largest count as zero
+
+GENERAL_KEYS: tuple[str, ...] = (
+    "nc1_cdnv_exp2",
+    "etf_feasible",
+    "etf_error_floor",
+    "gnc2_log_means",
+    "gnc2_dist_means",
+    "gnc2_energy_log_means",
+    "gnc2_log_weights",
+    "gnc2_dist_weights",
+    "gnc2_energy_log_weights",
+    "unc3_uniform_duality",
+    "bias_collapse",
+    "of_error_weights",
+    "of_error_means",
+    "of_error_duality",
+    "seli_error_weights",
+    "seli_error_means",
+    "seli_error_logits",
+    "minority_collapse",
+)
+
+
+# --------------------------------------------------------------------------------------
+# kernels
+# --------------------------------------------------------------------------------------
+def hyperspherical_stats(vectors: np.ndarray) -> tuple[float, float, float] | None:
+    """GNC2 of C vectors: ``(var log(1/dist), var dist, mean log(1/dist))`` over pairs.
+
+    Notes
+    -----
+    With ``u_c = v_c/||v_c||`` and ``dist_{cc'} = ||u_c - u_c'|| = sqrt(2 - 2 u_c.u_c')``
+    over the C(C-1)/2 unordered pairs c < c':
+
+    - ``gnc2_log_* = var_pop(log(1/dist))`` (Liu et al. 2023, Wu & Papyan 2024),
+    - ``gnc2_dist_* = var_pop(dist)``,
+    - ``gnc2_energy_log_* = mean(log(1/dist))`` (hyperspherical log energy); a simplex ETF
+      has every ``dist^2 = 2C/(C-1)``, so energy ``-0.5 log(2C/(C-1))`` and both variances 0.
+
+    One tiled pass over the pairs, moments merged exactly (Chan): O(C^2 d) time, O(tile)
+    memory. None when C < 2, a vector is zero or two directions coincide (dist = 0).
+    """
+    C = vectors.shape[0]
+    vectors = _m._unit(vectors)  # exact power-of-two rescaling: no over/underflow
+    norms = np.linalg.norm(vectors, axis=1)
+    if C < 2 or np.any(norms == 0) or not np.all(np.isfinite(norms)):
+        return None
+    unit = vectors / norms[:, None]
+    logs, dists = Moments(), Moments()
+    for cos in _m._pairwise_upper(unit):
+        dist = np.sqrt(np.maximum(2.0 - 2.0 * np.clip(cos, -1.0, 1.0), 0.0))
+        if np.any(dist == 0):
+            return None
+        dists = dists.merge(Moments.of(dist))
+        logs = logs.merge(Moments.of(-np.log(dist)))
+    return logs.m2 / logs.count, dists.m2 / dists.count, logs.mean
+
+
+def cdnv_exp2(variances: np.ndarray, centred: np.ndarray) -> float | None:
+    """CDNV with the squared distance squared again (Wu & Papyan 2024).
+
+    Notes
+    -----
+    ``mean_{c<c'} (v_c + v_c') / (2 ||mu_c - mu_c'||^4)``, ``v_c = (1/n_c) sum ||h_i - mu_c||^2``;
+    distances from the centred means in tiles. Not scale-free: features times a gives the
+    value divided by a^2. ``variances`` are in the units of ``centred`` squared; both are
+    rescaled by a power of two for the sums (exact) and the result scaled back. None when two
+    class means coincide or C < 2.
+    """
+    s = pow2_scale(centred)
+    if s != 1.0:
+        centred = centred / s
+        with np.errstate(under="ignore", over="ignore"):
+            variances = variances / s / s
+    C = centred.shape[0]
+    sq = np.einsum("ij,ij->i", centred, centred)
+    total, count = 0.0, 0
+    step = _m._tile_rows(C, C)
+    for i in range(0, C, step):
+        rows = np.arange(i, min(i + step, C))
+        dist = sq[rows, None] + sq[None, i:] - 2.0 * (centred[rows] @ centred[i:].T)
+        mask = np.arange(i, C)[None, :] > rows[:, None]
+        dist = dist[mask]
+        if np.any(dist <= 0):
+            return None
+        vsum = (variances[rows, None] + variances[None, i:])[mask]
+        total += float(np.sum(vsum / (2.0 * dist * dist)))
+        count += dist.size
+    if not count:
+        return None
+    with np.errstate(under="ignore", over="ignore"):
+        return total / count / s / s
+
+
+def uniform_duality(weights: np.ndarray, centred: np.ndarray) -> float | None:
+    """UNC3 (Wu & Papyan 2024): ``var_pop over c of cos(w_c, mu_c - mu_G)``.
+
+    None when a classifier row or centred mean is zero.
+    """
+    cos = _m._row_cos(weights, centred)  # rescales each argument
+    if cos.size == 0 or not np.all(np.isfinite(cos)):
+        return None
+    return float(np.var(cos))
+
+
+def bias_collapse(weights: np.ndarray, global_mean: np.ndarray, bias: np.ndarray | None) -> float:
+    """Bias collapse (Zhu et al. 2021): ``||W mu_G + b||_2`` with b = 0 when absent.
+
+    W and mu_G are divided by powers of two for the product (exact), so it neither
+    overflows nor underflows unless the result itself does (then inf, reported null).
+    """
+    sw, sg = pow2_scale(weights), pow2_scale(global_mean)
+    with np.errstate(under="ignore", over="ignore"):
+        v = (weights / sw) @ (global_mean / sg)
+        if bias is not None:
+            v = v + bias / sw / sg
+        return _m._fro(v) * sw * sg
+
+
+def _cross_gram_norm2(a: np.ndarray, b: np.ndarray) -> float:
+    """``||A B^T||_F^2`` without a C x C matrix: ``<A^T A, B^T B>`` (d < C) or by tiles."""
+    if a.shape[1] < a.shape[0]:
+        return float(np.sum((a.T @ a) * (b.T @ b)))
+    return sum(float(np.sum(np.square(t))) for t in _m._tiles_product(a, b))
+
+
+def of_error(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Distance of the normalised cross-Gram ``A B^T`` to the orthogonal frame (Dang et al. 2023).
+
+    Notes
+    -----
+    ``|| A B^T/||A B^T||_F - I/sqrt(C) ||_F``, in [0, 2]. For C <= 2048 the C x C matrix is
+    formed; above, ``|| G/||G|| - I/sqrt(C) ||^2 = 2 - 2 Tr(G) / (||G||_F sqrt(C))`` with
+    ``Tr(A B^T) = sum_c a_c . b_c`` and ``||A B^T||_F^2`` from d x d Grams or tiles.
+    None when ``A B^T = 0``.
+    """
+    C = a.shape[0]
+    a, b = _m._unit(a), _m._unit(b)  # scale-free in each: exact rescaling
+    if C <= _DIRECT_MAX_C:
+        g = a @ b.T
+        norm = _m._fro(g)
+        if norm == 0 or not np.isfinite(norm):
+            return None
+        return _m._fro(g / norm - np.eye(C) / np.sqrt(C))
+    norm2 = _cross_gram_norm2(a, b)
+    if norm2 <= 0 or not np.isfinite(norm2):
+        return None
+    trace = float(np.einsum("ij,ij->", a, b))
+    return float(np.sqrt(max(0.0, 2.0 - 2.0 * trace / (np.sqrt(norm2) * np.sqrt(C)))))
+
+
+def etf_floor(n_features: int, n_classes: int) -> tuple[bool, float]:
+    """``(etf_feasible, etf_error_floor)``: ``d >= C - 1`` and ``sqrt(2 - 2 sqrt(d/(C-1)))``.
+
+    Notes
+    -----
+    A Gram of C centred means in d < C - 1 dimensions has rank <= d; among unit-Frobenius
+    PSD matrices of rank d the closest to E (C - 1 eigenvalues ``1/sqrt(C-1)``) is the
+    projector onto d of E's eigenvectors over ``sqrt(d)``, with inner product
+    ``sqrt(d/(C-1))``; hence the floor. 0 when feasible.
+    """
+    feasible = n_features >= n_classes - 1
+    if feasible:
+        return True, 0.0
+    return False, float(np.sqrt(max(0.0, 2.0 - 2.0 * np.sqrt(n_features / (n_classes - 1)))))
+
+
+def seli_target(counts: np.ndarray, power: int) -> np.ndarray:
+    """The class-level SELI Gram ``U L^power U^T`` (C x C; small C only).
+
+    Notes
+    -----
+    ``Z^ = P Y`` with ``P = I - 11^T/C`` and Y the C x N one-hot matrix, so
+    ``Z^ Z^T = P D P`` (``D = diag(n_c)``) and with ``Z^ = U L V^T``: ``U L^2 U^T = P D P``.
+    Hence ``U L^p U^T = (P D P)^{p/2}`` on its range (pseudo-power). Classifier Gram: p = 1;
+    class-mean Gram: p = -1; class-level logits: p = 0 (``U U^T = P``).
+    """
+    C = counts.shape[0]
+    p = np.eye(C) - np.full((C, C), 1.0 / C)
+    lam, vec = np.linalg.eigh(p @ np.diag(counts.astype(np.float64)) @ p)
+    keep = lam > _EIG_RTOL * lam.max()
+    lam, vec = lam[keep], vec[:, keep]
+    return (vec * lam ** (power / 2.0)) @ vec.T
+
+
+def _count_groups(counts: np.ndarray):
+    """Classes grouped by equal count: values a_j, multiplicities m_j, group of each class."""
+    values, inverse, mult = np.unique(counts, return_inverse=True, return_counts=True)
+    return values.astype(np.float64), inverse, mult.astype(np.float64)
+
+
+def _seli_trace_terms(x: np.ndarray, y: np.ndarray, counts: np.ndarray, power: int):
+    """``<X Y^T, U L^p U^T>`` and ``||U L^p U^T||_F^2`` without C x C matrices.
+
+    Notes
+    -----
+    With ``A = P D^{1/2}`` (so ``Z^ Z^T = A A^T``) and ``K = A^T A = D - s s^T/C``,
+    ``s = sqrt(n)``: ``U L^p U^T = A K^{(p-2)/2} A^T`` and ``||U L^p U^T||_F^2 = sum mu^p``
+    over the nonzero eigenvalues mu of K. K is diagonal minus rank one; on vectors summing to
+    zero within each group of equal counts it is ``a_j I``, and on the span of the group
+    indicators it is the g x g matrix ``diag(a) - sqrt(a m) sqrt(a m)^T / C``. So
+    ``f(K) z = f(a_j) (z - group mean of z) + E f(K_g) E^T z``: O(C d + g^3), g the number of
+    distinct counts.
+    """
+    a, grp, m = _count_groups(counts)
+    g = a.size
+    C = counts.shape[0]
+    sqrt_n = np.sqrt(counts.astype(np.float64))
+
+    def at(z):  # A^T z = D^{1/2} P z
+        return sqrt_n[:, None] * (z - z.mean(axis=0))
+
+    bx, by = at(x), at(y)
+    kg = np.diag(a) - np.outer(np.sqrt(a * m), np.sqrt(a * m)) / C
+    lam, vec = np.linalg.eigh(kg)
+    nonzero = lam > _EIG_RTOL * max(lam.max(), a.max())
+    s = (power - 2) / 2.0
+    f_g = (vec[:, nonzero] * lam[nonzero] ** s) @ vec[:, nonzero].T
+
+    def group_sums(z):  # E^T z: (g, d) sums over each group / sqrt(m_j)
+        out = np.zeros((g, z.shape[1]))
+        np.add.at(out, grp, z)
+        return out / np.sqrt(m)[:, None]
+
+    sx = group_sums(bx)
+    perp = by - (group_sums(by) / np.sqrt(m)[:, None])[grp]  # by minus its group mean
+    fy_perp = (a**s)[grp][:, None] * perp
+    inner = float(np.einsum("ij,ij->", bx, fy_perp)) + float(
+        np.einsum("ij,ij->", sx, f_g @ group_sums(by))
+    )
+    norm2 = float(np.sum((m - 1.0) * a**power) + np.sum(lam[nonzero] ** power))
+    return inner, norm2
+
+
+def seli_error(
+    x: np.ndarray, y: np.ndarray, counts: np.ndarray, power: int
+) -> tuple[float | None, str | None]:
+    """Distance of the normalised cross-Gram ``X Y^T`` to the SELI Gram ``U L^p U^T``.
+
+    Notes
+    -----
+    ``|| X Y^T/||X Y^T||_F - U L^p U^T/||U L^p U^T||_F ||_F`` (Thrampoulidis et al. 2022,
+    reduced to class level in docs/metrics.md): X = Y = W with p = 1 (``seli_error_weights``),
+    X = Y = M uncentred means with p = -1 (``seli_error_means``); the logits (p = 0) have the
+    target ``P = I - 11^T/C`` whatever the counts, i.e. the simplex ETF. For C <= 2048 the
+    C x C matrices are formed; above, ``2 - 2 <G, T>/(||G|| ||T||)`` with the trace terms of
+    :func:`_seli_trace_terms`. On balanced data the target is proportional to P, so the value
+    equals the ETF-type error of the same matrices.
+    """
+    C = x.shape[0]
+    x, y = _m._unit(x), _m._unit(y)  # scale-free in each: exact rescaling
+    if C <= _DIRECT_MAX_C:
+        gram = x @ y.T
+        norm = _m._fro(gram)
+        if norm == 0 or not np.isfinite(norm):
+            return None, "the Gram matrix is zero"
+        target = seli_target(counts, power)
+        return _m._fro(gram / norm - target / _m._fro(target)), None
+    if np.unique(counts).size > _SELI_MAX_GROUPS:
+        return None, (
+            f"more than {_SELI_MAX_GROUPS} distinct class counts at C = {C} classes "
+            "(the SELI geometry is computed per group of equal counts)"
+        )
+    norm2 = _cross_gram_norm2(x, y)
+    if norm2 <= 0 or not np.isfinite(norm2):
+        return None, "the Gram matrix is zero"
+    inner, t2 = _seli_trace_terms(x, y, counts, power)
+    return float(np.sqrt(max(0.0, 2.0 - 2.0 * inner / np.sqrt(norm2 * t2)))), None
+
+
+def minority_collapse(weights: np.ndarray, counts: np.ndarray) -> float | None:
+    """Minority collapse (Fang et al. 2021): mean pairwise ``cos(w_c, w_c')`` of minority classes.
+
+    Notes
+    -----
+    Minority classes: ``n_c < max(n) / 2``. Tends to 1 as their classifier rows collapse onto
+    one direction. None when fewer than two minority classes exist or one row is zero.
+    """
+    minority = counts < counts.max() / 2.0
+    if np.count_nonzero(minority) < 2:
+        return None
+    w = _m._unit(weights[minority])
+    norms = np.linalg.norm(w, axis=1)
+    if np.any(norms == 0):
+        return None
+    total, count = 0.0, 0
+    for cos in _m._pairwise_upper(w / norms[:, None]):
+        total += float(np.clip(cos, -1.0, 1.0).sum())
+        count += cos.size
+    return total / count
+
+
+# --------------------------------------------------------------------------------------
+# everything at once
+# --------------------------------------------------------------------------------------
+def general_metrics(
+    means: np.ndarray,
+    centred: np.ndarray,
+    global_mean: np.ndarray,
+    weights: np.ndarray | None,
+    bias: np.ndarray | None,
+    counts: np.ndarray,
+    variances: np.ndarray,
+    *,
+    present: np.ndarray | None = None,
+    scale: float = 1.0,
+    no_weights: str = "no classifier weights",
+) -> dict[str, tuple[object, str | None]]:
+    """Every key of :data:`GENERAL_KEYS` as ``key -> (value, reason when None)``.
+
+    The class-level arrays are those :func:`ncinspect.metrics.compute_metrics` works with
+    (rows per class of W); only the classes in ``present`` (default: ``counts > 0``) take
+    part, using their rows of W and entries of b. ``means`` are the uncentred class means,
+    ``centred`` the rows ``mu_c - mu_G``; ``variances`` (v_c) are in units of ``scale**2``
+    (the pass-2 sums of :class:`~ncinspect.stats.Geometry` with its ``scale``).
+    """
+    present = counts > 0 if present is None else np.asarray(present, dtype=bool)
+    mu, mt, n = means[present], centred[present], counts[present]
+    var = variances[present]
+    w = None if weights is None else weights[present]
+    b = None if bias is None else bias[present]
+    C, d = mt.shape
+    out: dict[str, tuple[object, str | None]] = {}
+    few = f"fewer than 2 classes with samples (C = {C})"
+
+    feasible, floor = etf_floor(d, C)
+    out["etf_feasible"] = (feasible, None)
+    out["etf_error_floor"] = (floor, None)
+
+    if C < 2:
+        out["nc1_cdnv_exp2"] = (None, few)
+    elif np.all(n < 2):
+        out["nc1_cdnv_exp2"] = (None, "fewer than 2 samples in every class")
+    else:
+        value = cdnv_exp2(var, mt / scale)  # in units of 1/scale^2
+        with np.errstate(under="ignore", over="ignore"):
+            value = None if value is None else value / scale / scale
+        out["nc1_cdnv_exp2"] = (value, "two class means coincide")
+
+    def gnc2(suffix: str, vectors: np.ndarray | None, what: str) -> None:
+        keys = [f"gnc2_{k}_{suffix}" for k in ("log", "dist", "energy_log")]
+        if vectors is None:
+            out.update({k: (None, no_weights) for k in keys})
+            return
+        stats = None if C < 2 else hyperspherical_stats(vectors)
+        why = few if C < 2 else f"one of the {what} is zero or two of them point the same way"
+        values = (None, None, None) if stats is None else stats
+        out.update({k: (v, why) for k, v in zip(keys, values, strict=True)})
+
+    gnc2("means", mt, "centred class means")
+    gnc2("weights", w, "classifier rows")
+
+    w_keys = ("unc3_uniform_duality", "bias_collapse", "of_error_weights", "of_error_duality")
+    w_keys += ("seli_error_weights", "seli_error_logits", "minority_collapse")
+    if C < 2:
+        out.update({k: (None, few) for k in (*w_keys, "of_error_means", "seli_error_means")})
+    if w is None:
+        out.update({k: (None, no_weights) for k in w_keys})
+    if C < 2:
+        return out
+
+    out["of_error_means"] = (of_error(mu, mu), "the class means are all zero")
+    out["seli_error_means"] = seli_error(mu, mu, n, -1)
+    if w is not None:
+        out["unc3_uniform_duality"] = (
+            uniform_duality(w, mt),
+            "a classifier row or centred mean is zero",
+        )
+        out["bias_collapse"] = (bias_collapse(w, global_mean, b), None)
+        out["of_error_weights"] = (of_error(w, w), "W is zero")
+        out["of_error_duality"] = (of_error(w, mu), "W M^T is zero")
+        out["seli_error_weights"] = seli_error(w, w, n, 1)
+        logits = _m.etf_error(w, mu)  # the SELI logits are P Y: the ETF at class level
+        out["seli_error_logits"] = (logits, "W M^T is zero")
+        out["minority_collapse"] = (
+            minority_collapse(w, n),
+            "fewer than two classes with n_c below half the largest, or a zero classifier row",
+        )
+    return out

@@ -1,0 +1,195 @@
+"""The metric registry: one entry per JSON key of spec/metrics.md, in report order.
+
+Every table, CSV column, JSON key, check rule and plot label derives from :data:`REGISTRY`:
+the key, its table group, which direction is better, a short title (the table's meaning
+column), the formula, the transformations it is invariant to and its reference. This module
+is plain data (no numpy, no IO), so anything may import it.
+
+Invariances (checked by the tests for every metric that declares them):
+
+- ``feature_scale``: features multiplied by a > 0, classifier unchanged;
+- ``weight_scale``: classifier rows and bias multiplied by a > 0;
+- ``rotation``: features ``h -> Q h`` and classifier rows ``w -> Q w`` (Q orthogonal);
+- ``permutation``: classes relabelled (labels, rows of W and entries of b permuted together).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "INVARIANCES",
+    "MetricSpec",
+    "REGISTRY",
+    "BY_KEY",
+    "GROUPS",
+    "UNIFORMITY_GROUPS",
+    "metric_keys",
+    "table_entries",
+    "spec",
+]
+
+INVARIANCES = ("feature_scale", "weight_scale", "rotation", "permutation")
+_ALL = frozenset(INVARIANCES)
+_OUTPUTS = frozenset({"rotation", "permutation"})  # values of W h + b themselves
+_DECISIONS = frozenset({"weight_scale", "rotation", "permutation"})  # argmax or ratios of W h + b
+
+PAPYAN = "Papyan, Han & Donoho 2020"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: JSON key, table group, better direction, title, formula, invariances.
+
+    ``direction`` is ``lower``, ``higher``, ``zero`` (0 is ideal), ``one`` (1 is ideal) or
+    ``info`` (no better direction). ``kind`` is ``float`` or ``bool``.
+    """
+
+    key: str
+    group: str
+    direction: str
+    title: str
+    formula: str
+    invariances: frozenset[str] = _ALL
+    reference: str = ""
+    kind: str = "float"
+
+
+def _m(key, group, direction, title, formula, inv=_ALL, ref="", kind="float") -> MetricSpec:
+    return MetricSpec(key, group, direction, title, formula, frozenset(inv), ref, kind)
+
+
+#: Every metric, in the default report order (groups stay together).
+REGISTRY: tuple[MetricSpec, ...] = (
+    # NC1 --------------------------------------------------------------------------------
+    _m("nc1", "NC1", "lower", "Tr(Sigma_W Sigma_B^+)/C: within- vs between-class variability",
+       "Tr(Sigma_W Sigma_B^+) / C, rank-limited pseudo-inverse", ref=PAPYAN),
+    _m("nc1_trace_ratio", "NC1", "lower", "Tr(Sigma_W)/Tr(Sigma_B)",
+       "Tr(Sigma_W) / Tr(Sigma_B)"),
+    _m("nc1_cdnv", "NC1", "lower", "class-distance normalised variance, mean over pairs",
+       "mean_{c<c'} (v_c + v_c') / (2 ||mu_c - mu_c'||^2)", ref="Galanti et al. 2022"),
+    _m("nc1_cdnv_exp2", "NC1", "lower", "CDNV with squared distances squared again",
+       "mean_{c<c'} (v_c + v_c') / (2 ||mu_c - mu_c'||^4)",
+       inv=_ALL - {"feature_scale"}, ref="Wu & Papyan 2024"),
+    # NC2 --------------------------------------------------------------------------------
+    _m("nc2_equinorm_means", "NC2", "lower", "std/mean of centred class-mean norms",
+       "std_ddof1(||mu_c - mu_G||) / mean(||mu_c - mu_G||)", ref=PAPYAN),
+    _m("nc2_equinorm_weights", "NC2", "lower", "std/mean of classifier row norms",
+       "std_ddof1(||w_c||) / mean(||w_c||)", ref=PAPYAN),
+    _m("nc2_equiangular_means", "NC2", "lower", "std of pairwise cosines of centred means",
+       "std_ddof0 over c<c' of cos(mu_c - mu_G, mu_c' - mu_G)", ref=PAPYAN),
+    _m("nc2_equiangular_weights", "NC2", "lower", "std of pairwise cosines of classifier rows",
+       "std_ddof0 over c<c' of cos(w_c, w_c')", ref=PAPYAN),
+    _m("nc2_maxangle_means", "NC2", "lower", "mean |cos + 1/(C-1)| of centred means",
+       "mean_{c<c'} |cos(mu_c - mu_G, mu_c' - mu_G) + 1/(C-1)|", ref=PAPYAN),
+    _m("nc2_maxangle_weights", "NC2", "lower", "mean |cos + 1/(C-1)| of classifier rows",
+       "mean_{c<c'} |cos(w_c, w_c') + 1/(C-1)|", ref=PAPYAN),
+    _m("etf_error_means", "NC2", "lower", "distance of the means' Gram to the simplex ETF",
+       "|| M~ M~^T/||M~ M~^T||_F - E ||_F"),
+    _m("etf_error_floor", "NC2", "info", "smallest etf_error_means reachable in d dimensions",
+       "sqrt(2 - 2 sqrt(d/(C-1))) when d < C-1, else 0"),
+    _m("etf_feasible", "NC2", "info", "d >= C-1: a simplex ETF fits in d dimensions",
+       "d >= C - 1", kind="bool"),
+    _m("etf_error_weights", "NC2", "lower", "distance of W W^T to the simplex ETF",
+       "|| W W^T/||W W^T||_F - E ||_F"),
+    _m("etf_error_weights_centered", "NC2", "lower", "same, W with its mean row removed",
+       "etf_error(W - mean_row(W), same)"),
+    # NC3 --------------------------------------------------------------------------------
+    _m("nc3_self_duality", "NC3", "lower", "||W/||W|| - M/||M||||^2 (squared, in [0, 4])",
+       "|| W/||W||_F - M~/||M~||_F ||_F^2", ref=PAPYAN),
+    _m("nc3_duality_etf_error", "NC3", "lower", "distance of W M^T to the simplex ETF",
+       "|| W M~^T/||W M~^T||_F - E ||_F", ref="Zhu et al. 2021"),
+    _m("nc3_duality_cos", "NC3", "higher", "mean cos(w_c, mu_c - mu_G)",
+       "mean_c cos(w_c, mu_c - mu_G)"),
+    # NC4 --------------------------------------------------------------------------------
+    _m("nc4_ncc_mismatch", "NC4", "lower", "classifier vs nearest-class-centre disagreement",
+       "mean_i [argmax_c (W h_i + b)_c != argmin_c ||h_i - mu_c||]", inv=_DECISIONS,
+       ref=PAPYAN),
+    _m("accuracy_classifier", "NC4", "higher", "accuracy of argmax(W h + b)",
+       "mean_i [argmax_c (W h_i + b)_c == y_i]", inv=_DECISIONS),
+    _m("accuracy_ncc", "NC4", "higher", "accuracy of the nearest class centre",
+       "mean_i [argmin_c ||h_i - mu_c|| == y_i]"),
+    # generalized metrics ----------------------------------------------------------------
+    _m("gnc2_log_means", "GNC2", "lower", "variance of log(1/dist) of unit centred means",
+       "var_{c<c'} log(1/||u_c - u_c'||), u_c = (mu_c - mu_G)/||mu_c - mu_G||",
+       ref="Liu et al. 2023; Wu & Papyan 2024"),
+    _m("gnc2_dist_means", "GNC2", "lower", "variance of distances of unit centred means",
+       "var_{c<c'} ||u_c - u_c'||", ref="Wu & Papyan 2024"),
+    _m("gnc2_energy_log_means", "GNC2", "lower",
+       "log energy of unit centred means (ETF: -0.5 log(2C/(C-1)))",
+       "mean_{c<c'} log(1/||u_c - u_c'||)", ref="Liu et al. 2023"),
+    _m("gnc2_log_weights", "GNC2", "lower", "variance of log(1/dist) of unit classifier rows",
+       "var_{c<c'} log(1/||w^_c - w^_c'||), w^_c = w_c/||w_c||",
+       ref="Liu et al. 2023; Wu & Papyan 2024"),
+    _m("gnc2_dist_weights", "GNC2", "lower", "variance of distances of unit classifier rows",
+       "var_{c<c'} ||w^_c - w^_c'||", ref="Wu & Papyan 2024"),
+    _m("gnc2_energy_log_weights", "GNC2", "lower", "log energy of unit classifier rows",
+       "mean_{c<c'} log(1/||w^_c - w^_c'||)", ref="Liu et al. 2023"),
+    _m("unc3_uniform_duality", "UNC3", "lower", "variance over classes of cos(w_c, mu_c - mu_G)",
+       "var_c cos(w_c, mu_c - mu_G)", ref="Wu & Papyan 2024"),
+    _m("bias_collapse", "bias", "lower", "||W mu_G + b||: bias cancelling the global mean",
+       "||W mu_G + b||_2 (b = 0 when absent)", inv=_OUTPUTS, ref="Zhu et al. 2021"),
+    _m("of_error_weights", "OF", "lower", "distance of W W^T to an orthogonal frame",
+       "|| W W^T/||W W^T||_F - I/sqrt(C) ||_F", ref="Dang et al. 2023"),
+    _m("of_error_means", "OF", "lower", "same for the uncentred class means",
+       "|| M M^T/||M M^T||_F - I/sqrt(C) ||_F, M uncentred means", ref="Dang et al. 2023"),
+    _m("of_error_duality", "OF", "lower", "distance of W M^T to an orthogonal frame",
+       "|| W M^T/||W M^T||_F - I/sqrt(C) ||_F, M uncentred means", ref="Dang et al. 2023"),
+    _m("seli_error_weights", "SELI", "lower", "distance of W W^T to the SELI geometry",
+       "|| W W^T/||.||_F - U L U^T/||L||_F ||_F (Z^ = U L V^T)",
+       ref="Thrampoulidis et al. 2022"),
+    _m("seli_error_means", "SELI", "lower", "same for the uncentred class means' Gram",
+       "|| M M^T/||.||_F - U L^-1 U^T/||L^-1||_F ||_F", ref="Thrampoulidis et al. 2022"),
+    _m("seli_error_logits", "SELI", "lower", "distance of the class logits W M^T to SELI",
+       "|| W M^T/||.||_F - U U^T/||U U^T||_F ||_F", ref="Thrampoulidis et al. 2022"),
+    _m("minority_collapse", "SELI", "lower",
+       "mean pairwise cos of classifier rows of minority classes (1 = collapsed)",
+       "mean_{c<c' minority} cos(w_c, w_c'), minority: n_c < max(n)/2",
+       ref="Fang et al. 2021"),
+    # SQI --------------------------------------------------------------------------------
+    _m("sqi_eps1", "SQI", "lower", "1 - mean true-class output",
+       "1 - mean_i f_{y_i}(x_i)", inv=_OUTPUTS),
+    _m("sqi_eps2", "SQI", "zero", "mean wrong-class output",
+       "mean_{i, c != y_i} f_c(x_i)", inv=_OUTPUTS),
+    _m("sqi_delta", "SQI", "zero", "eps1 - (C-1) eps2 (0 under exact SQI)",
+       "sqi_eps1 - (C-1) sqi_eps2", inv=_OUTPUTS),
+    _m("sqi_ratio", "SQI", "one", "eps1 / ((C-1) eps2) (1 under exact SQI)",
+       "sqi_eps1 / ((C-1) sqi_eps2)", inv=_OUTPUTS),
+    _m("sqi_spread", "SQI", "lower", "||F - T||/||T||: outputs vs the class-constant pattern",
+       "||F - T||_F / ||T||_F", inv=_DECISIONS),
+    _m("mse", "SQI", "lower", "mean square error against one-hot targets",
+       "(1/(N C)) sum_i ||f(x_i) - onehot(y_i)||^2", inv=_OUTPUTS),
+    _m("interpolates", "SQI", "info", "max |f - onehot| < 1e-3 on every sample",
+       "max_i ||f(x_i) - onehot(y_i)||_inf < 1e-3", inv=_OUTPUTS, kind="bool"),
+)  # fmt: skip
+
+BY_KEY: dict[str, MetricSpec] = {m.key: m for m in REGISTRY}
+GROUPS: tuple[str, ...] = tuple(dict.fromkeys(m.group for m in REGISTRY))
+#: Groups that lead the table when no simplex ETF fits in d dimensions (d < C - 1).
+UNIFORMITY_GROUPS: tuple[str, ...] = ("GNC2", "UNC3")
+
+
+def metric_keys() -> tuple[str, ...]:
+    """Every JSON key, in report order."""
+    return tuple(m.key for m in REGISTRY)
+
+
+def spec(key: str) -> MetricSpec:
+    """The registry entry of ``key`` (KeyError for an unknown key)."""
+    return BY_KEY[key]
+
+
+def table_entries(metrics: Mapping[str, Any] | None = None) -> list[MetricSpec]:
+    """The registry in table order for one snapshot's ``metrics``.
+
+    When ``metrics["etf_feasible"]`` is False (d < C - 1, no simplex ETF exists) the
+    uniformity groups (:data:`UNIFORMITY_GROUPS`) come first, since the ETF-type errors then
+    cannot reach 0 (``etf_error_floor``, next to ``etf_error_means``, is their floor).
+    """
+    entries = list(REGISTRY)
+    if metrics is not None and metrics.get("etf_feasible") is False:
+        lead = [m for m in entries if m.group in UNIFORMITY_GROUPS]
+        entries = lead + [m for m in entries if m.group not in UNIFORMITY_GROUPS]
+    return entries
