@@ -398,6 +398,7 @@ def analyze_file(
     memory_limit: int | None = None,
     progress: Progress | None = None,
     engine: Any = None,
+    allow_external: bool = False,
 ) -> Report:
     """Analyse every snapshot of a dump (HDF5 or NPZ); one result per snapshot.
 
@@ -416,6 +417,9 @@ def analyze_file(
     engine : object, optional
         Where the passes run: in this process (default) or, e.g.,
         ``ncinspect.engines.dask.DaskEngine(scheduler="tcp://host:8786")``.
+    allow_external : bool
+        Follow HDF5 external links, external storage and virtual datasets (default: refuse
+        them, see :func:`~ncinspect.dump.open_dump`).
     Other parameters are those of :func:`analyze`.
     """
     from .dump import open_dump
@@ -424,7 +428,7 @@ def analyze_file(
     if ncc_means not in ("train", "own"):
         raise UsageError(f"ncc_means must be 'train' or 'own', got {ncc_means!r}")
     results = []
-    with open_dump(path, keys=keys) as dump:
+    with open_dump(path, keys=keys, allow_external=allow_external) as dump:
         selected = dump.select(snapshot)
         cache: dict[str, tuple[Prepared, FirstPass]] = {}
         partners = {

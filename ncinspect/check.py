@@ -678,6 +678,7 @@ def run_check(
     config: str | None = None,
     chunk_rows: int | None = None,
     memory_limit: int | None = None,
+    allow_external: bool = False,
 ) -> CheckResult:
     """Analyse the snapshots of a dump that ``rules`` need and evaluate them.
 
@@ -702,6 +703,8 @@ def run_check(
         The configuration file the rules came from (recorded in the result).
     chunk_rows, memory_limit : int, optional
         As for :func:`~ncinspect.analyze.analyze_file`.
+    allow_external : bool
+        As for :func:`~ncinspect.analyze.analyze_file`.
 
     Raises
     ------
@@ -720,7 +723,7 @@ def run_check(
     layer = layer or "penultimate"
     needs_trajectory = any(r.is_trend for r in rules)
     pattern = None if snapshot in ("last", "all") else snapshot
-    with open_dump(path, keys=keys) as dump:
+    with open_dump(path, keys=keys, allow_external=allow_external) as dump:
         pool = dump.select(pattern)
         chosen = select_layer(pool, layer)
         if not chosen:
@@ -739,6 +742,7 @@ def run_check(
         per_class=any(r.per_class_key for r in rules),
         chunk_rows=chunk_rows,
         memory_limit=memory_limit,
+        allow_external=allow_external,
     )
     results = [r for r in report.snapshots if r.name in names]
     targets = select_last(results) if snapshot == "last" else results

@@ -64,6 +64,9 @@ class Snapshot:
 
 def detect_format(path: str) -> str:
     """Return ``"hdf5"`` or ``"npz"`` from the file's content (not its suffix)."""
+    from .io.paths import check_input_file
+
+    check_input_file(path)  # a FIFO or device is refused before open() could block on it
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
@@ -84,6 +87,8 @@ def detect_format(path: str) -> str:
         raise UnreadableFileError(f"{path}: is a directory, not a dump file") from None
     except PermissionError:
         raise UnreadableFileError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise UnreadableFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
     raise UnreadableFileError(
         f"{path}: not an HDF5 or NPZ dump (starts with bytes {head[:8]!r}; "
         "expected the HDF5 signature or a zip archive)"
@@ -111,17 +116,27 @@ def _layer_of(node: Node) -> str | None:
 
 def _parse_epoch(part: str) -> int | None:
     m = _EPOCH_RE.match(part)
-    return int(m.group(1)) if m else None
+    return int(m.group(1)) if m and len(m.group(1)) < 30 else None
+
+
+def _as_epoch(value: Any) -> int | None:
+    """An ``epoch`` attribute as an int: integers and integral finite floats; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit() and len(value) < 30:
+        return int(value)
+    return None
 
 
 def _epoch_of(node: Node) -> int | None:
     for anc in node.ancestors():  # nearest first; non-integer metadata falls back to names
-        value = anc.attrs.get("epoch")
-        if value is not None:
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                pass
+        epoch = _as_epoch(anc.attrs.get("epoch"))
+        if epoch is not None:
+            return epoch
         name = anc.path.rstrip("/").rsplit("/", 1)[-1]
         if name and _parse_epoch(name) is not None:
             return _parse_epoch(name)
@@ -136,8 +151,15 @@ def _split_of(node: Node) -> str | None:
 class Dump:
     """An open dump file: its group tree and its snapshots. Use as a context manager."""
 
-    def __init__(self, path: str | os.PathLike, *, keys: dict[str, str] | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        keys: dict[str, str] | None = None,
+        allow_external: bool = False,
+    ):
         self.path = os.fspath(path)
+        self.allow_external = bool(allow_external)
         self.keys = {k: v for k, v in (keys or {}).items() if v}
         unknown = set(self.keys) - set(ROLES)
         if unknown:
@@ -150,7 +172,9 @@ class Dump:
 
             self._h5 = open_h5(self.path, self.notes)
             try:
-                self.tree = read_h5_tree(self._h5, self.path)
+                self.tree = read_h5_tree(
+                    self._h5, self.path, allow_external=self.allow_external, notes=self.notes
+                )
             except Exception:
                 self.close()
                 raise
@@ -293,7 +317,12 @@ class Dump:
         return out
 
 
-def open_dump(path: str | os.PathLike, *, keys: dict[str, str] | None = None) -> Dump:
+def open_dump(
+    path: str | os.PathLike,
+    *,
+    keys: dict[str, str] | None = None,
+    allow_external: bool = False,
+) -> Dump:
     """Open a dump (HDF5 or NPZ, recognised by content) read-only and resolve its snapshots.
 
     Parameters
@@ -303,5 +332,10 @@ def open_dump(path: str | os.PathLike, *, keys: dict[str, str] | None = None) ->
     keys : dict, optional
         Explicit array names by role (``{"features": "penult_feats"}``) for dumps whose names
         are not in :data:`ALIASES`.
+    allow_external : bool
+        Follow HDF5 external links, external raw storage and virtual datasets (default
+        False: a file that points outside itself is refused with
+        :class:`~ncinspect.errors.ExternalDataError`, so a shared dump cannot make ncinspect
+        read, and publish, other local files).
     """
-    return Dump(path, keys=keys)
+    return Dump(path, keys=keys, allow_external=allow_external)

@@ -18,6 +18,8 @@ __all__ = [
     "ShapeMismatchError",
     "InvalidDataError",
     "UnsupportedDtypeError",
+    "ExternalDataError",
+    "ResourceLimitError",
 ]
 
 
@@ -59,3 +61,13 @@ class InvalidDataError(DumpError):
 
 class UnsupportedDtypeError(DumpError):
     """A dtype ncinspect cannot read (object arrays needing pickle, complex, ...)."""
+
+
+class ExternalDataError(DumpError):
+    """The file points outside itself (external links or storage, virtual datasets) and the
+    user did not opt in with ``allow_external`` (``--allow-external``)."""
+
+
+class ResourceLimitError(NCInspectError):
+    """The input cannot be processed within the memory budget (or another bound); the
+    message names the budget that would be needed (exit code 3)."""

@@ -133,6 +133,7 @@ def sample_file(
     keys: dict[str, str] | None = None,
     size: int = DEFAULT_SAMPLE_SIZE,
     seed: int = 0,
+    allow_external: bool = False,
 ) -> None:
     """Add the ``sample_*`` arrays to each of ``results`` (snapshots of the dump ``path``).
 
@@ -143,7 +144,7 @@ def sample_file(
     results = list(results)
     if not results:
         return
-    with open_dump(path, keys=keys) as dump:
+    with open_dump(path, keys=keys, allow_external=allow_external) as dump:
         by_name = {s.name: s for s in dump.snapshots}
         for res in results:
             res.arrays.update(sample_snapshot(by_name[res.name], res, size=size, seed=seed))

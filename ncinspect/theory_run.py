@@ -222,6 +222,7 @@ def theory_file(
     keys: dict[str, str] | None = None,
     chunk_rows: int | None = None,
     memory_limit: int | None = None,
+    allow_external: bool = False,
 ) -> tuple[Report, list[str]]:
     """Analyse and run the theory diagnostics on every train/penultimate snapshot of a dump.
 
@@ -235,6 +236,8 @@ def theory_file(
         Explicit array names by role.
     chunk_rows, memory_limit : int, optional
         Row chunking, as in :func:`ncinspect.analyze_file`.
+    allow_external : bool
+        As for :func:`ncinspect.analyze_file`.
 
     Returns
     -------
@@ -245,7 +248,7 @@ def theory_file(
     from .dump import open_dump
 
     results, skipped = [], []
-    with open_dump(path, keys=keys) as dump:
+    with open_dump(path, keys=keys, allow_external=allow_external) as dump:
         for snap in dump.select(snapshot):
             why = theory_applies(snap)
             if why is not None:

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from .common import debug_option, key_options, keys_from
+from .common import INPUT_FILE, allow_external_option, debug_option, key_options, keys_from
 
 FORMATS = ("table", "json", "junit", "github")
 _TREND_HELP = {
@@ -32,7 +32,7 @@ def _trend_options(func):
 
 
 @click.command("check")
-@click.argument("file", type=click.Path())
+@click.argument("file", type=INPUT_FILE)
 @click.option(
     "--snapshot",
     "-s",
@@ -95,6 +95,7 @@ def _trend_options(func):
     "default table (or annotations on GitHub).",
 )
 @key_options
+@allow_external_option
 @debug_option
 def command(
     file,
@@ -106,6 +107,7 @@ def command(
     no_config,
     fmt_name,
     output,
+    allow_external,
     debug,
     **kwargs,
 ):
@@ -150,6 +152,7 @@ def command(
         layer=layer or config.layer or "penultimate",
         keys=keys,
         config=config.path,
+        allow_external=allow_external,
     )
 
     console_fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "table"

@@ -32,6 +32,19 @@ def parse_size(text: str | None) -> int | None:
     return int(float(m.group(1)) * _UNITS[unit])
 
 
+#: The type of every dump argument: no checks here, so that a missing, unreadable or
+#: special file is reported by the reader as bad input (exit 3, one line), not as a usage
+#: error.
+INPUT_FILE = click.Path(readable=False, path_type=str)
+
+allow_external_option = click.option(
+    "--allow-external",
+    is_flag=True,
+    help="Follow HDF5 external links, external raw storage and virtual datasets "
+    "(refused by default: they read other files; see docs/security.md).",
+)
+
+
 def key_options(func):
     """--features-key ... --outputs-key: explicit array names for unusual dumps."""
     for role in reversed(("features", "labels", "weights", "bias", "outputs")):

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import click
 
-from .common import debug_option, key_options, keys_from
+from .common import INPUT_FILE, allow_external_option, debug_option, key_options, keys_from
 
 _ROLES = ("features", "labels", "weights", "bias", "outputs")
 
 
 @click.command("info")
-@click.argument("file", type=click.Path())
+@click.argument("file", type=INPUT_FILE)
 @key_options
+@allow_external_option
 @debug_option
-def command(file, debug, **kwargs):
+def command(file, allow_external, debug, **kwargs):
     """List the snapshots of FILE (with N, d, C sources) and every array it holds.
 
     Array paths are shown whole: a narrow terminal gets the table in several parts (or one
@@ -27,7 +28,7 @@ def command(file, debug, **kwargs):
     from .common import stdout_console
 
     console = stdout_console()
-    with open_dump(file, keys=keys_from(kwargs)) as dump:
+    with open_dump(file, keys=keys_from(kwargs), allow_external=allow_external) as dump:
 
         def path_of(src) -> str:
             if src is None:

@@ -8,7 +8,15 @@ import unicodedata
 
 import click
 
-from .common import debug_option, key_options, keys_from, ncc_means_option, snapshot_option
+from .common import (
+    INPUT_FILE,
+    allow_external_option,
+    debug_option,
+    key_options,
+    keys_from,
+    ncc_means_option,
+    snapshot_option,
+)
 
 _KINDS = ("trajectory", "gram", "geometry", "projection", "spectrum", "sqi", "layers")
 
@@ -50,7 +58,7 @@ def _labels(files: tuple[str, ...], given: tuple[str, ...]) -> list[str]:
 
 
 @click.command("plot")
-@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.argument("files", nargs=-1, required=True, type=INPUT_FILE)
 @click.option(
     "--out",
     "-o",
@@ -142,6 +150,7 @@ def _labels(files: tuple[str, ...], given: tuple[str, ...]) -> list[str]:
 )
 @click.option("--quiet", "-q", is_flag=True, help="Do not list the files written.")
 @key_options
+@allow_external_option
 @debug_option
 def command(
     files,
@@ -160,6 +169,7 @@ def command(
     prefix,
     sqi,
     quiet,
+    allow_external,
     debug,
     **kwargs,
 ):
@@ -189,7 +199,12 @@ def command(
     slugs = _unique_slugs(names)
     formats = formats or ("pdf", "png")
     keys = keys_from(kwargs)
-    reports = [analyze_file(f, snapshot=snapshot, keys=keys, ncc_means=ncc_means) for f in files]
+    reports = [
+        analyze_file(
+            f, snapshot=snapshot, keys=keys, ncc_means=ncc_means, allow_external=allow_external
+        )
+        for f in files
+    ]
     runs = [list(r) for r in reports]
 
     wanted = list(dict.fromkeys(kinds)) if kinds else list(plots.KINDS)
@@ -209,7 +224,14 @@ def command(
     finals = {i: final_snapshot(runs[i]) for i in range(len(runs))}
     to_sample = sorted({i for kind, idx in plan if plots.needs_sample(kind) for i in idx})
     for i in to_sample:
-        sample_file(files[i], [finals[i]], keys=keys, size=sample_size, seed=seed)
+        sample_file(
+            files[i],
+            [finals[i]],
+            keys=keys,
+            size=sample_size,
+            seed=seed,
+            allow_external=allow_external,
+        )
 
     os.makedirs(out_dir, exist_ok=True)
     single = len(files) == 1

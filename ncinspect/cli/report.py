@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from .common import (
+    INPUT_FILE,
+    allow_external_option,
     chunk_options,
     debug_option,
     key_options,
@@ -16,7 +18,7 @@ from .common import (
 
 
 @click.command("report")
-@click.argument("file", type=click.Path())
+@click.argument("file", type=INPUT_FILE)
 @snapshot_option
 @click.option(
     "--json",
@@ -69,6 +71,7 @@ from .common import (
     "(default: Dask's local threaded scheduler). The file must be readable there.",
 )
 @key_options
+@allow_external_option
 @debug_option
 def command(
     file,
@@ -85,6 +88,7 @@ def command(
     quiet,
     engine,
     scheduler,
+    allow_external,
     debug,
     **kwargs,
 ):
@@ -114,6 +118,7 @@ def command(
                 memory_limit=parse_size(memory_limit),
                 progress=bar,
                 engine=runner,
+                allow_external=allow_external,
             )
     finally:
         getattr(runner, "close", lambda: None)()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from .common import (
+    INPUT_FILE,
+    allow_external_option,
     chunk_options,
     debug_option,
     key_options,
@@ -15,7 +17,7 @@ from .common import (
 
 
 @click.command("theory")
-@click.argument("file", type=click.Path())
+@click.argument("file", type=INPUT_FILE)
 @snapshot_option
 @click.option(
     "--json",
@@ -34,8 +36,11 @@ from .common import (
 )
 @chunk_options
 @key_options
+@allow_external_option
 @debug_option
-def command(file, snapshot, json_path, tolerance, memory_limit, chunk_rows, debug, **kwargs):
+def command(
+    file, snapshot, json_path, tolerance, memory_limit, chunk_rows, allow_external, debug, **kwargs
+):
     """Check the theory of deep bias-free ReLU classifiers on FILE (spec/theory.md).
 
     For every train-split, penultimate-layer snapshot: layer balancedness, last-layer
@@ -54,6 +59,7 @@ def command(file, snapshot, json_path, tolerance, memory_limit, chunk_rows, debu
         keys=keys_from(kwargs),
         chunk_rows=chunk_rows,
         memory_limit=parse_size(memory_limit),
+        allow_external=allow_external,
     )
     to_stdout = emit(report.to_json(), json_path) if json_path else False
     if not to_stdout:

@@ -1,17 +1,66 @@
-"""HDF5 reader: walks groups read-only and builds the container-neutral tree."""
+"""HDF5 reader: walks groups read-only and builds the container-neutral tree.
+
+The walk never leaves the file unless the caller opts in (``allow_external``): every link is
+looked at (``H5Lget_info``) before anything follows it, so an external link, a dataset whose
+raw data live in another file (``external=``) or a virtual dataset is refused while the tree
+is built, before any data or attribute of it is read, even when no snapshot uses it. Soft
+links are resolved one path component at a time with the same checks; a group reached a
+second time (a hard or soft link back to it, a link cycle) is listed once. The walk is
+iterative, so deeply nested files are fine. Attributes declared larger than
+:data:`ATTR_LIMIT` bytes are skipped with a note instead of being read.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import numpy as np
 
-from ..errors import UnreadableFileError
+from ..errors import ExternalDataError, UnreadableFileError
+from .paths import check_input_file, shown
 from .sources import H5Source
 from .tree import Node
 
-__all__ = ["open_h5", "read_h5_tree", "decode_attr"]
+__all__ = ["open_h5", "read_h5_tree", "decode_attr", "ATTR_LIMIT", "READ_ERRORS"]
+
+ATTR_LIMIT = 1 << 20  #: bytes one attribute may declare; larger ones are skipped with a note
+MAX_ATTRS = 4096  #: attributes read per group; the rest are skipped with a note
+MAX_SOFT_DEPTH = 16  #: soft links followed in a row before giving up (a cycle)
+
+#: What h5py and HDF5 raise on broken files: mapped to UnreadableFileError at this boundary.
+READ_ERRORS = (
+    OSError,
+    RuntimeError,
+    KeyError,
+    ValueError,
+    TypeError,
+    IndexError,
+    OverflowError,
+    UnicodeError,
+    AttributeError,
+)
+
+_OPT_IN = "pass --allow-external (allow_external=True) to follow it"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe plain data: anything that is not a number, text, list or dict becomes text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, complex):
+        return str(value)
+    type_name = type(value).__name__
+    if "Reference" in type_name:
+        return f"<HDF5 {type_name}>"
+    return shown(value, 200)
 
 
 def decode_attr(value: Any) -> Any:
@@ -21,17 +70,19 @@ def decode_attr(value: Any) -> Any:
     if isinstance(value, str):
         if value.startswith("json:"):
             try:
-                return json.loads(value[5:])
-            except json.JSONDecodeError:
+                return _plain(json.loads(value[5:]))
+            except (ValueError, RecursionError):  # bad JSON, ints beyond the digit limit
                 return value
         return value
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "OSU":
             return [decode_attr(v) for v in value.tolist()]
-        return value.tolist()
+        return _plain(value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
-    return value
+        return _plain(value.item())
+    if type(value).__name__ == "Empty":  # h5py.Empty: an attribute with no value
+        return None
+    return _plain(value)
 
 
 def open_h5(path: str, notes: list[str] | None = None):
@@ -55,25 +106,259 @@ def open_h5(path: str, notes: list[str] | None = None):
                         "read without a lock, so the snapshot being written may be incomplete"
                     )
                 return handle
-        raise UnreadableFileError(f"{path}: not a readable HDF5 file ({exc})") from None
+        raise UnreadableFileError(
+            f"{shown(path)}: not a readable HDF5 file ({_first_line(exc)})"
+        ) from None
+    except READ_ERRORS as exc:
+        raise UnreadableFileError(
+            f"{shown(path)}: not a readable HDF5 file ({_first_line(exc)})"
+        ) from None
 
 
-def read_h5_tree(h5file, path: str) -> Node:
-    """Build the group tree of an open HDF5 file."""
-    import h5py
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return shown(text[0] if text else type(exc).__name__, 200)
 
-    def fill(group, node: Node) -> None:
+
+class _Walker:
+    def __init__(self, h5file, path: str, allow_external: bool, notes: list[str]):
+        import h5py
+
+        self.h5py = h5py
+        self.file = h5file
+        self.path = path
+        self.allow_external = allow_external
+        self.notes = notes
+        self.seen: dict[Any, str] = {}  # group id -> the tree path it was listed under
+
+    def where(self, node_path: str, name: str = "") -> str:
+        full = f"{node_path.rstrip('/')}/{name}" if name else node_path
+        return f"{shown(self.path)}:{shown(full)}"
+
+    # links ---------------------------------------------------------------------------
+    def follow(self, group, raw: bytes, where: str, depth: int = 0):
+        """The object the link ``raw`` of ``group`` points to, or None when it points to
+        nothing. External links are refused unless allowed; soft links are resolved one
+        component at a time with the same checks."""
+        h5l, h5o = self.h5py.h5l, self.h5py.h5o
+        links = group.id.links
+        if not links.exists(raw):
+            return None
+        kind = links.get_info(raw).type
+        if kind == h5l.TYPE_HARD:
+            return self.wrap(h5o.open(group.id, raw))
+        if kind == h5l.TYPE_SOFT:
+            return self.resolve(group, links.get_val(raw), where, depth + 1)
+        if kind == h5l.TYPE_EXTERNAL:
+            filename, target = links.get_val(raw)
+            if not self.allow_external:
+                raise ExternalDataError(
+                    f"{where}: is an external link to {shown(os.fsdecode(filename))}:"
+                    f"{shown(os.fsdecode(target))}; ncinspect reads only the file it is given "
+                    f"({_OPT_IN})"
+                )
+            self.check_external_file(os.fsdecode(filename), where, "external link target")
+            try:
+                return self.wrap(h5o.open(group.id, raw))
+            except READ_ERRORS:
+                return None
+        self.notes.append(f"{where}: a link of unknown type {kind}; skipped")
+        return None
+
+    def resolve(self, base, target: bytes, where: str, depth: int):
+        if depth > MAX_SOFT_DEPTH:
+            raise UnreadableFileError(
+                f"{where}: more than {MAX_SOFT_DEPTH} soft links in a row (a link cycle?)"
+            )
+        cur = self.file if target.startswith(b"/") else base
+        for part in (p for p in target.split(b"/") if p and p != b"."):
+            if not isinstance(cur, self.h5py.Group):
+                return None
+            cur = self.follow(cur, part, where, depth)
+            if cur is None:
+                return None
+        return cur
+
+    def wrap(self, oid):
+        h5i = self.h5py.h5i
+        kind = h5i.get_type(oid)
+        if kind == h5i.GROUP:
+            return self.h5py.Group(oid)
+        if kind == h5i.DATASET:
+            return self.h5py.Dataset(oid)
+        return oid  # a named datatype: not data
+
+    def check_external_file(self, name: str, where: str, what: str) -> None:
+        """With the opt-in: the file another file points to must be a regular file (never a
+        FIFO or device, which would hang or never end). Every place HDF5 may look is checked."""
+        base = os.path.dirname(os.path.abspath(self.path))
+        candidates = [name] if os.path.isabs(name) else []
+        for stem in dict.fromkeys((name, os.path.basename(name))):
+            if not os.path.isabs(stem):
+                candidates += [os.path.join(base, stem), os.path.abspath(stem)]
+        for prefix_var in ("HDF5_EXT_PREFIX", "HDF5_VDS_PREFIX"):
+            for prefix in filter(None, os.environ.get(prefix_var, "").split(os.pathsep)):
+                candidates.append(os.path.join(prefix, os.path.basename(name)))
+        existing = [c for c in dict.fromkeys(candidates) if os.path.lexists(c)]
+        if not existing:
+            raise UnreadableFileError(f"{where}: its {what} {shown(name)} does not exist")
+        for cand in existing:
+            check_input_file(cand, f"{where}: {what}")
+
+    # datasets ------------------------------------------------------------------------
+    def check_dataset(self, ds, where: str) -> None:
+        h5d = self.h5py.h5d
+        dcpl = ds.id.get_create_plist()
+        if dcpl.get_layout() == h5d.VIRTUAL:
+            sources = [
+                (
+                    os.fsdecode(dcpl.get_virtual_filename(i)),
+                    os.fsdecode(dcpl.get_virtual_dsetname(i)),
+                )
+                for i in range(dcpl.get_virtual_count())
+            ]
+            listed = ", ".join(f"{shown(f, 60)}:{shown(d, 60)}" for f, d in sources[:3])
+            if not self.allow_external:
+                raise ExternalDataError(
+                    f"{where}: is a virtual dataset whose values live in {listed or 'no source'}"
+                    f"{' and more' if len(sources) > 3 else ''}; ncinspect reads only data "
+                    f"stored in the file it is given ({_OPT_IN})"
+                )
+            if not sources:
+                raise UnreadableFileError(f"{where}: virtual dataset without sources (all fill)")
+            for filename, dsetname in sources:
+                self.check_virtual_source(filename, dsetname, where)
+            return
+        n_external = dcpl.get_external_count()
+        if n_external:
+            files = [dcpl.get_external(i) for i in range(n_external)]
+            name0 = shown(os.fsdecode(files[0][0]))
+            if not self.allow_external:
+                raise ExternalDataError(
+                    f"{where}: its raw data are stored outside the file, in {name0}"
+                    f"{f' and {n_external - 1} more file(s)' if n_external > 1 else ''}; "
+                    f"ncinspect reads only data stored in the file it is given ({_OPT_IN})"
+                )
+            held = 0
+            for raw_name, offset, size in files:
+                name = os.fsdecode(raw_name)
+                self.check_external_file(name, where, "external storage file")
+                path = name if os.path.isabs(name) else os.path.abspath(name)
+                if os.path.exists(path):
+                    held += max(0, min(size, os.path.getsize(path) - offset))
+            need = int(np.prod(ds.shape or (), dtype=np.int64)) * ds.dtype.itemsize
+            if held < need:
+                raise UnreadableFileError(
+                    f"{where}: its external storage files hold {held} of the {need} bytes "
+                    "its shape declares"
+                )
+
+    def check_virtual_source(self, filename: str, dsetname: str, where: str) -> None:
+        missing = f"{where}: virtual dataset source {shown(filename)}:{shown(dsetname)}"
+        if filename == ".":
+            obj = self.resolve(self.file, dsetname.encode(), where, 0)
+            if not isinstance(obj, self.h5py.Dataset):
+                raise UnreadableFileError(f"{missing} is missing (its values would be fill)")
+            return
+        base = os.path.dirname(os.path.abspath(self.path))
+        path = filename if os.path.isabs(filename) else os.path.join(base, filename)
+        if not os.path.lexists(path) and not os.path.isabs(filename):
+            path = os.path.abspath(filename)
+        if not os.path.lexists(path):
+            raise UnreadableFileError(f"{missing} is missing (its values would be fill)")
+        check_input_file(path, f"{where}: virtual dataset source")
         try:
-            node.attrs.update({k: decode_attr(v) for k, v in group.attrs.items()})
-            items = sorted(group.items())
-        except (OSError, RuntimeError, KeyError) as exc:
-            raise UnreadableFileError(f"{path}:{group.name}: cannot read group ({exc})") from None
-        for name, obj in items:
-            if isinstance(obj, h5py.Group):
-                fill(obj, node.child(name))
-            elif isinstance(obj, h5py.Dataset):
-                node.arrays[name] = H5Source(obj, f"{path}:{obj.name}")
+            with self.h5py.File(path, "r") as src:
+                sub = _Walker(src, path, False, [])
+                obj = sub.resolve(src, dsetname.encode(), where, 0)
+                if not isinstance(obj, self.h5py.Dataset):
+                    raise UnreadableFileError(f"{missing} is missing (its values would be fill)")
+                sub.check_dataset(obj, f"{missing}")
+        except ExternalDataError as exc:
+            raise UnreadableFileError(f"{exc} (sources are not followed further)") from None
+        except READ_ERRORS as exc:
+            raise UnreadableFileError(f"{missing} is unreadable ({_first_line(exc)})") from None
 
-    root = Node("/")
-    fill(h5file, root)
-    return root
+    # attributes ----------------------------------------------------------------------
+    def attrs(self, obj, node_path: str) -> dict[str, Any]:
+        h5a = self.h5py.h5a
+        out: dict[str, Any] = {}
+        count = h5a.get_num_attrs(obj.id)
+        if count > MAX_ATTRS:
+            self.notes.append(
+                f"{self.where(node_path)}: {count} attributes; only the first {MAX_ATTRS} read"
+            )
+        for i in range(min(count, MAX_ATTRS)):
+            aid = h5a.open(obj.id, index=i)
+            raw = aid.name
+            name = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
+            shape = aid.shape
+            try:
+                itemsize = aid.dtype.itemsize
+            except READ_ERRORS:
+                self.notes.append(
+                    f"{self.where(node_path)}: attribute {shown(name)!r} has an "
+                    "unsupported type; skipped"
+                )
+                continue
+            declared = int(np.prod(shape, dtype=np.int64)) * itemsize if shape else itemsize
+            try:
+                stored = aid.get_storage_size()
+            except READ_ERRORS:  # h5py raises for a null (empty) attribute
+                stored = 0
+            if max(declared, stored) > ATTR_LIMIT:
+                self.notes.append(
+                    f"{self.where(node_path)}: attribute {shown(name)!r} declares "
+                    f"{max(declared, stored)} bytes (over {ATTR_LIMIT}); skipped"
+                )
+                continue
+            out[name] = decode_attr(obj.attrs[raw])
+        return out
+
+    # the walk ------------------------------------------------------------------------
+    def build(self) -> Node:
+        h5py = self.h5py
+        root = Node("/")
+        stack = [(self.file, root)]
+        self.seen[self.file.id] = "/"
+        while stack:
+            group, node = stack.pop()
+            node.attrs.update(self.attrs(group, node.path))
+            children = []
+            for raw in sorted(group.id.__iter__()):
+                name = raw.decode("utf-8", "backslashreplace")
+                where = self.where(node.path, name)
+                obj = self.follow(group, raw, where)
+                if obj is None:
+                    self.notes.append(f"{where}: a link to nothing (dangling); skipped")
+                elif isinstance(obj, h5py.Group):
+                    first = self.seen.get(obj.id)
+                    if first is not None:
+                        self.notes.append(
+                            f"{where}: the same group as {shown(first)} (a second link or a "
+                            "link cycle); listed once"
+                        )
+                        continue
+                    child = node.child(name)
+                    self.seen[obj.id] = child.path
+                    children.append((obj, child))
+                elif isinstance(obj, h5py.Dataset):
+                    self.check_dataset(obj, where)
+                    node.arrays[name] = H5Source(obj, where)
+            stack.extend(reversed(children))
+        return root
+
+
+def read_h5_tree(
+    h5file, path: str, *, allow_external: bool = False, notes: list[str] | None = None
+) -> Node:
+    """Build the group tree of an open HDF5 file (see the module notes for what is refused)."""
+    walker = _Walker(h5file, path, allow_external, notes if notes is not None else [])
+    try:
+        return walker.build()
+    except READ_ERRORS as exc:
+        raise UnreadableFileError(
+            f"{shown(path)}: cannot read the group tree ({_first_line(exc)})"
+        ) from None
+    except RecursionError:
+        raise UnreadableFileError(f"{shown(path)}: the group tree is nested too deeply") from None

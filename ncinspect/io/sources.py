@@ -77,14 +77,20 @@ class TensorSource(ArraySource):
 
 
 class H5Source(ArraySource):
-    """A dataset of an open ``h5py.File`` (read-only)."""
+    """A dataset of an open ``h5py.File`` (read-only).
+
+    A dataset with a null dataspace (no values at all) has shape ``()`` and raises
+    :class:`UnreadableFileError` when read.
+    """
 
     def __init__(self, dataset, where: str):
         self.dataset = dataset
         self.where = where
-        self.shape = tuple(dataset.shape)
+        shape = dataset.shape
+        self.null = shape is None
+        self.shape = () if shape is None else tuple(int(n) for n in shape)
         try:
-            self.dtype = dataset.dtype
+            self.dtype = np.dtype(dataset.dtype)
         except Exception as exc:  # noqa: BLE001 - h5py raises varied errors for odd types
             raise UnsupportedDtypeError(f"{where}: unsupported HDF5 datatype ({exc})") from None
 
@@ -94,13 +100,16 @@ class H5Source(ArraySource):
         return int(chunks[0]) if chunks else None
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        if self.null:
+            raise UnreadableFileError(f"{self.where}: has a null dataspace (holds no values)")
         try:
             if self.dataset.ndim == 0:
-                return self.dataset[()]
+                return np.asarray(self.dataset[()])
             return self.dataset[start:stop]
-        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError, OverflowError) as exc:
+            text = str(exc).strip().splitlines()
             raise UnreadableFileError(
-                f"{self.where}: cannot read rows {start}:{stop} ({exc})"
+                f"{self.where}: cannot read rows {start}:{stop} ({text[0] if text else exc!r})"
             ) from None
 
 

@@ -28,9 +28,11 @@ class Node:
 
     def walk(self):
         """Yield this node and every descendant, depth first, children in sorted order."""
-        yield self
-        for name in sorted(self.children):
-            yield from self.children[name].walk()
+        stack = [self]
+        while stack:  # iterative: files nested thousands of groups deep are fine
+            node = stack.pop()
+            yield node
+            stack.extend(node.children[name] for name in sorted(node.children, reverse=True))
 
     def ancestors(self):
         """Yield this node, then its parent, up to the root."""
