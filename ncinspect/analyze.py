@@ -142,6 +142,21 @@ class LocalEngine:
     ):
         return second_pass(prep, geom, rows, progress)
 
+    def reduce_rows(self, fn, sources, rows: int, *, row_arrays=(), progress=None):
+        """Merge of ``fn(row0, *blocks, *row_slices)`` over the row chunks of ``sources``.
+
+        ``sources`` are :class:`~ncinspect.io.sources.ArraySource` objects with the same
+        rows (read chunk by chunk); ``row_arrays`` are in-memory arrays sliced alongside.
+        ``fn`` returns a statistic with a ``merge`` method (for OOD means and regression).
+        """
+        acc = None
+        for a, b in row_chunks(sources[0].shape[0], rows):
+            part = fn(a, *(s.read(a, b) for s in sources), *(r[a:b] for r in row_arrays))
+            acc = part if acc is None else acc.merge(part)
+            if progress:
+                progress(b - a)
+        return acc
+
 
 def run_passes(
     prep: Prepared,
@@ -427,16 +442,29 @@ def analyze_file(
     _check_center(center)
     if ncc_means not in ("train", "own"):
         raise UsageError(f"ncc_means must be 'train' or 'own', got {ncc_means!r}")
+    from . import analyze_ext as ext
+
     results = []
     with open_dump(path, keys=keys, allow_external=allow_external) as dump:
         selected = dump.select(snapshot)
         cache: dict[str, tuple[Prepared, FirstPass]] = {}
+        kinds = {s.name: ext.snapshot_kind(s) for s in dump.snapshots}
         partners = {
             s.name: _train_partner(s, dump.snapshots) if ncc_means == "train" else None
             for s in selected
         }
-        # rows read: two passes per selected snapshot, one (pass 1) per train partner
-        work = [*selected, *selected, *{p.name: p for p in partners.values() if p}.values()]
+        partners = {
+            k: p if p and kinds[p.name] == "classification" else None for k, p in partners.items()
+        }
+        oods = ext.OODSets(dump.snapshots, kinds, selected, chunk_rows, memory_limit, engine)
+        # rows read: two passes per selected snapshot (one per OOD set), one (pass 1) per
+        # train partner, one per OOD set paired with a selected snapshot
+        work = [
+            *(s for s in selected if kinds[s.name] != "ood"),
+            *selected,
+            *{p.name: p for p in partners.values() if p}.values(),
+            *oods.unselected_work(),
+        ]
         _expect(
             progress,
             sum((s.features.shape or (0,))[0] for s in work),
@@ -454,6 +482,20 @@ def analyze_file(
             return cache[snap.name]
 
         for snap in selected:
+            if kinds[snap.name] == "regression":
+                results.append(
+                    ext.analyze_regression_snapshot(
+                        snap,
+                        chunk_rows=chunk_rows,
+                        memory_limit=memory_limit,
+                        progress=progress,
+                        engine=engine,
+                    )
+                )
+                continue
+            if kinds[snap.name] == "ood":
+                results.append(oods.result(snap, progress))
+                continue
             partner = partners[snap.name]
             centres, label, extra = None, "own", []
             if partner is not None:
@@ -480,5 +522,6 @@ def analyze_file(
                 engine=engine,
             )
             res.warnings[:0] = extra
+            oods.add_nc5(res, snap, progress)
             results.append(res)
     return Report(os.fspath(path), results, center=center, ncc_means=ncc_means)

@@ -170,14 +170,39 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
 
 
+def _extra_metric_keys() -> list[str]:
+    """Keys outside METRIC_KEYS a rule may use: nrc1-3 (regression) and nc5 (OOD sets)."""
+    from .ood import NC5_KEY
+    from .regression import REGRESSION_KEYS
+
+    return [NC5_KEY, *REGRESSION_KEYS]
+
+
+def _is_extra_metric(name: str) -> bool:
+    from .ood import NC5_KEY
+
+    return name in _extra_metric_keys() or name.startswith(NC5_KEY + "_")
+
+
+def _reports(res, metric: str) -> bool:
+    """Does ``res`` report ``metric`` at all (nrc1 is not a metric of a classification
+    snapshot, nc1 not one of a regression snapshot, an OOD snapshot has none)?"""
+    keys = getattr(res, "metric_keys", None)
+    if keys is None:
+        return True
+    if metric.startswith(PER_CLASS_PREFIX):
+        return getattr(res, "task", "classification") == "classification"
+    return metric in keys() or (_is_extra_metric(metric) and res.task == "classification")
+
+
 def _valid_metric_names() -> list[str]:
-    return [*METRIC_KEYS, *(PER_CLASS_PREFIX + k for k in PER_CLASS_KEYS)]
+    return [*METRIC_KEYS, *_extra_metric_keys(), *(PER_CLASS_PREFIX + k for k in PER_CLASS_KEYS)]
 
 
 def _check_metric(name: str, where: str, *, trend: bool) -> str:
     """``name`` if it is a metric a rule can use; else a UsageError that lists the valid ones."""
     name = name.strip()
-    if name in METRIC_KEYS:
+    if name in METRIC_KEYS or _is_extra_metric(name):
         return name
     if name.startswith(PER_CLASS_PREFIX) and name[len(PER_CLASS_PREFIX) :] in PER_CLASS_KEYS:
         if trend:
@@ -186,11 +211,11 @@ def _check_metric(name: str, where: str, *, trend: bool) -> str:
                 "(use a min/max per-class rule on each snapshot instead)"
             )
         return name
-    valid = METRIC_KEYS if trend else _valid_metric_names()
+    valid = [*METRIC_KEYS, *_extra_metric_keys()] if trend else _valid_metric_names()
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     per_class = "" if trend else (f"; per-class worst case: per_class.<{'|'.join(PER_CLASS_KEYS)}>")
-    valid = ", ".join(METRIC_KEYS)
+    valid = ", ".join([*METRIC_KEYS, *_extra_metric_keys()])
     raise UsageError(f"{where}: unknown metric {name!r}{hint}; valid metrics: {valid}{per_class}")
 
 
@@ -654,10 +679,14 @@ def evaluate(
     groups = trajectories(results)
     out: list[Outcome] = []
     for rule in rules:
+        # snapshots that do not report the metric (a regression snapshot for nc1, an OOD
+        # snapshot for any) are not its targets, unless none reports it (then it fails)
         if rule.is_trend:
-            out += [_trend_outcome(rule, g) for g in groups]
+            mine = [g for g in groups if all(_reports(s, rule.metric) for s in g)]
+            out += [_trend_outcome(rule, g) for g in (mine or groups)]
         else:
-            out += [_threshold_outcome(rule, res) for res in targets]
+            mine = [res for res in targets if _reports(res, rule.metric)]
+            out += [_threshold_outcome(rule, res) for res in (mine or targets)]
     return out
 
 

@@ -50,7 +50,7 @@ class Snapshot:
     file: str
     name: str
     features: ArraySource
-    labels: ArraySource
+    labels: ArraySource | None  # None only for an OOD snapshot (split ood / ood_<name>)
     weights: ArraySource | None = None
     bias: ArraySource | None = None
     outputs: ArraySource | None = None
@@ -143,9 +143,25 @@ def _epoch_of(node: Node) -> int | None:
     return None
 
 
+_OOD_PART_RE = re.compile(r"^ood(?:_.+)?$", re.IGNORECASE)
+
+
+def _split_part(part: str) -> str | None:
+    """A path component naming a split (``train``, ``test``, ..., ``ood``, ``ood_<name>``)."""
+    if part.lower() in _SPLITS:
+        return part.lower()
+    return part if _OOD_PART_RE.match(part) else None
+
+
 def _split_of(node: Node) -> str | None:
-    value = _nearest(node, "split", lambda part: part.lower() if part.lower() in _SPLITS else None)
+    value = _nearest(node, "split", _split_part)
     return None if value is None else str(value)
+
+
+def _is_ood(split: str | None) -> bool:
+    from .ood import is_ood_split
+
+    return is_ood_split(split)
 
 
 class Dump:
@@ -244,7 +260,11 @@ class Dump:
             if features is None:
                 continue
             labels = self._inherit(node, "labels", same_layer=False)
-            if labels is None:
+            if _is_ood(_split_of(node)):  # OOD sets need no labels; others' rows are not theirs
+                rows = features.shape[:1]
+                if labels is not None and labels.shape[:1] != rows:
+                    labels = None
+            elif labels is None:
                 raise MissingArrayError(
                     f"{self.path}:{node.path}: no labels for the features here or in any parent "
                     f"group (tried {', '.join(self._names_for('labels'))}); "

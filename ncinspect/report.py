@@ -183,6 +183,12 @@ class SnapshotResult:
     file: str | None = None
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     theory: dict[str, Any] | None = None
+    task: str = "classification"  #: or "regression" (nrc1-3 only) or "ood" (no metrics)
+    regression: dict[str, Any] | None = None  #: n_targets and nrc3's gamma (regression only)
+
+    def metric_keys(self) -> list[str]:
+        """The metric keys this snapshot reports, in order (they depend on ``task``)."""
+        return metric_keys_for(self)
 
     def __getitem__(self, key: str) -> Any:
         return self.metrics[key]
@@ -202,15 +208,15 @@ class SnapshotResult:
         """An HTML table for notebooks (the square-loss section as in the terminal table)."""
         from html import escape
 
-        from .metrics import METRIC_INFO
         from .render.safe import plain
+        from .render.table import _info_rows
 
         hidden = () if self.shows_square_loss() else square_loss_keys()
         rows = "".join(
             f"<tr><td>{escape(group)}</td><td><code>{escape(key)}</code></td>"
             f"<td style='text-align:right'>{escape(_short(self.metrics.get(key)))}</td>"
             f"<td>{escape(meaning)}</td></tr>"
-            for key, group, _, meaning in METRIC_INFO
+            for key, group, _, meaning in _info_rows(self)
             if key not in hidden
         )
         tags = "  ".join(
@@ -252,7 +258,7 @@ class SnapshotResult:
         """Why the square-loss section is hidden (None for a square-loss model)."""
         keys = "sqi_*, mse, interpolates"
         name, square = loss_of(self.meta)
-        if square:
+        if square or self.task != "classification":  # no SQI section to hide
             return None
         if name is None:
             return (
@@ -279,7 +285,7 @@ class SnapshotResult:
             "class_balance": {"min": int(min(counts)), "max": int(max(counts))},
             "center": self.center,
             "ncc_means": self.ncc_means,
-            "metrics": {k: self.metrics.get(k) for k in METRIC_KEYS},
+            "metrics": {k: self.metrics.get(k) for k in self.metric_keys()},
             "per_class": self.per_class,
             "warnings": [*self.warnings, *([self.loss_note] if self.loss_note else [])],
             "meta": self.meta,
@@ -288,7 +294,33 @@ class SnapshotResult:
         }
         if self.theory is not None:
             out["theory"] = self.theory
+        if self.task != "classification":
+            out["task"] = self.task
+        if self.regression is not None:
+            out["regression"] = self.regression
         return jsonable(out)
+
+
+def metric_keys_for(res: SnapshotResult) -> list[str]:
+    """Metric keys of one result: METRIC_KEYS, plus the nc5 keys it holds; nrc1-3 for a
+    regression snapshot; none for an OOD snapshot."""
+    if res.task == "regression":
+        from .regression import REGRESSION_KEYS
+
+        return list(REGRESSION_KEYS)
+    if res.task == "ood":
+        return []
+    from .ood import NC5_KEY
+
+    return [*METRIC_KEYS, *sorted(k for k in res.metrics if k.startswith(NC5_KEY))]
+
+
+def report_metric_keys(results) -> list[str]:
+    """Union of :func:`metric_keys_for` over ``results``, METRIC_KEYS first (CSV columns)."""
+    keys: dict[str, None] = dict.fromkeys(METRIC_KEYS)
+    for res in results:
+        keys.update(dict.fromkeys(metric_keys_for(res)))
+    return list(keys)
 
 
 @dataclass(repr=False)
@@ -447,7 +479,7 @@ class Report:
             "n_samples",
             "n_features",
             "n_classes",
-            *METRIC_KEYS,
+            *(keys := report_metric_keys(self.snapshots)),
         ]
         rows = []
         for s in self.snapshots:
@@ -461,7 +493,7 @@ class Report:
                     s.n_samples,
                     s.n_features,
                     s.n_classes,
-                    *(jsonable(s.metrics.get(k)) for k in METRIC_KEYS),
+                    *(jsonable(s.metrics.get(k)) for k in keys),
                 ]
             )
         return header, rows

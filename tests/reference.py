@@ -173,3 +173,80 @@ def reference_metrics(H, y, W=None, b=None, outputs=None, center="classes"):
         out["mse"] = np.sum((f - onehot) ** 2) / (N * C)
         out["interpolates"] = bool(np.max(np.abs(f - onehot)) < 1e-3)
     return {k: (float(v) if not isinstance(v, bool | None) else v) for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------------------------
+# regression collapse (NRC1-3) and NC5, directly from spec/metrics.md
+# ---------------------------------------------------------------------------------------
+def reference_nc5(H, y, H_ood):
+    """mean over classes of |cos(mu_c, mean of H_ood)|, uncentred class means."""
+    H = np.asarray(H, dtype=np.float64)
+    classes = np.unique(np.asarray(y))
+    g = np.asarray(H_ood, dtype=np.float64).mean(axis=0)
+    cos = []
+    for c in classes:
+        mu = H[np.asarray(y) == c].mean(axis=0)
+        cos.append(abs(mu @ g) / (np.linalg.norm(mu) * np.linalg.norm(g)))
+    return float(np.mean(cos))
+
+
+def _sqrtm_psd(S):
+    lam, V = np.linalg.eigh(S)
+    return V @ np.diag(np.sqrt(np.clip(lam, 0, None))) @ V.T
+
+
+def reference_nrc3_objective(W, Y, gamma):
+    W = np.asarray(W, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64).reshape(len(Y), -1)
+    Yc = Y - Y.mean(axis=0)
+    sigma = Yc.T @ Yc / len(Y)
+    A = W @ W.T
+    A = A / np.linalg.norm(A)
+    B = _sqrtm_psd(sigma) - np.sqrt(gamma) * np.eye(sigma.shape[0])
+    with np.errstate(all="ignore"):
+        return float(np.linalg.norm(A - B / np.linalg.norm(B)) ** 2)
+
+
+def reference_nrc(H, Y, W=None):
+    """nrc1, nrc2, nrc3 with d x d projectors, an explicit eigendecomposition and a dense
+    gamma grid refined by scipy's bounded scalar minimiser."""
+    from scipy.optimize import minimize_scalar
+
+    H = np.asarray(H, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64).reshape(len(H), -1)
+    N, d = H.shape
+    t = Y.shape[1]
+    Hn = H / np.linalg.norm(H, axis=1, keepdims=True)
+    Hc = Hn - Hn.mean(axis=0)
+    lam, vec = np.linalg.eigh(Hc.T @ Hc / N)
+    U = vec[:, np.argsort(lam)[::-1][: min(t, d)]]
+    P = U @ U.T
+    out = {"nrc1": float(np.mean(np.sum((Hn - Hn @ P) ** 2, axis=1)))}
+    if W is None:
+        out["nrc2"] = out["nrc3"] = None
+        return out
+    W = np.asarray(W, dtype=np.float64)
+    PW = np.linalg.pinv(W) @ W  # projector on the row space of W
+    out["nrc2"] = float(np.mean(np.sum((Hn - Hn @ PW) ** 2, axis=1)))
+    Yc = Y - Y.mean(axis=0)
+    lam_min = max(float(np.linalg.eigvalsh(Yc.T @ Yc / N).min()), 0.0)
+    grid = np.linspace(0.0, lam_min, 2001)
+    vals = []
+    for g in grid:
+        v = reference_nrc3_objective(W, Y, g)
+        vals.append(v if np.isfinite(v) else np.inf)
+    vals = np.array(vals)
+    k = int(np.argmin(vals))
+    best = vals[k]
+    if lam_min > 0:
+        lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+        r = minimize_scalar(
+            lambda g: reference_nrc3_objective(W, Y, g),
+            bounds=(lo, hi),
+            method="bounded",
+            options={"xatol": 1e-14 * max(lam_min, 1e-300)},
+        )
+        if np.isfinite(r.fun):
+            best = min(best, float(r.fun))
+    out["nrc3"] = float(best)
+    return out

@@ -22,6 +22,7 @@ def command(file, allow_external, debug, **kwargs):
     """
     from rich.table import Table
 
+    from ..analyze_ext import snapshot_kind
     from ..dump import open_dump
     from ..render.layout import column, message, show
     from ..render.safe import markup
@@ -48,6 +49,7 @@ def command(file, allow_external, debug, **kwargs):
         for role in _ROLES:
             column(snaps, role, "value")
         column(snaps, "params", "value", justify="right")
+        column(snaps, "task", "value")
         for s in dump.snapshots:
             shape = tuple(s.features.shape or ())
             snaps.add_row(
@@ -59,6 +61,7 @@ def command(file, allow_external, debug, **kwargs):
                 str(shape[1]) if len(shape) > 1 else "-",
                 *(path_of(getattr(s, role)) for role in _ROLES),
                 str(len(s.params)) if s.params else "-",
+                snapshot_kind(s),
             )
         show(console, snaps)
         arrays = Table(title="arrays", title_justify="left")

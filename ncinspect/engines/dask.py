@@ -166,6 +166,10 @@ def _second_chunk(
     return SecondPass.of_chunk(geom, np.asarray(block), codes, outputs)
 
 
+def _reduce_chunk(fn, row0: int, *blocks):
+    return fn(row0, *(np.asarray(b) for b in blocks))
+
+
 def _merge(a, b):
     return a.merge(b)
 
@@ -273,6 +277,29 @@ class DaskEngine:
         if progress:
             progress(prep.n_samples)
         return check_finite_rows(prep, first)
+
+    def reduce_rows(self, fn, sources, rows: int, *, row_arrays=(), progress=None):
+        """Merge of ``fn(row0, *blocks, *row_slices)``, one Dask task per row chunk.
+
+        As :meth:`ncinspect.analyze.LocalEngine.reduce_rows`: ``fn`` must be picklable (a
+        module-level function or a ``functools.partial`` of one).
+        """
+        import dask
+
+        arrs = [_to_dask(s, rows) for s in sources]
+        arrs[1:] = [a.rechunk({0: arrs[0].chunks[0]}) for a in arrs[1:]]
+        bounds = _row_bounds(arrs[0])
+        blocks = [list(a.to_delayed().ravel()) for a in arrs]
+        f = dask.delayed(fn, pure=True)
+        task = dask.delayed(_reduce_chunk, pure=True)
+        parts = [
+            task(f, a, *(blk[i] for blk in blocks), *(r[a:b] for r in row_arrays))
+            for i, (a, b) in enumerate(bounds)
+        ]
+        out = self.compute(_tree(parts))
+        if progress:
+            progress(sources[0].shape[0])
+        return out
 
     def second_pass(self, prep, geom, rows: int, progress=None) -> SecondPass:
         import dask

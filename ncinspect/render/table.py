@@ -46,6 +46,47 @@ LAYER_KEYS = (
 _DIRECTION_OF = {key: direction for key, _, direction, _ in METRIC_INFO}
 
 
+def _extra_info() -> tuple[tuple[str, str, str, str], ...]:
+    from ..ood import OOD_INFO
+    from ..regression import REGRESSION_INFO
+
+    return (*OOD_INFO, *REGRESSION_INFO)
+
+
+def _direction_of(key: str) -> str:
+    from ..ood import NC5_KEY
+
+    if key.startswith(NC5_KEY):
+        key = NC5_KEY
+    return _DIRECTION_OF.get(key) or {k: d for k, _, d, _ in _extra_info()}.get(key, "info")
+
+
+def _info_rows(res: SnapshotResult) -> list[tuple[str, str, str, str]]:
+    """(key, group, direction, meaning) of the metrics of one result (its task's keys)."""
+    from ..ood import NC5_KEY, OOD_INFO
+    from ..regression import REGRESSION_INFO
+
+    if res.task == "regression":
+        return list(REGRESSION_INFO)
+    if res.task == "ood":
+        return []
+    _, group, direction, meaning = OOD_INFO[0]
+    nc5 = sorted(k for k in res.metrics if k.startswith(NC5_KEY))
+    return [*METRIC_INFO, *((k, group, direction, meaning) for k in nc5)]
+
+
+def extra_compact_columns(report) -> tuple[tuple[str, str], ...]:
+    """Columns added to :data:`COMPACT_KEYS` for the nc5 keys and regression snapshots present."""
+    from ..ood import NC5_KEY
+    from ..regression import REGRESSION_KEYS
+
+    nc5 = sorted({k for res in report for k in res.metrics if k.startswith(NC5_KEY)})
+    cols = [(k, "NC5" + k[len(NC5_KEY) :]) for k in nc5]
+    if any(res.task == "regression" for res in report):
+        cols += [(k, k) for k in REGRESSION_KEYS]
+    return tuple(cols)
+
+
 def fmt(value: Any) -> str:
     """A compact human form of a metric value ('n/a' for undefined)."""
     if value is None:
@@ -68,10 +109,13 @@ def _name(text: Any) -> str:
 
 def _header(res: SnapshotResult, file: str | None) -> str:
     counts = res.class_counts or [0]
+    sizes = f"C={res.n_classes}  dtype={_name(res.dtype)}  class sizes {min(counts)}..{max(counts)}"
+    if res.task != "classification":  # regression: t targets; OOD: features only
+        t = (res.regression or {}).get("n_targets")
+        sizes = (f"t={t}  " if t is not None else "") + f"dtype={_name(res.dtype)}  task={res.task}"
     parts = [
         f"[bold]{_name(file or '<arrays>')}[/bold]  snapshot [bold]{_name(res.name)}[/bold]",
-        f"N={res.n_samples}  d={res.n_features}  C={res.n_classes}  dtype={_name(res.dtype)}  "
-        f"class sizes {min(counts)}..{max(counts)}",
+        f"N={res.n_samples}  d={res.n_features}  {sizes}",
     ]
     tags = [
         f"{k}={_name(v)}"
@@ -104,7 +148,7 @@ def snapshot_table(
     from rich.table import Table
 
     hidden = _shown_keys([res], sqi)
-    rows = [info for info in METRIC_INFO if info[0] not in hidden]
+    rows = [info for info in _info_rows(res) if info[0] not in hidden]
     table = Table(title=_header(res, file), title_justify="left", show_lines=False)
     groups = [g for _, g, _, _ in rows]
     names = [k for k, *_ in rows]
@@ -163,6 +207,10 @@ def compact_table(
         title_justify="left",
     )
     hidden = _shown_keys(list(report), sqi)
+    if columns is COMPACT_KEYS:
+        columns = columns + extra_compact_columns(report)
+        if all(res.task != "classification" for res in report):
+            columns = tuple(c for c in columns if c[0] not in dict(COMPACT_KEYS))
     columns = tuple((k, t) for k, t in columns if k not in hidden)
     keys = [k for k, _ in columns]
     column(table, "snapshot", "key", no_wrap=True)
@@ -170,7 +218,8 @@ def compact_table(
         column(table, col, "value", justify="right")
     for _, title in columns:
         column(table, title, "value", justify="right")
-    for g, members in enumerate(group_trajectories(report).values()):
+    shown = [res for res in report if res.task != "ood"]  # OOD sets: a warning line each
+    for g, members in enumerate(group_trajectories(shown).values()):
         if g:
             table.add_section()
         for i, res in enumerate(members):
@@ -188,10 +237,7 @@ def compact_table(
                 f"change {fmt(a.epoch)}->{fmt(b.epoch)}",
                 "",
                 "",
-                *(
-                    change_text(a.metrics.get(k), b.metrics.get(k), _DIRECTION_OF.get(k, "info"))
-                    for k in keys
-                ),
+                *(change_text(a.metrics.get(k), b.metrics.get(k), _direction_of(k)) for k in keys),
                 style="italic",
             )
     return table
