@@ -20,6 +20,8 @@ __all__ = [
     "UnsupportedDtypeError",
     "ExternalDataError",
     "ResourceLimitError",
+    "OutputError",
+    "ConfigError",
 ]
 
 
@@ -71,3 +73,11 @@ class ExternalDataError(DumpError):
 class ResourceLimitError(NCInspectError):
     """The input cannot be processed within the memory budget (or another bound); the
     message names the budget that would be needed (exit code 3)."""
+
+
+class OutputError(NCInspectError):
+    """An output that cannot be written: it is an input, a folder, or the write failed (exit 3)."""
+
+
+class ConfigError(NCInspectError):
+    """A configuration file that cannot be read: not a regular file, not UTF-8 TOML (exit 3)."""

@@ -131,11 +131,15 @@ def command(
         run_check,
     )
     from ..errors import UsageError
+    from ..io.atomic import STDOUT, check_not_input, write_mode, write_output
     from ..render.check import render, render_check
-    from ..report import atomic_write
     from .common import stdout_console
 
     keys = keys_from(kwargs)
+    if output and write_mode(output) == STDOUT:
+        output = None  # -o - is stdout, where the --format output goes anyway
+    if output:
+        check_not_input(output, [file, config_path])  # before any work
     if config_path and no_config:
         raise UsageError("--config and --no-config exclude each other")
     config = CheckConfig()
@@ -157,7 +161,7 @@ def command(
 
     console_fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "table"
     if output:
-        atomic_write(output, render(result, fmt_name or console_fmt))
+        write_output(output, render(result, fmt_name or console_fmt), inputs=[file, config.path])
     stdout_fmt = console_fmt if output else fmt_name or console_fmt
     if stdout_fmt == "table":
         render_check(result, stdout_console())

@@ -106,20 +106,17 @@ snapshot_option = click.option(
 )
 
 
-def emit(text: str, path: str | None) -> bool:
-    """Write ``text`` to ``path`` atomically, or to stdout when ``path`` is '-'.
+def emit(text: str, path: str | None, *, inputs=()) -> bool:
+    """Write ``text`` to ``path`` (io/atomic.py rules), or to stdout when ``path`` is '-'.
 
+    ``inputs`` are the command's input files: an output that is one of them is refused.
     Returns True when stdout was used (so the caller prints no table after it).
     """
     if not path:
         return False
-    if path == "-":
-        click.echo(text, nl=False)
-        return True
-    from ..report import atomic_write
+    from ..io.atomic import STDOUT, write_output
 
-    atomic_write(path, text)
-    return False
+    return write_output(path, text, inputs=inputs) == STDOUT
 
 
 def stdout_console():

@@ -18,6 +18,21 @@ from .common import (
     snapshot_option,
 )
 
+MIN_DPI, MAX_DPI = 10, 1200  # 1200 dpi: a double-column figure is ~8400 x 6000 pixels
+MAX_SEED = 2**63 - 1
+
+
+def _check_prefix(ctx, param, value: str) -> str:
+    """--prefix is part of a file name inside -o: no separator, no NUL, no '..' escape."""
+    bad = [c for c in ("/", os.sep, os.altsep, "\0") if c and c in value]
+    if bad:
+        raise click.BadParameter(
+            f"{value!r} must be a file-name prefix without path separators "
+            "(files are written inside -o DIR only)"
+        )
+    return value
+
+
 _KINDS = ("trajectory", "gram", "geometry", "projection", "spectrum", "sqi", "layers")
 
 
@@ -111,7 +126,7 @@ def _labels(files: tuple[str, ...], given: tuple[str, ...]) -> list[str]:
 )
 @click.option(
     "--seed",
-    type=int,
+    type=click.IntRange(0, MAX_SEED),
     default=0,
     show_default=True,
     help="Seed of that subsample (same seed, same figure).",
@@ -131,16 +146,18 @@ def _labels(files: tuple[str, ...], given: tuple[str, ...]) -> list[str]:
 )
 @click.option(
     "--dpi",
-    type=click.IntRange(min=10),
+    type=click.IntRange(MIN_DPI, MAX_DPI),
     default=300,
     show_default=True,
-    help="Resolution of PNG files (and of rasterised scatter points).",
+    help=f"Resolution of PNG files (and of rasterised scatter points), {MIN_DPI} to {MAX_DPI}.",
 )
 @click.option(
     "--prefix",
     default="",
     metavar="TEXT",
-    help="Prepended to every file name, e.g. 'fig-' for DIR/fig-trajectory.pdf.",
+    callback=_check_prefix,
+    help="Prepended to every file name, e.g. 'fig-' for DIR/fig-trajectory.pdf "
+    "(a file-name part: no path separators).",
 )
 @click.option(
     "--sqi",
@@ -187,6 +204,7 @@ def command(
     from .. import plots
     from ..analyze import analyze_file
     from ..errors import InvalidDataError
+    from ..io.atomic import check_not_input, make_output_folder
     from ..sampling import sample_file
     from ..trajectory import final_snapshot
 
@@ -221,6 +239,7 @@ def command(
         if ok:
             plan.append((kind, ok))
 
+    single = len(files) == 1
     finals = {i: final_snapshot(runs[i]) for i in range(len(runs))}
     to_sample = sorted({i for kind, idx in plan if plots.needs_sample(kind) for i in idx})
     for i in to_sample:
@@ -233,8 +252,21 @@ def command(
             allow_external=allow_external,
         )
 
-    os.makedirs(out_dir, exist_ok=True)
-    single = len(files) == 1
+    # every file name is known before anything is drawn: refuse one that is an input now
+    jobs: list[tuple[str, list[int], str]] = []  # kind, runs drawn, file stem
+    for kind, idx in plan:
+        if kind in plots.RUN_KINDS:
+            jobs.append((kind, idx, kind))
+        else:
+            jobs += [(kind, [i], kind if single else f"{kind}-{slugs[i]}") for i in idx]
+    targets = {
+        stem: [os.path.join(out_dir, f"{prefix}{stem}.{fmt}") for fmt in formats]
+        for _, _, stem in jobs
+    }
+    for paths in targets.values():
+        for path in paths:
+            check_not_input(path, files, what="figure")
+    make_output_folder(out_dir)
     draw = {
         "gram": plots.plot_gram,
         "geometry": plots.plot_geometry,
@@ -246,26 +278,24 @@ def command(
 
     def save(fig, stem: str) -> None:
         try:
-            for fmt in formats:
-                path = os.path.join(out_dir, f"{prefix}{stem}.{fmt}")
-                plots.save_figure(fig, path, fmt, dpi=dpi)
+            for fmt, path in zip(formats, targets[stem], strict=True):
+                plots.save_figure(fig, path, fmt, dpi=dpi, inputs=files)
                 written.append(path)
         finally:
             plt.close(fig)
 
-    for kind, idx in plan:
+    for kind, idx, stem in jobs:
         if kind in plots.RUN_KINDS:
             fn = plots.plot_trajectory if kind == "trajectory" else plots.plot_layers
             save(fn([reports[i] for i in idx], labels=[names[i] for i in idx], style=style), kind)
         else:
-            for i in idx:
-                stem = kind if single else f"{kind}-{slugs[i]}"
-                extra = {}
-                if kind in ("gram", "geometry"):
-                    extra["centered_weights"] = centered_weights
-                if kind in ("gram", "projection"):
-                    extra["classes"] = classes
-                save(draw[kind](finals[i], style=style, **extra), stem)
+            (i,) = idx
+            extra = {}
+            if kind in ("gram", "geometry"):
+                extra["centered_weights"] = centered_weights
+            if kind in ("gram", "projection"):
+                extra["classes"] = classes
+            save(draw[kind](finals[i], style=style, **extra), stem)
     if not quiet:
         for path in written:
             click.echo(path)

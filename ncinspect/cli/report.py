@@ -97,12 +97,17 @@ def command(
 
     from ..analyze import analyze_file
     from ..engines import get_engine
+    from ..io.atomic import check_distinct, check_not_input
     from ..render.table import render_report
     from .common import emit, stdout_console
     from .progress import RowProgress
 
     if json_path == "-" and csv_path == "-":
         raise click.UsageError("--json - and --csv - cannot both write to stdout")
+    check_distinct([("--json", json_path), ("--csv", csv_path)])
+    for out in (json_path, csv_path):
+        if out:
+            check_not_input(out, [file])  # before any work: the input is never replaced
     runner = get_engine(engine, scheduler=scheduler)
     bar = RowProgress(enabled=not quiet and sys.stderr.isatty())
     try:
@@ -122,8 +127,8 @@ def command(
             )
     finally:
         getattr(runner, "close", lambda: None)()
-    to_stdout = emit(report.to_json(), json_path) if json_path else False
-    to_stdout = (emit(report.to_csv(), csv_path) if csv_path else False) or to_stdout
+    to_stdout = emit(report.to_json(), json_path, inputs=[file]) if json_path else False
+    to_stdout = (emit(report.to_csv(), csv_path, inputs=[file]) if csv_path else False) or to_stdout
     if not to_stdout:
         render_report(report, stdout_console(), per_class=per_class, compact=compact, sqi=sqi)
     return 0

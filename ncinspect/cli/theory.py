@@ -48,11 +48,14 @@ def command(
     floor and interpolation, each as predicted value, measured value and relative error.
     Lines whose inputs the dump lacks say which key is missing and how to record it.
     """
+    from ..io.atomic import check_not_input
     from ..render.safe import plain
     from ..render.theory import render_theory
     from ..theory_run import theory_file
     from .common import emit, stdout_console
 
+    if json_path:
+        check_not_input(json_path, [file])  # before any work: the input is never replaced
     report, skipped = theory_file(
         file,
         snapshot=snapshot,
@@ -61,7 +64,7 @@ def command(
         memory_limit=parse_size(memory_limit),
         allow_external=allow_external,
     )
-    to_stdout = emit(report.to_json(), json_path) if json_path else False
+    to_stdout = emit(report.to_json(), json_path, inputs=[file]) if json_path else False
     if not to_stdout:
         render_theory(report, stdout_console(), skipped=skipped)
     if not len(report):

@@ -198,6 +198,11 @@ def command(
         compression="gzip" if compress else None,
     )
     config.validate()
+    if dataset not in ("gaussian", "mnist1d"):
+        from ..io.atomic import check_not_input
+
+        check_not_input(output, [dataset], what="dump (-o)")
+    _check_dump_target(output)
     from ..train import load_dataset
 
     data = load_dataset(config)  # a bad data file fails here, before any output is made
@@ -268,6 +273,29 @@ def _prepare_output(output: str) -> None:
         raise UsageError(f"{output}: cannot write the dump here ({exc.strerror})") from None
     if not existed:
         os.unlink(output)
+
+
+def _check_dump_target(output: str) -> None:
+    """An HDF5 dump is a regular file: refuse a device, FIFO or socket as -o (exit code 3).
+
+    A symlink is followed (its target is written, the link stays); the probe in
+    :func:`_prepare_output` would block on a FIFO, so this runs first.
+    """
+    import stat
+
+    from ..errors import OutputError
+
+    try:
+        st = os.stat(output)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise OutputError(f"{output}: cannot use this output path ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        raise OutputError(
+            f"{output}: not a regular file; an HDF5 dump cannot be written to a device, "
+            "FIFO or socket (give a file name)"
+        )
 
 
 def _fit_with_progress(config: TrainConfig, data, output: str, console):

@@ -274,15 +274,18 @@ def figure_bytes(fig, fmt: str, *, dpi: float = 300) -> bytes:
     return buf.getvalue()
 
 
-def save_figure(fig, path: str | os.PathLike, fmt: str | None = None, *, dpi: float = 300) -> str:
+def save_figure(
+    fig, path: str | os.PathLike, fmt: str | None = None, *, dpi: float = 300, inputs=()
+) -> str:
     """Write ``fig`` to ``path`` atomically (temporary file in the same folder, then rename).
 
     The format is ``fmt`` or the suffix of ``path``; ``dpi`` applies to PNG (and to
-    rasterised scatter points in PDF/SVG). Returns the path written.
+    rasterised scatter points in PDF/SVG). ``inputs``: files the figure must never replace
+    (see :mod:`ncinspect.io.atomic`). Returns the path written.
     """
-    from ..report import atomic_write
+    from ..io.atomic import write_output
 
     path = os.fspath(path)
     fmt = fmt or os.path.splitext(path)[1].lstrip(".").lower()
-    atomic_write(path, figure_bytes(fig, fmt, dpi=dpi))
+    write_output(path, figure_bytes(fig, fmt, dpi=dpi), inputs=inputs)
     return path
