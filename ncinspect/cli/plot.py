@@ -205,6 +205,7 @@ def command(
     from ..analyze import analyze_file
     from ..errors import InvalidDataError
     from ..io.atomic import check_not_input, make_output_folder
+    from ..render.safe import mpl_text
     from ..sampling import sample_file
     from ..trajectory import final_snapshot
 
@@ -287,7 +288,9 @@ def command(
     for kind, idx, stem in jobs:
         if kind in plots.RUN_KINDS:
             fn = plots.plot_trajectory if kind == "trajectory" else plots.plot_layers
-            save(fn([reports[i] for i in idx], labels=[names[i] for i in idx], style=style), kind)
+            # file names as legend text: a "$" must not start matplotlib's mathtext
+            shown = [names[i] if labels else mpl_text(names[i]) for i in idx]
+            save(fn([reports[i] for i in idx], labels=shown, style=style), kind)
         else:
             (i,) = idx
             extra = {}

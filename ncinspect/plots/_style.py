@@ -156,7 +156,9 @@ def new_figure(
 
 def snapshot_title(result) -> str:
     """A short name of a snapshot for figure titles: its path, plus the epoch if not in it."""
-    parts = [result.name]
+    from ..render.safe import mpl_text
+
+    parts = [mpl_text(result.name)]
     if result.epoch is not None and "epoch" not in result.name:
         parts.append(f"epoch {result.epoch}")
     return "  ".join(parts)
@@ -216,7 +218,9 @@ def hide_class_ticks(ax, n_classes: int, *, axis: str = "both", names=None) -> N
     """
     from matplotlib.ticker import MaxNLocator
 
-    labels = [str(n) for n in (names if names is not None else range(n_classes))]
+    from ..render.safe import mpl_text
+
+    labels = [mpl_text(n) for n in (names if names is not None else range(n_classes))]
     for which in ("x", "y") if axis == "both" else (axis,):
         target = ax.xaxis if which == "x" else ax.yaxis
         if n_classes <= CLASS_TICK_LIMIT:

@@ -124,7 +124,9 @@ _STYLES = (
 
 def _default_label(report: Report | None, i: int) -> str:
     if report is not None and report.file:
-        return os.path.splitext(os.path.basename(report.file))[0]
+        from ..render.safe import mpl_text
+
+        return mpl_text(os.path.splitext(os.path.basename(report.file))[0])
     return f"run {i + 1}"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..projection import project
+from ..render.safe import mpl_text
 from ..report import SnapshotResult
 from ._style import (
     PETROFF10,
@@ -93,7 +94,7 @@ def plot_projection(result: SnapshotResult, *, classes=None, ax=None, style: str
                     linewidths=0,
                     rasterized=True,
                     gid=f"class|{c}",
-                    label=str(result.class_names[c]) if C <= _LEGEND_CLASSES else None,
+                    label=mpl_text(result.class_names[c]) if C <= _LEGEND_CLASSES else None,
                 )
         ax.scatter(
             means2[:, 0],

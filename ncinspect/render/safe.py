@@ -5,7 +5,8 @@ values may hold rich markup (``[bold red]``, ``[/red]``), terminal control seque
 escapes that clear the screen or move the cursor), line breaks, bidirectional overrides or
 unpaired surrogates (undecodable bytes). Every renderer passes such text through
 :func:`plain` (for plain-text outputs and messages) or :func:`markup` (inside rich markup)
-before it reaches a terminal or a log, and :func:`xml_text` before it goes into XML.
+before it reaches a terminal or a log, :func:`xml_text` before it goes into XML and
+:func:`mpl_text` before it goes into a figure (where ``$...$`` would be parsed as math).
 
 Unsafe characters are not dropped silently but shown as escapes (``\\x1b``, ``\\u202e``), so
 two names that differ only in them stay distinguishable.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["plain", "markup", "xml_text"]
+__all__ = ["plain", "markup", "xml_text", "mpl_text"]
 
 # C0 controls (tab and newline included: a name is one line), DEL, C1 controls, the Unicode
 # bidirectional embeddings/overrides/isolates, line and paragraph separators, and surrogates
@@ -56,3 +57,8 @@ def markup(value: Any) -> str:
 def xml_text(value: Any) -> str:
     """:func:`plain` text without any character that XML 1.0 forbids (for JUnit reports)."""
     return _XML_ILLEGAL.sub(_escape_char, plain(value))
+
+
+def mpl_text(value: Any) -> str:
+    """:func:`plain` text for a matplotlib label: every ``$`` shown literally (no mathtext)."""
+    return plain(value).replace("$", r"\$")
