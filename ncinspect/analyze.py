@@ -239,6 +239,7 @@ def analyze(
     memory_limit: int | None = None,
     progress: Progress | None = None,
     engine: Any = None,
+    loss: str | None = None,
 ) -> SnapshotResult:
     """Every neural-collapse metric of spec/metrics.md for one set of features.
 
@@ -269,6 +270,10 @@ def analyze(
         Where the passes run (default in this process). A Dask array as ``features`` (or
         ``outputs``) selects :class:`ncinspect.engines.dask.DaskEngine`, whose chunks are
         then the Dask chunks.
+    loss : str, optional
+        The loss the model was trained with (``"square"``, ``"cross_entropy"``, ...), kept
+        as metadata ``loss``: it decides whether the square-loss section (``sqi_*``, ``mse``,
+        ``interpolates``) is shown in tables and plots (the values are always computed).
 
     Returns
     -------
@@ -302,7 +307,7 @@ def analyze(
         progress=progress,
         engine=engine,
     )
-    return _result(
+    res = _result(
         prep,
         first,
         geom,
@@ -311,6 +316,9 @@ def analyze(
         center=center,
         ncc_label="own" if ncc_means is None else "given",
     )
+    if loss is not None:
+        res.meta["loss"] = str(loss)
+    return res
 
 
 def _is_dask(value: Any) -> bool:

@@ -391,3 +391,36 @@ def test_to_pandas_without_pandas_says_so(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match="pip install pandas"):
         report.to_pandas()
+
+
+def test_trainer_records_a_square_loss_and_in_memory_analysis_takes_one(tmp_path):
+    from ncinspect.train import TrainConfig, fit, gaussian
+
+    rng = np.random.default_rng(0)
+    data = gaussian(rng, n_classes=3, n_per_class=8, n_test_per_class=2, input_dim=6, noise=0.2)
+    cfg = TrainConfig(depth=3, width=16, epochs=2, batch_size=5, save_every=2, lr=0.05)
+    path = str(tmp_path / "t.h5")
+    fit(cfg, data, dump=path)
+    with h5py.File(path) as f:
+        assert f["epoch_0002"].attrs["loss_type"] == "square"
+    res = analyze_file(path, snapshot="epoch_0002")[0]
+    assert res.square_loss is True and "sqi_eps1" in _table(
+        _render(analyze_file(path), 200, compact=False)
+    )
+    h, y, m = make_data(C=4, d=8, n=20)
+    assert analyze(h, y, weights=m).square_loss is None
+    ce = analyze(h, y, weights=m, loss="cross_entropy")
+    assert ce.loss == "cross_entropy" and ce.square_loss is False
+    assert json.loads(ce.to_json())["loss"] == "cross_entropy"
+
+
+def test_names_with_dollar_signs_do_not_break_figures(tmp_path, capsys):
+    path = write_flat(
+        tmp_path / "f$x$.h5",
+        group="/a$\\frac$b",
+        class_names=["$\\frac{$", "b", "c", "d"],
+        loss="square",
+    )
+    out = tmp_path / "figs"
+    assert main(["plot", path, "-o", str(out), "-f", "png", "--dpi", "30", "-q"]) == 0
+    assert {p.stem for p in out.iterdir()} >= {"gram", "sqi", "projection"}
