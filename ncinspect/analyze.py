@@ -510,9 +510,7 @@ def analyze_file(
                 pprep, pfirst = first_of(partner)
                 prep = prepare_snapshot(snap)
                 if list(pprep.class_names) == list(prep.class_names):
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        centres = pfirst.sums / pfirst.counts[:, None]
-                    centres[pfirst.counts == 0] = np.nan
+                    centres = pfirst.class_means()
                     label = f"train:{partner.name}"
                 else:
                     extra.append(

@@ -89,13 +89,11 @@ def between_class_geometry(
     """
     counts = first.counts
     present = counts > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = first.sums / counts[:, None]
-    means[~present] = np.nan
+    means = first.class_means()
     if center == "classes":
         mu_g = means[present].mean(axis=0)
     elif center == "samples":
-        mu_g = first.sums.sum(axis=0) / max(first.n_samples, 1)
+        mu_g = first.sample_mean()
     else:
         raise ValueError(f"center must be 'classes' or 'samples', got {center!r}")
     centred = np.where(present[:, None], means - mu_g, 0.0)

@@ -86,12 +86,18 @@ class Moments:
 
 @dataclass
 class FirstPass:
-    """Per-class counts and float64 feature sums; also counts non-finite feature rows."""
+    """Per-class counts and float64 feature sums; also counts non-finite feature rows.
+
+    The class sums are ``sums * sum_scale``: ``sum_scale`` is 1.0 unless a sum of features
+    near the float64 limit overflowed, when the sums are kept divided by a power of two
+    (exact). :meth:`class_means` applies it.
+    """
 
     counts: np.ndarray  # (C,) int64
-    sums: np.ndarray  # (C, d) float64
+    sums: np.ndarray  # (C, d) float64, in units of sum_scale
     n_nonfinite: int = 0
     first_nonfinite_row: int | None = None
+    sum_scale: float = 1.0
 
     @classmethod
     def empty(cls, n_classes: int, n_features: int) -> FirstPass:
@@ -114,16 +120,54 @@ class FirstPass:
                 stats.n_nonfinite = int(bad.size)
                 stats.first_nonfinite_row = int(row0 + bad[0])
                 stats.sums = _group_sum(np.where(finite[:, None], h, 0), y, n_classes)
+            if not np.isfinite(stats.sums).all():  # finite rows whose sums overflow
+                rows = h if finite.all() else np.where(finite[:, None], h, 0)
+                m = float(np.max(np.abs(rows)))
+                scale = math.ldexp(1.0, min(math.frexp(m)[1] + h.shape[0].bit_length(), 1023))
+                stats.sums = _group_sum(np.asarray(rows, np.float64) / scale, y, n_classes)
+                stats.sum_scale = scale
         return stats
 
     def merge(self, other: FirstPass) -> FirstPass:
         firsts = [r for r in (self.first_nonfinite_row, other.first_nonfinite_row) if r is not None]
+        scale = max(self.sum_scale, other.sum_scale)
+        a, b = self._sums_in(scale), other._sums_in(scale)
+        sums = a + b
+        if not np.isfinite(sums).all():  # the two finite totals overflow together
+            scale *= 2.0
+            sums = a / 2.0 + b / 2.0
         return FirstPass(
             self.counts + other.counts,
-            self.sums + other.sums,
+            sums,
             self.n_nonfinite + other.n_nonfinite,
             min(firsts) if firsts else None,
+            scale,
         )
+
+    def _sums_in(self, scale: float) -> np.ndarray:
+        if scale == self.sum_scale:
+            return self.sums
+        with np.errstate(under="ignore"):
+            return self.sums * (self.sum_scale / scale)  # exact unless negligible
+
+    def class_means(self) -> np.ndarray:
+        """(C, d) float64 class means; rows of classes without samples are NaN."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = self.sums / self.counts[:, None]
+        if self.sum_scale != 1.0:
+            means *= self.sum_scale
+        means[self.counts == 0] = np.nan
+        return means
+
+    def sample_mean(self) -> np.ndarray:
+        """(d,) mean of all samples."""
+        n = max(self.n_samples, 1)
+        total = self.sums.sum(axis=0)
+        if np.isfinite(total).all():
+            return total / n * self.sum_scale if self.sum_scale != 1.0 else total / n
+        # the classes' totals overflow together: weight the class means instead
+        present = self.counts > 0
+        return (self.counts[present, None] / n * self.class_means()[present]).sum(axis=0)
 
     @property
     def n_samples(self) -> int:
@@ -225,6 +269,7 @@ class _Buffers:
         centres = geom.ncc_centres / geom.scale
         self.centre_sq = np.einsum("ij,ij->i", centres, centres)
         self.inv_scale = 1.0 / geom.scale
+        self.mean_scaled = geom.global_mean * self.inv_scale
         self.centred = geom.centred if geom.scale == 1.0 else geom.centred / geom.scale
         # (W mu_G + b) / (scale weight_scale): logits of h, in those units, from the scores
         # of h' = (h - mu_G) / scale
@@ -289,9 +334,11 @@ class SecondPass:
     ) -> SecondPass:
         C, m = geom.n_classes, block.shape[0]
         stats = cls.empty(C, geom.basis.shape[0])
-        h = np.subtract(block, geom.global_mean, out=bufs.h[:m])  # h' = h - mu_G in float64
-        if bufs.inv_scale != 1.0:
-            np.multiply(h, bufs.inv_scale, out=h)  # exact: a power of two
+        if bufs.inv_scale == 1.0:
+            h = np.subtract(block, geom.global_mean, out=bufs.h[:m])  # h' = h - mu_G, float64
+        else:  # h' = h / scale - mu_G / scale: exact scaling first, so nothing overflows
+            h = np.multiply(block, bufs.inv_scale, out=bufs.h[:m])
+            np.subtract(h, bufs.mean_scaled, out=h)
         e = np.take(bufs.centred, y, axis=0, out=bufs.e[:m])
         np.subtract(h, e, out=e)  # (m, d) within-class residuals h_i - mu_{y_i}
         if geom.basis.shape[0]:

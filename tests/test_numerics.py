@@ -249,3 +249,23 @@ def test_some_singleton_classes_are_computed_with_a_note():
     ref = reference_metrics(h, y, W=m)
     assert res.metrics["nc1"] == pytest.approx(ref["nc1"], rel=1e-9)
     assert any("one sample" in w and "[2]" in w for w in res.warnings)
+
+
+@pytest.mark.parametrize("center", ["classes", "samples"])
+@pytest.mark.parametrize("chunk_rows", [None, 17])
+def test_features_near_the_float64_limit(data, center, chunk_rows):
+    # class sums of such features overflow float64 (in one chunk, or only when chunks merge)
+    h, y, w = data
+    fs = 1.7e308 / np.abs(h).max()
+    base = _analyze(h, y, w, center=center).metrics
+    got = _analyze(h * fs, y, w, center=center, chunk_rows=chunk_rows).metrics
+    _assert_invariant(got, base)
+
+
+def test_features_near_the_float64_limit_dask(data):
+    import dask.array as da
+
+    h, y, w = data
+    fs = 1.7e308 / np.abs(h).max()
+    got = _analyze(da.from_array(h * fs, chunks=(23, -1)), y, w).metrics
+    _assert_invariant(got, _analyze(h, y, w).metrics)
