@@ -275,12 +275,20 @@ class _Buffers:
         # of h' = (h - mu_G) / scale
         self.offset = None
         self.logit_scales = (geom.scale, geom.weight_scale)
+        self.score_factor = 1.0  # logits / unit = scores * score_factor + offset
         if geom.weights is not None:
-            with np.errstate(under="ignore"):
+            with np.errstate(under="ignore", over="ignore"):
                 w = geom.weights / geom.weight_scale
                 self.offset = w @ (geom.global_mean / geom.scale)
                 if geom.bias is not None:
-                    self.offset = self.offset + geom.bias / geom.scale / geom.weight_scale
+                    bias = geom.bias / geom.scale / geom.weight_scale
+                    if not np.isfinite(bias).all():  # the bias dwarfs W h: its own unit
+                        unit = math.ldexp(1.0, math.frexp(float(np.abs(geom.bias).max()))[1])
+                        self.score_factor = geom.scale / unit * geom.weight_scale
+                        self.offset = self.offset * self.score_factor
+                        self.logit_scales = (unit, 1.0)
+                        bias = geom.bias / unit
+                    self.offset = self.offset + bias
 
 
 @dataclass
@@ -355,7 +363,11 @@ class SecondPass:
 
         logits = None
         if geom.weights is not None:
-            logits = scores[:, C:] + bufs.offset  # (W h + b) / (scale weight_scale)
+            logits = scores[:, C:]  # (W h + b) / (scale weight_scale)
+            if bufs.score_factor != 1.0:
+                with np.errstate(under="ignore"):
+                    logits = logits * bufs.score_factor
+            logits = logits + bufs.offset
         if outputs is not None:
             outputs = np.asarray(outputs, dtype=np.float64)
         clf_out = logits if logits is not None else outputs

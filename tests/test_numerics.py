@@ -269,3 +269,23 @@ def test_features_near_the_float64_limit_dask(data):
     fs = 1.7e308 / np.abs(h).max()
     got = _analyze(da.from_array(h * fs, chunks=(23, -1)), y, w).metrics
     _assert_invariant(got, _analyze(h, y, w).metrics)
+
+
+@pytest.mark.parametrize(("fs", "ws"), [(1e-170, 1e-150), (1e155, 1e150), (1e-300, 1e150)])
+def test_decisions_with_a_bias_follow_the_logits_scale(fs, ws):
+    # W h + b scales by fs * ws when h, W and b do: the decisions must not change
+    h, y, m = make_data(C=5, d=6, n=30, radius=1.0, sigma=0.6, seed=8)
+    rng = np.random.default_rng(2)
+    w, b = m + 0.3 * rng.standard_normal(m.shape), 0.5 * rng.standard_normal(5)
+    base = _analyze(h, y, w, bias=b).metrics
+    assert 0.2 < base["accuracy_classifier"] < 1.0  # the bias matters to some decisions
+    got = _analyze(h * fs, y, w * ws, bias=b * fs * ws).metrics
+    for key in ("accuracy_classifier", "nc4_ncc_mismatch", "accuracy_ncc"):
+        assert got[key] == base[key], key
+
+
+def test_a_bias_that_dwarfs_w_h_decides():
+    h, y, m = make_data(C=4, d=6, n=10, radius=1.0, seed=1)
+    b = np.array([0.0, 3.0, 1.0, 2.0])
+    res = _analyze(h * 1e-300, y, m * 1e-300, bias=b)  # W h ~ 1e-600: only b counts
+    assert res.metrics["accuracy_classifier"] == pytest.approx(np.mean(y == 1))
