@@ -38,6 +38,34 @@ _LAYER_RE = re.compile(r"^layer_?\d+$", re.IGNORECASE)
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
+#: prefixes that wrapped PyTorch modules add to state-dict names, ignored when matching
+#: aliases (DistributedDataParallel / DataParallel, torch.compile)
+_MODULE_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _torch_pickle_error(path: str) -> UnreadableFileError:
+    return UnreadableFileError(
+        f"{path}: is a PyTorch pickle (torch.save); ncinspect never unpickles files. Convert it "
+        "where you trust it, in two lines: `import torch; from safetensors.torch import "
+        "save_file` then `save_file({k: v.detach().contiguous() for k, v in "
+        f"torch.load({os.path.basename(path)!r}, weights_only=True).items()}}, "
+        "'dump.safetensors')`; or write the dump with ncinspect.DumpWriter"
+    )
+
+
+def _zip_holds_pickle(path: str) -> bool:
+    """A zip whose members include ``data.pkl``: what torch.save (and torch.jit.save) write."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+    return any(n == "data.pkl" or n.endswith("/data.pkl") for n in names) and not any(
+        n.endswith(".npy") for n in names
+    )
+
 
 @dataclass
 class Snapshot:
@@ -63,18 +91,27 @@ class Snapshot:
 
 
 def detect_format(path: str) -> str:
-    """Return ``"hdf5"`` or ``"npz"`` from the file's content (not its suffix)."""
+    """Return ``"hdf5"``, ``"npz"`` or ``"safetensors"`` from the file's content (not its
+    suffix). PyTorch pickles (``torch.save``: a zip holding ``data.pkl``, or a bare pickle)
+    are recognised and refused, never loaded."""
     from .io.paths import check_input_file
+    from .io.safetensors import is_safetensors
 
     check_input_file(path)  # a FIFO or device is refused before open() could block on it
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
-            head = f.read(8)
+            head = f.read(16)
             if size == 0:
                 raise UnreadableFileError(f"{path}: file is empty (0 bytes)")
             if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+                if _zip_holds_pickle(path):
+                    raise _torch_pickle_error(path)
                 return "npz"
+            if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+                raise _torch_pickle_error(path)  # pickle protocol 2-5 header
+            if is_safetensors(head, size):
+                return "safetensors"
             offset = 0
             while offset + 8 <= size:  # HDF5 superblock at 0, 512, 1024, 2048, ...
                 f.seek(offset)
@@ -90,8 +127,15 @@ def detect_format(path: str) -> str:
     except OSError as exc:
         raise UnreadableFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
     raise UnreadableFileError(
-        f"{path}: not an HDF5 or NPZ dump (starts with bytes {head[:8]!r}; "
-        "expected the HDF5 signature or a zip archive)"
+        f"{path}: not an HDF5 or NPZ (or safetensors) dump (starts with bytes {head[:8]!r}; "
+        "expected the HDF5 signature, a zip archive or a safetensors header)"
+    )
+
+
+def _natural_key(name: str) -> tuple:
+    """Sort key that orders ``classifier.10`` after ``classifier.6``."""
+    return tuple(
+        (1, int(part), "") if part.isdigit() else (0, 0, part) for part in re.split(r"(\d+)", name)
     )
 
 
@@ -194,6 +238,10 @@ class Dump:
             except Exception:
                 self.close()
                 raise
+        elif self.format == "safetensors":
+            from .io.safetensors import read_safetensors_tree
+
+            self.tree = read_safetensors_tree(self.path, self.notes)
         else:
             from .io.npz import read_npz_tree
 
@@ -219,6 +267,8 @@ class Dump:
         if role in self.keys:
             return (self.keys[role],)
         names = ALIASES[role]
+        # a wrapped module's state dict prefixes every name (module.fc.weight)
+        names = names + tuple(p + n for p in _MODULE_PREFIXES for n in names)
         # dotted state-dict names may also be stored as nested groups (classifier/weight)
         return names + tuple(n.replace(".", "/") for n in names if "." in n)
 
@@ -267,9 +317,18 @@ class Dump:
             elif labels is None:
                 raise MissingArrayError(
                     f"{self.path}:{node.path}: no labels for the features here or in any parent "
-                    f"group (tried {', '.join(self._names_for('labels'))}); "
-                    f"the file holds: {self.describe_arrays()}"
+                    f"group (tried {self._tried('labels')}); the file holds: "
+                    f"{self.describe_arrays()}; name the labels array with --labels-key"
                 )
+            weights = self._inherit(node, "weights", same_layer=True)
+            bias = self._inherit(node, "bias", same_layer=True)
+            outputs = self._inherit(node, "outputs", same_layer=True)
+            if weights is None and "weights" not in self.keys and len(features.shape) == 2:
+                found = self._classifier_fallback(node, features.shape[1], outputs)
+                if found is not None:
+                    weights, pair_bias = found
+                    if pair_bias is not None and "bias" not in self.keys:
+                        bias = pair_bias
             meta: dict[str, Any] = {}
             for anc in reversed(list(node.ancestors())):
                 meta.update(anc.attrs)
@@ -279,9 +338,9 @@ class Dump:
                     name=node.path,
                     features=features,
                     labels=labels,
-                    weights=self._inherit(node, "weights", same_layer=True),
-                    bias=self._inherit(node, "bias", same_layer=True),
-                    outputs=self._inherit(node, "outputs", same_layer=True),
+                    weights=weights,
+                    bias=bias,
+                    outputs=outputs,
                     params=self._params(node),
                     meta=meta,
                     epoch=_epoch_of(node),
@@ -292,11 +351,52 @@ class Dump:
             )
         if not snaps:
             raise MissingArrayError(
-                f"{self.path}: no features array found (tried "
-                f"{', '.join(self._names_for('features'))} in every group); "
-                f"the file holds: {self.describe_arrays()}"
+                f"{self.path}: no features array found (tried {self._tried('features')} in "
+                f"every group); the file holds: {self.describe_arrays()}; name the features "
+                "array with --features-key (and the others with --labels-key, --weights-key, "
+                "--bias-key, --outputs-key)"
             )
         return snaps
+
+    def _tried(self, role: str) -> str:
+        if role in self.keys:
+            return repr(self.keys[role])
+        return ", ".join(ALIASES[role]) + " (also with a module. prefix)"
+
+    def _classifier_fallback(self, node: Node, d: int, outputs: ArraySource | None):
+        """The classifier of a PyTorch state dict whose names match no alias: the last
+        ``*.weight`` of shape (C, d), with d the features' width (and its ``*.bias`` of shape
+        (C,) when there is one), in the nearest group of the snapshot's layer that has one.
+        Returns ``(weights, bias or None)`` or None; the choice is recorded in the notes."""
+        layer = _layer_of(node)
+        C_out = outputs.shape[1] if outputs is not None and len(outputs.shape) == 2 else None
+        for anc in node.ancestors():
+            if _layer_of(anc) != layer:
+                return None
+            candidates = []
+            for name, src in anc.arrays.items():
+                if not name.endswith(".weight") or len(src.shape) != 2:
+                    continue
+                C = src.shape[0]
+                if src.shape[1] != d or C < 2 or (C_out is not None and C != C_out):
+                    continue
+                bias = anc.arrays.get(name[: -len("weight")] + "bias")
+                if bias is not None and tuple(bias.shape) != (C,):
+                    continue
+                candidates.append((_natural_key(name), name, src, bias))
+            if candidates:
+                _, name, src, bias = max(candidates, key=lambda c: c[0])
+                also = f" with {bias.where} as its bias" if bias is not None else ""
+                of = f"the last of {len(candidates)}" if len(candidates) > 1 else "the one"
+                note = (
+                    f"{src.where}: taken as the classifier weights{also} (no array is named "
+                    f"weights or an alias; {of} *.weight of shape (C, d = {d}) in name order); "
+                    "choose another with --weights-key"
+                )
+                if note not in self.notes:
+                    self.notes.append(note)
+                return src, bias
+        return None
 
     def _check_explicit_keys(self) -> None:
         """A name given with --<role>-key must exist somewhere: a typo is an error, not a null."""
