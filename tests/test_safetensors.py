@@ -26,7 +26,7 @@ from ncinspect.errors import MissingArrayError, UnreadableFileError
 
 def _close(got, ref, rtol=1e-10):
     for key, value in ref.items():
-        if isinstance(value, bool):
+        if value is None or isinstance(value, bool):
             assert got[key] == value, key
         else:
             assert got[key] == pytest.approx(value, rel=rtol, abs=1e-12), key
