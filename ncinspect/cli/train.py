@@ -140,6 +140,27 @@ _D = TrainConfig()  # the defaults live in one place: the dataclass
     default=None,
     help="dtype of the stored features [default: --dtype].",
 )
+@click.option(
+    "--task",
+    type=click.Choice(["classification", "regression"]),
+    default=_D.task,
+    show_default=True,
+    help="regression: t real outputs fitted to targets g(A x) of gaussian inputs (nrc1-nrc3).",
+)
+@click.option(
+    "--n-targets",
+    type=int,
+    default=_D.n_targets,
+    show_default=True,
+    help="regression: number of targets t.",
+)
+@click.option(
+    "--target-map",
+    type=click.Choice(["linear", "smooth"]),
+    default=_D.target_map,
+    show_default=True,
+    help="regression: targets A x / sqrt(d) (linear) or tanh of it (smooth).",
+)
 @click.option("--compress", is_flag=True, help="gzip the datasets of the dump (smaller, slower).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @debug_option
@@ -163,6 +184,9 @@ def command(
     n_per_class: int,
     n_test_per_class: int,
     features_dtype: str | None,
+    task: str,
+    n_targets: int,
+    target_map: str,
     compress: bool,
     quiet: bool,
     debug: bool,
@@ -195,6 +219,9 @@ def command(
         n_per_class=n_per_class,
         n_test_per_class=n_test_per_class,
         features_dtype=features_dtype,
+        task=task,
+        n_targets=n_targets,
+        target_map=target_map,
         compression="gzip" if compress else None,
     )
     config.validate()
@@ -220,12 +247,23 @@ def command(
     saved = ", ".join(str(e) for e in history.saved_epochs) or "none"
     nc1 = history.last("nc1")
     speed = history.epoch_seconds
+    if task == "regression":
+        nrc1 = history.last("nrc1")
+        scores = (
+            f"train mse {_num(history.last('mse'), '.4g')}, "
+            f"test mse {_num(history.last('test_mse'), '.4g')}"
+            + (f", nrc1 {nrc1:.3g}" if nrc1 is not None else "")
+        )
+    else:
+        scores = (
+            f"train acc {_num(history.last('train_accuracy'), '.3f')}, "
+            f"test acc {_num(history.last('test_accuracy'), '.3f')}"
+            + (f", nc1 {nc1:.3g}" if nc1 is not None else "")
+        )
     console.print(
         f"{output}: snapshots at epochs {saved}; "
         f"loss {_num(last.get('loss'), '.4g')}, "
-        f"train acc {_num(history.last('train_accuracy'), '.3f')}, "
-        f"test acc {_num(history.last('test_accuracy'), '.3f')}"
-        + (f", nc1 {nc1:.3g}" if nc1 is not None else "")
+        + scores
         + (f"; {speed * 1e3:.1f} ms/epoch" if math.isfinite(speed) else "; no epoch trained"),
         highlight=False,
         soft_wrap=True,
@@ -327,11 +365,14 @@ def _fit_with_progress(config: TrainConfig, data, output: str, console):
         def callback(rec: dict) -> None:
             if rec.get("nc1") is not None:
                 state["nc1"] = f"{rec['nc1']:.3g}"
+            if rec.get("nrc1") is not None:  # regression: nrc1 in the collapse column
+                state["nc1"] = f"nrc1 {rec['nrc1']:.3g}"
+            acc = rec.get("train_accuracy")
             progress.update(
                 task,
                 completed=rec["epoch"],
                 loss=f"{rec['loss']:.4g}",
-                acc=f"{rec['train_accuracy']:.3f}",
+                acc="-" if acc is None else f"{acc:.3f}",
                 nc1=state["nc1"],
             )
 

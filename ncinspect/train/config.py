@@ -29,6 +29,11 @@ class TrainConfig:
     noise: float = 1.0  # gaussian: standard deviation of the within-class noise
     mnist1d_samples: int = 5000  # mnist1d: samples generated (80% train, 20% test)
 
+    # task (regression: docs/trainer.md, ncinspect.train.regression) --------------------
+    task: str = "classification"  # "classification" (one-hot classes) or "regression"
+    n_targets: int = 3  # regression: t, the outputs / target columns
+    target_map: str = "linear"  # regression: targets g(A x / sqrt(d)), g = "linear" or "smooth"
+
     # network ---------------------------------------------------------------------------
     depth: int = 4  # L, the number of weight matrices (>= 2)
     width: int = 128  # width of every hidden layer (unless `widths` is given)
@@ -111,6 +116,15 @@ class TrainConfig:
             or self.n_test_per_class < 0
         ):
             problems.append("gaussian data need n_classes >= 2, n_per_class >= 1, input_dim >= 1")
+        if self.task not in ("classification", "regression"):
+            problems.append(f"task must be 'classification' or 'regression', got {self.task!r}")
+        if self.task == "regression":
+            if self.dataset != "gaussian":
+                problems.append("task 'regression' trains on generated gaussian inputs only")
+            if self.n_targets < 1:
+                problems.append(f"n_targets must be >= 1, got {self.n_targets}")
+            if self.target_map not in ("linear", "smooth"):
+                problems.append(f"target_map must be 'linear' or 'smooth', got {self.target_map!r}")
         if problems:
             raise UsageError("invalid training config: " + "; ".join(problems))
 

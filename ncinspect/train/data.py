@@ -260,6 +260,10 @@ def from_file(
 def load_dataset(config) -> Dataset:
     """The data set a :class:`~ncinspect.train.TrainConfig` names, generated from its seed."""
     rng = np.random.default_rng([config.seed, 0])  # data stream, independent of init/shuffling
+    if getattr(config, "task", "classification") == "regression":
+        from .regression import regression_data
+
+        return regression_data(config)
     if config.dataset == "gaussian":
         return gaussian(
             rng,

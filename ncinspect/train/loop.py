@@ -245,6 +245,11 @@ def fit(
     """
     config = TrainConfig() if config is None else config
     config.validate()
+    if config.task == "regression":  # t real outputs instead of one-hot classes
+        from .regression import RegressionData, fit_regression
+
+        reg = data if isinstance(data, RegressionData) else None
+        return fit_regression(config, reg, dump=dump, callback=callback)
     data = load_dataset(config) if data is None else data
     dtype = np.dtype(config.dtype)
     features_dtype = np.dtype(config.features_dtype or config.dtype)
