@@ -1,0 +1,276 @@
+"""Regression training for neural regression collapse (``TrainConfig(task="regression")``).
+
+The same bias-free ReLU network, optimiser and objective as :func:`ncinspect.train.fit`,
+with t real-valued outputs and targets in place of one-hot classes:
+
+- inputs ``x ~ N(0, I_d)`` (d = ``input_dim``), standardised on the training split;
+  ``n_classes * n_per_class`` training and ``n_classes * n_test_per_class`` test rows (the
+  same N as the classification defaults);
+- targets ``y = g(A x / sqrt(d))`` with ``A`` (t, d) Gaussian (t = ``n_targets``) and
+  ``g`` the identity (``target_map="linear"``) or ``tanh`` (``"smooth"``), plus
+  ``0.1 * noise`` Gaussian noise per entry;
+- objective ``(kappa/2) sum_i ||y_i - f(x_i)||^2 + (lambda/2) sum_l ||W_l||_F^2`` with
+  ``kappa = 1/(N t)`` unless given.
+
+Dump layout: ``targets`` (N, t) at the root (and ``test/targets``), metadata
+``task = "regression"`` and ``n_targets`` at the root, snapshots ``epoch_XXXX`` (features,
+outputs, weights = W_L (t, width), params) as for classification, so ``ncinspect report``
+gives nrc1-nrc3 for each.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .config import TrainConfig
+from .model import forward, init_params, objective_and_grads
+from .optim import SGD, learning_rate
+
+__all__ = ["RegressionData", "regression_data", "fit_regression", "evaluate_regression"]
+
+TARGET_MAPS = ("linear", "smooth")
+_EVAL_ROWS = 4096
+
+
+@dataclass
+class RegressionData:
+    X: np.ndarray  # (N, d)
+    Y: np.ndarray  # (N, t)
+    X_test: np.ndarray
+    Y_test: np.ndarray
+    name: str
+
+    @property
+    def input_dim(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def n_targets(self) -> int:
+        return self.Y.shape[1]
+
+
+def regression_data(config: TrainConfig) -> RegressionData:
+    """The inputs and targets ``config`` names, drawn from the data stream ``[seed, 0]``."""
+    rng = np.random.default_rng([config.seed, 0])
+    d, t = int(config.input_dim), int(config.n_targets)
+    n, n_test = config.n_classes * config.n_per_class, config.n_classes * config.n_test_per_class
+    A = rng.standard_normal((t, d))
+    X = rng.standard_normal((n, d))
+    X_test = rng.standard_normal((n_test, d))
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    std[std == 0] = 1.0
+    X, X_test = (X - mean) / std, (X_test - mean) / std
+
+    def targets(x: np.ndarray) -> np.ndarray:
+        z = x @ A.T / np.sqrt(d)
+        if config.target_map == "smooth":
+            z = np.tanh(z)
+        return z + 0.1 * config.noise * rng.standard_normal(z.shape)
+
+    Y, Y_test = targets(X), targets(X_test)
+    return RegressionData(X, Y, X_test, Y_test, name=f"gaussian-{config.target_map}")
+
+
+def evaluate_regression(
+    params, X: np.ndarray, Y: np.ndarray, *, kappa: float, weight_decay: float
+) -> dict[str, float]:
+    """Exact objective, data term and ``mse = (1/(N t)) sum_i ||y_i - f(x_i)||^2``."""
+    sq = 0.0
+    for a in range(0, X.shape[0], _EVAL_ROWS):
+        out, _ = forward(params, X[a : a + _EVAL_ROWS])
+        r = Y[a : a + _EVAL_ROWS] - out
+        sq += float(np.vdot(r, r))
+    reg = 0.5 * weight_decay * sum(float(np.vdot(W, W)) for W in params)
+    n = max(1, X.shape[0])
+    return {
+        "loss": 0.5 * kappa * sq + reg,
+        "data_loss": 0.5 * kappa * sq,
+        "mse": sq / (n * Y.shape[1]),
+    }
+
+
+def _nrc1(features: np.ndarray, targets: np.ndarray) -> float | None:
+    from ..analyze_ext import analyze_regression
+    from ..errors import NCInspectError
+
+    try:
+        return analyze_regression(features, targets).metrics.get("nrc1")
+    except NCInspectError:
+        return None
+
+
+def fit_regression(
+    config: TrainConfig,
+    data: RegressionData | None = None,
+    *,
+    dump: str | os.PathLike | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+):
+    """Train the bias-free network on a regression task; the :class:`History` of :func:`fit`.
+
+    Records hold ``epoch``, ``loss``, ``learning_rate`` and, at snapshots, ``mse``,
+    ``test_mse`` and ``nrc1`` (through :func:`ncinspect.analyze_regression`).
+    """
+    from .loop import History, _defer_sigint, _write_split
+
+    data = regression_data(config) if data is None else data
+    dtype = np.dtype(config.dtype)
+    features_dtype = np.dtype(config.features_dtype or config.dtype)
+    X = np.ascontiguousarray(data.X, dtype=dtype)
+    Y = np.ascontiguousarray(data.Y, dtype=dtype)
+    X_test = np.ascontiguousarray(data.X_test, dtype=dtype)
+    Y_test = np.ascontiguousarray(data.Y_test, dtype=dtype)
+    N, t = X.shape[0], Y.shape[1]
+    kappa = float(config.kappa) if config.kappa is not None else 1.0 / (N * t)
+    wd = float(config.weight_decay)
+    hist = History(config, kappa=kappa, weight_decay=wd, n_samples=N, Lambda=wd / (kappa * N))
+    params = init_params(
+        [data.input_dim, *config.hidden_widths(), t],
+        np.random.default_rng([config.seed, 1]),
+        init_scale=config.init_scale,
+        dtype=dtype,
+    )
+    hist.params = params
+    shuffle_rng = np.random.default_rng([config.seed, 2])
+    opt = SGD(params, momentum=config.momentum)
+    B = N if config.batch_size == 0 else min(config.batch_size, N)
+    n_test = X_test.shape[0]
+    run_meta = {
+        "trainer": "ncinspect.train",
+        "task": "regression",
+        "loss_type": "square",
+        "dataset": data.name,
+        "n_targets": int(t),
+        "input_dim": int(data.input_dim),
+        "n_samples": int(N),
+        "n_test_samples": int(n_test),
+        "weight_decay": wd,
+        "kappa": kappa,
+        "Lambda": float(hist.Lambda),
+        "depth": int(config.depth),
+        "widths": [int(w) for w in config.hidden_widths()],
+        "init_scale": float(config.init_scale),
+        "momentum": float(config.momentum),
+        "batch_size": int(B),
+        "full_batch": bool(B >= N),
+        "epochs": int(config.epochs),
+        "lr": float(config.lr),
+        "schedule": config.schedule,
+        "dtype": config.dtype,
+        "seed": int(config.seed),
+    }
+    writer = None
+    if dump is not None:
+        from ..io.writer import DumpWriter
+
+        writer = DumpWriter(dump, "w", compression=config.compression)
+
+    def lr_at(epoch: int) -> float:
+        return learning_rate(
+            config.schedule,
+            config.lr,
+            epoch,
+            config.epochs,
+            step_every=config.step_every,
+            gamma=config.gamma,
+            lr_min=config.lr_min,
+        )
+
+    def snapshot(epoch: int, lr: float) -> dict[str, Any]:
+        train = evaluate_regression(params, X, Y, kappa=kappa, weight_decay=wd)
+        test = (
+            evaluate_regression(params, X_test, Y_test, kappa=kappa * N / n_test, weight_decay=wd)
+            if n_test
+            else dict.fromkeys(train)
+        )
+        rec = {"loss": train["loss"], "mse": train["mse"], "test_mse": test["mse"]}
+        rec["saved"] = writer is not None
+        if writer is not None:
+            meta = {
+                **run_meta,
+                "epoch": epoch,
+                "learning_rate": lr,
+                **{f"train_{k}": v for k, v in train.items()},
+                **{f"test_{k}": v for k, v in test.items()},
+            }
+            with _defer_sigint():
+                H = _write_split(
+                    writer,
+                    f"epoch_{epoch:04d}",
+                    params,
+                    X,
+                    features_dtype,
+                    {**meta, "split": "train", **train},
+                )
+                if n_test:
+                    _write_split(
+                        writer,
+                        f"test/epoch_{epoch:04d}",
+                        params,
+                        X_test,
+                        features_dtype,
+                        {**meta, "split": "test", **test},
+                    )
+                hist.saved_epochs.append(epoch)
+        else:
+            H = forward(params, X)[1][-1]
+        rec["nrc1"] = _nrc1(H, Y)
+        return rec
+
+    train_seconds = 0.0
+    try:
+        if writer is not None:
+            with _defer_sigint():
+                writer.set_meta("/", **run_meta)
+                writer.write("targets", Y)
+                if n_test:
+                    writer.write("targets", Y_test, group="test")
+                    writer.set_meta("test", split="test")
+        rec0 = {"epoch": 0, "learning_rate": lr_at(0), **snapshot(0, lr_at(0))}
+        hist.records.append(rec0)
+        if callback is not None:
+            callback(rec0)
+        for epoch in range(config.epochs):
+            lr = lr_at(epoch)
+            t0 = time.perf_counter()
+            order = shuffle_rng.permutation(N) if B < N else None
+            loss_sum = 0.0
+            for start in range(0, N, B):
+                idx = slice(None) if order is None else order[start : start + B]
+                xb, yb = X[idx], Y[idx]
+                with np.errstate(over="ignore", invalid="ignore"):
+                    loss, grads, _ = objective_and_grads(
+                        params, xb, yb, kappa=kappa, weight_decay=wd, n_total=N
+                    )
+                    opt.step(grads, lr)
+                loss_sum += loss * xb.shape[0]
+            train_seconds += time.perf_counter() - t0
+            done = epoch + 1
+            rec = {"epoch": done, "learning_rate": lr, "loss": loss_sum / N}
+            if not np.isfinite(rec["loss"]):
+                from ..errors import UsageError
+
+                raise UsageError(
+                    f"training diverged at epoch {done} (loss {rec['loss']}); lower the learning "
+                    f"rate (lr={config.lr}) or the init scale (init_scale={config.init_scale})"
+                )
+            if done % config.save_every == 0 or done == config.epochs:
+                rec.update(snapshot(done, lr))
+            hist.records.append(rec)
+            if callback is not None:
+                callback(rec)
+    except KeyboardInterrupt:
+        hist.interrupted = True
+    finally:
+        if writer is not None:
+            writer.close()
+    n_epochs = max(0, len(hist.records) - 1)
+    if n_epochs:
+        hist.epoch_seconds = train_seconds / n_epochs
+    return hist
