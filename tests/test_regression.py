@@ -257,3 +257,62 @@ def test_dask_engine_on_a_file(reg_file):
     for a, b in zip(local, dk, strict=True):
         for key in REGRESSION_KEYS:
             _close(b.metrics[key], a.metrics[key], rtol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------
+# the trainer and the sample dump
+# ---------------------------------------------------------------------------------------
+def test_trainer_regression_dump(tmp_path):
+    from ncinspect.errors import UsageError
+    from ncinspect.train import TrainConfig, fit
+
+    cfg = TrainConfig(
+        task="regression",
+        n_targets=2,
+        depth=3,
+        width=16,
+        epochs=40,
+        save_every=20,
+        n_per_class=10,
+        n_test_per_class=3,
+        lr=0.05,
+        weight_decay=1e-2,
+    )
+    out = tmp_path / "r.h5"
+    hist = fit(cfg, dump=out)
+    assert hist.saved_epochs == [0, 20, 40] and hist.records[-1]["mse"] > 0
+    with h5py.File(out) as f:
+        assert f.attrs["task"] == "regression" and f["targets"].shape == (100, 2)
+        assert f["epoch_0040/weights"].shape == (2, 16) and f["test/targets"].shape == (30, 2)
+        h, y, w = f["epoch_0040/features"][()], f["targets"][()], f["epoch_0040/weights"][()]
+    res = {r.name: r for r in analyze_file(out)}
+    assert all(r.task == "regression" for r in res.values())
+    for key in REGRESSION_KEYS:
+        _close(res["/epoch_0040"].metrics[key], reference_nrc(h, y, w)[key], rtol=1e-8)
+    assert hist.records[-1]["nrc1"] == pytest.approx(res["/epoch_0040"].metrics["nrc1"])
+    with pytest.raises(UsageError, match="task"):
+        TrainConfig(task="ranking").validate()
+    with pytest.raises(UsageError, match="n_targets"):
+        TrainConfig(task="regression", n_targets=0).validate()
+
+
+def test_cli_train_regression(tmp_path, capsys):
+    out = tmp_path / "c.h5"
+    args = ["train", "-o", str(out), "--task", "regression", "--n-targets", "2", "--depth", "2"]
+    args += ["--width", "8", "--epochs", "5", "--save-every", "5", "--n-per-class", "5", "-q"]
+    assert main(args) == 0
+    assert "nrc1" in capsys.readouterr().err
+    assert main(["report", str(out), "--snapshot", "/epoch_0005"]) == 0
+    assert "nrc2" in capsys.readouterr().out
+
+
+def test_sample_dump_shows_regression_collapse():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "sample_data" / "regression.h5"
+    assert path.stat().st_size < 1_000_000
+    train = [r for r in analyze_file(path) if r.split == "train" and r.layer is None]
+    assert [r.epoch for r in train] == sorted(r.epoch for r in train) and len(train) >= 3
+    first, last = train[0].metrics, train[-1].metrics
+    assert last["nrc1"] < 0.05 * first["nrc1"] and last["nrc2"] < 0.05 * first["nrc2"]
+    assert all(last[k] is not None for k in REGRESSION_KEYS)

@@ -161,6 +161,13 @@ _D = TrainConfig()  # the defaults live in one place: the dataclass
     show_default=True,
     help="regression: targets A x / sqrt(d) (linear) or tanh of it (smooth).",
 )
+@click.option(
+    "--target-offset",
+    type=float,
+    default=_D.target_offset,
+    show_default=True,
+    help="regression: constant added to every target (0 = centred targets).",
+)
 @click.option("--compress", is_flag=True, help="gzip the datasets of the dump (smaller, slower).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @debug_option
@@ -187,6 +194,7 @@ def command(
     task: str,
     n_targets: int,
     target_map: str,
+    target_offset: float,
     compress: bool,
     quiet: bool,
     debug: bool,
@@ -222,6 +230,7 @@ def command(
         task=task,
         n_targets=n_targets,
         target_map=target_map,
+        target_offset=target_offset,
         compression="gzip" if compress else None,
     )
     config.validate()

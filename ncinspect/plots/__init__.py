@@ -83,6 +83,8 @@ def kind_allowed(kind: str, results: Iterable[SnapshotResult], *, sqi: bool = Fa
         epochs = {r.epoch for r in train}
         return None if len(epochs) > 1 else "needs training snapshots at two or more epochs"
     if kind == "layers":
+        if all(r.task != "classification" for r in results):
+            return "regression snapshots: read nrc1 per layer in the report's layer table"
         if not has_layers(results):
             return "needs hidden-layer snapshots (layer_k)"
         return None if len(layer_profile(results)) > 1 else "needs several layers at one epoch"
@@ -90,9 +92,11 @@ def kind_allowed(kind: str, results: Iterable[SnapshotResult], *, sqi: bool = Fa
         raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
     from ..trajectory import final_snapshot
 
-    final = final_snapshot(results)
+    final = final_snapshot([r for r in results if r.task != "ood"])
     if final is None:
         return "no snapshot"
+    if final.task == "regression":
+        return "a regression snapshot has no classes (nrc1-nrc3 are in the trajectory figure)"
     if kind == "spectrum" and len(final.arrays.get("between_eigvals", ())) == 0:
         return "no between-class direction (all class means equal)"
     if kind == "projection" and len(final.arrays.get("basis", ())) == 0:

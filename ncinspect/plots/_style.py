@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from ..metrics import METRIC_INFO
+from ..ood import OOD_INFO
+from ..regression import REGRESSION_INFO
 
 __all__ = [
     "STYLES",
@@ -116,6 +118,10 @@ _DIRECTION = {
     "info": "",
 }
 _INFO = {key: (group, direction, meaning) for key, group, direction, meaning in METRIC_INFO}
+_INFO.update(
+    (key, (group, direction, meaning))
+    for key, group, direction, meaning in (*OOD_INFO, *REGRESSION_INFO)
+)
 
 
 def _check_style(style: str) -> None:

@@ -94,6 +94,11 @@ TRAJECTORY_PANELS: tuple[Panel, ...] = (
     _split_pair(
         "accuracy", "accuracy_classifier", log=False, ylabel="accuracy_classifier", upper=1.0
     ),
+    # shown only when the run has them: OOD sets (split ood) and regression snapshots
+    _split_pair("NC5  OOD orthogonality", "nc5_ood_orthogonality", ylabel="nc5_ood_orthogonality"),
+    _split_pair("NRC1  principal subspace", "nrc1", ylabel="nrc1"),
+    _split_pair("NRC2  row space of W", "nrc2", ylabel="nrc2"),
+    _split_pair("NRC3  W Wᵀ vs Σ_Y^½ − √γ I", "nrc3", ylabel="nrc3"),
 )
 
 #: Per-layer panels against depth ("intermediate" collapse).

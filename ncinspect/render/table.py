@@ -282,6 +282,8 @@ def layer_table(report: Report, columns: tuple[tuple[str, str], ...] = LAYER_KEY
     """
     from rich.table import Table
 
+    if columns is LAYER_KEYS and all(res.task == "regression" for res in report):
+        columns = (("nrc1", "nrc1"), ("nrc2", "nrc2"))
     if not has_layers(report):
         return None
     splits = list(dict.fromkeys(res.split for res in report))

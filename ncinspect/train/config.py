@@ -33,6 +33,7 @@ class TrainConfig:
     task: str = "classification"  # "classification" (one-hot classes) or "regression"
     n_targets: int = 3  # regression: t, the outputs / target columns
     target_map: str = "linear"  # regression: targets g(A x / sqrt(d)), g = "linear" or "smooth"
+    target_offset: float = 1.0  # regression: added to every target (0 = centred targets)
 
     # network ---------------------------------------------------------------------------
     depth: int = 4  # L, the number of weight matrices (>= 2)
@@ -70,7 +71,7 @@ class TrainConfig:
         """Raise :class:`~ncinspect.errors.UsageError` on an impossible setting."""
         problems = []
         fields = ("lr", "weight_decay", "init_scale", "separation", "noise", "momentum", "lr_min")
-        fields += ("gamma",) + (("kappa",) if self.kappa is not None else ())
+        fields += ("gamma", "target_offset") + (("kappa",) if self.kappa is not None else ())
         not_finite = [f"{k}={getattr(self, k)}" for k in fields if not _finite(getattr(self, k))]
         if not_finite:
             # NaN slips through every comparison below, and inf is no usable setting either
