@@ -91,12 +91,24 @@ def between_class_geometry(
     present = counts > 0
     means = first.class_means()
     if center == "classes":
-        mu_g = means[present].mean(axis=0)
+        with np.errstate(over="ignore"):
+            mu_g = means[present].mean(axis=0)
+        if not np.isfinite(mu_g).all():  # means near the float64 limit: sum them scaled
+            s = pow2_scale(means[present])
+            mu_g = (means[present] / s).mean(axis=0) * s
     elif center == "samples":
         mu_g = first.sample_mean()
     else:
         raise ValueError(f"center must be 'classes' or 'samples', got {center!r}")
-    centred = np.where(present[:, None], means - mu_g, 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        centred = np.where(present[:, None], means - mu_g, 0.0)
+    if not np.isfinite(centred).all():
+        from .errors import InvalidDataError
+
+        raise InvalidDataError(
+            "features: class means differ by more than float64 can hold "
+            "(|mu_c - mu_G| > 1.8e308); rescale the features"
+        )
     C, d = centred.shape
     scale = pow2_scale(centred)
     if not centred.any():  # means coincide: the residuals still need a unit
@@ -481,11 +493,14 @@ def compute_metrics(
         # hypot: no Python float overflow for outputs near the float64 limit
         t_norm = math.sqrt(N) * math.hypot(1.0 - eps1, math.sqrt(C - 1) * eps2)
         spread = math.hypot(math.sqrt(second.true_out.m2), math.sqrt(second.wrong_out.m2))
-        out.set(
-            "sqi_spread",
-            float(spread / t_norm) if t_norm > 0 else None,
-            "the class-constant pattern T is zero",
-        )
+        if 0 < second.out_abs_max < 2.0**-450:  # their squared deviations underflowed
+            out.set("sqi_spread", None, "outputs below 1e-135: their squares underflow float64")
+        else:
+            out.set(
+                "sqi_spread",
+                float(spread / t_norm) if t_norm > 0 else None,
+                "the class-constant pattern T is zero",
+            )
         out.set("mse", second.sq_err / (N * C))
         out.set("interpolates", bool(second.max_abs_err < 1e-3))
 

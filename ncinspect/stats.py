@@ -306,6 +306,7 @@ class SecondPass:
     sq_err: float = 0.0  # sum_i ||f(x_i) - onehot(y_i)||^2
     max_abs_err: float = 0.0
     has_outputs: bool = False
+    out_abs_max: float = 0.0  # max |f_c(x_i)|: below 2^-450 the m2 sums underflow
 
     @classmethod
     def empty(cls, n_classes: int, rank: int) -> SecondPass:
@@ -400,6 +401,7 @@ class SecondPass:
             err[rows, y] -= 1.0
             stats.sq_err = float(np.einsum("ij,ij->", err, err))
             stats.max_abs_err = float(np.abs(err).max()) if err.size else 0.0
+            stats.out_abs_max = float(np.abs(out).max()) if out.size else 0.0
             stats.has_outputs = True
 
     def merge(self, other: SecondPass) -> SecondPass:
@@ -415,4 +417,5 @@ class SecondPass:
             self.sq_err + other.sq_err,
             max(self.max_abs_err, other.max_abs_err),
             self.has_outputs or other.has_outputs,
+            max(self.out_abs_max, other.out_abs_max),
         )

@@ -289,3 +289,24 @@ def test_a_bias_that_dwarfs_w_h_decides():
     b = np.array([0.0, 3.0, 1.0, 2.0])
     res = _analyze(h * 1e-300, y, m * 1e-300, bias=b)  # W h ~ 1e-600: only b counts
     assert res.metrics["accuracy_classifier"] == pytest.approx(np.mean(y == 1))
+
+
+def test_sqi_spread_of_tiny_outputs_is_null_not_zero(data):
+    # ||F - T|| / ||T|| is scale-free, but squares of 1e-170 outputs underflow to 0
+    h, y, w = data
+    assert _analyze(h, y, w).metrics["sqi_spread"] > 0.1
+    res = _analyze(h * 1e-170, y, w)
+    assert res.metrics["sqi_spread"] is None
+    assert any("sqi_spread" in line and "underflow" in line for line in res.warnings)
+    assert res.metrics["mse"] == pytest.approx(1 / 5)  # outputs ~0: (1/NC) sum ||onehot||^2
+
+
+def test_class_means_further_apart_than_float64_exit_3(tmp_path, capsys):
+    y = np.repeat([0, 1, 2], 5)
+    h = np.array([[1.7, 0.0], [1.7, 0.1], [-1.7, 0.0]])[y] * 1e308  # finite inputs
+    path = tmp_path / "far.h5"
+    with h5py.File(path, "w") as f:
+        f["features"], f["labels"] = h, y
+    assert main(["report", str(path)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "float64" in err[0]
