@@ -240,6 +240,7 @@ def analyze(
     progress: Progress | None = None,
     engine: Any = None,
     loss: str | None = None,
+    ood_features: Any = None,
 ) -> SnapshotResult:
     """Every neural-collapse metric of spec/metrics.md for one set of features.
 
@@ -274,6 +275,10 @@ def analyze(
         The loss the model was trained with (``"square"``, ``"cross_entropy"``, ...), kept
         as metadata ``loss``: it decides whether the square-loss section (``sqi_*``, ``mse``,
         ``interpolates``) is shown in tables and plots (the values are always computed).
+    ood_features : array-like (M, d) or dict of them, optional
+        Features of out-of-distribution data for ``nc5_ood_orthogonality``; a dict
+        ``{name: array}`` gives ``nc5_ood_orthogonality_<name>`` per set (name ``"ood"``
+        gives the plain key), as for dumps with ``ood_<name>`` splits.
 
     Returns
     -------
@@ -318,6 +323,10 @@ def analyze(
     )
     if loss is not None:
         res.meta["loss"] = str(loss)
+    if ood_features is not None:
+        from .analyze_ext import add_nc5_arrays
+
+        add_nc5_arrays(res, ood_features, chunk_rows=chunk_rows, engine=engine)
     return res
 
 

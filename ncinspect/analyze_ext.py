@@ -39,6 +39,8 @@ __all__ = [
     "ood_feature_sum",
     "ood_result",
     "add_nc5",
+    "add_nc5_arrays",
+    "OODSets",
 ]
 
 
@@ -394,3 +396,23 @@ class OODSets:
                 continue
             sets[o.split] = self.feature_sum(o, progress)
         add_nc5(res, sets, self.splits)
+
+
+def add_nc5_arrays(res: SnapshotResult, ood_features: Any, *, chunk_rows=None, engine=None):
+    """The nc5 keys of :func:`ncinspect.analyze` from in-memory OOD feature arrays."""
+    from .analyze import _is_dask, plan_chunk_rows
+
+    sets = ood_features if isinstance(ood_features, dict) else {"ood": ood_features}
+    sums: dict[str, FeatureSum] = {}
+    for name, feats in sets.items():
+        split = "ood" if str(name) == "ood" else f"ood_{name}"
+        if _is_dask(feats):
+            from .engines.dask import DaskEngine, DaskSource
+
+            engine = engine if hasattr(engine, "wrap") else DaskEngine()
+            feats = DaskSource(feats, f"ood_features[{name!r}]")
+        src = as_source(feats, f"ood_features[{name!r}]")
+        d = src.shape[1] if len(src.shape) == 2 else 1
+        rows = chunk_rows or plan_chunk_rows(d, 1)
+        sums[split] = ood_feature_sum(src, rows=rows, engine=engine)
+    add_nc5(res, sums, list(sums))

@@ -23,6 +23,8 @@ __all__ = [
     "INVARIANCES",
     "MetricSpec",
     "REGISTRY",
+    "OOD_REGISTRY",
+    "REGRESSION_REGISTRY",
     "BY_KEY",
     "GROUPS",
     "UNIFORMITY_GROUPS",
@@ -165,7 +167,31 @@ REGISTRY: tuple[MetricSpec, ...] = (
        "max_i ||f(x_i) - onehot(y_i)||_inf < 1e-3", inv=_OUTPUTS, kind="bool"),
 )  # fmt: skip
 
-BY_KEY: dict[str, MetricSpec] = {m.key: m for m in REGISTRY}
+#: Metrics of the other snapshot kinds, kept out of :data:`REGISTRY` (a classification
+#: snapshot's keys): ``nc5_ood_orthogonality`` appears on the in-distribution snapshots of a
+#: dump with OOD sets (``nc5_ood_orthogonality_<name>`` per named set, same entry), nrc1-nrc3
+#: on regression snapshots only (ncinspect.ood, ncinspect.regression). "rotation" and
+#: "feature_scale" here rotate or scale every feature vector, "weight_scale" scales W.
+OOD_REGISTRY: tuple[MetricSpec, ...] = (
+    _m("nc5_ood_orthogonality", "NC5", "lower",
+       "mean |cos(mu_c, OOD mean)|: OOD mean vs uncentred class means",
+       "mean_c |cos(mu_c, mu_G^ood)|, mu_c uncentred, mu_G^ood the OOD sample mean",
+       inv={"feature_scale", "rotation", "permutation"}, ref="Ammar et al. 2024"),
+)  # fmt: skip
+REGRESSION_REGISTRY: tuple[MetricSpec, ...] = (
+    _m("nrc1", "NRC", "lower", "normalised features off their top-t principal subspace",
+       "mean_i ||h^_i - P_pca h^_i||^2, h^ = h/||h||, P_pca: top t PCs of the centred h^",
+       inv={"feature_scale", "weight_scale", "rotation"}, ref="Andriopoulos et al. 2024"),
+    _m("nrc2", "NRC", "lower", "normalised features off the row space of W",
+       "mean_i ||h^_i - P_W h^_i||^2, P_W: projector on the row space of W (t, d)",
+       inv={"feature_scale", "weight_scale", "rotation"}, ref="Andriopoulos et al. 2024"),
+    _m("nrc3", "NRC", "lower", "W W^T vs Sigma_Y^1/2 - sqrt(gamma) I, best gamma",
+       "min_{gamma in [0, lambda_min(Sigma_Y)]} || W W^T/||.||_F - (Sigma_Y^1/2 - sqrt(gamma) I)"
+       "/||.||_F ||_F^2", inv={"feature_scale", "weight_scale", "rotation"},
+       ref="Andriopoulos et al. 2024"),
+)  # fmt: skip
+
+BY_KEY: dict[str, MetricSpec] = {m.key: m for m in (*REGISTRY, *OOD_REGISTRY, *REGRESSION_REGISTRY)}
 GROUPS: tuple[str, ...] = tuple(dict.fromkeys(m.group for m in REGISTRY))
 #: Groups that lead the table when no simplex ETF fits in d dimensions (d < C - 1).
 UNIFORMITY_GROUPS: tuple[str, ...] = ("GNC2", "UNC3")

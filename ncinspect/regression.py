@@ -19,7 +19,7 @@ features, merged exactly with the Chan update; the same for the targets, t x t) 
 ``h^ - P h^`` so that a value near 0 keeps its relative digits). d x d work is allowed here
 only: it is what the principal directions need.
 
-This module imports numpy (and scipy lazily for nothing); no IO, no printing.
+This module imports numpy only; no IO, no printing.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from .registry import REGRESSION_REGISTRY
 
 __all__ = [
     "REGRESSION_INFO",
@@ -40,12 +42,10 @@ __all__ = [
     "normalise_rows",
 ]
 
-#: (key, group, direction, meaning) of the regression metrics, in report order (the same
-#: layout as :data:`ncinspect.metrics.METRIC_INFO`, for a metric registry to absorb).
-REGRESSION_INFO: tuple[tuple[str, str, str, str], ...] = (
-    ("nrc1", "NRC", "lower", "normalised features off their top-t principal subspace"),
-    ("nrc2", "NRC", "lower", "normalised features off the row space of W"),
-    ("nrc3", "NRC", "lower", "W W^T vs Sigma_Y^1/2 - sqrt(gamma) I, best gamma"),
+#: (key, group, direction, meaning) of the regression metrics, in report order (the layout
+#: of :data:`ncinspect.metrics.METRIC_INFO`), from :data:`ncinspect.registry.REGRESSION_REGISTRY`.
+REGRESSION_INFO: tuple[tuple[str, str, str, str], ...] = tuple(
+    (m.key, m.group, m.direction, m.title) for m in REGRESSION_REGISTRY
 )
 REGRESSION_KEYS: tuple[str, ...] = tuple(k for k, *_ in REGRESSION_INFO)
 

@@ -190,3 +190,22 @@ def test_cli_info_report_check(tmp_path, capsys):
     assert main(["check", str(path), "--max", f"nc5_ood_orthogonality={value - 1e-6}"]) == 1
     assert main(["check", str(path), "--max", "nc1=100"]) == 0  # OOD snapshots not targets
     capsys.readouterr()
+
+
+def test_in_memory_ood_features_and_dask():
+    import dask.array as da
+
+    import ncinspect
+
+    h, y, m, ood = _id_and_ood(seed=7)
+    ref = reference_nc5(h, y, ood)
+    res = ncinspect.analyze(h, y, weights=m, ood_features=ood, chunk_rows=6)
+    assert res.metrics["nc5_ood_orthogonality"] == pytest.approx(ref, rel=1e-12)
+    both = ncinspect.analyze(h, y, ood_features={"ood": ood, "noise": ood[::-1] + 1})
+    assert both.metrics["nc5_ood_orthogonality"] == pytest.approx(ref, rel=1e-12)
+    assert both.metrics["nc5_ood_orthogonality_noise"] == pytest.approx(
+        reference_nc5(h, y, ood + 1), rel=1e-12
+    )
+    dk = ncinspect.analyze(h, y, ood_features=da.from_array(ood, chunks=(8, -1)))
+    assert dk.metrics["nc5_ood_orthogonality"] == pytest.approx(ref, rel=1e-12)
+    assert "nc5_ood_orthogonality" in json.loads(dk.to_json())["metrics"]
