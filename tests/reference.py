@@ -250,3 +250,76 @@ def reference_nrc(H, Y, W=None):
             best = min(best, float(r.fun))
     out["nrc3"] = float(best)
     return out
+
+
+def reference_rows(H, y, W, b=None, outputs=None, center="classes"):
+    """spec/metrics.md "Classes and class order", directly: integer labels ``y`` are rows of
+    ``W`` (C_total rows); the class-level metrics use the present classes P (those with a
+    sample) and their rows W[P]; the classifier decides by the argmax over every row of W, and
+    SQI/mse run over all C_total outputs. Returns the metrics plus ``n_classes`` (|P|)."""
+    H = np.asarray(H, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    y = np.asarray(y)
+    N, d = H.shape
+    C_total = W.shape[0]
+    P = np.array(sorted(set(y.tolist())))
+    C = len(P)
+    mu = np.stack([H[y == c].mean(axis=0) for c in P])  # (C, d), row j = class P[j]
+    mu_g = mu.mean(axis=0) if center == "classes" else H.mean(axis=0)
+    mt = mu - mu_g
+    pos = {int(c): j for j, c in enumerate(P)}
+    j_of = np.array([pos[int(v)] for v in y])
+    r = H - mu[j_of]
+    sw = r.T @ r / N
+    sb = mt.T @ mt / C
+    lam, vec = np.linalg.eigh(sb)
+    order = np.argsort(lam)[::-1]
+    lam, vec = lam[order][: min(C - 1, d)], vec[:, order][:, : min(C - 1, d)]
+    keep = lam >= 1e-12 * lam[0]
+    lam, vec = lam[keep], vec[:, keep]
+    out = {
+        "n_classes": C,
+        "nc1": np.trace(sw @ vec @ np.diag(1 / lam) @ vec.T) / C,
+        "nc1_trace_ratio": np.trace(sw) / np.trace(sb),
+    }
+    var = np.array([np.mean(np.sum((H[y == c] - mu[j]) ** 2, axis=1)) for j, c in enumerate(P)])
+    out["nc1_cdnv"] = np.mean(
+        [
+            (var[i] + var[j]) / (2 * np.sum((mu[i] - mu[j]) ** 2))
+            for i, j in itertools.combinations(range(C), 2)
+        ]
+    )
+    out["nc2_equinorm_means"] = _equinorm(mt)
+    out["nc2_equiangular_means"], out["nc2_maxangle_means"] = _pair_cos(mt)
+    out["etf_error_means"] = etf_error(mt, mt)
+    Wp = W[P]
+    out["nc2_equinorm_weights"] = _equinorm(Wp)
+    out["nc2_equiangular_weights"], out["nc2_maxangle_weights"] = _pair_cos(Wp)
+    out["etf_error_weights"] = etf_error(Wp, Wp)
+    wc = Wp - Wp.mean(axis=0)
+    out["etf_error_weights_centered"] = etf_error(wc, wc)
+    out["nc3_self_duality"] = np.sum((Wp / np.linalg.norm(Wp) - mt / np.linalg.norm(mt)) ** 2)
+    out["nc3_duality_etf_error"] = etf_error(Wp, mt)
+    out["nc3_duality_cos"] = np.mean(
+        [Wp[j] @ mt[j] / np.linalg.norm(Wp[j]) / np.linalg.norm(mt[j]) for j in range(C)]
+    )
+    dist = np.stack([np.sum((H - mu[j]) ** 2, axis=1) for j in range(C)], axis=1)
+    ncc = P[np.argmin(dist, axis=1)]  # a row index of W
+    logits = H @ W.T + (0 if b is None else np.asarray(b, dtype=np.float64))
+    clf = np.argmax(logits, axis=1)  # over every row of W
+    out["accuracy_ncc"] = np.mean(ncc == y)
+    out["nc4_ncc_mismatch"] = np.mean(clf != ncc)
+    out["accuracy_classifier"] = np.mean(clf == y)
+    f = logits if outputs is None else np.asarray(outputs, dtype=np.float64)
+    onehot = np.eye(C_total)[y]
+    true = f[np.arange(N), y]
+    wrong = f[onehot == 0]
+    eps1, eps2 = 1 - true.mean(), wrong.mean()
+    out["sqi_eps1"], out["sqi_eps2"] = eps1, eps2
+    out["sqi_delta"] = eps1 - (C_total - 1) * eps2
+    out["sqi_ratio"] = eps1 / ((C_total - 1) * eps2)
+    t = np.where(onehot == 1, 1 - eps1, eps2)
+    out["sqi_spread"] = np.linalg.norm(f - t) / np.linalg.norm(t)
+    out["mse"] = np.sum((f - onehot) ** 2) / (N * C_total)
+    out["interpolates"] = bool(np.max(np.abs(f - onehot)) < 1e-3)
+    return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in out.items()}
