@@ -167,13 +167,19 @@ def run_passes(
     memory_limit: int | None = None,
     progress: Progress | None = None,
     engine: Any = None,
+    min_class_count: int = 1,
 ) -> tuple[FirstPass, Geometry, SecondPass]:
     """Both passes over ``prep`` in row chunks (in this process unless ``engine`` says)."""
     engine = engine or LocalEngine()
     rows = chunk_rows or plan_chunk_rows(prep.n_features, prep.n_classes, memory_limit=memory_limit)
     first = engine.first_pass(prep, rows, progress)
     geom = between_class_geometry(
-        first, center=center, weights=prep.weights, bias=prep.bias, ncc_means=ncc_means
+        first,
+        center=center,
+        weights=prep.weights,
+        bias=prep.bias,
+        ncc_means=ncc_means,
+        min_count=min_class_count,
     )
     return first, geom, engine.second_pass(prep, geom, rows, progress)
 
@@ -189,32 +195,45 @@ def _result(
     ncc_label: str,
     extra_warnings: list[str] = (),
 ) -> SnapshotResult:
-    metrics, table, warnings = compute_metrics(first, second, geom, per_class=per_class)
+    metrics, table, warnings = compute_metrics(
+        first, second, geom, per_class=per_class, classifier_reason=prep.classifier_reason
+    )
+    rows = np.flatnonzero(geom.present)  # the present classes: what the result describes
+    names = [prep.class_names[c] for c in rows.tolist()]
     if table is not None:
-        table = [{"class": name, **row} for name, row in zip(prep.class_names, table, strict=True)]
-    within = geom.squared(second.proj_sq) / max(first.n_samples, 1)
+        table = [{"class": name, **row} for name, row in zip(names, table, strict=True)]
+    counts = first.counts[rows]
+    within = geom.squared(second.proj_sq) / max(int(counts.sum()), 1)
+    w, b = geom.weights, geom.bias
     return SnapshotResult(
         name="/",
         n_samples=prep.n_samples,
         n_features=prep.n_features,
-        n_classes=prep.n_classes,
+        n_classes=int(rows.size),
+        n_classes_total=int(prep.n_classes_total or prep.n_classes),
         metrics=metrics,
         warnings=[*prep.notes, *extra_warnings, *warnings],
         per_class=table,
         dtype=str(prep.features.dtype),
-        class_names=list(prep.class_names),
-        class_counts=first.counts.tolist(),
+        class_names=names,
+        class_counts=counts.tolist(),
         center=center,
         ncc_means=ncc_label,
         arrays={
-            "means": geom.means,
+            "means": geom.means[rows],
             "global_mean": geom.global_mean,
-            "weights": geom.weights,
-            "bias": geom.bias,
-            "between_eigvals": geom.squared(geom.eigvals) / prep.n_classes,  # of Sigma_B
+            "weights": None if w is None else w[rows],
+            "bias": None if b is None else b[rows],
+            "between_eigvals": geom.squared(geom.eigvals) / max(rows.size, 1),  # of Sigma_B
             "within_along": within,  # v_k^T Sigma_W v_k
             "basis": geom.basis,
-            "class_var": geom.squared(second.class_sq) / np.maximum(first.counts, 1),
+            "class_var": geom.squared(second.class_sq[rows]) / np.maximum(counts, 1),
+            # the classifier's code space: class k is row k of W (absent rows included)
+            "class_index": rows,
+            "weights_all": w,
+            "bias_all": b,
+            "means_all": geom.means,
+            "class_counts_all": first.counts,
         },
     )
 
@@ -234,7 +253,8 @@ def analyze(
     center: str = "classes",
     per_class: bool = False,
     ncc_means: Any = None,
-    class_names: list[Any] | None = None,
+    class_names: Any = None,
+    min_class_count: int = 1,
     chunk_rows: int | None = None,
     memory_limit: int | None = None,
     progress: Progress | None = None,
@@ -249,9 +269,13 @@ def analyze(
     features : array-like (N, d)
         Last-layer features (float16/32/64 or ints; accumulated in float64).
     labels : array-like (N,) or (N, C)
-        Integer, string or one-hot labels; remapped to 0..C-1 in sorted order.
+        Integer, string or one-hot labels. Integer labels (one-hot columns) are row indices
+        of ``weights``: label k is row k, and every label must lie in [0, C). String labels
+        are matched by name to ``class_names``. Without weights (or outputs) the classes are
+        the distinct label values in increasing order.
     weights : array-like (C, d), optional
-        Classifier rows, in the order of the sorted labels (needed for NC3, NC4, SQI).
+        Classifier rows (needed for NC3, NC4, SQI). Rows without samples are absent
+        classes: left out of the class-level metrics, still taking decisions.
     bias : array-like (C,), optional
     outputs : array-like (N, C), optional
         Network outputs for the SQI section (default ``W h + b``).
@@ -262,7 +286,11 @@ def analyze(
     ncc_means : array-like (C, d), optional
         Class centres for the NCC decisions (e.g. train means for test features).
     class_names : list, optional
-        Names to report instead of the sorted label values.
+        The class order: the name of each row of ``weights``. Needed when labels are
+        strings and a classifier is given (else every W-dependent metric is null); with
+        integer labels, the names reported for the classes.
+    min_class_count : int
+        Classes with fewer samples are treated as absent (their samples left out).
     chunk_rows, memory_limit : int, optional
         Rows per chunk, or a memory budget in bytes from which it is derived.
     progress : callable, optional
@@ -297,6 +325,7 @@ def analyze(
         engine = DaskEngine()
     if engine is not None and hasattr(engine, "wrap"):
         features, labels, outputs = engine.wrap(features, labels, outputs)
+    _check_min_count(min_class_count)
     prep = prepare(
         features, labels, weights=weights, bias=bias, outputs=outputs, class_names=class_names
     )
@@ -311,6 +340,7 @@ def analyze(
         memory_limit=memory_limit,
         progress=progress,
         engine=engine,
+        min_class_count=min_class_count,
     )
     res = _result(
         prep,
@@ -335,17 +365,38 @@ def _is_dask(value: Any) -> bool:
     return type(value).__module__.split(".")[0] == "dask" and hasattr(value, "__dask_graph__")
 
 
-def prepare_snapshot(snap) -> Prepared:
-    """Validated inputs of a :class:`~ncinspect.dump.Snapshot` (class names from metadata)."""
-    names = snap.meta.get("class_names")
+def prepare_snapshot(snap, class_names: Any = None) -> Prepared:
+    """Validated inputs of a :class:`~ncinspect.dump.Snapshot`.
+
+    The class order is ``class_names`` when given, else the snapshot's ``class_names``
+    array (inherited like labels), else its ``class_names`` metadata.
+    """
+    where = "class_names"
+    if class_names is None and getattr(snap, "class_names", None) is not None:
+        src = snap.class_names
+        if len(src.shape) != 1:
+            raise InvalidDataError(
+                f"{src.where}: class_names must be 1-D (one name per row of W), got {src.shape}"
+            )
+        class_names, where = src.read_all(), src.where
+    elif class_names is None:
+        meta = snap.meta.get("class_names")
+        if isinstance(meta, list):
+            class_names, where = meta, f"{snap.file}:{snap.name} metadata class_names"
     return prepare(
         snap.features,
         snap.labels,
         weights=snap.weights,
         bias=snap.bias,
         outputs=snap.outputs,
-        class_names=names if isinstance(names, list) else None,
+        class_names=class_names,
+        class_names_where=where,
     )
+
+
+def _check_min_count(k: Any) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise UsageError(f"min_class_count must be an integer >= 1, got {k!r}")
 
 
 def analyze_snapshot(
@@ -360,10 +411,13 @@ def analyze_snapshot(
     progress: Progress | None = None,
     prepared: Prepared | None = None,
     engine: Any = None,
+    class_names: Any = None,
+    min_class_count: int = 1,
 ) -> SnapshotResult:
     """:func:`analyze` for a :class:`~ncinspect.dump.Snapshot` (file must be open)."""
     _check_center(center)
-    prep = prepared or prepare_snapshot(snap)
+    _check_min_count(min_class_count)
+    prep = prepared or prepare_snapshot(snap, class_names)
     first, geom, second = run_passes(
         prep,
         center=center,
@@ -372,6 +426,7 @@ def analyze_snapshot(
         memory_limit=memory_limit,
         progress=progress,
         engine=engine,
+        min_class_count=min_class_count,
     )
     res = _result(
         prep,
@@ -431,6 +486,8 @@ def analyze_file(
     progress: Progress | None = None,
     engine: Any = None,
     allow_external: bool = False,
+    class_names: Any = None,
+    min_class_count: int = 1,
 ) -> Report:
     """Analyse every snapshot of a dump (HDF5 or NPZ); one result per snapshot.
 
@@ -452,11 +509,15 @@ def analyze_file(
     allow_external : bool
         Follow HDF5 external links, external storage and virtual datasets (default: refuse
         them, see :func:`~ncinspect.dump.open_dump`).
+    class_names : list, optional
+        The class order (name of each row of W) for every snapshot; default the dump's
+        ``class_names`` array or metadata.
     Other parameters are those of :func:`analyze`.
     """
     from .dump import open_dump
 
     _check_center(center)
+    _check_min_count(min_class_count)
     if ncc_means not in ("train", "own"):
         raise UsageError(f"ncc_means must be 'train' or 'own', got {ncc_means!r}")
     from . import analyze_ext as ext
@@ -490,7 +551,7 @@ def analyze_file(
 
         def first_of(snap) -> tuple[Prepared, FirstPass]:
             if snap.name not in cache:
-                prep = prepare_snapshot(snap)
+                prep = prepare_snapshot(snap, class_names)
                 rows = chunk_rows or plan_chunk_rows(
                     prep.n_features, prep.n_classes, memory_limit=memory_limit
                 )
@@ -517,7 +578,7 @@ def analyze_file(
             centres, label, extra = None, "own", []
             if partner is not None:
                 pprep, pfirst = first_of(partner)
-                prep = prepare_snapshot(snap)
+                prep = prepare_snapshot(snap, class_names)
                 if list(pprep.class_names) == list(prep.class_names):
                     centres = pfirst.class_means()
                     label = f"train:{partner.name}"
@@ -535,6 +596,8 @@ def analyze_file(
                 memory_limit=memory_limit,
                 progress=progress,
                 engine=engine,
+                class_names=class_names,
+                min_class_count=min_class_count,
             )
             res.warnings[:0] = extra
             oods.add_nc5(res, snap, progress)

@@ -708,6 +708,8 @@ def run_check(
     chunk_rows: int | None = None,
     memory_limit: int | None = None,
     allow_external: bool = False,
+    class_names: Any = None,
+    min_class_count: int = 1,
 ) -> CheckResult:
     """Analyse the snapshots of a dump that ``rules`` need and evaluate them.
 
@@ -730,7 +732,7 @@ def run_check(
         Explicit array names by role, as for :func:`~ncinspect.analyze.analyze_file`.
     config : str, optional
         The configuration file the rules came from (recorded in the result).
-    chunk_rows, memory_limit : int, optional
+    chunk_rows, memory_limit, class_names, min_class_count : optional
         As for :func:`~ncinspect.analyze.analyze_file`.
     allow_external : bool
         As for :func:`~ncinspect.analyze.analyze_file`.
@@ -772,6 +774,8 @@ def run_check(
         chunk_rows=chunk_rows,
         memory_limit=memory_limit,
         allow_external=allow_external,
+        class_names=class_names,
+        min_class_count=min_class_count,
     )
     results = [r for r in report.snapshots if r.name in names]
     targets = select_last(results) if snapshot == "last" else results

@@ -84,6 +84,8 @@ class Snapshot:
     outputs: ArraySource | None = None
     params: dict[str, ArraySource] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: the class order (name of each row of W), inherited like labels; or None
+    class_names: ArraySource | None = None
     epoch: int | None = None
     split: str | None = None
     layer: str | None = None
@@ -293,6 +295,14 @@ class Dump:
                 return src
         return None
 
+    def _class_names(self, node: Node) -> ArraySource | None:
+        """The nearest ``class_names`` array of ``node`` or an ancestor (inherited like labels)."""
+        for anc in node.ancestors():
+            src = anc.arrays.get("class_names")
+            if src is not None:
+                return src
+        return None
+
     def _params(self, node: Node) -> dict[str, ArraySource]:
         layer = _layer_of(node)
         for anc in node.ancestors():
@@ -343,6 +353,7 @@ class Dump:
                     outputs=outputs,
                     params=self._params(node),
                     meta=meta,
+                    class_names=self._class_names(node),
                     epoch=_epoch_of(node),
                     split=_split_of(node),
                     layer=_layer_of(node),

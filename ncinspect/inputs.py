@@ -19,7 +19,7 @@ from .errors import (
 )
 from .io.sources import ArraySource, as_source
 
-__all__ = ["Prepared", "prepare", "encode_labels"]
+__all__ = ["Prepared", "prepare", "encode_labels", "read_class_names", "NO_CLASS_ORDER"]
 
 _NUMERIC = "iuf"
 
@@ -29,12 +29,16 @@ class Prepared:
     """Validated inputs of one analysis."""
 
     features: ArraySource
-    codes: np.ndarray  # (N,) int64 in 0..C-1
-    class_names: list[Any]
+    codes: np.ndarray  # (N,) int64 in 0..C-1: a row of W when W is known
+    class_names: list[Any]  # the name of each code (C entries; classes may be absent)
     weights: np.ndarray | None = None  # (C, d) float64
     bias: np.ndarray | None = None  # (C,) float64
     outputs: ArraySource | None = None  # (N, C)
     notes: list[str] = field(default_factory=list)
+    #: rows of the classifier (or outputs columns); else ``len(class_names)``
+    n_classes_total: int | None = None
+    #: why the classifier was set aside (string labels without a class order), or None
+    classifier_reason: str | None = None
 
     @property
     def n_samples(self) -> int:
@@ -153,6 +157,52 @@ def _small(value: Any, where: str) -> np.ndarray | None:
     return arr
 
 
+def _decode_names(names: Any, where: str) -> list[str]:
+    """Class names as a list of str (bytes decoded as UTF-8)."""
+    out = []
+    for v in np.asarray(names, dtype=object).ravel().tolist():
+        if isinstance(v, bytes):
+            try:
+                v = v.decode()
+            except UnicodeDecodeError as exc:
+                raise UnsupportedDtypeError(f"{where}: class_names are not UTF-8 ({exc})") from None
+        out.append(v if isinstance(v, str) else str(v))
+    return out
+
+
+def read_class_names(path: str) -> list[str]:
+    """The class order from a text file: one name a line, in the order of the rows of W.
+
+    Trailing blank lines are ignored; a blank line between names or a repeated name is bad
+    input (:class:`InvalidDataError`), as is a file that is not UTF-8 text.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError:
+        raise InvalidDataError(f"{path}: class names file is not UTF-8 text") from None
+    except OSError as exc:
+        raise InvalidDataError(
+            f"{path}: cannot read the class names file ({exc.strerror or exc})"
+        ) from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise InvalidDataError(f"{path}: class names file holds no names (one name a line)")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            raise InvalidDataError(f"{path}: line {i + 1} is blank; expected one class name a line")
+    return lines
+
+
+#: Why W-dependent metrics are null when labels are strings and no class order is known.
+NO_CLASS_ORDER = (
+    "labels are strings and the dump has no class_names: record the classifier's class order "
+    "as class_names (DumpWriter(...).set_meta(class_names=[...]) or a class_names array, one "
+    "name per row of W), or pass class_names=[...] / --class-names FILE"
+)
+
+
 def prepare(
     features: Any,
     labels: Any,
@@ -160,9 +210,18 @@ def prepare(
     weights: Any = None,
     bias: Any = None,
     outputs: Any = None,
-    class_names: list[Any] | None = None,
+    class_names: Any = None,
+    class_names_where: str = "class_names",
 ) -> Prepared:
-    """Validate and normalise the inputs of an analysis (see :func:`ncinspect.analyze`)."""
+    """Validate and normalise the inputs of an analysis (see :func:`ncinspect.analyze`).
+
+    Classes follow spec/metrics.md, "Classes and class order": integer (or one-hot) labels
+    are row indices of W (or columns of ``outputs`` without W); string labels are matched by
+    name to ``class_names``. Without a classifier, the classes are the distinct label values
+    in increasing order (or the rows of ``class_names`` when every integer label indexes
+    it). With string labels, a classifier and no class order, the classifier (weights, bias
+    and outputs) is set aside with the reason :data:`NO_CLASS_ORDER`.
+    """
     feats = as_source(features, "features")
     labs = as_source(labels, "labels")
     if len(feats.shape) != 2:
@@ -179,31 +238,75 @@ def prepare(
             f"{feats.where} has N = {N} rows"
         )
     codes, names, one_hot = encode_labels(labs.read_all(), labs.where)
+    strings = not one_hot and np.asarray(names).dtype.kind == "U"
 
     w = _small(weights, _where(weights, "weights"))
     b = _small(bias, _where(bias, "bias"))
+    outs = as_source(outputs, "outputs")
     notes: list[str] = []
     wsrc = _where(weights, "weights")
-    if w is not None:
-        if w.ndim != 2 or w.shape[1] != d:
+    if w is not None and (w.ndim != 2 or w.shape[1] != d):
+        raise ShapeMismatchError(
+            f"{wsrc}: weights must have shape (C, d) with d = {d} (the features' width), "
+            f"got {w.shape}"
+        )
+    if outs is not None:
+        _check_numeric(outs, "outputs")
+        if len(outs.shape) != 2 or outs.shape[0] != N:
             raise ShapeMismatchError(
-                f"{wsrc}: weights must have shape (C, d) with d = {d} (the features' width), "
-                f"got {w.shape}"
+                f"{outs.where}: outputs must have shape (N, C) with N = {N}, got {outs.shape}"
             )
-        C_w = w.shape[0]
-        if C_w != len(names):
-            integral = not one_hot and np.asarray(names).dtype.kind in "iu"
-            if integral and C_w > len(names) and min(names) >= 0 and max(names) < C_w:
-                # labels index the classifier rows directly; some classes have no samples here
-                codes = np.asarray(names, dtype=np.int64)[codes]
-                names = list(range(C_w))
+    # the classifier's classes: rows of W, else columns of the outputs
+    if w is not None:
+        n_rows, rows_where, rows_what = w.shape[0], wsrc, "rows"
+    elif outs is not None:
+        n_rows, rows_where, rows_what = outs.shape[1], outs.where, "columns"
+    else:
+        n_rows = rows_where = rows_what = None
+    order = None if class_names is None else _decode_names(class_names, class_names_where)
+    reason = None
+    total = None
+
+    if strings:
+        if order is not None:
+            codes, names = _match_names(codes, names, order, labs.where, class_names_where)
+            if n_rows is not None and len(order) != n_rows:
+                raise InvalidDataError(
+                    f"{class_names_where}: {len(order)} class names for the {n_rows} {rows_what} "
+                    f"of {rows_where}; class_names must name every one, in order"
+                )
+        elif n_rows is not None:
+            reason, total = NO_CLASS_ORDER, n_rows
+            w = b = outs = None
+    else:
+        values = codes if one_hot else np.asarray(names, dtype=np.int64)[codes]
+        if one_hot and n_rows is not None and len(names) != n_rows:
+            raise ShapeMismatchError(
+                f"{labs.where}: one-hot labels have {len(names)} columns but {rows_where} has "
+                f"C = {n_rows} {rows_what}"
+            )
+        if n_rows is not None:
+            bad = (values < 0) | (values >= n_rows)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise InvalidDataError(
+                    f"{labs.where}: label {int(values[i])} at row {i} is not a row of the "
+                    f"classifier ({rows_where} has C = {n_rows} {rows_what}); integer labels are "
+                    f"row indices and must lie in [0, {n_rows}) ({int(bad.sum())} such rows)"
+                )
+            codes, names = values, list(range(n_rows))
+        elif order is not None and not one_hot and values.min() >= 0 and values.max() < len(order):
+            codes, names = values, list(range(len(order)))
+        if order is not None:
+            if len(order) == len(names):
+                names = list(order)
             else:
-                raise ShapeMismatchError(
-                    f"{wsrc}: weights have C = {C_w} rows but {labs.where} has "
-                    f"{len(names)} classes ({_preview(names)})"
+                notes.append(
+                    f"{class_names_where} has {len(order)} names for C = {len(names)} classes; "
+                    "the class indices are used as names"
                 )
     C = len(names)
-    if C < 2:
+    if C < 2 and (total or C) < 2:
         raise InvalidDataError(
             f"{labs.where}: fewer than two classes (found {C}: {_preview(names)}); "
             "neural collapse needs at least two"
@@ -212,22 +315,43 @@ def prepare(
         raise ShapeMismatchError(
             f"{_where(bias, 'bias')}: bias must have shape ({C},), got {b.shape}"
         )
-    outs = as_source(outputs, "outputs")
-    if outs is not None:
-        _check_numeric(outs, "outputs")
-        if outs.shape != (N, C):
-            raise ShapeMismatchError(
-                f"{outs.where}: outputs must have shape (N, C) = ({N}, {C}), got {outs.shape}"
+    if outs is not None and outs.shape != (N, C):
+        raise ShapeMismatchError(
+            f"{outs.where}: outputs must have shape (N, C) = ({N}, {C}), got {outs.shape}"
+        )
+    return Prepared(
+        feats,
+        np.ascontiguousarray(codes, dtype=np.int64),
+        list(names),
+        w,
+        b,
+        outs,
+        notes,
+        n_classes_total=total or C,
+        classifier_reason=reason,
+    )
+
+
+def _match_names(
+    codes: np.ndarray, names: list[Any], order: list[str], where: str, order_where: str
+) -> tuple[np.ndarray, list[str]]:
+    """Codes of string labels in the class ``order`` (a label outside it is bad input)."""
+    index: dict[str, int] = {}
+    for i, name in enumerate(order):
+        if name in index:
+            raise InvalidDataError(
+                f"{order_where}: class name {name!r} appears twice (rows {index[name]} and {i})"
             )
-    if class_names is not None:
-        if len(class_names) == C:
-            names = list(class_names)
-        else:
-            notes.append(
-                f"class_names metadata has {len(class_names)} names for C = {C} classes; "
-                "the label values are used as names"
-            )
-    return Prepared(feats, codes, list(names), w, b, outs, notes)
+        index[name] = i
+    missing = [n for n in names if n not in index]
+    if missing:
+        rows = np.flatnonzero(np.asarray(names, dtype=object)[codes] == missing[0])
+        raise InvalidDataError(
+            f"{where}: label {missing[0]!r} (first at row {int(rows[0])}) is not in the class "
+            f"order ({order_where}: {_preview(order)}); {len(missing)} such label value(s)"
+        )
+    lut = np.array([index[n] for n in names], dtype=np.int64)
+    return lut[codes], list(order)
 
 
 def _preview(names: list[Any], k: int = 6) -> str:

@@ -62,6 +62,7 @@ def between_class_geometry(
     weights: np.ndarray | None = None,
     bias: np.ndarray | None = None,
     ncc_means: np.ndarray | None = None,
+    min_count: int = 1,
 ) -> Geometry:
     """Class means, global mean and the between-class eigenbasis from pass-1 statistics.
 
@@ -76,6 +77,10 @@ def between_class_geometry(
     ncc_means : (C, d) array, optional
         Centres for the NCC decisions (e.g. the train means for a test split); default the
         class means of ``first``.
+    min_count : int
+        Classes with fewer samples are absent (``min_class_count``); classes with none
+        always are. Absent classes have NaN means, zero centred rows and no NCC centre, take
+        no part in mu_G or the eigenbasis, and their rows are left out of pass 2.
 
     Notes
     -----
@@ -87,19 +92,29 @@ def between_class_geometry(
     the eigenvalues stay inside float64 for features of any magnitude; they are stored in
     units of ``scale**2`` (see :class:`Geometry`).
     """
+    if center not in ("classes", "samples"):
+        raise ValueError(f"center must be 'classes' or 'samples', got {center!r}")
     counts = first.counts
-    present = counts > 0
+    present = counts >= max(1, int(min_count))
     means = first.class_means()
-    if center == "classes":
+    means[~present] = np.nan
+    C, d = means.shape
+    n_present = int(present.sum())
+    dropped = bool(np.any((counts > 0) & ~present))  # classes below min_count
+    if n_present == 0:
+        mu_g = np.zeros(d)
+    elif center == "classes":
         with np.errstate(over="ignore"):
             mu_g = means[present].mean(axis=0)
         if not np.isfinite(mu_g).all():  # means near the float64 limit: sum them scaled
             s = pow2_scale(means[present])
             mu_g = (means[present] / s).mean(axis=0) * s
-    elif center == "samples":
+    elif not dropped:
         mu_g = first.sample_mean()
-    else:
-        raise ValueError(f"center must be 'classes' or 'samples', got {center!r}")
+    else:  # the samples of the present classes only
+        n = int(counts[present].sum())
+        s = pow2_scale(means[present])
+        mu_g = (counts[present, None] / n * (means[present] / s)).sum(axis=0) * s
     with np.errstate(over="ignore", invalid="ignore"):
         centred = np.where(present[:, None], means - mu_g, 0.0)
     if not np.isfinite(centred).all():
@@ -109,13 +124,16 @@ def between_class_geometry(
             "features: class means differ by more than float64 can hold "
             "(|mu_c - mu_G| > 1.8e308); rescale the features"
         )
-    C, d = centred.shape
     scale = pow2_scale(centred)
-    if not centred.any():  # means coincide: the residuals still need a unit
+    if not centred.any() and n_present:  # means coincide: the residuals still need a unit
         scale = pow2_scale(means[present])
-    _, s, vt = np.linalg.svd(centred / scale, full_matrices=False)
+    # the eigenbasis of the present classes only (absent rows are 0 and add nothing)
+    if n_present:
+        _, s, vt = np.linalg.svd(centred[present] / scale, full_matrices=False)
+    else:
+        s, vt = np.zeros(0), np.zeros((0, d))
     eig = s * s
-    keep = min(C - 1, d)
+    keep = max(0, min(n_present - 1, d))
     if eig.size and eig[0] > 0:
         keep = min(keep, int(np.count_nonzero(eig >= EIG_RTOL * eig[0])))
     else:
@@ -139,6 +157,8 @@ def between_class_geometry(
         bias=None if bias is None else np.asarray(bias, dtype=np.float64),
         scale=scale,
         weight_scale=1.0 if w is None else pow2_scale(w),
+        present=present,
+        min_count=max(1, int(min_count)),
     )
 
 
@@ -356,15 +376,23 @@ def compute_metrics(
     geom: Geometry,
     *,
     per_class: bool = False,
+    classifier_reason: str | None = None,
 ) -> tuple[dict[str, object], list[dict[str, object]] | None, list[str]]:
     """Every metric of spec/metrics.md from the two passes' statistics.
+
+    The class-level metrics (NC1, NC2, NC3, NCC) use the present classes only
+    (``geom.present``: at least one sample, or ``min_class_count``) and their rows of W; the
+    classifier's decisions (NC4, accuracy) and the SQI outputs use every row of W. With
+    ``classifier_reason`` (no usable classifier, e.g. string labels without a class order)
+    every W-dependent metric is null with that reason.
 
     Returns
     -------
     metrics : dict
         One value per key of :data:`METRIC_KEYS` (None where undefined).
     per_class : list of dict or None
-        Per-class values (:data:`PER_CLASS_KEYS`) when ``per_class`` is set.
+        Per-class values (:data:`PER_CLASS_KEYS`) of the present classes, in code order,
+        when ``per_class`` is set.
     warnings : list of str
         One line per reason a value is null, plus notes (e.g. C > d + 1).
 
@@ -378,33 +406,45 @@ def compute_metrics(
     moments. See spec/metrics.md for every definition.
     """
     out = _Collector()
-    C, d = geom.means.shape
-    N = first.n_samples
+    C_total, d = geom.means.shape
     counts = first.counts
-    present = counts > 0
-    all_present = bool(present.all())
-    missing_reason = (
-        f"class(es) {np.flatnonzero(~present).tolist()[:10]} have no samples"
-        if not all_present
-        else None
-    )
+    present = counts > 0 if geom.present is None else geom.present
+    rows = np.flatnonzero(present)  # the present classes' codes (rows of W)
+    C = int(rows.size)
+    N = int(counts[present].sum())  # samples of the present classes: those pass 2 scored
+    n_present = counts[present]
+    absent_note = _absent_note(counts, present, geom.min_count, geom.weights is not None)
+    if absent_note:
+        out.notes.append(absent_note)
+    class_reason = None
+    if C < 2:
+        class_reason = (
+            f"fewer than two classes with samples (found {C})"
+            if geom.min_count <= 1
+            else f"fewer than two classes with at least {geom.min_count} samples (found {C})"
+        )
     if C > d + 1:
         out.notes.append(
             f"C = {C} classes in d = {d} dimensions: C > d + 1 cannot form a simplex ETF; "
             "NC2/NC3 values are still computed"
         )
-    M = geom.centred
-    W = geom.weights
+    M = geom.centred[rows]
+    W = None if geom.weights is None else geom.weights[rows]
     # pass-2 sums of squares are in units of geom.scale**2: NC1 pairs them with M / scale
     Ms = M if geom.scale == 1.0 else M / geom.scale
-    variances = np.where(present, second.class_sq / np.maximum(counts, 1), np.nan)
-    singletons = np.flatnonzero(present & (counts == 1))
+    variances = second.class_sq[rows] / np.maximum(n_present, 1)
+    singletons = rows[n_present == 1]
+    if N == 0:
+        reason = f"no class has at least {geom.min_count} samples"
+        for key in METRIC_KEYS:
+            out.set(key, None, reason)
+        return out.values, [] if per_class else None, out.warnings()
 
     # NC1 -------------------------------------------------------------------------------
-    if not all_present:
+    if class_reason:
         for key in ("nc1", "nc1_trace_ratio", "nc1_cdnv"):
-            out.set(key, None, missing_reason)
-    elif np.all(counts < 2):
+            out.set(key, None, class_reason)
+    elif np.all(n_present < 2):
         reason = "every class has one sample: within-class scatter is undefined"
         for key in ("nc1", "nc1_trace_ratio", "nc1_cdnv"):
             out.set(key, None, reason)
@@ -415,7 +455,7 @@ def compute_metrics(
                 "they add no within-class scatter to NC1"
             )
         tr_b = float(np.sum(Ms * Ms)) / C
-        tr_w = float(second.class_sq.sum()) / N
+        tr_w = float(second.class_sq[rows].sum()) / N
         if geom.eigvals.size == 0 or tr_b == 0:
             out.set("nc1", None, "all class means coincide (Sigma_B = 0)")
             out.set("nc1_trace_ratio", None, "all class means coincide (Sigma_B = 0)")
@@ -437,11 +477,11 @@ def compute_metrics(
         out.set(keys[2], ma, f"one of the {what} is zero")
         out.set(f"etf_error_{suffix}", etf_error(vectors, vectors), f"{what} are all zero")
 
-    no_w = "no classifier weights (array 'weights' or an alias)"
-    nc2("means", M, "centred class means", missing_reason)
-    nc2("weights", W, "classifier rows", no_w if W is None else None)
-    if W is None:
-        out.set("etf_error_weights_centered", None, no_w)
+    no_w = classifier_reason or "no classifier weights (array 'weights' or an alias)"
+    nc2("means", M, "centred class means", class_reason)
+    nc2("weights", W, "classifier rows", no_w if W is None else class_reason)
+    if W is None or class_reason:
+        out.set("etf_error_weights_centered", None, no_w if W is None else class_reason)
     else:
         wc = W - W.mean(axis=0)
         out.set("etf_error_weights_centered", etf_error(wc, wc), "row-centred W is zero")
@@ -451,9 +491,9 @@ def compute_metrics(
     if W is None:
         for key in nc3:
             out.set(key, None, no_w)
-    elif not all_present:
+    elif class_reason:
         for key in nc3:
-            out.set(key, None, missing_reason)
+            out.set(key, None, class_reason)
     else:
         out.set("nc3_self_duality", self_duality(W, M), "W or the centred means are zero")
         out.set("nc3_duality_etf_error", etf_error(W, M), "W M~^T is zero")
@@ -465,33 +505,37 @@ def compute_metrics(
         )
 
     # NC4 -------------------------------------------------------------------------------
-    ncc_ok = bool(geom.ncc_valid.all())
-    ncc_reason = missing_reason or "an NCC centre is undefined"
+    # NCC over the centres that exist (present classes, or another split's); the classifier
+    # over every row of W: that is what the network does
+    ncc_ok = bool(geom.ncc_valid.any())
+    ncc_reason = "no NCC centre is defined"
     if second.has_decisions:
         out.set("accuracy_classifier", float(second.clf_correct.sum()) / N)
         out.set(
             "nc4_ncc_mismatch", 1.0 - float(second.agree.sum()) / N if ncc_ok else None, ncc_reason
         )
     else:
-        reason = "no classifier weights or outputs in the dump"
+        reason = classifier_reason or "no classifier weights or outputs in the dump"
         out.set("accuracy_classifier", None, reason)
         out.set("nc4_ncc_mismatch", None, reason)
     out.set("accuracy_ncc", float(second.ncc_correct.sum()) / N if ncc_ok else None, ncc_reason)
 
-    # SQI -------------------------------------------------------------------------------
+    # SQI: over all C_total outputs ----------------------------------------------------
     sqi = ("sqi_eps1", "sqi_eps2", "sqi_delta", "sqi_ratio", "sqi_spread", "mse", "interpolates")
     if not second.has_outputs:
+        no_out = classifier_reason or "no outputs and no classifier weights in the dump"
         for key in sqi:
-            out.set(key, None, "no outputs and no classifier weights in the dump")
+            out.set(key, None, no_out)
     else:
+        K = C_total
         eps1 = 1.0 - second.true_out.mean
         eps2 = second.wrong_out.mean if second.wrong_out.count else 0.0
         out.set("sqi_eps1", eps1)
         out.set("sqi_eps2", eps2)
-        out.set("sqi_delta", eps1 - (C - 1) * eps2)
-        out.set("sqi_ratio", eps1 / ((C - 1) * eps2) if eps2 != 0 else None, "eps2 = 0")
+        out.set("sqi_delta", eps1 - (K - 1) * eps2)
+        out.set("sqi_ratio", eps1 / ((K - 1) * eps2) if eps2 != 0 else None, "eps2 = 0")
         # hypot: no Python float overflow for outputs near the float64 limit
-        t_norm = math.sqrt(N) * math.hypot(1.0 - eps1, math.sqrt(C - 1) * eps2)
+        t_norm = math.sqrt(N) * math.hypot(1.0 - eps1, math.sqrt(K - 1) * eps2)
         spread = math.hypot(math.sqrt(second.true_out.m2), math.sqrt(second.wrong_out.m2))
         if 0 < second.out_abs_max < 2.0**-450:  # their squared deviations underflowed
             out.set("sqi_spread", None, "outputs below 1e-135: their squares underflow float64")
@@ -501,7 +545,7 @@ def compute_metrics(
                 float(spread / t_norm) if t_norm > 0 else None,
                 "the class-constant pattern T is zero",
             )
-        out.set("mse", second.sq_err / (N * C))
+        out.set("mse", second.sq_err / (N * K))
         out.set("interpolates", bool(second.max_abs_err < 1e-3))
 
     # generalized metrics (metrics_general: GNC2, UNC3, bias, OF, ETF floor, SELI) ------
@@ -526,29 +570,47 @@ def compute_metrics(
         w_norm = _row_norms(W) if W is not None else None
         variances = geom.squared(variances)
         dcos = _row_cos(W, M) if W is not None else None
-        n = np.maximum(counts, 1)
         table = []
-        for c in range(C):
+        for j, c in enumerate(rows.tolist()):
+            n = int(counts[c])
             row = {
-                "n": int(counts[c]),
-                "var": float(variances[c]) if present[c] and np.isfinite(variances[c]) else None,
-                "mean_norm": float(mean_norm[c]) if present[c] else None,
-                "weight_norm": float(w_norm[c]) if w_norm is not None else None,
+                "n": n,
+                "var": float(variances[j]) if np.isfinite(variances[j]) else None,
+                "mean_norm": float(mean_norm[j]),
+                "weight_norm": float(w_norm[j]) if w_norm is not None else None,
                 "duality_cos": (
-                    float(dcos[c])
-                    if dcos is not None and present[c] and np.isfinite(dcos[c])
-                    else None
+                    float(dcos[j]) if dcos is not None and np.isfinite(dcos[j]) else None
                 ),
                 "ncc_agreement": (
-                    float(second.agree[c]) / n[c]
-                    if second.has_decisions and present[c] and ncc_ok
-                    else None
+                    float(second.agree[c]) / n if second.has_decisions and ncc_ok else None
                 ),
                 "accuracy_classifier": (
-                    float(second.clf_correct[c]) / n[c]
-                    if second.has_decisions and present[c]
-                    else None
+                    float(second.clf_correct[c]) / n if second.has_decisions else None
                 ),
             }
             table.append(row)
     return out.values, table, out.warnings()
+
+
+def _absent_note(counts: np.ndarray, present: np.ndarray, min_count: int, has_w: bool) -> str:
+    """One line on the classes left out of the class-level statistics ('' when none)."""
+    C_total = counts.size
+    k = int(C_total - present.sum())
+    if k == 0:
+        return ""
+    empty = np.flatnonzero(counts == 0)
+    small = np.flatnonzero((counts > 0) & ~present)
+    parts = []
+    if empty.size:
+        shown = ", ".join(map(str, empty[:8].tolist())) + (", ..." if empty.size > 8 else "")
+        parts.append(f"{empty.size} with no samples: {shown}")
+    if small.size:
+        parts.append(
+            f"{small.size} with fewer than {min_count} samples "
+            f"({int(counts[small].sum())} samples left out)"
+        )
+    decisions = f", the classifier's decisions all {C_total} rows of W" if has_w else ""
+    return (
+        f"{k} of {C_total} classes absent ({'; '.join(parts)}); class-level metrics use the "
+        f"{C_total - k} present classes{decisions}"
+    )

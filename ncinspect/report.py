@@ -168,6 +168,8 @@ class SnapshotResult:
     n_features: int
     n_classes: int
     metrics: dict[str, Any]
+    #: rows of the classifier (``n_classes`` counts the present classes only); None: same
+    n_classes_total: int | None = None
     warnings: list[str] = field(default_factory=list)
     per_class: list[dict[str, Any]] | None = None
     epoch: int | None = None
@@ -279,6 +281,7 @@ class SnapshotResult:
             "n_samples": self.n_samples,
             "n_features": self.n_features,
             "n_classes": self.n_classes,
+            "n_classes_total": self.n_classes_total or self.n_classes,
             "dtype": self.dtype,
             "class_names": self.class_names,
             "class_balance": {"min": int(min(counts)), "max": int(max(counts))},
@@ -478,6 +481,7 @@ class Report:
             "n_samples",
             "n_features",
             "n_classes",
+            "n_classes_total",
             *(keys := report_metric_keys(self.snapshots)),
         ]
         rows = []
@@ -492,6 +496,7 @@ class Report:
                     s.n_samples,
                     s.n_features,
                     s.n_classes,
+                    s.n_classes_total or s.n_classes,
                     *(jsonable(s.metrics.get(k)) for k in keys),
                 ]
             )

@@ -60,7 +60,8 @@ def sample_arrays(
     features : (n, d) array
         The subsampled feature rows.
     codes : (n,) int array
-        Their class codes (0..C-1, in the order of ``result.class_names``).
+        Their class codes: rows of W (``result.arrays["class_index"]`` maps the present
+        classes, in the order of ``result.class_names``, to them).
     result : SnapshotResult
         The analysis of the snapshot (its ``arrays`` give mu_G, the basis, W and b).
     outputs : (n, C) array, optional
@@ -69,20 +70,31 @@ def sample_arrays(
     Returns
     -------
     dict
-        ``sample_codes``, ``sample_proj`` and, when outputs are available,
-        ``sample_true_out`` and ``sample_wrong_out``.
+        ``sample_codes`` (the position of each row's class in ``result.class_names``, -1
+        for a class left out as absent), ``sample_proj`` and, when outputs are available,
+        ``sample_true_out`` and ``sample_wrong_out`` (over every output).
     """
     arrs = result.arrays
     h = np.asarray(features, dtype=np.float64)
+    codes = np.asarray(codes, dtype=np.int64)
     basis = np.asarray(arrs["basis"])[:2]
+    index = arrs.get("class_index")
+    if index is None:
+        positions = codes
+    else:
+        lut = np.full(int(max(codes.max(initial=-1), max(index, default=-1))) + 1, -1, np.int64)
+        lut[np.asarray(index, dtype=np.int64)] = np.arange(len(index))
+        positions = lut[codes]
     out = {
-        "sample_codes": np.asarray(codes, dtype=np.int64),
+        "sample_codes": positions,
         "sample_proj": project(h, basis, origin=arrs["global_mean"]),
     }
-    if outputs is None and arrs.get("weights") is not None:
-        outputs = h @ np.asarray(arrs["weights"]).T
-        if arrs.get("bias") is not None:
-            outputs = outputs + np.asarray(arrs["bias"])
+    w = arrs.get("weights_all", arrs.get("weights"))
+    b = arrs.get("bias_all", arrs.get("bias"))
+    if outputs is None and w is not None:
+        outputs = h @ np.asarray(w).T
+        if b is not None:
+            outputs = outputs + np.asarray(b)
     if outputs is not None:
         out["sample_true_out"], out["sample_wrong_out"] = output_split(outputs, codes)
     return out
@@ -95,6 +107,7 @@ def sample_snapshot(
     size: int = DEFAULT_SAMPLE_SIZE,
     seed: int = 0,
     chunk_rows: int | None = None,
+    class_names=None,
 ) -> dict[str, np.ndarray]:
     """Draw ``size`` rows of ``snap`` with a seeded generator and reduce them for figures.
 
@@ -116,7 +129,7 @@ def sample_snapshot(
     dict
         The :data:`SAMPLE_KEYS` arrays (outputs keys only when outputs or W are known).
     """
-    prep = prepare_snapshot(snap)
+    prep = prepare_snapshot(snap, class_names)
     rows = chunk_rows or plan_chunk_rows(prep.n_features, prep.n_classes)
     index = subsample_indices(prep.n_samples, size, seed=seed)
     h = _read_rows(prep.features, index, rows)
@@ -134,6 +147,7 @@ def sample_file(
     size: int = DEFAULT_SAMPLE_SIZE,
     seed: int = 0,
     allow_external: bool = False,
+    class_names=None,
 ) -> None:
     """Add the ``sample_*`` arrays to each of ``results`` (snapshots of the dump ``path``).
 
@@ -147,4 +161,8 @@ def sample_file(
     with open_dump(path, keys=keys, allow_external=allow_external) as dump:
         by_name = {s.name: s for s in dump.snapshots}
         for res in results:
-            res.arrays.update(sample_snapshot(by_name[res.name], res, size=size, seed=seed))
+            res.arrays.update(
+                sample_snapshot(
+                    by_name[res.name], res, size=size, seed=seed, class_names=class_names
+                )
+            )

@@ -200,12 +200,15 @@ class Geometry:
     eigvals : (r,) the matching eigenvalues of M~^T M~ (= C x eigenvalues of Sigma_B).
     ncc_centres : (C, d) NCC centres minus mu_G (own means, or another split's).
     ncc_valid : (C,) bool, False for a centre that is undefined (empty class).
-    weights, bias : the classifier, float64, or None.
+    weights, bias : the classifier, float64, or None (every row: decisions use them all).
     scale : power of two (:func:`pow2_scale` of the centred means): pass 2 works on
         ``(h - mu_G) / scale``, so ``eigvals`` and the pass-2 sums of squares
         (``SecondPass.proj_sq``, ``class_sq``) are in units of ``scale**2`` (1.0 for features
         of ordinary magnitude, where nothing is rescaled). :meth:`squared` converts back.
     weight_scale : power of two (:func:`pow2_scale` of ``weights``) for the decisions.
+    present : (C,) bool, the classes that enter the class-level statistics (at least
+        ``min_count`` samples); pass 2 leaves the rows of the other classes out. None: all.
+    min_count : the ``min_class_count`` that ``present`` was derived with.
     """
 
     means: np.ndarray
@@ -219,6 +222,8 @@ class Geometry:
     bias: np.ndarray | None = None
     scale: float = 1.0
     weight_scale: float = 1.0
+    present: np.ndarray | None = None
+    min_count: int = 1
     _stack: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -341,8 +346,16 @@ class SecondPass:
         outputs: np.ndarray | None,
         bufs: _Buffers,
     ) -> SecondPass:
-        C, m = geom.n_classes, block.shape[0]
+        C = geom.n_classes
         stats = cls.empty(C, geom.basis.shape[0])
+        if geom.present is not None and not geom.present.all():
+            keep = geom.present[y]  # rows of classes below min_count take no part
+            if not keep.all():
+                block, y = block[keep], y[keep]
+                outputs = None if outputs is None else outputs[keep]
+        m = block.shape[0]
+        if m == 0:
+            return stats
         if bufs.inv_scale == 1.0:
             h = np.subtract(block, geom.global_mean, out=bufs.h[:m])  # h' = h - mu_G, float64
         else:  # h' = h / scale - mu_G / scale: exact scaling first, so nothing overflows

@@ -132,8 +132,9 @@ def _diagnose(
     sums = theory_pass(prep, chunk_rows=chunk_rows, memory_limit=memory_limit)
     m = result.metrics
     out = theory_diagnostics(
-        means=result.arrays.get("means"),
-        class_counts=result.class_counts,
+        # every row of W: an absent class leaves a NaN mean, which the closed forms report
+        means=result.arrays.get("means_all", result.arrays.get("means")),
+        class_counts=list(result.arrays.get("class_counts_all", result.class_counts)),
         constants=constants,
         sums=sums,
         params=params,
@@ -223,6 +224,7 @@ def theory_file(
     chunk_rows: int | None = None,
     memory_limit: int | None = None,
     allow_external: bool = False,
+    class_names: Any = None,
 ) -> tuple[Report, list[str]]:
     """Analyse and run the theory diagnostics on every train/penultimate snapshot of a dump.
 
@@ -238,6 +240,8 @@ def theory_file(
         Row chunking, as in :func:`ncinspect.analyze_file`.
     allow_external : bool
         As for :func:`ncinspect.analyze_file`.
+    class_names : list, optional
+        The class order (name of each row of W), as in :func:`ncinspect.analyze_file`.
 
     Returns
     -------
@@ -254,7 +258,7 @@ def theory_file(
             if why is not None:
                 skipped.append(f"{snap.name}: skipped ({why})")
                 continue
-            prep = prepare_snapshot(snap)
+            prep = prepare_snapshot(snap, class_names)
             res = analyze_snapshot(
                 snap, chunk_rows=chunk_rows, memory_limit=memory_limit, prepared=prep
             )

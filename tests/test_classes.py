@@ -192,7 +192,7 @@ def _absent():
     y = np.repeat([0, 1, 2, 4], [25, 30, 20, 28])
     h = means[y] + 1.2 * rng.standard_normal((len(y), d))
     w = means + 0.4 * rng.standard_normal(means.shape)
-    w[3] = 0.8 * means[1]  # an absent row close to class 1: takes some of its samples
+    w[3] = 1.1 * means[1]  # an absent row close to class 1: takes some of its samples
     b = 0.1 * rng.standard_normal(6)
     return h, y, w, b
 
@@ -297,3 +297,101 @@ def test_min_class_count_leaving_one_class_nulls_class_level_metrics():
     clf = np.argmax(h[keep] @ w.T + b, axis=1)
     assert res.metrics["accuracy_classifier"] == pytest.approx(np.mean(clf == 1), abs=1e-15)
     assert any("fewer than two" in line for line in res.warnings)
+
+
+# ---------------------------------------------------------------------------------------
+# every command that reads features
+# ---------------------------------------------------------------------------------------
+def _string_absent_dump(tmp_path):
+    """String labels (4 of the 6 classes present) and a class-names file for the CLI."""
+    h, y, w, b = _absent()
+    order = ["zebra", "ant", "yak", "bee", "xerus", "cow"]
+    path = _h5(tmp_path / "sa.h5", features=h, labels=np.array(order)[y], weights=w, bias=b)
+    names_file = tmp_path / "names.txt"
+    names_file.write_text("\n".join(order) + "\n")
+    return path, names_file, (h, y, w, b), order
+
+
+def test_check_follows_the_class_order(tmp_path, capsys):
+    path, names_file, (h, y, w, b), order = _string_absent_dump(tmp_path)
+    acc = reference_rows(h, y, w, b)["accuracy_classifier"]
+    base = ["check", str(path), "--no-config", "--format", "json"]
+    # without the class order the classifier's accuracy is null: the rule cannot pass
+    assert main([*base, "--min", "accuracy_classifier=0.1"]) == 1
+    capsys.readouterr()
+    assert (
+        main(
+            [*base, "--min", f"accuracy_classifier={acc - 1e-9}", "--class-names", str(names_file)]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [*base, "--min", f"accuracy_classifier={acc + 1e-9}", "--class-names", str(names_file)]
+        )
+        == 1
+    )
+    capsys.readouterr()
+    keep = np.isin(y, [1, 4])
+    acc26 = reference_rows(h[keep], y[keep], w, b)["accuracy_classifier"]
+    argv = [*base, "--class-names", str(names_file), "--min-class-count", "26"]
+    assert main([*argv, "--min", f"accuracy_classifier={acc26 - 1e-9}"]) == 0
+    assert main([*argv, "--max", f"accuracy_classifier={acc26 - 1e-6}"]) == 1
+
+
+def test_per_class_rows_name_the_present_classes(tmp_path):
+    path, names_file, (h, y, w, b), order = _string_absent_dump(tmp_path)
+    js = tmp_path / "p.json"
+    argv = ["report", str(path), "--per-class", "--json", str(js), "--quiet"]
+    assert main([*argv, "--class-names", str(names_file)]) == 0
+    snap = json.loads(js.read_text())["snapshots"][0]
+    assert [r["class"] for r in snap["per_class"]] == ["zebra", "ant", "yak", "xerus"]
+    assert snap["class_names"] == ["zebra", "ant", "yak", "xerus"]
+    assert [r["n"] for r in snap["per_class"]] == [25, 30, 20, 28]
+    clf = np.argmax(h @ w.T + b, axis=1)
+    for r, c in zip(snap["per_class"], [0, 1, 2, 4], strict=True):
+        assert r["accuracy_classifier"] == pytest.approx(np.mean(clf[y == c] == c), abs=1e-15)
+        assert r["weight_norm"] == pytest.approx(np.linalg.norm(w[c]), rel=1e-12)
+
+
+def test_plot_with_absent_classes_and_string_labels(tmp_path, capsys):
+    path, names_file, _, _ = _string_absent_dump(tmp_path)
+    out = tmp_path / "figs"
+    argv = [
+        "plot",
+        str(path),
+        "-o",
+        str(out),
+        "-f",
+        "png",
+        "--dpi",
+        "30",
+        "--class-names",
+        str(names_file),
+    ]
+    assert main([*argv, "--min-class-count", "21"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    for kind in ("gram", "geometry", "projection", "sqi"):
+        assert f"{kind}.png" in names
+
+
+def test_theory_takes_the_class_names_option(tmp_path, capsys):
+    path, names_file, _, _ = _string_absent_dump(tmp_path)
+    js = tmp_path / "t.json"
+    assert main(["theory", str(path), "--json", str(js), "--class-names", str(names_file)]) == 0
+    snap = json.loads(js.read_text())["snapshots"][0]
+    assert snap["metrics"]["accuracy_classifier"] is not None
+
+
+def test_class_names_file_errors(tmp_path, capsys):
+    path, names_file, _, order = _string_absent_dump(tmp_path)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("zebra\n\nyak\n")
+    assert main(["report", str(path), "--quiet", "--class-names", str(bad)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.txt" in err[0] and "line 2" in err[0]
+    short = tmp_path / "short.txt"
+    short.write_text("\n".join(order[:5]) + "\n")
+    assert main(["report", str(path), "--quiet", "--class-names", str(short)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "5 class names" in err[0] and "6 rows" in err[0]

@@ -6,7 +6,15 @@ import os
 
 import click
 
-from .common import INPUT_FILE, allow_external_option, debug_option, key_options, keys_from
+from .common import (
+    INPUT_FILE,
+    allow_external_option,
+    class_options,
+    classes_from,
+    debug_option,
+    key_options,
+    keys_from,
+)
 
 FORMATS = ("table", "json", "junit", "github")
 _TREND_HELP = {
@@ -94,6 +102,7 @@ def _trend_options(func):
     help="Write the --format output to PATH (atomically); stdout then shows the "
     "default table (or annotations on GitHub).",
 )
+@class_options
 @key_options
 @allow_external_option
 @debug_option
@@ -140,6 +149,7 @@ def command(
         output = None  # -o - is stdout, where the --format output goes anyway
     if output:
         check_not_input(output, [file, config_path])  # before any work
+    classes = classes_from(kwargs)
     if config_path and no_config:
         raise UsageError("--config and --no-config exclude each other")
     config = CheckConfig()
@@ -157,6 +167,7 @@ def command(
         keys=keys,
         config=config.path,
         allow_external=allow_external,
+        **classes,
     )
 
     console_fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "table"

@@ -141,3 +141,37 @@ def stderr_console():
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)
+
+
+def class_options(func):
+    """--class-names FILE and --min-class-count K: the class order and absent classes."""
+    func = click.option(
+        "--min-class-count",
+        "min_class_count",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        metavar="K",
+        help="Treat classes with fewer than K samples as absent (left out of NC1-NC3 and NCC).",
+    )(func)
+    return click.option(
+        "--class-names",
+        "class_names_file",
+        metavar="FILE",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="The classifier's class order, one name a line (row k of W is line k); needed "
+        "for string labels when the dump has no class_names.",
+    )(func)
+
+
+def classes_from(kwargs: dict) -> dict:
+    """Pop --class-names / --min-class-count out of ``kwargs`` as keyword arguments of
+    :func:`ncinspect.analyze_file` (``class_names``, ``min_class_count``)."""
+    from ..inputs import read_class_names
+
+    path = kwargs.pop("class_names_file", None)
+    return {
+        "class_names": read_class_names(path) if path else None,
+        "min_class_count": kwargs.pop("min_class_count", 1),
+    }

@@ -11,6 +11,8 @@ import click
 from .common import (
     INPUT_FILE,
     allow_external_option,
+    class_options,
+    classes_from,
     debug_option,
     key_options,
     keys_from,
@@ -166,6 +168,7 @@ def _labels(files: tuple[str, ...], given: tuple[str, ...]) -> list[str]:
     "square-loss model).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Do not list the files written.")
+@class_options
 @key_options
 @allow_external_option
 @debug_option
@@ -218,9 +221,15 @@ def command(
     slugs = _unique_slugs(names)
     formats = formats or ("pdf", "png")
     keys = keys_from(kwargs)
+    class_opts = classes_from(kwargs)
     reports = [
         analyze_file(
-            f, snapshot=snapshot, keys=keys, ncc_means=ncc_means, allow_external=allow_external
+            f,
+            snapshot=snapshot,
+            keys=keys,
+            ncc_means=ncc_means,
+            allow_external=allow_external,
+            **class_opts,
         )
         for f in files
     ]
@@ -251,6 +260,7 @@ def command(
             size=sample_size,
             seed=seed,
             allow_external=allow_external,
+            class_names=class_opts["class_names"],
         )
 
     # every file name is known before anything is drawn: refuse one that is an input now

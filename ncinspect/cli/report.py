@@ -8,6 +8,8 @@ from .common import (
     INPUT_FILE,
     allow_external_option,
     chunk_options,
+    class_options,
+    classes_from,
     debug_option,
     key_options,
     keys_from,
@@ -70,6 +72,7 @@ from .common import (
     help="Dask scheduler address for --engine dask, e.g. tcp://10.0.0.5:8786 "
     "(default: Dask's local threaded scheduler). The file must be readable there.",
 )
+@class_options
 @key_options
 @allow_external_option
 @debug_option
@@ -108,6 +111,7 @@ def command(
     for out in (json_path, csv_path):
         if out:
             check_not_input(out, [file])  # before any work: the input is never replaced
+    classes = classes_from(kwargs)
     runner = get_engine(engine, scheduler=scheduler)
     bar = RowProgress(enabled=not quiet and sys.stderr.isatty())
     try:
@@ -124,6 +128,7 @@ def command(
                 progress=bar,
                 engine=runner,
                 allow_external=allow_external,
+                **classes,
             )
     finally:
         getattr(runner, "close", lambda: None)()

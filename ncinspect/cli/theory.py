@@ -8,6 +8,7 @@ from .common import (
     INPUT_FILE,
     allow_external_option,
     chunk_options,
+    classes_from,
     debug_option,
     key_options,
     keys_from,
@@ -35,6 +36,15 @@ from .common import (
     help="Exit with code 1 when a computed identity has a relative error above TOL.",
 )
 @chunk_options
+@click.option(
+    "--class-names",
+    "class_names_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The classifier's class order, one name a line (row k of W is line k); needed "
+    "for string labels when the dump has no class_names.",
+)
 @key_options
 @allow_external_option
 @debug_option
@@ -63,6 +73,7 @@ def command(
         chunk_rows=chunk_rows,
         memory_limit=parse_size(memory_limit),
         allow_external=allow_external,
+        class_names=classes_from(kwargs)["class_names"],
     )
     to_stdout = emit(report.to_json(), json_path, inputs=[file]) if json_path else False
     if not to_stdout:

@@ -107,9 +107,15 @@ def _name(text: Any) -> str:
     return markup(text)
 
 
+def _classes(res: SnapshotResult) -> str:
+    """``C`` of the header: present classes, and the classifier's rows when some are absent."""
+    total = getattr(res, "n_classes_total", None) or res.n_classes
+    return str(res.n_classes) if total == res.n_classes else f"{res.n_classes} of {total}"
+
+
 def _header(res: SnapshotResult, file: str | None) -> str:
     counts = res.class_counts or [0]
-    sizes = f"C={res.n_classes}  dtype={_name(res.dtype)}  class sizes {min(counts)}..{max(counts)}"
+    sizes = f"C={_classes(res)}  dtype={_name(res.dtype)}  class sizes {min(counts)}..{max(counts)}"
     if res.task != "classification":  # regression: t targets; OOD: features only
         t = (res.regression or {}).get("n_targets")
         sizes = (f"t={t}  " if t is not None else "") + f"dtype={_name(res.dtype)}  task={res.task}"
