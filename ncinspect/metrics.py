@@ -551,14 +551,16 @@ def compute_metrics(
     # generalized metrics (metrics_general: GNC2, UNC3, bias, OF, ETF floor, SELI) ------
     from .metrics_general import general_metrics
 
+    # full per-row arrays with the present mask: the same classes as the metrics above
     for key, (value, reason) in general_metrics(
         geom.means,
-        M,
+        geom.centred,
         geom.global_mean,
-        W,
+        geom.weights,
         geom.bias,
         counts,
-        variances,
+        second.class_sq / np.maximum(counts, 1),
+        present=present,
         scale=geom.scale,
         no_weights=no_w,
     ).items():

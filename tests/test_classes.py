@@ -371,7 +371,7 @@ def test_plot_with_absent_classes_and_string_labels(tmp_path, capsys):
     ]
     assert main([*argv, "--min-class-count", "21"]) == 0
     names = sorted(p.name for p in out.iterdir())
-    for kind in ("gram", "geometry", "projection", "sqi"):
+    for kind in ("gram", "geometry", "projection"):
         assert f"{kind}.png" in names
 
 
@@ -395,3 +395,21 @@ def test_class_names_file_errors(tmp_path, capsys):
     assert main(["report", str(path), "--quiet", "--class-names", str(short)]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "5 class names" in err[0] and "6 rows" in err[0]
+
+
+def test_generalized_metrics_use_the_present_classes():
+    from ncinspect.metrics_general import GENERAL_KEYS
+
+    h, y, w, b = _absent()
+    present = np.array([0, 1, 2, 4])
+    compact = np.searchsorted(present, y)  # the same samples, W cut to the present rows
+    got = ncinspect.analyze(h, y, weights=w, bias=b).metrics
+    want = ncinspect.analyze(h, compact, weights=w[present], bias=b[present]).metrics
+    checked = 0
+    for key in GENERAL_KEYS:
+        if isinstance(want[key], float):
+            assert got[key] == pytest.approx(want[key], rel=1e-10, abs=1e-14), key
+            checked += 1
+        else:
+            assert got[key] == want[key], key
+    assert checked >= 8
