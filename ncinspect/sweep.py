@@ -72,6 +72,10 @@ SWEEP_SETTINGS: dict[str, Any] = {
     "features_dtype": None,
     "compression": None,
     "seed": 0,
+    "task": "classification",  # the sweeps are classification runs
+    "n_targets": 3,  # regression only (unused here)
+    "target_map": "linear",  # regression only (unused here)
+    "target_offset": 1.0,  # regression only (unused here)
 }
 
 
