@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import ConfigError, UsageError
 from .metrics import METRIC_KEYS, PER_CLASS_KEYS
 from .report import jsonable
 from .trajectory import group_trajectories
@@ -220,15 +220,26 @@ def _check_metric(name: str, where: str, *, trend: bool) -> str:
 
 
 def _number(text: Any, where: str, what: str) -> float:
-    if isinstance(text, bool):
-        return float(text)
+    if isinstance(text, bool):  # TOML's true/false are no bounds (true is not 1)
+        raise UsageError(f"{where}: {what} must be a number, got {str(text).lower()}")
     try:
         value = float(text)
+    except OverflowError:
+        raise UsageError(f"{where}: {what} must be finite, got {_short(text)}") from None
     except (TypeError, ValueError):
-        raise UsageError(f"{where}: {what} must be a number, got {text!r}") from None
+        raise UsageError(f"{where}: {what} must be a number, got {_short(text)}") from None
     if value != value or value in (float("inf"), float("-inf")):
-        raise UsageError(f"{where}: {what} must be finite, got {text!r}")
+        raise UsageError(f"{where}: {what} must be finite, got {_short(text)}")
     return value
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a message stays one short line)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return "a number too long to print"
+    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text)} chars)"
 
 
 def _threshold(kind: str, metric: str, bound: Any, where: str) -> Rule:
@@ -378,18 +389,80 @@ class CheckConfig:
     path: str | None = None
 
 
+#: A configuration file larger than this is refused (rules fit in a few kB).
+MAX_CONFIG_BYTES = 16 * 2**20
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
+    """Parse the TOML file ``path``; anything that stops it is one line, exit code 3.
+
+    The file type is checked before reading: a FIFO, device or socket is refused (reading
+    one could block forever), as is a file over :data:`MAX_CONFIG_BYTES`.
+    """
     try:
         import tomllib
     except ModuleNotFoundError:  # Python < 3.11
         import tomli as tomllib
+    raw = _read_config_bytes(path)
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read the configuration ({exc.strerror})") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte {exc.start}); TOML files are UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: invalid TOML ({exc})") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{path}: invalid TOML ({first})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML (arrays or tables nested too deeply)") from None
+    except (ValueError, OverflowError):  # an integer over Python's digit limit
+        raise ConfigError(f"{path}: invalid TOML (a number with too many digits)") from None
+
+
+def _read_config_bytes(path: Path) -> bytes:
+    import stat
+
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"{path}: cannot read the configuration ({why})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{path}: is a directory, expected a TOML file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(
+            f"{path}: not a regular file (a FIFO, device or socket); expected a TOML file"
+        )
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {st.st_size} bytes, more than a configuration file may have "
+            f"({MAX_CONFIG_BYTES // 2**20} MiB)"
+        )
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)  # O_NONBLOCK: a file swapped for a FIFO cannot block
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ConfigError(f"{path}: not a regular file; expected a TOML file")
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration ({exc.strerror})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: more than {MAX_CONFIG_BYTES // 2**20} MiB")
+    return raw
+
+
+def _unrelated(path: Path) -> bool:
+    """A pyproject.toml that does not mention ncinspect (its errors are not ours to report)."""
+    try:
+        return path.name == "pyproject.toml" and b"ncinspect" not in _read_config_bytes(path)
+    except ConfigError:
+        return True
 
 
 def _section(data: Mapping[str, Any], keys: Sequence[str]) -> Mapping[str, Any] | None:
@@ -411,7 +484,15 @@ def find_config(start: str | os.PathLike | None = None) -> Path | None:
     for here in (folder, *folder.parents):
         for name, keys in CONFIG_FILES:
             path = here / name
-            if path.is_file() and _section(_read_toml(path), keys) is not None:
+            if not path.is_file():
+                continue
+            try:
+                data = _read_toml(path)
+            except ConfigError:
+                if _unrelated(path):  # another tool's broken file: not a reason to fail
+                    continue
+                raise
+            if _section(data, keys) is not None:
                 return path
     return None
 

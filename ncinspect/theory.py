@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InvalidDataError
+
 __all__ = [
     "TheoryPass",
     "Constants",
@@ -196,17 +198,60 @@ class Constants:
         }
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, (bool, np.bool_)) or value is None:
+#: The recorded constants and the values each may take.
+_PARAM_RULES = {
+    "weight_decay": ("a finite number >= 0", lambda v: v >= 0),
+    "kappa": ("a finite number > 0", lambda v: v > 0),
+    "n_samples": ("a positive integer", lambda v: v >= 1 and v == int(v)),
+    "Lambda": ("a finite number >= 0", lambda v: v >= 0),
+}
+
+
+def _param(meta: Mapping[str, Any], key: str, where: str) -> float | None:
+    """The recorded constant ``key`` (None when not recorded); an unusable value raises.
+
+    A value that is recorded but is not a real number of the allowed range (a string,
+    complex, a boolean, an array, NaN/Inf, a negative lambda, kappa <= 0) is an
+    :class:`~ncinspect.errors.InvalidDataError` (exit code 3): never read as "missing".
+    """
+    if key not in meta or meta[key] is None:
         return None
+    value = meta[key]
+    expected, ok = _PARAM_RULES[key]
+    shown = _shown(value)
+    prefix = f"{where}: metadata {key} = {shown}"
+    if isinstance(value, np.ndarray):
+        if value.shape not in ((), (1,)):
+            raise InvalidDataError(
+                f"{prefix} is an array of shape {value.shape}; expected {expected}"
+            )
+        value = value.reshape(()).item()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kinds = {str: "a string", bytes: "bytes", bool: "a boolean", complex: "complex"}
+        kinds.update({list: "a list", tuple: "a list", dict: "a table"})
+        kind = kinds.get(type(value), f"of type {type(value).__name__}")
+        raise InvalidDataError(f"{prefix} is invalid ({kind}); expected {expected}")
     try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or not ok(number):
+        raise InvalidDataError(f"{prefix} is invalid; expected {expected}")
+    return number
 
 
-def resolve_constants(meta: Mapping[str, Any]) -> Constants:
+def _shown(value: Any, limit: int = 40) -> str:
+    try:
+        text = repr(value.item() if isinstance(value, np.generic) else value)
+    except ValueError:
+        text = "<a number too long to print>"
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def resolve_constants(meta: Mapping[str, Any], *, where: str = "metadata") -> Constants:
     """The objective's constants from snapshot metadata (``weight_decay``, ``kappa``,
     ``n_samples``, ``Lambda``); Lambda is derived when only the other three are recorded.
 
@@ -214,16 +259,18 @@ def resolve_constants(meta: Mapping[str, Any]) -> Constants:
     ----------
     meta : mapping
         Snapshot metadata (merged from the root down).
+    where : str
+        The snapshot, for the message of an invalid value.
 
     Returns
     -------
     Constants
         With a note when a recorded Lambda disagrees with ``lambda / (kappa N)``.
     """
-    lam, kappa = _number(meta.get("weight_decay")), _number(meta.get("kappa"))
-    n = _number(meta.get("n_samples"))
-    n_samples = int(n) if n is not None and n > 0 else None
-    Lam = _number(meta.get("Lambda"))
+    lam, kappa = _param(meta, "weight_decay", where), _param(meta, "kappa", where)
+    n = _param(meta, "n_samples", where)
+    n_samples = int(n) if n is not None else None
+    Lam = _param(meta, "Lambda", where)
     out = Constants(lam, kappa, n_samples, Lam)
     if lam is not None and kappa and n_samples:
         derived = lam / (kappa * n_samples)

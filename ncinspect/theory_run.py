@@ -183,7 +183,7 @@ def analyze_theory(
     """
     prep = prepared or prepare_snapshot(snap)
     params, notes = read_params(snap)
-    constants = resolve_constants(snap.meta)
+    constants = resolve_constants(snap.meta, where=f"{snap.file}:{snap.name.rstrip('/')}")
     where = f"{snap.file}:{snap.name.rstrip('/')}/params"
     return _diagnose(
         prep,
@@ -327,7 +327,7 @@ def theory_arrays(
     res.theory = _diagnose(
         prep,
         res,
-        resolve_constants(meta),
+        resolve_constants(meta, where="theory_arrays"),
         params,
         [],
         initial=initial,

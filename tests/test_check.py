@@ -483,8 +483,11 @@ def test_explicit_config_and_bad_configs(traj, tmp_path, capsys):
         "atol": 0.0,
         "text": "nc1 non-increasing (last 2, rtol 0.5)",
     }
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[check\n")  # a file that cannot be read is bad input: exit 3
+    assert main(["check", traj["path"], "--config", str(bad)]) == 3
+    assert "invalid TOML" in capsys.readouterr().err
     for text, needle in (
-        ("[check\n", "invalid TOML"),
         ("[check]\nmaxx = { nc1 = 1 }\n", "unknown key(s) maxx"),
         ("[check]\nmax = { nc1x = 1 }\n", "did you mean 'nc1'"),
         ("[check]\nmax = { nc1 = 'low' }\n", "must be a number"),

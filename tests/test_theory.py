@@ -14,6 +14,7 @@ import pytest
 
 from ncinspect import DumpWriter
 from ncinspect.cli import main
+from ncinspect.errors import InvalidDataError
 from ncinspect.sweep import converged_config, gradient_norm, template_data
 from ncinspect.theory import TheoryPass, resolve_constants
 from ncinspect.theory_run import theory_arrays, theory_file
@@ -161,8 +162,10 @@ def test_resolve_constants():
     assert c.ratio == pytest.approx(1 / 5) and c.missing_for_Lambda() == []
     c = resolve_constants({"weight_decay": 1.0, "kappa": 1.0, "n_samples": 2, "Lambda": 7.0})
     assert c.Lambda == 7.0 and "differs" in c.notes[0]
-    c = resolve_constants({"weight_decay": "n/a"})
+    c = resolve_constants({"weight_decay": None})  # recorded as nothing: missing
     assert c.weight_decay is None and c.missing_for_ratio() == ["weight_decay", "kappa"]
+    with pytest.raises(InvalidDataError, match="weight_decay = 'n/a' is invalid"):
+        resolve_constants({"weight_decay": "n/a"})  # recorded but unusable: invalid, not missing
 
 
 # --- dumps without what the lines need ------------------------------------------------

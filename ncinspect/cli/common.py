@@ -21,15 +21,29 @@ _UNITS = {
 }
 
 
+#: Smallest --memory-limit: below 1 MiB not even one row of a typical layer fits, and the
+#: budget would be a number nobody means (0, 1B); the largest is 1 PiB.
+MIN_MEMORY, MAX_MEMORY = 2**20, 2**50
+
+
 def parse_size(text: str | None) -> int | None:
-    """``"2GB"`` -> 2e9 bytes, ``"512MiB"`` -> 512 * 2**20; None stays None."""
+    """``"2GB"`` -> 2e9 bytes, ``"512MiB"`` -> 512 * 2**20; None stays None.
+
+    Sizes below :data:`MIN_MEMORY` (1 MiB) or above :data:`MAX_MEMORY` are refused.
+    """
     if text is None:
         return None
-    m = _SIZE_RE.match(text)
+    m = _SIZE_RE.match(text) if len(text) <= 64 else None
     unit = (m.group(2) or "").lower().rstrip("b") if m else None
     if not m or unit not in _UNITS:
-        raise click.BadParameter(f"{text!r} is not a size like 512MB or 2GiB")
-    return int(float(m.group(1)) * _UNITS[unit])
+        shown = text if len(text) <= 64 else text[:40] + "..."
+        raise click.BadParameter(f"{shown!r} is not a size like 512MB or 2GiB")
+    value = float(m.group(1)) * _UNITS[unit]
+    if not MIN_MEMORY <= value <= MAX_MEMORY:
+        raise click.BadParameter(
+            f"{text!r}: the memory limit must be between 1MiB and 1PiB (e.g. 64MiB, 2GB)"
+        )
+    return int(value)
 
 
 #: The type of every dump argument: no checks here, so that a missing, unreadable or
@@ -90,8 +104,14 @@ def chunk_options(func):
         "--memory-limit",
         metavar="SIZE",
         default=None,
-        help="Working-memory budget per chunk, e.g. 512MB (default 256MiB).",
+        callback=_check_size,
+        help="Working-memory budget per chunk, e.g. 512MB (default 256MiB; at least 1MiB).",
     )(func)
+
+
+def _check_size(ctx, param, value):
+    parse_size(value)  # refuses a malformed or out-of-range size while options are parsed
+    return value
 
 
 debug_option = click.option("--debug", is_flag=True, hidden=True, help="Show full tracebacks.")

@@ -242,6 +242,7 @@ def command(
     from ..train import load_dataset
 
     data = load_dataset(config)  # a bad data file fails here, before any output is made
+    config.check_size(data.input_dim, data.n_classes)
     _prepare_output(output)
 
     from rich.console import Console

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 
 from ..errors import UsageError
 from .optim import SCHEDULES
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "LIMITS"]
+
+#: Upper bounds of the trainer's sizes (a numpy trainer on a laptop; beyond them a run would
+#: not fit in memory or time). ``parameters`` bounds the total number of weights, whose
+#: float64 copies (weights, gradients, momentum) then stay under ~1.2 GB.
+LIMITS = {
+    "depth": 64,
+    "width": 4096,
+    "parameters": 50_000_000,
+    "n_classes": 1000,
+    "n_per_class": 100_000,
+    "n_test_per_class": 100_000,
+    "input_dim": 100_000,
+    "mnist1d_samples": 1_000_000,
+    "epochs": 10_000_000,
+    "seed": 2**63 - 1,  # stored as a 64-bit HDF5 attribute
+}
 
 
 @dataclass
@@ -78,8 +95,33 @@ class TrainConfig:
             raise UsageError(
                 "invalid training config: must be finite numbers: " + ", ".join(not_finite)
             )
-        if self.depth < 2:
-            problems.append(f"depth must be >= 2, got {self.depth}")
+        ints = ("depth", "width", "epochs", "batch_size", "save_every", "seed", "n_classes")
+        ints += ("n_per_class", "n_test_per_class", "input_dim", "mnist1d_samples", "step_every")
+        not_int = [
+            f"{k}={getattr(self, k)!r}"
+            for k in ints
+            if isinstance(getattr(self, k), bool)
+            or not isinstance(getattr(self, k), numbers.Integral)
+        ]
+        if not_int:
+            raise UsageError("invalid training config: must be integers: " + ", ".join(not_int))
+        if not 2 <= self.depth <= LIMITS["depth"]:
+            problems.append(f"depth must be in [2, {LIMITS['depth']}], got {self.depth}")
+        elif max(self.hidden_widths(), default=1) > LIMITS["width"]:
+            problems.append(
+                f"hidden widths must be <= {LIMITS['width']}, got {max(self.hidden_widths())}"
+            )
+        if not 0 <= self.seed <= LIMITS["seed"]:
+            problems.append(f"seed must be in [0, 2**63 - 1], got {self.seed}")
+        for name in ("n_classes", "n_per_class", "n_test_per_class", "input_dim", "epochs"):
+            if getattr(self, name) > LIMITS[name]:
+                problems.append(f"{name} must be <= {LIMITS[name]}, got {getattr(self, name)}")
+        if self.dataset == "mnist1d" and self.mnist1d_samples > LIMITS["mnist1d_samples"]:
+            problems.append(f"mnist1d_samples must be <= {LIMITS['mnist1d_samples']}")
+        if self.noise < 0:
+            problems.append(f"noise must be >= 0 (a standard deviation), got {self.noise}")
+        if self.separation < 0:
+            problems.append(f"separation must be >= 0, got {self.separation}")
         if self.widths is not None and len(self.widths) != self.depth - 1:
             problems.append(
                 f"widths needs depth - 1 = {self.depth - 1} entries, got {len(self.widths)}"
@@ -128,6 +170,24 @@ class TrainConfig:
                 problems.append(f"target_map must be 'linear' or 'smooth', got {self.target_map!r}")
         if problems:
             raise UsageError("invalid training config: " + "; ".join(problems))
+        if self.dataset == "gaussian":
+            self.check_size(self.input_dim, self.n_classes)
+
+    def check_size(self, input_dim: int, n_classes: int) -> None:
+        """Raise :class:`~ncinspect.errors.UsageError` when the network has too many weights."""
+        n_weights = self.parameter_count(input_dim, n_classes)
+        if n_weights > LIMITS["parameters"]:
+            raise UsageError(
+                f"invalid training config: the network would have {n_weights} weights "
+                f"({input_dim} inputs, widths {self.hidden_widths()[:3]}..., {n_classes} "
+                f"classes), more than the limit of {LIMITS['parameters']}; lower the width "
+                "or the depth"
+            )
+
+    def parameter_count(self, input_dim: int, n_classes: int) -> int:
+        """Number of weights of the network for ``input_dim`` inputs and ``n_classes`` outputs."""
+        sizes = (input_dim, *self.hidden_widths(), n_classes)
+        return sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
     def to_dict(self) -> dict:
         """Plain dict of every field (for metadata and JSON)."""

@@ -184,6 +184,13 @@ def _labels(path: str, name: str, arr: np.ndarray, n: int, of: str) -> np.ndarra
     return arr
 
 
+def _check_finite(path: str, name: str, arr: np.ndarray) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise InvalidDataError(f"{path}: {name} contains NaN or Inf (first in row {row})")
+
+
 def from_file(
     path: str | os.PathLike, rng: np.random.Generator, *, test_fraction: float = 0.2
 ) -> Dataset:
@@ -216,9 +223,11 @@ def from_file(
             f"{test_fraction:g} of X is held out)"
         )
     X = _features(path, "X", arrays["X"])
+    _check_finite(path, "X", X)  # before the split: a bad row of X is reported as X
     y = _labels(path, "y", arrays["y"], X.shape[0], "X")
     if "X_test" in arrays:
         X_test = _features(path, "X_test", arrays["X_test"])
+        _check_finite(path, "X_test", X_test)
         if X_test.shape[1] != X.shape[1]:
             raise ShapeMismatchError(
                 f"{path}: X_test has {X_test.shape[1]} features per row, X has {X.shape[1]}"
@@ -235,9 +244,6 @@ def from_file(
         )
     if X.shape[0] == 0:
         raise InvalidDataError(f"{path}: X has no training rows")
-    for name, arr in (("X", X), ("X_test", X_test)):
-        if not np.isfinite(arr).all():
-            raise InvalidDataError(f"{path}: {name} contains NaN or Inf")
     classes, y_idx = np.unique(y, return_inverse=True)
     if classes.size < 2:
         raise InvalidDataError(f"{path}: y has {classes.size} class; need at least 2")
