@@ -242,6 +242,10 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text)} chars)"
 
 
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} chars)"
+
+
 def _threshold(kind: str, metric: str, bound: Any, where: str) -> Rule:
     if kind not in THRESHOLD_KINDS:
         raise UsageError(f"{where}: unknown threshold kind {kind!r}; expected max or min")
@@ -278,7 +282,7 @@ def parse_threshold(kind: str, spec: str) -> Rule:
     >>> parse_threshold("max", "nc1=0.1").text
     'nc1 <= 0.1'
     """
-    where = f"--{kind} {spec}"
+    where = f"--{kind} {_clip(spec)}"
     metric, sep, value = spec.partition("=")
     if not sep or not metric.strip() or not value.strip():
         raise UsageError(f"{where}: expected METRIC=VALUE, e.g. --{kind} nc1=0.1")
@@ -293,7 +297,7 @@ def parse_trend(kind: str, spec: str) -> Rule:
     >>> parse_trend("non_increasing", "nc1:last=5,rtol=0.05").text
     'nc1 non-increasing (last 5, rtol 0.05)'
     """
-    where = f"--{kind.replace('_', '-')} {spec}"
+    where = f"--{kind.replace('_', '-')} {_clip(spec)}"
     metric, _, rest = spec.partition(":")
     options: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
