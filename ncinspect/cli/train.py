@@ -242,7 +242,8 @@ def command(
     from ..train import load_dataset
 
     data = load_dataset(config)  # a bad data file fails here, before any output is made
-    config.check_size(data.input_dim, data.n_classes)
+    n_out = data.n_targets if hasattr(data, "n_targets") else data.n_classes
+    config.check_size(data.input_dim, n_out)
     _prepare_output(output)
 
     from rich.console import Console
