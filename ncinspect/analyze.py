@@ -523,7 +523,9 @@ def analyze_file(
     from . import analyze_ext as ext
 
     results = []
-    with open_dump(path, keys=keys, allow_external=allow_external) as dump:
+    with open_dump(
+        path, keys=keys, allow_external=allow_external, memory_limit=memory_limit
+    ) as dump:
         selected = dump.select(snapshot)
         cache: dict[str, tuple[Prepared, FirstPass]] = {}
         kinds = {s.name: ext.snapshot_kind(s) for s in dump.snapshots}

@@ -141,6 +141,19 @@ def _natural_key(name: str) -> tuple:
     )
 
 
+def _open_for_writing(h5file, notes: list[str]) -> bool:
+    """True when a writer holds the file open: in another process (the lock was held, see
+    :func:`ncinspect.io.hdf5.open_h5`) or in this one (HDF5 then shares the writer's handle)."""
+    import h5py
+
+    if any(n.endswith("the snapshot being written may be incomplete") for n in notes):
+        return True
+    try:
+        return h5file.id.get_intent() & h5py.h5f.ACC_RDWR != 0
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
 def _nearest(node: Node, key: str, parse_component) -> Any:
     """The value of ``key`` for ``node``: walking from the node up to the root, the first group
     that has the ``key`` attribute or a path component that ``parse_component`` recognises."""
@@ -219,9 +232,13 @@ class Dump:
         *,
         keys: dict[str, str] | None = None,
         allow_external: bool = False,
+        memory_limit: int | None = None,
     ):
         self.path = os.fspath(path)
         self.allow_external = bool(allow_external)
+        self.memory_limit = memory_limit
+        self.being_written = False
+        self._broken: list[tuple[str, str, str]] = []  # unreadable while being written
         self.keys = {k: v for k, v in (keys or {}).items() if v}
         unknown = set(self.keys) - set(ROLES)
         if unknown:
@@ -234,8 +251,14 @@ class Dump:
 
             self._h5 = open_h5(self.path, self.notes)
             try:
+                self.being_written = _open_for_writing(self._h5, self.notes)
                 self.tree = read_h5_tree(
-                    self._h5, self.path, allow_external=self.allow_external, notes=self.notes
+                    self._h5,
+                    self.path,
+                    allow_external=self.allow_external,
+                    notes=self.notes,
+                    memory_limit=memory_limit,
+                    broken=self._broken if self.being_written else None,
                 )
             except Exception:
                 self.close()
@@ -247,7 +270,7 @@ class Dump:
         else:
             from .io.npz import read_npz_tree
 
-            self.tree = read_npz_tree(self.path, self.notes)
+            self.tree = read_npz_tree(self.path, self.notes, memory_limit=memory_limit)
         self._check_explicit_keys()
         self.snapshots = self._resolve()
 
@@ -313,13 +336,45 @@ class Dump:
                 return dict(group.arrays)
         return {}
 
+    def _incomplete(self, snap: Snapshot, node: Node) -> str | None:
+        """Why ``snap`` is not complete yet (an object of it or of a group above it that
+        could not be opened, row counts that disagree, rows not written yet), or None.
+        Only asked of a file a writer holds open."""
+        above = {anc.path for anc in node.ancestors()}
+        roles = {name.split("/")[0] for names in ALIASES.values() for name in names}
+        for group, name, reason in self._broken:
+            if group in above and (not name or group == node.path or name in roles):
+                return f"{group.rstrip('/')}/{name} cannot be read yet: {reason}"
+        n = snap.features.shape[0] if snap.features.shape else 0
+        for role in ("labels", "outputs"):
+            src = getattr(snap, role)
+            rows = src.shape[0] if src is not None and src.shape else None
+            if src is not None and rows != n:
+                return f"{role} have {rows} rows, features {n}"
+        for src in (snap.features, snap.labels, snap.outputs, snap.weights, snap.bias):
+            check = getattr(src, "check", None)
+            if check is not None:
+                try:
+                    check()
+                except UnreadableFileError as exc:
+                    return str(exc)
+        return None
+
     def _resolve(self) -> list[Snapshot]:
         snaps: list[Snapshot] = []
+        incomplete: list[str] = []
         for node in self.tree.walk():
             features = self._find(node, "features")
             if features is None:
                 continue
             labels = self._inherit(node, "labels", same_layer=False)
+            if labels is None and self.being_written and not _is_ood(_split_of(node)):
+                incomplete.append("no labels yet")
+                self.notes.append(
+                    f"{self.path}: snapshot {node.path} skipped: it is being written "
+                    "(no labels yet)"
+                )
+                continue
             if _is_ood(_split_of(node)):  # OOD sets need no labels; others' rows are not theirs
                 rows = features.shape[:1]
                 if labels is not None and labels.shape[:1] != rows:
@@ -342,23 +397,34 @@ class Dump:
             meta: dict[str, Any] = {}
             for anc in reversed(list(node.ancestors())):
                 meta.update(anc.attrs)
-            snaps.append(
-                Snapshot(
-                    file=self.path,
-                    name=node.path,
-                    features=features,
-                    labels=labels,
-                    weights=weights,
-                    bias=bias,
-                    outputs=outputs,
-                    params=self._params(node),
-                    meta=meta,
-                    class_names=self._class_names(node),
-                    epoch=_epoch_of(node),
-                    split=_split_of(node),
-                    layer=_layer_of(node),
-                    notes=self.notes,
+            snap = Snapshot(
+                file=self.path,
+                name=node.path,
+                features=features,
+                labels=labels,
+                weights=weights,
+                bias=bias,
+                outputs=outputs,
+                params=self._params(node),
+                meta=meta,
+                class_names=self._class_names(node),
+                epoch=_epoch_of(node),
+                split=_split_of(node),
+                layer=_layer_of(node),
+                notes=self.notes,
+            )
+            problem = self._incomplete(snap, node) if self.being_written else None
+            if problem is not None:
+                incomplete.append(problem)
+                self.notes.append(
+                    f"{self.path}: snapshot {node.path} skipped: it is being written ({problem})"
                 )
+                continue
+            snaps.append(snap)
+        if not snaps and incomplete:
+            raise UnreadableFileError(
+                f"{self.path}: the file is being written and has no complete snapshot yet "
+                f"({incomplete[0]})"
             )
         if not snaps:
             raise MissingArrayError(
@@ -453,6 +519,7 @@ def open_dump(
     *,
     keys: dict[str, str] | None = None,
     allow_external: bool = False,
+    memory_limit: int | None = None,
 ) -> Dump:
     """Open a dump (HDF5 or NPZ, recognised by content) read-only and resolve its snapshots.
 
@@ -468,5 +535,8 @@ def open_dump(
         False: a file that points outside itself is refused with
         :class:`~ncinspect.errors.ExternalDataError`, so a shared dump cannot make ncinspect
         read, and publish, other local files).
+    memory_limit : int, optional
+        Bytes one indivisible read (an HDF5 chunk, a compressed NPZ member) may decompress
+        to (default: :func:`ncinspect.budget.read_bound`).
     """
-    return Dump(path, keys=keys, allow_external=allow_external)
+    return Dump(path, keys=keys, allow_external=allow_external, memory_limit=memory_limit)

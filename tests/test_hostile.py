@@ -3,10 +3,14 @@ every bad input is one line with exit code 3, and the input is never changed."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import struct
 import subprocess
 import sys
+import warnings
+import zipfile
 
 import h5py
 import numpy as np
@@ -301,3 +305,244 @@ def test_huge_attribute_is_skipped_with_a_note(tmp_path):
     with ncinspect.open_dump(path) as dump:
         assert "blob" not in dump.snapshots[0].meta and dump.snapshots[0].epoch == 3
         assert any("blob" in n and "skipped" in n for n in dump.notes)
+
+
+# --- declared sizes, chunk bounds ---------------------------------------------------------
+
+
+def test_declared_but_unwritten_rows_are_refused(tmp_path):
+    for layout in ("contiguous", "chunked"):
+        path = tmp_path / f"{layout}.h5"
+        kw = {"chunks": (1000, 100)} if layout == "chunked" else {}
+        with h5py.File(path, "w") as f:
+            f.create_dataset("features", shape=(10**6, 1000), dtype="f4", **kw)  # 4 GB declared
+            f.create_dataset("labels", shape=(10**6,), dtype="u1", **kw and {"chunks": (1000,)})
+        assert path.stat().st_size < 1 << 20
+        rc, _, err = cli("report", path, timeout=60)
+        assert rc == 3, err
+        line = one_error_line(err)
+        assert "/labels" in line and "fill values" in line
+        with h5py.File(path, "a") as f:  # labels written: now the features are refused
+            del f["labels"]
+            f["labels"] = (np.arange(10**6) % 3).astype("u1")
+        rc, _, err = cli("report", path, timeout=120)
+        assert rc == 3, err
+        line = one_error_line(err)
+        assert "/features" in line and "fill values" in line
+    # a chunked dataset with some chunks written is refused too
+    path = tmp_path / "partial.h5"
+    h, y, _ = make_data(C=3, d=5, n=10)
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("features", shape=(30, 5), chunks=(5, 5), dtype="f8")
+        ds[:10] = h[:10]
+        f["labels"] = y
+    with pytest.raises(UnreadableFileError, match="chunks but only 2 are written"):
+        ncinspect.analyze_file(path)
+
+
+def test_chunk_larger_than_the_budget_is_refused_before_decompressing(tmp_path):
+    h, y, _ = make_data(C=3, d=5, n=400)
+    path = tmp_path / "bigchunk.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset(
+            "features", data=np.tile(h, (1, 200)), chunks=(1200, 1000), compression="gzip"
+        )
+        f["labels"] = y
+    rc, _, err = cli("report", path, "--memory-limit", "2MiB")
+    assert rc == 3
+    line = one_error_line(err)
+    assert "chunk" in line and "memory limit" in line and "--memory-limit" in line
+    assert cli("report", path, "--memory-limit", "64MiB")[0] == 0
+
+
+# --- a snapshot being written is skipped, the others reported ------------------------------
+
+_WRITER = r"""
+import sys, time
+import numpy as np
+from ncinspect.io.writer import DumpWriter
+rng = np.random.default_rng(0)
+y = np.repeat(np.arange(4), 100)
+with DumpWriter(sys.argv[1], "w") as w:
+    w.write("labels", y)
+    e = 0
+    t0 = time.time()
+    while time.time() - t0 < float(sys.argv[2]):
+        snap = w.snapshot(f"epoch_{e:05d}", epoch=e)
+        for a in range(0, 400, 20):
+            snap.append(features=rng.standard_normal((20, 8)) + y[a : a + 20, None])
+            time.sleep(0.01)
+        snap.write(weights=rng.standard_normal((4, 8)))
+        if e == 0:
+            print("ready", flush=True)
+        e += 1
+"""
+
+
+def test_report_while_a_writer_appends(tmp_path, capsys):
+    path = tmp_path / "live.h5"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path), "30"], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        codes, skipped = [], 0
+        for _ in range(20):
+            rc = main(["report", str(path), "--json", "-", "-q"])
+            out, err = capsys.readouterr()
+            codes.append((rc, err))
+            if rc == 0:
+                snaps = json.loads(out)["snapshots"]
+                assert snaps and all(s["n_samples"] == 400 for s in snaps)
+                skipped += any("being written" in w for w in snaps[-1]["warnings"])
+        assert all(rc == 0 for rc, _ in codes), codes
+        assert skipped > 0 or proc.poll() is not None
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+# --- NPZ members -----------------------------------------------------------------------------
+
+
+def _npy(header: str, data: bytes = b"", version=(1, 0)) -> bytes:
+    """A .npy file with a hand-written header (possibly lying about the data)."""
+    text = header.encode("latin1")
+    if version == (1, 0):
+        pad = 64 - (10 + len(text) + 1) % 64
+        return (
+            b"\x93NUMPY\x01\x00"
+            + struct.pack("<H", len(text) + pad + 1)
+            + text
+            + b" " * pad
+            + b"\n"
+            + data
+        )
+    pad = 64 - (12 + len(text) + 1) % 64
+    return (
+        b"\x93NUMPY\x02\x00"
+        + struct.pack("<I", len(text) + pad + 1)
+        + text
+        + b" " * pad
+        + b"\n"
+        + data
+    )
+
+
+def _good_npz(tmp_path, name="run.npz", **extra):
+    h, y, m = make_data(C=3, d=4, n=10)
+    path = tmp_path / name
+    np.savez(path, features=h, labels=y, weights=m, **extra)
+    return path
+
+
+def _patch_central(path, member: str, offset: int, fmt: str, value) -> None:
+    """Overwrite a field of ``member``'s central-directory record (offset from its signature)."""
+    data = bytearray(path.read_bytes())
+    name = member.encode()
+    pos = 0
+    while True:
+        pos = data.index(b"PK\x01\x02", pos)
+        n = struct.unpack_from("<H", data, pos + 28)[0]
+        if bytes(data[pos + 46 : pos + 46 + n]) == name:
+            break
+        pos += 4
+    struct.pack_into(fmt, data, pos + offset, value)
+    path.write_bytes(bytes(data))
+
+
+def _write_member(path, name: str, payload: bytes, compress=zipfile.ZIP_STORED):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about duplicate names
+        with zipfile.ZipFile(path, "a", compression=compress) as zf:
+            zf.writestr(name, payload)
+
+
+def _npz_cases(tmp_path):
+    cases = {}
+    p = _good_npz(tmp_path, "dup.npz")
+    _write_member(
+        p,
+        "labels.npy",
+        _npy("{'descr': '<i8', 'fortran_order': False, 'shape': (30,), }", b"\0" * 240),
+    )
+    cases[p] = "two members"
+    p = _good_npz(tmp_path, "enc.npz")
+    _patch_central(p, "features.npy", 8, "<H", 1)
+    cases[p] = "encrypted"
+    p = _good_npz(tmp_path, "method.npz")
+    _patch_central(p, "features.npy", 10, "<H", 99)
+    cases[p] = "compression method 99"
+    p = _good_npz(tmp_path, "offset.npz")
+    _patch_central(p, "features.npy", 42, "<I", 10**9)
+    cases[p] = "features"
+    p = _good_npz(tmp_path, "crc.npz")
+    _patch_central(p, "features.npy", 16, "<I", 12345)
+    cases[p] = "CRC"
+    p = _good_npz(tmp_path, "neg.npz")
+    _write_member(
+        p, "x/features.npy", _npy("{'descr': '<f8', 'fortran_order': False, 'shape': (-3, 4), }")
+    )
+    cases[p] = "shape (-3, 4)"
+    p = _good_npz(tmp_path, "lie.npz")
+    _write_member(
+        p,
+        "x/features.npy",
+        _npy("{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000, 1000), }", b"\0" * 64),
+    )
+    cases[p] = "holds"
+    p = _good_npz(tmp_path, "lie_item.npz")
+    _write_member(
+        p,
+        "x/features.npy",
+        _npy("{'descr': '|V100000000', 'fortran_order': False, 'shape': (10, 4), }", b"\0" * 64),
+        zipfile.ZIP_DEFLATED,
+    )
+    cases[p] = "holds"
+    p = _good_npz(tmp_path, "hdr.npz")
+    _write_member(
+        p,
+        "x/features.npy",
+        _npy(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 1), }" + " " * 20000,
+            b"\0" * 8,
+            version=(2, 0),
+        ),
+    )
+    cases[p] = "header"
+    for label, text in {
+        "utf8": b"\xff\xfe{}",
+        "deep": b"[" * 100000 + b"]" * 100000,
+        "digits": b'{"a": ' + b"9" * 5000 + b"}",
+        "nested": b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    }.items():
+        p = _good_npz(tmp_path, f"meta_{label}.npz")
+        arr = np.array(text)
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        _write_member(p, "meta.npy", buf.getvalue())
+        cases[p] = "meta"
+    return cases
+
+
+def test_broken_npz_members_are_one_line_exit_3(tmp_path):
+    for path, expect in _npz_cases(tmp_path).items():
+        digest = file_digest(path)
+        for command in ("report", "info"):
+            rc, out, err = cli(command, path)
+            assert rc == 3, (path.name, err)
+            line = one_error_line(err)
+            assert expect in line, (path.name, line)
+            assert "allow_pickle" not in line
+        assert file_digest(path) == digest
+
+
+def test_compressed_member_over_the_memory_limit_is_refused(tmp_path):
+    h, y, _ = make_data(C=3, d=4, n=10)
+    path = tmp_path / "big.npz"
+    np.savez_compressed(path, features=np.zeros((20000, 200)), labels=np.arange(20000) % 3)
+    rc, _, err = cli("report", path, "--memory-limit", "4MiB")
+    assert rc == 3
+    line = one_error_line(err)
+    assert "compressed" in line and "--memory-limit" in line and "numpy.savez" in line

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import ExternalDataError, UnreadableFileError
 from .paths import check_input_file, shown
 from .sources import H5Source
-from .tree import Node
+from .tree import Node, plain
 
 __all__ = ["open_h5", "read_h5_tree", "decode_attr", "ATTR_LIMIT", "READ_ERRORS"]
 
@@ -45,24 +45,6 @@ READ_ERRORS = (
 _OPT_IN = "pass --allow-external (allow_external=True) to follow it"
 
 
-def _plain(value: Any) -> Any:
-    """JSON-safe plain data: anything that is not a number, text, list or dict becomes text."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, complex):
-        return str(value)
-    type_name = type(value).__name__
-    if "Reference" in type_name:
-        return f"<HDF5 {type_name}>"
-    return shown(value, 200)
-
-
 def decode_attr(value: Any) -> Any:
     """Turn an HDF5 attribute value into plain Python (JSON-friendly) data."""
     if isinstance(value, bytes):
@@ -70,19 +52,19 @@ def decode_attr(value: Any) -> Any:
     if isinstance(value, str):
         if value.startswith("json:"):
             try:
-                return _plain(json.loads(value[5:]))
+                return plain(json.loads(value[5:]))
             except (ValueError, RecursionError):  # bad JSON, ints beyond the digit limit
                 return value
         return value
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "OSU":
             return [decode_attr(v) for v in value.tolist()]
-        return _plain(value.tolist())
+        return plain(value.tolist())
     if isinstance(value, np.generic):
-        return _plain(value.item())
+        return plain(value.item())
     if type(value).__name__ == "Empty":  # h5py.Empty: an attribute with no value
         return None
-    return _plain(value)
+    return plain(value)
 
 
 def open_h5(path: str, notes: list[str] | None = None):
@@ -121,9 +103,21 @@ def _first_line(exc: BaseException) -> str:
 
 
 class _Walker:
-    def __init__(self, h5file, path: str, allow_external: bool, notes: list[str]):
+    def __init__(
+        self,
+        h5file,
+        path: str,
+        allow_external: bool,
+        notes: list[str],
+        memory_limit: int | None = None,
+    ):
         import h5py
 
+        from ..budget import read_bound
+
+        self.max_read = read_bound(memory_limit)
+        self.broken: list[tuple[str, str, str]] | None = None
+        self.explicit = memory_limit is not None
         self.h5py = h5py
         self.file = h5file
         self.path = path
@@ -323,12 +317,31 @@ class _Walker:
         self.seen[self.file.id] = "/"
         while stack:
             group, node = stack.pop()
-            node.attrs.update(self.attrs(group, node.path))
+            try:
+                node.attrs.update(self.attrs(group, node.path))
+                names = sorted(group.id.__iter__())
+            except READ_ERRORS as exc:
+                if self.broken is None:
+                    raise
+                self.broken.append((node.path, "", _first_line(exc)))
+                continue
             children = []
-            for raw in sorted(group.id.__iter__()):
+            for raw in names:
                 name = raw.decode("utf-8", "backslashreplace")
                 where = self.where(node.path, name)
-                obj = self.follow(group, raw, where)
+                try:
+                    obj = self.follow(group, raw, where)
+                    if isinstance(obj, h5py.Dataset):
+                        self.check_dataset(obj, where)
+                        source = H5Source(
+                            obj, where, max_read=self.max_read, explicit=self.explicit
+                        )
+                except READ_ERRORS as exc:
+                    # a writer holds the file: what it is writing may not be readable yet
+                    if self.broken is None:
+                        raise
+                    self.broken.append((node.path, name, _first_line(exc)))
+                    continue
                 if obj is None:
                     self.notes.append(f"{where}: a link to nothing (dangling); skipped")
                 elif isinstance(obj, h5py.Group):
@@ -343,17 +356,28 @@ class _Walker:
                     self.seen[obj.id] = child.path
                     children.append((obj, child))
                 elif isinstance(obj, h5py.Dataset):
-                    self.check_dataset(obj, where)
-                    node.arrays[name] = H5Source(obj, where)
+                    node.arrays[name] = source
             stack.extend(reversed(children))
         return root
 
 
 def read_h5_tree(
-    h5file, path: str, *, allow_external: bool = False, notes: list[str] | None = None
+    h5file,
+    path: str,
+    *,
+    allow_external: bool = False,
+    notes: list[str] | None = None,
+    memory_limit: int | None = None,
+    broken: list[tuple[str, str, str]] | None = None,
 ) -> Node:
-    """Build the group tree of an open HDF5 file (see the module notes for what is refused)."""
-    walker = _Walker(h5file, path, allow_external, notes if notes is not None else [])
+    """Build the group tree of an open HDF5 file (see the module notes for what is refused).
+
+    ``memory_limit`` bounds what one chunk of a dataset may decompress to (checked before
+    the first read of it). With a ``broken`` list (for a file a writer holds open), objects
+    that cannot be opened are left out and recorded there as ``(group path, name, reason)``
+    (name ``""``: the group itself) instead of failing the walk."""
+    walker = _Walker(h5file, path, allow_external, notes if notes is not None else [], memory_limit)
+    walker.broken = broken
     try:
         return walker.build()
     except READ_ERRORS as exc:

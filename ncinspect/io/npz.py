@@ -2,61 +2,161 @@
 
 Members stored uncompressed (``numpy.savez``) are streamed: their raw bytes are located in
 the zip file and rows are read by offset. Compressed members (``numpy.savez_compressed``)
-cannot be sought, so they are read whole, with a note about the memory that takes. Nothing
-is ever unpickled: object arrays are refused.
+cannot be sought, so they are read whole, with a note about the memory that takes, and only
+when they fit the read bound (:func:`ncinspect.budget.read_bound`). Nothing is ever
+unpickled: object arrays are refused.
+
+Every header is checked before anything is allocated: the shape must be non-negative and
+the member must hold the bytes that shape and item size declare. Two members with the same
+name are refused (a zip may hold both; which one a reader picks is arbitrary), as are
+encrypted members and members whose compression is not stored/deflate/bzip2/lzma.
 """
 
 from __future__ import annotations
 
 import json
+import lzma
+import math
+import os
 import struct
 import zipfile
+import zlib
 
 import numpy as np
 
-from ..errors import UnreadableFileError, UnsupportedDtypeError
+from ..budget import fmt_bytes, read_bound
+from ..errors import ResourceLimitError, UnreadableFileError, UnsupportedDtypeError
+from .paths import shown
 from .sources import ArraySource
-from .tree import Node
+from .tree import Node, plain
 
-__all__ = ["read_npz_tree"]
+__all__ = ["read_npz_tree", "ZIP_ERRORS"]
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zip local file header (30 bytes)
+_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+META_LIMIT = 16 << 20  #: bytes a ``meta`` member may hold
+
+#: What zipfile, zlib/bz2/lzma and numpy's header parser raise on broken members.
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    RuntimeError,  # encrypted members, unsupported compression (NotImplementedError)
+    struct.error,
+    zlib.error,
+    lzma.LZMAError,
+    UnicodeError,
+    OverflowError,
+    KeyError,
+    IndexError,
+    TypeError,
+    SyntaxError,
+    RecursionError,
+    MemoryError,  # a header literal nested too deeply for the parser
+)
+
+
+def _message(exc: BaseException) -> str:
+    """A one-line reason, never repeating numpy's advice to trust the file with pickles."""
+    text = str(exc)
+    if "max_header_size" in text or "allow_pickle" in text:
+        return "the .npy header is longer than a valid header can be; refused"
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return shown(lines[0] if lines else type(exc).__name__, 200)
+
+
+def _read_header(f, where: str):
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(f)
+    reader = getattr(np.lib.format, "_read_array_header", None)
+    if version == (3, 0) and reader is not None:
+        return reader(f, version)
+    raise UnreadableFileError(f"{where}: .npy format version {version} is not supported")
 
 
 class NpzMemberSource(ArraySource):
     """One ``.npy`` member of an NPZ file."""
 
-    def __init__(self, path: str, info: zipfile.ZipInfo, where: str, notes: list[str]):
+    def __init__(
+        self,
+        path: str,
+        info: zipfile.ZipInfo,
+        where: str,
+        notes: list[str],
+        *,
+        max_read: int | None = None,
+        explicit_limit: bool = False,
+    ):
         self.path = path
         self.info = info
         self.where = where
         self._notes = notes
+        self._max_read = read_bound(None) if max_read is None else max_read
+        self._explicit_limit = explicit_limit
         self._whole: np.ndarray | None = None
-        with zipfile.ZipFile(path) as zf, zf.open(info) as f:
-            try:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-                else:
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            except ValueError as exc:
-                raise UnreadableFileError(f"{where}: not a valid .npy member ({exc})") from None
-            header_len = f.tell()
-        self.shape = tuple(shape)
+        if info.flag_bits & 0x1:
+            raise UnreadableFileError(f"{where}: the member is encrypted; ncinspect cannot read it")
+        if info.compress_type not in _METHODS:
+            raise UnreadableFileError(
+                f"{where}: the member uses zip compression method {info.compress_type}, which "
+                "is not supported (stored, deflate, bzip2 or lzma)"
+            )
+        try:
+            with zipfile.ZipFile(path) as zf, zf.open(info) as f:
+                shape, fortran, dtype = _read_header(f, where)
+                header_len = f.tell()
+        except UnreadableFileError:
+            raise
+        except ZIP_ERRORS as exc:
+            raise UnreadableFileError(
+                f"{where}: not a valid .npy member ({_message(exc)})"
+            ) from None
+        if not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise UnreadableFileError(f"{where}: the .npy header declares shape {shape}")
+        self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype)
         self.fortran = fortran
         self.needs_pickle = self.dtype.hasobject
+        declared = math.prod(self.shape) * self.dtype.itemsize
+        held = info.file_size - header_len
+        if not self.needs_pickle and declared > held:
+            raise UnreadableFileError(
+                f"{where}: the .npy header declares shape {self.shape} of {self.dtype} "
+                f"({declared} bytes) but the member holds {max(held, 0)} bytes"
+            )
         self._data_offset: int | None = None
+        self._header_len = header_len
+        self._crc: int | None = None  # running CRC-32 of the rows read in order so far
+        self._crc_rows = 0
         if info.compress_type == zipfile.ZIP_STORED and not fortran and not self.needs_pickle:
-            with open(path, "rb") as raw:
-                raw.seek(info.header_offset)
-                fields = _LOCAL_HEADER.unpack(raw.read(_LOCAL_HEADER.size))
-                if fields[0] != b"PK\x03\x04":
-                    raise UnreadableFileError(f"{where}: corrupt zip local header")
-                name_len, extra_len = fields[-2], fields[-1]
-                self._data_offset = (
-                    info.header_offset + _LOCAL_HEADER.size + name_len + extra_len + header_len
+            try:
+                with open(path, "rb") as raw:
+                    raw.seek(info.header_offset)
+                    fields = _LOCAL_HEADER.unpack(raw.read(_LOCAL_HEADER.size))
+            except (OSError, struct.error, ValueError, OverflowError) as exc:
+                raise UnreadableFileError(
+                    f"{where}: corrupt zip local header ({_message(exc)})"
+                ) from None
+            if fields[0] != b"PK\x03\x04":
+                raise UnreadableFileError(f"{where}: corrupt zip local header")
+            name_len, extra_len = fields[-2], fields[-1]
+            self._data_offset = (
+                info.header_offset + _LOCAL_HEADER.size + name_len + extra_len + header_len
+            )
+            if self._data_offset + declared > os.path.getsize(path):
+                raise UnreadableFileError(
+                    f"{where}: file is truncated (the member's {declared} data bytes end "
+                    "past the end of the file)"
                 )
+            self._crc = zlib.crc32(self._raw(self._data_offset - header_len, header_len))
+            if not self.shape or self.shape[0] == 0:  # nothing streamed: check it now
+                self._crc = zlib.crc32(self._raw(self._data_offset, declared), self._crc)
+                self._verify_crc()
 
     def _check_pickle(self) -> None:
         if self.needs_pickle:
@@ -65,76 +165,149 @@ class NpzMemberSource(ArraySource):
                 "unpickling; ncinspect never loads pickles; save numeric or string arrays"
             )
 
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         self._check_pickle()
         if self._data_offset is not None and self.shape:
             n = self.shape[0]
             start, stop, _ = slice(start, stop).indices(n)
-            row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
+            row_bytes = self.dtype.itemsize * math.prod(self.shape[1:])
             count = max(0, stop - start)
-            with open(self.path, "rb") as raw:
-                raw.seek(self._data_offset + start * row_bytes)
-                buf = raw.read(count * row_bytes)
+            try:
+                with open(self.path, "rb") as raw:
+                    raw.seek(self._data_offset + start * row_bytes)
+                    buf = raw.read(count * row_bytes)
+            except OSError as exc:
+                raise UnreadableFileError(f"{self.where}: cannot read ({_message(exc)})") from None
             if len(buf) != count * row_bytes:
                 raise UnreadableFileError(f"{self.where}: file is truncated (rows {start}:{stop})")
+            if start == self._crc_rows and count and self._crc is not None:
+                self._crc = zlib.crc32(buf, self._crc)
+                self._crc_rows = stop
+                if stop == n:
+                    self._verify_crc()
             return np.frombuffer(buf, dtype=self.dtype).reshape((count,) + self.shape[1:])
         if self._whole is None:
-            if self.nbytes > (64 << 20):
-                self._notes.append(
-                    f"{self.where} is compressed and is read whole into memory "
-                    f"({self.nbytes / 2**20:.0f} MiB); store it uncompressed (numpy.savez) "
-                    "to stream it"
-                )
-            try:
-                with zipfile.ZipFile(self.path) as zf, zf.open(self.info) as f:
-                    self._whole = np.lib.format.read_array(f, allow_pickle=False)
-            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-                raise UnreadableFileError(f"{self.where}: cannot read member ({exc})") from None
+            self._read_whole()
         if self._whole.ndim == 0:
             return self._whole
         return self._whole[start:stop]
 
+    def _raw(self, offset: int, size: int) -> bytes:
+        try:
+            with open(self.path, "rb") as raw:
+                raw.seek(offset)
+                return raw.read(size)
+        except OSError as exc:
+            raise UnreadableFileError(f"{self.where}: cannot read ({_message(exc)})") from None
+
+    def _verify_crc(self) -> None:
+        """Once every row of a stored member has been read in order: its CRC-32 must match
+        the zip's (a stored member is streamed, so zipfile never checks it)."""
+        end = self._data_offset + self.nbytes
+        rest = self.info.file_size - self._header_len - self.nbytes
+        crc = zlib.crc32(self._raw(end, rest), self._crc) if rest > 0 else self._crc
+        self._crc = None
+        if crc != self.info.CRC:
+            raise UnreadableFileError(
+                f"{self.where}: the member's data do not match its CRC-32 (the file is corrupt)"
+            )
+
+    def _read_whole(self) -> None:
+        if self.nbytes > self._max_read:
+            how = "the memory limit" if self._explicit_limit else "the default read bound"
+            raise ResourceLimitError(
+                f"{self.where}: compressed member of {fmt_bytes(self.nbytes)} must be read "
+                f"whole, over {how} of {fmt_bytes(self._max_read)}; give --memory-limit "
+                f"{fmt_bytes(self.nbytes * 1.25).replace(' ', '')} or more, or store it "
+                "uncompressed (numpy.savez) to stream it"
+            )
+        if self.nbytes > (64 << 20):
+            self._notes.append(
+                f"{self.where} is compressed and is read whole into memory "
+                f"({self.nbytes / 2**20:.0f} MiB); store it uncompressed (numpy.savez) "
+                "to stream it"
+            )
+        try:
+            with zipfile.ZipFile(self.path) as zf, zf.open(self.info) as f:
+                self._whole = np.lib.format.read_array(f, allow_pickle=False)
+        except ZIP_ERRORS as exc:
+            raise UnreadableFileError(
+                f"{self.where}: cannot read member ({_message(exc)})"
+            ) from None
+
 
 def _read_meta(source: NpzMemberSource) -> dict:
     source._check_pickle()
-    value = source.read_all()
-    text = value.item() if value.ndim == 0 else None
+    if source.shape != () or source.dtype.kind not in "SU":
+        raise UnreadableFileError(
+            f"{source.where}: meta must be a 0-d string array holding JSON "
+            f"(got shape {source.shape} of {source.dtype})"
+        )
+    if source.nbytes > META_LIMIT:
+        raise UnreadableFileError(
+            f"{source.where}: meta of {fmt_bytes(source.nbytes)} is over the "
+            f"{fmt_bytes(META_LIMIT)} a metadata record may take"
+        )
+    text = source.read_all().item()
     if isinstance(text, bytes):
-        text = text.decode()
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UnreadableFileError(f"{source.where}: meta is not UTF-8 text ({exc})") from None
     if not isinstance(text, str):
         raise UnreadableFileError(f"{source.where}: meta must be a 0-d string array holding JSON")
     try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UnreadableFileError(f"{source.where}: meta is not valid JSON ({exc})") from None
+        meta = plain(json.loads(text))
+    except RecursionError:
+        raise UnreadableFileError(f"{source.where}: meta JSON is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and integers beyond Python's digit limit
+        raise UnreadableFileError(
+            f"{source.where}: meta is not valid JSON ({_message(exc)})"
+        ) from None
     if not isinstance(meta, dict):
         raise UnreadableFileError(f"{source.where}: meta JSON must be an object")
     return meta
 
 
-def read_npz_tree(path: str, notes: list[str]) -> Node:
-    """Build the group tree of an NPZ file."""
+def read_npz_tree(path: str, notes: list[str], *, memory_limit: int | None = None) -> Node:
+    """Build the group tree of an NPZ file (``memory_limit`` bounds whole-member reads)."""
+    shown_path = shown(path)
     try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise UnreadableFileError(f"{path}: not a readable NPZ file ({exc})") from None
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except ZIP_ERRORS as exc:
+        raise UnreadableFileError(
+            f"{shown_path}: not a readable NPZ file ({_message(exc)})"
+        ) from None
     root = Node("/")
-    with zf:
-        infos = zf.infolist()
+    seen: dict[tuple[str, ...], str] = {}
+    max_read = read_bound(memory_limit)
     for info in infos:
         if info.is_dir():
             continue
         name = info.filename
         if not name.endswith(".npy"):
             continue
-        parts = [p for p in name[: -len(".npy")].split("/") if p]
+        parts = tuple(p for p in name[: -len(".npy")].split("/") if p)
         if not parts:
             continue
+        where = f"{shown_path}:/{shown('/'.join(parts))}"
+        if parts in seen:
+            raise UnreadableFileError(
+                f"{where}: the archive holds two members of this name ({shown(seen[parts])!r} "
+                f"and {shown(name)!r}); ncinspect does not pick one"
+            )
+        seen[parts] = name
         node = root
         for p in parts[:-1]:
             node = node.child(p)
-        where = f"{path}:/{'/'.join(parts)}"
-        source = NpzMemberSource(path, info, where, notes)
+        source = NpzMemberSource(
+            path, info, where, notes, max_read=max_read, explicit_limit=memory_limit is not None
+        )
         if parts[-1] == "meta":
             node.attrs.update(_read_meta(source))
         else:

@@ -83,9 +83,12 @@ class H5Source(ArraySource):
     :class:`UnreadableFileError` when read.
     """
 
-    def __init__(self, dataset, where: str):
+    def __init__(self, dataset, where: str, *, max_read: int | None = None, explicit: bool = False):
         self.dataset = dataset
         self.where = where
+        self.max_read = max_read
+        self.explicit = explicit
+        self._checked = False
         shape = dataset.shape
         self.null = shape is None
         self.shape = () if shape is None else tuple(int(n) for n in shape)
@@ -99,9 +102,70 @@ class H5Source(ArraySource):
         chunks = self.dataset.chunks
         return int(chunks[0]) if chunks else None
 
+    def check(self) -> None:
+        """Refuse, before any read, a dataset whose values the file cannot hold or whose
+        chunks decompress to more than the read bound (:func:`ncinspect.budget.read_bound`).
+
+        Declared rows that were never written read back as fill values, which would be
+        analysed as data: a contiguous dataset must have its storage allocated and a chunked
+        one every chunk its shape needs. Raises UnreadableFileError or ResourceLimitError.
+        """
+        if self._checked or self.null:
+            return
+        import math
+
+        from ..budget import fmt_bytes, read_bound
+        from ..errors import ResourceLimitError
+
+        ds, itemsize = self.dataset, self.dtype.itemsize
+        declared = math.prod(self.shape) * itemsize
+        try:
+            dcpl = ds.id.get_create_plist()
+            layout = dcpl.get_layout()
+            external = dcpl.get_external_count()
+            chunks = ds.chunks
+            import h5py
+
+            if chunks:
+                bound = read_bound(None) if self.max_read is None else self.max_read
+                chunk_bytes = math.prod(chunks) * itemsize
+                if chunk_bytes > bound:
+                    how = "the memory limit" if self.explicit else "the default read bound"
+                    raise ResourceLimitError(
+                        f"{self.where}: one HDF5 chunk {tuple(chunks)} of {self.dtype} is "
+                        f"{fmt_bytes(chunk_bytes)} decompressed, over {how} of "
+                        f"{fmt_bytes(bound)}; give --memory-limit "
+                        f"{fmt_bytes(chunk_bytes * 1.25).replace(' ', '')} or more, or "
+                        "rewrite the file with smaller chunks"
+                    )
+                needed = math.prod(-(-n // c) for n, c in zip(self.shape, chunks, strict=True))
+                if declared and needed:
+                    written = ds.id.get_num_chunks()
+                    if written < needed:
+                        raise UnreadableFileError(
+                            f"{self.where}: shape {self.shape} needs {needed} chunks but only "
+                            f"{written} are written; the rest would read as fill values, "
+                            "not data"
+                        )
+            elif layout == h5py.h5d.CONTIGUOUS and not external and declared:
+                stored = ds.id.get_storage_size()
+                if stored < declared:
+                    raise UnreadableFileError(
+                        f"{self.where}: shape {self.shape} declares {fmt_bytes(declared)} but "
+                        f"the file stores {fmt_bytes(stored)} of it; unwritten values would "
+                        "read as fill values, not data"
+                    )
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+            text = str(exc).strip().splitlines()
+            raise UnreadableFileError(
+                f"{self.where}: cannot read the dataset layout ({text[0] if text else exc!r})"
+            ) from None
+        self._checked = True
+
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         if self.null:
             raise UnreadableFileError(f"{self.where}: has a null dataspace (holds no values)")
+        self.check()
         try:
             if self.dataset.ndim == 0:
                 return np.asarray(self.dataset[()])

@@ -7,7 +7,7 @@ from typing import Any
 
 from .sources import ArraySource
 
-__all__ = ["Node"]
+__all__ = ["Node", "plain"]
 
 
 @dataclass
@@ -50,3 +50,22 @@ class Node:
             if node is None:
                 return None
         return node.arrays.get(parts[-1]) if parts else None
+
+
+def plain(value: Any) -> Any:
+    """JSON-safe plain data: anything that is not a number, text, list or dict becomes text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, complex):
+        return str(value)
+    type_name = type(value).__name__
+    if "Reference" in type_name:
+        return f"<HDF5 {type_name}>"
+    text = str(value)
+    return text if len(text) <= 200 else text[:197] + "..."
