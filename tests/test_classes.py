@@ -413,3 +413,11 @@ def test_generalized_metrics_use_the_present_classes():
         else:
             assert got[key] == want[key], key
     assert checked >= 8
+
+
+def test_table_header_shows_present_and_total_classes(tmp_path, capsys):
+    h, y, w, b = _absent()
+    path = _h5(tmp_path / "t.h5", features=h, labels=y, weights=w, bias=b)
+    assert main(["report", str(path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "C=4 of 6" in out
