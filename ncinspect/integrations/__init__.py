@@ -1,0 +1,6 @@
+"""Optional integrations with training frameworks.
+
+Each submodule imports its framework lazily and only when it is imported itself:
+``import ncinspect`` never loads torch. ``ncinspect.integrations.torch`` (extra
+``ncinspect[torch]``) captures a snapshot from a PyTorch model and data loader.
+"""
