@@ -20,7 +20,13 @@ from .common import (
 
 
 @click.command("report")
-@click.argument("file", type=INPUT_FILE)
+@click.argument("files", nargs=-1, required=True, type=INPUT_FILE, metavar="FILE...")
+@click.option(
+    "--aggregate",
+    is_flag=True,
+    help="FILE... are runs (seeds) of one experiment: report per metric the mean, std, n "
+    "and 95% t-interval over the runs, snapshot by (split, layer, epoch).",
+)
 @snapshot_option
 @click.option(
     "--json",
@@ -77,7 +83,8 @@ from .common import (
 @allow_external_option
 @debug_option
 def command(
-    file,
+    files,
+    aggregate,
     snapshot,
     json_path,
     csv_path,
@@ -95,7 +102,11 @@ def command(
     debug,
     **kwargs,
 ):
-    """Report NC1-NC4, ETF geometry, NCC agreement and SQI quantities of FILE (HDF5 or NPZ)."""
+    """Report NC1-NC4, ETF geometry, NCC agreement and SQI quantities of FILE (HDF5 or NPZ).
+
+    With --aggregate, FILE... are several runs (seeds) and the report gives, per metric, the
+    mean, standard deviation, n and 95% t-interval over them.
+    """
     import sys
 
     from ..analyze import analyze_file
@@ -107,33 +118,54 @@ def command(
 
     if json_path == "-" and csv_path == "-":
         raise click.UsageError("--json - and --csv - cannot both write to stdout")
+    if len(files) > 1 and not aggregate:
+        raise click.UsageError(
+            f"{len(files)} files given: pass --aggregate to report them as runs (seeds) of one "
+            "experiment, or report one file at a time"
+        )
+    if aggregate and per_class:
+        raise click.UsageError("--per-class is not aggregated; leave it out with --aggregate")
     check_distinct([("--json", json_path), ("--csv", csv_path)])
     for out in (json_path, csv_path):
         if out:
-            check_not_input(out, [file])  # before any work: the input is never replaced
+            check_not_input(out, list(files))  # before any work: no input is ever replaced
     classes = classes_from(kwargs)
     runner = get_engine(engine, scheduler=scheduler)
     bar = RowProgress(enabled=not quiet and sys.stderr.isatty())
     try:
         with bar:
-            report = analyze_file(
-                file,
-                snapshot=snapshot,
-                keys=keys_from(kwargs),
-                center=center,
-                per_class=per_class,
-                ncc_means=ncc_means,
-                chunk_rows=chunk_rows,
-                memory_limit=parse_size(memory_limit),
-                progress=bar,
-                engine=runner,
-                allow_external=allow_external,
-                **classes,
-            )
+            reports = [
+                analyze_file(
+                    file,
+                    snapshot=snapshot,
+                    keys=keys_from(kwargs),
+                    center=center,
+                    per_class=per_class,
+                    ncc_means=ncc_means,
+                    chunk_rows=chunk_rows,
+                    memory_limit=parse_size(memory_limit),
+                    progress=bar,
+                    engine=runner,
+                    allow_external=allow_external,
+                    **classes,
+                )
+                for file in files
+            ]
     finally:
         getattr(runner, "close", lambda: None)()
-    to_stdout = emit(report.to_json(), json_path, inputs=[file]) if json_path else False
-    to_stdout = (emit(report.to_csv(), csv_path, inputs=[file]) if csv_path else False) or to_stdout
+    if aggregate:
+        from ..aggregate import aggregate as aggregate_runs
+        from ..render.aggregate import render_aggregate
+
+        report = aggregate_runs(reports)
+    else:
+        (report,) = reports
+    inputs = list(files)
+    to_stdout = emit(report.to_json(), json_path, inputs=inputs) if json_path else False
+    to_stdout = (emit(report.to_csv(), csv_path, inputs=inputs) if csv_path else False) or to_stdout
     if not to_stdout:
-        render_report(report, stdout_console(), per_class=per_class, compact=compact, sqi=sqi)
+        if aggregate:
+            render_aggregate(report, stdout_console(), every=compact is False, sqi=sqi)
+        else:
+            render_report(report, stdout_console(), per_class=per_class, compact=compact, sqi=sqi)
     return 0

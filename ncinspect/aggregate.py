@@ -1,0 +1,256 @@
+"""Several runs (seeds) of one experiment: per metric mean, standard deviation, n, 95% t-interval.
+
+The snapshots of every run are matched by ``(split, layer, epoch)``. Every run must hold the
+same set of those keys and the same classes (``n_classes_total`` and ``class_names``),
+otherwise the runs are not repetitions of one experiment and :func:`aggregate` refuses them
+with a message naming the mismatch. For each metric, the runs where it is defined (not null)
+give ``n``, the ``mean``, the sample standard deviation ``std`` (ddof = 1) and the two-sided
+95% Student-t interval ``mean -/+ t_{0.975, n-1} std / sqrt(n)`` (``ci_low``, ``ci_high``;
+null for n < 2). Booleans (``interpolates``, ``etf_feasible``) are averaged as 0/1: the mean
+is the fraction of runs where they hold.
+
+This module is pure: it takes computed :class:`~ncinspect.report.Report` objects and never
+reads files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidDataError
+from .report import SCHEMA_VERSION, Report, SnapshotResult, jsonable, report_metric_keys
+
+__all__ = ["STATS", "Stat", "AggregateSnapshot", "AggregateReport", "aggregate", "summarise"]
+
+#: The fields of one aggregated metric, in CSV column order.
+STATS = ("mean", "std", "n", "ci_low", "ci_high")
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean, sample standard deviation, count and 95% t-interval of one metric over runs."""
+
+    mean: float | None
+    std: float | None
+    n: int
+    ci_low: float | None
+    ci_high: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in STATS}
+
+
+def summarise(values: list[Any]) -> Stat:
+    """:class:`Stat` of the non-null ``values`` (bools as 0/1). Exact two-pass moments."""
+    xs = [float(v) for v in values if v is not None and not _nan(v)]
+    n = len(xs)
+    if n == 0:
+        return Stat(None, None, 0, None, None)
+    mean = math.fsum(xs) / n
+    if n == 1:
+        return Stat(mean, None, 1, None, None)
+    std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
+    from scipy.stats import t
+
+    half = float(t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * std / math.sqrt(n)
+    return Stat(mean, std, n, mean - half, mean + half)
+
+
+def _nan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+@dataclass
+class AggregateSnapshot:
+    """One ``(split, layer, epoch)`` over the runs: the runs' snapshot names and the stats."""
+
+    split: str | None
+    layer: str | None
+    epoch: int | None
+    names: list[str]
+    n_classes_total: int | None
+    metrics: dict[str, Stat] = field(default_factory=dict)
+    #: every run's model was trained with the square loss (the SQI section applies)
+    square_loss: bool = False
+
+    @property
+    def key(self) -> tuple:
+        return (self.split, self.layer, self.epoch)
+
+    def __getitem__(self, key: str) -> Stat:
+        return self.metrics[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "split": self.split,
+            "layer": self.layer,
+            "epoch": self.epoch,
+            "snapshots": self.names,
+            "n_runs": len(self.names),
+            "n_classes_total": self.n_classes_total,
+            "square_loss": self.square_loss,
+            "metrics": {k: s.to_dict() for k, s in self.metrics.items()},
+        }
+
+
+@dataclass
+class AggregateReport:
+    """The aggregated snapshots of several runs, in the first run's snapshot order."""
+
+    files: list[str | None]
+    snapshots: list[AggregateSnapshot]
+    center: str = "classes"
+    ncc_means: str = "own"
+
+    def __iter__(self):
+        return iter(self.snapshots)
+
+    def __len__(self) -> int:
+        return len(self.snapshots)
+
+    def __getitem__(self, i: int) -> AggregateSnapshot:
+        return self.snapshots[i]
+
+    def __repr__(self) -> str:
+        return f"<AggregateReport of {len(self.files)} run(s): {len(self)} snapshot(s)>"
+
+    def to_dict(self) -> dict[str, Any]:
+        from . import __version__
+
+        return jsonable(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "ncinspect_version": __version__,
+                "aggregate": {
+                    "files": self.files,
+                    "n_runs": len(self.files),
+                    "confidence": CONFIDENCE,
+                    "interval": "two-sided Student t on the runs' values (ddof = 1)",
+                },
+                "conventions": {"center": self.center, "ncc_means": self.ncc_means},
+                "snapshots": [s.to_dict() for s in self.snapshots],
+            }
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2, allow_nan=False) + "\n"
+
+    def metric_keys(self) -> list[str]:
+        keys: dict[str, None] = {}
+        for s in self.snapshots:
+            keys.update(dict.fromkeys(s.metrics))
+        return list(keys)
+
+    def csv_rows(self) -> tuple[list[str], list[list[Any]]]:
+        """One row per aggregated snapshot; columns ``<metric>_<stat>`` for each stat."""
+        keys = self.metric_keys()
+        header = ["split", "layer", "epoch", "n_runs", *(f"{k}_{s}" for k in keys for s in STATS)]
+        rows = []
+        for snap in self.snapshots:
+            row: list[Any] = [snap.split, snap.layer, snap.epoch, len(snap.names)]
+            for k in keys:
+                stat = snap.metrics.get(k)
+                row += [None] * len(STATS) if stat is None else [getattr(stat, s) for s in STATS]
+            rows.append(jsonable(row))
+        return header, rows
+
+    def to_csv(self) -> str:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        header, rows = self.csv_rows()
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow(["" if v is None else v for v in row])
+        return buf.getvalue()
+
+
+def _label(report: Report, i: int) -> str:
+    return report.file or f"run {i + 1}"
+
+
+def _key_text(key: tuple) -> str:
+    split, layer, epoch = key
+    parts = [f"split {split}"]
+    if layer is not None:
+        parts.append(f"layer {layer}")
+    parts.append(f"epoch {epoch}")
+    return ", ".join(parts)
+
+
+def _index(report: Report, label: str) -> dict[tuple, SnapshotResult]:
+    out: dict[tuple, SnapshotResult] = {}
+    for res in report:
+        key = (res.split, res.layer, res.epoch)
+        if key in out:
+            raise InvalidDataError(
+                f"{label}: snapshots {out[key].name} and {res.name} are both {_key_text(key)}; "
+                "select one with --snapshot before aggregating"
+            )
+        out[key] = res
+    return out
+
+
+def _classes(res: SnapshotResult) -> tuple:
+    return (res.n_classes_total or res.n_classes, tuple(str(c) for c in res.class_names))
+
+
+def aggregate(reports: list[Report]) -> AggregateReport:
+    """Aggregate the runs ``reports`` (at least two) snapshot by snapshot.
+
+    Raises InvalidDataError when the runs hold different ``(split, layer, epoch)`` sets,
+    different classes, or two snapshots with the same key in one run.
+    """
+    reports = list(reports)
+    if len(reports) < 2:
+        raise InvalidDataError("--aggregate needs at least two runs (files)")
+    labels = [_label(r, i) for i, r in enumerate(reports)]
+    indices = [_index(r, lab) for r, lab in zip(reports, labels, strict=True)]
+    first = indices[0]
+    for idx, lab in zip(indices[1:], labels[1:], strict=True):
+        missing = [k for k in first if k not in idx]
+        extra = [k for k in idx if k not in first]
+        if missing or extra:
+            what = (
+                f"has no {_key_text(missing[0])}, which {labels[0]} has"
+                if missing
+                else f"has {_key_text(extra[0])}, which {labels[0]} has not"
+            )
+            raise InvalidDataError(
+                f"{lab}: {what}: runs to aggregate must hold the same epochs, splits and layers"
+            )
+        for key, res in first.items():
+            if _classes(idx[key]) != _classes(res):
+                raise InvalidDataError(
+                    f"{lab}: {_key_text(key)} has classes {_classes(idx[key])[1][:5]} "
+                    f"({_classes(idx[key])[0]} rows of W) but {labels[0]} has "
+                    f"{_classes(res)[1][:5]} ({_classes(res)[0]}): runs to aggregate must "
+                    "have the same classes"
+                )
+    snaps = []
+    for key, res in first.items():
+        group = [idx[key] for idx in indices]
+        keys = report_metric_keys(group)
+        snaps.append(
+            AggregateSnapshot(
+                split=key[0],
+                layer=key[1],
+                epoch=key[2],
+                names=[r.name for r in group],
+                n_classes_total=_classes(res)[0],
+                metrics={k: summarise([r.metrics.get(k) for r in group]) for k in keys},
+                square_loss=all(r.shows_square_loss() for r in group),
+            )
+        )
+    return AggregateReport(
+        files=[r.file for r in reports],
+        snapshots=snaps,
+        center=reports[0].center,
+        ncc_means=reports[0].ncc_means,
+    )

@@ -1,0 +1,118 @@
+"""Several runs (seeds): mean, std, n and 95% t-interval per metric, and refused mismatches."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+from test_plots_data import write_run
+
+from ncinspect import analyze_file
+from ncinspect.aggregate import aggregate, summarise
+from ncinspect.cli import main
+from ncinspect.errors import InvalidDataError
+from ncinspect.report import Report, SnapshotResult
+
+T975_2 = 4.302652729749462  # Student t quantile 0.975 with 2 degrees of freedom
+
+
+def _run(values: dict[str, float | None], epoch: int = 5, file: str = "r.h5") -> Report:
+    res = SnapshotResult(
+        name=f"/epoch_{epoch}", n_samples=10, n_features=3, n_classes=2, metrics=dict(values)
+    )
+    res.epoch, res.split = epoch, "train"
+    res.class_names = [0, 1]
+    return Report(file=file, snapshots=[res])
+
+
+def test_known_mean_std_and_interval_over_three_runs():
+    runs = [
+        _run({"nc1": v, "nc3_self_duality": w}) for v, w in ((0.1, 1.0), (0.2, None), (0.3, 3.0))
+    ]
+    agg = aggregate(runs)
+    (snap,) = agg.snapshots
+    s = snap["nc1"]
+    assert s.n == 3
+    assert s.mean == pytest.approx(0.2, rel=1e-15)
+    assert s.std == pytest.approx(0.1, rel=1e-14)
+    half = T975_2 * 0.1 / math.sqrt(3)
+    assert s.ci_low == pytest.approx(0.2 - half, rel=1e-12)
+    assert s.ci_high == pytest.approx(0.2 + half, rel=1e-12)
+    # a null value (undefined in one run) is left out, not taken as 0
+    d = snap["nc3_self_duality"]
+    assert d.n == 2 and d.mean == 2.0 and d.std == pytest.approx(math.sqrt(2))
+
+
+def test_one_value_has_no_interval_and_bools_are_fractions():
+    assert summarise([None, 0.5, None]).to_dict() == {
+        "mean": 0.5,
+        "std": None,
+        "n": 1,
+        "ci_low": None,
+        "ci_high": None,
+    }
+    assert summarise([True, False, True, True]).mean == 0.75
+    assert summarise([None, None]).n == 0
+
+
+def test_runs_with_different_epochs_or_classes_are_refused():
+    with pytest.raises(InvalidDataError, match="b.h5: has no split train, epoch 5, which r.h5 has"):
+        aggregate([_run({"nc1": 0.1}), _run({"nc1": 0.2}, epoch=7, file="b.h5")])
+    other = _run({"nc1": 0.2}, file="c.h5")
+    other.snapshots[0].class_names = ["cat", "dog"]
+    with pytest.raises(InvalidDataError, match="same classes"):
+        aggregate([_run({"nc1": 0.1}), other])
+    with pytest.raises(InvalidDataError, match="two runs"):
+        aggregate([_run({"nc1": 0.1})])
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory):
+    base = tmp_path_factory.mktemp("seeds")
+    return [write_run(base / f"run_s{s}.h5", seed=s, layers=0) for s in (1, 2, 3)]
+
+
+def test_aggregate_of_real_runs_matches_the_individual_reports(seeds):
+    reports = [analyze_file(p) for p in seeds]
+    agg = aggregate(reports)
+    assert len(agg) == len(reports[0])
+    for snap in agg:
+        group = [next(r for r in rep if (r.split, r.layer, r.epoch) == snap.key) for rep in reports]
+        for key in ("nc1", "etf_error_means", "nc3_self_duality", "accuracy_classifier"):
+            vals = np.array([r.metrics[key] for r in group], dtype=np.float64)
+            assert snap[key].mean == pytest.approx(vals.mean(), rel=1e-12, abs=1e-15)
+            assert snap[key].std == pytest.approx(vals.std(ddof=1), rel=1e-10, abs=1e-15)
+
+
+def test_cli_aggregate_json_csv_and_table(seeds, tmp_path, capsys):
+    out_json, out_csv = tmp_path / "agg.json", tmp_path / "agg.csv"
+    assert main(["report", *seeds, "--aggregate", "--json", str(out_json), "-q"]) == 0
+    doc = json.loads(out_json.read_text())
+    assert doc["aggregate"]["n_runs"] == 3 and doc["aggregate"]["files"] == seeds
+    first = doc["snapshots"][0]
+    assert set(first["metrics"]["nc1"]) == {"mean", "std", "n", "ci_low", "ci_high"}
+    assert first["n_runs"] == 3
+    assert main(["report", *seeds, "--aggregate", "--csv", str(out_csv), "-q"]) == 0
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
+    assert len(rows) == len(doc["snapshots"])
+    assert float(rows[0]["nc1_mean"]) == pytest.approx(first["metrics"]["nc1"]["mean"])
+    capsys.readouterr()
+    assert main(["report", *seeds, "--aggregate", "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "95% interval" in text and "nc1" in text and "3 runs" in text
+
+
+def test_cli_several_files_need_aggregate(seeds, capsys):
+    assert main(["report", *seeds]) == 2
+    assert "--aggregate" in capsys.readouterr().err
+
+
+def test_cli_mismatched_runs_exit_3(seeds, tmp_path, capsys):
+    short = write_run(tmp_path / "short.h5", seed=9, layers=0, epochs=(0, 5))
+    assert main(["report", seeds[0], short, "--aggregate", "-q"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "short.h5" in err and "epoch" in err
