@@ -533,8 +533,9 @@ def analyze_file(
             s.name: _train_partner(s, dump.snapshots) if ncc_means == "train" else None
             for s in selected
         }
-        partners = {
-            k: p if p and kinds[p.name] == "classification" else None for k, p in partners.items()
+        partners = {  # only classification snapshots use (and have) classification partners
+            k: p if p and kinds[p.name] == kinds[k] == "classification" else None
+            for k, p in partners.items()
         }
         oods = ext.OODSets(dump.snapshots, kinds, selected, chunk_rows, memory_limit, engine)
         # rows read: two passes per selected snapshot (one per OOD set), one (pass 1) per

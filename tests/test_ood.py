@@ -209,3 +209,66 @@ def test_in_memory_ood_features_and_dask():
     dk = ncinspect.analyze(h, y, ood_features=da.from_array(ood, chunks=(8, -1)))
     assert dk.metrics["nc5_ood_orthogonality"] == pytest.approx(ref, rel=1e-12)
     assert "nc5_ood_orthogonality" in json.loads(dk.to_json())["metrics"]
+
+
+def test_min_class_count_leaves_small_classes_out():
+    import ncinspect
+
+    h, y, m, ood = _id_and_ood(seed=8)
+    keep = (y != 1) | (np.arange(len(y)) % 10 == 0)  # class 1 keeps 2 of its 20 rows
+    h, y = h[keep], y[keep]
+    res = ncinspect.analyze(h, y, weights=m, min_class_count=3, ood_features=ood)
+    big = y != 1
+    want = reference_nc5(h[big], y[big], ood)
+    assert res.metrics["nc5_ood_orthogonality"] == pytest.approx(want, rel=1e-12)
+    assert want != pytest.approx(reference_nc5(h, y, ood), rel=1e-6)
+
+
+def test_trajectory_panels_for_nc5_and_nrc(tmp_path):
+    from ncinspect.plots.runs import available_panels
+
+    h, y, m, ood = _id_and_ood(seed=9)
+    path = _write(
+        tmp_path / "t.h5",
+        [
+            ("epoch_1", {"epoch": 1}, h, m),
+            ("epoch_2", {"epoch": 2}, 0.5 * h, m),
+            ("ood/epoch_1", {"epoch": 1, "split": "ood"}, ood, None),
+            ("ood/epoch_2", {"epoch": 2, "split": "ood"}, ood, None),
+        ],
+        labels=y,
+    )
+    runs = [("run", list(analyze_file(path)))]
+    titles = [p.title for p in available_panels(runs)]
+    assert any(t.startswith("NC5") for t in titles)
+    assert not any(t.startswith("NRC") for t in titles)
+    assert main(["plot", str(path), "-o", str(tmp_path / "fig"), "--kind", "trajectory"]) == 0
+
+
+@pytest.mark.parametrize("pattern", [None, "/epoch_2", "/ood*"])
+def test_progress_announces_the_rows_it_reads(tmp_path, pattern):
+    h, y, m, ood = _id_and_ood(seed=10)
+    path = _write(
+        tmp_path / "p.h5",
+        [
+            ("epoch_2", {"epoch": 2, "split": "train"}, h, m),
+            ("test/epoch_2", {"epoch": 2, "split": "test"}, h[:30], m),
+            ("ood/epoch_2", {"epoch": 2, "split": "ood"}, ood, None),
+        ],
+        labels=y,
+    )
+    with h5py.File(path, "a") as f:
+        f["test/labels"] = y[:30]
+
+    class Progress:
+        done, expected = 0, None
+
+        def expect(self, rows, nbytes):
+            self.expected = rows
+
+        def __call__(self, n):
+            self.done += n
+
+    p = Progress()
+    analyze_file(path, snapshot=pattern, progress=p, ncc_means="train")
+    assert p.expected == p.done > 0
