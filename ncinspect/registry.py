@@ -30,6 +30,9 @@ __all__ = [
     "UNIFORMITY_GROUPS",
     "metric_keys",
     "table_entries",
+    "table_info",
+    "compact_columns",
+    "no_etf_note",
     "spec",
 ]
 
@@ -219,3 +222,46 @@ def table_entries(metrics: Mapping[str, Any] | None = None) -> list[MetricSpec]:
         lead = [m for m in entries if m.group in UNIFORMITY_GROUPS]
         entries = lead + [m for m in entries if m.group not in UNIFORMITY_GROUPS]
     return entries
+
+
+def table_info(metrics: Mapping[str, Any] | None = None) -> list[tuple[str, str, str, str]]:
+    """``(key, group, direction, title)`` rows of :func:`table_entries` (the table's rows)."""
+    return [(m.key, m.group, m.direction, m.title) for m in table_entries(metrics)]
+
+
+#: Compact-table columns that lead when a snapshot has no simplex ETF (d < C - 1).
+UNIFORMITY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("gnc2_log_means", "GNC2 log"),
+    ("gnc2_energy_log_means", "log energy"),
+)
+
+
+def compact_columns(
+    columns: tuple[tuple[str, str], ...], all_metrics: list[Mapping[str, Any]]
+) -> tuple[tuple[str, str], ...]:
+    """The compact table's ``columns`` adapted to the snapshots' ``all_metrics``.
+
+    When some snapshot has ``etf_feasible`` False, the uniformity columns lead and
+    ``etf_error_floor`` follows ``etf_error_means``; otherwise ``columns`` unchanged.
+    """
+    if not any(m.get("etf_feasible") is False for m in all_metrics):
+        return columns
+    out = [c for c in UNIFORMITY_COLUMNS if c not in columns]
+    for col in columns:
+        out.append(col)
+        if col[0] == "etf_error_means":
+            out.append(("etf_error_floor", "ETF floor"))
+    return tuple(out)
+
+
+def no_etf_note(metrics: Mapping[str, Any], n_features: int, n_classes: int) -> str | None:
+    """The table's line when no simplex ETF exists (``etf_feasible`` False), else None."""
+    if metrics.get("etf_feasible") is not False:
+        return None
+    floor = metrics.get("etf_error_floor")
+    floor_text = "n/a" if floor is None else f"{floor:.4g}"
+    return (
+        f"No simplex ETF exists: d = {n_features} < C - 1 = {n_classes - 1}. "
+        f"etf_error_means cannot go below etf_error_floor = {floor_text}; "
+        "read the uniformity metrics (GNC2, UNC3) first."
+    )

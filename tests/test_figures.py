@@ -110,7 +110,7 @@ def test_accuracy_axes_end_at_one(run):
 def test_every_figure_takes_ax(run):
     report = run[1]
     res = _train_final(report)
-    fig0, grid = plt.subplots(2, 4)
+    fig0, grid = plt.subplots(3, 4)  # ten trajectory panels
     assert plot_trajectory(report, ax=grid) is fig0
     fig1, three = plt.subplots(1, 3)
     assert plot_gram(res, ax=three) is fig1

@@ -70,8 +70,8 @@ def _split_pair(title: str, key: str, **kw) -> Panel:
     )
 
 
-#: The Papyan et al. panels (plus accuracy), in figure order. Split "train" is the training
-#: trajectory; "test" is the first non-train split of the run.
+#: The Papyan et al. panels, the generalized GNC2/UNC3 ones and accuracy, in figure order.
+#: Split "train" is the training trajectory; "test" is the first non-train split of the run.
 TRAJECTORY_PANELS: tuple[Panel, ...] = (
     _split_pair("NC1  Tr(ΣW ΣB⁺)/C", "nc1", ylabel="nc1"),
     _pair("NC2  equinorm", "nc2_equinorm_means", "nc2_equinorm_weights", ylabel="nc2_equinorm"),
@@ -90,6 +90,8 @@ TRAJECTORY_PANELS: tuple[Panel, ...] = (
         ylabel="etf_error",
     ),
     _split_pair("NC3  self-duality", "nc3_self_duality", ylabel="nc3_self_duality"),
+    _pair("GNC2  uniformity (log)", "gnc2_log_means", "gnc2_log_weights", ylabel="gnc2_log"),
+    _split_pair("UNC3  uniform duality", "unc3_uniform_duality", ylabel="unc3_uniform_duality"),
     _split_pair("NC4  NCC mismatch", "nc4_ncc_mismatch", log=False, ylabel="nc4_ncc_mismatch"),
     _split_pair(
         "accuracy", "accuracy_classifier", log=False, ylabel="accuracy_classifier", upper=1.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..metrics import METRIC_INFO, PER_CLASS_KEYS
+from ..registry import compact_columns, no_etf_note, table_info
 from ..report import Report, SnapshotResult, square_loss_keys
 from ..trajectory import group_trajectories, has_layers, layer_profile
 from .layout import column, message, no_split, show
@@ -72,7 +73,7 @@ def _info_rows(res: SnapshotResult) -> list[tuple[str, str, str, str]]:
         return []
     _, group, direction, meaning = OOD_INFO[0]
     nc5 = sorted(k for k in res.metrics if k.startswith(NC5_KEY))
-    return [*METRIC_INFO, *((k, group, direction, meaning) for k in nc5)]
+    return [*table_info(res.metrics), *((k, group, direction, meaning) for k in nc5)]
 
 
 def extra_compact_columns(report) -> tuple[tuple[str, str], ...]:
@@ -180,6 +181,10 @@ def snapshot_table(
             cells.append(f"[dim]{markup(meaning)}[/dim]")
         table.add_row(*cells)
         last_group = group
+    present = sum(1 for n in res.class_counts if n > 0) or res.n_classes
+    note = no_etf_note(res.metrics, res.n_features, present)
+    if note:  # d < C - 1: the uniformity metrics lead the rows
+        table.title = f"{table.title}\n[bold yellow]{markup(note)}[/bold yellow]"
     return table
 
 
@@ -214,6 +219,7 @@ def compact_table(
     )
     hidden = _shown_keys(list(report), sqi)
     if columns is COMPACT_KEYS:
+        columns = compact_columns(columns, [r.metrics for r in report])
         columns = columns + extra_compact_columns(report)
         if all(res.task != "classification" for res in report):
             columns = tuple(c for c in columns if c[0] not in dict(COMPACT_KEYS))
