@@ -50,6 +50,7 @@ SWEEP_SETTINGS: dict[str, Any] = {
     "n_classes": 10,  # gaussian: C
     "n_per_class": 100,  # gaussian: N = 1000 training samples
     "n_test_per_class": 100,
+    "class_counts": None,  # balanced
     "input_dim": 32,
     "separation": 1.0,  # gaussian class-centre scale (the TrainConfig default is now 10)
     "noise": 1.0,

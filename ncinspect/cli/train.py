@@ -128,6 +128,14 @@ _D = TrainConfig()  # the defaults live in one place: the dataclass
     help="gaussian data: training samples per class.",
 )
 @click.option(
+    "--class-counts",
+    metavar="N1,N2,...",
+    default=None,
+    help="Training samples of each class (one count per class, e.g. 500,500,50,50: a "
+    "long-tailed run; gaussian data get that many classes); the first n_c samples of class c "
+    "are kept, the test split is unchanged.",
+)
+@click.option(
     "--n-test-per-class",
     type=int,
     default=_D.n_test_per_class,
@@ -190,6 +198,7 @@ def command(
     separation: float,
     n_per_class: int,
     n_test_per_class: int,
+    class_counts: str | None,
     features_dtype: str | None,
     task: str,
     n_targets: int,
@@ -208,8 +217,11 @@ def command(
     """
     from ..train import fit
 
+    counts = _class_counts(class_counts)
     config = TrainConfig(
         dataset=dataset,
+        # gaussian data: one class per count
+        n_classes=len(counts) if counts and dataset == "gaussian" else _D.n_classes,
         depth=depth,
         width=width,
         weight_decay=weight_decay,
@@ -226,6 +238,7 @@ def command(
         separation=separation,
         n_per_class=n_per_class,
         n_test_per_class=n_test_per_class,
+        class_counts=counts,
         features_dtype=features_dtype,
         task=task,
         n_targets=n_targets,
@@ -388,3 +401,15 @@ def _fit_with_progress(config: TrainConfig, data, output: str, console):
             )
 
         return fit(config, data, dump=output, callback=callback)
+
+
+def _class_counts(text: str | None) -> tuple[int, ...] | None:
+    """``--class-counts 500,500,50`` as a tuple of ints (a usage error for anything else)."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"expected whole numbers separated by commas, got {text!r}", param_hint="--class-counts"
+        ) from None

@@ -41,6 +41,10 @@ class TrainConfig:
     n_classes: int = 10  # gaussian: number of classes C
     n_per_class: int = 100  # gaussian: training samples per class (N = C * n_per_class)
     n_test_per_class: int = 100  # gaussian: held-out samples per class
+    # training samples of each class (length C; long-tailed runs): the first n_c samples of
+    # class c are kept; None = every sample (gaussian: n_per_class each). The test split
+    # stays as loaded (balanced for gaussian)
+    class_counts: tuple[int, ...] | None = None
     input_dim: int = 32  # gaussian: input dimension d
     separation: float = 10.0  # gaussian: scale of the class centres (signal; docs/trainer.md)
     noise: float = 1.0  # gaussian: standard deviation of the within-class noise
@@ -152,6 +156,18 @@ class TrainConfig:
             problems.append(f"init_scale must be > 0, got {self.init_scale}")
         if self.compression not in (None, "gzip", "lzf"):
             problems.append(f"compression must be None, 'gzip' or 'lzf', got {self.compression!r}")
+        if self.class_counts is not None:
+            counts = tuple(self.class_counts)
+            if len(counts) < 2 or any(int(n) != n or n < 1 for n in counts):
+                problems.append(
+                    f"class_counts needs >= 2 whole counts >= 1 (one per class), got {counts}"
+                )
+            elif self.dataset == "gaussian" and len(counts) != self.n_classes:
+                problems.append(
+                    f"class_counts has {len(counts)} entries for n_classes = {self.n_classes}"
+                )
+            elif self.task == "regression":
+                problems.append("class_counts applies to classification only")
         if self.dataset == "gaussian" and (
             self.n_classes < 2
             or self.n_per_class < 1

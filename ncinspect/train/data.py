@@ -6,6 +6,7 @@ per input dimension, estimated on the training split) and integer labels 0..C-1.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -263,18 +264,53 @@ def from_file(
     )
 
 
+def with_class_counts(data: Dataset, counts) -> Dataset:
+    """``data`` with the first ``counts[c]`` training samples of each class c (test unchanged).
+
+    Raises :class:`~ncinspect.errors.UsageError` when the counts do not fit the data.
+    """
+    from ..errors import UsageError
+
+    counts = [int(n) for n in counts]
+    if len(counts) != data.n_classes:
+        raise UsageError(
+            f"class_counts has {len(counts)} entries; {data.name} has {data.n_classes} classes"
+        )
+    keep = []
+    for c, n in enumerate(counts):
+        rows = np.flatnonzero(data.y == c)
+        if n > rows.size:
+            raise UsageError(
+                f"class_counts asks {n} training samples of class {c}; {data.name} has {rows.size}"
+            )
+        keep.append(rows[:n])
+    keep = np.sort(np.concatenate(keep))
+    return dataclasses.replace(data, X=data.X[keep], y=data.y[keep])
+
+
 def load_dataset(config) -> Dataset:
-    """The data set a :class:`~ncinspect.train.TrainConfig` names, generated from its seed."""
+    """The data set a :class:`~ncinspect.train.TrainConfig` names, generated from its seed.
+
+    With ``class_counts`` the training split keeps the first ``n_c`` samples of each class
+    (:func:`with_class_counts`); gaussian data are then drawn with ``max(n_c)`` per class.
+    """
+    data = _load(config)
+    counts = getattr(config, "class_counts", None)
+    return data if counts is None else with_class_counts(data, counts)
+
+
+def _load(config) -> Dataset:
     rng = np.random.default_rng([config.seed, 0])  # data stream, independent of init/shuffling
     if getattr(config, "task", "classification") == "regression":
         from .regression import regression_data
 
         return regression_data(config)
+    counts = getattr(config, "class_counts", None)
     if config.dataset == "gaussian":
         return gaussian(
             rng,
             n_classes=config.n_classes,
-            n_per_class=config.n_per_class,
+            n_per_class=config.n_per_class if counts is None else max(counts),
             n_test_per_class=config.n_test_per_class,
             input_dim=config.input_dim,
             separation=config.separation,
