@@ -275,3 +275,49 @@ def test_report_json_and_csv_to_one_file_is_refused(run_file, tmp_path, capsys):
         main(["report", str(run_file), "--json", str(out), "--csv", str(tmp_path / "./x.out")]) == 2
     )
     assert not out.exists()
+
+
+def _run_with_unblock(args, fifo):
+    """main(args) in a thread; a run blocked on the FIFO is released (and reported)."""
+    box: dict = {}
+    worker = threading.Thread(target=lambda: box.update(code=main(args)), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    if worker.is_alive():
+        try:
+            with open(fifo, "rb"):  # a writer blocked on the FIFO: let it through
+                pass
+        except OSError:
+            pass
+        worker.join(timeout=10)
+        pytest.fail(f"{args[0]} blocked on the FIFO {fifo}")
+    return box["code"]
+
+
+def test_fifo_without_a_reader_is_an_error_not_a_hang(run_file, tmp_path, monkeypatch, capsys):
+    from ncinspect.io import atomic
+
+    monkeypatch.setattr(atomic, "FIFO_WAIT_SECONDS", 0.3)
+    fifo = tmp_path / "nobody"
+    os.mkfifo(fifo)
+    assert _run_with_unblock(["report", str(run_file), "--json", str(fifo), "-q"], fifo) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no process is reading" in err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_train_refuses_a_fifo_as_its_dump(tmp_path, capsys):
+    fifo = tmp_path / "dump.h5"
+    os.mkfifo(fifo)
+    assert _run_with_unblock(["train", "-o", str(fifo), *SMALL_TRAIN], fifo) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "regular file" in err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_a_folder_as_the_output_file_is_a_usage_error(run_file, tmp_path, capsys):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert main(["report", str(run_file), "--json", str(folder), "-q"]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert folder.is_dir() and not any(folder.iterdir())

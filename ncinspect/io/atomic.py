@@ -8,7 +8,8 @@ Rules (README, "Exit codes"):
 - ``-`` (and ``/dev/stdout``, ``/dev/fd/1``, ``/proc/self/fd/1``) mean standard output.
 - A target that exists and is not a regular file (a character device such as ``/dev/null``,
   a FIFO, another ``/dev/fd/N``) is written straight into, never replaced: no temporary file,
-  no rename, no ``O_CREAT``.
+  no rename, no ``O_CREAT``. A FIFO nobody opens for reading within
+  :data:`FIFO_WAIT_SECONDS` is an error, not a hang.
 - A symlink is resolved and its target replaced; the link itself stays a link.
 - A regular file (or a new one) is written atomically: a temporary file in the target's
   folder, then a rename over the target, keeping an existing target's permission bits.
@@ -24,6 +25,7 @@ import os
 import stat
 import sys
 import tempfile
+import time
 from collections.abc import Iterable
 
 from ..errors import NCInspectError, OutputError, UsageError
@@ -38,6 +40,9 @@ __all__ = [
 ]
 
 _STDOUT_NAMES = ("-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
+
+#: How long a write into a FIFO waits for a reader to open it.
+FIFO_WAIT_SECONDS = 30.0
 
 #: How a target is written: "stdout", "in_place" (straight into an existing non-regular
 #: file) or "replace" (temporary file + rename).
@@ -109,7 +114,7 @@ def write_mode(path: str | os.PathLike, st: os.stat_result | None = None) -> str
     if st is None:
         return REPLACE
     if stat.S_ISDIR(st.st_mode):
-        raise OutputError(f"{path}: is a directory, expected a file name for the output")
+        raise UsageError(f"{path}: is a directory, expected a file name for the output")
     if stat.S_ISREG(st.st_mode):
         # /dev/fd/N and /proc/.../fd/N of a regular file: write into the open file, as a
         # shell redirection would, rather than replacing the file behind the descriptor
@@ -173,10 +178,29 @@ def _write_stdout(data: str | bytes) -> None:
 def _write_in_place(path: str, data: bytes) -> None:
     """Write into an existing non-regular file (device, FIFO) without creating anything."""
     flags = os.O_WRONLY | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)  # no O_CREAT: never makes a file where the device was
-    except OSError as exc:
-        raise _write_error(path, exc) from None
+    nonblock = getattr(os, "O_NONBLOCK", 0)
+    deadline = time.monotonic() + FIFO_WAIT_SECONDS
+    while True:
+        try:
+            # no O_CREAT: never makes a file where the device was. O_NONBLOCK: a FIFO that
+            # nobody reads fails with ENXIO instead of blocking forever; wait a bounded time
+            fd = os.open(path, flags | nonblock)
+            break
+        except OSError as exc:
+            if exc.errno == errno.ENXIO and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            if exc.errno == errno.ENXIO:
+                raise OutputError(
+                    f"{path}: no process is reading this FIFO (waited "
+                    f"{FIFO_WAIT_SECONDS:g} s); start the reader first"
+                ) from None
+            raise _write_error(path, exc) from None
+    if nonblock:
+        try:
+            os.set_blocking(fd, True)  # the writes themselves may wait for the reader
+        except OSError:
+            pass
     try:
         view = memoryview(data)
         while view:
