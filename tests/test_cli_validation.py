@@ -173,8 +173,10 @@ def test_plot_option_ranges(run_file, tmp_path, capsys, args, bound):
         (["--width", "30000"], "4096"),
         (["--depth", "100000"], "64"),
         (["--seed", "-1"], "seed must be in [0, 2**63 - 1]"),
-        (["--noise", "-1"], "noise must be >= 0"),
-        (["--separation", "-2"], "separation must be >= 0"),
+        (["--noise", "-1"], "noise must be in [0, 1e+06]"),
+        (["--noise", "1e308"], "noise must be in [0, 1e+06]"),
+        (["--separation", "-2"], "separation must be in [0, 1e+06]"),
+        (["--init-scale", "1e300"], "init_scale must be <= 1000"),
         (["--n-per-class", "100001"], "100000"),
         (["--depth", "5", "--width", "4096"], "weights"),  # each bound fine, the product not
     ],

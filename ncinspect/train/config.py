@@ -25,6 +25,9 @@ LIMITS = {
     "mnist1d_samples": 1_000_000,
     "epochs": 10_000_000,
     "seed": 2**63 - 1,  # stored as a 64-bit HDF5 attribute
+    "separation": 1e6,  # gaussian data: larger centres overflow the square loss
+    "noise": 1e6,
+    "init_scale": 1e3,  # x He initialisation: beyond, the first forward pass overflows
 }
 
 
@@ -122,10 +125,19 @@ class TrainConfig:
                 problems.append(f"{name} must be <= {LIMITS[name]}, got {getattr(self, name)}")
         if self.dataset == "mnist1d" and self.mnist1d_samples > LIMITS["mnist1d_samples"]:
             problems.append(f"mnist1d_samples must be <= {LIMITS['mnist1d_samples']}")
-        if self.noise < 0:
-            problems.append(f"noise must be >= 0 (a standard deviation), got {self.noise}")
-        if self.separation < 0:
-            problems.append(f"separation must be >= 0, got {self.separation}")
+        if not 0 <= self.noise <= LIMITS["noise"]:
+            problems.append(
+                f"noise must be in [0, {LIMITS['noise']:g}] (a standard deviation), "
+                f"got {self.noise}"
+            )
+        if not 0 <= self.separation <= LIMITS["separation"]:
+            problems.append(
+                f"separation must be in [0, {LIMITS['separation']:g}], got {self.separation}"
+            )
+        if self.init_scale > LIMITS["init_scale"]:
+            problems.append(
+                f"init_scale must be <= {LIMITS['init_scale']:g}, got {self.init_scale}"
+            )
         if self.widths is not None and len(self.widths) != self.depth - 1:
             problems.append(
                 f"widths needs depth - 1 = {self.depth - 1} entries, got {len(self.widths)}"
