@@ -294,3 +294,20 @@ def test_successful_runs_emit_no_warnings(run_file, tmp_path):
                 assert main(args) == 0, args
         assert [str(w.message) for w in caught] == [], args
         assert "Warning" not in err.getvalue(), args
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_theory_tolerance_must_be_finite(run_file, capsys, value):
+    assert main(["theory", str(run_file), "--tolerance", value]) == 2
+    assert "--tolerance" in _usage(capsys)
+
+
+def test_plot_labels_with_control_characters_draw_without_warnings(run_file, tmp_path):
+    out = tmp_path / "figs"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with contextlib.redirect_stdout(io.StringIO()):
+            args = ["plot", str(run_file), "-o", str(out), "-k", "trajectory", "-f", "png"]
+            assert main([*args, "--label", "run\x1b[2J\x07"]) == 0
+    assert [str(w.message) for w in caught] == []
+    assert (out / "trajectory.png").exists()

@@ -69,9 +69,14 @@ def _labels(files: tuple[str, ...], given: tuple[str, ...]) -> list[str]:
                 f"{len(given)} --label value(s) for {len(files)} file(s); give one per file",
                 param_hint="--label",
             )
-        return list(given)
+        return [_printable(g) for g in given]
     stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
-    return stems if len(set(stems)) == len(stems) else list(files)
+    return [_printable(t) for t in (stems if len(set(stems)) == len(stems) else list(files))]
+
+
+def _printable(text: str) -> str:
+    """A legend label without control characters (no font has glyphs for them)."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 @click.command("plot")

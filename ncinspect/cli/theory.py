@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from .common import (
@@ -15,6 +17,12 @@ from .common import (
     parse_size,
     snapshot_option,
 )
+
+
+def _finite_tolerance(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number >= 0", param_hint="--tolerance")
+    return value
 
 
 @click.command("theory")
@@ -31,6 +39,7 @@ from .common import (
 @click.option(
     "--tolerance",
     type=click.FloatRange(min=0),
+    callback=lambda ctx, param, value: _finite_tolerance(value),
     default=None,
     metavar="TOL",
     help="Exit with code 1 when a computed identity has a relative error above TOL.",
