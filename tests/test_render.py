@@ -424,3 +424,20 @@ def test_names_with_dollar_signs_do_not_break_figures(tmp_path, capsys):
     out = tmp_path / "figs"
     assert main(["plot", path, "-o", str(out), "-f", "png", "--dpi", "30", "-q"]) == 0
     assert {p.stem for p in out.iterdir()} >= {"gram", "sqi", "projection"}
+
+
+def test_names_inside_metric_keys_are_escaped(tmp_path, capsys):
+    # an OOD set's name becomes part of a metric key (and a column header)
+    h, y, m = make_data(C=4, d=8, n=20)
+    path = str(tmp_path / "ood.h5")
+    with h5py.File(path, "w") as f:
+        g = f.create_group("train")
+        g["features"], g["labels"], g["weights"] = h, y, m
+        g.attrs["split"] = "train"
+        o = f.create_group("x")
+        o["features"] = h[:10] + 5.0
+        o.attrs["split"] = "ood_[/red]\x1b[2J"
+    for argv in (["report", path], ["report", path, "-s", "/train"], ["info", path]):
+        assert main(argv) == 0, argv
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "[/red]\\x1b[2J" in out

@@ -174,9 +174,11 @@ def snapshot_table(
     for (key, group, direction, meaning), value in zip(rows, values, strict=True):
         if group != last_group and last_group is not None:
             table.add_section()
-        cells = [group if group != last_group else "", key, value, _DIRECTION[direction]]
+        # keys and groups may carry names from the file (an OOD set's name in an nc5 key)
+        cells = [_name(group) if group != last_group else "", _name(key), value]
+        cells.append(_DIRECTION.get(direction, ""))
         if merged:
-            cells[1] = f"{key}\n[dim]{meaning}[/dim]"
+            cells[1] = f"{_name(key)}\n[dim]{markup(meaning)}[/dim]"
         else:
             cells.append(f"[dim]{markup(meaning)}[/dim]")
         table.add_row(*cells)
@@ -195,7 +197,7 @@ def per_class_table(res: SnapshotResult):
     keys = ["class", *PER_CLASS_KEYS]
     column(table, "class", "key")
     for k in PER_CLASS_KEYS:
-        column(table, k, "value", justify="right")
+        column(table, _name(k), "value", justify="right")
     for row in res.per_class or []:
         table.add_row(*(fmt(row.get(k)) if k != "class" else _name(row[k]) for k in keys))
     return table
@@ -229,7 +231,7 @@ def compact_table(
     for col in ("epoch", "N"):
         column(table, col, "value", justify="right")
     for _, title in columns:
-        column(table, title, "value", justify="right")
+        column(table, _name(title), "value", justify="right")
     shown = [res for res in report if res.task != "ood"]  # OOD sets: a warning line each
     for g, members in enumerate(group_trajectories(shown).values()):
         if g:
@@ -308,7 +310,7 @@ def layer_table(report: Report, columns: tuple[tuple[str, str], ...] = LAYER_KEY
         column(table, col, "value", justify="right")
     column(table, "layer", "key", no_wrap=True)
     for _, title in columns:
-        column(table, title, "value", justify="right")
+        column(table, _name(title), "value", justify="right")
     first = True
     for split in splits:
         profile = layer_profile(report, split=split or "train")
