@@ -466,6 +466,7 @@ def test_every_kind_in_every_format_is_byte_identical_on_rerun(runs, tmp_path):
         "40",
         "--dpi",
         "40",
+        "--sqi",  # the synthetic run records no loss: draw the square-loss figure too
         "-q",
     ]
     assert main([*args, "-o", str(tmp_path / "a")]) == 0
