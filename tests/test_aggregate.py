@@ -116,3 +116,41 @@ def test_cli_mismatched_runs_exit_3(seeds, tmp_path, capsys):
     assert main(["report", seeds[0], short, "--aggregate", "-q"]) == 3
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "short.h5" in err and "epoch" in err
+
+
+def _stat(seeds, key, stat, split="train"):
+    agg = aggregate([analyze_file(p) for p in seeds])
+    last = max((s for s in agg if s.split == split and s.layer is None), key=lambda s: s.epoch)
+    return getattr(last[key], stat)
+
+
+def test_check_aggregate_on_mean_and_interval_bounds(seeds, capsys):
+    mean = _stat(seeds, "nc1", "mean")
+    upper = _stat(seeds, "nc1", "ci_high")
+    lower = _stat(seeds, "nc1", "ci_low")
+    assert lower < mean < upper
+    base = ["check", *seeds, "--aggregate", "--no-config", "--snapshot", "last"]
+    between = (mean + upper) / 2  # the mean passes this bound, the interval's top does not
+    assert main([*base, "--max", f"nc1={between}", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["passed"] and {r["rule"]["stat"] for r in doc["results"]} == {"mean"}
+    assert main([*base, "--max-upper", f"nc1={between}", "--format", "json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    train = next(r for r in doc["results"] if r["split"] == "train")
+    assert train["value"] == pytest.approx(upper) and not train["passed"]
+    top = max(upper, _stat(seeds, "nc1", "ci_high", "test"))
+    assert main([*base, "--max-upper", f"nc1={top * 1.01}"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--min-lower", f"nc1={(lower + mean) / 2}"]) == 1
+    capsys.readouterr()
+    assert main([*base, "--decreasing", "nc1"]) == 0  # trend rules on the means
+
+
+def test_check_aggregate_usage(seeds, capsys):
+    assert main(["check", *seeds, "--max", "nc1=1", "--no-config"]) == 2
+    assert "--aggregate" in capsys.readouterr().err
+    assert main(["check", seeds[0], "--max-upper", "nc1=1", "--no-config"]) == 2
+    capsys.readouterr()
+    bad = ["check", *seeds, "--aggregate", "--no-config", "--max", "per_class.var=1"]
+    assert main(bad) == 2
+    assert "per-class" in capsys.readouterr().err

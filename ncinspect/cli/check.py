@@ -40,7 +40,27 @@ def _trend_options(func):
 
 
 @click.command("check")
-@click.argument("file", type=INPUT_FILE)
+@click.argument("files", nargs=-1, required=True, type=INPUT_FILE, metavar="FILE...")
+@click.option(
+    "--aggregate",
+    is_flag=True,
+    help="FILE... are runs (seeds): --max/--min and trend rules apply to the mean over "
+    "the runs, --max-upper/--min-lower to the 95% t-interval's bounds.",
+)
+@click.option(
+    "--max-upper",
+    "max_upper",
+    metavar="METRIC=VALUE",
+    multiple=True,
+    help="With --aggregate: fail when the upper end of METRIC's 95% interval > VALUE.",
+)
+@click.option(
+    "--min-lower",
+    "min_lower",
+    metavar="METRIC=VALUE",
+    multiple=True,
+    help="With --aggregate: fail when the lower end of METRIC's 95% interval < VALUE.",
+)
 @click.option(
     "--snapshot",
     "-s",
@@ -107,7 +127,10 @@ def _trend_options(func):
 @allow_external_option
 @debug_option
 def command(
-    file,
+    files,
+    aggregate,
+    max_upper,
+    min_lower,
     snapshot,
     layer,
     max_rules,
@@ -128,6 +151,7 @@ def command(
       ncinspect check run.h5 --min per_class.ncc_agreement=0.95 --decreasing nc1
       ncinspect check run.h5 --layer all --max nc1=0.05
       ncinspect check run.h5 --non-increasing nc1:last=5,rtol=0.05 --format junit -o nc.xml
+      ncinspect check run_s*.h5 --aggregate --max-upper nc1=0.01
     """
     from ..check import (
         TREND_KINDS,
@@ -145,10 +169,17 @@ def command(
     from .common import stdout_console
 
     keys = keys_from(kwargs)
+    if len(files) > 1 and not aggregate:
+        raise UsageError(
+            f"{len(files)} files given: pass --aggregate to check them as runs (seeds) of one "
+            "experiment, or check one file at a time"
+        )
+    if (max_upper or min_lower) and not aggregate:
+        raise UsageError("--max-upper/--min-lower bound an interval over runs: use --aggregate")
     if output and write_mode(output) == STDOUT:
         output = None  # -o - is stdout, where the --format output goes anyway
     if output:
-        check_not_input(output, [file, config_path])  # before any work
+        check_not_input(output, [*files, config_path])  # before any work
     classes = classes_from(kwargs)
     if config_path and no_config:
         raise UsageError("--config and --no-config exclude each other")
@@ -159,23 +190,57 @@ def command(
     cli_rules = [parse_threshold("max", s) for s in max_rules]
     cli_rules += [parse_threshold("min", s) for s in min_rules]
     cli_rules += [parse_trend(kind, s) for kind in TREND_KINDS for s in kwargs.pop(kind)]
-    result = run_check(
-        file,
-        merge_rules(config.rules, cli_rules),
-        snapshot=snapshot or config.snapshot or "last",
-        layer=layer or config.layer or "penultimate",
-        keys=keys,
-        config=config.path,
-        allow_external=allow_external,
-        **classes,
-    )
+    rules = merge_rules(config.rules, cli_rules)
+    snapshot = snapshot or config.snapshot or "last"
+    layer = layer or config.layer or "penultimate"
+    if aggregate:
+        result = _check_runs(
+            files,
+            rules,
+            max_upper,
+            min_lower,
+            snapshot,
+            layer,
+            keys,
+            config,
+            allow_external,
+            classes,
+        )
+    else:
+        result = run_check(
+            files[0],
+            rules,
+            snapshot=snapshot,
+            layer=layer,
+            keys=keys,
+            config=config.path,
+            allow_external=allow_external,
+            **classes,
+        )
 
     console_fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "table"
     if output:
-        write_output(output, render(result, fmt_name or console_fmt), inputs=[file, config.path])
+        write_output(output, render(result, fmt_name or console_fmt), inputs=[*files, config.path])
     stdout_fmt = console_fmt if output else fmt_name or console_fmt
     if stdout_fmt == "table":
         render_check(result, stdout_console())
     else:
         click.echo(render(result, stdout_fmt), nl=False)
     return 0 if result.passed else 1
+
+
+def _check_runs(
+    files, rules, max_upper, min_lower, snapshot, layer, keys, config, external, classes
+):
+    """``check --aggregate``: analyse every run, aggregate, evaluate on the means/bounds."""
+    from ..aggregate import aggregate
+    from ..aggregate_check import BoundRule, check_aggregate, parse_bound
+    from ..analyze import analyze_file
+
+    on_mean = [BoundRule(r.kind, r.metric, bound=r.bound) if not r.is_trend else r for r in rules]
+    bounds = [parse_bound("max_upper", s) for s in max_upper]
+    bounds += [parse_bound("min_lower", s) for s in min_lower]
+    reports = [analyze_file(f, keys=keys, allow_external=external, **classes) for f in files]
+    return check_aggregate(
+        aggregate(reports), [*on_mean, *bounds], snapshot=snapshot, layer=layer, config=config.path
+    )

@@ -1,0 +1,134 @@
+"""Check rules on several runs (seeds): on the mean, or on a bound of the 95% t-interval.
+
+``--max nc1=0.01`` applies to the mean over the runs; ``--max-upper nc1=0.01`` to the upper
+end of the 95% interval (the gate passes only when the runs show, with 95% confidence, that
+the mean is below the bound); ``--min-lower accuracy_classifier=0.9`` to the lower end. Trend
+rules run on the trajectory of the means. Per-class rules are not aggregated.
+
+Each aggregated snapshot becomes a result-like view whose ``metrics`` hold the statistic a
+rule reads, so :func:`ncinspect.check.evaluate` applies the rules unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from .aggregate import AggregateReport, AggregateSnapshot
+from .check import (
+    THRESHOLD_KINDS,
+    CheckResult,
+    Rule,
+    evaluate,
+    parse_threshold,
+    select_last,
+    select_layer,
+)
+from .errors import UsageError
+from .report import SnapshotResult
+
+__all__ = ["BOUND_KINDS", "BoundRule", "parse_bound", "aggregate_views", "check_aggregate"]
+
+#: ``max_upper``: upper end of the 95% interval <= bound; ``min_lower``: lower end >= bound.
+BOUND_KINDS = {"max_upper": ("max", "ci_high"), "min_lower": ("min", "ci_low")}
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundRule(Rule):
+    """A threshold rule on a statistic of the runs (``mean``, ``ci_high`` or ``ci_low``)."""
+
+    stat: str = "mean"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return f"{self.kind}:{self.stat}", self.metric
+
+    @property
+    def text(self) -> str:
+        if self.stat == "mean":
+            return f"mean {super().text}"
+        end = "upper" if self.stat == "ci_high" else "lower"
+        return f"95% {end} bound of {super().text}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "stat": self.stat}
+
+
+def parse_bound(kind: str, spec: str) -> BoundRule:
+    """``max_upper``/``min_lower`` (or ``max``/``min`` on the mean) from ``METRIC=VALUE``."""
+    base_kind, stat = BOUND_KINDS.get(kind, (kind, "mean"))
+    if base_kind not in THRESHOLD_KINDS:
+        raise UsageError(f"unknown bound kind {kind!r}")
+    base = parse_threshold(base_kind, spec)
+    if base.per_class_key:
+        raise UsageError(f"--{kind.replace('_', '-')} {spec}: per-class rules are not aggregated")
+    return BoundRule(base.kind, base.metric, bound=base.bound, stat=stat)
+
+
+def _view(snap: AggregateSnapshot, stat: str) -> SnapshotResult:
+    metrics, warnings = {}, []
+    for key, s in snap.metrics.items():
+        metrics[key] = getattr(s, stat)
+        if metrics[key] is None:
+            why = (
+                "undefined in every run"
+                if s.n == 0
+                else f"defined in {s.n} run(s): an interval needs two"
+            )
+            warnings.append(f"{key}: null ({why})")
+    res = SnapshotResult(
+        name=f"{snap.split}/{snap.layer or 'penultimate'}/epoch {snap.epoch} ({stat})",
+        n_samples=0,
+        n_features=0,
+        n_classes=snap.n_classes_total or 0,
+        metrics=metrics,
+        warnings=warnings,
+    )
+    res.epoch, res.split, res.layer = snap.epoch, snap.split, snap.layer
+    return res
+
+
+def aggregate_views(agg: AggregateReport, stat: str = "mean") -> list[SnapshotResult]:
+    """One result-like view per aggregated snapshot, its metrics holding ``stat``."""
+    return [_view(s, stat) for s in agg.snapshots]
+
+
+def check_aggregate(
+    agg: AggregateReport,
+    rules: Sequence[Rule],
+    *,
+    snapshot: str = "last",
+    layer: str = "penultimate",
+    config: str | None = None,
+) -> CheckResult:
+    """Evaluate ``rules`` on the aggregated runs ``agg``.
+
+    Plain threshold rules and trend rules read the means; :class:`BoundRule` rules read the
+    statistic they name. ``snapshot`` is ``"last"`` (the last epoch of each split and layer)
+    or ``"all"``; ``layer`` as for :func:`ncinspect.check.run_check`.
+    """
+    if not rules:
+        raise UsageError("no rules to check: give --max/--min/--max-upper/--min-lower/...")
+    if snapshot not in ("last", "all"):
+        raise UsageError("with --aggregate, --snapshot is last or all")
+    if any(r.per_class_key for r in rules):
+        raise UsageError("per-class rules are not aggregated; check each run on its own")
+    outcomes = []
+    for stat in ("mean", "ci_high", "ci_low"):
+        mine = [r for r in rules if getattr(r, "stat", "mean") == stat]
+        if not mine:
+            continue
+        views = select_layer(aggregate_views(agg, stat), layer)
+        if not views:
+            raise UsageError(f"no aggregated snapshot of layer {layer!r}")
+        targets = select_last(views) if snapshot == "last" else views
+        outcomes += evaluate(mine, views, targets=targets)
+    return CheckResult(
+        file=", ".join(f for f in agg.files if f),
+        outcomes=outcomes,
+        rules=list(rules),
+        snapshot=snapshot,
+        config=config,
+        layer=layer,
+    )
