@@ -90,6 +90,18 @@ def test_check_output_that_is_the_config_is_refused(run_file, tmp_path, monkeypa
     assert file_digest(config) == before
 
 
+def test_check_output_that_is_the_discovered_pyproject_is_refused(
+    run_file, tmp_path, monkeypatch, capsys
+):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text("[tool.ncinspect.check]\nmax = { nc1 = 100 }\n")
+    before = file_digest(pyproject)
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "run.h5", "-o", "pyproject.toml", "--format", "junit"]) == 3
+    assert "pyproject.toml" in capsys.readouterr().err
+    assert file_digest(pyproject) == before
+
+
 def test_plot_file_named_like_the_input_is_refused(run_file, tmp_path, monkeypatch, capsys):
     out = tmp_path / "figs"
     out.mkdir()

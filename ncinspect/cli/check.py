@@ -187,6 +187,8 @@ def command(
     if config_path or not no_config:
         found = config_path or find_config()
         config = load_config(found) if found else config
+    if output and config.path:
+        check_not_input(output, [config.path])  # a discovered config is an input too
     cli_rules = [parse_threshold("max", s) for s in max_rules]
     cli_rules += [parse_threshold("min", s) for s in min_rules]
     cli_rules += [parse_trend(kind, s) for kind in TREND_KINDS for s in kwargs.pop(kind)]
