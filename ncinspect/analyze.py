@@ -32,7 +32,8 @@ __all__ = [
     "LocalEngine",
 ]
 
-DEFAULT_MEMORY = 256 << 20  #: default working-memory budget of one chunk (bytes)
+from .budget import DEFAULT_MEMORY, available_memory, fmt_bytes  # noqa: E402
+from .errors import ResourceLimitError  # noqa: E402
 
 Progress = Callable[[int], None]
 
@@ -48,34 +49,61 @@ def _expect(progress: Progress | None, rows: int, nbytes: int) -> None:
         expect(int(rows), int(nbytes))
 
 
-def plan_chunk_rows(n_features: int, n_classes: int, *, memory_limit: int | None = None) -> int:
-    """Rows per chunk so that one chunk's float64 working set fits ``memory_limit`` bytes.
+def plan_chunk_rows(
+    n_features: int,
+    n_classes: int,
+    *,
+    memory_limit: int | None = None,
+    itemsize: int = 8,
+    n_samples: int = 0,
+) -> int:
+    """Rows per chunk so that one chunk's working set fits the memory budget.
 
-    The working set of pass 2 is about four float64 copies of the chunk's features plus
-    the (rows x 2C) decision scores; the default budget is fixed (256 MiB), so results do not
+    Without ``memory_limit`` the budget of one chunk is fixed (256 MiB), so results do not
     depend on the machine, except on a machine with less than 1 GiB of available memory,
-    where the default shrinks to a quarter of what is available (never grows). Chunks are at
-    least 64 and at most 65,536 rows.
+    where it shrinks to a quarter of what is available; chunks are then at least 64 rows.
+
+    With ``memory_limit`` the whole run is bounded: what does not depend on the chunk (the
+    labels and their codes, about ``24 N`` bytes, and the class-level float64 matrices, about
+    ``8 d (9 C + 2)`` bytes) is subtracted first, and each row costs its stored bytes plus
+    three float64 copies (the float64 sums of pass 1, the centred and residual buffers of
+    pass 2). Chunks are then as small as one row; a budget that cannot hold even that raises
+    :class:`~ncinspect.errors.ResourceLimitError` naming the budget needed. Chunks are at
+    most 65,536 rows.
     """
-    budget = DEFAULT_MEMORY if memory_limit is None else int(memory_limit)
+    d, C = int(n_features), int(n_classes)
+    per_row = d * (int(itemsize) + 24) + 8 * (3 * C + 8)
     if memory_limit is None:
+        budget = DEFAULT_MEMORY
         available = _available_memory()
         if available is not None and available // 4 < budget:
             budget = max(available // 4, 16 << 20)
-    per_row = 8 * (4 * n_features + 3 * n_classes + 8)
-    return int(max(64, min(65536, budget // per_row)))
+        return int(max(64, min(65536, budget // per_row)))
+    fixed = 24 * int(n_samples) + 8 * d * (9 * C + 2) + (256 << 10)  # + small slack
+    rows = (int(memory_limit) - fixed) // per_row
+    if rows < 1:
+        need = fixed + per_row
+        raise ResourceLimitError(
+            f"--memory-limit {fmt_bytes(memory_limit)} cannot hold this analysis "
+            f"(N = {n_samples}, d = {d}, C = {C}): it needs at least {fmt_bytes(need)} "
+            f"(give --memory-limit {fmt_bytes(need * 1.1).replace(' ', '')} or more)"
+        )
+    return int(min(65536, rows))
 
 
 def _available_memory() -> int | None:
     """Bytes of memory available to new work (Linux ``MemAvailable``), or None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    return available_memory()
+
+
+def _plan(prep: Prepared, memory_limit: int | None) -> int:
+    return plan_chunk_rows(
+        prep.n_features,
+        prep.n_classes,
+        memory_limit=memory_limit,
+        itemsize=prep.features.dtype.itemsize,
+        n_samples=prep.n_samples,
+    )
 
 
 def row_chunks(n: int, rows: int):
@@ -171,7 +199,7 @@ def run_passes(
 ) -> tuple[FirstPass, Geometry, SecondPass]:
     """Both passes over ``prep`` in row chunks (in this process unless ``engine`` says)."""
     engine = engine or LocalEngine()
-    rows = chunk_rows or plan_chunk_rows(prep.n_features, prep.n_classes, memory_limit=memory_limit)
+    rows = chunk_rows or _plan(prep, memory_limit)
     first = engine.first_pass(prep, rows, progress)
     geom = between_class_geometry(
         first,
@@ -555,9 +583,7 @@ def analyze_file(
         def first_of(snap) -> tuple[Prepared, FirstPass]:
             if snap.name not in cache:
                 prep = prepare_snapshot(snap, class_names)
-                rows = chunk_rows or plan_chunk_rows(
-                    prep.n_features, prep.n_classes, memory_limit=memory_limit
-                )
+                rows = chunk_rows or _plan(prep, memory_limit)
                 first = (engine or LocalEngine()).first_pass(prep, rows, progress)
                 cache[snap.name] = (prep, first)
             return cache[snap.name]

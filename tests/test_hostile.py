@@ -542,7 +542,53 @@ def test_compressed_member_over_the_memory_limit_is_refused(tmp_path):
     h, y, _ = make_data(C=3, d=4, n=10)
     path = tmp_path / "big.npz"
     np.savez_compressed(path, features=np.zeros((20000, 200)), labels=np.arange(20000) % 3)
-    rc, _, err = cli("report", path, "--memory-limit", "4MiB")
+    rc, _, err = cli("report", path, "--memory-limit", "12MiB")
     assert rc == 3
     line = one_error_line(err)
     assert "compressed" in line and "--memory-limit" in line and "numpy.savez" in line
+
+
+# --- the memory limit is a bound -------------------------------------------------------------
+
+_MEASURE = r"""
+import sys, tracemalloc
+import h5py, numpy as np
+path, n, d, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+rng = np.random.default_rng(0)
+with h5py.File(path, "w") as f:
+    ds = f.create_dataset("features", shape=(n, d), dtype="f4", chunks=(1, d))
+    for a in range(0, n, 16):
+        ds[a : a + 16] = rng.standard_normal((min(16, n - a), d)).astype("f4")
+    f["labels"] = np.arange(n) % 4
+import ncinspect.analyze, ncinspect.cli.report, ncinspect.render.table, rich.console, scipy.sparse
+from ncinspect.cli import main
+tracemalloc.start()
+rc = main(["report", path, "--memory-limit", limit, "-q", "--json", path + ".json"])
+print(rc, tracemalloc.get_traced_memory()[1])
+"""
+
+
+def test_memory_limit_bounds_the_peak_or_refuses(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def measure(limit):
+        proc = subprocess.run(
+            [sys.executable, "-c", _MEASURE, str(tmp_path / "wide.h5"), "300", "20000", limit],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        rc, peak = proc.stdout.split()[-2:]
+        return int(rc), int(peak), proc.stderr
+
+    rc, peak, err = measure("16MiB")  # 64 rows x 20000 float64 copies alone exceed this
+    assert rc == 0, err
+    assert peak < 16 << 20, peak / 2**20
+    rc, peak, err = measure("4MiB")  # the class-level matrices alone need more
+    assert rc == 3
+    line = one_error_line(err)
+    assert "needs at least" in line and "--memory-limit" in line
+    full = ncinspect.analyze_file(tmp_path / "wide.h5").snapshots[0].metrics
+    small = json.loads((tmp_path / "wide.h5.json").read_text())  # from the 16 MiB run
+    assert small["snapshots"][0]["metrics"]["nc1"] == pytest.approx(full["nc1"], rel=1e-12)

@@ -18,6 +18,7 @@ import ncinspect
 from ncinspect.analyze import plan_chunk_rows
 from ncinspect.cli import main
 from ncinspect.cli.progress import RowProgress
+from ncinspect.errors import ResourceLimitError
 from ncinspect.stats import SecondPass, block_rows
 
 _HWM = """
@@ -90,7 +91,11 @@ def test_out_of_core_200mb_bounded_rss(tmp_path):
 def test_memory_limit_sets_chunk_rows():
     small = plan_chunk_rows(256, 10, memory_limit=16 << 20)
     assert small < plan_chunk_rows(256, 10) and small * 8 * (4 * 256 + 38) <= 16 << 20
-    assert plan_chunk_rows(256, 10, memory_limit=1) == 64  # never below 64 rows
+    # a limit is a bound: chunks go down to one row, and a budget too small is refused
+    wide = plan_chunk_rows(30000, 4, memory_limit=16 << 20, itemsize=4, n_samples=256)
+    assert 1 <= wide < 64
+    with pytest.raises(ResourceLimitError, match="needs at least"):
+        plan_chunk_rows(10**6, 4, memory_limit=16 << 20, itemsize=4, n_samples=256)
 
 
 @pytest.mark.slow
@@ -218,4 +223,5 @@ def test_default_chunks_shrink_only_when_memory_is_short(monkeypatch):
     monkeypatch.setattr(an, "_available_memory", lambda: 256 << 20)
     short = plan_chunk_rows(512, 100)
     assert short < roomy and short * 8 * (4 * 512 + 308) <= 64 << 20
-    assert plan_chunk_rows(512, 100, memory_limit=256 << 20) == roomy  # explicit: as asked
+    # explicit: a bound on the whole run, so a little less than the default chunk
+    assert 0.9 * roomy < plan_chunk_rows(512, 100, memory_limit=256 << 20) <= roomy

@@ -175,6 +175,14 @@ class H5Source(ArraySource):
             raise UnreadableFileError(
                 f"{self.where}: cannot read rows {start}:{stop} ({text[0] if text else exc!r})"
             ) from None
+        except MemoryError:
+            from ..errors import ResourceLimitError
+
+            raise ResourceLimitError(
+                f"{self.where}: not enough memory to read rows {start}:{stop} "
+                f"({self.nbytes} bytes for the whole array); give a smaller --memory-limit "
+                "or --chunk-rows, or run on a machine with more memory"
+            ) from None
 
 
 def as_source(value: Any, where: str) -> ArraySource | None:
