@@ -57,10 +57,12 @@ def _zip_holds_pickle(path: str) -> bool:
     """A zip whose members include ``data.pkl``: what torch.save (and torch.jit.save) write."""
     import zipfile
 
+    from .io.npz import ZIP_ERRORS
+
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except ZIP_ERRORS:  # the NPZ reader reports what is wrong with the archive
         return False
     return any(n == "data.pkl" or n.endswith("/data.pkl") for n in names) and not any(
         n.endswith(".npy") for n in names

@@ -287,9 +287,9 @@ def read_npz_tree(path: str, notes: list[str], *, memory_limit: int | None = Non
     seen: dict[tuple[str, ...], str] = {}
     max_read = read_bound(memory_limit)
     for info in infos:
-        if info.is_dir():
-            continue
         name = info.filename
+        if not name or name.endswith("/"):  # a directory entry (or a nameless one)
+            continue
         if not name.endswith(".npy"):
             continue
         parts = tuple(p for p in name[: -len(".npy")].split("/") if p)
