@@ -139,6 +139,13 @@ class AggregateReport:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2, allow_nan=False) + "\n"
 
+    def views(self, stat: str = "mean") -> list[SnapshotResult]:
+        """One :class:`SnapshotResult` per aggregated snapshot whose ``metrics`` hold ``stat``
+        (``"mean"``, ``"std"``, ``"ci_low"``, ``"ci_high"``) and whose ``arrays`` hold the
+        interval's ends (``ci_low``/``ci_high``: metric -> value) for banded figures. A null
+        statistic carries its reason in ``warnings`` as ``"key: null (why)"``."""
+        return [_view(s, stat) for s in self.snapshots]
+
     def metric_keys(self) -> list[str]:
         keys: dict[str, None] = {}
         for s in self.snapshots:
@@ -169,6 +176,35 @@ class AggregateReport:
         for row in rows:
             writer.writerow(["" if v is None else v for v in row])
         return buf.getvalue()
+
+
+def _view(snap: AggregateSnapshot, stat: str) -> SnapshotResult:
+    if stat not in STATS or stat == "n":
+        raise ValueError(f"stat must be mean, std, ci_low or ci_high, got {stat!r}")
+    metrics, warnings = {}, []
+    for key, s in snap.metrics.items():
+        metrics[key] = getattr(s, stat)
+        if metrics[key] is None:
+            why = (
+                "undefined in every run"
+                if s.n == 0
+                else f"defined in {s.n} run(s): {stat} needs two"
+            )
+            warnings.append(f"{key}: null ({why})")
+    res = SnapshotResult(
+        name=f"{snap.split}/{snap.layer or 'penultimate'}/epoch {snap.epoch} ({stat})",
+        n_samples=0,
+        n_features=0,
+        n_classes=snap.n_classes_total or 0,
+        metrics=metrics,
+        warnings=warnings,
+        arrays={
+            "ci_low": {k: s.ci_low for k, s in snap.metrics.items()},
+            "ci_high": {k: s.ci_high for k, s in snap.metrics.items()},
+        },
+    )
+    res.epoch, res.split, res.layer = snap.epoch, snap.split, snap.layer
+    return res
 
 
 def _label(report: Report, i: int) -> str:

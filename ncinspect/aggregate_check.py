@@ -5,8 +5,9 @@ end of the 95% interval (the gate passes only when the runs show, with 95% confi
 the mean is below the bound); ``--min-lower accuracy_classifier=0.9`` to the lower end. Trend
 rules run on the trajectory of the means. Per-class rules are not aggregated.
 
-Each aggregated snapshot becomes a result-like view whose ``metrics`` hold the statistic a
-rule reads, so :func:`ncinspect.check.evaluate` applies the rules unchanged.
+Each aggregated snapshot becomes a result view (:meth:`AggregateReport.views`) whose
+``metrics`` hold the statistic a rule reads, so :func:`ncinspect.check.evaluate` applies
+the rules unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from .aggregate import AggregateReport, AggregateSnapshot
+from .aggregate import AggregateReport
 from .check import (
     THRESHOLD_KINDS,
     CheckResult,
@@ -26,9 +27,8 @@ from .check import (
     select_layer,
 )
 from .errors import UsageError
-from .report import SnapshotResult
 
-__all__ = ["BOUND_KINDS", "BoundRule", "parse_bound", "aggregate_views", "check_aggregate"]
+__all__ = ["BOUND_KINDS", "BoundRule", "parse_bound", "check_aggregate"]
 
 #: ``max_upper``: upper end of the 95% interval <= bound; ``min_lower``: lower end >= bound.
 BOUND_KINDS = {"max_upper": ("max", "ci_high"), "min_lower": ("min", "ci_low")}
@@ -66,34 +66,6 @@ def parse_bound(kind: str, spec: str) -> BoundRule:
     return BoundRule(base.kind, base.metric, bound=base.bound, stat=stat)
 
 
-def _view(snap: AggregateSnapshot, stat: str) -> SnapshotResult:
-    metrics, warnings = {}, []
-    for key, s in snap.metrics.items():
-        metrics[key] = getattr(s, stat)
-        if metrics[key] is None:
-            why = (
-                "undefined in every run"
-                if s.n == 0
-                else f"defined in {s.n} run(s): an interval needs two"
-            )
-            warnings.append(f"{key}: null ({why})")
-    res = SnapshotResult(
-        name=f"{snap.split}/{snap.layer or 'penultimate'}/epoch {snap.epoch} ({stat})",
-        n_samples=0,
-        n_features=0,
-        n_classes=snap.n_classes_total or 0,
-        metrics=metrics,
-        warnings=warnings,
-    )
-    res.epoch, res.split, res.layer = snap.epoch, snap.split, snap.layer
-    return res
-
-
-def aggregate_views(agg: AggregateReport, stat: str = "mean") -> list[SnapshotResult]:
-    """One result-like view per aggregated snapshot, its metrics holding ``stat``."""
-    return [_view(s, stat) for s in agg.snapshots]
-
-
 def check_aggregate(
     agg: AggregateReport,
     rules: Sequence[Rule],
@@ -119,7 +91,7 @@ def check_aggregate(
         mine = [r for r in rules if getattr(r, "stat", "mean") == stat]
         if not mine:
             continue
-        views = select_layer(aggregate_views(agg, stat), layer)
+        views = select_layer(agg.views(stat), layer)
         if not views:
             raise UsageError(f"no aggregated snapshot of layer {layer!r}")
         targets = select_last(views) if snapshot == "last" else views

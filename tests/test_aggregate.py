@@ -154,3 +154,38 @@ def test_check_aggregate_usage(seeds, capsys):
     bad = ["check", *seeds, "--aggregate", "--no-config", "--max", "per_class.var=1"]
     assert main(bad) == 2
     assert "per-class" in capsys.readouterr().err
+
+
+def test_trajectory_of_aggregated_runs_has_mean_lines_and_bands(seeds):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ncinspect.plots import plot_trajectory
+
+    agg = aggregate([analyze_file(p) for p in seeds])
+    fig = plot_trajectory(agg, labels=["wd"])
+    try:
+        lines = {ln.get_gid(): ln for ax in fig.axes for ln in ax.lines}
+        bands = {c.get_gid(): c for ax in fig.axes for c in ax.collections if c.get_gid()}
+        train = [s for s in agg if s.split == "train" and s.layer is None]
+        line = lines["wd|nc1|train"]
+        np.testing.assert_allclose(line.get_ydata(), [s["nc1"].mean for s in train])
+        band = bands["wd|nc1|train|band"]
+        ys = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
+        lo = min(s["nc1"].ci_low for s in train)
+        hi = max(s["nc1"].ci_high for s in train)
+        assert ys.min() == pytest.approx(lo) and ys.max() == pytest.approx(hi)
+        assert "wd|accuracy_classifier|test|band" in bands
+    finally:
+        plt.close("all")
+
+
+def test_cli_plot_aggregate_groups_files_by_label(seeds, tmp_path):
+    out = tmp_path / "figs"
+    args = ["plot", *seeds, *seeds, "--aggregate", "-f", "png", "-q", "--dpi", "40"]
+    labels = ["-l", "a", "-l", "a", "-l", "a", "-l", "b", "-l", "b", "-l", "b"]
+    assert main([*args, *labels, "-o", str(out)]) == 0
+    assert (out / "trajectory.png").stat().st_size > 0
+    assert main([*args, "-k", "gram", "-o", str(out)]) == 2

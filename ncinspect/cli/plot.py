@@ -172,6 +172,12 @@ def _printable(text: str) -> str:
     help="Draw the sqi figure whatever loss the dump records (by default only for a "
     "square-loss model).",
 )
+@click.option(
+    "--aggregate",
+    is_flag=True,
+    help="FILE... are seeds: draw the trajectory as the mean over the runs with a 95% band. "
+    "Files with the same --label form one run (e.g. -l wd -l wd -l none -l none).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Do not list the files written.")
 @class_options
 @key_options
@@ -193,6 +199,7 @@ def command(
     dpi,
     prefix,
     sqi,
+    aggregate,
     quiet,
     allow_external,
     debug,
@@ -222,6 +229,23 @@ def command(
             classes = plots.parse_classes(classes)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--classes") from None
+    if aggregate:
+        return _plot_aggregated(
+            files,
+            labels,
+            kinds,
+            out_dir,
+            formats,
+            prefix,
+            style,
+            dpi,
+            quiet,
+            snapshot,
+            ncc_means,
+            allow_external,
+            keys_from(kwargs),
+            classes_from(kwargs),
+        )
     names = _labels(files, labels)
     slugs = _unique_slugs(names)
     formats = formats or ("pdf", "png")
@@ -316,5 +340,71 @@ def command(
             save(draw[kind](finals[i], style=style, **extra), stem)
     if not quiet:
         for path in written:
+            click.echo(path)
+    return 0
+
+
+def _plot_aggregated(
+    files,
+    labels,
+    kinds,
+    out_dir,
+    formats,
+    prefix,
+    style,
+    dpi,
+    quiet,
+    snapshot,
+    ncc_means,
+    allow_external,
+    keys,
+    class_opts,
+):
+    """``plot --aggregate``: one trajectory figure, each run the mean of its seeds + a band."""
+    import matplotlib.pyplot as plt
+
+    from .. import plots
+    from ..aggregate import aggregate
+    from ..analyze import analyze_file
+    from ..io.atomic import check_not_input, make_output_folder
+
+    if set(kinds) - {"trajectory"}:
+        raise click.UsageError("--aggregate draws the trajectory kind only (means with bands)")
+    if labels and len(labels) != len(files):
+        raise click.BadParameter(
+            f"{len(labels)} --label value(s) for {len(files)} file(s); with --aggregate give "
+            "one per file (files with the same label are the seeds of one run)",
+            param_hint="--label",
+        )
+    groups: dict[str, list[str]] = {}
+    for i, f in enumerate(files):
+        groups.setdefault(labels[i] if labels else f"mean of {len(files)} runs", []).append(f)
+    aggs = []
+    for members in groups.values():
+        reports = [
+            analyze_file(
+                f,
+                snapshot=snapshot,
+                keys=keys,
+                ncc_means=ncc_means,
+                allow_external=allow_external,
+                **class_opts,
+            )
+            for f in members
+        ]
+        aggs.append(aggregate(reports))
+    formats = formats or ("pdf", "png")
+    paths = [os.path.join(out_dir, f"{prefix}trajectory.{fmt}") for fmt in formats]
+    for path in paths:
+        check_not_input(path, files, what="figure")
+    make_output_folder(out_dir)
+    fig = plots.plot_trajectory(aggs, labels=list(groups), style=style)
+    try:
+        for fmt, path in zip(formats, paths, strict=True):
+            plots.save_figure(fig, path, fmt, dpi=dpi, inputs=files)
+    finally:
+        plt.close(fig)
+    if not quiet:
+        for path in paths:
             click.echo(path)
     return 0

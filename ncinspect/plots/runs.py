@@ -140,15 +140,22 @@ def _default_label(report: Report | None, i: int) -> str:
 def as_runs(runs, labels: Sequence[str] | None = None) -> list[Run]:
     """Normalise ``runs`` to ``[(label, results), ...]``.
 
-    ``runs`` is one :class:`Report`, one list of :class:`SnapshotResult`, or a list of either
-    (several runs). Labels default to the report's file name (without suffix) or "run i".
+    ``runs`` is one :class:`Report`, one list of :class:`SnapshotResult`, one
+    :class:`~ncinspect.aggregate.AggregateReport` (several seeds: drawn as their mean with a
+    95% band), or a list of these (several runs). Labels default to the report's file name
+    (without suffix), "mean of N runs" or "run i".
     """
-    if isinstance(runs, Report) or (
+    from ..aggregate import AggregateReport
+
+    if isinstance(runs, (Report, AggregateReport)) or (
         isinstance(runs, (list, tuple)) and runs and isinstance(runs[0], SnapshotResult)
     ):
         runs = [runs]
     out: list[Run] = []
     for i, run in enumerate(runs):
+        if isinstance(run, AggregateReport):
+            out.append((f"mean of {len(run.files)} runs", run.views("mean")))
+            continue
         report = run if isinstance(run, Report) else None
         results = list(run)
         out.append((_default_label(report, i), results))
@@ -216,10 +223,44 @@ def _epoch_ticks(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True, min_n_ticks=3))
 
 
+def _band(results: list[SnapshotResult], key: str):
+    """(lower, upper) 95% ends of ``key`` along aggregated ``results`` (None if not such)."""
+    if not results or "ci_low" not in results[0].arrays:
+        return None
+
+    def ends(which: str) -> np.ndarray:
+        vals = [r.arrays[which].get(key) for r in results]
+        return np.array([np.nan if v is None else float(v) for v in vals], dtype=np.float64)
+
+    return ends("ci_low"), ends("ci_high")
+
+
+def _draw_band(ax, results, key: str, x, color: str, log: bool, gid: str) -> None:
+    band = _band(results, key)
+    if band is None:
+        return
+    lo, hi = band
+    if log:  # a band reaching zero or below is cut at the axis' floor, not dropped
+        lo = np.where(lo > 0, lo, np.nan)
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    if ok.any():
+        poly = ax.fill_between(x, lo, hi, where=ok, color=color, alpha=0.18, linewidth=0)
+        poly.set_gid(gid)
+
+
 def _draw_panel(ax, runs: list[Run], panel: Panel, colors: list[str], xlabel: str) -> None:
     data = _panel_data(runs, panel)
     for i, (key, split, _, ls), x, y in data:
         label = runs[i][0]
+        _draw_band(
+            ax,
+            _split_results(runs[i][1], split),
+            key,
+            x,
+            colors[i],
+            panel.log,
+            f"{label}|{key}|{split}|band",
+        )
         (line,) = ax.plot(
             x,
             y,
