@@ -250,7 +250,9 @@ class Dump:
         self._h5 = None
         if self.format == "hdf5":
             from .io.hdf5 import open_h5, read_h5_tree
+            from .io.probe import probe_hdf5
 
+            probe_hdf5(self.path, allow_external=self.allow_external, memory_limit=memory_limit)
             self._h5 = open_h5(self.path, self.notes)
             try:
                 self.being_written = _open_for_writing(self._h5, self.notes)

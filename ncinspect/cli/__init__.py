@@ -67,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import NCInspectError
     from ..render.safe import plain  # messages name files and arrays: no raw control codes
 
+    from ..io.probe import configure_from_env
+
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
+    configure_from_env()  # corrupt HDF5 metadata is walked in a child first (io/probe.py)
     try:
         rv = cli.main(args=args, prog_name="ncinspect", standalone_mode=False)
         code = 0 if rv is None else int(rv)
