@@ -15,6 +15,7 @@ __all__ = ["__version__", "NCInspectError", "DumpWriter"]
 from .analyze import analyze, analyze_file, analyze_snapshot  # noqa: E402
 from .analyze_ext import analyze_regression  # noqa: E402
 from .dump import Snapshot, open_dump  # noqa: E402
+from .meter import Meter  # noqa: E402
 from .report import Report, SnapshotResult  # noqa: E402
 from .theory_run import theory_arrays, theory_file  # noqa: E402
 
@@ -23,6 +24,7 @@ __all__ += [
     "analyze_file",
     "analyze_snapshot",
     "analyze_regression",
+    "Meter",
     "open_dump",
     "Snapshot",
     "Report",

@@ -212,7 +212,7 @@ def run_passes(
     return first, geom, engine.second_pass(prep, geom, rows, progress)
 
 
-def _result(
+def build_result(
     prep: Prepared,
     first: FirstPass,
     geom: Geometry,
@@ -223,6 +223,8 @@ def _result(
     ncc_label: str,
     extra_warnings: list[str] = (),
 ) -> SnapshotResult:
+    """The :class:`SnapshotResult` of merged pass statistics (used by the engines' callers
+    and by :class:`ncinspect.Meter`)."""
     metrics, table, warnings = compute_metrics(
         first, second, geom, per_class=per_class, classifier_reason=prep.classifier_reason
     )
@@ -370,7 +372,7 @@ def analyze(
         engine=engine,
         min_class_count=min_class_count,
     )
-    res = _result(
+    res = build_result(
         prep,
         first,
         geom,
@@ -456,7 +458,7 @@ def analyze_snapshot(
         engine=engine,
         min_class_count=min_class_count,
     )
-    res = _result(
+    res = build_result(
         prep,
         first,
         geom,

@@ -20,7 +20,13 @@ from .errors import UnsupportedDtypeError
 __all__ = ["to_host", "host_dtype", "is_tensor", "type_name"]
 
 # dtypes numpy has no native type for, converted exactly to float32 on the way in
-_TO_FLOAT32 = ("bfloat16", "float8", "float6", "float4")
+# (bfloat16 and the float8/6/4 formats, e.g. float8_e4m3fn; never float64 or float16)
+_NARROW_PREFIXES = ("float8_", "float6_", "float4_")
+
+
+def _narrow(name: str) -> bool:
+    """bfloat16 or a float8/6/4 format: held exactly by float32, not by numpy."""
+    return name == "bfloat16" or name.startswith(_NARROW_PREFIXES)
 
 
 def type_name(value: Any) -> str:
@@ -44,7 +50,7 @@ def _tensor_to_numpy(t: Any) -> np.ndarray:
     if str(getattr(t, "layout", "torch.strided")) != "torch.strided":
         t = t.to_dense()  # sparse layouts
     dtype = str(t.dtype).removeprefix("torch.")
-    if dtype.startswith(_TO_FLOAT32):
+    if _narrow(dtype):
         t = t.float()  # exact: every bfloat16 / float8 value is a float32 value
     t = t.cpu()
     if hasattr(t, "resolve_conj"):
@@ -56,7 +62,7 @@ def _tensor_to_numpy(t: Any) -> np.ndarray:
 
 def _exact_numpy(arr: np.ndarray) -> np.ndarray:
     """ml_dtypes arrays (JAX's bfloat16, float8) as float32; everything else unchanged."""
-    if arr.dtype.kind == "V" and arr.dtype.name.startswith(_TO_FLOAT32):
+    if arr.dtype.kind == "V" and _narrow(arr.dtype.name):
         return arr.astype(np.float32)
     return arr
 

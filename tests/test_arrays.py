@@ -150,3 +150,13 @@ def test_core_import_never_imports_torch():
 def test_conversion_error_has_exit_code_3():
     err = pytest.raises(NCInspectError, to_host, object(), "features").value
     assert err.exit_code == 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.int64])
+def test_wide_tensors_keep_their_dtype_and_every_bit(dtype):
+    # float64 must never be taken for a narrow float format (its name starts with "float6")
+    base = torch.arange(-6, 6, dtype=torch.float64) / 7.0
+    t = (base if dtype.is_floating_point else torch.arange(-6, 6)).to(dtype)
+    got = to_host(torch.nn.Parameter(t) if dtype.is_floating_point else t, "x")
+    assert got.dtype == np.dtype(str(dtype).removeprefix("torch."))
+    np.testing.assert_array_equal(got, t.detach().numpy())

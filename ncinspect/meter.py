@@ -1,0 +1,226 @@
+"""A streaming :class:`Meter` for training loops: the two passes of ``analyze``, batch by batch.
+
+::
+
+    meter = ncinspect.Meter(weights=model.fc.weight, bias=model.fc.bias)  # any arrays
+    for x, y in loader:
+        meter.update(features(x), y)     # pass 1: class counts and sums
+    meter.next_pass()
+    for x, y in loader:
+        meter.update(features(x), y)     # pass 2: scatter, decisions
+    result = meter.compute()             # the SnapshotResult that analyze() returns
+    meter.reset()
+
+The statistics are the mergeable ones of :mod:`ncinspect.stats` (the same objects the
+engines merge chunk by chunk), so any split of the same rows into batches, and meters of
+several processes merged with :meth:`Meter.merge`, give the single-process numbers (to the
+rounding of float64 sums, ~1e-15 relative). Batches may be numpy arrays, torch tensors (any
+device, requiring grad, bfloat16) or anything :func:`ncinspect.arrays.to_host` converts;
+they are copied to host float64 block by block.
+
+Labels are integers: row indices of ``weights`` (or ``0..n_classes-1`` without a
+classifier). Pass 2 must see the same rows as pass 1: a different class count, or weights
+that changed between the passes, is an error (:class:`~ncinspect.errors.InvalidDataError`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .analyze import build_result
+from .arrays import to_host
+from .errors import InvalidDataError, UsageError
+from .inputs import Prepared
+from .metrics import between_class_geometry
+from .stats import FirstPass, SecondPass
+
+__all__ = ["Meter"]
+
+
+class _Rows:
+    """What a result needs to know of the features the meter saw (no data kept)."""
+
+    where = "features"
+
+    def __init__(self, n: int, d: int, dtype: np.dtype):
+        self.shape = (n, d)
+        self.dtype = dtype
+
+
+class Meter:
+    """Neural-collapse metrics accumulated over batches (see the module notes).
+
+    Parameters
+    ----------
+    weights, bias : array-like, optional
+        The classifier ``W`` (C, d) and ``b`` (C,); decisions take the argmax over every row.
+    n_classes : int, optional
+        The number of classes when there is no classifier.
+    center : {"classes", "samples"}
+    per_class : bool
+        Per-class values in the result.
+    min_class_count : int
+        Classes with fewer samples (in pass 1) count as absent.
+    """
+
+    def __init__(
+        self,
+        weights: Any = None,
+        bias: Any = None,
+        *,
+        n_classes: int | None = None,
+        center: str = "classes",
+        per_class: bool = False,
+        min_class_count: int = 1,
+    ):
+        if center not in ("classes", "samples"):
+            raise UsageError(f"center must be 'classes' or 'samples', got {center!r}")
+        self._weights_src, self._bias_src = weights, bias
+        self.weights = None if weights is None else to_host(weights, "weights").astype(np.float64)
+        self.bias = None if bias is None else to_host(bias, "bias").astype(np.float64)
+        if self.weights is not None and self.weights.ndim != 2:
+            raise InvalidDataError(f"weights must be 2-D (C, d), got shape {self.weights.shape}")
+        if self.weights is None and not n_classes:
+            raise UsageError("give weights (the classifier) or n_classes")
+        self.n_classes = int(self.weights.shape[0] if self.weights is not None else n_classes)
+        if self.bias is not None and self.bias.shape != (self.n_classes,):
+            raise InvalidDataError(
+                f"bias must have shape ({self.n_classes},), got {self.bias.shape}"
+            )
+        self.center, self.per_class, self.min_class_count = center, per_class, min_class_count
+        self.reset()
+
+    # -- the loop ----------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget every batch: back to pass 1."""
+        self.pass_number = 1
+        self.first: FirstPass | None = None
+        self.second: SecondPass | None = None
+        self.geometry = None
+        self._dtype = None
+        self._seen2 = np.zeros(self.n_classes, dtype=np.int64)
+
+    def _batch(self, features: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+        h = to_host(features, "features")
+        y = to_host(labels, "labels")
+        if h.ndim != 2:
+            raise InvalidDataError(f"features must be 2-D (batch, d), got shape {h.shape}")
+        if y.ndim != 1 or y.shape[0] != h.shape[0]:
+            raise InvalidDataError(
+                f"labels must have shape ({h.shape[0]},) for these features, got {y.shape}"
+            )
+        if y.dtype.kind not in "iub" and not (y.size and np.all(np.mod(y, 1) == 0)):
+            raise InvalidDataError("labels must be integers (row indices of the classifier)")
+        y = y.astype(np.int64)
+        if y.size and (y.min() < 0 or y.max() >= self.n_classes):
+            raise InvalidDataError(
+                f"label {int(y[(y < 0) | (y >= self.n_classes)][0])} is not in "
+                f"[0, {self.n_classes}) (rows of the classifier)"
+            )
+        if self.weights is not None and h.shape[1] != self.weights.shape[1]:
+            raise InvalidDataError(
+                f"features have d = {h.shape[1]} but weights have {self.weights.shape[1]} columns"
+            )
+        return h, y
+
+    def update(self, features: Any, labels: Any) -> None:
+        """Add one batch to the current pass."""
+        h, y = self._batch(features, labels)
+        if self.pass_number == 1:
+            self._dtype = self._dtype or h.dtype
+            n0 = 0 if self.first is None else self.first.n_samples
+            part = FirstPass.of_chunk(h, y, self.n_classes, n0)
+            self.first = part if self.first is None else self.first.merge(part)
+        else:
+            part = SecondPass.of_chunk(self.geometry, h, y)
+            self.second = part if self.second is None else self.second.merge(part)
+            self._seen2 += np.bincount(y, minlength=self.n_classes)
+
+    def next_pass(self) -> None:
+        """End pass 1: fix the class means and the between-class geometry."""
+        if self.pass_number != 1:
+            raise UsageError("next_pass() was already called; reset() starts again")
+        if self.first is None or self.first.n_samples == 0:
+            raise UsageError("pass 1 saw no batch: call update() first")
+        if self.first.n_nonfinite:
+            raise InvalidDataError(
+                f"features: {self.first.n_nonfinite} row(s) hold NaN/Inf values, first at row "
+                f"{self.first.first_nonfinite_row}"
+            )
+        self._check_weights_unchanged()
+        self.geometry = between_class_geometry(
+            self.first,
+            center=self.center,
+            weights=self.weights,
+            bias=self.bias,
+            min_count=self.min_class_count,
+        )
+        self.second = SecondPass.empty(self.n_classes, self.geometry.basis.shape[0])
+        self.pass_number = 2
+
+    def compute(self):
+        """The :class:`~ncinspect.report.SnapshotResult` of the two passes."""
+        if self.pass_number != 2:
+            raise UsageError("compute() needs both passes: call next_pass() after pass 1")
+        counts = np.asarray(self.first.counts, dtype=np.int64)
+        if not np.array_equal(self._seen2, counts):
+            c = int(np.flatnonzero(self._seen2 != counts)[0])
+            raise InvalidDataError(
+                f"pass 2 saw {int(self._seen2[c])} sample(s) of class {c} where pass 1 saw "
+                f"{int(counts[c])}: both passes must go over the same rows"
+            )
+        self._check_weights_unchanged()
+        prep = Prepared(
+            features=_Rows(int(counts.sum()), self.first.sums.shape[1], self._dtype),
+            codes=np.zeros(0, dtype=np.int64),
+            class_names=list(range(self.n_classes)),
+            weights=self.weights,
+            bias=self.bias,
+            n_classes_total=self.n_classes,
+        )
+        return build_result(
+            prep,
+            self.first,
+            self.geometry,
+            self.second,
+            per_class=self.per_class,
+            center=self.center,
+            ncc_label="own",
+        )
+
+    # -- several processes -------------------------------------------------------------------
+    def merge(self, other: Meter) -> Meter:
+        """Add ``other``'s batches (same pass, same classifier) to this meter; returns self.
+
+        In pass 1 the class sums merge; call :meth:`next_pass` on the merged meter (and copy
+        its state to the others) before pass 2. In pass 2 both meters must share pass 1.
+        """
+        if other.pass_number != self.pass_number:
+            raise UsageError("meters to merge must be in the same pass")
+        if (self.weights is None) != (other.weights is None) or (
+            self.weights is not None and not np.array_equal(self.weights, other.weights)
+        ):
+            raise InvalidDataError("meters to merge must have the same classifier weights")
+        if self.pass_number == 1:
+            if other.first is not None:
+                self.first = other.first if self.first is None else self.first.merge(other.first)
+                self._dtype = self._dtype or other._dtype
+        else:
+            if not np.array_equal(self.geometry.means, other.geometry.means):
+                raise InvalidDataError("meters in pass 2 must share pass 1 (the same class means)")
+            self.second = self.second.merge(other.second)
+            self._seen2 = self._seen2 + other._seen2
+        return self
+
+    def _check_weights_unchanged(self) -> None:
+        """Weights given as a live tensor must not change between the passes."""
+        if self._weights_src is None:
+            return
+        now = to_host(self._weights_src, "weights").astype(np.float64)
+        if now.shape != self.weights.shape or not np.array_equal(now, self.weights):
+            raise InvalidDataError(
+                "the classifier weights changed since the meter was made: measure with a fixed "
+                "model (between optimiser steps), or make a new Meter"
+            )
