@@ -65,9 +65,8 @@ def _debug_requested(argv: list[str]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ncinspect`` console script; returns (and exits with) the code."""
     from ..errors import NCInspectError
-    from ..render.safe import plain  # messages name files and arrays: no raw control codes
-
     from ..io.probe import configure_from_env
+    from ..render.safe import plain  # messages name files and arrays: no raw control codes
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
