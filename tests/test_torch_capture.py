@@ -196,3 +196,22 @@ def test_integration_not_imported_by_core():
         "else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_ood_set_without_labels_gives_nc5(tmp_path):
+
+    model, x, y = trained_mlp()
+    path = tmp_path / "ood.h5"
+    capture(model, "fc", loader(x, y), path, snapshot="epoch_0005", epoch=5, split="train")
+    x_ood = torch.randn(50, x.shape[1], generator=torch.Generator().manual_seed(7)) * 3
+    batches = [x_ood[:20], x_ood[20:]]  # inputs alone, as an unlabelled loader yields them
+    info = capture(model, "fc", batches, path, snapshot="ood/epoch_0005", epoch=5, split="ood")
+    assert info.n_samples == 50
+    report = ncinspect.analyze_file(path)
+    train = next(r for r in report if r.split == "train")
+    h, _, _, _ = direct_arrays(model, x)
+    h_ood = direct_arrays(model, x_ood)[0]
+    mu_ood = h_ood.mean(0)
+    means = np.stack([h[y.numpy() == c].mean(0) for c in range(int(y.max()) + 1)])
+    cos = means @ mu_ood / (np.linalg.norm(means, axis=1) * np.linalg.norm(mu_ood))
+    assert train.metrics["nc5_ood_orthogonality"] == pytest.approx(np.abs(cos).mean(), rel=1e-10)

@@ -153,11 +153,16 @@ def _resolve_module(model: Any, classifier: Any) -> tuple[Any, str]:
     )
 
 
-def _split_batch(batch: Any, batch_fn: Callable | None) -> tuple[Any, Any]:
+def _split_batch(
+    batch: Any, batch_fn: Callable | None, labels_optional: bool = False
+) -> tuple[Any, Any]:
+    """``(inputs, labels)`` of a batch; labels None for an unlabelled OOD batch."""
     if batch_fn is not None:
         return batch_fn(batch)
     if isinstance(batch, Mapping):
         keys = [k for k in _LABEL_KEYS if k in batch]
+        if not keys and labels_optional:
+            return batch, None
         if not keys:
             raise UsageError(
                 f"capture: a batch is a dict with keys {sorted(map(str, batch))} but none of "
@@ -167,6 +172,8 @@ def _split_batch(batch: Any, batch_fn: Callable | None) -> tuple[Any, Any]:
         return inputs, batch[keys[0]]
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         return batch[0], batch[1]
+    if labels_optional:  # an OOD loader may yield the inputs alone (or a 1-tuple)
+        return (batch[0] if isinstance(batch, (tuple, list)) and batch else batch), None
     raise UsageError(
         f"capture: cannot find the labels in a batch of type {type(batch).__name__}; loaders "
         "yield (inputs, labels, ...) or a dict with 'labels'; else pass batch_fn="
@@ -234,6 +241,10 @@ def capture(
     epoch, split, loss : optional
         Metadata of the snapshot (``loss`` names the training loss, e.g.
         ``"cross_entropy"`` or ``"square"``); other keywords are stored as metadata too.
+        ``split="ood"`` (or ``"ood_<name>"``) captures an out-of-distribution set: its
+        batches may hold the inputs alone, no labels or weights are written, and the
+        snapshot pairs with the in-distribution snapshot of the same epoch for
+        ``nc5_ood_orthogonality``.
     mode, append, replace
         How an existing file or snapshot is treated; a snapshot written earlier is never
         doubled silently (see :meth:`ncinspect.DumpWriter.snapshot`).
@@ -250,6 +261,7 @@ def capture(
     torch = _torch()
     module, name = _resolve_module(model, classifier)
     device, dtype = _model_device_dtype(model)
+    ood = isinstance(split, str) and (split == "ood" or split.startswith("ood_"))
     modes = {m: m.training for m in model.modules()}
     writer = dump if isinstance(dump, DumpWriter) else DumpWriter(dump, mode)
     notes: list[str] = []
@@ -265,7 +277,7 @@ def capture(
             for i, batch in enumerate(loader):
                 if max_batches is not None and i >= max_batches:
                     break
-                inputs, labels = _split_batch(batch, batch_fn)
+                inputs, labels = _split_batch(batch, batch_fn, labels_optional=ood)
                 inputs = _to_model(inputs, device, dtype)
                 if isinstance(inputs, Mapping):
                     model(**inputs)
@@ -278,6 +290,11 @@ def capture(
                         "forward; give the module whose input is the penultimate features"
                     )
                 h, out = got
+                if labels is None:  # an unlabelled out-of-distribution batch
+                    snap.append(features=h, outputs=out if outputs else None)
+                    n_rows += h.shape[0]
+                    d, C = h.shape[1], out.shape[1]
+                    continue
                 labels = to_host(labels, f"capture: labels of batch {i}")
                 if labels.ndim > 1 and labels.shape[0] != h.shape[0]:
                     labels = labels.reshape(-1)  # (B, T) tokens of a sequence model
@@ -291,7 +308,9 @@ def capture(
                 d, C = h.shape[1], out.shape[1]
         weight = getattr(module, "weight", None)
         bias = getattr(module, "bias", None)
-        if weight is not None and weight.ndim == 2 and (d is None or weight.shape[1] == d):
+        if ood:
+            pass  # an OOD snapshot holds features only; it pairs with the ID snapshot's W
+        elif weight is not None and weight.ndim == 2 and (d is None or weight.shape[1] == d):
             snap.write(weights=weight, bias=bias)
         else:
             notes.append(
