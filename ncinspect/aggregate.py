@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidDataError
-from .report import SCHEMA_VERSION, Report, SnapshotResult, jsonable, report_metric_keys
+from .report import (
+    SCHEMA_VERSION,
+    Report,
+    SnapshotResult,
+    csv_text,
+    jsonable,
+    report_metric_keys,
+)
 
 __all__ = ["STATS", "Stat", "AggregateSnapshot", "AggregateReport", "aggregate", "summarise"]
 
@@ -166,16 +173,7 @@ class AggregateReport:
         return header, rows
 
     def to_csv(self) -> str:
-        import csv
-        import io
-
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        header, rows = self.csv_rows()
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow(["" if v is None else v for v in row])
-        return buf.getvalue()
+        return csv_text(*self.csv_rows())
 
 
 def _view(snap: AggregateSnapshot, stat: str) -> SnapshotResult:

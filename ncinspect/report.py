@@ -503,13 +503,17 @@ class Report:
         return header, rows
 
     def to_csv(self) -> str:
-        import csv
-        import io
+        return csv_text(*self.csv_rows())
 
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        header, rows = self.csv_rows()
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow(["" if v is None else v for v in row])
-        return buf.getvalue()
+
+def csv_text(header: list[str], rows: list[list[Any]]) -> str:
+    """CSV text of ``header`` and ``rows`` (None as an empty cell, ``\\n`` line ends)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row])
+    return buf.getvalue()
