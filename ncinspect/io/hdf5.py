@@ -77,11 +77,8 @@ def open_h5(path: str, notes: list[str] | None = None):
         return h5py.File(path, "r")
     except OSError as exc:
         if "lock" in str(exc).lower():
-            try:
-                handle = h5py.File(path, "r", locking=False)
-            except OSError:
-                pass
-            else:
+            handle = _open_unlocked(path)
+            if handle is not None:
                 if notes is not None:
                     notes.append(
                         f"{path}: the file is open for writing elsewhere (a running trainer?); "
@@ -95,6 +92,22 @@ def open_h5(path: str, notes: list[str] | None = None):
         raise UnreadableFileError(
             f"{shown(path)}: not a readable HDF5 file ({_first_line(exc)})"
         ) from None
+
+
+def _open_unlocked(path: str, tries: int = 20, pause: float = 0.05):
+    """The file opened without the lock, or None. A writer in the middle of a flush can
+    leave the metadata inconsistent for a moment, so a failed open is retried briefly."""
+    import time
+
+    import h5py
+
+    for attempt in range(tries):
+        try:
+            return h5py.File(path, "r", locking=False)
+        except OSError:
+            if attempt + 1 < tries:
+                time.sleep(pause)
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

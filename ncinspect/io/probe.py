@@ -42,9 +42,12 @@ def configure_from_env() -> None:
 
 
 def _walk(path: str, allow_external: bool, memory_limit: int | None) -> None:
-    from .hdf5 import open_h5, read_h5_tree
+    import h5py
 
-    handle = open_h5(path, [])
+    from .hdf5 import read_h5_tree
+
+    # without the lock: the probe must never stand in the way of a writer (a trainer)
+    handle = h5py.File(path, "r", locking=False)
     try:
         read_h5_tree(
             handle, path, allow_external=allow_external, notes=[], memory_limit=memory_limit
