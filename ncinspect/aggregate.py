@@ -20,14 +20,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InvalidDataError
+from .errors import InvalidDataError, UsageError
 from .report import (
     SCHEMA_VERSION,
     Report,
     SnapshotResult,
     csv_text,
     jsonable,
-    report_metric_keys,
 )
 
 __all__ = ["STATS", "Stat", "AggregateSnapshot", "AggregateReport", "aggregate", "summarise"]
@@ -83,6 +82,8 @@ class AggregateSnapshot:
     metrics: dict[str, Stat] = field(default_factory=dict)
     #: every run's model was trained with the square loss (the SQI section applies)
     square_loss: bool = False
+    #: "classification", "regression" or "ood" (the keys a snapshot reports follow it)
+    task: str = "classification"
 
     @property
     def key(self) -> tuple:
@@ -100,6 +101,7 @@ class AggregateSnapshot:
             "n_runs": len(self.names),
             "n_classes_total": self.n_classes_total,
             "square_loss": self.square_loss,
+            "task": self.task,
             "metrics": {k: s.to_dict() for k, s in self.metrics.items()},
         }
 
@@ -202,6 +204,7 @@ def _view(snap: AggregateSnapshot, stat: str) -> SnapshotResult:
         },
     )
     res.epoch, res.split, res.layer = snap.epoch, snap.split, snap.layer
+    res.task = snap.task
     return res
 
 
@@ -243,7 +246,7 @@ def aggregate(reports: list[Report]) -> AggregateReport:
     """
     reports = list(reports)
     if len(reports) < 2:
-        raise InvalidDataError("--aggregate needs at least two runs (files)")
+        raise UsageError("--aggregate needs at least two runs (files)")
     labels = [_label(r, i) for i, r in enumerate(reports)]
     indices = [_index(r, lab) for r, lab in zip(reports, labels, strict=True)]
     first = indices[0]
@@ -270,7 +273,7 @@ def aggregate(reports: list[Report]) -> AggregateReport:
     snaps = []
     for key, res in first.items():
         group = [idx[key] for idx in indices]
-        keys = report_metric_keys(group)
+        keys = list(dict.fromkeys(k for r in group for k in r.metric_keys()))
         snaps.append(
             AggregateSnapshot(
                 split=key[0],
@@ -280,6 +283,7 @@ def aggregate(reports: list[Report]) -> AggregateReport:
                 n_classes_total=_classes(res)[0],
                 metrics={k: summarise([r.metrics.get(k) for r in group]) for k in keys},
                 square_loss=all(r.shows_square_loss() for r in group),
+                task=res.task,
             )
         )
     return AggregateReport(

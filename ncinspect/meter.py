@@ -31,7 +31,7 @@ import numpy as np
 
 from .analyze import build_result
 from .arrays import to_host
-from .errors import InvalidDataError, UsageError
+from .errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from .inputs import Prepared
 from .metrics import between_class_geometry
 from .stats import FirstPass, SecondPass
@@ -78,12 +78,20 @@ class Meter:
         if center not in ("classes", "samples"):
             raise UsageError(f"center must be 'classes' or 'samples', got {center!r}")
         self._weights_src, self._bias_src = weights, bias
-        self.weights = None if weights is None else to_host(weights, "weights").astype(np.float64)
-        self.bias = None if bias is None else to_host(bias, "bias").astype(np.float64)
+        self.weights = None if weights is None else _numeric(to_host(weights, "weights"), "weights")
+        self.bias = None if bias is None else _numeric(to_host(bias, "bias"), "bias")
         if self.weights is not None and self.weights.ndim != 2:
             raise InvalidDataError(f"weights must be 2-D (C, d), got shape {self.weights.shape}")
-        if self.weights is None and not n_classes:
-            raise UsageError("give weights (the classifier) or n_classes")
+        if self.weights is None and self.bias is not None:
+            raise UsageError("a bias without weights has no classifier to add it to")
+        if self.weights is None and (
+            isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1
+        ):
+            raise UsageError(f"give weights (the classifier) or n_classes >= 1, got {n_classes!r}")
+        if self.weights is not None and n_classes is not None and n_classes != len(self.weights):
+            raise UsageError(
+                f"n_classes = {n_classes} but the weights have {len(self.weights)} rows"
+            )
         self.n_classes = int(self.weights.shape[0] if self.weights is not None else n_classes)
         if self.bias is not None and self.bias.shape != (self.n_classes,):
             raise InvalidDataError(
@@ -101,10 +109,17 @@ class Meter:
         self.geometry = None
         self._dtype = None
         self._seen2 = np.zeros(self.n_classes, dtype=np.int64)
+        self._first2: FirstPass | None = None  # pass 2's own class sums, to compare
 
     def _batch(self, features: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
         h = to_host(features, "features")
         y = to_host(labels, "labels")
+        if h.dtype.kind not in "fiu":
+            raise UnsupportedDtypeError(f"features have unsupported dtype {h.dtype}: use floats")
+        if y.dtype.kind not in "fiub":
+            raise UnsupportedDtypeError(
+                f"labels have dtype {y.dtype}: the Meter takes integer labels (rows of W)"
+            )
         if h.ndim != 2:
             raise InvalidDataError(f"features must be 2-D (batch, d), got shape {h.shape}")
         if y.ndim != 1 or y.shape[0] != h.shape[0]:
@@ -134,9 +149,13 @@ class Meter:
             part = FirstPass.of_chunk(h, y, self.n_classes, n0)
             self.first = part if self.first is None else self.first.merge(part)
         else:
+            if not np.isfinite(h).all():
+                raise InvalidDataError("features: pass 2 met row(s) holding NaN/Inf values")
             part = SecondPass.of_chunk(self.geometry, h, y)
             self.second = part if self.second is None else self.second.merge(part)
             self._seen2 += np.bincount(y, minlength=self.n_classes)
+            sums = FirstPass.of_chunk(h, y, self.n_classes)
+            self._first2 = sums if self._first2 is None else self._first2.merge(sums)
 
     def next_pass(self) -> None:
         """End pass 1: fix the class means and the between-class geometry."""
@@ -171,6 +190,7 @@ class Meter:
                 f"pass 2 saw {int(self._seen2[c])} sample(s) of class {c} where pass 1 saw "
                 f"{int(counts[c])}: both passes must go over the same rows"
             )
+        self._check_same_rows()
         self._check_weights_unchanged()
         prep = Prepared(
             features=_Rows(int(counts.sum()), self.first.sums.shape[1], self._dtype),
@@ -199,6 +219,17 @@ class Meter:
         """
         if other.pass_number != self.pass_number:
             raise UsageError("meters to merge must be in the same pass")
+        if other.n_classes != self.n_classes:
+            raise InvalidDataError(
+                f"meters to merge must have the same classes ({self.n_classes} and "
+                f"{other.n_classes})"
+            )
+        if (self.center, self.min_class_count) != (other.center, other.min_class_count):
+            raise UsageError("meters to merge must use the same center and min_class_count")
+        if (self.bias is None) != (other.bias is None) or (
+            self.bias is not None and not np.array_equal(self.bias, other.bias)
+        ):
+            raise InvalidDataError("meters to merge must have the same classifier bias")
         if (self.weights is None) != (other.weights is None) or (
             self.weights is not None and not np.array_equal(self.weights, other.weights)
         ):
@@ -212,7 +243,24 @@ class Meter:
                 raise InvalidDataError("meters in pass 2 must share pass 1 (the same class means)")
             self.second = self.second.merge(other.second)
             self._seen2 = self._seen2 + other._seen2
+            if other._first2 is not None:
+                self._first2 = (
+                    other._first2 if self._first2 is None else self._first2.merge(other._first2)
+                )
         return self
+
+    def _check_same_rows(self) -> None:
+        """Pass 2's class means must be pass 1's (the same rows, in any order or split)."""
+        if self._first2 is None:
+            return
+        a, b = self.first.class_means(), self._first2.class_means()
+        scale = max(float(np.nanmax(np.abs(a))) if a.size else 0.0, np.finfo(float).tiny)
+        diff = np.nanmax(np.abs(a - b)) if a.size else 0.0
+        if not diff <= 1e-9 * scale:
+            raise InvalidDataError(
+                "pass 2 saw other features than pass 1 (class means differ by "
+                f"{diff / scale:.2g} relative): both passes must go over the same rows"
+            )
 
     def _check_weights_unchanged(self) -> None:
         """Weights given as a live tensor must not change between the passes."""
@@ -224,3 +272,9 @@ class Meter:
                 "the classifier weights changed since the meter was made: measure with a fixed "
                 "model (between optimiser steps), or make a new Meter"
             )
+
+
+def _numeric(arr: np.ndarray, what: str) -> np.ndarray:
+    if arr.dtype.kind not in "fiu":
+        raise UnsupportedDtypeError(f"{what} have unsupported dtype {arr.dtype}: use floats")
+    return arr.astype(np.float64)

@@ -66,7 +66,9 @@ def test_runs_with_different_epochs_or_classes_are_refused():
     other.snapshots[0].class_names = ["cat", "dog"]
     with pytest.raises(InvalidDataError, match="same classes"):
         aggregate([_run({"nc1": 0.1}), other])
-    with pytest.raises(InvalidDataError, match="two runs"):
+    from ncinspect.errors import UsageError
+
+    with pytest.raises(UsageError, match="two runs"):
         aggregate([_run({"nc1": 0.1})])
 
 
@@ -183,9 +185,38 @@ def test_trajectory_of_aggregated_runs_has_mean_lines_and_bands(seeds):
 
 
 def test_cli_plot_aggregate_groups_files_by_label(seeds, tmp_path):
+    import shutil
+
+    copies = [shutil.copy(p, tmp_path / f"copy_{i}.h5") for i, p in enumerate(seeds)]
     out = tmp_path / "figs"
-    args = ["plot", *seeds, *seeds, "--aggregate", "-f", "png", "-q", "--dpi", "40"]
+    args = ["plot", *seeds, *map(str, copies), "--aggregate", "-f", "png", "-q", "--dpi", "40"]
     labels = ["-l", "a", "-l", "a", "-l", "a", "-l", "b", "-l", "b", "-l", "b"]
     assert main([*args, *labels, "-o", str(out)]) == 0
     assert (out / "trajectory.png").stat().st_size > 0
     assert main([*args, "-k", "gram", "-o", str(out)]) == 2
+
+
+def test_aggregate_usage_errors(seeds, capsys):
+    assert main(["report", seeds[0], "--aggregate", "-q"]) == 2  # one run is no interval
+    assert main(["report", seeds[0], seeds[0], "--aggregate", "-q"]) == 2  # counted twice
+    assert "same file" in capsys.readouterr().err
+    other = seeds[0].replace("/run_s1", "/./run_s1")
+    assert main(["check", seeds[0], other, "--aggregate", "--max", "nc1=1"]) == 2
+
+
+def test_aggregated_views_keep_the_task(tmp_path):
+    runs = []
+    for s in (1, 2):
+        rep = _run({"nc1": 0.1 * s}, file=f"r{s}.h5")
+        ood = SnapshotResult(name="/ood", n_samples=5, n_features=3, n_classes=0, metrics={})
+        ood.epoch, ood.split, ood.task = 5, "ood", "ood"
+        rep.snapshots.append(ood)
+        runs.append(rep)
+    agg = aggregate(runs)
+    ood = next(s for s in agg if s.split == "ood")
+    assert ood.task == "ood" and ood.metrics == {}
+    assert [v.task for v in agg.views()] == ["classification", "ood"]
+    from ncinspect.aggregate_check import BoundRule, check_aggregate
+
+    result = check_aggregate(agg, [BoundRule("max", "nc1", bound=1.0)])
+    assert result.passed and len(result.outcomes) == 1  # the OOD view is not a target

@@ -137,7 +137,7 @@ def test_parse_classes():
     assert parse_classes("0-3,7") == [0, 1, 2, 3, 7]
     assert parse_classes("worst:5") == Worst(5)
     assert parse_classes("worst10") == Worst(10)
-    for bad in ("", "a-b", "3-1", "worst:0", "worst:x", "1,,x"):
+    for bad in ("", "a-b", "3-1", "worst:0", "worst:1", "worst:x", "1,,x"):
         with pytest.raises(ValueError):
             parse_classes(bad)
 
@@ -199,6 +199,12 @@ def test_cli_classes_option(tmp_path, capsys):
     base = ["plot", path, "-o", str(out), "-k", "gram", "-f", "png", "-q"]
     assert main([*base, "--classes", "worst:4"]) == 0
     assert (out / "gram.png").exists()
+    for bad in ("worst:1", "12", "0-200"):  # rows the 12 classes cannot give: usage, no folder
+        other = tmp_path / f"none-{bad.replace(':', '')}"
+        args = ["plot", path, "-o", str(other), "-k", "gram", "-q", "--classes", bad]
+        assert main(args) == 2
+        assert not other.exists()
+    capsys.readouterr()
     assert main([*base, "--classes", "x"]) == 2
     err = capsys.readouterr().err
     assert "--classes" in err and "worst:K" in err

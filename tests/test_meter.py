@@ -121,3 +121,47 @@ def test_usage_errors():
     meter.next_pass()
     meter.reset()
     assert meter.pass_number == 1 and meter.first is None
+
+
+def test_pass_two_over_other_features_is_refused():
+    h, y, w, _ = _data(7)
+    meter = ncinspect.Meter(weights=w)
+    meter.update(h, y)
+    meter.next_pass()
+    meter.update(h[::-1] + 0.5, y[::-1])  # same class counts, other rows
+    with pytest.raises(InvalidDataError, match="other features"):
+        meter.compute()
+    meter = ncinspect.Meter(weights=w)
+    meter.update(h, y)
+    meter.next_pass()
+    meter.update(h[::-1], y[::-1])  # the same rows in another order: fine
+    assert meter.compute().metrics["nc1"] is not None
+    bad = h.copy()
+    bad[3, 0] = np.nan
+    meter = ncinspect.Meter(weights=w)
+    meter.update(h, y)
+    meter.next_pass()
+    with pytest.raises(InvalidDataError, match="NaN"):
+        meter.update(bad, y)
+
+
+def test_meters_with_other_settings_do_not_merge_and_inputs_are_checked():
+    h, y, w, b = _data(8)
+    with pytest.raises(InvalidDataError, match="bias"):
+        ncinspect.Meter(weights=w).merge(ncinspect.Meter(weights=w, bias=b))
+    with pytest.raises(InvalidDataError, match="same classes"):
+        ncinspect.Meter(n_classes=3).merge(ncinspect.Meter(n_classes=4))
+    with pytest.raises(UsageError, match="center"):
+        ncinspect.Meter(weights=w).merge(ncinspect.Meter(weights=w, center="samples"))
+    for kwargs in ({"weights": w, "n_classes": 9}, {"n_classes": -3}, {"bias": b, "n_classes": 5}):
+        with pytest.raises(UsageError):
+            ncinspect.Meter(**kwargs)
+    from ncinspect.errors import UnsupportedDtypeError
+
+    with pytest.raises(UnsupportedDtypeError):
+        ncinspect.Meter(weights=w + 1j)
+    meter = ncinspect.Meter(weights=w)
+    with pytest.raises(UnsupportedDtypeError):
+        meter.update(h + 1j, y)
+    with pytest.raises(UnsupportedDtypeError):
+        meter.update(h, y.astype(str))

@@ -102,4 +102,16 @@ def test_probe_passes_good_files_and_leaves_errors_to_the_real_walk(tmp_path):
     probe_hdf5(bad, seconds=10)  # the child's error is not reported from the probe
     run = _cli(bad, "info")
     assert run.returncode == 3 and "bad.h5" in run.stderr
-    assert _cli(path, "info", env_seconds="0").returncode == 0  # 0 switches the probe off
+    assert _cli(path, "info", env_seconds="0").returncode == 0
+
+
+def test_zero_seconds_switches_the_probe_off(tmp_path):
+    path = write_run(tmp_path / "ok.h5", layers=0, epochs=(0,))
+
+    def spin(*_):
+        while True:
+            pass
+
+    t0 = time.monotonic()
+    probe_hdf5(path, seconds=0, walk=spin)  # returns at once: no child is forked
+    assert time.monotonic() - t0 < 1.0

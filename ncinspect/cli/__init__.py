@@ -65,12 +65,12 @@ def _debug_requested(argv: list[str]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ncinspect`` console script; returns (and exits with) the code."""
     from ..errors import NCInspectError
-    from ..io.probe import configure_from_env
+    from ..io.probe import configure_from_env, restore
     from ..render.safe import plain  # messages name files and arrays: no raw control codes
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
-    configure_from_env()  # corrupt HDF5 metadata is walked in a child first (io/probe.py)
+    probe_before = configure_from_env()  # HDF5 metadata walked in a child first (io/probe.py)
     try:
         rv = cli.main(args=args, prog_name="ncinspect", standalone_mode=False)
         code = 0 if rv is None else int(rv)
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             err=True,
         )
         code = 4
+    restore(probe_before)  # in-process callers (tests, notebooks) keep the library default
     if argv is None:
         sys.exit(code)
     return code

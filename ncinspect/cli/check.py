@@ -174,6 +174,10 @@ def command(
             f"{len(files)} files given: pass --aggregate to check them as runs (seeds) of one "
             "experiment, or check one file at a time"
         )
+    if aggregate:
+        from .common import distinct_runs
+
+        distinct_runs(files)
     if (max_upper or min_lower) and not aggregate:
         raise UsageError("--max-upper/--min-lower bound an interval over runs: use --aggregate")
     if output and write_mode(output) == STDOUT:

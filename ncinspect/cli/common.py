@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import click
@@ -195,3 +196,22 @@ def classes_from(kwargs: dict) -> dict:
         "class_names": read_class_names(path) if path else None,
         "min_class_count": kwargs.pop("min_class_count", 1),
     }
+
+
+def distinct_runs(files) -> None:
+    """``--aggregate``: at least two files, none given twice (however spelled): a file
+    counted twice would give a zero-width interval from one run."""
+    if len(files) < 2:
+        raise click.UsageError("--aggregate needs at least two runs (files)")
+    seen: dict[tuple[int, int], str] = {}
+    for f in files:
+        try:
+            st = os.stat(f)
+        except OSError:
+            continue  # the reader reports an unreadable input with its own message
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            raise click.UsageError(
+                f"{seen[key]} and {f} are the same file: each run (seed) counts once"
+            )
+        seen[key] = f

@@ -306,6 +306,13 @@ def command(
     for paths in targets.values():
         for path in paths:
             check_not_input(path, files, what="figure")
+    if classes is not None:  # a subset the snapshots cannot give is a usage error, up front
+        for kind, idx, _ in jobs:
+            if kind in ("gram", "projection"):
+                try:
+                    plots.pick_classes(finals[idx[0]], classes)
+                except ValueError as exc:
+                    raise click.BadParameter(str(exc), param_hint="--classes") from None
     make_output_folder(out_dir)
     draw = {
         "gram": plots.plot_gram,
@@ -367,7 +374,9 @@ def _plot_aggregated(
     from ..aggregate import aggregate
     from ..analyze import analyze_file
     from ..io.atomic import check_not_input, make_output_folder
+    from .common import distinct_runs
 
+    distinct_runs(files)
     if set(kinds) - {"trajectory"}:
         raise click.UsageError("--aggregate draws the trajectory kind only (means with bands)")
     if labels and len(labels) != len(files):
@@ -379,6 +388,11 @@ def _plot_aggregated(
     groups: dict[str, list[str]] = {}
     for i, f in enumerate(files):
         groups.setdefault(labels[i] if labels else f"mean of {len(files)} runs", []).append(f)
+    lone = [label for label, members in groups.items() if len(members) < 2]
+    if lone:
+        raise click.UsageError(
+            f"--label {lone[0]!r} names one file: each aggregated run needs two or more seeds"
+        )
     aggs = []
     for members in groups.values():
         reports = [

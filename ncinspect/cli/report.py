@@ -123,6 +123,10 @@ def command(
             f"{len(files)} files given: pass --aggregate to report them as runs (seeds) of one "
             "experiment, or report one file at a time"
         )
+    if aggregate:
+        from .common import distinct_runs
+
+        distinct_runs(files)
     if aggregate and per_class:
         raise click.UsageError("--per-class is not aggregated; leave it out with --aggregate")
     check_distinct([("--json", json_path), ("--csv", csv_path)])

@@ -22,7 +22,7 @@ import time
 from ..errors import UnreadableFileError
 from .paths import shown
 
-__all__ = ["PROBE_SECONDS", "probe_hdf5", "configure_from_env"]
+__all__ = ["PROBE_SECONDS", "probe_hdf5", "configure_from_env", "restore"]
 
 #: Seconds the child may take to walk the metadata; None (or 0): no probe.
 PROBE_SECONDS: float | None = None
@@ -30,15 +30,24 @@ _ENV = "NCINSPECT_HDF5_PROBE_SECONDS"
 _DEFAULT = 30.0
 
 
-def configure_from_env() -> None:
-    """Set :data:`PROBE_SECONDS` for a CLI run (``$NCINSPECT_HDF5_PROBE_SECONDS`` or 30)."""
+def configure_from_env() -> float | None:
+    """Set :data:`PROBE_SECONDS` for a CLI run (``$NCINSPECT_HDF5_PROBE_SECONDS`` or 30);
+    returns the previous value (the CLI restores it when it returns)."""
     global PROBE_SECONDS
+    previous = PROBE_SECONDS
     text = os.environ.get(_ENV, "")
     try:
         value = float(text) if text.strip() else _DEFAULT
     except ValueError:
         value = _DEFAULT
     PROBE_SECONDS = value if value > 0 and value == value else None
+    return previous
+
+
+def restore(previous: float | None) -> None:
+    """Put back the :data:`PROBE_SECONDS` that :func:`configure_from_env` returned."""
+    global PROBE_SECONDS
+    PROBE_SECONDS = previous
 
 
 def _walk(path: str, allow_external: bool, memory_limit: int | None) -> None:
@@ -54,6 +63,20 @@ def _walk(path: str, allow_external: bool, memory_limit: int | None) -> None:
         )
     finally:
         handle.close()
+
+
+def _on_term_raise():
+    """While the probe waits, SIGTERM raises SystemExit (so the child is killed on the way
+    out); returns the handler to restore, or None off the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def probe_hdf5(
@@ -89,19 +112,29 @@ def probe_hdf5(
         os._exit(code)
     deadline = time.monotonic() + seconds
     status = None
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise UnreadableFileError(
-                f"{shown(path)}: reading its HDF5 metadata did not finish in {seconds:g} s "
-                "(a corrupt file makes libhdf5 loop; set NCINSPECT_HDF5_PROBE_SECONDS to "
-                "allow longer)"
-            )
-        time.sleep(0.005)
+    old_term = _on_term_raise()
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                pid = 0
+                break
+            if time.monotonic() > deadline:
+                raise UnreadableFileError(
+                    f"{shown(path)}: reading its HDF5 metadata did not finish in {seconds:g} s "
+                    "(a corrupt file makes libhdf5 loop; set NCINSPECT_HDF5_PROBE_SECONDS to "
+                    "allow longer)"
+                )
+            time.sleep(0.005)
+    finally:
+        if pid:  # timed out, interrupted or terminated: the child never outlives the probe
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
     if os.WIFSIGNALED(status):
         name = signal.Signals(os.WTERMSIG(status)).name
         raise UnreadableFileError(

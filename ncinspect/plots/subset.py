@@ -27,8 +27,8 @@ def parse_classes(spec: str) -> list[int] | Worst:
     text = spec.strip().lower()
     if text.startswith("worst"):
         k = text[5:].lstrip(":= ")
-        if not k.isdigit() or int(k) < 1:
-            raise ValueError(f"{spec!r}: expected worst:K with K a positive integer")
+        if not k.isdigit() or int(k) < 2:
+            raise ValueError(f"{spec!r}: expected worst:K with K >= 2 (a subset of two or more)")
         return Worst(int(k))
     out: list[int] = []
     for part in filter(None, (p.strip() for p in text.split(","))):

@@ -63,6 +63,8 @@ def render_aggregate(
     files = ", ".join(markup(f) for f in agg.files if f)
     message(console, f"aggregate of {len(agg.files)} runs: {files}")
     for snap in final_snapshots(agg, every=every):
+        if not any(stat.n for stat in snap.metrics.values()):
+            continue  # an OOD set: it reports no metric of its own
         show(console, aggregate_table(snap, len(agg.files), sqi=sqi))
     if not every:
         message(
