@@ -120,6 +120,30 @@ def evaluate(
     }
 
 
+def end_epoch(hist, rec: dict, config: TrainConfig, snapshot, lr: float, callback) -> None:
+    """Record one epoch: refuse a diverged loss, snapshot on schedule, tell the callback."""
+    done = rec["epoch"]
+    if not np.isfinite(rec["loss"]):
+        from ..errors import UsageError
+
+        raise UsageError(
+            f"training diverged at epoch {done} (loss {rec['loss']}); lower the learning "
+            f"rate (lr={config.lr}) or the init scale (init_scale={config.init_scale})"
+        )
+    if done % config.save_every == 0 or done == config.epochs:
+        rec.update(snapshot(done, lr))
+    hist.records.append(rec)
+    if callback is not None:
+        callback(rec)
+
+
+def set_epoch_seconds(hist, train_seconds: float) -> None:
+    """Mean seconds per trained epoch (the record of epoch 0 is not one)."""
+    n_epochs = max(0, len(hist.records) - 1)
+    if n_epochs:
+        hist.epoch_seconds = train_seconds / n_epochs
+
+
 @contextlib.contextmanager
 def _defer_sigint() -> Iterator[None]:
     """Hold Ctrl-C until the block ends, so a snapshot is never left half written."""
@@ -383,24 +407,11 @@ def fit(
                 "loss": loss_sum / N,
                 "train_accuracy": correct / N,
             }
-            if not np.isfinite(rec["loss"]):
-                from ..errors import UsageError
-
-                raise UsageError(
-                    f"training diverged at epoch {done} (loss {rec['loss']}); lower the learning "
-                    f"rate (lr={config.lr}) or the init scale (init_scale={config.init_scale})"
-                )
-            if done % config.save_every == 0 or done == config.epochs:
-                rec.update(snapshot(done, lr))
-            hist.records.append(rec)
-            if callback is not None:
-                callback(rec)
+            end_epoch(hist, rec, config, snapshot, lr, callback)
     except KeyboardInterrupt:
         hist.interrupted = True
     finally:
         if writer is not None:
             writer.close()
-    n_epochs = max(0, len(hist.records) - 1)
-    if n_epochs:
-        hist.epoch_seconds = train_seconds / n_epochs
+    set_epoch_seconds(hist, train_seconds)
     return hist

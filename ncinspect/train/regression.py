@@ -122,7 +122,7 @@ def fit_regression(
     Records hold ``epoch``, ``loss``, ``learning_rate`` and, at snapshots, ``mse``,
     ``test_mse`` and ``nrc1`` (through :func:`ncinspect.analyze_regression`).
     """
-    from .loop import History, _defer_sigint, _write_split
+    from .loop import History, _defer_sigint, _write_split, end_epoch, set_epoch_seconds
 
     data = regression_data(config) if data is None else data
     dtype = np.dtype(config.dtype)
@@ -260,24 +260,11 @@ def fit_regression(
             train_seconds += time.perf_counter() - t0
             done = epoch + 1
             rec = {"epoch": done, "learning_rate": lr, "loss": loss_sum / N}
-            if not np.isfinite(rec["loss"]):
-                from ..errors import UsageError
-
-                raise UsageError(
-                    f"training diverged at epoch {done} (loss {rec['loss']}); lower the learning "
-                    f"rate (lr={config.lr}) or the init scale (init_scale={config.init_scale})"
-                )
-            if done % config.save_every == 0 or done == config.epochs:
-                rec.update(snapshot(done, lr))
-            hist.records.append(rec)
-            if callback is not None:
-                callback(rec)
+            end_epoch(hist, rec, config, snapshot, lr, callback)
     except KeyboardInterrupt:
         hist.interrupted = True
     finally:
         if writer is not None:
             writer.close()
-    n_epochs = max(0, len(hist.records) - 1)
-    if n_epochs:
-        hist.epoch_seconds = train_seconds / n_epochs
+    set_epoch_seconds(hist, train_seconds)
     return hist
