@@ -9,8 +9,8 @@ Run from the repository root (not part of the test suite; run it once, it takes 
 W (50,000 x 768), one ``test`` snapshot of N feature rows whose labels follow a Zipf law over
 the vocabulary, so most classes are absent from the split (the count is printed). ``report``
 runs ``ncinspect report FILE --json OUT --quiet`` in this process and prints the wall time of
-the whole report and, separately, of the generalized metrics (metrics_general) recomputed on
-the same class-level arrays; ``/usr/bin/time -v`` gives the peak resident memory
+the whole report and, separately, of the generalized metrics (ncinspect.metrics.general)
+recomputed on the same class-level arrays; ``/usr/bin/time -v`` gives the peak resident memory
 ("Maximum resident set size"). Results are in docs/performance.md.
 """
 
@@ -50,12 +50,12 @@ def make(folder: str, n: int, seed: int = 0) -> str:
 
 
 def report(folder: str, n: int) -> None:
-    from ncinspect import metrics_general
     from ncinspect.cli import main
+    from ncinspect.metrics import compute
 
     path = os.path.join(folder, f"large_c_{n}.h5")
     out = os.path.join(folder, f"large_c_{n}.json")
-    inner = metrics_general.general_metrics
+    inner = compute.general_metrics
     spent = []
 
     def timed(*args, **kwargs):  # the generalized metrics' share of the report
@@ -65,7 +65,7 @@ def report(folder: str, n: int) -> None:
         finally:
             spent.append(time.perf_counter() - t)
 
-    metrics_general.general_metrics = timed
+    compute.general_metrics = timed
     t0 = time.perf_counter()
     code = main(["report", path, "--json", out, "--quiet"])
     total = time.perf_counter() - t0

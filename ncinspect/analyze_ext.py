@@ -2,10 +2,10 @@
 
 - A **regression snapshot** (float ``targets`` (N, t) that are not one-hot, or any targets
   when the metadata says ``task = "regression"``) reports nrc1-nrc3
-  (:mod:`ncinspect.regression`) and nothing of NC1-NC4.
+  (:mod:`ncinspect.metrics.regression`) and nothing of NC1-NC4.
 - An **OOD snapshot** (split ``ood`` / ``ood_<name>``) is reported without metrics of its
   own; its feature mean gives ``nc5_ood_orthogonality`` on the in-distribution snapshots of
-  the same epoch and layer (:mod:`ncinspect.ood`).
+  the same epoch and layer (:mod:`ncinspect.metrics.ood`).
 
 Rows are walked by the engine (``engine.reduce_rows``: in this process or on Dask), never here.
 """
@@ -21,8 +21,8 @@ import numpy as np
 from .errors import InvalidDataError, ShapeMismatchError
 from .inputs import _check_finite, _check_numeric
 from .io.sources import ArraySource, as_source
-from .ood import NC5_KEY, FeatureSum, is_ood_split, nc5_key, ood_orthogonality, ood_partners
-from .regression import (
+from .metrics.ood import NC5_KEY, FeatureSum, is_ood_split, nc5_key, ood_orthogonality, ood_partners
+from .metrics.regression import (
     RegressionFirstPass,
     RegressionSecondPass,
     compute_regression_metrics,

@@ -172,14 +172,14 @@ def _num(x: float) -> str:
 
 def _extra_metric_keys() -> list[str]:
     """Keys outside METRIC_KEYS a rule may use: nrc1-3 (regression) and nc5 (OOD sets)."""
-    from .ood import NC5_KEY
-    from .regression import REGRESSION_KEYS
+    from .metrics.ood import NC5_KEY
+    from .metrics.regression import REGRESSION_KEYS
 
     return [NC5_KEY, *REGRESSION_KEYS]
 
 
 def _is_extra_metric(name: str) -> bool:
-    from .ood import NC5_KEY
+    from .metrics.ood import NC5_KEY
 
     return name in _extra_metric_keys() or name.startswith(NC5_KEY + "_")
 

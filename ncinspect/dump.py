@@ -220,7 +220,7 @@ def _split_of(node: Node) -> str | None:
 
 
 def _is_ood(split: str | None) -> bool:
-    from .ood import is_ood_split
+    from .metrics.ood import is_ood_split
 
     return is_ood_split(split)
 

@@ -307,12 +307,12 @@ def metric_keys_for(res: SnapshotResult) -> list[str]:
     """Metric keys of one result: METRIC_KEYS, plus the nc5 keys it holds; nrc1-3 for a
     regression snapshot; none for an OOD snapshot."""
     if res.task == "regression":
-        from .regression import REGRESSION_KEYS
+        from .metrics.regression import REGRESSION_KEYS
 
         return list(REGRESSION_KEYS)
     if res.task == "ood":
         return []
-    from .ood import NC5_KEY
+    from .metrics.ood import NC5_KEY
 
     return [*METRIC_KEYS, *sorted(k for k in res.metrics if k.startswith(NC5_KEY))]
 

@@ -348,7 +348,7 @@ def _frob(a: np.ndarray) -> float:
 
 def _pair_cosine_error(weights: np.ndarray, predicted: float) -> tuple[float, float] | None:
     """(mean pairwise row cosine, ||cos - predicted|| over pairs / ||predicted 1||), in tiles."""
-    from .metrics import _pairwise_upper
+    from .metrics.linalg import pairwise_upper
 
     norms = np.linalg.norm(weights, axis=1)
     C = weights.shape[0]
@@ -357,7 +357,7 @@ def _pair_cosine_error(weights: np.ndarray, predicted: float) -> tuple[float, fl
     unit = weights / norms[:, None]
     total = sq = 0.0
     count = 0
-    for cos in _pairwise_upper(unit):
+    for cos in pairwise_upper(unit):
         total += float(cos.sum())
         sq += float(np.square(cos - predicted).sum())
         count += cos.size

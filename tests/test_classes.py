@@ -398,7 +398,7 @@ def test_class_names_file_errors(tmp_path, capsys):
 
 
 def test_generalized_metrics_use_the_present_classes():
-    from ncinspect.metrics_general import GENERAL_KEYS
+    from ncinspect.metrics.general import GENERAL_KEYS
 
     h, y, w, b = _absent()
     present = np.array([0, 1, 2, 4])

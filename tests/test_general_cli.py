@@ -13,7 +13,7 @@ from rich.console import Console
 import ncinspect
 from ncinspect import DumpWriter
 from ncinspect.cli import main
-from ncinspect.metrics_general import GENERAL_KEYS
+from ncinspect.metrics.general import GENERAL_KEYS
 from ncinspect.render.table import render_report
 
 C, D = 12, 4  # d < C - 1: no simplex ETF

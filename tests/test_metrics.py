@@ -10,7 +10,9 @@ from reference import reference_metrics
 import ncinspect
 from ncinspect import metrics as M
 from ncinspect.analyze import analyze
-from ncinspect.registry import spec
+from ncinspect.metrics import kernels as K
+from ncinspect.metrics import linalg as L
+from ncinspect.metrics.registry import spec
 
 FLOAT_KEYS = [k for k in M.METRIC_KEYS if spec(k).kind == "float"]
 
@@ -153,15 +155,15 @@ def test_large_c_closed_form_etf_error_matches_direct():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((300, 20)), rng.standard_normal((300, 20))
     direct = M.etf_error(a, b)
-    old = M._DIRECT_MAX_C
+    old = K.DIRECT_MAX_C
     try:
-        M._DIRECT_MAX_C = 10  # force the closed form (d < C branch)
+        K.DIRECT_MAX_C = 10  # force the closed form (d < C branch)
         close(M.etf_error(a, b), direct, rtol=1e-8)
         a2, b2 = rng.standard_normal((30, 50)), rng.standard_normal((30, 50))  # d > C branch
         direct2 = float(np.linalg.norm((x := a2 @ b2.T) / np.linalg.norm(x) - M.etf_gram(30)))
         close(M.etf_error(a2, b2), direct2, rtol=1e-8)
     finally:
-        M._DIRECT_MAX_C = old
+        K.DIRECT_MAX_C = old
 
 
 def test_tiled_pairwise_matches_direct(monkeypatch):
@@ -170,7 +172,7 @@ def test_tiled_pairwise_matches_direct(monkeypatch):
     full = M.pairwise_cosine_stats(v)
     var = rng.random(40)
     cd = M.cdnv(var, v)
-    monkeypatch.setattr(M, "_TILE_ELEMS", 50)  # tiles of one row
+    monkeypatch.setattr(L, "TILE_ELEMS", 50)  # tiles of one row
     tiled = M.pairwise_cosine_stats(v)
     close(tiled[0], full[0], rtol=1e-12)
     close(tiled[1], full[1], rtol=1e-12)

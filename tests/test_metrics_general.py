@@ -13,9 +13,17 @@ from reference import etf_error as ref_etf_error
 from reference import reference_metrics, seli_geometry
 
 from ncinspect import metrics as M
-from ncinspect import metrics_general as G
 from ncinspect.analyze import analyze
-from ncinspect.registry import BY_KEY, INVARIANCES, REGISTRY, UNIFORMITY_GROUPS, table_entries
+from ncinspect.metrics import general as G
+from ncinspect.metrics import linalg as L
+from ncinspect.metrics import seli as S
+from ncinspect.metrics.registry import (
+    BY_KEY,
+    INVARIANCES,
+    REGISTRY,
+    UNIFORMITY_GROUPS,
+    table_entries,
+)
 
 DIRECTIONS = {"lower", "higher", "zero", "one", "info"}
 
@@ -268,33 +276,36 @@ def test_large_c_paths_match_direct(monkeypatch):
     direct = {
         "of_w": G.of_error(w, w),
         "of_d": G.of_error(w, mu),
-        "seli_w": G.seli_error(w, w, counts, 1)[0],
-        "seli_m": G.seli_error(mu, mu, counts, -1)[0],
+        "seli_w": S.seli_error(w, w, counts, 1)[0],
+        "seli_m": S.seli_error(mu, mu, counts, -1)[0],
         "hyper": G.hyperspherical_stats(mu),
         "cdnv": G.cdnv_exp2(var, mu),
         "minority": G.minority_collapse(w, counts),
     }
-    monkeypatch.setattr(G, "_DIRECT_MAX_C", 4)  # trace identities and count groups
-    monkeypatch.setattr(M, "_TILE_ELEMS", 50)  # one row per tile
+    monkeypatch.setattr(G, "DIRECT_MAX_C", 4)  # trace identities and count groups
+    monkeypatch.setattr(S, "DIRECT_MAX_C", 4)
+    monkeypatch.setattr(L, "TILE_ELEMS", 50)  # one row per tile
     close(G.of_error(w, w), direct["of_w"], rtol=1e-8)
     close(G.of_error(w, mu), direct["of_d"], rtol=1e-8)
-    close(G.seli_error(w, w, counts, 1)[0], direct["seli_w"], rtol=1e-8)
-    close(G.seli_error(mu, mu, counts, -1)[0], direct["seli_m"], rtol=1e-8)
+    close(S.seli_error(w, w, counts, 1)[0], direct["seli_w"], rtol=1e-8)
+    close(S.seli_error(mu, mu, counts, -1)[0], direct["seli_m"], rtol=1e-8)
     for a, b in zip(G.hyperspherical_stats(mu), direct["hyper"], strict=True):
         close(a, b, rtol=1e-10)
     close(G.cdnv_exp2(var, mu), direct["cdnv"], rtol=1e-12)
     close(G.minority_collapse(w, counts), direct["minority"], rtol=1e-12)
     d2 = 60  # d > C: the tiled ||A B^T|| branch
     w2 = rng.standard_normal((C, d2))
-    monkeypatch.setattr(G, "_DIRECT_MAX_C", 2048)
+    monkeypatch.setattr(G, "DIRECT_MAX_C", 2048)
+    monkeypatch.setattr(S, "DIRECT_MAX_C", 2048)
     ref = G.of_error(w2, w2)
-    monkeypatch.setattr(G, "_DIRECT_MAX_C", 4)
+    monkeypatch.setattr(G, "DIRECT_MAX_C", 4)
+    monkeypatch.setattr(S, "DIRECT_MAX_C", 4)
     close(G.of_error(w2, w2), ref, rtol=1e-8)
 
 
 def test_large_c_never_holds_a_c_by_c_matrix(monkeypatch):
     C, d = 4000, 16  # a C x C float64 matrix would be 128 MB
-    monkeypatch.setattr(M, "_TILE_ELEMS", 1 << 18)  # tiles of 2 MB
+    monkeypatch.setattr(L, "TILE_ELEMS", 1 << 18)  # tiles of 2 MB
     rng = np.random.default_rng(0)
     mu = rng.standard_normal((C, d))
     w = mu + 0.1 * rng.standard_normal((C, d))
@@ -339,7 +350,8 @@ def test_seli_exact_configuration_gives_zero(counts, monkeypatch):
     # on imbalanced data SELI is not the ETF: the test discriminates
     assert res["etf_error_weights"] > 0.05
     assert res["nc3_duality_etf_error"] < 1e-7  # logits of SELI are the simplex-encoded labels
-    monkeypatch.setattr(G, "_DIRECT_MAX_C", 2)  # the count-group path agrees
+    monkeypatch.setattr(G, "DIRECT_MAX_C", 2)  # the count-group path agrees
+    monkeypatch.setattr(S, "DIRECT_MAX_C", 2)
     res2 = analyze(H, y, weights=W).metrics
     for key in ("seli_error_weights", "seli_error_means", "seli_error_logits"):
         assert abs(res2[key]) < 1e-6, (key, res2[key])
@@ -364,9 +376,9 @@ def test_seli_reference_geometry_is_the_documented_reduction():
     counts = np.array([30, 12, 5, 5, 2])
     y = np.repeat(np.arange(5), counts)
     w_t, h_t, z_t = seli_geometry(y, 5)
-    for got, ref in ((G.seli_target(counts, 1), w_t), (G.seli_target(counts, -1), h_t)):
+    for got, ref in ((S.seli_target(counts, 1), w_t), (S.seli_target(counts, -1), h_t)):
         np.testing.assert_allclose(got, ref, atol=1e-12)
-    np.testing.assert_allclose(G.seli_target(counts, 0), z_t, atol=1e-12)
+    np.testing.assert_allclose(S.seli_target(counts, 0), z_t, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from ncinspect.analyze import analyze_file
 from ncinspect.cli import main
 from ncinspect.engines.dask import DaskEngine
 from ncinspect.io.writer import DumpWriter
-from ncinspect.ood import FeatureSum, is_ood_split, nc5_key, ood_orthogonality
+from ncinspect.metrics.ood import FeatureSum, is_ood_split, nc5_key, ood_orthogonality
 
 
 def _write(path, snaps, labels=None):

@@ -15,7 +15,7 @@ from ncinspect.analyze_ext import analyze_regression
 from ncinspect.cli import main
 from ncinspect.engines.dask import DaskEngine
 from ncinspect.io.writer import DumpWriter
-from ncinspect.regression import REGRESSION_KEYS, nrc3
+from ncinspect.metrics.regression import REGRESSION_KEYS, nrc3
 
 
 def _data(N=120, d=9, t=3, noise=0.05, seed=0):

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from ..metrics import METRIC_INFO
-from ..ood import OOD_INFO
-from ..regression import REGRESSION_INFO
+from ..metrics.ood import OOD_INFO
+from ..metrics.regression import REGRESSION_INFO
 
 __all__ = [
     "STYLES",

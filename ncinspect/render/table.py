@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..metrics import METRIC_INFO, PER_CLASS_KEYS
-from ..registry import compact_columns, no_etf_note, table_info
+from ..metrics.registry import compact_columns, no_etf_note, table_info
 from ..report import Report, SnapshotResult, square_loss_keys
 from ..trajectory import group_trajectories, has_layers, layer_profile
 from .layout import column, message, no_split, show
@@ -48,14 +48,14 @@ _DIRECTION_OF = {key: direction for key, _, direction, _ in METRIC_INFO}
 
 
 def _extra_info() -> tuple[tuple[str, str, str, str], ...]:
-    from ..ood import OOD_INFO
-    from ..regression import REGRESSION_INFO
+    from ..metrics.ood import OOD_INFO
+    from ..metrics.regression import REGRESSION_INFO
 
     return (*OOD_INFO, *REGRESSION_INFO)
 
 
 def _direction_of(key: str) -> str:
-    from ..ood import NC5_KEY
+    from ..metrics.ood import NC5_KEY
 
     if key.startswith(NC5_KEY):
         key = NC5_KEY
@@ -64,8 +64,8 @@ def _direction_of(key: str) -> str:
 
 def _info_rows(res: SnapshotResult) -> list[tuple[str, str, str, str]]:
     """(key, group, direction, meaning) of the metrics of one result (its task's keys)."""
-    from ..ood import NC5_KEY, OOD_INFO
-    from ..regression import REGRESSION_INFO
+    from ..metrics.ood import NC5_KEY, OOD_INFO
+    from ..metrics.regression import REGRESSION_INFO
 
     if res.task == "regression":
         return list(REGRESSION_INFO)
@@ -78,8 +78,8 @@ def _info_rows(res: SnapshotResult) -> list[tuple[str, str, str, str]]:
 
 def extra_compact_columns(report) -> tuple[tuple[str, str], ...]:
     """Columns added to :data:`COMPACT_KEYS` for the nc5 keys and regression snapshots present."""
-    from ..ood import NC5_KEY
-    from ..regression import REGRESSION_KEYS
+    from ..metrics.ood import NC5_KEY
+    from ..metrics.regression import REGRESSION_KEYS
 
     nc5 = sorted({k for res in report for k in res.metrics if k.startswith(NC5_KEY)})
     cols = [(k, "NC5" + k[len(NC5_KEY) :]) for k in nc5]

@@ -173,8 +173,9 @@ REGISTRY: tuple[MetricSpec, ...] = (
 #: Metrics of the other snapshot kinds, kept out of :data:`REGISTRY` (a classification
 #: snapshot's keys): ``nc5_ood_orthogonality`` appears on the in-distribution snapshots of a
 #: dump with OOD sets (``nc5_ood_orthogonality_<name>`` per named set, same entry), nrc1-nrc3
-#: on regression snapshots only (ncinspect.ood, ncinspect.regression). "rotation" and
-#: "feature_scale" here rotate or scale every feature vector, "weight_scale" scales W.
+#: on regression snapshots only (:mod:`ncinspect.metrics.ood`, :mod:`.regression`).
+#: "rotation" and "feature_scale" here rotate or scale every feature vector,
+#: "weight_scale" scales W.
 OOD_REGISTRY: tuple[MetricSpec, ...] = (
     _m("nc5_ood_orthogonality", "NC5", "lower",
        "mean |cos(mu_c, OOD mean)|: OOD mean vs uncentred class means",

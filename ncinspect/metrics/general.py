@@ -3,7 +3,7 @@
 
 Pure numpy (no IO, no plotting). Every kernel works on class-level arrays only (class means,
 classifier rows, counts, per-class variances), so no extra pass over the rows is needed, and
-pairwise sums over classes run in tiles (:func:`ncinspect.metrics._pairwise_upper`), so that
+pairwise sums over classes run in tiles (:func:`ncinspect.metrics.linalg.pairwise_upper`), so that
 C = 50,000 classes never holds a C x C matrix. Undefined values are ``None`` with a reason.
 
 :func:`general_metrics` is the single entry point used by
@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import metrics as _m
-from .stats import Moments, pow2_scale
+from ..stats import Moments, pow2_scale
+from .kernels import etf_error
+from .linalg import DIRECT_MAX_C, cross_gram_norm2, fro, pairwise_upper, row_cos, tile_rows, unit
+from .seli import seli_error
 
 __all__ = [
     "GENERAL_KEYS",
@@ -25,15 +27,10 @@ __all__ = [
     "bias_collapse",
     "of_error",
     "etf_floor",
-    "seli_target",
-    "seli_error",
     "minority_collapse",
     "general_metrics",
 ]
 
-_DIRECT_MAX_C = 2048  #: up to this C, C x C matrices are formed directly (exact, cheap)
-_SELI_MAX_GROUPS = 4096  #: above this many distinct class counts SELI is not computed
-_EIG_RTOL = 1e-12  #: eigenvalues below this fraction of the largest count as zero
 
 GENERAL_KEYS: tuple[str, ...] = (
     "nc1_cdnv_exp2",
@@ -77,13 +74,13 @@ def hyperspherical_stats(vectors: np.ndarray) -> tuple[float, float, float] | No
     memory. None when C < 2, a vector is zero or two directions coincide (dist = 0).
     """
     C = vectors.shape[0]
-    vectors = _m._unit(vectors)  # exact power-of-two rescaling: no over/underflow
+    vectors = unit(vectors)  # exact power-of-two rescaling: no over/underflow
     norms = np.linalg.norm(vectors, axis=1)
     if C < 2 or np.any(norms == 0) or not np.all(np.isfinite(norms)):
         return None
-    unit = vectors / norms[:, None]
+    units = vectors / norms[:, None]
     logs, dists = Moments(), Moments()
-    for cos in _m._pairwise_upper(unit):
+    for cos in pairwise_upper(units):
         dist = np.sqrt(np.maximum(2.0 - 2.0 * np.clip(cos, -1.0, 1.0), 0.0))
         if np.any(dist == 0):
             return None
@@ -111,7 +108,7 @@ def cdnv_exp2(variances: np.ndarray, centred: np.ndarray) -> float | None:
     C = centred.shape[0]
     sq = np.einsum("ij,ij->i", centred, centred)
     total, count = 0.0, 0
-    step = _m._tile_rows(C, C)
+    step = tile_rows(C, C)
     for i in range(0, C, step):
         rows = np.arange(i, min(i + step, C))
         dist = sq[rows, None] + sq[None, i:] - 2.0 * (centred[rows] @ centred[i:].T)
@@ -133,7 +130,7 @@ def uniform_duality(weights: np.ndarray, centred: np.ndarray) -> float | None:
 
     None when a classifier row or centred mean is zero.
     """
-    cos = _m._row_cos(weights, centred)  # rescales each argument
+    cos = row_cos(weights, centred)  # rescales each argument
     if cos.size == 0 or not np.all(np.isfinite(cos)):
         return None
     return float(np.var(cos))
@@ -150,14 +147,7 @@ def bias_collapse(weights: np.ndarray, global_mean: np.ndarray, bias: np.ndarray
         v = (weights / sw) @ (global_mean / sg)
         if bias is not None:
             v = v + bias / sw / sg
-        return _m._fro(v) * sw * sg
-
-
-def _cross_gram_norm2(a: np.ndarray, b: np.ndarray) -> float:
-    """``||A B^T||_F^2`` without a C x C matrix: ``<A^T A, B^T B>`` (d < C) or by tiles."""
-    if a.shape[1] < a.shape[0]:
-        return float(np.sum((a.T @ a) * (b.T @ b)))
-    return sum(float(np.sum(np.square(t))) for t in _m._tiles_product(a, b))
+        return fro(v) * sw * sg
 
 
 def of_error(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -171,14 +161,14 @@ def of_error(a: np.ndarray, b: np.ndarray) -> float | None:
     None when ``A B^T = 0``.
     """
     C = a.shape[0]
-    a, b = _m._unit(a), _m._unit(b)  # scale-free in each: exact rescaling
-    if C <= _DIRECT_MAX_C:
+    a, b = unit(a), unit(b)  # scale-free in each: exact rescaling
+    if C <= DIRECT_MAX_C:
         g = a @ b.T
-        norm = _m._fro(g)
+        norm = fro(g)
         if norm == 0 or not np.isfinite(norm):
             return None
-        return _m._fro(g / norm - np.eye(C) / np.sqrt(C))
-    norm2 = _cross_gram_norm2(a, b)
+        return fro(g / norm - np.eye(C) / np.sqrt(C))
+    norm2 = cross_gram_norm2(a, b)
     if norm2 <= 0 or not np.isfinite(norm2):
         return None
     trace = float(np.einsum("ij,ij->", a, b))
@@ -201,109 +191,6 @@ def etf_floor(n_features: int, n_classes: int) -> tuple[bool, float]:
     return False, float(np.sqrt(max(0.0, 2.0 - 2.0 * np.sqrt(n_features / (n_classes - 1)))))
 
 
-def seli_target(counts: np.ndarray, power: int) -> np.ndarray:
-    """The class-level SELI Gram ``U L^power U^T`` (C x C; small C only).
-
-    Notes
-    -----
-    ``Z^ = P Y`` with ``P = I - 11^T/C`` and Y the C x N one-hot matrix, so
-    ``Z^ Z^T = P D P`` (``D = diag(n_c)``) and with ``Z^ = U L V^T``: ``U L^2 U^T = P D P``.
-    Hence ``U L^p U^T = (P D P)^{p/2}`` on its range (pseudo-power). Classifier Gram: p = 1;
-    class-mean Gram: p = -1; class-level logits: p = 0 (``U U^T = P``).
-    """
-    C = counts.shape[0]
-    p = np.eye(C) - np.full((C, C), 1.0 / C)
-    lam, vec = np.linalg.eigh(p @ np.diag(counts.astype(np.float64)) @ p)
-    keep = lam > _EIG_RTOL * lam.max()
-    lam, vec = lam[keep], vec[:, keep]
-    return (vec * lam ** (power / 2.0)) @ vec.T
-
-
-def _count_groups(counts: np.ndarray):
-    """Classes grouped by equal count: values a_j, multiplicities m_j, group of each class."""
-    values, inverse, mult = np.unique(counts, return_inverse=True, return_counts=True)
-    return values.astype(np.float64), inverse, mult.astype(np.float64)
-
-
-def _seli_trace_terms(x: np.ndarray, y: np.ndarray, counts: np.ndarray, power: int):
-    """``<X Y^T, U L^p U^T>`` and ``||U L^p U^T||_F^2`` without C x C matrices.
-
-    Notes
-    -----
-    With ``A = P D^{1/2}`` (so ``Z^ Z^T = A A^T``) and ``K = A^T A = D - s s^T/C``,
-    ``s = sqrt(n)``: ``U L^p U^T = A K^{(p-2)/2} A^T`` and ``||U L^p U^T||_F^2 = sum mu^p``
-    over the nonzero eigenvalues mu of K. K is diagonal minus rank one; on vectors summing to
-    zero within each group of equal counts it is ``a_j I``, and on the span of the group
-    indicators it is the g x g matrix ``diag(a) - sqrt(a m) sqrt(a m)^T / C``. So
-    ``f(K) z = f(a_j) (z - group mean of z) + E f(K_g) E^T z``: O(C d + g^3), g the number of
-    distinct counts.
-    """
-    a, grp, m = _count_groups(counts)
-    g = a.size
-    C = counts.shape[0]
-    sqrt_n = np.sqrt(counts.astype(np.float64))
-
-    def at(z):  # A^T z = D^{1/2} P z
-        return sqrt_n[:, None] * (z - z.mean(axis=0))
-
-    bx, by = at(x), at(y)
-    kg = np.diag(a) - np.outer(np.sqrt(a * m), np.sqrt(a * m)) / C
-    lam, vec = np.linalg.eigh(kg)
-    nonzero = lam > _EIG_RTOL * max(lam.max(), a.max())
-    s = (power - 2) / 2.0
-    f_g = (vec[:, nonzero] * lam[nonzero] ** s) @ vec[:, nonzero].T
-
-    def group_sums(z):  # E^T z: (g, d) sums over each group / sqrt(m_j)
-        out = np.zeros((g, z.shape[1]))
-        np.add.at(out, grp, z)
-        return out / np.sqrt(m)[:, None]
-
-    sx = group_sums(bx)
-    perp = by - (group_sums(by) / np.sqrt(m)[:, None])[grp]  # by minus its group mean
-    fy_perp = (a**s)[grp][:, None] * perp
-    inner = float(np.einsum("ij,ij->", bx, fy_perp)) + float(
-        np.einsum("ij,ij->", sx, f_g @ group_sums(by))
-    )
-    norm2 = float(np.sum((m - 1.0) * a**power) + np.sum(lam[nonzero] ** power))
-    return inner, norm2
-
-
-def seli_error(
-    x: np.ndarray, y: np.ndarray, counts: np.ndarray, power: int
-) -> tuple[float | None, str | None]:
-    """Distance of the normalised cross-Gram ``X Y^T`` to the SELI Gram ``U L^p U^T``.
-
-    Notes
-    -----
-    ``|| X Y^T/||X Y^T||_F - U L^p U^T/||U L^p U^T||_F ||_F`` (Thrampoulidis et al. 2022,
-    reduced to class level in docs/metrics.md): X = Y = W with p = 1 (``seli_error_weights``),
-    X = Y = M uncentred means with p = -1 (``seli_error_means``); the logits (p = 0) have the
-    target ``P = I - 11^T/C`` whatever the counts, i.e. the simplex ETF. For C <= 2048 the
-    C x C matrices are formed; above, ``2 - 2 <G, T>/(||G|| ||T||)`` with the trace terms of
-    :func:`_seli_trace_terms`. On balanced data the target is proportional to P, so the value
-    equals the ETF-type error of the same matrices.
-    """
-    C = x.shape[0]
-    x, y = _m._unit(x), _m._unit(y)  # scale-free in each: exact rescaling
-    if C <= _DIRECT_MAX_C:
-        gram = x @ y.T
-        norm = _m._fro(gram)
-        if norm == 0 or not np.isfinite(norm):
-            return None, "the Gram matrix is zero"
-        target = seli_target(counts, power)
-        return _m._fro(gram / norm - target / _m._fro(target)), None
-    if np.unique(counts).size > _SELI_MAX_GROUPS:
-        return None, (
-            f"more than {_SELI_MAX_GROUPS} distinct class counts at C = {C} classes "
-            "(the SELI geometry is computed per group of equal counts)"
-        )
-    norm2 = _cross_gram_norm2(x, y)
-    if norm2 <= 0 or not np.isfinite(norm2):
-        return None, "the Gram matrix is zero"
-    inner, t2 = _seli_trace_terms(x, y, counts, power)
-    return float(np.sqrt(max(0.0, 2.0 - 2.0 * inner / np.sqrt(norm2 * t2)))), None
-
-
 def minority_collapse(weights: np.ndarray, counts: np.ndarray) -> float | None:
     """Minority collapse (Fang et al. 2021): mean pairwise ``cos(w_c, w_c')`` of minority classes.
 
@@ -315,12 +202,12 @@ def minority_collapse(weights: np.ndarray, counts: np.ndarray) -> float | None:
     minority = counts < counts.max() / 2.0
     if np.count_nonzero(minority) < 2:
         return None
-    w = _m._unit(weights[minority])
+    w = unit(weights[minority])
     norms = np.linalg.norm(w, axis=1)
     if np.any(norms == 0):
         return None
     total, count = 0.0, 0
-    for cos in _m._pairwise_upper(w / norms[:, None]):
+    for cos in pairwise_upper(w / norms[:, None]):
         total += float(np.clip(cos, -1.0, 1.0).sum())
         count += cos.size
     return total / count
@@ -406,7 +293,7 @@ def general_metrics(
         out["of_error_weights"] = (of_error(w, w), "W is zero")
         out["of_error_duality"] = (of_error(w, mu), "W M^T is zero")
         out["seli_error_weights"] = seli_error(w, w, n, 1)
-        logits = _m.etf_error(w, mu)  # the SELI logits are P Y: the ETF at class level
+        logits = etf_error(w, mu)  # the SELI logits are P Y: the ETF at class level
         out["seli_error_logits"] = (logits, "W M^T is zero")
         out["minority_collapse"] = (
             minority_collapse(w, n),

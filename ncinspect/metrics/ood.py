@@ -41,7 +41,7 @@ __all__ = [
 NC5_KEY = "nc5_ood_orthogonality"
 
 #: (key, group, direction, meaning), as :data:`ncinspect.metrics.METRIC_INFO`, from
-#: :data:`ncinspect.registry.OOD_REGISTRY`; per-set keys ``nc5_ood_orthogonality_<name>``
+#: :data:`ncinspect.metrics.registry.OOD_REGISTRY`; per-set keys ``nc5_ood_orthogonality_<name>``
 #: share it.
 OOD_INFO: tuple[tuple[str, str, str, str], ...] = tuple(
     (m.key, m.group, m.direction, m.title) for m in OOD_REGISTRY

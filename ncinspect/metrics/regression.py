@@ -43,7 +43,8 @@ __all__ = [
 ]
 
 #: (key, group, direction, meaning) of the regression metrics, in report order (the layout
-#: of :data:`ncinspect.metrics.METRIC_INFO`), from :data:`ncinspect.registry.REGRESSION_REGISTRY`.
+#: of :data:`ncinspect.metrics.METRIC_INFO`), from
+#: :data:`ncinspect.metrics.registry.REGRESSION_REGISTRY`.
 REGRESSION_INFO: tuple[tuple[str, str, str, str], ...] = tuple(
     (m.key, m.group, m.direction, m.title) for m in REGRESSION_REGISTRY
 )

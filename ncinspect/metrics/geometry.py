@@ -1,0 +1,137 @@
+"""Between-class geometry from pass 1: class means, global mean and the eigenbasis of
+Sigma_B that pass 2 projects on (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidDataError
+from ..stats import FirstPass, Geometry, pow2_scale
+
+__all__ = ["EIG_RTOL", "between_class_geometry"]
+
+EIG_RTOL = 1e-12  #: eigenvalues of Sigma_B below this fraction of the largest are dropped
+
+
+def between_class_geometry(
+    first: FirstPass,
+    *,
+    center: str = "classes",
+    weights: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+    ncc_means: np.ndarray | None = None,
+    min_count: int = 1,
+) -> Geometry:
+    """Class means, global mean and the between-class eigenbasis from pass-1 statistics.
+
+    Parameters
+    ----------
+    first : FirstPass
+        Per-class counts and sums.
+    center : {"classes", "samples"}
+        mu_G is the mean of class means (default) or the sample mean.
+    weights, bias : arrays, optional
+        The classifier (C, d) and bias (C,), stored in the geometry for pass 2.
+    ncc_means : (C, d) array, optional
+        Centres for the NCC decisions (e.g. the train means for a test split); default the
+        class means of ``first``.
+    min_count : int
+        Classes with fewer samples are absent (``min_class_count``); classes with none
+        always are. Absent classes have NaN means, zero centred rows and no NCC centre, take
+        no part in mu_G or the eigenbasis, and their rows are left out of pass 2.
+
+    Notes
+    -----
+    ``M~`` has rows ``mu_c - mu_G``. Its thin SVD ``M~ = U S V^T`` gives the eigenpairs of
+    ``M~^T M~ = C Sigma_B`` without a d x d matrix (work is O(C d min(C, d))). Kept are at
+    most ``r = min(C-1, d)`` leading pairs, and only those with eigenvalue at least
+    ``1e-12`` times the largest, so float32 round-off never yields a spurious direction.
+    The SVD runs on ``M~ / scale`` (``scale`` a power of two from :func:`pow2_scale`), so
+    the eigenvalues stay inside float64 for features of any magnitude; they are stored in
+    units of ``scale**2`` (see :class:`Geometry`).
+    """
+    if center not in ("classes", "samples"):
+        raise ValueError(f"center must be 'classes' or 'samples', got {center!r}")
+    counts = first.counts
+    present = counts >= max(1, int(min_count))
+    means = first.class_means()
+    means[~present] = np.nan
+    n_present = int(present.sum())
+    mu_g = _global_mean(first, means, present, center)
+    with np.errstate(over="ignore", invalid="ignore"):
+        centred = np.where(present[:, None], means - mu_g, 0.0)
+    if not np.isfinite(centred).all():
+        raise InvalidDataError(
+            "features: class means differ by more than float64 can hold "
+            "(|mu_c - mu_G| > 1.8e308); rescale the features"
+        )
+    scale = pow2_scale(centred)
+    if not centred.any() and n_present:  # means coincide: the residuals still need a unit
+        scale = pow2_scale(means[present])
+    eig, vt, keep = _eigenbasis(centred, present, scale)
+    if ncc_means is None:
+        ncc_centres, ncc_valid = centred.copy(), present.copy()
+    else:
+        ncc_means = np.asarray(ncc_means, dtype=np.float64)
+        ncc_valid = np.isfinite(ncc_means).all(axis=1)
+        ncc_centres = np.where(ncc_valid[:, None], ncc_means - mu_g, 0.0)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
+    return Geometry(
+        means=means,
+        global_mean=mu_g,
+        centred=centred,
+        basis=np.ascontiguousarray(vt[:keep]),
+        eigvals=eig[:keep].copy(),
+        ncc_centres=ncc_centres,
+        ncc_valid=ncc_valid,
+        weights=w,
+        bias=None if bias is None else np.asarray(bias, dtype=np.float64),
+        scale=scale,
+        weight_scale=1.0 if w is None else pow2_scale(w),
+        present=present,
+        min_count=max(1, int(min_count)),
+    )
+
+
+def _global_mean(
+    first: FirstPass, means: np.ndarray, present: np.ndarray, center: str
+) -> np.ndarray:
+    """mu_G over the present classes: the mean of their means or of their samples."""
+    counts = first.counts
+    d = means.shape[1]
+    dropped = bool(np.any((counts > 0) & ~present))  # classes below min_count
+    if not present.any():
+        return np.zeros(d)
+    if center == "classes":
+        with np.errstate(over="ignore"):
+            mu_g = means[present].mean(axis=0)
+        if not np.isfinite(mu_g).all():  # means near the float64 limit: sum them scaled
+            s = pow2_scale(means[present])
+            mu_g = (means[present] / s).mean(axis=0) * s
+        return mu_g
+    if not dropped:
+        return first.sample_mean()
+    # the samples of the present classes only
+    n = int(counts[present].sum())
+    s = pow2_scale(means[present])
+    return (counts[present, None] / n * (means[present] / s)).sum(axis=0) * s
+
+
+def _eigenbasis(
+    centred: np.ndarray, present: np.ndarray, scale: float
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(eig, vt, keep)``: the SVD of the present classes' ``M~ / scale`` (absent rows are
+    0 and add nothing) and how many leading pairs to keep."""
+    n_present = int(present.sum())
+    d = centred.shape[1]
+    if n_present:
+        _, s, vt = np.linalg.svd(centred[present] / scale, full_matrices=False)
+    else:
+        s, vt = np.zeros(0), np.zeros((0, d))
+    eig = s * s
+    keep = max(0, min(n_present - 1, d))
+    if eig.size and eig[0] > 0:
+        keep = min(keep, int(np.count_nonzero(eig >= EIG_RTOL * eig[0])))
+    else:
+        keep = 0
+    return eig, vt, keep

@@ -1,0 +1,140 @@
+"""The kernels of NC1-NC3: pure functions of class-level arrays (numpy only).
+
+Every public function documents its formula in Notes and returns ``None`` where the value
+is undefined (the caller records why). Pairwise quantities over classes are computed in
+tiles (:mod:`ncinspect.metrics.linalg`), so C = 30,000 classes never builds a C x C matrix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..stats import Moments, pow2_scale
+from .linalg import DIRECT_MAX_C, cross_gram_norm2, fro, pairwise_upper, tile_rows, unit
+
+__all__ = [
+    "etf_gram",
+    "etf_error",
+    "equinorm",
+    "pairwise_cosine_stats",
+    "cdnv",
+    "self_duality",
+]
+
+
+def etf_gram(n_classes: int) -> np.ndarray:
+    """``E = (I_C - 11^T/C) / sqrt(C-1)``: the simplex-ETF Gram matrix with unit Frobenius norm."""
+    C = n_classes
+    return (np.eye(C) - np.full((C, C), 1.0 / C)) / np.sqrt(C - 1)
+
+
+def etf_error(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Distance of the normalised cross-Gram ``A B^T`` to the simplex ETF.
+
+    Notes
+    -----
+    ``etf_error(A, B) = || A B^T / ||A B^T||_F - E ||_F`` with ``E`` from :func:`etf_gram`;
+    in [0, 2]. For C <= 2048 the C x C product is formed; above, the identity
+    ``||X/||X|| - E||^2 = 2 - 2 <X, E> / ||X||`` is used with ``<X, E> = (Tr X - 1^T X 1 / C) /
+    sqrt(C-1)`` and ``||A B^T||_F^2 = <A^T A, B^T B>`` (d x d, used only when d < C).
+    Returns None when ``A B^T = 0``. ``A`` and ``B`` are first divided by powers of two
+    (:func:`~ncinspect.metrics.linalg.unit`), which leaves the value unchanged and keeps
+    the products in range.
+    """
+    a, b = unit(a), unit(b)
+    C = a.shape[0]
+    if C <= DIRECT_MAX_C:
+        x = a @ b.T
+        norm = fro(x)
+        if norm == 0 or not np.isfinite(norm):
+            return None
+        return fro(x / norm - etf_gram(C))
+    norm2 = cross_gram_norm2(a, b)
+    if norm2 <= 0:
+        return None
+    inner = (np.einsum("ij,ij->", a, b) - np.sum(a.sum(0) * b.sum(0)) / C) / np.sqrt(C - 1)
+    return float(np.sqrt(max(0.0, 2.0 - 2.0 * inner / np.sqrt(norm2))))
+
+
+def equinorm(vectors: np.ndarray) -> float | None:
+    """``std(||v_c||) / mean(||v_c||)`` with ddof=1 (None when C < 2 or all norms are 0).
+
+    Notes
+    -----
+    Papyan et al.'s equinorm measure, for centred class means or classifier rows.
+    """
+    norms = np.linalg.norm(unit(vectors), axis=1)
+    if norms.size < 2 or norms.mean() == 0:
+        return None
+    return float(norms.std(ddof=1) / norms.mean())
+
+
+def pairwise_cosine_stats(vectors: np.ndarray) -> tuple[float | None, float | None]:
+    """Equiangularity and max-angle measures of a set of C vectors.
+
+    Returns
+    -------
+    (equiangular, maxangle)
+        Population std (ddof=0) of ``cos(v_c, v_c')`` over the C(C-1)/2 unordered pairs, and
+        the mean over pairs of ``|cos(v_c, v_c') + 1/(C-1)|``. None when C < 2 or a vector
+        is zero (its cosine is undefined).
+
+    Notes
+    -----
+    Computed in tiles with an exact (Chan) merge of the moments, O(C^2 d) time and
+    O(tile) memory.
+    """
+    C = vectors.shape[0]
+    vectors = unit(vectors)
+    norms = np.linalg.norm(vectors, axis=1)
+    if C < 2 or np.any(norms == 0):
+        return None, None
+    units = vectors / norms[:, None]
+    moments = Moments()
+    abs_sum = 0.0
+    for cos in pairwise_upper(units):
+        cos = np.clip(cos, -1.0, 1.0)
+        moments = moments.merge(Moments.of(cos))
+        abs_sum += float(np.abs(cos + 1.0 / (C - 1)).sum())
+    return float(np.sqrt(moments.m2 / moments.count)), abs_sum / moments.count
+
+
+def cdnv(variances: np.ndarray, centred: np.ndarray) -> float | None:
+    """Class-distance normalised variance (Galanti et al.), mean over unordered pairs.
+
+    Notes
+    -----
+    ``mean_{c<c'} (v_c + v_c') / (2 ||mu_c - mu_c'||^2)`` with
+    ``v_c = (1/n_c) sum ||h_i - mu_c||^2``. Distances come from the centred means in tiles.
+    Returns None when two class means coincide. ``variances`` must be in the units of
+    ``centred`` squared; both are rescaled together by a power of two (exact).
+    """
+    s = pow2_scale(centred)
+    if s != 1.0:
+        centred = centred / s
+        with np.errstate(under="ignore", over="ignore"):
+            variances = variances / s / s
+    C = centred.shape[0]
+    sq = np.einsum("ij,ij->i", centred, centred)
+    total, count = 0.0, 0
+    step = tile_rows(C, C)
+    for i in range(0, C, step):
+        rows = np.arange(i, min(i + step, C))  # pairs (c, c') with c' > c only
+        dist = sq[rows, None] + sq[None, i:] - 2.0 * (centred[rows] @ centred[i:].T)
+        mask = np.arange(i, C)[None, :] > rows[:, None]
+        dist = dist[mask]
+        if np.any(dist <= 0):
+            return None
+        vsum = (variances[rows, None] + variances[None, i:])[mask]
+        total += float(np.sum(vsum / (2.0 * dist)))
+        count += dist.size
+    return total / count if count else None
+
+
+def self_duality(weights: np.ndarray, centred: np.ndarray) -> float | None:
+    """``|| W/||W||_F - M~/||M~||_F ||_F^2`` (squared, as in Papyan et al.; in [0, 4])."""
+    weights, centred = unit(weights), unit(centred)
+    nw, nm = fro(weights), fro(centred)
+    if nw == 0 or nm == 0:
+        return None
+    return float(np.sum(np.square(weights / nw - centred / nm)))

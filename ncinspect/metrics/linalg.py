@@ -1,0 +1,97 @@
+"""Small numerical building blocks shared by the metric kernels (numpy only).
+
+Norms that give the same bits on any machine, exact power-of-two rescaling, and tiled
+pairwise products so that C = 50,000 classes never builds a C x C matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..stats import pow2_scale
+
+__all__ = [
+    "DIRECT_MAX_C",
+    "TILE_ELEMS",
+    "fro",
+    "unit",
+    "row_norms",
+    "row_cos",
+    "tile_rows",
+    "tiles_product",
+    "pairwise_upper",
+    "cross_gram_norm2",
+]
+
+DIRECT_MAX_C = 2048  #: up to this C, C x C matrices are formed directly (exact, cheap)
+TILE_ELEMS = 1 << 22  #: entries of one tile of a pairwise computation (~32 MB float64)
+
+
+def fro(x: np.ndarray) -> float:
+    """Frobenius norm by numpy's pairwise sum: unlike ``np.linalg.norm`` (a BLAS dot whose
+    summation order follows the thread count) it gives the same bits on any machine.
+
+    The squares are taken of ``x / s`` (``s`` from :func:`pow2_scale`), so they neither
+    overflow nor underflow; the result is inf only when the norm itself exceeds float64.
+    """
+    s = pow2_scale(x)
+    if s == 1.0:
+        return float(np.sqrt(np.sum(np.square(x))))
+    return float(np.sqrt(np.sum(np.square(x / s)))) * s
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    """``x`` divided by :func:`pow2_scale` of it (exact): for quantities invariant to the
+    scale of ``x``, so that their squares and products stay inside float64."""
+    s = pow2_scale(x)
+    return x if s == 1.0 else x / s
+
+
+def row_norms(x: np.ndarray) -> np.ndarray:
+    """Euclidean norms of the rows of ``x`` without overflow or underflow of the squares."""
+    s = pow2_scale(x)
+    if s == 1.0:
+        return np.linalg.norm(x, axis=1)
+    with np.errstate(over="ignore"):
+        return np.linalg.norm(x / s, axis=1) * s
+
+
+def row_cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``cos(a_c, b_c)`` row by row (NaN where a row is zero)."""
+    a, b = unit(a), unit(b)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.einsum("ij,ij->i", a, b) / (na * nb)
+
+
+def tile_rows(n_rows: int, n_cols: int) -> int:
+    """Rows of one tile of an ``(n_rows, n_cols)`` product (:data:`TILE_ELEMS` entries)."""
+    return max(1, min(n_rows, TILE_ELEMS // max(n_cols, 1)))
+
+
+def tiles_product(a: np.ndarray, b: np.ndarray) -> Iterator[np.ndarray]:
+    """``A B^T`` tile by tile (blocks of rows of A)."""
+    step = tile_rows(a.shape[0], b.shape[0])
+    for i in range(0, a.shape[0], step):
+        yield a[i : i + step] @ b.T
+
+
+def pairwise_upper(x: np.ndarray, y: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Yield, tile by tile, the values ``x_c . y_c'`` for c < c' (upper triangle, row major)."""
+    y = x if y is None else y
+    C = x.shape[0]
+    step = tile_rows(C, C)
+    for i in range(0, C, step):
+        block = x[i : i + step] @ y[i:].T  # (t, C - i): columns left of the tile are not needed
+        rows = np.arange(i, min(i + step, C))
+        mask = np.arange(i, C)[None, :] > rows[:, None]
+        yield block[mask]
+
+
+def cross_gram_norm2(a: np.ndarray, b: np.ndarray) -> float:
+    """``||A B^T||_F^2`` without a C x C matrix: ``<A^T A, B^T B>`` (d < C) or by tiles."""
+    if a.shape[1] < a.shape[0]:
+        return float(np.sum((a.T @ a) * (b.T @ b)))
+    return sum(float(np.sum(np.square(t))) for t in tiles_product(a, b))

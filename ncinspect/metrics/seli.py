@@ -1,0 +1,116 @@
+"""The SELI geometry of imbalanced classes (Thrampoulidis et al. 2022) at class level:
+its target Grams and the distance of a cross-Gram to them (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .linalg import DIRECT_MAX_C, cross_gram_norm2, fro, unit
+
+__all__ = ["seli_target", "seli_error"]
+
+SELI_MAX_GROUPS = 4096  #: above this many distinct class counts SELI is not computed
+EIG_RTOL = 1e-12  #: eigenvalues below this fraction of the largest count as zero
+
+
+def seli_target(counts: np.ndarray, power: int) -> np.ndarray:
+    """The class-level SELI Gram ``U L^power U^T`` (C x C; small C only).
+
+    Notes
+    -----
+    ``Z^ = P Y`` with ``P = I - 11^T/C`` and Y the C x N one-hot matrix, so
+    ``Z^ Z^T = P D P`` (``D = diag(n_c)``) and with ``Z^ = U L V^T``: ``U L^2 U^T = P D P``.
+    Hence ``U L^p U^T = (P D P)^{p/2}`` on its range (pseudo-power). Classifier Gram: p = 1;
+    class-mean Gram: p = -1; class-level logits: p = 0 (``U U^T = P``).
+    """
+    C = counts.shape[0]
+    p = np.eye(C) - np.full((C, C), 1.0 / C)
+    lam, vec = np.linalg.eigh(p @ np.diag(counts.astype(np.float64)) @ p)
+    keep = lam > EIG_RTOL * lam.max()
+    lam, vec = lam[keep], vec[:, keep]
+    return (vec * lam ** (power / 2.0)) @ vec.T
+
+
+def _count_groups(counts: np.ndarray):
+    """Classes grouped by equal count: values a_j, multiplicities m_j, group of each class."""
+    values, inverse, mult = np.unique(counts, return_inverse=True, return_counts=True)
+    return values.astype(np.float64), inverse, mult.astype(np.float64)
+
+
+def _seli_trace_terms(x: np.ndarray, y: np.ndarray, counts: np.ndarray, power: int):
+    """``<X Y^T, U L^p U^T>`` and ``||U L^p U^T||_F^2`` without C x C matrices.
+
+    Notes
+    -----
+    With ``A = P D^{1/2}`` (so ``Z^ Z^T = A A^T``) and ``K = A^T A = D - s s^T/C``,
+    ``s = sqrt(n)``: ``U L^p U^T = A K^{(p-2)/2} A^T`` and ``||U L^p U^T||_F^2 = sum mu^p``
+    over the nonzero eigenvalues mu of K. K is diagonal minus rank one; on vectors summing to
+    zero within each group of equal counts it is ``a_j I``, and on the span of the group
+    indicators it is the g x g matrix ``diag(a) - sqrt(a m) sqrt(a m)^T / C``. So
+    ``f(K) z = f(a_j) (z - group mean of z) + E f(K_g) E^T z``: O(C d + g^3), g the number of
+    distinct counts.
+    """
+    a, grp, m = _count_groups(counts)
+    g = a.size
+    C = counts.shape[0]
+    sqrt_n = np.sqrt(counts.astype(np.float64))
+
+    def at(z):  # A^T z = D^{1/2} P z
+        return sqrt_n[:, None] * (z - z.mean(axis=0))
+
+    bx, by = at(x), at(y)
+    kg = np.diag(a) - np.outer(np.sqrt(a * m), np.sqrt(a * m)) / C
+    lam, vec = np.linalg.eigh(kg)
+    nonzero = lam > EIG_RTOL * max(lam.max(), a.max())
+    s = (power - 2) / 2.0
+    f_g = (vec[:, nonzero] * lam[nonzero] ** s) @ vec[:, nonzero].T
+
+    def group_sums(z):  # E^T z: (g, d) sums over each group / sqrt(m_j)
+        out = np.zeros((g, z.shape[1]))
+        np.add.at(out, grp, z)
+        return out / np.sqrt(m)[:, None]
+
+    sx = group_sums(bx)
+    perp = by - (group_sums(by) / np.sqrt(m)[:, None])[grp]  # by minus its group mean
+    fy_perp = (a**s)[grp][:, None] * perp
+    inner = float(np.einsum("ij,ij->", bx, fy_perp)) + float(
+        np.einsum("ij,ij->", sx, f_g @ group_sums(by))
+    )
+    norm2 = float(np.sum((m - 1.0) * a**power) + np.sum(lam[nonzero] ** power))
+    return inner, norm2
+
+
+def seli_error(
+    x: np.ndarray, y: np.ndarray, counts: np.ndarray, power: int
+) -> tuple[float | None, str | None]:
+    """Distance of the normalised cross-Gram ``X Y^T`` to the SELI Gram ``U L^p U^T``.
+
+    Notes
+    -----
+    ``|| X Y^T/||X Y^T||_F - U L^p U^T/||U L^p U^T||_F ||_F`` (Thrampoulidis et al. 2022,
+    reduced to class level in docs/metrics.md): X = Y = W with p = 1 (``seli_error_weights``),
+    X = Y = M uncentred means with p = -1 (``seli_error_means``); the logits (p = 0) have the
+    target ``P = I - 11^T/C`` whatever the counts, i.e. the simplex ETF. For C <= 2048 the
+    C x C matrices are formed; above, ``2 - 2 <G, T>/(||G|| ||T||)`` with the trace terms of
+    :func:`_seli_trace_terms`. On balanced data the target is proportional to P, so the value
+    equals the ETF-type error of the same matrices.
+    """
+    C = x.shape[0]
+    x, y = unit(x), unit(y)  # scale-free in each: exact rescaling
+    if C <= DIRECT_MAX_C:
+        gram = x @ y.T
+        norm = fro(gram)
+        if norm == 0 or not np.isfinite(norm):
+            return None, "the Gram matrix is zero"
+        target = seli_target(counts, power)
+        return fro(gram / norm - target / fro(target)), None
+    if np.unique(counts).size > SELI_MAX_GROUPS:
+        return None, (
+            f"more than {SELI_MAX_GROUPS} distinct class counts at C = {C} classes "
+            "(the SELI geometry is computed per group of equal counts)"
+        )
+    norm2 = cross_gram_norm2(x, y)
+    if norm2 <= 0 or not np.isfinite(norm2):
+        return None, "the Gram matrix is zero"
+    inner, t2 = _seli_trace_terms(x, y, counts, power)
+    return float(np.sqrt(max(0.0, 2.0 - 2.0 * inner / np.sqrt(norm2 * t2)))), None
