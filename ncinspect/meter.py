@@ -21,10 +21,19 @@ they are copied to host float64 block by block.
 Labels are integers: row indices of ``weights`` (or ``0..n_classes-1`` without a
 classifier). Pass 2 must see the same rows as pass 1: a different class count, or weights
 that changed between the passes, is an error (:class:`~ncinspect.errors.InvalidDataError`).
+
+``Meter(..., dump="run.h5", snapshot="epoch_0003", dump_meta={"epoch": 3})`` also writes the
+rows of pass 1 (features as given, integer labels) and then the classifier to that snapshot
+of a dump, so the file can be analysed again later with the same numbers.
+
+:meth:`Meter.state_dict` / :meth:`Meter.load_state_dict` carry the accumulated statistics
+as plain arrays (no pickle), which is how
+:func:`ncinspect.integrations.torch.all_reduce_meter` merges meters across processes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -33,6 +42,8 @@ from .analyze import build_result
 from .arrays import to_host
 from .errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from .inputs import Prepared
+from .meter_dump import DumpTarget
+from .meter_state import digest, flatten, same_first, unflatten
 from .metrics import between_class_geometry
 from .stats import FirstPass, SecondPass
 
@@ -63,6 +74,15 @@ class Meter:
         Per-class values in the result.
     min_class_count : int
         Classes with fewer samples (in pass 1) count as absent.
+    dump : path, DumpWriter or SnapshotWriter, optional
+        Also write the rows of pass 1 (``features``, ``labels``) and, at :meth:`next_pass`,
+        ``weights`` / ``bias`` to this dump. A path is opened in mode ``"a"`` and closed at
+        :meth:`next_pass`; an open writer is left open. A snapshot already holding rows
+        from an earlier writer is refused (see :meth:`ncinspect.DumpWriter.snapshot`).
+    snapshot : str
+        The snapshot group written in ``dump`` (``"/"``: a flat file).
+    dump_meta : mapping, optional
+        Metadata of that snapshot (``epoch``, ``split``, ``loss``, ...).
     """
 
     def __init__(
@@ -74,6 +94,9 @@ class Meter:
         center: str = "classes",
         per_class: bool = False,
         min_class_count: int = 1,
+        dump: Any = None,
+        snapshot: str = "/",
+        dump_meta: Mapping[str, Any] | None = None,
     ):
         if center not in ("classes", "samples"):
             raise UsageError(f"center must be 'classes' or 'samples', got {center!r}")
@@ -98,11 +121,22 @@ class Meter:
                 f"bias must have shape ({self.n_classes},), got {self.bias.shape}"
             )
         self.center, self.per_class, self.min_class_count = center, per_class, min_class_count
+        self._dump = DumpTarget(dump, snapshot, dump_meta) if dump is not None else None
         self.reset()
 
     # -- the loop ----------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget every batch: back to pass 1."""
+    def reset(self, *, snapshot: str | None = None, dump_meta: Mapping[str, Any] | None = None):
+        """Forget every batch: back to pass 1.
+
+        With a ``dump``, the next pass 1 is written to ``snapshot`` (with ``dump_meta``);
+        writing a snapshot this meter already wrote is refused, never doubled.
+        """
+        if getattr(self, "_dump", None) is not None:
+            self._dump.close()
+            if snapshot is not None:
+                self._dump.retarget(snapshot, dump_meta)
+        elif snapshot is not None or dump_meta is not None:
+            raise UsageError("reset(snapshot=...) needs a meter made with dump=")
         self.pass_number = 1
         self.first: FirstPass | None = None
         self.second: SecondPass | None = None
@@ -148,9 +182,18 @@ class Meter:
             n0 = 0 if self.first is None else self.first.n_samples
             part = FirstPass.of_chunk(h, y, self.n_classes, n0)
             self.first = part if self.first is None else self.first.merge(part)
+            if self._dump is not None:
+                self._dump.rows(h, y)
         else:
             if not np.isfinite(h).all():
                 raise InvalidDataError("features: pass 2 met row(s) holding NaN/Inf values")
+            new = np.bincount(y, minlength=self.n_classes) * (self.first.counts == 0)
+            if new.any():
+                c = int(np.flatnonzero(new)[0])
+                raise InvalidDataError(
+                    f"pass 2 saw class {c}, which pass 1 never saw: both passes must go over "
+                    "the same rows"
+                )
             part = SecondPass.of_chunk(self.geometry, h, y)
             self.second = part if self.second is None else self.second.merge(part)
             self._seen2 += np.bincount(y, minlength=self.n_classes)
@@ -169,15 +212,11 @@ class Meter:
                 f"{self.first.first_nonfinite_row}"
             )
         self._check_weights_unchanged()
-        self.geometry = between_class_geometry(
-            self.first,
-            center=self.center,
-            weights=self.weights,
-            bias=self.bias,
-            min_count=self.min_class_count,
-        )
+        self.geometry = self._geometry()
         self.second = SecondPass.empty(self.n_classes, self.geometry.basis.shape[0])
         self.pass_number = 2
+        if self._dump is not None:
+            self._dump.finish(self.weights, self.bias)
 
     def compute(self):
         """The :class:`~ncinspect.report.SnapshotResult` of the two passes."""
@@ -247,6 +286,70 @@ class Meter:
                 self._first2 = (
                     other._first2 if self._first2 is None else self._first2.merge(other._first2)
                 )
+        return self
+
+    def _geometry(self):
+        return between_class_geometry(
+            self.first,
+            center=self.center,
+            weights=self.weights,
+            bias=self.bias,
+            min_count=self.min_class_count,
+        )
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "n_classes": self.n_classes,
+            "center": self.center,
+            "min_class_count": self.min_class_count,
+            "weights_sha256": digest(self.weights),
+            "bias_sha256": digest(self.bias),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The accumulated statistics and settings as plain arrays, numbers and strings.
+
+        A meter made with the same classifier and settings takes them back with
+        :meth:`load_state_dict`; :func:`ncinspect.meter_state.pack` turns them into bytes.
+        """
+        state = {
+            "pass_number": self.pass_number,
+            "dtype": None if self._dtype is None else np.dtype(self._dtype).str,
+            "seen2": np.asarray(self._seen2, dtype=np.int64),
+            **self._settings(),
+        }
+        flatten(self.first, "first", state)
+        flatten(self.second, "second", state)
+        return flatten(self._first2, "first2", state)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> Meter:
+        """Replace this meter's statistics by those of :meth:`state_dict`; returns self.
+
+        The state must come from a meter with the same classes, classifier, center and
+        min_class_count. In pass 2 the geometry is rebuilt from the state's pass 1 (kept when
+        it is this meter's own pass 1).
+        """
+        state = dict(state)
+        for key, mine in self._settings().items():
+            if state.get(key) != mine:
+                raise InvalidDataError(
+                    f"meter state: {key} is {state.get(key)!r} but this meter has {mine!r}: "
+                    "states load into a meter with the same classifier and settings"
+                )
+        if state.get("pass_number") not in (1, 2):
+            raise InvalidDataError(f"meter state: pass_number {state.get('pass_number')!r}")
+        first, second = unflatten(state, "first"), unflatten(state, "second")
+        if state["pass_number"] == 2 and (first is None or second is None):
+            raise InvalidDataError("meter state: pass 2 without the statistics of both passes")
+        keep = self.geometry is not None and same_first(self.first, first)
+        self.pass_number, self.first, self.second = state["pass_number"], first, second
+        self._first2 = unflatten(state, "first2")
+        self._seen2 = np.asarray(state["seen2"], dtype=np.int64).copy()
+        self._dtype = None if state["dtype"] is None else np.dtype(state["dtype"])
+        if self.pass_number == 1:
+            self.geometry = None
+        elif not keep:
+            self.geometry = self._geometry()
         return self
 
     def _check_same_rows(self) -> None:
