@@ -5,8 +5,7 @@ The public API is re-exported here; heavy modules (h5py, matplotlib, rich) load 
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .errors import NCInspectError  # noqa: E402
 from .io.writer import DumpWriter  # noqa: E402
 

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._version import __version__
 from .errors import InvalidDataError, UsageError
 from .report import (
     SCHEMA_VERSION,
@@ -128,8 +129,6 @@ class AggregateReport:
         return f"<AggregateReport of {len(self.files)} run(s): {len(self)} snapshot(s)>"
 
     def to_dict(self) -> dict[str, Any]:
-        from . import __version__
-
         return jsonable(
             {
                 "schema_version": SCHEMA_VERSION,

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ._version import __version__
 from .io.atomic import atomic_write  # re-exported: the writer lives in io.atomic
 from .metrics import METRIC_KEYS
 
@@ -457,8 +458,6 @@ class Report:
         return pd.DataFrame.from_records(records)
 
     def to_dict(self) -> dict[str, Any]:
-        from . import __version__
-
         return {
             "schema_version": SCHEMA_VERSION,
             "ncinspect_version": __version__,

@@ -14,6 +14,8 @@ import sys
 
 import click
 
+from .._version import __version__
+
 # name -> module under ncinspect.cli that defines `command`
 _COMMANDS = {
     "report": "report",
@@ -49,7 +51,7 @@ class _LazyGroup(click.Group):
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="ncinspect", prog_name="ncinspect")
+@click.version_option(version=__version__, prog_name="ncinspect")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
