@@ -792,6 +792,7 @@ def run_check(
     config: str | None = None,
     chunk_rows: int | None = None,
     memory_limit: int | None = None,
+    engine: Any = None,
     allow_external: bool = False,
     class_names: Any = None,
     min_class_count: int = 1,
@@ -817,7 +818,7 @@ def run_check(
         Explicit array names by role, as for :func:`~ncinspect.analyze.analyze_file`.
     config : str, optional
         The configuration file the rules came from (recorded in the result).
-    chunk_rows, memory_limit, class_names, min_class_count : optional
+    chunk_rows, memory_limit, engine, class_names, min_class_count : optional
         As for :func:`~ncinspect.analyze.analyze_file`.
     allow_external : bool
         As for :func:`~ncinspect.analyze.analyze_file`.
@@ -858,6 +859,7 @@ def run_check(
         per_class=any(r.per_class_key for r in rules),
         chunk_rows=chunk_rows,
         memory_limit=memory_limit,
+        engine=engine,
         allow_external=allow_external,
         class_names=class_names,
         min_class_count=min_class_count,

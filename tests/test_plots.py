@@ -508,7 +508,7 @@ def test_file_names_of_runs_are_unique(runs, tmp_path, capsys):
 
 
 def test_unique_slugs_in_file_order():
-    from ncinspect.cli.plot import _unique_slugs
+    from ncinspect.plots import unique_slugs as _unique_slugs
 
     assert _unique_slugs(["wd", "wd?", "wd"]) == ["wd", "wd-2", "wd-3"]
     assert _unique_slugs(["λ", "μ", "ν"]) == ["run", "run-2", "run-3"]
@@ -568,7 +568,8 @@ def test_cli_errors_map_to_exit_codes(runs, tmp_path, capsys):
 def test_cli_kinds_match_the_library():
     from ncinspect.cli import plot as plot_cli
 
-    assert plot_cli._KINDS == KINDS
+    (kind,) = [p for p in plot_cli.command.params if p.name == "kinds"]
+    assert tuple(kind.type.choices) == KINDS
 
 
 def test_plot_functions_never_show(runs, monkeypatch):

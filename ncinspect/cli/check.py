@@ -14,6 +14,8 @@ from .common import (
     debug_option,
     key_options,
     keys_from,
+    reading_from,
+    reading_options,
 )
 
 FORMATS = ("table", "json", "junit", "github")
@@ -122,6 +124,7 @@ def _trend_options(func):
     help="Write the --format output to PATH (atomically); stdout then shows the "
     "default table (or annotations on GitHub).",
 )
+@reading_options
 @class_options
 @key_options
 @allow_external_option
@@ -199,30 +202,22 @@ def command(
     rules = merge_rules(config.rules, cli_rules)
     snapshot = snapshot or config.snapshot or "last"
     layer = layer or config.layer or "penultimate"
-    if aggregate:
-        result = _check_runs(
-            files,
-            rules,
-            max_upper,
-            min_lower,
-            snapshot,
-            layer,
-            keys,
-            config,
-            allow_external,
-            classes,
-        )
-    else:
-        result = run_check(
-            files[0],
-            rules,
-            snapshot=snapshot,
-            layer=layer,
-            keys=keys,
-            config=config.path,
-            allow_external=allow_external,
-            **classes,
-        )
+    with reading_from(kwargs) as reading:
+        if aggregate:
+            opts = {"keys": keys, "allow_external": allow_external, **reading, **classes}
+            result = _check_runs(files, rules, max_upper, min_lower, snapshot, layer, config, opts)
+        else:
+            result = run_check(
+                files[0],
+                rules,
+                snapshot=snapshot,
+                layer=layer,
+                keys=keys,
+                config=config.path,
+                allow_external=allow_external,
+                **reading,
+                **classes,
+            )
 
     console_fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "table"
     if output:
@@ -235,9 +230,7 @@ def command(
     return 0 if result.passed else 1
 
 
-def _check_runs(
-    files, rules, max_upper, min_lower, snapshot, layer, keys, config, external, classes
-):
+def _check_runs(files, rules, max_upper, min_lower, snapshot, layer, config, opts):
     """``check --aggregate``: analyse every run, aggregate, evaluate on the means/bounds."""
     from ..aggregate import aggregate
     from ..aggregate_check import BoundRule, check_aggregate, parse_bound
@@ -246,7 +239,7 @@ def _check_runs(
     on_mean = [BoundRule(r.kind, r.metric, bound=r.bound) if not r.is_trend else r for r in rules]
     bounds = [parse_bound("max_upper", s) for s in max_upper]
     bounds += [parse_bound("min_lower", s) for s in min_lower]
-    reports = [analyze_file(f, keys=keys, allow_external=external, **classes) for f in files]
+    reports = [analyze_file(f, **opts) for f in files]
     return check_aggregate(
         aggregate(reports), [*on_mean, *bounds], snapshot=snapshot, layer=layer, config=config.path
     )

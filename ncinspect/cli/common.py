@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 
 import click
 
@@ -108,6 +109,57 @@ def chunk_options(func):
         callback=_check_size,
         help="Working-memory budget per chunk, e.g. 512MB (default 256MiB; at least 1MiB).",
     )(func)
+
+
+def engine_options(func):
+    """--engine and --scheduler: where the passes over the rows run."""
+    func = click.option(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="Dask scheduler address for --engine dask, e.g. tcp://10.0.0.5:8786 "
+        "(default: Dask's local threaded scheduler). The file must be readable there.",
+    )(func)
+    return click.option(
+        "--engine",
+        type=click.Choice(["local", "dask"]),
+        default="local",
+        show_default=True,
+        help="Run the passes in this process, or as Dask tasks (needs ncinspect[dask]).",
+    )(func)
+
+
+def reading_options(func):
+    """Every option on how the feature rows are read, for each command that reads them:
+    --memory-limit, --chunk-rows, --engine, --scheduler (see :func:`reading_from`)."""
+    return chunk_options(engine_options(func))
+
+
+def chunks_from(kwargs: dict) -> dict:
+    """Pop --chunk-rows / --memory-limit out of ``kwargs`` as keyword arguments of
+    :func:`ncinspect.analyze_file` (``chunk_rows``, ``memory_limit`` in bytes)."""
+    return {
+        "chunk_rows": kwargs.pop("chunk_rows", None),
+        "memory_limit": parse_size(kwargs.pop("memory_limit", None)),
+    }
+
+
+@contextmanager
+def reading_from(kwargs: dict):
+    """Pop the :func:`reading_options` out of ``kwargs``; yield the keyword arguments of
+    :func:`ncinspect.analyze_file` they mean (``chunk_rows``, ``memory_limit``, ``engine``).
+
+    The engine is made on entry (a usage error for ``--scheduler`` without ``--engine dask``
+    or a missing extra) and closed on exit.
+    """
+    from ..engines import get_engine
+
+    opts = chunks_from(kwargs)
+    runner = get_engine(kwargs.pop("engine", "local"), scheduler=kwargs.pop("scheduler", None))
+    try:
+        yield {**opts, "engine": runner}
+    finally:
+        getattr(runner, "close", lambda: None)()
 
 
 def _check_size(ctx, param, value):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import re
-import unicodedata
 
 import click
 
+from ..plots.plan import KINDS
 from .common import (
     INPUT_FILE,
     allow_external_option,
@@ -17,6 +16,8 @@ from .common import (
     key_options,
     keys_from,
     ncc_means_option,
+    reading_from,
+    reading_options,
     snapshot_option,
 )
 
@@ -33,33 +34,6 @@ def _check_prefix(ctx, param, value: str) -> str:
             "(files are written inside -o DIR only)"
         )
     return value
-
-
-_KINDS = ("trajectory", "gram", "geometry", "projection", "spectrum", "sqi", "layers")
-
-
-def _slug(text: str) -> str:
-    """ASCII file-name part of a label: accents dropped, other characters runs of '-'."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_text).strip("-.") or "run"
-
-
-def _unique_slugs(labels: list[str]) -> list[str]:
-    """One file-name part per label, distinct even on case-insensitive file systems.
-
-    A label whose slug was taken by an earlier one (in file order) gets ``-2``, ``-3``, ...:
-    ``wd``, ``wd?`` -> ``wd``, ``wd-2``; ``λ``, ``μ`` -> ``run``, ``run-2``.
-    """
-    used: set[str] = set()
-    out = []
-    for label in labels:
-        base = cand = _slug(label)
-        k = 2
-        while cand.lower() in used:
-            cand, k = f"{base}-{k}", k + 1
-        used.add(cand.lower())
-        out.append(cand)
-    return out
 
 
 def _labels(files: tuple[str, ...], given: tuple[str, ...]) -> list[str]:
@@ -95,7 +69,7 @@ def _printable(text: str) -> str:
     "-k",
     "kinds",
     multiple=True,
-    type=click.Choice(_KINDS),
+    type=click.Choice(KINDS),
     help="Figure kind (repeatable; default every kind the data allow).",
 )
 @click.option(
@@ -179,6 +153,7 @@ def _printable(text: str) -> str:
     "Files with the same --label form one run (e.g. -l wd -l wd -l none -l none).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Do not list the files written.")
+@reading_options
 @class_options
 @key_options
 @allow_external_option
@@ -214,21 +189,17 @@ def command(
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     from .. import plots
-    from ..analyze import analyze_file
-    from ..errors import InvalidDataError
-    from ..io.atomic import check_not_input, make_output_folder
-    from ..render.safe import mpl_text
-    from ..sampling import sample_file
-    from ..trajectory import final_snapshot
 
     if classes is not None:
         try:
             classes = plots.parse_classes(classes)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--classes") from None
+    formats = formats or ("pdf", "png")
+    keys, class_opts = keys_from(kwargs), classes_from(kwargs)
+    common = dict(snapshot=snapshot, keys=keys, ncc_means=ncc_means, allow_external=allow_external)
     if aggregate:
         return _plot_aggregated(
             files,
@@ -240,140 +211,110 @@ def command(
             style,
             dpi,
             quiet,
-            snapshot,
-            ncc_means,
-            allow_external,
-            keys_from(kwargs),
-            classes_from(kwargs),
+            common,
+            class_opts,
+            kwargs,
         )
     names = _labels(files, labels)
-    slugs = _unique_slugs(names)
-    formats = formats or ("pdf", "png")
-    keys = keys_from(kwargs)
-    class_opts = classes_from(kwargs)
-    reports = [
-        analyze_file(
-            f,
-            snapshot=snapshot,
-            keys=keys,
-            ncc_means=ncc_means,
-            allow_external=allow_external,
-            **class_opts,
-        )
-        for f in files
-    ]
+    with reading_from(kwargs) as reading:
+        reports = [analyze_one(f, common, reading, class_opts) for f in files]
     runs = [list(r) for r in reports]
 
-    wanted = list(dict.fromkeys(kinds)) if kinds else list(plots.KINDS)
-    plan: list[tuple[str, list[int]]] = []  # kind -> indices of the runs it is drawn for
-    for kind in wanted:
-        reasons = [plots.kind_allowed(kind, run, sqi=sqi) for run in runs]
-        ok = [i for i, why in enumerate(reasons) if why is None]
-        if kinds:
-            for i, why in enumerate(reasons):
-                if why is not None:
-                    click.echo(f"ncinspect: note: {kind}: {files[i]}: {why}", err=True)
-            if not ok:
-                raise InvalidDataError(f"{', '.join(files)}: cannot draw {kind}: {reasons[0]}")
-        if ok:
-            plan.append((kind, ok))
+    def note(text: str) -> None:
+        click.echo(f"ncinspect: note: {text}", err=True)
 
-    single = len(files) == 1
-    finals = {i: final_snapshot(runs[i]) for i in range(len(runs))}
-    to_sample = sorted({i for kind, idx in plan if plots.needs_sample(kind) for i in idx})
-    for i in to_sample:
-        sample_file(
-            files[i],
-            [finals[i]],
-            keys=keys,
-            size=sample_size,
-            seed=seed,
-            allow_external=allow_external,
-            class_names=class_opts["class_names"],
-        )
-
+    plan = plots.plan_figures(
+        files, runs, kinds=kinds, sqi=sqi, slugs=plots.unique_slugs(names), note=note
+    )
+    _sample(plan, files, keys, sample_size, seed, allow_external, class_opts)
     # every file name is known before anything is drawn: refuse one that is an input now
-    jobs: list[tuple[str, list[int], str]] = []  # kind, runs drawn, file stem
-    for kind, idx in plan:
-        if kind in plots.RUN_KINDS:
-            jobs.append((kind, idx, kind))
-        else:
-            jobs += [(kind, [i], kind if single else f"{kind}-{slugs[i]}") for i in idx]
-    targets = {
-        stem: [os.path.join(out_dir, f"{prefix}{stem}.{fmt}") for fmt in formats]
-        for _, _, stem in jobs
-    }
-    for paths in targets.values():
-        for path in paths:
-            check_not_input(path, files, what="figure")
+    targets = {fig.stem: fig.paths(out_dir, formats, prefix) for fig in plan.figures}
+    _refuse_inputs(targets.values(), files)
     if classes is not None:  # a subset the snapshots cannot give is a usage error, up front
-        for kind, idx, _ in jobs:
-            if kind in ("gram", "projection"):
-                try:
-                    plots.pick_classes(finals[idx[0]], classes)
-                except ValueError as exc:
-                    raise click.BadParameter(str(exc), param_hint="--classes") from None
-    make_output_folder(out_dir)
-    draw = {
-        "gram": plots.plot_gram,
-        "geometry": plots.plot_geometry,
-        "projection": plots.plot_projection,
-        "spectrum": plots.plot_spectrum,
-        "sqi": plots.plot_sqi,
-    }
-    written: list[str] = []
-
-    def save(fig, stem: str) -> None:
         try:
-            for fmt, path in zip(formats, targets[stem], strict=True):
-                plots.save_figure(fig, path, fmt, dpi=dpi, inputs=files)
-                written.append(path)
-        finally:
-            plt.close(fig)
+            plan.check_classes(classes)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--classes") from None
+    from ..render.safe import mpl_text
 
-    for kind, idx, stem in jobs:
-        if kind in plots.RUN_KINDS:
-            fn = plots.plot_trajectory if kind == "trajectory" else plots.plot_layers
-            # file names as legend text: a "$" must not start matplotlib's mathtext
-            shown = [names[i] if labels else mpl_text(names[i]) for i in idx]
-            save(fn([reports[i] for i in idx], labels=shown, style=style), kind)
-        else:
-            (i,) = idx
-            extra = {}
-            if kind in ("gram", "geometry"):
-                extra["centered_weights"] = centered_weights
-            if kind in ("gram", "projection"):
-                extra["classes"] = classes
-            save(draw[kind](finals[i], style=style, **extra), stem)
+    # file names as legend text: a "$" must not start matplotlib's mathtext
+    legend = names if labels else [mpl_text(n) for n in names]
+    options = {"centered_weights": centered_weights, "classes": classes}
+    written = _draw_all(
+        plan, reports, targets, formats, legend, style, dpi, files, options, out_dir
+    )
     if not quiet:
         for path in written:
             click.echo(path)
     return 0
 
 
-def _plot_aggregated(
-    files,
-    labels,
-    kinds,
-    out_dir,
-    formats,
-    prefix,
-    style,
-    dpi,
-    quiet,
-    snapshot,
-    ncc_means,
-    allow_external,
-    keys,
-    class_opts,
-):
-    """``plot --aggregate``: one trajectory figure, each run the mean of its seeds + a band."""
+def analyze_one(file, common: dict, reading: dict, class_opts: dict):
+    """The report of one run (every snapshot ``--snapshot`` selects)."""
+    from ..analyze import analyze_file
+
+    return analyze_file(file, **common, **reading, **class_opts)
+
+
+def _sample(plan, files, keys, size, seed, allow_external, class_opts) -> None:
+    """Read the seeded subsample of each final snapshot that a planned figure shows."""
+    from ..sampling import sample_file
+
+    for i in plan.sampled_runs:
+        sample_file(
+            files[i],
+            [plan.finals[i]],
+            keys=keys,
+            size=size,
+            seed=seed,
+            allow_external=allow_external,
+            class_names=class_opts["class_names"],
+        )
+
+
+def _refuse_inputs(path_lists, files) -> None:
+    from ..io.atomic import check_not_input
+
+    for paths in path_lists:
+        for path in paths:
+            check_not_input(path, files, what="figure")
+
+
+def _save(fig, paths, formats, dpi, files) -> list[str]:
+    """Save ``fig`` to ``paths`` (one per format) and close it; return the paths written."""
     import matplotlib.pyplot as plt
 
     from .. import plots
+
+    written = []
+    try:
+        for fmt, path in zip(formats, paths, strict=True):
+            plots.save_figure(fig, path, fmt, dpi=dpi, inputs=files)
+            written.append(path)
+    finally:
+        plt.close(fig)
+    return written
+
+
+def _draw_all(plan, reports, targets, formats, legend, style, dpi, files, options, out_dir):
+    from .. import plots
+    from ..io.atomic import make_output_folder
+
+    make_output_folder(out_dir)
+    written: list[str] = []
+    for fig in plan.figures:
+        drawn = plots.draw_figure(fig, plan, reports, legend=legend, style=style, **options)
+        written += _save(drawn, targets[fig.stem], formats, dpi, files)
+    return written
+
+
+def _plot_aggregated(
+    files, labels, kinds, out_dir, formats, prefix, style, dpi, quiet, common, class_opts, kwargs
+):
+    """``plot --aggregate``: one trajectory figure, each run the mean of its seeds + a band."""
+    from .. import plots
     from ..aggregate import aggregate
-    from ..analyze import analyze_file
-    from ..io.atomic import check_not_input, make_output_folder
+    from ..io.atomic import make_output_folder
     from .common import distinct_runs
 
     distinct_runs(files)
@@ -393,32 +334,17 @@ def _plot_aggregated(
         raise click.UsageError(
             f"--label {lone[0]!r} names one file: each aggregated run needs two or more seeds"
         )
-    aggs = []
-    for members in groups.values():
-        reports = [
-            analyze_file(
-                f,
-                snapshot=snapshot,
-                keys=keys,
-                ncc_means=ncc_means,
-                allow_external=allow_external,
-                **class_opts,
-            )
-            for f in members
+    with reading_from(kwargs) as reading:
+        aggs = [
+            aggregate([analyze_one(f, common, reading, class_opts) for f in members])
+            for members in groups.values()
         ]
-        aggs.append(aggregate(reports))
-    formats = formats or ("pdf", "png")
-    paths = [os.path.join(out_dir, f"{prefix}trajectory.{fmt}") for fmt in formats]
-    for path in paths:
-        check_not_input(path, files, what="figure")
+    paths = plots.Figure("trajectory", (), "trajectory").paths(out_dir, formats, prefix)
+    _refuse_inputs([paths], files)
     make_output_folder(out_dir)
     fig = plots.plot_trajectory(aggs, labels=list(groups), style=style)
-    try:
-        for fmt, path in zip(formats, paths, strict=True):
-            plots.save_figure(fig, path, fmt, dpi=dpi, inputs=files)
-    finally:
-        plt.close(fig)
+    written = _save(fig, paths, formats, dpi, files)
     if not quiet:
-        for path in paths:
+        for path in written:
             click.echo(path)
     return 0

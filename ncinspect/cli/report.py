@@ -7,14 +7,14 @@ import click
 from .common import (
     INPUT_FILE,
     allow_external_option,
-    chunk_options,
     class_options,
     classes_from,
     debug_option,
     key_options,
     keys_from,
     ncc_means_option,
-    parse_size,
+    reading_from,
+    reading_options,
     snapshot_option,
 )
 
@@ -62,22 +62,8 @@ from .common import (
     default=None,
     help="One row per snapshot (default when there are several) or full tables.",
 )
-@chunk_options
+@reading_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "dask"]),
-    default="local",
-    show_default=True,
-    help="Run the passes in this process, or as Dask tasks (needs ncinspect[dask]).",
-)
-@click.option(
-    "--scheduler",
-    metavar="ADDRESS",
-    default=None,
-    help="Dask scheduler address for --engine dask, e.g. tcp://10.0.0.5:8786 "
-    "(default: Dask's local threaded scheduler). The file must be readable there.",
-)
 @class_options
 @key_options
 @allow_external_option
@@ -93,11 +79,7 @@ def command(
     center,
     ncc_means,
     compact,
-    memory_limit,
-    chunk_rows,
     quiet,
-    engine,
-    scheduler,
     allow_external,
     debug,
     **kwargs,
@@ -110,7 +92,6 @@ def command(
     import sys
 
     from ..analyze import analyze_file
-    from ..engines import get_engine
     from ..io.atomic import check_distinct, check_not_input
     from ..render.table import render_report
     from .common import emit, stdout_console
@@ -134,29 +115,24 @@ def command(
         if out:
             check_not_input(out, list(files))  # before any work: no input is ever replaced
     classes = classes_from(kwargs)
-    runner = get_engine(engine, scheduler=scheduler)
+    keys = keys_from(kwargs)
     bar = RowProgress(enabled=not quiet and sys.stderr.isatty())
-    try:
-        with bar:
-            reports = [
-                analyze_file(
-                    file,
-                    snapshot=snapshot,
-                    keys=keys_from(kwargs),
-                    center=center,
-                    per_class=per_class,
-                    ncc_means=ncc_means,
-                    chunk_rows=chunk_rows,
-                    memory_limit=parse_size(memory_limit),
-                    progress=bar,
-                    engine=runner,
-                    allow_external=allow_external,
-                    **classes,
-                )
-                for file in files
-            ]
-    finally:
-        getattr(runner, "close", lambda: None)()
+    with reading_from(kwargs) as reading, bar:
+        reports = [
+            analyze_file(
+                file,
+                snapshot=snapshot,
+                keys=keys,
+                center=center,
+                per_class=per_class,
+                ncc_means=ncc_means,
+                progress=bar,
+                allow_external=allow_external,
+                **reading,
+                **classes,
+            )
+            for file in files
+        ]
     if aggregate:
         from ..aggregate import aggregate as aggregate_runs
         from ..render.aggregate import render_aggregate
