@@ -15,8 +15,12 @@ The statistics are the mergeable ones of :mod:`ncinspect.stats` (the same object
 engines merge chunk by chunk), so any split of the same rows into batches, and meters of
 several processes merged with :meth:`Meter.merge`, give the single-process numbers (to the
 rounding of float64 sums, ~1e-15 relative). Batches may be numpy arrays, torch tensors (any
-device, requiring grad, bfloat16) or anything :func:`ncinspect.arrays.to_host` converts;
-they are copied to host float64 block by block.
+device, requiring grad, bfloat16), CuPy or JAX arrays or anything
+:func:`ncinspect.arrays.to_host` converts. Arrays of an array-API library (looked up once
+per batch, :func:`ncinspect.array_api.get_namespace`) are processed on their own device in
+float64; only the small per-class sums come back to the host. Other inputs are copied to
+host numpy. ``precision="float32"`` computes pass 2's large products in float32 with
+float64 accumulation (bounds and measurements in :mod:`ncinspect.stats_xp`).
 
 Labels are integers: row indices of ``weights`` (or ``0..n_classes-1`` without a
 classifier). Pass 2 must see the same rows as pass 1: a different class count, or weights
@@ -39,7 +43,8 @@ from typing import Any
 import numpy as np
 
 from .analyze import build_result
-from .arrays import to_host
+from .array_api import check_precision, detach, device_of, get_namespace
+from .arrays import host_dtype, to_host
 from .errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from .inputs import Prepared
 from .meter_dump import DumpTarget
@@ -83,6 +88,9 @@ class Meter:
         The snapshot group written in ``dump`` (``"/"``: a flat file).
     dump_meta : mapping, optional
         Metadata of that snapshot (``epoch``, ``split``, ``loss``, ...).
+    precision : {"float64", "float32"}
+        ``"float32"``: pass 2's projections and decision scores as float32 products,
+        accumulated in float64; decisions stay exact (see :mod:`ncinspect.stats_xp`).
     """
 
     def __init__(
@@ -97,6 +105,7 @@ class Meter:
         dump: Any = None,
         snapshot: str = "/",
         dump_meta: Mapping[str, Any] | None = None,
+        precision: str = "float64",
     ):
         if center not in ("classes", "samples"):
             raise UsageError(f"center must be 'classes' or 'samples', got {center!r}")
@@ -122,6 +131,7 @@ class Meter:
             )
         self.center, self.per_class, self.min_class_count = center, per_class, min_class_count
         self._dump = DumpTarget(dump, snapshot, dump_meta) if dump is not None else None
+        self.precision = check_precision(precision)
         self.reset()
 
     # -- the loop ----------------------------------------------------------------------------
@@ -145,7 +155,10 @@ class Meter:
         self._seen2 = np.zeros(self.n_classes, dtype=np.int64)
         self._first2: FirstPass | None = None  # pass 2's own class sums, to compare
 
-    def _batch(self, features: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _batch(self, features: Any, labels: Any) -> tuple[Any, Any]:
+        xp = get_namespace(features)
+        if xp is not None and str(getattr(features, "layout", "torch.strided")) == "torch.strided":
+            return self._device_batch(xp, detach(features), labels)
         h = to_host(features, "features")
         y = to_host(labels, "labels")
         if h.dtype.kind not in "fiu":
@@ -174,30 +187,65 @@ class Meter:
             )
         return h, y
 
+    def _device_batch(self, xp: Any, h: Any, labels: Any) -> tuple[Any, Any]:
+        """The checks of :meth:`_batch` on the arrays' device (nothing copied to the host)."""
+        if h.dtype == xp.bool or not xp.isdtype(h.dtype, ("real floating", "integral")):
+            raise UnsupportedDtypeError(f"features have unsupported dtype {h.dtype}: use floats")
+        if h.ndim != 2:
+            raise InvalidDataError(f"features must be 2-D (batch, d), got shape {tuple(h.shape)}")
+        y = labels
+        if get_namespace(labels) is not xp:  # host labels (or another library): to h's device
+            y = xp.asarray(to_host(labels, "labels"), device=device_of(h))
+        y = detach(y)
+        if not xp.isdtype(y.dtype, ("real floating", "integral", "bool")):
+            raise UnsupportedDtypeError(
+                f"labels have dtype {y.dtype}: the Meter takes integer labels (rows of W)"
+            )
+        if y.ndim != 1 or y.shape[0] != h.shape[0]:
+            raise InvalidDataError(
+                f"labels must have shape ({h.shape[0]},) for these features, got {tuple(y.shape)}"
+            )
+        if xp.isdtype(y.dtype, "real floating"):
+            if y.shape[0] and not bool(xp.all(y == xp.round(y))):
+                raise InvalidDataError("labels must be integers (row indices of the classifier)")
+        y = xp.astype(y, xp.int64)
+        if y.shape[0]:
+            lo, hi = int(xp.min(y)), int(xp.max(y))
+            if lo < 0 or hi >= self.n_classes:
+                raise InvalidDataError(
+                    f"label {lo if lo < 0 else hi} is not in [0, {self.n_classes}) "
+                    "(rows of the classifier)"
+                )
+        if self.weights is not None and h.shape[1] != self.weights.shape[1]:
+            raise InvalidDataError(
+                f"features have d = {h.shape[1]} but weights have {self.weights.shape[1]} columns"
+            )
+        return h, y
+
     def update(self, features: Any, labels: Any) -> None:
-        """Add one batch to the current pass."""
+        """Add one batch to the current pass (on the device of ``features``)."""
         h, y = self._batch(features, labels)
         if self.pass_number == 1:
-            self._dtype = self._dtype or h.dtype
+            self._dtype = self._dtype or (h.dtype if isinstance(h, np.ndarray) else host_dtype(h))
             n0 = 0 if self.first is None else self.first.n_samples
             part = FirstPass.of_chunk(h, y, self.n_classes, n0)
             self.first = part if self.first is None else self.first.merge(part)
             if self._dump is not None:
                 self._dump.rows(h, y)
         else:
-            if not np.isfinite(h).all():
+            sums = FirstPass.of_chunk(h, y, self.n_classes)  # also counts non-finite rows
+            if sums.n_nonfinite:
                 raise InvalidDataError("features: pass 2 met row(s) holding NaN/Inf values")
-            new = np.bincount(y, minlength=self.n_classes) * (self.first.counts == 0)
+            new = sums.counts * (self.first.counts == 0)
             if new.any():
                 c = int(np.flatnonzero(new)[0])
                 raise InvalidDataError(
                     f"pass 2 saw class {c}, which pass 1 never saw: both passes must go over "
                     "the same rows"
                 )
-            part = SecondPass.of_chunk(self.geometry, h, y)
+            part = SecondPass.of_chunk(self.geometry, h, y, precision=self.precision)
             self.second = part if self.second is None else self.second.merge(part)
-            self._seen2 += np.bincount(y, minlength=self.n_classes)
-            sums = FirstPass.of_chunk(h, y, self.n_classes)
+            self._seen2 += sums.counts
             self._first2 = sums if self._first2 is None else self._first2.merge(sums)
 
     def next_pass(self) -> None:
@@ -263,8 +311,14 @@ class Meter:
                 f"meters to merge must have the same classes ({self.n_classes} and "
                 f"{other.n_classes})"
             )
-        if (self.center, self.min_class_count) != (other.center, other.min_class_count):
-            raise UsageError("meters to merge must use the same center and min_class_count")
+        if (self.center, self.min_class_count, self.precision) != (
+            other.center,
+            other.min_class_count,
+            other.precision,
+        ):
+            raise UsageError(
+                "meters to merge must use the same center, min_class_count and precision"
+            )
         if (self.bias is None) != (other.bias is None) or (
             self.bias is not None and not np.array_equal(self.bias, other.bias)
         ):
@@ -302,6 +356,7 @@ class Meter:
             "n_classes": self.n_classes,
             "center": self.center,
             "min_class_count": self.min_class_count,
+            "precision": self.precision,
             "weights_sha256": digest(self.weights),
             "bias_sha256": digest(self.bias),
         }

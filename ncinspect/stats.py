@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .array_api import check_precision, get_namespace
+from .stats_xp import first_sums, second_sums
+
 __all__ = [
     "Moments",
     "FirstPass",
@@ -108,8 +111,13 @@ class FirstPass:
         """Statistics of one chunk: ``h`` (n, d) of any numeric dtype, ``y`` (n,) codes in 0..C-1.
 
         Sums are accumulated in float64 (each value is converted exactly); ``h`` is not
-        modified. Rows holding NaN/Inf are counted (and left out of the sums).
+        modified. Rows holding NaN/Inf are counted (and left out of the sums). ``h`` may be
+        an array of any array-API library: it is summed on its device
+        (:func:`ncinspect.stats_xp.first_sums`); the statistics are host numpy.
         """
+        xp = get_namespace(h)
+        if xp is not None:
+            return cls(*first_sums(xp, h, y, n_classes, row0))
         stats = cls.empty(n_classes, h.shape[1])
         stats.counts = np.bincount(y, minlength=n_classes).astype(np.int64)
         stats.sums = _group_sum(h, y, n_classes)
@@ -174,6 +182,13 @@ class FirstPass:
         return int(self.counts.sum())
 
 
+def _numpy_namespace():
+    """numpy as an array-API namespace (for the float32 kernels on numpy arrays)."""
+    from array_api_compat import numpy as xnp
+
+    return xnp
+
+
 def _group_sum(h: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
     """(C, d) float64 sums of the rows of ``h`` by label, each class summed in row order.
 
@@ -225,6 +240,8 @@ class Geometry:
     present: np.ndarray | None = None
     min_count: int = 1
     _stack: np.ndarray | None = field(default=None, repr=False)
+    #: the pass-2 constants copied to a device, per (namespace, device) (see stats_xp)
+    device_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_classes(self) -> int:
@@ -320,14 +337,32 @@ class SecondPass:
 
     @classmethod
     def of_chunk(
-        cls, geom: Geometry, h: np.ndarray, y: np.ndarray, outputs: np.ndarray | None = None
+        cls,
+        geom: Geometry,
+        h: np.ndarray,
+        y: np.ndarray,
+        outputs: np.ndarray | None = None,
+        *,
+        precision: str = "float64",
     ) -> SecondPass:
         """Statistics of one chunk: ``h`` (n, d) of any numeric dtype (not modified).
 
         The rows are processed in blocks of :func:`block_rows` rows (a fixed number for a
         given d and C, so results never depend on the machine): each block is converted to
         float64 and centred in one cache-sized buffer, and the block statistics are merged.
+
+        ``h`` may be an array of any array-API library: it is processed on its device by
+        :func:`ncinspect.stats_xp.second_sums`. ``precision="float32"`` computes the large
+        products in float32 with float64 accumulation (bounds in :mod:`ncinspect.stats_xp`).
         """
+        xp = get_namespace(h)
+        if xp is None and check_precision(precision) == "float32":
+            xp = _numpy_namespace()
+        if xp is not None:
+            stats = cls.empty(geom.n_classes, geom.basis.shape[0])
+            for part in second_sums(xp, geom, h, y, outputs, precision=precision):
+                stats = stats.merge(cls._of_sums(part))
+            return stats
         C, r, d = geom.n_classes, geom.basis.shape[0], h.shape[1]
         step = block_rows(d, C)
         bufs = _Buffers(min(step, h.shape[0]), d, r, geom)
@@ -398,6 +433,24 @@ class SecondPass:
         out = outputs if outputs is not None else logits
         if out is not None:
             stats._output_stats(out, y)
+        return stats
+
+    @classmethod
+    def _of_sums(cls, part: dict) -> SecondPass:
+        """A block's statistics from the host values of :func:`~ncinspect.stats_xp.second_sums`."""
+        stats = cls(
+            part["proj_sq"],
+            part["class_sq"],
+            part["ncc_correct"],
+            part["clf_correct"],
+            part["agree"],
+            part["has_decisions"],
+        )
+        if part["has_outputs"]:
+            stats.true_out = Moments(*part["true_out"])
+            stats.wrong_out = Moments(*part["wrong_out"])
+            stats.sq_err, stats.max_abs_err = part["sq_err"], part["max_abs_err"]
+            stats.out_abs_max, stats.has_outputs = part["out_abs_max"], True
         return stats
 
     def _output_stats(self, out: np.ndarray, y: np.ndarray) -> None:

@@ -1,0 +1,102 @@
+"""The array namespace of the statistics layer: one lookup at the entry, then the same code.
+
+:func:`get_namespace` returns the array-API namespace of the arrays a statistic is asked
+for (numpy, torch on any device, CuPy, JAX, ``array-api-strict``...), through
+``array-api-compat``, which is imported only when an array is not a numpy array. Numpy
+arrays (and anything that is not an array-API object: lists, scalars, h5py datasets read to
+numpy) get ``None``, the marker of the numpy kernels of :mod:`ncinspect.stats`.
+
+The kernels of :mod:`ncinspect.stats_xp` then compute on the arrays' device in float64 and
+hand back small host numpy arrays (per-class sums, scatter traces, counts): the merged
+statistics and every result are plain numpy and floats, whatever the input library.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .arrays import to_host
+from .errors import UnsupportedDtypeError, UsageError
+
+__all__ = [
+    "PRECISIONS",
+    "check_precision",
+    "get_namespace",
+    "device_of",
+    "host",
+    "on_device",
+]
+
+#: ``"float64"``: every product and sum in float64 (the default, equal to the numpy path
+#: to rounding); ``"float32"``: the large matrix products in float32, accumulated in float64
+PRECISIONS = ("float64", "float32")
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision must be 'float64' or 'float32', got {precision!r}")
+    return precision
+
+
+def _is_numpy_like(x: Any) -> bool:
+    return x is None or isinstance(x, (np.ndarray, np.generic, int, float, bool, list, tuple))
+
+
+def get_namespace(*arrays: Any) -> Any:
+    """The array-API namespace of ``arrays``; ``None`` when they are all numpy (or plain).
+
+    Torch tensors that require grad are fine (the kernels detach them, see :func:`detach`).
+
+    Raises
+    ------
+    UnsupportedDtypeError
+        Arrays of different libraries, or a non-numpy array while ``array-api-compat`` is
+        not installed (the ``array-api`` extra).
+    """
+    foreign = [a for a in arrays if not _is_numpy_like(a)]
+    if not foreign:
+        return None
+    try:
+        import array_api_compat
+    except ImportError as exc:
+        raise UnsupportedDtypeError(
+            f"arrays of type {type(foreign[0]).__name__} need array-api-compat: "
+            "pip install 'ncinspect[array-api]' (or pass numpy arrays)"
+        ) from exc
+    if not all(array_api_compat.is_array_api_obj(a) for a in foreign):
+        return None  # h5py datasets, memmaps and such: read on the host
+    try:
+        xp = array_api_compat.array_namespace(*foreign)
+    except TypeError as exc:
+        raise UnsupportedDtypeError(
+            f"arrays of different libraries in one call ({exc}); pass them from one library"
+        ) from exc
+    if array_api_compat.is_numpy_namespace(xp):
+        return None
+    return xp
+
+
+def detach(x: Any) -> Any:
+    """A torch tensor without its autograd graph (other arrays unchanged)."""
+    return x.detach() if hasattr(x, "detach") and hasattr(x, "requires_grad") else x
+
+
+def device_of(x: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(x)
+
+
+def host(x: Any) -> np.ndarray:
+    """A (small) device array copied to host numpy."""
+    return to_host(detach(x), "statistics")
+
+
+def on_device(xp: Any, arr: np.ndarray | None, device: Any, dtype: Any = None) -> Any:
+    """Host numpy ``arr`` as an ``xp`` array on ``device`` (``None`` stays ``None``)."""
+    if arr is None:
+        return None
+    out = xp.asarray(np.ascontiguousarray(arr), device=device)
+    return out if dtype is None else xp.astype(out, dtype)
