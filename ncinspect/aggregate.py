@@ -151,7 +151,7 @@ class AggregateReport:
         """One :class:`SnapshotResult` per aggregated snapshot whose ``metrics`` hold ``stat``
         (``"mean"``, ``"std"``, ``"ci_low"``, ``"ci_high"``) and whose ``arrays`` hold the
         interval's ends (``ci_low``/``ci_high``: metric -> value) for banded figures. A null
-        statistic carries its reason in ``warnings`` as ``"key: null (why)"``."""
+        statistic carries its reason in ``null_reasons`` (and, as text, in ``warnings``)."""
         return [_view(s, stat) for s in self.snapshots]
 
     def metric_keys(self) -> list[str]:
@@ -180,23 +180,23 @@ class AggregateReport:
 def _view(snap: AggregateSnapshot, stat: str) -> SnapshotResult:
     if stat not in STATS or stat == "n":
         raise ValueError(f"stat must be mean, std, ci_low or ci_high, got {stat!r}")
-    metrics, warnings = {}, []
+    metrics, reasons = {}, {}
     for key, s in snap.metrics.items():
         metrics[key] = getattr(s, stat)
         if metrics[key] is None:
-            why = (
+            reasons[key] = (
                 "undefined in every run"
                 if s.n == 0
                 else f"defined in {s.n} run(s): {stat} needs two"
             )
-            warnings.append(f"{key}: null ({why})")
     res = SnapshotResult(
         name=f"{snap.split}/{snap.layer or 'penultimate'}/epoch {snap.epoch} ({stat})",
         n_samples=0,
         n_features=0,
         n_classes=snap.n_classes_total or 0,
         metrics=metrics,
-        warnings=warnings,
+        null_reasons=reasons,
+        warnings=[f"{key}: null ({why})" for key, why in reasons.items()],
         arrays={
             "ci_low": {k: s.ci_low for k, s in snap.metrics.items()},
             "ci_high": {k: s.ci_high for k, s in snap.metrics.items()},

@@ -225,9 +225,10 @@ def build_result(
 ) -> SnapshotResult:
     """The :class:`SnapshotResult` of merged pass statistics (used by the engines' callers
     and by :class:`ncinspect.Meter`)."""
-    metrics, table, warnings = compute_metrics(
+    values = compute_metrics(
         first, second, geom, per_class=per_class, classifier_reason=prep.classifier_reason
     )
+    table = values.per_class
     rows = np.flatnonzero(geom.present)  # the present classes: what the result describes
     names = [prep.class_names[c] for c in rows.tolist()]
     if table is not None:
@@ -241,8 +242,9 @@ def build_result(
         n_features=prep.n_features,
         n_classes=int(rows.size),
         n_classes_total=int(prep.n_classes_total or prep.n_classes),
-        metrics=metrics,
-        warnings=[*prep.notes, *extra_warnings, *warnings],
+        metrics=values.values,
+        null_reasons=values.null_reasons,
+        warnings=[*prep.notes, *extra_warnings, *values.warnings],
         per_class=table,
         dtype=str(prep.features.dtype),
         class_names=names,

@@ -21,6 +21,7 @@ import numpy as np
 from .errors import InvalidDataError, ShapeMismatchError
 from .inputs import _check_finite, _check_numeric
 from .io.sources import ArraySource, as_source
+from .metrics.nulls import null_warnings
 from .metrics.ood import NC5_KEY, FeatureSum, is_ood_split, nc5_key, ood_orthogonality, ood_partners
 from .metrics.regression import (
     RegressionFirstPass,
@@ -172,7 +173,7 @@ def run_regression(
     second = engine.reduce_rows(
         partial(_second_chunk, geom), [prep.features], rows, progress=progress
     )
-    metrics, warnings, extra = compute_regression_metrics(first, second, geom, prep.weights)
+    values, extra = compute_regression_metrics(first, second, geom, prep.weights)
     arrays = {"target_covariance": first.target_covariance}
     if prep.weights is not None:
         arrays["weights"] = prep.weights
@@ -183,8 +184,9 @@ def run_regression(
         n_samples=prep.n_samples,
         n_features=prep.n_features,
         n_classes=0,
-        metrics=metrics,
-        warnings=warnings,
+        metrics=values.values,
+        null_reasons=values.null_reasons,
+        warnings=values.warnings,
         dtype=str(prep.features.dtype),
         arrays=arrays,
         task="regression",
@@ -308,7 +310,7 @@ def add_nc5(res: SnapshotResult, sets: dict[str, FeatureSum], all_splits: list[s
     present = np.asarray(res.class_counts, dtype=np.int64) > 0
     means = res.arrays.get("means")
     layer = res.layer or "penultimate"
-    reasons: dict[str, list[str]] = {}
+    reasons: dict[str, str] = {}
     found: dict[str, tuple[float | None, str | None]] = {}
     for split in all_splits:
         total = sets.get(split)
@@ -328,12 +330,12 @@ def add_nc5(res: SnapshotResult, sets: dict[str, FeatureSum], all_splits: list[s
         value, why = found[split]
         res.metrics[key] = value
         if value is None:
-            reasons.setdefault(why or "undefined", []).append(key)
+            reasons[key] = why or "undefined"
     if NC5_KEY not in keys:
         res.metrics[NC5_KEY] = None
-        why = f"{len(all_splits)} named OOD sets: read the keys {NC5_KEY}_<name>"
-        reasons.setdefault(why, []).append(NC5_KEY)
-    res.warnings.extend(f"{', '.join(k)}: null ({why})" for why, k in reasons.items())
+        reasons[NC5_KEY] = f"{len(all_splits)} named OOD sets: read the keys {NC5_KEY}_<name>"
+    res.null_reasons.update(reasons)
+    res.warnings.extend(null_warnings(reasons))
 
 
 class OODSets:

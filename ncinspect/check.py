@@ -39,6 +39,7 @@ from typing import Any
 
 from .errors import ConfigError, UsageError
 from .metrics import METRIC_KEYS, PER_CLASS_KEYS
+from .metrics.nulls import null_message
 from .report import jsonable
 from .trajectory import group_trajectories
 
@@ -623,12 +624,8 @@ def select_layer(items: Iterable[Any], layer: str = "penultimate") -> list[Any]:
 
 
 def _null_reason(res, key: str) -> str:
-    """``key: null (why)``: the reason from the warning ``k1, k2: null (why)`` naming key."""
-    for w in res.warnings:
-        keys, sep, why = w.partition(": null (")
-        if sep and key in (k.strip() for k in keys.split(",")):
-            return f"{key}: null ({why}"
-    return f"{key}: null (no reason recorded)"
+    """``key: null (why)`` from the reason the result recorded for ``key``."""
+    return null_message(res.null_reasons, key)
 
 
 def _fmt(value: Any) -> str:

@@ -187,6 +187,8 @@ class SnapshotResult:
     theory: dict[str, Any] | None = None
     task: str = "classification"  #: or "regression" (nrc1-3 only) or "ood" (no metrics)
     regression: dict[str, Any] | None = None  #: n_targets and nrc3's gamma (regression only)
+    #: why each None of ``metrics`` is None (key -> reason); ``warnings`` holds the same as text
+    null_reasons: dict[str, str] = field(default_factory=dict)
 
     def metric_keys(self) -> list[str]:
         """The metric keys this snapshot reports, in order (they depend on ``task``)."""

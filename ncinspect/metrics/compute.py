@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -10,9 +11,10 @@ from ..stats import FirstPass, Geometry, SecondPass
 from .general import general_metrics
 from .kernels import cdnv, equinorm, etf_error, pairwise_cosine_stats, self_duality
 from .linalg import row_cos, row_norms
+from .nulls import MetricValues
 from .registry import REGISTRY
 
-__all__ = ["METRIC_INFO", "METRIC_KEYS", "PER_CLASS_KEYS", "compute_metrics"]
+__all__ = ["METRIC_INFO", "METRIC_KEYS", "PER_CLASS_KEYS", "MetricValues", "compute_metrics"]
 
 #: (key, group, direction, meaning) for every metric, in report order (from the registry).
 METRIC_INFO: tuple[tuple[str, str, str, str], ...] = tuple(
@@ -30,26 +32,23 @@ PER_CLASS_KEYS: tuple[str, ...] = (
 )
 
 
-class _Collector:
-    """Metric values plus warnings grouped by reason (one line per reason)."""
+@dataclass
+class _Classes:
+    """The present classes of one snapshot and their class-level arrays."""
 
-    def __init__(self) -> None:
-        self.values: dict[str, object] = dict.fromkeys(METRIC_KEYS)
-        self._reasons: dict[str, list[str]] = {}
-        self.notes: list[str] = []
-
-    def set(self, key: str, value, reason: str | None = None) -> None:
-        if value is not None and isinstance(value, float) and not np.isfinite(value):
-            value, reason = None, reason or "not finite"
-        self.values[key] = value
-        if value is None:
-            self._reasons.setdefault(reason or "undefined", []).append(key)
-
-    def warnings(self) -> list[str]:
-        out = list(self.notes)
-        for reason, keys in self._reasons.items():
-            out.append(f"{', '.join(keys)}: null ({reason})")
-        return out
+    present: np.ndarray  # (C_total,) bool: which classes take part
+    rows: np.ndarray  # codes of the present classes (rows of W)
+    C: int  # present classes
+    C_total: int  # rows of W (every class code)
+    d: int
+    N: int  # samples of the present classes: those pass 2 scored
+    n: np.ndarray  # their counts
+    M: np.ndarray  # centred means mu_c - mu_G
+    W: np.ndarray | None  # classifier rows
+    Ms: np.ndarray  # M in units of geom.scale (the units of the pass-2 sums)
+    variances: np.ndarray  # v_c in units of geom.scale**2
+    class_reason: str | None  # why the class-level metrics are undefined (C < 2)
+    no_w: str  # why the W-dependent metrics are undefined when W is None
 
 
 def compute_metrics(
@@ -59,7 +58,7 @@ def compute_metrics(
     *,
     per_class: bool = False,
     classifier_reason: str | None = None,
-) -> tuple[dict[str, object], list[dict[str, object]] | None, list[str]]:
+) -> MetricValues:
     """Every metric of spec/metrics.md from the two passes' statistics.
 
     The class-level metrics (NC1, NC2, NC3, NCC) use the present classes only
@@ -70,13 +69,12 @@ def compute_metrics(
 
     Returns
     -------
-    metrics : dict
-        One value per key of :data:`METRIC_KEYS` (None where undefined).
-    per_class : list of dict or None
-        Per-class values (:data:`PER_CLASS_KEYS`) of the present classes, in code order,
-        when ``per_class`` is set.
-    warnings : list of str
-        One line per reason a value is null, plus notes (e.g. C > d + 1).
+    MetricValues
+        ``values``: one value per key of :data:`METRIC_KEYS` (None where undefined);
+        ``null_reasons``: key -> why for every None; ``notes`` (e.g. C > d + 1);
+        ``per_class``: the per-class values (:data:`PER_CLASS_KEYS`) of the present
+        classes, in code order, when ``per_class`` is set; ``warnings``: the notes, then
+        one line per reason a value is null.
 
     Notes
     -----
@@ -87,17 +85,50 @@ def compute_metrics(
     uses ``||F - T||_F^2 = M2(true outputs) + M2(wrong outputs)``, exact from the merged
     moments. See spec/metrics.md for every definition.
     """
-    out = _Collector()
-    C_total, d = geom.means.shape
+    out = MetricValues.of_keys(METRIC_KEYS)
+    cl = _classes(first, second, geom, classifier_reason)
+    _notes(out, first, geom, cl)
+    if cl.N == 0:
+        out.set_all(METRIC_KEYS, None, f"no class has at least {geom.min_count} samples")
+        out.per_class = [] if per_class else None
+        return out
+    _nc1(out, second, geom, cl)
+    _nc2(out, cl, "means", cl.M, "centred class means", cl.class_reason)
+    _nc2(out, cl, "weights", cl.W, "classifier rows", cl.no_w if cl.W is None else cl.class_reason)
+    _nc3(out, cl)
+    ncc_ok = bool(geom.ncc_valid.any())
+    _nc4(out, second, cl, ncc_ok, classifier_reason)
+    _sqi(out, second, cl, classifier_reason)
+    # generalized metrics (GNC2, UNC3, bias, OF, ETF floor, SELI): full per-row arrays with
+    # the present mask, the same classes as the metrics above
+    counts = first.counts
+    for key, (value, reason) in general_metrics(
+        geom.means,
+        geom.centred,
+        geom.global_mean,
+        geom.weights,
+        geom.bias,
+        counts,
+        second.class_sq / np.maximum(counts, 1),
+        present=cl.present,
+        scale=geom.scale,
+        no_weights=cl.no_w,
+    ).items():
+        out.set(key, value, reason)
+    if per_class:
+        out.per_class = _per_class(first, second, geom, cl, ncc_ok)
+    return out
+
+
+def _classes(
+    first: FirstPass, second: SecondPass, geom: Geometry, classifier_reason: str | None
+) -> _Classes:
     counts = first.counts
     present = counts > 0 if geom.present is None else geom.present
-    rows = np.flatnonzero(present)  # the present classes' codes (rows of W)
+    rows = np.flatnonzero(present)
     C = int(rows.size)
-    N = int(counts[present].sum())  # samples of the present classes: those pass 2 scored
+    C_total, d = geom.means.shape
     n_present = counts[present]
-    absent_note = _absent_note(counts, present, geom.min_count, geom.weights is not None)
-    if absent_note:
-        out.notes.append(absent_note)
     class_reason = None
     if C < 2:
         class_reason = (
@@ -105,77 +136,94 @@ def compute_metrics(
             if geom.min_count <= 1
             else f"fewer than two classes with at least {geom.min_count} samples (found {C})"
         )
-    if C > d + 1:
-        out.notes.append(
-            f"C = {C} classes in d = {d} dimensions: C > d + 1 cannot form a simplex ETF; "
-            "NC2/NC3 values are still computed"
-        )
     M = geom.centred[rows]
-    W = None if geom.weights is None else geom.weights[rows]
-    # pass-2 sums of squares are in units of geom.scale**2: NC1 pairs them with M / scale
-    Ms = M if geom.scale == 1.0 else M / geom.scale
-    variances = second.class_sq[rows] / np.maximum(n_present, 1)
-    singletons = rows[n_present == 1]
-    if N == 0:
-        reason = f"no class has at least {geom.min_count} samples"
-        for key in METRIC_KEYS:
-            out.set(key, None, reason)
-        return out.values, [] if per_class else None, out.warnings()
+    return _Classes(
+        present=present,
+        rows=rows,
+        C=C,
+        C_total=C_total,
+        d=d,
+        N=int(n_present.sum()),
+        n=n_present,
+        M=M,
+        W=None if geom.weights is None else geom.weights[rows],
+        Ms=M if geom.scale == 1.0 else M / geom.scale,
+        variances=second.class_sq[rows] / np.maximum(n_present, 1),
+        class_reason=class_reason,
+        no_w=classifier_reason or "no classifier weights (array 'weights' or an alias)",
+    )
 
-    # NC1 -------------------------------------------------------------------------------
-    if class_reason:
-        for key in ("nc1", "nc1_trace_ratio", "nc1_cdnv"):
-            out.set(key, None, class_reason)
-    elif np.all(n_present < 2):
-        reason = "every class has one sample: within-class scatter is undefined"
-        for key in ("nc1", "nc1_trace_ratio", "nc1_cdnv"):
-            out.set(key, None, reason)
+
+def _notes(out: MetricValues, first: FirstPass, geom: Geometry, cl: _Classes) -> None:
+    has_w = geom.weights is not None
+    absent_note = _absent_note(first.counts, cl.present, geom.min_count, has_w)
+    if absent_note:
+        out.notes.append(absent_note)
+    if cl.C > cl.d + 1:
+        out.notes.append(
+            f"C = {cl.C} classes in d = {cl.d} dimensions: C > d + 1 cannot form a simplex "
+            "ETF; NC2/NC3 values are still computed"
+        )
+
+
+def _nc1(out: MetricValues, second: SecondPass, geom: Geometry, cl: _Classes) -> None:
+    keys = ("nc1", "nc1_trace_ratio", "nc1_cdnv")
+    if cl.class_reason:
+        out.set_all(keys, None, cl.class_reason)
+        return
+    if np.all(cl.n < 2):
+        out.set_all(keys, None, "every class has one sample: within-class scatter is undefined")
+        return
+    singletons = cl.rows[cl.n == 1]
+    if singletons.size:
+        out.notes.append(
+            f"{singletons.size} class(es) have one sample ({singletons.tolist()[:10]}): "
+            "they add no within-class scatter to NC1"
+        )
+    tr_b = float(np.sum(cl.Ms * cl.Ms)) / cl.C
+    tr_w = float(second.class_sq[cl.rows].sum()) / cl.N
+    if geom.eigvals.size == 0 or tr_b == 0:
+        out.set("nc1", None, "all class means coincide (Sigma_B = 0)")
+        out.set("nc1_trace_ratio", None, "all class means coincide (Sigma_B = 0)")
     else:
-        if singletons.size:
-            out.notes.append(
-                f"{singletons.size} class(es) have one sample ({singletons.tolist()[:10]}): "
-                "they add no within-class scatter to NC1"
-            )
-        tr_b = float(np.sum(Ms * Ms)) / C
-        tr_w = float(second.class_sq[rows].sum()) / N
-        if geom.eigvals.size == 0 or tr_b == 0:
-            out.set("nc1", None, "all class means coincide (Sigma_B = 0)")
-            out.set("nc1_trace_ratio", None, "all class means coincide (Sigma_B = 0)")
-        else:
-            out.set("nc1", float(np.sum(second.proj_sq / geom.eigvals)) / N)
-            out.set("nc1_trace_ratio", tr_w / tr_b)
-        out.set("nc1_cdnv", cdnv(variances, Ms), "two class means coincide")
+        out.set("nc1", float(np.sum(second.proj_sq / geom.eigvals)) / cl.N)
+        out.set("nc1_trace_ratio", tr_w / tr_b)
+    out.set("nc1_cdnv", cdnv(cl.variances, cl.Ms), "two class means coincide")
 
-    # NC2 -------------------------------------------------------------------------------
-    def nc2(suffix: str, vectors: np.ndarray | None, what: str, reason: str | None) -> None:
-        keys = [f"nc2_{m}_{suffix}" for m in ("equinorm", "equiangular", "maxangle")]
-        if vectors is None or reason is not None:
-            for key in (*keys, f"etf_error_{suffix}"):
-                out.set(key, None, reason)
-            return
+
+def _nc2(
+    out: MetricValues,
+    cl: _Classes,
+    suffix: str,
+    vectors: np.ndarray | None,
+    what: str,
+    reason: str | None,
+) -> None:
+    keys = [f"nc2_{m}_{suffix}" for m in ("equinorm", "equiangular", "maxangle")]
+    if vectors is None or reason is not None:
+        out.set_all((*keys, f"etf_error_{suffix}"), None, reason)
+    else:
         out.set(keys[0], equinorm(vectors), f"{what} are all zero")
         eq, ma = pairwise_cosine_stats(vectors)
         out.set(keys[1], eq, f"one of the {what} is zero")
         out.set(keys[2], ma, f"one of the {what} is zero")
         out.set(f"etf_error_{suffix}", etf_error(vectors, vectors), f"{what} are all zero")
-
-    no_w = classifier_reason or "no classifier weights (array 'weights' or an alias)"
-    nc2("means", M, "centred class means", class_reason)
-    nc2("weights", W, "classifier rows", no_w if W is None else class_reason)
-    if W is None or class_reason:
-        out.set("etf_error_weights_centered", None, no_w if W is None else class_reason)
+    if suffix != "weights":
+        return
+    if cl.W is None or cl.class_reason:
+        out.set("etf_error_weights_centered", None, cl.no_w if cl.W is None else cl.class_reason)
     else:
-        wc = W - W.mean(axis=0)
+        wc = cl.W - cl.W.mean(axis=0)
         out.set("etf_error_weights_centered", etf_error(wc, wc), "row-centred W is zero")
 
-    # NC3 -------------------------------------------------------------------------------
-    nc3 = ("nc3_self_duality", "nc3_duality_etf_error", "nc3_duality_cos")
+
+def _nc3(out: MetricValues, cl: _Classes) -> None:
+    keys = ("nc3_self_duality", "nc3_duality_etf_error", "nc3_duality_cos")
+    W, M = cl.W, cl.M
     if W is None:
-        for key in nc3:
-            out.set(key, None, no_w)
-    elif class_reason:
-        for key in nc3:
-            out.set(key, None, class_reason)
+        out.set_all(keys, None, cl.no_w)
+    elif cl.class_reason:
+        out.set_all(keys, None, cl.class_reason)
     else:
         out.set("nc3_self_duality", self_duality(W, M), "W or the centred means are zero")
         out.set("nc3_duality_etf_error", etf_error(W, M), "W M~^T is zero")
@@ -186,10 +234,17 @@ def compute_metrics(
             "a classifier row or centred mean is zero",
         )
 
-    # NC4 -------------------------------------------------------------------------------
+
+def _nc4(
+    out: MetricValues,
+    second: SecondPass,
+    cl: _Classes,
+    ncc_ok: bool,
+    classifier_reason: str | None,
+) -> None:
     # NCC over the centres that exist (present classes, or another split's); the classifier
     # over every row of W: that is what the network does
-    ncc_ok = bool(geom.ncc_valid.any())
+    N = cl.N
     ncc_reason = "no NCC centre is defined"
     if second.has_decisions:
         out.set("accuracy_classifier", float(second.clf_correct.sum()) / N)
@@ -202,76 +257,65 @@ def compute_metrics(
         out.set("nc4_ncc_mismatch", None, reason)
     out.set("accuracy_ncc", float(second.ncc_correct.sum()) / N if ncc_ok else None, ncc_reason)
 
-    # SQI: over all C_total outputs ----------------------------------------------------
-    sqi = ("sqi_eps1", "sqi_eps2", "sqi_delta", "sqi_ratio", "sqi_spread", "mse", "interpolates")
+
+def _sqi(
+    out: MetricValues, second: SecondPass, cl: _Classes, classifier_reason: str | None
+) -> None:
+    """The SQI section over all C_total outputs."""
     if not second.has_outputs:
         no_out = classifier_reason or "no outputs and no classifier weights in the dump"
-        for key in sqi:
-            out.set(key, None, no_out)
+        keys = ("sqi_eps1", "sqi_eps2", "sqi_delta", "sqi_ratio", "sqi_spread", "mse")
+        out.set_all((*keys, "interpolates"), None, no_out)
+        return
+    N, K = cl.N, cl.C_total
+    eps1 = 1.0 - second.true_out.mean
+    eps2 = second.wrong_out.mean if second.wrong_out.count else 0.0
+    out.set("sqi_eps1", eps1)
+    out.set("sqi_eps2", eps2)
+    out.set("sqi_delta", eps1 - (K - 1) * eps2)
+    out.set("sqi_ratio", eps1 / ((K - 1) * eps2) if eps2 != 0 else None, "eps2 = 0")
+    # hypot: no Python float overflow for outputs near the float64 limit
+    t_norm = math.sqrt(N) * math.hypot(1.0 - eps1, math.sqrt(K - 1) * eps2)
+    spread = math.hypot(math.sqrt(second.true_out.m2), math.sqrt(second.wrong_out.m2))
+    if 0 < second.out_abs_max < 2.0**-450:  # their squared deviations underflowed
+        out.set("sqi_spread", None, "outputs below 1e-135: their squares underflow float64")
     else:
-        K = C_total
-        eps1 = 1.0 - second.true_out.mean
-        eps2 = second.wrong_out.mean if second.wrong_out.count else 0.0
-        out.set("sqi_eps1", eps1)
-        out.set("sqi_eps2", eps2)
-        out.set("sqi_delta", eps1 - (K - 1) * eps2)
-        out.set("sqi_ratio", eps1 / ((K - 1) * eps2) if eps2 != 0 else None, "eps2 = 0")
-        # hypot: no Python float overflow for outputs near the float64 limit
-        t_norm = math.sqrt(N) * math.hypot(1.0 - eps1, math.sqrt(K - 1) * eps2)
-        spread = math.hypot(math.sqrt(second.true_out.m2), math.sqrt(second.wrong_out.m2))
-        if 0 < second.out_abs_max < 2.0**-450:  # their squared deviations underflowed
-            out.set("sqi_spread", None, "outputs below 1e-135: their squares underflow float64")
-        else:
-            out.set(
-                "sqi_spread",
-                float(spread / t_norm) if t_norm > 0 else None,
-                "the class-constant pattern T is zero",
-            )
-        out.set("mse", second.sq_err / (N * K))
-        out.set("interpolates", bool(second.max_abs_err < 1e-3))
+        out.set(
+            "sqi_spread",
+            float(spread / t_norm) if t_norm > 0 else None,
+            "the class-constant pattern T is zero",
+        )
+    out.set("mse", second.sq_err / (N * K))
+    out.set("interpolates", bool(second.max_abs_err < 1e-3))
 
-    # generalized metrics (GNC2, UNC3, bias, OF, ETF floor, SELI) ----------------------
-    # full per-row arrays with the present mask: the same classes as the metrics above
-    for key, (value, reason) in general_metrics(
-        geom.means,
-        geom.centred,
-        geom.global_mean,
-        geom.weights,
-        geom.bias,
-        counts,
-        second.class_sq / np.maximum(counts, 1),
-        present=present,
-        scale=geom.scale,
-        no_weights=no_w,
-    ).items():
-        out.set(key, value, reason)
 
-    table = None
-    if per_class:
-        mean_norm = row_norms(M)
-        w_norm = row_norms(W) if W is not None else None
-        variances = geom.squared(variances)
-        dcos = row_cos(W, M) if W is not None else None
-        table = []
-        for j, c in enumerate(rows.tolist()):
-            n = int(counts[c])
-            row = {
-                "n": n,
-                "var": float(variances[j]) if np.isfinite(variances[j]) else None,
-                "mean_norm": float(mean_norm[j]),
-                "weight_norm": float(w_norm[j]) if w_norm is not None else None,
-                "duality_cos": (
-                    float(dcos[j]) if dcos is not None and np.isfinite(dcos[j]) else None
-                ),
-                "ncc_agreement": (
-                    float(second.agree[c]) / n if second.has_decisions and ncc_ok else None
-                ),
-                "accuracy_classifier": (
-                    float(second.clf_correct[c]) / n if second.has_decisions else None
-                ),
-            }
-            table.append(row)
-    return out.values, table, out.warnings()
+def _per_class(
+    first: FirstPass, second: SecondPass, geom: Geometry, cl: _Classes, ncc_ok: bool
+) -> list[dict[str, object]]:
+    counts = first.counts
+    W = cl.W
+    mean_norm = row_norms(cl.M)
+    w_norm = row_norms(W) if W is not None else None
+    variances = geom.squared(cl.variances)
+    dcos = row_cos(W, cl.M) if W is not None else None
+    table = []
+    for j, c in enumerate(cl.rows.tolist()):
+        n = int(counts[c])
+        row = {
+            "n": n,
+            "var": float(variances[j]) if np.isfinite(variances[j]) else None,
+            "mean_norm": float(mean_norm[j]),
+            "weight_norm": float(w_norm[j]) if w_norm is not None else None,
+            "duality_cos": (float(dcos[j]) if dcos is not None and np.isfinite(dcos[j]) else None),
+            "ncc_agreement": (
+                float(second.agree[c]) / n if second.has_decisions and ncc_ok else None
+            ),
+            "accuracy_classifier": (
+                float(second.clf_correct[c]) / n if second.has_decisions else None
+            ),
+        }
+        table.append(row)
+    return table
 
 
 def _absent_note(counts: np.ndarray, present: np.ndarray, min_count: int, has_w: bool) -> str:

@@ -1,0 +1,65 @@
+"""Metric values together with why each undefined one is undefined (plain Python + numpy).
+
+A kernel that cannot determine a number returns None and its caller records a reason
+(key -> why) in :class:`MetricValues`; the warning lines of a report are *rendered* from
+those reasons by :func:`null_warnings`, so nobody ever has to parse them back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["MetricValues", "null_warnings", "null_message"]
+
+
+def null_warnings(reasons: Mapping[str, str]) -> list[str]:
+    """One line ``k1, k2: null (why)`` per distinct reason, in the order the keys were set."""
+    groups: dict[str, list[str]] = {}
+    for key, why in reasons.items():
+        groups.setdefault(why, []).append(key)
+    return [f"{', '.join(keys)}: null ({why})" for why, keys in groups.items()]
+
+
+def null_message(reasons: Mapping[str, str], key: str) -> str:
+    """``key: null (why)`` for one key (``no reason recorded`` when none was)."""
+    return f"{key}: null ({reasons.get(key, 'no reason recorded')})"
+
+
+@dataclass
+class MetricValues:
+    """Values by key (None where undefined), the reason of every None, and notes.
+
+    ``per_class`` holds the per-class rows when they were asked for.
+    """
+
+    values: dict[str, object]
+    null_reasons: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    per_class: list[dict[str, object]] | None = None
+
+    @classmethod
+    def of_keys(cls, keys: Iterable[str]) -> MetricValues:
+        """Every key of ``keys`` unset (None, no reason yet)."""
+        return cls(dict.fromkeys(keys))
+
+    def set(self, key: str, value: object, reason: str | None = None) -> None:
+        """Record ``value`` for ``key``; a None (or non-finite float) records ``reason``."""
+        if value is not None and isinstance(value, float) and not np.isfinite(value):
+            value, reason = None, reason or "not finite"
+        self.values[key] = value
+        if value is None:
+            self.null_reasons[key] = reason or "undefined"
+        else:
+            self.null_reasons.pop(key, None)
+
+    def set_all(self, keys: Iterable[str], value: object, reason: str | None) -> None:
+        for key in keys:
+            self.set(key, value, reason)
+
+    @property
+    def warnings(self) -> list[str]:
+        """The notes, then one line per reason a value is null."""
+        return [*self.notes, *null_warnings(self.null_reasons)]
