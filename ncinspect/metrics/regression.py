@@ -58,6 +58,7 @@ REGRESSION_KEYS: tuple[str, ...] = tuple(k for k, *_ in REGRESSION_INFO)
 TIE_RTOL = 1e-12  #: eigenvalues t and t+1 closer than this (relative) make P_pca ambiguous
 RANK_RTOL = 1e-12  #: singular values of W below this fraction of the largest are dropped
 
+
 def regression_geometry(
     first: RegressionFirstPass, n_targets: int, weights: np.ndarray | None
 ) -> RegressionGeometry:
