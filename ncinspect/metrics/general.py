@@ -239,9 +239,7 @@ def general_metrics(
     """
     present = counts > 0 if present is None else np.asarray(present, dtype=bool)
     mu, mt, n = means[present], centred[present], counts[present]
-    var = variances[present]
     w = None if weights is None else weights[present]
-    b = None if bias is None else bias[present]
     C, d = mt.shape
     out: dict[str, tuple[object, str | None]] = {}
     few = f"fewer than 2 classes with samples (C = {C})"
@@ -249,29 +247,9 @@ def general_metrics(
     feasible, floor = etf_floor(d, C)
     out["etf_feasible"] = (feasible, None)
     out["etf_error_floor"] = (floor, None)
-
-    if C < 2:
-        out["nc1_cdnv_exp2"] = (None, few)
-    elif np.all(n < 2):
-        out["nc1_cdnv_exp2"] = (None, "fewer than 2 samples in every class")
-    else:
-        value = cdnv_exp2(var, mt / scale)  # in units of 1/scale^2
-        with np.errstate(under="ignore", over="ignore"):
-            value = None if value is None else value / scale / scale
-        out["nc1_cdnv_exp2"] = (value, "two class means coincide")
-
-    def gnc2(suffix: str, vectors: np.ndarray | None, what: str) -> None:
-        keys = [f"gnc2_{k}_{suffix}" for k in ("log", "dist", "energy_log")]
-        if vectors is None:
-            out.update({k: (None, no_weights) for k in keys})
-            return
-        stats = None if C < 2 else hyperspherical_stats(vectors)
-        why = few if C < 2 else f"one of the {what} is zero or two of them point the same way"
-        values = (None, None, None) if stats is None else stats
-        out.update({k: (v, why) for k, v in zip(keys, values, strict=True)})
-
-    gnc2("means", mt, "centred class means")
-    gnc2("weights", w, "classifier rows")
+    out["nc1_cdnv_exp2"] = _cdnv_exp2_entry(variances[present], mt, n, scale, few)
+    _gnc2(out, "means", mt, "centred class means", few, no_weights)
+    _gnc2(out, "weights", w, "classifier rows", few, no_weights)
 
     w_keys = ("unc3_uniform_duality", "bias_collapse", "of_error_weights", "of_error_duality")
     w_keys += ("seli_error_weights", "seli_error_logits", "minority_collapse")
@@ -285,18 +263,64 @@ def general_metrics(
     out["of_error_means"] = (of_error(mu, mu), "the class means are all zero")
     out["seli_error_means"] = seli_error(mu, mu, n, -1)
     if w is not None:
-        out["unc3_uniform_duality"] = (
-            uniform_duality(w, mt),
-            "a classifier row or centred mean is zero",
-        )
-        out["bias_collapse"] = (bias_collapse(w, global_mean, b), None)
-        out["of_error_weights"] = (of_error(w, w), "W is zero")
-        out["of_error_duality"] = (of_error(w, mu), "W M^T is zero")
-        out["seli_error_weights"] = seli_error(w, w, n, 1)
-        logits = etf_error(w, mu)  # the SELI logits are P Y: the ETF at class level
-        out["seli_error_logits"] = (logits, "W M^T is zero")
-        out["minority_collapse"] = (
-            minority_collapse(w, n),
-            "fewer than two classes with n_c below half the largest, or a zero classifier row",
-        )
+        b = None if bias is None else bias[present]
+        _weight_entries(out, w, b, mu, mt, global_mean, n)
     return out
+
+
+def _cdnv_exp2_entry(
+    var: np.ndarray, mt: np.ndarray, n: np.ndarray, scale: float, few: str
+) -> tuple[object, str | None]:
+    if mt.shape[0] < 2:
+        return None, few
+    if np.all(n < 2):
+        return None, "fewer than 2 samples in every class"
+    value = cdnv_exp2(var, mt / scale)  # in units of 1/scale^2
+    with np.errstate(under="ignore", over="ignore"):
+        value = None if value is None else value / scale / scale
+    return value, "two class means coincide"
+
+
+def _gnc2(
+    out: dict[str, tuple[object, str | None]],
+    suffix: str,
+    vectors: np.ndarray | None,
+    what: str,
+    few: str,
+    no_weights: str,
+) -> None:
+    keys = [f"gnc2_{k}_{suffix}" for k in ("log", "dist", "energy_log")]
+    if vectors is None:
+        out.update({k: (None, no_weights) for k in keys})
+        return
+    C = vectors.shape[0]
+    stats = None if C < 2 else hyperspherical_stats(vectors)
+    why = few if C < 2 else f"one of the {what} is zero or two of them point the same way"
+    values = (None, None, None) if stats is None else stats
+    out.update({k: (v, why) for k, v in zip(keys, values, strict=True)})
+
+
+def _weight_entries(
+    out: dict[str, tuple[object, str | None]],
+    w: np.ndarray,
+    b: np.ndarray | None,
+    mu: np.ndarray,
+    mt: np.ndarray,
+    global_mean: np.ndarray,
+    n: np.ndarray,
+) -> None:
+    """The generalized metrics that need the classifier (C >= 2)."""
+    out["unc3_uniform_duality"] = (
+        uniform_duality(w, mt),
+        "a classifier row or centred mean is zero",
+    )
+    out["bias_collapse"] = (bias_collapse(w, global_mean, b), None)
+    out["of_error_weights"] = (of_error(w, w), "W is zero")
+    out["of_error_duality"] = (of_error(w, mu), "W M^T is zero")
+    out["seli_error_weights"] = seli_error(w, w, n, 1)
+    logits = etf_error(w, mu)  # the SELI logits are P Y: the ETF at class level
+    out["seli_error_logits"] = (logits, "W M^T is zero")
+    out["minority_collapse"] = (
+        minority_collapse(w, n),
+        "fewer than two classes with n_c below half the largest, or a zero classifier row",
+    )

@@ -1,0 +1,339 @@
+"""Check rules: :class:`Rule`, their parsing from the command line and from a TOML table.
+
+A :class:`Rule` bounds one metric. Four families exist:
+
+- thresholds: ``max`` (value <= bound) and ``min`` (value >= bound) on any metric of the
+  registry (:mod:`ncinspect.metrics.registry`);
+- per-class worst case: the same on ``per_class.<key>`` (a key of
+  :data:`~ncinspect.metrics.PER_CLASS_KEYS`): ``min per_class.ncc_agreement >= 0.95`` holds
+  when the *lowest* class value is >= 0.95, ``max per_class.var <= 0.1`` when the *highest*
+  class value is <= 0.1;
+- trends over a trajectory (the snapshots of one split and layer ordered by epoch):
+  ``decreasing`` / ``increasing`` compare the last epoch with the first (strictly);
+  ``non_increasing`` / ``non_decreasing`` compare each consecutive pair over the last ``last``
+  snapshots (all by default), allowing a step of ``atol + rtol * |previous|`` the wrong way.
+
+Command-line rules add to the file's or replace the file's rule of the same kind and
+metric (:func:`merge_rules`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UsageError
+from ..metrics import METRIC_KEYS, PER_CLASS_KEYS
+from ..metrics.ood import NC5_KEY
+from ..metrics.registry import OOD_REGISTRY, REGRESSION_REGISTRY
+
+__all__ = [
+    "THRESHOLD_KINDS",
+    "TREND_KINDS",
+    "TREND_OPTIONS",
+    "PER_CLASS_PREFIX",
+    "Rule",
+    "CheckConfig",
+    "parse_threshold",
+    "parse_trend",
+    "rules_from_table",
+    "merge_rules",
+    "is_extra_metric",
+    "num_text",
+]
+
+THRESHOLD_KINDS = ("max", "min")
+TREND_KINDS = ("decreasing", "increasing", "non_increasing", "non_decreasing")
+PER_CLASS_PREFIX = "per_class."
+#: Options each trend kind accepts (CLI ``METRIC:opt=value,...``; TOML ``METRIC = {opt = value}``).
+TREND_OPTIONS = {
+    "decreasing": (),
+    "increasing": (),
+    "non_increasing": ("last", "rtol", "atol"),
+    "non_decreasing": ("last", "rtol", "atol"),
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One condition on one metric.
+
+    Parameters
+    ----------
+    kind : str
+        One of :data:`THRESHOLD_KINDS` or :data:`TREND_KINDS`.
+    metric : str
+        A key of ``METRIC_KEYS``, or ``per_class.<key>`` for threshold rules.
+    bound : float, optional
+        The threshold of a ``max``/``min`` rule.
+    last : int, optional
+        Trend rules ``non_*``: consider only the last ``last`` snapshots (all when None).
+    rtol, atol : float
+        Trend rules ``non_*``: a step may go the wrong way by ``atol + rtol * |previous|``.
+    """
+
+    kind: str
+    metric: str
+    bound: float | None = None
+    last: int | None = None
+    rtol: float = 0.0
+    atol: float = 0.0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Identity for merging: a command-line rule replaces a file rule with the same key."""
+        return self.kind, self.metric
+
+    @property
+    def is_trend(self) -> bool:
+        return self.kind in TREND_KINDS
+
+    @property
+    def per_class_key(self) -> str | None:
+        """``ncc_agreement`` for ``per_class.ncc_agreement``; None for an aggregate metric."""
+        if self.metric.startswith(PER_CLASS_PREFIX):
+            return self.metric[len(PER_CLASS_PREFIX) :]
+        return None
+
+    @property
+    def bound_text(self) -> str | None:
+        """The bound of a threshold rule as written in :attr:`text` (``0.0001``, ``1e-05``)."""
+        return None if self.bound is None else num_text(self.bound)
+
+    @property
+    def text(self) -> str:
+        """Human form, e.g. ``nc1 <= 0.1`` or ``min per_class.ncc_agreement >= 0.95``."""
+        if self.kind in THRESHOLD_KINDS:
+            op = "<=" if self.kind == "max" else ">="
+            worst = f"{self.kind} " if self.per_class_key else ""
+            return f"{worst}{self.metric} {op} {self.bound_text}"
+        if self.kind in ("decreasing", "increasing"):
+            op = "<" if self.kind == "decreasing" else ">"
+            return f"{self.metric} {self.kind} (last {op} first)"
+        span = f"last {self.last}" if self.last else "all snapshots"
+        tol = "".join(
+            f", {name} {num_text(getattr(self, name))}"
+            for name in ("rtol", "atol")
+            if getattr(self, name)
+        )
+        return f"{self.metric} {self.kind.replace('_', '-')} ({span}{tol})"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "metric": self.metric, "text": self.text}
+        if self.is_trend:
+            out.update(last=self.last, rtol=self.rtol, atol=self.atol)
+        else:
+            out["bound"] = self.bound
+        return out
+
+
+def num_text(x: float) -> str:
+    """A bound as written: ``0.1``, ``1e-05``, ``1`` (not ``1.0``)."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
+
+
+def _extra_metric_keys() -> list[str]:
+    """Keys outside METRIC_KEYS a rule may use: nc5 (OOD sets) and nrc1-3 (regression)."""
+    return [m.key for m in (*OOD_REGISTRY, *REGRESSION_REGISTRY)]
+
+
+def is_extra_metric(name: str) -> bool:
+    """A key of another snapshot kind: nrc1-3, nc5 or ``nc5_ood_orthogonality_<name>``."""
+    return name in _extra_metric_keys() or name.startswith(NC5_KEY + "_")
+
+
+def _valid_metric_names() -> list[str]:
+    return [*METRIC_KEYS, *_extra_metric_keys(), *(PER_CLASS_PREFIX + k for k in PER_CLASS_KEYS)]
+
+
+def _check_metric(name: str, where: str, *, trend: bool) -> str:
+    """``name`` if it is a metric a rule can use; else a UsageError that lists the valid ones."""
+    name = name.strip()
+    if name in METRIC_KEYS or is_extra_metric(name):
+        return name
+    if name.startswith(PER_CLASS_PREFIX) and name[len(PER_CLASS_PREFIX) :] in PER_CLASS_KEYS:
+        if trend:
+            raise UsageError(
+                f"{where}: trend rules take an aggregate metric, not {name!r} "
+                "(use a min/max per-class rule on each snapshot instead)"
+            )
+        return name
+    valid = [*METRIC_KEYS, *_extra_metric_keys()] if trend else _valid_metric_names()
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    per_class = "" if trend else (f"; per-class worst case: per_class.<{'|'.join(PER_CLASS_KEYS)}>")
+    valid = ", ".join([*METRIC_KEYS, *_extra_metric_keys()])
+    raise UsageError(f"{where}: unknown metric {name!r}{hint}; valid metrics: {valid}{per_class}")
+
+
+def _number(text: Any, where: str, what: str) -> float:
+    if isinstance(text, bool):  # TOML's true/false are no bounds (true is not 1)
+        raise UsageError(f"{where}: {what} must be a number, got {str(text).lower()}")
+    try:
+        value = float(text)
+    except OverflowError:
+        raise UsageError(f"{where}: {what} must be finite, got {_short(text)}") from None
+    except (TypeError, ValueError):
+        raise UsageError(f"{where}: {what} must be a number, got {_short(text)}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise UsageError(f"{where}: {what} must be finite, got {_short(text)}")
+    return value
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a message stays one short line)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return "a number too long to print"
+    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text)} chars)"
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} chars)"
+
+
+def _threshold(kind: str, metric: str, bound: Any, where: str) -> Rule:
+    if kind not in THRESHOLD_KINDS:
+        raise UsageError(f"{where}: unknown threshold kind {kind!r}; expected max or min")
+    metric = _check_metric(metric, where, trend=False)
+    return Rule(kind, metric, bound=_number(bound, where, f"the bound of {metric}"))
+
+
+def _trend(kind: str, metric: str, options: Mapping[str, Any], where: str) -> Rule:
+    if kind not in TREND_KINDS:
+        raise UsageError(f"{where}: unknown trend kind {kind!r}; expected one of {TREND_KINDS}")
+    metric = _check_metric(metric, where, trend=True)
+    allowed = TREND_OPTIONS[kind]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        ok = ", ".join(allowed) if allowed else "none"
+        raise UsageError(f"{where}: {kind} takes no option {', '.join(unknown)} (options: {ok})")
+    last = options.get("last")
+    if last is not None:
+        value = _number(last, where, "last")
+        if value != int(value) or value < 2:
+            raise UsageError(f"{where}: last must be an integer >= 2, got {last!r}")
+        last = int(value)
+    tols = {name: _number(options.get(name, 0), where, name) for name in ("rtol", "atol")}
+    if min(tols.values()) < 0:
+        raise UsageError(f"{where}: rtol and atol must be >= 0, got {tols}")
+    return Rule(kind, metric, last=last, **tols)
+
+
+def parse_threshold(kind: str, spec: str) -> Rule:
+    """A ``max``/``min`` rule from the command-line form ``METRIC=VALUE``.
+
+    Examples
+    --------
+    >>> parse_threshold("max", "nc1=0.1").text
+    'nc1 <= 0.1'
+    """
+    where = f"--{kind} {_clip(spec)}"
+    metric, sep, value = spec.partition("=")
+    if not sep or not metric.strip() or not value.strip():
+        raise UsageError(f"{where}: expected METRIC=VALUE, e.g. --{kind} nc1=0.1")
+    return _threshold(kind, metric, value.strip(), where)
+
+
+def parse_trend(kind: str, spec: str) -> Rule:
+    """A trend rule from the command-line form ``METRIC`` or ``METRIC:opt=value,...``.
+
+    Examples
+    --------
+    >>> parse_trend("non_increasing", "nc1:last=5,rtol=0.05").text
+    'nc1 non-increasing (last 5, rtol 0.05)'
+    """
+    where = f"--{kind.replace('_', '-')} {_clip(spec)}"
+    metric, _, rest = spec.partition(":")
+    options: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"{where}: expected METRIC[:option=value,...], got option {item!r}")
+        options[name.strip()] = value.strip()
+    return _trend(kind, metric, options, where)
+
+
+@dataclass
+class CheckConfig:
+    """Rules and snapshot/layer selections read from a configuration file (``path``), if any."""
+
+    rules: list[Rule] = field(default_factory=list)
+    snapshot: str | None = None
+    layer: str | None = None
+    path: str | None = None
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"per_class": {"var": 1}}`` (TOML's unquoted dotted key) -> ``{"per_class.var": 1}``."""
+    out: dict[str, Any] = {}
+    for name, value in table.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = value
+    return out
+
+
+def rules_from_table(table: Mapping[str, Any], where: str) -> CheckConfig:
+    """Rules and the ``snapshot`` / ``layer`` selections (None when unset) of a check table.
+
+    Parameters
+    ----------
+    table : mapping
+        ``{"snapshot": "last", "layer": "penultimate", "max": {"nc1": 0.1},
+        "min": {"per_class.ncc_agreement": 0.95}, "decreasing": ["nc1"],
+        "non_increasing": {"nc1": {"last": 5, "rtol": 0.05}}}``.
+    where : str
+        Where the table comes from, for error messages.
+    """
+    known = ("snapshot", "layer", *THRESHOLD_KINDS, *TREND_KINDS)
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(known)}"
+        )
+    selections = {}
+    for name in ("snapshot", "layer"):
+        value = table.get(name)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise UsageError(f"{where}: {name} must be a non-empty string, got {value!r}")
+        selections[name] = value
+    rules: list[Rule] = []
+    for kind in THRESHOLD_KINDS:
+        bounds = table.get(kind, {})
+        if not isinstance(bounds, Mapping):
+            raise UsageError(f"{where}: {kind} must be a table of metric = bound, got {bounds!r}")
+        rules += [_threshold(kind, m, b, f"{where} [{kind}]") for m, b in _flatten(bounds).items()]
+    for kind in TREND_KINDS:
+        spec = table.get(kind, [])
+        here = f"{where} [{kind}]"
+        if isinstance(spec, str):
+            spec = [spec]
+        if isinstance(spec, Mapping):
+            items = [(m, o if isinstance(o, Mapping) else None) for m, o in spec.items()]
+        elif isinstance(spec, list) and all(isinstance(m, str) for m in spec):
+            items = [(m, {}) for m in spec]
+        else:
+            items = [(None, None)]
+        for metric, options in items:
+            if options is None:
+                raise UsageError(
+                    f"{here}: expected a list of metrics or a table of "
+                    f"metric = {{{', '.join(TREND_OPTIONS[kind])}}}, got {spec!r}"
+                )
+            rules.append(_trend(kind, metric, options, here))
+    return CheckConfig(rules=rules, **selections)
+
+
+def merge_rules(base: Iterable[Rule], override: Iterable[Rule]) -> list[Rule]:
+    """``base`` plus ``override``, whose rules replace those of the same kind and metric.
+
+    Order: the base rules in their order (replaced in place), then the new ones.
+    """
+    merged = {r.key: r for r in base}
+    merged.update({r.key: r for r in override})
+    return list(merged.values())
