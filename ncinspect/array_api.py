@@ -27,6 +27,7 @@ __all__ = [
     "device_of",
     "host",
     "on_device",
+    "device_batch",
 ]
 
 #: ``"float64"``: every product and sum in float64 (the default, equal to the numpy path
@@ -100,3 +101,42 @@ def on_device(xp: Any, arr: np.ndarray | None, device: Any, dtype: Any = None) -
         return None
     out = xp.asarray(np.ascontiguousarray(arr), device=device)
     return out if dtype is None else xp.astype(out, dtype)
+
+
+def device_batch(xp: Any, features: Any, labels: Any, n_classes: int) -> tuple[Any, Any]:
+    """A batch of ``xp`` features and its labels, checked where they live.
+
+    Returns the features (detached) and int64 labels on the features' device; host labels
+    are moved there. The checks match the host path of :class:`ncinspect.Meter`: numeric
+    2-D features, one integer label in ``[0, n_classes)`` per row.
+    """
+    from .errors import InvalidDataError
+
+    h = detach(features)
+    if h.dtype == xp.bool or not xp.isdtype(h.dtype, ("real floating", "integral")):
+        raise UnsupportedDtypeError(f"features have unsupported dtype {h.dtype}: use floats")
+    if h.ndim != 2:
+        raise InvalidDataError(f"features must be 2-D (batch, d), got shape {tuple(h.shape)}")
+    y = labels
+    if get_namespace(labels) is not xp:  # host labels (or another library): to h's device
+        y = xp.asarray(to_host(labels, "labels"), device=device_of(h))
+    y = detach(y)
+    if not xp.isdtype(y.dtype, ("real floating", "integral", "bool")):
+        raise UnsupportedDtypeError(
+            f"labels have dtype {y.dtype}: the Meter takes integer labels (rows of W)"
+        )
+    if y.ndim != 1 or y.shape[0] != h.shape[0]:
+        raise InvalidDataError(
+            f"labels must have shape ({h.shape[0]},) for these features, got {tuple(y.shape)}"
+        )
+    if xp.isdtype(y.dtype, "real floating"):
+        if y.shape[0] and not bool(xp.all(y == xp.round(y))):
+            raise InvalidDataError("labels must be integers (row indices of the classifier)")
+    y = xp.astype(y, xp.int64)
+    if y.shape[0]:
+        lo, hi = int(xp.min(y)), int(xp.max(y))
+        if lo < 0 or hi >= n_classes:
+            raise InvalidDataError(
+                f"label {lo if lo < 0 else hi} is not in [0, {n_classes}) (rows of the classifier)"
+            )
+    return h, y

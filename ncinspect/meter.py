@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from .analyze import build_result
-from .array_api import check_precision, detach, device_of, get_namespace
+from .array_api import check_precision, device_batch, get_namespace
 from .arrays import host_dtype, to_host
 from .errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from .inputs import Prepared
@@ -158,7 +158,13 @@ class Meter:
     def _batch(self, features: Any, labels: Any) -> tuple[Any, Any]:
         xp = get_namespace(features)
         if xp is not None and str(getattr(features, "layout", "torch.strided")) == "torch.strided":
-            return self._device_batch(xp, detach(features), labels)
+            h, y = device_batch(xp, features, labels, self.n_classes)
+            if self.weights is not None and h.shape[1] != self.weights.shape[1]:
+                raise InvalidDataError(
+                    f"features have d = {h.shape[1]} but weights have "
+                    f"{self.weights.shape[1]} columns"
+                )
+            return h, y
         h = to_host(features, "features")
         y = to_host(labels, "labels")
         if h.dtype.kind not in "fiu":
@@ -181,41 +187,6 @@ class Meter:
                 f"label {int(y[(y < 0) | (y >= self.n_classes)][0])} is not in "
                 f"[0, {self.n_classes}) (rows of the classifier)"
             )
-        if self.weights is not None and h.shape[1] != self.weights.shape[1]:
-            raise InvalidDataError(
-                f"features have d = {h.shape[1]} but weights have {self.weights.shape[1]} columns"
-            )
-        return h, y
-
-    def _device_batch(self, xp: Any, h: Any, labels: Any) -> tuple[Any, Any]:
-        """The checks of :meth:`_batch` on the arrays' device (nothing copied to the host)."""
-        if h.dtype == xp.bool or not xp.isdtype(h.dtype, ("real floating", "integral")):
-            raise UnsupportedDtypeError(f"features have unsupported dtype {h.dtype}: use floats")
-        if h.ndim != 2:
-            raise InvalidDataError(f"features must be 2-D (batch, d), got shape {tuple(h.shape)}")
-        y = labels
-        if get_namespace(labels) is not xp:  # host labels (or another library): to h's device
-            y = xp.asarray(to_host(labels, "labels"), device=device_of(h))
-        y = detach(y)
-        if not xp.isdtype(y.dtype, ("real floating", "integral", "bool")):
-            raise UnsupportedDtypeError(
-                f"labels have dtype {y.dtype}: the Meter takes integer labels (rows of W)"
-            )
-        if y.ndim != 1 or y.shape[0] != h.shape[0]:
-            raise InvalidDataError(
-                f"labels must have shape ({h.shape[0]},) for these features, got {tuple(y.shape)}"
-            )
-        if xp.isdtype(y.dtype, "real floating"):
-            if y.shape[0] and not bool(xp.all(y == xp.round(y))):
-                raise InvalidDataError("labels must be integers (row indices of the classifier)")
-        y = xp.astype(y, xp.int64)
-        if y.shape[0]:
-            lo, hi = int(xp.min(y)), int(xp.max(y))
-            if lo < 0 or hi >= self.n_classes:
-                raise InvalidDataError(
-                    f"label {lo if lo < 0 else hi} is not in [0, {self.n_classes}) "
-                    "(rows of the classifier)"
-                )
         if self.weights is not None and h.shape[1] != self.weights.shape[1]:
             raise InvalidDataError(
                 f"features have d = {h.shape[1]} but weights have {self.weights.shape[1]} columns"

@@ -34,6 +34,8 @@ ROOMS: dict[str, int] = {
     "dump": 2,
     "inputs": 3,
     "stats": 4,
+    "array_api": 4,
+    "stats_xp": 4,
     "metrics": 5,
     "projection": 5,
     "report": 6,
