@@ -2,8 +2,8 @@
 """Train the bundled bias-free ReLU net to a critical point and write a dump for `theory`.
 
 Inputs are constant within each class (class templates plus a shared offset vector,
-:func:`ncinspect.sweep.template_data`), training is full-batch heavy-ball gradient descent
-(:func:`ncinspect.sweep.converged_config`), so the gradient norm falls below 1e-12 and
+:func:`ncinspect.experiments.template_data`), training is full-batch heavy-ball gradient descent
+(:func:`ncinspect.experiments.converged_config`), so the gradient norm falls below 1e-12 and
 ``ncinspect theory`` shows every identity of spec/theory.md to ~1e-14::
 
     python examples/converged_theory.py -o converged.h5
@@ -37,7 +37,7 @@ import click
 @click.option("--asymmetric", is_flag=True, help="Random class templates (seed 0).")
 def main(output, n_per_class, weight_decay, epochs, asymmetric):
     """Write OUTPUT with snapshots at epoch 0 and at the last epoch; print the gradient norm."""
-    from ncinspect.sweep import converged_config, gradient_norm, template_data
+    from ncinspect.experiments import converged_config, gradient_norm, template_data
     from ncinspect.train import fit
 
     data = template_data(n_per_class=n_per_class, symmetric=not asymmetric)

@@ -15,7 +15,7 @@ import pytest
 from ncinspect import DumpWriter
 from ncinspect.cli import main
 from ncinspect.errors import InvalidDataError
-from ncinspect.sweep import converged_config, gradient_norm, template_data
+from ncinspect.experiments import converged_config, gradient_norm, template_data
 from ncinspect.theory import TheoryPass, resolve_constants
 from ncinspect.theory_run import theory_arrays, theory_file
 

@@ -1,4 +1,5 @@
-"""The weight-decay sweep: one dump per lambda, rows of metrics and residuals, files, figure."""
+"""The weight-decay sweep: one dump per lambda, rows of metrics and residuals, files, figure;
+several seeds: mean and 95% interval, factor per seed; the ``ncinspect sweep`` command."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 
 import pytest
 
-from ncinspect.sweep import (
+from ncinspect.experiments import (
     SWEEP_METRICS,
     SWEEP_THEORY,
     sweep_columns,
@@ -87,97 +88,152 @@ def test_written_tables_and_figure(sweep):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-# -- the documented sweeps' settings are pinned, not the TrainConfig defaults --------------
+# -- the command takes every setting from TrainConfig ------------------------------------
 
 
-def test_sweep_config_pins_every_setting_of_the_measured_tables():
-    """docs/experiments.md was measured with separation 1.0, lr 0.1, ...: the defaults since
-    differ (separation 10, lr 0.01), so sweep_config must not take anything from them."""
-    import dataclasses
+def _invoke_sweep(monkeypatch, args):
+    """Run ``ncinspect sweep ARGS`` with training replaced by a recorder; returns the call."""
+    import ncinspect.experiments as experiments
+    from ncinspect.cli import main
 
-    from ncinspect.sweep import SWEEP_SETTINGS, sweep_config
-    from ncinspect.train import TrainConfig
-
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    assert set(SWEEP_SETTINGS) == fields - {"weight_decay"}  # everything but lambda is pinned
-    cfg = sweep_config(epochs=2000, width=128)
-    measured = dict(
-        dataset="gaussian",
-        n_classes=10,
-        n_per_class=100,
-        n_test_per_class=100,
-        input_dim=32,
-        separation=1.0,
-        noise=1.0,
-        mnist1d_samples=5000,
-        depth=4,
-        width=128,
-        widths=None,
-        init_scale=1.0,
-        dtype="float64",
-        kappa=None,
-        lr=0.1,
-        momentum=0.9,
-        batch_size=100,
-        epochs=2000,
-        schedule="cosine",
-        lr_min=0.0,
-        save_every=2000,
-        seed=0,
-    )
-    assert {k: getattr(cfg, k) for k in measured} == measured
-    assert sweep_config(epochs=10, save_every=5).save_every == 5
-    assert sweep_config(dataset="mnist1d", epochs=1000).lr == 0.1
-
-
-def test_example_script_uses_the_pinned_settings(tmp_path, monkeypatch):
-    """The documented command line builds sweep_config(...), whatever TrainConfig defaults to."""
-    import importlib.util
-
-    from click.testing import CliRunner
-
-    import ncinspect.sweep as sweep_module
-
-    path = os.path.join(os.path.dirname(__file__), "..", "examples", "sweep_weight_decay.py")
-    spec = importlib.util.spec_from_file_location("sweep_example", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
     seen = {}
 
     def fake_sweep(config, values, out_dir, **kw):
-        seen["config"], seen["values"] = config, values
+        seen.update(config=config, values=values, out_dir=out_dir, **kw)
         raise SystemExit(0)  # stop before training: only the settings matter here
 
-    monkeypatch.setattr(sweep_module, "sweep_weight_decay", fake_sweep)
-    args = [
-        "--dataset",
-        "gaussian",
-        "-o",
-        str(tmp_path),
-        "--weight-decays",
-        "0,1e-4",
-        "--epochs",
-        "2000",
-        "--width",
-        "128",
-        "--set",
-        "noise=2",
+    monkeypatch.setattr(experiments, "sweep_weight_decay", fake_sweep)
+    try:
+        main(["sweep", *args])
+    except SystemExit as exc:
+        assert exc.code == 0
+    return seen
+
+
+def test_sweep_command_defaults_are_the_trainconfig_defaults(tmp_path, monkeypatch):
+    import dataclasses
+
+    from ncinspect.train import TrainConfig
+
+    seen = _invoke_sweep(monkeypatch, ["-o", str(tmp_path)])
+    assert seen["config"] == TrainConfig()  # no default of its own
+    assert seen["values"] == [0.0, TrainConfig().weight_decay]
+    assert seen["seeds"] is None
+    seen = _invoke_sweep(
+        monkeypatch,
+        ["-o", str(tmp_path), "--weight-decays", "0,1e-4", "--seeds", "3", "--seed", "4"]
+        + ["--epochs", "20", "--lr", "0.1", "--set", "separation=1", "--set", "kappa=0.5"]
+        + ["--set", "widths=8,9,10", "--set", "schedule=step"],
+    )
+    want = dataclasses.replace(
+        TrainConfig(),
+        seed=4,
+        epochs=20,
+        lr=0.1,
+        separation=1.0,
+        kappa=0.5,
+        widths=(8, 9, 10),
+        schedule="step",
+    )
+    assert seen["config"] == want and seen["values"] == [0.0, 1e-4]
+    assert list(seen["seeds"]) == [4, 5, 6]
+
+
+def test_sweep_command_refuses_unknown_fields(tmp_path, capsys):
+    from ncinspect.cli import main
+
+    assert main(["sweep", "-o", str(tmp_path), "--set", "nonsense=1"]) == 2
+    assert main(["sweep", "-o", str(tmp_path), "--set", "epochs=ten"]) == 2
+    assert main(["sweep", "-o", str(tmp_path), "--seeds", "2", "--extend"]) == 2
+    assert not os.listdir(tmp_path)
+
+
+# -- several seeds: the headline ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    from ncinspect.cli import main
+
+    folder = tmp_path_factory.mktemp("seeds")
+    args = ["sweep", "-o", str(folder), "--weight-decays", "0,1e-2", "--seeds", "3"]
+    args += ["--epochs", "8", "--save-every", "4", "--depth", "3", "--width", "16"]
+    args += ["--batch-size", "12", "--set", "n_classes=3", "--set", "n_per_class=12"]
+    args += ["--set", "n_test_per_class=5", "--set", "input_dim=6"]
+    assert main(args) == 0
+    with open(folder / "sweep.json") as f:
+        rows = json.load(f)
+    return folder, rows
+
+
+def test_seeds_write_one_dump_per_run_and_the_headline(seeded):
+    folder, rows = seeded
+    assert sorted((r["weight_decay"], r["seed"]) for r in rows) == [
+        (w, s) for w in (0.0, 0.01) for s in (0, 1, 2)
     ]
-    result = CliRunner().invoke(example.main, args)
-    assert result.exit_code == 0, result.output
-    cfg = seen["config"]
-    assert seen["values"] == [0.0, 1e-4]
-    assert (cfg.separation, cfg.lr, cfg.batch_size, cfg.momentum, cfg.schedule) == (
-        1.0,
-        0.1,
-        100,
-        0.9,
-        "cosine",
-    )
-    assert (cfg.epochs, cfg.save_every, cfg.width, cfg.depth, cfg.noise) == (
-        2000,
-        2000,
-        128,
-        4,
-        2.0,
-    )
+    names = set(os.listdir(folder))
+    for w in ("0", "0.01"):
+        assert {f"wd_{w}_seed{s}.h5" for s in range(3)} <= names
+    assert {"headline.md", "headline.json", "trajectory.png", "sweep.png"} <= names
+    assert {"aggregate_wd_0.json", "aggregate_wd_0.01.json"} <= names
+    # seeds draw their own data: the initial features differ between seeds
+    from ncinspect.dump import open_dump
+
+    firsts = []
+    for s in (0, 1):
+        with open_dump(folder / f"wd_0_seed{s}.h5") as dump:
+            snap = next(x for x in dump.snapshots if x.name == "/epoch_0000")
+            firsts.append(snap.features.read_all())
+    assert firsts[0].shape == firsts[1].shape and not (firsts[0] == firsts[1]).all()
+
+
+def test_headline_mean_interval_and_factors_are_those_of_the_seeds(seeded):
+    """Known answers: numpy mean, ddof-1 std and scipy's t quantile over the rows."""
+    import numpy as np
+    from scipy.stats import t
+
+    folder, rows = seeded
+    with open(folder / "headline.json") as f:
+        summary = json.load(f)
+    assert [s["weight_decay"] for s in summary["runs"]] == [0.0, 0.01]
+    for s in summary["runs"]:
+        for key in ("nc1", "etf_error_weights_centered", "nc3_self_duality"):
+            x = np.array(
+                [r["metrics"][key] for r in rows if r["weight_decay"] == s["weight_decay"]]
+            )
+            half = t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+            got = s["metrics"][key]
+            assert got["n"] == 3
+            assert got["mean"] == pytest.approx(x.mean(), rel=1e-12)
+            assert got["ci_low"] == pytest.approx(x.mean() - half, rel=1e-9)
+            assert got["ci_high"] == pytest.approx(x.mean() + half, rel=1e-9)
+    key = "etf_error_weights_centered"
+    by = {(r["weight_decay"], r["seed"]): r["metrics"][key] for r in rows}
+    assert [f["seed"] for f in summary["factors"]] == [0, 1, 2]
+    for f in summary["factors"]:
+        assert f["factor"] == pytest.approx(by[0.0, f["seed"]] / by[0.01, f["seed"]], rel=1e-12)
+    md = (folder / "headline.md").read_text()
+    assert "3 seeds" in md and "seed 2:" in md and "smallest" in md
+    # the final training snapshot of `report --aggregate` holds the same mean
+    with open(folder / "aggregate_wd_0.01.json") as f:
+        agg = json.load(f)
+    final = [s for s in agg["snapshots"] if s["split"] in (None, "train") and s["layer"] is None][
+        -1
+    ]
+    assert final["epoch"] == 8 and final["n_runs"] == 3
+    mean = summary["runs"][1]["metrics"][key]["mean"]
+    assert final["metrics"][key]["mean"] == pytest.approx(mean, rel=1e-12)
+
+
+def test_factors_need_a_baseline_and_skip_undefined():
+    from ncinspect.experiments import factors
+
+    rows = [
+        {"weight_decay": 0.0, "seed": 0, "metrics": {"m": 0.6}},
+        {"weight_decay": 0.1, "seed": 0, "metrics": {"m": 0.2}},
+        {"weight_decay": 0.1, "seed": 1, "metrics": {"m": 0.5}},  # no lambda = 0 for seed 1
+        {"weight_decay": 0.0, "seed": 2, "metrics": {"m": None}},
+        {"weight_decay": 0.1, "seed": 2, "metrics": {"m": 0.1}},
+    ]
+    got = factors(rows, "m")
+    assert [(f["seed"], f["factor"]) for f in got] == [(0, pytest.approx(3.0)), (2, None)]

@@ -24,6 +24,7 @@ _COMMANDS = {
     "plot": "plot",
     "check": "check",
     "theory": "theory",
+    "sweep": "sweep",
 }
 
 

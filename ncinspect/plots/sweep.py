@@ -1,6 +1,8 @@
 """The weight-decay sweep figure: final NC metrics and theory residuals against lambda.
 
-Takes the rows computed by :func:`ncinspect.sweep.sweep_weight_decay` (never files).
+Takes precomputed rows (one per lambda, e.g. from
+:func:`ncinspect.experiments.sweep_weight_decay`) and the series to draw; never reads files
+and imports nothing from the experiments that make the rows.
 """
 
 from __future__ import annotations
@@ -41,13 +43,25 @@ def _series(rows: Sequence[dict[str, Any]], get: Callable[[dict[str, Any]], Any]
     return y
 
 
-def plot_sweep(rows: Sequence[dict[str, Any]], *, title: str | None = None, style: str = "paper"):
+def plot_sweep(
+    rows: Sequence[dict[str, Any]],
+    *,
+    metrics: Sequence[tuple[str, str]] | None = None,
+    theory: Sequence[tuple[str, str]] | None = None,
+    title: str | None = None,
+    style: str = "paper",
+):
     """Final NC metrics, theory residuals, layer norms and accuracy against lambda.
 
     Parameters
     ----------
     rows : sequence of dict
-        From :func:`sweep_weight_decay` (or :func:`sweep_row`).
+        One per lambda, each with ``weight_decay``, ``metrics`` (key -> value, including
+        ``accuracy_classifier``), ``theory`` (key -> relative error), ``layer_norms_sq`` and
+        ``test_accuracy``, as :func:`ncinspect.experiments.sweep_row` makes them.
+    metrics, theory : sequence of (key, title), optional
+        The series of the first two panels; default every key of the first row's
+        ``metrics`` / ``theory``, titled by the key.
     title : str, optional
         Figure title (e.g. the data set).
     style : {"paper", "screen"}
@@ -61,10 +75,13 @@ def plot_sweep(rows: Sequence[dict[str, Any]], *, title: str | None = None, styl
     import numpy as np
     from matplotlib.ticker import NullLocator
 
-    from ..sweep import SWEEP_METRICS, SWEEP_THEORY
     from ._style import DOUBLE, log_axis, new_figure, plot_style
 
     rows = sorted(rows, key=lambda r: r["weight_decay"])
+    if metrics is None:
+        metrics = [(k, k) for k in rows[0]["metrics"]]
+    if theory is None:
+        theory = [(k, k) for k in rows[0]["theory"]]
     x, _ = _x_positions([r["weight_decay"] for r in rows])
     depth = max(len(r["layer_norms_sq"] or []) for r in rows)
 
@@ -75,9 +92,9 @@ def plot_sweep(rows: Sequence[dict[str, Any]], *, title: str | None = None, styl
         (
             "NC metrics (train)",
             True,
-            [(t, lambda r, k=k: r["metrics"][k]) for k, t in SWEEP_METRICS[:6]],
+            [(t, lambda r, k=k: r["metrics"][k]) for k, t in metrics],
         ),
-        ("theory residuals", True, [(t, lambda r, k=k: r["theory"][k]) for k, t in SWEEP_THEORY]),
+        ("theory residuals", True, [(t, lambda r, k=k: r["theory"][k]) for k, t in theory]),
         ("layer norms ||W_l||_F²", True, [(f"||W{i + 1}||²", norm(i)) for i in range(depth)]),
         (
             "accuracy",

@@ -1,0 +1,189 @@
+"""``ncinspect sweep``: the weight-decay experiment, one dump per lambda and seed, then tables.
+
+A thin wrapper: the options become a :class:`~ncinspect.train.TrainConfig` (every setting not
+given is the dataclass default), :func:`ncinspect.experiments.sweep_weight_decay` trains and
+measures, :mod:`ncinspect.experiments.tables` writes the files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import click
+
+from ..train.config import TrainConfig
+from .common import debug_option
+
+_D = TrainConfig()  # the defaults live in one place: the dataclass
+#: TrainConfig fields whose default is None, and how a --set value of theirs is read.
+_NONE_DEFAULTS = {
+    "kappa": float,
+    "widths": lambda text: tuple(int(v) for v in text.split(",")),
+    "class_counts": lambda text: tuple(int(v) for v in text.split(",")),
+    "features_dtype": str,
+    "compression": str,
+}
+
+
+def parse_set(values: tuple[str, ...]) -> dict:
+    """``("noise=2", "schedule=step")`` as TrainConfig field values (a usage error otherwise)."""
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    out = {}
+    for item in values:
+        key, sep, text = item.partition("=")
+        if not sep or key not in fields:
+            raise click.BadParameter(
+                f"{item!r}: expected FIELD=VALUE with a TrainConfig field ({', '.join(fields)})",
+                param_hint="--set",
+            )
+        default = getattr(_D, key)
+        try:
+            if text.lower() == "none" and (default is None or key in _NONE_DEFAULTS):
+                out[key] = None
+            elif default is None:
+                out[key] = _NONE_DEFAULTS[key](text)
+            elif isinstance(default, bool):
+                out[key] = text.lower() in ("1", "true", "yes")
+            elif isinstance(default, (int, float)):
+                out[key] = type(default)(text)
+            else:
+                out[key] = text
+        except ValueError:
+            raise click.BadParameter(
+                f"{item!r}: {text!r} is not a value of {key} (default {default!r})",
+                param_hint="--set",
+            ) from None
+    return out
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"expected numbers separated by commas, got {text!r}", param_hint="--weight-decays"
+        ) from None
+
+
+@click.command("sweep")
+@click.option("-o", "--out", "out_dir", required=True, help="Folder for dumps, tables, figures.")
+@click.option(
+    "--weight-decays",
+    default=f"0,{_D.weight_decay:g}",
+    show_default=True,
+    help="Comma-separated lambda values (0 = no weight decay).",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Repeat every lambda for seeds --seed .. --seed + N - 1 (each its own data, "
+    "initialisation and batch order). With N >= 2 the headline (mean and 95% interval over "
+    "the seeds, factor per seed, banded trajectory figure) is written too.",
+)
+@click.option("--seed", type=int, default=_D.seed, show_default=True, help="The first seed.")
+@click.option("--dataset", default=None, help=f"[default: {_D.dataset}]")
+@click.option("--epochs", type=int, default=None, help=f"[default: {_D.epochs}]")
+@click.option("--lr", type=float, default=None, help=f"Peak learning rate [default: {_D.lr}]")
+@click.option("--depth", type=int, default=None, help=f"[default: {_D.depth}]")
+@click.option("--width", type=int, default=None, help=f"[default: {_D.width}]")
+@click.option(
+    "--batch-size", type=int, default=None, help=f"0 = full batch [default: {_D.batch_size}]"
+)
+@click.option("--save-every", type=int, default=None, help=f"[default: {_D.save_every}]")
+@click.option(
+    "--set",
+    "extra",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Any other TrainConfig field (repeatable), e.g. --set separation=1.",
+)
+@click.option("--title", default=None, help="Figure title (default: the data set).")
+@click.option(
+    "--extend",
+    is_flag=True,
+    help="One seed: keep the rows of OUT/sweep.json for other lambda values (same settings: "
+    "grow a sweep run by run).",
+)
+@click.option("--no-figure", is_flag=True, help="Tables only (no matplotlib).")
+@debug_option
+def command(
+    out_dir,
+    weight_decays,
+    seeds,
+    seed,
+    dataset,
+    epochs,
+    lr,
+    depth,
+    width,
+    batch_size,
+    save_every,
+    extra,
+    title,
+    extend,
+    no_figure,
+    debug,
+):
+    """Train the same network for several weight decays (and seeds); tabulate and plot.
+
+    Writes OUT/wd_<lambda>.h5 (or wd_<lambda>_seed<s>.h5 with --seeds), sweep.json/.csv/.md
+    (one row per run: final NC metrics and theory residuals) and sweep.png; with --seeds N >= 2
+    also headline.md/.json (mean [95% interval] per lambda, the factor per seed of
+    etf_error_weights_centered), aggregate_wd_<lambda>.json and trajectory.png (bands).
+    """
+    from ..experiments import sweep_markdown, sweep_weight_decay, write_headline, write_sweep
+    from ..render.table import fmt
+
+    values = _floats(weight_decays)
+    if not values:
+        raise click.BadParameter("no weight decay given", param_hint="--weight-decays")
+    if extend and seeds > 1:
+        raise click.UsageError("--extend grows a one-seed sweep; leave it out with --seeds")
+    given = dict(
+        dataset=dataset,
+        epochs=epochs,
+        lr=lr,
+        depth=depth,
+        width=width,
+        batch_size=batch_size,
+        save_every=save_every,
+    )
+    settings = {k: v for k, v in given.items() if v is not None}
+    config = TrainConfig(**{**settings, **parse_set(extra), "seed": seed})
+    config.validate()
+    start = time.perf_counter()
+
+    def report(wd, row):
+        m = row["metrics"]
+        click.echo(
+            f"lambda={wd:g} seed={row['seed']}: {row['seconds']:.1f} s  nc1={fmt(m['nc1'])}  "
+            f"ETF W centred={fmt(m['etf_error_weights_centered'])}  "
+            f"train acc={fmt(m['accuracy_classifier'])}  "
+            f"test acc={fmt(row['test_accuracy'])}",
+            err=True,
+        )
+
+    run_seeds = None if seeds == 1 else range(seed, seed + seeds)
+    rows = sweep_weight_decay(config, values, out_dir, seeds=run_seeds, callback=report)
+    previous = os.path.join(out_dir, "sweep.json")
+    if extend and os.path.exists(previous):
+        with open(previous) as f:
+            kept = [r for r in json.load(f) if r["weight_decay"] not in values]
+        rows = sorted(kept + rows, key=lambda r: r["weight_decay"])
+    name = config.dataset if config.dataset in ("gaussian", "mnist1d") else "data"
+    written = write_sweep(
+        rows, out_dir, title=title or f"{name}: weight-decay sweep", figure=not no_figure
+    )
+    if run_seeds is not None:
+        written += write_headline(rows, out_dir, title=title, figure=not no_figure)
+        with open(os.path.join(out_dir, "headline.md")) as f:
+            click.echo(f.read())
+    else:
+        click.echo(sweep_markdown(rows))
+    click.echo(f"total {time.perf_counter() - start:.0f} s; wrote {', '.join(written)}", err=True)
+    return None

@@ -1,0 +1,236 @@
+"""The weight-decay sweep: the same network on the same data for several lambda (incl. 0).
+
+One dump per lambda and seed (``wd_<lambda>.h5``, or ``wd_<lambda>_seed<s>.h5`` when seeds
+are given; written by :func:`ncinspect.train.fit`), then the final training snapshot of each
+is analysed (NC metrics) and checked against the theory
+(:func:`ncinspect.theory_run.theory_file`). :func:`sweep_weight_decay` returns one row per
+run; :mod:`ncinspect.experiments.tables` renders them::
+
+    from ncinspect.train import TrainConfig
+    from ncinspect.experiments import sweep_weight_decay, write_sweep, write_headline
+    rows = sweep_weight_decay(TrainConfig(), [0, 2e-3], "runs/", seeds=range(5))
+    write_sweep(rows, "runs/")       # one row per run: sweep.json/.csv/.md/.png
+    write_headline(rows, "runs/")    # mean and 95% interval over the seeds, banded figure
+
+Every setting but ``weight_decay`` (and ``seed``, when seeds are given) comes from the
+:class:`~ncinspect.train.TrainConfig` passed in; nothing here has defaults of its own. The
+command line is ``ncinspect sweep`` (:mod:`ncinspect.cli.sweep`).
+
+This is the paper's central experiment (spec/theory.md, claim 5): weight decay is necessary
+for neural collapse in deep bias-free ReLU networks trained with the square loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+__all__ = [
+    "SWEEP_METRICS",
+    "SWEEP_THEORY",
+    "HEADLINE_METRIC",
+    "dump_name",
+    "sweep_row",
+    "sweep_weight_decay",
+    "factors",
+]
+
+#: NC metrics reported per lambda (key, short title).
+SWEEP_METRICS: tuple[tuple[str, str], ...] = (
+    ("nc1", "nc1"),
+    ("nc1_trace_ratio", "trace ratio"),
+    ("etf_error_means", "ETF means"),
+    ("etf_error_weights_centered", "ETF W centred"),
+    ("nc3_self_duality", "self-duality"),
+    ("nc4_ncc_mismatch", "NCC mismatch"),
+    ("accuracy_classifier", "train acc"),
+    ("mse", "mse"),
+    ("sqi_eps1", "eps1"),
+    ("sqi_eps2", "eps2"),
+)
+#: Theory residuals reported per lambda (line key, short title).
+SWEEP_THEORY: tuple[tuple[str, str], ...] = (
+    ("stationarity_last_layer", "stationarity"),
+    ("layer_norm_spread", "norm spread"),
+    ("classifier_closed_form", "W_L closed form"),
+    ("classifier_centered", "W_L centred"),
+    ("delta", "delta"),
+    ("eps_sum", "eps1+eps2"),
+)
+#: The metric whose per-seed factor (lambda = 0 over lambda > 0) the headline reports:
+#: NC2 of the classifier, the centred rows' distance to the simplex ETF.
+HEADLINE_METRIC = "etf_error_weights_centered"
+
+
+def dump_name(weight_decay: float, seed: int | None = None) -> str:
+    """``wd_<lambda>.h5`` (one seed) or ``wd_<lambda>_seed<s>.h5`` (seeds given)."""
+    tail = "" if seed is None else f"_seed{int(seed)}"
+    return f"wd_{float(weight_decay):g}{tail}.h5"
+
+
+def _final_train_snapshot(path: str) -> str:
+    from ..dump import open_dump
+
+    with open_dump(path) as dump:
+        snaps = [s for s in dump.snapshots if s.split in (None, "train") and s.layer is None]
+        return max(snaps, key=lambda s: s.epoch or 0).name
+
+
+def sweep_row(
+    path: str | os.PathLike,
+    *,
+    weight_decay: float | None = None,
+    seed: int | None = None,
+    seconds: float | None = None,
+    test_accuracy: float | None = None,
+) -> dict[str, Any]:
+    """NC metrics and theory residuals of the final training snapshot of one dump.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A dump written by :func:`ncinspect.train.fit` (or any dump with the theory keys).
+    weight_decay, seed, seconds, test_accuracy : optional
+        Recorded in the row (weight_decay and seed default to the dump's metadata).
+
+    Returns
+    -------
+    dict
+        ``weight_decay``, ``seed``, ``Lambda``, ``dump``, ``snapshot``, ``epoch``,
+        ``seconds``, ``test_accuracy``, ``layer_norms_sq``, ``metrics`` (SWEEP_METRICS keys)
+        and ``theory`` (SWEEP_THEORY line key -> relative error; None where not applicable).
+    """
+    from ..theory_run import theory_file
+
+    path = os.fspath(path)
+    name = _final_train_snapshot(path)
+    report, _ = theory_file(path, snapshot=name)
+    res = report[0]
+    lines = {ln["key"]: ln for ln in res.theory["lines"]}
+    wd = res.theory["constants"]["weight_decay"] if weight_decay is None else weight_decay
+    if test_accuracy is None:
+        test_accuracy = res.meta.get("test_accuracy")
+    if seed is None:
+        seed = res.meta.get("seed")
+    return {
+        "weight_decay": wd,
+        "seed": None if seed is None else int(seed),
+        "Lambda": res.theory["constants"]["Lambda"],
+        "dump": path,
+        "snapshot": name,
+        "epoch": res.epoch,
+        "seconds": seconds,
+        "test_accuracy": test_accuracy,
+        "layer_norms_sq": res.theory["layer_norms_sq"],
+        "metrics": {k: res.metrics.get(k) for k, _ in SWEEP_METRICS},
+        "theory": {k: lines[k]["rel_error"] if k in lines else None for k, _ in SWEEP_THEORY},
+    }
+
+
+def sweep_weight_decay(
+    config,
+    weight_decays: Sequence[float],
+    out_dir: str | os.PathLike,
+    *,
+    seeds: Iterable[int] | None = None,
+    data=None,
+    callback: Callable[[float, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``config`` once per weight decay (and seed) and collect the results.
+
+    Parameters
+    ----------
+    config : ncinspect.train.TrainConfig
+        Every setting but ``weight_decay`` (which each run replaces) and, with ``seeds``,
+        ``seed``.
+    weight_decays : sequence of float
+        The lambda values, e.g. ``[0, 1e-4, 5e-4, 1e-3, 5e-3]``.
+    out_dir : str or PathLike
+        Folder for the dumps (created if needed): ``wd_<lambda>.h5`` without ``seeds``,
+        ``wd_<lambda>_seed<s>.h5`` with them.
+    seeds : iterable of int, optional
+        Repeat the sweep for each seed (each seed draws its own data, initialisation and
+        batch order; within a seed every lambda sees the same). Default: ``config.seed`` once.
+    data : ncinspect.train.Dataset, optional
+        The data (default: the one ``config`` names, generated once per seed). Not allowed
+        with ``seeds``, whose runs draw their own.
+    callback : callable, optional
+        Called with ``(weight_decay, row)`` after each run.
+
+    Returns
+    -------
+    list of dict
+        One :func:`sweep_row` per run, seed by seed, lambda in the order given.
+    """
+    from ..train import fit, load_dataset
+
+    if seeds is not None and data is not None:
+        raise ValueError("give seeds or data, not both: each seed draws its own data")
+    os.makedirs(out_dir, exist_ok=True)
+    runs = (
+        [(config, None)]
+        if seeds is None
+        else [(dataclasses.replace(config, seed=int(s)), int(s)) for s in seeds]
+    )
+    rows = []
+    for base, seed in runs:
+        seed_data = load_dataset(base) if data is None else data
+        for wd in weight_decays:
+            cfg = dataclasses.replace(base, weight_decay=float(wd))
+            path = os.path.join(os.fspath(out_dir), dump_name(float(wd), seed))
+            start = time.perf_counter()
+            hist = fit(cfg, seed_data, dump=path)
+            seconds = time.perf_counter() - start
+            row = sweep_row(
+                path,
+                weight_decay=float(wd),
+                seed=cfg.seed,
+                seconds=seconds,
+                test_accuracy=hist.last("test_accuracy"),
+            )
+            rows.append(row)
+            if callback is not None:
+                callback(float(wd), row)
+    return rows
+
+
+def factors(
+    rows: Sequence[dict[str, Any]], key: str = HEADLINE_METRIC, *, theory: bool = False
+) -> list[dict[str, Any]]:
+    """Per seed and lambda > 0: the value of ``key`` without weight decay over its value with.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        From :func:`sweep_weight_decay`; each seed needs a lambda = 0 row.
+    key : str
+        A key of ``row["metrics"]`` (or of ``row["theory"]`` with ``theory=True``).
+
+    Returns
+    -------
+    list of dict
+        ``seed``, ``weight_decay``, ``without`` (the lambda = 0 value), ``with`` and
+        ``factor = without / with``, None where either value is undefined or ``with`` is 0.
+        Seeds without a lambda = 0 row are left out.
+    """
+    part = "theory" if theory else "metrics"
+    zero = {r["seed"]: r[part].get(key) for r in rows if r["weight_decay"] == 0}
+    out = []
+    for r in rows:
+        if r["weight_decay"] == 0 or r["seed"] not in zero:
+            continue
+        without, value = zero[r["seed"]], r[part].get(key)
+        ok = without is not None and value is not None and value != 0
+        out.append(
+            {
+                "seed": r["seed"],
+                "weight_decay": r["weight_decay"],
+                "without": without,
+                "with": value,
+                "factor": without / value if ok else None,
+            }
+        )
+    return out
