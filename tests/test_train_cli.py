@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import h5py
 import pytest
 
@@ -218,3 +220,43 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
 
     with pytest.raises(UsageError):
         main(["train", "-o", str(tmp_path / "x.h5"), *SMALL, "--lr", "nan", "--debug"])
+
+
+def test_every_config_field_is_an_option_with_its_comment_as_help():
+    import dataclasses
+
+    from ncinspect.cli.train import command
+    from ncinspect.train.config import TrainConfig
+
+    params = {p.name: p for p in command.params}
+    source = (Path(__file__).resolve().parents[1] / "ncinspect/train/config.py").read_text()
+    for field in dataclasses.fields(TrainConfig):
+        param = params[field.name]
+        assert param.opts == ["--" + field.name.replace("_", "-")]
+        assert param.default == getattr(TrainConfig(), field.name)
+        # the help is the field's comment in config.py (its last words end a comment line)
+        tail = param.help.rstrip(".").split()[-3:]
+        assert " ".join(tail) in source.replace("\n    # ", " "), field.name
+
+
+def test_options_set_the_config_fields(tmp_path, capsys):
+    path = tmp_path / "run.h5"
+    args = ["train", "-o", str(path), *SMALL, "-q", "--widths", "6,5", "--kappa", "0.5"]
+    args += ["--schedule", "step", "--step-every", "2", "--gamma", "0.5", "--compression", "lzf"]
+    assert main(args) == 0
+    with h5py.File(path, "r") as f:
+        g = f["epoch_0004"]
+        assert list(g.attrs["widths"]) == [6, 5] and g.attrs["kappa"] == 0.5
+        assert f["epoch_0004/features"].compression == "lzf"
+    assert main(["train", "-o", str(path), *SMALL, "--widths", "6,x"]) == 2
+    assert "--widths" in capsys.readouterr().err
+    assert main(["train", "-o", str(path), *SMALL, "--compress", "--compression", "lzf"]) == 2
+
+
+def test_class_counts_set_the_number_of_gaussian_classes(tmp_path, capsys):
+    path = tmp_path / "run.h5"
+    assert main(["train", "-o", str(path), *SMALL, "-q", "--class-counts", "6,6,3"]) == 0
+    with h5py.File(path, "r") as f:
+        assert sorted(set(f["labels"][()].tolist())) == [0, 1, 2]
+    args = ["train", "-o", str(path), *SMALL, "--class-counts", "6,6,3", "--n-classes", "4"]
+    assert main(args) == 2  # three counts for four classes: said, not guessed

@@ -1,20 +1,90 @@
 """``ncinspect train``: train a bias-free ReLU network with the bundled numpy trainer, write a dump.
 
-A thin wrapper: parse options into a :class:`~ncinspect.train.TrainConfig`, call
+A thin wrapper: the options are generated from :class:`~ncinspect.train.TrainConfig` (one
+per field, help from the field's comment), parsed into one config; then call
 :func:`~ncinspect.train.fit` with a progress bar, summarise. No maths here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import typing
 
 import click
 
-from ..train.config import TrainConfig
+from ..train.config import CHOICES, TrainConfig, field_help
 from .common import debug_option
 
 _D = TrainConfig()  # the defaults live in one place: the dataclass
+
+def _tuple_of_ints(option: str):
+    """A click callback: ``"500,500,50"`` -> ``(500, 500, 50)``; None stays None."""
+
+    def parse(ctx, param, text):
+        if text is None:
+            return None
+        try:
+            return tuple(int(part) for part in text.split(","))
+        except ValueError:
+            raise click.BadParameter(
+                f"expected whole numbers separated by commas, got {text!r}", param_hint=option
+            ) from None
+
+    return parse
+
+
+def _field_option(field: dataclasses.Field, kind, help_text: str):
+    """The click option that sets one :class:`TrainConfig` field (--field-name)."""
+    flag = "--" + field.name.replace("_", "-")
+    default = getattr(_D, field.name)
+    extra: dict = {"default": default, "show_default": default is not None, "help": help_text}
+    if field.name in CHOICES:
+        extra["type"] = click.Choice(CHOICES[field.name])
+    elif kind is tuple:
+        extra.update(metavar="N1,N2,...", callback=_tuple_of_ints(flag))
+    else:
+        extra["type"] = kind
+    return click.option(flag, field.name, **extra)
+
+
+def _kind(hint) -> type:
+    """int, float, str or tuple: the type a field's annotation holds (None aside)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = typing.get_origin(args[0] if args else hint) or (args[0] if args else hint)
+    return tuple if base is tuple else base
+
+
+def config_options(func):
+    """One option per :class:`TrainConfig` field, in field order, help from its comment;
+    ``--compress`` is ``--compression gzip``."""
+    hints = typing.get_type_hints(TrainConfig)
+    help_of = field_help()
+    func = click.option(
+        "--compress", is_flag=True, help="gzip the datasets of the dump (--compression gzip)."
+    )(func)
+    for field in reversed(dataclasses.fields(TrainConfig)):
+        func = _field_option(field, _kind(hints[field.name]), help_of.get(field.name, ""))(func)
+    return func
+
+
+def config_from(kwargs: dict) -> TrainConfig:
+    """Pop the :func:`config_options` out of ``kwargs`` into a :class:`TrainConfig`.
+
+    Gaussian data with ``--class-counts`` and no ``--n-classes`` get one class per count.
+    """
+    ctx = click.get_current_context()
+    values = {f.name: kwargs.pop(f.name) for f in dataclasses.fields(TrainConfig)}
+    if kwargs.pop("compress", False):
+        if values["compression"] not in (None, "gzip"):
+            raise click.UsageError("--compress is --compression gzip: give one of them")
+        values["compression"] = "gzip"
+    counts = values["class_counts"]
+    explicit = ctx.get_parameter_source("n_classes") is not click.core.ParameterSource.DEFAULT
+    if counts and values["dataset"] == "gaussian" and not explicit:
+        values["n_classes"] = len(counts)
+    return TrainConfig(**values)
 
 
 @click.command("train")
@@ -25,189 +95,10 @@ _D = TrainConfig()  # the defaults live in one place: the dataclass
     type=click.Path(dir_okay=False),
     help="HDF5 dump to write (overwritten; missing folders are created).",
 )
-@click.option(
-    "--dataset",
-    default=_D.dataset,
-    show_default=True,
-    help="'gaussian', 'mnist1d' (optional extra) or an NPZ/HDF5 file with X, y "
-    "(and optionally X_test, y_test).",
-)
-@click.option(
-    "--depth",
-    type=int,
-    default=_D.depth,
-    show_default=True,
-    help="Number of weight matrices L (>= 2).",
-)
-@click.option(
-    "--width", type=int, default=_D.width, show_default=True, help="Width of every hidden layer."
-)
-@click.option(
-    "--weight-decay",
-    type=float,
-    default=_D.weight_decay,
-    show_default=True,
-    help="lambda in (kappa/2) sum ||y - f||^2 + (lambda/2) sum ||W_l||_F^2.",
-)
-@click.option("--lr", type=float, default=_D.lr, show_default=True, help="Peak learning rate.")
-@click.option(
-    "--momentum",
-    type=float,
-    default=_D.momentum,
-    show_default=True,
-    help="Heavy-ball momentum (0 = plain gradient descent).",
-)
-@click.option(
-    "--epochs",
-    type=int,
-    default=_D.epochs,
-    show_default=True,
-    help="Passes over the training set (0: only the snapshot of the initialisation).",
-)
-@click.option(
-    "--batch-size",
-    type=int,
-    default=_D.batch_size,
-    show_default=True,
-    help="Minibatch size; 0 = full-batch gradient descent.",
-)
-@click.option(
-    "--schedule",
-    type=click.Choice(["constant", "step", "cosine"]),
-    default=_D.schedule,
-    show_default=True,
-    help="Learning-rate schedule (per epoch).",
-)
-@click.option(
-    "--save-every",
-    type=int,
-    default=_D.save_every,
-    show_default=True,
-    help="Snapshot every N epochs (epoch 0 and the last are always saved).",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=_D.seed,
-    show_default=True,
-    help="Seeds the data, the initialisation and the shuffling.",
-)
-@click.option(
-    "--init-scale",
-    type=float,
-    default=_D.init_scale,
-    show_default=True,
-    help="Multiplies the He initialisation (small = 'rich' regime).",
-)
-@click.option(
-    "--dtype",
-    type=click.Choice(["float64", "float32"]),
-    default=_D.dtype,
-    show_default=True,
-    help="Arithmetic and weight dtype.",
-)
-@click.option(
-    "--noise",
-    type=float,
-    default=_D.noise,
-    show_default=True,
-    help="gaussian data: within-class noise standard deviation.",
-)
-@click.option(
-    "--separation",
-    type=float,
-    default=_D.separation,
-    show_default=True,
-    help="gaussian data: scale of the class centres.",
-)
-@click.option(
-    "--n-per-class",
-    type=int,
-    default=_D.n_per_class,
-    show_default=True,
-    help="gaussian data: training samples per class.",
-)
-@click.option(
-    "--class-counts",
-    metavar="N1,N2,...",
-    default=None,
-    help="Training samples of each class (one count per class, e.g. 500,500,50,50: a "
-    "long-tailed run; gaussian data get that many classes); the first n_c samples of class c "
-    "are kept, the test split is unchanged.",
-)
-@click.option(
-    "--n-test-per-class",
-    type=int,
-    default=_D.n_test_per_class,
-    show_default=True,
-    help="gaussian data: held-out samples per class.",
-)
-@click.option(
-    "--features-dtype",
-    type=click.Choice(["float64", "float32", "float16"]),
-    default=None,
-    help="dtype of the stored features [default: --dtype].",
-)
-@click.option(
-    "--task",
-    type=click.Choice(["classification", "regression"]),
-    default=_D.task,
-    show_default=True,
-    help="regression: t real outputs fitted to targets g(A x) of gaussian inputs (nrc1-nrc3).",
-)
-@click.option(
-    "--n-targets",
-    type=int,
-    default=_D.n_targets,
-    show_default=True,
-    help="regression: number of targets t.",
-)
-@click.option(
-    "--target-map",
-    type=click.Choice(["linear", "smooth"]),
-    default=_D.target_map,
-    show_default=True,
-    help="regression: targets A x / sqrt(d) (linear) or tanh of it (smooth).",
-)
-@click.option(
-    "--target-offset",
-    type=float,
-    default=_D.target_offset,
-    show_default=True,
-    help="regression: constant added to every target (0 = centred targets).",
-)
-@click.option("--compress", is_flag=True, help="gzip the datasets of the dump (smaller, slower).")
+@config_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @debug_option
-def command(
-    output: str,
-    dataset: str,
-    depth: int,
-    width: int,
-    weight_decay: float,
-    lr: float,
-    momentum: float,
-    epochs: int,
-    batch_size: int,
-    schedule: str,
-    save_every: int,
-    seed: int,
-    init_scale: float,
-    dtype: str,
-    noise: float,
-    separation: float,
-    n_per_class: int,
-    n_test_per_class: int,
-    class_counts: str | None,
-    features_dtype: str | None,
-    task: str,
-    n_targets: int,
-    target_map: str,
-    target_offset: float,
-    compress: bool,
-    quiet: bool,
-    debug: bool,
-) -> int | None:
+def command(output: str, quiet: bool, debug: bool, **kwargs) -> int | None:
     """Train a deep bias-free ReLU net (square loss + weight decay) and write a dump.
 
     Snapshots (train and test split, every hidden layer, every weight matrix) are written
@@ -215,45 +106,15 @@ def command(
     snapshots written so far. Example: the weight-decay experiment is
     `ncinspect train -o a.h5 --weight-decay 0` against `ncinspect train -o b.h5`.
     """
-    from ..train import fit
+    from ..train import fit, load_dataset
 
-    counts = _class_counts(class_counts)
-    config = TrainConfig(
-        dataset=dataset,
-        # gaussian data: one class per count
-        n_classes=len(counts) if counts and dataset == "gaussian" else _D.n_classes,
-        depth=depth,
-        width=width,
-        weight_decay=weight_decay,
-        lr=lr,
-        momentum=momentum,
-        epochs=epochs,
-        batch_size=batch_size,
-        schedule=schedule,
-        save_every=save_every,
-        seed=seed,
-        init_scale=init_scale,
-        dtype=dtype,
-        noise=noise,
-        separation=separation,
-        n_per_class=n_per_class,
-        n_test_per_class=n_test_per_class,
-        class_counts=counts,
-        features_dtype=features_dtype,
-        task=task,
-        n_targets=n_targets,
-        target_map=target_map,
-        target_offset=target_offset,
-        compression="gzip" if compress else None,
-    )
+    config = config_from(kwargs)
     config.validate()
-    if dataset not in ("gaussian", "mnist1d"):
+    if config.dataset not in ("gaussian", "mnist1d"):
         from ..io.atomic import check_not_input
 
-        check_not_input(output, [dataset], what="dump (-o)")
+        check_not_input(output, [config.dataset], what="dump (-o)")
     _check_dump_target(output)
-    from ..train import load_dataset
-
     data = load_dataset(config)  # a bad data file fails here, before any output is made
     n_out = data.n_targets if hasattr(data, "n_targets") else data.n_classes
     config.check_size(data.input_dim, n_out)
@@ -266,7 +127,11 @@ def command(
         history = fit(config, data, dump=output)
     else:
         history = _fit_with_progress(config, data, output, console)
+    return _summary(history, output, config.task, console)
 
+
+def _summary(history, output: str, task: str, console) -> int | None:
+    """Print the one-line summary of a run (and the interruption); 130 when interrupted."""
     last = history.records[-1] if history.records else {}
     saved = ", ".join(str(e) for e in history.saved_epochs) or "none"
     nc1 = history.last("nc1")
@@ -401,15 +266,3 @@ def _fit_with_progress(config: TrainConfig, data, output: str, console):
             )
 
         return fit(config, data, dump=output, callback=callback)
-
-
-def _class_counts(text: str | None) -> tuple[int, ...] | None:
-    """``--class-counts 500,500,50`` as a tuple of ints (a usage error for anything else)."""
-    if text is None:
-        return None
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise click.BadParameter(
-            f"expected whole numbers separated by commas, got {text!r}", param_hint="--class-counts"
-        ) from None

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from ..errors import UsageError
 from .optim import SCHEDULES
 
-__all__ = ["TrainConfig", "LIMITS"]
+__all__ = ["TrainConfig", "LIMITS", "CHOICES", "field_help"]
 
 #: Upper bounds of the trainer's sizes (a numpy trainer on a laptop; beyond them a run would
 #: not fit in memory or time). ``parameters`` bounds the total number of weights, whose
@@ -30,6 +30,17 @@ LIMITS = {
     "init_scale": 1e3,  # x He initialisation: beyond, the first forward pass overflows
 }
 
+#: The allowed values of the fields that take one of a few words (None is allowed where the
+#: field's default is None).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "dtype": ("float64", "float32"),
+    "features_dtype": ("float64", "float32", "float16"),
+    "schedule": SCHEDULES,
+    "compression": ("gzip", "lzf"),
+    "task": ("classification", "regression"),
+    "target_map": ("linear", "smooth"),
+}
+
 
 @dataclass
 class TrainConfig:
@@ -40,50 +51,57 @@ class TrainConfig:
     """
 
     # data ------------------------------------------------------------------------------
-    dataset: str = "gaussian"  # "gaussian", "mnist1d" or a path to an NPZ/HDF5 file with X, y
-    n_classes: int = 10  # gaussian: number of classes C
-    n_per_class: int = 100  # gaussian: training samples per class (N = C * n_per_class)
-    n_test_per_class: int = 100  # gaussian: held-out samples per class
-    # training samples of each class (length C; long-tailed runs): the first n_c samples of
-    # class c are kept; None = every sample (gaussian: n_per_class each). The test split
-    # stays as loaded (balanced for gaussian)
+    # "gaussian", "mnist1d" (optional extra) or an NPZ/HDF5 file with X, y (and optionally
+    # X_test, y_test)
+    dataset: str = "gaussian"
+    n_classes: int = 10  # gaussian data: number of classes C
+    n_per_class: int = 100  # gaussian data: training samples per class (N = C * n_per_class)
+    n_test_per_class: int = 100  # gaussian data: held-out samples per class
+    # Training samples of each class (one count per class, e.g. 500,500,50,50: a long-tailed
+    # run; gaussian data get that many classes); the first n_c samples of class c are kept,
+    # the test split is unchanged. Default: every sample
     class_counts: tuple[int, ...] | None = None
-    input_dim: int = 32  # gaussian: input dimension d
-    separation: float = 10.0  # gaussian: scale of the class centres (signal; docs/trainer.md)
-    noise: float = 1.0  # gaussian: standard deviation of the within-class noise
+    input_dim: int = 32  # gaussian data: input dimension d
+    separation: float = 10.0  # gaussian data: scale of the class centres (docs/trainer.md)
+    noise: float = 1.0  # gaussian data: within-class noise standard deviation
     mnist1d_samples: int = 5000  # mnist1d: samples generated (80% train, 20% test)
 
     # task (regression: docs/trainer.md, ncinspect.train.regression) --------------------
-    task: str = "classification"  # "classification" (one-hot classes) or "regression"
-    n_targets: int = 3  # regression: t, the outputs / target columns
-    target_map: str = "linear"  # regression: targets g(A x / sqrt(d)), g = "linear" or "smooth"
-    target_offset: float = 1.0  # regression: added to every target (0 = centred targets)
+    # regression: t real outputs fitted to targets g(A x) of gaussian inputs (nrc1-nrc3)
+    task: str = "classification"
+    n_targets: int = 3  # regression: number of targets t
+    target_map: str = "linear"  # regression: targets A x / sqrt(d) (linear) or tanh of it (smooth)
+    target_offset: float = 1.0  # regression: constant added to every target (0 = centred targets)
 
     # network ---------------------------------------------------------------------------
-    depth: int = 4  # L, the number of weight matrices (>= 2)
-    width: int = 128  # width of every hidden layer (unless `widths` is given)
-    widths: tuple[int, ...] | None = None  # explicit hidden widths (length depth - 1)
-    init_scale: float = 1.0  # multiplies He initialisation; small values = "rich" regime
-    dtype: str = "float64"  # "float64" or "float32" for weights and arithmetic
+    depth: int = 4  # Number of weight matrices L (>= 2)
+    width: int = 128  # Width of every hidden layer (unless --widths is given)
+    widths: tuple[int, ...] | None = None  # Explicit hidden widths (depth - 1 of them)
+    init_scale: float = 1.0  # Multiplies the He initialisation (small = 'rich' regime)
+    dtype: str = "float64"  # Arithmetic and weight dtype
 
     # objective and optimiser -----------------------------------------------------------
-    weight_decay: float = 2e-3  # lambda (Lambda = lambda C = 0.02 with the default kappa)
-    kappa: float | None = None  # data-term weight; None = 1/(N C), the paper's form
-    lr: float = 0.01  # peak learning rate (small: the lambda = 0 run stays near its init)
-    momentum: float = 0.9  # heavy-ball momentum (0 = plain gradient descent)
-    batch_size: int = 100  # minibatch size; 0 = full-batch gradient descent
-    epochs: int = 6000  # passes over the training set (~1 minute on 2 cores)
-    schedule: str = "cosine"  # "constant", "step" or "cosine" (per epoch)
+    # lambda in (kappa/2) sum ||y - f||^2 + (lambda/2) sum ||W_l||_F^2 (Lambda = lambda C =
+    # 0.02 with the default kappa)
+    weight_decay: float = 2e-3
+    kappa: float | None = None  # Data-term weight kappa [default: 1/(N C), the paper's form]
+    lr: float = 0.01  # Peak learning rate (small: the lambda = 0 run stays near its init)
+    momentum: float = 0.9  # Heavy-ball momentum (0 = plain gradient descent)
+    batch_size: int = 100  # Minibatch size; 0 = full-batch gradient descent
+    # Passes over the training set (0: only the snapshot of the initialisation; the default
+    # takes ~1 minute on 2 cores)
+    epochs: int = 6000
+    schedule: str = "cosine"  # Learning-rate schedule (per epoch)
     step_every: int = 0  # step schedule: epochs between decays (0 = epochs // 3)
     gamma: float = 0.1  # step schedule: decay factor
     lr_min: float = 0.0  # cosine schedule: final learning rate
 
     # dumps -----------------------------------------------------------------------------
-    save_every: int = 1000  # snapshot every this many epochs (plus epoch 0 and the last)
-    features_dtype: str | None = None  # dtype of stored features; None = the training dtype
-    compression: str | None = None  # HDF5 filter for the dump: None, "gzip" or "lzf"
+    save_every: int = 1000  # Snapshot every N epochs (epoch 0 and the last are always saved)
+    features_dtype: str | None = None  # dtype of the stored features [default: --dtype]
+    compression: str | None = None  # HDF5 filter of the dump's datasets (default none)
 
-    seed: int = 0  # seeds data (gaussian, split), initialisation and shuffling
+    seed: int = 0  # Seeds the data, the initialisation and the shuffling
 
     def hidden_widths(self) -> tuple[int, ...]:
         """The L - 1 hidden widths."""
@@ -144,9 +162,9 @@ class TrainConfig:
             )
         if min(self.hidden_widths(), default=1) < 1:
             problems.append(f"hidden widths must be >= 1, got {self.hidden_widths()}")
-        if self.dtype not in ("float64", "float32"):
+        if self.dtype not in CHOICES["dtype"]:
             problems.append(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
-        if self.features_dtype not in (None, "float64", "float32", "float16"):
+        if self.features_dtype not in (None, *CHOICES["features_dtype"]):
             problems.append(f"features_dtype must be float64/32/16, got {self.features_dtype!r}")
         if self.weight_decay < 0:
             problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
@@ -162,11 +180,11 @@ class TrainConfig:
             problems.append(f"epochs must be >= 0, got {self.epochs}")
         if self.save_every < 1:
             problems.append(f"save_every must be >= 1, got {self.save_every}")
-        if self.schedule not in SCHEDULES:
+        if self.schedule not in CHOICES["schedule"]:
             problems.append(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.init_scale <= 0:
             problems.append(f"init_scale must be > 0, got {self.init_scale}")
-        if self.compression not in (None, "gzip", "lzf"):
+        if self.compression not in (None, *CHOICES["compression"]):
             problems.append(f"compression must be None, 'gzip' or 'lzf', got {self.compression!r}")
         if self.class_counts is not None:
             counts = tuple(self.class_counts)
@@ -187,14 +205,14 @@ class TrainConfig:
             or self.n_test_per_class < 0
         ):
             problems.append("gaussian data need n_classes >= 2, n_per_class >= 1, input_dim >= 1")
-        if self.task not in ("classification", "regression"):
+        if self.task not in CHOICES["task"]:
             problems.append(f"task must be 'classification' or 'regression', got {self.task!r}")
         if self.task == "regression":
             if self.dataset != "gaussian":
                 problems.append("task 'regression' trains on generated gaussian inputs only")
             if self.n_targets < 1:
                 problems.append(f"n_targets must be >= 1, got {self.n_targets}")
-            if self.target_map not in ("linear", "smooth"):
+            if self.target_map not in CHOICES["target_map"]:
                 problems.append(f"target_map must be 'linear' or 'smooth', got {self.target_map!r}")
         if problems:
             raise UsageError("invalid training config: " + "; ".join(problems))
@@ -227,3 +245,45 @@ def _finite(value) -> bool:
         return math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
+
+
+def field_help() -> dict[str, str]:
+    """Each field of :class:`TrainConfig` -> its comment in this file (the help text of the
+    ``ncinspect train`` option that sets it).
+
+    The comment is the one at the end of the field's line, after the comment lines right
+    above it (section rules such as ``# data ----`` excluded), with a full stop added.
+    """
+    import io
+    import tokenize
+    from dataclasses import fields
+    from pathlib import Path
+
+    names = {f.name for f in fields(TrainConfig)}
+    text = Path(__file__).read_text(encoding="utf-8")
+    above: list[str] = []
+    line_of: dict[int, str] = {}  # line number -> the field defined there
+    trailing: dict[int, str] = {}
+    comments_above: dict[str, list[str]] = {}
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        row = tok.start[0]
+        if tok.type == tokenize.COMMENT:
+            body = tok.string.lstrip("#").strip()
+            if row in line_of:
+                trailing[row] = body
+            elif not body.endswith("-----"):
+                above.append(body)
+        elif tok.type == tokenize.NAME and tok.start[1] == 4 and tok.string in names:
+            if row not in line_of:
+                line_of[row] = tok.string
+                comments_above[tok.string] = above
+            above = []
+        elif tok.type == tokenize.NL and tok.line.strip() == "":
+            above = []
+    out = {}
+    for row, name in line_of.items():
+        parts = [*comments_above.get(name, []), trailing.get(row, "")]
+        words = " ".join(p for p in parts if p).strip()
+        if words:
+            out[name] = words if words.endswith(".") else words + "."
+    return out
