@@ -170,14 +170,14 @@ def test_ctrl_c_leaves_the_snapshots_so_far(tmp_path):
 
 def test_ctrl_c_during_a_snapshot_finishes_that_snapshot(tmp_path, monkeypatch):
     path = tmp_path / "run.h5"
-    real = loop_module._write_split
+    real = loop_module.write_split
 
     def interrupted_write(writer, prefix, *args):
         if prefix == "epoch_0002":
             os.kill(os.getpid(), signal.SIGINT)  # arrives while the snapshot is being written
         return real(writer, prefix, *args)
 
-    monkeypatch.setattr(loop_module, "_write_split", interrupted_write)
+    monkeypatch.setattr(loop_module, "write_split", interrupted_write)
     hist = fit(_tiny_config(epochs=10), _tiny_data(), dump=path)
     assert hist.interrupted and hist.saved_epochs == [0, 2]
     with h5py.File(path, "r") as f:

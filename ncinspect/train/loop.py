@@ -23,14 +23,10 @@ and each snapshot repeats the ones the theory checks need.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,53 +34,20 @@ import numpy as np
 from .config import TrainConfig
 from .data import Dataset, load_dataset
 from .model import forward, init_params, objective_and_grads
-from .optim import SGD, learning_rate
+from .optim import SGD
+from .run import (
+    EVAL_ROWS,
+    History,
+    defer_sigint,
+    end_epoch,
+    lr_at,
+    set_epoch_seconds,
+    write_split,
+)
 
-__all__ = ["fit", "History", "evaluate"]
+__all__ = ["fit", "History", "evaluate", "one_hot"]
 
-_EVAL_ROWS = 4096  # rows per forward pass when evaluating / dumping
-
-
-@dataclass
-class History:
-    """What :func:`fit` returns.
-
-    Attributes
-    ----------
-    config : TrainConfig
-    records : list of dict
-        One per epoch (epoch 0 = initialisation): ``epoch``, ``loss`` (mean of the minibatch
-        objectives of the epoch; exact full objective at epoch 0 and at snapshots),
-        ``train_accuracy`` and ``learning_rate``; snapshot epochs add ``test_accuracy``
-        (None without test rows), ``mse``, ``nc1`` (None where ``ncinspect.analyze`` is
-        unavailable) and ``saved``.
-    params : list of ndarray
-        The final ``[W_1, ..., W_L]``.
-    kappa, weight_decay, n_samples, Lambda : float, float, int, float
-        The objective's constants; ``Lambda = weight_decay / (kappa * n_samples)``.
-    interrupted : bool
-        True when Ctrl-C stopped training; the dump then holds the snapshots written so far.
-    epoch_seconds : float
-        Mean wall time of a training epoch (excluding snapshots); NaN when no epoch ran.
-    """
-
-    config: TrainConfig
-    kappa: float
-    weight_decay: float
-    n_samples: int
-    Lambda: float
-    records: list[dict[str, Any]] = field(default_factory=list)
-    params: list[np.ndarray] = field(default_factory=list)
-    saved_epochs: list[int] = field(default_factory=list)
-    interrupted: bool = False
-    epoch_seconds: float = float("nan")
-
-    def last(self, key: str) -> Any:
-        """The most recent non-None value of ``key`` in the records (None if never set)."""
-        for rec in reversed(self.records):
-            if rec.get(key) is not None:
-                return rec[key]
-        return None
+_LOSSES = ("loss", "data_loss", "mse", "accuracy")
 
 
 def one_hot(y: np.ndarray, n_classes: int, dtype: np.dtype | str = np.float64) -> np.ndarray:
@@ -104,9 +67,9 @@ def evaluate(
     """
     sq, correct = 0.0, 0
     C = params[-1].shape[0]
-    for start in range(0, X.shape[0], _EVAL_ROWS):
-        out, _ = forward(params, X[start : start + _EVAL_ROWS])
-        yb = y[start : start + _EVAL_ROWS]
+    for start in range(0, X.shape[0], EVAL_ROWS):
+        out, _ = forward(params, X[start : start + EVAL_ROWS])
+        yb = y[start : start + EVAL_ROWS]
         R = one_hot(yb, C, out.dtype) - out
         sq += float(np.vdot(R, R))
         correct += int((out.argmax(axis=1) == yb).sum())
@@ -118,46 +81,6 @@ def evaluate(
         "mse": sq / (n * C),
         "accuracy": correct / n,
     }
-
-
-def end_epoch(hist, rec: dict, config: TrainConfig, snapshot, lr: float, callback) -> None:
-    """Record one epoch: refuse a diverged loss, snapshot on schedule, tell the callback."""
-    done = rec["epoch"]
-    if not np.isfinite(rec["loss"]):
-        from ..errors import UsageError
-
-        raise UsageError(
-            f"training diverged at epoch {done} (loss {rec['loss']}); lower the learning "
-            f"rate (lr={config.lr}) or the init scale (init_scale={config.init_scale})"
-        )
-    if done % config.save_every == 0 or done == config.epochs:
-        rec.update(snapshot(done, lr))
-    hist.records.append(rec)
-    if callback is not None:
-        callback(rec)
-
-
-def set_epoch_seconds(hist, train_seconds: float) -> None:
-    """Mean seconds per trained epoch (the record of epoch 0 is not one)."""
-    n_epochs = max(0, len(hist.records) - 1)
-    if n_epochs:
-        hist.epoch_seconds = train_seconds / n_epochs
-
-
-@contextlib.contextmanager
-def _defer_sigint() -> Iterator[None]:
-    """Hold Ctrl-C until the block ends, so a snapshot is never left half written."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[Any] = []
-    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
 
 
 def _nc1(features: np.ndarray, labels: np.ndarray) -> float | None:
@@ -208,30 +131,6 @@ def _run_meta(config: TrainConfig, data: Dataset, hist: History, batch: int) -> 
     }
 
 
-def _write_split(
-    writer,
-    prefix: str,
-    params: Sequence[np.ndarray],
-    X: np.ndarray,
-    features_dtype: np.dtype,
-    meta: dict[str, Any],
-) -> np.ndarray:
-    """Write one split's snapshot (penultimate + hidden layers); return its penultimate features."""
-    L = len(params)
-    snap = writer.snapshot(prefix, **meta)
-    hidden = [writer.snapshot(f"{prefix}/layer_{k}", layer=f"layer_{k}") for k in range(1, L - 1)]
-    chunks = []
-    for start in range(0, X.shape[0], _EVAL_ROWS):
-        out, acts = forward(params, X[start : start + _EVAL_ROWS])  # acts: [X, a_1 .. a_{L-1}]
-        snap.append(features=acts[-1].astype(features_dtype), outputs=out)
-        for k, h in enumerate(hidden, start=1):
-            h.append(features=acts[k].astype(features_dtype))
-        chunks.append(acts[-1])
-    snap.write(weights=params[-1])
-    snap.write_params(list(params))
-    return np.concatenate(chunks) if chunks else np.zeros((0, params[-1].shape[1]))
-
-
 def fit(
     config: TrainConfig | None = None,
     data: Dataset | None = None,
@@ -274,144 +173,146 @@ def fit(
 
         reg = data if isinstance(data, RegressionData) else None
         return fit_regression(config, reg, dump=dump, callback=callback)
-    data = load_dataset(config) if data is None else data
-    dtype = np.dtype(config.dtype)
-    features_dtype = np.dtype(config.features_dtype or config.dtype)
-
-    X = np.ascontiguousarray(data.X, dtype=dtype)  # (N, d)
-    X_test = np.ascontiguousarray(data.X_test, dtype=dtype)  # (N_test, d)
-    N, C = X.shape[0], data.n_classes
-    Y = one_hot(data.y, C, dtype)  # (N, C)
-    kappa = float(config.kappa) if config.kappa is not None else 1.0 / (N * C)
-    wd = float(config.weight_decay)
-    hist = History(config, kappa=kappa, weight_decay=wd, n_samples=N, Lambda=wd / (kappa * N))
-
-    widths = [data.input_dim, *config.hidden_widths(), C]
-    params = init_params(
-        widths, np.random.default_rng([config.seed, 1]), init_scale=config.init_scale, dtype=dtype
-    )
-    shuffle_rng = np.random.default_rng([config.seed, 2])
-    opt = SGD(params, momentum=config.momentum)
-    B = N if config.batch_size == 0 else min(config.batch_size, N)
-    hist.params = params
-
+    run = _Run(config, load_dataset(config) if data is None else data)
     writer = None
     if dump is not None:
         from ..io.writer import DumpWriter
 
         writer = DumpWriter(dump, "w", compression=config.compression)
-    run_meta = _run_meta(config, data, hist, B)
-    n_test = X_test.shape[0]
-    _losses = ("loss", "data_loss", "mse", "accuracy")
+    run.writer = writer
+    train_seconds = 0.0
+    try:
+        if writer is not None:
+            run.write_header()
+        lr0 = lr_at(config, 0)
+        rec0 = {"epoch": 0, "learning_rate": lr0, **run.snapshot(0, lr0)}
+        run.hist.records.append(rec0)
+        if callback is not None:
+            callback(rec0)
+        for epoch in range(config.epochs):
+            lr = lr_at(config, epoch)
+            t0 = time.perf_counter()
+            loss_sum, correct = run.train_epoch(lr)
+            train_seconds += time.perf_counter() - t0
+            rec = {
+                "epoch": epoch + 1,
+                "learning_rate": lr,
+                "loss": loss_sum / run.N,
+                "train_accuracy": correct / run.N,
+            }
+            end_epoch(run.hist, rec, config, run.snapshot, lr, callback)
+    except KeyboardInterrupt:
+        run.hist.interrupted = True
+    finally:
+        if writer is not None:
+            writer.close()
+    set_epoch_seconds(run.hist, train_seconds)
+    return run.hist
 
-    def snapshot(epoch: int, lr: float) -> dict[str, Any]:
-        train = evaluate(params, X, data.y, kappa=kappa, weight_decay=wd)
+
+class _Run:
+    """The state of one classification run: arrays, parameters, optimiser, dump writer."""
+
+    def __init__(self, config: TrainConfig, data: Dataset):
+        self.config, self.data, self.writer = config, data, None
+        dtype = np.dtype(config.dtype)
+        self.features_dtype = np.dtype(config.features_dtype or config.dtype)
+        self.X = np.ascontiguousarray(data.X, dtype=dtype)  # (N, d)
+        self.X_test = np.ascontiguousarray(data.X_test, dtype=dtype)  # (N_test, d)
+        N, C = self.X.shape[0], data.n_classes
+        self.N, self.n_test = N, self.X_test.shape[0]
+        self.Y = one_hot(data.y, C, dtype)  # (N, C)
+        self.kappa = kappa = float(config.kappa) if config.kappa is not None else 1.0 / (N * C)
+        self.wd = wd = float(config.weight_decay)
+        self.hist = History(
+            config, kappa=kappa, weight_decay=wd, n_samples=N, Lambda=wd / (kappa * N)
+        )
+        widths = [data.input_dim, *config.hidden_widths(), C]
+        rng = np.random.default_rng([config.seed, 1])
+        self.params = init_params(widths, rng, init_scale=config.init_scale, dtype=dtype)
+        self.shuffle_rng = np.random.default_rng([config.seed, 2])
+        self.opt = SGD(self.params, momentum=config.momentum)
+        self.B = N if config.batch_size == 0 else min(config.batch_size, N)
+        self.hist.params = self.params
+        self.run_meta = _run_meta(config, data, self.hist, self.B)
+
+    def write_header(self) -> None:
+        """Root settings, class names and the labels of each split."""
+        w, data = self.writer, self.data
+        with defer_sigint():
+            w.set_meta("/", **self.run_meta, class_names=data.class_names)
+            w.write("labels", data.y)
+            if self.n_test:
+                w.write("labels", data.y_test, group="test")
+                w.set_meta("test", split="test")
+
+    def train_epoch(self, lr: float) -> tuple[float, int]:
+        """One pass of minibatch SGD; the summed minibatch objective and correct count."""
+        X, Y, y, N, B = self.X, self.Y, self.data.y, self.N, self.B
+        order = self.shuffle_rng.permutation(N) if B < N else None
+        loss_sum, correct = 0.0, 0
+        for start in range(0, N, B):
+            if order is None:
+                xb, yb, labels = X, Y, y
+            else:
+                idx = order[start : start + B]
+                xb, yb, labels = X[idx], Y[idx], y[idx]  # (B, d), (B, C), (B,)
+            with np.errstate(over="ignore", invalid="ignore"):  # divergence: end_epoch says
+                loss, grads, out = objective_and_grads(
+                    self.params, xb, yb, kappa=self.kappa, weight_decay=self.wd, n_total=N
+                )
+                self.opt.step(grads, lr)
+            loss_sum += loss * xb.shape[0]
+            correct += int((out.argmax(axis=1) == labels).sum())
+        return loss_sum, correct
+
+    def snapshot(self, epoch: int, lr: float) -> dict[str, Any]:
+        """Evaluate both splits; write their snapshots when dumping; the record's fields."""
+        params, data, wd = self.params, self.data, self.wd
+        train = evaluate(params, self.X, data.y, kappa=self.kappa, weight_decay=wd)
         test = (
-            evaluate(params, X_test, data.y_test, kappa=kappa * N / n_test, weight_decay=wd)
-            if n_test
-            else dict.fromkeys(_losses)
+            evaluate(
+                params,
+                self.X_test,
+                data.y_test,
+                kappa=self.kappa * self.N / self.n_test,
+                weight_decay=wd,
+            )
+            if self.n_test
+            else dict.fromkeys(_LOSSES)
         )
         rec = {
             "loss": train["loss"],
             "mse": train["mse"],
             "train_accuracy": train["accuracy"],
             "test_accuracy": test["accuracy"],
-            "saved": writer is not None,
+            "saved": self.writer is not None,
         }
-        if writer is not None:
-            meta = {
-                **run_meta,
-                "epoch": epoch,
-                "learning_rate": lr,
-                **{f"train_{k}": train[k] for k in _losses},
-                **{f"test_{k}": test[k] for k in _losses},
-            }
-
-            def own(split: str, values: dict[str, Any]) -> dict[str, Any]:
-                # the unprefixed loss keys are always the snapshot's own split's values
-                return {**meta, "split": split, **{k: values[k] for k in _losses[:3]}}
-
-            with _defer_sigint():
-                H = _write_split(
-                    writer, f"epoch_{epoch:04d}", params, X, features_dtype, own("train", train)
-                )
-                if n_test:
-                    _write_split(
-                        writer,
-                        f"test/epoch_{epoch:04d}",
-                        params,
-                        X_test,
-                        features_dtype,
-                        own("test", test),
-                    )
-                hist.saved_epochs.append(epoch)
+        if self.writer is not None:
+            H = self._write(epoch, lr, train, test)
         else:
-            H = forward(params, X)[1][-1]
+            H = forward(params, self.X)[1][-1]
         rec["nc1"] = _nc1(H, data.y)
         return rec
 
-    train_seconds = 0.0
-    try:
-        if writer is not None:
-            with _defer_sigint():
-                writer.set_meta("/", **run_meta, class_names=data.class_names)
-                writer.write("labels", data.y)
-                if n_test:
-                    writer.write("labels", data.y_test, group="test")
-                    writer.set_meta("test", split="test")
-        lr0 = learning_rate(
-            config.schedule,
-            config.lr,
-            0,
-            config.epochs,
-            step_every=config.step_every,
-            gamma=config.gamma,
-            lr_min=config.lr_min,
-        )
-        rec0 = {"epoch": 0, "learning_rate": lr0, **snapshot(0, lr0)}
-        hist.records.append(rec0)
-        if callback is not None:
-            callback(rec0)
+    def _write(self, epoch: int, lr: float, train: dict, test: dict) -> np.ndarray:
+        meta = {
+            **self.run_meta,
+            "epoch": epoch,
+            "learning_rate": lr,
+            **{f"train_{k}": train[k] for k in _LOSSES},
+            **{f"test_{k}": test[k] for k in _LOSSES},
+        }
 
-        for epoch in range(config.epochs):
-            lr = learning_rate(
-                config.schedule,
-                config.lr,
-                epoch,
-                config.epochs,
-                step_every=config.step_every,
-                gamma=config.gamma,
-                lr_min=config.lr_min,
-            )
-            t0 = time.perf_counter()
-            order = shuffle_rng.permutation(N) if B < N else None
-            loss_sum, correct = 0.0, 0
-            for start in range(0, N, B):
-                if order is None:
-                    xb, yb, labels = X, Y, data.y
-                else:
-                    idx = order[start : start + B]
-                    xb, yb, labels = X[idx], Y[idx], data.y[idx]  # (B, d), (B, C), (B,)
-                with np.errstate(over="ignore", invalid="ignore"):  # divergence: see below
-                    loss, grads, out = objective_and_grads(
-                        params, xb, yb, kappa=kappa, weight_decay=wd, n_total=N
-                    )
-                    opt.step(grads, lr)
-                loss_sum += loss * xb.shape[0]
-                correct += int((out.argmax(axis=1) == labels).sum())
-            train_seconds += time.perf_counter() - t0
-            done = epoch + 1
-            rec = {
-                "epoch": done,
-                "learning_rate": lr,
-                "loss": loss_sum / N,
-                "train_accuracy": correct / N,
-            }
-            end_epoch(hist, rec, config, snapshot, lr, callback)
-    except KeyboardInterrupt:
-        hist.interrupted = True
-    finally:
-        if writer is not None:
-            writer.close()
-    set_epoch_seconds(hist, train_seconds)
-    return hist
+        def own(split: str, values: dict[str, Any]) -> dict[str, Any]:
+            # the unprefixed loss keys are always the snapshot's own split's values
+            return {**meta, "split": split, **{k: values[k] for k in _LOSSES[:3]}}
+
+        w, params, fd = self.writer, self.params, self.features_dtype
+        with defer_sigint():
+            H = write_split(w, f"epoch_{epoch:04d}", params, self.X, fd, own("train", train))
+            if self.n_test:
+                prefix = f"test/epoch_{epoch:04d}"
+                write_split(w, prefix, params, self.X_test, fd, own("test", test))
+            self.hist.saved_epochs.append(epoch)
+        return H

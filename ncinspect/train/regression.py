@@ -35,12 +35,12 @@ import numpy as np
 
 from .config import TrainConfig
 from .model import forward, init_params, objective_and_grads
-from .optim import SGD, learning_rate
+from .optim import SGD
+from .run import EVAL_ROWS, History, defer_sigint, end_epoch, lr_at, set_epoch_seconds, write_split
 
 __all__ = ["RegressionData", "regression_data", "fit_regression", "evaluate_regression"]
 
 TARGET_MAPS = ("linear", "smooth")
-_EVAL_ROWS = 4096
 
 
 @dataclass
@@ -87,9 +87,9 @@ def evaluate_regression(
 ) -> dict[str, float]:
     """Exact objective, data term and ``mse = (1/(N t)) sum_i ||y_i - f(x_i)||^2``."""
     sq = 0.0
-    for a in range(0, X.shape[0], _EVAL_ROWS):
-        out, _ = forward(params, X[a : a + _EVAL_ROWS])
-        r = Y[a : a + _EVAL_ROWS] - out
+    for a in range(0, X.shape[0], EVAL_ROWS):
+        out, _ = forward(params, X[a : a + EVAL_ROWS])
+        r = Y[a : a + EVAL_ROWS] - out
         sq += float(np.vdot(r, r))
     reg = 0.5 * weight_decay * sum(float(np.vdot(W, W)) for W in params)
     n = max(1, X.shape[0])
@@ -122,31 +122,136 @@ def fit_regression(
     Records hold ``epoch``, ``loss``, ``learning_rate`` and, at snapshots, ``mse``,
     ``test_mse`` and ``nrc1`` (through :func:`ncinspect.analyze_regression`).
     """
-    from .loop import History, _defer_sigint, _write_split, end_epoch, set_epoch_seconds
+    run = _RegressionRun(config, regression_data(config) if data is None else data)
+    if dump is not None:
+        from ..io.writer import DumpWriter
 
-    data = regression_data(config) if data is None else data
-    dtype = np.dtype(config.dtype)
-    features_dtype = np.dtype(config.features_dtype or config.dtype)
-    X = np.ascontiguousarray(data.X, dtype=dtype)
-    Y = np.ascontiguousarray(data.Y, dtype=dtype)
-    X_test = np.ascontiguousarray(data.X_test, dtype=dtype)
-    Y_test = np.ascontiguousarray(data.Y_test, dtype=dtype)
-    N, t = X.shape[0], Y.shape[1]
-    kappa = float(config.kappa) if config.kappa is not None else 1.0 / (N * t)
-    wd = float(config.weight_decay)
-    hist = History(config, kappa=kappa, weight_decay=wd, n_samples=N, Lambda=wd / (kappa * N))
-    params = init_params(
-        [data.input_dim, *config.hidden_widths(), t],
-        np.random.default_rng([config.seed, 1]),
-        init_scale=config.init_scale,
-        dtype=dtype,
-    )
-    hist.params = params
-    shuffle_rng = np.random.default_rng([config.seed, 2])
-    opt = SGD(params, momentum=config.momentum)
-    B = N if config.batch_size == 0 else min(config.batch_size, N)
-    n_test = X_test.shape[0]
-    run_meta = {
+        run.writer = DumpWriter(dump, "w", compression=config.compression)
+    train_seconds = 0.0
+    try:
+        if run.writer is not None:
+            run.write_header()
+        lr0 = lr_at(config, 0)
+        rec0 = {"epoch": 0, "learning_rate": lr0, **run.snapshot(0, lr0)}
+        run.hist.records.append(rec0)
+        if callback is not None:
+            callback(rec0)
+        for epoch in range(config.epochs):
+            lr = lr_at(config, epoch)
+            t0 = time.perf_counter()
+            loss_sum = run.train_epoch(lr)
+            train_seconds += time.perf_counter() - t0
+            rec = {"epoch": epoch + 1, "learning_rate": lr, "loss": loss_sum / run.N}
+            end_epoch(run.hist, rec, config, run.snapshot, lr, callback)
+    except KeyboardInterrupt:
+        run.hist.interrupted = True
+    finally:
+        if run.writer is not None:
+            run.writer.close()
+    set_epoch_seconds(run.hist, train_seconds)
+    return run.hist
+
+
+class _RegressionRun:
+    """The state of one regression run: arrays, parameters, optimiser, dump writer."""
+
+    def __init__(self, config: TrainConfig, data: RegressionData):
+        self.config, self.data, self.writer = config, data, None
+        dtype = np.dtype(config.dtype)
+        self.features_dtype = np.dtype(config.features_dtype or config.dtype)
+        self.X = X = np.ascontiguousarray(data.X, dtype=dtype)
+        self.Y = Y = np.ascontiguousarray(data.Y, dtype=dtype)
+        self.X_test = np.ascontiguousarray(data.X_test, dtype=dtype)
+        self.Y_test = np.ascontiguousarray(data.Y_test, dtype=dtype)
+        N, t = X.shape[0], Y.shape[1]
+        self.N = N
+        self.kappa = kappa = float(config.kappa) if config.kappa is not None else 1.0 / (N * t)
+        self.wd = wd = float(config.weight_decay)
+        self.hist = hist = History(
+            config, kappa=kappa, weight_decay=wd, n_samples=N, Lambda=wd / (kappa * N)
+        )
+        self.params = init_params(
+            [data.input_dim, *config.hidden_widths(), t],
+            np.random.default_rng([config.seed, 1]),
+            init_scale=config.init_scale,
+            dtype=dtype,
+        )
+        hist.params = self.params
+        self.shuffle_rng = np.random.default_rng([config.seed, 2])
+        self.opt = SGD(self.params, momentum=config.momentum)
+        self.B = B = N if config.batch_size == 0 else min(config.batch_size, N)
+        self.n_test = n_test = self.X_test.shape[0]
+        self.run_meta = _run_meta(config, data, hist, t=t, N=N, n_test=n_test, B=B)
+
+    def write_header(self) -> None:
+        """Root settings and the targets of each split."""
+        w = self.writer
+        with defer_sigint():
+            w.set_meta("/", **self.run_meta)
+            w.write("targets", self.Y)
+            if self.n_test:
+                w.write("targets", self.Y_test, group="test")
+                w.set_meta("test", split="test")
+
+    def train_epoch(self, lr: float) -> float:
+        """One pass of minibatch SGD; the summed minibatch objective."""
+        N, B = self.N, self.B
+        order = self.shuffle_rng.permutation(N) if B < N else None
+        loss_sum = 0.0
+        for start in range(0, N, B):
+            idx = slice(None) if order is None else order[start : start + B]
+            xb, yb = self.X[idx], self.Y[idx]
+            with np.errstate(over="ignore", invalid="ignore"):
+                loss, grads, _ = objective_and_grads(
+                    self.params, xb, yb, kappa=self.kappa, weight_decay=self.wd, n_total=N
+                )
+                self.opt.step(grads, lr)
+            loss_sum += loss * xb.shape[0]
+        return loss_sum
+
+    def snapshot(self, epoch: int, lr: float) -> dict[str, Any]:
+        """Evaluate both splits; write their snapshots when dumping; the record's fields."""
+        params, kappa, wd, N, n_test = self.params, self.kappa, self.wd, self.N, self.n_test
+        train = evaluate_regression(params, self.X, self.Y, kappa=kappa, weight_decay=wd)
+        test = (
+            evaluate_regression(
+                params, self.X_test, self.Y_test, kappa=kappa * N / n_test, weight_decay=wd
+            )
+            if n_test
+            else dict.fromkeys(train)
+        )
+        rec = {"loss": train["loss"], "mse": train["mse"], "test_mse": test["mse"]}
+        rec["saved"] = self.writer is not None
+        if self.writer is not None:
+            H = self._write(epoch, lr, train, test)
+        else:
+            H = forward(params, self.X)[1][-1]
+        rec["nrc1"] = _nrc1(H, self.Y)
+        return rec
+
+    def _write(self, epoch: int, lr: float, train: dict, test: dict) -> np.ndarray:
+        meta = {
+            **self.run_meta,
+            "epoch": epoch,
+            "learning_rate": lr,
+            **{f"train_{k}": v for k, v in train.items()},
+            **{f"test_{k}": v for k, v in test.items()},
+        }
+        w, params, fd = self.writer, self.params, self.features_dtype
+        with defer_sigint():
+            train_meta = {**meta, "split": "train", **train}
+            H = write_split(w, f"epoch_{epoch:04d}", params, self.X, fd, train_meta)
+            if self.n_test:
+                test_meta = {**meta, "split": "test", **test}
+                write_split(w, f"test/epoch_{epoch:04d}", params, self.X_test, fd, test_meta)
+            self.hist.saved_epochs.append(epoch)
+        return H
+
+
+def _run_meta(config: TrainConfig, data, hist, *, t: int, N: int, n_test: int, B: int) -> dict:
+    """Settings recorded at the root of the dump and on every snapshot."""
+    wd, kappa = hist.weight_decay, hist.kappa
+    return {
         "trainer": "ncinspect.train",
         "task": "regression",
         "loss_type": "square",
@@ -172,99 +277,3 @@ def fit_regression(
         "dtype": config.dtype,
         "seed": int(config.seed),
     }
-    writer = None
-    if dump is not None:
-        from ..io.writer import DumpWriter
-
-        writer = DumpWriter(dump, "w", compression=config.compression)
-
-    def lr_at(epoch: int) -> float:
-        return learning_rate(
-            config.schedule,
-            config.lr,
-            epoch,
-            config.epochs,
-            step_every=config.step_every,
-            gamma=config.gamma,
-            lr_min=config.lr_min,
-        )
-
-    def snapshot(epoch: int, lr: float) -> dict[str, Any]:
-        train = evaluate_regression(params, X, Y, kappa=kappa, weight_decay=wd)
-        test = (
-            evaluate_regression(params, X_test, Y_test, kappa=kappa * N / n_test, weight_decay=wd)
-            if n_test
-            else dict.fromkeys(train)
-        )
-        rec = {"loss": train["loss"], "mse": train["mse"], "test_mse": test["mse"]}
-        rec["saved"] = writer is not None
-        if writer is not None:
-            meta = {
-                **run_meta,
-                "epoch": epoch,
-                "learning_rate": lr,
-                **{f"train_{k}": v for k, v in train.items()},
-                **{f"test_{k}": v for k, v in test.items()},
-            }
-            with _defer_sigint():
-                H = _write_split(
-                    writer,
-                    f"epoch_{epoch:04d}",
-                    params,
-                    X,
-                    features_dtype,
-                    {**meta, "split": "train", **train},
-                )
-                if n_test:
-                    _write_split(
-                        writer,
-                        f"test/epoch_{epoch:04d}",
-                        params,
-                        X_test,
-                        features_dtype,
-                        {**meta, "split": "test", **test},
-                    )
-                hist.saved_epochs.append(epoch)
-        else:
-            H = forward(params, X)[1][-1]
-        rec["nrc1"] = _nrc1(H, Y)
-        return rec
-
-    train_seconds = 0.0
-    try:
-        if writer is not None:
-            with _defer_sigint():
-                writer.set_meta("/", **run_meta)
-                writer.write("targets", Y)
-                if n_test:
-                    writer.write("targets", Y_test, group="test")
-                    writer.set_meta("test", split="test")
-        rec0 = {"epoch": 0, "learning_rate": lr_at(0), **snapshot(0, lr_at(0))}
-        hist.records.append(rec0)
-        if callback is not None:
-            callback(rec0)
-        for epoch in range(config.epochs):
-            lr = lr_at(epoch)
-            t0 = time.perf_counter()
-            order = shuffle_rng.permutation(N) if B < N else None
-            loss_sum = 0.0
-            for start in range(0, N, B):
-                idx = slice(None) if order is None else order[start : start + B]
-                xb, yb = X[idx], Y[idx]
-                with np.errstate(over="ignore", invalid="ignore"):
-                    loss, grads, _ = objective_and_grads(
-                        params, xb, yb, kappa=kappa, weight_decay=wd, n_total=N
-                    )
-                    opt.step(grads, lr)
-                loss_sum += loss * xb.shape[0]
-            train_seconds += time.perf_counter() - t0
-            done = epoch + 1
-            rec = {"epoch": done, "learning_rate": lr, "loss": loss_sum / N}
-            end_epoch(hist, rec, config, snapshot, lr, callback)
-    except KeyboardInterrupt:
-        hist.interrupted = True
-    finally:
-        if writer is not None:
-            writer.close()
-    set_epoch_seconds(hist, train_seconds)
-    return hist
