@@ -45,7 +45,7 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
-#: Metric groups (METRIC_INFO) that describe a square-loss model only.
+#: Metric groups (of the registry) that describe a square-loss model only.
 SQUARE_LOSS_GROUPS = ("SQI",)
 
 #: Loss names (lower case, ``-``/spaces as ``_``, a ``loss`` suffix ignored) taken as square.
@@ -70,9 +70,9 @@ _SQUARE_TRAINERS = frozenset({"ncinspect.train"})
 
 def square_loss_keys() -> tuple[str, ...]:
     """The metric keys of the square-loss section (the groups of :data:`SQUARE_LOSS_GROUPS`)."""
-    from .metrics import METRIC_INFO
+    from .metrics.registry import REGISTRY
 
-    return tuple(key for key, group, *_ in METRIC_INFO if group in SQUARE_LOSS_GROUPS)
+    return tuple(m.key for m in REGISTRY if m.group in SQUARE_LOSS_GROUPS)
 
 
 def _loss_name(value: Any) -> str | None:
@@ -383,11 +383,11 @@ class Report:
         """An HTML table, one row per snapshot (the compact table's columns)."""
         from html import escape
 
+        from .metrics.registry import COMPACT_METRICS, columns
         from .render.safe import plain
-        from .render.table import COMPACT_KEYS
 
         hidden = () if any(s.shows_square_loss() for s in self) else square_loss_keys()
-        cols = [(k, t) for k, t in COMPACT_KEYS if k not in hidden]
+        cols = [(k, t) for k, t in columns(COMPACT_METRICS) if k not in hidden]
         head = "".join(f"<th>{escape(t)}</th>" for t in ("snapshot", "epoch", "N"))
         head += "".join(f"<th>{escape(t)}</th>" for _, t in cols)
         rows = "".join(

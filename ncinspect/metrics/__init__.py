@@ -14,7 +14,7 @@ values are ``None`` together with a reason (key -> why), never 0 or NaN.
 
 from __future__ import annotations
 
-from .compute import METRIC_INFO, METRIC_KEYS, PER_CLASS_KEYS, compute_metrics
+from .compute import METRIC_KEYS, PER_CLASS_KEYS, compute_metrics
 from .geometry import EIG_RTOL, between_class_geometry
 from .kernels import cdnv, equinorm, etf_error, etf_gram, pairwise_cosine_stats, self_duality
 
@@ -22,7 +22,6 @@ __all__ = [
     "EIG_RTOL",
     "METRIC_KEYS",
     "PER_CLASS_KEYS",
-    "METRIC_INFO",
     "between_class_geometry",
     "etf_gram",
     "etf_error",

@@ -14,13 +14,10 @@ from .linalg import row_cos, row_norms
 from .nulls import MetricValues
 from .registry import REGISTRY
 
-__all__ = ["METRIC_INFO", "METRIC_KEYS", "PER_CLASS_KEYS", "MetricValues", "compute_metrics"]
+__all__ = ["METRIC_KEYS", "PER_CLASS_KEYS", "MetricValues", "compute_metrics"]
 
-#: (key, group, direction, meaning) for every metric, in report order (from the registry).
-METRIC_INFO: tuple[tuple[str, str, str, str], ...] = tuple(
-    (m.key, m.group, m.direction, m.title) for m in REGISTRY
-)
-METRIC_KEYS: tuple[str, ...] = tuple(k for k, *_ in METRIC_INFO)
+#: Every metric key of a classification snapshot, in report order (from the registry).
+METRIC_KEYS: tuple[str, ...] = tuple(m.key for m in REGISTRY)
 PER_CLASS_KEYS: tuple[str, ...] = (
     "n",
     "var",

@@ -26,11 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .registry import OOD_REGISTRY
-
 __all__ = [
     "NC5_KEY",
-    "OOD_INFO",
     "FeatureSum",
     "is_ood_split",
     "nc5_key",
@@ -39,13 +36,6 @@ __all__ = [
 ]
 
 NC5_KEY = "nc5_ood_orthogonality"
-
-#: (key, group, direction, meaning), as :data:`ncinspect.metrics.METRIC_INFO`, from
-#: :data:`ncinspect.metrics.registry.OOD_REGISTRY`; per-set keys ``nc5_ood_orthogonality_<name>``
-#: share it.
-OOD_INFO: tuple[tuple[str, str, str, str], ...] = tuple(
-    (m.key, m.group, m.direction, m.title) for m in OOD_REGISTRY
-)
 
 _OOD_RE = re.compile(r"^ood(?:_(.+))?$", re.IGNORECASE)
 

@@ -10,7 +10,8 @@ Invariances (checked by the tests for every metric that declares them):
 - ``feature_scale``: features multiplied by a > 0, classifier unchanged;
 - ``weight_scale``: classifier rows and bias multiplied by a > 0;
 - ``rotation``: features ``h -> Q h`` and classifier rows ``w -> Q w`` (Q orthogonal);
-- ``permutation``: classes relabelled (labels, rows of W and entries of b permuted together).
+- ``permutation``: classes relabelled (labels, rows of W and entries of b permuted together);
+- ``sample_order``: the rows of a snapshot shuffled (every metric declares it).
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ __all__ = [
     "GROUPS",
     "UNIFORMITY_GROUPS",
     "metric_keys",
+    "lookup",
+    "direction_of",
+    "short_title",
+    "columns",
+    "DIRECTION_WORDS",
+    "DIRECTION_ARROWS",
+    "COMPACT_METRICS",
+    "LAYER_METRICS",
+    "REGRESSION_LAYER_METRICS",
+    "UNIFORMITY_COLUMNS",
     "table_entries",
     "table_info",
     "compact_columns",
@@ -36,10 +47,14 @@ __all__ = [
     "spec",
 ]
 
-INVARIANCES = ("feature_scale", "weight_scale", "rotation", "permutation")
+INVARIANCES = ("feature_scale", "weight_scale", "rotation", "permutation", "sample_order")
 _ALL = frozenset(INVARIANCES)
-_OUTPUTS = frozenset({"rotation", "permutation"})  # values of W h + b themselves
-_DECISIONS = frozenset({"weight_scale", "rotation", "permutation"})  # argmax or ratios of W h + b
+_OUTPUTS = frozenset({"rotation", "permutation", "sample_order"})  # values of W h + b themselves
+#: argmax or ratios of W h + b
+_DECISIONS = frozenset({"weight_scale", "rotation", "permutation", "sample_order"})
+
+#: a regression snapshot has no classes to relabel
+_REGRESSION = frozenset({"feature_scale", "weight_scale", "rotation", "sample_order"})
 
 PAPYAN = "Papyan, Han & Donoho 2020"
 
@@ -49,7 +64,8 @@ class MetricSpec:
     """One metric: JSON key, table group, better direction, title, formula, invariances.
 
     ``direction`` is ``lower``, ``higher``, ``zero`` (0 is ideal), ``one`` (1 is ideal) or
-    ``info`` (no better direction). ``kind`` is ``float`` or ``bool``.
+    ``info`` (no better direction). ``kind`` is ``float`` or ``bool``. ``short`` is the
+    column header of the compact and per-layer tables (default: the key).
     """
 
     key: str
@@ -60,10 +76,18 @@ class MetricSpec:
     invariances: frozenset[str] = _ALL
     reference: str = ""
     kind: str = "float"
+    short: str = ""
+
+    @property
+    def label(self) -> str:
+        """The short column header (``short``, or the key when it has none)."""
+        return self.short or self.key
 
 
-def _m(key, group, direction, title, formula, inv=_ALL, ref="", kind="float") -> MetricSpec:
-    return MetricSpec(key, group, direction, title, formula, frozenset(inv), ref, kind)
+def _m(
+    key, group, direction, title, formula, inv=_ALL, ref="", kind="float", short=""
+) -> MetricSpec:
+    return MetricSpec(key, group, direction, title, formula, frozenset(inv), ref, kind, short)
 
 
 #: Every metric, in the default report order (groups stay together).
@@ -72,7 +96,7 @@ REGISTRY: tuple[MetricSpec, ...] = (
     _m("nc1", "NC1", "lower", "Tr(Sigma_W Sigma_B^+)/C: within- vs between-class variability",
        "Tr(Sigma_W Sigma_B^+) / C, rank-limited pseudo-inverse", ref=PAPYAN),
     _m("nc1_trace_ratio", "NC1", "lower", "Tr(Sigma_W)/Tr(Sigma_B)",
-       "Tr(Sigma_W) / Tr(Sigma_B)"),
+       "Tr(Sigma_W) / Tr(Sigma_B)", short="trace ratio"),
     _m("nc1_cdnv", "NC1", "lower", "class-distance normalised variance, mean over pairs",
        "mean_{c<c'} (v_c + v_c') / (2 ||mu_c - mu_c'||^2)", ref="Galanti et al. 2022"),
     _m("nc1_cdnv_exp2", "NC1", "lower", "CDNV with squared distances squared again",
@@ -92,18 +116,18 @@ REGISTRY: tuple[MetricSpec, ...] = (
     _m("nc2_maxangle_weights", "NC2", "lower", "mean |cos + 1/(C-1)| of classifier rows",
        "mean_{c<c'} |cos(w_c, w_c') + 1/(C-1)|", ref=PAPYAN),
     _m("etf_error_means", "NC2", "lower", "distance of the means' Gram to the simplex ETF",
-       "|| M~ M~^T/||M~ M~^T||_F - E ||_F"),
+       "|| M~ M~^T/||M~ M~^T||_F - E ||_F", short="ETF means"),
     _m("etf_error_floor", "NC2", "info", "smallest etf_error_means reachable in d dimensions",
-       "sqrt(2 - 2 sqrt(d/(C-1))) when d < C-1, else 0"),
+       "sqrt(2 - 2 sqrt(d/(C-1))) when d < C-1, else 0", short="ETF floor"),
     _m("etf_feasible", "NC2", "info", "d >= C-1: a simplex ETF fits in d dimensions",
        "d >= C - 1", kind="bool"),
     _m("etf_error_weights", "NC2", "lower", "distance of W W^T to the simplex ETF",
        "|| W W^T/||W W^T||_F - E ||_F"),
     _m("etf_error_weights_centered", "NC2", "lower", "same, W with its mean row removed",
-       "etf_error(W - mean_row(W), same)"),
+       "etf_error(W - mean_row(W), same)", short="ETF W centred"),
     # NC3 --------------------------------------------------------------------------------
     _m("nc3_self_duality", "NC3", "lower", "||W/||W|| - M/||M||||^2 (squared, in [0, 4])",
-       "|| W/||W||_F - M~/||M~||_F ||_F^2", ref=PAPYAN),
+       "|| W/||W||_F - M~/||M~||_F ||_F^2", ref=PAPYAN, short="self-duality"),
     _m("nc3_duality_etf_error", "NC3", "lower", "distance of W M^T to the simplex ETF",
        "|| W M~^T/||W M~^T||_F - E ||_F", ref="Zhu et al. 2021"),
     _m("nc3_duality_cos", "NC3", "higher", "mean cos(w_c, mu_c - mu_G)",
@@ -111,20 +135,20 @@ REGISTRY: tuple[MetricSpec, ...] = (
     # NC4 --------------------------------------------------------------------------------
     _m("nc4_ncc_mismatch", "NC4", "lower", "classifier vs nearest-class-centre disagreement",
        "mean_i [argmax_c (W h_i + b)_c != argmin_c ||h_i - mu_c||]", inv=_DECISIONS,
-       ref=PAPYAN),
+       ref=PAPYAN, short="NCC mismatch"),
     _m("accuracy_classifier", "NC4", "higher", "accuracy of argmax(W h + b)",
-       "mean_i [argmax_c (W h_i + b)_c == y_i]", inv=_DECISIONS),
+       "mean_i [argmax_c (W h_i + b)_c == y_i]", inv=_DECISIONS, short="accuracy"),
     _m("accuracy_ncc", "NC4", "higher", "accuracy of the nearest class centre",
-       "mean_i [argmin_c ||h_i - mu_c|| == y_i]"),
+       "mean_i [argmin_c ||h_i - mu_c|| == y_i]", short="NCC accuracy"),
     # generalized metrics ----------------------------------------------------------------
     _m("gnc2_log_means", "GNC2", "lower", "variance of log(1/dist) of unit centred means",
        "var_{c<c'} log(1/||u_c - u_c'||), u_c = (mu_c - mu_G)/||mu_c - mu_G||",
-       ref="Liu et al. 2023; Wu & Papyan 2024"),
+       ref="Liu et al. 2023; Wu & Papyan 2024", short="GNC2 log"),
     _m("gnc2_dist_means", "GNC2", "lower", "variance of distances of unit centred means",
        "var_{c<c'} ||u_c - u_c'||", ref="Wu & Papyan 2024"),
     _m("gnc2_energy_log_means", "GNC2", "lower",
        "log energy of unit centred means (ETF: -0.5 log(2C/(C-1)))",
-       "mean_{c<c'} log(1/||u_c - u_c'||)", ref="Liu et al. 2023"),
+       "mean_{c<c'} log(1/||u_c - u_c'||)", ref="Liu et al. 2023", short="log energy"),
     _m("gnc2_log_weights", "GNC2", "lower", "variance of log(1/dist) of unit classifier rows",
        "var_{c<c'} log(1/||w^_c - w^_c'||), w^_c = w_c/||w_c||",
        ref="Liu et al. 2023; Wu & Papyan 2024"),
@@ -171,27 +195,27 @@ REGISTRY: tuple[MetricSpec, ...] = (
 )  # fmt: skip
 
 #: Metrics of the other snapshot kinds, kept out of :data:`REGISTRY` (a classification
-#: snapshot's keys): ``nc5_ood_orthogonality`` appears on the in-distribution snapshots of a
-#: dump with OOD sets (``nc5_ood_orthogonality_<name>`` per named set, same entry), nrc1-nrc3
-#: on regression snapshots only (:mod:`ncinspect.metrics.ood`, :mod:`.regression`).
-#: "rotation" and "feature_scale" here rotate or scale every feature vector,
-#: "weight_scale" scales W.
+#: snapshot's keys): ``nc5_ood_orthogonality`` (no W in it: every invariance) appears on
+#: the in-distribution snapshots of a dump with OOD sets (``nc5_ood_orthogonality_<name>``
+#: per named set, same entry), nrc1-nrc3 on regression snapshots only
+#: (:mod:`ncinspect.metrics.ood`, :mod:`.regression`). "rotation" and "feature_scale"
+#: here rotate or scale every feature vector (OOD ones too), "weight_scale" scales W.
 OOD_REGISTRY: tuple[MetricSpec, ...] = (
     _m("nc5_ood_orthogonality", "NC5", "lower",
        "mean |cos(mu_c, OOD mean)|: OOD mean vs uncentred class means",
        "mean_c |cos(mu_c, mu_G^ood)|, mu_c uncentred, mu_G^ood the OOD sample mean",
-       inv={"feature_scale", "rotation", "permutation"}, ref="Ammar et al. 2024"),
+       inv=_ALL, ref="Ammar et al. 2024", short="NC5"),
 )  # fmt: skip
 REGRESSION_REGISTRY: tuple[MetricSpec, ...] = (
     _m("nrc1", "NRC", "lower", "normalised features off their top-t principal subspace",
        "mean_i ||h^_i - P_pca h^_i||^2, h^ = h/||h||, P_pca: top t PCs of the centred h^",
-       inv={"feature_scale", "weight_scale", "rotation"}, ref="Andriopoulos et al. 2024"),
+       inv=_REGRESSION, ref="Andriopoulos et al. 2024"),
     _m("nrc2", "NRC", "lower", "normalised features off the row space of W",
        "mean_i ||h^_i - P_W h^_i||^2, P_W: projector on the row space of W (t, d)",
-       inv={"feature_scale", "weight_scale", "rotation"}, ref="Andriopoulos et al. 2024"),
+       inv=_REGRESSION, ref="Andriopoulos et al. 2024"),
     _m("nrc3", "NRC", "lower", "W W^T vs Sigma_Y^1/2 - sqrt(gamma) I, best gamma",
        "min_{gamma in [0, lambda_min(Sigma_Y)]} || W W^T/||.||_F - (Sigma_Y^1/2 - sqrt(gamma) I)"
-       "/||.||_F ||_F^2", inv={"feature_scale", "weight_scale", "rotation"},
+       "/||.||_F ||_F^2", inv=_REGRESSION,
        ref="Andriopoulos et al. 2024"),
 )  # fmt: skip
 
@@ -230,10 +254,70 @@ def table_info(metrics: Mapping[str, Any] | None = None) -> list[tuple[str, str,
     return [(m.key, m.group, m.direction, m.title) for m in table_entries(metrics)]
 
 
+#: Each direction in words (figure labels) and as the table's "better" column.
+DIRECTION_WORDS = {
+    "lower": "lower is better",
+    "higher": "higher is better",
+    "zero": "0 is ideal",
+    "one": "1 is ideal",
+    "info": "",
+}
+DIRECTION_ARROWS = {
+    "lower": "↓ lower",
+    "higher": "↑ higher",
+    "zero": "→ 0",
+    "one": "→ 1",
+    "info": "",
+}
+
+#: Columns of the compact table (several snapshots at once), in order.
+COMPACT_METRICS: tuple[str, ...] = (
+    "nc1",
+    "nc1_trace_ratio",
+    "etf_error_means",
+    "etf_error_weights_centered",
+    "nc3_self_duality",
+    "nc4_ncc_mismatch",
+    "accuracy_classifier",
+    "mse",
+)
+#: Columns of the per-layer table (metrics against depth: "intermediate" collapse).
+LAYER_METRICS: tuple[str, ...] = ("nc1", "nc1_trace_ratio", "accuracy_ncc")
+#: The same for a report of regression snapshots only.
+REGRESSION_LAYER_METRICS: tuple[str, ...] = ("nrc1", "nrc2")
+_NC5 = "nc5_ood_orthogonality"
+
+
+def lookup(key: str) -> MetricSpec | None:
+    """The entry of any metric key (``nc5_ood_orthogonality_<name>`` shares nc5's); None for
+    a key that is no metric."""
+    if key not in BY_KEY and key.startswith(_NC5 + "_"):
+        key = _NC5
+    return BY_KEY.get(key)
+
+
+def direction_of(key: str) -> str:
+    """The better direction of ``key`` (``info`` for a key that is no metric)."""
+    entry = lookup(key)
+    return "info" if entry is None else entry.direction
+
+
+def short_title(key: str) -> str:
+    """The column header of ``key``: its ``short`` title (``NC5_<name>`` for an OOD set)."""
+    if key.startswith(_NC5) and key != _NC5:
+        return "NC5" + key[len(_NC5) :]
+    entry = lookup(key)
+    return key if entry is None else entry.label
+
+
+def columns(keys: tuple[str, ...] | list[str]) -> tuple[tuple[str, str], ...]:
+    """``(key, short title)`` table columns of ``keys``."""
+    return tuple((k, short_title(k)) for k in keys)
+
+
 #: Compact-table columns that lead when a snapshot has no simplex ETF (d < C - 1).
-UNIFORMITY_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("gnc2_log_means", "GNC2 log"),
-    ("gnc2_energy_log_means", "log energy"),
+UNIFORMITY_COLUMNS: tuple[tuple[str, str], ...] = columns(
+    ("gnc2_log_means", "gnc2_energy_log_means")
 )
 
 
@@ -251,7 +335,7 @@ def compact_columns(
     for col in columns:
         out.append(col)
         if col[0] == "etf_error_means":
-            out.append(("etf_error_floor", "ETF floor"))
+            out.append(("etf_error_floor", short_title("etf_error_floor")))
     return tuple(out)
 
 

@@ -36,7 +36,6 @@ from .regression_passes import (
 )
 
 __all__ = [
-    "REGRESSION_INFO",
     "REGRESSION_KEYS",
     "RegressionFirstPass",
     "RegressionGeometry",
@@ -47,13 +46,8 @@ __all__ = [
     "normalise_rows",
 ]
 
-#: (key, group, direction, meaning) of the regression metrics, in report order (the layout
-#: of :data:`ncinspect.metrics.METRIC_INFO`), from
-#: :data:`ncinspect.metrics.registry.REGRESSION_REGISTRY`.
-REGRESSION_INFO: tuple[tuple[str, str, str, str], ...] = tuple(
-    (m.key, m.group, m.direction, m.title) for m in REGRESSION_REGISTRY
-)
-REGRESSION_KEYS: tuple[str, ...] = tuple(k for k, *_ in REGRESSION_INFO)
+#: The regression metrics, in report order (from the registry).
+REGRESSION_KEYS: tuple[str, ...] = tuple(m.key for m in REGRESSION_REGISTRY)
 
 TIE_RTOL = 1e-12  #: eigenvalues t and t+1 closer than this (relative) make P_pca ambiguous
 RANK_RTOL = 1e-12  #: singular values of W below this fraction of the largest are dropped

@@ -10,9 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import METRIC_INFO
-from ..metrics.ood import OOD_INFO
-from ..metrics.regression import REGRESSION_INFO
+from ..metrics.registry import DIRECTION_WORDS, direction_of
 
 __all__ = [
     "STYLES",
@@ -110,19 +108,6 @@ STYLES: dict[str, dict[str, Any]] = {
 }
 _SCALE = {"paper": 1.0, "screen": 16.0 / 7.0}  # figure sizes: screen is a 16 in wide slide
 
-_DIRECTION = {
-    "lower": "lower is better",
-    "higher": "higher is better",
-    "zero": "0 is ideal",
-    "one": "1 is ideal",
-    "info": "",
-}
-_INFO = {key: (group, direction, meaning) for key, group, direction, meaning in METRIC_INFO}
-_INFO.update(
-    (key, (group, direction, meaning))
-    for key, group, direction, meaning in (*OOD_INFO, *REGRESSION_INFO)
-)
-
 
 def _check_style(style: str) -> None:
     if style not in STYLES:
@@ -192,7 +177,7 @@ def class_colors(n: int) -> list:
 
 def direction_text(key: str) -> str:
     """The direction of metric ``key`` in words (``"lower is better"``; "" when none)."""
-    return _DIRECTION.get(_INFO.get(key, ("", "info", ""))[1], "")
+    return DIRECTION_WORDS.get(direction_of(key), "")
 
 
 def metric_label(key: str, name: str | None = None) -> str:

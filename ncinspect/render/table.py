@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..metrics import METRIC_INFO, PER_CLASS_KEYS
-from ..metrics.registry import compact_columns, no_etf_note, table_info
+from ..metrics import PER_CLASS_KEYS
+from ..metrics.registry import (
+    COMPACT_METRICS,
+    DIRECTION_ARROWS,
+    LAYER_METRICS,
+    OOD_REGISTRY,
+    REGRESSION_LAYER_METRICS,
+    REGRESSION_REGISTRY,
+    compact_columns,
+    direction_of,
+    no_etf_note,
+    table_info,
+)
+from ..metrics.registry import columns as columns_of
 from ..report import Report, SnapshotResult, square_loss_keys
 from ..trajectory import group_trajectories, has_layers, layer_profile
 from .layout import column, message, no_split, show
@@ -23,69 +35,35 @@ __all__ = [
     "change_text",
 ]
 
-_DIRECTION = {"lower": "↓ lower", "higher": "↑ higher", "zero": "→ 0", "one": "→ 1", "info": ""}
-
 #: Metrics shown as columns when several snapshots are reported together (key, short title).
-COMPACT_KEYS = (
-    ("nc1", "nc1"),
-    ("nc1_trace_ratio", "trace ratio"),
-    ("etf_error_means", "ETF means"),
-    ("etf_error_weights_centered", "ETF W centred"),
-    ("nc3_self_duality", "self-duality"),
-    ("nc4_ncc_mismatch", "NCC mismatch"),
-    ("accuracy_classifier", "accuracy"),
-    ("mse", "mse"),
-)
+COMPACT_KEYS = columns_of(COMPACT_METRICS)
 
 #: Columns of the per-layer table (metrics against depth: "intermediate" collapse).
-LAYER_KEYS = (
-    ("nc1", "nc1"),
-    ("nc1_trace_ratio", "trace ratio"),
-    ("accuracy_ncc", "NCC accuracy"),
-)
-
-_DIRECTION_OF = {key: direction for key, _, direction, _ in METRIC_INFO}
-
-
-def _extra_info() -> tuple[tuple[str, str, str, str], ...]:
-    from ..metrics.ood import OOD_INFO
-    from ..metrics.regression import REGRESSION_INFO
-
-    return (*OOD_INFO, *REGRESSION_INFO)
-
-
-def _direction_of(key: str) -> str:
-    from ..metrics.ood import NC5_KEY
-
-    if key.startswith(NC5_KEY):
-        key = NC5_KEY
-    return _DIRECTION_OF.get(key) or {k: d for k, _, d, _ in _extra_info()}.get(key, "info")
+LAYER_KEYS = columns_of(LAYER_METRICS)
 
 
 def _info_rows(res: SnapshotResult) -> list[tuple[str, str, str, str]]:
     """(key, group, direction, meaning) of the metrics of one result (its task's keys)."""
-    from ..metrics.ood import NC5_KEY, OOD_INFO
-    from ..metrics.regression import REGRESSION_INFO
+    from ..metrics.ood import NC5_KEY
 
     if res.task == "regression":
-        return list(REGRESSION_INFO)
+        return [(m.key, m.group, m.direction, m.title) for m in REGRESSION_REGISTRY]
     if res.task == "ood":
         return []
-    _, group, direction, meaning = OOD_INFO[0]
-    nc5 = sorted(k for k in res.metrics if k.startswith(NC5_KEY))
-    return [*table_info(res.metrics), *((k, group, direction, meaning) for k in nc5)]
+    nc5 = OOD_REGISTRY[0]
+    keys = sorted(k for k in res.metrics if k.startswith(NC5_KEY))
+    return [*table_info(res.metrics), *((k, nc5.group, nc5.direction, nc5.title) for k in keys)]
 
 
 def extra_compact_columns(report) -> tuple[tuple[str, str], ...]:
     """Columns added to :data:`COMPACT_KEYS` for the nc5 keys and regression snapshots present."""
     from ..metrics.ood import NC5_KEY
-    from ..metrics.regression import REGRESSION_KEYS
 
     nc5 = sorted({k for res in report for k in res.metrics if k.startswith(NC5_KEY)})
-    cols = [(k, "NC5" + k[len(NC5_KEY) :]) for k in nc5]
+    cols = columns_of(nc5)
     if any(res.task == "regression" for res in report):
-        cols += [(k, k) for k in REGRESSION_KEYS]
-    return tuple(cols)
+        cols += columns_of([m.key for m in REGRESSION_REGISTRY])
+    return cols
 
 
 def fmt(value: Any) -> str:
@@ -148,7 +126,7 @@ def snapshot_table(
 ):
     """The detailed table of one snapshot: metrics grouped NC1..SQI with direction and meaning.
 
-    Rows follow METRIC_INFO (groups become sections). The square-loss section is left out
+    Rows follow the metric registry (groups become sections). The square-loss section is left out
     unless the snapshot's loss is square or ``sqi`` forces it. Given a ``width`` narrower
     than the table, each metric's meaning goes under its name instead of a column of its own.
     """
@@ -176,7 +154,7 @@ def snapshot_table(
             table.add_section()
         # keys and groups may carry names from the file (an OOD set's name in an nc5 key)
         cells = [_name(group) if group != last_group else "", _name(key), value]
-        cells.append(_DIRECTION.get(direction, ""))
+        cells.append(DIRECTION_ARROWS.get(direction, ""))
         if merged:
             cells[1] = f"{_name(key)}\n[dim]{markup(meaning)}[/dim]"
         else:
@@ -210,7 +188,7 @@ def compact_table(
 
     The first and last rows of each trajectory are bold, followed by a row with their change
     (``x ratio`` or ``+difference``), green when the metric moved in its better direction
-    (METRIC_INFO) and red when it moved away. Square-loss columns (``mse``) are left out
+    (the registry) and red when it moved away. Square-loss columns (``mse``) are left out
     unless a snapshot's loss is square or ``sqi`` forces them.
     """
     from rich.table import Table
@@ -251,7 +229,7 @@ def compact_table(
                 f"change {fmt(a.epoch)}->{fmt(b.epoch)}",
                 "",
                 "",
-                *(change_text(a.metrics.get(k), b.metrics.get(k), _direction_of(k)) for k in keys),
+                *(change_text(a.metrics.get(k), b.metrics.get(k), direction_of(k)) for k in keys),
                 style="italic",
             )
     return table
@@ -275,7 +253,7 @@ def change_text(a: Any, b: Any, direction: str = "lower") -> str:
     """The change from ``a`` to ``b``: ``x ratio`` (same sign, a != 0) or ``+difference``.
 
     Coloured green when the move is toward the metric's better end (``direction`` as in
-    METRIC_INFO: lower, higher, zero, one), red when away; uncoloured for no change, for
+    the registry: lower, higher, zero, one), red when away; uncoloured for no change, for
     ``info`` metrics and for undefined values (empty text).
     """
     if not isinstance(a, float) or not isinstance(b, float) or isinstance(a, bool):
@@ -297,7 +275,7 @@ def layer_table(report: Report, columns: tuple[tuple[str, str], ...] = LAYER_KEY
     from rich.table import Table
 
     if columns is LAYER_KEYS and all(res.task == "regression" for res in report):
-        columns = (("nrc1", "nrc1"), ("nrc2", "nrc2"))
+        columns = columns_of(REGRESSION_LAYER_METRICS)
     if not has_layers(report):
         return None
     splits = list(dict.fromkeys(res.split for res in report))
