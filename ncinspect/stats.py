@@ -14,6 +14,8 @@ Nothing here builds a d x d matrix; within-class quantities come from centred va
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -189,15 +191,31 @@ def _numpy_namespace():
     return xnp
 
 
-def _group_sum(h: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
-    """(C, d) float64 sums of the rows of ``h`` by label, each class summed in row order.
+DENSE_MAX_C = 64  #: up to this C, pass 1 sums by a dense float64 indicator product (BLAS)
 
-    One sparse (C x n) indicator product: a single pass over ``h``, no sort and no copy of
-    the rows grouped by class.
+
+def _group_sum(h: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C, d) float64 sums of the rows of ``h`` by label.
+
+    Up to :data:`DENSE_MAX_C` classes: a dense (C x k) indicator times each float64 block
+    of k rows (BLAS), the block sums added in row order. Above: one sparse (C x n)
+    indicator product, each class summed in row order. A single pass over ``h`` either way,
+    no sort and no copy of the rows grouped by class.
     """
+    n, d = h.shape
+    if n_classes <= DENSE_MAX_C and n:
+        rows = max(256, min(4096, (4 << 20) // (8 * max(d, 1))))
+        classes = np.arange(n_classes)[:, None]
+        buf = np.empty((min(rows, n), d))
+        sums = np.zeros((n_classes, d))
+        with np.errstate(over="ignore", invalid="ignore"):  # the caller handles inf/NaN
+            for a in range(0, n, rows):
+                part = buf[: min(rows, n - a)]
+                part[...] = h[a : a + rows]  # exact conversion to float64
+                sums += (y[a : a + rows] == classes).astype(np.float64) @ part
+        return sums
     from scipy.sparse import csr_matrix
 
-    n = y.shape[0]
     indicator = csr_matrix((np.ones(n), (y, np.arange(n))), shape=(n_classes, n))
     return np.asarray(indicator @ h, dtype=np.float64)
 
@@ -242,6 +260,7 @@ class Geometry:
     _stack: np.ndarray | None = field(default=None, repr=False)
     #: the pass-2 constants copied to a device, per (namespace, device) (see stats_xp)
     device_cache: dict = field(default_factory=dict, repr=False, compare=False)
+    _kernels: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_classes(self) -> int:
@@ -268,6 +287,11 @@ class Geometry:
             self._stack = np.ascontiguousarray(np.vstack(mats).T)
         return self._stack
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_kernels"] = {}  # per-process work constants: rebuilt where they are used
+        return state
+
 
 BLOCK_BYTES = 2 << 20  #: float64 bytes of one pass-2 block of rows (fixed; sized for caches)
 
@@ -280,37 +304,175 @@ def block_rows(n_features: int, n_classes: int) -> int:
     return max(32, BLOCK_BYTES // (8 * (n_features + 2 * n_classes)))
 
 
-class _Buffers:
-    """Reusable float64 work arrays of one pass-2 block, and the per-chunk constants."""
+_U32, _U64 = 2.0**-24, 2.0**-53  #: unit round-offs of float32 and float64
+_HUGE32 = 2.0**100  #: rows whose norm exceeds this are decided in float64 (no float32 overflow)
+_AMP_MAX = 256.0  #: largest round-off amplification allowed for the projection from scores
+_GATHER_MAX = 1 << 22  #: entries of the largest C x C table gathered per row
 
-    def __init__(self, rows: int, d: int, r: int, geom: Geometry):
-        self.h = np.empty((rows, d))
-        self.e = np.empty((rows, d))
-        self.proj = np.empty((rows, r))
-        self.scores = np.empty((rows, geom.decision_matrix().shape[1]))
-        centres = geom.ncc_centres / geom.scale
-        self.centre_sq = np.einsum("ij,ij->i", centres, centres)
-        self.inv_scale = 1.0 / geom.scale
-        self.mean_scaled = geom.global_mean * self.inv_scale
-        self.centred = geom.centred if geom.scale == 1.0 else geom.centred / geom.scale
-        # (W mu_G + b) / (scale weight_scale): logits of h, in those units, from the scores
-        # of h' = (h - mu_G) / scale
+
+class _Kernel:
+    """The per-geometry constants of the pass-2 kernel, computed once and shared by chunks.
+
+    Per block the residuals ``e = (h - mu_y) / scale`` are formed in float64 and enter one
+    float64 product. Two layouts:
+
+    * *scores* (own NCC centres, ``C < d``, a well-conditioned eigenbasis): the product is
+      ``e [M~ | W]^T / units`` (C or 2C columns). Because the basis spans the centred
+      means, ``M~^T A = V^T`` with ``A = M~ V^T diag(1/eigvals)`` (C x r), so the
+      projection of the residuals is ``(e M~^T) A``: a C x r product per row instead of
+      d x r. Decision scores of ``h' = e + M~_y`` add the class term ``M~_y [M~ | W]^T``
+      (a C x C table gathered by label) in float64 after the product. The round-off of
+      the projection grows by at most ``sqrt(sum(eigvals) / eigvals[-1])`` (bounded by
+      :data:`_AMP_MAX`, else the direct layout is used).
+    * *direct*: ``proj = e V^T`` and the classifier scores ``h' W^T`` in float64, as the
+      definition reads.
+
+    Scores that serve only a decision (NCC in the direct layout; the classifier when the
+    outputs are stored) are computed in float32 and every row whose best two candidates lie
+    within the float32 error bound is decided again in float64: the decisions are those of
+    the float64 scores.
+    """
+
+    def __init__(self, geom: Geometry, logits64: bool):
+        C, d = geom.means.shape
+        r = geom.basis.shape[0]
+        self.n_classes, self.n_features, self.rank = C, d, r
+        present = np.ones(C, bool) if geom.present is None else geom.present
+        self.present = None if present.all() else present
+        inv = 1.0 / geom.scale
+        self.inv_scale = inv
+        self.mean_scaled = geom.global_mean * inv
+        means = np.where(present[:, None], geom.means, 0.0)
+        self.means_s = means * inv if inv != 1.0 else means  # mu_c / scale
+        cen = geom.centred * inv if inv != 1.0 else geom.centred  # M~ / scale
+        self.centred_s = cen
+        ncc = geom.ncc_centres / geom.scale
+        self.centre_sq = np.einsum("ij,ij->i", ncc, ncc)
+        self.centre_sq_max = float(self.centre_sq.max()) if C else 0.0
+        half = (self.centre_sq / 2).astype(np.float32)
+        half[~geom.ncc_valid] = np.inf  # an undefined centre is never the nearest
+        self.half_sq32 = half
+        self.ncc_invalid = None if geom.ncc_valid.all() else ~geom.ncc_valid
+        self.has_w = geom.weights is not None
+        self.logits64 = self.has_w and logits64
+        self._logit_units(geom)
+        w = geom.weights / geom.weight_scale if self.has_w else None
+
+        own = np.array_equal(geom.ncc_centres, geom.centred)
+        amp = math.inf
+        if r:
+            amp = math.sqrt(float(geom.eigvals.sum()) / float(geom.eigvals[-1]))
+        self.from_scores = bool(r and own and C < d and C * C <= _GATHER_MAX and amp <= _AMP_MAX)
+        # float64 product columns: [NCC (C)] [W (C) if logits64] [basis (r) in direct]
+        cols64, cols32 = [], []
+        if self.from_scores:
+            cols64.append(ncc)
+            self.proj_map = (cen @ geom.basis.T) / geom.eigvals  # A (C, r)
+        else:
+            cols32.append(ncc)
+        if self.has_w:
+            (cols64 if self.logits64 else cols32).append(w)
+        self.ncc64 = self.from_scores
+        self.d64 = np.ascontiguousarray(np.vstack(cols64).T) if cols64 else None
+        self.d32 = np.ascontiguousarray(np.vstack(cols32).T, dtype=np.float32) if cols32 else None
+        self.basis_t = None if (self.from_scores or not r) else np.ascontiguousarray(geom.basis.T)
+        self.ncc_t = None if self.ncc64 else np.ascontiguousarray(ncc.T)  # float64 rechecks
+        self.w_t = np.ascontiguousarray(w.T) if self.has_w and not self.logits64 else None
+        self._local = threading.local()
+        if self.from_scores:  # class terms M~_y [ncc | W]^T / units, gathered by label
+            self.k_ncc = cen @ ncc.T
+            self.k_w = cen @ w.T if self.has_w else None
+        # constants of the float32 error bounds
+        kappa = 1.02 * (d + 4) * (_U32 + _U64)
+        self.kappa = kappa
+        self.tiny = (4 * d + 8) * 2.0**-149
+        self.ncc_norm = float(np.sqrt(self.centre_sq.max())) if C else 0.0
+        self.w_norm = float(np.sqrt(np.einsum("ij,ij->i", w, w).max())) if self.has_w else 0.0
+        self.cen_norm = float(np.sqrt(np.einsum("ij,ij->i", cen, cen).max())) if C else 0.0
+
+    def buffers(self, rows: int) -> _Buffers:
+        """This thread's work arrays for blocks of up to ``rows`` rows."""
+        buf = getattr(self._local, "buf", None)
+        if buf is None or buf.rows < rows:
+            buf = self._local.buf = _Buffers(rows, self)
+        return buf
+
+    def _logit_units(self, geom: Geometry) -> None:
+        # logits / unit = scores * score_factor + offset, the scores being those of
+        # h' = (h - mu_G) / scale against W / weight_scale
         self.offset = None
         self.logit_scales = (geom.scale, geom.weight_scale)
-        self.score_factor = 1.0  # logits / unit = scores * score_factor + offset
-        if geom.weights is not None:
-            with np.errstate(under="ignore", over="ignore"):
-                w = geom.weights / geom.weight_scale
-                self.offset = w @ (geom.global_mean / geom.scale)
-                if geom.bias is not None:
-                    bias = geom.bias / geom.scale / geom.weight_scale
-                    if not np.isfinite(bias).all():  # the bias dwarfs W h: its own unit
-                        unit = math.ldexp(1.0, math.frexp(float(np.abs(geom.bias).max()))[1])
-                        self.score_factor = geom.scale / unit * geom.weight_scale
-                        self.offset = self.offset * self.score_factor
-                        self.logit_scales = (unit, 1.0)
-                        bias = geom.bias / unit
-                    self.offset = self.offset + bias
+        self.score_factor = 1.0
+        if geom.weights is None:
+            return
+        with np.errstate(under="ignore", over="ignore"):
+            w = geom.weights / geom.weight_scale
+            self.offset = w @ (geom.global_mean / geom.scale)
+            if geom.bias is not None:
+                bias = geom.bias / geom.scale / geom.weight_scale
+                if not np.isfinite(bias).all():  # the bias dwarfs W h: its own unit
+                    unit = math.ldexp(1.0, math.frexp(float(np.abs(geom.bias).max()))[1])
+                    self.score_factor = geom.scale / unit * geom.weight_scale
+                    self.offset = self.offset * self.score_factor
+                    self.logit_scales = (unit, 1.0)
+                    bias = geom.bias / unit
+                self.offset = self.offset + bias
+        self.offset_max = float(np.abs(self.offset).max()) if self.offset.size else 0.0
+
+    def logits(self, scores: np.ndarray, inplace: bool = False) -> np.ndarray:
+        """Logits (in units) of float64 scores of h' against W / weight_scale."""
+        if not inplace:
+            scores = scores.copy()
+        if self.score_factor != 1.0:
+            with np.errstate(under="ignore"):
+                scores *= self.score_factor
+        scores += self.offset
+        return scores
+
+    def distances(self, scores: np.ndarray) -> np.ndarray:
+        """``||h' - m'_c||^2 - ||h'||^2`` from the float64 scores of h' against the centres."""
+        dist = self.centre_sq[None, :] - 2.0 * scores
+        if self.ncc_invalid is not None:
+            dist[:, self.ncc_invalid] = np.inf
+        return dist
+
+
+def _kernel(geom: Geometry, logits64: bool) -> _Kernel:
+    cache = geom._kernels
+    key = bool(logits64)
+    if key not in cache:
+        cache[key] = _Kernel(geom, key)
+    return cache[key]
+
+
+def _best(values: np.ndarray, bound: np.ndarray, maximise: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Arg-best of approximate ``values`` (m, k) and the rows that must be decided again.
+
+    ``bound[i]`` bounds ``|values[i, c] - exact[i, c]|`` for every c: a row whose runner-up
+    lies more than ``2 bound`` from its best cannot change its decision.
+    """
+    if maximise:
+        best = np.argmax(values, axis=1)
+        top = values[np.arange(values.shape[0]), best]
+        close = np.count_nonzero(values >= (top - 2.0 * bound)[:, None], axis=1) > 1
+    else:
+        best = np.argmin(values, axis=1)
+        top = values[np.arange(values.shape[0]), best]
+        close = np.count_nonzero(values <= (top + 2.0 * bound)[:, None], axis=1) > 1
+    close |= ~np.isfinite(bound) | ~np.isfinite(top)  # overflow, or no finite candidate
+    return best, np.flatnonzero(close)
+
+
+class _Buffers:
+    """Float64 work arrays of one pass-2 block (one set per thread)."""
+
+    def __init__(self, rows: int, kern: _Kernel):
+        d = kern.n_features
+        self.rows = rows
+        self.e = np.empty((rows, d))
+        self.g = np.empty((rows, d))
+        self.s64 = None if kern.d64 is None else np.empty((rows, kern.d64.shape[1]))
+        self.proj = None if kern.basis_t is None else np.empty((rows, kern.rank))
 
 
 @dataclass
@@ -344,12 +506,15 @@ class SecondPass:
         outputs: np.ndarray | None = None,
         *,
         precision: str = "float64",
+        map: Callable = map,
     ) -> SecondPass:
         """Statistics of one chunk: ``h`` (n, d) of any numeric dtype (not modified).
 
         The rows are processed in blocks of :func:`block_rows` rows (a fixed number for a
-        given d and C, so results never depend on the machine): each block is converted to
-        float64 and centred in one cache-sized buffer, and the block statistics are merged.
+        given d and C, so results never depend on the machine), each in cache-sized float64
+        buffers, and the block statistics are merged in block order. ``map`` runs the blocks
+        (e.g. a thread pool's ``map``, which must return results in order): the result is
+        the same, bit for bit, whatever runs them.
 
         ``h`` may be an array of any array-API library: it is processed on its device by
         :func:`ncinspect.stats_xp.second_sums`. ``precision="float32"`` computes the large
@@ -365,74 +530,84 @@ class SecondPass:
             return stats
         C, r, d = geom.n_classes, geom.basis.shape[0], h.shape[1]
         step = block_rows(d, C)
-        bufs = _Buffers(min(step, h.shape[0]), d, r, geom)
-        stats = cls.empty(C, r)
-        for a in range(0, h.shape[0], step):
+        kern = _kernel(geom, outputs is None)
+        n = h.shape[0]
+
+        def block(a: int) -> SecondPass:
             out = None if outputs is None else outputs[a : a + step]
-            stats = stats.merge(cls._of_block(geom, h[a : a + step], y[a : a + step], out, bufs))
+            return cls._of_block(kern, h[a : a + step], y[a : a + step], out, min(step, n))
+
+        stats = cls.empty(C, r)
+        for part in map(block, range(0, n, step)):
+            stats = stats.merge(part)
         return stats
 
     @classmethod
     def _of_block(
         cls,
-        geom: Geometry,
+        kern: _Kernel,
         block: np.ndarray,
         y: np.ndarray,
         outputs: np.ndarray | None,
-        bufs: _Buffers,
+        rows: int,
     ) -> SecondPass:
-        C = geom.n_classes
-        stats = cls.empty(C, geom.basis.shape[0])
-        if geom.present is not None and not geom.present.all():
-            keep = geom.present[y]  # rows of classes below min_count take no part
+        C = kern.n_classes
+        stats = cls.empty(C, kern.rank)
+        if kern.present is not None:
+            keep = kern.present[y]  # rows of classes below min_count take no part
             if not keep.all():
                 block, y = block[keep], y[keep]
                 outputs = None if outputs is None else outputs[keep]
         m = block.shape[0]
         if m == 0:
             return stats
-        if bufs.inv_scale == 1.0:
-            h = np.subtract(block, geom.global_mean, out=bufs.h[:m])  # h' = h - mu_G, float64
-        else:  # h' = h / scale - mu_G / scale: exact scaling first, so nothing overflows
-            h = np.multiply(block, bufs.inv_scale, out=bufs.h[:m])
-            np.subtract(h, bufs.mean_scaled, out=h)
-        e = np.take(bufs.centred, y, axis=0, out=bufs.e[:m])
-        np.subtract(h, e, out=e)  # (m, d) within-class residuals h_i - mu_{y_i}
-        if geom.basis.shape[0]:
-            proj = np.matmul(e, geom.basis.T, out=bufs.proj[:m])  # (m, r)
+        buf = kern.buffers(rows)
+        e, x, sq = _residuals(kern, block, y, buf)
+        stats.class_sq = np.bincount(y, weights=sq, minlength=C)
+        s64 = None if kern.d64 is None else np.matmul(x, kern.d64, out=buf.s64[:m])
+        if kern.from_scores:  # e M~^T A = e V^T, then the class term of h' = e + M~_y
+            proj = s64[:, :C] @ kern.proj_map
+            s64[:, :C] += np.take(kern.k_ncc, y, axis=0)
+            if kern.logits64:
+                s64[:, C:] += np.take(kern.k_w, y, axis=0)
+        elif kern.rank:
+            proj = np.matmul(e, kern.basis_t, out=buf.proj[:m])
+        if kern.rank:
             stats.proj_sq = np.einsum("ij,ij->j", proj, proj)
-        stats.class_sq = np.bincount(y, weights=np.einsum("ij,ij->i", e, e), minlength=C)
 
-        scores = np.matmul(h, geom.decision_matrix(), out=bufs.scores[:m])  # (m, C) or (m, 2C)
-        dist = bufs.centre_sq[None, :] - 2.0 * scores[:, :C]  # ||h'-m'_c||^2 - ||h'||^2
-        if not geom.ncc_valid.all():
-            dist[:, ~geom.ncc_valid] = np.inf
-        ncc = np.argmin(dist, axis=1)
+        s32 = None
+        if kern.d32 is not None:
+            s32 = np.matmul(x.astype(np.float32), kern.d32)
+            xnorm = np.sqrt(sq) if kern.from_scores else np.sqrt(np.einsum("ij,ij->i", x, x))
+            xnorm *= 1.01
+            xnorm[~(xnorm < _HUGE32)] = np.inf
+        if kern.ncc64:
+            ncc = np.argmin(kern.distances(s64[:, :C]), axis=1)
+        else:
+            ncc = _ncc_float32(kern, s32[:, :C], x, xnorm)
         stats.ncc_correct = np.bincount(y[ncc == y], minlength=C)
 
         logits = None
-        if geom.weights is not None:
-            logits = scores[:, C:]  # (W h + b) / (scale weight_scale)
-            if bufs.score_factor != 1.0:
-                with np.errstate(under="ignore"):
-                    logits = logits * bufs.score_factor
-            logits = logits + bufs.offset
-        if outputs is not None:
-            outputs = np.asarray(outputs, dtype=np.float64)
-        clf_out = logits if logits is not None else outputs
-        s_h, s_w = bufs.logit_scales
-        if logits is not None and outputs is None and s_h * s_w != 1.0:
-            with np.errstate(over="ignore", under="ignore"):  # may leave float64: then SQI is null
-                logits = logits * s_h * s_w
-        if clf_out is not None:
-            clf = np.argmax(clf_out, axis=1)
+        if kern.logits64:  # in place, in the product's buffer
+            logits = kern.logits(s64[:, kern.d64.shape[1] - C :], inplace=True)
+            clf = np.argmax(logits, axis=1)
+        elif kern.has_w:
+            clf = _clf_float32(kern, s32[:, s32.shape[1] - C :], x, y, xnorm)
+        elif outputs is not None:
+            clf = np.argmax(outputs, axis=1)
+        if kern.has_w or outputs is not None:
             stats.clf_correct = np.bincount(y[clf == y], minlength=C)
             stats.agree = np.bincount(y[clf == ncc], minlength=C)
             stats.has_decisions = True
 
-        out = outputs if outputs is not None else logits
-        if out is not None:
-            stats._output_stats(out, y)
+        if outputs is not None:
+            stats._output_stats(np.asarray(outputs, dtype=np.float64), y)
+        elif logits is not None:
+            s_h, s_w = kern.logit_scales
+            if s_h * s_w != 1.0:
+                with np.errstate(over="ignore", under="ignore"):  # may leave float64: SQI null
+                    logits = logits * s_h * s_w
+            stats._output_stats(logits, y, scratch=True)
         return stats
 
     @classmethod
@@ -453,21 +628,33 @@ class SecondPass:
             stats.out_abs_max, stats.has_outputs = part["out_abs_max"], True
         return stats
 
-    def _output_stats(self, out: np.ndarray, y: np.ndarray) -> None:
-        """SQI sums of one block (non-finite where logits left float64: SQI is then null)."""
+    def _output_stats(self, out: np.ndarray, y: np.ndarray, scratch: bool = False) -> None:
+        """SQI sums of one block (non-finite where logits left float64: SQI is then null).
+
+        ``scratch``: ``out`` is a work array that may be overwritten.
+        """
         stats = self
         with np.errstate(over="ignore", invalid="ignore"):
-            rows = np.arange(out.shape[0])
-            true = out[rows, y]
+            m, C = out.shape
+            rows = np.arange(m)
+            true = out[rows, y].copy()
             stats.true_out = Moments.of(true)
-            mask = np.ones(out.shape, dtype=bool)
-            mask[rows, y] = False
-            stats.wrong_out = Moments.of(out[mask])
-            err = out.copy()
-            err[rows, y] -= 1.0
-            stats.sq_err = float(np.einsum("ij,ij->", err, err))
-            stats.max_abs_err = float(np.abs(err).max()) if err.size else 0.0
-            stats.out_abs_max = float(np.abs(out).max()) if out.size else 0.0
+            wrong = out if scratch else out.copy()
+            wrong[rows, y] = 0.0  # the wrong-class outputs, zeros on the true entries
+            top = max(float(wrong.max()), -float(wrong.min())) if wrong.size else 0.0
+            t_abs = float(np.abs(true).max()) if m else 0.0
+            t_err = float(np.abs(true - 1.0).max()) if m else 0.0
+            stats.out_abs_max = max(top, t_abs)
+            stats.max_abs_err = max(top, t_err)
+            n_wrong = m * (C - 1)
+            mean = float(wrong.sum()) / n_wrong if n_wrong else 0.0
+            wrong -= mean
+            wrong[rows, y] = 0.0
+            m2 = float(np.einsum("ij,ij->", wrong, wrong))
+            stats.wrong_out = Moments(n_wrong, mean, m2) if n_wrong else Moments()
+            # sum_i ||f(x_i) - onehot(y_i)||^2: the wrong outputs' squares are m2 + n mean^2
+            # (two non-negative terms, no cancellation)
+            stats.sq_err = m2 + n_wrong * mean * mean + float(np.square(true - 1.0).sum())
             stats.has_outputs = True
 
     def merge(self, other: SecondPass) -> SecondPass:
@@ -485,3 +672,66 @@ class SecondPass:
             self.has_outputs or other.has_outputs,
             max(self.out_abs_max, other.out_abs_max),
         )
+
+
+def _residuals(kern: _Kernel, block: np.ndarray, y: np.ndarray, buf: _Buffers):
+    """``e = (h - mu_y) / scale`` (m, d), the left factor of the block's products and the
+    squared row norms of ``e``, all float64 in the buffers of ``buf``."""
+    m = block.shape[0]
+    inv = kern.inv_scale
+    if kern.from_scores:  # e straight from the class means; the products use e
+        e = buf.e[:m]
+        g = np.take(kern.means_s, y, axis=0, out=buf.g[:m], mode="clip")
+        if inv == 1.0:
+            np.subtract(block, g, out=e)
+        else:  # exact scaling first, so nothing overflows
+            np.multiply(block, inv, out=e)
+            np.subtract(e, g, out=e)
+        x = e
+    else:  # h' = (h - mu_G) / scale for the decisions, e = h' - M~_y for the projection
+        x = buf.g[:m]
+        if inv == 1.0:
+            np.subtract(block, kern.mean_scaled, out=x)
+        else:
+            np.multiply(block, inv, out=x)
+            np.subtract(x, kern.mean_scaled, out=x)
+        e = np.take(kern.centred_s, y, axis=0, out=buf.e[:m], mode="clip")
+        np.subtract(x, e, out=e)
+    return e, x, np.einsum("ij,ij->i", e, e)
+
+
+def _ncc_float32(kern: _Kernel, s32: np.ndarray, x: np.ndarray, xnorm: np.ndarray):
+    """NCC decisions from float32 scores of h' (``x``), rows near a tie redone in float64.
+
+    ``argmin_c ||h' - m'_c||^2 = argmax_c (h'.m'_c - ||m'_c||^2 / 2)``, evaluated in float32
+    in place: it differs from half the negated float64 distance by at most the float32
+    product error ``kappa |h'| |m'_c|`` (+ underflow) plus the rounding of both formulas.
+    """
+    values = np.subtract(s32, kern.half_sq32, out=s32)
+    nn = kern.ncc_norm
+    bound = kern.kappa * xnorm * nn + kern.tiny + 4.0 * _U32 * (kern.centre_sq_max + xnorm * nn)
+    best, redo = _best(values, bound.astype(np.float32), maximise=True)
+    if redo.size:
+        exact = kern.distances(x[redo] @ kern.ncc_t)
+        best[redo] = np.argmin(exact, axis=1)
+    return best
+
+
+def _clf_float32(kern: _Kernel, s32: np.ndarray, x: np.ndarray, y: np.ndarray, xnorm):
+    """Classifier decisions from float32 scores, rows near a tie redone in float64."""
+    scores = s32.astype(np.float64)
+    if kern.from_scores:
+        scores += np.take(kern.k_w, y, axis=0)
+    approx = kern.logits(scores)
+    f = abs(kern.score_factor)
+    wn = kern.w_norm
+    kmax = kern.cen_norm * wn if kern.from_scores else 0.0
+    big = np.abs(approx).max(axis=1) + kern.offset_max + f * (xnorm * wn + kmax)
+    bound = f * (kern.kappa * xnorm * wn + kern.tiny) + 16.0 * _U64 * big
+    best, redo = _best(approx, bound, maximise=True)
+    if redo.size:
+        exact = x[redo] @ kern.w_t
+        if kern.from_scores:
+            exact += np.take(kern.k_w, y[redo], axis=0)
+        best[redo] = np.argmax(kern.logits(exact), axis=1)
+    return best
