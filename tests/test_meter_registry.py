@@ -12,10 +12,7 @@ from conftest import make_data
 import ncinspect
 from ncinspect.errors import InvalidDataError
 
-try:
-    from ncinspect.metrics.registry import REGISTRY
-except ImportError:  # before the registry moved into the metrics package
-    from ncinspect.registry import REGISTRY
+from ncinspect.metrics.registry import REGISTRY
 
 KEYS = [spec.key for spec in REGISTRY]
 
