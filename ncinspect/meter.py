@@ -48,7 +48,7 @@ from .arrays import host_dtype, to_host
 from .errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from .inputs import Prepared
 from .meter_dump import DumpTarget
-from .meter_state import digest, flatten, same_first, unflatten
+from .meter_state import check_same_means, decode_state, digest, encode_state, same_first
 from .metrics import between_class_geometry
 from .stats import FirstPass, SecondPass
 
@@ -277,27 +277,14 @@ class Meter:
         """
         if other.pass_number != self.pass_number:
             raise UsageError("meters to merge must be in the same pass")
-        if other.n_classes != self.n_classes:
-            raise InvalidDataError(
-                f"meters to merge must have the same classes ({self.n_classes} and "
-                f"{other.n_classes})"
+        mine, theirs = self._settings(), other._settings()
+        differ = [k.removesuffix("_sha256") for k in mine if mine[k] != theirs[k]]
+        if differ:  # a classifier or the classes differ: data; an option differs: usage
+            error = (
+                InvalidDataError if {"n_classes", "weights", "bias"} & set(differ) else UsageError
             )
-        if (self.center, self.min_class_count, self.precision) != (
-            other.center,
-            other.min_class_count,
-            other.precision,
-        ):
-            raise UsageError(
-                "meters to merge must use the same center, min_class_count and precision"
-            )
-        if (self.bias is None) != (other.bias is None) or (
-            self.bias is not None and not np.array_equal(self.bias, other.bias)
-        ):
-            raise InvalidDataError("meters to merge must have the same classifier bias")
-        if (self.weights is None) != (other.weights is None) or (
-            self.weights is not None and not np.array_equal(self.weights, other.weights)
-        ):
-            raise InvalidDataError("meters to merge must have the same classifier weights")
+            what = ", ".join("classes" if k == "n_classes" else k for k in differ)
+            raise error(f"meters to merge must have the same {what}")
         if self.pass_number == 1:
             if other.first is not None:
                 self.first = other.first if self.first is None else self.first.merge(other.first)
@@ -338,40 +325,20 @@ class Meter:
         A meter made with the same classifier and settings takes them back with
         :meth:`load_state_dict`; :func:`ncinspect.meter_state.pack` turns them into bytes.
         """
-        state = {
-            "pass_number": self.pass_number,
-            "dtype": None if self._dtype is None else np.dtype(self._dtype).str,
-            "seen2": np.asarray(self._seen2, dtype=np.int64),
-            **self._settings(),
-        }
-        flatten(self.first, "first", state)
-        flatten(self.second, "second", state)
-        return flatten(self._first2, "first2", state)
+        passes = (self.first, self.second, self._first2)
+        return encode_state(self.pass_number, self._dtype, self._seen2, self._settings(), *passes)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> Meter:
         """Replace this meter's statistics by those of :meth:`state_dict`; returns self.
 
-        The state must come from a meter with the same classes, classifier, center and
-        min_class_count. In pass 2 the geometry is rebuilt from the state's pass 1 (kept when
-        it is this meter's own pass 1).
+        The state must come from a meter with the same classes, classifier and settings. In
+        pass 2 the geometry is rebuilt from the state's pass 1 (kept when it is this meter's
+        own pass 1).
         """
-        state = dict(state)
-        for key, mine in self._settings().items():
-            if state.get(key) != mine:
-                raise InvalidDataError(
-                    f"meter state: {key} is {state.get(key)!r} but this meter has {mine!r}: "
-                    "states load into a meter with the same classifier and settings"
-                )
-        if state.get("pass_number") not in (1, 2):
-            raise InvalidDataError(f"meter state: pass_number {state.get('pass_number')!r}")
-        first, second = unflatten(state, "first"), unflatten(state, "second")
-        if state["pass_number"] == 2 and (first is None or second is None):
-            raise InvalidDataError("meter state: pass 2 without the statistics of both passes")
-        keep = self.geometry is not None and same_first(self.first, first)
-        self.pass_number, self.first, self.second = state["pass_number"], first, second
-        self._first2 = unflatten(state, "first2")
-        self._seen2 = np.asarray(state["seen2"], dtype=np.int64).copy()
-        self._dtype = None if state["dtype"] is None else np.dtype(state["dtype"])
+        got = decode_state(state, self._settings())
+        keep = self.geometry is not None and same_first(self.first, got["first"])
+        self.pass_number, self.first, self.second = got["pass_number"], got["first"], got["second"]
+        self._first2, self._seen2, self._dtype = got["first2"], got["seen2"], got["dtype"]
         if self.pass_number == 1:
             self.geometry = None
         elif not keep:
@@ -380,16 +347,8 @@ class Meter:
 
     def _check_same_rows(self) -> None:
         """Pass 2's class means must be pass 1's (the same rows, in any order or split)."""
-        if self._first2 is None:
-            return
-        a, b = self.first.class_means(), self._first2.class_means()
-        scale = max(float(np.nanmax(np.abs(a))) if a.size else 0.0, np.finfo(float).tiny)
-        diff = np.nanmax(np.abs(a - b)) if a.size else 0.0
-        if not diff <= 1e-9 * scale:
-            raise InvalidDataError(
-                "pass 2 saw other features than pass 1 (class means differ by "
-                f"{diff / scale:.2g} relative): both passes must go over the same rows"
-            )
+        if self._first2 is not None:
+            check_same_means(self.first, self._first2)
 
     def _check_weights_unchanged(self) -> None:
         """Weights given as a live tensor must not change between the passes."""

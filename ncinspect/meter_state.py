@@ -21,7 +21,17 @@ from .arrays import is_tensor, to_host
 from .errors import InvalidDataError
 from .stats import FirstPass, Moments, SecondPass
 
-__all__ = ["flatten", "unflatten", "pack", "unpack", "digest", "same_first"]
+__all__ = [
+    "flatten",
+    "unflatten",
+    "pack",
+    "unpack",
+    "digest",
+    "same_first",
+    "check_same_means",
+    "encode_state",
+    "decode_state",
+]
 
 _CLASSES = {c.__name__: c for c in (FirstPass, SecondPass, Moments)}
 _MAGIC = b"NCMETER1"
@@ -127,3 +137,60 @@ def same_first(a: FirstPass | None, b: FirstPass | None) -> bool:
         and np.array_equal(to_host(a.counts, "counts"), to_host(b.counts, "counts"))
         and np.array_equal(to_host(a.sums, "sums"), to_host(b.sums, "sums"))
     )
+
+
+def check_same_means(first: FirstPass, again: FirstPass) -> None:
+    """Pass 2's class means (``again``) must be pass 1's: the same rows, in any order."""
+    a, b = first.class_means(), again.class_means()
+    scale = max(float(np.nanmax(np.abs(a))) if a.size else 0.0, np.finfo(float).tiny)
+    diff = np.nanmax(np.abs(a - b)) if a.size else 0.0
+    if not diff <= 1e-9 * scale:
+        raise InvalidDataError(
+            "pass 2 saw other features than pass 1 (class means differ by "
+            f"{diff / scale:.2g} relative): both passes must go over the same rows"
+        )
+
+
+def encode_state(
+    pass_number: int,
+    dtype: Any,
+    seen2: Any,
+    settings: dict[str, Any],
+    first: FirstPass | None,
+    second: SecondPass | None,
+    first2: FirstPass | None,
+) -> dict[str, Any]:
+    """A meter's state (see :meth:`ncinspect.Meter.state_dict`)."""
+    state = {
+        "pass_number": pass_number,
+        "dtype": None if dtype is None else np.dtype(dtype).str,
+        "seen2": np.asarray(to_host(seen2, "seen2"), dtype=np.int64),
+        **settings,
+    }
+    flatten(first, "first", state)
+    flatten(second, "second", state)
+    return flatten(first2, "first2", state)
+
+
+def decode_state(state: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """The passes of a state :func:`encode_state` wrote, checked against ``settings``."""
+    state = dict(state)
+    for key, mine in settings.items():
+        if state.get(key) != mine:
+            raise InvalidDataError(
+                f"meter state: {key} is {state.get(key)!r} but this meter has {mine!r}: "
+                "states load into a meter with the same classifier and settings"
+            )
+    if state.get("pass_number") not in (1, 2):
+        raise InvalidDataError(f"meter state: pass_number {state.get('pass_number')!r}")
+    first, second = unflatten(state, "first"), unflatten(state, "second")
+    if state["pass_number"] == 2 and (first is None or second is None):
+        raise InvalidDataError("meter state: pass 2 without the statistics of both passes")
+    return {
+        "pass_number": state["pass_number"],
+        "first": first,
+        "second": second,
+        "first2": unflatten(state, "first2"),
+        "seen2": np.asarray(state["seen2"], dtype=np.int64).copy(),
+        "dtype": None if state["dtype"] is None else np.dtype(state["dtype"]),
+    }
