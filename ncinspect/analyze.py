@@ -1,25 +1,33 @@
-"""Run the two passes over a snapshot (or in-memory arrays) and return results.
+"""Analyse arrays, snapshots and dumps: dispatch the two passes to an engine, build results.
 
 ``analyze`` is the array-level entry point; ``analyze_snapshot`` and ``analyze_file`` do the
-same for dumps. Rows are streamed in chunks: pass 1 accumulates per-class sums, pass 2 the
-within-class, decision and output statistics given the means. Both passes are needed for
-exact values: NCC decisions and centred within-class scatter need the final class means
-before any row can be scored, and a one-pass E[hh^T] - mu mu^T form loses every digit at
-strong collapse.
+same for dumps. The rows are walked by an engine (:mod:`ncinspect.engines.local` by default):
+pass 1 accumulates per-class sums, pass 2 the within-class, decision and output statistics
+given the means. Both passes are needed for exact values: NCC decisions and centred
+within-class scatter need the final class means before any row can be scored, and a one-pass
+E[hh^T] - mu mu^T form loses every digit at strong collapse.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .arrays import to_host
+from .engines.local import (
+    LocalEngine,
+    Progress,
+    expect,
+    is_dask,
+    plan_chunk_rows,
+    plan_for,
+    run_passes,
+)
 from .errors import InvalidDataError, UsageError
 from .inputs import Prepared, prepare
-from .metrics import between_class_geometry, compute_metrics
+from .metrics import compute_metrics
 from .report import Report, SnapshotResult
 from .stats import FirstPass, Geometry, SecondPass
 
@@ -31,185 +39,6 @@ __all__ = [
     "run_passes",
     "LocalEngine",
 ]
-
-from .budget import DEFAULT_MEMORY, available_memory, fmt_bytes  # noqa: E402
-from .errors import ResourceLimitError  # noqa: E402
-
-Progress = Callable[[int], None]
-
-
-def _expect(progress: Progress | None, rows: int, nbytes: int) -> None:
-    """Announce the rows (and feature bytes) about to be read, if ``progress.expect`` exists.
-
-    A progress callback is called with the rows done after each chunk of each pass; one
-    that also has an ``expect(rows, nbytes)`` method learns the total first (for an ETA).
-    """
-    expect = getattr(progress, "expect", None)
-    if expect is not None:
-        expect(int(rows), int(nbytes))
-
-
-def plan_chunk_rows(
-    n_features: int,
-    n_classes: int,
-    *,
-    memory_limit: int | None = None,
-    itemsize: int = 8,
-    n_samples: int = 0,
-) -> int:
-    """Rows per chunk so that one chunk's working set fits the memory budget.
-
-    Without ``memory_limit`` the budget of one chunk is fixed (256 MiB), so results do not
-    depend on the machine, except on a machine with less than 1 GiB of available memory,
-    where it shrinks to a quarter of what is available; chunks are then at least 64 rows.
-
-    With ``memory_limit`` the whole run is bounded: what does not depend on the chunk (the
-    labels and their codes, about ``24 N`` bytes, and the class-level float64 matrices, about
-    ``8 d (9 C + 2)`` bytes) is subtracted first, and each row costs its stored bytes plus
-    three float64 copies (the float64 sums of pass 1, the centred and residual buffers of
-    pass 2). Chunks are then as small as one row; a budget that cannot hold even that raises
-    :class:`~ncinspect.errors.ResourceLimitError` naming the budget needed. Chunks are at
-    most 65,536 rows.
-    """
-    d, C = int(n_features), int(n_classes)
-    per_row = d * (int(itemsize) + 24) + 8 * (3 * C + 8)
-    if memory_limit is None:
-        budget = DEFAULT_MEMORY
-        available = _available_memory()
-        if available is not None and available // 4 < budget:
-            budget = max(available // 4, 16 << 20)
-        return int(max(64, min(65536, budget // per_row)))
-    fixed = 24 * int(n_samples) + 8 * d * (9 * C + 2) + (256 << 10)  # + small slack
-    rows = (int(memory_limit) - fixed) // per_row
-    if rows < 1:
-        need = fixed + per_row
-        raise ResourceLimitError(
-            f"--memory-limit {fmt_bytes(memory_limit)} cannot hold this analysis "
-            f"(N = {n_samples}, d = {d}, C = {C}): it needs at least {fmt_bytes(need)} "
-            f"(give --memory-limit {fmt_bytes(need * 1.1).replace(' ', '')} or more)"
-        )
-    return int(min(65536, rows))
-
-
-def _available_memory() -> int | None:
-    """Bytes of memory available to new work (Linux ``MemAvailable``), or None if unknown."""
-    return available_memory()
-
-
-def _plan(prep: Prepared, memory_limit: int | None) -> int:
-    return plan_chunk_rows(
-        prep.n_features,
-        prep.n_classes,
-        memory_limit=memory_limit,
-        itemsize=prep.features.dtype.itemsize,
-        n_samples=prep.n_samples,
-    )
-
-
-def row_chunks(n: int, rows: int):
-    """``(start, stop)`` of consecutive row chunks of at most ``rows`` rows covering ``0..n``."""
-    for start in range(0, n, rows):
-        yield start, min(n, start + rows)
-
-
-def first_pass(prep: Prepared, rows: int, progress: Progress | None = None) -> FirstPass:
-    """Pass 1: per-class counts and float64 sums, chunk by chunk."""
-    N, d, C = prep.n_samples, prep.n_features, prep.n_classes
-    first = FirstPass.empty(C, d)
-    for a, b in row_chunks(N, rows):
-        h = prep.features.read(a, b)  # stored dtype; summed in float64
-        first = first.merge(FirstPass.of_chunk(h, prep.codes[a:b], C, a))
-        if progress:
-            progress(b - a)
-    return check_finite_rows(prep, first)
-
-
-def check_finite_rows(prep: Prepared, first: FirstPass) -> FirstPass:
-    """Raise :class:`InvalidDataError` when pass 1 met rows holding NaN/Inf."""
-    if first.n_nonfinite:
-        raise InvalidDataError(
-            f"{prep.features.where}: {first.n_nonfinite} row(s) hold NaN/Inf values, "
-            f"first at row {first.first_nonfinite_row}"
-        )
-    return first
-
-
-def second_pass(
-    prep: Prepared, geom: Geometry, rows: int, progress: Progress | None = None
-) -> SecondPass:
-    """Pass 2: within-class scatter, decisions and outputs given the geometry of pass 1."""
-    second = SecondPass.empty(prep.n_classes, geom.basis.shape[0])
-    for a, b in row_chunks(prep.n_samples, rows):
-        outs = None
-        if prep.outputs is not None:
-            outs = np.asarray(prep.outputs.read(a, b), dtype=np.float64)
-            if not np.isfinite(outs).all():
-                raise InvalidDataError(f"{prep.outputs.where}: NaN/Inf in outputs rows {a}:{b}")
-        h = prep.features.read(a, b)  # converted to float64 block by block
-        second = second.merge(SecondPass.of_chunk(geom, h, prep.codes[a:b], outs))
-        if progress:
-            progress(b - a)
-    return second
-
-
-class LocalEngine:
-    """The default engine: both passes in this process, chunk after chunk.
-
-    An engine is any object with ``first_pass(prep, rows, progress)`` and
-    ``second_pass(prep, geom, rows, progress)`` returning the merged statistics
-    (:class:`ncinspect.engines.dask.DaskEngine` runs them on a Dask cluster).
-    """
-
-    name = "local"
-
-    def first_pass(self, prep: Prepared, rows: int, progress: Progress | None = None):
-        return first_pass(prep, rows, progress)
-
-    def second_pass(
-        self, prep: Prepared, geom: Geometry, rows: int, progress: Progress | None = None
-    ):
-        return second_pass(prep, geom, rows, progress)
-
-    def reduce_rows(self, fn, sources, rows: int, *, row_arrays=(), progress=None):
-        """Merge of ``fn(row0, *blocks, *row_slices)`` over the row chunks of ``sources``.
-
-        ``sources`` are :class:`~ncinspect.io.sources.ArraySource` objects with the same
-        rows (read chunk by chunk); ``row_arrays`` are in-memory arrays sliced alongside.
-        ``fn`` returns a statistic with a ``merge`` method (for OOD means and regression).
-        """
-        acc = None
-        for a, b in row_chunks(sources[0].shape[0], rows):
-            part = fn(a, *(s.read(a, b) for s in sources), *(r[a:b] for r in row_arrays))
-            acc = part if acc is None else acc.merge(part)
-            if progress:
-                progress(b - a)
-        return acc
-
-
-def run_passes(
-    prep: Prepared,
-    *,
-    center: str = "classes",
-    ncc_means: np.ndarray | None = None,
-    chunk_rows: int | None = None,
-    memory_limit: int | None = None,
-    progress: Progress | None = None,
-    engine: Any = None,
-    min_class_count: int = 1,
-) -> tuple[FirstPass, Geometry, SecondPass]:
-    """Both passes over ``prep`` in row chunks (in this process unless ``engine`` says)."""
-    engine = engine or LocalEngine()
-    rows = chunk_rows or _plan(prep, memory_limit)
-    first = engine.first_pass(prep, rows, progress)
-    geom = between_class_geometry(
-        first,
-        center=center,
-        weights=prep.weights,
-        bias=prep.bias,
-        ncc_means=ncc_means,
-        min_count=min_class_count,
-    )
-    return first, geom, engine.second_pass(prep, geom, rows, progress)
 
 
 def build_result(
@@ -351,7 +180,7 @@ def analyze(
     >>> res.metrics["nc1"]                              # doctest: +SKIP
     """
     _check_center(center)
-    if engine is None and any(_is_dask(v) for v in (features, labels, outputs)):
+    if engine is None and any(is_dask(v) for v in (features, labels, outputs)):
         from .engines.dask import DaskEngine
 
         engine = DaskEngine()
@@ -363,7 +192,7 @@ def analyze(
     )
     if ncc_means is not None:
         ncc_means = to_host(ncc_means, "ncc_means")
-    _expect(progress, 2 * prep.n_samples, 2 * prep.features.nbytes)
+    expect(progress, 2 * prep.n_samples, 2 * prep.features.nbytes)
     first, geom, second = run_passes(
         prep,
         center=center,
@@ -390,11 +219,6 @@ def analyze(
 
         add_nc5_arrays(res, ood_features, chunk_rows=chunk_rows, engine=engine)
     return res
-
-
-def _is_dask(value: Any) -> bool:
-    """A Dask collection, recognised without importing dask."""
-    return type(value).__module__.split(".")[0] == "dask" and hasattr(value, "__dask_graph__")
 
 
 def prepare_snapshot(snap, class_names: Any = None) -> Prepared:
@@ -578,7 +402,7 @@ def analyze_file(
             *{p.name: p for p in partners.values() if p}.values(),
             *oods.unselected_work(),
         ]
-        _expect(
+        expect(
             progress,
             sum((s.features.shape or (0,))[0] for s in work),
             sum(s.features.nbytes for s in work),
@@ -587,7 +411,7 @@ def analyze_file(
         def first_of(snap) -> tuple[Prepared, FirstPass]:
             if snap.name not in cache:
                 prep = prepare_snapshot(snap, class_names)
-                rows = chunk_rows or _plan(prep, memory_limit)
+                rows = chunk_rows or plan_for(prep, memory_limit)
                 first = (engine or LocalEngine()).first_pass(prep, rows, progress)
                 cache[snap.name] = (prep, first)
             return cache[snap.name]

@@ -155,7 +155,7 @@ def run_regression(
     engine: Any = None,
 ) -> SnapshotResult:
     """Both regression passes over ``prep`` and the :class:`SnapshotResult` (name ``/``)."""
-    from .analyze import LocalEngine, plan_chunk_rows
+    from .engines.local import LocalEngine, plan_chunk_rows
 
     engine = engine if hasattr(engine, "reduce_rows") else LocalEngine()
     rows = chunk_rows or plan_chunk_rows(
@@ -222,9 +222,9 @@ def analyze_regression(
     SnapshotResult
         ``task == "regression"``; ``metrics`` holds ``nrc1``, ``nrc2``, ``nrc3``.
     """
-    from .analyze import _is_dask
+    from .engines.local import is_dask
 
-    if engine is None and _is_dask(features):
+    if engine is None and is_dask(features):
         from .engines.dask import DaskEngine
 
         engine = DaskEngine()
@@ -256,7 +256,7 @@ def ood_feature_sum(
     features: ArraySource, *, rows: int, engine: Any = None, progress=None
 ) -> FeatureSum:
     """Count and sum of an OOD snapshot's feature rows (one pass through the engine)."""
-    from .analyze import LocalEngine
+    from .engines.local import LocalEngine
 
     feats = as_source(features, "ood features")
     if len(feats.shape) != 2 or feats.shape[0] == 0:
@@ -366,7 +366,7 @@ class OODSets:
 
     def feature_sum(self, snap, progress=None) -> FeatureSum:
         if snap.name not in self._sums:
-            from .analyze import plan_chunk_rows
+            from .engines.local import plan_chunk_rows
 
             shape = snap.features.shape
             d = int(shape[1]) if len(shape) == 2 else 1
@@ -402,13 +402,13 @@ class OODSets:
 
 def add_nc5_arrays(res: SnapshotResult, ood_features: Any, *, chunk_rows=None, engine=None):
     """The nc5 keys of :func:`ncinspect.analyze` from in-memory OOD feature arrays."""
-    from .analyze import _is_dask, plan_chunk_rows
+    from .engines.local import is_dask, plan_chunk_rows
 
     sets = ood_features if isinstance(ood_features, dict) else {"ood": ood_features}
     sums: dict[str, FeatureSum] = {}
     for name, feats in sets.items():
         split = "ood" if str(name) == "ood" else f"ood_{name}"
-        if _is_dask(feats):
+        if is_dask(feats):
             from .engines.dask import DaskEngine, DaskSource
 
             engine = engine if hasattr(engine, "wrap") else DaskEngine()

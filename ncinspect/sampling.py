@@ -14,7 +14,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .analyze import plan_chunk_rows, prepare_snapshot
+from .analyze import prepare_snapshot
+from .engines.local import plan_chunk_rows, read_rows
 from .projection import output_split, project, subsample_indices
 from .report import SnapshotResult
 
@@ -30,20 +31,6 @@ SAMPLE_KEYS = (
     "sample_true_out",  # (n,) f_{y_i}(x_i)            (only with outputs or weights)
     "sample_wrong_out",  # (n (C-1),) f_c(x_i), c != y_i (only with outputs or weights)
 )
-
-
-def _read_rows(src, index: np.ndarray, rows: int) -> np.ndarray:
-    """Rows ``index`` (increasing) of an ArraySource, read chunk by chunk."""
-    parts = []
-    n = src.shape[0]
-    for a in range(0, n, rows):
-        b = min(n, a + rows)
-        lo, hi = np.searchsorted(index, [a, b])
-        if hi > lo:
-            parts.append(np.asarray(src.read(a, b))[index[lo:hi] - a])
-    if not parts:
-        return np.zeros((0,) + tuple(src.shape[1:]))
-    return np.concatenate(parts)
 
 
 def sample_arrays(
@@ -122,7 +109,7 @@ def sample_snapshot(
     seed : int
         Seed of the subsample; the same seed gives the same rows and the same figure.
     chunk_rows : int, optional
-        Rows per read (default from :func:`ncinspect.analyze.plan_chunk_rows`).
+        Rows per read (default from :func:`ncinspect.engines.local.plan_chunk_rows`).
 
     Returns
     -------
@@ -132,8 +119,8 @@ def sample_snapshot(
     prep = prepare_snapshot(snap, class_names)
     rows = chunk_rows or plan_chunk_rows(prep.n_features, prep.n_classes)
     index = subsample_indices(prep.n_samples, size, seed=seed)
-    h = _read_rows(prep.features, index, rows)
-    outs = None if prep.outputs is None else _read_rows(prep.outputs, index, rows)
+    h = read_rows(prep.features, index, rows)
+    outs = None if prep.outputs is None else read_rows(prep.outputs, index, rows)
     arrays = sample_arrays(h, prep.codes[index], result, outputs=outs)
     arrays["sample_index"] = index
     return arrays

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .analyze import analyze, analyze_snapshot, plan_chunk_rows, prepare_snapshot, row_chunks
+from .analyze import analyze, analyze_snapshot, prepare_snapshot
 from .arrays import to_host
+from .engines.local import plan_chunk_rows, row_chunks
 from .errors import ShapeMismatchError
 from .inputs import Prepared, prepare
 from .report import Report, SnapshotResult

@@ -15,9 +15,9 @@ import pytest
 from conftest import make_data
 
 import ncinspect
-from ncinspect.analyze import plan_chunk_rows
 from ncinspect.cli import main
 from ncinspect.cli.progress import RowProgress
+from ncinspect.engines.local import plan_chunk_rows
 from ncinspect.errors import ResourceLimitError
 from ncinspect.stats import SecondPass, block_rows
 
@@ -215,7 +215,8 @@ def test_progress_hidden_when_quiet_or_not_a_terminal(
 
 
 def test_default_chunks_shrink_only_when_memory_is_short(monkeypatch):
-    an = sys.modules["ncinspect.analyze"]  # the module (ncinspect.analyze is the function)
+    import ncinspect.engines.local as an
+
     monkeypatch.setattr(an, "_available_memory", lambda: 64 << 30)
     roomy = plan_chunk_rows(512, 100)
     monkeypatch.setattr(an, "_available_memory", lambda: None)

@@ -1,7 +1,8 @@
-"""Engines that run the two passes somewhere else than this process.
+"""Engines: where the walks over row chunks run.
 
-The local engine (:class:`ncinspect.analyze.LocalEngine`) is the default. Engines here need
-optional extras and are imported only when asked for:
+:mod:`ncinspect.engines.local` (the default, :class:`~ncinspect.engines.local.LocalEngine`)
+walks every row chunk in this process. Other engines need optional extras and are imported
+only when asked for:
 
 - :mod:`ncinspect.engines.dask` (``pip install 'ncinspect[dask]'``): per-chunk statistics as
   Dask tasks, merged in a fixed tree; runs on a laptop or on a ``distributed`` cluster.
@@ -27,7 +28,7 @@ def get_engine(name: str, *, scheduler: str | None = None):
     if name == "local":
         if scheduler:
             raise UsageError("--scheduler needs --engine dask")
-        from ..analyze import LocalEngine
+        from .local import LocalEngine
 
         return LocalEngine()
     if name == "dask":

@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidDataError, UnreadableFileError, UsageError
+from ..errors import UnreadableFileError, UsageError
 from ..io.sources import ArraySource, H5Source
 from ..stats import FirstPass, SecondPass
+from .local import check_finite_rows, is_dask, read_outputs
 
 __all__ = ["DaskEngine", "DaskSource"]
 
@@ -158,11 +159,7 @@ def _second_chunk(
     geom, block: np.ndarray, codes: np.ndarray, outputs, where: str, row0: int
 ) -> SecondPass:
     if outputs is not None:
-        outputs = np.asarray(outputs, dtype=np.float64)
-        if not np.isfinite(outputs).all():
-            raise InvalidDataError(
-                f"{where}: NaN/Inf in outputs rows {row0}:{row0 + outputs.shape[0]}"
-            )
+        outputs = read_outputs(outputs, row0, row0 + np.shape(outputs)[0], where)
     return SecondPass.of_chunk(geom, np.asarray(block), codes, outputs)
 
 
@@ -202,7 +199,7 @@ class DaskEngine:
     Notes
     -----
     Chunks of a Dask array input are its own row chunks (all columns in one chunk); dump
-    arrays are cut into the rows that :func:`ncinspect.analyze.plan_chunk_rows` gives.
+    arrays are cut into the rows that :func:`ncinspect.engines.local.plan_chunk_rows` gives.
     Progress is reported after each pass. Workers of ``distributed`` run single-threaded
     BLAS by default (``OMP_NUM_THREADS=1``), so worker threads do not oversubscribe cores.
     """
@@ -217,13 +214,11 @@ class DaskEngine:
     # inputs --------------------------------------------------------------------------
     def wrap(self, features: Any, labels: Any, outputs: Any):
         """Dask arrays as sources (labels, small, are computed here)."""
-        from ..analyze import _is_dask
-
-        if _is_dask(features):
+        if is_dask(features):
             features = DaskSource(features, "features")
-        if _is_dask(labels):
+        if is_dask(labels):
             labels = self.compute(labels)
-        if _is_dask(outputs):
+        if is_dask(outputs):
             outputs = DaskSource(outputs, "outputs")
         return features, labels, outputs
 
@@ -265,8 +260,6 @@ class DaskEngine:
     def first_pass(self, prep, rows: int, progress=None) -> FirstPass:
         import dask
 
-        from ..analyze import check_finite_rows
-
         arr = _to_dask(prep.features, rows)
         task = dask.delayed(_first_chunk, pure=True)
         parts = [
@@ -281,7 +274,7 @@ class DaskEngine:
     def reduce_rows(self, fn, sources, rows: int, *, row_arrays=(), progress=None):
         """Merge of ``fn(row0, *blocks, *row_slices)``, one Dask task per row chunk.
 
-        As :meth:`ncinspect.analyze.LocalEngine.reduce_rows`: ``fn`` must be picklable (a
+        As :meth:`ncinspect.engines.local.LocalEngine.reduce_rows`: ``fn`` must be picklable (a
         module-level function or a ``functools.partial`` of one).
         """
         import dask

@@ -1,0 +1,237 @@
+"""The local engine: every walk over row chunks in this process.
+
+Pass 1 (per-class counts and float64 sums), pass 2 (within-class scatter, decisions and
+outputs given the geometry of pass 1, with the theory sums riding along when asked), the
+generic merge of a per-chunk statistic (:meth:`LocalEngine.reduce_rows`, for OOD means and
+regression moments) and the seeded read of a few rows (:func:`read_rows`) all live here;
+nothing else in the package loops over rows. :mod:`ncinspect.engines.dask` runs the same
+per-chunk kernels on a Dask cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..budget import DEFAULT_MEMORY, available_memory, fmt_bytes
+from ..errors import InvalidDataError, ResourceLimitError
+from ..inputs import Prepared
+from ..metrics import between_class_geometry
+from ..stats import FirstPass, Geometry, SecondPass
+
+__all__ = [
+    "LocalEngine",
+    "Progress",
+    "check_finite_rows",
+    "expect",
+    "first_pass",
+    "is_dask",
+    "plan_chunk_rows",
+    "plan_for",
+    "read_rows",
+    "row_chunks",
+    "run_passes",
+    "second_pass",
+]
+
+Progress = Callable[[int], None]
+
+
+def expect(progress: Progress | None, rows: int, nbytes: int) -> None:
+    """Announce the rows (and feature bytes) about to be read, if ``progress.expect`` exists.
+
+    A progress callback is called with the rows done after each chunk of each pass; one
+    that also has an ``expect(rows, nbytes)`` method learns the total first (for an ETA).
+    """
+    announce = getattr(progress, "expect", None)
+    if announce is not None:
+        announce(int(rows), int(nbytes))
+
+
+def is_dask(value: Any) -> bool:
+    """A Dask collection, recognised without importing dask."""
+    return type(value).__module__.split(".")[0] == "dask" and hasattr(value, "__dask_graph__")
+
+
+def plan_chunk_rows(
+    n_features: int,
+    n_classes: int,
+    *,
+    memory_limit: int | None = None,
+    itemsize: int = 8,
+    n_samples: int = 0,
+) -> int:
+    """Rows per chunk so that one chunk's working set fits the memory budget.
+
+    Without ``memory_limit`` the budget of one chunk is fixed (256 MiB), so results do not
+    depend on the machine, except on a machine with less than 1 GiB of available memory,
+    where it shrinks to a quarter of what is available; chunks are then at least 64 rows.
+
+    With ``memory_limit`` the whole run is bounded: what does not depend on the chunk (the
+    labels and their codes, about ``24 N`` bytes, and the class-level float64 matrices, about
+    ``8 d (9 C + 2)`` bytes) is subtracted first, and each row costs its stored bytes plus
+    three float64 copies (the float64 sums of pass 1, the centred and residual buffers of
+    pass 2). Chunks are then as small as one row; a budget that cannot hold even that raises
+    :class:`~ncinspect.errors.ResourceLimitError` naming the budget needed. Chunks are at
+    most 65,536 rows.
+    """
+    d, C = int(n_features), int(n_classes)
+    per_row = d * (int(itemsize) + 24) + 8 * (3 * C + 8)
+    if memory_limit is None:
+        budget = DEFAULT_MEMORY
+        available = _available_memory()
+        if available is not None and available // 4 < budget:
+            budget = max(available // 4, 16 << 20)
+        return int(max(64, min(65536, budget // per_row)))
+    fixed = 24 * int(n_samples) + 8 * d * (9 * C + 2) + (256 << 10)  # + small slack
+    rows = (int(memory_limit) - fixed) // per_row
+    if rows < 1:
+        need = fixed + per_row
+        raise ResourceLimitError(
+            f"--memory-limit {fmt_bytes(memory_limit)} cannot hold this analysis "
+            f"(N = {n_samples}, d = {d}, C = {C}): it needs at least {fmt_bytes(need)} "
+            f"(give --memory-limit {fmt_bytes(need * 1.1).replace(' ', '')} or more)"
+        )
+    return int(min(65536, rows))
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to new work (Linux ``MemAvailable``), or None if unknown."""
+    return available_memory()
+
+
+def plan_for(prep: Prepared, memory_limit: int | None) -> int:
+    """:func:`plan_chunk_rows` for the validated inputs ``prep``."""
+    return plan_chunk_rows(
+        prep.n_features,
+        prep.n_classes,
+        memory_limit=memory_limit,
+        itemsize=prep.features.dtype.itemsize,
+        n_samples=prep.n_samples,
+    )
+
+
+def row_chunks(n: int, rows: int):
+    """``(start, stop)`` of consecutive row chunks of at most ``rows`` rows covering ``0..n``."""
+    for start in range(0, n, rows):
+        yield start, min(n, start + rows)
+
+
+def first_pass(prep: Prepared, rows: int, progress: Progress | None = None) -> FirstPass:
+    """Pass 1: per-class counts and float64 sums, chunk by chunk."""
+    N, d, C = prep.n_samples, prep.n_features, prep.n_classes
+    first = FirstPass.empty(C, d)
+    for a, b in row_chunks(N, rows):
+        h = prep.features.read(a, b)  # stored dtype; summed in float64
+        first = first.merge(FirstPass.of_chunk(h, prep.codes[a:b], C, a))
+        if progress:
+            progress(b - a)
+    return check_finite_rows(prep, first)
+
+
+def check_finite_rows(prep: Prepared, first: FirstPass) -> FirstPass:
+    """Raise :class:`InvalidDataError` when pass 1 met rows holding NaN/Inf."""
+    if first.n_nonfinite:
+        raise InvalidDataError(
+            f"{prep.features.where}: {first.n_nonfinite} row(s) hold NaN/Inf values, "
+            f"first at row {first.first_nonfinite_row}"
+        )
+    return first
+
+
+def read_outputs(outputs, a: int, b: int, where: str) -> np.ndarray:
+    """Rows ``a:b`` of stored outputs as float64; NaN/Inf raise naming the rows."""
+    outs = np.asarray(outputs, dtype=np.float64)
+    if not np.isfinite(outs).all():
+        raise InvalidDataError(f"{where}: NaN/Inf in outputs rows {a}:{b}")
+    return outs
+
+
+def second_pass(
+    prep: Prepared, geom: Geometry, rows: int, progress: Progress | None = None
+) -> SecondPass:
+    """Pass 2: within-class scatter, decisions and outputs given the geometry of pass 1."""
+    second = SecondPass.empty(prep.n_classes, geom.basis.shape[0])
+    for a, b in row_chunks(prep.n_samples, rows):
+        outs = None
+        if prep.outputs is not None:
+            outs = read_outputs(prep.outputs.read(a, b), a, b, prep.outputs.where)
+        h = prep.features.read(a, b)  # converted to float64 block by block
+        second = second.merge(SecondPass.of_chunk(geom, h, prep.codes[a:b], outs))
+        if progress:
+            progress(b - a)
+    return second
+
+
+def read_rows(src, index: np.ndarray, rows: int) -> np.ndarray:
+    """Rows ``index`` (increasing) of an ArraySource, read chunk by chunk."""
+    parts = []
+    for a, b in row_chunks(src.shape[0], rows):
+        lo, hi = np.searchsorted(index, [a, b])
+        if hi > lo:
+            parts.append(np.asarray(src.read(a, b))[index[lo:hi] - a])
+    if not parts:
+        return np.zeros((0,) + tuple(src.shape[1:]))
+    return np.concatenate(parts)
+
+
+class LocalEngine:
+    """The default engine: both passes in this process, chunk after chunk.
+
+    An engine is any object with ``first_pass(prep, rows, progress)``,
+    ``second_pass(prep, geom, rows, progress)`` and ``reduce_rows`` returning the merged
+    statistics (:class:`ncinspect.engines.dask.DaskEngine` runs them on a Dask cluster).
+    """
+
+    name = "local"
+
+    def first_pass(self, prep: Prepared, rows: int, progress: Progress | None = None):
+        return first_pass(prep, rows, progress)
+
+    def second_pass(
+        self, prep: Prepared, geom: Geometry, rows: int, progress: Progress | None = None
+    ):
+        return second_pass(prep, geom, rows, progress)
+
+    def reduce_rows(self, fn, sources, rows: int, *, row_arrays=(), progress=None):
+        """Merge of ``fn(row0, *blocks, *row_slices)`` over the row chunks of ``sources``.
+
+        ``sources`` are :class:`~ncinspect.io.sources.ArraySource` objects with the same
+        rows (read chunk by chunk); ``row_arrays`` are in-memory arrays sliced alongside.
+        ``fn`` returns a statistic with a ``merge`` method (for OOD means and regression).
+        """
+        acc = None
+        for a, b in row_chunks(sources[0].shape[0], rows):
+            part = fn(a, *(s.read(a, b) for s in sources), *(r[a:b] for r in row_arrays))
+            acc = part if acc is None else acc.merge(part)
+            if progress:
+                progress(b - a)
+        return acc
+
+
+def run_passes(
+    prep: Prepared,
+    *,
+    center: str = "classes",
+    ncc_means: np.ndarray | None = None,
+    chunk_rows: int | None = None,
+    memory_limit: int | None = None,
+    progress: Progress | None = None,
+    engine: Any = None,
+    min_class_count: int = 1,
+) -> tuple[FirstPass, Geometry, SecondPass]:
+    """Both passes over ``prep`` in row chunks (in this process unless ``engine`` says)."""
+    engine = engine or LocalEngine()
+    rows = chunk_rows or plan_for(prep, memory_limit)
+    first = engine.first_pass(prep, rows, progress)
+    geom = between_class_geometry(
+        first,
+        center=center,
+        weights=prep.weights,
+        bias=prep.bias,
+        ncc_means=ncc_means,
+        min_count=min_class_count,
+    )
+    return first, geom, engine.second_pass(prep, geom, rows, progress)
