@@ -11,27 +11,14 @@ in the float32 recheck), so the same code runs on every library; the tests run i
 
 Precision
 ---------
-``precision="float64"`` (default): every product and sum in float64, so results equal the
-numpy kernels' up to the order of float64 roundings (~1e-15 relative).
-
-``precision="float32"``: pass 1 is unchanged (the class sums are float64 sums of the exact
-inputs: means, eigenbasis and counts are as in float64). In pass 2 the two large products,
-the residuals projected on the between-class basis and the decision scores, are float32
-matrix products of the float64-centred rows rounded to float32; each product is converted
-to float64 before it is squared and summed. With ``u = 2**-24`` and ``g = (d + 2) u /
-(1 - (d + 2) u)`` the a-priori bounds are
-
-* each projection ``p = e . v`` (``||v|| = 1``): ``|dp| <= g ||e||``, so each projected
-  scatter component ``P_k = sum_i p_ik^2`` errs by ``|dP_k| <= (2 g + g^2) sum_i ||e_i||^2``
-  (the total within-class scatter), and ``nc1`` by at most ``(2 g + g^2) tr(S_W) tr(S_B^+)
-  / C`` (the traces of nc1's own matrices);
-* the scatter traces (``class_sq``) are float64 sums of float64 squares: unchanged;
-* decisions (NCC, classifier, their agreement) are exact: a row whose two best float32
-  scores are closer than the bound ``2 g ||h'|| max_c ||m_c||`` is decided again in float64;
-* logits (SQI statistics): ``|df_c| <= g ||h'|| ||w_c||`` each.
-
-Measured (benchmarks/bench_device.py --precision-check, ImageNet-like widths): see
-docs/array-api.md.
+``"float64"`` (default): every product and sum in float64; results equal the numpy kernels'
+up to the order of float64 roundings (~1e-15 relative). ``"float32"``: pass 1 unchanged;
+pass 2's projections and decision scores are float32 products of the float64-centred rows,
+converted to float64 before they are squared and summed. With ``g`` of
+:func:`precision_gamma`: each projected scatter ``P_k`` errs by at most ``(2g + g^2) sum_i
+||e_i||^2``, nc1 by ``(2g + g^2) tr(S_W) tr(S_B^+) / C``, each logit by ``g ||h'|| ||w_c||``;
+decisions are exact (rows closer than the bound are decided again in float64). The bounds,
+their derivation and measured errors are in docs/array-api.md.
 """
 
 from __future__ import annotations
@@ -50,6 +37,7 @@ __all__ = ["first_sums", "second_sums", "xp_block_rows", "precision_gamma"]
 #: input gives the same sums on every machine
 XP_BLOCK_BYTES = 128 << 20
 _U32 = 2.0**-24
+_GATHER_MAX = 1 << 22  #: entries of the largest C x C class-term table gathered per row
 
 
 def xp_block_rows(n_features: int, n_classes: int) -> int:
@@ -149,6 +137,7 @@ class _DeviceGeometry:
         self.basis_t = on_device(xp, np.ascontiguousarray(geom.basis.T), device, f64)  # (d, r)
         stack = geom.decision_matrix()  # (d, C) or (d, 2C)
         self.decide = on_device(xp, stack, device, f64)
+        self._scores_layout(xp, geom, centred, stack, device)
         centres = geom.ncc_centres / geom.scale
         self.centre_sq = on_device(xp, np.einsum("ij,ij->i", centres, centres), device, f64)
         self.ncc_valid = on_device(xp, np.asarray(geom.ncc_valid, bool), device)
@@ -178,6 +167,20 @@ class _DeviceGeometry:
                         bias = geom.bias / unit
                     offset = offset + bias
             self.offset = on_device(xp, offset, device, f64)
+
+    def _scores_layout(self, xp, geom, centred, stack, device) -> None:
+        """Float64 projection from the NCC scores: ``e V^T = (e M~^T) A``, ``A = M~ V^T /
+        eigvals`` (C x r), and scores of ``h' = e + M~_y`` = those of ``e`` + a class term.
+        Used for own NCC centres, C < d and round-off growth sqrt(sum/min eigvals) <= 256."""
+        C, d = geom.means.shape
+        r = geom.basis.shape[0]
+        own = np.array_equal(geom.ncc_centres, geom.centred)
+        amp = math.sqrt(float(np.sum(geom.eigvals)) / float(geom.eigvals[-1])) if r else 0.0
+        self.from_scores = bool(r and own and C < d and C * C <= _GATHER_MAX and amp <= 256)
+        if self.from_scores:
+            proj_map = (centred @ geom.basis.T) / geom.eigvals  # A (C, r)
+            self.proj_map = on_device(xp, proj_map, device, xp.float64)
+            self.class_term = on_device(xp, centred @ stack, device, xp.float64)  # (C, C|2C)
 
 
 def _device_geometry(xp: Any, geom: Any, device: Any) -> _DeviceGeometry:
@@ -253,7 +256,14 @@ def second_sums(
     for a in range(0, n, step):
         b = min(n, a + step)  # the standard leaves out-of-bounds slice ends unspecified
         out = None if outputs is None else _float64(xp, outputs[a:b, ...], "outputs")
-        part = _second_block(xp, g, geom, h[a:b, ...], y[a:b], out, precision)
+        hb, yb = h[a:b, ...], y[a:b]
+        if not g.all_present:  # rows of classes below min_count take no part
+            keep = xp.nonzero(xp.take(g.present, yb, axis=0))[0]
+            if keep.shape[0] == 0:
+                continue
+            hb, yb = xp.take(hb, keep, axis=0), xp.take(yb, keep, axis=0)
+            out = None if out is None else xp.take(out, keep, axis=0)
+        part = _second_block(xp, g, geom, hb, yb, out, precision)
         if part is not None:
             blocks.append(part)
     return blocks
@@ -268,30 +278,27 @@ def _second_block(xp, g, geom, block, y, outputs, precision) -> dict:
     else:  # h' = h / scale - mu_G / scale: exact scaling first, so nothing overflows
         hc = hf * g.inv_scale - g.mu_scaled[None, :]
     ind = _indicator(xp, y, C, device)  # (C, m)
-    keep = None
-    if not g.all_present:  # rows of classes below min_count take no part
-        keep = xp.take(g.present, y, axis=0)
-        if not bool(xp.any(keep)):
-            return None
-        ind = ind & keep[None, :]
     indf = xp.astype(ind, xp.float64)
     e = hc - xp.take(g.centred, y, axis=0)  # (m, d) within-class residuals
-    if keep is not None:
-        e = xp.where(keep[:, None], e, xp.zeros_like(e))
     f32 = precision == "float32"
     vec = []  # float64 device values, copied to the host in one transfer
+    if f32:
+        if r:
+            proj = xp.astype(xp.astype(e, xp.float32) @ g.basis_t32, xp.float64)
+        scores = xp.astype(xp.astype(hc, xp.float32) @ g.decide32, xp.float64)
+    elif g.from_scores:  # e [M~ | W]^T, the projection from it, then h' = e + M~_y
+        scores = e @ g.decide
+        proj = scores[:, :C] @ g.proj_map
+        scores = scores + xp.take(g.class_term, y, axis=0)
+    else:
+        if r:
+            proj = e @ g.basis_t
+        scores = hc @ g.decide
     if r:
-        proj = (
-            xp.astype(xp.astype(e, xp.float32) @ g.basis_t32, xp.float64) if f32 else e @ g.basis_t
-        )
         vec.append(xp.sum(proj * proj, axis=0))
     vec.append(indf @ xp.sum(e * e, axis=1))  # class_sq (C,)
 
     has_clf = geom.weights is not None
-    if f32:
-        scores = xp.astype(xp.astype(hc, xp.float32) @ g.decide32, xp.float64)
-    else:
-        scores = hc @ g.decide
     dist, ncc, logits, clf_out, clf = _decisions(xp, g, scores, C, has_clf, outputs)
     ncc_ok = ncc == y
     agree_ok = None if clf is None else clf == ncc
@@ -325,16 +332,14 @@ def _second_block(xp, g, geom, block, y, outputs, precision) -> dict:
     if logits is not None and outputs is None and s_h * s_w != 1.0:
         out = logits * (s_h * s_w)
     if out is not None:
-        vec.extend(_output_sums(xp, out, ind, keep))
+        vec.extend(_output_sums(xp, out, ind))
     flat = host(xp.concat([xp.reshape(v, (-1,)) for v in vec]))
     return _unpack(flat, C, r, clf is not None, out is not None, n_rechecked)
 
 
 def _patch(xp, values, flag, idx, exact):
-    """``values`` with the rows ``idx`` (the True rows of ``flag``, in order) replaced.
-
-    No scatter in the standard: the exact values are spread back by a (k, m) match matrix.
-    """
+    """``values`` with the rows ``idx`` (True in ``flag``) replaced, by a (k, m) match
+    matrix (the standard has no scatter)."""
     m = flag.shape[0]
     rows = xp.arange(m, dtype=xp.int64, device=device_of(flag))
     match = xp.astype(idx, xp.int64)[:, None] == rows[None, :]  # (k, m)
@@ -342,31 +347,22 @@ def _patch(xp, values, flag, idx, exact):
     return xp.where(flag, spread, values)
 
 
-def _output_sums(xp, out, ind, keep):
-    """Output statistics of one block: true-class and other-class sums, errors."""
-    onehot = xp.permute_dims(ind, (1, 0))  # (m, C) true class (kept rows only)
-    rows = xp.ones(onehot.shape, dtype=xp.bool, device=device_of(out))
-    if keep is not None:
-        rows = rows & keep[:, None]
-    wrong = rows & ~onehot
+def _output_sums(xp, out, ind):
+    """Output statistics of one block: true-class and other-class moments, errors."""
+    m, C = out.shape
+    onehot = xp.permute_dims(ind, (1, 0))  # (m, C) true class
     zero = xp.zeros_like(out)
-    n_true = xp.sum(xp.astype(onehot, xp.float64))
-    n_wrong = xp.sum(xp.astype(wrong, xp.float64))
-    true_sum = xp.sum(xp.where(onehot, out, zero))
-    wrong_sum = xp.sum(xp.where(wrong, out, zero))
-    one = _scalar(xp, 1.0, device_of(out))
-    true_mean = true_sum / xp.maximum(n_true, one)
-    wrong_mean = wrong_sum / xp.maximum(n_wrong, one)
-    dt, dw = out - true_mean, out - wrong_mean
-    true_m2 = xp.sum(xp.where(onehot, dt * dt, zero))
-    wrong_m2 = xp.sum(xp.where(wrong, dw * dw, zero))
-    err = xp.where(rows, out - xp.astype(onehot, xp.float64), zero)
-    sq_err = xp.sum(err * err)
-    max_err = xp.max(xp.abs(err))
-    out_max = xp.max(xp.where(rows, xp.abs(out), zero))
+    true = xp.sum(xp.where(onehot, out, zero), axis=1)  # f_{y_i}(x_i), exact
+    true_mean = xp.sum(true) / m
+    dt = true - true_mean
+    n_wrong = m * (C - 1)
+    wrong_mean = xp.sum(xp.where(onehot, zero, out)) / max(n_wrong, 1)
+    dw = xp.where(onehot, zero, out - wrong_mean)  # true entries count 0
+    err = xp.where(onehot, out - 1.0, out)
+    to = _scalar(xp, 0.0, device_of(out))
     return [
-        xp.stack([n_true, true_mean, true_m2, n_wrong, wrong_mean, wrong_m2]),
-        xp.stack([sq_err, max_err, out_max]),
+        xp.stack([to + m, true_mean, xp.sum(dt * dt), to + n_wrong, wrong_mean, xp.sum(dw * dw)]),
+        xp.stack([xp.sum(err * err), xp.max(xp.abs(err)), xp.max(xp.abs(out))]),
     ]
 
 

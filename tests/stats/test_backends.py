@@ -147,3 +147,20 @@ def test_chunks_merge_to_the_one_chunk_statistics(backend):
     np.testing.assert_allclose(parts.proj_sq, whole.proj_sq, rtol=1e-12)
     np.testing.assert_array_equal(parts.ncc_correct, whole.ncc_correct)
     np.testing.assert_allclose(first.sums, FirstPass.of_chunk(h, y, 6).sums, rtol=1e-13)
+
+
+@pytest.mark.parametrize("shape", [(6, 20), (12, 8)])
+def test_both_pass_two_layouts_give_the_known_answers(backend, shape):
+    """C < d: projection from the NCC scores; C > d: the direct projection e V^T."""
+    C, d = shape
+    rng = np.random.default_rng(C)
+    means = 3.0 * rng.standard_normal((C, d))
+    y = np.concatenate([np.arange(C), rng.integers(0, C, 200)])
+    h = means[y] + rng.standard_normal((len(y), d))
+    w, b = means + 0.5 * rng.standard_normal((C, d)), 0.1 * rng.standard_normal(C)
+    geom = _geometry(h, y, w, b, C)
+    stats = SecondPass.of_chunk(geom, backend(h), backend(y))
+    _check_second(stats, _direct_second(geom, h, y, w, b))
+    if backend.name != "numpy":
+        (layout,) = geom.device_cache.values()
+        assert layout.from_scores == (C < d)
