@@ -18,3 +18,4 @@ def test_readme_test_command_equals_ci():
     assert ci[0] == "python -m pip install torch==2.13.0"  # before any extra asks for torch
     assert "torch" in ci[1] and "safetensors" in ci[1] and ci[-1] == "python -m pytest -q"
     assert "array-api" in ci[1]  # the statistics tests run on array-api-compat backends
+    assert "lightning" in ci[1]  # the Lightning callback's test logs through a CSVLogger

@@ -11,7 +11,6 @@ from conftest import make_data
 
 import ncinspect
 from ncinspect.errors import InvalidDataError
-
 from ncinspect.metrics.registry import REGISTRY
 
 KEYS = [spec.key for spec in REGISTRY]
