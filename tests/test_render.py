@@ -250,7 +250,7 @@ def test_piped_warnings_are_whole_lines():
     assert any(long.strip() in ln for ln in text.splitlines())
 
 
-# -- issue 11 group 8: names from the file are shown literally ---------------------------------
+# -- names from the file are shown literally ----------------------------------------------------
 @pytest.mark.parametrize("name", ["[/red]", "[bold red]boo", "a\\", "[link=x]y[/link]"])
 def test_group_names_with_markup_are_shown_literally(tmp_path, capsys, name):
     path = write_flat(tmp_path / "m.h5", group=f"/{name}")

@@ -131,7 +131,7 @@ def test_help_lists_the_options(capsys):
         assert opt in out
 
 
-# -- review fixes ------------------------------------------------------------------------------
+# -- bad data files, output paths, non-finite options ------------------------------------------
 
 
 def _bad_files(tmp_path):

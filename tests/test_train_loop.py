@@ -280,7 +280,7 @@ def test_mnist1d_generator_offline():
     assert data.name == "mnist1d" and data.y.max() <= 9
 
 
-# -- review fixes: bad data files, split metadata, config finiteness -------------------------
+# -- bad data files, split metadata, config finiteness ---------------------------------------
 
 
 def _write_npz(path, **arrays):
