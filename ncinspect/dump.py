@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import AmbiguousArrayError, MissingArrayError, UnreadableFileError, UsageError
+from .io.detect import detect_format
+from .io.names import epoch_of, is_ood, layer_of, natural_key, split_of
 from .io.sources import ArraySource
 from .io.tree import Node
 
@@ -32,41 +33,9 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "outputs": ("outputs", "logits"),
 }
 
-_SPLITS = {"train", "test", "val", "valid", "validation", "eval", "holdout"}
-_EPOCH_RE = re.compile(r"^(?:epoch|ep)_?(\d+)$", re.IGNORECASE)
-_LAYER_RE = re.compile(r"^layer_?\d+$", re.IGNORECASE)
-
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
 #: prefixes that wrapped PyTorch modules add to state-dict names, ignored when matching
 #: aliases (DistributedDataParallel / DataParallel, torch.compile)
 _MODULE_PREFIXES = ("module.", "_orig_mod.")
-
-
-def _torch_pickle_error(path: str) -> UnreadableFileError:
-    return UnreadableFileError(
-        f"{path}: is a PyTorch pickle (torch.save); ncinspect never unpickles files. Convert it "
-        "where you trust it, in two lines: `import torch; from safetensors.torch import "
-        "save_file` then `save_file({k: v.detach().contiguous() for k, v in "
-        f"torch.load({os.path.basename(path)!r}, weights_only=True).items()}}, "
-        "'dump.safetensors')`; or write the dump with ncinspect.DumpWriter"
-    )
-
-
-def _zip_holds_pickle(path: str) -> bool:
-    """A zip whose members include ``data.pkl``: what torch.save (and torch.jit.save) write."""
-    import zipfile
-
-    from .io.npz import ZIP_ERRORS
-
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-    except ZIP_ERRORS:  # the NPZ reader reports what is wrong with the archive
-        return False
-    return any(n == "data.pkl" or n.endswith("/data.pkl") for n in names) and not any(
-        n.endswith(".npy") for n in names
-    )
 
 
 @dataclass
@@ -94,55 +63,6 @@ class Snapshot:
     notes: list[str] = field(default_factory=list)
 
 
-def detect_format(path: str) -> str:
-    """Return ``"hdf5"``, ``"npz"`` or ``"safetensors"`` from the file's content (not its
-    suffix). PyTorch pickles (``torch.save``: a zip holding ``data.pkl``, or a bare pickle)
-    are recognised and refused, never loaded."""
-    from .io.paths import check_input_file
-    from .io.safetensors import is_safetensors
-
-    check_input_file(path)  # a FIFO or device is refused before open() could block on it
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            head = f.read(16)
-            if size == 0:
-                raise UnreadableFileError(f"{path}: file is empty (0 bytes)")
-            if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-                if _zip_holds_pickle(path):
-                    raise _torch_pickle_error(path)
-                return "npz"
-            if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-                raise _torch_pickle_error(path)  # pickle protocol 2-5 header
-            if is_safetensors(head, size):
-                return "safetensors"
-            offset = 0
-            while offset + 8 <= size:  # HDF5 superblock at 0, 512, 1024, 2048, ...
-                f.seek(offset)
-                if f.read(8) == _HDF5_SIGNATURE:
-                    return "hdf5"
-                offset = 512 if offset == 0 else offset * 2
-    except FileNotFoundError:
-        raise UnreadableFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UnreadableFileError(f"{path}: is a directory, not a dump file") from None
-    except PermissionError:
-        raise UnreadableFileError(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise UnreadableFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    raise UnreadableFileError(
-        f"{path}: not an HDF5 or NPZ (or safetensors) dump (starts with bytes {head[:8]!r}; "
-        "expected the HDF5 signature, a zip archive or a safetensors header)"
-    )
-
-
-def _natural_key(name: str) -> tuple:
-    """Sort key that orders ``classifier.10`` after ``classifier.6``."""
-    return tuple(
-        (1, int(part), "") if part.isdigit() else (0, 0, part) for part in re.split(r"(\d+)", name)
-    )
-
-
 def _open_for_writing(h5file, notes: list[str]) -> bool:
     """True when a writer holds the file open: in another process (the lock was held, see
     :func:`ncinspect.io.hdf5.open_h5`) or in this one (HDF5 then shares the writer's handle)."""
@@ -154,75 +74,6 @@ def _open_for_writing(h5file, notes: list[str]) -> bool:
         return h5file.id.get_intent() & h5py.h5f.ACC_RDWR != 0
     except (OSError, RuntimeError, ValueError):
         return False
-
-
-def _nearest(node: Node, key: str, parse_component) -> Any:
-    """The value of ``key`` for ``node``: walking from the node up to the root, the first group
-    that has the ``key`` attribute or a path component that ``parse_component`` recognises."""
-    for anc in node.ancestors():
-        value = anc.attrs.get(key)
-        if value is not None:
-            return value
-        name = anc.path.rstrip("/").rsplit("/", 1)[-1]
-        parsed = parse_component(name) if name else None
-        if parsed is not None:
-            return parsed
-    return None
-
-
-def _layer_of(node: Node) -> str | None:
-    value = _nearest(node, "layer", lambda part: part if _LAYER_RE.match(part) else None)
-    return None if value is None else str(value)
-
-
-def _parse_epoch(part: str) -> int | None:
-    m = _EPOCH_RE.match(part)
-    return int(m.group(1)) if m and len(m.group(1)) < 30 else None
-
-
-def _as_epoch(value: Any) -> int | None:
-    """An ``epoch`` attribute as an int: integers and integral finite floats; else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit() and len(value) < 30:
-        return int(value)
-    return None
-
-
-def _epoch_of(node: Node) -> int | None:
-    for anc in node.ancestors():  # nearest first; non-integer metadata falls back to names
-        epoch = _as_epoch(anc.attrs.get("epoch"))
-        if epoch is not None:
-            return epoch
-        name = anc.path.rstrip("/").rsplit("/", 1)[-1]
-        if name and _parse_epoch(name) is not None:
-            return _parse_epoch(name)
-    return None
-
-
-_OOD_PART_RE = re.compile(r"^ood(?:_.+)?$", re.IGNORECASE)
-
-
-def _split_part(part: str) -> str | None:
-    """A path component naming a split (``train``, ``test``, ..., ``ood``, ``ood_<name>``)."""
-    if part.lower() in _SPLITS:
-        return part.lower()
-    return part if _OOD_PART_RE.match(part) else None
-
-
-def _split_of(node: Node) -> str | None:
-    value = _nearest(node, "split", _split_part)
-    return None if value is None else str(value)
-
-
-def _is_ood(split: str | None) -> bool:
-    from .metrics.ood import is_ood_split
-
-    return is_ood_split(split)
 
 
 class Dump:
@@ -313,11 +164,11 @@ class Dump:
         return found[0][1] if found else None
 
     def _inherit(self, node: Node, role: str, *, same_layer: bool) -> ArraySource | None:
-        layer = _layer_of(node)
+        layer = layer_of(node)
         for anc in node.ancestors():
             src = self._find(anc, role)
             if src is not None:
-                if same_layer and _layer_of(anc) != layer:
+                if same_layer and layer_of(anc) != layer:
                     return None
                 return src
         return None
@@ -331,11 +182,11 @@ class Dump:
         return None
 
     def _params(self, node: Node) -> dict[str, ArraySource]:
-        layer = _layer_of(node)
+        layer = layer_of(node)
         for anc in node.ancestors():
             group = anc.children.get("params")
             if group is not None and group.arrays:
-                if _layer_of(anc) != layer:
+                if layer_of(anc) != layer:
                     return {}
                 return dict(group.arrays)
         return {}
@@ -372,14 +223,14 @@ class Dump:
             if features is None:
                 continue
             labels = self._inherit(node, "labels", same_layer=False)
-            if labels is None and self.being_written and not _is_ood(_split_of(node)):
+            if labels is None and self.being_written and not is_ood(split_of(node)):
                 incomplete.append("no labels yet")
                 self.notes.append(
                     f"{self.path}: snapshot {node.path} skipped: it is being written "
                     "(no labels yet)"
                 )
                 continue
-            if _is_ood(_split_of(node)):  # OOD sets need no labels; others' rows are not theirs
+            if is_ood(split_of(node)):  # OOD sets need no labels; others' rows are not theirs
                 rows = features.shape[:1]
                 if labels is not None and labels.shape[:1] != rows:
                     labels = None
@@ -412,9 +263,9 @@ class Dump:
                 params=self._params(node),
                 meta=meta,
                 class_names=self._class_names(node),
-                epoch=_epoch_of(node),
-                split=_split_of(node),
-                layer=_layer_of(node),
+                epoch=epoch_of(node),
+                split=split_of(node),
+                layer=layer_of(node),
                 notes=self.notes,
             )
             problem = self._incomplete(snap, node) if self.being_written else None
@@ -449,10 +300,10 @@ class Dump:
         ``*.weight`` of shape (C, d), with d the features' width (and its ``*.bias`` of shape
         (C,) when there is one), in the nearest group of the snapshot's layer that has one.
         Returns ``(weights, bias or None)`` or None; the choice is recorded in the notes."""
-        layer = _layer_of(node)
+        layer = layer_of(node)
         C_out = outputs.shape[1] if outputs is not None and len(outputs.shape) == 2 else None
         for anc in node.ancestors():
-            if _layer_of(anc) != layer:
+            if layer_of(anc) != layer:
                 return None
             candidates = []
             for name, src in anc.arrays.items():
@@ -464,7 +315,7 @@ class Dump:
                 bias = anc.arrays.get(name[: -len("weight")] + "bias")
                 if bias is not None and tuple(bias.shape) != (C,):
                     continue
-                candidates.append((_natural_key(name), name, src, bias))
+                candidates.append((natural_key(name), name, src, bias))
             if candidates:
                 _, name, src, bias = max(candidates, key=lambda c: c[0])
                 also = f" with {bias.where} as its bias" if bias is not None else ""
