@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ExternalDataError, UnreadableFileError
+from .h5file import READ_ERRORS, first_line, open_h5
 from .paths import check_input_file, shown
 from .sources import H5Source
 from .tree import Node, plain
@@ -28,19 +29,6 @@ __all__ = ["open_h5", "read_h5_tree", "decode_attr", "ATTR_LIMIT", "READ_ERRORS"
 ATTR_LIMIT = 1 << 20  #: bytes one attribute may declare; larger ones are skipped with a note
 MAX_ATTRS = 4096  #: attributes read per group; the rest are skipped with a note
 MAX_SOFT_DEPTH = 16  #: soft links followed in a row before giving up (a cycle)
-
-#: What h5py and HDF5 raise on broken files: mapped to UnreadableFileError at this boundary.
-READ_ERRORS = (
-    OSError,
-    RuntimeError,
-    KeyError,
-    ValueError,
-    TypeError,
-    IndexError,
-    OverflowError,
-    UnicodeError,
-    AttributeError,
-)
 
 _OPT_IN = "pass --allow-external (allow_external=True) to follow it"
 
@@ -65,54 +53,6 @@ def decode_attr(value: Any) -> Any:
     if type(value).__name__ == "Empty":  # h5py.Empty: an attribute with no value
         return None
     return plain(value)
-
-
-def open_h5(path: str, notes: list[str] | None = None):
-    """Open ``path`` read-only. A file locked by a writer (e.g. a training run dumping into
-    it) is opened without the lock, with a note: the writer flushes after every batch, so
-    the snapshots it has finished are readable; the one being written may be incomplete."""
-    import h5py
-
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        if "lock" in str(exc).lower():
-            handle = _open_unlocked(path)
-            if handle is not None:
-                if notes is not None:
-                    notes.append(
-                        f"{path}: the file is open for writing elsewhere (a running trainer?); "
-                        "read without a lock, so the snapshot being written may be incomplete"
-                    )
-                return handle
-        raise UnreadableFileError(
-            f"{shown(path)}: not a readable HDF5 file ({_first_line(exc)})"
-        ) from None
-    except READ_ERRORS as exc:
-        raise UnreadableFileError(
-            f"{shown(path)}: not a readable HDF5 file ({_first_line(exc)})"
-        ) from None
-
-
-def _open_unlocked(path: str, tries: int = 20, pause: float = 0.05):
-    """The file opened without the lock, or None. A writer in the middle of a flush can
-    leave the metadata inconsistent for a moment, so a failed open is retried briefly."""
-    import time
-
-    import h5py
-
-    for attempt in range(tries):
-        try:
-            return h5py.File(path, "r", locking=False)
-        except OSError:
-            if attempt + 1 < tries:
-                time.sleep(pause)
-    return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return shown(text[0] if text else type(exc).__name__, 200)
 
 
 class _Walker:
@@ -284,7 +224,7 @@ class _Walker:
         except ExternalDataError as exc:
             raise UnreadableFileError(f"{exc} (sources are not followed further)") from None
         except READ_ERRORS as exc:
-            raise UnreadableFileError(f"{missing} is unreadable ({_first_line(exc)})") from None
+            raise UnreadableFileError(f"{missing} is unreadable ({first_line(exc)})") from None
 
     # attributes ----------------------------------------------------------------------
     def attrs(self, obj, node_path: str) -> dict[str, Any]:
@@ -336,7 +276,7 @@ class _Walker:
             except READ_ERRORS as exc:
                 if self.broken is None:
                     raise
-                self.broken.append((node.path, "", _first_line(exc)))
+                self.broken.append((node.path, "", first_line(exc)))
                 continue
             children = []
             for raw in names:
@@ -353,7 +293,7 @@ class _Walker:
                     # a writer holds the file: what it is writing may not be readable yet
                     if self.broken is None:
                         raise
-                    self.broken.append((node.path, name, _first_line(exc)))
+                    self.broken.append((node.path, name, first_line(exc)))
                     continue
                 if obj is None:
                     self.notes.append(f"{where}: a link to nothing (dangling); skipped")
@@ -395,7 +335,7 @@ def read_h5_tree(
         return walker.build()
     except READ_ERRORS as exc:
         raise UnreadableFileError(
-            f"{shown(path)}: cannot read the group tree ({_first_line(exc)})"
+            f"{shown(path)}: cannot read the group tree ({first_line(exc)})"
         ) from None
     except RecursionError:
         raise UnreadableFileError(f"{shown(path)}: the group tree is nested too deeply") from None

@@ -1,0 +1,70 @@
+"""Opening an HDF5 file read-only, also while a writer holds it (a training run dumping
+into it), and the errors h5py raises on broken files."""
+
+from __future__ import annotations
+
+from ..errors import UnreadableFileError
+from .paths import shown
+
+__all__ = ["open_h5", "READ_ERRORS", "first_line"]
+
+#: What h5py and HDF5 raise on broken files: mapped to UnreadableFileError at this boundary.
+READ_ERRORS = (
+    OSError,
+    RuntimeError,
+    KeyError,
+    ValueError,
+    TypeError,
+    IndexError,
+    OverflowError,
+    UnicodeError,
+    AttributeError,
+)
+
+
+def open_h5(path: str, notes: list[str] | None = None):
+    """Open ``path`` read-only. A file locked by a writer (e.g. a training run dumping into
+    it) is opened without the lock, with a note: the writer flushes after every batch, so
+    the snapshots it has finished are readable; the one being written may be incomplete."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        if "lock" in str(exc).lower():
+            handle = _open_unlocked(path)
+            if handle is not None:
+                if notes is not None:
+                    notes.append(
+                        f"{path}: the file is open for writing elsewhere (a running trainer?); "
+                        "read without a lock, so the snapshot being written may be incomplete"
+                    )
+                return handle
+        raise UnreadableFileError(
+            f"{shown(path)}: not a readable HDF5 file ({first_line(exc)})"
+        ) from None
+    except READ_ERRORS as exc:
+        raise UnreadableFileError(
+            f"{shown(path)}: not a readable HDF5 file ({first_line(exc)})"
+        ) from None
+
+
+def _open_unlocked(path: str, tries: int = 20, pause: float = 0.05):
+    """The file opened without the lock, or None. A writer in the middle of a flush can
+    leave the metadata inconsistent for a moment, so a failed open is retried briefly."""
+    import time
+
+    import h5py
+
+    for attempt in range(tries):
+        try:
+            return h5py.File(path, "r", locking=False)
+        except OSError:
+            if attempt + 1 < tries:
+                time.sleep(pause)
+    return None
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return shown(text[0] if text else type(exc).__name__, 200)
