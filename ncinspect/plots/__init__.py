@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from ._style import DOUBLE, FORMATS, SINGLE, STYLES, figure_bytes, plot_style, save_figure
 from .geometry import plot_geometry, plot_gram, plot_spectrum
+from .layers import plot_layers
+from .panels import LAYER_PANELS, TRAJECTORY_PANELS, Panel
 from .plan import (
     FIGURE_KINDS,
     KINDS,
@@ -36,7 +38,7 @@ from .plan import (
     plan_figures,
     unique_slugs,
 )
-from .runs import LAYER_PANELS, TRAJECTORY_PANELS, Panel, plot_layers, plot_trajectory
+from .runs import plot_trajectory
 from .samples import plot_projection, plot_sqi
 from .subset import Worst, parse_classes, pick_classes
 from .sweep import plot_sweep

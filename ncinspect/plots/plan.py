@@ -19,7 +19,8 @@ from ..errors import InvalidDataError
 from ..report import SnapshotResult
 from ..trajectory import final_snapshot, has_layers, layer_profile, trajectory
 from .geometry import plot_geometry, plot_gram, plot_spectrum
-from .runs import plot_layers, plot_trajectory
+from .layers import plot_layers
+from .runs import plot_trajectory
 from .samples import plot_projection, plot_sqi
 from .subset import pick_classes
 

@@ -1,124 +1,38 @@
-"""Metrics against epoch (several runs overlaid) and against depth (per-layer snapshots)."""
+"""Metrics against epoch, several runs overlaid (the panels are in panels.py; metrics against
+depth in layers.py)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..report import Report, SnapshotResult
-from ..trajectory import is_train, layer_profile, series, trajectory
-from ._style import direction_text, log_axis, new_figure, plot_style, run_colors, run_markers
+from ..trajectory import is_train, series, trajectory
+from ._style import log_axis, new_figure, plot_style, run_colors, run_markers
+from .panels import (
+    CLASSIFIER_STYLE,
+    LAYER_PANELS,
+    TEST_STYLE,
+    TRAIN_STYLE,
+    TRAJECTORY_PANELS,
+    Panel,
+)
 
 __all__ = [
     "Panel",
     "TRAJECTORY_PANELS",
     "LAYER_PANELS",
     "as_runs",
+    "available_panels",
     "plot_trajectory",
-    "plot_layers",
+    "run_look",
+    "figure_legend",
+    "run_title",
+    "one_axes_argument",
 ]
 
-
-@dataclass(frozen=True)
-class Panel:
-    """One panel: a title, the metrics drawn (key, split, series name, line style), log or not."""
-
-    title: str
-    lines: tuple[tuple[str, str, str, str], ...]
-    log: bool = True
-    direction_of: str = ""  # metric whose direction labels the y axis (default the first)
-    ylabel: str = ""  # the metric's name on the y axis (default the first line's key)
-    upper: float | None = None  # a fixed top of the y axis (1 for accuracies)
-
-    @property
-    def direction_key(self) -> str:
-        return self.direction_of or self.lines[0][0]
-
-    @property
-    def y_label(self) -> str:
-        """The y-axis label: the metric's name and its direction on a second line."""
-        name = self.ylabel or self.lines[0][0]
-        direction = direction_text(self.direction_key)
-        return f"{name}\n({direction})" if direction else name
-
-
-#: Line style of each meaning, the same in every panel: the training split solid, the test
-#: split dashed, the classifier (one W for every split) dotted.
-TRAIN_STYLE, TEST_STYLE, CLASSIFIER_STYLE = "-", "--", ":"
-
-
-def _pair(title: str, means: str, weights: str, weights_name: str = "classifier", **kw) -> Panel:
-    """A panel with the means on train and test and the classifier rows (split-free)."""
-    return Panel(
-        title,
-        (
-            (means, "train", "means, train", TRAIN_STYLE),
-            (means, "test", "means, test", TEST_STYLE),
-            (weights, "train", weights_name, CLASSIFIER_STYLE),
-        ),
-        **kw,
-    )
-
-
-def _split_pair(title: str, key: str, **kw) -> Panel:
-    """A panel with one metric on the training and the test split."""
-    return Panel(
-        title, ((key, "train", "train", TRAIN_STYLE), (key, "test", "test", TEST_STYLE)), **kw
-    )
-
-
-#: The Papyan et al. panels, the generalized GNC2/UNC3 ones and accuracy, in figure order.
-#: Split "train" is the training trajectory; "test" is the first non-train split of the run.
-TRAJECTORY_PANELS: tuple[Panel, ...] = (
-    _split_pair("NC1  Tr(ΣW ΣB⁺)/C", "nc1", ylabel="nc1"),
-    _pair("NC2  equinorm", "nc2_equinorm_means", "nc2_equinorm_weights", ylabel="nc2_equinorm"),
-    _pair(
-        "NC2  equiangularity",
-        "nc2_equiangular_means",
-        "nc2_equiangular_weights",
-        ylabel="nc2_equiangular",
-    ),
-    _pair("NC2  max-angle", "nc2_maxangle_means", "nc2_maxangle_weights", ylabel="nc2_maxangle"),
-    _pair(
-        "NC2  ETF error (W centred)",
-        "etf_error_means",
-        "etf_error_weights_centered",
-        "classifier (centred)",
-        ylabel="etf_error",
-    ),
-    _split_pair("NC3  self-duality", "nc3_self_duality", ylabel="nc3_self_duality"),
-    _pair("GNC2  uniformity (log)", "gnc2_log_means", "gnc2_log_weights", ylabel="gnc2_log"),
-    _split_pair("UNC3  uniform duality", "unc3_uniform_duality", ylabel="unc3_uniform_duality"),
-    _split_pair("NC4  NCC mismatch", "nc4_ncc_mismatch", log=False, ylabel="nc4_ncc_mismatch"),
-    _split_pair(
-        "accuracy", "accuracy_classifier", log=False, ylabel="accuracy_classifier", upper=1.0
-    ),
-    # shown only when the run has them: OOD sets (split ood) and regression snapshots
-    _split_pair("NC5  OOD orthogonality", "nc5_ood_orthogonality", ylabel="nc5_ood_orthogonality"),
-    _split_pair("NRC1  principal subspace", "nrc1", ylabel="nrc1"),
-    _split_pair("NRC2  row space of W", "nrc2", ylabel="nrc2"),
-    _split_pair("NRC3  W Wᵀ vs Σ_Y^½ − √γ I", "nrc3", ylabel="nrc3"),
-)
-
-#: Per-layer panels against depth ("intermediate" collapse).
-LAYER_PANELS: tuple[Panel, ...] = (
-    Panel("NC1  Tr(ΣW ΣB⁺)/C", (("nc1", "train", "", TRAIN_STYLE),), ylabel="nc1"),
-    Panel(
-        "NC1  trace ratio",
-        (("nc1_trace_ratio", "train", "", TRAIN_STYLE),),
-        ylabel="nc1_trace_ratio",
-    ),
-    Panel(
-        "NCC accuracy",
-        (("accuracy_ncc", "train", "", TRAIN_STYLE),),
-        log=False,
-        ylabel="accuracy_ncc",
-        upper=1.0,
-    ),
-)
 
 Run = tuple[str, list[SnapshotResult]]
 #: Legend of the line styles (grey samples), in the order of TRAIN/TEST/CLASSIFIER_STYLE.
@@ -199,7 +113,7 @@ def _panel_data(runs: list[Run], panel: Panel):
 _RUN_ALPHA = 0.85  #: lines of several runs are slightly transparent, so overlaps blend
 
 
-def _run_look(i: int, n: int) -> dict:
+def run_look(i: int, n: int) -> dict:
     """Marker, size and transparency of run ``i`` of ``n``.
 
     Each run has its own marker; earlier runs get wider lines and larger markers (drawn
@@ -269,7 +183,7 @@ def _draw_panel(ax, runs: list[Run], panel: Panel, colors: list[str], xlabel: st
             label=label,
             markerfacecolor=colors[i] if ls == TRAIN_STYLE else "none",
             clip_on=panel.upper is None,  # markers at the fixed top (accuracy 1) stay whole
-            **_run_look(i, len(runs)),
+            **run_look(i, len(runs)),
         )
         line.set_gid(f"{label}|{key}|{split}")
     if panel.log:
@@ -284,7 +198,7 @@ def _draw_panel(ax, runs: list[Run], panel: Panel, colors: list[str], xlabel: st
     _epoch_ticks(ax)
 
 
-def _legend(
+def figure_legend(
     fig,
     runs: list[Run],
     colors: list[str],
@@ -301,7 +215,7 @@ def _legend(
     handles, texts = [], []
     if len(runs) > 1:
         for i, c in enumerate(colors):
-            look = _run_look(i, len(runs))
+            look = run_look(i, len(runs))
             handles.append(
                 Line2D(
                     [],
@@ -386,33 +300,14 @@ def plot_trajectory(
     panels = available_panels(runs, panels or TRAJECTORY_PANELS)
     if not panels:
         raise ValueError("no trajectory panel has data (no metric defined in any snapshot)")
-    axes = _one_axes_argument(ax, axes)
+    axes = one_axes_argument(ax, axes)
     colors = run_colors(len(runs))
     used = {spec[3] for p in panels for _, spec, _, _ in _panel_data(runs, p)}
     with plot_style(style):
-        if axes is None:
-            nrows, ncols = _grid(len(panels))
-            fig, grid = new_figure(
-                7.0,
-                1.75 * nrows + 0.3 * (1 + (len(runs) > 2)),
-                style=style,
-                nrows=nrows,
-                ncols=ncols,
-            )
-            flat = list(grid.ravel())
-            for ax in flat[len(panels) :]:
-                ax.set_visible(False)
-            axes = flat[: len(panels)]
-            bottom = {id(ax) for j, ax in enumerate(axes) if j + ncols >= len(panels)}
-        else:
-            axes = list(np.ravel(axes))
-            if len(axes) < len(panels):
-                raise ValueError(f"{len(panels)} panels need as many axes, got {len(axes)}")
-            fig = axes[0].figure
-            bottom = {id(ax) for ax in axes}
+        fig, axes, bottom = _panel_axes(axes, len(panels), len(runs), style)
         for one, panel in zip(axes, panels, strict=False):
             _draw_panel(one, runs, panel, colors, "epoch" if id(one) in bottom else "")
-        _legend(
+        figure_legend(
             fig,
             runs,
             colors,
@@ -425,6 +320,25 @@ def plot_trajectory(
     return fig
 
 
+def _panel_axes(axes, n_panels: int, n_runs: int, style: str):
+    """(figure, one axes per panel, ids of the axes that get an x label): a new 7 in wide
+    grid, or the caller's axes."""
+    if axes is None:
+        nrows, ncols = _grid(n_panels)
+        fig, grid = new_figure(
+            7.0, 1.75 * nrows + 0.3 * (1 + (n_runs > 2)), style=style, nrows=nrows, ncols=ncols
+        )
+        flat = list(grid.ravel())
+        for ax in flat[n_panels:]:
+            ax.set_visible(False)
+        axes = flat[:n_panels]
+        return fig, axes, {id(ax) for j, ax in enumerate(axes) if j + ncols >= n_panels}
+    axes = list(np.ravel(axes))
+    if len(axes) < n_panels:
+        raise ValueError(f"{n_panels} panels need as many axes, got {len(axes)}")
+    return axes[0].figure, axes, {id(ax) for ax in axes}
+
+
 def run_title(runs: list[Run]) -> str:
     """The runs' labels as a figure title: ``"a"``, ``"a vs b"``, ``"a, b vs c"``."""
     names = [label for label, _ in runs]
@@ -433,90 +347,8 @@ def run_title(runs: list[Run]) -> str:
     return f"{', '.join(names[:-1])} vs {names[-1]}"
 
 
-def _one_axes_argument(ax, axes):
+def one_axes_argument(ax, axes):
     """``ax`` and its older name ``axes`` are one argument: give at most one."""
     if ax is not None and axes is not None:
         raise TypeError("give ax or axes, not both (they are the same argument)")
     return ax if ax is not None else axes
-
-
-def plot_layers(
-    runs,
-    *,
-    labels: Sequence[str] | None = None,
-    epoch: int | None = None,
-    split: str = "train",
-    ax=None,
-    axes=None,
-    style: str = "paper",
-):
-    """nc1, trace ratio and NCC accuracy against depth (``layer_k`` snapshots, then the last).
-
-    Parameters
-    ----------
-    runs : Report, list of SnapshotResult, or a list of either
-    labels : list of str, optional
-    epoch : int, optional
-        The epoch shown (default each run's last epoch with layer snapshots).
-    split : str
-        ``"train"`` (default) or another split name.
-    ax : sequence of three Axes, optional
-        (``axes`` is the same argument under its older name.)
-    style : {"paper", "screen"}
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-
-    Notes
-    -----
-    Depth k is the ``k`` of ``layer_k``; the classifier's layer (the penultimate features,
-    no ``layer``) is drawn one deeper than the deepest hidden layer. Line gids are
-    ``"<label>|<metric>|layers"``. The split and epoch are the figure title; the runs'
-    legend (several runs) is below the panels.
-    """
-    runs = as_runs(runs, labels)
-    profiles = [
-        (label, layer_profile(results, split=split, epoch=epoch)) for label, results in runs
-    ]
-    if not any(len(p) > 1 for _, p in profiles):
-        raise ValueError("no run has snapshots of several layers at one epoch")
-    axes = _one_axes_argument(ax, axes)
-    colors = run_colors(len(runs))
-    with plot_style(style):
-        if axes is None:
-            fig, grid = new_figure(
-                7.0, 2.2 + (0.25 if len(runs) > 1 else 0), style=style, ncols=len(LAYER_PANELS)
-            )
-            axes = list(grid.ravel())
-        else:
-            axes = list(np.ravel(axes))
-            fig = axes[0].figure
-        depths_all: dict[int, str] = {}
-        for one, panel in zip(axes, LAYER_PANELS, strict=False):
-            key = panel.lines[0][0]
-            for i, (label, prof) in enumerate(profiles):
-                if not prof:
-                    continue
-                depths = np.array([d for d, _ in prof], dtype=np.float64)
-                _, y = series([r for _, r in prof], key)
-                (line,) = one.plot(
-                    depths, y, color=colors[i], label=label, **_run_look(i, len(profiles))
-                )
-                line.set_gid(f"{label}|{key}|layers")
-                for d, r in prof:
-                    depths_all.setdefault(d, f"{d} (penult.)" if r.layer is None else str(d))
-            if panel.log:
-                log_axis(one)
-            if panel.upper is not None:
-                one.set_ylim(top=panel.upper)
-            one.set_title(panel.title)
-            one.set_ylabel(panel.y_label)
-            one.set_xlabel("layer (depth)")
-            ticks = sorted(depths_all)
-            one.set_xticks(ticks, [depths_all[t] for t in ticks])
-        shown = sorted({str(r.epoch) for _, prof in profiles for _, r in prof})
-        runs_text = f"{run_title(runs)}: " if len(runs) > 1 or labels else ""
-        fig.suptitle(f"{runs_text}{split} split, epoch {', '.join(shown)}")
-        _legend(fig, runs, colors, loc="outside lower center")  # the title is on top
-    return fig
