@@ -156,20 +156,9 @@ def command(
       ncinspect check run.h5 --non-increasing nc1:last=5,rtol=0.05 --format junit -o nc.xml
       ncinspect check run_s*.h5 --aggregate --max-upper nc1=0.01
     """
-    from ..check import (
-        TREND_KINDS,
-        CheckConfig,
-        find_config,
-        load_config,
-        merge_rules,
-        parse_threshold,
-        parse_trend,
-        run_check,
-    )
+    from ..check import run_check
     from ..errors import UsageError
-    from ..io.atomic import STDOUT, check_not_input, write_mode, write_output
-    from ..render.check import render, render_check
-    from .common import stdout_console
+    from ..io.atomic import STDOUT, check_not_input, write_mode
 
     keys = keys_from(kwargs)
     if len(files) > 1 and not aggregate:
@@ -188,18 +177,7 @@ def command(
     if output:
         check_not_input(output, [*files, config_path])  # before any work
     classes = classes_from(kwargs)
-    if config_path and no_config:
-        raise UsageError("--config and --no-config exclude each other")
-    config = CheckConfig()
-    if config_path or not no_config:
-        found = config_path or find_config()
-        config = load_config(found) if found else config
-    if output and config.path:
-        check_not_input(output, [config.path])  # a discovered config is an input too
-    cli_rules = [parse_threshold("max", s) for s in max_rules]
-    cli_rules += [parse_threshold("min", s) for s in min_rules]
-    cli_rules += [parse_trend(kind, s) for kind in TREND_KINDS for s in kwargs.pop(kind)]
-    rules = merge_rules(config.rules, cli_rules)
+    config, rules = _config_and_rules(config_path, no_config, output, max_rules, min_rules, kwargs)
     snapshot = snapshot or config.snapshot or "last"
     layer = layer or config.layer or "penultimate"
     with reading_from(kwargs) as reading:
@@ -219,14 +197,7 @@ def command(
                 **classes,
             )
 
-    console_fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "table"
-    if output:
-        write_output(output, render(result, fmt_name or console_fmt), inputs=[*files, config.path])
-    stdout_fmt = console_fmt if output else fmt_name or console_fmt
-    if stdout_fmt == "table":
-        render_check(result, stdout_console())
-    else:
-        click.echo(render(result, stdout_fmt), nl=False)
+    _emit(result, output, fmt_name, files, config.path)
     return 0 if result.passed else 1
 
 
@@ -243,3 +214,50 @@ def _check_runs(files, rules, max_upper, min_lower, snapshot, layer, config, opt
     return check_aggregate(
         aggregate(reports), [*on_mean, *bounds], snapshot=snapshot, layer=layer, config=config.path
     )
+
+
+def _config_and_rules(config_path, no_config, output, max_rules, min_rules, kwargs):
+    """The configuration file (given, discovered or none) and the rules: its own merged with
+    the command line's (the trend options are popped from ``kwargs``)."""
+    from ..check import (
+        TREND_KINDS,
+        CheckConfig,
+        find_config,
+        load_config,
+        merge_rules,
+        parse_threshold,
+        parse_trend,
+    )
+    from ..errors import UsageError
+    from ..io.atomic import check_not_input
+
+    if config_path and no_config:
+        raise UsageError("--config and --no-config exclude each other")
+    config = CheckConfig()
+    if config_path or not no_config:
+        found = config_path or find_config()
+        config = load_config(found) if found else config
+    if output and config.path:
+        check_not_input(output, [config.path])  # a discovered config is an input too
+    cli_rules = [parse_threshold("max", s) for s in max_rules]
+    cli_rules += [parse_threshold("min", s) for s in min_rules]
+    cli_rules += [parse_trend(kind, s) for kind in TREND_KINDS for s in kwargs.pop(kind)]
+    rules = merge_rules(config.rules, cli_rules)
+    return config, rules
+
+
+def _emit(result, output, fmt_name, files, config_path) -> None:
+    """The --format output to -o (when given) and stdout (the table, or annotations on
+    GitHub, when -o takes the format)."""
+    from ..io.atomic import write_output
+    from ..render.check import render, render_check
+    from .common import stdout_console
+
+    console_fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "table"
+    if output:
+        write_output(output, render(result, fmt_name or console_fmt), inputs=[*files, config_path])
+    stdout_fmt = console_fmt if output else fmt_name or console_fmt
+    if stdout_fmt == "table":
+        render_check(result, stdout_console())
+    else:
+        click.echo(render(result, stdout_fmt), nl=False)

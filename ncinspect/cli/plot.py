@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 import click
 
@@ -158,28 +159,7 @@ def _printable(text: str) -> str:
 @key_options
 @allow_external_option
 @debug_option
-def command(
-    files,
-    out_dir,
-    kinds,
-    formats,
-    labels,
-    style,
-    snapshot,
-    ncc_means,
-    sample_size,
-    seed,
-    centered_weights,
-    classes,
-    dpi,
-    prefix,
-    sqi,
-    aggregate,
-    quiet,
-    allow_external,
-    debug,
-    **kwargs,
-):
+def command(files, **opts):
     """Draw neural-collapse figures of one or more dumps (runs) into DIR.
 
     Trajectory and layer figures overlay the runs; the single-snapshot kinds (gram, geometry,
@@ -192,61 +172,55 @@ def command(
 
     from .. import plots
 
-    if classes is not None:
+    o = SimpleNamespace(**opts)
+    if o.classes is not None:
         try:
-            classes = plots.parse_classes(classes)
+            o.classes = plots.parse_classes(o.classes)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--classes") from None
-    formats = formats or ("pdf", "png")
-    keys, class_opts = keys_from(kwargs), classes_from(kwargs)
-    common = dict(snapshot=snapshot, keys=keys, ncc_means=ncc_means, allow_external=allow_external)
-    if aggregate:
-        return _plot_aggregated(
-            files,
-            labels,
-            kinds,
-            out_dir,
-            formats,
-            prefix,
-            style,
-            dpi,
-            quiet,
-            common,
-            class_opts,
-            kwargs,
-        )
-    names = _labels(files, labels)
-    with reading_from(kwargs) as reading:
-        reports = [analyze_one(f, common, reading, class_opts) for f in files]
+    o.formats = o.formats or ("pdf", "png")
+    o.keys, o.class_opts = keys_from(opts), classes_from(opts)
+    o.common = dict(
+        snapshot=o.snapshot, keys=o.keys, ncc_means=o.ncc_means, allow_external=o.allow_external
+    )
+    if o.aggregate:
+        written = _plot_aggregated(files, o, opts)
+    else:
+        written = _plot_runs(files, o, opts)
+    if not o.quiet:
+        for path in written:
+            click.echo(path)
+    return 0
+
+
+def _plot_runs(files, o, opts) -> list[str]:
+    """Analyse each run, plan its figures, read the samples they show, draw, save."""
+    from .. import plots
+    from ..render.safe import mpl_text
+
+    names = _labels(files, o.labels)
+    with reading_from(opts) as reading:
+        reports = [analyze_one(f, o.common, reading, o.class_opts) for f in files]
     runs = [list(r) for r in reports]
 
     def note(text: str) -> None:
         click.echo(f"ncinspect: note: {text}", err=True)
 
     plan = plots.plan_figures(
-        files, runs, kinds=kinds, sqi=sqi, slugs=plots.unique_slugs(names), note=note
+        files, runs, kinds=o.kinds, sqi=o.sqi, slugs=plots.unique_slugs(names), note=note
     )
-    _sample(plan, files, keys, sample_size, seed, allow_external, class_opts)
+    _sample(plan, files, o)
     # every file name is known before anything is drawn: refuse one that is an input now
-    targets = {fig.stem: fig.paths(out_dir, formats, prefix) for fig in plan.figures}
+    targets = {fig.stem: fig.paths(o.out_dir, o.formats, o.prefix) for fig in plan.figures}
     _refuse_inputs(targets.values(), files)
-    if classes is not None:  # a subset the snapshots cannot give is a usage error, up front
+    if o.classes is not None:  # a subset the snapshots cannot give is a usage error, up front
         try:
-            plan.check_classes(classes)
+            plan.check_classes(o.classes)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--classes") from None
-    from ..render.safe import mpl_text
-
     # file names as legend text: a "$" must not start matplotlib's mathtext
-    legend = names if labels else [mpl_text(n) for n in names]
-    options = {"centered_weights": centered_weights, "classes": classes}
-    written = _draw_all(
-        plan, reports, targets, formats, legend, style, dpi, files, options, out_dir
-    )
-    if not quiet:
-        for path in written:
-            click.echo(path)
-    return 0
+    legend = names if o.labels else [mpl_text(n) for n in names]
+    return _draw_all(plan, reports, targets, legend, files, o)
 
 
 def analyze_one(file, common: dict, reading: dict, class_opts: dict):
@@ -256,7 +230,7 @@ def analyze_one(file, common: dict, reading: dict, class_opts: dict):
     return analyze_file(file, **common, **reading, **class_opts)
 
 
-def _sample(plan, files, keys, size, seed, allow_external, class_opts) -> None:
+def _sample(plan, files, o) -> None:
     """Read the seeded subsample of each final snapshot that a planned figure shows."""
     from ..sampling import sample_file
 
@@ -264,11 +238,11 @@ def _sample(plan, files, keys, size, seed, allow_external, class_opts) -> None:
         sample_file(
             files[i],
             [plan.finals[i]],
-            keys=keys,
-            size=size,
-            seed=seed,
-            allow_external=allow_external,
-            class_names=class_opts["class_names"],
+            keys=o.keys,
+            size=o.sample_size,
+            seed=o.seed,
+            allow_external=o.allow_external,
+            class_names=o.class_opts["class_names"],
         )
 
 
@@ -280,7 +254,7 @@ def _refuse_inputs(path_lists, files) -> None:
             check_not_input(path, files, what="figure")
 
 
-def _save(fig, paths, formats, dpi, files) -> list[str]:
+def _save(fig, paths, o, files) -> list[str]:
     """Save ``fig`` to ``paths`` (one per format) and close it; return the paths written."""
     import matplotlib.pyplot as plt
 
@@ -288,38 +262,29 @@ def _save(fig, paths, formats, dpi, files) -> list[str]:
 
     written = []
     try:
-        for fmt, path in zip(formats, paths, strict=True):
-            plots.save_figure(fig, path, fmt, dpi=dpi, inputs=files)
+        for fmt, path in zip(o.formats, paths, strict=True):
+            plots.save_figure(fig, path, fmt, dpi=o.dpi, inputs=files)
             written.append(path)
     finally:
         plt.close(fig)
     return written
 
 
-def _draw_all(plan, reports, targets, formats, legend, style, dpi, files, options, out_dir):
+def _draw_all(plan, reports, targets, legend, files, o) -> list[str]:
     from .. import plots
     from ..io.atomic import make_output_folder
 
-    make_output_folder(out_dir)
+    make_output_folder(o.out_dir)
+    options = {"centered_weights": o.centered_weights, "classes": o.classes}
     written: list[str] = []
     for fig in plan.figures:
-        drawn = plots.draw_figure(fig, plan, reports, legend=legend, style=style, **options)
-        written += _save(drawn, targets[fig.stem], formats, dpi, files)
+        drawn = plots.draw_figure(fig, plan, reports, legend=legend, style=o.style, **options)
+        written += _save(drawn, targets[fig.stem], o, files)
     return written
 
 
-def _plot_aggregated(
-    files, labels, kinds, out_dir, formats, prefix, style, dpi, quiet, common, class_opts, kwargs
-):
-    """``plot --aggregate``: one trajectory figure, each run the mean of its seeds + a band."""
-    from .. import plots
-    from ..aggregate import aggregate
-    from ..io.atomic import make_output_folder
-    from .common import distinct_runs
-
-    distinct_runs(files)
-    if set(kinds) - {"trajectory"}:
-        raise click.UsageError("--aggregate draws the trajectory kind only (means with bands)")
+def _seed_groups(files, labels) -> dict[str, list[str]]:
+    """``--aggregate``: label -> its files (the seeds of one run), in file order."""
     if labels and len(labels) != len(files):
         raise click.BadParameter(
             f"{len(labels)} --label value(s) for {len(files)} file(s); with --aggregate give "
@@ -334,17 +299,27 @@ def _plot_aggregated(
         raise click.UsageError(
             f"--label {lone[0]!r} names one file: each aggregated run needs two or more seeds"
         )
-    with reading_from(kwargs) as reading:
+    return groups
+
+
+def _plot_aggregated(files, o, opts) -> list[str]:
+    """``plot --aggregate``: one trajectory figure, each run the mean of its seeds + a band."""
+    from .. import plots
+    from ..aggregate import aggregate
+    from ..io.atomic import make_output_folder
+    from .common import distinct_runs
+
+    distinct_runs(files)
+    if set(o.kinds) - {"trajectory"}:
+        raise click.UsageError("--aggregate draws the trajectory kind only (means with bands)")
+    groups = _seed_groups(files, o.labels)
+    with reading_from(opts) as reading:
         aggs = [
-            aggregate([analyze_one(f, common, reading, class_opts) for f in members])
+            aggregate([analyze_one(f, o.common, reading, o.class_opts) for f in members])
             for members in groups.values()
         ]
-    paths = plots.Figure("trajectory", (), "trajectory").paths(out_dir, formats, prefix)
+    paths = plots.Figure("trajectory", (), "trajectory").paths(o.out_dir, o.formats, o.prefix)
     _refuse_inputs([paths], files)
-    make_output_folder(out_dir)
-    fig = plots.plot_trajectory(aggs, labels=list(groups), style=style)
-    written = _save(fig, paths, formats, dpi, files)
-    if not quiet:
-        for path in written:
-            click.echo(path)
-    return 0
+    make_output_folder(o.out_dir)
+    fig = plots.plot_trajectory(aggs, labels=list(groups), style=o.style)
+    return _save(fig, paths, o, files)

@@ -92,28 +92,11 @@ def command(
     import sys
 
     from ..analyze import analyze_file
-    from ..io.atomic import check_distinct, check_not_input
     from ..render.table import render_report
     from .common import emit, stdout_console
     from .progress import RowProgress
 
-    if json_path == "-" and csv_path == "-":
-        raise click.UsageError("--json - and --csv - cannot both write to stdout")
-    if len(files) > 1 and not aggregate:
-        raise click.UsageError(
-            f"{len(files)} files given: pass --aggregate to report them as runs (seeds) of one "
-            "experiment, or report one file at a time"
-        )
-    if aggregate:
-        from .common import distinct_runs
-
-        distinct_runs(files)
-    if aggregate and per_class:
-        raise click.UsageError("--per-class is not aggregated; leave it out with --aggregate")
-    check_distinct([("--json", json_path), ("--csv", csv_path)])
-    for out in (json_path, csv_path):
-        if out:
-            check_not_input(out, list(files))  # before any work: no input is ever replaced
+    _check_outputs(files, aggregate, per_class, json_path, csv_path)
     classes = classes_from(kwargs)
     keys = keys_from(kwargs)
     bar = RowProgress(enabled=not quiet and sys.stderr.isatty())
@@ -149,3 +132,26 @@ def command(
         else:
             render_report(report, stdout_console(), per_class=per_class, compact=compact, sqi=sqi)
     return 0
+
+
+def _check_outputs(files, aggregate, per_class, json_path, csv_path) -> None:
+    """Usage errors of the option combination and the output paths, before any work."""
+    from ..io.atomic import check_distinct, check_not_input
+
+    if json_path == "-" and csv_path == "-":
+        raise click.UsageError("--json - and --csv - cannot both write to stdout")
+    if len(files) > 1 and not aggregate:
+        raise click.UsageError(
+            f"{len(files)} files given: pass --aggregate to report them as runs (seeds) of one "
+            "experiment, or report one file at a time"
+        )
+    if aggregate:
+        from .common import distinct_runs
+
+        distinct_runs(files)
+    if aggregate and per_class:
+        raise click.UsageError("--per-class is not aggregated; leave it out with --aggregate")
+    check_distinct([("--json", json_path), ("--csv", csv_path)])
+    for out in (json_path, csv_path):
+        if out:
+            check_not_input(out, list(files))  # before any work: no input is ever replaced
