@@ -2,28 +2,33 @@
 
 Run from the repository root (not part of the test suite)::
 
-    python benchmarks/bench_report.py                 # every case, files under /tmp/ncbench
-    python benchmarks/bench_report.py --cases c100 --no-reference
+    python benchmarks/bench_report.py            # every case, 1 thread and every core
+    python benchmarks/bench_report.py --quick    # smaller dumps, <= 5 minutes
+    python benchmarks/bench_report.py --cases d1024,c10000 --no-reference
 
 For each case a float32 HDF5 dump (features, labels, weights, bias) is generated once, its
 pages are warmed, and three programs run on the same file, each in its own child process so
 that the peak resident memory of one does not pollute another:
 
-(a) ``ncinspect report FILE --json OUT --quiet`` (in-process call of the CLI, timed after
-    imports);
+(a) ``ncinspect report FILE --json OUT --quiet --threads T`` (in-process call of the CLI,
+    timed after imports);
 (b) the reference: what the original Papyan et al. notebook computes, vectorised per class:
     a d x d within-class covariance summed over classes and batches, ``pinv(Sigma_B,
     rcond=1e-6)`` of the d x d between-class covariance, and NCC by per-sample distances to
-    every class mean (batches of (B, C, d) differences);
+    every class mean (batches of (B, C, d) differences), BLAS on T threads;
 (c) the floor: one chunked read of the features into a reusable float32 buffer plus one
     float32 product of every chunk with the 2C x d matrix [class means; W] (means of the
-    first rows: exact means would take a second read, and do not change the cost).
+    first rows: exact means would take a second read, and do not change the cost), BLAS on
+    T threads.
 
-Time is wall-clock seconds of the work (interpreter start-up and imports excluded), with the
-CPU seconds of the process (all threads) beside it, which are the steadier figure on a shared
-machine; peak RSS is the child's own ``VmHWM`` (``ru_maxrss`` would count the forked parent).
-The table prints a/b and a/c and the relative difference between the nc1 of (a) and (b) as
-a correctness check. Set ``OMP_NUM_THREADS`` to the cores you have to yourself.
+Each program runs at T = 1 and at T = every core this process may use, side by side in the
+same run (the ratios are what to read on a shared machine). Time is wall-clock seconds of
+the work (interpreter start-up and imports excluded), with the CPU seconds of the process
+(all threads) beside it; peak RSS is the child's own ``VmHWM``. The tables print a/c
+(report / floor) and a/b (report / reference) at each T, report's speed-up from 1 to T
+threads and its parallel efficiency (speed-up / T), and the relative difference between the
+nc1 of (a) and (b) as a correctness check. The full run also times the 1 GB case with no
+``--threads`` and no environment variable against ``OMP_NUM_THREADS=1``.
 """
 
 from __future__ import annotations
@@ -51,14 +56,26 @@ class Case:
         return self.n * self.d * 4 / 1e9
 
 
-#: Sized for a 2-core, 24 GB machine and a few minutes in all (the issue's cases, scaled).
+#: The issue's shapes, sized for a 2-core, 24 GB machine (C = 10,000 without the reference,
+#: whose per-class loops would take hours there).
 CASES = (
     Case("d1024", 100_000, 1024, 100),
     Case("d4096", 25_000, 4096, 10),
     Case("c1000", 100_000, 512, 1000),
+    Case("c10000", 20_000, 512, 10_000),
     Case("n500k", 500_000, 128, 10),
     Case("n2m", 2_000_000, 128, 10),
 )
+#: --quick: the same shapes with fewer rows (a few minutes in all on 2 shared cores)
+QUICK = (
+    Case("q-d1024", 20_000, 1024, 100),
+    Case("q-d4096", 5_000, 4096, 10),
+    Case("q-c1000", 10_000, 512, 1000),
+    Case("q-c10000", 2_000, 512, 10_000),
+    Case("q-n500k", 200_000, 128, 10),
+)
+NO_REFERENCE = {"c10000", "q-c10000"}
+DEFAULT_CHECK = "n2m"  #: the 1 GB case: no --threads, no environment vs OMP_NUM_THREADS=1
 
 
 # ------------------------------------------------------------------------------------------
@@ -97,12 +114,13 @@ def warm(path: str) -> None:
 # ------------------------------------------------------------------------------------------
 # the three programs (run in a child process each)
 # ------------------------------------------------------------------------------------------
-def run_report(path: str) -> dict:
+def run_report(path: str, threads: int | None) -> dict:
     from ncinspect.cli import main
 
-    out = path + ".report.json"
+    out = f"{path}.report{os.getpid()}.json"
+    extra = [] if threads is None else ["--threads", str(threads)]
     t0 = time.perf_counter()
-    code = main(["report", path, "--json", out, "--quiet"])
+    code = main(["report", path, "--json", out, "--quiet", *extra])
     seconds = time.perf_counter() - t0
     with open(out) as f:
         nc1 = json.load(f)["snapshots"][0]["metrics"]["nc1"]
@@ -110,8 +128,21 @@ def run_report(path: str) -> dict:
     return {"seconds": seconds, "nc1": nc1, "code": code}
 
 
-def run_reference(path: str, batch: int = 2048) -> dict:
+def run_reference(path: str, threads: int | None, batch: int = 2048) -> dict:
     """The notebook's computation: d x d covariances, pinv, per-sample NCC distances."""
+    with _blas(threads):
+        return _reference(path, batch)
+
+
+def _blas(threads: int | None):
+    from contextlib import nullcontext
+
+    from threadpoolctl import threadpool_limits
+
+    return nullcontext() if threads is None else threadpool_limits(limits=threads)
+
+
+def _reference(path: str, batch: int) -> dict:
     import h5py
     import scipy.linalg
 
@@ -168,7 +199,12 @@ def run_reference(path: str, batch: int = 2048) -> dict:
     }
 
 
-def run_floor(path: str, rows: int = 16384, sample: int = 1024) -> dict:
+def run_floor(path: str, threads: int | None) -> dict:
+    with _blas(threads):
+        return _floor(path)
+
+
+def _floor(path: str, rows: int = 16384, sample: int = 1024) -> dict:
     """One read of the features plus one float32 product with [means; W].
 
     The class means are estimated from the first ``sample`` rows, once they are read (exact
@@ -199,7 +235,7 @@ def run_floor(path: str, rows: int = 16384, sample: int = 1024) -> dict:
     return {"seconds": time.perf_counter() - t0, "check": check}
 
 
-def run_baseline(path: str) -> dict:
+def run_baseline(path: str, threads: int | None) -> dict:
     """Imports only: the resident memory of the interpreter with numpy, h5py and ncinspect."""
     import h5py  # noqa: F401
 
@@ -225,37 +261,61 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def child(program: str, path: str) -> dict:
+def child(program: str, path: str, threads: int | None, env: dict | None = None) -> dict:
     """Run ``program`` on ``path`` in a fresh interpreter: seconds, CPU seconds, peak RSS."""
+    args = [sys.executable, os.path.abspath(__file__), "--child", program, path]
+    args += ["--child-threads", str(threads or 0)]
     proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--child", program, path],
-        stdout=subprocess.PIPE,
-        text=True,
-        check=False,
+        args, stdout=subprocess.PIPE, text=True, check=False, env={**os.environ, **(env or {})}
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{program} on {path} failed with exit code {proc.returncode}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 # ------------------------------------------------------------------------------------------
 # main
 # ------------------------------------------------------------------------------------------
+def _cell(r):
+    return f"{r['seconds']:.2f} ({r['cpu']:.2f})" if r else "-"
+
+
+def _ratio(x, y):
+    return f"{x['seconds'] / y['seconds']:.2f}" if x and y else "-"
+
+
+def measure(case: Case, path: str, threads: list[int], reference: bool) -> dict:
+    """Every program at every thread count, interleaved (floor, report, reference)."""
+    out = {}
+    for t in threads:
+        out[("floor", t)] = child("floor", path, t)
+        out[("report", t)] = child("report", path, t)
+        out[("reference", t)] = child("reference", path, t) if reference else None
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", default="/tmp/ncbench", help="where the dumps are written")
-    parser.add_argument(
-        "--cases", default=",".join(c.name for c in CASES), help="comma-separated case names"
-    )
+    parser.add_argument("--cases", default=None, help="comma-separated case names")
+    parser.add_argument("--quick", action="store_true", help="smaller dumps (<= 5 minutes)")
     parser.add_argument("--no-reference", action="store_true", help="skip program (b)")
     parser.add_argument("--generate", metavar="N,D,C", help="only write one dump and exit")
     parser.add_argument("--child", nargs=2, metavar=("PROGRAM", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-threads", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
         program, path = args.child
         cpu = time.process_time()
-        result = PROGRAMS[program](path)
+        result = PROGRAMS[program](path, args.child_threads or None)
         result["cpu"] = time.process_time() - cpu
         result["rss_mb"] = peak_rss_mb()
         print(json.dumps(result))
@@ -268,47 +328,69 @@ def main(argv: list[str] | None = None) -> int:
         print(path)
         return 0
 
-    wanted = set(args.cases.split(","))
-    base = child("baseline", "-")
+    table = QUICK if args.quick else CASES
+    wanted = set(args.cases.split(",")) if args.cases else {c.name for c in table}
+    all_cores = cores()
+    threads = sorted({1, all_cores})
+    base = child("baseline", "-", None)
+    cmd = "python benchmarks/bench_report.py" + " ".join([""] + (argv or sys.argv[1:]))
     print(
-        f"# {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')};"
-        f" baseline RSS after imports {base['rss_mb']:.0f} MB; warm page cache;"
-        f" wall seconds (CPU seconds of all threads)"
+        f"# {cmd}\n# {all_cores} cores available, load average "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at start; "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; baseline RSS after "
+        f"imports {base['rss_mb']:.0f} MB; warm page cache; wall seconds (CPU seconds of all "
+        "threads)"
     )
     head = (
-        "| case | N | d | C | GB | (a) report s (cpu) | (b) reference s (cpu) "
-        "| (c) floor s (cpu) | a/b wall (cpu) | a/c wall (cpu) | RSS a/b/c MB "
-        "| nc1 rel. diff a-b |"
+        "| case | N | d | C | GB | T | (a) report | (b) reference | (c) floor | a/c | a/b "
+        "| RSS a MB | nc1 rel. diff a-b |"
     )
-    print(head)
-    print("|" + "---|" * (head.count("|") - 1))
-    for case in CASES:
+    rows, speed = [], []
+    for case in table:
         if case.name not in wanted:
             continue
         path = os.path.join(args.dir, f"{case.name}.h5")
         if not os.path.exists(path):
             generate(path, case.n, case.d, case.c)
         warm(path)
-        floor = child("floor", path)
-        rep = child("report", path)
-        ref = child("reference", path) if not args.no_reference else None
-
-        def cell(r):
-            return f"{r['seconds']:.2f} ({r['cpu']:.2f})" if r else "-"
-
-        def ratio(x, y):
-            if not y:
-                return "-"
-            return f"{x['seconds'] / y['seconds']:.2f} ({x['cpu'] / y['cpu']:.2f})"
-
-        rss = "/".join(f"{r['rss_mb']:.0f}" if r else "-" for r in (rep, ref, floor))
-        diff = f"{abs(rep['nc1'] - ref['nc1']) / abs(ref['nc1']):.1e}" if ref else "-"
+        ref = not args.no_reference and case.name not in NO_REFERENCE
+        res = measure(case, path, threads, ref)
+        for t in threads:
+            rep, rf, fl = res[("report", t)], res[("reference", t)], res[("floor", t)]
+            diff = f"{abs(rep['nc1'] - rf['nc1']) / abs(rf['nc1']):.1e}" if rf else "-"
+            rows.append(
+                f"| {case.name} | {case.n:,} | {case.d} | {case.c} | {case.gb:.2f} | {t} "
+                f"| {_cell(rep)} | {_cell(rf)} | {_cell(fl)} | {_ratio(rep, fl)} "
+                f"| {_ratio(rep, rf)} | {rep['rss_mb']:.0f} | {diff} |"
+            )
+        if len(threads) > 1:
+            t1, tn = res[("report", 1)]["seconds"], res[("report", threads[-1])]["seconds"]
+            eff = t1 / tn / threads[-1]
+            speed.append(f"| {case.name} | {t1:.2f} | {tn:.2f} | {t1 / tn:.2f} | {eff:.2f} |")
+        print(f"# {case.name} done", file=sys.stderr, flush=True)
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    print("\n".join(rows))
+    if speed:
         print(
-            f"| {case.name} | {case.n:,} | {case.d} | {case.c} | {case.gb:.2f} | {cell(rep)} "
-            f"| {cell(ref)} | {cell(floor)} | {ratio(rep, ref)} | {ratio(rep, floor)} "
-            f"| {rss} | {diff} |",
-            flush=True,
+            f"\n| case | report 1 thread s | report {threads[-1]} threads s | speed-up "
+            "| parallel efficiency |"
         )
+        print("|---|---|---|---|---|")
+        print("\n".join(speed))
+    if not args.quick and (args.cases is None or DEFAULT_CHECK in wanted):
+        path = os.path.join(args.dir, f"{DEFAULT_CHECK}.h5")
+        if os.path.exists(path):
+            env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+            os.environ.clear()
+            os.environ.update(env)
+            plain = child("report", path, None)
+            omp1 = child("report", path, None, {"OMP_NUM_THREADS": "1"})
+            print(
+                f"\n{DEFAULT_CHECK} with no --threads and no environment variable: "
+                f"{_cell(plain)} s; with OMP_NUM_THREADS=1: {_cell(omp1)} s "
+                f"(ratio {plain['seconds'] / omp1['seconds']:.2f})"
+            )
     return 0
 
 

@@ -109,7 +109,9 @@ class FirstPass:
         return cls(np.zeros(n_classes, np.int64), np.zeros((n_classes, n_features)))
 
     @classmethod
-    def of_chunk(cls, h: np.ndarray, y: np.ndarray, n_classes: int, row0: int = 0) -> FirstPass:
+    def of_chunk(
+        cls, h: np.ndarray, y: np.ndarray, n_classes: int, row0: int = 0, *, map: Callable = map
+    ) -> FirstPass:
         """Statistics of one chunk: ``h`` (n, d) of any numeric dtype, ``y`` (n,) codes in 0..C-1.
 
         Sums are accumulated in float64 (each value is converted exactly); ``h`` is not
@@ -122,7 +124,14 @@ class FirstPass:
             return cls(*first_sums(xp, h, y, n_classes, row0))
         stats = cls.empty(n_classes, h.shape[1])
         stats.counts = np.bincount(y, minlength=n_classes).astype(np.int64)
-        stats.sums = _group_sum(h, y, n_classes)
+        step = first_rows(h.shape[1], n_classes)
+        parts = map(
+            lambda a: _group_sum(h[a : a + step], y[a : a + step], n_classes),
+            range(0, h.shape[0], step),
+        )
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite sums: handled below
+            for part in parts:  # merged in row order, whatever ran them
+                stats.sums += part
         if not np.isfinite(stats.sums).all():  # rare: find the rows, leave them out
             finite = np.isfinite(h).all(axis=1)
             if not finite.all():
@@ -189,6 +198,13 @@ def _numpy_namespace():
     from array_api_compat import numpy as xnp
 
     return xnp
+
+
+def first_rows(n_features: int, n_classes: int) -> int:
+    """Rows of one pass-1 part: about 4 MiB of float64 features and at least 16 C rows (so
+    that merging the parts' C x d sums stays cheap). A function of d and C only: the parts,
+    summed in any thread and merged in row order, give the same sums on any machine."""
+    return max(256, 16 * n_classes, (4 << 20) // (8 * max(n_features, 1)))
 
 
 DENSE_MAX_C = 64  #: up to this C, pass 1 sums by a dense float64 indicator product (BLAS)

@@ -129,10 +129,22 @@ def engine_options(func):
     )(func)
 
 
+def threads_option(func):
+    """--threads: worker threads of the local engine."""
+    return click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Worker threads (default: every core this process may use; BLAS is capped "
+        "to one thread per worker). The numbers do not depend on it.",
+    )(func)
+
+
 def reading_options(func):
     """Every option on how the feature rows are read, for each command that reads them:
-    --memory-limit, --chunk-rows, --engine, --scheduler (see :func:`reading_from`)."""
-    return chunk_options(engine_options(func))
+    --memory-limit, --chunk-rows, --threads, --engine, --scheduler (see
+    :func:`reading_from`)."""
+    return chunk_options(threads_option(engine_options(func)))
 
 
 def chunks_from(kwargs: dict) -> dict:
@@ -155,7 +167,8 @@ def reading_from(kwargs: dict):
     from ..engines import get_engine
 
     opts = chunks_from(kwargs)
-    runner = get_engine(kwargs.pop("engine", "local"), scheduler=kwargs.pop("scheduler", None))
+    name, threads = kwargs.pop("engine", "local"), kwargs.pop("threads", None)
+    runner = get_engine(name, scheduler=kwargs.pop("scheduler", None), threads=threads)
     try:
         yield {**opts, "engine": runner}
     finally:

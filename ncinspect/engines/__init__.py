@@ -13,7 +13,7 @@ from __future__ import annotations
 __all__ = ["get_engine"]
 
 
-def get_engine(name: str, *, scheduler: str | None = None):
+def get_engine(name: str, *, scheduler: str | None = None, threads: int | None = None):
     """The engine called ``name`` (``"local"`` or ``"dask"``).
 
     Parameters
@@ -22,6 +22,9 @@ def get_engine(name: str, *, scheduler: str | None = None):
     scheduler : str, optional
         For ``"dask"``: address of a ``distributed`` scheduler (``tcp://host:8786``);
         default the active Dask client or scheduler.
+    threads : int, optional
+        For ``"local"``: worker threads (default every core this process may use; see
+        :mod:`ncinspect.engines.threads`). The results do not depend on it.
     """
     from ..errors import UsageError
 
@@ -30,7 +33,7 @@ def get_engine(name: str, *, scheduler: str | None = None):
             raise UsageError("--scheduler needs --engine dask")
         from .local import LocalEngine
 
-        return LocalEngine()
+        return LocalEngine(threads=threads)
     if name == "dask":
         from .dask import DaskEngine
 

@@ -20,6 +20,7 @@ from ..errors import InvalidDataError, ResourceLimitError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry
 from ..stats import FirstPass, Geometry, SecondPass
+from .threads import Workers
 
 __all__ = [
     "LocalEngine",
@@ -119,15 +120,18 @@ def row_chunks(n: int, rows: int):
         yield start, min(n, start + rows)
 
 
-def first_pass(prep: Prepared, rows: int, progress: Progress | None = None) -> FirstPass:
-    """Pass 1: per-class counts and float64 sums, chunk by chunk."""
+def first_pass(
+    prep: Prepared, rows: int, progress: Progress | None = None, *, threads: int | None = None
+) -> FirstPass:
+    """Pass 1: per-class counts and float64 sums, chunk by chunk (``threads``: see
+    :class:`~ncinspect.engines.threads.Workers`; the result does not depend on it)."""
     N, d, C = prep.n_samples, prep.n_features, prep.n_classes
     first = FirstPass.empty(C, d)
-    for a, b in row_chunks(N, rows):
-        h = prep.features.read(a, b)  # stored dtype; summed in float64
-        first = first.merge(FirstPass.of_chunk(h, prep.codes[a:b], C, a))
-        if progress:
-            progress(b - a)
+    with Workers(threads) as work:
+        for a, b, h in work.prefetch(prep.features.read, row_chunks(N, rows)):
+            first = first.merge(FirstPass.of_chunk(h, prep.codes[a:b], C, a, map=work.map))
+            if progress:
+                progress(b - a)
     return check_finite_rows(prep, first)
 
 
@@ -150,18 +154,28 @@ def read_outputs(outputs, a: int, b: int, where: str) -> np.ndarray:
 
 
 def second_pass(
-    prep: Prepared, geom: Geometry, rows: int, progress: Progress | None = None
+    prep: Prepared,
+    geom: Geometry,
+    rows: int,
+    progress: Progress | None = None,
+    *,
+    threads: int | None = None,
 ) -> SecondPass:
     """Pass 2: within-class scatter, decisions and outputs given the geometry of pass 1."""
-    second = SecondPass.empty(prep.n_classes, geom.basis.shape[0])
-    for a, b in row_chunks(prep.n_samples, rows):
+
+    def read(a: int, b: int):
         outs = None
         if prep.outputs is not None:
             outs = read_outputs(prep.outputs.read(a, b), a, b, prep.outputs.where)
-        h = prep.features.read(a, b)  # converted to float64 block by block
-        second = second.merge(SecondPass.of_chunk(geom, h, prep.codes[a:b], outs))
-        if progress:
-            progress(b - a)
+        return prep.features.read(a, b), outs  # converted to float64 block by block
+
+    second = SecondPass.empty(prep.n_classes, geom.basis.shape[0])
+    with Workers(threads) as work:
+        for a, b, (h, outs) in work.prefetch(read, row_chunks(prep.n_samples, rows)):
+            part = SecondPass.of_chunk(geom, h, prep.codes[a:b], outs, map=work.map)
+            second = second.merge(part)
+            if progress:
+                progress(b - a)
     return second
 
 
@@ -178,7 +192,8 @@ def read_rows(src, index: np.ndarray, rows: int) -> np.ndarray:
 
 
 class LocalEngine:
-    """The default engine: both passes in this process, chunk after chunk.
+    """The default engine: both passes in this process, chunk after chunk, the fixed
+    blocks of each chunk on a pool of ``threads`` threads (the next chunk read meanwhile).
 
     An engine is any object with ``first_pass(prep, rows, progress)``,
     ``second_pass(prep, geom, rows, progress)`` and ``reduce_rows`` returning the merged
@@ -187,13 +202,17 @@ class LocalEngine:
 
     name = "local"
 
+    def __init__(self, threads: int | None = None):
+        #: worker threads (None: every core this process may use); results never depend on it
+        self.threads = threads
+
     def first_pass(self, prep: Prepared, rows: int, progress: Progress | None = None):
-        return first_pass(prep, rows, progress)
+        return first_pass(prep, rows, progress, threads=self.threads)
 
     def second_pass(
         self, prep: Prepared, geom: Geometry, rows: int, progress: Progress | None = None
     ):
-        return second_pass(prep, geom, rows, progress)
+        return second_pass(prep, geom, rows, progress, threads=self.threads)
 
     def reduce_rows(self, fn, sources, rows: int, *, row_arrays=(), progress=None):
         """Merge of ``fn(row0, *blocks, *row_slices)`` over the row chunks of ``sources``.
