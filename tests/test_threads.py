@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import ncinspect
-from ncinspect.engines.local import LocalEngine
 from ncinspect.cli import main
+from ncinspect.engines.local import LocalEngine
 from ncinspect.engines.threads import Workers, available_cores, resolve_threads
 from ncinspect.stats import block_rows, first_rows
 
