@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .arrays import to_host
+from .bootstrap import bootstrap_prepared, check_bootstrap
 from .engines.local import (
     LocalEngine,
     Progress,
@@ -122,6 +123,8 @@ def analyze(
     engine: Any = None,
     loss: str | None = None,
     ood_features: Any = None,
+    bootstrap: int | None = None,
+    seed: int = 0,
 ) -> SnapshotResult:
     """Every neural-collapse metric of spec/metrics.md for one set of features.
 
@@ -168,6 +171,12 @@ def analyze(
         Features of out-of-distribution data for ``nc5_ood_orthogonality``; a dict
         ``{name: array}`` gives ``nc5_ood_orthogonality_<name>`` per set (name ``"ood"``
         gives the plain key), as for dumps with ``ood_<name>`` splits.
+    bootstrap : int, optional
+        B: also give a 95% percentile interval for every metric from B replicates that
+        resample the samples within each class (``result.bootstrap``; see
+        :mod:`ncinspect.bootstrap`). Each replicate costs about one analysis. Default off.
+    seed : int
+        Seed of the ``numpy.random.Generator`` drawing the bootstrap replicates.
 
     Returns
     -------
@@ -180,6 +189,7 @@ def analyze(
     >>> res.metrics["nc1"]                              # doctest: +SKIP
     """
     _check_center(center)
+    check_bootstrap(bootstrap, seed)
     if engine is None and any(is_dask(v) for v in (features, labels, outputs)):
         from .engines.dask import DaskEngine
 
@@ -218,7 +228,32 @@ def analyze(
         from .analyze_ext import add_nc5_arrays
 
         add_nc5_arrays(res, ood_features, chunk_rows=chunk_rows, engine=engine)
+    if bootstrap is not None:
+        res.bootstrap = bootstrap_prepared(
+            prep,
+            _replicate_metrics(center, ncc_means, min_class_count),
+            replicates=bootstrap,
+            seed=seed,
+            metric_keys=res.metric_keys(),
+            memory_limit=memory_limit,
+        )
     return res
+
+
+def _replicate_metrics(center: str, ncc_means, min_class_count: int):
+    """The metrics of one bootstrap replicate (in memory, this process): both passes with
+    the point estimate's conventions, NCC centres given from elsewhere held fixed."""
+
+    def metrics_of(rep: Prepared) -> dict[str, Any]:
+        first, geom, second = run_passes(
+            rep, center=center, ncc_means=ncc_means, min_class_count=min_class_count
+        )
+        res = build_result(
+            rep, first, geom, second, per_class=False, center=center, ncc_label="bootstrap"
+        )
+        return res.metrics
+
+    return metrics_of
 
 
 def prepare_snapshot(snap, class_names: Any = None) -> Prepared:
@@ -344,6 +379,8 @@ def analyze_file(
     allow_external: bool = False,
     class_names: Any = None,
     min_class_count: int = 1,
+    bootstrap: int | None = None,
+    seed: int = 0,
 ) -> Report:
     """Analyse every snapshot of a dump (HDF5 or NPZ); one result per snapshot.
 
@@ -368,12 +405,17 @@ def analyze_file(
     class_names : list, optional
         The class order (name of each row of W) for every snapshot; default the dump's
         ``class_names`` array or metadata.
+    bootstrap, seed : int, optional
+        Percentile intervals for every metric of each classification snapshot from
+        ``bootstrap`` within-class replicates (see :func:`analyze`); NCC centres taken from
+        the train split stay fixed. Regression and OOD snapshots get none.
     Other parameters are those of :func:`analyze`.
     """
     from .dump import open_dump
 
     _check_center(center)
     _check_min_count(min_class_count)
+    check_bootstrap(bootstrap, seed)
     if ncc_means not in ("train", "own"):
         raise UsageError(f"ncc_means must be 'train' or 'own', got {ncc_means!r}")
     from . import analyze_ext as ext
@@ -427,6 +469,11 @@ def analyze_file(
                         engine=engine,
                     )
                 )
+                if bootstrap is not None:
+                    results[-1].warnings.append(
+                        "bootstrap: no intervals for a regression snapshot (it has no classes "
+                        "to resample within)"
+                    )
                 continue
             if kinds[snap.name] == "ood":
                 results.append(oods.result(snap, progress))
@@ -458,5 +505,14 @@ def analyze_file(
             )
             res.warnings[:0] = extra
             oods.add_nc5(res, snap, progress)
+            if bootstrap is not None:
+                res.bootstrap = bootstrap_prepared(
+                    prepare_snapshot(snap, class_names),
+                    _replicate_metrics(center, centres, min_class_count),
+                    replicates=bootstrap,
+                    seed=seed,
+                    metric_keys=res.metric_keys(),
+                    memory_limit=memory_limit,
+                )
             results.append(res)
     return Report(os.fspath(path), results, center=center, ncc_means=ncc_means)

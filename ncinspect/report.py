@@ -189,6 +189,8 @@ class SnapshotResult:
     regression: dict[str, Any] | None = None  #: n_targets and nrc3's gamma (regression only)
     #: why each None of ``metrics`` is None (key -> reason); ``warnings`` holds the same as text
     null_reasons: dict[str, str] = field(default_factory=dict)
+    #: percentile intervals from a within-class bootstrap (:mod:`ncinspect.bootstrap`), or None
+    bootstrap: dict[str, Any] | None = None
 
     def metric_keys(self) -> list[str]:
         """The metric keys this snapshot reports, in order (they depend on ``task``)."""
@@ -303,7 +305,16 @@ class SnapshotResult:
             out["task"] = self.task
         if self.regression is not None:
             out["regression"] = self.regression
+        if self.bootstrap is not None:
+            out["bootstrap"] = self.bootstrap
         return jsonable(out)
+
+    def interval(self, key: str) -> tuple[float | None, float | None] | None:
+        """The bootstrap interval ``(lo, hi)`` of a metric, None without ``--bootstrap``."""
+        if self.bootstrap is None:
+            return None
+        iv = self.bootstrap["intervals"].get(key) or {}
+        return iv.get("lo"), iv.get("hi")
 
 
 def metric_keys_for(res: SnapshotResult) -> list[str]:
@@ -485,6 +496,10 @@ class Report:
             "n_classes_total",
             *(keys := report_metric_keys(self.snapshots)),
         ]
+        boot = any(s.bootstrap is not None for s in self.snapshots)
+        if boot:  # the interval of each metric after the values: key_lo, key_hi
+            header += ["bootstrap_B", "bootstrap_seed"]
+            header += [f"{k}_{end}" for k in keys for end in ("lo", "hi")]
         rows = []
         for s in self.snapshots:
             rows.append(
@@ -501,6 +516,10 @@ class Report:
                     *(jsonable(s.metrics.get(k)) for k in keys),
                 ]
             )
+            if boot:
+                b = s.bootstrap or {}
+                rows[-1] += [b.get("B"), b.get("seed")]
+                rows[-1] += [jsonable(v) for k in keys for v in (s.interval(k) or (None, None))]
         return header, rows
 
     def to_csv(self) -> str:

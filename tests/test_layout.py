@@ -45,6 +45,7 @@ ROOMS: dict[str, int] = {
     "engines": 7,
     "analyze": 8,
     "analyze_ext": 8,
+    "bootstrap": 8,
     "sampling": 8,
     "meter": 8,
     "meter_dump": 8,

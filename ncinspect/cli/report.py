@@ -42,7 +42,31 @@ from .common import (
     default=None,
     help="Write one CSV row per snapshot to PATH ('-' for stdout).",
 )
+@click.option(
+    "--html",
+    "html_path",
+    metavar="PATH",
+    default=None,
+    help="Also write one self-contained HTML page to PATH (tables, trajectories, the Gram "
+    "figure, the worst classes, warnings, conventions; no network needed to view it).",
+)
 @click.option("--per-class", is_flag=True, help="Also report per-class values.")
+@click.option(
+    "--bootstrap",
+    "bootstrap",
+    type=click.IntRange(min=2),
+    metavar="B",
+    default=None,
+    help="Also give a 95% percentile interval for every metric from B bootstrap replicates "
+    "that resample the samples within each class (each costs about one report; default off).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the bootstrap replicates (same seed, same intervals).",
+)
 @click.option(
     "--sqi",
     is_flag=True,
@@ -74,7 +98,10 @@ def command(
     snapshot,
     json_path,
     csv_path,
+    html_path,
     per_class,
+    bootstrap,
+    seed,
     sqi,
     center,
     ncc_means,
@@ -96,7 +123,7 @@ def command(
     from .common import emit, stdout_console
     from .progress import RowProgress
 
-    _check_outputs(files, aggregate, per_class, json_path, csv_path)
+    _check_outputs(files, aggregate, per_class, json_path, csv_path, html_path, bootstrap)
     classes = classes_from(kwargs)
     keys = keys_from(kwargs)
     bar = RowProgress(enabled=not quiet and sys.stderr.isatty())
@@ -107,10 +134,12 @@ def command(
                 snapshot=snapshot,
                 keys=keys,
                 center=center,
-                per_class=per_class,
+                per_class=per_class or bool(html_path),  # the page lists the worst classes
                 ncc_means=ncc_means,
                 progress=bar,
                 allow_external=allow_external,
+                bootstrap=bootstrap,
+                seed=seed,
                 **reading,
                 **classes,
             )
@@ -124,6 +153,8 @@ def command(
     else:
         (report,) = reports
     inputs = list(files)
+    if html_path:
+        _write_html(report, html_path, inputs=inputs, sqi=sqi, keep_per_class=per_class)
     to_stdout = emit(report.to_json(), json_path, inputs=inputs) if json_path else False
     to_stdout = (emit(report.to_csv(), csv_path, inputs=inputs) if csv_path else False) or to_stdout
     if not to_stdout:
@@ -134,7 +165,22 @@ def command(
     return 0
 
 
-def _check_outputs(files, aggregate, per_class, json_path, csv_path) -> None:
+def _write_html(report, path, *, inputs, sqi: bool, keep_per_class: bool) -> None:
+    """The self-contained HTML page (atomically, never over an input); the per-class values
+    computed for its worst-classes table only are dropped afterwards."""
+    from ..io.atomic import write_output
+    from ..plots.page import page_figures
+    from ..render.html import html_report
+
+    write_output(path, html_report(report, sqi=sqi, figures=page_figures(report)), inputs=inputs)
+    if not keep_per_class:  # tables and JSON as without --html
+        for res in report:
+            res.per_class = None
+
+
+def _check_outputs(
+    files, aggregate, per_class, json_path, csv_path, html_path=None, bootstrap=None
+) -> None:
     """Usage errors of the option combination and the output paths, before any work."""
     from ..io.atomic import check_distinct, check_not_input
 
@@ -151,7 +197,15 @@ def _check_outputs(files, aggregate, per_class, json_path, csv_path) -> None:
         distinct_runs(files)
     if aggregate and per_class:
         raise click.UsageError("--per-class is not aggregated; leave it out with --aggregate")
-    check_distinct([("--json", json_path), ("--csv", csv_path)])
-    for out in (json_path, csv_path):
+    if aggregate and bootstrap is not None:
+        raise click.UsageError(
+            "--bootstrap resamples one run; with --aggregate the interval is over the runs"
+        )
+    if aggregate and html_path:
+        raise click.UsageError("--html reports one run; leave it out with --aggregate")
+    if html_path == "-":
+        raise click.UsageError("--html needs a file path (the page is not written to stdout)")
+    check_distinct([("--json", json_path), ("--csv", csv_path), ("--html", html_path)])
+    for out in (json_path, csv_path, html_path):
         if out:
             check_not_input(out, list(files))  # before any work: no input is ever replaced

@@ -20,6 +20,7 @@ from ..metrics.registry import (
 from ..metrics.registry import columns as columns_of
 from ..report import Report, SnapshotResult, square_loss_keys
 from ..trajectory import group_trajectories, has_layers, layer_profile
+from .intervals import interval_text, interval_title
 from .layout import column, message, no_split, show
 from .safe import markup
 
@@ -145,6 +146,9 @@ def snapshot_table(
     column(table, "group", "key", style="cyan", no_wrap=True)
     column(table, "metric", "key", min_width=max(map(len, names), default=6))
     column(table, "value", "value", justify="right")
+    boot = res.bootstrap is not None
+    if boot:
+        column(table, interval_title(res), "value", justify="right")
     column(table, "better", "value")
     if not merged:
         column(table, "meaning", "text", style="dim")
@@ -154,6 +158,8 @@ def snapshot_table(
             table.add_section()
         # keys and groups may carry names from the file (an OOD set's name in an nc5 key)
         cells = [_name(group) if group != last_group else "", _name(key), value]
+        if boot:
+            cells.append(interval_text(res.interval(key), fmt))
         cells.append(DIRECTION_ARROWS.get(direction, ""))
         if merged:
             cells[1] = f"{_name(key)}\n[dim]{markup(meaning)}[/dim]"
@@ -220,7 +226,7 @@ def compact_table(
                 _name(res.name),
                 fmt(res.epoch),
                 str(res.n_samples),
-                *(fmt(res.metrics.get(k)) for k in keys),
+                *(_value_cell(res, k) for k in keys),
                 style="bold" if edge else None,
             )
         if len(members) > 1:
@@ -233,6 +239,13 @@ def compact_table(
                 style="italic",
             )
     return table
+
+
+def _value_cell(res: SnapshotResult, key: str) -> str:
+    """A compact-table cell: the value, and its bootstrap interval under it when computed."""
+    value = fmt(res.metrics.get(key))
+    iv = res.interval(key)
+    return value if iv is None else f"{value}\n[dim]{interval_text(iv, fmt)}[/dim]"
 
 
 def _improved(a: float, b: float, direction: str) -> bool | None:
