@@ -237,3 +237,32 @@ def test_factors_need_a_baseline_and_skip_undefined():
     ]
     got = factors(rows, "m")
     assert [(f["seed"], f["factor"]) for f in got] == [(0, pytest.approx(3.0)), (2, None)]
+
+
+def test_jobs_give_the_same_rows_as_one_process(tmp_path):
+    from ncinspect.train import TrainConfig
+
+    cfg = TrainConfig(
+        n_classes=3,
+        n_per_class=8,
+        n_test_per_class=2,
+        input_dim=5,
+        depth=2,
+        width=8,
+        epochs=3,
+        save_every=3,
+        batch_size=8,
+    )
+    one = sweep_weight_decay(cfg, [0.0, 1e-2], tmp_path / "a", seeds=[0, 1])
+    two = sweep_weight_decay(cfg, [0.0, 1e-2], tmp_path / "b", seeds=[0, 1], jobs=2)
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in ("seconds", "dump")} for r in rows]
+
+    assert strip(one) == strip(two)
+    assert [(r["weight_decay"], r["seed"]) for r in two] == [
+        (0.0, 0),
+        (0.01, 0),
+        (0.0, 1),
+        (0.01, 1),
+    ]

@@ -109,6 +109,13 @@ def _floats(text: str) -> list[float]:
     help="One seed: keep the rows of OUT/sweep.json for other lambda values (same settings: "
     "grow a sweep run by run).",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Runs trained at once, one process each (the results do not depend on it).",
+)
 @click.option("--no-figure", is_flag=True, help="Tables only (no matplotlib).")
 @debug_option
 def command(
@@ -126,6 +133,7 @@ def command(
     extra,
     title,
     extend,
+    jobs,
     no_figure,
     debug,
 ):
@@ -169,7 +177,7 @@ def command(
         )
 
     run_seeds = None if seeds == 1 else range(seed, seed + seeds)
-    rows = sweep_weight_decay(config, values, out_dir, seeds=run_seeds, callback=report)
+    rows = sweep_weight_decay(config, values, out_dir, seeds=run_seeds, callback=report, jobs=jobs)
     previous = os.path.join(out_dir, "sweep.json")
     if extend and os.path.exists(previous):
         with open(previous) as f:

@@ -138,6 +138,7 @@ def sweep_weight_decay(
     seeds: Iterable[int] | None = None,
     data=None,
     callback: Callable[[float, dict[str, Any]], None] | None = None,
+    jobs: int = 1,
 ) -> list[dict[str, Any]]:
     """Train ``config`` once per weight decay (and seed) and collect the results.
 
@@ -158,15 +159,16 @@ def sweep_weight_decay(
         The data (default: the one ``config`` names, generated once per seed). Not allowed
         with ``seeds``, whose runs draw their own.
     callback : callable, optional
-        Called with ``(weight_decay, row)`` after each run.
+        Called with ``(weight_decay, row)`` after each run, in the order of the runs.
+    jobs : int
+        Runs trained at once, each in its own process (1: one after the other in this
+        process). The runs are independent, so the dumps and rows do not depend on it.
 
     Returns
     -------
     list of dict
         One :func:`sweep_row` per run, seed by seed, lambda in the order given.
     """
-    from ..train import fit, load_dataset
-
     if seeds is not None and data is not None:
         raise ValueError("give seeds or data, not both: each seed draws its own data")
     os.makedirs(out_dir, exist_ok=True)
@@ -175,26 +177,49 @@ def sweep_weight_decay(
         if seeds is None
         else [(dataclasses.replace(config, seed=int(s)), int(s)) for s in seeds]
     )
+    tasks = [
+        (
+            dataclasses.replace(base, weight_decay=float(wd)),
+            os.path.join(os.fspath(out_dir), dump_name(float(wd), seed)),
+            data,
+        )
+        for base, seed in runs
+        for wd in weight_decays
+    ]
+    if jobs <= 1 or len(tasks) < 2:
+        results = map(_run_one, tasks)
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(max_workers=min(int(jobs), len(tasks)))
+        results = pool.map(_run_one, tasks)  # results in task order, whatever finishes first
     rows = []
-    for base, seed in runs:
-        seed_data = load_dataset(base) if data is None else data
-        for wd in weight_decays:
-            cfg = dataclasses.replace(base, weight_decay=float(wd))
-            path = os.path.join(os.fspath(out_dir), dump_name(float(wd), seed))
-            start = time.perf_counter()
-            hist = fit(cfg, seed_data, dump=path)
-            seconds = time.perf_counter() - start
-            row = sweep_row(
-                path,
-                weight_decay=float(wd),
-                seed=cfg.seed,
-                seconds=seconds,
-                test_accuracy=hist.last("test_accuracy"),
-            )
+    try:
+        for (cfg, _, _), row in zip(tasks, results, strict=True):
             rows.append(row)
             if callback is not None:
-                callback(float(wd), row)
+                callback(cfg.weight_decay, row)
+    finally:
+        if jobs > 1 and len(tasks) >= 2:
+            pool.shutdown(cancel_futures=True)
     return rows
+
+
+def _run_one(task) -> dict[str, Any]:
+    """Train one (config, dump path, data or None) and measure its final snapshot."""
+    from ..train import fit, load_dataset
+
+    cfg, path, data = task
+    start = time.perf_counter()
+    hist = fit(cfg, load_dataset(cfg) if data is None else data, dump=path)
+    seconds = time.perf_counter() - start
+    return sweep_row(
+        path,
+        weight_decay=cfg.weight_decay,
+        seed=cfg.seed,
+        seconds=seconds,
+        test_accuracy=hist.last("test_accuracy"),
+    )
 
 
 def factors(
