@@ -32,6 +32,7 @@ __all__ = [
     "SWEEP_METRICS",
     "SWEEP_THEORY",
     "HEADLINE_METRIC",
+    "HEADLINE_WEIGHT_DECAY",
     "dump_name",
     "sweep_row",
     "sweep_weight_decay",
@@ -63,6 +64,11 @@ SWEEP_THEORY: tuple[tuple[str, str], ...] = (
 #: The metric whose per-seed factor (lambda = 0 over lambda > 0) the headline reports:
 #: NC2 of the classifier, the centred rows' distance to the simplex ETF.
 HEADLINE_METRIC = "etf_error_weights_centered"
+#: The weight decay of the README's headline experiment (every other setting is the
+#: TrainConfig default). On seed 4, the hardest of seeds 0-4, the centred classifier's ETF
+#: error ends at 0.099 with 2e-3 (the trainer's default), 0.072 with 5e-3 and 0.061 with
+#: 6e-3; 7e-3 drifts away from the ETF (0.19 at 3000 epochs) and 1e-2 falls to W = 0.
+HEADLINE_WEIGHT_DECAY = 6e-3
 
 
 def dump_name(weight_decay: float, seed: int | None = None) -> str:
