@@ -102,7 +102,7 @@ def run_meter(data: Data, to_host: bool, precision: str, rows: int | None = None
         w, b = w.cpu().numpy(), b.cpu().numpy()
     meter = ncinspect.Meter(weights=w, bias=b, precision=precision)
     n_batches = len(data) if rows is None else math.ceil(rows / data.batch)
-    seconds = 0.0
+    seconds, cpu0 = 0.0, time.process_time()
     for _ in range(2):
         for k in range(n_batches):
             h, y = data[k]
@@ -122,6 +122,7 @@ def run_meter(data: Data, to_host: bool, precision: str, rows: int | None = None
     t0 = time.perf_counter()
     result = meter.compute()
     seconds += time.perf_counter() - t0
+    meter.cpu_seconds = time.process_time() - cpu0  # this process, data generation included
     return result, seconds, meter
 
 
@@ -193,9 +194,10 @@ def main(argv=None) -> int:
     }
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    dev64, t64, _ = run_meter(data, False, "float64")
+    dev64, t64, meter64 = run_meter(data, False, "float64")
     mem64 = peak_memory(device)
     dev32, t32, meter32 = run_meter(data, False, "float32")
+    cpu = {"device float64": meter64.cpu_seconds, "device float32": meter32.cpu_seconds}
     mem = peak_memory(device)
     report.update(device_s=t64, float32_s=t32, peak_memory=mem, peak_memory_float64=mem64)
     lines = [
@@ -204,7 +206,8 @@ def main(argv=None) -> int:
     ]
     if not args.skip_numpy:
         rows = args.numpy_rows
-        ref, tnp, _ = run_meter(data, True, "float64", rows)
+        ref, tnp, meter_np = run_meter(data, True, "float64", rows)
+        cpu["numpy (host)"] = meter_np.cpu_seconds
         lines.insert(0, ("numpy (host)", tnp, rows or args.rows))
         if rows is not None and rows < args.rows:  # agreement on the same rows
             dev64, _, _ = run_meter(data, False, "float64", rows)
@@ -224,7 +227,11 @@ def main(argv=None) -> int:
             nc1=ref.metrics["nc1"],
         )
     for name, secs, n in lines:
-        print(f"{name:15s} {secs:8.2f} s  {2 * n / secs:12,.0f} rows/s (two passes)")
+        print(
+            f"{name:15s} {secs:8.2f} s  {2 * n / secs:12,.0f} rows/s (two passes)  "
+            f"process CPU {cpu[name]:8.2f} s"
+        )
+    report["process_cpu_s"] = cpu
     if not args.skip_numpy:
         print(
             f"agreement with numpy: float64 max rel diff {report['max_rel_diff_float64']:.2e} "
