@@ -214,15 +214,15 @@ class SnapshotResult:
         """An HTML table for notebooks (the square-loss section as in the terminal table)."""
         from html import escape
 
+        from .metrics.registry import metric_rows
         from .render.safe import plain
-        from .render.table import _info_rows
 
         hidden = () if self.shows_square_loss() else square_loss_keys()
         rows = "".join(
             f"<tr><td>{escape(group)}</td><td><code>{escape(key)}</code></td>"
             f"<td style='text-align:right'>{escape(_short(self.metrics.get(key)))}</td>"
             f"<td>{escape(meaning)}</td></tr>"
-            for key, group, _, meaning in _info_rows(self)
+            for key, group, _, meaning in metric_rows(self.task, self.metrics)
             if key not in hidden
         )
         tags = "  ".join(

@@ -216,7 +216,7 @@ def test_aggregated_views_keep_the_task(tmp_path):
     ood = next(s for s in agg if s.split == "ood")
     assert ood.task == "ood" and ood.metrics == {}
     assert [v.task for v in agg.views()] == ["classification", "ood"]
-    from ncinspect.aggregate_check import BoundRule, check_aggregate
+    from ncinspect.check.aggregate import BoundRule, check_aggregate
 
     result = check_aggregate(agg, [BoundRule("max", "nc1", bound=1.0)])
     assert result.passed and len(result.outcomes) == 1  # the OOD view is not a target

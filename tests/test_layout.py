@@ -51,7 +51,6 @@ ROOMS: dict[str, int] = {
     "meter_dump": 8,
     "meter_state": 8,
     "check": 9,
-    "aggregate_check": 9,
     "theory": 9,
     "theory_run": 9,
     "render": 10,
@@ -82,7 +81,6 @@ CYCLES_ALLOWED = [
 PRIVATE_ALLOWED = {
     ("ncinspect.analyze_ext", "ncinspect.inputs", "_check_finite"),
     ("ncinspect.analyze_ext", "ncinspect.inputs", "_check_numeric"),
-    ("ncinspect.report", "ncinspect.render.table", "_info_rows"),
 }
 
 #: modules still over MAX_MODULE_LINES

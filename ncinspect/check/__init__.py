@@ -4,14 +4,15 @@
 - :mod:`.config`: the TOML tables (``ncinspect.toml`` ``[check]``, ``pyproject.toml``
   ``[tool.ncinspect.check]``) found from the current folder upwards, or ``--config``;
 - :mod:`.evaluate`: outcomes of rules on analysed snapshots (no IO);
-- :mod:`.run`: :func:`run_check`, which opens a dump and analyses what the rules need.
+- :mod:`.run`: :func:`run_check`, which opens a dump and analyses what the rules need;
+- :mod:`.aggregate`: rules on several runs (seeds), on the mean or an interval's bound.
 
 :mod:`ncinspect.render.check` formats the results.
 """
 
 from __future__ import annotations
 
-from .config import CONFIG_FILES, MAX_CONFIG_BYTES, find_config, load_config
+from .config import CONFIG_FILES, MAX_CONFIG_BYTES, find_config, load_config, resolve_config
 from .evaluate import (
     LAYER_CHOICES,
     CheckResult,
@@ -28,6 +29,7 @@ from .rules import (
     TREND_OPTIONS,
     CheckConfig,
     Rule,
+    command_line_rules,
     merge_rules,
     parse_threshold,
     parse_trend,
@@ -52,6 +54,8 @@ __all__ = [
     "rules_from_table",
     "find_config",
     "load_config",
+    "resolve_config",
+    "command_line_rules",
     "merge_rules",
     "select_last",
     "select_layer",

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import ConfigError, UsageError
 from .rules import CheckConfig, rules_from_table
 
-__all__ = ["CONFIG_FILES", "MAX_CONFIG_BYTES", "find_config", "load_config"]
+__all__ = ["CONFIG_FILES", "MAX_CONFIG_BYTES", "find_config", "load_config", "resolve_config"]
 
 #: (file name, keys leading to the check table), searched in this order in each folder.
 CONFIG_FILES = (("ncinspect.toml", ("check",)), ("pyproject.toml", ("tool", "ncinspect", "check")))
@@ -138,3 +138,17 @@ def load_config(path: str | os.PathLike) -> CheckConfig:
     config = rules_from_table(section, f"{path} {label}")
     config.path = os.fspath(path)
     return config
+
+
+def resolve_config(
+    path: str | os.PathLike | None = None, *, no_config: bool = False
+) -> CheckConfig:
+    """The configuration a check run uses: ``path`` (``--config``), else the file
+    :func:`find_config` discovers, else none (an empty :class:`CheckConfig`); with
+    ``no_config`` none at all."""
+    if path and no_config:
+        raise UsageError("--config and --no-config exclude each other")
+    if no_config:
+        return CheckConfig()
+    found = path or find_config()
+    return load_config(found) if found else CheckConfig()

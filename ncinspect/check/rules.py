@@ -40,6 +40,7 @@ __all__ = [
     "parse_trend",
     "rules_from_table",
     "merge_rules",
+    "command_line_rules",
     "is_extra_metric",
     "num_text",
 ]
@@ -337,3 +338,17 @@ def merge_rules(base: Iterable[Rule], override: Iterable[Rule]) -> list[Rule]:
     merged = {r.key: r for r in base}
     merged.update({r.key: r for r in override})
     return list(merged.values())
+
+
+def command_line_rules(
+    max_specs: Iterable[str] = (),
+    min_specs: Iterable[str] = (),
+    trends: Mapping[str, Iterable[str]] | None = None,
+) -> list[Rule]:
+    """The rules of ``--max METRIC=VALUE``, ``--min ...`` and the trend options (kind ->
+    specs, e.g. ``{"non_increasing": ["nc1:last=5"]}``), in that order."""
+    rules = [parse_threshold("max", s) for s in max_specs]
+    rules += [parse_threshold("min", s) for s in min_specs]
+    trends = trends or {}
+    rules += [parse_trend(kind, s) for kind in TREND_KINDS for s in trends.get(kind, ())]
+    return rules

@@ -156,11 +156,38 @@ def command(
       ncinspect check run.h5 --non-increasing nc1:last=5,rtol=0.05 --format junit -o nc.xml
       ncinspect check run_s*.h5 --aggregate --max-upper nc1=0.01
     """
-    from ..check import run_check
+    from ..check import command_line_rules, merge_rules, resolve_config, run_check
+    from ..check.aggregate import check_runs
+
+    keys = keys_from(kwargs)
+    _refuse_bad_combinations(files, aggregate, max_upper or min_lower, output, config_path)
+    classes = classes_from(kwargs)
+    config = resolve_config(config_path, no_config=no_config)
+    if output and config.path:
+        from ..io.atomic import check_not_input
+
+        check_not_input(output, [config.path])  # a discovered config is an input too
+    trends = {kind: kwargs.pop(kind) for kind in _TREND_HELP}
+    rules = merge_rules(config.rules, command_line_rules(max_rules, min_rules, trends))
+    snapshot = snapshot or config.snapshot or "last"
+    layer = layer or config.layer or "penultimate"
+    opts = {"keys": keys, "allow_external": allow_external, **classes}
+    where = {"snapshot": snapshot, "layer": layer, "config": config.path}
+    with reading_from(kwargs) as reading:
+        if aggregate:
+            bounds = {"max_upper": max_upper, "min_lower": min_lower}
+            result = check_runs(files, rules, **bounds, **where, **opts, **reading)
+        else:
+            result = run_check(files[0], rules, **where, **opts, **reading)
+    _write(result, fmt_name, output, [*files, config.path])
+    return 0 if result.passed else 1
+
+
+def _refuse_bad_combinations(files, aggregate, interval_rules, output, config_path) -> None:
+    """Usage errors found before any work (several files without --aggregate, ...)."""
     from ..errors import UsageError
     from ..io.atomic import STDOUT, check_not_input, write_mode
 
-    keys = keys_from(kwargs)
     if len(files) > 1 and not aggregate:
         raise UsageError(
             f"{len(files)} files given: pass --aggregate to check them as runs (seeds) of one "
@@ -170,92 +197,23 @@ def command(
         from .common import distinct_runs
 
         distinct_runs(files)
-    if (max_upper or min_lower) and not aggregate:
+    if interval_rules and not aggregate:
         raise UsageError("--max-upper/--min-lower bound an interval over runs: use --aggregate")
-    if output and write_mode(output) == STDOUT:
-        output = None  # -o - is stdout, where the --format output goes anyway
-    if output:
+    if output and write_mode(output) != STDOUT:
         check_not_input(output, [*files, config_path])  # before any work
-    classes = classes_from(kwargs)
-    config, rules = _config_and_rules(config_path, no_config, output, max_rules, min_rules, kwargs)
-    snapshot = snapshot or config.snapshot or "last"
-    layer = layer or config.layer or "penultimate"
-    with reading_from(kwargs) as reading:
-        if aggregate:
-            opts = {"keys": keys, "allow_external": allow_external, **reading, **classes}
-            result = _check_runs(files, rules, max_upper, min_lower, snapshot, layer, config, opts)
-        else:
-            result = run_check(
-                files[0],
-                rules,
-                snapshot=snapshot,
-                layer=layer,
-                keys=keys,
-                config=config.path,
-                allow_external=allow_external,
-                **reading,
-                **classes,
-            )
-
-    _emit(result, output, fmt_name, files, config.path)
-    return 0 if result.passed else 1
 
 
-def _check_runs(files, rules, max_upper, min_lower, snapshot, layer, config, opts):
-    """``check --aggregate``: analyse every run, aggregate, evaluate on the means/bounds."""
-    from ..aggregate import aggregate
-    from ..aggregate_check import BoundRule, check_aggregate, parse_bound
-    from ..analyze import analyze_file
-
-    on_mean = [BoundRule(r.kind, r.metric, bound=r.bound) if not r.is_trend else r for r in rules]
-    bounds = [parse_bound("max_upper", s) for s in max_upper]
-    bounds += [parse_bound("min_lower", s) for s in min_lower]
-    reports = [analyze_file(f, **opts) for f in files]
-    return check_aggregate(
-        aggregate(reports), [*on_mean, *bounds], snapshot=snapshot, layer=layer, config=config.path
-    )
-
-
-def _config_and_rules(config_path, no_config, output, max_rules, min_rules, kwargs):
-    """The configuration file (given, discovered or none) and the rules: its own merged with
-    the command line's (the trend options are popped from ``kwargs``)."""
-    from ..check import (
-        TREND_KINDS,
-        CheckConfig,
-        find_config,
-        load_config,
-        merge_rules,
-        parse_threshold,
-        parse_trend,
-    )
-    from ..errors import UsageError
-    from ..io.atomic import check_not_input
-
-    if config_path and no_config:
-        raise UsageError("--config and --no-config exclude each other")
-    config = CheckConfig()
-    if config_path or not no_config:
-        found = config_path or find_config()
-        config = load_config(found) if found else config
-    if output and config.path:
-        check_not_input(output, [config.path])  # a discovered config is an input too
-    cli_rules = [parse_threshold("max", s) for s in max_rules]
-    cli_rules += [parse_threshold("min", s) for s in min_rules]
-    cli_rules += [parse_trend(kind, s) for kind in TREND_KINDS for s in kwargs.pop(kind)]
-    rules = merge_rules(config.rules, cli_rules)
-    return config, rules
-
-
-def _emit(result, output, fmt_name, files, config_path) -> None:
-    """The --format output to -o (when given) and stdout (the table, or annotations on
-    GitHub, when -o takes the format)."""
-    from ..io.atomic import write_output
+def _write(result, fmt_name, output, inputs) -> None:
+    """The --format output to ``output`` (or stdout), the default table otherwise."""
+    from ..io.atomic import STDOUT, write_mode, write_output
     from ..render.check import render, render_check
     from .common import stdout_console
 
+    if output and write_mode(output) == STDOUT:
+        output = None  # -o - is stdout, where the --format output goes anyway
     console_fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "table"
     if output:
-        write_output(output, render(result, fmt_name or console_fmt), inputs=[*files, config_path])
+        write_output(output, render(result, fmt_name or console_fmt), inputs=inputs)
     stdout_fmt = console_fmt if output else fmt_name or console_fmt
     if stdout_fmt == "table":
         render_check(result, stdout_console())

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..stats import Moments, pow2_scale
-from .kernels import etf_error
-from .linalg import DIRECT_MAX_C, cross_gram_norm2, fro, pairwise_upper, row_cos, tile_rows, unit
+from .kernels import cdnv_mean, etf_error
+from .linalg import DIRECT_MAX_C, cross_gram_norm2, fro, pairwise_upper, row_cos, unit
 from .seli import seli_error
 
 __all__ = [
@@ -100,29 +100,11 @@ def cdnv_exp2(variances: np.ndarray, centred: np.ndarray) -> float | None:
     rescaled by a power of two for the sums (exact) and the result scaled back. None when two
     class means coincide or C < 2.
     """
-    s = pow2_scale(centred)
-    if s != 1.0:
-        centred = centred / s
-        with np.errstate(under="ignore", over="ignore"):
-            variances = variances / s / s
-    C = centred.shape[0]
-    sq = np.einsum("ij,ij->i", centred, centred)
-    total, count = 0.0, 0
-    step = tile_rows(C, C)
-    for i in range(0, C, step):
-        rows = np.arange(i, min(i + step, C))
-        dist = sq[rows, None] + sq[None, i:] - 2.0 * (centred[rows] @ centred[i:].T)
-        mask = np.arange(i, C)[None, :] > rows[:, None]
-        dist = dist[mask]
-        if np.any(dist <= 0):
-            return None
-        vsum = (variances[rows, None] + variances[None, i:])[mask]
-        total += float(np.sum(vsum / (2.0 * dist * dist)))
-        count += dist.size
-    if not count:
+    mean, s = cdnv_mean(variances, centred, power=2)
+    if mean is None:
         return None
     with np.errstate(under="ignore", over="ignore"):
-        return total / count / s / s
+        return mean / s / s
 
 
 def uniform_duality(weights: np.ndarray, centred: np.ndarray) -> float | None:

@@ -18,6 +18,7 @@ __all__ = [
     "equinorm",
     "pairwise_cosine_stats",
     "cdnv",
+    "cdnv_mean",
     "self_duality",
 ]
 
@@ -109,6 +110,22 @@ def cdnv(variances: np.ndarray, centred: np.ndarray) -> float | None:
     Returns None when two class means coincide. ``variances`` must be in the units of
     ``centred`` squared; both are rescaled together by a power of two (exact).
     """
+    mean, _ = cdnv_mean(variances, centred, power=1)
+    return mean
+
+
+def cdnv_mean(
+    variances: np.ndarray, centred: np.ndarray, *, power: int
+) -> tuple[float | None, float]:
+    """``(mean_{c<c'} (v_c + v_c') / (2 ||mu_c - mu_c'||^(2 power)), s)`` in units where
+    ``centred`` was divided by the power of two ``s`` (``variances`` by ``s**2``).
+
+    Notes
+    -----
+    The shared sum of :func:`cdnv` (power 1, scale-free) and
+    :func:`ncinspect.metrics.general.cdnv_exp2` (power 2, which scales the mean back by
+    ``1/s**2``). Pairs in tiles; None when two class means coincide or C < 2.
+    """
     s = pow2_scale(centred)
     if s != 1.0:
         centred = centred / s
@@ -124,11 +141,12 @@ def cdnv(variances: np.ndarray, centred: np.ndarray) -> float | None:
         mask = np.arange(i, C)[None, :] > rows[:, None]
         dist = dist[mask]
         if np.any(dist <= 0):
-            return None
+            return None, s
         vsum = (variances[rows, None] + variances[None, i:])[mask]
-        total += float(np.sum(vsum / (2.0 * dist)))
+        denom = 2.0 * dist if power == 1 else 2.0 * dist * dist
+        total += float(np.sum(vsum / denom))
         count += dist.size
-    return total / count if count else None
+    return (total / count if count else None), s
 
 
 def self_duality(weights: np.ndarray, centred: np.ndarray) -> float | None:

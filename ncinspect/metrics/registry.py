@@ -42,6 +42,7 @@ __all__ = [
     "UNIFORMITY_COLUMNS",
     "table_entries",
     "table_info",
+    "metric_rows",
     "compact_columns",
     "no_etf_note",
     "spec",
@@ -252,6 +253,21 @@ def table_entries(metrics: Mapping[str, Any] | None = None) -> list[MetricSpec]:
 def table_info(metrics: Mapping[str, Any] | None = None) -> list[tuple[str, str, str, str]]:
     """``(key, group, direction, title)`` rows of :func:`table_entries` (the table's rows)."""
     return [(m.key, m.group, m.direction, m.title) for m in table_entries(metrics)]
+
+
+def metric_rows(task: str, metrics: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    """``(key, group, direction, title)`` of the metrics one snapshot reports, in table order.
+
+    ``task`` is the snapshot's: ``regression`` (nrc1-3), ``ood`` (none) or a classification
+    one (:func:`table_info`, then the nc5 keys present in ``metrics``, sorted).
+    """
+    if task == "regression":
+        return [(m.key, m.group, m.direction, m.title) for m in REGRESSION_REGISTRY]
+    if task == "ood":
+        return []
+    nc5 = OOD_REGISTRY[0]
+    keys = sorted(k for k in metrics if k.startswith(nc5.key))
+    return [*table_info(metrics), *((k, nc5.group, nc5.direction, nc5.title) for k in keys)]
 
 
 #: Each direction in words (figure labels) and as the table's "better" column.

@@ -9,13 +9,12 @@ from ..metrics.registry import (
     COMPACT_METRICS,
     DIRECTION_ARROWS,
     LAYER_METRICS,
-    OOD_REGISTRY,
     REGRESSION_LAYER_METRICS,
     REGRESSION_REGISTRY,
     compact_columns,
     direction_of,
+    metric_rows,
     no_etf_note,
-    table_info,
 )
 from ..metrics.registry import columns as columns_of
 from ..report import Report, SnapshotResult, square_loss_keys
@@ -45,15 +44,7 @@ LAYER_KEYS = columns_of(LAYER_METRICS)
 
 def _info_rows(res: SnapshotResult) -> list[tuple[str, str, str, str]]:
     """(key, group, direction, meaning) of the metrics of one result (its task's keys)."""
-    from ..metrics.ood import NC5_KEY
-
-    if res.task == "regression":
-        return [(m.key, m.group, m.direction, m.title) for m in REGRESSION_REGISTRY]
-    if res.task == "ood":
-        return []
-    nc5 = OOD_REGISTRY[0]
-    keys = sorted(k for k in res.metrics if k.startswith(NC5_KEY))
-    return [*table_info(res.metrics), *((k, nc5.group, nc5.direction, nc5.title) for k in keys)]
+    return metric_rows(res.task, res.metrics)
 
 
 def extra_compact_columns(report) -> tuple[tuple[str, str], ...]:

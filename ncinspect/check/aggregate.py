@@ -16,19 +16,12 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from .aggregate import AggregateReport
-from .check import (
-    THRESHOLD_KINDS,
-    CheckResult,
-    Rule,
-    evaluate,
-    parse_threshold,
-    select_last,
-    select_layer,
-)
-from .errors import UsageError
+from ..aggregate import AggregateReport
+from ..errors import UsageError
+from .evaluate import CheckResult, evaluate, select_last, select_layer
+from .rules import THRESHOLD_KINDS, Rule, parse_threshold
 
-__all__ = ["BOUND_KINDS", "BoundRule", "parse_bound", "check_aggregate"]
+__all__ = ["BOUND_KINDS", "BoundRule", "parse_bound", "check_aggregate", "check_runs"]
 
 #: ``max_upper``: upper end of the 95% interval <= bound; ``min_lower``: lower end >= bound.
 BOUND_KINDS = {"max_upper": ("max", "ci_high"), "min_lower": ("min", "ci_low")}
@@ -103,4 +96,32 @@ def check_aggregate(
         snapshot=snapshot,
         config=config,
         layer=layer,
+    )
+
+
+def check_runs(
+    files: Sequence[str],
+    rules: Sequence[Rule],
+    *,
+    max_upper: Sequence[str] = (),
+    min_lower: Sequence[str] = (),
+    snapshot: str = "last",
+    layer: str = "penultimate",
+    config: str | None = None,
+    **analyze_options: Any,
+) -> CheckResult:
+    """``check --aggregate``: analyse every run, aggregate, evaluate ``rules`` on the means
+    and the ``--max-upper``/``--min-lower`` specs on the interval's bounds.
+
+    ``analyze_options`` go to :func:`ncinspect.analyze.analyze_file` for each file.
+    """
+    from ..aggregate import aggregate
+    from ..analyze import analyze_file
+
+    on_mean = [BoundRule(r.kind, r.metric, bound=r.bound) if not r.is_trend else r for r in rules]
+    bounds = [parse_bound("max_upper", s) for s in max_upper]
+    bounds += [parse_bound("min_lower", s) for s in min_lower]
+    reports = [analyze_file(f, **analyze_options) for f in files]
+    return check_aggregate(
+        aggregate(reports), [*on_mean, *bounds], snapshot=snapshot, layer=layer, config=config
     )
