@@ -55,9 +55,12 @@ def build_result(
 ) -> SnapshotResult:
     """The :class:`SnapshotResult` of merged pass statistics (used by the engines' callers
     and by :class:`ncinspect.Meter`)."""
-    values = compute_metrics(
-        first, second, geom, per_class=per_class, classifier_reason=prep.classifier_reason
-    )
+    from .engines.threads import one_blas_thread
+
+    with one_blas_thread():
+        values = compute_metrics(
+            first, second, geom, per_class=per_class, classifier_reason=prep.classifier_reason
+        )
     table = values.per_class
     rows = np.flatnonzero(geom.present)  # the present classes: what the result describes
     names = [prep.class_names[c] for c in rows.tolist()]

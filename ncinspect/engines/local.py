@@ -20,7 +20,7 @@ from ..errors import InvalidDataError, ResourceLimitError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry
 from ..stats import FirstPass, Geometry, SecondPass
-from .threads import Workers
+from .threads import Workers, one_blas_thread
 
 __all__ = [
     "LocalEngine",
@@ -245,12 +245,13 @@ def run_passes(
     engine = engine or LocalEngine()
     rows = chunk_rows or plan_for(prep, memory_limit)
     first = engine.first_pass(prep, rows, progress)
-    geom = between_class_geometry(
-        first,
-        center=center,
-        weights=prep.weights,
-        bias=prep.bias,
-        ncc_means=ncc_means,
-        min_count=min_class_count,
-    )
+    with one_blas_thread():
+        geom = between_class_geometry(
+            first,
+            center=center,
+            weights=prep.weights,
+            bias=prep.bias,
+            ncc_means=ncc_means,
+            min_count=min_class_count,
+        )
     return first, geom, engine.second_pass(prep, geom, rows, progress)

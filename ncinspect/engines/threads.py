@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["available_cores", "resolve_threads", "Workers"]
+__all__ = ["available_cores", "resolve_threads", "one_blas_thread", "Workers"]
 
 
 def available_cores() -> int:
@@ -32,6 +32,14 @@ def resolve_threads(threads: int | None) -> int:
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     return threads
+
+
+def one_blas_thread():
+    """A context in which BLAS runs on one thread (the small class-level products and SVD
+    between and after the passes: extra BLAS threads only spin on a busy machine)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
 
 
 class Workers:
