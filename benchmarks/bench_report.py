@@ -74,7 +74,7 @@ QUICK = (
     Case("q-c10000", 2_000, 512, 10_000),
     Case("q-n500k", 200_000, 128, 10),
 )
-NO_REFERENCE = {"c10000", "q-c10000"}
+NO_REFERENCE = {"c10000", "q-c10000", "q-d4096"}  #: too slow there (pinv of d x d)
 DEFAULT_CHECK = "n2m"  #: the 1 GB case: no --threads, no environment vs OMP_NUM_THREADS=1
 
 
