@@ -16,7 +16,7 @@ from .analyze_ext import analyze_regression  # noqa: E402
 from .dump import Snapshot, open_dump  # noqa: E402
 from .meter import Meter  # noqa: E402
 from .report import Report, SnapshotResult  # noqa: E402
-from .theory_run import theory_arrays, theory_file  # noqa: E402
+from .theory import theory_arrays, theory_file  # noqa: E402
 
 __all__ += [
     "analyze",

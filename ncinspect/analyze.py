@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from .analyze_build import build_result, check_options, notes_for, prepare_snapshot
 from .arrays import to_host
 from .bootstrap import bootstrap_prepared, check_bootstrap
 from .engines.local import (
     LocalEngine,
+    Passes,
     Progress,
     expect,
     is_dask,
@@ -26,86 +28,22 @@ from .engines.local import (
     plan_for,
     run_passes,
 )
-from .errors import InvalidDataError, UsageError
+from .errors import UsageError
 from .inputs import Prepared, prepare
-from .metrics import compute_metrics
 from .report import Report, SnapshotResult
-from .stats import FirstPass, Geometry, SecondPass
+from .stats import FirstPass
 
 __all__ = [
     "analyze",
     "analyze_snapshot",
     "analyze_file",
+    "build_result",
+    "check_options",
+    "prepare_snapshot",
     "plan_chunk_rows",
     "run_passes",
     "LocalEngine",
 ]
-
-
-def build_result(
-    prep: Prepared,
-    first: FirstPass,
-    geom: Geometry,
-    second: SecondPass,
-    *,
-    per_class: bool,
-    center: str,
-    ncc_label: str,
-    extra_warnings: list[str] = (),
-) -> SnapshotResult:
-    """The :class:`SnapshotResult` of merged pass statistics (used by the engines' callers
-    and by :class:`ncinspect.Meter`)."""
-    from .engines.threads import one_blas_thread
-
-    with one_blas_thread():
-        values = compute_metrics(
-            first, second, geom, per_class=per_class, classifier_reason=prep.classifier_reason
-        )
-    table = values.per_class
-    rows = np.flatnonzero(geom.present)  # the present classes: what the result describes
-    names = [prep.class_names[c] for c in rows.tolist()]
-    if table is not None:
-        table = [{"class": name, **row} for name, row in zip(names, table, strict=True)]
-    counts = first.counts[rows]
-    within = geom.squared(second.proj_sq) / max(int(counts.sum()), 1)
-    w, b = geom.weights, geom.bias
-    return SnapshotResult(
-        name="/",
-        n_samples=prep.n_samples,
-        n_features=prep.n_features,
-        n_classes=int(rows.size),
-        n_classes_total=int(prep.n_classes_total or prep.n_classes),
-        metrics=values.values,
-        null_reasons=values.null_reasons,
-        warnings=[*prep.notes, *extra_warnings, *values.warnings],
-        per_class=table,
-        dtype=str(prep.features.dtype),
-        class_names=names,
-        class_counts=counts.tolist(),
-        center=center,
-        ncc_means=ncc_label,
-        arrays={
-            "means": geom.means[rows],
-            "global_mean": geom.global_mean,
-            "weights": None if w is None else w[rows],
-            "bias": None if b is None else b[rows],
-            "between_eigvals": geom.squared(geom.eigvals) / max(rows.size, 1),  # of Sigma_B
-            "within_along": within,  # v_k^T Sigma_W v_k
-            "basis": geom.basis,
-            "class_var": geom.squared(second.class_sq[rows]) / np.maximum(counts, 1),
-            # the classifier's code space: class k is row k of W (absent rows included)
-            "class_index": rows,
-            "weights_all": w,
-            "bias_all": b,
-            "means_all": geom.means,
-            "class_counts_all": first.counts,
-        },
-    )
-
-
-def _check_center(center: str) -> None:
-    if center not in ("classes", "samples"):
-        raise UsageError(f"center must be 'classes' or 'samples', got {center!r}")
 
 
 def analyze(
@@ -136,16 +74,12 @@ def analyze(
     features : array-like (N, d)
         Last-layer features (float16/32/64 or ints; accumulated in float64).
     labels : array-like (N,) or (N, C)
-        Integer, string or one-hot labels. Integer labels (one-hot columns) are row indices
-        of ``weights``: label k is row k, and every label must lie in [0, C). String labels
-        are matched by name to ``class_names``. Without weights (or outputs) the classes are
-        the distinct label values in increasing order.
-    weights : array-like (C, d), optional
-        Classifier rows (needed for NC3, NC4, SQI). Rows without samples are absent
-        classes: left out of the class-level metrics, still taking decisions.
-    bias : array-like (C,), optional
-    outputs : array-like (N, C), optional
-        Network outputs for the SQI section (default ``W h + b``).
+        Integer or one-hot labels (label k is row k of ``weights``, in [0, C)) or string
+        labels (matched by name to ``class_names``). Without weights (or outputs) the
+        classes are the distinct label values in increasing order.
+    weights, bias, outputs : array-like (C, d), (C,) and (N, C), optional
+        The classifier (for NC3, NC4, SQI; rows without samples are absent classes, left
+        out of the class-level metrics) and outputs for SQI (default ``W h + b``).
     center : {"classes", "samples"}
         Global mean: mean of class means (default, as Papyan et al.) or sample mean.
     per_class : bool
@@ -153,144 +87,102 @@ def analyze(
     ncc_means : array-like (C, d), optional
         Class centres for the NCC decisions (e.g. train means for test features).
     class_names : list, optional
-        The class order: the name of each row of ``weights``. Needed when labels are
-        strings and a classifier is given (else every W-dependent metric is null); with
-        integer labels, the names reported for the classes.
+        The class order (name of each row of ``weights``): needed for string labels with a
+        classifier (else every W-dependent metric is null).
     min_class_count : int
         Classes with fewer samples are treated as absent (their samples left out).
-    chunk_rows, memory_limit : int, optional
-        Rows per chunk, or a memory budget in bytes from which it is derived.
-    progress : callable, optional
-        Called with the number of rows done after each chunk of each pass.
-    engine : object, optional
-        Where the passes run (default in this process). A Dask array as ``features`` (or
-        ``outputs``) selects :class:`ncinspect.engines.dask.DaskEngine`, whose chunks are
-        then the Dask chunks.
-    loss : str, optional
-        The loss the model was trained with (``"square"``, ``"cross_entropy"``, ...), kept
-        as metadata ``loss``: it decides whether the square-loss section (``sqi_*``, ``mse``,
-        ``interpolates``) is shown in tables and plots (the values are always computed).
-    ood_features : array-like (M, d) or dict of them, optional
-        Features of out-of-distribution data for ``nc5_ood_orthogonality``; a dict
-        ``{name: array}`` gives ``nc5_ood_orthogonality_<name>`` per set (name ``"ood"``
-        gives the plain key), as for dumps with ``ood_<name>`` splits.
-    bootstrap : int, optional
-        B: also give a 95% percentile interval for every metric from B replicates that
-        resample the samples within each class (``result.bootstrap``; see
-        :mod:`ncinspect.bootstrap`). Each replicate costs about one analysis. Default off.
-    seed : int
-        Seed of the ``numpy.random.Generator`` drawing the bootstrap replicates.
+    chunk_rows, memory_limit, progress, engine : optional
+        Rows per chunk or a memory budget in bytes; a callable told the rows done after
+        each chunk; where the passes run (a Dask array input selects
+        :class:`ncinspect.engines.dask.DaskEngine`, with its chunks).
+    loss, ood_features : optional
+        The training loss (metadata ``loss``: shows the square-loss section or not); OOD
+        features (M, d), or a dict of named sets, for the ``nc5_ood_orthogonality`` keys.
+    bootstrap, seed : int, optional
+        B within-class replicates (seeded) for 95% percentile intervals of every metric
+        (``result.bootstrap``; :mod:`ncinspect.bootstrap`; each costs about one analysis).
 
     Returns
     -------
     SnapshotResult
         ``result.metrics[key]`` for every key; ``result.warnings`` says why any is None.
-
-    Examples
-    --------
-    >>> res = ncinspect.analyze(H, y, weights=W)       # doctest: +SKIP
-    >>> res.metrics["nc1"]                              # doctest: +SKIP
     """
-    _check_center(center)
+    check_options(center, min_class_count)
     check_bootstrap(bootstrap, seed)
-    if engine is None and any(is_dask(v) for v in (features, labels, outputs)):
-        from .engines.dask import DaskEngine
-
-        engine = DaskEngine()
-    if engine is not None and hasattr(engine, "wrap"):
-        features, labels, outputs = engine.wrap(features, labels, outputs)
-    _check_min_count(min_class_count)
+    engine, features, labels, outputs = _engine_for(engine, features, labels, outputs)
     prep = prepare(
         features, labels, weights=weights, bias=bias, outputs=outputs, class_names=class_names
     )
-    if ncc_means is not None:
-        ncc_means = to_host(ncc_means, "ncc_means")
+    centres = None if ncc_means is None else to_host(ncc_means, "ncc_means")
     expect(progress, 2 * prep.n_samples, 2 * prep.features.nbytes)
-    first, geom, second = run_passes(
+    p = run_passes(
         prep,
         center=center,
-        ncc_means=ncc_means,
+        ncc_centres=centres,
         chunk_rows=chunk_rows,
         memory_limit=memory_limit,
         progress=progress,
         engine=engine,
         min_class_count=min_class_count,
     )
+    label = "own" if centres is None else "given"
     res = build_result(
-        prep,
-        first,
-        geom,
-        second,
-        per_class=per_class,
-        center=center,
-        ncc_label="own" if ncc_means is None else "given",
+        prep, p.first, p.geom, p.second, per_class=per_class, center=center, ncc_label=label
     )
-    if loss is not None:
-        res.meta["loss"] = str(loss)
-    if ood_features is not None:
-        from .analyze_ext import add_nc5_arrays
-
-        add_nc5_arrays(res, ood_features, chunk_rows=chunk_rows, engine=engine)
+    _add_extras(res, loss, ood_features, chunk_rows, engine)
     if bootstrap is not None:
-        res.bootstrap = bootstrap_prepared(
-            prep,
-            _replicate_metrics(center, ncc_means, min_class_count),
-            replicates=bootstrap,
-            seed=seed,
-            metric_keys=res.metric_keys(),
-            memory_limit=memory_limit,
+        res.bootstrap = _bootstrap(
+            prep, res, centres, center, min_class_count, bootstrap, seed, memory_limit
         )
     return res
 
 
-def _replicate_metrics(center: str, ncc_means, min_class_count: int):
+def _replicate_metrics(center: str, ncc_centres, min_class_count: int):
     """The metrics of one bootstrap replicate (in memory, this process): both passes with
     the point estimate's conventions, NCC centres given from elsewhere held fixed."""
 
     def metrics_of(rep: Prepared) -> dict[str, Any]:
-        first, geom, second = run_passes(
-            rep, center=center, ncc_means=ncc_means, min_class_count=min_class_count
-        )
+        p = run_passes(rep, center=center, ncc_centres=ncc_centres, min_class_count=min_class_count)
         res = build_result(
-            rep, first, geom, second, per_class=False, center=center, ncc_label="bootstrap"
+            rep, p.first, p.geom, p.second, per_class=False, center=center, ncc_label="bootstrap"
         )
         return res.metrics
 
     return metrics_of
 
 
-def prepare_snapshot(snap, class_names: Any = None) -> Prepared:
-    """Validated inputs of a :class:`~ncinspect.dump.Snapshot`.
-
-    The class order is ``class_names`` when given, else the snapshot's ``class_names``
-    array (inherited like labels), else its ``class_names`` metadata.
-    """
-    where = "class_names"
-    if class_names is None and getattr(snap, "class_names", None) is not None:
-        src = snap.class_names
-        if len(src.shape) != 1:
-            raise InvalidDataError(
-                f"{src.where}: class_names must be 1-D (one name per row of W), got {src.shape}"
-            )
-        class_names, where = src.read_all(), src.where
-    elif class_names is None:
-        meta = snap.meta.get("class_names")
-        if isinstance(meta, list):
-            class_names, where = meta, f"{snap.file}:{snap.name} metadata class_names"
-    return prepare(
-        snap.features,
-        snap.labels,
-        weights=snap.weights,
-        bias=snap.bias,
-        outputs=snap.outputs,
-        class_names=class_names,
-        class_names_where=where,
+def _bootstrap(prep, res, centres, center, min_class_count, replicates, seed, memory_limit):
+    """The bootstrap intervals of ``res`` (a classification result of ``prep``)."""
+    return bootstrap_prepared(
+        prep,
+        _replicate_metrics(center, centres, min_class_count),
+        replicates=replicates,
+        seed=seed,
+        metric_keys=res.metric_keys(),
+        memory_limit=memory_limit,
     )
 
 
-def _check_min_count(k: Any) -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise UsageError(f"min_class_count must be an integer >= 1, got {k!r}")
+def _add_extras(res: SnapshotResult, loss, ood_features, chunk_rows, engine) -> None:
+    """The recorded loss and the nc5 keys of OOD feature sets, when given."""
+    if loss is not None:
+        res.meta["loss"] = str(loss)
+    if ood_features is not None:
+        from .analyze_ext import add_nc5_arrays
+
+        add_nc5_arrays(res, ood_features, chunk_rows=chunk_rows, engine=engine)
+
+
+def _engine_for(engine: Any, features: Any, labels: Any, outputs: Any):
+    """The engine for these arrays (Dask arrays select the Dask engine) and the arrays as
+    it reads them."""
+    if engine is None and any(is_dask(v) for v in (features, labels, outputs)):
+        from .engines.dask import DaskEngine
+
+        engine = DaskEngine()
+    if engine is not None and hasattr(engine, "wrap"):
+        features, labels, outputs = engine.wrap(features, labels, outputs)
+    return engine, features, labels, outputs
 
 
 def analyze_snapshot(
@@ -298,7 +190,7 @@ def analyze_snapshot(
     *,
     center: str = "classes",
     per_class: bool = False,
-    ncc_means: np.ndarray | None = None,
+    ncc_centres: np.ndarray | None = None,
     ncc_label: str = "own",
     chunk_rows: int | None = None,
     memory_limit: int | None = None,
@@ -307,49 +199,49 @@ def analyze_snapshot(
     engine: Any = None,
     class_names: Any = None,
     min_class_count: int = 1,
+    passes: Passes | None = None,
 ) -> SnapshotResult:
-    """:func:`analyze` for a :class:`~ncinspect.dump.Snapshot` (file must be open)."""
-    _check_center(center)
-    _check_min_count(min_class_count)
-    prep = prepared or prepare_snapshot(snap, class_names)
-    first, geom, second = run_passes(
-        prep,
+    """:func:`analyze` for a :class:`~ncinspect.dump.Snapshot` (file must be open).
+
+    ``ncc_centres`` are the class centres NCC scores against (default the snapshot's own
+    class means), named ``ncc_label`` in the result; ``passes`` are the statistics when
+    already computed (by :func:`~ncinspect.engines.local.run_passes` with these options).
+    """
+    check_options(center, min_class_count)
+    return _snapshot_result(
+        snap,
+        prepared or prepare_snapshot(snap, class_names),
+        passes,
         center=center,
-        ncc_means=ncc_means,
+        per_class=per_class,
+        ncc_centres=ncc_centres,
+        ncc_label=ncc_label,
         chunk_rows=chunk_rows,
         memory_limit=memory_limit,
         progress=progress,
         engine=engine,
         min_class_count=min_class_count,
     )
+
+
+def _snapshot_result(
+    snap, prep: Prepared, passes: Passes | None, *, per_class, ncc_label, **options
+) -> SnapshotResult:
+    """The result of one snapshot (options already checked); runs the passes if needed."""
+    p = passes or run_passes(prep, **options)
     res = build_result(
         prep,
-        first,
-        geom,
-        second,
+        p.first,
+        p.geom,
+        p.second,
         per_class=per_class,
-        center=center,
+        center=options.get("center", "classes"),
         ncc_label=ncc_label,
-        extra_warnings=_notes_for(snap),
+        extra_warnings=notes_for(snap),
     )
     res.name, res.epoch, res.split, res.layer = snap.name, snap.epoch, snap.split, snap.layer
     res.meta, res.file = dict(snap.meta), snap.file
     return res
-
-
-def _notes_for(snap) -> list[str]:
-    """The reader's notes (e.g. a compressed NPZ member read whole) about this snapshot's arrays."""
-    wheres = [
-        s.where
-        for s in (snap.features, snap.labels, snap.weights, snap.bias, snap.outputs)
-        if s is not None
-    ]
-    whole_file = f"{snap.file}: "
-    return [
-        n
-        for n in dict.fromkeys(snap.notes)
-        if n.startswith(whole_file) or any(n.startswith(w) for w in wheres)
-    ]
 
 
 def _train_partner(snap, snaps):
@@ -365,6 +257,102 @@ def _train_partner(snap, snaps):
         ):
             return other
     return None
+
+
+def _partners(selected, snaps, kinds: dict[str, str], ncc_means: str) -> dict[str, Any]:
+    """The train partner of each selected snapshot (None: score NCC with its own means);
+    only classification snapshots use (and have) classification partners."""
+    found = {s.name: _train_partner(s, snaps) if ncc_means == "train" else None for s in selected}
+    return {
+        k: p if p and kinds[p.name] == kinds[k] == "classification" else None
+        for k, p in found.items()
+    }
+
+
+class _FileRun:
+    """One :func:`analyze_file` run over an open dump (options already checked)."""
+
+    def __init__(self, dump, snapshot, ncc_means: str, options: dict[str, Any]):
+        from . import analyze_ext as ext
+
+        self.ext, self.options = ext, options
+        self.class_names = options.pop("class_names")
+        self.bootstrap = options.pop("bootstrap")
+        self.progress = options["progress"]
+        self.selected = dump.select(snapshot)
+        self.kinds = {s.name: ext.snapshot_kind(s) for s in dump.snapshots}
+        self.partners = _partners(self.selected, dump.snapshots, self.kinds, ncc_means)
+        self.oods = ext.OODSets(
+            dump.snapshots,
+            self.kinds,
+            self.selected,
+            options["chunk_rows"],
+            options["memory_limit"],
+            options["engine"],
+        )
+        self.cache: dict[str, tuple[Prepared, FirstPass]] = {}
+
+    def announce(self) -> None:
+        """Tell the progress callback the rows to read: two passes per selected snapshot
+        (one per OOD set), one (pass 1) per train partner, one per OOD set paired with a
+        selected snapshot."""
+        selected, kinds = self.selected, self.kinds
+        work = [
+            *(s for s in selected if kinds[s.name] != "ood"),
+            *selected,
+            *{p.name: p for p in self.partners.values() if p}.values(),
+            *self.oods.unselected_work(),
+        ]
+        expect(
+            self.progress,
+            sum((s.features.shape or (0,))[0] for s in work),
+            sum(s.features.nbytes for s in work),
+        )
+
+    def first_of(self, snap) -> tuple[Prepared, FirstPass]:
+        """Inputs and pass 1 of a train partner (read once)."""
+        if snap.name not in self.cache:
+            prep = prepare_snapshot(snap, self.class_names)
+            o = self.options
+            rows = o["chunk_rows"] or plan_for(prep, o["memory_limit"])
+            first = (o["engine"] or LocalEngine()).first_pass(prep, rows, self.progress)
+            self.cache[snap.name] = (prep, first)
+        return self.cache[snap.name]
+
+    def result(self, snap, per_class: bool) -> SnapshotResult:
+        o = self.options
+        kind = self.kinds[snap.name]
+        if kind == "regression":
+            keep = ("chunk_rows", "memory_limit", "progress", "engine")
+            res = self.ext.analyze_regression_snapshot(snap, **{k: o[k] for k in keep})
+            if self.bootstrap[0] is not None:
+                res.warnings.append(
+                    "bootstrap: no intervals for a regression snapshot (it has no classes "
+                    "to resample within)"
+                )
+            return res
+        if kind == "ood":
+            return self.oods.result(snap, self.progress)
+        centres, label, extra = None, "own", []
+        partner = self.partners[snap.name]
+        if partner is not None:
+            pprep, pfirst = self.first_of(partner)
+        prep = prepare_snapshot(snap, self.class_names)
+        if partner is not None:
+            if list(pprep.class_names) == list(prep.class_names):
+                centres, label = pfirst.class_means(), f"train:{partner.name}"
+            else:
+                extra.append(f"NCC uses this split's own means: {partner.name} has other classes")
+        res = _snapshot_result(
+            snap, prep, None, per_class=per_class, ncc_label=label, ncc_centres=centres, **o
+        )
+        res.warnings[:0] = extra
+        self.oods.add_nc5(res, snap, self.progress)
+        replicates, seed = self.bootstrap
+        if replicates is not None:
+            c, k, m = o["center"], o["min_class_count"], o["memory_limit"]
+            res.bootstrap = _bootstrap(prep, res, centres, c, k, replicates, seed, m)
+        return res
 
 
 def analyze_file(
@@ -416,106 +404,24 @@ def analyze_file(
     """
     from .dump import open_dump
 
-    _check_center(center)
-    _check_min_count(min_class_count)
+    check_options(center, min_class_count)
     check_bootstrap(bootstrap, seed)
     if ncc_means not in ("train", "own"):
         raise UsageError(f"ncc_means must be 'train' or 'own', got {ncc_means!r}")
-    from . import analyze_ext as ext
-
-    results = []
+    options = dict(
+        center=center,
+        chunk_rows=chunk_rows,
+        memory_limit=memory_limit,
+        progress=progress,
+        engine=engine,
+        min_class_count=min_class_count,
+        class_names=class_names,
+        bootstrap=(bootstrap, seed),
+    )
     with open_dump(
         path, keys=keys, allow_external=allow_external, memory_limit=memory_limit
     ) as dump:
-        selected = dump.select(snapshot)
-        cache: dict[str, tuple[Prepared, FirstPass]] = {}
-        kinds = {s.name: ext.snapshot_kind(s) for s in dump.snapshots}
-        partners = {
-            s.name: _train_partner(s, dump.snapshots) if ncc_means == "train" else None
-            for s in selected
-        }
-        partners = {  # only classification snapshots use (and have) classification partners
-            k: p if p and kinds[p.name] == kinds[k] == "classification" else None
-            for k, p in partners.items()
-        }
-        oods = ext.OODSets(dump.snapshots, kinds, selected, chunk_rows, memory_limit, engine)
-        # rows read: two passes per selected snapshot (one per OOD set), one (pass 1) per
-        # train partner, one per OOD set paired with a selected snapshot
-        work = [
-            *(s for s in selected if kinds[s.name] != "ood"),
-            *selected,
-            *{p.name: p for p in partners.values() if p}.values(),
-            *oods.unselected_work(),
-        ]
-        expect(
-            progress,
-            sum((s.features.shape or (0,))[0] for s in work),
-            sum(s.features.nbytes for s in work),
-        )
-
-        def first_of(snap) -> tuple[Prepared, FirstPass]:
-            if snap.name not in cache:
-                prep = prepare_snapshot(snap, class_names)
-                rows = chunk_rows or plan_for(prep, memory_limit)
-                first = (engine or LocalEngine()).first_pass(prep, rows, progress)
-                cache[snap.name] = (prep, first)
-            return cache[snap.name]
-
-        for snap in selected:
-            if kinds[snap.name] == "regression":
-                results.append(
-                    ext.analyze_regression_snapshot(
-                        snap,
-                        chunk_rows=chunk_rows,
-                        memory_limit=memory_limit,
-                        progress=progress,
-                        engine=engine,
-                    )
-                )
-                if bootstrap is not None:
-                    results[-1].warnings.append(
-                        "bootstrap: no intervals for a regression snapshot (it has no classes "
-                        "to resample within)"
-                    )
-                continue
-            if kinds[snap.name] == "ood":
-                results.append(oods.result(snap, progress))
-                continue
-            partner = partners[snap.name]
-            centres, label, extra = None, "own", []
-            if partner is not None:
-                pprep, pfirst = first_of(partner)
-                prep = prepare_snapshot(snap, class_names)
-                if list(pprep.class_names) == list(prep.class_names):
-                    centres = pfirst.class_means()
-                    label = f"train:{partner.name}"
-                else:
-                    extra.append(
-                        f"NCC uses this split's own means: {partner.name} has other classes"
-                    )
-            res = analyze_snapshot(
-                snap,
-                center=center,
-                per_class=per_class,
-                ncc_means=centres,
-                ncc_label=label,
-                chunk_rows=chunk_rows,
-                memory_limit=memory_limit,
-                progress=progress,
-                engine=engine,
-                class_names=class_names,
-                min_class_count=min_class_count,
-            )
-            res.warnings[:0] = extra
-            oods.add_nc5(res, snap, progress)
-            if bootstrap is not None:
-                res.bootstrap = bootstrap_prepared(
-                    prepare_snapshot(snap, class_names),
-                    _replicate_metrics(center, centres, min_class_count),
-                    replicates=bootstrap,
-                    seed=seed,
-                    metric_keys=res.metric_keys(),
-                    memory_limit=memory_limit,
-                )
-            results.append(res)
+        run = _FileRun(dump, snapshot, ncc_means, options)
+        run.announce()
+        results = [run.result(snap, per_class) for snap in run.selected]
     return Report(os.fspath(path), results, center=center, ncc_means=ncc_means)

@@ -308,7 +308,7 @@ def add_nc5(res: SnapshotResult, sets: dict[str, FeatureSum], all_splits: list[s
     for split ``ood``, or for the only OOD set of a file with one named set.
     """
     present = np.asarray(res.class_counts, dtype=np.int64) > 0
-    means = res.arrays.get("means")
+    means = res.arrays.means
     layer = res.layer or "penultimate"
     reasons: dict[str, str] = {}
     found: dict[str, tuple[float | None, str | None]] = {}

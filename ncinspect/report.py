@@ -20,16 +20,20 @@ unless ``--sqi`` is given).
 from __future__ import annotations
 
 import json
-import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ._version import __version__
+from .conventions import (  # re-exported: part of the report's public names
+    SQUARE_LOSS_GROUPS,
+    conventions,
+    jsonable,
+    loss_of,
+    square_loss_keys,
+)
 from .io.atomic import atomic_write  # re-exported: the writer lives in io.atomic
 from .metrics import METRIC_KEYS
+from .results import ResultArrays, TheoryResult
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -44,100 +48,6 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-
-#: Metric groups (of the registry) that describe a square-loss model only.
-SQUARE_LOSS_GROUPS = ("SQI",)
-
-#: Loss names (lower case, ``-``/spaces as ``_``, a ``loss`` suffix ignored) taken as square.
-_SQUARE_NAMES = frozenset(
-    {
-        "square",
-        "squared",
-        "square_error",
-        "squared_error",
-        "mean_squared_error",
-        "mean_square_error",
-        "mse",
-        "l2",
-        "least_squares",
-        "quadratic",
-    }
-)
-
-#: The trainer that writes numeric ``loss`` values and trains with the square loss only.
-_SQUARE_TRAINERS = frozenset({"ncinspect.train"})
-
-
-def square_loss_keys() -> tuple[str, ...]:
-    """The metric keys of the square-loss section (the groups of :data:`SQUARE_LOSS_GROUPS`)."""
-    from .metrics.registry import REGISTRY
-
-    return tuple(m.key for m in REGISTRY if m.group in SQUARE_LOSS_GROUPS)
-
-
-def _loss_name(value: Any) -> str | None:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if not isinstance(value, str) or not value.strip():
-        return None
-    return re.sub(r"[\s\-]+", "_", value.strip().lower())
-
-
-def loss_of(meta: dict[str, Any]) -> tuple[str | None, bool | None]:
-    """The loss a snapshot's model was trained with: ``(name, is_square)`` from its metadata.
-
-    A string ``loss`` (or ``loss_type``) names it: ``square``/``mse``/``squared_error``/``l2``
-    (also with a ``loss`` suffix, e.g. ``MSELoss``) are square, anything else (e.g.
-    ``cross_entropy``) is not. The bundled trainer (``trainer = "ncinspect.train"``) writes
-    the loss *value* under ``loss`` and trains with the square loss. Otherwise the loss is not
-    recorded: ``(None, None)``.
-    """
-    for key in ("loss", "loss_type"):
-        name = _loss_name(meta.get(key))
-        if name is not None:
-            bare = name[:-4].rstrip("_") if name.endswith("loss") and name != "loss" else name
-            return name, name in _SQUARE_NAMES or bare in _SQUARE_NAMES
-    trainer = meta.get("trainer")
-    if isinstance(trainer, str) and trainer in _SQUARE_TRAINERS:
-        return "square", True
-    return None, None
-
-
-def conventions(center: str, ncc_means: str = "own") -> dict[str, str]:
-    """The conventions a report was computed with (recorded in its JSON)."""
-    return {
-        "center": center,
-        "global_mean": "mean of class means" if center == "classes" else "sample mean",
-        "nc1": "Tr(Sigma_W Sigma_B^+)/C with the rank-limited (min(C-1,d)) eigen pseudo-inverse; "
-        "the original Papyan et al. notebook logs C*nc1",
-        "sigma_w": "pooled, sample-weighted: (1/N) sum_i (h_i - mu_y)(h_i - mu_y)^T",
-        "sigma_b": "class-weighted: (1/C) sum_c (mu_c - mu_G)(mu_c - mu_G)^T",
-        "ncc_means": ncc_means,
-        "decisions": "classifier = argmax(W h + b) when weights are present, else argmax(outputs); "
-        "ties go to the lowest class index",
-        "sqi_outputs": "stored outputs when present, else W h + b",
-    }
-
-
-def jsonable(value: Any) -> Any:
-    """Plain-Python, NaN-free version of ``value`` for JSON."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
-
 
 _REPR_KEYS = (  # the headline numbers of a one-line repr
     ("nc1", "nc1"),
@@ -159,9 +69,11 @@ class SnapshotResult:
     """Metrics of one snapshot plus what the renderers and plots need.
 
     ``metrics`` holds every key of spec/metrics.md (None where undefined); ``per_class`` a
-    list of per-class dicts (with ``class``) when requested. ``arrays`` holds the geometry
-    for figures (class means, global mean, classifier, between-class eigenvalues, within-
-    class variance along those directions); it is not written to JSON.
+    list of per-class dicts (with ``class``) when requested. ``arrays`` (a
+    :class:`~ncinspect.results.ResultArrays`; a dict of its field names is converted) holds
+    the geometry for figures (class means, global mean, classifier, between-class
+    eigenvalues, within-class variance along those directions); it is not written to JSON.
+    ``theory`` is the :class:`~ncinspect.results.TheoryResult` of ``ncinspect theory``.
     """
 
     name: str
@@ -183,14 +95,17 @@ class SnapshotResult:
     ncc_means: str = "own"
     meta: dict[str, Any] = field(default_factory=dict)
     file: str | None = None
-    arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-    theory: dict[str, Any] | None = None
+    arrays: ResultArrays = field(default_factory=ResultArrays, repr=False)
+    theory: TheoryResult | None = None
     task: str = "classification"  #: or "regression" (nrc1-3 only) or "ood" (no metrics)
     regression: dict[str, Any] | None = None  #: n_targets and nrc3's gamma (regression only)
     #: why each None of ``metrics`` is None (key -> reason); ``warnings`` holds the same as text
     null_reasons: dict[str, str] = field(default_factory=dict)
     #: percentile intervals from a within-class bootstrap (:mod:`ncinspect.bootstrap`), or None
     bootstrap: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.arrays = ResultArrays.of(self.arrays)
 
     def metric_keys(self) -> list[str]:
         """The metric keys this snapshot reports, in order (they depend on ``task``)."""
@@ -300,7 +215,7 @@ class SnapshotResult:
             "square_loss": self.square_loss,
         }
         if self.theory is not None:
-            out["theory"] = self.theory
+            out["theory"] = self.theory.to_dict()
         if self.task != "classification":
             out["task"] = self.task
         if self.regression is not None:
@@ -417,58 +332,11 @@ class Report:
         )
 
     def to_pandas(self, per_class: bool = False):
-        """A pandas DataFrame of the report (pandas is needed; it is imported only here).
+        """A pandas DataFrame of the report (see :func:`ncinspect.report_frame.report_frame`;
+        pandas is needed and imported only here)."""
+        from .report_frame import report_frame
 
-        ``per_class=False``: one row per snapshot with the columns ``file``, ``snapshot``,
-        ``epoch``, ``split``, ``layer``, ``n_samples``, ``n_features``, ``n_classes``,
-        ``dtype``, ``loss``, ``square_loss``, one column per metric key (spec/metrics.md;
-        None where undefined), ``warnings`` (a list) and ``meta.<key>`` for every metadata
-        key of the dump. ``per_class=True``: one row per snapshot and class with the
-        identifying columns, ``class`` and the per-class keys (needs a report computed with
-        ``per_class=True``).
-        """
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError(
-                "Report.to_pandas() needs pandas, which is not installed: pip install pandas"
-            ) from None
-        from .metrics import PER_CLASS_KEYS
-
-        if per_class and any(s.per_class is None for s in self.snapshots):
-            raise ValueError("no per-class values: compute the report with per_class=True")
-        ident = ("file", "snapshot", "epoch", "split", "layer", "n_samples", "n_features")
-        records = []
-        for s in self.snapshots:
-            base = {
-                "file": self.file,
-                "snapshot": s.name,
-                "epoch": s.epoch,
-                "split": s.split,
-                "layer": s.layer,
-                "n_samples": s.n_samples,
-                "n_features": s.n_features,
-                "n_classes": s.n_classes,
-            }
-            if per_class:
-                for row in s.per_class or []:
-                    records.append({**base, "class": row.get("class"), **jsonable(row)})
-                continue
-            records.append(
-                {
-                    **base,
-                    "dtype": s.dtype,
-                    "loss": s.loss,
-                    "square_loss": s.square_loss,
-                    **{k: jsonable(s.metrics.get(k)) for k in METRIC_KEYS},
-                    "warnings": [*s.warnings, *([s.loss_note] if s.loss_note else [])],
-                    **{f"meta.{k}": jsonable(v) for k, v in s.meta.items()},
-                }
-            )
-        if per_class:
-            columns = [*ident, "n_classes", "class", *PER_CLASS_KEYS]
-            return pd.DataFrame.from_records(records, columns=columns)
-        return pd.DataFrame.from_records(records)
+        return report_frame(self, per_class=per_class)
 
     def to_dict(self) -> dict[str, Any]:
         return {

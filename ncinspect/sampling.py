@@ -2,9 +2,10 @@
 
 The metrics never need this: they come from the full passes of :mod:`ncinspect.analyze`.
 Figures that show individual samples (features projected on the between-class directions,
-the distribution of outputs) use a seeded subsample, read here in row chunks and reduced
-with the pure functions of :mod:`ncinspect.projection`. The arrays are added to
-``SnapshotResult.arrays`` under the ``sample_*`` keys (see :data:`SAMPLE_KEYS`).
+the distribution of outputs) use a seeded subsample, read in row chunks by
+:func:`ncinspect.engines.local.read_rows` and reduced with the pure functions of
+:mod:`ncinspect.projection`. The arrays are set on ``SnapshotResult.arrays`` (its
+``sample_*`` fields, see :data:`SAMPLE_KEYS`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def sample_arrays(
     features : (n, d) array
         The subsampled feature rows.
     codes : (n,) int array
-        Their class codes: rows of W (``result.arrays["class_index"]`` maps the present
+        Their class codes: rows of W (``result.arrays.class_index`` maps the present
         classes, in the order of ``result.class_names``, to them).
     result : SnapshotResult
         The analysis of the snapshot (its ``arrays`` give mu_G, the basis, W and b).
@@ -64,8 +65,8 @@ def sample_arrays(
     arrs = result.arrays
     h = np.asarray(features, dtype=np.float64)
     codes = np.asarray(codes, dtype=np.int64)
-    basis = np.asarray(arrs["basis"])[:2]
-    index = arrs.get("class_index")
+    basis = np.asarray(arrs.basis)[:2]
+    index = arrs.class_index
     if index is None:
         positions = codes
     else:
@@ -74,10 +75,10 @@ def sample_arrays(
         positions = lut[codes]
     out = {
         "sample_codes": positions,
-        "sample_proj": project(h, basis, origin=arrs["global_mean"]),
+        "sample_proj": project(h, basis, origin=arrs.global_mean),
     }
-    w = arrs.get("weights_all", arrs.get("weights"))
-    b = arrs.get("bias_all", arrs.get("bias"))
+    w = arrs.weights if arrs.weights_all is None else arrs.weights_all
+    b = arrs.bias if arrs.bias_all is None else arrs.bias_all
     if outputs is None and w is not None:
         outputs = h @ np.asarray(w).T
         if b is not None:

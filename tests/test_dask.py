@@ -254,3 +254,68 @@ def test_cluster_workers_in_another_cwd_read_relative_paths(cluster, data, tmp_p
         )
         with pytest.raises(ncinspect.errors.UnreadableFileError, match=str(tmp_path / "gone.h5")):
             client.compute(gone.sum(), sync=True)
+
+
+# ------------------------------------------------------------------------------------------
+# theory: the sums of the identities ride pass 2 on the Dask engine too
+# ------------------------------------------------------------------------------------------
+def _assert_close_tree(got, want, rel: float = 1e-12, where: str = "") -> None:
+    """Every number of ``got`` equals ``want``'s to ``rel`` (same structure, same strings)."""
+    if isinstance(want, dict):
+        assert set(got) == set(want), where
+        for key in want:
+            _assert_close_tree(got[key], want[key], rel, f"{where}/{key}")
+    elif isinstance(want, list):
+        assert len(got) == len(want), where
+        for i, (a, b) in enumerate(zip(got, want, strict=True)):
+            _assert_close_tree(a, b, rel, f"{where}[{i}]")
+    elif isinstance(want, float) and not isinstance(want, bool):
+        assert got == pytest.approx(want, rel=rel, abs=0), where
+    else:
+        assert got == want, where
+
+
+@pytest.fixture(scope="module")
+def theory_dump(tmp_path_factory):
+    from ncinspect.io.writer import DumpWriter
+
+    rng = np.random.default_rng(3)
+    C, d, k, n = 4, 6, 5, 300
+    y = rng.integers(0, C, n)
+    means = 3.0 * rng.standard_normal((C, d))
+    h = means[y] + 0.5 * rng.standard_normal((n, d))
+    w1, w2 = rng.standard_normal((d, k)), 0.1 * rng.standard_normal((C, d))
+    path = tmp_path_factory.mktemp("dask_theory") / "theory.h5"
+    with DumpWriter(path, "w") as wr:
+        wr.set_meta(weight_decay=1e-3, kappa=1.0 / n, n_samples=n, loss="square")
+        for epoch, scale in ((1, 0.5), (2, 1.0)):
+            snap = wr.snapshot(f"/epoch_{epoch}", epoch=epoch)
+            snap.write_params([w1 * scale, w2 * scale])
+            outs = h @ (w2 * scale).T + 0.01 * rng.standard_normal((n, C))
+            snap.append(features=h, labels=y, outputs=outs)
+    return path
+
+
+def test_theory_dask_engine_equals_local(theory_dump, tmp_path):
+    from ncinspect.engines.dask import DaskEngine
+    from ncinspect.theory import theory_file
+
+    local, _ = theory_file(theory_dump, chunk_rows=70)
+    with DaskEngine() as engine:
+        remote, _ = theory_file(theory_dump, chunk_rows=70, engine=engine)
+    assert len(remote) == 2 and all(s.theory is not None for s in remote)
+    computed = [ln for ln in local[1].theory.lines if ln.status == "ok"]
+    assert any(ln.key == "stationarity_last_layer" for ln in computed)  # the sums took part
+    _assert_close_tree(remote.to_dict(), local.to_dict())
+
+
+def test_cli_theory_engine_dask_equals_local(tmp_path, monkeypatch):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    monkeypatch.chdir(root)
+    local, remote = tmp_path / "local.json", tmp_path / "dask.json"
+    args = ["theory", "sample_data/trained_wd.h5", "--snapshot", "epoch_6000", "--json"]
+    assert main([*args, str(local), "--chunk-rows", "128"]) == 0
+    assert main([*args, str(remote), "--chunk-rows", "128", "--engine", "dask"]) == 0
+    want, got = json.loads(local.read_text()), json.loads(remote.read_text())
+    assert want["snapshots"][0]["theory"]["lines"]
+    _assert_close_tree(got, want)

@@ -229,7 +229,7 @@ def test_check_and_theory_tables_show_every_value_whole(width, monkeypatch, caps
     assert main(["theory", SAMPLE, "-s", "epoch_6000"]) == 0
     out = capsys.readouterr().out
     assert "…" not in out
-    from ncinspect.theory_run import theory_file
+    from ncinspect.theory import theory_file
 
     report, _ = theory_file(SAMPLE, snapshot="epoch_6000")
     tokens = _tokens(out)

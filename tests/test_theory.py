@@ -16,8 +16,7 @@ from ncinspect import DumpWriter
 from ncinspect.cli import main
 from ncinspect.errors import InvalidDataError
 from ncinspect.experiments import converged_config, gradient_norm, template_data
-from ncinspect.theory import TheoryPass, resolve_constants
-from ncinspect.theory_run import theory_arrays, theory_file
+from ncinspect.theory import TheoryPass, resolve_constants, theory_arrays, theory_file
 
 C, D = 4, 7
 
@@ -348,3 +347,31 @@ def test_partial_training_set_does_not_check_the_sums_over_all_samples():
         assert "samples of the loss" in lines[key]["note"]
     assert any("holds 12 of the N = 24" in n for n in res.theory["notes"])
     assert lines["classifier_closed_form"]["status"] == "ok"  # uses Lambda, not the sums
+
+
+def test_theory_reads_the_training_rows_in_two_passes(tmp_path, monkeypatch):
+    """The sums of the identities ride pass 2: features and outputs are read twice and once
+    (as for ``report``), whatever the chunking."""
+    from ncinspect.io.sources import H5Source
+
+    cp = exact_critical_point()
+    path = tmp_path / "cp.h5"
+    with DumpWriter(path, "w") as w:
+        w.set_meta(weight_decay=cp["Lam"], kappa=1.0 / cp["N"], n_samples=cp["N"])
+        snap = w.snapshot("/")
+        snap.write_params([cp["W"]])
+        snap.append(features=cp["H"], labels=cp["y"], outputs=cp["outputs"])
+    rows: dict[str, int] = {}
+    read = H5Source.read
+
+    def counting(self, start=0, stop=None):
+        out = read(self, start, stop)
+        name = self.where.rsplit("/", 1)[-1]
+        rows[name] = rows.get(name, 0) + (len(out) if out.ndim else 0)
+        return out
+
+    monkeypatch.setattr(H5Source, "read", counting)
+    report, _ = theory_file(path, chunk_rows=5)
+    assert rows["features"] == 2 * cp["N"] and rows["outputs"] == cp["N"]
+    lines = _lines(report[0].theory)
+    assert lines["stationarity_last_layer"]["rel_error"] < 1e-10  # the sums are complete

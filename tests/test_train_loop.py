@@ -383,7 +383,7 @@ def test_test_snapshots_carry_their_own_losses_and_prefixed_training_values(tmp_
         assert te["mse"] != pytest.approx(tr["mse"])
         assert te["test_accuracy"] == tr["test_accuracy"] == pytest.approx(test["accuracy"])
     # the theory still reads its constants and the training snapshot's loss keys
-    from ncinspect.theory_run import theory_file
+    from ncinspect.theory import theory_file
 
     report, _ = theory_file(str(path), snapshot="/epoch_0004")
     assert report[0].theory["constants"]["weight_decay"] == 1e-3

@@ -9,12 +9,12 @@ import click
 from .common import (
     INPUT_FILE,
     allow_external_option,
-    chunk_options,
     classes_from,
     debug_option,
     key_options,
     keys_from,
-    parse_size,
+    reading_from,
+    reading_options,
     snapshot_option,
 )
 
@@ -44,7 +44,7 @@ def _finite_tolerance(value: float | None) -> float | None:
     metavar="TOL",
     help="Exit with code 1 when a computed identity has a relative error above TOL.",
 )
-@chunk_options
+@reading_options
 @click.option(
     "--class-names",
     "class_names_file",
@@ -57,9 +57,7 @@ def _finite_tolerance(value: float | None) -> float | None:
 @key_options
 @allow_external_option
 @debug_option
-def command(
-    file, snapshot, json_path, tolerance, memory_limit, chunk_rows, allow_external, debug, **kwargs
-):
+def command(file, snapshot, json_path, tolerance, allow_external, debug, **kwargs):
     """Check the theory of deep bias-free ReLU classifiers on FILE (spec/theory.md).
 
     For every train-split, penultimate-layer snapshot: layer balancedness, last-layer
@@ -70,20 +68,20 @@ def command(
     from ..io.atomic import check_not_input
     from ..render.safe import plain
     from ..render.theory import render_theory
-    from ..theory_run import theory_file
+    from ..theory import theory_file
     from .common import emit, stdout_console
 
     if json_path:
         check_not_input(json_path, [file])  # before any work: the input is never replaced
-    report, skipped = theory_file(
-        file,
-        snapshot=snapshot,
-        keys=keys_from(kwargs),
-        chunk_rows=chunk_rows,
-        memory_limit=parse_size(memory_limit),
-        allow_external=allow_external,
-        class_names=classes_from(kwargs)["class_names"],
-    )
+    with reading_from(kwargs) as reading:
+        report, skipped = theory_file(
+            file,
+            snapshot=snapshot,
+            keys=keys_from(kwargs),
+            allow_external=allow_external,
+            class_names=classes_from(kwargs)["class_names"],
+            **reading,
+        )
     to_stdout = emit(report.to_json(), json_path, inputs=[file]) if json_path else False
     if not to_stdout:
         render_theory(report, stdout_console(), skipped=skipped)

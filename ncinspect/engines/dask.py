@@ -1,9 +1,10 @@
 """Dask engine: the two passes as one task per row chunk, merged in a fixed binary tree.
 
-Each task computes :meth:`FirstPass.of_chunk` or :meth:`SecondPass.of_chunk` of one Dask
-chunk (all columns); partial statistics are merged pairwise in chunk order, so a rerun with
-the same chunks gives byte-identical numbers, and results equal the local engine's to
-round-off (the sums are only grouped differently). The geometry between the passes
+Each task computes :meth:`FirstPass.of_chunk` or :func:`~ncinspect.engines.local.pass2_chunk`
+(:meth:`SecondPass.of_chunk`, with the theory sums when asked) of one Dask chunk (all
+columns); partial statistics are merged pairwise in chunk order, so a rerun with the same
+chunks gives byte-identical numbers, and results equal the local engine's to round-off
+(the sums are only grouped differently). The geometry between the passes
 (:func:`ncinspect.metrics.between_class_geometry`) is computed here, on the client; it is
 small (C x d). Nothing is duplicated: the maths is the one of :mod:`ncinspect.stats`.
 
@@ -25,8 +26,8 @@ import numpy as np
 
 from ..errors import UnreadableFileError, UsageError
 from ..io.sources import ArraySource, H5Source
-from ..stats import FirstPass, SecondPass
-from .local import check_finite_rows, is_dask, read_outputs
+from ..stats import FirstPass
+from .local import Pass2, check_finite_rows, is_dask, pass2_chunk, read_outputs, theory_rider
 
 __all__ = ["DaskEngine", "DaskSource"]
 
@@ -156,11 +157,11 @@ def _first_chunk(block: np.ndarray, codes: np.ndarray, n_classes: int, row0: int
 
 
 def _second_chunk(
-    geom, block: np.ndarray, codes: np.ndarray, outputs, where: str, row0: int
-) -> SecondPass:
+    geom, block: np.ndarray, codes: np.ndarray, outputs, where: str, row0: int, rider
+) -> Pass2:
     if outputs is not None:
         outputs = read_outputs(outputs, row0, row0 + np.shape(outputs)[0], where)
-    return SecondPass.of_chunk(geom, np.asarray(block), codes, outputs)
+    return pass2_chunk(geom, np.asarray(block), codes, outputs, rider)
 
 
 def _reduce_chunk(fn, row0: int, *blocks):
@@ -294,7 +295,8 @@ class DaskEngine:
             progress(sources[0].shape[0])
         return out
 
-    def second_pass(self, prep, geom, rows: int, progress=None) -> SecondPass:
+    def second_pass(self, prep, geom, rows: int, progress=None, *, theory=False) -> Pass2:
+        """Pass 2 (and, with ``theory``, the theory sums), one Dask task per row chunk."""
         import dask
 
         arr = _to_dask(prep.features, rows)
@@ -304,13 +306,14 @@ class DaskEngine:
             out_arr = _to_dask(prep.outputs, rows).rechunk({0: arr.chunks[0], 1: -1})
             outs = list(out_arr.to_delayed().ravel())
         g = dask.delayed(geom, pure=True)  # one key, shipped once to each worker
+        rider = dask.delayed(theory_rider(prep, theory), pure=True)
         where = getattr(prep.outputs, "where", "outputs")
         task = dask.delayed(_second_chunk, pure=True)
         parts = [
-            task(g, blk, prep.codes[a:b], out, where, a)
+            task(g, blk, prep.codes[a:b], out, where, a, rider)
             for blk, out, (a, b) in zip(arr.to_delayed().ravel(), outs, bounds, strict=True)
         ]
-        second = self.compute(_tree(parts))
+        pass2 = self.compute(_tree(parts))
         if progress:
             progress(prep.n_samples)
-        return second
+        return pass2

@@ -11,6 +11,7 @@ per-chunk kernels on a Dask cluster.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,14 +21,18 @@ from ..errors import InvalidDataError, ResourceLimitError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry
 from ..stats import FirstPass, Geometry, SecondPass
+from ..stats_theory import TheoryPass
 from .threads import Workers, one_blas_thread
 
 __all__ = [
     "LocalEngine",
+    "Pass2",
+    "Passes",
     "Progress",
     "check_finite_rows",
     "expect",
     "first_pass",
+    "pass2_chunk",
     "is_dask",
     "plan_chunk_rows",
     "plan_for",
@@ -35,6 +40,7 @@ __all__ = [
     "row_chunks",
     "run_passes",
     "second_pass",
+    "theory_rider",
 ]
 
 Progress = Callable[[int], None]
@@ -153,6 +159,48 @@ def read_outputs(outputs, a: int, b: int, where: str) -> np.ndarray:
     return outs
 
 
+@dataclass
+class Pass2:
+    """Pass-2 statistics of some rows, with the theory sums of the same rows riding along.
+
+    ``theory`` is None when not asked for (or when neither outputs nor weights give the
+    network's outputs).
+    """
+
+    second: SecondPass
+    theory: TheoryPass | None = None
+
+    def merge(self, other: Pass2) -> Pass2:
+        theory = None if self.theory is None else self.theory.merge(other.theory)
+        return Pass2(self.second.merge(other.second), theory)
+
+
+def theory_rider(prep: Prepared, theory: bool) -> tuple | None:
+    """What :func:`pass2_chunk` needs for the theory sums: ``(weights, bias)`` (None, None
+    with stored outputs), or None when not asked or when there is neither."""
+    if not theory or (prep.outputs is None and prep.weights is None):
+        return None
+    return (None, None) if prep.outputs is not None else (prep.weights, prep.bias)
+
+
+def pass2_chunk(
+    geom: Geometry,
+    h: np.ndarray,
+    codes: np.ndarray,
+    outs: np.ndarray | None,
+    rider,
+    *,
+    map: Callable = map,
+) -> Pass2:
+    """Pass 2 of one chunk (stored features ``h``, float64 ``outs``) and, with a ``rider``
+    from :func:`theory_rider`, the theory sums of the same rows (``map`` runs the blocks of
+    pass 2, e.g. on a thread pool)."""
+    sums = None
+    if rider is not None:
+        sums = TheoryPass.of_rows(h, codes, outs, *rider)  # reads h and outs, never writes
+    return Pass2(SecondPass.of_chunk(geom, h, codes, outs, map=map), sums)
+
+
 def second_pass(
     prep: Prepared,
     geom: Geometry,
@@ -160,8 +208,10 @@ def second_pass(
     progress: Progress | None = None,
     *,
     threads: int | None = None,
-) -> SecondPass:
-    """Pass 2: within-class scatter, decisions and outputs given the geometry of pass 1."""
+    theory: bool = False,
+) -> Pass2:
+    """Pass 2: within-class scatter, decisions and outputs given the geometry of pass 1
+    (and, with ``theory``, the sums of the theory's identities over the same rows)."""
 
     def read(a: int, b: int):
         outs = None
@@ -169,14 +219,17 @@ def second_pass(
             outs = read_outputs(prep.outputs.read(a, b), a, b, prep.outputs.where)
         return prep.features.read(a, b), outs  # converted to float64 block by block
 
-    second = SecondPass.empty(prep.n_classes, geom.basis.shape[0])
+    rider = theory_rider(prep, theory)
+    acc = Pass2(
+        SecondPass.empty(prep.n_classes, geom.basis.shape[0]),
+        None if rider is None else TheoryPass.empty(prep.n_classes, prep.n_features),
+    )
     with Workers(threads) as work:
         for a, b, (h, outs) in work.prefetch(read, row_chunks(prep.n_samples, rows)):
-            part = SecondPass.of_chunk(geom, h, prep.codes[a:b], outs, map=work.map)
-            second = second.merge(part)
+            acc = acc.merge(pass2_chunk(geom, h, prep.codes[a:b], outs, rider, map=work.map))
             if progress:
                 progress(b - a)
-    return second
+    return acc
 
 
 def read_rows(src, index: np.ndarray, rows: int) -> np.ndarray:
@@ -196,8 +249,9 @@ class LocalEngine:
     blocks of each chunk on a pool of ``threads`` threads (the next chunk read meanwhile).
 
     An engine is any object with ``first_pass(prep, rows, progress)``,
-    ``second_pass(prep, geom, rows, progress)`` and ``reduce_rows`` returning the merged
-    statistics (:class:`ncinspect.engines.dask.DaskEngine` runs them on a Dask cluster).
+    ``second_pass(prep, geom, rows, progress, theory=False)`` (a :class:`Pass2`) and
+    ``reduce_rows`` returning the merged statistics
+    (:class:`ncinspect.engines.dask.DaskEngine` runs them on a Dask cluster).
     """
 
     name = "local"
@@ -210,9 +264,15 @@ class LocalEngine:
         return first_pass(prep, rows, progress, threads=self.threads)
 
     def second_pass(
-        self, prep: Prepared, geom: Geometry, rows: int, progress: Progress | None = None
-    ):
-        return second_pass(prep, geom, rows, progress, threads=self.threads)
+        self,
+        prep: Prepared,
+        geom: Geometry,
+        rows: int,
+        progress: Progress | None = None,
+        *,
+        theory: bool = False,
+    ) -> Pass2:
+        return second_pass(prep, geom, rows, progress, threads=self.threads, theory=theory)
 
     def reduce_rows(self, fn, sources, rows: int, *, row_arrays=(), progress=None):
         """Merge of ``fn(row0, *blocks, *row_slices)`` over the row chunks of ``sources``.
@@ -230,18 +290,33 @@ class LocalEngine:
         return acc
 
 
+@dataclass
+class Passes:
+    """The merged statistics of both passes over one set of rows."""
+
+    first: FirstPass
+    geom: Geometry
+    second: SecondPass
+    theory: TheoryPass | None = None  #: the theory sums (only when asked for)
+
+
 def run_passes(
     prep: Prepared,
     *,
     center: str = "classes",
-    ncc_means: np.ndarray | None = None,
+    ncc_centres: np.ndarray | None = None,
     chunk_rows: int | None = None,
     memory_limit: int | None = None,
     progress: Progress | None = None,
     engine: Any = None,
     min_class_count: int = 1,
-) -> tuple[FirstPass, Geometry, SecondPass]:
-    """Both passes over ``prep`` in row chunks (in this process unless ``engine`` says)."""
+    theory: bool = False,
+) -> Passes:
+    """Both passes over ``prep`` in row chunks (in this process unless ``engine`` says).
+
+    ``ncc_centres`` are the class centres NCC scores against (default the rows' own class
+    means); ``theory`` lets the sums of the theory's identities ride pass 2.
+    """
     engine = engine or LocalEngine()
     rows = chunk_rows or plan_for(prep, memory_limit)
     first = engine.first_pass(prep, rows, progress)
@@ -251,7 +326,8 @@ def run_passes(
             center=center,
             weights=prep.weights,
             bias=prep.bias,
-            ncc_means=ncc_means,
+            ncc_means=ncc_centres,
             min_count=min_class_count,
         )
-    return first, geom, engine.second_pass(prep, geom, rows, progress)
+    pass2 = engine.second_pass(prep, geom, rows, progress, theory=theory)
+    return Passes(first, geom, pass2.second, pass2.theory)

@@ -3,7 +3,7 @@
 One dump per lambda and seed (``wd_<lambda>.h5``, or ``wd_<lambda>_seed<s>.h5`` when seeds
 are given; written by :func:`ncinspect.train.fit`), then the final training snapshot of each
 is analysed (NC metrics) and checked against the theory
-(:func:`ncinspect.theory_run.theory_file`). :func:`sweep_weight_decay` returns one row per
+(:func:`ncinspect.theory.theory_file`). :func:`sweep_weight_decay` returns one row per
 run; :mod:`ncinspect.experiments.tables` renders them::
 
     from ncinspect.train import TrainConfig
@@ -109,7 +109,7 @@ def sweep_row(
         ``seconds``, ``test_accuracy``, ``layer_norms_sq``, ``metrics`` (SWEEP_METRICS keys)
         and ``theory`` (SWEEP_THEORY line key -> relative error; None where not applicable).
     """
-    from ..theory_run import theory_file
+    from ..theory import theory_file
 
     path = os.fspath(path)
     name = _final_train_snapshot(path)

@@ -1,10 +1,11 @@
 """Run the theory diagnostics on snapshots, files or arrays (the analysis layer of ``theory``).
 
 Reads what a :class:`~ncinspect.dump.Snapshot` holds (``params/W1..WL``, ``weights``,
-``outputs``, metadata ``weight_decay``, ``kappa``, ``n_samples``, ``Lambda``), streams the
-training rows once more in chunks for the sums over samples (``sum_i r_i h_i^T`` and
-``sum_i <r_i, f(x_i)>``: C x d accumulators, never N x d), and hands everything with the
-class means and SQI numbers of the analysis to :func:`ncinspect.theory.theory_diagnostics`.
+``outputs``, metadata ``weight_decay``, ``kappa``, ``n_samples``, ``Lambda``). The sums over
+samples (``sum_i r_i h_i^T`` and ``sum_i <r_i, f(x_i)>``: C x d accumulators, never N x d)
+ride pass 2 of the analysis (:class:`~ncinspect.stats_theory.TheoryPass`), so the training
+rows are read twice, as for ``report``, on any engine. Everything goes with the class means
+and SQI numbers of the analysis to :func:`ncinspect.theory.theory_diagnostics`.
 """
 
 from __future__ import annotations
@@ -16,17 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from .analyze import analyze, analyze_snapshot, prepare_snapshot
-from .arrays import to_host
-from .engines.local import plan_chunk_rows, row_chunks
-from .errors import ShapeMismatchError
-from .inputs import Prepared, prepare
-from .report import Report, SnapshotResult
-from .stats import to_float64
-from .theory import Constants, TheoryPass, resolve_constants, theory_diagnostics
+from ..analyze import analyze_snapshot
+from ..analyze_build import build_result, prepare_snapshot
+from ..arrays import to_host
+from ..engines.local import run_passes
+from ..errors import ShapeMismatchError
+from ..inputs import Prepared, prepare
+from ..report import Report, SnapshotResult
+from ..results import TheoryResult
+from ..stats_theory import TheoryPass
+from .constants import Constants, resolve_constants
+from .context import layer_norms_sq
+from .diagnostics import theory_diagnostics
 
 __all__ = [
-    "theory_pass",
     "analyze_theory",
     "theory_file",
     "theory_arrays",
@@ -35,30 +39,6 @@ __all__ = [
 ]
 
 _PARAM_RE = re.compile(r"^W(\d+)$")
-
-
-def theory_pass(
-    prep: Prepared, *, chunk_rows: int | None = None, memory_limit: int | None = None
-) -> TheoryPass | None:
-    """The sums over samples the identities need, streamed over row chunks.
-
-    Uses the stored outputs, or ``W_L h (+ b)`` when the snapshot has weights but no outputs;
-    returns None when it has neither.
-    """
-    if prep.outputs is None and prep.weights is None:
-        return None
-    rows = chunk_rows or plan_chunk_rows(prep.n_features, prep.n_classes, memory_limit=memory_limit)
-    acc = TheoryPass.empty(prep.n_classes, prep.n_features)
-    for a, b in row_chunks(prep.n_samples, rows):
-        h = to_float64(prep.features.read(a, b))  # (rows, d)
-        if prep.outputs is not None:
-            f = np.asarray(prep.outputs.read(a, b), dtype=np.float64)  # (rows, C)
-        else:
-            f = h @ prep.weights.T  # (rows, d) @ (d, C)
-            if prep.bias is not None:
-                f += prep.bias
-        acc = acc.merge(TheoryPass.of_chunk(h, prep.codes[a:b], f))
-    return acc
 
 
 def read_params(snap) -> tuple[list[np.ndarray] | None, list[str]]:
@@ -98,19 +78,8 @@ def theory_applies(snap) -> str | None:
     return None
 
 
-def _diagnose(
-    prep: Prepared,
-    result: SnapshotResult,
-    constants: Constants,
-    params: list[np.ndarray] | None,
-    notes: list[str],
-    *,
-    initial: tuple[list[float], str] | None,
-    chunk_rows: int | None,
-    memory_limit: int | None,
-    where: str = "params",
-) -> dict[str, Any]:
-    missing = []
+def _last_layer(prep: Prepared, params, notes: list[str], where: str):
+    """``W_L``: the last of ``params`` (checked against the dump's weights) or the weights."""
     last = prep.weights
     if params is not None:
         C, d = prep.n_classes, prep.n_features
@@ -122,6 +91,22 @@ def _diagnose(
         if last is not None and not np.allclose(last, params[-1], rtol=1e-6, atol=0):
             notes.append("weights differ from the last of params; using params")
         last = params[-1]
+    return last
+
+
+def _diagnose(
+    prep: Prepared,
+    result: SnapshotResult,
+    sums: TheoryPass | None,
+    constants: Constants,
+    params: list[np.ndarray] | None,
+    notes: list[str],
+    *,
+    initial: tuple[list[float], str] | None,
+    where: str = "params",
+) -> TheoryResult:
+    last = _last_layer(prep, params, notes, where)
+    missing = []
     if prep.outputs is None:
         missing.append("outputs")
         if prep.weights is not None:
@@ -130,12 +115,13 @@ def _diagnose(
             )
     if prep.bias is not None and np.any(prep.bias != 0):
         notes.append("the dump has a nonzero bias: the identities assume a bias-free network")
-    sums = theory_pass(prep, chunk_rows=chunk_rows, memory_limit=memory_limit)
-    m = result.metrics
+    m, arrays = result.metrics, result.arrays
     out = theory_diagnostics(
         # every row of W: an absent class leaves a NaN mean, which the closed forms report
-        means=result.arrays.get("means_all", result.arrays.get("means")),
-        class_counts=list(result.arrays.get("class_counts_all", result.class_counts)),
+        means=arrays.means_all if arrays.means_all is not None else arrays.means,
+        class_counts=list(
+            result.class_counts if arrays.class_counts_all is None else arrays.class_counts_all
+        ),
         constants=constants,
         sums=sums,
         params=params,
@@ -149,19 +135,18 @@ def _diagnose(
         initial_name=initial[1] if initial else None,
         missing=missing if sums is None else (),
     )
-    out["notes"][:0] = notes
+    out.notes[:0] = notes
     return out
 
 
 def analyze_theory(
     snap,
     result: SnapshotResult,
+    sums: TheoryPass | None,
     *,
     initial: tuple[list[float], str] | None = None,
-    chunk_rows: int | None = None,
-    memory_limit: int | None = None,
     prepared: Prepared | None = None,
-) -> dict[str, Any]:
+) -> TheoryResult:
     """The theory section of one snapshot (its file must be open).
 
     Parameters
@@ -170,39 +155,29 @@ def analyze_theory(
         A train-split, penultimate-layer snapshot (see :func:`theory_applies`).
     result : SnapshotResult
         Its analysis (:func:`ncinspect.analyze_snapshot`): class means, SQI numbers.
+    sums : TheoryPass or None
+        The sums over its rows (``run_passes(..., theory=True).theory``).
     initial : (layer norms, name), optional
         ``||W_l||_F^2`` of the earliest snapshot of the run, for the conservation lines.
-    chunk_rows, memory_limit : int, optional
-        Row chunking of the extra pass, as in :func:`ncinspect.analyze`.
     prepared : Prepared, optional
         The snapshot's validated inputs, when already built.
 
     Returns
     -------
-    dict
+    TheoryResult
         As :func:`ncinspect.theory.theory_diagnostics`, with the dump's notes prepended.
     """
     prep = prepared or prepare_snapshot(snap)
     params, notes = read_params(snap)
-    constants = resolve_constants(snap.meta, where=f"{snap.file}:{snap.name.rstrip('/')}")
-    where = f"{snap.file}:{snap.name.rstrip('/')}/params"
+    name = f"{snap.file}:{snap.name.rstrip('/')}"
+    constants = resolve_constants(snap.meta, where=name)
     return _diagnose(
-        prep,
-        result,
-        constants,
-        params,
-        notes,
-        initial=initial,
-        chunk_rows=chunk_rows,
-        memory_limit=memory_limit,
-        where=where,
+        prep, result, sums, constants, params, notes, initial=initial, where=f"{name}/params"
     )
 
 
 def _initial_norms(snap, snaps) -> tuple[list[float], str] | None:
     """Layer norms of the earliest snapshot (same split and layer) with params, if earlier."""
-    from .theory import layer_norms_sq
-
     runs = [
         s
         for s in snaps
@@ -226,6 +201,7 @@ def theory_file(
     memory_limit: int | None = None,
     allow_external: bool = False,
     class_names: Any = None,
+    engine: Any = None,
 ) -> tuple[Report, list[str]]:
     """Analyse and run the theory diagnostics on every train/penultimate snapshot of a dump.
 
@@ -243,6 +219,9 @@ def theory_file(
         As for :func:`ncinspect.analyze_file`.
     class_names : list, optional
         The class order (name of each row of W), as in :func:`ncinspect.analyze_file`.
+    engine : object, optional
+        Where the two passes run (default in this process; e.g.
+        :class:`ncinspect.engines.dask.DaskEngine`).
 
     Returns
     -------
@@ -250,7 +229,7 @@ def theory_file(
         A report whose snapshots carry ``theory`` sections, and one line per selected snapshot
         the identities do not concern (test splits, hidden layers).
     """
-    from .dump import open_dump
+    from ..dump import open_dump
 
     results, skipped = [], []
     with open_dump(path, keys=keys, allow_external=allow_external) as dump:
@@ -260,17 +239,12 @@ def theory_file(
                 skipped.append(f"{snap.name}: skipped ({why})")
                 continue
             prep = prepare_snapshot(snap, class_names)
-            res = analyze_snapshot(
-                snap, chunk_rows=chunk_rows, memory_limit=memory_limit, prepared=prep
+            passes = run_passes(
+                prep, chunk_rows=chunk_rows, memory_limit=memory_limit, engine=engine, theory=True
             )
-            res.theory = analyze_theory(
-                snap,
-                res,
-                initial=_initial_norms(snap, dump.snapshots),
-                chunk_rows=chunk_rows,
-                memory_limit=memory_limit,
-                prepared=prep,
-            )
+            res = analyze_snapshot(snap, prepared=prep, passes=passes)
+            initial = _initial_norms(snap, dump.snapshots)
+            res.theory = analyze_theory(snap, res, passes.theory, initial=initial, prepared=prep)
             results.append(res)
     return Report(os.fspath(path), results), skipped
 
@@ -309,8 +283,6 @@ def theory_arrays(
     SnapshotResult
         With ``result.theory`` set.
     """
-    from .theory import layer_norms_sq
-
     params = [
         np.asarray(to_host(p, f"params/W{i + 1}"), dtype=np.float64) for i, p in enumerate(params)
     ]
@@ -321,18 +293,19 @@ def theory_arrays(
         "n_samples": prep.n_samples if n_samples is None else n_samples,
         "Lambda": Lambda,
     }
-    res = analyze(features, labels, weights=params[-1], outputs=outputs, chunk_rows=chunk_rows)
+    passes = run_passes(prep, chunk_rows=chunk_rows, theory=True)
+    res = build_result(
+        prep,
+        passes.first,
+        passes.geom,
+        passes.second,
+        per_class=False,
+        center="classes",
+        ncc_label="own",
+    )
     if initial_params:
         initial_params = [to_host(p, f"initial_params[{i}]") for i, p in enumerate(initial_params)]
     initial = (layer_norms_sq(initial_params), "initial_params") if initial_params else None
-    res.theory = _diagnose(
-        prep,
-        res,
-        resolve_constants(meta, where="theory_arrays"),
-        params,
-        [],
-        initial=initial,
-        chunk_rows=chunk_rows,
-        memory_limit=None,
-    )
+    constants = resolve_constants(meta, where="theory_arrays")
+    res.theory = _diagnose(prep, res, passes.theory, constants, params, [], initial=initial)
     return res
