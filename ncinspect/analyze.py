@@ -168,7 +168,7 @@ def _add_extras(res: SnapshotResult, loss, ood_features, chunk_rows, engine) -> 
     if loss is not None:
         res.meta["loss"] = str(loss)
     if ood_features is not None:
-        from .analyze_ext import add_nc5_arrays
+        from .analyze_ood import add_nc5_arrays
 
         add_nc5_arrays(res, ood_features, chunk_rows=chunk_rows, engine=engine)
 
@@ -274,6 +274,7 @@ class _FileRun:
 
     def __init__(self, dump, snapshot, ncc_means: str, options: dict[str, Any]):
         from . import analyze_ext as ext
+        from .analyze_ood import OODSets
 
         self.ext, self.options = ext, options
         self.class_names = options.pop("class_names")
@@ -282,7 +283,7 @@ class _FileRun:
         self.selected = dump.select(snapshot)
         self.kinds = {s.name: ext.snapshot_kind(s) for s in dump.snapshots}
         self.partners = _partners(self.selected, dump.snapshots, self.kinds, ncc_means)
-        self.oods = ext.OODSets(
+        self.oods = OODSets(
             dump.snapshots,
             self.kinds,
             self.selected,

@@ -19,7 +19,15 @@ from .errors import (
 )
 from .io.sources import ArraySource, as_source
 
-__all__ = ["Prepared", "prepare", "encode_labels", "read_class_names", "NO_CLASS_ORDER"]
+__all__ = [
+    "Prepared",
+    "prepare",
+    "encode_labels",
+    "read_class_names",
+    "check_finite",
+    "check_numeric",
+    "NO_CLASS_ORDER",
+]
 
 _NUMERIC = "iuf"
 
@@ -53,7 +61,7 @@ class Prepared:
         return len(self.class_names)
 
 
-def _check_numeric(src: ArraySource, what: str) -> None:
+def check_numeric(src: ArraySource, what: str) -> None:
     if src.dtype.kind not in _NUMERIC:
         hint = " (object arrays are never unpickled)" if src.dtype.kind == "O" else ""
         raise UnsupportedDtypeError(
@@ -62,7 +70,7 @@ def _check_numeric(src: ArraySource, what: str) -> None:
         )
 
 
-def _check_finite(arr: np.ndarray, where: str) -> None:
+def check_finite(arr: np.ndarray, where: str) -> None:
     bad = ~np.isfinite(arr)
     if bad.any():
         first = np.argwhere(bad)[0]
@@ -113,7 +121,7 @@ def encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, list[Any], b
                 f"{where}: labels hold Python objects; expected ints or strings"
             )
     if kind == "f":
-        _check_finite(raw, where)
+        check_finite(raw, where)
         frac = raw != np.round(raw)
         if frac.any():
             i = int(np.flatnonzero(frac)[0])
@@ -151,9 +159,9 @@ def _small(value: Any, where: str) -> np.ndarray | None:
     if value is None:
         return None
     src = as_source(value, where)
-    _check_numeric(src, where.rsplit("/", 1)[-1])
+    check_numeric(src, where.rsplit("/", 1)[-1])
     arr = np.asarray(src.read_all(), dtype=np.float64)
-    _check_finite(arr, src.where)
+    check_finite(arr, src.where)
     return arr
 
 
@@ -228,7 +236,7 @@ def prepare(
         raise ShapeMismatchError(
             f"{feats.where}: features must be 2-D (N, d), got shape {feats.shape}"
         )
-    _check_numeric(feats, "features")
+    check_numeric(feats, "features")
     N, d = feats.shape
     if N == 0 or d == 0:
         raise InvalidDataError(f"{feats.where}: features are empty (shape {feats.shape})")
@@ -251,7 +259,7 @@ def prepare(
             f"got {w.shape}"
         )
     if outs is not None:
-        _check_numeric(outs, "outputs")
+        check_numeric(outs, "outputs")
         if len(outs.shape) != 2 or outs.shape[0] != N:
             raise ShapeMismatchError(
                 f"{outs.where}: outputs must have shape (N, C) with N = {N}, got {outs.shape}"
