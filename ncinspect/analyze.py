@@ -15,9 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from .analyze_build import build_result, check_options, notes_for, prepare_snapshot
+from .analyze_build import (
+    bootstrap_intervals,
+    build_result,
+    check_options,
+    notes_for,
+    prepare_snapshot,
+)
 from .arrays import to_host
-from .bootstrap import bootstrap_prepared, check_bootstrap
+from .bootstrap import check_bootstrap
 from .engines.local import (
     LocalEngine,
     Passes,
@@ -131,36 +137,10 @@ def analyze(
     )
     _add_extras(res, loss, ood_features, chunk_rows, engine)
     if bootstrap is not None:
-        res.bootstrap = _bootstrap(
+        res.bootstrap = bootstrap_intervals(
             prep, res, centres, center, min_class_count, bootstrap, seed, memory_limit
         )
     return res
-
-
-def _replicate_metrics(center: str, ncc_centres, min_class_count: int):
-    """The metrics of one bootstrap replicate (in memory, this process): both passes with
-    the point estimate's conventions, NCC centres given from elsewhere held fixed."""
-
-    def metrics_of(rep: Prepared) -> dict[str, Any]:
-        p = run_passes(rep, center=center, ncc_centres=ncc_centres, min_class_count=min_class_count)
-        res = build_result(
-            rep, p.first, p.geom, p.second, per_class=False, center=center, ncc_label="bootstrap"
-        )
-        return res.metrics
-
-    return metrics_of
-
-
-def _bootstrap(prep, res, centres, center, min_class_count, replicates, seed, memory_limit):
-    """The bootstrap intervals of ``res`` (a classification result of ``prep``)."""
-    return bootstrap_prepared(
-        prep,
-        _replicate_metrics(center, centres, min_class_count),
-        replicates=replicates,
-        seed=seed,
-        metric_keys=res.metric_keys(),
-        memory_limit=memory_limit,
-    )
 
 
 def _add_extras(res: SnapshotResult, loss, ood_features, chunk_rows, engine) -> None:
@@ -352,7 +332,7 @@ class _FileRun:
         replicates, seed = self.bootstrap
         if replicates is not None:
             c, k, m = o["center"], o["min_class_count"], o["memory_limit"]
-            res.bootstrap = _bootstrap(prep, res, centres, c, k, replicates, seed, m)
+            res.bootstrap = bootstrap_intervals(prep, res, centres, c, k, replicates, seed, m)
         return res
 
 

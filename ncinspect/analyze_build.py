@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from .bootstrap import bootstrap_prepared
+from .engines.local import run_passes
 from .errors import InvalidDataError, UsageError
 from .inputs import Prepared, prepare
 from .metrics import compute_metrics
@@ -18,7 +20,15 @@ from .report import SnapshotResult
 from .results import ResultArrays
 from .stats import FirstPass, Geometry, SecondPass
 
-__all__ = ["build_result", "check_options", "notes_for", "prepare_snapshot", "result_arrays"]
+__all__ = [
+    "bootstrap_intervals",
+    "replicate_metrics",
+    "build_result",
+    "check_options",
+    "notes_for",
+    "prepare_snapshot",
+    "result_arrays",
+]
 
 
 def check_options(center: str = "classes", min_class_count: Any = 1) -> None:
@@ -140,3 +150,31 @@ def notes_for(snap) -> list[str]:
         for n in dict.fromkeys(snap.notes)
         if n.startswith(whole_file) or any(n.startswith(w) for w in wheres)
     ]
+
+
+def replicate_metrics(center: str, ncc_centres, min_class_count: int):
+    """The metrics of one bootstrap replicate (in memory, this process): both passes with
+    the point estimate's conventions, NCC centres given from elsewhere held fixed."""
+
+    def metrics_of(rep: Prepared) -> dict[str, Any]:
+        p = run_passes(rep, center=center, ncc_centres=ncc_centres, min_class_count=min_class_count)
+        res = build_result(
+            rep, p.first, p.geom, p.second, per_class=False, center=center, ncc_label="bootstrap"
+        )
+        return res.metrics
+
+    return metrics_of
+
+
+def bootstrap_intervals(
+    prep, res, centres, center, min_class_count, replicates, seed, memory_limit
+):
+    """The bootstrap intervals of ``res`` (a classification result of ``prep``)."""
+    return bootstrap_prepared(
+        prep,
+        replicate_metrics(center, centres, min_class_count),
+        replicates=replicates,
+        seed=seed,
+        metric_keys=res.metric_keys(),
+        memory_limit=memory_limit,
+    )
