@@ -24,9 +24,10 @@ import warnings
 
 import h5py
 import numpy as np
-from conftest import make_data
 
 import ncinspect
+
+from .helpers import make_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(ncinspect.__file__)))
 SECONDS = float(os.environ.get("NCINSPECT_FUZZ_SECONDS", "40"))
@@ -177,9 +178,9 @@ def test_mutated_dumps_never_crash_hang_or_change(tmp_path):
 
 
 def test_an_output_path_never_replaces_the_input(tmp_path, monkeypatch):
-    from conftest import file_digest
-
     from ncinspect.cli import main
+
+    from .helpers import file_digest
 
     seeds = _seeds(tmp_path)
     monkeypatch.chdir(tmp_path)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_data
 
 from ncinspect.analyze import analyze
 from ncinspect.analyze_ext import analyze_regression
 from ncinspect.check import Rule, evaluate
 from ncinspect.metrics.nulls import MetricValues, null_message, null_warnings
+
+from ..helpers import make_data
 
 
 def _cases():

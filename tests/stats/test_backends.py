@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_data
 
 from ncinspect.metrics import between_class_geometry
 from ncinspect.stats import FirstPass, SecondPass
+
+from ..helpers import make_data
 
 
 def _data(seed=0, C=6, d=20, n=35, dtype="float64"):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_data
 
 import ncinspect
+
+from ..helpers import make_data
 
 
 def _same(a, b, rtol=1e-12):

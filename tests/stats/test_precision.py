@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_data
 
 import ncinspect
 from ncinspect.array_api import get_namespace
 from ncinspect.metrics import between_class_geometry
 from ncinspect.stats import FirstPass, SecondPass
 from ncinspect.stats_xp import precision_gamma, second_sums
+
+from ..helpers import make_data
 
 
 def _setup(seed=0, C=8, d=300, n=60):

@@ -1,0 +1,117 @@
+"""Corrupt HDF5 metadata that makes libhdf5 loop or crash: walked in a child process first,
+refused with one line and exit 3 (io/probe.py)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+import zlib
+
+import pytest
+
+from ncinspect.errors import UnreadableFileError
+from ncinspect.io.probe import probe_hdf5
+from tests.plots.test_plots_data import write_run
+
+#: An 11 kB dump from the fuzz test (tests/test_fuzz.py) whose damaged heap makes libhdf5
+#: spin forever in an attribute read while holding the interpreter lock (zlib + base64).
+SPIN_H5 = (
+    "eNrtmntMFFcUh2eG2YewwC4uy8OK+KAiLtEKKpXGuT4Qo0Yp2laiCQKu9QFIWWopmKg1sYpaIbRFrSLESqTGJ2pLarxXBcXU"
+    "P0REbY2LoKFlIUUoCrboluWeQXcrVRqNpMwv2T17z9x5nfnOndxzd9P0qdOcHb0dGauUSoZn1MzTsoDm623b4vZFYFmwG8Hu"
+    "50S/Q+c2T/Cr4fipMtreDv55kWFh1t4WO4nnGc1Tq2Qk9UVND5sUYbXzoe0Ltoyz7RcfE2uINzKMIWll3NLot8CO6eIzpIfn"
+    "ZRkZ3ZcV25RklqUON+gnWocOvq1b1EqRVdT5LetoWf0cx7GUY3ocB1ZEOtPuzJm98jnMnT1nKtt5l5DPctv8z4REDwG/mPdE"
+    "YdsvbyD4B9nmta9D3+BZAxG0Hy9VTCrEScVoO6IXFx9jNEYnxiQYjJ1+rw7u1J3jqBhLpQ2PDl0cPol3pvKJ7+k2Z9dmOz/8"
+    "M8dr5UDb8bq7fJwvt73PJYaYlI+T4eI79Ilh2YdLU4wvMR/9qeVs85G3y0u+Ky6enbtqfIWu/Ax2YoItELDu8zQTbhHZjTip"
+    "r5UjMR72zysErjbipZ+vZ5broQ2fMmcWywDgzzhenPQqlCRJkiRJkiRJkiRJkiRJkiR1p+ctMBzxptZTClWfFC1sc12F6CPy"
+    "f+8vctI2QIrd03pegVYsTD8pyNq3/2uB9vIQ2mOR3RW93gKtWOi3XxhRMaMhPvKO30q6UMX8c+HIvgCq6vLLGG1HzwRDSoy1"
+    "3e3CAOxn9YuFfv4FxsO8EdJ42JfV3QLP7UG2/V72Ao+4gNE20jabe5ovdqs0zA1nbVPcFyw533jM6SJ5JGQk60Y2D1eQqKjI"
+    "godrGBQbE7jz7K0W7OUfu173sF24dFC3e88GhtxalVUStUOBXJrT5y3IaMIjh/bfd3S8DB32KaieUckT3OC75Fwlj5YLZr89"
+    "WTXYb0d08HFfBlXLy1o+9ZORk1FJP95LtwgugfGzM/QtOG/LqmnmfAbtPjEs6a+xcvKZ+0rZnhwOmcN868ZebMJp8v2myWYW"
+    "TTbXrY6MYMmVU0mt3//Mo01++gqfiTz5KHCmV20GS8aVmR4UHVOg5sUF5/sX3hVcxq9zrimUk6u7T0+qbLyPheDk73TN/dDa"
+    "gG+CUzdeEfK2Ogy6lMWQeelO+/LDOeJiSKxqWOyItiwL3Rw0uEFYXtu6y3i9BScWlQTxn7fiJSec8k2PZEg/rmrMjKxazJjP"
+    "BI3Yx5LV0dWL7/zUjr9Oq8yYXP5YCPTIv/p20Q+CTr/iwrXLFpySODztl7R2fLTI358UWIT43NbEom9v4ikL55YKQ5WosXbZ"
+    "Ae9JN3Gi4/7S98JqhOnXIzzzdvKkMchTIw9yQiFnrt1vT8sV0MLYfl9urRImaDcXbzj4J2admIknl6sQOnD+eG7A73i1JXIX"
+    "l1KOZfmBh1aWWnDyrIrh42udUUr4r+sejDqHvUO24es5dwRTjtvgxloFWRjaoDrzjgJF6y/cqFfdFUzRDTMXbSnHscYJp4tD"
+    "7uO6nVcqgvY6oqVGVp4QUILjzNnvhwZVYS7HM92vXU4C25zf9Fl/D/ucPXXHtNYi1BeX6oboORJi2jusPMEBTfiqKXtHHkuS"
+    "q7IL9XKW3Co8sKZuG49WRGdPHHK7GL+b1VbgX9MPedd+kF6xoETYvmZUeKhPBQ6dctjtci5HKJ8a4NMZUT49gE818MkTyqcK"
+    "UT7VwKcH8MkSyqc78KkFPrXAZzPwqQY+3YFPV0T55AnlUw186oBPN+CTJZRPDfCpAT61wKcW+NQAnx7AZwvwqQM+ZYTy6QV8"
+    "1gCfauDTDfj0Bj7bgU+eUD4VhPLpDnw+AD41wKeKUD5dEOWzDPh0JZRPFaF8uiLKZz3w6Ql81gOfzcCnFvgcAHweAj4bgU9H"
+    "Qvl8A/h8DHxWA5+uhPI5EPisAD7/AD49gE8P4LMF+KwGPmWE8ukNfF4FPhuBT90r51N6I0r6P89LXt0fR0YPpT161x9H7Oe7"
+    "mf4vNt/9LUBiqXfMd5P8evF892/+dCKR"
+)
+
+
+def _cli(path, *args, env_seconds="3", timeout=60):
+    env = {**os.environ, "NCINSPECT_HDF5_PROBE_SECONDS": env_seconds}
+    code = "from ncinspect.cli import main; import sys; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize("command", ["info", "report"])
+def test_a_file_that_spins_libhdf5_is_refused_not_hung(tmp_path, command):
+    path = tmp_path / "spin.h5"
+    path.write_bytes(zlib.decompress(base64.b64decode("".join(SPIN_H5))))
+    before = path.read_bytes()
+    t0 = time.monotonic()
+    run = _cli(path, command)
+    assert time.monotonic() - t0 < 45  # the probe's 3 s, plus start-up on a busy machine
+    assert run.returncode == 3, run.stderr
+    err = run.stderr.strip()
+    assert len(err.splitlines()) == 1 and "spin.h5" in err and "did not finish" in err
+    assert path.read_bytes() == before
+
+
+def test_probe_kills_a_walk_that_never_returns(tmp_path):
+    path = write_run(tmp_path / "ok.h5", layers=0, epochs=(0,))
+
+    def spin(*_):
+        while True:
+            pass
+
+    t0 = time.monotonic()
+    with pytest.raises(UnreadableFileError, match="did not finish in 0.5 s"):
+        probe_hdf5(path, seconds=0.5, walk=spin)
+    assert time.monotonic() - t0 < 10
+
+
+def test_probe_reports_a_crash_of_the_library(tmp_path):
+    path = write_run(tmp_path / "ok.h5", layers=0, epochs=(0,))
+
+    def crash(*_):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    with pytest.raises(UnreadableFileError, match="crashed \\(SIGSEGV\\)"):
+        probe_hdf5(path, seconds=5, walk=crash)
+
+
+def test_probe_passes_good_files_and_leaves_errors_to_the_real_walk(tmp_path):
+    path = write_run(tmp_path / "ok.h5", layers=0, epochs=(0,))
+    probe_hdf5(path, seconds=10)  # a good file: no error
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(200))
+    probe_hdf5(bad, seconds=10)  # the child's error is not reported from the probe
+    run = _cli(bad, "info")
+    assert run.returncode == 3 and "bad.h5" in run.stderr
+    assert _cli(path, "info", env_seconds="0").returncode == 0
+
+
+def test_zero_seconds_switches_the_probe_off(tmp_path):
+    path = write_run(tmp_path / "ok.h5", layers=0, epochs=(0,))
+
+    def spin(*_):
+        while True:
+            pass
+
+    t0 = time.monotonic()
+    probe_hdf5(path, seconds=0, walk=spin)  # returns at once: no child is forked
+    assert time.monotonic() - t0 < 1.0
