@@ -131,10 +131,11 @@ def run_look(i: int, n: int) -> dict:
 
 
 def _epoch_ticks(ax) -> None:
-    """At least three labelled epoch ticks (integers), whatever the epochs recorded."""
+    """Three to four labelled epoch ticks (integers), whatever the epochs recorded: more
+    overlap in a four-column grid of narrow panels."""
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True, min_n_ticks=3))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=3, integer=True, min_n_ticks=3))
 
 
 def _band(results: list[SnapshotResult], key: str):
