@@ -83,3 +83,16 @@ def test_measure_errors():
     with pytest.raises(InvalidDataError, match="same rows"):
         measure(model, "fc", Augmented())
     assert measure(model, "fc", noisy).metrics["nc1"] is not None  # a fixed list is fine
+
+
+def test_reduce_is_called_after_each_pass_with_the_meter():
+    model, x, y = trained_mlp()
+    dl = loader(x, y)
+    seen = []
+
+    def reduce(meter):  # what all_reduce_meter receives under DDP
+        seen.append((meter.pass_number, int(meter.first.n_samples)))
+
+    got = measure(model, "fc", dl, reduce=reduce)
+    assert seen == [(1, len(y)), (2, len(y))]
+    _same(got, measure(model, "fc", dl))
