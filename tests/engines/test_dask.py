@@ -311,7 +311,7 @@ def test_theory_dask_engine_equals_local(theory_dump, tmp_path):
 
 
 def test_cli_theory_engine_dask_equals_local(tmp_path, monkeypatch):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     monkeypatch.chdir(root)
     local, remote = tmp_path / "local.json", tmp_path / "dask.json"
     args = ["theory", "sample_data/trained_wd.h5", "--snapshot", "epoch_6000", "--json"]

@@ -37,7 +37,7 @@ def test_readme_prints_the_headline_command():
 
     from ncinspect.experiments.weight_decay import HEADLINE_WEIGHT_DECAY
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     found = re.findall(r"ncinspect sweep --seeds 5 --weight-decays 0,([0-9.e+-]+) ", readme)
     assert len(found) >= 2  # under the table and under the figure
     assert all(float(v) == HEADLINE_WEIGHT_DECAY for v in found)
