@@ -28,6 +28,7 @@ __all__ = [
     "host",
     "on_device",
     "device_batch",
+    "numpy_namespace",
 ]
 
 #: ``"float64"``: every product and sum in float64 (the default, equal to the numpy path
@@ -140,3 +141,10 @@ def device_batch(xp: Any, features: Any, labels: Any, n_classes: int) -> tuple[A
                 f"label {lo if lo < 0 else hi} is not in [0, {n_classes}) (rows of the classifier)"
             )
     return h, y
+
+
+def numpy_namespace():
+    """numpy as an array-API namespace (for the float32 kernels on numpy arrays)."""
+    from array_api_compat import numpy as xnp
+
+    return xnp

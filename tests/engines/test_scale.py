@@ -129,14 +129,15 @@ def test_many_classes_no_c_by_c_matrix(tmp_path):
 
 def test_second_pass_blocks_do_not_change_results(monkeypatch):
     """Pass 2 runs in fixed blocks; any block size gives the same statistics (to round-off)."""
-    import ncinspect.stats as stats
+    import ncinspect.stats_kernel as kernel
     from ncinspect.metrics import between_class_geometry
+    from ncinspect.stats import FirstPass
 
     h, y, m = make_data(C=6, d=20, n=300, offset=50.0)
-    first = stats.FirstPass.of_chunk(h, y, 6)
+    first = FirstPass.of_chunk(h, y, 6)
     geom = between_class_geometry(first, weights=m)
     ref = SecondPass.of_chunk(geom, h, y)
-    monkeypatch.setattr(stats, "BLOCK_BYTES", 8 * (20 + 12) * 7)  # 32-row floor
+    monkeypatch.setattr(kernel, "BLOCK_BYTES", 8 * (20 + 12) * 7)  # 32-row floor
     assert block_rows(20, 6) == 32
     small = SecondPass.of_chunk(geom, h, y)
     np.testing.assert_allclose(small.proj_sq, ref.proj_sq, rtol=1e-12)

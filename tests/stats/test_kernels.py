@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import ncinspect
-import ncinspect.stats as stats
+import ncinspect.stats_blocks as stats_blocks
+import ncinspect.stats_kernel as stats_kernel
 from ncinspect.metrics import between_class_geometry
 from ncinspect.stats import FirstPass, SecondPass
 
@@ -72,7 +73,7 @@ def test_float32_decisions_on_many_classes_match_float64():
     means = first.class_means()
     ncc_ref, clf_ref = _float64_decisions(h, means, W)
     second = SecondPass.of_chunk(geom, h, y, rng.random((n, C)))
-    assert not geom._kernels[False].ncc64  # the float32 path ran
+    assert not geom.kernels[False].ncc64  # the float32 path ran
     np.testing.assert_array_equal(second.ncc_correct, np.bincount(y[ncc_ref == y], minlength=C))
     np.testing.assert_array_equal(second.clf_correct, np.bincount(y[clf_ref == y], minlength=C))
     np.testing.assert_array_equal(second.agree, np.bincount(y[clf_ref == ncc_ref], minlength=C))
@@ -83,10 +84,10 @@ def test_projection_from_scores_equals_direct_projection(monkeypatch, min_count)
     h, y, m = make_data(C=6, d=20, n=40, offset=50.0, imbalanced=True)
     first = FirstPass.of_chunk(h, y, 6)
     fast = SecondPass.of_chunk(between_class_geometry(first, weights=m, min_count=min_count), h, y)
-    monkeypatch.setattr(stats, "_AMP_MAX", 0.0)  # forces the direct layout
+    monkeypatch.setattr(stats_kernel, "_AMP_MAX", 0.0)  # forces the direct layout
     geom = between_class_geometry(first, weights=m, min_count=min_count)
     direct = SecondPass.of_chunk(geom, h, y)
-    assert not geom._kernels[True].from_scores
+    assert not geom.kernels[True].from_scores
     np.testing.assert_allclose(fast.proj_sq, direct.proj_sq, rtol=1e-12)
     np.testing.assert_allclose(fast.class_sq, direct.class_sq, rtol=1e-12)
     for key in ("ncc_correct", "clf_correct", "agree"):
@@ -108,7 +109,7 @@ def test_projection_from_scores_known_answer():
     first = FirstPass.of_chunk(h, y, C)
     geom = between_class_geometry(first)
     second = SecondPass.of_chunk(geom, h, y)
-    assert geom._kernels[True].from_scores
+    assert geom.kernels[True].from_scores
     along_e0 = np.abs(geom.basis[:, 0]) ** 2
     want = 6 * 0.25 * along_e0 * geom.scale**-2
     np.testing.assert_allclose(second.proj_sq, want, rtol=1e-12, atol=1e-14)
@@ -120,14 +121,14 @@ def test_dense_pass1_equals_sparse(monkeypatch):
     h = rng.standard_normal((5000, 9)).astype(np.float32) + 3
     y = rng.integers(0, 7, 5000)
     dense = FirstPass.of_chunk(h, y, 7)
-    monkeypatch.setattr(stats, "DENSE_MAX_C", 0)
+    monkeypatch.setattr(stats_blocks, "DENSE_MAX_C", 0)
     sparse = FirstPass.of_chunk(h, y, 7)
     np.testing.assert_allclose(dense.sums, sparse.sums, rtol=1e-13)
     ints = rng.integers(-1000, 1000, (5000, 9))  # integer sums: both are exact
     np.testing.assert_array_equal(
         FirstPass.of_chunk(ints, y, 7).sums, np.array([ints[y == c].sum(0) for c in range(7)])
     )
-    monkeypatch.setattr(stats, "DENSE_MAX_C", 64)
+    monkeypatch.setattr(stats_blocks, "DENSE_MAX_C", 64)
     np.testing.assert_array_equal(
         FirstPass.of_chunk(ints, y, 7).sums, np.array([ints[y == c].sum(0) for c in range(7)])
     )

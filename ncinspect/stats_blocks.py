@@ -1,0 +1,142 @@
+"""Numeric building blocks of both passes: exact power-of-two scaling, mergeable moments
+of scalars, the pass-1 class sums of one part of a chunk and the SQI sums of one block of
+outputs. Nothing here knows the pass structure (:mod:`ncinspect.stats` does).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "DENSE_MAX_C",
+    "Moments",
+    "first_rows",
+    "group_sum",
+    "output_sums",
+    "pow2_scale",
+    "to_float64",
+]
+
+#: magnitudes in this band need no rescaling: their squares and sums of squares over any
+#: realistic N x d stay normal floats
+_SAFE_LO, _SAFE_HI = 2.0**-200, 2.0**200
+
+
+def pow2_scale(x: np.ndarray) -> float:
+    """A power of two ``s`` with ``max|x| / s`` in [0.5, 1); 1.0 when ``max|x|`` lies in
+    [2^-200, 2^200] (or is 0 or not finite).
+
+    Dividing by a power of two is exact in float64 (unless the result is subnormal), so
+    arrays divided by ``s`` give the same scale-invariant results, bit for bit, as
+    unscaled ones whenever those did not under- or overflow; far outside the band they
+    keep squares, Gram matrices and sums of squares inside the float64 range.
+    """
+    x = np.asarray(x)
+    if x.size == 0:
+        return 1.0
+    m = float(np.max(np.abs(x)))
+    if not math.isfinite(m) or m == 0 or _SAFE_LO <= m <= _SAFE_HI:
+        return 1.0
+    return math.ldexp(1.0, min(max(math.frexp(m)[1], -1020), 1020))
+
+
+def to_float64(block: np.ndarray) -> np.ndarray:
+    """A float64 copy of a chunk (always a copy, so callers may modify it in place)."""
+    return np.array(block, dtype=np.float64, copy=True)
+
+
+@dataclass
+class Moments:
+    """Count, mean and sum of squared deviations of scalars, merged exactly (Chan et al.)."""
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Moments:
+        values = np.asarray(values, dtype=np.float64).ravel()
+        if values.size == 0:
+            return cls()
+        mean = float(values.mean())
+        return cls(int(values.size), mean, float(np.square(values - mean).sum()))
+
+    def merge(self, other: Moments) -> Moments:
+        if other.count == 0:
+            return Moments(self.count, self.mean, self.m2)
+        if self.count == 0:
+            return Moments(other.count, other.mean, other.m2)
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        mean = self.mean + delta * other.count / n
+        m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / n
+        return Moments(n, mean, m2)
+
+
+def first_rows(n_features: int, n_classes: int) -> int:
+    """Rows of one pass-1 part: about 4 MiB of float64 features and at least 16 C rows (so
+    that merging the parts' C x d sums stays cheap). A function of d and C only: the parts,
+    summed in any thread and merged in row order, give the same sums on any machine."""
+    return max(256, 16 * n_classes, (4 << 20) // (8 * max(n_features, 1)))
+
+
+DENSE_MAX_C = 64  #: up to this C, pass 1 sums by a dense float64 indicator product (BLAS)
+
+
+def group_sum(h: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C, d) float64 sums of the rows of ``h`` by label.
+
+    Up to :data:`DENSE_MAX_C` classes: a dense (C x k) indicator times each float64 block
+    of k rows (BLAS), the block sums added in row order. Above: one sparse (C x n)
+    indicator product, each class summed in row order. A single pass over ``h`` either way,
+    no sort and no copy of the rows grouped by class.
+    """
+    n, d = h.shape
+    if n_classes <= DENSE_MAX_C and n:
+        rows = max(256, min(4096, (4 << 20) // (8 * max(d, 1))))
+        classes = np.arange(n_classes)[:, None]
+        buf = np.empty((min(rows, n), d))
+        sums = np.zeros((n_classes, d))
+        with np.errstate(over="ignore", invalid="ignore"):  # the caller handles inf/NaN
+            for a in range(0, n, rows):
+                part = buf[: min(rows, n - a)]
+                part[...] = h[a : a + rows]  # exact conversion to float64
+                sums += (y[a : a + rows] == classes).astype(np.float64) @ part
+        return sums
+    from scipy.sparse import csr_matrix
+
+    indicator = csr_matrix((np.ones(n), (y, np.arange(n))), shape=(n_classes, n))
+    return np.asarray(indicator @ h, dtype=np.float64)
+
+
+def output_sums(out: np.ndarray, y: np.ndarray, scratch: bool = False) -> tuple:
+    """SQI sums of one block of outputs ``out`` (m, C) with labels ``y``: the moments of the
+    true-class and of the wrong-class outputs, ``sum_i ||f(x_i) - onehot(y_i)||^2``, the
+    largest ``|f - onehot|`` and the largest ``|f|`` (non-finite where logits left float64:
+    SQI is then null). ``scratch``: ``out`` is a work array that may be overwritten.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        m, C = out.shape
+        rows = np.arange(m)
+        true = out[rows, y].copy()
+        true_out = Moments.of(true)
+        wrong = out if scratch else out.copy()
+        wrong[rows, y] = 0.0  # the wrong-class outputs, zeros on the true entries
+        top = max(float(wrong.max()), -float(wrong.min())) if wrong.size else 0.0
+        t_abs = float(np.abs(true).max()) if m else 0.0
+        t_err = float(np.abs(true - 1.0).max()) if m else 0.0
+        out_abs_max = max(top, t_abs)
+        max_abs_err = max(top, t_err)
+        n_wrong = m * (C - 1)
+        mean = float(wrong.sum()) / n_wrong if n_wrong else 0.0
+        wrong -= mean
+        wrong[rows, y] = 0.0
+        m2 = float(np.einsum("ij,ij->", wrong, wrong))
+        wrong_out = Moments(n_wrong, mean, m2) if n_wrong else Moments()
+        # sum_i ||f(x_i) - onehot(y_i)||^2: the wrong outputs' squares are m2 + n mean^2
+        # (two non-negative terms, no cancellation)
+        sq_err = m2 + n_wrong * mean * mean + float(np.square(true - 1.0).sum())
+    return true_out, wrong_out, sq_err, max_abs_err, out_abs_max

@@ -1,0 +1,287 @@
+"""The pass-2 kernel: per-geometry constants and the float64 work of one block of rows.
+
+:class:`Kernel` holds what every block of pass 2 needs from the geometry of pass 1 (the
+product's right-hand sides, the class terms, the float32 error bounds); :func:`residuals`
+forms the centred rows of a block and :func:`ncc_float32` / :func:`clf_float32` take the
+decisions from float32 scores, deciding again in float64 every row near a tie.
+:class:`ncinspect.stats.SecondPass` runs them block by block.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+__all__ = [
+    "BLOCK_BYTES",
+    "Buffers",
+    "Kernel",
+    "best_of",
+    "block_rows",
+    "clf_float32",
+    "kernel_for",
+    "ncc_float32",
+    "residuals",
+    "scores32",
+]
+
+BLOCK_BYTES = 2 << 20  #: float64 bytes of one pass-2 block of rows (fixed; sized for caches)
+
+
+def block_rows(n_features: int, n_classes: int) -> int:
+    """Rows of one pass-2 block: about :data:`BLOCK_BYTES` of float64 features, >= 32 rows.
+
+    A function of d and C only, so that the same input gives the same sums on any machine.
+    """
+    return max(32, BLOCK_BYTES // (8 * (n_features + 2 * n_classes)))
+
+
+_U32, _U64 = 2.0**-24, 2.0**-53  #: unit round-offs of float32 and float64
+_HUGE32 = 2.0**100  #: rows whose norm exceeds this are decided in float64 (no float32 overflow)
+_AMP_MAX = 256.0  #: largest round-off amplification allowed for the projection from scores
+_GATHER_MAX = 1 << 22  #: entries of the largest C x C table gathered per row
+
+
+class Kernel:
+    """The per-geometry constants of the pass-2 kernel, computed once and shared by chunks.
+
+    Per block the residuals ``e = (h - mu_y) / scale`` are formed in float64 and enter one
+    float64 product. Two layouts:
+
+    * *scores* (own NCC centres, ``C < d``, a well-conditioned eigenbasis): the product is
+      ``e [M~ | W]^T / units`` (C or 2C columns). Because the basis spans the centred
+      means, ``M~^T A = V^T`` with ``A = M~ V^T diag(1/eigvals)`` (C x r), so the
+      projection of the residuals is ``(e M~^T) A``: a C x r product per row instead of
+      d x r. Decision scores of ``h' = e + M~_y`` add the class term ``M~_y [M~ | W]^T``
+      (a C x C table gathered by label) in float64 after the product. The round-off of
+      the projection grows by at most ``sqrt(sum(eigvals) / eigvals[-1])`` (bounded by
+      :data:`_AMP_MAX`, else the direct layout is used).
+    * *direct*: ``proj = e V^T`` and the classifier scores ``h' W^T`` in float64, as the
+      definition reads.
+
+    Scores that serve only a decision (NCC in the direct layout; the classifier when the
+    outputs are stored) are computed in float32 and every row whose best two candidates lie
+    within the float32 error bound is decided again in float64: the decisions are those of
+    the float64 scores.
+    """
+
+    def __init__(self, geom, logits64: bool):
+        C, d = geom.means.shape
+        r = geom.basis.shape[0]
+        self.n_classes, self.n_features, self.rank = C, d, r
+        present = np.ones(C, bool) if geom.present is None else geom.present
+        self.present = None if present.all() else present
+        inv = 1.0 / geom.scale
+        self.inv_scale = inv
+        self.mean_scaled = geom.global_mean * inv
+        means = np.where(present[:, None], geom.means, 0.0)
+        self.means_s = means * inv if inv != 1.0 else means  # mu_c / scale
+        cen = geom.centred * inv if inv != 1.0 else geom.centred  # M~ / scale
+        self.centred_s = cen
+        ncc = geom.ncc_centres / geom.scale
+        self.centre_sq = np.einsum("ij,ij->i", ncc, ncc)
+        self.centre_sq_max = float(self.centre_sq.max()) if C else 0.0
+        half = (self.centre_sq / 2).astype(np.float32)
+        half[~geom.ncc_valid] = np.inf  # an undefined centre is never the nearest
+        self.half_sq32 = half
+        self.ncc_invalid = None if geom.ncc_valid.all() else ~geom.ncc_valid
+        self.has_w = geom.weights is not None
+        self.logits64 = self.has_w and logits64
+        self._logit_units(geom)
+        w = geom.weights / geom.weight_scale if self.has_w else None
+
+        own = np.array_equal(geom.ncc_centres, geom.centred)
+        amp = math.inf
+        if r:
+            amp = math.sqrt(float(geom.eigvals.sum()) / float(geom.eigvals[-1]))
+        self.from_scores = bool(r and own and C < d and C * C <= _GATHER_MAX and amp <= _AMP_MAX)
+        # float64 product columns: [NCC (C)] [W (C) if logits64] [basis (r) in direct]
+        cols64, cols32 = [], []
+        if self.from_scores:
+            cols64.append(ncc)
+            self.proj_map = (cen @ geom.basis.T) / geom.eigvals  # A (C, r)
+        else:
+            cols32.append(ncc)
+        if self.has_w:
+            (cols64 if self.logits64 else cols32).append(w)
+        self.ncc64 = self.from_scores
+        self.d64 = np.ascontiguousarray(np.vstack(cols64).T) if cols64 else None
+        self.d32 = np.ascontiguousarray(np.vstack(cols32).T, dtype=np.float32) if cols32 else None
+        self.basis_t = None if (self.from_scores or not r) else np.ascontiguousarray(geom.basis.T)
+        self.ncc_t = None if self.ncc64 else np.ascontiguousarray(ncc.T)  # float64 rechecks
+        self.w_t = np.ascontiguousarray(w.T) if self.has_w and not self.logits64 else None
+        self._local = threading.local()
+        if self.from_scores:  # class terms M~_y [ncc | W]^T / units, gathered by label
+            self.k_ncc = cen @ ncc.T
+            self.k_w = cen @ w.T if self.has_w else None
+        # constants of the float32 error bounds
+        kappa = 1.02 * (d + 4) * (_U32 + _U64)
+        self.kappa = kappa
+        self.tiny = (4 * d + 8) * 2.0**-149
+        self.ncc_norm = float(np.sqrt(self.centre_sq.max())) if C else 0.0
+        self.w_norm = float(np.sqrt(np.einsum("ij,ij->i", w, w).max())) if self.has_w else 0.0
+        self.cen_norm = float(np.sqrt(np.einsum("ij,ij->i", cen, cen).max())) if C else 0.0
+
+    def buffers(self, rows: int) -> Buffers:
+        """This thread's work arrays for blocks of up to ``rows`` rows."""
+        buf = getattr(self._local, "buf", None)
+        if buf is None or buf.rows < rows:
+            buf = self._local.buf = Buffers(rows, self)
+        return buf
+
+    def _logit_units(self, geom) -> None:
+        # logits / unit = scores * score_factor + offset, the scores being those of
+        # h' = (h - mu_G) / scale against W / weight_scale
+        self.offset = None
+        self.logit_scales = (geom.scale, geom.weight_scale)
+        self.score_factor = 1.0
+        if geom.weights is None:
+            return
+        with np.errstate(under="ignore", over="ignore"):
+            w = geom.weights / geom.weight_scale
+            self.offset = w @ (geom.global_mean / geom.scale)
+            if geom.bias is not None:
+                bias = geom.bias / geom.scale / geom.weight_scale
+                if not np.isfinite(bias).all():  # the bias dwarfs W h: its own unit
+                    unit = math.ldexp(1.0, math.frexp(float(np.abs(geom.bias).max()))[1])
+                    self.score_factor = geom.scale / unit * geom.weight_scale
+                    self.offset = self.offset * self.score_factor
+                    self.logit_scales = (unit, 1.0)
+                    bias = geom.bias / unit
+                self.offset = self.offset + bias
+        self.offset_max = float(np.abs(self.offset).max()) if self.offset.size else 0.0
+
+    def logits(self, scores: np.ndarray, inplace: bool = False) -> np.ndarray:
+        """Logits (in units) of float64 scores of h' against W / weight_scale."""
+        if not inplace:
+            scores = scores.copy()
+        if self.score_factor != 1.0:
+            with np.errstate(under="ignore"):
+                scores *= self.score_factor
+        scores += self.offset
+        return scores
+
+    def distances(self, scores: np.ndarray) -> np.ndarray:
+        """``||h' - m'_c||^2 - ||h'||^2`` from the float64 scores of h' against the centres."""
+        dist = self.centre_sq[None, :] - 2.0 * scores
+        if self.ncc_invalid is not None:
+            dist[:, self.ncc_invalid] = np.inf
+        return dist
+
+
+def kernel_for(geom, logits64: bool) -> Kernel:
+    """The :class:`Kernel` of ``geom`` (a :class:`~ncinspect.stats.Geometry`), built once per
+    geometry and kind (``logits64``: the classifier's logits are needed in float64)."""
+    cache = geom.kernels
+    key = bool(logits64)
+    if key not in cache:
+        cache[key] = Kernel(geom, key)
+    return cache[key]
+
+
+def best_of(values: np.ndarray, bound: np.ndarray, maximise: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Arg-best of approximate ``values`` (m, k) and the rows that must be decided again.
+
+    ``bound[i]`` bounds ``|values[i, c] - exact[i, c]|`` for every c: a row whose runner-up
+    lies more than ``2 bound`` from its best cannot change its decision.
+    """
+    if maximise:
+        best = np.argmax(values, axis=1)
+        top = values[np.arange(values.shape[0]), best]
+        close = np.count_nonzero(values >= (top - 2.0 * bound)[:, None], axis=1) > 1
+    else:
+        best = np.argmin(values, axis=1)
+        top = values[np.arange(values.shape[0]), best]
+        close = np.count_nonzero(values <= (top + 2.0 * bound)[:, None], axis=1) > 1
+    close |= ~np.isfinite(bound) | ~np.isfinite(top)  # overflow, or no finite candidate
+    return best, np.flatnonzero(close)
+
+
+class Buffers:
+    """Float64 work arrays of one pass-2 block (one set per thread)."""
+
+    def __init__(self, rows: int, kern: Kernel):
+        d = kern.n_features
+        self.rows = rows
+        self.e = np.empty((rows, d))
+        self.g = np.empty((rows, d))
+        self.s64 = None if kern.d64 is None else np.empty((rows, kern.d64.shape[1]))
+        self.proj = None if kern.basis_t is None else np.empty((rows, kern.rank))
+
+
+def residuals(kern: Kernel, block: np.ndarray, y: np.ndarray, buf: Buffers):
+    """``e = (h - mu_y) / scale`` (m, d), the left factor of the block's products and the
+    squared row norms of ``e``, all float64 in the buffers of ``buf``."""
+    m = block.shape[0]
+    inv = kern.inv_scale
+    if kern.from_scores:  # e straight from the class means; the products use e
+        e = buf.e[:m]
+        g = np.take(kern.means_s, y, axis=0, out=buf.g[:m], mode="clip")
+        if inv == 1.0:
+            np.subtract(block, g, out=e)
+        else:  # exact scaling first, so nothing overflows
+            np.multiply(block, inv, out=e)
+            np.subtract(e, g, out=e)
+        x = e
+    else:  # h' = (h - mu_G) / scale for the decisions, e = h' - M~_y for the projection
+        x = buf.g[:m]
+        if inv == 1.0:
+            np.subtract(block, kern.mean_scaled, out=x)
+        else:
+            np.multiply(block, inv, out=x)
+            np.subtract(x, kern.mean_scaled, out=x)
+        e = np.take(kern.centred_s, y, axis=0, out=buf.e[:m], mode="clip")
+        np.subtract(x, e, out=e)
+    return e, x, np.einsum("ij,ij->i", e, e)
+
+
+def scores32(kern: Kernel, x: np.ndarray, sq: np.ndarray):
+    """The float32 decision scores of the block's rows ``x`` (None without float32 columns)
+    and the bound on the rows' norms the error bounds use (inf where float32 could overflow).
+    """
+    if kern.d32 is None:
+        return None, None
+    s32 = np.matmul(x.astype(np.float32), kern.d32)
+    xnorm = np.sqrt(sq) if kern.from_scores else np.sqrt(np.einsum("ij,ij->i", x, x))
+    xnorm *= 1.01
+    xnorm[~(xnorm < _HUGE32)] = np.inf
+    return s32, xnorm
+
+
+def ncc_float32(kern: Kernel, s32: np.ndarray, x: np.ndarray, xnorm: np.ndarray):
+    """NCC decisions from float32 scores of h' (``x``), rows near a tie redone in float64.
+
+    ``argmin_c ||h' - m'_c||^2 = argmax_c (h'.m'_c - ||m'_c||^2 / 2)``, evaluated in float32
+    in place: it differs from half the negated float64 distance by at most the float32
+    product error ``kappa |h'| |m'_c|`` (+ underflow) plus the rounding of both formulas.
+    """
+    values = np.subtract(s32, kern.half_sq32, out=s32)
+    nn = kern.ncc_norm
+    bound = kern.kappa * xnorm * nn + kern.tiny + 4.0 * _U32 * (kern.centre_sq_max + xnorm * nn)
+    best, redo = best_of(values, bound.astype(np.float32), maximise=True)
+    if redo.size:
+        exact = kern.distances(x[redo] @ kern.ncc_t)
+        best[redo] = np.argmin(exact, axis=1)
+    return best
+
+
+def clf_float32(kern: Kernel, s32: np.ndarray, x: np.ndarray, y: np.ndarray, xnorm):
+    """Classifier decisions from float32 scores, rows near a tie redone in float64."""
+    scores = s32.astype(np.float64)
+    if kern.from_scores:
+        scores += np.take(kern.k_w, y, axis=0)
+    approx = kern.logits(scores)
+    f = abs(kern.score_factor)
+    wn = kern.w_norm
+    kmax = kern.cen_norm * wn if kern.from_scores else 0.0
+    big = np.abs(approx).max(axis=1) + kern.offset_max + f * (xnorm * wn + kmax)
+    bound = f * (kern.kappa * xnorm * wn + kern.tiny) + 16.0 * _U64 * big
+    best, redo = best_of(approx, bound, maximise=True)
+    if redo.size:
+        exact = x[redo] @ kern.w_t
+        if kern.from_scores:
+            exact += np.take(kern.k_w, y[redo], axis=0)
+        best[redo] = np.argmax(kern.logits(exact), axis=1)
+    return best
