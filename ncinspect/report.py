@@ -34,6 +34,7 @@ from .conventions import (  # re-exported: part of the report's public names
 from .io.atomic import atomic_write  # re-exported: the writer lives in io.atomic
 from .metrics import METRIC_KEYS
 from .results import ResultArrays, TheoryResult
+from .text import fmt, plain
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -56,12 +57,6 @@ _REPR_KEYS = (  # the headline numbers of a one-line repr
     ("nc4_ncc_mismatch", "nc4"),
     ("accuracy_classifier", "acc"),
 )
-
-
-def _short(value: Any) -> str:
-    from .render.table import fmt
-
-    return fmt(value)
 
 
 @dataclass(repr=False)
@@ -116,9 +111,7 @@ class SnapshotResult:
 
     def __repr__(self) -> str:
         """One line: the snapshot, its size and the headline metrics."""
-        from .render.safe import plain
-
-        nums = " ".join(f"{label}={_short(self.metrics.get(k))}" for k, label in _REPR_KEYS)
+        nums = " ".join(f"{label}={fmt(self.metrics.get(k))}" for k, label in _REPR_KEYS)
         extra = f" ({len(self.warnings)} warning(s))" if self.warnings else ""
         return (
             f"<SnapshotResult {plain(self.name)}: N={self.n_samples} d={self.n_features} "
@@ -130,12 +123,10 @@ class SnapshotResult:
         from html import escape
 
         from .metrics.registry import metric_rows
-        from .render.safe import plain
-
         hidden = () if self.shows_square_loss() else square_loss_keys()
         rows = "".join(
             f"<tr><td>{escape(group)}</td><td><code>{escape(key)}</code></td>"
-            f"<td style='text-align:right'>{escape(_short(self.metrics.get(key)))}</td>"
+            f"<td style='text-align:right'>{escape(fmt(self.metrics.get(key)))}</td>"
             f"<td>{escape(meaning)}</td></tr>"
             for key, group, _, meaning in metric_rows(self.task, self.metrics)
             if key not in hidden
@@ -297,8 +288,6 @@ class Report:
         return [s.name for s in self.snapshots]
 
     def __repr__(self) -> str:
-        from .render.safe import plain
-
         names = self.names
         span = f" ({plain(names[0])} .. {plain(names[-1])})" if len(names) > 1 else ""
         if len(names) == 1:
@@ -310,17 +299,15 @@ class Report:
         from html import escape
 
         from .metrics.registry import COMPACT_METRICS, columns
-        from .render.safe import plain
-
         hidden = () if any(s.shows_square_loss() for s in self) else square_loss_keys()
         cols = [(k, t) for k, t in columns(COMPACT_METRICS) if k not in hidden]
         head = "".join(f"<th>{escape(t)}</th>" for t in ("snapshot", "epoch", "N"))
         head += "".join(f"<th>{escape(t)}</th>" for _, t in cols)
         rows = "".join(
-            f"<tr><td><code>{escape(plain(s.name))}</code></td><td>{_short(s.epoch)}</td>"
+            f"<tr><td><code>{escape(plain(s.name))}</code></td><td>{fmt(s.epoch)}</td>"
             f"<td>{s.n_samples}</td>"
             + "".join(
-                f"<td style='text-align:right'>{escape(_short(s.metrics.get(k)))}</td>"
+                f"<td style='text-align:right'>{escape(fmt(s.metrics.get(k)))}</td>"
                 for k, _ in cols
             )
             + "</tr>"

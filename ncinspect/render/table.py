@@ -18,6 +18,7 @@ from ..metrics.registry import (
 )
 from ..metrics.registry import columns as columns_of
 from ..report import Report, SnapshotResult, square_loss_keys
+from ..text import fmt
 from ..trajectory import group_trajectories, has_layers, layer_profile
 from .intervals import interval_text, interval_title
 from .layout import column, message, no_split, show
@@ -56,21 +57,6 @@ def extra_compact_columns(report) -> tuple[tuple[str, str], ...]:
     if any(res.task == "regression" for res in report):
         cols += columns_of([m.key for m in REGRESSION_REGISTRY])
     return cols
-
-
-def fmt(value: Any) -> str:
-    """A compact human form of a metric value ('n/a' for undefined)."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if value == 0:
-            return "0"
-        if 1e-3 <= abs(value) < 1e4:
-            return f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:.4g}"
-        return f"{value:.3e}"
-    return str(value)
 
 
 def _name(text: Any) -> str:
