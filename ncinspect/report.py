@@ -123,6 +123,7 @@ class SnapshotResult:
         from html import escape
 
         from .metrics.registry import metric_rows
+
         hidden = () if self.shows_square_loss() else square_loss_keys()
         rows = "".join(
             f"<tr><td>{escape(group)}</td><td><code>{escape(key)}</code></td>"
@@ -299,6 +300,7 @@ class Report:
         from html import escape
 
         from .metrics.registry import COMPACT_METRICS, columns
+
         hidden = () if any(s.shows_square_loss() for s in self) else square_loss_keys()
         cols = [(k, t) for k, t in columns(COMPACT_METRICS) if k not in hidden]
         head = "".join(f"<th>{escape(t)}</th>" for t in ("snapshot", "epoch", "N"))
