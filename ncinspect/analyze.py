@@ -120,20 +120,9 @@ def analyze(
         features, labels, weights=weights, bias=bias, outputs=outputs, class_names=class_names
     )
     centres = None if ncc_means is None else to_host(ncc_means, "ncc_means")
-    expect(progress, 2 * prep.n_samples, 2 * prep.features.nbytes)
-    p = run_passes(
-        prep,
-        center=center,
-        ncc_centres=centres,
-        chunk_rows=chunk_rows,
-        memory_limit=memory_limit,
-        progress=progress,
-        engine=engine,
-        min_class_count=min_class_count,
-    )
-    label = "own" if centres is None else "given"
-    res = build_result(
-        prep, p.first, p.geom, p.second, per_class=per_class, center=center, ncc_label=label
+    options = dict(chunk_rows=chunk_rows, memory_limit=memory_limit, engine=engine)
+    res = _arrays_result(
+        prep, centres, per_class, center, min_class_count, progress=progress, **options
     )
     _add_extras(res, loss, ood_features, chunk_rows, engine)
     if bootstrap is not None:
@@ -141,6 +130,21 @@ def analyze(
             prep, res, centres, center, min_class_count, bootstrap, seed, memory_limit
         )
     return res
+
+
+def _arrays_result(
+    prep: Prepared, centres, per_class: bool, center: str, min_class_count: int, **options
+) -> SnapshotResult:
+    """Both passes over checked inputs and their result; NCC scores against ``centres``
+    ("given"), or the rows' own class means when None ("own")."""
+    expect(options["progress"], 2 * prep.n_samples, 2 * prep.features.nbytes)
+    p = run_passes(
+        prep, center=center, ncc_centres=centres, min_class_count=min_class_count, **options
+    )
+    label = "own" if centres is None else "given"
+    return build_result(
+        prep, p.first, p.geom, p.second, per_class=per_class, center=center, ncc_label=label
+    )
 
 
 def _add_extras(res: SnapshotResult, loss, ood_features, chunk_rows, engine) -> None:

@@ -17,6 +17,7 @@ from .errors import (
     ShapeMismatchError,
     UnsupportedDtypeError,
 )
+from .io.class_names import read_class_names  # re-exported: the class order file
 from .io.sources import ArraySource, as_source
 
 __all__ = [
@@ -178,31 +179,6 @@ def _decode_names(names: Any, where: str) -> list[str]:
     return out
 
 
-def read_class_names(path: str) -> list[str]:
-    """The class order from a text file: one name a line, in the order of the rows of W.
-
-    Trailing blank lines are ignored; a blank line between names or a repeated name is bad
-    input (:class:`InvalidDataError`), as is a file that is not UTF-8 text.
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except UnicodeDecodeError:
-        raise InvalidDataError(f"{path}: class names file is not UTF-8 text") from None
-    except OSError as exc:
-        raise InvalidDataError(
-            f"{path}: cannot read the class names file ({exc.strerror or exc})"
-        ) from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        raise InvalidDataError(f"{path}: class names file holds no names (one name a line)")
-    for i, line in enumerate(lines):
-        if not line.strip():
-            raise InvalidDataError(f"{path}: line {i + 1} is blank; expected one class name a line")
-    return lines
-
-
 #: Why W-dependent metrics are null when labels are strings and no class order is known.
 NO_CLASS_ORDER = (
     "labels are strings and the dump has no class_names: record the classifier's class order "
@@ -232,6 +208,46 @@ def prepare(
     """
     feats = as_source(features, "features")
     labs = as_source(labels, "labels")
+    N, d = _check_rows(feats, labs)
+    codes, names, one_hot = encode_labels(labs.read_all(), labs.where)
+    strings = not one_hot and np.asarray(names).dtype.kind == "U"
+
+    w = _small(weights, _where(weights, "weights"))
+    b = _small(bias, _where(bias, "bias"))
+    outs = as_source(outputs, "outputs")
+    rows = _classifier_rows(w, outs, _where(weights, "weights"), N, d)
+    order = None if class_names is None else _decode_names(class_names, class_names_where)
+    reason = None
+    total = None
+    if strings:
+        codes, names, set_aside = _string_classes(
+            codes, names, order, rows, labs.where, class_names_where
+        )
+        if set_aside:
+            reason, total = NO_CLASS_ORDER, rows[0]
+            w = b = outs = None
+        notes: list[str] = []
+    else:
+        codes, names, notes = _integer_classes(
+            codes, names, one_hot, order, rows, labs.where, class_names_where
+        )
+    prep = Prepared(
+        feats,
+        np.ascontiguousarray(codes, dtype=np.int64),
+        list(names),
+        w,
+        b,
+        outs,
+        notes,
+        n_classes_total=total or len(names),
+        classifier_reason=reason,
+    )
+    _check_classes(prep, labs.where, _where(bias, "bias"))
+    return prep
+
+
+def _check_rows(feats: ArraySource, labs: ArraySource) -> tuple[int, int]:
+    """``(N, d)`` of 2-D, numeric, non-empty features with one label per row."""
     if len(feats.shape) != 2:
         raise ShapeMismatchError(
             f"{feats.where}: features must be 2-D (N, d), got shape {feats.shape}"
@@ -245,14 +261,14 @@ def prepare(
             f"{labs.where}: labels have {labs.shape[0] if labs.shape else 0} rows but "
             f"{feats.where} has N = {N} rows"
         )
-    codes, names, one_hot = encode_labels(labs.read_all(), labs.where)
-    strings = not one_hot and np.asarray(names).dtype.kind == "U"
+    return N, d
 
-    w = _small(weights, _where(weights, "weights"))
-    b = _small(bias, _where(bias, "bias"))
-    outs = as_source(outputs, "outputs")
-    notes: list[str] = []
-    wsrc = _where(weights, "weights")
+
+def _classifier_rows(
+    w: np.ndarray | None, outs: ArraySource | None, wsrc: str, N: int, d: int
+) -> tuple[int | None, str | None, str | None]:
+    """The classifier's classes: ``(count, where, "rows")`` of W, else ``(count, where,
+    "columns")`` of the outputs, else ``(None, None, None)``; W and outputs shapes checked."""
     if w is not None and (w.ndim != 2 or w.shape[1] != d):
         raise ShapeMismatchError(
             f"{wsrc}: weights must have shape (C, d) with d = {d} (the features' width), "
@@ -264,80 +280,91 @@ def prepare(
             raise ShapeMismatchError(
                 f"{outs.where}: outputs must have shape (N, C) with N = {N}, got {outs.shape}"
             )
-    # the classifier's classes: rows of W, else columns of the outputs
     if w is not None:
-        n_rows, rows_where, rows_what = w.shape[0], wsrc, "rows"
-    elif outs is not None:
-        n_rows, rows_where, rows_what = outs.shape[1], outs.where, "columns"
-    else:
-        n_rows = rows_where = rows_what = None
-    order = None if class_names is None else _decode_names(class_names, class_names_where)
-    reason = None
-    total = None
+        return w.shape[0], wsrc, "rows"
+    if outs is not None:
+        return outs.shape[1], outs.where, "columns"
+    return None, None, None
 
-    if strings:
-        if order is not None:
-            codes, names = _match_names(codes, names, order, labs.where, class_names_where)
-            if n_rows is not None and len(order) != n_rows:
-                raise InvalidDataError(
-                    f"{class_names_where}: {len(order)} class names for the {n_rows} {rows_what} "
-                    f"of {rows_where}; class_names must name every one, in order"
-                )
-        elif n_rows is not None:
-            reason, total = NO_CLASS_ORDER, n_rows
-            w = b = outs = None
-    else:
-        values = codes if one_hot else np.asarray(names, dtype=np.int64)[codes]
-        if one_hot and n_rows is not None and len(names) != n_rows:
-            raise ShapeMismatchError(
-                f"{labs.where}: one-hot labels have {len(names)} columns but {rows_where} has "
-                f"C = {n_rows} {rows_what}"
-            )
-        if n_rows is not None:
-            bad = (values < 0) | (values >= n_rows)
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise InvalidDataError(
-                    f"{labs.where}: label {int(values[i])} at row {i} is not a row of the "
-                    f"classifier ({rows_where} has C = {n_rows} {rows_what}); integer labels are "
-                    f"row indices and must lie in [0, {n_rows}) ({int(bad.sum())} such rows)"
-                )
-            codes, names = values, list(range(n_rows))
-        elif order is not None and not one_hot and values.min() >= 0 and values.max() < len(order):
-            codes, names = values, list(range(len(order)))
-        if order is not None:
-            if len(order) == len(names):
-                names = list(order)
-            else:
-                notes.append(
-                    f"{class_names_where} has {len(order)} names for C = {len(names)} classes; "
-                    "the class indices are used as names"
-                )
-    C = len(names)
-    if C < 2 and (total or C) < 2:
+
+def _string_classes(
+    codes: np.ndarray,
+    names: list[Any],
+    order: list[str] | None,
+    rows: tuple[int | None, str | None, str | None],
+    where: str,
+    order_where: str,
+) -> tuple[np.ndarray, list[Any], bool]:
+    """Codes and names of string labels, matched by name to ``order``; the last value is
+    True when a classifier has no class order and must be set aside."""
+    n_rows, rows_where, rows_what = rows
+    if order is None:
+        return codes, names, n_rows is not None
+    codes, names = _match_names(codes, names, order, where, order_where)
+    if n_rows is not None and len(order) != n_rows:
         raise InvalidDataError(
-            f"{labs.where}: fewer than two classes (found {C}: {_preview(names)}); "
+            f"{order_where}: {len(order)} class names for the {n_rows} {rows_what} "
+            f"of {rows_where}; class_names must name every one, in order"
+        )
+    return codes, names, False
+
+
+def _integer_classes(
+    codes: np.ndarray,
+    names: list[Any],
+    one_hot: bool,
+    order: list[str] | None,
+    rows: tuple[int | None, str | None, str | None],
+    where: str,
+    order_where: str,
+) -> tuple[np.ndarray, list[Any], list[str]]:
+    """Codes, names and notes of integer or one-hot labels: row indices of the classifier
+    when there is one, named by ``order`` when it names every class."""
+    n_rows, rows_where, rows_what = rows
+    notes: list[str] = []
+    values = codes if one_hot else np.asarray(names, dtype=np.int64)[codes]
+    if one_hot and n_rows is not None and len(names) != n_rows:
+        raise ShapeMismatchError(
+            f"{where}: one-hot labels have {len(names)} columns but {rows_where} has "
+            f"C = {n_rows} {rows_what}"
+        )
+    if n_rows is not None:
+        bad = (values < 0) | (values >= n_rows)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InvalidDataError(
+                f"{where}: label {int(values[i])} at row {i} is not a row of the "
+                f"classifier ({rows_where} has C = {n_rows} {rows_what}); integer labels are "
+                f"row indices and must lie in [0, {n_rows}) ({int(bad.sum())} such rows)"
+            )
+        codes, names = values, list(range(n_rows))
+    elif order is not None and not one_hot and values.min() >= 0 and values.max() < len(order):
+        codes, names = values, list(range(len(order)))
+    if order is not None:
+        if len(order) == len(names):
+            names = list(order)
+        else:
+            notes.append(
+                f"{order_where} has {len(order)} names for C = {len(names)} classes; "
+                "the class indices are used as names"
+            )
+    return codes, names, notes
+
+
+def _check_classes(prep: Prepared, where: str, bias_where: str) -> None:
+    """At least two classes, and a bias and outputs with one entry per class."""
+    C, N, b, outs = prep.n_classes, prep.n_samples, prep.bias, prep.outputs
+    if C < 2 and prep.n_classes_total < 2:
+        raise InvalidDataError(
+            f"{where}: fewer than two classes (found {C}: {_preview(prep.class_names)}); "
             "neural collapse needs at least two"
         )
     if b is not None and (b.ndim != 1 or b.shape[0] != C):
-        raise ShapeMismatchError(
-            f"{_where(bias, 'bias')}: bias must have shape ({C},), got {b.shape}"
-        )
+        raise ShapeMismatchError(f"{bias_where}: bias must have shape ({C},), got {b.shape}")
     if outs is not None and outs.shape != (N, C):
         raise ShapeMismatchError(
             f"{outs.where}: outputs must have shape (N, C) = ({N}, {C}), got {outs.shape}"
         )
-    return Prepared(
-        feats,
-        np.ascontiguousarray(codes, dtype=np.int64),
-        list(names),
-        w,
-        b,
-        outs,
-        notes,
-        n_classes_total=total or C,
-        classifier_reason=reason,
-    )
 
 
 def _match_names(

@@ -87,16 +87,7 @@ LONG_MODULES_ALLOWED = {
 }
 
 #: functions (module:qualified name) still over MAX_FUNCTION_LINES
-LONG_FUNCTIONS_ALLOWED = {
-    "ncinspect.analyze:analyze",
-    "ncinspect.inputs:prepare",
-    "ncinspect.integrations.torch:capture",
-    "ncinspect.plots.geometry:plot_geometry",
-    "ncinspect.plots.geometry:plot_gram",
-    "ncinspect.plots.samples:plot_projection",
-    "ncinspect.plots.sweep:plot_sweep",
-    "ncinspect.train.config:TrainConfig.validate",
-}
+LONG_FUNCTIONS_ALLOWED: set[str] = set()
 
 
 def _module_name(path: Path) -> str:

@@ -254,7 +254,7 @@ def class_options(func):
 def classes_from(kwargs: dict) -> dict:
     """Pop --class-names / --min-class-count out of ``kwargs`` as keyword arguments of
     :func:`ncinspect.analyze_file` (``class_names``, ``min_class_count``)."""
-    from ..inputs import read_class_names
+    from ..io.class_names import read_class_names
 
     path = kwargs.pop("class_names_file", None)
     return {

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,50 +120,72 @@ def capture(
     module, name = resolve_module(model, classifier)
     device, dtype = model_device_dtype(model)
     ood = isinstance(split, str) and (split == "ood" or split.startswith("ood_"))
-    modes = {m: m.training for m in model.modules()}
     writer = dump if isinstance(dump, DumpWriter) else DumpWriter(dump, mode)
-    notes: list[str] = []
-    n_rows = 0
-    d = C = None
     try:
         snap = writer.snapshot(
             snapshot, append=append, replace=replace, epoch=epoch, split=split, loss=loss, **meta
         )
         snap_name = snap.name  # read while the file is open
-        model.eval()
-        with torch.no_grad(), ClassifierHook(module) as hook:
-            for i, batch in enumerate(loader):
-                if max_batches is not None and i >= max_batches:
-                    break
-                h, out, labels = forward_batch(
-                    model, hook, name, batch, i, batch_fn, device, dtype, labels_optional=ood
-                )
-                if labels is None:  # an unlabelled out-of-distribution batch
-                    snap.append(features=h, outputs=out if outputs else None)
-                    n_rows += h.shape[0]
-                    d, C = h.shape[1], out.shape[1]
-                    continue
-                snap.append(features=h, labels=labels, outputs=out if outputs else None)
-                n_rows += h.shape[0]
-                d, C = h.shape[1], out.shape[1]
-        weight = getattr(module, "weight", None)
-        bias = getattr(module, "bias", None)
-        if ood:
-            pass  # an OOD snapshot holds features only; it pairs with the ID snapshot's W
-        elif weight is not None and weight.ndim == 2 and (d is None or weight.shape[1] == d):
-            snap.write(weights=weight, bias=bias)
-        else:
-            notes.append(
-                f"the classifier {name!r} has no (C, d) weight; weights and bias not written"
-            )
+        with _eval_mode(model), torch.no_grad(), ClassifierHook(module) as hook:
+            batches = _forward(model, hook, name, loader, batch_fn, device, dtype, ood, max_batches)
+            n_rows, d, C = _append_rows(snap, batches, outputs)
+        notes = [] if ood else _write_classifier(snap, module, name, d)
     finally:
-        for m, training in modes.items():
-            m.training = training
         if writer is not dump:
             writer.close()
     if n_rows == 0:
         notes.append("the loader yielded no batches; the snapshot holds no rows")
     return Captured(writer.path, snap_name, n_rows, d, C, notes)
+
+
+@contextmanager
+def _eval_mode(model):
+    """``model.eval()`` inside the block; every module's train/eval state restored after."""
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        yield
+    finally:
+        for m, training in modes.items():
+            m.training = training
+
+
+def _forward(model, hook, name, loader, batch_fn, device, dtype, ood: bool, max_batches):
+    """``(features, outputs, labels)`` of each batch of ``loader`` (up to ``max_batches``);
+    labels may be None for an out-of-distribution set."""
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        yield forward_batch(
+            model, hook, name, batch, i, batch_fn, device, dtype, labels_optional=ood
+        )
+
+
+def _append_rows(snap, batches, outputs: bool) -> tuple[int, int | None, int | None]:
+    """Append each batch's rows to ``snap``; ``(rows, d, C)`` written (d, C None if none)."""
+    n_rows = 0
+    d = C = None
+    for h, out, labels in batches:
+        if labels is None:  # an unlabelled out-of-distribution batch
+            snap.append(features=h, outputs=out if outputs else None)
+        else:
+            snap.append(features=h, labels=labels, outputs=out if outputs else None)
+        n_rows += h.shape[0]
+        d, C = h.shape[1], out.shape[1]
+    return n_rows, d, C
+
+
+def _write_classifier(snap, module, name: str, d: int | None) -> list[str]:
+    """Write the classifier's (C, d) weight and its bias; a note when it has none.
+
+    An OOD snapshot never calls this: it holds features only and pairs with the ID
+    snapshot's W."""
+    weight = getattr(module, "weight", None)
+    bias = getattr(module, "bias", None)
+    if weight is not None and weight.ndim == 2 and (d is None or weight.shape[1] == d):
+        snap.write(weights=weight, bias=bias)
+        return []
+    return [f"the classifier {name!r} has no (C, d) weight; weights and bias not written"]
 
 
 def measure(

@@ -90,49 +90,66 @@ def plot_gram(
     axes = _axes_argument(ax, axes)
     C_all = result.n_classes
     rows = pick_classes(result, classes)
-    take = (lambda a: a) if rows is None else (lambda a: a[rows])
     names = list(result.class_names) if rows is None else [result.class_names[r] for r in rows]
     C = len(names)
-    mats = [("centred class means", cosine_matrix(take(centred_means(result))))]
-    w = classifier_rows(result, centered=centered_weights)
-    if w is not None:
-        name = "classifier rows, centred" if centered_weights else "classifier rows"
-        mats.append((name, cosine_matrix(take(w))))
-    etf = etf_cosine(C_all)  # a subset of ETF vertices keeps the cosine -1/(C-1) of all C
-    ideal = np.full((C, C), etf)
-    np.fill_diagonal(ideal, 1.0)
-    narrow = len(mats) == 1  # no W: two panels, one column wide; titles on two lines
-    brk = "\n" if narrow else " "
-    mats.append((f"simplex ETF{brk}(off-diagonal {etf:.3g})", ideal))
+    mats, etf = _gram_matrices(result, rows, C, centered_weights)
+    narrow = len(mats) == 2  # no W: two panels, one column wide; titles on two lines
     with plot_style(style):
-        if axes is None:
-            width = DOUBLE if len(mats) == 3 else SINGLE  # two-column, or one-column without W
-            long_names = C <= CLASS_TICK_LIMIT and max(len(str(n)) for n in names) > 3
-            height = (width - 1.0) / len(mats) + 1.0 + (0.5 if long_names else 0.0)
-            fig, grid = new_figure(width, height, style=style, ncols=len(mats))
-            axes = list(grid.ravel())
-        else:
-            axes = list(np.ravel(axes))
-            fig = axes[0].figure
-        im = None
-        for i, (ax, (title, mat)) in enumerate(zip(axes, mats, strict=False)):
-            im = ax.imshow(mat, cmap=_CMAP, vmin=-1.0, vmax=1.0, interpolation="nearest")
-            ax.set_title(title)
-            ax.grid(False)
-            hide_class_ticks(ax, C, names=names if rows is None or C <= CLASS_TICK_LIMIT else None)
-            ax.set_xlabel("class" if rows is None else "class (subset)")
-            if i:
-                ax.tick_params(axis="y", labelleft=False)
-        axes[0].set_ylabel("class")
-        cbar = fig.colorbar(im, ax=axes, shrink=0.9, aspect=25)
-        cbar.set_label("cosine")
-        cbar.ax.axhline(etf, color="black", linewidth=1.2)
+        fig, axes = _gram_axes(axes, len(mats), C, names, style)
+        _draw_gram(fig, axes, mats, etf, names, rows)
         sep = "\n" if narrow else "; "
         fig.suptitle(
             f"Gram matrices (cosines), {snapshot_title(result)}{_subset_note(rows, C_all)}"
             f"{sep}black bar: ETF -1/(C-1)"
         )
     return fig
+
+
+def _gram_matrices(result: SnapshotResult, rows, C: int, centered_weights: bool):
+    """``(title, cosine matrix)`` of the centred means, of W when present and of the simplex
+    ETF over the ``C`` shown classes; and the ETF cosine."""
+    take = (lambda a: a) if rows is None else (lambda a: a[rows])
+    mats = [("centred class means", cosine_matrix(take(centred_means(result))))]
+    w = classifier_rows(result, centered=centered_weights)
+    if w is not None:
+        name = "classifier rows, centred" if centered_weights else "classifier rows"
+        mats.append((name, cosine_matrix(take(w))))
+    etf = etf_cosine(result.n_classes)  # a subset of ETF vertices keeps the cosine of all C
+    ideal = np.full((C, C), etf)
+    np.fill_diagonal(ideal, 1.0)
+    brk = "\n" if len(mats) == 1 else " "
+    mats.append((f"simplex ETF{brk}(off-diagonal {etf:.3g})", ideal))
+    return mats, etf
+
+
+def _gram_axes(axes, n: int, C: int, names: list, style: str):
+    """The figure and the ``n`` axes of the Gram panels: those given, or a new figure."""
+    if axes is not None:
+        axes = list(np.ravel(axes))
+        return axes[0].figure, axes
+    width = DOUBLE if n == 3 else SINGLE  # two-column, or one-column without W
+    long_names = C <= CLASS_TICK_LIMIT and max(len(str(name)) for name in names) > 3
+    height = (width - 1.0) / n + 1.0 + (0.5 if long_names else 0.0)
+    fig, grid = new_figure(width, height, style=style, ncols=n)
+    return fig, list(grid.ravel())
+
+
+def _draw_gram(fig, axes, mats, etf: float, names: list, rows) -> None:
+    """Each matrix on its axes, on one colour scale with the ETF cosine marked on its bar."""
+    C = len(names)
+    im = None
+    for i, (ax, (title, mat)) in enumerate(zip(axes, mats, strict=False)):
+        im = ax.imshow(mat, cmap=_CMAP, vmin=-1.0, vmax=1.0, interpolation="nearest")
+        ax.set_title(title)
+        ax.grid(False)
+        hide_class_ticks(ax, C, names=names if rows is None or C <= CLASS_TICK_LIMIT else None)
+        ax.set_xlabel("class" if rows is None else "class (subset)")
+        if i:
+            ax.tick_params(axis="y", labelleft=False)
+    axes[0].set_ylabel("class")
+    cbar = fig.colorbar(im, ax=axes, shrink=0.9, aspect=25)
+    cbar.set_label("cosine")
+    cbar.ax.axhline(etf, color="black", linewidth=1.2)
 
 
 def plot_geometry(
@@ -182,58 +199,69 @@ def plot_geometry(
         else:
             axes = list(np.ravel(axes))
             fig = axes[0].figure
-        left, right = axes[0], axes[1]
-        cos_all = []
-        for name, vecs, color, marker in series:
-            norms = row_norms(vecs)
-            rel = norms / np.nanmean(norms)
-            (line,) = left.plot(
-                np.arange(C),
-                rel,
-                linestyle="none",
-                marker=marker,
-                color=color,
-                label=name,
-                markerfacecolor=color if marker == "o" else "none",
-                markersize=3 if C <= CLASS_TICK_LIMIT else 1.5,
-            )
-            line.set_gid(f"norms|{name}")
-            cos_all.append((name, pairwise_cosines(vecs), color))
-        left.axhline(1.0, color="0.3", linewidth=0.6, linestyle=":")
-        left.set_xlabel("class")
-        left.set_ylabel("norm / mean norm (equal is collapsed)")
-        left.set_title("per-class norms")
-        hide_class_ticks(left, C, axis="x", names=result.class_names)
-        left.legend(loc="best")
-        finite = np.concatenate([c[np.isfinite(c)] for _, c, _ in cos_all] + [np.array([etf])])
-        lo, hi = float(finite.min()), float(finite.max())
-        pad = max(0.02, 0.05 * (hi - lo))
-        edges = np.linspace(max(-1.0, lo - pad), min(1.0, hi + pad), bins + 1)
-        for name, cos, color in cos_all:
-            cos = cos[np.isfinite(cos)]
-            right.hist(
-                cos,
-                bins=edges,
-                histtype="step",
-                color=color,
-                label=name,
-                linewidth=1.0,
-                weights=np.full(cos.size, 1.0 / max(cos.size, 1)),
-            )
-        right.axvline(
-            etf,
-            color="black",
-            linestyle="--",
-            linewidth=0.9,
-            label=f"ETF -1/(C-1) = {etf:.3g}",
-            gid="etf",
-        )
-        right.set_xlabel("pairwise cosine")
-        right.set_ylabel("fraction of pairs")
-        right.set_title(f"pairwise cosines ({C * (C - 1) // 2} pairs)")
-        right.legend(loc="best")
+        cos_all = _norms_panel(axes[0], series, C, result.class_names)
+        _cosines_panel(axes[1], cos_all, etf, bins, C)
         fig.suptitle(f"class geometry, {snapshot_title(result)}")
     return fig
+
+
+def _norms_panel(left, series, C: int, class_names) -> list:
+    """Per-class norms relative to their mean, one series each; ``(name, pairwise cosines,
+    colour)`` of each series for the cosine panel."""
+    cos_all = []
+    for name, vecs, color, marker in series:
+        norms = row_norms(vecs)
+        rel = norms / np.nanmean(norms)
+        (line,) = left.plot(
+            np.arange(C),
+            rel,
+            linestyle="none",
+            marker=marker,
+            color=color,
+            label=name,
+            markerfacecolor=color if marker == "o" else "none",
+            markersize=3 if C <= CLASS_TICK_LIMIT else 1.5,
+        )
+        line.set_gid(f"norms|{name}")
+        cos_all.append((name, pairwise_cosines(vecs), color))
+    left.axhline(1.0, color="0.3", linewidth=0.6, linestyle=":")
+    left.set_xlabel("class")
+    left.set_ylabel("norm / mean norm (equal is collapsed)")
+    left.set_title("per-class norms")
+    hide_class_ticks(left, C, axis="x", names=class_names)
+    left.legend(loc="best")
+    return cos_all
+
+
+def _cosines_panel(right, cos_all, etf: float, bins: int, C: int) -> None:
+    """Histograms of the pairwise cosines (fractions of pairs), the ETF cosine dashed."""
+    finite = np.concatenate([c[np.isfinite(c)] for _, c, _ in cos_all] + [np.array([etf])])
+    lo, hi = float(finite.min()), float(finite.max())
+    pad = max(0.02, 0.05 * (hi - lo))
+    edges = np.linspace(max(-1.0, lo - pad), min(1.0, hi + pad), bins + 1)
+    for name, cos, color in cos_all:
+        cos = cos[np.isfinite(cos)]
+        right.hist(
+            cos,
+            bins=edges,
+            histtype="step",
+            color=color,
+            label=name,
+            linewidth=1.0,
+            weights=np.full(cos.size, 1.0 / max(cos.size, 1)),
+        )
+    right.axvline(
+        etf,
+        color="black",
+        linestyle="--",
+        linewidth=0.9,
+        label=f"ETF -1/(C-1) = {etf:.3g}",
+        gid="etf",
+    )
+    right.set_xlabel("pairwise cosine")
+    right.set_ylabel("fraction of pairs")
+    right.set_title(f"pairwise cosines ({C * (C - 1) // 2} pairs)")
+    right.legend(loc="best")
 
 
 def plot_spectrum(result: SnapshotResult, *, ax=None, style: str = "paper"):

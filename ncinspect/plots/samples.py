@@ -79,23 +79,7 @@ def plot_projection(result: SnapshotResult, *, classes=None, ax=None, style: str
             fig, grid = new_figure(SINGLE, 3.2, style=style)
             ax = grid[0, 0]
         fig = ax.figure
-        size = 4 if len(codes) <= 2000 else 2
-        shown = 0
-        for j, c in enumerate(rows):
-            sel = codes == c
-            shown += int(sel.sum())
-            if sel.any():
-                ax.scatter(
-                    proj2[sel, 0],
-                    proj2[sel, 1],
-                    s=size,
-                    color=colors[j],
-                    alpha=0.5,
-                    linewidths=0,
-                    rasterized=True,
-                    gid=f"class|{c}",
-                    label=mpl_text(result.class_names[c]) if C <= _LEGEND_CLASSES else None,
-                )
+        shown = _scatter_classes(ax, result, proj2, codes, rows, colors)
         ax.scatter(
             means2[:, 0],
             means2[:, 1],
@@ -108,46 +92,81 @@ def plot_projection(result: SnapshotResult, *, classes=None, ax=None, style: str
         )
         if arrs.get("weights") is not None:
             w2 = pad(np.asarray(arrs["weights"], dtype=np.float64)[rows] @ basis.T)
-            wlen = np.linalg.norm(w2, axis=1)
-            mlen = np.nanmax(np.linalg.norm(means2, axis=1))
-            if wlen.max() > 0 and np.isfinite(mlen):
-                w2 = w2 * (mlen / wlen.max())
-                for j in range(C):
-                    ax.annotate(
-                        "",
-                        xy=(w2[j, 0], w2[j, 1]),
-                        xytext=(0, 0),
-                        zorder=4,
-                        arrowprops={
-                            "arrowstyle": "-|>",
-                            "color": colors[j],
-                            "mutation_scale": 7,
-                            "linewidth": 0.8,
-                            "shrinkA": 0,
-                            "shrinkB": 0,
-                        },
-                    )
+            _classifier_arrows(ax, w2, means2, colors)
         ax.set_xlabel("between-class direction v₁")
         ax.set_ylabel("between-class direction v₂" if k > 1 else "(rank 1: no v₂)")
         ax.set_aspect("equal", adjustable="datalim")
         of = "" if picked is None else f", {C} of {result.n_classes} classes"
         ax.set_title(f"features on v₁, v₂ ({shown} samples{of})\n{snapshot_title(result)}")
-        if C <= _LEGEND_CLASSES:
-            ax.legend(
-                loc="center left",
-                bbox_to_anchor=(1.0, 0.5),
-                markerscale=2,
-                title="class",
-                handletextpad=0.2,
-            )
-        else:
-            import matplotlib as mpl
-
-            norm = mpl.colors.Normalize(0, C - 1)
-            sm = mpl.cm.ScalarMappable(norm=norm, cmap=mpl.colormaps["viridis"])
-            label = "class index" if picked is None else "class (position in the subset)"
-            fig.colorbar(sm, ax=ax, label=label, shrink=0.8)
+        _class_key(fig, ax, C, picked)
     return fig
+
+
+def _scatter_classes(ax, result: SnapshotResult, proj2, codes, rows, colors) -> int:
+    """The sampled points of each class in ``rows`` (gid ``class|<c>``); how many are shown."""
+    C = len(rows)
+    size = 4 if len(codes) <= 2000 else 2
+    shown = 0
+    for j, c in enumerate(rows):
+        sel = codes == c
+        shown += int(sel.sum())
+        if sel.any():
+            ax.scatter(
+                proj2[sel, 0],
+                proj2[sel, 1],
+                s=size,
+                color=colors[j],
+                alpha=0.5,
+                linewidths=0,
+                rasterized=True,
+                gid=f"class|{c}",
+                label=mpl_text(result.class_names[c]) if C <= _LEGEND_CLASSES else None,
+            )
+    return shown
+
+
+def _classifier_arrows(ax, w2, means2, colors) -> None:
+    """Projected classifier rows as arrows from the origin, the longest as long as the
+    farthest projected mean (none when every row or mean projects to nothing)."""
+    wlen = np.linalg.norm(w2, axis=1)
+    mlen = np.nanmax(np.linalg.norm(means2, axis=1))
+    if not (wlen.max() > 0 and np.isfinite(mlen)):
+        return
+    w2 = w2 * (mlen / wlen.max())
+    for j in range(len(w2)):
+        ax.annotate(
+            "",
+            xy=(w2[j, 0], w2[j, 1]),
+            xytext=(0, 0),
+            zorder=4,
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": colors[j],
+                "mutation_scale": 7,
+                "linewidth": 0.8,
+                "shrinkA": 0,
+                "shrinkB": 0,
+            },
+        )
+
+
+def _class_key(fig, ax, C: int, picked) -> None:
+    """A class legend beside the axes for a few classes, else a colour bar of the index."""
+    if C <= _LEGEND_CLASSES:
+        ax.legend(
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+            markerscale=2,
+            title="class",
+            handletextpad=0.2,
+        )
+        return
+    import matplotlib as mpl
+
+    norm = mpl.colors.Normalize(0, C - 1)
+    sm = mpl.cm.ScalarMappable(norm=norm, cmap=mpl.colormaps["viridis"])
+    label = "class index" if picked is None else "class (position in the subset)"
+    fig.colorbar(sm, ax=ax, label=label, shrink=0.8)
 
 
 def plot_sqi(result: SnapshotResult, *, ax=None, style: str = "paper", bins: int = 60):

@@ -72,10 +72,7 @@ def plot_sweep(
         Four panels over a log lambda axis; lambda = 0 is drawn a decade left of the smallest
         positive lambda and labelled "0". Values <= 0 are left out of the log panels.
     """
-    import numpy as np
-    from matplotlib.ticker import NullLocator
-
-    from ._style import DOUBLE, log_axis, new_figure, plot_style
+    from ._style import DOUBLE, new_figure, plot_style
 
     rows = sorted(rows, key=lambda r: r["weight_decay"])
     if metrics is None:
@@ -83,12 +80,33 @@ def plot_sweep(
     if theory is None:
         theory = [(k, k) for k in rows[0]["theory"]]
     x, _ = _x_positions([r["weight_decay"] for r in rows])
+    panels = _panels(rows, metrics, theory)
+    labels = [_short(r["weight_decay"]) for r in rows]
+    with plot_style(style):
+        fig, axes = new_figure(
+            DOUBLE,
+            3.4,
+            style=style,
+            nrows=2,
+            ncols=len(panels),
+            gridspec_kw={"height_ratios": [3.0, 1.1]},
+        )
+        for ax, slot, panel in zip(axes[0], axes[1], panels, strict=True):
+            _draw_panel(ax, slot, panel, rows, x, labels)
+        axes[0][-1].set_ylim(0, 1.02)
+        if title:
+            fig.suptitle(title)
+    return fig
+
+
+def _panels(rows, metrics, theory):
+    """``(title, log y axis, [(label, value of a row)])`` of the four panels."""
     depth = max(len(r["layer_norms_sq"] or []) for r in rows)
 
     def norm(i: int):
         return lambda r: (r["layer_norms_sq"] or [None] * depth)[i]
 
-    panels = (
+    return (
         (
             "NC metrics (train)",
             True,
@@ -105,38 +123,34 @@ def plot_sweep(
             ],
         ),
     )
-    labels = [_short(r["weight_decay"]) for r in rows]
-    with plot_style(style):
-        fig, axes = new_figure(
-            DOUBLE,
-            3.4,
-            style=style,
-            nrows=2,
-            ncols=len(panels),
-            gridspec_kw={"height_ratios": [3.0, 1.1]},
-        )
-        for ax, slot, (name, log, series) in zip(axes[0], axes[1], panels, strict=True):
-            for label, get in series:
-                y = _series(rows, get)
-                if log:
-                    y[y <= 0] = np.nan
-                if not np.all(np.isnan(y)):
-                    ax.plot(x, y, marker="o", ms=3, lw=1, label=label)
-            ax.set_title(name)
-            ax.set_xscale("log")
-            if log and ax.lines:
-                log_axis(ax, "y")
-            ax.set_xlabel("weight decay λ")
-            ax.set_xticks(
-                x,
-                labels,
-                rotation=0 if len(x) <= 3 else 45 if len(x) <= 5 else 90,
-                fontsize="small" if len(x) > 5 else None,
-            )
-            ax.xaxis.set_minor_locator(NullLocator())
-            ax.set_xlim(min(x) / 2, max(x) * 2)
-            _legend_below(ax, slot)
-        axes[0][-1].set_ylim(0, 1.02)
-        if title:
-            fig.suptitle(title)
-    return fig
+
+
+def _draw_panel(ax, slot, panel, rows, x: list[float], labels: list[str]) -> None:
+    """One panel's series against lambda (values <= 0 left out of a log panel), its legend
+    in ``slot`` below."""
+    import numpy as np
+    from matplotlib.ticker import NullLocator
+
+    from ._style import log_axis
+
+    name, log, series = panel
+    for label, get in series:
+        y = _series(rows, get)
+        if log:
+            y[y <= 0] = np.nan
+        if not np.all(np.isnan(y)):
+            ax.plot(x, y, marker="o", ms=3, lw=1, label=label)
+    ax.set_title(name)
+    ax.set_xscale("log")
+    if log and ax.lines:
+        log_axis(ax, "y")
+    ax.set_xlabel("weight decay λ")
+    ax.set_xticks(
+        x,
+        labels,
+        rotation=0 if len(x) <= 3 else 45 if len(x) <= 5 else 90,
+        fontsize="small" if len(x) > 5 else None,
+    )
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(min(x) / 2, max(x) * 2)
+    _legend_below(ax, slot)

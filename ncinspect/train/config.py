@@ -111,7 +111,15 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`~ncinspect.errors.UsageError` on an impossible setting."""
-        problems = []
+        self._check_numbers()
+        problems = [*self._limit_problems(), *self._setting_problems(), *self._data_problems()]
+        if problems:
+            raise UsageError("invalid training config: " + "; ".join(problems))
+        if self.dataset == "gaussian":
+            self.check_size(self.input_dim, self.n_classes)
+
+    def _check_numbers(self) -> None:
+        """Every float setting finite and every count an integer (else nothing below holds)."""
         fields = ("lr", "weight_decay", "init_scale", "separation", "noise", "momentum", "lr_min")
         fields += ("gamma", "target_offset") + (("kappa",) if self.kappa is not None else ())
         not_finite = [f"{k}={getattr(self, k)}" for k in fields if not _finite(getattr(self, k))]
@@ -130,6 +138,10 @@ class TrainConfig:
         ]
         if not_int:
             raise UsageError("invalid training config: must be integers: " + ", ".join(not_int))
+
+    def _limit_problems(self) -> list[str]:
+        """The sizes and scales out of their LIMITS."""
+        problems = []
         if not 2 <= self.depth <= LIMITS["depth"]:
             problems.append(f"depth must be in [2, {LIMITS['depth']}], got {self.depth}")
         elif max(self.hidden_widths(), default=1) > LIMITS["width"]:
@@ -156,6 +168,11 @@ class TrainConfig:
             problems.append(
                 f"init_scale must be <= {LIMITS['init_scale']:g}, got {self.init_scale}"
             )
+        return problems
+
+    def _setting_problems(self) -> list[str]:
+        """Widths, dtypes, the optimiser and the schedule."""
+        problems = []
         if self.widths is not None and len(self.widths) != self.depth - 1:
             problems.append(
                 f"widths needs depth - 1 = {self.depth - 1} entries, got {len(self.widths)}"
@@ -186,6 +203,11 @@ class TrainConfig:
             problems.append(f"init_scale must be > 0, got {self.init_scale}")
         if self.compression not in (None, *CHOICES["compression"]):
             problems.append(f"compression must be None, 'gzip' or 'lzf', got {self.compression!r}")
+        return problems
+
+    def _data_problems(self) -> list[str]:
+        """The class counts, the generated data and the task."""
+        problems = []
         if self.class_counts is not None:
             counts = tuple(self.class_counts)
             if len(counts) < 2 or any(int(n) != n or n < 1 for n in counts):
@@ -214,10 +236,7 @@ class TrainConfig:
                 problems.append(f"n_targets must be >= 1, got {self.n_targets}")
             if self.target_map not in CHOICES["target_map"]:
                 problems.append(f"target_map must be 'linear' or 'smooth', got {self.target_map!r}")
-        if problems:
-            raise UsageError("invalid training config: " + "; ".join(problems))
-        if self.dataset == "gaussian":
-            self.check_size(self.input_dim, self.n_classes)
+        return problems
 
     def check_size(self, input_dim: int, n_classes: int) -> None:
         """Raise :class:`~ncinspect.errors.UsageError` when the network has too many weights."""

@@ -1,0 +1,32 @@
+"""The class order from a text file (``--class-names FILE``): one name a line."""
+
+from __future__ import annotations
+
+from ..errors import InvalidDataError
+
+__all__ = ["read_class_names"]
+
+
+def read_class_names(path: str) -> list[str]:
+    """The class order from a text file: one name a line, in the order of the rows of W.
+
+    Trailing blank lines are ignored; a blank line between names or a repeated name is bad
+    input (:class:`InvalidDataError`), as is a file that is not UTF-8 text.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError:
+        raise InvalidDataError(f"{path}: class names file is not UTF-8 text") from None
+    except OSError as exc:
+        raise InvalidDataError(
+            f"{path}: cannot read the class names file ({exc.strerror or exc})"
+        ) from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise InvalidDataError(f"{path}: class names file holds no names (one name a line)")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            raise InvalidDataError(f"{path}: line {i + 1} is blank; expected one class name a line")
+    return lines
