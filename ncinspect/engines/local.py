@@ -25,6 +25,7 @@ from ..stats_theory import TheoryPass
 from .threads import Workers, one_blas_thread
 
 __all__ = [
+    "ChunkReader",
     "LocalEngine",
     "Pass2",
     "Passes",
@@ -126,6 +127,32 @@ def row_chunks(n: int, rows: int):
         yield start, min(n, start + rows)
 
 
+class ChunkReader:
+    """Reads row chunks of one source into two reusable buffers, in turn.
+
+    A chunk returned by :meth:`read` stays valid until the call after next: enough for one
+    chunk being used while the next one is read (:meth:`Workers.prefetch`), and no array is
+    allocated (and its pages faulted in) per chunk. Sources that cannot fill a buffer
+    (arrays already in memory) return their rows as :meth:`ArraySource.read` does.
+    """
+
+    def __init__(self, source, rows: int):
+        self.source = source
+        self.rows = int(rows)
+        self._buffers: list[np.ndarray] = []
+        self._turn = 0
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        if not self.source.fills_buffers:
+            return self.source.read(a, b)
+        if len(self._buffers) < 2:
+            shape = (min(self.rows, self.source.shape[0]),) + tuple(self.source.shape[1:])
+            self._buffers.append(np.empty(shape, self.source.buffer_dtype))
+        buf = self._buffers[self._turn % len(self._buffers)]
+        self._turn += 1
+        return self.source.read_into(a, b, buf)
+
+
 def first_pass(
     prep: Prepared, rows: int, progress: Progress | None = None, *, threads: int | None = None
 ) -> FirstPass:
@@ -133,8 +160,9 @@ def first_pass(
     :class:`~ncinspect.engines.threads.Workers`; the result does not depend on it)."""
     N, d, C = prep.n_samples, prep.n_features, prep.n_classes
     first = FirstPass.empty(C, d)
+    reader = ChunkReader(prep.features, rows)
     with Workers(threads) as work:
-        for a, b, h in work.prefetch(prep.features.read, row_chunks(N, rows)):
+        for a, b, h in work.prefetch(reader.read, row_chunks(N, rows)):
             first = first.merge(FirstPass.of_chunk(h, prep.codes[a:b], C, a, map=work.map))
             if progress:
                 progress(b - a)
@@ -213,11 +241,13 @@ def second_pass(
     """Pass 2: within-class scatter, decisions and outputs given the geometry of pass 1
     (and, with ``theory``, the sums of the theory's identities over the same rows)."""
 
+    reader = ChunkReader(prep.features, rows)
+
     def read(a: int, b: int):
         outs = None
         if prep.outputs is not None:
             outs = read_outputs(prep.outputs.read(a, b), a, b, prep.outputs.where)
-        return prep.features.read(a, b), outs  # converted to float64 block by block
+        return reader.read(a, b), outs  # converted to float64 block by block
 
     rider = theory_rider(prep, theory)
     acc = Pass2(

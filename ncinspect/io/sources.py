@@ -37,6 +37,22 @@ class ArraySource:
     def read_all(self) -> np.ndarray:
         return self.read(0, self.shape[0] if self.shape else None)
 
+    #: True where :meth:`read_into` fills the buffer it is given (a copy avoided); False where
+    #: it returns what :meth:`read` returns (e.g. a view of an array already in memory)
+    fills_buffers = False
+
+    def read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+        """Rows ``start:stop``, read into ``out[: stop - start]`` (an array of this source's
+        shape per row and :attr:`buffer_dtype`) when :attr:`fills_buffers`, else as
+        :meth:`read` returns them. The result may be ``out``'s memory: it is valid until
+        ``out`` is reused."""
+        return self.read(start, stop)
+
+    @property
+    def buffer_dtype(self) -> np.dtype:
+        """The dtype of the buffers :meth:`read_into` fills (the stored one, native order)."""
+        return self.dtype.newbyteorder("=")
+
     @property
     def nbytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
@@ -162,14 +178,34 @@ class H5Source(ArraySource):
             ) from None
         self._checked = True
 
+    @property
+    def fills_buffers(self) -> bool:
+        # plain numbers only: h5py converts them into a buffer of the native dtype
+        return not self.null and len(self.shape) >= 1 and self.dtype.kind in "fiu"
+
+    def read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+        """Rows ``start:stop`` read straight into ``out`` (no array allocated per chunk)."""
+        if not self.fills_buffers:
+            return self.read(start, stop)
+        stop = min(int(stop), self.shape[0])
+        start = min(int(start), stop)
+        view = out[: stop - start]
+        if view.size:
+            self._guarded(start, stop, lambda: self.dataset.read_direct(view, np.s_[start:stop]))
+        return view
+
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         if self.null:
             raise UnreadableFileError(f"{self.where}: has a null dataspace (holds no values)")
+        if self.dataset.ndim == 0:
+            return self._guarded(start, stop, lambda: np.asarray(self.dataset[()]))
+        return self._guarded(start, stop, lambda: self.dataset[start:stop])
+
+    def _guarded(self, start, stop, read):
+        """``read()`` after :meth:`check`, h5py's errors turned into one line naming the rows."""
         self.check()
         try:
-            if self.dataset.ndim == 0:
-                return np.asarray(self.dataset[()])
-            return self.dataset[start:stop]
+            return read()
         except (OSError, RuntimeError, ValueError, KeyError, TypeError, OverflowError) as exc:
             text = str(exc).strip().splitlines()
             raise UnreadableFileError(
