@@ -23,8 +23,9 @@ def get_engine(name: str, *, scheduler: str | None = None, threads: int | None =
         For ``"dask"``: address of a ``distributed`` scheduler (``tcp://host:8786``);
         default the active Dask client or scheduler.
     threads : int, optional
-        For ``"local"``: worker threads (default every core this process may use; see
-        :mod:`ncinspect.engines.threads`). The results do not depend on it.
+        Worker threads (default every core this process may use; see
+        :mod:`ncinspect.engines.threads`): of the local engine, or of Dask's local threaded
+        scheduler (refused with a distributed ``scheduler``). The results do not depend on it.
     """
     from ..errors import UsageError
 
@@ -37,5 +38,5 @@ def get_engine(name: str, *, scheduler: str | None = None, threads: int | None =
     if name == "dask":
         from .dask import DaskEngine
 
-        return DaskEngine(scheduler=scheduler)
+        return DaskEngine(scheduler=scheduler, threads=threads)
     raise UsageError(f"engine must be 'local' or 'dask', got {name!r}")

@@ -28,6 +28,7 @@ from ..errors import UnreadableFileError, UsageError
 from ..io.sources import ArraySource, H5Source
 from ..stats import FirstPass
 from .local import Pass2, check_finite_rows, is_dask, pass2_chunk, read_outputs, theory_rider
+from .threads import one_blas_thread, resolve_threads
 
 __all__ = ["DaskEngine", "DaskSource"]
 
@@ -196,6 +197,11 @@ class DaskEngine:
     scheduler : str or distributed.Client, optional
         Address of a running ``distributed`` scheduler (``"tcp://10.0.0.5:8786"``), a
         ``Client``, or None for the active client (if any) or Dask's default scheduler.
+    threads : int, optional
+        Without ``scheduler``: run the tasks on Dask's local threaded scheduler with this
+        many worker threads, BLAS capped to one thread each (as the local engine does).
+        A distributed cluster's workers are sized where they run: giving both is a
+        :class:`~ncinspect.errors.UsageError`.
 
     Notes
     -----
@@ -207,9 +213,15 @@ class DaskEngine:
 
     name = "dask"
 
-    def __init__(self, scheduler: Any = None):
+    def __init__(self, scheduler: Any = None, threads: int | None = None):
         _import_dask()
+        if threads is not None and scheduler is not None:
+            raise UsageError(
+                "--threads sizes the local engine or Dask's local scheduler; the workers of "
+                "a distributed scheduler are sized where they run (drop --threads)"
+            )
         self.scheduler = scheduler
+        self.threads = None if threads is None else resolve_threads(threads)
         self._client = None
 
     # inputs --------------------------------------------------------------------------
@@ -243,7 +255,10 @@ class DaskEngine:
             return client.compute(obj, sync=True)
         import dask
 
-        return dask.compute(obj)[0]
+        if self.threads is None:
+            return dask.compute(obj)[0]
+        with one_blas_thread():
+            return dask.compute(obj, scheduler="threads", num_workers=self.threads)[0]
 
     def close(self) -> None:
         """Close a client this engine opened (not one it was given)."""

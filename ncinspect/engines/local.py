@@ -20,7 +20,7 @@ from ..budget import DEFAULT_MEMORY, available_memory, fmt_bytes
 from ..errors import InvalidDataError, ResourceLimitError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry
-from ..stats import FirstPass, Geometry, SecondPass
+from ..stats import FirstPass, Geometry, SecondPass, block_rows
 from ..stats_theory import TheoryPass
 from .threads import Workers, one_blas_thread
 
@@ -224,8 +224,16 @@ def pass2_chunk(
     from :func:`theory_rider`, the theory sums of the same rows (``map`` runs the blocks of
     pass 2, e.g. on a thread pool)."""
     sums = None
-    if rider is not None:
-        sums = TheoryPass.of_rows(h, codes, outs, *rider)  # reads h and outs, never writes
+    if rider is not None:  # in the fixed blocks of pass 2, merged in row order
+        step = block_rows(h.shape[1], geom.n_classes)
+
+        def theory_block(a: int) -> TheoryPass:
+            out = None if outs is None else outs[a : a + step]
+            return TheoryPass.of_rows(h[a : a + step], codes[a : a + step], out, *rider)
+
+        sums = TheoryPass.empty(geom.n_classes, h.shape[1])
+        for part in map(theory_block, range(0, h.shape[0], step)):
+            sums = sums.merge(part)  # reads h and outs only
     return Pass2(SecondPass.of_chunk(geom, h, codes, outs, map=map), sums)
 
 

@@ -320,3 +320,36 @@ def test_cli_theory_engine_dask_equals_local(tmp_path, monkeypatch):
     want, got = json.loads(local.read_text()), json.loads(remote.read_text())
     assert want["snapshots"][0]["theory"]["lines"]
     _assert_close_tree(got, want)
+
+
+def test_threads_size_dasks_local_scheduler():
+    import threading
+
+    import dask
+
+    from ncinspect.engines import get_engine
+
+    def ident(_):
+        return threading.get_ident()
+
+    tasks = [dask.delayed(ident)(i) for i in range(64)]
+    one = get_engine("dask", threads=1)
+    assert one.threads == 1
+    assert len(set(one.compute(tasks))) == 1  # one worker thread ran every task
+    assert get_engine("dask", threads=2).threads == 2
+
+
+def test_cli_dask_threads_equals_local(dump, tmp_path):
+    local, remote = tmp_path / "local.json", tmp_path / "dask.json"
+    common = ["report", str(dump), "--per-class", "--chunk-rows", "100", "--json"]
+    assert main([*common, str(local), "--threads", "1"]) == 0
+    assert main([*common, str(remote), "--engine", "dask", "--threads", "2"]) == 0
+    want, got = json.loads(local.read_text()), json.loads(remote.read_text())
+    for g, w in zip(got["snapshots"], want["snapshots"], strict=True):
+        _assert_same(g["metrics"], w["metrics"])
+
+
+def test_threads_with_a_distributed_scheduler_is_refused(dump, capsys):
+    args = ["report", str(dump), "--engine", "dask", "--scheduler", "tcp://127.0.0.1:1"]
+    assert main([*args, "--threads", "2", "--json", "-"]) == 2
+    assert "--threads" in capsys.readouterr().err

@@ -362,15 +362,22 @@ def test_theory_reads_the_training_rows_in_two_passes(tmp_path, monkeypatch):
         snap.write_params([cp["W"]])
         snap.append(features=cp["H"], labels=cp["y"], outputs=cp["outputs"])
     rows: dict[str, int] = {}
-    read = H5Source.read
+    read, read_into = H5Source.read, H5Source.read_into
 
-    def counting(self, start=0, stop=None):
-        out = read(self, start, stop)
+    def count(self, out):
         name = self.where.rsplit("/", 1)[-1]
         rows[name] = rows.get(name, 0) + (len(out) if out.ndim else 0)
         return out
 
+    def counting(self, start=0, stop=None):
+        return count(self, read(self, start, stop))
+
+    def counting_into(self, start, stop, buf):  # chunks read into reusable buffers
+        out = read_into(self, start, stop, buf)  # calls the counting read when it does not fill
+        return count(self, out) if self.fills_buffers else out
+
     monkeypatch.setattr(H5Source, "read", counting)
+    monkeypatch.setattr(H5Source, "read_into", counting_into)
     report, _ = theory_file(path, chunk_rows=5)
     assert rows["features"] == 2 * cp["N"] and rows["outputs"] == cp["N"]
     lines = _lines(report[0].theory)
