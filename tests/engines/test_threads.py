@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -86,3 +87,19 @@ def test_default_threads_follow_the_affinity():
     assert resolve_threads(3) == 3
     with pytest.raises(ValueError):
         resolve_threads(0)
+
+
+def test_theory_json_byte_identical_for_1_2_4_threads(tmp_path):
+    """The theory sums run in the blocks of pass 2 on the pool: no bit depends on it."""
+    n, d, C = 5000, 300, 10
+    assert n > 4 * block_rows(d, C)  # several blocks per chunk
+    dump = _dump(tmp_path / "run.h5", n, d, C)
+    texts = []
+    for threads in (1, 2, 4):
+        out = tmp_path / f"t{threads}.json"
+        assert main(["theory", dump, "--json", str(out), "--threads", str(threads)]) == 0
+        texts.append(out.read_text())
+    assert texts[0] == texts[1] == texts[2]
+    lines = {ln["key"]: ln for ln in json.loads(texts[0])["snapshots"][0]["theory"]["lines"]}
+    for key in ("loss_floor", "residual_asymmetry"):  # computed from the ridden sums
+        assert lines[key]["status"] == "ok" and lines[key]["measured"] is not None
