@@ -59,7 +59,7 @@ def analyze(
     outputs: Any = None,
     center: str = "classes",
     per_class: bool = False,
-    ncc_means: Any = None,
+    ncc_centres: Any = None,
     class_names: Any = None,
     min_class_count: int = 1,
     chunk_rows: int | None = None,
@@ -70,6 +70,7 @@ def analyze(
     ood_features: Any = None,
     bootstrap: int | None = None,
     seed: int = 0,
+    ncc_means: Any = None,
 ) -> SnapshotResult:
     """Every neural-collapse metric of spec/metrics.md for one set of features.
 
@@ -88,8 +89,9 @@ def analyze(
         Global mean: mean of class means (default, as Papyan et al.) or sample mean.
     per_class : bool
         Also return per-class values.
-    ncc_means : array-like (C, d), optional
-        Class centres for the NCC decisions (e.g. train means for test features).
+    ncc_centres : array-like (C, d), optional
+        Class centres for the NCC decisions (e.g. train means for test features); the
+        result's ``ncc_means`` then says "given". ``ncc_means=`` is its older name.
     class_names : list, optional
         The class order (name of each row of ``weights``): needed for string labels with a
         classifier (else every W-dependent metric is null).
@@ -117,7 +119,7 @@ def analyze(
     prep = prepare(
         features, labels, weights=weights, bias=bias, outputs=outputs, class_names=class_names
     )
-    centres = None if ncc_means is None else to_host(ncc_means, "ncc_means")
+    centres = _given_centres(ncc_centres, ncc_means)
     options = dict(chunk_rows=chunk_rows, memory_limit=memory_limit, engine=engine)
     res = _arrays_result(
         prep, centres, per_class, center, min_class_count, progress=progress, **options
@@ -128,6 +130,16 @@ def analyze(
             prep, res, centres, center, min_class_count, bootstrap, seed, memory_limit
         )
     return res
+
+
+def _given_centres(ncc_centres: Any, ncc_means: Any) -> np.ndarray | None:
+    """The NCC centres given to :func:`analyze` on the host (``ncc_means`` is the older name
+    of ``ncc_centres``), or None: each snapshot's own class means."""
+    if ncc_centres is not None and ncc_means is not None:
+        raise UsageError("give ncc_centres or its older name ncc_means, not both")
+    if ncc_centres is not None:
+        return to_host(ncc_centres, "ncc_centres")
+    return None if ncc_means is None else to_host(ncc_means, "ncc_means")
 
 
 def _arrays_result(

@@ -24,6 +24,7 @@ __all__ = [
     "bootstrap_intervals",
     "replicate_metrics",
     "build_result",
+    "check_center",
     "check_options",
     "notes_for",
     "prepare_snapshot",
@@ -31,10 +32,16 @@ __all__ = [
 ]
 
 
-def check_options(center: str = "classes", min_class_count: Any = 1) -> None:
-    """Validate the options every analysis shares (once, at the public entry)."""
+def check_center(center: Any) -> None:
+    """``center`` names a global mean: "classes" or "samples" (checked at the public entry;
+    the kernels below it take it as given)."""
     if center not in ("classes", "samples"):
         raise UsageError(f"center must be 'classes' or 'samples', got {center!r}")
+
+
+def check_options(center: str = "classes", min_class_count: Any = 1) -> None:
+    """Validate the options every analysis shares (once, at the public entry)."""
+    check_center(center)
     k = min_class_count
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise UsageError(f"min_class_count must be an integer >= 1, got {k!r}")

@@ -12,7 +12,7 @@ percentile interval: the 2.5% and 97.5% quantiles of its B replicate values.
 
 What stays fixed across replicates: the classifier (W, b), the class set and counts, the
 ``center`` and ``min_class_count`` conventions, and NCC centres given from elsewhere (the
-train split's means for a test split, or ``ncc_means=``): the interval describes the
+train split's means for a test split, or ``ncc_centres=``): the interval describes the
 sampling of this snapshot's rows only.
 
 Randomness comes only from ``numpy.random.Generator(seed)``: the same data, B and seed give

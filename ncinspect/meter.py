@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from .analyze import build_result
+from .analyze_build import check_center
 from .array_api import check_precision, device_batch, get_namespace
 from .arrays import host_dtype, to_host
 from .errors import InvalidDataError, UnsupportedDtypeError, UsageError
@@ -107,8 +108,7 @@ class Meter:
         dump_meta: Mapping[str, Any] | None = None,
         precision: str = "float64",
     ):
-        if center not in ("classes", "samples"):
-            raise UsageError(f"center must be 'classes' or 'samples', got {center!r}")
+        check_center(center)
         self._weights_src, self._bias_src = weights, bias
         self.weights = None if weights is None else _numeric(to_host(weights, "weights"), "weights")
         self.bias = None if bias is None else _numeric(to_host(bias, "bias"), "bias")

@@ -29,7 +29,8 @@ def between_class_geometry(
     first : FirstPass
         Per-class counts and sums.
     center : {"classes", "samples"}
-        mu_G is the mean of class means (default) or the sample mean.
+        mu_G is the mean of class means (default) or the sample mean (checked at the public
+        entry, :func:`ncinspect.analyze_build.check_center`).
     weights, bias : arrays, optional
         The classifier (C, d) and bias (C,), stored in the geometry for pass 2.
     ncc_means : (C, d) array, optional
@@ -50,8 +51,6 @@ def between_class_geometry(
     the eigenvalues stay inside float64 for features of any magnitude; they are stored in
     units of ``scale**2`` (see :class:`Geometry`).
     """
-    if center not in ("classes", "samples"):
-        raise ValueError(f"center must be 'classes' or 'samples', got {center!r}")
     counts = first.counts
     present = counts >= max(1, int(min_count))
     means = first.class_means()

@@ -112,8 +112,8 @@ def test_bad_replicate_counts_are_usage_errors(bad):
 def test_fixed_ncc_centres_and_class_counts_stay_fixed():
     h, y, w = _data(imbalanced=True)
     centres = np.array([h[y == c].mean(0) for c in range(3)]) + 0.3
-    res = ncinspect.analyze(h, y, weights=w, ncc_means=centres, bootstrap=15, seed=2)
-    reps = _reference_replicates(h, y, w, 15, 2, ncc_means=centres)
+    res = ncinspect.analyze(h, y, weights=w, ncc_centres=centres, bootstrap=15, seed=2)
+    reps = _reference_replicates(h, y, w, 15, 2, ncc_centres=centres)
     vals = [r["nc4_ncc_mismatch"] for r in reps]
     assert res.interval("nc4_ncc_mismatch") == pytest.approx(
         tuple(np.percentile(vals, [2.5, 97.5]))

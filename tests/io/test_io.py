@@ -19,6 +19,7 @@ from ncinspect.errors import (
     ShapeMismatchError,
     UnreadableFileError,
     UnsupportedDtypeError,
+    UsageError,
 )
 
 from ..helpers import make_data
@@ -334,10 +335,14 @@ def test_test_split_uses_own_means_unless_train_is_asked(tmp_path):
     assert own.metrics == ncinspect.analyze(h + 0.7, y, weights=m).metrics
     train = ncinspect.analyze_file(path, snapshot="/test/*", ncc_means="train")[0]
     assert train.ncc_means == "train:/train/epoch_0001"
-    direct = ncinspect.analyze(
-        h + 0.7, y, weights=m, ncc_means=ncinspect.analyze(h, y).arrays["means"]
-    )
+    means = ncinspect.analyze(h, y).arrays.means
+    direct = ncinspect.analyze(h + 0.7, y, weights=m, ncc_centres=means)
+    assert direct.ncc_means == "given"
     assert train.metrics == direct.metrics
+    older_name = ncinspect.analyze(h + 0.7, y, weights=m, ncc_means=means)
+    assert older_name.metrics == direct.metrics and older_name.ncc_means == "given"
+    with pytest.raises(UsageError, match="not both"):
+        ncinspect.analyze(h + 0.7, y, weights=m, ncc_centres=means, ncc_means=means)
 
 
 def test_file_being_written_is_read_without_the_lock_with_a_note(tmp_path):

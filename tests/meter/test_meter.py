@@ -154,6 +154,8 @@ def test_meters_with_other_settings_do_not_merge_and_inputs_are_checked():
         ncinspect.Meter(n_classes=3).merge(ncinspect.Meter(n_classes=4))
     with pytest.raises(UsageError, match="center"):
         ncinspect.Meter(weights=w).merge(ncinspect.Meter(weights=w, center="samples"))
+    with pytest.raises(UsageError, match="center must be 'classes' or 'samples'"):
+        ncinspect.Meter(weights=w, center="median")
     for kwargs in ({"weights": w, "n_classes": 9}, {"n_classes": -3}, {"bias": b, "n_classes": 5}):
         with pytest.raises(UsageError):
             ncinspect.Meter(**kwargs)
