@@ -219,19 +219,17 @@ def residuals(kern: Kernel, block: np.ndarray, y: np.ndarray, buf: Buffers):
     if kern.from_scores:  # e straight from the class means; the products use e
         e = buf.e[:m]
         g = np.take(kern.means_s, y, axis=0, out=buf.g[:m], mode="clip")
-        if inv == 1.0:
-            np.subtract(block, g, out=e)
-        else:  # exact scaling first, so nothing overflows
-            np.multiply(block, inv, out=e)
-            np.subtract(e, g, out=e)
+        np.copyto(e, block)  # exact; float64 ufuncs run faster than mixed-type ones
+        if inv != 1.0:  # exact scaling first, so nothing overflows
+            np.multiply(e, inv, out=e)
+        np.subtract(e, g, out=e)
         x = e
     else:  # h' = (h - mu_G) / scale for the decisions, e = h' - M~_y for the projection
         x = buf.g[:m]
-        if inv == 1.0:
-            np.subtract(block, kern.mean_scaled, out=x)
-        else:
-            np.multiply(block, inv, out=x)
-            np.subtract(x, kern.mean_scaled, out=x)
+        np.copyto(x, block)
+        if inv != 1.0:
+            np.multiply(x, inv, out=x)
+        np.subtract(x, kern.mean_scaled, out=x)
         e = np.take(kern.centred_s, y, axis=0, out=buf.e[:m], mode="clip")
         np.subtract(x, e, out=e)
     return e, x, np.einsum("ij,ij->i", e, e)
