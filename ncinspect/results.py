@@ -2,9 +2,9 @@
 
 :class:`ResultArrays` names every array a result can carry (the geometry for figures, the
 ``sample_*`` subsample, regression and aggregation extras); :class:`TheoryResult` and
-:class:`TheoryLine` hold the theory section. All three are dataclasses; they also answer
-``obj["name"]``, ``obj.get("name")`` and ``"name" in obj`` by field name, so code written
-against the former dicts keeps working while it moves to attribute access.
+:class:`TheoryLine` hold the theory section. All three are dataclasses, read by attribute
+(``result.arrays.means``, ``result.theory.lines[0].rel_error``); ``to_dict`` gives the JSON
+form of the theory section.
 """
 
 from __future__ import annotations
@@ -17,29 +17,8 @@ import numpy as np
 __all__ = ["ResultArrays", "TheoryLine", "TheoryResult"]
 
 
-class _ByName:
-    """Read access by field name (``obj[key]``, ``obj.get(key)``, ``key in obj``)."""
-
-    def _field_names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(self))
-
-    def _has(self, key: str) -> bool:
-        return key in self._field_names()
-
-    def __getitem__(self, key: str) -> Any:
-        if not isinstance(key, str) or not self._has(key):
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if isinstance(key, str) and self._has(key) else default
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._has(key)
-
-
 @dataclass
-class ResultArrays(_ByName):
+class ResultArrays:
     """The arrays of one result (None: not computed for it). Never written to JSON.
 
     Classes are the present ones (in the order of ``class_names``) unless named ``*_all``,
@@ -69,12 +48,9 @@ class ResultArrays(_ByName):
     ci_low: dict[str, Any] | None = None  #: aggregated views: lower interval end per key
     ci_high: dict[str, Any] | None = None  #: aggregated views: upper interval end per key
 
-    def _has(self, key: str) -> bool:
-        return key in self._field_names() and getattr(self, key) is not None
-
     def update(self, values: dict[str, Any]) -> None:
         """Set fields from ``values`` (an unknown name raises ``KeyError``)."""
-        names = self._field_names()
+        names = {f.name for f in fields(self)}
         for key, value in values.items():
             if key not in names:
                 raise KeyError(f"ResultArrays has no field {key!r}")
@@ -91,7 +67,7 @@ class ResultArrays(_ByName):
 
 
 @dataclass
-class TheoryLine(_ByName):
+class TheoryLine:
     """One line of the theory table: predicted against measured (spec/theory.md).
 
     ``status`` is ``ok``, ``missing`` (``missing`` names the keys to record) or
@@ -115,7 +91,7 @@ class TheoryLine(_ByName):
 
 
 @dataclass
-class TheoryResult(_ByName):
+class TheoryResult:
     """The theory section of one snapshot (``"theory"`` in the JSON)."""
 
     applicable: bool | None

@@ -115,8 +115,8 @@ def sweep_row(
     name = _final_train_snapshot(path)
     report, _ = theory_file(path, snapshot=name)
     res = report[0]
-    lines = {ln["key"]: ln for ln in res.theory["lines"]}
-    wd = res.theory["constants"]["weight_decay"] if weight_decay is None else weight_decay
+    lines = {ln.key: ln for ln in res.theory.lines}
+    wd = res.theory.constants["weight_decay"] if weight_decay is None else weight_decay
     if test_accuracy is None:
         test_accuracy = res.meta.get("test_accuracy")
     if seed is None:
@@ -124,15 +124,15 @@ def sweep_row(
     return {
         "weight_decay": wd,
         "seed": None if seed is None else int(seed),
-        "Lambda": res.theory["constants"]["Lambda"],
+        "Lambda": res.theory.constants["Lambda"],
         "dump": path,
         "snapshot": name,
         "epoch": res.epoch,
         "seconds": seconds,
         "test_accuracy": test_accuracy,
-        "layer_norms_sq": res.theory["layer_norms_sq"],
+        "layer_norms_sq": res.theory.layer_norms_sq,
         "metrics": {k: res.metrics.get(k) for k, _ in SWEEP_METRICS},
-        "theory": {k: lines[k]["rel_error"] if k in lines else None for k, _ in SWEEP_THEORY},
+        "theory": {k: lines[k].rel_error if k in lines else None for k, _ in SWEEP_THEORY},
     }
 
 

@@ -27,12 +27,12 @@ _MEANS, _WEIGHTS = "#0072B2", "#D55E00"  # Okabe-Ito blue / vermillion
 
 def centred_means(result: SnapshotResult) -> np.ndarray:
     """``M~``: the class means minus the global mean (rows of empty classes stay NaN)."""
-    return np.asarray(result.arrays["means"]) - np.asarray(result.arrays["global_mean"])
+    return np.asarray(result.arrays.means) - np.asarray(result.arrays.global_mean)
 
 
 def classifier_rows(result: SnapshotResult, *, centered: bool = False) -> np.ndarray | None:
     """The classifier W as stored, or with its mean row removed (``centered``); None if absent."""
-    w = result.arrays.get("weights")
+    w = result.arrays.weights
     if w is None:
         return None
     w = np.asarray(w, dtype=np.float64)
@@ -283,8 +283,8 @@ def plot_spectrum(result: SnapshotResult, *, ax=None, style: str = "paper"):
     ``v_k^T Sigma_W v_k``; ``nc1 = (1/C) sum_k v_k^T Sigma_W v_k / lambda_k``, so the gap
     between the two curves is what NC1 measures, direction by direction.
     """
-    between = np.asarray(result.arrays["between_eigvals"], dtype=np.float64)
-    within = np.asarray(result.arrays["within_along"], dtype=np.float64)
+    between = np.asarray(result.arrays.between_eigvals, dtype=np.float64)
+    within = np.asarray(result.arrays.within_along, dtype=np.float64)
     if between.size == 0:
         raise ValueError(f"{result.name}: no between-class direction (Sigma_B is 0)")
     k = np.arange(1, between.size + 1)

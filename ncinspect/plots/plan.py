@@ -112,9 +112,9 @@ def kind_allowed(kind: str, results: Iterable[SnapshotResult], *, sqi: bool = Fa
         return "no snapshot"
     if final.task == "regression":
         return "a regression snapshot has no classes (nrc1-nrc3 are in the trajectory figure)"
-    if kind == "spectrum" and len(final.arrays.get("between_eigvals", ())) == 0:
+    if kind == "spectrum" and not _has_rows(final.arrays.between_eigvals):
         return "no between-class direction (all class means equal)"
-    if kind == "projection" and len(final.arrays.get("basis", ())) == 0:
+    if kind == "projection" and not _has_rows(final.arrays.basis):
         return "no between-class direction (all class means equal)"
     if kind == "sqi" and final.metrics.get("sqi_eps1") is None:
         return "needs outputs or classifier weights"
@@ -125,6 +125,11 @@ def kind_allowed(kind: str, results: Iterable[SnapshotResult], *, sqi: bool = Fa
 
         return f"loss {plain(final.loss)!r} is not a square loss (--sqi draws it anyway)"
     return None
+
+
+def _has_rows(values) -> bool:
+    """Whether an array of a result is there and not empty."""
+    return values is not None and len(values) > 0
 
 
 def _slug(text: str) -> str:

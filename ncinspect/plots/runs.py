@@ -140,11 +140,11 @@ def _epoch_ticks(ax) -> None:
 
 def _band(results: list[SnapshotResult], key: str):
     """(lower, upper) 95% ends of ``key`` along aggregated ``results`` (None if not such)."""
-    if not results or "ci_low" not in results[0].arrays:
+    if not results or results[0].arrays.ci_low is None:
         return None
 
     def ends(which: str) -> np.ndarray:
-        vals = [r.arrays[which].get(key) for r in results]
+        vals = [getattr(r.arrays, which).get(key) for r in results]
         return np.array([np.nan if v is None else float(v) for v in vals], dtype=np.float64)
 
     return ends("ci_low"), ends("ci_high")

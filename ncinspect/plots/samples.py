@@ -28,7 +28,7 @@ _LEGEND_CLASSES = 10  #: above this many classes the class legend becomes a colo
 
 
 def _need(result: SnapshotResult, *keys: str) -> None:
-    missing = [k for k in keys if k not in result.arrays]
+    missing = [k for k in keys if getattr(result.arrays, k) is None]
     if missing:
         raise ValueError(
             f"{result.name}: no {', '.join(missing)} in result.arrays; add a subsample with "
@@ -63,16 +63,16 @@ def plot_projection(result: SnapshotResult, *, classes=None, ax=None, style: str
     """
     _need(result, "sample_proj", "sample_codes")
     arrs = result.arrays
-    proj = np.asarray(arrs["sample_proj"], dtype=np.float64)
-    codes = np.asarray(arrs["sample_codes"])
+    proj = np.asarray(arrs.sample_proj, dtype=np.float64)
+    codes = np.asarray(arrs.sample_codes)
     k = proj.shape[1]
-    basis = np.asarray(arrs["basis"])[:k]
+    basis = np.asarray(arrs.basis)[:k]
     picked = pick_classes(result, classes)
     rows = np.arange(result.n_classes) if picked is None else picked
     C = len(rows)
     pad = (lambda a: np.column_stack([a, np.zeros(len(a))])) if k == 1 else (lambda a: a)
     proj2 = pad(proj)
-    means2 = pad(project(np.asarray(arrs["means"])[rows], basis, origin=arrs["global_mean"]))
+    means2 = pad(project(np.asarray(arrs.means)[rows], basis, origin=arrs.global_mean))
     colors = class_colors(C)
     with plot_style(style):
         if ax is None:
@@ -90,8 +90,8 @@ def plot_projection(result: SnapshotResult, *, classes=None, ax=None, style: str
             zorder=3,
             gid="means",
         )
-        if arrs.get("weights") is not None:
-            w2 = pad(np.asarray(arrs["weights"], dtype=np.float64)[rows] @ basis.T)
+        if arrs.weights is not None:
+            w2 = pad(np.asarray(arrs.weights, dtype=np.float64)[rows] @ basis.T)
             _classifier_arrows(ax, w2, means2, colors)
         ax.set_xlabel("between-class direction v₁")
         ax.set_ylabel("between-class direction v₂" if k > 1 else "(rank 1: no v₂)")
@@ -192,8 +192,8 @@ def plot_sqi(result: SnapshotResult, *, ax=None, style: str = "paper", bins: int
     have gids ``1-eps1`` and ``eps2``.
     """
     _need(result, "sample_true_out", "sample_wrong_out")
-    true = np.asarray(result.arrays["sample_true_out"], dtype=np.float64)
-    wrong = np.asarray(result.arrays["sample_wrong_out"], dtype=np.float64)
+    true = np.asarray(result.arrays.sample_true_out, dtype=np.float64)
+    wrong = np.asarray(result.arrays.sample_wrong_out, dtype=np.float64)
     eps1, eps2 = result.metrics.get("sqi_eps1"), result.metrics.get("sqi_eps2")
     both = np.concatenate([true, wrong, [0.0, 1.0]])
     edges = np.linspace(float(both.min()), float(both.max()), bins + 1)

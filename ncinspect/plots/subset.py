@@ -48,10 +48,11 @@ def parse_classes(spec: str) -> list[int] | Worst:
 
 def _spread(result: SnapshotResult) -> np.ndarray:
     """``v_c / ||mu_c - mu_G||^2`` per class (NaN for classes without samples)."""
-    means = np.asarray(result.arrays["means"], dtype=np.float64)
-    centred = means - np.asarray(result.arrays["global_mean"], dtype=np.float64)
+    means = np.asarray(result.arrays.means, dtype=np.float64)
+    centred = means - np.asarray(result.arrays.global_mean, dtype=np.float64)
     dist = np.einsum("ij,ij->i", centred, centred)
-    var = np.asarray(result.arrays.get("class_var", np.full(len(means), np.nan)), np.float64)
+    var = result.arrays.class_var
+    var = np.asarray(np.full(len(means), np.nan) if var is None else var, np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(dist > 0, var / dist, np.inf)
 
@@ -68,7 +69,7 @@ def pick_classes(
         return None
     if isinstance(classes, str):
         classes = parse_classes(classes)
-    n = len(np.asarray(result.arrays["means"]))
+    n = len(np.asarray(result.arrays.means))
     if isinstance(classes, Worst):
         spread = _spread(result)
         order = np.argsort(-np.nan_to_num(spread, nan=-np.inf), kind="stable")

@@ -173,7 +173,7 @@ def _compact_section(report: Report, hidden: set[str]) -> str:
 
 def last_classified(report: Report) -> SnapshotResult | None:
     """The last train (or split-less) classification snapshot with class means, else any."""
-    cands = [r for r in report if r.task == "classification" and "means" in r.arrays]
+    cands = [r for r in report if r.task == "classification" and r.arrays.means is not None]
     train = [r for r in cands if r.split in (None, "train") and r.layer is None]
     pool = train or cands
     if not pool:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..report import Report, SnapshotResult
+from ..results import TheoryLine
 from .layout import column, message, show
 from .safe import markup as escape
 from .table import fmt
@@ -13,8 +12,8 @@ __all__ = ["theory_table", "render_theory"]
 
 
 def _header(res: SnapshotResult, file: str | None) -> str:
-    th = res.theory or {}
-    c = th.get("constants", {})
+    th = res.theory
+    c = {} if th is None else th.constants
     consts = "  ".join(
         f"{name}={fmt(c.get(key))}"
         for key, name in (
@@ -30,7 +29,7 @@ def _header(res: SnapshotResult, file: str | None) -> str:
         f"{k}={escape(v)}" for k, v in (("epoch", res.epoch), ("split", res.split)) if v is not None
     )
     worst = "  ".join(
-        f"{label} {fmt(th.get(key))}"
+        f"{label} {fmt(None if th is None else getattr(th, key))}"
         for key, label in (
             ("max_rel_error_critical", "max rel. error: critical-point identities"),
             ("max_rel_error_closed_forms", "closed forms"),
@@ -48,21 +47,21 @@ def _header(res: SnapshotResult, file: str | None) -> str:
     )
 
 
-def _cells(line: dict[str, Any]) -> tuple[str, str, str]:
-    status = line["status"]
+def _cells(line: TheoryLine) -> tuple[str, str, str]:
+    status = line.status
     if status == "missing":
         return "[yellow]missing[/yellow]", "", ""
     if status == "not_applicable":  # the measured value may still be shown (e.g. layer norms)
-        return "[dim]n/a[/dim]", fmt(line["measured"]) if line["measured"] is not None else "", ""
-    return fmt(line["predicted"]), fmt(line["measured"]), fmt(line["rel_error"])
+        return "[dim]n/a[/dim]", fmt(line.measured) if line.measured is not None else "", ""
+    return fmt(line.predicted), fmt(line.measured), fmt(line.rel_error)
 
 
-def _note(line: dict[str, Any]) -> str:
-    if line["status"] == "missing":
-        return f"[yellow]missing: {escape(', '.join(line['missing']))}[/yellow]"
-    if line["status"] == "not_applicable":
+def _note(line: TheoryLine) -> str:
+    if line.status == "missing":
+        return f"[yellow]missing: {escape(', '.join(line.missing))}[/yellow]"
+    if line.status == "not_applicable":
         return "does not apply (lambda = 0)"
-    return escape(line.get("note") or "")
+    return escape(line.note or "")
 
 
 def theory_table(res: SnapshotResult, file: str | None = None):
@@ -77,13 +76,13 @@ def theory_table(res: SnapshotResult, file: str | None = None):
     column(table, "rel. error", "value", justify="right")
     column(table, "note", "text", style="dim")
     last = None
-    for line in (res.theory or {}).get("lines", []):
-        group = line["group"]
+    for line in [] if res.theory is None else res.theory.lines:
+        group = line.group
         if last is not None and group != last:
             table.add_section()
         table.add_row(
             escape(group) if group != last else "",
-            escape(line["quantity"]),
+            escape(line.quantity),
             *_cells(line),
             _note(line),
         )
@@ -98,10 +97,10 @@ def render_theory(report: Report, console, *, skipped: list[str] = ()) -> None:
     """
     for res in report:
         show(console, theory_table(res, report.file))
-        th = res.theory or {}
-        for note in th.get("notes", []):
+        th = res.theory
+        for note in [] if th is None else th.notes:
             message(console, f"[yellow]note[/yellow] {escape(note)}")
-        for key, how in th.get("missing", {}).items():
+        for key, how in ({} if th is None else th.missing).items():
             message(console, f"[yellow]missing: {escape(key)}[/yellow] ({escape(how)})")
     for line in skipped:
         message(console, f"[dim]{escape(line)}[/dim]")

@@ -37,10 +37,8 @@ def tolerance_failures(theory: TheoryResult, tolerance: float) -> tuple[int, lis
 
     Only lines that state an identity (``holds`` set) with a computed relative error count.
     """
-    checked = [ln for ln in theory["lines"] if ln["holds"] and ln["rel_error"] is not None]
-    return len(checked), [
-        (ln["key"], ln["rel_error"]) for ln in checked if ln["rel_error"] > tolerance
-    ]
+    checked = [ln for ln in theory.lines if ln.holds and ln.rel_error is not None]
+    return len(checked), [(ln.key, ln.rel_error) for ln in checked if ln.rel_error > tolerance]
 
 
 def _worst(lines: list[TheoryLine], holds: str) -> float | None:

@@ -53,7 +53,7 @@ def test_dask_array_equals_local(data):
     _assert_same(got.metrics, local.metrics)
     for a, c in zip(got.per_class, local.per_class, strict=True):
         _assert_same(a, c)
-    np.testing.assert_allclose(got.arrays["means"], local.arrays["means"], rtol=1e-13)
+    np.testing.assert_allclose(got.arrays.means, local.arrays.means, rtol=1e-13)
 
 
 def test_dask_outputs_and_center_samples(data):
@@ -198,7 +198,7 @@ def test_dask_engine_leaves_no_file_open(data, tmp_path):
     _write_dump(path, data, scale=2.0)  # "unable to truncate a file which is already open"
     again = ncinspect.analyze_file(path, engine=DaskEngine(), chunk_rows=100)
     assert again[0].metrics["nc1"] == pytest.approx(first[0].metrics["nc1"])
-    np.testing.assert_allclose(again[0].arrays["means"], 2 * first[0].arrays["means"], rtol=1e-6)
+    np.testing.assert_allclose(again[0].arrays.means, 2 * first[0].arrays.means, rtol=1e-6)
 
 
 def test_dask_read_failure_is_unreadable_file_error(data, tmp_path, monkeypatch, capsys):

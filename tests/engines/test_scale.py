@@ -113,7 +113,7 @@ def test_many_classes_no_c_by_c_matrix(tmp_path):
         y = np.r_[np.arange(C), np.arange(2000)]  # pass 2 alone is N d C = 1e11 mult-adds
         h = means[y] + 0.1 * rng.standard_normal((y.size, d))
         r = ncinspect.analyze(h, y)
-        print(json.dumps({"m": r.metrics, "w": r.warnings, "basis": r.arrays["basis"].shape}))
+        print(json.dumps({"m": r.metrics, "w": r.warnings, "basis": r.arrays.basis.shape}))
     """,
         OMP_NUM_THREADS="1",
     )  # one BLAS thread: no oversubscription on a shared CI box

@@ -122,9 +122,9 @@ def test_scaled_dask_engine_equals_local(data):
 
 def test_tiny_features_with_a_test_split_ncc_means(data):
     h, y, w = data
-    base = _analyze(h, y, w, ncc_centres=np.asarray(_analyze(h, y, w).arrays["means"]) * 1.01)
+    base = _analyze(h, y, w, ncc_centres=np.asarray(_analyze(h, y, w).arrays.means) * 1.01)
     s = 1e-170
-    got = _analyze(h * s, y, w, ncc_centres=np.asarray(base.arrays["means"]) * s)
+    got = _analyze(h * s, y, w, ncc_centres=np.asarray(base.arrays.means) * s)
     assert got.metrics["accuracy_ncc"] == base.metrics["accuracy_ncc"]
     assert got.metrics["nc4_ncc_mismatch"] == base.metrics["nc4_ncc_mismatch"]
 

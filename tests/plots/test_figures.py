@@ -125,7 +125,7 @@ def test_every_figure_takes_ax(run):
 def test_geometry_honours_centered_weights(run):
     res = _train_final(run[1])
     fig = plot_geometry(res, centered_weights=True)
-    w = res.arrays["weights"] - res.arrays["weights"].mean(0)
+    w = res.arrays.weights - res.arrays.weights.mean(0)
     norms = np.linalg.norm(w, axis=1)
     (line,) = [
         ln for ax in fig.axes for ln in ax.lines if ln.get_gid() == "norms|classifier rows, centred"
@@ -162,7 +162,7 @@ def test_gram_class_subset_is_the_submatrix(many):
     res = many
     fig = plot_gram(res, classes=range(10))
     img = np.asarray(fig.axes[0].images[0].get_array())
-    m = res.arrays["means"] - res.arrays["global_mean"]
+    m = res.arrays.means - res.arrays.global_mean
     sub = m[:10]
     n = np.linalg.norm(sub, axis=1)
     np.testing.assert_allclose(img, (sub @ sub.T) / np.outer(n, n), atol=1e-12)
@@ -176,8 +176,8 @@ def test_gram_class_subset_is_the_submatrix(many):
 def test_worst_classes_are_the_least_collapsed(many):
     res = many
     rows = pick_classes(res, Worst(7))
-    m = res.arrays["means"] - res.arrays["global_mean"]
-    spread = res.arrays["class_var"] / np.einsum("ij,ij->i", m, m)
+    m = res.arrays.means - res.arrays.global_mean
+    spread = res.arrays.class_var / np.einsum("ij,ij->i", m, m)
     assert set(rows) == set(np.argsort(spread)[-7:])
     with pytest.raises(ValueError, match="outside"):
         pick_classes(res, [0, 100])

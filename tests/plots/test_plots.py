@@ -231,7 +231,7 @@ def test_gram_is_one_or_two_columns_wide(runs, n_classes):
 
 def test_gram_centred_weights_option(runs):
     res = _final(runs["nowd"][1])
-    w = res.arrays["weights"] - res.arrays["weights"].mean(0)
+    w = res.arrays.weights - res.arrays.weights.mean(0)
     fig = plot_gram(res, centered_weights=True)
     img = fig.axes[1].images[0].get_array()
     expected = (w @ w.T) / np.outer(np.linalg.norm(w, axis=1), np.linalg.norm(w, axis=1))
@@ -289,7 +289,7 @@ def test_sample_projection_matches_an_independent_projection(runs):
         again = sample_snapshot(snap, res, size=17, seed=5)
     np.testing.assert_array_equal(arrs["sample_proj"], again["sample_proj"])
     idx = arrs["sample_index"]
-    basis = res.arrays["basis"][:2]
+    basis = res.arrays.basis[:2]
     mu_g = means.mean(0)
     np.testing.assert_allclose(arrs["sample_proj"], (h[idx] - mu_g) @ basis.T, atol=1e-12)
     res.arrays.update(arrs)
@@ -307,12 +307,10 @@ def test_sqi_lines_and_full_sample_means_agree_with_the_report(runs):
     path, report = runs["wd"]
     res = _final(report)
     sample_file(path, [res], size=10**6)  # every row: the sample means are eps1 and eps2
-    assert res.arrays["sample_true_out"].mean() == pytest.approx(
+    assert res.arrays.sample_true_out.mean() == pytest.approx(
         1 - res.metrics["sqi_eps1"], rel=1e-12
     )
-    assert res.arrays["sample_wrong_out"].mean() == pytest.approx(
-        res.metrics["sqi_eps2"], rel=1e-12
-    )
+    assert res.arrays.sample_wrong_out.mean() == pytest.approx(res.metrics["sqi_eps2"], rel=1e-12)
     fig = plot_sqi(res)
     (one_minus,) = _lines(fig, "1-eps1")
     (eps2,) = _lines(fig, "eps2")

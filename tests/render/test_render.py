@@ -236,10 +236,10 @@ def test_check_and_theory_tables_show_every_value_whole(width, monkeypatch, caps
 
     report, _ = theory_file(SAMPLE, snapshot="epoch_6000")
     tokens = _tokens(out)
-    for line in report[0].theory["lines"]:
-        if line["status"] == "ok":
+    for line in report[0].theory.lines:
+        if line.status == "ok":
             for key in ("predicted", "measured", "rel_error"):
-                assert fmt(line[key]) in tokens, (line["quantity"], key)
+                assert fmt(getattr(line, key)) in tokens, (line.quantity, key)
 
 
 def test_piped_warnings_are_whole_lines():

@@ -22,6 +22,7 @@ C, D = 4, 7
 
 
 def _lines(theory: dict) -> dict[str, dict]:
+    """The lines of a theory section in its JSON form (``TheoryResult.to_dict()``), by key."""
     return {line["key"]: line for line in theory["lines"]}
 
 
@@ -80,7 +81,7 @@ def test_exact_critical_point_matches_every_identity():
         weight_decay=cp["Lam"],
         kappa=1.0 / cp["N"],
     )
-    th = res.theory
+    th = res.theory.to_dict()
     lines = _lines(th)
     identities = [ln for ln in th["lines"] if ln["holds"]]
     assert len(identities) >= 10
@@ -116,7 +117,7 @@ def test_perturbed_classifier_has_known_residuals():
         weight_decay=cp["Lam"],
         kappa=1.0 / cp["N"],
     )
-    lines = _lines(res.theory)
+    lines = _lines(res.theory.to_dict())
     assert lines["stationarity_last_layer"]["rel_error"] == pytest.approx(t / (1 + t), rel=1e-8)
     assert lines["balance_W1"]["rel_error"] == pytest.approx((1 + t) ** 2 - 1, rel=1e-8)
     assert lines["classifier_closed_form"]["rel_error"] == pytest.approx(t, rel=1e-6)
@@ -125,11 +126,11 @@ def test_perturbed_classifier_has_known_residuals():
 def test_streaming_and_sample_order_do_not_change_results():
     cp = exact_critical_point(n=9)
     kw = {"weight_decay": cp["Lam"], "kappa": 1.0 / cp["N"]}
-    whole = theory_arrays(cp["H"], cp["y"], [cp["W"]], outputs=cp["outputs"], **kw).theory
+    whole = theory_arrays(cp["H"], cp["y"], [cp["W"]], outputs=cp["outputs"], **kw).theory.to_dict()
     perm = np.random.default_rng(3).permutation(cp["N"])
     other = theory_arrays(
         cp["H"][perm], cp["y"][perm], [cp["W"]], outputs=cp["outputs"][perm], chunk_rows=5, **kw
-    ).theory
+    ).theory.to_dict()
     for a, b in zip(whole["lines"], other["lines"], strict=True):
         assert a["key"] == b["key"]
         for field in ("predicted", "measured"):
@@ -202,7 +203,7 @@ def test_dump_with_only_features_and_labels(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "missing: outputs" in out and "missing: weights" in out
     report, _ = theory_file(path)
-    lines = _lines(report[0].theory)
+    lines = _lines(report[0].theory.to_dict())
     assert lines["eps_sum"]["missing"] == ["outputs"]
     assert lines["stationarity_last_layer"]["missing"] == ["weights", "outputs"]
 
@@ -265,7 +266,7 @@ def test_epoch_zero_of_the_same_run_shows_honest_residuals(symmetric_run):
     report, skipped = theory_file(path)
     assert [r.name for r in report] == ["/epoch_0000", "/epoch_8000"]
     assert any("layer_1" in s for s in skipped)
-    first = _lines(report[0].theory)
+    first = _lines(report[0].theory.to_dict())
     assert first["stationarity_last_layer"]["rel_error"] > 0.1  # initialisation: no critical point
     assert main(["theory", str(path), "-s", "/epoch_0000", "--tolerance", "1e-6"]) == 1
 
@@ -277,7 +278,7 @@ def test_asymmetric_critical_point_exact_identities_only(tmp_path):
     path, grad = _converged_dump(tmp_path, asymmetric=True)
     assert grad < 1e-8
     report, _ = theory_file(path, snapshot="/epoch_8000")
-    th = report[0].theory
+    th = report[0].theory.to_dict()
     assert th["max_rel_error_critical"] < 1e-6
     lines = _lines(th)
     assert lines["classifier_closed_form"]["rel_error"] > 1e-3
@@ -306,7 +307,7 @@ def test_zero_weight_decay_reports_non_applicability_and_conserved_differences(t
     path = tmp_path / "wd0.h5"
     hist = fit(cfg, data, dump=path)
     report, _ = theory_file(path)
-    last = report[-1].theory
+    last = report[-1].theory.to_dict()
     assert last["applicable"] is False
     lines = _lines(last)
     for key in ("balance_W1", "stationarity_last_layer", "classifier_closed_form", "delta"):
@@ -316,7 +317,7 @@ def test_zero_weight_decay_reports_non_applicability_and_conserved_differences(t
         line = lines[f"layer_norm_diff_{i + 1}"]
         assert line["measured"] == pytest.approx(final[i] - final[i + 1], rel=1e-10)
         assert line["predicted"] == pytest.approx(
-            report[0].theory["layer_norm_differences"][i], rel=1e-12
+            report[0].theory.layer_norm_differences[i], rel=1e-12
         )
         assert line["rel_error"] < 1e-3  # small-step gradient descent ~ gradient flow
     assert any(d != pytest.approx(0, abs=1e-3) for d in last["layer_norm_differences"])
@@ -341,11 +342,11 @@ def test_partial_training_set_does_not_check_the_sums_over_all_samples():
         kappa=1.0 / cp["N"],
         n_samples=cp["N"],
     )
-    lines = _lines(res.theory)
+    lines = _lines(res.theory.to_dict())
     for key in ("balance_W1", "stationarity_last_layer", "layer_norm_spread"):
         assert lines[key]["status"] == "not_applicable", key
         assert "samples of the loss" in lines[key]["note"]
-    assert any("holds 12 of the N = 24" in n for n in res.theory["notes"])
+    assert any("holds 12 of the N = 24" in n for n in res.theory.notes)
     assert lines["classifier_closed_form"]["status"] == "ok"  # uses Lambda, not the sums
 
 
@@ -380,5 +381,5 @@ def test_theory_reads_the_training_rows_in_two_passes(tmp_path, monkeypatch):
     monkeypatch.setattr(H5Source, "read_into", counting_into)
     report, _ = theory_file(path, chunk_rows=5)
     assert rows["features"] == 2 * cp["N"] and rows["outputs"] == cp["N"]
-    lines = _lines(report[0].theory)
+    lines = _lines(report[0].theory.to_dict())
     assert lines["stationarity_last_layer"]["rel_error"] < 1e-10  # the sums are complete

@@ -386,7 +386,7 @@ def test_test_snapshots_carry_their_own_losses_and_prefixed_training_values(tmp_
     from ncinspect.theory import theory_file
 
     report, _ = theory_file(str(path), snapshot="/epoch_0004")
-    assert report[0].theory["constants"]["weight_decay"] == 1e-3
+    assert report[0].theory.constants["weight_decay"] == 1e-3
 
 
 def test_batch_size_metadata_is_the_batch_used(tmp_path):
