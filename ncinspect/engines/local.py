@@ -364,7 +364,7 @@ def run_passes(
             center=center,
             weights=prep.weights,
             bias=prep.bias,
-            ncc_means=ncc_centres,
+            ncc_centres=ncc_centres,
             min_count=min_class_count,
         )
     pass2 = engine.second_pass(prep, geom, rows, progress, theory=theory)

@@ -19,7 +19,7 @@ def between_class_geometry(
     center: str = "classes",
     weights: np.ndarray | None = None,
     bias: np.ndarray | None = None,
-    ncc_means: np.ndarray | None = None,
+    ncc_centres: np.ndarray | None = None,
     min_count: int = 1,
 ) -> Geometry:
     """Class means, global mean and the between-class eigenbasis from pass-1 statistics.
@@ -33,7 +33,7 @@ def between_class_geometry(
         entry, :func:`ncinspect.analyze_build.check_center`).
     weights, bias : arrays, optional
         The classifier (C, d) and bias (C,), stored in the geometry for pass 2.
-    ncc_means : (C, d) array, optional
+    ncc_centres : (C, d) array, optional
         Centres for the NCC decisions (e.g. the train means for a test split); default the
         class means of ``first``.
     min_count : int
@@ -68,12 +68,12 @@ def between_class_geometry(
     if not centred.any() and n_present:  # means coincide: the residuals still need a unit
         scale = pow2_scale(means[present])
     eig, vt, keep = _eigenbasis(centred, present, scale)
-    if ncc_means is None:
+    if ncc_centres is None:
         ncc_centres, ncc_valid = centred.copy(), present.copy()
     else:
-        ncc_means = np.asarray(ncc_means, dtype=np.float64)
-        ncc_valid = np.isfinite(ncc_means).all(axis=1)
-        ncc_centres = np.where(ncc_valid[:, None], ncc_means - mu_g, 0.0)
+        given = np.asarray(ncc_centres, dtype=np.float64)
+        ncc_valid = np.isfinite(given).all(axis=1)
+        ncc_centres = np.where(ncc_valid[:, None], given - mu_g, 0.0)
     w = None if weights is None else np.asarray(weights, dtype=np.float64)
     return Geometry(
         means=means,
