@@ -91,7 +91,7 @@ def analyze(
         Also return per-class values.
     ncc_centres : array-like (C, d), optional
         Class centres for the NCC decisions (e.g. train means for test features); the
-        result's ``ncc_means`` then says "given". ``ncc_means=`` is its older name.
+        result's ``ncc_means`` then says "given". ``ncc_means=`` is its older name (deprecated).
     class_names : list, optional
         The class order (name of each row of ``weights``): needed for string labels with a
         classifier (else every W-dependent metric is null).
@@ -139,7 +139,17 @@ def _given_centres(ncc_centres: Any, ncc_means: Any) -> np.ndarray | None:
         raise UsageError("give ncc_centres or its older name ncc_means, not both")
     if ncc_centres is not None:
         return to_host(ncc_centres, "ncc_centres")
-    return None if ncc_means is None else to_host(ncc_means, "ncc_means")
+    if ncc_means is None:
+        return None
+    import warnings
+
+    warnings.warn(
+        "analyze(ncc_means=array) is now analyze(ncc_centres=array); ncc_means names the "
+        "policy of analyze_file and the result's label",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return to_host(ncc_means, "ncc_means")
 
 
 def _arrays_result(

@@ -339,7 +339,8 @@ def test_test_split_uses_own_means_unless_train_is_asked(tmp_path):
     direct = ncinspect.analyze(h + 0.7, y, weights=m, ncc_centres=means)
     assert direct.ncc_means == "given"
     assert train.metrics == direct.metrics
-    older_name = ncinspect.analyze(h + 0.7, y, weights=m, ncc_means=means)
+    with pytest.warns(DeprecationWarning, match="ncc_centres"):
+        older_name = ncinspect.analyze(h + 0.7, y, weights=m, ncc_means=means)
     assert older_name.metrics == direct.metrics and older_name.ncc_means == "given"
     with pytest.raises(UsageError, match="not both"):
         ncinspect.analyze(h + 0.7, y, weights=m, ncc_centres=means, ncc_means=means)

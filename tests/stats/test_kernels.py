@@ -52,7 +52,7 @@ def test_near_ties_are_decided_as_in_float64(stored_outputs):
     clf32 = np.argmax(h32 @ W32.T, axis=1)
     assert np.mean(ncc32 != ncc_ref) > 0.2 and np.mean(clf32 != clf_ref) > 0.2
     outputs = np.random.default_rng(1).random((len(y), 4)) if stored_outputs else None
-    res = ncinspect.analyze(h, y, weights=W, ncc_means=M, outputs=outputs, chunk_rows=97)
+    res = ncinspect.analyze(h, y, weights=W, ncc_centres=M, outputs=outputs, chunk_rows=97)
     m = res.metrics
     n = len(y)
     assert m["accuracy_ncc"] == pytest.approx(np.sum(ncc_ref == y) / n, rel=1e-12)
