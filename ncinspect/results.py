@@ -4,11 +4,13 @@
 ``sample_*`` subsample, regression and aggregation extras); :class:`TheoryResult` and
 :class:`TheoryLine` hold the theory section. All three are dataclasses, read by attribute
 (``result.arrays.means``, ``result.theory.lines[0].rel_error``); ``to_dict`` gives the JSON
-form of the theory section.
+form of the theory section. The dict-style reads of 0.1 (``obj["name"]``, ``obj.get``,
+``"name" in obj``) still work for one more release and warn ``DeprecationWarning``.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -17,8 +19,40 @@ import numpy as np
 __all__ = ["ResultArrays", "TheoryLine", "TheoryResult"]
 
 
+class _ByName:
+    """The 0.1 read access by field name, kept one release with a DeprecationWarning."""
+
+    def _field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(self))
+
+    def _has(self, key: str) -> bool:
+        return key in self._field_names()
+
+    def _deprecated(self, key: object, how: str) -> None:
+        name = type(self).__name__
+        warnings.warn(
+            f"{name}{how} is deprecated: read the attribute ({name.lower()}.{key})",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+
+    def __getitem__(self, key: str) -> Any:
+        self._deprecated(key, f"[{key!r}]")
+        if not isinstance(key, str) or not self._has(key):
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._deprecated(key, f".get({key!r})")
+        return getattr(self, key) if isinstance(key, str) and self._has(key) else default
+
+    def __contains__(self, key: object) -> bool:
+        self._deprecated(key, f": {key!r} in ...")
+        return isinstance(key, str) and self._has(key)
+
+
 @dataclass
-class ResultArrays:
+class ResultArrays(_ByName):
     """The arrays of one result (None: not computed for it). Never written to JSON.
 
     Classes are the present ones (in the order of ``class_names``) unless named ``*_all``,
@@ -48,9 +82,12 @@ class ResultArrays:
     ci_low: dict[str, Any] | None = None  #: aggregated views: lower interval end per key
     ci_high: dict[str, Any] | None = None  #: aggregated views: upper interval end per key
 
+    def _has(self, key: str) -> bool:  # a field left None reads as absent
+        return key in self._field_names() and getattr(self, key) is not None
+
     def update(self, values: dict[str, Any]) -> None:
         """Set fields from ``values`` (an unknown name raises ``KeyError``)."""
-        names = {f.name for f in fields(self)}
+        names = set(self._field_names())
         for key, value in values.items():
             if key not in names:
                 raise KeyError(f"ResultArrays has no field {key!r}")
@@ -67,7 +104,7 @@ class ResultArrays:
 
 
 @dataclass
-class TheoryLine:
+class TheoryLine(_ByName):
     """One line of the theory table: predicted against measured (spec/theory.md).
 
     ``status`` is ``ok``, ``missing`` (``missing`` names the keys to record) or
@@ -91,7 +128,7 @@ class TheoryLine:
 
 
 @dataclass
-class TheoryResult:
+class TheoryResult(_ByName):
     """The theory section of one snapshot (``"theory"`` in the JSON)."""
 
     applicable: bool | None

@@ -18,7 +18,6 @@ import numpy as np
 
 from .array_api import check_precision, get_namespace, numpy_namespace
 from .stats_blocks import (
-    DENSE_MAX_C,
     Moments,
     first_rows,
     group_sum,
@@ -27,7 +26,6 @@ from .stats_blocks import (
     to_float64,
 )
 from .stats_kernel import (
-    BLOCK_BYTES,
     block_rows,
     clf_float32,
     kernel_for,
@@ -46,8 +44,6 @@ __all__ = [
     "block_rows",
     "first_rows",
     "pow2_scale",
-    "BLOCK_BYTES",
-    "DENSE_MAX_C",
 ]
 
 

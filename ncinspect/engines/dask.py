@@ -189,6 +189,19 @@ def _tree(parts: list):
 # ------------------------------------------------------------------------------------------
 # the engine
 # ------------------------------------------------------------------------------------------
+def _active_client() -> bool:
+    """Whether a ``distributed`` client is active (Dask's default scheduler is then it)."""
+    try:
+        from distributed import default_client
+    except ImportError:
+        return False
+    try:
+        default_client()
+    except ValueError:  # no client
+        return False
+    return True
+
+
 class DaskEngine:
     """Run both passes as Dask tasks, one per row chunk, and merge the statistics.
 
@@ -215,10 +228,10 @@ class DaskEngine:
 
     def __init__(self, scheduler: Any = None, threads: int | None = None):
         _import_dask()
-        if threads is not None and scheduler is not None:
+        if threads is not None and (scheduler is not None or _active_client()):
             raise UsageError(
-                "--threads sizes the local engine or Dask's local scheduler; the workers of "
-                "a distributed scheduler are sized where they run (drop --threads)"
+                "threads= (--threads) sizes the local engine or Dask's local scheduler; the "
+                "workers of a distributed scheduler are sized where they run (drop it)"
             )
         self.scheduler = scheduler
         self.threads = None if threads is None else resolve_threads(threads)

@@ -147,7 +147,15 @@ class ChunkReader:
             return self.source.read(a, b)
         if len(self._buffers) < 2:
             shape = (min(self.rows, self.source.shape[0]),) + tuple(self.source.shape[1:])
-            self._buffers.append(np.empty(shape, self.source.buffer_dtype))
+            try:
+                self._buffers.append(np.empty(shape, self.source.buffer_dtype))
+            except MemoryError:
+                raise ResourceLimitError(
+                    f"{self.source.where}: not enough memory for a chunk of {shape[0]} rows "
+                    f"({fmt_bytes(2 * np.prod(shape) * self.source.buffer_dtype.itemsize)} "
+                    "for two); give a smaller --memory-limit or --chunk-rows, or run on a "
+                    "machine with more memory"
+                ) from None
         buf = self._buffers[self._turn % len(self._buffers)]
         self._turn += 1
         return self.source.read_into(a, b, buf)

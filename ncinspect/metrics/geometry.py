@@ -21,6 +21,7 @@ def between_class_geometry(
     bias: np.ndarray | None = None,
     ncc_centres: np.ndarray | None = None,
     min_count: int = 1,
+    ncc_means: np.ndarray | None = None,
 ) -> Geometry:
     """Class means, global mean and the between-class eigenbasis from pass-1 statistics.
 
@@ -29,13 +30,13 @@ def between_class_geometry(
     first : FirstPass
         Per-class counts and sums.
     center : {"classes", "samples"}
-        mu_G is the mean of class means (default) or the sample mean (checked at the public
-        entry, :func:`ncinspect.analyze_build.check_center`).
+        mu_G is the mean of class means (default) or the sample mean; anything else raises
+        ``ValueError`` (the commands check it first, with a usage message).
     weights, bias : arrays, optional
         The classifier (C, d) and bias (C,), stored in the geometry for pass 2.
     ncc_centres : (C, d) array, optional
         Centres for the NCC decisions (e.g. the train means for a test split); default the
-        class means of ``first``.
+        class means of ``first``. ``ncc_means=`` is its older name (deprecated).
     min_count : int
         Classes with fewer samples are absent (``min_class_count``); classes with none
         always are. Absent classes have NaN means, zero centred rows and no NCC centre, take
@@ -51,6 +52,7 @@ def between_class_geometry(
     the eigenvalues stay inside float64 for features of any magnitude; they are stored in
     units of ``scale**2`` (see :class:`Geometry`).
     """
+    ncc_centres = _checked(center, ncc_centres, ncc_means)
     counts = first.counts
     present = counts >= max(1, int(min_count))
     means = first.class_means()
@@ -90,6 +92,23 @@ def between_class_geometry(
         present=present,
         min_count=max(1, int(min_count)),
     )
+
+
+def _checked(center: str, ncc_centres, ncc_means):
+    """Refuse an unknown ``center``; the NCC centres, given by ``ncc_centres=`` or by its
+    older name ``ncc_means=`` (which warns; both at once are refused)."""
+    import warnings
+
+    if center not in ("classes", "samples"):
+        raise ValueError(f"center must be 'classes' or 'samples', got {center!r}")
+    if ncc_means is None:
+        return ncc_centres
+    if ncc_centres is not None:
+        raise ValueError("give ncc_centres or its older name ncc_means, not both")
+    warnings.warn(
+        "between_class_geometry(ncc_means=) is now ncc_centres=", DeprecationWarning, stacklevel=3
+    )
+    return ncc_means
 
 
 def _global_mean(

@@ -353,3 +353,16 @@ def test_threads_with_a_distributed_scheduler_is_refused(dump, capsys):
     args = ["report", str(dump), "--engine", "dask", "--scheduler", "tcp://127.0.0.1:1"]
     assert main([*args, "--threads", "2", "--json", "-"]) == 2
     assert "--threads" in capsys.readouterr().err
+
+
+def test_threads_with_an_active_distributed_client_is_refused():
+    import distributed
+
+    from ncinspect.engines import get_engine
+
+    with distributed.Client(
+        processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None
+    ):
+        with pytest.raises(UsageError, match="threads"):
+            get_engine("dask", threads=2)
+    assert get_engine("dask", threads=2).threads == 2  # no client any more

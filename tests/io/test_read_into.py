@@ -74,3 +74,19 @@ def test_streamed_chunks_equal_the_arrays_in_memory(tmp_path, threads):
     assert streamed.keys() == direct.keys()
     for key, value in direct.items():
         assert streamed[key] == value, key
+
+
+def test_a_chunk_buffer_too_large_is_a_resource_error():
+    from ncinspect.errors import ResourceLimitError
+    from ncinspect.io.sources import ArraySource
+
+    class Huge(ArraySource):  # claims more rows than any machine holds
+        where, shape, dtype, fills_buffers = (
+            "big.h5:/features",
+            (2**40, 2**20),
+            np.dtype("f4"),
+            True,
+        )
+
+    with pytest.raises(ResourceLimitError, match="big.h5:/features: not enough memory"):
+        ChunkReader(Huge(), rows=2**40).read(0, 10)
