@@ -10,6 +10,7 @@ per-chunk kernels on a Dask cluster.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -152,7 +153,7 @@ class ChunkReader:
             except MemoryError:
                 raise ResourceLimitError(
                     f"{self.source.where}: not enough memory for a chunk of {shape[0]} rows "
-                    f"({fmt_bytes(2 * np.prod(shape) * self.source.buffer_dtype.itemsize)} "
+                    f"({fmt_bytes(2 * math.prod(shape) * self.source.buffer_dtype.itemsize)} "
                     "for two); give a smaller --memory-limit or --chunk-rows, or run on a "
                     "machine with more memory"
                 ) from None
