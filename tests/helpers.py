@@ -27,3 +27,22 @@ def make_data(C=5, d=16, n=40, radius=4.0, sigma=0.5, seed=0, imbalanced=False, 
 def file_digest(path) -> str:
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
+
+
+#: the smallest ``ncinspect train`` run (CLI arguments)
+SMALL_TRAIN = ["--depth", "2", "--width", "4", "--epochs", "1", "--batch-size", "0", "-q"]
+
+
+def two_epoch_run(path):
+    """A tiny dump at ``path``: labels at the root, two epoch groups of features and W."""
+    import h5py
+
+    h, y, m = make_data(C=3, d=5, n=10)
+    with h5py.File(path, "w") as f:
+        f["labels"] = y
+        for ep in (1, 2):
+            g = f.create_group(f"epoch_{ep:04d}")
+            g["features"] = h * (1 + 1 / ep)
+            g["weights"] = m
+            g.attrs["epoch"] = ep
+    return path

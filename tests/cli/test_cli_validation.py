@@ -15,23 +15,12 @@ import pytest
 
 from ncinspect.cli import main
 
-from ..helpers import file_digest, make_data
-
-TRAIN = ["--depth", "2", "--width", "4", "--epochs", "1", "--batch-size", "0", "-q"]
+from ..helpers import SMALL_TRAIN, file_digest, make_data, two_epoch_run
 
 
 @pytest.fixture
 def run_file(tmp_path):
-    h, y, m = make_data(C=3, d=5, n=10)
-    path = tmp_path / "run.h5"
-    with h5py.File(path, "w") as f:
-        f["labels"] = y
-        for ep in (1, 2):
-            g = f.create_group(f"epoch_{ep:04d}")
-            g["features"] = h * (1 + 1 / ep)
-            g["weights"] = m
-            g.attrs["epoch"] = ep
-    return path
+    return two_epoch_run(tmp_path / "run.h5")
 
 
 def _one_line(capsys) -> str:
@@ -184,7 +173,7 @@ def test_plot_option_ranges(run_file, tmp_path, capsys, args, bound):
 )
 def test_train_bounds_are_stated(tmp_path, capsys, args, needle):
     out = tmp_path / "x.h5"
-    assert main(["train", "-o", str(out), *TRAIN, *args]) == 2
+    assert main(["train", "-o", str(out), *SMALL_TRAIN, *args]) == 2
     err = _one_line(capsys)
     assert needle in err
     assert not out.exists()
@@ -208,7 +197,8 @@ def test_nan_in_x_is_reported_as_x(tmp_path, capsys):
         X[row, 1] = np.nan
         data = tmp_path / f"nan{row}.npz"
         np.savez(data, X=X, y=np.arange(10) % 2)
-        assert main(["train", "-o", str(tmp_path / "x.h5"), "--dataset", str(data), *TRAIN]) == 3
+        args = ["train", "-o", str(tmp_path / "x.h5"), "--dataset", str(data), *SMALL_TRAIN]
+        assert main(args) == 3
         err = _one_line(capsys)
         assert "X contains NaN" in err and "X_test" not in err and f"row {row}" in err
     X = rng.standard_normal((10, 3))
@@ -216,7 +206,7 @@ def test_nan_in_x_is_reported_as_x(tmp_path, capsys):
     X_test[2, 0] = np.inf
     data = tmp_path / "inf_test.npz"
     np.savez(data, X=X, y=np.arange(10) % 2, X_test=X_test, y_test=np.arange(10) % 2)
-    assert main(["train", "-o", str(tmp_path / "x.h5"), "--dataset", str(data), *TRAIN]) == 3
+    assert main(["train", "-o", str(tmp_path / "x.h5"), "--dataset", str(data), *SMALL_TRAIN]) == 3
     assert "X_test contains NaN or Inf" in _one_line(capsys)
 
 
@@ -284,7 +274,7 @@ def test_successful_runs_emit_no_warnings(run_file, tmp_path):
         ["theory", str(run_file)],
         ["check", str(run_file), "--max", "nc1=100"],
         ["plot", str(run_file), "-o", str(tmp_path / "figs"), "-f", "png"],
-        ["train", "-o", str(tmp_path / "t.h5"), *TRAIN],
+        ["train", "-o", str(tmp_path / "t.h5"), *SMALL_TRAIN],
         ["report", str(tmp_path / "t.h5")],
     ]
     for args in runs:

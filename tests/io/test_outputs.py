@@ -13,29 +13,17 @@ import os
 import stat
 import threading
 
-import h5py
 import numpy as np
 import pytest
 
 from ncinspect.cli import main
 
-from ..helpers import file_digest, make_data
-
-SMALL_TRAIN = ["--depth", "2", "--width", "4", "--epochs", "1", "--batch-size", "0", "-q"]
+from ..helpers import SMALL_TRAIN, file_digest, two_epoch_run
 
 
 @pytest.fixture
 def run_file(tmp_path):
-    h, y, m = make_data(C=3, d=5, n=10)
-    path = tmp_path / "run.h5"
-    with h5py.File(path, "w") as f:
-        f["labels"] = y
-        for ep in (1, 2):
-            g = f.create_group(f"epoch_{ep:04d}")
-            g["features"] = h * (1 + 1 / ep)
-            g["weights"] = m
-            g.attrs["epoch"] = ep
-    return path
+    return two_epoch_run(tmp_path / "run.h5")
 
 
 def _spellings(path, tmp_path, monkeypatch):
