@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .analyze_build import (
+    add_spectra,
     bootstrap_intervals,
     build_result,
     check_options,
@@ -71,6 +72,8 @@ def analyze(
     bootstrap: int | None = None,
     seed: int = 0,
     ncc_means: Any = None,
+    spectra: bool = False,
+    nci_alpha: float = 0.0,
 ) -> SnapshotResult:
     """Every neural-collapse metric of spec/metrics.md for one set of features.
 
@@ -107,6 +110,12 @@ def analyze(
     bootstrap, seed : int, optional
         B within-class replicates (seeded) for 95% percentile intervals of every metric
         (``result.bootstrap``; :mod:`ncinspect.bootstrap`; each costs about one analysis).
+    spectra : bool
+        Also the spectral metrics (``rank_effective``, ``rankme``, ``stable_rank``,
+        ``alpha_req``, ...): d x d float64 sums in pass 2, counted in the memory budget
+        (null with the budget's reason beyond it).
+    nci_alpha : float
+        The ``alpha`` of the ``nci`` OOD score (with ``ood_features``; default 0).
 
     Returns
     -------
@@ -121,10 +130,12 @@ def analyze(
     )
     centres = _given_centres(ncc_centres, ncc_means)
     options = dict(chunk_rows=chunk_rows, memory_limit=memory_limit, engine=engine)
+    if spectra:
+        options["spectra"] = True
     res = _arrays_result(
         prep, centres, per_class, center, min_class_count, progress=progress, **options
     )
-    _add_extras(res, loss, ood_features, chunk_rows, engine)
+    _add_extras(res, loss, ood_features, chunk_rows, engine, prep=prep, nci_alpha=nci_alpha)
     if bootstrap is not None:
         res.bootstrap = bootstrap_intervals(
             prep, res, centres, center, min_class_count, bootstrap, seed, memory_limit
@@ -162,13 +173,18 @@ def _arrays_result(
         prep, center=center, ncc_centres=centres, min_class_count=min_class_count, **options
     )
     label = "own" if centres is None else "given"
-    return build_result(
+    res = build_result(
         prep, p.first, p.geom, p.second, per_class=per_class, center=center, ncc_label=label
     )
+    if options.get("spectra"):
+        add_spectra(res, p)
+    return res
 
 
-def _add_extras(res: SnapshotResult, loss, ood_features, chunk_rows, engine) -> None:
-    """The recorded loss and the nc5 keys of OOD feature sets, when given."""
+def _add_extras(
+    res: SnapshotResult, loss, ood_features, chunk_rows, engine, *, prep=None, nci_alpha=0.0
+) -> None:
+    """The recorded loss and the nc5 keys (and OOD scores) of OOD feature sets, when given."""
     if loss is not None:
         res.meta["loss"] = str(loss)
     if ood_features is not None:
@@ -204,14 +220,17 @@ def analyze_snapshot(
     class_names: Any = None,
     min_class_count: int = 1,
     passes: Passes | None = None,
+    spectra: bool = False,
 ) -> SnapshotResult:
     """:func:`analyze` for a :class:`~ncinspect.dump.Snapshot` (file must be open).
 
     ``ncc_centres`` are the class centres NCC scores against (default the snapshot's own
     class means), named ``ncc_label`` in the result; ``passes`` are the statistics when
-    already computed (by :func:`~ncinspect.engines.local.run_passes` with these options).
+    already computed (by :func:`~ncinspect.engines.local.run_passes` with these options);
+    ``spectra`` adds the spectral metrics (see :func:`analyze`).
     """
     check_options(center, min_class_count)
+    extra = {"spectra": True} if spectra else {}
     return snapshot_result(
         snap,
         prepared or prepare_snapshot(snap, class_names),
@@ -225,6 +244,7 @@ def analyze_snapshot(
         progress=progress,
         engine=engine,
         min_class_count=min_class_count,
+        **extra,
     )
 
 
@@ -245,6 +265,8 @@ def analyze_file(
     min_class_count: int = 1,
     bootstrap: int | None = None,
     seed: int = 0,
+    spectra: bool = False,
+    nci_alpha: float = 0.0,
 ) -> Report:
     """Analyse every snapshot of a dump (HDF5 or NPZ); one result per snapshot.
 
@@ -273,6 +295,10 @@ def analyze_file(
         Percentile intervals for every metric of each classification snapshot from
         ``bootstrap`` within-class replicates (see :func:`analyze`); NCC centres taken from
         the train split stay fixed. Regression and OOD snapshots get none.
+    spectra : bool
+        Also the spectral metrics of each classification snapshot (see :func:`analyze`).
+    nci_alpha : float
+        The ``alpha`` of the ``nci`` OOD score (files with OOD splits; default 0).
     Other parameters are those of :func:`analyze`.
     """
     from .dump import open_dump
@@ -290,7 +316,10 @@ def analyze_file(
         min_class_count=min_class_count,
         class_names=class_names,
         bootstrap=(bootstrap, seed),
+        nci_alpha=float(nci_alpha),
     )
+    if spectra:
+        options["spectra"] = True
     with open_dump(
         path, keys=keys, allow_external=allow_external, memory_limit=memory_limit
     ) as dump:

@@ -21,6 +21,7 @@ from .results import ResultArrays
 from .stats import FirstPass, Geometry, SecondPass
 
 __all__ = [
+    "add_spectra",
     "bootstrap_intervals",
     "replicate_metrics",
     "build_result",
@@ -89,6 +90,34 @@ def build_result(
         ncc_means=ncc_label,
         arrays=result_arrays(first, geom, second, rows),
     )
+
+
+def add_spectra(res: SnapshotResult, passes) -> None:
+    """Put the spectral keys on ``res`` from ``passes`` (a :class:`Passes` run with
+    ``spectra=True``): values from its d x d sums, or null with the budget's reason."""
+    from .engines.threads import one_blas_thread
+    from .metrics.nulls import MetricValues, null_warnings
+    from .metrics.spectra import SPECTRA_KEYS, spectral_metrics
+
+    spec, geom = passes.spectra, passes.geom
+    if spec is None:
+        values = MetricValues.of_keys(SPECTRA_KEYS)
+        values.set_all(SPECTRA_KEYS, None, passes.spectra_reason or "the d x d sums were not run")
+    else:
+        rows = np.flatnonzero(geom.present)
+        with one_blas_thread():
+            values = spectral_metrics(
+                spec.scatter,
+                spec.gram,
+                spec.count,
+                geom.means[rows] / geom.scale,
+                passes.first.counts[rows],
+                geom.centred[rows],
+            )
+    res.metrics.update(values.values)
+    reasons = {k: values.null_reasons[k] for k in SPECTRA_KEYS if k in values.null_reasons}
+    res.null_reasons.update(reasons)
+    res.warnings.extend(null_warnings(reasons))
 
 
 def result_arrays(

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .analyze_build import bootstrap_intervals, build_result, notes_for, prepare_snapshot
+from .analyze_build import (
+    add_spectra,
+    bootstrap_intervals,
+    build_result,
+    notes_for,
+    prepare_snapshot,
+)
 from .engines.local import LocalEngine, Passes, expect, plan_for, run_passes
 from .inputs import Prepared
 from .report import SnapshotResult
@@ -34,6 +40,8 @@ def snapshot_result(
         ncc_label=ncc_label,
         extra_warnings=notes_for(snap),
     )
+    if options.get("spectra"):
+        add_spectra(res, p)
     res.name, res.epoch, res.split, res.layer = snap.name, snap.epoch, snap.split, snap.layer
     res.meta, res.file = dict(snap.meta), snap.file
     return res
@@ -74,6 +82,7 @@ class FileRun:
         self.ext, self.options = ext, options
         self.class_names = options.pop("class_names")
         self.bootstrap = options.pop("bootstrap")
+        self.nci_alpha = options.pop("nci_alpha", 0.0)
         self.progress = options["progress"]
         self.selected = dump.select(snapshot)
         self.kinds = {s.name: ext.snapshot_kind(s) for s in dump.snapshots}

@@ -233,9 +233,9 @@ def metric_keys_for(res: SnapshotResult) -> list[str]:
         return list(REGRESSION_KEYS)
     if res.task == "ood":
         return []
-    from .metrics.ood import NC5_KEY
+    from .metrics.registry import extra_keys
 
-    return [*METRIC_KEYS, *sorted(k for k in res.metrics if k.startswith(NC5_KEY))]
+    return [*METRIC_KEYS, *extra_keys(res.metrics)]
 
 
 def report_metric_keys(results) -> list[str]:

@@ -26,8 +26,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..metrics import METRIC_KEYS, PER_CLASS_KEYS
-from ..metrics.ood import NC5_KEY
-from ..metrics.registry import OOD_REGISTRY, REGRESSION_REGISTRY
+from ..metrics.registry import OOD_REGISTRY, REGRESSION_REGISTRY, SPECTRA_REGISTRY
 
 __all__ = [
     "THRESHOLD_KINDS",
@@ -136,13 +135,17 @@ def num_text(x: float) -> str:
 
 
 def _extra_metric_keys() -> list[str]:
-    """Keys outside METRIC_KEYS a rule may use: nc5 (OOD sets) and nrc1-3 (regression)."""
-    return [m.key for m in (*OOD_REGISTRY, *REGRESSION_REGISTRY)]
+    """Keys outside METRIC_KEYS a rule may use: nc5 and the OOD scores (OOD sets), the
+    spectra (``--spectra``) and nrc1-3 (regression)."""
+    return [m.key for m in (*OOD_REGISTRY, *SPECTRA_REGISTRY, *REGRESSION_REGISTRY)]
 
 
 def is_extra_metric(name: str) -> bool:
-    """A key of another snapshot kind: nrc1-3, nc5 or ``nc5_ood_orthogonality_<name>``."""
-    return name in _extra_metric_keys() or name.startswith(NC5_KEY + "_")
+    """A key of another snapshot kind or option: nrc1-3, the spectra, nc5 and the OOD keys,
+    and their per-set ``<key>_<name>`` forms."""
+    return name in _extra_metric_keys() or any(
+        name.startswith(m.key + "_") for m in OOD_REGISTRY
+    )
 
 
 def _valid_metric_names() -> list[str]:

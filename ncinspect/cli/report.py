@@ -68,6 +68,22 @@ from .common import (
     help="Seed of the bootstrap replicates (same seed, same intervals).",
 )
 @click.option(
+    "--spectra",
+    is_flag=True,
+    help="Also the spectral metrics (rank_effective, rankme, stable_rank, alpha_req, ...): "
+    "d x d float64 sums in pass 2 (8 d^2 bytes each, counted in --memory-limit; null with "
+    "the reason beyond it).",
+)
+@click.option(
+    "--nci-alpha",
+    "nci_alpha",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="The alpha of the nci OOD score, cos(h - mu_G, w_pred) - alpha ||h||_1 (files "
+    "with OOD splits).",
+)
+@click.option(
     "--sqi",
     is_flag=True,
     help="Show the square-loss section (sqi_*, mse, interpolates) whatever loss the dump "
@@ -102,6 +118,8 @@ def command(
     per_class,
     bootstrap,
     seed,
+    spectra,
+    nci_alpha,
     sqi,
     center,
     ncc_means,
@@ -140,6 +158,8 @@ def command(
                 allow_external=allow_external,
                 bootstrap=bootstrap,
                 seed=seed,
+                spectra=spectra,
+                nci_alpha=nci_alpha,
                 **reading,
                 **classes,
             )

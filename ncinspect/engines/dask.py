@@ -158,11 +158,18 @@ def _first_chunk(block: np.ndarray, codes: np.ndarray, n_classes: int, row0: int
 
 
 def _second_chunk(
-    geom, block: np.ndarray, codes: np.ndarray, outputs, where: str, row0: int, rider
+    geom,
+    block: np.ndarray,
+    codes: np.ndarray,
+    outputs,
+    where: str,
+    row0: int,
+    rider,
+    spectra: bool = False,
 ) -> Pass2:
     if outputs is not None:
         outputs = read_outputs(outputs, row0, row0 + np.shape(outputs)[0], where)
-    return pass2_chunk(geom, np.asarray(block), codes, outputs, rider)
+    return pass2_chunk(geom, np.asarray(block), codes, outputs, rider, spectra=spectra)
 
 
 def _reduce_chunk(fn, row0: int, *blocks):
@@ -323,8 +330,11 @@ class DaskEngine:
             progress(sources[0].shape[0])
         return out
 
-    def second_pass(self, prep, geom, rows: int, progress=None, *, theory=False) -> Pass2:
-        """Pass 2 (and, with ``theory``, the theory sums), one Dask task per row chunk."""
+    def second_pass(
+        self, prep, geom, rows: int, progress=None, *, theory=False, spectra=False
+    ) -> Pass2:
+        """Pass 2 (and, with ``theory``, the theory sums; with ``spectra``, the d x d sums of
+        the spectral metrics), one Dask task per row chunk."""
         import dask
 
         arr = _to_dask(prep.features, rows)
@@ -338,7 +348,7 @@ class DaskEngine:
         where = getattr(prep.outputs, "where", "outputs")
         task = dask.delayed(_second_chunk, pure=True)
         parts = [
-            task(g, blk, prep.codes[a:b], out, where, a, rider)
+            task(g, blk, prep.codes[a:b], out, where, a, rider, bool(spectra))
             for blk, out, (a, b) in zip(arr.to_delayed().ravel(), outs, bounds, strict=True)
         ]
         pass2 = self.compute(_tree(parts))

@@ -22,6 +22,7 @@ from ..errors import InvalidDataError, ResourceLimitError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry
 from ..stats import FirstPass, Geometry, SecondPass, block_rows
+from ..stats_spectra import SpectraPass, spectra_budget, spectra_bytes
 from ..stats_theory import TheoryPass
 from .threads import Workers, one_blas_thread
 
@@ -201,15 +202,17 @@ class Pass2:
     """Pass-2 statistics of some rows, with the theory sums of the same rows riding along.
 
     ``theory`` is None when not asked for (or when neither outputs nor weights give the
-    network's outputs).
+    network's outputs); ``spectra`` (the d x d sums of ``--spectra``) is None when not asked.
     """
 
     second: SecondPass
     theory: TheoryPass | None = None
+    spectra: SpectraPass | None = None
 
     def merge(self, other: Pass2) -> Pass2:
         theory = None if self.theory is None else self.theory.merge(other.theory)
-        return Pass2(self.second.merge(other.second), theory)
+        spectra = None if self.spectra is None else self.spectra.merge(other.spectra)
+        return Pass2(self.second.merge(other.second), theory, spectra)
 
 
 def theory_rider(prep: Prepared, theory: bool) -> tuple | None:
@@ -228,10 +231,11 @@ def pass2_chunk(
     rider,
     *,
     map: Callable = map,
+    spectra: bool = False,
 ) -> Pass2:
     """Pass 2 of one chunk (stored features ``h``, float64 ``outs``) and, with a ``rider``
-    from :func:`theory_rider`, the theory sums of the same rows (``map`` runs the blocks of
-    pass 2, e.g. on a thread pool)."""
+    from :func:`theory_rider`, the theory sums of the same rows; with ``spectra``, the d x d
+    sums of the spectral metrics (``map`` runs the blocks of pass 2, e.g. on a thread pool)."""
     sums = None
     if rider is not None:  # in the fixed blocks of pass 2, merged in row order
         step = block_rows(h.shape[1], geom.n_classes)
@@ -243,7 +247,8 @@ def pass2_chunk(
         sums = TheoryPass.empty(geom.n_classes, h.shape[1])
         for part in map(theory_block, range(0, h.shape[0], step)):
             sums = sums.merge(part)  # reads h and outs only
-    return Pass2(SecondPass.of_chunk(geom, h, codes, outs, map=map), sums)
+    spec = SpectraPass.of_chunk(geom, h, codes, map=map) if spectra else None
+    return Pass2(SecondPass.of_chunk(geom, h, codes, outs, map=map), sums, spec)
 
 
 def second_pass(
@@ -254,9 +259,11 @@ def second_pass(
     *,
     threads: int | None = None,
     theory: bool = False,
+    spectra: bool = False,
 ) -> Pass2:
     """Pass 2: within-class scatter, decisions and outputs given the geometry of pass 1
-    (and, with ``theory``, the sums of the theory's identities over the same rows)."""
+    (and, with ``theory``, the sums of the theory's identities over the same rows; with
+    ``spectra``, the d x d sums of the spectral metrics)."""
 
     reader = ChunkReader(prep.features, rows)
 
@@ -270,10 +277,12 @@ def second_pass(
     acc = Pass2(
         SecondPass.empty(prep.n_classes, geom.basis.shape[0]),
         None if rider is None else TheoryPass.empty(prep.n_classes, prep.n_features),
+        SpectraPass.empty(prep.n_features) if spectra else None,
     )
     with Workers(threads) as work:
         for a, b, (h, outs) in work.prefetch(read, row_chunks(prep.n_samples, rows)):
-            acc = acc.merge(pass2_chunk(geom, h, prep.codes[a:b], outs, rider, map=work.map))
+            part = pass2_chunk(geom, h, prep.codes[a:b], outs, rider, map=work.map, spectra=spectra)
+            acc = acc.merge(part)
             if progress:
                 progress(b - a)
     return acc
@@ -318,8 +327,11 @@ class LocalEngine:
         progress: Progress | None = None,
         *,
         theory: bool = False,
+        spectra: bool = False,
     ) -> Pass2:
-        return second_pass(prep, geom, rows, progress, threads=self.threads, theory=theory)
+        return second_pass(
+            prep, geom, rows, progress, threads=self.threads, theory=theory, spectra=spectra
+        )
 
     def reduce_rows(self, fn, sources, rows: int, *, row_arrays=(), progress=None):
         """Merge of ``fn(row0, *blocks, *row_slices)`` over the row chunks of ``sources``.
@@ -345,6 +357,9 @@ class Passes:
     geom: Geometry
     second: SecondPass
     theory: TheoryPass | None = None  #: the theory sums (only when asked for)
+    spectra: SpectraPass | None = None  #: the d x d sums of ``spectra=True`` (when they fit)
+    #: why the spectra were asked for but not computed (the memory budget), else None
+    spectra_reason: str | None = None
 
 
 def run_passes(
@@ -358,14 +373,29 @@ def run_passes(
     engine: Any = None,
     min_class_count: int = 1,
     theory: bool = False,
+    spectra: bool = False,
 ) -> Passes:
     """Both passes over ``prep`` in row chunks (in this process unless ``engine`` says).
 
     ``ncc_centres`` are the class centres NCC scores against (default the rows' own class
-    means); ``theory`` lets the sums of the theory's identities ride pass 2.
+    means); ``theory`` lets the sums of the theory's identities ride pass 2, ``spectra`` the
+    d x d sums of the spectral metrics (when they fit the memory budget: else
+    ``Passes.spectra_reason`` says why not).
     """
     engine = engine or LocalEngine()
-    rows = chunk_rows or plan_for(prep, memory_limit)
+    spectra_reason = spectra_budget(prep.n_features, memory_limit) if spectra else None
+    rows = None
+    if spectra and spectra_reason is None and memory_limit is not None:
+        try:  # the d x d sums come out of the budget first
+            rows = chunk_rows or plan_for(prep, int(memory_limit) - spectra_bytes(prep.n_features))
+        except ResourceLimitError:
+            spectra_reason = (
+                f"--spectra needs {fmt_bytes(spectra_bytes(prep.n_features))} for its d x d "
+                f"sums (d = {prep.n_features}), more than --memory-limit "
+                f"{fmt_bytes(memory_limit)} leaves beside the chunks"
+            )
+    spectra = spectra and spectra_reason is None
+    rows = rows or chunk_rows or plan_for(prep, memory_limit)
     first = engine.first_pass(prep, rows, progress)
     with one_blas_thread():
         geom = between_class_geometry(
@@ -376,5 +406,8 @@ def run_passes(
             ncc_centres=ncc_centres,
             min_count=min_class_count,
         )
-    pass2 = engine.second_pass(prep, geom, rows, progress, theory=theory)
-    return Passes(first, geom, pass2.second, pass2.theory)
+    extra = {"spectra": True} if spectra else {}
+    pass2 = engine.second_pass(prep, geom, rows, progress, theory=theory, **extra)
+    return Passes(
+        first, geom, pass2.second, pass2.theory, getattr(pass2, "spectra", None), spectra_reason
+    )

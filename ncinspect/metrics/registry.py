@@ -25,6 +25,9 @@ __all__ = [
     "MetricSpec",
     "REGISTRY",
     "OOD_REGISTRY",
+    "OOD_SCORES",
+    "SPECTRA_REGISTRY",
+    "extra_keys",
     "REGRESSION_REGISTRY",
     "BY_KEY",
     "GROUPS",
@@ -206,6 +209,52 @@ OOD_REGISTRY: tuple[MetricSpec, ...] = (
        "mean |cos(mu_c, OOD mean)|: OOD mean vs uncentred class means",
        "mean_c |cos(mu_c, mu_G^ood)|, mu_c uncentred, mu_G^ood the OOD sample mean",
        inv=_ALL, ref="Ammar et al. 2024", short="NC5"),
+    _m("ood_auroc_ncspan", "OOD", "higher", "AUROC of ID vs OOD rows, score ncspan",
+       "P(s_id > s_ood) + P(=)/2, s = ||P_M~ (h - mu_G)|| / ||h - mu_G||",
+       inv=_ALL, ref="Ammar et al. 2024 (NECO)", short="AUROC ncspan"),
+    _m("ood_auroc_nci", "OOD", "higher", "AUROC of ID vs OOD rows, score nci",
+       "P(s_id > s_ood) + P(=)/2, s = cos(h - mu_G, w_pred(h)) - alpha ||h||_1",
+       inv=_ALL - {"feature_scale"}, ref="Liu & Qin 2024", short="AUROC nci"),
+    _m("ood_auroc_maxlogit", "OOD", "higher", "AUROC of ID vs OOD rows, score maxlogit",
+       "P(s_id > s_ood) + P(=)/2, s = max_c (W h + b)_c",
+       inv=_ALL, ref="Hendrycks et al. 2022", short="AUROC maxlogit"),
+    _m("ood_fpr95_ncspan", "OOD", "lower", "OOD rows kept at the threshold keeping 95% of ID, ncspan",
+       "#{s_ood >= t95} / N_ood, t95 the largest t with #{s_id >= t} >= 0.95 N_id",
+       inv=_ALL, ref="Ammar et al. 2024 (NECO)", short="FPR95 ncspan"),
+    _m("ood_fpr95_nci", "OOD", "lower", "OOD rows kept at the threshold keeping 95% of ID, nci",
+       "#{s_ood >= t95} / N_ood, t95 the largest t with #{s_id >= t} >= 0.95 N_id",
+       inv=_ALL - {"feature_scale"}, ref="Liu & Qin 2024", short="FPR95 nci"),
+    _m("ood_fpr95_maxlogit", "OOD", "lower",
+       "OOD rows kept at the threshold keeping 95% of ID, maxlogit",
+       "#{s_ood >= t95} / N_ood, t95 the largest t with #{s_id >= t} >= 0.95 N_id",
+       inv=_ALL, ref="Hendrycks et al. 2022", short="FPR95 maxlogit"),
+)  # fmt: skip
+#: The per-row OOD scores (higher = more in-distribution) behind the ``ood_*`` keys.
+OOD_SCORES: tuple[str, ...] = ("ncspan", "nci", "maxlogit")
+
+#: Opt-in spectral metrics (``--spectra``, ``analyze(..., spectra=True)``): reported only
+#: when asked for, after the registry's keys. Each is a function of the spectrum only, so
+#: every one is invariant to scale, rotation, relabelling and order (no W in any of them).
+_SPECTRA_INV = _ALL
+SPECTRA_REGISTRY: tuple[MetricSpec, ...] = (
+    _m("rank_effective", "spectra", "info", "effective rank of the centred features",
+       "exp(H(s/sum s)), s_k = sqrt(l_k), l_k the eigenvalues of Sigma_T",
+       inv=_SPECTRA_INV, ref="Roy & Vetterli 2007", short="erank"),
+    _m("rank_effective_within", "spectra", "info", "effective rank of Sigma_W",
+       "exp(H(s/sum s)), s_k = sqrt(eigenvalues of Sigma_W)",
+       inv=_SPECTRA_INV, ref="Roy & Vetterli 2007", short="erank W"),
+    _m("rank_effective_means", "spectra", "info",
+       "effective rank of the centred class means (C-1 at a simplex ETF)",
+       "exp(H(s/sum s)), s_k the singular values of M~",
+       inv=_SPECTRA_INV, ref="Roy & Vetterli 2007", short="erank means"),
+    _m("rankme", "spectra", "higher", "RankMe of the uncentred feature matrix",
+       "exp(-sum p log p), p = s'/sum s' + 1e-7, s' singular values of H (N x d)",
+       inv=_SPECTRA_INV, ref="Garrido et al. 2023", short="RankMe"),
+    _m("stable_rank", "spectra", "info", "Tr(Sigma_T) / largest eigenvalue",
+       "Tr(Sigma_T) / l_1", inv=_SPECTRA_INV, short="stable rank"),
+    _m("alpha_req", "spectra", "info", "power-law decay exponent of the eigenspectrum",
+       "-slope of LS fit of log l_k on log k, k <= K = #{l_k > 1e-12 l_1}",
+       inv=_SPECTRA_INV, ref="Agrawal et al. 2022", short="alpha-ReQ"),
 )  # fmt: skip
 REGRESSION_REGISTRY: tuple[MetricSpec, ...] = (
     _m("nrc1", "NRC", "lower", "normalised features off their top-t principal subspace",
@@ -220,7 +269,9 @@ REGRESSION_REGISTRY: tuple[MetricSpec, ...] = (
        ref="Andriopoulos et al. 2024"),
 )  # fmt: skip
 
-BY_KEY: dict[str, MetricSpec] = {m.key: m for m in (*REGISTRY, *OOD_REGISTRY, *REGRESSION_REGISTRY)}
+BY_KEY: dict[str, MetricSpec] = {
+    m.key: m for m in (*REGISTRY, *OOD_REGISTRY, *SPECTRA_REGISTRY, *REGRESSION_REGISTRY)
+}
 GROUPS: tuple[str, ...] = tuple(dict.fromkeys(m.group for m in REGISTRY))
 #: Groups that lead the table when no simplex ETF fits in d dimensions (d < C - 1).
 UNIFORMITY_GROUPS: tuple[str, ...] = ("GNC2", "UNC3")
@@ -265,9 +316,21 @@ def metric_rows(task: str, metrics: Mapping[str, Any]) -> list[tuple[str, str, s
         return [(m.key, m.group, m.direction, m.title) for m in REGRESSION_REGISTRY]
     if task == "ood":
         return []
-    nc5 = OOD_REGISTRY[0]
-    keys = sorted(k for k in metrics if k.startswith(nc5.key))
-    return [*table_info(metrics), *((k, nc5.group, nc5.direction, nc5.title) for k in keys)]
+    rows = []
+    for key in extra_keys(metrics):
+        m = lookup(key)
+        rows.append((key, m.group, m.direction, m.title))
+    return [*table_info(metrics), *rows]
+
+
+def extra_keys(metrics: Mapping[str, Any]) -> list[str]:
+    """The keys of ``metrics`` beyond :data:`REGISTRY` that a classification snapshot reports:
+    the spectral keys present (registry order), then the OOD keys present (nc5, then the
+    scores' AUROC and FPR95; each followed by its per-set ``_<name>`` keys, sorted)."""
+    out = [m.key for m in SPECTRA_REGISTRY if m.key in metrics]
+    for m in OOD_REGISTRY:
+        out.extend(sorted(k for k in metrics if k == m.key or k.startswith(m.key + "_")))
+    return out
 
 
 #: Each direction in words (figure labels) and as the table's "better" column.
@@ -305,10 +368,12 @@ _NC5 = "nc5_ood_orthogonality"
 
 
 def lookup(key: str) -> MetricSpec | None:
-    """The entry of any metric key (``nc5_ood_orthogonality_<name>`` shares nc5's); None for
-    a key that is no metric."""
-    if key not in BY_KEY and key.startswith(_NC5 + "_"):
-        key = _NC5
+    """The entry of any metric key (``nc5_ood_orthogonality_<name>`` shares nc5's, and
+    ``ood_auroc_<s>_<name>`` that of ``ood_auroc_<s>``); None for a key that is no metric."""
+    if key not in BY_KEY:
+        for m in OOD_REGISTRY:
+            if key.startswith(m.key + "_"):
+                return m
     return BY_KEY.get(key)
 
 
@@ -323,6 +388,8 @@ def short_title(key: str) -> str:
     if key.startswith(_NC5) and key != _NC5:
         return "NC5" + key[len(_NC5) :]
     entry = lookup(key)
+    if entry is not None and key != entry.key and key.startswith(entry.key + "_"):
+        return entry.label + key[len(entry.key) :]
     return key if entry is None else entry.label
 
 

@@ -1,0 +1,193 @@
+"""Spectral metrics (--spectra): closed forms, a direct small reference, streaming, engines."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import ncinspect
+from ncinspect.cli import main
+from ncinspect.engines.local import LocalEngine
+from ncinspect.stats_spectra import PANEL
+from ncinspect.io.writer import DumpWriter
+from ncinspect.metrics.spectra import SPECTRA_KEYS, alpha_req_of
+
+from ..helpers import make_data
+
+
+def _erank(values):
+    v = np.asarray(values, dtype=np.float64)
+    p = v / v.sum()
+    p = p[p > 0]
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def _rankme(singular):
+    p = singular / singular.sum() + 1e-7
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def _reference(h, y, center="classes"):
+    """The six keys written from the spec alone, with numpy's eigvalsh and svd."""
+    h = np.asarray(h, dtype=np.float64)
+    N, d = h.shape
+    classes = np.unique(y)
+    mu = np.stack([h[y == c].mean(0) for c in classes])
+    mu_g = mu.mean(0) if center == "classes" else h.mean(0)
+    hbar = h.mean(0)
+    st = (h - hbar).T @ (h - hbar) / N
+    e = h - mu[np.searchsorted(classes, y)]
+    sw = e.T @ e / N
+    lt = np.clip(np.linalg.eigvalsh(st)[::-1], 0, None)
+    lw = np.clip(np.linalg.eigvalsh(sw)[::-1], 0, None)
+    tol = d * np.finfo(float).eps
+    lt[lt <= tol * lt[0]] = 0
+    lw[lw <= tol * lw[0]] = 0
+    sm = np.linalg.svd(mu - mu_g, compute_uv=False)
+    sm[sm <= max(mu.shape) * np.finfo(float).eps * sm[0]] = 0
+    K = min(int(np.sum(lt > 1e-12 * lt[0])), N - 1)
+    k = np.arange(1, K + 1)
+    slope = np.polyfit(np.log(k), np.log(lt[:K]), 1)[0]
+    return {
+        "rank_effective": _erank(np.sqrt(lt)),
+        "rank_effective_within": _erank(np.sqrt(lw)),
+        "rank_effective_means": _erank(sm),
+        "rankme": _rankme(np.linalg.svd(h, compute_uv=False)),
+        "stable_rank": float(np.trace(st) / lt[0]),
+        "alpha_req": float(-slope),
+    }
+
+
+def _isotropic_etf(C, d, n_pairs, r, s, rng):
+    """Simplex-ETF means (norm r, centred: hbar = mu_G = 0) and, per class, residuals
+    +-a e_k over an orthonormal frame: each class covariance is exactly s^2 I."""
+    q = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    e = np.sqrt(C / (C - 1)) * (np.eye(C) - np.ones((C, C)) / C)
+    means = r * e @ q[:, :C].T  # rows of norm r, in a random C-dim subspace
+    a = s * np.sqrt(d)
+    frame = np.concatenate([a * q.T, -a * q.T])  # 2d rows: mean 0, scatter 2 a^2 I
+    assert n_pairs == 1
+    h = np.concatenate([means[c] + frame for c in range(C)])
+    y = np.repeat(np.arange(C), 2 * d)
+    return h, y
+
+
+def test_isotropic_simplex_etf_closed_forms():
+    C, d, r, s = 4, 9, 3.0, 0.5
+    h, y = _isotropic_etf(C, d, 1, r, s, np.random.default_rng(0))
+    res = ncinspect.analyze(h, y, spectra=True)
+    m = res.metrics
+    # Sigma_B = r^2/(C-1) times a projector of rank C-1 (the Gram of the ETF rows is
+    # r^2 C/(C-1) (I - 11^T/C), divided by C), Sigma_W = s^2 I
+    big, small = s**2 + r**2 / (C - 1), s**2
+    lt = np.array([big] * (C - 1) + [small] * (d - C + 1))
+    assert m["rank_effective_means"] == pytest.approx(C - 1, rel=1e-12)
+    assert m["rank_effective_within"] == pytest.approx(d, rel=1e-12)
+    assert m["rank_effective"] == pytest.approx(_erank(np.sqrt(lt)), rel=1e-12)
+    assert m["stable_rank"] == pytest.approx(lt.sum() / big, rel=1e-12)
+    N = len(y)
+    assert m["rankme"] == pytest.approx(_rankme(np.sqrt(N * lt)), rel=1e-12)  # uncentred = centred
+    # two distinct eigenvalues: the fit is exact only for a power law; check it against lstsq
+    k = np.arange(1, d + 1)
+    slope = np.polyfit(np.log(k), np.log(lt), 1)[0]
+    assert m["alpha_req"] == pytest.approx(-slope, rel=1e-10)
+
+
+def test_power_law_spectrum_gives_its_exponent():
+    rng = np.random.default_rng(3)
+    N, d, a = 64, 20, 1.7
+    lam = np.arange(1, d + 1, dtype=float) ** -a
+    # orthonormal columns orthogonal to the ones vector: the rows have mean 0
+    z = rng.standard_normal((N, d))
+    z -= z.mean(0)
+    q = np.linalg.qr(z)[0]
+    rot = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    h = np.sqrt(N) * q * np.sqrt(lam) @ rot.T  # Sigma_T = rot diag(lam) rot^T exactly
+    y = rng.integers(0, 3, N)
+    m = ncinspect.analyze(h + 5.0, y, spectra=True).metrics  # an offset changes no Sigma_T
+    assert m["alpha_req"] == pytest.approx(a, rel=1e-9)
+    assert m["stable_rank"] == pytest.approx(lam.sum() / lam[0], rel=1e-9)
+    assert m["rank_effective"] == pytest.approx(_erank(np.sqrt(lam)), rel=1e-9)
+
+
+@pytest.mark.parametrize("center", ["classes", "samples"])
+@pytest.mark.parametrize("shape", [(3, 7, 11), (5, 12, 3)])  # (C, d, n): N > d and N < d
+def test_direct_reference(center, shape):
+    C, d, n = shape
+    h, y, _ = make_data(C=C, d=d, n=n, sigma=0.7, imbalanced=True, offset=1.3, seed=5)
+    m = ncinspect.analyze(h, y, spectra=True, center=center).metrics
+    ref = _reference(h, y, center)
+    for key in SPECTRA_KEYS:
+        assert m[key] == pytest.approx(ref[key], rel=1e-9), key
+
+
+def test_streaming_threads_and_one_chunk_agree():
+    h, y, m = make_data(C=4, d=10, n=30, offset=2.0, seed=2)
+    one = ncinspect.analyze(h, y, weights=m, spectra=True).metrics
+    many = ncinspect.analyze(h, y, weights=m, spectra=True, chunk_rows=7).metrics
+    for key in SPECTRA_KEYS:
+        assert many[key] == pytest.approx(one[key], rel=1e-12), key
+    # d above one panel of the d x d products: the panels run on the pool, same bits
+    h, y, _ = make_data(C=3, d=PANEL + 9, n=10, offset=2.0, seed=2)
+    t1 = ncinspect.analyze(h, y, spectra=True, chunk_rows=7, engine=LocalEngine(1))
+    t2 = ncinspect.analyze(h, y, spectra=True, chunk_rows=7, engine=LocalEngine(2))
+    assert [t1.metrics[k] for k in SPECTRA_KEYS] == [t2.metrics[k] for k in SPECTRA_KEYS]
+    ref = _reference(h, y)
+    for key in SPECTRA_KEYS:
+        assert t1.metrics[key] == pytest.approx(ref[key], rel=1e-9), key
+
+
+def test_dask_equals_local():
+    import dask.array as da
+
+    h, y, m = make_data(C=3, d=8, n=25, offset=1.0, seed=4)
+    local = ncinspect.analyze(h, y, spectra=True, chunk_rows=10).metrics
+    dsk = ncinspect.analyze(da.from_array(h, chunks=(10, 8)), y, spectra=True).metrics
+    for key in SPECTRA_KEYS:
+        assert dsk[key] == pytest.approx(local[key], rel=1e-12), key
+
+
+def test_opt_in_and_budget_null():
+    h, y, _ = make_data(C=3, d=64, n=20)
+    plain = ncinspect.analyze(h, y)
+    assert not set(SPECTRA_KEYS) & set(plain.metrics)
+    assert not set(SPECTRA_KEYS) & set(plain.metric_keys())
+    # 4 d^2 float64 = 128 KiB > a 100 KiB budget: null, the reason names the budget
+    small = ncinspect.analyze(h, y, spectra=True, memory_limit=100 << 10, chunk_rows=16)
+    for key in SPECTRA_KEYS:
+        assert small.metrics[key] is None
+        assert "--memory-limit" in small.null_reasons[key]
+    assert small.metrics["nc1"] == pytest.approx(plain.metrics["nc1"], rel=1e-12)
+
+
+def test_null_cases():
+    assert alpha_req_of(np.array([2.0, 1.0, 0.0]), 10) == (None, alpha_req_of(
+        np.array([2.0, 1.0, 0.0]), 10)[1])
+    assert "needs 3" in alpha_req_of(np.array([2.0, 1.0, 0.0]), 10)[1]
+    # every row on its class mean: Sigma_W = 0, rank_effective_within is null with a reason
+    y = np.repeat(np.arange(3), 4)
+    h = np.eye(3, 5)[y] * 2.0
+    r = ncinspect.analyze(h, y, spectra=True)
+    assert r.metrics["rank_effective_within"] is None
+    assert "Sigma_W = 0" in r.null_reasons["rank_effective_within"]
+    assert r.metrics["rank_effective_means"] == pytest.approx(2.0, rel=1e-12)  # C - 1
+
+
+def test_cli_report_spectra(tmp_path):
+    h, y, m = make_data(C=3, d=6, n=15, seed=1)
+    path = tmp_path / "d.h5"
+    with DumpWriter(path, "w") as w:
+        s = w.snapshot("epoch_1", epoch=1, split="train")
+        s.append(features=h, labels=y)
+        s.write(weights=m)
+    out = tmp_path / "r.json"
+    assert main(["report", str(path), "--spectra", "--json", str(out), "-q"]) == 0
+    got = json.loads(out.read_text())["snapshots"][0]["metrics"]
+    ref = _reference(h, y)
+    for key in SPECTRA_KEYS:
+        assert got[key] == pytest.approx(ref[key], rel=1e-9), key
+    plain = tmp_path / "p.json"
+    assert main(["report", str(path), "--json", str(plain), "-q"]) == 0
+    assert "rankme" not in json.loads(plain.read_text())["snapshots"][0]["metrics"]
