@@ -88,34 +88,28 @@ def analyze(
     weights, bias, outputs : array-like (C, d), (C,) and (N, C), optional
         The classifier (for NC3, NC4, SQI; rows without samples are absent classes, left
         out of the class-level metrics) and outputs for SQI (default ``W h + b``).
-    center : {"classes", "samples"}
-        Global mean: mean of class means (default, as Papyan et al.) or sample mean.
-    per_class : bool
-        Also return per-class values.
+    center, per_class : optional
+        Global mean: mean of class means ("classes", default, as Papyan et al.) or sample
+        mean ("samples"); whether to return per-class values too.
     ncc_centres : array-like (C, d), optional
         Class centres for the NCC decisions (e.g. train means for test features); the
         result's ``ncc_means`` then says "given". ``ncc_means=`` is its older name (deprecated).
-    class_names : list, optional
+    class_names, min_class_count : optional
         The class order (name of each row of ``weights``): needed for string labels with a
-        classifier (else every W-dependent metric is null).
-    min_class_count : int
-        Classes with fewer samples are treated as absent (their samples left out).
+        classifier (else every W-dependent metric is null); classes with fewer samples than
+        ``min_class_count`` are treated as absent (their samples left out).
     chunk_rows, memory_limit, progress, engine : optional
         Rows per chunk or a memory budget in bytes; a callable told the rows done after
         each chunk; where the passes run (a Dask array input selects
         :class:`ncinspect.engines.dask.DaskEngine`, with its chunks).
-    loss, ood_features : optional
+    loss, ood_features, nci_alpha : optional
         The training loss (metadata ``loss``: shows the square-loss section or not); OOD
-        features (M, d), or a dict of named sets, for the ``nc5_ood_orthogonality`` keys.
-    bootstrap, seed : int, optional
+        features (M, d), or a dict of named sets, for the nc5 keys and the OOD scores'
+        ``ood_auroc_*``/``ood_fpr95_*`` (``nci_alpha``: the alpha of ``nci``, default 0).
+    bootstrap, seed, spectra : optional
         B within-class replicates (seeded) for 95% percentile intervals of every metric
-        (``result.bootstrap``; :mod:`ncinspect.bootstrap`; each costs about one analysis).
-    spectra : bool
-        Also the spectral metrics (``rank_effective``, ``rankme``, ``stable_rank``,
-        ``alpha_req``, ...): d x d float64 sums in pass 2, counted in the memory budget
-        (null with the budget's reason beyond it).
-    nci_alpha : float
-        The ``alpha`` of the ``nci`` OOD score (with ``ood_features``; default 0).
+        (``result.bootstrap``; :mod:`ncinspect.bootstrap`); ``spectra``: also the spectral
+        metrics (d x d sums in pass 2, null beyond the memory budget).
 
     Returns
     -------
@@ -124,14 +118,10 @@ def analyze(
     """
     check_options(center, min_class_count)
     check_bootstrap(bootstrap, seed)
-    engine, features, labels, outputs = _engine_for(engine, features, labels, outputs)
-    prep = prepare(
-        features, labels, weights=weights, bias=bias, outputs=outputs, class_names=class_names
-    )
+    engine, prep = _prepared(engine, features, labels, weights, bias, outputs, class_names)
     centres = _given_centres(ncc_centres, ncc_means)
     options = dict(chunk_rows=chunk_rows, memory_limit=memory_limit, engine=engine)
-    if spectra:
-        options["spectra"] = True
+    options["spectra"] = spectra
     res = _arrays_result(
         prep, centres, per_class, center, min_class_count, progress=progress, **options
     )
@@ -141,6 +131,15 @@ def analyze(
             prep, res, centres, center, min_class_count, bootstrap, seed, memory_limit
         )
     return res
+
+
+def _prepared(engine, features, labels, weights, bias, outputs, class_names):
+    """The engine for these arrays and the validated inputs as it reads them."""
+    engine, features, labels, outputs = _engine_for(engine, features, labels, outputs)
+    prep = prepare(
+        features, labels, weights=weights, bias=bias, outputs=outputs, class_names=class_names
+    )
+    return engine, prep
 
 
 def _given_centres(ncc_centres: Any, ncc_means: Any) -> np.ndarray | None:
@@ -190,7 +189,9 @@ def _add_extras(
     if ood_features is not None:
         from .analyze_ood import add_nc5_arrays
 
-        add_nc5_arrays(res, ood_features, chunk_rows=chunk_rows, engine=engine)
+        add_nc5_arrays(
+            res, ood_features, chunk_rows=chunk_rows, engine=engine, prep=prep, alpha=nci_alpha
+        )
 
 
 def _engine_for(engine: Any, features: Any, labels: Any, outputs: Any):

@@ -78,11 +78,12 @@ class FileRun:
     def __init__(self, dump, snapshot, ncc_means: str, options: dict[str, Any]):
         from . import analyze_ext as ext
         from .analyze_ood import OODSets
+        from .analyze_scores import check_alpha
 
         self.ext, self.options = ext, options
         self.class_names = options.pop("class_names")
         self.bootstrap = options.pop("bootstrap")
-        self.nci_alpha = options.pop("nci_alpha", 0.0)
+        self.nci_alpha = check_alpha(options.pop("nci_alpha", 0.0))
         self.progress = options["progress"]
         self.selected = dump.select(snapshot)
         self.kinds = {s.name: ext.snapshot_kind(s) for s in dump.snapshots}
@@ -107,6 +108,7 @@ class FileRun:
             *selected,
             *{p.name: p for p in self.partners.values() if p}.values(),
             *self.oods.unselected_work(),
+            *self.oods.scoring_work(),
         ]
         expect(
             self.progress,
@@ -153,6 +155,7 @@ class FileRun:
         )
         res.warnings[:0] = extra
         self.oods.add_nc5(res, snap, self.progress)
+        self.oods.add_scores(res, snap, prep, self.nci_alpha, self.progress)
         replicates, seed = self.bootstrap
         if replicates is not None:
             c, k, m = o["center"], o["min_class_count"], o["memory_limit"]

@@ -1,7 +1,9 @@
 """OOD snapshots (split ``ood`` / ``ood_<name>``): reported without metrics of their own;
 their feature mean gives ``nc5_ood_orthogonality`` on the in-distribution snapshots of the
-same epoch and layer (:mod:`ncinspect.metrics.ood`). Rows are walked by the engine
-(``engine.reduce_rows``), never here.
+same epoch and layer (:mod:`ncinspect.metrics.ood`), and their per-row scores against the ID
+snapshot of that epoch and layer (its ``test`` split when there is one, else ``train``) the
+``ood_auroc_*`` / ``ood_fpr95_*`` keys on it (:mod:`ncinspect.metrics.ood_scores`). Rows are
+walked by the engine (``engine.reduce_rows``), never here.
 """
 
 from __future__ import annotations
@@ -171,13 +173,69 @@ class OODSets:
             sets[o.split] = self.feature_sum(o, progress)
         add_nc5(res, sets, self.splits)
 
+    def scored_against(self, snap) -> bool:
+        """Whether the OOD sets of ``snap``'s epoch and layer are scored against ``snap``:
+        the ID snapshot of its ``test`` split when there is one, else ``train`` (else the
+        one without a split)."""
+        same = [s for s in self.ids if s.epoch == snap.epoch and s.layer == snap.layer]
+        same = [s for s in same if not is_ood_split(s.split)]
+        for split in ("test", "train", None):
+            pick = [s for s in same if s.split == split]
+            if pick:
+                return pick[0].name == snap.name
+        return False
 
-def add_nc5_arrays(res: SnapshotResult, ood_features: Any, *, chunk_rows=None, engine=None):
-    """The nc5 keys of :func:`ncinspect.analyze` from in-memory OOD feature arrays."""
+    def scoring_work(self) -> list:
+        """The snapshots read once more for the OOD scores: the scored ID snapshots among
+        ``selected`` and their OOD partners."""
+        work = []
+        for s in self.selected:
+            if self.kinds[s.name] == "classification" and self.scored_against(s):
+                partners = self._partners(s)
+                work.extend([s, *partners] if partners else [])
+        return work
+
+    def add_scores(self, res: SnapshotResult, snap, prep, alpha: float, progress=None) -> None:
+        """The OOD-score keys on ``res`` when the OOD sets are scored against ``snap``."""
+        from .analyze_scores import add_scores, row_scores, scorer_of
+        from .engines.local import plan_chunk_rows
+
+        if not self.ood or not self.scored_against(snap):
+            return
+        scorer = scorer_of(res, alpha)
+        d, engine = prep.n_features, self.engine
+        rows = self.chunk_rows or plan_chunk_rows(
+            d, prep.n_classes, memory_limit=self.memory_limit, n_samples=prep.n_samples
+        )
+        partners = self._partners(snap)
+        ids = None
+        if scorer is not None and partners:
+            ids = row_scores(prep.features, scorer, rows=rows, engine=engine, progress=progress)
+        scored, reasons = {}, {}
+        for o in partners:
+            if o.split in scored or o.split in reasons:
+                continue  # the first of two same-split sets, as nc5
+            if tuple(o.features.shape[1:]) != (d,):
+                reasons[o.split] = f"the '{o.split}' features have another width d"
+            elif ids is not None:
+                scored[o.split] = row_scores(
+                    o.features, scorer, rows=rows, engine=engine, progress=progress
+                )
+        add_scores(res, scorer, ids, scored, self.splits, reasons)
+
+
+def add_nc5_arrays(
+    res: SnapshotResult, ood_features: Any, *, chunk_rows=None, engine=None, prep=None, alpha=0.0
+):
+    """The nc5 keys of :func:`ncinspect.analyze` from in-memory OOD feature arrays (and,
+    with the ID inputs ``prep``, the OOD scores' keys, ``nci`` with ``alpha``)."""
+    from .analyze_scores import add_scores, check_alpha, row_scores, scorer_of
     from .engines.local import is_dask, plan_chunk_rows
 
+    alpha = check_alpha(alpha)
     sets = ood_features if isinstance(ood_features, dict) else {"ood": ood_features}
     sums: dict[str, FeatureSum] = {}
+    srcs: dict[str, Any] = {}
     for name, feats in sets.items():
         split = "ood" if str(name) == "ood" else f"ood_{name}"
         if is_dask(feats):
@@ -189,4 +247,18 @@ def add_nc5_arrays(res: SnapshotResult, ood_features: Any, *, chunk_rows=None, e
         d = src.shape[1] if len(src.shape) == 2 else 1
         rows = chunk_rows or plan_chunk_rows(d, 1)
         sums[split] = ood_feature_sum(src, rows=rows, engine=engine)
+        srcs[split] = src
     add_nc5(res, sums, list(sums))
+    if prep is None:
+        return
+    scorer = scorer_of(res, alpha)
+    d = prep.n_features
+    rows = chunk_rows or plan_chunk_rows(d, prep.n_classes)
+    ids = None if scorer is None else row_scores(prep.features, scorer, rows=rows, engine=engine)
+    scored, reasons = {}, {}
+    for split, src in srcs.items():
+        if src.shape[1:] != (d,):
+            reasons[split] = f"the '{split}' features have another width d"
+        elif scorer is not None:
+            scored[split] = row_scores(src, scorer, rows=rows, engine=engine)
+    add_scores(res, scorer, ids, scored, list(srcs), reasons)

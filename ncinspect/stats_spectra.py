@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .budget import fmt_bytes, read_bound
+from .errors import ResourceLimitError
 from .stats import Geometry
 
-__all__ = ["SpectraPass", "spectra_bytes", "spectra_budget", "PANEL"]
+__all__ = ["SpectraPass", "spectra_bytes", "spectra_budget", "spectra_plan", "PANEL"]
 
 #: columns of one panel of the d x d products (a fixed number: results never depend on threads)
 PANEL = 512
@@ -51,6 +52,30 @@ def spectra_budget(n_features: int, memory_limit: int | None) -> str | None:
         f"more than {name} of {fmt_bytes(budget)}"
         + ("" if memory_limit is not None else " (give a larger --memory-limit)")
     )
+
+
+def spectra_plan(
+    n_features: int,
+    memory_limit: int | None,
+    rows: int,
+    chunk_rows: int | None,
+    plan: Callable[[int], int],
+) -> tuple[int, str | None]:
+    """``(rows, reason)``: the rows per chunk once the d x d sums are taken out of
+    ``memory_limit`` (``plan(limit)`` plans the chunks of a budget; ``chunk_rows``, when
+    given, are kept; ``rows`` are the rows planned without the spectra), and why the
+    spectra are not computed (None when they are)."""
+    reason = spectra_budget(n_features, memory_limit)
+    if reason is not None or memory_limit is None:
+        return rows, reason
+    need = spectra_bytes(n_features)
+    try:
+        return chunk_rows or plan(int(memory_limit) - need), None
+    except ResourceLimitError:
+        return rows, (
+            f"--spectra needs {fmt_bytes(need)} for its d x d sums (d = {int(n_features)}), "
+            f"more than --memory-limit {fmt_bytes(memory_limit)} leaves beside the chunks"
+        )
 
 
 @dataclass

@@ -143,9 +143,7 @@ def _extra_metric_keys() -> list[str]:
 def is_extra_metric(name: str) -> bool:
     """A key of another snapshot kind or option: nrc1-3, the spectra, nc5 and the OOD keys,
     and their per-set ``<key>_<name>`` forms."""
-    return name in _extra_metric_keys() or any(
-        name.startswith(m.key + "_") for m in OOD_REGISTRY
-    )
+    return name in _extra_metric_keys() or any(name.startswith(m.key + "_") for m in OOD_REGISTRY)
 
 
 def _valid_metric_names() -> list[str]:

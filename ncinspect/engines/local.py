@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from ..errors import InvalidDataError, ResourceLimitError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry
 from ..stats import FirstPass, Geometry, SecondPass, block_rows
-from ..stats_spectra import SpectraPass, spectra_budget, spectra_bytes
+from ..stats_spectra import SpectraPass, spectra_plan
 from ..stats_theory import TheoryPass
 from .threads import Workers, one_blas_thread
 
@@ -202,8 +203,7 @@ class Pass2:
     """Pass-2 statistics of some rows, with the theory sums of the same rows riding along.
 
     ``theory`` is None when not asked for (or when neither outputs nor weights give the
-    network's outputs); ``spectra`` (the d x d sums of ``--spectra``) is None when not asked.
-    """
+    network's outputs); so is ``spectra`` (the d x d sums of ``--spectra``) when not asked."""
 
     second: SecondPass
     theory: TheoryPass | None = None
@@ -262,8 +262,7 @@ def second_pass(
     spectra: bool = False,
 ) -> Pass2:
     """Pass 2: within-class scatter, decisions and outputs given the geometry of pass 1
-    (and, with ``theory``, the sums of the theory's identities over the same rows; with
-    ``spectra``, the d x d sums of the spectral metrics)."""
+    (with ``theory``, the theory's sums over the same rows; with ``spectra``, d x d sums)."""
 
     reader = ChunkReader(prep.features, rows)
 
@@ -358,8 +357,7 @@ class Passes:
     second: SecondPass
     theory: TheoryPass | None = None  #: the theory sums (only when asked for)
     spectra: SpectraPass | None = None  #: the d x d sums of ``spectra=True`` (when they fit)
-    #: why the spectra were asked for but not computed (the memory budget), else None
-    spectra_reason: str | None = None
+    spectra_reason: str | None = None  #: why the spectra asked for were not computed
 
 
 def run_passes(
@@ -379,23 +377,14 @@ def run_passes(
 
     ``ncc_centres`` are the class centres NCC scores against (default the rows' own class
     means); ``theory`` lets the sums of the theory's identities ride pass 2, ``spectra`` the
-    d x d sums of the spectral metrics (when they fit the memory budget: else
-    ``Passes.spectra_reason`` says why not).
+    d x d sums of the spectral metrics (if they fit the budget, else ``spectra_reason``).
     """
     engine = engine or LocalEngine()
-    spectra_reason = spectra_budget(prep.n_features, memory_limit) if spectra else None
-    rows = None
-    if spectra and spectra_reason is None and memory_limit is not None:
-        try:  # the d x d sums come out of the budget first
-            rows = chunk_rows or plan_for(prep, int(memory_limit) - spectra_bytes(prep.n_features))
-        except ResourceLimitError:
-            spectra_reason = (
-                f"--spectra needs {fmt_bytes(spectra_bytes(prep.n_features))} for its d x d "
-                f"sums (d = {prep.n_features}), more than --memory-limit "
-                f"{fmt_bytes(memory_limit)} leaves beside the chunks"
-            )
+    rows, spectra_reason = chunk_rows or plan_for(prep, memory_limit), None
+    if spectra:  # the d x d sums come out of the budget first
+        plan = partial(plan_for, prep)
+        rows, spectra_reason = spectra_plan(prep.n_features, memory_limit, rows, chunk_rows, plan)
     spectra = spectra and spectra_reason is None
-    rows = rows or chunk_rows or plan_for(prep, memory_limit)
     first = engine.first_pass(prep, rows, progress)
     with one_blas_thread():
         geom = between_class_geometry(
@@ -408,6 +397,4 @@ def run_passes(
         )
     extra = {"spectra": True} if spectra else {}
     pass2 = engine.second_pass(prep, geom, rows, progress, theory=theory, **extra)
-    return Passes(
-        first, geom, pass2.second, pass2.theory, getattr(pass2, "spectra", None), spectra_reason
-    )
+    return Passes(first, geom, pass2.second, pass2.theory, pass2.spectra, spectra_reason)

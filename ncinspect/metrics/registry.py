@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .registry_extra import OOD_SCORE_ROWS, OOD_SCORES, SPECTRA_ROWS
+
 __all__ = [
     "INVARIANCES",
     "MetricSpec",
@@ -92,6 +94,12 @@ def _m(
     key, group, direction, title, formula, inv=_ALL, ref="", kind="float", short=""
 ) -> MetricSpec:
     return MetricSpec(key, group, direction, title, formula, frozenset(inv), ref, kind, short)
+
+
+def _row(row: tuple) -> MetricSpec:
+    """An entry of :mod:`.registry_extra` (invariances given as those it lacks)."""
+    key, group, direction, title, formula, lacks, ref, short = row
+    return _m(key, group, direction, title, formula, _ALL - set(lacks), ref, short=short)
 
 
 #: Every metric, in the default report order (groups stay together).
@@ -209,53 +217,10 @@ OOD_REGISTRY: tuple[MetricSpec, ...] = (
        "mean |cos(mu_c, OOD mean)|: OOD mean vs uncentred class means",
        "mean_c |cos(mu_c, mu_G^ood)|, mu_c uncentred, mu_G^ood the OOD sample mean",
        inv=_ALL, ref="Ammar et al. 2024", short="NC5"),
-    _m("ood_auroc_ncspan", "OOD", "higher", "AUROC of ID vs OOD rows, score ncspan",
-       "P(s_id > s_ood) + P(=)/2, s = ||P_M~ (h - mu_G)|| / ||h - mu_G||",
-       inv=_ALL, ref="Ammar et al. 2024 (NECO)", short="AUROC ncspan"),
-    _m("ood_auroc_nci", "OOD", "higher", "AUROC of ID vs OOD rows, score nci",
-       "P(s_id > s_ood) + P(=)/2, s = cos(h - mu_G, w_pred(h)) - alpha ||h||_1",
-       inv=_ALL - {"feature_scale"}, ref="Liu & Qin 2024", short="AUROC nci"),
-    _m("ood_auroc_maxlogit", "OOD", "higher", "AUROC of ID vs OOD rows, score maxlogit",
-       "P(s_id > s_ood) + P(=)/2, s = max_c (W h + b)_c",
-       inv=_ALL, ref="Hendrycks et al. 2022", short="AUROC maxlogit"),
-    _m("ood_fpr95_ncspan", "OOD", "lower", "OOD rows kept at the threshold keeping 95% of ID, ncspan",
-       "#{s_ood >= t95} / N_ood, t95 the largest t with #{s_id >= t} >= 0.95 N_id",
-       inv=_ALL, ref="Ammar et al. 2024 (NECO)", short="FPR95 ncspan"),
-    _m("ood_fpr95_nci", "OOD", "lower", "OOD rows kept at the threshold keeping 95% of ID, nci",
-       "#{s_ood >= t95} / N_ood, t95 the largest t with #{s_id >= t} >= 0.95 N_id",
-       inv=_ALL - {"feature_scale"}, ref="Liu & Qin 2024", short="FPR95 nci"),
-    _m("ood_fpr95_maxlogit", "OOD", "lower",
-       "OOD rows kept at the threshold keeping 95% of ID, maxlogit",
-       "#{s_ood >= t95} / N_ood, t95 the largest t with #{s_id >= t} >= 0.95 N_id",
-       inv=_ALL, ref="Hendrycks et al. 2022", short="FPR95 maxlogit"),
+    *(_row(r) for r in OOD_SCORE_ROWS),
 )  # fmt: skip
-#: The per-row OOD scores (higher = more in-distribution) behind the ``ood_*`` keys.
-OOD_SCORES: tuple[str, ...] = ("ncspan", "nci", "maxlogit")
-
-#: Opt-in spectral metrics (``--spectra``, ``analyze(..., spectra=True)``): reported only
-#: when asked for, after the registry's keys. Each is a function of the spectrum only, so
-#: every one is invariant to scale, rotation, relabelling and order (no W in any of them).
-_SPECTRA_INV = _ALL
-SPECTRA_REGISTRY: tuple[MetricSpec, ...] = (
-    _m("rank_effective", "spectra", "info", "effective rank of the centred features",
-       "exp(H(s/sum s)), s_k = sqrt(l_k), l_k the eigenvalues of Sigma_T",
-       inv=_SPECTRA_INV, ref="Roy & Vetterli 2007", short="erank"),
-    _m("rank_effective_within", "spectra", "info", "effective rank of Sigma_W",
-       "exp(H(s/sum s)), s_k = sqrt(eigenvalues of Sigma_W)",
-       inv=_SPECTRA_INV, ref="Roy & Vetterli 2007", short="erank W"),
-    _m("rank_effective_means", "spectra", "info",
-       "effective rank of the centred class means (C-1 at a simplex ETF)",
-       "exp(H(s/sum s)), s_k the singular values of M~",
-       inv=_SPECTRA_INV, ref="Roy & Vetterli 2007", short="erank means"),
-    _m("rankme", "spectra", "higher", "RankMe of the uncentred feature matrix",
-       "exp(-sum p log p), p = s'/sum s' + 1e-7, s' singular values of H (N x d)",
-       inv=_SPECTRA_INV, ref="Garrido et al. 2023", short="RankMe"),
-    _m("stable_rank", "spectra", "info", "Tr(Sigma_T) / largest eigenvalue",
-       "Tr(Sigma_T) / l_1", inv=_SPECTRA_INV, short="stable rank"),
-    _m("alpha_req", "spectra", "info", "power-law decay exponent of the eigenspectrum",
-       "-slope of LS fit of log l_k on log k, k <= K = #{l_k > 1e-12 l_1}",
-       inv=_SPECTRA_INV, ref="Agrawal et al. 2022", short="alpha-ReQ"),
-)  # fmt: skip
+#: Opt-in spectral metrics (``--spectra``): reported only when asked for, after the others.
+SPECTRA_REGISTRY: tuple[MetricSpec, ...] = tuple(_row(r) for r in SPECTRA_ROWS)
 REGRESSION_REGISTRY: tuple[MetricSpec, ...] = (
     _m("nrc1", "NRC", "lower", "normalised features off their top-t principal subspace",
        "mean_i ||h^_i - P_pca h^_i||^2, h^ = h/||h||, P_pca: top t PCs of the centred h^",

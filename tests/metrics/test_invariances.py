@@ -22,6 +22,7 @@ from ncinspect.metrics.registry import (
     OOD_REGISTRY,
     REGISTRY,
     REGRESSION_REGISTRY,
+    SPECTRA_REGISTRY,
 )
 
 RTOL, ATOL = 1e-8, 1e-12
@@ -80,7 +81,7 @@ def _transform(kind, h, y, w, b, ood):
 
 
 def _analyze(h, y, w, b, ood):
-    return analyze(h, y, weights=w, bias=b, ood_features=ood).metrics
+    return analyze(h, y, weights=w, bias=b, ood_features=ood, spectra=True).metrics
 
 
 _BASE: dict = {}
@@ -92,14 +93,18 @@ def _base():
     return _BASE
 
 
-CLASSIFICATION = (*REGISTRY, *OOD_REGISTRY)
+CLASSIFICATION = (*REGISTRY, *OOD_REGISTRY, *SPECTRA_REGISTRY)
 INVARIANT = [(m.key, inv) for m in CLASSIFICATION for inv in INVARIANCES if inv in m.invariances]
-#: not declared invariant, and continuous (decisions and booleans may not move on one example)
+#: not declared invariant, and continuous (decisions, booleans and the fraction of OOD rows
+#: above one threshold, FPR95, may not move on one example)
 VARIANT = [
     (m.key, inv)
     for m in CLASSIFICATION
     for inv in INVARIANCES
-    if inv not in m.invariances and m.kind == "float" and m.group != "NC4"
+    if inv not in m.invariances
+    and m.kind == "float"
+    and m.group != "NC4"
+    and not m.key.startswith("ood_fpr95")
 ]
 
 

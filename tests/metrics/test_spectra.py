@@ -10,9 +10,9 @@ import pytest
 import ncinspect
 from ncinspect.cli import main
 from ncinspect.engines.local import LocalEngine
-from ncinspect.stats_spectra import PANEL
 from ncinspect.io.writer import DumpWriter
 from ncinspect.metrics.spectra import SPECTRA_KEYS, alpha_req_of
+from ncinspect.stats_spectra import PANEL
 
 from ..helpers import make_data
 
@@ -163,8 +163,10 @@ def test_opt_in_and_budget_null():
 
 
 def test_null_cases():
-    assert alpha_req_of(np.array([2.0, 1.0, 0.0]), 10) == (None, alpha_req_of(
-        np.array([2.0, 1.0, 0.0]), 10)[1])
+    assert alpha_req_of(np.array([2.0, 1.0, 0.0]), 10) == (
+        None,
+        alpha_req_of(np.array([2.0, 1.0, 0.0]), 10)[1],
+    )
     assert "needs 3" in alpha_req_of(np.array([2.0, 1.0, 0.0]), 10)[1]
     # every row on its class mean: Sigma_W = 0, rank_effective_within is null with a reason
     y = np.repeat(np.arange(3), 4)

@@ -1,0 +1,147 @@
+"""OOD scores from the collapse geometry and their exact AUROC / FPR95 (spec, 0.3).
+
+Against an in-distribution (ID) snapshot (its class means, ``mu_G`` and classifier), each
+row h gets scores where higher means "more ID":
+
+- ``ncspan`` = ``||P (h - mu_G)|| / ||h - mu_G||``, P the orthogonal projector on the span of
+  the ID centred means M~ (NECO, Ammar et al. 2024, with the collapse subspace);
+- ``nci`` = ``cos(h - mu_G, w_pred(h)) - alpha ||h||_1``, ``pred(h) = argmax_c (W h + b)_c``
+  (lowest index on ties; Liu & Qin 2024);
+- ``maxlogit`` = ``max_c (W h + b)_c``.
+
+:class:`RowScores` is the mergeable statistic of one pass over row chunks (N floats per
+score, never N x d); :func:`auroc` is the Mann-Whitney statistic (ties count one half),
+exact: twice U is an integer; :func:`fpr95` the fraction of OOD rows at or above the largest
+threshold that keeps 95% of the ID rows.
+
+No IO here: numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .registry_extra import OOD_SCORES
+
+__all__ = ["OOD_SCORES", "OODScorer", "RowScores", "auroc", "fpr95", "score_chunk"]
+
+
+@dataclass
+class OODScorer:
+    """What the scores need from the ID snapshot (float64).
+
+    Attributes
+    ----------
+    global_mean : (d,) mu_G of the ID snapshot (under its ``center``).
+    basis : (r, d) orthonormal basis of the span of the ID centred means (None: none).
+    weights, bias : the classifier, every row (None without W).
+    alpha : the ``alpha`` of ``nci``.
+    """
+
+    global_mean: np.ndarray
+    basis: np.ndarray | None
+    weights: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    alpha: float = 0.0
+
+    def names(self) -> tuple[str, ...]:
+        """The scores this scorer can give (``nci`` and ``maxlogit`` need W)."""
+        return OOD_SCORES if self.weights is not None else ("ncspan",)
+
+    def scores(self, h: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        """Scores of the rows ``h`` (n, d) and, per score, the rows where it is undefined
+        (their value is NaN): ``h = mu_G`` for both cosines, a zero row ``w_pred``."""
+        x = np.asarray(h, dtype=np.float64)
+        c = x - self.global_mean
+        norm = np.linalg.norm(c, axis=1)
+        zero = norm == 0
+        safe = np.where(zero, 1.0, norm)
+        out, bad = {}, {}
+        if self.basis is not None and self.basis.shape[0]:
+            span = np.linalg.norm(c @ self.basis.T, axis=1) / safe
+        else:
+            span = np.zeros(x.shape[0])
+        out["ncspan"] = np.where(zero, np.nan, np.minimum(span, 1.0))
+        bad["ncspan"] = int(zero.sum())
+        if self.weights is not None:
+            logits = x @ self.weights.T
+            if self.bias is not None:
+                logits += self.bias
+            pred = np.argmax(logits, axis=1)
+            out["maxlogit"] = logits[np.arange(x.shape[0]), pred]
+            bad["maxlogit"] = 0
+            w = self.weights[pred]
+            wn = np.linalg.norm(w, axis=1)
+            undefined = zero | (wn == 0)
+            cos = np.einsum("ij,ij->i", c, w) / (safe * np.where(wn == 0, 1.0, wn))
+            nci = cos - self.alpha * np.abs(x).sum(axis=1) if self.alpha else cos
+            out["nci"] = np.where(undefined, np.nan, nci)
+            bad["nci"] = int(undefined.sum())
+        return out, bad
+
+
+@dataclass
+class RowScores:
+    """Per-row scores of some rows, in row order (merge concatenates), and undefined counts."""
+
+    values: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    undefined: dict[str, int] = field(default_factory=dict)
+    n_nonfinite: int = 0
+    first_nonfinite_row: int | None = None
+
+    def merge(self, other: RowScores) -> RowScores:
+        keys = list(dict.fromkeys([*self.values, *other.values]))
+        firsts = [r for r in (self.first_nonfinite_row, other.first_nonfinite_row) if r is not None]
+        return RowScores(
+            {k: [*self.values.get(k, []), *other.values.get(k, [])] for k in keys},
+            {k: self.undefined.get(k, 0) + other.undefined.get(k, 0) for k in keys},
+            self.n_nonfinite + other.n_nonfinite,
+            min(firsts) if firsts else None,
+        )
+
+    def array(self, name: str) -> np.ndarray:
+        """The scores ``name`` of every row, in row order (float64, N values)."""
+        parts = self.values.get(name, [])
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def score_chunk(scorer: OODScorer, row0: int, h: np.ndarray) -> RowScores:
+    """The :class:`RowScores` of one chunk of rows starting at ``row0`` (a module-level
+    function, so that a Dask worker can run it); rows holding NaN/Inf are counted."""
+    x = np.asarray(h, dtype=np.float64)
+    finite = np.isfinite(x).all(axis=1)
+    bad = np.flatnonzero(~finite)
+    if bad.size:
+        return RowScores(n_nonfinite=int(bad.size), first_nonfinite_row=int(row0 + bad[0]))
+    values, undefined = scorer.scores(x)
+    return RowScores({k: [v] for k, v in values.items()}, undefined)
+
+
+def auroc(pos: np.ndarray, neg: np.ndarray) -> float | None:
+    """Area under the ROC curve of ``pos`` (ID, positives) against ``neg`` (OOD): the
+    fraction of (pos, neg) pairs with ``pos > neg``, ties counted one half (Mann-Whitney
+    U / (n_pos n_neg)). Computed exactly: ``2U`` is an integer. None when a side is empty."""
+    p = np.sort(np.asarray(pos, dtype=np.float64))
+    q = np.asarray(neg, dtype=np.float64)
+    if p.size == 0 or q.size == 0:
+        return None
+    below = np.searchsorted(p, q, side="left")  # positives < each negative
+    upto = np.searchsorted(p, q, side="right")  # positives <= each negative
+    greater = p.size - upto
+    twice_u = int(np.sum(2 * greater + (upto - below), dtype=np.int64))
+    return twice_u / (2 * p.size * q.size)
+
+
+def fpr95(pos: np.ndarray, neg: np.ndarray) -> float | None:
+    """Fraction of ``neg`` (OOD) rows with a score at least ``t``, ``t`` the largest
+    threshold that keeps at least 95% of ``pos`` (ID) rows (``score >= t``): the
+    ``ceil(0.95 n_pos)``-th largest ID score. None when a side is empty."""
+    p = np.sort(np.asarray(pos, dtype=np.float64))[::-1]
+    q = np.asarray(neg, dtype=np.float64)
+    if p.size == 0 or q.size == 0:
+        return None
+    k = (95 * p.size + 99) // 100  # ceil(0.95 n) in integers
+    t = p[k - 1]
+    return int(np.count_nonzero(q >= t)) / q.size
