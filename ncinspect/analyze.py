@@ -176,7 +176,7 @@ def _arrays_result(
         prep, p.first, p.geom, p.second, per_class=per_class, center=center, ncc_label=label
     )
     if options.get("spectra"):
-        add_spectra(res, p)
+        add_spectra(res, p.spectra, p.geom, p.first, p.spectra_reason)
     return res
 
 

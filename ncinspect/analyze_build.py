@@ -92,17 +92,16 @@ def build_result(
     )
 
 
-def add_spectra(res: SnapshotResult, passes) -> None:
-    """Put the spectral keys on ``res`` from ``passes`` (a :class:`Passes` run with
-    ``spectra=True``): values from its d x d sums, or null with the budget's reason."""
+def add_spectra(res: SnapshotResult, spec, geom: Geometry, first: FirstPass, reason=None) -> None:
+    """Put the spectral keys on ``res`` from the d x d sums ``spec`` (a
+    :class:`~ncinspect.stats_spectra.SpectraPass`, or None: null with ``reason``)."""
     from .engines.threads import one_blas_thread
     from .metrics.nulls import MetricValues, null_warnings
     from .metrics.spectra import SPECTRA_KEYS, spectral_metrics
 
-    spec, geom = passes.spectra, passes.geom
     if spec is None:
         values = MetricValues.of_keys(SPECTRA_KEYS)
-        values.set_all(SPECTRA_KEYS, None, passes.spectra_reason or "the d x d sums were not run")
+        values.set_all(SPECTRA_KEYS, None, reason or "the d x d sums were not run")
     else:
         rows = np.flatnonzero(geom.present)
         with one_blas_thread():
@@ -111,7 +110,7 @@ def add_spectra(res: SnapshotResult, passes) -> None:
                 spec.gram,
                 spec.count,
                 geom.means[rows] / geom.scale,
-                passes.first.counts[rows],
+                first.counts[rows],
                 geom.centred[rows],
             )
     res.metrics.update(values.values)

@@ -41,7 +41,7 @@ def snapshot_result(
         extra_warnings=notes_for(snap),
     )
     if options.get("spectra"):
-        add_spectra(res, p)
+        add_spectra(res, p.spectra, p.geom, p.first, p.spectra_reason)
     res.name, res.epoch, res.split, res.layer = snap.name, snap.epoch, snap.split, snap.layer
     res.meta, res.file = dict(snap.meta), snap.file
     return res

@@ -20,6 +20,7 @@ import numpy as np
 from .arrays import is_tensor, to_host
 from .errors import InvalidDataError
 from .stats import FirstPass, Moments, SecondPass
+from .stats_spectra import SpectraPass
 
 __all__ = [
     "flatten",
@@ -33,7 +34,7 @@ __all__ = [
     "decode_state",
 ]
 
-_CLASSES = {c.__name__: c for c in (FirstPass, SecondPass, Moments)}
+_CLASSES = {c.__name__: c for c in (FirstPass, SecondPass, Moments, SpectraPass)}
 _MAGIC = b"NCMETER1"
 
 

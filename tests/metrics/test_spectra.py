@@ -193,3 +193,34 @@ def test_cli_report_spectra(tmp_path):
     plain = tmp_path / "p.json"
     assert main(["report", str(path), "--json", str(plain), "-q"]) == 0
     assert "rankme" not in json.loads(plain.read_text())["snapshots"][0]["metrics"]
+
+
+def test_meter_equals_analyze_and_state_round_trip():
+    from ncinspect.meter_state import pack, unpack
+
+    h, y, m = make_data(C=4, d=10, n=30, offset=1.0, seed=6)
+    ref = ncinspect.analyze(h, y, weights=m, spectra=True).metrics
+    meters = [ncinspect.Meter(m, spectra=True) for _ in range(2)]
+    halves = [slice(0, 50), slice(50, None)]
+    for meter, rows in zip(meters, halves, strict=True):  # two processes' batches
+        meter.update(h[rows], y[rows])
+    meters[0].merge(meters[1]).next_pass()
+    meters[1].load_state_dict(unpack(pack(meters[0].state_dict())))
+    for meter, rows in zip(meters, halves, strict=True):
+        for a in range(rows.start, rows.stop or len(y), 11):
+            meter.update(
+                h[a : min(a + 11, rows.stop or len(y))], y[a : min(a + 11, rows.stop or len(y))]
+            )
+    merged = meters[0].merge(meters[1])
+    got = merged.compute().metrics
+    for key in SPECTRA_KEYS:
+        assert got[key] == pytest.approx(ref[key], rel=1e-12), key
+    again = ncinspect.Meter(m, spectra=True).load_state_dict(unpack(pack(merged.state_dict())))
+    assert [again.compute().metrics[k] for k in SPECTRA_KEYS] == [got[k] for k in SPECTRA_KEYS]
+    plain = ncinspect.Meter(m)
+    plain.update(h, y)
+    plain.next_pass()
+    plain.update(h, y)
+    assert "rankme" not in plain.compute().metrics
+    with pytest.raises(ncinspect.errors.UsageError, match="spectra"):
+        ncinspect.Meter(m, spectra=True).merge(ncinspect.Meter(m))
