@@ -121,7 +121,9 @@ def check_runs(
     on_mean = [BoundRule(r.kind, r.metric, bound=r.bound) if not r.is_trend else r for r in rules]
     bounds = [parse_bound("max_upper", s) for s in max_upper]
     bounds += [parse_bound("min_lower", s) for s in min_lower]
-    reports = [analyze_file(f, **analyze_options) for f in files]
+    from .run import needs_spectra
+
+    reports = [analyze_file(f, spectra=needs_spectra(rules), **analyze_options) for f in files]
     return check_aggregate(
         aggregate(reports), [*on_mean, *bounds], snapshot=snapshot, layer=layer, config=config
     )

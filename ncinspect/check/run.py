@@ -14,6 +14,14 @@ from .rules import Rule
 __all__ = ["run_check"]
 
 
+def needs_spectra(rules) -> bool:
+    """Whether a rule names a spectral metric (the analysis then runs with ``spectra``)."""
+    from ..metrics.registry import SPECTRA_REGISTRY
+
+    keys = {m.key for m in SPECTRA_REGISTRY}
+    return any(r.metric in keys for r in rules)
+
+
 def _names_pattern(names: Sequence[str]) -> str | None:
     """A glob matching exactly ``names`` (None, meaning all, when a name has a comma)."""
     if any("," in n for n in names):
@@ -88,6 +96,7 @@ def run_check(
         allow_external=allow_external,
         class_names=class_names,
         min_class_count=min_class_count,
+        spectra=needs_spectra(rules),
     )
     results = [r for r in report.snapshots if r.name in names]
     targets = select_last(results) if snapshot == "last" else results

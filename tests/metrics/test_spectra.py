@@ -224,3 +224,15 @@ def test_meter_equals_analyze_and_state_round_trip():
     assert "rankme" not in plain.compute().metrics
     with pytest.raises(ncinspect.errors.UsageError, match="spectra"):
         ncinspect.Meter(m, spectra=True).merge(ncinspect.Meter(m))
+
+
+def test_check_rule_on_a_spectral_metric_runs_the_spectra(tmp_path):
+    h, y, m = make_data(C=3, d=6, n=15, seed=1)
+    path = tmp_path / "d.h5"
+    with DumpWriter(path, "w") as w:
+        s = w.snapshot("epoch_1", epoch=1, split="train")
+        s.append(features=h, labels=y)
+        s.write(weights=m)
+    value = _reference(h, y)["rank_effective_means"]  # 2 (C - 1) up to the noise
+    assert main(["check", str(path), "--min", f"rank_effective_means={value - 1e-6}"]) == 0
+    assert main(["check", str(path), "--min", f"rank_effective_means={value + 1e-6}"]) == 1
