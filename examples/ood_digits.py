@@ -78,7 +78,8 @@ def train_and_dump(path: str, seed: int, epochs: int, record: tuple[int, ...]) -
                 with torch.no_grad():
                     feats = [body(torch.from_numpy(a)).numpy() for a in (xtr, xte, xood)]
                 wgt, bias = head.weight.detach().numpy(), head.bias.detach().numpy()
-                for split, h, lab in zip(("train", "test", "ood"), feats, (ytr, yte, None)):
+                splits = zip(("train", "test", "ood"), feats, (ytr, yte, None), strict=True)
+                for split, h, lab in splits:
                     s = w.snapshot(f"{split}/epoch_{epoch:04d}", epoch=epoch, split=split)
                     s.append(features=h, **({} if lab is None else {"labels": lab}))
                     if lab is not None:
@@ -105,7 +106,8 @@ def table(rows) -> str:
     for epoch in sorted(rows):
         vals = np.array(rows[epoch], dtype=float)
         mean, std = vals.mean(0), vals.std(0, ddof=1) if len(vals) > 1 else np.zeros(len(KEYS))
-        cells = [f"{m:.3f} ± {s:.3f}" if len(vals) > 1 else f"{m:.3f}" for m, s in zip(mean, std)]
+        pairs = zip(mean, std, strict=True)
+        cells = [f"{m:.3f} ± {s:.3f}" if len(vals) > 1 else f"{m:.3f}" for m, s in pairs]
         out.append(f"| {epoch} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
