@@ -190,3 +190,22 @@ def test_cli_table_csv_check_and_alpha(tmp_path):
     auc = train["metrics"]["ood_auroc_ncspan"]
     assert main(["check", str(path), "--min", f"ood_auroc_ncspan={auc - 0.01}"]) == 0
     assert main(["check", str(path), "--min", f"ood_auroc_ncspan={auc + 0.01}"]) == 1
+
+
+@pytest.mark.slow
+def test_digits_example_runs():
+    """examples/ood_digits.py end to end on one seed and a few epochs (real features)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "ood_digits.py"
+    spec = importlib.util.spec_from_file_location("ood_digits", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = mod.run([0], 3, (3,))
+    (values,) = rows[3]
+    got = dict(zip(mod.KEYS, values, strict=True))
+    for key in KEYS:
+        assert 0.0 <= got[key] <= 1.0, key
+    assert got["accuracy_classifier"] > 0.5
+    assert "| 3 |" in mod.table(rows)
