@@ -236,3 +236,27 @@ def test_check_rule_on_a_spectral_metric_runs_the_spectra(tmp_path):
     value = _reference(h, y)["rank_effective_means"]  # 2 (C - 1) up to the noise
     assert main(["check", str(path), "--min", f"rank_effective_means={value - 1e-6}"]) == 0
     assert main(["check", str(path), "--min", f"rank_effective_means={value + 1e-6}"]) == 1
+
+
+def test_budget_that_holds_the_sums_but_not_the_chunks_beside_them():
+    from ncinspect.engines.local import plan_chunk_rows
+    from ncinspect.errors import ResourceLimitError
+    from ncinspect.stats_spectra import spectra_bytes
+
+    h, y, _ = make_data(C=3, d=64, n=20)
+    need = None
+    for limit in range(200 << 10, 600 << 10, 1 << 10):  # the smallest plain budget
+        try:
+            plan_chunk_rows(64, 3, memory_limit=limit, n_samples=len(y))
+        except ResourceLimitError:
+            continue
+        need = limit
+        break
+    limit = need + spectra_bytes(64) // 2  # a plain run fits; with the d x d sums it does not
+    res = ncinspect.analyze(h, y, spectra=True, memory_limit=limit)
+    assert res.metrics["nc1"] is not None
+    for key in SPECTRA_KEYS:
+        assert res.metrics[key] is None
+        assert "leaves beside the chunks" in res.null_reasons[key]
+    roomy = ncinspect.analyze(h, y, spectra=True, memory_limit=need + 2 * spectra_bytes(64))
+    assert all(roomy.metrics[k] is not None for k in SPECTRA_KEYS)
