@@ -303,9 +303,9 @@ class LocalEngine:
     """The default engine: both passes in this process, chunk after chunk, the fixed
     blocks of each chunk on a pool of ``threads`` threads (the next chunk read meanwhile).
 
-    An engine is any object with ``first_pass(prep, rows, progress)``,
-    ``second_pass(prep, geom, rows, progress, theory=False)`` (a :class:`Pass2`) and
-    ``reduce_rows`` returning the merged statistics
+    An engine is any object with ``first_pass(prep, rows, progress)``, ``second_pass(prep,
+    geom, rows, progress, theory=False)`` (a :class:`Pass2`; also given ``spectra=True`` when
+    the spectra are asked for) and ``reduce_rows`` returning the merged statistics
     (:class:`ncinspect.engines.dask.DaskEngine` runs them on a Dask cluster).
     """
 
