@@ -114,7 +114,7 @@ class AggregateReport:
     files: list[str | None]
     snapshots: list[AggregateSnapshot]
     center: str = "classes"
-    ncc_means: str = "own"
+    ncc_centres: str = "own"
 
     def __iter__(self):
         return iter(self.snapshots)
@@ -139,7 +139,7 @@ class AggregateReport:
                     "confidence": CONFIDENCE,
                     "interval": "two-sided Student t on the runs' values (ddof = 1)",
                 },
-                "conventions": {"center": self.center, "ncc_means": self.ncc_means},
+                "conventions": {"center": self.center, "ncc_means": self.ncc_centres},
                 "snapshots": [s.to_dict() for s in self.snapshots],
             }
         )
@@ -289,5 +289,5 @@ def aggregate(reports: list[Report]) -> AggregateReport:
         files=[r.file for r in reports],
         snapshots=snaps,
         center=reports[0].center,
-        ncc_means=reports[0].ncc_means,
+        ncc_centres=reports[0].ncc_centres,
     )

@@ -86,7 +86,7 @@ def build_result(
         class_names=names,
         class_counts=counts.tolist(),
         center=center,
-        ncc_means=ncc_label,
+        ncc_centres=ncc_label,
         arrays=result_arrays(first, geom, second, rows),
     )
 

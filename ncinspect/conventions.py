@@ -76,7 +76,7 @@ def loss_of(meta: dict[str, Any]) -> tuple[str | None, bool | None]:
     return None, None
 
 
-def conventions(center: str, ncc_means: str = "own") -> dict[str, str]:
+def conventions(center: str, ncc_centres: str = "own") -> dict[str, str]:
     """The conventions a report was computed with (recorded in its JSON)."""
     return {
         "center": center,
@@ -85,7 +85,7 @@ def conventions(center: str, ncc_means: str = "own") -> dict[str, str]:
         "the original Papyan et al. notebook logs C*nc1",
         "sigma_w": "pooled, sample-weighted: (1/N) sum_i (h_i - mu_y)(h_i - mu_y)^T",
         "sigma_b": "class-weighted: (1/C) sum_c (mu_c - mu_G)(mu_c - mu_G)^T",
-        "ncc_means": ncc_means,
+        "ncc_means": ncc_centres,
         "decisions": "classifier = argmax(W h + b) when weights are present, else argmax(outputs); "
         "ties go to the lowest class index",
         "sqi_outputs": "stored outputs when present, else W h + b",

@@ -84,14 +84,24 @@ def keys_from(kwargs: dict) -> dict[str, str]:
     return keys
 
 
-ncc_means_option = click.option(
-    "--ncc-means",
-    type=click.Choice(["own", "train"]),
-    default="own",
-    show_default=True,
-    help="NCC centres for a test split: its own class means (spec/metrics.md), or the "
-    "train means of the same epoch and layer (the convention of Papyan et al.).",
-)
+def _removed_ncc_means(ctx, param, value):
+    if value is not None:
+        raise click.UsageError("--ncc-means was renamed --ncc-centres in 0.3 (own or train)")
+
+
+def ncc_centres_option(func):
+    """--ncc-centres own|train (and a clear error for its 0.2 name --ncc-means)."""
+    func = click.option(
+        "--ncc-means", hidden=True, expose_value=False, callback=_removed_ncc_means
+    )(func)
+    return click.option(
+        "--ncc-centres",
+        type=click.Choice(["own", "train"]),
+        default="own",
+        show_default=True,
+        help="NCC centres for a test split: its own class means (spec/metrics.md), or the "
+        "train means of the same epoch and layer (the convention of Papyan et al.).",
+    )(func)
 
 
 def chunk_options(func):

@@ -12,7 +12,7 @@ from .common import (
     debug_option,
     key_options,
     keys_from,
-    ncc_means_option,
+    ncc_centres_option,
     reading_from,
     reading_options,
     snapshot_option,
@@ -80,7 +80,7 @@ from .common import (
     show_default=True,
     help="Global mean: mean of class means, or sample mean.",
 )
-@ncc_means_option
+@ncc_centres_option
 @click.option(
     "--compact/--full",
     default=None,
@@ -104,7 +104,7 @@ def command(
     seed,
     sqi,
     center,
-    ncc_means,
+    ncc_centres,
     compact,
     quiet,
     allow_external,
@@ -135,7 +135,7 @@ def command(
                 keys=keys,
                 center=center,
                 per_class=per_class or bool(html_path),  # the page lists the worst classes
-                ncc_means=ncc_means,
+                ncc_centres=ncc_centres,
                 progress=bar,
                 allow_external=allow_external,
                 bootstrap=bootstrap,
