@@ -163,7 +163,14 @@ def _arrays_result(
     )
     label = "own" if centres is None else "given"
     return build_result(
-        prep, p.first, p.geom, p.second, per_class=per_class, center=center, ncc_label=label
+        prep,
+        p.first,
+        p.geom,
+        p.second,
+        per_class=per_class,
+        center=center,
+        ncc_label=label,
+        engine=options.get("engine"),
     )
 
 
