@@ -8,7 +8,6 @@ of pass 1): within-class scatter projected on the between-class eigenbasis, per-
 scatter traces, NCC and classifier decisions and output statistics, block by block with
 the kernels of :mod:`ncinspect.stats_kernel`. No d x d matrix is built.
 """
-
 from __future__ import annotations
 
 import math

@@ -19,7 +19,6 @@ from .common import debug_option
 
 _D = TrainConfig()  # the defaults live in one place: the dataclass
 
-
 def _tuple_of_ints(option: str):
     """A click callback: ``"500,500,50"`` -> ``(500, 500, 50)``; None stays None."""
 
