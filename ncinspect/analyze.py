@@ -304,4 +304,5 @@ def analyze_file(
         run = FileRun(dump, snapshot, ncc_means, options)
         run.announce()
         results = [run.result(snap, per_class) for snap in run.selected]
-    return Report(os.fspath(path), results, center=center, ncc_means=ncc_means)
+    precision = getattr(engine, "precision", "float64")
+    return Report(os.fspath(path), results, center=center, ncc_means=ncc_means, precision=precision)
