@@ -277,11 +277,9 @@ def second_pass(
         None if rider is None else TheoryPass.empty(prep.n_classes, prep.n_features),
     )
     with Workers(threads) as work:
+        kw = dict(map=work.map, precision=precision)
         for a, b, (h, outs) in work.prefetch(read, row_chunks(prep.n_samples, rows)):
-            part = pass2_chunk(
-                geom, h, prep.codes[a:b], outs, rider, map=work.map, precision=precision
-            )
-            acc = acc.merge(part)
+            acc = acc.merge(pass2_chunk(geom, h, prep.codes[a:b], outs, rider, **kw))
             if progress:
                 progress(b - a)
     return acc
@@ -331,15 +329,8 @@ class LocalEngine:
         *,
         theory: bool = False,
     ) -> Pass2:
-        return second_pass(
-            prep,
-            geom,
-            rows,
-            progress,
-            threads=self.threads,
-            theory=theory,
-            precision=self.precision,
-        )
+        opts = dict(threads=self.threads, theory=theory, precision=self.precision)
+        return second_pass(prep, geom, rows, progress, **opts)
 
     def reduce_rows(self, fn, sources, rows: int, *, row_arrays=(), progress=None):
         """Merge of ``fn(row0, *blocks, *row_slices)`` over the row chunks of ``sources``.
