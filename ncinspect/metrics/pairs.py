@@ -234,8 +234,7 @@ def _unit_tile(plan: _Plan, u, minority, a0, a1, b0, b1, mask) -> UnitPairs:
         sel = cos[_flat(both, mask)]
         out.minority_sum, out.minority_count = float(sel.sum()), int(sel.size)
     dist = np.multiply(cos, 2.0, out=cos)  # the cosines are no longer needed
-    np.subtract(2.0, dist, out=dist)
-    np.maximum(dist, 0.0, out=dist)
+    np.subtract(2.0, dist, out=dist)  # >= +0 for cos in [-1, 1]: max(., 0) changes no bit
     np.sqrt(dist, out=dist)
     out.coincide = bool(dist.min() == 0)
     out.dist = _moments(dist, tmp)
