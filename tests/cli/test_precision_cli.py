@@ -113,3 +113,14 @@ def test_a_bad_precision_is_a_usage_error(command, tmp_path, monkeypatch, capsys
     assert main(args) == 2
     assert "float16" in capsys.readouterr().err
     assert not (tmp_path / "figs").exists()
+
+
+def test_aggregate_json_records_the_precision(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "agg.json"
+    runs = ["sample_data/trained_wd.h5", "sample_data/trained_wd0.h5"]
+    args = ["report", *runs, "--aggregate", "--json", str(out), "-q", "-s", "/test/*"]
+    assert main([*args, "--precision", "float32"]) == 0
+    assert json.loads(out.read_text())["conventions"]["precision"] == "float32"
+    assert main(args) == 0
+    assert "precision" not in json.loads(out.read_text())["conventions"]
