@@ -1,8 +1,9 @@
 """The kernels of NC1-NC3: pure functions of class-level arrays (numpy only).
 
 Every public function documents its formula in Notes and returns ``None`` where the value
-is undefined (the caller records why). Pairwise quantities over classes are computed in
-tiles (:mod:`ncinspect.metrics.linalg`), so C = 30,000 classes never builds a C x C matrix.
+is undefined (the caller records why). Pairwise quantities over classes come from the
+tiled sweep of :mod:`ncinspect.metrics.pairs`, so C = 30,000 classes never builds a C x C
+matrix.
 """
 
 from __future__ import annotations
