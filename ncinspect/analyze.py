@@ -157,7 +157,14 @@ def _arrays_result(
     )
     label = "own" if centres is None else "given"
     return build_result(
-        prep, p.first, p.geom, p.second, per_class=per_class, center=center, ncc_label=label
+        prep,
+        p.first,
+        p.geom,
+        p.second,
+        per_class=per_class,
+        center=center,
+        ncc_label=label,
+        engine=options.get("engine"),
     )
 
 
@@ -292,4 +299,7 @@ def analyze_file(
         run = FileRun(dump, snapshot, ncc_centres, options)
         run.announce()
         results = [run.result(snap, per_class) for snap in run.selected]
-    return Report(os.fspath(path), results, center=center, ncc_centres=ncc_centres)
+    precision = getattr(engine, "precision", "float64")
+    return Report(
+        os.fspath(path), results, center=center, ncc_centres=ncc_centres, precision=precision
+    )

@@ -33,6 +33,7 @@ def snapshot_result(
         center=options.get("center", "classes"),
         ncc_label=ncc_label,
         extra_warnings=notes_for(snap),
+        engine=options.get("engine"),
     )
     res.name, res.epoch, res.split, res.layer = snap.name, snap.epoch, snap.split, snap.layer
     res.meta, res.file = dict(snap.meta), snap.file

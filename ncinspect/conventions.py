@@ -76,9 +76,12 @@ def loss_of(meta: dict[str, Any]) -> tuple[str | None, bool | None]:
     return None, None
 
 
-def conventions(center: str, ncc_centres: str = "own") -> dict[str, str]:
-    """The conventions a report was computed with (recorded in its JSON)."""
-    return {
+def conventions(
+    center: str, ncc_centres: str = "own", precision: str = "float64"
+) -> dict[str, str]:
+    """The conventions a report was computed with (recorded in its JSON). ``precision``
+    is recorded when it is not the default float64."""
+    out = {
         "center": center,
         "global_mean": "mean of class means" if center == "classes" else "sample mean",
         "nc1": "Tr(Sigma_W Sigma_B^+)/C with the rank-limited (min(C-1,d)) eigen pseudo-inverse; "
@@ -90,6 +93,17 @@ def conventions(center: str, ncc_centres: str = "own") -> dict[str, str]:
         "ties go to the lowest class index",
         "sqi_outputs": "stored outputs when present, else W h + b",
     }
+    if precision != "float64":
+        out["precision"] = PRECISION_NOTES.get(precision, precision)
+    return out
+
+
+#: what ``conventions()["precision"]`` says for a precision other than float64
+PRECISION_NOTES = {
+    "float32": "float32: pass 2's projections and decision scores are float32 products of "
+    "float64-centred rows, summed in float64 (nc1 within the bound of docs/array-api.md); "
+    "NCC and classifier decisions are exact (near ties decided again in float64)",
+}
 
 
 def jsonable(value: Any) -> Any:

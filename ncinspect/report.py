@@ -254,6 +254,8 @@ class Report:
     snapshots: list[SnapshotResult]
     center: str = "classes"
     ncc_centres: str = "own"
+    #: of pass 2's large products (see :class:`~ncinspect.engines.local.LocalEngine`)
+    precision: str = "float64"
 
     def __iter__(self):
         return iter(self.snapshots)
@@ -332,7 +334,7 @@ class Report:
             "schema_version": SCHEMA_VERSION,
             "ncinspect_version": __version__,
             "file": self.file,
-            "conventions": conventions(self.center, self.ncc_centres),
+            "conventions": conventions(self.center, self.ncc_centres, self.precision),
             "snapshots": [s.to_dict() for s in self.snapshots],
         }
 

@@ -17,6 +17,7 @@ from .common import (
     key_options,
     keys_from,
     ncc_centres_option,
+    precision_option,
     reading_from,
     reading_options,
     snapshot_option,
@@ -155,6 +156,7 @@ def _printable(text: str) -> str:
 )
 @click.option("--quiet", "-q", is_flag=True, help="Do not list the files written.")
 @reading_options
+@precision_option
 @class_options
 @key_options
 @allow_external_option

@@ -13,6 +13,7 @@ from .common import (
     key_options,
     keys_from,
     ncc_centres_option,
+    precision_option,
     reading_from,
     reading_options,
     snapshot_option,
@@ -87,6 +88,7 @@ from .common import (
     help="One row per snapshot (default when there are several) or full tables.",
 )
 @reading_options
+@precision_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @class_options
 @key_options

@@ -233,7 +233,7 @@ def _warnings_section(report: Report, sqi: bool) -> str:
 
 
 def _conventions_section(report: Report) -> str:
-    conv = conventions(report.center, report.ncc_centres)
+    conv = conventions(report.center, report.ncc_centres, getattr(report, "precision", "float64"))
     boots = [r.bootstrap for r in report if r.bootstrap is not None]
     if boots:
         b = boots[0]
