@@ -34,7 +34,7 @@ from .engines.local import (
     plan_chunk_rows,
     run_passes,
 )
-from .errors import UsageError
+from .errors import UsageError, refuse_removed
 from .inputs import Prepared, prepare
 from .report import Report, SnapshotResult
 
@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 
+@refuse_removed(ncc_means='pass ncc_centres= (an array of centres, or "own")')
 def analyze(
     features: Any,
     labels: Any,
@@ -71,7 +72,6 @@ def analyze(
     ood_features: Any = None,
     bootstrap: int | None = None,
     seed: int = 0,
-    ncc_means: Any = None,
     spectra: bool = False,
     nci_alpha: float = 0.0,
 ) -> SnapshotResult:
@@ -91,9 +91,10 @@ def analyze(
     center, per_class : optional
         Global mean: mean of class means ("classes", default, as Papyan et al.) or sample
         mean ("samples"); whether to return per-class values too.
-    ncc_centres : array-like (C, d), optional
+    ncc_centres : array-like (C, d) or "own", optional
         Class centres for the NCC decisions (e.g. train means for test features); the
-        result's ``ncc_means`` then says "given". ``ncc_means=`` is its older name (deprecated).
+        result's ``ncc_centres`` then says "given". Default (None or "own"): each class's own
+        mean.
     class_names, min_class_count : optional
         The class order (name of each row of ``weights``): needed for string labels with a
         classifier (else every W-dependent metric is null); classes with fewer samples than
@@ -119,7 +120,7 @@ def analyze(
     check_options(center, min_class_count)
     check_bootstrap(bootstrap, seed)
     engine, prep = _prepared(engine, features, labels, weights, bias, outputs, class_names)
-    centres = _given_centres(ncc_centres, ncc_means)
+    centres = _given_centres(ncc_centres)
     options = dict(chunk_rows=chunk_rows, memory_limit=memory_limit, engine=engine)
     options["spectra"] = spectra
     res = _arrays_result(
@@ -142,24 +143,17 @@ def _prepared(engine, features, labels, weights, bias, outputs, class_names):
     return engine, prep
 
 
-def _given_centres(ncc_centres: Any, ncc_means: Any) -> np.ndarray | None:
-    """The NCC centres given to :func:`analyze` on the host (``ncc_means`` is the older name
-    of ``ncc_centres``), or None: each snapshot's own class means."""
-    if ncc_centres is not None and ncc_means is not None:
-        raise UsageError("give ncc_centres or its older name ncc_means, not both")
-    if ncc_centres is not None:
-        return to_host(ncc_centres, "ncc_centres")
-    if ncc_means is None:
+def _given_centres(ncc_centres: Any) -> np.ndarray | None:
+    """The NCC centres given to :func:`analyze`, on the host, or None ("own"): each class's
+    own mean."""
+    if ncc_centres is None or (isinstance(ncc_centres, str) and ncc_centres == "own"):
         return None
-    import warnings
-
-    warnings.warn(
-        "analyze(ncc_means=array) is now analyze(ncc_centres=array); ncc_means names the "
-        "policy of analyze_file and the result's label",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    return to_host(ncc_means, "ncc_means")
+    if isinstance(ncc_centres, str):
+        raise UsageError(
+            f"analyze(ncc_centres=) takes an array of centres or 'own', got {ncc_centres!r} "
+            "('train' needs a dump: analyze_file(path, ncc_centres='train'))"
+        )
+    return to_host(ncc_centres, "ncc_centres")
 
 
 def _arrays_result(
@@ -173,7 +167,14 @@ def _arrays_result(
     )
     label = "own" if centres is None else "given"
     res = build_result(
-        prep, p.first, p.geom, p.second, per_class=per_class, center=center, ncc_label=label
+        prep,
+        p.first,
+        p.geom,
+        p.second,
+        per_class=per_class,
+        center=center,
+        ncc_label=label,
+        engine=options.get("engine"),
     )
     if options.get("spectra"):
         add_spectra(res, p.spectra, p.geom, p.first, p.spectra_reason)
@@ -249,6 +250,7 @@ def analyze_snapshot(
     )
 
 
+@refuse_removed(ncc_means='pass ncc_centres="own" or "train"')
 def analyze_file(
     path: str | os.PathLike,
     *,
@@ -256,7 +258,7 @@ def analyze_file(
     keys: dict[str, str] | None = None,
     center: str = "classes",
     per_class: bool = False,
-    ncc_means: str = "own",
+    ncc_centres: str = "own",
     chunk_rows: int | None = None,
     memory_limit: int | None = None,
     progress: Progress | None = None,
@@ -279,7 +281,7 @@ def analyze_file(
         Glob on snapshot paths (comma-separated for several); default all.
     keys : dict, optional
         Explicit array names by role, e.g. ``{"features": "feats_l4"}``.
-    ncc_means : {"train", "own"}
+    ncc_centres : {"own", "train"}
         For a non-train split, score NCC with the class means of the train snapshot of the
         same epoch and layer when the file has one (the literature's convention), or with
         the split's own means.
@@ -306,8 +308,8 @@ def analyze_file(
 
     check_options(center, min_class_count)
     check_bootstrap(bootstrap, seed)
-    if ncc_means not in ("train", "own"):
-        raise UsageError(f"ncc_means must be 'train' or 'own', got {ncc_means!r}")
+    if ncc_centres not in ("train", "own"):
+        raise UsageError(f"ncc_centres must be 'own' or 'train', got {ncc_centres!r}")
     options = dict(
         center=center,
         chunk_rows=chunk_rows,
@@ -324,7 +326,10 @@ def analyze_file(
     with open_dump(
         path, keys=keys, allow_external=allow_external, memory_limit=memory_limit
     ) as dump:
-        run = FileRun(dump, snapshot, ncc_means, options)
+        run = FileRun(dump, snapshot, ncc_centres, options)
         run.announce()
         results = [run.result(snap, per_class) for snap in run.selected]
-    return Report(os.fspath(path), results, center=center, ncc_means=ncc_means)
+    precision = getattr(engine, "precision", "float64")
+    return Report(
+        os.fspath(path), results, center=center, ncc_centres=ncc_centres, precision=precision
+    )

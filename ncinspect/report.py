@@ -87,7 +87,7 @@ class SnapshotResult:
     class_names: list[Any] = field(default_factory=list)
     class_counts: list[int] = field(default_factory=list)
     center: str = "classes"
-    ncc_means: str = "own"
+    ncc_centres: str = "own"
     meta: dict[str, Any] = field(default_factory=dict)
     file: str | None = None
     arrays: ResultArrays = field(default_factory=ResultArrays, repr=False)
@@ -198,7 +198,7 @@ class SnapshotResult:
             "class_names": self.class_names,
             "class_balance": {"min": int(min(counts)), "max": int(max(counts))},
             "center": self.center,
-            "ncc_means": self.ncc_means,
+            "ncc_means": self.ncc_centres,
             "metrics": {k: self.metrics.get(k) for k in self.metric_keys()},
             "per_class": self.per_class,
             "warnings": [*self.warnings, *([self.loss_note] if self.loss_note else [])],
@@ -253,7 +253,9 @@ class Report:
     file: str | None
     snapshots: list[SnapshotResult]
     center: str = "classes"
-    ncc_means: str = "own"
+    ncc_centres: str = "own"
+    #: of pass 2's large products (see :class:`~ncinspect.engines.local.LocalEngine`)
+    precision: str = "float64"
 
     def __iter__(self):
         return iter(self.snapshots)
@@ -332,7 +334,7 @@ class Report:
             "schema_version": SCHEMA_VERSION,
             "ncinspect_version": __version__,
             "file": self.file,
-            "conventions": conventions(self.center, self.ncc_means),
+            "conventions": conventions(self.center, self.ncc_centres, self.precision),
             "snapshots": [s.to_dict() for s in self.snapshots],
         }
 

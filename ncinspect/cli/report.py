@@ -12,7 +12,8 @@ from .common import (
     debug_option,
     key_options,
     keys_from,
-    ncc_means_option,
+    ncc_centres_option,
+    precision_option,
     reading_from,
     reading_options,
     snapshot_option,
@@ -96,13 +97,14 @@ from .common import (
     show_default=True,
     help="Global mean: mean of class means, or sample mean.",
 )
-@ncc_means_option
+@ncc_centres_option
 @click.option(
     "--compact/--full",
     default=None,
     help="One row per snapshot (default when there are several) or full tables.",
 )
 @reading_options
+@precision_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @class_options
 @key_options
@@ -122,7 +124,7 @@ def command(
     nci_alpha,
     sqi,
     center,
-    ncc_means,
+    ncc_centres,
     compact,
     quiet,
     allow_external,
@@ -153,7 +155,7 @@ def command(
                 keys=keys,
                 center=center,
                 per_class=per_class or bool(html_path),  # the page lists the worst classes
-                ncc_means=ncc_means,
+                ncc_centres=ncc_centres,
                 progress=bar,
                 allow_external=allow_external,
                 bootstrap=bootstrap,

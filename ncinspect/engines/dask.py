@@ -165,11 +165,13 @@ def _second_chunk(
     where: str,
     row0: int,
     rider,
+    precision: str = "float64",
     spectra: bool = False,
 ) -> Pass2:
     if outputs is not None:
         outputs = read_outputs(outputs, row0, row0 + np.shape(outputs)[0], where)
-    return pass2_chunk(geom, np.asarray(block), codes, outputs, rider, spectra=spectra)
+    block = np.asarray(block)
+    return pass2_chunk(geom, block, codes, outputs, rider, precision=precision, spectra=spectra)
 
 
 def _reduce_chunk(fn, row0: int, *blocks):
@@ -222,6 +224,8 @@ class DaskEngine:
         many worker threads, BLAS capped to one thread each (as the local engine does).
         A distributed cluster's workers are sized where they run: giving both is a
         :class:`~ncinspect.errors.UsageError`.
+    precision : {"float64", "float32"}
+        Of pass 2's large products (see :class:`~ncinspect.engines.local.LocalEngine`).
 
     Notes
     -----
@@ -233,8 +237,13 @@ class DaskEngine:
 
     name = "dask"
 
-    def __init__(self, scheduler: Any = None, threads: int | None = None):
+    def __init__(
+        self, scheduler: Any = None, threads: int | None = None, precision: str = "float64"
+    ):
+        from ..array_api import check_precision
+
         _import_dask()
+        self.precision = check_precision(precision)
         if threads is not None and (scheduler is not None or _active_client()):
             raise UsageError(
                 "threads= (--threads) sizes the local engine or Dask's local scheduler; the "
@@ -348,7 +357,7 @@ class DaskEngine:
         where = getattr(prep.outputs, "where", "outputs")
         task = dask.delayed(_second_chunk, pure=True)
         parts = [
-            task(g, blk, prep.codes[a:b], out, where, a, rider, bool(spectra))
+            task(g, blk, prep.codes[a:b], out, where, a, rider, self.precision, bool(spectra))
             for blk, out, (a, b) in zip(arr.to_delayed().ravel(), outs, bounds, strict=True)
         ]
         pass2 = self.compute(_tree(parts))

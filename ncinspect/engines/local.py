@@ -231,11 +231,13 @@ def pass2_chunk(
     rider,
     *,
     map: Callable = map,
+    precision: str = "float64",
     spectra: bool = False,
 ) -> Pass2:
     """Pass 2 of one chunk (stored features ``h``, float64 ``outs``) and, with a ``rider``
     from :func:`theory_rider`, the theory sums of the same rows; with ``spectra``, the d x d
-    sums of the spectral metrics (``map`` runs the blocks of pass 2, e.g. on a thread pool)."""
+    sums of the spectral metrics (``map`` runs the blocks of pass 2, e.g. on a thread pool;
+    ``precision``: that of pass 2's large products, see :meth:`SecondPass.of_chunk`)."""
     sums = None
     if rider is not None:  # in the fixed blocks of pass 2, merged in row order
         step = block_rows(h.shape[1], geom.n_classes)
@@ -248,7 +250,8 @@ def pass2_chunk(
         for part in map(theory_block, range(0, h.shape[0], step)):
             sums = sums.merge(part)  # reads h and outs only
     spec = SpectraPass.of_chunk(geom, h, codes, map=map) if spectra else None
-    return Pass2(SecondPass.of_chunk(geom, h, codes, outs, map=map), sums, spec)
+    second = SecondPass.of_chunk(geom, h, codes, outs, map=map, precision=precision)
+    return Pass2(second, sums, spec)
 
 
 def second_pass(
@@ -259,10 +262,12 @@ def second_pass(
     *,
     threads: int | None = None,
     theory: bool = False,
+    precision: str = "float64",
     spectra: bool = False,
 ) -> Pass2:
     """Pass 2: within-class scatter, decisions and outputs given the geometry of pass 1
-    (with ``theory``, the theory's sums over the same rows; with ``spectra``, d x d sums)."""
+    (with ``theory``, the theory's sums over the same rows; with ``spectra``, d x d sums;
+    ``precision``: of the large products, see :meth:`SecondPass.of_chunk`)."""
 
     reader = ChunkReader(prep.features, rows)
 
@@ -279,9 +284,9 @@ def second_pass(
         SpectraPass.empty(prep.n_features) if spectra else None,
     )
     with Workers(threads) as work:
+        kw = dict(map=work.map, precision=precision, spectra=spectra)
         for a, b, (h, outs) in work.prefetch(read, row_chunks(prep.n_samples, rows)):
-            part = pass2_chunk(geom, h, prep.codes[a:b], outs, rider, map=work.map, spectra=spectra)
-            acc = acc.merge(part)
+            acc = acc.merge(pass2_chunk(geom, h, prep.codes[a:b], outs, rider, **kw))
             if progress:
                 progress(b - a)
     return acc
@@ -311,9 +316,13 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, precision: str = "float64"):
+        from ..array_api import check_precision
+
         #: worker threads (None: every core this process may use); results never depend on it
         self.threads = threads
+        #: of pass 2's large products: "float64" (default) or "float32" (docs/array-api.md)
+        self.precision = check_precision(precision)
 
     def first_pass(self, prep: Prepared, rows: int, progress: Progress | None = None):
         return first_pass(prep, rows, progress, threads=self.threads)
@@ -328,9 +337,8 @@ class LocalEngine:
         theory: bool = False,
         spectra: bool = False,
     ) -> Pass2:
-        return second_pass(
-            prep, geom, rows, progress, threads=self.threads, theory=theory, spectra=spectra
-        )
+        opts = dict(threads=self.threads, theory=theory, precision=self.precision)
+        return second_pass(prep, geom, rows, progress, spectra=spectra, **opts)
 
     def reduce_rows(self, fn, sources, rows: int, *, row_arrays=(), progress=None):
         """Merge of ``fn(row0, *blocks, *row_slices)`` over the row chunks of ``sources``.

@@ -143,8 +143,8 @@ def _tags(res: SnapshotResult) -> str:
     for k, v in (("epoch", res.epoch), ("split", res.split), ("layer", res.layer)):
         if v is not None:
             parts.append(f"{k}={plain(v)}")
-    if res.ncc_means != "own":
-        parts.append(f"ncc_means={plain(res.ncc_means)}")
+    if res.ncc_centres != "own":
+        parts.append(f"ncc_centres={plain(res.ncc_centres)}")
     return "  ".join(parts)
 
 
@@ -233,7 +233,7 @@ def _warnings_section(report: Report, sqi: bool) -> str:
 
 
 def _conventions_section(report: Report) -> str:
-    conv = conventions(report.center, report.ncc_means)
+    conv = conventions(report.center, report.ncc_centres, getattr(report, "precision", "float64"))
     boots = [r.bootstrap for r in report if r.bootstrap is not None]
     if boots:
         b = boots[0]

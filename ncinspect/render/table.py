@@ -85,8 +85,8 @@ def _header(res: SnapshotResult, file: str | None) -> str:
         for k, v in (("epoch", res.epoch), ("split", res.split), ("layer", res.layer))
         if v is not None
     ]
-    if res.ncc_means != "own":
-        tags.append(f"ncc_means={_name(res.ncc_means)}")
+    if res.ncc_centres != "own":
+        tags.append(f"ncc_centres={_name(res.ncc_centres)}")
     if tags:
         parts.append("  ".join(tags))
     return "\n".join(parts)

@@ -126,7 +126,7 @@ def test_trajectory_runs_with_identical_values_stay_visible(runs):
 def test_trajectory_accepts_axes_and_single_run(runs):
     report = runs["wd"][1]
     fig0, axes = plt.subplots(3, 4)  # ten panels
-    fig = plot_trajectory(report, axes=axes)
+    fig = plot_trajectory(report, ax=axes)
     assert fig is fig0
     assert _lines(fig, "wd|nc1|train")  # default label: the file name without suffix
 
