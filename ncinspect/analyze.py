@@ -298,11 +298,8 @@ def analyze_file(
         Percentile intervals for every metric of each classification snapshot from
         ``bootstrap`` within-class replicates (see :func:`analyze`); NCC centres taken from
         the train split stay fixed. Regression and OOD snapshots get none.
-    spectra : bool
-        Also the spectral metrics of each classification snapshot (see :func:`analyze`).
-    nci_alpha : float
-        The ``alpha`` of the ``nci`` OOD score (files with OOD splits; default 0).
-    Other parameters are those of :func:`analyze`.
+    Other parameters are those of :func:`analyze` (``spectra`` for each classification
+    snapshot, ``nci_alpha`` for the OOD scores of a file with OOD splits).
     """
     from .dump import open_dump
 
@@ -320,9 +317,8 @@ def analyze_file(
         class_names=class_names,
         bootstrap=(bootstrap, seed),
         nci_alpha=float(nci_alpha),
+        **({"spectra": True} if spectra else {}),
     )
-    if spectra:
-        options["spectra"] = True
     with open_dump(
         path, keys=keys, allow_external=allow_external, memory_limit=memory_limit
     ) as dump:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from .budget import fmt_bytes, read_bound
 from .errors import ResourceLimitError
 from .stats import Geometry
 
-__all__ = ["SpectraPass", "spectra_bytes", "spectra_budget", "spectra_plan", "PANEL"]
+__all__ = ["SpectraPass", "merged", "spectra_bytes", "spectra_budget", "spectra_plan", "PANEL"]
 
 #: columns of one panel of the d x d products (a fixed number: results never depend on threads)
 PANEL = 512
@@ -55,27 +56,36 @@ def spectra_budget(n_features: int, memory_limit: int | None) -> str | None:
 
 
 def spectra_plan(
-    n_features: int,
+    spectra: bool,
+    prep: Any,
     memory_limit: int | None,
-    rows: int,
     chunk_rows: int | None,
-    plan: Callable[[int], int],
+    plan: Callable[[Any, int | None], int],
 ) -> tuple[int, str | None]:
-    """``(rows, reason)``: the rows per chunk once the d x d sums are taken out of
-    ``memory_limit`` (``plan(limit)`` plans the chunks of a budget; ``chunk_rows``, when
-    given, are kept; ``rows`` are the rows planned without the spectra), and why the
-    spectra are not computed (None when they are)."""
-    reason = spectra_budget(n_features, memory_limit)
+    """``(rows, reason)`` of a run over ``prep`` (validated inputs): the rows per chunk
+    (``chunk_rows``, else ``plan(prep, limit)``), the d x d sums of ``spectra`` taken out of
+    ``memory_limit`` first, and why the spectra asked for are not computed (None when they
+    are, or when not asked)."""
+    rows = chunk_rows or plan(prep, memory_limit)
+    if not spectra:
+        return rows, None
+    d = prep.n_features
+    reason = spectra_budget(d, memory_limit)
     if reason is not None or memory_limit is None:
         return rows, reason
-    need = spectra_bytes(n_features)
+    need = spectra_bytes(d)
     try:
-        return chunk_rows or plan(int(memory_limit) - need), None
+        return chunk_rows or plan(prep, int(memory_limit) - need), None
     except ResourceLimitError:
         return rows, (
-            f"--spectra needs {fmt_bytes(need)} for its d x d sums (d = {int(n_features)}), "
+            f"--spectra needs {fmt_bytes(need)} for its d x d sums (d = {int(d)}), "
             f"more than --memory-limit {fmt_bytes(memory_limit)} leaves beside the chunks"
         )
+
+
+def merged(a: SpectraPass | None, b: SpectraPass | None) -> SpectraPass | None:
+    """``a.merge(b)``, or None when ``a`` is None (the spectra were not asked for)."""
+    return None if a is None else a.merge(b)
 
 
 @dataclass

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ from ..errors import InvalidDataError, ResourceLimitError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry
 from ..stats import FirstPass, Geometry, SecondPass, block_rows
-from ..stats_spectra import SpectraPass, spectra_plan
+from ..stats_spectra import SpectraPass, merged, spectra_plan
 from ..stats_theory import TheoryPass
 from .threads import Workers, one_blas_thread
 
@@ -211,8 +210,7 @@ class Pass2:
 
     def merge(self, other: Pass2) -> Pass2:
         theory = None if self.theory is None else self.theory.merge(other.theory)
-        spectra = None if self.spectra is None else self.spectra.merge(other.spectra)
-        return Pass2(self.second.merge(other.second), theory, spectra)
+        return Pass2(self.second.merge(other.second), theory, merged(self.spectra, other.spectra))
 
 
 def theory_rider(prep: Prepared, theory: bool) -> tuple | None:
@@ -249,9 +247,8 @@ def pass2_chunk(
         sums = TheoryPass.empty(geom.n_classes, h.shape[1])
         for part in map(theory_block, range(0, h.shape[0], step)):
             sums = sums.merge(part)  # reads h and outs only
-    spec = SpectraPass.of_chunk(geom, h, codes, map=map) if spectra else None
     second = SecondPass.of_chunk(geom, h, codes, outs, map=map, precision=precision)
-    return Pass2(second, sums, spec)
+    return Pass2(second, sums, SpectraPass.of_chunk(geom, h, codes, map=map) if spectra else None)
 
 
 def second_pass(
@@ -265,9 +262,8 @@ def second_pass(
     precision: str = "float64",
     spectra: bool = False,
 ) -> Pass2:
-    """Pass 2: within-class scatter, decisions and outputs given the geometry of pass 1
-    (with ``theory``, the theory's sums over the same rows; with ``spectra``, d x d sums;
-    ``precision``: of the large products, see :meth:`SecondPass.of_chunk`)."""
+    """Pass 2 given the geometry of pass 1, with the sums of ``theory`` and ``spectra`` riding
+    it (``precision``: of the large products, see :meth:`SecondPass.of_chunk`)."""
 
     reader = ChunkReader(prep.features, rows)
 
@@ -384,14 +380,10 @@ def run_passes(
     """Both passes over ``prep`` in row chunks (in this process unless ``engine`` says).
 
     ``ncc_centres`` are the class centres NCC scores against (default the rows' own class
-    means); ``theory`` lets the sums of the theory's identities ride pass 2, ``spectra`` the
-    d x d sums of the spectral metrics (if they fit the budget, else ``spectra_reason``).
+    means); ``theory`` / ``spectra``: the theory's sums / the d x d sums ride pass 2.
     """
     engine = engine or LocalEngine()
-    rows, spectra_reason = chunk_rows or plan_for(prep, memory_limit), None
-    if spectra:  # the d x d sums come out of the budget first
-        plan = partial(plan_for, prep)
-        rows, spectra_reason = spectra_plan(prep.n_features, memory_limit, rows, chunk_rows, plan)
+    rows, spectra_reason = spectra_plan(spectra, prep, memory_limit, chunk_rows, plan_for)
     spectra = spectra and spectra_reason is None
     first = engine.first_pass(prep, rows, progress)
     with one_blas_thread():
