@@ -209,3 +209,21 @@ def test_digits_example_runs():
         assert 0.0 <= got[key] <= 1.0, key
     assert got["accuracy_classifier"] > 0.5
     assert "| 3 |" in mod.table(rows)
+
+
+def test_dump_on_the_dask_engine_equals_local(tmp_path):
+    import pickle
+
+    from ncinspect.analyze_scores import scorer_of
+    from ncinspect.engines.dask import DaskEngine
+
+    h, y, w, b, ood = _data(seed=2)
+    path = _dump(tmp_path / "d.h5", {"train": (h, y)}, w, {"ood_svhn": ood})
+    local = [r for r in analyze_file(path, chunk_rows=9) if r.split == "train"][0]
+    with DaskEngine() as engine:
+        dsk = [r for r in analyze_file(path, chunk_rows=9, engine=engine) if r.split == "train"][0]
+    for key in KEYS:
+        assert dsk.metrics[key] == pytest.approx(local.metrics[key], abs=1e-12), key
+        assert dsk.metrics[f"{key}_svhn"] == dsk.metrics[key]  # one named set: both keys
+    scorer = scorer_of(local)
+    assert pickle.loads(pickle.dumps(scorer)).weights.shape == w.shape  # ships to workers
