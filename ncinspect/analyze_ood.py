@@ -60,7 +60,8 @@ def ood_result(snap, partners: list[str]) -> SnapshotResult:
         metrics={},
         warnings=[
             f"out-of-distribution features ({snap.split}): no metrics of their own; "
-            f"their mean gives {nc5_key(snap.split)} of {used}"
+            f"their mean gives {nc5_key(snap.split)} of {used}, and their rows' scores the "
+            "ood_auroc_*/ood_fpr95_* keys of its test split (else train)"
         ],
         dtype=str(snap.features.dtype),
         epoch=snap.epoch,
