@@ -195,15 +195,19 @@ def notes_for(snap) -> list[str]:
     ]
 
 
-def replicate_metrics(center: str, ncc_centres, min_class_count: int):
+def replicate_metrics(center: str, ncc_centres, min_class_count: int, spectra: bool = False):
     """The metrics of one bootstrap replicate (in memory, this process): both passes with
-    the point estimate's conventions, NCC centres given from elsewhere held fixed."""
+    the point estimate's conventions, NCC centres given from elsewhere held fixed (and the
+    spectral metrics when the point estimate has them)."""
 
     def metrics_of(rep: Prepared) -> dict[str, Any]:
-        p = run_passes(rep, center=center, ncc_centres=ncc_centres, min_class_count=min_class_count)
+        opts = dict(ncc_centres=ncc_centres, min_class_count=min_class_count, spectra=spectra)
+        p = run_passes(rep, center=center, **opts)
         res = build_result(
             rep, p.first, p.geom, p.second, per_class=False, center=center, ncc_label="bootstrap"
         )
+        if spectra:
+            add_spectra(res, p.spectra, p.geom, p.first, p.spectra_reason)
         return res.metrics
 
     return metrics_of
@@ -215,7 +219,7 @@ def bootstrap_intervals(
     """The bootstrap intervals of ``res`` (a classification result of ``prep``)."""
     return bootstrap_prepared(
         prep,
-        replicate_metrics(center, centres, min_class_count),
+        replicate_metrics(center, centres, min_class_count, spectra="rankme" in res.metrics),
         replicates=replicates,
         seed=seed,
         metric_keys=res.metric_keys(),

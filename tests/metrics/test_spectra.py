@@ -260,3 +260,15 @@ def test_budget_that_holds_the_sums_but_not_the_chunks_beside_them():
         assert "leaves beside the chunks" in res.null_reasons[key]
     roomy = ncinspect.analyze(h, y, spectra=True, memory_limit=need + 2 * spectra_bytes(64))
     assert all(roomy.metrics[k] is not None for k in SPECTRA_KEYS)
+
+
+def test_bootstrap_resamples_the_spectra_too():
+    h, y, m = make_data(C=3, d=6, n=15, sigma=0.8)
+    res = ncinspect.analyze(h, y, weights=m, spectra=True, bootstrap=8, seed=3)
+    for key in SPECTRA_KEYS:
+        iv = res.bootstrap["intervals"][key]
+        assert iv["lo"] is not None and iv["lo"] <= iv["hi"], key
+    # replicates resample within classes: the means stay C - 1 = 2 dimensional
+    assert 1.0 < res.bootstrap["intervals"]["rank_effective_means"]["lo"] <= 2.0
+    plain = ncinspect.analyze(h, y, weights=m, bootstrap=3)
+    assert "rankme" not in plain.bootstrap["intervals"]
