@@ -17,6 +17,7 @@ import numpy as np
 from ..stats import Moments, pow2_scale
 from .kernels import cdnv_mean, etf_error
 from .linalg import DIRECT_MAX_C, cross_gram_norm2, fro, pairwise_upper, row_cos, unit
+from .nulls import MINORITY_NONE
 from .seli import seli_error
 
 __all__ = [
@@ -304,5 +305,7 @@ def _weight_entries(
     out["seli_error_logits"] = (logits, "W M^T is zero")
     out["minority_collapse"] = (
         minority_collapse(w, n),
-        "fewer than two classes with n_c below half the largest, or a zero classifier row",
+        MINORITY_NONE
+        if np.count_nonzero(n < n.max() / 2.0) < 2
+        else "a minority class has a zero classifier row",
     )

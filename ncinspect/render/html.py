@@ -216,7 +216,7 @@ def _worst_section(res: SnapshotResult, k: int = 10) -> str:
 def _warnings_section(report: Report, sqi: bool) -> str:
     seen: dict[str, list[str]] = {}
     for res in report:
-        notes = [*res.warnings]
+        notes = res.printed_warnings()
         if res.loss_note and not sqi:
             notes.append(res.loss_note)
         for w in notes:
