@@ -34,7 +34,7 @@ from .engines.local import (
     run_passes,
 )
 from .errors import UsageError
-from .inputs import Prepared, prepare
+from .inputs import NO_CLASS_ORDER_ARRAYS, Prepared, prepare
 from .report import Report, SnapshotResult
 
 __all__ = [
@@ -117,7 +117,13 @@ def analyze(
     check_bootstrap(bootstrap, seed)
     engine, features, labels, outputs = _engine_for(engine, features, labels, outputs)
     prep = prepare(
-        features, labels, weights=weights, bias=bias, outputs=outputs, class_names=class_names
+        features,
+        labels,
+        weights=weights,
+        bias=bias,
+        outputs=outputs,
+        class_names=class_names,
+        no_order_reason=NO_CLASS_ORDER_ARRAYS,
     )
     centres = _given_centres(ncc_centres, ncc_means)
     options = dict(chunk_rows=chunk_rows, memory_limit=memory_limit, engine=engine)
