@@ -116,14 +116,8 @@ def analyze(
     check_options(center, min_class_count)
     check_bootstrap(bootstrap, seed)
     engine, features, labels, outputs = _engine_for(engine, features, labels, outputs)
-    prep = prepare(
-        features,
-        labels,
-        weights=weights,
-        bias=bias,
-        outputs=outputs,
-        class_names=class_names,
-        no_order_reason=NO_CLASS_ORDER_ARRAYS,
+    prep = _prepare_arrays(
+        features, labels, weights=weights, bias=bias, outputs=outputs, class_names=class_names
     )
     centres = _given_centres(ncc_centres, ncc_means)
     options = dict(chunk_rows=chunk_rows, memory_limit=memory_limit, engine=engine)
@@ -136,6 +130,12 @@ def analyze(
             prep, res, centres, center, min_class_count, bootstrap, seed, memory_limit
         )
     return res
+
+
+def _prepare_arrays(features: Any, labels: Any, **kw: Any) -> Prepared:
+    """:func:`prepare` for arrays in memory: string labels without a class order point to
+    ``class_names=`` (no dump to record them in)."""
+    return prepare(features, labels, no_order_reason=NO_CLASS_ORDER_ARRAYS, **kw)
 
 
 def _given_centres(ncc_centres: Any, ncc_means: Any) -> np.ndarray | None:

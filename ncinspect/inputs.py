@@ -186,8 +186,7 @@ NO_CLASS_ORDER = (
     "as class_names (DumpWriter(...).set_meta(class_names=[...]) or a class_names array, one "
     "name per row of W), or pass class_names=[...] / --class-names FILE"
 )
-#: The same for arrays in memory (``analyze(H, string_labels, weights=W)``): no dump exists.
-NO_CLASS_ORDER_ARRAYS = (
+NO_CLASS_ORDER_ARRAYS = (  #: the same for arrays in memory, where no dump exists
     "labels are strings and no class order was given: pass class_names=[...] (one name per "
     "row of W, in W's row order), or integer labels that are row indices of W"
 )
@@ -211,8 +210,7 @@ def prepare(
     name to ``class_names``. Without a classifier, the classes are the distinct label values
     in increasing order (or the rows of ``class_names`` when every integer label indexes
     it). With string labels, a classifier and no class order, the classifier (weights, bias
-    and outputs) is set aside with the reason ``no_order_reason`` (:data:`NO_CLASS_ORDER` for
-    a dump, :data:`NO_CLASS_ORDER_ARRAYS` for arrays in memory).
+    and outputs) is set aside with the reason ``no_order_reason`` (default for a dump).
     """
     feats = as_source(features, "features")
     labs = as_source(labels, "labels")

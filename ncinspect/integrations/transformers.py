@@ -138,6 +138,7 @@ class NeuralCollapseCallback(TrainerCallback):
         self.dump, self.prefix, self.ignore_index = dump, prefix, ignore_index
         self.max_batches, self.batch_fn, self.options = max_batches, batch_fn, options
         self.trainer = trainer
+        self._step_done: int | None = None
         #: (global step, split, SnapshotResult) of every measurement
         self.results: list[tuple[int, str, Any]] = []
 
@@ -155,15 +156,22 @@ class NeuralCollapseCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
         self._check_attached()
         split = split_of(metrics)
+        step = int(getattr(state, "global_step", 0) or 0)
+        first = self._step_done != step  # a dict of eval sets calls on_evaluate once per set
+        self._step_done = step
         loaders: list[tuple[str, Iterable[Any]]] = []
         if self.loaders is not None:
-            if split == "eval":  # once per evaluation, not once per eval set
+            if first:  # once per evaluation, not once per eval set
                 loaders = list(self.loaders.items())
         else:
             if self.eval and kwargs.get("eval_dataloader") is not None:
                 loaders.append((split, kwargs["eval_dataloader"]))
-            if self.train and split == "eval" and kwargs.get("train_dataloader") is not None:
-                loaders.append(("train", kwargs["train_dataloader"]))
+            train = kwargs.get("train_dataloader") if self.train and first else None
+            if train is None and self.train and first:  # trainer.evaluate() outside train()
+                if getattr(self.trainer, "train_dataset", None) is not None:
+                    train = self.trainer.get_train_dataloader()
+            if train is not None:
+                loaders.append(("train", train))
         values: dict[str, float] = {}
         for name, loader in loaders:
             values.update(self.measure_split(model, name, loader, state))

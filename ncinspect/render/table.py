@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..metrics import PER_CLASS_KEYS
+from ..metrics.nulls import applicable_warnings
 from ..metrics.registry import (
     COMPACT_METRICS,
     DIRECTION_ARROWS,
@@ -330,7 +331,7 @@ def render_report(
                 show(console, per_class_table(res))
     seen: dict[str, list[str]] = {}
     for res in report:
-        for w in res.printed_warnings(verbose):
+        for w in res.warnings if verbose else applicable_warnings(res.warnings, res.null_reasons):
             seen.setdefault(w, []).append(res.name)
     notes: dict[str, list[str]] = {}
     for res in report:

@@ -268,3 +268,48 @@ def test_tensorboard_integration_gets_the_values(tmp_path):
     key = next(t for t in tags if t.endswith("nc/eval/nc1"))
     want = [r.metrics["nc1"] for _, _, r in nc.results]
     assert values[key] == pytest.approx(want, rel=1e-6)  # TensorBoard stores float32
+
+
+def test_token_classification_drops_ignored_rows():
+    """Token-level labels are flattened and -100 rows dropped; the head is found by its logits."""
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=T,
+        num_labels=C,
+    )
+    model = transformers.BertForTokenClassification(config).eval()
+    g = torch.Generator().manual_seed(4)
+    ids = torch.randint(1, VOCAB, (6, T), generator=g)
+    labels = ids % C
+    labels[:, 0] = -100  # [CLS]-like positions are not labelled
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    nc = NeuralCollapseCallback(trainer=object())
+    values = nc.measure_split(model, "tok", [batch])
+    with torch.no_grad():
+        hidden = model.bert(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+    keep = labels.reshape(-1) != -100
+    H = hidden.reshape(-1, 16)[keep].double().numpy()
+    y = labels.reshape(-1)[keep].numpy()
+    ref = ncinspect.analyze(
+        H,
+        y,
+        weights=model.classifier.weight.detach().numpy(),
+        bias=model.classifier.bias.detach().numpy(),
+    )
+    assert nc.results[0][2].n_samples == 6 * (T - 1)
+    _close({k.removeprefix("nc/tok/"): v for k, v in values.items()}, ref)
+
+
+def test_dict_of_eval_sets_measures_each_and_train_once(tmp_path):
+    model = bert()
+    val = {"a": classification_data(3, 2), "b": classification_data(2, 3)}
+    trainer = trainer_for(model, classification_data(4, 1), val, tmp_path)
+    nc = NeuralCollapseCallback(train=True, max_batches=1).attach(trainer)
+    metrics = trainer.evaluate()
+    assert sorted(split for _, split, _ in nc.results) == ["eval_a", "eval_b", "train"]
+    assert {"nc/eval_a/nc1", "nc/eval_b/nc1", "nc/train/nc1"} <= set(metrics)
