@@ -313,3 +313,24 @@ def test_dict_of_eval_sets_measures_each_and_train_once(tmp_path):
     metrics = trainer.evaluate()
     assert sorted(split for _, split, _ in nc.results) == ["eval_a", "eval_b", "train"]
     assert {"nc/eval_a/nc1", "nc/eval_b/nc1", "nc/train/nc1"} <= set(metrics)
+
+
+def test_rows_reach_the_meter_as_tensors_and_no_dump_by_default(tmp_path, monkeypatch):
+    """The callback hands the Meter device tensors (reduced in place by the array-API path),
+    never host copies of the features; without dump= nothing is written."""
+    seen = []
+    real = ncinspect.Meter.update
+
+    def spy(self, features, labels):
+        seen.append((type(features), type(labels), tuple(features.shape)))
+        return real(self, features, labels)
+
+    monkeypatch.setattr(ncinspect.Meter, "update", spy)
+    monkeypatch.chdir(tmp_path)
+    model = gpt2()
+    rows = lm_data(4, seed=5)
+    batch = {k: torch.stack([r[k] for r in rows.items]) for k in ("input_ids", "labels")}
+    NeuralCollapseCallback(trainer=object()).measure_split(model, "x", [batch, batch])
+    assert len(seen) == 4  # two batches, two passes
+    assert all(f is torch.Tensor and y is torch.Tensor for f, y, _ in seen)
+    assert list(tmp_path.iterdir()) == []
