@@ -34,7 +34,7 @@ from .engines.local import (
     run_passes,
 )
 from .errors import UsageError, refuse_removed
-from .inputs import Prepared, prepare
+from .inputs import NO_CLASS_ORDER_ARRAYS, Prepared, prepare
 from .report import Report, SnapshotResult
 
 __all__ = [
@@ -117,7 +117,7 @@ def analyze(
     check_options(center, min_class_count)
     check_bootstrap(bootstrap, seed)
     engine, features, labels, outputs = _engine_for(engine, features, labels, outputs)
-    prep = prepare(
+    prep = _prepare_arrays(
         features, labels, weights=weights, bias=bias, outputs=outputs, class_names=class_names
     )
     centres = _given_centres(ncc_centres)
@@ -131,6 +131,12 @@ def analyze(
             prep, res, centres, center, min_class_count, bootstrap, seed, memory_limit
         )
     return res
+
+
+def _prepare_arrays(features: Any, labels: Any, **kw: Any) -> Prepared:
+    """:func:`prepare` for arrays in memory: string labels without a class order point to
+    ``class_names=`` (no dump to record them in)."""
+    return prepare(features, labels, no_order_reason=NO_CLASS_ORDER_ARRAYS, **kw)
 
 
 def _given_centres(ncc_centres: Any) -> np.ndarray | None:
