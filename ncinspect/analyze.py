@@ -35,7 +35,7 @@ from .engines.local import (
     run_passes,
 )
 from .errors import UsageError, refuse_removed
-from .inputs import Prepared, prepare
+from .inputs import NO_CLASS_ORDER_ARRAYS, Prepared, prepare
 from .report import Report, SnapshotResult
 
 __all__ = [
@@ -137,10 +137,16 @@ def analyze(
 def _prepared(engine, features, labels, weights, bias, outputs, class_names):
     """The engine for these arrays and the validated inputs as it reads them."""
     engine, features, labels, outputs = _engine_for(engine, features, labels, outputs)
-    prep = prepare(
+    prep = _prepare_arrays(
         features, labels, weights=weights, bias=bias, outputs=outputs, class_names=class_names
     )
     return engine, prep
+
+
+def _prepare_arrays(features: Any, labels: Any, **kw: Any) -> Prepared:
+    """:func:`prepare` for arrays in memory: string labels without a class order point to
+    ``class_names=`` (no dump to record them in)."""
+    return prepare(features, labels, no_order_reason=NO_CLASS_ORDER_ARRAYS, **kw)
 
 
 def _given_centres(ncc_centres: Any) -> np.ndarray | None:

@@ -33,6 +33,7 @@ from .conventions import (  # re-exported: part of the report's public names
 )
 from .io.atomic import atomic_write  # re-exported: the writer lives in io.atomic
 from .metrics import METRIC_KEYS
+from .metrics.nulls import applicable_warnings
 from .results import ResultArrays, TheoryResult
 from .text import fmt, plain
 
@@ -112,7 +113,8 @@ class SnapshotResult:
     def __repr__(self) -> str:
         """One line: the snapshot, its size and the headline metrics."""
         nums = " ".join(f"{label}={fmt(self.metrics.get(k))}" for k, label in _REPR_KEYS)
-        extra = f" ({len(self.warnings)} warning(s))" if self.warnings else ""
+        shown = applicable_warnings(self.warnings, self.null_reasons)  # JSON keeps all
+        extra = f" ({len(shown)} warning(s))" if shown else ""
         return (
             f"<SnapshotResult {plain(self.name)}: N={self.n_samples} d={self.n_features} "
             f"C={self.n_classes} {nums}{extra}>"
@@ -137,7 +139,8 @@ class SnapshotResult:
             for k, v in (("epoch", self.epoch), ("split", self.split), ("layer", self.layer))
             if v is not None
         )
-        notes = [*self.warnings, *([self.loss_note] if self.loss_note else [])]
+        notes = [*applicable_warnings(self.warnings, self.null_reasons)]
+        notes += [self.loss_note] if self.loss_note else []
         warn = "".join(f"<li>{escape(plain(w))}</li>" for w in notes)
         return (
             f"<div><b>{escape(plain(self.name))}</b> N={self.n_samples} d={self.n_features} "

@@ -106,6 +106,13 @@ from .common import (
 @reading_options
 @precision_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Also print the nulls of metrics that do not apply to the data (e.g. "
+    "minority_collapse on balanced classes; the JSON always has their reasons).",
+)
 @class_options
 @key_options
 @allow_external_option
@@ -127,6 +134,7 @@ def command(
     ncc_centres,
     compact,
     quiet,
+    verbose,
     allow_external,
     debug,
     **kwargs,
@@ -183,7 +191,14 @@ def command(
         if aggregate:
             render_aggregate(report, stdout_console(), every=compact is False, sqi=sqi)
         else:
-            render_report(report, stdout_console(), per_class=per_class, compact=compact, sqi=sqi)
+            render_report(
+                report,
+                stdout_console(),
+                per_class=per_class,
+                compact=compact,
+                sqi=sqi,
+                verbose=verbose,
+            )
     return 0
 
 

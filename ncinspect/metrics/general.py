@@ -17,6 +17,7 @@ import numpy as np
 from ..stats import pow2_scale
 from .kernels import cdnv_mean, etf_error
 from .linalg import DIRECT_MAX_C, cross_gram_norm2, fro, row_cos, unit
+from .nulls import MINORITY_NONE
 from .pairs import (
     ClassPairs,
     cdnv_values,
@@ -254,7 +255,9 @@ def general_metrics(
         _weight_entries(out, w, b, mu, mt, global_mean, n)
         out["minority_collapse"] = (
             _minority_value(pairs),
-            "fewer than two classes with n_c below half the largest, or a zero classifier row",
+            MINORITY_NONE
+            if np.count_nonzero(n < n.max() / 2.0) < 2
+            else "a minority class has a zero classifier row",
         )
     return out
 

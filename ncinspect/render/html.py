@@ -16,6 +16,7 @@ import base64
 import html
 from typing import Any
 
+from ..metrics.nulls import applicable_warnings
 from ..metrics.registry import compact_columns, no_etf_note, table_info
 from ..report import Report, SnapshotResult, conventions, square_loss_keys
 from .intervals import interval_text
@@ -216,7 +217,7 @@ def _worst_section(res: SnapshotResult, k: int = 10) -> str:
 def _warnings_section(report: Report, sqi: bool) -> str:
     seen: dict[str, list[str]] = {}
     for res in report:
-        notes = [*res.warnings]
+        notes = applicable_warnings(res.warnings, res.null_reasons)
         if res.loss_note and not sqi:
             notes.append(res.loss_note)
         for w in notes:

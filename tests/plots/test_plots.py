@@ -295,7 +295,9 @@ def test_sample_projection_matches_an_independent_projection(runs):
     res.arrays.update(arrs)
     fig = plot_projection(res)
     ax = fig.axes[0]
-    centres = next(c for c in ax.collections if c.get_gid() == "means").get_offsets()
+    centres = np.concatenate(  # one collection per class (its own marker), in class order
+        [c.get_offsets() for c in ax.collections if c.get_gid() == "means"]
+    )
     np.testing.assert_allclose(centres, (means - mu_g) @ basis.T, atol=1e-12)
     points = sum(
         len(c.get_offsets()) for c in ax.collections if (c.get_gid() or "").startswith("class|")
