@@ -43,16 +43,16 @@ from typing import Any
 import numpy as np
 
 from .analyze import build_result
-from .analyze_build import add_spectra, check_center
+from .analyze_build import check_center
 from .array_api import check_precision, device_batch, get_namespace
 from .arrays import host_dtype, to_host
 from .errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from .inputs import Prepared
 from .meter_dump import DumpTarget
+from .meter_spectra import MeterSpectra
 from .meter_state import check_same_means, decode_state, digest, encode_state, same_first
 from .metrics import between_class_geometry
 from .stats import FirstPass, SecondPass
-from .stats_spectra import SpectraPass, spectra_budget
 
 __all__ = ["Meter"]
 
@@ -94,8 +94,7 @@ class Meter:
         ``"float32"``: pass 2's projections and decision scores as float32 products,
         accumulated in float64; decisions stay exact (see :mod:`ncinspect.stats_xp`).
     spectra : bool
-        Also the spectral metrics (``rank_effective``, ``rankme``, ...): two d x d float64
-        sums in pass 2, on the host (null with the reason beyond the memory budget).
+        Also the spectral metrics (two d x d float64 sums in pass 2, on the host).
     """
 
     def __init__(
@@ -160,8 +159,7 @@ class Meter:
         self._dtype = None
         self._seen2 = np.zeros(self.n_classes, dtype=np.int64)
         self._first2: FirstPass | None = None  # pass 2's own class sums, to compare
-        self._spectra: SpectraPass | None = None  # pass 2's d x d sums (spectra=True)
-        self._spectra_reason: str | None = None
+        self._spectra = MeterSpectra(self.spectra)  # pass 2's d x d sums (spectra=True)
 
     def _batch(self, features: Any, labels: Any) -> tuple[Any, Any]:
         _check_label_kind(labels)
@@ -225,9 +223,7 @@ class Meter:
                 )
             part = SecondPass.of_chunk(self.geometry, h, y, precision=self.precision)
             self.second = part if self.second is None else self.second.merge(part)
-            if self._spectra is not None:  # on the host (d x d products)
-                rows = SpectraPass.of_chunk(self.geometry, to_host(h, "features"), to_host(y, "y"))
-                self._spectra = self._spectra.merge(rows)
+            self._spectra.add(self.geometry, h, y)
             self._seen2 += sums.counts
             self._first2 = sums if self._first2 is None else self._first2.merge(sums)
 
@@ -245,10 +241,7 @@ class Meter:
         self._check_weights_unchanged()
         self.geometry = self._geometry()
         self.second = SecondPass.empty(self.n_classes, self.geometry.basis.shape[0])
-        if self.spectra:
-            d = self.first.sums.shape[1]
-            self._spectra_reason = spectra_budget(d, None)
-            self._spectra = None if self._spectra_reason else SpectraPass.empty(d)
+        self._spectra.start(self.first.sums.shape[1])
         self.pass_number = 2
         if self._dump is not None:
             self._dump.finish(self.weights, self.bias)
@@ -283,9 +276,7 @@ class Meter:
             center=self.center,
             ncc_label="own",
         )
-        if self.spectra:
-            add_spectra(res, self._spectra, self.geometry, self.first, self._spectra_reason)
-        return res
+        return self._spectra.finish(res, self.geometry, self.first)
 
     # -- several processes -------------------------------------------------------------------
     def merge(self, other: Meter) -> Meter:
@@ -313,8 +304,7 @@ class Meter:
             if not np.array_equal(self.geometry.means, other.geometry.means):
                 raise InvalidDataError("meters in pass 2 must share pass 1 (the same class means)")
             self.second = self.second.merge(other.second)
-            if self._spectra is not None and other._spectra is not None:
-                self._spectra = self._spectra.merge(other._spectra)
+            self._spectra.merge(other._spectra)
             self._seen2 = self._seen2 + other._seen2
             if other._first2 is not None:
                 self._first2 = (
@@ -337,7 +327,7 @@ class Meter:
             "center": self.center,
             "min_class_count": self.min_class_count,
             "precision": self.precision,
-            **({"spectra": True} if self.spectra else {}),
+            **self._spectra.settings(),
             "weights_sha256": digest(self.weights),
             "bias_sha256": digest(self.bias),
         }
@@ -348,11 +338,9 @@ class Meter:
         A meter made with the same classifier and settings takes them back with
         :meth:`load_state_dict`; :func:`ncinspect.meter_state.pack` turns them into bytes.
         """
-        from .meter_state import flatten
-
         passes = (self.first, self.second, self._first2)
         state = encode_state(self.pass_number, self._dtype, self._seen2, self._settings(), *passes)
-        return flatten(self._spectra, "spectra", state) if self._spectra is not None else state
+        return self._spectra.save(state)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> Meter:
         """Replace this meter's statistics by those of :meth:`state_dict`; returns self.
@@ -361,8 +349,6 @@ class Meter:
         pass 2 the geometry is rebuilt from the state's pass 1 (kept when it is this meter's
         own pass 1).
         """
-        from .meter_state import unflatten
-
         got = decode_state(state, self._settings())
         keep = self.geometry is not None and same_first(self.first, got["first"])
         self.pass_number, self.first, self.second = got["pass_number"], got["first"], got["second"]
@@ -371,7 +357,7 @@ class Meter:
             self.geometry = None
         elif not keep:
             self.geometry = self._geometry()
-        self._spectra = unflatten(dict(state), "spectra") if "spectra@" in state else None
+        self._spectra.load(state)
         return self
 
     def _check_same_rows(self) -> None:

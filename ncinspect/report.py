@@ -34,6 +34,7 @@ from .conventions import (  # re-exported: part of the report's public names
 from .io.atomic import atomic_write  # re-exported: the writer lives in io.atomic
 from .metrics import METRIC_KEYS
 from .metrics.nulls import applicable_warnings
+from .metrics.registry import extra_keys
 from .results import ResultArrays, TheoryResult
 from .text import fmt, plain
 
@@ -228,7 +229,7 @@ class SnapshotResult:
 
 
 def metric_keys_for(res: SnapshotResult) -> list[str]:
-    """Metric keys of one result: METRIC_KEYS, plus the nc5 keys it holds; nrc1-3 for a
+    """Metric keys of one result: METRIC_KEYS, plus the spectra and OOD keys it holds; nrc1-3 for a
     regression snapshot; none for an OOD snapshot."""
     if res.task == "regression":
         from .metrics.regression import REGRESSION_KEYS
@@ -236,8 +237,6 @@ def metric_keys_for(res: SnapshotResult) -> list[str]:
         return list(REGRESSION_KEYS)
     if res.task == "ood":
         return []
-    from .metrics.registry import extra_keys
-
     return [*METRIC_KEYS, *extra_keys(res.metrics)]
 
 

@@ -127,8 +127,6 @@ def command(
     per_class,
     bootstrap,
     seed,
-    spectra,
-    nci_alpha,
     sqi,
     center,
     ncc_centres,
@@ -152,7 +150,7 @@ def command(
     from .progress import RowProgress
 
     _check_outputs(files, aggregate, per_class, json_path, csv_path, html_path, bootstrap)
-    classes = classes_from(kwargs)
+    classes = classes_from(kwargs) | _metric_options(kwargs)  # and --spectra, --nci-alpha
     keys = keys_from(kwargs)
     bar = RowProgress(enabled=not quiet and sys.stderr.isatty())
     with reading_from(kwargs) as reading, bar:
@@ -168,8 +166,6 @@ def command(
                 allow_external=allow_external,
                 bootstrap=bootstrap,
                 seed=seed,
-                spectra=spectra,
-                nci_alpha=nci_alpha,
                 **reading,
                 **classes,
             )
@@ -246,3 +242,8 @@ def _check_outputs(
     for out in (json_path, csv_path, html_path):
         if out:
             check_not_input(out, list(files))  # before any work: no input is ever replaced
+
+
+def _metric_options(kwargs) -> dict:
+    """``--spectra`` and ``--nci-alpha`` as the options of :func:`analyze_file`."""
+    return {"spectra": kwargs.pop("spectra"), "nci_alpha": kwargs.pop("nci_alpha")}

@@ -1,0 +1,58 @@
+"""The spectral sums of a :class:`~ncinspect.Meter` made with ``spectra=True``.
+
+Pass 2's batches add their ``sum e e^T`` and ``sum h h^T`` (:class:`SpectraPass`, on the host:
+device batches are copied there for these d x d products); the sums merge across meters,
+travel in ``state_dict`` under ``spectra.*`` and give the spectral keys at ``compute()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .analyze_build import add_spectra
+from .arrays import to_host
+from .meter_state import flatten, unflatten
+from .stats_spectra import SpectraPass, spectra_budget
+
+__all__ = ["MeterSpectra"]
+
+
+class MeterSpectra:
+    """The d x d sums of one meter (``on``: whether it was asked for)."""
+
+    def __init__(self, on: bool):
+        self.on = bool(on)
+        self.sums: SpectraPass | None = None
+        self.reason: str | None = None
+
+    def start(self, n_features: int) -> None:
+        """At ``next_pass``: empty sums, or the budget's reason why there are none."""
+        if self.on:
+            self.reason = spectra_budget(n_features, None)
+            self.sums = None if self.reason else SpectraPass.empty(n_features)
+
+    def add(self, geom, h: Any, y: Any) -> None:
+        """Add one pass-2 batch (features ``h`` and codes ``y``, any array library)."""
+        if self.sums is not None:
+            part = SpectraPass.of_chunk(geom, to_host(h, "features"), to_host(y, "labels"))
+            self.sums = self.sums.merge(part)
+
+    def merge(self, other: MeterSpectra) -> None:
+        if self.sums is not None and other.sums is not None:
+            self.sums = self.sums.merge(other.sums)
+
+    def settings(self) -> dict[str, Any]:
+        """The meter setting (only when on, so that older states still load)."""
+        return {"spectra": True} if self.on else {}
+
+    def save(self, state: dict[str, Any]) -> dict[str, Any]:
+        return flatten(self.sums, "spectra", state) if self.sums is not None else state
+
+    def load(self, state) -> None:
+        self.sums = unflatten(dict(state), "spectra") if "spectra@" in state else None
+
+    def finish(self, res, geom, first):
+        """``res`` with the spectral keys when on."""
+        if self.on:
+            add_spectra(res, self.sums, geom, first, self.reason)
+        return res
