@@ -30,6 +30,7 @@ import numpy as np
 
 from .array_api import device_of, host, on_device
 from .errors import UnsupportedDtypeError
+from .stats_pairs import xp_pair_sums
 
 __all__ = ["first_sums", "second_sums", "xp_block_rows", "precision_gamma"]
 
@@ -297,6 +298,9 @@ def _second_block(xp, g, geom, block, y, outputs, precision) -> dict:
     if r:
         vec.append(xp.sum(proj * proj, axis=0))
     vec.append(indf @ xp.sum(e * e, axis=1))  # class_sq (C,)
+    pairs = geom.pair_reason is None  # the directional table (ncinspect.stats_pairs)
+    if pairs:
+        vec.append(xp_pair_sums(xp, g.centred, e, ind, indf, f32))
 
     has_clf = geom.weights is not None
     dist, ncc, logits, clf_out, clf = _decisions(xp, g, scores, C, has_clf, outputs)
@@ -334,7 +338,7 @@ def _second_block(xp, g, geom, block, y, outputs, precision) -> dict:
     if out is not None:
         vec.extend(_output_sums(xp, out, ind))
     flat = host(xp.concat([xp.reshape(v, (-1,)) for v in vec]))
-    return _unpack(flat, C, r, clf is not None, out is not None, n_rechecked)
+    return _unpack(flat, C, r, clf is not None, out is not None, n_rechecked, pairs)
 
 
 def _patch(xp, values, flag, idx, exact):
@@ -366,7 +370,9 @@ def _output_sums(xp, out, ind):
     ]
 
 
-def _unpack(flat: np.ndarray, C: int, r: int, has_clf: bool, has_out: bool, n_re: int) -> dict:
+def _unpack(
+    flat: np.ndarray, C: int, r: int, has_clf: bool, has_out: bool, n_re: int, pairs: bool
+) -> dict:
     k = 0
 
     def take(n):
@@ -375,6 +381,7 @@ def _unpack(flat: np.ndarray, C: int, r: int, has_clf: bool, has_out: bool, n_re
         return flat[k - n : k]
 
     res = {"proj_sq": take(r).copy(), "class_sq": take(C).copy(), "n_rechecked": n_re}
+    res["pair_sq"] = take(C * C).reshape(C, C).copy() if pairs else None
     res["ncc_correct"] = np.rint(take(C)).astype(np.int64)
     zeros = np.zeros(C, np.int64)
     res["clf_correct"] = np.rint(take(C)).astype(np.int64) if has_clf else zeros

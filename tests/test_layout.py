@@ -40,6 +40,7 @@ ROOMS: dict[str, int] = {
     "stats_theory": 4,
     "stats_blocks": 4,
     "stats_kernel": 4,
+    "stats_pairs": 4,
     "metrics": 5,
     "projection": 5,
     "results": 6,

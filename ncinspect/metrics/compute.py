@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..stats import FirstPass, Geometry, SecondPass
+from .directional import set_directional
 from .general import general_metrics
 from .kernels import cdnv, equinorm, etf_error, pairwise_cosine_stats, self_duality
 from .linalg import row_cos, row_norms
@@ -90,6 +91,7 @@ def compute_metrics(
         out.per_class = [] if per_class else None
         return out
     _nc1(out, second, geom, cl)
+    _nc1_directional(out, second, geom, cl)
     _nc2(out, cl, "means", cl.M, "centred class means", cl.class_reason)
     _nc2(out, cl, "weights", cl.W, "classifier rows", cl.no_w if cl.W is None else cl.class_reason)
     _nc3(out, cl)
@@ -186,6 +188,11 @@ def _nc1(out: MetricValues, second: SecondPass, geom: Geometry, cl: _Classes) ->
         out.set("nc1", float(np.sum(second.proj_sq / geom.eigvals)) / cl.N)
         out.set("nc1_trace_ratio", tr_w / tr_b)
     out.set("nc1_cdnv", cdnv(cl.variances, cl.Ms), "two class means coincide")
+
+
+def _nc1_directional(out: MetricValues, second: SecondPass, geom: Geometry, cl: _Classes) -> None:
+    args = (second.pair_sq, geom.pair_reason, cl.rows, cl.n, cl.Ms, cl.class_reason)
+    set_directional(out, *args)
 
 
 def _nc2(

@@ -103,6 +103,11 @@ REGISTRY: tuple[MetricSpec, ...] = (
     _m("nc1_cdnv_exp2", "NC1", "lower", "CDNV with squared distances squared again",
        "mean_{c<c'} (v_c + v_c') / (2 ||mu_c - mu_c'||^4)",
        inv=_ALL - {"feature_scale"}, ref="Wu & Papyan 2024"),
+    _m("nc1_cdnv_directional", "NC1", "lower",
+       "CDNV along the axis separating each pair (isotropic classes: nc1_cdnv/d)",
+       "mean_{c<c'} (q(c,u) + q(c',u)) / (2 ||mu_c - mu_c'||^2), u = unit(mu_c - mu_c'), "
+       "q(c,u) = mean_{y_i=c} ((h_i - mu_c).u)^2", ref="Luthra, Salunkhe & Galanti 2026",
+       short="CDNV dir."),
     # NC2 --------------------------------------------------------------------------------
     _m("nc2_equinorm_means", "NC2", "lower", "std/mean of centred class-mean norms",
        "std_ddof1(||mu_c - mu_G||) / mean(||mu_c - mu_G||)", ref=PAPYAN),
