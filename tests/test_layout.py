@@ -47,6 +47,7 @@ ROOMS: dict[str, int] = {
     "conventions": 6,
     "report_frame": 6,
     "report": 6,
+    "layer_laws": 6,
     "aggregate": 6,
     "trajectory": 6,
     "engines": 7,
