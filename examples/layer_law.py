@@ -45,13 +45,16 @@ def main(out: Path) -> None:
         reports.append(analyze_file(dump, snapshot="/epoch_*"))  # the training split
     laws = [layer_laws(r.snapshots) for r in reports]
     first, last = laws[0][0].epoch, laws[0][-1].epoch
-    print(f"| seed | layer_law_r, epoch {first} | layer_law_r, epoch {last} | layer_rate, "
-          f"epoch {last} |")
+    print(
+        f"| seed | layer_law_r, epoch {first} | layer_law_r, epoch {last} | layer_rate, "
+        f"epoch {last} |"
+    )
     print("| --- | --- | --- | --- |")
     for seed, run in zip(SEEDS, laws, strict=True):
         a, b = run[0].metrics, run[-1].metrics
-        print(f"| {seed} | {a['layer_law_r']:.4f} | {b['layer_law_r']:.4f} | "
-              f"{b['layer_rate']:.4f} |")
+        print(
+            f"| {seed} | {a['layer_law_r']:.4f} | {b['layer_law_r']:.4f} | {b['layer_rate']:.4f} |"
+        )
     agg = aggregate(reports)
     for law in agg.laws:
         if law.epoch in (first, last):
@@ -59,8 +62,10 @@ def main(out: Path) -> None:
             for key in ("layer_law_r", "layer_rate"):
                 s = law.metrics[key]
                 cells.append(f"{key} {s.mean:.4f} [{s.ci_low:.4f}, {s.ci_high:.4f}]")
-            print(f"mean over {len(SEEDS)} seeds [95% t-interval], epoch {law.epoch}: "
-                  + "; ".join(cells))
+            print(
+                f"mean over {len(SEEDS)} seeds [95% t-interval], epoch {law.epoch}: "
+                + "; ".join(cells)
+            )
     draw(laws)
 
 
@@ -78,10 +83,21 @@ def draw(laws) -> None:
             pos = np.array([row["position"] for row in law.layers], dtype=float)
             nc1 = np.array([row["nc1"] for row in law.layers], dtype=float)
             m = law.metrics
-            ax.plot(pos, np.log(nc1), "o-", color=color, ms=3,
-                    label=f"epoch {law.epoch}: r {m['layer_law_r']:.3f}")
-            ax.plot(pos, m["layer_law_intercept"] + np.log(m["layer_rate"]) * pos, "--",
-                    color=color, lw=0.8)
+            ax.plot(
+                pos,
+                np.log(nc1),
+                "o-",
+                color=color,
+                ms=3,
+                label=f"epoch {law.epoch}: r {m['layer_law_r']:.3f}",
+            )
+            ax.plot(
+                pos,
+                m["layer_law_intercept"] + np.log(m["layer_rate"]) * pos,
+                "--",
+                color=color,
+                lw=0.8,
+            )
         ticks = [int(p) for p in pos]
         ax.set_xticks(ticks, [*map(str, ticks[:-1]), f"{ticks[-1]}\n(penult.)"])
         ax.set_title(f"seed {seed}")

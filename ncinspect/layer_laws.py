@@ -117,12 +117,8 @@ def layer_laws(results: Iterable[Any]) -> list[LayerLaw]:
             [r.metrics.get("nc1") for _, r in placed],
             [r.layer or "penultimate" for _, r in placed],
         )
-        layers = [
-            {"layer": r.layer, "position": p, "nc1": r.metrics.get("nc1")} for p, r in placed
-        ]
-        laws.append(
-            LayerLaw(epoch, split, fit.values, fit.null_reasons, layers, notes + fit.notes)
-        )
+        layers = [{"layer": r.layer, "position": p, "nc1": r.metrics.get("nc1")} for p, r in placed]
+        laws.append(LayerLaw(epoch, split, fit.values, fit.null_reasons, layers, notes + fit.notes))
     return laws
 
 

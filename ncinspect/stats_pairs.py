@@ -18,7 +18,8 @@ import numpy as np
 
 from .budget import DEFAULT_MEMORY, fmt_bytes
 
-__all__ = ["AUTO", "pair_table_bytes", "pair_tables_reason", "block_pairs", "add_pairs", "merge_pairs", "xp_pair_sums"]
+__all__ = ["AUTO", "pair_table_bytes", "pair_tables_reason", "block_pairs", "add_pairs"]
+__all__ += ["merge_pairs", "xp_pair_sums"]
 
 AUTO = "auto"  #: Geometry.pair_reason before the budget was consulted
 

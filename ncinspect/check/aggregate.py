@@ -92,7 +92,8 @@ def check_aggregate(
                 continue
             views = agg.law_views(stat) if law else select_layer(agg.views(stat), layer)
             if not views:
-                what = "layer-wise law (no hidden layers)" if law else f"snapshot of layer {layer!r}"
+                what = f"snapshot of layer {layer!r}"
+                what = "layer-wise law (no hidden layers)" if law else what
                 raise UsageError(f"no aggregated {what}")
             targets = select_last(views) if snapshot == "last" else views
             outcomes += evaluate(mine, views, targets=targets)

@@ -85,7 +85,7 @@ def run_check(
     layer = layer or "penultimate"
     law_rules = [r for r in rules if is_law_metric(r.metric)]
     rules_ = [r for r in rules if not is_law_metric(r.metric)]
-    names = _snapshot_names(path, rules_, snapshot, layer, keys, allow_external) if rules_ else set()
+    names = _snapshot_names(path, rules_, snapshot, layer, keys, allow_external, False)
     law_names = _snapshot_names(path, law_rules, snapshot, "all", keys, allow_external, True)
     report = analyze_file(
         path,
@@ -99,24 +99,30 @@ def run_check(
         class_names=class_names,
         min_class_count=min_class_count,
     )
-    results = [r for r in report.snapshots if r.name in names]
-    targets = select_last(results) if snapshot == "last" else results
-    laws = layer_laws(r for r in report.snapshots if r.name in law_names)  # per (epoch, split)
-    law_targets = select_last(laws) if snapshot == "last" else laws
-    outcomes = []
-    for rule in rules:  # in the rules' order
-        if is_law_metric(rule.metric):
-            outcomes += evaluate([rule], laws, targets=law_targets)
-        else:
-            outcomes += evaluate([rule], results, targets=targets)
     return CheckResult(
         file=os.fspath(path),
-        outcomes=outcomes,
+        outcomes=_outcomes(rules, report, names, law_names, snapshot),
         rules=list(rules),
         snapshot=snapshot,
         config=config,
         layer=layer,
     )
+
+
+def _outcomes(rules, report, names: set[str], law_names: set[str], snapshot: str) -> list:
+    """The rules' outcomes in their order: the law's rules on the law of each (epoch, split)
+    of ``law_names``, the others on the snapshots ``names``."""
+    results = [r for r in report.snapshots if r.name in names]
+    targets = select_last(results) if snapshot == "last" else results
+    laws = layer_laws(r for r in report.snapshots if r.name in law_names)
+    law_targets = select_last(laws) if snapshot == "last" else laws
+    outcomes = []
+    for rule in rules:
+        if is_law_metric(rule.metric):
+            outcomes += evaluate([rule], laws, targets=law_targets)
+        else:
+            outcomes += evaluate([rule], results, targets=targets)
+    return outcomes
 
 
 def _snapshot_names(
@@ -132,7 +138,7 @@ def _snapshot_names(
     ``law``: every layer of the (epoch, split) pairs the law rules look at)."""
     from ..dump import open_dump
 
-    if law and not rules:
+    if not rules:
         return set()
     needs_trajectory = any(r.is_trend for r in rules)
     pattern = None if snapshot in ("last", "all") else snapshot

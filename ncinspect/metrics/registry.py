@@ -93,8 +93,8 @@ class MetricSpec:
 def _m(
     key, group, direction, title, formula, inv=_ALL, ref="", kind="float", short="", scope=None
 ) -> MetricSpec:
-    scope = scope or "snapshot"
-    return MetricSpec(key, group, direction, title, formula, frozenset(inv), ref, kind, short, scope)
+    inv, scope = frozenset(inv), scope or "snapshot"
+    return MetricSpec(key, group, direction, title, formula, inv, ref, kind, short, scope)
 
 
 #: Every metric, in the default report order (groups stay together).

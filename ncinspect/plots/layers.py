@@ -45,10 +45,9 @@ def plot_layers(
     -----
     Depth k is the ``k`` of ``layer_k``; the classifier's layer (the penultimate features,
     no ``layer``) is drawn one deeper than the deepest hidden layer. Line gids are
-    ``"<label>|<metric>|layers"``; the nc1 panel also draws the fitted layer-wise law
-    (dashed, gid ``"<label>|nc1|law"``: ``exp(intercept + slope l)``, He & Su 2023), with
-    its rate and r for a single run. The split and epoch are the figure title; the runs'
-    legend (several runs) is below the panels.
+    ``"<label>|<metric>|layers"``; the nc1 panel adds the fitted layer-wise law (He & Su
+    2023; dashed, gid ``"<label>|nc1|law"``), with its rate and r for a single run. The
+    split and epoch are the figure title; the runs' legend (several runs) is below the panels.
     """
     runs = as_runs(runs, labels)
     profiles = [
@@ -79,8 +78,7 @@ def plot_layers(
                     depths, y, color=colors[i], label=label, **run_look(i, len(profiles))
                 )
                 line.set_gid(f"{label}|{key}|layers")
-                if key == "nc1":
-                    _law_line(one, prof, colors[i], label, len(profiles) == 1)
+                _law_line(one, key, prof, colors[i], label, len(profiles) == 1)
                 for d, r in prof:
                     depths_all.setdefault(d, f"{d} (penult.)" if r.layer is None else str(d))
             if panel.log:
@@ -99,9 +97,10 @@ def plot_layers(
     return fig
 
 
-def _law_line(ax, prof, color, label: str, annotate: bool) -> None:
-    """The fitted law of one profile's (epoch, split) on the nc1 panel (nothing when null)."""
-    laws = layer_laws([r for _, r in prof])
+def _law_line(ax, key: str, prof, color, label: str, annotate: bool) -> None:
+    """The fitted law of one profile's (epoch, split) on the nc1 panel (nothing on another
+    panel, or when the law is null)."""
+    laws = layer_laws([r for _, r in prof]) if key == "nc1" else []
     if not laws or laws[0].metrics.get("layer_rate") is None:
         return
     law = laws[0]

@@ -100,7 +100,10 @@ def test_positions_layer_index_and_left_out(tmp_path):
     path = _geometric_dump(tmp_path / "o.h5", layers=3, epochs=(0,), extra={"layer_index": 7})
     law = layer_laws(analyze_file(path).snapshots)[0]
     assert [(row["layer"], row["position"]) for row in law.layers] == [
-        ("layer_1", 1), ("layer_2", 2), ("odd", 7), (None, 8)
+        ("layer_1", 1),
+        ("layer_2", 2),
+        ("odd", 7),
+        (None, 8),
     ]
     path = _geometric_dump(tmp_path / "p.h5", layers=3, epochs=(0,), extra={"note": "x"})
     law = layer_laws(analyze_file(path).snapshots)[0]
