@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import UsageError
 from ..layer_laws import layer_laws
 from ..metrics.registry import LAW_KEYS
-from .evaluate import CheckResult, evaluate, layer_label, select_last, select_layer
+from .evaluate import CheckResult, Outcome, evaluate, layer_label, select_last, select_layer
 from .rules import Rule
 
 __all__ = ["run_check"]
@@ -118,7 +118,10 @@ def _outcomes(rules, report, names: set[str], law_names: set[str], snapshot: str
     law_targets = select_last(laws) if snapshot == "last" else laws
     outcomes = []
     for rule in rules:
-        if is_law_metric(rule.metric):
+        if is_law_metric(rule.metric) and not laws:  # never a silent pass
+            why = "no layer-wise law: no epoch has hidden-layer snapshots (layer_<k>)"
+            outcomes.append(Outcome(rule, report.file or "", False, None, f"{rule.metric}: {why}"))
+        elif is_law_metric(rule.metric):
             outcomes += evaluate([rule], laws, targets=law_targets)
         else:
             outcomes += evaluate([rule], results, targets=targets)

@@ -145,6 +145,19 @@ def test_check_rule_on_the_law(tmp_path):
     assert "layer_rate = 0.6" in res.outcomes[0].message
 
 
+def test_check_rule_without_hidden_layers_fails(tmp_path):
+    path = _geometric_dump(tmp_path / "g.h5")
+    import h5py
+
+    with h5py.File(path, "a") as f:  # keep the penultimate snapshots only
+        for e in (0, 5):
+            for k in (1, 2, 3):
+                del f[f"epoch_{e:04d}/layer_{k}"]
+    res = run_check(path, [parse_threshold("max", "layer_law_r=-0.95")])
+    assert not res.passed and len(res.outcomes) == 1
+    assert "no epoch has hidden-layer snapshots" in res.outcomes[0].message
+
+
 def test_check_runs_aggregate(tmp_path):
     paths = [_geometric_dump(tmp_path / f"s{i}.h5", rho=r) for i, r in enumerate((0.5, 0.6))]
     agg = aggregate([analyze_file(p) for p in paths])
