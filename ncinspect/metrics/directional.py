@@ -70,14 +70,17 @@ def set_directional(
 ) -> None:
     """Set :data:`KEY` in ``out`` for the present classes ``rows`` (codes) with their
     ``counts`` and ``centred`` means (the pass-2 units); ``table`` the (C_total, C_total)
-    pass-2 table (None: zeros), ``pair_reason`` why it was not summed (None: it was)."""
+    pass-2 table, ``pair_reason`` why it was not summed (None: it was). A missing table
+    (statistics that never carried one, e.g. a Meter state saved before 0.3) is null, never
+    read as zeros."""
     if class_reason:
         out.set(KEY, None, class_reason)
     elif pair_reason is not None:
         out.set(KEY, None, pair_reason)
     elif np.all(counts < 2):
         out.set(KEY, None, "every class has one sample: within-class scatter is undefined")
+    elif table is None:
+        out.set(KEY, None, "the pass-2 statistics carry no directional table")
     else:
-        C = rows.size
-        sub = np.zeros((C, C)) if table is None else table[np.ix_(rows, rows)]
+        sub = table[np.ix_(rows, rows)]
         out.set(KEY, cdnv_directional(sub, counts, centred), "two class means coincide")

@@ -169,6 +169,9 @@ def test_geometry_without_budget_check_and_two_passes_by_hand():
     mu = np.array([h[y == c].mean(0) for c in range(4)])
     got = compute_metrics(first, second, geom).values[KEY]
     assert got == pytest.approx(reference_cdnv_directional(h, y, mu), rel=1e-11)
+    second.pair_sq = None  # statistics without the table: null, never zeros
+    values = compute_metrics(first, second, geom)
+    assert values.values[KEY] is None and "no directional table" in values.null_reasons[KEY]
     geom.pair_reason = "told not to"
     values = compute_metrics(first, SecondPass.of_chunk(geom, h, y), geom)
     assert values.values[KEY] is None and values.null_reasons[KEY] == "told not to"
