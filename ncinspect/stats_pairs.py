@@ -81,14 +81,18 @@ def merge_pairs(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None
     return a if b is None else a + b
 
 
-def xp_pair_sums(xp, centred, e, ind, indf, f32: bool):
+def xp_pair_sums(xp, centred, e, ind, indf, f32: bool, scores=None):
     """The (C, C) table of one block on an array-API device (:mod:`ncinspect.stats_xp`):
     ``centred`` (C, d) = M~ / scale and ``e`` (m, d) the block's scaled residuals, on the
     device; ``ind`` / ``indf`` the (C, m) class indicator (bool / float64) that the other
-    sums of that path use (the standard has no scatter-add). ``f32``: the product in
-    float32 of the float64 residuals, as the other float32 products there."""
+    sums of that path use (the standard has no scatter-add). ``scores``: the (m, C)
+    products ``e . m'_c'`` when that path formed them already (no second product);
+    ``f32``: else the product in float32 of the float64 residuals, as the other float32
+    products there."""
     cen_t = xp.permute_dims(centred, (1, 0))
-    if f32:
+    if scores is not None:
+        s = scores
+    elif f32:
         s = xp.astype(xp.astype(e, xp.float32) @ xp.astype(cen_t, xp.float32), xp.float64)
     else:
         s = e @ cen_t  # (m, C): e_i . m'_c'

@@ -282,7 +282,7 @@ def _second_block(xp, g, geom, block, y, outputs, precision) -> dict:
     indf = xp.astype(ind, xp.float64)
     e = hc - xp.take(g.centred, y, axis=0)  # (m, d) within-class residuals
     f32 = precision == "float32"
-    vec = []  # float64 device values, copied to the host in one transfer
+    vec, es = [], None  # float64 device values, copied to the host in one transfer
     if f32:
         if r:
             proj = xp.astype(xp.astype(e, xp.float32) @ g.basis_t32, xp.float64)
@@ -290,6 +290,7 @@ def _second_block(xp, g, geom, block, y, outputs, precision) -> dict:
     elif g.from_scores:  # e [M~ | W]^T, the projection from it, then h' = e + M~_y
         scores = e @ g.decide
         proj = scores[:, :C] @ g.proj_map
+        es = scores[:, :C]  # e . m'_c': the directional table's products
         scores = scores + xp.take(g.class_term, y, axis=0)
     else:
         if r:
@@ -300,7 +301,7 @@ def _second_block(xp, g, geom, block, y, outputs, precision) -> dict:
     vec.append(indf @ xp.sum(e * e, axis=1))  # class_sq (C,)
     pairs = geom.pair_reason is None  # the directional table (ncinspect.stats_pairs)
     if pairs:
-        vec.append(xp_pair_sums(xp, g.centred, e, ind, indf, f32))
+        vec.append(xp_pair_sums(xp, g.centred, e, ind, indf, f32, es))
 
     has_clf = geom.weights is not None
     dist, ncc, logits, clf_out, clf = _decisions(xp, g, scores, C, has_clf, outputs)

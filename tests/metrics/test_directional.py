@@ -83,15 +83,16 @@ def test_large_offset_and_tiny_scale():
     assert analyze(h * 2.0**600, y).metrics[KEY] == pytest.approx(base, rel=1e-12)
 
 
-def test_every_walk_over_rows_agrees():
-    h, y = _anisotropic(6, 9, n=60)
+@pytest.mark.parametrize("C,d", [(6, 9), (12, 5)])  # both pass-2 layouts
+def test_every_walk_over_rows_agrees(C, d):
+    h, y = _anisotropic(C, d, n=60)
     base = analyze(h, y).metrics[KEY]
     assert analyze(h, y, chunk_rows=37).metrics[KEY] == pytest.approx(base, rel=1e-12)
     assert analyze(h, y, engine=LocalEngine(threads=2)).metrics[KEY] == base
     import array_api_strict as xp
 
     assert analyze(xp.asarray(h), xp.asarray(y)).metrics[KEY] == pytest.approx(base, rel=1e-12)
-    first = FirstPass.of_chunk(h, y, 6)
+    first = FirstPass.of_chunk(h, y, C)
     geom = between_class_geometry(first)
     f32 = compute_metrics(first, SecondPass.of_chunk(geom, h, y, precision="float32"), geom)
     assert f32.values[KEY] == pytest.approx(base, rel=1e-5)
