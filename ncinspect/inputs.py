@@ -19,6 +19,7 @@ from .errors import (
 )
 from .io.class_names import read_class_names  # re-exported: the class order file
 from .io.sources import ArraySource, as_source
+from .text import clip
 
 __all__ = [
     "Prepared",
@@ -128,7 +129,7 @@ def encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, list[Any], b
             i = int(np.flatnonzero(frac)[0])
             raise InvalidDataError(
                 f"{where}: labels must be integers, found fractional value "
-                f"{raw[i].item()!r} at row {i} "
+                f"{clip(repr(raw[i].item()))} at row {i} "
                 f"({int(frac.sum())} such rows)"
             )
         # integral floats are class indices; one outside int64 would wrap (or saturate)
@@ -139,10 +140,22 @@ def encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, list[Any], b
             i = int(np.flatnonzero(out_of_range)[0])
             raise InvalidDataError(
                 f"{where}: float labels must be integers within the int64 range, found "
-                f"{raw[i].item()!r} at row {i} ({int(out_of_range.sum())} such rows)"
+                f"{clip(repr(raw[i].item()))} at row {i} ({int(out_of_range.sum())} such rows)"
             )
         raw = wide.astype(np.int64)
     elif kind == "b":
+        raw = raw.astype(np.int64)
+    elif kind == "u" and raw.dtype.itemsize >= 8 and raw.size:
+        # uint64 labels above the int64 maximum cannot be class indices; they would overflow
+        # (or wrap to negative codes) on the way to int64
+        out_of_range = raw > np.iinfo(np.int64).max
+        if out_of_range.any():
+            i = int(np.flatnonzero(out_of_range)[0])
+            raise InvalidDataError(
+                f"{where}: integer labels must lie within the int64 range, found "
+                f"{int(raw[i])} ({raw.dtype}) at row {i} ({int(out_of_range.sum())} such rows; "
+                "a sentinel such as -1 stored unsigned?)"
+            )
         raw = raw.astype(np.int64)
     elif kind not in "iuU":
         raise UnsupportedDtypeError(f"{where}: labels have unsupported dtype {raw.dtype}")
@@ -375,14 +388,16 @@ def _match_names(
     for i, name in enumerate(order):
         if name in index:
             raise InvalidDataError(
-                f"{order_where}: class name {name!r} appears twice (rows {index[name]} and {i})"
+                f"{order_where}: class name {clip(repr(name))} appears twice "
+                f"(rows {index[name]} and {i})"
             )
         index[name] = i
     missing = [n for n in names if n not in index]
     if missing:
         rows = np.flatnonzero(np.asarray(names, dtype=object)[codes] == missing[0])
         raise InvalidDataError(
-            f"{where}: label {missing[0]!r} (first at row {int(rows[0])}) is not in the class "
+            f"{where}: label {clip(repr(missing[0]))} (first at row {int(rows[0])}) is not in "
+            "the class "
             f"order ({order_where}: {_preview(order)}); {len(missing)} such label value(s)"
         )
     lut = np.array([index[n] for n in names], dtype=np.int64)

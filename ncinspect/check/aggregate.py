@@ -18,6 +18,7 @@ from typing import Any
 
 from ..aggregate import AggregateReport
 from ..errors import UsageError
+from ..text import clip
 from .evaluate import CheckResult, evaluate, select_last, select_layer
 from .rules import THRESHOLD_KINDS, Rule, parse_threshold
 
@@ -52,7 +53,7 @@ def parse_bound(kind: str, spec: str) -> BoundRule:
     """``max_upper``/``min_lower`` (or ``max``/``min`` on the mean) from ``METRIC=VALUE``."""
     base_kind, stat = BOUND_KINDS.get(kind, (kind, "mean"))
     if base_kind not in THRESHOLD_KINDS:
-        raise UsageError(f"unknown bound kind {kind!r}")
+        raise UsageError(f"unknown bound kind {clip(repr(kind))}")
     base = parse_threshold(base_kind, spec)
     if base.per_class_key:
         raise UsageError(f"--{kind.replace('_', '-')} {spec}: per-class rules are not aggregated")
@@ -86,7 +87,7 @@ def check_aggregate(
             continue
         views = select_layer(agg.views(stat), layer)
         if not views:
-            raise UsageError(f"no aggregated snapshot of layer {layer!r}")
+            raise UsageError(f"no aggregated snapshot of layer {clip(repr(layer))}")
         targets = select_last(views) if snapshot == "last" else views
         outcomes += evaluate(mine, views, targets=targets)
     return CheckResult(

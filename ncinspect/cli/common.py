@@ -8,6 +8,8 @@ from contextlib import contextmanager
 
 import click
 
+from ..text import clip
+
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {
     "": 1,
@@ -39,11 +41,11 @@ def parse_size(text: str | None) -> int | None:
     unit = (m.group(2) or "").lower().rstrip("b") if m else None
     if not m or unit not in _UNITS:
         shown = text if len(text) <= 64 else text[:40] + "..."
-        raise click.BadParameter(f"{shown!r} is not a size like 512MB or 2GiB")
+        raise click.BadParameter(f"{clip(repr(shown))} is not a size like 512MB or 2GiB")
     value = float(m.group(1)) * _UNITS[unit]
     if not MIN_MEMORY <= value <= MAX_MEMORY:
         raise click.BadParameter(
-            f"{text!r}: the memory limit must be between 1MiB and 1PiB (e.g. 64MiB, 2GB)"
+            f"{clip(repr(text))}: the memory limit must be between 1MiB and 1PiB (e.g. 64MiB, 2GB)"
         )
     return int(value)
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnreadableFileError, UnsupportedDtypeError
+from ..text import clip
 from .sources import ArraySource
 from .tree import Node
 
@@ -97,7 +98,7 @@ def _read_header(path: str) -> tuple[dict, int]:
             dtype = str(info["dtype"])
         except (KeyError, TypeError, ValueError):
             raise UnreadableFileError(
-                f"{path}:/{name}: malformed safetensors header entry {info!r}"
+                f"{path}:/{name}: malformed safetensors header entry {clip(repr(info))}"
             ) from None
         itemsize = np.dtype(_DTYPES[dtype]).itemsize if dtype in _DTYPES else _ITEMSIZE.get(dtype)
         count = int(np.prod(shape, dtype=np.int64))
