@@ -152,9 +152,13 @@ def reading_options(func):
 def chunks_from(kwargs: dict) -> dict:
     """Pop --chunk-rows / --memory-limit out of ``kwargs`` as keyword arguments of
     :func:`ncinspect.analyze_file` (``chunk_rows``, ``memory_limit`` in bytes)."""
+    from ..budget import ProcessLimit
+
+    limit = parse_size(kwargs.pop("memory_limit", None))
     return {
         "chunk_rows": kwargs.pop("chunk_rows", None),
-        "memory_limit": parse_size(kwargs.pop("memory_limit", None)),
+        # on the command line the limit covers the whole process (docs/security.md)
+        "memory_limit": None if limit is None else ProcessLimit(limit),
     }
 
 
