@@ -17,6 +17,7 @@ __all__ = [
     "ProcessLimit",
     "available_memory",
     "chunk_budget",
+    "chunk_bound",
     "current_rss",
     "held_by_process",
     "read_bound",
@@ -93,6 +94,15 @@ def chunk_budget(memory_limit: int | None) -> int:
     if available is not None and available // 4 < budget:
         budget = max(available // 4, 16 << 20)
     return budget
+
+
+def chunk_bound(memory_limit: int | None) -> int:
+    """The most bytes one HDF5 chunk may decompress to: what is left of ``memory_limit``, or
+    without one the default budget of a chunk (:func:`chunk_budget`, 256 MiB). HDF5
+    decompresses a whole chunk for any read of it, so one huge gzip chunk in a small file
+    (1 GiB of zeros compress to 1 MB) is refused from its declared size before any read,
+    instead of being inflated, once per row range read, for minutes."""
+    return chunk_budget(memory_limit)
 
 
 def read_bound(memory_limit: int | None) -> int:

@@ -88,20 +88,18 @@ def plan_chunk_rows(
     are at most 65,536 rows.
     """
     d, C = int(n_features), int(n_classes)
-    per_row = d * (int(itemsize) + 24) + 8 * (3 * C + 8)
+    # measured (tracemalloc peaks of analyze_file at C = 2, 5, 10, 1 and 11 rows a chunk):
+    # a row costs its bytes twice (the two read buffers) and one float64 copy; the
+    # class-level float64 arrays of the passes and the metrics peak at about 8 d (16 C + 5)
+    # bytes. 0.2 counted 24 bytes a value for float64 copies of the chunk that are no longer
+    # made and 8 d (9 C + 2) for the class level (peak RSS 1.8x --memory-limit at d = 10^6).
+    per_row = d * (2 * int(itemsize) + 8) + 8 * (3 * C + 8)
     if memory_limit is None:
         budget = DEFAULT_MEMORY
         available = _available_memory()
         if available is not None and available // 4 < budget:
             budget = max(available // 4, 16 << 20)
         return int(max(64, min(65536, budget // per_row)))
-    # measured (tracemalloc peaks of analyze_file at C = 2, 5, 10, 1 and 11 rows a chunk):
-    # the class-level float64 arrays of the passes and the metrics peak at about
-    # 8 d (16 C + 5) bytes; a row costs its bytes twice (the two read buffers) and one
-    # float64 copy. 0.2 counted 8 d (9 C + 2) and 24 bytes a value for float64 copies of
-    # the chunk that are no longer made, so the fixed part was under- and the rows
-    # over-counted (peak RSS 1.8x --memory-limit at d = 10^6).
-    per_row = d * (2 * int(itemsize) + 8) + 8 * (3 * C + 8)
     held = held_by_process(memory_limit)
     fixed = 24 * int(n_samples) + 8 * d * (16 * C + 5) + (1 << 20)  # + small slack
     # 10% of what is left stays unplanned: what tracemalloc does not see (HDF5's buffers,

@@ -243,3 +243,49 @@ def test_meter_weights_that_become_non_finite_are_named_as_such():
     with pytest.raises(InvalidDataError, match="not finite") as info:
         meter.next_pass()
     assert "changed since" not in str(info.value)
+
+
+# --- 8a: one huge gzip chunk in a small file ------------------------------------------------
+
+
+def _huge_chunk_file(path, key: str, chunk_rows: int):
+    """A small file whose ``key`` dataset declares one chunk of ``chunk_rows`` rows (more
+    than the dataset holds: HDF5 still inflates the whole chunk for any read of it)."""
+    rng = np.random.default_rng(0)
+    n, d = 40, 8
+    arrays = {"features": rng.standard_normal((n, d)).astype("f4"), "labels": np.arange(n) % 4}
+    with h5py.File(path, "w") as f:
+        for name, value in arrays.items():
+            if name != key:
+                f[name] = value
+                continue
+            ds = f.create_dataset(
+                name,
+                shape=value.shape,
+                maxshape=(None,) + value.shape[1:],
+                chunks=(chunk_rows,) + value.shape[1:],
+                dtype=value.dtype,
+                compression="gzip",
+            )
+            ds[...] = value
+    return path
+
+
+@pytest.mark.parametrize("key", ["features", "labels"])
+def test_huge_gzip_chunk_is_refused_before_inflating(tmp_path, capsys, key):
+    """Without --memory-limit the bound of one chunk is the default chunk budget (256 MiB):
+    a 320 MiB chunk that compresses to almost nothing is refused up front (0.2 inflated it,
+    once per read of a row range, with a bound of up to 4 GiB)."""
+    rows = (320 << 20) // (32 if key == "features" else 8)
+    path = _huge_chunk_file(tmp_path / f"{key}.h5", key, rows)
+    assert path.stat().st_size < 4 << 20
+    for command in ("report", "check", "plot"):
+        extra = {"check": ["--no-config", "--max", "nc1=9"], "plot": ["-o", tmp_path / "f"]}
+        rc, err = _run(capsys, command, path, *extra.get(command, []))
+        assert rc == 3, (command, err)
+        line = _one_line(err)
+        assert f"{path.name}:/{key}" in line and "chunk" in line and "320 MiB" in line
+        assert "--memory-limit" in line
+    # with a limit that the process and the chunk exceed, the refusal says so too
+    rc, err = _run(capsys, "report", path, "--memory-limit", "300MiB")
+    assert rc == 3 and "chunk" in _one_line(err) and key in err
