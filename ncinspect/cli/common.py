@@ -109,7 +109,8 @@ def chunk_options(func):
         metavar="SIZE",
         default=None,
         callback=_check_size,
-        help="Working-memory budget per chunk, e.g. 512MB (default 256MiB; at least 1MiB).",
+        help="Peak memory of the whole process, e.g. 512MB (what it already holds, about "
+        "70MiB after imports, counts; without it one chunk's budget is 256MiB).",
     )(func)
 
 
