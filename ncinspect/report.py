@@ -38,7 +38,7 @@ from .layer_laws import law_columns, layer_laws
 from .metrics import METRIC_KEYS
 from .metrics.nulls import applicable_warnings
 from .results import ResultArrays, TheoryResult
-from .text import fmt, plain
+from .text import clip, fmt, plain
 
 __all__ = ["SCHEMA_VERSION", "SnapshotResult", "Report", "conventions", "atomic_write"]
 __all__ += ["jsonable", "loss_of", "square_loss_keys", "SQUARE_LOSS_GROUPS"]
@@ -176,7 +176,8 @@ class SnapshotResult:
                 "table and plots; record metadata loss='square' (or the loss used) or pass --sqi"
             )
         return (
-            f"loss {name!r} is not a square loss: the square-loss quantities ({keys}) do not "
+            f"loss {clip(repr(name))} is not a square loss: the square-loss quantities ({keys}) "
+            "do not "
             "describe this model and are left out of the table and plots (--sqi shows them)"
         )
 
@@ -270,7 +271,9 @@ class Report:
                     return s
             names = ", ".join(s.name for s in self.snapshots[:5])
             more = f", ... ({len(self.snapshots)} in all)" if len(self.snapshots) > 5 else ""
-            raise KeyError(f"no snapshot {key!r}; the snapshots are {names or 'none'}{more}")
+            raise KeyError(
+                f"no snapshot {clip(repr(key))}; the snapshots are {names or 'none'}{more}"
+            )
         return self.snapshots[key]
 
     def __contains__(self, name: object) -> bool:

@@ -233,7 +233,7 @@ def reference_nrc(H, Y, W=None):
     N, d = H.shape
     t = Y.shape[1]
     Hn = H / np.linalg.norm(H, axis=1, keepdims=True)
-    Hc = Hn - Hn.mean(axis=0)
+    Hc = H - H.mean(axis=0)  # P_pca: principal directions of the centred features (spec)
     lam, vec = np.linalg.eigh(Hc.T @ Hc / N)
     U = vec[:, np.argsort(lam)[::-1][: min(t, d)]]
     P = U @ U.T

@@ -19,6 +19,7 @@ from typing import Any
 from ..aggregate import AggregateReport
 from ..errors import UsageError
 from ..metrics.registry import LAW_KEYS
+from ..text import clip
 from .evaluate import CheckResult, evaluate, select_last, select_layer
 from .rules import THRESHOLD_KINDS, Rule, parse_threshold
 
@@ -53,7 +54,7 @@ def parse_bound(kind: str, spec: str) -> BoundRule:
     """``max_upper``/``min_lower`` (or ``max``/``min`` on the mean) from ``METRIC=VALUE``."""
     base_kind, stat = BOUND_KINDS.get(kind, (kind, "mean"))
     if base_kind not in THRESHOLD_KINDS:
-        raise UsageError(f"unknown bound kind {kind!r}")
+        raise UsageError(f"unknown bound kind {clip(repr(kind))}")
     base = parse_threshold(base_kind, spec)
     if base.per_class_key:
         raise UsageError(f"--{kind.replace('_', '-')} {spec}: per-class rules are not aggregated")
@@ -92,7 +93,7 @@ def check_aggregate(
                 continue
             views = agg.law_views(stat) if law else select_layer(agg.views(stat), layer)
             if not views:
-                what = f"snapshot of layer {layer!r}"
+                what = f"snapshot of layer {clip(repr(layer))}"
                 what = "layer-wise law (no hidden layers)" if law else what
                 raise UsageError(f"no aggregated {what}")
             targets = select_last(views) if snapshot == "last" else views

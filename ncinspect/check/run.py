@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import UsageError
 from ..layer_laws import layer_laws
 from ..metrics.registry import LAW_KEYS
+from ..text import clip
 from .evaluate import CheckResult, Outcome, evaluate, layer_label, select_last, select_layer
 from .rules import Rule
 
@@ -149,10 +150,10 @@ def _snapshot_names(
         pool = dump.select(pattern)
         chosen = select_layer(pool, layer)
         if not chosen:
-            have = ", ".join(dict.fromkeys(layer_label(s.layer) for s in pool))
+            have = ", ".join(dict.fromkeys(clip(layer_label(s.layer), 60) for s in pool))
             raise UsageError(
                 f"{os.fspath(path)}: no {'' if pattern is None else 'matching '}snapshot of "
-                f"layer {layer!r}; layers there: {have} (choose one with --layer, or all)"
+                f"layer {clip(repr(layer))}; layers there: {have} (choose one with --layer, or all)"
             )
         if snapshot == "last" and not needs_trajectory:
             chosen = select_last(chosen)
