@@ -19,6 +19,7 @@ from .metrics import compute_metrics
 from .report import SnapshotResult
 from .results import ResultArrays
 from .stats import FirstPass, Geometry, SecondPass
+from .text import clip
 
 __all__ = [
     "add_spectra",
@@ -37,7 +38,7 @@ def check_center(center: Any) -> None:
     """``center`` names a global mean: "classes" or "samples" (checked at the public entry;
     the kernels below it take it as given)."""
     if center not in ("classes", "samples"):
-        raise UsageError(f"center must be 'classes' or 'samples', got {center!r}")
+        raise UsageError(f"center must be 'classes' or 'samples', got {clip(repr(center))}")
 
 
 def check_options(center: str = "classes", min_class_count: Any = 1) -> None:
@@ -45,7 +46,7 @@ def check_options(center: str = "classes", min_class_count: Any = 1) -> None:
     check_center(center)
     k = min_class_count
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise UsageError(f"min_class_count must be an integer >= 1, got {k!r}")
+        raise UsageError(f"min_class_count must be an integer >= 1, got {clip(repr(k))}")
 
 
 def build_result(

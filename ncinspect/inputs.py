@@ -19,6 +19,7 @@ from .errors import (
 )
 from .io.class_names import read_class_names  # re-exported: the class order file
 from .io.sources import ArraySource, as_source
+from .text import clip
 
 __all__ = [
     "Prepared",
@@ -129,26 +130,30 @@ def encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, list[Any], b
             i = int(np.flatnonzero(frac)[0])
             raise InvalidDataError(
                 f"{where}: labels must be integers, found fractional value "
-                f"{raw[i].item()!r} at row {i} "
-                f"({int(frac.sum())} such rows)"
+                f"{clip(repr(raw[i].item()))} at row {i} ({int(frac.sum())} such rows)"
             )
-        # integral floats are class indices; one outside int64 would wrap (or saturate)
-        # on conversion and merge distinct labels, so it is refused instead
         wide = raw.astype(np.float64)
-        out_of_range = (wide < -(2.0**63)) | (wide >= 2.0**63)
-        if out_of_range.any():
-            i = int(np.flatnonzero(out_of_range)[0])
-            raise InvalidDataError(
-                f"{where}: float labels must be integers within the int64 range, found "
-                f"{raw[i].item()!r} at row {i} ({int(out_of_range.sum())} such rows)"
-            )
+        _within_int64(raw, (wide < -(2.0**63)) | (wide >= 2.0**63), where, "float labels")
         raw = wide.astype(np.int64)
     elif kind == "b":
+        raw = raw.astype(np.int64)
+    elif kind == "u" and raw.dtype.itemsize >= 8:  # uint64 above int64: a stored -1 sentinel?
+        _within_int64(raw, raw > np.iinfo(np.int64).max, where, f"{raw.dtype} labels")
         raw = raw.astype(np.int64)
     elif kind not in "iuU":
         raise UnsupportedDtypeError(f"{where}: labels have unsupported dtype {raw.dtype}")
     names, codes = np.unique(raw, return_inverse=True)
     return codes.astype(np.int64).ravel(), names.tolist(), False
+
+
+def _within_int64(raw: np.ndarray, outside: np.ndarray, where: str, what: str) -> None:
+    """Refuse labels beyond int64 (they would wrap or saturate and merge distinct classes)."""
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise InvalidDataError(
+            f"{where}: {what} must be integers within the int64 range, found "
+            f"{clip(repr(raw[i].item()))} at row {i} ({int(outside.sum())} such rows)"
+        )
 
 
 def _where(value: Any, role: str) -> str:
@@ -381,15 +386,16 @@ def _match_names(
     for i, name in enumerate(order):
         if name in index:
             raise InvalidDataError(
-                f"{order_where}: class name {name!r} appears twice (rows {index[name]} and {i})"
+                f"{order_where}: class name {clip(repr(name))} appears twice "
+                f"(rows {index[name]} and {i})"
             )
         index[name] = i
     missing = [n for n in names if n not in index]
     if missing:
         rows = np.flatnonzero(np.asarray(names, dtype=object)[codes] == missing[0])
         raise InvalidDataError(
-            f"{where}: label {missing[0]!r} (first at row {int(rows[0])}) is not in the class "
-            f"order ({order_where}: {_preview(order)}); {len(missing)} such label value(s)"
+            f"{where}: label {clip(repr(missing[0]))} (first at row {int(rows[0])}) is not in "
+            f"the class order ({order_where}: {_preview(order)}); {len(missing)} such value(s)"
         )
     lut = np.array([index[n] for n in names], dtype=np.int64)
     return lut[codes], list(order)

@@ -370,6 +370,7 @@ class Meter:
         if self._weights_src is None:
             return
         now = to_host(self._weights_src, "weights").astype(np.float64)
+        _check_finite(now, "weights", " (they were when the meter was made)")
         if now.shape != self.weights.shape or not np.array_equal(now, self.weights):
             raise InvalidDataError(
                 "the classifier weights changed since the meter was made: measure with a fixed "
@@ -394,4 +395,18 @@ def _check_label_kind(labels: Any) -> None:
 def _numeric(arr: np.ndarray, what: str) -> np.ndarray:
     if arr.dtype.kind not in "fiu":
         raise UnsupportedDtypeError(f"{what} have unsupported dtype {arr.dtype}: use floats")
-    return arr.astype(np.float64)
+    out = arr.astype(np.float64)
+    _check_finite(out, what)
+    return out
+
+
+def _check_finite(arr: np.ndarray, what: str, when: str = "") -> None:
+    """Refuse NaN/Inf classifier values, saying so (not that they changed: NaN != NaN)."""
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InvalidDataError(
+            f"the classifier {what} {'is' if what == 'bias' else 'are'} not finite{when}: "
+            f"{int(bad.sum())} NaN/Inf value(s), "
+            f"first at index {first if len(first) != 1 else first[0]} (did training diverge?)"
+        )

@@ -19,7 +19,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["plain", "markup", "xml_text", "mpl_text", "fmt"]
+__all__ = [
+    "plain",
+    "markup",
+    "xml_text",
+    "mpl_text",
+    "fmt",
+    "clip",
+    "clip_line",
+    "MAX_ECHO",
+    "MAX_LINE",
+]
+
+MAX_ECHO = 160  #: longest user value (glob, path, name, metadata value) echoed in a message
+MAX_LINE = 4000  #: longest error line the CLI prints (a last guard over :data:`MAX_ECHO`)
 
 # C0 controls (tab and newline included: a name is one line), DEL, C1 controls, the Unicode
 # bidirectional embeddings/overrides/isolates, line and paragraph separators, and surrogates
@@ -46,6 +59,38 @@ def plain(value: Any) -> str:
     Newlines and tabs are escaped too: one name or message is one line.
     """
     return _UNSAFE.sub(_escape_char, value if isinstance(value, str) else str(value))
+
+
+def elide(text: str, limit: int) -> str:
+    """``text`` cut to at most about ``limit`` characters, its middle replaced by a marker
+    that says how many characters were left out (head and tail stay: paths end in names)."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - len(f"...[{len(text)} chars left out]..."), 2)
+    marker = f"...[{len(text) - keep} chars left out]..."
+    head = keep - keep // 3
+    return f"{text[:head]}{marker}{text[len(text) - keep // 3 :]}"
+
+
+def clip(value: Any, limit: int = MAX_ECHO) -> str:
+    """A value from the user or a file, fit to echo in a one-line message: :func:`plain`
+    (control characters escaped) and at most about ``limit`` characters (:func:`elide`).
+
+    Every message that quotes a glob, path, array or group name, class name or metadata value
+    passes it through this (``repr``-style quotes go around the result, not into it)."""
+    return elide(plain(value), limit)
+
+
+_LONG_WORD = re.compile(rf"\S{{{MAX_ECHO + 1},}}")
+
+
+def clip_line(message: Any, limit: int = MAX_LINE) -> str:
+    """A whole message as one bounded line: the CLI's last guard, so that no error line grows
+    with its input even where a value was echoed without :func:`clip`. Every run of more than
+    :data:`MAX_ECHO` characters without a space is elided to that length, then the whole line
+    to ``limit`` (long lists of valid choices stay readable)."""
+    text = _LONG_WORD.sub(lambda m: elide(m.group(), MAX_ECHO), plain(message))
+    return elide(text, limit)
 
 
 def markup(value: Any) -> str:

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 
 import click
 
+from ..text import clip
+
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {
     "": 1,
@@ -39,11 +41,11 @@ def parse_size(text: str | None) -> int | None:
     unit = (m.group(2) or "").lower().rstrip("b") if m else None
     if not m or unit not in _UNITS:
         shown = text if len(text) <= 64 else text[:40] + "..."
-        raise click.BadParameter(f"{shown!r} is not a size like 512MB or 2GiB")
+        raise click.BadParameter(f"{clip(repr(shown))} is not a size like 512MB or 2GiB")
     value = float(m.group(1)) * _UNITS[unit]
     if not MIN_MEMORY <= value <= MAX_MEMORY:
         raise click.BadParameter(
-            f"{text!r}: the memory limit must be between 1MiB and 1PiB (e.g. 64MiB, 2GB)"
+            f"{clip(repr(text))}: the memory limit must be between 1MiB and 1PiB (e.g. 64MiB, 2GB)"
         )
     return int(value)
 
@@ -117,7 +119,8 @@ def chunk_options(func):
         metavar="SIZE",
         default=None,
         callback=_check_size,
-        help="Working-memory budget per chunk, e.g. 512MB (default 256MiB; at least 1MiB).",
+        help="Peak memory of the whole process, e.g. 512MB (what it already holds, about "
+        "70MiB after imports, counts; without it one chunk's budget is 256MiB).",
     )(func)
 
 
@@ -173,9 +176,13 @@ def reading_options(func):
 def chunks_from(kwargs: dict) -> dict:
     """Pop --chunk-rows / --memory-limit out of ``kwargs`` as keyword arguments of
     :func:`ncinspect.analyze_file` (``chunk_rows``, ``memory_limit`` in bytes)."""
+    from ..budget import ProcessLimit
+
+    limit = parse_size(kwargs.pop("memory_limit", None))
     return {
         "chunk_rows": kwargs.pop("chunk_rows", None),
-        "memory_limit": parse_size(kwargs.pop("memory_limit", None)),
+        # on the command line the limit covers the whole process (docs/security.md)
+        "memory_limit": None if limit is None else ProcessLimit(limit),
     }
 
 

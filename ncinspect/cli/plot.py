@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import click
 
 from ..plots.plan import KINDS
+from ..text import clip
 from .common import (
     INPUT_FILE,
     allow_external_option,
@@ -32,7 +33,7 @@ def _check_prefix(ctx, param, value: str) -> str:
     bad = [c for c in ("/", os.sep, os.altsep, "\0") if c and c in value]
     if bad:
         raise click.BadParameter(
-            f"{value!r} must be a file-name prefix without path separators "
+            f"{clip(repr(value))} must be a file-name prefix without path separators "
             "(files are written inside -o DIR only)"
         )
     return value
@@ -302,7 +303,8 @@ def _seed_groups(files, labels) -> dict[str, list[str]]:
     lone = [label for label, members in groups.items() if len(members) < 2]
     if lone:
         raise click.UsageError(
-            f"--label {lone[0]!r} names one file: each aggregated run needs two or more seeds"
+            f"--label {clip(repr(lone[0]))} names one file: each aggregated run needs two or "
+            "more seeds"
         )
     return groups
 

@@ -14,10 +14,12 @@ import typing
 
 import click
 
+from ..text import clip
 from ..train.config import CHOICES, TrainConfig, field_help
 from .common import debug_option
 
 _D = TrainConfig()  # the defaults live in one place: the dataclass
+
 
 def _tuple_of_ints(option: str):
     """A click callback: ``"500,500,50"`` -> ``(500, 500, 50)``; None stays None."""
@@ -29,7 +31,8 @@ def _tuple_of_ints(option: str):
             return tuple(int(part) for part in text.split(","))
         except ValueError:
             raise click.BadParameter(
-                f"expected whole numbers separated by commas, got {text!r}", param_hint=option
+                f"expected whole numbers separated by commas, got {clip(repr(text))}",
+                param_hint=option,
             ) from None
 
     return parse

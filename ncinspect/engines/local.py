@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from ..budget import DEFAULT_MEMORY, available_memory, fmt_bytes
+from ..budget import DEFAULT_MEMORY, available_memory, fmt_bytes, held_by_process
 from ..errors import InvalidDataError, ResourceLimitError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry
 from ..stats import FirstPass, Geometry, SecondPass, block_rows
+from ..stats_pairs import pair_table_bytes, pair_tables_reason
 from ..stats_spectra import SpectraPass, merged, spectra_plan
 from ..stats_theory import TheoryPass
 from .threads import Workers, one_blas_thread
@@ -81,28 +82,41 @@ def plan_chunk_rows(
 
     With ``memory_limit`` the whole run is bounded: what does not depend on the chunk (the
     labels and their codes, about ``24 N`` bytes, and the class-level float64 matrices, about
-    ``8 d (9 C + 2)`` bytes) is subtracted first, and each row costs its stored bytes plus
-    three float64 copies (the float64 sums of pass 1, the centred and residual buffers of
-    pass 2). Chunks are then as small as one row; a budget that cannot hold even that raises
-    :class:`~ncinspect.errors.ResourceLimitError` naming the budget needed. Chunks are at
-    most 65,536 rows.
+    ``8 d (16 C + 5)`` bytes; with a :class:`~ncinspect.budget.ProcessLimit`, as the CLI
+    gives, also what the process already holds, and the directional pair tables when they
+    fit, :func:`ncinspect.stats_pairs.pair_tables_reason`: two C x C float64) is subtracted
+    first, and each row costs its stored bytes twice (two read buffers) plus one float64
+    copy; 10% of the rest is left unplanned. Chunks are then as small as one row; a budget
+    that cannot hold even that raises :class:`~ncinspect.errors.ResourceLimitError` naming
+    the budget needed. Chunks are at most 65,536 rows.
     """
     d, C = int(n_features), int(n_classes)
-    per_row = d * (int(itemsize) + 24) + 8 * (3 * C + 8)
+    # measured (tracemalloc peaks of analyze_file at C = 2, 5, 10, 1 and 11 rows a chunk):
+    # a row costs its bytes twice (the two read buffers) and one float64 copy; the
+    # class-level float64 arrays of the passes and the metrics peak at about 8 d (16 C + 5)
+    # bytes. 0.2 counted 24 bytes a value for float64 copies of the chunk that are no longer
+    # made and 8 d (9 C + 2) for the class level (peak RSS 1.8x --memory-limit at d = 10^6).
+    per_row = d * (2 * int(itemsize) + 8) + 8 * (3 * C + 8)
     if memory_limit is None:
         budget = DEFAULT_MEMORY
         available = _available_memory()
         if available is not None and available // 4 < budget:
             budget = max(available // 4, 16 << 20)
         return int(max(64, min(65536, budget // per_row)))
-    fixed = 24 * int(n_samples) + 8 * d * (9 * C + 2) + (256 << 10)  # + small slack
-    rows = (int(memory_limit) - fixed) // per_row
+    held = held_by_process(memory_limit)
+    fixed = 24 * int(n_samples) + 8 * d * (16 * C + 5) + (1 << 20)  # + small slack
+    # 10% of what is left stays unplanned: what tracemalloc does not see (HDF5's buffers,
+    # BLAS work space, the allocator's own overhead) measured up to 1.13x without it
+    if pair_tables_reason(C, memory_limit) is None:
+        fixed += pair_table_bytes(C)
+    rows = (int(0.9 * (int(memory_limit) - held)) - fixed) // per_row
     if rows < 1:
-        need = fixed + per_row
+        need = held + int((fixed + per_row) / 0.9)
+        whole = f"; this process already holds {fmt_bytes(held)}" if held else ""
         raise ResourceLimitError(
             f"--memory-limit {fmt_bytes(memory_limit)} cannot hold this analysis "
-            f"(N = {n_samples}, d = {d}, C = {C}): it needs at least {fmt_bytes(need)} "
-            f"(give --memory-limit {fmt_bytes(need * 1.1).replace(' ', '')} or more)"
+            f"(N = {n_samples}, d = {d}, C = {C}): it needs at least {fmt_bytes(need)}"
+            f"{whole} (give --memory-limit {fmt_bytes(need * 1.1).replace(' ', '')} or more)"
         )
     return int(min(65536, rows))
 
@@ -395,6 +409,7 @@ def run_passes(
             ncc_centres=ncc_centres,
             min_count=min_class_count,
         )
+    geom.pair_reason = pair_tables_reason(prep.n_classes, memory_limit)
     extra = {"spectra": True} if spectra else {}
     pass2 = engine.second_pass(prep, geom, rows, progress, theory=theory, **extra)
     return Passes(first, geom, pass2.second, pass2.theory, pass2.spectra, spectra_reason)
