@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .budget import fmt_bytes, read_bound
+from .budget import fmt_bytes, held_by_process, read_bound
 from .errors import ResourceLimitError
 from .stats import Geometry
 
@@ -39,12 +39,16 @@ def spectra_bytes(n_features: int) -> int:
 def spectra_budget(n_features: int, memory_limit: int | None) -> str | None:
     """None when the d x d sums fit the budget, else the reason they are not computed.
 
-    The budget is ``memory_limit`` (``--memory-limit``) when given (the chunks then get what
-    is left), else the bound of one read (:func:`ncinspect.budget.read_bound`: half the
-    available memory, at most 4 GiB, at least 256 MiB).
+    The budget is ``memory_limit`` (``--memory-limit``, less what the process already holds
+    when it covers the process) when given (the chunks then get what is left), else the
+    bound of one read (:func:`ncinspect.budget.read_bound`: half the available memory, at
+    most 4 GiB, at least 256 MiB).
     """
     need = spectra_bytes(n_features)
-    budget = read_bound(memory_limit)
+    if memory_limit is None:
+        budget = read_bound(None)
+    else:
+        budget = max(int(memory_limit) - held_by_process(memory_limit), 0)
     if need <= budget:
         return None
     name = "--memory-limit" if memory_limit is not None else "the default memory budget"
@@ -75,7 +79,8 @@ def spectra_plan(
         return rows, reason
     need = spectra_bytes(d)
     try:
-        return chunk_rows or plan(prep, int(memory_limit) - need), None
+        left = int(memory_limit) - held_by_process(memory_limit) - need  # a plain limit now
+        return chunk_rows or plan(prep, left), None
     except ResourceLimitError:
         return rows, (
             f"--spectra needs {fmt_bytes(need)} for its d x d sums (d = {int(d)}), "

@@ -244,14 +244,15 @@ def test_budget_that_holds_the_sums_but_not_the_chunks_beside_them():
     from ncinspect.stats_spectra import spectra_bytes
 
     h, y, _ = make_data(C=3, d=64, n=20)
-    need = None
-    for limit in range(200 << 10, 600 << 10, 1 << 10):  # the smallest plain budget
+    lo, hi = 1, 1 << 30  # the smallest plain budget, by bisection
+    while lo < hi:
+        mid = (lo + hi) // 2
         try:
-            plan_chunk_rows(64, 3, memory_limit=limit, n_samples=len(y))
+            plan_chunk_rows(64, 3, memory_limit=mid, n_samples=len(y))
+            hi = mid
         except ResourceLimitError:
-            continue
-        need = limit
-        break
+            lo = mid + 1
+    need = lo
     limit = need + spectra_bytes(64) // 2  # a plain run fits; with the d x d sums it does not
     res = ncinspect.analyze(h, y, spectra=True, memory_limit=limit)
     assert res.metrics["nc1"] is not None
