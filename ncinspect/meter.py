@@ -37,6 +37,7 @@ as plain arrays (no pickle), which is how
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,7 +45,7 @@ import numpy as np
 
 from .analyze import build_result
 from .analyze_build import check_center
-from .array_api import check_precision, device_batch, get_namespace
+from .array_api import check_precision, device_batch, device_of, get_namespace
 from .arrays import host_dtype, to_host
 from .errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from .inputs import Prepared
@@ -52,6 +53,8 @@ from .meter_dump import DumpTarget
 from .meter_state import check_same_means, decode_state, digest, encode_state, same_first
 from .metrics import between_class_geometry
 from .stats import FirstPass, SecondPass
+from .stats_device import FirstState, SecondState, problems
+from .stats_protocol import NUMPY
 
 __all__ = ["Meter"]
 
@@ -148,14 +151,34 @@ class Meter:
         elif snapshot is not None or dump_meta is not None:
             raise UsageError("reset(snapshot=...) needs a meter made with dump=")
         self.pass_number = 1
-        self.first: FirstPass | None = None
-        self.second: SecondPass | None = None
+        self._s1: FirstState | None = None  # pass 1 where the batches live
+        self._s2: SecondState | None = None  # pass 2 where the batches live
+        self._first: FirstPass | None = None  # pass 1 on the host, fixed by next_pass()
         self.geometry = None
         self._dtype = None
-        self._seen2 = np.zeros(self.n_classes, dtype=np.int64)
-        self._first2: FirstPass | None = None  # pass 2's own class sums, to compare
+        self._row = 0  # rows this meter's update() saw in this pass (row numbers of errors)
 
-    def _batch(self, features: Any, labels: Any) -> tuple[Any, Any]:
+    @property
+    def first(self) -> FirstPass | None:
+        """Pass 1's class counts and sums on the host (None before any batch).
+
+        Reading it during pass 1 copies the device state to the host (not for the loop)."""
+        if self._first is not None:
+            return self._first
+        return None if self._s1 is None else self._s1.to_first_pass()
+
+    @property
+    def second(self) -> SecondPass | None:
+        """Pass 2's statistics on the host (None before pass 2's first batch)."""
+        return None if self._s2 is None else self._s2.to_second_pass(self.weights is not None)
+
+    def _batch(self, features: Any, labels: Any) -> tuple[Any, Any, Any]:
+        """The one check of a batch: ``(xp, h, y)``, ``xp`` None for host numpy rows.
+
+        Only what needs no value is checked here for device arrays (dtype, shape, d); the
+        values (integer labels in range, finite rows) are counted on the device and
+        reported at :meth:`next_pass` / :meth:`compute`. Host rows are checked at once.
+        """
         xp = get_namespace(features)
         if xp is not None and str(getattr(features, "layout", "torch.strided")) == "torch.strided":
             h, y = device_batch(xp, features, labels, self.n_classes)
@@ -164,7 +187,7 @@ class Meter:
                     f"features have d = {h.shape[1]} but weights have "
                     f"{self.weights.shape[1]} columns"
                 )
-            return h, y
+            return xp, h, y
         h = to_host(features, "features")
         y = to_host(labels, "labels")
         if h.dtype.kind not in "fiu":
@@ -191,49 +214,65 @@ class Meter:
             raise InvalidDataError(
                 f"features have d = {h.shape[1]} but weights have {self.weights.shape[1]} columns"
             )
-        return h, y
+        return None, h, y
 
     def update(self, features: Any, labels: Any) -> None:
-        """Add one batch to the current pass (on the device of ``features``)."""
-        h, y = self._batch(features, labels)
+        """Add one batch to the current pass, on the device of ``features``.
+
+        Device arrays (torch, CuPy, JAX, ...) are summed where they live into float64 states
+        on that device, with no host synchronisation: problems found in the values are
+        reported at :meth:`next_pass` / :meth:`compute`.
+        """
+        xp, h, y = self._batch(features, labels)
+        m, row0 = h.shape[0], self._row
         if self.pass_number == 1:
             self._dtype = self._dtype or (h.dtype if isinstance(h, np.ndarray) else host_dtype(h))
-            n0 = 0 if self.first is None else self.first.n_samples
-            part = FirstPass.of_chunk(h, y, self.n_classes, n0)
-            self.first = part if self.first is None else self.first.merge(part)
+            if self._s1 is None:
+                self._s1 = FirstState.new(_state_xp(xp), _device(xp, h), *self._shape(h))
+            self._s1 = _place(self._s1, xp, h)
+            if xp is None:
+                self._s1.add_pass(FirstPass.of_chunk(h, y, self.n_classes, row0), m)
+            else:
+                self._s1.update(xp, h, y, row0)
             if self._dump is not None:
                 self._dump.rows(h, y)
         else:
-            sums = FirstPass.of_chunk(h, y, self.n_classes)  # also counts non-finite rows
-            if sums.n_nonfinite:
-                raise InvalidDataError("features: pass 2 met row(s) holding NaN/Inf values")
-            new = sums.counts * (self.first.counts == 0)
-            if new.any():
-                c = int(np.flatnonzero(new)[0])
-                raise InvalidDataError(
-                    f"pass 2 saw class {c}, which pass 1 never saw: both passes must go over "
-                    "the same rows"
-                )
-            part = SecondPass.of_chunk(self.geometry, h, y, precision=self.precision)
-            self.second = part if self.second is None else self.second.merge(part)
-            self._seen2 += sums.counts
-            self._first2 = sums if self._first2 is None else self._first2.merge(sums)
+            if self._s2 is None:
+                rank = self.geometry.basis.shape[0]
+                self._s2 = SecondState.new(_state_xp(xp), _device(xp, h), *self._shape(h), rank)
+            self._s2 = _place(self._s2, xp, h)
+            if xp is None:  # host rows: checked at once (reading them costs nothing)
+                sums = FirstPass.of_chunk(h, y, self.n_classes)  # also counts non-finite rows
+                if sums.n_nonfinite:
+                    raise InvalidDataError("features: pass 2 met row(s) holding NaN/Inf values")
+                new = sums.counts * (self._first.counts == 0)
+                if new.any():
+                    raise _never_seen(int(np.flatnonzero(new)[0]))
+                part = SecondPass.of_chunk(self.geometry, h, y, precision=self.precision)
+                self._s2.add_pass(part, sums, m)
+            else:
+                self._s2.update(xp, self.geometry, h, y, row0, precision=self.precision)
+        self._row += m
+
+    def _shape(self, h: Any) -> tuple[int, int]:
+        return self.n_classes, int(h.shape[1])
 
     def next_pass(self) -> None:
-        """End pass 1: fix the class means and the between-class geometry."""
+        """End pass 1: read its state once, check it, fix the means and the geometry."""
         if self.pass_number != 1:
             raise UsageError("next_pass() was already called; reset() starts again")
-        if self.first is None or self.first.n_samples == 0:
+        values = None if self._s1 is None else self._s1.to_host()
+        if values is None or int(values["n_rows"]) == 0:
             raise UsageError("pass 1 saw no batch: call update() first")
-        if self.first.n_nonfinite:
-            raise InvalidDataError(
-                f"features: {self.first.n_nonfinite} row(s) hold NaN/Inf values, first at row "
-                f"{self.first.first_nonfinite_row}"
-            )
+        problem = problems(values, self.n_classes, 1)
+        if problem:
+            raise InvalidDataError(problem)
+        first = self._s1.to_first_pass(values)
         self._check_weights_unchanged()
+        self._first = first
         self.geometry = self._geometry()
-        self.second = SecondPass.empty(self.n_classes, self.geometry.basis.shape[0])
         self.pass_number = 2
+        self._s2, self._row = None, 0
         if self._dump is not None:
             self._dump.finish(self.weights, self.bias)
 
@@ -241,17 +280,28 @@ class Meter:
         """The :class:`~ncinspect.report.SnapshotResult` of the two passes."""
         if self.pass_number != 2:
             raise UsageError("compute() needs both passes: call next_pass() after pass 1")
-        counts = np.asarray(self.first.counts, dtype=np.int64)
-        if not np.array_equal(self._seen2, counts):
-            c = int(np.flatnonzero(self._seen2 != counts)[0])
+        if self._s2 is None:
+            d, rank = self._first.sums.shape[1], self.geometry.basis.shape[0]
+            self._s2 = SecondState.new(NUMPY, None, self.n_classes, d, rank)
+        values = self._s2.to_host()
+        problem = problems(values, self.n_classes, 2)
+        if problem:
+            raise InvalidDataError(problem)
+        counts = np.asarray(self._first.counts, dtype=np.int64)
+        seen = values["seen"]
+        new = (seen > 0) & (counts == 0)
+        if new.any():
+            raise _never_seen(int(np.flatnonzero(new)[0]))
+        if not np.array_equal(seen, counts):
+            c = int(np.flatnonzero(seen != counts)[0])
             raise InvalidDataError(
-                f"pass 2 saw {int(self._seen2[c])} sample(s) of class {c} where pass 1 saw "
+                f"pass 2 saw {int(seen[c])} sample(s) of class {c} where pass 1 saw "
                 f"{int(counts[c])}: both passes must go over the same rows"
             )
-        self._check_same_rows()
+        check_same_means(self._first, self._s2.first_pass(values))
         self._check_weights_unchanged()
         prep = Prepared(
-            features=_Rows(int(counts.sum()), self.first.sums.shape[1], self._dtype),
+            features=_Rows(int(counts.sum()), self._first.sums.shape[1], self._dtype),
             codes=np.zeros(0, dtype=np.int64),
             class_names=list(range(self.n_classes)),
             weights=self.weights,
@@ -260,9 +310,9 @@ class Meter:
         )
         return build_result(
             prep,
-            self.first,
+            self._first,
             self.geometry,
-            self.second,
+            self._s2.to_second_pass(self.weights is not None, values),
             per_class=self.per_class,
             center=self.center,
             ncc_label="own",
@@ -273,7 +323,9 @@ class Meter:
         """Add ``other``'s batches (same pass, same classifier) to this meter; returns self.
 
         In pass 1 the class sums merge; call :meth:`next_pass` on the merged meter (and copy
-        its state to the others) before pass 2. In pass 2 both meters must share pass 1.
+        its state to the others) before pass 2. In pass 2 both meters must share pass 1
+        (the same class counts and sums, bit for bit; classes absent from the data are
+        fine). The states merge by their declared reductions, on this meter's device.
         """
         if other.pass_number != self.pass_number:
             raise UsageError("meters to merge must be in the same pass")
@@ -286,23 +338,61 @@ class Meter:
             what = ", ".join("classes" if k == "n_classes" else k for k in differ)
             raise error(f"meters to merge must have the same {what}")
         if self.pass_number == 1:
-            if other.first is not None:
-                self.first = other.first if self.first is None else self.first.merge(other.first)
-                self._dtype = self._dtype or other._dtype
+            self._s1 = _merged(self._s1, other._s1)
+            self._dtype = self._dtype or other._dtype
         else:
-            if not np.array_equal(self.geometry.means, other.geometry.means):
+            if not same_first(self._first, other._first):
                 raise InvalidDataError("meters in pass 2 must share pass 1 (the same class means)")
-            self.second = self.second.merge(other.second)
-            self._seen2 = self._seen2 + other._seen2
-            if other._first2 is not None:
-                self._first2 = (
-                    other._first2 if self._first2 is None else self._first2.merge(other._first2)
-                )
+            self._s2 = _merged(self._s2, other._s2)
+        return self
+
+    def sibling(self) -> Meter:
+        """An empty meter with this one's classifier and settings, sharing its pass 1 (when
+        fixed), so that a state loaded into it keeps the geometry (no rebuild)."""
+        other = Meter.__new__(Meter)
+        other.__dict__.update(self.__dict__)
+        other._dump = None
+        other.reset()
+        other._first, other.geometry = self._first, self.geometry
+        return other
+
+    @property
+    def n_features(self) -> int | None:
+        """d: the classifier's columns, else the features seen (None before any batch)."""
+        if self.weights is not None:
+            return int(self.weights.shape[1])
+        if self._first is not None:
+            return int(self._first.sums.shape[1])
+        return None if self._s1 is None else int(self._s1.sums.shape[1])
+
+    def shared_digest(self) -> str:
+        """SHA-256 of the fixed pass 1 (counts and sums), "" before :meth:`next_pass`."""
+        if self._first is None:
+            return ""
+        c = np.ascontiguousarray(self._first.counts, dtype=np.int64)
+        s = np.ascontiguousarray(self._first.sums, dtype=np.float64)
+        return hashlib.sha256(c.tobytes() + s.tobytes()).hexdigest()
+
+    def all_reduce_states(self, group: Any = None, *, n_features: int) -> Meter:
+        """Reduce the current pass's state over a ``torch.distributed`` group, field by
+        field as declared, where it lives (see
+        :func:`ncinspect.integrations.distributed.all_reduce_meter`, which checks the ranks
+        agree first). A rank that saw no batch takes part with an empty state."""
+        C = self.n_classes
+        if self.pass_number == 1:
+            if self._s1 is None:
+                self._s1 = FirstState.new(NUMPY, None, C, n_features)
+            self._s1 = self._s1.all_reduce(group)
+        else:
+            if self._s2 is None:
+                rank = self.geometry.basis.shape[0]
+                self._s2 = SecondState.new(NUMPY, None, C, n_features, rank)
+            self._s2 = self._s2.all_reduce(group)
         return self
 
     def _geometry(self):
         return between_class_geometry(
-            self.first,
+            self._first,
             center=self.center,
             weights=self.weights,
             bias=self.bias,
@@ -322,33 +412,36 @@ class Meter:
     def state_dict(self) -> dict[str, Any]:
         """The accumulated statistics and settings as plain arrays, numbers and strings.
 
-        A meter made with the same classifier and settings takes them back with
+        The fields are those the pass states declare (:mod:`ncinspect.stats_device`); a meter
+        made with the same classifier and settings takes them back with
         :meth:`load_state_dict`; :func:`ncinspect.meter_state.pack` turns them into bytes.
         """
-        passes = (self.first, self.second, self._first2)
-        return encode_state(self.pass_number, self._dtype, self._seen2, self._settings(), *passes)
+        return encode_state(self.pass_number, self._dtype, self._settings(), self._s1, self._s2)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> Meter:
         """Replace this meter's statistics by those of :meth:`state_dict`; returns self.
 
         The state must come from a meter with the same classes, classifier and settings. In
         pass 2 the geometry is rebuilt from the state's pass 1 (kept when it is this meter's
-        own pass 1).
+        own pass 1). The states load on the host and move to the device of the next batch.
         """
         got = decode_state(state, self._settings())
-        keep = self.geometry is not None and same_first(self.first, got["first"])
-        self.pass_number, self.first, self.second = got["pass_number"], got["first"], got["second"]
-        self._first2, self._seen2, self._dtype = got["first2"], got["seen2"], got["dtype"]
+        s1, s2 = got["first"], got["second"]
+        first = None
+        if got["pass_number"] == 2:
+            values = s1.to_host()
+            problem = problems(values, self.n_classes, 1)
+            if problem:
+                raise InvalidDataError(f"meter state: {problem}")
+            first = s1.to_first_pass(values)
+        keep = self.geometry is not None and same_first(self._first, first)
+        self.pass_number, self._s1, self._s2 = got["pass_number"], s1, s2
+        self._dtype, self._first, self._row = got["dtype"], first, 0
         if self.pass_number == 1:
             self.geometry = None
         elif not keep:
             self.geometry = self._geometry()
         return self
-
-    def _check_same_rows(self) -> None:
-        """Pass 2's class means must be pass 1's (the same rows, in any order or split)."""
-        if self._first2 is not None:
-            check_same_means(self.first, self._first2)
 
     def _check_weights_unchanged(self) -> None:
         """Weights given as a live tensor must not change between the passes."""
@@ -360,6 +453,42 @@ class Meter:
                 "the classifier weights changed since the meter was made: measure with a fixed "
                 "model (between optimiser steps), or make a new Meter"
             )
+
+
+def _never_seen(c: int) -> InvalidDataError:
+    return InvalidDataError(
+        f"pass 2 saw class {c}, which pass 1 never saw: both passes must go over the same rows"
+    )
+
+
+def _state_xp(xp: Any) -> Any:
+    return NUMPY if xp is None else xp
+
+
+def _device(xp: Any, h: Any) -> Any:
+    return None if xp is None else device_of(h)
+
+
+def _place(state: Any, xp: Any, h: Any) -> Any:
+    """``state`` where the batch ``h`` lives (moved once when a batch comes from elsewhere)."""
+    sxp = state.xp
+    if xp is None:
+        return state if sxp is NUMPY else type(state).from_host(state.to_host(), NUMPY)
+    device = device_of(h)
+    if sxp is xp and state.device == device:
+        return state
+    return type(state).from_host(state.to_host(), xp, device)
+
+
+def _merged(mine: Any, theirs: Any) -> Any:
+    """Two declared states (either may be None) merged where ``mine`` lives."""
+    if theirs is None:
+        return mine
+    if mine is None:
+        return type(theirs).from_host(theirs.to_host(), theirs.xp, theirs.device)
+    if theirs.xp is not mine.xp or theirs.device != mine.device:
+        theirs = type(theirs).from_host(theirs.to_host(), mine.xp, mine.device)
+    return mine.merge(theirs)
 
 
 def _numeric(arr: np.ndarray, what: str) -> np.ndarray:

@@ -37,6 +37,8 @@ ROOMS: dict[str, int] = {
     "stats": 4,
     "array_api": 4,
     "stats_xp": 4,
+    "stats_protocol": 4,
+    "stats_device": 4,
     "stats_theory": 4,
     "stats_blocks": 4,
     "stats_kernel": 4,

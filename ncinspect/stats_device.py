@@ -1,0 +1,402 @@
+"""Pass states that live where the rows live: declared fields, updated without a host sync.
+
+:class:`FirstState` and :class:`SecondState` are the two passes of
+:mod:`ncinspect.stats` as :class:`~ncinspect.stats_protocol.Declared` states on the
+arrays' device, in float64. Their ``update`` adds one batch with array arithmetic only: no
+value is read on the host (no ``.item()``, ``bool(tensor)``, host copies or data-dependent
+shapes), so a CUDA stream never waits for the Python loop. What needs values is counted on
+the device and read at the end of the pass (:meth:`FirstState.problems`): non-finite rows
+(left out of the sums), labels outside ``[0, C)`` or not integers (left out too). Class
+sums are scatter-adds (:func:`scatter_add`: torch ``index_add_``, CuPy ``scatter_add``, JAX
+``.at[].add``, numpy ``bincount``/sparse); never a dense C x rows indicator except for an
+unknown array library at C <= :data:`DENSE_MAX_C`.
+
+``to_first_pass`` / ``to_second_pass`` turn a state into the host
+:class:`~ncinspect.stats.FirstPass` / :class:`~ncinspect.stats.SecondPass` (one copy per
+dtype), from which every metric is computed exactly as for a file.
+
+``precision="float32"`` keeps the one data-dependent step of the float32 kernels: the rows
+whose decision lies within the rounding bound are decided again in float64, which reads
+their number (one host sync per batch in that mode only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .array_api import device_of
+from .stats import FirstPass, SecondPass
+from .stats_blocks import Moments, group_sum
+from .stats_protocol import NUMPY, Declared, declare, moments_of
+from .stats_xp import _decisions, _device_geometry, _float64, _gap, _patch, precision_gamma
+
+__all__ = ["FirstState", "SecondState", "scatter_add", "DENSE_MAX_C"]
+
+DENSE_MAX_C = 1024  #: the largest C summed by a dense indicator (unknown libraries only)
+
+
+def _library(xp: Any) -> str:
+    if xp is NUMPY:
+        return "numpy"
+    import array_api_compat as compat
+
+    for name in ("torch", "numpy", "cupy", "jax"):
+        if getattr(compat, f"is_{name}_namespace")(xp):
+            return name
+    return "other"
+
+
+def scatter_add(xp: Any, acc: Any, index: Any, values: Any) -> Any:
+    """``acc`` with the rows of ``values`` added at rows ``index`` (int64, in range).
+
+    May update ``acc`` in place (torch, CuPy): use the returned array.
+    """
+    lib = _library(xp)
+    if lib == "torch":
+        return acc.index_add_(0, index, values)
+    if lib == "cupy":
+        import cupyx
+
+        cupyx.scatter_add(acc, index, values)
+        return acc
+    if lib == "jax":
+        return acc.at[index].add(values)
+    if lib == "numpy":
+        n = acc.shape[0]
+        if values.ndim == 1:
+            add = np.bincount(index, weights=values, minlength=n)
+            return acc + add.astype(acc.dtype)
+        return acc + group_sum(values, index, n)
+    n = acc.shape[0]
+    if n > DENSE_MAX_C:
+        raise NotImplementedError(
+            f"{getattr(xp, '__name__', xp)} has no scatter-add ncinspect knows, and C = {n} "
+            f"is above {DENSE_MAX_C} for a dense indicator: pass torch, CuPy, JAX or numpy arrays"
+        )
+    classes = xp.arange(n, dtype=xp.int64, device=device_of(acc))
+    ind = xp.astype(classes[:, None] == index[None, :], acc.dtype)  # (C, m)
+    if values.ndim == 1:
+        return acc + xp.reshape(ind @ xp.reshape(values, (-1, 1)), (n,))
+    return acc + ind @ values
+
+
+@dataclass
+class _Rows:
+    """One batch prepared on its device: float64 rows (bad rows zeroed), safe labels."""
+
+    hz: Any  # (m, d) float64, rows that are not finite or mislabelled set to 0
+    ys: Any  # (m,) int64 labels, bad ones replaced by 0 (safe to index with)
+    ok: Any  # (m,) bool: the label is an integer in [0, C)
+    good: Any  # (m,) bool: ok and the row is finite
+    n_bad_rows: Any  # () int64 non-finite rows
+    first_bad: Any  # () int64 index of the first non-finite row (+ row0), or int64 max
+    lo: Any  # () int64 smallest label (as an integer)
+    hi: Any  # () int64 largest label
+    n_fractional: Any  # () int64 labels that are not integers
+
+
+_BIG = int(np.iinfo(np.int64).max)
+
+
+def _prepare(xp: Any, h: Any, y: Any, n_classes: int, row0: int) -> _Rows:
+    device = device_of(h)
+    hf = _float64(xp, h, "features")
+    m = hf.shape[0]
+    big = xp.full((), _BIG, dtype=xp.int64, device=device)
+    if y.dtype == xp.bool or xp.isdtype(y.dtype, "integral"):
+        yi = xp.astype(y, xp.int64)
+        ok = (yi >= 0) & (yi < n_classes)
+        n_frac = xp.zeros((), dtype=xp.int64, device=device)
+        lo = xp.min(yi) if m else big
+        hi = xp.max(yi) if m else -big - 1
+    else:  # floating labels: integers in value; others are counted, refused at the pass end
+        frac = ~((xp.round(y) == y) & xp.isfinite(y))
+        safe = xp.where(frac, xp.zeros_like(y), xp.clip(y, -(2.0**62), 2.0**62))
+        yi = xp.astype(safe, xp.int64)
+        ok = ~frac & (yi >= 0) & (yi < n_classes)
+        n_frac = xp.sum(xp.astype(frac, xp.int64))
+        lo = xp.min(xp.where(frac, big, yi)) if m else big
+        hi = xp.max(xp.where(frac, -big - 1, yi)) if m else -big - 1
+    finite = xp.all(xp.isfinite(hf), axis=1)
+    good = ok & finite
+    zero = xp.zeros((), dtype=xp.float64, device=device)
+    hz = xp.where(good[:, None], hf, zero)
+    ys = xp.where(ok, yi, xp.zeros_like(yi))
+    bad = ~finite
+    rows = xp.arange(row0, row0 + m, dtype=xp.int64, device=device)
+    first_bad = xp.min(xp.where(bad, rows, big)) if m else big
+    return _Rows(hz, ys, ok, good, xp.sum(xp.astype(bad, xp.int64)), first_bad, lo, hi, n_frac)
+
+
+@dataclass
+class _Checked(Declared):
+    """The fields both passes count for the checks read at the end of a pass."""
+
+    n_rows: Any = declare("sum", (), "int64")
+    n_nonfinite: Any = declare("sum", (), "int64")
+    first_nonfinite: Any = declare("min", (), "int64")
+    label_min: Any = declare("min", (), "int64")
+    label_max: Any = declare("max", (), "int64")
+    n_fractional: Any = declare("sum", (), "int64")
+
+    def _count(self, b: _Rows, m: int) -> None:
+        self.n_rows = self.n_rows + m
+        self.n_nonfinite = self.n_nonfinite + b.n_bad_rows
+        xp = self.xp
+        self.first_nonfinite = xp.minimum(self.first_nonfinite, b.first_bad)
+        self.label_min = xp.minimum(self.label_min, b.lo)
+        self.label_max = xp.maximum(self.label_max, b.hi)
+        self.n_fractional = self.n_fractional + b.n_fractional
+
+
+def problems(values: dict[str, np.ndarray], n_classes: int, pass_number: int) -> str | None:
+    """What a pass's checks found (host values of a state), as one message; None if fine."""
+    if int(values["n_fractional"]):
+        return (
+            f"labels must be integers (row indices of the classifier): "
+            f"{int(values['n_fractional'])} label(s) of pass {pass_number} are not"
+        )
+    lo, hi = int(values["label_min"]), int(values["label_max"])
+    if int(values["n_rows"]) and (lo < 0 or hi >= n_classes):
+        return f"label {lo if lo < 0 else hi} is not in [0, {n_classes}) (rows of the classifier)"
+    n_bad = int(values["n_nonfinite"])
+    if n_bad:
+        return (
+            f"features: {n_bad} row(s) of pass {pass_number} hold NaN/Inf values, first at row "
+            f"{int(values['first_nonfinite'])}"
+        )
+    return None
+
+
+@dataclass
+class FirstState(_Checked):
+    """Pass 1 on the device: class counts and float64 class sums (+ the checks' counts)."""
+
+    counts: Any = declare("sum", ("C",), "int64")
+    sums: Any = declare("sum", ("C", "d"), "float64")
+
+    @classmethod
+    def new(cls, xp: Any, device: Any, n_classes: int, n_features: int) -> FirstState:
+        return cls.empty(xp, device, C=n_classes, d=n_features)
+
+    def update(self, xp: Any, h: Any, y: Any, row0: int = 0) -> FirstState:
+        """Add a batch (``h`` (m, d), ``y`` (m,) on the state's device); returns self."""
+        C = self.counts.shape[0]
+        b = _prepare(xp, h, y, C, row0)
+        self._count(b, h.shape[0])
+        self.counts = scatter_add(xp, self.counts, b.ys, xp.astype(b.ok, xp.int64))
+        self.sums = scatter_add(xp, self.sums, b.ys, b.hz)
+        return self
+
+    def add_pass(self, part: FirstPass, n_rows: int) -> FirstState:
+        """Add a host :class:`FirstPass` of ``n_rows`` checked rows (numpy states only)."""
+        if part.sum_scale != 1.0:
+            raise _overflow()
+        self.n_rows = self.n_rows + n_rows
+        self.n_nonfinite = self.n_nonfinite + part.n_nonfinite
+        if part.first_nonfinite_row is not None:
+            self.first_nonfinite = np.minimum(self.first_nonfinite, part.first_nonfinite_row)
+        self.counts = self.counts + part.counts
+        self.sums = self.sums + part.sums
+        return self
+
+    def to_first_pass(self, values: dict | None = None) -> FirstPass:
+        values = self.to_host() if values is None else values
+        if not np.isfinite(values["sums"]).all():
+            raise _overflow()
+        return FirstPass(values["counts"], values["sums"])
+
+
+def _overflow():
+    from .errors import InvalidDataError
+
+    return InvalidDataError(
+        "features: the class sums overflow float64 (values near 1e308): the Meter keeps "
+        "unscaled sums; divide the features by a power of two, or analyse the rows from a file"
+    )
+
+
+@dataclass
+class SecondState(_Checked):
+    """Pass 2 on the device: the fields of :class:`~ncinspect.stats.SecondPass` as arrays,
+    plus pass 2's own class counts and sums (to check it saw pass 1's rows)."""
+
+    proj_sq: Any = declare("sum", ("r",), "float64")
+    class_sq: Any = declare("sum", ("C",), "float64")
+    ncc_correct: Any = declare("sum", ("C",), "int64")
+    clf_correct: Any = declare("sum", ("C",), "int64")
+    agree: Any = declare("sum", ("C",), "int64")
+    true_out: Any = declare("moments", (3,), "float64")
+    wrong_out: Any = declare("moments", (3,), "float64")
+    sq_err: Any = declare("sum", (), "float64")
+    max_abs_err: Any = declare("max", (), "float64")
+    out_abs_max: Any = declare("max", (), "float64")
+    n_rechecked: Any = declare("sum", (), "int64")
+    seen: Any = declare("sum", ("C",), "int64")
+    sums: Any = declare("sum", ("C", "d"), "float64")
+
+    @classmethod
+    def new(cls, xp: Any, device: Any, n_classes: int, n_features: int, rank: int):
+        s = cls.empty(xp, device, C=n_classes, d=n_features, r=rank)
+        s.max_abs_err = xp.zeros_like(s.max_abs_err)
+        s.out_abs_max = xp.zeros_like(s.out_abs_max)
+        return s
+
+    def update(
+        self, xp: Any, geom: Any, h: Any, y: Any, row0: int = 0, *, precision: str = "float64"
+    ) -> SecondState:
+        """Add a batch given pass 1's :class:`~ncinspect.stats.Geometry`; returns self."""
+        C, r = geom.n_classes, geom.basis.shape[0]
+        m = h.shape[0]
+        b = _prepare(xp, h, y, C, row0)
+        self._count(b, m)
+        self.seen = scatter_add(xp, self.seen, b.ys, xp.astype(b.ok, xp.int64))
+        self.sums = scatter_add(xp, self.sums, b.ys, b.hz)
+        if m == 0:
+            return self
+        device = device_of(b.hz)
+        g = _device_geometry(xp, geom, device)
+        keep = b.good if g.all_present else b.good & xp.take(g.present, b.ys, axis=0)
+        keepf = xp.astype(keep, xp.float64)
+        if g.inv_scale == 1.0:
+            hc = b.hz - g.mu[None, :]  # h' = h - mu_G
+        else:  # exact power-of-two scaling first, so nothing overflows
+            hc = b.hz * g.inv_scale - g.mu_scaled[None, :]
+        e = hc - xp.take(g.centred, b.ys, axis=0)  # (m, d) within-class residuals
+        f32 = precision == "float32"
+        if f32:
+            if r:
+                proj = xp.astype(xp.astype(e, xp.float32) @ g.basis_t32, xp.float64)
+            scores = xp.astype(xp.astype(hc, xp.float32) @ g.decide32, xp.float64)
+        elif g.from_scores:  # e [M~ | W]^T, the projection from it, then h' = e + M~_y
+            scores = e @ g.decide
+            proj = scores[:, :C] @ g.proj_map
+            scores = scores + xp.take(g.class_term, b.ys, axis=0)
+        else:
+            if r:
+                proj = e @ g.basis_t
+            scores = hc @ g.decide
+        if r:
+            pk = proj * keepf[:, None]
+            self.proj_sq = self.proj_sq + xp.sum(pk * pk, axis=0)
+        self.class_sq = scatter_add(xp, self.class_sq, b.ys, xp.sum(e * e, axis=1) * keepf)
+
+        has_clf = geom.weights is not None
+        dist, ncc, logits, _, clf = _decisions(xp, g, scores, C, has_clf, None)
+        ys = b.ys
+        ncc_ok, clf_ok, agree_ok = ncc == ys, None, None
+        if clf is not None:
+            clf_ok, agree_ok = clf == ys, clf == ncc
+        if f32:
+            ncc_ok, clf_ok, agree_ok = self._recheck(
+                xp, g, hc, ys, dist, ncc, logits, clf, ncc_ok, clf_ok, agree_ok
+            )
+        one = xp.astype(keep, xp.int64)
+        self.ncc_correct = scatter_add(xp, self.ncc_correct, ys, xp.astype(ncc_ok, xp.int64) * one)
+        if clf is not None:
+            self.clf_correct = scatter_add(
+                xp, self.clf_correct, ys, xp.astype(clf_ok, xp.int64) * one
+            )
+            self.agree = scatter_add(xp, self.agree, ys, xp.astype(agree_ok, xp.int64) * one)
+        if logits is not None:
+            s_h, s_w = g.logit_scales
+            out = logits * (s_h * s_w) if s_h * s_w != 1.0 else logits
+            self._outputs(xp, out, ys, keep, keepf)
+        return self
+
+    def _recheck(self, xp, g, hc, ys, dist, ncc, logits, clf, ncc_ok, clf_ok, agree_ok):
+        """Float32 mode: rows within the rounding bound decided again in float64."""
+        C = dist.shape[1]
+        rows_norm = xp.sqrt(xp.sum(hc * hc, axis=1))
+        bound = 2.0 * precision_gamma(hc.shape[1]) * rows_norm
+        flag = _gap(xp, dist, ncc, largest=False) <= 2.0 * bound * g.centre_norm
+        if clf is not None:
+            flag = flag | (
+                _gap(xp, logits, clf, largest=True) <= bound * g.weight_norm * abs(g.score_factor)
+            )
+        idx = xp.nonzero(flag)[0]  # the one host read of float32 mode
+        k = int(idx.shape[0])
+        self.n_rechecked = self.n_rechecked + k
+        if k:
+            sub = xp.take(hc, idx, axis=0)
+            _, ncc_x, _, _, clf_x = _decisions(xp, g, sub @ g.decide, C, clf is not None, None)
+            y_x = xp.take(ys, idx, axis=0)
+            ncc_ok = _patch(xp, ncc_ok, flag, idx, ncc_x == y_x)
+            if clf is not None:
+                clf_ok = _patch(xp, clf_ok, flag, idx, clf_x == y_x)
+                agree_ok = _patch(xp, agree_ok, flag, idx, clf_x == ncc_x)
+        return ncc_ok, clf_ok, agree_ok
+
+    def _outputs(self, xp, out, ys, keep, keepf) -> None:
+        """The SQI sums of the kept rows' outputs (moments merged on the device)."""
+        from .stats_protocol import merge_moments
+
+        m, C = out.shape
+        device = device_of(out)
+        cols = xp.arange(C, dtype=xp.int64, device=device)
+        onehot = cols[None, :] == ys[:, None]
+        zero = xp.zeros((), dtype=xp.float64, device=device)
+        true = xp.sum(xp.where(onehot, out, zero), axis=1)  # f_{y_i}(x_i), exact
+        self.true_out = merge_moments(xp, self.true_out, moments_of(xp, true, keepf))
+        wrong_w = xp.astype(keep[:, None] & ~onehot, xp.float64)
+        self.wrong_out = merge_moments(xp, self.wrong_out, moments_of(xp, out, wrong_w))
+        err = xp.where(onehot, out - 1.0, out)
+        errk = xp.where(keep[:, None], err, zero)
+        self.sq_err = self.sq_err + xp.sum(errk * errk)
+        self.max_abs_err = xp.maximum(self.max_abs_err, xp.max(xp.abs(errk)))
+        absk = xp.where(keep[:, None], xp.abs(out), zero)
+        self.out_abs_max = xp.maximum(self.out_abs_max, xp.max(absk))
+
+    def add_pass(self, part: SecondPass, sums: FirstPass, n_rows: int) -> SecondState:
+        """Add host pass-2 statistics of ``n_rows`` checked rows (numpy states only)."""
+        if sums.sum_scale != 1.0:
+            raise _overflow()
+        xp = self.xp
+        self.n_rows = self.n_rows + n_rows
+        for name in ("proj_sq", "class_sq", "ncc_correct", "clf_correct", "agree"):
+            setattr(self, name, getattr(self, name) + getattr(part, name))
+        if part.has_outputs:
+            for name in ("true_out", "wrong_out"):
+                mo = getattr(part, name)
+                vec = np.array([mo.count, mo.mean, mo.m2], dtype=np.float64)
+                setattr(self, name, _np_moments(xp, getattr(self, name), vec))
+            self.sq_err = self.sq_err + part.sq_err
+            self.max_abs_err = np.maximum(self.max_abs_err, part.max_abs_err)
+            self.out_abs_max = np.maximum(self.out_abs_max, part.out_abs_max)
+        self.seen = self.seen + sums.counts
+        self.sums = self.sums + sums.sums
+        return self
+
+    def to_second_pass(self, has_clf: bool, values: dict | None = None) -> SecondPass:
+        v = self.to_host() if values is None else values
+        stats = SecondPass(
+            v["proj_sq"],
+            v["class_sq"],
+            v["ncc_correct"],
+            v["clf_correct"],
+            v["agree"],
+            has_clf,
+        )
+        if has_clf:
+            stats.true_out = Moments(int(round(v["true_out"][0])), *map(float, v["true_out"][1:]))
+            stats.wrong_out = Moments(
+                int(round(v["wrong_out"][0])), *map(float, v["wrong_out"][1:])
+            )
+            stats.sq_err = float(v["sq_err"])
+            stats.max_abs_err = float(v["max_abs_err"])
+            stats.out_abs_max = float(v["out_abs_max"])
+            stats.has_outputs = True
+        return stats
+
+    def first_pass(self, values: dict) -> FirstPass:
+        """Pass 2's own class counts and sums, as a host :class:`FirstPass`."""
+        return FirstPass(values["seen"], values["sums"])
+
+
+def _np_moments(xp, a, vec):
+    from .stats_protocol import merge_moments
+
+    return merge_moments(xp, a, xp.asarray(vec))
