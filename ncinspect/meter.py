@@ -11,33 +11,28 @@
     result = meter.compute()             # the SnapshotResult that analyze() returns
     meter.reset()
 
-The statistics are the mergeable ones of :mod:`ncinspect.stats` (the same objects the
-engines merge chunk by chunk), so any split of the same rows into batches, and meters of
-several processes merged with :meth:`Meter.merge`, give the single-process numbers (to the
-rounding of float64 sums, ~1e-15 relative). Batches may be numpy arrays, torch tensors (any
-device, requiring grad, bfloat16), CuPy or JAX arrays or anything
-:func:`ncinspect.arrays.to_host` converts. Arrays of an array-API library (looked up once
-per batch, :func:`ncinspect.array_api.get_namespace`) are processed on their own device in
-float64; only the small per-class sums come back to the host. Other inputs are copied to
-host numpy. ``precision="float32"`` computes pass 2's large products in float32 with
-float64 accumulation (bounds and measurements in :mod:`ncinspect.stats_xp`).
+Batches may be numpy arrays, torch tensors (any device, requiring grad, bfloat16), CuPy
+or JAX arrays or anything :func:`ncinspect.arrays.to_host` converts. Device arrays are
+summed where they live, into float64 states on that device
+(:mod:`ncinspect.stats_device`): ``update`` never waits for the device (no host copy, no
+value read); labels out of range, non-integer labels and NaN/Inf rows are counted there and
+refused at :meth:`~Meter.next_pass` / :meth:`~Meter.compute`, the only two host reads of a
+pass. Host rows use the numpy kernels of :mod:`ncinspect.stats` and are checked at once.
+Any split of the rows into batches, and meters merged with :meth:`Meter.merge` (or across
+processes by :func:`ncinspect.integrations.distributed.all_reduce_meter`), give the
+single-process numbers to the rounding of float64 sums. ``precision="float32"``: pass 2's
+large products in float32, accumulated in float64 (bounds in :mod:`ncinspect.stats_xp`).
 
 Labels are integers: row indices of ``weights`` (or ``0..n_classes-1`` without a
-classifier). Pass 2 must see the same rows as pass 1: a different class count, or weights
-that changed between the passes, is an error (:class:`~ncinspect.errors.InvalidDataError`).
-
-``Meter(..., dump="run.h5", snapshot="epoch_0003", dump_meta={"epoch": 3})`` also writes the
-rows of pass 1 (features as given, integer labels) and then the classifier to that snapshot
-of a dump, so the file can be analysed again later with the same numbers.
-
-:meth:`Meter.state_dict` / :meth:`Meter.load_state_dict` carry the accumulated statistics
-as plain arrays (no pickle), which is how
-:func:`ncinspect.integrations.torch.all_reduce_meter` merges meters across processes.
+classifier). Pass 2 must see the same rows as pass 1, and weights must not change between
+the passes (:class:`~ncinspect.errors.InvalidDataError`). ``dump="run.h5"`` (with
+``snapshot=``, ``dump_meta=``) also writes the rows of pass 1 and the classifier to a dump.
+:meth:`Meter.state_dict` / :meth:`Meter.load_state_dict` carry the statistics as plain
+arrays (no pickle).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,7 +40,7 @@ import numpy as np
 
 from .analyze import build_result
 from .analyze_build import check_center
-from .array_api import check_precision, device_batch, device_of, get_namespace
+from .array_api import check_precision, device_of, meter_batch
 from .arrays import host_dtype, to_host
 from .errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from .inputs import Prepared
@@ -53,8 +48,8 @@ from .meter_dump import DumpTarget
 from .meter_state import check_same_means, decode_state, digest, encode_state, same_first
 from .metrics import between_class_geometry
 from .stats import FirstPass, SecondPass
-from .stats_device import FirstState, SecondState, problems
-from .stats_protocol import NUMPY
+from .stats_device import FirstState, SecondState, check_second, never_seen, problems
+from .stats_protocol import NUMPY, merged, placed
 
 __all__ = ["Meter"]
 
@@ -160,9 +155,7 @@ class Meter:
 
     @property
     def first(self) -> FirstPass | None:
-        """Pass 1's class counts and sums on the host (None before any batch).
-
-        Reading it during pass 1 copies the device state to the host (not for the loop)."""
+        """Pass 1's class counts and sums on the host (None before any batch; a host copy)."""
         if self._first is not None:
             return self._first
         return None if self._s1 is None else self._s1.to_first_pass()
@@ -173,48 +166,8 @@ class Meter:
         return None if self._s2 is None else self._s2.to_second_pass(self.weights is not None)
 
     def _batch(self, features: Any, labels: Any) -> tuple[Any, Any, Any]:
-        """The one check of a batch: ``(xp, h, y)``, ``xp`` None for host numpy rows.
-
-        Only what needs no value is checked here for device arrays (dtype, shape, d); the
-        values (integer labels in range, finite rows) are counted on the device and
-        reported at :meth:`next_pass` / :meth:`compute`. Host rows are checked at once.
-        """
-        xp = get_namespace(features)
-        if xp is not None and str(getattr(features, "layout", "torch.strided")) == "torch.strided":
-            h, y = device_batch(xp, features, labels, self.n_classes)
-            if self.weights is not None and h.shape[1] != self.weights.shape[1]:
-                raise InvalidDataError(
-                    f"features have d = {h.shape[1]} but weights have "
-                    f"{self.weights.shape[1]} columns"
-                )
-            return xp, h, y
-        h = to_host(features, "features")
-        y = to_host(labels, "labels")
-        if h.dtype.kind not in "fiu":
-            raise UnsupportedDtypeError(f"features have unsupported dtype {h.dtype}: use floats")
-        if y.dtype.kind not in "fiub":
-            raise UnsupportedDtypeError(
-                f"labels have dtype {y.dtype}: the Meter takes integer labels (rows of W)"
-            )
-        if h.ndim != 2:
-            raise InvalidDataError(f"features must be 2-D (batch, d), got shape {h.shape}")
-        if y.ndim != 1 or y.shape[0] != h.shape[0]:
-            raise InvalidDataError(
-                f"labels must have shape ({h.shape[0]},) for these features, got {y.shape}"
-            )
-        if y.dtype.kind not in "iub" and not (y.size and np.all(np.mod(y, 1) == 0)):
-            raise InvalidDataError("labels must be integers (row indices of the classifier)")
-        y = y.astype(np.int64)
-        if y.size and (y.min() < 0 or y.max() >= self.n_classes):
-            raise InvalidDataError(
-                f"label {int(y[(y < 0) | (y >= self.n_classes)][0])} is not in "
-                f"[0, {self.n_classes}) (rows of the classifier)"
-            )
-        if self.weights is not None and h.shape[1] != self.weights.shape[1]:
-            raise InvalidDataError(
-                f"features have d = {h.shape[1]} but weights have {self.weights.shape[1]} columns"
-            )
-        return None, h, y
+        """The one check of a batch (:func:`ncinspect.array_api.meter_batch`)."""
+        return meter_batch(features, labels, self.n_classes, self.weights)
 
     def update(self, features: Any, labels: Any) -> None:
         """Add one batch to the current pass, on the device of ``features``.
@@ -247,7 +200,7 @@ class Meter:
                     raise InvalidDataError("features: pass 2 met row(s) holding NaN/Inf values")
                 new = sums.counts * (self._first.counts == 0)
                 if new.any():
-                    raise _never_seen(int(np.flatnonzero(new)[0]))
+                    raise never_seen(int(np.flatnonzero(new)[0]))
                 part = SecondPass.of_chunk(self.geometry, h, y, precision=self.precision)
                 self._s2.add_pass(part, sums, m)
             else:
@@ -284,20 +237,8 @@ class Meter:
             d, rank = self._first.sums.shape[1], self.geometry.basis.shape[0]
             self._s2 = SecondState.new(NUMPY, None, self.n_classes, d, rank)
         values = self._s2.to_host()
-        problem = problems(values, self.n_classes, 2)
-        if problem:
-            raise InvalidDataError(problem)
+        check_second(values, self._first.counts, self.n_classes)
         counts = np.asarray(self._first.counts, dtype=np.int64)
-        seen = values["seen"]
-        new = (seen > 0) & (counts == 0)
-        if new.any():
-            raise _never_seen(int(np.flatnonzero(new)[0]))
-        if not np.array_equal(seen, counts):
-            c = int(np.flatnonzero(seen != counts)[0])
-            raise InvalidDataError(
-                f"pass 2 saw {int(seen[c])} sample(s) of class {c} where pass 1 saw "
-                f"{int(counts[c])}: both passes must go over the same rows"
-            )
         check_same_means(self._first, self._s2.first_pass(values))
         self._check_weights_unchanged()
         prep = Prepared(
@@ -338,12 +279,12 @@ class Meter:
             what = ", ".join("classes" if k == "n_classes" else k for k in differ)
             raise error(f"meters to merge must have the same {what}")
         if self.pass_number == 1:
-            self._s1 = _merged(self._s1, other._s1)
+            self._s1 = merged(self._s1, other._s1)
             self._dtype = self._dtype or other._dtype
         else:
             if not same_first(self._first, other._first):
                 raise InvalidDataError("meters in pass 2 must share pass 1 (the same class means)")
-            self._s2 = _merged(self._s2, other._s2)
+            self._s2 = merged(self._s2, other._s2)
         return self
 
     def sibling(self) -> Meter:
@@ -365,30 +306,16 @@ class Meter:
             return int(self._first.sums.shape[1])
         return None if self._s1 is None else int(self._s1.sums.shape[1])
 
-    def shared_digest(self) -> str:
-        """SHA-256 of the fixed pass 1 (counts and sums), "" before :meth:`next_pass`."""
-        if self._first is None:
-            return ""
-        c = np.ascontiguousarray(self._first.counts, dtype=np.int64)
-        s = np.ascontiguousarray(self._first.sums, dtype=np.float64)
-        return hashlib.sha256(c.tobytes() + s.tobytes()).hexdigest()
+    def pass_state(self) -> Any:
+        """The declared state of the current pass (None before its first batch)."""
+        return self._s1 if self.pass_number == 1 else self._s2
 
-    def all_reduce_states(self, group: Any = None, *, n_features: int) -> Meter:
-        """Reduce the current pass's state over a ``torch.distributed`` group, field by
-        field as declared, where it lives (see
-        :func:`ncinspect.integrations.distributed.all_reduce_meter`, which checks the ranks
-        agree first). A rank that saw no batch takes part with an empty state."""
-        C = self.n_classes
+    def set_pass_state(self, state: Any) -> None:
+        """Replace the current pass's state (e.g. by its reduction over processes)."""
         if self.pass_number == 1:
-            if self._s1 is None:
-                self._s1 = FirstState.new(NUMPY, None, C, n_features)
-            self._s1 = self._s1.all_reduce(group)
+            self._s1 = state
         else:
-            if self._s2 is None:
-                rank = self.geometry.basis.shape[0]
-                self._s2 = SecondState.new(NUMPY, None, C, n_features, rank)
-            self._s2 = self._s2.all_reduce(group)
-        return self
+            self._s2 = state
 
     def _geometry(self):
         return between_class_geometry(
@@ -455,12 +382,6 @@ class Meter:
             )
 
 
-def _never_seen(c: int) -> InvalidDataError:
-    return InvalidDataError(
-        f"pass 2 saw class {c}, which pass 1 never saw: both passes must go over the same rows"
-    )
-
-
 def _state_xp(xp: Any) -> Any:
     return NUMPY if xp is None else xp
 
@@ -470,25 +391,7 @@ def _device(xp: Any, h: Any) -> Any:
 
 
 def _place(state: Any, xp: Any, h: Any) -> Any:
-    """``state`` where the batch ``h`` lives (moved once when a batch comes from elsewhere)."""
-    sxp = state.xp
-    if xp is None:
-        return state if sxp is NUMPY else type(state).from_host(state.to_host(), NUMPY)
-    device = device_of(h)
-    if sxp is xp and state.device == device:
-        return state
-    return type(state).from_host(state.to_host(), xp, device)
-
-
-def _merged(mine: Any, theirs: Any) -> Any:
-    """Two declared states (either may be None) merged where ``mine`` lives."""
-    if theirs is None:
-        return mine
-    if mine is None:
-        return type(theirs).from_host(theirs.to_host(), theirs.xp, theirs.device)
-    if theirs.xp is not mine.xp or theirs.device != mine.device:
-        theirs = type(theirs).from_host(theirs.to_host(), mine.xp, mine.device)
-    return mine.merge(theirs)
+    return placed(state, _state_xp(xp), _device(xp, h))
 
 
 def _numeric(arr: np.ndarray, what: str) -> np.ndarray:

@@ -156,7 +156,9 @@ def decode_state(state: Any, settings: dict[str, Any]) -> dict[str, Any]:
             got[prefix] = None
             continue
         if name != cls.__name__:
-            raise InvalidDataError(f"meter state: {prefix!r} holds a {name!r}, not a {cls.__name__}")
+            raise InvalidDataError(
+                f"meter state: {prefix!r} holds a {name!r}, not a {cls.__name__}"
+            )
         fields = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
         got[prefix] = cls.from_host(fields, NUMPY, C=C)
     if state["pass_number"] == 2 and got["first"] is None:

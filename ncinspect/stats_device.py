@@ -9,7 +9,7 @@ the device and read at the end of the pass (:meth:`FirstState.problems`): non-fi
 (left out of the sums), labels outside ``[0, C)`` or not integers (left out too). Class
 sums are scatter-adds (:func:`scatter_add`: torch ``index_add_``, CuPy ``scatter_add``, JAX
 ``.at[].add``, numpy ``bincount``/sparse); never a dense C x rows indicator except for an
-unknown array library at C <= :data:`DENSE_MAX_C`.
+unknown array library at small C (:func:`ncinspect.array_api.scatter_add`).
 
 ``to_first_pass`` / ``to_second_pass`` turn a state into the host
 :class:`~ncinspect.stats.FirstPass` / :class:`~ncinspect.stats.SecondPass` (one copy per
@@ -27,60 +27,19 @@ from typing import Any
 
 import numpy as np
 
-from .array_api import device_of
+from .array_api import device_of, scatter_add
+from .errors import InvalidDataError
 from .stats import FirstPass, SecondPass
-from .stats_blocks import Moments, group_sum
-from .stats_protocol import NUMPY, Declared, declare, moments_of
-from .stats_xp import _decisions, _device_geometry, _float64, _gap, _patch, precision_gamma
+from .stats_blocks import Moments
+from .stats_protocol import Declared, declare, moments_of
+from .stats_xp import as_float64 as _float64
+from .stats_xp import decisions as _decisions
+from .stats_xp import device_geometry as _device_geometry
+from .stats_xp import gap as _gap
+from .stats_xp import patch as _patch
+from .stats_xp import precision_gamma
 
-__all__ = ["FirstState", "SecondState", "scatter_add", "DENSE_MAX_C"]
-
-DENSE_MAX_C = 1024  #: the largest C summed by a dense indicator (unknown libraries only)
-
-
-def _library(xp: Any) -> str:
-    if xp is NUMPY:
-        return "numpy"
-    import array_api_compat as compat
-
-    for name in ("torch", "numpy", "cupy", "jax"):
-        if getattr(compat, f"is_{name}_namespace")(xp):
-            return name
-    return "other"
-
-
-def scatter_add(xp: Any, acc: Any, index: Any, values: Any) -> Any:
-    """``acc`` with the rows of ``values`` added at rows ``index`` (int64, in range).
-
-    May update ``acc`` in place (torch, CuPy): use the returned array.
-    """
-    lib = _library(xp)
-    if lib == "torch":
-        return acc.index_add_(0, index, values)
-    if lib == "cupy":
-        import cupyx
-
-        cupyx.scatter_add(acc, index, values)
-        return acc
-    if lib == "jax":
-        return acc.at[index].add(values)
-    if lib == "numpy":
-        n = acc.shape[0]
-        if values.ndim == 1:
-            add = np.bincount(index, weights=values, minlength=n)
-            return acc + add.astype(acc.dtype)
-        return acc + group_sum(values, index, n)
-    n = acc.shape[0]
-    if n > DENSE_MAX_C:
-        raise NotImplementedError(
-            f"{getattr(xp, '__name__', xp)} has no scatter-add ncinspect knows, and C = {n} "
-            f"is above {DENSE_MAX_C} for a dense indicator: pass torch, CuPy, JAX or numpy arrays"
-        )
-    classes = xp.arange(n, dtype=xp.int64, device=device_of(acc))
-    ind = xp.astype(classes[:, None] == index[None, :], acc.dtype)  # (C, m)
-    if values.ndim == 1:
-        return acc + xp.reshape(ind @ xp.reshape(values, (-1, 1)), (n,))
-    return acc + ind @ values
+__all__ = ["FirstState", "SecondState", "problems", "check_second", "never_seen"]
 
 
 @dataclass
@@ -171,6 +130,30 @@ def problems(values: dict[str, np.ndarray], n_classes: int, pass_number: int) ->
     return None
 
 
+def never_seen(c: int) -> InvalidDataError:
+    return InvalidDataError(
+        f"pass 2 saw class {c}, which pass 1 never saw: both passes must go over the same rows"
+    )
+
+
+def check_second(values: dict[str, np.ndarray], counts: np.ndarray, n_classes: int) -> None:
+    """Pass 2 (host values of a :class:`SecondState`) must have seen pass 1's rows."""
+    problem = problems(values, n_classes, 2)
+    if problem:
+        raise InvalidDataError(problem)
+    counts = np.asarray(counts, dtype=np.int64)
+    seen = values["seen"]
+    new = (seen > 0) & (counts == 0)
+    if new.any():
+        raise never_seen(int(np.flatnonzero(new)[0]))
+    if not np.array_equal(seen, counts):
+        c = int(np.flatnonzero(seen != counts)[0])
+        raise InvalidDataError(
+            f"pass 2 saw {int(seen[c])} sample(s) of class {c} where pass 1 saw "
+            f"{int(counts[c])}: both passes must go over the same rows"
+        )
+
+
 @dataclass
 class FirstState(_Checked):
     """Pass 1 on the device: class counts and float64 class sums (+ the checks' counts)."""
@@ -211,8 +194,6 @@ class FirstState(_Checked):
 
 
 def _overflow():
-    from .errors import InvalidDataError
-
     return InvalidDataError(
         "features: the class sums overflow float64 (values near 1e308): the Meter keeps "
         "unscaled sums; divide the features by a power of two, or analyse the rows from a file"

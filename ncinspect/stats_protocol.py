@@ -43,6 +43,8 @@ __all__ = [
     "merge_moments",
     "moments_of",
     "namespace_of",
+    "placed",
+    "merged",
 ]
 
 REDUCTIONS = ("sum", "max", "min", "equal", "moments")
@@ -298,3 +300,19 @@ def _device(x: Any) -> Any:
     import array_api_compat
 
     return array_api_compat.device(x)
+
+
+def placed(state: Declared, xp: Any, device: Any) -> Declared:
+    """``state`` in namespace ``xp`` on ``device`` (itself when it is there already)."""
+    if state.xp is xp and state.device == device:
+        return state
+    return type(state).from_host(state.to_host(), xp, device)
+
+
+def merged(mine: Declared | None, theirs: Declared | None) -> Declared | None:
+    """Two states (either may be None) merged where ``mine`` lives."""
+    if theirs is None:
+        return mine
+    if mine is None:
+        return type(theirs).from_host(theirs.to_host(), theirs.xp, theirs.device)  # a copy
+    return mine.merge(placed(theirs, mine.xp, mine.device))

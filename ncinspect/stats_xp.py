@@ -388,3 +388,7 @@ def _unpack(flat: np.ndarray, C: int, r: int, has_clf: bool, has_out: bool, n_re
         sq, mx, om = take(3)
         res["sq_err"], res["max_abs_err"], res["out_abs_max"] = float(sq), float(mx), float(om)
     return res
+
+
+as_float64, decisions, device_geometry = _float64, _decisions, _device_geometry  # stats_device
+gap, patch = _gap, _patch

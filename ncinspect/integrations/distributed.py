@@ -35,6 +35,8 @@ from typing import Any
 
 from ..errors import UsageError
 from ..meter import Meter
+from ..stats_device import FirstState, SecondState
+from ..stats_protocol import NUMPY
 
 __all__ = ["all_reduce_meter", "merge_meter_states"]
 
@@ -81,7 +83,10 @@ def all_reduce_meter(meter: Meter, group: Any = None) -> Meter:
     # what must be equal on every rank: settings, pass, and in pass 2 pass 1 itself; and
     # the feature count d, which a rank without a batch learns here
     settings = json.dumps({"pass": meter.pass_number, **meter._settings()}, sort_keys=True)
-    shared = meter.shared_digest() if meter.pass_number == 2 else ""
+    shared = ""
+    if meter.pass_number == 2:
+        first = meter.first
+        shared = hashlib.sha256(first.counts.tobytes() + first.sums.tobytes()).hexdigest()
     d = meter.n_features or 0
     keys = [_digest_int(settings), _digest_int(shared), d]
     check = torch.tensor(keys + [-k for k in keys], dtype=torch.int64, device=device)
@@ -107,5 +112,12 @@ def all_reduce_meter(meter: Meter, group: Any = None) -> Meter:
         raise InvalidDataError(
             f"all_reduce_meter: the ranks' features have d = {lo[2]} and {hi[2]}"
         )
-    meter.all_reduce_states(group, n_features=hi[2])
+    state = meter.pass_state()
+    if state is None:  # this rank saw no batch: it takes part with an empty state
+        C, d = meter.n_classes, hi[2]
+        if meter.pass_number == 1:
+            state = FirstState.new(NUMPY, None, C, d)
+        else:
+            state = SecondState.new(NUMPY, None, C, d, meter.geometry.basis.shape[0])
+    meter.set_pass_state(state.all_reduce(group))
     return meter
