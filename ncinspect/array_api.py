@@ -29,6 +29,7 @@ __all__ = [
     "on_device",
     "device_batch",
     "meter_batch",
+    "batch_dtype",
     "numpy_namespace",
     "scatter_add",
     "DENSE_MAX_C",
@@ -184,6 +185,16 @@ def meter_batch(features: Any, labels: Any, n_classes: int, weights: Any = None)
             f"features have d = {h.shape[1]} but weights have {weights.shape[1]} columns"
         )
     return xp, h, y
+
+
+def batch_dtype(h: Any) -> np.dtype:
+    """The numpy dtype of a batch as :func:`to_host` would give it (read from its name)."""
+    if isinstance(h, np.ndarray):
+        return h.dtype
+    try:
+        return np.dtype(str(h.dtype).rsplit(".", 1)[-1])
+    except TypeError:  # bfloat16, float8: numpy has none, to_host gives float32 (exact)
+        return np.dtype(np.float32)
 
 
 def numpy_namespace():

@@ -40,8 +40,8 @@ import numpy as np
 
 from .analyze import build_result
 from .analyze_build import check_center
-from .array_api import check_precision, device_of, meter_batch
-from .arrays import host_dtype, to_host
+from .array_api import batch_dtype, check_precision, device_of, meter_batch
+from .arrays import to_host
 from .errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from .inputs import Prepared
 from .meter_dump import DumpTarget
@@ -179,7 +179,7 @@ class Meter:
         xp, h, y = self._batch(features, labels)
         m, row0 = h.shape[0], self._row
         if self.pass_number == 1:
-            self._dtype = self._dtype or (h.dtype if isinstance(h, np.ndarray) else host_dtype(h))
+            self._dtype = self._dtype or batch_dtype(h)
             if self._s1 is None:
                 self._s1 = FirstState.new(_state_xp(xp), _device(xp, h), *self._shape(h))
             self._s1 = _place(self._s1, xp, h)

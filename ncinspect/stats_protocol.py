@@ -221,8 +221,6 @@ class Declared:
         ``dims`` (optional) fixes the dimension names' sizes; a field of another shape or a
         missing field is an :class:`~ncinspect.errors.InvalidDataError`.
         """
-        from .array_api import on_device
-
         values, seen = {}, dict(dims)
         for name, spec in cls.specs():
             if name not in state:
@@ -240,8 +238,8 @@ class Declared:
                         f"{cls.__name__} state: {name!r} has shape {arr.shape}, which does "
                         f"not match the other fields ({s} = {want})"
                     )
-            arr = arr.astype(spec.dtype)
-            values[name] = arr if xp is None or xp is NUMPY else on_device(xp, arr, device)
+            arr = np.array(arr, dtype=spec.dtype, order="C")  # a copy, 0-d kept 0-d
+            values[name] = arr if xp is None or xp is NUMPY else xp.asarray(arr, device=device)
         return cls(**values)
 
     def all_reduce(self, group: Any = None) -> Declared:
@@ -255,7 +253,7 @@ class Declared:
         import torch
         import torch.distributed as dist
 
-        from .array_api import host, on_device
+        from .array_api import host
 
         xp = self.xp
         native = isinstance(getattr(self, self.specs()[0][0]), torch.Tensor)
@@ -291,8 +289,8 @@ class Declared:
             if native:
                 out[name] = t
             else:
-                back = host(t)
-                out[name] = back if xp is NUMPY else on_device(xp, back, _device(value))
+                back = np.array(host(t), dtype=spec.dtype, order="C")
+                out[name] = back if xp is NUMPY else xp.asarray(back, device=_device(value))
         return type(self)(**out)
 
 
