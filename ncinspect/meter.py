@@ -44,11 +44,12 @@ from .array_api import batch_dtype, check_precision, device_of, meter_batch
 from .arrays import to_host
 from .errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from .inputs import Prepared
+from .meter_checks import check_same_rows, check_second, never_seen, problems
 from .meter_dump import DumpTarget
-from .meter_state import check_same_means, decode_state, digest, encode_state, same_first
+from .meter_state import decode_state, digest, encode_state, same_first
 from .metrics import between_class_geometry
 from .stats import FirstPass, SecondPass
-from .stats_device import FirstState, SecondState, check_second, never_seen, problems
+from .stats_device import FirstState, SecondState
 from .stats_protocol import NUMPY, merged, placed
 
 __all__ = ["Meter"]
@@ -161,13 +162,16 @@ class Meter:
         return None if self._s1 is None else self._s1.to_first_pass()
 
     @property
+    def _means(self) -> np.ndarray:
+        """Pass 1's class means (C, d) (NaN for a class without rows), cached."""
+        if getattr(self, "_means_of", None) is not self._first:
+            self._means_cache, self._means_of = self._first.class_means(), self._first
+        return self._means_cache
+
+    @property
     def second(self) -> SecondPass | None:
         """Pass 2's statistics on the host (None before pass 2's first batch)."""
         return None if self._s2 is None else self._s2.to_second_pass(self.weights is not None)
-
-    def _batch(self, features: Any, labels: Any) -> tuple[Any, Any, Any]:
-        """The one check of a batch (:func:`ncinspect.array_api.meter_batch`)."""
-        return meter_batch(features, labels, self.n_classes, self.weights)
 
     def update(self, features: Any, labels: Any) -> None:
         """Add one batch to the current pass, on the device of ``features``.
@@ -176,7 +180,7 @@ class Meter:
         on that device, with no host synchronisation: problems found in the values are
         reported at :meth:`next_pass` / :meth:`compute`.
         """
-        xp, h, y = self._batch(features, labels)
+        xp, h, y = meter_batch(features, labels, self.n_classes, self.weights)  # the one check
         m, row0 = h.shape[0], self._row
         if self.pass_number == 1:
             self._dtype = self._dtype or batch_dtype(h)
@@ -202,9 +206,11 @@ class Meter:
                 if new.any():
                     raise never_seen(int(np.flatnonzero(new)[0]))
                 part = SecondPass.of_chunk(self.geometry, h, y, precision=self.precision)
-                self._s2.add_pass(part, sums, m)
+                self._s2.add_pass(part, sums, self.geometry, self._means, m)
             else:
-                self._s2.update(xp, self.geometry, h, y, row0, precision=self.precision)
+                self._s2.update(
+                    xp, self.geometry, self._means, h, y, row0, precision=self.precision
+                )
         self._row += m
 
     def _shape(self, h: Any) -> tuple[int, int]:
@@ -239,7 +245,7 @@ class Meter:
         values = self._s2.to_host()
         check_second(values, self._first.counts, self.n_classes)
         counts = np.asarray(self._first.counts, dtype=np.int64)
-        check_same_means(self._first, self._s2.first_pass(values))
+        check_same_rows(values, self._means, self.geometry.scale)
         self._check_weights_unchanged()
         prep = Prepared(
             features=_Rows(int(counts.sum()), self._first.sums.shape[1], self._dtype),
@@ -296,15 +302,6 @@ class Meter:
         other.reset()
         other._first, other.geometry = self._first, self.geometry
         return other
-
-    @property
-    def n_features(self) -> int | None:
-        """d: the classifier's columns, else the features seen (None before any batch)."""
-        if self.weights is not None:
-            return int(self.weights.shape[1])
-        if self._first is not None:
-            return int(self._first.sums.shape[1])
-        return None if self._s1 is None else int(self._s1.sums.shape[1])
 
     def pass_state(self) -> Any:
         """The declared state of the current pass (None before its first batch)."""

@@ -164,7 +164,7 @@ def decode_state(state: Any, settings: dict[str, Any]) -> dict[str, Any]:
     if state["pass_number"] == 2 and got["first"] is None:
         raise InvalidDataError("meter state: pass 2 without the statistics of pass 1")
     if got["first"] is not None and got["second"] is not None:
-        if got["first"].sums.shape[1] != got["second"].sums.shape[1]:
+        if got["first"].sums.shape[1] != got["second"].resid.shape[1]:
             raise InvalidDataError("meter state: the two passes have other feature counts")
     return {
         "pass_number": state["pass_number"],

@@ -5,7 +5,7 @@
 arrays' device, in float64. Their ``update`` adds one batch with array arithmetic only: no
 value is read on the host (no ``.item()``, ``bool(tensor)``, host copies or data-dependent
 shapes), so a CUDA stream never waits for the Python loop. What needs values is counted on
-the device and read at the end of the pass (:meth:`FirstState.problems`): non-finite rows
+the device and read at the end of the pass (:mod:`ncinspect.meter_checks`): non-finite rows
 (left out of the sums), labels outside ``[0, C)`` or not integers (left out too). Class
 sums are scatter-adds (:func:`scatter_add`: torch ``index_add_``, CuPy ``scatter_add``, JAX
 ``.at[].add``, numpy ``bincount``/sparse); never a dense C x rows indicator except for an
@@ -31,7 +31,7 @@ from .array_api import device_of, scatter_add
 from .errors import InvalidDataError
 from .stats import FirstPass, SecondPass
 from .stats_blocks import Moments
-from .stats_protocol import Declared, declare, moments_of
+from .stats_protocol import Declared, declare, merge_moments, moments_of
 from .stats_xp import as_float64 as _float64
 from .stats_xp import decisions as _decisions
 from .stats_xp import device_geometry as _device_geometry
@@ -39,14 +39,17 @@ from .stats_xp import gap as _gap
 from .stats_xp import patch as _patch
 from .stats_xp import precision_gamma
 
-__all__ = ["FirstState", "SecondState", "problems", "check_second", "never_seen"]
+__all__ = ["FirstState", "SecondState"]
 
 
 @dataclass
 class _Rows:
-    """One batch prepared on its device: float64 rows (bad rows zeroed), safe labels."""
+    """One batch prepared on its device: float64 rows, safe labels, the checks' counts.
 
-    hz: Any  # (m, d) float64, rows that are not finite or mislabelled set to 0
+    Rows that are not finite or carry a bad label are *not* removed: the pass is refused
+    at its end whenever one was seen, so what they add to the sums is never used."""
+
+    hf: Any  # (m, d) float64 rows
     ys: Any  # (m,) int64 labels, bad ones replaced by 0 (safe to index with)
     ok: Any  # (m,) bool: the label is an integer in [0, C)
     good: Any  # (m,) bool: ok and the row is finite
@@ -58,6 +61,14 @@ class _Rows:
 
 
 _BIG = int(np.iinfo(np.int64).max)
+
+
+def _finite_rows(xp: Any, h: Any) -> Any:
+    """(m,) bool: rows without NaN/Inf. ``sum(h * 0)`` is 0 exactly for a finite row and NaN
+    otherwise (never a false alarm from an overflowing sum); one cheap pass in h's dtype."""
+    if not xp.isdtype(h.dtype, "real floating"):
+        return xp.ones((h.shape[0],), dtype=xp.bool, device=device_of(h))
+    return xp.sum(h * 0, axis=1) == 0
 
 
 def _prepare(xp: Any, h: Any, y: Any, n_classes: int, row0: int) -> _Rows:
@@ -79,15 +90,13 @@ def _prepare(xp: Any, h: Any, y: Any, n_classes: int, row0: int) -> _Rows:
         n_frac = xp.sum(xp.astype(frac, xp.int64))
         lo = xp.min(xp.where(frac, big, yi)) if m else big
         hi = xp.max(xp.where(frac, -big - 1, yi)) if m else -big - 1
-    finite = xp.all(xp.isfinite(hf), axis=1)
-    good = ok & finite
-    zero = xp.zeros((), dtype=xp.float64, device=device)
-    hz = xp.where(good[:, None], hf, zero)
+    finite = _finite_rows(xp, h)
     ys = xp.where(ok, yi, xp.zeros_like(yi))
     bad = ~finite
     rows = xp.arange(row0, row0 + m, dtype=xp.int64, device=device)
     first_bad = xp.min(xp.where(bad, rows, big)) if m else big
-    return _Rows(hz, ys, ok, good, xp.sum(xp.astype(bad, xp.int64)), first_bad, lo, hi, n_frac)
+    n_bad = xp.sum(xp.astype(bad, xp.int64))
+    return _Rows(hf, ys, ok, ok & finite, n_bad, first_bad, lo, hi, n_frac)
 
 
 @dataclass
@@ -111,49 +120,6 @@ class _Checked(Declared):
         self.n_fractional = self.n_fractional + b.n_fractional
 
 
-def problems(values: dict[str, np.ndarray], n_classes: int, pass_number: int) -> str | None:
-    """What a pass's checks found (host values of a state), as one message; None if fine."""
-    if int(values["n_fractional"]):
-        return (
-            f"labels must be integers (row indices of the classifier): "
-            f"{int(values['n_fractional'])} label(s) of pass {pass_number} are not"
-        )
-    lo, hi = int(values["label_min"]), int(values["label_max"])
-    if int(values["n_rows"]) and (lo < 0 or hi >= n_classes):
-        return f"label {lo if lo < 0 else hi} is not in [0, {n_classes}) (rows of the classifier)"
-    n_bad = int(values["n_nonfinite"])
-    if n_bad:
-        return (
-            f"features: {n_bad} row(s) of pass {pass_number} hold NaN/Inf values, first at row "
-            f"{int(values['first_nonfinite'])}"
-        )
-    return None
-
-
-def never_seen(c: int) -> InvalidDataError:
-    return InvalidDataError(
-        f"pass 2 saw class {c}, which pass 1 never saw: both passes must go over the same rows"
-    )
-
-
-def check_second(values: dict[str, np.ndarray], counts: np.ndarray, n_classes: int) -> None:
-    """Pass 2 (host values of a :class:`SecondState`) must have seen pass 1's rows."""
-    problem = problems(values, n_classes, 2)
-    if problem:
-        raise InvalidDataError(problem)
-    counts = np.asarray(counts, dtype=np.int64)
-    seen = values["seen"]
-    new = (seen > 0) & (counts == 0)
-    if new.any():
-        raise never_seen(int(np.flatnonzero(new)[0]))
-    if not np.array_equal(seen, counts):
-        c = int(np.flatnonzero(seen != counts)[0])
-        raise InvalidDataError(
-            f"pass 2 saw {int(seen[c])} sample(s) of class {c} where pass 1 saw "
-            f"{int(counts[c])}: both passes must go over the same rows"
-        )
-
-
 @dataclass
 class FirstState(_Checked):
     """Pass 1 on the device: class counts and float64 class sums (+ the checks' counts)."""
@@ -171,7 +137,7 @@ class FirstState(_Checked):
         b = _prepare(xp, h, y, C, row0)
         self._count(b, h.shape[0])
         self.counts = scatter_add(xp, self.counts, b.ys, xp.astype(b.ok, xp.int64))
-        self.sums = scatter_add(xp, self.sums, b.ys, b.hz)
+        self.sums = scatter_add(xp, self.sums, b.ys, b.hf)
         return self
 
     def add_pass(self, part: FirstPass, n_rows: int) -> FirstState:
@@ -203,7 +169,7 @@ def _overflow():
 @dataclass
 class SecondState(_Checked):
     """Pass 2 on the device: the fields of :class:`~ncinspect.stats.SecondPass` as arrays,
-    plus pass 2's own class counts and sums (to check it saw pass 1's rows)."""
+    plus pass 2's own class counts and residual sums (to check it saw pass 1's rows)."""
 
     proj_sq: Any = declare("sum", ("r",), "float64")
     class_sq: Any = declare("sum", ("C",), "float64")
@@ -217,7 +183,7 @@ class SecondState(_Checked):
     out_abs_max: Any = declare("max", (), "float64")
     n_rechecked: Any = declare("sum", (), "int64")
     seen: Any = declare("sum", ("C",), "int64")
-    sums: Any = declare("sum", ("C", "d"), "float64")
+    resid: Any = declare("sum", ("C", "d"), "float64")  # sum of e = h / scale - mu_y / scale
 
     @classmethod
     def new(cls, xp: Any, device: Any, n_classes: int, n_features: int, rank: int):
@@ -227,27 +193,35 @@ class SecondState(_Checked):
         return s
 
     def update(
-        self, xp: Any, geom: Any, h: Any, y: Any, row0: int = 0, *, precision: str = "float64"
+        self,
+        xp: Any,
+        geom: Any,
+        means: np.ndarray,
+        h: Any,
+        y: Any,
+        row0: int = 0,
+        *,
+        precision: str = "float64",
     ) -> SecondState:
-        """Add a batch given pass 1's :class:`~ncinspect.stats.Geometry`; returns self."""
+        """Add a batch given pass 1's :class:`~ncinspect.stats.Geometry` and class means
+        (host (C, d), NaN for a class without rows); returns self."""
         C, r = geom.n_classes, geom.basis.shape[0]
         m = h.shape[0]
         b = _prepare(xp, h, y, C, row0)
         self._count(b, m)
         self.seen = scatter_add(xp, self.seen, b.ys, xp.astype(b.ok, xp.int64))
-        self.sums = scatter_add(xp, self.sums, b.ys, b.hz)
         if m == 0:
             return self
-        device = device_of(b.hz)
-        g = _device_geometry(xp, geom, device)
+        g = _device_geometry(xp, geom, device_of(b.hf))
         keep = b.good if g.all_present else b.good & xp.take(g.present, b.ys, axis=0)
-        keepf = xp.astype(keep, xp.float64)
-        if g.inv_scale == 1.0:
-            hc = b.hz - g.mu[None, :]  # h' = h - mu_G
-        else:  # exact power-of-two scaling first, so nothing overflows
-            hc = b.hz * g.inv_scale - g.mu_scaled[None, :]
-        e = hc - xp.take(g.centred, b.ys, axis=0)  # (m, d) within-class residuals
+        zero = xp.zeros((), dtype=xp.float64, device=device_of(b.hf))
+        hs = b.hf if g.inv_scale == 1.0 else b.hf * g.inv_scale  # exact power-of-two scaling
         f32 = precision == "float32"
+        # e = (h - mu_y) / scale from pass 1's class means (also of classes below min_count)
+        e = hs - xp.take(_class_means(xp, g, means), b.ys, axis=0)
+        hc = None if g.from_scores and not f32 else hs - g.mu_scaled[None, :]  # h' (decisions)
+        # residual sums by class: pass 2's class means minus pass 1's (checked at compute)
+        self.resid = scatter_add(xp, self.resid, b.ys, e)
         if f32:
             if r:
                 proj = xp.astype(xp.astype(e, xp.float32) @ g.basis_t32, xp.float64)
@@ -261,9 +235,9 @@ class SecondState(_Checked):
                 proj = e @ g.basis_t
             scores = hc @ g.decide
         if r:
-            pk = proj * keepf[:, None]
-            self.proj_sq = self.proj_sq + xp.sum(pk * pk, axis=0)
-        self.class_sq = scatter_add(xp, self.class_sq, b.ys, xp.sum(e * e, axis=1) * keepf)
+            self.proj_sq = self.proj_sq + xp.sum(xp.where(keep[:, None], proj * proj, zero), axis=0)
+        sq = xp.where(keep, xp.sum(e * e, axis=1), zero)
+        self.class_sq = scatter_add(xp, self.class_sq, b.ys, sq)
 
         has_clf = geom.weights is not None
         dist, ncc, logits, _, clf = _decisions(xp, g, scores, C, has_clf, None)
@@ -275,17 +249,16 @@ class SecondState(_Checked):
             ncc_ok, clf_ok, agree_ok = self._recheck(
                 xp, g, hc, ys, dist, ncc, logits, clf, ncc_ok, clf_ok, agree_ok
             )
-        one = xp.astype(keep, xp.int64)
-        self.ncc_correct = scatter_add(xp, self.ncc_correct, ys, xp.astype(ncc_ok, xp.int64) * one)
+        self.ncc_correct = scatter_add(xp, self.ncc_correct, ys, xp.astype(ncc_ok & keep, xp.int64))
         if clf is not None:
             self.clf_correct = scatter_add(
-                xp, self.clf_correct, ys, xp.astype(clf_ok, xp.int64) * one
+                xp, self.clf_correct, ys, xp.astype(clf_ok & keep, xp.int64)
             )
-            self.agree = scatter_add(xp, self.agree, ys, xp.astype(agree_ok, xp.int64) * one)
+            self.agree = scatter_add(xp, self.agree, ys, xp.astype(agree_ok & keep, xp.int64))
         if logits is not None:
             s_h, s_w = g.logit_scales
             out = logits * (s_h * s_w) if s_h * s_w != 1.0 else logits
-            self._outputs(xp, out, ys, keep, keepf)
+            self._outputs(xp, out, ys, keep, xp.astype(keep, xp.float64))
         return self
 
     def _recheck(self, xp, g, hc, ys, dist, ncc, logits, clf, ncc_ok, clf_ok, agree_ok):
@@ -313,8 +286,6 @@ class SecondState(_Checked):
 
     def _outputs(self, xp, out, ys, keep, keepf) -> None:
         """The SQI sums of the kept rows' outputs (moments merged on the device)."""
-        from .stats_protocol import merge_moments
-
         m, C = out.shape
         device = device_of(out)
         cols = xp.arange(C, dtype=xp.int64, device=device)
@@ -331,7 +302,9 @@ class SecondState(_Checked):
         absk = xp.where(keep[:, None], xp.abs(out), zero)
         self.out_abs_max = xp.maximum(self.out_abs_max, xp.max(absk))
 
-    def add_pass(self, part: SecondPass, sums: FirstPass, n_rows: int) -> SecondState:
+    def add_pass(
+        self, part: SecondPass, sums: FirstPass, geom: Any, means: np.ndarray, n_rows: int
+    ) -> SecondState:
         """Add host pass-2 statistics of ``n_rows`` checked rows (numpy states only)."""
         if sums.sum_scale != 1.0:
             raise _overflow()
@@ -343,12 +316,14 @@ class SecondState(_Checked):
             for name in ("true_out", "wrong_out"):
                 mo = getattr(part, name)
                 vec = np.array([mo.count, mo.mean, mo.m2], dtype=np.float64)
-                setattr(self, name, _np_moments(xp, getattr(self, name), vec))
+                setattr(self, name, merge_moments(xp, getattr(self, name), vec))
             self.sq_err = self.sq_err + part.sq_err
             self.max_abs_err = np.maximum(self.max_abs_err, part.max_abs_err)
             self.out_abs_max = np.maximum(self.out_abs_max, part.out_abs_max)
         self.seen = self.seen + sums.counts
-        self.sums = self.sums + sums.sums
+        inv = 1.0 / geom.scale
+        m = np.where(np.isfinite(means), means, 0.0)
+        self.resid = self.resid + (sums.sums * inv - sums.counts[:, None] * (m * inv))
         return self
 
     def to_second_pass(self, has_clf: bool, values: dict | None = None) -> SecondPass:
@@ -372,12 +347,10 @@ class SecondState(_Checked):
             stats.has_outputs = True
         return stats
 
-    def first_pass(self, values: dict) -> FirstPass:
-        """Pass 2's own class counts and sums, as a host :class:`FirstPass`."""
-        return FirstPass(values["seen"], values["sums"])
 
-
-def _np_moments(xp, a, vec):
-    from .stats_protocol import merge_moments
-
-    return merge_moments(xp, a, xp.asarray(vec))
+def _class_means(xp: Any, g: Any, means: np.ndarray) -> Any:
+    """(C, d) pass-1 class means / scale on the device (0 for a class without rows), cached."""
+    if getattr(g, "class_means", None) is None:
+        m = np.where(np.isfinite(means), means, 0.0) / (1.0 / g.inv_scale)
+        g.class_means = xp.asarray(np.ascontiguousarray(m), device=device_of(g.centred))
+    return g.class_means

@@ -61,6 +61,7 @@ ROOMS: dict[str, int] = {
     "meter": 8,
     "meter_dump": 8,
     "meter_state": 8,
+    "meter_checks": 8,
     "check": 9,
     "theory": 9,
     "render": 10,

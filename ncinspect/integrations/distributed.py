@@ -60,6 +60,14 @@ def _digest_int(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "little")
 
 
+def _n_features(meter: Meter) -> int:
+    """d: the classifier's columns, else the features seen (0 before any batch)."""
+    if meter.weights is not None:
+        return int(meter.weights.shape[1])
+    state = meter.first if meter.pass_number == 2 else meter.pass_state()
+    return 0 if state is None else int(state.sums.shape[1])
+
+
 def all_reduce_meter(meter: Meter, group: Any = None) -> Meter:
     """Merge ``meter`` with the meters of every rank of ``group`` (default: the world).
 
@@ -87,7 +95,7 @@ def all_reduce_meter(meter: Meter, group: Any = None) -> Meter:
     if meter.pass_number == 2:
         first = meter.first
         shared = hashlib.sha256(first.counts.tobytes() + first.sums.tobytes()).hexdigest()
-    d = meter.n_features or 0
+    d = _n_features(meter)
     keys = [_digest_int(settings), _digest_int(shared), d]
     check = torch.tensor(keys + [-k for k in keys], dtype=torch.int64, device=device)
     dist.all_reduce(check, op=dist.ReduceOp.MAX, group=group)

@@ -104,5 +104,13 @@ def test_first_state_known_answer(backend):
     s.update(xp, backend(h), backend(y), row0=10)
     v = s.to_host()
     assert np.array_equal(v["counts"], [2, 1, 1])
-    assert np.array_equal(v["sums"], [[8.0, 10.0], [0.0, 0.0], [5.0, 6.0]])
     assert (v["n_nonfinite"], v["first_nonfinite"], v["label_min"], v["label_max"]) == (1, 11, 0, 5)
+    from ncinspect.meter_checks import problems  # the pass is refused, naming the first
+
+    assert problems(v, 3, 1) == "label 5 is not in [0, 3) (rows of the classifier)"
+    v["label_max"] = 2
+    assert "1 row(s) of pass 1 hold NaN/Inf values, first at row 11" in problems(v, 3, 1)
+    ok = FirstState.new(xp, device, 3, 2).update(xp, backend(h[[0, 2, 3]]), backend(y[[0, 2, 3]]))
+    v = ok.to_host()
+    assert np.array_equal(v["sums"], [[8.0, 10.0], [0.0, 0.0], [5.0, 6.0]])
+    assert problems(v, 3, 1) is None
