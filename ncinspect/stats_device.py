@@ -31,6 +31,7 @@ from .array_api import device_of, scatter_add
 from .errors import InvalidDataError
 from .stats import FirstPass, SecondPass
 from .stats_blocks import Moments
+from .stats_kernel import block_rows
 from .stats_protocol import Declared, declare, merge_moments, moments_of
 from .stats_xp import as_float64 as _float64
 from .stats_xp import decisions as _decisions
@@ -40,6 +41,17 @@ from .stats_xp import patch as _patch
 from .stats_xp import precision_gamma
 
 __all__ = ["FirstState", "SecondState"]
+
+
+def _blocks(xp: Any, h: Any, n_classes: int):
+    """Row ranges of a batch: cache-sized blocks on a CPU (the numpy kernels' block rows,
+    :func:`ncinspect.stats_kernel.block_rows`), where the work arrays then stay in cache;
+    the whole batch on an accelerator, where one launch per operation is what pays."""
+    m = h.shape[0]
+    dev = device_of(h)
+    on_host = getattr(dev, "type", "cpu") == "cpu" or "cpu" in str(dev).lower()
+    step = block_rows(h.shape[1], n_classes) if on_host else max(m, 1)
+    return [(a, min(m, a + step)) for a in range(0, m, step)] or [(0, 0)]
 
 
 @dataclass
@@ -134,11 +146,16 @@ class FirstState(_Checked):
     def update(self, xp: Any, h: Any, y: Any, row0: int = 0) -> FirstState:
         """Add a batch (``h`` (m, d), ``y`` (m,) on the state's device); returns self."""
         C = self.counts.shape[0]
+        for a, b in _blocks(xp, h, C):
+            self._update(xp, h[a:b, ...], y[a:b], row0 + a)
+        return self
+
+    def _update(self, xp: Any, h: Any, y: Any, row0: int) -> None:
+        C = self.counts.shape[0]
         b = _prepare(xp, h, y, C, row0)
         self._count(b, h.shape[0])
         self.counts = scatter_add(xp, self.counts, b.ys, xp.astype(b.ok, xp.int64))
         self.sums = scatter_add(xp, self.sums, b.ys, b.hf)
-        return self
 
     def add_pass(self, part: FirstPass, n_rows: int) -> FirstState:
         """Add a host :class:`FirstPass` of ``n_rows`` checked rows (numpy states only)."""
@@ -205,13 +222,18 @@ class SecondState(_Checked):
     ) -> SecondState:
         """Add a batch given pass 1's :class:`~ncinspect.stats.Geometry` and class means
         (host (C, d), NaN for a class without rows); returns self."""
+        for a, b in _blocks(xp, h, geom.n_classes):
+            self._update(xp, geom, means, h[a:b, ...], y[a:b], row0 + a, precision)
+        return self
+
+    def _update(self, xp, geom, means, h, y, row0, precision) -> None:
         C, r = geom.n_classes, geom.basis.shape[0]
         m = h.shape[0]
         b = _prepare(xp, h, y, C, row0)
         self._count(b, m)
         self.seen = scatter_add(xp, self.seen, b.ys, xp.astype(b.ok, xp.int64))
         if m == 0:
-            return self
+            return
         g = _device_geometry(xp, geom, device_of(b.hf))
         keep = b.good if g.all_present else b.good & xp.take(g.present, b.ys, axis=0)
         zero = xp.zeros((), dtype=xp.float64, device=device_of(b.hf))
@@ -259,7 +281,6 @@ class SecondState(_Checked):
             s_h, s_w = g.logit_scales
             out = logits * (s_h * s_w) if s_h * s_w != 1.0 else logits
             self._outputs(xp, out, ys, keep, xp.astype(keep, xp.float64))
-        return self
 
     def _recheck(self, xp, g, hc, ys, dist, ncc, logits, clf, ncc_ok, clf_ok, agree_ok):
         """Float32 mode: rows within the rounding bound decided again in float64."""
