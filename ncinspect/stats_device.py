@@ -32,7 +32,7 @@ from .errors import InvalidDataError
 from .stats import FirstPass, SecondPass
 from .stats_blocks import Moments
 from .stats_kernel import block_rows
-from .stats_protocol import Declared, declare, merge_moments, moments_of
+from .stats_protocol import Declared, declare, merge_moments
 from .stats_xp import as_float64 as _float64
 from .stats_xp import decisions as _decisions
 from .stats_xp import device_geometry as _device_geometry
@@ -61,7 +61,6 @@ class _Rows:
     Rows that are not finite or carry a bad label are *not* removed: the pass is refused
     at its end whenever one was seen, so what they add to the sums is never used."""
 
-    hf: Any  # (m, d) float64 rows
     ys: Any  # (m,) int64 labels, bad ones replaced by 0 (safe to index with)
     ok: Any  # (m,) bool: the label is an integer in [0, C)
     good: Any  # (m,) bool: ok and the row is finite
@@ -84,9 +83,10 @@ def _finite_rows(xp: Any, h: Any) -> Any:
 
 
 def _prepare(xp: Any, h: Any, y: Any, n_classes: int, row0: int) -> _Rows:
+    """The labels and checks of a whole batch (the float64 rows are made block by block)."""
     device = device_of(h)
-    hf = _float64(xp, h, "features")
-    m = hf.shape[0]
+    _float64(xp, h[:0, ...], "features")  # the dtype check, on no rows
+    m = h.shape[0]
     big = xp.full((), _BIG, dtype=xp.int64, device=device)
     if y.dtype == xp.bool or xp.isdtype(y.dtype, "integral"):
         yi = xp.astype(y, xp.int64)
@@ -108,7 +108,7 @@ def _prepare(xp: Any, h: Any, y: Any, n_classes: int, row0: int) -> _Rows:
     rows = xp.arange(row0, row0 + m, dtype=xp.int64, device=device)
     first_bad = xp.min(xp.where(bad, rows, big)) if m else big
     n_bad = xp.sum(xp.astype(bad, xp.int64))
-    return _Rows(hf, ys, ok, ok & finite, n_bad, first_bad, lo, hi, n_frac)
+    return _Rows(ys, ok, ok & finite, n_bad, first_bad, lo, hi, n_frac)
 
 
 @dataclass
@@ -146,16 +146,13 @@ class FirstState(_Checked):
     def update(self, xp: Any, h: Any, y: Any, row0: int = 0) -> FirstState:
         """Add a batch (``h`` (m, d), ``y`` (m,) on the state's device); returns self."""
         C = self.counts.shape[0]
-        for a, b in _blocks(xp, h, C):
-            self._update(xp, h[a:b, ...], y[a:b], row0 + a)
-        return self
-
-    def _update(self, xp: Any, h: Any, y: Any, row0: int) -> None:
-        C = self.counts.shape[0]
         b = _prepare(xp, h, y, C, row0)
         self._count(b, h.shape[0])
         self.counts = scatter_add(xp, self.counts, b.ys, xp.astype(b.ok, xp.int64))
-        self.sums = scatter_add(xp, self.sums, b.ys, b.hf)
+        for a, z in _blocks(xp, h, C):
+            hf = _float64(xp, h[a:z, ...], "features")
+            self.sums = scatter_add(xp, self.sums, b.ys[a:z], hf)
+        return self
 
     def add_pass(self, part: FirstPass, n_rows: int) -> FirstState:
         """Add a host :class:`FirstPass` of ``n_rows`` checked rows (numpy states only)."""
@@ -193,8 +190,7 @@ class SecondState(_Checked):
     ncc_correct: Any = declare("sum", ("C",), "int64")
     clf_correct: Any = declare("sum", ("C",), "int64")
     agree: Any = declare("sum", ("C",), "int64")
-    true_out: Any = declare("moments", (3,), "float64")
-    wrong_out: Any = declare("moments", (3,), "float64")
+    outputs: Any = declare("moments", (2, 3), "float64")  # true-class, wrong-class moments
     sq_err: Any = declare("sum", (), "float64")
     max_abs_err: Any = declare("max", (), "float64")
     out_abs_max: Any = declare("max", (), "float64")
@@ -222,28 +218,29 @@ class SecondState(_Checked):
     ) -> SecondState:
         """Add a batch given pass 1's :class:`~ncinspect.stats.Geometry` and class means
         (host (C, d), NaN for a class without rows); returns self."""
-        for a, b in _blocks(xp, h, geom.n_classes):
-            self._update(xp, geom, means, h[a:b, ...], y[a:b], row0 + a, precision)
-        return self
-
-    def _update(self, xp, geom, means, h, y, row0, precision) -> None:
-        C, r = geom.n_classes, geom.basis.shape[0]
-        m = h.shape[0]
+        C, m = geom.n_classes, h.shape[0]
         b = _prepare(xp, h, y, C, row0)
         self._count(b, m)
         self.seen = scatter_add(xp, self.seen, b.ys, xp.astype(b.ok, xp.int64))
         if m == 0:
-            return
-        g = _device_geometry(xp, geom, device_of(b.hf))
+            return self
+        g = _device_geometry(xp, geom, device_of(h))
         keep = b.good if g.all_present else b.good & xp.take(g.present, b.ys, axis=0)
-        zero = xp.zeros((), dtype=xp.float64, device=device_of(b.hf))
-        hs = b.hf if g.inv_scale == 1.0 else b.hf * g.inv_scale  # exact power-of-two scaling
+        zero = xp.zeros((), dtype=xp.float64, device=device_of(h))
+        for a, z in _blocks(xp, h, C):
+            hf = _float64(xp, h[a:z, ...], "features")
+            self._block(xp, g, geom, means, hf, b.ys[a:z], keep[a:z], zero, precision)
+        return self
+
+    def _block(self, xp, g, geom, means, hf, ys, keep, zero, precision) -> None:
+        C, r = geom.n_classes, geom.basis.shape[0]
+        hs = hf if g.inv_scale == 1.0 else hf * g.inv_scale  # exact power-of-two scaling
         f32 = precision == "float32"
         # e = (h - mu_y) / scale from pass 1's class means (also of classes below min_count)
-        e = hs - xp.take(_class_means(xp, g, means), b.ys, axis=0)
+        e = hs - xp.take(_class_means(xp, g, means), ys, axis=0)
         hc = None if g.from_scores and not f32 else hs - g.mu_scaled[None, :]  # h' (decisions)
         # residual sums by class: pass 2's class means minus pass 1's (checked at compute)
-        self.resid = scatter_add(xp, self.resid, b.ys, e)
+        self.resid = scatter_add(xp, self.resid, ys, e)
         if f32:
             if r:
                 proj = xp.astype(xp.astype(e, xp.float32) @ g.basis_t32, xp.float64)
@@ -251,7 +248,7 @@ class SecondState(_Checked):
         elif g.from_scores:  # e [M~ | W]^T, the projection from it, then h' = e + M~_y
             scores = e @ g.decide
             proj = scores[:, :C] @ g.proj_map
-            scores = scores + xp.take(g.class_term, b.ys, axis=0)
+            scores = scores + xp.take(g.class_term, ys, axis=0)
         else:
             if r:
                 proj = e @ g.basis_t
@@ -259,11 +256,10 @@ class SecondState(_Checked):
         if r:
             self.proj_sq = self.proj_sq + xp.sum(xp.where(keep[:, None], proj * proj, zero), axis=0)
         sq = xp.where(keep, xp.sum(e * e, axis=1), zero)
-        self.class_sq = scatter_add(xp, self.class_sq, b.ys, sq)
+        self.class_sq = scatter_add(xp, self.class_sq, ys, sq)
 
         has_clf = geom.weights is not None
         dist, ncc, logits, _, clf = _decisions(xp, g, scores, C, has_clf, None)
-        ys = b.ys
         ncc_ok, clf_ok, agree_ok = ncc == ys, None, None
         if clf is not None:
             clf_ok, agree_ok = clf == ys, clf == ncc
@@ -280,7 +276,7 @@ class SecondState(_Checked):
         if logits is not None:
             s_h, s_w = g.logit_scales
             out = logits * (s_h * s_w) if s_h * s_w != 1.0 else logits
-            self._outputs(xp, out, ys, keep, xp.astype(keep, xp.float64))
+            self._outputs(xp, out, ys, keep, zero)
 
     def _recheck(self, xp, g, hc, ys, dist, ncc, logits, clf, ncc_ok, clf_ok, agree_ok):
         """Float32 mode: rows within the rounding bound decided again in float64."""
@@ -305,23 +301,30 @@ class SecondState(_Checked):
                 agree_ok = _patch(xp, agree_ok, flag, idx, clf_x == ncc_x)
         return ncc_ok, clf_ok, agree_ok
 
-    def _outputs(self, xp, out, ys, keep, keepf) -> None:
-        """The SQI sums of the kept rows' outputs (moments merged on the device)."""
-        m, C = out.shape
-        device = device_of(out)
-        cols = xp.arange(C, dtype=xp.int64, device=device)
-        onehot = cols[None, :] == ys[:, None]
-        zero = xp.zeros((), dtype=xp.float64, device=device)
+    def _outputs(self, xp, out, ys, keep, zero) -> None:
+        """The SQI sums of the kept rows' outputs, as the numpy kernel forms them
+        (:func:`ncinspect.stats_blocks.output_sums`), merged on the device."""
+        C = out.shape[1]
+        onehot = xp.arange(C, dtype=xp.int64, device=device_of(out))[None, :] == ys[:, None]
+        keepf = xp.astype(keep, xp.float64)
         true = xp.sum(xp.where(onehot, out, zero), axis=1)  # f_{y_i}(x_i), exact
-        self.true_out = merge_moments(xp, self.true_out, moments_of(xp, true, keepf))
-        wrong_w = xp.astype(keep[:, None] & ~onehot, xp.float64)
-        self.wrong_out = merge_moments(xp, self.wrong_out, moments_of(xp, out, wrong_w))
-        err = xp.where(onehot, out - 1.0, out)
-        errk = xp.where(keep[:, None], err, zero)
-        self.sq_err = self.sq_err + xp.sum(errk * errk)
-        self.max_abs_err = xp.maximum(self.max_abs_err, xp.max(xp.abs(errk)))
-        absk = xp.where(keep[:, None], xp.abs(out), zero)
-        self.out_abs_max = xp.maximum(self.out_abs_max, xp.max(absk))
+        n = xp.sum(keepf)
+        t_mean = xp.sum(true * keepf) / xp.where(n > 0, n, xp.ones_like(n))
+        dt = (true - t_mean) * keepf
+        off = onehot | ~keep[:, None]  # not a wrong-class output of a kept row
+        wrong = xp.where(off, zero, out)
+        nw = n * (C - 1)
+        w_mean = xp.sum(wrong) / xp.where(nw > 0, nw, xp.ones_like(nw))
+        dw = xp.where(off, zero, out - w_mean)
+        w_m2 = xp.sum(dw * dw)
+        block = xp.stack([xp.stack([n, t_mean, xp.sum(dt * dt)]), xp.stack([nw, w_mean, w_m2])])
+        self.outputs = merge_moments(xp, self.outputs, block)
+        t_err = xp.where(keep, true - 1.0, zero)
+        self.sq_err = self.sq_err + (w_m2 + nw * w_mean * w_mean + xp.sum(t_err * t_err))
+        top = xp.max(xp.abs(wrong))
+        t_abs = xp.max(xp.where(keep, xp.abs(true), zero))
+        self.max_abs_err = xp.maximum(self.max_abs_err, xp.maximum(top, xp.max(xp.abs(t_err))))
+        self.out_abs_max = xp.maximum(self.out_abs_max, xp.maximum(top, t_abs))
 
     def add_pass(
         self, part: SecondPass, sums: FirstPass, geom: Any, means: np.ndarray, n_rows: int
@@ -334,10 +337,8 @@ class SecondState(_Checked):
         for name in ("proj_sq", "class_sq", "ncc_correct", "clf_correct", "agree"):
             setattr(self, name, getattr(self, name) + getattr(part, name))
         if part.has_outputs:
-            for name in ("true_out", "wrong_out"):
-                mo = getattr(part, name)
-                vec = np.array([mo.count, mo.mean, mo.m2], dtype=np.float64)
-                setattr(self, name, merge_moments(xp, getattr(self, name), vec))
+            mo = [[m.count, m.mean, m.m2] for m in (part.true_out, part.wrong_out)]
+            self.outputs = merge_moments(xp, self.outputs, np.array(mo, dtype=np.float64))
             self.sq_err = self.sq_err + part.sq_err
             self.max_abs_err = np.maximum(self.max_abs_err, part.max_abs_err)
             self.out_abs_max = np.maximum(self.out_abs_max, part.out_abs_max)
@@ -358,10 +359,9 @@ class SecondState(_Checked):
             has_clf,
         )
         if has_clf:
-            stats.true_out = Moments(int(round(v["true_out"][0])), *map(float, v["true_out"][1:]))
-            stats.wrong_out = Moments(
-                int(round(v["wrong_out"][0])), *map(float, v["wrong_out"][1:])
-            )
+            (nt, mt, qt), (nw, mw, qw) = v["outputs"].tolist()
+            stats.true_out = Moments(int(round(nt)), mt, qt)
+            stats.wrong_out = Moments(int(round(nw)), mw, qw)
             stats.sq_err = float(v["sq_err"])
             stats.max_abs_err = float(v["max_abs_err"])
             stats.out_abs_max = float(v["out_abs_max"])

@@ -18,7 +18,7 @@ Reductions
 ----------
 ``"sum"``: added. ``"max"`` / ``"min"``: elementwise extremes (identity -inf/+inf, or the
 int64 extremes). ``"equal"``: the same on both sides (checked at merge; an error otherwise).
-``"moments"``: a ``(3,)`` float64 ``[count, mean, m2]`` of scalars merged by Chan et al.'s
+``"moments"``: float64 ``[..., 3]``: ``[count, mean, m2]`` of scalars, merged by Chan et al.'s
 formula (exact when a side is empty); across processes these are gathered and folded in
 rank order. Every function here is arithmetic on the arrays' device: nothing reads a value
 except the ``"equal"`` check, which runs at merge time, never per batch.
@@ -64,8 +64,8 @@ class Spec:
             raise ValueError(f"reduction {self.reduce!r} is not one of {REDUCTIONS}")
         if self.dtype not in ("float64", "int64"):
             raise ValueError(f"dtype {self.dtype!r}: declared fields are float64 or int64")
-        if self.reduce == "moments" and (self.shape != (3,) or self.dtype != "float64"):
-            raise ValueError("a 'moments' field is a (3,) float64 [count, mean, m2]")
+        if self.reduce == "moments" and (self.shape[-1:] != (3,) or self.dtype != "float64"):
+            raise ValueError("a 'moments' field is float64 [..., 3]: [count, mean, m2]")
 
     def fill(self) -> float | int:
         """The identity of the reduction (what an empty state holds)."""
@@ -119,15 +119,15 @@ def namespace_of(x: Any) -> Any:
 
 
 def merge_moments(xp: Any, a: Any, b: Any) -> Any:
-    """Two ``[count, mean, m2]`` vectors merged (Chan et al.); an empty side gives the other
-    side exactly. Arithmetic only: no value is read on the host."""
-    na, ma, qa = a[0], a[1], a[2]
-    nb, mb, qb = b[0], b[1], b[2]
+    """Two ``[..., 3]`` arrays of ``[count, mean, m2]`` merged (Chan et al.); an empty side
+    gives the other side exactly. Arithmetic only: no value is read on the host."""
+    na, ma, qa = a[..., 0], a[..., 1], a[..., 2]
+    nb, mb, qb = b[..., 0], b[..., 1], b[..., 2]
     n = na + nb
     safe = xp.where(n > 0, n, xp.ones_like(n))
     delta = mb - ma
-    both = xp.stack([n, ma + delta * nb / safe, qa + qb + delta * delta * na * nb / safe])
-    return xp.where(na == 0, b, xp.where(nb == 0, a, both))
+    both = xp.stack([n, ma + delta * nb / safe, qa + qb + delta * delta * na * nb / safe], axis=-1)
+    return xp.where((na == 0)[..., None], b, xp.where((nb == 0)[..., None], a, both))
 
 
 def moments_of(xp: Any, values: Any, weights: Any) -> Any:

@@ -89,7 +89,7 @@ def test_specs_are_checked():
     with pytest.raises(ValueError):
         Spec("moments", (2,))
     names = [n for n, _ in SecondState.specs()]
-    assert {"proj_sq", "class_sq", "true_out", "seen", "n_nonfinite"} <= set(names)
+    assert {"proj_sq", "class_sq", "outputs", "seen", "n_nonfinite"} <= set(names)
     assert dict(FirstState.specs())["sums"].reduce == "sum"
 
 
