@@ -6,7 +6,7 @@ generating them is never timed):
 * ``imagenet``: N = 1,281,167 rows, d = 2048, C = 1000, batches of 4096 (a ResNet-50 head
   on ImageNet-1k); reduced by default on a CPU (``--rows``, ``--dim``, ``--classes``).
 * ``vocab``: a language-model head, C = 50,257, d = 768, Zipf-distributed tokens (2^20 with
-  ``--full``; 2048 by default on a CPU), batches of 8192.
+  ``--full``; 512 by default on a CPU), batches of 8192.
 
 For each it prints, on the device of the run:
 
@@ -122,26 +122,29 @@ def meter_seconds(batches, w, b, device):
 
 
 def latency_ms(batches, w, b, device, rows=256, repeats=20):
-    """Median milliseconds of one ``update`` of ``rows`` rows, in pass 1 and in pass 2."""
+    """Median milliseconds of one ``update`` of ``rows`` rows in pass 1 and in pass 2:
+    ``(wall p1, wall p2, process CPU p1, process CPU p2)``."""
     import ncinspect
 
     meter = ncinspect.Meter(weights=w, bias=b)
     h, y = batches[0][0][:rows], batches[0][1][:rows]
-    out = []
+    wall, cpu = [], []
     for _ in range(2):
-        times = []
+        times, cpus = [], []
         for _ in range(repeats):
             sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             meter.update(h, y)
             sync(device)
             times.append(time.perf_counter() - t0)
-        out.append(1e3 * statistics.median(times))
+            cpus.append(time.process_time() - c0)
+        wall.append(1e3 * statistics.median(times))
+        cpu.append(1e3 * statistics.median(cpus))
         if meter.pass_number == 1:
             for h2, y2 in batches:  # pass 1 over the rows pass 2 will see
                 meter.update(h2, y2)
             meter.next_pass()
-    return out
+    return (*wall, *cpu)
 
 
 def max_rel_diff(a, b) -> tuple[float, str]:
@@ -195,7 +198,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=None, help="imagenet rows (reduced: 32768)")
     ap.add_argument("--dim", type=int, default=None, help="imagenet d (reduced: 512)")
     ap.add_argument("--classes", type=int, default=None, help="imagenet C (reduced: 100)")
-    ap.add_argument("--tokens", type=int, default=None, help="vocab rows (reduced: 2048)")
+    ap.add_argument("--tokens", type=int, default=None, help="vocab rows (reduced: 512)")
     ap.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     ap.add_argument("--skip-vocab", action="store_true")
     ap.add_argument("--json", default=None)
@@ -211,12 +214,16 @@ def main(argv=None) -> int:
     report = {"device": what, "full": full}
     numpy_too = device.type == "cpu"
     batches, w, b = run_case("imagenet", rows, d, C, 4096, device, False, numpy_too, report)
-    p1, p2 = latency_ms(batches, w, b, device)
+    p1, p2, c1, c2 = latency_ms(batches, w, b, device)
     report["imagenet"].update(update_256_pass1_ms=p1, update_256_pass2_ms=p2)
-    print(f"  Meter.update on 256 rows (median): pass 1 {p1:.2f} ms, pass 2 {p2:.2f} ms")
+    report["imagenet"].update(update_256_pass1_cpu_ms=c1, update_256_pass2_cpu_ms=c2)
+    print(
+        f"  Meter.update on 256 rows (median): pass 1 {p1:.2f} ms [{c1:.2f}], "
+        f"pass 2 {p2:.2f} ms [{c2:.2f}]"
+    )
     del batches
     if not args.skip_vocab:
-        tokens = args.tokens or (2**20 if full else 2048)
+        tokens = args.tokens or (2**20 if full else 512)
         run_case("vocab", tokens, D_VOCAB, C_VOCAB, 8192, device, True, numpy_too, report)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
