@@ -222,3 +222,22 @@ def test_states_follow_the_batches_and_round_trip():
     a, c = meter.first, other.first
     assert np.array_equal(a.counts, c.counts)
     np.testing.assert_allclose(a.sums, c.sums, rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_no_host_reads_with_host_labels_and_other_dtypes(dtype):
+    """bfloat16 or float64 rows, labels as host numpy or as float tensors of integers."""
+    h, y, w, b = _data(4)
+    ht = torch.from_numpy(h).to(dtype)
+    meter = ncinspect.Meter(weights=torch.from_numpy(w), bias=torch.from_numpy(b))
+    for p in range(2):
+        for k, s in enumerate(_batches(len(y))):
+            labels = y[s] if k % 2 else torch.from_numpy(y[s]).double()
+            probe = HostReads()
+            with probe:
+                meter.update(ht[s], labels)
+            assert probe.reads == [], (p, k, probe.reads)
+        if p == 0:
+            meter.next_pass()
+    rows = ht.float().numpy() if dtype == torch.bfloat16 else h  # the exact values given
+    _close(meter.compute(), ncinspect.analyze(rows, y, weights=w, bias=b))
