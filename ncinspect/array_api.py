@@ -155,6 +155,7 @@ def meter_batch(features: Any, labels: Any, n_classes: int, weights: Any = None)
     """
     from .errors import InvalidDataError
 
+    _check_label_kind(labels)
     xp = get_namespace(features)
     if xp is not None and str(getattr(features, "layout", "torch.strided")) == "torch.strided":
         h, y = device_batch(xp, features, labels, n_classes)
@@ -185,6 +186,20 @@ def meter_batch(features: Any, labels: Any, n_classes: int, weights: Any = None)
             f"features have d = {h.shape[1]} but weights have {weights.shape[1]} columns"
         )
     return xp, h, y
+
+
+def _check_label_kind(labels: Any) -> None:
+    """String (or object) labels: say what to pass instead of a raw error of the array library."""
+    kind = getattr(getattr(labels, "dtype", None), "kind", None)
+    if kind is None and isinstance(labels, (list, tuple)):
+        kind = np.asarray(labels).dtype.kind
+    if kind in ("U", "S", "O"):
+        raise UnsupportedDtypeError(
+            f"labels have dtype {labels.dtype if hasattr(labels, 'dtype') else 'str'}: the "
+            "Meter takes integer labels, the row of W (or 0..n_classes-1) of each sample; map "
+            "names to rows first, e.g. rows = {name: i for i, name in enumerate(class_names)} "
+            "with class_names in W's row order, then np.array([rows[n] for n in labels])"
+        )
 
 
 def batch_dtype(h: Any) -> np.dtype:
