@@ -196,7 +196,9 @@ class Meter:
         else:
             if self._s2 is None:
                 rank = self.geometry.basis.shape[0]
-                self._s2 = SecondState.new(_state_xp(xp), _device(xp, h), *self._shape(h), rank)
+                pairs = self.geometry.pair_reason is None
+                where = (_state_xp(xp), _device(xp, h))
+                self._s2 = SecondState.new(*where, *self._shape(h), rank, pairs)
             self._s2 = _place(self._s2, xp, h)
             if xp is None:  # host rows: checked at once (reading them costs nothing)
                 sums = FirstPass.of_chunk(h, y, self.n_classes)  # also counts non-finite rows
@@ -241,7 +243,8 @@ class Meter:
             raise UsageError("compute() needs both passes: call next_pass() after pass 1")
         if self._s2 is None:
             d, rank = self._first.sums.shape[1], self.geometry.basis.shape[0]
-            self._s2 = SecondState.new(NUMPY, None, self.n_classes, d, rank)
+            pairs = self.geometry.pair_reason is None
+            self._s2 = SecondState.new(NUMPY, None, self.n_classes, d, rank, pairs)
         values = self._s2.to_host()
         check_second(values, self._first.counts, self.n_classes)
         counts = np.asarray(self._first.counts, dtype=np.int64)

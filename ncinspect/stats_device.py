@@ -15,9 +15,8 @@ unknown array library at small C (:func:`ncinspect.array_api.scatter_add`).
 :class:`~ncinspect.stats.FirstPass` / :class:`~ncinspect.stats.SecondPass` (one copy per
 dtype), from which every metric is computed exactly as for a file.
 
-``precision="float32"`` keeps the one data-dependent step of the float32 kernels: the rows
-whose decision lies within the rounding bound are decided again in float64, which reads
-their number (one host sync per batch in that mode only).
+``precision="float32"`` keeps one host read per batch: the number of rows near a tie,
+decided again in float64.
 """
 
 from __future__ import annotations
@@ -195,12 +194,15 @@ class SecondState(_Checked):
     max_abs_err: Any = declare("max", (), "float64")
     out_abs_max: Any = declare("max", (), "float64")
     n_rechecked: Any = declare("sum", (), "int64")
+    pair_sq: Any = declare("sum", ("P", "P"), "float64")  # directional table; P = 0: none
     seen: Any = declare("sum", ("C",), "int64")
     resid: Any = declare("sum", ("C", "d"), "float64")  # sum of e = h / scale - mu_y / scale
 
     @classmethod
-    def new(cls, xp: Any, device: Any, n_classes: int, n_features: int, rank: int):
-        s = cls.empty(xp, device, C=n_classes, d=n_features, r=rank)
+    def new(cls, xp, device, n_classes: int, n_features: int, rank: int, pairs: bool = False):
+        """Empty; ``pairs``: with the directional C x C table (``geom.pair_reason is None``)."""
+        P = n_classes if pairs else 0
+        s = cls.empty(xp, device, C=n_classes, d=n_features, r=rank, P=P)
         s.max_abs_err = xp.zeros_like(s.max_abs_err)
         s.out_abs_max = xp.zeros_like(s.out_abs_max)
         return s
@@ -241,18 +243,22 @@ class SecondState(_Checked):
         hc = None if g.from_scores and not f32 else hs - g.mu_scaled[None, :]  # h' (decisions)
         # residual sums by class: pass 2's class means minus pass 1's (checked at compute)
         self.resid = scatter_add(xp, self.resid, ys, e)
+        es = None  # e . m'_c' when the product formed it
         if f32:
             if r:
                 proj = xp.astype(xp.astype(e, xp.float32) @ g.basis_t32, xp.float64)
             scores = xp.astype(xp.astype(hc, xp.float32) @ g.decide32, xp.float64)
         elif g.from_scores:  # e [M~ | W]^T, the projection from it, then h' = e + M~_y
             scores = e @ g.decide
-            proj = scores[:, :C] @ g.proj_map
+            es = scores[:, :C]
+            proj = es @ g.proj_map
             scores = scores + xp.take(g.class_term, ys, axis=0)
         else:
             if r:
                 proj = e @ g.basis_t
             scores = hc @ g.decide
+        if self.pair_sq.shape[0]:  # the directional table (ncinspect.stats_pairs)
+            self._pairs(xp, g, e, es, ys, keep, zero, f32)
         if r:
             self.proj_sq = self.proj_sq + xp.sum(xp.where(keep[:, None], proj * proj, zero), axis=0)
         sq = xp.where(keep, xp.sum(e * e, axis=1), zero)
@@ -277,6 +283,20 @@ class SecondState(_Checked):
             s_h, s_w = g.logit_scales
             out = logits * (s_h * s_w) if s_h * s_w != 1.0 else logits
             self._outputs(xp, out, ys, keep, zero)
+
+    def _pairs(self, xp, g, e, es, ys, keep, zero, f32) -> None:
+        """Per class c and every c', the sum over kept rows of c of (e . m'_c - e . m'_c')^2."""
+        if es is None:
+            cen_t = xp.permute_dims(g.centred, (1, 0))
+            if f32:
+                es = xp.astype(xp.astype(e, xp.float32) @ xp.astype(cen_t, xp.float32), xp.float64)
+            else:
+                es = e @ cen_t
+        C = es.shape[1]
+        onehot = xp.arange(C, dtype=xp.int64, device=device_of(es))[None, :] == ys[:, None]
+        own = xp.sum(xp.where(onehot, es, zero), axis=1)
+        diff = xp.where(keep[:, None], own[:, None] - es, zero)
+        self.pair_sq = scatter_add(xp, self.pair_sq, ys, diff * diff)
 
     def _recheck(self, xp, g, hc, ys, dist, ncc, logits, clf, ncc_ok, clf_ok, agree_ok):
         """Float32 mode: rows within the rounding bound decided again in float64."""
@@ -342,6 +362,8 @@ class SecondState(_Checked):
             self.sq_err = self.sq_err + part.sq_err
             self.max_abs_err = np.maximum(self.max_abs_err, part.max_abs_err)
             self.out_abs_max = np.maximum(self.out_abs_max, part.out_abs_max)
+        if part.pair_sq is not None and self.pair_sq.shape[0]:
+            self.pair_sq = self.pair_sq + part.pair_sq
         self.seen = self.seen + sums.counts
         inv = 1.0 / geom.scale
         m = np.where(np.isfinite(means), means, 0.0)
@@ -366,6 +388,7 @@ class SecondState(_Checked):
             stats.max_abs_err = float(v["max_abs_err"])
             stats.out_abs_max = float(v["out_abs_max"])
             stats.has_outputs = True
+        stats.pair_sq = v["pair_sq"] if v["pair_sq"].shape[0] else None
         return stats
 
 

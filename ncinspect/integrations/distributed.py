@@ -126,6 +126,8 @@ def all_reduce_meter(meter: Meter, group: Any = None) -> Meter:
         if meter.pass_number == 1:
             state = FirstState.new(NUMPY, None, C, d)
         else:
-            state = SecondState.new(NUMPY, None, C, d, meter.geometry.basis.shape[0])
+            geom = meter.geometry
+            rank, pairs = geom.basis.shape[0], geom.pair_reason is None
+            state = SecondState.new(NUMPY, None, C, d, rank, pairs)
     meter.set_pass_state(state.all_reduce(group))
     return meter
