@@ -41,7 +41,6 @@ __all__ = [
     "declare",
     "Declared",
     "merge_moments",
-    "moments_of",
     "namespace_of",
     "placed",
     "merged",
@@ -128,15 +127,6 @@ def merge_moments(xp: Any, a: Any, b: Any) -> Any:
     delta = mb - ma
     both = xp.stack([n, ma + delta * nb / safe, qa + qb + delta * delta * na * nb / safe], axis=-1)
     return xp.where((na == 0)[..., None], b, xp.where((nb == 0)[..., None], a, both))
-
-
-def moments_of(xp: Any, values: Any, weights: Any) -> Any:
-    """``[count, mean, m2]`` of ``values`` counted with 0/1 float ``weights`` (same shape)."""
-    n = xp.sum(weights)
-    safe = xp.where(n > 0, n, xp.ones_like(n))
-    mean = xp.sum(values * weights) / safe
-    dev = (values - mean) * weights
-    return xp.stack([n, mean, xp.sum(dev * dev)])
 
 
 class Declared:
