@@ -1,17 +1,21 @@
 """The spectral sums of a :class:`~ncinspect.Meter` made with ``spectra=True``.
 
 Pass 2's batches add their ``sum e e^T`` and ``sum h h^T`` (:class:`SpectraPass`, on the host:
-device batches are copied there for these d x d products); the sums merge across meters,
-travel in ``state_dict`` under ``spectra.*`` and give the spectral keys at ``compute()``.
+device batches are copied there for these d x d products); the sums merge across meters
+(:meth:`Meter.merge`), travel in ``state_dict`` under ``spectra_*`` keys and give the spectral
+keys at ``compute()``. They are not part of the declared pass state
+(:mod:`ncinspect.stats_protocol`), so the collective ``all_reduce`` of a distributed run does
+not carry them: merge meters, or reduce their ``state_dict``, instead.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .analyze_build import add_spectra
 from .arrays import to_host
-from .meter_state import flatten, unflatten
 from .stats_spectra import SpectraPass, spectra_budget
 
 __all__ = ["MeterSpectra"]
@@ -46,10 +50,17 @@ class MeterSpectra:
         return {"spectra": True} if self.on else {}
 
     def save(self, state: dict[str, Any]) -> dict[str, Any]:
-        return flatten(self.sums, "spectra", state) if self.sums is not None else state
+        if self.sums is not None:
+            state["spectra_scatter"], state["spectra_gram"] = self.sums.scatter, self.sums.gram
+            state["spectra_count"] = int(self.sums.count)
+        return state
 
     def load(self, state) -> None:
-        self.sums = unflatten(dict(state), "spectra") if "spectra@" in state else None
+        if "spectra_scatter" not in state:
+            self.sums = None
+            return
+        sums = (np.asarray(state[k], dtype=np.float64) for k in ("spectra_scatter", "spectra_gram"))
+        self.sums = SpectraPass(*sums, int(state["spectra_count"]))
 
     def finish(self, res, geom, first):
         """``res`` with the spectral keys when on."""

@@ -3,11 +3,9 @@
 :class:`ncinspect.stats.FirstPass` and :class:`~ncinspect.stats.SecondPass` call these for
 arrays that are not numpy (torch on CPU or CUDA, CuPy, JAX, ``array-api-strict``), with the
 namespace looked up once at their entry (:func:`ncinspect.array_api.get_namespace`). The
-rows stay where they live; only the small sums (C x d class sums, r projected scatters,
-C-long counts and traces) come back to the host, as float64 numpy arrays. Only functions of
-the standard are called (no in-place updates, no data-dependent shapes but one ``nonzero``
-in the float32 recheck), so the same code runs on every library; the tests run it on
-``array-api-strict``.
+rows stay where they live; only the small sums come back to the host, as float64 numpy.
+Only functions of the standard are called (no in-place updates, no data-dependent shapes
+but one ``nonzero`` in the float32 recheck); the tests run it on ``array-api-strict``.
 
 Precision
 ---------
@@ -396,3 +394,7 @@ def _unpack(
         sq, mx, om = take(3)
         res["sq_err"], res["max_abs_err"], res["out_abs_max"] = float(sq), float(mx), float(om)
     return res
+
+
+as_float64, decisions, device_geometry = _float64, _decisions, _device_geometry  # stats_device
+gap, patch = _gap, _patch

@@ -273,3 +273,20 @@ def test_bootstrap_resamples_the_spectra_too():
     assert 1.0 < res.bootstrap["intervals"]["rank_effective_means"]["lo"] <= 2.0
     plain = ncinspect.analyze(h, y, weights=m, bootstrap=3)
     assert "rankme" not in plain.bootstrap["intervals"]
+
+
+def test_meter_on_torch_tensors_equals_numpy():
+    import torch  # an extra CI installs
+
+    h, y, m = make_data(C=3, d=7, n=20, offset=0.5, seed=8)
+    ref = ncinspect.analyze(h, y, weights=m, spectra=True).metrics
+    meter = ncinspect.Meter(m, spectra=True)
+    ht, yt = torch.from_numpy(h), torch.from_numpy(y)
+    for _ in range(2):
+        for a in range(0, len(y), 13):
+            meter.update(ht[a : a + 13], yt[a : a + 13])
+        if meter.pass_number == 1:
+            meter.next_pass()
+    got = meter.compute().metrics
+    for key in SPECTRA_KEYS:
+        assert got[key] == pytest.approx(ref[key], rel=1e-12), key
