@@ -85,6 +85,11 @@ def all_reduce_meter(meter: Meter, group: Any = None) -> Meter:
         )
     if dist.get_world_size(group) == 1:
         return meter
+    if getattr(meter, "spectra", False) and meter.pass_number == 2:
+        raise UsageError(  # they are not in the declared pass state: never per rank only
+            "all_reduce_meter: a Meter(spectra=True) holds d x d sums outside its pass state; "
+            "gather the ranks' state_dict() and use merge_meter_states instead"
+        )
     device = torch.device("cpu")
     if dist.get_backend(group) == "nccl":
         device = torch.device("cuda", torch.cuda.current_device())
