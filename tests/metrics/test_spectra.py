@@ -290,3 +290,22 @@ def test_meter_on_torch_tensors_equals_numpy():
     got = meter.compute().metrics
     for key in SPECTRA_KEYS:
         assert got[key] == pytest.approx(ref[key], rel=1e-12), key
+
+
+def test_meter_states_of_several_ranks_merge_with_their_spectra():
+    from ncinspect.integrations.distributed import merge_meter_states
+
+    h, y, m = make_data(C=3, d=7, n=20, offset=0.5, seed=9)
+    ref = ncinspect.analyze(h, y, weights=m, spectra=True).metrics
+    ranks = [ncinspect.Meter(m, spectra=True) for _ in range(2)]
+    parts = [slice(0, 25), slice(25, None)]
+    for meter, rows in zip(ranks, parts, strict=True):
+        meter.update(h[rows], y[rows])
+    ranks[0].merge(ranks[1]).next_pass()
+    ranks[1].load_state_dict(ranks[0].state_dict())
+    for meter, rows in zip(ranks, parts, strict=True):
+        meter.update(h[rows], y[rows])
+    states = [r.state_dict() for r in ranks]  # as gathered from every rank
+    got = merge_meter_states(ranks[0], states).compute().metrics
+    for key in SPECTRA_KEYS:
+        assert got[key] == pytest.approx(ref[key], rel=1e-12), key
