@@ -329,9 +329,10 @@ class LayerHooks:
         for name, _ in self.layers:
             got = self._got[name]
             if len(got) != 1:
+                calls = len(got)
                 self.clear()
                 raise UsageError(
-                    f"the layer {name!r} was called {len(got)} time(s) in one forward of the "
+                    f"the layer {name!r} was called {calls} time(s) in one forward of the "
                     "model; hook modules that run once per forward"
                 )
             out.append(got[0])
