@@ -137,7 +137,9 @@ class NeuralCollapseCallback(Callback):
         if loss is not None and not isinstance(loss, str):
             raise UsageError(f"loss must name the loss (a str, e.g. 'cross_entropy'), got {loss!r}")
         if dump_meta is not None and not (callable(dump_meta) or isinstance(dump_meta, Mapping)):
-            raise UsageError("dump_meta must be a mapping or a callable (trainer, module) -> mapping")
+            raise UsageError(
+                "dump_meta must be a mapping or a callable (trainer, module) -> mapping"
+            )
         if isinstance(dump_meta, Mapping):
             _check_user_meta(dump_meta)
         self.classifier, self.every_n_epochs = classifier, every_n_epochs

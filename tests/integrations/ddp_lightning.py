@@ -59,8 +59,11 @@ def data():
     x = centres[y] + rng.standard_normal((len(y), D_IN))
     xv = centres[yv] + rng.standard_normal((len(yv), D_IN))
     as_t = lambda a, dt: torch.tensor(a, dtype=dt)  # noqa: E731
-    return as_t(x, torch.float32), as_t(y, torch.int64), as_t(xv, torch.float32), as_t(
-        yv, torch.int64
+    return (
+        as_t(x, torch.float32),
+        as_t(y, torch.int64),
+        as_t(xv, torch.float32),
+        as_t(yv, torch.int64),
     )
 
 

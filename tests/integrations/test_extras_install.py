@@ -42,8 +42,11 @@ def _examples(extra: str) -> list[tuple[int, str]]:
     for line, code, run in BLOCKS:
         if not run or any(f"import {o}" in code or f"from {o}" in code for o in others):
             continue
-        if extra == "torch" or f"import {extra}" in code or f"from {extra}" in code or (
-            f"integrations.{extra}" in code
+        if (
+            extra == "torch"
+            or f"import {extra}" in code
+            or f"from {extra}" in code
+            or (f"integrations.{extra}" in code)
         ):
             out.append((line, code))
     return out

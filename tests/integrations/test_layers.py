@@ -82,7 +82,10 @@ def test_measure_layers_of_a_cnn_pooled_or_flattened(pool):
     model = CNN()
     x, y = _images()
     got = measure(
-        model, "fc", loader(x, y, batch_size=16), layers={"b1": "block1", "b2": "block2"},
+        model,
+        "fc",
+        loader(x, y, batch_size=16),
+        layers={"b1": "block1", "b2": "block2"},
         pool=pool,
     )
     with torch.no_grad():
@@ -105,8 +108,16 @@ def test_capture_writes_one_snapshot_per_layer_that_report_reads(tmp_path):
     x, y = _images(seed=1)
     path = tmp_path / "cnn.h5"
     cap = capture(
-        model, "fc", loader(x, y, batch_size=16), path, snapshot="epoch_0003", epoch=3,
-        split="train", loss="cross_entropy", layers=["block1", "block2"], pool="avg",
+        model,
+        "fc",
+        loader(x, y, batch_size=16),
+        path,
+        snapshot="epoch_0003",
+        epoch=3,
+        split="train",
+        loss="cross_entropy",
+        layers=["block1", "block2"],
+        pool="avg",
     )
     assert cap.layer_snapshots == ["/epoch_0003/layer_1", "/epoch_0003/layer_2"]
     with h5py.File(path, "r") as f:
@@ -134,7 +145,12 @@ def test_measure_with_a_dump_writes_every_layer(tmp_path):
     model, x, y = trained_mlp()
     path = tmp_path / "m.h5"
     got = measure(
-        model, "fc", loader(x, y), layers=["body.1"], dump=path, snapshot="epoch_0002",
+        model,
+        "fc",
+        loader(x, y),
+        layers=["body.1"],
+        dump=path,
+        snapshot="epoch_0002",
         dump_meta={"epoch": 2, "split": "train"},
     )
     report = ncinspect.analyze_file(path)

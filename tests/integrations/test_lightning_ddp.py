@@ -36,7 +36,12 @@ def _fit(out, devices: int) -> list[dict]:
     env["TMPDIR"] = str(out)
     proc = subprocess.run(
         [sys.executable, SCRIPT, str(out), str(devices)],
-        cwd=out, env=env, capture_output=True, text=True, timeout=900, check=False,
+        cwd=out,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-6000:]
     records = []
@@ -85,7 +90,9 @@ def test_ddp_with_a_class_absent_on_one_rank_equals_one_process(tmp_path):
         h = model.body(xv).double().numpy()
     want = {
         None: ncinspect.analyze(
-            h, yv.numpy(), weights=weights["fc.weight"].astype(float),
+            h,
+            yv.numpy(),
+            weights=weights["fc.weight"].astype(float),
             bias=weights["fc.bias"].astype(float),
         ).metrics,
         "body.1": ncinspect.analyze(hidden, yv.numpy()).metrics,

@@ -53,19 +53,33 @@ def test_dump_and_results_carry_what_the_theory_needs(tmp_path):
     x, y = gaussian_classes(C=4, n=30, d_in=8, seed=0)
     xv, yv = gaussian_classes(C=4, n=10, d_in=8, seed=1)
     cb = NeuralCollapseCallback(
-        "net.fc", dump=tmp_path / "run.h5", layers={"hidden": "net.body.1"},
+        "net.fc",
+        dump=tmp_path / "run.h5",
+        layers={"hidden": "net.body.1"},
         dump_meta={"seed": 7, "dataset": "gaussian"},
     )
     trainer = pl.Trainer(
-        max_epochs=2, accelerator="cpu", devices=1, logger=False, callbacks=[cb],
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=2,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=[cb],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         num_sanity_val_steps=0,
     )
     model = Grouped()
     trainer.fit(model, loader(x, y, batch_size=40), loader(xv, yv, batch_size=40))
-    assert [(e, s) for e, s, _ in cb.results] == [(1, "train"), (1, "val"), (2, "train"), (2, "val")]
+    assert [(e, s) for e, s, _ in cb.results] == [
+        (1, "train"),
+        (1, "val"),
+        (2, "train"),
+        (2, "val"),
+    ]
     assert [(e, s, n) for e, s, n, _ in cb.layer_results][-2:] == [
-        (2, "train", "hidden"), (2, "val", "hidden"),
+        (2, "train", "hidden"),
+        (2, "val", "hidden"),
     ]
     with h5py.File(tmp_path / "run.h5", "r") as f:
         assert sorted(f["train"]) == ["epoch_0001", "epoch_0002"]  # epochs completed
@@ -123,7 +137,9 @@ def test_loss_kind_reads_what_the_module_says():
 def test_optimizer_meta_and_user_meta_checks():
     p = [nn.Parameter(torch.zeros(2))]
     assert optimizer_meta([torch.optim.AdamW(p, lr=1e-3, weight_decay=0.01)]) == {
-        "optimizer": "AdamW", "learning_rate": 1e-3, "weight_decay": 0.01,
+        "optimizer": "AdamW",
+        "learning_rate": 1e-3,
+        "weight_decay": 0.01,
     }
     assert optimizer_meta([]) == {}
     with pytest.raises(UsageError, match="may not set"):
@@ -138,6 +154,11 @@ def test_optimizer_meta_and_user_meta_checks():
     cb = NeuralCollapseCallback("fc", loss="square", dump_meta=lambda t, m: {"run": "a"})
     meta = cb.run_meta(T(), nn.Linear(2, 2))
     assert meta == {
-        "epoch": 10, "step": 90, "loss": "square", "optimizer": "SGD",
-        "learning_rate": 0.1, "weight_decay": 1e-4, "run": "a",
+        "epoch": 10,
+        "step": 90,
+        "loss": "square",
+        "optimizer": "SGD",
+        "learning_rate": 0.1,
+        "weight_decay": 1e-4,
+        "run": "a",
     }
