@@ -35,14 +35,14 @@ from typing import Any
 
 from ..errors import UsageError
 from ..io.writer import DumpWriter
-from .hook import (
-    ClassifierHook,
+from .hook import ClassifierHook, forward_batch, model_device_dtype, resolve_module, torch_module
+from .layers import (
     LayerHooks,
-    forward_batch,
-    model_device_dtype,
+    layer_meta,
+    layer_meters,
+    layer_rows,
+    open_layer_snapshots,
     resolve_layers,
-    resolve_module,
-    torch_module,
 )
 
 __all__ = ["ClassifierHook", "Captured", "capture", "measure"]
@@ -60,18 +60,6 @@ class Captured:
     notes: list[str] = field(default_factory=list)
     #: the snapshot of each hooked layer (``layers=``), in order: ``<snapshot>/layer_<k>``
     layer_snapshots: list[str] = field(default_factory=list)
-
-
-def layer_snapshot(snapshot: str, k: int) -> str:
-    """The group of the ``k``-th hooked layer (1-based) under ``snapshot``: ``<snapshot>/layer_<k>``
-    (spec/dump-format.md: the penultimate layer, ``snapshot`` itself, has no ``layer``)."""
-    return f"{snapshot.rstrip('/')}/layer_{k}"
-
-
-def layer_meta(name: str, k: int) -> dict[str, Any]:
-    """The metadata of the ``k``-th hooked layer's snapshot: ``layer = "layer_<k>"``, its
-    position ``layer_index = k`` and the hooked ``module``'s name."""
-    return {"layer": f"layer_{k}", "layer_index": k, "module": name}
 
 
 def capture(
@@ -109,8 +97,7 @@ def capture(
         Batches ``(inputs, labels, ...)`` or dicts holding ``labels`` (or ``label``, ``y``,
         ``targets``); ``batch_fn(batch) -> (inputs, labels)`` for anything else.
     dump : path or DumpWriter
-        The HDF5 file (opened with ``mode``, see :class:`~ncinspect.DumpWriter`), or an open
-        writer (left open).
+        The HDF5 file (opened with ``mode``), or an open :class:`~ncinspect.DumpWriter`.
     snapshot : str
         The snapshot's group, e.g. ``"epoch_0010"`` or ``"test/epoch_0010"``; ``"/"`` for a
         flat file.
@@ -124,58 +111,99 @@ def capture(
     mode, append, replace
         How an existing file or snapshot is treated; a snapshot written earlier is never
         doubled silently (see :meth:`ncinspect.DumpWriter.snapshot`).
-    outputs : bool
-        Also record the classifier's outputs (default True).
-    max_batches : int, optional
-        Stop after this many batches.
-    layers : str, module, list of either, or mapping name -> module, optional
-        Hidden layers to record as well, input side first: the output of the ``k``-th one
-        (1-based) is written to ``<snapshot>/layer_<k>`` with its own labels and metadata
-        ``layer = "layer_<k>"``, ``layer_index = k`` and ``module`` (its name), beside the
-        snapshot's metadata; the penultimate layer (the classifier's input) is ``snapshot``.
-    pool : {None, "flatten", "avg", "max"}
-        How a layer output of more than two dimensions becomes one row per sample:
-        flattened (default), or averaged / maxed over every dimension after the channels (a
-        CNN's ``(N, C, H, W)`` map -> ``(N, C)``). See :class:`~.hook.LayerHooks`.
+    outputs, max_batches
+        Record the classifier's outputs too (default True); stop after ``max_batches``.
+    layers, pool
+        Hidden layers too (names, modules, or a mapping name -> module; input side first):
+        layer ``k`` is written to ``<snapshot>/layer_<k>``, flattened or ``pool="avg"`` /
+        ``"max"`` over a CNN map's spatial dimensions (:mod:`~ncinspect.integrations.layers`).
 
     Returns
     -------
     Captured
         The file, snapshot and sizes written.
     """
-    torch = torch_module()
+    torch_module()  # the install hint before any file is touched
     module, name = resolve_module(model, classifier)
     hooked = resolve_layers(model, layers)
-    layer_hooks = LayerHooks(hooked, pool)
-    device, dtype = model_device_dtype(model)
     ood = isinstance(split, str) and (split == "ood" or split.startswith("ood_"))
     writer = dump if isinstance(dump, DumpWriter) else DumpWriter(dump, mode)
+    meta = {"epoch": epoch, "split": split, "loss": loss, **meta}
     try:
-        meta = {"epoch": epoch, "split": split, "loss": loss, **meta}
         snap = writer.snapshot(snapshot, append=append, replace=replace, **meta)
-        snap_name = snap.name  # read while the file is open
-        layer_snaps = [
-            writer.snapshot(
-                layer_snapshot(snapshot, k),
-                append=append,
-                replace=replace,
-                **{**meta, **layer_meta(layer_name, k)},
-            )
-            for k, (layer_name, _) in enumerate(hooked, 1)
-        ]
-        layer_names = [s.name for s in layer_snaps]
-        with _eval_mode(model), torch.no_grad(), ClassifierHook(module) as hook, layer_hooks:
-            batches = _forward(
-                model, hook, name, loader, batch_fn, device, dtype, ood, max_batches, layer_hooks
-            )
-            n_rows, d, C = _append_rows(snap, batches, outputs, layer_snaps, hooked)
+        layer_snaps = open_layer_snapshots(writer, hooked, snapshot, append, replace, meta)
+        names = [snap.name, *(s.name for s in layer_snaps)]  # read while the file is open
+        run = _Run(model, module, name, LayerHooks(hooked, pool), batch_fn, max_batches)
+        n_rows, d, C = run.write(loader, snap, layer_snaps, outputs, ood)
         notes = [] if ood else _write_classifier(snap, module, name, d)
     finally:
         if writer is not dump:
             writer.close()
     if n_rows == 0:
         notes.append("the loader yielded no batches; the snapshot holds no rows")
-    return Captured(writer.path, snap_name, n_rows, d, C, notes, layer_names)
+    return Captured(writer.path, names[0], n_rows, d, C, notes, names[1:])
+
+
+@dataclass
+class _Run:
+    """One walk of a loader through the model: the hooks, the batch plumbing."""
+
+    model: Any
+    module: Any
+    name: str
+    layer_hooks: LayerHooks
+    batch_fn: Callable[[Any], tuple[Any, Any]] | None
+    max_batches: int | None
+    device: Any = None
+
+    def batches(self, loader, hook, dtype, ood: bool = False):
+        """``(features, outputs, labels, layer_rows)`` of each batch of ``loader`` (up to
+        ``max_batches``); labels may be None for an out-of-distribution set."""
+        for i, batch in enumerate(loader):
+            if self.max_batches is not None and i >= self.max_batches:
+                break
+            self.layer_hooks.clear()
+            h, out, labels = forward_batch(
+                self.model,
+                hook,
+                self.name,
+                batch,
+                i,
+                self.batch_fn,
+                self.device,
+                dtype,
+                labels_optional=ood,
+            )
+            yield h, out, labels, layer_rows(self.layer_hooks, h.shape[0], i)
+
+    def write(self, loader, snap, layer_snaps, outputs: bool, ood: bool):
+        """Append every batch to ``snap`` and the layers' snapshots: ``(rows, d, C)``."""
+        torch = torch_module()
+        device, dtype = model_device_dtype(self.model)
+        self.device = device
+        with _eval_mode(self.model), torch.no_grad(), ClassifierHook(self.module) as hook:
+            with self.layer_hooks:
+                batches = self.batches(loader, hook, dtype, ood)
+                return _append_rows(snap, batches, outputs, layer_snaps)
+
+    def feed(self, loader, meters, reduce) -> None:
+        """Both passes of ``loader`` into ``meters`` (the classifier's input first, then one
+        per hooked layer), ``reduce`` on each meter after each pass."""
+        torch = torch_module()
+        _, dtype = model_device_dtype(self.model)
+        with _eval_mode(self.model), torch.no_grad(), ClassifierHook(self.module) as hook:
+            with self.layer_hooks:
+                for pass_number in (1, 2):
+                    for h, _, labels, rows in self.batches(loader, hook, dtype):
+                        if isinstance(labels, torch.Tensor):
+                            labels = labels.to(h.device, non_blocking=True)
+                        for meter, features in zip(meters, [h, *rows], strict=True):
+                            meter.update(features, labels)
+                    for meter in meters:
+                        if reduce is not None:
+                            reduce(meter)
+                        if pass_number == 1:
+                            meter.next_pass()
 
 
 @contextmanager
@@ -190,36 +218,8 @@ def _eval_mode(model):
             m.training = training
 
 
-def _forward(
-    model, hook, name, loader, batch_fn, device, dtype, ood: bool, max_batches, layer_hooks
-):
-    """``(features, outputs, labels, layer_rows)`` of each batch of ``loader`` (up to
-    ``max_batches``); labels may be None for an out-of-distribution set."""
-    for i, batch in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
-        layer_hooks.clear()
-        h, out, labels = forward_batch(
-            model, hook, name, batch, i, batch_fn, device, dtype, labels_optional=ood
-        )
-        yield h, out, labels, _layer_rows(layer_hooks, h.shape[0], i)
-
-
-def _layer_rows(layer_hooks: LayerHooks, n: int, i: int) -> list[Any]:
-    """Each hooked layer's rows of batch ``i``, checked to be one row per sample."""
-    rows = layer_hooks.pop() if layer_hooks.layers else []
-    for (layer_name, _), r in zip(layer_hooks.layers, rows, strict=True):
-        if r.shape[0] != n:
-            raise UsageError(
-                f"batch {i}: the layer {layer_name!r} gave {r.shape[0]} rows but the classifier "
-                f"saw {n}; hook layers whose output has one row per sample (pool= reduces "
-                "the other dimensions)"
-            )
-    return rows
-
-
 def _append_rows(
-    snap, batches, outputs: bool, layer_snaps=(), hooked=()
+    snap, batches, outputs: bool, layer_snaps=()
 ) -> tuple[int, int | None, int | None]:
     """Append each batch's rows to ``snap`` (and each hooked layer's rows to its snapshot);
     ``(rows, d, C)`` written (d, C None if none)."""
@@ -309,57 +309,14 @@ def measure(
     torch = torch_module()
     module, name = resolve_module(model, classifier)
     hooked = resolve_layers(model, layers)
-    layer_hooks = LayerHooks(hooked, pool)
-    own_device, dtype = model_device_dtype(model)
-    device = own_device if device is None else torch.device(device)
-    weight = getattr(module, "weight", None)
-    if weight is None or getattr(weight, "ndim", 0) != 2:
-        if "n_classes" not in options:
-            raise UsageError(
-                f"measure: the classifier {name!r} has no (C, d) weight; give n_classes= to "
-                "measure without a classifier"
-            )
-        weight = None
-    bias = getattr(module, "bias", None) if weight is not None else None
-    writer = None
-    if hooked and options.get("dump") is not None:
-        from ..io.writer import SnapshotWriter
-
-        if isinstance(options["dump"], SnapshotWriter):
-            raise UsageError(
-                "measure: layers= writes one snapshot per layer; give dump= a path or a "
-                "DumpWriter, not a SnapshotWriter"
-            )
-        if not isinstance(options["dump"], DumpWriter):  # one writer for every layer's meter
-            writer = options["dump"] = DumpWriter(options["dump"], "a")
+    run = _Run(model, module, name, LayerHooks(hooked, pool), batch_fn, max_batches)
+    run.device = model_device_dtype(model)[0] if device is None else torch.device(device)
+    weight, bias = _classifier_of(module, name, options)
+    writer = _layers_writer(options) if hooked else None
     try:
         meter = Meter(weights=weight, bias=bias, **options)
-        meters = [meter, *_layer_meters(meter, hooked, options)]
-        modes = {m: m.training for m in model.modules()}
-        try:
-            model.eval()
-            with torch.no_grad(), ClassifierHook(module) as hook, layer_hooks:
-                for pass_number in (1, 2):
-                    for i, batch in enumerate(loader):
-                        if max_batches is not None and i >= max_batches:
-                            break
-                        layer_hooks.clear()
-                        h, _, labels = forward_batch(
-                            model, hook, name, batch, i, batch_fn, device, dtype
-                        )
-                        rows = _layer_rows(layer_hooks, h.shape[0], i)
-                        if isinstance(labels, torch.Tensor):
-                            labels = labels.to(h.device, non_blocking=True)
-                        for m, features in zip(meters, [h, *rows], strict=True):
-                            m.update(features, labels)
-                    for m in meters:
-                        if reduce is not None:
-                            reduce(m)
-                        if pass_number == 1:
-                            m.next_pass()
-        finally:
-            for m, training in modes.items():
-                m.training = training
+        meters = [meter, *layer_meters(meter, hooked, options)]
+        run.feed(loader, meters, reduce)
         results = [m.compute() for m in meters]
     finally:
         if writer is not None:
@@ -376,25 +333,32 @@ def measure(
     return out
 
 
-def _layer_meters(meter, hooked, options: dict[str, Any]) -> list[Any]:
-    """One :class:`~ncinspect.Meter` per hooked layer: no classifier, the classes of
-    ``meter``, the same settings; with a dump, writing ``<snapshot>/layer_<k>``."""
-    from ..meter import Meter
+def _classifier_of(module, name: str, options: dict[str, Any]) -> tuple[Any, Any]:
+    """The classifier's (C, d) ``weight`` and its ``bias``; ``(None, None)`` with
+    ``n_classes=`` for a module without such a weight."""
+    weight = getattr(module, "weight", None)
+    if weight is None or getattr(weight, "ndim", 0) != 2:
+        if "n_classes" not in options:
+            raise UsageError(
+                f"measure: the classifier {name!r} has no (C, d) weight; give n_classes= to "
+                "measure without a classifier"
+            )
+        return None, None
+    return weight, getattr(module, "bias", None)
 
-    shared = {
-        key: options[key]
-        for key in ("center", "per_class", "min_class_count", "precision")
-        if key in options
-    }
-    out = []
-    for k, (layer_name, _) in enumerate(hooked, 1):
-        dump_args = {}
-        if options.get("dump") is not None:
-            snapshot = options.get("snapshot", "/")
-            dump_args = {
-                "dump": options["dump"],
-                "snapshot": layer_snapshot(snapshot, k),
-                "dump_meta": {**(options.get("dump_meta") or {}), **layer_meta(layer_name, k)},
-            }
-        out.append(Meter(n_classes=meter.n_classes, **shared, **dump_args))
-    return out
+
+def _layers_writer(options: dict[str, Any]) -> DumpWriter | None:
+    """With ``layers=`` and a dump path: one open writer for every layer's meter, put in
+    ``options["dump"]`` (returned, for the caller to close); None otherwise."""
+    from ..io.writer import SnapshotWriter
+
+    dump = options.get("dump")
+    if dump is None or isinstance(dump, DumpWriter):
+        return None
+    if isinstance(dump, SnapshotWriter):
+        raise UsageError(
+            "measure: layers= writes one snapshot per layer; give dump= a path or a "
+            "DumpWriter, not a SnapshotWriter"
+        )
+    writer = options["dump"] = DumpWriter(dump, "a")
+    return writer

@@ -13,7 +13,7 @@ from torch import nn
 
 import ncinspect
 from ncinspect.errors import UsageError
-from ncinspect.integrations.hook import LayerHooks
+from ncinspect.integrations.layers import LayerHooks
 from ncinspect.integrations.torch import capture, measure
 
 from ..torchnet import gaussian_classes, loader, trained_mlp
