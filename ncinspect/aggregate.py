@@ -114,7 +114,8 @@ class AggregateReport:
     files: list[str | None]
     snapshots: list[AggregateSnapshot]
     center: str = "classes"
-    ncc_means: str = "own"
+    ncc_centres: str = "own"
+    precision: str = "float64"  #: of pass 2's products in the runs (recorded when not float64)
 
     def __iter__(self):
         return iter(self.snapshots)
@@ -139,7 +140,11 @@ class AggregateReport:
                     "confidence": CONFIDENCE,
                     "interval": "two-sided Student t on the runs' values (ddof = 1)",
                 },
-                "conventions": {"center": self.center, "ncc_means": self.ncc_means},
+                "conventions": {
+                    "center": self.center,
+                    "ncc_means": self.ncc_centres,
+                    **({} if self.precision == "float64" else {"precision": self.precision}),
+                },
                 "snapshots": [s.to_dict() for s in self.snapshots],
             }
         )
@@ -289,5 +294,6 @@ def aggregate(reports: list[Report]) -> AggregateReport:
         files=[r.file for r in reports],
         snapshots=snaps,
         center=reports[0].center,
-        ncc_means=reports[0].ncc_means,
+        precision=getattr(reports[0], "precision", "float64"),
+        ncc_centres=reports[0].ncc_centres,
     )

@@ -28,6 +28,7 @@ __all__ = [
     "check_finite",
     "check_numeric",
     "NO_CLASS_ORDER",
+    "NO_CLASS_ORDER_ARRAYS",
 ]
 
 _NUMERIC = "iuf"
@@ -185,6 +186,10 @@ NO_CLASS_ORDER = (
     "as class_names (DumpWriter(...).set_meta(class_names=[...]) or a class_names array, one "
     "name per row of W), or pass class_names=[...] / --class-names FILE"
 )
+NO_CLASS_ORDER_ARRAYS = (  #: the same for arrays in memory, where no dump exists
+    "labels are strings and no class order was given: pass class_names=[...] (one name per "
+    "row of W, in W's row order), or integer labels that are row indices of W"
+)
 
 
 def prepare(
@@ -196,6 +201,7 @@ def prepare(
     outputs: Any = None,
     class_names: Any = None,
     class_names_where: str = "class_names",
+    no_order_reason: str = NO_CLASS_ORDER,
 ) -> Prepared:
     """Validate and normalise the inputs of an analysis (see :func:`ncinspect.analyze`).
 
@@ -204,7 +210,7 @@ def prepare(
     name to ``class_names``. Without a classifier, the classes are the distinct label values
     in increasing order (or the rows of ``class_names`` when every integer label indexes
     it). With string labels, a classifier and no class order, the classifier (weights, bias
-    and outputs) is set aside with the reason :data:`NO_CLASS_ORDER`.
+    and outputs) is set aside with the reason ``no_order_reason`` (default for a dump).
     """
     feats = as_source(features, "features")
     labs = as_source(labels, "labels")
@@ -224,7 +230,7 @@ def prepare(
             codes, names, order, rows, labs.where, class_names_where
         )
         if set_aside:
-            reason, total = NO_CLASS_ORDER, rows[0]
+            reason, total = no_order_reason, rows[0]
             w = b = outs = None
         notes: list[str] = []
     else:

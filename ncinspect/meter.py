@@ -156,6 +156,7 @@ class Meter:
         self._first2: FirstPass | None = None  # pass 2's own class sums, to compare
 
     def _batch(self, features: Any, labels: Any) -> tuple[Any, Any]:
+        _check_label_kind(labels)
         xp = get_namespace(features)
         if xp is not None and str(getattr(features, "layout", "torch.strided")) == "torch.strided":
             h, y = device_batch(xp, features, labels, self.n_classes)
@@ -360,6 +361,20 @@ class Meter:
                 "the classifier weights changed since the meter was made: measure with a fixed "
                 "model (between optimiser steps), or make a new Meter"
             )
+
+
+def _check_label_kind(labels: Any) -> None:
+    """String (or object) labels: say what to pass instead of a raw error of the array library."""
+    kind = getattr(getattr(labels, "dtype", None), "kind", None)
+    if kind is None and isinstance(labels, (list, tuple)):
+        kind = np.asarray(labels).dtype.kind
+    if kind in ("U", "S", "O"):
+        raise UnsupportedDtypeError(
+            f"labels have dtype {labels.dtype if hasattr(labels, 'dtype') else 'str'}: the "
+            "Meter takes integer labels, the row of W (or 0..n_classes-1) of each sample; map "
+            "names to rows first, e.g. rows = {name: i for i, name in enumerate(class_names)} "
+            "with class_names in W's row order, then np.array([rows[n] for n in labels])"
+        )
 
 
 def _numeric(arr: np.ndarray, what: str) -> np.ndarray:

@@ -33,6 +33,7 @@ from .conventions import (  # re-exported: part of the report's public names
 )
 from .io.atomic import atomic_write  # re-exported: the writer lives in io.atomic
 from .metrics import METRIC_KEYS
+from .metrics.nulls import applicable_warnings
 from .results import ResultArrays, TheoryResult
 from .text import fmt, plain
 
@@ -87,7 +88,7 @@ class SnapshotResult:
     class_names: list[Any] = field(default_factory=list)
     class_counts: list[int] = field(default_factory=list)
     center: str = "classes"
-    ncc_means: str = "own"
+    ncc_centres: str = "own"
     meta: dict[str, Any] = field(default_factory=dict)
     file: str | None = None
     arrays: ResultArrays = field(default_factory=ResultArrays, repr=False)
@@ -112,7 +113,8 @@ class SnapshotResult:
     def __repr__(self) -> str:
         """One line: the snapshot, its size and the headline metrics."""
         nums = " ".join(f"{label}={fmt(self.metrics.get(k))}" for k, label in _REPR_KEYS)
-        extra = f" ({len(self.warnings)} warning(s))" if self.warnings else ""
+        shown = applicable_warnings(self.warnings, self.null_reasons)  # JSON keeps all
+        extra = f" ({len(shown)} warning(s))" if shown else ""
         return (
             f"<SnapshotResult {plain(self.name)}: N={self.n_samples} d={self.n_features} "
             f"C={self.n_classes} {nums}{extra}>"
@@ -137,7 +139,8 @@ class SnapshotResult:
             for k, v in (("epoch", self.epoch), ("split", self.split), ("layer", self.layer))
             if v is not None
         )
-        notes = [*self.warnings, *([self.loss_note] if self.loss_note else [])]
+        notes = [*applicable_warnings(self.warnings, self.null_reasons)]
+        notes += [self.loss_note] if self.loss_note else []
         warn = "".join(f"<li>{escape(plain(w))}</li>" for w in notes)
         return (
             f"<div><b>{escape(plain(self.name))}</b> N={self.n_samples} d={self.n_features} "
@@ -198,7 +201,7 @@ class SnapshotResult:
             "class_names": self.class_names,
             "class_balance": {"min": int(min(counts)), "max": int(max(counts))},
             "center": self.center,
-            "ncc_means": self.ncc_means,
+            "ncc_means": self.ncc_centres,
             "metrics": {k: self.metrics.get(k) for k in self.metric_keys()},
             "per_class": self.per_class,
             "warnings": [*self.warnings, *([self.loss_note] if self.loss_note else [])],
@@ -253,7 +256,9 @@ class Report:
     file: str | None
     snapshots: list[SnapshotResult]
     center: str = "classes"
-    ncc_means: str = "own"
+    ncc_centres: str = "own"
+    #: of pass 2's large products (see :class:`~ncinspect.engines.local.LocalEngine`)
+    precision: str = "float64"
 
     def __iter__(self):
         return iter(self.snapshots)
@@ -332,7 +337,7 @@ class Report:
             "schema_version": SCHEMA_VERSION,
             "ncinspect_version": __version__,
             "file": self.file,
-            "conventions": conventions(self.center, self.ncc_means),
+            "conventions": conventions(self.center, self.ncc_centres, self.precision),
             "snapshots": [s.to_dict() for s in self.snapshots],
         }
 

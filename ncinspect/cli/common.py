@@ -84,14 +84,24 @@ def keys_from(kwargs: dict) -> dict[str, str]:
     return keys
 
 
-ncc_means_option = click.option(
-    "--ncc-means",
-    type=click.Choice(["own", "train"]),
-    default="own",
-    show_default=True,
-    help="NCC centres for a test split: its own class means (spec/metrics.md), or the "
-    "train means of the same epoch and layer (the convention of Papyan et al.).",
-)
+def _removed_ncc_means(ctx, param, value):
+    if value is not None:
+        raise click.UsageError("--ncc-means was renamed --ncc-centres in 0.3 (own or train)")
+
+
+def ncc_centres_option(func):
+    """--ncc-centres own|train (and a clear error for its 0.2 name --ncc-means)."""
+    func = click.option(
+        "--ncc-means", hidden=True, expose_value=False, callback=_removed_ncc_means
+    )(func)
+    return click.option(
+        "--ncc-centres",
+        type=click.Choice(["own", "train"]),
+        default="own",
+        show_default=True,
+        help="NCC centres for a test split: its own class means (spec/metrics.md), or the "
+        "train means of the same epoch and layer (the convention of Papyan et al.).",
+    )(func)
 
 
 def chunk_options(func):
@@ -140,6 +150,19 @@ def threads_option(func):
     )(func)
 
 
+def precision_option(func):
+    """--precision: of pass 2's large products (report, check, plot)."""
+    return click.option(
+        "--precision",
+        type=click.Choice(["float64", "float32"]),
+        default="float64",
+        show_default=True,
+        help="Pass 2's large products (projections, decision scores) in float64, or in "
+        "float32 with float64 sums: nc1 within the bound of docs/array-api.md, NCC and "
+        "classifier decisions exact (near ties decided again in float64). Recorded in the JSON.",
+    )(func)
+
+
 def reading_options(func):
     """Every option on how the feature rows are read, for each command that reads them:
     --memory-limit, --chunk-rows, --threads, --engine, --scheduler (see
@@ -158,8 +181,9 @@ def chunks_from(kwargs: dict) -> dict:
 
 @contextmanager
 def reading_from(kwargs: dict):
-    """Pop the :func:`reading_options` out of ``kwargs``; yield the keyword arguments of
-    :func:`ncinspect.analyze_file` they mean (``chunk_rows``, ``memory_limit``, ``engine``).
+    """Pop the :func:`reading_options` and ``--precision`` out of ``kwargs``; yield the
+    keyword arguments of :func:`ncinspect.analyze_file` they mean (``chunk_rows``,
+    ``memory_limit``, ``engine``: the precision is the engine's).
 
     The engine is made on entry (a usage error for ``--scheduler`` without ``--engine dask``
     or a missing extra) and closed on exit.
@@ -168,7 +192,10 @@ def reading_from(kwargs: dict):
 
     opts = chunks_from(kwargs)
     name, threads = kwargs.pop("engine", "local"), kwargs.pop("threads", None)
-    runner = get_engine(name, scheduler=kwargs.pop("scheduler", None), threads=threads)
+    precision = kwargs.pop("precision", None) or "float64"
+    runner = get_engine(
+        name, scheduler=kwargs.pop("scheduler", None), threads=threads, precision=precision
+    )
     try:
         yield {**opts, "engine": runner}
     finally:

@@ -16,7 +16,8 @@ from .common import (
     debug_option,
     key_options,
     keys_from,
-    ncc_means_option,
+    ncc_centres_option,
+    precision_option,
     reading_from,
     reading_options,
     snapshot_option,
@@ -98,7 +99,7 @@ def _printable(text: str) -> str:
     help="paper: 3.5 in / 7 in wide, 7 pt text; screen: larger.",
 )
 @snapshot_option
-@ncc_means_option
+@ncc_centres_option
 @click.option(
     "--sample-size",
     type=click.IntRange(min=1),
@@ -155,6 +156,7 @@ def _printable(text: str) -> str:
 )
 @click.option("--quiet", "-q", is_flag=True, help="Do not list the files written.")
 @reading_options
+@precision_option
 @class_options
 @key_options
 @allow_external_option
@@ -181,7 +183,10 @@ def command(files, **opts):
     o.formats = o.formats or ("pdf", "png")
     o.keys, o.class_opts = keys_from(opts), classes_from(opts)
     o.common = dict(
-        snapshot=o.snapshot, keys=o.keys, ncc_means=o.ncc_means, allow_external=o.allow_external
+        snapshot=o.snapshot,
+        keys=o.keys,
+        ncc_centres=o.ncc_centres,
+        allow_external=o.allow_external,
     )
     if o.aggregate:
         written = _plot_aggregated(files, o, opts)

@@ -228,10 +228,12 @@ def pass2_chunk(
     rider,
     *,
     map: Callable = map,
+    precision: str = "float64",
 ) -> Pass2:
     """Pass 2 of one chunk (stored features ``h``, float64 ``outs``) and, with a ``rider``
     from :func:`theory_rider`, the theory sums of the same rows (``map`` runs the blocks of
-    pass 2, e.g. on a thread pool)."""
+    pass 2, e.g. on a thread pool; ``precision``: that of pass 2's large products, see
+    :meth:`~ncinspect.stats.SecondPass.of_chunk`)."""
     sums = None
     if rider is not None:  # in the fixed blocks of pass 2, merged in row order
         step = block_rows(h.shape[1], geom.n_classes)
@@ -243,7 +245,8 @@ def pass2_chunk(
         sums = TheoryPass.empty(geom.n_classes, h.shape[1])
         for part in map(theory_block, range(0, h.shape[0], step)):
             sums = sums.merge(part)  # reads h and outs only
-    return Pass2(SecondPass.of_chunk(geom, h, codes, outs, map=map), sums)
+    second = SecondPass.of_chunk(geom, h, codes, outs, map=map, precision=precision)
+    return Pass2(second, sums)
 
 
 def second_pass(
@@ -254,9 +257,11 @@ def second_pass(
     *,
     threads: int | None = None,
     theory: bool = False,
+    precision: str = "float64",
 ) -> Pass2:
     """Pass 2: within-class scatter, decisions and outputs given the geometry of pass 1
-    (and, with ``theory``, the sums of the theory's identities over the same rows)."""
+    (and, with ``theory``, the sums of the theory's identities over the same rows;
+    ``precision``: of the large products, see :meth:`SecondPass.of_chunk`)."""
 
     reader = ChunkReader(prep.features, rows)
 
@@ -272,8 +277,9 @@ def second_pass(
         None if rider is None else TheoryPass.empty(prep.n_classes, prep.n_features),
     )
     with Workers(threads) as work:
+        kw = dict(map=work.map, precision=precision)
         for a, b, (h, outs) in work.prefetch(read, row_chunks(prep.n_samples, rows)):
-            acc = acc.merge(pass2_chunk(geom, h, prep.codes[a:b], outs, rider, map=work.map))
+            acc = acc.merge(pass2_chunk(geom, h, prep.codes[a:b], outs, rider, **kw))
             if progress:
                 progress(b - a)
     return acc
@@ -303,9 +309,13 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, precision: str = "float64"):
+        from ..array_api import check_precision
+
         #: worker threads (None: every core this process may use); results never depend on it
         self.threads = threads
+        #: of pass 2's large products: "float64" (default) or "float32" (docs/array-api.md)
+        self.precision = check_precision(precision)
 
     def first_pass(self, prep: Prepared, rows: int, progress: Progress | None = None):
         return first_pass(prep, rows, progress, threads=self.threads)
@@ -319,7 +329,8 @@ class LocalEngine:
         *,
         theory: bool = False,
     ) -> Pass2:
-        return second_pass(prep, geom, rows, progress, threads=self.threads, theory=theory)
+        opts = dict(threads=self.threads, theory=theory, precision=self.precision)
+        return second_pass(prep, geom, rows, progress, **opts)
 
     def reduce_rows(self, fn, sources, rows: int, *, row_arrays=(), progress=None):
         """Merge of ``fn(row0, *blocks, *row_slices)`` over the row chunks of ``sources``.

@@ -9,7 +9,7 @@ import numpy as np
 from ..trajectory import layer_profile, series
 from ._style import log_axis, new_figure, plot_style, run_colors
 from .panels import LAYER_PANELS
-from .runs import as_runs, figure_legend, one_axes_argument, run_look, run_title
+from .runs import as_runs, figure_legend, run_look, run_title
 
 __all__ = ["plot_layers"]
 
@@ -21,7 +21,6 @@ def plot_layers(
     epoch: int | None = None,
     split: str = "train",
     ax=None,
-    axes=None,
     style: str = "paper",
 ):
     """nc1, trace ratio and NCC accuracy against depth (``layer_k`` snapshots, then the last).
@@ -35,7 +34,6 @@ def plot_layers(
     split : str
         ``"train"`` (default) or another split name.
     ax : sequence of three Axes, optional
-        (``axes`` is the same argument under its older name.)
     style : {"paper", "screen"}
 
     Returns
@@ -55,7 +53,7 @@ def plot_layers(
     ]
     if not any(len(p) > 1 for _, p in profiles):
         raise ValueError("no run has snapshots of several layers at one epoch")
-    axes = one_axes_argument(ax, axes)
+    axes = ax
     colors = run_colors(len(runs))
     with plot_style(style):
         if axes is None:

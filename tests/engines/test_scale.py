@@ -184,7 +184,7 @@ def test_progress_counts_train_partner_first_pass(tmp_path):
             g["features"], g["labels"] = h[:n], y[:n]
             g.attrs["split"] = split
     bar = RowProgress(enabled=False)
-    ncinspect.analyze_file(path, snapshot="/test", progress=bar, ncc_means="train")
+    ncinspect.analyze_file(path, snapshot="/test", progress=bar, ncc_centres="train")
     assert bar.total_rows == bar.done == 2 * 30 + 60  # test twice, train means once
 
 
