@@ -5,7 +5,9 @@ The JSON schema (version 1)::
     {"schema_version": 1, "ncinspect_version": ..., "file": ..., "conventions": {...},
      "snapshots": [{"name", "epoch", "split", "layer", "n_samples", "n_features",
                     "n_classes", "metrics": {key: value}, "per_class": [...] | null,
-                    "warnings": [...], ...}]}
+                    "warnings": [...], ...}], "layers": [...]}
+
+``layers``: the layer-wise law per epoch and split (:mod:`ncinspect.layer_laws`), if any.
 
 Keys are sorted, undefined values are ``null`` (never NaN), and reruns are byte-identical.
 
@@ -32,22 +34,14 @@ from .conventions import (  # re-exported: part of the report's public names
     square_loss_keys,
 )
 from .io.atomic import atomic_write  # re-exported: the writer lives in io.atomic
+from .layer_laws import law_columns, layer_laws
 from .metrics import METRIC_KEYS
 from .metrics.nulls import applicable_warnings
 from .results import ResultArrays, TheoryResult
 from .text import fmt, plain
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "SnapshotResult",
-    "Report",
-    "conventions",
-    "atomic_write",
-    "jsonable",
-    "loss_of",
-    "square_loss_keys",
-    "SQUARE_LOSS_GROUPS",
-]
+__all__ = ["SCHEMA_VERSION", "SnapshotResult", "Report", "conventions", "atomic_write"]
+__all__ += ["jsonable", "loss_of", "square_loss_keys", "SQUARE_LOSS_GROUPS"]
 
 SCHEMA_VERSION = 1
 
@@ -333,13 +327,15 @@ class Report:
         return report_frame(self, per_class=per_class)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema_version": SCHEMA_VERSION,
             "ncinspect_version": __version__,
             "file": self.file,
             "conventions": conventions(self.center, self.ncc_centres, self.precision),
             "snapshots": [s.to_dict() for s in self.snapshots],
         }
+        laws = [law.to_dict() for law in layer_laws(self.snapshots)]
+        return {**out, "layers": jsonable(laws)} if laws else out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2, allow_nan=False) + "\n"
@@ -358,6 +354,8 @@ class Report:
             "n_classes_total",
             *(keys := report_metric_keys(self.snapshots)),
         ]
+        law_keys, law_values = law_columns(self.snapshots)  # its (epoch, split)'s law
+        header += law_keys
         boot = any(s.bootstrap is not None for s in self.snapshots)
         if boot:  # the interval of each metric after the values: key_lo, key_hi
             header += ["bootstrap_B", "bootstrap_seed"]
@@ -378,6 +376,7 @@ class Report:
                     *(jsonable(s.metrics.get(k)) for k in keys),
                 ]
             )
+            rows[-1] += law_values(s)
             if boot:
                 b = s.bootstrap or {}
                 rows[-1] += [b.get("B"), b.get("seed")]

@@ -27,7 +27,7 @@ from typing import Any
 from ..errors import UsageError
 from ..metrics import METRIC_KEYS, PER_CLASS_KEYS
 from ..metrics.ood import NC5_KEY
-from ..metrics.registry import OOD_REGISTRY, REGRESSION_REGISTRY
+from ..metrics.registry import LAW_REGISTRY, OOD_REGISTRY, REGRESSION_REGISTRY
 
 __all__ = [
     "THRESHOLD_KINDS",
@@ -136,8 +136,9 @@ def num_text(x: float) -> str:
 
 
 def _extra_metric_keys() -> list[str]:
-    """Keys outside METRIC_KEYS a rule may use: nc5 (OOD sets) and nrc1-3 (regression)."""
-    return [m.key for m in (*OOD_REGISTRY, *REGRESSION_REGISTRY)]
+    """Keys outside METRIC_KEYS a rule may use: nc5 (OOD sets), nrc1-3 (regression) and the
+    layer-wise law (one value per epoch and split)."""
+    return [m.key for m in (*OOD_REGISTRY, *REGRESSION_REGISTRY, *LAW_REGISTRY)]
 
 
 def is_extra_metric(name: str) -> bool:

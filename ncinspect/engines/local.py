@@ -22,6 +22,7 @@ from ..errors import InvalidDataError, ResourceLimitError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry
 from ..stats import FirstPass, Geometry, SecondPass, block_rows
+from ..stats_pairs import pair_table_bytes, pair_tables_reason
 from ..stats_theory import TheoryPass
 from .threads import Workers, one_blas_thread
 
@@ -82,7 +83,9 @@ def plan_chunk_rows(
     labels and their codes, about ``24 N`` bytes, and the class-level float64 matrices, about
     ``8 d (9 C + 2)`` bytes) is subtracted first, and each row costs its stored bytes plus
     three float64 copies (the float64 sums of pass 1, the centred and residual buffers of
-    pass 2). Chunks are then as small as one row; a budget that cannot hold even that raises
+    pass 2), and the directional pair tables when they fit
+    (:func:`ncinspect.stats_pairs.pair_tables_reason`: two C x C float64). Chunks are then
+    as small as one row; a budget that cannot hold even that raises
     :class:`~ncinspect.errors.ResourceLimitError` naming the budget needed. Chunks are at
     most 65,536 rows.
     """
@@ -95,6 +98,8 @@ def plan_chunk_rows(
             budget = max(available // 4, 16 << 20)
         return int(max(64, min(65536, budget // per_row)))
     fixed = 24 * int(n_samples) + 8 * d * (9 * C + 2) + (256 << 10)  # + small slack
+    if pair_tables_reason(C, memory_limit) is None:
+        fixed += pair_table_bytes(C)
     rows = (int(memory_limit) - fixed) // per_row
     if rows < 1:
         need = fixed + per_row
@@ -387,5 +392,6 @@ def run_passes(
             ncc_centres=ncc_centres,
             min_count=min_class_count,
         )
+    geom.pair_reason = pair_tables_reason(prep.n_classes, memory_limit)
     pass2 = engine.second_pass(prep, geom, rows, progress, theory=theory)
     return Passes(first, geom, pass2.second, pass2.theory)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..stats import FirstPass, Geometry, SecondPass
+from .directional import set_directional
 from .general import general_metrics
 from .kernels import equinorm, etf_error, self_duality
 from .linalg import row_cos, row_norms
@@ -97,6 +98,7 @@ def compute_metrics(
         cl.M, cl.W, cl.n, cdnv=(cl.variances, cl.Ms) if with_cdnv else None, map=pair_map
     )
     _nc1(out, second, geom, cl, pairs)
+    _nc1_directional(out, second, geom, cl)
     _nc2(out, cl, "means", cl.M, pairs.means_ok, pairs.means, cl.class_reason)
     no_w = cl.no_w if cl.W is None else cl.class_reason
     _nc2(out, cl, "weights", cl.W, pairs.weights_ok, pairs.weights, no_w)
@@ -198,6 +200,11 @@ def _nc1(
         out.set("nc1_trace_ratio", tr_w / tr_b)
     cdnv = cdnv_values(pairs.cdnv, pairs.cdnv_scale)[0]
     out.set("nc1_cdnv", cdnv, "two class means coincide")
+
+
+def _nc1_directional(out: MetricValues, second: SecondPass, geom: Geometry, cl: _Classes) -> None:
+    args = (second.pair_sq, geom.pair_reason, cl.rows, cl.n, cl.Ms, cl.class_reason)
+    set_directional(out, *args)
 
 
 def _nc2(

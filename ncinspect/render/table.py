@@ -22,6 +22,7 @@ from ..report import Report, SnapshotResult, square_loss_keys
 from ..text import fmt
 from ..trajectory import group_trajectories, has_layers, layer_profile, split_rank
 from .intervals import interval_text, interval_title
+from .law import law_table
 from .layout import column, message, no_split, show
 from .safe import markup
 
@@ -318,9 +319,9 @@ def render_report(
     compact = len(report) > 1 if compact is None else compact
     if compact:
         show(console, compact_table(report, sqi=sqi))
-        layers = layer_table(report)
-        if layers is not None:
-            show(console, layers)
+        for extra in (layer_table(report), law_table(report)):
+            if extra is not None:
+                show(console, extra)
         if per_class:
             for res in report:
                 show(console, per_class_table(res))
