@@ -190,3 +190,32 @@ def test_layer_errors_name_the_layer():
         measure(Twice(), "fc", loader(xs, ys), layers=["shared"])
     hooks = LayerHooks([("shared", Twice().shared)])
     assert hooks.rows(torch.ones(3)).shape == (3, 1)
+
+
+def test_the_layer_wise_law_reads_captured_layers(tmp_path):
+    """report's layers section orders capture's layer_<k> snapshots by k, the penultimate
+    layer last, with the nc1 of each."""
+    import json
+
+    from ncinspect.cli import main
+
+    model, x, y = trained_mlp()
+    path = tmp_path / "layers.h5"
+    capture(
+        model,
+        "fc",
+        loader(x, y),
+        path,
+        snapshot="epoch_0005",
+        epoch=5,
+        split="train",
+        layers=["body.0", "body.1", "body.2"],
+    )
+    assert main(["report", str(path), "--json", str(tmp_path / "r.json"), "-q"]) == 0
+    (section,) = json.loads((tmp_path / "r.json").read_text())["layers"]
+    got = [(entry["layer"], entry["position"]) for entry in section["layers"]]
+    assert got == [("layer_1", 1), ("layer_2", 2), ("layer_3", 3), (None, 4)]
+    direct = measure(model, "fc", loader(x, y), layers=["body.0", "body.1", "body.2"])
+    nc1 = [r.metrics["nc1"] for r in direct.values()]
+    assert [entry["nc1"] for entry in section["layers"]] == pytest.approx(nc1, rel=1e-6)
+    assert section["metrics"]["layer_law_layers"] == 4
