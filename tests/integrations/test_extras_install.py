@@ -11,9 +11,9 @@ build writes ``build/`` and ``*.egg-info`` beside the sources), pip's cache, the
 folder, matplotlib's and every XDG cache point into ``tmp_path``; pip's cache there starts
 empty, so nothing of the user's is read or written (the wheels come from the configured index
 or find-links, torch 2.13.0 from the local wheel). Measured on the shared 2-core machine with
-``--no-compile`` (printed with ``-s``): torch 62-97 s, then ``[torch]`` 73 s, ``[lightning]``
-157 s, ``[transformers]`` 178 s; without ``--no-compile`` and under heavier load torch took
-218-291 s and ``[lightning]`` 297 s.
+``--no-compile`` (printed with ``-s``; the spread is the machine's load): torch 17-97 s, then
+``[torch]`` 14-73 s, ``[lightning]`` 157 s, ``[transformers]`` 108-178 s; without
+``--no-compile`` and under heavier load torch took 218-291 s and ``[lightning]`` 297 s.
 """
 
 from __future__ import annotations
