@@ -32,6 +32,8 @@ def test_the_page_has_the_examples_and_readme_links_it():
     assert any("ncinspect.Meter(" in c for c in runnable)
     assert any("measure(model" in c for c in runnable)
     assert any("NeuralCollapseCallback(" in c for c in runnable)
+    assert any("layers=" in c and 'pool="avg"' in c for c in runnable)  # every layer
+    assert any("dump_meta=" in c and "NeuralCollapseCallback(" in c for c in runnable)
     assert any("ncinspect.integrations.transformers" in c for c in runnable)
     readme = os.path.join(os.path.dirname(DOC), os.pardir, "README.md")
     with open(readme, encoding="utf-8") as f:

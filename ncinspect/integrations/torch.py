@@ -35,12 +35,14 @@ from typing import Any
 
 from ..errors import UsageError
 from ..io.writer import DumpWriter
-from .hook import (
-    ClassifierHook,
-    forward_batch,
-    model_device_dtype,
-    resolve_module,
-    torch_module,
+from .hook import ClassifierHook, forward_batch, model_device_dtype, resolve_module, torch_module
+from .layers import (
+    LayerHooks,
+    layer_meta,
+    layer_meters,
+    layer_rows,
+    open_layer_snapshots,
+    resolve_layers,
 )
 
 __all__ = ["ClassifierHook", "Captured", "capture", "measure"]
@@ -56,6 +58,8 @@ class Captured:
     n_features: int | None
     n_classes: int | None
     notes: list[str] = field(default_factory=list)
+    #: the snapshot of each hooked layer (``layers=``), in order: ``<snapshot>/layer_<k>``
+    layer_snapshots: list[str] = field(default_factory=list)
 
 
 def capture(
@@ -74,6 +78,8 @@ def capture(
     outputs: bool = True,
     batch_fn: Callable[[Any], tuple[Any, Any]] | None = None,
     max_batches: int | None = None,
+    layers: Any = None,
+    pool: str | None = None,
     **meta: Any,
 ) -> Captured:
     """Run ``loader`` through ``model`` and write one snapshot of its classifier's inputs.
@@ -91,8 +97,7 @@ def capture(
         Batches ``(inputs, labels, ...)`` or dicts holding ``labels`` (or ``label``, ``y``,
         ``targets``); ``batch_fn(batch) -> (inputs, labels)`` for anything else.
     dump : path or DumpWriter
-        The HDF5 file (opened with ``mode``, see :class:`~ncinspect.DumpWriter`), or an open
-        writer (left open).
+        The HDF5 file (opened with ``mode``), or an open :class:`~ncinspect.DumpWriter`.
     snapshot : str
         The snapshot's group, e.g. ``"epoch_0010"`` or ``"test/epoch_0010"``; ``"/"`` for a
         flat file.
@@ -106,36 +111,99 @@ def capture(
     mode, append, replace
         How an existing file or snapshot is treated; a snapshot written earlier is never
         doubled silently (see :meth:`ncinspect.DumpWriter.snapshot`).
-    outputs : bool
-        Also record the classifier's outputs (default True).
-    max_batches : int, optional
-        Stop after this many batches.
+    outputs, max_batches
+        Record the classifier's outputs too (default True); stop after ``max_batches``.
+    layers, pool
+        Hidden layers too (names, modules, or a mapping name -> module; input side first):
+        layer ``k`` is written to ``<snapshot>/layer_<k>``, flattened or ``pool="avg"`` /
+        ``"max"`` over a CNN map's spatial dimensions (:mod:`~ncinspect.integrations.layers`).
 
     Returns
     -------
     Captured
         The file, snapshot and sizes written.
     """
-    torch = torch_module()
+    torch_module()  # the install hint before any file is touched
     module, name = resolve_module(model, classifier)
-    device, dtype = model_device_dtype(model)
+    hooked = resolve_layers(model, layers)
     ood = isinstance(split, str) and (split == "ood" or split.startswith("ood_"))
     writer = dump if isinstance(dump, DumpWriter) else DumpWriter(dump, mode)
+    meta = {"epoch": epoch, "split": split, "loss": loss, **meta}
     try:
-        snap = writer.snapshot(
-            snapshot, append=append, replace=replace, epoch=epoch, split=split, loss=loss, **meta
-        )
-        snap_name = snap.name  # read while the file is open
-        with _eval_mode(model), torch.no_grad(), ClassifierHook(module) as hook:
-            batches = _forward(model, hook, name, loader, batch_fn, device, dtype, ood, max_batches)
-            n_rows, d, C = _append_rows(snap, batches, outputs)
+        snap = writer.snapshot(snapshot, append=append, replace=replace, **meta)
+        layer_snaps = open_layer_snapshots(writer, hooked, snapshot, append, replace, meta)
+        names = [snap.name, *(s.name for s in layer_snaps)]  # read while the file is open
+        run = _Run(model, module, name, LayerHooks(hooked, pool), batch_fn, max_batches)
+        n_rows, d, C = run.write(loader, snap, layer_snaps, outputs, ood)
         notes = [] if ood else _write_classifier(snap, module, name, d)
     finally:
         if writer is not dump:
             writer.close()
     if n_rows == 0:
         notes.append("the loader yielded no batches; the snapshot holds no rows")
-    return Captured(writer.path, snap_name, n_rows, d, C, notes)
+    return Captured(writer.path, names[0], n_rows, d, C, notes, names[1:])
+
+
+@dataclass
+class _Run:
+    """One walk of a loader through the model: the hooks, the batch plumbing."""
+
+    model: Any
+    module: Any
+    name: str
+    layer_hooks: LayerHooks
+    batch_fn: Callable[[Any], tuple[Any, Any]] | None
+    max_batches: int | None
+    device: Any = None
+
+    def batches(self, loader, hook, dtype, ood: bool = False):
+        """``(features, outputs, labels, layer_rows)`` of each batch of ``loader`` (up to
+        ``max_batches``); labels may be None for an out-of-distribution set."""
+        for i, batch in enumerate(loader):
+            if self.max_batches is not None and i >= self.max_batches:
+                break
+            self.layer_hooks.clear()
+            h, out, labels = forward_batch(
+                self.model,
+                hook,
+                self.name,
+                batch,
+                i,
+                self.batch_fn,
+                self.device,
+                dtype,
+                labels_optional=ood,
+            )
+            yield h, out, labels, layer_rows(self.layer_hooks, h.shape[0], i)
+
+    def write(self, loader, snap, layer_snaps, outputs: bool, ood: bool):
+        """Append every batch to ``snap`` and the layers' snapshots: ``(rows, d, C)``."""
+        torch = torch_module()
+        device, dtype = model_device_dtype(self.model)
+        self.device = device
+        with _eval_mode(self.model), torch.no_grad(), ClassifierHook(self.module) as hook:
+            with self.layer_hooks:
+                batches = self.batches(loader, hook, dtype, ood)
+                return _append_rows(snap, batches, outputs, layer_snaps)
+
+    def feed(self, loader, meters, reduce) -> None:
+        """Both passes of ``loader`` into ``meters`` (the classifier's input first, then one
+        per hooked layer), ``reduce`` on each meter after each pass."""
+        torch = torch_module()
+        _, dtype = model_device_dtype(self.model)
+        with _eval_mode(self.model), torch.no_grad(), ClassifierHook(self.module) as hook:
+            with self.layer_hooks:
+                for pass_number in (1, 2):
+                    for h, _, labels, rows in self.batches(loader, hook, dtype):
+                        if isinstance(labels, torch.Tensor):
+                            labels = labels.to(h.device, non_blocking=True)
+                        for meter, features in zip(meters, [h, *rows], strict=True):
+                            meter.update(features, labels)
+                    for meter in meters:
+                        if reduce is not None:
+                            reduce(meter)
+                        if pass_number == 1:
+                            meter.next_pass()
 
 
 @contextmanager
@@ -150,26 +218,23 @@ def _eval_mode(model):
             m.training = training
 
 
-def _forward(model, hook, name, loader, batch_fn, device, dtype, ood: bool, max_batches):
-    """``(features, outputs, labels)`` of each batch of ``loader`` (up to ``max_batches``);
-    labels may be None for an out-of-distribution set."""
-    for i, batch in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
-        yield forward_batch(
-            model, hook, name, batch, i, batch_fn, device, dtype, labels_optional=ood
-        )
-
-
-def _append_rows(snap, batches, outputs: bool) -> tuple[int, int | None, int | None]:
-    """Append each batch's rows to ``snap``; ``(rows, d, C)`` written (d, C None if none)."""
+def _append_rows(
+    snap, batches, outputs: bool, layer_snaps=()
+) -> tuple[int, int | None, int | None]:
+    """Append each batch's rows to ``snap`` (and each hooked layer's rows to its snapshot);
+    ``(rows, d, C)`` written (d, C None if none)."""
     n_rows = 0
     d = C = None
-    for h, out, labels in batches:
+    for h, out, labels, rows in batches:
         if labels is None:  # an unlabelled out-of-distribution batch
             snap.append(features=h, outputs=out if outputs else None)
         else:
             snap.append(features=h, labels=labels, outputs=out if outputs else None)
+        for layer, r in zip(layer_snaps, rows, strict=True):
+            if labels is None:
+                layer.append(features=r)
+            else:
+                layer.append(features=r, labels=labels)
         n_rows += h.shape[0]
         d, C = h.shape[1], out.shape[1]
     return n_rows, d, C
@@ -197,6 +262,8 @@ def measure(
     batch_fn: Callable[[Any], tuple[Any, Any]] | None = None,
     max_batches: int | None = None,
     reduce: Callable[[Any], Any] | None = None,
+    layers: Any = None,
+    pool: str | None = None,
     **options: Any,
 ):
     """The neural-collapse metrics of ``model`` over ``loader``, without writing features.
@@ -216,8 +283,14 @@ def measure(
         Where the batches go (default: the device of the model's parameters); the features
         are measured there.
     reduce : callable, optional
-        Called with the meter after each pass, e.g.
+        Called with each meter after each pass, e.g.
         :func:`ncinspect.integrations.distributed.all_reduce_meter` under DDP.
+    layers, pool
+        Hidden layers to measure as well, as for :func:`capture`: each hooked module's
+        output (flattened, or pooled with ``pool="avg"``) feeds its own
+        :class:`~ncinspect.Meter` (no classifier, the classifier's classes), on the device,
+        so no layer's rows are kept. With ``dump``, layer ``k`` is written to
+        ``<snapshot>/layer_<k>`` with ``layer``, ``layer_index`` and ``module`` metadata.
     **options
         Passed to :class:`~ncinspect.Meter`: ``center``, ``per_class``,
         ``min_class_count``, ``precision``, ``dump``, ``snapshot``, ``dump_meta``,
@@ -225,15 +298,44 @@ def measure(
 
     Returns
     -------
-    SnapshotResult
+    SnapshotResult or dict
         What :func:`ncinspect.analyze` returns for the same features, labels and classifier.
+        With ``layers``: a dict ``{name: SnapshotResult}`` of the hooked layers in order
+        (``result.layer == "layer_<k>"``, ``result.meta["layer_index"] == k``), then the
+        classifier's input under ``"penultimate"``.
     """
     from ..meter import Meter
 
     torch = torch_module()
     module, name = resolve_module(model, classifier)
-    own_device, dtype = model_device_dtype(model)
-    device = own_device if device is None else torch.device(device)
+    hooked = resolve_layers(model, layers)
+    run = _Run(model, module, name, LayerHooks(hooked, pool), batch_fn, max_batches)
+    run.device = model_device_dtype(model)[0] if device is None else torch.device(device)
+    weight, bias = _classifier_of(module, name, options)
+    writer = _layers_writer(options) if hooked else None
+    try:
+        meter = Meter(weights=weight, bias=bias, **options)
+        meters = [meter, *layer_meters(meter, hooked, options)]
+        run.feed(loader, meters, reduce)
+        results = [m.compute() for m in meters]
+    finally:
+        if writer is not None:
+            writer.close()
+    if not hooked:
+        return results[0]
+    out = {}
+    for k, ((layer_name, _), result) in enumerate(zip(hooked, results[1:], strict=True), 1):
+        meta = layer_meta(layer_name, k)
+        result.layer = meta["layer"]
+        result.meta.update(meta)
+        out[layer_name] = result
+    out["penultimate"] = results[0]
+    return out
+
+
+def _classifier_of(module, name: str, options: dict[str, Any]) -> tuple[Any, Any]:
+    """The classifier's (C, d) ``weight`` and its ``bias``; ``(None, None)`` with
+    ``n_classes=`` for a module without such a weight."""
     weight = getattr(module, "weight", None)
     if weight is None or getattr(weight, "ndim", 0) != 2:
         if "n_classes" not in options:
@@ -241,28 +343,22 @@ def measure(
                 f"measure: the classifier {name!r} has no (C, d) weight; give n_classes= to "
                 "measure without a classifier"
             )
-        weight = None
-    bias = getattr(module, "bias", None) if weight is not None else None
-    meter = Meter(weights=weight, bias=bias, **options)
-    modes = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad(), ClassifierHook(module) as hook:
-            for pass_number in (1, 2):
-                for i, batch in enumerate(loader):
-                    if max_batches is not None and i >= max_batches:
-                        break
-                    h, _, labels = forward_batch(
-                        model, hook, name, batch, i, batch_fn, device, dtype
-                    )
-                    if isinstance(labels, torch.Tensor):
-                        labels = labels.to(h.device, non_blocking=True)
-                    meter.update(h, labels)
-                if reduce is not None:
-                    reduce(meter)
-                if pass_number == 1:
-                    meter.next_pass()
-    finally:
-        for m, training in modes.items():
-            m.training = training
-    return meter.compute()
+        return None, None
+    return weight, getattr(module, "bias", None)
+
+
+def _layers_writer(options: dict[str, Any]) -> DumpWriter | None:
+    """With ``layers=`` and a dump path: one open writer for every layer's meter, put in
+    ``options["dump"]`` (returned, for the caller to close); None otherwise."""
+    from ..io.writer import SnapshotWriter
+
+    dump = options.get("dump")
+    if dump is None or isinstance(dump, DumpWriter):
+        return None
+    if isinstance(dump, SnapshotWriter):
+        raise UsageError(
+            "measure: layers= writes one snapshot per layer; give dump= a path or a "
+            "DumpWriter, not a SnapshotWriter"
+        )
+    writer = options["dump"] = DumpWriter(dump, "a")
+    return writer

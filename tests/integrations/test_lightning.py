@@ -88,16 +88,16 @@ def test_callback_logs_the_metrics_of_analyze_to_the_csv_logger(tmp_path):
             else:
                 assert float(last[name]) == pytest.approx(float(value), rel=1e-12, abs=1e-13), name
         assert float(trainer.callback_metrics[f"nc/{split}/nc1"]) == pytest.approx(want["nc1"])
-    assert [(e, s) for e, s, _ in cb.results] == [
-        (0, "train"),
-        (0, "val"),
+    assert [(e, s) for e, s, _ in cb.results] == [  # epochs completed
         (1, "train"),
         (1, "val"),
+        (2, "train"),
+        (2, "val"),
     ]
     # the dump holds each measurement; analysing it gives the logged numbers
-    report = ncinspect.analyze_file(tmp_path / "run.h5", snapshot="val/epoch_0001")
+    report = ncinspect.analyze_file(tmp_path / "run.h5", snapshot="val/epoch_0002")
     (snap,) = report.snapshots
-    assert snap.epoch == 1 and snap.split == "val" and snap.n_samples == len(yv)
+    assert snap.epoch == 2 and snap.split == "val" and snap.n_samples == len(yv)
     assert snap.metrics["nc1"] == pytest.approx(float(last["nc/val/nc1"]), rel=1e-12)
 
 
@@ -108,7 +108,7 @@ def test_every_n_epochs_and_explicit_loaders(tmp_path):
     )
     rows = [r for r in _rows(trainer) if r.get("collapse/test/nc1")]
     assert [int(r["epoch"]) for r in rows] == [1]
-    assert [(e, s) for e, s, _ in cb.results] == [(1, "test")]
+    assert [(e, s) for e, s, _ in cb.results] == [(2, "test")]  # after the 2nd epoch
     assert not any(k.startswith("collapse/train") for k in rows[0])
     with pytest.raises(UsageError, match="every_n_epochs"):
         NeuralCollapseCallback("fc", every_n_epochs=0)
