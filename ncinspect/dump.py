@@ -269,6 +269,18 @@ class Dump:
                 notes=self.notes,
             )
             problem = self._incomplete(snap, node) if self.being_written else None
+            marked = next((a.path for a in node.ancestors() if a.in_progress), None)
+            if marked is not None:
+                where = "" if marked == node.path else f" (group {marked})"
+                problem = (
+                    f"it is being written (its writer has not finished it{where} yet)"
+                    if self.being_written
+                    else f"it is incomplete (its writer did not finish it{where}: the program "
+                    "writing it stopped mid-write, or still writes it)"
+                )
+                incomplete.append(problem)
+                self.notes.append(f"{self.path}: snapshot {node.path} skipped: {problem}")
+                continue
             if problem is not None:
                 incomplete.append(problem)
                 self.notes.append(
@@ -278,8 +290,9 @@ class Dump:
             snaps.append(snap)
         if not snaps and incomplete:
             raise UnreadableFileError(
-                f"{self.path}: the file is being written and has no complete snapshot yet "
-                f"({incomplete[0]})"
+                f"{self.path}: the file "
+                f"{'is being written and ' if self.being_written else ''}has no complete "
+                f"snapshot{' yet' if self.being_written else ''} ({incomplete[0]})"
             )
         if not snaps:
             raise MissingArrayError(

@@ -14,7 +14,7 @@ This module holds the logic only; :mod:`ncinspect.render.check` formats the resu
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..metrics.nulls import null_message
@@ -84,6 +84,9 @@ class CheckResult:
     snapshot: str = "last"
     config: str | None = None
     layer: str = "penultimate"
+    #: snapshots of the file left out and why (an incomplete snapshot, ...): shown, in JSON
+    #: under ``notes`` when there are any
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -110,6 +113,7 @@ class CheckResult:
                     "failed": n_failed,
                 },
                 "results": [o.to_dict() for o in self.outcomes],
+                **({"notes": list(self.notes)} if self.notes else {}),
             }
         )
 

@@ -90,6 +90,10 @@ def run_check(
         min_class_count=min_class_count,
     )
     results = [r for r in report.snapshots if r.name in names]
+    # snapshots the reader skipped (incomplete, being written): said, never silently dropped
+    notes = list(
+        dict.fromkeys(w for r in report.snapshots for w in r.warnings if " skipped: " in w)
+    )
     targets = select_last(results) if snapshot == "last" else results
     return CheckResult(
         file=os.fspath(path),
@@ -97,6 +101,7 @@ def run_check(
         rules=list(rules),
         snapshot=snapshot,
         config=config,
+        notes=notes,
         layer=layer,
     )
 

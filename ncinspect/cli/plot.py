@@ -224,10 +224,15 @@ def _plot_runs(files, o, opts) -> list[str]:
 
 
 def analyze_one(file, common: dict, reading: dict, class_opts: dict):
-    """The report of one run (every snapshot ``--snapshot`` selects)."""
+    """The report of one run (every snapshot ``--snapshot`` selects); a snapshot the reader
+    skipped (incomplete, being written) is said on stderr, never dropped silently."""
     from ..analyze import analyze_file
 
-    return analyze_file(file, **common, **reading, **class_opts)
+    report = analyze_file(file, **common, **reading, **class_opts)
+    skipped = dict.fromkeys(w for r in report.snapshots for w in r.warnings if " skipped: " in w)
+    for text in skipped:
+        click.echo(f"ncinspect: note: {_printable(text)}", err=True)
+    return report
 
 
 def _sample(plan, files, o) -> None:

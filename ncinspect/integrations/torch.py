@@ -130,6 +130,7 @@ def capture(
             batches = _forward(model, hook, name, loader, batch_fn, device, dtype, ood, max_batches)
             n_rows, d, C = _append_rows(snap, batches, outputs)
         notes = [] if ood else _write_classifier(snap, module, name, d)
+        snap.finish()  # marked complete last, after its rows and classifier are flushed
     finally:
         if writer is not dump:
             writer.close()

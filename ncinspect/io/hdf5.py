@@ -22,7 +22,7 @@ from ..errors import ExternalDataError, UnreadableFileError
 from .h5file import READ_ERRORS, first_line, open_h5
 from .paths import check_input_file, shown
 from .sources import H5Source
-from .tree import Node, plain
+from .tree import IN_PROGRESS, Node, plain
 
 __all__ = ["open_h5", "read_h5_tree", "decode_attr", "ATTR_LIMIT", "READ_ERRORS"]
 
@@ -272,6 +272,10 @@ class _Walker:
             group, node = stack.pop()
             try:
                 node.attrs.update(self.attrs(group, node.path))
+                # the writer's marker is not metadata; looked up by name (not capped)
+                node.in_progress = (
+                    node.attrs.pop(IN_PROGRESS, None) is not None or IN_PROGRESS in group.attrs
+                )
                 names = sorted(group.id.__iter__())
             except READ_ERRORS as exc:
                 if self.broken is None:

@@ -7,7 +7,11 @@ from typing import Any
 
 from .sources import ArraySource
 
-__all__ = ["Node", "plain"]
+__all__ = ["Node", "plain", "IN_PROGRESS"]
+
+#: the attribute a group carries while ncinspect's :class:`~ncinspect.DumpWriter` writes it;
+#: deleted last, after a flush, when the snapshot is complete (spec/dump-format.md, Writing)
+IN_PROGRESS = "ncinspect_in_progress"
 
 
 @dataclass
@@ -19,6 +23,8 @@ class Node:
     attrs: dict[str, Any] = field(default_factory=dict)
     children: dict[str, Node] = field(default_factory=dict)
     parent: Node | None = None
+    #: the group carries :data:`IN_PROGRESS`: its writer had not finished it
+    in_progress: bool = False
 
     def child(self, name: str) -> Node:
         if name not in self.children:
