@@ -6,7 +6,9 @@ escapes that clear the screen or move the cursor), line breaks, bidirectional ov
 unpaired surrogates (undecodable bytes). Every renderer passes such text through
 :func:`plain` (for plain-text outputs and messages) or :func:`markup` (inside rich markup)
 before it reaches a terminal or a log, :func:`xml_text` before it goes into XML and
-:func:`mpl_text` before it goes into a figure (where ``$...$`` would be parsed as math).
+:func:`mpl_text` before it goes into a figure (where ``$...$`` would be parsed as math),
+and every CSV cell through :func:`csv_cell` (a cell that a spreadsheet would run as a formula
+is neutralised). :func:`clip` caps a name shown to people (the JSON keeps it whole).
 
 Unsafe characters are not dropped silently but shown as escapes (``\\x1b``, ``\\u202e``), so
 two names that differ only in them stay distinguishable.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["plain", "markup", "xml_text", "mpl_text", "fmt"]
+__all__ = ["plain", "markup", "xml_text", "mpl_text", "fmt", "csv_cell", "clip"]
 
 # C0 controls (tab and newline included: a name is one line), DEL, C1 controls, the Unicode
 # bidirectional embeddings/overrides/isolates, line and paragraph separators, and surrogates
@@ -79,3 +81,46 @@ def fmt(value: Any) -> str:
             return f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:.4g}"
         return f"{value:.3e}"
     return str(value)
+
+
+# what spreadsheet programs read as the start of a formula (OWASP, "CSV Injection"): = + - @,
+# tab and carriage return, and the full-width forms some of them fold to those; checked after
+# any leading whitespace or control characters, which some programs strip first
+_FORMULA_START = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+_LEADING_BLANKS = re.compile(r"[\s\x00-\x1f\x7f]*")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell that no spreadsheet program runs as a formula.
+
+    Numbers (and text that is exactly a decimal number, ``-0.5``, ``1e-3``) stay as they are:
+    a negative number is a number, not a formula. Any other text whose first character (or
+    first after leading blanks and control characters) is ``=``, ``+``, ``-``, ``@``, a tab or
+    a carriage return (or a full-width ``＝ ＋ － ＠``) is prefixed with a single quote, as
+    OWASP recommends; the quote shows in the cell, so the text stays visible and unexecuted.
+    ``None`` is an empty cell.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, (bool, int, float)):
+        return value
+    text = value if isinstance(value, str) else str(value)
+    rest = text[_LEADING_BLANKS.match(text).end() :]
+    if text and (text[0] in _FORMULA_START or (rest[:1] and rest[0] in _FORMULA_START)):
+        if _NUMBER.fullmatch(text):
+            return text
+        return "'" + text
+    return text
+
+
+#: the most characters of one name (class, split, layer, group) a rendered output shows
+NAME_LIMIT = 200
+
+
+def clip(text: str, limit: int = NAME_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, ending in an ellipsis and the length when cut."""
+    if len(text) <= limit:
+        return text
+    tail = f"... ({len(text):,} characters)"
+    return text[: max(1, limit - len(tail))] + tail
