@@ -126,8 +126,12 @@ class Dump:
             from .io.npz import read_npz_tree
 
             self.tree = read_npz_tree(self.path, self.notes, memory_limit=memory_limit)
-        self._check_explicit_keys()
-        self.snapshots = self._resolve()
+        try:  # a refused file is not left open (the caller gets no object to close)
+            self._check_explicit_keys()
+            self.snapshots = self._resolve()
+        except BaseException:
+            self.close()
+            raise
 
     def __enter__(self) -> Dump:
         return self

@@ -28,7 +28,7 @@ from ..budget import fmt_bytes, read_bound
 from ..errors import ResourceLimitError, UnreadableFileError, UnsupportedDtypeError
 from .paths import shown
 from .sources import ArraySource
-from .tree import Node, plain
+from .tree import Node, Placed, plain, split_name
 
 __all__ = ["read_npz_tree", "ZIP_ERRORS"]
 
@@ -284,7 +284,7 @@ def read_npz_tree(path: str, notes: list[str], *, memory_limit: int | None = Non
             f"{shown_path}: not a readable NPZ file ({_message(exc)})"
         ) from None
     root = Node("/")
-    seen: dict[tuple[str, ...], str] = {}
+    placed = Placed(root, shown_path)
     max_read = read_bound(memory_limit)
     for info in infos:
         name = info.filename
@@ -292,19 +292,11 @@ def read_npz_tree(path: str, notes: list[str], *, memory_limit: int | None = Non
             continue
         if not name.endswith(".npy"):
             continue
-        parts = tuple(p for p in name[: -len(".npy")].split("/") if p)
+        parts = split_name(name[: -len(".npy")])
         if not parts:
             continue
         where = f"{shown_path}:/{shown('/'.join(parts))}"
-        if parts in seen:
-            raise UnreadableFileError(
-                f"{where}: the archive holds two members of this name ({shown(seen[parts])!r} "
-                f"and {shown(name)!r}); ncinspect does not pick one"
-            )
-        seen[parts] = name
-        node = root
-        for p in parts[:-1]:
-            node = node.child(p)
+        node = placed.node_of(name, parts)
         source = NpzMemberSource(
             path, info, where, notes, max_read=max_read, explicit_limit=memory_limit is not None
         )

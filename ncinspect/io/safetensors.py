@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnreadableFileError, UnsupportedDtypeError
+from .paths import shown
 from .sources import ArraySource
-from .tree import Node
+from .tree import Node, Placed, split_name
 
 __all__ = ["read_safetensors_tree", "is_safetensors", "MAX_HEADER"]
 
@@ -196,21 +197,28 @@ def read_safetensors_tree(path: str, notes: list[str]) -> Node:
     except Exception as exc:  # noqa: BLE001 - the package raises its own error types
         raise UnreadableFileError(f"{path}: not a readable safetensors file ({exc})") from None
     root = Node("/")
+    placed = Placed(root, path)
     # in the order the tensors are stored
     order = sorted(names, key=lambda k: (int(header[k]["data_offsets"][0]), k))
     for name in order:
-        parts = [p for p in name.split("/") if p]
+        parts = split_name(name)
         if not parts:
             continue
-        node = root
-        for p in parts[:-1]:
-            node = node.child(p)
+        node = placed.node_of(name, parts)
         where = f"{path}:/{'/'.join(parts)}"
         node.arrays[parts[-1]] = SafetensorsSource(path, name, header[name], data_start, where)
+    keys: dict[tuple[str, ...], str] = {}
     for key, text in sorted(metadata.items()):
         group, _, attr = key.rpartition("/")
+        spelled = (*split_name(group), attr)
+        if spelled in keys:  # two spellings of one metadata key: neither is picked
+            raise UnreadableFileError(
+                f"{path}: __metadata__ keys {shown(keys[spelled])!r} and {shown(key)!r} name "
+                "the same value; ncinspect does not pick one"
+            )
+        keys[spelled] = key
         node = root
-        for p in (p for p in group.split("/") if p):
+        for p in split_name(group):
             node = node.child(p)
         value = _meta_value(text)
         if attr == "meta" and isinstance(value, dict):

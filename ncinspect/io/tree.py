@@ -7,7 +7,7 @@ from typing import Any
 
 from .sources import ArraySource
 
-__all__ = ["Node", "plain", "IN_PROGRESS"]
+__all__ = ["Node", "plain", "IN_PROGRESS", "split_name", "Placed"]
 
 #: the attribute a group carries while ncinspect's :class:`~ncinspect.DumpWriter` writes it;
 #: deleted last, after a flush, when the snapshot is complete (spec/dump-format.md, Writing)
@@ -56,6 +56,39 @@ class Node:
             if node is None:
                 return None
         return node.arrays.get(parts[-1]) if parts else None
+
+
+def split_name(name: str) -> tuple[str, ...]:
+    """The group path of a flat container's member name: ``/`` separates groups; empty and
+    ``.`` components mean nothing, so ``features``, ``/features``, ``./features`` and
+    ``features/`` all name the same array."""
+    return tuple(p for p in name.split("/") if p and p != ".")
+
+
+class Placed:
+    """The arrays of a flat container (NPZ, safetensors) placed in the tree by name: two
+    member names that resolve to the same array path are refused, naming both."""
+
+    def __init__(self, root: Node, where_file: str):
+        self.root, self.where_file = root, where_file
+        self.seen: dict[tuple[str, ...], str] = {}
+
+    def node_of(self, raw: str, parts: tuple[str, ...]) -> Node:
+        """The group node holding ``parts[-1]``; refuses a second ``raw`` of the same parts."""
+        from ..errors import AmbiguousArrayError
+        from .paths import shown
+
+        if parts in self.seen:
+            raise AmbiguousArrayError(
+                f"{self.where_file}:/{shown('/'.join(parts))}: two members of the file "
+                f"resolve to this name ({shown(self.seen[parts])!r} and {shown(raw)!r}); "
+                "ncinspect does not pick one: rename or drop one of them"
+            )
+        self.seen[parts] = raw
+        node = self.root
+        for p in parts[:-1]:
+            node = node.child(p)
+        return node
 
 
 def plain(value: Any) -> Any:

@@ -19,11 +19,11 @@ after a flush of everything written to it, by :meth:`SnapshotWriter.finish`, by 
 loop writes one after the other; groups above the new one excepted), or by closing the
 writer normally (:meth:`DumpWriter.close`, or leaving ``with DumpWriter(...)`` without an
 exception). Rows or arrays written to a finished snapshot mark it in progress again, so a
-program that writes several snapshots at once should call ``finish()`` on each. Readers skip a snapshot that still
-carries it (or sits below a group that does), with a note: a snapshot whose writer was killed
-mid-write is never analysed as if it were complete. Dumps written by other programs carry no
-such attribute and are complete as they are. Dumps are written in place (they are appended
-to); the reports ncinspect writes are atomic instead.
+program that writes several snapshots at once should call ``finish()`` on each. Readers skip
+a snapshot that still carries it (or sits below a group that does), with a note: a snapshot
+whose writer was killed mid-write is never analysed as if it were complete. Dumps written by
+other programs carry no such attribute and are complete as they are. Dumps are written in
+place (they are appended to); the reports ncinspect writes are atomic instead.
 
 A writer never doubles a snapshot: rows are appended freely to the snapshots this writer
 created, but a snapshot that already holds arrays written by an earlier writer (a script run

@@ -7,7 +7,6 @@ import csv
 import io
 
 import h5py
-import numpy as np
 import pytest
 
 import ncinspect
@@ -26,7 +25,7 @@ HOSTILE = [
     "@SUM(A1)",
     "\t=1",
     "\r=1",
-    "\n=HYPERLINK(\"http://x\")",
+    '\n=HYPERLINK("http://x")',
     "  =1",
     "\x00=1",
     "\uff1d1+1",  # full-width equals sign
@@ -47,7 +46,14 @@ def _dangerous(cell: str) -> bool:
     stripped = cell.lstrip(" \t\r\n\x00")
     first = cell[:1]
     return first in ("=", "+", "-", "@", "\t", "\r") or stripped[:1] in (
-        "=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20",
+        "=",
+        "+",
+        "-",
+        "@",
+        "\uff1d",
+        "\uff0b",
+        "\uff0d",
+        "\uff20",
     )
 
 
