@@ -50,7 +50,6 @@ from .tree import IN_PROGRESS
 __all__ = ["DumpWriter", "SnapshotWriter", "IN_PROGRESS"]
 
 
-
 _DEFAULT_CHUNK_BYTES = 1 << 20  # ~1 MiB HDF5 chunks: good for row-chunked reads
 
 

@@ -146,9 +146,7 @@ def to_github(result: CheckResult) -> str:
         f"{_escape_data(f'{o.target} in {result.file}: {o.message}')}"
         for o in result.failures
     ]
-    lines += [
-        f"::warning title={_escape_property(_TOOL)}::{_escape_data(n)}" for n in result.notes
-    ]
+    lines += [f"::warning title={_escape_property(_TOOL)}::{_escape_data(n)}" for n in result.notes]
     level = "notice" if result.passed else "error"
     lines.append(
         f"::{level} title={_escape_property(_TOOL)}::"
