@@ -145,12 +145,16 @@ def layer_label(layer: str | None) -> str:
 def select_layer(items: Iterable[Any], layer: str = "penultimate") -> list[Any]:
     """The items (snapshots or results) of ``layer``.
 
-    ``"penultimate"``: the classifier's layer (``item.layer`` None); ``"all"``: every item;
-    any other string: the hidden layer of that name (``"layer_1"``).
+    ``"penultimate"``: the classifier's layer (``item.layer`` None, or the one layer every
+    item names: :func:`ncinspect.trajectory.classifier_layer`); ``"all"``: every item; any
+    other string: the layer of that name (``"layer_1"``).
     """
+    from ..trajectory import classifier_layer
+
+    items = list(items)
     if layer == "all":
-        return list(items)
-    want = None if layer == "penultimate" else layer
+        return items
+    want = classifier_layer(items) if layer == "penultimate" else layer
     return [s for s in items if s.layer == want]
 
 

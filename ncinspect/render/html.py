@@ -174,7 +174,10 @@ def _compact_section(report: Report, hidden: set[str]) -> str:
 def last_classified(report: Report) -> SnapshotResult | None:
     """The last train (or split-less) classification snapshot with class means, else any."""
     cands = [r for r in report if r.task == "classification" and r.arrays.means is not None]
-    train = [r for r in cands if r.split in (None, "train") and r.layer is None]
+    from ..trajectory import classifier_layer
+
+    top = classifier_layer(cands)
+    train = [r for r in cands if r.split in (None, "train") and r.layer == top]
     pool = train or cands
     if not pool:
         return None
