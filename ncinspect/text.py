@@ -50,9 +50,15 @@ def plain(value: Any) -> str:
     return _UNSAFE.sub(_escape_char, value if isinstance(value, str) else str(value))
 
 
-def markup(value: Any) -> str:
-    """:func:`plain` text, then escaped so that rich shows it literally (no markup parsed)."""
-    text = _TAG.sub(lambda m: f"{m.group(1) * 2}\\{m.group(2)}", plain(value))
+def markup(value: Any, limit: int | None = None) -> str:
+    """:func:`plain` text, then escaped so that rich shows it literally (no markup parsed).
+
+    Shown text only: cut to ``limit`` characters (default :data:`TEXT_LIMIT`) by :func:`clip`,
+    so that no value from a file (a 10 MB class name) makes a table slow or huge."""
+    raw = value if isinstance(value, str) else str(value)
+    text = _TAG.sub(
+        lambda m: f"{m.group(1) * 2}\\{m.group(2)}", plain(clip(raw, limit or TEXT_LIMIT))
+    )
     # rich halves a run of backslashes that ends right before a tag, so a run at the end of
     # the text (where a closing tag may follow) is doubled as well
     return _TRAILING_BACKSLASHES.sub(lambda m: m.group() * 2, text)
@@ -63,9 +69,11 @@ def xml_text(value: Any) -> str:
     return _XML_ILLEGAL.sub(_escape_char, plain(value))
 
 
-def mpl_text(value: Any) -> str:
-    """:func:`plain` text for a matplotlib label: every ``$`` shown literally (no mathtext)."""
-    return plain(value).replace("$", r"\$")
+def mpl_text(value: Any, limit: int | None = None) -> str:
+    """:func:`plain` text for a matplotlib label: every ``$`` shown literally (no mathtext),
+    cut to ``limit`` characters (default :data:`NAME_LIMIT`; :func:`clip` says the cut)."""
+    raw = value if isinstance(value, str) else str(value)
+    return plain(clip(raw, limit or NAME_LIMIT)).replace("$", r"\$")
 
 
 def fmt(value: Any) -> str:
@@ -116,11 +124,16 @@ def csv_cell(value: Any) -> Any:
 
 #: the most characters of one name (class, split, layer, group) a rendered output shows
 NAME_LIMIT = 200
+#: the most characters of a class name on a figure's axis or legend (the cut is said)
+LABEL_LIMIT = 24
+#: the most characters of any other text from a file (a warning naming it) a table shows
+TEXT_LIMIT = 2000
 
 
 def clip(text: str, limit: int = NAME_LIMIT) -> str:
-    """``text`` cut to ``limit`` characters, ending in an ellipsis and the length when cut."""
+    """``text`` cut to about ``limit`` characters when longer, ending in an ellipsis and its
+    whole length (``abc… (10,000,000 chars)``): the cut is said where it is shown."""
     if len(text) <= limit:
         return text
-    tail = f"... ({len(text):,} characters)"
+    tail = f"\u2026 ({len(text):,} chars)"
     return text[: max(1, limit - len(tail))] + tail
