@@ -14,7 +14,6 @@ encrypted members and members whose compression is not stored/deflate/bzip2/lzma
 
 from __future__ import annotations
 
-import json
 import lzma
 import math
 import os
@@ -28,7 +27,7 @@ from ..budget import fmt_bytes, read_bound
 from ..errors import ResourceLimitError, UnreadableFileError, UnsupportedDtypeError
 from .paths import shown
 from .sources import ArraySource
-from .tree import Node, Placed, plain, split_name
+from .tree import Node, Placed, loads_json, plain, split_name
 
 __all__ = ["read_npz_tree", "ZIP_ERRORS"]
 
@@ -261,7 +260,7 @@ def _read_meta(source: NpzMemberSource) -> dict:
     if not isinstance(text, str):
         raise UnreadableFileError(f"{source.where}: meta must be a 0-d string array holding JSON")
     try:
-        meta = plain(json.loads(text))
+        meta = plain(loads_json(text, f"{source.where}: meta"))
     except RecursionError:
         raise UnreadableFileError(f"{source.where}: meta JSON is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and integers beyond Python's digit limit

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .sources import ArraySource
 
-__all__ = ["Node", "plain", "IN_PROGRESS", "split_name", "Placed"]
+__all__ = ["Node", "plain", "IN_PROGRESS", "split_name", "Placed", "loads_json", "MAX_JSON_DEPTH"]
+
+#: the deepest nesting of JSON read from a file (a header, a metadata value); deeper is refused
+#: before parsing (it would exhaust the recursion of the parser or of every later step)
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 
 #: the attribute a group carries while ncinspect's :class:`~ncinspect.DumpWriter` writes it;
 #: deleted last, after a flush, when the snapshot is complete (spec/dump-format.md, Writing)
@@ -56,6 +63,34 @@ class Node:
             if node is None:
                 return None
         return node.arrays.get(parts[-1]) if parts else None
+
+
+def json_depth(text: str) -> int:
+    """How deeply ``[`` and ``{`` nest in JSON ``text`` (outside strings), without parsing it."""
+    import numpy as np
+
+    bare = _JSON_STRING.sub("", text).encode("utf-8", "surrogatepass")
+    b = np.frombuffer(bare, dtype=np.uint8)
+    step = ((b == 91) | (b == 123)).astype(np.int64) - ((b == 93) | (b == 125))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def loads_json(text: str, where: str) -> Any:
+    """``json.loads(text)`` of text from a file, refused (UnreadableFileError naming
+    ``where``) when nested deeper than :data:`MAX_JSON_DEPTH`; ``ValueError`` for text that
+    is not JSON, as ``json.loads`` raises it."""
+    from ..errors import UnreadableFileError
+
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise UnreadableFileError(
+            f"{where} is JSON nested {depth} levels deep (more than {MAX_JSON_DEPTH}); "
+            "refused without parsing it"
+        )
+    try:
+        return json.loads(text)
+    except RecursionError:  # a parser with less stack than the bound assumes
+        raise UnreadableFileError(f"{where} is JSON nested too deeply") from None
 
 
 def split_name(name: str) -> tuple[str, ...]:

@@ -210,7 +210,6 @@ def hide_class_ticks(ax, n_classes: int, *, axis: str = "both", names=None) -> N
     from matplotlib.ticker import MaxNLocator
 
     from ..render.safe import mpl_text
-
     from ..text import LABEL_LIMIT
 
     labels = [

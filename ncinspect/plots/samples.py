@@ -10,8 +10,8 @@ import numpy as np
 
 from ..projection import project
 from ..render.safe import mpl_text
-from ..text import LABEL_LIMIT
 from ..report import SnapshotResult
+from ..text import LABEL_LIMIT
 from ._style import (
     PETROFF10,
     SINGLE,
@@ -121,7 +121,9 @@ def _scatter_classes(ax, result: SnapshotResult, proj2, codes, rows, colors) -> 
                 linewidths=0,
                 rasterized=True,
                 gid=f"class|{c}",
-                label=mpl_text(result.class_names[c], LABEL_LIMIT) if C <= _LEGEND_CLASSES else None,
+                label=mpl_text(result.class_names[c], LABEL_LIMIT)
+                if C <= _LEGEND_CLASSES
+                else None,
             )
     return shown
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from ..metrics.registry import compact_columns, no_etf_note, table_info
 from ..report import Report, SnapshotResult, conventions, square_loss_keys
-from .intervals import interval_text
 from ..text import NAME_LIMIT, TEXT_LIMIT, clip
+from .intervals import interval_text
 from .safe import plain
 from .table import COMPACT_KEYS, extra_compact_columns, fmt
 
