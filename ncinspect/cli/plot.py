@@ -10,10 +10,13 @@ import click
 from ..plots.plan import KINDS
 from .common import (
     INPUT_FILE,
+    MAX_ROWS,
+    MAX_SEED,
     allow_external_option,
     class_options,
     classes_from,
     debug_option,
+    int_range,
     key_options,
     keys_from,
     ncc_means_option,
@@ -23,7 +26,6 @@ from .common import (
 )
 
 MIN_DPI, MAX_DPI = 10, 1200  # 1200 dpi: a double-column figure is ~8400 x 6000 pixels
-MAX_SEED = 2**63 - 1
 
 
 def _check_prefix(ctx, param, value: str) -> str:
@@ -101,7 +103,7 @@ def _printable(text: str) -> str:
 @ncc_means_option
 @click.option(
     "--sample-size",
-    type=click.IntRange(min=1),
+    type=int_range(1, MAX_ROWS),
     default=2000,
     show_default=True,
     help="Samples drawn for the projection and sqi figures.",

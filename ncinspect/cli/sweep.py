@@ -15,7 +15,7 @@ import time
 import click
 
 from ..train.config import TrainConfig
-from .common import debug_option
+from .common import MAX_COUNT, MAX_JOBS, MAX_SEED, MAX_SEEDS, debug_option, int_range
 
 _D = TrainConfig()  # the defaults live in one place: the dataclass
 #: TrainConfig fields whose default is None, and how a --set value of theirs is read.
@@ -69,7 +69,14 @@ def _floats(text: str) -> list[float]:
 
 
 @click.command("sweep")
-@click.option("-o", "--out", "out_dir", required=True, help="Folder for dumps, tables, figures.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Folder for dumps, tables, figures (made if missing; not an existing file).",
+)
 @click.option(
     "--weight-decays",
     default=f"0,{_D.weight_decay:g}",
@@ -78,23 +85,37 @@ def _floats(text: str) -> list[float]:
 )
 @click.option(
     "--seeds",
-    type=click.IntRange(min=1),
+    type=int_range(1, MAX_SEEDS),
     default=1,
     show_default=True,
     help="Repeat every lambda for seeds --seed .. --seed + N - 1 (each its own data, "
     "initialisation and batch order). With N >= 2 the headline (mean and 95% interval over "
     "the seeds, factor per seed, banded trajectory figure) is written too.",
 )
-@click.option("--seed", type=int, default=_D.seed, show_default=True, help="The first seed.")
+@click.option(
+    "--seed",
+    type=int_range(0, MAX_SEED),
+    default=_D.seed,
+    show_default=True,
+    help="The first seed.",
+)
 @click.option("--dataset", default=None, help=f"[default: {_D.dataset}]")
 @click.option("--epochs", type=int, default=None, help=f"[default: {_D.epochs}]")
 @click.option("--lr", type=float, default=None, help=f"Peak learning rate [default: {_D.lr}]")
 @click.option("--depth", type=int, default=None, help=f"[default: {_D.depth}]")
 @click.option("--width", type=int, default=None, help=f"[default: {_D.width}]")
 @click.option(
-    "--batch-size", type=int, default=None, help=f"0 = full batch [default: {_D.batch_size}]"
+    "--batch-size",
+    type=int_range(None, MAX_COUNT),
+    default=None,
+    help=f"0 = full batch [default: {_D.batch_size}]",
 )
-@click.option("--save-every", type=int, default=None, help=f"[default: {_D.save_every}]")
+@click.option(
+    "--save-every",
+    type=int_range(None, MAX_COUNT),
+    default=None,
+    help=f"[default: {_D.save_every}]",
+)
 @click.option(
     "--set",
     "extra",
@@ -111,7 +132,7 @@ def _floats(text: str) -> list[float]:
 )
 @click.option(
     "--jobs",
-    type=click.IntRange(min=1),
+    type=int_range(1, MAX_JOBS),
     default=1,
     show_default=True,
     help="Runs trained at once, one process each (the results do not depend on it).",
@@ -176,7 +197,15 @@ def command(
             err=True,
         )
 
+    if seed + seeds - 1 > MAX_SEED:
+        raise click.BadParameter(
+            f"--seed {seed} with --seeds {seeds} runs seeds beyond {MAX_SEED} (2**63 - 1)",
+            param_hint="--seed",
+        )
     run_seeds = None if seeds == 1 else range(seed, seed + seeds)
+    from ..io.atomic import make_output_folder
+
+    make_output_folder(out_dir)  # a file, or a folder below one: one line before any run
     rows = sweep_weight_decay(config, values, out_dir, seeds=run_seeds, callback=report, jobs=jobs)
     previous = os.path.join(out_dir, "sweep.json")
     if extend and os.path.exists(previous):
