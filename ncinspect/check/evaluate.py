@@ -142,19 +142,23 @@ def layer_label(layer: str | None) -> str:
     return "penultimate" if layer is None else layer
 
 
-def select_layer(items: Iterable[Any], layer: str = "penultimate") -> list[Any]:
+def select_layer(
+    items: Iterable[Any], layer: str = "penultimate", *, among: Iterable[Any] | None = None
+) -> list[Any]:
     """The items (snapshots or results) of ``layer``.
 
     ``"penultimate"``: the classifier's layer (``item.layer`` None, or the one layer every
     item names: :func:`ncinspect.trajectory.classifier_layer`); ``"all"``: every item; any
-    other string: the layer of that name (``"layer_1"``).
+    other string: the layer of that name (``"layer_1"``). ``among``: the items whose
+    classifier's layer counts (default ``items``; a selection gives the whole file's).
     """
     from ..trajectory import classifier_layer
 
     items = list(items)
     if layer == "all":
         return items
-    want = classifier_layer(items) if layer == "penultimate" else layer
+    pool = items if among is None else list(among)
+    want = classifier_layer(pool) if layer == "penultimate" else layer
     return [s for s in items if s.layer == want]
 
 

@@ -121,7 +121,7 @@ def _snapshot_names(
     pattern = None if snapshot in ("last", "all") else snapshot
     with open_dump(path, keys=keys, allow_external=allow_external) as dump:
         pool = dump.select(pattern)
-        chosen = select_layer(pool, layer)
+        chosen = select_layer(pool, layer, among=dump.snapshots)
         if not chosen:
             have = ", ".join(dict.fromkeys(layer_label(s.layer) for s in pool))
             raise UsageError(
