@@ -34,7 +34,7 @@ from .conventions import (  # re-exported: part of the report's public names
 from .io.atomic import atomic_write  # re-exported: the writer lives in io.atomic
 from .metrics import METRIC_KEYS
 from .results import ResultArrays, TheoryResult
-from .text import fmt, plain
+from .text import csv_text, fmt, plain  # csv_text: the one CSV writer (re-exported)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -381,26 +381,3 @@ class Report:
 
     def to_csv(self) -> str:
         return csv_text(*self.csv_rows())
-
-
-def csv_text(header: list[str], rows: list[list[Any]]) -> str:
-    """CSV text of ``header`` and ``rows`` (None as an empty cell, ``\\n`` line ends).
-
-    The one CSV writer of ncinspect (report, aggregate, sweep): every cell passes
-    :func:`ncinspect.text.csv_cell`, so text from a file never starts a formula."""
-    from .text import csv_cell
-
-    def field(value: Any) -> str:
-        text = str(csv_cell(value))
-        # quoted as the csv module quotes (minimal), and also for a carriage return, which
-        # the csv module leaves bare when the line ends in "\n" (a row then splits in two)
-        if any(c in text for c in ',"\n\r'):
-            return '"' + text.replace('"', '""') + '"'
-        return text
-
-    def line(cells: list[Any]) -> str:
-        if len(cells) == 1 and csv_cell(cells[0]) == "":
-            return '""\n'  # a row of one empty cell is not an empty line
-        return ",".join(field(v) for v in cells) + "\n"
-
-    return line(list(header)) + "".join(line(list(row)) for row in rows)

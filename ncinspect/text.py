@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["plain", "markup", "xml_text", "mpl_text", "fmt", "csv_cell", "clip"]
+__all__ = ["plain", "markup", "xml_text", "mpl_text", "fmt", "csv_cell", "csv_text", "clip"]
 
 # C0 controls (tab and newline included: a name is one line), DEL, C1 controls, the Unicode
 # bidirectional embeddings/overrides/isolates, line and paragraph separators, and surrogates
@@ -137,3 +137,25 @@ def clip(text: str, limit: int = NAME_LIMIT) -> str:
         return text
     tail = f"\u2026 ({len(text):,} chars)"
     return text[: max(1, limit - len(tail))] + tail
+
+
+def csv_text(header: list[str], rows: list[list[Any]]) -> str:
+    """CSV text of ``header`` and ``rows`` (None as an empty cell, ``\\n`` line ends).
+
+    The one CSV writer of ncinspect (report, aggregate, sweep): every cell passes
+    :func:`csv_cell`, so text from a file never starts a formula."""
+
+    def field(value: Any) -> str:
+        text = str(csv_cell(value))
+        # quoted as the csv module quotes (minimal), and also for a carriage return, which
+        # the csv module leaves bare when the line ends in "\n" (a row then splits in two)
+        if any(c in text for c in ',"\n\r'):
+            return '"' + text.replace('"', '""') + '"'
+        return text
+
+    def line(cells: list[Any]) -> str:
+        if len(cells) == 1 and csv_cell(cells[0]) == "":
+            return '""\n'  # a row of one empty cell is not an empty line
+        return ",".join(field(v) for v in cells) + "\n"
+
+    return line(list(header)) + "".join(line(list(row)) for row in rows)

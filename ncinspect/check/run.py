@@ -14,6 +14,12 @@ from .rules import Rule
 __all__ = ["run_check"]
 
 
+def skipped_notes(report) -> list[str]:
+    """The snapshots the reader skipped (incomplete, being written), once each: said in the
+    check's output, never dropped silently."""
+    return list(dict.fromkeys(w for r in report for w in r.warnings if " skipped: " in w))
+
+
 def _names_pattern(names: Sequence[str]) -> str | None:
     """A glob matching exactly ``names`` (None, meaning all, when a name has a comma)."""
     if any("," in n for n in names):
@@ -90,10 +96,6 @@ def run_check(
         min_class_count=min_class_count,
     )
     results = [r for r in report.snapshots if r.name in names]
-    # snapshots the reader skipped (incomplete, being written): said, never silently dropped
-    notes = list(
-        dict.fromkeys(w for r in report.snapshots for w in r.warnings if " skipped: " in w)
-    )
     targets = select_last(results) if snapshot == "last" else results
     return CheckResult(
         file=os.fspath(path),
@@ -101,7 +103,7 @@ def run_check(
         rules=list(rules),
         snapshot=snapshot,
         config=config,
-        notes=notes,
+        notes=skipped_notes(report),
         layer=layer,
     )
 

@@ -197,15 +197,7 @@ def command(
             err=True,
         )
 
-    if seed + seeds - 1 > MAX_SEED:
-        raise click.BadParameter(
-            f"--seed {seed} with --seeds {seeds} runs seeds beyond {MAX_SEED} (2**63 - 1)",
-            param_hint="--seed",
-        )
-    run_seeds = None if seeds == 1 else range(seed, seed + seeds)
-    from ..io.atomic import make_output_folder
-
-    make_output_folder(out_dir)  # a file, or a folder below one: one line before any run
+    run_seeds = _seeds_and_folder(seed, seeds, out_dir)
     rows = sweep_weight_decay(config, values, out_dir, seeds=run_seeds, callback=report, jobs=jobs)
     previous = os.path.join(out_dir, "sweep.json")
     if extend and os.path.exists(previous):
@@ -224,3 +216,17 @@ def command(
         click.echo(sweep_markdown(rows))
     click.echo(f"total {time.perf_counter() - start:.0f} s; wrote {', '.join(written)}", err=True)
     return None
+
+
+def _seeds_and_folder(seed: int, seeds: int, out_dir: str) -> range | None:
+    """The seeds to run (None: one), checked, and the output folder made: a seed beyond the
+    range, or ``-o`` naming a file (or a folder below one), is one line before any run."""
+    from ..io.atomic import make_output_folder
+
+    if seed + seeds - 1 > MAX_SEED:
+        raise click.BadParameter(
+            f"--seed {seed} with --seeds {seeds} runs seeds beyond {MAX_SEED} (2**63 - 1)",
+            param_hint="--seed",
+        )
+    make_output_folder(out_dir)
+    return None if seeds == 1 else range(seed, seed + seeds)

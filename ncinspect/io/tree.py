@@ -9,7 +9,16 @@ from typing import Any
 
 from .sources import ArraySource
 
-__all__ = ["Node", "plain", "IN_PROGRESS", "split_name", "Placed", "loads_json", "MAX_JSON_DEPTH"]
+__all__ = [
+    "Node",
+    "plain",
+    "IN_PROGRESS",
+    "unfinished",
+    "split_name",
+    "Placed",
+    "loads_json",
+    "MAX_JSON_DEPTH",
+]
 
 #: the deepest nesting of JSON read from a file (a header, a metadata value); deeper is refused
 #: before parsing (it would exhaust the recursion of the parser or of every later step)
@@ -91,6 +100,21 @@ def loads_json(text: str, where: str) -> Any:
         return json.loads(text)
     except RecursionError:  # a parser with less stack than the bound assumes
         raise UnreadableFileError(f"{where} is JSON nested too deeply") from None
+
+
+def unfinished(node: Node, being_written: bool) -> str | None:
+    """Why the snapshot at ``node`` is skipped: it or a group above it carries the writer's
+    :data:`IN_PROGRESS` marker (its writer had not finished it); None when none does."""
+    marked = next((a.path for a in node.ancestors() if a.in_progress), None)
+    if marked is None:
+        return None
+    where = "" if marked == node.path else f" (group {marked})"
+    if being_written:
+        return f"it is being written (its writer has not finished it{where} yet)"
+    return (
+        f"it is incomplete (its writer did not finish it{where}: the program writing it "
+        "stopped mid-write, or still writes it)"
+    )
 
 
 def split_name(name: str) -> tuple[str, ...]:
