@@ -78,8 +78,7 @@ UPWARD_ALLOWED: set[tuple[str, str]] = set()
 CYCLES_ALLOWED: list[set[str]] = []
 
 #: (importer, imported module, name) private imports still crossing modules
-PRIVATE_ALLOWED = {
-}
+PRIVATE_ALLOWED = {}
 
 #: modules still over MAX_MODULE_LINES
 LONG_MODULES_ALLOWED: set[str] = set()
