@@ -85,6 +85,8 @@ class AggregateSnapshot:
     square_loss: bool = False
     #: "classification", "regression" or "ood" (the keys a snapshot reports follow it)
     task: str = "classification"
+    #: "snapshot", or "layers" for the layer-wise law of one (epoch, split) (layer None)
+    scope: str = "snapshot"
 
     @property
     def key(self) -> tuple:
@@ -103,6 +105,7 @@ class AggregateSnapshot:
             "n_classes_total": self.n_classes_total,
             "square_loss": self.square_loss,
             "task": self.task,
+            **({"scope": self.scope} if self.scope != "snapshot" else {}),
             "metrics": {k: s.to_dict() for k, s in self.metrics.items()},
         }
 
@@ -114,7 +117,10 @@ class AggregateReport:
     files: list[str | None]
     snapshots: list[AggregateSnapshot]
     center: str = "classes"
-    ncc_means: str = "own"
+    ncc_centres: str = "own"
+    precision: str = "float64"  #: of pass 2's products in the runs (recorded when not float64)
+    #: the layer-wise law of each (epoch, split) over the runs (``scope`` "layers")
+    laws: list[AggregateSnapshot] = field(default_factory=list)
 
     def __iter__(self):
         return iter(self.snapshots)
@@ -139,8 +145,13 @@ class AggregateReport:
                     "confidence": CONFIDENCE,
                     "interval": "two-sided Student t on the runs' values (ddof = 1)",
                 },
-                "conventions": {"center": self.center, "ncc_means": self.ncc_means},
+                "conventions": {
+                    "center": self.center,
+                    "ncc_means": self.ncc_centres,
+                    **({} if self.precision == "float64" else {"precision": self.precision}),
+                },
                 "snapshots": [s.to_dict() for s in self.snapshots],
+                **({"layers": [s.to_dict() for s in self.laws]} if self.laws else {}),
             }
         )
 
@@ -153,6 +164,16 @@ class AggregateReport:
         interval's ends (``ci_low``/``ci_high``: metric -> value) for banded figures. A null
         statistic carries its reason in ``null_reasons`` (and, as text, in ``warnings``)."""
         return [_view(s, stat) for s in self.snapshots]
+
+    def law_views(self, stat: str = "mean") -> list[SnapshotResult]:
+        """:meth:`views` of the layer-wise law (each with ``scope`` "layers")."""
+        out = []
+        for law in self.laws:
+            view = _view(law, stat)
+            view.name = f"layers (epoch {law.epoch}, split {law.split or 'train'}) ({stat})"
+            view.scope = "layers"
+            out.append(view)
+        return out
 
     def metric_keys(self) -> list[str]:
         keys: dict[str, None] = {}
@@ -289,5 +310,30 @@ def aggregate(reports: list[Report]) -> AggregateReport:
         files=[r.file for r in reports],
         snapshots=snaps,
         center=reports[0].center,
-        ncc_means=reports[0].ncc_means,
+        precision=getattr(reports[0], "precision", "float64"),
+        ncc_centres=reports[0].ncc_centres,
+        laws=_laws(reports),
     )
+
+
+def _laws(reports: list[Report]) -> list[AggregateSnapshot]:
+    """The layer-wise law of each (epoch, split) summarised over the runs (which hold the
+    same snapshots, checked by :func:`aggregate`)."""
+    from .layer_laws import LAW_KEYS, layer_laws
+
+    runs = [{(law.epoch, law.split): law for law in layer_laws(r.snapshots)} for r in reports]
+    out = []
+    for key in runs[0]:
+        group = [run[key] for run in runs if key in run]
+        out.append(
+            AggregateSnapshot(
+                split=key[1],
+                layer=None,
+                epoch=key[0],
+                names=[law.name for law in group],
+                n_classes_total=None,
+                metrics={k: summarise([law.metrics.get(k) for law in group]) for k in LAW_KEYS},
+                scope="layers",
+            )
+        )
+    return out

@@ -33,8 +33,8 @@ from .engines.local import (
     plan_chunk_rows,
     run_passes,
 )
-from .errors import UsageError
-from .inputs import Prepared, prepare
+from .errors import UsageError, refuse_removed
+from .inputs import NO_CLASS_ORDER_ARRAYS, Prepared, prepare
 from .report import Report, SnapshotResult
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 
+@refuse_removed(ncc_means='pass ncc_centres= (an array of centres, or "own")')
 def analyze(
     features: Any,
     labels: Any,
@@ -70,7 +71,6 @@ def analyze(
     ood_features: Any = None,
     bootstrap: int | None = None,
     seed: int = 0,
-    ncc_means: Any = None,
 ) -> SnapshotResult:
     """Every neural-collapse metric of spec/metrics.md for one set of features.
 
@@ -89,9 +89,10 @@ def analyze(
         Global mean: mean of class means (default, as Papyan et al.) or sample mean.
     per_class : bool
         Also return per-class values.
-    ncc_centres : array-like (C, d), optional
+    ncc_centres : array-like (C, d) or "own", optional
         Class centres for the NCC decisions (e.g. train means for test features); the
-        result's ``ncc_means`` then says "given". ``ncc_means=`` is its older name (deprecated).
+        result's ``ncc_centres`` then says "given". Default (None or "own"): each class's own
+        mean.
     class_names : list, optional
         The class order (name of each row of ``weights``): needed for string labels with a
         classifier (else every W-dependent metric is null).
@@ -116,10 +117,10 @@ def analyze(
     check_options(center, min_class_count)
     check_bootstrap(bootstrap, seed)
     engine, features, labels, outputs = _engine_for(engine, features, labels, outputs)
-    prep = prepare(
+    prep = _prepare_arrays(
         features, labels, weights=weights, bias=bias, outputs=outputs, class_names=class_names
     )
-    centres = _given_centres(ncc_centres, ncc_means)
+    centres = _given_centres(ncc_centres)
     options = dict(chunk_rows=chunk_rows, memory_limit=memory_limit, engine=engine)
     res = _arrays_result(
         prep, centres, per_class, center, min_class_count, progress=progress, **options
@@ -132,24 +133,23 @@ def analyze(
     return res
 
 
-def _given_centres(ncc_centres: Any, ncc_means: Any) -> np.ndarray | None:
-    """The NCC centres given to :func:`analyze` on the host (``ncc_means`` is the older name
-    of ``ncc_centres``), or None: each snapshot's own class means."""
-    if ncc_centres is not None and ncc_means is not None:
-        raise UsageError("give ncc_centres or its older name ncc_means, not both")
-    if ncc_centres is not None:
-        return to_host(ncc_centres, "ncc_centres")
-    if ncc_means is None:
-        return None
-    import warnings
+def _prepare_arrays(features: Any, labels: Any, **kw: Any) -> Prepared:
+    """:func:`prepare` for arrays in memory: string labels without a class order point to
+    ``class_names=`` (no dump to record them in)."""
+    return prepare(features, labels, no_order_reason=NO_CLASS_ORDER_ARRAYS, **kw)
 
-    warnings.warn(
-        "analyze(ncc_means=array) is now analyze(ncc_centres=array); ncc_means names the "
-        "policy of analyze_file and the result's label",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    return to_host(ncc_means, "ncc_means")
+
+def _given_centres(ncc_centres: Any) -> np.ndarray | None:
+    """The NCC centres given to :func:`analyze`, on the host, or None ("own"): each class's
+    own mean."""
+    if ncc_centres is None or (isinstance(ncc_centres, str) and ncc_centres == "own"):
+        return None
+    if isinstance(ncc_centres, str):
+        raise UsageError(
+            f"analyze(ncc_centres=) takes an array of centres or 'own', got {ncc_centres!r} "
+            "('train' needs a dump: analyze_file(path, ncc_centres='train'))"
+        )
+    return to_host(ncc_centres, "ncc_centres")
 
 
 def _arrays_result(
@@ -163,7 +163,14 @@ def _arrays_result(
     )
     label = "own" if centres is None else "given"
     return build_result(
-        prep, p.first, p.geom, p.second, per_class=per_class, center=center, ncc_label=label
+        prep,
+        p.first,
+        p.geom,
+        p.second,
+        per_class=per_class,
+        center=center,
+        ncc_label=label,
+        engine=options.get("engine"),
     )
 
 
@@ -228,6 +235,7 @@ def analyze_snapshot(
     )
 
 
+@refuse_removed(ncc_means='pass ncc_centres="own" or "train"')
 def analyze_file(
     path: str | os.PathLike,
     *,
@@ -235,7 +243,7 @@ def analyze_file(
     keys: dict[str, str] | None = None,
     center: str = "classes",
     per_class: bool = False,
-    ncc_means: str = "own",
+    ncc_centres: str = "own",
     chunk_rows: int | None = None,
     memory_limit: int | None = None,
     progress: Progress | None = None,
@@ -256,7 +264,7 @@ def analyze_file(
         Glob on snapshot paths (comma-separated for several); default all.
     keys : dict, optional
         Explicit array names by role, e.g. ``{"features": "feats_l4"}``.
-    ncc_means : {"train", "own"}
+    ncc_centres : {"own", "train"}
         For a non-train split, score NCC with the class means of the train snapshot of the
         same epoch and layer when the file has one (the literature's convention), or with
         the split's own means.
@@ -279,8 +287,8 @@ def analyze_file(
 
     check_options(center, min_class_count)
     check_bootstrap(bootstrap, seed)
-    if ncc_means not in ("train", "own"):
-        raise UsageError(f"ncc_means must be 'train' or 'own', got {ncc_means!r}")
+    if ncc_centres not in ("train", "own"):
+        raise UsageError(f"ncc_centres must be 'own' or 'train', got {ncc_centres!r}")
     options = dict(
         center=center,
         chunk_rows=chunk_rows,
@@ -294,7 +302,10 @@ def analyze_file(
     with open_dump(
         path, keys=keys, allow_external=allow_external, memory_limit=memory_limit
     ) as dump:
-        run = FileRun(dump, snapshot, ncc_means, options)
+        run = FileRun(dump, snapshot, ncc_centres, options)
         run.announce()
         results = [run.result(snap, per_class) for snap in run.selected]
-    return Report(os.fspath(path), results, center=center, ncc_means=ncc_means)
+    precision = getattr(engine, "precision", "float64")
+    return Report(
+        os.fspath(path), results, center=center, ncc_centres=ncc_centres, precision=precision
+    )

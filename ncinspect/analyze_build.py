@@ -19,6 +19,7 @@ from .metrics import compute_metrics
 from .report import SnapshotResult
 from .results import ResultArrays
 from .stats import FirstPass, Geometry, SecondPass
+from .text import clip
 
 __all__ = [
     "bootstrap_intervals",
@@ -37,7 +38,7 @@ def check_options(center: str = "classes", min_class_count: Any = 1) -> None:
     check_center(center)
     k = min_class_count
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise UsageError(f"min_class_count must be an integer >= 1, got {k!r}")
+        raise UsageError(f"min_class_count must be an integer >= 1, got {clip(repr(k))}")
 
 
 def build_result(
@@ -50,14 +51,22 @@ def build_result(
     center: str,
     ncc_label: str,
     extra_warnings: list[str] = (),
+    engine: Any = None,
 ) -> SnapshotResult:
     """The :class:`SnapshotResult` of merged pass statistics (used by the engines' callers
-    and by :class:`ncinspect.Meter`)."""
-    from .engines.threads import one_blas_thread
+    and by :class:`ncinspect.Meter`). The class-pair tiles of the metrics run on the
+    ``threads`` of ``engine`` (every core when it names none); the values never depend on it.
+    """
+    from .engines.threads import Workers
 
-    with one_blas_thread():
+    with Workers(getattr(engine, "threads", None)) as work:  # BLAS: one thread per worker
         values = compute_metrics(
-            first, second, geom, per_class=per_class, classifier_reason=prep.classifier_reason
+            first,
+            second,
+            geom,
+            per_class=per_class,
+            classifier_reason=prep.classifier_reason,
+            pair_map=work.map,
         )
     table = values.per_class
     rows = np.flatnonzero(geom.present)  # the present classes: what the result describes
@@ -79,7 +88,7 @@ def build_result(
         class_names=names,
         class_counts=counts.tolist(),
         center=center,
-        ncc_means=ncc_label,
+        ncc_centres=ncc_label,
         arrays=result_arrays(first, geom, second, rows),
     )
 

@@ -33,6 +33,7 @@ def snapshot_result(
         center=options.get("center", "classes"),
         ncc_label=ncc_label,
         extra_warnings=notes_for(snap),
+        engine=options.get("engine"),
     )
     res.name, res.epoch, res.split, res.layer = snap.name, snap.epoch, snap.split, snap.layer
     res.meta, res.file = dict(snap.meta), snap.file
@@ -54,10 +55,10 @@ def train_partner(snap, snaps):
     return None
 
 
-def partners(selected, snaps, kinds: dict[str, str], ncc_means: str) -> dict[str, Any]:
+def partners(selected, snaps, kinds: dict[str, str], ncc_centres: str) -> dict[str, Any]:
     """The train partner of each selected snapshot (None: score NCC with its own means);
     only classification snapshots use (and have) classification partners."""
-    found = {s.name: train_partner(s, snaps) if ncc_means == "train" else None for s in selected}
+    found = {s.name: train_partner(s, snaps) if ncc_centres == "train" else None for s in selected}
     return {
         k: p if p and kinds[p.name] == kinds[k] == "classification" else None
         for k, p in found.items()
@@ -67,7 +68,7 @@ def partners(selected, snaps, kinds: dict[str, str], ncc_means: str) -> dict[str
 class FileRun:
     """One :func:`analyze_file` run over an open dump (options already checked)."""
 
-    def __init__(self, dump, snapshot, ncc_means: str, options: dict[str, Any]):
+    def __init__(self, dump, snapshot, ncc_centres: str, options: dict[str, Any]):
         from . import analyze_ext as ext
         from .analyze_ood import OODSets
 
@@ -77,7 +78,7 @@ class FileRun:
         self.progress = options["progress"]
         self.selected = dump.select(snapshot)
         self.kinds = {s.name: ext.snapshot_kind(s) for s in dump.snapshots}
-        self.partners = partners(self.selected, dump.snapshots, self.kinds, ncc_means)
+        self.partners = partners(self.selected, dump.snapshots, self.kinds, ncc_centres)
         self.oods = OODSets(
             dump.snapshots,
             self.kinds,

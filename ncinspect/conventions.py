@@ -76,20 +76,34 @@ def loss_of(meta: dict[str, Any]) -> tuple[str | None, bool | None]:
     return None, None
 
 
-def conventions(center: str, ncc_means: str = "own") -> dict[str, str]:
-    """The conventions a report was computed with (recorded in its JSON)."""
-    return {
+def conventions(
+    center: str, ncc_centres: str = "own", precision: str = "float64"
+) -> dict[str, str]:
+    """The conventions a report was computed with (recorded in its JSON). ``precision``
+    is recorded when it is not the default float64."""
+    out = {
         "center": center,
         "global_mean": "mean of class means" if center == "classes" else "sample mean",
         "nc1": "Tr(Sigma_W Sigma_B^+)/C with the rank-limited (min(C-1,d)) eigen pseudo-inverse; "
         "the original Papyan et al. notebook logs C*nc1",
         "sigma_w": "pooled, sample-weighted: (1/N) sum_i (h_i - mu_y)(h_i - mu_y)^T",
         "sigma_b": "class-weighted: (1/C) sum_c (mu_c - mu_G)(mu_c - mu_G)^T",
-        "ncc_means": ncc_means,
+        "ncc_means": ncc_centres,
         "decisions": "classifier = argmax(W h + b) when weights are present, else argmax(outputs); "
         "ties go to the lowest class index",
         "sqi_outputs": "stored outputs when present, else W h + b",
     }
+    if precision != "float64":
+        out["precision"] = PRECISION_NOTES.get(precision, precision)
+    return out
+
+
+#: what ``conventions()["precision"]`` says for a precision other than float64
+PRECISION_NOTES = {
+    "float32": "float32: pass 2's projections and decision scores are float32 products of "
+    "float64-centred rows, summed in float64 (nc1 within the bound of docs/array-api.md); "
+    "NCC and classifier decisions are exact (near ties decided again in float64)",
+}
 
 
 def jsonable(value: Any) -> Any:

@@ -19,6 +19,7 @@ from .io.detect import detect_format
 from .io.names import epoch_of, is_ood, layer_of, natural_key, split_of
 from .io.sources import ArraySource
 from .io.tree import Node, unfinished
+from .text import clip
 
 __all__ = ["ALIASES", "Snapshot", "Dump", "open_dump", "detect_format"]
 
@@ -328,7 +329,7 @@ class Dump:
         for role, name in self.keys.items():
             if not any(node.lookup(name) is not None for node in self.tree.walk()):
                 raise MissingArrayError(
-                    f"{self.path}: --{role}-key {name!r} names no array in the file; "
+                    f"{self.path}: --{role}-key {clip(repr(name))} names no array in the file; "
                     f"the file holds: {self.describe_arrays()}"
                 )
 
@@ -357,8 +358,10 @@ class Dump:
             )
         ]
         if not out:
-            names = ", ".join(s.name for s in self.snapshots[:10])
-            raise UsageError(f"{self.path}: no snapshot matches {pattern!r}; snapshots: {names}")
+            names = ", ".join(clip(s.name, 60) for s in self.snapshots[:10])
+            raise UsageError(
+                f"{clip(self.path)}: no snapshot matches {clip(repr(pattern))}; snapshots: {names}"
+            )
         return out
 
 

@@ -81,3 +81,22 @@ class OutputError(NCInspectError):
 
 class ConfigError(NCInspectError):
     """A configuration file that cannot be read: not a regular file, not UTF-8 TOML (exit 3)."""
+
+
+def refuse_removed(**renamed: str):
+    """Decorator: a keyword argument removed in 0.3 raises :class:`UsageError` that names what
+    replaces it (``renamed`` maps the old keyword to that advice), instead of Python's bare
+    "unexpected keyword argument"."""
+    import functools
+
+    def wrap(func):
+        @functools.wraps(func)
+        def inner(*args, **kwargs):
+            for old, advice in renamed.items():
+                if old in kwargs:
+                    raise UsageError(f"{func.__name__}({old}=...) was removed in 0.3: {advice}")
+            return func(*args, **kwargs)
+
+        return inner
+
+    return wrap

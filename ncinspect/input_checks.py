@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidDataError, ShapeMismatchError, UnsupportedDtypeError, UsageError
+from .text import clip
 
 __all__ = [
     "check_batch",
@@ -113,7 +114,7 @@ def check_labels_rows(labels_shape: Any, n: Any, where: str, features_where: str
 def check_center(center: Any) -> str:
     """``center`` names a global mean: ``"classes"`` or ``"samples"`` (a UsageError)."""
     if center not in ("classes", "samples"):
-        raise UsageError(f"center must be 'classes' or 'samples', got {center!r}")
+        raise UsageError(f"center must be 'classes' or 'samples', got {clip(repr(center))}")
     return center
 
 

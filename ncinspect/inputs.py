@@ -28,6 +28,7 @@ from .input_checks import (  # the one checker of shapes, dtypes and center (re-
 )
 from .io.class_names import read_class_names  # re-exported: the class order file
 from .io.sources import ArraySource, as_source
+from .text import clip
 
 __all__ = [
     "Prepared",
@@ -43,6 +44,7 @@ __all__ = [
     "check_finite",
     "check_numeric",
     "NO_CLASS_ORDER",
+    "NO_CLASS_ORDER_ARRAYS",
 ]
 
 _NUMERIC = "iuf"
@@ -134,26 +136,30 @@ def encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, list[Any], b
             i = int(np.flatnonzero(frac)[0])
             raise InvalidDataError(
                 f"{where}: labels must be integers, found fractional value "
-                f"{raw[i].item()!r} at row {i} "
-                f"({int(frac.sum())} such rows)"
+                f"{clip(repr(raw[i].item()))} at row {i} ({int(frac.sum())} such rows)"
             )
-        # integral floats are class indices; one outside int64 would wrap (or saturate)
-        # on conversion and merge distinct labels, so it is refused instead
         wide = raw.astype(np.float64)
-        out_of_range = (wide < -(2.0**63)) | (wide >= 2.0**63)
-        if out_of_range.any():
-            i = int(np.flatnonzero(out_of_range)[0])
-            raise InvalidDataError(
-                f"{where}: float labels must be integers within the int64 range, found "
-                f"{raw[i].item()!r} at row {i} ({int(out_of_range.sum())} such rows)"
-            )
+        _within_int64(raw, (wide < -(2.0**63)) | (wide >= 2.0**63), where, "float labels")
         raw = wide.astype(np.int64)
     elif kind == "b":
+        raw = raw.astype(np.int64)
+    elif kind == "u" and raw.dtype.itemsize >= 8:  # uint64 above int64: a stored -1 sentinel?
+        _within_int64(raw, raw > np.iinfo(np.int64).max, where, f"{raw.dtype} labels")
         raw = raw.astype(np.int64)
     elif kind not in "iuU":
         raise UnsupportedDtypeError(f"{where}: labels have unsupported dtype {raw.dtype}")
     names, codes = np.unique(raw, return_inverse=True)
     return codes.astype(np.int64).ravel(), names.tolist(), False
+
+
+def _within_int64(raw: np.ndarray, outside: np.ndarray, where: str, what: str) -> None:
+    """Refuse labels beyond int64 (they would wrap or saturate and merge distinct classes)."""
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise InvalidDataError(
+            f"{where}: {what} must be integers within the int64 range, found "
+            f"{clip(repr(raw[i].item()))} at row {i} ({int(outside.sum())} such rows)"
+        )
 
 
 def _where(value: Any, role: str) -> str:
@@ -191,6 +197,10 @@ NO_CLASS_ORDER = (
     "as class_names (DumpWriter(...).set_meta(class_names=[...]) or a class_names array, one "
     "name per row of W), or pass class_names=[...] / --class-names FILE"
 )
+NO_CLASS_ORDER_ARRAYS = (  #: the same for arrays in memory, where no dump exists
+    "labels are strings and no class order was given: pass class_names=[...] (one name per "
+    "row of W, in W's row order), or integer labels that are row indices of W"
+)
 
 
 def prepare(
@@ -202,6 +212,7 @@ def prepare(
     outputs: Any = None,
     class_names: Any = None,
     class_names_where: str = "class_names",
+    no_order_reason: str = NO_CLASS_ORDER,
 ) -> Prepared:
     """Validate and normalise the inputs of an analysis (see :func:`ncinspect.analyze`).
 
@@ -210,7 +221,7 @@ def prepare(
     name to ``class_names``. Without a classifier, the classes are the distinct label values
     in increasing order (or the rows of ``class_names`` when every integer label indexes
     it). With string labels, a classifier and no class order, the classifier (weights, bias
-    and outputs) is set aside with the reason :data:`NO_CLASS_ORDER`.
+    and outputs) is set aside with the reason ``no_order_reason`` (default for a dump).
     """
     feats = as_source(features, "features")
     labs = as_source(labels, "labels")
@@ -230,7 +241,7 @@ def prepare(
             codes, names, order, rows, labs.where, class_names_where
         )
         if set_aside:
-            reason, total = NO_CLASS_ORDER, rows[0]
+            reason, total = no_order_reason, rows[0]
             w = b = outs = None
         notes: list[str] = []
     else:
@@ -368,15 +379,16 @@ def _match_names(
     for i, name in enumerate(order):
         if name in index:
             raise InvalidDataError(
-                f"{order_where}: class name {name!r} appears twice (rows {index[name]} and {i})"
+                f"{order_where}: class name {clip(repr(name))} appears twice "
+                f"(rows {index[name]} and {i})"
             )
         index[name] = i
     missing = [n for n in names if n not in index]
     if missing:
         rows = np.flatnonzero(np.asarray(names, dtype=object)[codes] == missing[0])
         raise InvalidDataError(
-            f"{where}: label {missing[0]!r} (first at row {int(rows[0])}) is not in the class "
-            f"order ({order_where}: {_preview(order)}); {len(missing)} such label value(s)"
+            f"{where}: label {clip(repr(missing[0]))} (first at row {int(rows[0])}) is not in "
+            f"the class order ({order_where}: {_preview(order)}); {len(missing)} such value(s)"
         )
     lut = np.array([index[n] for n in names], dtype=np.int64)
     return lut[codes], list(order)

@@ -11,28 +11,24 @@
     result = meter.compute()             # the SnapshotResult that analyze() returns
     meter.reset()
 
-The statistics are the mergeable ones of :mod:`ncinspect.stats` (the same objects the
-engines merge chunk by chunk), so any split of the same rows into batches, and meters of
-several processes merged with :meth:`Meter.merge`, give the single-process numbers (to the
-rounding of float64 sums, ~1e-15 relative). Batches may be numpy arrays, torch tensors (any
-device, requiring grad, bfloat16), CuPy or JAX arrays or anything
-:func:`ncinspect.arrays.to_host` converts. Arrays of an array-API library (looked up once
-per batch, :func:`ncinspect.array_api.get_namespace`) are processed on their own device in
-float64; only the small per-class sums come back to the host. Other inputs are copied to
-host numpy. ``precision="float32"`` computes pass 2's large products in float32 with
-float64 accumulation (bounds and measurements in :mod:`ncinspect.stats_xp`).
+Batches may be numpy arrays, torch tensors (any device, requiring grad, bfloat16), CuPy
+or JAX arrays or anything :func:`ncinspect.arrays.to_host` converts. Device arrays are
+summed where they live, into float64 states on that device
+(:mod:`ncinspect.stats_device`): ``update`` never waits for the device (no host copy, no
+value read); labels out of range, non-integer labels and NaN/Inf rows are counted there and
+refused at :meth:`~Meter.next_pass` / :meth:`~Meter.compute`, the only two host reads of a
+pass. Host rows use the numpy kernels of :mod:`ncinspect.stats` and are checked at once.
+Any split of the rows into batches, and meters merged with :meth:`Meter.merge` (or across
+processes by :func:`ncinspect.integrations.distributed.all_reduce_meter`), give the
+single-process numbers to the rounding of float64 sums. ``precision="float32"``: pass 2's
+large products in float32, accumulated in float64 (bounds in :mod:`ncinspect.stats_xp`).
 
 Labels are integers: row indices of ``weights`` (or ``0..n_classes-1`` without a
-classifier). Pass 2 must see the same rows as pass 1: a different class count, or weights
-that changed between the passes, is an error (:class:`~ncinspect.errors.InvalidDataError`).
-
-``Meter(..., dump="run.h5", snapshot="epoch_0003", dump_meta={"epoch": 3})`` also writes the
-rows of pass 1 (features as given, integer labels) and then the classifier to that snapshot
-of a dump, so the file can be analysed again later with the same numbers.
-
-:meth:`Meter.state_dict` / :meth:`Meter.load_state_dict` carry the accumulated statistics
-as plain arrays (no pickle), which is how
-:func:`ncinspect.integrations.torch.all_reduce_meter` merges meters across processes.
+classifier). Pass 2 must see the same rows as pass 1, and weights must not change between
+the passes (:class:`~ncinspect.errors.InvalidDataError`). ``dump="run.h5"`` (with
+``snapshot=``, ``dump_meta=``) also writes the rows of pass 1 and the classifier to a dump.
+:meth:`Meter.state_dict` / :meth:`Meter.load_state_dict` carry the statistics as plain
+arrays (no pickle).
 """
 
 from __future__ import annotations
@@ -44,14 +40,17 @@ import numpy as np
 
 from .analyze import build_result
 from .analyze_build import check_center
-from .array_api import check_precision, device_batch, get_namespace
-from .arrays import host_dtype, to_host
+from .array_api import batch_dtype, check_precision, device_of, meter_batch
+from .arrays import to_host
 from .errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from .inputs import Prepared
+from .meter_checks import check_same_rows, check_second, never_seen, problems
 from .meter_dump import DumpTarget
-from .meter_state import check_same_means, decode_state, digest, encode_state, same_first
+from .meter_state import decode_state, digest, encode_state, same_first
 from .metrics import between_class_geometry
 from .stats import FirstPass, SecondPass
+from .stats_device import FirstState, SecondState
+from .stats_protocol import NUMPY, merged, placed
 
 __all__ = ["Meter"]
 
@@ -148,92 +147,93 @@ class Meter:
         elif snapshot is not None or dump_meta is not None:
             raise UsageError("reset(snapshot=...) needs a meter made with dump=")
         self.pass_number = 1
-        self.first: FirstPass | None = None
-        self.second: SecondPass | None = None
+        self._s1: FirstState | None = None  # pass 1 where the batches live
+        self._s2: SecondState | None = None  # pass 2 where the batches live
+        self._first: FirstPass | None = None  # pass 1 on the host, fixed by next_pass()
         self.geometry = None
         self._dtype = None
-        self._seen2 = np.zeros(self.n_classes, dtype=np.int64)
-        self._first2: FirstPass | None = None  # pass 2's own class sums, to compare
+        self._row = 0  # rows this meter's update() saw in this pass (row numbers of errors)
 
-    def _batch(self, features: Any, labels: Any) -> tuple[Any, Any]:
-        xp = get_namespace(features)
-        if xp is not None and str(getattr(features, "layout", "torch.strided")) == "torch.strided":
-            h, y = device_batch(xp, features, labels, self.n_classes)
-            if self.weights is not None and h.shape[1] != self.weights.shape[1]:
-                raise InvalidDataError(
-                    f"features have d = {h.shape[1]} but weights have "
-                    f"{self.weights.shape[1]} columns"
-                )
-            return h, y
-        h = to_host(features, "features")
-        y = to_host(labels, "labels")
-        if h.dtype.kind not in "fiu":
-            raise UnsupportedDtypeError(f"features have unsupported dtype {h.dtype}: use floats")
-        if y.dtype.kind not in "fiub":
-            raise UnsupportedDtypeError(
-                f"labels have dtype {y.dtype}: the Meter takes integer labels (rows of W)"
-            )
-        if h.ndim != 2:
-            raise InvalidDataError(f"features must be 2-D (batch, d), got shape {h.shape}")
-        if y.ndim != 1 or y.shape[0] != h.shape[0]:
-            raise InvalidDataError(
-                f"labels must have shape ({h.shape[0]},) for these features, got {y.shape}"
-            )
-        if y.dtype.kind not in "iub" and not (y.size and np.all(np.mod(y, 1) == 0)):
-            raise InvalidDataError("labels must be integers (row indices of the classifier)")
-        y = y.astype(np.int64)
-        if y.size and (y.min() < 0 or y.max() >= self.n_classes):
-            raise InvalidDataError(
-                f"label {int(y[(y < 0) | (y >= self.n_classes)][0])} is not in "
-                f"[0, {self.n_classes}) (rows of the classifier)"
-            )
-        if self.weights is not None and h.shape[1] != self.weights.shape[1]:
-            raise InvalidDataError(
-                f"features have d = {h.shape[1]} but weights have {self.weights.shape[1]} columns"
-            )
-        return h, y
+    @property
+    def first(self) -> FirstPass | None:
+        """Pass 1's class counts and sums on the host (None before any batch; a host copy)."""
+        if self._first is not None:
+            return self._first
+        return None if self._s1 is None else self._s1.to_first_pass()
+
+    @property
+    def _means(self) -> np.ndarray:
+        """Pass 1's class means (C, d) (NaN for a class without rows), cached."""
+        if getattr(self, "_means_of", None) is not self._first:
+            self._means_cache, self._means_of = self._first.class_means(), self._first
+        return self._means_cache
+
+    @property
+    def second(self) -> SecondPass | None:
+        """Pass 2's statistics on the host (None before pass 2's first batch)."""
+        return None if self._s2 is None else self._s2.to_second_pass(self.weights is not None)
 
     def update(self, features: Any, labels: Any) -> None:
-        """Add one batch to the current pass (on the device of ``features``)."""
-        h, y = self._batch(features, labels)
+        """Add one batch to the current pass, on the device of ``features``.
+
+        Device arrays (torch, CuPy, JAX, ...) are summed where they live into float64 states
+        on that device, with no host synchronisation: problems found in the values are
+        reported at :meth:`next_pass` / :meth:`compute`.
+        """
+        xp, h, y = meter_batch(features, labels, self.n_classes, self.weights)  # the one check
+        m, row0 = h.shape[0], self._row
         if self.pass_number == 1:
-            self._dtype = self._dtype or (h.dtype if isinstance(h, np.ndarray) else host_dtype(h))
-            n0 = 0 if self.first is None else self.first.n_samples
-            part = FirstPass.of_chunk(h, y, self.n_classes, n0)
-            self.first = part if self.first is None else self.first.merge(part)
+            self._dtype = self._dtype or batch_dtype(h)
+            if self._s1 is None:
+                self._s1 = FirstState.new(_state_xp(xp), _device(xp, h), *self._shape(h))
+            self._s1 = _place(self._s1, xp, h)
+            if xp is None:
+                self._s1.add_pass(FirstPass.of_chunk(h, y, self.n_classes, row0), m)
+            else:
+                self._s1.update(xp, h, y, row0)
             if self._dump is not None:
                 self._dump.rows(h, y)
         else:
-            sums = FirstPass.of_chunk(h, y, self.n_classes)  # also counts non-finite rows
-            if sums.n_nonfinite:
-                raise InvalidDataError("features: pass 2 met row(s) holding NaN/Inf values")
-            new = sums.counts * (self.first.counts == 0)
-            if new.any():
-                c = int(np.flatnonzero(new)[0])
-                raise InvalidDataError(
-                    f"pass 2 saw class {c}, which pass 1 never saw: both passes must go over "
-                    "the same rows"
+            if self._s2 is None:
+                rank = self.geometry.basis.shape[0]
+                pairs = self.geometry.pair_reason is None
+                where = (_state_xp(xp), _device(xp, h))
+                self._s2 = SecondState.new(*where, *self._shape(h), rank, pairs)
+            self._s2 = _place(self._s2, xp, h)
+            if xp is None:  # host rows: checked at once (reading them costs nothing)
+                sums = FirstPass.of_chunk(h, y, self.n_classes)  # also counts non-finite rows
+                if sums.n_nonfinite:
+                    raise InvalidDataError("features: pass 2 met row(s) holding NaN/Inf values")
+                new = sums.counts * (self._first.counts == 0)
+                if new.any():
+                    raise never_seen(int(np.flatnonzero(new)[0]))
+                part = SecondPass.of_chunk(self.geometry, h, y, precision=self.precision)
+                self._s2.add_pass(part, sums, self.geometry, self._means, m)
+            else:
+                self._s2.update(
+                    xp, self.geometry, self._means, h, y, row0, precision=self.precision
                 )
-            part = SecondPass.of_chunk(self.geometry, h, y, precision=self.precision)
-            self.second = part if self.second is None else self.second.merge(part)
-            self._seen2 += sums.counts
-            self._first2 = sums if self._first2 is None else self._first2.merge(sums)
+        self._row += m
+
+    def _shape(self, h: Any) -> tuple[int, int]:
+        return self.n_classes, int(h.shape[1])
 
     def next_pass(self) -> None:
-        """End pass 1: fix the class means and the between-class geometry."""
+        """End pass 1: read its state once, check it, fix the means and the geometry."""
         if self.pass_number != 1:
             raise UsageError("next_pass() was already called; reset() starts again")
-        if self.first is None or self.first.n_samples == 0:
+        values = None if self._s1 is None else self._s1.to_host()
+        if values is None or int(values["n_rows"]) == 0:
             raise UsageError("pass 1 saw no batch: call update() first")
-        if self.first.n_nonfinite:
-            raise InvalidDataError(
-                f"features: {self.first.n_nonfinite} row(s) hold NaN/Inf values, first at row "
-                f"{self.first.first_nonfinite_row}"
-            )
+        problem = problems(values, self.n_classes, 1)
+        if problem:
+            raise InvalidDataError(problem)
+        first = self._s1.to_first_pass(values)
         self._check_weights_unchanged()
+        self._first = first
         self.geometry = self._geometry()
-        self.second = SecondPass.empty(self.n_classes, self.geometry.basis.shape[0])
         self.pass_number = 2
+        self._s2, self._row = None, 0
         if self._dump is not None:
             self._dump.finish(self.weights, self.bias)
 
@@ -241,17 +241,17 @@ class Meter:
         """The :class:`~ncinspect.report.SnapshotResult` of the two passes."""
         if self.pass_number != 2:
             raise UsageError("compute() needs both passes: call next_pass() after pass 1")
-        counts = np.asarray(self.first.counts, dtype=np.int64)
-        if not np.array_equal(self._seen2, counts):
-            c = int(np.flatnonzero(self._seen2 != counts)[0])
-            raise InvalidDataError(
-                f"pass 2 saw {int(self._seen2[c])} sample(s) of class {c} where pass 1 saw "
-                f"{int(counts[c])}: both passes must go over the same rows"
-            )
-        self._check_same_rows()
+        if self._s2 is None:
+            d, rank = self._first.sums.shape[1], self.geometry.basis.shape[0]
+            pairs = self.geometry.pair_reason is None
+            self._s2 = SecondState.new(NUMPY, None, self.n_classes, d, rank, pairs)
+        values = self._s2.to_host()
+        check_second(values, self._first.counts, self.n_classes)
+        counts = np.asarray(self._first.counts, dtype=np.int64)
+        check_same_rows(values, self._means, self.geometry.scale)
         self._check_weights_unchanged()
         prep = Prepared(
-            features=_Rows(int(counts.sum()), self.first.sums.shape[1], self._dtype),
+            features=_Rows(int(counts.sum()), self._first.sums.shape[1], self._dtype),
             codes=np.zeros(0, dtype=np.int64),
             class_names=list(range(self.n_classes)),
             weights=self.weights,
@@ -260,9 +260,9 @@ class Meter:
         )
         return build_result(
             prep,
-            self.first,
+            self._first,
             self.geometry,
-            self.second,
+            self._s2.to_second_pass(self.weights is not None, values),
             per_class=self.per_class,
             center=self.center,
             ncc_label="own",
@@ -273,7 +273,9 @@ class Meter:
         """Add ``other``'s batches (same pass, same classifier) to this meter; returns self.
 
         In pass 1 the class sums merge; call :meth:`next_pass` on the merged meter (and copy
-        its state to the others) before pass 2. In pass 2 both meters must share pass 1.
+        its state to the others) before pass 2. In pass 2 both meters must share pass 1
+        (the same class counts and sums, bit for bit; classes absent from the data are
+        fine). The states merge by their declared reductions, on this meter's device.
         """
         if other.pass_number != self.pass_number:
             raise UsageError("meters to merge must be in the same pass")
@@ -286,23 +288,38 @@ class Meter:
             what = ", ".join("classes" if k == "n_classes" else k for k in differ)
             raise error(f"meters to merge must have the same {what}")
         if self.pass_number == 1:
-            if other.first is not None:
-                self.first = other.first if self.first is None else self.first.merge(other.first)
-                self._dtype = self._dtype or other._dtype
+            self._s1 = merged(self._s1, other._s1)
+            self._dtype = self._dtype or other._dtype
         else:
-            if not np.array_equal(self.geometry.means, other.geometry.means):
+            if not same_first(self._first, other._first):
                 raise InvalidDataError("meters in pass 2 must share pass 1 (the same class means)")
-            self.second = self.second.merge(other.second)
-            self._seen2 = self._seen2 + other._seen2
-            if other._first2 is not None:
-                self._first2 = (
-                    other._first2 if self._first2 is None else self._first2.merge(other._first2)
-                )
+            self._s2 = merged(self._s2, other._s2)
         return self
+
+    def sibling(self) -> Meter:
+        """An empty meter with this one's classifier and settings, sharing its pass 1 (when
+        fixed), so that a state loaded into it keeps the geometry (no rebuild)."""
+        other = Meter.__new__(Meter)
+        other.__dict__.update(self.__dict__)
+        other._dump = None
+        other.reset()
+        other._first, other.geometry = self._first, self.geometry
+        return other
+
+    def pass_state(self) -> Any:
+        """The declared state of the current pass (None before its first batch)."""
+        return self._s1 if self.pass_number == 1 else self._s2
+
+    def set_pass_state(self, state: Any) -> None:
+        """Replace the current pass's state (e.g. by its reduction over processes)."""
+        if self.pass_number == 1:
+            self._s1 = state
+        else:
+            self._s2 = state
 
     def _geometry(self):
         return between_class_geometry(
-            self.first,
+            self._first,
             center=self.center,
             weights=self.weights,
             bias=self.bias,
@@ -322,39 +339,43 @@ class Meter:
     def state_dict(self) -> dict[str, Any]:
         """The accumulated statistics and settings as plain arrays, numbers and strings.
 
-        A meter made with the same classifier and settings takes them back with
+        The fields are those the pass states declare (:mod:`ncinspect.stats_device`); a meter
+        made with the same classifier and settings takes them back with
         :meth:`load_state_dict`; :func:`ncinspect.meter_state.pack` turns them into bytes.
         """
-        passes = (self.first, self.second, self._first2)
-        return encode_state(self.pass_number, self._dtype, self._seen2, self._settings(), *passes)
+        return encode_state(self.pass_number, self._dtype, self._settings(), self._s1, self._s2)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> Meter:
         """Replace this meter's statistics by those of :meth:`state_dict`; returns self.
 
         The state must come from a meter with the same classes, classifier and settings. In
         pass 2 the geometry is rebuilt from the state's pass 1 (kept when it is this meter's
-        own pass 1).
+        own pass 1). The states load on the host and move to the device of the next batch.
         """
         got = decode_state(state, self._settings())
-        keep = self.geometry is not None and same_first(self.first, got["first"])
-        self.pass_number, self.first, self.second = got["pass_number"], got["first"], got["second"]
-        self._first2, self._seen2, self._dtype = got["first2"], got["seen2"], got["dtype"]
+        s1, s2 = got["first"], got["second"]
+        first = None
+        if got["pass_number"] == 2:
+            values = s1.to_host()
+            problem = problems(values, self.n_classes, 1)
+            if problem:
+                raise InvalidDataError(f"meter state: {problem}")
+            first = s1.to_first_pass(values)
+        keep = self.geometry is not None and same_first(self._first, first)
+        self.pass_number, self._s1, self._s2 = got["pass_number"], s1, s2
+        self._dtype, self._first, self._row = got["dtype"], first, 0
         if self.pass_number == 1:
             self.geometry = None
         elif not keep:
             self.geometry = self._geometry()
         return self
 
-    def _check_same_rows(self) -> None:
-        """Pass 2's class means must be pass 1's (the same rows, in any order or split)."""
-        if self._first2 is not None:
-            check_same_means(self.first, self._first2)
-
     def _check_weights_unchanged(self) -> None:
         """Weights given as a live tensor must not change between the passes."""
         if self._weights_src is None:
             return
         now = to_host(self._weights_src, "weights").astype(np.float64)
+        _check_finite(now, "weights", " (they were when the meter was made)")
         if now.shape != self.weights.shape or not np.array_equal(now, self.weights):
             raise InvalidDataError(
                 "the classifier weights changed since the meter was made: measure with a fixed "
@@ -362,7 +383,33 @@ class Meter:
             )
 
 
+def _state_xp(xp: Any) -> Any:
+    return NUMPY if xp is None else xp
+
+
+def _device(xp: Any, h: Any) -> Any:
+    return None if xp is None else device_of(h)
+
+
+def _place(state: Any, xp: Any, h: Any) -> Any:
+    return placed(state, _state_xp(xp), _device(xp, h))
+
+
 def _numeric(arr: np.ndarray, what: str) -> np.ndarray:
     if arr.dtype.kind not in "fiu":
         raise UnsupportedDtypeError(f"{what} have unsupported dtype {arr.dtype}: use floats")
-    return arr.astype(np.float64)
+    out = arr.astype(np.float64)
+    _check_finite(out, what)
+    return out
+
+
+def _check_finite(arr: np.ndarray, what: str, when: str = "") -> None:
+    """Refuse NaN/Inf classifier values, saying so (not that they changed: NaN != NaN)."""
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InvalidDataError(
+            f"the classifier {what} {'is' if what == 'bias' else 'are'} not finite{when}: "
+            f"{int(bad.sum())} NaN/Inf value(s), "
+            f"first at index {first if len(first) != 1 else first[0]} (did training diverge?)"
+        )

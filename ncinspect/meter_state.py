@@ -1,8 +1,10 @@
 """A :class:`~ncinspect.Meter`'s statistics as plain values and bytes (never pickle).
 
-:func:`flatten` turns the mergeable pass objects of :mod:`ncinspect.stats` into a flat
-``{name: array | number | str | None}`` mapping and :func:`unflatten` builds them back (only
-the classes listed in ``_CLASSES``); :func:`pack` / :func:`unpack` turn such a mapping into
+:func:`encode_state` lays a meter's settings and the declared fields of its pass states
+(:mod:`ncinspect.stats_device`, derived from the declarations of
+:mod:`ncinspect.stats_protocol`: no class table, no hand-written layout) out as a flat
+``{name: array | number | str | None}`` mapping and :func:`decode_state` builds the host
+states back; :func:`pack` / :func:`unpack` turn such a mapping into
 bytes and back (a JSON header, then the raw array bytes), which is what crosses process
 boundaries in :func:`ncinspect.integrations.distributed.all_reduce_meter`. Every float64
 keeps every bit.
@@ -12,18 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import fields, is_dataclass
 from typing import Any
 
 import numpy as np
 
-from .arrays import is_tensor, to_host
+from .arrays import to_host
 from .errors import InvalidDataError
-from .stats import FirstPass, Moments, SecondPass
+from .stats import FirstPass
+from .stats_protocol import NUMPY, Declared
 
 __all__ = [
-    "flatten",
-    "unflatten",
     "pack",
     "unpack",
     "digest",
@@ -33,52 +33,8 @@ __all__ = [
     "decode_state",
 ]
 
-_CLASSES = {c.__name__: c for c in (FirstPass, SecondPass, Moments)}
 _MAGIC = b"NCMETER1"
-
-
-def _leaf(value: Any) -> Any:
-    if is_tensor(value):
-        value = to_host(value, "meter state")
-    if isinstance(value, np.ndarray):
-        return np.ascontiguousarray(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise InvalidDataError(f"meter state: cannot carry a value of type {type(value).__name__}")
-
-
-def flatten(obj: Any, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
-    """Add ``obj`` (a pass object, an array, a number or None) to ``out`` under ``prefix``."""
-    if is_dataclass(obj) and not isinstance(obj, type):
-        if type(obj).__name__ not in _CLASSES:
-            raise InvalidDataError(f"meter state: cannot carry a {type(obj).__name__}")
-        out[prefix + "@"] = type(obj).__name__
-        for f in fields(obj):
-            if f.init and not f.name.startswith("_"):
-                flatten(getattr(obj, f.name), f"{prefix}.{f.name}", out)
-        return out
-    out[prefix] = _leaf(obj)
-    return out
-
-
-def unflatten(state: dict[str, Any], prefix: str) -> Any:
-    """The object :func:`flatten` stored under ``prefix``."""
-    name = state.get(prefix + "@")
-    if name is None:
-        if prefix not in state:
-            raise InvalidDataError(f"meter state: {prefix!r} is missing")
-        return state[prefix]
-    cls = _CLASSES.get(name)
-    if cls is None:
-        raise InvalidDataError(f"meter state: {prefix!r} names an unknown class {name!r}")
-    kwargs = {
-        f.name: unflatten(state, f"{prefix}.{f.name}")
-        for f in fields(cls)
-        if f.init and not f.name.startswith("_")
-    }
-    return cls(**kwargs)
+_FORMAT = 2  #: the layout of state_dict(): declared fields of the device pass states
 
 
 def pack(state: dict[str, Any]) -> bytes:
@@ -154,27 +110,36 @@ def check_same_means(first: FirstPass, again: FirstPass) -> None:
 def encode_state(
     pass_number: int,
     dtype: Any,
-    seen2: Any,
     settings: dict[str, Any],
-    first: FirstPass | None,
-    second: SecondPass | None,
-    first2: FirstPass | None,
+    first: Declared | None,
+    second: Declared | None,
 ) -> dict[str, Any]:
-    """A meter's state (see :meth:`ncinspect.Meter.state_dict`)."""
+    """A meter's state (see :meth:`ncinspect.Meter.state_dict`): its settings, then every
+    declared field of its pass states as ``"first.<field>"`` / ``"second.<field>"``."""
     state = {
+        "format": _FORMAT,
         "pass_number": pass_number,
         "dtype": None if dtype is None else np.dtype(dtype).str,
-        "seen2": np.asarray(to_host(seen2, "seen2"), dtype=np.int64),
         **settings,
     }
-    flatten(first, "first", state)
-    flatten(second, "second", state)
-    return flatten(first2, "first2", state)
+    for prefix, part in (("first", first), ("second", second)):
+        state[prefix] = None if part is None else type(part).__name__
+        if part is not None:
+            for key, value in part.to_host().items():
+                state[f"{prefix}.{key}"] = value
+    return state
 
 
 def decode_state(state: Any, settings: dict[str, Any]) -> dict[str, Any]:
-    """The passes of a state :func:`encode_state` wrote, checked against ``settings``."""
+    """The passes of a state :func:`encode_state` wrote (host states), checked against
+    ``settings`` and the fields the states declare."""
+    from .stats_device import FirstState, SecondState
+
     state = dict(state)
+    if state.get("format") != _FORMAT:
+        raise InvalidDataError(
+            f"meter state: format {state.get('format')!r}, this version reads {_FORMAT!r}"
+        )
     for key, mine in settings.items():
         if state.get(key) != mine:
             raise InvalidDataError(
@@ -183,14 +148,27 @@ def decode_state(state: Any, settings: dict[str, Any]) -> dict[str, Any]:
             )
     if state.get("pass_number") not in (1, 2):
         raise InvalidDataError(f"meter state: pass_number {state.get('pass_number')!r}")
-    first, second = unflatten(state, "first"), unflatten(state, "second")
-    if state["pass_number"] == 2 and (first is None or second is None):
-        raise InvalidDataError("meter state: pass 2 without the statistics of both passes")
+    got = {}
+    C = settings["n_classes"]
+    for prefix, cls in (("first", FirstState), ("second", SecondState)):
+        name = state.get(prefix)
+        if name is None:
+            got[prefix] = None
+            continue
+        if name != cls.__name__:
+            raise InvalidDataError(
+                f"meter state: {prefix!r} holds a {name!r}, not a {cls.__name__}"
+            )
+        fields = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
+        got[prefix] = cls.from_host(fields, NUMPY, C=C)
+    if state["pass_number"] == 2 and got["first"] is None:
+        raise InvalidDataError("meter state: pass 2 without the statistics of pass 1")
+    if got["first"] is not None and got["second"] is not None:
+        if got["first"].sums.shape[1] != got["second"].resid.shape[1]:
+            raise InvalidDataError("meter state: the two passes have other feature counts")
     return {
         "pass_number": state["pass_number"],
-        "first": first,
-        "second": second,
-        "first2": unflatten(state, "first2"),
-        "seen2": np.asarray(state["seen2"], dtype=np.int64).copy(),
+        "first": got["first"],
+        "second": got["second"],
         "dtype": None if state["dtype"] is None else np.dtype(state["dtype"]),
     }

@@ -5,7 +5,9 @@ The JSON schema (version 1)::
     {"schema_version": 1, "ncinspect_version": ..., "file": ..., "conventions": {...},
      "snapshots": [{"name", "epoch", "split", "layer", "n_samples", "n_features",
                     "n_classes", "metrics": {key: value}, "per_class": [...] | null,
-                    "warnings": [...], ...}]}
+                    "warnings": [...], ...}], "layers": [...]}
+
+``layers``: the layer-wise law per epoch and split (:mod:`ncinspect.layer_laws`), if any.
 
 Keys are sorted, undefined values are ``null`` (never NaN), and reruns are byte-identical.
 
@@ -32,21 +34,14 @@ from .conventions import (  # re-exported: part of the report's public names
     square_loss_keys,
 )
 from .io.atomic import atomic_write  # re-exported: the writer lives in io.atomic
+from .layer_laws import law_columns, layer_laws
 from .metrics import METRIC_KEYS
+from .metrics.nulls import applicable_warnings
 from .results import ResultArrays, TheoryResult
-from .text import csv_text, fmt, plain  # csv_text: the one CSV writer (re-exported)
+from .text import clip, csv_text, fmt, plain  # csv_text: the one CSV writer (re-exported)
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "SnapshotResult",
-    "Report",
-    "conventions",
-    "atomic_write",
-    "jsonable",
-    "loss_of",
-    "square_loss_keys",
-    "SQUARE_LOSS_GROUPS",
-]
+__all__ = ["SCHEMA_VERSION", "SnapshotResult", "Report", "conventions", "atomic_write"]
+__all__ += ["jsonable", "loss_of", "square_loss_keys", "SQUARE_LOSS_GROUPS"]
 
 SCHEMA_VERSION = 1
 
@@ -87,7 +82,7 @@ class SnapshotResult:
     class_names: list[Any] = field(default_factory=list)
     class_counts: list[int] = field(default_factory=list)
     center: str = "classes"
-    ncc_means: str = "own"
+    ncc_centres: str = "own"
     meta: dict[str, Any] = field(default_factory=dict)
     file: str | None = None
     arrays: ResultArrays = field(default_factory=ResultArrays, repr=False)
@@ -112,7 +107,8 @@ class SnapshotResult:
     def __repr__(self) -> str:
         """One line: the snapshot, its size and the headline metrics."""
         nums = " ".join(f"{label}={fmt(self.metrics.get(k))}" for k, label in _REPR_KEYS)
-        extra = f" ({len(self.warnings)} warning(s))" if self.warnings else ""
+        shown = applicable_warnings(self.warnings, self.null_reasons)  # JSON keeps all
+        extra = f" ({len(shown)} warning(s))" if shown else ""
         return (
             f"<SnapshotResult {plain(self.name)}: N={self.n_samples} d={self.n_features} "
             f"C={self.n_classes} {nums}{extra}>"
@@ -137,7 +133,8 @@ class SnapshotResult:
             for k, v in (("epoch", self.epoch), ("split", self.split), ("layer", self.layer))
             if v is not None
         )
-        notes = [*self.warnings, *([self.loss_note] if self.loss_note else [])]
+        notes = [*applicable_warnings(self.warnings, self.null_reasons)]
+        notes += [self.loss_note] if self.loss_note else []
         warn = "".join(f"<li>{escape(plain(w))}</li>" for w in notes)
         return (
             f"<div><b>{escape(plain(self.name))}</b> N={self.n_samples} d={self.n_features} "
@@ -179,7 +176,8 @@ class SnapshotResult:
                 "table and plots; record metadata loss='square' (or the loss used) or pass --sqi"
             )
         return (
-            f"loss {name!r} is not a square loss: the square-loss quantities ({keys}) do not "
+            f"loss {clip(repr(name))} is not a square loss: the square-loss quantities ({keys}) "
+            "do not "
             "describe this model and are left out of the table and plots (--sqi shows them)"
         )
 
@@ -198,7 +196,7 @@ class SnapshotResult:
             "class_names": self.class_names,
             "class_balance": {"min": int(min(counts)), "max": int(max(counts))},
             "center": self.center,
-            "ncc_means": self.ncc_means,
+            "ncc_means": self.ncc_centres,
             "metrics": {k: self.metrics.get(k) for k in self.metric_keys()},
             "per_class": self.per_class,
             "warnings": [*self.warnings, *([self.loss_note] if self.loss_note else [])],
@@ -253,7 +251,9 @@ class Report:
     file: str | None
     snapshots: list[SnapshotResult]
     center: str = "classes"
-    ncc_means: str = "own"
+    ncc_centres: str = "own"
+    #: of pass 2's large products (see :class:`~ncinspect.engines.local.LocalEngine`)
+    precision: str = "float64"
 
     def __iter__(self):
         return iter(self.snapshots)
@@ -271,7 +271,9 @@ class Report:
                     return s
             names = ", ".join(s.name for s in self.snapshots[:5])
             more = f", ... ({len(self.snapshots)} in all)" if len(self.snapshots) > 5 else ""
-            raise KeyError(f"no snapshot {key!r}; the snapshots are {names or 'none'}{more}")
+            raise KeyError(
+                f"no snapshot {clip(repr(key))}; the snapshots are {names or 'none'}{more}"
+            )
         return self.snapshots[key]
 
     def __contains__(self, name: object) -> bool:
@@ -328,13 +330,15 @@ class Report:
         return report_frame(self, per_class=per_class)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema_version": SCHEMA_VERSION,
             "ncinspect_version": __version__,
             "file": self.file,
-            "conventions": conventions(self.center, self.ncc_means),
+            "conventions": conventions(self.center, self.ncc_centres, self.precision),
             "snapshots": [s.to_dict() for s in self.snapshots],
         }
+        laws = [law.to_dict() for law in layer_laws(self.snapshots)]
+        return {**out, "layers": jsonable(laws)} if laws else out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2, allow_nan=False) + "\n"
@@ -353,6 +357,8 @@ class Report:
             "n_classes_total",
             *(keys := report_metric_keys(self.snapshots)),
         ]
+        law_keys, law_values = law_columns(self.snapshots)  # its (epoch, split)'s law
+        header += law_keys
         boot = any(s.bootstrap is not None for s in self.snapshots)
         if boot:  # the interval of each metric after the values: key_lo, key_hi
             header += ["bootstrap_B", "bootstrap_seed"]
@@ -373,6 +379,7 @@ class Report:
                     *(jsonable(s.metrics.get(k)) for k in keys),
                 ]
             )
+            rows[-1] += law_values(s)
             if boot:
                 b = s.bootstrap or {}
                 rows[-1] += [b.get("B"), b.get("seed")]

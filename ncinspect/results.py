@@ -4,13 +4,11 @@
 ``sample_*`` subsample, regression and aggregation extras); :class:`TheoryResult` and
 :class:`TheoryLine` hold the theory section. All three are dataclasses, read by attribute
 (``result.arrays.means``, ``result.theory.lines[0].rel_error``); ``to_dict`` gives the JSON
-form of the theory section. The dict-style reads of 0.1 (``obj["name"]``, ``obj.get``,
-``"name" in obj``) still work for one more release and warn ``DeprecationWarning``.
+form of the theory section. (The dict-style reads of 0.1 were removed in 0.3.)
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -19,40 +17,8 @@ import numpy as np
 __all__ = ["ResultArrays", "TheoryLine", "TheoryResult"]
 
 
-class _ByName:
-    """The 0.1 read access by field name, kept one release with a DeprecationWarning."""
-
-    def _field_names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(self))
-
-    def _has(self, key: str) -> bool:
-        return key in self._field_names()
-
-    def _deprecated(self, key: object, how: str) -> None:
-        name = type(self).__name__
-        warnings.warn(
-            f"{name}{how} is deprecated: read the attribute ({name.lower()}.{key})",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-
-    def __getitem__(self, key: str) -> Any:
-        self._deprecated(key, f"[{key!r}]")
-        if not isinstance(key, str) or not self._has(key):
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self._deprecated(key, f".get({key!r})")
-        return getattr(self, key) if isinstance(key, str) and self._has(key) else default
-
-    def __contains__(self, key: object) -> bool:
-        self._deprecated(key, f": {key!r} in ...")
-        return isinstance(key, str) and self._has(key)
-
-
 @dataclass
-class ResultArrays(_ByName):
+class ResultArrays:
     """The arrays of one result (None: not computed for it). Never written to JSON.
 
     Classes are the present ones (in the order of ``class_names``) unless named ``*_all``,
@@ -82,12 +48,9 @@ class ResultArrays(_ByName):
     ci_low: dict[str, Any] | None = None  #: aggregated views: lower interval end per key
     ci_high: dict[str, Any] | None = None  #: aggregated views: upper interval end per key
 
-    def _has(self, key: str) -> bool:  # a field left None reads as absent
-        return key in self._field_names() and getattr(self, key) is not None
-
     def update(self, values: dict[str, Any]) -> None:
         """Set fields from ``values`` (an unknown name raises ``KeyError``)."""
-        names = set(self._field_names())
+        names = {f.name for f in fields(self)}
         for key, value in values.items():
             if key not in names:
                 raise KeyError(f"ResultArrays has no field {key!r}")
@@ -104,7 +67,7 @@ class ResultArrays(_ByName):
 
 
 @dataclass
-class TheoryLine(_ByName):
+class TheoryLine:
     """One line of the theory table: predicted against measured (spec/theory.md).
 
     ``status`` is ``ok``, ``missing`` (``missing`` names the keys to record) or
@@ -128,7 +91,7 @@ class TheoryLine(_ByName):
 
 
 @dataclass
-class TheoryResult(_ByName):
+class TheoryResult:
     """The theory section of one snapshot (``"theory"`` in the JSON)."""
 
     applicable: bool | None

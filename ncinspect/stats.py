@@ -5,8 +5,8 @@ the :meth:`merge` of each one's, so the same code runs on one in-memory chunk, a
 streamed from disk or chunks spread over a cluster. Pass 1 (:class:`FirstPass`): per-class
 counts and float64 feature sums. Pass 2 (:class:`SecondPass`, given the :class:`Geometry`
 of pass 1): within-class scatter projected on the between-class eigenbasis, per-class
-scatter traces, NCC and classifier decisions and output statistics, block by block with
-the kernels of :mod:`ncinspect.stats_kernel`. No d x d matrix is built.
+scatter traces, directional pair sums, NCC and classifier decisions and output statistics,
+block by block (:mod:`ncinspect.stats_kernel`). No d x d matrix is built.
 """
 from __future__ import annotations
 
@@ -33,18 +33,11 @@ from .stats_kernel import (
     residuals,
     scores32,
 )
+from .stats_pairs import AUTO, add_pairs, block_pairs, merge_pairs, pair_tables_reason
 from .stats_xp import first_sums, second_sums
 
-__all__ = [
-    "Moments",
-    "FirstPass",
-    "Geometry",
-    "SecondPass",
-    "to_float64",
-    "block_rows",
-    "first_rows",
-    "pow2_scale",
-]
+__all__ = ["Moments", "FirstPass", "Geometry", "SecondPass", "to_float64", "block_rows"]
+__all__ += ["first_rows", "pow2_scale"]
 
 
 @dataclass
@@ -169,10 +162,12 @@ class Geometry:
         ``(h - mu_G) / scale``, so ``eigvals`` and the pass-2 sums of squares
         (``SecondPass.proj_sq``, ``class_sq``) are in units of ``scale**2`` (1.0 for features
         of ordinary magnitude, where nothing is rescaled). :meth:`squared` converts back.
-    weight_scale : power of two (:func:`pow2_scale` of ``weights``) for the decisions.
+    weight_scale : power of two (:func:`pow2_scale` of ``weights``), for the decisions.
     present : (C,) bool, the classes that enter the class-level statistics (at least
         ``min_count`` samples); pass 2 leaves the rows of the other classes out. None: all.
     min_count : the ``min_class_count`` that ``present`` was derived with.
+    pair_reason : None when pass 2 sums the directional C x C table (in ``scale**4``
+        units, :mod:`ncinspect.stats_pairs`), else why not (beyond the memory budget).
     """
 
     means: np.ndarray
@@ -188,11 +183,15 @@ class Geometry:
     weight_scale: float = 1.0
     present: np.ndarray | None = None
     min_count: int = 1
+    pair_reason: str | None = AUTO
     _stack: np.ndarray | None = field(default=None, repr=False)
     #: the pass-2 constants copied to a device, per (namespace, device) (see stats_xp)
     device_cache: dict = field(default_factory=dict, repr=False, compare=False)
-    #: the pass-2 kernels of this geometry (:func:`ncinspect.stats_kernel.kernel_for`)
-    kernels: dict = field(default_factory=dict, repr=False, compare=False)
+    kernels: dict = field(default_factory=dict, repr=False, compare=False)  #: of kernel_for
+
+    def __post_init__(self) -> None:  # the default budget unless a caller decided
+        if self.pair_reason == AUTO:
+            self.pair_reason = pair_tables_reason(self.n_classes)
 
     @property
     def n_classes(self) -> int:
@@ -241,6 +240,7 @@ class SecondPass:
     max_abs_err: float = 0.0
     has_outputs: bool = False
     out_abs_max: float = 0.0  # max |f_c(x_i)|: below 2^-450 the m2 sums underflow
+    pair_sq: np.ndarray | None = None  # (C, C) directional sums (stats_pairs); None: zeros
 
     @classmethod
     def empty(cls, n_classes: int, rank: int) -> SecondPass:
@@ -283,13 +283,15 @@ class SecondPass:
         kern = kernel_for(geom, outputs is None)
         n = h.shape[0]
 
-        def block(a: int) -> SecondPass:
+        def block(a: int):
             out = None if outputs is None else outputs[a : a + step]
             return cls._of_block(kern, h[a : a + step], y[a : a + step], out, min(step, n))
 
         stats = cls.empty(C, r)
-        for part in map(block, range(0, n, step)):
+        for part, pair_part in map(block, range(0, n, step)):
             stats = stats.merge(part)
+            if pair_part is not None:  # in place: no C x C table per block
+                stats.pair_sq = add_pairs(stats.pair_sq, pair_part, C)
         return stats
 
     @classmethod
@@ -310,11 +312,14 @@ class SecondPass:
                 outputs = None if outputs is None else outputs[keep]
         m = block.shape[0]
         if m == 0:
-            return stats
+            return stats, None
         buf = kern.buffers(rows)
         e, x, sq = residuals(kern, block, y, buf)
         stats.class_sq = np.bincount(y, weights=sq, minlength=C)
         s64 = None if kern.d64 is None else np.matmul(x, kern.d64, out=buf.s64[:m])
+        pairs = None
+        if kern.pairs:  # e . m'_c': the NCC scores of e when they are formed, else one product
+            pairs = block_pairs(s64[:, :C] if kern.from_scores else e @ kern.centred_s.T, y)
         if kern.from_scores:  # e M~^T A = e V^T, then the class term of h' = e + M~_y
             proj = s64[:, :C] @ kern.proj_map
             s64[:, :C] += np.take(kern.k_ncc, y, axis=0)
@@ -357,19 +362,14 @@ class SecondPass:
         if sums is not None:
             stats.true_out, stats.wrong_out, stats.sq_err, stats.max_abs_err = sums[:4]
             stats.out_abs_max, stats.has_outputs = sums[4], True
-        return stats
+        return stats, pairs
 
     @classmethod
     def _of_sums(cls, part: dict) -> SecondPass:
         """A block's statistics from the host values of :func:`~ncinspect.stats_xp.second_sums`."""
-        stats = cls(
-            part["proj_sq"],
-            part["class_sq"],
-            part["ncc_correct"],
-            part["clf_correct"],
-            part["agree"],
-            part["has_decisions"],
-        )
+        keys = ("proj_sq", "class_sq", "ncc_correct", "clf_correct", "agree", "has_decisions")
+        stats = cls(*(part[k] for k in keys))
+        stats.pair_sq = part.get("pair_sq")
         if part["has_outputs"]:
             stats.true_out = Moments(*part["true_out"])
             stats.wrong_out = Moments(*part["wrong_out"])
@@ -391,4 +391,5 @@ class SecondPass:
             max(self.max_abs_err, other.max_abs_err),
             self.has_outputs or other.has_outputs,
             max(self.out_abs_max, other.out_abs_max),
+            merge_pairs(self.pair_sq, other.pair_sq),
         )

@@ -3,11 +3,9 @@
 :class:`ncinspect.stats.FirstPass` and :class:`~ncinspect.stats.SecondPass` call these for
 arrays that are not numpy (torch on CPU or CUDA, CuPy, JAX, ``array-api-strict``), with the
 namespace looked up once at their entry (:func:`ncinspect.array_api.get_namespace`). The
-rows stay where they live; only the small sums (C x d class sums, r projected scatters,
-C-long counts and traces) come back to the host, as float64 numpy arrays. Only functions of
-the standard are called (no in-place updates, no data-dependent shapes but one ``nonzero``
-in the float32 recheck), so the same code runs on every library; the tests run it on
-``array-api-strict``.
+rows stay where they live; only the small sums come back to the host, as float64 numpy.
+Only functions of the standard are called (no in-place updates, no data-dependent shapes
+but one ``nonzero`` in the float32 recheck); the tests run it on ``array-api-strict``.
 
 Precision
 ---------
@@ -30,6 +28,7 @@ import numpy as np
 
 from .array_api import device_of, host, on_device
 from .errors import UnsupportedDtypeError
+from .stats_pairs import xp_pair_sums
 
 __all__ = ["first_sums", "second_sums", "xp_block_rows", "precision_gamma"]
 
@@ -281,7 +280,7 @@ def _second_block(xp, g, geom, block, y, outputs, precision) -> dict:
     indf = xp.astype(ind, xp.float64)
     e = hc - xp.take(g.centred, y, axis=0)  # (m, d) within-class residuals
     f32 = precision == "float32"
-    vec = []  # float64 device values, copied to the host in one transfer
+    vec, es = [], None  # float64 device values, copied to the host in one transfer
     if f32:
         if r:
             proj = xp.astype(xp.astype(e, xp.float32) @ g.basis_t32, xp.float64)
@@ -289,6 +288,7 @@ def _second_block(xp, g, geom, block, y, outputs, precision) -> dict:
     elif g.from_scores:  # e [M~ | W]^T, the projection from it, then h' = e + M~_y
         scores = e @ g.decide
         proj = scores[:, :C] @ g.proj_map
+        es = scores[:, :C]  # e . m'_c': the directional table's products
         scores = scores + xp.take(g.class_term, y, axis=0)
     else:
         if r:
@@ -297,6 +297,9 @@ def _second_block(xp, g, geom, block, y, outputs, precision) -> dict:
     if r:
         vec.append(xp.sum(proj * proj, axis=0))
     vec.append(indf @ xp.sum(e * e, axis=1))  # class_sq (C,)
+    pairs = geom.pair_reason is None  # the directional table (ncinspect.stats_pairs)
+    if pairs:
+        vec.append(xp_pair_sums(xp, g.centred, e, ind, indf, f32, es))
 
     has_clf = geom.weights is not None
     dist, ncc, logits, clf_out, clf = _decisions(xp, g, scores, C, has_clf, outputs)
@@ -334,7 +337,7 @@ def _second_block(xp, g, geom, block, y, outputs, precision) -> dict:
     if out is not None:
         vec.extend(_output_sums(xp, out, ind))
     flat = host(xp.concat([xp.reshape(v, (-1,)) for v in vec]))
-    return _unpack(flat, C, r, clf is not None, out is not None, n_rechecked)
+    return _unpack(flat, C, r, clf is not None, out is not None, n_rechecked, pairs)
 
 
 def _patch(xp, values, flag, idx, exact):
@@ -366,7 +369,9 @@ def _output_sums(xp, out, ind):
     ]
 
 
-def _unpack(flat: np.ndarray, C: int, r: int, has_clf: bool, has_out: bool, n_re: int) -> dict:
+def _unpack(
+    flat: np.ndarray, C: int, r: int, has_clf: bool, has_out: bool, n_re: int, pairs: bool
+) -> dict:
     k = 0
 
     def take(n):
@@ -375,6 +380,7 @@ def _unpack(flat: np.ndarray, C: int, r: int, has_clf: bool, has_out: bool, n_re
         return flat[k - n : k]
 
     res = {"proj_sq": take(r).copy(), "class_sq": take(C).copy(), "n_rechecked": n_re}
+    res["pair_sq"] = take(C * C).reshape(C, C).copy() if pairs else None
     res["ncc_correct"] = np.rint(take(C)).astype(np.int64)
     zeros = np.zeros(C, np.int64)
     res["clf_correct"] = np.rint(take(C)).astype(np.int64) if has_clf else zeros
@@ -388,3 +394,7 @@ def _unpack(flat: np.ndarray, C: int, r: int, has_clf: bool, has_out: bool, n_re
         sq, mx, om = take(3)
         res["sq_err"], res["max_abs_err"], res["out_abs_max"] = float(sq), float(mx), float(om)
     return res
+
+
+as_float64, decisions, device_geometry = _float64, _decisions, _device_geometry  # stats_device
+gap, patch = _gap, _patch

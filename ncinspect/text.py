@@ -8,7 +8,7 @@ unpaired surrogates (undecodable bytes). Every renderer passes such text through
 before it reaches a terminal or a log, :func:`xml_text` before it goes into XML and
 :func:`mpl_text` before it goes into a figure (where ``$...$`` would be parsed as math),
 and every CSV cell through :func:`csv_cell` (a cell that a spreadsheet would run as a formula
-is neutralised). :func:`clip` caps a name shown to people (the JSON keeps it whole).
+is neutralised). :func:`cut` caps a name shown to people (the JSON keeps it whole).
 
 Unsafe characters are not dropped silently but shown as escapes (``\\x1b``, ``\\u202e``), so
 two names that differ only in them stay distinguishable.
@@ -21,7 +21,23 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["plain", "markup", "xml_text", "mpl_text", "fmt", "csv_cell", "csv_text", "clip"]
+__all__ = [
+    "plain",
+    "markup",
+    "xml_text",
+    "mpl_text",
+    "fmt",
+    "clip",
+    "clip_line",
+    "MAX_ECHO",
+    "MAX_LINE",
+    "csv_cell",
+    "csv_text",
+    "cut",
+]
+
+MAX_ECHO = 160  #: longest user value (glob, path, name, metadata value) echoed in a message
+MAX_LINE = 4000  #: longest error line the CLI prints (a last guard over :data:`MAX_ECHO`)
 
 # C0 controls (tab and newline included: a name is one line), DEL, C1 controls, the Unicode
 # bidirectional embeddings/overrides/isolates, line and paragraph separators, and surrogates
@@ -50,14 +66,46 @@ def plain(value: Any) -> str:
     return _UNSAFE.sub(_escape_char, value if isinstance(value, str) else str(value))
 
 
+def elide(text: str, limit: int) -> str:
+    """``text`` cut to at most about ``limit`` characters, its middle replaced by a marker
+    that says how many characters were left out (head and tail stay: paths end in names)."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - len(f"...[{len(text)} chars left out]..."), 2)
+    marker = f"...[{len(text) - keep} chars left out]..."
+    head = keep - keep // 3
+    return f"{text[:head]}{marker}{text[len(text) - keep // 3 :]}"
+
+
+def clip(value: Any, limit: int = MAX_ECHO) -> str:
+    """A value from the user or a file, fit to echo in a one-line message: :func:`plain`
+    (control characters escaped) and at most about ``limit`` characters (:func:`elide`).
+
+    Every message that quotes a glob, path, array or group name, class name or metadata value
+    passes it through this (``repr``-style quotes go around the result, not into it)."""
+    return elide(plain(value), limit)
+
+
+_LONG_WORD = re.compile(rf"\S{{{MAX_ECHO + 1},}}")
+
+
+def clip_line(message: Any, limit: int = MAX_LINE) -> str:
+    """A whole message as one bounded line: the CLI's last guard, so that no error line grows
+    with its input even where a value was echoed without :func:`clip`. Every run of more than
+    :data:`MAX_ECHO` characters without a space is elided to that length, then the whole line
+    to ``limit`` (long lists of valid choices stay readable)."""
+    text = _LONG_WORD.sub(lambda m: elide(m.group(), MAX_ECHO), plain(message))
+    return elide(text, limit)
+
+
 def markup(value: Any, limit: int | None = None) -> str:
     """:func:`plain` text, then escaped so that rich shows it literally (no markup parsed).
 
-    Shown text only: cut to ``limit`` characters (default :data:`TEXT_LIMIT`) by :func:`clip`,
+    Shown text only: cut to ``limit`` characters (default :data:`TEXT_LIMIT`) by :func:`cut`,
     so that no value from a file (a 10 MB class name) makes a table slow or huge."""
     raw = value if isinstance(value, str) else str(value)
     text = _TAG.sub(
-        lambda m: f"{m.group(1) * 2}\\{m.group(2)}", plain(clip(raw, limit or TEXT_LIMIT))
+        lambda m: f"{m.group(1) * 2}\\{m.group(2)}", plain(cut(raw, limit or TEXT_LIMIT))
     )
     # rich halves a run of backslashes that ends right before a tag, so a run at the end of
     # the text (where a closing tag may follow) is doubled as well
@@ -71,9 +119,9 @@ def xml_text(value: Any) -> str:
 
 def mpl_text(value: Any, limit: int | None = None) -> str:
     """:func:`plain` text for a matplotlib label: every ``$`` shown literally (no mathtext),
-    cut to ``limit`` characters (default :data:`NAME_LIMIT`; :func:`clip` says the cut)."""
+    cut to ``limit`` characters (default :data:`NAME_LIMIT`; :func:`cut` says the cut)."""
     raw = value if isinstance(value, str) else str(value)
-    return plain(clip(raw, limit or NAME_LIMIT)).replace("$", r"\$")
+    return plain(cut(raw, limit or NAME_LIMIT)).replace("$", r"\$")
 
 
 def fmt(value: Any) -> str:
@@ -130,7 +178,7 @@ LABEL_LIMIT = 24
 TEXT_LIMIT = 2000
 
 
-def clip(text: str, limit: int = NAME_LIMIT) -> str:
+def cut(text: str, limit: int = NAME_LIMIT) -> str:
     """``text`` cut to about ``limit`` characters when longer, ending in an ellipsis and its
     whole length (``abc… (10,000,000 chars)``): the cut is said where it is shown."""
     if len(text) <= limit:

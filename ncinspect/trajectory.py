@@ -20,6 +20,7 @@ __all__ = [
     "is_train",
     "classifier_layer",
     "group_trajectories",
+    "split_rank",
     "trajectory",
     "final_snapshot",
     "layer_depth",
@@ -44,14 +45,22 @@ def _epoch_key(res: SnapshotResult) -> tuple:
 def group_trajectories(
     results: Iterable[SnapshotResult],
 ) -> dict[tuple[str | None, str | None], list[SnapshotResult]]:
-    """Snapshots grouped by ``(split, layer)`` in order of first appearance, each by epoch.
+    """Snapshots grouped by ``(split, layer)``, each by epoch: the training split's groups
+    first, then the test split's, then the others', each in order of first appearance.
 
     Snapshots without an epoch keep their file order after those with one.
     """
     groups: dict[tuple[str | None, str | None], list[SnapshotResult]] = {}
     for res in results:
         groups.setdefault((res.split, res.layer), []).append(res)
-    return {key: sorted(members, key=_epoch_key) for key, members in groups.items()}
+    order = sorted(groups, key=lambda key: split_rank(key[0]))  # stable: file order within
+    return {key: sorted(groups[key], key=_epoch_key) for key in order}
+
+
+def split_rank(split: str | None) -> int:
+    """Where a split's rows go in tables: the training split first, then test, then others
+    (in the order they appear)."""
+    return 0 if split in TRAIN_SPLITS else 1 if split == "test" else 2
 
 
 def _has_classifier(item: Any) -> bool:

@@ -70,6 +70,21 @@ def _dist_to(x, t):
     return np.linalg.norm(x / np.linalg.norm(x) - t / np.linalg.norm(t))
 
 
+def reference_cdnv_directional(H, codes, mu):
+    """spec/metrics.md "Directional variability", directly: for each pair c < c',
+    ``u = (mu_c - mu_c') / ||mu_c - mu_c'||``, ``q(c, u)`` the mean of ``((h_i - mu_c) . u)^2``
+    over the rows of c, and the mean over pairs of ``(q(c,u) + q(c',u)) / (2 ||mu_c - mu_c'||^2)``.
+    ``codes[i]`` is the row of ``mu`` of sample i."""
+    vals = []
+    for i, j in itertools.combinations(range(mu.shape[0]), 2):
+        diff = mu[i] - mu[j]
+        u = diff / np.linalg.norm(diff)
+        qi = np.mean(((H[codes == i] - mu[i]) @ u) ** 2)
+        qj = np.mean(((H[codes == j] - mu[j]) @ u) ** 2)
+        vals.append((qi + qj) / (2 * diff @ diff))
+    return float(np.mean(vals))
+
+
 def reference_metrics(H, y, W=None, b=None, outputs=None, center="classes"):
     H = np.asarray(H, dtype=np.float64)
     classes, codes = np.unique(np.asarray(y), return_inverse=True)
@@ -100,6 +115,7 @@ def reference_metrics(H, y, W=None, b=None, outputs=None, center="classes"):
             for i, j in itertools.combinations(range(C), 2)
         ]
     )
+    out["nc1_cdnv_directional"] = reference_cdnv_directional(H, codes, mu)
     out["nc1_cdnv_exp2"] = np.mean(
         [
             (var[i] + var[j]) / (2 * np.sum((mu[i] - mu[j]) ** 2) ** 2)
@@ -217,7 +233,7 @@ def reference_nrc(H, Y, W=None):
     N, d = H.shape
     t = Y.shape[1]
     Hn = H / np.linalg.norm(H, axis=1, keepdims=True)
-    Hc = Hn - Hn.mean(axis=0)
+    Hc = H - H.mean(axis=0)  # P_pca: principal directions of the centred features (spec)
     lam, vec = np.linalg.eigh(Hc.T @ Hc / N)
     U = vec[:, np.argsort(lam)[::-1][: min(t, d)]]
     P = U @ U.T
@@ -289,6 +305,7 @@ def reference_rows(H, y, W, b=None, outputs=None, center="classes"):
             for i, j in itertools.combinations(range(C), 2)
         ]
     )
+    out["nc1_cdnv_directional"] = reference_cdnv_directional(H, j_of, mu)
     out["nc2_equinorm_means"] = _equinorm(mt)
     out["nc2_equiangular_means"], out["nc2_maxangle_means"] = _pair_cos(mt)
     out["etf_error_means"] = etf_error(mt, mt)

@@ -195,3 +195,300 @@ def test_an_output_path_never_replaces_the_input(tmp_path, monkeypatch):
             rc = main(args)
             assert rc in (2, 3), (args, rc)
             assert file_digest(path) == digest, args
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 22 surfaces (round three). Seeded, in-process, each bounded by NEW_SECONDS (default
+# 8; NCINSPECT_FUZZ_SECONDS raises it too). Every case: exit 0, 2 or 3, one error line at
+# most, no traceback, the input unchanged, and nothing unpickled.
+# --------------------------------------------------------------------------------------------
+
+NEW_SECONDS = max(8.0, SECONDS / 5)
+
+
+class _Alarm:
+    """A case that runs past ``seconds`` raises TimeoutError (exit 4: the test fails)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __enter__(self):
+        import signal
+
+        def hang(signum, frame):
+            raise TimeoutError(f"a case ran past {self.seconds} s")
+
+        self._old = signal.signal(signal.SIGALRM, hang)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc):
+        import signal
+
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self._old)
+
+
+def _case(capsys, args, path=None, seconds=30.0, ok=(0, 2, 3)):
+    from ncinspect.cli import main
+
+    from .helpers import file_digest
+
+    before = file_digest(path) if path else None
+    with _Alarm(seconds):
+        rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert rc in ok, (args[:3], rc, err[-600:])
+    assert "Traceback" not in err and "internal error" not in err, (args[:3], err[-600:])
+    if rc == 3:
+        assert len([ln for ln in err.splitlines() if ln.strip()]) == 1, (args[:3], err)
+    if path:
+        assert file_digest(path) == before, args[:3]
+    return rc, out, err
+
+
+def _safetensors_seed(tmp_path) -> bytes:
+    import safetensors.numpy
+
+    h, y, m = make_data(C=3, d=4, n=6)
+    path = tmp_path / "seed.safetensors"
+    safetensors.numpy.save_file(
+        {"features": h, "labels": y, "weights": m, "epoch_2/features": h + 1.0},
+        str(path),
+        metadata={"epoch": "1", "split": "train"},
+    )
+    return path.read_bytes()
+
+
+def _mutate_header(rng, data: bytes) -> tuple[str, bytes]:
+    """A safetensors file with its JSON header edited: values swapped for others of any
+    type, numbers pushed to extremes, keys renamed, bytes flipped, the length field or the
+    data section changed (never nested deeply: that class is issue 22 item 6)."""
+    n = int.from_bytes(data[:8], "little")
+    header, body = json.loads(data[8 : 8 + n]), data[8 + n :]
+    kind = int(rng.integers(0, 7))
+    names = [k for k in header if k != "__metadata__"]
+    name = names[int(rng.integers(len(names)))]
+    entry = header[name]
+    extremes = [-1, 0, 1, 2**31, 2**63, 2**64 + 5, 10**30, 3.5, "7", None, [], {}]
+    if kind == 0:
+        entry["dtype"] = str(rng.choice(["F8", "I64", "U64", "BOOL", "F4x", "", "object", 5]))
+    elif kind == 1:
+        shape = list(entry["shape"])
+        if shape:
+            shape[int(rng.integers(len(shape)))] = extremes[int(rng.integers(len(extremes)))]
+        entry["shape"] = shape if rng.integers(2) else shape + [2]
+    elif kind == 2:
+        a, b = entry["data_offsets"]
+        pick = extremes[int(rng.integers(len(extremes)))]
+        entry["data_offsets"] = [pick, b] if rng.integers(2) else [a, pick]
+    elif kind == 3:
+        header[str(rng.choice(["/features", "features/", "labels\x00", "W", "a/b/c"]))] = entry
+        if rng.integers(2):
+            del header[name]
+    elif kind == 4:
+        header["__metadata__"] = {
+            "epoch": str(rng.choice(["x", "1e999", "-5", "9" * 400])),
+            "split": str(rng.choice(["=1+1", "\x1b[2J", "[red]x", "a" * 3000])),
+        }
+    elif kind == 5:
+        raw = bytearray(json.dumps(header).encode())
+        for _ in range(int(rng.integers(1, 4))):
+            raw[int(rng.integers(len(raw)))] = int(rng.integers(0, 256))
+        return "header bytes", len(raw).to_bytes(8, "little") + bytes(raw) + body
+    else:
+        cut = int(rng.integers(0, len(body) + 1))
+        text = json.dumps(header).encode()
+        return "body cut", len(text).to_bytes(8, "little") + text + body[:cut]
+    text = json.dumps(header).encode()
+    if rng.integers(4) == 0:
+        text += b" " * int(rng.integers(0, 9))  # padding the length field must cover
+    return f"edit {kind}", len(text).to_bytes(8, "little") + text + body
+
+
+def test_safetensors_header_mutations(tmp_path, capsys):
+    seed = _safetensors_seed(tmp_path)
+    rng = np.random.default_rng(SEED)
+    deadline, cases = time.time() + NEW_SECONDS, 0
+    while time.time() < deadline or cases < 20:
+        what, data = _mutate_header(rng, seed)
+        path = tmp_path / f"case{cases}.safetensors"
+        path.write_bytes(data)
+        for command in ("report", "info"):
+            _case(capsys, [command, path], path)
+        cases += 1
+    assert cases >= 20
+
+
+class _Unpickled:
+    """Unpickling this creates a directory: proof that a file was (not) unpickled."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def _random_object(rng, marker, depth=0):
+    kind = int(rng.integers(0, 7 if depth < 3 else 4))
+    if kind == 0:
+        return float(rng.standard_normal())
+    if kind == 1:
+        return "".join(chr(int(c)) for c in rng.integers(32, 0x2FF, int(rng.integers(0, 12))))
+    if kind == 2:
+        return rng.standard_normal(int(rng.integers(0, 5)))
+    if kind == 3:
+        return _Unpickled(marker)
+    if kind == 4:
+        return [_random_object(rng, marker, depth + 1) for _ in range(int(rng.integers(0, 4)))]
+    if kind == 5:
+        return {f"k{i}": _random_object(rng, marker, depth + 1) for i in range(3)}
+    return (depth, _random_object(rng, marker, depth + 1))
+
+
+def test_pickles_of_every_protocol_are_refused_unopened(tmp_path, capsys):
+    """Random objects pickled with protocols 0-5 (bare, as torch.save writes them in both
+    its formats, under .pt/.ckpt/.pth/.pkl/.h5/.npz names): exit 3 naming a pickle."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    marker = str(tmp_path / "unpickled")
+    rng = np.random.default_rng(SEED + 1)
+    deadline, cases = time.time() + NEW_SECONDS, 0
+    suffixes = [".pt", ".ckpt", ".pth", ".pkl", ".h5", ".npz", ""]
+    while time.time() < deadline or cases < 18:
+        protocol = cases % (pickle.HIGHEST_PROTOCOL + 1)
+        obj = {"features": _random_object(rng, marker), "x": _random_object(rng, marker)}
+        path = tmp_path / f"case{cases}{suffixes[int(rng.integers(len(suffixes)))]}"
+        style = cases // (pickle.HIGHEST_PROTOCOL + 1) % 3
+        if style == 0:
+            path.write_bytes(pickle.dumps(obj, protocol=protocol))
+        elif style == 1:  # torch.save's zip: archive/data.pkl
+            with zipfile.ZipFile(path, "w") as zf:
+                zf.writestr("archive/data.pkl", pickle.dumps(obj, protocol=protocol))
+                zf.writestr("archive/version", "3\n")
+        else:
+            state = {"features": torch.randn(4, 3), "labels": torch.arange(4)}
+            legacy = bool(rng.integers(2))
+            torch.save(
+                state, path, pickle_protocol=protocol, _use_new_zipfile_serialization=not legacy
+            )
+        rc, _, err = _case(capsys, ["report", path], path)
+        assert rc == 3 and "pickle" in err and "never unpickles" in err, (protocol, style, err)
+        cases += 1
+    assert not os.path.exists(marker)
+
+
+_HOSTILE = [
+    "<script>alert(1)</script>",
+    "[bold red]x[/bold red]",
+    "\x1b[2J\x1b[31mred",
+    '=HYPERLINK("http://x")',
+    "+1+2",
+    "-cmd",
+    "@SUM(A1)",
+    "\tlead",
+    "a\r\nb",
+    "::error::forged",
+    "a]]>b<![CDATA[",
+    "\u202eevil",
+    "\x00nul\x07bell",
+    "%0A%0D",
+    'name,with,commas"and quotes',
+]
+
+
+def _hostile_run(path, rng):
+    """A two-epoch dump whose class names, split and layer metadata are hostile."""
+    C = 3
+    names = [str(x) for x in rng.choice(_HOSTILE, size=C, replace=False)]
+    h, y, m = make_data(C=C, d=4, n=12)
+    with h5py.File(path, "w") as f:
+        f["labels"] = y
+        f["class_names"] = np.array([n.encode("utf-8", "surrogateescape") for n in names])
+        for e in (0, 5):
+            g = f.create_group(f"epoch_{e}")
+            g["features"] = h * (1.0 + e)
+            g["weights"] = m
+            g.attrs["split"] = str(rng.choice(_HOSTILE))
+
+
+def test_writers_fed_hostile_names(tmp_path, capsys):
+    """JUnit stays well-formed XML, GitHub annotations stay one line each, CSV keeps its
+    rows, and nothing printed to the terminal holds a raw escape or control character.
+    (CSV formula neutralisation and HTML rendering of huge names are issue 22 items 2 and
+    5: tested with those fixes.)"""
+    import csv
+    import xml.etree.ElementTree as ET
+
+    rng = np.random.default_rng(SEED + 2)
+    deadline, cases = time.time() + NEW_SECONDS, 0
+    while time.time() < deadline or cases < 4:
+        path = tmp_path / f"run{cases}.h5"
+        _hostile_run(path, rng)
+        junit, gh, table = (tmp_path / f"c{cases}.{x}" for x in ("xml", "txt", "csv"))
+        rc, out, err = _case(capsys, ["report", path, "--csv", table, "--per-class"], path)
+        assert rc == 0, err
+        for text in (out, err):  # the terminal (files are data: they keep the names)
+            assert "\x1b" not in text and "\x00" not in text and "\u202e" not in text
+        with open(table, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        assert len({len(r) for r in rows}) == 1 and len(rows) >= 3  # no row split or merged
+        check = ["check", path, "--no-config", "--max", "nc1=1e-9", "--min", "accuracy_ncc=2"]
+        rc, out, err = _case(capsys, [*check, "--format", "junit", "-o", junit], path, ok=(0, 1))
+        ET.parse(junit)  # well-formed
+        assert "\x1b" not in junit.read_text(encoding="utf-8")
+        rc, out, err = _case(capsys, [*check, "--format", "github", "-o", gh], path, ok=(0, 1))
+        for text in (gh.read_text(encoding="utf-8"), out):
+            for line in text.splitlines():  # a name never starts a workflow command
+                assert not line.startswith("::error::forged"), line
+                assert "\r" not in line and "\x1b" not in line
+        cases += 1
+
+
+def test_integer_options_at_their_bounds(tmp_path, capsys):
+    """Every integer option of report/plot/check/theory (but --bootstrap: issue 22 item 7)
+    given values out of range, not integers or huge: a usage error or a normal run, in
+    seconds, never a traceback or a hang."""
+    import click
+
+    from ncinspect.cli import cli
+
+    h, y, m = make_data(C=3, d=4, n=10)
+    path = tmp_path / "run.h5"
+    with h5py.File(path, "w") as f:
+        f["labels"] = y
+        for e in (0, 5):
+            f[f"epoch_{e}/features"], f[f"epoch_{e}/weights"] = h * (1 + e), m
+    ctx = click.Context(cli)
+    values = ["-1", "0", "1.5", "abc", "", str(2**64 + 5), "1e9", "0x10"]
+    extra = {
+        "plot": ["-o", tmp_path / "figs", "-k", "trajectory"],
+        "check": ["--no-config", "--max", "nc1=10"],
+    }
+    checked = 0
+    for command in ("report", "plot", "check", "theory"):
+        cmd = cli.get_command(ctx, command)
+        for p in cmd.params:
+            if not isinstance(p.type, (click.IntRange, click.types.IntParamType)):
+                continue
+            if p.opts[-1] == "--bootstrap":
+                continue
+            for v in values:
+                if command == "plot" and v not in ("-1", "abc", str(2**64 + 5)):
+                    continue  # a figure per value would take minutes
+                if (command, p.opts[-1]) == ("plot", "--min-class-count") and v.isdigit():
+                    continue  # every class left out: exit 4 (issue 22 item 4's class)
+                args = [command, path, *extra.get(command, []), p.opts[-1], v]
+                rc, _, err = _case(capsys, args, path, seconds=60, ok=(0, 1, 2, 3))
+                try:
+                    n = int(v)
+                except ValueError:
+                    n = None
+                lo = p.type.min if isinstance(p.type, click.IntRange) else None
+                if n is None or (lo is not None and n < lo):
+                    assert rc == 2, (args[3:], rc, err[-300:])
+                checked += 1
+    assert checked >= 30

@@ -1,6 +1,14 @@
 """The walls of DESIGN.md, read from the source (ast, nothing imported): no import cycle, no
-import from a room above, no private name imported from another module, no module over
-400 lines, no function over 80 lines.
+import from a room above, no private name imported from another module, one concept per
+module named in the first line of its docstring, no satellite module cut off by size, and
+no function over 120 lines.
+
+0.2 capped modules at 400 lines and functions at 80; the caps shaped the code (modules split
+into satellites at 390-397 lines, functions piled up at 70-79). 0.3 replaces the module cap
+by what it stood for (one concept per module, concepts of several modules as packages) and
+keeps a function guard only where length means a tangle: 120 lines, which no function in 0.3
+comes near and every 0.1 tangle (a 445-line theory_diagnostics, a 222-line compute_metrics)
+exceeded.
 
 The rooms, bottom to top (a module may import from its own room and from rooms below):
 
@@ -21,8 +29,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "ncinspect"
-MAX_MODULE_LINES = 400
-MAX_FUNCTION_LINES = 80
+MAX_FUNCTION_LINES = 120
 
 #: room of every top-level module or package of ncinspect -> rank (higher imports lower)
 ROOMS: dict[str, int] = {
@@ -38,15 +45,19 @@ ROOMS: dict[str, int] = {
     "stats": 4,
     "array_api": 4,
     "stats_xp": 4,
+    "stats_protocol": 4,
+    "stats_device": 4,
     "stats_theory": 4,
     "stats_blocks": 4,
     "stats_kernel": 4,
+    "stats_pairs": 4,
     "metrics": 5,
     "projection": 5,
     "results": 6,
     "conventions": 6,
     "report_frame": 6,
     "report": 6,
+    "layer_laws": 6,
     "aggregate": 6,
     "trajectory": 6,
     "engines": 7,
@@ -60,6 +71,7 @@ ROOMS: dict[str, int] = {
     "meter": 8,
     "meter_dump": 8,
     "meter_state": 8,
+    "meter_checks": 8,
     "check": 9,
     "theory": 9,
     "render": 10,
@@ -78,10 +90,8 @@ UPWARD_ALLOWED: set[tuple[str, str]] = set()
 CYCLES_ALLOWED: list[set[str]] = []
 
 #: (importer, imported module, name) private imports still crossing modules
-PRIVATE_ALLOWED = {}
-
-#: modules still over MAX_MODULE_LINES
-LONG_MODULES_ALLOWED: set[str] = set()
+PRIVATE_ALLOWED = {
+}
 
 #: functions (module:qualified name) still over MAX_FUNCTION_LINES
 LONG_FUNCTIONS_ALLOWED: set[str] = set()
@@ -216,11 +226,12 @@ def test_nothing_imports_the_package_facade():
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
-def test_module_length(module):
-    n = len(MODULES[module].read_text(encoding="utf-8").splitlines())
-    if module in LONG_MODULES_ALLOWED:
-        return
-    assert n <= MAX_MODULE_LINES, f"{module}: {n} lines > {MAX_MODULE_LINES}; split it"
+def test_every_module_names_its_concept(module):
+    """The first line of the module's docstring names its one concept."""
+    doc = ast.get_docstring(ast.parse(MODULES[module].read_text(encoding="utf-8")))
+    first = (doc or "").strip().split("\n")[0].strip()
+    assert first, f"{module}: no docstring naming its concept"
+    assert len(first) <= 100, f"{module}: name the concept in one line of at most 100 characters"
 
 
 def _functions(tree: ast.AST, prefix: str = ""):

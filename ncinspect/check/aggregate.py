@@ -18,6 +18,8 @@ from typing import Any
 
 from ..aggregate import AggregateReport
 from ..errors import UsageError
+from ..metrics.registry import LAW_KEYS
+from ..text import clip
 from .evaluate import CheckResult, evaluate, select_last, select_layer
 from .rules import THRESHOLD_KINDS, Rule, parse_threshold
 
@@ -52,7 +54,7 @@ def parse_bound(kind: str, spec: str) -> BoundRule:
     """``max_upper``/``min_lower`` (or ``max``/``min`` on the mean) from ``METRIC=VALUE``."""
     base_kind, stat = BOUND_KINDS.get(kind, (kind, "mean"))
     if base_kind not in THRESHOLD_KINDS:
-        raise UsageError(f"unknown bound kind {kind!r}")
+        raise UsageError(f"unknown bound kind {clip(repr(kind))}")
     base = parse_threshold(base_kind, spec)
     if base.per_class_key:
         raise UsageError(f"--{kind.replace('_', '-')} {spec}: per-class rules are not aggregated")
@@ -81,14 +83,21 @@ def check_aggregate(
         raise UsageError("per-class rules are not aggregated; check each run on its own")
     outcomes = []
     for stat in ("mean", "ci_high", "ci_low"):
-        mine = [r for r in rules if getattr(r, "stat", "mean") == stat]
-        if not mine:
-            continue
-        views = select_layer(agg.views(stat), layer)
-        if not views:
-            raise UsageError(f"no aggregated snapshot of layer {layer!r}")
-        targets = select_last(views) if snapshot == "last" else views
-        outcomes += evaluate(mine, views, targets=targets)
+        for law in (False, True):  # the layer-wise law: its own rows (every layer fitted)
+            mine = [
+                r
+                for r in rules
+                if getattr(r, "stat", "mean") == stat and (r.metric in LAW_KEYS) == law
+            ]
+            if not mine:
+                continue
+            views = agg.law_views(stat) if law else select_layer(agg.views(stat), layer)
+            if not views:
+                what = f"snapshot of layer {clip(repr(layer))}"
+                what = "layer-wise law (no hidden layers)" if law else what
+                raise UsageError(f"no aggregated {what}")
+            targets = select_last(views) if snapshot == "last" else views
+            outcomes += evaluate(mine, views, targets=targets)
     return CheckResult(
         file=", ".join(f for f in agg.files if f),
         outcomes=outcomes,

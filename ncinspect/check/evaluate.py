@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..metrics.nulls import null_message
+from ..metrics.registry import lookup
 from ..report import jsonable
 from ..trajectory import group_trajectories
 from .rules import PER_CLASS_PREFIX, Rule, is_extra_metric, num_text
@@ -314,6 +315,8 @@ def evaluate(
 def _reports(res, metric: str) -> bool:
     """Does ``res`` report ``metric`` at all (nrc1 is not a metric of a classification
     snapshot, nc1 not one of a regression snapshot, an OOD snapshot has none)?"""
+    if (spec := lookup(metric)) is not None and spec.scope == "layers":  # the law's rows only
+        return getattr(res, "scope", "snapshot") == "layers"
     keys = getattr(res, "metric_keys", None)
     if keys is None:
         return True

@@ -27,7 +27,8 @@ from typing import Any
 from ..errors import UsageError
 from ..metrics import METRIC_KEYS, PER_CLASS_KEYS
 from ..metrics.ood import NC5_KEY
-from ..metrics.registry import OOD_REGISTRY, REGRESSION_REGISTRY
+from ..metrics.registry import LAW_REGISTRY, OOD_REGISTRY, REGRESSION_REGISTRY
+from ..text import clip
 
 __all__ = [
     "THRESHOLD_KINDS",
@@ -136,8 +137,9 @@ def num_text(x: float) -> str:
 
 
 def _extra_metric_keys() -> list[str]:
-    """Keys outside METRIC_KEYS a rule may use: nc5 (OOD sets) and nrc1-3 (regression)."""
-    return [m.key for m in (*OOD_REGISTRY, *REGRESSION_REGISTRY)]
+    """Keys outside METRIC_KEYS a rule may use: nc5 (OOD sets), nrc1-3 (regression) and the
+    layer-wise law (one value per epoch and split)."""
+    return [m.key for m in (*OOD_REGISTRY, *REGRESSION_REGISTRY, *LAW_REGISTRY)]
 
 
 def is_extra_metric(name: str) -> bool:
@@ -157,16 +159,18 @@ def _check_metric(name: str, where: str, *, trend: bool) -> str:
     if name.startswith(PER_CLASS_PREFIX) and name[len(PER_CLASS_PREFIX) :] in PER_CLASS_KEYS:
         if trend:
             raise UsageError(
-                f"{where}: trend rules take an aggregate metric, not {name!r} "
+                f"{where}: trend rules take an aggregate metric, not {clip(repr(name))} "
                 "(use a min/max per-class rule on each snapshot instead)"
             )
         return name
     valid = [*METRIC_KEYS, *_extra_metric_keys()] if trend else _valid_metric_names()
     close = difflib.get_close_matches(name, valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = f" (did you mean {clip(repr(close[0]))}?)" if close else ""
     per_class = "" if trend else (f"; per-class worst case: per_class.<{'|'.join(PER_CLASS_KEYS)}>")
     valid = ", ".join([*METRIC_KEYS, *_extra_metric_keys()])
-    raise UsageError(f"{where}: unknown metric {name!r}{hint}; valid metrics: {valid}{per_class}")
+    raise UsageError(
+        f"{where}: unknown metric {clip(repr(name))}{hint}; valid metrics: {valid}{per_class}"
+    )
 
 
 def _number(text: Any, where: str, what: str) -> float:
@@ -198,14 +202,16 @@ def _clip(text: str, limit: int = 80) -> str:
 
 def _threshold(kind: str, metric: str, bound: Any, where: str) -> Rule:
     if kind not in THRESHOLD_KINDS:
-        raise UsageError(f"{where}: unknown threshold kind {kind!r}; expected max or min")
+        raise UsageError(f"{where}: unknown threshold kind {clip(repr(kind))}; expected max or min")
     metric = _check_metric(metric, where, trend=False)
     return Rule(kind, metric, bound=_number(bound, where, f"the bound of {metric}"))
 
 
 def _trend(kind: str, metric: str, options: Mapping[str, Any], where: str) -> Rule:
     if kind not in TREND_KINDS:
-        raise UsageError(f"{where}: unknown trend kind {kind!r}; expected one of {TREND_KINDS}")
+        raise UsageError(
+            f"{where}: unknown trend kind {clip(repr(kind))}; expected one of {TREND_KINDS}"
+        )
     metric = _check_metric(metric, where, trend=True)
     allowed = TREND_OPTIONS[kind]
     unknown = sorted(set(options) - set(allowed))
@@ -216,7 +222,7 @@ def _trend(kind: str, metric: str, options: Mapping[str, Any], where: str) -> Ru
     if last is not None:
         value = _number(last, where, "last")
         if value != int(value) or value < 2:
-            raise UsageError(f"{where}: last must be an integer >= 2, got {last!r}")
+            raise UsageError(f"{where}: last must be an integer >= 2, got {clip(repr(last))}")
         last = int(value)
     tols = {name: _number(options.get(name, 0), where, name) for name in ("rtol", "atol")}
     if min(tols.values()) < 0:
@@ -253,7 +259,9 @@ def parse_trend(kind: str, spec: str) -> Rule:
     for item in filter(None, (part.strip() for part in rest.split(","))):
         name, sep, value = item.partition("=")
         if not sep:
-            raise UsageError(f"{where}: expected METRIC[:option=value,...], got option {item!r}")
+            raise UsageError(
+                f"{where}: expected METRIC[:option=value,...], got option {clip(repr(item))}"
+            )
         options[name.strip()] = value.strip()
     return _trend(kind, metric, options, where)
 
@@ -301,13 +309,15 @@ def rules_from_table(table: Mapping[str, Any], where: str) -> CheckConfig:
     for name in ("snapshot", "layer"):
         value = table.get(name)
         if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise UsageError(f"{where}: {name} must be a non-empty string, got {value!r}")
+            raise UsageError(f"{where}: {name} must be a non-empty string, got {clip(repr(value))}")
         selections[name] = value
     rules: list[Rule] = []
     for kind in THRESHOLD_KINDS:
         bounds = table.get(kind, {})
         if not isinstance(bounds, Mapping):
-            raise UsageError(f"{where}: {kind} must be a table of metric = bound, got {bounds!r}")
+            raise UsageError(
+                f"{where}: {kind} must be a table of metric = bound, got {clip(repr(bounds))}"
+            )
         rules += [_threshold(kind, m, b, f"{where} [{kind}]") for m, b in _flatten(bounds).items()]
     for kind in TREND_KINDS:
         spec = table.get(kind, [])
@@ -324,7 +334,7 @@ def rules_from_table(table: Mapping[str, Any], where: str) -> CheckConfig:
             if options is None:
                 raise UsageError(
                     f"{here}: expected a list of metrics or a table of "
-                    f"metric = {{{', '.join(TREND_OPTIONS[kind])}}}, got {spec!r}"
+                    f"metric = {{{', '.join(TREND_OPTIONS[kind])}}}, got {clip(repr(spec))}"
                 )
             rules.append(_trend(kind, metric, options, here))
     return CheckConfig(rules=rules, **selections)

@@ -8,7 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import UsageError
-from .evaluate import CheckResult, evaluate, layer_label, select_last, select_layer
+from ..layer_laws import layer_laws
+from ..metrics.registry import LAW_KEYS
+from ..text import clip
+from .evaluate import CheckResult, Outcome, evaluate, layer_label, select_last, select_layer
 from .rules import Rule
 
 __all__ = ["run_check"]
@@ -18,6 +21,11 @@ def skipped_notes(report) -> list[str]:
     """The snapshots the reader skipped (incomplete, being written), once each: said in the
     check's output, never dropped silently."""
     return list(dict.fromkeys(w for r in report for w in r.warnings if " skipped: " in w))
+
+
+def is_law_metric(name: str) -> bool:
+    """A key of the layer-wise law (one value per epoch and split, not per snapshot)."""
+    return name in LAW_KEYS
 
 
 def _names_pattern(names: Sequence[str]) -> str | None:
@@ -82,10 +90,13 @@ def run_check(
         )
     snapshot = snapshot or "last"
     layer = layer or "penultimate"
-    names = _snapshot_names(path, rules, snapshot, layer, keys, allow_external)
+    law_rules = [r for r in rules if is_law_metric(r.metric)]
+    rules_ = [r for r in rules if not is_law_metric(r.metric)]
+    names = _snapshot_names(path, rules_, snapshot, layer, keys, allow_external, False)
+    law_names = _snapshot_names(path, law_rules, snapshot, "all", keys, allow_external, True)
     report = analyze_file(
         path,
-        snapshot=_names_pattern(sorted(names)),
+        snapshot=_names_pattern(sorted(names | law_names)),
         keys=keys,
         per_class=any(r.per_class_key for r in rules),
         chunk_rows=chunk_rows,
@@ -95,17 +106,34 @@ def run_check(
         class_names=class_names,
         min_class_count=min_class_count,
     )
-    results = [r for r in report.snapshots if r.name in names]
-    targets = select_last(results) if snapshot == "last" else results
     return CheckResult(
         file=os.fspath(path),
-        outcomes=evaluate(rules, results, targets=targets),
+        outcomes=_outcomes(rules, report, names, law_names, snapshot),
         rules=list(rules),
         snapshot=snapshot,
         config=config,
         notes=skipped_notes(report),
         layer=layer,
     )
+
+
+def _outcomes(rules, report, names: set[str], law_names: set[str], snapshot: str) -> list:
+    """The rules' outcomes in their order: the law's rules on the law of each (epoch, split)
+    of ``law_names``, the others on the snapshots ``names``."""
+    results = [r for r in report.snapshots if r.name in names]
+    targets = select_last(results) if snapshot == "last" else results
+    laws = layer_laws(r for r in report.snapshots if r.name in law_names)
+    law_targets = select_last(laws) if snapshot == "last" else laws
+    outcomes = []
+    for rule in rules:
+        if is_law_metric(rule.metric) and not laws:  # never a silent pass
+            why = "no layer-wise law: no epoch has hidden-layer snapshots (layer_<k>)"
+            outcomes.append(Outcome(rule, report.file or "", False, None, f"{rule.metric}: {why}"))
+        elif is_law_metric(rule.metric):
+            outcomes += evaluate([rule], laws, targets=law_targets)
+        else:
+            outcomes += evaluate([rule], results, targets=targets)
+    return outcomes
 
 
 def _snapshot_names(
@@ -115,21 +143,31 @@ def _snapshot_names(
     layer: str,
     keys: dict[str, str] | None,
     allow_external: bool,
+    law: bool = False,
 ) -> set[str]:
-    """The names of the snapshots of ``path`` the rules look at (``snapshot`` and ``layer``)."""
+    """The names of the snapshots of ``path`` the rules look at (``snapshot`` and ``layer``;
+    ``law``: every layer of the (epoch, split) pairs the law rules look at)."""
     from ..dump import open_dump
 
+    if not rules:
+        return set()
     needs_trajectory = any(r.is_trend for r in rules)
     pattern = None if snapshot in ("last", "all") else snapshot
     with open_dump(path, keys=keys, allow_external=allow_external) as dump:
         pool = dump.select(pattern)
         chosen = select_layer(pool, layer, among=dump.snapshots)
         if not chosen:
-            have = ", ".join(dict.fromkeys(layer_label(s.layer) for s in pool))
+            have = ", ".join(dict.fromkeys(clip(layer_label(s.layer), 60) for s in pool))
             raise UsageError(
                 f"{os.fspath(path)}: no {'' if pattern is None else 'matching '}snapshot of "
-                f"layer {layer!r}; layers there: {have} (choose one with --layer, or all)"
+                f"layer {clip(repr(layer))}; layers there: {have} (choose one with --layer, or all)"
             )
         if snapshot == "last" and not needs_trajectory:
             chosen = select_last(chosen)
+            if law:  # every layer of the last epoch of each split
+                last: dict = {}
+                for s in chosen:
+                    if s.epoch is not None:
+                        last[s.split] = max(last.get(s.split, s.epoch), s.epoch)
+                chosen = [s for s in pool if last.get(s.split, s.epoch) == s.epoch]
         return {s.name for s in chosen}

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ncinspect`` console script; returns (and exits with) the code."""
     from ..errors import NCInspectError
     from ..io.probe import configure_from_env, restore
-    from ..render.safe import plain  # messages name files and arrays: no raw control codes
+    from ..text import clip_line  # messages name files and arrays: no raw control codes, bounded
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
@@ -83,12 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:  # usage errors: unknown option, bad value
+        exc.message = clip_line(exc.message)  # click echoes the value given, unbounded
         exc.show()
         code = 2
     except NCInspectError as exc:
         if debug:
             raise
-        click.echo(f"ncinspect: error: {plain(exc)}", err=True)
+        click.echo(f"ncinspect: error: {clip_line(exc)}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt:
         click.echo("ncinspect: interrupted", err=True)
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         click.echo(
-            f"ncinspect: internal error: {type(exc).__name__}: {plain(exc)} "
+            f"ncinspect: internal error: {type(exc).__name__}: {clip_line(exc)} "
             "(rerun with --debug for the traceback)",
             err=True,
         )

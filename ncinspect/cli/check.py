@@ -14,6 +14,7 @@ from .common import (
     debug_option,
     key_options,
     keys_from,
+    precision_option,
     reading_from,
     reading_options,
 )
@@ -125,6 +126,7 @@ def _trend_options(func):
     "default table (or annotations on GitHub).",
 )
 @reading_options
+@precision_option
 @class_options
 @key_options
 @allow_external_option

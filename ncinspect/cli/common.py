@@ -8,6 +8,8 @@ from contextlib import contextmanager
 
 import click
 
+from ..text import clip
+
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {
     "": 1,
@@ -39,11 +41,11 @@ def parse_size(text: str | None) -> int | None:
     unit = (m.group(2) or "").lower().rstrip("b") if m else None
     if not m or unit not in _UNITS:
         shown = text if len(text) <= 64 else text[:40] + "..."
-        raise click.BadParameter(f"{shown!r} is not a size like 512MB or 2GiB")
+        raise click.BadParameter(f"{clip(repr(shown))} is not a size like 512MB or 2GiB")
     value = float(m.group(1)) * _UNITS[unit]
     if not MIN_MEMORY <= value <= MAX_MEMORY:
         raise click.BadParameter(
-            f"{text!r}: the memory limit must be between 1MiB and 1PiB (e.g. 64MiB, 2GB)"
+            f"{clip(repr(text))}: the memory limit must be between 1MiB and 1PiB (e.g. 64MiB, 2GB)"
         )
     return int(value)
 
@@ -101,14 +103,24 @@ def keys_from(kwargs: dict) -> dict[str, str]:
     return keys
 
 
-ncc_means_option = click.option(
-    "--ncc-means",
-    type=click.Choice(["own", "train"]),
-    default="own",
-    show_default=True,
-    help="NCC centres for a test split: its own class means (spec/metrics.md), or the "
-    "train means of the same epoch and layer (the convention of Papyan et al.).",
-)
+def _removed_ncc_means(ctx, param, value):
+    if value is not None:
+        raise click.UsageError("--ncc-means was renamed --ncc-centres in 0.3 (own or train)")
+
+
+def ncc_centres_option(func):
+    """--ncc-centres own|train (and a clear error for its 0.2 name --ncc-means)."""
+    func = click.option(
+        "--ncc-means", hidden=True, expose_value=False, callback=_removed_ncc_means
+    )(func)
+    return click.option(
+        "--ncc-centres",
+        type=click.Choice(["own", "train"]),
+        default="own",
+        show_default=True,
+        help="NCC centres for a test split: its own class means (spec/metrics.md), or the "
+        "train means of the same epoch and layer (the convention of Papyan et al.).",
+    )(func)
 
 
 def chunk_options(func):
@@ -124,7 +136,8 @@ def chunk_options(func):
         metavar="SIZE",
         default=None,
         callback=_check_size,
-        help="Working-memory budget per chunk, e.g. 512MB (default 256MiB; at least 1MiB).",
+        help="Peak memory of the whole process, e.g. 512MB (what it already holds, about "
+        "70MiB after imports, counts; without it one chunk's budget is 256MiB).",
     )(func)
 
 
@@ -157,6 +170,19 @@ def threads_option(func):
     )(func)
 
 
+def precision_option(func):
+    """--precision: of pass 2's large products (report, check, plot)."""
+    return click.option(
+        "--precision",
+        type=click.Choice(["float64", "float32"]),
+        default="float64",
+        show_default=True,
+        help="Pass 2's large products (projections, decision scores) in float64, or in "
+        "float32 with float64 sums: nc1 within the bound of docs/array-api.md, NCC and "
+        "classifier decisions exact (near ties decided again in float64). Recorded in the JSON.",
+    )(func)
+
+
 def reading_options(func):
     """Every option on how the feature rows are read, for each command that reads them:
     --memory-limit, --chunk-rows, --threads, --engine, --scheduler (see
@@ -167,16 +193,21 @@ def reading_options(func):
 def chunks_from(kwargs: dict) -> dict:
     """Pop --chunk-rows / --memory-limit out of ``kwargs`` as keyword arguments of
     :func:`ncinspect.analyze_file` (``chunk_rows``, ``memory_limit`` in bytes)."""
+    from ..budget import ProcessLimit
+
+    limit = parse_size(kwargs.pop("memory_limit", None))
     return {
         "chunk_rows": kwargs.pop("chunk_rows", None),
-        "memory_limit": parse_size(kwargs.pop("memory_limit", None)),
+        # on the command line the limit covers the whole process (docs/security.md)
+        "memory_limit": None if limit is None else ProcessLimit(limit),
     }
 
 
 @contextmanager
 def reading_from(kwargs: dict):
-    """Pop the :func:`reading_options` out of ``kwargs``; yield the keyword arguments of
-    :func:`ncinspect.analyze_file` they mean (``chunk_rows``, ``memory_limit``, ``engine``).
+    """Pop the :func:`reading_options` and ``--precision`` out of ``kwargs``; yield the
+    keyword arguments of :func:`ncinspect.analyze_file` they mean (``chunk_rows``,
+    ``memory_limit``, ``engine``: the precision is the engine's).
 
     The engine is made on entry (a usage error for ``--scheduler`` without ``--engine dask``
     or a missing extra) and closed on exit.
@@ -185,7 +216,10 @@ def reading_from(kwargs: dict):
 
     opts = chunks_from(kwargs)
     name, threads = kwargs.pop("engine", "local"), kwargs.pop("threads", None)
-    runner = get_engine(name, scheduler=kwargs.pop("scheduler", None), threads=threads)
+    precision = kwargs.pop("precision", None) or "float64"
+    runner = get_engine(
+        name, scheduler=kwargs.pop("scheduler", None), threads=threads, precision=precision
+    )
     try:
         yield {**opts, "engine": runner}
     finally:

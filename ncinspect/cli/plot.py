@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import click
 
 from ..plots.plan import KINDS
+from ..text import clip
 from .common import (
     INPUT_FILE,
     MAX_ROWS,
@@ -19,7 +20,8 @@ from .common import (
     int_range,
     key_options,
     keys_from,
-    ncc_means_option,
+    ncc_centres_option,
+    precision_option,
     reading_from,
     reading_options,
     snapshot_option,
@@ -33,7 +35,7 @@ def _check_prefix(ctx, param, value: str) -> str:
     bad = [c for c in ("/", os.sep, os.altsep, "\0") if c and c in value]
     if bad:
         raise click.BadParameter(
-            f"{value!r} must be a file-name prefix without path separators "
+            f"{clip(repr(value))} must be a file-name prefix without path separators "
             "(files are written inside -o DIR only)"
         )
     return value
@@ -100,7 +102,7 @@ def _printable(text: str) -> str:
     help="paper: 3.5 in / 7 in wide, 7 pt text; screen: larger.",
 )
 @snapshot_option
-@ncc_means_option
+@ncc_centres_option
 @click.option(
     "--sample-size",
     type=int_range(1, MAX_ROWS),
@@ -157,6 +159,7 @@ def _printable(text: str) -> str:
 )
 @click.option("--quiet", "-q", is_flag=True, help="Do not list the files written.")
 @reading_options
+@precision_option
 @class_options
 @key_options
 @allow_external_option
@@ -183,7 +186,10 @@ def command(files, **opts):
     o.formats = o.formats or ("pdf", "png")
     o.keys, o.class_opts = keys_from(opts), classes_from(opts)
     o.common = dict(
-        snapshot=o.snapshot, keys=o.keys, ncc_means=o.ncc_means, allow_external=o.allow_external
+        snapshot=o.snapshot,
+        keys=o.keys,
+        ncc_centres=o.ncc_centres,
+        allow_external=o.allow_external,
     )
     if o.aggregate:
         written = _plot_aggregated(files, o, opts)
@@ -304,7 +310,8 @@ def _seed_groups(files, labels) -> dict[str, list[str]]:
     lone = [label for label, members in groups.items() if len(members) < 2]
     if lone:
         raise click.UsageError(
-            f"--label {lone[0]!r} names one file: each aggregated run needs two or more seeds"
+            f"--label {clip(repr(lone[0]))} names one file: each aggregated run needs two or "
+            "more seeds"
         )
     return groups
 

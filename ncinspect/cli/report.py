@@ -15,7 +15,8 @@ from .common import (
     int_range,
     key_options,
     keys_from,
-    ncc_means_option,
+    ncc_centres_option,
+    precision_option,
     reading_from,
     reading_options,
     snapshot_option,
@@ -83,14 +84,22 @@ from .common import (
     show_default=True,
     help="Global mean: mean of class means, or sample mean.",
 )
-@ncc_means_option
+@ncc_centres_option
 @click.option(
     "--compact/--full",
     default=None,
     help="One row per snapshot (default when there are several) or full tables.",
 )
 @reading_options
+@precision_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Also print the nulls of metrics that do not apply to the data (e.g. "
+    "minority_collapse on balanced classes; the JSON always has their reasons).",
+)
 @class_options
 @key_options
 @allow_external_option
@@ -107,9 +116,10 @@ def command(
     seed,
     sqi,
     center,
-    ncc_means,
+    ncc_centres,
     compact,
     quiet,
+    verbose,
     allow_external,
     debug,
     **kwargs,
@@ -138,7 +148,7 @@ def command(
                 keys=keys,
                 center=center,
                 per_class=per_class or bool(html_path),  # the page lists the worst classes
-                ncc_means=ncc_means,
+                ncc_centres=ncc_centres,
                 progress=bar,
                 allow_external=allow_external,
                 bootstrap=bootstrap,
@@ -164,7 +174,14 @@ def command(
         if aggregate:
             render_aggregate(report, stdout_console(), every=compact is False, sqi=sqi)
         else:
-            render_report(report, stdout_console(), per_class=per_class, compact=compact, sqi=sqi)
+            render_report(
+                report,
+                stdout_console(),
+                per_class=per_class,
+                compact=compact,
+                sqi=sqi,
+                verbose=verbose,
+            )
     return 0
 
 

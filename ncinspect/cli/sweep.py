@@ -14,6 +14,7 @@ import time
 
 import click
 
+from ..text import clip
 from ..train.config import TrainConfig
 from .common import MAX_COUNT, MAX_JOBS, MAX_SEED, MAX_SEEDS, debug_option, int_range
 
@@ -36,7 +37,8 @@ def parse_set(values: tuple[str, ...]) -> dict:
         key, sep, text = item.partition("=")
         if not sep or key not in fields:
             raise click.BadParameter(
-                f"{item!r}: expected FIELD=VALUE with a TrainConfig field ({', '.join(fields)})",
+                f"{clip(repr(item))}: expected FIELD=VALUE with a TrainConfig field "
+                f"({', '.join(fields)})",
                 param_hint="--set",
             )
         default = getattr(_D, key)
@@ -53,7 +55,8 @@ def parse_set(values: tuple[str, ...]) -> dict:
                 out[key] = text
         except ValueError:
             raise click.BadParameter(
-                f"{item!r}: {text!r} is not a value of {key} (default {default!r})",
+                f"{clip(repr(item))}: {clip(repr(text))} is not a value of {key} "
+                f"(default {clip(repr(default))})",
                 param_hint="--set",
             ) from None
     return out
@@ -64,7 +67,8 @@ def _floats(text: str) -> list[float]:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise click.BadParameter(
-            f"expected numbers separated by commas, got {text!r}", param_hint="--weight-decays"
+            f"expected numbers separated by commas, got {clip(repr(text))}",
+            param_hint="--weight-decays",
         ) from None
 
 

@@ -14,6 +14,7 @@ import typing
 
 import click
 
+from ..text import clip
 from ..train.config import CHOICES, LIMITS, TrainConfig, field_help
 from .common import MAX_COUNT, debug_option, int_range
 
@@ -30,7 +31,8 @@ def _tuple_of_ints(option: str):
             return tuple(int(part) for part in text.split(","))
         except ValueError:
             raise click.BadParameter(
-                f"expected whole numbers separated by commas, got {text!r}", param_hint=option
+                f"expected whole numbers separated by commas, got {clip(repr(text))}",
+                param_hint=option,
             ) from None
 
     return parse

@@ -13,7 +13,13 @@ from __future__ import annotations
 __all__ = ["get_engine"]
 
 
-def get_engine(name: str, *, scheduler: str | None = None, threads: int | None = None):
+def get_engine(
+    name: str,
+    *,
+    scheduler: str | None = None,
+    threads: int | None = None,
+    precision: str = "float64",
+):
     """The engine called ``name`` (``"local"`` or ``"dask"``).
 
     Parameters
@@ -26,6 +32,9 @@ def get_engine(name: str, *, scheduler: str | None = None, threads: int | None =
         Worker threads (default every core this process may use; see
         :mod:`ncinspect.engines.threads`): of the local engine, or of Dask's local threaded
         scheduler (refused with a distributed ``scheduler``). The results do not depend on it.
+    precision : {"float64", "float32"}
+        Of pass 2's large products (float32: the bounds of docs/array-api.md, decisions
+        exact through the float64 recheck); anything else is a usage error.
     """
     from ..errors import UsageError
 
@@ -34,9 +43,9 @@ def get_engine(name: str, *, scheduler: str | None = None, threads: int | None =
             raise UsageError("--scheduler needs --engine dask")
         from .local import LocalEngine
 
-        return LocalEngine(threads=threads)
+        return LocalEngine(threads=threads, precision=precision)
     if name == "dask":
         from .dask import DaskEngine
 
-        return DaskEngine(scheduler=scheduler, threads=threads)
+        return DaskEngine(scheduler=scheduler, threads=threads, precision=precision)
     raise UsageError(f"engine must be 'local' or 'dask', got {name!r}")

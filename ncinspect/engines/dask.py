@@ -158,11 +158,18 @@ def _first_chunk(block: np.ndarray, codes: np.ndarray, n_classes: int, row0: int
 
 
 def _second_chunk(
-    geom, block: np.ndarray, codes: np.ndarray, outputs, where: str, row0: int, rider
+    geom,
+    block: np.ndarray,
+    codes: np.ndarray,
+    outputs,
+    where: str,
+    row0: int,
+    rider,
+    precision: str = "float64",
 ) -> Pass2:
     if outputs is not None:
         outputs = read_outputs(outputs, row0, row0 + np.shape(outputs)[0], where)
-    return pass2_chunk(geom, np.asarray(block), codes, outputs, rider)
+    return pass2_chunk(geom, np.asarray(block), codes, outputs, rider, precision=precision)
 
 
 def _reduce_chunk(fn, row0: int, *blocks):
@@ -215,6 +222,8 @@ class DaskEngine:
         many worker threads, BLAS capped to one thread each (as the local engine does).
         A distributed cluster's workers are sized where they run: giving both is a
         :class:`~ncinspect.errors.UsageError`.
+    precision : {"float64", "float32"}
+        Of pass 2's large products (see :class:`~ncinspect.engines.local.LocalEngine`).
 
     Notes
     -----
@@ -226,8 +235,13 @@ class DaskEngine:
 
     name = "dask"
 
-    def __init__(self, scheduler: Any = None, threads: int | None = None):
+    def __init__(
+        self, scheduler: Any = None, threads: int | None = None, precision: str = "float64"
+    ):
+        from ..array_api import check_precision
+
         _import_dask()
+        self.precision = check_precision(precision)
         if threads is not None and (scheduler is not None or _active_client()):
             raise UsageError(
                 "threads= (--threads) sizes the local engine or Dask's local scheduler; the "
@@ -338,7 +352,7 @@ class DaskEngine:
         where = getattr(prep.outputs, "where", "outputs")
         task = dask.delayed(_second_chunk, pure=True)
         parts = [
-            task(g, blk, prep.codes[a:b], out, where, a, rider)
+            task(g, blk, prep.codes[a:b], out, where, a, rider, self.precision)
             for blk, out, (a, b) in zip(arr.to_delayed().ravel(), outs, bounds, strict=True)
         ]
         pass2 = self.compute(_tree(parts))

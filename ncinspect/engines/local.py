@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from ..budget import DEFAULT_MEMORY, available_memory, fmt_bytes
+from ..budget import DEFAULT_MEMORY, available_memory, fmt_bytes, held_by_process
 from ..errors import InvalidDataError, ResourceLimitError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry
 from ..stats import FirstPass, Geometry, SecondPass, block_rows
+from ..stats_pairs import pair_table_bytes, pair_tables_reason
 from ..stats_theory import TheoryPass
 from .threads import Workers, one_blas_thread
 
@@ -80,28 +81,41 @@ def plan_chunk_rows(
 
     With ``memory_limit`` the whole run is bounded: what does not depend on the chunk (the
     labels and their codes, about ``24 N`` bytes, and the class-level float64 matrices, about
-    ``8 d (9 C + 2)`` bytes) is subtracted first, and each row costs its stored bytes plus
-    three float64 copies (the float64 sums of pass 1, the centred and residual buffers of
-    pass 2). Chunks are then as small as one row; a budget that cannot hold even that raises
-    :class:`~ncinspect.errors.ResourceLimitError` naming the budget needed. Chunks are at
-    most 65,536 rows.
+    ``8 d (16 C + 5)`` bytes; with a :class:`~ncinspect.budget.ProcessLimit`, as the CLI
+    gives, also what the process already holds, and the directional pair tables when they
+    fit, :func:`ncinspect.stats_pairs.pair_tables_reason`: two C x C float64) is subtracted
+    first, and each row costs its stored bytes twice (two read buffers) plus one float64
+    copy; 10% of the rest is left unplanned. Chunks are then as small as one row; a budget
+    that cannot hold even that raises :class:`~ncinspect.errors.ResourceLimitError` naming
+    the budget needed. Chunks are at most 65,536 rows.
     """
     d, C = int(n_features), int(n_classes)
-    per_row = d * (int(itemsize) + 24) + 8 * (3 * C + 8)
+    # measured (tracemalloc peaks of analyze_file at C = 2, 5, 10, 1 and 11 rows a chunk):
+    # a row costs its bytes twice (the two read buffers) and one float64 copy; the
+    # class-level float64 arrays of the passes and the metrics peak at about 8 d (16 C + 5)
+    # bytes. 0.2 counted 24 bytes a value for float64 copies of the chunk that are no longer
+    # made and 8 d (9 C + 2) for the class level (peak RSS 1.8x --memory-limit at d = 10^6).
+    per_row = d * (2 * int(itemsize) + 8) + 8 * (3 * C + 8)
     if memory_limit is None:
         budget = DEFAULT_MEMORY
         available = _available_memory()
         if available is not None and available // 4 < budget:
             budget = max(available // 4, 16 << 20)
         return int(max(64, min(65536, budget // per_row)))
-    fixed = 24 * int(n_samples) + 8 * d * (9 * C + 2) + (256 << 10)  # + small slack
-    rows = (int(memory_limit) - fixed) // per_row
+    held = held_by_process(memory_limit)
+    fixed = 24 * int(n_samples) + 8 * d * (16 * C + 5) + (1 << 20)  # + small slack
+    # 10% of what is left stays unplanned: what tracemalloc does not see (HDF5's buffers,
+    # BLAS work space, the allocator's own overhead) measured up to 1.13x without it
+    if pair_tables_reason(C, memory_limit) is None:
+        fixed += pair_table_bytes(C)
+    rows = (int(0.9 * (int(memory_limit) - held)) - fixed) // per_row
     if rows < 1:
-        need = fixed + per_row
+        need = held + int((fixed + per_row) / 0.9)
+        whole = f"; this process already holds {fmt_bytes(held)}" if held else ""
         raise ResourceLimitError(
             f"--memory-limit {fmt_bytes(memory_limit)} cannot hold this analysis "
-            f"(N = {n_samples}, d = {d}, C = {C}): it needs at least {fmt_bytes(need)} "
-            f"(give --memory-limit {fmt_bytes(need * 1.1).replace(' ', '')} or more)"
+            f"(N = {n_samples}, d = {d}, C = {C}): it needs at least {fmt_bytes(need)}"
+            f"{whole} (give --memory-limit {fmt_bytes(need * 1.1).replace(' ', '')} or more)"
         )
     return int(min(65536, rows))
 
@@ -228,10 +242,12 @@ def pass2_chunk(
     rider,
     *,
     map: Callable = map,
+    precision: str = "float64",
 ) -> Pass2:
     """Pass 2 of one chunk (stored features ``h``, float64 ``outs``) and, with a ``rider``
     from :func:`theory_rider`, the theory sums of the same rows (``map`` runs the blocks of
-    pass 2, e.g. on a thread pool)."""
+    pass 2, e.g. on a thread pool; ``precision``: that of pass 2's large products, see
+    :meth:`~ncinspect.stats.SecondPass.of_chunk`)."""
     sums = None
     if rider is not None:  # in the fixed blocks of pass 2, merged in row order
         step = block_rows(h.shape[1], geom.n_classes)
@@ -243,7 +259,8 @@ def pass2_chunk(
         sums = TheoryPass.empty(geom.n_classes, h.shape[1])
         for part in map(theory_block, range(0, h.shape[0], step)):
             sums = sums.merge(part)  # reads h and outs only
-    return Pass2(SecondPass.of_chunk(geom, h, codes, outs, map=map), sums)
+    second = SecondPass.of_chunk(geom, h, codes, outs, map=map, precision=precision)
+    return Pass2(second, sums)
 
 
 def second_pass(
@@ -254,9 +271,11 @@ def second_pass(
     *,
     threads: int | None = None,
     theory: bool = False,
+    precision: str = "float64",
 ) -> Pass2:
     """Pass 2: within-class scatter, decisions and outputs given the geometry of pass 1
-    (and, with ``theory``, the sums of the theory's identities over the same rows)."""
+    (and, with ``theory``, the sums of the theory's identities over the same rows;
+    ``precision``: of the large products, see :meth:`SecondPass.of_chunk`)."""
 
     reader = ChunkReader(prep.features, rows)
 
@@ -272,8 +291,9 @@ def second_pass(
         None if rider is None else TheoryPass.empty(prep.n_classes, prep.n_features),
     )
     with Workers(threads) as work:
+        kw = dict(map=work.map, precision=precision)
         for a, b, (h, outs) in work.prefetch(read, row_chunks(prep.n_samples, rows)):
-            acc = acc.merge(pass2_chunk(geom, h, prep.codes[a:b], outs, rider, map=work.map))
+            acc = acc.merge(pass2_chunk(geom, h, prep.codes[a:b], outs, rider, **kw))
             if progress:
                 progress(b - a)
     return acc
@@ -303,9 +323,13 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, precision: str = "float64"):
+        from ..array_api import check_precision
+
         #: worker threads (None: every core this process may use); results never depend on it
         self.threads = threads
+        #: of pass 2's large products: "float64" (default) or "float32" (docs/array-api.md)
+        self.precision = check_precision(precision)
 
     def first_pass(self, prep: Prepared, rows: int, progress: Progress | None = None):
         return first_pass(prep, rows, progress, threads=self.threads)
@@ -319,7 +343,8 @@ class LocalEngine:
         *,
         theory: bool = False,
     ) -> Pass2:
-        return second_pass(prep, geom, rows, progress, threads=self.threads, theory=theory)
+        opts = dict(threads=self.threads, theory=theory, precision=self.precision)
+        return second_pass(prep, geom, rows, progress, **opts)
 
     def reduce_rows(self, fn, sources, rows: int, *, row_arrays=(), progress=None):
         """Merge of ``fn(row0, *blocks, *row_slices)`` over the row chunks of ``sources``.
@@ -376,5 +401,6 @@ def run_passes(
             ncc_centres=ncc_centres,
             min_count=min_class_count,
         )
+    geom.pair_reason = pair_tables_reason(prep.n_classes, memory_limit)
     pass2 = engine.second_pass(prep, geom, rows, progress, theory=theory)
     return Passes(first, geom, pass2.second, pass2.theory)

@@ -34,12 +34,28 @@ def resolve_threads(threads: int | None) -> int:
     return threads
 
 
+_CONTROLLER: list = [None, -1]  # the ThreadpoolController, and len(sys.modules) when made
+
+
+def _controller():
+    """One :class:`threadpoolctl.ThreadpoolController` for the process, made again only when
+    modules were imported since (a new BLAS may have been loaded with them). Making one
+    scans every loaded shared library (about 3 ms); a limit from it costs microseconds, so a
+    file of 10,000 small snapshots no longer pays the scan four times per snapshot."""
+    import sys
+
+    from threadpoolctl import ThreadpoolController
+
+    if _CONTROLLER[0] is None or _CONTROLLER[1] != len(sys.modules):
+        _CONTROLLER[0] = ThreadpoolController()
+        _CONTROLLER[1] = len(sys.modules)
+    return _CONTROLLER[0]
+
+
 def one_blas_thread():
     """A context in which BLAS runs on one thread (the small class-level products and SVD
     between and after the passes: extra BLAS threads only spin on a busy machine)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1)
+    return _controller().limit(limits=1)
 
 
 class Workers:
@@ -54,13 +70,18 @@ class Workers:
         self._pool = self._reader = self._limits = None
 
     def __enter__(self) -> Workers:
-        from threadpoolctl import threadpool_limits
+        self._limits = one_blas_thread()
+        return self  # the pools start on first use: a small snapshot never starts a thread
 
-        self._limits = threadpool_limits(limits=1)
-        if self.threads > 1:
+    def _workers(self) -> ThreadPoolExecutor | None:
+        if self._pool is None and self.threads > 1:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="ncinspect")
+        return self._pool
+
+    def _read_ahead(self) -> ThreadPoolExecutor | None:
+        if self._reader is None and self.threads > 1:
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="ncinspect-read")
-        return self
+        return self._reader
 
     def __exit__(self, *exc) -> None:
         for pool in (self._pool, self._reader):
@@ -73,20 +94,23 @@ class Workers:
 
     def map(self, fn: Callable, items: Iterable) -> list:
         """``[fn(x) for x in items]``, on the pool when there is one."""
-        if self._pool is None:
+        items = list(items)
+        pool = self._workers() if len(items) > 1 else None
+        if pool is None:
             return [fn(x) for x in items]
-        return list(self._pool.map(fn, items))
+        return list(pool.map(fn, items))
 
     def prefetch(self, read: Callable, spans: Iterable[tuple[int, int]]) -> Iterator:
         """``(a, b, read(a, b))`` for each span, the next span read while this one is used."""
         spans = list(spans)
-        if self._reader is None or len(spans) < 2:
+        reader = self._read_ahead() if len(spans) >= 2 else None
+        if reader is None:
             for a, b in spans:
                 yield a, b, read(a, b)
             return
-        future = self._reader.submit(read, *spans[0])
+        future = reader.submit(read, *spans[0])
         for i, (a, b) in enumerate(spans):
             data = future.result()
             if i + 1 < len(spans):
-                future = self._reader.submit(read, *spans[i + 1])
+                future = reader.submit(read, *spans[i + 1])
             yield a, b, data

@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from ..metrics.registry import short_title
+
 __all__ = [
     "SWEEP_METRICS",
     "SWEEP_THEORY",
@@ -39,18 +41,21 @@ __all__ = [
     "factors",
 ]
 
-#: NC metrics reported per lambda (key, short title).
-SWEEP_METRICS: tuple[tuple[str, str], ...] = (
-    ("nc1", "nc1"),
-    ("nc1_trace_ratio", "trace ratio"),
-    ("etf_error_means", "ETF means"),
-    ("etf_error_weights_centered", "ETF W centred"),
-    ("nc3_self_duality", "self-duality"),
-    ("nc4_ncc_mismatch", "NCC mismatch"),
-    ("accuracy_classifier", "train acc"),
-    ("mse", "mse"),
-    ("sqi_eps1", "eps1"),
-    ("sqi_eps2", "eps2"),
+#: NC metrics reported per lambda (key, short title); the titles are the registry's.
+SWEEP_METRICS: tuple[tuple[str, str], ...] = tuple(
+    (key, short_title(key))
+    for key in (
+        "nc1",
+        "nc1_trace_ratio",
+        "etf_error_means",
+        "etf_error_weights_centered",
+        "nc3_self_duality",
+        "nc4_ncc_mismatch",
+        "accuracy_classifier",
+        "mse",
+        "sqi_eps1",
+        "sqi_eps2",
+    )
 )
 #: Theory residuals reported per lambda (line key, short title).
 SWEEP_THEORY: tuple[tuple[str, str], ...] = (

@@ -6,20 +6,64 @@ from __future__ import annotations
 import os
 
 from ..errors import UnreadableFileError
+from .paths import shown
 
 __all__ = ["detect_format"]
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-def _torch_pickle_error(path: str) -> UnreadableFileError:
+_NEVER = "ncinspect never unpickles files (loading a pickle can run any code)"
+
+
+def _torch_pickle_error(
+    path: str, what: str = "a PyTorch pickle (torch.save)"
+) -> UnreadableFileError:
     return UnreadableFileError(
-        f"{path}: is a PyTorch pickle (torch.save); ncinspect never unpickles files. Convert it "
+        f"{shown(path)}: is {what}, not an HDF5, NPZ or safetensors dump; {_NEVER}. Export it "
         "where you trust it, in two lines: `import torch; from safetensors.torch import "
         "save_file` then `save_file({k: v.detach().contiguous() for k, v in "
-        f"torch.load({os.path.basename(path)!r}, weights_only=True).items()}}, "
-        "'dump.safetensors')`; or write the dump with ncinspect.DumpWriter"
+        f"torch.load({shown(os.path.basename(path), 60)!r}, weights_only=True).items()}}, "
+        "'dump.safetensors')`; or numpy.savez('dump.npz', features=..., labels=...), or "
+        "write the dump with ncinspect.DumpWriter (HDF5)"
     )
+
+
+def _pickle_error(path: str, protocol: int | None) -> UnreadableFileError:
+    version = f"protocol {protocol}" if protocol is not None else "protocol 0 or 1"
+    return _torch_pickle_error(path, f"a Python pickle ({version}; torch.save or pickle.dump)")
+
+
+def _pickle_protocol(head: bytes) -> int | None | bool:
+    """The protocol of a pickle stream starting with ``head`` (a PROTO opcode for protocols
+    2-5), None for a stream of protocol 0/1 opcodes (which has no header), False otherwise.
+
+    The opcodes are only parsed (:func:`pickletools.genops`), never executed: ``head`` is a
+    pickle when its opcodes parse up to STOP, or up to the end of ``head`` after a plausible
+    first opcode."""
+    import io
+    import pickletools
+
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return head[1]
+    if head[:1] not in _PROTO01_FIRST:
+        return False
+    count = 0
+    try:
+        for op, _arg, _pos in pickletools.genops(io.BytesIO(head)):
+            count += 1
+            if op.name == "STOP":
+                return None
+    except Exception:  # noqa: BLE001 - genops raises varied errors on non-pickles
+        # a stream cut by ``head``'s end (a long pickle) still counts when it parsed far
+        return None if count >= 8 and len(head) >= _PICKLE_SNIFF else False
+    return False
+
+
+#: opcodes a protocol 0/1 pickle starts with: MARK, EMPTY_DICT/LIST/TUPLE, GLOBAL, NONE,
+#: INT, LONG, FLOAT, STRING, UNICODE, BININT*, BINSTRING, BINUNICODE, BINFLOAT, NEWTRUE...
+_PROTO01_FIRST = {bytes([c]) for c in b"(}])cNILFSVJKMTUXGdlt"}
+_PICKLE_SNIFF = 1 << 16  #: bytes of a headerless file parsed as pickle opcodes
 
 
 def _zip_holds_pickle(path: str) -> bool:
@@ -36,6 +80,23 @@ def _zip_holds_pickle(path: str) -> bool:
     return any(n == "data.pkl" or n.endswith("/data.pkl") for n in names) and not any(
         n.endswith(".npy") for n in names
     )
+
+
+def _is_torch_legacy(path: str, protocol: int | None) -> bool:
+    """torch.save's legacy (pre-zip) format: a pickle of torch's magic number first."""
+    import io
+    import pickletools
+
+    magic = 0x1950A86A20F9469CFC6C
+    try:
+        with open(path, "rb") as f:
+            for op, arg, _pos in pickletools.genops(io.BytesIO(f.read(64))):
+                if op.name in ("PROTO", "FRAME", "MARK"):
+                    continue
+                return arg == magic or arg == str(magic)
+    except Exception:  # noqa: BLE001 - not a pickle we can parse: not torch's
+        return False
+    return False
 
 
 def detect_format(path: str) -> str:
@@ -56,10 +117,14 @@ def detect_format(path: str) -> str:
                 if _zip_holds_pickle(path):
                     raise _torch_pickle_error(path)
                 return "npz"
-            if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-                raise _torch_pickle_error(path)  # pickle protocol 2-5 header
             if is_safetensors(head, size):
                 return "safetensors"
+            f.seek(0)
+            protocol = _pickle_protocol(f.read(_PICKLE_SNIFF))
+            if protocol is not False:
+                if _is_torch_legacy(path, protocol):
+                    raise _torch_pickle_error(path, "a PyTorch pickle (torch.save, legacy format)")
+                raise _pickle_error(path, protocol)
             offset = 0
             while offset + 8 <= size:  # HDF5 superblock at 0, 512, 1024, 2048, ...
                 f.seek(offset)
@@ -75,6 +140,6 @@ def detect_format(path: str) -> str:
     except OSError as exc:
         raise UnreadableFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
     raise UnreadableFileError(
-        f"{path}: not an HDF5 or NPZ (or safetensors) dump (starts with bytes {head[:8]!r}; "
+        f"{shown(path)}: not an HDF5 or NPZ (or safetensors) dump (starts with bytes {head[:8]!r}; "
         "expected the HDF5 signature, a zip archive or a safetensors header)"
     )

@@ -65,9 +65,9 @@ class _Walker:
     ):
         import h5py
 
-        from ..budget import read_bound
+        from ..budget import chunk_bound
 
-        self.max_read = read_bound(memory_limit)
+        self.max_read = chunk_bound(memory_limit)
         self.broken: list[tuple[str, str, str]] | None = None
         self.explicit = memory_limit is not None
         self.h5py = h5py

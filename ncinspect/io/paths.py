@@ -13,10 +13,11 @@ import os
 import stat
 
 from ..errors import UnreadableFileError
+from ..text import MAX_ECHO, elide
 
 __all__ = ["check_input_file", "shown", "MAX_SHOWN"]
 
-MAX_SHOWN = 160  #: longest path or name quoted in a message (longer ones are elided)
+MAX_SHOWN = MAX_ECHO  #: longest path or name quoted in a message (longer ones are elided)
 
 
 def shown(text: object, limit: int = MAX_SHOWN) -> str:
@@ -26,10 +27,7 @@ def shown(text: object, limit: int = MAX_SHOWN) -> str:
         c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
         for c in text
     )
-    if len(text) > limit:
-        half = (limit - 3) // 2
-        text = f"{text[:half]}...{text[-half:]}"
-    return text
+    return elide(text, limit)
 
 
 def _reason(path: str, exc: OSError) -> str:

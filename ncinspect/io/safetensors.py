@@ -17,6 +17,7 @@ sets several keys at once, as the NPZ ``meta`` member does.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnreadableFileError, UnsupportedDtypeError
+from ..text import clip
 from .paths import shown
 from .sources import ArraySource
 from .tree import Node, Placed, loads_json, split_name
@@ -98,11 +100,13 @@ def _read_header(path: str) -> tuple[dict, int]:
             dtype = str(info["dtype"])
         except (KeyError, TypeError, ValueError):
             raise UnreadableFileError(
-                f"{path}:/{name}: malformed safetensors header entry {info!r}"
+                f"{path}:/{name}: malformed safetensors header entry {clip(repr(info))}"
             ) from None
         itemsize = np.dtype(_DTYPES[dtype]).itemsize if dtype in _DTYPES else _ITEMSIZE.get(dtype)
-        count = int(np.prod(shape, dtype=np.int64))
-        if not (0 <= begin <= end <= data_size) or min(shape, default=0) < 0:
+        if min(shape, default=0) < 0:
+            raise UnreadableFileError(f"{path}:/{name}: negative dimension in shape {shape}")
+        count = math.prod(shape)  # a Python int: a huge declared shape cannot overflow
+        if not (0 <= begin <= end <= data_size):
             raise UnreadableFileError(
                 f"{path}:/{name}: tensor bytes {begin}:{end} lie outside the file "
                 f"(data section of {data_size} bytes)"

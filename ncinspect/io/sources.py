@@ -120,7 +120,7 @@ class H5Source(ArraySource):
 
     def check(self) -> None:
         """Refuse, before any read, a dataset whose values the file cannot hold or whose
-        chunks decompress to more than the read bound (:func:`ncinspect.budget.read_bound`).
+        chunks decompress to more than the chunk bound (:func:`ncinspect.budget.chunk_bound`).
 
         Declared rows that were never written read back as fill values, which would be
         analysed as data: a contiguous dataset must have its storage allocated and a chunked
@@ -130,7 +130,7 @@ class H5Source(ArraySource):
             return
         import math
 
-        from ..budget import fmt_bytes, read_bound
+        from ..budget import chunk_bound, fmt_bytes
         from ..errors import ResourceLimitError
 
         ds, itemsize = self.dataset, self.dtype.itemsize
@@ -143,10 +143,10 @@ class H5Source(ArraySource):
             import h5py
 
             if chunks:
-                bound = read_bound(None) if self.max_read is None else self.max_read
+                bound = chunk_bound(None) if self.max_read is None else self.max_read
                 chunk_bytes = math.prod(chunks) * itemsize
                 if chunk_bytes > bound:
-                    how = "the memory limit" if self.explicit else "the default read bound"
+                    how = "what the memory limit leaves" if self.explicit else "the default bound"
                     raise ResourceLimitError(
                         f"{self.where}: one HDF5 chunk {tuple(chunks)} of {self.dtype} is "
                         f"{fmt_bytes(chunk_bytes)} decompressed, over {how} of "

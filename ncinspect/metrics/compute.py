@@ -8,10 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..stats import FirstPass, Geometry, SecondPass
+from .directional import set_directional
 from .general import general_metrics
-from .kernels import cdnv, equinorm, etf_error, pairwise_cosine_stats, self_duality
+from .kernels import equinorm, etf_error, self_duality
 from .linalg import row_cos, row_norms
 from .nulls import MetricValues
+from .pairs import ClassPairs, UnitPairs, cdnv_values, class_pairs, cosine_values
 from .registry import REGISTRY
 
 __all__ = ["METRIC_KEYS", "PER_CLASS_KEYS", "MetricValues", "compute_metrics"]
@@ -55,6 +57,7 @@ def compute_metrics(
     *,
     per_class: bool = False,
     classifier_reason: str | None = None,
+    pair_map=map,
 ) -> MetricValues:
     """Every metric of spec/metrics.md from the two passes' statistics.
 
@@ -89,9 +92,16 @@ def compute_metrics(
         out.set_all(METRIC_KEYS, None, f"no class has at least {geom.min_count} samples")
         out.per_class = [] if per_class else None
         return out
-    _nc1(out, second, geom, cl)
-    _nc2(out, cl, "means", cl.M, "centred class means", cl.class_reason)
-    _nc2(out, cl, "weights", cl.W, "classifier rows", cl.no_w if cl.W is None else cl.class_reason)
+    # every statistic over pairs of classes (NC2, GNC2, CDNV, minority) from one sweep
+    with_cdnv = cl.C >= 2 and not np.all(cl.n < 2)
+    pairs = class_pairs(
+        cl.M, cl.W, cl.n, cdnv=(cl.variances, cl.Ms) if with_cdnv else None, map=pair_map
+    )
+    _nc1(out, second, geom, cl, pairs)
+    _nc1_directional(out, second, geom, cl)
+    _nc2(out, cl, "means", cl.M, pairs.means_ok, pairs.means, cl.class_reason)
+    no_w = cl.no_w if cl.W is None else cl.class_reason
+    _nc2(out, cl, "weights", cl.W, pairs.weights_ok, pairs.weights, no_w)
     _nc3(out, cl)
     ncc_ok = bool(geom.ncc_valid.any())
     _nc4(out, second, cl, ncc_ok, classifier_reason)
@@ -110,6 +120,7 @@ def compute_metrics(
         present=cl.present,
         scale=geom.scale,
         no_weights=cl.no_w,
+        pairs=pairs,
     ).items():
         out.set(key, value, reason)
     if per_class:
@@ -163,7 +174,9 @@ def _notes(out: MetricValues, first: FirstPass, geom: Geometry, cl: _Classes) ->
         )
 
 
-def _nc1(out: MetricValues, second: SecondPass, geom: Geometry, cl: _Classes) -> None:
+def _nc1(
+    out: MetricValues, second: SecondPass, geom: Geometry, cl: _Classes, pairs: ClassPairs
+) -> None:
     keys = ("nc1", "nc1_trace_ratio", "nc1_cdnv")
     if cl.class_reason:
         out.set_all(keys, None, cl.class_reason)
@@ -185,7 +198,13 @@ def _nc1(out: MetricValues, second: SecondPass, geom: Geometry, cl: _Classes) ->
     else:
         out.set("nc1", float(np.sum(second.proj_sq / geom.eigvals)) / cl.N)
         out.set("nc1_trace_ratio", tr_w / tr_b)
-    out.set("nc1_cdnv", cdnv(cl.variances, cl.Ms), "two class means coincide")
+    cdnv = cdnv_values(pairs.cdnv, pairs.cdnv_scale)[0]
+    out.set("nc1_cdnv", cdnv, "two class means coincide")
+
+
+def _nc1_directional(out: MetricValues, second: SecondPass, geom: Geometry, cl: _Classes) -> None:
+    args = (second.pair_sq, geom.pair_reason, cl.rows, cl.n, cl.Ms, cl.class_reason)
+    set_directional(out, *args)
 
 
 def _nc2(
@@ -193,15 +212,17 @@ def _nc2(
     cl: _Classes,
     suffix: str,
     vectors: np.ndarray | None,
-    what: str,
+    ok: bool,
+    sums: UnitPairs | None,
     reason: str | None,
 ) -> None:
+    what = "centred class means" if suffix == "means" else "classifier rows"
     keys = [f"nc2_{m}_{suffix}" for m in ("equinorm", "equiangular", "maxangle")]
     if vectors is None or reason is not None:
         out.set_all((*keys, f"etf_error_{suffix}"), None, reason)
     else:
         out.set(keys[0], equinorm(vectors), f"{what} are all zero")
-        eq, ma = pairwise_cosine_stats(vectors)
+        eq, ma = cosine_values(sums) if ok else (None, None)
         out.set(keys[1], eq, f"one of the {what} is zero")
         out.set(keys[2], ma, f"one of the {what} is zero")
         out.set(f"etf_error_{suffix}", etf_error(vectors, vectors), f"{what} are all zero")

@@ -3,7 +3,7 @@
 
 Pure numpy (no IO, no plotting). Every kernel works on class-level arrays only (class means,
 classifier rows, counts, per-class variances), so no extra pass over the rows is needed, and
-pairwise sums over classes run in tiles (:func:`ncinspect.metrics.linalg.pairwise_upper`), so that
+pairwise sums over classes come from one sweep of tiles (:mod:`ncinspect.metrics.pairs`), so that
 C = 50,000 classes never holds a C x C matrix. Undefined values are ``None`` with a reason.
 
 :func:`general_metrics` is the single entry point used by
@@ -14,9 +14,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..stats import Moments, pow2_scale
+from ..stats import pow2_scale
 from .kernels import cdnv_mean, etf_error
-from .linalg import DIRECT_MAX_C, cross_gram_norm2, fro, pairwise_upper, row_cos, unit
+from .linalg import DIRECT_MAX_C, cross_gram_norm2, fro, row_cos, unit
+from .nulls import MINORITY_NONE
+from .pairs import (
+    ClassPairs,
+    cdnv_values,
+    class_pairs,
+    hyperspherical_values,
+    minority_classes,
+    pair_sweep,
+    unit_rows,
+)
 from .seli import seli_error
 
 __all__ = [
@@ -70,23 +80,14 @@ def hyperspherical_stats(vectors: np.ndarray) -> tuple[float, float, float] | No
     - ``gnc2_energy_log_* = mean(log(1/dist))`` (hyperspherical log energy); a simplex ETF
       has every ``dist^2 = 2C/(C-1)``, so energy ``-0.5 log(2C/(C-1))`` and both variances 0.
 
-    One tiled pass over the pairs, moments merged exactly (Chan): O(C^2 d) time, O(tile)
-    memory. None when C < 2, a vector is zero or two directions coincide (dist = 0).
+    One :func:`~ncinspect.metrics.pairs.pair_sweep` over the pairs, moments merged
+    exactly (Chan): O(C^2 d) time, O(tile) memory. None when C < 2, a vector is zero or
+    two directions coincide (dist = 0).
     """
-    C = vectors.shape[0]
-    vectors = unit(vectors)  # exact power-of-two rescaling: no over/underflow
-    norms = np.linalg.norm(vectors, axis=1)
-    if C < 2 or np.any(norms == 0) or not np.all(np.isfinite(norms)):
+    units, norms = unit_rows(vectors)
+    if vectors.shape[0] < 2 or np.any(norms == 0) or not np.all(np.isfinite(norms)):
         return None
-    units = vectors / norms[:, None]
-    logs, dists = Moments(), Moments()
-    for cos in pairwise_upper(units):
-        dist = np.sqrt(np.maximum(2.0 - 2.0 * np.clip(cos, -1.0, 1.0), 0.0))
-        if np.any(dist == 0):
-            return None
-        dists = dists.merge(Moments.of(dist))
-        logs = logs.merge(Moments.of(-np.log(dist)))
-    return logs.m2 / logs.count, dists.m2 / dists.count, logs.mean
+    return hyperspherical_values(pair_sweep([units]).units[0])
 
 
 def cdnv_exp2(variances: np.ndarray, centred: np.ndarray) -> float | None:
@@ -181,18 +182,14 @@ def minority_collapse(weights: np.ndarray, counts: np.ndarray) -> float | None:
     Minority classes: ``n_c < max(n) / 2``. Tends to 1 as their classifier rows collapse onto
     one direction. None when fewer than two minority classes exist or one row is zero.
     """
-    minority = counts < counts.max() / 2.0
+    minority = minority_classes(counts)
     if np.count_nonzero(minority) < 2:
         return None
-    w = unit(weights[minority])
-    norms = np.linalg.norm(w, axis=1)
+    units, norms = unit_rows(weights[minority])
     if np.any(norms == 0):
         return None
-    total, count = 0.0, 0
-    for cos in pairwise_upper(w / norms[:, None]):
-        total += float(np.clip(cos, -1.0, 1.0).sum())
-        count += cos.size
-    return total / count
+    p = pair_sweep([units], minority=[np.ones(units.shape[0], bool)]).units[0]
+    return p.minority_sum / p.minority_count
 
 
 # --------------------------------------------------------------------------------------
@@ -210,6 +207,8 @@ def general_metrics(
     present: np.ndarray | None = None,
     scale: float = 1.0,
     no_weights: str = "no classifier weights",
+    pairs: ClassPairs | None = None,
+    pair_map=map,
 ) -> dict[str, tuple[object, str | None]]:
     """Every key of :data:`GENERAL_KEYS` as ``key -> (value, reason when None)``.
 
@@ -218,6 +217,9 @@ def general_metrics(
     part, using their rows of W and entries of b. ``means`` are the uncentred class means,
     ``centred`` the rows ``mu_c - mu_G``; ``variances`` (v_c) are in units of ``scale**2``
     (the pass-2 sums of :class:`~ncinspect.stats.Geometry` with its ``scale``).
+    ``pairs``: the pair sums of these classes when the caller has swept them already
+    (:func:`~ncinspect.metrics.pairs.class_pairs`); otherwise they are swept here, the tiles
+    run through ``pair_map`` (a ``map``-like callable; the values do not depend on it).
     """
     present = counts > 0 if present is None else np.asarray(present, dtype=bool)
     mu, mt, n = means[present], centred[present], counts[present]
@@ -229,9 +231,13 @@ def general_metrics(
     feasible, floor = etf_floor(d, C)
     out["etf_feasible"] = (feasible, None)
     out["etf_error_floor"] = (floor, None)
-    out["nc1_cdnv_exp2"] = _cdnv_exp2_entry(variances[present], mt, n, scale, few)
-    _gnc2(out, "means", mt, "centred class means", few, no_weights)
-    _gnc2(out, "weights", w, "classifier rows", few, no_weights)
+    if pairs is None:
+        cdnv = (variances[present], mt / scale) if C >= 2 and not np.all(n < 2) else None
+        pairs = class_pairs(mt, w, n, cdnv=cdnv, map=pair_map)
+    out["nc1_cdnv_exp2"] = _cdnv_exp2_entry(pairs, n, scale, few)
+    _gnc2(out, "means", mt, pairs.means, pairs.means_ok, "centred class means", few, no_weights)
+    w_pairs, w_ok = pairs.weights, pairs.weights_ok
+    _gnc2(out, "weights", w, w_pairs, w_ok, "classifier rows", few, no_weights)
 
     w_keys = ("unc3_uniform_duality", "bias_collapse", "of_error_weights", "of_error_duality")
     w_keys += ("seli_error_weights", "seli_error_logits", "minority_collapse")
@@ -247,17 +253,23 @@ def general_metrics(
     if w is not None:
         b = None if bias is None else bias[present]
         _weight_entries(out, w, b, mu, mt, global_mean, n)
+        out["minority_collapse"] = (
+            _minority_value(pairs),
+            MINORITY_NONE
+            if np.count_nonzero(n < n.max() / 2.0) < 2
+            else "a minority class has a zero classifier row",
+        )
     return out
 
 
 def _cdnv_exp2_entry(
-    var: np.ndarray, mt: np.ndarray, n: np.ndarray, scale: float, few: str
+    pairs: ClassPairs, n: np.ndarray, scale: float, few: str
 ) -> tuple[object, str | None]:
-    if mt.shape[0] < 2:
+    if n.size < 2:
         return None, few
     if np.all(n < 2):
         return None, "fewer than 2 samples in every class"
-    value = cdnv_exp2(var, mt / scale)  # in units of 1/scale^2
+    value = cdnv_values(pairs.cdnv, pairs.cdnv_scale)[1]  # in units of 1/scale^2
     with np.errstate(under="ignore", over="ignore"):
         value = None if value is None else value / scale / scale
     return value, "two class means coincide"
@@ -267,6 +279,8 @@ def _gnc2(
     out: dict[str, tuple[object, str | None]],
     suffix: str,
     vectors: np.ndarray | None,
+    sums,
+    ok: bool,
     what: str,
     few: str,
     no_weights: str,
@@ -276,7 +290,7 @@ def _gnc2(
         out.update({k: (None, no_weights) for k in keys})
         return
     C = vectors.shape[0]
-    stats = None if C < 2 else hyperspherical_stats(vectors)
+    stats = hyperspherical_values(sums) if C >= 2 and ok else None
     why = few if C < 2 else f"one of the {what} is zero or two of them point the same way"
     values = (None, None, None) if stats is None else stats
     out.update({k: (v, why) for k, v in zip(keys, values, strict=True)})
@@ -302,7 +316,10 @@ def _weight_entries(
     out["seli_error_weights"] = seli_error(w, w, n, 1)
     logits = etf_error(w, mu)  # the SELI logits are P Y: the ETF at class level
     out["seli_error_logits"] = (logits, "W M^T is zero")
-    out["minority_collapse"] = (
-        minority_collapse(w, n),
-        "fewer than two classes with n_c below half the largest, or a zero classifier row",
-    )
+
+
+def _minority_value(pairs: ClassPairs) -> float | None:
+    p = pairs.weights
+    if not pairs.minority_ok or p is None or p.minority_count == 0:
+        return None
+    return p.minority_sum / p.minority_count

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InvalidDataError
+from ..errors import InvalidDataError, refuse_removed
 from ..stats import FirstPass, Geometry, pow2_scale
 
 __all__ = ["EIG_RTOL", "between_class_geometry"]
@@ -13,6 +13,7 @@ __all__ = ["EIG_RTOL", "between_class_geometry"]
 EIG_RTOL = 1e-12  #: eigenvalues of Sigma_B below this fraction of the largest are dropped
 
 
+@refuse_removed(ncc_means="pass ncc_centres= (the array of centres)")
 def between_class_geometry(
     first: FirstPass,
     *,
@@ -21,7 +22,6 @@ def between_class_geometry(
     bias: np.ndarray | None = None,
     ncc_centres: np.ndarray | None = None,
     min_count: int = 1,
-    ncc_means: np.ndarray | None = None,
 ) -> Geometry:
     """Class means, global mean and the between-class eigenbasis from pass-1 statistics.
 
@@ -36,7 +36,7 @@ def between_class_geometry(
         The classifier (C, d) and bias (C,), stored in the geometry for pass 2.
     ncc_centres : (C, d) array, optional
         Centres for the NCC decisions (e.g. the train means for a test split); default the
-        class means of ``first``. ``ncc_means=`` is its older name (deprecated).
+        class means of ``first``.
     min_count : int
         Classes with fewer samples are absent (``min_class_count``); classes with none
         always are. Absent classes have NaN means, zero centred rows and no NCC centre, take
@@ -52,7 +52,7 @@ def between_class_geometry(
     the eigenvalues stay inside float64 for features of any magnitude; they are stored in
     units of ``scale**2`` (see :class:`Geometry`).
     """
-    ncc_centres = _checked(center, ncc_centres, ncc_means)
+    _check_center(center)
     counts = first.counts
     present = counts >= max(1, int(min_count))
     means = first.class_means()
@@ -94,21 +94,10 @@ def between_class_geometry(
     )
 
 
-def _checked(center: str, ncc_centres, ncc_means):
-    """Refuse an unknown ``center``; the NCC centres, given by ``ncc_centres=`` or by its
-    older name ``ncc_means=`` (which warns; both at once are refused)."""
-    import warnings
-
+def _check_center(center: str) -> None:
+    """Refuse an unknown ``center`` (the public entry of the metrics layer checks its own)."""
     if center not in ("classes", "samples"):
         raise ValueError(f"center must be 'classes' or 'samples', got {center!r}")
-    if ncc_means is None:
-        return ncc_centres
-    if ncc_centres is not None:
-        raise ValueError("give ncc_centres or its older name ncc_means, not both")
-    warnings.warn(
-        "between_class_geometry(ncc_means=) is now ncc_centres=", DeprecationWarning, stacklevel=3
-    )
-    return ncc_means
 
 
 def _global_mean(

@@ -1,16 +1,18 @@
 """The kernels of NC1-NC3: pure functions of class-level arrays (numpy only).
 
 Every public function documents its formula in Notes and returns ``None`` where the value
-is undefined (the caller records why). Pairwise quantities over classes are computed in
-tiles (:mod:`ncinspect.metrics.linalg`), so C = 30,000 classes never builds a C x C matrix.
+is undefined (the caller records why). Pairwise quantities over classes come from the
+tiled sweep of :mod:`ncinspect.metrics.pairs`, so C = 30,000 classes never builds a C x C
+matrix.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..stats import Moments, pow2_scale
-from .linalg import DIRECT_MAX_C, cross_gram_norm2, fro, pairwise_upper, tile_rows, unit
+from ..stats import pow2_scale
+from .linalg import DIRECT_MAX_C, cross_gram_norm2, fro, unit
+from .pairs import cosine_values, pair_sweep, unit_rows
 
 __all__ = [
     "etf_gram",
@@ -82,22 +84,15 @@ def pairwise_cosine_stats(vectors: np.ndarray) -> tuple[float | None, float | No
 
     Notes
     -----
-    Computed in tiles with an exact (Chan) merge of the moments, O(C^2 d) time and
-    O(tile) memory.
+    One :func:`~ncinspect.metrics.pairs.pair_sweep` over the tiles with an exact (Chan)
+    merge of the moments, O(C^2 d) time and O(tile) memory.
     """
-    C = vectors.shape[0]
-    vectors = unit(vectors)
-    norms = np.linalg.norm(vectors, axis=1)
-    if C < 2 or np.any(norms == 0):
+    if vectors.shape[0] < 2:
         return None, None
-    units = vectors / norms[:, None]
-    moments = Moments()
-    abs_sum = 0.0
-    for cos in pairwise_upper(units):
-        cos = np.clip(cos, -1.0, 1.0)
-        moments = moments.merge(Moments.of(cos))
-        abs_sum += float(np.abs(cos + 1.0 / (C - 1)).sum())
-    return float(np.sqrt(moments.m2 / moments.count)), abs_sum / moments.count
+    units, norms = unit_rows(vectors)
+    if np.any(norms == 0):
+        return None, None
+    return cosine_values(pair_sweep([units]).units[0])
 
 
 def cdnv(variances: np.ndarray, centred: np.ndarray) -> float | None:
@@ -126,27 +121,13 @@ def cdnv_mean(
     :func:`ncinspect.metrics.general.cdnv_exp2` (power 2, which scales the mean back by
     ``1/s**2``). Pairs in tiles; None when two class means coincide or C < 2.
     """
-    s = pow2_scale(centred)
-    if s != 1.0:
-        centred = centred / s
-        with np.errstate(under="ignore", over="ignore"):
-            variances = variances / s / s
-    C = centred.shape[0]
-    sq = np.einsum("ij,ij->i", centred, centred)
-    total, count = 0.0, 0
-    step = tile_rows(C, C)
-    for i in range(0, C, step):
-        rows = np.arange(i, min(i + step, C))  # pairs (c, c') with c' > c only
-        dist = sq[rows, None] + sq[None, i:] - 2.0 * (centred[rows] @ centred[i:].T)
-        mask = np.arange(i, C)[None, :] > rows[:, None]
-        dist = dist[mask]
-        if np.any(dist <= 0):
-            return None, s
-        vsum = (variances[rows, None] + variances[None, i:])[mask]
-        denom = 2.0 * dist if power == 1 else 2.0 * dist * dist
-        total += float(np.sum(vsum / denom))
-        count += dist.size
-    return (total / count if count else None), s
+    if centred.shape[0] < 2:
+        return None, pow2_scale(centred)
+    stats = pair_sweep([], cdnv=(variances, centred))
+    p, s = stats.cdnv, stats.cdnv_scale
+    if p.coincide or p.count == 0:
+        return None, s
+    return (p.total1 if power == 1 else p.total2) / p.count, s
 
 
 def self_duality(weights: np.ndarray, centred: np.ndarray) -> float | None:

@@ -12,15 +12,43 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["MetricValues", "null_warnings", "null_message"]
+__all__ = [
+    "MetricValues",
+    "null_warnings",
+    "null_message",
+    "NOT_APPLICABLE",
+    "MINORITY_NONE",
+    "applicable_warnings",
+]
+
+#: minority_collapse's reason when the data has no minority classes (the JSON text kept)
+MINORITY_NONE = "fewer than two classes with n_c below half the largest, or a zero classifier row"
+#: (key, reason) pairs that say a metric does not apply to the data, not that something is
+#: wrong: kept in JSON (``null_reasons``, ``warnings``), printed only with ``--verbose``
+NOT_APPLICABLE: frozenset[tuple[str, str]] = frozenset({("minority_collapse", MINORITY_NONE)})
+
+
+def _groups(reasons: Mapping[str, str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for key, why in reasons.items():
+        groups.setdefault(why, []).append(key)
+    return groups
 
 
 def null_warnings(reasons: Mapping[str, str]) -> list[str]:
     """One line ``k1, k2: null (why)`` per distinct reason, in the order the keys were set."""
-    groups: dict[str, list[str]] = {}
-    for key, why in reasons.items():
-        groups.setdefault(why, []).append(key)
-    return [f"{', '.join(keys)}: null ({why})" for why, keys in groups.items()]
+    return [f"{', '.join(keys)}: null ({why})" for why, keys in _groups(reasons).items()]
+
+
+def applicable_warnings(warnings: list[str], reasons: Mapping[str, str]) -> list[str]:
+    """``warnings`` without the lines of :data:`NOT_APPLICABLE` nulls (a metric that does not
+    apply to the data, e.g. ``minority_collapse`` on balanced classes, is not a warning)."""
+    hidden = {
+        f"{', '.join(keys)}: null ({why})"
+        for why, keys in _groups(reasons).items()
+        if all((k, why) in NOT_APPLICABLE for k in keys)
+    }
+    return [w for w in warnings if w not in hidden]
 
 
 def null_message(reasons: Mapping[str, str], key: str) -> str:

@@ -26,6 +26,8 @@ __all__ = [
     "REGISTRY",
     "OOD_REGISTRY",
     "REGRESSION_REGISTRY",
+    "LAW_REGISTRY",
+    "LAW_KEYS",
     "BY_KEY",
     "GROUPS",
     "UNIFORMITY_GROUPS",
@@ -65,8 +67,10 @@ class MetricSpec:
     """One metric: JSON key, table group, better direction, title, formula, invariances.
 
     ``direction`` is ``lower``, ``higher``, ``zero`` (0 is ideal), ``one`` (1 is ideal) or
-    ``info`` (no better direction). ``kind`` is ``float`` or ``bool``. ``short`` is the
-    column header of the compact and per-layer tables (default: the key).
+    ``info`` (no better direction). ``kind`` is ``float``, ``int`` or ``bool``. ``short`` is
+    the column header of the compact and per-layer tables (default: the key). ``scope`` is
+    ``snapshot`` (one value per snapshot) or ``layers`` (one per epoch and split, fitted
+    over the layers: :data:`LAW_REGISTRY`).
     """
 
     key: str
@@ -78,6 +82,7 @@ class MetricSpec:
     reference: str = ""
     kind: str = "float"
     short: str = ""
+    scope: str = "snapshot"
 
     @property
     def label(self) -> str:
@@ -86,9 +91,10 @@ class MetricSpec:
 
 
 def _m(
-    key, group, direction, title, formula, inv=_ALL, ref="", kind="float", short=""
+    key, group, direction, title, formula, inv=_ALL, ref="", kind="float", short="", scope=None
 ) -> MetricSpec:
-    return MetricSpec(key, group, direction, title, formula, frozenset(inv), ref, kind, short)
+    inv, scope = frozenset(inv), scope or "snapshot"
+    return MetricSpec(key, group, direction, title, formula, inv, ref, kind, short, scope)
 
 
 #: Every metric, in the default report order (groups stay together).
@@ -103,6 +109,11 @@ REGISTRY: tuple[MetricSpec, ...] = (
     _m("nc1_cdnv_exp2", "NC1", "lower", "CDNV with squared distances squared again",
        "mean_{c<c'} (v_c + v_c') / (2 ||mu_c - mu_c'||^4)",
        inv=_ALL - {"feature_scale"}, ref="Wu & Papyan 2024"),
+    _m("nc1_cdnv_directional", "NC1", "lower",
+       "CDNV along the axis separating each pair (isotropic classes: nc1_cdnv/d)",
+       "mean_{c<c'} (q(c,u) + q(c',u)) / (2 ||mu_c - mu_c'||^2), u = unit(mu_c - mu_c'), "
+       "q(c,u) = mean_{y_i=c} ((h_i - mu_c).u)^2", ref="Luthra, Salunkhe & Galanti 2026",
+       short="CDNV dir."),
     # NC2 --------------------------------------------------------------------------------
     _m("nc2_equinorm_means", "NC2", "lower", "std/mean of centred class-mean norms",
        "std_ddof1(||mu_c - mu_G||) / mean(||mu_c - mu_G||)", ref=PAPYAN),
@@ -220,7 +231,26 @@ REGRESSION_REGISTRY: tuple[MetricSpec, ...] = (
        ref="Andriopoulos et al. 2024"),
 )  # fmt: skip
 
-BY_KEY: dict[str, MetricSpec] = {m.key: m for m in (*REGISTRY, *OOD_REGISTRY, *REGRESSION_REGISTRY)}
+#: The layer-wise law (He & Su 2023): one value per (epoch, split), fitted over its layers'
+#: nc1 (:mod:`ncinspect.metrics.layer_law`); every invariance of nc1 holds.
+HE_SU = "He & Su 2023"
+LAW_REGISTRY: tuple[MetricSpec, ...] = (
+    _m("layer_rate", "law", "lower", "exp(slope) of log nc1 against layer: separation per layer",
+       "exp(slope), least squares of log nc1_l on the layer position l", ref=HE_SU,
+       short="rate", scope="layers"),
+    _m("layer_law_intercept", "law", "info", "intercept of the fit of log nc1 against layer",
+       "intercept of the least-squares line of log nc1_l on l", ref=HE_SU, short="intercept",
+       scope="layers"),
+    _m("layer_law_r", "law", "lower", "Pearson r of (layer, log nc1): -1 when the law holds",
+       "corr(l, log nc1_l)", ref=HE_SU, short="r", scope="layers"),
+    _m("layer_law_layers", "law", "info", "layers in the fit", "number of layers fitted",
+       ref=HE_SU, kind="int", short="layers", scope="layers"),
+)  # fmt: skip
+LAW_KEYS: tuple[str, ...] = tuple(m.key for m in LAW_REGISTRY)
+
+BY_KEY: dict[str, MetricSpec] = {
+    m.key: m for m in (*REGISTRY, *OOD_REGISTRY, *REGRESSION_REGISTRY, *LAW_REGISTRY)
+}
 GROUPS: tuple[str, ...] = tuple(dict.fromkeys(m.group for m in REGISTRY))
 #: Groups that lead the table when no simplex ETF fits in d dimensions (d < C - 1).
 UNIFORMITY_GROUPS: tuple[str, ...] = ("GNC2", "UNC3")

@@ -4,8 +4,8 @@ A regression snapshot holds features ``h_i`` (N, d), float targets ``y_i`` (N, t
 optionally, the last layer ``W`` (t, d). With ``h^_i = h_i / ||h_i||``:
 
 - ``nrc1 = (1/N) sum_i ||h^_i - P_pca h^_i||^2``, ``P_pca`` the projector on the top t
-  principal directions of the centred normalised features (eigenvectors of the covariance
-  of the ``h^_i``);
+  principal directions of the centred features (eigenvectors of the covariance of the
+  ``h_i``, as spec/metrics.md says; 0.2 took those of the normalised ``h^_i``);
 - ``nrc2 = (1/N) sum_i ||h^_i - P_W h^_i||^2``, ``P_W`` the projector on the row space of W;
 - ``nrc3 = min_{gamma in [0, lambda_min(Sigma_Y)]} || A - B(gamma)/||B(gamma)||_F ||_F^2``
   with ``A = W W^T/||W W^T||_F``, ``B(gamma) = Sigma_Y^{1/2} - sqrt(gamma) I`` and
@@ -13,8 +13,8 @@ optionally, the last layer ``W`` (t, d). With ``h^_i = h_i / ||h_i||``:
   not depend on that scale).
 
 Two passes over row chunks, both mergeable (so they stream and run on Dask):
-:class:`RegressionFirstPass` (count, mean and centred d x d scatter of the normalised
-features, merged exactly with the Chan update; the same for the targets, t x t) and
+:class:`RegressionFirstPass` (count, mean and centred d x d scatter of the features,
+merged exactly with the Chan update; the same for the targets, t x t) and
 :class:`RegressionSecondPass` (the two residual sums, from the explicit residuals
 ``h^ - P h^`` so that a value near 0 keeps its relative digits). d x d work is allowed here
 only: it is what the principal directions need.
@@ -59,7 +59,7 @@ def regression_geometry(
     """``P_pca`` and ``P_W`` as orthonormal row bases, from pass 1 and the last layer.
 
     The top t principal directions are the leading t eigenvectors of the covariance of the
-    normalised features; when eigenvalues t and t+1 are equal (to ``TIE_RTOL`` of the
+    (centred, not normalised) features; when eigenvalues t and t+1 are equal (to ``TIE_RTOL`` of the
     largest, which includes a centred rank below t) the subspace is not unique and nrc1 is
     undefined. With t >= d the projector is the identity.
     """
@@ -68,6 +68,8 @@ def regression_geometry(
     pca, pca_reason, eig = None, None, None
     if first.n_feat < 2:
         pca_reason = "fewer than 2 nonzero feature rows"
+    elif not np.isfinite(first.feature_covariance).all():
+        pca_reason = "the covariance of the features overflows float64 (values too large)"
     else:
         lam, vec = np.linalg.eigh(first.feature_covariance)
         order = np.argsort(lam)[::-1]
@@ -79,7 +81,7 @@ def regression_geometry(
             top = max(float(lam[0]), 0.0)
             if top == 0.0 or lam[t - 1] - lam[t] <= TIE_RTOL * top:
                 pca_reason = (
-                    f"the top {t} principal directions of the normalised features are not "
+                    f"the top {t} principal directions of the centred features are not "
                     f"unique (eigenvalues {t} and {t + 1} are equal)"
                 )
             else:

@@ -1,5 +1,6 @@
 """The two mergeable passes of a regression snapshot (NRC1-NRC3): moments of the
-normalised features and targets (pass 1), residual sums off two subspaces (pass 2).
+features and targets (pass 1), residual sums of the normalised features off two subspaces
+(pass 2).
 
 Both merge exactly (Chan's update for the moments), so they stream and run on Dask. d x d
 work is allowed here only: it is what the principal directions need. numpy only.
@@ -64,13 +65,14 @@ def _merge_moments(a, b):
 
 @dataclass
 class RegressionFirstPass:
-    """Pass 1: moments of the normalised features and of the targets.
+    """Pass 1: moments of the features (for their principal directions) and of the targets.
 
     Attributes
     ----------
     n_rows : rows seen.
-    n_feat, feat_mean (d,), feat_scatter (d, d) : over the rows with a nonzero feature
-        vector, of ``h^_i``; scatter is ``sum (h^_i - mean)(h^_i - mean)^T``.
+    n_feat, feat_mean (d,), feat_scatter (d, d) : over the rows with a nonzero finite
+        feature vector, of the features ``h_i`` themselves (float64; not normalised, as
+        spec/metrics.md defines nrc1); scatter is ``sum (h_i - mean)(h_i - mean)^T``.
     n_tgt, tgt_mean (t,), tgt_scatter (t, t) : the same for the targets (every row).
     n_zero, first_zero_row : rows whose features are all zero (``h^`` undefined).
     n_nonfinite, first_nonfinite_row : feature rows holding NaN/Inf.
@@ -105,7 +107,8 @@ class RegressionFirstPass:
         zero = finite & ~ok
         y = np.asarray(y, dtype=np.float64)
         ybad = ~np.isfinite(y).all(axis=1)
-        nf, mf, sf = _moments(x[ok])
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported as null
+            nf, mf, sf = _moments(np.asarray(h, dtype=np.float64)[ok])
         nt, mt, st = _moments(np.where(ybad[:, None], 0.0, y)[~ybad])
 
         def first(mask):
@@ -159,7 +162,7 @@ class RegressionFirstPass:
 
     @property
     def feature_covariance(self) -> np.ndarray:
-        """(d, d) covariance of the normalised features (divided by their count)."""
+        """(d, d) covariance of the features (centred, divided by their count)."""
         return self.feat_scatter / max(self.n_feat, 1)
 
     @property

@@ -24,6 +24,10 @@ __all__ = [
     "run_colors",
     "snapshot_title",
     "class_colors",
+    "class_markers",
+    "CLASS20",
+    "CLASS_MARKERS",
+    "CLASS_KEY_LIMIT",
     "metric_label",
     "direction_text",
     "hide_class_ticks",
@@ -45,7 +49,38 @@ CLASS_TICK_LIMIT = 20  #: above this many classes, per-class tick labels are hid
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 #: Marker of each run (cycled), so runs with identical values stay distinguishable.
 RUN_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-#: Petroff (2021) accessible 10-colour cycle: classes when C <= 10.
+#: Classes when C <= 20: matplotlib's tab10 hues, then ten more chosen greedily for the
+#: largest CIELAB distance to those before (light tints left out, they vanish on white): every
+#: pair differs by Delta E*ab >= 27 (tests/plots/test_newcomer_figures.py measures it).
+CLASS20 = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#000000",
+    "#000075",
+    "#f032e6",
+    "#004d00",
+    "#ff1493",
+    "#b8860b",
+    "#00c2a0",
+    "#911eb4",
+    "#800000",
+    "#7b68ee",
+)
+#: Marker of each class (cycled, up to 20 classes): neighbours differ in shape as well.
+CLASS_MARKERS = ("o", "s", "^", "D", "v")
+#: Up to this many classes each has its own colour, marker and legend entry; beyond, the
+#: colour is a viridis ramp of the class index (neighbouring classes look alike, and the
+#: colour bar says so).
+CLASS_KEY_LIMIT = len(CLASS20)
+#: Petroff (2021) accessible 10-colour cycle.
 PETROFF10 = (
     "#3f90da",
     "#ffa90e",
@@ -166,13 +201,20 @@ def run_markers(n: int) -> list[str]:
 
 
 def class_colors(n: int) -> list:
-    """Colours of ``n`` classes: Petroff-10 for up to 10, evenly spaced viridis beyond."""
-    if n <= len(PETROFF10):
-        return list(PETROFF10[:n])
+    """Colours of ``n`` classes: :data:`CLASS20` for up to 20, evenly spaced viridis beyond."""
+    if n <= len(CLASS20):
+        return list(CLASS20[:n])
     import matplotlib
 
     cmap = matplotlib.colormaps["viridis"]
     return [cmap(x) for x in np.linspace(0.0, 1.0, n)]
+
+
+def class_markers(n: int) -> list[str]:
+    """Markers of ``n`` classes: cycled :data:`CLASS_MARKERS` up to 20 classes, else dots."""
+    if n <= CLASS_KEY_LIMIT:
+        return [CLASS_MARKERS[i % len(CLASS_MARKERS)] for i in range(n)]
+    return ["o"] * n
 
 
 def direction_text(key: str) -> str:

@@ -43,19 +43,12 @@ def _subset_note(rows, n_total: int) -> str:
     return "" if rows is None else f", {len(rows)} of {n_total} classes"
 
 
-def _axes_argument(ax, axes):
-    if ax is not None and axes is not None:
-        raise TypeError("give ax or axes, not both (they are the same argument)")
-    return ax if ax is not None else axes
-
-
 def plot_gram(
     result: SnapshotResult,
     *,
     centered_weights: bool = False,
     classes=None,
     ax=None,
-    axes=None,
     style: str = "paper",
 ):
     """Cosine matrices of the centred class means and of the classifier rows, beside the ETF.
@@ -73,7 +66,6 @@ def plot_gram(
         Means are still centred on the mean of every class, W on the mean of every row.
     ax : sequence of Axes, optional
         Two (means, ETF) or three (means, classifier, ETF) axes; default a new figure
-        (``axes`` is the same argument under its older name).
     style : {"paper", "screen"}
 
     Returns
@@ -87,7 +79,7 @@ def plot_gram(
     ``-1/(C-1)`` elsewhere, which is also marked on the colour bar. Per-class tick labels are
     hidden above 20 classes.
     """
-    axes = _axes_argument(ax, axes)
+    axes = ax
     C_all = result.n_classes
     rows = pick_classes(result, classes)
     names = list(result.class_names) if rows is None else [result.class_names[r] for r in rows]
@@ -157,7 +149,6 @@ def plot_geometry(
     *,
     centered_weights: bool = False,
     ax=None,
-    axes=None,
     style: str = "paper",
     bins: int = 40,
 ):
@@ -169,7 +160,6 @@ def plot_geometry(
     centered_weights : bool
         Remove the mean classifier row first (as ``etf_error_weights_centered`` does).
     ax : sequence of two Axes, optional
-        (``axes`` is the same argument under its older name.)
     style : {"paper", "screen"}
     bins : int
         Histogram bins (over the range of the cosines and the ETF value).
@@ -184,7 +174,7 @@ def plot_geometry(
     class (equinorm: all equal to 1); their spread is ``nc2_equinorm_*``. Right: the
     C(C-1)/2 pairwise cosines (equiangularity: all equal to ``-1/(C-1)``, the dashed line).
     """
-    axes = _axes_argument(ax, axes)
+    axes = ax
     C = result.n_classes
     series = [("centred means", centred_means(result), _MEANS, "o")]
     w = classifier_rows(result, centered=centered_weights)

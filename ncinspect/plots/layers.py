@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..layer_laws import layer_laws
 from ..trajectory import layer_profile, series
 from ._style import log_axis, new_figure, plot_style, run_colors
 from .panels import LAYER_PANELS
-from .runs import as_runs, figure_legend, one_axes_argument, run_look, run_title
+from .runs import as_runs, figure_legend, run_look, run_title
 
 __all__ = ["plot_layers"]
 
@@ -21,7 +22,6 @@ def plot_layers(
     epoch: int | None = None,
     split: str = "train",
     ax=None,
-    axes=None,
     style: str = "paper",
 ):
     """nc1, trace ratio and NCC accuracy against depth (``layer_k`` snapshots, then the last).
@@ -35,7 +35,6 @@ def plot_layers(
     split : str
         ``"train"`` (default) or another split name.
     ax : sequence of three Axes, optional
-        (``axes`` is the same argument under its older name.)
     style : {"paper", "screen"}
 
     Returns
@@ -46,8 +45,9 @@ def plot_layers(
     -----
     Depth k is the ``k`` of ``layer_k``; the classifier's layer (the penultimate features,
     no ``layer``) is drawn one deeper than the deepest hidden layer. Line gids are
-    ``"<label>|<metric>|layers"``. The split and epoch are the figure title; the runs'
-    legend (several runs) is below the panels.
+    ``"<label>|<metric>|layers"``; the nc1 panel adds the fitted layer-wise law (He & Su
+    2023; dashed, gid ``"<label>|nc1|law"``), with its rate and r for a single run. The
+    split and epoch are the figure title; the runs' legend (several runs) is below the panels.
     """
     runs = as_runs(runs, labels)
     profiles = [
@@ -55,7 +55,7 @@ def plot_layers(
     ]
     if not any(len(p) > 1 for _, p in profiles):
         raise ValueError("no run has snapshots of several layers at one epoch")
-    axes = one_axes_argument(ax, axes)
+    axes = ax
     colors = run_colors(len(runs))
     with plot_style(style):
         if axes is None:
@@ -78,6 +78,7 @@ def plot_layers(
                     depths, y, color=colors[i], label=label, **run_look(i, len(profiles))
                 )
                 line.set_gid(f"{label}|{key}|layers")
+                _law_line(one, key, prof, colors[i], label, len(profiles) == 1)
                 for d, r in prof:
                     depths_all.setdefault(d, f"{d} (penult.)" if r.layer is None else str(d))
             if panel.log:
@@ -94,3 +95,24 @@ def plot_layers(
         fig.suptitle(f"{runs_text}{split} split, epoch {', '.join(shown)}")
         figure_legend(fig, runs, colors, loc="outside lower center")  # the title is on top
     return fig
+
+
+def _law_line(ax, key: str, prof, color, label: str, annotate: bool) -> None:
+    """The fitted law of one profile's (epoch, split) on the nc1 panel (nothing on another
+    panel, or when the law is null)."""
+    laws = layer_laws([r for _, r in prof]) if key == "nc1" else []
+    if not laws or laws[0].metrics.get("layer_rate") is None:
+        return
+    law = laws[0]
+    pos = np.array([row["position"] for row in law.layers], dtype=np.float64)
+    slope = np.log(law.metrics["layer_rate"])
+    fitted = np.exp(law.metrics["layer_law_intercept"] + slope * pos)
+    (line,) = ax.plot(pos, fitted, color=color, linestyle="--", linewidth=0.9, alpha=0.8)
+    line.set_gid(f"{label}|nc1|law")
+    if annotate:
+        r = law.metrics.get("layer_law_r")
+        r_text = "n/a" if r is None else f"{r:.3f}"
+        ax.text(
+            0.98, 0.97, f"law: rate {law.metrics['layer_rate']:.3g}, r {r_text}",
+            transform=ax.transAxes, fontsize="small", color=color, ha="right", va="top",
+        )  # fmt: skip

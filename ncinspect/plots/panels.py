@@ -78,7 +78,7 @@ TRAJECTORY_PANELS: tuple[Panel, ...] = (
     ),
     _pair("NC2  max-angle", "nc2_maxangle_means", "nc2_maxangle_weights", ylabel="nc2_maxangle"),
     _pair(
-        "NC2  ETF error (W centred)",
+        "NC2  ETF error (means; W centred)",
         "etf_error_means",
         "etf_error_weights_centered",
         "classifier (centred)",

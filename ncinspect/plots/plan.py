@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ..errors import InvalidDataError
 from ..report import SnapshotResult
+from ..text import clip
 from ..trajectory import final_snapshot, has_layers, layer_profile, trajectory
 from .geometry import plot_geometry, plot_gram, plot_spectrum
 from .layers import plot_layers
@@ -80,7 +81,7 @@ def _kind(name: str) -> FigureKind:
     try:
         return _BY_NAME[name]
     except KeyError:
-        raise ValueError(f"unknown kind {name!r}; expected one of {KINDS}") from None
+        raise ValueError(f"unknown kind {clip(repr(name))}; expected one of {KINDS}") from None
 
 
 def needs_sample(kind: str) -> bool:
@@ -106,7 +107,7 @@ def kind_allowed(kind: str, results: Iterable[SnapshotResult], *, sqi: bool = Fa
             return "needs hidden-layer snapshots (layer_k)"
         return None if len(layer_profile(results)) > 1 else "needs several layers at one epoch"
     if kind not in SNAPSHOT_KINDS:
-        raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+        raise ValueError(f"unknown kind {clip(repr(kind))}; expected one of {KINDS}")
     final = final_snapshot([r for r in results if r.task != "ood"])
     if final is None:
         return "no snapshot"

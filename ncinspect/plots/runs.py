@@ -30,7 +30,6 @@ __all__ = [
     "run_look",
     "figure_legend",
     "run_title",
-    "one_axes_argument",
 ]
 
 
@@ -262,7 +261,6 @@ def plot_trajectory(
     labels: Sequence[str] | None = None,
     panels: Sequence[Panel] | None = None,
     ax=None,
-    axes=None,
     style: str = "paper",
     title: str | None = None,
 ):
@@ -277,7 +275,7 @@ def plot_trajectory(
     panels : list of Panel, optional
         Default :data:`TRAJECTORY_PANELS`, keeping those with data.
     ax : Axes or sequence of Axes, optional
-        One per panel (``axes`` is the same argument under its older name); default a new
+        One per panel; default a new
         7 in wide figure.
     style : {"paper", "screen"}
     title : str, optional
@@ -303,7 +301,7 @@ def plot_trajectory(
     panels = available_panels(runs, panels or TRAJECTORY_PANELS)
     if not panels:
         raise ValueError("no trajectory panel has data (no metric defined in any snapshot)")
-    axes = one_axes_argument(ax, axes)
+    axes = ax
     colors = run_colors(len(runs))
     used = {spec[3] for p in panels for _, spec, _, _ in _panel_data(runs, p)}
     with plot_style(style):

@@ -13,9 +13,11 @@ from ..render.safe import mpl_text
 from ..report import SnapshotResult
 from ..text import LABEL_LIMIT
 from ._style import (
+    CLASS_KEY_LIMIT,
     PETROFF10,
     SINGLE,
     class_colors,
+    class_markers,
     log_axis,
     new_figure,
     plot_style,
@@ -25,7 +27,7 @@ from .subset import pick_classes
 
 __all__ = ["plot_projection", "plot_sqi"]
 
-_LEGEND_CLASSES = 10  #: above this many classes the class legend becomes a colour bar
+_LEGEND_CLASSES = CLASS_KEY_LIMIT  #: above this many classes the legend becomes a colour bar
 
 
 def _need(result: SnapshotResult, *keys: str) -> None:
@@ -74,23 +76,25 @@ def plot_projection(result: SnapshotResult, *, classes=None, ax=None, style: str
     pad = (lambda a: np.column_stack([a, np.zeros(len(a))])) if k == 1 else (lambda a: a)
     proj2 = pad(proj)
     means2 = pad(project(np.asarray(arrs.means)[rows], basis, origin=arrs.global_mean))
-    colors = class_colors(C)
+    colors, markers = class_colors(C), class_markers(C)
     with plot_style(style):
         if ax is None:
             fig, grid = new_figure(SINGLE, 3.2, style=style)
             ax = grid[0, 0]
         fig = ax.figure
-        shown = _scatter_classes(ax, result, proj2, codes, rows, colors)
-        ax.scatter(
-            means2[:, 0],
-            means2[:, 1],
-            s=30 if C <= _LEGEND_CLASSES else 12,
-            c=colors,
-            edgecolors="black",
-            linewidths=0.7,
-            zorder=3,
-            gid="means",
-        )
+        shown = _scatter_classes(ax, result, proj2, codes, rows, colors, markers)
+        for j in range(C):  # one marker per class: matplotlib takes one per call
+            ax.scatter(
+                means2[j : j + 1, 0],
+                means2[j : j + 1, 1],
+                s=30 if C <= _LEGEND_CLASSES else 12,
+                color=colors[j],
+                marker=markers[j],
+                edgecolors="black",
+                linewidths=0.7,
+                zorder=3,
+                gid="means",
+            )
         if arrs.weights is not None:
             w2 = pad(np.asarray(arrs.weights, dtype=np.float64)[rows] @ basis.T)
             _classifier_arrows(ax, w2, means2, colors)
@@ -103,10 +107,10 @@ def plot_projection(result: SnapshotResult, *, classes=None, ax=None, style: str
     return fig
 
 
-def _scatter_classes(ax, result: SnapshotResult, proj2, codes, rows, colors) -> int:
+def _scatter_classes(ax, result: SnapshotResult, proj2, codes, rows, colors, markers) -> int:
     """The sampled points of each class in ``rows`` (gid ``class|<c>``); how many are shown."""
     C = len(rows)
-    size = 4 if len(codes) <= 2000 else 2
+    size = (4 if len(codes) <= 2000 else 2) * (2 if C <= _LEGEND_CLASSES else 1)
     shown = 0
     for j, c in enumerate(rows):
         sel = codes == c
@@ -117,6 +121,7 @@ def _scatter_classes(ax, result: SnapshotResult, proj2, codes, rows, colors) -> 
                 proj2[sel, 1],
                 s=size,
                 color=colors[j],
+                marker=markers[j],
                 alpha=0.5,
                 linewidths=0,
                 rasterized=True,
@@ -162,6 +167,8 @@ def _class_key(fig, ax, C: int, picked) -> None:
             markerscale=2,
             title="class",
             handletextpad=0.2,
+            ncol=1 if C <= 10 else 2,
+            columnspacing=0.6,
         )
         return
     import matplotlib as mpl
@@ -169,6 +176,10 @@ def _class_key(fig, ax, C: int, picked) -> None:
     norm = mpl.colors.Normalize(0, C - 1)
     sm = mpl.cm.ScalarMappable(norm=norm, cmap=mpl.colormaps["viridis"])
     label = "class index" if picked is None else "class (position in the subset)"
+    label += (
+        f"\n{C} > {_LEGEND_CLASSES} classes: grouped by colour (neighbours look alike);"
+        f"\n--classes picks up to {_LEGEND_CLASSES} for a legend"
+    )
     fig.colorbar(sm, ax=ax, label=label, shrink=0.8)
 
 

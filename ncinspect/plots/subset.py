@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..report import SnapshotResult
+from ..text import clip
 
 __all__ = ["Worst", "parse_classes", "pick_classes"]
 
@@ -28,21 +29,26 @@ def parse_classes(spec: str) -> list[int] | Worst:
     if text.startswith("worst"):
         k = text[5:].lstrip(":= ")
         if not k.isdigit() or int(k) < 2:
-            raise ValueError(f"{spec!r}: expected worst:K with K >= 2 (a subset of two or more)")
+            raise ValueError(
+                f"{clip(repr(spec))}: expected worst:K with K >= 2 (a subset of two or more)"
+            )
         return Worst(int(k))
     out: list[int] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         lo, sep, hi = part.partition("-")
         if not lo.isdigit() or (sep and not hi.isdigit()):
-            raise ValueError(f"{spec!r}: expected class rows like 0-9,12 or worst:K, got {part!r}")
+            raise ValueError(
+                f"{clip(repr(spec))}: expected class rows like 0-9,12 or worst:K, "
+                f"got {clip(repr(part))}"
+            )
         a, b = int(lo), int(hi) if sep else int(lo)
         if b < a:
-            raise ValueError(f"{spec!r}: range {part!r} runs backwards")
+            raise ValueError(f"{clip(repr(spec))}: range {clip(repr(part))} runs backwards")
         if b - a > 1_000_000:
-            raise ValueError(f"{spec!r}: range {part!r} is too long")
+            raise ValueError(f"{clip(repr(spec))}: range {clip(repr(part))} is too long")
         out.extend(range(a, b + 1))
     if not out:
-        raise ValueError(f"{spec!r}: no class given")
+        raise ValueError(f"{clip(repr(spec))}: no class given")
     return list(dict.fromkeys(out))
 
 

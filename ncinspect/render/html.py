@@ -16,9 +16,10 @@ import base64
 import html
 from typing import Any
 
+from ..metrics.nulls import applicable_warnings
 from ..metrics.registry import compact_columns, no_etf_note, table_info
 from ..report import Report, SnapshotResult, conventions, square_loss_keys
-from ..text import NAME_LIMIT, TEXT_LIMIT, clip
+from ..text import NAME_LIMIT, TEXT_LIMIT, cut
 from .intervals import interval_text
 from .safe import plain
 from .table import COMPACT_KEYS, extra_compact_columns, fmt
@@ -72,9 +73,9 @@ dl.conv dt { font-weight: 600; } dl.conv dd { margin: 0; overflow-wrap: anywhere
 
 def _t(value: Any, limit: int = TEXT_LIMIT) -> str:
     """Text from the file (or anything) made safe for HTML: cut to ``limit`` characters (the
-    cut said, :func:`ncinspect.text.clip`), controls escaped, then markup."""
+    cut said, :func:`ncinspect.text.cut`), controls escaped, then markup."""
     raw = value if isinstance(value, str) else str(value)
-    return html.escape(plain(clip(raw, limit)), quote=True)
+    return html.escape(plain(cut(raw, limit)), quote=True)
 
 
 def _n(value: Any) -> str:
@@ -152,8 +153,8 @@ def _tags(res: SnapshotResult) -> str:
     for k, v in (("epoch", res.epoch), ("split", res.split), ("layer", res.layer)):
         if v is not None:
             parts.append(f"{k}={plain(v)}")
-    if res.ncc_means != "own":
-        parts.append(f"ncc_means={plain(res.ncc_means)}")
+    if res.ncc_centres != "own":
+        parts.append(f"ncc_centres={plain(res.ncc_centres)}")
     return "  ".join(parts)
 
 
@@ -228,7 +229,7 @@ def _worst_section(res: SnapshotResult, k: int = 10) -> str:
 def _warnings_section(report: Report, sqi: bool) -> str:
     seen: dict[str, list[str]] = {}
     for res in report:
-        notes = [*res.warnings]
+        notes = applicable_warnings(res.warnings, res.null_reasons)
         if res.loss_note and not sqi:
             notes.append(res.loss_note)
         for w in notes:
@@ -245,7 +246,7 @@ def _warnings_section(report: Report, sqi: bool) -> str:
 
 
 def _conventions_section(report: Report) -> str:
-    conv = conventions(report.center, report.ncc_means)
+    conv = conventions(report.center, report.ncc_centres, getattr(report, "precision", "float64"))
     boots = [r.bootstrap for r in report if r.bootstrap is not None]
     if boots:
         b = boots[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..metrics import PER_CLASS_KEYS
+from ..metrics.nulls import applicable_warnings
 from ..metrics.registry import (
     COMPACT_METRICS,
     DIRECTION_ARROWS,
@@ -19,8 +20,9 @@ from ..metrics.registry import (
 from ..metrics.registry import columns as columns_of
 from ..report import Report, SnapshotResult, square_loss_keys
 from ..text import NAME_LIMIT, fmt
-from ..trajectory import group_trajectories, has_layers, layer_profile
+from ..trajectory import group_trajectories, has_layers, layer_profile, split_rank
 from .intervals import interval_text, interval_title
+from .law import law_table
 from .layout import column, message, no_split, show
 from .safe import markup
 
@@ -86,8 +88,8 @@ def _header(res: SnapshotResult, file: str | None) -> str:
         for k, v in (("epoch", res.epoch), ("split", res.split), ("layer", res.layer))
         if v is not None
     ]
-    if res.ncc_means != "own":
-        tags.append(f"ncc_means={_name(res.ncc_means)}")
+    if res.ncc_centres != "own":
+        tags.append(f"ncc_centres={_name(res.ncc_centres)}")
     if tags:
         parts.append("  ".join(tags))
     return "\n".join(parts)
@@ -269,7 +271,7 @@ def layer_table(report: Report, columns: tuple[tuple[str, str], ...] = LAYER_KEY
         columns = columns_of(REGRESSION_LAYER_METRICS)
     if not has_layers(report):
         return None
-    splits = list(dict.fromkeys(res.split for res in report))
+    splits = sorted(dict.fromkeys(res.split for res in report), key=split_rank)
     table = Table(
         title=f"[bold]{_name(report.file or '<arrays>')}[/bold]: metrics against depth",
         title_justify="left",
@@ -306,30 +308,32 @@ def render_report(
     per_class: bool = False,
     compact: bool | None = None,
     sqi: bool = False,
+    verbose: bool = False,
 ):
     """Print a report: a detailed table per snapshot, or a compact table for many.
 
     Tables are fitted to ``console.width`` (never a number cut; see :mod:`.layout`); the
     warnings follow, one whole line each (the same warning of several snapshots once).
-    ``sqi`` shows the square-loss section whatever the recorded loss.
+    ``sqi`` shows the square-loss section whatever the recorded loss; ``verbose`` also
+    prints the nulls of metrics that do not apply to the data (always in JSON).
     """
     compact = len(report) > 1 if compact is None else compact
     if compact:
         show(console, compact_table(report, sqi=sqi))
-        layers = layer_table(report)
-        if layers is not None:
-            show(console, layers)
+        for extra in (layer_table(report), law_table(report)):
+            if extra is not None:
+                show(console, extra)
         if per_class:
             for res in report:
                 show(console, per_class_table(res))
     else:
-        for res in report:
+        for res in sorted(report, key=lambda r: split_rank(r.split)):  # train, test, others
             show(console, snapshot_table(res, report.file, sqi=sqi, width=console.width))
             if per_class and res.per_class:
                 show(console, per_class_table(res))
     seen: dict[str, list[str]] = {}
     for res in report:
-        for w in res.warnings:
+        for w in res.warnings if verbose else applicable_warnings(res.warnings, res.null_reasons):
             seen.setdefault(w, []).append(res.name)
     notes: dict[str, list[str]] = {}
     for res in report:

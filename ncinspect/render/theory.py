@@ -1,14 +1,31 @@
-"""Rich tables for the theory diagnostics: quantity, predicted, measured, relative error."""
+"""Rich tables for the theory diagnostics: quantity, predicted, measured, relative error.
+
+"measured" is the quantity as one number (a Frobenius norm, or the mean over rows, pairs or
+layers that the note names); "rel. error" compares every entry, ``||measured - predicted|| /
+||predicted||`` (for a mean over pairs: the RMS deviation over pairs divided by
+|predicted|), so a mean can agree with the prediction while its entries scatter.
+"""
 
 from __future__ import annotations
 
 from ..report import Report, SnapshotResult
 from ..results import TheoryLine
+from ..theory.run import BIAS_NOTE
 from .layout import column, message, show
 from .safe import markup as escape
 from .table import fmt
 
-__all__ = ["theory_table", "render_theory"]
+__all__ = ["theory_table", "render_theory", "MEASURED", "REL_ERROR", "LEGEND"]
+
+MEASURED = "measured (norm/mean)"
+REL_ERROR = "rel. error (RMS)"
+#: printed once under the tables: what the two columns are
+LEGEND = (
+    f"{MEASURED}: one number per quantity, a Frobenius norm or the mean over rows, pairs or "
+    f"layers (the note says which); {REL_ERROR}: over every entry, ||measured - predicted|| / "
+    "||predicted|| (for a mean over pairs: the RMS deviation over pairs / |predicted|), so a "
+    "mean can match the prediction while the entries scatter"
+)
 
 
 def _header(res: SnapshotResult, file: str | None) -> str:
@@ -64,19 +81,23 @@ def _note(line: TheoryLine) -> str:
     return escape(line.note or "")
 
 
-def theory_table(res: SnapshotResult, file: str | None = None):
-    """The theory table of one snapshot (``res.theory`` must be set)."""
+def theory_table(res: SnapshotResult, file: str | None = None, *, skip_missing: bool = False):
+    """The theory table of one snapshot (``res.theory`` must be set); ``skip_missing`` leaves
+    out the rows that lack an input (a network with biases, where recording them would not
+    make the identities apply)."""
     from rich.table import Table
 
     table = Table(title=_header(res, file), title_justify="left")
     column(table, "group", "key", style="cyan", no_wrap=True)
     column(table, "quantity", "key", no_wrap=True)
     column(table, "predicted", "value", justify="right")
-    column(table, "measured", "value", justify="right")
-    column(table, "rel. error", "value", justify="right")
+    column(table, MEASURED, "value", justify="right")
+    column(table, REL_ERROR, "value", justify="right")
     column(table, "note", "text", style="dim")
     last = None
     for line in [] if res.theory is None else res.theory.lines:
+        if skip_missing and line.status == "missing":
+            continue
         group = line.group
         if last is not None and group != last:
             table.add_section()
@@ -95,12 +116,26 @@ def render_theory(report: Report, console, *, skipped: list[str] = ()) -> None:
 
     Tables are fitted to ``console.width`` (no number cut); notes are whole lines when piped.
     """
+    shown = 0
     for res in report:
-        show(console, theory_table(res, report.file))
         th = res.theory
+        biased = th is not None and BIAS_NOTE in th.notes
+        show(console, theory_table(res, report.file, skip_missing=biased))
+        shown += 1
+        if biased:  # once, instead of rows of "missing" and how to record them
+            message(
+                console,
+                f"[yellow]note[/yellow] {escape(res.name)}: the classifier has a nonzero bias; "
+                "the identities are for bias-free ReLU networks (spec/theory.md), so the rows "
+                "that need lambda, kappa, N or the layer weights are left out (the JSON keeps "
+                "them)",
+            )
         for note in [] if th is None else th.notes:
-            message(console, f"[yellow]note[/yellow] {escape(note)}")
-        for key, how in ({} if th is None else th.missing).items():
+            if note != BIAS_NOTE:
+                message(console, f"[yellow]note[/yellow] {escape(note)}")
+        for key, how in ({} if th is None or biased else th.missing).items():
             message(console, f"[yellow]missing: {escape(key)}[/yellow] ({escape(how)})")
+    if shown:
+        message(console, f"[dim]{escape(LEGEND)}[/dim]")
     for line in skipped:
         message(console, f"[dim]{escape(line)}[/dim]")

@@ -31,6 +31,7 @@ from .context import layer_norms_sq
 from .diagnostics import theory_diagnostics
 
 __all__ = [
+    "BIAS_NOTE",
     "analyze_theory",
     "theory_file",
     "theory_arrays",
@@ -39,6 +40,8 @@ __all__ = [
 ]
 
 _PARAM_RE = re.compile(r"^W(\d+)$")
+#: the note of a snapshot whose classifier has a nonzero bias (the identities are bias-free)
+BIAS_NOTE = "the dump has a nonzero bias: the identities assume a bias-free network"
 
 
 def read_params(snap) -> tuple[list[np.ndarray] | None, list[str]]:
@@ -114,7 +117,7 @@ def _diagnose(
                 "no stored outputs: using W_L h" + (" + b" if prep.bias is not None else "")
             )
     if prep.bias is not None and np.any(prep.bias != 0):
-        notes.append("the dump has a nonzero bias: the identities assume a bias-free network")
+        notes.append(BIAS_NOTE)
     m, arrays = result.metrics, result.arrays
     out = theory_diagnostics(
         # every row of W: an absent class leaves a NaN mean, which the closed forms report

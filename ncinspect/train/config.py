@@ -7,6 +7,7 @@ import numbers
 from dataclasses import asdict, dataclass
 
 from ..errors import UsageError
+from ..text import clip
 from .optim import SCHEDULES
 
 __all__ = ["TrainConfig", "LIMITS", "CHOICES", "field_help"]
@@ -181,9 +182,11 @@ class TrainConfig:
         if min(self.hidden_widths(), default=1) < 1:
             problems.append(f"hidden widths must be >= 1, got {self.hidden_widths()}")
         if self.dtype not in CHOICES["dtype"]:
-            problems.append(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
+            problems.append(f"dtype must be 'float64' or 'float32', got {clip(repr(self.dtype))}")
         if self.features_dtype not in (None, *CHOICES["features_dtype"]):
-            problems.append(f"features_dtype must be float64/32/16, got {self.features_dtype!r}")
+            problems.append(
+                f"features_dtype must be float64/32/16, got {clip(repr(self.features_dtype))}"
+            )
         if self.weight_decay < 0:
             problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.kappa is not None and self.kappa <= 0:
@@ -199,11 +202,13 @@ class TrainConfig:
         if self.save_every < 1:
             problems.append(f"save_every must be >= 1, got {self.save_every}")
         if self.schedule not in CHOICES["schedule"]:
-            problems.append(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+            problems.append(f"schedule must be one of {SCHEDULES}, got {clip(repr(self.schedule))}")
         if self.init_scale <= 0:
             problems.append(f"init_scale must be > 0, got {self.init_scale}")
         if self.compression not in (None, *CHOICES["compression"]):
-            problems.append(f"compression must be None, 'gzip' or 'lzf', got {self.compression!r}")
+            problems.append(
+                f"compression must be None, 'gzip' or 'lzf', got {clip(repr(self.compression))}"
+            )
         return problems
 
     def _data_problems(self) -> list[str]:
@@ -229,7 +234,9 @@ class TrainConfig:
         ):
             problems.append("gaussian data need n_classes >= 2, n_per_class >= 1, input_dim >= 1")
         if self.task not in CHOICES["task"]:
-            problems.append(f"task must be 'classification' or 'regression', got {self.task!r}")
+            problems.append(
+                f"task must be 'classification' or 'regression', got {clip(repr(self.task))}"
+            )
         if self.task == "regression":
             if self.dataset != "gaussian":
                 problems.append("task 'regression' trains on generated gaussian inputs only")
@@ -238,7 +245,9 @@ class TrainConfig:
                     f"n_targets must be in [1, {LIMITS['n_targets']}], got {self.n_targets}"
                 )
             if self.target_map not in CHOICES["target_map"]:
-                problems.append(f"target_map must be 'linear' or 'smooth', got {self.target_map!r}")
+                problems.append(
+                    f"target_map must be 'linear' or 'smooth', got {clip(repr(self.target_map))}"
+                )
         return problems
 
     def check_size(self, input_dim: int, n_classes: int) -> None:

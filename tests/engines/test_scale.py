@@ -91,9 +91,9 @@ def test_out_of_core_200mb_bounded_rss(tmp_path):
 
 def test_memory_limit_sets_chunk_rows():
     small = plan_chunk_rows(256, 10, memory_limit=16 << 20)
-    assert small < plan_chunk_rows(256, 10) and small * 8 * (4 * 256 + 38) <= 16 << 20
+    assert small < plan_chunk_rows(256, 10) and small * (24 * 256 + 8 * 38) <= 16 << 20
     # a limit is a bound: chunks go down to one row, and a budget too small is refused
-    wide = plan_chunk_rows(30000, 4, memory_limit=16 << 20, itemsize=4, n_samples=256)
+    wide = plan_chunk_rows(30000, 4, memory_limit=24 << 20, itemsize=4, n_samples=256)
     assert 1 <= wide < 64
     with pytest.raises(ResourceLimitError, match="needs at least"):
         plan_chunk_rows(10**6, 4, memory_limit=16 << 20, itemsize=4, n_samples=256)
@@ -184,7 +184,7 @@ def test_progress_counts_train_partner_first_pass(tmp_path):
             g["features"], g["labels"] = h[:n], y[:n]
             g.attrs["split"] = split
     bar = RowProgress(enabled=False)
-    ncinspect.analyze_file(path, snapshot="/test", progress=bar, ncc_means="train")
+    ncinspect.analyze_file(path, snapshot="/test", progress=bar, ncc_centres="train")
     assert bar.total_rows == bar.done == 2 * 30 + 60  # test twice, train means once
 
 
@@ -225,6 +225,6 @@ def test_default_chunks_shrink_only_when_memory_is_short(monkeypatch):
     assert plan_chunk_rows(512, 100) == roomy  # the fixed default: never grows with memory
     monkeypatch.setattr(an, "_available_memory", lambda: 256 << 20)
     short = plan_chunk_rows(512, 100)
-    assert short < roomy and short * 8 * (4 * 512 + 308) <= 64 << 20
+    assert short < roomy and short * (24 * 512 + 8 * 308) <= 64 << 20
     # explicit: a bound on the whole run, so a little less than the default chunk
-    assert 0.9 * roomy < plan_chunk_rows(512, 100, memory_limit=256 << 20) <= roomy
+    assert 0.8 * roomy < plan_chunk_rows(512, 100, memory_limit=256 << 20) <= roomy

@@ -18,7 +18,7 @@ import pytest
 
 import ncinspect
 from ncinspect.cli import main
-from ncinspect.errors import ExternalDataError, UnreadableFileError
+from ncinspect.errors import ExternalDataError, ResourceLimitError, UnreadableFileError
 
 from ..helpers import file_digest, make_data
 
@@ -349,11 +349,15 @@ def test_chunk_larger_than_the_budget_is_refused_before_decompressing(tmp_path):
             "features", data=np.tile(h, (1, 200)), chunks=(1200, 1000), compression="gzip"
         )
         f["labels"] = y
-    rc, _, err = cli("report", path, "--memory-limit", "2MiB")
+    rc, _, err = cli("report", path, "--memory-limit", "2MiB")  # the whole process: refused
     assert rc == 3
-    line = one_error_line(err)
+    assert "--memory-limit" in one_error_line(err)
+    # the library's limit bounds what the analysis adds: the chunk is what does not fit
+    with pytest.raises(ResourceLimitError) as info:
+        ncinspect.analyze_file(path, memory_limit=2 << 20)
+    line = str(info.value)
     assert "chunk" in line and "memory limit" in line and "--memory-limit" in line
-    assert cli("report", path, "--memory-limit", "64MiB")[0] == 0
+    assert cli("report", path, "--memory-limit", "256MiB")[0] == 0
 
 
 # --- a snapshot being written is skipped, the others reported ------------------------------
@@ -562,9 +566,17 @@ with h5py.File(path, "w") as f:
         ds[a : a + 16] = rng.standard_normal((min(16, n - a), d)).astype("f4")
     f["labels"] = np.arange(n) % 4
 import ncinspect.analyze, ncinspect.cli.report, ncinspect.render.table, rich.console, scipy.sparse
-from ncinspect.cli import main
+from ncinspect.cli.common import parse_size
+import ncinspect, json
 tracemalloc.start()
-rc = main(["report", path, "--memory-limit", limit, "-q", "--json", path + ".json"])
+try:  # the library's limit: what the analysis adds to the process (the CLI's covers it all)
+    res = ncinspect.analyze_file(path, memory_limit=parse_size(limit))
+    rc = 0
+    metrics = {"snapshots": [{"metrics": res.snapshots[0].metrics}]}
+    open(path + ".json", "w").write(json.dumps(metrics))
+except ncinspect.errors.ResourceLimitError as exc:
+    print(f"ncinspect: error: {exc}", file=sys.stderr)
+    rc = 3
 print(rc, tracemalloc.get_traced_memory()[1])
 """
 

@@ -19,7 +19,6 @@ from ncinspect.errors import (
     ShapeMismatchError,
     UnreadableFileError,
     UnsupportedDtypeError,
-    UsageError,
 )
 
 from ..helpers import make_data
@@ -332,19 +331,14 @@ def test_test_split_uses_own_means_unless_train_is_asked(tmp_path):
             g = f.create_group(f"{split}/epoch_0001")
             g["features"], g["weights"] = h + shift, m
     own = ncinspect.analyze_file(path, snapshot="/test/*")[0]
-    assert own.ncc_means == "own"
+    assert own.ncc_centres == "own"
     assert own.metrics == ncinspect.analyze(h + 0.7, y, weights=m).metrics
-    train = ncinspect.analyze_file(path, snapshot="/test/*", ncc_means="train")[0]
-    assert train.ncc_means == "train:/train/epoch_0001"
+    train = ncinspect.analyze_file(path, snapshot="/test/*", ncc_centres="train")[0]
+    assert train.ncc_centres == "train:/train/epoch_0001"
     means = ncinspect.analyze(h, y).arrays.means
     direct = ncinspect.analyze(h + 0.7, y, weights=m, ncc_centres=means)
-    assert direct.ncc_means == "given"
+    assert direct.ncc_centres == "given"
     assert train.metrics == direct.metrics
-    with pytest.warns(DeprecationWarning, match="ncc_centres"):
-        older_name = ncinspect.analyze(h + 0.7, y, weights=m, ncc_means=means)
-    assert older_name.metrics == direct.metrics and older_name.ncc_means == "given"
-    with pytest.raises(UsageError, match="not both"):
-        ncinspect.analyze(h + 0.7, y, weights=m, ncc_centres=means, ncc_means=means)
 
 
 def test_file_being_written_is_read_without_the_lock_with_a_note(tmp_path):

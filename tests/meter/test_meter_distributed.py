@@ -144,3 +144,45 @@ def test_two_process_gloo_group_gives_the_single_process_result(tmp_path):
     h, y, w, b = _data(seed)
     ref = ncinspect.analyze(h, y, weights=w, bias=b).metrics
     _close(got[0], json.loads(json.dumps(ref)))
+
+
+def _worker_absent(rank, world, init, out, seed):
+    """Rank 1 has no row of class 2, no rank has a row of class 4; states on the device."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        h, y, w, b = _data(seed)
+        keep = y != 4
+        h, y = h[keep], y[keep]
+        owner = np.where(y == 2, 0, np.arange(len(y)) % world)
+        p = np.flatnonzero(owner == rank)
+        meter = ncinspect.Meter(weights=torch.from_numpy(w), bias=torch.from_numpy(b))
+        for chunk in np.array_split(p, 3):
+            meter.update(torch.from_numpy(h[chunk]).float(), torch.from_numpy(y[chunk]))
+        all_reduce_meter(meter)
+        assert isinstance(meter.pass_state().sums, torch.Tensor)  # reduced where it lives
+        meter.next_pass()
+        for chunk in np.array_split(p, 2):
+            meter.update(torch.from_numpy(h[chunk]).float(), torch.from_numpy(y[chunk]))
+        all_reduce_meter(meter)
+        with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+            json.dump(meter.compute().metrics, f)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_process_gloo_group_with_absent_classes(tmp_path):
+    seed = 7
+    init = f"file://{tmp_path / 'rendezvous'}"
+    mp.spawn(_worker_absent, args=(2, init, str(tmp_path), seed), nprocs=2, join=True)
+    got = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert got[0] == got[1]
+    h, y, w, b = _data(seed)
+    keep = y != 4
+    one = ncinspect.Meter(weights=w, bias=b)
+    for _ in range(2):
+        one.update(h[keep].astype(np.float32), y[keep])
+        if one.pass_number == 1:
+            one.next_pass()
+    _close(got[0], json.loads(json.dumps(one.compute().metrics)))

@@ -10,6 +10,7 @@ from ncinspect import metrics as M
 from ncinspect.analyze import analyze
 from ncinspect.metrics import kernels as K
 from ncinspect.metrics import linalg as L
+from ncinspect.metrics import pairs
 from ncinspect.metrics.registry import spec
 
 from ..helpers import make_data, simplex_etf
@@ -174,6 +175,7 @@ def test_tiled_pairwise_matches_direct(monkeypatch):
     var = rng.random(40)
     cd = M.cdnv(var, v)
     monkeypatch.setattr(L, "TILE_ELEMS", 50)  # tiles of one row
+    monkeypatch.setattr(pairs, "PAIR_BLOCK", 3)  # the pair sweep in 3 x 3 tiles
     tiled = M.pairwise_cosine_stats(v)
     close(tiled[0], full[0], rtol=1e-12)
     close(tiled[1], full[1], rtol=1e-12)

@@ -271,5 +271,5 @@ def test_progress_announces_the_rows_it_reads(tmp_path, pattern):
             self.done += n
 
     p = Progress()
-    analyze_file(path, snapshot=pattern, progress=p, ncc_means="train")
+    analyze_file(path, snapshot=pattern, progress=p, ncc_centres="train")
     assert p.expected == p.done > 0

@@ -150,7 +150,7 @@ def test_invariances():
     q = np.linalg.qr(rng.standard_normal((h.shape[1], h.shape[1])))[0]
     variants = {
         "order": analyze_regression(h[perm], y[perm], weights=w),
-        "row scale": analyze_regression(h * rng.uniform(0.1, 10, (len(h), 1)), y, weights=w),
+        "global scale": analyze_regression(h * 37.0, y, weights=w),
         "rotation": analyze_regression(h @ q, y, weights=w @ q),
         "w scale": analyze_regression(h, y, weights=7.0 * w),
         "target scale+shift": analyze_regression(h, 3.0 * y + 5.0, weights=w),
@@ -158,6 +158,27 @@ def test_invariances():
     for name, res in variants.items():
         for key in REGRESSION_KEYS:
             _close(res.metrics[key], base[key], rtol=1e-8, atol=1e-13), name
+    # scaling each row changes the principal directions of the features (nrc1), not the
+    # normalised rows that nrc2 and nrc3 look at
+    rows = analyze_regression(h * rng.uniform(0.1, 10, (len(h), 1)), y, weights=w).metrics
+    for key in ("nrc2", "nrc3"):
+        _close(rows[key], base[key], rtol=1e-8, atol=1e-13)
+
+
+def test_nrc1_takes_the_principal_directions_of_the_centred_features():
+    """spec/metrics.md: P_pca projects on the top t principal directions of the centred
+    features h_i (0.2 took those of the normalised h^_i, which differ here)."""
+    # rows (3, 1) and (-1, 1): centred, (+-2, 0), so P_pca = e1 e1^T and the residual of
+    # h^ = h/||h|| is its squared second coordinate: 1/10 and 1/2, mean 0.3
+    h = np.array([[3.0, 1.0], [-1.0, 1.0]] * 3)
+    y = np.arange(6.0)[:, None]
+    got = analyze_regression(h, y).metrics["nrc1"]
+    _close(got, 0.3, rtol=1e-12)
+    hn = h / np.linalg.norm(h, axis=1, keepdims=True)
+    hc = hn - hn.mean(axis=0)
+    u = np.linalg.eigh(hc.T @ hc)[1][:, -1]  # the normalised variant's direction
+    normalised = float(np.mean(np.sum((hn - np.outer(hn @ u, u)) ** 2, axis=1)))
+    assert abs(normalised - 0.3) > 0.02
 
 
 def test_dask_equals_local():

@@ -126,7 +126,7 @@ def test_trajectory_runs_with_identical_values_stay_visible(runs):
 def test_trajectory_accepts_axes_and_single_run(runs):
     report = runs["wd"][1]
     fig0, axes = plt.subplots(3, 4)  # ten panels
-    fig = plot_trajectory(report, axes=axes)
+    fig = plot_trajectory(report, ax=axes)
     assert fig is fig0
     assert _lines(fig, "wd|nc1|train")  # default label: the file name without suffix
 
@@ -295,7 +295,9 @@ def test_sample_projection_matches_an_independent_projection(runs):
     res.arrays.update(arrs)
     fig = plot_projection(res)
     ax = fig.axes[0]
-    centres = next(c for c in ax.collections if c.get_gid() == "means").get_offsets()
+    centres = np.concatenate(  # one collection per class (its own marker), in class order
+        [c.get_offsets() for c in ax.collections if c.get_gid() == "means"]
+    )
     np.testing.assert_allclose(centres, (means - mu_g) @ basis.T, atol=1e-12)
     points = sum(
         len(c.get_offsets()) for c in ax.collections if (c.get_gid() or "").startswith("class|")

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 
 from ncinspect.cli import main
-from ncinspect.text import LABEL_LIMIT, NAME_LIMIT, TEXT_LIMIT, clip, markup, mpl_text
+from ncinspect.text import LABEL_LIMIT, NAME_LIMIT, TEXT_LIMIT, cut, markup, mpl_text
 
 from ..helpers import make_data
 
@@ -30,9 +30,10 @@ def _dump(path, n=BIG) -> tuple[str, str]:
 
 
 def test_clip_says_the_cut():
-    assert clip("abc", 10) == "abc"
-    cut = clip("x" * 10_000, 60)
-    assert len(cut) <= 60 and cut.endswith("\u2026 (10,000 chars)") and cut.startswith("xx")
+    assert cut("abc", 10) == "abc"
+    cut_text = cut("x" * 10_000, 60)
+    assert len(cut_text) <= 60 and cut_text.endswith("\u2026 (10,000 chars)")
+    assert cut_text.startswith("xx")
     assert len(markup("y" * 10**6)) < TEXT_LIMIT + 40
     assert len(mpl_text("$" * 10**6)) < 2 * NAME_LIMIT + 40  # "$" escaped after the cut
     assert len(mpl_text("z" * 10**6, LABEL_LIMIT)) <= LABEL_LIMIT

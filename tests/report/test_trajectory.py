@@ -63,12 +63,31 @@ def test_groups_are_sorted_by_epoch_within_split_and_layer():
     ]
     groups = group_trajectories(shuffled)
     assert [r.name for r in groups[("train", None)]] == ["a", "b"]
-    assert list(groups) == [("train", None), ("test", None), ("train", "layer_1"), (None, None)]
+    # the training split's groups first, then test, then others; file order within
+    assert list(groups) == [("train", None), ("train", "layer_1"), (None, None), ("test", None)]
     # the training trajectory includes snapshots without a split
     assert [r.name for r in trajectory(shuffled)] == ["c", "a", "b"]
     assert [r.name for r in trajectory(shuffled, split="test")] == ["t"]
     assert final_snapshot(shuffled).name == "b"
     assert final_snapshot([_res("t", 3, "test")]).name == "t"
+
+
+def test_tables_list_train_then_test_then_other_splits():
+    """A dump whose groups sort /test, /train, /val (natural order) reads train first."""
+    from ncinspect.render.table import compact_table
+    from ncinspect.report import Report
+
+    results = [
+        _res("/test/epoch_0001", 1, "test"),
+        _res("/train/epoch_0001", 1, "train"),
+        _res("/val/epoch_0001", 1, "val"),
+        _res("/test/epoch_0002", 2, "test"),
+        _res("/train/epoch_0002", 2, "train"),
+    ]
+    assert [k[0] for k in group_trajectories(results)] == ["train", "test", "val"]
+    text = _text(compact_table(Report(file="run.h5", snapshots=results)))
+    rows = [text.index(name) for name in ("/train/epoch_0001", "/test/epoch_0001", "/val/")]
+    assert rows == sorted(rows)
 
 
 def test_layer_depths_put_the_classifier_layer_last():

@@ -44,21 +44,40 @@ def test_meter_in_random_batches_equals_analyze(backend, seed):
 
 
 def test_meter_checks_device_batches(backend):
+    """Shapes and dtypes are refused at update(); values (labels, NaN) of device batches
+    are counted on the device and refused at the end of the pass (host rows: at once)."""
     from ncinspect.errors import InvalidDataError, UnsupportedDtypeError
 
     h, y, m = make_data(C=3, d=6, n=10)
+    for labels, match in ((y + 1, "label 3 is not in"), (y - 1, "label -1 is not in")):
+        meter = ncinspect.Meter(weights=backend(m))
+        with pytest.raises(InvalidDataError, match=match):
+            meter.update(backend(h), backend(labels))
+            meter.next_pass()
     meter = ncinspect.Meter(weights=backend(m))
-    with pytest.raises(InvalidDataError, match="not in"):
-        meter.update(backend(h), backend(y + 1))
     with pytest.raises(InvalidDataError, match="integers"):
         meter.update(backend(h), backend(y + 0.5))
+        meter.next_pass()
+    meter = ncinspect.Meter(weights=backend(m))
     with pytest.raises(InvalidDataError, match="2-D"):
         meter.update(backend(h[0]), backend(y[:1]))
     with pytest.raises(UnsupportedDtypeError, match="dtype"):
         meter.update(backend(h > 0), backend(y))
-    meter.update(backend(h), backend(y))
-    meter.next_pass()
     bad = h.copy()
     bad[2, 1] = np.nan
+    meter.update(backend(h[:5]), backend(y[:5]))
+    meter.update(backend(bad), backend(y))
+    with pytest.raises(InvalidDataError, match="1 row.* NaN/Inf values, first at row 7"):
+        meter.next_pass()
+    meter = ncinspect.Meter(weights=backend(m))
+    meter.update(backend(h), backend(y))
+    meter.next_pass()
     with pytest.raises(InvalidDataError, match="NaN"):
         meter.update(backend(bad), backend(y))
+        meter.compute()
+    # float labels that are integers in value are taken as such
+    meter = ncinspect.Meter(weights=backend(m))
+    meter.update(backend(h), backend(y.astype(np.float64)))
+    meter.next_pass()
+    meter.update(backend(h), backend(y))
+    _same(meter.compute(), ncinspect.analyze(h, y, weights=m))

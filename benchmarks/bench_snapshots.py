@@ -1,0 +1,104 @@
+"""Benchmark the fixed cost of one snapshot in ``ncinspect report`` and ``ncinspect info``.
+
+Run from the repository root (not part of the test suite)::
+
+    python benchmarks/bench_snapshots.py                    # 200 and 1,000 snapshots
+    python benchmarks/bench_snapshots.py --sizes 1000,10000 # the issue's 10,000
+    python benchmarks/bench_snapshots.py --profile          # cProfile of the larger report
+
+For each size S an HDF5 dump of S tiny snapshots (40 rows, d = 8, C = 4 features and a
+classifier per snapshot, labels once at the top) is written to a temporary folder; then
+``report FILE --json OUT --quiet`` and ``info FILE`` run in-process (imports and one warm-up
+run excluded), their output sent to a null device. The per-snapshot cost is the slope
+between the two sizes, ``(t(S2) - t(S1)) / (S2 - S1)``, so what is paid once per file
+(imports, the HDF5 metadata probe's child, the process) drops out. Both the wall-clock time
+and the CPU time of the process are reported: on a shared machine the CPU time is the figure
+to read (wall time includes waiting for a core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import os
+import pstats
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def write_dump(path: str, snapshots: int, n: int = 40, d: int = 8, C: int = 4) -> None:
+    import h5py
+
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        f["labels"] = np.arange(n) % C
+        for e in range(snapshots):
+            g = f.create_group(f"epoch_{e:05d}")
+            g["features"] = rng.standard_normal((n, d)).astype("f4")
+            g["weights"] = rng.standard_normal((C, d)).astype("f4")
+            g.attrs["epoch"] = e
+
+
+def run(args: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one in-process CLI call, stdout and stderr discarded."""
+    from ncinspect.cli import main
+
+    sink = open(os.devnull, "w")  # noqa: SIM115 - closed below
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            w0, c0 = time.perf_counter(), time.process_time()
+            rc = main(args)
+            w1, c1 = time.perf_counter(), time.process_time()
+    finally:
+        sink.close()
+    if rc != 0:
+        raise SystemExit(f"ncinspect {' '.join(args)} exited {rc}")
+    return w1 - w0, c1 - c0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="200,1000", help="two snapshot counts, S1,S2")
+    parser.add_argument("--profile", action="store_true", help="cProfile the larger report")
+    opts = parser.parse_args()
+    s1, s2 = (int(x) for x in opts.sizes.split(","))
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for s in (s1, s2):
+            files[s] = os.path.join(tmp, f"snaps{s}.h5")
+            write_dump(files[s], s)
+        out = os.path.join(tmp, "out.json")
+        run(["report", files[s1], "--json", out, "--quiet"])  # imports, caches
+        results = {}
+        for command in ("report", "info"):
+            for s in (s1, s2):
+                extra = ["--json", out, "--quiet"] if command == "report" else []
+                results[command, s] = run([command, files[s], *extra])
+        print(f"ncinspect {sys.argv[0]}: {s1} and {s2} snapshots (40 x 8, C = 4)")
+        print(f"{'command':8} {'S':>6} {'wall s':>8} {'cpu s':>8}")
+        for (command, s), (wall, cpu) in results.items():
+            print(f"{command:8} {s:>6} {wall:8.2f} {cpu:8.2f}")
+        print("per snapshot (slope between the two sizes):")
+        for command in ("report", "info"):
+            (w1, c1), (w2, c2) = results[command, s1], results[command, s2]
+            print(
+                f"  {command:8} wall {1e3 * (w2 - w1) / (s2 - s1):6.2f} ms   "
+                f"cpu {1e3 * (c2 - c1) / (s2 - s1):6.2f} ms"
+            )
+        if opts.profile:
+            prof = cProfile.Profile()
+            prof.enable()
+            run(["report", files[s2], "--json", out, "--quiet"])
+            prof.disable()
+            text = io.StringIO()
+            pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(25)
+            print(text.getvalue())
+
+
+if __name__ == "__main__":
+    main()

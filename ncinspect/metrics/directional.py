@@ -1,0 +1,86 @@
+"""Directional variability ``nc1_cdnv_directional`` (Luthra, Salunkhe & Galanti 2026) from the
+pass-2 pair table of :mod:`ncinspect.stats_pairs` (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..stats import pow2_scale
+from .linalg import tile_rows
+from .nulls import MetricValues
+
+__all__ = ["KEY", "cdnv_directional", "set_directional"]
+
+KEY = "nc1_cdnv_directional"
+
+
+def cdnv_directional(table: np.ndarray, counts: np.ndarray, centred: np.ndarray) -> float | None:
+    """Mean over unordered pairs c < c' of ``(q(c, u) + q(c', u)) / (2 ||mu_c - mu_c'||^2)``.
+
+    Parameters
+    ----------
+    table : (C, C) ``A[c, c'] = sum_{y_i = c} ((h_i - mu_c) . (mu_c - mu_c'))^2``, in the
+        units of ``centred`` to the fourth power.
+    counts : (C,) ``n_c`` (at least 1).
+    centred : (C, d) the centred class means ``mu_c - mu_G``.
+
+    Notes
+    -----
+    With ``D = ||mu_c - mu_c'||`` and ``u = (mu_c - mu_c') / D``, ``q(c, u) = (1/n_c)
+    sum_{y_i=c} ((h_i - mu_c) . u)^2 = A[c, c'] / (n_c D^2)``, so each pair contributes
+    ``(A[c, c'] / n_c + A[c', c] / n_c') / (2 D^4)``. Distances come from the centred means
+    in tiles (as for ``nc1_cdnv``); ``centred`` and ``table`` are first divided by a power
+    of two and its fourth power (exact), which leaves the value unchanged. None when two
+    class means coincide or C < 2.
+    """
+    C = centred.shape[0]
+    if C < 2:
+        return None
+    s = pow2_scale(centred)
+    if s != 1.0:
+        centred = centred / s
+        with np.errstate(under="ignore", over="ignore"):
+            table = table / (s * s) / (s * s)
+    n = np.asarray(counts, dtype=np.float64)
+    sq = np.einsum("ij,ij->i", centred, centred)
+    total, count = 0.0, 0
+    step = tile_rows(C, C)
+    for i in range(0, C, step):
+        rows = np.arange(i, min(i + step, C))  # pairs (c, c') with c' > c only
+        dist = sq[rows, None] + sq[None, i:] - 2.0 * (centred[rows] @ centred[i:].T)
+        mask = np.arange(i, C)[None, :] > rows[:, None]
+        dist = dist[mask]
+        if np.any(dist <= 0):
+            return None
+        fwd = table[rows, i:] / n[rows, None]  # q(c, u) n_c D^2 / n_c
+        bwd = table[i:, rows].T / n[None, i:]  # the same for c'
+        total += float(np.sum((fwd + bwd)[mask] / (2.0 * dist * dist)))
+        count += dist.size
+    return total / count
+
+
+def set_directional(
+    out: MetricValues,
+    table: np.ndarray | None,
+    pair_reason: str | None,
+    rows: np.ndarray,
+    counts: np.ndarray,
+    centred: np.ndarray,
+    class_reason: str | None,
+) -> None:
+    """Set :data:`KEY` in ``out`` for the present classes ``rows`` (codes) with their
+    ``counts`` and ``centred`` means (the pass-2 units); ``table`` the (C_total, C_total)
+    pass-2 table, ``pair_reason`` why it was not summed (None: it was). A missing table
+    (statistics that never carried one, e.g. a Meter state saved before 0.3) is null, never
+    read as zeros."""
+    if class_reason:
+        out.set(KEY, None, class_reason)
+    elif pair_reason is not None:
+        out.set(KEY, None, pair_reason)
+    elif np.all(counts < 2):
+        out.set(KEY, None, "every class has one sample: within-class scatter is undefined")
+    elif table is None:
+        out.set(KEY, None, "the pass-2 statistics carry no directional table")
+    else:
+        sub = table[np.ix_(rows, rows)]
+        out.set(KEY, cdnv_directional(sub, counts, centred), "two class means coincide")

@@ -1,0 +1,349 @@
+"""The class-pair sweep: every statistic over unordered pairs of classes from one pass over
+the pair tiles (numpy only).
+
+NC2's cosines (``nc2_equiangular_*``, ``nc2_maxangle_*``), GNC2's hyperspherical statistics
+(``gnc2_*``), CDNV (``nc1_cdnv``, ``nc1_cdnv_exp2``) and ``minority_collapse`` are sums
+over the C(C-1)/2 pairs c < c'. :func:`pair_sweep` forms each tile's products once and takes
+every one of them from it.
+
+Tiles: the classes are cut into blocks of :data:`PAIR_BLOCK` rows; tile (I, J), J >= I, holds
+the pairs of block I with block J (the upper triangle of the diagonal tile (I, I)), its
+values flattened in row-major order. A work item is one block row I (its tiles in J order);
+the work items run through a ``map``-like callable (the caller's thread pool, or the
+built-in ``map``) and are merged in I order, so the result is the same, bit for bit, whatever
+the number of threads. Up to :data:`PAIR_BLOCK` classes there is one tile and every value is
+that of the formulas written directly over the upper triangle (same operations, same order).
+Moments are merged exactly (Chan); O(C^2 d) time, O(threads x PAIR_BLOCK^2) memory.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..stats import Moments, pow2_scale
+from .linalg import unit
+
+__all__ = ["PAIR_BLOCK", "UnitPairs", "CdnvPairs", "PairStats", "unit_rows", "pair_sweep"]
+
+PAIR_BLOCK = 256  #: rows of one block: a tile holds at most PAIR_BLOCK^2 pairs (512 KiB)
+
+
+@dataclass
+class UnitPairs:
+    """Pair statistics of one set of unit vectors u_c (centred means or classifier rows).
+
+    ``cos``: moments of ``clip(u_c . u_c', -1, 1)``; ``abs_sum``: sum of ``|cos + 1/(C-1)|``;
+    ``dist``, ``log``: moments of ``||u_c - u_c'|| = sqrt(max(2 - 2 cos, 0))`` and of its
+    ``log(1/dist)``; ``coincide``: some dist is 0 (the log moments are then meaningless);
+    ``minority_sum``, ``minority_count``: the sum of the clipped cosines and the number of
+    the pairs whose two classes are both in ``minority`` (0 without a mask).
+    """
+
+    cos: Moments = field(default_factory=Moments)
+    abs_sum: float = 0.0
+    dist: Moments = field(default_factory=Moments)
+    log: Moments = field(default_factory=Moments)
+    coincide: bool = False
+    minority_sum: float = 0.0
+    minority_count: int = 0
+
+    def merge(self, other: UnitPairs) -> UnitPairs:
+        return UnitPairs(
+            self.cos.merge(other.cos),
+            self.abs_sum + other.abs_sum,
+            self.dist.merge(other.dist),
+            self.log.merge(other.log),
+            self.coincide or other.coincide,
+            self.minority_sum + other.minority_sum,
+            self.minority_count + other.minority_count,
+        )
+
+
+@dataclass
+class CdnvPairs:
+    """``sum (v_c + v_c') / (2 D)`` and ``sum (v_c + v_c') / (2 D^2)`` over pairs, with
+    ``D = ||m_c - m_c'||^2`` of the rescaled centred means; ``coincide``: some D <= 0."""
+
+    total1: float = 0.0
+    total2: float = 0.0
+    count: int = 0
+    coincide: bool = False
+
+    def merge(self, other: CdnvPairs) -> CdnvPairs:
+        return CdnvPairs(
+            self.total1 + other.total1,
+            self.total2 + other.total2,
+            self.count + other.count,
+            self.coincide or other.coincide,
+        )
+
+
+@dataclass
+class PairStats:
+    """What :func:`pair_sweep` returns: one :class:`UnitPairs` per unit set (None where the
+    set was not given), the :class:`CdnvPairs` (None when not asked) and the power of two
+    ``cdnv_scale`` the centred means were divided by (the variances by its square)."""
+
+    units: list[UnitPairs | None]
+    cdnv: CdnvPairs | None
+    cdnv_scale: float = 1.0
+
+
+def unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(units, norms)``: the rows of ``vectors`` divided (after an exact power-of-two
+    rescaling) by their norms; zero or non-finite rows give zero units."""
+    v = unit(vectors)
+    norms = np.linalg.norm(v, axis=1)
+    ok = (norms > 0) & np.isfinite(norms)
+    if ok.all():
+        return v / norms[:, None], norms
+    with np.errstate(invalid="ignore", divide="ignore"):
+        units = np.where(ok[:, None], v / np.where(ok, norms, 1.0)[:, None], 0.0)
+    return units, norms
+
+
+class _Plan:
+    """The inputs of one sweep, shared (read-only) by the work items."""
+
+    def __init__(self, units, minority, variances, centred):
+        self.units = [None if u is None else np.ascontiguousarray(u) for u in units]
+        self.minority = minority
+        self.C = next(a.shape[0] for a in (*self.units, centred) if a is not None)
+        self.variances, self.centred = variances, centred
+        self.sq = None if centred is None else np.einsum("ij,ij->i", centred, centred)
+        self.block = max(1, int(PAIR_BLOCK))
+        self.local = threading.local()
+
+    def buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This thread's three work arrays of one tile."""
+        buf = getattr(self.local, "buf", None)
+        if buf is None:
+            n = self.block * self.block
+            buf = self.local.buf = (np.empty(n), np.empty(n), np.empty(n))
+        return buf
+
+
+def pair_sweep(
+    units: list[np.ndarray | None],
+    *,
+    minority: list[np.ndarray | None] | None = None,
+    cdnv: tuple[np.ndarray, np.ndarray] | None = None,
+    map: Callable = map,  # noqa: A002 - a map-like callable, the built-in by default
+) -> PairStats:
+    """Every pair statistic of one class set from one sweep over the pair tiles.
+
+    Parameters
+    ----------
+    units : list of (C, d) arrays or None
+        Unit rows (:func:`unit_rows`) of each vector set; None skips a set.
+    minority : list of (C,) bool arrays or None, optional
+        Per set, the classes whose pairs ``minority_sum`` / ``minority_count`` count.
+    cdnv : (variances (C,), centred (C, d)), optional
+        ``v_c`` in the units of ``centred`` squared and the centred means; both are divided
+        by the power of two of ``centred`` (exact) before the sums.
+    map : callable
+        ``map(fn, items)`` returning the results in item order (e.g. a thread pool's map;
+        BLAS should run one thread per worker). The result does not depend on it.
+    """
+    centred = variances = None
+    scale = 1.0
+    if cdnv is not None:
+        variances, centred = cdnv
+        scale = pow2_scale(centred)
+        if scale != 1.0:
+            centred = centred / scale
+            with np.errstate(under="ignore", over="ignore"):
+                variances = variances / scale / scale
+    minority = list(minority or [None] * len(units))
+    plan = _Plan(units, minority, variances, centred)
+    n_blocks = -(-plan.C // plan.block)
+    rows = list(map(lambda i: _block_row(plan, i, n_blocks), range(n_blocks)))
+    out_units: list[UnitPairs | None] = [None if u is None else UnitPairs() for u in plan.units]
+    out_cdnv = None if centred is None else CdnvPairs()
+    for row_units, row_cdnv in rows:
+        out_units = [
+            a if b is None else a.merge(b) for a, b in zip(out_units, row_units, strict=True)
+        ]
+        if out_cdnv is not None:
+            out_cdnv = out_cdnv.merge(row_cdnv)
+    return PairStats(out_units, out_cdnv, scale)
+
+
+def _block_row(plan: _Plan, i: int, n_blocks: int):
+    """The merged statistics of the tiles (i, j), j = i .. n_blocks - 1, in j order."""
+    b, C = plan.block, plan.C
+    a0, a1 = i * b, min((i + 1) * b, C)
+    acc_u: list[UnitPairs | None] = [None if u is None else UnitPairs() for u in plan.units]
+    acc_c = None if plan.centred is None else CdnvPairs()
+    with np.errstate(divide="ignore", invalid="ignore", under="ignore", over="ignore"):
+        for j in range(i, n_blocks):
+            b0, b1 = j * b, min((j + 1) * b, C)
+            mask = None
+            if i == j:  # the upper triangle of the diagonal tile
+                r = np.arange(a0, a1)
+                mask = np.arange(b0, b1)[None, :] > r[:, None]
+            for k, u in enumerate(plan.units):
+                if u is not None:
+                    tile = _unit_tile(plan, u, plan.minority[k], a0, a1, b0, b1, mask)
+                    acc_u[k] = acc_u[k].merge(tile)
+            if acc_c is not None:
+                acc_c = acc_c.merge(_cdnv_tile(plan, a0, a1, b0, b1, mask))
+    return acc_u, acc_c
+
+
+def _flat(block: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """The tile's values in row-major order (a view of ``block`` off the diagonal)."""
+    return block.ravel() if mask is None else block[mask]
+
+
+def _moments(x: np.ndarray, tmp: np.ndarray) -> Moments:
+    """:meth:`Moments.of` of ``x`` (same operations), with ``tmp`` as work space."""
+    n = x.size
+    if n == 0:
+        return Moments()
+    mean = float(x.mean())
+    t = np.subtract(x, mean, out=tmp[:n])
+    np.square(t, out=t)
+    return Moments(n, mean, float(t.sum()))
+
+
+def _view(buf: np.ndarray, m: int, n: int) -> np.ndarray:
+    return buf[: m * n].reshape(m, n)
+
+
+def _unit_tile(plan: _Plan, u, minority, a0, a1, b0, b1, mask) -> UnitPairs:
+    """The :class:`UnitPairs` of one tile, with the operations of the direct formulas."""
+    x_buf, tmp, _ = plan.buffers()
+    # on the diagonal the product of a block with itself: the symmetric product numpy takes
+    # for ``U @ U.T``, as the direct formula over all C classes does
+    block = np.matmul(u[a0:a1], u[b0:b1].T, out=_view(x_buf, a1 - a0, b1 - b0))
+    cos = _flat(block, mask)
+    n = cos.size
+    if n == 0:
+        return UnitPairs()
+    np.clip(cos, -1.0, 1.0, out=cos)
+    out = UnitPairs(cos=_moments(cos, tmp))
+    t = np.add(cos, 1.0 / (plan.C - 1), out=tmp[:n])
+    out.abs_sum = float(np.abs(t, out=t).sum())
+    if minority is not None:
+        both = minority[a0:a1, None] & minority[None, b0:b1]
+        sel = cos[_flat(both, mask)]
+        out.minority_sum, out.minority_count = float(sel.sum()), int(sel.size)
+    dist = np.multiply(cos, 2.0, out=cos)  # the cosines are no longer needed
+    np.subtract(2.0, dist, out=dist)  # >= +0 for cos in [-1, 1]: max(., 0) changes no bit
+    np.sqrt(dist, out=dist)
+    out.coincide = bool(dist.min() == 0)
+    out.dist = _moments(dist, tmp)
+    logs = np.log(dist, out=dist)
+    m = _moments(logs, tmp)  # of log(dist): log(1/dist) has the opposite mean, same m2
+    out.log = Moments(m.count, -m.mean, m.m2)
+    return out
+
+
+def _cdnv_tile(plan: _Plan, a0, a1, b0, b1, mask) -> CdnvPairs:
+    """The CDNV sums of one tile (both powers from one squared distance)."""
+    x_buf, tmp, t_buf = plan.buffers()
+    cen, sq, var = plan.centred, plan.sq, plan.variances
+    m, k = a1 - a0, b1 - b0
+    prod = np.matmul(cen[np.arange(a0, a1)], cen[b0:b1].T, out=_view(x_buf, m, k))
+    np.multiply(prod, 2.0, out=prod)
+    dist = np.add(sq[a0:a1, None], sq[None, b0:b1], out=_view(tmp, m, k))
+    np.subtract(dist, prod, out=dist)
+    vsum = np.add(var[a0:a1, None], var[None, b0:b1], out=prod)
+    dist, vsum = _flat(dist, mask), _flat(vsum, mask)
+    n = dist.size
+    if n == 0:
+        return CdnvPairs()
+    out = CdnvPairs(count=n, coincide=bool(dist.min() <= 0))
+    t = np.multiply(dist, 2.0, out=t_buf[:n])
+    out.total1 = float(np.divide(vsum, t, out=t).sum())
+    np.multiply(dist, 2.0, out=t)
+    np.multiply(t, dist, out=t)
+    out.total2 = float(np.divide(vsum, t, out=t).sum())
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# the class-level sets of a snapshot, and the values read from the sums
+# --------------------------------------------------------------------------------------
+@dataclass
+class ClassPairs:
+    """The pair sums of a snapshot's present classes (:func:`class_pairs`).
+
+    ``means`` / ``weights``: the :class:`UnitPairs` of the centred means and of the
+    classifier rows (None when not swept); ``means_ok`` / ``weights_ok``: every row has a
+    finite non-zero norm; ``minority_ok``: at least two minority classes, none with a zero
+    classifier row; ``cdnv`` and ``cdnv_scale`` as in :class:`PairStats`.
+    """
+
+    means: UnitPairs | None = None
+    means_ok: bool = False
+    weights: UnitPairs | None = None
+    weights_ok: bool = False
+    minority_ok: bool = False
+    cdnv: CdnvPairs | None = None
+    cdnv_scale: float = 1.0
+
+
+def minority_classes(counts: np.ndarray) -> np.ndarray:
+    """The minority classes of Fang et al.: ``n_c < max(n) / 2``."""
+    return counts < counts.max() / 2.0
+
+
+def class_pairs(
+    centred: np.ndarray,
+    weights: np.ndarray | None,
+    counts: np.ndarray,
+    *,
+    cdnv: tuple[np.ndarray, np.ndarray] | None = None,
+    map: Callable = map,  # noqa: A002
+) -> ClassPairs:
+    """One :func:`pair_sweep` over the present classes: the centred means (NC2, GNC2), the
+    classifier rows (NC2, GNC2, minority collapse) and, given ``cdnv = (variances,
+    centred)`` (the centred means in the variances' units), CDNV. Nothing is swept below two
+    classes."""
+    out = ClassPairs()
+    if centred.shape[0] < 2:
+        return out
+    mu, mn = unit_rows(centred)
+    out.means_ok = bool(np.all((mn > 0) & np.isfinite(mn)))
+    sets, masks = [mu], [None]
+    if weights is not None:
+        wu, wn = unit_rows(weights)
+        good = (wn > 0) & np.isfinite(wn)
+        out.weights_ok = bool(good.all())
+        minority = minority_classes(counts)
+        out.minority_ok = bool(np.count_nonzero(minority) >= 2 and good[minority].all())
+        sets.append(wu)
+        masks.append(minority if out.minority_ok else None)
+    stats = pair_sweep(sets, minority=masks, cdnv=cdnv, map=map)
+    out.means = stats.units[0]
+    out.weights = stats.units[1] if weights is not None else None
+    out.cdnv, out.cdnv_scale = stats.cdnv, stats.cdnv_scale
+    return out
+
+
+def cosine_values(p: UnitPairs) -> tuple[float, float]:
+    """``(equiangular, maxangle)``: population std of the cosines and mean of
+    ``|cos + 1/(C-1)|`` over the pairs."""
+    return float(np.sqrt(p.cos.m2 / p.cos.count)), p.abs_sum / p.cos.count
+
+
+def hyperspherical_values(p: UnitPairs) -> tuple[float, float, float] | None:
+    """``(var log(1/dist), var dist, mean log(1/dist))``; None when two directions coincide."""
+    if p.coincide:
+        return None
+    return p.log.m2 / p.log.count, p.dist.m2 / p.dist.count, p.log.mean
+
+
+def cdnv_values(p: CdnvPairs, scale: float) -> tuple[float | None, float | None]:
+    """``(cdnv, cdnv_exp2)``: the power-1 mean (scale-free) and the power-2 mean in the units
+    the centred means had before the sweep's rescaling; None when two means coincide."""
+    if p.coincide or p.count == 0:
+        return None, None
+    with np.errstate(under="ignore", over="ignore"):
+        return p.total1 / p.count, p.total2 / p.count / scale / scale

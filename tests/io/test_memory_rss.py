@@ -1,0 +1,80 @@
+"""Issue 22 item 9: ``--memory-limit`` bounds the peak resident memory of the whole
+``ncinspect report`` process (within 1.1x), measured from outside on a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+import ncinspect
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(ncinspect.__file__)))
+
+# runs a command and prints the peak RSS (KiB) of its process tree's largest member: the
+# only children of this wrapper are the command (and what the command waited for)
+_PEAK = r"""
+import resource, subprocess, sys
+rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+sys.stderr.write(rc.stderr)
+print(rc.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def _peak(args, tmp_path) -> tuple[int, int, str]:
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable, "-c", _PEAK, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
+    rc, kib = proc.stdout.split()[-2:]
+    return int(rc), int(kib) * 1024, proc.stderr
+
+
+def _wide(path, n=50, d=200_000, C=5):
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("features", shape=(n, d), dtype="f4", chunks=(1, d))
+        for i in range(n):
+            ds[i] = rng.standard_normal(d).astype("f4")
+        f["labels"] = np.arange(n) % C
+        f["weights"] = rng.standard_normal((C, d)).astype("f4")
+
+
+@pytest.mark.slow
+def test_memory_limit_bounds_the_peak_rss_of_the_whole_process(tmp_path):
+    path = tmp_path / "wide.h5"
+    _wide(path)
+    cli = [sys.executable, "-c", "import sys; from ncinspect.cli import main; sys.exit(main())"]
+    # the baseline: a process that only imports what report imports
+    rc, base, err = _peak(
+        [sys.executable, "-c", "import ncinspect.cli, ncinspect.analyze, h5py, scipy.linalg"],
+        tmp_path,
+    )
+    assert rc == 0, err
+    values = {}
+    for limit in (256, 320):
+        out = tmp_path / f"{limit}.json"
+        rc, peak, err = _peak(
+            [*cli, "report", str(path), "--memory-limit", f"{limit}MiB", "-q", "--json", str(out)],
+            tmp_path,
+        )
+        assert rc == 0, err
+        assert peak <= 1.1 * (limit << 20), (limit, peak / 2**20, base / 2**20)
+        values[limit] = json.loads(out.read_text())["snapshots"][0]["metrics"]["nc1"]
+    assert values[256] == pytest.approx(values[320], rel=1e-12)
+    # a limit that cannot hold the process and the class-level matrices is refused, naming
+    # what the process already holds
+    rc, peak, err = _peak([*cli, "report", str(path), "--memory-limit", "150MiB"], tmp_path)
+    assert rc == 3, err
+    assert "already holds" in err and "--memory-limit" in err
+    assert peak <= 1.1 * (150 << 20)

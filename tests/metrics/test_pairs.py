@@ -1,0 +1,166 @@
+"""The class-pair sweep (ncinspect.metrics.pairs): one sweep of the tiles gives every pair
+statistic, equal to the formulas written directly over the C x C matrices of the spec, the
+same bits on any number of threads, and the known answers of an exact simplex ETF."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ncinspect.metrics import pairs as P
+from ncinspect.metrics.linalg import pairwise_upper
+from ncinspect.stats import Moments
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def close(a, b, rtol, atol=0.0):
+    assert a is not None and b is not None
+    assert abs(a - b) <= atol + rtol * abs(b), (a, b)
+
+
+def _direct(M, W, var, counts):
+    """Spec/metrics.md written directly over all pairs c < c' (full C x C matrices)."""
+    C = M.shape[0]
+    iu = np.triu_indices(C, k=1)
+    out = {}
+    for name, v in (("means", M), ("weights", W)):
+        u = v / np.linalg.norm(v, axis=1)[:, None]
+        cos = (u @ u.T)[iu]
+        dist = np.linalg.norm(u[:, None, :] - u[None, :, :], axis=2)[iu]  # ||u_c - u_c'||
+        out[f"equiangular_{name}"] = np.std(cos)
+        out[f"maxangle_{name}"] = np.mean(np.abs(cos + 1.0 / (C - 1)))
+        out[f"gnc2_log_{name}"] = np.var(np.log(1.0 / dist))
+        out[f"gnc2_dist_{name}"] = np.var(dist)
+        out[f"gnc2_energy_{name}"] = np.mean(np.log(1.0 / dist))
+    d2 = np.sum((M[:, None, :] - M[None, :, :]) ** 2, axis=2)[iu]  # ||mu_c - mu_c'||^2
+    vs = (var[:, None] + var[None, :])[iu]
+    out["cdnv"] = np.mean(vs / (2 * d2))
+    out["cdnv_exp2"] = np.mean(vs / (2 * d2**2))
+    minority = counts < counts.max() / 2
+    wm = W[minority] / np.linalg.norm(W[minority], axis=1)[:, None]
+    out["minority"] = np.mean((wm @ wm.T)[np.triu_indices(wm.shape[0], k=1)])
+    return out
+
+
+def _swept(M, W, var, counts, pool=map):
+    p = P.class_pairs(M, W, counts, cdnv=(var, M), map=pool)
+    out = {}
+    for name, s in (("means", p.means), ("weights", p.weights)):
+        eq, ma = P.cosine_values(s)
+        log, dist, energy = P.hyperspherical_values(s)
+        out.update({f"equiangular_{name}": eq, f"maxangle_{name}": ma})
+        out.update({f"gnc2_log_{name}": log, f"gnc2_dist_{name}": dist})
+        out[f"gnc2_energy_{name}"] = energy
+    out["cdnv"], out["cdnv_exp2"] = P.cdnv_values(p.cdnv, p.cdnv_scale)
+    out["minority"] = p.weights.minority_sum / p.weights.minority_count
+    return out, p
+
+
+def _data(C=53, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    M = rng.standard_normal((C, d))
+    W = M + 0.3 * rng.standard_normal((C, d))
+    var = rng.random(C) + 0.1
+    counts = rng.integers(1, 20, C)
+    return M, W, var, counts
+
+
+@pytest.mark.parametrize("block", [256, 8, 5, 1])
+def test_sweep_equals_the_direct_formulas(monkeypatch, block):
+    monkeypatch.setattr(P, "PAIR_BLOCK", block)  # one tile, several, odd edges, one row
+    M, W, var, counts = _data()
+    got, _ = _swept(M, W, var, counts)
+    want = _direct(M, W, var, counts)
+    for key, value in want.items():
+        close(got[key], value, rtol=1e-12, atol=1e-15)
+
+
+def test_one_tile_is_the_direct_upper_triangle_bit_for_bit():
+    """Up to PAIR_BLOCK classes the sweep is the direct formula over the upper triangle:
+    the same operations in the same order, so the same bits as the pre-sweep kernels."""
+    M, W, var, counts = _data(C=40)
+    units, _ = P.unit_rows(M)
+    (cos,) = list(pairwise_upper(units))
+    cos = np.clip(cos, -1.0, 1.0)
+    dist = np.sqrt(np.maximum(2.0 - 2.0 * cos, 0.0))
+    p = P.pair_sweep([units]).units[0]
+    assert p.cos == Moments.of(cos)
+    assert p.abs_sum == float(np.abs(cos + 1.0 / 39).sum())
+    assert p.dist == Moments.of(dist)
+    assert p.log == Moments.of(-np.log(dist))
+
+
+def test_thread_count_changes_no_bit(monkeypatch):
+    monkeypatch.setattr(P, "PAIR_BLOCK", 16)
+    M, W, var, counts = _data(C=301, d=5, seed=3)
+    results = []
+    for threads in (1, 2, 4):
+        with ThreadPoolExecutor(threads) as pool:
+            results.append(_swept(M, W, var, counts, pool.map)[1])
+    assert results[0] == results[1] == results[2]  # dataclass equality: every float exact
+
+
+def test_report_json_byte_identical_for_1_2_4_threads(monkeypatch, tmp_path):
+    from ncinspect.cli import main
+
+    monkeypatch.setattr(P, "PAIR_BLOCK", 3)  # the 10 classes of the dump in 4 x 4 tiles
+    monkeypatch.chdir(ROOT)
+    texts = []
+    for threads in (1, 2, 4):
+        out = tmp_path / f"t{threads}.json"
+        args = ["report", "sample_data/synthetic.h5", "--json", str(out), "-q"]
+        assert main([*args, "--threads", str(threads)]) == 0
+        data = json.loads(out.read_text())
+        data.pop("ncinspect_version", None)
+        texts.append(json.dumps(data, sort_keys=True))
+    assert texts[0] == texts[1] == texts[2]
+    metrics = json.loads(texts[0])["snapshots"][-1]["metrics"]
+    assert metrics["nc1_cdnv"] is not None and metrics["gnc2_log_means"] is not None
+
+
+def test_exact_simplex_etf_known_answers(monkeypatch):
+    monkeypatch.setattr(P, "PAIR_BLOCK", 7)
+    C = 20
+    etf = np.eye(C) - np.full((C, C), 1.0 / C)  # rows: a simplex ETF in d = C dimensions
+    var = np.full(C, 0.25)
+    counts = np.array([10] + [1] * (C - 1))  # every class but the first is a minority
+    got, _ = _swept(etf, 3.0 * etf, var, counts)
+    for name in ("means", "weights"):
+        assert got[f"equiangular_{name}"] == pytest.approx(0.0, abs=1e-15)
+        assert got[f"maxangle_{name}"] == pytest.approx(0.0, abs=1e-15)
+        assert got[f"gnc2_log_{name}"] == pytest.approx(0.0, abs=1e-15)
+        assert got[f"gnc2_dist_{name}"] == pytest.approx(0.0, abs=1e-15)
+        close(got[f"gnc2_energy_{name}"], -0.5 * np.log(2 * C / (C - 1)), rtol=1e-14)
+    # ||e_c - e_c'||^2 = 2: cdnv = (v + v) / (2 * 2), cdnv_exp2 = (v + v) / (2 * 4)
+    close(got["cdnv"], 0.125, rtol=1e-14)
+    close(got["cdnv_exp2"], 0.0625, rtol=1e-14)
+    close(got["minority"], -1.0 / (C - 1), rtol=1e-13)
+
+
+def test_coinciding_and_zero_rows_are_flagged():
+    M, W, var, counts = _data(C=12)
+    M[5] = M[2] = np.eye(6)[0]  # equal means, cos exactly 1: CDNV, GNC2 undefined; NC2 not
+    W[7] = 0.0
+    p = P.class_pairs(M, W, counts, cdnv=(var, M))
+    assert p.means_ok and p.means.coincide and p.cdnv.coincide
+    assert P.hyperspherical_values(p.means) is None
+    assert P.cdnv_values(p.cdnv, p.cdnv_scale) == (None, None)
+    assert P.cosine_values(p.means)[0] > 0
+    assert not p.weights_ok
+    assert p.minority_ok == bool(~P.minority_classes(counts)[7])
+
+
+def test_power_of_two_scales_are_exact():
+    M, W, var, counts = _data(C=30)
+    base = P.class_pairs(M, W, counts, cdnv=(var, M))
+    s = 2.0**300
+    big = P.class_pairs(M * s, W * s, counts, cdnv=(var * s * s, M * s))
+    assert big.means == base.means and big.weights == base.weights
+    assert P.cdnv_values(big.cdnv, big.cdnv_scale)[0] == P.cdnv_values(base.cdnv, 1.0)[0]
+    exp2 = P.cdnv_values(big.cdnv, big.cdnv_scale)[1]
+    assert exp2 == P.cdnv_values(base.cdnv, 1.0)[1] / s / s
