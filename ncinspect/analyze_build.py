@@ -14,7 +14,7 @@ import numpy as np
 from .bootstrap import bootstrap_prepared
 from .engines.local import run_passes
 from .errors import InvalidDataError, UsageError
-from .inputs import Prepared, prepare
+from .inputs import Prepared, check_center, prepare
 from .metrics import compute_metrics
 from .report import SnapshotResult
 from .results import ResultArrays
@@ -32,13 +32,6 @@ __all__ = [
     "prepare_snapshot",
     "result_arrays",
 ]
-
-
-def check_center(center: Any) -> None:
-    """``center`` names a global mean: "classes" or "samples" (checked at the public entry;
-    the kernels below it take it as given)."""
-    if center not in ("classes", "samples"):
-        raise UsageError(f"center must be 'classes' or 'samples', got {clip(repr(center))}")
 
 
 def check_options(center: str = "classes", min_class_count: Any = 1) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidDataError, ShapeMismatchError
-from .inputs import check_finite, check_numeric
+from .inputs import check_batch, check_finite, check_numeric
 from .io.sources import ArraySource, as_source
 from .metrics.ood import is_ood_split
 from .metrics.regression import (
@@ -99,14 +99,7 @@ def prepare_regression(features: Any, targets: Any, weights: Any = None) -> Regr
     """Validate regression inputs: features (N, d), targets (N,) or (N, t), W (t, d)."""
     feats = as_source(features, "features")
     tsrc = as_source(targets, "targets")
-    if len(feats.shape) != 2:
-        raise ShapeMismatchError(
-            f"{feats.where}: features must be 2-D (N, d), got shape {feats.shape}"
-        )
-    check_numeric(feats, "features")
-    N, d = feats.shape
-    if N == 0 or d == 0:
-        raise InvalidDataError(f"{feats.where}: features are empty (shape {feats.shape})")
+    N, d = check_batch(np, feats)
     if tsrc is None:
         raise InvalidDataError(f"{feats.where}: a regression snapshot needs targets (N, t)")
     check_numeric(tsrc, "targets")

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidDataError, ShapeMismatchError
-from .inputs import check_numeric
+from .errors import InvalidDataError
+from .inputs import check_batch
 from .io.sources import ArraySource, as_source
 from .metrics.nulls import null_warnings
 from .metrics.ood import NC5_KEY, FeatureSum, is_ood_split, nc5_key, ood_orthogonality, ood_partners
@@ -33,11 +33,7 @@ def ood_feature_sum(
     from .engines.local import LocalEngine
 
     feats = as_source(features, "ood features")
-    if len(feats.shape) != 2 or feats.shape[0] == 0:
-        raise ShapeMismatchError(
-            f"{feats.where}: OOD features must be 2-D (N, d) with N > 0, got {feats.shape}"
-        )
-    check_numeric(feats, "features")
+    check_batch(np, feats, what="OOD features")
     engine = engine if hasattr(engine, "reduce_rows") else LocalEngine()
     total = engine.reduce_rows(_sum_chunk, [feats], rows, progress=progress)
     if total.n_nonfinite:

@@ -18,7 +18,7 @@ from .errors import AmbiguousArrayError, MissingArrayError, UnreadableFileError,
 from .io.detect import detect_format
 from .io.names import epoch_of, is_ood, layer_of, natural_key, split_of
 from .io.sources import ArraySource
-from .io.tree import Node
+from .io.tree import Node, unfinished
 from .text import clip
 
 __all__ = ["ALIASES", "Snapshot", "Dump", "open_dump", "detect_format"]
@@ -64,19 +64,6 @@ class Snapshot:
     notes: list[str] = field(default_factory=list)
 
 
-def _open_for_writing(h5file, notes: list[str]) -> bool:
-    """True when a writer holds the file open: in another process (the lock was held, see
-    :func:`ncinspect.io.hdf5.open_h5`) or in this one (HDF5 then shares the writer's handle)."""
-    import h5py
-
-    if any(n.endswith("the snapshot being written may be incomplete") for n in notes):
-        return True
-    try:
-        return h5file.id.get_intent() & h5py.h5f.ACC_RDWR != 0
-    except (OSError, RuntimeError, ValueError):
-        return False
-
-
 class Dump:
     """An open dump file: its group tree and its snapshots. Use as a context manager."""
 
@@ -101,6 +88,7 @@ class Dump:
         self.notes: list[str] = []
         self._h5 = None
         if self.format == "hdf5":
+            from .io.h5file import open_for_writing as _open_for_writing
             from .io.hdf5 import open_h5, read_h5_tree
             from .io.probe import probe_hdf5
 
@@ -127,8 +115,12 @@ class Dump:
             from .io.npz import read_npz_tree
 
             self.tree = read_npz_tree(self.path, self.notes, memory_limit=memory_limit)
-        self._check_explicit_keys()
-        self.snapshots = self._resolve()
+        try:  # a refused file is not left open (the caller gets no object to close)
+            self._check_explicit_keys()
+            self.snapshots = self._resolve()
+        except BaseException:
+            self.close()
+            raise
 
     def __enter__(self) -> Dump:
         return self
@@ -269,18 +261,19 @@ class Dump:
                 layer=layer_of(node),
                 notes=self.notes,
             )
-            problem = self._incomplete(snap, node) if self.being_written else None
+            reason = self._incomplete(snap, node) if self.being_written else None
+            problem = unfinished(node, self.being_written)  # the writer's marker first
+            if problem is None and reason is not None:
+                problem = f"it is being written ({reason})"
             if problem is not None:
-                incomplete.append(problem)
-                self.notes.append(
-                    f"{self.path}: snapshot {node.path} skipped: it is being written ({problem})"
-                )
+                incomplete.append(reason or problem)
+                self.notes.append(f"{self.path}: snapshot {node.path} skipped: {problem}")
                 continue
             snaps.append(snap)
         if not snaps and incomplete:
+            now = "is being written and has no complete snapshot yet" if self.being_written else ""
             raise UnreadableFileError(
-                f"{self.path}: the file is being written and has no complete snapshot yet "
-                f"({incomplete[0]})"
+                f"{self.path}: the file {now or 'has no complete snapshot'} ({incomplete[0]})"
             )
         if not snaps:
             raise MissingArrayError(

@@ -17,6 +17,15 @@ from .errors import (
     ShapeMismatchError,
     UnsupportedDtypeError,
 )
+from .input_checks import (  # the one checker of shapes, dtypes and center (re-exported)
+    check_batch,
+    check_center,
+    check_dtype,
+    check_features,
+    check_labels_rows,
+    check_numeric,
+    dtype_kind,
+)
 from .io.class_names import read_class_names  # re-exported: the class order file
 from .io.sources import ArraySource, as_source
 from .text import clip
@@ -24,6 +33,12 @@ from .text import clip
 __all__ = [
     "Prepared",
     "prepare",
+    "check_batch",
+    "check_features",
+    "check_labels_rows",
+    "check_center",
+    "dtype_kind",
+    "check_dtype",
     "encode_labels",
     "read_class_names",
     "check_finite",
@@ -62,15 +77,6 @@ class Prepared:
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
-
-
-def check_numeric(src: ArraySource, what: str) -> None:
-    if src.dtype.kind not in _NUMERIC:
-        hint = " (object arrays are never unpickled)" if src.dtype.kind == "O" else ""
-        raise UnsupportedDtypeError(
-            f"{src.where}: {what} has unsupported dtype {src.dtype}{hint}; "
-            "expected float16/32/64 or integers"
-        )
 
 
 def check_finite(arr: np.ndarray, where: str) -> None:
@@ -259,20 +265,7 @@ def prepare(
 
 def _check_rows(feats: ArraySource, labs: ArraySource) -> tuple[int, int]:
     """``(N, d)`` of 2-D, numeric, non-empty features with one label per row."""
-    if len(feats.shape) != 2:
-        raise ShapeMismatchError(
-            f"{feats.where}: features must be 2-D (N, d), got shape {feats.shape}"
-        )
-    check_numeric(feats, "features")
-    N, d = feats.shape
-    if N == 0 or d == 0:
-        raise InvalidDataError(f"{feats.where}: features are empty (shape {feats.shape})")
-    if len(labs.shape) == 0 or labs.shape[0] != N:
-        raise ShapeMismatchError(
-            f"{labs.where}: labels have {labs.shape[0] if labs.shape else 0} rows but "
-            f"{feats.where} has N = {N} rows"
-        )
-    return N, d
+    return check_batch(np, feats, labs)
 
 
 def _classifier_rows(

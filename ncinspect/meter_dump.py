@@ -66,9 +66,12 @@ class DumpTarget:
     def finish(self, weights: Any, bias: Any) -> None:
         if self._snap is not None and weights is not None:
             self._snap.write(weights=weights, bias=bias)
+        if self._snap is not None and self._snap is not self.target:
+            self._snap.finish()  # complete: marked so last (a SnapshotWriter given is the caller's)
         self.close()
 
     def close(self) -> None:
         if self._writer is not None:
-            self._writer.close()
+            # rows of a pass 1 that never ended (reset before next_pass) stay marked in progress
+            self._writer.close(finish=False)
         self._writer = self._snap = None

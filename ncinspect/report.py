@@ -39,7 +39,7 @@ from .metrics import METRIC_KEYS
 from .metrics.nulls import applicable_warnings
 from .metrics.registry import extra_keys
 from .results import ResultArrays, TheoryResult
-from .text import clip, fmt, plain
+from .text import clip, csv_text, fmt, plain  # csv_text: the one CSV writer (re-exported)
 
 __all__ = ["SCHEMA_VERSION", "SnapshotResult", "Report", "conventions", "atomic_write"]
 __all__ += ["jsonable", "loss_of", "square_loss_keys", "SQUARE_LOSS_GROUPS"]
@@ -387,16 +387,3 @@ class Report:
 
     def to_csv(self) -> str:
         return csv_text(*self.csv_rows())
-
-
-def csv_text(header: list[str], rows: list[list[Any]]) -> str:
-    """CSV text of ``header`` and ``rows`` (None as an empty cell, ``\\n`` line ends)."""
-    import csv
-    import io
-
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
-    return buf.getvalue()

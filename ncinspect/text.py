@@ -6,7 +6,9 @@ escapes that clear the screen or move the cursor), line breaks, bidirectional ov
 unpaired surrogates (undecodable bytes). Every renderer passes such text through
 :func:`plain` (for plain-text outputs and messages) or :func:`markup` (inside rich markup)
 before it reaches a terminal or a log, :func:`xml_text` before it goes into XML and
-:func:`mpl_text` before it goes into a figure (where ``$...$`` would be parsed as math).
+:func:`mpl_text` before it goes into a figure (where ``$...$`` would be parsed as math),
+and every CSV cell through :func:`csv_cell` (a cell that a spreadsheet would run as a formula
+is neutralised). :func:`cut` caps a name shown to people (the JSON keeps it whole).
 
 Unsafe characters are not dropped silently but shown as escapes (``\\x1b``, ``\\u202e``), so
 two names that differ only in them stay distinguishable.
@@ -29,6 +31,9 @@ __all__ = [
     "clip_line",
     "MAX_ECHO",
     "MAX_LINE",
+    "csv_cell",
+    "csv_text",
+    "cut",
 ]
 
 MAX_ECHO = 160  #: longest user value (glob, path, name, metadata value) echoed in a message
@@ -93,9 +98,15 @@ def clip_line(message: Any, limit: int = MAX_LINE) -> str:
     return elide(text, limit)
 
 
-def markup(value: Any) -> str:
-    """:func:`plain` text, then escaped so that rich shows it literally (no markup parsed)."""
-    text = _TAG.sub(lambda m: f"{m.group(1) * 2}\\{m.group(2)}", plain(value))
+def markup(value: Any, limit: int | None = None) -> str:
+    """:func:`plain` text, then escaped so that rich shows it literally (no markup parsed).
+
+    Shown text only: cut to ``limit`` characters (default :data:`TEXT_LIMIT`) by :func:`cut`,
+    so that no value from a file (a 10 MB class name) makes a table slow or huge."""
+    raw = value if isinstance(value, str) else str(value)
+    text = _TAG.sub(
+        lambda m: f"{m.group(1) * 2}\\{m.group(2)}", plain(cut(raw, limit or TEXT_LIMIT))
+    )
     # rich halves a run of backslashes that ends right before a tag, so a run at the end of
     # the text (where a closing tag may follow) is doubled as well
     return _TRAILING_BACKSLASHES.sub(lambda m: m.group() * 2, text)
@@ -106,9 +117,11 @@ def xml_text(value: Any) -> str:
     return _XML_ILLEGAL.sub(_escape_char, plain(value))
 
 
-def mpl_text(value: Any) -> str:
-    """:func:`plain` text for a matplotlib label: every ``$`` shown literally (no mathtext)."""
-    return plain(value).replace("$", r"\$")
+def mpl_text(value: Any, limit: int | None = None) -> str:
+    """:func:`plain` text for a matplotlib label: every ``$`` shown literally (no mathtext),
+    cut to ``limit`` characters (default :data:`NAME_LIMIT`; :func:`cut` says the cut)."""
+    raw = value if isinstance(value, str) else str(value)
+    return plain(cut(raw, limit or NAME_LIMIT)).replace("$", r"\$")
 
 
 def fmt(value: Any) -> str:
@@ -124,3 +137,73 @@ def fmt(value: Any) -> str:
             return f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:.4g}"
         return f"{value:.3e}"
     return str(value)
+
+
+# what spreadsheet programs read as the start of a formula (OWASP, "CSV Injection"): = + - @,
+# tab and carriage return, and the full-width forms some of them fold to those; checked after
+# any leading whitespace or control characters, which some programs strip first
+_FORMULA_START = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+_LEADING_BLANKS = re.compile(r"[\s\x00-\x1f\x7f]*")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell that no spreadsheet program runs as a formula.
+
+    Numbers (and text that is exactly a decimal number, ``-0.5``, ``1e-3``) stay as they are:
+    a negative number is a number, not a formula. Any other text whose first character (or
+    first after leading blanks and control characters) is ``=``, ``+``, ``-``, ``@``, a tab or
+    a carriage return (or a full-width ``＝ ＋ － ＠``) is prefixed with a single quote, as
+    OWASP recommends; the quote shows in the cell, so the text stays visible and unexecuted.
+    ``None`` is an empty cell.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, (bool, int, float)):
+        return value
+    text = value if isinstance(value, str) else str(value)
+    rest = text[_LEADING_BLANKS.match(text).end() :]
+    if text and (text[0] in _FORMULA_START or (rest[:1] and rest[0] in _FORMULA_START)):
+        if _NUMBER.fullmatch(text):
+            return text
+        return "'" + text
+    return text
+
+
+#: the most characters of one name (class, split, layer, group) a rendered output shows
+NAME_LIMIT = 200
+#: the most characters of a class name on a figure's axis or legend (the cut is said)
+LABEL_LIMIT = 24
+#: the most characters of any other text from a file (a warning naming it) a table shows
+TEXT_LIMIT = 2000
+
+
+def cut(text: str, limit: int = NAME_LIMIT) -> str:
+    """``text`` cut to about ``limit`` characters when longer, ending in an ellipsis and its
+    whole length (``abc… (10,000,000 chars)``): the cut is said where it is shown."""
+    if len(text) <= limit:
+        return text
+    tail = f"\u2026 ({len(text):,} chars)"
+    return text[: max(1, limit - len(tail))] + tail
+
+
+def csv_text(header: list[str], rows: list[list[Any]]) -> str:
+    """CSV text of ``header`` and ``rows`` (None as an empty cell, ``\\n`` line ends).
+
+    The one CSV writer of ncinspect (report, aggregate, sweep): every cell passes
+    :func:`csv_cell`, so text from a file never starts a formula."""
+
+    def field(value: Any) -> str:
+        text = str(csv_cell(value))
+        # quoted as the csv module quotes (minimal), and also for a carriage return, which
+        # the csv module leaves bare when the line ends in "\n" (a row then splits in two)
+        if any(c in text for c in ',"\n\r'):
+            return '"' + text.replace('"', '""') + '"'
+        return text
+
+    def line(cells: list[Any]) -> str:
+        if len(cells) == 1 and csv_cell(cells[0]) == "":
+            return '""\n'  # a row of one empty cell is not an empty line
+        return ",".join(field(v) for v in cells) + "\n"
+
+    return line(list(header)) + "".join(line(list(row)) for row in rows)

@@ -18,6 +18,7 @@ from .report import SnapshotResult
 __all__ = [
     "TRAIN_SPLITS",
     "is_train",
+    "classifier_layer",
     "group_trajectories",
     "split_rank",
     "trajectory",
@@ -62,10 +63,47 @@ def split_rank(split: str | None) -> int:
     return 0 if split in TRAIN_SPLITS else 1 if split == "test" else 2
 
 
+def _has_classifier(item: Any) -> bool:
+    arrays = getattr(item, "arrays", None)  # a result; a dump snapshot holds .weights itself
+    weights = getattr(arrays, "weights", None) if arrays is not None else None
+    return weights is not None or getattr(item, "weights", None) is not None
+
+
+def classifier_layer(items: Iterable[Any]) -> str | None:
+    """The layer the classifier reads (the penultimate features) among ``items`` (results
+    or dump snapshots): ``None`` (no ``layer``) when some item has none; else the one layer
+    they all carry (a dump whose snapshots are named ``layer = "block4"``); else, of the
+    layers with classifier weights (all when none has), the deepest (``layer_k``'s k), the
+    last seen on a tie."""
+    items = list(items)
+    layers = list(dict.fromkeys(r.layer for r in items))
+    if not layers or None in layers:
+        return None
+    if len(layers) == 1:
+        return layers[0]
+    with_w = [lay for lay in layers if any(_has_classifier(r) for r in items if r.layer == lay)]
+    pool = with_w or layers
+    deepest = max(layer_depth(lay, 0) for lay in pool)
+    return [lay for lay in pool if layer_depth(lay, 0) == deepest][-1]
+
+
+#: ``layer`` of :func:`trajectory` meaning the classifier's layer (:func:`classifier_layer`)
+CLASSIFIER = object()
+
+
 def trajectory(
-    results: Iterable[SnapshotResult], *, split: str | None = "train", layer: str | None = None
+    results: Iterable[SnapshotResult],
+    *,
+    split: str | None = "train",
+    layer: Any = CLASSIFIER,
 ) -> list[SnapshotResult]:
-    """The snapshots of one split (``"train"`` also matches an unset split) and layer, by epoch."""
+    """The snapshots of one split (``"train"`` also matches an unset split) and layer, by epoch.
+
+    ``layer`` defaults to the classifier's layer (:func:`classifier_layer`): ``None`` in a
+    dump with hidden layers, the one layer named when every snapshot names it."""
+    results = list(results)
+    if layer is CLASSIFIER:
+        layer = classifier_layer(results)
     want = TRAIN_SPLITS if split in TRAIN_SPLITS else (split,)
     return sorted((r for r in results if r.split in want and r.layer == layer), key=_epoch_key)
 
@@ -76,7 +114,8 @@ def final_snapshot(results: Iterable[SnapshotResult]) -> SnapshotResult | None:
     train = trajectory(results)
     if train:
         return train[-1]
-    penult = [r for r in results if r.layer is None]
+    top = classifier_layer(results)
+    penult = [r for r in results if r.layer == top]
     pool = sorted(penult or results, key=_epoch_key)
     return pool[-1] if pool else None
 

@@ -38,6 +38,7 @@ ROOMS: dict[str, int] = {
     "budget": 0,
     "arrays": 0,
     "text": 0,
+    "input_checks": 1,
     "io": 1,
     "dump": 2,
     "inputs": 3,

@@ -14,7 +14,7 @@ This module holds the logic only; :mod:`ncinspect.render.check` formats the resu
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..metrics.nulls import null_message
@@ -85,6 +85,9 @@ class CheckResult:
     snapshot: str = "last"
     config: str | None = None
     layer: str = "penultimate"
+    #: snapshots of the file left out and why (an incomplete snapshot, ...): shown, in JSON
+    #: under ``notes`` when there are any
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -111,6 +114,7 @@ class CheckResult:
                     "failed": n_failed,
                 },
                 "results": [o.to_dict() for o in self.outcomes],
+                **({"notes": list(self.notes)} if self.notes else {}),
             }
         )
 
@@ -139,15 +143,23 @@ def layer_label(layer: str | None) -> str:
     return "penultimate" if layer is None else layer
 
 
-def select_layer(items: Iterable[Any], layer: str = "penultimate") -> list[Any]:
+def select_layer(
+    items: Iterable[Any], layer: str = "penultimate", *, among: Iterable[Any] | None = None
+) -> list[Any]:
     """The items (snapshots or results) of ``layer``.
 
-    ``"penultimate"``: the classifier's layer (``item.layer`` None); ``"all"``: every item;
-    any other string: the hidden layer of that name (``"layer_1"``).
+    ``"penultimate"``: the classifier's layer (``item.layer`` None, or the one layer every
+    item names: :func:`ncinspect.trajectory.classifier_layer`); ``"all"``: every item; any
+    other string: the layer of that name (``"layer_1"``). ``among``: the items whose
+    classifier's layer counts (default ``items``; a selection gives the whole file's).
     """
+    from ..trajectory import classifier_layer
+
+    items = list(items)
     if layer == "all":
-        return list(items)
-    want = None if layer == "penultimate" else layer
+        return items
+    pool = items if among is None else list(among)
+    want = classifier_layer(pool) if layer == "penultimate" else layer
     return [s for s in items if s.layer == want]
 
 

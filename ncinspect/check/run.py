@@ -25,6 +25,12 @@ def needs_spectra(rules) -> bool:
     return any(r.metric in keys for r in rules)
 
 
+def skipped_notes(report) -> list[str]:
+    """The snapshots the reader skipped (incomplete, being written), once each: said in the
+    check's output, never dropped silently."""
+    return list(dict.fromkeys(w for r in report for w in r.warnings if " skipped: " in w))
+
+
 def is_law_metric(name: str) -> bool:
     """A key of the layer-wise law (one value per epoch and split, not per snapshot)."""
     return name in LAW_KEYS
@@ -115,6 +121,7 @@ def run_check(
         rules=list(rules),
         snapshot=snapshot,
         config=config,
+        notes=skipped_notes(report),
         layer=layer,
     )
 
@@ -157,7 +164,7 @@ def _snapshot_names(
     pattern = None if snapshot in ("last", "all") else snapshot
     with open_dump(path, keys=keys, allow_external=allow_external) as dump:
         pool = dump.select(pattern)
-        chosen = select_layer(pool, layer)
+        chosen = select_layer(pool, layer, among=dump.snapshots)
         if not chosen:
             have = ", ".join(dict.fromkeys(clip(layer_label(s.layer), 60) for s in pool))
             raise UsageError(

@@ -55,6 +55,23 @@ def parse_size(text: str | None) -> int | None:
 #: error.
 INPUT_FILE = click.Path(readable=False, path_type=str)
 
+# Bounds of the integer options: an integer option takes any integer click parses (1e9,
+# 2**64 + 5), so each has a range beyond which a run would not end or not fit; outside it
+# is a usage error (exit 2) naming the range.
+MAX_SEED = 2**63 - 1  #: seeds are stored as 64-bit integers
+MAX_BOOTSTRAP = 10_000  #: bootstrap replicates (each costs about one report)
+MAX_SEEDS = 1_000  #: seeds of one sweep (each a training run per lambda)
+MAX_THREADS = 1_024  #: worker threads of the local engine
+MAX_JOBS = 256  #: training processes run at once by a sweep
+MAX_ROWS = 2**40  #: rows (per chunk, per sample): far beyond any file, within int64
+MAX_COUNT = 2**62  #: a count compared with class sizes (int64)
+
+
+def int_range(lo: int | None, hi: int) -> click.IntRange:
+    """``click.IntRange(lo, hi)``: a value outside is a usage error naming the range."""
+    return click.IntRange(min=lo, max=hi)
+
+
 allow_external_option = click.option(
     "--allow-external",
     is_flag=True,
@@ -110,7 +127,7 @@ def chunk_options(func):
     """--memory-limit and --chunk-rows: how many rows are read and processed at a time."""
     func = click.option(
         "--chunk-rows",
-        type=click.IntRange(min=1),
+        type=int_range(1, MAX_ROWS),
         default=None,
         help="Rows per chunk (overrides --memory-limit).",
     )(func)
@@ -146,7 +163,7 @@ def threads_option(func):
     """--threads: worker threads of the local engine."""
     return click.option(
         "--threads",
-        type=click.IntRange(min=1),
+        type=int_range(1, MAX_THREADS),
         default=None,
         help="Worker threads (default: every core this process may use; BLAS is capped "
         "to one thread per worker). The numbers do not depend on it.",
@@ -268,7 +285,7 @@ def class_options(func):
     func = click.option(
         "--min-class-count",
         "min_class_count",
-        type=click.IntRange(min=1),
+        type=int_range(1, MAX_COUNT),
         default=1,
         show_default=True,
         metavar="K",

@@ -11,10 +11,13 @@ from ..plots.plan import KINDS
 from ..text import clip
 from .common import (
     INPUT_FILE,
+    MAX_ROWS,
+    MAX_SEED,
     allow_external_option,
     class_options,
     classes_from,
     debug_option,
+    int_range,
     key_options,
     keys_from,
     ncc_centres_option,
@@ -25,7 +28,6 @@ from .common import (
 )
 
 MIN_DPI, MAX_DPI = 10, 1200  # 1200 dpi: a double-column figure is ~8400 x 6000 pixels
-MAX_SEED = 2**63 - 1
 
 
 def _check_prefix(ctx, param, value: str) -> str:
@@ -103,7 +105,7 @@ def _printable(text: str) -> str:
 @ncc_centres_option
 @click.option(
     "--sample-size",
-    type=click.IntRange(min=1),
+    type=int_range(1, MAX_ROWS),
     default=2000,
     show_default=True,
     help="Samples drawn for the projection and sqi figures.",
@@ -230,10 +232,15 @@ def _plot_runs(files, o, opts) -> list[str]:
 
 
 def analyze_one(file, common: dict, reading: dict, class_opts: dict):
-    """The report of one run (every snapshot ``--snapshot`` selects)."""
+    """The report of one run (every snapshot ``--snapshot`` selects); a snapshot the reader
+    skipped (incomplete, being written) is said on stderr, never dropped silently."""
     from ..analyze import analyze_file
 
-    return analyze_file(file, **common, **reading, **class_opts)
+    report = analyze_file(file, **common, **reading, **class_opts)
+    skipped = dict.fromkeys(w for r in report.snapshots for w in r.warnings if " skipped: " in w)
+    for text in skipped:
+        click.echo(f"ncinspect: note: {_printable(text)}", err=True)
+    return report
 
 
 def _sample(plan, files, o) -> None:

@@ -6,10 +6,13 @@ import click
 
 from .common import (
     INPUT_FILE,
+    MAX_BOOTSTRAP,
+    MAX_SEED,
     allow_external_option,
     class_options,
     classes_from,
     debug_option,
+    int_range,
     key_options,
     keys_from,
     ncc_centres_option,
@@ -55,7 +58,7 @@ from .common import (
 @click.option(
     "--bootstrap",
     "bootstrap",
-    type=click.IntRange(min=2),
+    type=int_range(2, MAX_BOOTSTRAP),
     metavar="B",
     default=None,
     help="Also give a 95% percentile interval for every metric from B bootstrap replicates "
@@ -63,7 +66,7 @@ from .common import (
 )
 @click.option(
     "--seed",
-    type=click.IntRange(min=0),
+    type=int_range(0, MAX_SEED),
     default=0,
     show_default=True,
     help="Seed of the bootstrap replicates (same seed, same intervals).",

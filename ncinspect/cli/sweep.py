@@ -16,7 +16,7 @@ import click
 
 from ..text import clip
 from ..train.config import TrainConfig
-from .common import debug_option
+from .common import MAX_COUNT, MAX_JOBS, MAX_SEED, MAX_SEEDS, debug_option, int_range
 
 _D = TrainConfig()  # the defaults live in one place: the dataclass
 #: TrainConfig fields whose default is None, and how a --set value of theirs is read.
@@ -73,7 +73,14 @@ def _floats(text: str) -> list[float]:
 
 
 @click.command("sweep")
-@click.option("-o", "--out", "out_dir", required=True, help="Folder for dumps, tables, figures.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Folder for dumps, tables, figures (made if missing; not an existing file).",
+)
 @click.option(
     "--weight-decays",
     default=f"0,{_D.weight_decay:g}",
@@ -82,23 +89,37 @@ def _floats(text: str) -> list[float]:
 )
 @click.option(
     "--seeds",
-    type=click.IntRange(min=1),
+    type=int_range(1, MAX_SEEDS),
     default=1,
     show_default=True,
     help="Repeat every lambda for seeds --seed .. --seed + N - 1 (each its own data, "
     "initialisation and batch order). With N >= 2 the headline (mean and 95% interval over "
     "the seeds, factor per seed, banded trajectory figure) is written too.",
 )
-@click.option("--seed", type=int, default=_D.seed, show_default=True, help="The first seed.")
+@click.option(
+    "--seed",
+    type=int_range(0, MAX_SEED),
+    default=_D.seed,
+    show_default=True,
+    help="The first seed.",
+)
 @click.option("--dataset", default=None, help=f"[default: {_D.dataset}]")
 @click.option("--epochs", type=int, default=None, help=f"[default: {_D.epochs}]")
 @click.option("--lr", type=float, default=None, help=f"Peak learning rate [default: {_D.lr}]")
 @click.option("--depth", type=int, default=None, help=f"[default: {_D.depth}]")
 @click.option("--width", type=int, default=None, help=f"[default: {_D.width}]")
 @click.option(
-    "--batch-size", type=int, default=None, help=f"0 = full batch [default: {_D.batch_size}]"
+    "--batch-size",
+    type=int_range(None, MAX_COUNT),
+    default=None,
+    help=f"0 = full batch [default: {_D.batch_size}]",
 )
-@click.option("--save-every", type=int, default=None, help=f"[default: {_D.save_every}]")
+@click.option(
+    "--save-every",
+    type=int_range(None, MAX_COUNT),
+    default=None,
+    help=f"[default: {_D.save_every}]",
+)
 @click.option(
     "--set",
     "extra",
@@ -115,7 +136,7 @@ def _floats(text: str) -> list[float]:
 )
 @click.option(
     "--jobs",
-    type=click.IntRange(min=1),
+    type=int_range(1, MAX_JOBS),
     default=1,
     show_default=True,
     help="Runs trained at once, one process each (the results do not depend on it).",
@@ -180,7 +201,7 @@ def command(
             err=True,
         )
 
-    run_seeds = None if seeds == 1 else range(seed, seed + seeds)
+    run_seeds = _seeds_and_folder(seed, seeds, out_dir)
     rows = sweep_weight_decay(config, values, out_dir, seeds=run_seeds, callback=report, jobs=jobs)
     previous = os.path.join(out_dir, "sweep.json")
     if extend and os.path.exists(previous):
@@ -199,3 +220,17 @@ def command(
         click.echo(sweep_markdown(rows))
     click.echo(f"total {time.perf_counter() - start:.0f} s; wrote {', '.join(written)}", err=True)
     return None
+
+
+def _seeds_and_folder(seed: int, seeds: int, out_dir: str) -> range | None:
+    """The seeds to run (None: one), checked, and the output folder made: a seed beyond the
+    range, or ``-o`` naming a file (or a folder below one), is one line before any run."""
+    from ..io.atomic import make_output_folder
+
+    if seed + seeds - 1 > MAX_SEED:
+        raise click.BadParameter(
+            f"--seed {seed} with --seeds {seeds} runs seeds beyond {MAX_SEED} (2**63 - 1)",
+            param_hint="--seed",
+        )
+    make_output_folder(out_dir)
+    return None if seeds == 1 else range(seed, seed + seeds)

@@ -15,8 +15,8 @@ import typing
 import click
 
 from ..text import clip
-from ..train.config import CHOICES, TrainConfig, field_help
-from .common import debug_option
+from ..train.config import CHOICES, LIMITS, TrainConfig, field_help
+from .common import MAX_COUNT, debug_option, int_range
 
 _D = TrainConfig()  # the defaults live in one place: the dataclass
 
@@ -47,6 +47,10 @@ def _field_option(field: dataclasses.Field, kind, help_text: str):
         extra["type"] = click.Choice(CHOICES[field.name])
     elif kind is tuple:
         extra.update(metavar="N1,N2,...", callback=_tuple_of_ints(flag))
+    elif kind is int and field.name not in LIMITS:
+        # TrainConfig.validate states the bounds of the LIMITS fields; the others (batch
+        # size, save_every, ...) still refuse integers no 64-bit attribute can hold
+        extra["type"] = int_range(None, MAX_COUNT)
     else:
         extra["type"] = kind
     return click.option(flag, field.name, **extra)

@@ -136,6 +136,7 @@ def capture(
         run = _Run(model, module, name, LayerHooks(hooked, pool), batch_fn, max_batches)
         n_rows, d, C = run.write(loader, snap, layer_snaps, outputs, ood)
         notes = [] if ood else _write_classifier(snap, module, name, d)
+        snap.finish()  # marked complete last, after its rows and classifier are flushed
     finally:
         if writer is not dump:
             writer.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..errors import UnreadableFileError
 from .paths import shown
 
-__all__ = ["open_h5", "READ_ERRORS", "first_line"]
+__all__ = ["open_h5", "open_for_writing", "READ_ERRORS", "first_line"]
 
 #: What h5py and HDF5 raise on broken files: mapped to UnreadableFileError at this boundary.
 READ_ERRORS = (
@@ -68,3 +68,16 @@ def _open_unlocked(path: str, tries: int = 20, pause: float = 0.05):
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return shown(text[0] if text else type(exc).__name__, 200)
+
+
+def open_for_writing(h5file, notes: list[str]) -> bool:
+    """True when a writer holds the file open: in another process (the lock was held, see
+    :func:`open_h5`) or in this one (HDF5 then shares the writer's handle)."""
+    import h5py
+
+    if any(n.endswith("the snapshot being written may be incomplete") for n in notes):
+        return True
+    try:
+        return h5file.id.get_intent() & h5py.h5f.ACC_RDWR != 0
+    except (OSError, RuntimeError, ValueError):
+        return False

@@ -12,7 +12,6 @@ iterative, so deeply nested files are fine. Attributes declared larger than
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -22,7 +21,7 @@ from ..errors import ExternalDataError, UnreadableFileError
 from .h5file import READ_ERRORS, first_line, open_h5
 from .paths import check_input_file, shown
 from .sources import H5Source
-from .tree import Node, plain
+from .tree import IN_PROGRESS, Node, loads_json, plain
 
 __all__ = ["open_h5", "read_h5_tree", "decode_attr", "ATTR_LIMIT", "READ_ERRORS"]
 
@@ -40,9 +39,9 @@ def decode_attr(value: Any) -> Any:
     if isinstance(value, str):
         if value.startswith("json:"):
             try:
-                return plain(json.loads(value[5:]))
-            except (ValueError, RecursionError):  # bad JSON, ints beyond the digit limit
-                return value
+                return plain(loads_json(value[5:], "attribute"))
+            except (ValueError, RecursionError, UnreadableFileError):
+                return value  # bad JSON, ints beyond the digit limit, nested too deeply: text
         return value
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "OSU":
@@ -272,6 +271,10 @@ class _Walker:
             group, node = stack.pop()
             try:
                 node.attrs.update(self.attrs(group, node.path))
+                # the writer's marker is not metadata; looked up by name (not capped)
+                node.in_progress = (
+                    node.attrs.pop(IN_PROGRESS, None) is not None or IN_PROGRESS in group.attrs
+                )
                 names = sorted(group.id.__iter__())
             except READ_ERRORS as exc:
                 if self.broken is None:

@@ -14,7 +14,6 @@ encrypted members and members whose compression is not stored/deflate/bzip2/lzma
 
 from __future__ import annotations
 
-import json
 import lzma
 import math
 import os
@@ -28,7 +27,7 @@ from ..budget import fmt_bytes, read_bound
 from ..errors import ResourceLimitError, UnreadableFileError, UnsupportedDtypeError
 from .paths import shown
 from .sources import ArraySource
-from .tree import Node, plain
+from .tree import Node, Placed, loads_json, plain, split_name
 
 __all__ = ["read_npz_tree", "ZIP_ERRORS"]
 
@@ -261,7 +260,7 @@ def _read_meta(source: NpzMemberSource) -> dict:
     if not isinstance(text, str):
         raise UnreadableFileError(f"{source.where}: meta must be a 0-d string array holding JSON")
     try:
-        meta = plain(json.loads(text))
+        meta = plain(loads_json(text, f"{source.where}: meta"))
     except RecursionError:
         raise UnreadableFileError(f"{source.where}: meta JSON is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and integers beyond Python's digit limit
@@ -284,7 +283,7 @@ def read_npz_tree(path: str, notes: list[str], *, memory_limit: int | None = Non
             f"{shown_path}: not a readable NPZ file ({_message(exc)})"
         ) from None
     root = Node("/")
-    seen: dict[tuple[str, ...], str] = {}
+    placed = Placed(root, shown_path)
     max_read = read_bound(memory_limit)
     for info in infos:
         name = info.filename
@@ -292,19 +291,11 @@ def read_npz_tree(path: str, notes: list[str], *, memory_limit: int | None = Non
             continue
         if not name.endswith(".npy"):
             continue
-        parts = tuple(p for p in name[: -len(".npy")].split("/") if p)
+        parts = split_name(name[: -len(".npy")])
         if not parts:
             continue
         where = f"{shown_path}:/{shown('/'.join(parts))}"
-        if parts in seen:
-            raise UnreadableFileError(
-                f"{where}: the archive holds two members of this name ({shown(seen[parts])!r} "
-                f"and {shown(name)!r}); ncinspect does not pick one"
-            )
-        seen[parts] = name
-        node = root
-        for p in parts[:-1]:
-            node = node.child(p)
+        node = placed.node_of(name, parts)
         source = NpzMemberSource(
             path, info, where, notes, max_read=max_read, explicit_limit=memory_limit is not None
         )

@@ -26,8 +26,9 @@ import numpy as np
 
 from ..errors import UnreadableFileError, UnsupportedDtypeError
 from ..text import clip
+from .paths import shown
 from .sources import ArraySource
-from .tree import Node
+from .tree import Node, Placed, loads_json, split_name
 
 __all__ = ["read_safetensors_tree", "is_safetensors", "MAX_HEADER"]
 
@@ -84,7 +85,7 @@ def _read_header(path: str) -> tuple[dict, int]:
             )
         raw = f.read(n)
     try:
-        header = json.loads(raw.decode("utf-8"))
+        header = loads_json(raw.decode("utf-8"), f"{path}: safetensors header")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UnreadableFileError(f"{path}: safetensors header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
@@ -144,15 +145,20 @@ class SafetensorsSource(ArraySource):
             )
         from safetensors import safe_open
 
+        if self.shape:
+            a, b, _ = slice(start, stop).indices(self.shape[0])
+            if b <= a or 0 in self.shape:  # no values: nothing to ask the library for
+                return np.empty((max(0, b - a),) + self.shape[1:], dtype=self.dtype)
         try:
             with safe_open(self.path, framework="np") as f:
                 if not self.shape:
                     return np.asarray(f.get_tensor(self.name))
-                n = self.shape[0]
-                a, b, _ = slice(start, stop).indices(n)
                 return np.asarray(f.get_slice(self.name)[a:b])
-        except (OSError, ValueError, TypeError, RuntimeError) as exc:
-            raise UnreadableFileError(f"{self.where}: cannot read tensor ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - the package raises its own error types
+            text = str(exc).strip().splitlines()
+            raise UnreadableFileError(
+                f"{self.where}: cannot read tensor ({text[0] if text else type(exc).__name__})"
+            ) from None
 
     def _read_widened(self, start: int, stop: int | None) -> np.ndarray:
         size = _WIDENED[self.st_dtype]
@@ -174,12 +180,12 @@ class SafetensorsSource(ArraySource):
         return bits.view(np.float32).reshape(shape)
 
 
-def _meta_value(text: Any) -> Any:
+def _meta_value(text: Any, where: str) -> Any:
     if not isinstance(text, str):
         return text
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+        return loads_json(text, where)
+    except ValueError:  # not JSON (free text), or integers beyond Python's digit limit
         return text
 
 
@@ -200,23 +206,30 @@ def read_safetensors_tree(path: str, notes: list[str]) -> Node:
     except Exception as exc:  # noqa: BLE001 - the package raises its own error types
         raise UnreadableFileError(f"{path}: not a readable safetensors file ({exc})") from None
     root = Node("/")
+    placed = Placed(root, path)
     # in the order the tensors are stored
     order = sorted(names, key=lambda k: (int(header[k]["data_offsets"][0]), k))
     for name in order:
-        parts = [p for p in name.split("/") if p]
+        parts = split_name(name)
         if not parts:
             continue
-        node = root
-        for p in parts[:-1]:
-            node = node.child(p)
+        node = placed.node_of(name, parts)
         where = f"{path}:/{'/'.join(parts)}"
         node.arrays[parts[-1]] = SafetensorsSource(path, name, header[name], data_start, where)
+    keys: dict[tuple[str, ...], str] = {}
     for key, text in sorted(metadata.items()):
         group, _, attr = key.rpartition("/")
+        spelled = (*split_name(group), attr)
+        if spelled in keys:  # two spellings of one metadata key: neither is picked
+            raise UnreadableFileError(
+                f"{path}: __metadata__ keys {shown(keys[spelled])!r} and {shown(key)!r} name "
+                "the same value; ncinspect does not pick one"
+            )
+        keys[spelled] = key
         node = root
-        for p in (p for p in group.split("/") if p):
+        for p in split_name(group):
             node = node.child(p)
-        value = _meta_value(text)
+        value = _meta_value(text, f"{path}: __metadata__ value {shown(key)!r}")
         if attr == "meta" and isinstance(value, dict):
             node.attrs.update(value)
         else:

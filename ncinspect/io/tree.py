@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .sources import ArraySource
 
-__all__ = ["Node", "plain"]
+__all__ = [
+    "Node",
+    "plain",
+    "IN_PROGRESS",
+    "unfinished",
+    "split_name",
+    "Placed",
+    "loads_json",
+    "MAX_JSON_DEPTH",
+]
+
+#: the deepest nesting of JSON read from a file (a header, a metadata value); deeper is refused
+#: before parsing (it would exhaust the recursion of the parser or of every later step)
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+
+#: the attribute a group carries while ncinspect's :class:`~ncinspect.DumpWriter` writes it;
+#: deleted last, after a flush, when the snapshot is complete (spec/dump-format.md, Writing)
+IN_PROGRESS = "ncinspect_in_progress"
 
 
 @dataclass
@@ -19,6 +39,8 @@ class Node:
     attrs: dict[str, Any] = field(default_factory=dict)
     children: dict[str, Node] = field(default_factory=dict)
     parent: Node | None = None
+    #: the group carries :data:`IN_PROGRESS`: its writer had not finished it
+    in_progress: bool = False
 
     def child(self, name: str) -> Node:
         if name not in self.children:
@@ -50,6 +72,82 @@ class Node:
             if node is None:
                 return None
         return node.arrays.get(parts[-1]) if parts else None
+
+
+def json_depth(text: str) -> int:
+    """How deeply ``[`` and ``{`` nest in JSON ``text`` (outside strings), without parsing it."""
+    import numpy as np
+
+    bare = _JSON_STRING.sub("", text).encode("utf-8", "surrogatepass")
+    b = np.frombuffer(bare, dtype=np.uint8)
+    step = ((b == 91) | (b == 123)).astype(np.int64) - ((b == 93) | (b == 125))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def loads_json(text: str, where: str) -> Any:
+    """``json.loads(text)`` of text from a file, refused (UnreadableFileError naming
+    ``where``) when nested deeper than :data:`MAX_JSON_DEPTH`; ``ValueError`` for text that
+    is not JSON, as ``json.loads`` raises it."""
+    from ..errors import UnreadableFileError
+
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise UnreadableFileError(
+            f"{where} is JSON nested {depth} levels deep (more than {MAX_JSON_DEPTH}); "
+            "refused without parsing it"
+        )
+    try:
+        return json.loads(text)
+    except RecursionError:  # a parser with less stack than the bound assumes
+        raise UnreadableFileError(f"{where} is JSON nested too deeply") from None
+
+
+def unfinished(node: Node, being_written: bool) -> str | None:
+    """Why the snapshot at ``node`` is skipped: it or a group above it carries the writer's
+    :data:`IN_PROGRESS` marker (its writer had not finished it); None when none does."""
+    marked = next((a.path for a in node.ancestors() if a.in_progress), None)
+    if marked is None:
+        return None
+    where = "" if marked == node.path else f" (group {marked})"
+    if being_written:
+        return f"it is being written (its writer has not finished it{where} yet)"
+    return (
+        f"it is incomplete (its writer did not finish it{where}: the program writing it "
+        "stopped mid-write, or still writes it)"
+    )
+
+
+def split_name(name: str) -> tuple[str, ...]:
+    """The group path of a flat container's member name: ``/`` separates groups; empty and
+    ``.`` components mean nothing, so ``features``, ``/features``, ``./features`` and
+    ``features/`` all name the same array."""
+    return tuple(p for p in name.split("/") if p and p != ".")
+
+
+class Placed:
+    """The arrays of a flat container (NPZ, safetensors) placed in the tree by name: two
+    member names that resolve to the same array path are refused, naming both."""
+
+    def __init__(self, root: Node, where_file: str):
+        self.root, self.where_file = root, where_file
+        self.seen: dict[tuple[str, ...], str] = {}
+
+    def node_of(self, raw: str, parts: tuple[str, ...]) -> Node:
+        """The group node holding ``parts[-1]``; refuses a second ``raw`` of the same parts."""
+        from ..errors import AmbiguousArrayError
+        from .paths import shown
+
+        if parts in self.seen:
+            raise AmbiguousArrayError(
+                f"{self.where_file}:/{shown('/'.join(parts))}: two members of the file "
+                f"resolve to this name ({shown(self.seen[parts])!r} and {shown(raw)!r}); "
+                "ncinspect does not pick one: rename or drop one of them"
+            )
+        self.seen[parts] = raw
+        node = self.root
+        for p in parts[:-1]:
+            node = node.child(p)
+        return node
 
 
 def plain(value: Any) -> Any:

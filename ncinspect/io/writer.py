@@ -4,14 +4,26 @@ A trainer or evaluation loop never has to hold all N x d features in memory::
 
     with DumpWriter("run.h5") as w:                     # mode="w" to replace an old file
         w.write("labels", y_train)                      # once, inherited by every snapshot
-        snap = w.snapshot("epoch_0010", epoch=10, split="train", weight_decay=5e-4)
-        for xb in batches:
-            snap.append(features=penultimate(xb), outputs=model(xb))
-        snap.write(weights=W_last, bias=b_last)
+        with w.snapshot("epoch_0010", epoch=10, split="train", weight_decay=5e-4) as snap:
+            for xb in batches:
+                snap.append(features=penultimate(xb), outputs=model(xb))
+            snap.write(weights=W_last, bias=b_last)
+        # leaving the block marks the snapshot complete (or call snap.finish())
 
 The file is flushed after each batch and each snapshot, so a program that stops half way
-(Ctrl-C, a crash) leaves a readable file holding the snapshots written so far. Dumps are
-written in place (they are appended to); the reports ncinspect writes are atomic instead.
+(Ctrl-C, a crash, ``kill -9``) leaves a readable file holding the snapshots written so far.
+A snapshot is marked complete only when its writer is done with it: while it is written its
+group carries the attribute ``ncinspect_in_progress`` (:data:`IN_PROGRESS`), which is deleted,
+after a flush of everything written to it, by :meth:`SnapshotWriter.finish`, by leaving its
+``with`` block without an exception, by opening the next snapshot with the same writer (a
+loop writes one after the other; groups above the new one excepted), or by closing the
+writer normally (:meth:`DumpWriter.close`, or leaving ``with DumpWriter(...)`` without an
+exception). Rows or arrays written to a finished snapshot mark it in progress again, so a
+program that writes several snapshots at once should call ``finish()`` on each. Readers skip
+a snapshot that still carries it (or sits below a group that does), with a note: a snapshot
+whose writer was killed mid-write is never analysed as if it were complete. Dumps written by
+other programs carry no such attribute and are complete as they are. Dumps are written in
+place (they are appended to); the reports ncinspect writes are atomic instead.
 
 A writer never doubles a snapshot: rows are appended freely to the snapshots this writer
 created, but a snapshot that already holds arrays written by an earlier writer (a script run
@@ -33,8 +45,10 @@ import numpy as np
 
 from ..arrays import is_tensor, to_host
 from ..errors import UnreadableFileError, UsageError
+from .tree import IN_PROGRESS
 
-__all__ = ["DumpWriter", "SnapshotWriter"]
+__all__ = ["DumpWriter", "SnapshotWriter", "IN_PROGRESS"]
+
 
 _DEFAULT_CHUNK_BYTES = 1 << 20  # ~1 MiB HDF5 chunks: good for row-chunked reads
 
@@ -87,6 +101,38 @@ class SnapshotWriter:
         self._writer = writer
         self._group = group
         self._continued = continued
+        self.finished = False
+
+    def __enter__(self) -> SnapshotWriter:
+        return self
+
+    def __exit__(self, exc_type, *exc_info) -> None:
+        if exc_type is None:
+            self.finish()
+
+    def finish(self) -> None:
+        """Mark this snapshot complete: flush what was written, then delete the
+        :data:`IN_PROGRESS` attribute (the last write), then flush again. Idempotent; writing
+        to the snapshot again marks it in progress until the next ``finish``."""
+        if self.finished or not self._writer._file.id.valid:
+            return
+        open_snaps = self._writer._open_snaps
+        if open_snaps.get(self._group.name, self) is not self:
+            self.finished = True  # a newer writer of the same group owns the marker
+            return
+        self._writer.flush()
+        if IN_PROGRESS in self._group.attrs:
+            del self._group.attrs[IN_PROGRESS]
+        self._writer.flush()
+        self.finished = True
+        open_snaps.pop(self._group.name, None)
+
+    def _started(self) -> None:
+        """Mark the snapshot in progress again (more rows or arrays after a finish)."""
+        if self.finished:
+            self._writer._mark_in_progress(self._group)
+            self._writer._open_snaps[self._group.name] = self
+            self.finished = False
 
     @property
     def name(self) -> str:
@@ -106,6 +152,7 @@ class SnapshotWriter:
         lengths = {name: (a.shape[0] if a.ndim else None) for name, a in rows.items()}
         if any(n is None for n in lengths.values()) or len(set(lengths.values())) > 1:
             raise UsageError(f"DumpWriter.append: batches have different numbers of rows {lengths}")
+        self._started()
         for name, arr in rows.items():
             self._append_one(name, arr)
         self._writer.flush()
@@ -147,6 +194,8 @@ class SnapshotWriter:
 
     def write(self, **arrays: Any) -> None:
         """Store whole arrays (``weights``, ``bias``, ``params/W1``, ...), replacing any."""
+        if any(v is not None for v in arrays.values()):
+            self._started()
         for name, value in arrays.items():
             if value is None:
                 continue
@@ -201,6 +250,7 @@ class DumpWriter:
         self.mode = mode
         self.compression = compression
         self._own: set[str] = set()  # datasets created by this writer (free to grow)
+        self._open_snaps: dict[str, SnapshotWriter] = {}  # snapshots not finished yet
         try:
             self._file = h5py.File(self.path, _MODES[mode])
         except OSError as exc:
@@ -210,12 +260,22 @@ class DumpWriter:
     def __enter__(self) -> DumpWriter:
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc_info) -> None:
+        # an exception leaves the snapshots it interrupted marked in progress
+        self.close(finish=exc_type is None)
 
-    def close(self) -> None:
+    def close(self, *, finish: bool = True) -> None:
+        """Close the file; with ``finish`` (the default) every snapshot still open is first
+        marked complete (:meth:`SnapshotWriter.finish`); ``finish=False`` leaves them marked
+        in progress (the program stopped half way through them)."""
         if self._file.id.valid:
-            self._file.close()
+            try:
+                if finish:
+                    for snap in list(self._open_snaps.values()):
+                        snap.finish()
+            finally:
+                self._open_snaps.clear()
+                self._file.close()
 
     def flush(self) -> None:
         self._file.flush()
@@ -246,10 +306,29 @@ class DumpWriter:
                 group.attrs.clear()
             elif earlier and not continued:
                 raise self._doubling_error(group)
+        self._finish_earlier("/" + key.strip("/"))
         group = self._file.require_group(key)
+        # marked in progress before anything else of it is written; finish() deletes it last
+        self._mark_in_progress(group)
         if meta:
             self.set_meta(group.name, **meta)
-        return SnapshotWriter(self, group, continued=continued)
+        snap = SnapshotWriter(self, group, continued=continued)
+        self._open_snaps[group.name] = snap
+        return snap
+
+    def _finish_earlier(self, path: str) -> None:
+        """Opening another snapshot finishes the ones opened before (a loop writes one
+        snapshot after the other), except the groups above ``path`` (a snapshot whose layers
+        are written below it). A finished snapshot written to again is marked in progress
+        again; a program that interleaves snapshots calls :meth:`SnapshotWriter.finish`."""
+        for name, snap in list(self._open_snaps.items()):
+            above = path == name or path.startswith(name.rstrip("/") + "/")
+            if not above:
+                snap.finish()
+
+    def _mark_in_progress(self, group) -> None:
+        group.attrs[IN_PROGRESS] = np.int8(1)
+        self.flush()
 
     def _earlier_arrays(self, group) -> list[str]:
         """Datasets directly in ``group`` that this writer did not create."""

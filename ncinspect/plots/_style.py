@@ -252,8 +252,9 @@ def hide_class_ticks(ax, n_classes: int, *, axis: str = "both", names=None) -> N
     from matplotlib.ticker import MaxNLocator
 
     from ..render.safe import mpl_text
+    from ..text import LABEL_LIMIT
 
-    labels = [mpl_text(n) for n in (names if names is not None else range(n_classes))]
+    labels = [mpl_text(n, LABEL_LIMIT) for n in (names if names is not None else range(n_classes))]
     for which in ("x", "y") if axis == "both" else (axis,):
         target = ax.xaxis if which == "x" else ax.yaxis
         if n_classes <= CLASS_TICK_LIMIT:

@@ -13,19 +13,22 @@ def page_figures(report: Report, *, dpi: float = 110) -> dict[str, tuple[bytes, 
     """``{"trajectory": (png, caption), "gram": (png, caption)}`` for
     :func:`ncinspect.render.html.html_report`.
 
-    The trajectory figure is drawn when some split has two or more epochs; the Gram figure
+    The trajectory figure is drawn when some split has two or more epochs and a panel of
+    the classifier's layer has data; the Gram figure
     of the last training snapshot (the 20 classes with the largest spread when C > 30).
     """
     import matplotlib.pyplot as plt
 
     from ._style import figure_bytes
     from .geometry import plot_gram
-    from .runs import plot_trajectory
+    from .runs import as_runs, available_panels, plot_trajectory
     from .subset import Worst
 
     out: dict[str, tuple[bytes, str]] = {}
+    # drawn when some trajectory has two snapshots and some panel (the classifier's layer,
+    # whatever its name) has a value: never an error for a file that is merely unusual
     groups = group_trajectories([r for r in report if r.task == "classification"])
-    if any(len(members) > 1 for members in groups.values()):
+    if any(len(m) > 1 for m in groups.values()) and available_panels(as_runs(report)):
         fig = plot_trajectory(report, style="screen")
         try:
             out["trajectory"] = (

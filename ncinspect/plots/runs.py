@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..report import Report, SnapshotResult
-from ..trajectory import is_train, series, trajectory
+from ..trajectory import CLASSIFIER, classifier_layer, is_train, series, trajectory
 from ._style import log_axis, new_figure, plot_style, run_colors, run_markers
 from .panels import (
     CLASSIFIER_STYLE,
@@ -80,7 +80,9 @@ def as_runs(runs, labels: Sequence[str] | None = None) -> list[Run]:
     return out
 
 
-def _split_results(results: list[SnapshotResult], split: str, layer=None) -> list[SnapshotResult]:
+def _split_results(results: list[SnapshotResult], split: str, layer=CLASSIFIER):
+    if layer is CLASSIFIER:  # the classifier's layer: None, or the one every snapshot names
+        layer = classifier_layer(results)
     if split == "train":
         return trajectory(results, split="train", layer=layer)
     others = [r.split for r in results if not is_train(r) and r.layer == layer]

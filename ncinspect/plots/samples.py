@@ -11,6 +11,7 @@ import numpy as np
 from ..projection import project
 from ..render.safe import mpl_text
 from ..report import SnapshotResult
+from ..text import LABEL_LIMIT
 from ._style import (
     CLASS_KEY_LIMIT,
     PETROFF10,
@@ -125,7 +126,9 @@ def _scatter_classes(ax, result: SnapshotResult, proj2, codes, rows, colors, mar
                 linewidths=0,
                 rasterized=True,
                 gid=f"class|{c}",
-                label=mpl_text(result.class_names[c]) if C <= _LEGEND_CLASSES else None,
+                label=mpl_text(result.class_names[c], LABEL_LIMIT)
+                if C <= _LEGEND_CLASSES
+                else None,
             )
     return shown
 

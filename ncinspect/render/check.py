@@ -68,9 +68,10 @@ def check_parts(result: CheckResult, width: int | None = None) -> list:
         Text.assemble(("FAIL ", "bold red"), plain(f"{_case_name(o)}: {o.message}"))
         for o in result.failures
     ]
+    notes = [Text.assemble(("note ", "yellow"), plain(n)) for n in result.notes]
     colour = "green" if result.passed else "bold red"
     body = [table] if width is None else fit(table, width)
-    return [header, *body, *reasons, Text(summary_line(result), style=colour)]
+    return [header, *body, *reasons, *notes, Text(summary_line(result), style=colour)]
 
 
 def check_table(result: CheckResult, width: int | None = None):
@@ -145,6 +146,7 @@ def to_github(result: CheckResult) -> str:
         f"{_escape_data(f'{o.target} in {result.file}: {o.message}')}"
         for o in result.failures
     ]
+    lines += [f"::warning title={_escape_property(_TOOL)}::{_escape_data(n)}" for n in result.notes]
     level = "notice" if result.passed else "error"
     lines.append(
         f"::{level} title={_escape_property(_TOOL)}::"

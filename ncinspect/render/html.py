@@ -19,6 +19,7 @@ from typing import Any
 from ..metrics.nulls import applicable_warnings
 from ..metrics.registry import compact_columns, no_etf_note, table_info
 from ..report import Report, SnapshotResult, conventions, square_loss_keys
+from ..text import NAME_LIMIT, TEXT_LIMIT, cut
 from .intervals import interval_text
 from .safe import plain
 from .table import COMPACT_KEYS, extra_compact_columns, fmt
@@ -70,9 +71,17 @@ dl.conv dt { font-weight: 600; } dl.conv dd { margin: 0; overflow-wrap: anywhere
 """
 
 
-def _t(value: Any) -> str:
-    """Text from the file (or anything) made safe for HTML: controls escaped, then markup."""
-    return html.escape(plain(value), quote=True)
+def _t(value: Any, limit: int = TEXT_LIMIT) -> str:
+    """Text from the file (or anything) made safe for HTML: cut to ``limit`` characters (the
+    cut said, :func:`ncinspect.text.cut`), controls escaped, then markup."""
+    raw = value if isinstance(value, str) else str(value)
+    return html.escape(plain(cut(raw, limit)), quote=True)
+
+
+def _n(value: Any) -> str:
+    """A name from the file (snapshot, class, file) for HTML: :func:`_t` cut to
+    :data:`ncinspect.text.NAME_LIMIT` characters; the JSON keeps the name whole."""
+    return _t(value, NAME_LIMIT)
 
 
 def _img(png: bytes) -> str:
@@ -133,7 +142,7 @@ def _snapshot_section(res: SnapshotResult, hidden: set[str]) -> str:
         rows.append(row)
     present = sum(1 for n in res.class_counts if n > 0) or res.n_classes
     note = no_etf_note(res.metrics, res.n_features, present)
-    out = f"<h3>{_t(res.name)}</h3><p class='sub'>{_t(_tags(res))}</p>"
+    out = f"<h3>{_n(res.name)}</h3><p class='sub'>{_t(_tags(res))}</p>"
     if note:
         out += f"<p class='note'>{_t(note)}</p>"
     return out + _table(head, rows)
@@ -158,7 +167,7 @@ def _compact_section(report: Report, hidden: set[str]) -> str:
     rows = []
     for res in shown:
         row = [
-            (f"<code>{_t(res.name)}</code>", ""),
+            (f"<code>{_n(res.name)}</code>", ""),
             (_t(fmt(res.epoch)), "num"),
             (str(res.n_samples), "num"),
         ]
@@ -175,7 +184,10 @@ def _compact_section(report: Report, hidden: set[str]) -> str:
 def last_classified(report: Report) -> SnapshotResult | None:
     """The last train (or split-less) classification snapshot with class means, else any."""
     cands = [r for r in report if r.task == "classification" and r.arrays.means is not None]
-    train = [r for r in cands if r.split in (None, "train") and r.layer is None]
+    from ..trajectory import classifier_layer
+
+    top = classifier_layer(cands)
+    train = [r for r in cands if r.split in (None, "train") and r.layer == top]
     pool = train or cands
     if not pool:
         return None
@@ -203,12 +215,12 @@ def _worst_section(res: SnapshotResult, k: int = 10) -> str:
     worst = sorted(rows, key=spread, reverse=True)[:k]
     head = ["class", "spread", *(_t(key) for key in PER_CLASS_KEYS)]
     body = [
-        [(f"<code>{_t(r.get('class'))}</code>", ""), (_t(fmt(spread(r))), "num")]
+        [(f"<code>{_n(r.get('class'))}</code>", ""), (_t(fmt(spread(r))), "num")]
         + [(_t(fmt(r.get(key))), "num") for key in PER_CLASS_KEYS]
         for r in worst
     ]
     return (
-        f"<p class='sub'>{_t(res.name)}: the {len(worst)} of {len(rows)} classes with the "
+        f"<p class='sub'>{_n(res.name)}: the {len(worst)} of {len(rows)} classes with the "
         "largest spread var / mean_norm<sup>2</sup> (v<sub>c</sub> / ||mu<sub>c</sub> - "
         "mu<sub>G</sub>||<sup>2</sup>): the aggregate metrics hide them.</p>" + _table(head, body)
     )
@@ -225,7 +237,7 @@ def _warnings_section(report: Report, sqi: bool) -> str:
     if not seen:
         return "<p>No warnings.</p>"
     items = "".join(
-        f"<li><code>{_t(names[0])}</code>"
+        f"<li><code>{_n(names[0])}</code>"
         + (f" and {len(names) - 1} more" if len(names) > 1 else "")
         + f": {_t(w)}</li>"
         for w, names in seen.items()
@@ -270,9 +282,9 @@ def html_report(
         "<html lang='en'><head><meta charset='utf-8'>",
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>ncinspect: {_t(name)}</title>",
+        f"<title>ncinspect: {_n(name)}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>ncinspect report: <code>{_t(name)}</code></h1>",
+        f"<h1>ncinspect report: <code>{_n(name)}</code></h1>",
         f"<p class='sub'>{len(report)} snapshot(s); ncinspect {_t(__version__)}</p>",
         "<h2>Summary</h2>",
     ]

@@ -19,7 +19,7 @@ from ..metrics.registry import (
 )
 from ..metrics.registry import columns as columns_of
 from ..report import Report, SnapshotResult, square_loss_keys
-from ..text import fmt
+from ..text import NAME_LIMIT, fmt
 from ..trajectory import group_trajectories, has_layers, layer_profile, split_rank
 from .intervals import interval_text, interval_title
 from .law import law_table
@@ -62,8 +62,9 @@ def extra_compact_columns(report) -> tuple[tuple[str, str], ...]:
 
 
 def _name(text: Any) -> str:
-    """A name from the file as rich markup: shown literally, control characters escaped."""
-    return markup(text)
+    """A name from the file as rich markup: shown literally, control characters escaped, cut
+    to :data:`ncinspect.text.NAME_LIMIT` characters (the cut said; the JSON keeps it whole)."""
+    return markup(text, NAME_LIMIT)
 
 
 def _classes(res: SnapshotResult) -> str:
@@ -346,7 +347,7 @@ def render_report(
                 if len(names) == 1
                 else f"{len(names)} snapshots ({_name(names[0])}, ...)"
             )
-            message(console, f"[yellow]{kind}[/yellow] {where}: {_name(w)}")
+            message(console, f"[yellow]{kind}[/yellow] {where}: {markup(w)}")
 
 
 def _loss_line(res: SnapshotResult, sqi: bool) -> str | None:

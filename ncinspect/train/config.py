@@ -25,6 +25,7 @@ LIMITS = {
     "input_dim": 100_000,
     "mnist1d_samples": 1_000_000,
     "epochs": 10_000_000,
+    "n_targets": 10_000,  # regression: targets t
     "seed": 2**63 - 1,  # stored as a 64-bit HDF5 attribute
     "separation": 1e6,  # gaussian data: larger centres overflow the square loss
     "noise": 1e6,
@@ -239,8 +240,10 @@ class TrainConfig:
         if self.task == "regression":
             if self.dataset != "gaussian":
                 problems.append("task 'regression' trains on generated gaussian inputs only")
-            if self.n_targets < 1:
-                problems.append(f"n_targets must be >= 1, got {self.n_targets}")
+            if not 1 <= self.n_targets <= LIMITS["n_targets"]:
+                problems.append(
+                    f"n_targets must be in [1, {LIMITS['n_targets']}], got {self.n_targets}"
+                )
             if self.target_map not in CHOICES["target_map"]:
                 problems.append(
                     f"target_map must be 'linear' or 'smooth', got {clip(repr(self.target_map))}"

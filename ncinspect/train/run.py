@@ -146,4 +146,6 @@ def write_split(
         chunks.append(acts[-1])
     snap.write(weights=params[-1])
     snap.write_params(list(params))
+    for done in (*hidden, snap):  # marked complete last, after everything is flushed
+        done.finish()
     return np.concatenate(chunks) if chunks else np.zeros((0, params[-1].shape[1]))

@@ -373,11 +373,11 @@ with DumpWriter(sys.argv[1], "w") as w:
     e = 0
     t0 = time.time()
     while time.time() - t0 < float(sys.argv[2]):
-        snap = w.snapshot(f"epoch_{e:05d}", epoch=e)
-        for a in range(0, 400, 20):
-            snap.append(features=rng.standard_normal((20, 8)) + y[a : a + 20, None])
-            time.sleep(0.01)
-        snap.write(weights=rng.standard_normal((4, 8)))
+        with w.snapshot(f"epoch_{e:05d}", epoch=e) as snap:  # complete at the block's end
+            for a in range(0, 400, 20):
+                snap.append(features=rng.standard_normal((20, 8)) + y[a : a + 20, None])
+                time.sleep(0.01)
+            snap.write(weights=rng.standard_normal((4, 8)))
         if e == 0:
             print("ready", flush=True)
         e += 1

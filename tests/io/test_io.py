@@ -248,8 +248,9 @@ def test_writer_interrupted_leaves_readable_file(tmp_path):
             w.snapshot("epoch_0001").append(features=h)
             w.snapshot("epoch_0002").append(features=h[:10])
             raise KeyboardInterrupt
-    with open_dump(path) as d:
-        assert [s.name for s in d.snapshots] == ["/epoch_0001", "/epoch_0002"]
+    with open_dump(path) as d:  # the interrupted snapshot (half its rows) is left out, said
+        assert [s.name for s in d.snapshots] == ["/epoch_0001"]
+        assert any("/epoch_0002 skipped: it is incomplete" in n for n in d.notes)
     assert ncinspect.analyze_file(path, snapshot="epoch_0001")[0].n_samples == len(y)
 
 
@@ -349,7 +350,8 @@ def test_file_being_written_is_read_without_the_lock_with_a_note(tmp_path):
     writer = ncinspect.DumpWriter(path, "w")  # this process holds the write lock
     try:
         writer.write("labels", y)
-        writer.snapshot("epoch_0001").append(features=h)
+        with writer.snapshot("epoch_0001") as snap:  # finished: complete while the file is open
+            snap.append(features=h)
         cmd = [sys.executable, "-c", "from ncinspect.cli import main; main()"]
         run = subprocess.run(
             [*cmd, "report", str(path), "--json", "-"], capture_output=True, text=True, timeout=120
