@@ -120,13 +120,10 @@ def device_batch(xp: Any, features: Any, labels: Any, n_classes: int) -> tuple[A
     :mod:`ncinspect.stats_device` and reported at the end of the pass, so a batch never
     waits for the device.
     """
-    from .errors import InvalidDataError
+    from .input_checks import check_batch
 
     h = detach(features)
-    if h.dtype == xp.bool or not xp.isdtype(h.dtype, ("real floating", "integral")):
-        raise UnsupportedDtypeError(f"features have unsupported dtype {h.dtype}: use floats")
-    if h.ndim != 2:
-        raise InvalidDataError(f"features must be 2-D (batch, d), got shape {tuple(h.shape)}")
+    check_batch(xp, h, empty_ok=True)
     y = labels
     if get_namespace(labels) is not xp:  # host labels (or another library): to h's device
         y = xp.asarray(to_host(labels, "labels"), device=device_of(h))
@@ -139,10 +136,7 @@ def device_batch(xp: Any, features: Any, labels: Any, n_classes: int) -> tuple[A
         raise UnsupportedDtypeError(
             f"labels have dtype {y.dtype}: the Meter takes integer labels (rows of W)"
         )
-    if y.ndim != 1 or y.shape[0] != h.shape[0]:
-        raise InvalidDataError(
-            f"labels must have shape ({h.shape[0]},) for these features, got {tuple(y.shape)}"
-        )
+    check_batch(xp, h, y, empty_ok=True)
     return h, y
 
 
@@ -154,6 +148,7 @@ def meter_batch(features: Any, labels: Any, n_classes: int, weights: Any = None)
     (:func:`device_batch`); host rows are checked at once (reading them costs nothing).
     """
     from .errors import InvalidDataError
+    from .input_checks import check_batch
 
     _check_label_kind(labels)
     xp = get_namespace(features)
@@ -161,18 +156,11 @@ def meter_batch(features: Any, labels: Any, n_classes: int, weights: Any = None)
         h, y = device_batch(xp, features, labels, n_classes)
     else:
         xp, h, y = None, to_host(features, "features"), to_host(labels, "labels")
-        if h.dtype.kind not in "fiu":
-            raise UnsupportedDtypeError(f"features have unsupported dtype {h.dtype}: use floats")
         if y.dtype.kind not in "fiub":
             raise UnsupportedDtypeError(
                 f"labels have dtype {y.dtype}: the Meter takes integer labels (rows of W)"
             )
-        if h.ndim != 2:
-            raise InvalidDataError(f"features must be 2-D (batch, d), got shape {h.shape}")
-        if y.ndim != 1 or y.shape[0] != h.shape[0]:
-            raise InvalidDataError(
-                f"labels must have shape ({h.shape[0]},) for these features, got {y.shape}"
-            )
+        check_batch(np, h, y, empty_ok=True)
         if y.dtype.kind not in "iub" and not (y.size and np.all(np.mod(y, 1) == 0)):
             raise InvalidDataError("labels must be integers (row indices of the classifier)")
         y = y.astype(np.int64)

@@ -118,6 +118,13 @@ def check_center(center: Any) -> str:
     return center
 
 
+def _where(array: Any, default: str) -> str:
+    """Where an array came from: an :class:`ArraySource`'s ``where`` text, else ``default``
+    (a tensor's ``where`` is a method, not a place)."""
+    where = getattr(array, "where", None)
+    return where if isinstance(where, str) else default
+
+
 def check_batch(
     xp: Any,
     features: Any,
@@ -142,7 +149,7 @@ def check_batch(
     N, d = check_features(
         getattr(features, "shape", None),
         getattr(features, "dtype", None),
-        getattr(features, "where", where),
+        _where(features, where),
         what=what,
         empty_ok=empty_ok,
         xp=xp,
@@ -151,7 +158,7 @@ def check_batch(
         check_labels_rows(
             getattr(labels, "shape", None),
             N,
-            getattr(labels, "where", labels_where),
-            getattr(features, "where", where),
+            _where(labels, labels_where),
+            _where(features, where),
         )
     return N, d

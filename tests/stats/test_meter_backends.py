@@ -46,7 +46,7 @@ def test_meter_in_random_batches_equals_analyze(backend, seed):
 def test_meter_checks_device_batches(backend):
     """Shapes and dtypes are refused at update(); values (labels, NaN) of device batches
     are counted on the device and refused at the end of the pass (host rows: at once)."""
-    from ncinspect.errors import InvalidDataError, UnsupportedDtypeError
+    from ncinspect.errors import InvalidDataError, ShapeMismatchError, UnsupportedDtypeError
 
     h, y, m = make_data(C=3, d=6, n=10)
     for labels, match in ((y + 1, "label 3 is not in"), (y - 1, "label -1 is not in")):
@@ -59,7 +59,7 @@ def test_meter_checks_device_batches(backend):
         meter.update(backend(h), backend(y + 0.5))
         meter.next_pass()
     meter = ncinspect.Meter(weights=backend(m))
-    with pytest.raises(InvalidDataError, match="2-D"):
+    with pytest.raises(ShapeMismatchError, match="2-D"):
         meter.update(backend(h[0]), backend(y[:1]))
     with pytest.raises(UnsupportedDtypeError, match="dtype"):
         meter.update(backend(h > 0), backend(y))
