@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from ncinspect.metrics import between_class_geometry
-from ncinspect.stats import FirstPass, SecondPass
+from ncinspect.stats.passes import FirstPass, SecondPass
 
 
 def best_of(geom, h, y, n=3) -> float:

@@ -57,7 +57,7 @@ def timed(module, name: str, spent: dict, key: str):
 
 
 def run(path: str, threads: int, precision: str) -> tuple[dict, str]:
-    from ncinspect import analyze_build
+    from ncinspect.analyze import build as analyze_build
     from ncinspect.cli import main
     from ncinspect.engines import local
     from ncinspect.metrics import compute
@@ -113,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         for t in (int(v) for v in args.threads.split(",")):
             spent, text = run(path, t, precision)
             texts.setdefault(precision, set()).add(text)
-            cells = " | ".join(
-                "{:.1f} / {:.1f}".format(*spent.get(p, (0.0, 0.0))) for p in phases
-            )
+            cells = " | ".join("{:.1f} / {:.1f}".format(*spent.get(p, (0.0, 0.0))) for p in phases)
             print(f"| {t} | {precision} | {cells} |", flush=True)
     for precision, seen in texts.items():
         same = "byte-identical" if len(seen) == 1 else "DIFFERENT"

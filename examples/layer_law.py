@@ -3,8 +3,8 @@
 Trains the same small deep bias-free ReLU net (square loss, weight decay) with three seeds,
 reports the law (``layer_rate``, ``layer_law_r``) of each seed's training split at
 initialisation and at the last epoch, the mean with its 95% t-interval over the seeds
-(:func:`ncinspect.aggregate.aggregate`), and draws log nc1 against the layer at several epochs
-with the fitted lines (``docs/layer-law.png``)::
+(:func:`ncinspect.results.aggregate.aggregate`), and draws log nc1 against the layer at
+several epochs with the fitted lines (``docs/layer-law.png``)::
 
     python examples/layer_law.py [OUT_DIR]        # about 30 s of CPU on one core
 
@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from ncinspect import analyze_file
-from ncinspect.aggregate import aggregate
-from ncinspect.layer_laws import layer_laws
+from ncinspect.results.aggregate import aggregate
+from ncinspect.results.layer_laws import layer_laws
 from ncinspect.train import TrainConfig, fit
 
 SEEDS = (0, 1, 2)

@@ -11,11 +11,11 @@ from .io.writer import DumpWriter  # noqa: E402
 
 __all__ = ["__version__", "NCInspectError", "DumpWriter"]
 
-from .analyze import analyze, analyze_file, analyze_snapshot  # noqa: E402
-from .analyze_ext import analyze_regression  # noqa: E402
+from .analyze.api import analyze, analyze_file, analyze_snapshot  # noqa: E402
+from .analyze.regression import analyze_regression  # noqa: E402
 from .dump import Snapshot, open_dump  # noqa: E402
-from .meter import Meter  # noqa: E402
-from .report import Report, SnapshotResult  # noqa: E402
+from .meter.meter import Meter  # noqa: E402
+from .results.report import Report, SnapshotResult  # noqa: E402
 from .theory import theory_arrays, theory_file  # noqa: E402
 
 __all__ += [

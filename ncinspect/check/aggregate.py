@@ -16,9 +16,9 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from ..aggregate import AggregateReport
 from ..errors import UsageError
 from ..metrics.registry import LAW_KEYS
+from ..results.aggregate import AggregateReport
 from ..text import clip
 from .evaluate import CheckResult, evaluate, select_last, select_layer
 from .rules import THRESHOLD_KINDS, Rule, parse_threshold
@@ -124,8 +124,8 @@ def check_runs(
 
     ``analyze_options`` go to :func:`ncinspect.analyze.analyze_file` for each file.
     """
-    from ..aggregate import aggregate
-    from ..analyze import analyze_file
+    from ..analyze.api import analyze_file
+    from ..results.aggregate import aggregate
 
     on_mean = [BoundRule(r.kind, r.metric, bound=r.bound) if not r.is_trend else r for r in rules]
     bounds = [parse_bound("max_upper", s) for s in max_upper]

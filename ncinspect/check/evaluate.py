@@ -19,8 +19,8 @@ from typing import Any
 
 from ..metrics.nulls import null_message
 from ..metrics.registry import lookup
-from ..report import jsonable
-from ..trajectory import group_trajectories
+from ..results.report import jsonable
+from ..results.trajectory import group_trajectories
 from .rules import PER_CLASS_PREFIX, Rule, is_extra_metric, num_text
 
 __all__ = [
@@ -122,7 +122,7 @@ class CheckResult:
 def trajectories(items: Iterable[Any]) -> list[list[Any]]:
     """Items (snapshots or results) grouped by (split, layer), each group ordered by epoch.
 
-    The grouping of :func:`ncinspect.trajectory.group_trajectories` (which only reads
+    The grouping of :func:`ncinspect.results.trajectory.group_trajectories` (which only reads
     ``split``, ``layer`` and ``epoch``, so dump snapshots work too): items without an epoch
     keep their file order after those with one.
     """
@@ -149,11 +149,11 @@ def select_layer(
     """The items (snapshots or results) of ``layer``.
 
     ``"penultimate"``: the classifier's layer (``item.layer`` None, or the one layer every
-    item names: :func:`ncinspect.trajectory.classifier_layer`); ``"all"``: every item; any
+    item names: :func:`ncinspect.results.trajectory.classifier_layer`); ``"all"``: every item; any
     other string: the layer of that name (``"layer_1"``). ``among``: the items whose
     classifier's layer counts (default ``items``; a selection gives the whole file's).
     """
-    from ..trajectory import classifier_layer
+    from ..results.trajectory import classifier_layer
 
     items = list(items)
     if layer == "all":

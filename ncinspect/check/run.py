@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import UsageError
-from ..layer_laws import layer_laws
 from ..metrics.registry import LAW_KEYS
+from ..results.layer_laws import layer_laws
 from ..text import clip
 from .evaluate import CheckResult, Outcome, evaluate, layer_label, select_last, select_layer
 from .rules import Rule
@@ -89,7 +89,7 @@ def run_check(
     UsageError
         No rules; a pattern that matches no snapshot; no selected snapshot of ``layer``.
     """
-    from ..analyze import analyze_file
+    from ..analyze.api import analyze_file
 
     if not rules:
         raise UsageError(

@@ -234,7 +234,7 @@ def _plot_runs(files, o, opts) -> list[str]:
 def analyze_one(file, common: dict, reading: dict, class_opts: dict):
     """The report of one run (every snapshot ``--snapshot`` selects); a snapshot the reader
     skipped (incomplete, being written) is said on stderr, never dropped silently."""
-    from ..analyze import analyze_file
+    from ..analyze.api import analyze_file
 
     report = analyze_file(file, **common, **reading, **class_opts)
     skipped = dict.fromkeys(w for r in report.snapshots for w in r.warnings if " skipped: " in w)
@@ -245,7 +245,7 @@ def analyze_one(file, common: dict, reading: dict, class_opts: dict):
 
 def _sample(plan, files, o) -> None:
     """Read the seeded subsample of each final snapshot that a planned figure shows."""
-    from ..sampling import sample_file
+    from ..analyze.sampling import sample_file
 
     for i in plan.sampled_runs:
         sample_file(
@@ -319,8 +319,8 @@ def _seed_groups(files, labels) -> dict[str, list[str]]:
 def _plot_aggregated(files, o, opts) -> list[str]:
     """``plot --aggregate``: one trajectory figure, each run the mean of its seeds + a band."""
     from .. import plots
-    from ..aggregate import aggregate
     from ..io.atomic import make_output_folder
+    from ..results.aggregate import aggregate
     from .common import distinct_runs
 
     distinct_runs(files)

@@ -147,7 +147,7 @@ def command(
     """
     import sys
 
-    from ..analyze import analyze_file
+    from ..analyze.api import analyze_file
     from ..render.table import render_report
     from .common import emit, stdout_console
     from .progress import RowProgress
@@ -175,8 +175,8 @@ def command(
             for file in files
         ]
     if aggregate:
-        from ..aggregate import aggregate as aggregate_runs
         from ..render.aggregate import render_aggregate
+        from ..results.aggregate import aggregate as aggregate_runs
 
         report = aggregate_runs(reports)
     else:

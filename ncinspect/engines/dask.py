@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import UnreadableFileError, UsageError
 from ..io.sources import ArraySource, H5Source
-from ..stats import FirstPass
+from ..stats.passes import FirstPass
 from .local import Pass2, check_finite_rows, is_dask, pass2_chunk, read_outputs, theory_rider
 from .threads import one_blas_thread, resolve_threads
 
@@ -240,7 +240,7 @@ class DaskEngine:
     def __init__(
         self, scheduler: Any = None, threads: int | None = None, precision: str = "float64"
     ):
-        from ..array_api import check_precision
+        from ..stats.namespace import check_precision
 
         _import_dask()
         self.precision = check_precision(precision)

@@ -21,10 +21,10 @@ from ..budget import DEFAULT_MEMORY, available_memory, fmt_bytes, held_by_proces
 from ..errors import InvalidDataError, ResourceLimitError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry
-from ..stats import FirstPass, Geometry, SecondPass, block_rows
-from ..stats_pairs import pair_table_bytes, pair_tables_reason
-from ..stats_spectra import SpectraPass, merged, spectra_plan
-from ..stats_theory import TheoryPass
+from ..stats.pairs import pair_table_bytes, pair_tables_reason
+from ..stats.passes import FirstPass, Geometry, SecondPass, block_rows
+from ..stats.spectra import SpectraPass, merged, spectra_plan
+from ..stats.theory import TheoryPass
 from .threads import Workers, one_blas_thread
 
 __all__ = [
@@ -84,7 +84,7 @@ def plan_chunk_rows(
     labels and their codes, about ``24 N`` bytes, and the class-level float64 matrices, about
     ``8 d (16 C + 5)`` bytes; with a :class:`~ncinspect.budget.ProcessLimit`, as the CLI
     gives, also what the process already holds, and the directional pair tables when they
-    fit, :func:`ncinspect.stats_pairs.pair_tables_reason`: two C x C float64) is subtracted
+    fit, :func:`ncinspect.stats.pairs.pair_tables_reason`: two C x C float64) is subtracted
     first, and each row costs its stored bytes twice (two read buffers) plus one float64
     copy; 10% of the rest is left unplanned. Chunks are then as small as one row; a budget
     that cannot hold even that raises :class:`~ncinspect.errors.ResourceLimitError` naming
@@ -327,7 +327,7 @@ class LocalEngine:
     name = "local"
 
     def __init__(self, threads: int | None = None, precision: str = "float64"):
-        from ..array_api import check_precision
+        from ..stats.namespace import check_precision
 
         #: worker threads (None: every core this process may use); results never depend on it
         self.threads = threads

@@ -3,9 +3,9 @@
 :func:`write_sweep` writes one row per run (``sweep.json``, ``sweep.csv``, ``sweep.md``,
 ``sweep.png``); :func:`write_headline` the summary over seeds: per lambda and metric the
 mean and the two-sided 95% Student-t interval over the seeds
-(:func:`ncinspect.aggregate.summarise`), the factor per seed of the headline metric
+(:func:`ncinspect.results.aggregate.summarise`), the factor per seed of the headline metric
 (lambda = 0 over lambda > 0), and the trajectory figure with 95% bands
-(:func:`ncinspect.aggregate.aggregate` of each lambda's dumps drawn by
+(:func:`ncinspect.results.aggregate.aggregate` of each lambda's dumps drawn by
 :func:`ncinspect.plots.plot_trajectory`, the figure ``ncinspect plot --aggregate`` draws).
 """
 
@@ -139,7 +139,7 @@ def write_sweep(
     the seeds of each lambda.
     """
     from ..io.atomic import atomic_write
-    from ..report import csv_text, jsonable
+    from ..results.report import csv_text, jsonable
 
     out_dir = os.fspath(out_dir)
     written = []
@@ -182,12 +182,12 @@ def headline_summary(rows: Sequence[dict[str, Any]], key: str = HEADLINE_METRIC)
     -------
     dict
         ``runs``: one dict per lambda (in increasing order) with ``weight_decay``,
-        ``seeds``, ``metrics`` / ``theory`` (key -> :class:`~ncinspect.aggregate.Stat` as a
+        ``seeds``, ``metrics`` / ``theory`` (key -> :class:`~ncinspect.results.aggregate.Stat` as a
         dict), ``test_accuracy`` and ``layer_norms_sq`` (one Stat per layer);
         ``metric`` (= ``key``), ``factors`` (:func:`~ncinspect.experiments.factors` of
         ``key``) and ``factor`` (their Stat per lambda > 0: weight decay -> dict).
     """
-    from ..aggregate import summarise
+    from ..results.aggregate import summarise
 
     def stat(values: list[Any]) -> dict[str, Any]:
         return summarise(values).to_dict()
@@ -299,10 +299,10 @@ def write_headline(
 
     Needs two or more seeds per lambda.
     """
-    from ..aggregate import aggregate
-    from ..analyze import analyze_file
+    from ..analyze.api import analyze_file
     from ..io.atomic import atomic_write
-    from ..report import jsonable
+    from ..results.aggregate import aggregate
+    from ..results.report import jsonable
 
     groups = _runs_by_lambda(rows)
     lone = [wd for wd, paths in groups.items() if len(paths) < 2]

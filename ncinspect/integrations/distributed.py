@@ -13,7 +13,7 @@ group (DDP, Lightning, ``torchrun``)::
     result = meter.compute()          # the same on every rank
 
 :func:`all_reduce_meter` reduces the pass states where they live, field by field, by the
-reduction each field declares (:mod:`ncinspect.stats_protocol`): ``all_reduce`` for sums and
+reduction each field declares (:mod:`ncinspect.stats.protocol`): ``all_reduce`` for sums and
 extremes, ``all_gather`` of the 3-number output moments (folded in rank order), as
 torchmetrics does; no state makes a host round trip (NCCL reduces CUDA states on the GPU,
 gloo CPU tensors). Only two small checks read a value: the ranks' settings and, in pass 2,
@@ -21,7 +21,7 @@ their shared pass 1 must be the same. A rank that saw no batch (or no row of a c
 absent class is fine) takes part with empty states.
 
 :func:`merge_meter_states` merges :meth:`Meter.state_dict` mappings (e.g. gathered by hand
-as :func:`ncinspect.meter_state.pack` bytes) in the given order.
+as :func:`ncinspect.meter.state.pack` bytes) in the given order.
 
 Needs torch (``pip install 'ncinspect[torch]'``), imported only when these functions run.
 """
@@ -34,9 +34,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import UsageError
-from ..meter import Meter
-from ..stats_device import FirstState, SecondState
-from ..stats_protocol import NUMPY
+from ..meter.meter import Meter
+from ..stats.device import FirstState, SecondState
+from ..stats.protocol import NUMPY
 
 __all__ = ["all_reduce_meter", "merge_meter_states"]
 

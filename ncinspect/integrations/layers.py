@@ -186,7 +186,7 @@ def layer_rows(layer_hooks: LayerHooks, n: int, i: int) -> list[Any]:
 def layer_meters(meter, hooked, options: dict[str, Any]) -> list[Any]:
     """One :class:`~ncinspect.Meter` per hooked layer: no classifier, the classes of
     ``meter``, the same settings; with a dump, writing ``<snapshot>/layer_<k>``."""
-    from ..meter import Meter
+    from ..meter.meter import Meter
 
     shared = {
         key: options[key]

@@ -16,7 +16,7 @@ restored afterwards, module by module. Tensors on any device and of any dtype ar
 
 :func:`measure` runs the same hook over a loader twice and feeds a :class:`~ncinspect.Meter`
 instead of a file: ``measure(model, "fc", loader, device="cuda")`` returns the
-:class:`~ncinspect.report.SnapshotResult` that ``analyze()`` gives on those features.
+:class:`~ncinspect.results.report.SnapshotResult` that ``analyze()`` gives on those features.
 
 :class:`ClassifierHook` is the reusable part: it attaches to any module and hands each
 forward call's (features, outputs) to a callback, in the loader loop or anywhere else.
@@ -305,7 +305,7 @@ def measure(
         (``result.layer == "layer_<k>"``, ``result.meta["layer_index"] == k``), then the
         classifier's input under ``"penultimate"``.
     """
-    from ..meter import Meter
+    from ..meter.meter import Meter
 
     torch = torch_module()
     module, name = resolve_module(model, classifier)

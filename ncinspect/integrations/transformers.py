@@ -187,7 +187,7 @@ class NeuralCollapseCallback(TrainerCallback):
         :attr:`results`."""
         import torch
 
-        from ..meter import Meter
+        from ..meter.meter import Meter
         from .distributed import all_reduce_meter
 
         task = self._task(model)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..stats import FirstPass, Geometry, SecondPass
+from ..stats.passes import FirstPass, Geometry, SecondPass
 from .directional import set_directional
 from .general import general_metrics
 from .kernels import equinorm, etf_error, self_duality

@@ -1,11 +1,11 @@
 """Directional variability ``nc1_cdnv_directional`` (Luthra, Salunkhe & Galanti 2026) from the
-pass-2 pair table of :mod:`ncinspect.stats_pairs` (numpy only)."""
+pass-2 pair table of :mod:`ncinspect.stats.pairs` (numpy only)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..stats import pow2_scale
+from ..stats.passes import pow2_scale
 from .linalg import tile_rows
 from .nulls import MetricValues
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..stats import pow2_scale
+from ..stats.passes import pow2_scale
 from .kernels import cdnv_mean, etf_error
 from .linalg import DIRECT_MAX_C, cross_gram_norm2, fro, row_cos, unit
 from .nulls import MINORITY_NONE

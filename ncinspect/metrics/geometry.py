@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidDataError, refuse_removed
-from ..stats import FirstPass, Geometry, pow2_scale
+from ..stats.passes import FirstPass, Geometry, pow2_scale
 
 __all__ = ["EIG_RTOL", "between_class_geometry"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..stats import pow2_scale
+from ..stats.passes import pow2_scale
 from .linalg import DIRECT_MAX_C, cross_gram_norm2, fro, unit
 from .pairs import cosine_values, pair_sweep, unit_rows
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..stats import pow2_scale
+from ..stats.passes import pow2_scale
 
 __all__ = [
     "DIRECT_MAX_C",

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..stats import Moments, pow2_scale
+from ..stats.passes import Moments, pow2_scale
 from .linalg import unit
 
 __all__ = ["PAIR_BLOCK", "UnitPairs", "CdnvPairs", "PairStats", "unit_rows", "pair_sweep"]

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .nulls import MetricValues
-from .registry import REGRESSION_REGISTRY
-from .regression_passes import (
+from ..stats.regression import (
     RegressionFirstPass,
     RegressionGeometry,
     RegressionSecondPass,
     normalise_rows,
 )
+from .nulls import MetricValues
+from .registry import REGRESSION_REGISTRY
 
 __all__ = [
     "REGRESSION_KEYS",

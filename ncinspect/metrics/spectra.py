@@ -1,6 +1,6 @@
 """Spectral metrics of the features (spec/metrics.md, "Spectral metrics (0.3)").
 
-From the merged d x d sums of :class:`~ncinspect.stats_spectra.SpectraPass` and the class
+From the merged d x d sums of :class:`~ncinspect.stats.spectra.SpectraPass` and the class
 means of pass 1:
 
 - ``Sigma_W = (1/N) sum_i e_i e_i^T`` (the pass-2 residuals), and exactly

@@ -1,6 +1,6 @@
 """Figures from computed results (never from files): trajectories, geometry, samples, layers.
 
-Every function takes :class:`~ncinspect.report.Report` / :class:`SnapshotResult` objects (or
+Every function takes :class:`~ncinspect.results.report.Report` / :class:`SnapshotResult` objects (or
 lists of them), an optional ``ax``/``axes`` and a ``style`` (``paper``: 3.5 in / 7 in wide,
 7 pt text; ``screen``), and returns the matplotlib Figure. Nothing here calls
 ``plt.show``; matplotlib is imported only when a figure is drawn. Save figures with

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..projection import cosine_matrix, etf_cosine, pairwise_cosines, row_norms
-from ..report import SnapshotResult
+from ..analyze.projection import cosine_matrix, etf_cosine, pairwise_cosines, row_norms
+from ..results.report import SnapshotResult
 from ._style import (
     CLASS_TICK_LIMIT,
     DOUBLE,

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..layer_laws import layer_laws
-from ..trajectory import layer_profile, series
+from ..results.layer_laws import layer_laws
+from ..results.trajectory import layer_profile, series
 from ._style import log_axis, new_figure, plot_style, run_colors
 from .panels import LAYER_PANELS
 from .runs import as_runs, figure_legend, run_look, run_title

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..render.html import last_classified
-from ..report import Report
-from ..trajectory import group_trajectories
+from ..results.report import Report
+from ..results.trajectory import group_trajectories
 
 __all__ = ["page_figures"]
 

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ..errors import InvalidDataError
-from ..report import SnapshotResult
+from ..results.report import SnapshotResult
+from ..results.trajectory import final_snapshot, has_layers, layer_profile, trajectory
 from ..text import clip
-from ..trajectory import final_snapshot, has_layers, layer_profile, trajectory
 from .geometry import plot_geometry, plot_gram, plot_spectrum
 from .layers import plot_layers
 from .runs import plot_trajectory

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..report import Report, SnapshotResult
-from ..trajectory import CLASSIFIER, classifier_layer, is_train, series, trajectory
+from ..results.report import Report, SnapshotResult
+from ..results.trajectory import CLASSIFIER, classifier_layer, is_train, series, trajectory
 from ._style import log_axis, new_figure, plot_style, run_colors, run_markers
 from .panels import (
     CLASSIFIER_STYLE,
@@ -54,11 +54,11 @@ def as_runs(runs, labels: Sequence[str] | None = None) -> list[Run]:
     """Normalise ``runs`` to ``[(label, results), ...]``.
 
     ``runs`` is one :class:`Report`, one list of :class:`SnapshotResult`, one
-    :class:`~ncinspect.aggregate.AggregateReport` (several seeds: drawn as their mean with a
+    :class:`~ncinspect.results.aggregate.AggregateReport` (several seeds: drawn as their mean with a
     95% band), or a list of these (several runs). Labels default to the report's file name
     (without suffix), "mean of N runs" or "run i".
     """
-    from ..aggregate import AggregateReport
+    from ..results.aggregate import AggregateReport
 
     if isinstance(runs, (Report, AggregateReport)) or (
         isinstance(runs, (list, tuple)) and runs and isinstance(runs[0], SnapshotResult)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..report import SnapshotResult
+from ..results.report import SnapshotResult
 from ..text import clip
 
 __all__ = ["Worst", "parse_classes", "pick_classes"]

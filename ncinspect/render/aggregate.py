@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..aggregate import AggregateReport, AggregateSnapshot
+from ..results.aggregate import AggregateReport, AggregateSnapshot
 from .layout import column, message, no_split, show
 from .safe import markup
 from .table import fmt
@@ -37,7 +37,7 @@ def aggregate_table(snap: AggregateSnapshot, n_files: int, *, sqi: bool = False)
     """
     from rich.table import Table
 
-    from ..report import square_loss_keys
+    from ..results.report import square_loss_keys
 
     hidden = set() if sqi or snap.square_loss else set(square_loss_keys())
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..metrics.nulls import applicable_warnings
 from ..metrics.registry import compact_columns, no_etf_note, table_info
-from ..report import Report, SnapshotResult, conventions, square_loss_keys
+from ..results.report import Report, SnapshotResult, conventions, square_loss_keys
 from ..text import NAME_LIMIT, TEXT_LIMIT, cut
 from .intervals import interval_text
 from .safe import plain
@@ -184,7 +184,7 @@ def _compact_section(report: Report, hidden: set[str]) -> str:
 def last_classified(report: Report) -> SnapshotResult | None:
     """The last train (or split-less) classification snapshot with class means, else any."""
     cands = [r for r in report if r.task == "classification" and r.arrays.means is not None]
-    from ..trajectory import classifier_layer
+    from ..results.trajectory import classifier_layer
 
     top = classifier_layer(cands)
     train = [r for r in cands if r.split in (None, "train") and r.layer == top]

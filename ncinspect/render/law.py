@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..layer_laws import layer_laws
 from ..metrics.registry import DIRECTION_ARROWS, LAW_REGISTRY
+from ..results.layer_laws import layer_laws
 from ..text import fmt
 from .layout import column
 from .safe import markup

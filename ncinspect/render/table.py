@@ -18,9 +18,9 @@ from ..metrics.registry import (
     no_etf_note,
 )
 from ..metrics.registry import columns as columns_of
-from ..report import Report, SnapshotResult, square_loss_keys
+from ..results.report import Report, SnapshotResult, square_loss_keys
+from ..results.trajectory import group_trajectories, has_layers, layer_profile, split_rank
 from ..text import NAME_LIMIT, fmt
-from ..trajectory import group_trajectories, has_layers, layer_profile, split_rank
 from .intervals import interval_text, interval_title
 from .law import law_table
 from .layout import column, message, no_split, show

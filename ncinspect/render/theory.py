@@ -8,8 +8,8 @@ layers that the note names); "rel. error" compares every entry, ``||measured - p
 
 from __future__ import annotations
 
-from ..report import Report, SnapshotResult
-from ..results import TheoryLine
+from ..results.parts import TheoryLine
+from ..results.report import Report, SnapshotResult
 from ..theory.run import BIAS_NOTE
 from .layout import column, message, show
 from .safe import markup as escape

@@ -37,7 +37,7 @@ the sums over samples (:class:`TheoryPass`) riding pass 2 of the analysis.
 
 from __future__ import annotations
 
-from ..stats_theory import TheoryPass
+from ..stats.theory import TheoryPass
 from .constants import HOW_TO_RECORD, Constants, resolve_constants
 from .context import CRIT, SYM, layer_norms_sq, relative_error
 from .diagnostics import theory_diagnostics, tolerance_failures

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..stats_theory import TheoryPass
+from ..stats.theory import TheoryPass
 from .constants import Constants
 
 __all__ = ["CRIT", "SYM", "Context", "build_context", "frob", "layer_norms_sq", "relative_error"]

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..results import TheoryLine, TheoryResult
-from ..stats_theory import TheoryPass
+from ..results.parts import TheoryLine, TheoryResult
+from ..stats.theory import TheoryPass
 from .constants import HOW_TO_RECORD, Constants
 from .context import CRIT, SYM, Context, build_context
 from .identities import identity_lines

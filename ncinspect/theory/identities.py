@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..metrics.linalg import pairwise_upper
-from ..results import TheoryLine
+from ..results.parts import TheoryLine
 from .context import CRIT, SYM, Context, frob, relative_error
 
 __all__ = ["IDENTITIES", "Identity", "LINE_KEYS", "evaluate", "identity_lines"]

@@ -3,7 +3,7 @@
 Reads what a :class:`~ncinspect.dump.Snapshot` holds (``params/W1..WL``, ``weights``,
 ``outputs``, metadata ``weight_decay``, ``kappa``, ``n_samples``, ``Lambda``). The sums over
 samples (``sum_i r_i h_i^T`` and ``sum_i <r_i, f(x_i)>``: C x d accumulators, never N x d)
-ride pass 2 of the analysis (:class:`~ncinspect.stats_theory.TheoryPass`), so the training
+ride pass 2 of the analysis (:class:`~ncinspect.stats.theory.TheoryPass`), so the training
 rows are read twice, as for ``report``, on any engine. Everything goes with the class means
 and SQI numbers of the analysis to :func:`ncinspect.theory.theory_diagnostics`.
 """
@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from ..analyze import analyze_snapshot
-from ..analyze_build import build_result, prepare_snapshot
+from ..analyze.api import analyze_snapshot
+from ..analyze.build import build_result, prepare_snapshot
 from ..arrays import to_host
 from ..engines.local import run_passes
 from ..errors import ShapeMismatchError
 from ..inputs import Prepared, prepare
-from ..report import Report, SnapshotResult
-from ..results import TheoryResult
-from ..stats_theory import TheoryPass
+from ..results.parts import TheoryResult
+from ..results.report import Report, SnapshotResult
+from ..stats.theory import TheoryPass
 from .constants import Constants, resolve_constants
 from .context import layer_norms_sq
 from .diagnostics import theory_diagnostics

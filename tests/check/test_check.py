@@ -310,7 +310,7 @@ def test_select_last_groups_by_split_and_layer():
 def test_trajectories_reuse_the_trajectory_module():
     from types import SimpleNamespace as S
 
-    from ncinspect.trajectory import group_trajectories
+    from ncinspect.results.trajectory import group_trajectories
 
     items = [
         S(name="b", epoch=9, split="train", layer=None),

@@ -18,7 +18,7 @@ from ncinspect.cli import main
 from ncinspect.cli.progress import RowProgress
 from ncinspect.engines.local import plan_chunk_rows
 from ncinspect.errors import ResourceLimitError
-from ncinspect.stats import SecondPass, block_rows
+from ncinspect.stats.passes import SecondPass, block_rows
 
 from ..helpers import make_data
 
@@ -129,9 +129,9 @@ def test_many_classes_no_c_by_c_matrix(tmp_path):
 
 def test_second_pass_blocks_do_not_change_results(monkeypatch):
     """Pass 2 runs in fixed blocks; any block size gives the same statistics (to round-off)."""
-    import ncinspect.stats_kernel as kernel
+    import ncinspect.stats.kernel as kernel
     from ncinspect.metrics import between_class_geometry
-    from ncinspect.stats import FirstPass
+    from ncinspect.stats.passes import FirstPass
 
     h, y, m = make_data(C=6, d=20, n=300, offset=50.0)
     first = FirstPass.of_chunk(h, y, 6)

@@ -12,7 +12,7 @@ import ncinspect
 from ncinspect.cli import main
 from ncinspect.engines.local import LocalEngine
 from ncinspect.engines.threads import Workers, available_cores, resolve_threads
-from ncinspect.stats import block_rows, first_rows
+from ncinspect.stats.passes import block_rows, first_rows
 
 
 def _dump(path, n, d, C, *, outputs=False, seed=0):

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 import ncinspect
-from ncinspect.conventions import loss_of
 from ncinspect.errors import UsageError
 from ncinspect.integrations.lightning import NeuralCollapseCallback, loss_kind, optimizer_meta
+from ncinspect.results.conventions import loss_of
 
 from ..torchnet import MLP, gaussian_classes, loader
 

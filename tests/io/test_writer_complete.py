@@ -48,7 +48,7 @@ with DumpWriter(sys.argv[1], "w") as w:
 _METER = r"""
 import sys
 import numpy as np
-from ncinspect.meter import Meter
+from ncinspect.meter.meter import Meter
 rng = np.random.default_rng(0)
 y = np.repeat(np.arange(4), 100)
 W = rng.standard_normal((4, 8))
@@ -304,7 +304,7 @@ def test_layers_below_an_open_snapshot_do_not_finish_it(tmp_path):
 
 
 def test_meter_reset_before_next_pass_leaves_the_rows_marked(tmp_path):
-    from ncinspect.meter import Meter
+    from ncinspect.meter.meter import Meter
 
     h, y, _ = make_data(C=4, d=6, n=40)
     path = tmp_path / "m.h5"

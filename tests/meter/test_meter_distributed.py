@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 import ncinspect
 from ncinspect.errors import InvalidDataError, UsageError
 from ncinspect.integrations.distributed import all_reduce_meter, merge_meter_states
-from ncinspect.meter_state import pack, unpack
+from ncinspect.meter.state import pack, unpack
 
 from ..helpers import make_data
 

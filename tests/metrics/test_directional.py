@@ -9,8 +9,8 @@ from ncinspect import analyze
 from ncinspect.budget import DEFAULT_MEMORY
 from ncinspect.engines.local import LocalEngine
 from ncinspect.metrics import between_class_geometry, compute_metrics
-from ncinspect.stats import FirstPass, SecondPass
-from ncinspect.stats_pairs import block_pairs, pair_table_bytes, pair_tables_reason
+from ncinspect.stats.pairs import block_pairs, pair_table_bytes, pair_tables_reason
+from ncinspect.stats.passes import FirstPass, SecondPass
 from tests.reference import reference_cdnv_directional
 
 KEY = "nc1_cdnv_directional"

@@ -13,7 +13,7 @@ import pytest
 
 from ncinspect.metrics import pairs as P
 from ncinspect.metrics.linalg import pairwise_upper
-from ncinspect.stats import Moments
+from ncinspect.stats.passes import Moments
 
 ROOT = Path(__file__).resolve().parents[2]
 

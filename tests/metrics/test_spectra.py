@@ -12,7 +12,7 @@ from ncinspect.cli import main
 from ncinspect.engines.local import LocalEngine
 from ncinspect.io.writer import DumpWriter
 from ncinspect.metrics.spectra import SPECTRA_KEYS, alpha_req_of
-from ncinspect.stats_spectra import PANEL
+from ncinspect.stats.spectra import PANEL
 
 from ..helpers import make_data
 
@@ -196,7 +196,7 @@ def test_cli_report_spectra(tmp_path):
 
 
 def test_meter_equals_analyze_and_state_round_trip():
-    from ncinspect.meter_state import pack, unpack
+    from ncinspect.meter.state import pack, unpack
 
     h, y, m = make_data(C=4, d=10, n=30, offset=1.0, seed=6)
     ref = ncinspect.analyze(h, y, weights=m, spectra=True).metrics
@@ -241,7 +241,7 @@ def test_check_rule_on_a_spectral_metric_runs_the_spectra(tmp_path):
 def test_budget_that_holds_the_sums_but_not_the_chunks_beside_them():
     from ncinspect.engines.local import plan_chunk_rows
     from ncinspect.errors import ResourceLimitError
-    from ncinspect.stats_spectra import spectra_bytes
+    from ncinspect.stats.spectra import spectra_bytes
 
     h, y, _ = make_data(C=3, d=64, n=20)
     lo, hi = 1, 1 << 30  # the smallest plain budget, by bisection

@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from ncinspect import analyze_file  # noqa: E402
+from ncinspect.analyze.sampling import sample_file  # noqa: E402
 from ncinspect.cli import main  # noqa: E402
 from ncinspect.plots import (  # noqa: E402
     Worst,
@@ -22,7 +23,6 @@ from ncinspect.plots import (  # noqa: E402
     plot_projection,
     plot_trajectory,
 )
-from ncinspect.sampling import sample_file  # noqa: E402
 from tests.plots.test_plots import _overlaps  # noqa: E402
 from tests.plots.test_plots_data import write_run  # noqa: E402
 

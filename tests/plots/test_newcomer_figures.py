@@ -14,10 +14,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from ncinspect import analyze_file  # noqa: E402
+from ncinspect.analyze.sampling import sample_file  # noqa: E402
 from ncinspect.plots import plot_projection, plot_trajectory  # noqa: E402
 from ncinspect.plots._style import CLASS20, class_colors, class_markers  # noqa: E402
 from ncinspect.plots.panels import TRAJECTORY_PANELS  # noqa: E402
-from ncinspect.sampling import sample_file  # noqa: E402
 from tests.plots.test_plots_data import write_run  # noqa: E402
 
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from ncinspect.analyze import analyze, analyze_file
+from ncinspect.analyze.api import analyze, analyze_file
 from ncinspect.cli import main
 from ncinspect.metrics import METRIC_KEYS, PER_CLASS_KEYS
 from ncinspect.render.table import fmt, render_report
-from ncinspect.report import square_loss_keys
+from ncinspect.results.report import square_loss_keys
 
 from ..helpers import make_data
 
@@ -247,7 +247,7 @@ def test_piped_warnings_are_whole_lines():
     res = analyze(h, y, weights=m)
     long = "a warning that is much longer than eighty columns " * 4
     res.warnings.append(long.strip())
-    from ncinspect.report import Report
+    from ncinspect.results.report import Report
 
     text = _render(Report("x.h5", [res]), 80)
     assert any(long.strip() in ln for ln in text.splitlines())

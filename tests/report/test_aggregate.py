@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from ncinspect import analyze_file
-from ncinspect.aggregate import aggregate, summarise
 from ncinspect.cli import main
 from ncinspect.errors import InvalidDataError
-from ncinspect.report import Report, SnapshotResult
+from ncinspect.results.aggregate import aggregate, summarise
+from ncinspect.results.report import Report, SnapshotResult
 from tests.plots.test_plots_data import write_run
 
 T975_2 = 4.302652729749462  # Student t quantile 0.975 with 2 degrees of freedom

@@ -10,9 +10,9 @@ import h5py
 import pytest
 
 import ncinspect
-from ncinspect.aggregate import aggregate
 from ncinspect.cli import main
-from ncinspect.report import csv_text
+from ncinspect.results.aggregate import aggregate
+from ncinspect.results.report import csv_text
 from ncinspect.text import csv_cell
 
 from ..helpers import make_data

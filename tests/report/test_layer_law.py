@@ -12,13 +12,13 @@ import pytest
 
 import ncinspect
 from ncinspect import analyze_file
-from ncinspect.aggregate import aggregate
 from ncinspect.check import run_check
 from ncinspect.check.aggregate import check_runs
 from ncinspect.check.rules import parse_threshold
-from ncinspect.layer_laws import layer_laws
 from ncinspect.metrics.layer_law import fit_layer_law
 from ncinspect.metrics.registry import LAW_REGISTRY, spec
+from ncinspect.results.aggregate import aggregate
+from ncinspect.results.layer_laws import layer_laws
 
 RHO = 0.6  # nc1 of layer l: A * RHO**l, exactly
 

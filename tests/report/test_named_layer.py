@@ -8,7 +8,7 @@ import h5py
 import pytest
 
 from ncinspect.cli import main
-from ncinspect.trajectory import classifier_layer, final_snapshot, trajectory
+from ncinspect.results.trajectory import classifier_layer, final_snapshot, trajectory
 
 from ..helpers import make_data
 

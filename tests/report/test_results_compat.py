@@ -9,8 +9,8 @@ import ncinspect
 from ncinspect.cli import main
 from ncinspect.errors import UsageError
 from ncinspect.metrics import between_class_geometry
-from ncinspect.results import ResultArrays, TheoryLine
-from ncinspect.stats import FirstPass
+from ncinspect.results.parts import ResultArrays, TheoryLine
+from ncinspect.stats.passes import FirstPass
 
 from ..helpers import make_data
 

@@ -14,8 +14,8 @@ from ncinspect import analyze_file
 from ncinspect.cli import main
 from ncinspect.metrics import METRIC_KEYS
 from ncinspect.render.table import change_text, compact_table, fmt, layer_table
-from ncinspect.report import SnapshotResult
-from ncinspect.trajectory import (
+from ncinspect.results.report import SnapshotResult
+from ncinspect.results.trajectory import (
     final_snapshot,
     group_trajectories,
     has_layers,
@@ -75,7 +75,7 @@ def test_groups_are_sorted_by_epoch_within_split_and_layer():
 def test_tables_list_train_then_test_then_other_splits():
     """A dump whose groups sort /test, /train, /val (natural order) reads train first."""
     from ncinspect.render.table import compact_table
-    from ncinspect.report import Report
+    from ncinspect.results.report import Report
 
     results = [
         _res("/test/epoch_0001", 1, "test"),

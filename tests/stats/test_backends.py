@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ncinspect.metrics import between_class_geometry
-from ncinspect.stats import FirstPass, SecondPass
+from ncinspect.stats.passes import FirstPass, SecondPass
 
 from ..helpers import make_data
 

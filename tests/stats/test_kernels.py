@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import ncinspect
-import ncinspect.stats_blocks as stats_blocks
-import ncinspect.stats_kernel as stats_kernel
+import ncinspect.stats.blocks as stats_blocks
+import ncinspect.stats.kernel as stats_kernel
 from ncinspect.metrics import between_class_geometry
-from ncinspect.stats import FirstPass, SecondPass
+from ncinspect.stats.passes import FirstPass, SecondPass
 
 from ..helpers import make_data
 

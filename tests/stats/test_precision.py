@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import ncinspect
-from ncinspect.array_api import get_namespace
 from ncinspect.metrics import between_class_geometry
-from ncinspect.stats import FirstPass, SecondPass
-from ncinspect.stats_xp import precision_gamma, second_sums
+from ncinspect.stats.namespace import get_namespace
+from ncinspect.stats.passes import FirstPass, SecondPass
+from ncinspect.stats.xp import precision_gamma, second_sums
 
 from ..helpers import make_data
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from ncinspect.errors import InvalidDataError
-from ncinspect.stats_device import FirstState, SecondState
-from ncinspect.stats_protocol import NUMPY, Declared, Spec, declare
+from ncinspect.stats.device import FirstState, SecondState
+from ncinspect.stats.protocol import NUMPY, Declared, Spec, declare
 
 
 @dataclass
@@ -105,7 +105,7 @@ def test_first_state_known_answer(backend):
     v = s.to_host()
     assert np.array_equal(v["counts"], [2, 1, 1])
     assert (v["n_nonfinite"], v["first_nonfinite"], v["label_min"], v["label_max"]) == (1, 11, 0, 5)
-    from ncinspect.meter_checks import problems  # the pass is refused, naming the first
+    from ncinspect.meter.checks import problems  # the pass is refused, naming the first
 
     assert problems(v, 3, 1) == "label 5 is not in [0, 3) (rows of the classifier)"
     v["label_max"] = 2

@@ -1,0 +1,164 @@
+"""One :func:`~ncinspect.analyze.analyze_file` run over the snapshots of an open dump.
+
+Each selected snapshot is analysed by its kind (classification, regression, OOD); a
+non-train split may score NCC with the class means of its train partner (same epoch and
+layer), whose pass 1 is read once; OOD sets pair with the snapshots they are measured
+against.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..engines.local import LocalEngine, Passes, expect, plan_for, run_passes
+from ..inputs import Prepared
+from ..results.report import SnapshotResult
+from ..stats.passes import FirstPass
+from .build import (
+    add_spectra,
+    bootstrap_intervals,
+    build_result,
+    notes_for,
+    prepare_snapshot,
+)
+
+__all__ = ["FileRun", "partners", "snapshot_result", "train_partner"]
+
+
+def snapshot_result(
+    snap, prep: Prepared, passes: Passes | None, *, per_class, ncc_label, **options
+) -> SnapshotResult:
+    """The result of one snapshot (options already checked); runs the passes if needed."""
+    p = passes or run_passes(prep, **options)
+    res = build_result(
+        prep,
+        p.first,
+        p.geom,
+        p.second,
+        per_class=per_class,
+        center=options.get("center", "classes"),
+        ncc_label=ncc_label,
+        extra_warnings=notes_for(snap),
+        engine=options.get("engine"),
+    )
+    if options.get("spectra"):
+        add_spectra(res, p.spectra, p.geom, p.first, p.spectra_reason)
+    res.name, res.epoch, res.split, res.layer = snap.name, snap.epoch, snap.split, snap.layer
+    res.meta, res.file = dict(snap.meta), snap.file
+    return res
+
+
+def train_partner(snap, snaps):
+    """The train snapshot of the same epoch and layer as a non-train ``snap`` (or None)."""
+    if snap.split in (None, "train"):
+        return None
+    for other in snaps:
+        if (
+            other is not snap
+            and other.split == "train"
+            and other.epoch == snap.epoch
+            and other.layer == snap.layer
+        ):
+            return other
+    return None
+
+
+def partners(selected, snaps, kinds: dict[str, str], ncc_centres: str) -> dict[str, Any]:
+    """The train partner of each selected snapshot (None: score NCC with its own means);
+    only classification snapshots use (and have) classification partners."""
+    found = {s.name: train_partner(s, snaps) if ncc_centres == "train" else None for s in selected}
+    return {
+        k: p if p and kinds[p.name] == kinds[k] == "classification" else None
+        for k, p in found.items()
+    }
+
+
+class FileRun:
+    """One :func:`analyze_file` run over an open dump (options already checked)."""
+
+    def __init__(self, dump, snapshot, ncc_centres: str, options: dict[str, Any]):
+        from . import regression as ext
+        from .ood import OODSets
+        from .scores import check_alpha
+
+        self.ext, self.options = ext, options
+        self.class_names = options.pop("class_names")
+        self.bootstrap = options.pop("bootstrap")
+        self.nci_alpha = check_alpha(options.pop("nci_alpha", 0.0))
+        self.progress = options["progress"]
+        self.selected = dump.select(snapshot)
+        self.kinds = {s.name: ext.snapshot_kind(s) for s in dump.snapshots}
+        self.partners = partners(self.selected, dump.snapshots, self.kinds, ncc_centres)
+        self.oods = OODSets(
+            dump.snapshots,
+            self.kinds,
+            self.selected,
+            options["chunk_rows"],
+            options["memory_limit"],
+            options["engine"],
+        )
+        self.cache: dict[str, tuple[Prepared, FirstPass]] = {}
+
+    def announce(self) -> None:
+        """Tell the progress callback the rows to read: two passes per selected snapshot
+        (one per OOD set), one (pass 1) per train partner, one per OOD set paired with a
+        selected snapshot."""
+        selected, kinds = self.selected, self.kinds
+        work = [
+            *(s for s in selected if kinds[s.name] != "ood"),
+            *selected,
+            *{p.name: p for p in self.partners.values() if p}.values(),
+            *self.oods.unselected_work(),
+            *self.oods.scoring_work(),
+        ]
+        expect(
+            self.progress,
+            sum((s.features.shape or (0,))[0] for s in work),
+            sum(s.features.nbytes for s in work),
+        )
+
+    def first_of(self, snap) -> tuple[Prepared, FirstPass]:
+        """Inputs and pass 1 of a train partner (read once)."""
+        if snap.name not in self.cache:
+            prep = prepare_snapshot(snap, self.class_names)
+            o = self.options
+            rows = o["chunk_rows"] or plan_for(prep, o["memory_limit"])
+            first = (o["engine"] or LocalEngine()).first_pass(prep, rows, self.progress)
+            self.cache[snap.name] = (prep, first)
+        return self.cache[snap.name]
+
+    def result(self, snap, per_class: bool) -> SnapshotResult:
+        o = self.options
+        kind = self.kinds[snap.name]
+        if kind == "regression":
+            keep = ("chunk_rows", "memory_limit", "progress", "engine")
+            res = self.ext.analyze_regression_snapshot(snap, **{k: o[k] for k in keep})
+            if self.bootstrap[0] is not None:
+                res.warnings.append(
+                    "bootstrap: no intervals for a regression snapshot (it has no classes "
+                    "to resample within)"
+                )
+            return res
+        if kind == "ood":
+            return self.oods.result(snap, self.progress)
+        centres, label, extra = None, "own", []
+        partner = self.partners[snap.name]
+        if partner is not None:
+            pprep, pfirst = self.first_of(partner)
+        prep = prepare_snapshot(snap, self.class_names)
+        if partner is not None:
+            if list(pprep.class_names) == list(prep.class_names):
+                centres, label = pfirst.class_means(), f"train:{partner.name}"
+            else:
+                extra.append(f"NCC uses this split's own means: {partner.name} has other classes")
+        res = snapshot_result(
+            snap, prep, None, per_class=per_class, ncc_label=label, ncc_centres=centres, **o
+        )
+        res.warnings[:0] = extra
+        self.oods.add_nc5(res, snap, self.progress)
+        self.oods.add_scores(res, snap, prep, self.nci_alpha, self.progress)
+        replicates, seed = self.bootstrap
+        if replicates is not None:
+            c, k, m = o["center"], o["min_class_count"], o["memory_limit"]
+            res.bootstrap = bootstrap_intervals(prep, res, centres, c, k, replicates, seed, m)
+        return res

@@ -1,0 +1,268 @@
+"""OOD snapshots (split ``ood`` / ``ood_<name>``): reported without metrics of their own;
+their feature mean gives ``nc5_ood_orthogonality`` on the in-distribution snapshots of the
+same epoch and layer (:mod:`ncinspect.metrics.ood`), and their per-row scores against the ID
+snapshot of that epoch and layer (its ``test`` split when there is one, else ``train``) the
+``ood_auroc_*`` / ``ood_fpr95_*`` keys on it (:mod:`ncinspect.metrics.ood_scores`). Rows are
+walked by the engine (``engine.reduce_rows``), never here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidDataError
+from ..inputs import check_batch
+from ..io.sources import ArraySource, as_source
+from ..metrics.nulls import null_warnings
+from ..metrics.ood import (
+    NC5_KEY,
+    FeatureSum,
+    is_ood_split,
+    nc5_key,
+    ood_orthogonality,
+    ood_partners,
+)
+from ..results.report import SnapshotResult
+
+__all__ = ["OODSets", "add_nc5", "add_nc5_arrays", "ood_feature_sum", "ood_result"]
+
+
+def _sum_chunk(row0, h):
+    return FeatureSum.of_chunk(row0, h)
+
+
+def ood_feature_sum(
+    features: ArraySource, *, rows: int, engine: Any = None, progress=None
+) -> FeatureSum:
+    """Count and sum of an OOD snapshot's feature rows (one pass through the engine)."""
+    from ..engines.local import LocalEngine
+
+    feats = as_source(features, "ood features")
+    check_batch(np, feats, what="OOD features")
+    engine = engine if hasattr(engine, "reduce_rows") else LocalEngine()
+    total = engine.reduce_rows(_sum_chunk, [feats], rows, progress=progress)
+    if total.n_nonfinite:
+        raise InvalidDataError(
+            f"{feats.where}: {total.n_nonfinite} row(s) hold NaN/Inf values, "
+            f"first at row {total.first_nonfinite_row}"
+        )
+    return total
+
+
+def ood_result(snap, partners: list[str]) -> SnapshotResult:
+    """The report entry of an OOD snapshot: no metrics of its own, a note saying where it went."""
+    shape = snap.features.shape
+    used = ", ".join(partners) if partners else "no in-distribution snapshot of this epoch/layer"
+    res = SnapshotResult(
+        name=snap.name,
+        n_samples=int(shape[0]) if shape else 0,
+        n_features=int(shape[1]) if len(shape) > 1 else 0,
+        n_classes=0,
+        metrics={},
+        warnings=[
+            f"out-of-distribution features ({snap.split}): no metrics of their own; "
+            f"their mean gives {nc5_key(snap.split)} of {used}, and their rows' scores the "
+            "ood_auroc_*/ood_fpr95_* keys of its test split (else train)"
+        ],
+        dtype=str(snap.features.dtype),
+        epoch=snap.epoch,
+        split=snap.split,
+        layer=snap.layer,
+        meta=dict(snap.meta),
+        file=snap.file,
+        task="ood",
+    )
+    return res
+
+
+def add_nc5(res: SnapshotResult, sets: dict[str, FeatureSum], all_splits: list[str]) -> None:
+    """Put the nc5 keys on an in-distribution result.
+
+    ``sets`` maps the OOD splits paired with ``res`` (same epoch and layer) to their feature
+    sums; ``all_splits`` are the OOD splits of the whole file: a key for each (null with a
+    reason when this snapshot has no partner of that split), and ``nc5_ood_orthogonality``
+    for split ``ood``, or for the only OOD set of a file with one named set.
+    """
+    present = np.asarray(res.class_counts, dtype=np.int64) > 0
+    means = res.arrays.means
+    layer = res.layer or "penultimate"
+    reasons: dict[str, str] = {}
+    found: dict[str, tuple[float | None, str | None]] = {}
+    for split in all_splits:
+        total = sets.get(split)
+        if total is None:
+            found[split] = None, f"no '{split}' snapshot of epoch {res.epoch} and layer {layer}"
+        elif means is None:
+            found[split] = None, "no class means"
+        elif total.mean.shape[0] != means.shape[1]:
+            found[split] = None, f"the '{split}' features have another width d"
+        else:
+            ok = present & np.isfinite(means).all(axis=1)
+            found[split] = ood_orthogonality(means, ok, total.mean)
+    keys = {nc5_key(split): split for split in all_splits}
+    if NC5_KEY not in keys and len(all_splits) == 1:
+        keys[NC5_KEY] = all_splits[0]
+    for key, split in keys.items():
+        value, why = found[split]
+        res.metrics[key] = value
+        if value is None:
+            reasons[key] = why or "undefined"
+    if NC5_KEY not in keys:
+        res.metrics[NC5_KEY] = None
+        reasons[NC5_KEY] = f"{len(all_splits)} named OOD sets: read the keys {NC5_KEY}_<name>"
+    res.null_reasons.update(reasons)
+    res.warnings.extend(null_warnings(reasons))
+
+
+class OODSets:
+    """The OOD snapshots of a dump, their feature sums (each computed once) and the pairing."""
+
+    def __init__(self, snaps, kinds, selected, chunk_rows=None, memory_limit=None, engine=None):
+        self.ood = [s for s in snaps if kinds[s.name] == "ood"]
+        self.splits = list(dict.fromkeys(s.split for s in self.ood))
+        self.ids = [s for s in snaps if kinds[s.name] == "classification"]
+        self.selected = selected
+        self.kinds = kinds
+        self.chunk_rows, self.memory_limit, self.engine = chunk_rows, memory_limit, engine
+        self._sums: dict[str, FeatureSum] = {}
+
+    def _partners(self, snap) -> list:
+        return ood_partners(snap, self.ood)
+
+    def unselected_work(self) -> list:
+        """OOD snapshots read only because a selected snapshot pairs with them."""
+        names = {s.name for s in self.selected}
+        out = {}
+        for s in self.selected:
+            if self.kinds[s.name] == "classification":
+                for o in self._partners(s):
+                    if o.name not in names:
+                        out[o.name] = o
+        return list(out.values())
+
+    def feature_sum(self, snap, progress=None) -> FeatureSum:
+        if snap.name not in self._sums:
+            from ..engines.local import plan_chunk_rows
+
+            shape = snap.features.shape
+            d = int(shape[1]) if len(shape) == 2 else 1
+            rows = self.chunk_rows or plan_chunk_rows(d, 1, memory_limit=self.memory_limit)
+            self._sums[snap.name] = ood_feature_sum(
+                snap.features, rows=rows, engine=self.engine, progress=progress
+            )
+        return self._sums[snap.name]
+
+    def result(self, snap, progress=None) -> SnapshotResult:
+        self.feature_sum(snap, progress)
+        partners = [
+            s.name
+            for s in self.ids
+            if s.epoch == snap.epoch and s.layer == snap.layer and not is_ood_split(s.split)
+        ]
+        return ood_result(snap, partners)
+
+    def add_nc5(self, res: SnapshotResult, snap, progress=None) -> None:
+        if not self.ood:
+            return
+        sets: dict[str, FeatureSum] = {}
+        for o in self._partners(snap):
+            if o.split in sets:
+                res.warnings.append(
+                    f"two '{o.split}' snapshots of epoch {snap.epoch} and this layer; "
+                    f"{nc5_key(o.split)} uses the first"
+                )
+                continue
+            sets[o.split] = self.feature_sum(o, progress)
+        add_nc5(res, sets, self.splits)
+
+    def scored_against(self, snap) -> bool:
+        """Whether the OOD sets of ``snap``'s epoch and layer are scored against ``snap``:
+        the ID snapshot of its ``test`` split when there is one, else ``train`` (else the
+        one without a split)."""
+        same = [s for s in self.ids if s.epoch == snap.epoch and s.layer == snap.layer]
+        same = [s for s in same if not is_ood_split(s.split)]
+        for split in ("test", "train", None):
+            pick = [s for s in same if s.split == split]
+            if pick:
+                return pick[0].name == snap.name
+        return False
+
+    def scoring_work(self) -> list:
+        """The snapshots read once more for the OOD scores: the scored ID snapshots among
+        ``selected`` and their OOD partners."""
+        work = []
+        for s in self.selected:
+            if self.kinds[s.name] == "classification" and self.scored_against(s):
+                partners = self._partners(s)
+                work.extend([s, *partners] if partners else [])
+        return work
+
+    def add_scores(self, res: SnapshotResult, snap, prep, alpha: float, progress=None) -> None:
+        """The OOD-score keys on ``res`` when the OOD sets are scored against ``snap``."""
+        from ..engines.local import plan_chunk_rows
+        from .scores import add_scores, row_scores, scorer_of
+
+        if not self.ood or not self.scored_against(snap):
+            return
+        scorer = scorer_of(res, alpha)
+        d, engine = prep.n_features, self.engine
+        rows = self.chunk_rows or plan_chunk_rows(
+            d, prep.n_classes, memory_limit=self.memory_limit, n_samples=prep.n_samples
+        )
+        partners = self._partners(snap)
+        ids = None
+        if scorer is not None and partners:
+            ids = row_scores(prep.features, scorer, rows=rows, engine=engine, progress=progress)
+        scored, reasons = {}, {}
+        for o in partners:
+            if o.split in scored or o.split in reasons:
+                continue  # the first of two same-split sets, as nc5
+            if tuple(o.features.shape[1:]) != (d,):
+                reasons[o.split] = f"the '{o.split}' features have another width d"
+            elif ids is not None:
+                scored[o.split] = row_scores(
+                    o.features, scorer, rows=rows, engine=engine, progress=progress
+                )
+        add_scores(res, scorer, ids, scored, self.splits, reasons)
+
+
+def add_nc5_arrays(
+    res: SnapshotResult, ood_features: Any, *, chunk_rows=None, engine=None, prep=None, alpha=0.0
+):
+    """The nc5 keys of :func:`ncinspect.analyze` from in-memory OOD feature arrays (and,
+    with the ID inputs ``prep``, the OOD scores' keys, ``nci`` with ``alpha``)."""
+    from ..engines.local import is_dask, plan_chunk_rows
+    from .scores import add_scores, check_alpha, row_scores, scorer_of
+
+    alpha = check_alpha(alpha)
+    sets = ood_features if isinstance(ood_features, dict) else {"ood": ood_features}
+    sums: dict[str, FeatureSum] = {}
+    srcs: dict[str, Any] = {}
+    for name, feats in sets.items():
+        split = "ood" if str(name) == "ood" else f"ood_{name}"
+        if is_dask(feats):
+            from ..engines.dask import DaskEngine, DaskSource
+
+            engine = engine if hasattr(engine, "wrap") else DaskEngine()
+            feats = DaskSource(feats, f"ood_features[{name!r}]")
+        src = as_source(feats, f"ood_features[{name!r}]")
+        d = src.shape[1] if len(src.shape) == 2 else 1
+        rows = chunk_rows or plan_chunk_rows(d, 1)
+        sums[split] = ood_feature_sum(src, rows=rows, engine=engine)
+        srcs[split] = src
+    add_nc5(res, sums, list(sums))
+    if prep is None:
+        return
+    scorer = scorer_of(res, alpha)
+    d = prep.n_features
+    rows = chunk_rows or plan_chunk_rows(d, prep.n_classes)
+    ids = None if scorer is None else row_scores(prep.features, scorer, rows=rows, engine=engine)
+    scored, reasons = {}, {}
+    for split, src in srcs.items():
+        if src.shape[1:] != (d,):
+            reasons[split] = f"the '{split}' features have another width d"
+        elif scorer is not None:
+            scored[split] = row_scores(src, scorer, rows=rows, engine=engine)
+    add_scores(res, scorer, ids, scored, list(srcs), reasons)

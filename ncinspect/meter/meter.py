@@ -1,0 +1,430 @@
+"""A streaming :class:`Meter` for training loops: the two passes of ``analyze``, batch by batch.
+
+::
+
+    meter = ncinspect.Meter(weights=model.fc.weight, bias=model.fc.bias)  # any arrays
+    for x, y in loader:
+        meter.update(features(x), y)     # pass 1: class counts and sums
+    meter.next_pass()
+    for x, y in loader:
+        meter.update(features(x), y)     # pass 2: scatter, decisions
+    result = meter.compute()             # the SnapshotResult that analyze() returns
+    meter.reset()
+
+Batches may be numpy arrays, torch tensors (any device, requiring grad, bfloat16), CuPy
+or JAX arrays or anything :func:`ncinspect.arrays.to_host` converts. Device arrays are
+summed where they live, into float64 states on that device
+(:mod:`ncinspect.stats.device`): ``update`` never waits for the device (no host copy, no
+value read); labels out of range, non-integer labels and NaN/Inf rows are counted there and
+refused at :meth:`~Meter.next_pass` / :meth:`~Meter.compute`, the only two host reads of a
+pass. Host rows use the numpy kernels of :mod:`ncinspect.stats` and are checked at once.
+Any split of the rows into batches, and meters merged with :meth:`Meter.merge` (or across
+processes by :func:`ncinspect.integrations.distributed.all_reduce_meter`), give the
+single-process numbers to the rounding of float64 sums. ``precision="float32"``: pass 2's
+large products in float32, accumulated in float64 (bounds in :mod:`ncinspect.stats.xp`).
+
+Labels are integers: row indices of ``weights`` (or ``0..n_classes-1`` without a
+classifier). Pass 2 must see the same rows as pass 1, and weights must not change between
+the passes (:class:`~ncinspect.errors.InvalidDataError`). ``dump="run.h5"`` (with
+``snapshot=``, ``dump_meta=``) also writes the rows of pass 1 and the classifier to a dump.
+:meth:`Meter.state_dict` / :meth:`Meter.load_state_dict` carry the statistics as plain
+arrays (no pickle).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..analyze.api import build_result
+from ..analyze.build import check_center
+from ..arrays import to_host
+from ..errors import InvalidDataError, UnsupportedDtypeError, UsageError
+from ..inputs import Prepared
+from ..metrics import between_class_geometry
+from ..stats.device import FirstState, SecondState
+from ..stats.namespace import batch_dtype, check_precision, device_of, meter_batch
+from ..stats.passes import FirstPass, SecondPass
+from ..stats.protocol import NUMPY, merged, placed
+from .checks import check_same_rows, check_second, never_seen, problems
+from .dump import DumpTarget
+from .spectra import MeterSpectra
+from .state import decode_state, digest, encode_state, same_first
+
+__all__ = ["Meter"]
+
+
+class _Rows:
+    """What a result needs to know of the features the meter saw (no data kept)."""
+
+    where = "features"
+
+    def __init__(self, n: int, d: int, dtype: np.dtype):
+        self.shape = (n, d)
+        self.dtype = dtype
+
+
+class Meter:
+    """Neural-collapse metrics accumulated over batches (see the module notes).
+
+    Parameters
+    ----------
+    weights, bias : array-like, optional
+        The classifier ``W`` (C, d) and ``b`` (C,); decisions take the argmax over every row.
+    n_classes : int, optional
+        The number of classes when there is no classifier.
+    center : {"classes", "samples"}
+    per_class : bool
+        Per-class values in the result.
+    min_class_count : int
+        Classes with fewer samples (in pass 1) count as absent.
+    dump : path, DumpWriter or SnapshotWriter, optional
+        Also write the rows of pass 1 (``features``, ``labels``) and, at :meth:`next_pass`,
+        ``weights`` / ``bias`` to this dump. A path is opened in mode ``"a"`` and closed at
+        :meth:`next_pass`; an open writer is left open. A snapshot already holding rows
+        from an earlier writer is refused (see :meth:`ncinspect.DumpWriter.snapshot`).
+    snapshot : str
+        The snapshot group written in ``dump`` (``"/"``: a flat file).
+    dump_meta : mapping, optional
+        Metadata of that snapshot (``epoch``, ``split``, ``loss``, ...).
+    precision : {"float64", "float32"}
+        ``"float32"``: pass 2's projections and decision scores as float32 products,
+        accumulated in float64; decisions stay exact (see :mod:`ncinspect.stats.xp`).
+    spectra : bool
+        Also the spectral metrics (two d x d float64 sums in pass 2, on the host; see
+        :mod:`ncinspect.meter.spectra`).
+    """
+
+    def __init__(
+        self,
+        weights: Any = None,
+        bias: Any = None,
+        *,
+        n_classes: int | None = None,
+        center: str = "classes",
+        per_class: bool = False,
+        min_class_count: int = 1,
+        dump: Any = None,
+        snapshot: str = "/",
+        dump_meta: Mapping[str, Any] | None = None,
+        precision: str = "float64",
+        spectra: bool = False,
+    ):
+        check_center(center)
+        self._weights_src, self._bias_src = weights, bias
+        self.weights = None if weights is None else _numeric(to_host(weights, "weights"), "weights")
+        self.bias = None if bias is None else _numeric(to_host(bias, "bias"), "bias")
+        if self.weights is not None and self.weights.ndim != 2:
+            raise InvalidDataError(f"weights must be 2-D (C, d), got shape {self.weights.shape}")
+        if self.weights is None and self.bias is not None:
+            raise UsageError("a bias without weights has no classifier to add it to")
+        if self.weights is None and (
+            isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1
+        ):
+            raise UsageError(f"give weights (the classifier) or n_classes >= 1, got {n_classes!r}")
+        if self.weights is not None and n_classes is not None and n_classes != len(self.weights):
+            raise UsageError(
+                f"n_classes = {n_classes} but the weights have {len(self.weights)} rows"
+            )
+        self.n_classes = int(self.weights.shape[0] if self.weights is not None else n_classes)
+        if self.bias is not None and self.bias.shape != (self.n_classes,):
+            raise InvalidDataError(
+                f"bias must have shape ({self.n_classes},), got {self.bias.shape}"
+            )
+        self.center, self.per_class, self.min_class_count = center, per_class, min_class_count
+        self._dump = DumpTarget(dump, snapshot, dump_meta) if dump is not None else None
+        self.precision = check_precision(precision)
+        self.spectra = bool(spectra)
+        self.reset()
+
+    # -- the loop ----------------------------------------------------------------------------
+    def reset(self, *, snapshot: str | None = None, dump_meta: Mapping[str, Any] | None = None):
+        """Forget every batch: back to pass 1.
+
+        With a ``dump``, the next pass 1 is written to ``snapshot`` (with ``dump_meta``);
+        writing a snapshot this meter already wrote is refused, never doubled.
+        """
+        if getattr(self, "_dump", None) is not None:
+            self._dump.close()
+            if snapshot is not None:
+                self._dump.retarget(snapshot, dump_meta)
+        elif snapshot is not None or dump_meta is not None:
+            raise UsageError("reset(snapshot=...) needs a meter made with dump=")
+        self.pass_number = 1
+        self._s1: FirstState | None = None  # pass 1 where the batches live
+        self._s2: SecondState | None = None  # pass 2 where the batches live
+        self._first: FirstPass | None = None  # pass 1 on the host, fixed by next_pass()
+        self.geometry = None
+        self._dtype = None
+        self._row = 0  # rows this meter's update() saw in this pass (row numbers of errors)
+        self._spectra = MeterSpectra(self.spectra)  # pass 2's d x d sums (spectra=True)
+
+    @property
+    def first(self) -> FirstPass | None:
+        """Pass 1's class counts and sums on the host (None before any batch; a host copy)."""
+        if self._first is not None:
+            return self._first
+        return None if self._s1 is None else self._s1.to_first_pass()
+
+    @property
+    def _means(self) -> np.ndarray:
+        """Pass 1's class means (C, d) (NaN for a class without rows), cached."""
+        if getattr(self, "_means_of", None) is not self._first:
+            self._means_cache, self._means_of = self._first.class_means(), self._first
+        return self._means_cache
+
+    @property
+    def second(self) -> SecondPass | None:
+        """Pass 2's statistics on the host (None before pass 2's first batch)."""
+        return None if self._s2 is None else self._s2.to_second_pass(self.weights is not None)
+
+    def update(self, features: Any, labels: Any) -> None:
+        """Add one batch to the current pass, on the device of ``features``.
+
+        Device arrays (torch, CuPy, JAX, ...) are summed where they live into float64 states
+        on that device, with no host synchronisation: problems found in the values are
+        reported at :meth:`next_pass` / :meth:`compute`.
+        """
+        xp, h, y = meter_batch(features, labels, self.n_classes, self.weights)  # the one check
+        m, row0 = h.shape[0], self._row
+        if self.pass_number == 1:
+            self._dtype = self._dtype or batch_dtype(h)
+            if self._s1 is None:
+                self._s1 = FirstState.new(_state_xp(xp), _device(xp, h), *self._shape(h))
+            self._s1 = _place(self._s1, xp, h)
+            if xp is None:
+                self._s1.add_pass(FirstPass.of_chunk(h, y, self.n_classes, row0), m)
+            else:
+                self._s1.update(xp, h, y, row0)
+            if self._dump is not None:
+                self._dump.rows(h, y)
+        else:
+            if self._s2 is None:
+                rank = self.geometry.basis.shape[0]
+                pairs = self.geometry.pair_reason is None
+                where = (_state_xp(xp), _device(xp, h))
+                self._s2 = SecondState.new(*where, *self._shape(h), rank, pairs)
+            self._s2 = _place(self._s2, xp, h)
+            if xp is None:  # host rows: checked at once (reading them costs nothing)
+                sums = FirstPass.of_chunk(h, y, self.n_classes)  # also counts non-finite rows
+                if sums.n_nonfinite:
+                    raise InvalidDataError("features: pass 2 met row(s) holding NaN/Inf values")
+                new = sums.counts * (self._first.counts == 0)
+                if new.any():
+                    raise never_seen(int(np.flatnonzero(new)[0]))
+                part = SecondPass.of_chunk(self.geometry, h, y, precision=self.precision)
+                self._s2.add_pass(part, sums, self.geometry, self._means, m)
+            else:
+                self._s2.update(
+                    xp, self.geometry, self._means, h, y, row0, precision=self.precision
+                )
+            self._spectra.add(self.geometry, h, y)
+        self._row += m
+
+    def _shape(self, h: Any) -> tuple[int, int]:
+        return self.n_classes, int(h.shape[1])
+
+    def next_pass(self) -> None:
+        """End pass 1: read its state once, check it, fix the means and the geometry."""
+        if self.pass_number != 1:
+            raise UsageError("next_pass() was already called; reset() starts again")
+        values = None if self._s1 is None else self._s1.to_host()
+        if values is None or int(values["n_rows"]) == 0:
+            raise UsageError("pass 1 saw no batch: call update() first")
+        problem = problems(values, self.n_classes, 1)
+        if problem:
+            raise InvalidDataError(problem)
+        first = self._s1.to_first_pass(values)
+        self._check_weights_unchanged()
+        self._first = first
+        self.geometry = self._geometry()
+        self.pass_number = 2
+        self._s2, self._row = None, 0
+        self._spectra.start(first.sums.shape[1])
+        if self._dump is not None:
+            self._dump.finish(self.weights, self.bias)
+
+    def compute(self):
+        """The :class:`~ncinspect.results.report.SnapshotResult` of the two passes."""
+        if self.pass_number != 2:
+            raise UsageError("compute() needs both passes: call next_pass() after pass 1")
+        if self._s2 is None:
+            d, rank = self._first.sums.shape[1], self.geometry.basis.shape[0]
+            pairs = self.geometry.pair_reason is None
+            self._s2 = SecondState.new(NUMPY, None, self.n_classes, d, rank, pairs)
+        values = self._s2.to_host()
+        check_second(values, self._first.counts, self.n_classes)
+        counts = np.asarray(self._first.counts, dtype=np.int64)
+        check_same_rows(values, self._means, self.geometry.scale)
+        self._check_weights_unchanged()
+        prep = Prepared(
+            features=_Rows(int(counts.sum()), self._first.sums.shape[1], self._dtype),
+            codes=np.zeros(0, dtype=np.int64),
+            class_names=list(range(self.n_classes)),
+            weights=self.weights,
+            bias=self.bias,
+            n_classes_total=self.n_classes,
+        )
+        res = build_result(
+            prep,
+            self._first,
+            self.geometry,
+            self._s2.to_second_pass(self.weights is not None, values),
+            per_class=self.per_class,
+            center=self.center,
+            ncc_label="own",
+        )
+        return self._spectra.finish(res, self.geometry, self._first)
+
+    # -- several processes -------------------------------------------------------------------
+    def merge(self, other: Meter) -> Meter:
+        """Add ``other``'s batches (same pass, same classifier) to this meter; returns self.
+
+        In pass 1 the class sums merge; call :meth:`next_pass` on the merged meter (and copy
+        its state to the others) before pass 2. In pass 2 both meters must share pass 1
+        (the same class counts and sums, bit for bit; classes absent from the data are
+        fine). The states merge by their declared reductions, on this meter's device.
+        """
+        if other.pass_number != self.pass_number:
+            raise UsageError("meters to merge must be in the same pass")
+        mine, theirs = self._settings(), other._settings()
+        keys = dict.fromkeys([*mine, *theirs])  # "spectra" only when on
+        differ = [k.removesuffix("_sha256") for k in keys if mine.get(k) != theirs.get(k)]
+        if differ:  # a classifier or the classes differ: data; an option differs: usage
+            error = (
+                InvalidDataError if {"n_classes", "weights", "bias"} & set(differ) else UsageError
+            )
+            what = ", ".join("classes" if k == "n_classes" else k for k in differ)
+            raise error(f"meters to merge must have the same {what}")
+        if self.pass_number == 1:
+            self._s1 = merged(self._s1, other._s1)
+            self._dtype = self._dtype or other._dtype
+        else:
+            if not same_first(self._first, other._first):
+                raise InvalidDataError("meters in pass 2 must share pass 1 (the same class means)")
+            self._s2 = merged(self._s2, other._s2)
+            self._spectra.merge(other._spectra)
+        return self
+
+    def sibling(self) -> Meter:
+        """An empty meter with this one's classifier and settings, sharing its pass 1 (when
+        fixed), so that a state loaded into it keeps the geometry (no rebuild)."""
+        other = Meter.__new__(Meter)
+        other.__dict__.update(self.__dict__)
+        other._dump = None
+        other.reset()
+        other._first, other.geometry = self._first, self.geometry
+        return other
+
+    def pass_state(self) -> Any:
+        """The declared state of the current pass (None before its first batch)."""
+        return self._s1 if self.pass_number == 1 else self._s2
+
+    def set_pass_state(self, state: Any) -> None:
+        """Replace the current pass's state (e.g. by its reduction over processes)."""
+        if self.pass_number == 1:
+            self._s1 = state
+        else:
+            self._s2 = state
+
+    def _geometry(self):
+        return between_class_geometry(
+            self._first,
+            center=self.center,
+            weights=self.weights,
+            bias=self.bias,
+            min_count=self.min_class_count,
+        )
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "n_classes": self.n_classes,
+            "center": self.center,
+            "min_class_count": self.min_class_count,
+            "precision": self.precision,
+            "weights_sha256": digest(self.weights),
+            "bias_sha256": digest(self.bias),
+            **self._spectra.settings(),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The accumulated statistics and settings as plain arrays, numbers and strings.
+
+        The fields are those the pass states declare (:mod:`ncinspect.stats.device`); a meter
+        made with the same classifier and settings takes them back with
+        :meth:`load_state_dict`; :func:`ncinspect.meter.state.pack` turns them into bytes.
+        """
+        state = encode_state(self.pass_number, self._dtype, self._settings(), self._s1, self._s2)
+        return self._spectra.save(state)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> Meter:
+        """Replace this meter's statistics by those of :meth:`state_dict`; returns self.
+
+        The state must come from a meter with the same classes, classifier and settings. In
+        pass 2 the geometry is rebuilt from the state's pass 1 (kept when it is this meter's
+        own pass 1). The states load on the host and move to the device of the next batch.
+        """
+        got = decode_state(state, self._settings())
+        s1, s2 = got["first"], got["second"]
+        first = None
+        if got["pass_number"] == 2:
+            values = s1.to_host()
+            problem = problems(values, self.n_classes, 1)
+            if problem:
+                raise InvalidDataError(f"meter state: {problem}")
+            first = s1.to_first_pass(values)
+        keep = self.geometry is not None and same_first(self._first, first)
+        self.pass_number, self._s1, self._s2 = got["pass_number"], s1, s2
+        self._dtype, self._first, self._row = got["dtype"], first, 0
+        if self.pass_number == 1:
+            self.geometry = None
+        elif not keep:
+            self.geometry = self._geometry()
+        self._spectra.load(state)
+        return self
+
+    def _check_weights_unchanged(self) -> None:
+        """Weights given as a live tensor must not change between the passes."""
+        if self._weights_src is None:
+            return
+        now = to_host(self._weights_src, "weights").astype(np.float64)
+        _check_finite(now, "weights", " (they were when the meter was made)")
+        if now.shape != self.weights.shape or not np.array_equal(now, self.weights):
+            raise InvalidDataError(
+                "the classifier weights changed since the meter was made: measure with a fixed "
+                "model (between optimiser steps), or make a new Meter"
+            )
+
+
+def _state_xp(xp: Any) -> Any:
+    return NUMPY if xp is None else xp
+
+
+def _device(xp: Any, h: Any) -> Any:
+    return None if xp is None else device_of(h)
+
+
+def _place(state: Any, xp: Any, h: Any) -> Any:
+    return placed(state, _state_xp(xp), _device(xp, h))
+
+
+def _numeric(arr: np.ndarray, what: str) -> np.ndarray:
+    if arr.dtype.kind not in "fiu":
+        raise UnsupportedDtypeError(f"{what} have unsupported dtype {arr.dtype}: use floats")
+    out = arr.astype(np.float64)
+    _check_finite(out, what)
+    return out
+
+
+def _check_finite(arr: np.ndarray, what: str, when: str = "") -> None:
+    """Refuse NaN/Inf classifier values, saying so (not that they changed: NaN != NaN)."""
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InvalidDataError(
+            f"the classifier {what} {'is' if what == 'bias' else 'are'} not finite{when}: "
+            f"{int(bad.sum())} NaN/Inf value(s), "
+            f"first at index {first if len(first) != 1 else first[0]} (did training diverge?)"
+        )

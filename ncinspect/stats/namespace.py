@@ -1,0 +1,254 @@
+"""The array namespace of the statistics layer: one lookup at the entry, then the same code.
+
+:func:`get_namespace` returns the array-API namespace of the arrays a statistic is asked
+for (numpy, torch on any device, CuPy, JAX, ``array-api-strict``...), through
+``array-api-compat``, which is imported only when an array is not a numpy array. Numpy
+arrays (and anything that is not an array-API object: lists, scalars, h5py datasets read to
+numpy) get ``None``, the marker of the numpy kernels of :mod:`ncinspect.stats`.
+
+The kernels of :mod:`ncinspect.stats.xp` then compute on the arrays' device in float64 and
+hand back small host numpy arrays (per-class sums, scatter traces, counts): the merged
+statistics and every result are plain numpy and floats, whatever the input library.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..arrays import to_host
+from ..errors import UnsupportedDtypeError, UsageError
+
+__all__ = [
+    "PRECISIONS",
+    "check_precision",
+    "get_namespace",
+    "device_of",
+    "host",
+    "on_device",
+    "device_batch",
+    "meter_batch",
+    "batch_dtype",
+    "numpy_namespace",
+    "scatter_add",
+    "DENSE_MAX_C",
+]
+
+DENSE_MAX_C = 1024  #: the largest C scatter-added by a dense indicator (unknown libraries)
+
+#: ``"float64"``: every product and sum in float64 (the default, equal to the numpy path
+#: to rounding); ``"float32"``: the large matrix products in float32, accumulated in float64
+PRECISIONS = ("float64", "float32")
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision must be 'float64' or 'float32', got {precision!r}")
+    return precision
+
+
+def _is_numpy_like(x: Any) -> bool:
+    return x is None or isinstance(x, (np.ndarray, np.generic, int, float, bool, list, tuple))
+
+
+def get_namespace(*arrays: Any) -> Any:
+    """The array-API namespace of ``arrays``; ``None`` when they are all numpy (or plain).
+
+    Torch tensors that require grad are fine (the kernels detach them, see :func:`detach`).
+
+    Raises
+    ------
+    UnsupportedDtypeError
+        Arrays of different libraries, or a non-numpy array while ``array-api-compat`` is
+        not installed (the ``array-api`` extra).
+    """
+    foreign = [a for a in arrays if not _is_numpy_like(a)]
+    if not foreign:
+        return None
+    try:
+        import array_api_compat
+    except ImportError as exc:
+        raise UnsupportedDtypeError(
+            f"arrays of type {type(foreign[0]).__name__} need array-api-compat: "
+            "pip install 'ncinspect[array-api]' (or pass numpy arrays)"
+        ) from exc
+    if not all(array_api_compat.is_array_api_obj(a) for a in foreign):
+        return None  # h5py datasets, memmaps and such: read on the host
+    try:
+        xp = array_api_compat.array_namespace(*foreign)
+    except TypeError as exc:
+        raise UnsupportedDtypeError(
+            f"arrays of different libraries in one call ({exc}); pass them from one library"
+        ) from exc
+    if array_api_compat.is_numpy_namespace(xp):
+        return None
+    return xp
+
+
+def detach(x: Any) -> Any:
+    """A torch tensor without its autograd graph (other arrays unchanged)."""
+    return x.detach() if hasattr(x, "detach") and hasattr(x, "requires_grad") else x
+
+
+def device_of(x: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(x)
+
+
+def host(x: Any) -> np.ndarray:
+    """A (small) device array copied to host numpy."""
+    return to_host(detach(x), "statistics")
+
+
+def on_device(xp: Any, arr: np.ndarray | None, device: Any, dtype: Any = None) -> Any:
+    """Host numpy ``arr`` as an ``xp`` array on ``device`` (``None`` stays ``None``)."""
+    if arr is None:
+        return None
+    out = xp.asarray(np.ascontiguousarray(arr), device=device)
+    return out if dtype is None else xp.astype(out, dtype)
+
+
+def device_batch(xp: Any, features: Any, labels: Any, n_classes: int) -> tuple[Any, Any]:
+    """A batch of ``xp`` features and its labels, checked where they live.
+
+    Returns the features (detached) and the labels (detached, their own dtype) on the
+    features' device; host labels are moved there. Only what needs no value is checked
+    here (numeric 2-D features, one numeric label per row): whether the labels are integers
+    in ``[0, n_classes)`` and the rows finite is counted on the device by
+    :mod:`ncinspect.stats.device` and reported at the end of the pass, so a batch never
+    waits for the device.
+    """
+    from ..input_checks import check_batch
+
+    h = detach(features)
+    check_batch(xp, h, empty_ok=True)
+    y = labels
+    if get_namespace(labels) is not xp:  # host labels (or another library): to h's device
+        y = xp.asarray(to_host(labels, "labels"), device=device_of(h))
+    y = detach(y)
+    if device_of(y) != device_of(h):  # e.g. CPU labels of CUDA features
+        import array_api_compat
+
+        y = array_api_compat.to_device(y, device_of(h))
+    if not xp.isdtype(y.dtype, ("real floating", "integral", "bool")):
+        raise UnsupportedDtypeError(
+            f"labels have dtype {y.dtype}: the Meter takes integer labels (rows of W)"
+        )
+    check_batch(xp, h, y, empty_ok=True)
+    return h, y
+
+
+def meter_batch(features: Any, labels: Any, n_classes: int, weights: Any = None):
+    """One batch of :class:`ncinspect.Meter`, checked: ``(xp, h, y)``, ``xp`` None for rows
+    on the host (numpy ``h``, int64 ``y``).
+
+    Device arrays: only what needs no value (dtype, shape, d) is checked here
+    (:func:`device_batch`); host rows are checked at once (reading them costs nothing).
+    """
+    from ..errors import InvalidDataError
+    from ..input_checks import check_batch
+
+    _check_label_kind(labels)
+    xp = get_namespace(features)
+    if xp is not None and str(getattr(features, "layout", "torch.strided")) == "torch.strided":
+        h, y = device_batch(xp, features, labels, n_classes)
+    else:
+        xp, h, y = None, to_host(features, "features"), to_host(labels, "labels")
+        if y.dtype.kind not in "fiub":
+            raise UnsupportedDtypeError(
+                f"labels have dtype {y.dtype}: the Meter takes integer labels (rows of W)"
+            )
+        check_batch(np, h, y, empty_ok=True)
+        if y.dtype.kind not in "iub" and not (y.size and np.all(np.mod(y, 1) == 0)):
+            raise InvalidDataError("labels must be integers (row indices of the classifier)")
+        y = y.astype(np.int64)
+        if y.size and (y.min() < 0 or y.max() >= n_classes):
+            raise InvalidDataError(
+                f"label {int(y[(y < 0) | (y >= n_classes)][0])} is not in "
+                f"[0, {n_classes}) (rows of the classifier)"
+            )
+    if weights is not None and h.shape[1] != weights.shape[1]:
+        raise InvalidDataError(
+            f"features have d = {h.shape[1]} but weights have {weights.shape[1]} columns"
+        )
+    return xp, h, y
+
+
+def _check_label_kind(labels: Any) -> None:
+    """String (or object) labels: say what to pass instead of a raw error of the array library."""
+    kind = getattr(getattr(labels, "dtype", None), "kind", None)
+    if kind is None and isinstance(labels, (list, tuple)):
+        kind = np.asarray(labels).dtype.kind
+    if kind in ("U", "S", "O"):
+        raise UnsupportedDtypeError(
+            f"labels have dtype {labels.dtype if hasattr(labels, 'dtype') else 'str'}: the "
+            "Meter takes integer labels, the row of W (or 0..n_classes-1) of each sample; map "
+            "names to rows first, e.g. rows = {name: i for i, name in enumerate(class_names)} "
+            "with class_names in W's row order, then np.array([rows[n] for n in labels])"
+        )
+
+
+def batch_dtype(h: Any) -> np.dtype:
+    """The numpy dtype of a batch as :func:`to_host` would give it (read from its name)."""
+    if isinstance(h, np.ndarray):
+        return h.dtype
+    try:
+        return np.dtype(str(h.dtype).rsplit(".", 1)[-1])
+    except TypeError:  # bfloat16, float8: numpy has none, to_host gives float32 (exact)
+        return np.dtype(np.float32)
+
+
+def numpy_namespace():
+    """numpy as an array-API namespace (for the float32 kernels on numpy arrays)."""
+    from array_api_compat import numpy as xnp
+
+    return xnp
+
+
+def _library(xp: Any) -> str:
+    if getattr(xp, "__name__", "") == "numpy":  # numpy itself or the states' shim
+        return "numpy"
+    import array_api_compat as compat
+
+    for name in ("torch", "numpy", "cupy", "jax"):
+        if getattr(compat, f"is_{name}_namespace")(xp):
+            return name
+    return "other"
+
+
+def scatter_add(xp: Any, acc: Any, index: Any, values: Any) -> Any:
+    """``acc`` with the rows of ``values`` added at rows ``index`` (int64, in range).
+
+    May update ``acc`` in place (torch, CuPy): use the returned array.
+    """
+    lib = _library(xp)
+    if lib == "torch":
+        return acc.index_add_(0, index, values)
+    if lib == "cupy":
+        import cupyx
+
+        cupyx.scatter_add(acc, index, values)
+        return acc
+    if lib == "jax":
+        return acc.at[index].add(values)
+    if lib == "numpy":
+        from .blocks import group_sum
+
+        n = acc.shape[0]
+        if values.ndim == 1:
+            add = np.bincount(index, weights=values, minlength=n)
+            return acc + add.astype(acc.dtype)
+        return acc + group_sum(values, index, n)
+    n = acc.shape[0]
+    if n > DENSE_MAX_C:
+        raise NotImplementedError(
+            f"{getattr(xp, '__name__', xp)} has no scatter-add ncinspect knows, and C = {n} "
+            f"is above {DENSE_MAX_C} for a dense indicator: pass torch, CuPy, JAX or numpy arrays"
+        )
+    classes = xp.arange(n, dtype=xp.int64, device=device_of(acc))
+    ind = xp.astype(classes[:, None] == index[None, :], acc.dtype)  # (C, m)
+    if values.ndim == 1:
+        return acc + xp.reshape(ind @ xp.reshape(values, (-1, 1)), (n,))
+    return acc + ind @ values

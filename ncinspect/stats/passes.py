@@ -1,0 +1,396 @@
+"""Mergeable sufficient statistics: the two passes over row chunks.
+
+Every metric of spec/metrics.md is a function of these sums; the statistic of two chunks is
+the :meth:`merge` of each one's, so the same code runs on one in-memory chunk, a file
+streamed from disk or chunks spread over a cluster. Pass 1 (:class:`FirstPass`): per-class
+counts and float64 feature sums. Pass 2 (:class:`SecondPass`, given the :class:`Geometry`
+of pass 1): within-class scatter projected on the between-class eigenbasis, per-class
+scatter traces, directional pair sums, NCC and classifier decisions and output statistics,
+block by block (:mod:`ncinspect.stats.kernel`). No d x d matrix is built.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .blocks import (
+    Moments,
+    first_rows,
+    group_sum,
+    output_sums,
+    pow2_scale,
+    to_float64,
+)
+from .kernel import (
+    block_rows,
+    clf_float32,
+    kernel_for,
+    ncc_float32,
+    residuals,
+    scores32,
+)
+from .namespace import check_precision, get_namespace, numpy_namespace
+from .pairs import AUTO, add_pairs, block_pairs, merge_pairs, pair_tables_reason
+from .xp import first_sums, second_sums
+
+__all__ = ["Moments", "FirstPass", "Geometry", "SecondPass", "to_float64", "block_rows"]
+__all__ += ["first_rows", "pow2_scale"]
+
+
+@dataclass
+class FirstPass:
+    """Per-class counts and float64 feature sums; also counts non-finite feature rows.
+
+    The class sums are ``sums * sum_scale``: ``sum_scale`` is 1.0 unless a sum of features
+    near the float64 limit overflowed, when the sums are kept divided by a power of two
+    (exact). :meth:`class_means` applies it.
+    """
+
+    counts: np.ndarray  # (C,) int64
+    sums: np.ndarray  # (C, d) float64, in units of sum_scale
+    n_nonfinite: int = 0
+    first_nonfinite_row: int | None = None
+    sum_scale: float = 1.0
+
+    @classmethod
+    def empty(cls, n_classes: int, n_features: int) -> FirstPass:
+        return cls(np.zeros(n_classes, np.int64), np.zeros((n_classes, n_features)))
+
+    @classmethod
+    def of_chunk(
+        cls, h: np.ndarray, y: np.ndarray, n_classes: int, row0: int = 0, *, map: Callable = map
+    ) -> FirstPass:
+        """Statistics of one chunk: ``h`` (n, d) of any numeric dtype, ``y`` (n,) codes in 0..C-1.
+
+        Sums are accumulated in float64 (each value is converted exactly); ``h`` is not
+        modified. Rows holding NaN/Inf are counted (and left out of the sums). ``h`` may be
+        an array of any array-API library: it is summed on its device
+        (:func:`ncinspect.stats.xp.first_sums`); the statistics are host numpy.
+        """
+        xp = get_namespace(h)
+        if xp is not None:
+            return cls(*first_sums(xp, h, y, n_classes, row0))
+        stats = cls.empty(n_classes, h.shape[1])
+        stats.counts = np.bincount(y, minlength=n_classes).astype(np.int64)
+        step = first_rows(h.shape[1], n_classes)
+        parts = map(
+            lambda a: group_sum(h[a : a + step], y[a : a + step], n_classes),
+            range(0, h.shape[0], step),
+        )
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite sums: handled below
+            for part in parts:  # merged in row order, whatever ran them
+                stats.sums += part
+        if not np.isfinite(stats.sums).all():  # rare: find the rows, leave them out
+            finite = np.isfinite(h).all(axis=1)
+            if not finite.all():
+                bad = np.flatnonzero(~finite)
+                stats.n_nonfinite = int(bad.size)
+                stats.first_nonfinite_row = int(row0 + bad[0])
+                stats.sums = group_sum(np.where(finite[:, None], h, 0), y, n_classes)
+            if not np.isfinite(stats.sums).all():  # finite rows whose sums overflow
+                rows = h if finite.all() else np.where(finite[:, None], h, 0)
+                m = float(np.max(np.abs(rows)))
+                scale = math.ldexp(1.0, min(math.frexp(m)[1] + h.shape[0].bit_length(), 1023))
+                stats.sums = group_sum(np.asarray(rows, np.float64) / scale, y, n_classes)
+                stats.sum_scale = scale
+        return stats
+
+    def merge(self, other: FirstPass) -> FirstPass:
+        firsts = [r for r in (self.first_nonfinite_row, other.first_nonfinite_row) if r is not None]
+        scale = max(self.sum_scale, other.sum_scale)
+        a, b = self._sums_in(scale), other._sums_in(scale)
+        sums = a + b
+        if not np.isfinite(sums).all():  # the two finite totals overflow together
+            scale *= 2.0
+            sums = a / 2.0 + b / 2.0
+        return FirstPass(
+            self.counts + other.counts,
+            sums,
+            self.n_nonfinite + other.n_nonfinite,
+            min(firsts) if firsts else None,
+            scale,
+        )
+
+    def _sums_in(self, scale: float) -> np.ndarray:
+        if scale == self.sum_scale:
+            return self.sums
+        with np.errstate(under="ignore"):
+            return self.sums * (self.sum_scale / scale)  # exact unless negligible
+
+    def class_means(self) -> np.ndarray:
+        """(C, d) float64 class means; rows of classes without samples are NaN."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = self.sums / self.counts[:, None]
+        if self.sum_scale != 1.0:
+            means *= self.sum_scale
+        means[self.counts == 0] = np.nan
+        return means
+
+    def sample_mean(self) -> np.ndarray:
+        """(d,) mean of all samples."""
+        n = max(self.n_samples, 1)
+        total = self.sums.sum(axis=0)
+        if np.isfinite(total).all():
+            return total / n * self.sum_scale if self.sum_scale != 1.0 else total / n
+        # the classes' totals overflow together: weight the class means instead
+        present = self.counts > 0
+        return (self.counts[present, None] / n * self.class_means()[present]).sum(axis=0)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.counts.sum())
+
+
+@dataclass
+class Geometry:
+    """What pass 2 needs from pass 1 (computed by :func:`ncinspect.metrics.between_class_geometry`).
+
+    Attributes
+    ----------
+    means : (C, d) class means (rows of empty classes are NaN).
+    global_mean : (d,) mu_G.
+    centred : (C, d) M~ = means - mu_G (rows of empty classes are 0).
+    basis : (r, d) orthonormal eigenvectors of M~^T M~ kept for the pseudo-inverse.
+    eigvals : (r,) the matching eigenvalues of M~^T M~ (= C x eigenvalues of Sigma_B).
+    ncc_centres : (C, d) NCC centres minus mu_G (own means, or another split's).
+    ncc_valid : (C,) bool, False for a centre that is undefined (empty class).
+    weights, bias : the classifier, float64, or None (every row: decisions use them all).
+    scale : power of two (:func:`pow2_scale` of the centred means): pass 2 works on
+        ``(h - mu_G) / scale``, so ``eigvals`` and the pass-2 sums of squares
+        (``SecondPass.proj_sq``, ``class_sq``) are in units of ``scale**2`` (1.0 for features
+        of ordinary magnitude, where nothing is rescaled). :meth:`squared` converts back.
+    weight_scale : power of two (:func:`pow2_scale` of ``weights``), for the decisions.
+    present : (C,) bool, the classes that enter the class-level statistics (at least
+        ``min_count`` samples); pass 2 leaves the rows of the other classes out. None: all.
+    min_count : the ``min_class_count`` that ``present`` was derived with.
+    pair_reason : None when pass 2 sums the directional C x C table (in ``scale**4``
+        units, :mod:`ncinspect.stats.pairs`), else why not (beyond the memory budget).
+    """
+
+    means: np.ndarray
+    global_mean: np.ndarray
+    centred: np.ndarray
+    basis: np.ndarray
+    eigvals: np.ndarray
+    ncc_centres: np.ndarray
+    ncc_valid: np.ndarray
+    weights: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    scale: float = 1.0
+    weight_scale: float = 1.0
+    present: np.ndarray | None = None
+    min_count: int = 1
+    pair_reason: str | None = AUTO
+    _stack: np.ndarray | None = field(default=None, repr=False)
+    #: the pass-2 constants copied to a device, per (namespace, device) (see stats_xp)
+    device_cache: dict = field(default_factory=dict, repr=False, compare=False)
+    kernels: dict = field(default_factory=dict, repr=False, compare=False)  #: of kernel_for
+
+    def __post_init__(self) -> None:  # the default budget unless a caller decided
+        if self.pair_reason == AUTO:
+            self.pair_reason = pair_tables_reason(self.n_classes)
+
+    @property
+    def n_classes(self) -> int:
+        return self.means.shape[0]
+
+    def squared(self, values: np.ndarray) -> np.ndarray:
+        """Values in units of ``scale**2`` (eigvals, pass-2 sums) in the features' units.
+
+        May over- or underflow (to inf or 0) where the true value lies outside float64.
+        """
+        values = np.asarray(values, dtype=np.float64)
+        if self.scale == 1.0:
+            return values
+        with np.errstate(over="ignore", under="ignore"):
+            return values * self.scale * self.scale
+
+    def decision_matrix(self) -> np.ndarray:
+        """(d, C or 2C): NCC centres / scale and classifier rows / weight_scale side by side,
+        for one product (decisions are unchanged by these positive scalings)."""
+        if self._stack is None:
+            mats = [self.ncc_centres / self.scale]
+            if self.weights is not None:
+                mats.append(self.weights / self.weight_scale)
+            self._stack = np.ascontiguousarray(np.vstack(mats).T)
+        return self._stack
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["kernels"] = {}  # per-process work constants: rebuilt where they are used
+        return state
+
+
+@dataclass
+class SecondPass:
+    """Within-class scatter, decisions and output statistics given the :class:`Geometry`."""
+
+    proj_sq: np.ndarray  # (r,)  sum_i (v_k . (h_i - mu_{y_i}))^2
+    class_sq: np.ndarray  # (C,)  sum_{y_i=c} ||h_i - mu_c||^2
+    ncc_correct: np.ndarray  # (C,) per true class
+    clf_correct: np.ndarray  # (C,)
+    agree: np.ndarray  # (C,) NCC decision == classifier decision
+    has_decisions: bool = False
+    true_out: Moments = field(default_factory=Moments)  # f_{y_i}(x_i)
+    wrong_out: Moments = field(default_factory=Moments)  # f_c(x_i), c != y_i
+    sq_err: float = 0.0  # sum_i ||f(x_i) - onehot(y_i)||^2
+    max_abs_err: float = 0.0
+    has_outputs: bool = False
+    out_abs_max: float = 0.0  # max |f_c(x_i)|: below 2^-450 the m2 sums underflow
+    pair_sq: np.ndarray | None = None  # (C, C) directional sums (stats_pairs); None: zeros
+
+    @classmethod
+    def empty(cls, n_classes: int, rank: int) -> SecondPass:
+        z = np.zeros(n_classes, np.int64)
+        return cls(np.zeros(rank), np.zeros(n_classes), z, z.copy(), z.copy())
+
+    @classmethod
+    def of_chunk(
+        cls,
+        geom: Geometry,
+        h: np.ndarray,
+        y: np.ndarray,
+        outputs: np.ndarray | None = None,
+        *,
+        precision: str = "float64",
+        map: Callable = map,
+    ) -> SecondPass:
+        """Statistics of one chunk: ``h`` (n, d) of any numeric dtype (not modified).
+
+        The rows are processed in blocks of :func:`block_rows` rows (a fixed number for a
+        given d and C, so results never depend on the machine), each in cache-sized float64
+        buffers, and the block statistics are merged in block order. ``map`` runs the blocks
+        (e.g. a thread pool's ``map``, which must return results in order): the result is
+        the same, bit for bit, whatever runs them.
+
+        ``h`` may be an array of any array-API library: it is processed on its device by
+        :func:`ncinspect.stats.xp.second_sums`. ``precision="float32"`` computes the large
+        products in float32 with float64 accumulation (bounds in :mod:`ncinspect.stats.xp`).
+        """
+        xp = get_namespace(h)
+        if xp is None and check_precision(precision) == "float32":
+            xp = numpy_namespace()
+        if xp is not None:
+            stats = cls.empty(geom.n_classes, geom.basis.shape[0])
+            for part in second_sums(xp, geom, h, y, outputs, precision=precision):
+                stats = stats.merge(cls._of_sums(part))
+            return stats
+        C, r, d = geom.n_classes, geom.basis.shape[0], h.shape[1]
+        step = block_rows(d, C)
+        kern = kernel_for(geom, outputs is None)
+        n = h.shape[0]
+
+        def block(a: int):
+            out = None if outputs is None else outputs[a : a + step]
+            return cls._of_block(kern, h[a : a + step], y[a : a + step], out, min(step, n))
+
+        stats = cls.empty(C, r)
+        for part, pair_part in map(block, range(0, n, step)):
+            stats = stats.merge(part)
+            if pair_part is not None:  # in place: no C x C table per block
+                stats.pair_sq = add_pairs(stats.pair_sq, pair_part, C)
+        return stats
+
+    @classmethod
+    def _of_block(
+        cls,
+        kern,
+        block: np.ndarray,
+        y: np.ndarray,
+        outputs: np.ndarray | None,
+        rows: int,
+    ) -> SecondPass:
+        C = kern.n_classes
+        stats = cls.empty(C, kern.rank)
+        if kern.present is not None:
+            keep = kern.present[y]  # rows of classes below min_count take no part
+            if not keep.all():
+                block, y = block[keep], y[keep]
+                outputs = None if outputs is None else outputs[keep]
+        m = block.shape[0]
+        if m == 0:
+            return stats, None
+        buf = kern.buffers(rows)
+        e, x, sq = residuals(kern, block, y, buf)
+        stats.class_sq = np.bincount(y, weights=sq, minlength=C)
+        s64 = None if kern.d64 is None else np.matmul(x, kern.d64, out=buf.s64[:m])
+        pairs = None
+        if kern.pairs:  # e . m'_c': the NCC scores of e when they are formed, else one product
+            pairs = block_pairs(s64[:, :C] if kern.from_scores else e @ kern.centred_s.T, y)
+        if kern.from_scores:  # e M~^T A = e V^T, then the class term of h' = e + M~_y
+            proj = s64[:, :C] @ kern.proj_map
+            s64[:, :C] += np.take(kern.k_ncc, y, axis=0)
+            if kern.logits64:
+                s64[:, C:] += np.take(kern.k_w, y, axis=0)
+        elif kern.rank:
+            proj = np.matmul(e, kern.basis_t, out=buf.proj[:m])
+        if kern.rank:
+            stats.proj_sq = np.einsum("ij,ij->j", proj, proj)
+
+        s32, xnorm = scores32(kern, x, sq)
+        if kern.ncc64:
+            ncc = np.argmin(kern.distances(s64[:, :C]), axis=1)
+        else:
+            ncc = ncc_float32(kern, s32[:, :C], x, xnorm)
+        stats.ncc_correct = np.bincount(y[ncc == y], minlength=C)
+
+        logits = None
+        if kern.logits64:  # in place, in the product's buffer
+            logits = kern.logits(s64[:, kern.d64.shape[1] - C :], inplace=True)
+            clf = np.argmax(logits, axis=1)
+        elif kern.has_w:
+            clf = clf_float32(kern, s32[:, s32.shape[1] - C :], x, y, xnorm)
+        elif outputs is not None:
+            clf = np.argmax(outputs, axis=1)
+        if kern.has_w or outputs is not None:
+            stats.clf_correct = np.bincount(y[clf == y], minlength=C)
+            stats.agree = np.bincount(y[clf == ncc], minlength=C)
+            stats.has_decisions = True
+
+        sums = None
+        if outputs is not None:
+            sums = output_sums(np.asarray(outputs, dtype=np.float64), y)
+        elif logits is not None:
+            s_h, s_w = kern.logit_scales
+            if s_h * s_w != 1.0:
+                with np.errstate(over="ignore", under="ignore"):  # may leave float64: SQI null
+                    logits = logits * s_h * s_w
+            sums = output_sums(logits, y, scratch=True)
+        if sums is not None:
+            stats.true_out, stats.wrong_out, stats.sq_err, stats.max_abs_err = sums[:4]
+            stats.out_abs_max, stats.has_outputs = sums[4], True
+        return stats, pairs
+
+    @classmethod
+    def _of_sums(cls, part: dict) -> SecondPass:
+        """A block's statistics from the host values of :func:`~ncinspect.stats.xp.second_sums`."""
+        keys = ("proj_sq", "class_sq", "ncc_correct", "clf_correct", "agree", "has_decisions")
+        stats = cls(*(part[k] for k in keys))
+        stats.pair_sq = part.get("pair_sq")
+        if part["has_outputs"]:
+            stats.true_out = Moments(*part["true_out"])
+            stats.wrong_out = Moments(*part["wrong_out"])
+            stats.sq_err, stats.max_abs_err = part["sq_err"], part["max_abs_err"]
+            stats.out_abs_max, stats.has_outputs = part["out_abs_max"], True
+        return stats
+
+    def merge(self, other: SecondPass) -> SecondPass:
+        return SecondPass(
+            self.proj_sq + other.proj_sq,
+            self.class_sq + other.class_sq,
+            self.ncc_correct + other.ncc_correct,
+            self.clf_correct + other.clf_correct,
+            self.agree + other.agree,
+            self.has_decisions or other.has_decisions,
+            self.true_out.merge(other.true_out),
+            self.wrong_out.merge(other.wrong_out),
+            self.sq_err + other.sq_err,
+            max(self.max_abs_err, other.max_abs_err),
+            self.has_outputs or other.has_outputs,
+            max(self.out_abs_max, other.out_abs_max),
+            merge_pairs(self.pair_sq, other.pair_sq),
+        )
