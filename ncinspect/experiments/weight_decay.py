@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ..metrics.registry import short_title
+from ..metrics.registry import COMPACT_METRICS, short_title
 
 __all__ = [
     "SWEEP_METRICS",
@@ -43,19 +43,7 @@ __all__ = [
 
 #: NC metrics reported per lambda (key, short title); the titles are the registry's.
 SWEEP_METRICS: tuple[tuple[str, str], ...] = tuple(
-    (key, short_title(key))
-    for key in (
-        "nc1",
-        "nc1_trace_ratio",
-        "etf_error_means",
-        "etf_error_weights_centered",
-        "nc3_self_duality",
-        "nc4_ncc_mismatch",
-        "accuracy_classifier",
-        "mse",
-        "sqi_eps1",
-        "sqi_eps2",
-    )
+    (key, short_title(key)) for key in (*COMPACT_METRICS, "sqi_eps1", "sqi_eps2")
 )
 #: Theory residuals reported per lambda (line key, short title).
 SWEEP_THEORY: tuple[tuple[str, str], ...] = (
@@ -200,9 +188,13 @@ def sweep_weight_decay(
     if jobs <= 1 or len(tasks) < 2:
         results = map(_run_one, tasks)
     else:
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        pool = ProcessPoolExecutor(max_workers=min(int(jobs), len(tasks)))
+        # spawned, not forked: a forked child inherits the parent's HDF5 library state, and
+        # a long --jobs sweep then failed inside h5py on a garbled HDF5 error message
+        spawn = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(max_workers=min(int(jobs), len(tasks)), mp_context=spawn)
         results = pool.map(_run_one, tasks)  # results in task order, whatever finishes first
     rows = []
     try:
