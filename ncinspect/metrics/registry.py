@@ -377,6 +377,37 @@ def direction_of(key: str) -> str:
     return "info" if entry is None else entry.direction
 
 
+#: Figure-panel headings (key -> heading) of the metrics the trajectory and layer figures
+#: draw: panels name keys only, and take their headings from here.
+PANEL_TITLES: dict[str, str] = {
+    "nc1": "NC1  Tr(ΣW ΣB⁺)/C",
+    "nc1_trace_ratio": "NC1  trace ratio",
+    "nc2_equinorm_means": "NC2  equinorm",
+    "nc2_equiangular_means": "NC2  equiangularity",
+    "nc2_maxangle_means": "NC2  max-angle",
+    "etf_error_means": "NC2  ETF error (means; W centred)",
+    "nc3_self_duality": "NC3  self-duality",
+    "gnc2_log_means": "GNC2  uniformity (log)",
+    "unc3_uniform_duality": "UNC3  uniform duality",
+    "nc4_ncc_mismatch": "NC4  NCC mismatch",
+    "accuracy_classifier": "accuracy",
+    "accuracy_ncc": "NCC accuracy",
+    "nc5_ood_orthogonality": "NC5  OOD orthogonality",
+    "nrc1": "NRC1  principal subspace",
+    "nrc2": "NRC2  row space of W",
+    "nrc3": "NRC3  W Wᵀ vs Σ_Y^½ − √γ I",
+}
+
+
+def panel_title(key: str) -> str:
+    """The heading of a figure panel of ``key``: its :data:`PANEL_TITLES` entry, else its
+    group and short title (``"NC2  nc2_equinorm_means"``)."""
+    entry = lookup(key)
+    if key in PANEL_TITLES:
+        return PANEL_TITLES[key]
+    return short_title(key) if entry is None else f"{entry.group}  {short_title(key)}"
+
+
 def short_title(key: str) -> str:
     """The column header of ``key``: its ``short`` title (``NC5_<name>`` for an OOD set)."""
     if key.startswith(_NC5) and key != _NC5:

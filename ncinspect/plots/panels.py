@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..metrics.registry import panel_title
 from ._style import direction_text
 
 __all__ = [
@@ -45,10 +46,11 @@ class Panel:
 TRAIN_STYLE, TEST_STYLE, CLASSIFIER_STYLE = "-", "--", ":"
 
 
-def _pair(title: str, means: str, weights: str, weights_name: str = "classifier", **kw) -> Panel:
-    """A panel with the means on train and test and the classifier rows (split-free)."""
+def _pair(means: str, weights: str, weights_name: str = "classifier", **kw) -> Panel:
+    """A panel with the means on train and test and the classifier rows (split-free), titled
+    by the registry (:func:`~ncinspect.metrics.registry.panel_title` of the means' key)."""
     return Panel(
-        title,
+        panel_title(means),
         (
             (means, "train", "means, train", TRAIN_STYLE),
             (means, "test", "means, test", TEST_STYLE),
@@ -58,56 +60,70 @@ def _pair(title: str, means: str, weights: str, weights_name: str = "classifier"
     )
 
 
-def _split_pair(title: str, key: str, **kw) -> Panel:
-    """A panel with one metric on the training and the test split."""
+def _split_pair(key: str, **kw) -> Panel:
+    """A panel with one metric on the training and the test split, titled by the registry."""
     return Panel(
-        title, ((key, "train", "train", TRAIN_STYLE), (key, "test", "test", TEST_STYLE)), **kw
+        panel_title(key),
+        ((key, "train", "train", TRAIN_STYLE), (key, "test", "test", TEST_STYLE)),
+        **kw,
     )
 
 
 #: The Papyan et al. panels, the generalized GNC2/UNC3 ones and accuracy, in figure order.
 #: Split "train" is the training trajectory; "test" is the first non-train split of the run.
 TRAJECTORY_PANELS: tuple[Panel, ...] = (
-    _split_pair("NC1  Tr(ΣW ΣB⁺)/C", "nc1", ylabel="nc1"),
-    _pair("NC2  equinorm", "nc2_equinorm_means", "nc2_equinorm_weights", ylabel="nc2_equinorm"),
+    _split_pair("nc1", ylabel="nc1"),
     _pair(
-        "NC2  equiangularity",
+        "nc2_equinorm_means",
+        "nc2_equinorm_weights",
+        ylabel="nc2_equinorm",
+    ),
+    _pair(
         "nc2_equiangular_means",
         "nc2_equiangular_weights",
         ylabel="nc2_equiangular",
     ),
-    _pair("NC2  max-angle", "nc2_maxangle_means", "nc2_maxangle_weights", ylabel="nc2_maxangle"),
     _pair(
-        "NC2  ETF error (means; W centred)",
+        "nc2_maxangle_means",
+        "nc2_maxangle_weights",
+        ylabel="nc2_maxangle",
+    ),
+    _pair(
         "etf_error_means",
         "etf_error_weights_centered",
         "classifier (centred)",
         ylabel="etf_error",
     ),
-    _split_pair("NC3  self-duality", "nc3_self_duality", ylabel="nc3_self_duality"),
-    _pair("GNC2  uniformity (log)", "gnc2_log_means", "gnc2_log_weights", ylabel="gnc2_log"),
-    _split_pair("UNC3  uniform duality", "unc3_uniform_duality", ylabel="unc3_uniform_duality"),
-    _split_pair("NC4  NCC mismatch", "nc4_ncc_mismatch", log=False, ylabel="nc4_ncc_mismatch"),
+    _split_pair("nc3_self_duality", ylabel="nc3_self_duality"),
+    _pair("gnc2_log_means", "gnc2_log_weights", ylabel="gnc2_log"),
+    _split_pair("unc3_uniform_duality", ylabel="unc3_uniform_duality"),
+    _split_pair("nc4_ncc_mismatch", log=False, ylabel="nc4_ncc_mismatch"),
     _split_pair(
-        "accuracy", "accuracy_classifier", log=False, ylabel="accuracy_classifier", upper=1.0
+        "accuracy_classifier",
+        log=False,
+        ylabel="accuracy_classifier",
+        upper=1.0,
     ),
     # shown only when the run has them: OOD sets (split ood) and regression snapshots
-    _split_pair("NC5  OOD orthogonality", "nc5_ood_orthogonality", ylabel="nc5_ood_orthogonality"),
-    _split_pair("NRC1  principal subspace", "nrc1", ylabel="nrc1"),
-    _split_pair("NRC2  row space of W", "nrc2", ylabel="nrc2"),
-    _split_pair("NRC3  W Wᵀ vs Σ_Y^½ − √γ I", "nrc3", ylabel="nrc3"),
+    _split_pair(
+        "nc5_ood_orthogonality",
+        ylabel="nc5_ood_orthogonality",
+    ),
+    _split_pair("nrc1", ylabel="nrc1"),
+    _split_pair("nrc2", ylabel="nrc2"),
+    _split_pair("nrc3", ylabel="nrc3"),
 )
 
 #: Per-layer panels against depth ("intermediate" collapse).
 LAYER_PANELS: tuple[Panel, ...] = (
-    Panel("NC1  Tr(ΣW ΣB⁺)/C", (("nc1", "train", "", TRAIN_STYLE),), ylabel="nc1"),
+    Panel(panel_title("nc1"), (("nc1", "train", "", TRAIN_STYLE),), ylabel="nc1"),
     Panel(
-        "NC1  trace ratio",
+        panel_title("nc1_trace_ratio"),
         (("nc1_trace_ratio", "train", "", TRAIN_STYLE),),
         ylabel="nc1_trace_ratio",
     ),
     Panel(
-        "NCC accuracy",
+        panel_title("accuracy_ncc"),
         (("accuracy_ncc", "train", "", TRAIN_STYLE),),
         log=False,
         ylabel="accuracy_ncc",

@@ -208,3 +208,15 @@ def test_cli_classes_option(tmp_path, capsys):
     assert main([*base, "--classes", "x"]) == 2
     err = capsys.readouterr().err
     assert "--classes" in err and "worst:K" in err
+
+
+def test_panel_titles_come_from_the_registry():
+    """Titles, directions and units of figure panels are the registry's (issue 25 item 5)."""
+    from ncinspect.metrics.registry import PANEL_TITLES, lookup, panel_title
+    from ncinspect.plots.panels import LAYER_PANELS, TRAJECTORY_PANELS
+
+    for panel in (*TRAJECTORY_PANELS, *LAYER_PANELS):
+        key = panel.lines[0][0]
+        assert panel.title == panel_title(key) == PANEL_TITLES[key]
+        assert lookup(key) is not None
+    assert all(lookup(key) is not None for key in PANEL_TITLES)  # no heading of a non-metric
