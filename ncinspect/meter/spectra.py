@@ -38,7 +38,12 @@ class MeterSpectra:
     def add(self, geom, h: Any, y: Any) -> None:
         """Add one pass-2 batch (features ``h`` and codes ``y``, any array library)."""
         if self.sums is not None:
-            part = SpectraPass.of_chunk(geom, to_host(h, "features"), to_host(y, "labels"))
+            hh, yh = to_host(h, "features"), to_host(y, "labels")
+            # device labels are checked only at the pass end: keep the rows whose label is a
+            # class row (whole number in [0, C)); the others are refused at compute()
+            yv = yh.astype(np.float64)
+            ok = (yv == np.round(yv)) & (yv >= 0) & (yv < geom.present.shape[0])
+            part = SpectraPass.of_chunk(geom, hh[ok], yh[ok].astype(np.int64))
             self.sums = self.sums.merge(part)
 
     def merge(self, other: MeterSpectra) -> None:

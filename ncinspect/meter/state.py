@@ -62,17 +62,20 @@ def unpack(data: bytes) -> dict[str, Any]:
     if not data.startswith(_MAGIC) or len(data) < 16:
         raise InvalidDataError("meter state: these bytes are not a packed meter state")
     n = int.from_bytes(data[8:16], "little")
-    header = json.loads(data[16 : 16 + n].decode())
-    body = memoryview(data)[16 + n :]
-    state: dict[str, Any] = {}
-    for item in header:
-        if "v" in item:
-            state[item["k"]] = item["v"]
-            continue
-        dtype, shape = np.dtype(item["dtype"]), tuple(item["shape"])
-        size = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
-        raw = body[item["at"] : item["at"] + size]
-        state[item["k"]] = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    try:
+        header = json.loads(data[16 : 16 + n].decode())
+        body = memoryview(data)[16 + n :]
+        state: dict[str, Any] = {}
+        for item in header:
+            if "v" in item:
+                state[item["k"]] = item["v"]
+                continue
+            dtype, shape = np.dtype(item["dtype"]), tuple(item["shape"])
+            size = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+            raw = body[item["at"] : item["at"] + size]
+            state[item["k"]] = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+        raise InvalidDataError(f"meter state: the packed bytes are damaged ({exc})") from None
     return state
 
 

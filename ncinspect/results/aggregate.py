@@ -60,7 +60,9 @@ def summarise(values: list[Any]) -> Stat:
     mean = math.fsum(xs) / n
     if n == 1:
         return Stat(mean, None, 1, None, None)
-    std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
+    spread = max(abs(x - mean) for x in xs)
+    scale = spread if spread > 1e150 else 1.0  # squares of deviations above 1e154 overflow
+    std = scale * math.sqrt(math.fsum(((x - mean) / scale) ** 2 for x in xs) / (n - 1))
     from scipy.stats import t
 
     half = float(t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * std / math.sqrt(n)
@@ -306,6 +308,12 @@ def aggregate(reports: list[Report]) -> AggregateReport:
                 task=res.task,
             )
         )
+    for what in ("center", "precision", "ncc_centres"):  # one convention for every run
+        seen = {str(getattr(r, what, "float64" if what == "precision" else None)) for r in reports}
+        if len(seen) > 1:
+            raise InvalidDataError(
+                f"runs to aggregate were computed with different {what} ({', '.join(sorted(seen))})"
+            )
     return AggregateReport(
         files=[r.file for r in reports],
         snapshots=snaps,

@@ -48,7 +48,8 @@ def _blocks(xp: Any, h: Any, n_classes: int):
     the whole batch on an accelerator, where one launch per operation is what pays."""
     m = h.shape[0]
     dev = device_of(h)
-    on_host = getattr(dev, "type", "cpu") == "cpu" or "cpu" in str(dev).lower()
+    kind = getattr(dev, "type", None)  # torch; CuPy and JAX devices have no .type
+    on_host = kind == "cpu" if isinstance(kind, str) else "cpu" in str(dev).lower()
     step = block_rows(h.shape[1], n_classes) if on_host else max(m, 1)
     return [(a, min(m, a + step)) for a in range(0, m, step)] or [(0, 0)]
 

@@ -73,7 +73,7 @@ class Kernel:
         self.n_classes, self.n_features, self.rank = C, d, r
         present = np.ones(C, bool) if geom.present is None else geom.present
         self.present = None if present.all() else present
-        self.pairs = geom.pair_reason is None  # sum the directional table (stats_pairs)
+        self.pairs = geom.pair_reason is None  # sum the directional table (stats/pairs.py)
         inv = 1.0 / geom.scale
         self.inv_scale = inv
         self.mean_scaled = geom.global_mean * inv

@@ -161,7 +161,7 @@ def meter_batch(features: Any, labels: Any, n_classes: int, weights: Any = None)
                 f"labels have dtype {y.dtype}: the Meter takes integer labels (rows of W)"
             )
         check_batch(np, h, y, empty_ok=True)
-        if y.dtype.kind not in "iub" and not (y.size and np.all(np.mod(y, 1) == 0)):
+        if y.dtype.kind not in "iub" and y.size and not np.all(np.mod(y, 1) == 0):
             raise InvalidDataError("labels must be integers (row indices of the classifier)")
         y = y.astype(np.int64)
         if y.size and (y.min() < 0 or y.max() >= n_classes):

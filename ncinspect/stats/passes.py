@@ -186,7 +186,7 @@ class Geometry:
     min_count: int = 1
     pair_reason: str | None = AUTO
     _stack: np.ndarray | None = field(default=None, repr=False)
-    #: the pass-2 constants copied to a device, per (namespace, device) (see stats_xp)
+    #: the pass-2 constants copied to a device, per (namespace, device) (see stats/xp.py)
     device_cache: dict = field(default_factory=dict, repr=False, compare=False)
     kernels: dict = field(default_factory=dict, repr=False, compare=False)  #: of kernel_for
 
@@ -241,7 +241,7 @@ class SecondPass:
     max_abs_err: float = 0.0
     has_outputs: bool = False
     out_abs_max: float = 0.0  # max |f_c(x_i)|: below 2^-450 the m2 sums underflow
-    pair_sq: np.ndarray | None = None  # (C, C) directional sums (stats_pairs); None: zeros
+    pair_sq: np.ndarray | None = None  # (C, C) directional sums (stats/pairs.py); None: zeros
 
     @classmethod
     def empty(cls, n_classes: int, rank: int) -> SecondPass:

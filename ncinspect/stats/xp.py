@@ -396,5 +396,5 @@ def _unpack(
     return res
 
 
-as_float64, decisions, device_geometry = _float64, _decisions, _device_geometry  # stats_device
+as_float64, decisions, device_geometry = _float64, _decisions, _device_geometry  # stats/device.py
 gap, patch = _gap, _patch

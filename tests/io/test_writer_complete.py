@@ -41,6 +41,7 @@ with DumpWriter(sys.argv[1], "w") as w:
             snap.append(features=rng.standard_normal((40, 8)) + y[a : a + 40, None])
             print(e, b, flush=True)
         snap.write(weights=rng.standard_normal((4, 8)))
+        snap.finish()  # complete from here on: "done" is printed only after it
         print("done", e, flush=True)
 """
 

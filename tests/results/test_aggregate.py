@@ -220,3 +220,28 @@ def test_aggregated_views_keep_the_task(tmp_path):
 
     result = check_aggregate(agg, [BoundRule("max", "nc1", bound=1.0)])
     assert result.passed and len(result.outcomes) == 1  # the OOD view is not a target
+
+
+def test_summarise_huge_values_does_not_overflow():
+    from ncinspect.results.aggregate import summarise
+
+    s = summarise([1e160, 3e160])
+    assert s.mean == 2e160 and s.std == pytest.approx(2**0.5 * 1e160, rel=1e-15)
+    assert summarise([1.0, 2.0, 3.0]).std == 1.0
+
+
+def test_runs_computed_with_different_precision_are_not_aggregated():
+    import dataclasses
+
+    import ncinspect
+    from ncinspect.errors import InvalidDataError
+    from ncinspect.results.aggregate import aggregate
+    from ncinspect.results.report import Report
+
+    from ..helpers import make_data
+
+    h, y, m = make_data(C=3, d=4, n=30)
+    res = ncinspect.analyze(h, y, weights=m)
+    runs = [Report("a.h5", [res]), dataclasses.replace(Report("b.h5", [res]), precision="float32")]
+    with pytest.raises(InvalidDataError, match="different precision"):
+        aggregate(runs)

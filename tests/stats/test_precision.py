@@ -1,6 +1,6 @@
 """precision="float32": float32 products, float64 accumulation, within the stated bounds.
 
-Bounds (ncinspect/stats_xp.py, docs/array-api.md), ``g = (d + 2) 2^-24 / (1 - (d + 2) 2^-24)``:
+Bounds (ncinspect/stats/xp.py, docs/array-api.md), ``g = (d + 2) 2^-24 / (1 - (d + 2) 2^-24)``:
 each projected scatter ``P_k`` within ``(2g + g^2) sum_i ||e_i||^2``; nc1 within
 ``(2g + g^2) tr(S_W) tr(S_B^+) / C``; decisions exact; logits within ``g ||h'|| ||w_c||``.
 """
