@@ -214,6 +214,10 @@ class Dump:
         for node in self.tree.walk():
             features = self._find(node, "features")
             if features is None:
+                if node.in_progress:  # a snapshot begun but killed before its first rows
+                    problem = unfinished(node, self.being_written)
+                    incomplete.append(problem)
+                    self.notes.append(f"{self.path}: snapshot {node.path} skipped: {problem}")
                 continue
             labels = self._inherit(node, "labels", same_layer=False)
             if labels is None and self.being_written and not is_ood(split_of(node)):

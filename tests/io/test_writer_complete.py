@@ -316,3 +316,19 @@ def test_meter_reset_before_next_pass_leaves_the_rows_marked(tmp_path):
     m.next_pass()
     marked = _marked(path)
     assert marked["a"] and not marked["b"]
+
+
+def test_a_snapshot_begun_before_its_first_rows_is_noted(tmp_path, capsys):
+    """Killed between opening a snapshot (marker set) and its first rows: no features there,
+    still a note that it is incomplete, never silence."""
+    h, y, _ = make_data(C=4, d=6, n=40, seed=1)
+    path = tmp_path / "begun.h5"
+    with h5py.File(path, "w") as f:
+        f["labels"] = y
+        f["epoch_0000/features"] = h
+        f.create_group("epoch_0001").attrs[IN_PROGRESS] = np.int8(1)
+    rc, doc, err = _report(path, capsys)
+    assert rc == 0, err
+    assert [s["name"] for s in doc["snapshots"]] == ["/epoch_0000"]
+    notes = [w for s in doc["snapshots"] for w in s["warnings"]]
+    assert any("/epoch_0001 skipped: it is incomplete" in w for w in notes), notes
