@@ -112,9 +112,7 @@ def _check_killed_file(path, finished: int, capsys) -> None:
     with h5py.File(path, "r") as f:
         # a group created in the instant before its marker was set holds nothing: not begun
         begun = sorted(
-            k
-            for k in f
-            if k.startswith("epoch_") and (IN_PROGRESS in f[k].attrs or len(f[k]) > 0)
+            k for k in f if k.startswith("epoch_") and (IN_PROGRESS in f[k].attrs or len(f[k]) > 0)
         )
         partial = [k for k in begun if IN_PROGRESS in f[k].attrs]
     assert len(partial) <= 1
