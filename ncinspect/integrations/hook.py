@@ -20,6 +20,7 @@ __all__ = [
     "to_model",
     "model_device_dtype",
     "forward_batch",
+    "forward_hooked",
 ]
 
 _LABEL_KEYS = ("labels", "label", "y", "targets", "target")
@@ -176,6 +177,33 @@ def model_device_dtype(model: Any) -> tuple[Any, Any]:
     return None, None
 
 
+def forward_hooked(
+    model: Any,
+    hook: ClassifierHook,
+    name: str,
+    inputs: Any,
+    device: Any,
+    dtype: Any,
+    *,
+    give: str = "the module",
+) -> tuple[Any, Any]:
+    """Run ``inputs`` (moved to the model's device and dtype) through ``model``: the
+    (features, outputs) its hooked classifier saw; a clear error when it was not called
+    (``give`` names what the user should pass instead)."""
+    inputs = to_model(inputs, device, dtype)
+    if isinstance(inputs, Mapping):
+        model(**inputs)
+    else:
+        model(inputs)
+    got = hook.pop()
+    if got is None:
+        raise UsageError(
+            f"the classifier {name!r} was not called by the model's forward; give "
+            f"{give} whose input is the penultimate features"
+        )
+    return got
+
+
 def forward_batch(
     model: Any,
     hook: ClassifierHook,
@@ -192,18 +220,7 @@ def forward_batch(
     batch's labels, one entry per row (None for an unlabelled OOD batch)."""
     torch = torch_module()
     inputs, labels = split_batch(batch, batch_fn, labels_optional=labels_optional)
-    inputs = to_model(inputs, device, dtype)
-    if isinstance(inputs, Mapping):
-        model(**inputs)
-    else:
-        model(inputs)
-    got = hook.pop()
-    if got is None:
-        raise UsageError(
-            f"the classifier {name!r} was not called by the model's forward; give the "
-            "module whose input is the penultimate features"
-        )
-    h, out = got
+    h, out = forward_hooked(model, hook, name, inputs, device, dtype)
     if labels is None:
         return h, out, None
     if not isinstance(labels, torch.Tensor):

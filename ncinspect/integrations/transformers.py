@@ -57,7 +57,7 @@ from typing import Any
 
 from ..errors import UsageError
 from .hf_heads import find_head, loss_of, split_of
-from .hook import ClassifierHook, model_device_dtype, resolve_module, split_batch, to_model
+from .hook import ClassifierHook, forward_hooked, model_device_dtype, resolve_module, split_batch
 
 try:
     from transformers import TrainerCallback
@@ -237,18 +237,8 @@ class NeuralCollapseCallback(TrainerCallback):
         import torch
 
         inputs, labels = self._split(batch, task)
-        inputs = to_model(inputs, device, dtype)
-        if isinstance(inputs, Mapping):
-            model(**inputs)
-        else:
-            model(inputs)
-        got = hook.pop()
-        if got is None:
-            raise UsageError(
-                f"the classifier {name!r} was not called by the model's forward; give "
-                "classifier= the module whose input is the penultimate features"
-            )
-        h = got[0]
+        give = "classifier= the module"
+        h = forward_hooked(model, hook, name, inputs, device, dtype, give=give)[0]
         labels = torch.as_tensor(labels).to(h.device)
         if task == "causal_lm":
             if labels.ndim != 2 or h.shape[0] != labels.numel():
