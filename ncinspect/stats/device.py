@@ -37,7 +37,7 @@ from .xp import decisions as _decisions
 from .xp import device_geometry as _device_geometry
 from .xp import gap as _gap
 from .xp import patch as _patch
-from .xp import precision_gamma
+from .xp import precision_gamma, scores_projection
 
 __all__ = ["FirstState", "SecondState"]
 
@@ -244,20 +244,7 @@ class SecondState(_Checked):
         hc = None if g.from_scores and not f32 else hs - g.mu_scaled[None, :]  # h' (decisions)
         # residual sums by class: pass 2's class means minus pass 1's (checked at compute)
         self.resid = scatter_add(xp, self.resid, ys, e)
-        es = None  # e . m'_c' when the product formed it
-        if f32:
-            if r:
-                proj = xp.astype(xp.astype(e, xp.float32) @ g.basis_t32, xp.float64)
-            scores = xp.astype(xp.astype(hc, xp.float32) @ g.decide32, xp.float64)
-        elif g.from_scores:  # e [M~ | W]^T, the projection from it, then h' = e + M~_y
-            scores = e @ g.decide
-            es = scores[:, :C]
-            proj = es @ g.proj_map
-            scores = scores + xp.take(g.class_term, ys, axis=0)
-        else:
-            if r:
-                proj = e @ g.basis_t
-            scores = hc @ g.decide
+        scores, proj, es = scores_projection(xp, g, e, hc, ys, C, r, f32)
         if self.pair_sq.shape[0]:  # the directional table (ncinspect.stats.pairs)
             self._pairs(xp, g, e, es, ys, keep, zero, f32)
         if r:

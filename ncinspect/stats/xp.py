@@ -280,20 +280,8 @@ def _second_block(xp, g, geom, block, y, outputs, precision) -> dict:
     indf = xp.astype(ind, xp.float64)
     e = hc - xp.take(g.centred, y, axis=0)  # (m, d) within-class residuals
     f32 = precision == "float32"
-    vec, es = [], None  # float64 device values, copied to the host in one transfer
-    if f32:
-        if r:
-            proj = xp.astype(xp.astype(e, xp.float32) @ g.basis_t32, xp.float64)
-        scores = xp.astype(xp.astype(hc, xp.float32) @ g.decide32, xp.float64)
-    elif g.from_scores:  # e [M~ | W]^T, the projection from it, then h' = e + M~_y
-        scores = e @ g.decide
-        proj = scores[:, :C] @ g.proj_map
-        es = scores[:, :C]  # e . m'_c': the directional table's products
-        scores = scores + xp.take(g.class_term, y, axis=0)
-    else:
-        if r:
-            proj = e @ g.basis_t
-        scores = hc @ g.decide
+    vec = []  # float64 device values, copied to the host in one transfer
+    scores, proj, es = scores_projection(xp, g, e, hc, y, C, r, f32)
     if r:
         vec.append(xp.sum(proj * proj, axis=0))
     vec.append(indf @ xp.sum(e * e, axis=1))  # class_sq (C,)
@@ -394,6 +382,30 @@ def _unpack(
         sq, mx, om = take(3)
         res["sq_err"], res["max_abs_err"], res["out_abs_max"] = float(sq), float(mx), float(om)
     return res
+
+
+def scores_projection(xp: Any, g: Any, e: Any, hc: Any, y: Any, C: int, r: int, f32: bool):
+    """Pass 2's one product per row block: ``(scores, proj, es)``: the decision scores of
+    the centred rows ``hc`` against ``[M~ | W]`` (NCC and classifier), the projection of the
+    residuals ``e`` on the ``r`` between-class directions (None when ``r`` is 0), and
+    ``e . m'_c'`` when the product formed it (the directional table's products; else None).
+    In float32 both products run in float32; with ``g.from_scores`` the projection is taken
+    from the scores of the residuals (``h' = e + M~_y``)."""
+    proj = es = None
+    if f32:
+        if r:
+            proj = xp.astype(xp.astype(e, xp.float32) @ g.basis_t32, xp.float64)
+        scores = xp.astype(xp.astype(hc, xp.float32) @ g.decide32, xp.float64)
+    elif g.from_scores:  # e [M~ | W]^T, the projection from it, then h' = e + M~_y
+        scores = e @ g.decide
+        es = scores[:, :C]
+        proj = es @ g.proj_map
+        scores = scores + xp.take(g.class_term, y, axis=0)
+    else:
+        if r:
+            proj = e @ g.basis_t
+        scores = hc @ g.decide
+    return scores, proj, es
 
 
 as_float64, decisions, device_geometry = _float64, _decisions, _device_geometry  # stats/device.py
