@@ -96,7 +96,7 @@ def main() -> None:
             run(["report", files[s2], "--json", out, "--quiet"])
             prof.disable()
             text = io.StringIO()
-            pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(25)
+            pstats.Stats(prof, stream=text).sort_stats(os.environ.get("SORT","tottime")).print_stats(int(os.environ.get("NSTAT","25")))
             print(text.getvalue())
 
 
