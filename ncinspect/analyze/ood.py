@@ -3,7 +3,8 @@ their feature mean gives ``nc5_ood_orthogonality`` on the in-distribution snapsh
 same epoch and layer (:mod:`ncinspect.metrics.ood`), and their per-row scores against the ID
 snapshot of that epoch and layer (its ``test`` split when there is one, else ``train``) the
 ``ood_auroc_*`` / ``ood_fpr95_*`` keys on it (:mod:`ncinspect.metrics.ood_scores`). Rows are
-walked by the engine (``engine.reduce_rows``), never here.
+walked by the engine (``engine.run`` of the passes of :mod:`ncinspect.engines.passes`),
+never here.
 """
 
 from __future__ import annotations
@@ -29,20 +30,18 @@ from ..results.report import SnapshotResult
 __all__ = ["OODSets", "add_nc5", "add_nc5_arrays", "ood_feature_sum", "ood_result"]
 
 
-def _sum_chunk(row0, h):
-    return FeatureSum.of_chunk(row0, h)
-
-
 def ood_feature_sum(
     features: ArraySource, *, rows: int, engine: Any = None, progress=None
 ) -> FeatureSum:
     """Count and sum of an OOD snapshot's feature rows (one pass through the engine)."""
     from ..engines.local import LocalEngine
+    from ..engines.passes import FeatureSumRows
 
     feats = as_source(features, "ood features")
     check_batch(np, feats, what="OOD features")
-    engine = engine if hasattr(engine, "reduce_rows") else LocalEngine()
-    total = engine.reduce_rows(_sum_chunk, [feats], rows, progress=progress)
+    engine = engine if hasattr(engine, "run") else LocalEngine()
+    d = int(feats.shape[1]) if len(feats.shape) == 2 else 1
+    (total,) = engine.run([FeatureSumRows(d)], {"features": feats}, rows, progress=progress)
     if total.n_nonfinite:
         raise InvalidDataError(
             f"{feats.where}: {total.n_nonfinite} row(s) hold NaN/Inf values, "

@@ -5,20 +5,19 @@ The scores (:mod:`ncinspect.metrics.ood_scores`) use the ID result's ``mu_G``, t
 its centred means and its classifier. Key names follow nc5's: split ``ood`` gives
 ``ood_auroc_ncspan``, split ``ood_<name>`` gives ``ood_auroc_ncspan_<name>``, and a file
 with one named set only gives the plain keys too. Rows are walked by the engine
-(``engine.reduce_rows``), never here; N floats per score are held, never N x d.
+(``engine.run``), never here; N floats per score are held, never N x d.
 """
 
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Any
 
 from ..errors import InvalidDataError, UsageError
 from ..io.sources import as_source
 from ..metrics.nulls import MetricValues, null_warnings
 from ..metrics.ood import NC5_KEY, nc5_key
-from ..metrics.ood_scores import OOD_SCORES, OODScorer, RowScores, auroc, fpr95, score_chunk
+from ..metrics.ood_scores import OOD_SCORES, OODScorer, RowScores, auroc, fpr95
 from ..results.report import SnapshotResult
 
 __all__ = ["check_alpha", "scorer_of", "row_scores", "score_keys", "add_scores"]
@@ -51,13 +50,20 @@ def row_scores(
 ) -> RowScores:  # fmt: skip
     """The per-row scores of ``features`` (an ArraySource or array), one engine pass."""
     from ..engines.local import LocalEngine
+    from ..engines.passes import ScoreRows
 
     src = as_source(features, where)
-    engine = engine if hasattr(engine, "reduce_rows") else LocalEngine()
-    out = engine.reduce_rows(partial(score_chunk, scorer), [src], rows, progress=progress)
+    engine = engine if hasattr(engine, "run") else LocalEngine()
+    d = int(src.shape[1]) if len(src.shape) == 2 else 1
+    (out,) = engine.run([ScoreRows(scorer, d)], {"features": src}, rows, progress=progress)
+    return checked_scores(out, src.where)
+
+
+def checked_scores(out: RowScores, where: str) -> RowScores:
+    """``out``, or an InvalidDataError naming ``where`` when its rows held NaN/Inf."""
     if out.n_nonfinite:
         raise InvalidDataError(
-            f"{src.where}: {out.n_nonfinite} row(s) hold NaN/Inf values, "
+            f"{where}: {out.n_nonfinite} row(s) hold NaN/Inf values, "
             f"first at row {out.first_nonfinite_row}"
         )
     return out
