@@ -189,19 +189,30 @@ class OODSets:
         return False
 
     def scoring_work(self) -> list:
-        """The snapshots read once more for the OOD scores: the scored ID snapshots among
-        ``selected`` and their OOD partners."""
+        """The snapshots read once more for the OOD scores: the OOD partners of the scored
+        ID snapshots among ``selected`` (the ID rows' scores ride their pass 2)."""
         work = []
         for s in self.selected:
             if self.kinds[s.name] == "classification" and self.scored_against(s):
-                partners = self._partners(s)
-                work.extend([s, *partners] if partners else [])
+                work.extend(self._partners(s))
         return work
 
-    def add_scores(self, res: SnapshotResult, snap, prep, alpha: float, progress=None) -> None:
-        """The OOD-score keys on ``res`` when the OOD sets are scored against ``snap``."""
+    def id_rider(self, snap, alpha: float):
+        """``riders`` for the passes of ID snapshot ``snap``: its rows' OOD scores riding
+        pass 2 when OOD sets are scored against it (else None)."""
+        from .scores import id_scores_rider
+
+        if not self.ood or not self.scored_against(snap) or not self._partners(snap):
+            return None
+        return id_scores_rider(alpha)
+
+    def add_scores(
+        self, res: SnapshotResult, snap, prep, alpha: float, progress=None, ids=None
+    ) -> None:
+        """The OOD-score keys on ``res`` when the OOD sets are scored against ``snap``
+        (``ids``: its rows' scores when they rode its pass 2, else read here)."""
         from ..engines.local import plan_chunk_rows
-        from .scores import add_scores, row_scores, scorer_of
+        from .scores import add_scores, checked_scores, row_scores, scorer_of
 
         if not self.ood or not self.scored_against(snap):
             return
@@ -211,8 +222,9 @@ class OODSets:
             d, prep.n_classes, memory_limit=self.memory_limit, n_samples=prep.n_samples
         )
         partners = self._partners(snap)
-        ids = None
-        if scorer is not None and partners:
+        if ids is not None:
+            ids = checked_scores(ids, prep.features.where)
+        elif scorer is not None and partners:
             ids = row_scores(prep.features, scorer, rows=rows, engine=engine, progress=progress)
         scored, reasons = {}, {}
         for o in partners:
@@ -228,12 +240,20 @@ class OODSets:
 
 
 def add_nc5_arrays(
-    res: SnapshotResult, ood_features: Any, *, chunk_rows=None, engine=None, prep=None, alpha=0.0
+    res: SnapshotResult,
+    ood_features: Any,
+    *,
+    chunk_rows=None,
+    engine=None,
+    prep=None,
+    alpha=0.0,
+    ids=None,
 ):
     """The nc5 keys of :func:`ncinspect.analyze` from in-memory OOD feature arrays (and,
-    with the ID inputs ``prep``, the OOD scores' keys, ``nci`` with ``alpha``)."""
+    with the ID inputs ``prep``, the OOD scores' keys, ``nci`` with ``alpha``; ``ids``: the
+    ID rows' scores when they rode pass 2, else read here)."""
     from ..engines.local import is_dask, plan_chunk_rows
-    from .scores import add_scores, check_alpha, row_scores, scorer_of
+    from .scores import add_scores, check_alpha, checked_scores, row_scores, scorer_of
 
     alpha = check_alpha(alpha)
     sets = ood_features if isinstance(ood_features, dict) else {"ood": ood_features}
@@ -257,7 +277,10 @@ def add_nc5_arrays(
     scorer = scorer_of(res, alpha)
     d = prep.n_features
     rows = chunk_rows or plan_chunk_rows(d, prep.n_classes)
-    ids = None if scorer is None else row_scores(prep.features, scorer, rows=rows, engine=engine)
+    if ids is not None:
+        ids = checked_scores(ids, prep.features.where)
+    elif scorer is not None:
+        ids = row_scores(prep.features, scorer, rows=rows, engine=engine)
     scored, reasons = {}, {}
     for split, src in srcs.items():
         if src.shape[1:] != (d,):

@@ -20,7 +20,16 @@ from ..metrics.ood import NC5_KEY, nc5_key
 from ..metrics.ood_scores import OOD_SCORES, OODScorer, RowScores, auroc, fpr95
 from ..results.report import SnapshotResult
 
-__all__ = ["check_alpha", "scorer_of", "row_scores", "score_keys", "add_scores"]
+__all__ = [
+    "check_alpha",
+    "scorer_of",
+    "scorer_of_geometry",
+    "id_scores_rider",
+    "row_scores",
+    "checked_scores",
+    "score_keys",
+    "add_scores",
+]
 
 _STATS = (("ood_auroc", auroc), ("ood_fpr95", fpr95))
 
@@ -42,6 +51,27 @@ def scorer_of(res: SnapshotResult, alpha: float = 0.0) -> OODScorer | None:
     if a.global_mean is None:
         return None
     return OODScorer(a.global_mean, a.basis, a.weights_all, a.bias_all, float(alpha))
+
+
+def scorer_of_geometry(geom, alpha: float = 0.0) -> OODScorer | None:
+    """The scorer of an ID snapshot from the geometry of its pass 1 (what :func:`scorer_of`
+    reads from its result: the same arrays), so that its rows' scores ride its pass 2."""
+    if geom.global_mean is None:
+        return None
+    return OODScorer(geom.global_mean, geom.basis, geom.weights, geom.bias, float(alpha))
+
+
+def id_scores_rider(alpha: float = 0.0):
+    """``riders(first, geom)`` for :func:`~ncinspect.engines.local.run_passes`: the OOD
+    scores of the ID rows as a pass of the pass-2 walk (none without a global mean), so
+    the ID rows are not read once more for them."""
+    from ..engines.passes import ScoreRows
+
+    def riders(first, geom) -> list:
+        scorer = scorer_of_geometry(geom, alpha)
+        return [] if scorer is None else [ScoreRows(scorer, geom.global_mean.shape[0])]
+
+    return riders
 
 
 def row_scores(
