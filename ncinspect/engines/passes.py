@@ -208,7 +208,9 @@ class RegressionFirstRows:
         return RegressionFirstPass.of_chunk(b.row0, b["features"], b["targets"])
 
     def of_chunk(self, chunk: Chunk, map: Callable = map) -> RegressionFirstPass:
-        step = block_rows(self.n_features, self.n_targets)
+        # blocks of at least d rows: a block's d x d scatter is no larger than its rows in
+        # float64, so the blocks' statistics of a chunk hold at most one float64 copy of it
+        step = max(block_rows(self.n_features, self.n_targets), self.n_features)
         return in_blocks(self._block, chunk, step, map, self.empty())
 
 
