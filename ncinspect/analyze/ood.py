@@ -31,23 +31,25 @@ __all__ = ["OODSets", "add_nc5", "add_nc5_arrays", "ood_feature_sum", "ood_resul
 
 
 def ood_feature_sum(
-    features: ArraySource, *, rows: int, engine: Any = None, progress=None
-) -> FeatureSum:
-    """Count and sum of an OOD snapshot's feature rows (one pass through the engine)."""
+    features: ArraySource, *, rows: int, engine: Any = None, progress=None, scorer=None
+):
+    """Count and sum of an OOD snapshot's feature rows (one walk of the engine); with an
+    ID snapshot's ``scorer``, ``(sum, scores)``: its rows' OOD scores in the same walk."""
     from ..engines.local import LocalEngine
-    from ..engines.passes import FeatureSumRows
+    from ..engines.passes import FeatureSumRows, ScoreRows
 
     feats = as_source(features, "ood features")
     check_batch(np, feats, what="OOD features")
     engine = engine if hasattr(engine, "run") else LocalEngine()
     d = int(feats.shape[1]) if len(feats.shape) == 2 else 1
-    (total,) = engine.run([FeatureSumRows(d)], {"features": feats}, rows, progress=progress)
+    passes = [FeatureSumRows(d)] + ([] if scorer is None else [ScoreRows(scorer, d)])
+    total, *scores = engine.run(passes, {"features": feats}, rows, progress=progress)
     if total.n_nonfinite:
         raise InvalidDataError(
             f"{feats.where}: {total.n_nonfinite} row(s) hold NaN/Inf values, "
             f"first at row {total.first_nonfinite_row}"
         )
-    return total
+    return total if scorer is None else (total, scores[0])
 
 
 def ood_result(snap, partners: list[str]) -> SnapshotResult:
@@ -257,8 +259,10 @@ def add_nc5_arrays(
 
     alpha = check_alpha(alpha)
     sets = ood_features if isinstance(ood_features, dict) else {"ood": ood_features}
+    scorer = None if prep is None else scorer_of(res, alpha)
     sums: dict[str, FeatureSum] = {}
     srcs: dict[str, Any] = {}
+    scored, reasons = {}, {}
     for name, feats in sets.items():
         split = "ood" if str(name) == "ood" else f"ood_{name}"
         if is_dask(feats):
@@ -269,22 +273,21 @@ def add_nc5_arrays(
         src = as_source(feats, f"ood_features[{name!r}]")
         d = src.shape[1] if len(src.shape) == 2 else 1
         rows = chunk_rows or plan_chunk_rows(d, 1)
-        sums[split] = ood_feature_sum(src, rows=rows, engine=engine)
+        if prep is not None and src.shape[1:] != (prep.n_features,):
+            reasons[split] = f"the '{split}' features have another width d"
+        if scorer is None or split in reasons:
+            sums[split] = ood_feature_sum(src, rows=rows, engine=engine)
+        else:  # its sum and its rows' scores in one walk
+            sums[split], scored[split] = ood_feature_sum(
+                src, rows=rows, engine=engine, scorer=scorer
+            )
         srcs[split] = src
     add_nc5(res, sums, list(sums))
     if prep is None:
         return
-    scorer = scorer_of(res, alpha)
-    d = prep.n_features
-    rows = chunk_rows or plan_chunk_rows(d, prep.n_classes)
     if ids is not None:
         ids = checked_scores(ids, prep.features.where)
     elif scorer is not None:
+        rows = chunk_rows or plan_chunk_rows(prep.n_features, prep.n_classes)
         ids = row_scores(prep.features, scorer, rows=rows, engine=engine)
-    scored, reasons = {}, {}
-    for split, src in srcs.items():
-        if src.shape[1:] != (d,):
-            reasons[split] = f"the '{split}' features have another width d"
-        elif scorer is not None:
-            scored[split] = row_scores(src, scorer, rows=rows, engine=engine)
     add_scores(res, scorer, ids, scored, list(srcs), reasons)

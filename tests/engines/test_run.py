@@ -246,3 +246,26 @@ def test_id_rows_are_read_twice_with_ood_scores(tmp_path, monkeypatch):
     assert test.metrics["ood_auroc_ncspan"] is not None
     spans = [(w, a, b) for (w, a, b) in reads if "test/epoch_1" in w and "features" in w]
     assert spans and all(reads[s] == 2 for s in spans), reads
+
+
+def test_analyze_reads_id_rows_twice_and_ood_rows_once(monkeypatch):
+    """analyze(ood_features=...): the ID rows' scores ride pass 2; an OOD set's sum and
+    its rows' scores share one walk."""
+    h, y, _, _ = _data(4)
+    w = np.random.default_rng(4).standard_normal((C, D))
+    ood = np.random.default_rng(5).standard_normal((900, D)) + 1.0
+    plain = ncinspect.analyze(h, y, weights=w, ood_features={"svhn": ood}, chunk_rows=500)
+    reads: Counter = Counter()
+    inner = local_mod.ChunkReader.read
+
+    def counted(self, a, b):
+        reads[(self.source.where, a, b)] += 1
+        return inner(self, a, b)
+
+    monkeypatch.setattr(local_mod.ChunkReader, "read", counted)
+    res = ncinspect.analyze(h, y, weights=w, ood_features={"svhn": ood}, chunk_rows=500)
+    assert res.metrics == plain.metrics and res.metrics["ood_auroc_nci"] is not None
+    ids = {s: k for s, k in reads.items() if s[0] == "features"}
+    oods = {s: k for s, k in reads.items() if "svhn" in s[0]}
+    assert len(ids) == len(list(row_chunks(N, 500))) and set(ids.values()) == {2}
+    assert len(oods) == 2 and set(oods.values()) == {1}, reads
