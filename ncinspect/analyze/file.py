@@ -158,7 +158,7 @@ class FileRun:
             snap, prep, passes, per_class=per_class, ncc_label=label, ncc_centres=centres, **o
         )
         res.warnings[:0] = extra
-        self.oods.add_nc5(res, snap, self.progress)
+        self.oods.add_nc5(res, snap, self.progress, self.nci_alpha)
         ids = passes.riders[0] if passes is not None and passes.riders else None
         self.oods.add_scores(res, snap, prep, self.nci_alpha, self.progress, ids=ids)
         replicates, seed = self.bootstrap

@@ -128,9 +128,36 @@ class OODSets:
         self.kinds = kinds
         self.chunk_rows, self.memory_limit, self.engine = chunk_rows, memory_limit, engine
         self._sums: dict[str, FeatureSum] = {}
+        self._scores: dict[str, Any] = {}  #: rows' scores read with a sum, until used
+        self._fused = self._plan_fused()
 
     def _partners(self, snap) -> list:
         return ood_partners(snap, self.ood)
+
+    def _firsts(self, snap) -> list:
+        """The partners of ``snap`` that nc5 and the scores use: the first of each split."""
+        firsts: dict[str, Any] = {}
+        for o in self._partners(snap):
+            firsts.setdefault(o.split, o)
+        return list(firsts.values())
+
+    def _plan_fused(self) -> dict[str, str]:
+        """OOD snapshot -> the scored ID snapshot whose walk over it reads its sum and its
+        rows' scores at once: a set of that snapshot's width whose sum no ID snapshot
+        selected before it needs (an OOD snapshot's own entry does not read it first)."""
+        needed: set[str] = set()
+        plan: dict[str, str] = {}
+        for s in self.selected:
+            if self.kinds[s.name] != "classification":
+                continue
+            firsts = self._firsts(s)
+            if self.scored_against(s):
+                width = tuple(s.features.shape[1:])
+                for o in firsts:
+                    if o.name not in needed and tuple(o.features.shape[1:]) == width:
+                        plan[o.name] = s.name
+            needed.update(o.name for o in firsts)
+        return plan
 
     def unselected_work(self) -> list:
         """OOD snapshots read only because a selected snapshot pairs with them."""
@@ -143,20 +170,26 @@ class OODSets:
                         out[o.name] = o
         return list(out.values())
 
-    def feature_sum(self, snap, progress=None) -> FeatureSum:
+    def feature_sum(self, snap, progress=None, scorer=None) -> FeatureSum:
+        """The sum of OOD snapshot ``snap`` (read once); with ``scorer``, its rows' scores
+        are read in the same walk and kept for :meth:`add_scores`."""
         if snap.name not in self._sums:
             from ..engines.local import plan_chunk_rows
 
             shape = snap.features.shape
             d = int(shape[1]) if len(shape) == 2 else 1
             rows = self.chunk_rows or plan_chunk_rows(d, 1, memory_limit=self.memory_limit)
-            self._sums[snap.name] = ood_feature_sum(
-                snap.features, rows=rows, engine=self.engine, progress=progress
-            )
+            kw = dict(rows=rows, engine=self.engine, progress=progress)
+            if scorer is None:
+                self._sums[snap.name] = ood_feature_sum(snap.features, **kw)
+            else:
+                out = ood_feature_sum(snap.features, scorer=scorer, **kw)
+                self._sums[snap.name], self._scores[snap.name] = out
         return self._sums[snap.name]
 
     def result(self, snap, progress=None) -> SnapshotResult:
-        self.feature_sum(snap, progress)
+        if snap.name not in self._fused:  # else read with its rows' scores
+            self.feature_sum(snap, progress)
         partners = [
             s.name
             for s in self.ids
@@ -164,9 +197,15 @@ class OODSets:
         ]
         return ood_result(snap, partners)
 
-    def add_nc5(self, res: SnapshotResult, snap, progress=None) -> None:
+    def add_nc5(self, res: SnapshotResult, snap, progress=None, alpha: float = 0.0) -> None:
+        """The nc5 keys on ``res``; the OOD sets scored against ``snap`` whose sums are not
+        read yet are read with their rows' scores (``alpha``: of ``nci``)."""
+        from .scores import scorer_of
+
         if not self.ood:
             return
+        fuse = {o.name for o in self._partners(snap) if self._fused.get(o.name) == snap.name}
+        scorer = scorer_of(res, alpha) if fuse else None
         sets: dict[str, FeatureSum] = {}
         for o in self._partners(snap):
             if o.split in sets:
@@ -175,7 +214,7 @@ class OODSets:
                     f"{nc5_key(o.split)} uses the first"
                 )
                 continue
-            sets[o.split] = self.feature_sum(o, progress)
+            sets[o.split] = self.feature_sum(o, progress, scorer if o.name in fuse else None)
         add_nc5(res, sets, self.splits)
 
     def scored_against(self, snap) -> bool:
@@ -191,12 +230,16 @@ class OODSets:
         return False
 
     def scoring_work(self) -> list:
-        """The snapshots read once more for the OOD scores: the OOD partners of the scored
-        ID snapshots among ``selected`` (the ID rows' scores ride their pass 2)."""
+        """The snapshots read once more for the OOD scores: the OOD sets scored against
+        the ID snapshots among ``selected`` whose sums are read apart (the ID rows' scores
+        ride their pass 2)."""
         work = []
         for s in self.selected:
             if self.kinds[s.name] == "classification" and self.scored_against(s):
-                work.extend(self._partners(s))
+                width = tuple(s.features.shape[1:])
+                for o in self._firsts(s):
+                    if o.name not in self._fused and tuple(o.features.shape[1:]) == width:
+                        work.append(o)
         return work
 
     def id_rider(self, snap, alpha: float):
@@ -234,6 +277,8 @@ class OODSets:
                 continue  # the first of two same-split sets, as nc5
             if tuple(o.features.shape[1:]) != (d,):
                 reasons[o.split] = f"the '{o.split}' features have another width d"
+            elif ids is not None and o.name in self._scores:
+                scored[o.split] = self._scores.pop(o.name)  # read with its sum
             elif ids is not None:
                 scored[o.split] = row_scores(
                     o.features, scorer, rows=rows, engine=engine, progress=progress

@@ -230,9 +230,12 @@ def test_reports_threads_chunks_and_dask(tmp_path, kind):
     _close(_numbers(one), _numbers(remote))
 
 
-def test_id_rows_are_read_twice_with_ood_scores(tmp_path, monkeypatch):
-    """Pass 1 and pass 2 read the scored ID rows; their OOD scores ride pass 2."""
+@pytest.mark.parametrize("pattern", [None, "/test*", "/ood*"])
+def test_id_rows_are_read_twice_and_ood_rows_once(tmp_path, monkeypatch, pattern):
+    """Pass 1 and pass 2 read the scored ID rows (their OOD scores ride pass 2); an OOD
+    set is read once (its sum and its rows' scores in one walk); progress says so."""
     path = _ood_dump(tmp_path / "o.h5")
+    plain = {r.name: r.metrics for r in ncinspect.analyze_file(path, chunk_rows=500)}
     reads: Counter = Counter()
     inner = local_mod.ChunkReader.read
 
@@ -240,12 +243,28 @@ def test_id_rows_are_read_twice_with_ood_scores(tmp_path, monkeypatch):
         reads[(self.source.where, a, b)] += 1
         return inner(self, a, b)
 
+    class Progress:
+        done, expected = 0, None
+
+        def expect(self, rows, nbytes):
+            self.expected = rows
+
+        def __call__(self, n):
+            self.done += n
+
     monkeypatch.setattr(local_mod.ChunkReader, "read", counted)
-    results = ncinspect.analyze_file(path, chunk_rows=500)
-    test = [r for r in results if r.split == "test"][0]
-    assert test.metrics["ood_auroc_ncspan"] is not None
-    spans = [(w, a, b) for (w, a, b) in reads if "test/epoch_1" in w and "features" in w]
-    assert spans and all(reads[s] == 2 for s in spans), reads
+    bar = Progress()
+    results = ncinspect.analyze_file(path, chunk_rows=500, snapshot=pattern, progress=bar)
+    assert bar.expected == bar.done > 0
+    for r in results:
+        assert r.metrics == plain[r.name]
+    if pattern != "/ood*":
+        test = [r for r in results if r.split == "test"][0]
+        assert test.metrics["ood_auroc_ncspan"] is not None
+        ids = [s for s in reads if "test/epoch_1/features" in s[0]]
+        assert len(ids) == 2 and all(reads[s] == 2 for s in ids), reads
+    oods = [s for s in reads if "ood_svhn/epoch_1/features" in s[0]]
+    assert len(oods) == 6 and all(reads[s] == 1 for s in oods), reads
 
 
 def test_analyze_reads_id_rows_twice_and_ood_rows_once(monkeypatch):
