@@ -4,7 +4,8 @@ same epoch and layer (:mod:`ncinspect.metrics.ood`), and their per-row scores ag
 snapshot of that epoch and layer (its ``test`` split when there is one, else ``train``) the
 ``ood_auroc_*`` / ``ood_fpr95_*`` keys on it (:mod:`ncinspect.metrics.ood_scores`). Rows are
 walked by the engine (``engine.run`` of the passes of :mod:`ncinspect.engines.passes`),
-never here.
+never here: the ID rows' scores ride the ID snapshot's pass 2, and an OOD set's rows are
+read once for its sum and its scores when no snapshot selected before needs its sum.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""OOD detection scores: per-row scores of ID and OOD rows (one engine pass each) and the
-``ood_auroc_<s>`` / ``ood_fpr95_<s>`` keys they give on the ID result.
+"""OOD detection scores: per-row scores of ID and OOD rows (passes of the engine's walks) and
+the ``ood_auroc_<s>`` / ``ood_fpr95_<s>`` keys they give on the ID result.
 
 The scores (:mod:`ncinspect.metrics.ood_scores`) use the ID result's ``mu_G``, the basis of
 its centred means and its classifier. Key names follow nc5's: split ``ood`` gives

@@ -288,3 +288,18 @@ def test_analyze_reads_id_rows_twice_and_ood_rows_once(monkeypatch):
     oods = {s: k for s, k in reads.items() if "svhn" in s[0]}
     assert len(ids) == len(list(row_chunks(N, 500))) and set(ids.values()) == {2}
     assert len(oods) == 2 and set(oods.values()) == {1}, reads
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["regression", "ood"])
+def test_reports_on_a_distributed_cluster(tmp_path, kind):
+    """The pass objects travel to worker processes (pickled) and give the local numbers."""
+    distributed = pytest.importorskip("distributed")
+    path = (_regression_dump if kind == "regression" else _ood_dump)(tmp_path / f"{kind}.h5")
+    local = _report(path, tmp_path / "l.json", "--chunk-rows", "700")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as lc:
+        args = ["--engine", "dask", "--scheduler", lc.scheduler_address, "--chunk-rows", "700"]
+        remote = _report(path, tmp_path / "r.json", *args)
+    _close(_numbers(local), _numbers(remote))
