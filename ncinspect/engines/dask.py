@@ -301,8 +301,10 @@ class DaskEngine:
         passes = list(passes)
         names = list(sources)
         checks = {k: s.where for k, s in sources.items() if isinstance(s, Float64Rows)}
-        arrs = [_to_dask(getattr(s, "source", s) if k in checks else s, rows)
-                for k, s in sources.items()]  # fmt: skip
+        # a float64-checked source is read as stored; the check runs in the task
+        arrs = [
+            _to_dask(s.source if isinstance(s, Float64Rows) else s, rows) for s in sources.values()
+        ]
         arrs[1:] = [
             x.rechunk({0: arrs[0].chunks[0], **({1: -1} if x.ndim == 2 else {})}) for x in arrs[1:]
         ]
