@@ -19,6 +19,11 @@ when present. A few outputs are differences of nearly equal O(1) numbers (the SE
 error ~1e-8, the theory's layer-norm differences): across kernels they agree to 1e-12 of
 the numbers they are differences of, not of themselves; ``CANCELLING`` gives their
 tolerance, relative to the value.
+
+They depend on the number of BLAS threads too: ``theory`` runs its products on BLAS's own
+threads, and OpenBLAS splits a product's sums by thread count. Every case therefore runs
+with BLAS on :data:`BLAS_THREADS` threads (as the identity files were written), whatever
+``OMP_NUM_THREADS`` or the machine's core count says.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import math
 from pathlib import Path
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 from ncinspect.cli import main
 
@@ -37,6 +43,7 @@ IDENTITY = GOLDEN / "identity"
 
 #: outputs that cancel (see the module docstring) -> relative tolerance across BLAS kernels
 CANCELLING = {"seli_error_weights": 1e-7, "layer_norm_differences": 1e-9, "measured": 1e-9}
+BLAS_THREADS = 2  #: BLAS threads of every case (the identity files were written so)
 
 
 def blas_architecture() -> str:
@@ -55,6 +62,7 @@ def identity_file(name: str) -> Path:
             return basis / f"{name}.json"
     raise FileNotFoundError(name)
 
+
 CASES = []
 for dump in ("synthetic", "trained_wd", "trained_wd0", "regression"):
     CASES.append((f"report_{dump}", ["report", f"sample_data/{dump}.h5"]))
@@ -72,7 +80,8 @@ def _run(args, tmp_path, monkeypatch) -> str:
     monkeypatch.chdir(ROOT)
     out = tmp_path / "out.json"
     extra = ["-q"] if args[0] == "report" else []
-    assert main([*args, "--json", str(out), *extra]) == 0
+    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+        assert main([*args, "--json", str(out), *extra]) == 0
     return out.read_text()
 
 
@@ -132,6 +141,7 @@ if __name__ == "__main__":  # write identity/<architecture>/ from an untouched c
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "out.json"
             extra = ["-q"] if args[0] == "report" else []
-            assert main([*args, "--json", str(out), *extra]) == 0
+            with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+                assert main([*args, "--json", str(out), *extra]) == 0
             (target / f"{name}.json").write_text(out.read_text())
     print(f"wrote {len(CASES)} files to {target}")
