@@ -14,7 +14,7 @@ built-in ``map``) and are merged in I order, so the result is the same, bit for 
 the number of threads. Up to :data:`PAIR_BLOCK` classes there is one tile and every value is
 that of the formulas written directly over the upper triangle (same operations, same order).
 Over several tiles the leaner kernels (``_unit_tile_fast``, ``_cdnv_tile_fast``) form the
-same value for each pair and reorder only the sums (BLAS ``ddot``/``dasum``/``gemv``): a
+same value for each pair and reorder only the sums (BLAS ``ddot`` and ``dgemv``): a
 third fewer passes over each tile. Moments are merged exactly (Chan); O(C^2 d) time,
 O(threads x PAIR_BLOCK^2) memory. At C = 100,000, d = 16 the sweep is 5e9 pairs and about
 30 ns of one core each, two thirds of it the float64 ``log`` and ``sqrt`` of every
@@ -297,11 +297,11 @@ def _moments_fast(x: np.ndarray, tmp: np.ndarray, ones: np.ndarray) -> Moments:
 
 def _unit_tile_fast(plan: _Plan, u, k, a0, a1, b0, b1, mask) -> UnitPairs:
     """:func:`_unit_tile` over one of many tiles: each pair's cosine, distance and log are
-    the same numbers; the sums are reordered (``ddot``, ``dasum``, the minority sum as
-    ``1_A^T cos 1_B``), no pass finds the smallest distance (a zero distance makes the
-    sum of the logs -inf), and the tile makes 16 passes instead of 24."""
-    from scipy.linalg.blas import dasum
-
+    the same numbers; the sums are reordered (``ddot``, with ones for plain sums; the
+    minority sum as ``1_A^T cos 1_B``), no pass finds the smallest distance (a zero
+    distance makes the sum of the logs -inf), and the tile makes 17 passes instead of 24.
+    BLAS ``dasum`` is not used: its result depends on the array's alignment (``ddot``'s
+    and ``dgemv``'s do not), and the sums must not depend on where a buffer lies."""
     x_buf, tmp, _ = plan.buffers()
     block = np.matmul(u[a0:a1], u[b0:b1].T, out=_view(x_buf, a1 - a0, b1 - b0))
     cos = _flat(block, mask)
@@ -310,7 +310,8 @@ def _unit_tile_fast(plan: _Plan, u, k, a0, a1, b0, b1, mask) -> UnitPairs:
         return UnitPairs()
     np.clip(cos, -1.0, 1.0, out=cos)  # in place: ``block`` holds the clipped cosines too
     out = UnitPairs(cos=_moments_fast(cos, tmp, plan.ones))
-    out.abs_sum = float(dasum(np.add(cos, 1.0 / (plan.C - 1), out=tmp[:n])))
+    t = np.abs(np.add(cos, 1.0 / (plan.C - 1), out=tmp[:n]), out=tmp[:n])
+    out.abs_sum = float(np.dot(t, plan.ones[:n]))
     weights = plan.minority_f[k]
     if weights is not None:
         wa, wb = weights[a0:a1], weights[b0:b1]

@@ -191,3 +191,21 @@ def test_coinciding_rows_are_flagged_across_tiles(pair):
     M2, W2, var2, counts2 = _data(C=600, d=16, seed=8)
     q = P.class_pairs(M2, W2, counts2, cdnv=(var2, M2))
     assert not (q.means.coincide or q.weights.coincide or q.cdnv.coincide)
+
+
+@pytest.mark.parametrize("block, C", [(32, 301), (256, 600)])
+def test_sums_do_not_depend_on_where_the_buffers_lie(monkeypatch, block, C):
+    """Some BLAS reductions (dasum) sum in an order set by the address of the array: the
+    sweep's must not, or a report would change with the allocator (and the threads)."""
+    monkeypatch.setattr(P, "PAIR_BLOCK", block)
+    M, W, var, counts = _data(C=C, d=16, seed=9)
+    seen = []
+    for off in range(8):
+
+        def buffers(plan, off=off):
+            n = plan.block * plan.block
+            return tuple(np.empty(n + 8)[off : off + n] for _ in range(3))
+
+        monkeypatch.setattr(P._Plan, "buffers", buffers)
+        seen.append(_swept(M, W, var, counts)[1])
+    assert all(s == seen[0] for s in seen)
