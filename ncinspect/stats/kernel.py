@@ -60,7 +60,10 @@ class Kernel:
       the projection grows by at most ``sqrt(sum(eigvals) / eigvals[-1])`` (bounded by
       :data:`_AMP_MAX`, else the direct layout is used).
     * *direct*: ``proj = e V^T`` and the classifier scores ``h' W^T`` in float64, as the
-      definition reads.
+      definition reads. When pass 2 sums the directional table (own NCC centres, the C x C
+      class terms within :data:`_GATHER_MAX`), its float64 product ``e M~^T`` plus the
+      gathered class term gives the NCC scores as well (``ncc_from_e``): NCC is then decided
+      in float64 and leaves the float32 product.
 
     Scores that serve only a decision (NCC in the direct layout; the classifier when the
     outputs are stored) are computed in float32 and every row whose best two candidates lie
@@ -99,25 +102,32 @@ class Kernel:
         if r:
             amp = math.sqrt(float(geom.eigvals.sum()) / float(geom.eigvals[-1]))
         self.from_scores = bool(r and own and C < d and C * C <= _GATHER_MAX and amp <= _AMP_MAX)
+        # The directional table needs e . m'_c' in float64 (a product of width C): in the
+        # direct layout that product, plus the class term, gives the NCC scores too, so NCC
+        # leaves the float32 product rather than being computed twice.
+        self.ncc_from_e = self.from_scores or bool(self.pairs and own and C * C <= _GATHER_MAX)
         # float64 product columns: [NCC (C)] [W (C) if logits64] [basis (r) in direct]
         cols64, cols32 = [], []
+        self.e64 = None  # (d, C) right factor of the residuals' NCC product (direct layout)
         if self.from_scores:
             cols64.append(ncc)
             self.proj_map = (cen @ geom.basis.T) / geom.eigvals  # A (C, r)
+        elif self.ncc_from_e:
+            self.e64 = np.ascontiguousarray(ncc.T)
         else:
             cols32.append(ncc)
         if self.has_w:
             (cols64 if self.logits64 else cols32).append(w)
-        self.ncc64 = self.from_scores
+        self.ncc64 = self.ncc_from_e
         self.d64 = np.ascontiguousarray(np.vstack(cols64).T) if cols64 else None
         self.d32 = np.ascontiguousarray(np.vstack(cols32).T, dtype=np.float32) if cols32 else None
         self.basis_t = None if (self.from_scores or not r) else np.ascontiguousarray(geom.basis.T)
         self.ncc_t = None if self.ncc64 else np.ascontiguousarray(ncc.T)  # float64 rechecks
         self.w_t = np.ascontiguousarray(w.T) if self.has_w and not self.logits64 else None
         self._local = threading.local()
-        if self.from_scores:  # class terms M~_y [ncc | W]^T / units, gathered by label
+        if self.ncc_from_e:  # class terms M~_y [ncc | W]^T / units, gathered by label
             self.k_ncc = cen @ ncc.T
-            self.k_w = cen @ w.T if self.has_w else None
+            self.k_w = cen @ w.T if self.has_w and self.from_scores else None
         # constants of the float32 error bounds
         kappa = 1.02 * (d + 4) * (_U32 + _U64)
         self.kappa = kappa

@@ -318,9 +318,14 @@ class SecondPass:
         e, x, sq = residuals(kern, block, y, buf)
         stats.class_sq = np.bincount(y, weights=sq, minlength=C)
         s64 = None if kern.d64 is None else np.matmul(x, kern.d64, out=buf.s64[:m])
+        se = None  # e . m'_c' (m, C) in float64: the NCC scores of the residuals
+        if kern.from_scores:
+            se = s64[:, :C]
+        elif kern.ncc_from_e:
+            se = np.matmul(e, kern.e64)
         pairs = None
-        if kern.pairs:  # e . m'_c': the NCC scores of e when they are formed, else one product
-            pairs = block_pairs(s64[:, :C] if kern.from_scores else e @ kern.centred_s.T, y)
+        if kern.pairs:  # the directional sums read e . m'_c': those scores, else one product
+            pairs = block_pairs(se if se is not None else e @ kern.centred_s.T, y)
         if kern.from_scores:  # e M~^T A = e V^T, then the class term of h' = e + M~_y
             proj = s64[:, :C] @ kern.proj_map
             s64[:, :C] += np.take(kern.k_ncc, y, axis=0)
@@ -332,8 +337,10 @@ class SecondPass:
             stats.proj_sq = np.einsum("ij,ij->j", proj, proj)
 
         s32, xnorm = scores32(kern, x, sq)
-        if kern.ncc64:
-            ncc = np.argmin(kern.distances(s64[:, :C]), axis=1)
+        if kern.ncc64:  # h' . m'_c = e . m'_c + M~_y . m'_c (added above in the scores layout)
+            if not kern.from_scores:
+                se += np.take(kern.k_ncc, y, axis=0)
+            ncc = np.argmin(kern.distances(se), axis=1)
         else:
             ncc = ncc_float32(kern, s32[:, :C], x, xnorm)
         stats.ncc_correct = np.bincount(y[ncc == y], minlength=C)
