@@ -17,6 +17,12 @@ phases: pass 1, pass 2 (decisions, projections), the class-pair sweep
 (:func:`ncinspect.metrics.pairs.class_pairs`) and the rest of the metrics. The pair sweep
 costs O(C^2 d), pass 2 O(N C d): scale the figures of a reduced run by (C'/C)^2 and
 (N' C')/(N C) respectively. JSON of every thread count is compared byte for byte.
+
+The floor, measured in the same run on one core and scaled to the run's shape: for the
+sweep, what no numpy sweep can avoid per pair (the float64 ``log`` and ``sqrt`` of the
+distances of both unit sets and the three K = d products of a 256 x 256 tile); for pass 2,
+the two products of width C over all N rows (float64 logits, float32 NCC scores) in
+cache-sized tiles. ``ratio``: process CPU seconds of the phase over its floor.
 """
 
 from __future__ import annotations
@@ -87,6 +93,39 @@ def run(path: str, threads: int, precision: str) -> tuple[dict, str]:
     return spent, json.dumps(data, sort_keys=True)
 
 
+def _cpu_per_call(fn, repeat: int) -> float:
+    fn()
+    t = time.process_time()
+    for _ in range(repeat):
+        fn()
+    return (time.process_time() - t) / repeat
+
+
+def floors(n: int, d: int, c: int, present: int) -> dict:
+    """CPU seconds (one core) of the unavoidable work: see the module docstring."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    b = 256
+    u = rng.standard_normal((b, d))
+    tile, z = np.empty((b, b)), rng.random(b * b) + 0.5
+    out = np.empty(b * b)
+    per_tile = 3 * _cpu_per_call(lambda: np.matmul(u, u.T, out=tile), 200)
+    per_tile += 2 * _cpu_per_call(lambda: np.log(z, out=out), 100)
+    per_tile += 2 * _cpu_per_call(lambda: np.sqrt(z, out=out), 200)
+    pairs = present * (present - 1) / 2
+    rows, width = 32, min(c, 8192)
+    x64, w64 = rng.standard_normal((rows, d)), rng.standard_normal((d, width))
+    x32, w32 = x64.astype(np.float32), w64.astype(np.float32)
+    o64, o32 = np.empty((rows, width)), np.empty((rows, width), np.float32)
+    per_block = _cpu_per_call(lambda: np.matmul(x64, w64, out=o64), 200)
+    per_block += _cpu_per_call(lambda: np.matmul(x32, w32, out=o32), 200)
+    return {
+        "pair sweep": per_tile * pairs / (b * b),
+        "pass 2": per_block * n * c / (rows * width),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200_000, help="rows (default 200,000)")
@@ -112,12 +151,21 @@ def main(argv: list[str] | None = None) -> int:
     for precision in args.precision.split(","):
         for t in (int(v) for v in args.threads.split(",")):
             spent, text = run(path, t, precision)
+            last = spent
             texts.setdefault(precision, set()).add(text)
             cells = " | ".join("{:.1f} / {:.1f}".format(*spent.get(p, (0.0, 0.0))) for p in phases)
             print(f"| {t} | {precision} | {cells} |", flush=True)
     for precision, seen in texts.items():
         same = "byte-identical" if len(seen) == 1 else "DIFFERENT"
         print(f"# JSON over the thread counts, {precision}: {same}")
+    snap = json.loads(next(iter(texts[precision])))["snapshots"][0]
+    present = snap.get("n_classes") or args.c  # the pairs are those of the present classes
+    for phase, floor in floors(args.n, args.d, args.c, present).items():
+        cpu = last[phase][1]
+        print(
+            f"# floor of {phase} (one core, this run's shape): {floor:.1f} CPU s; "
+            f"last row {cpu:.1f} CPU s, ratio {cpu / floor:.2f}"
+        )
     print(f"# load average after: {os.getloadavg()[0]:.1f}")
     return 0
 

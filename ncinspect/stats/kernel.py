@@ -18,6 +18,7 @@ __all__ = [
     "BLOCK_BYTES",
     "Buffers",
     "Kernel",
+    "Scores32",
     "best_of",
     "block_rows",
     "clf_float32",
@@ -249,45 +250,161 @@ def residuals(kern: Kernel, block: np.ndarray, y: np.ndarray, buf: Buffers):
 def scores32(kern: Kernel, x: np.ndarray, sq: np.ndarray):
     """The float32 decision scores of the block's rows ``x`` (None without float32 columns)
     and the bound on the rows' norms the error bounds use (inf where float32 could overflow).
+
+    The scores are a :class:`Scores32`: the product ``x32 @ d32`` formed tile by tile by
+    the decisions that read it, never as a whole (at C = 100,000 a block's scores are
+    12.8 MB, written and read again several times; a tile stays in cache).
     """
     if kern.d32 is None:
         return None, None
-    s32 = np.matmul(x.astype(np.float32), kern.d32)
+    s32 = Scores32(x.astype(np.float32), kern.d32)
     xnorm = np.sqrt(sq) if kern.from_scores else np.sqrt(np.einsum("ij,ij->i", x, x))
     xnorm *= 1.01
     xnorm[~(xnorm < _HUGE32)] = np.inf
     return s32, xnorm
 
 
-def ncc_float32(kern: Kernel, s32: np.ndarray, x: np.ndarray, xnorm: np.ndarray):
+_TILE_BYTES = 1 << 20  #: float32 bytes of one tile of decision scores (rows x classes), ~L2
+
+
+class Scores32:
+    """The float32 scores ``x32 @ right`` (m, k) of one block, by tiles of columns.
+
+    ``s[:, a:b]`` is the scores of columns a..b (a view of ``right``); :meth:`tiles` yields
+    ``(first column, tile)`` with each tile a float32 (m, w) work array of about
+    :data:`_TILE_BYTES`, overwritten by the next. The values are those of the whole
+    product (BLAS forms each entry as one dot product of length d in either case only up
+    to its own blocking; the decisions read them through error bounds, so the float64
+    decisions do not depend on it).
+    """
+
+    __slots__ = ("x32", "right", "shape")
+
+    def __init__(self, x32: np.ndarray, right: np.ndarray):
+        self.x32, self.right = x32, right
+        self.shape = (x32.shape[0], right.shape[1])
+
+    def __getitem__(self, key) -> Scores32:
+        rows, cols = key
+        if rows != slice(None) or not isinstance(cols, slice):
+            raise IndexError("Scores32 takes [:, a:b] only")
+        return Scores32(self.x32, self.right[:, cols])
+
+    def tiles(self, local):
+        m, k = self.shape
+        width = max(1, min(k, max(256, _TILE_BYTES // (4 * max(m, 1)))))
+        buf = getattr(local, "tile32", None)
+        if buf is None or buf.size < m * width:
+            buf = local.tile32 = np.empty(m * width, np.float32)
+        for a in range(0, k, width):
+            b = min(a + width, k)
+            tile = buf[: m * (b - a)].reshape(m, b - a)
+            yield a, np.matmul(self.x32, self.right[:, a:b], out=tile)
+
+
+def _tiles(scores, local):
+    """``(first column, tile)`` of a :class:`Scores32`, or of a plain (m, k) array (one
+    tile, a copy: the callers work in place)."""
+    if isinstance(scores, Scores32):
+        return scores.tiles(local)
+    return iter([(0, np.array(scores, copy=True))])
+
+
+def _best_two(tiles, values, m: int, absmax: bool = False):
+    """Over the tiles of a block, per row: the first index of the largest value, the largest
+    and the second largest values (the largest of the others: equal to the largest at a
+    tie) and, with ``absmax``, the largest ``|value|``.
+
+    ``values(a, tile)`` turns a score tile in place into the values (float32 or float64).
+    Each tile's best index, best value and runner-up are taken while it is in cache; the
+    row's decision is the best of the tiles' bests, the first tile winning a tie, so the
+    index is :func:`numpy.argmax`'s over the whole row (a NaN counts as the largest and is
+    reported as the largest value, as there).
+    """
+    rows = np.arange(m)
+    tops, idx, runner, amax = [], [], [], []
+    for a, tile in tiles:
+        v = values(a, tile)
+        i = np.argmax(v, axis=1)
+        top = v[rows, i]
+        if absmax:
+            amax.append(np.maximum(np.abs(top), np.abs(v.min(axis=1))))
+        v[rows, i] = -np.inf
+        runner.append(v.max(axis=1) if v.shape[1] > 1 else np.full(m, -np.inf, v.dtype))
+        tops.append(top)
+        idx.append(i + a)
+    tops_a, idx_a = np.stack(tops), np.stack(idx)
+    win = np.argmax(tops_a, axis=0)  # the first tile holding the row's largest value
+    top = tops_a[win, rows]
+    tops_a[win, rows] = -np.inf
+    second = np.maximum(tops_a.max(axis=0), np.stack(runner).max(axis=0))
+    big = np.stack(amax).max(axis=0) if absmax else None
+    return idx_a[win, rows], top, second, big
+
+
+def _close(top, second, bound):
+    """The rows whose decision must be taken again: a runner-up within ``2 bound`` of the
+    best (the count of :func:`best_of`), a non-finite bound or no finite best."""
+    close = second >= top - 2.0 * bound
+    close |= ~np.isfinite(bound) | ~np.isfinite(top)
+    return np.flatnonzero(close)
+
+
+def ncc_float32(kern: Kernel, s32, x: np.ndarray, xnorm: np.ndarray):
     """NCC decisions from float32 scores of h' (``x``), rows near a tie redone in float64.
 
     ``argmin_c ||h' - m'_c||^2 = argmax_c (h'.m'_c - ||m'_c||^2 / 2)``, evaluated in float32
     in place: it differs from half the negated float64 distance by at most the float32
     product error ``kappa |h'| |m'_c|`` (+ underflow) plus the rounding of both formulas.
+    ``s32``: a :class:`Scores32` (or an (m, C) float32 array), taken tile by tile.
     """
-    values = np.subtract(s32, kern.half_sq32, out=s32)
+    half = kern.half_sq32
+
+    def values(a, tile):
+        return np.subtract(tile, half[a : a + tile.shape[1]], out=tile)
+
+    m = x.shape[0]
+    best, top, second, _ = _best_two(_tiles(s32, kern._local), values, m)
     nn = kern.ncc_norm
     bound = kern.kappa * xnorm * nn + kern.tiny + 4.0 * _U32 * (kern.centre_sq_max + xnorm * nn)
-    best, redo = best_of(values, bound.astype(np.float32), maximise=True)
+    redo = _close(top, second, bound.astype(np.float32))
     if redo.size:
         exact = kern.distances(x[redo] @ kern.ncc_t)
         best[redo] = np.argmin(exact, axis=1)
     return best
 
 
-def clf_float32(kern: Kernel, s32: np.ndarray, x: np.ndarray, y: np.ndarray, xnorm):
-    """Classifier decisions from float32 scores, rows near a tie redone in float64."""
-    scores = s32.astype(np.float64)
-    if kern.from_scores:
-        scores += np.take(kern.k_w, y, axis=0)
-    approx = kern.logits(scores)
+def clf_float32(kern: Kernel, s32, x: np.ndarray, y: np.ndarray, xnorm):
+    """Classifier decisions from float32 scores, rows near a tie redone in float64.
+
+    The approximate logits of a tile are formed in float64 as
+    :meth:`Kernel.logits` forms them (the same operations per entry)."""
+    m = x.shape[0]
+    f = kern.score_factor
+    work = np.empty(0)
+
+    def values(a, tile):
+        nonlocal work
+        b = a + tile.shape[1]
+        if work.size < tile.size:
+            work = np.empty(tile.size)
+        t = work[: tile.size].reshape(tile.shape)
+        t[...] = tile
+        if kern.from_scores:
+            t += np.take(kern.k_w[:, a:b], y, axis=0)
+        if f != 1.0:
+            with np.errstate(under="ignore"):
+                t *= f
+        t += kern.offset[a:b]
+        return t
+
+    best, top, second, amax = _best_two(_tiles(s32, kern._local), values, m, absmax=True)
     f = abs(kern.score_factor)
     wn = kern.w_norm
     kmax = kern.cen_norm * wn if kern.from_scores else 0.0
-    big = np.abs(approx).max(axis=1) + kern.offset_max + f * (xnorm * wn + kmax)
+    big = amax + kern.offset_max + f * (xnorm * wn + kmax)
     bound = f * (kern.kappa * xnorm * wn + kern.tiny) + 16.0 * _U64 * big
-    best, redo = best_of(approx, bound, maximise=True)
+    redo = _close(top, second, bound)
     if redo.size:
         exact = x[redo] @ kern.w_t
         if kern.from_scores:

@@ -164,3 +164,48 @@ def test_power_of_two_scales_are_exact():
     assert P.cdnv_values(big.cdnv, big.cdnv_scale)[0] == P.cdnv_values(base.cdnv, 1.0)[0]
     exp2 = P.cdnv_values(big.cdnv, big.cdnv_scale)[1]
     assert exp2 == P.cdnv_values(base.cdnv, 1.0)[1] / s / s
+
+
+def test_several_default_tiles_equal_the_direct_formulas():
+    """C = 600 at the default PAIR_BLOCK: 3 x 3 tiles through the leaner multi-tile kernels
+    (reordered sums, the same value per pair), against the spec written directly."""
+    assert P.PAIR_BLOCK < 600 <= 3 * P.PAIR_BLOCK
+    M, W, var, counts = _data(C=600, d=16, seed=7)
+    got, p = _swept(M, W, var, counts)
+    want = _direct(M, W, var, counts)
+    for key, value in want.items():
+        close(got[key], value, rtol=1e-12, atol=1e-15)
+    k = np.count_nonzero(P.minority_classes(counts))
+    assert p.weights.minority_count == k * (k - 1) // 2
+
+
+@pytest.mark.parametrize("pair", [(5, 590), (300, 301)])  # across tiles; in a diagonal tile
+def test_coinciding_rows_are_flagged_across_tiles(pair):
+    M, W, var, counts = _data(C=600, d=16, seed=8)
+    M[pair[0]] = M[pair[1]] = 3.0 * np.eye(16)[0]  # exact products: D = 0 exactly
+    W[pair[1]] = 2.0 * W[pair[0]]  # the same direction: distance 0 between unit rows
+    p = P.class_pairs(M, W, counts, cdnv=(var, M))
+    assert p.means.coincide and p.weights.coincide and p.cdnv.coincide
+    assert P.hyperspherical_values(p.means) is None
+    assert P.cdnv_values(p.cdnv, p.cdnv_scale) == (None, None)
+    M2, W2, var2, counts2 = _data(C=600, d=16, seed=8)
+    q = P.class_pairs(M2, W2, counts2, cdnv=(var2, M2))
+    assert not (q.means.coincide or q.weights.coincide or q.cdnv.coincide)
+
+
+@pytest.mark.parametrize("block, C", [(32, 301), (256, 600)])
+def test_sums_do_not_depend_on_where_the_buffers_lie(monkeypatch, block, C):
+    """Some BLAS reductions (dasum) sum in an order set by the address of the array: the
+    sweep's must not, or a report would change with the allocator (and the threads)."""
+    monkeypatch.setattr(P, "PAIR_BLOCK", block)
+    M, W, var, counts = _data(C=C, d=16, seed=9)
+    seen = []
+    for off in range(8):
+
+        def buffers(plan, off=off):
+            n = plan.block * plan.block
+            return tuple(np.empty(n + 8)[off : off + n] for _ in range(3))
+
+        monkeypatch.setattr(P._Plan, "buffers", buffers)
+        seen.append(_swept(M, W, var, counts)[1])
+    assert all(s == seen[0] for s in seen)
