@@ -64,6 +64,29 @@ class Snapshot:
     notes: list[str] = field(default_factory=list)
 
 
+class _Names:
+    """The names one role may have, indexed so that a group is asked only about the names
+    that can be in it (a group holds few arrays; a role has up to ~30 names)."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = names
+        #: first path component -> the names (with their position) that start with it
+        self.first: dict[str, list[tuple[int, str]]] = {}
+        for i, name in enumerate(names):
+            parts = [p for p in name.split("/") if p]
+            if parts:
+                self.first.setdefault(parts[0], []).append((i, name))
+
+    def present(self, node: Node) -> list[tuple[str, ArraySource]]:
+        """``(name, array)`` of every name found below ``node``, in the order of the names."""
+        first = self.first
+        hits = [hit for key in (*node.arrays, *node.children) if key in first for hit in first[key]]
+        if not hits:
+            return []
+        found = [(i, name, node.lookup(name)) for i, name in sorted(set(hits))]
+        return [(name, src) for _, name, src in found if src is not None]
+
+
 class Dump:
     """An open dump file: its group tree and its snapshots. Use as a context manager."""
 
@@ -86,6 +109,7 @@ class Dump:
             raise UsageError(f"unknown array role(s) {sorted(unknown)}; expected one of {ROLES}")
         self.format = detect_format(self.path)
         self.notes: list[str] = []
+        self._names: dict[str, _Names] = {}  # the names of each role, indexed for _find
         self._h5 = None
         if self.format == "hdf5":
             from .io.h5file import open_for_writing as _open_for_writing
@@ -146,8 +170,10 @@ class Dump:
         return names + tuple(n.replace(".", "/") for n in names if "." in n)
 
     def _find(self, node: Node, role: str) -> ArraySource | None:
-        found = [(n, node.lookup(n)) for n in self._names_for(role)]
-        found = [(n, s) for n, s in found if s is not None]
+        names = self._names.get(role)
+        if names is None:
+            names = self._names[role] = _Names(self._names_for(role))
+        found = names.present(node)
         if len(found) > 1:
             names = " and ".join(repr(n) for n, _ in found)
             raise AmbiguousArrayError(

@@ -69,17 +69,24 @@ def _text(cell: Any):
     return Text.from_markup(str(cell)) if cell is not None else Text("")
 
 
+def _plain(cell: Any) -> str:
+    """The text of ``cell`` as shown (markup and emoji codes applied)."""
+    if type(cell) is str and "[" not in cell and ":" not in cell:
+        return cell  # nothing to parse (most cells: numbers, names)
+    return _text(cell).plain
+
+
 def cell_width(cell: Any) -> int:
     """Terminal cells of the widest line of ``cell`` (a markup string or a rich Text)."""
     from rich.cells import cell_len
 
-    return max((cell_len(line) for line in _text(cell).plain.split("\n")), default=0)
+    return max((cell_len(line) for line in _plain(cell).split("\n")), default=0)
 
 
 def _longest_word(cell: Any) -> int:
     from rich.cells import cell_len
 
-    return max((cell_len(w) for w in _text(cell).plain.split()), default=0)
+    return max((cell_len(w) for w in _plain(cell).split()), default=0)
 
 
 class _Col:
@@ -266,9 +273,16 @@ def show(console, table) -> None:
 
 
 def _print(console, renderable) -> None:
+    from rich.segment import Segment, Segments
+    from rich.table import Table
     from rich.text import Text
 
-    if isinstance(renderable, Text):
+    from .plaintable import plain_table
+
+    text = plain_table(console, renderable) if isinstance(renderable, Table) else None
+    if text is not None:  # the same characters, without rich's work per cell
+        console.print(Segments([Segment(text)]), crop=False)
+    elif isinstance(renderable, Text):
         # a line of text: whole in logs, wrapped at spaces by a terminal
         console.print(renderable, soft_wrap=not console.is_terminal)
     else:
