@@ -36,10 +36,10 @@ def fro(x: np.ndarray) -> float:
     The squares are taken of ``x / s`` (``s`` from :func:`pow2_scale`), so they neither
     overflow nor underflow; the result is inf only when the norm itself exceeds float64.
     """
-    s = pow2_scale(x)
+    s = pow2_scale(x)  # np.square(.).sum(): the same pairwise sum as np.sum, less dispatch
     if s == 1.0:
-        return float(np.sqrt(np.sum(np.square(x))))
-    return float(np.sqrt(np.sum(np.square(x / s)))) * s
+        return float(np.sqrt(np.square(x).sum()))
+    return float(np.sqrt(np.square(x / s).sum())) * s
 
 
 def unit(x: np.ndarray) -> np.ndarray:
