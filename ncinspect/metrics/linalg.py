@@ -13,6 +13,8 @@ import numpy as np
 from ..stats.passes import pow2_scale
 
 __all__ = [
+    "CACHE_MAX_C",
+    "kept",
     "DIRECT_MAX_C",
     "TILE_ELEMS",
     "fro",
@@ -27,6 +29,24 @@ __all__ = [
 
 DIRECT_MAX_C = 2048  #: up to this C, C x C matrices are formed directly (exact, cheap)
 TILE_ELEMS = 1 << 22  #: entries of one tile of a pairwise computation (~32 MB float64)
+
+
+CACHE_MAX_C = 64  #: class-level constant matrices up to this C are kept between snapshots
+_KEPT: dict[tuple, np.ndarray] = {}
+
+
+def kept(key: tuple, make) -> np.ndarray:
+    """``make()``, kept (read-only) for the next call with the same ``key``: the constant
+    matrices of a small C (the ETF Gram, I/sqrt(C), a SELI target), the same for every
+    snapshot of a file, are built once. At most 64 are kept."""
+    value = _KEPT.get(key)
+    if value is None:
+        if len(_KEPT) >= 64:
+            _KEPT.clear()
+        value = make()
+        value.flags.writeable = False
+        _KEPT[key] = value
+    return value
 
 
 def fro(x: np.ndarray) -> float:
