@@ -192,6 +192,8 @@ class OODSets:
     def scoring_work(self) -> list:
         """The snapshots read once more for the OOD scores: the scored ID snapshots among
         ``selected`` and their OOD partners."""
+        if not self.ood:  # nothing to score (and no pairing to look up per snapshot)
+            return []
         work = []
         for s in self.selected:
             if self.kinds[s.name] == "classification" and self.scored_against(s):
