@@ -79,11 +79,15 @@ class _Names:
 
     def present(self, node: Node) -> list[tuple[str, ArraySource]]:
         """``(name, array)`` of every name found below ``node``, in the order of the names."""
-        first = self.first
-        hits = [hit for key in (*node.arrays, *node.children) if key in first for hit in first[key]]
-        if not hits:
+        first, arrays, children = self.first, node.arrays, node.children
+        if len(arrays) + len(children) <= len(first):
+            keys = [key for key in (*arrays, *children) if key in first]
+        else:  # a group of many members (the root of thousands of snapshots): ask the names
+            keys = [key for key in first if key in arrays or key in children]
+        if not keys:
             return []
-        found = [(i, name, node.lookup(name)) for i, name in sorted(set(hits))]
+        hits = {hit for key in keys for hit in first[key]}
+        found = [(i, name, node.lookup(name)) for i, name in sorted(hits)]
         return [(name, src) for _, name, src in found if src is not None]
 
 
