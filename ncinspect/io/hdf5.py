@@ -287,7 +287,9 @@ class _Walker:
                 node.in_progress = (
                     node.attrs.pop(IN_PROGRESS, None) is not None or IN_PROGRESS in group.attrs
                 )
-                names = sorted(group.id.__iter__())
+                names: list[bytes] = []
+                group.id.links.iterate(names.append)  # H5Literate: one call for the names
+                names.sort()
             except READ_ERRORS as exc:
                 if self.broken is None:
                     raise
