@@ -114,6 +114,7 @@ class Dump:
         self.format = detect_format(self.path)
         self.notes: list[str] = []
         self._names: dict[str, _Names] = {}  # the names of each role, indexed for _find
+        self._of_node: dict[tuple[int, str], str | None] = {}  # layer/split of each group
         self._h5 = None
         if self.format == "hdf5":
             from .io.h5file import open_for_writing as _open_for_writing
@@ -164,6 +165,21 @@ class Dump:
                 self._h5 = None
 
     # resolution -------------------------------------------------------------------------
+    def _layer(self, node: Node) -> str | None:
+        """:func:`layer_of` ``node``, worked out once per group (asked many times per
+        snapshot: for each role inherited and each group above it)."""
+        key = (id(node), "layer")
+        if key not in self._of_node:
+            self._of_node[key] = layer_of(node)
+        return self._of_node[key]
+
+    def _split(self, node: Node) -> str | None:
+        """:func:`split_of` ``node``, worked out once per group."""
+        key = (id(node), "split")
+        if key not in self._of_node:
+            self._of_node[key] = split_of(node)
+        return self._of_node[key]
+
     def _names_for(self, role: str) -> tuple[str, ...]:
         if role in self.keys:
             return (self.keys[role],)
@@ -187,11 +203,11 @@ class Dump:
         return found[0][1] if found else None
 
     def _inherit(self, node: Node, role: str, *, same_layer: bool) -> ArraySource | None:
-        layer = layer_of(node)
+        layer = self._layer(node)
         for anc in node.ancestors():
             src = self._find(anc, role)
             if src is not None:
-                if same_layer and layer_of(anc) != layer:
+                if same_layer and self._layer(anc) != layer:
                     return None
                 return src
         return None
@@ -205,11 +221,11 @@ class Dump:
         return None
 
     def _params(self, node: Node) -> dict[str, ArraySource]:
-        layer = layer_of(node)
+        layer = self._layer(node)
         for anc in node.ancestors():
             group = anc.children.get("params")
             if group is not None and group.arrays:
-                if layer_of(anc) != layer:
+                if self._layer(anc) != layer:
                     return {}
                 return dict(group.arrays)
         return {}
@@ -250,14 +266,14 @@ class Dump:
                     self.notes.append(f"{self.path}: snapshot {node.path} skipped: {problem}")
                 continue
             labels = self._inherit(node, "labels", same_layer=False)
-            if labels is None and self.being_written and not is_ood(split_of(node)):
+            if labels is None and self.being_written and not is_ood(self._split(node)):
                 incomplete.append("no labels yet")
                 self.notes.append(
                     f"{self.path}: snapshot {node.path} skipped: it is being written "
                     "(no labels yet)"
                 )
                 continue
-            if is_ood(split_of(node)):  # OOD sets need no labels; others' rows are not theirs
+            if is_ood(self._split(node)):  # OOD sets need no labels; others' rows are not theirs
                 rows = features.shape[:1]
                 if labels is not None and labels.shape[:1] != rows:
                     labels = None
@@ -291,8 +307,8 @@ class Dump:
                 meta=meta,
                 class_names=self._class_names(node),
                 epoch=epoch_of(node),
-                split=split_of(node),
-                layer=layer_of(node),
+                split=self._split(node),
+                layer=self._layer(node),
                 notes=self.notes,
             )
             reason = self._incomplete(snap, node) if self.being_written else None
@@ -328,10 +344,10 @@ class Dump:
         ``*.weight`` of shape (C, d), with d the features' width (and its ``*.bias`` of shape
         (C,) when there is one), in the nearest group of the snapshot's layer that has one.
         Returns ``(weights, bias or None)`` or None; the choice is recorded in the notes."""
-        layer = layer_of(node)
+        layer = self._layer(node)
         C_out = outputs.shape[1] if outputs is not None and len(outputs.shape) == 2 else None
         for anc in node.ancestors():
-            if layer_of(anc) != layer:
+            if self._layer(anc) != layer:
                 return None
             candidates = []
             for name, src in anc.arrays.items():
