@@ -35,23 +35,30 @@ def plain_cell_lines(console, cell: Any) -> list[str] | None:
     return lines
 
 
-def _simple(console, table) -> bool:
-    """Whether ``table`` uses only what :func:`plain_table` draws."""
+def _simple_frame(console, table) -> bool:
+    """Whether the console shows no styles and ``table``'s frame is one
+    :func:`plain_table` draws (what a table fitted by layout.fit keeps of the original)."""
     return (
         console.color_system is None
         and not console.record
         and table.box is not None
         and table.show_edge
         and table.show_header
-        and not table.show_footer
+        and table.padding[0] == 0
+        and table.padding[2] == 0
+    )
+
+
+def _simple_table(table) -> bool:
+    """Whether ``table``'s other options are the defaults (what layout.fit's tables have)."""
+    return (
+        not table.show_footer
         and not table.leading
         and not table.collapse_padding
         and not table.expand
         and table.width is None
         and not table.title
         and not table.caption
-        and table.padding[0] == 0
-        and table.padding[2] == 0
     )
 
 
@@ -66,12 +73,12 @@ def _justify(line: str, width: int, justify: str) -> str | None:
     return None if n > width else line + " " * (width - n)
 
 
-def _column_cells(console, col, width: int, left: int, right: int):
+def _column_cells(console, col, cells, width: int, left: int, right: int):
     """Each cell of one column (header first) as padded lines; None if one needs rich."""
     if col.vertical != "top" or col.justify not in ("left", "right", "default"):
         return None
     out = []
-    for cell in (col.header, *col._cells):
+    for cell in (col.header, *cells):
         lines = plain_cell_lines(console, cell)
         if lines is None:
             return None
@@ -85,30 +92,41 @@ def _column_cells(console, col, width: int, left: int, right: int):
     return out
 
 
-def plain_table(console, table) -> str | None:
+def plain_table(console, table, part: list | None = None) -> str | None:
     """The text rich prints for ``table`` (a table of fixed column widths, as
     :func:`~ncinspect.render.layout.fit` builds it) on ``console``, or None when rich
-    must draw it itself."""
-    if not table.columns or not _simple(console, table):
+    must draw it itself.
+
+    ``part``: ``(column, cells, width)`` of the columns to draw instead of ``table``'s own,
+    with its rows, box and padding: the text of the table layout.fit would rebuild from
+    them (no title, the other options at their defaults)."""
+    if part is None:
+        if not _simple_table(table):
+            return None
+        part = [(col, col._cells, col.width) for col in table.columns]
+        safe = _pick(table.safe_box, console.safe_box)
+    else:
+        safe = console.safe_box
+    if not part or not _simple_frame(console, table):
         return None
     _, pad_right, _, pad_left = table.padding
-    n = len(table.columns)
+    n = len(part)
     widths, columns = [], []
-    for c, col in enumerate(table.columns):
-        if col.width is None:
+    for c, (col, cells, width) in enumerate(part):
+        if width is None:
             return None
         left = pad_left if (table.pad_edge or c) else 0
         right = pad_right if (table.pad_edge or c < n - 1) else 0
-        if col.width + left + right < 1:
+        if width + left + right < 1:
             return None
-        cells = _column_cells(console, col, col.width, left, right)
-        if cells is None:
+        lines = _column_cells(console, col, cells, width, left, right)
+        if lines is None:
             return None
-        widths.append(col.width + left + right)
-        columns.append(cells)
+        widths.append(width + left + right)
+        columns.append(lines)
     if sum(widths) + n + 1 > console.width:  # rich would narrow the columns
         return None
-    box = table.box.substitute(console.options, safe=_pick(table.safe_box, console.safe_box))
+    box = table.box.substitute(console.options, safe=safe)
     return _draw(box, widths, columns, table.rows, table.show_lines)
 
 

@@ -56,8 +56,8 @@ def _both(monkeypatch, draw, width):
     for fast in (False, True):
         drawn = []
 
-        def counted(console, table, real=real, drawn=drawn, fast=fast):
-            text = real(console, table) if fast else None
+        def counted(console, table, *part, real=real, drawn=drawn, fast=fast):
+            text = real(console, table, *part) if fast else None
             drawn.append(text is not None)
             return text
 
