@@ -73,6 +73,33 @@ class Snapshot:
     notes: list[str] = field(default_factory=list)
 
 
+class _Names:
+    """The names one role may have, indexed so that a group is asked only about the names
+    that can be in it (a group holds few arrays; a role has up to ~30 names)."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = names
+        #: first path component -> the names (with their position) that start with it
+        self.first: dict[str, list[tuple[int, str]]] = {}
+        for i, name in enumerate(names):
+            parts = [p for p in name.split("/") if p]
+            if parts:
+                self.first.setdefault(parts[0], []).append((i, name))
+
+    def present(self, node: Node) -> list[tuple[str, ArraySource]]:
+        """``(name, array)`` of every name found below ``node``, in the order of the names."""
+        first, arrays, children = self.first, node.arrays, node.children
+        if len(arrays) + len(children) <= len(first):
+            keys = [key for key in (*arrays, *children) if key in first]
+        else:  # a group of many members (the root of thousands of snapshots): ask the names
+            keys = [key for key in first if key in arrays or key in children]
+        if not keys:
+            return []
+        hits = {hit for key in keys for hit in first[key]}
+        found = [(i, name, node.lookup(name)) for i, name in sorted(hits)]
+        return [(name, src) for _, name, src in found if src is not None]
+
+
 class Dump:
     """An open dump file: its group tree and its snapshots. Use as a context manager."""
 
@@ -98,6 +125,8 @@ class Dump:
         for attempt in range(_LIVE_RETRIES + 1):
             self.notes: list[str] = []
             self._broken.clear()
+            self._names: dict[str, _Names] = {}  # the names of each role, indexed for _find
+            self._of_node: dict[tuple[int, str], str | None] = {}  # layer/split of each group
             try:
                 self._open()
                 break
@@ -163,6 +192,21 @@ class Dump:
                 self._h5 = None
 
     # resolution -------------------------------------------------------------------------
+    def _layer(self, node: Node) -> str | None:
+        """:func:`layer_of` ``node``, worked out once per group (asked many times per
+        snapshot: for each role inherited and each group above it)."""
+        key = (id(node), "layer")
+        if key not in self._of_node:
+            self._of_node[key] = layer_of(node)
+        return self._of_node[key]
+
+    def _split(self, node: Node) -> str | None:
+        """:func:`split_of` ``node``, worked out once per group."""
+        key = (id(node), "split")
+        if key not in self._of_node:
+            self._of_node[key] = split_of(node)
+        return self._of_node[key]
+
     def _names_for(self, role: str) -> tuple[str, ...]:
         if role in self.keys:
             return (self.keys[role],)
@@ -173,8 +217,10 @@ class Dump:
         return names + tuple(n.replace(".", "/") for n in names if "." in n)
 
     def _find(self, node: Node, role: str) -> ArraySource | None:
-        found = [(n, node.lookup(n)) for n in self._names_for(role)]
-        found = [(n, s) for n, s in found if s is not None]
+        names = self._names.get(role)
+        if names is None:
+            names = self._names[role] = _Names(self._names_for(role))
+        found = names.present(node)
         if len(found) > 1:
             names = " and ".join(repr(n) for n, _ in found)
             raise AmbiguousArrayError(
@@ -184,11 +230,11 @@ class Dump:
         return found[0][1] if found else None
 
     def _inherit(self, node: Node, role: str, *, same_layer: bool) -> ArraySource | None:
-        layer = layer_of(node)
+        layer = self._layer(node)
         for anc in node.ancestors():
             src = self._find(anc, role)
             if src is not None:
-                if same_layer and layer_of(anc) != layer:
+                if same_layer and self._layer(anc) != layer:
                     return None
                 return src
         return None
@@ -202,11 +248,11 @@ class Dump:
         return None
 
     def _params(self, node: Node) -> dict[str, ArraySource]:
-        layer = layer_of(node)
+        layer = self._layer(node)
         for anc in node.ancestors():
             group = anc.children.get("params")
             if group is not None and group.arrays:
-                if layer_of(anc) != layer:
+                if self._layer(anc) != layer:
                     return {}
                 return dict(group.arrays)
         return {}
@@ -247,14 +293,14 @@ class Dump:
                     self.notes.append(f"{self.path}: snapshot {node.path} skipped: {problem}")
                 continue
             labels = self._inherit(node, "labels", same_layer=False)
-            if labels is None and self.being_written and not is_ood(split_of(node)):
+            if labels is None and self.being_written and not is_ood(self._split(node)):
                 incomplete.append("no labels yet")
                 self.notes.append(
                     f"{self.path}: snapshot {node.path} skipped: it is being written "
                     "(no labels yet)"
                 )
                 continue
-            if is_ood(split_of(node)):  # OOD sets need no labels; others' rows are not theirs
+            if is_ood(self._split(node)):  # OOD sets need no labels; others' rows are not theirs
                 rows = features.shape[:1]
                 if labels is not None and labels.shape[:1] != rows:
                     labels = None
@@ -288,8 +334,8 @@ class Dump:
                 meta=meta,
                 class_names=self._class_names(node),
                 epoch=epoch_of(node),
-                split=split_of(node),
-                layer=layer_of(node),
+                split=self._split(node),
+                layer=self._layer(node),
                 notes=self.notes,
             )
             reason = self._incomplete(snap, node) if self.being_written else None
@@ -325,10 +371,10 @@ class Dump:
         ``*.weight`` of shape (C, d), with d the features' width (and its ``*.bias`` of shape
         (C,) when there is one), in the nearest group of the snapshot's layer that has one.
         Returns ``(weights, bias or None)`` or None; the choice is recorded in the notes."""
-        layer = layer_of(node)
+        layer = self._layer(node)
         C_out = outputs.shape[1] if outputs is not None and len(outputs.shape) == 2 else None
         for anc in node.ancestors():
-            if layer_of(anc) != layer:
+            if self._layer(anc) != layer:
                 return None
             candidates = []
             for name, src in anc.arrays.items():

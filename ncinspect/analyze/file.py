@@ -66,7 +66,15 @@ def train_partner(snap, snaps):
 def partners(selected, snaps, kinds: dict[str, str], ncc_centres: str) -> dict[str, Any]:
     """The train partner of each selected snapshot (None: score NCC with its own means);
     only classification snapshots use (and have) classification partners."""
-    found = {s.name: train_partner(s, snaps) if ncc_centres == "train" else None for s in selected}
+    first_train: dict = {}  # (epoch, layer) -> the first train snapshot: train_partner's pick
+    if ncc_centres == "train":
+        for s in snaps:
+            if s.split == "train":
+                first_train.setdefault((s.epoch, s.layer), s)
+    found = {
+        s.name: None if s.split in (None, "train") else first_train.get((s.epoch, s.layer))
+        for s in selected
+    }
     return {
         k: p if p and kinds[p.name] == kinds[k] == "classification" else None
         for k, p in found.items()

@@ -234,6 +234,8 @@ class OODSets:
         """The snapshots read once more for the OOD scores: the OOD sets scored against
         the ID snapshots among ``selected`` whose sums are read apart (the ID rows' scores
         ride their pass 2)."""
+        if not self.ood:  # nothing to score (and no pairing to look up per snapshot)
+            return []
         work = []
         for s in self.selected:
             if self.kinds[s.name] == "classification" and self.scored_against(s):

@@ -258,8 +258,20 @@ class _Walker:
                     f"{max(declared, stored)} bytes (over {ATTR_LIMIT}); skipped"
                 )
                 continue
-            out[name] = decode_attr(obj.attrs[raw])
+            out[name] = decode_attr(self.attr_value(obj, aid, raw, shape))
         return out
+
+    def attr_value(self, obj, aid, raw, shape):
+        """The value of the open attribute ``aid``: a number or an array of numbers read
+        from it as h5py's ``attrs[name]`` reads them (a buffer of its dtype, then the item
+        of a scalar), without opening it again; anything else (text, compound, empty, array
+        types) through ``obj.attrs``."""
+        dtype = aid.dtype
+        if shape is None or dtype.kind not in "iuf" or dtype.subdtype is not None:
+            return obj.attrs[raw]
+        arr = np.zeros(shape, dtype=dtype, order="C")
+        aid.read(arr, mtype=self.h5py.h5t.py_create(dtype))
+        return arr[()] if arr.ndim == 0 else arr
 
     # the walk ------------------------------------------------------------------------
     def build(self) -> Node:
@@ -275,7 +287,9 @@ class _Walker:
                 node.in_progress = (
                     node.attrs.pop(IN_PROGRESS, None) is not None or IN_PROGRESS in group.attrs
                 )
-                names = sorted(group.id.__iter__())
+                names: list[bytes] = []
+                group.id.links.iterate(names.append)  # H5Literate: one call for the names
+                names.sort()
             except READ_ERRORS as exc:
                 if self.broken is None:
                     raise

@@ -23,6 +23,8 @@ MAX_SHOWN = MAX_ECHO  #: longest path or name quoted in a message (longer ones a
 def shown(text: object, limit: int = MAX_SHOWN) -> str:
     """``text`` fit for a one-line message: control characters escaped, long text elided."""
     text = os.fsdecode(text) if isinstance(text, (bytes, os.PathLike)) else str(text)
+    if text.isprintable():  # nothing to escape (most names)
+        return elide(text, limit)
     text = "".join(
         c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
         for c in text

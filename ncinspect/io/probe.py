@@ -79,6 +79,30 @@ def _on_term_raise():
     return signal.signal(signal.SIGTERM, stop)
 
 
+def _wait(pid: int, done_r: int, seconds: float, path: str) -> int:
+    """The exit status of the child ``pid``, waited for until its end of the pipe
+    ``done_r`` closes (the child has exited, or is exiting) or ``seconds`` have passed
+    (then :class:`UnreadableFileError`; the caller kills the child)."""
+    import select
+
+    deadline = time.monotonic() + seconds
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise UnreadableFileError(
+                f"{shown(path)}: reading its HDF5 metadata did not finish in {seconds:g} s "
+                "(a corrupt file makes libhdf5 loop; set NCINSPECT_HDF5_PROBE_SECONDS to "
+                "allow longer)"
+            )
+        ready, _, _ = select.select([done_r], [], [], min(left, 1.0))
+        if ready:  # the pipe closed: the child is gone or about to be reaped
+            _, status = os.waitpid(pid, 0)
+            return status
+
+
 def probe_hdf5(
     path: str,
     *,
@@ -96,10 +120,17 @@ def probe_hdf5(
     seconds = PROBE_SECONDS if seconds is None else seconds
     if not seconds or not hasattr(os, "fork"):
         return
-    pid = os.fork()
+    done_r, done_w = os.pipe()  # closed by the child's exit, however it ends: no polling
+    try:
+        pid = os.fork()
+    except BaseException:
+        os.close(done_r)
+        os.close(done_w)
+        raise
     if pid == 0:  # the child: walk, then leave without running any of the parent's cleanup
         code = 0
         try:
+            os.close(done_r)
             import faulthandler
 
             faulthandler.disable()  # a crash here is reported by the parent, in one line
@@ -110,23 +141,14 @@ def probe_hdf5(
         except BaseException:  # noqa: BLE001 - the parent reports ordinary errors itself
             code = 0
         os._exit(code)
-    deadline = time.monotonic() + seconds
+    os.close(done_w)
     status = None
     old_term = _on_term_raise()
     try:
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                pid = 0
-                break
-            if time.monotonic() > deadline:
-                raise UnreadableFileError(
-                    f"{shown(path)}: reading its HDF5 metadata did not finish in {seconds:g} s "
-                    "(a corrupt file makes libhdf5 loop; set NCINSPECT_HDF5_PROBE_SECONDS to "
-                    "allow longer)"
-                )
-            time.sleep(0.005)
+        status = _wait(pid, done_r, seconds, path)
+        pid = 0
     finally:
+        os.close(done_r)
         if pid:  # timed out, interrupted or terminated: the child never outlives the probe
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -190,16 +190,43 @@ class H5Source(ArraySource):
         stop = min(int(stop), self.shape[0])
         start = min(int(start), stop)
         view = out[: stop - start]
-        if view.size:
+        whole = view.shape == self.shape and view.flags.c_contiguous
+        if whole and self._whole(start, stop, view.dtype):
+            self._guarded(start, stop, lambda: self._read_whole(view))
+        elif view.size:
             self._guarded(start, stop, lambda: self.dataset.read_direct(view, np.s_[start:stop]))
         return view
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         if self.null:
             raise UnreadableFileError(f"{self.where}: has a null dataspace (holds no values)")
+        if self._whole(start, stop, self.dtype) and self.dtype == self.buffer_dtype:
+            return self._guarded(start, stop, lambda: self._read_whole(None))
         if self.dataset.ndim == 0:
             return self._guarded(start, stop, lambda: np.asarray(self.dataset[()]))
         return self._guarded(start, stop, lambda: self.dataset[start:stop])
+
+    def _whole(self, start, stop, dtype: np.dtype) -> bool:
+        """Whether rows ``start:stop`` are the whole (non-empty) array of plain numbers, read
+        into ``dtype``: one read of the full dataspace (no selection built), the values and
+        conversions of h5py's sliced read."""
+        shape = self.shape
+        return (
+            start in (0, None)
+            and len(shape) >= 1
+            and (stop is None or stop >= shape[0])
+            and 0 not in shape
+            and self.dtype.kind in "fiu"
+            and dtype.kind in "fiu"
+        )
+
+    def _read_whole(self, out: np.ndarray | None) -> np.ndarray:
+        from h5py import h5s
+
+        if out is None:
+            out = np.empty(self.shape, self.dtype)
+        self.dataset.id.read(h5s.ALL, h5s.ALL, out)
+        return out
 
     def _guarded(self, start, stop, read):
         """``read()`` after :meth:`check`, h5py's errors turned into one line naming the rows."""

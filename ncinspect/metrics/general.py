@@ -16,7 +16,7 @@ import numpy as np
 
 from ..stats.passes import pow2_scale
 from .kernels import cdnv_mean, etf_error
-from .linalg import DIRECT_MAX_C, cross_gram_norm2, fro, row_cos, unit
+from .linalg import CACHE_MAX_C, DIRECT_MAX_C, cross_gram_norm2, fro, kept, row_cos, unit
 from .nulls import MINORITY_NONE
 from .pairs import (
     ClassPairs,
@@ -150,7 +150,8 @@ def of_error(a: np.ndarray, b: np.ndarray) -> float | None:
         norm = fro(g)
         if norm == 0 or not np.isfinite(norm):
             return None
-        return fro(g / norm - np.eye(C) / np.sqrt(C))
+        frame = kept(("of", C), lambda: np.eye(C) / np.sqrt(C)) if C <= CACHE_MAX_C else None
+        return fro(g / norm - (np.eye(C) / np.sqrt(C) if frame is None else frame))
     norm2 = cross_gram_norm2(a, b)
     if norm2 <= 0 or not np.isfinite(norm2):
         return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..stats.passes import pow2_scale
-from .linalg import DIRECT_MAX_C, cross_gram_norm2, fro, unit
+from .linalg import CACHE_MAX_C, DIRECT_MAX_C, cross_gram_norm2, fro, kept, unit
 from .pairs import cosine_values, pair_sweep, unit_rows
 
 __all__ = [
@@ -51,7 +51,8 @@ def etf_error(a: np.ndarray, b: np.ndarray) -> float | None:
         norm = fro(x)
         if norm == 0 or not np.isfinite(norm):
             return None
-        return fro(x / norm - etf_gram(C))
+        e = kept(("etf", C), lambda: etf_gram(C)) if C <= CACHE_MAX_C else etf_gram(C)
+        return fro(x / norm - e)
     norm2 = cross_gram_norm2(a, b)
     if norm2 <= 0:
         return None

@@ -13,6 +13,8 @@ import numpy as np
 from ..stats.passes import pow2_scale
 
 __all__ = [
+    "CACHE_MAX_C",
+    "kept",
     "DIRECT_MAX_C",
     "TILE_ELEMS",
     "fro",
@@ -29,6 +31,24 @@ DIRECT_MAX_C = 2048  #: up to this C, C x C matrices are formed directly (exact,
 TILE_ELEMS = 1 << 22  #: entries of one tile of a pairwise computation (~32 MB float64)
 
 
+CACHE_MAX_C = 64  #: class-level constant matrices up to this C are kept between snapshots
+_KEPT: dict[tuple, np.ndarray] = {}
+
+
+def kept(key: tuple, make) -> np.ndarray:
+    """``make()``, kept (read-only) for the next call with the same ``key``: the constant
+    matrices of a small C (the ETF Gram, I/sqrt(C), a SELI target), the same for every
+    snapshot of a file, are built once. At most 64 are kept."""
+    value = _KEPT.get(key)
+    if value is None:
+        if len(_KEPT) >= 64:
+            _KEPT.clear()
+        value = make()
+        value.flags.writeable = False
+        _KEPT[key] = value
+    return value
+
+
 def fro(x: np.ndarray) -> float:
     """Frobenius norm by numpy's pairwise sum: unlike ``np.linalg.norm`` (a BLAS dot whose
     summation order follows the thread count) it gives the same bits on any machine.
@@ -36,10 +56,10 @@ def fro(x: np.ndarray) -> float:
     The squares are taken of ``x / s`` (``s`` from :func:`pow2_scale`), so they neither
     overflow nor underflow; the result is inf only when the norm itself exceeds float64.
     """
-    s = pow2_scale(x)
+    s = pow2_scale(x)  # np.square(.).sum(): the same pairwise sum as np.sum, less dispatch
     if s == 1.0:
-        return float(np.sqrt(np.sum(np.square(x))))
-    return float(np.sqrt(np.sum(np.square(x / s)))) * s
+        return float(np.sqrt(np.square(x).sum()))
+    return float(np.sqrt(np.square(x / s).sum())) * s
 
 
 def unit(x: np.ndarray) -> np.ndarray:

@@ -7,10 +7,9 @@ those reasons by :func:`null_warnings`, so nobody ever has to parse them back.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-
-import numpy as np
 
 __all__ = [
     "MetricValues",
@@ -75,7 +74,7 @@ class MetricValues:
 
     def set(self, key: str, value: object, reason: str | None = None) -> None:
         """Record ``value`` for ``key``; a None (or non-finite float) records ``reason``."""
-        if value is not None and isinstance(value, float) and not np.isfinite(value):
+        if value is not None and isinstance(value, float) and not math.isfinite(value):
             value, reason = None, reason or "not finite"
         self.values[key] = value
         if value is None:

@@ -322,9 +322,20 @@ def extra_keys(metrics: Mapping[str, Any]) -> list[str]:
     the spectral keys present (registry order), then the OOD keys present (nc5, then the
     scores' AUROC and FPR95; each followed by its per-set ``_<name>`` keys, sorted)."""
     out = [m.key for m in SPECTRA_REGISTRY if m.key in metrics]
+    rest = [k for k in metrics if k not in _NEVER_OOD]  # the ~100 core keys skipped at once
     for m in OOD_REGISTRY:
-        out.extend(sorted(k for k in metrics if k == m.key or k.startswith(m.key + "_")))
+        out.extend(sorted(k for k in rest if k == m.key or k.startswith(m.key + "_")))
     return out
+
+
+def _never_ood() -> frozenset[str]:
+    """The keys of :data:`REGISTRY` and the spectra that no OOD key pattern matches."""
+    keys = [m.key for m in (*REGISTRY, *SPECTRA_REGISTRY)]
+    prefixes = [(m.key, m.key + "_") for m in OOD_REGISTRY]
+    return frozenset(k for k in keys if not any(k == a or k.startswith(b) for a, b in prefixes))
+
+
+_NEVER_OOD = _never_ood()
 
 
 #: Each direction in words (figure labels) and as the table's "better" column.

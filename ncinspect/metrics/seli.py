@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .linalg import DIRECT_MAX_C, cross_gram_norm2, fro, unit
+from .linalg import CACHE_MAX_C, DIRECT_MAX_C, cross_gram_norm2, fro, kept, unit
 
 __all__ = ["seli_target", "seli_error"]
 
@@ -29,6 +29,20 @@ def seli_target(counts: np.ndarray, power: int) -> np.ndarray:
     keep = lam > EIG_RTOL * lam.max()
     lam, vec = lam[keep], vec[:, keep]
     return (vec * lam ** (power / 2.0)) @ vec.T
+
+
+def _unit_target(counts: np.ndarray, power: int) -> np.ndarray:
+    """``T / ||T||_F`` of the SELI Gram T of :func:`seli_target` (kept for small C: the
+    counts of every snapshot of a file are often the same)."""
+
+    def make():
+        target = seli_target(counts, power)
+        return target / fro(target)
+
+    if counts.shape[0] > CACHE_MAX_C:
+        return make()
+    key = ("seli", power, np.asarray(counts, dtype=np.float64).tobytes())
+    return kept(key, make)
 
 
 def _count_groups(counts: np.ndarray):
@@ -102,8 +116,7 @@ def seli_error(
         norm = fro(gram)
         if norm == 0 or not np.isfinite(norm):
             return None, "the Gram matrix is zero"
-        target = seli_target(counts, power)
-        return fro(gram / norm - target / fro(target)), None
+        return fro(gram / norm - _unit_target(counts, power)), None
     if np.unique(counts).size > SELI_MAX_GROUPS:
         return None, (
             f"more than {SELI_MAX_GROUPS} distinct class counts at C = {C} classes "

@@ -69,17 +69,24 @@ def _text(cell: Any):
     return Text.from_markup(str(cell)) if cell is not None else Text("")
 
 
+def _plain(cell: Any) -> str:
+    """The text of ``cell`` as shown (markup and emoji codes applied)."""
+    if type(cell) is str and "[" not in cell and ":" not in cell:
+        return cell  # nothing to parse (most cells: numbers, names)
+    return _text(cell).plain
+
+
 def cell_width(cell: Any) -> int:
     """Terminal cells of the widest line of ``cell`` (a markup string or a rich Text)."""
     from rich.cells import cell_len
 
-    return max((cell_len(line) for line in _text(cell).plain.split("\n")), default=0)
+    return max((cell_len(line) for line in _plain(cell).split("\n")), default=0)
 
 
 def _longest_word(cell: Any) -> int:
     from rich.cells import cell_len
 
-    return max((cell_len(w) for w in _text(cell).plain.split()), default=0)
+    return max((cell_len(w) for w in _plain(cell).split()), default=0)
 
 
 class _Col:
@@ -215,11 +222,31 @@ def _one_per_line(table, cols: list[_Col]) -> list:
     return out
 
 
+class _Part:
+    """Columns of a table at fixed widths: one table of :func:`fit`'s result, before it is
+    built as a rich table (:meth:`rebuild`) or drawn as plain text."""
+
+    def __init__(self, table, cols: list[_Col], widths: list[int]):
+        self.table, self.cols, self.widths = table, cols, widths
+
+    def rebuild(self):
+        return _rebuild(self.table, self.cols, self.widths)
+
+    def columns(self) -> list:
+        """``(column, cells, width)`` of each column, as :func:`plain_table` takes them."""
+        return [(c.col, c.cells, w) for c, w in zip(self.cols, self.widths, strict=True)]
+
+
 def fit(table, width: int) -> list:
     """Renderables that show ``table`` within ``width`` terminal cells, every number whole.
 
     The title comes first, as lines of its own (never cut at the table's width).
     """
+    return [p.rebuild() if isinstance(p, _Part) else p for p in _fitted(table, width)]
+
+
+def _fitted(table, width: int) -> list:
+    """:func:`fit`'s result with each table still a :class:`_Part`."""
     cols = [_Col(c) for c in table.columns]
     lines = _title_lines(table)
     splittable = getattr(table, "_nc_split", True)
@@ -227,7 +254,7 @@ def fit(table, width: int) -> list:
     for fold in (False, True):
         widths = _widths(cols, width, table, fold)
         if widths is not None:
-            return [*lines, _rebuild(table, cols, widths)]
+            return [*lines, _Part(table, cols, widths)]
         if splittable:
             parts = _split(cols, width, table, fold)
             if parts:
@@ -255,13 +282,23 @@ def _split(cols: list[_Col], width: int, table, fold: bool) -> list | None:
     tables = []
     for part in parts:
         chosen = sorted([*keys, *part], key=lambda c: order[id(c)])
-        tables.append(_rebuild(table, chosen, _widths(chosen, width, table, fold)))
+        tables.append(_Part(table, chosen, _widths(chosen, width, table, fold)))
     return tables
 
 
 def show(console, table) -> None:
     """Print ``table`` fitted to ``console.width`` (see :func:`fit`)."""
-    for part in fit(table, console.width):
+    from rich.segment import Segment, Segments
+
+    from . import plaintable
+
+    for part in _fitted(table, console.width):
+        if isinstance(part, _Part):
+            text = plaintable.plain_table(console, part.table, part.columns())
+            if text is not None:  # the characters rich prints, without its work per cell
+                console.print(Segments([Segment(text)]), crop=False)
+                continue
+            part = part.rebuild()
         _print(console, part)
 
 

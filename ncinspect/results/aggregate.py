@@ -15,13 +15,13 @@ reads files.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._version import __version__
 from ..errors import InvalidDataError, UsageError
+from .jsontext import dumps as json_text
 from .report import (
     SCHEMA_VERSION,
     Report,
@@ -158,7 +158,7 @@ class AggregateReport:
         )
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, indent=2, allow_nan=False) + "\n"
+        return json_text(self.to_dict()) + "\n"
 
     def views(self, stat: str = "mean") -> list[SnapshotResult]:
         """One :class:`SnapshotResult` per aggregated snapshot whose ``metrics`` hold ``stat``

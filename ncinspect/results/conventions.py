@@ -108,6 +108,11 @@ PRECISION_NOTES = {
 
 def jsonable(value: Any) -> Any:
     """Plain-Python, NaN-free version of ``value`` for JSON."""
+    kind = type(value)
+    if kind is str or kind is int or value is None:  # most leaves: as they are
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -21,7 +21,6 @@ unless ``--sqi`` is given).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +37,7 @@ from .conventions import (  # re-exported: part of the report's public names
     loss_of,
     square_loss_keys,
 )
+from .jsontext import dumps as json_text
 from .layer_laws import law_columns, layer_laws
 from .parts import ResultArrays, TheoryResult
 
@@ -149,7 +149,7 @@ class SnapshotResult:
 
     def to_json(self) -> str:
         """This snapshot as JSON (the snapshot object of the report schema), sorted keys."""
-        return json.dumps(self.to_dict(), sort_keys=True, indent=2, allow_nan=False) + "\n"
+        return json_text(self.to_dict()) + "\n"
 
     @property
     def loss(self) -> str | None:
@@ -341,7 +341,7 @@ class Report:
         return {**out, "layers": jsonable(laws)} if laws else out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, indent=2, allow_nan=False) + "\n"
+        return json_text(self.to_dict()) + "\n"
 
     def csv_rows(self) -> tuple[list[str], list[list[Any]]]:
         """Tidy rows: one per snapshot, one column per metric (plus identifying columns)."""

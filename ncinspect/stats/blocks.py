@@ -37,7 +37,7 @@ def pow2_scale(x: np.ndarray) -> float:
     x = np.asarray(x)
     if x.size == 0:
         return 1.0
-    m = float(np.max(np.abs(x)))
+    m = float(np.abs(x).max())  # the method: no dispatch layer (called ~60 times a snapshot)
     if not math.isfinite(m) or m == 0 or _SAFE_LO <= m <= _SAFE_HI:
         return 1.0
     return math.ldexp(1.0, min(max(math.frexp(m)[1], -1020), 1020))

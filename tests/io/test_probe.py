@@ -115,3 +115,26 @@ def test_zero_seconds_switches_the_probe_off(tmp_path):
     t0 = time.monotonic()
     probe_hdf5(path, seconds=0, walk=spin)  # returns at once: no child is forked
     assert time.monotonic() - t0 < 1.0
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+def test_the_probe_leaves_no_descriptor_open_however_the_child_ends(tmp_path):
+    """The parent waits on a pipe the child's exit closes: both ends are closed after a
+    good walk, a crash and a time-out alike (no descriptor per opened file piles up)."""
+    path = write_run(tmp_path / "ok.h5", layers=0, epochs=(0,))
+
+    def crash(*_):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    def spin(*_):
+        while True:
+            pass
+
+    before = sorted(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        probe_hdf5(path, seconds=10)
+    with pytest.raises(UnreadableFileError, match="crashed"):
+        probe_hdf5(path, seconds=5, walk=crash)
+    with pytest.raises(UnreadableFileError, match="did not finish"):
+        probe_hdf5(path, seconds=0.3, walk=spin)
+    assert sorted(os.listdir("/proc/self/fd")) == before
