@@ -8,6 +8,7 @@ import numpy as np
 from ..stats.passes import pow2_scale
 from .linalg import tile_rows
 from .nulls import MetricValues
+from .pairs import NEAR_FACTOR, near_exact
 
 __all__ = ["KEY", "cdnv_directional", "set_directional"]
 
@@ -45,11 +46,14 @@ def cdnv_directional(table: np.ndarray, counts: np.ndarray, centred: np.ndarray)
     sq = np.einsum("ij,ij->i", centred, centred)
     total, count = 0.0, 0
     step = tile_rows(C, C)
+    near = NEAR_FACTOR * (4 * centred.shape[1] + 16) * 2.0**-53 * float(sq.max())  # as pairs
     for i in range(0, C, step):
         rows = np.arange(i, min(i + step, C))  # pairs (c, c') with c' > c only
         dist = sq[rows, None] + sq[None, i:] - 2.0 * (centred[rows] @ centred[i:].T)
         mask = np.arange(i, C)[None, :] > rows[:, None]
         dist = dist[mask]
+        if dist.size and dist.min() <= near:  # equal means give 0, not the formula's 1e-15
+            near_exact(dist, near, centred, i, i, C - i, mask, squared=True)
         if np.any(dist <= 0):
             return None
         fwd = table[rows, i:] / n[rows, None]  # q(c, u) n_c D^2 / n_c

@@ -34,8 +34,11 @@ from ..stats.passes import Moments, pow2_scale
 from .linalg import unit
 
 __all__ = ["PAIR_BLOCK", "UnitPairs", "CdnvPairs", "PairStats", "unit_rows", "pair_sweep"]
+__all__ += ["COINCIDE", "near_exact"]
 
 PAIR_BLOCK = 256  #: rows of one block: a tile holds at most PAIR_BLOCK^2 pairs (512 KiB)
+NEAR_FACTOR = 2.0**20  #: distances within this many rounding bounds of 0: from differences
+COINCIDE = 2.0**-52  #: rows whose squared distance is below this of their squared norms coincide
 
 
 @dataclass
@@ -121,6 +124,15 @@ class _Plan:
         self.C = next(a.shape[0] for a in (*self.units, centred) if a is not None)
         self.variances, self.centred = variances, centred
         self.sq = None if centred is None else np.einsum("ij,ij->i", centred, centred)
+        # where the product formulas lose their digits (see near_exact): a squared distance
+        # sq + sq' - 2 m.m' is off by up to (4 d + 16) u max(sq) (u = 2^-53); below 2^20
+        # times that it is taken from the difference instead (so the formula's relative
+        # error stays below 2^-20 and equal rows give 0); the unit distances
+        # sqrt(2 - 2 cos) likewise below the root of that bound (max(sq) = 1)
+        d = next(a.shape[1] for a in (*self.units, centred) if a is not None)
+        rel = NEAR_FACTOR * (4 * d + 16) * 2.0**-53
+        self.near_unit = float(np.sqrt(rel))
+        self.near_sq = None if centred is None else rel * float(self.sq.max(initial=0.0))
         self.block = max(1, int(PAIR_BLOCK))
         self.local = threading.local()
         # several tiles: the leaner kernels (reordered sums); one tile: the direct formulas
@@ -211,6 +223,40 @@ def _block_row(plan: _Plan, i: int, n_blocks: int):
     return acc_u, acc_c
 
 
+def near_exact(
+    values: np.ndarray,
+    bound: float,
+    vectors: np.ndarray,
+    a0: int,
+    b0: int,
+    k: int,
+    mask: np.ndarray | None,
+    squared: bool,
+) -> None:
+    """Pairs whose distance from the product formula lies within ``bound`` (its rounding)
+    of zero take it from the difference of their two rows instead, in place in ``values``
+    (a tile's flattened values, :func:`_flat`, of ``vectors[a0:]`` against ``vectors[b0:]``,
+    ``k`` columns): exactly 0 when the rows are equal (the formula can leave 1e-15, and a
+    metric that divides by it a huge number instead of null), and accurate near 0 (where
+    the formula keeps no correct digit). Two rows closer than the rounding of a float64
+    sum can resolve (``||a - b||^2 <= COINCIDE (||a||^2 + ||b||^2)``: equal to about 8
+    digits, e.g. the means of two classes holding the same rows, summed in another order)
+    coincide: their distance is 0. ``squared``: ``values`` are squared distances."""
+    idx = np.flatnonzero(values <= bound)
+    if idx.size == 0:
+        return
+    if mask is None:
+        ia, ib = np.divmod(idx, k)
+    else:
+        ia, ib = (i[idx] for i in np.nonzero(mask))
+    a, b = vectors[a0 + ia], vectors[b0 + ib]
+    diff = a - b
+    sq = np.einsum("ij,ij->i", diff, diff)
+    scale = np.einsum("ij,ij->i", a, a) + np.einsum("ij,ij->i", b, b)
+    sq[sq <= COINCIDE * scale] = 0.0
+    values[idx] = sq if squared else np.sqrt(sq)
+
+
 def _flat(block: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """The tile's values in row-major order (a view of ``block`` off the diagonal)."""
     return block.ravel() if mask is None else block[mask]
@@ -253,7 +299,11 @@ def _unit_tile(plan: _Plan, u, k, a0, a1, b0, b1, mask) -> UnitPairs:
     dist = np.multiply(cos, 2.0, out=cos)  # the cosines are no longer needed
     np.subtract(2.0, dist, out=dist)  # >= +0 for cos in [-1, 1]: max(., 0) changes no bit
     np.sqrt(dist, out=dist)
-    out.coincide = bool(dist.min() == 0)
+    low = dist.min()
+    if low <= plan.near_unit:
+        near_exact(dist, plan.near_unit, u, a0, b0, b1 - b0, mask, squared=False)
+        low = dist.min()
+    out.coincide = bool(low == 0)
     out.dist = _moments(dist, tmp)
     logs = np.log(dist, out=dist)
     m = _moments(logs, tmp)  # of log(dist): log(1/dist) has the opposite mean, same m2
@@ -275,7 +325,11 @@ def _cdnv_tile(plan: _Plan, a0, a1, b0, b1, mask) -> CdnvPairs:
     n = dist.size
     if n == 0:
         return CdnvPairs()
-    out = CdnvPairs(count=n, coincide=bool(dist.min() <= 0))
+    low = dist.min()
+    if low <= plan.near_sq:
+        near_exact(dist, plan.near_sq, cen, a0, b0, k, mask, squared=True)
+        low = dist.min()
+    out = CdnvPairs(count=n, coincide=bool(low <= 0))
     t = np.multiply(dist, 2.0, out=t_buf[:n])
     out.total1 = float(np.divide(vsum, t, out=t).sum())
     np.multiply(dist, 2.0, out=t)
@@ -325,6 +379,8 @@ def _unit_tile_fast(plan: _Plan, u, k, a0, a1, b0, b1, mask) -> UnitPairs:
     dist = np.multiply(cos, 2.0, out=cos)
     np.subtract(2.0, dist, out=dist)
     np.sqrt(dist, out=dist)
+    if dist.min() <= plan.near_unit:
+        near_exact(dist, plan.near_unit, u, a0, b0, b1 - b0, mask, squared=False)
     out.dist = _moments_fast(dist, tmp, plan.ones)
     m = _moments_fast(np.log(dist, out=dist), tmp, plan.ones)
     out.coincide = m.mean == -np.inf  # some distance is 0 (no log is +inf or NaN)
@@ -348,7 +404,11 @@ def _cdnv_tile_fast(plan: _Plan, a0, a1, b0, b1, mask) -> CdnvPairs:
     n = dist.size
     if n == 0:
         return CdnvPairs()
-    out = CdnvPairs(count=n, coincide=bool(dist.min() <= 0))
+    low = dist.min()
+    if low <= plan.near_sq:
+        near_exact(dist, plan.near_sq, plan.centred, a0, b0, k, mask, squared=True)
+        low = dist.min()
+    out = CdnvPairs(count=n, coincide=bool(low <= 0))
     r = np.divide(vsum, dist, out=vsum)
     out.total1 = float(r.sum())
     out.total2 = float(np.divide(r, dist, out=r).sum())

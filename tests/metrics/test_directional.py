@@ -176,3 +176,16 @@ def test_geometry_without_budget_check_and_two_passes_by_hand():
     geom.pair_reason = "told not to"
     values = compute_metrics(first, SecondPass.of_chunk(geom, h, y), geom)
     assert values.values[KEY] is None and values.null_reasons[KEY] == "told not to"
+
+
+def test_two_classes_with_the_same_mean_are_null():
+    """Class 6 holds the rows of class 1 again: equal means, whose squared distance the
+    product formula leaves at rounding size (a 1e15-size metric); from the difference it is
+    0 and the directional CDNV (like CDNV) is null with its reason."""
+    h, y = _anisotropic(6, 10)
+    h = h * np.pi  # values whose products round (0.2 gave nc1_cdnv = 8.8e13 here)
+    h2 = np.concatenate([h, h[y == 1]])
+    y2 = np.concatenate([y, np.full(np.count_nonzero(y == 1), 6)])
+    res = analyze(h2, y2)
+    assert res.metrics[KEY] is None and res.metrics["nc1_cdnv"] is None
+    assert res.null_reasons.get(KEY)

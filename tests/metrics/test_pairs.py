@@ -209,3 +209,34 @@ def test_sums_do_not_depend_on_where_the_buffers_lie(monkeypatch, block, C):
         monkeypatch.setattr(P._Plan, "buffers", buffers)
         seen.append(_swept(M, W, var, counts)[1])
     assert all(s == seen[0] for s in seen)
+
+
+@pytest.mark.parametrize(
+    "C, pair, seed", [(40, (3, 17), 1), (600, (300, 301), 2), (600, (5, 590), 3)]
+)
+def test_equal_means_of_any_values_are_flagged(C, pair, seed):
+    """Two classes with the same mean, of values whose products round: the product formula
+    can leave ~1e-15 for their distance, and CDNV / GNC2 would be 1e15-size numbers. The
+    distances near 0 come from the rows' differences: exactly 0, so the metrics are null."""
+    M, W, var, counts = _data(C=C, d=16, seed=seed)
+    M[pair[1]] = M[pair[0]]
+    W[pair[1]] = W[pair[0]]
+    p = P.class_pairs(M, W, counts, cdnv=(var, M))
+    assert p.means.coincide and p.weights.coincide and p.cdnv.coincide
+    assert P.hyperspherical_values(p.means) is None
+    assert P.hyperspherical_values(p.weights) is None
+    assert P.cdnv_values(p.cdnv, p.cdnv_scale) == (None, None)
+
+
+@pytest.mark.parametrize("C, pair", [(40, (3, 17)), (600, (5, 590)), (600, (300, 301))])
+def test_close_means_keep_their_digits(C, pair):
+    """Two means 1e-7 apart (of norm ~4): the product formula's squared distance keeps about
+    two digits; the sweep's (from the difference) matches the direct formula to 1e-9."""
+    M, W, var, counts = _data(C=C, d=16, seed=4)
+    rng = np.random.default_rng(5)
+    M[pair[1]] = M[pair[0]] + 1e-7 * rng.standard_normal(16)
+    W[pair[1]] = W[pair[0]] + 1e-7 * rng.standard_normal(16)
+    got, _ = _swept(M, W, var, counts)
+    want = _direct(M, W, var, counts)
+    for key in ("cdnv", "cdnv_exp2", "gnc2_log_means", "gnc2_energy_means", "gnc2_log_weights"):
+        close(got[key], want[key], rtol=1e-9)
