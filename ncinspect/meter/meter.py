@@ -45,7 +45,7 @@ from ..errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry
 from ..stats.device import FirstState, SecondState
-from ..stats.namespace import batch_dtype, check_precision, device_of, meter_batch
+from ..stats.namespace import batch_dtype, check_precision, device_of, is_numpy, meter_batch
 from ..stats.passes import FirstPass, SecondPass
 from ..stats.protocol import NUMPY, merged, placed
 from .checks import check_same_rows, check_second, never_seen, problems
@@ -194,7 +194,7 @@ class Meter:
             if self._s1 is None:
                 self._s1 = FirstState.new(_state_xp(xp), _device(xp, h), *self._shape(h))
             self._s1 = _place(self._s1, xp, h)
-            if xp is None:
+            if is_numpy(xp):
                 self._s1.add_pass(FirstPass.of_chunk(h, y, self.n_classes, row0), m)
             else:
                 self._s1.update(xp, h, y, row0)
@@ -207,7 +207,7 @@ class Meter:
                 where = (_state_xp(xp), _device(xp, h))
                 self._s2 = SecondState.new(*where, *self._shape(h), rank, pairs)
             self._s2 = _place(self._s2, xp, h)
-            if xp is None:  # host rows: checked at once (reading them costs nothing)
+            if is_numpy(xp):  # host rows: checked at once (reading them costs nothing)
                 sums = FirstPass.of_chunk(h, y, self.n_classes)  # also counts non-finite rows
                 if sums.n_nonfinite:
                     raise InvalidDataError("features: pass 2 met row(s) holding NaN/Inf values")
@@ -399,11 +399,11 @@ class Meter:
 
 
 def _state_xp(xp: Any) -> Any:
-    return NUMPY if xp is None else xp
+    return NUMPY if is_numpy(xp) else xp
 
 
 def _device(xp: Any, h: Any) -> Any:
-    return None if xp is None else device_of(h)
+    return None if is_numpy(xp) else device_of(h)
 
 
 def _place(state: Any, xp: Any, h: Any) -> Any:

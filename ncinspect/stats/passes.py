@@ -33,7 +33,7 @@ from .kernel import (
     residuals,
     scores32,
 )
-from .namespace import check_precision, get_namespace, numpy_namespace
+from .namespace import check_precision, get_namespace, is_numpy
 from .pairs import AUTO, add_pairs, block_pairs, merge_pairs, pair_tables_reason
 from .xp import first_sums, second_sums
 
@@ -72,7 +72,7 @@ class FirstPass:
         (:func:`ncinspect.stats.xp.first_sums`); the statistics are host numpy.
         """
         xp = get_namespace(h)
-        if xp is not None:
+        if not is_numpy(xp):
             return cls(*first_sums(xp, h, y, n_classes, row0))
         stats = cls.empty(n_classes, h.shape[1])
         stats.counts = np.bincount(y, minlength=n_classes).astype(np.int64)
@@ -272,9 +272,7 @@ class SecondPass:
         products in float32 with float64 accumulation (bounds in :mod:`ncinspect.stats.xp`).
         """
         xp = get_namespace(h)
-        if xp is None and check_precision(precision) == "float32":
-            xp = numpy_namespace()
-        if xp is not None:
+        if not is_numpy(xp) or check_precision(precision) == "float32":
             stats = cls.empty(geom.n_classes, geom.basis.shape[0])
             for part in second_sums(xp, geom, h, y, outputs, precision=precision):
                 stats = stats.merge(cls._of_sums(part))
