@@ -166,7 +166,7 @@ class Meter:
         """Pass 1's class counts and sums on the host (None before any batch; a host copy)."""
         if self._first is not None:
             return self._first
-        return None if self._s1 is None else self._s1.to_first_pass()
+        return None if self._s1 is None else FirstPass.of_state(self._s1)
 
     @property
     def _means(self) -> np.ndarray:
@@ -178,7 +178,7 @@ class Meter:
     @property
     def second(self) -> SecondPass | None:
         """Pass 2's statistics on the host (None before pass 2's first batch)."""
-        return None if self._s2 is None else self._s2.to_second_pass(self.weights is not None)
+        return None if self._s2 is None else SecondPass.of_state(self._s2, self.weights is not None)
 
     def update(self, features: Any, labels: Any) -> None:
         """Add one batch to the current pass, on the device of ``features``.
@@ -236,7 +236,7 @@ class Meter:
         problem = problems(values, self.n_classes, 1)
         if problem:
             raise InvalidDataError(problem)
-        first = self._s1.to_first_pass(values)
+        first = FirstPass.of_state(self._s1, values)
         self._check_weights_unchanged()
         self._first = first
         self.geometry = self._geometry()
@@ -271,7 +271,7 @@ class Meter:
             prep,
             self._first,
             self.geometry,
-            self._s2.to_second_pass(self.weights is not None, values),
+            SecondPass.of_state(self._s2, self.weights is not None, values),
             per_class=self.per_class,
             center=self.center,
             ncc_label="own",
@@ -374,7 +374,7 @@ class Meter:
             problem = problems(values, self.n_classes, 1)
             if problem:
                 raise InvalidDataError(f"meter state: {problem}")
-            first = s1.to_first_pass(values)
+            first = FirstPass.of_state(s1, values)
         keep = self.geometry is not None and same_first(self._first, first)
         self.pass_number, self._s1, self._s2 = got["pass_number"], s1, s2
         self._dtype, self._first, self._row = got["dtype"], first, 0

@@ -18,6 +18,7 @@ __all__ = [
     "BLOCK_BYTES",
     "Buffers",
     "Kernel",
+    "Placed",
     "best_of",
     "block_rows",
     "clf_float32",
@@ -114,6 +115,8 @@ class Kernel:
         self.ncc_t = None if self.ncc64 else np.ascontiguousarray(ncc.T)  # float64 rechecks
         self.w_t = np.ascontiguousarray(w.T) if self.has_w and not self.logits64 else None
         self._local = threading.local()
+        self._geom_arrays = (geom.means, geom.basis, geom.decision_matrix(), geom.ncc_valid)
+        self._placed: dict = {}
         if self.from_scores:  # class terms M~_y [ncc | W]^T / units, gathered by label
             self.k_ncc = cen @ ncc.T
             self.k_w = cen @ w.T if self.has_w else None
@@ -131,6 +134,14 @@ class Kernel:
         if buf is None or buf.rows < rows:
             buf = self._local.buf = Buffers(rows, self)
         return buf
+
+    def placed(self, xp, device) -> Placed:
+        """These constants as ``xp`` arrays on ``device`` (built once per namespace and
+        device): what the namespace kernel (:mod:`ncinspect.stats.device`) reads."""
+        key = (getattr(xp, "__name__", str(xp)), str(device))
+        if key not in self._placed:
+            self._placed[key] = Placed(xp, self, device)
+        return self._placed[key]
 
     def _logit_units(self, geom) -> None:
         # logits / unit = scores * score_factor + offset, the scores being those of
@@ -170,6 +181,43 @@ class Kernel:
         if self.ncc_invalid is not None:
             dist[:, self.ncc_invalid] = np.inf
         return dist
+
+
+class Placed:
+    """The constants of a :class:`Kernel` on one device of one array namespace: float64
+    right-hand sides of the products (and float32 copies for ``precision="float32"``), the
+    class terms of the scores layout, the logit units and the norms of the recheck bound."""
+
+    def __init__(self, xp, kern: Kernel, device):
+        from .namespace import on_device
+
+        def put(a, dtype=xp.float64):
+            return on_device(xp, np.asarray(a), device, dtype)
+
+        _, basis, decide, ncc_valid = kern._geom_arrays
+        C, r = kern.n_classes, kern.rank
+        self.n_classes, self.rank, self.has_w = C, r, kern.has_w
+        self.pairs = kern.pairs
+        self.inv_scale = kern.inv_scale
+        self.mu_scaled = put(kern.mean_scaled)
+        self.centred = put(kern.centred_s)
+        self.basis_t = put(np.ascontiguousarray(basis.T))  # (d, r)
+        self.decide = put(decide)  # (d, C | 2C): NCC centres and W, scaled
+        self.from_scores = kern.from_scores
+        if self.from_scores:  # e [M~ | W]^T gives the projection and, + a class term, h'
+            self.proj_map = put(kern.proj_map)
+            terms = [kern.k_ncc] + ([kern.k_w] if kern.has_w else [])
+            self.class_term = put(np.ascontiguousarray(np.hstack(terms)))
+        self.centre_sq = put(kern.centre_sq)
+        self.ncc_valid = on_device(xp, np.asarray(ncc_valid, bool), device)
+        present = np.ones(C, bool) if kern.present is None else kern.present
+        self.all_present = kern.present is None
+        self.present = on_device(xp, present, device)
+        self.basis_t32 = xp.astype(self.basis_t, xp.float32)
+        self.decide32 = xp.astype(self.decide, xp.float32)
+        self.centre_norm, self.weight_norm = kern.ncc_norm, kern.w_norm
+        self.score_factor, self.logit_scales = kern.score_factor, kern.logit_scales
+        self.offset = None if kern.offset is None else put(kern.offset)
 
 
 def kernel_for(geom, logits64: bool) -> Kernel:

@@ -35,7 +35,7 @@ from .kernel import (
 )
 from .namespace import check_precision, get_namespace, is_numpy
 from .pairs import AUTO, add_pairs, block_pairs, merge_pairs, pair_tables_reason
-from .xp import first_sums, second_sums
+from .xp import first_sums
 
 __all__ = ["Moments", "FirstPass", "Geometry", "SecondPass", "to_float64", "block_rows"]
 __all__ += ["first_rows", "pow2_scale"]
@@ -98,6 +98,17 @@ class FirstPass:
                 stats.sums = group_sum(np.asarray(rows, np.float64) / scale, y, n_classes)
                 stats.sum_scale = scale
         return stats
+
+    @classmethod
+    def of_state(cls, state, values: dict | None = None) -> FirstPass:
+        """The host statistics of a :class:`~ncinspect.stats.device.FirstState` (``values``:
+        its host values, when already read)."""
+        from .device import overflow_error
+
+        values = state.to_host() if values is None else values
+        if not np.isfinite(values["sums"]).all():
+            raise overflow_error()
+        return cls(values["counts"], values["sums"])
 
     def merge(self, other: FirstPass) -> FirstPass:
         firsts = [r for r in (self.first_nonfinite_row, other.first_nonfinite_row) if r is not None]
@@ -186,9 +197,8 @@ class Geometry:
     min_count: int = 1
     pair_reason: str | None = AUTO
     _stack: np.ndarray | None = field(default=None, repr=False)
-    #: the pass-2 constants copied to a device, per (namespace, device) (see stats/xp.py)
-    device_cache: dict = field(default_factory=dict, repr=False, compare=False)
-    kernels: dict = field(default_factory=dict, repr=False, compare=False)  #: of kernel_for
+    #: of kernel_for (each also holds its constants placed on devices, Kernel.placed)
+    kernels: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:  # the default budget unless a caller decided
         if self.pair_reason == AUTO:
@@ -273,10 +283,11 @@ class SecondPass:
         """
         xp = get_namespace(h)
         if not is_numpy(xp) or check_precision(precision) == "float32":
-            stats = cls.empty(geom.n_classes, geom.basis.shape[0])
-            for part in second_sums(xp, geom, h, y, outputs, precision=precision):
-                stats = stats.merge(cls._of_sums(part))
-            return stats
+            from .device import second_sums
+
+            state = second_sums(xp, geom, h, y, outputs, precision=precision)
+            decided = geom.weights is not None or outputs is not None
+            return cls.of_state(state, decided)
         C, r, d = geom.n_classes, geom.basis.shape[0], h.shape[1]
         step = block_rows(d, C)
         kern = kernel_for(geom, outputs is None)
@@ -364,16 +375,21 @@ class SecondPass:
         return stats, pairs
 
     @classmethod
-    def _of_sums(cls, part: dict) -> SecondPass:
-        """A block's statistics from the host values of :func:`~ncinspect.stats.xp.second_sums`."""
-        keys = ("proj_sq", "class_sq", "ncc_correct", "clf_correct", "agree", "has_decisions")
-        stats = cls(*(part[k] for k in keys))
-        stats.pair_sq = part.get("pair_sq")
-        if part["has_outputs"]:
-            stats.true_out = Moments(*part["true_out"])
-            stats.wrong_out = Moments(*part["wrong_out"])
-            stats.sq_err, stats.max_abs_err = part["sq_err"], part["max_abs_err"]
-            stats.out_abs_max, stats.has_outputs = part["out_abs_max"], True
+    def of_state(cls, state, has_clf: bool, values: dict | None = None) -> SecondPass:
+        """The host statistics of a :class:`~ncinspect.stats.device.SecondState`;
+        ``has_clf``: decisions and SQI sums were taken (a classifier or stored outputs)."""
+        v = state.to_host() if values is None else values
+        keys = ("proj_sq", "class_sq", "ncc_correct", "clf_correct", "agree")
+        stats = cls(*(v[k] for k in keys), has_clf)
+        if has_clf:
+            (nt, mt, qt), (nw, mw, qw) = v["outputs"].tolist()
+            stats.true_out = Moments(int(round(nt)), mt, qt)
+            stats.wrong_out = Moments(int(round(nw)), mw, qw)
+            stats.sq_err = float(v["sq_err"])
+            stats.max_abs_err = float(v["max_abs_err"])
+            stats.out_abs_max = float(v["out_abs_max"])
+            stats.has_outputs = True
+        stats.pair_sq = v["pair_sq"] if v["pair_sq"].shape[0] else None
         return stats
 
     def merge(self, other: SecondPass) -> SecondPass:
