@@ -9,10 +9,14 @@ decisions from float32 scores, deciding again in float64 every row near a tie.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 
 import numpy as np
+
+from .blocks import output_sums
+from .pairs import block_pairs
 
 __all__ = [
     "BLOCK_BYTES",
@@ -24,6 +28,7 @@ __all__ = [
     "clf_float32",
     "kernel_for",
     "ncc_float32",
+    "numpy_block",
     "residuals",
     "scores32",
 ]
@@ -109,13 +114,11 @@ class Kernel:
         if self.has_w:
             (cols64 if self.logits64 else cols32).append(w)
         self.ncc64 = self.from_scores
-        self.d64 = np.ascontiguousarray(np.vstack(cols64).T) if cols64 else None
-        self.d32 = np.ascontiguousarray(np.vstack(cols32).T, dtype=np.float32) if cols32 else None
-        self.basis_t = None if (self.from_scores or not r) else np.ascontiguousarray(geom.basis.T)
-        self.ncc_t = None if self.ncc64 else np.ascontiguousarray(ncc.T)  # float64 rechecks
-        self.w_t = np.ascontiguousarray(w.T) if self.has_w and not self.logits64 else None
+        # the numpy kernel's right-hand sides are built on first use (cached_property below):
+        # a kernel placed on a device (Placed) never builds them
+        self._cols, self._basis, self._ncc, self._w = (cols64, cols32), geom.basis, ncc, w
         self._local = threading.local()
-        self._geom_arrays = (geom.means, geom.basis, geom.decision_matrix(), geom.ncc_valid)
+        self._geom = geom
         self._placed: dict = {}
         if self.from_scores:  # class terms M~_y [ncc | W]^T / units, gathered by label
             self.k_ncc = cen @ ncc.T
@@ -134,6 +137,35 @@ class Kernel:
         if buf is None or buf.rows < rows:
             buf = self._local.buf = Buffers(rows, self)
         return buf
+
+    @functools.cached_property
+    def d64(self) -> np.ndarray | None:
+        """(d, k) float64 right-hand side of the numpy kernel's float64 product."""
+        cols = self._cols[0]
+        return np.ascontiguousarray(np.vstack(cols).T) if cols else None
+
+    @functools.cached_property
+    def d32(self) -> np.ndarray | None:
+        """(d, k) float32 right-hand side of the numpy kernel's decision-only product."""
+        cols = self._cols[1]
+        return np.ascontiguousarray(np.vstack(cols).T, dtype=np.float32) if cols else None
+
+    @functools.cached_property
+    def basis_t(self) -> np.ndarray | None:
+        """(d, r) basis of the direct projection (None in the scores layout)."""
+        if self.from_scores or not self.rank:
+            return None
+        return np.ascontiguousarray(self._basis.T)
+
+    @functools.cached_property
+    def ncc_t(self) -> np.ndarray | None:
+        """(d, C) float64 NCC centres of the rechecks (None when NCC is decided in float64)."""
+        return None if self.ncc64 else np.ascontiguousarray(self._ncc.T)
+
+    @functools.cached_property
+    def w_t(self) -> np.ndarray | None:
+        """(d, C) float64 classifier of the rechecks (None when the logits are float64)."""
+        return np.ascontiguousarray(self._w.T) if self.has_w and not self.logits64 else None
 
     def placed(self, xp, device) -> Placed:
         """These constants as ``xp`` arrays on ``device`` (built once per namespace and
@@ -194,7 +226,8 @@ class Placed:
         def put(a, dtype=xp.float64):
             return on_device(xp, np.asarray(a), device, dtype)
 
-        _, basis, decide, ncc_valid = kern._geom_arrays
+        geom = kern._geom
+        basis, decide, ncc_valid = geom.basis, geom.decision_matrix(), geom.ncc_valid
         C, r = kern.n_classes, kern.rank
         self.n_classes, self.rank, self.has_w = C, r, kern.has_w
         self.pairs = kern.pairs
@@ -213,11 +246,20 @@ class Placed:
         present = np.ones(C, bool) if kern.present is None else kern.present
         self.all_present = kern.present is None
         self.present = on_device(xp, present, device)
-        self.basis_t32 = xp.astype(self.basis_t, xp.float32)
-        self.decide32 = xp.astype(self.decide, xp.float32)
         self.centre_norm, self.weight_norm = kern.ncc_norm, kern.w_norm
         self.score_factor, self.logit_scales = kern.score_factor, kern.logit_scales
         self.offset = None if kern.offset is None else put(kern.offset)
+        self._xp = xp
+
+    @functools.cached_property
+    def basis_t32(self):
+        """float32 copy of ``basis_t`` (precision float32 only)."""
+        return self._xp.astype(self.basis_t, self._xp.float32)
+
+    @functools.cached_property
+    def decide32(self):
+        """float32 copy of ``decide`` (precision float32 only)."""
+        return self._xp.astype(self.decide, self._xp.float32)
 
 
 def kernel_for(geom, logits64: bool) -> Kernel:
@@ -332,3 +374,76 @@ def clf_float32(kern: Kernel, s32: np.ndarray, x: np.ndarray, y: np.ndarray, xno
             exact += np.take(kern.k_w, y[redo], axis=0)
         best[redo] = np.argmax(kern.logits(exact), axis=1)
     return best
+
+
+def numpy_block(kern: Kernel, block: np.ndarray, y: np.ndarray, outputs, rows: int, empty):
+    """The numpy fast path of pass 2 on one block of host rows: ``(stats, pairs)``, ``stats``
+    made by ``empty(C, r)`` (a :class:`~ncinspect.stats.SecondPass`) and filled, ``pairs`` the
+    block's directional sums (:func:`~ncinspect.stats.pairs.block_pairs`) or None.
+
+    The same pass as the namespace kernel (:class:`ncinspect.stats.device.SecondState`),
+    with what pays on a CPU: this thread's reusable float64 buffers (:meth:`Kernel.buffers`),
+    ``bincount`` class sums, rows of absent classes dropped, and the decision-only scores
+    as float32 products with the float64 recheck of every near tie (:func:`ncc_float32`,
+    :func:`clf_float32`).
+    """
+    C = kern.n_classes
+    stats = empty(C, kern.rank)
+    if kern.present is not None:
+        keep = kern.present[y]  # rows of classes below min_count take no part
+        if not keep.all():
+            block, y = block[keep], y[keep]
+            outputs = None if outputs is None else outputs[keep]
+    m = block.shape[0]
+    if m == 0:
+        return stats, None
+    buf = kern.buffers(rows)
+    e, x, sq = residuals(kern, block, y, buf)
+    stats.class_sq = np.bincount(y, weights=sq, minlength=C)
+    s64 = None if kern.d64 is None else np.matmul(x, kern.d64, out=buf.s64[:m])
+    pairs = None
+    if kern.pairs:  # e . m'_c': the NCC scores of e when they are formed, else one product
+        pairs = block_pairs(s64[:, :C] if kern.from_scores else e @ kern.centred_s.T, y)
+    if kern.from_scores:  # e M~^T A = e V^T, then the class term of h' = e + M~_y
+        proj = s64[:, :C] @ kern.proj_map
+        s64[:, :C] += np.take(kern.k_ncc, y, axis=0)
+        if kern.logits64:
+            s64[:, C:] += np.take(kern.k_w, y, axis=0)
+    elif kern.rank:
+        proj = np.matmul(e, kern.basis_t, out=buf.proj[:m])
+    if kern.rank:
+        stats.proj_sq = np.einsum("ij,ij->j", proj, proj)
+
+    s32, xnorm = scores32(kern, x, sq)
+    if kern.ncc64:
+        ncc = np.argmin(kern.distances(s64[:, :C]), axis=1)
+    else:
+        ncc = ncc_float32(kern, s32[:, :C], x, xnorm)
+    stats.ncc_correct = np.bincount(y[ncc == y], minlength=C)
+
+    logits = None
+    if kern.logits64:  # in place, in the product's buffer
+        logits = kern.logits(s64[:, kern.d64.shape[1] - C :], inplace=True)
+        clf = np.argmax(logits, axis=1)
+    elif kern.has_w:
+        clf = clf_float32(kern, s32[:, s32.shape[1] - C :], x, y, xnorm)
+    elif outputs is not None:
+        clf = np.argmax(outputs, axis=1)
+    if kern.has_w or outputs is not None:
+        stats.clf_correct = np.bincount(y[clf == y], minlength=C)
+        stats.agree = np.bincount(y[clf == ncc], minlength=C)
+        stats.has_decisions = True
+
+    sums = None
+    if outputs is not None:
+        sums = output_sums(np.asarray(outputs, dtype=np.float64), y)
+    elif logits is not None:
+        s_h, s_w = kern.logit_scales
+        if s_h * s_w != 1.0:
+            with np.errstate(over="ignore", under="ignore"):  # may leave float64: SQI null
+                logits = logits * s_h * s_w
+        sums = output_sums(logits, y, scratch=True)
+    if sums is not None:
+        stats.true_out, stats.wrong_out, stats.sq_err, stats.max_abs_err = sums[:4]
+        stats.out_abs_max, stats.has_outputs = sums[4], True
+    return stats, pairs

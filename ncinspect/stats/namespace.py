@@ -113,7 +113,7 @@ def on_device(xp: Any, arr: np.ndarray | None, device: Any, dtype: Any = None) -
     if arr is None:
         return None
     out = xp.asarray(np.ascontiguousarray(arr), device=device)
-    return out if dtype is None else xp.astype(out, dtype)
+    return out if dtype is None or out.dtype == dtype else xp.astype(out, dtype)
 
 
 def device_batch(xp: Any, features: Any, labels: Any, n_classes: int) -> tuple[Any, Any]:

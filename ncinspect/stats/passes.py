@@ -17,24 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .blocks import (
-    Moments,
-    first_rows,
-    group_sum,
-    output_sums,
-    pow2_scale,
-    to_float64,
-)
-from .kernel import (
-    block_rows,
-    clf_float32,
-    kernel_for,
-    ncc_float32,
-    residuals,
-    scores32,
-)
+from .blocks import Moments, first_rows, group_sum, pow2_scale, to_float64
+from .kernel import block_rows, kernel_for, numpy_block
 from .namespace import check_precision, get_namespace, is_numpy
-from .pairs import AUTO, add_pairs, block_pairs, merge_pairs, pair_tables_reason
+from .pairs import AUTO, add_pairs, merge_pairs, pair_tables_reason
 from .xp import first_sums
 
 __all__ = ["Moments", "FirstPass", "Geometry", "SecondPass", "to_float64", "block_rows"]
@@ -305,74 +291,9 @@ class SecondPass:
         return stats
 
     @classmethod
-    def _of_block(
-        cls,
-        kern,
-        block: np.ndarray,
-        y: np.ndarray,
-        outputs: np.ndarray | None,
-        rows: int,
-    ) -> SecondPass:
-        C = kern.n_classes
-        stats = cls.empty(C, kern.rank)
-        if kern.present is not None:
-            keep = kern.present[y]  # rows of classes below min_count take no part
-            if not keep.all():
-                block, y = block[keep], y[keep]
-                outputs = None if outputs is None else outputs[keep]
-        m = block.shape[0]
-        if m == 0:
-            return stats, None
-        buf = kern.buffers(rows)
-        e, x, sq = residuals(kern, block, y, buf)
-        stats.class_sq = np.bincount(y, weights=sq, minlength=C)
-        s64 = None if kern.d64 is None else np.matmul(x, kern.d64, out=buf.s64[:m])
-        pairs = None
-        if kern.pairs:  # e . m'_c': the NCC scores of e when they are formed, else one product
-            pairs = block_pairs(s64[:, :C] if kern.from_scores else e @ kern.centred_s.T, y)
-        if kern.from_scores:  # e M~^T A = e V^T, then the class term of h' = e + M~_y
-            proj = s64[:, :C] @ kern.proj_map
-            s64[:, :C] += np.take(kern.k_ncc, y, axis=0)
-            if kern.logits64:
-                s64[:, C:] += np.take(kern.k_w, y, axis=0)
-        elif kern.rank:
-            proj = np.matmul(e, kern.basis_t, out=buf.proj[:m])
-        if kern.rank:
-            stats.proj_sq = np.einsum("ij,ij->j", proj, proj)
-
-        s32, xnorm = scores32(kern, x, sq)
-        if kern.ncc64:
-            ncc = np.argmin(kern.distances(s64[:, :C]), axis=1)
-        else:
-            ncc = ncc_float32(kern, s32[:, :C], x, xnorm)
-        stats.ncc_correct = np.bincount(y[ncc == y], minlength=C)
-
-        logits = None
-        if kern.logits64:  # in place, in the product's buffer
-            logits = kern.logits(s64[:, kern.d64.shape[1] - C :], inplace=True)
-            clf = np.argmax(logits, axis=1)
-        elif kern.has_w:
-            clf = clf_float32(kern, s32[:, s32.shape[1] - C :], x, y, xnorm)
-        elif outputs is not None:
-            clf = np.argmax(outputs, axis=1)
-        if kern.has_w or outputs is not None:
-            stats.clf_correct = np.bincount(y[clf == y], minlength=C)
-            stats.agree = np.bincount(y[clf == ncc], minlength=C)
-            stats.has_decisions = True
-
-        sums = None
-        if outputs is not None:
-            sums = output_sums(np.asarray(outputs, dtype=np.float64), y)
-        elif logits is not None:
-            s_h, s_w = kern.logit_scales
-            if s_h * s_w != 1.0:
-                with np.errstate(over="ignore", under="ignore"):  # may leave float64: SQI null
-                    logits = logits * s_h * s_w
-            sums = output_sums(logits, y, scratch=True)
-        if sums is not None:
-            stats.true_out, stats.wrong_out, stats.sq_err, stats.max_abs_err = sums[:4]
-            stats.out_abs_max, stats.has_outputs = sums[4], True
-        return stats, pairs
+    def _of_block(cls, kern, block, y, outputs, rows: int):
+        """One block through the numpy kernel (:func:`~ncinspect.stats.kernel.numpy_block`)."""
+        return numpy_block(kern, block, y, outputs, rows, cls.empty)
 
     @classmethod
     def of_state(cls, state, has_clf: bool, values: dict | None = None) -> SecondPass:
