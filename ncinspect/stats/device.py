@@ -36,7 +36,8 @@ import numpy as np
 
 from ..errors import InvalidDataError
 from .blocks import Moments
-from .kernel import block_rows, kernel_for
+from .blocks import first_rows
+from .kernel import BlockStats, block_rows, kernel_for, numpy_block
 from .namespace import device_of, is_numpy, on_device, scatter_add
 from .protocol import Declared, declare, merge_moments
 from .xp import as_float64 as _float64
@@ -67,6 +68,26 @@ def _blocks(xp: Any, h: Any, n_classes: int, step: int | None = None):
     elif step is None:
         step = max(m, 1)
     return [(a, min(m, a + step)) for a in range(0, m, step)] or [(0, 0)]
+
+
+def host_view(xp: Any, a: Any) -> np.ndarray | None:
+    """A zero-copy numpy view of ``a`` when it lies in host memory with a numpy dtype
+    (numpy, CPU torch tensors), else None (device arrays, bfloat16)."""
+    if isinstance(a, np.ndarray):
+        return a
+    if not on_host(xp, a):
+        return None
+    try:
+        return np.from_dlpack(a)
+    except (TypeError, RuntimeError, BufferError, AttributeError):
+        return None
+
+
+def _put(xp: Any, a: Any, like: Any) -> Any:
+    """Host values ``a`` as an array of ``like``'s namespace, dtype and device."""
+    if isinstance(like, np.ndarray):
+        return np.asarray(a, dtype=like.dtype)
+    return xp.asarray(np.asarray(a, dtype=str(like.dtype).rsplit(".", 1)[-1]), device=device_of(like))
 
 
 def recheck_capacity(m: int) -> int:
@@ -254,6 +275,10 @@ class SecondState(_Checked):
         self.seen = scatter_add(xp, self.seen, b.ys, xp.astype(b.ok, xp.int64))
         if m == 0:
             return self
+        rows = host_view(xp, h) if precision == "float64" and outputs is None else None
+        if rows is not None:  # host memory: the numpy fast path on a view of the rows
+            self._host_rows(xp, geom, means, (h, rows), b, check)
+            return self
         g = kernel_for(geom, True).placed(xp, device_of(h))
         keep = b.good if g.all_present else b.good & xp.take(g.present, b.ys, axis=0)
         zero = xp.zeros((), dtype=xp.float64, device=device_of(h))
@@ -265,6 +290,60 @@ class SecondState(_Checked):
             blk = (hf, b.ys[a:z], keep[a:z], out)
             self._block(xp, g, cm, blk, zero, precision == "float32", cap, check)
         return self
+
+    def _host_rows(self, xp, geom, means, hr, b, check) -> None:
+        """A batch in host memory (a CPU tensor) through :func:`numpy_block` on a zero-copy
+        numpy view, block by block as for a file, each block's sums added to this state.
+        Rows with a bad label or NaN/Inf are left out (the pass is refused at its end)."""
+        h, rows = hr  # the batch and its numpy view
+        ys, good = host_view(xp, b.ys), host_view(xp, b.good)
+        if not good.all():
+            rows, ys = rows[good], ys[good]
+        kern = kernel_for(geom, True)
+        C, n = geom.n_classes, rows.shape[0]
+        step = block_rows(rows.shape[1], C)
+        for a in range(0, n, step):
+            blk = rows[a : a + step], ys[a : a + step]
+            part, pairs = numpy_block(kern, *blk, None, min(step, n), BlockStats.empty)
+            self._add_block(xp, part, pairs)
+        if check:  # residual sums by class (pass 2's class means minus pass 1's)
+            self._host_resid(xp, kern, means, h, b)
+
+    def _host_resid(self, xp, kern, means, h, b) -> None:
+        """``resid`` += the sum by class of ``h / scale - means / scale``, by the namespace's
+        scatter-adds (torch ``index_add_``: faster on a CPU than a sparse indicator)."""
+        C, d = self.resid.shape
+        zeros = xp.zeros((C, d), dtype=xp.float64, device=device_of(h))
+        sums = class_sums(xp, zeros, h, b.ys, first_rows(d, C))
+        ones = xp.ones(b.ys.shape, dtype=xp.float64, device=device_of(h))
+        counts = scatter_add(xp, xp.zeros((C,), dtype=xp.float64, device=device_of(h)), b.ys, ones)
+        cached = getattr(kern, "host_means", None)
+        if cached is None or cached[0] is not means:
+            m = np.where(np.isfinite(means), means, 0.0) / (1.0 / kern.inv_scale)
+            kern.host_means = cached = (means, _put(xp, m, self.resid))
+        scaled = sums if kern.inv_scale == 1.0 else sums * kern.inv_scale
+        self.resid = self.resid + (scaled - counts[:, None] * cached[1])
+
+    def _add_block(self, xp, part: Any, pairs: Any = None) -> None:
+        """Add one block's host statistics (:class:`~ncinspect.stats.kernel.BlockStats`;
+        ``pairs``: its ``(classes, sums)`` of the directional table) to this state."""
+        like = self.class_sq
+        if self.proj_sq.shape[0]:
+            self.proj_sq = self.proj_sq + _put(xp, part.proj_sq, like)
+        self.class_sq = self.class_sq + _put(xp, part.class_sq, like)
+        for name in ("ncc_correct", "clf_correct", "agree"):
+            value = _put(xp, np.asarray(getattr(part, name), np.int64), self.seen)
+            setattr(self, name, getattr(self, name) + value)
+        if part.has_outputs:
+            mo = [[m.count, m.mean, m.m2] for m in (part.true_out, part.wrong_out)]
+            self.outputs = merge_moments(xp, self.outputs, _put(xp, mo, like))
+            self.sq_err = self.sq_err + part.sq_err
+            self.max_abs_err = xp.maximum(self.max_abs_err, _put(xp, part.max_abs_err, like))
+            self.out_abs_max = xp.maximum(self.out_abs_max, _put(xp, part.out_abs_max, like))
+        if pairs is not None and self.pair_sq.shape[0]:
+            classes, sums = pairs
+            idx = _put(xp, np.asarray(classes, np.int64), self.seen)
+            self.pair_sq = scatter_add(xp, self.pair_sq, idx, _put(xp, sums, like))
 
     def _block(self, xp, g, class_means, blk, zero, f32, cap, check) -> None:
         """The one pass-2 kernel of a block of rows, on any namespace and device."""

@@ -12,14 +12,16 @@ from __future__ import annotations
 import functools
 import math
 import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .blocks import output_sums
+from .blocks import Moments, output_sums
 from .pairs import block_pairs
 
 __all__ = [
     "BLOCK_BYTES",
+    "BlockStats",
     "Buffers",
     "Kernel",
     "Placed",
@@ -215,6 +217,30 @@ class Kernel:
         return dist
 
 
+@dataclass
+class BlockStats:
+    """What one block of pass 2 adds (the fields of :class:`~ncinspect.stats.SecondPass`),
+    as :func:`numpy_block` fills them for a device state."""
+
+    proj_sq: np.ndarray
+    class_sq: np.ndarray
+    ncc_correct: np.ndarray
+    clf_correct: np.ndarray
+    agree: np.ndarray
+    has_decisions: bool = False
+    true_out: Moments = field(default_factory=Moments)
+    wrong_out: Moments = field(default_factory=Moments)
+    sq_err: float = 0.0
+    max_abs_err: float = 0.0
+    has_outputs: bool = False
+    out_abs_max: float = 0.0
+
+    @classmethod
+    def empty(cls, n_classes: int, rank: int) -> BlockStats:
+        z = np.zeros(n_classes, np.int64)
+        return cls(np.zeros(rank), np.zeros(n_classes), z, z.copy(), z.copy())
+
+
 class Placed:
     """The constants of a :class:`Kernel` on one device of one array namespace: float64
     right-hand sides of the products (and float32 copies for ``precision="float32"``), the
@@ -227,7 +253,8 @@ class Placed:
             return on_device(xp, np.asarray(a), device, dtype)
 
         geom = kern._geom
-        basis, decide, ncc_valid = geom.basis, geom.decision_matrix(), geom.ncc_valid
+        basis, ncc_valid = geom.basis, geom.ncc_valid
+        rows = np.vstack([kern._ncc, kern._w]) if kern.has_w else kern._ncc  # (C | 2C, d)
         C, r = kern.n_classes, kern.rank
         self.n_classes, self.rank, self.has_w = C, r, kern.has_w
         self.pairs = kern.pairs
@@ -235,7 +262,7 @@ class Placed:
         self.mu_scaled = put(kern.mean_scaled)
         self.centred = put(kern.centred_s)
         self.basis_t = put(np.ascontiguousarray(basis.T))  # (d, r)
-        self.decide = put(decide)  # (d, C | 2C): NCC centres and W, scaled
+        self.decide = xp.permute_dims(put(rows), (1, 0))  # (d, C | 2C) view: NCC centres, W
         self.from_scores = kern.from_scores
         if self.from_scores:  # e [M~ | W]^T gives the projection and, + a class term, h'
             self.proj_map = put(kern.proj_map)

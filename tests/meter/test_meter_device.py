@@ -118,7 +118,12 @@ def test_probe_counts_what_it_should():
 
 @pytest.mark.parametrize("classifier", [True, False])
 @pytest.mark.parametrize("min_count", [1, 30])
-def test_update_reads_nothing_on_the_host_in_either_pass(classifier, min_count):
+@pytest.mark.parametrize("where", ["cpu", "as on a device"])
+def test_update_reads_nothing_on_the_host_in_either_pass(monkeypatch, classifier, min_count, where):
+    """CPU tensors take the numpy fast path on a zero-copy view; "as on a device": the
+    namespace kernel that CUDA/other devices run, on the same CPU tensors."""
+    if where != "cpu":
+        _as_on_a_device(monkeypatch)
     h, y, w, b = _data(0)
     kw = {"weights": torch.from_numpy(w), "bias": torch.from_numpy(b)} if classifier else {}
     meter = ncinspect.Meter(
