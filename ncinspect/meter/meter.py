@@ -17,7 +17,8 @@ summed where they live, into float64 states on that device
 (:mod:`ncinspect.stats.device`): ``update`` never waits for the device (no host copy, no
 value read); labels out of range, non-integer labels and NaN/Inf rows are counted there and
 refused at :meth:`~Meter.next_pass` / :meth:`~Meter.compute`, the only two host reads of a
-pass. Host rows use the numpy kernels of :mod:`ncinspect.stats` and are checked at once.
+pass. Host rows use the numpy kernels of :mod:`ncinspect.stats` and are checked at once;
+in pass 2, CPU tensors go through the numpy fast path on a zero-copy view, into torch states.
 Any split of the rows into batches, and meters merged with :meth:`Meter.merge` (or across
 processes by :func:`ncinspect.integrations.distributed.all_reduce_meter`), give the
 single-process numbers to the rounding of float64 sums. ``precision="float32"``: pass 2's

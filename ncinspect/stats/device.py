@@ -15,6 +15,10 @@ unknown array library at small C (:func:`ncinspect.stats.namespace.scatter_add`)
 :class:`~ncinspect.stats.FirstPass` / :class:`~ncinspect.stats.SecondPass` (one copy per
 dtype), from which every metric is computed exactly as for a file.
 
+Rows in host memory (CPU tensors) skip to the numpy fast path of pass 2
+(:func:`~ncinspect.stats.kernel.numpy_block`) on a zero-copy view (:func:`host_view`), whose
+block sums are added to the state: the same numbers as numpy arrays, at numpy's speed.
+
 ``SecondState`` is also the array-API file path's pass 2
 (:func:`ncinspect.stats.xp.second_sums`): one namespace kernel for files on a device and
 for the Meter, with the per-geometry constants of the numpy kernel

@@ -5,8 +5,8 @@ the pass-2 kernel of those arrays (and of the Meter) is
 :class:`ncinspect.stats.device.SecondState`, built from the pieces here. For arrays (torch on CPU or CUDA, CuPy, JAX, ``array-api-strict``), with the
 namespace looked up once at their entry (:func:`ncinspect.stats.namespace.get_namespace`). The
 rows stay where they live; only the small sums come back to the host, as float64 numpy.
-Only functions of the standard are called (no in-place updates, no data-dependent shapes
-but one ``nonzero`` in the float32 recheck); the tests run it on ``array-api-strict``.
+Only functions of the standard are called (no in-place updates; class sums by
+:func:`~ncinspect.stats.namespace.scatter_add`); the tests run it on ``array-api-strict``.
 
 Precision
 ---------
