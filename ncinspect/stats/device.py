@@ -39,14 +39,20 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidDataError
-from .blocks import Moments
 from .blocks import first_rows
 from .kernel import BlockStats, block_rows, kernel_for, numpy_block
 from .namespace import device_of, is_numpy, on_device, scatter_add
 from .protocol import Declared, declare, merge_moments
 from .xp import as_float64 as _float64
-from .xp import as_labels, class_sums, decisions, gap, precision_gamma, scores_projection
-from .xp import xp_block_rows
+from .xp import (
+    as_labels,
+    class_sums,
+    decisions,
+    gap,
+    precision_gamma,
+    scores_projection,
+    xp_block_rows,
+)
 
 __all__ = ["FirstState", "SecondState", "second_sums", "overflow_error"]
 
@@ -91,7 +97,9 @@ def _put(xp: Any, a: Any, like: Any) -> Any:
     """Host values ``a`` as an array of ``like``'s namespace, dtype and device."""
     if isinstance(like, np.ndarray):
         return np.asarray(a, dtype=like.dtype)
-    return xp.asarray(np.asarray(a, dtype=str(like.dtype).rsplit(".", 1)[-1]), device=device_of(like))
+    return xp.asarray(
+        np.asarray(a, dtype=str(like.dtype).rsplit(".", 1)[-1]), device=device_of(like)
+    )
 
 
 def recheck_capacity(m: int) -> int:
@@ -513,7 +521,15 @@ def second_sums(
     state = SecondState.new(xp, device, C, h.shape[1], r, geom.pair_reason is None)
     step = xp_block_rows(h.shape[1], C)
     return state.update(
-        xp, geom, geom.means, h, y, precision=precision, outputs=outputs, step=step, check=False,
+        xp,
+        geom,
+        geom.means,
+        h,
+        y,
+        precision=precision,
+        outputs=outputs,
+        step=step,
+        check=False,
         sync_free=False,
     )
 

@@ -11,13 +11,12 @@ block by block (:mod:`ncinspect.stats.kernel`). No d x d matrix is built.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .blocks import Moments, first_rows, group_sum, pow2_scale, to_float64
+from .blocks import Moments, first_rows, pow2_scale, to_float64
 from .kernel import block_rows, kernel_for, numpy_block
 from .namespace import check_precision, get_namespace, is_numpy
 from .pairs import AUTO, add_pairs, merge_pairs, pair_tables_reason
@@ -57,33 +56,7 @@ class FirstPass:
         an array of any array-API library: it is summed on its device
         (:func:`ncinspect.stats.xp.first_sums`); the statistics are host numpy.
         """
-        xp = get_namespace(h)
-        if not is_numpy(xp):
-            return cls(*first_sums(xp, h, y, n_classes, row0))
-        stats = cls.empty(n_classes, h.shape[1])
-        stats.counts = np.bincount(y, minlength=n_classes).astype(np.int64)
-        step = first_rows(h.shape[1], n_classes)
-        parts = map(
-            lambda a: group_sum(h[a : a + step], y[a : a + step], n_classes),
-            range(0, h.shape[0], step),
-        )
-        with np.errstate(over="ignore", invalid="ignore"):  # non-finite sums: handled below
-            for part in parts:  # merged in row order, whatever ran them
-                stats.sums += part
-        if not np.isfinite(stats.sums).all():  # rare: find the rows, leave them out
-            finite = np.isfinite(h).all(axis=1)
-            if not finite.all():
-                bad = np.flatnonzero(~finite)
-                stats.n_nonfinite = int(bad.size)
-                stats.first_nonfinite_row = int(row0 + bad[0])
-                stats.sums = group_sum(np.where(finite[:, None], h, 0), y, n_classes)
-            if not np.isfinite(stats.sums).all():  # finite rows whose sums overflow
-                rows = h if finite.all() else np.where(finite[:, None], h, 0)
-                m = float(np.max(np.abs(rows)))
-                scale = math.ldexp(1.0, min(math.frexp(m)[1] + h.shape[0].bit_length(), 1023))
-                stats.sums = group_sum(np.asarray(rows, np.float64) / scale, y, n_classes)
-                stats.sum_scale = scale
-        return stats
+        return cls(*first_sums(get_namespace(h), h, y, n_classes, row0, map=map))
 
     @classmethod
     def of_state(cls, state, values: dict | None = None) -> FirstPass:

@@ -1,10 +1,11 @@
 """Pass-1 and pass-2 kernels written against the array-API standard.
 
-:class:`ncinspect.stats.FirstPass` calls :func:`first_sums` for arrays that are not numpy;
-the pass-2 kernel of those arrays (and of the Meter) is
-:class:`ncinspect.stats.device.SecondState`, built from the pieces here. For arrays (torch on CPU or CUDA, CuPy, JAX, ``array-api-strict``), with the
-namespace looked up once at their entry (:func:`ncinspect.stats.namespace.get_namespace`). The
-rows stay where they live; only the small sums come back to the host, as float64 numpy.
+:class:`ncinspect.stats.FirstPass` calls :func:`first_sums` for every chunk (numpy through
+its fast path); the pass-2 kernel of arrays that are not numpy (and of the Meter) is
+:class:`ncinspect.stats.device.SecondState`, built from the pieces here. The namespace
+(torch on CPU or CUDA, CuPy, JAX, ``array-api-strict``, numpy) is looked up once at the
+entry (:func:`ncinspect.stats.namespace.get_namespace`). The rows stay where they live;
+only the small sums come back to the host, as float64 numpy.
 Only functions of the standard are called (no in-place updates; class sums by
 :func:`~ncinspect.stats.namespace.scatter_add`); the tests run it on ``array-api-strict``.
 
@@ -28,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnsupportedDtypeError
-from .namespace import device_of, host, on_device, scatter_add
+from .blocks import first_rows, group_sum
+from .namespace import device_of, host, is_numpy, on_device, scatter_add
 
 __all__ = ["first_sums", "class_sums", "xp_block_rows", "precision_gamma"]
 __all__ += ["as_labels", "decisions", "gap", "scores_projection"]
@@ -87,39 +89,60 @@ def class_sums(xp: Any, acc: Any, rows: Any, y: Any, step: int) -> Any:
     return acc
 
 
-def first_sums(xp: Any, h: Any, y: Any, n_classes: int, row0: int = 0):
-    """Pass 1 of one chunk on the arrays' device.
+def first_sums(xp: Any, h: Any, y: Any, n_classes: int, row0: int = 0, *, map=map):
+    """Pass 1 of one chunk where its rows live (numpy included).
 
     Returns ``(counts, sums, n_nonfinite, first_nonfinite_row, sum_scale)`` on the host,
-    with the meaning of :class:`ncinspect.stats.FirstPass`'s fields.
+    with the meaning of :class:`ncinspect.stats.FirstPass`'s fields. Rows holding NaN/Inf
+    are counted and left out of the sums; finite rows whose sums overflow are summed divided
+    by a power of two (``sum_scale``). Numpy's fast path: cache-sized parts summed by
+    :func:`~ncinspect.stats.blocks.group_sum` (``map`` may run them on threads; merged in row
+    order), ``bincount`` counts.
     """
-    device = device_of(h)
-    y = as_labels(xp, y, device)
+    numpy = is_numpy(xp)
     n, d = h.shape
-    _float64(xp, h[:0, ...], "features")  # the dtype check, on no rows
-    step = xp_block_rows(d, n_classes)
-    counts = xp.zeros((n_classes,), dtype=xp.int64, device=device)
-    counts = scatter_add(xp, counts, y, xp.ones((n,), dtype=xp.int64, device=device))
-
-    def zeros():  # a new one each time: scatter-adds may add in place
-        return xp.zeros((n_classes, d), dtype=xp.float64, device=device)
-
-    sums = class_sums(xp, zeros(), h, y, step)
+    if numpy:
+        counts = np.bincount(y, minlength=n_classes).astype(np.int64)
+        step = first_rows(d, n_classes)
+        sums = np.zeros((n_classes, d))
+        parts = map(
+            lambda a: group_sum(h[a : a + step], y[a : a + step], n_classes), range(0, n, step)
+        )
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite sums: handled below
+            for part in parts:  # merged in row order, whatever ran them
+                sums += part
+    else:
+        device = device_of(h)
+        y = as_labels(xp, y, device)
+        _float64(xp, h[:0, ...], "features")  # the dtype check, on no rows
+        step = xp_block_rows(d, n_classes)
+        ones = xp.ones((n,), dtype=xp.int64, device=device)
+        counts = scatter_add(xp, xp.zeros((n_classes,), dtype=xp.int64, device=device), y, ones)
+        sums = _class_total(xp, h, y, n_classes, step)
     n_bad, first_bad, scale = 0, None, 1.0
     if not bool(xp.all(xp.isfinite(sums))):  # rare: find the rows, leave them out
-        hf = _float64(xp, h, "features")
-        finite = xp.all(xp.isfinite(hf), axis=1)
-        rows = hf
+        rows = h if numpy else _float64(xp, h, "features")
+        finite = xp.all(xp.isfinite(rows), axis=1)
         n_bad = n - int(xp.sum(xp.astype(finite, xp.int64)))
         if n_bad:
             first_bad = row0 + int(xp.argmax(xp.astype(~finite, xp.int64)))
-            rows = xp.where(finite[:, None], hf, xp.zeros_like(hf))
-            sums = class_sums(xp, zeros(), rows, y, step)
+            rows = xp.where(finite[:, None], rows, xp.zeros_like(rows))
+            sums = _class_total(xp, rows, y, n_classes, step)
         if not bool(xp.all(xp.isfinite(sums))):  # finite rows whose sums overflow
             m = float(xp.max(xp.abs(rows)))
             scale = math.ldexp(1.0, min(math.frexp(m)[1] + n.bit_length(), 1023))
-            sums = class_sums(xp, zeros(), rows / scale, y, step)
+            sums = _class_total(xp, xp.astype(rows, xp.float64) / scale, y, n_classes, step)
+    if numpy:
+        return counts, sums, n_bad, first_bad, scale
     return host(counts).astype(np.int64), host(sums).astype(np.float64), n_bad, first_bad, scale
+
+
+def _class_total(xp: Any, rows: Any, y: Any, n_classes: int, step: int) -> Any:
+    """(C, d) float64 class sums of a whole chunk (numpy: one :func:`group_sum`)."""
+    if is_numpy(xp):
+        return group_sum(rows, y, n_classes)
+    zeros = xp.zeros((n_classes, rows.shape[1]), dtype=xp.float64, device=device_of(rows))
+    return class_sums(xp, zeros, rows, y, step)
 
 
 def decisions(xp: Any, g: Any, scores: Any, C: int, has_clf: bool, outputs: Any):

@@ -282,7 +282,9 @@ def test_float32_update_reads_nothing_on_the_host(monkeypatch, classifier):
         if p == 0:
             meter.next_pass()
     got = meter.compute()
-    want = ncinspect.analyze(h.astype(np.float32), y, **({"weights": w, "bias": b} if classifier else {}))
+    want = ncinspect.analyze(
+        h.astype(np.float32), y, **({"weights": w, "bias": b} if classifier else {})
+    )
     assert int(meter._s2.n_rechecked) >= 0 and int(meter._s2.n_unchecked) == 0
     for key, value in want.metrics.items():
         if key.startswith(("accuracy", "nc4")) and value is not None:

@@ -14,9 +14,7 @@ import torch
 from ncinspect.stats.namespace import device_of, get_namespace, is_numpy, numpy_namespace
 
 
-@pytest.mark.parametrize(
-    "value", [np.zeros((2, 3)), np.float32(1.0), [1, 2], (1.0,), 3, None]
-)
+@pytest.mark.parametrize("value", [np.zeros((2, 3)), np.float32(1.0), [1, 2], (1.0,), 3, None])
 def test_numpy_and_plain_inputs_get_numpy(value):
     xp = get_namespace(value)
     assert xp is numpy_namespace() and is_numpy(xp)

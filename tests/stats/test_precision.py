@@ -12,9 +12,9 @@ import pytest
 
 import ncinspect
 from ncinspect.metrics import between_class_geometry
+from ncinspect.stats.device import second_sums
 from ncinspect.stats.namespace import get_namespace
 from ncinspect.stats.passes import FirstPass, SecondPass
-from ncinspect.stats.device import second_sums
 from ncinspect.stats.xp import precision_gamma
 
 from ..helpers import make_data
