@@ -96,7 +96,8 @@ def main() -> None:
             run(["report", files[s2], "--json", out, "--quiet"])
             prof.disable()
             text = io.StringIO()
-            pstats.Stats(prof, stream=text).sort_stats(os.environ.get("SORT","tottime")).print_stats(int(os.environ.get("NSTAT","25")))
+            stats = pstats.Stats(prof, stream=text).sort_stats(os.environ.get("SORT", "tottime"))
+            stats.print_stats(int(os.environ.get("NSTAT", "25")))
             print(text.getvalue())
 
 

@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import AmbiguousArrayError, MissingArrayError, UnreadableFileError, UsageError
+from .errors import (
+    AmbiguousArrayError,
+    MissingArrayError,
+    NCInspectError,
+    UnreadableFileError,
+    UsageError,
+)
 from .io.detect import detect_format
 from .io.names import epoch_of, is_ood, layer_of, natural_key, split_of
 from .io.sources import ArraySource
@@ -36,6 +43,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
 
 #: prefixes that wrapped PyTorch modules add to state-dict names, ignored when matching
 #: aliases (DistributedDataParallel / DataParallel, torch.compile)
+_LIVE_RETRIES = 3  #: reads again of a file a writer holds open, when one read fails
+_LIVE_WAIT = 0.1  #: seconds before the first of them (then twice, three times as long)
 _MODULE_PREFIXES = ("module.", "_orig_mod.")
 
 
@@ -85,14 +94,32 @@ class Dump:
         if unknown:
             raise UsageError(f"unknown array role(s) {sorted(unknown)}; expected one of {ROLES}")
         self.format = detect_format(self.path)
-        self.notes: list[str] = []
         self._h5 = None
+        for attempt in range(_LIVE_RETRIES + 1):
+            self.notes: list[str] = []
+            self._broken.clear()
+            try:
+                self._open()
+                break
+            except UsageError:
+                raise
+            except NCInspectError:
+                # a file a writer holds open can be read between two of its metadata writes
+                # (HDF5 without SWMR): read it again before calling it broken
+                if not self.being_written or attempt == _LIVE_RETRIES:
+                    raise
+                time.sleep(_LIVE_WAIT * (attempt + 1))
+
+    def _open(self) -> None:
+        """Read the file's tree and resolve its snapshots (the handle closed on failure)."""
         if self.format == "hdf5":
             from .io.h5file import open_for_writing as _open_for_writing
             from .io.hdf5 import open_h5, read_h5_tree
             from .io.probe import probe_hdf5
 
-            probe_hdf5(self.path, allow_external=self.allow_external, memory_limit=memory_limit)
+            probe_hdf5(
+                self.path, allow_external=self.allow_external, memory_limit=self.memory_limit
+            )
             self._h5 = open_h5(self.path, self.notes)
             try:
                 self.being_written = _open_for_writing(self._h5, self.notes)
@@ -101,7 +128,7 @@ class Dump:
                     self.path,
                     allow_external=self.allow_external,
                     notes=self.notes,
-                    memory_limit=memory_limit,
+                    memory_limit=self.memory_limit,
                     broken=self._broken if self.being_written else None,
                 )
             except Exception:
@@ -114,7 +141,7 @@ class Dump:
         else:
             from .io.npz import read_npz_tree
 
-            self.tree = read_npz_tree(self.path, self.notes, memory_limit=memory_limit)
+            self.tree = read_npz_tree(self.path, self.notes, memory_limit=self.memory_limit)
         try:  # a refused file is not left open (the caller gets no object to close)
             self._check_explicit_keys()
             self.snapshots = self._resolve()

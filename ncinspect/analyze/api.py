@@ -37,6 +37,7 @@ from .build import (
     prepare_snapshot,
 )
 from .file import FileRun, snapshot_result
+from .scores import check_alpha, id_scores_rider
 
 __all__ = [
     "analyze",
@@ -123,10 +124,13 @@ def analyze(
     centres = _given_centres(ncc_centres)
     options = dict(chunk_rows=chunk_rows, memory_limit=memory_limit, engine=engine)
     options["spectra"] = spectra
-    res = _arrays_result(
+    if ood_features is not None:  # the ID rows' OOD scores ride pass 2
+        options["riders"] = id_scores_rider(check_alpha(nci_alpha))
+    res, ids = _arrays_result(
         prep, centres, per_class, center, min_class_count, progress=progress, **options
     )
-    _add_extras(res, loss, ood_features, chunk_rows, engine, prep=prep, nci_alpha=nci_alpha)
+    opts = dict(prep=prep, nci_alpha=nci_alpha, ids=ids)
+    _add_extras(res, loss, ood_features, chunk_rows, engine, **opts)
     if bootstrap is not None:
         res.bootstrap = bootstrap_intervals(
             prep, res, centres, center, min_class_count, bootstrap, seed, memory_limit
@@ -164,9 +168,10 @@ def _given_centres(ncc_centres: Any) -> np.ndarray | None:
 
 def _arrays_result(
     prep: Prepared, centres, per_class: bool, center: str, min_class_count: int, **options
-) -> SnapshotResult:
+) -> tuple[SnapshotResult, Any]:
     """Both passes over checked inputs and their result; NCC scores against ``centres``
-    ("given"), or the rows' own class means when None ("own")."""
+    ("given"), or the rows' own class means when None ("own"). With ``riders`` (the ID
+    rows' OOD scores), also their statistic (else None)."""
     expect(options["progress"], 2 * prep.n_samples, 2 * prep.features.nbytes)
     p = run_passes(
         prep, center=center, ncc_centres=centres, min_class_count=min_class_count, **options
@@ -184,11 +189,19 @@ def _arrays_result(
     )
     if options.get("spectra"):
         add_spectra(res, p.spectra, p.geom, p.first, p.spectra_reason)
-    return res
+    return res, (p.riders[0] if p.riders else None)
 
 
 def _add_extras(
-    res: SnapshotResult, loss, ood_features, chunk_rows, engine, *, prep=None, nci_alpha=0.0
+    res: SnapshotResult,
+    loss,
+    ood_features,
+    chunk_rows,
+    engine,
+    *,
+    prep=None,
+    nci_alpha=0.0,
+    ids=None,
 ) -> None:
     """The recorded loss and the nc5 keys (and OOD scores) of OOD feature sets, when given."""
     if loss is not None:
@@ -197,7 +210,13 @@ def _add_extras(
         from .ood import add_nc5_arrays
 
         add_nc5_arrays(
-            res, ood_features, chunk_rows=chunk_rows, engine=engine, prep=prep, alpha=nci_alpha
+            res,
+            ood_features,
+            chunk_rows=chunk_rows,
+            engine=engine,
+            prep=prep,
+            alpha=nci_alpha,
+            ids=ids,
         )
 
 

@@ -151,12 +151,16 @@ class FileRun:
                 centres, label = pfirst.class_means(), f"train:{partner.name}"
             else:
                 extra.append(f"NCC uses this split's own means: {partner.name} has other classes")
+        ride, passes = self.oods.id_rider(snap, self.nci_alpha), None
+        if ride is not None:  # the ID rows' OOD scores ride pass 2
+            passes = run_passes(prep, ncc_centres=centres, riders=ride, **o)
         res = snapshot_result(
-            snap, prep, None, per_class=per_class, ncc_label=label, ncc_centres=centres, **o
+            snap, prep, passes, per_class=per_class, ncc_label=label, ncc_centres=centres, **o
         )
         res.warnings[:0] = extra
-        self.oods.add_nc5(res, snap, self.progress)
-        self.oods.add_scores(res, snap, prep, self.nci_alpha, self.progress)
+        self.oods.add_nc5(res, snap, self.progress, self.nci_alpha)
+        ids = passes.riders[0] if passes is not None and passes.riders else None
+        self.oods.add_scores(res, snap, prep, self.nci_alpha, self.progress, ids=ids)
         replicates, seed = self.bootstrap
         if replicates is not None:
             c, k, m = o["center"], o["min_class_count"], o["memory_limit"]

@@ -3,7 +3,9 @@ their feature mean gives ``nc5_ood_orthogonality`` on the in-distribution snapsh
 same epoch and layer (:mod:`ncinspect.metrics.ood`), and their per-row scores against the ID
 snapshot of that epoch and layer (its ``test`` split when there is one, else ``train``) the
 ``ood_auroc_*`` / ``ood_fpr95_*`` keys on it (:mod:`ncinspect.metrics.ood_scores`). Rows are
-walked by the engine (``engine.reduce_rows``), never here.
+walked by the engine (``engine.run`` of the passes of :mod:`ncinspect.engines.passes`),
+never here: the ID rows' scores ride the ID snapshot's pass 2, and an OOD set's rows are
+read once for its sum and its scores when no snapshot selected before needs its sum.
 """
 
 from __future__ import annotations
@@ -29,26 +31,26 @@ from ..results.report import SnapshotResult
 __all__ = ["OODSets", "add_nc5", "add_nc5_arrays", "ood_feature_sum", "ood_result"]
 
 
-def _sum_chunk(row0, h):
-    return FeatureSum.of_chunk(row0, h)
-
-
 def ood_feature_sum(
-    features: ArraySource, *, rows: int, engine: Any = None, progress=None
-) -> FeatureSum:
-    """Count and sum of an OOD snapshot's feature rows (one pass through the engine)."""
+    features: ArraySource, *, rows: int, engine: Any = None, progress=None, scorer=None
+):
+    """Count and sum of an OOD snapshot's feature rows (one walk of the engine); with an
+    ID snapshot's ``scorer``, ``(sum, scores)``: its rows' OOD scores in the same walk."""
     from ..engines.local import LocalEngine
+    from ..engines.passes import FeatureSumRows, ScoreRows
 
     feats = as_source(features, "ood features")
     check_batch(np, feats, what="OOD features")
-    engine = engine if hasattr(engine, "reduce_rows") else LocalEngine()
-    total = engine.reduce_rows(_sum_chunk, [feats], rows, progress=progress)
+    engine = engine if hasattr(engine, "run") else LocalEngine()
+    d = int(feats.shape[1]) if len(feats.shape) == 2 else 1
+    passes = [FeatureSumRows(d)] + ([] if scorer is None else [ScoreRows(scorer, d)])
+    total, *scores = engine.run(passes, {"features": feats}, rows, progress=progress)
     if total.n_nonfinite:
         raise InvalidDataError(
             f"{feats.where}: {total.n_nonfinite} row(s) hold NaN/Inf values, "
             f"first at row {total.first_nonfinite_row}"
         )
-    return total
+    return total if scorer is None else (total, scores[0])
 
 
 def ood_result(snap, partners: list[str]) -> SnapshotResult:
@@ -127,9 +129,36 @@ class OODSets:
         self.kinds = kinds
         self.chunk_rows, self.memory_limit, self.engine = chunk_rows, memory_limit, engine
         self._sums: dict[str, FeatureSum] = {}
+        self._scores: dict[str, Any] = {}  #: rows' scores read with a sum, until used
+        self._fused = self._plan_fused()
 
     def _partners(self, snap) -> list:
         return ood_partners(snap, self.ood)
+
+    def _firsts(self, snap) -> list:
+        """The partners of ``snap`` that nc5 and the scores use: the first of each split."""
+        firsts: dict[str, Any] = {}
+        for o in self._partners(snap):
+            firsts.setdefault(o.split, o)
+        return list(firsts.values())
+
+    def _plan_fused(self) -> dict[str, str]:
+        """OOD snapshot -> the scored ID snapshot whose walk over it reads its sum and its
+        rows' scores at once: a set of that snapshot's width whose sum no ID snapshot
+        selected before it needs (an OOD snapshot's own entry does not read it first)."""
+        needed: set[str] = set()
+        plan: dict[str, str] = {}
+        for s in self.selected:
+            if self.kinds[s.name] != "classification":
+                continue
+            firsts = self._firsts(s)
+            if self.scored_against(s):
+                width = tuple(s.features.shape[1:])
+                for o in firsts:
+                    if o.name not in needed and tuple(o.features.shape[1:]) == width:
+                        plan[o.name] = s.name
+            needed.update(o.name for o in firsts)
+        return plan
 
     def unselected_work(self) -> list:
         """OOD snapshots read only because a selected snapshot pairs with them."""
@@ -142,20 +171,26 @@ class OODSets:
                         out[o.name] = o
         return list(out.values())
 
-    def feature_sum(self, snap, progress=None) -> FeatureSum:
+    def feature_sum(self, snap, progress=None, scorer=None) -> FeatureSum:
+        """The sum of OOD snapshot ``snap`` (read once); with ``scorer``, its rows' scores
+        are read in the same walk and kept for :meth:`add_scores`."""
         if snap.name not in self._sums:
             from ..engines.local import plan_chunk_rows
 
             shape = snap.features.shape
             d = int(shape[1]) if len(shape) == 2 else 1
             rows = self.chunk_rows or plan_chunk_rows(d, 1, memory_limit=self.memory_limit)
-            self._sums[snap.name] = ood_feature_sum(
-                snap.features, rows=rows, engine=self.engine, progress=progress
-            )
+            kw = dict(rows=rows, engine=self.engine, progress=progress)
+            if scorer is None:
+                self._sums[snap.name] = ood_feature_sum(snap.features, **kw)
+            else:
+                out = ood_feature_sum(snap.features, scorer=scorer, **kw)
+                self._sums[snap.name], self._scores[snap.name] = out
         return self._sums[snap.name]
 
     def result(self, snap, progress=None) -> SnapshotResult:
-        self.feature_sum(snap, progress)
+        if snap.name not in self._fused:  # else read with its rows' scores
+            self.feature_sum(snap, progress)
         partners = [
             s.name
             for s in self.ids
@@ -163,9 +198,15 @@ class OODSets:
         ]
         return ood_result(snap, partners)
 
-    def add_nc5(self, res: SnapshotResult, snap, progress=None) -> None:
+    def add_nc5(self, res: SnapshotResult, snap, progress=None, alpha: float = 0.0) -> None:
+        """The nc5 keys on ``res``; the OOD sets scored against ``snap`` whose sums are not
+        read yet are read with their rows' scores (``alpha``: of ``nci``)."""
+        from .scores import scorer_of
+
         if not self.ood:
             return
+        fuse = {o.name for o in self._partners(snap) if self._fused.get(o.name) == snap.name}
+        scorer = scorer_of(res, alpha) if fuse else None
         sets: dict[str, FeatureSum] = {}
         for o in self._partners(snap):
             if o.split in sets:
@@ -174,7 +215,7 @@ class OODSets:
                     f"{nc5_key(o.split)} uses the first"
                 )
                 continue
-            sets[o.split] = self.feature_sum(o, progress)
+            sets[o.split] = self.feature_sum(o, progress, scorer if o.name in fuse else None)
         add_nc5(res, sets, self.splits)
 
     def scored_against(self, snap) -> bool:
@@ -190,19 +231,34 @@ class OODSets:
         return False
 
     def scoring_work(self) -> list:
-        """The snapshots read once more for the OOD scores: the scored ID snapshots among
-        ``selected`` and their OOD partners."""
+        """The snapshots read once more for the OOD scores: the OOD sets scored against
+        the ID snapshots among ``selected`` whose sums are read apart (the ID rows' scores
+        ride their pass 2)."""
         work = []
         for s in self.selected:
             if self.kinds[s.name] == "classification" and self.scored_against(s):
-                partners = self._partners(s)
-                work.extend([s, *partners] if partners else [])
+                width = tuple(s.features.shape[1:])
+                for o in self._firsts(s):
+                    if o.name not in self._fused and tuple(o.features.shape[1:]) == width:
+                        work.append(o)
         return work
 
-    def add_scores(self, res: SnapshotResult, snap, prep, alpha: float, progress=None) -> None:
-        """The OOD-score keys on ``res`` when the OOD sets are scored against ``snap``."""
+    def id_rider(self, snap, alpha: float):
+        """``riders`` for the passes of ID snapshot ``snap``: its rows' OOD scores riding
+        pass 2 when OOD sets are scored against it (else None)."""
+        from .scores import id_scores_rider
+
+        if not self.ood or not self.scored_against(snap) or not self._partners(snap):
+            return None
+        return id_scores_rider(alpha)
+
+    def add_scores(
+        self, res: SnapshotResult, snap, prep, alpha: float, progress=None, ids=None
+    ) -> None:
+        """The OOD-score keys on ``res`` when the OOD sets are scored against ``snap``
+        (``ids``: its rows' scores when they rode its pass 2, else read here)."""
         from ..engines.local import plan_chunk_rows
-        from .scores import add_scores, row_scores, scorer_of
+        from .scores import add_scores, checked_scores, row_scores, scorer_of
 
         if not self.ood or not self.scored_against(snap):
             return
@@ -212,8 +268,9 @@ class OODSets:
             d, prep.n_classes, memory_limit=self.memory_limit, n_samples=prep.n_samples
         )
         partners = self._partners(snap)
-        ids = None
-        if scorer is not None and partners:
+        if ids is not None:
+            ids = checked_scores(ids, prep.features.where)
+        elif scorer is not None and partners:
             ids = row_scores(prep.features, scorer, rows=rows, engine=engine, progress=progress)
         scored, reasons = {}, {}
         for o in partners:
@@ -221,6 +278,8 @@ class OODSets:
                 continue  # the first of two same-split sets, as nc5
             if tuple(o.features.shape[1:]) != (d,):
                 reasons[o.split] = f"the '{o.split}' features have another width d"
+            elif ids is not None and o.name in self._scores:
+                scored[o.split] = self._scores.pop(o.name)  # read with its sum
             elif ids is not None:
                 scored[o.split] = row_scores(
                     o.features, scorer, rows=rows, engine=engine, progress=progress
@@ -229,17 +288,27 @@ class OODSets:
 
 
 def add_nc5_arrays(
-    res: SnapshotResult, ood_features: Any, *, chunk_rows=None, engine=None, prep=None, alpha=0.0
+    res: SnapshotResult,
+    ood_features: Any,
+    *,
+    chunk_rows=None,
+    engine=None,
+    prep=None,
+    alpha=0.0,
+    ids=None,
 ):
     """The nc5 keys of :func:`ncinspect.analyze` from in-memory OOD feature arrays (and,
-    with the ID inputs ``prep``, the OOD scores' keys, ``nci`` with ``alpha``)."""
+    with the ID inputs ``prep``, the OOD scores' keys, ``nci`` with ``alpha``; ``ids``: the
+    ID rows' scores when they rode pass 2, else read here)."""
     from ..engines.local import is_dask, plan_chunk_rows
-    from .scores import add_scores, check_alpha, row_scores, scorer_of
+    from .scores import add_scores, check_alpha, checked_scores, row_scores, scorer_of
 
     alpha = check_alpha(alpha)
     sets = ood_features if isinstance(ood_features, dict) else {"ood": ood_features}
+    scorer = None if prep is None else scorer_of(res, alpha)
     sums: dict[str, FeatureSum] = {}
     srcs: dict[str, Any] = {}
+    scored, reasons = {}, {}
     for name, feats in sets.items():
         split = "ood" if str(name) == "ood" else f"ood_{name}"
         if is_dask(feats):
@@ -250,19 +319,21 @@ def add_nc5_arrays(
         src = as_source(feats, f"ood_features[{name!r}]")
         d = src.shape[1] if len(src.shape) == 2 else 1
         rows = chunk_rows or plan_chunk_rows(d, 1)
-        sums[split] = ood_feature_sum(src, rows=rows, engine=engine)
+        if prep is not None and src.shape[1:] != (prep.n_features,):
+            reasons[split] = f"the '{split}' features have another width d"
+        if scorer is None or split in reasons:
+            sums[split] = ood_feature_sum(src, rows=rows, engine=engine)
+        else:  # its sum and its rows' scores in one walk
+            sums[split], scored[split] = ood_feature_sum(
+                src, rows=rows, engine=engine, scorer=scorer
+            )
         srcs[split] = src
     add_nc5(res, sums, list(sums))
     if prep is None:
         return
-    scorer = scorer_of(res, alpha)
-    d = prep.n_features
-    rows = chunk_rows or plan_chunk_rows(d, prep.n_classes)
-    ids = None if scorer is None else row_scores(prep.features, scorer, rows=rows, engine=engine)
-    scored, reasons = {}, {}
-    for split, src in srcs.items():
-        if src.shape[1:] != (d,):
-            reasons[split] = f"the '{split}' features have another width d"
-        elif scorer is not None:
-            scored[split] = row_scores(src, scorer, rows=rows, engine=engine)
+    if ids is not None:
+        ids = checked_scores(ids, prep.features.where)
+    elif scorer is not None:
+        rows = chunk_rows or plan_chunk_rows(prep.n_features, prep.n_classes)
+        ids = row_scores(prep.features, scorer, rows=rows, engine=engine)
     add_scores(res, scorer, ids, scored, list(srcs), reasons)

@@ -9,13 +9,13 @@ Regression lives here, OOD features in :mod:`ncinspect.analyze.ood`.
   own; its feature mean gives ``nc5_ood_orthogonality`` on the in-distribution snapshots of
   the same epoch and layer (:mod:`ncinspect.metrics.ood`).
 
-Rows are walked by the engine (``engine.reduce_rows``: in this process or on Dask), never here.
+Rows are walked by the engine (``engine.run`` of the regression passes of
+:mod:`ncinspect.engines.passes`: in this process, on threads, or on Dask), never here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,12 +24,7 @@ from ..errors import InvalidDataError, ShapeMismatchError
 from ..inputs import check_batch, check_finite, check_numeric
 from ..io.sources import ArraySource, as_source
 from ..metrics.ood import is_ood_split
-from ..metrics.regression import (
-    RegressionFirstPass,
-    RegressionSecondPass,
-    compute_regression_metrics,
-    regression_geometry,
-)
+from ..metrics.regression import compute_regression_metrics, regression_geometry
 from ..results.report import SnapshotResult
 
 __all__ = [
@@ -127,14 +122,6 @@ def prepare_regression(features: Any, targets: Any, weights: Any = None) -> Regr
     return RegressionPrepared(feats, y, w)
 
 
-def _first_chunk(row0, h, y):
-    return RegressionFirstPass.of_chunk(row0, h, y)
-
-
-def _second_chunk(geom, row0, h):
-    return RegressionSecondPass.of_chunk(geom, h)
-
-
 def run_regression(
     prep: RegressionPrepared,
     *,
@@ -145,13 +132,19 @@ def run_regression(
 ) -> SnapshotResult:
     """Both regression passes over ``prep`` and the :class:`SnapshotResult` (name ``/``)."""
     from ..engines.local import LocalEngine, plan_chunk_rows
+    from ..engines.passes import RegressionFirstRows, RegressionSecondRows
 
-    engine = engine if hasattr(engine, "reduce_rows") else LocalEngine()
+    engine = engine if hasattr(engine, "run") else LocalEngine()
     rows = chunk_rows or plan_chunk_rows(
         prep.n_features, prep.n_features // 4 + prep.n_targets, memory_limit=memory_limit
     )
-    first = engine.reduce_rows(
-        _first_chunk, [prep.features], rows, row_arrays=[prep.targets], progress=progress
+    feats, d = {"features": prep.features}, prep.n_features
+    (first,) = engine.run(
+        [RegressionFirstRows(d, prep.n_targets)],
+        feats,
+        rows,
+        row_arrays={"targets": prep.targets},
+        progress=progress,
     )
     if first.n_nonfinite:
         raise InvalidDataError(
@@ -159,9 +152,7 @@ def run_regression(
             f"first at row {first.first_nonfinite_row}"
         )
     geom = regression_geometry(first, prep.n_targets, prep.weights)
-    second = engine.reduce_rows(
-        partial(_second_chunk, geom), [prep.features], rows, progress=progress
-    )
+    (second,) = engine.run([RegressionSecondRows(geom, d)], feats, rows, progress=progress)
     values, extra = compute_regression_metrics(first, second, geom, prep.weights)
     arrays = {"target_covariance": first.target_covariance}
     if prep.weights is not None:

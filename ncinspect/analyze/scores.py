@@ -1,27 +1,35 @@
-"""OOD detection scores: per-row scores of ID and OOD rows (one engine pass each) and the
-``ood_auroc_<s>`` / ``ood_fpr95_<s>`` keys they give on the ID result.
+"""OOD detection scores: per-row scores of ID and OOD rows (passes of the engine's walks) and
+the ``ood_auroc_<s>`` / ``ood_fpr95_<s>`` keys they give on the ID result.
 
 The scores (:mod:`ncinspect.metrics.ood_scores`) use the ID result's ``mu_G``, the basis of
 its centred means and its classifier. Key names follow nc5's: split ``ood`` gives
 ``ood_auroc_ncspan``, split ``ood_<name>`` gives ``ood_auroc_ncspan_<name>``, and a file
 with one named set only gives the plain keys too. Rows are walked by the engine
-(``engine.reduce_rows``), never here; N floats per score are held, never N x d.
+(``engine.run``), never here; N floats per score are held, never N x d.
 """
 
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Any
 
 from ..errors import InvalidDataError, UsageError
 from ..io.sources import as_source
 from ..metrics.nulls import MetricValues, null_warnings
 from ..metrics.ood import NC5_KEY, nc5_key
-from ..metrics.ood_scores import OOD_SCORES, OODScorer, RowScores, auroc, fpr95, score_chunk
+from ..metrics.ood_scores import OOD_SCORES, OODScorer, RowScores, auroc, fpr95
 from ..results.report import SnapshotResult
 
-__all__ = ["check_alpha", "scorer_of", "row_scores", "score_keys", "add_scores"]
+__all__ = [
+    "check_alpha",
+    "scorer_of",
+    "scorer_of_geometry",
+    "id_scores_rider",
+    "row_scores",
+    "checked_scores",
+    "score_keys",
+    "add_scores",
+]
 
 _STATS = (("ood_auroc", auroc), ("ood_fpr95", fpr95))
 
@@ -45,19 +53,47 @@ def scorer_of(res: SnapshotResult, alpha: float = 0.0) -> OODScorer | None:
     return OODScorer(a.global_mean, a.basis, a.weights_all, a.bias_all, float(alpha))
 
 
+def scorer_of_geometry(geom, alpha: float = 0.0) -> OODScorer | None:
+    """The scorer of an ID snapshot from the geometry of its pass 1 (what :func:`scorer_of`
+    reads from its result: the same arrays), so that its rows' scores ride its pass 2."""
+    if geom.global_mean is None:
+        return None
+    return OODScorer(geom.global_mean, geom.basis, geom.weights, geom.bias, float(alpha))
+
+
+def id_scores_rider(alpha: float = 0.0):
+    """``riders(first, geom)`` for :func:`~ncinspect.engines.local.run_passes`: the OOD
+    scores of the ID rows as a pass of the pass-2 walk (none without a global mean), so
+    the ID rows are not read once more for them."""
+    from ..engines.passes import ScoreRows
+
+    def riders(first, geom) -> list:
+        scorer = scorer_of_geometry(geom, alpha)
+        return [] if scorer is None else [ScoreRows(scorer, geom.global_mean.shape[0])]
+
+    return riders
+
+
 def row_scores(
     features, scorer: OODScorer, *, rows: int, engine: Any = None, where: str = "features",
     progress=None,
 ) -> RowScores:  # fmt: skip
     """The per-row scores of ``features`` (an ArraySource or array), one engine pass."""
     from ..engines.local import LocalEngine
+    from ..engines.passes import ScoreRows
 
     src = as_source(features, where)
-    engine = engine if hasattr(engine, "reduce_rows") else LocalEngine()
-    out = engine.reduce_rows(partial(score_chunk, scorer), [src], rows, progress=progress)
+    engine = engine if hasattr(engine, "run") else LocalEngine()
+    d = int(src.shape[1]) if len(src.shape) == 2 else 1
+    (out,) = engine.run([ScoreRows(scorer, d)], {"features": src}, rows, progress=progress)
+    return checked_scores(out, src.where)
+
+
+def checked_scores(out: RowScores, where: str) -> RowScores:
+    """``out``, or an InvalidDataError naming ``where`` when its rows held NaN/Inf."""
     if out.n_nonfinite:
         raise InvalidDataError(
-            f"{src.where}: {out.n_nonfinite} row(s) hold NaN/Inf values, "
+            f"{where}: {out.n_nonfinite} row(s) hold NaN/Inf values, "
             f"first at row {out.first_nonfinite_row}"
         )
     return out

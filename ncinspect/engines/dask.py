@@ -1,10 +1,10 @@
-"""Dask engine: the two passes as one task per row chunk, merged in a fixed binary tree.
+"""Dask engine: any list of passes as one task per row chunk, merged in a fixed binary tree.
 
-Each task computes :meth:`FirstPass.of_chunk` or :func:`~ncinspect.engines.local.pass2_chunk`
-(:meth:`SecondPass.of_chunk`, with the theory sums when asked) of one Dask chunk (all
-columns); partial statistics are merged pairwise in chunk order, so a rerun with the same
-chunks gives byte-identical numbers, and results equal the local engine's to round-off
-(the sums are only grouped differently). The geometry between the passes
+Each task feeds one Dask chunk (all columns) to every pass of the list
+(:mod:`ncinspect.engines.passes`: pass 1, pass 2 and its riders, the regression passes,
+the OOD sums and scores); partial statistics are merged pairwise in chunk order, so a
+rerun with the same chunks gives byte-identical numbers, and results equal the local
+engine's to round-off (the sums are only grouped differently). The geometry between the passes
 (:func:`ncinspect.metrics.between_class_geometry`) is computed here, on the client; it is
 small (C x d). Nothing is duplicated: the maths is the one of :mod:`ncinspect.stats`.
 
@@ -27,7 +27,8 @@ import numpy as np
 from ..errors import UnreadableFileError, UsageError
 from ..io.sources import ArraySource, H5Source
 from ..stats.passes import FirstPass
-from .local import Pass2, check_finite_rows, is_dask, pass2_chunk, read_outputs, theory_rider
+from .local import first_pass, is_dask, reduce_rows, second_pass
+from .passes import Chunk, Float64Rows, fold, read_outputs
 from .threads import one_blas_thread, resolve_threads
 
 __all__ = ["DaskEngine", "DaskSource"]
@@ -153,40 +154,28 @@ def _row_bounds(arr) -> list[tuple[int, int]]:
 # ------------------------------------------------------------------------------------------
 # the tasks (module level: workers import them by name)
 # ------------------------------------------------------------------------------------------
-def _first_chunk(block: np.ndarray, codes: np.ndarray, n_classes: int, row0: int) -> FirstPass:
-    return FirstPass.of_chunk(np.asarray(block), codes, n_classes, row0)
+def _run_chunk(passes, row0: int, names, checks, *blocks):
+    """The statistics of every pass of ``passes`` on one chunk (inputs ``names`` in order;
+    ``checks``: name -> where, of the inputs read as float64 with NaN/Inf raising)."""
+    arrays = {}
+    for name, block in zip(names, blocks, strict=True):
+        block = np.asarray(block)
+        if name in checks:
+            block = read_outputs(block, row0, row0 + block.shape[0], checks[name])
+        arrays[name] = block
+    chunk = Chunk(row0, arrays)
+    return tuple(p.of_chunk(chunk, map) for p in passes)
 
 
-def _second_chunk(
-    geom,
-    block: np.ndarray,
-    codes: np.ndarray,
-    outputs,
-    where: str,
-    row0: int,
-    rider,
-    precision: str = "float64",
-    spectra: bool = False,
-) -> Pass2:
-    if outputs is not None:
-        outputs = read_outputs(outputs, row0, row0 + np.shape(outputs)[0], where)
-    block = np.asarray(block)
-    return pass2_chunk(geom, block, codes, outputs, rider, precision=precision, spectra=spectra)
-
-
-def _reduce_chunk(fn, row0: int, *blocks):
-    return fn(row0, *(np.asarray(b) for b in blocks))
-
-
-def _merge(a, b):
-    return a.merge(b)
+def _merge_each(a: tuple, b: tuple) -> tuple:
+    return tuple(fold(x, [y]) for x, y in zip(a, b, strict=True))
 
 
 def _tree(parts: list):
     """Merge delayed partial statistics pairwise, in order (a fixed, balanced tree)."""
     import dask
 
-    merge = dask.delayed(_merge, pure=True)
+    merge = dask.delayed(_merge_each, pure=True)
     while len(parts) > 1:
         parts = [
             merge(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
@@ -302,65 +291,48 @@ class DaskEngine:
         self.close()
 
     # the passes ----------------------------------------------------------------------
-    def first_pass(self, prep, rows: int, progress=None) -> FirstPass:
+    def run(self, passes, sources, rows: int, *, row_arrays=None, progress=None) -> list:
+        """The merged statistics of ``passes`` (:mod:`ncinspect.engines.passes`) over
+        ``sources``: one Dask task per row chunk feeds the chunk (read once) to every pass;
+        the tasks' statistics are merged pairwise in chunk order (a fixed tree). As
+        :meth:`ncinspect.engines.local.LocalEngine.run`; the passes must be picklable."""
         import dask
 
-        arr = _to_dask(prep.features, rows)
-        task = dask.delayed(_first_chunk, pure=True)
-        parts = [
-            task(blk, prep.codes[a:b], prep.n_classes, a)
-            for blk, (a, b) in zip(arr.to_delayed().ravel(), _row_bounds(arr), strict=True)
+        passes = list(passes)
+        names = list(sources)
+        checks = {k: s.where for k, s in sources.items() if isinstance(s, Float64Rows)}
+        # a float64-checked source is read as stored; the check runs in the task
+        arrs = [
+            _to_dask(s.source if isinstance(s, Float64Rows) else s, rows) for s in sources.values()
         ]
-        first = self.compute(_tree(parts))
-        if progress:
-            progress(prep.n_samples)
-        return check_finite_rows(prep, first)
-
-    def reduce_rows(self, fn, sources, rows: int, *, row_arrays=(), progress=None):
-        """Merge of ``fn(row0, *blocks, *row_slices)``, one Dask task per row chunk.
-
-        As :meth:`ncinspect.engines.local.LocalEngine.reduce_rows`: ``fn`` must be picklable (a
-        module-level function or a ``functools.partial`` of one).
-        """
-        import dask
-
-        arrs = [_to_dask(s, rows) for s in sources]
-        arrs[1:] = [a.rechunk({0: arrs[0].chunks[0]}) for a in arrs[1:]]
+        arrs[1:] = [
+            x.rechunk({0: arrs[0].chunks[0], **({1: -1} if x.ndim == 2 else {})}) for x in arrs[1:]
+        ]
         bounds = _row_bounds(arrs[0])
-        blocks = [list(a.to_delayed().ravel()) for a in arrs]
-        f = dask.delayed(fn, pure=True)
-        task = dask.delayed(_reduce_chunk, pure=True)
+        blocks = [list(x.to_delayed().ravel()) for x in arrs]
+        extra = dict(row_arrays or {})
+        names += list(extra)
+        p = dask.delayed(tuple(passes), pure=True, traverse=False)  # shipped once per worker
+        task = dask.delayed(_run_chunk, pure=True)
         parts = [
-            task(f, a, *(blk[i] for blk in blocks), *(r[a:b] for r in row_arrays))
+            task(
+                p, a, names, checks, *(blk[i] for blk in blocks), *(r[a:b] for r in extra.values())
+            )
             for i, (a, b) in enumerate(bounds)
         ]
-        out = self.compute(_tree(parts))
+        out = list(self.compute(_tree(parts))) if parts else [q.empty() for q in passes]
         if progress:
-            progress(sources[0].shape[0])
+            progress(arrs[0].shape[0])
         return out
 
-    def second_pass(
-        self, prep, geom, rows: int, progress=None, *, theory=False, spectra=False
-    ) -> Pass2:
-        """Pass 2 (and, with ``theory``, the theory sums; with ``spectra``, the d x d sums of
-        the spectral metrics), one Dask task per row chunk."""
-        import dask
+    def first_pass(self, prep, rows: int, progress=None) -> FirstPass:
+        return first_pass(prep, rows, progress, engine=self)
 
-        arr = _to_dask(prep.features, rows)
-        bounds = _row_bounds(arr)
-        outs = [None] * len(bounds)
-        if prep.outputs is not None:
-            out_arr = _to_dask(prep.outputs, rows).rechunk({0: arr.chunks[0], 1: -1})
-            outs = list(out_arr.to_delayed().ravel())
-        g = dask.delayed(geom, pure=True)  # one key, shipped once to each worker
-        rider = dask.delayed(theory_rider(prep, theory), pure=True)
-        where = getattr(prep.outputs, "where", "outputs")
-        task = dask.delayed(_second_chunk, pure=True)
-        parts = [
-            task(g, blk, prep.codes[a:b], out, where, a, rider, self.precision, bool(spectra))
-            for blk, out, (a, b) in zip(arr.to_delayed().ravel(), outs, bounds, strict=True)
-        ]
-        pass2 = self.compute(_tree(parts))
-        if progress:
-            progress(prep.n_samples)
-        return pass2
+    def second_pass(self, prep, geom, rows: int, progress=None, *, riders=()):
+        """``(SecondPass, [rider stats])``: see :func:`ncinspect.engines.local.second_pass`."""
+        return second_pass(prep, geom, rows, progress, riders=riders, engine=self)
+
+    def reduce_rows(self, fn, sources, rows: int, *, row_arrays=(), progress=None):
+        """As :meth:`ncinspect.engines.local.LocalEngine.reduce_rows`: ``fn`` must be
+        picklable (a module-level function or a ``functools.partial`` of one)."""
+        return reduce_rows(self, fn, sources, rows, row_arrays=row_arrays, progress=progress)

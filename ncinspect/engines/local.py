@@ -1,18 +1,20 @@
 """The local engine: every walk over row chunks in this process.
 
-Pass 1 (per-class counts and float64 sums), pass 2 (within-class scatter, decisions and
-outputs given the geometry of pass 1, with the theory sums riding along when asked), the
-generic merge of a per-chunk statistic (:meth:`LocalEngine.reduce_rows`, for OOD means and
-regression moments) and the seeded read of a few rows (:func:`read_rows`) all live here;
-nothing else in the package loops over rows. :mod:`ncinspect.engines.dask` runs the same
-per-chunk kernels on a Dask cluster.
+One walk (:func:`walk`, :meth:`LocalEngine.run`) runs any list of passes
+(:mod:`ncinspect.engines.passes`) over the same rows: each chunk read once, the next one
+read meanwhile, the fixed blocks of each chunk on the thread pool. Pass 1 (per-class counts
+and float64 sums), pass 2 (within-class scatter, decisions and outputs given the geometry of
+pass 1, with the theory sums, the spectra and any other pass riding the same walk), the
+regression passes, the OOD feature sums and scores are such lists; the seeded read of a few
+rows (:func:`read_rows`) lives here too; nothing else in the package loops over rows.
+:mod:`ncinspect.engines.dask` runs the same passes on a Dask cluster.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,29 +24,41 @@ from ..errors import InvalidDataError, ResourceLimitError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry
 from ..stats.pairs import pair_table_bytes, pair_tables_reason
-from ..stats.passes import FirstPass, Geometry, SecondPass, block_rows
-from ..stats.spectra import SpectraPass, merged, spectra_plan
+from ..stats.passes import FirstPass, Geometry, SecondPass
+from ..stats.spectra import SpectraPass, spectra_plan
 from ..stats.theory import TheoryPass
+from .passes import (
+    Chunk,
+    ChunkFn,
+    FirstRows,
+    Float64Rows,
+    SecondRows,
+    SpectraRows,
+    TheoryRows,
+    fold,
+    read_outputs,
+)
 from .threads import Workers, one_blas_thread
 
 __all__ = [
     "ChunkReader",
     "LocalEngine",
-    "Pass2",
     "Passes",
     "Progress",
     "check_finite_rows",
     "expect",
     "first_pass",
-    "pass2_chunk",
     "is_dask",
     "plan_chunk_rows",
     "plan_for",
+    "read_outputs",
     "read_rows",
+    "reduce_rows",
     "row_chunks",
     "run_passes",
     "second_pass",
-    "theory_rider",
+    "theory_rows",
+    "walk",
 ]
 
 Progress = Callable[[int], None]
@@ -177,19 +191,64 @@ class ChunkReader:
         return self.source.read_into(a, b, buf)
 
 
-def first_pass(
-    prep: Prepared, rows: int, progress: Progress | None = None, *, threads: int | None = None
-) -> FirstPass:
-    """Pass 1: per-class counts and float64 sums, chunk by chunk (``threads``: see
-    :class:`~ncinspect.engines.threads.Workers`; the result does not depend on it)."""
-    N, d, C = prep.n_samples, prep.n_features, prep.n_classes
-    first = FirstPass.empty(C, d)
-    reader = ChunkReader(prep.features, rows)
+def walk(
+    passes: Sequence,
+    sources: Mapping[str, Any],
+    rows: int,
+    *,
+    row_arrays: Mapping[str, np.ndarray] | None = None,
+    progress: Progress | None = None,
+    threads: int | None = None,
+) -> list:
+    """Every pass of ``passes`` (see :mod:`ncinspect.engines.passes`) over the same rows, in
+    one walk: each chunk of ``rows`` rows of every source is read once (the next chunk read
+    while this one is used) and fed to each pass in turn, its blocks on a pool of
+    ``threads`` threads; each pass's chunk statistics are merged onto its ``empty()`` in row
+    order. ``row_arrays`` (in memory, same rows) are sliced alongside. Returns the merged
+    statistics in the order of ``passes``; the thread count never changes a bit of them.
+    """
+    passes = list(passes)
+    readers = {k: ChunkReader(src, rows) for k, src in sources.items()}
+    n = next(iter(sources.values())).shape[0]
+    arrays = dict(row_arrays or {})
+
+    def read(a: int, b: int) -> dict:
+        return {k: r.read(a, b) for k, r in readers.items()}  # converted block by block
+
+    accs = [p.empty() for p in passes]
     with Workers(threads) as work:
-        for a, b, h in work.prefetch(reader.read, row_chunks(N, rows)):
-            first = first.merge(FirstPass.of_chunk(h, prep.codes[a:b], C, a, map=work.map))
+        for a, b, data in work.prefetch(read, row_chunks(n, rows)):
+            data.update((k, v[a:b]) for k, v in arrays.items())
+            chunk = Chunk(a, data)
+            accs = fold_each(accs, [p.of_chunk(chunk, work.map) for p in passes])
             if progress:
                 progress(b - a)
+    return accs
+
+
+def fold_each(accs: list, parts: list) -> list:
+    """Each statistic of ``accs`` merged with the part of the same position."""
+    return [fold(acc, [part]) for acc, part in zip(accs, parts, strict=True)]
+
+
+def first_pass(
+    prep: Prepared,
+    rows: int,
+    progress: Progress | None = None,
+    *,
+    threads: int | None = None,
+    engine: Any = None,
+) -> FirstPass:
+    """Pass 1: per-class counts and float64 sums, one walk of ``engine`` (default the local
+    engine with ``threads`` threads; the result does not depend on them)."""
+    engine = engine or LocalEngine(threads=threads)
+    (first,) = engine.run(
+        [FirstRows(prep.n_classes, prep.n_features)],
+        {"features": prep.features},
+        rows,
+        row_arrays={"codes": prep.codes},
+        progress=progress,
+    )
     return check_finite_rows(prep, first)
 
 
@@ -203,66 +262,14 @@ def check_finite_rows(prep: Prepared, first: FirstPass) -> FirstPass:
     return first
 
 
-def read_outputs(outputs, a: int, b: int, where: str) -> np.ndarray:
-    """Rows ``a:b`` of stored outputs as float64; NaN/Inf raise naming the rows."""
-    outs = np.asarray(outputs, dtype=np.float64)
-    if not np.isfinite(outs).all():
-        raise InvalidDataError(f"{where}: NaN/Inf in outputs rows {a}:{b}")
-    return outs
-
-
-@dataclass
-class Pass2:
-    """Pass-2 statistics of some rows, with the theory sums of the same rows riding along.
-
-    ``theory`` is None when not asked for (or when neither outputs nor weights give the
-    network's outputs); so is ``spectra`` (the d x d sums of ``--spectra``) when not asked."""
-
-    second: SecondPass
-    theory: TheoryPass | None = None
-    spectra: SpectraPass | None = None
-
-    def merge(self, other: Pass2) -> Pass2:
-        theory = None if self.theory is None else self.theory.merge(other.theory)
-        return Pass2(self.second.merge(other.second), theory, merged(self.spectra, other.spectra))
-
-
-def theory_rider(prep: Prepared, theory: bool) -> tuple | None:
-    """What :func:`pass2_chunk` needs for the theory sums: ``(weights, bias)`` (None, None
-    with stored outputs), or None when not asked or when there is neither."""
-    if not theory or (prep.outputs is None and prep.weights is None):
+def theory_rows(prep: Prepared) -> TheoryRows | None:
+    """The theory's sums as a pass riding pass 2: from the stored outputs, else from the
+    classifier (``h W^T + b``); None when there is neither."""
+    if prep.outputs is not None:
+        return TheoryRows(prep.n_classes, prep.n_features)
+    if prep.weights is None:
         return None
-    return (None, None) if prep.outputs is not None else (prep.weights, prep.bias)
-
-
-def pass2_chunk(
-    geom: Geometry,
-    h: np.ndarray,
-    codes: np.ndarray,
-    outs: np.ndarray | None,
-    rider,
-    *,
-    map: Callable = map,
-    precision: str = "float64",
-    spectra: bool = False,
-) -> Pass2:
-    """Pass 2 of one chunk (stored features ``h``, float64 ``outs``) and, with a ``rider``
-    from :func:`theory_rider`, the theory sums of the same rows; with ``spectra``, the d x d
-    sums of the spectral metrics (``map`` runs the blocks of pass 2, e.g. on a thread pool;
-    ``precision``: that of pass 2's large products, see :meth:`SecondPass.of_chunk`)."""
-    sums = None
-    if rider is not None:  # in the fixed blocks of pass 2, merged in row order
-        step = block_rows(h.shape[1], geom.n_classes)
-
-        def theory_block(a: int) -> TheoryPass:
-            out = None if outs is None else outs[a : a + step]
-            return TheoryPass.of_rows(h[a : a + step], codes[a : a + step], out, *rider)
-
-        sums = TheoryPass.empty(geom.n_classes, h.shape[1])
-        for part in map(theory_block, range(0, h.shape[0], step)):
-            sums = sums.merge(part)  # reads h and outs only
-    second = SecondPass.of_chunk(geom, h, codes, outs, map=map, precision=precision)
-    return Pass2(second, sums, SpectraPass.of_chunk(geom, h, codes, map=map) if spectra else None)
+    return TheoryRows(prep.n_classes, prep.n_features, prep.weights, prep.bias)
 
 
 def second_pass(
@@ -271,35 +278,27 @@ def second_pass(
     rows: int,
     progress: Progress | None = None,
     *,
+    riders: Sequence = (),
     threads: int | None = None,
-    theory: bool = False,
     precision: str = "float64",
-    spectra: bool = False,
-) -> Pass2:
-    """Pass 2 given the geometry of pass 1, with the sums of ``theory`` and ``spectra`` riding
-    it (``precision``: of the large products, see :meth:`SecondPass.of_chunk`)."""
-
-    reader = ChunkReader(prep.features, rows)
-
-    def read(a: int, b: int):
-        outs = None
-        if prep.outputs is not None:
-            outs = read_outputs(prep.outputs.read(a, b), a, b, prep.outputs.where)
-        return reader.read(a, b), outs  # converted to float64 block by block
-
-    rider = theory_rider(prep, theory)
-    acc = Pass2(
-        SecondPass.empty(prep.n_classes, geom.basis.shape[0]),
-        None if rider is None else TheoryPass.empty(prep.n_classes, prep.n_features),
-        SpectraPass.empty(prep.n_features) if spectra else None,
+    engine: Any = None,
+) -> tuple[SecondPass, list]:
+    """Pass 2 given the geometry of pass 1, and the statistics of the passes ``riders``
+    (theory sums, spectra, OOD scores...) of the same walk: ``(second, [rider stats])``.
+    ``engine`` defaults to the local one with ``threads`` and ``precision`` (that of the
+    large products, see :meth:`SecondPass.of_chunk`)."""
+    engine = engine or LocalEngine(threads=threads, precision=precision)
+    sources = {"features": prep.features}
+    if prep.outputs is not None:
+        sources["outputs"] = Float64Rows(prep.outputs)
+    second, *rest = engine.run(
+        [SecondRows(geom, engine.precision), *riders],
+        sources,
+        rows,
+        row_arrays={"codes": prep.codes},
+        progress=progress,
     )
-    with Workers(threads) as work:
-        kw = dict(map=work.map, precision=precision, spectra=spectra)
-        for a, b, (h, outs) in work.prefetch(read, row_chunks(prep.n_samples, rows)):
-            acc = acc.merge(pass2_chunk(geom, h, prep.codes[a:b], outs, rider, **kw))
-            if progress:
-                progress(b - a)
-    return acc
+    return second, rest
 
 
 def read_rows(src, index: np.ndarray, rows: int) -> np.ndarray:
@@ -315,13 +314,13 @@ def read_rows(src, index: np.ndarray, rows: int) -> np.ndarray:
 
 
 class LocalEngine:
-    """The default engine: both passes in this process, chunk after chunk, the fixed
-    blocks of each chunk on a pool of ``threads`` threads (the next chunk read meanwhile).
+    """The default engine: walks in this process, chunk after chunk, the fixed blocks of
+    each chunk on a pool of ``threads`` threads (the next chunk read meanwhile).
 
-    An engine is any object with ``first_pass(prep, rows, progress)``, ``second_pass(prep,
-    geom, rows, progress, theory=False)`` (a :class:`Pass2`; also given ``spectra=True`` when
-    the spectra are asked for) and ``reduce_rows`` returning the merged statistics
-    (:class:`ncinspect.engines.dask.DaskEngine` runs them on a Dask cluster).
+    An engine is any object with ``run(passes, sources, rows, *, row_arrays=None,
+    progress=None)`` returning the merged statistics of the passes (:func:`walk`), and a
+    ``precision`` (:class:`ncinspect.engines.dask.DaskEngine` runs the passes on a Dask
+    cluster). ``first_pass`` / ``second_pass`` / ``reduce_rows`` are built on ``run``.
     """
 
     name = "local"
@@ -334,36 +333,36 @@ class LocalEngine:
         #: of pass 2's large products: "float64" (default) or "float32" (docs/array-api.md)
         self.precision = check_precision(precision)
 
-    def first_pass(self, prep: Prepared, rows: int, progress: Progress | None = None):
-        return first_pass(prep, rows, progress, threads=self.threads)
+    def run(self, passes, sources, rows: int, *, row_arrays=None, progress=None) -> list:
+        """The merged statistics of ``passes`` over ``sources``, one walk (:func:`walk`)."""
+        kw = dict(row_arrays=row_arrays, progress=progress, threads=self.threads)
+        return walk(passes, sources, rows, **kw)
 
-    def second_pass(
-        self,
-        prep: Prepared,
-        geom: Geometry,
-        rows: int,
-        progress: Progress | None = None,
-        *,
-        theory: bool = False,
-        spectra: bool = False,
-    ) -> Pass2:
-        opts = dict(threads=self.threads, theory=theory, precision=self.precision)
-        return second_pass(prep, geom, rows, progress, spectra=spectra, **opts)
+    def first_pass(self, prep: Prepared, rows: int, progress: Progress | None = None):
+        return first_pass(prep, rows, progress, engine=self)
+
+    def second_pass(self, prep, geom, rows: int, progress=None, *, riders=()):
+        """``(SecondPass, [rider stats])``: see :func:`second_pass`."""
+        return second_pass(prep, geom, rows, progress, riders=riders, engine=self)
 
     def reduce_rows(self, fn, sources, rows: int, *, row_arrays=(), progress=None):
-        """Merge of ``fn(row0, *blocks, *row_slices)`` over the row chunks of ``sources``.
+        """Merge of ``fn(row0, *blocks, *row_slices)`` over the row chunks of ``sources``
+        (one :class:`~ncinspect.engines.passes.ChunkFn` pass; None for no rows)."""
+        return reduce_rows(self, fn, sources, rows, row_arrays=row_arrays, progress=progress)
 
-        ``sources`` are :class:`~ncinspect.io.sources.ArraySource` objects with the same
-        rows (read chunk by chunk); ``row_arrays`` are in-memory arrays sliced alongside.
-        ``fn`` returns a statistic with a ``merge`` method (for OOD means and regression).
-        """
-        acc = None
-        for a, b in row_chunks(sources[0].shape[0], rows):
-            part = fn(a, *(s.read(a, b) for s in sources), *(r[a:b] for r in row_arrays))
-            acc = part if acc is None else acc.merge(part)
-            if progress:
-                progress(b - a)
-        return acc
+
+def reduce_rows(engine, fn, sources, rows: int, *, row_arrays=(), progress=None):
+    """``engine.reduce_rows`` of any engine with ``run``: ``fn`` of whole chunks, merged."""
+    names = [f"s{i}" for i in range(len(sources))]
+    extra = {f"r{i}": r for i, r in enumerate(row_arrays)}
+    (out,) = engine.run(
+        [ChunkFn(fn, [*names, *extra])],
+        dict(zip(names, sources, strict=True)),
+        rows,
+        row_arrays=extra,
+        progress=progress,
+    )
+    return out
 
 
 @dataclass
@@ -376,6 +375,7 @@ class Passes:
     theory: TheoryPass | None = None  #: the theory sums (only when asked for)
     spectra: SpectraPass | None = None  #: the d x d sums of ``spectra=True`` (when they fit)
     spectra_reason: str | None = None  #: why the spectra asked for were not computed
+    riders: list = field(default_factory=list)  #: the statistics of the ``riders`` passes
 
 
 def run_passes(
@@ -390,11 +390,14 @@ def run_passes(
     min_class_count: int = 1,
     theory: bool = False,
     spectra: bool = False,
+    riders: Callable | None = None,
 ) -> Passes:
     """Both passes over ``prep`` in row chunks (in this process unless ``engine`` says).
 
     ``ncc_centres`` are the class centres NCC scores against (default the rows' own class
-    means); ``theory`` / ``spectra``: the theory's sums / the d x d sums ride pass 2.
+    means); ``theory`` / ``spectra``: the theory's sums / the d x d sums ride pass 2, as
+    passes of its walk; so do the passes ``riders(first, geom)`` returns (their statistics
+    in :attr:`Passes.riders`).
     """
     engine = engine or LocalEngine()
     rows, spectra_reason = spectra_plan(spectra, prep, memory_limit, chunk_rows, plan_for)
@@ -410,6 +413,14 @@ def run_passes(
             min_count=min_class_count,
         )
     geom.pair_reason = pair_tables_reason(prep.n_classes, memory_limit)
-    extra = {"spectra": True} if spectra else {}
-    pass2 = engine.second_pass(prep, geom, rows, progress, theory=theory, **extra)
-    return Passes(first, geom, pass2.second, pass2.theory, pass2.spectra, spectra_reason)
+    ride = {"theory": theory_rows(prep) if theory else None}
+    ride["spectra"] = SpectraRows(geom, prep.n_features) if spectra else None
+    ride = {k: v for k, v in ride.items() if v is not None}
+    more = list(riders(first, geom)) if riders is not None else []
+    second, stats = second_pass(
+        prep, geom, rows, progress, riders=[*ride.values(), *more], engine=engine
+    )
+    got = dict(zip(ride, stats, strict=False))
+    out = Passes(first, geom, second, got.get("theory"), got.get("spectra"), spectra_reason)
+    out.riders = stats[len(ride) :]
+    return out

@@ -67,7 +67,10 @@ class Kernel:
       the projection grows by at most ``sqrt(sum(eigvals) / eigvals[-1])`` (bounded by
       :data:`_AMP_MAX`, else the direct layout is used).
     * *direct*: ``proj = e V^T`` and the classifier scores ``h' W^T`` in float64, as the
-      definition reads.
+      definition reads. When pass 2 sums the directional table (own NCC centres, the C x C
+      class terms within :data:`_GATHER_MAX`), its float64 product ``e M~^T`` plus the
+      gathered class term gives the NCC scores as well (``ncc_from_e``): NCC is then decided
+      in float64 and leaves the float32 product.
 
     Scores that serve only a decision (NCC in the direct layout; the classifier when the
     outputs are stored) are computed in float32 and every row whose best two candidates lie
@@ -106,25 +109,29 @@ class Kernel:
         if r:
             amp = math.sqrt(float(geom.eigvals.sum()) / float(geom.eigvals[-1]))
         self.from_scores = bool(r and own and C < d and C * C <= _GATHER_MAX and amp <= _AMP_MAX)
+        # The directional table needs e . m'_c' in float64 (a product of width C): in the
+        # direct layout that product, plus the class term, gives the NCC scores too, so NCC
+        # leaves the float32 product rather than being computed twice.
+        self.ncc_from_e = self.from_scores or bool(self.pairs and own and C * C <= _GATHER_MAX)
         # float64 product columns: [NCC (C)] [W (C) if logits64] [basis (r) in direct]
         cols64, cols32 = [], []
         if self.from_scores:
             cols64.append(ncc)
             self.proj_map = (cen @ geom.basis.T) / geom.eigvals  # A (C, r)
-        else:
+        elif not self.ncc_from_e:
             cols32.append(ncc)
         if self.has_w:
             (cols64 if self.logits64 else cols32).append(w)
-        self.ncc64 = self.from_scores
+        self.ncc64 = self.ncc_from_e
         # the numpy kernel's right-hand sides are built on first use (cached_property below):
         # a kernel placed on a device (Placed) never builds them
         self._cols, self._basis, self._ncc, self._w = (cols64, cols32), geom.basis, ncc, w
         self._local = threading.local()
         self._geom = geom
         self._placed: dict = {}
-        if self.from_scores:  # class terms M~_y [ncc | W]^T / units, gathered by label
+        if self.ncc_from_e:  # class terms M~_y [ncc | W]^T / units, gathered by label
             self.k_ncc = cen @ ncc.T
-            self.k_w = cen @ w.T if self.has_w else None
+            self.k_w = cen @ w.T if self.has_w and self.from_scores else None
         # constants of the float32 error bounds
         kappa = 1.02 * (d + 4) * (_U32 + _U64)
         self.kappa = kappa
@@ -151,6 +158,13 @@ class Kernel:
         """(d, k) float32 right-hand side of the numpy kernel's decision-only product."""
         cols = self._cols[1]
         return np.ascontiguousarray(np.vstack(cols).T, dtype=np.float32) if cols else None
+
+    @functools.cached_property
+    def e64(self) -> np.ndarray | None:
+        """(d, C) right factor of the residuals' NCC product (direct layout, ``ncc_from_e``)."""
+        if self.from_scores or not self.ncc_from_e:
+            return None
+        return np.ascontiguousarray(self._ncc.T)
 
     @functools.cached_property
     def basis_t(self) -> np.ndarray | None:
@@ -428,9 +442,14 @@ def numpy_block(kern: Kernel, block: np.ndarray, y: np.ndarray, outputs, rows: i
     e, x, sq = residuals(kern, block, y, buf)
     stats.class_sq = np.bincount(y, weights=sq, minlength=C)
     s64 = None if kern.d64 is None else np.matmul(x, kern.d64, out=buf.s64[:m])
+    se = None  # e . m'_c' (m, C) in float64: the NCC scores of the residuals
+    if kern.from_scores:
+        se = s64[:, :C]
+    elif kern.ncc_from_e:
+        se = np.matmul(e, kern.e64)
     pairs = None
-    if kern.pairs:  # e . m'_c': the NCC scores of e when they are formed, else one product
-        pairs = block_pairs(s64[:, :C] if kern.from_scores else e @ kern.centred_s.T, y)
+    if kern.pairs:  # the directional sums read e . m'_c': those scores, else one product
+        pairs = block_pairs(se if se is not None else e @ kern.centred_s.T, y)
     if kern.from_scores:  # e M~^T A = e V^T, then the class term of h' = e + M~_y
         proj = s64[:, :C] @ kern.proj_map
         s64[:, :C] += np.take(kern.k_ncc, y, axis=0)
@@ -442,8 +461,10 @@ def numpy_block(kern: Kernel, block: np.ndarray, y: np.ndarray, outputs, rows: i
         stats.proj_sq = np.einsum("ij,ij->j", proj, proj)
 
     s32, xnorm = scores32(kern, x, sq)
-    if kern.ncc64:
-        ncc = np.argmin(kern.distances(s64[:, :C]), axis=1)
+    if kern.ncc64:  # h' . m'_c = e . m'_c + M~_y . m'_c (added above in the scores layout)
+        if not kern.from_scores:
+            se += np.take(kern.k_ncc, y, axis=0)
+        ncc = np.argmin(kern.distances(se), axis=1)
     else:
         ncc = ncc_float32(kern, s32[:, :C], x, xnorm)
     stats.ncc_correct = np.bincount(y[ncc == y], minlength=C)

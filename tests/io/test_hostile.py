@@ -408,6 +408,39 @@ def test_report_while_a_writer_appends(tmp_path, capsys):
         proc.wait(timeout=30)
 
 
+@pytest.mark.parametrize("being_written", [True, False])
+def test_a_failed_read_of_a_file_being_written_is_read_again(tmp_path, monkeypatch, being_written):
+    """HDF5 without SWMR: a reader can meet a file between two of the writer's metadata
+    writes (seen as 'no arrays'). Only a file a writer holds open is read again; a closed
+    file's error is final at once."""
+    from ncinspect import dump as dump_mod
+    from ncinspect.errors import MissingArrayError
+
+    h, y, m = make_data(C=3, d=4, n=12)
+    path = tmp_path / "run.h5"
+    with h5py.File(path, "w") as f:
+        f["features"], f["labels"], f["weights"] = h, y, m
+    real, calls = dump_mod.Dump._open, []
+
+    def flaky(self):
+        calls.append(1)
+        if len(calls) == 1:
+            self.being_written = being_written
+            raise MissingArrayError(f"{self.path}: no features array found")
+        return real(self)
+
+    monkeypatch.setattr(dump_mod, "_LIVE_WAIT", 0.0)
+    monkeypatch.setattr(dump_mod.Dump, "_open", flaky)
+    if being_written:
+        with ncinspect.open_dump(path) as d:
+            assert [s.name for s in d.snapshots] == ["/"]
+        assert len(calls) == 2
+    else:
+        with pytest.raises(MissingArrayError):
+            ncinspect.open_dump(path)
+        assert len(calls) == 1
+
+
 # --- NPZ members -----------------------------------------------------------------------------
 
 

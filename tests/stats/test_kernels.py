@@ -60,8 +60,10 @@ def test_near_ties_are_decided_as_in_float64(stored_outputs):
     assert m["nc4_ncc_mismatch"] == pytest.approx(np.sum(clf_ref != ncc_ref) / n, rel=1e-12)
 
 
-def test_float32_decisions_on_many_classes_match_float64():
-    """C >= d: NCC by float32 scores with float64 rechecks, on data near chance."""
+@pytest.mark.parametrize("pairs", [False, True])
+def test_float32_decisions_on_many_classes_match_float64(pairs):
+    """C >= d, on data near chance: NCC by float32 scores with float64 rechecks, or (with the
+    directional table, whose float64 residual scores it reads) by those scores."""
     rng = np.random.default_rng(3)
     C, d, n = 40, 8, 3000
     M = rng.standard_normal((C, d))
@@ -70,10 +72,13 @@ def test_float32_decisions_on_many_classes_match_float64():
     W = M + 0.3 * rng.standard_normal((C, d))
     first = FirstPass.of_chunk(h, y, C)
     geom = between_class_geometry(first, weights=W)
+    if not pairs:
+        geom.pair_reason = "not summed in this test"
     means = first.class_means()
     ncc_ref, clf_ref = _float64_decisions(h, means, W)
     second = SecondPass.of_chunk(geom, h, y, rng.random((n, C)))
-    assert not geom.kernels[False].ncc64  # the float32 path ran
+    assert geom.kernels[False].ncc64 == pairs  # pairs: float64 scores, else the float32 path
+    assert not geom.kernels[False].from_scores
     np.testing.assert_array_equal(second.ncc_correct, np.bincount(y[ncc_ref == y], minlength=C))
     np.testing.assert_array_equal(second.clf_correct, np.bincount(y[clf_ref == y], minlength=C))
     np.testing.assert_array_equal(second.agree, np.bincount(y[clf_ref == ncc_ref], minlength=C))
