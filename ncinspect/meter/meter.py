@@ -390,7 +390,9 @@ class Meter:
         """Weights given as a live tensor must not change between the passes."""
         if self._weights_src is None:
             return
-        now = to_host(self._weights_src, "weights").astype(np.float64)
+        now = to_host(self._weights_src, "weights")  # a view for CPU tensors: no float64 copy
+        if now.dtype.kind not in "fiub":
+            now = now.astype(np.float64)
         _check_finite(now, "weights", " (they were when the meter was made)")
         if now.shape != self.weights.shape or not np.array_equal(now, self.weights):
             raise InvalidDataError(

@@ -39,7 +39,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidDataError
-from .blocks import first_rows
 from .kernel import BlockStats, block_rows, kernel_for, numpy_block
 from .namespace import device_of, is_numpy, on_device, scatter_add
 from .protocol import Declared, declare, merge_moments
@@ -322,19 +321,18 @@ class SecondState(_Checked):
             self._host_resid(xp, kern, means, h, b)
 
     def _host_resid(self, xp, kern, means, h, b) -> None:
-        """``resid`` += the sum by class of ``h / scale - means / scale``, by the namespace's
-        scatter-adds (torch ``index_add_``: faster on a CPU than a sparse indicator)."""
-        C, d = self.resid.shape
-        zeros = xp.zeros((C, d), dtype=xp.float64, device=device_of(h))
-        sums = class_sums(xp, zeros, h, b.ys, first_rows(d, C))
-        ones = xp.ones(b.ys.shape, dtype=xp.float64, device=device_of(h))
-        counts = scatter_add(xp, xp.zeros((C,), dtype=xp.float64, device=device_of(h)), b.ys, ones)
+        """``resid`` += the residuals ``h / scale - means_y / scale`` summed by class, by the
+        namespace's scatter-adds over cache-sized blocks (torch ``index_add_``: faster on a
+        CPU than a sparse indicator; work in m x d, no C x d temporary)."""
         cached = getattr(kern, "host_means", None)
         if cached is None or cached[0] is not means:
             m = np.where(np.isfinite(means), means, 0.0) / (1.0 / kern.inv_scale)
             kern.host_means = cached = (means, _put(xp, m, self.resid))
-        scaled = sums if kern.inv_scale == 1.0 else sums * kern.inv_scale
-        self.resid = self.resid + (scaled - counts[:, None] * cached[1])
+        for a, z in _blocks(xp, h, self.resid.shape[0]):
+            hf = _float64(xp, h[a:z, ...], "features")
+            hs = hf if kern.inv_scale == 1.0 else hf * kern.inv_scale
+            e = hs - xp.take(cached[1], b.ys[a:z], axis=0)
+            self.resid = scatter_add(xp, self.resid, b.ys[a:z], e)
 
     def _add_block(self, xp, part: Any, pairs: Any = None) -> None:
         """Add one block's host statistics (:class:`~ncinspect.stats.kernel.BlockStats`;
