@@ -41,6 +41,14 @@ def check_second(values: dict[str, np.ndarray], counts: np.ndarray, n_classes: i
     problem = problems(values, n_classes, 2)
     if problem:
         raise InvalidDataError(problem)
+    unchecked = int(values.get("n_unchecked", 0))
+    if unchecked:
+        raise InvalidDataError(
+            f"precision float32: {unchecked} row(s) of pass 2 lay within float32 rounding of "
+            "a tie between two decisions, beyond the rows an accelerator decides again in "
+            "float64 per batch (1/8 of its rows); their decisions are unknown: use "
+            "precision='float64' (or smaller batches)"
+        )
     counts = np.asarray(counts, dtype=np.int64)
     seen = values["seen"]
     new = (seen > 0) & (counts == 0)

@@ -17,7 +17,8 @@ summed where they live, into float64 states on that device
 (:mod:`ncinspect.stats.device`): ``update`` never waits for the device (no host copy, no
 value read); labels out of range, non-integer labels and NaN/Inf rows are counted there and
 refused at :meth:`~Meter.next_pass` / :meth:`~Meter.compute`, the only two host reads of a
-pass. Host rows use the numpy kernels of :mod:`ncinspect.stats` and are checked at once.
+pass. Host rows use the numpy kernels of :mod:`ncinspect.stats` and are checked at once;
+in pass 2, CPU tensors go through the numpy fast path on a zero-copy view, into torch states.
 Any split of the rows into batches, and meters merged with :meth:`Meter.merge` (or across
 processes by :func:`ncinspect.integrations.distributed.all_reduce_meter`), give the
 single-process numbers to the rounding of float64 sums. ``precision="float32"``: pass 2's
@@ -45,7 +46,7 @@ from ..errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry
 from ..stats.device import FirstState, SecondState
-from ..stats.namespace import batch_dtype, check_precision, device_of, meter_batch
+from ..stats.namespace import batch_dtype, check_precision, device_of, is_numpy, meter_batch
 from ..stats.passes import FirstPass, SecondPass
 from ..stats.protocol import NUMPY, merged, placed
 from .checks import check_same_rows, check_second, never_seen, problems
@@ -166,7 +167,7 @@ class Meter:
         """Pass 1's class counts and sums on the host (None before any batch; a host copy)."""
         if self._first is not None:
             return self._first
-        return None if self._s1 is None else self._s1.to_first_pass()
+        return None if self._s1 is None else FirstPass.of_state(self._s1)
 
     @property
     def _means(self) -> np.ndarray:
@@ -178,7 +179,7 @@ class Meter:
     @property
     def second(self) -> SecondPass | None:
         """Pass 2's statistics on the host (None before pass 2's first batch)."""
-        return None if self._s2 is None else self._s2.to_second_pass(self.weights is not None)
+        return None if self._s2 is None else SecondPass.of_state(self._s2, self.weights is not None)
 
     def update(self, features: Any, labels: Any) -> None:
         """Add one batch to the current pass, on the device of ``features``.
@@ -194,7 +195,7 @@ class Meter:
             if self._s1 is None:
                 self._s1 = FirstState.new(_state_xp(xp), _device(xp, h), *self._shape(h))
             self._s1 = _place(self._s1, xp, h)
-            if xp is None:
+            if is_numpy(xp):
                 self._s1.add_pass(FirstPass.of_chunk(h, y, self.n_classes, row0), m)
             else:
                 self._s1.update(xp, h, y, row0)
@@ -207,7 +208,7 @@ class Meter:
                 where = (_state_xp(xp), _device(xp, h))
                 self._s2 = SecondState.new(*where, *self._shape(h), rank, pairs)
             self._s2 = _place(self._s2, xp, h)
-            if xp is None:  # host rows: checked at once (reading them costs nothing)
+            if is_numpy(xp):  # host rows: checked at once (reading them costs nothing)
                 sums = FirstPass.of_chunk(h, y, self.n_classes)  # also counts non-finite rows
                 if sums.n_nonfinite:
                     raise InvalidDataError("features: pass 2 met row(s) holding NaN/Inf values")
@@ -236,7 +237,7 @@ class Meter:
         problem = problems(values, self.n_classes, 1)
         if problem:
             raise InvalidDataError(problem)
-        first = self._s1.to_first_pass(values)
+        first = FirstPass.of_state(self._s1, values)
         self._check_weights_unchanged()
         self._first = first
         self.geometry = self._geometry()
@@ -271,7 +272,7 @@ class Meter:
             prep,
             self._first,
             self.geometry,
-            self._s2.to_second_pass(self.weights is not None, values),
+            SecondPass.of_state(self._s2, self.weights is not None, values),
             per_class=self.per_class,
             center=self.center,
             ncc_label="own",
@@ -374,7 +375,7 @@ class Meter:
             problem = problems(values, self.n_classes, 1)
             if problem:
                 raise InvalidDataError(f"meter state: {problem}")
-            first = s1.to_first_pass(values)
+            first = FirstPass.of_state(s1, values)
         keep = self.geometry is not None and same_first(self._first, first)
         self.pass_number, self._s1, self._s2 = got["pass_number"], s1, s2
         self._dtype, self._first, self._row = got["dtype"], first, 0
@@ -389,7 +390,9 @@ class Meter:
         """Weights given as a live tensor must not change between the passes."""
         if self._weights_src is None:
             return
-        now = to_host(self._weights_src, "weights").astype(np.float64)
+        now = to_host(self._weights_src, "weights")  # a view for CPU tensors: no float64 copy
+        if now.dtype.kind not in "fiub":
+            now = now.astype(np.float64)
         _check_finite(now, "weights", " (they were when the meter was made)")
         if now.shape != self.weights.shape or not np.array_equal(now, self.weights):
             raise InvalidDataError(
@@ -399,11 +402,11 @@ class Meter:
 
 
 def _state_xp(xp: Any) -> Any:
-    return NUMPY if xp is None else xp
+    return NUMPY if is_numpy(xp) else xp
 
 
 def _device(xp: Any, h: Any) -> Any:
-    return None if xp is None else device_of(h)
+    return None if is_numpy(xp) else device_of(h)
 
 
 def _place(state: Any, xp: Any, h: Any) -> Any:

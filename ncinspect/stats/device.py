@@ -11,12 +11,24 @@ sums are scatter-adds (:func:`scatter_add`: torch ``index_add_``, CuPy ``scatter
 ``.at[].add``, numpy ``bincount``/sparse); never a dense C x rows indicator except for an
 unknown array library at small C (:func:`ncinspect.stats.namespace.scatter_add`).
 
-``to_first_pass`` / ``to_second_pass`` turn a state into the host
+``FirstPass.of_state`` / ``SecondPass.of_state`` turn a state into the host
 :class:`~ncinspect.stats.FirstPass` / :class:`~ncinspect.stats.SecondPass` (one copy per
 dtype), from which every metric is computed exactly as for a file.
 
-``precision="float32"`` keeps one host read per batch: the number of rows near a tie,
-decided again in float64.
+Rows in host memory (CPU tensors) skip to the numpy fast path of pass 2
+(:func:`~ncinspect.stats.kernel.numpy_block`) on a zero-copy view (:func:`host_view`), whose
+block sums are added to the state: the same numbers as numpy arrays, at numpy's speed.
+
+``SecondState`` is also the array-API file path's pass 2
+(:func:`ncinspect.stats.xp.second_sums`): one namespace kernel for files on a device and
+for the Meter, with the per-geometry constants of the numpy kernel
+(:class:`~ncinspect.stats.kernel.Kernel`, placed on the device).
+
+``precision="float32"``: rows whose float32 decision lies within the rounding bound of a
+tie are decided again in float64. On the host (numpy, CPU devices) every such row is; on an
+accelerator, where counting them would be a host read, the first :func:`recheck_capacity`
+of each block are (a fixed shape), and the rows beyond are counted on the device
+(``n_unchecked``) and refused at the end of the pass, never guessed.
 """
 
 from __future__ import annotations
@@ -27,31 +39,72 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidDataError
-from .blocks import Moments
-from .kernel import block_rows
-from .namespace import device_of, scatter_add
-from .passes import FirstPass, SecondPass
+from .kernel import BlockStats, block_rows, kernel_for, numpy_block
+from .namespace import device_of, is_numpy, on_device, scatter_add
 from .protocol import Declared, declare, merge_moments
 from .xp import as_float64 as _float64
-from .xp import decisions as _decisions
-from .xp import device_geometry as _device_geometry
-from .xp import gap as _gap
-from .xp import patch as _patch
-from .xp import precision_gamma, scores_projection
+from .xp import (
+    as_labels,
+    class_sums,
+    decisions,
+    gap,
+    precision_gamma,
+    scores_projection,
+    xp_block_rows,
+)
 
-__all__ = ["FirstState", "SecondState"]
+__all__ = ["FirstState", "SecondState", "second_sums", "overflow_error"]
 
 
-def _blocks(xp: Any, h: Any, n_classes: int):
-    """Row ranges of a batch: cache-sized blocks on a CPU (the numpy kernels' block rows,
-    :func:`ncinspect.stats.kernel.block_rows`), where the work arrays then stay in cache;
-    the whole batch on an accelerator, where one launch per operation is what pays."""
-    m = h.shape[0]
+def on_host(xp: Any, h: Any) -> bool:
+    """Whether ``h`` lives in host memory (numpy, a CPU device): there reading a count is
+    no synchronisation with a device."""
+    if is_numpy(xp):
+        return True
     dev = device_of(h)
     kind = getattr(dev, "type", None)  # torch; CuPy and JAX devices have no .type
-    on_host = kind == "cpu" if isinstance(kind, str) else "cpu" in str(dev).lower()
-    step = block_rows(h.shape[1], n_classes) if on_host else max(m, 1)
+    return kind == "cpu" if isinstance(kind, str) else "cpu" in str(dev).lower()
+
+
+def _blocks(xp: Any, h: Any, n_classes: int, step: int | None = None):
+    """Row ranges of a batch: cache-sized blocks on a CPU (the numpy kernels' block rows,
+    :func:`ncinspect.stats.kernel.block_rows`), where the work arrays then stay in cache;
+    on an accelerator the whole batch (one launch per operation is what pays), or blocks
+    of ``step`` rows (the file path's memory bound)."""
+    m = h.shape[0]
+    if on_host(xp, h):
+        step = block_rows(h.shape[1], n_classes)
+    elif step is None:
+        step = max(m, 1)
     return [(a, min(m, a + step)) for a in range(0, m, step)] or [(0, 0)]
+
+
+def host_view(xp: Any, a: Any) -> np.ndarray | None:
+    """A zero-copy numpy view of ``a`` when it lies in host memory with a numpy dtype
+    (numpy, CPU torch tensors), else None (device arrays, bfloat16)."""
+    if isinstance(a, np.ndarray):
+        return a
+    if not on_host(xp, a):
+        return None
+    try:
+        return np.from_dlpack(a)
+    except (TypeError, RuntimeError, BufferError, AttributeError):
+        return None
+
+
+def _put(xp: Any, a: Any, like: Any) -> Any:
+    """Host values ``a`` as an array of ``like``'s namespace, dtype and device."""
+    if isinstance(like, np.ndarray):
+        return np.asarray(a, dtype=like.dtype)
+    return xp.asarray(
+        np.asarray(a, dtype=str(like.dtype).rsplit(".", 1)[-1]), device=device_of(like)
+    )
+
+
+def recheck_capacity(m: int) -> int:
+    """Rows of a block of ``m`` rows decided again in float64 on an accelerator (float32
+    mode): a fixed shape, so no count is read; 1/8 of the rows (at least 64)."""
+    return min(m, max(64, -(-m // 8)))
 
 
 @dataclass
@@ -150,14 +203,13 @@ class FirstState(_Checked):
         self._count(b, h.shape[0])
         self.counts = scatter_add(xp, self.counts, b.ys, xp.astype(b.ok, xp.int64))
         for a, z in _blocks(xp, h, C):
-            hf = _float64(xp, h[a:z, ...], "features")
-            self.sums = scatter_add(xp, self.sums, b.ys[a:z], hf)
+            self.sums = class_sums(xp, self.sums, h[a:z, ...], b.ys[a:z], max(z - a, 1))
         return self
 
-    def add_pass(self, part: FirstPass, n_rows: int) -> FirstState:
+    def add_pass(self, part: Any, n_rows: int) -> FirstState:
         """Add a host :class:`FirstPass` of ``n_rows`` checked rows (numpy states only)."""
         if part.sum_scale != 1.0:
-            raise _overflow()
+            raise overflow_error()
         self.n_rows = self.n_rows + n_rows
         self.n_nonfinite = self.n_nonfinite + part.n_nonfinite
         if part.first_nonfinite_row is not None:
@@ -166,14 +218,9 @@ class FirstState(_Checked):
         self.sums = self.sums + part.sums
         return self
 
-    def to_first_pass(self, values: dict | None = None) -> FirstPass:
-        values = self.to_host() if values is None else values
-        if not np.isfinite(values["sums"]).all():
-            raise _overflow()
-        return FirstPass(values["counts"], values["sums"])
 
-
-def _overflow():
+def overflow_error() -> InvalidDataError:
+    """The Meter's refusal of class sums beyond float64 (it keeps unscaled sums)."""
     return InvalidDataError(
         "features: the class sums overflow float64 (values near 1e308): the Meter keeps "
         "unscaled sums; divide the features by a power of two, or analyse the rows from a file"
@@ -195,6 +242,7 @@ class SecondState(_Checked):
     max_abs_err: Any = declare("max", (), "float64")
     out_abs_max: Any = declare("max", (), "float64")
     n_rechecked: Any = declare("sum", (), "int64")
+    n_unchecked: Any = declare("sum", (), "int64")  # near ties beyond the recheck capacity
     pair_sq: Any = declare("sum", ("P", "P"), "float64")  # directional table; P = 0: none
     seen: Any = declare("sum", ("C",), "int64")
     resid: Any = declare("sum", ("C", "d"), "float64")  # sum of e = h / scale - mu_y / scale
@@ -218,32 +266,105 @@ class SecondState(_Checked):
         row0: int = 0,
         *,
         precision: str = "float64",
+        outputs: Any = None,
+        step: int | None = None,
+        check: bool = True,
+        sync_free: bool = True,
     ) -> SecondState:
         """Add a batch given pass 1's :class:`~ncinspect.stats.Geometry` and class means
-        (host (C, d), NaN for a class without rows); returns self."""
+        (host (C, d), NaN for a class without rows); returns self.
+
+        ``outputs``: stored (m, C) outputs (the file path): the classifier decisions and
+        SQI sums come from them when there is no classifier. ``step``: rows per block on an
+        accelerator (default the whole batch). ``check``: also the residual sums that
+        :func:`ncinspect.meter.checks.check_same_rows` reads. ``sync_free``: the float32
+        recheck of an accelerator keeps a fixed shape (False: the file path, which reads its
+        sums back anyway, rechecks every flagged row)."""
         C, m = geom.n_classes, h.shape[0]
         b = _prepare(xp, h, y, C, row0)
         self._count(b, m)
         self.seen = scatter_add(xp, self.seen, b.ys, xp.astype(b.ok, xp.int64))
         if m == 0:
             return self
-        g = _device_geometry(xp, geom, device_of(h))
+        rows = host_view(xp, h) if precision == "float64" and outputs is None else None
+        if rows is not None:  # host memory: the numpy fast path on a view of the rows
+            self._host_rows(xp, geom, means, (h, rows), b, check)
+            return self
+        g = kernel_for(geom, True).placed(xp, device_of(h))
         keep = b.good if g.all_present else b.good & xp.take(g.present, b.ys, axis=0)
         zero = xp.zeros((), dtype=xp.float64, device=device_of(h))
-        for a, z in _blocks(xp, h, C):
+        cap = sync_free and not on_host(xp, h)
+        cm = _class_means(xp, g, means)
+        for a, z in _blocks(xp, h, C, step):
             hf = _float64(xp, h[a:z, ...], "features")
-            self._block(xp, g, geom, means, hf, b.ys[a:z], keep[a:z], zero, precision)
+            out = None if outputs is None else _float64(xp, outputs[a:z, ...], "outputs")
+            blk = (hf, b.ys[a:z], keep[a:z], out)
+            self._block(xp, g, cm, blk, zero, precision == "float32", cap, check)
         return self
 
-    def _block(self, xp, g, geom, means, hf, ys, keep, zero, precision) -> None:
-        C, r = geom.n_classes, geom.basis.shape[0]
+    def _host_rows(self, xp, geom, means, hr, b, check) -> None:
+        """A batch in host memory (a CPU tensor) through :func:`numpy_block` on a zero-copy
+        numpy view, block by block as for a file, each block's sums added to this state.
+        Rows with a bad label or NaN/Inf are left out (the pass is refused at its end)."""
+        h, rows = hr  # the batch and its numpy view
+        ys, good = host_view(xp, b.ys), host_view(xp, b.good)
+        if not good.all():
+            rows, ys = rows[good], ys[good]
+        kern = kernel_for(geom, True)
+        C, n = geom.n_classes, rows.shape[0]
+        step = block_rows(rows.shape[1], C)
+        for a in range(0, n, step):
+            blk = rows[a : a + step], ys[a : a + step]
+            part, pairs = numpy_block(kern, *blk, None, min(step, n), BlockStats.empty)
+            self._add_block(xp, part, pairs)
+        if check:  # residual sums by class (pass 2's class means minus pass 1's)
+            self._host_resid(xp, kern, means, h, b)
+
+    def _host_resid(self, xp, kern, means, h, b) -> None:
+        """``resid`` += the residuals ``h / scale - means_y / scale`` summed by class, by the
+        namespace's scatter-adds over cache-sized blocks (torch ``index_add_``: faster on a
+        CPU than a sparse indicator; work in m x d, no C x d temporary)."""
+        cached = getattr(kern, "host_means", None)
+        if cached is None or cached[0] is not means:
+            m = np.where(np.isfinite(means), means, 0.0) / (1.0 / kern.inv_scale)
+            kern.host_means = cached = (means, _put(xp, m, self.resid))
+        for a, z in _blocks(xp, h, self.resid.shape[0]):
+            hf = _float64(xp, h[a:z, ...], "features")
+            hs = hf if kern.inv_scale == 1.0 else hf * kern.inv_scale
+            e = hs - xp.take(cached[1], b.ys[a:z], axis=0)
+            self.resid = scatter_add(xp, self.resid, b.ys[a:z], e)
+
+    def _add_block(self, xp, part: Any, pairs: Any = None) -> None:
+        """Add one block's host statistics (:class:`~ncinspect.stats.kernel.BlockStats`;
+        ``pairs``: its ``(classes, sums)`` of the directional table) to this state."""
+        like = self.class_sq
+        if self.proj_sq.shape[0]:
+            self.proj_sq = self.proj_sq + _put(xp, part.proj_sq, like)
+        self.class_sq = self.class_sq + _put(xp, part.class_sq, like)
+        for name in ("ncc_correct", "clf_correct", "agree"):
+            value = _put(xp, np.asarray(getattr(part, name), np.int64), self.seen)
+            setattr(self, name, getattr(self, name) + value)
+        if part.has_outputs:
+            mo = [[m.count, m.mean, m.m2] for m in (part.true_out, part.wrong_out)]
+            self.outputs = merge_moments(xp, self.outputs, _put(xp, mo, like))
+            self.sq_err = self.sq_err + part.sq_err
+            self.max_abs_err = xp.maximum(self.max_abs_err, _put(xp, part.max_abs_err, like))
+            self.out_abs_max = xp.maximum(self.out_abs_max, _put(xp, part.out_abs_max, like))
+        if pairs is not None and self.pair_sq.shape[0]:
+            classes, sums = pairs
+            idx = _put(xp, np.asarray(classes, np.int64), self.seen)
+            self.pair_sq = scatter_add(xp, self.pair_sq, idx, _put(xp, sums, like))
+
+    def _block(self, xp, g, class_means, blk, zero, f32, cap, check) -> None:
+        """The one pass-2 kernel of a block of rows, on any namespace and device."""
+        hf, ys, keep, outputs = blk
+        C, r = g.n_classes, g.rank
         hs = hf if g.inv_scale == 1.0 else hf * g.inv_scale  # exact power-of-two scaling
-        f32 = precision == "float32"
         # e = (h - mu_y) / scale from pass 1's class means (also of classes below min_count)
-        e = hs - xp.take(_class_means(xp, g, means), ys, axis=0)
+        e = hs - xp.take(class_means, ys, axis=0)
         hc = None if g.from_scores and not f32 else hs - g.mu_scaled[None, :]  # h' (decisions)
-        # residual sums by class: pass 2's class means minus pass 1's (checked at compute)
-        self.resid = scatter_add(xp, self.resid, ys, e)
+        if check:  # residual sums by class: pass 2's class means minus pass 1's
+            self.resid = scatter_add(xp, self.resid, ys, e)
         scores, proj, es = scores_projection(xp, g, e, hc, ys, C, r, f32)
         if self.pair_sq.shape[0]:  # the directional table (ncinspect.stats.pairs)
             self._pairs(xp, g, e, es, ys, keep, zero, f32)
@@ -252,25 +373,31 @@ class SecondState(_Checked):
         sq = xp.where(keep, xp.sum(e * e, axis=1), zero)
         self.class_sq = scatter_add(xp, self.class_sq, ys, sq)
 
-        has_clf = geom.weights is not None
-        dist, ncc, logits, _, clf = _decisions(xp, g, scores, C, has_clf, None)
-        ncc_ok, clf_ok, agree_ok = ncc == ys, None, None
-        if clf is not None:
-            clf_ok, agree_ok = clf == ys, clf == ncc
+        dist, ncc, logits, clf_out, clf = decisions(xp, g, scores, C, g.has_w, outputs)
+        self._count_ok(xp, ys, keep, ncc, clf, 1)
         if f32:
-            ncc_ok, clf_ok, agree_ok = self._recheck(
-                xp, g, hc, ys, dist, ncc, logits, clf, ncc_ok, clf_ok, agree_ok
-            )
-        self.ncc_correct = scatter_add(xp, self.ncc_correct, ys, xp.astype(ncc_ok & keep, xp.int64))
-        if clf is not None:
-            self.clf_correct = scatter_add(
-                xp, self.clf_correct, ys, xp.astype(clf_ok & keep, xp.int64)
-            )
-            self.agree = scatter_add(xp, self.agree, ys, xp.astype(agree_ok & keep, xp.int64))
-        if logits is not None:
+            if hc is None:
+                hc = hs - g.mu_scaled[None, :]
+            self._recheck(xp, g, hc, ys, keep, (dist, ncc, logits, clf), outputs, cap)
+        out = outputs
+        if out is None and logits is not None:
             s_h, s_w = g.logit_scales
             out = logits * (s_h * s_w) if s_h * s_w != 1.0 else logits
+        if out is not None:
             self._outputs(xp, out, ys, keep, zero)
+
+    def _count_ok(self, xp, ys, keep, ncc, clf, sign: int, valid=None) -> None:
+        """Add (``sign`` 1) or take back (-1) the correct and agreeing decisions of rows."""
+        w = keep if valid is None else keep & valid
+
+        def add(acc, ok):
+            v = xp.astype(ok & w, xp.int64)
+            return scatter_add(xp, acc, ys, v if sign == 1 else -v)
+
+        self.ncc_correct = add(self.ncc_correct, ncc == ys)
+        if clf is not None:
+            self.clf_correct = add(self.clf_correct, clf == ys)
+            self.agree = add(self.agree, clf == ncc)
 
     def _pairs(self, xp, g, e, es, ys, keep, zero, f32) -> None:
         """Per class c and every c', the sum over kept rows of c of (e . m'_c - e . m'_c')^2."""
@@ -286,28 +413,40 @@ class SecondState(_Checked):
         diff = xp.where(keep[:, None], own[:, None] - es, zero)
         self.pair_sq = scatter_add(xp, self.pair_sq, ys, diff * diff)
 
-    def _recheck(self, xp, g, hc, ys, dist, ncc, logits, clf, ncc_ok, clf_ok, agree_ok):
-        """Float32 mode: rows within the rounding bound decided again in float64."""
-        C = dist.shape[1]
+    def _recheck(self, xp, g, hc, ys, keep, decided, outputs, cap) -> None:
+        """Float32 mode: rows within the rounding bound of a tie decided again in float64;
+        their counts are taken back and added again. ``cap``: a fixed number of rows
+        (:func:`recheck_capacity`, no host read), the rest counted in ``n_unchecked``."""
+        dist, ncc, logits, clf = decided
+        C, m = dist.shape[1], dist.shape[0]
         rows_norm = xp.sqrt(xp.sum(hc * hc, axis=1))
         bound = 2.0 * precision_gamma(hc.shape[1]) * rows_norm
-        flag = _gap(xp, dist, ncc, largest=False) <= 2.0 * bound * g.centre_norm
-        if clf is not None:
+        flag = gap(xp, dist, ncc, largest=False) <= 2.0 * bound * g.centre_norm
+        if logits is not None:
             flag = flag | (
-                _gap(xp, logits, clf, largest=True) <= bound * g.weight_norm * abs(g.score_factor)
+                gap(xp, logits, clf, largest=True) <= bound * g.weight_norm * abs(g.score_factor)
             )
-        idx = xp.nonzero(flag)[0]  # the one host read of float32 mode
-        k = int(idx.shape[0])
-        self.n_rechecked = self.n_rechecked + k
-        if k:
-            sub = xp.take(hc, idx, axis=0)
-            _, ncc_x, _, _, clf_x = _decisions(xp, g, sub @ g.decide, C, clf is not None, None)
-            y_x = xp.take(ys, idx, axis=0)
-            ncc_ok = _patch(xp, ncc_ok, flag, idx, ncc_x == y_x)
-            if clf is not None:
-                clf_ok = _patch(xp, clf_ok, flag, idx, clf_x == y_x)
-                agree_ok = _patch(xp, agree_ok, flag, idx, clf_x == ncc_x)
-        return ncc_ok, clf_ok, agree_ok
+        flag = flag & keep
+        if cap:  # the flagged rows first (a stable sort), a fixed number of them
+            k = recheck_capacity(m)
+            idx = xp.argsort(xp.astype(~flag, xp.int8), stable=True)[:k]
+            valid = xp.take(flag, idx, axis=0)
+            n_flag = xp.sum(xp.astype(flag, xp.int64))
+            n_done = xp.sum(xp.astype(valid, xp.int64))
+            self.n_unchecked = self.n_unchecked + (n_flag - n_done)
+        else:  # on the host: every flagged row
+            idx = xp.nonzero(flag)[0]
+            valid = xp.ones(idx.shape, dtype=xp.bool, device=device_of(flag))
+            n_done = idx.shape[0]
+        self.n_rechecked = self.n_rechecked + n_done
+        y_x = xp.take(ys, idx, axis=0)
+        kept = xp.take(keep, idx, axis=0)
+        clf_x = None if clf is None else xp.take(clf, idx, axis=0)
+        self._count_ok(xp, y_x, kept, xp.take(ncc, idx, axis=0), clf_x, -1, valid)
+        sub = xp.take(hc, idx, axis=0)
+        sub_out = None if outputs is None else xp.take(outputs, idx, axis=0)
+        _, ncc_x, _, _, clf_x = decisions(xp, g, sub @ g.decide, C, g.has_w, sub_out)
+        self._count_ok(xp, y_x, kept, ncc_x, clf_x, 1, valid)
 
     def _outputs(self, xp, out, ys, keep, zero) -> None:
         """The SQI sums of the kept rows' outputs, as the numpy kernel forms them
@@ -335,11 +474,11 @@ class SecondState(_Checked):
         self.out_abs_max = xp.maximum(self.out_abs_max, xp.maximum(top, t_abs))
 
     def add_pass(
-        self, part: SecondPass, sums: FirstPass, geom: Any, means: np.ndarray, n_rows: int
+        self, part: Any, sums: Any, geom: Any, means: np.ndarray, n_rows: int
     ) -> SecondState:
         """Add host pass-2 statistics of ``n_rows`` checked rows (numpy states only)."""
         if sums.sum_scale != 1.0:
-            raise _overflow()
+            raise overflow_error()
         xp = self.xp
         self.n_rows = self.n_rows + n_rows
         for name in ("proj_sq", "class_sq", "ncc_correct", "clf_correct", "agree"):
@@ -358,31 +497,47 @@ class SecondState(_Checked):
         self.resid = self.resid + (sums.sums * inv - sums.counts[:, None] * (m * inv))
         return self
 
-    def to_second_pass(self, has_clf: bool, values: dict | None = None) -> SecondPass:
-        v = self.to_host() if values is None else values
-        stats = SecondPass(
-            v["proj_sq"],
-            v["class_sq"],
-            v["ncc_correct"],
-            v["clf_correct"],
-            v["agree"],
-            has_clf,
-        )
-        if has_clf:
-            (nt, mt, qt), (nw, mw, qw) = v["outputs"].tolist()
-            stats.true_out = Moments(int(round(nt)), mt, qt)
-            stats.wrong_out = Moments(int(round(nw)), mw, qw)
-            stats.sq_err = float(v["sq_err"])
-            stats.max_abs_err = float(v["max_abs_err"])
-            stats.out_abs_max = float(v["out_abs_max"])
-            stats.has_outputs = True
-        stats.pair_sq = v["pair_sq"] if v["pair_sq"].shape[0] else None
-        return stats
+
+def second_sums(
+    xp: Any,
+    geom: Any,
+    h: Any,
+    y: Any,
+    outputs: Any = None,
+    *,
+    precision: str = "float64",
+):
+    """Pass 2 of one chunk on the arrays' device: the Meter's pass-2 state
+    (:class:`SecondState`, the one namespace kernel) over the rows,
+    in blocks of :func:`xp_block_rows` rows, read back once. Returns the state
+    (:meth:`ncinspect.stats.SecondPass.of_state` gives the host statistics)."""
+    device = device_of(h)
+    y = as_labels(xp, y, device)
+    if outputs is not None and isinstance(outputs, np.ndarray):
+        outputs = on_device(xp, outputs, device)
+    C, r = geom.n_classes, geom.basis.shape[0]
+    state = SecondState.new(xp, device, C, h.shape[1], r, geom.pair_reason is None)
+    step = xp_block_rows(h.shape[1], C)
+    return state.update(
+        xp,
+        geom,
+        geom.means,
+        h,
+        y,
+        precision=precision,
+        outputs=outputs,
+        step=step,
+        check=False,
+        sync_free=False,
+    )
 
 
 def _class_means(xp: Any, g: Any, means: np.ndarray) -> Any:
-    """(C, d) pass-1 class means / scale on the device (0 for a class without rows), cached."""
-    if getattr(g, "class_means", None) is None:
-        m = np.where(np.isfinite(means), means, 0.0) / (1.0 / g.inv_scale)
-        g.class_means = xp.asarray(np.ascontiguousarray(m), device=device_of(g.centred))
-    return g.class_means
+    """(C, d) pass-1 class means / scale on the device (0 for a class without rows): the
+    placed kernel's, unless ``means`` differ from the geometry's (cached then)."""
+    cached = getattr(g, "given_means", None)
+    if cached is not None and cached[0] is means:
+        return cached[1]
+    m = np.where(np.isfinite(means), means, 0.0) / (1.0 / g.inv_scale)
+    g.given_means = (means, xp.asarray(np.ascontiguousarray(m), device=device_of(g.centred)))
+    return g.given_means[1]

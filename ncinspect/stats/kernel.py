@@ -9,21 +9,29 @@ decisions from float32 scores, deciding again in float64 every row near a tie.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from .blocks import Moments, output_sums
+from .pairs import block_pairs
+
 __all__ = [
     "BLOCK_BYTES",
+    "BlockStats",
     "Buffers",
     "Kernel",
+    "Placed",
     "Scores32",
     "best_of",
     "block_rows",
     "clf_float32",
     "kernel_for",
     "ncc_float32",
+    "numpy_block",
     "residuals",
     "scores32",
 ]
@@ -108,23 +116,20 @@ class Kernel:
         self.ncc_from_e = self.from_scores or bool(self.pairs and own and C * C <= _GATHER_MAX)
         # float64 product columns: [NCC (C)] [W (C) if logits64] [basis (r) in direct]
         cols64, cols32 = [], []
-        self.e64 = None  # (d, C) right factor of the residuals' NCC product (direct layout)
         if self.from_scores:
             cols64.append(ncc)
             self.proj_map = (cen @ geom.basis.T) / geom.eigvals  # A (C, r)
-        elif self.ncc_from_e:
-            self.e64 = np.ascontiguousarray(ncc.T)
-        else:
+        elif not self.ncc_from_e:
             cols32.append(ncc)
         if self.has_w:
             (cols64 if self.logits64 else cols32).append(w)
         self.ncc64 = self.ncc_from_e
-        self.d64 = np.ascontiguousarray(np.vstack(cols64).T) if cols64 else None
-        self.d32 = np.ascontiguousarray(np.vstack(cols32).T, dtype=np.float32) if cols32 else None
-        self.basis_t = None if (self.from_scores or not r) else np.ascontiguousarray(geom.basis.T)
-        self.ncc_t = None if self.ncc64 else np.ascontiguousarray(ncc.T)  # float64 rechecks
-        self.w_t = np.ascontiguousarray(w.T) if self.has_w and not self.logits64 else None
+        # the numpy kernel's right-hand sides are built on first use (cached_property below):
+        # a kernel placed on a device (Placed) never builds them
+        self._cols, self._basis, self._ncc, self._w = (cols64, cols32), geom.basis, ncc, w
         self._local = threading.local()
+        self._geom = geom
+        self._placed: dict = {}
         if self.ncc_from_e:  # class terms M~_y [ncc | W]^T / units, gathered by label
             self.k_ncc = cen @ ncc.T
             self.k_w = cen @ w.T if self.has_w and self.from_scores else None
@@ -142,6 +147,50 @@ class Kernel:
         if buf is None or buf.rows < rows:
             buf = self._local.buf = Buffers(rows, self)
         return buf
+
+    @functools.cached_property
+    def d64(self) -> np.ndarray | None:
+        """(d, k) float64 right-hand side of the numpy kernel's float64 product."""
+        cols = self._cols[0]
+        return np.ascontiguousarray(np.vstack(cols).T) if cols else None
+
+    @functools.cached_property
+    def d32(self) -> np.ndarray | None:
+        """(d, k) float32 right-hand side of the numpy kernel's decision-only product."""
+        cols = self._cols[1]
+        return np.ascontiguousarray(np.vstack(cols).T, dtype=np.float32) if cols else None
+
+    @functools.cached_property
+    def e64(self) -> np.ndarray | None:
+        """(d, C) right factor of the residuals' NCC product (direct layout, ``ncc_from_e``)."""
+        if self.from_scores or not self.ncc_from_e:
+            return None
+        return np.ascontiguousarray(self._ncc.T)
+
+    @functools.cached_property
+    def basis_t(self) -> np.ndarray | None:
+        """(d, r) basis of the direct projection (None in the scores layout)."""
+        if self.from_scores or not self.rank:
+            return None
+        return np.ascontiguousarray(self._basis.T)
+
+    @functools.cached_property
+    def ncc_t(self) -> np.ndarray | None:
+        """(d, C) float64 NCC centres of the rechecks (None when NCC is decided in float64)."""
+        return None if self.ncc64 else np.ascontiguousarray(self._ncc.T)
+
+    @functools.cached_property
+    def w_t(self) -> np.ndarray | None:
+        """(d, C) float64 classifier of the rechecks (None when the logits are float64)."""
+        return np.ascontiguousarray(self._w.T) if self.has_w and not self.logits64 else None
+
+    def placed(self, xp, device) -> Placed:
+        """These constants as ``xp`` arrays on ``device`` (built once per namespace and
+        device): what the namespace kernel (:mod:`ncinspect.stats.device`) reads."""
+        key = (getattr(xp, "__name__", str(xp)), str(device))
+        if key not in self._placed:
+            self._placed[key] = Placed(xp, self, device)
+        return self._placed[key]
 
     def _logit_units(self, geom) -> None:
         # logits / unit = scores * score_factor + offset, the scores being those of
@@ -181,6 +230,78 @@ class Kernel:
         if self.ncc_invalid is not None:
             dist[:, self.ncc_invalid] = np.inf
         return dist
+
+
+@dataclass
+class BlockStats:
+    """What one block of pass 2 adds (the fields of :class:`~ncinspect.stats.SecondPass`),
+    as :func:`numpy_block` fills them for a device state."""
+
+    proj_sq: np.ndarray
+    class_sq: np.ndarray
+    ncc_correct: np.ndarray
+    clf_correct: np.ndarray
+    agree: np.ndarray
+    has_decisions: bool = False
+    true_out: Moments = field(default_factory=Moments)
+    wrong_out: Moments = field(default_factory=Moments)
+    sq_err: float = 0.0
+    max_abs_err: float = 0.0
+    has_outputs: bool = False
+    out_abs_max: float = 0.0
+
+    @classmethod
+    def empty(cls, n_classes: int, rank: int) -> BlockStats:
+        z = np.zeros(n_classes, np.int64)
+        return cls(np.zeros(rank), np.zeros(n_classes), z, z.copy(), z.copy())
+
+
+class Placed:
+    """The constants of a :class:`Kernel` on one device of one array namespace: float64
+    right-hand sides of the products (and float32 copies for ``precision="float32"``), the
+    class terms of the scores layout, the logit units and the norms of the recheck bound."""
+
+    def __init__(self, xp, kern: Kernel, device):
+        from .namespace import on_device
+
+        def put(a, dtype=xp.float64):
+            return on_device(xp, np.asarray(a), device, dtype)
+
+        geom = kern._geom
+        basis, ncc_valid = geom.basis, geom.ncc_valid
+        rows = np.vstack([kern._ncc, kern._w]) if kern.has_w else kern._ncc  # (C | 2C, d)
+        C, r = kern.n_classes, kern.rank
+        self.n_classes, self.rank, self.has_w = C, r, kern.has_w
+        self.pairs = kern.pairs
+        self.inv_scale = kern.inv_scale
+        self.mu_scaled = put(kern.mean_scaled)
+        self.centred = put(kern.centred_s)
+        self.basis_t = put(np.ascontiguousarray(basis.T))  # (d, r)
+        self.decide = xp.permute_dims(put(rows), (1, 0))  # (d, C | 2C) view: NCC centres, W
+        self.from_scores = kern.from_scores
+        if self.from_scores:  # e [M~ | W]^T gives the projection and, + a class term, h'
+            self.proj_map = put(kern.proj_map)
+            terms = [kern.k_ncc] + ([kern.k_w] if kern.has_w else [])
+            self.class_term = put(np.ascontiguousarray(np.hstack(terms)))
+        self.centre_sq = put(kern.centre_sq)
+        self.ncc_valid = on_device(xp, np.asarray(ncc_valid, bool), device)
+        present = np.ones(C, bool) if kern.present is None else kern.present
+        self.all_present = kern.present is None
+        self.present = on_device(xp, present, device)
+        self.centre_norm, self.weight_norm = kern.ncc_norm, kern.w_norm
+        self.score_factor, self.logit_scales = kern.score_factor, kern.logit_scales
+        self.offset = None if kern.offset is None else put(kern.offset)
+        self._xp = xp
+
+    @functools.cached_property
+    def basis_t32(self):
+        """float32 copy of ``basis_t`` (precision float32 only)."""
+        return self._xp.astype(self.basis_t, self._xp.float32)
+
+    @functools.cached_property
+    def decide32(self):
+        """float32 copy of ``decide`` (precision float32 only)."""
+        return self._xp.astype(self.decide, self._xp.float32)
 
 
 def kernel_for(geom, logits64: bool) -> Kernel:
@@ -411,3 +532,83 @@ def clf_float32(kern: Kernel, s32, x: np.ndarray, y: np.ndarray, xnorm):
             exact += np.take(kern.k_w, y[redo], axis=0)
         best[redo] = np.argmax(kern.logits(exact), axis=1)
     return best
+
+
+def numpy_block(kern: Kernel, block: np.ndarray, y: np.ndarray, outputs, rows: int, empty):
+    """The numpy fast path of pass 2 on one block of host rows: ``(stats, pairs)``, ``stats``
+    made by ``empty(C, r)`` (a :class:`~ncinspect.stats.SecondPass`) and filled, ``pairs`` the
+    block's directional sums (:func:`~ncinspect.stats.pairs.block_pairs`) or None.
+
+    The same pass as the namespace kernel (:class:`ncinspect.stats.device.SecondState`),
+    with what pays on a CPU: this thread's reusable float64 buffers (:meth:`Kernel.buffers`),
+    ``bincount`` class sums, rows of absent classes dropped, and the decision-only scores
+    as float32 products with the float64 recheck of every near tie (:func:`ncc_float32`,
+    :func:`clf_float32`).
+    """
+    C = kern.n_classes
+    stats = empty(C, kern.rank)
+    if kern.present is not None:
+        keep = kern.present[y]  # rows of classes below min_count take no part
+        if not keep.all():
+            block, y = block[keep], y[keep]
+            outputs = None if outputs is None else outputs[keep]
+    m = block.shape[0]
+    if m == 0:
+        return stats, None
+    buf = kern.buffers(rows)
+    e, x, sq = residuals(kern, block, y, buf)
+    stats.class_sq = np.bincount(y, weights=sq, minlength=C)
+    s64 = None if kern.d64 is None else np.matmul(x, kern.d64, out=buf.s64[:m])
+    se = None  # e . m'_c' (m, C) in float64: the NCC scores of the residuals
+    if kern.from_scores:
+        se = s64[:, :C]
+    elif kern.ncc_from_e:
+        se = np.matmul(e, kern.e64)
+    pairs = None
+    if kern.pairs:  # the directional sums read e . m'_c': those scores, else one product
+        pairs = block_pairs(se if se is not None else e @ kern.centred_s.T, y)
+    if kern.from_scores:  # e M~^T A = e V^T, then the class term of h' = e + M~_y
+        proj = s64[:, :C] @ kern.proj_map
+        s64[:, :C] += np.take(kern.k_ncc, y, axis=0)
+        if kern.logits64:
+            s64[:, C:] += np.take(kern.k_w, y, axis=0)
+    elif kern.rank:
+        proj = np.matmul(e, kern.basis_t, out=buf.proj[:m])
+    if kern.rank:
+        stats.proj_sq = np.einsum("ij,ij->j", proj, proj)
+
+    s32, xnorm = scores32(kern, x, sq)
+    if kern.ncc64:  # h' . m'_c = e . m'_c + M~_y . m'_c (added above in the scores layout)
+        if not kern.from_scores:
+            se += np.take(kern.k_ncc, y, axis=0)
+        ncc = np.argmin(kern.distances(se), axis=1)
+    else:
+        ncc = ncc_float32(kern, s32[:, :C], x, xnorm)
+    stats.ncc_correct = np.bincount(y[ncc == y], minlength=C)
+
+    logits = None
+    if kern.logits64:  # in place, in the product's buffer
+        logits = kern.logits(s64[:, kern.d64.shape[1] - C :], inplace=True)
+        clf = np.argmax(logits, axis=1)
+    elif kern.has_w:
+        clf = clf_float32(kern, s32[:, s32.shape[1] - C :], x, y, xnorm)
+    elif outputs is not None:
+        clf = np.argmax(outputs, axis=1)
+    if kern.has_w or outputs is not None:
+        stats.clf_correct = np.bincount(y[clf == y], minlength=C)
+        stats.agree = np.bincount(y[clf == ncc], minlength=C)
+        stats.has_decisions = True
+
+    sums = None
+    if outputs is not None:
+        sums = output_sums(np.asarray(outputs, dtype=np.float64), y)
+    elif logits is not None:
+        s_h, s_w = kern.logit_scales
+        if s_h * s_w != 1.0:
+            with np.errstate(over="ignore", under="ignore"):  # may leave float64: SQI null
+                logits = logits * s_h * s_w
+        sums = output_sums(logits, y, scratch=True)
+    if sums is not None:
+        stats.true_out, stats.wrong_out, stats.sq_err, stats.max_abs_err = sums[:4]
+        stats.out_abs_max, stats.has_outputs = sums[4], True
+    return stats, pairs

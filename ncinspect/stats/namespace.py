@@ -1,10 +1,12 @@
 """The array namespace of the statistics layer: one lookup at the entry, then the same code.
 
 :func:`get_namespace` returns the array-API namespace of the arrays a statistic is asked
-for (numpy, torch on any device, CuPy, JAX, ``array-api-strict``...), through
-``array-api-compat``, which is imported only when an array is not a numpy array. Numpy
-arrays (and anything that is not an array-API object: lists, scalars, h5py datasets read to
-numpy) get ``None``, the marker of the numpy kernels of :mod:`ncinspect.stats`.
+for (numpy, torch on any device, CuPy, JAX, ``array-api-strict``...), always a namespace:
+numpy arrays (and anything that is not an array-API object: lists, scalars, h5py datasets
+read to numpy) get numpy's own (:func:`numpy_namespace`: the ``numpy`` module, an array-API
+namespace from numpy 2 on), without ``array-api-compat``, which is imported only when an
+array is not a numpy array. :func:`is_numpy` tells the kernels to take their numpy fast
+paths.
 
 The kernels of :mod:`ncinspect.stats.xp` then compute on the arrays' device in float64 and
 hand back small host numpy arrays (per-class sums, scatter traces, counts): the merged
@@ -31,6 +33,7 @@ __all__ = [
     "meter_batch",
     "batch_dtype",
     "numpy_namespace",
+    "is_numpy",
     "scatter_add",
     "DENSE_MAX_C",
 ]
@@ -53,7 +56,8 @@ def _is_numpy_like(x: Any) -> bool:
 
 
 def get_namespace(*arrays: Any) -> Any:
-    """The array-API namespace of ``arrays``; ``None`` when they are all numpy (or plain).
+    """The array-API namespace of ``arrays``: :func:`numpy_namespace` when they are all
+    numpy (or plain, or not array-API objects: read on the host), else the library's.
 
     Torch tensors that require grad are fine (the kernels detach them, see :func:`detach`).
 
@@ -65,7 +69,7 @@ def get_namespace(*arrays: Any) -> Any:
     """
     foreign = [a for a in arrays if not _is_numpy_like(a)]
     if not foreign:
-        return None
+        return numpy_namespace()
     try:
         import array_api_compat
     except ImportError as exc:
@@ -74,7 +78,7 @@ def get_namespace(*arrays: Any) -> Any:
             "pip install 'ncinspect[array-api]' (or pass numpy arrays)"
         ) from exc
     if not all(array_api_compat.is_array_api_obj(a) for a in foreign):
-        return None  # h5py datasets, memmaps and such: read on the host
+        return numpy_namespace()  # h5py datasets, memmaps and such: read on the host
     try:
         xp = array_api_compat.array_namespace(*foreign)
     except TypeError as exc:
@@ -82,7 +86,7 @@ def get_namespace(*arrays: Any) -> Any:
             f"arrays of different libraries in one call ({exc}); pass them from one library"
         ) from exc
     if array_api_compat.is_numpy_namespace(xp):
-        return None
+        return numpy_namespace()
     return xp
 
 
@@ -92,6 +96,8 @@ def detach(x: Any) -> Any:
 
 
 def device_of(x: Any) -> Any:
+    if isinstance(x, (np.ndarray, np.generic)):
+        return "cpu"
     import array_api_compat
 
     return array_api_compat.device(x)
@@ -107,7 +113,7 @@ def on_device(xp: Any, arr: np.ndarray | None, device: Any, dtype: Any = None) -
     if arr is None:
         return None
     out = xp.asarray(np.ascontiguousarray(arr), device=device)
-    return out if dtype is None else xp.astype(out, dtype)
+    return out if dtype is None or out.dtype == dtype else xp.astype(out, dtype)
 
 
 def device_batch(xp: Any, features: Any, labels: Any, n_classes: int) -> tuple[Any, Any]:
@@ -152,10 +158,10 @@ def meter_batch(features: Any, labels: Any, n_classes: int, weights: Any = None)
 
     _check_label_kind(labels)
     xp = get_namespace(features)
-    if xp is not None and str(getattr(features, "layout", "torch.strided")) == "torch.strided":
+    if not is_numpy(xp) and str(getattr(features, "layout", "torch.strided")) == "torch.strided":
         h, y = device_batch(xp, features, labels, n_classes)
     else:
-        xp, h, y = None, to_host(features, "features"), to_host(labels, "labels")
+        xp, h, y = numpy_namespace(), to_host(features, "features"), to_host(labels, "labels")
         if y.dtype.kind not in "fiub":
             raise UnsupportedDtypeError(
                 f"labels have dtype {y.dtype}: the Meter takes integer labels (rows of W)"
@@ -200,15 +206,30 @@ def batch_dtype(h: Any) -> np.dtype:
         return np.dtype(np.float32)
 
 
-def numpy_namespace():
-    """numpy as an array-API namespace (for the float32 kernels on numpy arrays)."""
-    from array_api_compat import numpy as xnp
+_NUMPY2 = int(np.__version__.split(".", 1)[0]) >= 2
 
+
+def numpy_namespace() -> Any:
+    """numpy as an array-API namespace: the ``numpy`` module itself from numpy 2 on (its main
+    namespace follows the standard); before, ``array-api-compat``'s wrapper when installed,
+    else ``numpy`` (the kernels then take only their numpy fast paths)."""
+    if _NUMPY2:
+        return np
+    try:
+        from array_api_compat import numpy as xnp
+    except ImportError:
+        return np
     return xnp
 
 
+def is_numpy(xp: Any) -> bool:
+    """Whether ``xp`` is numpy (the module, array-api-compat's wrapper or the states' shim):
+    the kernels' numpy fast paths apply."""
+    return xp is np or getattr(xp, "__name__", "") in ("numpy", "array_api_compat.numpy")
+
+
 def _library(xp: Any) -> str:
-    if getattr(xp, "__name__", "") == "numpy":  # numpy itself or the states' shim
+    if is_numpy(xp):  # numpy itself, array-api-compat's wrapper or the states' shim
         return "numpy"
     import array_api_compat as compat
 

@@ -11,31 +11,16 @@ block by block (:mod:`ncinspect.stats.kernel`). No d x d matrix is built.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .blocks import (
-    Moments,
-    first_rows,
-    group_sum,
-    output_sums,
-    pow2_scale,
-    to_float64,
-)
-from .kernel import (
-    block_rows,
-    clf_float32,
-    kernel_for,
-    ncc_float32,
-    residuals,
-    scores32,
-)
-from .namespace import check_precision, get_namespace, numpy_namespace
-from .pairs import AUTO, add_pairs, block_pairs, merge_pairs, pair_tables_reason
-from .xp import first_sums, second_sums
+from .blocks import Moments, first_rows, pow2_scale, to_float64
+from .kernel import block_rows, kernel_for, numpy_block
+from .namespace import check_precision, get_namespace, is_numpy
+from .pairs import AUTO, add_pairs, merge_pairs, pair_tables_reason
+from .xp import first_sums
 
 __all__ = ["Moments", "FirstPass", "Geometry", "SecondPass", "to_float64", "block_rows"]
 __all__ += ["first_rows", "pow2_scale"]
@@ -71,33 +56,18 @@ class FirstPass:
         an array of any array-API library: it is summed on its device
         (:func:`ncinspect.stats.xp.first_sums`); the statistics are host numpy.
         """
-        xp = get_namespace(h)
-        if xp is not None:
-            return cls(*first_sums(xp, h, y, n_classes, row0))
-        stats = cls.empty(n_classes, h.shape[1])
-        stats.counts = np.bincount(y, minlength=n_classes).astype(np.int64)
-        step = first_rows(h.shape[1], n_classes)
-        parts = map(
-            lambda a: group_sum(h[a : a + step], y[a : a + step], n_classes),
-            range(0, h.shape[0], step),
-        )
-        with np.errstate(over="ignore", invalid="ignore"):  # non-finite sums: handled below
-            for part in parts:  # merged in row order, whatever ran them
-                stats.sums += part
-        if not np.isfinite(stats.sums).all():  # rare: find the rows, leave them out
-            finite = np.isfinite(h).all(axis=1)
-            if not finite.all():
-                bad = np.flatnonzero(~finite)
-                stats.n_nonfinite = int(bad.size)
-                stats.first_nonfinite_row = int(row0 + bad[0])
-                stats.sums = group_sum(np.where(finite[:, None], h, 0), y, n_classes)
-            if not np.isfinite(stats.sums).all():  # finite rows whose sums overflow
-                rows = h if finite.all() else np.where(finite[:, None], h, 0)
-                m = float(np.max(np.abs(rows)))
-                scale = math.ldexp(1.0, min(math.frexp(m)[1] + h.shape[0].bit_length(), 1023))
-                stats.sums = group_sum(np.asarray(rows, np.float64) / scale, y, n_classes)
-                stats.sum_scale = scale
-        return stats
+        return cls(*first_sums(get_namespace(h), h, y, n_classes, row0, map=map))
+
+    @classmethod
+    def of_state(cls, state, values: dict | None = None) -> FirstPass:
+        """The host statistics of a :class:`~ncinspect.stats.device.FirstState` (``values``:
+        its host values, when already read)."""
+        from .device import overflow_error
+
+        values = state.to_host() if values is None else values
+        if not np.isfinite(values["sums"]).all():
+            raise overflow_error()
+        return cls(values["counts"], values["sums"])
 
     def merge(self, other: FirstPass) -> FirstPass:
         firsts = [r for r in (self.first_nonfinite_row, other.first_nonfinite_row) if r is not None]
@@ -186,9 +156,8 @@ class Geometry:
     min_count: int = 1
     pair_reason: str | None = AUTO
     _stack: np.ndarray | None = field(default=None, repr=False)
-    #: the pass-2 constants copied to a device, per (namespace, device) (see stats/xp.py)
-    device_cache: dict = field(default_factory=dict, repr=False, compare=False)
-    kernels: dict = field(default_factory=dict, repr=False, compare=False)  #: of kernel_for
+    #: of kernel_for (each also holds its constants placed on devices, Kernel.placed)
+    kernels: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:  # the default budget unless a caller decided
         if self.pair_reason == AUTO:
@@ -272,13 +241,12 @@ class SecondPass:
         products in float32 with float64 accumulation (bounds in :mod:`ncinspect.stats.xp`).
         """
         xp = get_namespace(h)
-        if xp is None and check_precision(precision) == "float32":
-            xp = numpy_namespace()
-        if xp is not None:
-            stats = cls.empty(geom.n_classes, geom.basis.shape[0])
-            for part in second_sums(xp, geom, h, y, outputs, precision=precision):
-                stats = stats.merge(cls._of_sums(part))
-            return stats
+        if not is_numpy(xp) or check_precision(precision) == "float32":
+            from .device import second_sums
+
+            state = second_sums(xp, geom, h, y, outputs, precision=precision)
+            decided = geom.weights is not None or outputs is not None
+            return cls.of_state(state, decided)
         C, r, d = geom.n_classes, geom.basis.shape[0], h.shape[1]
         step = block_rows(d, C)
         kern = kernel_for(geom, outputs is None)
@@ -296,93 +264,26 @@ class SecondPass:
         return stats
 
     @classmethod
-    def _of_block(
-        cls,
-        kern,
-        block: np.ndarray,
-        y: np.ndarray,
-        outputs: np.ndarray | None,
-        rows: int,
-    ) -> SecondPass:
-        C = kern.n_classes
-        stats = cls.empty(C, kern.rank)
-        if kern.present is not None:
-            keep = kern.present[y]  # rows of classes below min_count take no part
-            if not keep.all():
-                block, y = block[keep], y[keep]
-                outputs = None if outputs is None else outputs[keep]
-        m = block.shape[0]
-        if m == 0:
-            return stats, None
-        buf = kern.buffers(rows)
-        e, x, sq = residuals(kern, block, y, buf)
-        stats.class_sq = np.bincount(y, weights=sq, minlength=C)
-        s64 = None if kern.d64 is None else np.matmul(x, kern.d64, out=buf.s64[:m])
-        se = None  # e . m'_c' (m, C) in float64: the NCC scores of the residuals
-        if kern.from_scores:
-            se = s64[:, :C]
-        elif kern.ncc_from_e:
-            se = np.matmul(e, kern.e64)
-        pairs = None
-        if kern.pairs:  # the directional sums read e . m'_c': those scores, else one product
-            pairs = block_pairs(se if se is not None else e @ kern.centred_s.T, y)
-        if kern.from_scores:  # e M~^T A = e V^T, then the class term of h' = e + M~_y
-            proj = s64[:, :C] @ kern.proj_map
-            s64[:, :C] += np.take(kern.k_ncc, y, axis=0)
-            if kern.logits64:
-                s64[:, C:] += np.take(kern.k_w, y, axis=0)
-        elif kern.rank:
-            proj = np.matmul(e, kern.basis_t, out=buf.proj[:m])
-        if kern.rank:
-            stats.proj_sq = np.einsum("ij,ij->j", proj, proj)
-
-        s32, xnorm = scores32(kern, x, sq)
-        if kern.ncc64:  # h' . m'_c = e . m'_c + M~_y . m'_c (added above in the scores layout)
-            if not kern.from_scores:
-                se += np.take(kern.k_ncc, y, axis=0)
-            ncc = np.argmin(kern.distances(se), axis=1)
-        else:
-            ncc = ncc_float32(kern, s32[:, :C], x, xnorm)
-        stats.ncc_correct = np.bincount(y[ncc == y], minlength=C)
-
-        logits = None
-        if kern.logits64:  # in place, in the product's buffer
-            logits = kern.logits(s64[:, kern.d64.shape[1] - C :], inplace=True)
-            clf = np.argmax(logits, axis=1)
-        elif kern.has_w:
-            clf = clf_float32(kern, s32[:, s32.shape[1] - C :], x, y, xnorm)
-        elif outputs is not None:
-            clf = np.argmax(outputs, axis=1)
-        if kern.has_w or outputs is not None:
-            stats.clf_correct = np.bincount(y[clf == y], minlength=C)
-            stats.agree = np.bincount(y[clf == ncc], minlength=C)
-            stats.has_decisions = True
-
-        sums = None
-        if outputs is not None:
-            sums = output_sums(np.asarray(outputs, dtype=np.float64), y)
-        elif logits is not None:
-            s_h, s_w = kern.logit_scales
-            if s_h * s_w != 1.0:
-                with np.errstate(over="ignore", under="ignore"):  # may leave float64: SQI null
-                    logits = logits * s_h * s_w
-            sums = output_sums(logits, y, scratch=True)
-        if sums is not None:
-            stats.true_out, stats.wrong_out, stats.sq_err, stats.max_abs_err = sums[:4]
-            stats.out_abs_max, stats.has_outputs = sums[4], True
-        return stats, pairs
+    def _of_block(cls, kern, block, y, outputs, rows: int):
+        """One block through the numpy kernel (:func:`~ncinspect.stats.kernel.numpy_block`)."""
+        return numpy_block(kern, block, y, outputs, rows, cls.empty)
 
     @classmethod
-    def _of_sums(cls, part: dict) -> SecondPass:
-        """A block's statistics from the host values of :func:`~ncinspect.stats.xp.second_sums`."""
-        keys = ("proj_sq", "class_sq", "ncc_correct", "clf_correct", "agree", "has_decisions")
-        stats = cls(*(part[k] for k in keys))
-        stats.pair_sq = part.get("pair_sq")
-        if part["has_outputs"]:
-            stats.true_out = Moments(*part["true_out"])
-            stats.wrong_out = Moments(*part["wrong_out"])
-            stats.sq_err, stats.max_abs_err = part["sq_err"], part["max_abs_err"]
-            stats.out_abs_max, stats.has_outputs = part["out_abs_max"], True
+    def of_state(cls, state, has_clf: bool, values: dict | None = None) -> SecondPass:
+        """The host statistics of a :class:`~ncinspect.stats.device.SecondState`;
+        ``has_clf``: decisions and SQI sums were taken (a classifier or stored outputs)."""
+        v = state.to_host() if values is None else values
+        keys = ("proj_sq", "class_sq", "ncc_correct", "clf_correct", "agree")
+        stats = cls(*(v[k] for k in keys), has_clf)
+        if has_clf:
+            (nt, mt, qt), (nw, mw, qw) = v["outputs"].tolist()
+            stats.true_out = Moments(int(round(nt)), mt, qt)
+            stats.wrong_out = Moments(int(round(nw)), mw, qw)
+            stats.sq_err = float(v["sq_err"])
+            stats.max_abs_err = float(v["max_abs_err"])
+            stats.out_abs_max = float(v["out_abs_max"])
+            stats.has_outputs = True
+        stats.pair_sq = v["pair_sq"] if v["pair_sq"].shape[0] else None
         return stats
 
     def merge(self, other: SecondPass) -> SecondPass:

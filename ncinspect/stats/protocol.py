@@ -117,6 +117,14 @@ def namespace_of(x: Any) -> Any:
     return array_api_compat.array_namespace(x)
 
 
+def _in_host_memory(x: Any) -> bool:
+    """numpy arrays and CPU torch tensors: reading them is no device transfer."""
+    if isinstance(x, (np.ndarray, np.generic)):
+        return True
+    dev = getattr(x, "device", None)
+    return getattr(dev, "type", None) == "cpu" and type(x).__module__.startswith("torch")
+
+
 def merge_moments(xp: Any, a: Any, b: Any) -> Any:
     """Two ``[..., 3]`` arrays of ``[count, mean, m2]`` merged (Chan et al.); an empty side
     gives the other side exactly. Arithmetic only: no value is read on the host."""
@@ -190,6 +198,10 @@ class Declared:
 
         xp = self.xp
         result: dict[str, np.ndarray] = {}
+        if _in_host_memory(getattr(self, self.specs()[0][0])):  # no transfer to save: one copy
+            for n, s in self.specs():
+                result[n] = np.array(host(getattr(self, n)), dtype=s.dtype, copy=True)
+            return result
         for dtype in ("float64", "int64"):
             names = [(n, s) for n, s in self.specs() if s.dtype == dtype]
             if not names:

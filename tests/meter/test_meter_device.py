@@ -13,7 +13,10 @@ from ncinspect.errors import InvalidDataError
 
 from ..helpers import make_data
 
-_HOST_READS = {"_local_scalar_dense", "item", "is_nonzero", "equal"}
+#: ops that read a value on the host, or whose output shape depends on values (on a device
+#: they wait for it: ``nonzero``, boolean-mask indexing, ``unique``)
+_HOST_READS = {"_local_scalar_dense", "item", "is_nonzero", "equal", "nonzero", "masked_select"}
+_HOST_READS |= {"_unique2", "unique_dim", "unique_consecutive"}
 
 
 class HostReads(TorchDispatchMode):
@@ -30,6 +33,10 @@ class HostReads(TorchDispatchMode):
         name = func.__name__.split(".")[0]
         if name in _HOST_READS:
             self.reads.append(name)
+        if name in ("index", "index_put", "index_put_") and len(args) > 1:
+            masks = [i for i in args[1] if getattr(i, "dtype", None) == torch.bool]
+            if masks:  # boolean-mask indexing: a nonzero inside
+                self.reads.append(f"{name} by a mask")
         if name in ("_to_copy", "copy_", "to"):
             dev = kwargs.get("device")
             src = args[0] if args else None
@@ -96,6 +103,8 @@ def test_probe_counts_what_it_should():
         lambda: np.asarray(t),
         lambda: t.tolist(),
         lambda: int(t.max()),
+        lambda: torch.nonzero(t > 1),
+        lambda: t[t > 1],
     ):
         probe = HostReads()
         with probe:
@@ -109,7 +118,12 @@ def test_probe_counts_what_it_should():
 
 @pytest.mark.parametrize("classifier", [True, False])
 @pytest.mark.parametrize("min_count", [1, 30])
-def test_update_reads_nothing_on_the_host_in_either_pass(classifier, min_count):
+@pytest.mark.parametrize("where", ["cpu", "as on a device"])
+def test_update_reads_nothing_on_the_host_in_either_pass(monkeypatch, classifier, min_count, where):
+    """CPU tensors take the numpy fast path on a zero-copy view; "as on a device": the
+    namespace kernel that CUDA/other devices run, on the same CPU tensors."""
+    if where != "cpu":
+        _as_on_a_device(monkeypatch)
     h, y, w, b = _data(0)
     kw = {"weights": torch.from_numpy(w), "bias": torch.from_numpy(b)} if classifier else {}
     meter = ncinspect.Meter(
@@ -241,3 +255,95 @@ def test_no_host_reads_with_host_labels_and_other_dtypes(dtype):
             meter.next_pass()
     rows = ht.float().numpy() if dtype == torch.bfloat16 else h  # the exact values given
     _close(meter.compute(), ncinspect.analyze(rows, y, weights=w, bias=b))
+
+
+def _as_on_a_device(monkeypatch):
+    """CPU tensors take the accelerator's path (where a count read would wait for the device)."""
+    from ncinspect.stats import device
+
+    monkeypatch.setattr(device, "on_host", lambda xp, h: False)
+
+
+@pytest.mark.parametrize("classifier", [True, False])
+def test_float32_update_reads_nothing_on_the_host(monkeypatch, classifier):
+    """precision float32: the near-tie recheck keeps a fixed shape (no count read, no
+    nonzero) in both passes; decisions equal float64's, sums within the float32 bound."""
+    _as_on_a_device(monkeypatch)
+    h, y, w, b = _data(5)
+    kw = {"weights": torch.from_numpy(w), "bias": torch.from_numpy(b)} if classifier else {}
+    meter = ncinspect.Meter(**kw, n_classes=None if classifier else 7, precision="float32")
+    ht, yt = torch.from_numpy(h).float(), torch.from_numpy(y)
+    for p in range(2):
+        for s in _batches(len(y)):
+            probe = HostReads()
+            with probe:
+                meter.update(ht[s], yt[s])
+            assert probe.reads == [], (p + 1, probe.reads)
+        if p == 0:
+            meter.next_pass()
+    got = meter.compute()
+    want = ncinspect.analyze(
+        h.astype(np.float32), y, **({"weights": w, "bias": b} if classifier else {})
+    )
+    assert int(meter._s2.n_rechecked) >= 0 and int(meter._s2.n_unchecked) == 0
+    for key, value in want.metrics.items():
+        if key.startswith(("accuracy", "nc4")) and value is not None:
+            assert got.metrics[key] == value, key  # decisions: exact
+    assert got.metrics["nc1"] == pytest.approx(want.metrics["nc1"], rel=1e-5)
+
+
+def _near_ties(n=400, d=64, seed=3):
+    """Rows on the bisector of two centres (off by ~1e-9): float32 cannot order them."""
+    rng = np.random.default_rng(seed)
+    h = rng.standard_normal((n, d)) * 5
+    h[:, 0] = 1e-9 * rng.standard_normal(n)
+    h[:2, 0], h[2:4, 0] = 1.0, -1.0
+    y = (rng.random(n) < 0.5).astype(np.int64)
+    return h, y
+
+
+def test_float32_recheck_is_exact_within_its_capacity(monkeypatch):
+    """A few near ties per batch: all decided again in float64 without a host read."""
+    _as_on_a_device(monkeypatch)
+    h, y = _near_ties()
+    rng = np.random.default_rng(0)
+    h[8:, 0] += np.where(y[8:] == 0, 1.0, -1.0) * (0.5 + rng.random(len(y) - 8))  # clear rows
+    w = np.zeros((2, h.shape[1]))
+    w[0, 0], w[1, 0] = 1.0, -1.0
+    meter = ncinspect.Meter(weights=w, precision="float32")
+    for p in range(2):
+        for s in _batches(len(y), 100):
+            meter.update(torch.from_numpy(h[s]), torch.from_numpy(y[s]))
+        if p == 0:
+            meter.next_pass()
+    got, want = meter.compute(), ncinspect.analyze(h, y, weights=w)
+    assert int(meter._s2.n_rechecked) >= 4 and int(meter._s2.n_unchecked) == 0
+    for key in ("accuracy_ncc", "accuracy_classifier", "nc4_ncc_mismatch"):
+        assert got.metrics[key] == want.metrics[key], key
+
+
+def test_float32_ties_beyond_the_capacity_are_refused_not_guessed(monkeypatch):
+    """Nearly every row a near tie: more than the fixed share is decided again; the rest
+    is counted on the device and the pass refused at compute(), with what to do."""
+    _as_on_a_device(monkeypatch)
+    h, y = _near_ties()
+    w = np.zeros((2, h.shape[1]))
+    w[0, 0], w[1, 0] = 1.0, -1.0
+    meter = ncinspect.Meter(weights=w, precision="float32")
+    for p in range(2):
+        meter.update(torch.from_numpy(h), torch.from_numpy(y))
+        if p == 0:
+            meter.next_pass()
+    with pytest.raises(InvalidDataError, match=r"precision float32: \d+ row\(s\) of pass 2"):
+        meter.compute()
+    # on the host every flagged row is decided again: the same data is fine
+    host = ncinspect.Meter(weights=w, precision="float32")
+    monkeypatch.undo()
+    for p in range(2):
+        host.update(torch.from_numpy(h), torch.from_numpy(y))
+        if p == 0:
+            host.next_pass()
+    want = ncinspect.analyze(h, y, weights=w)
+    got = host.compute()
+    for key in ("accuracy_ncc", "accuracy_classifier", "nc4_ncc_mismatch"):
+        assert got.metrics[key] == want.metrics[key], key

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-BACKENDS = ["numpy", "array_api_strict", "torch"]
+#: "torch-kernel": torch CPU tensors through the namespace kernel that device arrays take
+#: (CPU tensors otherwise take the numpy fast path on a zero-copy view)
+BACKENDS = ["numpy", "array_api_strict", "torch", "torch-kernel"]
 
 
 class Backend:
@@ -24,7 +26,7 @@ class Backend:
         a = np.ascontiguousarray(a if dtype is None else np.asarray(a).astype(dtype))
         if self.name == "numpy":
             return a
-        if self.name == "torch":
+        if self.name.startswith("torch"):
             return torch.from_numpy(a)
         return array_api_strict.asarray(a, device=array_api_strict.Device("device1"))
 
@@ -33,5 +35,9 @@ class Backend:
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request):
+def backend(request, monkeypatch):
+    if request.param == "torch-kernel":
+        from ncinspect.stats import device
+
+        monkeypatch.setattr(device, "on_host", lambda xp, h: False)
     return Backend(request.param)
