@@ -26,7 +26,6 @@ __all__ = [
     "Kernel",
     "Placed",
     "Scores32",
-    "best_of",
     "block_rows",
     "clf_float32",
     "kernel_for",
@@ -314,24 +313,6 @@ def kernel_for(geom, logits64: bool) -> Kernel:
     return cache[key]
 
 
-def best_of(values: np.ndarray, bound: np.ndarray, maximise: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Arg-best of approximate ``values`` (m, k) and the rows that must be decided again.
-
-    ``bound[i]`` bounds ``|values[i, c] - exact[i, c]|`` for every c: a row whose runner-up
-    lies more than ``2 bound`` from its best cannot change its decision.
-    """
-    if maximise:
-        best = np.argmax(values, axis=1)
-        top = values[np.arange(values.shape[0]), best]
-        close = np.count_nonzero(values >= (top - 2.0 * bound)[:, None], axis=1) > 1
-    else:
-        best = np.argmin(values, axis=1)
-        top = values[np.arange(values.shape[0]), best]
-        close = np.count_nonzero(values <= (top + 2.0 * bound)[:, None], axis=1) > 1
-    close |= ~np.isfinite(bound) | ~np.isfinite(top)  # overflow, or no finite candidate
-    return best, np.flatnonzero(close)
-
-
 class Buffers:
     """Float64 work arrays of one pass-2 block (one set per thread)."""
 
@@ -465,7 +446,7 @@ def _best_two(tiles, values, m: int, absmax: bool = False):
 
 def _close(top, second, bound):
     """The rows whose decision must be taken again: a runner-up within ``2 bound`` of the
-    best (the count of :func:`best_of`), a non-finite bound or no finite best."""
+    best (a second candidate within the error bound), a non-finite bound or no finite best."""
     close = second >= top - 2.0 * bound
     close |= ~np.isfinite(bound) | ~np.isfinite(top)
     return np.flatnonzero(close)

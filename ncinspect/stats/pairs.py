@@ -19,7 +19,7 @@ import numpy as np
 from ..budget import DEFAULT_MEMORY, fmt_bytes
 
 __all__ = ["AUTO", "pair_table_bytes", "pair_tables_reason", "block_pairs", "add_pairs"]
-__all__ += ["merge_pairs", "xp_pair_sums"]
+__all__ += ["merge_pairs"]
 
 AUTO = "auto"  #: Geometry.pair_reason before the budget was consulted
 
@@ -79,23 +79,3 @@ def merge_pairs(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None
     if a is None:
         return b
     return a if b is None else a + b
-
-
-def xp_pair_sums(xp, centred, e, ind, indf, f32: bool, scores=None):
-    """The (C, C) table of one block on an array-API device (:mod:`ncinspect.stats.xp`):
-    ``centred`` (C, d) = M~ / scale and ``e`` (m, d) the block's scaled residuals, on the
-    device; ``ind`` / ``indf`` the (C, m) class indicator (bool / float64) that the other
-    sums of that path use (the standard has no scatter-add). ``scores``: the (m, C)
-    products ``e . m'_c'`` when that path formed them already (no second product);
-    ``f32``: else the product in float32 of the float64 residuals, as the other float32
-    products there."""
-    cen_t = xp.permute_dims(centred, (1, 0))
-    if scores is not None:
-        s = scores
-    elif f32:
-        s = xp.astype(xp.astype(e, xp.float32) @ xp.astype(cen_t, xp.float32), xp.float64)
-    else:
-        s = e @ cen_t  # (m, C): e_i . m'_c'
-    own = xp.sum(xp.where(xp.permute_dims(ind, (1, 0)), s, xp.zeros_like(s)), axis=1)
-    diff = own[:, None] - s
-    return indf @ (diff * diff)
