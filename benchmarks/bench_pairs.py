@@ -63,7 +63,7 @@ def timed(module, name: str, spent: dict, key: str):
 
 
 def run(path: str, threads: int, precision: str) -> tuple[dict, str]:
-    from ncinspect.analyze import build as analyze_build
+    from ncinspect.analysis import build as analyze_build
     from ncinspect.cli import main
     from ncinspect.engines import local
     from ncinspect.metrics import compute

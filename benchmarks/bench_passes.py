@@ -41,7 +41,7 @@ def timed(fn) -> tuple[float, float, object]:
 def main(argv: list[str] | None = None) -> int:
     from threadpoolctl import threadpool_limits
 
-    from ncinspect.analyze.regression import analyze_regression
+    from ncinspect.analysis.regression import analyze_regression
     from ncinspect.engines.local import LocalEngine, plan_chunk_rows
     from ncinspect.engines.passes import FeatureSumRows, ScoreRows
     from ncinspect.io.sources import MemorySource

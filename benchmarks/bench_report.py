@@ -241,7 +241,7 @@ def run_baseline(path: str, threads: int | None) -> dict:
     """Imports only: the resident memory of the interpreter with numpy, h5py and ncinspect."""
     import h5py  # noqa: F401
 
-    import ncinspect.analyze.api  # noqa: F401
+    import ncinspect.analysis.api  # noqa: F401
 
     return {"seconds": 0.0}
 

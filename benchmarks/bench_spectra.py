@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=2, help="runs of each; the best is kept")
     args = p.parse_args(argv)
 
-    from ncinspect.analyze.api import analyze_file
+    from ncinspect.analysis.api import analyze_file
     from ncinspect.engines.local import LocalEngine
 
     engine = LocalEngine(args.threads)

@@ -87,7 +87,7 @@ def train_and_dump(path: str, seed: int, epochs: int, record: tuple[int, ...]) -
 
 
 def run(seeds, epochs, record, keep=None):
-    from ncinspect.analyze.api import analyze_file
+    from ncinspect.analysis.api import analyze_file
 
     rows = {}
     for seed in seeds:

@@ -11,8 +11,8 @@ from .io.writer import DumpWriter  # noqa: E402
 
 __all__ = ["__version__", "NCInspectError", "DumpWriter"]
 
-from .analyze.api import analyze, analyze_file, analyze_snapshot  # noqa: E402
-from .analyze.regression import analyze_regression  # noqa: E402
+from .analysis.api import analyze, analyze_file, analyze_snapshot  # noqa: E402
+from .analysis.regression import analyze_regression  # noqa: E402
 from .dump import Snapshot, open_dump  # noqa: E402
 from .meter.meter import Meter  # noqa: E402
 from .results.report import Report, SnapshotResult  # noqa: E402

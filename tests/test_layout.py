@@ -13,7 +13,7 @@ exceeded.
 The rooms, bottom to top (a module may import from its own room and from rooms below):
 
     base (_version, errors, budget, arrays, text) < io < dump < inputs < stats < metrics
-    < results (the result types: engines and analyze build them) < engines < analyze, meter
+    < results (the result types: engines and analysis build them) < engines < analysis, meter
     < check, theory < render < plots < train, integrations < experiments < cli
     < the package facade (ncinspect/__init__.py: nothing imports it)
 
@@ -46,7 +46,7 @@ ROOMS: dict[str, int] = {
     "metrics": 5,
     "results": 6,
     "engines": 7,
-    "analyze": 8,
+    "analysis": 8,
     "meter": 8,
     "check": 9,
     "theory": 9,
@@ -234,7 +234,7 @@ def test_function_length():
 def test_the_walker_sees_relative_and_lazy_imports():
     imports = _imports("ncinspect.cli.report")
     assert ("ncinspect.cli.common", "reading_options") in imports  # relative, module level
-    assert ("ncinspect.analyze.api", "analyze_file") in imports  # inside the command function
+    assert ("ncinspect.analysis.api", "analyze_file") in imports  # inside the command function
 
 
 def _satellites(graph: dict[str, set[str]]) -> list[str]:

@@ -122,9 +122,9 @@ def check_runs(
     """``check --aggregate``: analyse every run, aggregate, evaluate ``rules`` on the means
     and the ``--max-upper``/``--min-lower`` specs on the interval's bounds.
 
-    ``analyze_options`` go to :func:`ncinspect.analyze.analyze_file` for each file.
+    ``analyze_options`` go to :func:`ncinspect.analysis.analyze_file` for each file.
     """
-    from ..analyze.api import analyze_file
+    from ..analysis.api import analyze_file
     from ..results.aggregate import aggregate
 
     on_mean = [BoundRule(r.kind, r.metric, bound=r.bound) if not r.is_trend else r for r in rules]

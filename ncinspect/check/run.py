@@ -76,20 +76,20 @@ def run_check(
         sees only these snapshots. A rule that needs the classifier (NC3, NC4, SQI, the
         classifier's accuracy) fails on a hidden layer, which has no weights.
     keys : dict, optional
-        Explicit array names by role, as for :func:`~ncinspect.analyze.analyze_file`.
+        Explicit array names by role, as for :func:`~ncinspect.analysis.analyze_file`.
     config : str, optional
         The configuration file the rules came from (recorded in the result).
     chunk_rows, memory_limit, engine, class_names, min_class_count : optional
-        As for :func:`~ncinspect.analyze.analyze_file`.
+        As for :func:`~ncinspect.analysis.analyze_file`.
     allow_external : bool
-        As for :func:`~ncinspect.analyze.analyze_file`.
+        As for :func:`~ncinspect.analysis.analyze_file`.
 
     Raises
     ------
     UsageError
         No rules; a pattern that matches no snapshot; no selected snapshot of ``layer``.
     """
-    from ..analyze.api import analyze_file
+    from ..analysis.api import analyze_file
 
     if not rules:
         raise UsageError(

@@ -22,7 +22,7 @@ def command(file, allow_external, debug, **kwargs):
     """
     from rich.table import Table
 
-    from ..analyze.regression import snapshot_kind
+    from ..analysis.regression import snapshot_kind
     from ..dump import open_dump
     from ..render.layout import column, message, show
     from ..render.safe import markup

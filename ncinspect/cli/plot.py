@@ -234,7 +234,7 @@ def _plot_runs(files, o, opts) -> list[str]:
 def analyze_one(file, common: dict, reading: dict, class_opts: dict):
     """The report of one run (every snapshot ``--snapshot`` selects); a snapshot the reader
     skipped (incomplete, being written) is said on stderr, never dropped silently."""
-    from ..analyze.api import analyze_file
+    from ..analysis.api import analyze_file
 
     report = analyze_file(file, **common, **reading, **class_opts)
     skipped = dict.fromkeys(w for r in report.snapshots for w in r.warnings if " skipped: " in w)
@@ -245,7 +245,7 @@ def analyze_one(file, common: dict, reading: dict, class_opts: dict):
 
 def _sample(plan, files, o) -> None:
     """Read the seeded subsample of each final snapshot that a planned figure shows."""
-    from ..analyze.sampling import sample_file
+    from ..analysis.sampling import sample_file
 
     for i in plan.sampled_runs:
         sample_file(

@@ -147,7 +147,7 @@ def command(
     """
     import sys
 
-    from ..analyze.api import analyze_file
+    from ..analysis.api import analyze_file
     from ..render.table import render_report
     from .common import emit, stdout_console
     from .progress import RowProgress

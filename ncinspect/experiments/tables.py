@@ -299,7 +299,7 @@ def write_headline(
 
     Needs two or more seeds per lambda.
     """
-    from ..analyze.api import analyze_file
+    from ..analysis.api import analyze_file
     from ..io.atomic import atomic_write
     from ..results.aggregate import aggregate
     from ..results.report import jsonable

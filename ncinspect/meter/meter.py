@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from ..analyze.api import build_result
-from ..analyze.build import check_center
+from ..analysis.api import build_result
+from ..analysis.build import check_center
 from ..arrays import to_host
 from ..errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from ..inputs import Prepared

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..analyze.build import add_spectra
+from ..analysis.build import add_spectra
 from ..arrays import to_host
 from ..stats.spectra import SpectraPass, spectra_budget
 

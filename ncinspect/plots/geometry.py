@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..analyze.projection import cosine_matrix, etf_cosine, pairwise_cosines, row_norms
+from ..analysis.projection import cosine_matrix, etf_cosine, pairwise_cosines, row_norms
 from ..results.report import SnapshotResult
 from ._style import (
     CLASS_TICK_LIMIT,

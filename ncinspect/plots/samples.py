@@ -1,6 +1,6 @@
 """Figures of individual samples (a seeded subsample): projected features and outputs (SQI).
 
-They need the ``sample_*`` arrays that :func:`ncinspect.analyze.sampling.sample_snapshot` adds to a
+They need the ``sample_*`` arrays that :func:`ncinspect.analysis.sampling.sample_snapshot` adds to a
 :class:`~ncinspect.results.report.SnapshotResult`.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..analyze.projection import project
+from ..analysis.projection import project
 from ..render.safe import mpl_text
 from ..results.report import SnapshotResult
 from ..text import LABEL_LIMIT
@@ -35,7 +35,7 @@ def _need(result: SnapshotResult, *keys: str) -> None:
     if missing:
         raise ValueError(
             f"{result.name}: no {', '.join(missing)} in result.arrays; add a subsample with "
-            "ncinspect.analyze.sampling.sample_snapshot first"
+            "ncinspect.analysis.sampling.sample_snapshot first"
         )
 
 
@@ -45,7 +45,7 @@ def plot_projection(result: SnapshotResult, *, classes=None, ax=None, style: str
     Parameters
     ----------
     result : SnapshotResult
-        With ``sample_proj`` and ``sample_codes`` (see :mod:`ncinspect.analyze.sampling`).
+        With ``sample_proj`` and ``sample_codes`` (see :mod:`ncinspect.analysis.sampling`).
     classes : list of int, ``Worst(k)`` or str, optional
         Draw only these class rows (``"0-9"``, ``"worst:10"``); the plane stays the one of
         every class. For C >= 100 a subset keeps the figure readable.
@@ -189,7 +189,7 @@ def plot_sqi(result: SnapshotResult, *, ax=None, style: str = "paper", bins: int
     Parameters
     ----------
     result : SnapshotResult
-        With ``sample_true_out`` and ``sample_wrong_out`` (see :mod:`ncinspect.analyze.sampling`).
+        With ``sample_true_out`` and ``sample_wrong_out`` (see :mod:`ncinspect.analysis.sampling`).
     ax : Axes, optional
     style : {"paper", "screen"}
     bins : int

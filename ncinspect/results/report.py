@@ -92,7 +92,7 @@ class SnapshotResult:
     regression: dict[str, Any] | None = None  #: n_targets and nrc3's gamma (regression only)
     #: why each None of ``metrics`` is None (key -> reason); ``warnings`` holds the same as text
     null_reasons: dict[str, str] = field(default_factory=dict)
-    #: percentile intervals from a within-class bootstrap (:mod:`ncinspect.analyze.bootstrap`),
+    #: percentile intervals from a within-class bootstrap (:mod:`ncinspect.analysis.bootstrap`),
     #: or None
     bootstrap: dict[str, Any] | None = None
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..analyze.api import analyze_snapshot
-from ..analyze.build import build_result, prepare_snapshot
+from ..analysis.api import analyze_snapshot
+from ..analysis.build import build_result, prepare_snapshot
 from ..arrays import to_host
 from ..engines.local import run_passes
 from ..errors import ShapeMismatchError

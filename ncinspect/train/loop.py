@@ -86,7 +86,7 @@ def evaluate(
 def _nc1(features: np.ndarray, labels: np.ndarray) -> float | None:
     """NC1 of the penultimate features through ``ncinspect.analyze`` (None if unavailable)."""
     try:
-        from ..analyze.api import analyze
+        from ..analysis.api import analyze
     except ImportError:
         return None
     from ..errors import NCInspectError

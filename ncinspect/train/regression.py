@@ -101,7 +101,7 @@ def evaluate_regression(
 
 
 def _nrc1(features: np.ndarray, targets: np.ndarray) -> float | None:
-    from ..analyze.regression import analyze_regression
+    from ..analysis.regression import analyze_regression
     from ..errors import NCInspectError
 
     try:

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import ncinspect
-from ncinspect.analyze.ood import add_nc5_arrays
-from ncinspect.analyze.regression import prepare_regression
+from ncinspect.analysis.ood import add_nc5_arrays
+from ncinspect.analysis.regression import prepare_regression
 from ncinspect.errors import (
     InvalidDataError,
     ShapeMismatchError,

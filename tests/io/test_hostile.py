@@ -598,7 +598,7 @@ with h5py.File(path, "w") as f:
     for a in range(0, n, 16):
         ds[a : a + 16] = rng.standard_normal((min(16, n - a), d)).astype("f4")
     f["labels"] = np.arange(n) % 4
-import ncinspect.analyze.api, ncinspect.cli.report, ncinspect.render.table, rich.console
+import ncinspect.analysis.api, ncinspect.cli.report, ncinspect.render.table, rich.console
 import scipy.sparse
 from ncinspect.cli.common import parse_size
 import ncinspect, json

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ncinspect.analyze.api import analyze
-from ncinspect.analyze.regression import analyze_regression
+from ncinspect.analysis.api import analyze
+from ncinspect.analysis.regression import analyze_regression
 from ncinspect.metrics.registry import (
     BY_KEY,
     INVARIANCES,

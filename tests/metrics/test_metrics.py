@@ -7,7 +7,7 @@ import pytest
 
 import ncinspect
 from ncinspect import metrics as M
-from ncinspect.analyze.api import analyze
+from ncinspect.analysis.api import analyze
 from ncinspect.metrics import kernels as K
 from ncinspect.metrics import linalg as L
 from ncinspect.metrics import pairs

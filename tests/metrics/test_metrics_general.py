@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ncinspect import metrics as M
-from ncinspect.analyze.api import analyze
+from ncinspect.analysis.api import analyze
 from ncinspect.metrics import general as G
 from ncinspect.metrics import linalg as L
 from ncinspect.metrics import seli as S

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ncinspect.analyze.api import analyze
-from ncinspect.analyze.regression import analyze_regression
+from ncinspect.analysis.api import analyze
+from ncinspect.analysis.regression import analyze_regression
 from ncinspect.check import Rule, evaluate
 from ncinspect.metrics.nulls import MetricValues, null_message, null_warnings
 

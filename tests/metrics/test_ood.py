@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from ncinspect.analyze.api import analyze_file
+from ncinspect.analysis.api import analyze_file
 from ncinspect.cli import main
 from ncinspect.engines.dask import DaskEngine
 from ncinspect.io.writer import DumpWriter

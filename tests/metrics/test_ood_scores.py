@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import ncinspect
-from ncinspect.analyze.api import analyze_file
+from ncinspect.analysis.api import analyze_file
 from ncinspect.cli import main
 from ncinspect.errors import UsageError
 from ncinspect.io.writer import DumpWriter
@@ -214,7 +214,7 @@ def test_digits_example_runs():
 def test_dump_on_the_dask_engine_equals_local(tmp_path):
     import pickle
 
-    from ncinspect.analyze.scores import scorer_of
+    from ncinspect.analysis.scores import scorer_of
     from ncinspect.engines.dask import DaskEngine
 
     h, y, w, b, ood = _data(seed=2)

@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from ncinspect import analyze_file  # noqa: E402
-from ncinspect.analyze.sampling import sample_file  # noqa: E402
+from ncinspect.analysis.sampling import sample_file  # noqa: E402
 from ncinspect.cli import main  # noqa: E402
 from ncinspect.plots import (  # noqa: E402
     Worst,

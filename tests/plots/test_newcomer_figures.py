@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from ncinspect import analyze_file  # noqa: E402
-from ncinspect.analyze.sampling import sample_file  # noqa: E402
+from ncinspect.analysis.sampling import sample_file  # noqa: E402
 from ncinspect.plots import plot_projection, plot_trajectory  # noqa: E402
 from ncinspect.plots._style import CLASS20, class_colors, class_markers  # noqa: E402
 from ncinspect.plots.panels import TRAJECTORY_PANELS  # noqa: E402

@@ -15,8 +15,8 @@ import pytest  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 
 from ncinspect import analyze, analyze_file  # noqa: E402
-from ncinspect.analyze.projection import subsample_indices  # noqa: E402
-from ncinspect.analyze.sampling import sample_arrays, sample_file, sample_snapshot  # noqa: E402
+from ncinspect.analysis.projection import subsample_indices  # noqa: E402
+from ncinspect.analysis.sampling import sample_arrays, sample_file, sample_snapshot  # noqa: E402
 from ncinspect.cli import main  # noqa: E402
 from ncinspect.dump import open_dump  # noqa: E402
 from ncinspect.plots import (  # noqa: E402
@@ -587,9 +587,9 @@ def test_plot_functions_never_show(runs, monkeypatch):
 
 def test_maths_layers_do_not_import_matplotlib():
     code = (
-        "import sys, ncinspect.metrics, ncinspect.analyze.projection, "
+        "import sys, ncinspect.metrics, ncinspect.analysis.projection, "
         "ncinspect.results.trajectory, "
-        "ncinspect.analyze.sampling, ncinspect.plots; "
+        "ncinspect.analysis.sampling, ncinspect.plots; "
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

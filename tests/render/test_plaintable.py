@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 import ncinspect.render.plaintable as plaintable
-from ncinspect.analyze.api import analyze
+from ncinspect.analysis.api import analyze
 from ncinspect.render.layout import column, fit, show
 from ncinspect.render.table import render_report
 from ncinspect.results.report import Report

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from ncinspect.analyze.api import analyze, analyze_file
+from ncinspect.analysis.api import analyze, analyze_file
 from ncinspect.cli import main
 from ncinspect.metrics import METRIC_KEYS, PER_CLASS_KEYS
 from ncinspect.render.table import fmt, render_report

@@ -12,7 +12,7 @@ import random
 import numpy as np
 import pytest
 
-from ncinspect.analyze.api import analyze
+from ncinspect.analysis.api import analyze
 from ncinspect.results.jsontext import dumps
 from ncinspect.results.report import Report
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ncinspect.analyze.file import partners, train_partner
+from ncinspect.analysis.file import partners, train_partner
 
 
 def _snaps(seed: int):

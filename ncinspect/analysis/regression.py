@@ -1,6 +1,6 @@
 """Snapshots that are not classification snapshots: regression dumps and OOD features.
 
-Regression lives here, OOD features in :mod:`ncinspect.analyze.ood`.
+Regression lives here, OOD features in :mod:`ncinspect.analysis.ood`.
 
 - A **regression snapshot** (float ``targets`` (N, t) that are not one-hot, or any targets
   when the metadata says ``task = "regression"``) reports nrc1-nrc3

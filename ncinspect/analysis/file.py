@@ -1,4 +1,4 @@
-"""One :func:`~ncinspect.analyze.analyze_file` run over the snapshots of an open dump.
+"""One :func:`~ncinspect.analysis.analyze_file` run over the snapshots of an open dump.
 
 Each selected snapshot is analysed by its kind (classification, regression, OOD); a
 non-train split may score NCC with the class means of its train partner (same epoch and

@@ -4,7 +4,7 @@ The metrics never need this: they come from the full passes of :mod:`ncinspect.a
 Figures that show individual samples (features projected on the between-class directions,
 the distribution of outputs) use a seeded subsample, read in row chunks by
 :func:`ncinspect.engines.local.read_rows` and reduced with the pure functions of
-:mod:`ncinspect.analyze.projection`. The arrays are set on ``SnapshotResult.arrays`` (its
+:mod:`ncinspect.analysis.projection`. The arrays are set on ``SnapshotResult.arrays`` (its
 ``sample_*`` fields, see :data:`SAMPLE_KEYS`).
 """
 

@@ -110,7 +110,7 @@ def analyze(
         ``ood_auroc_*``/``ood_fpr95_*`` (``nci_alpha``: the alpha of ``nci``, default 0).
     bootstrap, seed, spectra : optional
         B within-class replicates (seeded) for 95% percentile intervals of every metric
-        (``result.bootstrap``; :mod:`ncinspect.analyze.bootstrap`); ``spectra``: also the spectral
+        (``result.bootstrap``; :mod:`ncinspect.analysis.bootstrap`); ``spectra``: also the spectral
         metrics (d x d sums in pass 2, null beyond the memory budget).
 
     Returns
