@@ -86,29 +86,30 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def floor_seconds(batches, w, means_like, device) -> float:
-    """(wall, CPU) seconds of one read of every row (a float64 copy) and one float64
-    product of width 2C, the better of two runs."""
+def floor_seconds(batches, w, means_like, device, precision="float64") -> float:
+    """(wall, CPU) seconds of one read of every row (a copy in ``precision``) and one
+    product of width 2C in ``precision``, the better of two runs."""
     import torch
 
-    stack = torch.cat([means_like, w]).double().T.contiguous()  # (d, 2C)
+    dtype = torch.float64 if precision == "float64" else torch.float32
+    stack = torch.cat([means_like, w]).to(dtype).T.contiguous()  # (d, 2C)
     best, best_cpu = math.inf, math.inf
     for _ in range(2):
         sync(device)
         t0, c0 = time.perf_counter(), time.process_time()
         for h, _ in batches:
-            torch.matmul(h.double(), stack)
+            torch.matmul(h.to(dtype, copy=True), stack)
         sync(device)
         best = min(best, time.perf_counter() - t0)
         best_cpu = min(best_cpu, time.process_time() - c0)
     return best, best_cpu
 
 
-def meter_seconds(batches, w, b, device):
+def meter_seconds(batches, w, b, device, precision="float64"):
     """(result, wall seconds, process CPU seconds) of both passes + compute."""
     import ncinspect
 
-    meter = ncinspect.Meter(weights=w, bias=b)
+    meter = ncinspect.Meter(weights=w, bias=b, precision=precision)
     sync(device)
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(2):
@@ -121,12 +122,12 @@ def meter_seconds(batches, w, b, device):
     return result, time.perf_counter() - t0, time.process_time() - c0
 
 
-def latency_ms(batches, w, b, device, rows=256, repeats=20):
+def latency_ms(batches, w, b, device, precision="float64", rows=256, repeats=20):
     """Median milliseconds of one ``update`` of ``rows`` rows in pass 1 and in pass 2:
     ``(wall p1, wall p2, process CPU p1, process CPU p2)``."""
     import ncinspect
 
-    meter = ncinspect.Meter(weights=w, bias=b)
+    meter = ncinspect.Meter(weights=w, bias=b, precision=precision)
     h, y = batches[0][0][:rows], batches[0][1][:rows]
     wall, cpu = [], []
     for _ in range(2):
@@ -161,17 +162,17 @@ def max_rel_diff(a, b) -> tuple[float, str]:
     return worst, where
 
 
-def run_case(name, rows, d, C, batch, device, zipf, numpy_too, report):
+def run_case(name, rows, d, C, batch, device, zipf, numpy_too, report, precision="float64"):
     import torch
 
     batches, w, b = make_case(rows, d, C, batch, device, zipf=zipf)
-    print(f"\n[{name}] N={rows:,} d={d} C={C:,} float32 batches of {batch}")
-    floor, floor_cpu = floor_seconds(batches, w, w * 0.5, device)
-    res, secs, cpu = meter_seconds(batches, w, b, device)
+    print(f"\n[{name}] N={rows:,} d={d} C={C:,} float32 batches of {batch}, {precision}")
+    floor, floor_cpu = floor_seconds(batches, w, w * 0.5, device, precision)
+    res, secs, cpu = meter_seconds(batches, w, b, device, precision)
     entry = {"rows": rows, "d": d, "C": C, "batch": batch, "floor_s": floor, "meter_s": secs}
-    entry.update(floor_cpu_s=floor_cpu, meter_cpu_s=cpu)
+    entry.update(floor_cpu_s=floor_cpu, meter_cpu_s=cpu, precision=precision)
     print("  (wall seconds; process CPU seconds in brackets)")
-    print(f"  floor (read + float64 product of width 2C):   {floor:8.3f} s [{floor_cpu:7.3f}]")
+    print(f"  floor (read + {precision} product of width 2C): {floor:8.3f} s [{floor_cpu:7.3f}]")
     print(
         f"  Meter on {device.type} tensors, both passes + compute: {secs:8.3f} s [{cpu:7.3f}] "
         f"= {secs / floor:.1f}x the floor [{cpu / floor_cpu:.1f}x]"
@@ -179,7 +180,7 @@ def run_case(name, rows, d, C, batch, device, zipf, numpy_too, report):
     if numpy_too:
         host = [(h.cpu().numpy(), y.cpu().numpy()) for h, y in batches]
         wn, bn = w.cpu().numpy(), b.cpu().numpy()
-        ref, tnp, cnp = meter_seconds(host, wn, bn, torch.device("cpu"))
+        ref, tnp, cnp = meter_seconds(host, wn, bn, torch.device("cpu"), precision)
         diff, key = max_rel_diff(res, ref)
         entry.update(numpy_s=tnp, numpy_cpu_s=cnp, max_rel_diff=diff, key=key)
         entry.update(ratio_torch_numpy=secs / tnp, ratio_torch_numpy_cpu=cpu / cnp)
@@ -201,6 +202,13 @@ def main(argv=None) -> int:
     ap.add_argument("--tokens", type=int, default=None, help="vocab rows (reduced: 512)")
     ap.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     ap.add_argument("--skip-vocab", action="store_true")
+    ap.add_argument(
+        "--precision",
+        choices=["float64", "float32"],
+        default="float64",
+        help="the Meter's precision, and the floor's product (float32: the issue's CPU case "
+        "--precision float32 --rows 32768 --dim 256 --classes 8192 --skip-vocab)",
+    )
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     import torch
@@ -213,8 +221,9 @@ def main(argv=None) -> int:
     C = args.classes or (C_IMAGENET if full else 100)
     report = {"device": what, "full": full}
     numpy_too = device.type == "cpu"
-    batches, w, b = run_case("imagenet", rows, d, C, 4096, device, False, numpy_too, report)
-    p1, p2, c1, c2 = latency_ms(batches, w, b, device)
+    prec = args.precision
+    batches, w, b = run_case("imagenet", rows, d, C, 4096, device, False, numpy_too, report, prec)
+    p1, p2, c1, c2 = latency_ms(batches, w, b, device, prec)
     report["imagenet"].update(update_256_pass1_ms=p1, update_256_pass2_ms=p2)
     report["imagenet"].update(update_256_pass1_cpu_ms=c1, update_256_pass2_cpu_ms=c2)
     print(
@@ -224,7 +233,7 @@ def main(argv=None) -> int:
     del batches
     if not args.skip_vocab:
         tokens = args.tokens or (2**20 if full else 512)
-        run_case("vocab", tokens, D_VOCAB, C_VOCAB, 8192, device, True, numpy_too, report)
+        run_case("vocab", tokens, D_VOCAB, C_VOCAB, 8192, device, True, numpy_too, report, prec)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=1, sort_keys=True)
