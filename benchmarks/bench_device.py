@@ -11,9 +11,10 @@ generating them is never timed):
 For each it prints, on the device of the run:
 
 * the floor: one read of every row and one float64 product of width 2C over all rows
-  (``h.double() @ [M | W]^T``, what pass 2 cannot avoid), in batches;
-* the Meter, both passes + ``compute()``, on device tensors (precision float64), and its
-  ratio to the floor;
+  (``h.double() @ [M | W]^T``, what pass 2 cannot avoid), in batches (with
+  ``--precision float32``: a float32 product);
+* the Meter, both passes + ``compute()``, on device tensors (precision float64, or
+  ``--precision``), and its ratio to the floor;
 * on a CPU: the same Meter on numpy copies of the same rows, and the ratio torch / numpy
   (the target is <= 1.25), with the largest relative difference of any metric;
 * ``Meter.update`` on 256 rows: the median latency in pass 1 and pass 2 (synchronised).
@@ -23,6 +24,8 @@ Run from the repository root (not part of the test suite)::
     python benchmarks/bench_device.py                 # reduced on a CPU (under a minute)
     python benchmarks/bench_device.py --full          # a GPU: the full ImageNet and vocab shapes
     python benchmarks/bench_device.py --json out.json
+    python benchmarks/bench_device.py --precision float32 --rows 32768 --dim 256 \
+        --classes 8192 --skip-vocab                   # the issue's float32 CPU case
 """
 
 from __future__ import annotations
