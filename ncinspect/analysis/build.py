@@ -1,6 +1,6 @@
 """Build results from merged pass statistics, and the validated inputs of a snapshot.
 
-What :mod:`ncinspect.analyze` and :class:`ncinspect.Meter` share: the options check done
+What :mod:`ncinspect.analysis` and :class:`ncinspect.Meter` share: the options check done
 once at each public entry, the inputs of a :class:`~ncinspect.dump.Snapshot`, and the
 :class:`~ncinspect.results.report.SnapshotResult` of pass 1, the geometry and pass 2.
 """

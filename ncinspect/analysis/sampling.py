@@ -1,6 +1,6 @@
 """Read a reproducible subsample of a snapshot's rows for figures (projection, SQI outputs).
 
-The metrics never need this: they come from the full passes of :mod:`ncinspect.analyze`.
+The metrics never need this: they come from the full passes of :mod:`ncinspect.analysis`.
 Figures that show individual samples (features projected on the between-class directions,
 the distribution of outputs) use a seeded subsample, read in row chunks by
 :func:`ncinspect.engines.local.read_rows` and reduced with the pure functions of

@@ -38,7 +38,7 @@ def data():
 
 def test_core_import_does_not_import_dask():
     code = (
-        "import sys, ncinspect, ncinspect.analyze, ncinspect.cli.report, ncinspect.engines;"
+        "import sys, ncinspect, ncinspect.analysis, ncinspect.cli.report, ncinspect.engines;"
         "bad = [m for m in ('dask', 'distributed', 'zarr') if m in sys.modules];"
         "assert not bad, bad"
     )

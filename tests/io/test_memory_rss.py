@@ -57,7 +57,7 @@ def test_memory_limit_bounds_the_peak_rss_of_the_whole_process(tmp_path):
     cli = [sys.executable, "-c", "import sys; from ncinspect.cli import main; sys.exit(main())"]
     # the baseline: a process that only imports what report imports
     rc, base, err = _peak(
-        [sys.executable, "-c", "import ncinspect.cli, ncinspect.analyze, h5py, scipy.linalg"],
+        [sys.executable, "-c", "import ncinspect.cli, ncinspect.analysis, h5py, scipy.linalg"],
         tmp_path,
     )
     assert rc == 0, err
