@@ -12,7 +12,7 @@ exceeded.
 
 The rooms, bottom to top (a module may import from its own room and from rooms below):
 
-    base (_version, errors, budget, arrays, text) < io < dump < inputs < stats < metrics
+    base (_version, errors, budget, arrays, text, blas) < io < dump < inputs < stats < metrics
     < results (the result types: engines and analysis build them) < engines < analysis, meter
     < check, theory < render < plots < train, integrations < experiments < cli
     < the package facade (ncinspect/__init__.py: nothing imports it)
@@ -38,6 +38,7 @@ ROOMS: dict[str, int] = {
     "budget": 0,
     "arrays": 0,
     "text": 0,
+    "blas": 0,
     "input_checks": 1,
     "io": 1,
     "dump": 2,

@@ -13,6 +13,8 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+from ..blas import one_blas_thread
+
 __all__ = ["available_cores", "resolve_threads", "one_blas_thread", "Workers"]
 
 
@@ -32,30 +34,6 @@ def resolve_threads(threads: int | None) -> int:
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     return threads
-
-
-_CONTROLLER: list = [None, -1]  # the ThreadpoolController, and len(sys.modules) when made
-
-
-def _controller():
-    """One :class:`threadpoolctl.ThreadpoolController` for the process, made again only when
-    modules were imported since (a new BLAS may have been loaded with them). Making one
-    scans every loaded shared library (about 3 ms); a limit from it costs microseconds, so a
-    file of 10,000 small snapshots no longer pays the scan four times per snapshot."""
-    import sys
-
-    from threadpoolctl import ThreadpoolController
-
-    if _CONTROLLER[0] is None or _CONTROLLER[1] != len(sys.modules):
-        _CONTROLLER[0] = ThreadpoolController()
-        _CONTROLLER[1] = len(sys.modules)
-    return _CONTROLLER[0]
-
-
-def one_blas_thread():
-    """A context in which BLAS runs on one thread (the small class-level products and SVD
-    between and after the passes: extra BLAS threads only spin on a busy machine)."""
-    return _controller().limit(limits=1)
 
 
 class Workers:

@@ -225,6 +225,10 @@ class H5Source(ArraySource):
 
         if out is None:
             out = np.empty(self.shape, self.dtype)
+        if tuple(self.dataset.id.shape) != out.shape:  # the extent changed since it was read:
+            raise ValueError(  # HDF5 would not check the buffer (one line, by _guarded)
+                f"the dataset's shape is now {tuple(self.dataset.id.shape)}, was {out.shape}"
+            )
         self.dataset.id.read(h5s.ALL, h5s.ALL, out)
         return out
 

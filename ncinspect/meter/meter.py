@@ -42,7 +42,7 @@ import numpy as np
 from ..analysis.api import build_result
 from ..analysis.build import check_center
 from ..arrays import to_host
-from ..engines.threads import one_blas_thread
+from ..blas import one_blas_thread
 from ..errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry

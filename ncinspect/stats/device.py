@@ -20,7 +20,7 @@ Rows in host memory (CPU tensors) skip to the numpy fast path of pass 2
 block sums are added to the state: the same numbers as numpy arrays, at numpy's speed.
 
 ``SecondState`` is also the array-API file path's pass 2
-(:func:`ncinspect.stats.xp.second_sums`): one namespace kernel for files on a device and
+(:func:`ncinspect.stats.device.second_sums`): one namespace kernel for files on a device and
 for the Meter, with the per-geometry constants of the numpy kernel
 (:class:`~ncinspect.stats.kernel.Kernel`, placed on the device).
 
@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import InvalidDataError
 from .kernel import BlockStats, block_rows, kernel_for, numpy_block
-from .namespace import device_of, is_numpy, on_device, scatter_add
+from .namespace import device_of, host, is_numpy, on_device, scatter_add
 from .protocol import Declared, declare, merge_moments
 from .xp import as_float64 as _float64
 from .xp import (
@@ -307,7 +307,10 @@ class SecondState(_Checked):
         numpy view, block by block as for a file, each block's sums added to this state.
         Rows with a bad label or NaN/Inf are left out (the pass is refused at its end)."""
         h, rows = hr  # the batch and its numpy view
-        ys, good = host_view(xp, b.ys), host_view(xp, b.good)
+        # a library may refuse a dtype through DLPack (bool on some torch builds): copy then
+        ys, good = (host_view(xp, v) for v in (b.ys, b.good))
+        ys = host(b.ys) if ys is None else ys
+        good = host(b.good) if good is None else good
         if not good.all():
             rows, ys = rows[good], ys[good]
         kern = kernel_for(geom, True)
@@ -325,9 +328,10 @@ class SecondState(_Checked):
         namespace's scatter-adds over cache-sized blocks (torch ``index_add_``: faster on a
         CPU than a sparse indicator; work in m x d, no C x d temporary)."""
         cached = getattr(kern, "host_means", None)
-        if cached is None or cached[0] is not means:
+        where = (type(self.resid), str(device_of(self.resid)))
+        if cached is None or cached[0] is not means or cached[2] != where:
             m = np.where(np.isfinite(means), means, 0.0) / (1.0 / kern.inv_scale)
-            kern.host_means = cached = (means, _put(xp, m, self.resid))
+            kern.host_means = cached = (means, _put(xp, m, self.resid), where)
         for a, z in _blocks(xp, h, self.resid.shape[0]):
             hf = _float64(xp, h[a:z, ...], "features")
             hs = hf if kern.inv_scale == 1.0 else hf * kern.inv_scale

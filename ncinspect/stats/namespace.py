@@ -46,8 +46,15 @@ PRECISIONS = ("float64", "float32")
 
 
 def check_precision(precision: str) -> str:
+    """``precision`` when it is one of :data:`PRECISIONS` and can run here: float32 runs the
+    namespace kernel, which on numpy before 2.0 needs array-api-compat's wrapper."""
     if precision not in PRECISIONS:
         raise UsageError(f"precision must be 'float64' or 'float32', got {precision!r}")
+    if precision == "float32" and numpy_namespace() is np and not _NUMPY2:
+        raise UsageError(
+            f"precision 'float32' needs numpy >= 2 or array-api-compat (numpy {np.__version__} "
+            "here): pip install 'ncinspect[array-api]'"
+        )
     return precision
 
 
@@ -212,7 +219,8 @@ _NUMPY2 = int(np.__version__.split(".", 1)[0]) >= 2
 def numpy_namespace() -> Any:
     """numpy as an array-API namespace: the ``numpy`` module itself from numpy 2 on (its main
     namespace follows the standard); before, ``array-api-compat``'s wrapper when installed,
-    else ``numpy`` (the kernels then take only their numpy fast paths)."""
+    else ``numpy`` (float64 then takes the numpy fast paths only, and
+    :func:`check_precision` refuses float32)."""
     if _NUMPY2:
         return np
     try:

@@ -237,7 +237,7 @@ class SecondPass:
         the same, bit for bit, whatever runs them.
 
         ``h`` may be an array of any array-API library: it is processed on its device by
-        :func:`ncinspect.stats.xp.second_sums`. ``precision="float32"`` computes the large
+        :func:`ncinspect.stats.device.second_sums`. ``precision="float32"`` computes the large
         products in float32 with float64 accumulation (bounds in :mod:`ncinspect.stats.xp`).
         """
         xp = get_namespace(h)

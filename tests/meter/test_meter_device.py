@@ -347,3 +347,33 @@ def test_float32_ties_beyond_the_capacity_are_refused_not_guessed(monkeypatch):
     got = host.compute()
     for key in ("accuracy_ncc", "accuracy_classifier", "nc4_ncc_mismatch"):
         assert got.metrics[key] == want.metrics[key], key
+
+
+def test_cpu_tensors_when_dlpack_refuses_a_dtype(monkeypatch):
+    """Some torch builds refuse bool tensors through DLPack: the CPU fast path then copies
+    the labels and the row mask instead of failing on a missing view."""
+    from ncinspect.stats import device
+
+    real = device.host_view
+
+    def no_bool(xp, a):
+        if isinstance(a, torch.Tensor) and a.dtype == torch.bool:
+            return None
+        return real(xp, a)
+
+    monkeypatch.setattr(device, "host_view", no_bool)
+    h, y, w, b = _data(4)
+    ref = ncinspect.Meter(weights=w, bias=b)
+    got = ncinspect.Meter(weights=torch.from_numpy(w), bias=torch.from_numpy(b))
+    for m, conv in ((ref, np.asarray), (got, torch.from_numpy)):
+        for _ in range(2):
+            for a in range(0, h.shape[0], 37):
+                m.update(conv(h[a : a + 37]), conv(y[a : a + 37]))
+            if m.pass_number == 1:
+                m.next_pass()
+    want, res = ref.compute().metrics, got.compute().metrics
+    for key, value in want.items():
+        if isinstance(value, float):
+            assert res[key] == pytest.approx(value, rel=1e-12, abs=1e-300), key
+        else:
+            assert res[key] == value, key

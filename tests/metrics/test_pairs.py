@@ -240,3 +240,19 @@ def test_close_means_keep_their_digits(C, pair):
     want = _direct(M, W, var, counts)
     for key in ("cdnv", "cdnv_exp2", "gnc2_log_means", "gnc2_energy_means", "gnc2_log_weights"):
         close(got[key], want[key], rtol=1e-9)
+
+
+def test_pair_sums_do_not_depend_on_blas_threads():
+    """The multi-tile kernels sum by BLAS ddot, which OpenBLAS splits over its threads above
+    10,000 values: the sweep caps BLAS to one thread, so a direct call (no engine around it)
+    gives the same bits at any BLAS thread count."""
+    from threadpoolctl import threadpool_limits
+
+    from ncinspect.metrics.kernels import pairwise_cosine_stats
+
+    M, W, var, counts = _data(C=700, d=16, seed=11)
+    got = []
+    for n in (1, 2):
+        with threadpool_limits(limits=n, user_api="blas"):
+            got.append((pairwise_cosine_stats(M), _swept(M, W, var, counts)[0]))
+    assert got[0] == got[1]

@@ -45,3 +45,16 @@ def test_numpy_needs_no_array_api_compat(monkeypatch):
     x = np.ones((3, 2))
     assert get_namespace(x) is np
     assert device_of(x) == "cpu"
+
+
+def test_float32_before_numpy_2_needs_array_api_compat(monkeypatch):
+    """numpy < 2 without array-api-compat has no standard namespace for the float32 kernel:
+    a usage error naming the extra, never an AttributeError from inside the kernel."""
+    from ncinspect.errors import UsageError
+    from ncinspect.stats import namespace
+
+    monkeypatch.setattr(namespace, "_NUMPY2", False)
+    monkeypatch.setattr(namespace, "numpy_namespace", lambda: np)
+    with pytest.raises(UsageError, match="array-api-compat"):
+        namespace.check_precision("float32")
+    assert namespace.check_precision("float64") == "float64"
