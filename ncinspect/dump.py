@@ -41,10 +41,11 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "outputs": ("outputs", "logits"),
 }
 
-#: prefixes that wrapped PyTorch modules add to state-dict names, ignored when matching
-#: aliases (DistributedDataParallel / DataParallel, torch.compile)
 _LIVE_RETRIES = 3  #: reads again of a file a writer holds open, when one read fails
 _LIVE_WAIT = 0.1  #: seconds before the first of them (then twice, three times as long)
+
+#: prefixes that wrapped PyTorch modules add to state-dict names, ignored when matching
+#: aliases (DistributedDataParallel / DataParallel, torch.compile)
 _MODULE_PREFIXES = ("module.", "_orig_mod.")
 
 
