@@ -259,6 +259,16 @@ def near_exact(
     values[idx] = sq if squared else np.sqrt(sq)
 
 
+def _smallest(values, bound, vectors, a0, b0, k, mask, squared: bool) -> float:
+    """The smallest of a tile's distances, those within ``bound`` of 0 first taken again
+    from the rows' differences (:func:`near_exact`)."""
+    low = values.min()
+    if low <= bound:
+        near_exact(values, bound, vectors, a0, b0, k, mask, squared)
+        low = values.min()
+    return low
+
+
 def _flat(block: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """The tile's values in row-major order (a view of ``block`` off the diagonal)."""
     return block.ravel() if mask is None else block[mask]
@@ -301,10 +311,7 @@ def _unit_tile(plan: _Plan, u, k, a0, a1, b0, b1, mask) -> UnitPairs:
     dist = np.multiply(cos, 2.0, out=cos)  # the cosines are no longer needed
     np.subtract(2.0, dist, out=dist)  # >= +0 for cos in [-1, 1]: max(., 0) changes no bit
     np.sqrt(dist, out=dist)
-    low = dist.min()
-    if low <= plan.near_unit:
-        near_exact(dist, plan.near_unit, u, a0, b0, b1 - b0, mask, squared=False)
-        low = dist.min()
+    low = _smallest(dist, plan.near_unit, u, a0, b0, b1 - b0, mask, squared=False)
     out.coincide = bool(low == 0)
     out.dist = _moments(dist, tmp)
     logs = np.log(dist, out=dist)
@@ -327,10 +334,7 @@ def _cdnv_tile(plan: _Plan, a0, a1, b0, b1, mask) -> CdnvPairs:
     n = dist.size
     if n == 0:
         return CdnvPairs()
-    low = dist.min()
-    if low <= plan.near_sq:
-        near_exact(dist, plan.near_sq, cen, a0, b0, k, mask, squared=True)
-        low = dist.min()
+    low = _smallest(dist, plan.near_sq, cen, a0, b0, k, mask, squared=True)
     out = CdnvPairs(count=n, coincide=bool(low <= 0))
     t = np.multiply(dist, 2.0, out=t_buf[:n])
     out.total1 = float(np.divide(vsum, t, out=t).sum())
@@ -382,8 +386,7 @@ def _unit_tile_fast(plan: _Plan, u, k, a0, a1, b0, b1, mask) -> UnitPairs:
     dist = np.multiply(cos, 2.0, out=cos)
     np.subtract(2.0, dist, out=dist)
     np.sqrt(dist, out=dist)
-    if dist.min() <= plan.near_unit:
-        near_exact(dist, plan.near_unit, u, a0, b0, b1 - b0, mask, squared=False)
+    _smallest(dist, plan.near_unit, u, a0, b0, b1 - b0, mask, squared=False)
     out.dist = _moments_fast(dist, tmp, plan.ones)
     m = _moments_fast(np.log(dist, out=dist), tmp, plan.ones)
     out.coincide = m.mean == -np.inf  # some distance is 0 (no log is +inf or NaN)
@@ -407,10 +410,7 @@ def _cdnv_tile_fast(plan: _Plan, a0, a1, b0, b1, mask) -> CdnvPairs:
     n = dist.size
     if n == 0:
         return CdnvPairs()
-    low = dist.min()
-    if low <= plan.near_sq:
-        near_exact(dist, plan.near_sq, plan.centred, a0, b0, k, mask, squared=True)
-        low = dist.min()
+    low = _smallest(dist, plan.near_sq, plan.centred, a0, b0, k, mask, squared=True)
     out = CdnvPairs(count=n, coincide=bool(low <= 0))
     r = np.divide(vsum, dist, out=vsum)
     out.total1 = float(r.sum())
