@@ -42,6 +42,7 @@ __all__ = [
     "encode_labels",
     "read_class_names",
     "check_finite",
+    "check_finite_rows",
     "check_numeric",
     "NO_CLASS_ORDER",
     "NO_CLASS_ORDER_ARRAYS",
@@ -87,6 +88,17 @@ def check_finite(arr: np.ndarray, where: str) -> None:
             f"{where}: {int(bad.sum())} non-finite value(s) (NaN/Inf), "
             f"first at index {tuple(first.tolist())}"
         )
+
+
+def check_finite_rows(stats: Any, where: str) -> Any:
+    """``stats`` (a statistic of a walk that counts the rows holding NaN/Inf:
+    ``n_nonfinite``, ``first_nonfinite_row``), or an InvalidDataError naming ``where``."""
+    if stats.n_nonfinite:
+        raise InvalidDataError(
+            f"{where}: {stats.n_nonfinite} row(s) hold NaN/Inf values, "
+            f"first at row {stats.first_nonfinite_row}"
+        )
+    return stats
 
 
 def encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, list[Any], bool]:

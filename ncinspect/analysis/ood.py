@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidDataError
-from ..inputs import check_batch
+from ..inputs import check_batch, check_finite_rows
 from ..io.sources import ArraySource, as_source
 from ..metrics.nulls import null_warnings
 from ..metrics.ood import (
@@ -45,11 +44,7 @@ def ood_feature_sum(
     d = int(feats.shape[1]) if len(feats.shape) == 2 else 1
     passes = [FeatureSumRows(d)] + ([] if scorer is None else [ScoreRows(scorer, d)])
     total, *scores = engine.run(passes, {"features": feats}, rows, progress=progress)
-    if total.n_nonfinite:
-        raise InvalidDataError(
-            f"{feats.where}: {total.n_nonfinite} row(s) hold NaN/Inf values, "
-            f"first at row {total.first_nonfinite_row}"
-        )
+    check_finite_rows(total, feats.where)
     return total if scorer is None else (total, scores[0])
 
 
@@ -260,7 +255,7 @@ class OODSets:
         """The OOD-score keys on ``res`` when the OOD sets are scored against ``snap``
         (``ids``: its rows' scores when they rode its pass 2, else read here)."""
         from ..engines.local import plan_chunk_rows
-        from .scores import add_scores, checked_scores, row_scores, scorer_of
+        from .scores import add_scores, row_scores, scorer_of
 
         if not self.ood or not self.scored_against(snap):
             return
@@ -271,7 +266,7 @@ class OODSets:
         )
         partners = self._partners(snap)
         if ids is not None:
-            ids = checked_scores(ids, prep.features.where)
+            ids = check_finite_rows(ids, prep.features.where)
         elif scorer is not None and partners:
             ids = row_scores(prep.features, scorer, rows=rows, engine=engine, progress=progress)
         scored, reasons = {}, {}
@@ -303,7 +298,7 @@ def add_nc5_arrays(
     with the ID inputs ``prep``, the OOD scores' keys, ``nci`` with ``alpha``; ``ids``: the
     ID rows' scores when they rode pass 2, else read here)."""
     from ..engines.local import is_dask, plan_chunk_rows
-    from .scores import add_scores, check_alpha, checked_scores, row_scores, scorer_of
+    from .scores import add_scores, check_alpha, row_scores, scorer_of
 
     alpha = check_alpha(alpha)
     sets = ood_features if isinstance(ood_features, dict) else {"ood": ood_features}
@@ -334,7 +329,7 @@ def add_nc5_arrays(
     if prep is None:
         return
     if ids is not None:
-        ids = checked_scores(ids, prep.features.where)
+        ids = check_finite_rows(ids, prep.features.where)
     elif scorer is not None:
         rows = chunk_rows or plan_chunk_rows(prep.n_features, prep.n_classes)
         ids = row_scores(prep.features, scorer, rows=rows, engine=engine)

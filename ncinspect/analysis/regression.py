@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidDataError, ShapeMismatchError
-from ..inputs import check_batch, check_finite, check_numeric
+from ..inputs import check_batch, check_finite, check_finite_rows, check_numeric
 from ..io.sources import ArraySource, as_source
 from ..metrics.ood import is_ood_split
 from ..metrics.regression import compute_regression_metrics, regression_geometry
@@ -146,11 +146,7 @@ def run_regression(
         row_arrays={"targets": prep.targets},
         progress=progress,
     )
-    if first.n_nonfinite:
-        raise InvalidDataError(
-            f"{prep.features.where}: {first.n_nonfinite} row(s) hold NaN/Inf values, "
-            f"first at row {first.first_nonfinite_row}"
-        )
+    check_finite_rows(first, prep.features.where)
     geom = regression_geometry(first, prep.n_targets, prep.weights)
     (second,) = engine.run([RegressionSecondRows(geom, d)], feats, rows, progress=progress)
     values, extra = compute_regression_metrics(first, second, geom, prep.weights)

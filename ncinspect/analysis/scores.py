@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..errors import InvalidDataError, UsageError
+from ..errors import UsageError
+from ..inputs import check_finite_rows
 from ..io.sources import as_source
 from ..metrics.nulls import MetricValues, null_warnings
 from ..metrics.ood import NC5_KEY, nc5_key
@@ -26,7 +27,6 @@ __all__ = [
     "scorer_of_geometry",
     "id_scores_rider",
     "row_scores",
-    "checked_scores",
     "score_keys",
     "add_scores",
 ]
@@ -86,17 +86,7 @@ def row_scores(
     engine = engine if hasattr(engine, "run") else LocalEngine()
     d = int(src.shape[1]) if len(src.shape) == 2 else 1
     (out,) = engine.run([ScoreRows(scorer, d)], {"features": src}, rows, progress=progress)
-    return checked_scores(out, src.where)
-
-
-def checked_scores(out: RowScores, where: str) -> RowScores:
-    """``out``, or an InvalidDataError naming ``where`` when its rows held NaN/Inf."""
-    if out.n_nonfinite:
-        raise InvalidDataError(
-            f"{where}: {out.n_nonfinite} row(s) hold NaN/Inf values, "
-            f"first at row {out.first_nonfinite_row}"
-        )
-    return out
+    return check_finite_rows(out, src.where)
 
 
 def score_keys(split: str) -> list[str]:

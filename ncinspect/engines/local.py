@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..budget import DEFAULT_MEMORY, available_memory, fmt_bytes, held_by_process
-from ..errors import InvalidDataError, ResourceLimitError
-from ..inputs import Prepared
+from ..errors import ResourceLimitError
+from ..inputs import Prepared, check_finite_rows
 from ..metrics import between_class_geometry
 from ..stats.pairs import pair_table_bytes, pair_tables_reason
 from ..stats.passes import FirstPass, Geometry, SecondPass
@@ -45,7 +45,6 @@ __all__ = [
     "LocalEngine",
     "Passes",
     "Progress",
-    "check_finite_rows",
     "expect",
     "first_pass",
     "is_dask",
@@ -249,17 +248,7 @@ def first_pass(
         row_arrays={"codes": prep.codes},
         progress=progress,
     )
-    return check_finite_rows(prep, first)
-
-
-def check_finite_rows(prep: Prepared, first: FirstPass) -> FirstPass:
-    """Raise :class:`InvalidDataError` when pass 1 met rows holding NaN/Inf."""
-    if first.n_nonfinite:
-        raise InvalidDataError(
-            f"{prep.features.where}: {first.n_nonfinite} row(s) hold NaN/Inf values, "
-            f"first at row {first.first_nonfinite_row}"
-        )
-    return first
+    return check_finite_rows(first, prep.features.where)
 
 
 def theory_rows(prep: Prepared) -> TheoryRows | None:
