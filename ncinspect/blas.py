@@ -2,8 +2,9 @@
 
 The engines cap BLAS to one thread per worker of their pool; the class-pair sweep caps it so
 that its ``ddot`` sums (which OpenBLAS splits over its threads above 10,000 values) do not
-depend on the thread count; the Meter caps it while a CPU tensor's rows go through numpy's
-BLAS beside the tensor library's own thread pool (two pools spinning on the same cores).
+depend on the thread count; pass 2 of a CPU tensor (:mod:`ncinspect.stats.device`) caps
+it while the rows go through numpy's BLAS beside the tensor library's own thread pool (two
+pools spinning on the same cores).
 """
 
 from __future__ import annotations

@@ -42,7 +42,6 @@ import numpy as np
 from ..analysis.api import build_result
 from ..analysis.build import check_center
 from ..arrays import to_host
-from ..blas import one_blas_thread
 from ..errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry
@@ -218,13 +217,10 @@ class Meter:
                     raise never_seen(int(np.flatnonzero(new)[0]))
                 part = SecondPass.of_chunk(self.geometry, h, y, precision=self.precision)
                 self._s2.add_pass(part, sums, self.geometry, self._means, m)
-            else:  # a CPU tensor's rows go through numpy's BLAS beside the library's own
-                # thread pool: both pools spinning on the same cores made the update 3-4x
-                # slower (torch CPU, 2 threads); BLAS keeps one thread meanwhile
-                with one_blas_thread():
-                    self._s2.update(
-                        xp, self.geometry, self._means, h, y, row0, precision=self.precision
-                    )
+            else:
+                self._s2.update(
+                    xp, self.geometry, self._means, h, y, row0, precision=self.precision
+                )
             self._spectra.add(self.geometry, h, y)
         self._row += m
 

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ..blas import one_blas_thread
 from ..errors import InvalidDataError
 from .kernel import BlockStats, block_rows, kernel_for, numpy_block
 from .namespace import device_of, host, is_numpy, on_device, scatter_add
@@ -316,12 +317,15 @@ class SecondState(_Checked):
         kern = kernel_for(geom, True)
         C, n = geom.n_classes, rows.shape[0]
         step = block_rows(rows.shape[1], C)
-        for a in range(0, n, step):
-            blk = rows[a : a + step], ys[a : a + step]
-            part, pairs = numpy_block(kern, *blk, None, min(step, n), BlockStats.empty)
-            self._add_block(xp, part, pairs)
-        if check:  # residual sums by class (pass 2's class means minus pass 1's)
-            self._host_resid(xp, kern, means, h, b)
+        # numpy's BLAS beside the tensor library's own thread pool: both pools spinning on
+        # the same cores made this 3-4x slower (torch CPU, 2 threads); BLAS keeps one thread
+        with one_blas_thread():
+            for a in range(0, n, step):
+                blk = rows[a : a + step], ys[a : a + step]
+                part, pairs = numpy_block(kern, *blk, None, min(step, n), BlockStats.empty)
+                self._add_block(xp, part, pairs)
+            if check:  # residual sums by class (pass 2's class means minus pass 1's)
+                self._host_resid(xp, kern, means, h, b)
 
     def _host_resid(self, xp, kern, means, h, b) -> None:
         """``resid`` += the residuals ``h / scale - means_y / scale`` summed by class, by the
