@@ -10,6 +10,7 @@ pools spinning on the same cores).
 from __future__ import annotations
 
 import sys
+import threading
 
 __all__ = ["one_blas_thread"]
 
@@ -29,7 +30,34 @@ def _controller():
     return _CONTROLLER[0]
 
 
-def one_blas_thread():
+class _OneThread:
+    """The context :func:`one_blas_thread` returns. Contexts nest: only the outermost one
+    sets and restores the limit (a run over many small snapshots enters one per step, and
+    each threadpoolctl limit costs tens of microseconds), and the process keeps the limit
+    while any context, in any thread, is open."""
+
+    _lock = threading.Lock()
+    _depth = 0
+    _limits = None
+
+    def __enter__(self) -> _OneThread:
+        cls = type(self)
+        with cls._lock:
+            if cls._depth == 0:
+                cls._limits = _controller().limit(limits=1)
+            cls._depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        cls = type(self)
+        with cls._lock:
+            cls._depth -= 1
+            if cls._depth == 0 and cls._limits is not None:
+                cls._limits.restore_original_limits()
+                cls._limits = None
+
+
+def one_blas_thread() -> _OneThread:
     """A context in which BLAS runs on one thread (the small class-level products and SVD
     between and after the passes: extra BLAS threads only spin on a busy machine)."""
-    return _controller().limit(limits=1)
+    return _OneThread()

@@ -164,6 +164,21 @@ def encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, list[Any], b
     return codes.astype(np.int64).ravel(), names.tolist(), False
 
 
+def _encoded(labs: ArraySource, seen: dict | None) -> tuple[np.ndarray, list[Any], bool]:
+    """:func:`encode_labels` of the labels source ``labs``, once per dataset of a dump
+    (``seen``: see :func:`prepare`); the codes kept are read-only."""
+    key = (labs.where, tuple(labs.shape), str(labs.dtype))
+    if seen is not None and seen.get("key") == key:
+        codes, names, one_hot = seen["value"]
+        return codes, list(names), one_hot
+    codes, names, one_hot = encode_labels(labs.read_all(), labs.where)
+    if seen is not None:
+        codes.flags.writeable = False
+        seen.clear()
+        seen.update(key=key, value=(codes, list(names), one_hot))
+    return codes, names, one_hot
+
+
 def _within_int64(raw: np.ndarray, outside: np.ndarray, where: str, what: str) -> None:
     """Refuse labels beyond int64 (they would wrap or saturate and merge distinct classes)."""
     if outside.any():
@@ -225,6 +240,7 @@ def prepare(
     class_names: Any = None,
     class_names_where: str = "class_names",
     no_order_reason: str = NO_CLASS_ORDER,
+    labels_seen: dict | None = None,
 ) -> Prepared:
     """Validate and normalise the inputs of an analysis (see :func:`ncinspect.analyze`).
 
@@ -234,11 +250,15 @@ def prepare(
     in increasing order (or the rows of ``class_names`` when every integer label indexes
     it). With string labels, a classifier and no class order, the classifier (weights, bias
     and outputs) is set aside with the reason ``no_order_reason`` (default for a dump).
+
+    ``labels_seen``: a dict kept across the snapshots of one open dump, where each labels
+    array is a dataset named by its ``where`` (snapshots that inherit one labels array
+    then read and encode it once; the last one is kept).
     """
     feats = as_source(features, "features")
     labs = as_source(labels, "labels")
     N, d = _check_rows(feats, labs)
-    codes, names, one_hot = encode_labels(labs.read_all(), labs.where)
+    codes, names, one_hot = _encoded(labs, labels_seen)
     strings = not one_hot and np.asarray(names).dtype.kind == "U"
 
     w = _small(weights, _where(weights, "weights"))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..arrays import to_host
+from ..blas import one_blas_thread
 from ..engines.local import (
     LocalEngine,
     Passes,
@@ -349,7 +350,8 @@ def analyze_file(
     ) as dump:
         run = FileRun(dump, snapshot, ncc_centres, options)
         run.announce()
-        results = [run.result(snap, per_class) for snap in run.selected]
+        with one_blas_thread():  # what every step caps to: set once for the run
+            results = [run.result(snap, per_class) for snap in run.selected]
     precision = getattr(engine, "precision", "float64")
     return Report(
         os.fspath(path), results, center=center, ncc_centres=ncc_centres, precision=precision

@@ -145,11 +145,12 @@ def result_arrays(
     )
 
 
-def prepare_snapshot(snap, class_names: Any = None) -> Prepared:
+def prepare_snapshot(snap, class_names: Any = None, labels_seen: dict | None = None) -> Prepared:
     """Validated inputs of a :class:`~ncinspect.dump.Snapshot`.
 
     The class order is ``class_names`` when given, else the snapshot's ``class_names``
-    array (inherited like labels), else its ``class_names`` metadata.
+    array (inherited like labels), else its ``class_names`` metadata. ``labels_seen``: the
+    labels read before in the same open dump (:func:`~ncinspect.inputs.prepare`).
     """
     where = "class_names"
     if class_names is None and getattr(snap, "class_names", None) is not None:
@@ -171,6 +172,7 @@ def prepare_snapshot(snap, class_names: Any = None) -> Prepared:
         outputs=snap.outputs,
         class_names=class_names,
         class_names_where=where,
+        labels_seen=labels_seen,
     )
 
 

@@ -106,6 +106,7 @@ class FileRun:
             options["engine"],
         )
         self.cache: dict[str, tuple[Prepared, FirstPass]] = {}
+        self.labels_seen: dict = {}  # the labels array the last snapshot read, encoded
 
     def announce(self) -> None:
         """Tell the progress callback the rows to read: two passes per selected snapshot
@@ -128,7 +129,7 @@ class FileRun:
     def first_of(self, snap) -> tuple[Prepared, FirstPass]:
         """Inputs and pass 1 of a train partner (read once)."""
         if snap.name not in self.cache:
-            prep = prepare_snapshot(snap, self.class_names)
+            prep = prepare_snapshot(snap, self.class_names, self.labels_seen)
             o = self.options
             rows = o["chunk_rows"] or plan_for(prep, o["memory_limit"])
             first = (o["engine"] or LocalEngine()).first_pass(prep, rows, self.progress)
@@ -153,7 +154,7 @@ class FileRun:
         partner = self.partners[snap.name]
         if partner is not None:
             pprep, pfirst = self.first_of(partner)
-        prep = prepare_snapshot(snap, self.class_names)
+        prep = prepare_snapshot(snap, self.class_names, self.labels_seen)
         if partner is not None:
             if list(pprep.class_names) == list(prep.class_names):
                 centres, label = pfirst.class_means(), f"train:{partner.name}"

@@ -120,6 +120,15 @@ class OODSets:
         self.ood = [s for s in snaps if kinds[s.name] == "ood"]
         self.splits = list(dict.fromkeys(s.split for s in self.ood))
         self.ids = [s for s in snaps if kinds[s.name] == "classification"]
+        # (epoch, layer) -> its ID / OOD snapshots in file order: a file of many snapshots
+        # looks its pairs up, it does not scan every snapshot for each one
+        self._ids_at: dict[tuple, list] = {}
+        for s in self.ids:
+            if not is_ood_split(s.split):
+                self._ids_at.setdefault((s.epoch, s.layer), []).append(s)
+        self._ood_at: dict[tuple, list] = {}
+        for s in self.ood:
+            self._ood_at.setdefault((s.epoch, s.layer), []).append(s)
         self.selected = selected
         self.kinds = kinds
         self.chunk_rows, self.memory_limit, self.engine = chunk_rows, memory_limit, engine
@@ -128,7 +137,8 @@ class OODSets:
         self._fused = self._plan_fused()
 
     def _partners(self, snap) -> list:
-        return ood_partners(snap, self.ood)
+        """:func:`ood_partners` of ``snap`` among the dump's OOD snapshots."""
+        return ood_partners(snap, self._ood_at.get((snap.epoch, snap.layer), ()))
 
     def _firsts(self, snap) -> list:
         """The partners of ``snap`` that nc5 and the scores use: the first of each split."""
@@ -143,6 +153,8 @@ class OODSets:
         selected before it needs (an OOD snapshot's own entry does not read it first)."""
         needed: set[str] = set()
         plan: dict[str, str] = {}
+        if not self.ood:
+            return plan
         for s in self.selected:
             if self.kinds[s.name] != "classification":
                 continue
@@ -217,8 +229,7 @@ class OODSets:
         """Whether the OOD sets of ``snap``'s epoch and layer are scored against ``snap``:
         the ID snapshot of its ``test`` split when there is one, else ``train`` (else the
         one without a split)."""
-        same = [s for s in self.ids if s.epoch == snap.epoch and s.layer == snap.layer]
-        same = [s for s in same if not is_ood_split(s.split)]
+        same = self._ids_at.get((snap.epoch, snap.layer), ())
         for split in ("test", "train", None):
             pick = [s for s in same if s.split == split]
             if pick:

@@ -49,6 +49,7 @@ class Workers:
 
     def __enter__(self) -> Workers:
         self._limits = one_blas_thread()
+        self._limits.__enter__()
         return self  # the pools start on first use: a small snapshot never starts a thread
 
     def _workers(self) -> ThreadPoolExecutor | None:
@@ -67,7 +68,7 @@ class Workers:
                 pool.shutdown(wait=True, cancel_futures=True)
         self._pool = self._reader = None
         if self._limits is not None:
-            self._limits.restore_original_limits()
+            self._limits.__exit__(None, None, None)
             self._limits = None
 
     def map(self, fn: Callable, items: Iterable) -> list:

@@ -11,7 +11,7 @@ from ..stats.passes import FirstPass, Geometry, SecondPass
 from .directional import set_directional
 from .general import general_metrics
 from .kernels import equinorm, etf_error, self_duality
-from .linalg import row_cos, row_norms
+from .linalg import ClassProducts, row_cos, row_norms
 from .nulls import MetricValues
 from .pairs import ClassPairs, UnitPairs, cdnv_values, class_pairs, cosine_values
 from .registry import REGISTRY
@@ -86,7 +86,8 @@ def compute_metrics(
     moments. See spec/metrics.md for every definition.
     """
     out = MetricValues.of_keys(METRIC_KEYS)
-    cl = _classes(first, second, geom, classifier_reason)
+    memo = ClassProducts()  # products several metrics read, formed once
+    cl = _classes(first, second, geom, classifier_reason, memo)
     _notes(out, first, geom, cl)
     if cl.N == 0:
         out.set_all(METRIC_KEYS, None, f"no class has at least {geom.min_count} samples")
@@ -99,10 +100,10 @@ def compute_metrics(
     )
     _nc1(out, second, geom, cl, pairs)
     _nc1_directional(out, second, geom, cl)
-    _nc2(out, cl, "means", cl.M, pairs.means_ok, pairs.means, cl.class_reason)
+    _nc2(out, cl, "means", cl.M, pairs.means_ok, pairs.means, cl.class_reason, memo)
     no_w = cl.no_w if cl.W is None else cl.class_reason
-    _nc2(out, cl, "weights", cl.W, pairs.weights_ok, pairs.weights, no_w)
-    _nc3(out, cl)
+    _nc2(out, cl, "weights", cl.W, pairs.weights_ok, pairs.weights, no_w, memo)
+    _nc3(out, cl, memo)
     ncc_ok = bool(geom.ncc_valid.any())
     _nc4(out, second, cl, ncc_ok, classifier_reason)
     _sqi(out, second, cl, classifier_reason)
@@ -121,6 +122,7 @@ def compute_metrics(
         scale=geom.scale,
         no_weights=cl.no_w,
         pairs=pairs,
+        memo=memo,
     ).items():
         out.set(key, value, reason)
     if per_class:
@@ -129,7 +131,11 @@ def compute_metrics(
 
 
 def _classes(
-    first: FirstPass, second: SecondPass, geom: Geometry, classifier_reason: str | None
+    first: FirstPass,
+    second: SecondPass,
+    geom: Geometry,
+    classifier_reason: str | None,
+    memo: ClassProducts,
 ) -> _Classes:
     counts = first.counts
     present = counts > 0 if geom.present is None else geom.present
@@ -144,7 +150,7 @@ def _classes(
             if geom.min_count <= 1
             else f"fewer than two classes with at least {geom.min_count} samples (found {C})"
         )
-    M = geom.centred[rows]
+    M = memo.take(geom.centred, present)
     return _Classes(
         present=present,
         rows=rows,
@@ -154,7 +160,7 @@ def _classes(
         N=int(n_present.sum()),
         n=n_present,
         M=M,
-        W=None if geom.weights is None else geom.weights[rows],
+        W=memo.take(geom.weights, present),
         Ms=M if geom.scale == 1.0 else M / geom.scale,
         variances=second.class_sq[rows] / np.maximum(n_present, 1),
         class_reason=class_reason,
@@ -215,6 +221,7 @@ def _nc2(
     ok: bool,
     sums: UnitPairs | None,
     reason: str | None,
+    memo: ClassProducts,
 ) -> None:
     what = "centred class means" if suffix == "means" else "classifier rows"
     keys = [f"nc2_{m}_{suffix}" for m in ("equinorm", "equiangular", "maxangle")]
@@ -225,7 +232,7 @@ def _nc2(
         eq, ma = cosine_values(sums) if ok else (None, None)
         out.set(keys[1], eq, f"one of the {what} is zero")
         out.set(keys[2], ma, f"one of the {what} is zero")
-        out.set(f"etf_error_{suffix}", etf_error(vectors, vectors), f"{what} are all zero")
+        out.set(f"etf_error_{suffix}", etf_error(vectors, vectors, memo), f"{what} are all zero")
     if suffix != "weights":
         return
     if cl.W is None or cl.class_reason:
@@ -235,7 +242,7 @@ def _nc2(
         out.set("etf_error_weights_centered", etf_error(wc, wc), "row-centred W is zero")
 
 
-def _nc3(out: MetricValues, cl: _Classes) -> None:
+def _nc3(out: MetricValues, cl: _Classes, memo: ClassProducts) -> None:
     keys = ("nc3_self_duality", "nc3_duality_etf_error", "nc3_duality_cos")
     W, M = cl.W, cl.M
     if W is None:
@@ -244,8 +251,8 @@ def _nc3(out: MetricValues, cl: _Classes) -> None:
         out.set_all(keys, None, cl.class_reason)
     else:
         out.set("nc3_self_duality", self_duality(W, M), "W or the centred means are zero")
-        out.set("nc3_duality_etf_error", etf_error(W, M), "W M~^T is zero")
-        cos = row_cos(W, M)
+        out.set("nc3_duality_etf_error", etf_error(W, M, memo), "W M~^T is zero")
+        cos = row_cos(W, M, memo)
         out.set(
             "nc3_duality_cos",
             float(cos.mean()) if np.all(np.isfinite(cos)) else None,

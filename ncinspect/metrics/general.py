@@ -16,7 +16,17 @@ import numpy as np
 
 from ..stats.passes import pow2_scale
 from .kernels import cdnv_mean, etf_error
-from .linalg import CACHE_MAX_C, DIRECT_MAX_C, cross_gram_norm2, fro, kept, row_cos, unit
+from .linalg import (
+    CACHE_MAX_C,
+    DIRECT_MAX_C,
+    ClassProducts,
+    cross_gram_norm2,
+    fro,
+    kept,
+    normalised_gram,
+    row_cos,
+    unit,
+)
 from .nulls import MINORITY_NONE
 from .pairs import (
     ClassPairs,
@@ -108,12 +118,15 @@ def cdnv_exp2(variances: np.ndarray, centred: np.ndarray) -> float | None:
         return mean / s / s
 
 
-def uniform_duality(weights: np.ndarray, centred: np.ndarray) -> float | None:
+def uniform_duality(
+    weights: np.ndarray, centred: np.ndarray, memo: ClassProducts | None = None
+) -> float | None:
     """UNC3 (Wu & Papyan 2024): ``var_pop over c of cos(w_c, mu_c - mu_G)``.
 
-    None when a classifier row or centred mean is zero.
+    None when a classifier row or centred mean is zero. ``memo``: the snapshot's
+    :class:`~ncinspect.metrics.linalg.ClassProducts` (NC3's cosines are the same).
     """
-    cos = row_cos(weights, centred)  # rescales each argument
+    cos = row_cos(weights, centred, memo)  # rescales each argument
     if cos.size == 0 or not np.all(np.isfinite(cos)):
         return None
     return float(np.var(cos))
@@ -133,7 +146,7 @@ def bias_collapse(weights: np.ndarray, global_mean: np.ndarray, bias: np.ndarray
         return fro(v) * sw * sg
 
 
-def of_error(a: np.ndarray, b: np.ndarray) -> float | None:
+def of_error(a: np.ndarray, b: np.ndarray, memo: ClassProducts | None = None) -> float | None:
     """Distance of the normalised cross-Gram ``A B^T`` to the orthogonal frame (Dang et al. 2023).
 
     Notes
@@ -141,17 +154,18 @@ def of_error(a: np.ndarray, b: np.ndarray) -> float | None:
     ``|| A B^T/||A B^T||_F - I/sqrt(C) ||_F``, in [0, 2]. For C <= 2048 the C x C matrix is
     formed; above, ``|| G/||G|| - I/sqrt(C) ||^2 = 2 - 2 Tr(G) / (||G||_F sqrt(C))`` with
     ``Tr(A B^T) = sum_c a_c . b_c`` and ``||A B^T||_F^2`` from d x d Grams or tiles.
-    None when ``A B^T = 0``.
+    None when ``A B^T = 0``. ``memo``: the snapshot's
+    :class:`~ncinspect.metrics.linalg.ClassProducts` (the normalised product is shared with
+    the ETF and SELI errors).
     """
     C = a.shape[0]
-    a, b = unit(a), unit(b)  # scale-free in each: exact rescaling
     if C <= DIRECT_MAX_C:
-        g = a @ b.T
-        norm = fro(g)
-        if norm == 0 or not np.isfinite(norm):
+        g, _ = normalised_gram(a, b, memo)
+        if g is None:
             return None
         frame = kept(("of", C), lambda: np.eye(C) / np.sqrt(C)) if C <= CACHE_MAX_C else None
-        return fro(g / norm - (np.eye(C) / np.sqrt(C) if frame is None else frame))
+        return fro(g - (np.eye(C) / np.sqrt(C) if frame is None else frame))
+    a, b = unit(a), unit(b)  # scale-free in each: exact rescaling
     norm2 = cross_gram_norm2(a, b)
     if norm2 <= 0 or not np.isfinite(norm2):
         return None
@@ -210,6 +224,7 @@ def general_metrics(
     no_weights: str = "no classifier weights",
     pairs: ClassPairs | None = None,
     pair_map=map,
+    memo: ClassProducts | None = None,
 ) -> dict[str, tuple[object, str | None]]:
     """Every key of :data:`GENERAL_KEYS` as ``key -> (value, reason when None)``.
 
@@ -221,10 +236,13 @@ def general_metrics(
     ``pairs``: the pair sums of these classes when the caller has swept them already
     (:func:`~ncinspect.metrics.pairs.class_pairs`); otherwise they are swept here, the tiles
     run through ``pair_map`` (a ``map``-like callable; the values do not depend on it).
+    ``memo``: the snapshot's :class:`~ncinspect.metrics.linalg.ClassProducts`, shared with
+    the caller's other metrics (``present`` is then the caller's own mask array).
     """
     present = counts > 0 if present is None else np.asarray(present, dtype=bool)
-    mu, mt, n = means[present], centred[present], counts[present]
-    w = None if weights is None else weights[present]
+    memo = ClassProducts() if memo is None else memo
+    mu, mt, n = memo.take(means, present), memo.take(centred, present), counts[present]
+    w = memo.take(weights, present)
     C, d = mt.shape
     out: dict[str, tuple[object, str | None]] = {}
     few = f"fewer than 2 classes with samples (C = {C})"
@@ -249,11 +267,11 @@ def general_metrics(
     if C < 2:
         return out
 
-    out["of_error_means"] = (of_error(mu, mu), "the class means are all zero")
-    out["seli_error_means"] = seli_error(mu, mu, n, -1)
+    out["of_error_means"] = (of_error(mu, mu, memo), "the class means are all zero")
+    out["seli_error_means"] = seli_error(mu, mu, n, -1, memo)
     if w is not None:
         b = None if bias is None else bias[present]
-        _weight_entries(out, w, b, mu, mt, global_mean, n)
+        _weight_entries(out, w, b, mu, mt, global_mean, n, memo)
         out["minority_collapse"] = (
             _minority_value(pairs),
             MINORITY_NONE
@@ -305,17 +323,18 @@ def _weight_entries(
     mt: np.ndarray,
     global_mean: np.ndarray,
     n: np.ndarray,
+    memo: ClassProducts,
 ) -> None:
     """The generalized metrics that need the classifier (C >= 2)."""
     out["unc3_uniform_duality"] = (
-        uniform_duality(w, mt),
+        uniform_duality(w, mt, memo),
         "a classifier row or centred mean is zero",
     )
     out["bias_collapse"] = (bias_collapse(w, global_mean, b), None)
-    out["of_error_weights"] = (of_error(w, w), "W is zero")
-    out["of_error_duality"] = (of_error(w, mu), "W M^T is zero")
-    out["seli_error_weights"] = seli_error(w, w, n, 1)
-    logits = etf_error(w, mu)  # the SELI logits are P Y: the ETF at class level
+    out["of_error_weights"] = (of_error(w, w, memo), "W is zero")
+    out["of_error_duality"] = (of_error(w, mu, memo), "W M^T is zero")
+    out["seli_error_weights"] = seli_error(w, w, n, 1, memo)
+    logits = etf_error(w, mu, memo)  # the SELI logits are P Y: the ETF at class level
     out["seli_error_logits"] = (logits, "W M^T is zero")
 
 

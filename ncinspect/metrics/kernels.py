@@ -11,7 +11,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..stats.passes import pow2_scale
-from .linalg import CACHE_MAX_C, DIRECT_MAX_C, cross_gram_norm2, fro, kept, unit
+from .linalg import (
+    CACHE_MAX_C,
+    DIRECT_MAX_C,
+    ClassProducts,
+    cross_gram_norm2,
+    fro,
+    kept,
+    normalised_gram,
+    unit,
+)
 from .pairs import cosine_values, pair_sweep, unit_rows
 
 __all__ = [
@@ -31,7 +40,7 @@ def etf_gram(n_classes: int) -> np.ndarray:
     return (np.eye(C) - np.full((C, C), 1.0 / C)) / np.sqrt(C - 1)
 
 
-def etf_error(a: np.ndarray, b: np.ndarray) -> float | None:
+def etf_error(a: np.ndarray, b: np.ndarray, memo: ClassProducts | None = None) -> float | None:
     """Distance of the normalised cross-Gram ``A B^T`` to the simplex ETF.
 
     Notes
@@ -42,17 +51,17 @@ def etf_error(a: np.ndarray, b: np.ndarray) -> float | None:
     sqrt(C-1)`` and ``||A B^T||_F^2 = <A^T A, B^T B>`` (d x d, used only when d < C).
     Returns None when ``A B^T = 0``. ``A`` and ``B`` are first divided by powers of two
     (:func:`~ncinspect.metrics.linalg.unit`), which leaves the value unchanged and keeps
-    the products in range.
+    the products in range. ``memo``: the :class:`~ncinspect.metrics.linalg.ClassProducts`
+    of the snapshot (the normalised product is shared with the OF and SELI errors).
     """
-    a, b = unit(a), unit(b)
     C = a.shape[0]
     if C <= DIRECT_MAX_C:
-        x = a @ b.T
-        norm = fro(x)
-        if norm == 0 or not np.isfinite(norm):
+        x, _ = normalised_gram(a, b, memo)
+        if x is None:
             return None
         e = kept(("etf", C), lambda: etf_gram(C)) if C <= CACHE_MAX_C else etf_gram(C)
-        return fro(x / norm - e)
+        return fro(x - e)
+    a, b = unit(a), unit(b)
     norm2 = cross_gram_norm2(a, b)
     if norm2 <= 0:
         return None
@@ -68,9 +77,15 @@ def equinorm(vectors: np.ndarray) -> float | None:
     Papyan et al.'s equinorm measure, for centred class means or classifier rows.
     """
     norms = np.linalg.norm(unit(vectors), axis=1)
-    if norms.size < 2 or norms.mean() == 0:
+    n = norms.size
+    if n < 2:
         return None
-    return float(norms.std(ddof=1) / norms.mean())
+    mean = np.add.reduce(norms) / n  # norms.mean(): the same sum and division
+    if mean == 0:
+        return None
+    dev = norms - mean  # norms.std(ddof=1): the same operations, in numpy's order
+    np.multiply(dev, dev, out=dev)
+    return float(np.sqrt(np.add.reduce(dev) / (n - 1)) / mean)
 
 
 def pairwise_cosine_stats(vectors: np.ndarray) -> tuple[float | None, float | None]:

@@ -25,6 +25,8 @@ __all__ = [
     "tiles_product",
     "pairwise_upper",
     "cross_gram_norm2",
+    "ClassProducts",
+    "normalised_gram",
 ]
 
 DIRECT_MAX_C = 2048  #: up to this C, C x C matrices are formed directly (exact, cheap)
@@ -78,12 +80,67 @@ def row_norms(x: np.ndarray) -> np.ndarray:
         return np.linalg.norm(x / s, axis=1) * s
 
 
-def row_cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``cos(a_c, b_c)`` row by row (NaN where a row is zero)."""
+def row_cos(a: np.ndarray, b: np.ndarray, memo: ClassProducts | None = None) -> np.ndarray:
+    """``cos(a_c, b_c)`` row by row (NaN where a row is zero); ``memo``: see
+    :class:`ClassProducts`."""
+    if memo is not None:
+        return memo.get("row_cos", a, b, row_cos)
     a, b = unit(a), unit(b)
     na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.einsum("ij,ij->i", a, b) / (na * nb)
+
+
+def normalised_gram(
+    a: np.ndarray, b: np.ndarray, memo: ClassProducts | None = None
+) -> tuple[np.ndarray | None, float]:
+    """``(A B^T / ||A B^T||_F, ||A B^T||_F)`` of the rows of ``a`` and ``b`` divided by
+    their powers of two (:func:`unit`: the quotient is scale-free, the norm in those units);
+    the quotient is None when the product is zero or not finite. A C x C matrix: for the
+    direct branch (C <= :data:`DIRECT_MAX_C`) of the ETF, OF and SELI errors, which share it
+    through ``memo``."""
+    if memo is not None:
+        return memo.get("gram", a, b, normalised_gram)
+    a, b = unit(a), unit(b)
+    g = a @ b.T
+    norm = fro(g)
+    if norm == 0 or not np.isfinite(norm):
+        return None, norm
+    return g / norm, norm
+
+
+class ClassProducts:
+    """The products of one snapshot's class-level arrays that several metrics read, each
+    formed once: the normalised cross-Gram ``W M^T`` serves the ETF error of NC3 and the
+    SELI logits, ``W W^T`` the ETF, OF and SELI errors of W, and so on.
+
+    Entries are keyed by the identity of the arrays (the metrics of one snapshot pass the
+    same objects) and hold them, so an id is never reused while its entry lives; a memo
+    lives for one snapshot's metrics. Values are those of the call without a memo, bit for
+    bit: the same function computes them.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple, tuple] = {}
+
+    def get(self, what: str, a: np.ndarray, b: np.ndarray, fn):
+        """``fn(a, b)``, computed on the first call for these two arrays."""
+        key = (what, id(a), id(b))
+        hit = self._kept.get(key)
+        if hit is None:
+            hit = self._kept[key] = (a, b, fn(a, b))
+        return hit[2]
+
+    def take(self, x: np.ndarray | None, present: np.ndarray) -> np.ndarray | None:
+        """``x[present]`` (rows of a class-level array), one array per ``x``: the metrics
+        that read the present classes' rows then share their products."""
+        if x is None:
+            return None
+        return self.get("take", x, present, _take)
+
+
+def _take(x: np.ndarray, present: np.ndarray) -> np.ndarray:
+    return x[present]
 
 
 def tile_rows(n_rows: int, n_cols: int) -> int:

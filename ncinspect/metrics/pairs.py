@@ -279,10 +279,10 @@ def _moments(x: np.ndarray, tmp: np.ndarray) -> Moments:
     n = x.size
     if n == 0:
         return Moments()
-    mean = float(x.mean())
+    mean = float(np.add.reduce(x)) / n  # x.mean(): the same sum and division
     t = np.subtract(x, mean, out=tmp[:n])
     np.square(t, out=t)
-    return Moments(n, mean, float(t.sum()))
+    return Moments(n, mean, float(np.add.reduce(t)))
 
 
 def _view(buf: np.ndarray, m: int, n: int) -> np.ndarray:

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .linalg import CACHE_MAX_C, DIRECT_MAX_C, cross_gram_norm2, fro, kept, unit
+from .linalg import (
+    CACHE_MAX_C,
+    DIRECT_MAX_C,
+    ClassProducts,
+    cross_gram_norm2,
+    fro,
+    kept,
+    normalised_gram,
+    unit,
+)
 
 __all__ = ["seli_target", "seli_error"]
 
@@ -95,7 +104,11 @@ def _seli_trace_terms(x: np.ndarray, y: np.ndarray, counts: np.ndarray, power: i
 
 
 def seli_error(
-    x: np.ndarray, y: np.ndarray, counts: np.ndarray, power: int
+    x: np.ndarray,
+    y: np.ndarray,
+    counts: np.ndarray,
+    power: int,
+    memo: ClassProducts | None = None,
 ) -> tuple[float | None, str | None]:
     """Distance of the normalised cross-Gram ``X Y^T`` to the SELI Gram ``U L^p U^T``.
 
@@ -110,13 +123,12 @@ def seli_error(
     equals the ETF-type error of the same matrices.
     """
     C = x.shape[0]
-    x, y = unit(x), unit(y)  # scale-free in each: exact rescaling
-    if C <= DIRECT_MAX_C:
-        gram = x @ y.T
-        norm = fro(gram)
-        if norm == 0 or not np.isfinite(norm):
+    if C <= DIRECT_MAX_C:  # the normalised product (shared through ``memo``)
+        gram, _ = normalised_gram(x, y, memo)
+        if gram is None:
             return None, "the Gram matrix is zero"
-        return fro(gram / norm - _unit_target(counts, power)), None
+        return fro(gram - _unit_target(counts, power)), None
+    x, y = unit(x), unit(y)  # scale-free in each: exact rescaling
     if np.unique(counts).size > SELI_MAX_GROUPS:
         return None, (
             f"more than {SELI_MAX_GROUPS} distinct class counts at C = {C} classes "

@@ -23,6 +23,7 @@ __all__ = [
 #: magnitudes in this band need no rescaling: their squares and sums of squares over any
 #: realistic N x d stay normal floats
 _SAFE_LO, _SAFE_HI = 2.0**-200, 2.0**200
+_max, _sum = np.maximum.reduce, np.add.reduce
 
 
 def pow2_scale(x: np.ndarray) -> float:
@@ -34,10 +35,12 @@ def pow2_scale(x: np.ndarray) -> float:
     unscaled ones whenever those did not under- or overflow; far outside the band they
     keep squares, Gram matrices and sums of squares inside the float64 range.
     """
-    x = np.asarray(x)
+    if type(x) is not np.ndarray:
+        x = np.asarray(x)
     if x.size == 0:
         return 1.0
-    m = float(np.abs(x).max())  # the method: no dispatch layer (called ~60 times a snapshot)
+    # the ufunc's own reduce: no dispatch layer (called ~60 times a snapshot)
+    m = float(_max(np.abs(x), axis=None))
     if not math.isfinite(m) or m == 0 or _SAFE_LO <= m <= _SAFE_HI:
         return 1.0
     return math.ldexp(1.0, min(max(math.frexp(m)[1], -1020), 1020))
@@ -59,10 +62,11 @@ class Moments:
     @classmethod
     def of(cls, values: np.ndarray) -> Moments:
         values = np.asarray(values, dtype=np.float64).ravel()
-        if values.size == 0:
+        n = values.size
+        if n == 0:
             return cls()
-        mean = float(values.mean())
-        return cls(int(values.size), mean, float(np.square(values - mean).sum()))
+        mean = float(_sum(values)) / n  # values.mean(): the same sum, divided the same way
+        return cls(n, mean, float(_sum(np.square(values - mean))))
 
     def merge(self, other: Moments) -> Moments:
         if other.count == 0:

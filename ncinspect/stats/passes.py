@@ -256,12 +256,14 @@ class SecondPass:
             out = None if outputs is None else outputs[a : a + step]
             return cls._of_block(kern, h[a : a + step], y[a : a + step], out, min(step, n))
 
-        stats = cls.empty(C, r)
+        # the first block's statistics start the merge: every sum of pass 2 is of squares,
+        # counts or maxima (never -0.0), so adding them to zeros would change no bit
+        stats = None
         for part, pair_part in map(block, range(0, n, step)):
-            stats = stats.merge(part)
+            stats = part if stats is None else stats.merge(part)
             if pair_part is not None:  # in place: no C x C table per block
                 stats.pair_sq = add_pairs(stats.pair_sq, pair_part, C)
-        return stats
+        return cls.empty(C, r) if stats is None else stats
 
     @classmethod
     def _of_block(cls, kern, block, y, outputs, rows: int):
