@@ -103,3 +103,26 @@ def test_theory_json_byte_identical_for_1_2_4_threads(tmp_path):
     lines = {ln["key"]: ln for ln in json.loads(texts[0])["snapshots"][0]["theory"]["lines"]}
     for key in ("loss_floor", "residual_asymmetry"):  # computed from the ridden sums
         assert lines[key]["status"] == "ok" and lines[key]["measured"] is not None
+
+
+def test_blas_caps_nest_only_the_outermost_restores():
+    """A cap inside a cap (a run's cap around each step's own) leaves the limit in place
+    when the inner one closes; the outermost puts back what was there."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from ncinspect.blas import one_blas_thread
+
+    def threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = threads()
+        assert before and all(n == 2 for n in before)
+        with one_blas_thread():
+            with one_blas_thread():
+                assert all(n == 1 for n in threads())
+            assert all(n == 1 for n in threads())  # the inner exit kept the outer cap
+            with Workers(2):  # the engines' cap nests the same way
+                assert all(n == 1 for n in threads())
+            assert all(n == 1 for n in threads())
+        assert threads() == before

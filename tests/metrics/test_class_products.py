@@ -1,0 +1,70 @@
+"""The class-level products several metrics share (ClassProducts) change no bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ncinspect.metrics.general import general_metrics, of_error, uniform_duality
+from ncinspect.metrics.kernels import etf_error
+from ncinspect.metrics.linalg import ClassProducts, normalised_gram, row_cos
+from ncinspect.metrics.seli import seli_error
+
+
+def _arrays(C, d, seed, scale=1.0):
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((C, d)) * scale
+    w = (means + 0.3 * rng.standard_normal((C, d))) * scale
+    counts = rng.integers(1, 50, C)
+    return means, means - means.mean(0), w, counts
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0**300, 2.0**-300])
+@pytest.mark.parametrize("C,d", [(2, 3), (5, 8), (40, 16)])
+def test_shared_products_equal_the_direct_calls(C, d, scale):
+    means, centred, w, counts = _arrays(C, d, C + d, scale)
+    memo = ClassProducts()
+    # twice through the memo (the second call is the kept value), once without
+    for _ in range(2):
+        assert etf_error(w, centred, memo) == etf_error(w, centred)
+        assert etf_error(w, w, memo) == etf_error(w, w)
+        assert of_error(w, w, memo) == of_error(w, w)
+        assert of_error(w, means, memo) == of_error(w, means)
+        assert seli_error(w, w, counts, 1, memo) == seli_error(w, w, counts, 1)
+        assert seli_error(means, means, counts, -1, memo) == seli_error(means, means, counts, -1)
+        assert uniform_duality(w, centred, memo) == uniform_duality(w, centred)
+        np.testing.assert_array_equal(row_cos(w, centred, memo), row_cos(w, centred))
+
+
+def test_one_product_per_pair_of_arrays():
+    means, centred, w, counts = _arrays(6, 4, 0)
+    memo = ClassProducts()
+    q1, n1 = normalised_gram(w, means, memo)
+    q2, n2 = normalised_gram(w, means, memo)
+    assert q1 is q2 and n1 == n2  # formed once
+    q3, _ = normalised_gram(w.copy(), means, memo)  # another array: its own entry
+    assert q3 is not q1
+    np.testing.assert_array_equal(q3, q1)
+    # the ETF, OF and SELI errors read the same normalised product
+    e = (np.eye(6) - 1.0 / 6) / np.sqrt(5)
+    assert etf_error(w, means, memo) == float(np.sqrt(np.sum(np.square(q1 - e))))
+
+
+def test_zero_product_is_null_through_the_memo():
+    memo = ClassProducts()
+    z = np.zeros((4, 3))
+    q, norm = normalised_gram(z, z, memo)
+    assert q is None and norm == 0
+    assert etf_error(z, z, memo) is None
+    assert of_error(z, z, memo) is None
+    assert seli_error(z, z, np.ones(4, int), 1, memo) == (None, "the Gram matrix is zero")
+
+
+def test_general_metrics_with_the_callers_memo():
+    means, centred, w, counts = _arrays(7, 5, 3)
+    present = np.array([True, True, False, True, True, True, True])
+    variances = np.abs(np.random.default_rng(1).standard_normal(7))
+    args = (means, centred, means.mean(0), w, None, counts, variances)
+    plain = general_metrics(*args, present=present)
+    shared = general_metrics(*args, present=present, memo=ClassProducts())
+    assert plain == shared
