@@ -94,10 +94,6 @@ class Kernel:
         self.centred_s = cen
         ncc = geom.ncc_centres / geom.scale
         self.centre_sq = np.einsum("ij,ij->i", ncc, ncc)
-        self.centre_sq_max = float(self.centre_sq.max()) if C else 0.0
-        half = (self.centre_sq / 2).astype(np.float32)
-        half[~geom.ncc_valid] = np.inf  # an undefined centre is never the nearest
-        self.half_sq32 = half
         self.ncc_invalid = None if geom.ncc_valid.all() else ~geom.ncc_valid
         self.has_w = geom.weights is not None
         self.logits64 = self.has_w and logits64
@@ -132,13 +128,44 @@ class Kernel:
         if self.ncc_from_e:  # class terms M~_y [ncc | W]^T / units, gathered by label
             self.k_ncc = cen @ ncc.T
             self.k_w = cen @ w.T if self.has_w and self.from_scores else None
-        # constants of the float32 error bounds
+        # constants of the float32 error bounds (the norms below: on first use, as a
+        # snapshot whose decisions are all float64 never reads them)
         kappa = 1.02 * (d + 4) * (_U32 + _U64)
         self.kappa = kappa
         self.tiny = (4 * d + 8) * 2.0**-149
-        self.ncc_norm = float(np.sqrt(self.centre_sq.max())) if C else 0.0
-        self.w_norm = float(np.sqrt(np.einsum("ij,ij->i", w, w).max())) if self.has_w else 0.0
-        self.cen_norm = float(np.sqrt(np.einsum("ij,ij->i", cen, cen).max())) if C else 0.0
+
+    @functools.cached_property
+    def centre_sq_max(self) -> float:
+        """The largest squared norm of an NCC centre (in the units of the scores)."""
+        return float(self.centre_sq.max()) if self.n_classes else 0.0
+
+    @functools.cached_property
+    def half_sq32(self) -> np.ndarray:
+        """float32 half squared norms of the NCC centres (inf for an undefined one)."""
+        half = (self.centre_sq / 2).astype(np.float32)
+        half[~self._geom.ncc_valid] = np.inf  # an undefined centre is never the nearest
+        return half
+
+    @functools.cached_property
+    def ncc_norm(self) -> float:
+        """The largest norm of an NCC centre (the float32 bounds)."""
+        return float(np.sqrt(self.centre_sq.max())) if self.n_classes else 0.0
+
+    @functools.cached_property
+    def w_norm(self) -> float:
+        """The largest norm of a classifier row in its units (the float32 bounds)."""
+        if not self.has_w:
+            return 0.0
+        w = self._w
+        return float(np.sqrt(np.einsum("ij,ij->i", w, w).max()))
+
+    @functools.cached_property
+    def cen_norm(self) -> float:
+        """The largest norm of a centred mean in the units of the scores (the bounds)."""
+        if not self.n_classes:
+            return 0.0
+        cen = self.centred_s
+        return float(np.sqrt(np.einsum("ij,ij->i", cen, cen).max()))
 
     def buffers(self, rows: int) -> Buffers:
         """This thread's work arrays for blocks of up to ``rows`` rows."""
@@ -211,7 +238,11 @@ class Kernel:
                     self.logit_scales = (unit, 1.0)
                     bias = geom.bias / unit
                 self.offset = self.offset + bias
-        self.offset_max = float(np.abs(self.offset).max()) if self.offset.size else 0.0
+
+    @functools.cached_property
+    def offset_max(self) -> float:
+        """The largest ``|offset|`` of the logits (the classifier's float32 bound)."""
+        return float(np.abs(self.offset).max()) if self.offset.size else 0.0
 
     def logits(self, scores: np.ndarray, inplace: bool = False) -> np.ndarray:
         """Logits (in units) of float64 scores of h' against W / weight_scale."""
