@@ -29,6 +29,7 @@ from ..engines.local import (
 from ..errors import UsageError, refuse_removed
 from ..inputs import NO_CLASS_ORDER_ARRAYS, Prepared, prepare
 from ..results.report import Report, SnapshotResult
+from ..text import clip
 from .bootstrap import check_bootstrap
 from .build import (
     add_spectra,
@@ -37,7 +38,7 @@ from .build import (
     check_options,
     prepare_snapshot,
 )
-from .file import FileRun, snapshot_result
+from .file import FileRun, LatestArrays, snapshot_result
 from .scores import check_alpha, id_scores_rider
 
 __all__ = [
@@ -296,6 +297,7 @@ def analyze_file(
     seed: int = 0,
     spectra: bool = False,
     nci_alpha: float = 0.0,
+    arrays: str = "all",
 ) -> Report:
     """Analyse every snapshot of a dump (HDF5 or NPZ); one result per snapshot.
 
@@ -324,6 +326,13 @@ def analyze_file(
         Percentile intervals for every metric of each classification snapshot from
         ``bootstrap`` within-class replicates (see :func:`analyze`); NCC centres taken from
         the train split stay fixed. Regression and OOD snapshots get none.
+    arrays : {"all", "last"}
+        Which results keep their class-level arrays (``result.arrays``: the class means, W,
+        the between-class basis; several C x d arrays each): every one (default), or only
+        the last epoch of each (task, split, layer) and those without an epoch, the ones a
+        figure of the report can show; the others are released
+        (:meth:`~ncinspect.results.parts.ResultArrays.release`), so that a file of many
+        snapshots of a large head does not hold them all (the CLI's choice).
     Other parameters are those of :func:`analyze` (``spectra`` for each classification
     snapshot, ``nci_alpha`` for the OOD scores of a file with OOD splits).
     """
@@ -333,6 +342,8 @@ def analyze_file(
     check_bootstrap(bootstrap, seed)
     if ncc_centres not in ("train", "own"):
         raise UsageError(f"ncc_centres must be 'own' or 'train', got {ncc_centres!r}")
+    if arrays not in ("all", "last"):
+        raise UsageError(f"arrays must be 'all' or 'last', got {clip(repr(arrays))}")
     options = dict(
         center=center,
         chunk_rows=chunk_rows,
@@ -350,8 +361,13 @@ def analyze_file(
     ) as dump:
         run = FileRun(dump, snapshot, ncc_centres, options)
         run.announce()
+        kept = LatestArrays() if arrays == "last" else None
+        results = []
         with one_blas_thread():  # what every step caps to: set once for the run
-            results = [run.result(snap, per_class) for snap in run.selected]
+            for snap in run.selected:
+                results.append(run.result(snap, per_class))
+                if kept is not None:
+                    kept.add(results[-1])
     precision = getattr(engine, "precision", "float64")
     return Report(
         os.fspath(path), results, center=center, ncc_centres=ncc_centres, precision=precision

@@ -22,7 +22,7 @@ from .build import (
     prepare_snapshot,
 )
 
-__all__ = ["FileRun", "partners", "snapshot_result", "train_partner"]
+__all__ = ["FileRun", "LatestArrays", "partners", "snapshot_result", "train_partner"]
 
 
 def snapshot_result(
@@ -175,3 +175,28 @@ class FileRun:
             c, k, m = o["center"], o["min_class_count"], o["memory_limit"]
             res.bootstrap = bootstrap_intervals(prep, res, centres, c, k, replicates, seed, m)
         return res
+
+
+class LatestArrays:
+    """Keeps the class-level arrays of the results a report's figures can show: per (task,
+    split, layer), those of the latest epoch (all of them on a tie) and every result
+    without an epoch; an earlier epoch's are released once a later one arrives
+    (:meth:`~ncinspect.results.parts.ResultArrays.release`). The figures read the last
+    epoch of a trajectory (``final_snapshot``, ``last_classified``): what they show does not
+    change, and a file of many snapshots holds the arrays of one epoch per trajectory."""
+
+    def __init__(self) -> None:
+        self._latest: dict[tuple, list[SnapshotResult]] = {}
+
+    def add(self, res: SnapshotResult) -> None:
+        if res.epoch is None:
+            return
+        held = self._latest.setdefault((res.task, res.split, res.layer), [])
+        if held and held[0].epoch > res.epoch:
+            res.arrays.release()
+            return
+        if held and held[0].epoch < res.epoch:
+            for old in held:
+                old.arrays.release()
+            held.clear()
+        held.append(res)

@@ -132,7 +132,8 @@ def check_runs(
     bounds += [parse_bound("min_lower", s) for s in min_lower]
     from .run import needs_spectra
 
-    reports = [analyze_file(f, spectra=needs_spectra(rules), **analyze_options) for f in files]
+    spectra = needs_spectra(rules)  # the rules read metrics: the last epoch's arrays at most
+    reports = [analyze_file(f, spectra=spectra, arrays="last", **analyze_options) for f in files]
     return check_aggregate(
         aggregate(reports), [*on_mean, *bounds], snapshot=snapshot, layer=layer, config=config
     )

@@ -114,6 +114,7 @@ def run_check(
         class_names=class_names,
         min_class_count=min_class_count,
         spectra=needs_spectra(rules),
+        arrays="last",  # the rules read metrics: no snapshot's class-level arrays are kept
     )
     return CheckResult(
         file=os.fspath(path),

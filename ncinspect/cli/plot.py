@@ -236,7 +236,8 @@ def analyze_one(file, common: dict, reading: dict, class_opts: dict):
     skipped (incomplete, being written) is said on stderr, never dropped silently."""
     from ..analysis.api import analyze_file
 
-    report = analyze_file(file, **common, **reading, **class_opts)
+    # the figures of one snapshot read the last epoch's class-level arrays: only those kept
+    report = analyze_file(file, **common, **reading, **class_opts, arrays="last")
     skipped = dict.fromkeys(w for r in report.snapshots for w in r.warnings if " skipped: " in w)
     for text in skipped:
         click.echo(f"ncinspect: note: {_printable(text)}", err=True)

@@ -169,6 +169,7 @@ def command(
                 allow_external=allow_external,
                 bootstrap=bootstrap,
                 seed=seed,
+                arrays="last",  # what the HTML page's figures can read; not every epoch's
                 **reading,
                 **classes,
             )

@@ -47,6 +47,22 @@ class ResultArrays:
     feature_eigvals: np.ndarray | None = None  #: regression: feature covariance spectrum
     ci_low: dict[str, Any] | None = None  #: aggregated views: lower interval end per key
     ci_high: dict[str, Any] | None = None  #: aggregated views: upper interval end per key
+    released: bool = False  #: the class-level arrays were dropped (:meth:`release`)
+    had_weights: bool = False  #: released, and ``weights`` was there before
+
+    #: the arrays :meth:`release` drops: those of C x d and larger (the small per-class
+    #: vectors, the interval dicts and the sample subsample stay)
+    LARGE = ("means", "weights", "basis", "weights_all", "means_all")
+
+    def release(self) -> None:
+        """Drop the class-level arrays of C x d and larger (:data:`LARGE`): what a figure of
+        this result would read. A run over many snapshots keeps them only for the snapshots
+        its figures can show (``analyze_file(..., arrays="last")``), so its memory does not
+        grow by several C x d arrays per snapshot."""
+        self.had_weights = self.had_weights or self.weights is not None
+        for name in self.LARGE:
+            setattr(self, name, None)
+        self.released = True
 
     def update(self, values: dict[str, Any]) -> None:
         """Set fields from ``values`` (an unknown name raises ``KeyError``)."""

@@ -66,6 +66,8 @@ def split_rank(split: str | None) -> int:
 def _has_classifier(item: Any) -> bool:
     arrays = getattr(item, "arrays", None)  # a result; a dump snapshot holds .weights itself
     weights = getattr(arrays, "weights", None) if arrays is not None else None
+    if arrays is not None and getattr(arrays, "had_weights", False):
+        return True  # released (ResultArrays.release): it had them
     return weights is not None or getattr(item, "weights", None) is not None
 
 
