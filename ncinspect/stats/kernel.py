@@ -123,7 +123,10 @@ class Kernel:
         # a kernel placed on a device (Placed) never builds them
         self._cols, self._basis, self._ncc, self._w = (cols64, cols32), geom.basis, ncc, w
         self._local = threading.local()
-        self._geom = geom
+        # no reference back to ``geom``: it holds this kernel (``geom.kernels``), and a cycle
+        # would keep both, and their C x d arrays, until the cyclic collector ran (a file
+        # of many snapshots grew by them, snapshot after snapshot)
+        self._ncc_valid = geom.ncc_valid
         self._placed: dict = {}
         if self.ncc_from_e:  # class terms M~_y [ncc | W]^T / units, gathered by label
             self.k_ncc = cen @ ncc.T
@@ -143,7 +146,7 @@ class Kernel:
     def half_sq32(self) -> np.ndarray:
         """float32 half squared norms of the NCC centres (inf for an undefined one)."""
         half = (self.centre_sq / 2).astype(np.float32)
-        half[~self._geom.ncc_valid] = np.inf  # an undefined centre is never the nearest
+        half[~self._ncc_valid] = np.inf  # an undefined centre is never the nearest
         return half
 
     @functools.cached_property
@@ -297,8 +300,7 @@ class Placed:
         def put(a, dtype=xp.float64):
             return on_device(xp, np.asarray(a), device, dtype)
 
-        geom = kern._geom
-        basis, ncc_valid = geom.basis, geom.ncc_valid
+        basis, ncc_valid = kern._basis, kern._ncc_valid
         rows = np.vstack([kern._ncc, kern._w]) if kern.has_w else kern._ncc  # (C | 2C, d)
         C, r = kern.n_classes, kern.rank
         self.n_classes, self.rank, self.has_w = C, r, kern.has_w
