@@ -256,3 +256,43 @@ def test_pair_sums_do_not_depend_on_blas_threads():
         with threadpool_limits(limits=n, user_api="blas"):
             got.append((pairwise_cosine_stats(M), _swept(M, W, var, counts)[0]))
     assert got[0] == got[1]
+
+
+@pytest.mark.parametrize("pair", [(5, 590), (300, 301)])  # across tiles; in a diagonal tile
+def test_cdnv_where_a_reciprocal_would_overflow(pair):
+    """Off the diagonal the multi-tile CDNV sums read ``(v + v') * (1 / D)``; two means
+    at D = 2^-1040 (1 / D overflows) with small variances have a finite CDNV: the
+    tile divides directly, as the formula does, and CDNV stays finite and exact."""
+    M, W, var, counts = _data(C=600, d=16, seed=12)
+    e = np.eye(16)
+    M[pair[0]], M[pair[1]] = 2.0**-520 * e[0], 2.0**-520 * (e[0] + e[1])  # D = 2^-1040
+    var[list(pair)] = 2.0**-60
+    got, p = _swept(M, W, var, counts)
+    assert not p.cdnv.coincide
+    with np.errstate(divide="ignore"):  # D^2 underflows: the reference's exp2 is inf
+        want = _direct(M, W, var, counts)
+    assert np.isfinite(got["cdnv"]) and got["cdnv"] > 1e280
+    close(got["cdnv"], want["cdnv"], rtol=1e-12)
+
+
+def test_cdnv_tile_sums_equal_the_pairwise_terms():
+    """One off-diagonal tile of the multi-tile kernel against its pairs written out:
+    ``sum (v + v') / (2 D)`` and ``sum (v + v') / (2 D^2)`` with D from the differences."""
+    rng = np.random.default_rng(13)
+    C, d = 40, 16
+    cen = rng.standard_normal((C, d)) * 0.25
+    var = rng.random(C)
+    var[3] = 0.0  # a one-row class
+    plan = P._Plan([], [], var, cen)
+    plan.fast, plan.block = True, 20
+    plan.ones = np.ones(400)
+    plan.centred_m2, plan.var_half = cen * -2.0, var * 0.5
+    one = np.ones((C, 1))
+    plan.left = np.hstack([cen, plan.sq[:, None], one])
+    plan.right = np.hstack([plan.centred_m2, one, plan.sq[:, None]])
+    got = P._cdnv_tile_fast(plan, 0, 20, 20, 40, None)
+    D = ((cen[:20, None, :] - cen[None, 20:, :]) ** 2).sum(axis=2)
+    vs = var[:20, None] + var[None, 20:]
+    assert got.count == 400 and not got.coincide
+    close(got.total1, float((vs / (2 * D)).sum()), rtol=1e-13)
+    close(got.total2, float((vs / (2 * D * D)).sum()), rtol=1e-13)
