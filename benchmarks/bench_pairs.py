@@ -34,7 +34,8 @@ times :func:`ncinspect.metrics.pairs.class_pairs` on C' synthetic classes on one
 prints its ns per pair, the floor and the ratio, the extrapolation (by pairs) to the
 present classes of ``--n`` rows over ``--c`` classes, and the cost per value of ``np.log``
 against a sum of logs from grouped mantissa products (the mean of the logs alone: see
-:func:`grouped_log_sum`).
+:func:`grouped_log_sum`). ``--pass2-parts`` prints the cost per score of the parts of pass
+2's float64 classifier path at ``--c`` classes (:func:`pass2_parts`).
 """
 
 from __future__ import annotations
@@ -231,6 +232,48 @@ def sweep_only(classes: int, d: int, n: int, c: int) -> None:
         print(f"# {name}: {ns:.2f} ns per value")
 
 
+def pass2_parts(c: int, d: int, rows: int = 32) -> None:
+    """Nanoseconds per score (one core, one BLAS thread) of the parts of pass 2's float64
+    classifier path on one block of ``rows`` rows against C classes, as
+    ``stats.kernel.numpy_block`` runs them when the logits are float64 (C >= d), and of two
+    variants proposed for it: the offset folded into the product (``[x, 1] . [W; offset]``,
+    K = d + 1) and the wrong-class square sum by ``ddot`` instead of ``einsum``."""
+    import numpy as np
+
+    from ncinspect.blas import one_blas_thread
+    from ncinspect.stats.blocks import output_sums
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((rows, d))
+    w = np.ascontiguousarray(rng.standard_normal((d, c)))
+    off = 0.1 * rng.standard_normal(c)
+    y = rng.integers(0, c, rows)
+    x1, w1 = np.hstack([x, np.ones((rows, 1))]), np.vstack([w, off[None, :]])
+    s = np.empty((rows, c))
+    s32 = np.empty((rows, c), np.float32)
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    scale = 1e9 / (rows * c)
+    parts = {
+        "float64 product x W (the floor's first half)": lambda: np.matmul(x, w, out=s),
+        "float32 product (NCC scores; the floor's second half)": lambda: np.matmul(
+            x32, w32, out=s32
+        ),
+        "offset added to the logits": lambda: np.add(s, off, out=s),
+        "argmax": lambda: np.argmax(s, axis=1),
+        "output_sums (SQI sums of the logits)": lambda: output_sums(s, y, scratch=True),
+        "  of which the einsum of the squares": lambda: np.einsum("ij,ij->", s, s),
+        "proposed: the product with the offset folded in (K = d + 1)": lambda: np.matmul(
+            x1, w1, out=s
+        ),
+        "proposed: the squares by ddot": lambda: np.dot(s.ravel(), s.ravel()),
+    }
+    print(f"# pass 2 parts, one block of {rows} rows x C = {c}, d = {d}, ns per score:")
+    with one_blas_thread():
+        np.matmul(x, w, out=s)
+        for name, fn in parts.items():
+            print(f"#   {name}: {_cpu_per_call(fn, 20) * scale:.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200_000, help="rows (default 200,000)")
@@ -246,7 +289,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="C'",
         help="time only the class-pair sweep on C' synthetic classes (no dump, no report)",
     )
+    parser.add_argument(
+        "--pass2-parts",
+        action="store_true",
+        help="time only the parts of pass 2's float64 classifier path on one block",
+    )
     args = parser.parse_args(argv)
+    if args.pass2_parts:
+        pass2_parts(args.c, args.d)
+        return 0
     if args.sweep:
         sweep_only(args.sweep, args.d, args.n, args.c)
         return 0

@@ -14,12 +14,16 @@ built-in ``map``) and are merged in I order, so the result is the same, bit for 
 the number of threads. Up to :data:`PAIR_BLOCK` classes there is one tile and every value is
 that of the formulas written directly over the upper triangle (same operations, same order).
 Over several tiles the leaner kernels (``_unit_tile_fast``, ``_cdnv_tile_fast``) form the
-same value for each pair and reorder only the sums (BLAS ``ddot`` and ``dgemv``): a
-third fewer passes over each tile. Moments are merged exactly (Chan); O(C^2 d) time,
-O(threads x PAIR_BLOCK^2) memory. At d = 16 a pair costs about 27 ns of one core, of
-which the float64 ``log`` and ``sqrt`` of both sets' distances (numpy has no vector
-float64 ``log`` on AVX2: 4 ns each) and the three K = d products are about 15 ns:
-``benchmarks/bench_pairs.py`` prints that floor and the ratio (1.39 at C = 100,000).
+same cosines, distances and logs for each pair, the CDNV terms within a rounding or two,
+and reorder the sums (BLAS ``ddot`` and ``dgemv``): a third fewer passes over each tile.
+Moments are merged exactly (Chan); O(C^2 d) time, O(threads x PAIR_BLOCK^2) memory. At
+d = 16 a pair costs about 26 ns of one core, of which the float64 ``log`` and ``sqrt`` of
+both sets' distances (numpy has no vector float64 ``log`` on AVX2: 4.4 ns each) and the
+three K = d products are about 15 ns: ``python benchmarks/bench_pairs.py --sweep 20000``
+prints that floor and the ratio (1.8). The rest is the passes of the moments (three per
+set, 0.8 ns each), the clip, ``|cos + 1/(C-1)|`` and the CDNV terms; the sum of the logs
+alone could be taken from grouped mantissa products (2.8 ns a value) but the variance of
+the logs (GNC2) needs every log.
 """
 
 from __future__ import annotations
