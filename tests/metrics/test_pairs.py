@@ -296,3 +296,39 @@ def test_cdnv_tile_sums_equal_the_pairwise_terms():
     assert got.count == 400 and not got.coincide
     close(got.total1, float((vs / (2 * D)).sum()), rtol=1e-13)
     close(got.total2, float((vs / (2 * D * D)).sum()), rtol=1e-13)
+
+
+def test_unit_tile_from_minus_two_cos_is_bit_exact():
+    """The multi-tile kernel's product forms -2 cos; every sum it takes from that (cosine
+    moments, |cos + 1/(C-1)|, the minority sum, 2 - 2 cos) is the plain one's times a
+    power of two: the same bits as the kernel written on the cosines themselves."""
+    rng = np.random.default_rng(14)
+    C, d, b = 64, 16, 32
+    units, _ = P.unit_rows(rng.standard_normal((C, d)))
+    units[40] = units[3]  # a cosine that rounds above 1 and a zero distance
+    minority = rng.random(C) < 0.5
+    plan = P._Plan([units], [minority], None, None)
+    plan.fast, plan.block = True, b
+    plan.ones = np.ones(b * b)
+    plan.units_m2 = [units * -2.0]
+    with np.errstate(divide="ignore", invalid="ignore"):  # as the sweep runs its tiles
+        got = P._unit_tile_fast(plan, units, 0, 0, b, b, C, None)
+    cos = np.clip(units[:b] @ units[b:].T, -1.0, 1.0)
+    flat = cos.ravel()
+    tmp = np.empty(b * b)
+    want = P.UnitPairs(cos=P._moments_fast(flat, tmp, plan.ones))
+    want.abs_sum = float(np.dot(np.abs(flat + 1.0 / (C - 1)), plan.ones))
+    wa, wb = minority[:b].astype(float), minority[b:].astype(float)
+    want.minority_sum = float(np.dot(wa @ cos, wb))
+    want.minority_count = int(wa.sum()) * int(wb.sum())
+    dist = np.sqrt(2.0 - 2.0 * flat)
+    P.near_exact(dist, plan.near_unit, units, 0, b, b, None, squared=False)
+    want.dist = P._moments_fast(dist, tmp, plan.ones)
+    with np.errstate(divide="ignore", invalid="ignore"):  # log 0 = -inf: the mean is -inf
+        m = P._moments_fast(np.log(dist), tmp, plan.ones)
+    want.log, want.coincide = Moments(m.count, -m.mean, m.m2), True
+    assert got.coincide
+    assert repr(got.cos) == repr(want.cos) and got.abs_sum == want.abs_sum
+    assert got.minority_sum == want.minority_sum
+    assert got.minority_count == want.minority_count
+    assert got.dist == want.dist and got.log.count == want.log.count
