@@ -342,7 +342,7 @@ def _walk_close(a, b, path=""):
             _walk_close(a[key], b[key], f"{path}.{key}")
     elif isinstance(a, list):
         assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _walk_close(x, y, f"{path}[{i}]")
     elif isinstance(a, float) and isinstance(b, float):
         assert abs(a - b) <= 1e-12 * abs(b) + 1e-300, (path, a, b)
