@@ -144,17 +144,9 @@ class _Plan:
         self.fast = self.C > self.block
         self.ones = np.ones(self.block * self.block) if self.fast else None
         self.minority_f = [None if m is None else m.astype(np.float64) for m in minority]
-        # the right factors of the unit tiles' products times -2 (exact): they come out
-        # as -2 cos, from which 2 - 2 cos is one addition
-        self.units_m2 = [None if u is None or not self.fast else u * -2.0 for u in self.units]
         if self.fast and centred is not None:
-            with np.errstate(under="ignore", over="ignore"):
-                self.centred_m2 = centred * -2.0  # exact: the products come out as -2 m.m'
+            with np.errstate(under="ignore"):
                 self.var_half = variances * 0.5  # exact unless subnormal
-            # D = sq + sq' - 2 m.m' as one product of length d + 2: [m, sq, 1] . [-2 m', 1, sq']
-            one = np.ones((self.C, 1))
-            self.left = np.hstack([centred, self.sq[:, None], one])
-            self.right = np.hstack([self.centred_m2, one, self.sq[:, None]])
 
     def buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """This thread's three work arrays of one tile."""
@@ -163,6 +155,18 @@ class _Plan:
             n = self.block * self.block
             buf = self.local.buf = (np.empty(n), np.empty(n), np.empty(n))
         return buf
+
+    def factor(self, which: int, rows: int, cols: int) -> np.ndarray:
+        """This thread's (rows, cols) work array ``which`` for a factor of a tile's
+        product (the multi-tile kernels form their factors tile by tile: O(PAIR_BLOCK d)
+        memory a thread, not another copy of the C x d sets)."""
+        bufs = getattr(self.local, "factors", None)
+        if bufs is None:
+            bufs = self.local.factors = {}
+        buf = bufs.get(which)
+        if buf is None or buf.size < rows * cols:
+            buf = bufs[which] = np.empty(rows * cols)
+        return buf[: rows * cols].reshape(rows, cols)
 
 
 def pair_sweep(
@@ -378,7 +382,7 @@ def _unit_tile_fast(plan: _Plan, u, k, a0, a1, b0, b1, mask) -> UnitPairs:
     BLAS ``dasum`` is not used: its result depends on the array's alignment (``ddot``'s
     and ``dgemv``'s do not), and the sums must not depend on where a buffer lies."""
     x_buf, tmp, _ = plan.buffers()
-    right = plan.units_m2[k][b0:b1]
+    right = np.multiply(u[b0:b1], -2.0, out=plan.factor(0, b1 - b0, u.shape[1]))  # exact
     block = np.matmul(u[a0:a1], right.T, out=_view(x_buf, a1 - a0, b1 - b0))
     t = _flat(block, mask)  # -2 cos
     n = t.size
@@ -422,7 +426,14 @@ def _cdnv_tile_fast(plan: _Plan, a0, a1, b0, b1, mask) -> CdnvPairs:
     could overflow) or a diagonal tile divides as :func:`_cdnv_tile` does."""
     x_buf, tmp, _ = plan.buffers()
     m, k = a1 - a0, b1 - b0
-    block = np.matmul(plan.left[a0:a1], plan.right[b0:b1].T, out=_view(x_buf, m, k))
+    cen, sq, d = plan.centred, plan.sq, plan.centred.shape[1]
+    left, right = plan.factor(1, m, d + 2), plan.factor(2, k, d + 2)
+    if getattr(plan.local, "left_rows", None) != (a0, a1):  # once per block row
+        left[:, :d], left[:, d], left[:, d + 1] = cen[a0:a1], sq[a0:a1], 1.0
+        plan.local.left_rows = (a0, a1)
+    np.multiply(cen[b0:b1], -2.0, out=right[:, :d])  # exact: the products give -2 m.m'
+    right[:, d], right[:, d + 1] = 1.0, sq[b0:b1]
+    block = np.matmul(left, right.T, out=_view(x_buf, m, k))
     dist = _flat(block, mask)
     n = dist.size
     if n == 0:

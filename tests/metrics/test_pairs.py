@@ -286,10 +286,7 @@ def test_cdnv_tile_sums_equal_the_pairwise_terms():
     plan = P._Plan([], [], var, cen)
     plan.fast, plan.block = True, 20
     plan.ones = np.ones(400)
-    plan.centred_m2, plan.var_half = cen * -2.0, var * 0.5
-    one = np.ones((C, 1))
-    plan.left = np.hstack([cen, plan.sq[:, None], one])
-    plan.right = np.hstack([plan.centred_m2, one, plan.sq[:, None]])
+    plan.var_half = var * 0.5
     got = P._cdnv_tile_fast(plan, 0, 20, 20, 40, None)
     D = ((cen[:20, None, :] - cen[None, 20:, :]) ** 2).sum(axis=2)
     vs = var[:20, None] + var[None, 20:]
@@ -310,7 +307,6 @@ def test_unit_tile_from_minus_two_cos_is_bit_exact():
     plan = P._Plan([units], [minority], None, None)
     plan.fast, plan.block = True, b
     plan.ones = np.ones(b * b)
-    plan.units_m2 = [units * -2.0]
     with np.errstate(divide="ignore", invalid="ignore"):  # as the sweep runs its tiles
         got = P._unit_tile_fast(plan, units, 0, 0, b, b, C, None)
     cos = np.clip(units[:b] @ units[b:].T, -1.0, 1.0)
