@@ -35,7 +35,9 @@ prints its ns per pair, the floor and the ratio, the extrapolation (by pairs) to
 present classes of ``--n`` rows over ``--c`` classes, and the cost per value of ``np.log``
 against a sum of logs from grouped mantissa products (the mean of the logs alone: see
 :func:`grouped_log_sum`). ``--pass2-parts`` prints the cost per score of the parts of pass
-2's float64 classifier path at ``--c`` classes (:func:`pass2_parts`).
+2's float64 classifier path at ``--c`` classes (:func:`pass2_parts`); ``--fused`` what
+one loop of compiled code (numba, when installed) takes for one unit set's per-pair work
+(:func:`fused_unit_set`).
 """
 
 from __future__ import annotations
@@ -274,6 +276,67 @@ def pass2_parts(c: int, d: int, rows: int = 32) -> None:
             print(f"#   {name}: {_cpu_per_call(fn, 20) * scale:.2f}")
 
 
+def fused_unit_set(d: int) -> None:
+    """What compiled code would give (needs numba, which ncinspect does not depend on): one
+    unit set's per-pair work after the tile's product (clip, the sums of the cosines,
+    ``|cos + a|``, the distances and their logs) fused into one loop over a 256 x 256 tile,
+    ns per pair on one core, with and without the ``log`` (libm's scalar ``log`` there too).
+    The plain sums stand in for the centred ones; it is a cost estimate, not a kernel."""
+    import numpy as np
+
+    try:
+        import numba
+    except ImportError:
+        print("# --fused needs numba (pip install numba); ncinspect does not depend on it")
+        return
+
+    from ncinspect.blas import one_blas_thread
+
+    def with_log(cos, a):
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = 0.0
+        for i in range(cos.size):
+            c = min(max(cos[i], -1.0), 1.0)
+            s0 += c
+            s1 += c * c
+            s2 += abs(c + a)
+            dist = np.sqrt(2.0 - 2.0 * c)
+            s3 += dist
+            s4 += dist * dist
+            lg = np.log(dist)
+            s5 += lg
+            s6 += lg * lg
+        return s0, s1, s2, s3, s4, s5, s6
+
+    def without_log(cos, a):
+        s0 = s1 = s2 = s3 = s4 = 0.0
+        for i in range(cos.size):
+            c = min(max(cos[i], -1.0), 1.0)
+            s0 += c
+            s1 += c * c
+            s2 += abs(c + a)
+            dist = np.sqrt(2.0 - 2.0 * c)
+            s3 += dist
+            s4 += dist * dist
+        return s0, s1, s2, s3, s4
+
+    u, v, _ = _tile_distances(d)
+    tile = np.empty((u.shape[0], v.shape[0]))
+    ns = 1e9 / tile.size
+    with one_blas_thread():
+        for fn in (with_log, without_log):
+            fused = numba.njit(fastmath={"reassoc", "contract"})(fn)
+
+            def run(fused=fused):
+                np.matmul(u, v.T, out=tile)
+                fused(tile.ravel(), 1e-5)
+
+            cost = _cpu_per_call(run, 200) * ns
+            name = fn.__name__.replace("_", " ")
+            print(
+                f"# numba, the product + one fused loop, {name}: {cost:.2f} ns per pair (one set)"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200_000, help="rows (default 200,000)")
@@ -294,7 +357,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="time only the parts of pass 2's float64 classifier path on one block",
     )
+    parser.add_argument(
+        "--fused",
+        action="store_true",
+        help="cost of one unit set's per-pair work fused by numba (if installed)",
+    )
     args = parser.parse_args(argv)
+    if args.fused:
+        fused_unit_set(args.d)
+        return 0
     if args.pass2_parts:
         pass2_parts(args.c, args.d)
         return 0
