@@ -12,6 +12,10 @@ runs ``ncinspect report FILE --json OUT --quiet`` in this process and prints the
 the whole report and, separately, of the generalized metrics (ncinspect.metrics.general)
 recomputed on the same class-level arrays; ``/usr/bin/time -v`` gives the peak resident memory
 ("Maximum resident set size"). Results are in docs/performance.md.
+
+The other large-C shape, issue 21's C = 100,000 classes in d = 16 (N = 200,000), where the
+class-pair sweep and pass 2's decisions dominate, is ``benchmarks/bench_pairs.py`` (phase by
+phase, with floors; ``--sweep C'`` times the pair sweep alone).
 """
 
 from __future__ import annotations

@@ -18,11 +18,26 @@ phases: pass 1, pass 2 (decisions, projections), the class-pair sweep
 costs O(C^2 d), pass 2 O(N C d): scale the figures of a reduced run by (C'/C)^2 and
 (N' C')/(N C) respectively. JSON of every thread count is compared byte for byte.
 
-The floor, measured in the same run on one core and scaled to the run's shape: for the
-sweep, what no numpy sweep can avoid per pair (the float64 ``log`` and ``sqrt`` of the
-distances of both unit sets and the three K = d products of a 256 x 256 tile); for pass 2,
-the two products of width C over all N rows (float64 logits, float32 NCC scores) in
-cache-sized tiles. ``ratio``: process CPU seconds of the phase over its floor.
+The floor, measured in the same run on one core (one BLAS thread: OpenBLAS threads left
+spinning after a product would be counted as CPU time) and scaled to the run's shape: for
+the sweep, what no numpy sweep can avoid per pair (the float64 ``log`` and ``sqrt`` of the
+distances of both unit sets, timed on distances of random directions in d dimensions, and
+the three K = d products of two distinct 256-row blocks); for pass 2, the two products of
+width C over all N rows (float64 logits, float32 NCC scores) in cache-sized tiles.
+``ratio``: process CPU seconds of the phase over its floor.
+
+The sweep alone (no dump, no report; seconds, not minutes)::
+
+    python benchmarks/bench_pairs.py --sweep 20000          # C' = 20,000 classes, d = 16
+
+times :func:`ncinspect.metrics.pairs.class_pairs` on C' synthetic classes on one thread,
+prints its ns per pair, the floor and the ratio, the extrapolation (by pairs) to the
+present classes of ``--n`` rows over ``--c`` classes, and the cost per value of ``np.log``
+against a sum of logs from grouped mantissa products (the mean of the logs alone: see
+:func:`grouped_log_sum`). ``--pass2-parts`` prints the cost per score of the parts of pass
+2's float64 classifier path at ``--c`` classes (:func:`pass2_parts`); ``--fused`` what
+one loop of compiled code (numba, when installed) takes for one unit set's per-pair work
+(:func:`fused_unit_set`).
 """
 
 from __future__ import annotations
@@ -101,29 +116,225 @@ def _cpu_per_call(fn, repeat: int) -> float:
     return (time.process_time() - t) / repeat
 
 
+def _tile_distances(d: int, b: int = 256):
+    """Two blocks of b random unit vectors in d dimensions (class means' directions) and
+    the b x b distances ``sqrt(2 - 2 cos)`` of their pairs: the values the sweep's ``log``
+    and ``sqrt`` read (glibc's scalar ``log`` costs more where inputs straddle 1)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    u, v = (rng.standard_normal((b, d)) for _ in range(2))
+    u /= np.linalg.norm(u, axis=1)[:, None]
+    v /= np.linalg.norm(v, axis=1)[:, None]
+    cos = np.clip(u @ v.T, -1.0, 1.0).ravel()
+    return u, v, np.sqrt(2.0 - 2.0 * cos)
+
+
+def pair_floor(d: int) -> float:
+    """CPU seconds per pair (one core, one BLAS thread) of what no numpy sweep avoids: three
+    K = d products of two distinct 256-row blocks (``u @ u.T`` of one block would be BLAS's
+    slower symmetric product) and the float64 ``log`` and ``sqrt`` of both unit sets'
+    distances, timed on distances of random directions in d dimensions."""
+    import numpy as np
+
+    from ncinspect.blas import one_blas_thread
+
+    with one_blas_thread():  # a spinning BLAS thread would be counted as CPU time
+        u, v, dist = _tile_distances(d)
+        b = u.shape[0]
+        tile, out = np.empty((b, b)), np.empty(b * b)
+        y = dist * dist
+        t = 3 * _cpu_per_call(lambda: np.matmul(u, v.T, out=tile), 200)
+        t += 2 * _cpu_per_call(lambda: np.log(dist, out=out), 100)
+        t += 2 * _cpu_per_call(lambda: np.sqrt(y, out=out), 200)
+    return t / (b * b)
+
+
 def floors(n: int, d: int, c: int, present: int) -> dict:
     """CPU seconds (one core) of the unavoidable work: see the module docstring."""
     import numpy as np
 
+    from ncinspect.blas import one_blas_thread
+
     rng = np.random.default_rng(0)
-    b = 256
-    u = rng.standard_normal((b, d))
-    tile, z = np.empty((b, b)), rng.random(b * b) + 0.5
-    out = np.empty(b * b)
-    per_tile = 3 * _cpu_per_call(lambda: np.matmul(u, u.T, out=tile), 200)
-    per_tile += 2 * _cpu_per_call(lambda: np.log(z, out=out), 100)
-    per_tile += 2 * _cpu_per_call(lambda: np.sqrt(z, out=out), 200)
     pairs = present * (present - 1) / 2
     rows, width = 32, min(c, 8192)
     x64, w64 = rng.standard_normal((rows, d)), rng.standard_normal((d, width))
     x32, w32 = x64.astype(np.float32), w64.astype(np.float32)
     o64, o32 = np.empty((rows, width)), np.empty((rows, width), np.float32)
-    per_block = _cpu_per_call(lambda: np.matmul(x64, w64, out=o64), 200)
-    per_block += _cpu_per_call(lambda: np.matmul(x32, w32, out=o32), 200)
-    return {
-        "pair sweep": per_tile * pairs / (b * b),
-        "pass 2": per_block * n * c / (rows * width),
+    with one_blas_thread():
+        per_block = _cpu_per_call(lambda: np.matmul(x64, w64, out=o64), 200)
+        per_block += _cpu_per_call(lambda: np.matmul(x32, w32, out=o32), 200)
+    return {"pair sweep": pair_floor(d) * pairs, "pass 2": per_block * n * c / (rows * width)}
+
+
+def grouped_log_sum(x, group: int = 512) -> float:
+    """``sum(log(x))`` of positive normal float64 values from their bits: the binary
+    exponents summed exactly, the mantissas (in [1, 2)) multiplied in ``group`` columns
+    (each column's product of ``x.size / group`` mantissas stays below 2^1023 while that
+    is at most 1023) and one ``log`` per column. The evaluated idea for the sweep's logs:
+    it gives the mean of the logs only, and GNC2 needs their variance as well."""
+    import numpy as np
+
+    bits = x.view(np.int64)
+    e = int(np.sum(bits >> 52)) - 1023 * x.size
+    m = ((bits & ((1 << 52) - 1)) | (1023 << 52)).view(np.float64).reshape(-1, group)
+    p = m[0].copy()
+    for row in m[1:]:
+        np.multiply(p, row, out=p)
+    return e * float(np.log(2.0)) + float(np.log(p).sum())
+
+
+def log_costs(d: int) -> dict:
+    """Nanoseconds per value, on one tile of distances: ``np.log`` (+ sum), the grouped
+    mantissa product's sum of logs, and ``sqrt``."""
+    import numpy as np
+
+    from ncinspect.blas import one_blas_thread
+
+    with one_blas_thread():  # OpenBLAS threads left spinning after a product count as CPU
+        _, _, dist = _tile_distances(d)
+        out = np.empty_like(dist)
+        ns = 1e9 / dist.size
+        assert abs(grouped_log_sum(dist) - np.log(dist).sum()) < 1e-9 * dist.size
+        return {
+            "np.log then sum": ns * _cpu_per_call(lambda: np.log(dist, out=out).sum(), 200),
+            "grouped mantissa products": ns * _cpu_per_call(lambda: grouped_log_sum(dist), 200),
+            "np.sqrt": ns * _cpu_per_call(lambda: np.sqrt(dist, out=out), 200),
+        }
+
+
+def sweep_only(classes: int, d: int, n: int, c: int) -> None:
+    """The class-pair sweep alone (``class_pairs``: both unit sets, minority, CDNV) on
+    ``classes`` synthetic classes (means and W as ``bench_report.generate`` makes them),
+    one thread, against :func:`pair_floor`; extrapolated by pairs to the present classes
+    of the full shape (N rows over C classes: C (1 - exp(-N / C)) present)."""
+    import numpy as np
+
+    from ncinspect.metrics.pairs import class_pairs
+
+    rng = np.random.default_rng(0)
+    means = rng.standard_normal((classes, d))
+    means -= means.mean(axis=0)
+    weights = means + 0.1 * rng.standard_normal((classes, d))
+    var = rng.random(classes) * 0.25 * d
+    counts = rng.integers(1, 5, classes)
+    t = time.process_time()
+    class_pairs(means, weights, counts, cdnv=(var, means))
+    cpu = time.process_time() - t
+    pairs = classes * (classes - 1) / 2
+    floor = pair_floor(d)
+    present = c * (1.0 - np.exp(-n / c))
+    full = present * (present - 1) / 2
+    print(f"# pair sweep alone, C = {classes}, d = {d}, 1 thread: {cpu:.2f} CPU s, ")
+    print(f"#   {cpu / pairs * 1e9:.1f} ns/pair; floor {floor * 1e9:.1f} ns/pair; ratio ")
+    print(f"#   {cpu / pairs / floor:.2f}; at C = {c}, N = {n} ({present:.0f} present classes, ")
+    print(f"#   {full:.3g} pairs): {cpu / pairs * full:.0f} CPU s, floor {floor * full:.0f}")
+    for name, ns in log_costs(d).items():
+        print(f"# {name}: {ns:.2f} ns per value")
+
+
+def pass2_parts(c: int, d: int, rows: int = 32) -> None:
+    """Nanoseconds per score (one core, one BLAS thread) of the parts of pass 2's float64
+    classifier path on one block of ``rows`` rows against C classes, as
+    ``stats.kernel.numpy_block`` runs them when the logits are float64 (C >= d), and of two
+    variants proposed for it: the offset folded into the product (``[x, 1] . [W; offset]``,
+    K = d + 1) and the wrong-class square sum by ``ddot`` instead of ``einsum``."""
+    import numpy as np
+
+    from ncinspect.blas import one_blas_thread
+    from ncinspect.stats.blocks import output_sums
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((rows, d))
+    w = np.ascontiguousarray(rng.standard_normal((d, c)))
+    off = 0.1 * rng.standard_normal(c)
+    y = rng.integers(0, c, rows)
+    x1, w1 = np.hstack([x, np.ones((rows, 1))]), np.vstack([w, off[None, :]])
+    s = np.empty((rows, c))
+    s32 = np.empty((rows, c), np.float32)
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    scale = 1e9 / (rows * c)
+    parts = {
+        "float64 product x W (the floor's first half)": lambda: np.matmul(x, w, out=s),
+        "float32 product (NCC scores; the floor's second half)": lambda: np.matmul(
+            x32, w32, out=s32
+        ),
+        "offset added to the logits": lambda: np.add(s, off, out=s),
+        "argmax": lambda: np.argmax(s, axis=1),
+        "output_sums (SQI sums of the logits)": lambda: output_sums(s, y, scratch=True),
+        "  of which the einsum of the squares": lambda: np.einsum("ij,ij->", s, s),
+        "proposed: the product with the offset folded in (K = d + 1)": lambda: np.matmul(
+            x1, w1, out=s
+        ),
+        "proposed: the squares by ddot": lambda: np.dot(s.ravel(), s.ravel()),
     }
+    print(f"# pass 2 parts, one block of {rows} rows x C = {c}, d = {d}, ns per score:")
+    with one_blas_thread():
+        np.matmul(x, w, out=s)
+        for name, fn in parts.items():
+            print(f"#   {name}: {_cpu_per_call(fn, 20) * scale:.2f}")
+
+
+def fused_unit_set(d: int) -> None:
+    """What compiled code would give (needs numba, which ncinspect does not depend on): one
+    unit set's per-pair work after the tile's product (clip, the sums of the cosines,
+    ``|cos + a|``, the distances and their logs) fused into one loop over a 256 x 256 tile,
+    ns per pair on one core, with and without the ``log`` (libm's scalar ``log`` there too).
+    The plain sums stand in for the centred ones; it is a cost estimate, not a kernel."""
+    import numpy as np
+
+    try:
+        import numba
+    except ImportError:
+        print("# --fused needs numba (pip install numba); ncinspect does not depend on it")
+        return
+
+    from ncinspect.blas import one_blas_thread
+
+    def with_log(cos, a):
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = 0.0
+        for i in range(cos.size):
+            c = min(max(cos[i], -1.0), 1.0)
+            s0 += c
+            s1 += c * c
+            s2 += abs(c + a)
+            dist = np.sqrt(2.0 - 2.0 * c)
+            s3 += dist
+            s4 += dist * dist
+            lg = np.log(dist)
+            s5 += lg
+            s6 += lg * lg
+        return s0, s1, s2, s3, s4, s5, s6
+
+    def without_log(cos, a):
+        s0 = s1 = s2 = s3 = s4 = 0.0
+        for i in range(cos.size):
+            c = min(max(cos[i], -1.0), 1.0)
+            s0 += c
+            s1 += c * c
+            s2 += abs(c + a)
+            dist = np.sqrt(2.0 - 2.0 * c)
+            s3 += dist
+            s4 += dist * dist
+        return s0, s1, s2, s3, s4
+
+    u, v, _ = _tile_distances(d)
+    tile = np.empty((u.shape[0], v.shape[0]))
+    ns = 1e9 / tile.size
+    with one_blas_thread():
+        for fn in (with_log, without_log):
+            fused = numba.njit(fastmath={"reassoc", "contract"})(fn)
+
+            def run(fused=fused):
+                np.matmul(u, v.T, out=tile)
+                fused(tile.ravel(), 1e-5)
+
+            cost = _cpu_per_call(run, 200) * ns
+            name = fn.__name__.replace("_", " ")
+            print(
+                f"# numba, the product + one fused loop, {name}: {cost:.2f} ns per pair (one set)"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,7 +345,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", default="1,2", help="comma-separated (default 1,2)")
     parser.add_argument("--precision", default="float64", help="float64 and/or float32")
     parser.add_argument("--dir", default="/tmp/ncbench", help="where the dump is written")
+    parser.add_argument(
+        "--sweep",
+        type=int,
+        default=0,
+        metavar="C'",
+        help="time only the class-pair sweep on C' synthetic classes (no dump, no report)",
+    )
+    parser.add_argument(
+        "--pass2-parts",
+        action="store_true",
+        help="time only the parts of pass 2's float64 classifier path on one block",
+    )
+    parser.add_argument(
+        "--fused",
+        action="store_true",
+        help="cost of one unit set's per-pair work fused by numba (if installed)",
+    )
     args = parser.parse_args(argv)
+    if args.fused:
+        fused_unit_set(args.d)
+        return 0
+    if args.pass2_parts:
+        pass2_parts(args.c, args.d)
+        return 0
+    if args.sweep:
+        sweep_only(args.sweep, args.d, args.n, args.c)
+        return 0
 
     from bench_report import generate
 

@@ -14,12 +14,16 @@ built-in ``map``) and are merged in I order, so the result is the same, bit for 
 the number of threads. Up to :data:`PAIR_BLOCK` classes there is one tile and every value is
 that of the formulas written directly over the upper triangle (same operations, same order).
 Over several tiles the leaner kernels (``_unit_tile_fast``, ``_cdnv_tile_fast``) form the
-same value for each pair and reorder only the sums (BLAS ``ddot`` and ``dgemv``): a
-third fewer passes over each tile. Moments are merged exactly (Chan); O(C^2 d) time,
-O(threads x PAIR_BLOCK^2) memory. At d = 16 a pair costs about 27 ns of one core, of
-which the float64 ``log`` and ``sqrt`` of both sets' distances (numpy has no vector
-float64 ``log`` on AVX2: 4 ns each) and the three K = d products are about 15 ns:
-``benchmarks/bench_pairs.py`` prints that floor and the ratio (1.39 at C = 100,000).
+same cosines, distances and logs for each pair, the CDNV terms within a rounding or two,
+and reorder the sums (BLAS ``ddot`` and ``dgemv``): a third fewer passes over each tile.
+Moments are merged exactly (Chan); O(C^2 d) time, O(threads x PAIR_BLOCK^2) memory. At
+d = 16 a pair costs about 26 ns of one core, of which the float64 ``log`` and ``sqrt`` of
+both sets' distances (numpy has no vector float64 ``log`` on AVX2: 4.4 ns each) and the
+three K = d products are about 15 ns: ``python benchmarks/bench_pairs.py --sweep 20000``
+prints that floor and the ratio (1.8). The rest is the passes of the moments (three per
+set, 0.8 ns each), the clip, ``|cos + 1/(C-1)|`` and the CDNV terms; the sum of the logs
+alone could be taken from grouped mantissa products (2.8 ns a value) but the variance of
+the logs (GNC2) needs every log.
 """
 
 from __future__ import annotations
@@ -141,8 +145,7 @@ class _Plan:
         self.ones = np.ones(self.block * self.block) if self.fast else None
         self.minority_f = [None if m is None else m.astype(np.float64) for m in minority]
         if self.fast and centred is not None:
-            with np.errstate(under="ignore", over="ignore"):
-                self.centred_m2 = centred * -2.0  # exact: the products come out as -2 m.m'
+            with np.errstate(under="ignore"):
                 self.var_half = variances * 0.5  # exact unless subnormal
 
     def buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -152,6 +155,18 @@ class _Plan:
             n = self.block * self.block
             buf = self.local.buf = (np.empty(n), np.empty(n), np.empty(n))
         return buf
+
+    def factor(self, which: int, rows: int, cols: int) -> np.ndarray:
+        """This thread's (rows, cols) work array ``which`` for a factor of a tile's
+        product (the multi-tile kernels form their factors tile by tile: O(PAIR_BLOCK d)
+        memory a thread, not another copy of the C x d sets)."""
+        bufs = getattr(self.local, "factors", None)
+        if bufs is None:
+            bufs = self.local.factors = {}
+        buf = bufs.get(which)
+        if buf is None or buf.size < rows * cols:
+            buf = bufs[which] = np.empty(rows * cols)
+        return buf[: rows * cols].reshape(rows, cols)
 
 
 def pair_sweep(
@@ -360,31 +375,34 @@ def _unit_tile_fast(plan: _Plan, u, k, a0, a1, b0, b1, mask) -> UnitPairs:
     """:func:`_unit_tile` over one of many tiles: each pair's cosine, distance and log are
     the same numbers; the sums are reordered (``ddot``, with ones for plain sums; the
     minority sum as ``1_A^T cos 1_B``), a zero distance makes the sum of the logs -inf,
-    and the tile makes 18 passes instead of 24 (one finds the smallest distance, for
-    :func:`near_exact`).
+    and the tile makes 17 passes instead of 24 (one finds the smallest distance, for
+    :func:`near_exact`). The product forms ``t = -2 cos`` (the right factor times -2):
+    the cosines' sums are those of ``t`` times -1/2 and 1/4, ``|cos + 1/(C-1)|`` that of
+    ``|t - 2/(C-1)|`` times 1/2, and ``2 - 2 cos`` is ``t + 2``, all exact (powers of two).
     BLAS ``dasum`` is not used: its result depends on the array's alignment (``ddot``'s
     and ``dgemv``'s do not), and the sums must not depend on where a buffer lies."""
     x_buf, tmp, _ = plan.buffers()
-    block = np.matmul(u[a0:a1], u[b0:b1].T, out=_view(x_buf, a1 - a0, b1 - b0))
-    cos = _flat(block, mask)
-    n = cos.size
+    right = np.multiply(u[b0:b1], -2.0, out=plan.factor(0, b1 - b0, u.shape[1]))  # exact
+    block = np.matmul(u[a0:a1], right.T, out=_view(x_buf, a1 - a0, b1 - b0))
+    t = _flat(block, mask)  # -2 cos
+    n = t.size
     if n == 0:
         return UnitPairs()
-    np.clip(cos, -1.0, 1.0, out=cos)  # in place: ``block`` holds the clipped cosines too
-    out = UnitPairs(cos=_moments_fast(cos, tmp, plan.ones))
-    t = np.abs(np.add(cos, 1.0 / (plan.C - 1), out=tmp[:n]), out=tmp[:n])
-    out.abs_sum = float(np.dot(t, plan.ones[:n]))
+    np.clip(t, -2.0, 2.0, out=t)  # in place: ``block`` holds the clipped values too
+    m = _moments_fast(t, tmp, plan.ones)
+    out = UnitPairs(cos=Moments(m.count, -0.5 * m.mean, 0.25 * m.m2))
+    a = np.abs(np.add(t, -2.0 * (1.0 / (plan.C - 1)), out=tmp[:n]), out=tmp[:n])
+    out.abs_sum = 0.5 * float(np.dot(a, plan.ones[:n]))
     weights = plan.minority_f[k]
     if weights is not None:
         wa, wb = weights[a0:a1], weights[b0:b1]
         if mask is None:  # sum_{i in A, j in B} cos_ij and |A| |B|
-            out.minority_sum = float(np.dot(wa @ block, wb))
+            out.minority_sum = -0.5 * float(np.dot(wa @ block, wb))
             out.minority_count = int(wa.sum()) * int(wb.sum())
         else:  # the diagonal tile, as the direct formula
-            sel = cos[_flat((wa[:, None] * wb[None, :]) > 0, mask)]
-            out.minority_sum, out.minority_count = float(sel.sum()), int(sel.size)
-    dist = np.multiply(cos, 2.0, out=cos)
-    np.subtract(2.0, dist, out=dist)
+            sel = t[_flat((wa[:, None] * wb[None, :]) > 0, mask)]
+            out.minority_sum, out.minority_count = -0.5 * float(sel.sum()), int(sel.size)
+    dist = np.add(t, 2.0, out=t)  # 2 - 2 cos
     np.sqrt(dist, out=dist)
     _smallest(dist, plan.near_unit, u, a0, b0, b1 - b0, mask, squared=False)
     out.dist = _moments_fast(dist, tmp, plan.ones)
@@ -394,27 +412,47 @@ def _unit_tile_fast(plan: _Plan, u, k, a0, a1, b0, b1, mask) -> UnitPairs:
     return out
 
 
+_TINY_D = 2.0**-900  #: a smaller squared distance: the tile's CDNV sums divide directly
+
+
 def _cdnv_tile_fast(plan: _Plan, a0, a1, b0, b1, mask) -> CdnvPairs:
-    """:func:`_cdnv_tile` over one of many tiles: the same squared distances ``D`` (the
-    product comes out as ``-2 m.m'`` from the exactly pre-scaled means) and the same
-    ``(v + v') / (2 D)``; the power-2 terms as that over ``D`` again (one rounding more
-    per pair), and 9 passes instead of 13."""
+    """:func:`_cdnv_tile` over one of many tiles: the squared distances ``D`` as one
+    product of length d + 2 (``[m, |m|^2, 1] . [-2 m', 1, |m'|^2]``, within the same
+    rounding bound as the formula's three terms); off the diagonal the sums
+    ``sum (v + v') / (2 D)`` and ``/ (2 D^2)`` as ``v_A^T R 1 + 1^T R v_B`` with ``R``
+    the reciprocals ``1 / D`` and then their squares (up to two roundings more per pair,
+    all terms positive; ``dgemv`` and ``ddot``): 8 passes instead of 13, none of them a
+    broadcast sum. A tile whose smallest D is below :data:`_TINY_D` (whose reciprocals
+    could overflow) or a diagonal tile divides as :func:`_cdnv_tile` does."""
     x_buf, tmp, _ = plan.buffers()
-    sq, m, k = plan.sq, a1 - a0, b1 - b0
-    prod = np.matmul(plan.centred[a0:a1], plan.centred_m2[b0:b1].T, out=_view(x_buf, m, k))
-    dist = np.add(sq[a0:a1, None], sq[None, b0:b1], out=_view(tmp, m, k))
-    np.add(dist, prod, out=dist)
-    vh = plan.var_half
-    vsum = np.add(vh[a0:a1, None], vh[None, b0:b1], out=prod)
-    dist, vsum = _flat(dist, mask), _flat(vsum, mask)
+    m, k = a1 - a0, b1 - b0
+    cen, sq, d = plan.centred, plan.sq, plan.centred.shape[1]
+    left, right = plan.factor(1, m, d + 2), plan.factor(2, k, d + 2)
+    if getattr(plan.local, "left_rows", None) != (a0, a1):  # once per block row
+        left[:, :d], left[:, d], left[:, d + 1] = cen[a0:a1], sq[a0:a1], 1.0
+        plan.local.left_rows = (a0, a1)
+    np.multiply(cen[b0:b1], -2.0, out=right[:, :d])  # exact: the products give -2 m.m'
+    right[:, d], right[:, d + 1] = 1.0, sq[b0:b1]
+    block = np.matmul(left, right.T, out=_view(x_buf, m, k))
+    dist = _flat(block, mask)
     n = dist.size
     if n == 0:
         return CdnvPairs()
     low = _smallest(dist, plan.near_sq, plan.centred, a0, b0, k, mask, squared=True)
     out = CdnvPairs(count=n, coincide=bool(low <= 0))
-    r = np.divide(vsum, dist, out=vsum)
-    out.total1 = float(r.sum())
-    out.total2 = float(np.divide(r, dist, out=r).sum())
+    vh = plan.var_half
+    if mask is not None or low < _TINY_D:
+        vsum = np.add(vh[a0:a1, None], vh[None, b0:b1], out=_view(tmp, m, k))
+        vsum = _flat(vsum, mask)
+        r = np.divide(vsum, dist, out=vsum)
+        out.total1 = float(r.sum())
+        out.total2 = float(np.divide(r, dist, out=r).sum())
+        return out
+    ones, va, vb = plan.ones[:k], vh[a0:a1], vh[b0:b1]
+    inv = np.divide(1.0, block, out=block)
+    out.total1 = float(np.dot(va, inv @ ones)) + float(np.sum(inv @ vb))
+    np.multiply(inv, inv, out=inv)
+    out.total2 = float(np.dot(va, inv @ ones)) + float(np.sum(inv @ vb))
     return out
 
 

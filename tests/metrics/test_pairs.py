@@ -206,7 +206,15 @@ def test_sums_do_not_depend_on_where_the_buffers_lie(monkeypatch, block, C):
             n = plan.block * plan.block
             return tuple(np.empty(n + 8)[off : off + n] for _ in range(3))
 
+        def factor(plan, which, rows, cols, off=off):  # the products' factors as well
+            bufs = plan.local.__dict__.setdefault("offset_factors", {})
+            if (which, rows, cols) not in bufs:
+                buf = np.empty(rows * cols + 8)[off : off + rows * cols]
+                bufs[which, rows, cols] = buf.reshape(rows, cols)
+            return bufs[which, rows, cols]
+
         monkeypatch.setattr(P._Plan, "buffers", buffers)
+        monkeypatch.setattr(P._Plan, "factor", factor)
         seen.append(_swept(M, W, var, counts)[1])
     assert all(s == seen[0] for s in seen)
 
@@ -256,3 +264,123 @@ def test_pair_sums_do_not_depend_on_blas_threads():
         with threadpool_limits(limits=n, user_api="blas"):
             got.append((pairwise_cosine_stats(M), _swept(M, W, var, counts)[0]))
     assert got[0] == got[1]
+
+
+@pytest.mark.parametrize("pair", [(5, 590), (300, 301)])  # across tiles; in a diagonal tile
+def test_cdnv_where_a_reciprocal_would_overflow(pair):
+    """Off the diagonal the multi-tile CDNV sums read ``(v + v') * (1 / D)``; two means
+    at D = 2^-1040 (1 / D overflows) with small variances have a finite CDNV: the
+    tile divides directly, as the formula does, and CDNV stays finite and exact."""
+    M, W, var, counts = _data(C=600, d=16, seed=12)
+    e = np.eye(16)
+    M[pair[0]], M[pair[1]] = 2.0**-520 * e[0], 2.0**-520 * (e[0] + e[1])  # D = 2^-1040
+    var[list(pair)] = 2.0**-60
+    got, p = _swept(M, W, var, counts)
+    assert not p.cdnv.coincide
+    with np.errstate(divide="ignore"):  # D^2 underflows: the reference's exp2 is inf
+        want = _direct(M, W, var, counts)
+    assert np.isfinite(got["cdnv"]) and got["cdnv"] > 1e280
+    close(got["cdnv"], want["cdnv"], rtol=1e-12)
+
+
+def test_cdnv_tile_sums_equal_the_pairwise_terms():
+    """One off-diagonal tile of the multi-tile kernel against its pairs written out:
+    ``sum (v + v') / (2 D)`` and ``sum (v + v') / (2 D^2)`` with D from the differences."""
+    rng = np.random.default_rng(13)
+    C, d = 40, 16
+    cen = rng.standard_normal((C, d)) * 0.25
+    var = rng.random(C)
+    var[3] = 0.0  # a one-row class
+    plan = P._Plan([], [], var, cen)
+    plan.fast, plan.block = True, 20
+    plan.ones = np.ones(400)
+    plan.var_half = var * 0.5
+    got = P._cdnv_tile_fast(plan, 0, 20, 20, 40, None)
+    D = ((cen[:20, None, :] - cen[None, 20:, :]) ** 2).sum(axis=2)
+    vs = var[:20, None] + var[None, 20:]
+    assert got.count == 400 and not got.coincide
+    close(got.total1, float((vs / (2 * D)).sum()), rtol=1e-13)
+    close(got.total2, float((vs / (2 * D * D)).sum()), rtol=1e-13)
+
+
+def test_unit_tile_from_minus_two_cos_is_bit_exact():
+    """The multi-tile kernel's product forms -2 cos; every sum it takes from that (cosine
+    moments, |cos + 1/(C-1)|, the minority sum, 2 - 2 cos) is the plain one's times a
+    power of two: the same bits as the kernel written on the cosines themselves."""
+    rng = np.random.default_rng(14)
+    C, d, b = 64, 16, 32
+    units, _ = P.unit_rows(rng.standard_normal((C, d)))
+    units[40] = units[3]  # a cosine that rounds above 1 and a zero distance
+    minority = rng.random(C) < 0.5
+    plan = P._Plan([units], [minority], None, None)
+    plan.fast, plan.block = True, b
+    plan.ones = np.ones(b * b)
+    with np.errstate(divide="ignore", invalid="ignore"):  # as the sweep runs its tiles
+        got = P._unit_tile_fast(plan, units, 0, 0, b, b, C, None)
+    cos = np.clip(units[:b] @ units[b:].T, -1.0, 1.0)
+    flat = cos.ravel()
+    tmp = np.empty(b * b)
+    want = P.UnitPairs(cos=P._moments_fast(flat, tmp, plan.ones))
+    want.abs_sum = float(np.dot(np.abs(flat + 1.0 / (C - 1)), plan.ones))
+    wa, wb = minority[:b].astype(float), minority[b:].astype(float)
+    want.minority_sum = float(np.dot(wa @ cos, wb))
+    want.minority_count = int(wa.sum()) * int(wb.sum())
+    dist = np.sqrt(2.0 - 2.0 * flat)
+    P.near_exact(dist, plan.near_unit, units, 0, b, b, None, squared=False)
+    want.dist = P._moments_fast(dist, tmp, plan.ones)
+    with np.errstate(divide="ignore", invalid="ignore"):  # log 0 = -inf: the mean is -inf
+        m = P._moments_fast(np.log(dist), tmp, plan.ones)
+    want.log, want.coincide = Moments(m.count, -m.mean, m.m2), True
+    assert got.coincide
+    assert repr(got.cos) == repr(want.cos) and got.abs_sum == want.abs_sum
+    assert got.minority_sum == want.minority_sum
+    assert got.minority_count == want.minority_count
+    assert got.dist == want.dist and got.log.count == want.log.count
+
+
+def _walk_close(a, b, path=""):
+    """Every number of two JSON trees within 1e-12 (relative), everything else equal."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            _walk_close(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _walk_close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert abs(a - b) <= 1e-12 * abs(b) + 1e-300, (path, a, b)
+    else:
+        assert a == b, (path, a, b)
+
+
+def test_report_over_several_tiles_equals_one_tile(monkeypatch, tmp_path):
+    """A report of C = 300 classes (2 x 2 tiles through the multi-tile kernels) against the
+    same report swept as one tile (the direct formulas): every number within 1e-12."""
+    from ncinspect import DumpWriter
+    from ncinspect.cli import main
+
+    rng = np.random.default_rng(15)
+    C, d, n = 300, 16, 900
+    means = rng.standard_normal((C, d))
+    y = np.arange(n) % C
+    path = tmp_path / "c300.h5"
+    with DumpWriter(str(path), "w") as w:
+        w.write("labels", y)
+        snap = w.snapshot("/")
+        snap.append(features=means[y] + 0.5 * rng.standard_normal((n, d)))
+        snap.write(weights=means + 0.1 * rng.standard_normal((C, d)), bias=np.zeros(C))
+    texts, default = [], P.PAIR_BLOCK
+    for block in (default, 4 * default):
+        monkeypatch.setattr(P, "PAIR_BLOCK", block)
+        out = tmp_path / f"b{block}.json"
+        assert main(["report", str(path), "--json", str(out), "-q"]) == 0
+        data = json.loads(out.read_text())
+        data.pop("ncinspect_version", None)
+        texts.append(data)
+    m = texts[0]["snapshots"][0]["metrics"]
+    assert texts[0]["snapshots"][0]["n_classes"] == C > default
+    assert m["nc1_cdnv"] is not None and m["gnc2_log_means"] is not None
+    assert m["minority_collapse"] is None or isinstance(m["minority_collapse"], float)
+    assert texts[0] != texts[1]  # the sums were reordered: not the same bits
+    _walk_close(texts[0], texts[1])
