@@ -204,6 +204,9 @@ def pair_sweep(
     plan = _Plan(units, minority, variances, centred)
     n_blocks = -(-plan.C // plan.block)
     with one_blas_thread():  # ddot splits a sum over BLAS threads: the bits would follow them
+        if n_blocks == 1:  # one tile (C <= PAIR_BLOCK): its row, merged onto zeros already,
+            row_units, row_cdnv = _block_row(plan, 0, 1)  # is the sweep (merging it onto
+            return PairStats(row_units, row_cdnv, scale)  # zeros again changes no bit)
         rows = list(map(lambda i: _block_row(plan, i, n_blocks), range(n_blocks)))
     out_units: list[UnitPairs | None] = [None if u is None else UnitPairs() for u in plan.units]
     out_cdnv = None if centred is None else CdnvPairs()
