@@ -93,29 +93,66 @@ class TensorSource(ArraySource):
 
 
 class H5Source(ArraySource):
-    """A dataset of an open ``h5py.File`` (read-only).
+    """A dataset of an open ``h5py.File`` (read-only): an ``h5py.Dataset`` or its low-level
+    ``DatasetID`` (the high-level object is made only for reads that need it).
 
     A dataset with a null dataspace (no values at all) has shape ``()`` and raises
-    :class:`UnreadableFileError` when read.
+    :class:`UnreadableFileError` when read. ``layout``: ``(layout, chunk shape or None,
+    external file count)`` of its creation property list when the caller has read them
+    (the HDF5 walk has), so that :meth:`check` need not read them again.
     """
 
-    def __init__(self, dataset, where: str, *, max_read: int | None = None, explicit: bool = False):
-        self.dataset = dataset
+    def __init__(
+        self,
+        dataset,
+        where: str,
+        *,
+        max_read: int | None = None,
+        explicit: bool = False,
+        layout: tuple[int, tuple[int, ...] | None, int] | None = None,
+    ):
+        import h5py
+
+        if isinstance(dataset, h5py.Dataset):
+            self._dataset, self._id = dataset, dataset.id
+        else:
+            self._dataset, self._id = None, dataset
         self.where = where
         self.max_read = max_read
         self.explicit = explicit
+        self._layout = layout
         self._checked = False
-        shape = dataset.shape
+        shape = self._id.shape
         self.null = shape is None
         self.shape = () if shape is None else tuple(int(n) for n in shape)
         try:
-            self.dtype = np.dtype(dataset.dtype)
+            self.dtype = np.dtype(self._id.dtype)
         except Exception as exc:  # noqa: BLE001 - h5py raises varied errors for odd types
             raise UnsupportedDtypeError(f"{where}: unsupported HDF5 datatype ({exc})") from None
 
     @property
+    def dataset(self):
+        """The ``h5py.Dataset`` (made on first use)."""
+        if self._dataset is None:
+            import h5py
+
+            self._dataset = h5py.Dataset(self._id)
+        return self._dataset
+
+    def _storage(self) -> tuple[int, tuple[int, ...] | None, int]:
+        """``(layout, chunk shape or None, external file count)``, read once."""
+        if self._layout is None:
+            import h5py
+
+            dcpl = self._id.get_create_plist()
+            layout = dcpl.get_layout()
+            chunks = dcpl.get_chunk() if layout == h5py.h5d.CHUNKED else None
+            self._layout = (layout, chunks, dcpl.get_external_count())
+        return self._layout
+
+    @property
     def chunk_rows(self) -> int | None:
-        chunks = self.dataset.chunks
+        chunks = self._storage()[1]
         return int(chunks[0]) if chunks else None
 
     def check(self) -> None:
@@ -133,13 +170,10 @@ class H5Source(ArraySource):
         from ..budget import chunk_bound, fmt_bytes
         from ..errors import ResourceLimitError
 
-        ds, itemsize = self.dataset, self.dtype.itemsize
+        dsid, itemsize = self._id, self.dtype.itemsize
         declared = math.prod(self.shape) * itemsize
         try:
-            dcpl = ds.id.get_create_plist()
-            layout = dcpl.get_layout()
-            external = dcpl.get_external_count()
-            chunks = ds.chunks
+            layout, chunks, external = self._storage()
             import h5py
 
             if chunks:
@@ -156,7 +190,7 @@ class H5Source(ArraySource):
                     )
                 needed = math.prod(-(-n // c) for n, c in zip(self.shape, chunks, strict=True))
                 if declared and needed:
-                    written = ds.id.get_num_chunks()
+                    written = dsid.get_num_chunks()
                     if written < needed:
                         raise UnreadableFileError(
                             f"{self.where}: shape {self.shape} needs {needed} chunks but only "
@@ -164,7 +198,7 @@ class H5Source(ArraySource):
                             "not data"
                         )
             elif layout == h5py.h5d.CONTIGUOUS and not external and declared:
-                stored = ds.id.get_storage_size()
+                stored = dsid.get_storage_size()
                 if stored < declared:
                     raise UnreadableFileError(
                         f"{self.where}: shape {self.shape} declares {fmt_bytes(declared)} but "
@@ -202,7 +236,7 @@ class H5Source(ArraySource):
             raise UnreadableFileError(f"{self.where}: has a null dataspace (holds no values)")
         if self._whole(start, stop, self.dtype) and self.dtype == self.buffer_dtype:
             return self._guarded(start, stop, lambda: self._read_whole(None))
-        if self.dataset.ndim == 0:
+        if not self.shape:
             return self._guarded(start, stop, lambda: np.asarray(self.dataset[()]))
         return self._guarded(start, stop, lambda: self.dataset[start:stop])
 
@@ -225,11 +259,12 @@ class H5Source(ArraySource):
 
         if out is None:
             out = np.empty(self.shape, self.dtype)
-        if tuple(self.dataset.id.shape) != out.shape:  # the extent changed since it was read:
+        now = tuple(self._id.shape)
+        if now != out.shape:  # the extent changed since it was read:
             raise ValueError(  # HDF5 would not check the buffer (one line, by _guarded)
-                f"the dataset's shape is now {tuple(self.dataset.id.shape)}, was {out.shape}"
+                f"the dataset's shape is now {now}, was {out.shape}"
             )
-        self.dataset.id.read(h5s.ALL, h5s.ALL, out)
+        self._id.read(h5s.ALL, h5s.ALL, out)
         return out
 
     def _guarded(self, start, stop, read):
