@@ -71,6 +71,7 @@ class _Walker:
 
         self.max_read = chunk_bound(memory_limit)
         self.broken: list[tuple[str, str, str]] | None = None
+        self.step = None  # called before each group (see read_h5_tree)
         self.explicit = memory_limit is not None
         self.h5py = h5py
         self.file = h5file
@@ -319,8 +320,11 @@ class _Walker:
         fid = self.file.id
         stack = [(fid, root)]
         self.seen[fid] = "/"
+        step = self.step
         while stack:
             gid, node = stack.pop()
+            if step is not None:
+                step()  # one group: its attributes, its links, the objects they lead to
             names = self.group(gid, node)
             if names is None:
                 continue
@@ -381,15 +385,19 @@ def read_h5_tree(
     notes: list[str] | None = None,
     memory_limit: int | None = None,
     broken: list[tuple[str, str, str]] | None = None,
+    step=None,
 ) -> Node:
     """Build the group tree of an open HDF5 file (see the module notes for what is refused).
 
     ``memory_limit`` bounds what one chunk of a dataset may decompress to (checked before
     the first read of it). With a ``broken`` list (for a file a writer holds open), objects
     that cannot be opened are left out and recorded there as ``(group path, name, reason)``
-    (name ``""``: the group itself) instead of failing the walk."""
+    (name ``""``: the group itself) instead of failing the walk. ``step()`` is called
+    before each group is read, in the walk's order (the HDF5 probe paces the command's walk
+    behind its child's with it, :class:`ncinspect.io.probe.Probe`)."""
     walker = _Walker(h5file, path, allow_external, notes if notes is not None else [], memory_limit)
     walker.broken = broken
+    walker.step = step
     try:
         return walker.build()
     except READ_ERRORS as exc:
