@@ -122,6 +122,7 @@ class H5Source(ArraySource):
         self.explicit = explicit
         self._layout = layout
         self._checked = False
+        self._kept: np.ndarray | None = None  # the whole array, when small (see _Kept)
         shape = self._id.shape
         self.null = shape is None
         self.shape = () if shape is None else tuple(int(n) for n in shape)
@@ -255,17 +256,30 @@ class H5Source(ArraySource):
         )
 
     def _read_whole(self, out: np.ndarray | None) -> np.ndarray:
-        from h5py import h5s
-
+        """The whole array, into ``out`` (or a new array); a small one read from the file
+        once and then copied from what :data:`_KEPT` keeps (both passes of a small snapshot
+        read it, and labels shared by many snapshots are read by each)."""
+        kept = _KEPT.get(self)
+        if kept is not None and (out is None or out.dtype == kept.dtype):
+            if out is None:
+                return kept.copy()
+            np.copyto(out, kept)
+            return out
         if out is None:
             out = np.empty(self.shape, self.dtype)
+        self._from_file(out)
+        _KEPT.offer(self, out)
+        return out
+
+    def _from_file(self, out: np.ndarray) -> None:
+        from h5py import h5s
+
         now = tuple(self._id.shape)
         if now != out.shape:  # the extent changed since it was read:
             raise ValueError(  # HDF5 would not check the buffer (one line, by _guarded)
                 f"the dataset's shape is now {now}, was {out.shape}"
             )
         self._id.read(h5s.ALL, h5s.ALL, out)
-        return out
 
     def _guarded(self, start, stop, read):
         """``read()`` after :meth:`check`, h5py's errors turned into one line naming the rows."""
@@ -285,6 +299,57 @@ class H5Source(ArraySource):
                 f"({self.nbytes} bytes for the whole array); give a smaller --memory-limit "
                 "or --chunk-rows, or run on a machine with more memory"
             ) from None
+
+
+class _Kept:
+    """The last whole reads of small HDF5 arrays (each at most :attr:`ITEM` bytes, all
+    together at most :attr:`TOTAL`, the oldest dropped first), so that reading one again
+    copies it instead of asking the file: the two passes over a small snapshot read its
+    features twice, and labels shared by many snapshots are read for each. The copy is
+    held by its :class:`H5Source` (one open dataset of a file opened read-only), so
+    nothing outlives the source."""
+
+    ITEM = 64 << 10  #: bytes of the largest array kept
+    TOTAL = 1 << 20  #: bytes kept in all (less under a small memory limit)
+
+    def __init__(self):
+        import threading
+
+        self._lock = threading.Lock()
+        self._order: list = []  # (weak reference to the source, bytes), oldest first
+        self._bytes = 0  # of the entries listed (a source gone since still counts)
+
+    @staticmethod
+    def get(source) -> np.ndarray | None:
+        return source._kept
+
+    def offer(self, source, array: np.ndarray) -> None:
+        import weakref
+
+        size = array.nbytes
+        cap = self.TOTAL if source.max_read is None else min(self.TOTAL, source.max_read // 8)
+        if size > min(self.ITEM, cap) or source._kept is not None:
+            return
+        with self._lock:
+            while self._order and self._bytes + size > cap:
+                ref, old_size = self._order.pop(0)
+                old = ref()
+                if old is not None:
+                    old._kept = None
+                self._bytes -= old_size
+            source._kept = array.copy()
+            self._order.append((weakref.ref(source), size))
+            self._bytes += size
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays kept now."""
+        with self._lock:
+            kept = (ref() for ref, _ in self._order)
+            return sum(s._kept.nbytes for s in kept if s is not None and s._kept is not None)
+
+
+_KEPT = _Kept()
 
 
 def as_source(value: Any, where: str) -> ArraySource | None:
