@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ExternalDataError, UnreadableFileError
 from .h5file import READ_ERRORS, first_line, open_h5
 from .paths import check_input_file, shown
-from .sources import H5Source
+from .sources import H5Source, h5_dtype
 from .tree import IN_PROGRESS, Node, loads_json, plain
 
 __all__ = ["open_h5", "read_h5_tree", "decode_attr", "ATTR_LIMIT", "READ_ERRORS"]
@@ -260,7 +260,7 @@ class _Walker:
             name = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
             shape = aid.shape
             try:
-                dtype = aid.dtype
+                dtype = h5_dtype(aid.get_type())
                 itemsize = dtype.itemsize
             except READ_ERRORS:
                 self.notes.append(

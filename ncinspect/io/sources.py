@@ -13,7 +13,7 @@ import numpy as np
 from ..arrays import host_dtype, is_tensor, to_host
 from ..errors import UnreadableFileError, UnsupportedDtypeError
 
-__all__ = ["ArraySource", "MemorySource", "TensorSource", "H5Source", "as_source"]
+__all__ = ["ArraySource", "MemorySource", "TensorSource", "H5Source", "as_source", "h5_dtype"]
 
 
 class ArraySource:
@@ -92,6 +92,40 @@ class TensorSource(ArraySource):
         return to_host(self.tensor[start:stop], self.where)
 
 
+_NUMBER_TYPES: list | None = None  # (HDF5 type, the dtype h5py gives it), most common first
+
+
+def h5_dtype(tid) -> np.dtype:
+    """The dtype h5py gives the HDF5 datatype ``tid`` (``tid.dtype``): the common number
+    types are recognised by comparing ``tid`` with each (``H5Tequal``, which compares
+    every property h5py's conversion reads), many times cheaper than the conversion;
+    anything else is converted by h5py."""
+    global _NUMBER_TYPES
+    if _NUMBER_TYPES is None:
+        from h5py import h5t
+
+        _NUMBER_TYPES = [
+            (t, t.dtype)
+            for t in (
+                h5t.IEEE_F32LE,
+                h5t.IEEE_F64LE,
+                h5t.STD_I64LE,
+                h5t.STD_I32LE,
+                h5t.IEEE_F16LE,
+                h5t.STD_U8LE,
+                h5t.STD_I8LE,
+                h5t.STD_I16LE,
+                h5t.STD_U16LE,
+                h5t.STD_U32LE,
+                h5t.STD_U64LE,
+            )
+        ]
+    for known, dtype in _NUMBER_TYPES:
+        if tid.equal(known):
+            return dtype
+    return tid.dtype
+
+
 class H5Source(ArraySource):
     """A dataset of an open ``h5py.File`` (read-only): an ``h5py.Dataset`` or its low-level
     ``DatasetID`` (the high-level object is made only for reads that need it).
@@ -127,7 +161,7 @@ class H5Source(ArraySource):
         self.null = shape is None
         self.shape = () if shape is None else tuple(int(n) for n in shape)
         try:
-            self.dtype = np.dtype(self._id.dtype)
+            self.dtype = np.dtype(h5_dtype(self._id.get_type()))
         except Exception as exc:  # noqa: BLE001 - h5py raises varied errors for odd types
             raise UnsupportedDtypeError(f"{where}: unsupported HDF5 datatype ({exc})") from None
 
