@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ExternalDataError, UnreadableFileError
 from .h5file import READ_ERRORS, first_line, open_h5
 from .paths import check_input_file, shown
-from .sources import H5Source, h5_dtype
+from .sources import H5Source, h5_dtype, memory_type
 from .tree import IN_PROGRESS, Node, loads_json, plain
 
 __all__ = ["open_h5", "read_h5_tree", "decode_attr", "ATTR_LIMIT", "READ_ERRORS"]
@@ -79,7 +79,6 @@ class _Walker:
         self.allow_external = allow_external
         self.notes = notes
         self.seen: dict[Any, str] = {}  # group id -> the tree path it was listed under
-        self.mtypes: dict[np.dtype, Any] = {}  # numeric attribute dtype -> its memory type
 
     def where(self, node_path: str, name: str = "") -> str:
         full = f"{node_path.rstrip('/')}/{name}" if name else node_path
@@ -290,11 +289,8 @@ class _Walker:
         types) through h5py's ``attrs[name]``."""
         if shape is None or dtype.kind not in "iuf" or dtype.subdtype is not None:
             return self.h5py.AttributeManager(_Bound(oid))[raw]
-        mtype = self.mtypes.get(dtype)
-        if mtype is None:
-            mtype = self.mtypes[dtype] = self.h5py.h5t.py_create(dtype)
         arr = np.zeros(shape, dtype=dtype, order="C")
-        aid.read(arr, mtype=mtype)
+        aid.read(arr, mtype=memory_type(dtype))
         return arr[()] if arr.ndim == 0 else arr
 
     # the walk ------------------------------------------------------------------------

@@ -13,7 +13,15 @@ import numpy as np
 from ..arrays import host_dtype, is_tensor, to_host
 from ..errors import UnreadableFileError, UnsupportedDtypeError
 
-__all__ = ["ArraySource", "MemorySource", "TensorSource", "H5Source", "as_source", "h5_dtype"]
+__all__ = [
+    "ArraySource",
+    "MemorySource",
+    "TensorSource",
+    "H5Source",
+    "as_source",
+    "h5_dtype",
+    "memory_type",
+]
 
 
 class ArraySource:
@@ -124,6 +132,20 @@ def h5_dtype(tid) -> np.dtype:
         if tid.equal(known):
             return dtype
     return tid.dtype
+
+
+_MEMORY_TYPES: dict = {}  # numpy dtype -> the HDF5 memory type h5py makes for it
+
+
+def memory_type(dtype: np.dtype):
+    """The HDF5 memory type h5py reads a buffer of plain numbers ``dtype`` with
+    (``h5t.py_create``, what h5py makes on every read it is not given one), made once."""
+    mtype = _MEMORY_TYPES.get(dtype)
+    if mtype is None:
+        from h5py import h5t
+
+        mtype = _MEMORY_TYPES[dtype] = h5t.py_create(dtype)
+    return mtype
 
 
 class H5Source(ArraySource):
@@ -313,7 +335,7 @@ class H5Source(ArraySource):
             raise ValueError(  # HDF5 would not check the buffer (one line, by _guarded)
                 f"the dataset's shape is now {now}, was {out.shape}"
             )
-        self._id.read(h5s.ALL, h5s.ALL, out)
+        self._id.read(h5s.ALL, h5s.ALL, out, mtype=memory_type(out.dtype))
 
     def _guarded(self, start, stop, read):
         """``read()`` after :meth:`check`, h5py's errors turned into one line naming the rows."""
