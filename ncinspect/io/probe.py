@@ -68,7 +68,7 @@ def _walk(path: str, allow_external: bool, memory_limit: int | None, report=None
     from .hdf5 import read_h5_tree
 
     gc.disable()  # short-lived: no collection touching (and copying) the parent's pages
-    report = report or (lambda: None)
+    report = report or (lambda now=False: None)
     begun = []
 
     def before_group():
@@ -79,7 +79,7 @@ def _walk(path: str, allow_external: bool, memory_limit: int | None, report=None
     # without the lock: the probe must never stand in the way of a writer (a trainer)
     handle = h5py.File(path, "r", locking=False)
     try:
-        report()  # the file is open
+        report(now=True)  # the file is open
         # past unreadable objects, as a live file's walk goes: every step the command may take
         read_h5_tree(
             handle,
@@ -90,7 +90,7 @@ def _walk(path: str, allow_external: bool, memory_limit: int | None, report=None
             broken=[],
             step=before_group,
         )
-        report()  # the last group is done
+        report(now=True)  # the last group is done
     finally:
         handle.close()
 
@@ -203,19 +203,29 @@ _RECORD = 8  #: bytes of one report: the count of steps the child has finished
 
 
 class _Reporter:
-    """The child's side: after each step, the count of steps done, written without ever
-    blocking (a full pipe drops the report; the next one carries the newer count)."""
+    """The child's side: the count of steps done, written after a step when
+    :data:`_REPORT_EVERY` seconds have passed since the last report (or always, with
+    ``now=True``), and never blocking (a full pipe drops the report; the next one carries
+    the newer count). Fewer reports wake the command fewer times; it lags the child by at
+    most one step and that interval."""
 
     def __init__(self, fd: int):
         os.set_blocking(fd, False)
-        self.fd, self.done = fd, 0
+        self.fd, self.done, self.last = fd, 0, 0.0
 
-    def __call__(self) -> None:
+    def __call__(self, now: bool = False) -> None:
         self.done += 1
+        t = time.monotonic()
+        if not now and t - self.last < _REPORT_EVERY:
+            return
+        self.last = t
         try:
             os.write(self.fd, self.done.to_bytes(_RECORD, "little"))
         except BlockingIOError:
-            pass
+            self.last = 0.0  # the next step reports again
+
+
+_REPORT_EVERY = 2e-4  #: seconds between two reports of the child (at most one per step)
 
 
 def start_probe(

@@ -176,7 +176,7 @@ def _paced_walk(probe, path, taken):
 def _reports_then(k, then):
     def walk(path, allow_external, memory_limit, report):
         for _ in range(k):
-            report()
+            report(now=True)
         then()
 
     return walk
