@@ -79,6 +79,10 @@ class _Walker:
         self.allow_external = allow_external
         self.notes = notes
         self.seen: dict[Any, str] = {}  # group id -> the tree path it was listed under
+        try:  # open read-only, by no writer of this process (HDF5 would share its handle)
+            self.fixed_extent = h5file.id.get_intent() == h5py.h5f.ACC_RDONLY
+        except READ_ERRORS:
+            self.fixed_extent = False
 
     def where(self, node_path: str, name: str = "") -> str:
         full = f"{node_path.rstrip('/')}/{name}" if name else node_path
@@ -338,6 +342,7 @@ class _Walker:
                             max_read=self.max_read,
                             explicit=self.explicit,
                             layout=layout,
+                            fixed_extent=self.fixed_extent,
                         )
                 except READ_ERRORS as exc:
                     # a writer holds the file: what it is writing may not be readable yet

@@ -155,7 +155,9 @@ class H5Source(ArraySource):
     A dataset with a null dataspace (no values at all) has shape ``()`` and raises
     :class:`UnreadableFileError` when read. ``layout``: ``(layout, chunk shape or None,
     external file count)`` of its creation property list when the caller has read them
-    (the HDF5 walk has), so that :meth:`check` need not read them again.
+    (the HDF5 walk has), so that :meth:`check` need not read them again. ``fixed_extent``:
+    the file is open read-only and no writer in this process shares it (HDF5 then refuses
+    one), so the extent cannot change and whole reads need not ask for it again.
     """
 
     def __init__(
@@ -166,6 +168,7 @@ class H5Source(ArraySource):
         max_read: int | None = None,
         explicit: bool = False,
         layout: tuple[int, tuple[int, ...] | None, int] | None = None,
+        fixed_extent: bool = False,
     ):
         import h5py
 
@@ -177,6 +180,7 @@ class H5Source(ArraySource):
         self.max_read = max_read
         self.explicit = explicit
         self._layout = layout
+        self._fixed_extent = fixed_extent
         self._checked = False
         self._kept: np.ndarray | None = None  # the whole array, when small (see _Kept)
         shape = self._id.shape
@@ -330,9 +334,9 @@ class H5Source(ArraySource):
     def _from_file(self, out: np.ndarray) -> None:
         from h5py import h5s
 
-        now = tuple(self._id.shape)
-        if now != out.shape:  # the extent changed since it was read:
-            raise ValueError(  # HDF5 would not check the buffer (one line, by _guarded)
+        now = out.shape if self._fixed_extent else tuple(self._id.shape)
+        if now != out.shape:  # the extent changed since it was read (a writer in this
+            raise ValueError(  # process): HDF5 would not check the buffer (one line, by _guarded)
                 f"the dataset's shape is now {now}, was {out.shape}"
             )
         self._id.read(h5s.ALL, h5s.ALL, out, mtype=memory_type(out.dtype))

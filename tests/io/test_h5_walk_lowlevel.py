@@ -116,3 +116,25 @@ def test_the_marker_is_found_beyond_the_attributes_read(tmp_path, monkeypatch):
     assert node.in_progress and IN_PROGRESS not in node.attrs
     assert node.attrs == {"a0": 0, "a1": 1, "a2": 2}
     assert any("only the first 3 read" in n for n in notes)
+
+
+def test_an_extent_changed_by_a_writer_of_this_process_is_still_refused(tmp_path):
+    """A file open read-only (HDF5 refuses a writer of this process then) has fixed
+    extents and whole reads do not ask for them again; a file a writer of this process
+    holds may grow between two reads, and a whole read into the old shape is refused."""
+    from ncinspect.errors import UnreadableFileError
+
+    path = tmp_path / "grow.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.ones((3, 2)), maxshape=(None, 2), chunks=(8, 2))
+    with h5py.File(path, "r") as f:
+        src = read_h5_tree(f, str(path)).arrays["x"]
+        assert src._fixed_extent
+        with pytest.raises(OSError, match="already open for read-only"):
+            h5py.File(path, "a")
+    with h5py.File(path, "a") as w:
+        src = read_h5_tree(w, str(path)).arrays["x"]
+        assert not src._fixed_extent
+        w["x"].resize((5, 2))
+        with pytest.raises(UnreadableFileError, match="shape is now \\(5, 2\\), was \\(3, 2\\)"):
+            src.read_into(0, 3, np.empty((3, 2)))
