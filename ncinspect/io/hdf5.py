@@ -72,6 +72,7 @@ class _Walker:
         self.max_read = chunk_bound(memory_limit)
         self.broken: list[tuple[str, str, str]] | None = None
         self.step = None  # called before each group (see read_h5_tree)
+        self.probing = False  # the probe's child: every read made, values not decoded
         self.explicit = memory_limit is not None
         self.h5py = h5py
         self.file = h5file
@@ -282,7 +283,8 @@ class _Walker:
                     f"{max(declared, stored)} bytes (over {ATTR_LIMIT}); skipped"
                 )
                 continue
-            out[name] = decode_attr(self.attr_value(oid, aid, raw, shape, dtype))
+            value = self.attr_value(oid, aid, raw, shape, dtype)
+            out[name] = value if self.probing else decode_attr(value)
         out.pop(IN_PROGRESS, None)  # the writer's marker is not metadata
         return out, marked
 
@@ -387,6 +389,7 @@ def read_h5_tree(
     memory_limit: int | None = None,
     broken: list[tuple[str, str, str]] | None = None,
     step=None,
+    probing: bool = False,
 ) -> Node:
     """Build the group tree of an open HDF5 file (see the module notes for what is refused).
 
@@ -395,10 +398,13 @@ def read_h5_tree(
     that cannot be opened are left out and recorded there as ``(group path, name, reason)``
     (name ``""``: the group itself) instead of failing the walk. ``step()`` is called
     before each group is read, in the walk's order (the HDF5 probe paces the command's walk
-    behind its child's with it, :class:`ncinspect.io.probe.Probe`)."""
+    behind its child's with it, :class:`ncinspect.io.probe.Probe`); ``probing`` (the
+    probe's child) makes every read of the walk but leaves attribute values undecoded
+    (decoding reads nothing more: text and JSON are parsed in Python)."""
     walker = _Walker(h5file, path, allow_external, notes if notes is not None else [], memory_limit)
     walker.broken = broken
     walker.step = step
+    walker.probing = probing
     try:
         return walker.build()
     except READ_ERRORS as exc:

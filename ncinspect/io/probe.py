@@ -89,6 +89,7 @@ def _walk(path: str, allow_external: bool, memory_limit: int | None, report=None
             memory_limit=memory_limit,
             broken=[],
             step=before_group,
+            probing=True,
         )
         report(now=True)  # the last group is done
     finally:
