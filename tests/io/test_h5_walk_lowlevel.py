@@ -45,9 +45,11 @@ def test_compound_enum_and_string_types_are_converted_by_h5py(tmp_path):
         for name in ("c", "e", "s"):
             ds = f[name]
             got = h5_dtype(ds.id.get_type())
-            assert got == ds.dtype and h5py.check_enum_dtype(got) == h5py.check_enum_dtype(
-                ds.dtype
-            ) and h5py.check_string_dtype(got) == h5py.check_string_dtype(ds.dtype)
+            assert (
+                got == ds.dtype
+                and h5py.check_enum_dtype(got) == h5py.check_enum_dtype(ds.dtype)
+                and h5py.check_string_dtype(got) == h5py.check_string_dtype(ds.dtype)
+            )
 
 
 def _rich_file(path):
