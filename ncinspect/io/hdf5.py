@@ -333,7 +333,7 @@ class _Walker:
             children = []
             for raw in names:
                 name = raw.decode("utf-8", "backslashreplace")
-                where = self.where(node.path, name)
+                where = "" if self.probing else self.where(node.path, name)  # for messages
                 try:
                     obj = self.follow(gid, raw, where, listed=True)
                     if isinstance(obj, DatasetID):
