@@ -101,6 +101,12 @@ class _Names:
         return [(name, src) for _, name, src in found if src is not None]
 
 
+def _timed_out(exc: Exception) -> bool:
+    from .io.probe import ProbeTimeout
+
+    return isinstance(exc, ProbeTimeout)
+
+
 class Dump:
     """An open dump file: its group tree and its snapshots. Use as a context manager."""
 
@@ -133,10 +139,11 @@ class Dump:
                 break
             except UsageError:
                 raise
-            except NCInspectError:
+            except NCInspectError as exc:
                 # a file a writer holds open can be read between two of its metadata writes
-                # (HDF5 without SWMR): read it again before calling it broken
-                if not self.being_written or attempt == _LIVE_RETRIES:
+                # (HDF5 without SWMR): read it again before calling it broken (not after the
+                # probe's child ran out of time: the whole allowance was waited already)
+                if not self.being_written or attempt == _LIVE_RETRIES or _timed_out(exc):
                     raise
                 time.sleep(_LIVE_WAIT * (attempt + 1))
 

@@ -30,7 +30,15 @@ import time
 from ..errors import UnreadableFileError
 from .paths import shown
 
-__all__ = ["PROBE_SECONDS", "Probe", "start_probe", "probe_hdf5", "configure_from_env", "restore"]
+__all__ = [
+    "PROBE_SECONDS",
+    "Probe",
+    "ProbeTimeout",
+    "start_probe",
+    "probe_hdf5",
+    "configure_from_env",
+    "restore",
+]
 
 #: Seconds the child may take to walk the metadata; None (or 0): no probe.
 PROBE_SECONDS: float | None = None
@@ -110,6 +118,11 @@ def _on_term_raise():
     return signal.signal(signal.SIGTERM, stop)
 
 
+class ProbeTimeout(UnreadableFileError):
+    """The probe's child did not finish in time (the command waited the whole allowance:
+    reading a file a writer holds open is not tried again after it)."""
+
+
 class Probe:
     """The forked child walking ``path``'s metadata ahead of the command.
 
@@ -153,7 +166,7 @@ class Probe:
         left = self.seconds - self.waited
         if left <= 0:
             self.close()
-            raise UnreadableFileError(
+            raise ProbeTimeout(
                 f"{shown(self.path)}: reading its HDF5 metadata did not finish in "
                 f"{self.seconds:g} s (a corrupt file makes libhdf5 loop; set "
                 "NCINSPECT_HDF5_PROBE_SECONDS to allow longer)"

@@ -282,3 +282,38 @@ def test_a_refused_file_leaves_no_child_and_no_descriptor(tmp_path):
     assert sorted(os.listdir("/proc/self/fd")) == before
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # no child left, running or unreaped
+
+
+def test_a_time_out_on_a_file_being_written_is_not_tried_again(tmp_path, monkeypatch):
+    """A file a writer holds open is read again when a read fails (it may be caught between
+    two metadata writes), but not after the probe's child ran out of time: the whole
+    allowance was waited already."""
+    import h5py
+    import numpy as np
+
+    from ncinspect import open_dump
+    from ncinspect.io import probe as probe_mod
+
+    path = _groups_file(tmp_path, groups=2)
+    forks = []
+    real_start = probe_mod.start_probe
+
+    def counted(*args, **kwargs):
+        forks.append(1)
+        return real_start(*args, **kwargs)
+
+    def opened_then_spin(path, allow_external, memory_limit, report):
+        report(now=True)  # the open: the command opens the file and sees the writer
+        _spin()
+
+    monkeypatch.setattr(probe_mod, "start_probe", counted)
+    monkeypatch.setattr(probe_mod, "_walk", opened_then_spin)
+    monkeypatch.setattr(probe_mod, "PROBE_SECONDS", 0.4)
+    with h5py.File(path, "a") as writer:  # a writer of this process holds the file
+        writer["more"] = np.ones(3)
+        writer.flush()
+        t0 = time.monotonic()
+        with pytest.raises(UnreadableFileError, match="did not finish in 0.4 s"):
+            open_dump(path)
+        assert time.monotonic() - t0 < 5
+    assert forks == [1]
