@@ -172,7 +172,12 @@ class Probe:
                 "NCINSPECT_HDF5_PROBE_SECONDS to allow longer)"
             )
         t0 = time.monotonic()
-        ready, _, _ = select.select([self.fd], [], [], min(left, 1.0))
+        if hasattr(select, "poll"):  # any descriptor number (select() stops at 1024)
+            poller = select.poll()
+            poller.register(self.fd, select.POLLIN | select.POLLHUP)
+            ready = poller.poll(max(1, int(min(left, 1.0) * 1000)))
+        else:
+            ready, _, _ = select.select([self.fd], [], [], min(left, 1.0))
         self.waited += time.monotonic() - t0
         if ready:
             data = os.read(self.fd, _RECORD << 12)

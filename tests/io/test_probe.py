@@ -317,3 +317,32 @@ def test_a_time_out_on_a_file_being_written_is_not_tried_again(tmp_path, monkeyp
             open_dump(path)
         assert time.monotonic() - t0 < 5
     assert forks == [1]
+
+
+def test_the_probe_waits_on_a_descriptor_numbered_past_1024(tmp_path):
+    """A process holding many files (a sweep over many dumps) gets pipe descriptors past
+    select()'s 1024: the command still waits on its child."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1200
+    if hard != resource.RLIM_INFINITY and hard < want:
+        pytest.skip(f"the system allows {hard} open files")
+    path = write_run(tmp_path / "ok.h5", layers=0, epochs=(0,))
+    held = []
+    try:
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        while len(held) < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        probe_hdf5(path, seconds=10)  # a good file: no error
+
+        def crash(*_):
+            os.kill(os.getpid(), signal.SIGSEGV)
+
+        with pytest.raises(UnreadableFileError, match="crashed"):
+            probe_hdf5(path, seconds=5, walk=crash)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
