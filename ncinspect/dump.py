@@ -101,6 +101,12 @@ class _Names:
         return [(name, src) for _, name, src in found if src is not None]
 
 
+def _timed_out(exc: Exception) -> bool:
+    from .io.probe import ProbeTimeout
+
+    return isinstance(exc, ProbeTimeout)
+
+
 class Dump:
     """An open dump file: its group tree and its snapshots. Use as a context manager."""
 
@@ -133,37 +139,27 @@ class Dump:
                 break
             except UsageError:
                 raise
-            except NCInspectError:
+            except NCInspectError as exc:
                 # a file a writer holds open can be read between two of its metadata writes
-                # (HDF5 without SWMR): read it again before calling it broken
-                if not self.being_written or attempt == _LIVE_RETRIES:
+                # (HDF5 without SWMR): read it again before calling it broken (not after the
+                # probe's child ran out of time: the whole allowance was waited already)
+                if not self.being_written or attempt == _LIVE_RETRIES or _timed_out(exc):
                     raise
                 time.sleep(_LIVE_WAIT * (attempt + 1))
 
     def _open(self) -> None:
         """Read the file's tree and resolve its snapshots (the handle closed on failure)."""
         if self.format == "hdf5":
-            from .io.h5file import open_for_writing as _open_for_writing
-            from .io.hdf5 import open_h5, read_h5_tree
-            from .io.probe import probe_hdf5
+            from .io.probe import start_probe
 
-            probe_hdf5(
+            probe = start_probe(
                 self.path, allow_external=self.allow_external, memory_limit=self.memory_limit
             )
-            self._h5 = open_h5(self.path, self.notes)
             try:
-                self.being_written = _open_for_writing(self._h5, self.notes)
-                self.tree = read_h5_tree(
-                    self._h5,
-                    self.path,
-                    allow_external=self.allow_external,
-                    notes=self.notes,
-                    memory_limit=self.memory_limit,
-                    broken=self._broken if self.being_written else None,
-                )
-            except Exception:
-                self.close()
-                raise
+                self._read_h5(probe)
+            finally:
+                if probe is not None:
+                    probe.close()
         elif self.format == "safetensors":
             from .io.safetensors import read_safetensors_tree
 
@@ -176,6 +172,33 @@ class Dump:
             self._check_explicit_keys()
             self.snapshots = self._resolve()
         except BaseException:
+            self.close()
+            raise
+
+    def _read_h5(self, probe) -> None:
+        """Open the HDF5 file and walk its tree, each step after the probe's child has
+        taken it without hanging or crashing (:mod:`ncinspect.io.probe`); the child's end
+        is waited for before anything else reads the file."""
+        from .io.h5file import open_for_writing as _open_for_writing
+        from .io.hdf5 import open_h5, read_h5_tree
+
+        if probe is not None:
+            probe.step()  # the child has opened the file
+        self._h5 = open_h5(self.path, self.notes)
+        try:
+            self.being_written = _open_for_writing(self._h5, self.notes)
+            self.tree = read_h5_tree(
+                self._h5,
+                self.path,
+                allow_external=self.allow_external,
+                notes=self.notes,
+                memory_limit=self.memory_limit,
+                broken=self._broken if self.being_written else None,
+                step=None if probe is None else probe.step,
+            )
+            if probe is not None:
+                probe.finish()
+        except Exception:
             self.close()
             raise
 

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ExternalDataError, UnreadableFileError
 from .h5file import READ_ERRORS, first_line, open_h5
 from .paths import check_input_file, shown
-from .sources import H5Source
+from .sources import H5Source, h5_dtype, memory_type
 from .tree import IN_PROGRESS, Node, loads_json, plain
 
 __all__ = ["open_h5", "read_h5_tree", "decode_attr", "ATTR_LIMIT", "READ_ERRORS"]
@@ -28,6 +28,8 @@ __all__ = ["open_h5", "read_h5_tree", "decode_attr", "ATTR_LIMIT", "READ_ERRORS"
 ATTR_LIMIT = 1 << 20  #: bytes one attribute may declare; larger ones are skipped with a note
 MAX_ATTRS = 4096  #: attributes read per group; the rest are skipped with a note
 MAX_SOFT_DEPTH = 16  #: soft links followed in a row before giving up (a cycle)
+
+_IN_PROGRESS_RAW = IN_PROGRESS.encode()
 
 _OPT_IN = "pass --allow-external (allow_external=True) to follow it"
 
@@ -69,6 +71,8 @@ class _Walker:
 
         self.max_read = chunk_bound(memory_limit)
         self.broken: list[tuple[str, str, str]] | None = None
+        self.step = None  # called before each group (see read_h5_tree)
+        self.probing = False  # the probe's child: every read made, values not decoded
         self.explicit = memory_limit is not None
         self.h5py = h5py
         self.file = h5file
@@ -76,25 +80,38 @@ class _Walker:
         self.allow_external = allow_external
         self.notes = notes
         self.seen: dict[Any, str] = {}  # group id -> the tree path it was listed under
+        try:  # open read-only, by no writer of this process (HDF5 would share its handle)
+            self.fixed_extent = h5file.id.get_intent() == h5py.h5f.ACC_RDONLY
+        except READ_ERRORS:
+            self.fixed_extent = False
 
     def where(self, node_path: str, name: str = "") -> str:
         full = f"{node_path.rstrip('/')}/{name}" if name else node_path
         return f"{shown(self.path)}:{shown(full)}"
 
     # links ---------------------------------------------------------------------------
-    def follow(self, group, raw: bytes, where: str, depth: int = 0):
-        """The object the link ``raw`` of ``group`` points to, or None when it points to
-        nothing. External links are refused unless allowed; soft links are resolved one
-        component at a time with the same checks."""
+    def follow(self, gid, raw: bytes, where: str, depth: int = 0, listed: bool = False):
+        """The object (a low-level h5py id) the link ``raw`` of the group ``gid`` points to,
+        or None when it points to nothing. External links are refused unless allowed; soft
+        links are resolved one component at a time with the same checks. ``listed``: the
+        name came from iterating the group (it exists; asked only when its link is not)."""
         h5l, h5o = self.h5py.h5l, self.h5py.h5o
-        links = group.id.links
-        if not links.exists(raw):
-            return None
-        kind = links.get_info(raw).type
+        links = gid.links
+        if listed:
+            try:
+                kind = links.get_info(raw).type
+            except READ_ERRORS:
+                if not links.exists(raw):
+                    return None
+                raise
+        else:
+            if not links.exists(raw):
+                return None
+            kind = links.get_info(raw).type
         if kind == h5l.TYPE_HARD:
-            return self.wrap(h5o.open(group.id, raw))
+            return self.wrap(h5o.open(gid, raw))
         if kind == h5l.TYPE_SOFT:
-            return self.resolve(group, links.get_val(raw), where, depth + 1)
+            return self.resolve(gid, links.get_val(raw), where, depth + 1)
         if kind == h5l.TYPE_EXTERNAL:
             filename, target = links.get_val(raw)
             if not self.allow_external:
@@ -105,7 +122,7 @@ class _Walker:
                 )
             self.check_external_file(os.fsdecode(filename), where, "external link target")
             try:
-                return self.wrap(h5o.open(group.id, raw))
+                return self.wrap(h5o.open(gid, raw))
             except READ_ERRORS:
                 return None
         self.notes.append(f"{where}: a link of unknown type {kind}; skipped")
@@ -116,9 +133,9 @@ class _Walker:
             raise UnreadableFileError(
                 f"{where}: more than {MAX_SOFT_DEPTH} soft links in a row (a link cycle?)"
             )
-        cur = self.file if target.startswith(b"/") else base
+        cur = self.file.id if target.startswith(b"/") else base
         for part in (p for p in target.split(b"/") if p and p != b"."):
-            if not isinstance(cur, self.h5py.Group):
+            if not isinstance(cur, self.h5py.h5g.GroupID):
                 return None
             cur = self.follow(cur, part, where, depth)
             if cur is None:
@@ -126,13 +143,8 @@ class _Walker:
         return cur
 
     def wrap(self, oid):
-        h5i = self.h5py.h5i
-        kind = h5i.get_type(oid)
-        if kind == h5i.GROUP:
-            return self.h5py.Group(oid)
-        if kind == h5i.DATASET:
-            return self.h5py.Dataset(oid)
-        return oid  # a named datatype: not data
+        """``oid``: a GroupID, a DatasetID, or another id (a named datatype: not data)."""
+        return oid
 
     def check_external_file(self, name: str, where: str, what: str) -> None:
         """With the opt-in: the file another file points to must be a regular file (never a
@@ -152,10 +164,14 @@ class _Walker:
             check_input_file(cand, f"{where}: {what}")
 
     # datasets ------------------------------------------------------------------------
-    def check_dataset(self, ds, where: str) -> None:
+    def check_dataset(self, dsid, where: str) -> tuple[int, tuple[int, ...] | None, int]:
+        """Refuse the dataset ``dsid`` (a DatasetID) when its values live outside the file
+        (unless allowed); returns what its creation property list says of its storage,
+        ``(layout, chunk shape or None, external file count)`` (:class:`H5Source` keeps it)."""
         h5d = self.h5py.h5d
-        dcpl = ds.id.get_create_plist()
-        if dcpl.get_layout() == h5d.VIRTUAL:
+        dcpl = dsid.get_create_plist()
+        layout = dcpl.get_layout()
+        if layout == h5d.VIRTUAL:
             sources = [
                 (
                     os.fsdecode(dcpl.get_virtual_filename(i)),
@@ -174,7 +190,7 @@ class _Walker:
                 raise UnreadableFileError(f"{where}: virtual dataset without sources (all fill)")
             for filename, dsetname in sources:
                 self.check_virtual_source(filename, dsetname, where)
-            return
+            return layout, None, 0
         n_external = dcpl.get_external_count()
         if n_external:
             files = [dcpl.get_external(i) for i in range(n_external)]
@@ -192,18 +208,20 @@ class _Walker:
                 path = name if os.path.isabs(name) else os.path.abspath(name)
                 if os.path.exists(path):
                     held += max(0, min(size, os.path.getsize(path) - offset))
-            need = int(np.prod(ds.shape or (), dtype=np.int64)) * ds.dtype.itemsize
+            need = int(np.prod(dsid.shape or (), dtype=np.int64)) * dsid.dtype.itemsize
             if held < need:
                 raise UnreadableFileError(
                     f"{where}: its external storage files hold {held} of the {need} bytes "
                     "its shape declares"
                 )
+        chunks = dcpl.get_chunk() if layout == h5d.CHUNKED else None
+        return layout, chunks, n_external
 
     def check_virtual_source(self, filename: str, dsetname: str, where: str) -> None:
         missing = f"{where}: virtual dataset source {shown(filename)}:{shown(dsetname)}"
         if filename == ".":
-            obj = self.resolve(self.file, dsetname.encode(), where, 0)
-            if not isinstance(obj, self.h5py.Dataset):
+            obj = self.resolve(self.file.id, dsetname.encode(), where, 0)
+            if not isinstance(obj, self.h5py.h5d.DatasetID):
                 raise UnreadableFileError(f"{missing} is missing (its values would be fill)")
             return
         base = os.path.dirname(os.path.abspath(self.path))
@@ -216,8 +234,8 @@ class _Walker:
         try:
             with self.h5py.File(path, "r") as src:
                 sub = _Walker(src, path, False, [])
-                obj = sub.resolve(src, dsetname.encode(), where, 0)
-                if not isinstance(obj, self.h5py.Dataset):
+                obj = sub.resolve(src.id, dsetname.encode(), where, 0)
+                if not isinstance(obj, self.h5py.h5d.DatasetID):
                     raise UnreadableFileError(f"{missing} is missing (its values would be fill)")
                 sub.check_dataset(obj, f"{missing}")
         except ExternalDataError as exc:
@@ -226,21 +244,28 @@ class _Walker:
             raise UnreadableFileError(f"{missing} is unreadable ({first_line(exc)})") from None
 
     # attributes ----------------------------------------------------------------------
-    def attrs(self, obj, node_path: str) -> dict[str, Any]:
+    def attrs(self, oid, node_path: str) -> tuple[dict[str, Any], bool]:
+        """The attributes of the object ``oid`` (a low-level id), and whether it carries
+        the writer's :data:`IN_PROGRESS` marker (looked up by name when not all are read)."""
         h5a = self.h5py.h5a
         out: dict[str, Any] = {}
-        count = h5a.get_num_attrs(obj.id)
+        marked = False
+        count = h5a.get_num_attrs(oid)
         if count > MAX_ATTRS:
             self.notes.append(
                 f"{self.where(node_path)}: {count} attributes; only the first {MAX_ATTRS} read"
             )
+            marked = h5a.exists(oid, _IN_PROGRESS_RAW)
         for i in range(min(count, MAX_ATTRS)):
-            aid = h5a.open(obj.id, index=i)
+            aid = h5a.open(oid, index=i)
             raw = aid.name
+            if raw == _IN_PROGRESS_RAW:
+                marked = True
             name = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
             shape = aid.shape
             try:
-                itemsize = aid.dtype.itemsize
+                dtype = h5_dtype(aid.get_type())
+                itemsize = dtype.itemsize
             except READ_ERRORS:
                 self.notes.append(
                     f"{self.where(node_path)}: attribute {shown(name)!r} has an "
@@ -258,53 +283,68 @@ class _Walker:
                     f"{max(declared, stored)} bytes (over {ATTR_LIMIT}); skipped"
                 )
                 continue
-            out[name] = decode_attr(self.attr_value(obj, aid, raw, shape))
-        return out
+            value = self.attr_value(oid, aid, raw, shape, dtype)
+            out[name] = value if self.probing else decode_attr(value)
+        out.pop(IN_PROGRESS, None)  # the writer's marker is not metadata
+        return out, marked
 
-    def attr_value(self, obj, aid, raw, shape):
+    def attr_value(self, oid, aid, raw, shape, dtype):
         """The value of the open attribute ``aid``: a number or an array of numbers read
         from it as h5py's ``attrs[name]`` reads them (a buffer of its dtype, then the item
         of a scalar), without opening it again; anything else (text, compound, empty, array
-        types) through ``obj.attrs``."""
-        dtype = aid.dtype
+        types) through h5py's ``attrs[name]``."""
         if shape is None or dtype.kind not in "iuf" or dtype.subdtype is not None:
-            return obj.attrs[raw]
+            return self.h5py.AttributeManager(_Bound(oid))[raw]
         arr = np.zeros(shape, dtype=dtype, order="C")
-        aid.read(arr, mtype=self.h5py.h5t.py_create(dtype))
+        aid.read(arr, mtype=memory_type(dtype))
         return arr[()] if arr.ndim == 0 else arr
 
     # the walk ------------------------------------------------------------------------
+    def group(self, gid, node: Node) -> list[tuple[bytes, int]] | None:
+        """Read the attributes of the group ``gid`` into ``node`` and list its links
+        (sorted names); None when it cannot be read in a file a writer holds open."""
+        try:
+            attrs, node.in_progress = self.attrs(gid, node.path)
+            node.attrs.update(attrs)
+            names: list[bytes] = []
+            gid.links.iterate(names.append)  # H5Literate: one call for the names
+            names.sort()
+        except READ_ERRORS as exc:
+            if self.broken is None:
+                raise
+            self.broken.append((node.path, "", first_line(exc)))
+            return None
+        return names
+
     def build(self) -> Node:
-        h5py = self.h5py
+        GroupID, DatasetID = self.h5py.h5g.GroupID, self.h5py.h5d.DatasetID
         root = Node("/")
-        stack = [(self.file, root)]
-        self.seen[self.file.id] = "/"
+        fid = self.file.id
+        stack = [(fid, root)]
+        self.seen[fid] = "/"
+        step = self.step
         while stack:
-            group, node = stack.pop()
-            try:
-                node.attrs.update(self.attrs(group, node.path))
-                # the writer's marker is not metadata; looked up by name (not capped)
-                node.in_progress = (
-                    node.attrs.pop(IN_PROGRESS, None) is not None or IN_PROGRESS in group.attrs
-                )
-                names: list[bytes] = []
-                group.id.links.iterate(names.append)  # H5Literate: one call for the names
-                names.sort()
-            except READ_ERRORS as exc:
-                if self.broken is None:
-                    raise
-                self.broken.append((node.path, "", first_line(exc)))
+            gid, node = stack.pop()
+            if step is not None:
+                step()  # one group: its attributes, its links, the objects they lead to
+            names = self.group(gid, node)
+            if names is None:
                 continue
             children = []
             for raw in names:
                 name = raw.decode("utf-8", "backslashreplace")
-                where = self.where(node.path, name)
+                where = "" if self.probing else self.where(node.path, name)  # for messages
                 try:
-                    obj = self.follow(group, raw, where)
-                    if isinstance(obj, h5py.Dataset):
-                        self.check_dataset(obj, where)
+                    obj = self.follow(gid, raw, where, listed=True)
+                    if isinstance(obj, DatasetID):
+                        layout = self.check_dataset(obj, where)
                         source = H5Source(
-                            obj, where, max_read=self.max_read, explicit=self.explicit
+                            obj,
+                            where,
+                            max_read=self.max_read,
+                            explicit=self.explicit,
+                            layout=layout,
+                            fixed_extent=self.fixed_extent,
                         )
                 except READ_ERRORS as exc:
                     # a writer holds the file: what it is writing may not be readable yet
@@ -314,8 +354,8 @@ class _Walker:
                     continue
                 if obj is None:
                     self.notes.append(f"{where}: a link to nothing (dangling); skipped")
-                elif isinstance(obj, h5py.Group):
-                    first = self.seen.get(obj.id)
+                elif isinstance(obj, GroupID):
+                    first = self.seen.get(obj)
                     if first is not None:
                         self.notes.append(
                             f"{where}: the same group as {shown(first)} (a second link or a "
@@ -323,12 +363,21 @@ class _Walker:
                         )
                         continue
                     child = node.child(name)
-                    self.seen[obj.id] = child.path
+                    self.seen[obj] = child.path
                     children.append((obj, child))
-                elif isinstance(obj, h5py.Dataset):
+                elif isinstance(obj, DatasetID):
                     node.arrays[name] = source
             stack.extend(reversed(children))
         return root
+
+
+class _Bound:
+    """What h5py's AttributeManager needs of the object it reads from: its id."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, oid):
+        self.id = oid
 
 
 def read_h5_tree(
@@ -339,15 +388,23 @@ def read_h5_tree(
     notes: list[str] | None = None,
     memory_limit: int | None = None,
     broken: list[tuple[str, str, str]] | None = None,
+    step=None,
+    probing: bool = False,
 ) -> Node:
     """Build the group tree of an open HDF5 file (see the module notes for what is refused).
 
     ``memory_limit`` bounds what one chunk of a dataset may decompress to (checked before
     the first read of it). With a ``broken`` list (for a file a writer holds open), objects
     that cannot be opened are left out and recorded there as ``(group path, name, reason)``
-    (name ``""``: the group itself) instead of failing the walk."""
+    (name ``""``: the group itself) instead of failing the walk. ``step()`` is called
+    before each group is read, in the walk's order (the HDF5 probe paces the command's walk
+    behind its child's with it, :class:`ncinspect.io.probe.Probe`); ``probing`` (the
+    probe's child) makes every read of the walk but leaves attribute values undecoded
+    (decoding reads nothing more: text and JSON are parsed in Python)."""
     walker = _Walker(h5file, path, allow_external, notes if notes is not None else [], memory_limit)
     walker.broken = broken
+    walker.step = step
+    walker.probing = probing
     try:
         return walker.build()
     except READ_ERRORS as exc:

@@ -13,7 +13,15 @@ import numpy as np
 from ..arrays import host_dtype, is_tensor, to_host
 from ..errors import UnreadableFileError, UnsupportedDtypeError
 
-__all__ = ["ArraySource", "MemorySource", "TensorSource", "H5Source", "as_source"]
+__all__ = [
+    "ArraySource",
+    "MemorySource",
+    "TensorSource",
+    "H5Source",
+    "as_source",
+    "h5_dtype",
+    "memory_type",
+]
 
 
 class ArraySource:
@@ -92,30 +100,120 @@ class TensorSource(ArraySource):
         return to_host(self.tensor[start:stop], self.where)
 
 
+_NUMBER_TYPES: list | None = None  # (HDF5 type, the dtype h5py gives it), most common first
+
+
+def h5_dtype(tid) -> np.dtype:
+    """The dtype h5py gives the HDF5 datatype ``tid`` (``tid.dtype``): the common number
+    types are recognised by comparing ``tid`` with each (``H5Tequal``, which compares
+    every property h5py's conversion reads), many times cheaper than the conversion;
+    anything else is converted by h5py."""
+    global _NUMBER_TYPES
+    if _NUMBER_TYPES is None:
+        from h5py import h5t
+
+        _NUMBER_TYPES = [
+            (t, t.dtype)
+            for t in (
+                h5t.IEEE_F32LE,
+                h5t.IEEE_F64LE,
+                h5t.STD_I64LE,
+                h5t.STD_I32LE,
+                h5t.IEEE_F16LE,
+                h5t.STD_U8LE,
+                h5t.STD_I8LE,
+                h5t.STD_I16LE,
+                h5t.STD_U16LE,
+                h5t.STD_U32LE,
+                h5t.STD_U64LE,
+            )
+        ]
+    for known, dtype in _NUMBER_TYPES:
+        if tid.equal(known):
+            return dtype
+    return tid.dtype
+
+
+_MEMORY_TYPES: dict = {}  # numpy dtype -> the HDF5 memory type h5py makes for it
+
+
+def memory_type(dtype: np.dtype):
+    """The HDF5 memory type h5py reads a buffer of plain numbers ``dtype`` with
+    (``h5t.py_create``, what h5py makes on every read it is not given one), made once."""
+    mtype = _MEMORY_TYPES.get(dtype)
+    if mtype is None:
+        from h5py import h5t
+
+        mtype = _MEMORY_TYPES[dtype] = h5t.py_create(dtype)
+    return mtype
+
+
 class H5Source(ArraySource):
-    """A dataset of an open ``h5py.File`` (read-only).
+    """A dataset of an open ``h5py.File`` (read-only): an ``h5py.Dataset`` or its low-level
+    ``DatasetID`` (the high-level object is made only for reads that need it).
 
     A dataset with a null dataspace (no values at all) has shape ``()`` and raises
-    :class:`UnreadableFileError` when read.
+    :class:`UnreadableFileError` when read. ``layout``: ``(layout, chunk shape or None,
+    external file count)`` of its creation property list when the caller has read them
+    (the HDF5 walk has), so that :meth:`check` need not read them again. ``fixed_extent``:
+    the file is open read-only and no writer in this process shares it (HDF5 then refuses
+    one), so the extent cannot change and whole reads need not ask for it again.
     """
 
-    def __init__(self, dataset, where: str, *, max_read: int | None = None, explicit: bool = False):
-        self.dataset = dataset
+    def __init__(
+        self,
+        dataset,
+        where: str,
+        *,
+        max_read: int | None = None,
+        explicit: bool = False,
+        layout: tuple[int, tuple[int, ...] | None, int] | None = None,
+        fixed_extent: bool = False,
+    ):
+        import h5py
+
+        if isinstance(dataset, h5py.Dataset):
+            self._dataset, self._id = dataset, dataset.id
+        else:
+            self._dataset, self._id = None, dataset
         self.where = where
         self.max_read = max_read
         self.explicit = explicit
+        self._layout = layout
+        self._fixed_extent = fixed_extent
         self._checked = False
-        shape = dataset.shape
+        self._kept: np.ndarray | None = None  # the whole array, when small (see _Kept)
+        shape = self._id.shape
         self.null = shape is None
         self.shape = () if shape is None else tuple(int(n) for n in shape)
         try:
-            self.dtype = np.dtype(dataset.dtype)
+            self.dtype = np.dtype(h5_dtype(self._id.get_type()))
         except Exception as exc:  # noqa: BLE001 - h5py raises varied errors for odd types
             raise UnsupportedDtypeError(f"{where}: unsupported HDF5 datatype ({exc})") from None
 
     @property
+    def dataset(self):
+        """The ``h5py.Dataset`` (made on first use)."""
+        if self._dataset is None:
+            import h5py
+
+            self._dataset = h5py.Dataset(self._id)
+        return self._dataset
+
+    def _storage(self) -> tuple[int, tuple[int, ...] | None, int]:
+        """``(layout, chunk shape or None, external file count)``, read once."""
+        if self._layout is None:
+            import h5py
+
+            dcpl = self._id.get_create_plist()
+            layout = dcpl.get_layout()
+            chunks = dcpl.get_chunk() if layout == h5py.h5d.CHUNKED else None
+            self._layout = (layout, chunks, dcpl.get_external_count())
+        return self._layout
+
+    @property
     def chunk_rows(self) -> int | None:
-        chunks = self.dataset.chunks
+        chunks = self._storage()[1]
         return int(chunks[0]) if chunks else None
 
     def check(self) -> None:
@@ -133,13 +231,10 @@ class H5Source(ArraySource):
         from ..budget import chunk_bound, fmt_bytes
         from ..errors import ResourceLimitError
 
-        ds, itemsize = self.dataset, self.dtype.itemsize
+        dsid, itemsize = self._id, self.dtype.itemsize
         declared = math.prod(self.shape) * itemsize
         try:
-            dcpl = ds.id.get_create_plist()
-            layout = dcpl.get_layout()
-            external = dcpl.get_external_count()
-            chunks = ds.chunks
+            layout, chunks, external = self._storage()
             import h5py
 
             if chunks:
@@ -156,7 +251,7 @@ class H5Source(ArraySource):
                     )
                 needed = math.prod(-(-n // c) for n, c in zip(self.shape, chunks, strict=True))
                 if declared and needed:
-                    written = ds.id.get_num_chunks()
+                    written = dsid.get_num_chunks()
                     if written < needed:
                         raise UnreadableFileError(
                             f"{self.where}: shape {self.shape} needs {needed} chunks but only "
@@ -164,7 +259,7 @@ class H5Source(ArraySource):
                             "not data"
                         )
             elif layout == h5py.h5d.CONTIGUOUS and not external and declared:
-                stored = ds.id.get_storage_size()
+                stored = dsid.get_storage_size()
                 if stored < declared:
                     raise UnreadableFileError(
                         f"{self.where}: shape {self.shape} declares {fmt_bytes(declared)} but "
@@ -202,7 +297,7 @@ class H5Source(ArraySource):
             raise UnreadableFileError(f"{self.where}: has a null dataspace (holds no values)")
         if self._whole(start, stop, self.dtype) and self.dtype == self.buffer_dtype:
             return self._guarded(start, stop, lambda: self._read_whole(None))
-        if self.dataset.ndim == 0:
+        if not self.shape:
             return self._guarded(start, stop, lambda: np.asarray(self.dataset[()]))
         return self._guarded(start, stop, lambda: self.dataset[start:stop])
 
@@ -221,16 +316,30 @@ class H5Source(ArraySource):
         )
 
     def _read_whole(self, out: np.ndarray | None) -> np.ndarray:
-        from h5py import h5s
-
+        """The whole array, into ``out`` (or a new array); a small one read from the file
+        once and then copied from what :data:`_KEPT` keeps (both passes of a small snapshot
+        read it, and labels shared by many snapshots are read by each)."""
+        kept = _KEPT.get(self)
+        if kept is not None and (out is None or out.dtype == kept.dtype):
+            if out is None:
+                return kept.copy()
+            np.copyto(out, kept)
+            return out
         if out is None:
             out = np.empty(self.shape, self.dtype)
-        if tuple(self.dataset.id.shape) != out.shape:  # the extent changed since it was read:
-            raise ValueError(  # HDF5 would not check the buffer (one line, by _guarded)
-                f"the dataset's shape is now {tuple(self.dataset.id.shape)}, was {out.shape}"
-            )
-        self.dataset.id.read(h5s.ALL, h5s.ALL, out)
+        self._from_file(out)
+        _KEPT.offer(self, out)
         return out
+
+    def _from_file(self, out: np.ndarray) -> None:
+        from h5py import h5s
+
+        now = out.shape if self._fixed_extent else tuple(self._id.shape)
+        if now != out.shape:  # the extent changed since it was read (a writer in this
+            raise ValueError(  # process): HDF5 would not check the buffer (one line, by _guarded)
+                f"the dataset's shape is now {now}, was {out.shape}"
+            )
+        self._id.read(h5s.ALL, h5s.ALL, out, mtype=memory_type(out.dtype))
 
     def _guarded(self, start, stop, read):
         """``read()`` after :meth:`check`, h5py's errors turned into one line naming the rows."""
@@ -250,6 +359,57 @@ class H5Source(ArraySource):
                 f"({self.nbytes} bytes for the whole array); give a smaller --memory-limit "
                 "or --chunk-rows, or run on a machine with more memory"
             ) from None
+
+
+class _Kept:
+    """The last whole reads of small HDF5 arrays (each at most :attr:`ITEM` bytes, all
+    together at most :attr:`TOTAL`, the oldest dropped first), so that reading one again
+    copies it instead of asking the file: the two passes over a small snapshot read its
+    features twice, and labels shared by many snapshots are read for each. The copy is
+    held by its :class:`H5Source` (one open dataset of a file opened read-only), so
+    nothing outlives the source."""
+
+    ITEM = 64 << 10  #: bytes of the largest array kept
+    TOTAL = 1 << 20  #: bytes kept in all (less under a small memory limit)
+
+    def __init__(self):
+        import threading
+
+        self._lock = threading.Lock()
+        self._order: list = []  # (weak reference to the source, bytes), oldest first
+        self._bytes = 0  # of the entries listed (a source gone since still counts)
+
+    @staticmethod
+    def get(source) -> np.ndarray | None:
+        return source._kept
+
+    def offer(self, source, array: np.ndarray) -> None:
+        import weakref
+
+        size = array.nbytes
+        cap = self.TOTAL if source.max_read is None else min(self.TOTAL, source.max_read // 8)
+        if size > min(self.ITEM, cap) or source._kept is not None:
+            return
+        with self._lock:
+            while self._order and self._bytes + size > cap:
+                ref, old_size = self._order.pop(0)
+                old = ref()
+                if old is not None:
+                    old._kept = None
+                self._bytes -= old_size
+            source._kept = array.copy()
+            self._order.append((weakref.ref(source), size))
+            self._bytes += size
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays kept now."""
+        with self._lock:
+            kept = (ref() for ref, _ in self._order)
+            return sum(s._kept.nbytes for s in kept if s is not None and s._kept is not None)
+
+
+_KEPT = _Kept()
 
 
 def as_source(value: Any, where: str) -> ArraySource | None:

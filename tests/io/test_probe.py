@@ -138,3 +138,211 @@ def test_the_probe_leaves_no_descriptor_open_however_the_child_ends(tmp_path):
     with pytest.raises(UnreadableFileError, match="did not finish"):
         probe_hdf5(path, seconds=0.3, walk=spin)
     assert sorted(os.listdir("/proc/self/fd")) == before
+
+
+# the command's walk paced behind the child's (io/probe.py, Probe) -------------------------
+
+
+def _groups_file(tmp_path, groups=6):
+    import h5py
+    import numpy as np
+
+    path = tmp_path / "paced.h5"
+    with h5py.File(path, "w") as f:
+        f["labels"] = np.arange(8) % 2
+        for g in range(groups):
+            f[f"epoch_{g}/features"] = np.ones((8, 3))
+            f[f"epoch_{g}"].attrs["epoch"] = g
+    return str(path)
+
+
+def _paced_walk(probe, path, taken):
+    """The command's walk (the open, then the tree) with each step granted by ``probe``;
+    ``taken`` lists the steps the command was allowed to start."""
+    import h5py
+
+    from ncinspect.io.hdf5 import read_h5_tree
+
+    def step():
+        probe.step()
+        taken.append(len(taken) + 1)
+
+    step()  # the open
+    with h5py.File(path, "r") as f:
+        read_h5_tree(f, path, step=step)
+    probe.finish()
+
+
+def _reports_then(k, then):
+    def walk(path, allow_external, memory_limit, report):
+        for _ in range(k):
+            report(now=True)
+        then()
+
+    return walk
+
+
+def _spin():
+    while True:
+        pass
+
+
+def _segv():
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+@pytest.mark.parametrize("k", [0, 1, 3])
+def test_the_command_never_takes_a_step_the_child_has_not_finished(tmp_path, k):
+    """A child that hangs after k steps: the command takes exactly those k steps, then the
+    file is refused (it never starts the step where the child hangs)."""
+    from ncinspect.io.probe import start_probe
+
+    path = _groups_file(tmp_path)
+    probe = start_probe(path, seconds=0.5, walk=_reports_then(k, _spin))
+    taken: list[int] = []
+    try:
+        with pytest.raises(UnreadableFileError, match="did not finish in 0.5 s"):
+            _paced_walk(probe, path, taken)
+    finally:
+        probe.close()
+    assert len(taken) == k
+    assert probe.pid == 0 and probe.fd == -1  # the child killed and reaped, the pipe closed
+
+
+@pytest.mark.parametrize("k", [0, 2])
+def test_a_crash_of_the_child_mid_walk_stops_the_command_at_that_step(tmp_path, k):
+    from ncinspect.io.probe import start_probe
+
+    path = _groups_file(tmp_path)
+    probe = start_probe(path, seconds=10, walk=_reports_then(k, _segv))
+    taken: list[int] = []
+    try:
+        with pytest.raises(UnreadableFileError, match="crashed \\(SIGSEGV\\)"):
+            _paced_walk(probe, path, taken)
+    finally:
+        probe.close()
+    assert len(taken) == k
+
+
+def test_the_child_reports_every_step_the_command_takes(tmp_path):
+    """The real child walk and the command's walk take the same steps in the same order:
+    each step is granted by a report of the child, not by its exit (the walks overlap)."""
+    import h5py
+
+    from ncinspect.io.hdf5 import read_h5_tree
+    from ncinspect.io.probe import start_probe
+
+    path = _groups_file(tmp_path, groups=40)
+    probe = start_probe(path, seconds=30)
+    granted_by_report = []
+
+    def step():
+        probe.step()
+        granted_by_report.append(not probe.ended)
+
+    try:
+        step()
+        with h5py.File(path, "r") as f:
+            tree = read_h5_tree(f, path, step=step)
+        probe.finish()
+    finally:
+        probe.close()
+    assert len(granted_by_report) == 1 + 1 + 40  # the open, the root, each epoch group
+    assert all(granted_by_report)
+    assert sorted(tree.children) == sorted(f"epoch_{g}" for g in range(40))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+def test_a_refused_file_leaves_no_child_and_no_descriptor(tmp_path):
+    """The command's walk refuses the file (an external link) while the child may still
+    run: the child is killed and reaped, the pipe closed."""
+    import h5py
+    import numpy as np
+
+    from ncinspect import open_dump
+    from ncinspect.errors import ExternalDataError
+    from ncinspect.io import probe as probe_mod
+
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = np.ones((4, 2))
+    path = tmp_path / "ext.h5"
+    with h5py.File(path, "w") as f:
+        for g in range(30):
+            f[f"a{g:02d}/features"] = np.ones((4, 2))
+        f["b_ext"] = h5py.ExternalLink(str(other), "/x")
+    before = sorted(os.listdir("/proc/self/fd"))
+    old = probe_mod.PROBE_SECONDS
+    probe_mod.PROBE_SECONDS = 10
+    try:
+        with pytest.raises(ExternalDataError, match="external link"):
+            open_dump(path)
+    finally:
+        probe_mod.PROBE_SECONDS = old
+    assert sorted(os.listdir("/proc/self/fd")) == before
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no child left, running or unreaped
+
+
+def test_a_time_out_on_a_file_being_written_is_not_tried_again(tmp_path, monkeypatch):
+    """A file a writer holds open is read again when a read fails (it may be caught between
+    two metadata writes), but not after the probe's child ran out of time: the whole
+    allowance was waited already."""
+    import h5py
+    import numpy as np
+
+    from ncinspect import open_dump
+    from ncinspect.io import probe as probe_mod
+
+    path = _groups_file(tmp_path, groups=2)
+    forks = []
+    real_start = probe_mod.start_probe
+
+    def counted(*args, **kwargs):
+        forks.append(1)
+        return real_start(*args, **kwargs)
+
+    def opened_then_spin(path, allow_external, memory_limit, report):
+        report(now=True)  # the open: the command opens the file and sees the writer
+        _spin()
+
+    monkeypatch.setattr(probe_mod, "start_probe", counted)
+    monkeypatch.setattr(probe_mod, "_walk", opened_then_spin)
+    monkeypatch.setattr(probe_mod, "PROBE_SECONDS", 0.4)
+    with h5py.File(path, "a") as writer:  # a writer of this process holds the file
+        writer["more"] = np.ones(3)
+        writer.flush()
+        t0 = time.monotonic()
+        with pytest.raises(UnreadableFileError, match="did not finish in 0.4 s"):
+            open_dump(path)
+        assert time.monotonic() - t0 < 5
+    assert forks == [1]
+
+
+def test_the_probe_waits_on_a_descriptor_numbered_past_1024(tmp_path):
+    """A process holding many files (a sweep over many dumps) gets pipe descriptors past
+    select()'s 1024: the command still waits on its child."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1200
+    if hard != resource.RLIM_INFINITY and hard < want:
+        pytest.skip(f"the system allows {hard} open files")
+    path = write_run(tmp_path / "ok.h5", layers=0, epochs=(0,))
+    held = []
+    try:
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        while len(held) < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        probe_hdf5(path, seconds=10)  # a good file: no error
+
+        def crash(*_):
+            os.kill(os.getpid(), signal.SIGSEGV)
+
+        with pytest.raises(UnreadableFileError, match="crashed"):
+            probe_hdf5(path, seconds=5, walk=crash)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
