@@ -253,9 +253,10 @@ def test_the_child_reports_every_step_the_command_takes(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
-def test_a_refused_file_leaves_no_child_and_no_descriptor(tmp_path):
+def test_a_refused_file_leaves_no_child_and_no_descriptor(tmp_path, monkeypatch):
     """The command's walk refuses the file (an external link) while the child may still
-    run: the child is killed and reaped, the pipe closed."""
+    run: the child is killed and reaped, the pipe closed. (Its own pid is checked: other
+    tests of the same process may have children of their own.)"""
     import h5py
     import numpy as np
 
@@ -271,6 +272,16 @@ def test_a_refused_file_leaves_no_child_and_no_descriptor(tmp_path):
         for g in range(30):
             f[f"a{g:02d}/features"] = np.ones((4, 2))
         f["b_ext"] = h5py.ExternalLink(str(other), "/x")
+    forked = []
+    fork = os.fork
+
+    def recording_fork():
+        pid = fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", recording_fork)
     before = sorted(os.listdir("/proc/self/fd"))
     old = probe_mod.PROBE_SECONDS
     probe_mod.PROBE_SECONDS = 10
@@ -280,8 +291,9 @@ def test_a_refused_file_leaves_no_child_and_no_descriptor(tmp_path):
     finally:
         probe_mod.PROBE_SECONDS = old
     assert sorted(os.listdir("/proc/self/fd")) == before
+    assert len(forked) == 1  # the probe's child
     with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)  # no child left, running or unreaped
+        os.waitpid(forked[0], os.WNOHANG)  # reaped: no such child, running or unreaped
 
 
 def test_a_time_out_on_a_file_being_written_is_not_tried_again(tmp_path, monkeypatch):
