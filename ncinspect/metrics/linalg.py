@@ -128,7 +128,11 @@ class ClassProducts:
         key = (what, id(a), id(b))
         hit = self._kept.get(key)
         if hit is None:
-            hit = self._kept[key] = (a, b, fn(a, b))
+            value = fn(a, b)
+            for arr in value if isinstance(value, tuple) else (value,):
+                if isinstance(arr, np.ndarray):
+                    arr.flags.writeable = False  # shared: no reader may change it
+            hit = self._kept[key] = (a, b, value)
         return hit[2]
 
     def take(self, x: np.ndarray | None, present: np.ndarray) -> np.ndarray | None:

@@ -68,3 +68,16 @@ def test_general_metrics_with_the_callers_memo():
     plain = general_metrics(*args, present=present)
     shared = general_metrics(*args, present=present, memo=ClassProducts())
     assert plain == shared
+
+
+def test_shared_arrays_are_read_only():
+    """What one metric reads from the memo another reads too: nobody may change it."""
+    means, centred, w, counts = _arrays(5, 4, 2)
+    memo = ClassProducts()
+    q, _ = normalised_gram(w, means, memo)
+    cos = row_cos(w, centred, memo)
+    rows = memo.take(w, np.array([True, False, True, True, True]))
+    for arr in (q, cos, rows):
+        with pytest.raises(ValueError):
+            arr[0] = 1.0
+    assert w.flags.writeable  # the caller's own arrays are left as they were
