@@ -226,5 +226,5 @@ def test_default_chunks_shrink_only_when_memory_is_short(monkeypatch):
     monkeypatch.setattr(an, "_available_memory", lambda: 256 << 20)
     short = plan_chunk_rows(512, 100)
     assert short < roomy and short * (24 * 512 + 8 * 308) <= 64 << 20
-    # explicit: a bound on the whole run, so a little less than the default chunk
-    assert 0.8 * roomy < plan_chunk_rows(512, 100, memory_limit=256 << 20) <= roomy
+    # explicit: a bound on the whole run (20% of it unplanned), so less than the default
+    assert 0.7 * roomy < plan_chunk_rows(512, 100, memory_limit=256 << 20) <= 0.8 * roomy
