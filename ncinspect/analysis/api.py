@@ -32,10 +32,10 @@ from ..results.report import Report, SnapshotResult
 from ..text import clip
 from .bootstrap import check_bootstrap
 from .build import (
-    add_spectra,
     bootstrap_intervals,
     build_result,
     check_options,
+    passes_result,
     prepare_snapshot,
 )
 from .file import FileRun, LatestArrays, snapshot_result
@@ -179,18 +179,15 @@ def _arrays_result(
         prep, center=center, ncc_centres=centres, min_class_count=min_class_count, **options
     )
     label = "own" if centres is None else "given"
-    res = build_result(
+    res = passes_result(
         prep,
-        p.first,
-        p.geom,
-        p.second,
+        p,
         per_class=per_class,
         center=center,
         ncc_label=label,
+        spectra=bool(options.get("spectra")),
         engine=options.get("engine"),
     )
-    if options.get("spectra"):
-        add_spectra(res, p.spectra, p.geom, p.first, p.spectra_reason)
     return res, (p.riders[0] if p.riders else None)
 
 

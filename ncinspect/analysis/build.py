@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engines.local import run_passes
+from ..engines.local import Passes, run_passes
 from ..errors import InvalidDataError, UsageError
 from ..inputs import Prepared, check_center, prepare
 from ..metrics import compute_metrics
@@ -29,6 +29,7 @@ __all__ = [
     "check_center",
     "check_options",
     "notes_for",
+    "passes_result",
     "prepare_snapshot",
     "result_arrays",
 ]
@@ -92,6 +93,35 @@ def build_result(
         ncc_centres=ncc_label,
         arrays=result_arrays(first, geom, second, rows),
     )
+
+
+def passes_result(
+    prep: Prepared,
+    p: Passes,
+    *,
+    per_class: bool,
+    center: str,
+    ncc_label: str,
+    spectra: bool = False,
+    extra_warnings: list[str] = (),
+    engine: Any = None,
+) -> SnapshotResult:
+    """:func:`build_result` of the merged passes ``p``, with the spectral keys when
+    ``spectra`` was asked of them (:func:`add_spectra`)."""
+    res = build_result(
+        prep,
+        p.first,
+        p.geom,
+        p.second,
+        per_class=per_class,
+        center=center,
+        ncc_label=ncc_label,
+        extra_warnings=extra_warnings,
+        engine=engine,
+    )
+    if spectra:
+        add_spectra(res, p.spectra, p.geom, p.first, p.spectra_reason)
+    return res
 
 
 def add_spectra(res: SnapshotResult, spec, geom: Geometry, first: FirstPass, reason=None) -> None:
@@ -199,12 +229,8 @@ def replicate_metrics(center: str, ncc_centres, min_class_count: int, spectra: b
     def metrics_of(rep: Prepared) -> dict[str, Any]:
         opts = dict(ncc_centres=ncc_centres, min_class_count=min_class_count, spectra=spectra)
         p = run_passes(rep, center=center, **opts)
-        res = build_result(
-            rep, p.first, p.geom, p.second, per_class=False, center=center, ncc_label="bootstrap"
-        )
-        if spectra:
-            add_spectra(res, p.spectra, p.geom, p.first, p.spectra_reason)
-        return res.metrics
+        kw = dict(per_class=False, center=center, ncc_label="bootstrap", spectra=spectra)
+        return passes_result(rep, p, **kw).metrics
 
     return metrics_of
 

@@ -15,10 +15,9 @@ from ..inputs import Prepared
 from ..results.report import SnapshotResult
 from ..stats.passes import FirstPass
 from .build import (
-    add_spectra,
     bootstrap_intervals,
-    build_result,
     notes_for,
+    passes_result,
     prepare_snapshot,
 )
 
@@ -30,19 +29,16 @@ def snapshot_result(
 ) -> SnapshotResult:
     """The result of one snapshot (options already checked); runs the passes if needed."""
     p = passes or run_passes(prep, **options)
-    res = build_result(
+    res = passes_result(
         prep,
-        p.first,
-        p.geom,
-        p.second,
+        p,
         per_class=per_class,
         center=options.get("center", "classes"),
         ncc_label=ncc_label,
+        spectra=bool(options.get("spectra")),
         extra_warnings=notes_for(snap),
         engine=options.get("engine"),
     )
-    if options.get("spectra"):
-        add_spectra(res, p.spectra, p.geom, p.first, p.spectra_reason)
     res.name, res.epoch, res.split, res.layer = snap.name, snap.epoch, snap.split, snap.layer
     res.meta, res.file = dict(snap.meta), snap.file
     return res
