@@ -361,10 +361,10 @@ def analyze_file(
         kept = LatestArrays() if arrays == "last" else None
         results = []
         with one_blas_thread():  # what every step caps to: set once for the run
-            for snap in run.selected:
-                results.append(run.result(snap, per_class))
+            for res in run.results(per_class, arrays):
+                results.append(res)
                 if kept is not None:
-                    kept.add(results[-1])
+                    kept.add(res)
     precision = getattr(engine, "precision", "float64")
     return Report(
         os.fspath(path), results, center=center, ncc_centres=ncc_centres, precision=precision

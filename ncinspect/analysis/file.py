@@ -8,6 +8,7 @@ against.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from ..engines.local import LocalEngine, Passes, expect, plan_for, run_passes
@@ -22,6 +23,13 @@ from .build import (
 )
 
 __all__ = ["FileRun", "LatestArrays", "partners", "snapshot_result", "train_partner"]
+
+#: a file's snapshots go to worker processes only when each worker gets at least this many
+#: (a fork and the results' trip back cost about what a few small snapshots do)
+FORK_MIN_SNAPSHOTS = 32
+#: ... and only when every one is this small (its features' float64 bytes): a larger snapshot
+#: already keeps the cores busy with the engine's threads over its blocks
+FORK_MAX_SNAPSHOT_BYTES = 8 << 20
 
 
 def snapshot_result(
@@ -131,6 +139,66 @@ class FileRun:
             first = (o["engine"] or LocalEngine()).first_pass(prep, rows, self.progress)
             self.cache[snap.name] = (prep, first)
         return self.cache[snap.name]
+
+    def results(self, per_class: bool, arrays: str = "all") -> Iterator[SnapshotResult]:
+        """The result of each selected snapshot, in order: computed here, or, for a file of
+        many small snapshots and more than one core, by worker processes forked from this
+        one (:mod:`ncinspect.engines.processes`; the same numbers bit for bit, the same
+        first error). ``arrays="last"``: a worker drops the arrays of every result a later
+        epoch of its own range replaces (:class:`LatestArrays`) before sending them."""
+        workers = self.fork_workers()
+        if not workers:
+            for snap in self.selected:
+                yield self.result(snap, per_class)
+            return
+        from ..engines.processes import forked_map
+
+        selected, engine = self.selected, self.options["engine"]
+        precision = getattr(engine, "precision", "float64")
+
+        def work(i: int, progress) -> SnapshotResult:
+            if self.progress is not progress:  # in the worker: its own rows, no threads
+                self.progress = self.options["progress"] = progress
+                self.options["engine"] = LocalEngine(threads=1, precision=precision)
+            return self.result(selected[i], per_class)
+
+        def finish(results: list[SnapshotResult]) -> None:
+            kept = LatestArrays()
+            for res in results:
+                kept.add(res)
+
+        def describe(lo: int, hi: int) -> str:
+            return f"snapshots {selected[lo].name} to {selected[hi - 1].name}"
+
+        yield from forked_map(
+            work,
+            len(selected),
+            workers,
+            progress=self.progress,
+            finish=finish if arrays == "last" else None,
+            describe=describe,
+        )
+
+    def fork_workers(self) -> int:
+        """Worker processes for the selected snapshots (0: this process reads them): only
+        on the local engine with no memory limit, no OOD set and no bootstrap (they read
+        across snapshots or budget one process), and only for many small snapshots."""
+        from ..engines.processes import fork_workers
+
+        o, engine = self.options, self.options["engine"]
+        if (
+            (engine is not None and type(engine) is not LocalEngine)
+            or o["memory_limit"] is not None
+            or self.bootstrap[0] is not None
+            or "ood" in self.kinds.values()
+        ):
+            return 0
+        for s in self.selected:
+            shape = s.features.shape or (0,)
+            if 8 * shape[0] * (shape[1] if len(shape) > 1 else 1) > FORK_MAX_SNAPSHOT_BYTES:
+                return 0
+        threads = getattr(engine, "threads", None)
+        return fork_workers(threads, len(self.selected), FORK_MIN_SNAPSHOTS)
 
     def result(self, snap, per_class: bool) -> SnapshotResult:
         o = self.options

@@ -1,0 +1,198 @@
+"""Many small snapshots of one file on forked worker processes, results in their order.
+
+A snapshot of a few hundred rows costs a couple of milliseconds of Python and numpy calls,
+almost none of it arithmetic that threads could share (each call holds the interpreter), so
+a file of thousands of them runs on one core however many the machine has. Whole snapshots
+are independent, so :func:`forked_map` splits their indices into contiguous ranges, one per
+worker process forked from this one (which has the dump open and everything imported: a fork
+costs milliseconds), and the workers send back their results. Each snapshot is computed by
+the same code, with BLAS on one thread, as in this process, so every number is the same bit
+for bit.
+
+The contract is that of the serial loop:
+
+- the results come back in the order of the items;
+- an error raised for an item is raised here as it was raised there (the same class and
+  message; with the worker's traceback as a note), and it is the error of the *first*
+  failing item in order, as the serial loop would have met it; workers whose ranges lie
+  after it are stopped;
+- a worker that dies without a word (a signal, an out-of-memory kill) is an error naming its
+  items; no worker outlives the call (also on ``KeyboardInterrupt``);
+- ``progress(rows)`` is called here with the rows the workers report, as they go.
+
+Only Linux forks here, and only from a process with no other Python thread: a fork copies no
+thread, so a lock another thread held (h5py's, a logger's, a file's) would stay locked in the
+worker for ever. Elsewhere (macOS's system libraries, Windows, a program with threads of its
+own) :func:`fork_workers` says 0 and callers keep the serial loop.
+
+The results travel as pickles over a pipe between this process and its own children;
+nothing read from a user's file is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+__all__ = ["fork_workers", "forked_map"]
+
+#: seconds between two progress messages of a worker
+_PROGRESS_EVERY = 0.1
+
+
+def fork_workers(threads: int | None, items: int, min_per_worker: int) -> int:
+    """The worker processes worth forking for ``items`` items (0: run them here): at most
+    ``threads`` (default every core of this process), at most the cores, and at least
+    ``min_per_worker`` items each; 0 where fewer than 2, everywhere but Linux, and while
+    another Python thread runs (:func:`_threads_alive`)."""
+    from .threads import available_cores, resolve_threads
+
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork") or _threads_alive():
+        return 0
+    workers = min(resolve_threads(threads), available_cores(), items // max(1, min_per_worker))
+    return workers if workers >= 2 else 0
+
+
+def _threads_alive() -> bool:
+    """Another Python thread than this one runs (or this is not the main thread)."""
+    import threading
+
+    return threading.active_count() > 1 or threading.current_thread() is not threading.main_thread()
+
+
+def forked_map(
+    work: Callable[[int, Callable[[int], None]], Any],
+    items: int,
+    workers: int,
+    *,
+    progress: Callable[[int], None] | None = None,
+    finish: Callable[[list], None] | None = None,
+    describe: Callable[[int, int], str] = lambda lo, hi: f"items {lo}-{hi - 1}",
+) -> Iterator[Any]:
+    """``work(i, progress)`` for ``i`` in ``range(items)`` on ``workers`` forked processes;
+    yields the results in order (see the module docstring for the contract).
+
+    ``finish(results)``, when given, runs in each worker on its whole range's results before
+    they are sent (e.g. to drop arrays only a later result keeps). ``describe(lo, hi)`` names
+    a worker's range in the error of a worker that died.
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    bounds = [items * k // workers for k in range(workers + 1)]
+    procs, conns = [], []
+    try:
+        for k in range(workers):
+            recv, send = ctx.Pipe(duplex=False)
+            lo, hi = bounds[k], bounds[k + 1]
+            proc = ctx.Process(target=_worker, args=(send, work, lo, hi, finish), daemon=True)
+            with warnings.catch_warnings():  # 3.12+: "multi-threaded, use of fork()": the
+                # other threads are BLAS's and idle pools; the child starts none of them
+                warnings.simplefilter("ignore", DeprecationWarning)
+                proc.start()
+            send.close()
+            procs.append(proc)
+            conns.append(recv)
+        outcomes = _collect(procs, conns, bounds, progress, describe)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
+        for conn in conns:
+            conn.close()
+    for results, error in outcomes:
+        yield from results
+        if error is not None:
+            raise error
+
+
+def _collect(procs, conns, bounds, progress, describe) -> list:
+    """Per worker ``(results, error)``, read until each has sent its last message (or the
+    first error in item order is known)."""
+    from multiprocessing.connection import wait
+
+    from ..errors import NCInspectError
+
+    workers = len(procs)
+    outcomes: list = [None] * workers
+    open_conns = {conn: k for k, conn in enumerate(conns)}
+    while open_conns:
+        for conn in wait(list(open_conns)):
+            k = open_conns[conn]
+            try:
+                kind, *payload = conn.recv()
+            except (EOFError, OSError):
+                procs[k].join()
+                lo, hi = bounds[k], bounds[k + 1]
+                error = NCInspectError(
+                    f"the worker process reading {describe(lo, hi)} died (exit code "
+                    f"{procs[k].exitcode}) before it finished; run with --threads 1 to read "
+                    "them in this process"
+                )
+                outcomes[k], kind = ([], error), "end"
+            if kind == "rows":
+                if progress is not None:
+                    progress(payload[0])
+                continue
+            if kind == "done":
+                outcomes[k] = (payload[0], payload[1])
+            del open_conns[conn]
+            # an error at worker k decides the outcome once every earlier worker has ended:
+            # the later ones cannot change it (the serial loop would not have reached them)
+            first = next((j for j in range(workers) if outcomes[j] is None), workers)
+            failed = next((j for j in range(first) if outcomes[j][1] is not None), None)
+            if failed is not None:
+                for j in range(failed + 1, workers):
+                    if outcomes[j] is None:
+                        outcomes[j] = ([], None)
+                        procs[j].terminate()
+                return outcomes[: failed + 1]
+    return outcomes
+
+
+def _worker(conn, work, lo: int, hi: int, finish) -> None:
+    """The body of one worker: results of ``range(lo, hi)``, then one ``done`` message."""
+    rows, last = 0, time.monotonic()
+
+    def progress(n: int) -> None:
+        nonlocal rows, last
+        rows += n
+        now = time.monotonic()
+        if now - last >= _PROGRESS_EVERY:
+            conn.send(("rows", rows))
+            rows, last = 0, now
+
+    results, error = [], None
+    try:
+        for i in range(lo, hi):
+            results.append(work(i, progress))
+        if finish is not None:
+            finish(results)
+    except BaseException as exc:  # noqa: BLE001 - every error goes back to the caller
+        error = _sendable(exc)
+    if rows:
+        conn.send(("rows", rows))
+    conn.send(("done", results, error))
+    conn.close()
+
+
+def _sendable(exc: BaseException) -> BaseException:
+    """``exc`` with this worker's traceback as a note, or, when it cannot be pickled, a
+    RuntimeError that says what it was."""
+    import pickle
+
+    note = "in a worker process:\n" + "".join(traceback.format_exception(exc)).rstrip()
+    try:
+        exc.add_note(note)
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - an exception that does not survive the pipe
+        error = RuntimeError(f"{type(exc).__name__}: {exc}")
+        error.add_note(note)
+        return error

@@ -1,0 +1,210 @@
+"""Many small snapshots on forked worker processes (ncinspect.engines.processes): the serial
+loop's results, order, first error and progress, and no worker left behind."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+import ncinspect
+from ncinspect.analysis.file import FORK_MIN_SNAPSHOTS, FileRun
+from ncinspect.dump import open_dump
+from ncinspect.engines import processes
+from ncinspect.engines import threads as threads_mod
+from ncinspect.engines.local import LocalEngine
+from ncinspect.engines.processes import fork_workers, forked_map
+from ncinspect.errors import NCInspectError, ShapeMismatchError
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="worker processes are forked on Linux only"
+)
+
+
+def _no_children():
+    return multiprocessing.active_children() == []
+
+
+def _pid(i, progress):
+    progress(3)
+    return i, os.getpid()
+
+
+def test_results_come_back_in_order_from_other_processes():
+    seen = []
+    out = list(forked_map(_pid, 101, 3, progress=seen.append))
+    assert [i for i, _ in out] == list(range(101))
+    pids = {pid for _, pid in out}
+    assert len(pids) == 3 and os.getpid() not in pids
+    assert sum(seen) == 3 * 101  # every row reported, here
+    assert _no_children()
+
+
+def _fails_at(bad):
+    def work(i, progress):
+        if i in bad:
+            raise ValueError(f"bad item {i}")
+        return i
+
+    return work
+
+
+@pytest.mark.parametrize(
+    "bad, first", [({3, 70}, 3), ({70}, 70), ({49, 50}, 49), ({99}, 99), ({0}, 0)]
+)
+def test_the_first_error_in_order_is_raised_after_the_results_before_it(bad, first):
+    got = []
+    with pytest.raises(ValueError) as info:
+        for i in forked_map(_fails_at(bad), 100, 2):
+            got.append(i)
+    assert str(info.value) == f"bad item {first}"
+    assert got == list(range(first))  # as the serial loop: everything before, nothing after
+    assert any("in a worker process" in n for n in info.value.__notes__)
+    assert _no_children()
+
+
+class _Local(Exception):
+    def __init__(self, a, b):  # pickles, but cannot be rebuilt from its args
+        super().__init__(f"{a}/{b}")
+
+
+def test_an_error_that_cannot_travel_arrives_as_its_text():
+    def work(i, progress):
+        raise _Local(1, 2)
+
+    with pytest.raises(RuntimeError, match=r"_Local: 1/2"):
+        list(forked_map(work, 10, 2))
+    assert _no_children()
+
+
+def test_a_worker_that_dies_is_an_error_naming_its_items():
+    def work(i, progress):
+        if i == 60:
+            os._exit(7)
+        return i
+
+    with pytest.raises(NCInspectError, match=r"items 50-99 died \(exit code 7\)"):
+        list(forked_map(work, 100, 2))
+    assert _no_children()
+
+
+@pytest.fixture(autouse=True)
+def _single_threaded(monkeypatch):
+    """Threads other tests left idle (a Dask pool) would keep every file in this process."""
+    monkeypatch.setattr(processes, "_threads_alive", lambda: False)
+
+
+def test_fork_workers_needs_two_cores_and_enough_items(monkeypatch):
+    monkeypatch.setattr(threads_mod, "available_cores", lambda: 4)
+    assert fork_workers(None, 1000, 32) == 4
+    assert fork_workers(2, 1000, 32) == 2
+    assert fork_workers(1, 1000, 32) == 0  # --threads 1: this process
+    assert fork_workers(None, 63, 32) == 0  # one worker's worth: not worth a fork
+    assert fork_workers(None, 64, 32) == 2
+    monkeypatch.setattr(threads_mod, "available_cores", lambda: 1)
+    assert fork_workers(8, 1000, 32) == 0
+
+
+def test_no_fork_while_another_thread_runs(monkeypatch):
+    import threading
+
+    monkeypatch.undo()  # the real check
+    monkeypatch.setattr(threads_mod, "available_cores", lambda: 4)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert fork_workers(None, 1000, 32) == 0
+    finally:
+        stop.set()
+        other.join()
+    if threading.active_count() == 1:
+        assert fork_workers(None, 1000, 32) == 4
+    box = []
+    worker = threading.Thread(target=lambda: box.append(fork_workers(None, 1000, 32)))
+    worker.start()
+    worker.join()
+    assert box == [0]  # nor from a thread of its own
+
+
+def _dump(path, snapshots, bad=None):
+    rng = np.random.default_rng(1)
+    n, d, C = 30, 5, 3
+    with h5py.File(path, "w") as f:
+        f["labels"] = np.arange(n) % C
+        for e in range(snapshots):
+            g = f.create_group(f"epoch_{e:03d}")
+            g["features"] = rng.standard_normal((n, d))
+            g["weights"] = rng.standard_normal((C, d + (e == bad)))
+            g.attrs["epoch"] = e
+    return str(path)
+
+
+def _many_cores(monkeypatch):
+    monkeypatch.setattr(threads_mod, "available_cores", lambda: 2)
+
+
+def test_a_file_of_many_snapshots_gives_the_same_report_on_workers(tmp_path, monkeypatch):
+    _many_cores(monkeypatch)
+    path = _dump(tmp_path / "many.h5", 2 * FORK_MIN_SNAPSHOTS + 5)
+    options = dict(
+        center="classes",
+        chunk_rows=None,
+        memory_limit=None,
+        progress=None,
+        engine=LocalEngine(),
+        min_class_count=1,
+        class_names=None,
+        bootstrap=(None, None),
+        nci_alpha=0.0,
+    )
+    with open_dump(path) as dump:
+        assert FileRun(dump, None, "train", dict(options)).fork_workers() == 2
+    rows = []
+    forked = ncinspect.analyze_file(path, arrays="last", progress=rows.append)
+    serial = ncinspect.analyze_file(path, arrays="last", engine=LocalEngine(threads=1))
+    assert forked.to_json() == serial.to_json()
+    assert sum(rows) == 2 * 30 * len(serial)  # two passes over every snapshot's rows
+    held = [r.name for r in forked if r.arrays.means is not None]
+    assert held == [r.name for r in serial if r.arrays.means is not None] == [serial[-1].name]
+    assert _no_children()
+
+
+def test_a_bad_snapshot_among_many_raises_what_the_serial_loop_raises(tmp_path, monkeypatch):
+    _many_cores(monkeypatch)
+    path = _dump(tmp_path / "bad.h5", 2 * FORK_MIN_SNAPSHOTS + 5, bad=50)
+    with pytest.raises(ShapeMismatchError) as serial:
+        ncinspect.analyze_file(path, engine=LocalEngine(threads=1))
+    with pytest.raises(ShapeMismatchError) as forked:
+        ncinspect.analyze_file(path)
+    assert str(forked.value) == str(serial.value)
+    assert _no_children()
+
+
+@pytest.mark.parametrize(
+    "why",
+    ["threads", "memory_limit", "bootstrap", "few", "large"],
+)
+def test_what_keeps_the_snapshots_in_this_process(tmp_path, monkeypatch, why):
+    _many_cores(monkeypatch)
+    n = FORK_MIN_SNAPSHOTS if why == "few" else 2 * FORK_MIN_SNAPSHOTS
+    path = _dump(tmp_path / "f.h5", n)
+    options = dict(
+        center="classes",
+        chunk_rows=None,
+        memory_limit=(1 << 30) if why == "memory_limit" else None,
+        progress=None,
+        engine=LocalEngine(threads=1 if why == "threads" else None),
+        min_class_count=1,
+        class_names=None,
+        bootstrap=(100, 0) if why == "bootstrap" else (None, None),
+        nci_alpha=0.0,
+    )
+    if why == "large":
+        monkeypatch.setattr("ncinspect.analysis.file.FORK_MAX_SNAPSHOT_BYTES", 30 * 5 * 8 - 1)
+    with open_dump(path) as dump:
+        assert FileRun(dump, None, "train", options).fork_workers() == 0
