@@ -15,6 +15,7 @@ from ..engines.local import LocalEngine, Passes, expect, plan_for, run_passes
 from ..inputs import Prepared
 from ..results.report import SnapshotResult
 from ..stats.passes import FirstPass
+from ..text import clip
 from .build import (
     bootstrap_intervals,
     notes_for,
@@ -168,7 +169,8 @@ class FileRun:
                 kept.add(res)
 
         def describe(lo: int, hi: int) -> str:
-            return f"snapshots {selected[lo].name} to {selected[hi - 1].name}"
+            first, last = selected[lo], selected[hi - 1]
+            return f"{clip(first.file)}: snapshots {clip(first.name)} to {clip(last.name)}"
 
         yield from forked_map(
             work,

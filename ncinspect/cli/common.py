@@ -166,7 +166,8 @@ def threads_option(func):
         type=int_range(1, MAX_THREADS),
         default=None,
         help="Worker threads (default: every core this process may use; BLAS is capped "
-        "to one thread per worker). The numbers do not depend on it.",
+        "to one thread per worker); a file of many small snapshots runs on as many worker "
+        "processes. The numbers do not depend on it.",
     )(func)
 
 

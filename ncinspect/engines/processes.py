@@ -129,11 +129,11 @@ def _collect(procs, conns, bounds, progress, describe) -> list:
                 kind, *payload = conn.recv()
             except (EOFError, OSError):
                 procs[k].join()
-                lo, hi = bounds[k], bounds[k + 1]
+                lo, hi, code = bounds[k], bounds[k + 1], procs[k].exitcode
+                how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
                 error = NCInspectError(
-                    f"the worker process reading {describe(lo, hi)} died (exit code "
-                    f"{procs[k].exitcode}) before it finished; run with --threads 1 to read "
-                    "them in this process"
+                    f"{describe(lo, hi)}: the worker process reading them died ({how}) before "
+                    "it finished: a damaged file, or too little memory"
                 )
                 outcomes[k], kind = ([], error), "end"
             if kind == "rows":
@@ -158,6 +158,7 @@ def _collect(procs, conns, bounds, progress, describe) -> list:
 
 def _worker(conn, work, lo: int, hi: int, finish) -> None:
     """The body of one worker: results of ``range(lo, hi)``, then one ``done`` message."""
+    _die_with_parent()
     rows, last = 0, time.monotonic()
 
     def progress(n: int) -> None:
@@ -182,6 +183,20 @@ def _worker(conn, work, lo: int, hi: int, finish) -> None:
     conn.close()
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when the process that forked it dies (``SIGKILL`` of
+    the command leaves no worker computing for nobody)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl: the worker ends when its range does
+        pass
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def _sendable(exc: BaseException) -> BaseException:
     """``exc`` with this worker's traceback as a note, or, when it cannot be pickled, a
     RuntimeError that says what it was."""
@@ -190,7 +205,8 @@ def _sendable(exc: BaseException) -> BaseException:
     note = "in a worker process:\n" + "".join(traceback.format_exception(exc)).rstrip()
     try:
         exc.add_note(note)
-        pickle.loads(pickle.dumps(exc))
+        pickle.dumps(exc)
+        type(exc)(*exc.args)  # what the receiving end does with it: rebuild it from its args
         return exc
     except Exception:  # noqa: BLE001 - an exception that does not survive the pipe
         error = RuntimeError(f"{type(exc).__name__}: {exc}")

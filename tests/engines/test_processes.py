@@ -87,8 +87,17 @@ def test_a_worker_that_dies_is_an_error_naming_its_items():
             os._exit(7)
         return i
 
-    with pytest.raises(NCInspectError, match=r"items 50-99 died \(exit code 7\)"):
+    with pytest.raises(NCInspectError, match=r"^items 50-99: .* died \(exit code 7\)"):
         list(forked_map(work, 100, 2))
+    assert _no_children()
+
+    def killed(i, progress):
+        if i == 10:
+            os.kill(os.getpid(), 9)
+        return i
+
+    with pytest.raises(NCInspectError, match=r"^items 0-49: .* died \(signal 9\)"):
+        list(forked_map(killed, 100, 2))
     assert _no_children()
 
 
@@ -208,3 +217,77 @@ def test_what_keeps_the_snapshots_in_this_process(tmp_path, monkeypatch, why):
         monkeypatch.setattr("ncinspect.analysis.file.FORK_MAX_SNAPSHOT_BYTES", 30 * 5 * 8 - 1)
     with open_dump(path) as dump:
         assert FileRun(dump, None, "train", options).fork_workers() == 0
+
+
+def test_workers_die_with_the_process_that_forked_them(tmp_path):
+    """SIGKILL of the command: its workers do not go on computing for nobody."""
+    import signal
+    import subprocess
+    import textwrap
+    import time
+
+    pids = tmp_path / "pids"
+    script = textwrap.dedent(
+        f"""
+        import os, time
+        from ncinspect.engines.processes import forked_map
+
+        def work(i, progress):
+            with open({str(pids)!r}, "a") as f:
+                f.write(f"{{os.getpid()}}\\n")
+            time.sleep(60)
+
+        list(forked_map(work, 4, 2))
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if pids.exists() and len(set(pids.read_text().split())) == 2:
+                break
+            time.sleep(0.05)
+        workers = {int(p) for p in pids.read_text().split()}
+        assert len(workers) == 2
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 10
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        alive = {p for p in alive if _alive(p)}
+        time.sleep(0.05)
+    assert not alive
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_command_prints_and_writes_the_same_with_workers(tmp_path):
+    """``report`` of many snapshots, in a fresh process (workers on a machine of two cores or
+    more) and with ``--threads 1``: the same table, JSON and CSV, byte for byte; a bad
+    snapshot among them: the same one line and exit 3."""
+    from tests.io.test_hostile import cli
+
+    path = _dump(tmp_path / "many.h5", 2 * FORK_MIN_SNAPSHOTS + 3)
+    runs = []
+    for threads in ([], ["--threads", "1"]):
+        out = tmp_path / f"r{len(runs)}"
+        code, stdout, stderr = cli(
+            "report", path, "--json", f"{out}.json", "--csv", f"{out}.csv", *threads
+        )
+        assert code == 0, stderr
+        runs.append(
+            (stdout, (out.with_suffix(".json")).read_bytes(), out.with_suffix(".csv").read_bytes())
+        )
+    assert runs[0] == runs[1]
+    bad = _dump(tmp_path / "bad.h5", 2 * FORK_MIN_SNAPSHOTS + 3, bad=40)
+    errors = [cli("report", bad, *threads) for threads in ([], ["--threads", "1"])]
+    assert errors[0] == errors[1]
+    code, stdout, stderr = errors[0]
+    assert code == 3 and "epoch_040" in stderr and len(stderr.strip().splitlines()) == 1
