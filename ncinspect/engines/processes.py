@@ -90,7 +90,8 @@ def forked_map(
         for k in range(workers):
             recv, send = ctx.Pipe(duplex=False)
             lo, hi = bounds[k], bounds[k + 1]
-            proc = ctx.Process(target=_worker, args=(send, work, lo, hi, finish), daemon=True)
+            args = (send, work, lo, hi, finish, os.getpid())
+            proc = ctx.Process(target=_worker, args=args, daemon=True)
             with warnings.catch_warnings():  # 3.12+: "multi-threaded, use of fork()": the
                 # other threads are BLAS's and idle pools; the child starts none of them
                 warnings.simplefilter("ignore", DeprecationWarning)
@@ -156,9 +157,9 @@ def _collect(procs, conns, bounds, progress, describe) -> list:
     return outcomes
 
 
-def _worker(conn, work, lo: int, hi: int, finish) -> None:
+def _worker(conn, work, lo: int, hi: int, finish, parent: int) -> None:
     """The body of one worker: results of ``range(lo, hi)``, then one ``done`` message."""
-    _die_with_parent()
+    _die_with_parent(parent)
     rows, last = 0, time.monotonic()
 
     def progress(n: int) -> None:
@@ -179,13 +180,16 @@ def _worker(conn, work, lo: int, hi: int, finish) -> None:
         error = _sendable(exc)
     if rows:
         conn.send(("rows", rows))
-    conn.send(("done", results, error))
+    try:
+        conn.send(("done", results, error))
+    except Exception as exc:  # noqa: BLE001 - a result that cannot travel (nothing was sent)
+        conn.send(("done", [], _sendable(exc)))
     conn.close()
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker when the process that forked it dies (``SIGKILL`` of
-    the command leaves no worker computing for nobody)."""
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this worker when the process that forked it (``parent``) dies:
+    ``SIGKILL`` of the command leaves no worker computing for nobody."""
     import ctypes
     import signal
 
@@ -193,7 +197,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # no prctl: the worker ends when its range does
         pass
-    if os.getppid() == 1:  # the parent died before the request took effect
+    if os.getppid() != parent:  # it died before the request took effect
         os._exit(1)
 
 

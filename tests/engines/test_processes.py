@@ -291,3 +291,13 @@ def test_the_command_prints_and_writes_the_same_with_workers(tmp_path):
     assert errors[0] == errors[1]
     code, stdout, stderr = errors[0]
     assert code == 3 and "epoch_040" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_a_result_that_cannot_travel_is_an_error_not_a_dead_worker():
+    def work(i, progress):
+        return (lambda: i) if i == 7 else i  # a local function does not pickle
+
+    with pytest.raises(Exception, match="pickle") as info:
+        list(forked_map(work, 10, 2))
+    assert "died" not in str(info.value)
+    assert _no_children()
