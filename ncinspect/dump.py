@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -449,13 +450,25 @@ class Dump:
         if not pattern:
             return list(self.snapshots)
         pats = [p.strip() for p in pattern.split(",") if p.strip()]
+        # a pattern without a wildcard (a name, or glob.escape of one: `check` asks for the
+        # snapshots it needs by name) is a set lookup: thousands of names against thousands
+        # of snapshots stay linear
+        names, bare, globs = set(), set(), []
+        for p in pats:
+            if _LITERAL.fullmatch(p):
+                names.add(_unescape(p))
+                bare.add(_unescape(p.lstrip("/")))
+            else:
+                globs.append(p)
         out = [
             s
             for s in self.snapshots
-            if any(
+            if s.name in names
+            or s.name.lstrip("/") in bare
+            or any(
                 fnmatch.fnmatchcase(s.name, p)
                 or fnmatch.fnmatchcase(s.name.lstrip("/"), p.lstrip("/"))
-                for p in pats
+                for p in globs
             )
         ]
         if not out:
@@ -464,6 +477,17 @@ class Dump:
                 f"{clip(self.path)}: no snapshot matches {clip(repr(pattern))}; snapshots: {names}"
             )
         return out
+
+
+#: a glob that matches one name only: no wildcard but one-character sets like ``[*]``
+#: (what ``glob.escape`` writes; ``[!]`` is no set to fnmatch, so it is left to it)
+_LITERAL = re.compile(r"(?:[^*?\[]|\[[^\]!]\])*")
+_ONE_CHAR_SET = re.compile(r"\[([^\]!])\]")
+
+
+def _unescape(pattern: str) -> str:
+    """The one name a :data:`_LITERAL` pattern matches."""
+    return _ONE_CHAR_SET.sub(lambda m: m.group(1), pattern)
 
 
 def open_dump(

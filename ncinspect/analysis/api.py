@@ -278,7 +278,7 @@ def analyze_snapshot(
 def analyze_file(
     path: str | os.PathLike,
     *,
-    snapshot: str | None = None,
+    snapshot: str | Any | None = None,
     keys: dict[str, str] | None = None,
     center: str = "classes",
     per_class: bool = False,
@@ -302,8 +302,10 @@ def analyze_file(
     ----------
     path : str or PathLike
         The dump.
-    snapshot : str, optional
-        Glob on snapshot paths (comma-separated for several); default all.
+    snapshot : str or callable, optional
+        Glob on snapshot paths (comma-separated for several); default all. Or a function of
+        the open :class:`~ncinspect.dump.Dump` returning the snapshots to analyse, in the
+        dump's order (``ncinspect check`` chooses its snapshots so, on the one open file).
     keys : dict, optional
         Explicit array names by role, e.g. ``{"features": "feats_l4"}``.
     ncc_centres : {"own", "train"}

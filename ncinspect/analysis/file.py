@@ -99,7 +99,7 @@ class FileRun:
         self.bootstrap = options.pop("bootstrap")
         self.nci_alpha = check_alpha(options.pop("nci_alpha", 0.0))
         self.progress = options["progress"]
-        self.selected = dump.select(snapshot)
+        self.selected = snapshot(dump) if callable(snapshot) else dump.select(snapshot)
         self.kinds = {s.name: ext.snapshot_kind(s) for s in dump.snapshots}
         self.partners = partners(self.selected, dump.snapshots, self.kinds, ncc_centres)
         self.oods = OODSets(

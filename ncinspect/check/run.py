@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -34,13 +33,6 @@ def skipped_notes(report) -> list[str]:
 def is_law_metric(name: str) -> bool:
     """A key of the layer-wise law (one value per epoch and split, not per snapshot)."""
     return name in LAW_KEYS
-
-
-def _names_pattern(names: Sequence[str]) -> str | None:
-    """A glob matching exactly ``names`` (None, meaning all, when a name has a comma)."""
-    if any("," in n for n in names):
-        return None
-    return ",".join(glob.escape(n) for n in names)
 
 
 def run_check(
@@ -100,11 +92,18 @@ def run_check(
     layer = layer or "penultimate"
     law_rules = [r for r in rules if is_law_metric(r.metric)]
     rules_ = [r for r in rules if not is_law_metric(r.metric)]
-    names = _snapshot_names(path, rules_, snapshot, layer, keys, allow_external, False)
-    law_names = _snapshot_names(path, law_rules, snapshot, "all", keys, allow_external, True)
+    chosen: dict[str, set[str]] = {}
+
+    def choose(dump) -> list:
+        """The snapshots the rules need, chosen on the file ``analyze_file`` has open."""
+        chosen["rules"] = _snapshot_names(dump, rules_, snapshot, layer, False)
+        chosen["law"] = _snapshot_names(dump, law_rules, snapshot, "all", True)
+        wanted = chosen["rules"] | chosen["law"]
+        return [s for s in dump.snapshots if s.name in wanted]
+
     report = analyze_file(
         path,
-        snapshot=_names_pattern(sorted(names | law_names)),
+        snapshot=choose,
         keys=keys,
         per_class=any(r.per_class_key for r in rules),
         chunk_rows=chunk_rows,
@@ -116,6 +115,7 @@ def run_check(
         spectra=needs_spectra(rules),
         arrays="last",  # the rules read metrics: no snapshot's class-level arrays are kept
     )
+    names, law_names = chosen["rules"], chosen["law"]
     return CheckResult(
         file=os.fspath(path),
         outcomes=_outcomes(rules, report, names, law_names, snapshot),
@@ -146,38 +146,27 @@ def _outcomes(rules, report, names: set[str], law_names: set[str], snapshot: str
     return outcomes
 
 
-def _snapshot_names(
-    path: str | os.PathLike,
-    rules: Sequence[Rule],
-    snapshot: str,
-    layer: str,
-    keys: dict[str, str] | None,
-    allow_external: bool,
-    law: bool = False,
-) -> set[str]:
-    """The names of the snapshots of ``path`` the rules look at (``snapshot`` and ``layer``;
-    ``law``: every layer of the (epoch, split) pairs the law rules look at)."""
-    from ..dump import open_dump
-
+def _snapshot_names(dump, rules: Sequence[Rule], snapshot: str, layer: str, law: bool) -> set[str]:
+    """The names of the snapshots of the open ``dump`` the rules look at (``snapshot`` and
+    ``layer``; ``law``: every layer of the (epoch, split) pairs the law rules look at)."""
     if not rules:
         return set()
     needs_trajectory = any(r.is_trend for r in rules)
     pattern = None if snapshot in ("last", "all") else snapshot
-    with open_dump(path, keys=keys, allow_external=allow_external) as dump:
-        pool = dump.select(pattern)
-        chosen = select_layer(pool, layer, among=dump.snapshots)
-        if not chosen:
-            have = ", ".join(dict.fromkeys(clip(layer_label(s.layer), 60) for s in pool))
-            raise UsageError(
-                f"{os.fspath(path)}: no {'' if pattern is None else 'matching '}snapshot of "
-                f"layer {clip(repr(layer))}; layers there: {have} (choose one with --layer, or all)"
-            )
-        if snapshot == "last" and not needs_trajectory:
-            chosen = select_last(chosen)
-            if law:  # every layer of the last epoch of each split
-                last: dict = {}
-                for s in chosen:
-                    if s.epoch is not None:
-                        last[s.split] = max(last.get(s.split, s.epoch), s.epoch)
-                chosen = [s for s in pool if last.get(s.split, s.epoch) == s.epoch]
-        return {s.name for s in chosen}
+    pool = dump.select(pattern)
+    chosen = select_layer(pool, layer, among=dump.snapshots)
+    if not chosen:
+        have = ", ".join(dict.fromkeys(clip(layer_label(s.layer), 60) for s in pool))
+        raise UsageError(
+            f"{dump.path}: no {'' if pattern is None else 'matching '}snapshot of "
+            f"layer {clip(repr(layer))}; layers there: {have} (choose one with --layer, or all)"
+        )
+    if snapshot == "last" and not needs_trajectory:
+        chosen = select_last(chosen)
+        if law:  # every layer of the last epoch of each split
+            last: dict = {}
+            for s in chosen:
+                if s.epoch is not None:
+                    last[s.split] = max(last.get(s.split, s.epoch), s.epoch)
+            chosen = [s for s in pool if last.get(s.split, s.epoch) == s.epoch]
+    return {s.name for s in chosen}

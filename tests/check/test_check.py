@@ -607,3 +607,22 @@ def test_table_bound_is_written_as_in_the_rule(traj, capsys):
     # a trend's bound is the first epoch's measured value, formatted like the value column
     trend = [c for c in cells if c[0].startswith("nc1 decreasing")]
     assert trend and all(c[3] and c[3] != "n/a" for c in trend)
+
+
+def test_check_reads_the_file_once(layered, capsys, monkeypatch):
+    """The snapshots the rules need are chosen on the file the analysis has open: one walk
+    of the file (and one probe), not one per kind of rule plus one for the analysis."""
+    import ncinspect.dump as dump_mod
+
+    opened = []
+    real = dump_mod.open_dump
+
+    def counted(*args, **kwargs):
+        opened.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dump_mod, "open_dump", counted)
+    args = ["--decreasing", "nc1", "--max", "nc1=100", "--max", "layer_rate=10"]
+    code, res = run_json(capsys, layered, *args)
+    assert code in (0, 1) and len(res["results"]) >= 3
+    assert opened == [layered]
