@@ -300,8 +300,10 @@ def analyze_file(
 
     Parameters
     ----------
-    path : str or PathLike
-        The dump.
+    path : str, PathLike or Dump
+        The dump, or one already open (:func:`~ncinspect.dump.open_dump`: its ``keys``,
+        ``allow_external`` and memory budget are those it was opened with; it stays open), so
+        that a caller reading the file again (the samples of a figure) walks it once.
     snapshot : str or callable, optional
         Glob on snapshot paths (comma-separated for several); default all. Or a function of
         the open :class:`~ncinspect.dump.Dump` returning the snapshots to analyse, in the
@@ -335,8 +337,6 @@ def analyze_file(
     Other parameters are those of :func:`analyze` (``spectra`` for each classification
     snapshot, ``nci_alpha`` for the OOD scores of a file with OOD splits).
     """
-    from ..dump import open_dump
-
     check_options(center, min_class_count)
     check_bootstrap(bootstrap, seed)
     if ncc_centres not in ("train", "own"):
@@ -355,9 +355,7 @@ def analyze_file(
         nci_alpha=float(nci_alpha),
         **({"spectra": True} if spectra else {}),
     )
-    with open_dump(
-        path, keys=keys, allow_external=allow_external, memory_limit=memory_limit
-    ) as dump:
+    with _opened(path, keys, allow_external, memory_limit) as dump:
         run = FileRun(dump, snapshot, ncc_centres, options)
         run.announce()
         kept = LatestArrays() if arrays == "last" else None
@@ -368,6 +366,18 @@ def analyze_file(
                 if kept is not None:
                     kept.add(res)
     precision = getattr(engine, "precision", "float64")
-    return Report(
-        os.fspath(path), results, center=center, ncc_centres=ncc_centres, precision=precision
-    )
+    return Report(dump.path, results, center=center, ncc_centres=ncc_centres, precision=precision)
+
+
+def _opened(path, keys, allow_external: bool, memory_limit):
+    """``open_dump(path, ...)``, or the open :class:`~ncinspect.dump.Dump` ``path`` itself
+    (left open; ``keys`` name arrays when a file is opened, so with a dump they are refused)."""
+    import contextlib
+
+    from ..dump import Dump, open_dump
+
+    if not isinstance(path, Dump):
+        return open_dump(path, keys=keys, allow_external=allow_external, memory_limit=memory_limit)
+    if keys:
+        raise UsageError("keys apply when a dump is opened: give them to open_dump")
+    return contextlib.nullcontext(path)

@@ -137,16 +137,24 @@ def sample_file(
     allow_external: bool = False,
     class_names=None,
 ) -> None:
-    """Add the ``sample_*`` arrays to each of ``results`` (snapshots of the dump ``path``).
+    """Add the ``sample_*`` arrays to each of ``results`` (snapshots of the dump ``path``, or
+    of an open :class:`~ncinspect.dump.Dump`, which stays open).
 
     The dump is opened once, read-only; each result is matched to its snapshot by name.
     """
-    from ..dump import open_dump
+    import contextlib
+
+    from ..dump import Dump, open_dump
 
     results = list(results)
     if not results:
         return
-    with open_dump(path, keys=keys, allow_external=allow_external) as dump:
+    opened = (
+        contextlib.nullcontext(path)
+        if isinstance(path, Dump)
+        else open_dump(path, keys=keys, allow_external=allow_external)
+    )
+    with opened as dump:
         by_name = {s.name: s for s in dump.snapshots}
         for res in results:
             res.arrays.update(

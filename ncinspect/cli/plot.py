@@ -203,21 +203,36 @@ def command(files, **opts):
 
 def _plot_runs(files, o, opts) -> list[str]:
     """Analyse each run, plan its figures, read the samples they show, draw, save."""
+    import contextlib
+
     from .. import plots
+    from ..dump import open_dump
     from ..render.safe import mpl_text
 
     names = _labels(files, o.labels)
-    with reading_from(opts) as reading:
-        reports = [analyze_one(f, o.common, reading, o.class_opts) for f in files]
-    runs = [list(r) for r in reports]
+    with reading_from(opts) as reading, contextlib.ExitStack() as open_files:
+        # each file is walked once: the analysis and the samples of its figures read it open
+        dumps = [
+            open_files.enter_context(
+                open_dump(
+                    f,
+                    keys=o.keys,
+                    allow_external=o.allow_external,
+                    memory_limit=reading["memory_limit"],
+                )
+            )
+            for f in files
+        ]
+        reports = [analyze_one(d, o.common, reading, o.class_opts) for d in dumps]
+        runs = [list(r) for r in reports]
 
-    def note(text: str) -> None:
-        click.echo(f"ncinspect: note: {text}", err=True)
+        def note(text: str) -> None:
+            click.echo(f"ncinspect: note: {text}", err=True)
 
-    plan = plots.plan_figures(
-        files, runs, kinds=o.kinds, sqi=o.sqi, slugs=plots.unique_slugs(names), note=note
-    )
-    _sample(plan, files, o)
+        plan = plots.plan_figures(
+            files, runs, kinds=o.kinds, sqi=o.sqi, slugs=plots.unique_slugs(names), note=note
+        )
+        _sample(plan, dumps, o)
     # every file name is known before anything is drawn: refuse one that is an input now
     targets = {fig.stem: fig.paths(o.out_dir, o.formats, o.prefix) for fig in plan.figures}
     _refuse_inputs(targets.values(), files)
@@ -233,9 +248,13 @@ def _plot_runs(files, o, opts) -> list[str]:
 
 def analyze_one(file, common: dict, reading: dict, class_opts: dict):
     """The report of one run (every snapshot ``--snapshot`` selects); a snapshot the reader
-    skipped (incomplete, being written) is said on stderr, never dropped silently."""
+    skipped (incomplete, being written) is said on stderr, never dropped silently. ``file``:
+    a path, or a dump open with the ``keys`` and ``allow_external`` of ``common``."""
     from ..analysis.api import analyze_file
+    from ..dump import Dump
 
+    if isinstance(file, Dump):  # opened with them
+        common = {k: v for k, v in common.items() if k not in ("keys", "allow_external")}
     # the figures of one snapshot read the last epoch's class-level arrays: only those kept
     report = analyze_file(file, **common, **reading, **class_opts, arrays="last")
     skipped = dict.fromkeys(w for r in report.snapshots for w in r.warnings if " skipped: " in w)
@@ -244,13 +263,14 @@ def analyze_one(file, common: dict, reading: dict, class_opts: dict):
     return report
 
 
-def _sample(plan, files, o) -> None:
-    """Read the seeded subsample of each final snapshot that a planned figure shows."""
+def _sample(plan, dumps, o) -> None:
+    """Read the seeded subsample of each final snapshot that a planned figure shows (from
+    the open dumps)."""
     from ..analysis.sampling import sample_file
 
     for i in plan.sampled_runs:
         sample_file(
-            files[i],
+            dumps[i],
             [plan.finals[i]],
             keys=o.keys,
             size=o.sample_size,

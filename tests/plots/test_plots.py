@@ -593,3 +593,35 @@ def test_maths_layers_do_not_import_matplotlib():
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_plot_walks_each_file_once_and_an_open_dump_gives_the_same_report(
+    runs, tmp_path, monkeypatch
+):
+    """The analysis and the samples of the figures read one open dump (one walk, one probe)
+    per file; ``analyze_file`` of an open dump is that of its path, and leaves it open."""
+    import ncinspect.dump as dump_mod
+    from ncinspect.errors import UsageError
+
+    wd, nowd = runs["wd"][0], runs["nowd"][0]
+    opened = []
+    real = dump_mod.open_dump
+
+    def counted(path, *args, **kwargs):
+        opened.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(dump_mod, "open_dump", counted)
+    args = ["-k", "projection", "-k", "spectrum", "-f", "png", "--dpi", "20", "-q"]
+    assert main(["plot", wd, nowd, *args, "-o", str(tmp_path / "p")]) == 0
+    assert opened == [wd, nowd]
+    monkeypatch.undo()
+    with real(wd) as dump:
+        assert analyze_file(dump).to_json() == analyze_file(wd).to_json()
+        assert (
+            analyze_file(dump, snapshot="*epoch_*").names
+            == analyze_file(wd, snapshot="*epoch_*").names
+        )
+        with pytest.raises(UsageError, match="keys apply when a dump is opened"):
+            analyze_file(dump, keys={"features": "features"})
+        assert len(dump.snapshots) and dump._h5 is not None  # still open
