@@ -179,20 +179,30 @@ def analyze_theory(
     )
 
 
-def _initial_norms(snap, snaps) -> tuple[list[float], str] | None:
-    """Layer norms of the earliest snapshot (same split and layer) with params, if earlier."""
-    runs = [
-        s
-        for s in snaps
-        if s.split == snap.split and s.layer == snap.layer and s.params and s.epoch is not None
-    ]
-    if not runs or snap.epoch is None:
-        return None
-    first = min(runs, key=lambda s: s.epoch)
-    if first.epoch >= snap.epoch:
-        return None
-    params, _ = read_params(first)
-    return layer_norms_sq(params), first.name
+class _InitialNorms:
+    """The layer norms of the earliest snapshot with params of each (split, layer), for the
+    later snapshots of that trajectory; each trajectory's first snapshot is found once and its
+    params read once (a file of S snapshots: S, not S x S, comparisons)."""
+
+    def __init__(self, snaps) -> None:
+        self.first: dict[tuple, Any] = {}
+        for s in snaps:
+            if s.params and s.epoch is not None:
+                key = (s.split, s.layer)
+                if key not in self.first or s.epoch < self.first[key].epoch:
+                    self.first[key] = s  # the first of the earliest epoch, as min() picks
+        self.norms: dict[str, list[float]] = {}
+
+    def of(self, snap) -> tuple[list[float], str] | None:
+        """Layer norms of the earliest snapshot (same split and layer) with params, if
+        earlier than ``snap``."""
+        first = self.first.get((snap.split, snap.layer))
+        if first is None or snap.epoch is None or first.epoch >= snap.epoch:
+            return None
+        if first.name not in self.norms:
+            params, _ = read_params(first)
+            self.norms[first.name] = layer_norms_sq(params)
+        return list(self.norms[first.name]), first.name
 
 
 def theory_file(
@@ -236,6 +246,7 @@ def theory_file(
 
     results, skipped = [], []
     with open_dump(path, keys=keys, allow_external=allow_external) as dump:
+        initial_norms = _InitialNorms(dump.snapshots)
         for snap in dump.select(snapshot):
             why = theory_applies(snap)
             if why is not None:
@@ -246,7 +257,7 @@ def theory_file(
                 prep, chunk_rows=chunk_rows, memory_limit=memory_limit, engine=engine, theory=True
             )
             res = analyze_snapshot(snap, prepared=prep, passes=passes)
-            initial = _initial_norms(snap, dump.snapshots)
+            initial = initial_norms.of(snap)
             res.theory = analyze_theory(snap, res, passes.theory, initial=initial, prepared=prep)
             results.append(res)
     return Report(os.fspath(path), results), skipped

@@ -383,3 +383,53 @@ def test_theory_reads_the_training_rows_in_two_passes(tmp_path, monkeypatch):
     assert rows["features"] == 2 * cp["N"] and rows["outputs"] == cp["N"]
     lines = _lines(report[0].theory.to_dict())
     assert lines["stationarity_last_layer"]["rel_error"] < 1e-10  # the sums are complete
+
+
+def test_initial_norms_are_the_earliest_snapshot_of_each_trajectory_read_once(monkeypatch):
+    """The conservation lines compare each snapshot with the earliest of its (split, layer)
+    that has params: that snapshot is found once per trajectory and its params read once
+    (a file of 10,000 snapshots compared every pair and read the first params 10,000 times)."""
+    from types import SimpleNamespace
+
+    import ncinspect.theory.run as run_mod
+
+    rng = np.random.default_rng(3)
+    snaps = [
+        SimpleNamespace(
+            name=f"/{split}/e{i}/{layer}",
+            split=split,
+            layer=layer,
+            epoch=None if i == 5 else int(rng.integers(0, 4)),
+            params=i % 3 != 1,
+        )
+        for i, (split, layer) in enumerate(
+            [(s, lay) for s in ("train", "test", None) for lay in (None, "layer_1")] * 4
+        )
+    ]
+    reads = []
+
+    def read_params(snap):
+        reads.append(snap.name)
+        return [float(len(snap.name))], []
+
+    monkeypatch.setattr(run_mod, "read_params", read_params)
+    monkeypatch.setattr(run_mod, "layer_norms_sq", lambda params: [p * 2 for p in params])
+
+    def naive(snap):  # the definition, as the loop over every snapshot had it
+        runs = [
+            s
+            for s in snaps
+            if s.split == snap.split and s.layer == snap.layer and s.params and s.epoch is not None
+        ]
+        if not runs or snap.epoch is None:
+            return None
+        first = min(runs, key=lambda s: s.epoch)
+        if first.epoch >= snap.epoch:
+            return None
+        return [2.0 * len(first.name)], first.name
+
+    initial = run_mod._InitialNorms(snaps)
+    got = [initial.of(s) for s in snaps]
+    assert got == [naive(s) for s in snaps]
+    assert any(g is not None for g in got)
+    assert len(reads) == len(set(reads))  # each trajectory's first snapshot read once
