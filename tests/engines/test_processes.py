@@ -301,3 +301,27 @@ def test_a_result_that_cannot_travel_is_an_error_not_a_dead_worker():
         list(forked_map(work, 10, 2))
     assert "died" not in str(info.value)
     assert _no_children()
+
+
+def test_what_the_program_printed_before_is_not_printed_again_by_workers():
+    """A line still in stdout's buffer (a pipe is block-buffered) at the fork would be
+    flushed again by every worker when it exits (multiprocessing flushes before it forks)."""
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import sys
+        from ncinspect.engines.processes import forked_map
+        print("before", end="")
+        sys.stderr.write("err-before")
+        out = list(forked_map(lambda i, progress: i, 8, 2))
+        print("|after", len(out))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "before|after 8\n"
+    assert proc.stderr == "err-before"
