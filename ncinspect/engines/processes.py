@@ -59,10 +59,16 @@ def fork_workers(threads: int | None, items: int, min_per_worker: int) -> int:
 
 
 def _threads_alive() -> bool:
-    """Another Python thread than this one runs (or this is not the main thread)."""
+    """Another Python thread than this one runs, this is not the main thread, or this is a
+    worker itself (a daemonic process may not fork workers of its own)."""
+    import multiprocessing
     import threading
 
-    return threading.active_count() > 1 or threading.current_thread() is not threading.main_thread()
+    return (
+        threading.active_count() > 1
+        or threading.current_thread() is not threading.main_thread()
+        or multiprocessing.current_process().daemon
+    )
 
 
 def forked_map(

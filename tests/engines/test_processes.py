@@ -20,6 +20,8 @@ from ncinspect.engines.local import LocalEngine
 from ncinspect.engines.processes import fork_workers, forked_map
 from ncinspect.errors import NCInspectError, ShapeMismatchError
 
+_REAL_THREADS_ALIVE = processes._threads_alive  # before the autouse fixture replaces it
+
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="worker processes are forked on Linux only"
 )
@@ -325,3 +327,14 @@ def test_what_the_program_printed_before_is_not_printed_again_by_workers():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "before|after 8\n"
     assert proc.stderr == "err-before"
+
+
+def test_a_worker_runs_its_items_itself(monkeypatch):
+    """Work that would fork again (a file analysed inside a worker) keeps the serial loop
+    there: a daemonic process may not have children."""
+    monkeypatch.setattr(processes, "_threads_alive", _REAL_THREADS_ALIVE)
+
+    def work(i, progress):
+        return _REAL_THREADS_ALIVE(), fork_workers(None, 1000, 1)
+
+    assert set(forked_map(work, 4, 2)) == {(True, 0)}
