@@ -93,19 +93,25 @@ def forked_map(
     bounds = [items * k // workers for k in range(workers + 1)]
     procs, conns = [], []
     try:
-        for k in range(workers):
-            recv, send = ctx.Pipe(duplex=False)
-            lo, hi = bounds[k], bounds[k + 1]
-            args = (send, work, lo, hi, finish, os.getpid())
-            proc = ctx.Process(target=_worker, args=args, daemon=True)
-            with warnings.catch_warnings():  # 3.12+: "multi-threaded, use of fork()": the
-                # other threads are BLAS's and idle pools; the child starts none of them
-                warnings.simplefilter("ignore", DeprecationWarning)
-                proc.start()
-            send.close()
-            procs.append(proc)
-            conns.append(recv)
-        outcomes = _collect(procs, conns, bounds, progress, describe)
+        try:
+            for k in range(workers):
+                recv, send = ctx.Pipe(duplex=False)
+                conns.append(recv)
+                lo, hi = bounds[k], bounds[k + 1]
+                args = (send, work, lo, hi, finish, os.getpid())
+                proc = ctx.Process(target=_worker, args=args, daemon=True)
+                try:
+                    with warnings.catch_warnings():  # 3.12+: "multi-threaded, use of fork()":
+                        # the other threads are BLAS's and idle pools; the child starts none
+                        warnings.simplefilter("ignore", DeprecationWarning)
+                        proc.start()
+                finally:
+                    send.close()
+                procs.append(proc)
+        except OSError:  # no fork here (a process limit, no memory): this process does it all
+            outcomes = None
+        else:
+            outcomes = _collect(procs, conns, bounds, progress, describe)
     finally:
         for proc in procs:
             if proc.is_alive():
@@ -113,10 +119,18 @@ def forked_map(
             proc.join()
         for conn in conns:
             conn.close()
+    if outcomes is None:
+        for i in range(items):
+            yield work(i, progress or _ignore)
+        return
     for results, error in outcomes:
         yield from results
         if error is not None:
             raise error
+
+
+def _ignore(rows: int) -> None:
+    """The progress of a caller that asked for none."""
 
 
 def _collect(procs, conns, bounds, progress, describe) -> list:

@@ -338,3 +338,25 @@ def test_a_worker_runs_its_items_itself(monkeypatch):
         return _REAL_THREADS_ALIVE(), fork_workers(None, 1000, 1)
 
     assert set(forked_map(work, 4, 2)) == {(True, 0)}
+
+
+def test_no_fork_to_be_had_runs_every_item_here(monkeypatch):
+    """A fork refused (a process limit, no memory): the items run in this process, in order,
+    and no worker started before the refusal is left behind."""
+    from multiprocessing.context import ForkProcess
+
+    real_start, started = ForkProcess.start, []
+
+    def start(self):
+        if started:
+            raise OSError(11, "Resource temporarily unavailable")
+        started.append(self)
+        real_start(self)
+
+    monkeypatch.setattr(ForkProcess, "start", start)
+    seen = []
+    out = list(forked_map(_pid, 10, 2, progress=seen.append))
+    assert [i for i, _ in out] == list(range(10))
+    assert {pid for _, pid in out} == {os.getpid()}
+    assert sum(seen) == 30 and len(started) == 1
+    assert _no_children()
