@@ -23,7 +23,15 @@ from .build import (
     prepare_snapshot,
 )
 
-__all__ = ["FileRun", "LatestArrays", "partners", "snapshot_result", "train_partner"]
+__all__ = [
+    "FileRun",
+    "LatestArrays",
+    "partners",
+    "snapshot_result",
+    "snapshot_workers",
+    "train_partner",
+    "worker_engine",
+]
 
 #: a file's snapshots go to worker processes only when each worker gets at least this many
 #: (a fork and the results' trip back cost about what a few small snapshots do)
@@ -31,6 +39,27 @@ FORK_MIN_SNAPSHOTS = 32
 #: ... and only when every one is this small (its features' float64 bytes): a larger snapshot
 #: already keeps the cores busy with the engine's threads over its blocks
 FORK_MAX_SNAPSHOT_BYTES = 8 << 20
+
+
+def snapshot_workers(snaps, engine, memory_limit) -> int:
+    """Worker processes worth forking for the snapshots ``snaps`` (0: this process reads
+    them; :func:`ncinspect.engines.processes.fork_workers`): only on the local engine with no
+    memory limit (a budget is one process's), and only for many small snapshots."""
+    from ..engines.processes import fork_workers
+
+    if (engine is not None and type(engine) is not LocalEngine) or memory_limit is not None:
+        return 0
+    for s in snaps:
+        shape = s.features.shape or (0,)
+        if 8 * shape[0] * (shape[1] if len(shape) > 1 else 1) > FORK_MAX_SNAPSHOT_BYTES:
+            return 0
+    return fork_workers(getattr(engine, "threads", None), len(snaps), FORK_MIN_SNAPSHOTS)
+
+
+def worker_engine(engine) -> LocalEngine:
+    """The engine of a worker process: the local one on one thread (the cores are the
+    workers'), at ``engine``'s precision."""
+    return LocalEngine(threads=1, precision=getattr(engine, "precision", "float64"))
 
 
 def snapshot_result(
@@ -155,12 +184,11 @@ class FileRun:
         from ..engines.processes import forked_map
 
         selected, engine = self.selected, self.options["engine"]
-        precision = getattr(engine, "precision", "float64")
 
         def work(i: int, progress) -> SnapshotResult:
             if self.progress is not progress:  # in the worker: its own rows, no threads
                 self.progress = self.options["progress"] = progress
-                self.options["engine"] = LocalEngine(threads=1, precision=precision)
+                self.options["engine"] = worker_engine(engine)
             return self.result(selected[i], per_class)
 
         def finish(results: list[SnapshotResult]) -> None:
@@ -182,25 +210,12 @@ class FileRun:
         )
 
     def fork_workers(self) -> int:
-        """Worker processes for the selected snapshots (0: this process reads them): only
-        on the local engine with no memory limit, no OOD set and no bootstrap (they read
-        across snapshots or budget one process), and only for many small snapshots."""
-        from ..engines.processes import fork_workers
-
-        o, engine = self.options, self.options["engine"]
-        if (
-            (engine is not None and type(engine) is not LocalEngine)
-            or o["memory_limit"] is not None
-            or self.bootstrap[0] is not None
-            or "ood" in self.kinds.values()
-        ):
+        """Worker processes for the selected snapshots (0: this process reads them): as
+        :func:`snapshot_workers`, and never with an OOD set or a bootstrap (they read across
+        snapshots)."""
+        if self.bootstrap[0] is not None or "ood" in self.kinds.values():
             return 0
-        for s in self.selected:
-            shape = s.features.shape or (0,)
-            if 8 * shape[0] * (shape[1] if len(shape) > 1 else 1) > FORK_MAX_SNAPSHOT_BYTES:
-                return 0
-        threads = getattr(engine, "threads", None)
-        return fork_workers(threads, len(self.selected), FORK_MIN_SNAPSHOTS)
+        return snapshot_workers(self.selected, self.options["engine"], self.options["memory_limit"])
 
     def result(self, snap, per_class: bool) -> SnapshotResult:
         o = self.options

@@ -26,6 +26,7 @@ from ..inputs import Prepared, prepare
 from ..results.parts import TheoryResult
 from ..results.report import Report, SnapshotResult
 from ..stats.theory import TheoryPass
+from ..text import clip
 from .constants import Constants, resolve_constants
 from .context import layer_norms_sq
 from .diagnostics import theory_diagnostics
@@ -242,24 +243,49 @@ def theory_file(
         A report whose snapshots carry ``theory`` sections, and one line per selected snapshot
         the identities do not concern (test splits, hidden layers).
     """
+    from ..analysis.file import snapshot_workers, worker_engine
     from ..dump import open_dump
+    from ..engines.processes import forked_map
 
-    results, skipped = [], []
+    skipped, applies = [], []
     with open_dump(path, keys=keys, allow_external=allow_external) as dump:
         initial_norms = _InitialNorms(dump.snapshots)
         for snap in dump.select(snapshot):
             why = theory_applies(snap)
-            if why is not None:
+            if why is None:
+                applies.append(snap)
+            else:
                 skipped.append(f"{snap.name}: skipped ({why})")
-                continue
+        run_on = [engine]
+
+        def one(i: int, progress=None) -> SnapshotResult:
+            snap = applies[i]
+            if progress is not None and run_on[0] is engine:  # in a worker: no threads
+                run_on[0] = worker_engine(engine)
             prep = prepare_snapshot(snap, class_names)
             passes = run_passes(
-                prep, chunk_rows=chunk_rows, memory_limit=memory_limit, engine=engine, theory=True
+                prep,
+                chunk_rows=chunk_rows,
+                memory_limit=memory_limit,
+                engine=run_on[0],
+                theory=True,
             )
             res = analyze_snapshot(snap, prepared=prep, passes=passes)
             initial = initial_norms.of(snap)
             res.theory = analyze_theory(snap, res, passes.theory, initial=initial, prepared=prep)
-            results.append(res)
+            return res
+
+        # many small snapshots: on worker processes, as analyze_file (the same bytes out)
+        workers = snapshot_workers(applies, engine, memory_limit)
+        if workers:
+
+            def describe(lo: int, hi: int) -> str:
+                first, last = applies[lo].name, applies[hi - 1].name
+                return f"{dump.path}: snapshots {clip(first)} to {clip(last)}"
+
+            results = list(forked_map(one, len(applies), workers, describe=describe))
+        else:
+            results = [one(i) for i in range(len(applies))]
     return Report(os.fspath(path), results), skipped
 
 

@@ -360,3 +360,19 @@ def test_no_fork_to_be_had_runs_every_item_here(monkeypatch):
     assert {pid for _, pid in out} == {os.getpid()}
     assert sum(seen) == 30 and len(started) == 1
     assert _no_children()
+
+
+def test_theory_of_many_snapshots_is_the_same_on_workers(tmp_path, monkeypatch):
+    from ncinspect.analysis.file import snapshot_workers
+    from ncinspect.theory.run import theory_file
+
+    _many_cores(monkeypatch)
+    path = _dump(tmp_path / "many.h5", 2 * FORK_MIN_SNAPSHOTS + 1)
+    with open_dump(path) as dump:
+        assert snapshot_workers(dump.snapshots, None, None) == 2
+        assert snapshot_workers(dump.snapshots, None, 1 << 30) == 0
+    forked, skipped = theory_file(path)
+    serial, skipped_serial = theory_file(path, engine=LocalEngine(threads=1))
+    assert forked.to_json() == serial.to_json() and skipped == skipped_serial
+    assert all(r.theory is not None for r in forked)
+    assert _no_children()
