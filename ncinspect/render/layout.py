@@ -17,6 +17,7 @@ note as one whole line when the output is not a terminal (CI logs are never hard
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 __all__ = ["column", "fit", "show", "message", "cell_width", "no_split", "ROLES"]
@@ -71,8 +72,17 @@ def _text(cell: Any):
 
 def _plain(cell: Any) -> str:
     """The text of ``cell`` as shown (markup and emoji codes applied)."""
-    if type(cell) is str and "[" not in cell and ":" not in cell:
-        return cell  # nothing to parse (most cells: numbers, names)
+    if type(cell) is str:
+        if "[" not in cell and ":" not in cell:
+            return cell  # nothing to parse (most cells: numbers, names)
+        return _markup_plain(cell)
+    return _text(cell).plain
+
+
+@functools.lru_cache(maxsize=4096)
+def _markup_plain(cell: str) -> str:
+    """The text of the markup ``cell`` (a pure function of it): labels and marks repeated
+    by the tables of many snapshots are parsed once."""
     return _text(cell).plain
 
 

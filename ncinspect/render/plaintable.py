@@ -13,6 +13,7 @@ table instead. ``tests/render/test_plaintable.py`` holds the two to the same tex
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 __all__ = ["plain_table", "plain_cell_lines"]
@@ -27,12 +28,19 @@ def plain_cell_lines(console, cell: Any) -> list[str] | None:
         return None
     text = cell
     if "[" in text or ":" in text:  # markup or an emoji code: rich's own parse
-        text = console.render_str(cell, highlight=False).plain
+        text = _rendered(console, cell)
     lines = text.split("\n")
     for line in lines:
         if not line.isprintable():
             return None
     return lines
+
+
+@functools.lru_cache(maxsize=4096)
+def _rendered(console, cell: str) -> str:
+    """``console``'s text of the markup ``cell``: the tables of a report of many snapshots
+    repeat their labels and marks (a theory table per snapshot), so each is parsed once."""
+    return console.render_str(cell, highlight=False).plain
 
 
 def _simple_frame(console, table) -> bool:
