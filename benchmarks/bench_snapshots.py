@@ -5,6 +5,7 @@ Run from the repository root (not part of the test suite)::
     python benchmarks/bench_snapshots.py                    # 200 and 1,000 snapshots
     python benchmarks/bench_snapshots.py --sizes 1000,10000 # the issue's 10,000
     python benchmarks/bench_snapshots.py --profile          # cProfile of the larger report
+    python benchmarks/bench_snapshots.py --commands check,check-last,theory,plot
 
 For each size S an HDF5 dump of S tiny snapshots (40 rows, d = 8, C = 4 features and a
 classifier per snapshot, labels once at the top) is written to a temporary folder; then
@@ -70,12 +71,35 @@ def run(args: list[str]) -> tuple[float, float]:
     return w1 - w0, c1 - c0
 
 
+def _args(command: str, path: str, tmp: str, threads: list[str]) -> list[str]:
+    """The CLI call that ``--commands`` names, its outputs in ``tmp``."""
+    out = os.path.join(tmp, "out")
+    calls = {
+        "report": ["report", path, "--json", out + ".json", "--quiet"],
+        "info": ["info", path],
+        "check": ["check", path, "--max", "nc1=1e9", "--non-increasing", "nc1:rtol=1e9"],
+        "check-last": ["check", path, "--max", "nc1=1e9"],
+        "theory": ["theory", path, "--json", out + "-theory.json"],
+        "plot": ["plot", path, "-o", out + "-plots", "-f", "png", "--dpi", "30", "-q"],
+    }
+    if command not in calls:
+        raise SystemExit(f"--commands: {command!r} is none of {', '.join(calls)}")
+    return [*calls[command], *(threads if command != "info" else [])]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="200,1000", help="two snapshot counts, S1,S2")
     parser.add_argument("--profile", action="store_true", help="cProfile the larger report")
     parser.add_argument("--threads", default=None, help="passed to report (1: no worker processes)")
+    parser.add_argument(
+        "--commands",
+        default="report,info",
+        help="comma-separated, of report, info, check (a trend rule: every snapshot), "
+        "check-last (the last epoch's rules only), theory, plot",
+    )
     opts = parser.parse_args()
+    commands = [c.strip() for c in opts.commands.split(",") if c.strip()]
     s1, s2 = (int(x) for x in opts.sizes.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
@@ -86,19 +110,18 @@ def main() -> None:
         threads = ["--threads", opts.threads] if opts.threads else []
         run(["report", files[s1], "--json", out, "--quiet"])  # imports, caches
         results = {}
-        for command in ("report", "info"):
+        for command in commands:
             for s in (s1, s2):
-                extra = ["--json", out, "--quiet", *threads] if command == "report" else []
-                results[command, s] = run([command, files[s], *extra])
+                results[command, s] = run(_args(command, files[s], tmp, threads))
         print(f"ncinspect {sys.argv[0]}: {s1} and {s2} snapshots (40 x 8, C = 4)")
-        print(f"{'command':8} {'S':>6} {'wall s':>8} {'cpu s':>8}")
+        print(f"{'command':10} {'S':>6} {'wall s':>8} {'cpu s':>8}")
         for (command, s), (wall, cpu) in results.items():
-            print(f"{command:8} {s:>6} {wall:8.2f} {cpu:8.2f}")
+            print(f"{command:10} {s:>6} {wall:8.2f} {cpu:8.2f}")
         print("per snapshot (slope between the two sizes):")
-        for command in ("report", "info"):
+        for command in commands:
             (w1, c1), (w2, c2) = results[command, s1], results[command, s2]
             print(
-                f"  {command:8} wall {1e3 * (w2 - w1) / (s2 - s1):6.2f} ms   "
+                f"  {command:10} wall {1e3 * (w2 - w1) / (s2 - s1):6.2f} ms   "
                 f"cpu {1e3 * (c2 - c1) / (s2 - s1):6.2f} ms"
             )
         if opts.profile:
