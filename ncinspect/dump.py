@@ -9,6 +9,7 @@ is merged from the root down.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import re
@@ -488,6 +489,14 @@ _ONE_CHAR_SET = re.compile(r"\[([^\]!])\]")
 def _unescape(pattern: str) -> str:
     """The one name a :data:`_LITERAL` pattern matches."""
     return _ONE_CHAR_SET.sub(lambda m: m.group(1), pattern)
+
+
+def opened(source, **options):
+    """A context giving an open :class:`Dump`: ``open_dump(source, **options)``, or
+    ``source`` itself when it is one already (left open: whoever opened it closes it)."""
+    if isinstance(source, Dump):
+        return contextlib.nullcontext(source)
+    return open_dump(source, **options)
 
 
 def open_dump(

@@ -337,6 +337,8 @@ def analyze_file(
     Other parameters are those of :func:`analyze` (``spectra`` for each classification
     snapshot, ``nci_alpha`` for the OOD scores of a file with OOD splits).
     """
+    from ..dump import Dump, opened
+
     check_options(center, min_class_count)
     check_bootstrap(bootstrap, seed)
     if ncc_centres not in ("train", "own"):
@@ -355,7 +357,9 @@ def analyze_file(
         nci_alpha=float(nci_alpha),
         **({"spectra": True} if spectra else {}),
     )
-    with _opened(path, keys, allow_external, memory_limit) as dump:
+    if keys and isinstance(path, Dump):  # keys name arrays when a file is opened
+        raise UsageError("keys apply when a dump is opened: give them to open_dump")
+    with opened(path, keys=keys, allow_external=allow_external, memory_limit=memory_limit) as dump:
         run = FileRun(dump, snapshot, ncc_centres, options)
         run.announce()
         kept = LatestArrays() if arrays == "last" else None
@@ -367,17 +371,3 @@ def analyze_file(
                     kept.add(res)
     precision = getattr(engine, "precision", "float64")
     return Report(dump.path, results, center=center, ncc_centres=ncc_centres, precision=precision)
-
-
-def _opened(path, keys, allow_external: bool, memory_limit):
-    """``open_dump(path, ...)``, or the open :class:`~ncinspect.dump.Dump` ``path`` itself
-    (left open; ``keys`` name arrays when a file is opened, so with a dump they are refused)."""
-    import contextlib
-
-    from ..dump import Dump, open_dump
-
-    if not isinstance(path, Dump):
-        return open_dump(path, keys=keys, allow_external=allow_external, memory_limit=memory_limit)
-    if keys:
-        raise UsageError("keys apply when a dump is opened: give them to open_dump")
-    return contextlib.nullcontext(path)

@@ -142,19 +142,12 @@ def sample_file(
 
     The dump is opened once, read-only; each result is matched to its snapshot by name.
     """
-    import contextlib
-
-    from ..dump import Dump, open_dump
+    from ..dump import opened
 
     results = list(results)
     if not results:
         return
-    opened = (
-        contextlib.nullcontext(path)
-        if isinstance(path, Dump)
-        else open_dump(path, keys=keys, allow_external=allow_external)
-    )
-    with opened as dump:
+    with opened(path, keys=keys, allow_external=allow_external) as dump:
         by_name = {s.name: s for s in dump.snapshots}
         for res in results:
             res.arrays.update(
