@@ -185,10 +185,11 @@ class FileRun:
 
         selected, engine = self.selected, self.options["engine"]
 
+        def setup(progress) -> None:  # in a worker: its own rows, no threads
+            self.progress = self.options["progress"] = progress
+            self.options["engine"] = worker_engine(engine)
+
         def work(i: int, progress) -> SnapshotResult:
-            if self.progress is not progress:  # in the worker: its own rows, no threads
-                self.progress = self.options["progress"] = progress
-                self.options["engine"] = worker_engine(engine)
             return self.result(selected[i], per_class)
 
         def finish(results: list[SnapshotResult]) -> None:
@@ -205,6 +206,7 @@ class FileRun:
             len(selected),
             workers,
             progress=self.progress,
+            setup=setup,
             finish=finish if arrays == "last" else None,
             describe=describe,
         )

@@ -77,13 +77,17 @@ def forked_map(
     workers: int,
     *,
     progress: Callable[[int], None] | None = None,
+    setup: Callable[[Callable[[int], None]], None] | None = None,
     finish: Callable[[list], None] | None = None,
     describe: Callable[[int, int], str] = lambda lo, hi: f"items {lo}-{hi - 1}",
 ) -> Iterator[Any]:
     """``work(i, progress)`` for ``i`` in ``range(items)`` on ``workers`` forked processes;
     yields the results in order (see the module docstring for the contract).
 
-    ``finish(results)``, when given, runs in each worker on its whole range's results before
+    ``setup(progress)``, when given, runs once in each worker before its first item, with
+    the worker's progress callback (e.g. to give the work an engine without threads: the
+    cores are the workers'). ``finish(results)``, when given, runs in each worker on its
+    whole range's results before
     they are sent (e.g. to drop arrays only a later result keeps). ``describe(lo, hi)`` names
     a worker's range in the error of a worker that died.
     """
@@ -98,7 +102,7 @@ def forked_map(
                 recv, send = ctx.Pipe(duplex=False)
                 conns.append(recv)
                 lo, hi = bounds[k], bounds[k + 1]
-                args = (send, work, lo, hi, finish, os.getpid())
+                args = (send, work, lo, hi, setup, finish, os.getpid())
                 proc = ctx.Process(target=_worker, args=args, daemon=True)
                 try:
                     with warnings.catch_warnings():  # 3.12+: "multi-threaded, use of fork()":
@@ -177,7 +181,7 @@ def _collect(procs, conns, bounds, progress, describe) -> list:
     return outcomes
 
 
-def _worker(conn, work, lo: int, hi: int, finish, parent: int) -> None:
+def _worker(conn, work, lo: int, hi: int, setup, finish, parent: int) -> None:
     """The body of one worker: results of ``range(lo, hi)``, then one ``done`` message."""
     _die_with_parent(parent)
     rows, last = 0, time.monotonic()
@@ -192,6 +196,8 @@ def _worker(conn, work, lo: int, hi: int, finish, parent: int) -> None:
 
     results, error = [], None
     try:
+        if setup is not None:
+            setup(progress)
         for i in range(lo, hi):
             results.append(work(i, progress))
         if finish is not None:

@@ -256,18 +256,20 @@ def theory_file(
                 applies.append(snap)
             else:
                 skipped.append(f"{snap.name}: skipped ({why})")
-        run_on = [engine]
+        run_engine = engine
+
+        def setup(progress) -> None:  # in a worker: no threads (the cores are the workers')
+            nonlocal run_engine
+            run_engine = worker_engine(engine)
 
         def one(i: int, progress=None) -> SnapshotResult:
             snap = applies[i]
-            if progress is not None and run_on[0] is engine:  # in a worker: no threads
-                run_on[0] = worker_engine(engine)
             prep = prepare_snapshot(snap, class_names)
             passes = run_passes(
                 prep,
                 chunk_rows=chunk_rows,
                 memory_limit=memory_limit,
-                engine=run_on[0],
+                engine=run_engine,
                 theory=True,
             )
             res = analyze_snapshot(snap, prepared=prep, passes=passes)
@@ -283,7 +285,7 @@ def theory_file(
                 first, last = applies[lo].name, applies[hi - 1].name
                 return f"{dump.path}: snapshots {clip(first)} to {clip(last)}"
 
-            results = list(forked_map(one, len(applies), workers, describe=describe))
+            results = list(forked_map(one, len(applies), workers, setup=setup, describe=describe))
         else:
             results = [one(i) for i in range(len(applies))]
     return Report(os.fspath(path), results), skipped
