@@ -15,7 +15,9 @@ between the two sizes, ``(t(S2) - t(S1)) / (S2 - S1)``, so what is paid once per
 (imports, the HDF5 metadata probe's child, the process) drops out. Both the wall-clock time
 and the CPU time of the process (with its worker processes: a report of many small snapshots
 forks one per core, see ncinspect/engines/processes.py) are reported. ``--threads 1`` keeps
-every snapshot in the one process.
+every snapshot in the one process. The floor, measured the same way in the same run, is
+what any reader pays for a snapshot: h5py opening its group and reading its two arrays
+(:func:`floor`); each command's slope is also given as a ratio to the floor's.
 """
 
 from __future__ import annotations
@@ -71,6 +73,25 @@ def run(args: list[str]) -> tuple[float, float]:
     return w1 - w0, c1 - c0
 
 
+def floor(path: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of the least any tool pays per snapshot: open the file, and for
+    each snapshot open its group and read its features and weights whole (h5py's
+    low-level calls, no checks, no maths)."""
+    import h5py
+
+    w0, c0 = time.perf_counter(), _cpu()
+    with h5py.File(path, "r") as f:
+        for name in f:
+            if name == "labels":
+                continue
+            group = f[name]
+            for key in ("features", "weights"):
+                ds = group[key].id
+                out = np.empty(ds.shape, dtype=ds.dtype)
+                ds.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+    return time.perf_counter() - w0, _cpu() - c0
+
+
 def _args(command: str, path: str, tmp: str, threads: list[str]) -> list[str]:
     """The CLI call that ``--commands`` names, its outputs in ``tmp``."""
     out = os.path.join(tmp, "out")
@@ -110,6 +131,8 @@ def main() -> None:
         threads = ["--threads", opts.threads] if opts.threads else []
         run(["report", files[s1], "--json", out, "--quiet"])  # imports, caches
         results = {}
+        for s in (s1, s2):  # the floor, in the same run
+            results["floor", s] = floor(files[s])
         for command in commands:
             for s in (s1, s2):
                 results[command, s] = run(_args(command, files[s], tmp, threads))
@@ -117,12 +140,15 @@ def main() -> None:
         print(f"{'command':10} {'S':>6} {'wall s':>8} {'cpu s':>8}")
         for (command, s), (wall, cpu) in results.items():
             print(f"{command:10} {s:>6} {wall:8.2f} {cpu:8.2f}")
-        print("per snapshot (slope between the two sizes):")
-        for command in commands:
+        print("per snapshot (slope between the two sizes), and its ratio to the floor's wall:")
+        slope = {}
+        for command in ["floor", *commands]:
             (w1, c1), (w2, c2) = results[command, s1], results[command, s2]
+            slope[command] = (1e3 * (w2 - w1) / (s2 - s1), 1e3 * (c2 - c1) / (s2 - s1))
+            wall, cpu = slope[command]
+            ratio = wall / slope["floor"][0] if slope["floor"][0] > 0 else float("nan")
             print(
-                f"  {command:10} wall {1e3 * (w2 - w1) / (s2 - s1):6.2f} ms   "
-                f"cpu {1e3 * (c2 - c1) / (s2 - s1):6.2f} ms"
+                f"  {command:10} wall {wall:6.2f} ms   cpu {cpu:6.2f} ms   {ratio:5.1f}x the floor"
             )
         if opts.profile:
             prof = cProfile.Profile()
