@@ -171,8 +171,19 @@ def pairwise_upper(x: np.ndarray, y: np.ndarray | None = None) -> Iterator[np.nd
         yield block[mask]
 
 
-def cross_gram_norm2(a: np.ndarray, b: np.ndarray) -> float:
-    """``||A B^T||_F^2`` without a C x C matrix: ``<A^T A, B^T B>`` (d < C) or by tiles."""
+def cross_gram_norm2(a: np.ndarray, b: np.ndarray, memo: ClassProducts | None = None) -> float:
+    """``||A' B'^T||_F^2`` of ``A' = unit(A)``, ``B' = unit(B)`` (:func:`unit`) without a
+    C x C matrix: ``<A'^T A', B'^T B'>`` (d < C) or by tiles. ``memo``: the snapshot's
+    :class:`ClassProducts`, through which each d x d Gram is formed once (the ETF, OF and
+    SELI errors of a large C read four of them twenty times)."""
     if a.shape[1] < a.shape[0]:
-        return float(np.sum((a.T @ a) * (b.T @ b)))
-    return sum(float(np.sum(np.square(t))) for t in tiles_product(a, b))
+        return float(np.sum(unit_gram(a, memo) * unit_gram(b, memo)))
+    return sum(float(np.sum(np.square(t))) for t in tiles_product(unit(a), unit(b)))
+
+
+def unit_gram(x: np.ndarray, memo: ClassProducts | None = None) -> np.ndarray:
+    """The d x d Gram ``X'^T X'`` of ``X' = unit(X)``, formed once per ``x`` with ``memo``."""
+    if memo is not None:
+        return memo.get("unit_gram", x, x, lambda a, _: unit_gram(a))
+    u = unit(x)
+    return u.T @ u

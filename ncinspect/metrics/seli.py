@@ -128,13 +128,13 @@ def seli_error(
         if gram is None:
             return None, "the Gram matrix is zero"
         return fro(gram - _unit_target(counts, power)), None
-    x, y = unit(x), unit(y)  # scale-free in each: exact rescaling
     if np.unique(counts).size > SELI_MAX_GROUPS:
         return None, (
             f"more than {SELI_MAX_GROUPS} distinct class counts at C = {C} classes "
             "(the SELI geometry is computed per group of equal counts)"
         )
-    norm2 = cross_gram_norm2(x, y)
+    norm2 = cross_gram_norm2(x, y, memo)  # of unit(x), unit(y)
+    x, y = unit(x), unit(y)  # scale-free in each: exact rescaling
     if norm2 <= 0 or not np.isfinite(norm2):
         return None, "the Gram matrix is zero"
     inner, t2 = _seli_trace_terms(x, y, counts, power)

@@ -81,3 +81,24 @@ def test_shared_arrays_are_read_only():
         with pytest.raises(ValueError):
             arr[0] = 1.0
     assert w.flags.writeable  # the caller's own arrays are left as they were
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0**300])
+def test_large_c_grams_formed_once_and_equal_the_direct_calls(scale):
+    """Above DIRECT_MAX_C (d < C) the ETF, OF and SELI errors read d x d Grams of the unit-
+    scaled arrays: through the memo each array's Gram is formed once, bit for bit the value
+    of the calls without it."""
+    from ncinspect.metrics.kernels import DIRECT_MAX_C
+
+    C, d = DIRECT_MAX_C + 5, 6
+    means, centred, w, counts = _arrays(C, d, 3, scale)
+    counts = np.where(np.arange(C) % 2, 7, 9)  # two groups of counts: SELI defined
+    memo = ClassProducts()
+    pairs = [(w, centred), (w, w), (centred, centred), (w, means), (means, means)]
+    for a, b in pairs:
+        assert etf_error(a, b, memo) == etf_error(a, b) is not None
+        assert of_error(a, b, memo) == of_error(a, b) is not None
+    assert seli_error(w, w, counts, 1, memo) == seli_error(w, w, counts, 1)
+    assert seli_error(means, means, counts, -1, memo)[0] is not None
+    grams = [k for k in memo._kept if k[0] == "unit_gram"]
+    assert len(grams) == 3  # one Gram for each of w, centred, means
