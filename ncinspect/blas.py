@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 
-__all__ = ["one_blas_thread"]
+__all__ = ["hold_one_blas_thread", "one_blas_thread"]
 
 _CONTROLLER: list = [None, -1]  # the ThreadpoolController, and len(sys.modules) when made
 
@@ -61,3 +61,11 @@ def one_blas_thread() -> _OneThread:
     """A context in which BLAS runs on one thread (the small class-level products and SVD
     between and after the passes: extra BLAS threads only spin on a busy machine)."""
     return _OneThread()
+
+
+def hold_one_blas_thread() -> None:
+    """BLAS on one thread for the rest of this process: for a forked worker that runs every
+    product on one thread anyway. Each later :func:`one_blas_thread` context nests inside
+    this one and costs nothing (a small snapshot enters several, and a limit set and restored
+    costs tens of microseconds each time)."""
+    _OneThread().__enter__()

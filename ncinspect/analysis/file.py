@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from ..blas import hold_one_blas_thread
 from ..engines.local import LocalEngine, Passes, expect, plan_for, run_passes
 from ..inputs import Prepared
 from ..results.report import SnapshotResult
@@ -188,6 +189,7 @@ class FileRun:
         def setup(progress) -> None:  # in a worker: its own rows, no threads
             self.progress = self.options["progress"] = progress
             self.options["engine"] = worker_engine(engine)
+            hold_one_blas_thread()
 
         def work(i: int, progress) -> SnapshotResult:
             return self.result(selected[i], per_class)

@@ -20,6 +20,7 @@ import numpy as np
 from ..analysis.api import analyze_snapshot
 from ..analysis.build import build_result, prepare_snapshot
 from ..arrays import to_host
+from ..blas import hold_one_blas_thread
 from ..engines.local import run_passes
 from ..errors import ShapeMismatchError
 from ..inputs import Prepared, prepare
@@ -261,6 +262,7 @@ def theory_file(
         def setup(progress) -> None:  # in a worker: no threads (the cores are the workers')
             nonlocal run_engine
             run_engine = worker_engine(engine)
+            hold_one_blas_thread()
 
         def one(i: int, progress=None) -> SnapshotResult:
             snap = applies[i]
