@@ -276,6 +276,7 @@ class Meter:
             per_class=self.per_class,
             center=self.center,
             ncc_label="own",
+            pair_device=pair_device(self._s2),
         )
         return self._spectra.finish(res, self.geometry, self._first)
 
@@ -399,6 +400,14 @@ class Meter:
                 "the classifier weights changed since the meter was made: measure with a fixed "
                 "model (between optimiser steps), or make a new Meter"
             )
+
+
+def pair_device(state: Any) -> tuple[Any, Any] | None:
+    """Where :meth:`Meter.compute` sweeps the class pairs (O(C^2 d): NC2, GNC2, CDNV): on the
+    device of a state that lives on an accelerator (``(xp, device)``, see
+    :mod:`ncinspect.metrics.pairs_xp`), else None: numpy on the host's threads, the faster
+    of the two for host memory (numpy arrays and CPU tensors)."""
+    return None if state.in_host_memory else (state.xp, state.device)
 
 
 def _state_xp(xp: Any) -> Any:

@@ -1,13 +1,16 @@
-"""Every metric of spec/metrics.md from the two passes' statistics (numpy only)."""
+"""Every metric of spec/metrics.md from the two passes' statistics (numpy; the class-pair sweep
+also on an accelerator's device)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from ..stats.passes import FirstPass, Geometry, SecondPass
+from . import pairs_xp
 from .directional import set_directional
 from .general import general_metrics
 from .kernels import equinorm, etf_error, self_duality
@@ -58,6 +61,7 @@ def compute_metrics(
     per_class: bool = False,
     classifier_reason: str | None = None,
     pair_map=map,
+    pair_device=None,
 ) -> MetricValues:
     """Every metric of spec/metrics.md from the two passes' statistics.
 
@@ -65,7 +69,10 @@ def compute_metrics(
     (``geom.present``: at least one sample, or ``min_class_count``) and their rows of W; the
     classifier's decisions (NC4, accuracy) and the SQI outputs use every row of W. With
     ``classifier_reason`` (no usable classifier, e.g. string labels without a class order)
-    every W-dependent metric is null with that reason.
+    every W-dependent metric is null with that reason. The class-pair sweep runs through
+    ``pair_map`` (a ``map``-like callable over its tiles), or on ``pair_device = (xp,
+    device)`` (an accelerator's: :mod:`ncinspect.metrics.pairs_xp`); the values do not
+    depend on either beyond the order of float64 roundings.
 
     Returns
     -------
@@ -96,7 +103,12 @@ def compute_metrics(
     # every statistic over pairs of classes (NC2, GNC2, CDNV, minority) from one sweep
     with_cdnv = cl.C >= 2 and not np.all(cl.n < 2)
     pairs = class_pairs(
-        cl.M, cl.W, cl.n, cdnv=(cl.variances, cl.Ms) if with_cdnv else None, map=pair_map
+        cl.M,
+        cl.W,
+        cl.n,
+        cdnv=(cl.variances, cl.Ms) if with_cdnv else None,
+        map=pair_map,
+        sweep=None if pair_device is None else partial(pairs_xp.pair_sweep_xp, *pair_device),
     )
     _nc1(out, second, geom, cl, pairs)
     _nc1_directional(out, second, geom, cl)

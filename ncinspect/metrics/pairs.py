@@ -1,5 +1,5 @@
 """The class-pair sweep: every statistic over unordered pairs of classes from one pass over
-the pair tiles (numpy only).
+the pair tiles (numpy; on an accelerator's device: :mod:`ncinspect.metrics.pairs_xp`).
 
 NC2's cosines (``nc2_equiangular_*``, ``nc2_maxangle_*``), GNC2's hyperspherical statistics
 (``gnc2_*``), CDNV (``nc1_cdnv``, ``nc1_cdnv_exp2``) and ``minority_collapse`` are sums
@@ -39,7 +39,7 @@ from ..stats.passes import Moments, pow2_scale
 from .linalg import unit
 
 __all__ = ["PAIR_BLOCK", "UnitPairs", "CdnvPairs", "PairStats", "unit_rows", "pair_sweep"]
-__all__ += ["COINCIDE", "near_exact"]
+__all__ += ["COINCIDE", "near_exact", "SweepPlan", "direct_unit_tile", "direct_cdnv_tile"]
 
 PAIR_BLOCK = 256  #: rows of one block: a tile holds at most PAIR_BLOCK^2 pairs (512 KiB)
 NEAR_FACTOR = 2.0**20  #: distances within this many rounding bounds of 0: from differences
@@ -120,7 +120,7 @@ def unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return units, norms
 
 
-class _Plan:
+class SweepPlan:
     """The inputs of one sweep, shared (read-only) by the work items."""
 
     def __init__(self, units, minority, variances, centred):
@@ -201,7 +201,7 @@ def pair_sweep(
             with np.errstate(under="ignore", over="ignore"):
                 variances = variances / scale / scale
     minority = list(minority or [None] * len(units))
-    plan = _Plan(units, minority, variances, centred)
+    plan = SweepPlan(units, minority, variances, centred)
     n_blocks = -(-plan.C // plan.block)
     with one_blas_thread():  # ddot splits a sum over BLAS threads: the bits would follow them
         if n_blocks == 1:  # one tile (C <= PAIR_BLOCK): its row, merged onto zeros already,
@@ -219,7 +219,7 @@ def pair_sweep(
     return PairStats(out_units, out_cdnv, scale)
 
 
-def _block_row(plan: _Plan, i: int, n_blocks: int):
+def _block_row(plan: SweepPlan, i: int, n_blocks: int):
     """The merged statistics of the tiles (i, j), j = i .. n_blocks - 1, in j order."""
     b, C = plan.block, plan.C
     a0, a1 = i * b, min((i + 1) * b, C)
@@ -232,13 +232,13 @@ def _block_row(plan: _Plan, i: int, n_blocks: int):
             if i == j:  # the upper triangle of the diagonal tile
                 r = np.arange(a0, a1)
                 mask = np.arange(b0, b1)[None, :] > r[:, None]
-            unit_tile = _unit_tile_fast if plan.fast else _unit_tile
+            unit_tile = _unit_tile_fast if plan.fast else direct_unit_tile
             for k, u in enumerate(plan.units):
                 if u is not None:
                     tile = unit_tile(plan, u, k, a0, a1, b0, b1, mask)
                     acc_u[k] = acc_u[k].merge(tile)
             if acc_c is not None:
-                cdnv_tile = _cdnv_tile_fast if plan.fast else _cdnv_tile
+                cdnv_tile = _cdnv_tile_fast if plan.fast else direct_cdnv_tile
                 acc_c = acc_c.merge(cdnv_tile(plan, a0, a1, b0, b1, mask))
     return acc_u, acc_c
 
@@ -307,7 +307,7 @@ def _view(buf: np.ndarray, m: int, n: int) -> np.ndarray:
     return buf[: m * n].reshape(m, n)
 
 
-def _unit_tile(plan: _Plan, u, k, a0, a1, b0, b1, mask) -> UnitPairs:
+def direct_unit_tile(plan: SweepPlan, u, k, a0, a1, b0, b1, mask) -> UnitPairs:
     """The :class:`UnitPairs` of one tile, with the operations of the direct formulas."""
     minority = plan.minority[k]
     x_buf, tmp, _ = plan.buffers()
@@ -338,7 +338,7 @@ def _unit_tile(plan: _Plan, u, k, a0, a1, b0, b1, mask) -> UnitPairs:
     return out
 
 
-def _cdnv_tile(plan: _Plan, a0, a1, b0, b1, mask) -> CdnvPairs:
+def direct_cdnv_tile(plan: SweepPlan, a0, a1, b0, b1, mask) -> CdnvPairs:
     """The CDNV sums of one tile (both powers from one squared distance)."""
     x_buf, tmp, t_buf = plan.buffers()
     cen, sq, var = plan.centred, plan.sq, plan.variances
@@ -374,8 +374,8 @@ def _moments_fast(x: np.ndarray, tmp: np.ndarray, ones: np.ndarray) -> Moments:
     return Moments(n, mean, float(np.dot(t, t)))
 
 
-def _unit_tile_fast(plan: _Plan, u, k, a0, a1, b0, b1, mask) -> UnitPairs:
-    """:func:`_unit_tile` over one of many tiles: each pair's cosine, distance and log are
+def _unit_tile_fast(plan: SweepPlan, u, k, a0, a1, b0, b1, mask) -> UnitPairs:
+    """:func:`direct_unit_tile` over one of many tiles: each pair's cosine, distance and log are
     the same numbers; the sums are reordered (``ddot``, with ones for plain sums; the
     minority sum as ``1_A^T cos 1_B``), a zero distance makes the sum of the logs -inf,
     and the tile makes 17 passes instead of 24 (one finds the smallest distance, for
@@ -418,15 +418,15 @@ def _unit_tile_fast(plan: _Plan, u, k, a0, a1, b0, b1, mask) -> UnitPairs:
 _TINY_D = 2.0**-900  #: a smaller squared distance: the tile's CDNV sums divide directly
 
 
-def _cdnv_tile_fast(plan: _Plan, a0, a1, b0, b1, mask) -> CdnvPairs:
-    """:func:`_cdnv_tile` over one of many tiles: the squared distances ``D`` as one
+def _cdnv_tile_fast(plan: SweepPlan, a0, a1, b0, b1, mask) -> CdnvPairs:
+    """:func:`direct_cdnv_tile` over one of many tiles: the squared distances ``D`` as one
     product of length d + 2 (``[m, |m|^2, 1] . [-2 m', 1, |m'|^2]``, within the same
     rounding bound as the formula's three terms); off the diagonal the sums
     ``sum (v + v') / (2 D)`` and ``/ (2 D^2)`` as ``v_A^T R 1 + 1^T R v_B`` with ``R``
     the reciprocals ``1 / D`` and then their squares (up to two roundings more per pair,
     all terms positive; ``dgemv`` and ``ddot``): 8 passes instead of 13, none of them a
     broadcast sum. A tile whose smallest D is below :data:`_TINY_D` (whose reciprocals
-    could overflow) or a diagonal tile divides as :func:`_cdnv_tile` does."""
+    could overflow) or a diagonal tile divides as :func:`direct_cdnv_tile` does."""
     x_buf, tmp, _ = plan.buffers()
     m, k = a1 - a0, b1 - b0
     cen, sq, d = plan.centred, plan.sq, plan.centred.shape[1]
@@ -493,11 +493,13 @@ def class_pairs(
     *,
     cdnv: tuple[np.ndarray, np.ndarray] | None = None,
     map: Callable = map,  # noqa: A002
+    sweep: Callable | None = None,
 ) -> ClassPairs:
     """One :func:`pair_sweep` over the present classes: the centred means (NC2, GNC2), the
     classifier rows (NC2, GNC2, minority collapse) and, given ``cdnv = (variances,
     centred)`` (the centred means in the variances' units), CDNV. Nothing is swept below two
-    classes."""
+    classes. ``sweep``: the sweep to run (default :func:`pair_sweep` through ``map``), with
+    its signature: e.g. :func:`~ncinspect.metrics.pairs_xp.pair_sweep_xp` on a device."""
     out = ClassPairs()
     if centred.shape[0] < 2:
         return out
@@ -512,7 +514,10 @@ def class_pairs(
         out.minority_ok = bool(np.count_nonzero(minority) >= 2 and good[minority].all())
         sets.append(wu)
         masks.append(minority if out.minority_ok else None)
-    stats = pair_sweep(sets, minority=masks, cdnv=cdnv, map=map)
+    if sweep is None:
+        stats = pair_sweep(sets, minority=masks, cdnv=cdnv, map=map)
+    else:
+        stats = sweep(sets, minority=masks, cdnv=cdnv)
     out.means = stats.units[0]
     out.weights = stats.units[1] if weights is not None else None
     out.cdnv, out.cdnv_scale = stats.cdnv, stats.cdnv_scale

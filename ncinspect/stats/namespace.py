@@ -119,7 +119,10 @@ def on_device(xp: Any, arr: np.ndarray | None, device: Any, dtype: Any = None) -
     """Host numpy ``arr`` as an ``xp`` array on ``device`` (``None`` stays ``None``)."""
     if arr is None:
         return None
-    out = xp.asarray(np.ascontiguousarray(arr), device=device)
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:  # shared read-only (a memo's): a CPU tensor would alias it
+        arr = arr.copy()
+    out = xp.asarray(arr, device=device)
     return out if dtype is None or out.dtype == dtype else xp.astype(out, dtype)
 
 

@@ -168,6 +168,11 @@ class Declared:
         first = getattr(self, self.specs()[0][0])
         return None if isinstance(first, (np.ndarray, np.generic)) else _device(first)
 
+    @property
+    def in_host_memory(self) -> bool:
+        """The state's arrays are numpy or CPU tensors (reading them moves nothing)."""
+        return _in_host_memory(getattr(self, self.specs()[0][0]))
+
     def merge(self, other: Declared) -> Declared:
         """This state and ``other`` (same class, namespace and device) combined."""
         if type(other) is not type(self):
@@ -198,7 +203,7 @@ class Declared:
 
         xp = self.xp
         result: dict[str, np.ndarray] = {}
-        if _in_host_memory(getattr(self, self.specs()[0][0])):  # no transfer to save: one copy
+        if self.in_host_memory:  # no transfer to save: one copy
             for n, s in self.specs():
                 result[n] = np.array(host(getattr(self, n)), dtype=s.dtype, copy=True)
             return result

@@ -213,8 +213,8 @@ def test_sums_do_not_depend_on_where_the_buffers_lie(monkeypatch, block, C):
                 bufs[which, rows, cols] = buf.reshape(rows, cols)
             return bufs[which, rows, cols]
 
-        monkeypatch.setattr(P._Plan, "buffers", buffers)
-        monkeypatch.setattr(P._Plan, "factor", factor)
+        monkeypatch.setattr(P.SweepPlan, "buffers", buffers)
+        monkeypatch.setattr(P.SweepPlan, "factor", factor)
         seen.append(_swept(M, W, var, counts)[1])
     assert all(s == seen[0] for s in seen)
 
@@ -291,7 +291,7 @@ def test_cdnv_tile_sums_equal_the_pairwise_terms():
     cen = rng.standard_normal((C, d)) * 0.25
     var = rng.random(C)
     var[3] = 0.0  # a one-row class
-    plan = P._Plan([], [], var, cen)
+    plan = P.SweepPlan([], [], var, cen)
     plan.fast, plan.block = True, 20
     plan.ones = np.ones(400)
     plan.var_half = var * 0.5
@@ -312,7 +312,7 @@ def test_unit_tile_from_minus_two_cos_is_bit_exact():
     units, _ = P.unit_rows(rng.standard_normal((C, d)))
     units[40] = units[3]  # a cosine that rounds above 1 and a zero distance
     minority = rng.random(C) < 0.5
-    plan = P._Plan([units], [minority], None, None)
+    plan = P.SweepPlan([units], [minority], None, None)
     plan.fast, plan.block = True, b
     plan.ones = np.ones(b * b)
     with np.errstate(divide="ignore", invalid="ignore"):  # as the sweep runs its tiles
