@@ -54,12 +54,12 @@ def build_result(
     ncc_label: str,
     extra_warnings: list[str] = (),
     engine: Any = None,
-    pair_device: tuple[Any, Any] | None = None,
+    class_device: tuple[Any, Any] | None = None,
 ) -> SnapshotResult:
     """The :class:`SnapshotResult` of merged pass statistics (used by the engines' callers
     and by :class:`ncinspect.Meter`). The class-pair tiles of the metrics run on the
     ``threads`` of ``engine`` (every core when it names none; the values never depend on
-    it), or on ``pair_device = (xp, device)`` (a Meter's accelerator).
+    it), or on ``class_device = (xp, device)`` (a Meter's accelerator).
     """
     from ..engines.threads import Workers
 
@@ -71,7 +71,7 @@ def build_result(
             per_class=per_class,
             classifier_reason=prep.classifier_reason,
             pair_map=work.map,
-            pair_device=pair_device,
+            class_device=class_device,
         )
     table = values.per_class
     rows = np.flatnonzero(geom.present)  # the present classes: what the result describes

@@ -276,7 +276,7 @@ class Meter:
             per_class=self.per_class,
             center=self.center,
             ncc_label="own",
-            pair_device=pair_device(self._s2),
+            class_device=class_device(self._s2),
         )
         return self._spectra.finish(res, self.geometry, self._first)
 
@@ -402,7 +402,7 @@ class Meter:
             )
 
 
-def pair_device(state: Any) -> tuple[Any, Any] | None:
+def class_device(state: Any) -> tuple[Any, Any] | None:
     """Where :meth:`Meter.compute` sweeps the class pairs (O(C^2 d): NC2, GNC2, CDNV): on the
     device of a state that lives on an accelerator (``(xp, device)``, see
     :mod:`ncinspect.metrics.pairs_xp`), else None: numpy on the host's threads, the faster

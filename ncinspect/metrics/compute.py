@@ -61,7 +61,7 @@ def compute_metrics(
     per_class: bool = False,
     classifier_reason: str | None = None,
     pair_map=map,
-    pair_device=None,
+    class_device=None,
 ) -> MetricValues:
     """Every metric of spec/metrics.md from the two passes' statistics.
 
@@ -70,8 +70,9 @@ def compute_metrics(
     classifier's decisions (NC4, accuracy) and the SQI outputs use every row of W. With
     ``classifier_reason`` (no usable classifier, e.g. string labels without a class order)
     every W-dependent metric is null with that reason. The class-pair sweep runs through
-    ``pair_map`` (a ``map``-like callable over its tiles), or on ``pair_device = (xp,
-    device)`` (an accelerator's: :mod:`ncinspect.metrics.pairs_xp`); the values do not
+    ``pair_map`` (a ``map``-like callable over its tiles), or, with ``class_device = (xp,
+    device)`` (an accelerator's), there (:mod:`ncinspect.metrics.pairs_xp`), as do the d x d
+    Grams of the large-C ETF, OF and SELI errors (:class:`ClassProducts`); the values do not
     depend on either beyond the order of float64 roundings.
 
     Returns
@@ -93,7 +94,7 @@ def compute_metrics(
     moments. See spec/metrics.md for every definition.
     """
     out = MetricValues.of_keys(METRIC_KEYS)
-    memo = ClassProducts()  # products several metrics read, formed once
+    memo = ClassProducts(class_device)  # products several metrics read, formed once
     cl = _classes(first, second, geom, classifier_reason, memo)
     _notes(out, first, geom, cl)
     if cl.N == 0:
@@ -108,7 +109,7 @@ def compute_metrics(
         cl.n,
         cdnv=(cl.variances, cl.Ms) if with_cdnv else None,
         map=pair_map,
-        sweep=None if pair_device is None else partial(pairs_xp.pair_sweep_xp, *pair_device),
+        sweep=None if class_device is None else partial(pairs_xp.pair_sweep_xp, *class_device),
     )
     _nc1(out, second, geom, cl, pairs)
     _nc1_directional(out, second, geom, cl)
@@ -251,7 +252,7 @@ def _nc2(
         out.set("etf_error_weights_centered", None, cl.no_w if cl.W is None else cl.class_reason)
     else:
         wc = cl.W - cl.W.mean(axis=0)
-        out.set("etf_error_weights_centered", etf_error(wc, wc), "row-centred W is zero")
+        out.set("etf_error_weights_centered", etf_error(wc, wc, memo), "row-centred W is zero")
 
 
 def _nc3(out: MetricValues, cl: _Classes, memo: ClassProducts) -> None:

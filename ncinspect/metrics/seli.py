@@ -74,7 +74,6 @@ def _seli_trace_terms(x: np.ndarray, y: np.ndarray, counts: np.ndarray, power: i
     distinct counts.
     """
     a, grp, m = _count_groups(counts)
-    g = a.size
     C = counts.shape[0]
     sqrt_n = np.sqrt(counts.astype(np.float64))
 
@@ -88,9 +87,13 @@ def _seli_trace_terms(x: np.ndarray, y: np.ndarray, counts: np.ndarray, power: i
     s = (power - 2) / 2.0
     f_g = (vec[:, nonzero] * lam[nonzero] ** s) @ vec[:, nonzero].T
 
+    # E^T z as one reduction per group of contiguous rows (numpy's blocked sum of each
+    # group's rows in class order; ``np.add.at``, sequential, took 0.5 s at C = 6000, d = 768)
+    order = np.argsort(grp, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(m.astype(np.int64))[:-1]])
+
     def group_sums(z):  # E^T z: (g, d) sums over each group / sqrt(m_j)
-        out = np.zeros((g, z.shape[1]))
-        np.add.at(out, grp, z)
+        out = np.add.reduceat(z[order], starts, axis=0)
         return out / np.sqrt(m)[:, None]
 
     sx = group_sums(bx)

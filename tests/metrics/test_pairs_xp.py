@@ -163,3 +163,33 @@ def test_meter_in_host_memory_keeps_the_numpy_sweep(monkeypatch):
             if p == 0:
                 meter.next_pass()
         _close(meter.compute(), ncinspect.analyze(h, y, weights=w, bias=b))
+
+
+def test_meter_on_an_accelerator_forms_the_large_c_grams_there(monkeypatch):
+    """Above C = 2048 the ETF, OF and SELI errors read d x d Grams: an accelerator's Meter
+    forms them on its device (each array's once), equal to analyze's values to 1e-12."""
+    from ncinspect.metrics import linalg
+    from ncinspect.metrics.kernels import DIRECT_MAX_C
+    from ncinspect.stats.protocol import Declared
+
+    grams = []
+    real_gram = linalg._gram
+    monkeypatch.setattr(linalg, "_gram", lambda u, dev: grams.append(dev) or real_gram(u, dev))
+    real = pairs_xp.pair_sweep_xp
+    monkeypatch.setattr(pairs_xp, "pair_sweep_xp", lambda *a, **k: real(*a, block=1024, **k))
+    monkeypatch.setattr(Declared, "in_host_memory", property(lambda self: False))
+    C, d = DIRECT_MAX_C + 60, 5
+    rng = np.random.default_rng(8)
+    means = rng.standard_normal((C, d))
+    y = np.repeat(np.arange(C), 2)
+    h = means[y] + 0.1 * rng.standard_normal((2 * C, d))
+    w = means + 0.2 * rng.standard_normal((C, d))
+    meter = ncinspect.Meter(weights=torch.from_numpy(w))
+    for p in range(2):
+        meter.update(torch.from_numpy(h), torch.from_numpy(y))
+        if p == 0:
+            meter.next_pass()
+    got = meter.compute()
+    assert grams and all(dev is not None and dev[1] == torch.device("cpu") for dev in grams)
+    assert len(grams) == 4  # centred means, W, row-centred W, uncentred means: once each
+    _close(got, ncinspect.analyze(h, y, weights=w))
