@@ -322,3 +322,57 @@ def test_ncc_ties_go_to_the_lowest_index():
     ref = R.reference_metrics(H, y, W)
     assert ref["accuracy_ncc"] == ref["accuracy_classifier"] == 7 / 8
     assert_matches(res.metrics, ref)
+
+
+def _split_file(path, H, y, Ht, yt, W, b, train_split="train"):
+    with h5py.File(path, "w") as f:
+        for split, HH, yy in ((train_split, H, y), ("test", Ht, yt)):
+            g = f.create_group(f"{split or 'train_run'}/epoch_0002" if split != "" else "epoch_0002")
+            if split:
+                g.attrs["split"] = split
+            g["features"], g["labels"], g["weights"], g["bias"] = HH, yy, W, b
+
+
+def test_ncc_centres_from_train_for_the_test_split(tmp_path):
+    rng = np.random.default_rng(15)
+    H, y, W, b = make(rng, [8, 9, 7], 4, sep=1.0)
+    Ht, yt, _, _ = make(rng, [6, 5, 6], 4, sep=1.0)
+    _, _, mu_train, _, _ = R.class_stats(H, y)
+    path = tmp_path / "split.h5"
+    _split_file(path, H, y, Ht, yt, W, b)
+    ref_train = R.reference_metrics(Ht, yt, W, b, ncc_means=mu_train)
+    ref_own = R.reference_metrics(Ht, yt, W, b)
+    assert ref_train["accuracy_ncc"] != ref_own["accuracy_ncc"]  # the choice shows
+    report = ncinspect.analyze_file(path, ncc_centres="train")
+    test = report["/test/epoch_0002"]
+    assert_matches(test.metrics, ref_train)
+    assert json.loads(test.to_json())["ncc_means"].startswith("train")
+    assert_matches(report["/train/epoch_0002"].metrics, R.reference_metrics(H, y, W, b))
+    assert_matches(ncinspect.analyze_file(path)["/test/epoch_0002"].metrics, ref_own)
+    res = ncinspect.analyze(Ht, yt, weights=W, bias=b, ncc_centres=mu_train)
+    assert_matches(res.metrics, ref_train)
+
+
+def test_ncc_centres_from_a_split_less_train_run(tmp_path):
+    """dump-format.md's typical run layout: the training snapshots carry no split (epoch
+    groups at the top) and the test split lives under test/. ncinspect treats an unset split
+    as the training set everywhere (trajectories, tables), so --ncc-centres train must take
+    the split-less snapshot's means for test, not silently the test split's own."""
+    rng = np.random.default_rng(16)
+    H, y, W, b = make(rng, [8, 9, 7], 4, sep=1.0)
+    Ht, yt, _, _ = make(rng, [6, 5, 6], 4, sep=1.0)
+    _, _, mu_train, _, _ = R.class_stats(H, y)
+    path = tmp_path / "run.h5"
+    with h5py.File(path, "w") as f:
+        f["labels"], f["epoch_0002/features"], f["epoch_0002/weights"] = y, H, W
+        f["epoch_0002/bias"] = b
+        f["test/labels"], f["test/epoch_0002/features"] = yt, Ht
+        f["test/epoch_0002/weights"], f["test/epoch_0002/bias"] = W, b
+    ref_train = R.reference_metrics(Ht, yt, W, b, ncc_means=mu_train)
+    assert ref_train["accuracy_ncc"] != R.reference_metrics(Ht, yt, W, b)["accuracy_ncc"]
+    out = tmp_path / "r.json"
+    assert main(["report", str(path), "--ncc-centres", "train", "--json", str(out), "-q"]) == 0
+    snaps = {s["name"]: s for s in json.loads(out.read_text())["snapshots"]}
+    assert snaps["/test/epoch_0002"]["ncc_means"] == "train:/epoch_0002"
+    assert_matches(snaps["/test/epoch_0002"]["metrics"], ref_train)
+    assert snaps["/epoch_0002"]["ncc_means"] == "own"
