@@ -394,3 +394,55 @@ def fpr95(id_s, ood_s):
         if 100 * kept >= 95 * n and (best is None or t > best):
             best = t
     return sum(1 for o in ood_s if o >= best) / len(ood_s)
+
+
+def _sym_sqrt(S):
+    lam, V = np.linalg.eigh(S)
+    return V @ np.diag(np.sqrt(np.clip(lam, 0, None))) @ V.T
+
+
+def _nrc3_objective(W, SY, gamma):
+    G = W @ W.T
+    T = _sym_sqrt(SY) - math.sqrt(gamma) * np.eye(SY.shape[0])
+    if fro(T) == 0:  # gamma = lambda_min of an isotropic Sigma_Y: undefined, not a minimum
+        return math.inf
+    return fro(G / fro(G) - T / fro(T)) ** 2
+
+
+def reference_regression(H, Yt, W):
+    """nrc1, nrc2 and nrc3 (spec: regression dumps). nrc3's minimum over gamma by a dense
+    grid on [0, lambda_min(Sigma_Y)] refined by golden-section search around the best
+    point (the objective is smooth in gamma)."""
+    H = np.asarray(H, dtype=np.float64)
+    Yt = np.asarray(Yt, dtype=np.float64)
+    N, d = H.shape
+    t = Yt.shape[1]
+    hbar = H.sum(axis=0) / N
+    S = sum(np.outer(h - hbar, h - hbar) for h in H) / N
+    lam, V = np.linalg.eigh(S)
+    top = V[:, np.argsort(lam)[::-1][:t]]
+    P_pca = top @ top.T
+    Qw, _ = np.linalg.qr(np.asarray(W, dtype=np.float64).T)  # d x t basis of W's row space
+    P_w = Qw @ Qw.T
+    hh = [h / _norm(h) for h in H]
+    out = {
+        "nrc1": sum(_norm(x - P_pca @ x) ** 2 for x in hh) / N,
+        "nrc2": sum(_norm(x - P_w @ x) ** 2 for x in hh) / N,
+    }
+    Yc = Yt - Yt.sum(axis=0) / N
+    SY = Yc.T @ Yc / N
+    gmax = float(np.linalg.eigvalsh(SY)[0])
+    grid = np.linspace(0.0, gmax, 2001)
+    vals = [_nrc3_objective(W, SY, g) for g in grid]
+    k = int(np.argmin(vals))
+    lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+    phi = (math.sqrt(5) - 1) / 2
+    for _ in range(200):
+        a, b = hi - phi * (hi - lo), lo + phi * (hi - lo)
+        if _nrc3_objective(W, SY, a) <= _nrc3_objective(W, SY, b):
+            hi = b
+        else:
+            lo = a
+    cands = [0.0, gmax, (lo + hi) / 2]
+    out["nrc3"] = min(_nrc3_objective(W, SY, g) for g in cands)
+    return out

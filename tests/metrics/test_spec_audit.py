@@ -376,3 +376,26 @@ def test_ncc_centres_from_a_split_less_train_run(tmp_path):
     assert snaps["/test/epoch_0002"]["ncc_means"] == "train:/epoch_0002"
     assert_matches(snaps["/test/epoch_0002"]["metrics"], ref_train)
     assert snaps["/epoch_0002"]["ncc_means"] == "own"
+
+
+@pytest.mark.parametrize("N,d,t", [(30, 5, 2), (25, 6, 3), (40, 4, 1)])
+def test_regression_keys_against_the_reference(N, d, t, tmp_path):
+    rng = np.random.default_rng(N + d + t)
+    H = rng.normal(size=(N, d)) + 0.5
+    A = rng.normal(size=(d, t))
+    Y = H @ A + 0.3 * rng.normal(size=(N, t))
+    W = A.T + 0.2 * rng.normal(size=(t, d))
+    ref = R.reference_regression(H, Y, W)
+    res = ncinspect.analyze_regression(H, Y, weights=W)
+    assert_matches(res.metrics, {k: ref[k] for k in ("nrc1", "nrc2")})
+    assert math.isclose(res.metrics["nrc3"], ref["nrc3"], rel_tol=1e-9, abs_tol=1e-13)
+    assert res.metrics["nrc3"] <= ref["nrc3"] + 1e-13  # an exact minimum is never above
+    for key in ("nc1", "nc3_self_duality", "nc4_ncc_mismatch"):  # nothing of NC1-NC4
+        assert key not in res.metrics
+    path = tmp_path / "reg.h5"
+    with h5py.File(path, "w") as f:
+        f["features"], f["targets"], f["weights"] = H, Y, W
+    got = ncinspect.analyze_file(path)[0]
+    assert json.loads(got.to_json())["task"] == "regression"
+    assert_matches(got.metrics, {k: ref[k] for k in ("nrc1", "nrc2")})
+    assert math.isclose(got.metrics["nrc3"], ref["nrc3"], rel_tol=1e-9, abs_tol=1e-13)
