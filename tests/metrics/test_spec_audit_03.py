@@ -332,3 +332,33 @@ def test_ood_from_a_dump_pairs_with_the_test_split(tmp_path):
     assert_matches(train, {"nc5_ood_orthogonality": _ref_ood(H, y, W, b, Ho)["nc5_ood_orthogonality"]})
     assert "ood_auroc_ncspan" not in train
     assert snaps["/ood/epoch_0003"]["metrics"] == {}
+
+
+def test_ood_keys_without_a_partner_are_null_with_the_partner_reason(tmp_path):
+    """An ID snapshot of an epoch with no OOD snapshot: every OOD key is null, and the
+    reason is the missing partner (spec: "no OOD partner of the epoch and layer"), not a
+    made-up "no class means" (the snapshot has class means)."""
+    rng = np.random.default_rng(17)
+    C, d = 3, 4
+    y = np.arange(12) % C
+    path = tmp_path / "o.h5"
+    with h5py.File(path, "w") as f:
+        f["labels"] = y
+        for ep in (1, 2):
+            f[f"epoch_{ep:04d}/features"] = rng.normal(size=(12, d)) + rng.normal(size=(C, d))[y]
+            f[f"epoch_{ep:04d}/weights"] = rng.normal(size=(C, d))
+        f["ood/epoch_0001/features"] = rng.normal(size=(5, d))
+    out = tmp_path / "o.json"
+    assert main(["report", str(path), "--json", str(out), "-q"]) == 0
+    snaps = {s["name"]: s for s in json.loads(out.read_text())["snapshots"]}
+    first = snaps["/epoch_0001"]
+    H1 = np.asarray(h5py.File(path)["epoch_0001/features"])
+    W1 = np.asarray(h5py.File(path)["epoch_0001/weights"])
+    Ho = np.asarray(h5py.File(path)["ood/epoch_0001/features"])
+    assert_matches(first["metrics"], _ref_ood(H1, y, W1, None, Ho))  # split-less ID: scored
+    second = snaps["/epoch_0002"]
+    keys = [f"ood_{st}_{s}" for st in ("auroc", "fpr95") for s in ("ncspan", "nci", "maxlogit")]
+    for key in keys + ["nc5_ood_orthogonality"]:
+        assert second["metrics"][key] is None
+        (reason,) = [w for w in second["warnings"] if key in w]
+        assert "no 'ood' snapshot of epoch 2" in reason, reason
