@@ -82,14 +82,18 @@ def test_every_key_against_the_reference(counts, d, center):
         assert_matches(have, {k: want[k] for k in PER_CLASS_KEYS})
 
 
-def test_float32_features_accumulate_in_float64():
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int16])
+def test_stored_dtypes_accumulate_in_float64(dtype):
     rng = np.random.default_rng(5)
     H, y, W, b = make(rng, [8, 9, 7], 4)
-    H32, W32, b32 = H.astype(np.float32), W.astype(np.float32), b.astype(np.float32)
-    res = ncinspect.analyze(H32, y, weights=W32, bias=b32)
-    # the reference on the exactly widened float32 values
-    ref = R.reference_metrics(H32.astype(np.float64), y, W32.astype(np.float64), b32.astype(np.float64))
+    Hs = (H * 8).astype(dtype) if dtype == np.int16 else H.astype(dtype)
+    W32, b32 = W.astype(np.float32), b.astype(np.float32)
+    res = ncinspect.analyze(Hs, y, weights=W32, bias=b32, spectra=True)
+    # the reference on the exactly widened stored values
+    H64 = Hs.astype(np.float64)
+    ref = R.reference_metrics(H64, y, W32.astype(np.float64), b32.astype(np.float64))
     assert_matches(res.metrics, ref)
+    assert_matches(res.metrics, R.reference_spectra(H64, y))
 
 
 def test_absent_classes_use_present_rows_and_decide_over_all_rows():
@@ -399,3 +403,43 @@ def test_regression_keys_against_the_reference(N, d, t, tmp_path):
     assert json.loads(got.to_json())["task"] == "regression"
     assert_matches(got.metrics, {k: ref[k] for k in ("nrc1", "nrc2")})
     assert math.isclose(got.metrics["nrc3"], ref["nrc3"], rel_tol=1e-9, abs_tol=1e-13)
+
+
+def test_min_class_count_treats_small_classes_as_absent():
+    rng = np.random.default_rng(17)
+    H, y, W, b = make(rng, [6, 2, 8, 3], 4)
+    res = ncinspect.analyze(H, y, weights=W, bias=b, min_class_count=3, spectra=True)
+    keep = np.isin(y, [0, 2, 3])  # class 1 (2 samples) is absent: its rows take no part
+    assert_matches(res.metrics, R.reference_metrics(H[keep], y[keep], W, b))
+    assert_matches(res.metrics, R.reference_spectra(H[keep], y[keep]))
+    assert json.loads(res.to_json())["n_classes"] == 3
+
+
+def test_outputs_without_a_classifier_decide_and_feed_sqi():
+    rng = np.random.default_rng(18)
+    H, y, W, b = make(rng, [6, 5, 7], 4)
+    F = rng.normal(size=(len(y), 3))
+    m = ncinspect.analyze(H, y, outputs=F).metrics
+    # the reference with decisions argmax(F): a classifier whose logits are F
+    ref = R.reference_metrics(H, y, W, b, outputs=F)
+    cls = [R.argmax_low(f) for f in F]
+    _, _, mu, _, _ = R.class_stats(H, y)
+    ncc = [R.argmin_low([R._norm(h - c) ** 2 for c in mu]) for h in H]
+    assert m["accuracy_classifier"] == sum(int(c == t) for c, t in zip(cls, y)) / len(y)
+    assert m["nc4_ncc_mismatch"] == sum(int(c != n) for c, n in zip(cls, ncc)) / len(y)
+    sqi = "sqi_eps1 sqi_eps2 sqi_delta sqi_ratio sqi_spread mse interpolates".split()
+    assert_matches(m, {k: ref[k] for k in sqi})
+    assert m["nc3_self_duality"] is None
+
+
+def test_json_is_byte_identical_on_reruns(tmp_path):
+    rng = np.random.default_rng(19)
+    H, y, W, b = make(rng, [5, 6, 7], 4)
+    path = tmp_path / "d.h5"
+    _write_h5(path, H, y, W, b)
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"r{k}.json"
+        assert main(["report", str(path), "--json", str(out), "--spectra", "--per-class", "-q"]) == 0
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]

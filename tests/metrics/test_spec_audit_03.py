@@ -362,3 +362,19 @@ def test_ood_keys_without_a_partner_are_null_with_the_partner_reason(tmp_path):
         assert second["metrics"][key] is None
         (reason,) = [w for w in second["warnings"] if key in w]
         assert "no 'ood' snapshot of epoch 2" in reason, reason
+
+
+def test_layer_law_in_csv_and_as_a_check_rule(tmp_path, capsys):
+    rng = np.random.default_rng(18)
+    good, bad = tmp_path / "good.h5", tmp_path / "bad.h5"
+    _layered_file(good, [3 * 0.4**l for l in range(1, 6)], rng)
+    _layered_file(bad, [1.0, 0.3, 0.5, 0.6], rng)
+    assert main(["check", str(good), "--max", "layer_law_r=-0.95"]) == 0
+    assert main(["check", str(bad), "--max", "layer_law_r=-0.95"]) == 1
+    out = tmp_path / "g.csv"
+    assert main(["report", str(good), "--csv", str(out), "-q"]) == 0
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    assert rows and all(math.isclose(float(r["layer_rate"]), 0.4, rel_tol=1e-10) for r in rows)
+    assert all(int(r["layer_law_layers"]) == 5 for r in rows)
