@@ -443,3 +443,22 @@ def test_json_is_byte_identical_on_reruns(tmp_path):
         assert main(["report", str(path), "--json", str(out), "--spectra", "--per-class", "-q"]) == 0
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("fmt", ["h5", "npz"])
+def test_string_labels_with_class_names_recorded_in_the_dump(tmp_path, fmt):
+    rng = np.random.default_rng(20)
+    H, y, W, b = make(rng, [6, 7, 5], 4)
+    order = ["zebra", "ant", "moth"]  # the rows of W: deliberately not alphabetical
+    labels = np.array(order)[y]
+    path = tmp_path / f"s.{fmt}"
+    if fmt == "h5":
+        with h5py.File(path, "w") as f:
+            f["features"], f["weights"], f["bias"] = H, W, b
+            f["labels"] = labels.astype("S")
+            f.attrs["class_names"] = order
+    else:
+        meta = np.array(json.dumps({"class_names": order, "split": "train"}))
+        np.savez(path, features=H, labels=labels, weights=W, bias=b, meta=meta)
+    res = ncinspect.analyze_file(path)[0]
+    assert_matches(res.metrics, R.reference_metrics(H, y, W, b))
