@@ -378,3 +378,21 @@ def test_layer_law_in_csv_and_as_a_check_rule(tmp_path, capsys):
     rows = list(csv.DictReader(out.open()))
     assert rows and all(math.isclose(float(r["layer_rate"]), 0.4, rel_tol=1e-10) for r in rows)
     assert all(int(r["layer_law_layers"]) == 5 for r in rows)
+
+
+@pytest.mark.parametrize("spread", [1e-5, 1e-7])
+def test_strong_collapse_keeps_the_digits_of_within_class_values(spread):
+    """Numerics: within-class quantities come from centred values, so at nc1 ~ 1e-10 ..
+    1e-14 they keep their digits (the reference forms the residuals explicitly)."""
+    rng = np.random.default_rng(21)
+    C, d = 4, 6
+    y = np.repeat(np.arange(C), 6)
+    H = rng.normal(size=(C, d))[y] + spread * rng.normal(size=(len(y), d))
+    W = rng.normal(size=(C, d))
+    m = ncinspect.analyze(H, y, weights=W, spectra=True).metrics
+    ref = R.reference_metrics(H, y, W)
+    ref.update(R.reference_spectra(H, y))
+    keys = "nc1 nc1_trace_ratio nc1_cdnv nc1_cdnv_exp2 nc1_cdnv_directional".split()
+    keys += "rank_effective_within rank_effective_means stable_rank".split()
+    assert m["nc1"] < 1e-9
+    assert_matches(m, {k: ref[k] for k in keys}, rtol=1e-12, atol=0)
