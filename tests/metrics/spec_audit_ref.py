@@ -362,7 +362,7 @@ def ood_scores(H, W, b, mu, muG, Mt, alpha=0.0):
     # orthonormal basis of span(M~) from its SVD, rank by a relative tolerance
     U, s, Vt = np.linalg.svd(Mt, full_matrices=False)
     B = Vt[s > 1e-12 * s[0]]
-    P = B.T @ B
+    P = np.eye(Mt.shape[1]) if B.shape[0] == Mt.shape[1] else B.T @ B  # full span: P = I
     out = {"ncspan": [], "nci": [], "maxlogit": []}
     for h in H:
         r = h - muG

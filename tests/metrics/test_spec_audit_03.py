@@ -396,3 +396,21 @@ def test_strong_collapse_keeps_the_digits_of_within_class_values(spread):
     keys += "rank_effective_within rank_effective_means stable_rank".split()
     assert m["nc1"] < 1e-9
     assert_matches(m, {k: ref[k] for k in keys}, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("C,d", [(3, 2), (5, 3), (6, 5)])
+def test_ncspan_is_exactly_one_when_the_means_span_every_direction(C, d):
+    """C - 1 >= d: span(M~) is all of R^d, P = I and ncspan = 1 on every row, so its AUROC
+    is exactly 1/2 (all ties) and its FPR95 exactly 1; round-off in ||P r|| / ||r|| must not
+    rank the rows (it gave AUROCs from 0.31 to 0.66 on such data)."""
+    rng = np.random.default_rng(C * d)
+    for _ in range(3):
+        n_id = int(rng.integers(15, 60))
+        y = np.arange(n_id) % C
+        H = rng.integers(-2, 3, size=(n_id, d)) + 4.0 * rng.normal(size=(C, d))[y]
+        W = rng.normal(size=(C, d))
+        Ho = rng.integers(-2, 3, size=(int(rng.integers(5, 30)), d)).astype(np.float64)
+        res = ncinspect.analyze(H, y, weights=W, ood_features=Ho)
+        assert res.metrics["ood_auroc_ncspan"] == 0.5
+        assert res.metrics["ood_fpr95_ncspan"] == 1.0
+        assert_matches(res.metrics, _ref_ood(H, y, W, None, Ho))
