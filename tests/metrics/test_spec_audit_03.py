@@ -414,3 +414,24 @@ def test_ncspan_is_exactly_one_when_the_means_span_every_direction(C, d):
         assert res.metrics["ood_auroc_ncspan"] == 0.5
         assert res.metrics["ood_fpr95_ncspan"] == 1.0
         assert_matches(res.metrics, _ref_ood(H, y, W, None, Ho))
+
+
+def test_layer_law_r_is_null_when_nc1_agrees_to_round_off(tmp_path):
+    """Layers that are scaled copies of one another have the same nc1 (it is scale-free), so
+    log nc1 is constant and r = S_lz / sqrt(S_ll S_zz) is 0/0; nc1's last-ulp differences
+    must not produce a correlation (it gave r = 0.05 here, -0.23 on another draw)."""
+    rng = np.random.default_rng(22)
+    y = np.arange(30) % 3
+    H = rng.normal(size=(30, 5)) + rng.normal(size=(3, 5))[y]
+    path = tmp_path / "scaled.h5"
+    with h5py.File(path, "w") as f:
+        f["labels"] = y
+        for k, scale in ((1, 3.0), (2, 0.7), (3, 11.0)):
+            f[f"epoch_0001/layer_{k}/features"] = H * scale
+        f["epoch_0001/features"] = H * 1.3
+    (entry,) = _law(path, tmp_path)["layers"]
+    nc1 = [row["nc1"] for row in entry["layers"]]
+    assert max(nc1) - min(nc1) < 1e-13 * max(nc1)
+    assert entry["metrics"]["layer_law_r"] is None
+    assert any("layer_law_r" in w for w in entry["warnings"])
+    assert math.isclose(entry["metrics"]["layer_rate"], 1.0, rel_tol=1e-12)
