@@ -462,3 +462,24 @@ def test_string_labels_with_class_names_recorded_in_the_dump(tmp_path, fmt):
         np.savez(path, features=H, labels=labels, weights=W, bias=b, meta=meta)
     res = ncinspect.analyze_file(path)[0]
     assert_matches(res.metrics, R.reference_metrics(H, y, W, b))
+
+
+def test_class_order_errors_are_bad_input(tmp_path, capsys):
+    rng = np.random.default_rng(23)
+    H, y, W, b = make(rng, [5, 5, 5], 4)
+    path = tmp_path / "out_of_range.h5"
+    _write_h5(path, H, np.where(y == 2, 3, y), W, b)  # label 3 with a 3-row W
+    assert main(["report", str(path), "-q"]) == 3
+    err = capsys.readouterr().err
+    assert "labels" in err and str(path.name) in err
+    names = tmp_path / "names.txt"
+    names.write_text("zebra\nant\nmoth\n")
+    path = tmp_path / "strings.h5"
+    with h5py.File(path, "w") as f:
+        f["features"], f["weights"], f["bias"] = H, W, b
+        f["labels"] = np.array(["zebra", "ant", "moth"])[y].astype("S")
+    out = tmp_path / "r.json"
+    assert main(["report", str(path), "--class-names", str(names), "--json", str(out), "-q"]) == 0
+    assert_matches(json.loads(out.read_text())["snapshots"][0]["metrics"], R.reference_metrics(H, y, W, b))
+    names.write_text("zebra\nant\nwasp\n")  # "moth" is not in the class order
+    assert main(["report", str(path), "--class-names", str(names), "-q"]) == 3
