@@ -105,10 +105,11 @@ def test_absent_classes_use_present_rows_and_decide_over_all_rows():
     H = rng.normal(size=(len(y), d)) + centres[y]
     W, b = rng.normal(size=(C, d)), rng.normal(size=C)
     W[1] = 3 * centres[1]  # an absent row that wins some decisions: argmax over every row
-    res = ncinspect.analyze(H, y, weights=W, bias=b)
+    res = ncinspect.analyze(H, y, weights=W, bias=b, spectra=True)
     ref = R.reference_metrics(H, y, W, b)
     assert ref["accuracy_classifier"] < 1
     assert_matches(res.metrics, ref)
+    assert_matches(res.metrics, R.reference_spectra(H, y))
     got = json.loads(res.to_json())
     assert (got["n_classes"], got["n_classes_total"]) == (4, 6)
     assert sum("absent" in w for w in res.warnings) == 1
@@ -192,12 +193,16 @@ def test_simplex_etf_known_answers(C, d):
         assert math.isclose(m[key], want_of, rel_tol=1e-12)
 
 
-@pytest.mark.parametrize("C,d", [(6, 2), (9, 3), (5, 3)])
+@pytest.mark.parametrize("C,d", [(6, 2), (9, 3), (5, 3), (4, 3)])
 def test_etf_floor_and_feasibility(C, d):
     rng = np.random.default_rng(C + d)
     H, y, W, b = make(rng, [4] * C, d)
-    m = ncinspect.analyze(H, y, weights=W).metrics
+    res = ncinspect.analyze(H, y, weights=W)
+    m = res.metrics
     feasible = d >= C - 1
+    # C > d + 1 cannot hold a simplex ETF: a warning, the values still computed
+    assert any("simplex ETF" in w for w in res.warnings) is (C > d + 1)
+    assert m["etf_error_means"] is not None and m["nc3_self_duality"] is not None
     assert m["etf_feasible"] is feasible
     floor = 0.0 if feasible else math.sqrt(2 - 2 * math.sqrt(d / (C - 1)))
     assert math.isclose(m["etf_error_floor"], floor, rel_tol=1e-14, abs_tol=1e-300)
@@ -283,7 +288,8 @@ def test_string_labels_without_class_order_null_w_keys_with_reason():
     rng = np.random.default_rng(13)
     H, y, W, b = make(rng, [5, 6, 7], 4)
     names = np.array(["cat", "dog", "emu"])
-    res = ncinspect.analyze(H, names[y], weights=W, bias=b)
+    res = ncinspect.analyze(H, names[y], weights=W, bias=b, spectra=True)
+    assert_matches(res.metrics, R.reference_spectra(H, y))  # W-free: computed
     ref = R.reference_metrics(H, y, W, b)
     w_free = R.reference_metrics(H, y)
     for key in ref:
