@@ -137,7 +137,6 @@ def reference_metrics(H, y, W=None, b=None, outputs=None, center="classes", ncc_
     N, d = H.shape
     present, n, mu, muG, Mt = class_stats(H, y, center)
     C = len(present)
-    idx = {c: k for k, c in enumerate(present)}
     out = {}
     Sw = sigma_w(H, y, present, mu)
     Sb = Mt.T @ Mt / C

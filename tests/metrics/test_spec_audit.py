@@ -28,7 +28,9 @@ gnc2_dist_means gnc2_energy_log_means gnc2_log_weights gnc2_dist_weights
 gnc2_energy_log_weights unc3_uniform_duality bias_collapse nc1_cdnv_exp2 of_error_weights
 of_error_means of_error_duality etf_feasible etf_error_floor seli_error_weights
 seli_error_means seli_error_logits minority_collapse nc1_cdnv_directional""".split()
-SPECTRA_KEYS = "rank_effective rank_effective_within rank_effective_means rankme stable_rank alpha_req".split()
+SPECTRA_KEYS = (
+    "rank_effective rank_effective_within rank_effective_means rankme stable_rank alpha_req".split()
+)
 PER_CLASS_KEYS = "n var mean_norm weight_norm duality_cos ncc_agreement accuracy_classifier".split()
 
 
@@ -77,7 +79,7 @@ def test_every_key_against_the_reference(counts, d, center):
     assert got["center"] == center
     ref_rows = R.reference_per_class(H, y, W, b, center=center)
     assert [row["class"] for row in got["per_class"]] == [r["cls"] for r in ref_rows]
-    for have, want in zip(got["per_class"], ref_rows):
+    for have, want in zip(got["per_class"], ref_rows, strict=True):
         assert set(PER_CLASS_KEYS) <= set(have)
         assert_matches(have, {k: want[k] for k in PER_CLASS_KEYS})
 
@@ -239,7 +241,18 @@ def test_seli_anchor_is_zero_and_matches_reference(counts):
     H2, y2, W2, b2 = make(rng, counts, d)
     got = ncinspect.analyze(H2, y2, weights=W2, bias=b2).metrics
     ref2 = R.reference_metrics(H2, y2, W2, b2)
-    assert_matches(got, {k: ref2[k] for k in ("seli_error_weights", "seli_error_means", "seli_error_logits", "minority_collapse")})
+    assert_matches(
+        got,
+        {
+            k: ref2[k]
+            for k in (
+                "seli_error_weights",
+                "seli_error_means",
+                "seli_error_logits",
+                "minority_collapse",
+            )
+        },
+    )
 
 
 def test_seli_equals_etf_type_errors_on_balanced_data():
@@ -334,12 +347,11 @@ def test_ncc_ties_go_to_the_lowest_index():
     assert_matches(res.metrics, ref)
 
 
-def _split_file(path, H, y, Ht, yt, W, b, train_split="train"):
+def _split_file(path, H, y, Ht, yt, W, b):
     with h5py.File(path, "w") as f:
-        for split, HH, yy in ((train_split, H, y), ("test", Ht, yt)):
-            g = f.create_group(f"{split or 'train_run'}/epoch_0002" if split != "" else "epoch_0002")
-            if split:
-                g.attrs["split"] = split
+        for split, HH, yy in (("train", H, y), ("test", Ht, yt)):
+            g = f.create_group(f"{split}/epoch_0002")
+            g.attrs["split"] = split
             g["features"], g["labels"], g["weights"], g["bias"] = HH, yy, W, b
 
 
@@ -431,8 +443,10 @@ def test_outputs_without_a_classifier_decide_and_feed_sqi():
     cls = [R.argmax_low(f) for f in F]
     _, _, mu, _, _ = R.class_stats(H, y)
     ncc = [R.argmin_low([R._norm(h - c) ** 2 for c in mu]) for h in H]
-    assert m["accuracy_classifier"] == sum(int(c == t) for c, t in zip(cls, y)) / len(y)
-    assert m["nc4_ncc_mismatch"] == sum(int(c != n) for c, n in zip(cls, ncc)) / len(y)
+    assert m["accuracy_classifier"] == sum(int(c == t) for c, t in zip(cls, y, strict=True)) / len(
+        y
+    )
+    assert m["nc4_ncc_mismatch"] == sum(int(c != n) for c, n in zip(cls, ncc, strict=True)) / len(y)
     sqi = "sqi_eps1 sqi_eps2 sqi_delta sqi_ratio sqi_spread mse interpolates".split()
     assert_matches(m, {k: ref[k] for k in sqi})
     assert m["nc3_self_duality"] is None
@@ -446,7 +460,9 @@ def test_json_is_byte_identical_on_reruns(tmp_path):
     outs = []
     for k in range(2):
         out = tmp_path / f"r{k}.json"
-        assert main(["report", str(path), "--json", str(out), "--spectra", "--per-class", "-q"]) == 0
+        assert (
+            main(["report", str(path), "--json", str(out), "--spectra", "--per-class", "-q"]) == 0
+        )
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
 
@@ -486,6 +502,8 @@ def test_class_order_errors_are_bad_input(tmp_path, capsys):
         f["labels"] = np.array(["zebra", "ant", "moth"])[y].astype("S")
     out = tmp_path / "r.json"
     assert main(["report", str(path), "--class-names", str(names), "--json", str(out), "-q"]) == 0
-    assert_matches(json.loads(out.read_text())["snapshots"][0]["metrics"], R.reference_metrics(H, y, W, b))
+    assert_matches(
+        json.loads(out.read_text())["snapshots"][0]["metrics"], R.reference_metrics(H, y, W, b)
+    )
     names.write_text("zebra\nant\nwasp\n")  # "moth" is not in the class order
     assert main(["report", str(path), "--class-names", str(names), "-q"]) == 3

@@ -23,8 +23,12 @@ from .test_spec_audit import SPECTRA_KEYS, assert_matches, make, simplex
 
 @pytest.mark.parametrize(
     "counts,d,center",
-    [([10, 10, 10], 5, "classes"), ([3, 2, 3], 12, "classes"), ([9, 4, 7, 2], 6, "samples"),
-     ([4, 4, 4, 4, 4, 4, 4], 3, "classes")],
+    [
+        ([10, 10, 10], 5, "classes"),
+        ([3, 2, 3], 12, "classes"),
+        ([9, 4, 7, 2], 6, "samples"),
+        ([4, 4, 4, 4, 4, 4, 4], 3, "classes"),
+    ],
 )
 def test_spectra_against_the_reference(counts, d, center):
     rng = np.random.default_rng(sum(counts) * d)
@@ -214,12 +218,16 @@ def test_random_layers_against_the_reference_and_layer_index(tmp_path):
     scales = [1.0, 0.3, 0.5, 0.05]
     path = tmp_path / "layers.h5"
     # layer_2 is written as "block_x" with layer_index 2; "block_y" has no index: left out
-    _layered_file(path, scales, rng, extra={"block_x": (0.01, 2), "block_y": (0.2, None)}, skip=(2,))
+    _layered_file(
+        path, scales, rng, extra={"block_x": (0.01, 2), "block_y": (0.2, None)}, skip=(2,)
+    )
     j = _law(path, tmp_path)
     (entry,) = j["layers"]
     pos = {row["layer"]: row["position"] for row in entry["layers"]}
     assert pos == {"layer_1": 1, "block_x": 2, "layer_3": 3, None: 4}
-    assert any("block_y" in w for w in entry["warnings"] + sum((s["warnings"] for s in j["snapshots"]), []))
+    assert any(
+        "block_y" in w for w in entry["warnings"] + sum((s["warnings"] for s in j["snapshots"]), [])
+    )
     by_name = {s["layer"]: s["metrics"]["nc1"] for s in j["snapshots"]}
     xs = [row["position"] for row in entry["layers"]]
     zs = [math.log(by_name[row["layer"]]) for row in entry["layers"]]
@@ -270,7 +278,10 @@ def _ref_ood(H_id, y_id, W, b, H_ood, alpha=0.0, center="classes"):
     return out
 
 
-@pytest.mark.parametrize("n_id,alpha,center", [(20, 0.0, "classes"), (21, 0.3, "samples"), (60, 0.0, "classes"), (100, 0.0, "classes")])
+@pytest.mark.parametrize(
+    "n_id,alpha,center",
+    [(20, 0.0, "classes"), (21, 0.3, "samples"), (60, 0.0, "classes"), (100, 0.0, "classes")],
+)
 def test_ood_scores_against_the_reference(n_id, alpha, center):
     rng = np.random.default_rng(n_id)
     C, d = 3, 5
@@ -278,7 +289,9 @@ def test_ood_scores_against_the_reference(n_id, alpha, center):
     H = rng.normal(size=(n_id, d)) + 2 * rng.normal(size=(C, d))[y]
     W, b = rng.normal(size=(C, d)), rng.normal(size=C)
     Ho = rng.normal(size=(13, d)) + 0.5
-    res = ncinspect.analyze(H, y, weights=W, bias=b, ood_features=Ho, nci_alpha=alpha, center=center)
+    res = ncinspect.analyze(
+        H, y, weights=W, bias=b, ood_features=Ho, nci_alpha=alpha, center=center
+    )
     assert_matches(res.metrics, _ref_ood(H, y, W, b, Ho, alpha, center))
 
 
@@ -329,7 +342,9 @@ def test_ood_from_a_dump_pairs_with_the_test_split(tmp_path):
     far = {k + "_far": v for k, v in _ref_ood(Ht, yt, W, b, Hf).items()}
     assert_matches(test, far)
     # NC5 on every ID snapshot of the epoch, the scores on the test split only
-    assert_matches(train, {"nc5_ood_orthogonality": _ref_ood(H, y, W, b, Ho)["nc5_ood_orthogonality"]})
+    assert_matches(
+        train, {"nc5_ood_orthogonality": _ref_ood(H, y, W, b, Ho)["nc5_ood_orthogonality"]}
+    )
     assert "ood_auroc_ncspan" not in train
     assert snaps["/ood/epoch_0003"]["metrics"] == {}
 
