@@ -84,17 +84,20 @@ def snapshot_result(
 
 
 def train_partner(snap, snaps):
-    """The train snapshot of the same epoch and layer as a non-train ``snap`` (or None)."""
+    """The train snapshot of the same epoch and layer as a non-train ``snap`` (or None): the
+    first with split ``train``, else the first split-less one (an unset split is the
+    training set, as in the dump format's run layout and every trajectory)."""
     if snap.split in (None, "train"):
         return None
-    for other in snaps:
-        if (
-            other is not snap
-            and other.split == "train"
-            and other.epoch == snap.epoch
-            and other.layer == snap.layer
-        ):
-            return other
+    for split in ("train", None):
+        for other in snaps:
+            if (
+                other is not snap
+                and other.split == split
+                and other.epoch == snap.epoch
+                and other.layer == snap.layer
+            ):
+                return other
     return None
 
 
@@ -103,9 +106,14 @@ def partners(selected, snaps, kinds: dict[str, str], ncc_centres: str) -> dict[s
     only classification snapshots use (and have) classification partners."""
     first_train: dict = {}  # (epoch, layer) -> the first train snapshot: train_partner's pick
     if ncc_centres == "train":
+        split_less: dict = {}
         for s in snaps:
             if s.split == "train":
                 first_train.setdefault((s.epoch, s.layer), s)
+            elif s.split is None:
+                split_less.setdefault((s.epoch, s.layer), s)
+        for key, s in split_less.items():
+            first_train.setdefault(key, s)
     found = {
         s.name: None if s.split in (None, "train") else first_train.get((s.epoch, s.layer))
         for s in selected

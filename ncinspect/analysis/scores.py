@@ -137,12 +137,14 @@ def add_scores(
         suffix = nc5_key(split)[len(NC5_KEY) :]
         ood = sets.get(split)
         why = None
-        if scorer is None or ids is None:
+        if scorer is None:
             why = "no class means"
-        elif ood is None:
+        elif ood is None:  # checked before ids: without a partner the ID rows are not scored
             why = reasons.get(
                 split, f"no '{split}' snapshot of epoch {res.epoch} and layer {layer}"
             )
+        elif ids is None:
+            why = "no class means"
         found[split] = _values(scorer, ids, ood, why, suffix)
         _merge(values, found[split])
     named = [s for s in all_splits if s.lower() != "ood"]

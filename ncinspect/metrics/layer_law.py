@@ -11,9 +11,10 @@ import numpy as np
 from .nulls import MetricValues
 from .registry import LAW_KEYS
 
-__all__ = ["LAW_KEYS", "MIN_LAYERS", "fit_layer_law"]
+__all__ = ["LAW_KEYS", "MIN_LAYERS", "SAME_LOG_NC1", "fit_layer_law"]
 
 MIN_LAYERS = 3  #: fewer layers than this give no law
+SAME_LOG_NC1 = 1e-12  #: log nc1 within this of its mean at every layer: nc1 is constant
 
 
 def fit_layer_law(
@@ -36,7 +37,8 @@ def fit_layer_law(
     passes). ``layer_law_layers`` is the number of layers and is always set; the others are
     null below :data:`MIN_LAYERS` layers, when some nc1 is null or 0 (its log is undefined),
     when every layer has the same position (``layer_rate``, intercept, r) or the same nc1
-    (r only).
+    (r only; "the same" to 12 digits, |log nc1_l - mean| <= :data:`SAME_LOG_NC1`, since
+    the last digits of nc1 are round-off).
     """
     out = MetricValues.of_keys(LAW_KEYS)
     n = len(positions)
@@ -63,6 +65,9 @@ def fit_layer_law(
     slope = sxz / sxx
     out.set("layer_rate", math.exp(slope))
     out.set("layer_law_intercept", float(z.mean() - slope * x.mean()))
-    r = max(-1.0, min(1.0, sxz / math.sqrt(sxx * szz))) if szz > 0 else None
-    out.set("layer_law_r", r, "nc1 is the same at every layer")
+    # nc1 equal at every layer to ~12 digits (e.g. layers that are scaled copies: nc1 is
+    # scale-free) is constant within its own round-off: r would correlate ulps with l
+    same = float(np.max(np.abs(dz))) <= SAME_LOG_NC1
+    r = None if same else max(-1.0, min(1.0, sxz / math.sqrt(sxx * szz)))
+    out.set("layer_law_r", r, "nc1 is the same at every layer (to 12 digits)")
     return out

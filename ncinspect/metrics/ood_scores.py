@@ -59,7 +59,11 @@ class OODScorer:
         zero = norm == 0
         safe = np.where(zero, 1.0, norm)
         out, bad = {}, {}
-        if self.basis is not None and self.basis.shape[0]:
+        if self.basis is not None and self.basis.shape[0] >= x.shape[1]:
+            # span(M~) is all of R^d (C - 1 >= d): P = I and the score is exactly 1 on
+            # every row; the quotient below would rank equal rows by its round-off
+            span = np.ones(x.shape[0])
+        elif self.basis is not None and self.basis.shape[0]:
             span = np.linalg.norm(c @ self.basis.T, axis=1) / safe
         else:
             span = np.zeros(x.shape[0])

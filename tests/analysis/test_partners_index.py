@@ -1,6 +1,7 @@
 """The train partners of a file's snapshots, found through an index by (epoch, layer), are
 those :func:`train_partner` picks one by one (the first train snapshot of the same epoch
-and layer; none for train or split-less snapshots), and only with ``ncc_centres="train"``."""
+and layer, else the first split-less one; none for train or split-less snapshots), and
+only with ``ncc_centres="train"``."""
 
 from __future__ import annotations
 
