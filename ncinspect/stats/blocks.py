@@ -23,7 +23,7 @@ __all__ = [
 #: magnitudes in this band need no rescaling: their squares and sums of squares over any
 #: realistic N x d stay normal floats
 _SAFE_LO, _SAFE_HI = 2.0**-200, 2.0**200
-_max, _sum = np.maximum.reduce, np.add.reduce
+_max, _min, _sum = np.maximum.reduce, np.minimum.reduce, np.add.reduce
 
 
 def pow2_scale(x: np.ndarray) -> float:
@@ -39,8 +39,13 @@ def pow2_scale(x: np.ndarray) -> float:
         x = np.asarray(x)
     if x.size == 0:
         return 1.0
-    # the ufunc's own reduce: no dispatch layer (called ~60 times a snapshot)
-    m = float(_max(np.abs(x), axis=None))
+    # the ufunc's own reduce: no dispatch layer (called ~60 times a snapshot); a large
+    # array's max |x| as max(max x, -min x): two passes that write nothing, twice as fast
+    # as |x| and its max (a C x d class-level array is read ~40 times a snapshot)
+    if x.size > 4096:
+        m = max(float(_max(x, axis=None)), -float(_min(x, axis=None)))
+    else:
+        m = float(_max(np.abs(x), axis=None))
     if not math.isfinite(m) or m == 0 or _SAFE_LO <= m <= _SAFE_HI:
         return 1.0
     return math.ldexp(1.0, min(max(math.frexp(m)[1], -1020), 1020))
