@@ -403,10 +403,11 @@ class Meter:
 
 
 def class_device(state: Any) -> tuple[Any, Any] | None:
-    """Where :meth:`Meter.compute` sweeps the class pairs (O(C^2 d): NC2, GNC2, CDNV): on the
-    device of a state that lives on an accelerator (``(xp, device)``, see
-    :mod:`ncinspect.metrics.pairs_xp`), else None: numpy on the host's threads, the faster
-    of the two for host memory (numpy arrays and CPU tensors)."""
+    """Where :meth:`Meter.compute` runs the class-level work that grows with C: the class-pair
+    sweep (O(C^2 d): NC2, GNC2, CDNV, :mod:`ncinspect.metrics.pairs_xp`) and the large-C
+    d x d Grams (O(C d^2)). On the device of a state that lives on an accelerator (``(xp,
+    device)``), else None: numpy on the host's threads, the faster of the two for host
+    memory (numpy arrays and CPU tensors; docs/array-api.md)."""
     return None if state.in_host_memory else (state.xp, state.device)
 
 
