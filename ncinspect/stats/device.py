@@ -41,7 +41,7 @@ import numpy as np
 from ..blas import one_blas_thread
 from ..errors import InvalidDataError
 from .kernel import BlockStats, block_rows, kernel_for, numpy_block
-from .namespace import device_of, host, is_numpy, on_device, scatter_add
+from .namespace import device_of, host, is_numpy, on_device, product32, scatter_add
 from .protocol import Declared, declare, merge_moments
 from .xp import as_float64 as _float64
 from .xp import (
@@ -412,7 +412,7 @@ class SecondState(_Checked):
         if es is None:
             cen_t = xp.permute_dims(g.centred, (1, 0))
             if f32:
-                es = xp.astype(xp.astype(e, xp.float32) @ xp.astype(cen_t, xp.float32), xp.float64)
+                es = product32(xp, e, xp.astype(cen_t, xp.float32))
             else:
                 es = e @ cen_t
         C = es.shape[1]
@@ -547,5 +547,5 @@ def _class_means(xp: Any, g: Any, means: np.ndarray) -> Any:
     if cached is not None and cached[0] is means:
         return cached[1]
     m = np.where(np.isfinite(means), means, 0.0) / (1.0 / g.inv_scale)
-    g.given_means = (means, xp.asarray(np.ascontiguousarray(m), device=device_of(g.centred)))
+    g.given_means = (means, on_device(xp, m, device_of(g.centred)))
     return g.given_means[1]

@@ -15,6 +15,8 @@ statistics and every result are plain numpy and floats, whatever the input libra
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,7 @@ __all__ = [
     "numpy_namespace",
     "is_numpy",
     "scatter_add",
+    "product32",
     "DENSE_MAX_C",
 ]
 
@@ -122,7 +125,10 @@ def on_device(xp: Any, arr: np.ndarray | None, device: Any, dtype: Any = None) -
     arr = np.ascontiguousarray(arr)
     if not arr.flags.writeable:  # shared read-only (a memo's): a CPU tensor would alias it
         arr = arr.copy()
-    out = xp.asarray(arr, device=device)
+    if _library(xp) == "torch" and str(device) != "cpu":  # a blocking copy would wait for
+        out = xp.asarray(arr).to(device, non_blocking=True)  # the stream (pageable: safe)
+    else:
+        out = xp.asarray(arr, device=device)
     return out if dtype is None or out.dtype == dtype else xp.astype(out, dtype)
 
 
@@ -141,19 +147,31 @@ def device_batch(xp: Any, features: Any, labels: Any, n_classes: int) -> tuple[A
     h = detach(features)
     check_batch(xp, h, empty_ok=True)
     y = labels
+    is_torch = _library(xp) == "torch"
     if get_namespace(labels) is not xp:  # host labels (or another library): to h's device
-        y = xp.asarray(to_host(labels, "labels"), device=device_of(h))
+        host_y = to_host(labels, "labels")
+        y = xp.asarray(host_y) if is_torch else xp.asarray(host_y, device=device_of(h))
     y = detach(y)
     if device_of(y) != device_of(h):  # e.g. CPU labels of CUDA features
-        import array_api_compat
-
-        y = array_api_compat.to_device(y, device_of(h))
+        y = _to_device(xp, y, device_of(h), is_torch)
     if not xp.isdtype(y.dtype, ("real floating", "integral", "bool")):
         raise UnsupportedDtypeError(
             f"labels have dtype {y.dtype}: the Meter takes integer labels (rows of W)"
         )
     check_batch(xp, h, y, empty_ok=True)
     return h, y
+
+
+def _to_device(xp: Any, y: Any, device: Any, is_torch: bool) -> Any:
+    """Labels ``y`` moved to ``device`` without waiting for it. torch: a copy with
+    ``non_blocking=True`` (a blocking copy to a GPU synchronises its stream); a pageable
+    source is read before the call returns, a pinned one (a DataLoader's) by the copy on the
+    stream, as torch's own ``.to(device, non_blocking=True)`` of a batch."""
+    if is_torch:
+        return y.to(device, non_blocking=True)
+    import array_api_compat
+
+    return array_api_compat.to_device(y, device)
 
 
 def meter_batch(features: Any, labels: Any, n_classes: int, weights: Any = None):
@@ -284,3 +302,87 @@ def scatter_add(xp: Any, acc: Any, index: Any, values: Any) -> Any:
     if values.ndim == 1:
         return acc + xp.reshape(ind @ xp.reshape(values, (-1, 1)), (n,))
     return acc + ind @ values
+
+
+def product32(xp: Any, a: Any, b32: Any) -> Any:
+    """``a @ b32`` as float64, the product of ``a`` rounded to float32 and the float32
+    ``b32`` in IEEE float32 arithmetic: the unit round-off ``2**-24`` that the float32 bounds
+    of :mod:`ncinspect.stats.xp` assume.
+
+    Libraries round lower when asked to elsewhere: torch under ``torch.autocast`` (bfloat16
+    or float16 products) and with TF32 allowed (``torch.set_float32_matmul_precision("high")``,
+    ``allow_tf32``: 10-bit mantissas on NVIDIA GPUs since Ampere), JAX's default precision
+    on GPUs and TPUs, CuPy with ``CUPY_TF32=1``. Here neither applies, per call, without a
+    host synchronisation; the caller's settings are restored afterwards."""
+    a32 = xp.astype(a, xp.float32)
+    lib = _library(xp)
+    if lib == "torch":
+        with _ieee_float32(a32.device.type):
+            out = a32 @ b32
+    elif lib == "jax":
+        import jax
+
+        out = xp.matmul(a32, b32, precision=jax.lax.Precision.HIGHEST)
+    elif lib == "cupy" and os.environ.get("CUPY_TF32", "0") not in ("", "0"):
+        return xp.astype(a32, xp.float64) @ xp.astype(b32, xp.float64)  # the float32 values
+    else:
+        out = a32 @ b32
+    return xp.astype(out, xp.float64)
+
+
+_FP32_BACKENDS = {"cuda": ("cuda", "matmul"), "cpu": ("mkldnn", "matmul")}
+
+
+@contextmanager
+def _ieee_float32(device_type: str):
+    """torch: float32 products on ``device_type`` in IEEE float32 inside the block (autocast
+    off, TF32 off); every setting restored on exit."""
+    import torch
+
+    with _no_autocast(torch, device_type):
+        backend = _FP32_BACKENDS.get(device_type)
+        knob = None
+        if backend is not None:
+            knob = getattr(getattr(torch.backends, backend[0], None), backend[1], None)
+        saved = _get_fp32(knob)
+        if saved is None or saved[1] == saved[2]:  # nothing to change here
+            yield
+            return
+        name, was, ieee = saved
+        setattr(knob, name, ieee)
+        try:
+            yield
+        finally:
+            setattr(knob, name, was)
+
+
+def _get_fp32(knob: Any) -> tuple[str, Any, Any] | None:
+    """``(attribute, value now, IEEE value)`` of a torch matmul precision knob: the
+    ``fp32_precision`` of torch >= 2.9, else cuBLAS's legacy ``allow_tf32``; None if none."""
+    if knob is None:
+        return None
+    try:
+        return "fp32_precision", knob.fp32_precision, "ieee"
+    except (AttributeError, RuntimeError):
+        pass
+    try:
+        return "allow_tf32", knob.allow_tf32, False
+    except (AttributeError, RuntimeError):
+        return None
+
+
+@contextmanager
+def _no_autocast(torch: Any, device_type: str):
+    try:
+        on = torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: the CUDA flag only, and the CPU flag
+        on = torch.is_autocast_enabled() if device_type == "cuda" else False
+        if device_type == "cpu":
+            on = torch.is_autocast_cpu_enabled()
+    except RuntimeError:  # a device autocast does not know (meta, ...): no autocast there
+        on = False
+    if not on:
+        yield
+        return
+    with torch.autocast(device_type, enabled=False):
+        yield

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import UnsupportedDtypeError
 from .blocks import first_rows, group_sum
-from .namespace import device_of, host, is_numpy, on_device, scatter_add
+from .namespace import device_of, host, is_numpy, on_device, product32, scatter_add
 
 __all__ = ["first_sums", "class_sums", "xp_block_rows", "precision_gamma"]
 __all__ += ["as_labels", "decisions", "gap", "scores_projection"]
@@ -162,7 +162,9 @@ def decisions(xp: Any, g: Any, scores: Any, C: int, has_clf: bool, outputs: Any)
 
 
 def _scalar(xp: Any, value: float, device: Any) -> Any:
-    return xp.asarray(value, dtype=xp.float64, device=device)
+    """A float64 0-d array on ``device``, filled there (``asarray`` of a Python number
+    copies it from the host, which on a GPU waits for the stream)."""
+    return xp.full((), value, dtype=xp.float64, device=device)
 
 
 def gap(xp: Any, values: Any, best: Any, largest: bool) -> Any:
@@ -190,8 +192,8 @@ def scores_projection(xp: Any, g: Any, e: Any, hc: Any, y: Any, C: int, r: int, 
     proj = es = None
     if f32:
         if r:
-            proj = xp.astype(xp.astype(e, xp.float32) @ g.basis_t32, xp.float64)
-        scores = xp.astype(xp.astype(hc, xp.float32) @ g.decide32, xp.float64)
+            proj = product32(xp, e, g.basis_t32)
+        scores = product32(xp, hc, g.decide32)
     elif g.from_scores:  # e [M~ | W]^T, the projection from it, then h' = e + M~_y
         scores = e @ g.decide
         es = scores[:, :C]

@@ -1,0 +1,309 @@
+"""The Meter's device path as a GPU runs it, checked without one.
+
+* On torch's ``meta`` device (no data, any op on two devices raises, reading a value raises)
+  ``update`` runs both passes of the accelerator path itself, with no patch: no host read, no
+  CPU array mixed into a device op, float64/int64 states on the device, and no blocking copy
+  from the host (on a GPU a blocking copy waits for the stream).
+* ``precision="float32"``: the float32 products stay IEEE float32 under ``torch.autocast``
+  (bfloat16 products on a CPU: wrong decisions before) and with TF32 allowed (the CUDA
+  setting is exercised on CPU tensors by mapping the CPU to CUDA's knob); every setting is
+  restored.
+* With a GPU at hand (``torch.cuda.is_available()``) the same on CUDA tensors, with torch's
+  sync debug mode raising on any synchronisation, against the numpy path to 1e-12; the test
+  exists only there (no skip elsewhere).
+"""
+
+from __future__ import annotations
+
+import traceback
+
+import numpy as np
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import ncinspect
+from ncinspect.errors import InvalidDataError
+from ncinspect.stats import namespace
+
+from ..helpers import make_data
+
+META = torch.device("meta")
+
+
+def _data(seed=0, C=7, d=12):
+    h, y, m = make_data(C=C, d=d, n=20, seed=seed, imbalanced=True)
+    keep = y != 2  # class 2 absent: its pass-1 mean is undefined
+    h, y = h[keep], y[keep]
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(y))
+    w = m + 0.3 * rng.standard_normal(m.shape)
+    b = 0.1 * rng.standard_normal(C)
+    return h[perm], y[perm], w, b
+
+
+class BlockingUploads(TorchDispatchMode):
+    """Records copies from the host onto another device that are not ``non_blocking``
+    (``.to``, ``asarray`` of a host array) and tensors made on a device from Python data
+    (``torch.asarray(2.0, device=...)``: a hidden blocking copy, seen by wrapping the
+    constructors), each with the ncinspect line that made it."""
+
+    def __init__(self, monkeypatch):
+        super().__init__()
+        self.found: list[str] = []
+        for name in ("asarray", "as_tensor", "tensor"):
+            orig = getattr(torch, name)
+
+            def made(obj, *a, _orig=orig, _name=name, **k):
+                dev = k.get("device")
+                on_dev = isinstance(obj, torch.Tensor) and obj.device.type != "cpu"
+                if dev is not None and torch.device(dev).type != "cpu" and not on_dev:
+                    self.found.append(f"{_name} {self._where()}")
+                return _orig(obj, *a, **k)
+
+            monkeypatch.setattr(torch, name, made)
+
+    @staticmethod
+    def _where() -> str:
+        ours = [f for f in traceback.extract_stack() if "/ncinspect/" in f.filename]
+        if not ours:
+            return "?"
+        return f"{ours[-1].filename.rsplit('/ncinspect/', 1)[-1]}:{ours[-1].lineno}"
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = func.__name__.split(".")[0]
+        if name in ("_to_copy", "copy_"):
+            src = args[1] if name == "copy_" else args[0]
+            dst = args[0].device if name == "copy_" else kwargs.get("device")
+            if (
+                dst is not None
+                and torch.device(dst).type != "cpu"
+                and src.device.type == "cpu"
+                and src.dim()  # a 0-d CPU tensor is a scalar argument, not a copy
+                and not kwargs.get("non_blocking")
+            ):
+                self.found.append(f"{name} {self._where()}")
+        return func(*args, **kwargs)
+
+
+_LABELS = {
+    "device": lambda y: torch.from_numpy(y).to(META),
+    "device float": lambda y: torch.from_numpy(y).double().to(META),
+    "numpy": lambda y: y,
+    "cpu tensor": lambda y: torch.from_numpy(y),
+}
+
+
+@pytest.mark.parametrize("pass_number", [1, 2])
+@pytest.mark.parametrize("classifier", ["weights+bias", "weights", "none"])
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_update_on_a_device_mixes_no_devices_and_waits_for_nothing(
+    monkeypatch, pass_number, classifier, precision
+):
+    """Every option the device path branches on: float32/bfloat16/float16/float64 rows,
+    labels on the device (integers or floats), in numpy or in a CPU tensor, classes absent
+    (min_class_count 30 drops more), center 'samples', an empty batch. The meta device
+    raises on a host read and on two devices in one op; the probe records blocking
+    uploads. Pass 2 starts from a host pass 1 (its state is built on the device)."""
+    h, y, w, b = _data()
+    kw = {"n_classes": 7}
+    if classifier != "none":
+        kw = {"weights": w, "bias": b if classifier == "weights+bias" else None}
+    dtypes, kinds = [torch.float32, torch.bfloat16, torch.float16, torch.float64], list(_LABELS)
+    options = [(1, "classes"), (30, "samples")]
+    # each dtype with two label kinds, each label kind with two dtypes, both option sets
+    combos = [(dtypes[i % 4], kinds[(i + i // 4) % 4], options[(i // 2) % 2]) for i in range(8)]
+    for dtype, labels, (min_count, center) in combos:
+        meter = ncinspect.Meter(
+            **kw, precision=precision, min_class_count=min_count, center=center, per_class=True
+        )
+        if pass_number == 2:
+            meter.update(h, y)
+            meter.next_pass()
+        for k, (a, z) in enumerate([(0, 32), (32, 64), (64, 64)]):  # the last one empty
+            hb = torch.from_numpy(h[a:z]).to(dtype).to(META)
+            yb = _LABELS[labels](y[a:z])
+            probe = BlockingUploads(monkeypatch)
+            with probe:
+                meter.update(hb, yb)
+            monkeypatch.undo()
+            # the first batch of pass 2 uploads the geometry's constants, non-blocking too
+            assert probe.found == [], (dtype, labels, min_count, k, probe.found)
+        state = meter.pass_state()
+        for name, spec in state.specs():
+            value = getattr(state, name)
+            assert value.device == META, name
+            assert str(value.dtype) == f"torch.{spec.dtype}", name
+
+
+def test_the_probes_see_what_they_should(monkeypatch):
+    """The meta device and the upload probe can fail: each kind of fault is seen."""
+    x = torch.ones(4, device=META)
+    for fault in (lambda: x.sum().item(), lambda: x + torch.ones(4), lambda: x.cpu()):
+        with pytest.raises((RuntimeError, NotImplementedError)):
+            fault()
+    for upload in (
+        lambda: torch.asarray(2.0, dtype=torch.float64, device=META),
+        lambda: torch.arange(3).to(META),
+        lambda: torch.asarray(np.arange(3), device=META),
+    ):
+        probe = BlockingUploads(monkeypatch)
+        with probe:
+            upload()
+        monkeypatch.undo()
+        assert probe.found, upload
+    probe = BlockingUploads(monkeypatch)
+    with probe:
+        torch.arange(3).to(META, non_blocking=True)
+        torch.full((), 2.0, dtype=torch.float64, device=META)
+    monkeypatch.undo()
+    assert probe.found == []
+
+
+def _as_on_a_device(monkeypatch):
+    from ncinspect.stats import device
+
+    monkeypatch.setattr(device, "on_host", lambda xp, h: False)
+
+
+def _wide_data():
+    """Classes that overlap: many rows near a decision boundary, where bfloat16 or TF32
+    products (8 or 11 bits) decide otherwise than float32's bound allows."""
+    h, y, m = make_data(C=7, d=48, n=60, seed=0, sigma=2.0)
+    rng = np.random.default_rng(0)
+    return h, y, m + 0.8 * rng.standard_normal(m.shape), 0.1 * rng.standard_normal(7)
+
+
+def _both_passes(meter, h, y, size=64):
+    for p in range(2):
+        for a in range(0, len(y), size):
+            meter.update(torch.from_numpy(h[a : a + size]), torch.from_numpy(y[a : a + size]))
+        if p == 0:
+            meter.next_pass()
+    return meter.compute()
+
+
+_DECISIONS = ("accuracy_ncc", "accuracy_classifier", "nc4_ncc_mismatch")
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_products_stay_ieee_under_autocast(monkeypatch, precision):
+    """torch.autocast turns float32 products into bfloat16 ones: the float32 mode then
+    decided 0.4833 where the rows give 0.4857 (the bound assumes float32's 2**-24)."""
+    _as_on_a_device(monkeypatch)
+    h, y, w, b = _wide_data()
+    want = ncinspect.analyze(h, y, weights=w, bias=b)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = _both_passes(ncinspect.Meter(weights=w, bias=b, precision=precision), h, y)
+        assert torch.is_autocast_enabled("cpu")  # the caller's setting is kept
+    for key in _DECISIONS:
+        assert got.metrics[key] == want.metrics[key], key
+    rel = 1e-5 if precision == "float32" else 1e-12
+    assert got.metrics["nc1"] == pytest.approx(want.metrics["nc1"], rel=rel)
+
+
+class MatmulPrecision(TorchDispatchMode):
+    """The CUDA matmul precision setting at every float32 product."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.__name__.split(".")[0]
+        if name in ("mm", "addmm", "bmm", "matmul") and args[0].dtype == torch.float32:
+            self.seen.append(torch.backends.cuda.matmul.fp32_precision)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.fixture
+def cuda_matmul_knob():
+    """The CUDA float32 matmul setting, restored after the test."""
+    knob = torch.backends.cuda.matmul
+    saved = knob.fp32_precision
+    yield knob
+    knob.fp32_precision = saved
+
+
+def test_float32_products_turn_tf32_off_and_back(monkeypatch, cuda_matmul_knob):
+    """With TF32 allowed (``set_float32_matmul_precision("high")`` does it), every float32
+    product of the Meter runs with CUDA's setting at "ieee", and the user's "tf32" is back
+    after each update. CPU tensors stand for CUDA ones (the CPU mapped to CUDA's knob)."""
+    _as_on_a_device(monkeypatch)
+    monkeypatch.setitem(namespace._FP32_BACKENDS, "cpu", ("cuda", "matmul"))
+    cuda_matmul_knob.fp32_precision = "tf32"
+    h, y, w, b = _wide_data()
+    meter = ncinspect.Meter(weights=w, bias=b, precision="float32")
+    probe = MatmulPrecision()
+    with probe:
+        got = _both_passes(meter, h, y)
+    assert probe.seen and set(probe.seen) == {"ieee"}, probe.seen
+    assert cuda_matmul_knob.fp32_precision == "tf32"
+    want = ncinspect.analyze(h, y, weights=w, bias=b)
+    for key in _DECISIONS:
+        assert got.metrics[key] == want.metrics[key], key
+
+
+def test_the_legacy_tf32_switch_is_turned_off_and_back():
+    """torch before the ``fp32_precision`` setting: cuBLAS's ``allow_tf32``."""
+
+    class Legacy:
+        allow_tf32 = True
+
+    knob = Legacy()
+    assert namespace._get_fp32(knob) == ("allow_tf32", True, False)
+    assert namespace._get_fp32(None) is None
+    assert namespace._get_fp32(object()) is None
+    assert namespace._get_fp32(torch.backends.cuda.matmul)[0] == "fp32_precision"
+
+
+if torch.cuda.is_available():  # only where a GPU is: no skip elsewhere
+
+    @pytest.mark.parametrize("precision", ["float64", "float32"])
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+    def test_cuda_update_never_synchronises_and_equals_numpy(precision, dtype):
+        """CUDA tensors, CPU labels on odd batches: torch's sync debug mode raises on any
+        synchronisation inside update(); the numbers are the numpy path's (1e-12 in
+        float64; decisions exact in float32), with TF32 allowed by the caller."""
+        dev = torch.device("cuda", torch.cuda.current_device())
+        h, y, w, b = _data(4, C=9, d=40)
+        ht = torch.from_numpy(h).to(dtype).to(dev)
+        rows = ht.float().cpu().numpy()
+        meter = ncinspect.Meter(
+            weights=torch.from_numpy(w).to(dev),
+            bias=torch.from_numpy(b).to(dev),
+            precision=precision,
+            per_class=True,
+        )
+        was = torch.backends.cuda.matmul.fp32_precision
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        try:
+            for p in range(2):
+                for k, a in enumerate(range(0, len(y), 32)):
+                    yb = torch.from_numpy(y[a : a + 32])
+                    yb = yb if k % 2 else yb.to(dev)
+                    torch.cuda.set_sync_debug_mode("error")
+                    try:
+                        meter.update(ht[a : a + 32], yb)
+                    finally:
+                        torch.cuda.set_sync_debug_mode("default")
+                if p == 0:
+                    meter.next_pass()
+        finally:
+            torch.backends.cuda.matmul.fp32_precision = was
+        for name, _ in meter.pass_state().specs():
+            assert getattr(meter.pass_state(), name).device == dev, name
+        got = meter.compute()
+        want = ncinspect.analyze(rows, y, weights=w, bias=b, per_class=True)
+        for key, value in want.metrics.items():
+            if value is None or isinstance(value, bool) or key in _DECISIONS:
+                assert got.metrics[key] == value, key
+            elif precision == "float64":
+                assert got.metrics[key] == pytest.approx(value, rel=1e-12, abs=1e-13), key
+        bad = ht.clone()
+        bad[5, 0] = float("nan")
+        again = ncinspect.Meter(weights=w, bias=b, precision=precision)
+        again.update(bad, torch.from_numpy(y).to(dev))
+        with pytest.raises(InvalidDataError, match=r"1 row\(s\) of pass 1 hold NaN/Inf"):
+            again.next_pass()
