@@ -44,6 +44,7 @@ __all__ = [
     "namespace_of",
     "placed",
     "merged",
+    "collective_device",
 ]
 
 REDUCTIONS = ("sum", "max", "min", "equal", "moments")
@@ -263,13 +264,9 @@ class Declared:
         from .namespace import host
 
         xp = self.xp
-        native = isinstance(getattr(self, self.specs()[0][0]), torch.Tensor)
-        if native:
-            device = getattr(self, self.specs()[0][0]).device
-        else:
-            device = torch.device("cpu")
-            if dist.get_backend(group) == "nccl":
-                device = torch.device("cuda", torch.cuda.current_device())
+        first = getattr(self, self.specs()[0][0])
+        device = collective_device(dist.get_backend(group), first)
+        native = isinstance(first, torch.Tensor) and first.device == device
         ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
         world = dist.get_world_size(group)
         out = {}
@@ -299,6 +296,18 @@ class Declared:
                 back = np.array(host(t), dtype=spec.dtype, order="C")
                 out[name] = back if xp is NUMPY else xp.asarray(back, device=_device(value))
         return type(self)(**out)
+
+
+def collective_device(backend: Any, first: Any) -> Any:
+    """The torch device a state whose first field is ``first`` travels on in a collective
+    of ``backend``: where a torch state lies (a CUDA state on its GPU), the host for other
+    libraries; NCCL reduces CUDA tensors only, so a host state goes to the current GPU."""
+    import torch
+
+    here = first.device if isinstance(first, torch.Tensor) else torch.device("cpu")
+    if str(backend).lower() == "nccl" and here.type != "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return here
 
 
 def _device(x: Any) -> Any:

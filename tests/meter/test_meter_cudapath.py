@@ -258,6 +258,26 @@ def test_the_legacy_tf32_switch_is_turned_off_and_back():
     assert namespace._get_fp32(torch.backends.cuda.matmul)[0] == "fp32_precision"
 
 
+def test_collectives_travel_where_the_backend_reduces(monkeypatch):
+    """NCCL reduces CUDA tensors only: a host state (numpy, or torch CPU tensors fed to a
+    meter in an NCCL job) goes to the current GPU and back; a CUDA state stays on its GPU;
+    gloo reduces where the state lies (numpy on the host)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from ncinspect.stats.protocol import collective_device
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    gpu1 = torch.device("cuda", 1)
+    assert collective_device("nccl", np.zeros(3)) == gpu1
+    assert collective_device("nccl", torch.zeros(3)) == gpu1  # was: NCCL on a CPU tensor
+    assert collective_device("gloo", np.zeros(3)) == torch.device("cpu")
+    assert collective_device("gloo", torch.zeros(3)) == torch.device("cpu")
+    with FakeTensorMode():
+        on_gpu = torch.zeros(3, device=torch.device("cuda", 0))
+    assert collective_device("nccl", on_gpu) == on_gpu.device
+    assert collective_device("gloo", on_gpu) == on_gpu.device
+
+
 if torch.cuda.is_available():  # only where a GPU is: no skip elsewhere
 
     @pytest.mark.parametrize("precision", ["float64", "float32"])
