@@ -24,6 +24,7 @@ Run from the repository root (not part of the test suite)::
     python benchmarks/bench_device.py                 # reduced on a CPU (under a minute)
     python benchmarks/bench_device.py --full          # a GPU: the full ImageNet and vocab shapes
     python benchmarks/bench_device.py --json out.json
+    python benchmarks/bench_device.py --full --cases vocab   # one case (benchmarks/device_run.sh)
     python benchmarks/bench_device.py --precision float32 --rows 32768 --dim 256 \
         --classes 8192 --skip-vocab                   # the issue's float32 CPU case
 """
@@ -108,8 +109,10 @@ def floor_seconds(batches, w, means_like, device, precision="float64") -> float:
     return best, best_cpu
 
 
-def meter_seconds(batches, w, b, device, precision="float64"):
-    """(result, wall seconds, process CPU seconds) of both passes + compute."""
+def meter_seconds(batches, w, b, device, precision="float64", split=None):
+    """(result, wall seconds, process CPU seconds) of both passes + compute; ``split`` (a
+    dict), when given, gets the wall seconds of the passes alone (``passes_s``, synchronised
+    before compute) and of compute (``compute_s``)."""
     import ncinspect
 
     meter = ncinspect.Meter(weights=w, bias=b, precision=precision)
@@ -120,9 +123,14 @@ def meter_seconds(batches, w, b, device, precision="float64"):
             meter.update(h, y)
         if meter.pass_number == 1:
             meter.next_pass()
+    sync(device)
+    t1 = time.perf_counter()
     result = meter.compute()
     sync(device)
-    return result, time.perf_counter() - t0, time.process_time() - c0
+    t2 = time.perf_counter()
+    if split is not None:
+        split.update(passes_s=t1 - t0, compute_s=t2 - t1)
+    return result, t2 - t0, time.process_time() - c0
 
 
 def latency_ms(batches, w, b, device, precision="float64", rows=256, repeats=20):
@@ -171,14 +179,20 @@ def run_case(name, rows, d, C, batch, device, zipf, numpy_too, report, precision
     batches, w, b = make_case(rows, d, C, batch, device, zipf=zipf)
     print(f"\n[{name}] N={rows:,} d={d} C={C:,} float32 batches of {batch}, {precision}")
     floor, floor_cpu = floor_seconds(batches, w, w * 0.5, device, precision)
-    res, secs, cpu = meter_seconds(batches, w, b, device, precision)
+    split = {}
+    res, secs, cpu = meter_seconds(batches, w, b, device, precision, split)
     entry = {"rows": rows, "d": d, "C": C, "batch": batch, "floor_s": floor, "meter_s": secs}
+    entry.update(split)
     entry.update(floor_cpu_s=floor_cpu, meter_cpu_s=cpu, precision=precision)
     print("  (wall seconds; process CPU seconds in brackets)")
     print(f"  floor (read + {precision} product of width 2C): {floor:8.3f} s [{floor_cpu:7.3f}]")
     print(
         f"  Meter on {device.type} tensors, both passes + compute: {secs:8.3f} s [{cpu:7.3f}] "
         f"= {secs / floor:.1f}x the floor [{cpu / floor_cpu:.1f}x]"
+    )
+    print(
+        f"    of which the two passes {split['passes_s']:.3f} s "
+        f"({split['passes_s'] / floor:.1f}x the floor), compute() {split['compute_s']:.3f} s"
     )
     if numpy_too:
         host = [(h.cpu().numpy(), y.cpu().numpy()) for h, y in batches]
@@ -206,6 +220,11 @@ def main(argv=None) -> int:
     ap.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     ap.add_argument("--skip-vocab", action="store_true")
     ap.add_argument(
+        "--cases",
+        default="imagenet,vocab",
+        help="which cases, comma-separated (imagenet includes the 256-row latency)",
+    )
+    ap.add_argument(
         "--precision",
         choices=["float64", "float32"],
         default="float64",
@@ -225,16 +244,22 @@ def main(argv=None) -> int:
     report = {"device": what, "full": full}
     numpy_too = device.type == "cpu"
     prec = args.precision
-    batches, w, b = run_case("imagenet", rows, d, C, 4096, device, False, numpy_too, report, prec)
-    p1, p2, c1, c2 = latency_ms(batches, w, b, device, prec)
-    report["imagenet"].update(update_256_pass1_ms=p1, update_256_pass2_ms=p2)
-    report["imagenet"].update(update_256_pass1_cpu_ms=c1, update_256_pass2_cpu_ms=c2)
-    print(
-        f"  Meter.update on 256 rows (median): pass 1 {p1:.2f} ms [{c1:.2f}], "
-        f"pass 2 {p2:.2f} ms [{c2:.2f}]"
-    )
-    del batches
-    if not args.skip_vocab:
+    cases = {c.strip() for c in args.cases.split(",") if c.strip()}
+    if cases - {"imagenet", "vocab"}:
+        ap.error(f"--cases: unknown case(s) {sorted(cases - {'imagenet', 'vocab'})}")
+    if "imagenet" in cases:
+        batches, w, b = run_case(
+            "imagenet", rows, d, C, 4096, device, False, numpy_too, report, prec
+        )
+        p1, p2, c1, c2 = latency_ms(batches, w, b, device, prec)
+        report["imagenet"].update(update_256_pass1_ms=p1, update_256_pass2_ms=p2)
+        report["imagenet"].update(update_256_pass1_cpu_ms=c1, update_256_pass2_cpu_ms=c2)
+        print(
+            f"  Meter.update on 256 rows (median): pass 1 {p1:.2f} ms [{c1:.2f}], "
+            f"pass 2 {p2:.2f} ms [{c2:.2f}]"
+        )
+        del batches
+    if "vocab" in cases and not args.skip_vocab:
         tokens = args.tokens or (2**20 if full else 512)
         run_case("vocab", tokens, D_VOCAB, C_VOCAB, 8192, device, True, numpy_too, report, prec)
     if args.json:
