@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import copy
 import traceback
 
 import numpy as np
@@ -327,3 +328,65 @@ if torch.cuda.is_available():  # only where a GPU is: no skip elsewhere
         again.update(bad, torch.from_numpy(y).to(dev))
         with pytest.raises(InvalidDataError, match=r"1 row\(s\) of pass 1 hold NaN/Inf"):
             again.next_pass()
+
+    def _gpu_reference(model, dl, dev):
+        """analyze() of the features the model gives on the GPU, batch by batch (the rows
+        the hook sees), copied to the host."""
+        with torch.no_grad():
+            h = torch.cat([model.features(xb.to(dev)).float().cpu() for xb, _ in dl])
+        y = torch.cat([yb for _, yb in dl]).numpy()
+        fc = model.fc
+        w, b = (p.detach().float().cpu().numpy() for p in (fc.weight, fc.bias))
+        return ncinspect.analyze(h.numpy(), y, weights=w, bias=b)
+
+    def _same(got, want, rel=1e-12):
+        for key, value in want.metrics.items():
+            if value is None or isinstance(value, bool):
+                assert got.metrics[key] == value, key
+            else:
+                assert got.metrics[key] == pytest.approx(value, rel=rel, abs=1e-13), key
+
+    def test_cuda_measure_equals_analyze_of_the_gpu_features():
+        """measure() of a model on the GPU (CPU batches moved there, labels non-blocking)."""
+        from ncinspect.integrations.torch import measure
+
+        from ..torchnet import loader, trained_mlp
+
+        dev = torch.device("cuda", torch.cuda.current_device())
+        model, x, y = trained_mlp()
+        model = copy.deepcopy(model).to(dev)  # the cached model stays on the host
+        dl = loader(x, y)
+        for precision in ("float64", "float32"):
+            got = measure(model, "fc", dl, precision=precision)
+            _same(got, _gpu_reference(model, dl, dev), 1e-9 if precision == "float64" else 1e-4)
+
+    def test_lightning_callback_on_a_gpu_in_bf16_mixed(tmp_path):
+        """The Lightning callback on one GPU, bf16-mixed precision: its logged nc1 is
+        analyze() of the trained model's GPU features."""
+        import lightning.pytorch as pl
+
+        from ncinspect.integrations.lightning import NeuralCollapseCallback
+
+        from ..integrations.test_lightning import Module
+        from ..torchnet import gaussian_classes, loader
+
+        torch.manual_seed(0)
+        x, y = gaussian_classes(C=4, n=40, d_in=8, seed=0)
+        model, cb = Module(), NeuralCollapseCallback("net.fc", val=False)
+        trainer = pl.Trainer(
+            max_epochs=2,
+            accelerator="gpu",
+            devices=1,
+            precision="bf16-mixed",
+            logger=False,
+            callbacks=[cb],
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        trainer.fit(model, loader(x, y, batch_size=32))
+        assert [(e, s) for e, s, _ in cb.results] == [(1, "train"), (2, "train")]
+        dev = torch.device("cuda", torch.cuda.current_device())
+        want = _gpu_reference(model.net.to(dev), loader(x, y, batch_size=32), dev)
+        _same(cb.results[-1][2], want, 1e-6)  # the same GPU kernels; 1e-6 spares ulps
+        assert float(trainer.callback_metrics["nc/train/nc1"]) == pytest.approx(want.metrics["nc1"])
