@@ -125,6 +125,7 @@ def meter_seconds(batches, w, b, device, precision="float64", split=None):
             meter.next_pass()
     sync(device)
     t1 = time.perf_counter()
+    print(f"  (the two passes took {t1 - t0:.3f} s; compute() now)", flush=True)
     result = meter.compute()
     sync(device)
     t2 = time.perf_counter()
