@@ -279,6 +279,10 @@ def scatter_add(xp: Any, acc: Any, index: Any, values: Any) -> Any:
     if lib == "cupy":
         import cupyx
 
+        if acc.dtype == xp.int64:  # cupyx.scatter_add refuses int64; uint64 adds the same bits
+            u64 = xp.uint64
+            cupyx.scatter_add(acc.view(u64), index, xp.astype(values, xp.int64).view(u64))
+            return acc
         cupyx.scatter_add(acc, index, values)
         return acc
     if lib == "jax":

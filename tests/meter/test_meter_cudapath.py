@@ -279,6 +279,32 @@ def test_collectives_travel_where_the_backend_reduces(monkeypatch):
     assert collective_device("gloo", on_gpu) == on_gpu.device
 
 
+def test_cupy_scatter_adds_of_int64_counts(monkeypatch):
+    """CuPy's ``cupyx.scatter_add`` takes no int64 (only int32, uint32, uint64 and floats),
+    and every count of the pass states is int64: they are added as uint64, whose wrapping
+    sums are the same bits (negative values too: the float32 recheck takes counts back).
+    A stand-in for cupyx with CuPy's dtype rule, on numpy arrays."""
+    import sys
+    import types
+
+    def scatter_add(a, index, v):
+        if a.dtype not in (np.int32, np.uint32, np.uint64, np.float16, np.float32, np.float64):
+            raise TypeError("scatter_add only supports int32, float16, float32, float64, ...")
+        np.add.at(a, index, np.asarray(v).astype(a.dtype))
+
+    monkeypatch.setitem(sys.modules, "cupyx", types.SimpleNamespace(scatter_add=scatter_add))
+    monkeypatch.setattr(namespace, "_library", lambda xp: "cupy")
+    idx = np.array([0, 2, 2, 1, 0])
+    for values in (np.array([1, 1, 1, 1, 1]), np.array([-3, 5, -(2**40), 7, 2**50])):
+        acc = np.array([10, -20, 2**62], dtype=np.int64)
+        want = acc.copy()
+        np.add.at(want, idx, values)
+        got = namespace.scatter_add(np, acc, idx, values)
+        assert got.dtype == np.int64 and np.array_equal(got, want), (got, want)
+    sums = namespace.scatter_add(np, np.zeros((3, 2)), idx, np.ones((5, 2)))  # floats as is
+    assert np.array_equal(sums, [[2, 2], [1, 1], [2, 2]])
+
+
 if torch.cuda.is_available():  # only where a GPU is: no skip elsewhere
 
     @pytest.mark.parametrize("precision", ["float64", "float32"])
