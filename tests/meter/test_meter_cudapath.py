@@ -168,6 +168,48 @@ def _as_on_a_device(monkeypatch):
     monkeypatch.setattr(device, "on_host", lambda xp, h: False)
 
 
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+@pytest.mark.parametrize("pass_number", [1, 2])
+def test_non_finite_rows_cost_no_host_read_and_are_refused_at_the_pass_end(
+    monkeypatch, precision, pass_number
+):
+    """bfloat16 rows holding NaN/Inf, labels as float tensors or host numpy, a classifier
+    with bias and an absent class, through the accelerator's path on CPU tensors: the
+    counting probe of test_meter_device sees no host read in update(); the pass end names
+    the rows."""
+    from .test_meter_device import HostReads
+
+    _as_on_a_device(monkeypatch)
+    h, y, w, b = _data(6)
+    bad = torch.from_numpy(h).to(torch.bfloat16)
+    bad[41, 3], bad[45, 0] = float("inf"), float("nan")
+    clean = torch.from_numpy(h).to(torch.bfloat16)
+    meter = ncinspect.Meter(
+        weights=torch.from_numpy(w),
+        bias=torch.from_numpy(b),
+        precision=precision,
+        min_class_count=30,
+    )
+    for p in (1, 2):
+        rows = bad if p == pass_number else clean
+        for k, a in enumerate(range(0, len(y), 32)):
+            labels = y[a : a + 32] if k % 2 else torch.from_numpy(y[a : a + 32]).double()
+            probe = HostReads()
+            with probe:
+                meter.update(rows[a : a + 32], labels)
+            assert probe.reads == [], (p, k, probe.reads)
+        if p == 1 and pass_number == 2:
+            meter.next_pass()
+        elif p == 1:
+            break
+    end = meter.next_pass if pass_number == 1 else meter.compute
+    with pytest.raises(
+        InvalidDataError,
+        match=rf"2 row\(s\) of pass {pass_number} hold NaN/Inf values, first at row 41",
+    ):
+        end()
+
+
 def _wide_data():
     """Classes that overlap: many rows near a decision boundary, where bfloat16 or TF32
     products (8 or 11 bits) decide otherwise than float32's bound allows."""
