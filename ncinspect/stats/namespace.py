@@ -163,12 +163,15 @@ def device_batch(xp: Any, features: Any, labels: Any, n_classes: int) -> tuple[A
 
 
 def _to_device(xp: Any, y: Any, device: Any, is_torch: bool) -> Any:
-    """Labels ``y`` moved to ``device`` without waiting for it. torch: a copy with
-    ``non_blocking=True`` (a blocking copy to a GPU synchronises its stream); a pageable
-    source is read before the call returns, a pinned one (a DataLoader's) by the copy on the
-    stream, as torch's own ``.to(device, non_blocking=True)`` of a batch."""
+    """Labels ``y`` moved to ``device`` without waiting for it. torch: labels in pageable
+    memory are copied with ``non_blocking=True`` (a blocking copy to a GPU synchronises its
+    stream; a pageable source is read before the call returns). Pinned labels are copied
+    blocking: the caller may write into a pinned buffer once ``update`` returns, before a
+    non-blocking copy has read it (move them with ``non_blocking=True`` yourself, as
+    :func:`~ncinspect.integrations.torch.measure` does with its loader's batches)."""
     if is_torch:
-        return y.to(device, non_blocking=True)
+        pinned = y.device.type == "cpu" and y.is_pinned()
+        return y.to(device, non_blocking=not pinned)
     import array_api_compat
 
     return array_api_compat.to_device(y, device)

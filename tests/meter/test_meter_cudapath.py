@@ -138,6 +138,21 @@ def test_update_on_a_device_mixes_no_devices_and_waits_for_nothing(
             assert str(value.dtype) == f"torch.{spec.dtype}", name
 
 
+def test_pinned_labels_are_copied_blocking(monkeypatch):
+    """A pinned buffer may be written again once update() returns: its labels are copied
+    blocking (pageable ones are read before a non-blocking copy returns)."""
+    h, y, w, b = _data()
+    meter = ncinspect.Meter(weights=w, bias=b)
+    hb, yb = torch.from_numpy(h[:32]).float().to(META), torch.from_numpy(y[:32])
+    for pinned, want in ((False, 0), (True, 1)):
+        monkeypatch.setattr(torch.Tensor, "is_pinned", lambda self, *a, _p=pinned: _p)
+        probe = BlockingUploads(monkeypatch)
+        with probe:
+            meter.update(hb, yb)
+        monkeypatch.undo()
+        assert len(probe.found) == want, (pinned, probe.found)
+
+
 def test_the_probes_see_what_they_should(monkeypatch):
     """The meta device and the upload probe can fail: each kind of fault is seen."""
     x = torch.ones(4, device=META)
