@@ -38,10 +38,12 @@ __all__ = [
     "is_numpy",
     "scatter_add",
     "product32",
+    "torch_upload",
     "DENSE_MAX_C",
 ]
 
 DENSE_MAX_C = 1024  #: the largest C scatter-added by a dense indicator (unknown libraries)
+STAGE_MAX_BYTES = 1 << 20  #: host tensors up to this size go to a GPU through pinned memory
 
 #: ``"float64"``: every product and sum in float64 (the default, equal to the numpy path
 #: to rounding); ``"float32"``: the large matrix products in float32, accumulated in float64
@@ -125,8 +127,8 @@ def on_device(xp: Any, arr: np.ndarray | None, device: Any, dtype: Any = None) -
     arr = np.ascontiguousarray(arr)
     if not arr.flags.writeable:  # shared read-only (a memo's): a CPU tensor would alias it
         arr = arr.copy()
-    if _library(xp) == "torch" and str(device) != "cpu":  # a blocking copy would wait for
-        out = xp.asarray(arr).to(device, non_blocking=True)  # the stream (pageable: safe)
+    if _library(xp) == "torch" and str(device) != "cpu":  # a blocking copy would wait
+        out = torch_upload(xp.asarray(arr), device)  # for the device's stream
     else:
         out = xp.asarray(arr, device=device)
     return out if dtype is None or out.dtype == dtype else xp.astype(out, dtype)
@@ -163,18 +165,37 @@ def device_batch(xp: Any, features: Any, labels: Any, n_classes: int) -> tuple[A
 
 
 def _to_device(xp: Any, y: Any, device: Any, is_torch: bool) -> Any:
-    """Labels ``y`` moved to ``device`` without waiting for it. torch: labels in pageable
-    memory are copied with ``non_blocking=True`` (a blocking copy to a GPU synchronises its
-    stream; a pageable source is read before the call returns). Pinned labels are copied
-    blocking: the caller may write into a pinned buffer once ``update`` returns, before a
-    non-blocking copy has read it (move them with ``non_blocking=True`` yourself, as
-    :func:`~ncinspect.integrations.torch.measure` does with its loader's batches)."""
+    """Labels ``y`` moved to ``device`` without waiting for it (:func:`torch_upload`)."""
     if is_torch:
-        pinned = y.device.type == "cpu" and y.is_pinned()
-        return y.to(device, non_blocking=not pinned)
+        if y.device.type == "cpu":
+            return torch_upload(y, device)
+        return y.to(device, non_blocking=True)  # another device's: ordered by torch
     import array_api_compat
 
     return array_api_compat.to_device(y, device)
+
+
+def torch_upload(t: Any, device: Any, stage: bool | None = None) -> Any:
+    """A CPU tensor ``t`` copied to ``device`` without the host waiting for the device.
+
+    A blocking copy to a GPU waits for every kernel queued on its stream, and a
+    non-blocking one from pageable memory may too (the driver stages it). ``stage`` (default:
+    on CUDA): ``t`` is first copied into a fresh pinned buffer of torch's caching host
+    allocator, which keeps it until the copy has run; the caller's buffer (pinned, say a
+    DataLoader's, and written again once ``update`` returns) is read before this returns.
+    Elsewhere, and for tensors over :data:`STAGE_MAX_BYTES` (a geometry's constants at a
+    large C, sent once a pass, which the host allocator would keep pinned), a
+    ``non_blocking`` copy: the driver reads pageable memory before it returns."""
+    import torch
+
+    if stage is None:
+        small = t.numel() * t.element_size() <= STAGE_MAX_BYTES
+        stage = small and torch.device(device).type == "cuda"
+    if stage:
+        staged = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        staged.copy_(t)
+        t = staged
+    return t.to(device, non_blocking=True)
 
 
 def meter_batch(features: Any, labels: Any, n_classes: int, weights: Any = None):
