@@ -502,3 +502,32 @@ if torch.cuda.is_available():  # only where a GPU is: no skip elsewhere
         want = _gpu_reference(model.net.to(dev), loader(x, y, batch_size=32), dev)
         _same(cb.results[-1][2], want, 1e-6)  # the same GPU kernels; 1e-6 spares ulps
         assert float(trainer.callback_metrics["nc/train/nc1"]) == pytest.approx(want.metrics["nc1"])
+
+    def test_nccl_all_reduce_of_device_and_host_states(tmp_path):
+        """An NCCL group (one rank: one GPU here) reduces a Meter's CUDA states where they
+        live, and torch CPU states (a meter fed CPU tensors in an NCCL job) through the GPU
+        and back to the CPU: both passes, the output moments by all_gather."""
+        import torch.distributed as dist
+
+        init = f"file://{tmp_path / 'rendezvous'}"
+        dist.init_process_group("nccl", init_method=init, rank=0, world_size=1)
+        try:
+            h, y, w, b = _data(7)
+            dev = torch.device("cuda", torch.cuda.current_device())
+            for where in (dev, torch.device("cpu")):
+                meter = ncinspect.Meter(weights=w, bias=b)
+                ht, yt = torch.from_numpy(h).to(where), torch.from_numpy(y).to(where)
+                for p in range(2):
+                    meter.update(ht, yt)
+                    state = meter.pass_state()
+                    got = state.all_reduce()
+                    for name, _ in state.specs():
+                        mine, theirs = getattr(state, name), getattr(got, name)
+                        assert theirs.device == mine.device, (where, p, name)
+                        assert torch.equal(theirs, mine), (where, p, name)
+                    meter.set_pass_state(got)
+                    if p == 0:
+                        meter.next_pass()
+                _same(meter.compute(), ncinspect.analyze(h, y, weights=w, bias=b))
+        finally:
+            dist.destroy_process_group()
