@@ -127,8 +127,8 @@ def on_device(xp: Any, arr: np.ndarray | None, device: Any, dtype: Any = None) -
     arr = np.ascontiguousarray(arr)
     if not arr.flags.writeable:  # shared read-only (a memo's): a CPU tensor would alias it
         arr = arr.copy()
-    if _library(xp) == "torch" and str(device) != "cpu":  # a blocking copy would wait
-        out = torch_upload(xp.asarray(arr), device)  # for the device's stream
+    if _library(xp) == "torch" and device is not None and str(device) != "cpu":  # blocking
+        out = torch_upload(xp.asarray(arr), device)  # copies wait for the device's stream
     else:
         out = xp.asarray(arr, device=device)
     return out if dtype is None or out.dtype == dtype else xp.astype(out, dtype)
