@@ -9,7 +9,8 @@
 #       --implementation cp --platform manylinux2014_x86_64 -d .whl \
 #       array-api-compat==1.16.0 array-api-strict==2.6.1
 # Then one call (15 minutes of device time per task: about 1-2 to start, this script at
-# most ~9.5; no time is left for a second try, so read the whole output):
+# most 590 s (the stage timeouts 30 + 140 + 140 + 100 + 130, each + 10 s to stop); no time is left for a second
+# try, so read the whole output):
 #   run(command="bash benchmarks/device_run.sh", carry=[".whl"], timeout_s=600)
 # Everything is also written under $OUT (logs and the benchmark JSON come back).
 # STAGES=env,tests,imagenet,imagenet32,vocab (the default: all) runs a subset.
@@ -51,7 +52,7 @@ stage() {  # stage NAME SECONDS COMMAND...: run it under a timeout, log to $OUT/
     [ "$rc" -eq 0 ] || status=1
 }
 if has env; then
-    stage env 60 bash -c '
+    stage env 30 bash -c '
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
         '"$PY"' - <<PYEOF
 import sys, torch, numpy, array_api_compat, ncinspect
@@ -64,16 +65,16 @@ print("float32 matmul:", getattr(m, "fp32_precision", None), "allow_tf32", m.all
 PYEOF'
 fi
 if has tests; then
-    stage tests 170 $PY -m pytest -q -x -p no:cacheprovider -m "not slow" \
+    stage tests 140 $PY -m pytest -q -x -p no:cacheprovider -m "not slow" \
         tests/meter/test_meter_cudapath.py tests/meter/test_meter_device.py \
         tests/meter/test_meter_distributed.py tests/stats/test_meter_backends.py \
         tests/stats/test_namespace.py tests/integrations/test_measure.py
 fi
 BENCH="$PY benchmarks/bench_device.py --full --device cuda"
-has imagenet && stage imagenet 150 $BENCH --cases imagenet --json "$OUT/imagenet.json"
-has imagenet32 && stage imagenet32 110 $BENCH --cases imagenet --precision float32 \
+has imagenet && stage imagenet 140 $BENCH --cases imagenet --json "$OUT/imagenet.json"
+has imagenet32 && stage imagenet32 100 $BENCH --cases imagenet --precision float32 \
     --json "$OUT/imagenet32.json"
-has vocab && stage vocab 150 $BENCH --cases vocab --json "$OUT/vocab.json"
+has vocab && stage vocab 130 $BENCH --cases vocab --json "$OUT/vocab.json"
 echo "=== summary"
 grep -h -E "^ran on|^\[|floor \(|both passes|of which|256 rows|passed|failed|error" \
     "$OUT"/*.log 2>/dev/null | grep -v "^=" | head -60
