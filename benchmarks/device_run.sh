@@ -9,8 +9,8 @@
 #       --implementation cp --platform manylinux2014_x86_64 -d .whl \
 #       array-api-compat==1.16.0 array-api-strict==2.6.1
 # Then one call (15 minutes of device time per task: about 1-2 to start, this script at
-# most 590 s (the stage timeouts 30 + 140 + 140 + 100 + 130, each + 10 s to stop); no time is left for a second
-# try, so read the whole output):
+# most 590 s: the stage timeouts 30 + 140 + 140 + 100 + 130, each + 10 s to stop; no time is
+# left for a second try, so read the whole output):
 #   run(command="bash benchmarks/device_run.sh", carry=[".whl"], timeout_s=600)
 # Everything is also written under $OUT (logs and the benchmark JSON come back).
 # STAGES=env,tests,imagenet,imagenet32,vocab (the default: all) runs a subset.
