@@ -56,6 +56,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..errors import UsageError
+from ..stats.namespace import torch_upload
 from .hf_heads import find_head, loss_of, split_of
 from .hook import ClassifierHook, forward_hooked, model_device_dtype, resolve_module, split_batch
 
@@ -233,13 +234,18 @@ class NeuralCollapseCallback(TrainerCallback):
 
     def _rows(self, model, hook, name, batch, i, task, device, dtype):
         """The (features, labels) rows of one batch, on the model's device: the head's input,
-        labels flattened (shifted by one for a causal LM), ``ignore_index`` rows dropped."""
+        labels flattened (shifted by one for a causal LM), ``ignore_index`` rows dropped.
+
+        Labels that come on the host (a DataLoader's) are masked there, the kept rows taken
+        from the features by an index sent without waiting (``torch_upload``) and the labels
+        left on the host (the Meter sends them the same way): nothing waits for the device.
+        Labels already on the device are masked there (one read of the mask)."""
         import torch
 
         inputs, labels = self._split(batch, task)
         give = "classifier= the module"
         h = forward_hooked(model, hook, name, inputs, device, dtype, give=give)[0]
-        labels = torch.as_tensor(labels).to(h.device)
+        labels = torch.as_tensor(labels)
         if task == "causal_lm":
             if labels.ndim != 2 or h.shape[0] != labels.numel():
                 raise UsageError(
@@ -258,6 +264,13 @@ class NeuralCollapseCallback(TrainerCallback):
                     "per label"
                 )
         keep = labels != self.ignore_index
+        if labels.device.type == "cpu" and h.device.type != "cpu":
+            if not bool(keep.all()):  # a host read: free
+                index = torch_upload(torch.nonzero(keep).reshape(-1), h.device)
+                h, labels = h.index_select(0, index), labels[keep]
+            return h, labels  # host labels: the Meter sends them on without waiting
+        labels = labels.to(h.device)
+        keep = keep.to(h.device)
         if not bool(keep.all()):
             h, labels = h[keep], labels[keep]
         return h, labels

@@ -333,3 +333,29 @@ def test_rows_reach_the_meter_as_tensors_and_no_dump_by_default(tmp_path, monkey
     assert len(seen) == 4  # two batches, two passes
     assert all(f is torch.Tensor and y is torch.Tensor for f, y, _ in seen)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("task", ["classification", "causal_lm"])
+def test_host_labels_drop_ignored_rows_without_reading_the_device(monkeypatch, task):
+    """Labels on the host (a DataLoader's) with features on an accelerator (here torch's
+    ``meta`` device, where any read of a value raises): the ignored rows are found on the
+    host and dropped from the features by an index sent to the device, the labels stay on
+    the host for the Meter to send; the kept rows are the right ones."""
+    from ncinspect.integrations import transformers as hf
+
+    b, t, d = 3, 5, 4
+    g = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 7, (b, t), generator=g)
+    labels[0, 2] = labels[2, 4] = labels[1, 1] = -100
+    rows = b * t
+    monkeypatch.setattr(
+        hf, "forward_hooked", lambda *a, **k: (torch.empty(rows, d, device="meta"),)
+    )
+    nc = NeuralCollapseCallback(trainer=object())
+    h, y = nc._rows(
+        None, None, "head", {"input_ids": labels, "labels": labels}, 0, task, None, None
+    )
+    want = labels[:, 1:].reshape(-1) if task == "causal_lm" else labels.reshape(-1)
+    want = want[want != -100]
+    assert h.device.type == "meta" and h.shape == (want.numel(), d)
+    assert y.device.type == "cpu" and torch.equal(y, want)
