@@ -61,6 +61,7 @@ INPUT_FILE = click.Path(readable=False, path_type=str)
 MAX_SEED = 2**63 - 1  #: seeds are stored as 64-bit integers
 MAX_BOOTSTRAP = 10_000  #: bootstrap replicates (each costs about one report)
 MAX_SEEDS = 1_000  #: seeds of one sweep (each a training run per lambda)
+MAX_WEIGHT_DECAYS = 1_000  #: weight decays of one sweep (each a training run per seed)
 MAX_THREADS = 1_024  #: worker threads of the local engine
 MAX_JOBS = 256  #: training processes run at once by a sweep
 MAX_ROWS = 2**40  #: rows (per chunk, per sample): far beyond any file, within int64

@@ -16,7 +16,15 @@ import click
 
 from ..text import clip
 from ..train.config import TrainConfig
-from .common import MAX_COUNT, MAX_JOBS, MAX_SEED, MAX_SEEDS, debug_option, int_range
+from .common import (
+    MAX_COUNT,
+    MAX_JOBS,
+    MAX_SEED,
+    MAX_SEEDS,
+    MAX_WEIGHT_DECAYS,
+    debug_option,
+    int_range,
+)
 
 _D = TrainConfig()  # the defaults live in one place: the dataclass
 #: TrainConfig fields whose default is None, and how a --set value of theirs is read.
@@ -170,11 +178,18 @@ def command(
     etf_error_weights_centered), aggregate_wd_<lambda>.json and trajectory.png (bands).
     """
     from ..experiments import sweep_markdown, sweep_weight_decay, write_headline, write_sweep
+    from ..experiments.weight_decay import check_dump_names, dump_name
     from ..render.table import fmt
 
     values = _floats(weight_decays)
     if not values:
         raise click.BadParameter("no weight decay given", param_hint="--weight-decays")
+    if len(values) > MAX_WEIGHT_DECAYS:
+        raise click.BadParameter(
+            f"{len(values)} weight decays given; at most {MAX_WEIGHT_DECAYS} (each is a "
+            "training run per seed)",
+            param_hint="--weight-decays",
+        )
     if extend and seeds > 1:
         raise click.UsageError("--extend grows a one-seed sweep; leave it out with --seeds")
     given = dict(
@@ -189,6 +204,7 @@ def command(
     settings = {k: v for k, v in given.items() if v is not None}
     config = TrainConfig(**{**settings, **parse_set(extra), "seed": seed})
     config.validate()
+    check_dump_names(values)  # before the folder is made
     start = time.perf_counter()
 
     def report(wd, row):
@@ -206,7 +222,9 @@ def command(
     previous = os.path.join(out_dir, "sweep.json")
     if extend and os.path.exists(previous):
         with open(previous) as f:
-            kept = [r for r in json.load(f) if r["weight_decay"] not in values]
+            # a row whose dump this sweep wrote again (the same %g name) is replaced
+            names = {dump_name(v) for v in values}
+            kept = [r for r in json.load(f) if dump_name(r["weight_decay"]) not in names]
         rows = sorted(kept + rows, key=lambda r: r["weight_decay"])
     name = config.dataset if config.dataset in ("gaussian", "mnist1d") else "data"
     written = write_sweep(

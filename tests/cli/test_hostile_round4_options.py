@@ -1,0 +1,79 @@
+"""Hostile round four, class 7 (integer options): the train and sweep settings that round
+three left unbounded. Each value is one usage line (exit 2) before any work: never a run
+that does not end (``--depth 1e9`` built a tuple of 1e9 widths), an internal error
+(``--depth 2**64+5``, ``--class-counts 5,2**64+5``, ``--mnist1d-samples -3``) or a silent
+nonsense run (``--step-every -3`` raised the learning rate every epoch)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ncinspect.cli import main
+
+BIG = str(2**64 + 5)
+
+
+def _last_line(capsys) -> str:
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "internal error" not in captured.err
+    lines = captured.err.strip().splitlines()
+    assert lines, "no message"
+    return lines[-1]
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--depth", BIG], "depth must be in"),
+        (["--depth", str(10**9)], "depth must be in"),
+        (["--depth", "65"], "depth must be in"),
+        (["--class-counts", f"5,{BIG}"], "class_counts"),
+        (["--n-classes", "2", "--class-counts", "5,100000000000"], "class_counts"),
+        (["--dataset", "mnist1d", "--mnist1d-samples", "-3"], "mnist1d_samples"),
+        (["--dataset", "mnist1d", "--mnist1d-samples", "0"], "mnist1d_samples"),
+        (["--schedule", "step", "--step-every", "-3"], "step_every"),
+    ],
+)
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_train_settings_out_of_range_are_one_usage_line(tmp_path, capsys, command, args, words):
+    out = tmp_path / ("t.h5" if command == "train" else "sw")
+    if command == "sweep":
+        # sweep takes a few settings as options and the rest through --set FIELD=VALUE
+        as_options = {"--depth"}
+        pairs = list(zip(args[::2], args[1::2], strict=True))
+        args = [
+            x
+            for opt, val in pairs
+            for x in (
+                [opt, val] if opt in as_options else ["--set", f"{opt[2:].replace('-', '_')}={val}"]
+            )
+        ]
+        argv = ["sweep", "-o", str(out), "--epochs", "1", *args]
+    else:
+        argv = ["train", "-o", str(out), "-q", "--epochs", "1", *args]
+    assert main(argv) == 2
+    line = _last_line(capsys)
+    assert words in line
+    assert len(line) < 400
+    assert not out.exists()
+
+
+def test_sweep_weight_decays_are_bounded_in_number(tmp_path, capsys):
+    out = tmp_path / "sw"
+    many = ",".join(["1e-3"] * 1001)
+    assert main(["sweep", "-o", str(out), "--epochs", "1", "--weight-decays", many]) == 2
+    line = _last_line(capsys)
+    assert "--weight-decays" in line and "1000" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("decays", ["1e-3,0.001", "0.001,0.0010000001", "0.5,0,5e-1"])
+def test_sweep_two_weight_decays_of_one_dump_name_are_refused(tmp_path, capsys, decays):
+    """Two lambdas whose dumps share a name (``wd_0.001.h5``): the second run replaced the
+    first one's dump and both rows of sweep.json named the same file."""
+    out = tmp_path / "sw"
+    argv = ["sweep", "-o", str(out), "--epochs", "1", "--depth", "2", "--width", "4"]
+    assert main([*argv, "--weight-decays", decays]) == 2
+    line = _last_line(capsys)
+    assert "would both write" in line and "wd_" in line
+    assert not out.exists()
