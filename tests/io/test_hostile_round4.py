@@ -1,0 +1,136 @@
+"""Hostile round four: variants of issue 22's classes that round three's tests missed.
+
+Each file is built by hand in the test's folder and run through the CLI (in process, as the
+other hostile tests do): bad input is one line naming the file and what was wrong, exit 3,
+no traceback, the input unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from ncinspect.cli import main
+
+from ..helpers import file_digest, make_data
+
+
+def _safetensors(path, entries, data: bytes, meta=None, raw_meta: str | None = None):
+    """A safetensors file whose header is written as text, so that it may hold what
+    ``json.dumps`` of a dict cannot: one key twice. ``entries``: (name, dtype, shape,
+    begin, end)."""
+    parts = [
+        json.dumps(name)
+        + ":"
+        + json.dumps({"dtype": dt, "shape": list(sh), "data_offsets": [b, e]})
+        for name, dt, sh, b, e in entries
+    ]
+    if meta is not None or raw_meta is not None:
+        parts.append('"__metadata__":' + (raw_meta if raw_meta is not None else json.dumps(meta)))
+    raw = ("{" + ",".join(parts) + "}").encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+    return str(path)
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def _small():
+    h, y, m = make_data(C=3, d=4, n=4)
+    return h.astype("<f4"), y.astype("<i8"), m.astype("<f4")
+
+
+# -- class 3 / 6: one key twice in a JSON header or metadata ----------------------------------
+
+
+def test_safetensors_header_with_one_tensor_name_twice_is_refused(tmp_path, capsys):
+    """``features`` twice in the JSON header, both over the same bytes, once as float32 and
+    once as int32: json.loads and the safetensors library each kept one silently."""
+    h, y, _ = _small()
+    data = h.tobytes() + y.tobytes()
+    n_h = len(h.tobytes())
+    path = _safetensors(
+        tmp_path / "twice.safetensors",
+        [
+            ("features", "F32", h.shape, 0, n_h),
+            ("labels", "I64", y.shape, n_h, len(data)),
+            ("features", "I32", h.shape, 0, n_h),
+        ],
+        data,
+    )
+    before = file_digest(path)
+    for command in ("report", "info"):
+        assert main([command, path]) == 3
+        line = _one_error_line(capsys)
+        assert "twice.safetensors" in line and "'features'" in line and "twice" in line
+    assert file_digest(path) == before
+
+
+@pytest.mark.parametrize(
+    "raw_meta",
+    [
+        '{"epoch": "5", "epoch": "9"}',  # one metadata key twice
+        '{"epoch": "5", "meta": "{\\"epoch\\": 7}"}',  # a key and the same key in meta
+        '{"g/meta": "{\\"epoch\\": 7}", "g/epoch": "5"}',  # the same in a group
+        '{"meta": "{\\"epoch\\": 7, \\"epoch\\": 8}"}',  # one key twice inside meta's JSON
+    ],
+)
+def test_safetensors_metadata_given_twice_is_refused(tmp_path, capsys, raw_meta):
+    h, y, _ = _small()
+    data = h.tobytes() + y.tobytes()
+    n_h = len(h.tobytes())
+    names = ("g/features", "g/labels") if "g/" in raw_meta else ("features", "labels")
+    path = _safetensors(
+        tmp_path / "meta.safetensors",
+        [(names[0], "F32", h.shape, 0, n_h), (names[1], "I64", y.shape, n_h, len(data))],
+        data,
+        raw_meta=raw_meta,
+    )
+    assert main(["report", path]) == 3
+    line = _one_error_line(capsys)
+    assert "meta.safetensors" in line and "epoch" in line
+    assert "twice" in line or "the same value" in line
+
+
+def test_npz_meta_with_one_key_twice_is_refused(tmp_path, capsys):
+    h, y, _ = _small()
+    path = tmp_path / "m.npz"
+    np.savez(path, features=h, labels=y, meta=np.array('{"epoch": 1, "epoch": 2}'))
+    assert main(["report", str(path)]) == 3
+    line = _one_error_line(capsys)
+    assert "m.npz" in line and "'epoch'" in line and "twice" in line
+
+
+# -- class 11: names from a safetensors header echoed bounded ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape,dtype,size",
+    [((-1, 4), "F32", 0), ((3, 4), "F32", 4), ((1,), "Q" * 3000, 1)],
+)
+def test_long_tensor_names_and_dtypes_are_clipped_in_the_error(
+    tmp_path, capsys, shape, dtype, size
+):
+    h, y, _ = _small()
+    data = h.tobytes() + y.tobytes()
+    n_h = len(h.tobytes())
+    name = "a " * 3000  # spaces: the CLI's last guard (long words) does not shorten it
+    entries = [
+        ("features", "F32", h.shape, 0, n_h),
+        ("labels", "I64", y.shape, n_h, len(data)),
+        (name, dtype, shape, len(data), len(data) + size),
+    ]
+    path = _safetensors(tmp_path / "long.safetensors", entries, data + b"\0" * size)
+    assert main(["report", path]) == 3
+    line = _one_error_line(capsys)
+    assert "long.safetensors" in line
+    assert len(line) < 700, len(line)
