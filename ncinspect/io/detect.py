@@ -49,14 +49,18 @@ def _pickle_protocol(head: bytes) -> int | None | bool:
     if head[:1] not in _PROTO01_FIRST:
         return False
     count = 0
+    stream = io.BytesIO(head)
     try:
-        for op, _arg, _pos in pickletools.genops(io.BytesIO(head)):
+        for op, _arg, _pos in pickletools.genops(stream):
             count += 1
             if op.name == "STOP":
                 return None
     except Exception:  # noqa: BLE001 - genops raises varied errors on non-pickles
-        # a stream cut by ``head``'s end (a long pickle) still counts when it parsed far
-        return None if count >= 8 and len(head) >= _PICKLE_SNIFF else False
+        # a stream cut by ``head``'s end (a long pickle), or a short file cut before its
+        # STOP (a writer killed mid-dump: the parse ran out of bytes, it met no bad opcode),
+        # still counts when it parsed far
+        cut = len(head) >= _PICKLE_SNIFF or stream.tell() >= len(head)
+        return None if count >= 8 and cut else False
     return False
 
 

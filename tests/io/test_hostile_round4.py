@@ -8,6 +8,7 @@ no traceback, the input unchanged.
 from __future__ import annotations
 
 import json
+import pickle
 import struct
 
 import numpy as np
@@ -134,3 +135,37 @@ def test_long_tensor_names_and_dtypes_are_clipped_in_the_error(
     line = _one_error_line(capsys)
     assert "long.safetensors" in line
     assert len(line) < 700, len(line)
+
+
+# -- class 10: a pickle cut before its STOP is still named a pickle ---------------------------
+
+
+class _Marker:
+    """Unpickling it would create a folder: proof that nothing was unpickled."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.folder,))
+
+
+@pytest.mark.parametrize("protocol", [0, 1])
+@pytest.mark.parametrize("suffix", [".pkl", ".h5", ""])
+def test_a_protocol_0_or_1_pickle_cut_short_is_named_a_pickle(tmp_path, capsys, protocol, suffix):
+    """A pickle whose writer was killed before its STOP opcode (protocols 0 and 1 have no
+    header): round three called it 'not an HDF5 or NPZ dump' unless it was 64 kB long."""
+    marker = tmp_path / "unpickled"
+    blob = pickle.dumps(
+        {"features": [[float(i)] * 4 for i in range(12)], "x": _Marker(str(marker))},
+        protocol=protocol,
+    )
+    path = tmp_path / f"cut{suffix}"
+    path.write_bytes(blob[: len(blob) - 3])
+    for command in ("info", "report"):
+        assert main([command, str(path)]) == 3
+        line = _one_error_line(capsys)
+        assert "pickle" in line and "never unpickles" in line and "unpickling" not in line
+    assert not marker.exists()
