@@ -21,6 +21,7 @@ from ..metrics.nulls import null_message
 from ..metrics.registry import lookup
 from ..results.report import jsonable
 from ..results.trajectory import group_trajectories
+from ..text import cut
 from .rules import PER_CLASS_PREFIX, Rule, is_extra_metric, num_text
 
 __all__ = [
@@ -197,7 +198,8 @@ def _threshold_outcome(rule: Rule, res) -> Outcome:
             **base,
             message=f"{rule.metric}: no per-class values for this snapshot",
         )
-    undefined = [str(r.get("class")) for r in rows if r.get(key) is None]
+    # class names from the file, cut in a message (a sentence: what JSON keeps whole are names)
+    undefined = [cut(str(r.get("class"))) for r in rows if r.get(key) is None]
     if undefined:
         agg = _PER_CLASS_REASON.get(key)
         why = _null_reason(res, agg) if agg and res.metrics.get(agg) is None else "undefined"
@@ -216,7 +218,7 @@ def _threshold_outcome(rule: Rule, res) -> Outcome:
         passed=passed,
         value=value,
         **base,
-        message=f"worst class {worst.get('class')!s}: {key} = {_fmt(value)} "
+        message=f"worst class {cut(str(worst.get('class')))}: {key} = {_fmt(value)} "
         f"{op if passed else bad} {num_text(rule.bound)}",
     )
 

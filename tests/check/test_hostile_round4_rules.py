@@ -70,3 +70,40 @@ def test_same_rule_twice_and_command_line_override_still_run(run, tmp_path, caps
     capsys.readouterr()
     assert main(["check", run, "--config", str(cfg), "--max", "nc1=5"]) == 0
     assert "nc1 <= 5" in capsys.readouterr().out
+
+
+# -- class 5: a huge snapshot path or class name is cut where check shows it ------------------
+
+
+@pytest.fixture(scope="module")
+def huge_names(tmp_path_factory):
+    import h5py
+    import numpy as np
+
+    from ..helpers import make_data
+
+    h, y, m = make_data(C=3, d=5, n=10)
+    path = tmp_path_factory.mktemp("h") / "huge.h5"
+    with h5py.File(path, "w") as f:
+        f["labels"] = y
+        f["class_names"] = np.array(["c" * 1_000_000, "b", "a"], dtype=h5py.string_dtype())
+        for ep in (1, 2):
+            g = f.create_group(f"ep{ep}" + "Z" * 1_000_000)
+            g["features"], g["weights"] = h * (1 + 1 / ep), m
+            g.attrs["epoch"] = ep
+    return str(path)
+
+
+@pytest.mark.parametrize("fmt", ["table", "github"])
+@pytest.mark.parametrize("rule", [["--max", "nc1=1e-9"], ["--min", "per_class.ncc_agreement=2"]])
+def test_huge_names_are_cut_in_the_table_and_annotations(huge_names, tmp_path, capsys, fmt, rule):
+    """Round three cut names in the check table's rows but not in its FAIL lines, nor in
+    GitHub annotations (a 1 MB snapshot path gave a 1 MB line); JSON keeps them whole."""
+    out = tmp_path / f"o.{fmt}"
+    assert main(["check", huge_names, *rule, "--format", fmt, "-o", str(out)]) == 1
+    text = out.read_text()
+    assert len(text) < 20_000, len(text)
+    assert "chars)" in text  # the cut is said
+    out_json = tmp_path / "o.json"
+    assert main(["check", huge_names, *rule, "--format", "json", "-o", str(out_json)]) == 1
+    assert "Z" * 1_000_000 in out_json.read_text()
