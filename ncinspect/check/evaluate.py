@@ -20,7 +20,7 @@ from typing import Any
 from ..metrics.nulls import null_message
 from ..metrics.registry import lookup
 from ..results.report import jsonable
-from ..results.trajectory import group_trajectories
+from ..results.trajectory import group_trajectories, repeated_epoch
 from ..text import cut
 from .rules import PER_CLASS_PREFIX, Rule, is_extra_metric, num_text
 
@@ -224,6 +224,9 @@ def _threshold_outcome(rule: Rule, res) -> Outcome:
 
 
 def _trend_outcome(rule: Rule, group: list[Any]) -> Outcome:
+    # one snapshot before the window too: an epoch held twice across its edge makes the
+    # window's content a pick as well
+    twice = repeated_epoch(group[-(rule.last + 1) :] if rule.last else group)
     if rule.last:
         group = group[-rule.last :]
     first, last = group[0], group[-1]
@@ -248,6 +251,12 @@ def _trend_outcome(rule: Rule, group: list[Any]) -> Outcome:
     undated = [s.name for s in group if s.epoch is None]
     if undated:
         return fail(f"snapshot(s) without an epoch cannot be ordered: {', '.join(undated[:5])}")
+    if twice is not None:
+        return fail(
+            f"snapshots {cut(twice[0].name)} and {cut(twice[1].name)} are both epoch "
+            f"{twice[0].epoch} of this trajectory (split {last.split}, layer "
+            f"{layer_label(last.layer)}): they cannot be ordered; select one with --snapshot"
+        )
     values = [s.metrics.get(rule.metric) for s in group]
     for s in group:
         if s.metrics.get(rule.metric) is None:
