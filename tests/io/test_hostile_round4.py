@@ -169,3 +169,40 @@ def test_a_protocol_0_or_1_pickle_cut_short_is_named_a_pickle(tmp_path, capsys, 
         line = _one_error_line(capsys)
         assert "pickle" in line and "never unpickles" in line and "unpickling" not in line
     assert not marker.exists()
+
+
+# -- class 3: an NPZ member named without .npy beside the same name with it ------------------
+
+
+def _npz_members(path, members):
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, value in members:
+            buf = io.BytesIO()
+            np.save(buf, value)
+            zf.writestr(name, buf.getvalue())
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [("features", "h2"), ("a/features", "h2"), ("meta", '{"epoch": 2}'), ("labels", "y2")],
+)
+def test_npz_member_with_and_without_the_npy_suffix_is_refused(tmp_path, capsys, extra):
+    """``features.npy`` and ``features``: numpy's ``np.load(f)["features"]`` reads the
+    member without the suffix, ncinspect read the one with it (and ignored the other)."""
+    h, y, _ = _small()
+    values = {"h2": h[::-1].copy(), "y2": y[::-1].copy(), '{"epoch": 2}': np.array('{"epoch": 2}')}
+    name, key = extra
+    prefix = "a/" if name.startswith("a/") else ""
+    members = [
+        (f"{prefix}features.npy", h),
+        ("labels.npy", y),
+        ("meta.npy", np.array('{"epoch": 1}')),
+    ]
+    path = _npz_members(tmp_path / "two.npz", [*members, (name, values[key])])
+    assert main(["report", path]) == 3
+    line = _one_error_line(capsys)
+    assert "two.npz" in line and f"'{name}.npy'" in line and f"'{name}'" in line
