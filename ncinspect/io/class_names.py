@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import InvalidDataError
+from ..text import clip
 
 __all__ = ["read_class_names"]
 
@@ -26,7 +27,14 @@ def read_class_names(path: str) -> list[str]:
         lines.pop()
     if not lines:
         raise InvalidDataError(f"{path}: class names file holds no names (one name a line)")
+    first: dict[str, int] = {}
     for i, line in enumerate(lines):
         if not line.strip():
             raise InvalidDataError(f"{path}: line {i + 1} is blank; expected one class name a line")
+        if line in first:  # two rows of W with one name: which one a name means is unknown
+            raise InvalidDataError(
+                f"{path}: class name {clip(repr(line))} appears twice (lines {first[line] + 1} "
+                f"and {i + 1})"
+            )
+        first[line] = i
     return lines

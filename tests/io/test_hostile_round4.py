@@ -206,3 +206,52 @@ def test_npz_member_with_and_without_the_npy_suffix_is_refused(tmp_path, capsys,
     assert main(["report", path]) == 3
     line = _one_error_line(capsys)
     assert "two.npz" in line and f"'{name}.npy'" in line and f"'{name}'" in line
+
+
+# -- class 8: labels that are not one value per row -------------------------------------------
+
+
+@pytest.mark.parametrize("rows", ["empty", "one", "two", "ragged"])
+def test_variable_length_integer_labels_are_refused(tmp_path, capsys, rows):
+    """HDF5 variable-length integers as labels (a sequence per row): round three flattened
+    them (one-element rows read as labels by accident, two-element rows as 2N labels) or
+    exited 4 (empty or ragged rows: a numpy error, then a matmul error)."""
+    import h5py
+
+    h, y, m = make_data(C=3, d=5, n=10)
+    make = {
+        "empty": lambda i: np.array([], dtype=np.int64),
+        "one": lambda i: np.array([y[i]]),
+        "two": lambda i: np.array([y[i], 0]),
+        "ragged": lambda i: np.arange(i % 3),
+    }[rows]
+    path = tmp_path / "vlen.h5"
+    with h5py.File(path, "w") as f:
+        f["features"], f["weights"] = h, m
+        ds = f.create_dataset("labels", (len(y),), dtype=h5py.vlen_dtype(np.int64))
+        for i in range(len(y)):
+            ds[i] = make(i)
+    for command in ("report", "info"):
+        rc = main([command, str(path)])
+        if command == "info" and rc == 0:  # info lists arrays; it need not read labels
+            capsys.readouterr()
+            continue
+        assert rc == 3
+        line = _one_error_line(capsys)
+        assert "vlen.h5:/labels" in line and "one integer or string per row" in line
+
+
+def test_class_names_file_with_a_repeated_name_is_refused(tmp_path, capsys):
+    """read_class_names promised to refuse a repeated name and did not: with integer labels
+    two rows of W were named alike (string labels were caught later, by the match)."""
+    import h5py
+
+    h, y, m = make_data(C=3, d=5, n=10)
+    path = tmp_path / "d.h5"
+    with h5py.File(path, "w") as f:
+        f["features"], f["labels"], f["weights"] = h, y, m
+    names = tmp_path / "names.txt"
+    names.write_text("cat\ndog\ncat\n")
+    assert main(["report", str(path), "--class-names", str(names)]) == 3
+    line = _one_error_line(capsys)
+    assert "names.txt" in line and "'cat' appears twice" in line
