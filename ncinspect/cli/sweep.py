@@ -217,6 +217,7 @@ def command(
             err=True,
         )
 
+    _check_dataset_kept(config.dataset, out_dir, values, seed, seeds)
     run_seeds = _seeds_and_folder(seed, seeds, out_dir)
     rows = sweep_weight_decay(config, values, out_dir, seeds=run_seeds, callback=report, jobs=jobs)
     previous = os.path.join(out_dir, "sweep.json")
@@ -238,6 +239,24 @@ def command(
         click.echo(sweep_markdown(rows))
     click.echo(f"total {time.perf_counter() - start:.0f} s; wrote {', '.join(written)}", err=True)
     return None
+
+
+def _check_dataset_kept(dataset: str, out_dir: str, values, seed: int, seeds: int) -> None:
+    """Refuse (exit 3, before any run) a ``--dataset`` file that the sweep would write over:
+    one of its dumps (``--dataset runs/wd_0.001.h5 -o runs``), tables or figures, however
+    spelled (a link, a hard link). ``train`` refuses ``-o`` naming its dataset the same way."""
+    from ..experiments.weight_decay import dump_name
+    from ..io.atomic import check_not_input
+
+    if dataset in ("gaussian", "mnist1d") or not os.path.exists(dataset):
+        return
+    run_seeds = [None] if seeds == 1 else range(seed, seed + seeds)
+    names = [dump_name(wd, s) for wd in values for s in run_seeds]
+    names += [f"aggregate_wd_{wd:g}.json" for wd in values]
+    names += [f"{stem}.{ext}" for stem in ("sweep", "trajectory") for ext in ("png", "pdf")]
+    names += ["sweep.json", "sweep.csv", "sweep.md", "headline.json", "headline.md"]
+    for name in names:
+        check_not_input(os.path.join(out_dir, name), [dataset], what="sweep output")
 
 
 def _seeds_and_folder(seed: int, seeds: int, out_dir: str) -> range | None:

@@ -77,3 +77,33 @@ def test_sweep_two_weight_decays_of_one_dump_name_are_refused(tmp_path, capsys, 
     line = _last_line(capsys)
     assert "would both write" in line and "wd_" in line
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["wd_0.001.h5", "sweep.json", "headline.md", "wd_0.001.link"])
+def test_sweep_never_writes_over_its_dataset(tmp_path, capsys, name):
+    """``sweep --dataset runs/wd_0.001.h5 -o runs``: round three replaced the data file with
+    the first run's dump (the second run then failed reading it), or with sweep.json; train
+    refused the same for its -o. A link or hard link to such a file is the same file."""
+    import os
+
+    import h5py
+    import numpy as np
+
+    out = tmp_path / "runs"
+    out.mkdir()
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data.h5"
+    with h5py.File(data, "w") as f:
+        f["X"], f["y"] = rng.standard_normal((40, 6)), np.arange(40) % 4
+    before = data.read_bytes()
+    if name.endswith(".link"):
+        os.link(data, out / "wd_0.001.h5")  # the dump name is a hard link to the data
+        given = data
+    else:
+        os.replace(data, out / name)
+        given = out / name
+    argv = ["sweep", "--dataset", str(given), "-o", str(out), "--epochs", "1", "--depth", "2"]
+    seeds = ["--seeds", "2"] if name == "headline.md" else []
+    assert main([*argv, "--width", "4", "--weight-decays", "1e-3,2e-3", *seeds]) == 3
+    assert "is the input file" in _last_line(capsys)
+    assert given.read_bytes() == before
