@@ -35,12 +35,28 @@ __all__ = [
 ]
 
 
-def check_options(center: str = "classes", min_class_count: Any = 1) -> None:
-    """Validate the options every analysis shares (once, at the public entry)."""
+def check_options(
+    center: str = "classes",
+    min_class_count: Any = 1,
+    *,
+    chunk_rows: Any = None,
+    memory_limit: Any = None,
+) -> None:
+    """Validate the options every analysis shares (once, at the public entry): a count that
+    is not a positive integer (``chunk_rows=2.5``, ``memory_limit="1GB"``) is a UsageError
+    naming it, not a TypeError from deep inside."""
     check_center(center)
     k = min_class_count
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise UsageError(f"min_class_count must be an integer >= 1, got {clip(repr(k))}")
+    for name, value in (("chunk_rows", chunk_rows), ("memory_limit", memory_limit)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise UsageError(
+                f"{name} must be an integer >= 1 (or None), got {clip(repr(value))}"
+                + ("; memory_limit is a number of bytes" if name == "memory_limit" else "")
+            )
 
 
 def build_result(
