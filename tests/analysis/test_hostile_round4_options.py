@@ -58,3 +58,14 @@ def test_settings_at_their_bounds_still_run(dump):
     assert got.metrics["nc1"] == pytest.approx(ref.metrics["nc1"], rel=1e-12)
     rep = ncinspect.analyze_file(dump, bootstrap=2, seed=2**63 - 1, chunk_rows=2**64)
     assert rep.snapshots[0].metrics["nc1"] == pytest.approx(ref.metrics["nc1"], rel=1e-12)
+
+
+@pytest.mark.parametrize("kw,words", [b for b in BAD if "bootstrap" not in b[0]])
+def test_theory_file_and_run_check_refuse_out_of_range_settings(dump, kw, words):
+    from ncinspect.check import parse_threshold, run_check
+    from ncinspect.theory import theory_file
+
+    with pytest.raises(UsageError, match=words):
+        theory_file(dump, **kw)
+    with pytest.raises(UsageError, match=words):
+        run_check(dump, [parse_threshold("max", "nc1=5")], **kw)
