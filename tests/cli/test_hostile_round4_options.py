@@ -107,3 +107,39 @@ def test_sweep_never_writes_over_its_dataset(tmp_path, capsys, name):
     assert main([*argv, "--width", "4", "--weight-decays", "1e-3,2e-3", *seeds]) == 3
     assert "is the input file" in _last_line(capsys)
     assert given.read_bytes() == before
+
+
+def test_long_paths_and_keys_of_words_are_clipped_in_error_lines(tmp_path, capsys):
+    """Class 11: a path (or key) of words, ``a b c/a b c/...``, has spaces, so the CLI's
+    last guard (runs of more than 160 characters without a space) never cut it: round three
+    printed error lines of 2,900-4,000 characters echoing it whole. Now each command-line
+    value is clipped where a message quotes it, as given or as its absolute path or folder."""
+    import os
+
+    import h5py
+
+    from ..helpers import make_data
+
+    folder = tmp_path.joinpath(*[("a b c d e " * 19)[:190]] * 12)
+    folder.mkdir(parents=True)
+    h, y, m = make_data(C=3, d=4, n=6)
+    run = folder / "run.h5"
+    with h5py.File(run, "w") as f:
+        f["features"], f["labels"], f["weights"] = h, y, m
+    (folder / "bad.h5").write_text("not a dump")
+    (folder / "c.toml").write_text("[check]\nmax = {nc1 = 'x'}\n")
+    cases = [
+        ["report", str(folder / "bad.h5")],
+        ["report", str(run), "--json", str(run)],
+        ["check", str(run), "--config", str(folder / "c.toml")],
+        ["report", str(run), "--features-key", "no pe " * 700],
+        ["train", "-o", str(folder / "bad.h5" / "t.h5"), "--epochs", "1", "-q"],
+        ["plot", str(run), "-o", str(folder / "bad.h5" / "x")],
+    ]
+    for argv in cases:
+        assert main(argv) in (2, 3)
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        longest = max(len(line) for line in err.splitlines())
+        assert longest < 800, (argv[0], longest)
+    assert os.path.exists(run)
