@@ -174,6 +174,18 @@ def _fmt(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def _two(a: Any, b: Any) -> tuple[str, str]:
+    """``a`` and ``b`` with enough digits to tell them apart (a change in the 16th digit
+    would otherwise read ``0.0166054 -> 0.0166054``)."""
+    if isinstance(a, float) and isinstance(b, float) and a != b and _fmt(a) == _fmt(b):
+        return repr(a), repr(b)
+    return _fmt(a), _fmt(b)
+
+
+def _pair(a: Any, b: Any) -> str:
+    return " -> ".join(_two(a, b))
+
+
 def _where(res) -> dict[str, Any]:
     return {"epoch": res.epoch, "split": res.split, "layer": res.layer}
 
@@ -269,8 +281,8 @@ def _trend_outcome(rule: Rule, group: list[Any]) -> Outcome:
             passed=passed,
             value=values[-1],
             **{**base, "bound": values[0]},
-            message=f"{rule.metric} {word} from {_fmt(values[0])} (epoch {first.epoch}) "
-            f"to {_fmt(values[-1])} (epoch {last.epoch})",
+            message=f"{rule.metric} {word} from {_two(values[0], values[-1])[0]} (epoch "
+            f"{first.epoch}) to {_two(values[0], values[-1])[1]} (epoch {last.epoch})",
         )
     for i in range(1, len(group)):
         va, vb = values[i - 1], values[i]
@@ -278,7 +290,7 @@ def _trend_outcome(rule: Rule, group: list[Any]) -> Outcome:
         if sign * (vb - va) > allowed:
             return fail(
                 f"{rule.metric} went the wrong way from epoch {group[i - 1].epoch} to "
-                f"{group[i].epoch}: {_fmt(va)} -> {_fmt(vb)} (allowed {_fmt(allowed)})",
+                f"{group[i].epoch}: {_pair(va, vb)} (allowed {_fmt(allowed)})",
                 vb,
             )
     return Outcome(

@@ -55,3 +55,20 @@ def test_trend_rules_fail_on_a_repeated_epoch_naming_both(twice, capsys, rule):
     assert main(["check", twice, *rule]) == 1
     out = capsys.readouterr().out
     assert "are both epoch" in out and "cannot be ordered" in out
+
+
+def test_a_trend_failing_in_the_last_digits_shows_them(tmp_path, capsys):
+    """A careless reading: 'nc1 went the wrong way: 0.0166054 -> 0.0166054' (a rise in the
+    16th digit, shown at 6 digits). The message now shows the digits that differ."""
+    h, y, m = make_data(C=3, d=5, n=10)
+    path = tmp_path / "run.h5"
+    with h5py.File(path, "w") as f:
+        f["labels"] = y
+        for ep in (1, 2):
+            g = f.create_group(f"epoch_{ep}")
+            g["features"], g["weights"] = h * (1 + 1 / ep) + 1.0, m
+    for rule in (["--non-increasing", "nc1"], ["--decreasing", "nc1"]):
+        assert main(["check", str(path), *rule]) == 1
+        fail = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("FAIL")][0]
+        numbers = [w.strip("(),") for w in fail.split() if w[:1].isdigit() and "." in w]
+        assert len(numbers) >= 2 and numbers[0] != numbers[1], fail
