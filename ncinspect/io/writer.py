@@ -127,6 +127,15 @@ class SnapshotWriter:
         self.finished = True
         open_snaps.pop(self._group.name, None)
 
+    def abandon(self) -> None:
+        """Leave this snapshot marked in progress for good: its writer's normal close no
+        longer finishes it (a meter whose pass 1 was reset before it ended: its rows are a
+        part of the data, whoever owns the writer). Writing to it again marks it again."""
+        open_snaps = self._writer._open_snaps
+        if open_snaps.get(self._group.name) is self:
+            del open_snaps[self._group.name]
+        self.finished = True
+
     def _started(self) -> None:
         """Mark the snapshot in progress again (more rows or arrays after a finish)."""
         if self.finished:

@@ -24,6 +24,7 @@ import textwrap
 
 import h5py
 import numpy as np
+import pytest
 
 import ncinspect
 from ncinspect.cli import main
@@ -125,3 +126,29 @@ def test_rewriting_top_level_labels_leaves_the_file_complete(tmp_path):
         assert IN_PROGRESS not in f.attrs
     result = ncinspect.analyze_file(str(path))
     assert [s.name for s in result.snapshots] == ["/epoch_1", "/epoch_2"]
+
+
+@pytest.mark.parametrize("then", ["close", "next_snapshot"])
+def test_meter_reset_keeps_its_rows_marked_in_a_callers_writer(tmp_path, then):
+    """A meter writing to a DumpWriter the caller owns, reset before its pass 1 ended: the
+    caller's normal close (or the next snapshot the meter opened on that writer) marked the
+    partial rows complete. With a path the meter owns they stayed marked (round three)."""
+    h, y, m = make_data(C=3, d=5, n=10)
+    path = tmp_path / "run.h5"
+    with ncinspect.DumpWriter(path, "w") as w:
+        meter = ncinspect.Meter(m, dump=w, snapshot="epoch_1")
+        meter.update(h[::3], y[::3])  # a third of the rows, every class: analysable
+        if then == "close":
+            meter.reset()
+        else:
+            meter.reset(snapshot="epoch_2")
+            meter.update(h, y)
+            meter.next_pass()
+    with h5py.File(path, "r") as f:
+        assert IN_PROGRESS in f["epoch_1"].attrs
+    if then == "close":
+        with pytest.raises(ncinspect.errors.DumpError, match="incomplete"):
+            ncinspect.analyze_file(str(path))
+    else:
+        result = ncinspect.analyze_file(str(path))
+        assert [s.name for s in result.snapshots] == ["/epoch_2"]
