@@ -8,7 +8,7 @@ import os
 from ..errors import UnreadableFileError
 from .paths import shown
 
-__all__ = ["detect_format"]
+__all__ = ["detect_format", "refuse_pickle"]
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -101,6 +101,27 @@ def _is_torch_legacy(path: str, protocol: int | None) -> bool:
     except Exception:  # noqa: BLE001 - not a pickle we can parse: not torch's
         return False
     return False
+
+
+def refuse_pickle(path: str) -> None:
+    """Raise the one-line pickle refusal when ``path`` is a Python pickle or a PyTorch save
+    (by content: a zip holding ``data.pkl``, a pickle protocol header, or protocol 0/1
+    opcodes); return quietly otherwise. Nothing is unpickled. For readers of other inputs
+    than dumps (``train --dataset``), which then say what else is wrong with the file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_PICKLE_SNIFF)
+    except OSError:
+        return  # the caller's own open says what is wrong
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        if _zip_holds_pickle(path):
+            raise _torch_pickle_error(path)
+        return
+    protocol = _pickle_protocol(head)
+    if protocol is not False:
+        if _is_torch_legacy(path, protocol):
+            raise _torch_pickle_error(path, "a PyTorch pickle (torch.save, legacy format)")
+        raise _pickle_error(path, protocol)
 
 
 def detect_format(path: str) -> str:

@@ -143,3 +143,63 @@ def test_long_paths_and_keys_of_words_are_clipped_in_error_lines(tmp_path, capsy
         longest = max(len(line) for line in err.splitlines())
         assert longest < 800, (argv[0], longest)
     assert os.path.exists(run)
+
+
+def _data_file(tmp_path, kind):
+    import pickle
+    import zlib
+
+    import h5py
+    import numpy as np
+
+    path = tmp_path / f"data_{kind}"
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 6)), np.arange(40) % 4
+    if kind == "pickle0":
+        path.write_bytes(pickle.dumps({"X": X.tolist(), "y": y.tolist()}, protocol=0))
+    elif kind == "pickle4":
+        path.write_bytes(pickle.dumps({"X": X, "y": y}, protocol=4))
+    elif kind == "external_storage":
+        raw = tmp_path / "elsewhere.bin"
+        raw.write_bytes(X.astype("<f8").tobytes())
+        with h5py.File(path, "w") as f:
+            f.create_dataset("X", shape=X.shape, dtype="<f8", external=[(str(raw), 0, X.nbytes)])
+            f["y"] = y
+    elif kind == "external_link":
+        with h5py.File(tmp_path / "other.h5", "w") as f:
+            f["X"] = X
+        with h5py.File(path, "w") as f:
+            f["X"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/X")
+            f["y"] = y
+    elif kind == "huge_chunk":  # 4.5 GiB of zeros declared, a few MB stored
+        with h5py.File(path, "w") as f:
+            shape = (9 * 2**22, 16)
+            ds = f.create_dataset(
+                "X", shape=shape, dtype="f8", chunks=(2**22, 16), compression="gzip"
+            )
+            ds.id.write_direct_chunk((0, 0), zlib.compress(b"\0" * (2**22 * 16 * 8), 1))
+            f["y"] = np.zeros(shape[0], dtype=np.int64)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "kind,words",
+    [
+        ("pickle0", "is a Python pickle"),
+        ("pickle4", "is a Python pickle"),
+        ("external_storage", "external storage"),
+        ("external_link", "external link"),
+        ("huge_chunk", "declares"),
+    ],
+)
+def test_train_dataset_file_is_read_as_a_dump_is(tmp_path, capsys, kind, words):
+    """``train --dataset FILE`` read its own way: a pickle was 'not an NPZ or HDF5 file'
+    (class 10: say pickle), HDF5 external storage and external links were followed (the
+    dump readers refuse them), and a small file declaring a huge compressed X was inflated
+    whole (4.4 GB resident for 2 GiB declared) before any check."""
+    data = _data_file(tmp_path, kind)
+    out = tmp_path / "t.h5"
+    assert main(["train", "--dataset", data, "-o", str(out), "-q", "--epochs", "0"]) == 3
+    line = _last_line(capsys)
+    assert words in line and "data_" in line
+    assert not out.exists()
