@@ -144,10 +144,19 @@ def _read_arrays(path: str) -> dict[str, np.ndarray]:
         arrays, key = {}, None
         try:
             with zipfile.ZipFile(path) as zf:
+                seen: dict[str, str] = {}
                 for info in zf.infolist():
-                    stem = info.filename[:-4] if info.filename.endswith(".npy") else None
-                    if stem in _KEYS:
-                        _too_big(path, stem, info.file_size)
+                    name = info.filename  # numpy's key: the name without a .npy suffix
+                    stem = name[:-4] if name.endswith(".npy") else name
+                    if stem not in _KEYS:
+                        continue
+                    if stem in seen:  # X.npy and X: np.load picks one silently
+                        raise InvalidDataError(
+                            f"{path}: members {seen[stem]!r} and {name!r} are both array "
+                            f"{stem!r}; ncinspect does not pick one"
+                        )
+                    seen[stem] = name
+                    _too_big(path, stem, info.file_size)
             with np.load(path, allow_pickle=False) as z:
                 for key in (k for k in _KEYS if k in z.files):
                     arrays[key] = z[key]

@@ -171,6 +171,15 @@ def _data_file(tmp_path, kind):
         with h5py.File(path, "w") as f:
             f["X"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/X")
             f["y"] = y
+    elif kind == "npy_twice":  # X.npy and X: numpy's np.load(f)["X"] reads the second
+        import io
+        import zipfile
+
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, value in (("X.npy", X), ("X", 9 * X), ("y.npy", y)):
+                buf = io.BytesIO()
+                np.save(buf, value)
+                zf.writestr(name, buf.getvalue())
     elif kind == "huge_chunk":  # 4.5 GiB of zeros declared, a few MB stored
         with h5py.File(path, "w") as f:
             shape = (9 * 2**22, 16)
@@ -190,6 +199,7 @@ def _data_file(tmp_path, kind):
         ("external_storage", "external storage"),
         ("external_link", "external link"),
         ("huge_chunk", "declares"),
+        ("npy_twice", "does not pick one"),
     ],
 )
 def test_train_dataset_file_is_read_as_a_dump_is(tmp_path, capsys, kind, words):
