@@ -5,7 +5,9 @@ from __future__ import annotations
 from ..errors import InvalidDataError
 from ..text import clip
 
-__all__ = ["read_class_names"]
+__all__ = ["read_class_names", "MAX_NAMES_BYTES"]
+
+MAX_NAMES_BYTES = 64 << 20  #: the largest class names file read (one name a line)
 
 
 def read_class_names(path: str) -> list[str]:
@@ -14,9 +16,21 @@ def read_class_names(path: str) -> list[str]:
     Trailing blank lines are ignored; a blank line between names or a repeated name is bad
     input (:class:`InvalidDataError`), as is a file that is not UTF-8 text.
     """
+    from ..errors import UnreadableFileError
+    from .paths import check_input_file
+
+    try:  # a regular file only: /dev/zero or a FIFO would be read (or waited on) forever
+        st = check_input_file(path, "class names file")
+    except UnreadableFileError as exc:
+        raise InvalidDataError(str(exc)) from None
+    if st.st_size > MAX_NAMES_BYTES:
+        raise InvalidDataError(
+            f"{clip(path)}: class names file of {st.st_size >> 20} MiB, more than the "
+            f"{MAX_NAMES_BYTES >> 20} MiB one name a line may take"
+        )
     try:
         with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+            lines = f.read(MAX_NAMES_BYTES + 1).splitlines()
     except UnicodeDecodeError:
         raise InvalidDataError(f"{path}: class names file is not UTF-8 text") from None
     except OSError as exc:

@@ -255,3 +255,29 @@ def test_class_names_file_with_a_repeated_name_is_refused(tmp_path, capsys):
     assert main(["report", str(path), "--class-names", str(names)]) == 3
     line = _one_error_line(capsys)
     assert "names.txt" in line and "'cat' appears twice" in line
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "fifo", "huge"])
+def test_class_names_file_is_a_bounded_regular_file(tmp_path, capsys, source):
+    """``--class-names /dev/zero`` read forever (8 GB resident in 20 s) and a FIFO waited
+    forever: the class names file was opened as it came, unlike dumps and TOML configs."""
+    import os
+
+    import h5py
+
+    h, y, m = make_data(C=3, d=5, n=10)
+    path = tmp_path / "d.h5"
+    with h5py.File(path, "w") as f:
+        f["features"], f["labels"], f["weights"] = h, y, m
+    if source == "fifo":
+        names = tmp_path / "names.fifo"
+        os.mkfifo(names)
+    elif source == "huge":
+        names = tmp_path / "names.txt"
+        with open(names, "wb") as f:
+            f.truncate(65 << 20)  # sparse: 65 MiB declared, nothing stored
+    else:
+        names = source
+    assert main(["report", str(path), "--class-names", str(names)]) == 3
+    line = _one_error_line(capsys)
+    assert "class names file" in line
