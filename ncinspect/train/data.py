@@ -254,8 +254,12 @@ def from_file(
         raise UnreadableFileError(
             f"{path}: no such file (expected 'gaussian', 'mnist1d' or a file)"
         )
-    if not os.path.isfile(path):
+    if os.path.isdir(path):
         raise UnreadableFileError(f"{path}: is a directory, expected an NPZ or HDF5 file")
+    if not os.path.isfile(path):  # a FIFO, device or socket: said as such, never opened
+        from ..io.paths import check_input_file
+
+        check_input_file(path, "--dataset")
     try:
         arrays = _read_arrays(path)
     except OSError as exc:  # open() itself: permission denied, I/O error

@@ -171,6 +171,10 @@ def _data_file(tmp_path, kind):
         with h5py.File(path, "w") as f:
             f["X"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/X")
             f["y"] = y
+    elif kind == "fifo":
+        import os
+
+        os.mkfifo(path)
     elif kind == "npy_twice":  # X.npy and X: numpy's np.load(f)["X"] reads the second
         import io
         import zipfile
@@ -200,6 +204,7 @@ def _data_file(tmp_path, kind):
         ("external_link", "external link"),
         ("huge_chunk", "declares"),
         ("npy_twice", "does not pick one"),
+        ("fifo", "is a FIFO"),  # was 'is a directory'
     ],
 )
 def test_train_dataset_file_is_read_as_a_dump_is(tmp_path, capsys, kind, words):
