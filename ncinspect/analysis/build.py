@@ -206,6 +206,7 @@ def prepare_snapshot(snap, class_names: Any = None, labels_seen: dict | None = N
                 f"{src.where}: class_names must be 1-D (one name per row of W), got {src.shape}"
             )
         class_names, where = src.read_all(), src.where
+        _same_order(class_names, snap.meta.get("class_names"), where, snap)
     elif class_names is None:
         meta = snap.meta.get("class_names")
         if isinstance(meta, list):
@@ -220,6 +221,25 @@ def prepare_snapshot(snap, class_names: Any = None, labels_seen: dict | None = N
         class_names_where=where,
         labels_seen=labels_seen,
     )
+
+
+def _same_order(array: Any, meta: Any, where: str, snap) -> None:
+    """Refuse a snapshot whose ``class_names`` array and ``class_names`` metadata both give
+    the class order and disagree: the order says which row of W is which class, and the
+    array silently won (a reversed order turned an accuracy of 1 into 1/3)."""
+    if not isinstance(meta, list):
+        return
+    try:
+        names = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in array.tolist()]
+    except (UnicodeDecodeError, AttributeError):
+        return  # the array's own check (prepare) says what is wrong with it
+    if names != [str(v) for v in meta]:
+        raise InvalidDataError(
+            f"{where} ({clip(', '.join(names[:6]))}{', ...' if len(names) > 6 else ''}) and "
+            f"{snap.file}:{snap.name} metadata class_names ({clip(', '.join(map(str, meta[:6])))}"
+            f"{', ...' if len(meta) > 6 else ''}) give two class orders; ncinspect does not "
+            "pick one: keep one of them"
+        )
 
 
 def notes_for(snap) -> list[str]:

@@ -281,3 +281,37 @@ def test_class_names_file_is_a_bounded_regular_file(tmp_path, capsys, source):
     assert main(["report", str(path), "--class-names", str(names)]) == 3
     line = _one_error_line(capsys)
     assert "class names file" in line
+
+
+@pytest.mark.parametrize("container", ["hdf5_same_group", "hdf5_child_attr", "npz"])
+def test_two_class_orders_in_one_file_are_refused(tmp_path, capsys, container):
+    """A class_names array and class_names metadata giving different orders: the array won
+    silently, whichever was nearer the snapshot (a reversed order turned an accuracy of 1
+    into 1/3 and nc3 from 0.003 into 2.0). The same order twice still reads."""
+    import json
+
+    import h5py
+
+    h, y, m = make_data(C=3, d=5, n=10)
+    labels = np.array(["a", "b", "c"])[y].astype("S1")
+    order, reverse = ["a", "b", "c"], ["c", "b", "a"]
+
+    def write(path, meta_order):
+        if container == "npz":
+            meta = np.array(json.dumps({"class_names": meta_order}))
+            np.savez(path, features=h, weights=m, labels=labels, class_names=order, meta=meta)
+            return
+        with h5py.File(path, "w") as f:
+            f["labels"], f["class_names"] = labels, np.array(order, dtype="S1")
+            g = f if container == "hdf5_same_group" else f.create_group("epoch_1")
+            g["features"], g["weights"] = h, m
+            g.attrs["class_names"] = np.array(meta_order, dtype=h5py.string_dtype())
+
+    suffix = ".npz" if container == "npz" else ".h5"
+    bad, good = tmp_path / f"bad{suffix}", tmp_path / f"good{suffix}"
+    write(bad, reverse)
+    write(good, order)
+    assert main(["report", str(bad)]) == 3
+    line = _one_error_line(capsys)
+    assert "two class orders" in line and "a, b, c" in line and "c, b, a" in line
+    assert main(["report", str(good), "-q"]) == 0
