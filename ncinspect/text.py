@@ -169,7 +169,12 @@ def fmt(value: Any) -> str:
 # tab and carriage return, and the full-width forms some of them fold to those; checked after
 # any leading whitespace or control characters, which some programs strip first
 _FORMULA_START = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
-_LEADING_BLANKS = re.compile(r"[\s\x00-\x1f\x7f]*")
+# invisible format characters too (zero-width spaces and joiners, the word joiner, the BOM,
+# the Mongolian vowel separator, bidirectional marks and embeddings): a program that strips
+# or ignores them would see the formula right behind them
+_LEADING_BLANKS = re.compile(
+    r"[\s\x00-\x1f\x7f\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]*"
+)
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
