@@ -8,7 +8,6 @@ measures, :mod:`ncinspect.experiments.tables` writes the files.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 
@@ -218,14 +217,13 @@ def command(
         )
 
     _check_dataset_kept(config.dataset, out_dir, values, seed, seeds)
+    earlier = _earlier_rows(os.path.join(out_dir, "sweep.json")) if extend else []
     run_seeds = _seeds_and_folder(seed, seeds, out_dir)
     rows = sweep_weight_decay(config, values, out_dir, seeds=run_seeds, callback=report, jobs=jobs)
-    previous = os.path.join(out_dir, "sweep.json")
-    if extend and os.path.exists(previous):
-        with open(previous) as f:
-            # a row whose dump this sweep wrote again (the same %g name) is replaced
-            names = {dump_name(v) for v in values}
-            kept = [r for r in json.load(f) if dump_name(r["weight_decay"]) not in names]
+    if earlier:
+        # a row whose dump this sweep wrote again (the same %g name) is replaced
+        names = {dump_name(v) for v in values}
+        kept = [r for r in earlier if dump_name(r["weight_decay"]) not in names]
         rows = sorted(kept + rows, key=lambda r: r["weight_decay"])
     name = config.dataset if config.dataset in ("gaussian", "mnist1d") else "data"
     written = write_sweep(
@@ -257,6 +255,72 @@ def _check_dataset_kept(dataset: str, out_dir: str, values, seed: int, seeds: in
     names += ["sweep.json", "sweep.csv", "sweep.md", "headline.json", "headline.md"]
     for name in names:
         check_not_input(os.path.join(out_dir, name), [dataset], what="sweep output")
+
+
+def _earlier_rows(path: str) -> list[dict]:
+    """The rows of the sweep.json that ``--extend`` grows, read and checked before any run:
+    a regular file of at most 64 MiB holding a JSON list of rows, each with a finite
+    ``weight_decay``; anything else is one line, exit 3 (it was an internal error after
+    every run had trained, or a wait forever on a FIFO)."""
+    import math
+
+    from ..errors import InvalidDataError
+    from ..io.paths import check_input_file
+    from ..io.tree import loads_json
+
+    if not os.path.lexists(path):
+        return []
+    st = check_input_file(path, "--extend")
+    if st.st_size > 64 << 20:
+        raise InvalidDataError(f"{clip(path)}: {st.st_size >> 20} MiB; not a sweep.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            rows = loads_json(f.read(), f"{clip(path)}")
+    except (UnicodeDecodeError, ValueError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidDataError(f"{clip(path)}: not a sweep.json ({clip(why)})") from None
+    for i, row in enumerate(rows if isinstance(rows, list) else [None]):
+        wd = row.get("weight_decay") if isinstance(row, dict) else None
+        if isinstance(wd, bool) or not isinstance(wd, (int, float)) or not math.isfinite(wd):
+            problem = f"row {i} has no finite weight_decay: {clip(repr(row))}"
+        elif missing := [k for k in _ROW_KEYS if k not in row]:
+            problem = f"row {i} has no {', '.join(missing)}"
+        elif not all(isinstance(row[k], dict) for k in ("metrics", "theory")):
+            problem = f"row {i}: metrics and theory must be tables"
+        elif bad := _bad_row_value(row):
+            problem = f"row {i}: {bad} must be a number or null"
+        else:
+            continue
+        raise InvalidDataError(
+            f"{clip(path)}: not a sweep.json that --extend can grow ({problem}); write the "
+            "sweep to a new folder"
+        )
+    return rows
+
+
+def _bad_row_value(row: dict) -> str | None:
+    """The first value of a sweep.json row that is not what sweep_row writes (a number or
+    null; a list of them for layer_norms_sq; text for dump and snapshot), else None."""
+
+    def number(v) -> bool:
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    norms = row["layer_norms_sq"]
+    values = [(k, row[k]) for k in ("Lambda", "epoch", "seconds", "test_accuracy")]
+    seed = row["seed"]
+    values += [("seed", seed if seed is None or type(seed) is int else "")]
+    values += [(f"metrics.{k}", v) for k, v in row["metrics"].items()]
+    values += [(f"theory.{k}", v) for k, v in row["theory"].items()]
+    values += [("layer_norms_sq", v) for v in (norms if isinstance(norms, list) else [""])]
+    if norms is None:
+        values.pop()
+    values += [(k, None if isinstance(row[k], str) else "") for k in ("dump", "snapshot")]
+    return next((clip(k) for k, v in values if not number(v)), None)
+
+
+#: what every row of a sweep.json holds (experiments.weight_decay.sweep_row)
+_ROW_KEYS = ("weight_decay", "seed", "Lambda", "dump", "snapshot", "epoch", "seconds")
+_ROW_KEYS += ("test_accuracy", "layer_norms_sq", "metrics", "theory")
 
 
 def _seeds_and_folder(seed: int, seeds: int, out_dir: str) -> range | None:

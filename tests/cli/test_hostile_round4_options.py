@@ -218,3 +218,62 @@ def test_train_dataset_file_is_read_as_a_dump_is(tmp_path, capsys, kind, words):
     line = _last_line(capsys)
     assert words in line and "data_" in line
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def one_sweep(tmp_path_factory):
+    import json
+
+    out = tmp_path_factory.mktemp("s") / "sw"
+    argv = ["sweep", "-o", str(out), "--epochs", "1", "--depth", "2", "--width", "4"]
+    assert main([*argv, "--weight-decays", "2e-3"]) == 0
+    return json.loads((out / "sweep.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["not_json", "object", "deep", "no_wd", "few_keys", "metric_text", "norms_text", "fifo"],
+)
+def test_sweep_extend_checks_the_earlier_sweep_json_before_any_run(
+    tmp_path, capsys, one_sweep, case
+):
+    """``sweep --extend`` read the earlier sweep.json after every run had trained: a damaged
+    or hand-edited one was an internal error (TypeError, KeyError, JSONDecodeError,
+    RecursionError, ValueError: exit 4) and a FIFO a wait forever. Now it is checked first:
+    one line naming the file, exit 3, nothing trained or written."""
+    import json
+    import os
+
+    out = tmp_path / "sw"
+    out.mkdir()
+    target = out / "sweep.json"
+    row = one_sweep[0]
+    content = {
+        "not_json": "not json",
+        "object": json.dumps({"rows": []}),
+        "deep": "[" * 100_000 + "]" * 100_000,
+        "no_wd": json.dumps([{"x": 1}]),
+        "few_keys": json.dumps([{"weight_decay": 0.002, "seed": 0}]),
+        "metric_text": json.dumps([dict(row, metrics={k: "abc" for k in row["metrics"]})]),
+        "norms_text": json.dumps([dict(row, layer_norms_sq="x")]),
+    }.get(case)
+    if case == "fifo":
+        os.mkfifo(target)
+    else:
+        target.write_text(content)
+    argv = ["sweep", "-o", str(out), "--extend", "--epochs", "1", "--depth", "2"]
+    assert main([*argv, "--width", "4", "--weight-decays", "1e-3"]) == 3
+    assert "sweep.json" in _last_line(capsys)
+    assert sorted(p.name for p in out.iterdir()) == ["sweep.json"]
+
+
+def test_sweep_extend_still_grows_a_good_sweep(tmp_path, capsys, one_sweep):
+    import json
+
+    out = tmp_path / "sw"
+    out.mkdir()
+    (out / "sweep.json").write_text(json.dumps(one_sweep))
+    argv = ["sweep", "-o", str(out), "--extend", "--epochs", "1", "--depth", "2"]
+    assert main([*argv, "--width", "4", "--weight-decays", "1e-3"]) == 0
+    rows = json.loads((out / "sweep.json").read_text())
+    assert [r["weight_decay"] for r in rows] == [1e-3, 2e-3]
