@@ -130,8 +130,15 @@ def encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, list[Any], b
         raise ShapeMismatchError(f"{where}: labels must have shape (N,) or (N, C), got {raw.shape}")
     kind = raw.dtype.kind
     if kind in "SO":
+        values = raw.tolist()
+        other = next((v for v in values if not isinstance(v, (str, bytes))), None)
+        if other is not None:  # e.g. HDF5 variable-length integers: a sequence per row
+            raise UnsupportedDtypeError(
+                f"{where}: labels hold {type(other).__name__} values ({clip(repr(other))}), "
+                "not one integer or string per row; expected ints or strings"
+            )
         try:
-            raw = np.array([v.decode() if isinstance(v, bytes) else v for v in raw.tolist()])
+            raw = np.array([v.decode() if isinstance(v, bytes) else v for v in values])
         except (UnicodeDecodeError, AttributeError) as exc:
             raise UnsupportedDtypeError(
                 f"{where}: labels cannot be decoded as text ({exc})"

@@ -19,6 +19,7 @@ two names that differ only in them stay distinguishable.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
@@ -89,13 +90,38 @@ def clip(value: Any, limit: int = MAX_ECHO) -> str:
 _LONG_WORD = re.compile(rf"\S{{{MAX_ECHO + 1},}}")
 
 
-def clip_line(message: Any, limit: int = MAX_LINE) -> str:
+def clip_line(message: Any, limit: int = MAX_LINE, echoed: Iterable[str] = ()) -> str:
     """A whole message as one bounded line: the CLI's last guard, so that no error line grows
-    with its input even where a value was echoed without :func:`clip`. Every run of more than
-    :data:`MAX_ECHO` characters without a space is elided to that length, then the whole line
-    to ``limit`` (long lists of valid choices stay readable)."""
-    text = _LONG_WORD.sub(lambda m: elide(m.group(), MAX_ECHO), plain(message))
+    with its input even where a value was echoed without :func:`clip`. Each of ``echoed``
+    (the command line's own values: paths, keys, globs) longer than :data:`MAX_ECHO` is
+    clipped where the message quotes it (as given, or as the absolute path or folder of it:
+    a path of words, ``a b/c d/...``, has spaces the next rule does not cut at); then every
+    run of more than :data:`MAX_ECHO` characters without a space is elided to that length,
+    and the whole line to ``limit`` (long lists of valid choices stay readable)."""
+    text = plain(message)
+    for value in _echo_forms(echoed):
+        if value in text:
+            text = text.replace(value, clip(value))
+    text = _LONG_WORD.sub(lambda m: elide(m.group(), MAX_ECHO), text)
     return elide(text, limit)
+
+
+def _echo_forms(values: Iterable[str]) -> list[str]:
+    """The long forms in which a message may quote the command-line values ``values``
+    (plain text: each as given, its absolute path, its folder), longest first."""
+    import os
+
+    forms = set()
+    for value in values:
+        if not isinstance(value, str) or len(value) <= MAX_ECHO:
+            continue
+        for form in (value, os.path.dirname(value)):
+            forms.add(plain(form))
+            try:
+                forms.add(plain(os.path.abspath(form)))
+            except (ValueError, OSError):  # NUL in the value: no path
+                pass
+    return sorted((f for f in forms if len(f) > MAX_ECHO), key=len, reverse=True)
 
 
 def markup(value: Any, limit: int | None = None) -> str:
@@ -143,7 +169,12 @@ def fmt(value: Any) -> str:
 # tab and carriage return, and the full-width forms some of them fold to those; checked after
 # any leading whitespace or control characters, which some programs strip first
 _FORMULA_START = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
-_LEADING_BLANKS = re.compile(r"[\s\x00-\x1f\x7f]*")
+# invisible format characters too (zero-width spaces and joiners, the word joiner, the BOM,
+# the Mongolian vowel separator, bidirectional marks and embeddings): a program that strips
+# or ignores them would see the formula right behind them
+_LEADING_BLANKS = re.compile(
+    r"[\s\x00-\x1f\x7f\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]*"
+)
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 

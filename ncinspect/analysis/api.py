@@ -120,7 +120,7 @@ def analyze(
     SnapshotResult
         ``result.metrics[key]`` for every key; ``result.warnings`` says why any is None.
     """
-    check_options(center, min_class_count)
+    check_options(center, min_class_count, chunk_rows=chunk_rows, memory_limit=memory_limit)
     check_bootstrap(bootstrap, seed)
     engine, prep = _prepared(engine, features, labels, weights, bias, outputs, class_names)
     centres = _given_centres(ncc_centres)
@@ -339,7 +339,7 @@ def analyze_file(
     """
     from ..dump import Dump, opened
 
-    check_options(center, min_class_count)
+    check_options(center, min_class_count, chunk_rows=chunk_rows, memory_limit=memory_limit)
     check_bootstrap(bootstrap, seed)
     if ncc_centres not in ("train", "own"):
         raise UsageError(f"ncc_centres must be 'own' or 'train', got {ncc_centres!r}")

@@ -32,6 +32,7 @@ from ..errors import ResourceLimitError, UsageError
 __all__ = ["bootstrap_prepared", "check_bootstrap", "LEVEL", "METHOD"]
 
 LEVEL = 0.95
+MAX_REPLICATES = 10_000  #: the most bootstrap replicates (``--bootstrap``'s range too)
 METHOD = "percentile"
 RESAMPLING = "samples within each class, with replacement (class counts fixed)"
 
@@ -44,8 +45,10 @@ def check_bootstrap(replicates: Any, seed: Any) -> None:
         raise UsageError(f"bootstrap must be an integer number of replicates, got {replicates!r}")
     if replicates < 2:
         raise UsageError(f"bootstrap needs at least 2 replicates, got {replicates}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise UsageError(f"seed must be an integer >= 0, got {seed!r}")
+    if replicates > MAX_REPLICATES:  # each costs about one analysis: beyond, it never ends
+        raise UsageError(f"bootstrap takes at most {MAX_REPLICATES} replicates, got {replicates}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise UsageError(f"seed must be an integer in [0, 2**63 - 1], got {seed!r}")
 
 
 def _class_members(codes: np.ndarray, n_classes: int) -> list[np.ndarray]:

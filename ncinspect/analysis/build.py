@@ -35,12 +35,28 @@ __all__ = [
 ]
 
 
-def check_options(center: str = "classes", min_class_count: Any = 1) -> None:
-    """Validate the options every analysis shares (once, at the public entry)."""
+def check_options(
+    center: str = "classes",
+    min_class_count: Any = 1,
+    *,
+    chunk_rows: Any = None,
+    memory_limit: Any = None,
+) -> None:
+    """Validate the options every analysis shares (once, at the public entry): a count that
+    is not a positive integer (``chunk_rows=2.5``, ``memory_limit="1GB"``) is a UsageError
+    naming it, not a TypeError from deep inside."""
     check_center(center)
     k = min_class_count
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise UsageError(f"min_class_count must be an integer >= 1, got {clip(repr(k))}")
+    for name, value in (("chunk_rows", chunk_rows), ("memory_limit", memory_limit)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise UsageError(
+                f"{name} must be an integer >= 1 (or None), got {clip(repr(value))}"
+                + ("; memory_limit is a number of bytes" if name == "memory_limit" else "")
+            )
 
 
 def build_result(
@@ -193,6 +209,7 @@ def prepare_snapshot(snap, class_names: Any = None, labels_seen: dict | None = N
                 f"{src.where}: class_names must be 1-D (one name per row of W), got {src.shape}"
             )
         class_names, where = src.read_all(), src.where
+        _same_order(class_names, snap.meta.get("class_names"), where, snap)
     elif class_names is None:
         meta = snap.meta.get("class_names")
         if isinstance(meta, list):
@@ -207,6 +224,25 @@ def prepare_snapshot(snap, class_names: Any = None, labels_seen: dict | None = N
         class_names_where=where,
         labels_seen=labels_seen,
     )
+
+
+def _same_order(array: Any, meta: Any, where: str, snap) -> None:
+    """Refuse a snapshot whose ``class_names`` array and ``class_names`` metadata both give
+    the class order and disagree: the order says which row of W is which class, and the
+    array silently won (a reversed order turned an accuracy of 1 into 1/3)."""
+    if not isinstance(meta, list):
+        return
+    try:
+        names = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in array.tolist()]
+    except (UnicodeDecodeError, AttributeError):
+        return  # the array's own check (prepare) says what is wrong with it
+    if names != [str(v) for v in meta]:
+        raise InvalidDataError(
+            f"{where} ({clip(', '.join(names[:6]))}{', ...' if len(names) > 6 else ''}) and "
+            f"{snap.file}:{snap.name} metadata class_names ({clip(', '.join(map(str, meta[:6])))}"
+            f"{', ...' if len(meta) > 6 else ''}) give two class orders; ncinspect does not "
+            "pick one: keep one of them"
+        )
 
 
 def notes_for(snap) -> list[str]:

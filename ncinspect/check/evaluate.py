@@ -20,7 +20,8 @@ from typing import Any
 from ..metrics.nulls import null_message
 from ..metrics.registry import lookup
 from ..results.report import jsonable
-from ..results.trajectory import group_trajectories
+from ..results.trajectory import group_trajectories, repeated_epoch
+from ..text import cut
 from .rules import PER_CLASS_PREFIX, Rule, is_extra_metric, num_text
 
 __all__ = [
@@ -173,6 +174,18 @@ def _fmt(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def _two(a: Any, b: Any) -> tuple[str, str]:
+    """``a`` and ``b`` with enough digits to tell them apart (a change in the 16th digit
+    would otherwise read ``0.0166054 -> 0.0166054``)."""
+    if isinstance(a, float) and isinstance(b, float) and a != b and _fmt(a) == _fmt(b):
+        return repr(a), repr(b)
+    return _fmt(a), _fmt(b)
+
+
+def _pair(a: Any, b: Any) -> str:
+    return " -> ".join(_two(a, b))
+
+
 def _where(res) -> dict[str, Any]:
     return {"epoch": res.epoch, "split": res.split, "layer": res.layer}
 
@@ -197,7 +210,8 @@ def _threshold_outcome(rule: Rule, res) -> Outcome:
             **base,
             message=f"{rule.metric}: no per-class values for this snapshot",
         )
-    undefined = [str(r.get("class")) for r in rows if r.get(key) is None]
+    # class names from the file, cut in a message (a sentence: what JSON keeps whole are names)
+    undefined = [cut(str(r.get("class"))) for r in rows if r.get(key) is None]
     if undefined:
         agg = _PER_CLASS_REASON.get(key)
         why = _null_reason(res, agg) if agg and res.metrics.get(agg) is None else "undefined"
@@ -216,12 +230,15 @@ def _threshold_outcome(rule: Rule, res) -> Outcome:
         passed=passed,
         value=value,
         **base,
-        message=f"worst class {worst.get('class')!s}: {key} = {_fmt(value)} "
+        message=f"worst class {cut(str(worst.get('class')))}: {key} = {_fmt(value)} "
         f"{op if passed else bad} {num_text(rule.bound)}",
     )
 
 
 def _trend_outcome(rule: Rule, group: list[Any]) -> Outcome:
+    # one snapshot before the window too: an epoch held twice across its edge makes the
+    # window's content a pick as well
+    twice = repeated_epoch(group[-(rule.last + 1) :] if rule.last else group)
     if rule.last:
         group = group[-rule.last :]
     first, last = group[0], group[-1]
@@ -246,6 +263,12 @@ def _trend_outcome(rule: Rule, group: list[Any]) -> Outcome:
     undated = [s.name for s in group if s.epoch is None]
     if undated:
         return fail(f"snapshot(s) without an epoch cannot be ordered: {', '.join(undated[:5])}")
+    if twice is not None:
+        return fail(
+            f"snapshots {cut(twice[0].name)} and {cut(twice[1].name)} are both epoch "
+            f"{twice[0].epoch} of this trajectory (split {last.split}, layer "
+            f"{layer_label(last.layer)}): they cannot be ordered; select one with --snapshot"
+        )
     values = [s.metrics.get(rule.metric) for s in group]
     for s in group:
         if s.metrics.get(rule.metric) is None:
@@ -258,8 +281,8 @@ def _trend_outcome(rule: Rule, group: list[Any]) -> Outcome:
             passed=passed,
             value=values[-1],
             **{**base, "bound": values[0]},
-            message=f"{rule.metric} {word} from {_fmt(values[0])} (epoch {first.epoch}) "
-            f"to {_fmt(values[-1])} (epoch {last.epoch})",
+            message=f"{rule.metric} {word} from {_two(values[0], values[-1])[0]} (epoch "
+            f"{first.epoch}) to {_two(values[0], values[-1])[1]} (epoch {last.epoch})",
         )
     for i in range(1, len(group)):
         va, vb = values[i - 1], values[i]
@@ -267,7 +290,7 @@ def _trend_outcome(rule: Rule, group: list[Any]) -> Outcome:
         if sign * (vb - va) > allowed:
             return fail(
                 f"{rule.metric} went the wrong way from epoch {group[i - 1].epoch} to "
-                f"{group[i].epoch}: {_fmt(va)} -> {_fmt(vb)} (allowed {_fmt(allowed)})",
+                f"{group[i].epoch}: {_pair(va, vb)} (allowed {_fmt(allowed)})",
                 vb,
             )
     return Outcome(

@@ -264,7 +264,13 @@ def parse_trend(kind: str, spec: str) -> Rule:
             raise UsageError(
                 f"{where}: expected METRIC[:option=value,...], got option {clip(repr(item))}"
             )
-        options[name.strip()] = value.strip()
+        key = name.strip()
+        if key in options and options[key] != value.strip():
+            raise UsageError(
+                f"{where}: option {clip(key)} given twice ({clip(options[key])} and "
+                f"{clip(value.strip())}); give it once"
+            )
+        options[key] = value.strip()
     return _trend(kind, metric, options, where)
 
 
@@ -278,14 +284,24 @@ class CheckConfig:
     path: str | None = None
 
 
-def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"per_class": {"var": 1}}`` (TOML's unquoted dotted key) -> ``{"per_class.var": 1}``."""
+def _flatten(table: Mapping[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
+    """``{"per_class": {"var": 1}}`` (TOML's unquoted dotted key) -> ``{"per_class.var": 1}``;
+    a key that both spellings give (``"per_class.var"`` quoted beside ``per_class.var``) is
+    refused, naming it, rather than one bound silently replacing the other."""
     out: dict[str, Any] = {}
     for name, value in table.items():
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{name}."))
-        else:
-            out[f"{prefix}{name}"] = value
+        items = (
+            _flatten(value, where, f"{prefix}{name}.")
+            if isinstance(value, Mapping)
+            else {f"{prefix}{name}": value}
+        )
+        for key, item in items.items():
+            if key in out:
+                raise UsageError(
+                    f"{where}: {clip(key)} is given twice (as a dotted key and as a quoted "
+                    f"one: {clip(repr(out[key]))} and {clip(repr(item))}); give it once"
+                )
+            out[key] = item
     return out
 
 
@@ -320,7 +336,10 @@ def rules_from_table(table: Mapping[str, Any], where: str) -> CheckConfig:
             raise UsageError(
                 f"{where}: {kind} must be a table of metric = bound, got {clip(repr(bounds))}"
             )
-        rules += [_threshold(kind, m, b, f"{where} [{kind}]") for m, b in _flatten(bounds).items()]
+        rules += [
+            _threshold(kind, m, b, f"{where} [{kind}]")
+            for m, b in _flatten(bounds, f"{where} [{kind}]").items()
+        ]
     for kind in TREND_KINDS:
         spec = table.get(kind, [])
         here = f"{where} [{kind}]"
@@ -339,7 +358,7 @@ def rules_from_table(table: Mapping[str, Any], where: str) -> CheckConfig:
                     f"metric = {{{', '.join(TREND_OPTIONS[kind])}}}, got {clip(repr(spec))}"
                 )
             rules.append(_trend(kind, metric, options, here))
-    return CheckConfig(rules=rules, **selections)
+    return CheckConfig(rules=_distinct(rules, where), **selections)
 
 
 def merge_rules(base: Iterable[Rule], override: Iterable[Rule]) -> list[Rule]:
@@ -363,4 +382,20 @@ def command_line_rules(
     rules += [parse_threshold("min", s) for s in min_specs]
     trends = trends or {}
     rules += [parse_trend(kind, s) for kind in TREND_KINDS for s in trends.get(kind, ())]
-    return rules
+    return _distinct(rules, "the command line")
+
+
+def _distinct(rules: list[Rule], where: str) -> list[Rule]:
+    """``rules`` without repeats; two different rules of one kind and metric from one source
+    (``--max nc1=0.1 --max ' nc1=5'``, or TOML's ``max.per_class.x`` beside
+    ``max."per_class.x"``) are refused, naming both: which one holds would be a silent pick
+    (a command-line rule replacing a file's rule is :func:`merge_rules`, on purpose)."""
+    seen: dict[tuple[str, str], Rule] = {}
+    for rule in rules:
+        other = seen.setdefault(rule.key, rule)
+        if other != rule:
+            raise UsageError(
+                f"{where}: two {rule.kind} rules for {clip(rule.metric)} ({clip(other.text)} "
+                f"and {clip(rule.text)}); give one"
+            )
+    return list(seen.values())

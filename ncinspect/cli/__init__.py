@@ -83,13 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:  # usage errors: unknown option, bad value
-        exc.message = clip_line(exc.message)  # click echoes the value given, unbounded
+        exc.message = clip_line(exc.message, echoed=args)  # click echoes values unbounded
         exc.show()
         code = 2
     except NCInspectError as exc:
         if debug:
             raise
-        click.echo(f"ncinspect: error: {clip_line(exc)}", err=True)
+        click.echo(f"ncinspect: error: {clip_line(exc, echoed=args)}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt:
         click.echo("ncinspect: interrupted", err=True)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         click.echo(
-            f"ncinspect: internal error: {type(exc).__name__}: {clip_line(exc)} "
+            f"ncinspect: internal error: {type(exc).__name__}: {clip_line(exc, echoed=args)} "
             "(rerun with --debug for the traceback)",
             err=True,
         )

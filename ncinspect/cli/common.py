@@ -59,8 +59,11 @@ INPUT_FILE = click.Path(readable=False, path_type=str)
 # 2**64 + 5), so each has a range beyond which a run would not end or not fit; outside it
 # is a usage error (exit 2) naming the range.
 MAX_SEED = 2**63 - 1  #: seeds are stored as 64-bit integers
-MAX_BOOTSTRAP = 10_000  #: bootstrap replicates (each costs about one report)
+MAX_BOOTSTRAP = (
+    10_000  #: bootstrap replicates (analysis.bootstrap.MAX_REPLICATES, not imported: fast --help)
+)
 MAX_SEEDS = 1_000  #: seeds of one sweep (each a training run per lambda)
+MAX_WEIGHT_DECAYS = 1_000  #: weight decays of one sweep (each a training run per seed)
 MAX_THREADS = 1_024  #: worker threads of the local engine
 MAX_JOBS = 256  #: training processes run at once by a sweep
 MAX_ROWS = 2**40  #: rows (per chunk, per sample): far beyond any file, within int64

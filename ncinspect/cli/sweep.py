@@ -8,7 +8,6 @@ measures, :mod:`ncinspect.experiments.tables` writes the files.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 
@@ -16,7 +15,15 @@ import click
 
 from ..text import clip
 from ..train.config import TrainConfig
-from .common import MAX_COUNT, MAX_JOBS, MAX_SEED, MAX_SEEDS, debug_option, int_range
+from .common import (
+    MAX_COUNT,
+    MAX_JOBS,
+    MAX_SEED,
+    MAX_SEEDS,
+    MAX_WEIGHT_DECAYS,
+    debug_option,
+    int_range,
+)
 
 _D = TrainConfig()  # the defaults live in one place: the dataclass
 #: TrainConfig fields whose default is None, and how a --set value of theirs is read.
@@ -170,11 +177,18 @@ def command(
     etf_error_weights_centered), aggregate_wd_<lambda>.json and trajectory.png (bands).
     """
     from ..experiments import sweep_markdown, sweep_weight_decay, write_headline, write_sweep
+    from ..experiments.weight_decay import check_dump_names, dump_name
     from ..render.table import fmt
 
     values = _floats(weight_decays)
     if not values:
         raise click.BadParameter("no weight decay given", param_hint="--weight-decays")
+    if len(values) > MAX_WEIGHT_DECAYS:
+        raise click.BadParameter(
+            f"{len(values)} weight decays given; at most {MAX_WEIGHT_DECAYS} (each is a "
+            "training run per seed)",
+            param_hint="--weight-decays",
+        )
     if extend and seeds > 1:
         raise click.UsageError("--extend grows a one-seed sweep; leave it out with --seeds")
     given = dict(
@@ -189,6 +203,7 @@ def command(
     settings = {k: v for k, v in given.items() if v is not None}
     config = TrainConfig(**{**settings, **parse_set(extra), "seed": seed})
     config.validate()
+    check_dump_names(values)  # before the folder is made
     start = time.perf_counter()
 
     def report(wd, row):
@@ -201,12 +216,14 @@ def command(
             err=True,
         )
 
+    _check_dataset_kept(config.dataset, out_dir, values, seed, seeds)
+    earlier = _earlier_rows(os.path.join(out_dir, "sweep.json")) if extend else []
     run_seeds = _seeds_and_folder(seed, seeds, out_dir)
     rows = sweep_weight_decay(config, values, out_dir, seeds=run_seeds, callback=report, jobs=jobs)
-    previous = os.path.join(out_dir, "sweep.json")
-    if extend and os.path.exists(previous):
-        with open(previous) as f:
-            kept = [r for r in json.load(f) if r["weight_decay"] not in values]
+    if earlier:
+        # a row whose dump this sweep wrote again (the same %g name) is replaced
+        names = {dump_name(v) for v in values}
+        kept = [r for r in earlier if dump_name(r["weight_decay"]) not in names]
         rows = sorted(kept + rows, key=lambda r: r["weight_decay"])
     name = config.dataset if config.dataset in ("gaussian", "mnist1d") else "data"
     written = write_sweep(
@@ -220,6 +237,90 @@ def command(
         click.echo(sweep_markdown(rows))
     click.echo(f"total {time.perf_counter() - start:.0f} s; wrote {', '.join(written)}", err=True)
     return None
+
+
+def _check_dataset_kept(dataset: str, out_dir: str, values, seed: int, seeds: int) -> None:
+    """Refuse (exit 3, before any run) a ``--dataset`` file that the sweep would write over:
+    one of its dumps (``--dataset runs/wd_0.001.h5 -o runs``), tables or figures, however
+    spelled (a link, a hard link). ``train`` refuses ``-o`` naming its dataset the same way."""
+    from ..experiments.weight_decay import dump_name
+    from ..io.atomic import check_not_input
+
+    if dataset in ("gaussian", "mnist1d") or not os.path.exists(dataset):
+        return
+    run_seeds = [None] if seeds == 1 else range(seed, seed + seeds)
+    names = [dump_name(wd, s) for wd in values for s in run_seeds]
+    names += [f"aggregate_wd_{wd:g}.json" for wd in values]
+    names += [f"{stem}.{ext}" for stem in ("sweep", "trajectory") for ext in ("png", "pdf")]
+    names += ["sweep.json", "sweep.csv", "sweep.md", "headline.json", "headline.md"]
+    for name in names:
+        check_not_input(os.path.join(out_dir, name), [dataset], what="sweep output")
+
+
+def _earlier_rows(path: str) -> list[dict]:
+    """The rows of the sweep.json that ``--extend`` grows, read and checked before any run:
+    a regular file of at most 64 MiB holding a JSON list of rows, each with a finite
+    ``weight_decay``; anything else is one line, exit 3 (it was an internal error after
+    every run had trained, or a wait forever on a FIFO)."""
+    import math
+
+    from ..errors import InvalidDataError
+    from ..io.paths import check_input_file
+    from ..io.tree import loads_json
+
+    if not os.path.lexists(path):
+        return []
+    st = check_input_file(path, "--extend")
+    if st.st_size > 64 << 20:
+        raise InvalidDataError(f"{clip(path)}: {st.st_size >> 20} MiB; not a sweep.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            rows = loads_json(f.read(), f"{clip(path)}")
+    except (UnicodeDecodeError, ValueError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidDataError(f"{clip(path)}: not a sweep.json ({clip(why)})") from None
+    for i, row in enumerate(rows if isinstance(rows, list) else [None]):
+        wd = row.get("weight_decay") if isinstance(row, dict) else None
+        if isinstance(wd, bool) or not isinstance(wd, (int, float)) or not math.isfinite(wd):
+            problem = f"row {i} has no finite weight_decay: {clip(repr(row))}"
+        elif missing := [k for k in _ROW_KEYS if k not in row]:
+            problem = f"row {i} has no {', '.join(missing)}"
+        elif not all(isinstance(row[k], dict) for k in ("metrics", "theory")):
+            problem = f"row {i}: metrics and theory must be tables"
+        elif bad := _bad_row_value(row):
+            problem = f"row {i}: {bad} must be a number or null"
+        else:
+            continue
+        raise InvalidDataError(
+            f"{clip(path)}: not a sweep.json that --extend can grow ({problem}); write the "
+            "sweep to a new folder"
+        )
+    return rows
+
+
+def _bad_row_value(row: dict) -> str | None:
+    """The first value of a sweep.json row that is not what sweep_row writes (a number or
+    null; a list of them for layer_norms_sq; text for dump and snapshot), else None."""
+
+    def number(v) -> bool:
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    norms = row["layer_norms_sq"]
+    values = [(k, row[k]) for k in ("Lambda", "epoch", "seconds", "test_accuracy")]
+    seed = row["seed"]
+    values += [("seed", seed if seed is None or type(seed) is int else "")]
+    values += [(f"metrics.{k}", v) for k, v in row["metrics"].items()]
+    values += [(f"theory.{k}", v) for k, v in row["theory"].items()]
+    values += [("layer_norms_sq", v) for v in (norms if isinstance(norms, list) else [""])]
+    if norms is None:
+        values.pop()
+    values += [(k, None if isinstance(row[k], str) else "") for k in ("dump", "snapshot")]
+    return next((clip(k) for k, v in values if not number(v)), None)
+
+
+#: what every row of a sweep.json holds (experiments.weight_decay.sweep_row)
+_ROW_KEYS = ("weight_decay", "seed", "Lambda", "dump", "snapshot", "epoch", "seconds")
+_ROW_KEYS += ("test_accuracy", "layer_norms_sq", "metrics", "theory")
 
 
 def _seeds_and_folder(seed: int, seeds: int, out_dir: str) -> range | None:

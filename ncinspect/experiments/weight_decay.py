@@ -170,7 +170,7 @@ def sweep_weight_decay(
     """
     if seeds is not None and data is not None:
         raise ValueError("give seeds or data, not both: each seed draws its own data")
-    os.makedirs(out_dir, exist_ok=True)
+    check_dump_names(weight_decays)
     runs = (
         [(config, None)]
         if seeds is None
@@ -185,6 +185,7 @@ def sweep_weight_decay(
         for base, seed in runs
         for wd in weight_decays
     ]
+    os.makedirs(out_dir, exist_ok=True)
     if jobs <= 1 or len(tasks) < 2:
         results = map(_run_one, tasks)
     else:
@@ -206,6 +207,24 @@ def sweep_weight_decay(
         if jobs > 1 and len(tasks) >= 2:
             pool.shutdown(cancel_futures=True)
     return rows
+
+
+def check_dump_names(weight_decays: Iterable[float]) -> None:
+    """Refuse two weight decays whose dumps would have one name (``1e-3`` and ``0.001``, or
+    ``0.001`` and ``0.0010000001``, both ``wd_0.001.h5``), naming both: the later run would
+    replace the earlier one's dump (or, with ``jobs``, write into it at the same time) and
+    two rows would name one file."""
+    from ..errors import UsageError
+
+    seen: dict[str, float] = {}
+    for wd in weight_decays:
+        name = dump_name(float(wd), None)
+        if name in seen:
+            raise UsageError(
+                f"weight decays {seen[name]!r} and {float(wd)!r} would both write {name} "
+                "(one dump per lambda, named by its %g form); give distinct values"
+            )
+        seen[name] = float(wd)
 
 
 def _run_one(task) -> dict[str, Any]:

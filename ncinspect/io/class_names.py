@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from ..errors import InvalidDataError
+from ..text import clip
 
-__all__ = ["read_class_names"]
+__all__ = ["read_class_names", "MAX_NAMES_BYTES"]
+
+MAX_NAMES_BYTES = 64 << 20  #: the largest class names file read (one name a line)
 
 
 def read_class_names(path: str) -> list[str]:
@@ -13,9 +16,21 @@ def read_class_names(path: str) -> list[str]:
     Trailing blank lines are ignored; a blank line between names or a repeated name is bad
     input (:class:`InvalidDataError`), as is a file that is not UTF-8 text.
     """
+    from ..errors import UnreadableFileError
+    from .paths import check_input_file
+
+    try:  # a regular file only: /dev/zero or a FIFO would be read (or waited on) forever
+        st = check_input_file(path, "class names file")
+    except UnreadableFileError as exc:
+        raise InvalidDataError(str(exc)) from None
+    if st.st_size > MAX_NAMES_BYTES:
+        raise InvalidDataError(
+            f"{clip(path)}: class names file of {st.st_size >> 20} MiB, more than the "
+            f"{MAX_NAMES_BYTES >> 20} MiB one name a line may take"
+        )
     try:
         with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+            lines = f.read(MAX_NAMES_BYTES + 1).splitlines()
     except UnicodeDecodeError:
         raise InvalidDataError(f"{path}: class names file is not UTF-8 text") from None
     except OSError as exc:
@@ -26,7 +41,14 @@ def read_class_names(path: str) -> list[str]:
         lines.pop()
     if not lines:
         raise InvalidDataError(f"{path}: class names file holds no names (one name a line)")
+    first: dict[str, int] = {}
     for i, line in enumerate(lines):
         if not line.strip():
             raise InvalidDataError(f"{path}: line {i + 1} is blank; expected one class name a line")
+        if line in first:  # two rows of W with one name: which one a name means is unknown
+            raise InvalidDataError(
+                f"{path}: class name {clip(repr(line))} appears twice (lines {first[line] + 1} "
+                f"and {i + 1})"
+            )
+        first[line] = i
     return lines

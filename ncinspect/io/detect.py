@@ -8,7 +8,7 @@ import os
 from ..errors import UnreadableFileError
 from .paths import shown
 
-__all__ = ["detect_format"]
+__all__ = ["detect_format", "refuse_pickle"]
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -49,14 +49,18 @@ def _pickle_protocol(head: bytes) -> int | None | bool:
     if head[:1] not in _PROTO01_FIRST:
         return False
     count = 0
+    stream = io.BytesIO(head)
     try:
-        for op, _arg, _pos in pickletools.genops(io.BytesIO(head)):
+        for op, _arg, _pos in pickletools.genops(stream):
             count += 1
             if op.name == "STOP":
                 return None
     except Exception:  # noqa: BLE001 - genops raises varied errors on non-pickles
-        # a stream cut by ``head``'s end (a long pickle) still counts when it parsed far
-        return None if count >= 8 and len(head) >= _PICKLE_SNIFF else False
+        # a stream cut by ``head``'s end (a long pickle), or a short file cut before its
+        # STOP (a writer killed mid-dump: the parse ran out of bytes, it met no bad opcode),
+        # still counts when it parsed far
+        cut = len(head) >= _PICKLE_SNIFF or stream.tell() >= len(head)
+        return None if count >= 8 and cut else False
     return False
 
 
@@ -97,6 +101,27 @@ def _is_torch_legacy(path: str, protocol: int | None) -> bool:
     except Exception:  # noqa: BLE001 - not a pickle we can parse: not torch's
         return False
     return False
+
+
+def refuse_pickle(path: str) -> None:
+    """Raise the one-line pickle refusal when ``path`` is a Python pickle or a PyTorch save
+    (by content: a zip holding ``data.pkl``, a pickle protocol header, or protocol 0/1
+    opcodes); return quietly otherwise. Nothing is unpickled. For readers of other inputs
+    than dumps (``train --dataset``), which then say what else is wrong with the file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_PICKLE_SNIFF)
+    except OSError:
+        return  # the caller's own open says what is wrong
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        if _zip_holds_pickle(path):
+            raise _torch_pickle_error(path)
+        return
+    protocol = _pickle_protocol(head)
+    if protocol is not False:
+        if _is_torch_legacy(path, protocol):
+            raise _torch_pickle_error(path, "a PyTorch pickle (torch.save, legacy format)")
+        raise _pickle_error(path, protocol)
 
 
 def detect_format(path: str) -> str:

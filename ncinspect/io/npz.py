@@ -24,7 +24,12 @@ import zlib
 import numpy as np
 
 from ..budget import fmt_bytes, read_bound
-from ..errors import ResourceLimitError, UnreadableFileError, UnsupportedDtypeError
+from ..errors import (
+    AmbiguousArrayError,
+    ResourceLimitError,
+    UnreadableFileError,
+    UnsupportedDtypeError,
+)
 from .paths import shown
 from .sources import ArraySource
 from .tree import Node, Placed, loads_json, plain, split_name
@@ -285,11 +290,13 @@ def read_npz_tree(path: str, notes: list[str], *, memory_limit: int | None = Non
     root = Node("/")
     placed = Placed(root, shown_path)
     max_read = read_bound(memory_limit)
+    others: list[str] = []  # members that are not .npy: not read, but numpy names them
     for info in infos:
         name = info.filename
         if not name or name.endswith("/"):  # a directory entry (or a nameless one)
             continue
         if not name.endswith(".npy"):
+            others.append(name)
             continue
         parts = split_name(name[: -len(".npy")])
         if not parts:
@@ -303,4 +310,14 @@ def read_npz_tree(path: str, notes: list[str], *, memory_limit: int | None = Non
             node.attrs.update(_read_meta(source))
         else:
             node.arrays[parts[-1]] = source
+    for name in others:
+        # ``features`` beside ``features.npy``: numpy's ``np.load(path)["features"]`` reads
+        # the member without the suffix, ncinspect the one with it; neither is picked
+        raw = placed.seen.get(split_name(name))
+        if raw is not None:
+            raise AmbiguousArrayError(
+                f"{shown_path}:/{shown(name)}: two members of the file resolve to this name "
+                f"({shown(raw)!r} and {shown(name)!r}; numpy's np.load reads the second); "
+                "ncinspect does not pick one: rename or drop one of them"
+            )
     return root

@@ -94,26 +94,27 @@ def _read_header(path: str) -> tuple[dict, int]:
     for name, info in header.items():
         if name == "__metadata__":
             continue
+        here = f"{path}:/{shown(name)}"  # a tensor name from the file: shown bounded
         try:
             begin, end = (int(v) for v in info["data_offsets"])
             shape = tuple(int(s) for s in info["shape"])
             dtype = str(info["dtype"])
         except (KeyError, TypeError, ValueError):
             raise UnreadableFileError(
-                f"{path}:/{name}: malformed safetensors header entry {clip(repr(info))}"
+                f"{here}: malformed safetensors header entry {clip(repr(info))}"
             ) from None
         itemsize = np.dtype(_DTYPES[dtype]).itemsize if dtype in _DTYPES else _ITEMSIZE.get(dtype)
         if min(shape, default=0) < 0:
-            raise UnreadableFileError(f"{path}:/{name}: negative dimension in shape {shape}")
+            raise UnreadableFileError(f"{here}: negative dimension in shape {clip(shape)}")
         count = math.prod(shape)  # a Python int: a huge declared shape cannot overflow
         if not (0 <= begin <= end <= data_size):
             raise UnreadableFileError(
-                f"{path}:/{name}: tensor bytes {begin}:{end} lie outside the file "
+                f"{here}: tensor bytes {begin}:{end} lie outside the file "
                 f"(data section of {data_size} bytes)"
             )
         if itemsize is not None and end - begin != count * itemsize:
             raise UnreadableFileError(
-                f"{path}:/{name}: {end - begin} bytes for shape {shape} of {dtype}"
+                f"{here}: {end - begin} bytes for shape {clip(shape)} of {clip(dtype)}"
             )
     return header, 8 + n
 
@@ -140,7 +141,7 @@ class SafetensorsSource(ArraySource):
             return self._read_widened(start, stop)
         if self.st_dtype not in _DTYPES:
             raise UnsupportedDtypeError(
-                f"{self.where}: safetensors dtype {self.st_dtype} is not supported; "
+                f"{self.where}: safetensors dtype {clip(self.st_dtype)} is not supported; "
                 "save the tensor as float32"
             )
         from safetensors import safe_open
@@ -204,7 +205,9 @@ def read_safetensors_tree(path: str, notes: list[str]) -> Node:
             names = set(f.keys())
             metadata = f.metadata() or {}
     except Exception as exc:  # noqa: BLE001 - the package raises its own error types
-        raise UnreadableFileError(f"{path}: not a readable safetensors file ({exc})") from None
+        raise UnreadableFileError(
+            f"{path}: not a readable safetensors file ({clip(exc, 400)})"
+        ) from None
     root = Node("/")
     placed = Placed(root, path)
     # in the order the tensors are stored
@@ -217,21 +220,28 @@ def read_safetensors_tree(path: str, notes: list[str]) -> Node:
         where = f"{path}:/{'/'.join(parts)}"
         node.arrays[parts[-1]] = SafetensorsSource(path, name, header[name], data_start, where)
     keys: dict[tuple[str, ...], str] = {}
-    for key, text in sorted(metadata.items()):
-        group, _, attr = key.rpartition("/")
-        spelled = (*split_name(group), attr)
+
+    def claim(spelled: tuple[str, ...], key: str) -> None:
         if spelled in keys:  # two spellings of one metadata key: neither is picked
             raise UnreadableFileError(
                 f"{path}: __metadata__ keys {shown(keys[spelled])!r} and {shown(key)!r} name "
                 "the same value; ncinspect does not pick one"
             )
         keys[spelled] = key
+
+    for key, text in sorted(metadata.items()):
+        group, _, attr = key.rpartition("/")
         node = root
         for p in split_name(group):
             node = node.child(p)
         value = _meta_value(text, f"{path}: __metadata__ value {shown(key)!r}")
         if attr == "meta" and isinstance(value, dict):
+            # a key of a ``meta`` object and a key of its own (``epoch`` beside
+            # ``meta = {"epoch": 7}``) are two spellings of one value too
+            for inner in value:
+                claim((*split_name(group), inner), f"{key} ({shown(inner)})")
             node.attrs.update(value)
         else:
+            claim((*split_name(group), attr), key)
             node.attrs[attr] = value
     return root

@@ -86,8 +86,8 @@ def json_depth(text: str) -> int:
 
 def loads_json(text: str, where: str) -> Any:
     """``json.loads(text)`` of text from a file, refused (UnreadableFileError naming
-    ``where``) when nested deeper than :data:`MAX_JSON_DEPTH`; ``ValueError`` for text that
-    is not JSON, as ``json.loads`` raises it."""
+    ``where``) when nested deeper than :data:`MAX_JSON_DEPTH` or when an object holds one key
+    twice; ``ValueError`` for text that is not JSON, as ``json.loads`` raises it."""
     from ..errors import UnreadableFileError
 
     depth = json_depth(text)
@@ -97,9 +97,26 @@ def loads_json(text: str, where: str) -> Any:
             "refused without parsing it"
         )
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=lambda pairs: _one_value_per_key(pairs, where))
     except RecursionError:  # a parser with less stack than the bound assumes
         raise UnreadableFileError(f"{where} is JSON nested too deeply") from None
+
+
+def _one_value_per_key(pairs: list[tuple[str, Any]], where: str) -> dict[str, Any]:
+    """A JSON object as a dict, refused when one key appears twice in it (``json.loads``
+    keeps the last silently, other readers the first: which value is meant is unknown)."""
+    from ..errors import UnreadableFileError
+    from ..text import clip
+
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise UnreadableFileError(
+            f"{where}: key {clip(twice)!r} appears twice in one JSON object; ncinspect does "
+            "not pick one"
+        )
+    return out
 
 
 def unfinished(node: Node, being_written: bool) -> str | None:

@@ -127,6 +127,15 @@ class SnapshotWriter:
         self.finished = True
         open_snaps.pop(self._group.name, None)
 
+    def abandon(self) -> None:
+        """Leave this snapshot marked in progress for good: its writer's normal close no
+        longer finishes it (a meter whose pass 1 was reset before it ended: its rows are a
+        part of the data, whoever owns the writer). Writing to it again marks it again."""
+        open_snaps = self._writer._open_snaps
+        if open_snaps.get(self._group.name) is self:
+            del open_snaps[self._group.name]
+        self.finished = True
+
     def _started(self) -> None:
         """Mark the snapshot in progress again (more rows or arrays after a finish)."""
         if self.finished:
@@ -299,11 +308,15 @@ class DumpWriter:
         if group is not None:
             earlier = self._earlier_arrays(group)
             if earlier and replace:
+                # marked before the first deletion: a program killed half way through it
+                # leaves a snapshot that readers skip, not one with some arrays missing
+                self._mark_in_progress(group)
                 for ds_name in earlier:
                     del group[ds_name]
                 if "params" in group and group["params"].name not in self._own:
                     del group["params"]
-                group.attrs.clear()
+                for attr in [a for a in group.attrs if a != IN_PROGRESS]:
+                    del group.attrs[attr]
             elif earlier and not continued:
                 raise self._doubling_error(group)
         self._finish_earlier("/" + key.strip("/"))
@@ -355,9 +368,20 @@ class DumpWriter:
         )
 
     def write(self, name: str, array: Any, *, group: str = "/") -> None:
-        """Store one whole array, e.g. ``labels`` at the top so every snapshot inherits them."""
-        self._write_array(self._file.require_group(group), name, array)
+        """Store one whole array, e.g. ``labels`` at the top so every snapshot inherits them.
+
+        The group is marked in progress while the array is replaced and written (unless a
+        snapshot open in this writer already marks it), so a program killed half way leaves
+        the snapshots that inherit the array skipped, not read with part of it."""
+        target = self._file.require_group(group)
+        marked_here = target.name not in self._open_snaps and IN_PROGRESS not in target.attrs
+        if marked_here:
+            self._mark_in_progress(target)
+        self._write_array(target, name, array)
         self.flush()
+        if marked_here:
+            del target.attrs[IN_PROGRESS]
+            self.flush()
 
     def set_meta(self, group: str = "/", **meta: Any) -> None:
         """Set metadata attributes on ``group`` (inherited by the snapshots below it)."""

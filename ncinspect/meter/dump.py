@@ -71,6 +71,10 @@ class DumpTarget:
         self.close()
 
     def close(self) -> None:
+        if self._snap is not None and self._snap is not self.target and not self._snap.finished:
+            # pass 1 never ended (reset before next_pass): its rows stay marked in progress,
+            # also in a DumpWriter the caller owns and closes normally later
+            self._snap.abandon()
         if self._writer is not None:
             # rows of a pass 1 that never ended (reset before next_pass) stay marked in progress
             self._writer.close(finish=False)

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis.api import build_result
-from ..analysis.build import check_center
+from ..analysis.build import check_options
 from ..arrays import to_host
 from ..errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from ..inputs import Prepared
@@ -49,12 +49,16 @@ from ..stats.device import FirstState, SecondState
 from ..stats.namespace import batch_dtype, check_precision, device_of, is_numpy, meter_batch
 from ..stats.passes import FirstPass, SecondPass
 from ..stats.protocol import NUMPY, merged, placed
+from ..text import clip
 from .checks import check_same_rows, check_second, never_seen, problems
 from .dump import DumpTarget
 from .spectra import MeterSpectra
 from .state import decode_state, digest, encode_state, same_first
 
 __all__ = ["Meter"]
+
+#: the most classes a meter made without weights takes (its sums are (C, d) arrays)
+MAX_CLASSES = 2**31 - 1
 
 
 class _Rows:
@@ -113,7 +117,7 @@ class Meter:
         precision: str = "float64",
         spectra: bool = False,
     ):
-        check_center(center)
+        check_options(center, min_class_count)  # the analyses' own check (min_class_count >= 1)
         self._weights_src, self._bias_src = weights, bias
         self.weights = None if weights is None else _numeric(to_host(weights, "weights"), "weights")
         self.bias = None if bias is None else _numeric(to_host(bias, "bias"), "bias")
@@ -125,6 +129,8 @@ class Meter:
             isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1
         ):
             raise UsageError(f"give weights (the classifier) or n_classes >= 1, got {n_classes!r}")
+        if self.weights is None and n_classes > MAX_CLASSES:  # (C, d) sums: beyond, no memory
+            raise UsageError(f"n_classes must be at most {MAX_CLASSES}, got {clip(n_classes)}")
         if self.weights is not None and n_classes is not None and n_classes != len(self.weights):
             raise UsageError(
                 f"n_classes = {n_classes} but the weights have {len(self.weights)} rows"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from ..check import CheckResult, Outcome
+from ..text import NAME_LIMIT, cut
 from .layout import column, fit
 from .safe import markup, plain, xml_text
 from .table import fmt
@@ -63,9 +64,10 @@ def check_parts(result: CheckResult, width: int | None = None) -> list:
             bound = ""
         else:
             bound = fmt(o.bound) if o.rule.is_trend else markup(o.rule.bound_text)
-        table.add_row(markup(o.rule.text), markup(o.target), fmt(o.value), bound, verdict)
+        target = markup(o.target, NAME_LIMIT)
+        table.add_row(markup(o.rule.text), target, fmt(o.value), bound, verdict)
     reasons = [
-        Text.assemble(("FAIL ", "bold red"), plain(f"{_case_name(o)}: {o.message}"))
+        Text.assemble(("FAIL ", "bold red"), plain(f"{_shown_case_name(o)}: {o.message}"))
         for o in result.failures
     ]
     notes = [Text.assemble(("note ", "yellow"), plain(n)) for n in result.notes]
@@ -99,6 +101,13 @@ def to_json(result: CheckResult) -> str:
 
 def _case_name(o: Outcome) -> str:
     return f"{o.rule.text} [{o.target}]"
+
+
+def _shown_case_name(o: Outcome) -> str:
+    """:func:`_case_name` for people (the table, GitHub annotations): a snapshot path from
+    the file cut to :data:`~ncinspect.text.NAME_LIMIT` characters, the cut said; JSON and
+    JUnit (case names must stay distinct) keep it whole."""
+    return f"{o.rule.text} [{cut(o.target, NAME_LIMIT)}]"
 
 
 def to_junit(result: CheckResult) -> str:
@@ -143,7 +152,7 @@ def to_github(result: CheckResult) -> str:
     """GitHub Actions workflow commands: ``::error title=...::...`` per failure, then a notice."""
     lines = [
         f"::error title={_escape_property(f'{_TOOL}: {o.rule.text}')}::"
-        f"{_escape_data(f'{o.target} in {result.file}: {o.message}')}"
+        f"{_escape_data(f'{cut(o.target, NAME_LIMIT)} in {result.file}: {o.message}')}"
         for o in result.failures
     ]
     lines += [f"::warning title={_escape_property(_TOOL)}::{_escape_data(n)}" for n in result.notes]

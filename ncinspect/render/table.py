@@ -19,7 +19,13 @@ from ..metrics.registry import (
 )
 from ..metrics.registry import columns as columns_of
 from ..results.report import Report, SnapshotResult, square_loss_keys
-from ..results.trajectory import group_trajectories, has_layers, layer_profile, split_rank
+from ..results.trajectory import (
+    group_trajectories,
+    has_layers,
+    layer_profile,
+    repeated_epoch,
+    split_rank,
+)
 from ..text import NAME_LIMIT, fmt
 from .intervals import interval_text, interval_title
 from .law import law_table
@@ -209,7 +215,14 @@ def compact_table(
                 *(_value_cell(res, k) for k in keys),
                 style="bold" if edge else None,
             )
-        if len(members) > 1:
+        twice = repeated_epoch(members)
+        if twice is not None:  # no order: a change would compare whichever sorted first
+            table.add_row(
+                f"no change: {_name(twice[0].name)} and {_name(twice[1].name)} are both "
+                f"epoch {fmt(twice[0].epoch)}",
+                style="italic",
+            )
+        elif len(members) > 1:
             a, b = members[0], members[-1]
             table.add_row(
                 f"change {fmt(a.epoch)}->{fmt(b.epoch)}",

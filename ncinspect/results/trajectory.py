@@ -20,6 +20,7 @@ __all__ = [
     "is_train",
     "classifier_layer",
     "group_trajectories",
+    "repeated_epoch",
     "split_rank",
     "trajectory",
     "final_snapshot",
@@ -55,6 +56,22 @@ def group_trajectories(
         groups.setdefault((res.split, res.layer), []).append(res)
     order = sorted(groups, key=lambda key: split_rank(key[0]))  # stable: file order within
     return {key: sorted(groups[key], key=_epoch_key) for key in order}
+
+
+def repeated_epoch(members: Iterable[Any]) -> tuple[Any, Any] | None:
+    """The first two snapshots of one trajectory that hold the same epoch (``epoch_1`` and
+    ``ep1``, or two runs in one file without a split telling them apart), else None.
+
+    Such a trajectory has no order: a change or trend across it would compare whichever
+    snapshot sorted first, so callers say so instead of picking one."""
+    seen: dict[int, Any] = {}
+    for res in members:
+        if res.epoch is None:
+            continue
+        if res.epoch in seen:
+            return seen[res.epoch], res
+        seen[res.epoch] = res
+    return None
 
 
 def split_rank(split: str | None) -> int:

@@ -161,4 +161,33 @@ def resolve_constants(meta: Mapping[str, Any], *, where: str = "metadata") -> Co
                 f"recorded Lambda = {Lam:.6g} differs from weight_decay/(kappa "
                 f"n_samples) = {derived:.6g}; using the recorded Lambda"
             )
+    _check_usable(out, where)
     return out
+
+
+def _check_usable(c: Constants, where: str) -> None:
+    """Refuse constants that are each in range but together unusable: lambda and Lambda
+    disagreeing on whether the objective is regularised (``weight_decay = 2e-3`` beside a
+    recorded ``Lambda = 0``: the closed forms divided by zero), or a kappa/lambda or a
+    Lambda that overflows or underflows (``kappa = 1e308``: infinite predictions shown as
+    holding)."""
+    shown = ", ".join(
+        f"{k} = {_shown(getattr(c, k))}"
+        for k in ("weight_decay", "kappa", "n_samples", "Lambda")
+        if getattr(c, k) is not None
+    )
+    if c.weight_decay is not None and c.Lambda is not None:
+        if (c.weight_decay > 0) != (c.Lambda > 0):
+            raise InvalidDataError(
+                f"{where}: metadata {shown} disagree on whether the objective is "
+                "regularised (lambda > 0); record consistent constants"
+            )
+    ratio = c.ratio
+    if c.regularised and (
+        (ratio is not None and not (math.isfinite(ratio) and ratio > 0))
+        or (c.Lambda is not None and not (math.isfinite(c.Lambda) and c.Lambda > 0))
+    ):
+        raise InvalidDataError(
+            f"{where}: metadata {shown} give kappa/lambda or Lambda = lambda/(kappa N) "
+            "beyond float64 (overflow or underflow); record them in a usable range"
+        )

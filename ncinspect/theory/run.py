@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis.api import analyze_snapshot
-from ..analysis.build import build_result, prepare_snapshot
+from ..analysis.build import build_result, check_options, prepare_snapshot
 from ..arrays import to_host
 from ..blas import hold_one_blas_thread
 from ..engines.local import run_passes
@@ -248,6 +248,7 @@ def theory_file(
     from ..dump import open_dump
     from ..engines.processes import forked_map
 
+    check_options(chunk_rows=chunk_rows, memory_limit=memory_limit)  # before any work
     skipped, applies = [], []
     with open_dump(path, keys=keys, allow_external=allow_external) as dump:
         initial_norms = _InitialNorms(dump.snapshots)

@@ -106,10 +106,11 @@ class TrainConfig:
     seed: int = 0  # Seeds the data, the initialisation and the shuffling
 
     def hidden_widths(self) -> tuple[int, ...]:
-        """The L - 1 hidden widths."""
+        """The L - 1 hidden widths (``depth`` clamped to its limit: a depth out of range,
+        such as 10**9, is reported by :meth:`validate`, not built as a tuple first)."""
         if self.widths is not None:
             return tuple(int(w) for w in self.widths)
-        return (int(self.width),) * (self.depth - 1)
+        return (int(self.width),) * (min(max(self.depth, 1), LIMITS["depth"]) - 1)
 
     def validate(self) -> None:
         """Raise :class:`~ncinspect.errors.UsageError` on an impossible setting."""
@@ -155,8 +156,15 @@ class TrainConfig:
         for name in ("n_classes", "n_per_class", "n_test_per_class", "input_dim", "epochs"):
             if getattr(self, name) > LIMITS[name]:
                 problems.append(f"{name} must be <= {LIMITS[name]}, got {getattr(self, name)}")
-        if self.dataset == "mnist1d" and self.mnist1d_samples > LIMITS["mnist1d_samples"]:
-            problems.append(f"mnist1d_samples must be <= {LIMITS['mnist1d_samples']}")
+        if (
+            self.dataset == "mnist1d"
+            and not 10 <= self.mnist1d_samples <= LIMITS["mnist1d_samples"]
+        ):
+            # mnist1d's generator needs one sample of each of its 10 classes
+            problems.append(
+                f"mnist1d_samples must be in [10, {LIMITS['mnist1d_samples']}], "
+                f"got {self.mnist1d_samples}"
+            )
         if not 0 <= self.noise <= LIMITS["noise"]:
             problems.append(
                 f"noise must be in [0, {LIMITS['noise']:g}] (a standard deviation), "
@@ -199,6 +207,8 @@ class TrainConfig:
             problems.append(f"batch_size must be >= 0 (0 = full batch), got {self.batch_size}")
         if self.epochs < 0:
             problems.append(f"epochs must be >= 0, got {self.epochs}")
+        if self.step_every < 0:
+            problems.append(f"step_every must be >= 0 (0 = epochs // 3), got {self.step_every}")
         if self.save_every < 1:
             problems.append(f"save_every must be >= 1, got {self.save_every}")
         if self.schedule not in CHOICES["schedule"]:
@@ -218,7 +228,14 @@ class TrainConfig:
             counts = tuple(self.class_counts)
             if len(counts) < 2 or any(int(n) != n or n < 1 for n in counts):
                 problems.append(
-                    f"class_counts needs >= 2 whole counts >= 1 (one per class), got {counts}"
+                    f"class_counts needs >= 2 whole counts >= 1 (one per class), "
+                    f"got {clip(str(counts))}"
+                )
+            elif len(counts) > LIMITS["n_classes"] or max(counts) > LIMITS["n_per_class"]:
+                problems.append(
+                    f"class_counts needs at most {LIMITS['n_classes']} counts of at most "
+                    f"{LIMITS['n_per_class']} (as n_classes and n_per_class), got "
+                    f"{len(counts)} counts up to {clip(str(max(counts)))}"
                 )
             elif self.dataset == "gaussian" and len(counts) != self.n_classes:
                 problems.append(

@@ -112,8 +112,28 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+#: the most bytes one array of a data file (X, y, X_test, y_test) may declare: it is read
+#: whole, so a small file declaring a huge (compressed) array is refused before any read
+MAX_DATA_BYTES = 4 << 30
+
+
+def _too_big(path: str, key: str, nbytes: int) -> None:
+    if nbytes > MAX_DATA_BYTES:
+        raise InvalidDataError(
+            f"{path}: array {key!r} declares {nbytes / 2**20:.0f} MiB, more than the "
+            f"{MAX_DATA_BYTES >> 20} MiB a training data array may take (it is read whole)"
+        )
+
+
 def _read_arrays(path: str) -> dict[str, np.ndarray]:
-    """The arrays X, y, X_test, y_test that ``path`` holds (NPZ or HDF5), read without pickle."""
+    """The arrays X, y, X_test, y_test that ``path`` holds (NPZ or HDF5), read without pickle.
+
+    Pickles and PyTorch saves are refused saying so; HDF5 external links, external storage
+    and virtual datasets (values from other files) are refused, as the dump readers refuse
+    them; an array declaring more than :data:`MAX_DATA_BYTES` is refused before it is read."""
+    from ..io.detect import refuse_pickle
+
+    refuse_pickle(path)
     with open(path, "rb") as fh:
         magic = fh.read(8)
     if magic.startswith(b"PK"):
@@ -123,6 +143,20 @@ def _read_arrays(path: str) -> dict[str, np.ndarray]:
             raise UnreadableFileError(f"{path}: not a readable NPZ file (corrupt or truncated zip)")
         arrays, key = {}, None
         try:
+            with zipfile.ZipFile(path) as zf:
+                seen: dict[str, str] = {}
+                for info in zf.infolist():
+                    name = info.filename  # numpy's key: the name without a .npy suffix
+                    stem = name[:-4] if name.endswith(".npy") else name
+                    if stem not in _KEYS:
+                        continue
+                    if stem in seen:  # X.npy and X: np.load picks one silently
+                        raise InvalidDataError(
+                            f"{path}: members {seen[stem]!r} and {name!r} are both array "
+                            f"{stem!r}; ncinspect does not pick one"
+                        )
+                    seen[stem] = name
+                    _too_big(path, stem, info.file_size)
             with np.load(path, allow_pickle=False) as z:
                 for key in (k for k in _KEYS if k in z.files):
                     arrays[key] = z[key]
@@ -148,12 +182,24 @@ def _read_arrays(path: str) -> dict[str, np.ndarray]:
                 for k in _KEYS:
                     if k not in f:
                         continue
+                    if isinstance(f.get(k, getlink=True), h5py.ExternalLink):
+                        raise InvalidDataError(
+                            f"{path}: {k!r} is an HDF5 external link (its values would come "
+                            "from another file); copy the array into the file"
+                        )
                     if not isinstance(f[k], h5py.Dataset):
                         raise InvalidDataError(
                             f"{path}: {k!r} is an HDF5 {type(f[k]).__name__.lower()}, "
                             "expected a dataset (array)"
                         )
-                    arrays[k] = f[k][()]
+                    ds = f[k]
+                    if ds.external or ds.is_virtual:
+                        raise InvalidDataError(
+                            f"{path}: {k!r} has external storage or is a virtual dataset "
+                            "(its values would come from other files); copy it into the file"
+                        )
+                    _too_big(path, k, ds.size * ds.dtype.itemsize)
+                    arrays[k] = ds[()]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UnreadableFileError(f"{path}: not a readable HDF5 file ({_why(exc)})") from None
         return arrays
@@ -208,8 +254,12 @@ def from_file(
         raise UnreadableFileError(
             f"{path}: no such file (expected 'gaussian', 'mnist1d' or a file)"
         )
-    if not os.path.isfile(path):
+    if os.path.isdir(path):
         raise UnreadableFileError(f"{path}: is a directory, expected an NPZ or HDF5 file")
+    if not os.path.isfile(path):  # a FIFO, device or socket: said as such, never opened
+        from ..io.paths import check_input_file
+
+        check_input_file(path, "--dataset")
     try:
         arrays = _read_arrays(path)
     except OSError as exc:  # open() itself: permission denied, I/O error
