@@ -123,6 +123,22 @@ def unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class SweepPlan:
     """The inputs of one sweep, shared (read-only) by the work items."""
 
+    @classmethod
+    def of(cls, units, minority, cdnv) -> tuple[SweepPlan, float]:
+        """The plan of :func:`pair_sweep`'s arguments and the power of two ``scale`` the
+        centred means of ``cdnv`` are divided by (the variances by its square: exact)."""
+        centred = variances = None
+        scale = 1.0
+        if cdnv is not None:
+            variances, centred = cdnv
+            scale = pow2_scale(centred)
+            if scale != 1.0:
+                centred = centred / scale
+                with np.errstate(under="ignore", over="ignore"):
+                    variances = variances / scale / scale
+        minority = list(minority or [None] * len(units))
+        return cls(units, minority, variances, centred), scale
+
     def __init__(self, units, minority, variances, centred):
         self.units = [None if u is None else np.ascontiguousarray(u) for u in units]
         self.minority = minority
@@ -191,17 +207,7 @@ def pair_sweep(
         ``map(fn, items)`` returning the results in item order (e.g. a thread pool's map;
         BLAS should run one thread per worker). The result does not depend on it.
     """
-    centred = variances = None
-    scale = 1.0
-    if cdnv is not None:
-        variances, centred = cdnv
-        scale = pow2_scale(centred)
-        if scale != 1.0:
-            centred = centred / scale
-            with np.errstate(under="ignore", over="ignore"):
-                variances = variances / scale / scale
-    minority = list(minority or [None] * len(units))
-    plan = SweepPlan(units, minority, variances, centred)
+    plan, scale = SweepPlan.of(units, minority, cdnv)
     n_blocks = -(-plan.C // plan.block)
     with one_blas_thread():  # ddot splits a sum over BLAS threads: the bits would follow them
         if n_blocks == 1:  # one tile (C <= PAIR_BLOCK): its row, merged onto zeros already,
@@ -209,7 +215,7 @@ def pair_sweep(
             return PairStats(row_units, row_cdnv, scale)  # zeros again changes no bit)
         rows = list(map(lambda i: _block_row(plan, i, n_blocks), range(n_blocks)))
     out_units: list[UnitPairs | None] = [None if u is None else UnitPairs() for u in plan.units]
-    out_cdnv = None if centred is None else CdnvPairs()
+    out_cdnv = None if plan.centred is None else CdnvPairs()
     for row_units, row_cdnv in rows:
         out_units = [
             a if b is None else a.merge(b) for a, b in zip(out_units, row_units, strict=True)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..stats.namespace import host, on_device
-from ..stats.passes import Moments, pow2_scale
+from ..stats.passes import Moments
 from .pairs import (
     PAIR_BLOCK,
     CdnvPairs,
@@ -65,22 +65,12 @@ def pair_sweep_xp(
     The inputs are host numpy arrays, as for the numpy sweep (unit rows, minority masks,
     ``(variances, centred)``); ``block``: classes per block (tests use small ones).
     """
-    centred = variances = None
-    scale = 1.0
-    if cdnv is not None:
-        variances, centred = cdnv
-        scale = pow2_scale(centred)
-        if scale != 1.0:
-            centred = centred / scale
-            with np.errstate(under="ignore", over="ignore"):
-                variances = variances / scale / scale
-    minority = list(minority or [None] * len(units))
-    plan = SweepPlan(units, minority, variances, centred)  # the host's bounds and its retakes
+    plan, scale = SweepPlan.of(units, minority, cdnv)  # the host's bounds and its retakes
     sweep = _DeviceSweep(xp, device, plan)
     C, b = plan.C, max(1, int(block))
     tiles = [(i, j) for i in range(0, C, b) for j in range(i, C, b)]
     out_units = [None if u is None else UnitPairs() for u in plan.units]
-    out_cdnv = None if centred is None else CdnvPairs()
+    out_cdnv = None if plan.centred is None else CdnvPairs()
     # a coincidence's log(0) and its moments are discarded (the tile is taken again): numpy
     # as the namespace would warn of them, as the numpy sweep's tiles do not
     with np.errstate(divide="ignore", invalid="ignore", under="ignore", over="ignore"):
