@@ -28,6 +28,7 @@ from ncinspect.errors import InvalidDataError
 from ncinspect.stats import namespace
 
 from ..helpers import make_data
+from .test_meter_device import _close
 
 META = torch.device("meta")
 
@@ -452,11 +453,7 @@ if torch.cuda.is_available():  # only where a GPU is: no skip elsewhere
         return ncinspect.analyze(h.numpy(), y, weights=w, bias=b)
 
     def _same(got, want, rel=1e-12):
-        for key, value in want.metrics.items():
-            if value is None or isinstance(value, bool):
-                assert got.metrics[key] == value, key
-            else:
-                assert got.metrics[key] == pytest.approx(value, rel=rel, abs=1e-13), key
+        _close(got, want, rtol=rel)
 
     def test_cuda_measure_equals_analyze_of_the_gpu_features():
         """measure() of a model on the GPU (CPU batches moved there, labels non-blocking)."""
