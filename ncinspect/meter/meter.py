@@ -46,7 +46,14 @@ from ..errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry
 from ..stats.device import FirstState, SecondState
-from ..stats.namespace import batch_dtype, check_precision, device_of, is_numpy, meter_batch
+from ..stats.namespace import (
+    batch_dtype,
+    check_float64_states,
+    check_precision,
+    device_of,
+    is_numpy,
+    meter_batch,
+)
 from ..stats.passes import FirstPass, SecondPass
 from ..stats.protocol import NUMPY, merged, placed
 from ..text import clip
@@ -182,6 +189,13 @@ class Meter:
             self._means_cache, self._means_of = self._first.class_means(), self._first
         return self._means_cache
 
+    @staticmethod
+    def _check_states(xp: Any, h: Any) -> None:
+        """The batches' device can hold the float64 and int64 states (a clear refusal on,
+        e.g., Apple's MPS; numpy rows keep host states)."""
+        if not is_numpy(xp):
+            check_float64_states(xp, _device(xp, h))
+
     @property
     def second(self) -> SecondPass | None:
         """Pass 2's statistics on the host (None before pass 2's first batch)."""
@@ -199,6 +213,7 @@ class Meter:
         if self.pass_number == 1:
             self._dtype = self._dtype or batch_dtype(h)
             if self._s1 is None:
+                self._check_states(xp, h)
                 self._s1 = FirstState.new(_state_xp(xp), _device(xp, h), *self._shape(h))
             self._s1 = _place(self._s1, xp, h)
             if is_numpy(xp):
@@ -209,6 +224,7 @@ class Meter:
                 self._dump.rows(h, y)
         else:
             if self._s2 is None:
+                self._check_states(xp, h)
                 rank = self.geometry.basis.shape[0]
                 pairs = self.geometry.pair_reason is None
                 where = (_state_xp(xp), _device(xp, h))

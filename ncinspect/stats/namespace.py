@@ -23,6 +23,7 @@ import numpy as np
 
 from ..arrays import to_host
 from ..errors import UnsupportedDtypeError, UsageError
+from ..text import clip
 
 __all__ = [
     "PRECISIONS",
@@ -37,6 +38,7 @@ __all__ = [
     "numpy_namespace",
     "is_numpy",
     "scatter_add",
+    "check_float64_states",
     "product32",
     "torch_upload",
     "DENSE_MAX_C",
@@ -162,6 +164,39 @@ def device_batch(xp: Any, features: Any, labels: Any, n_classes: int) -> tuple[A
         )
     check_batch(xp, h, y, empty_ok=True)
     return h, y
+
+
+_FLOAT64_OK: dict[tuple[str, str], str | None] = {}
+
+
+def check_float64_states(xp: Any, device: Any) -> None:
+    """Refuse, in one line, a device whose library cannot hold the Meter's float64 and int64
+    states (Apple's MPS has no float64; JAX without ``jax_enable_x64`` makes float32 and
+    int32 of them, with a warning): the library's own error came from deep inside, or
+    none at all. Checked once per library and device."""
+    key = (_library(xp), str(device))
+    if key not in _FLOAT64_OK:
+        why = None
+        try:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # JAX warns of the narrowing it does
+                made = [xp.zeros((1,), dtype=t, device=device) for t in (xp.float64, xp.int64)]
+            if [a.dtype for a in made] != [xp.float64, xp.int64]:
+                why = f"it makes {made[0].dtype} and {made[1].dtype} of them"
+        except (TypeError, RuntimeError, ValueError) as exc:
+            why = clip(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        _FLOAT64_OK[key] = why
+    why = _FLOAT64_OK[key]
+    if why is not None:
+        hint = "; with JAX, jax.config.update('jax_enable_x64', True)" if key[0] == "jax" else ""
+        lib = "" if key[0] == "other" else f" ({key[0]})"
+        raise UnsupportedDtypeError(
+            f"features on {device}{lib}: the Meter keeps float64 and int64 states on the "
+            f"batches' device and this one cannot hold them ({why}); give the batches on a "
+            f"device that can (the CPU: features.cpu()){hint}"
+        )
 
 
 def _to_device(xp: Any, y: Any, device: Any, is_torch: bool) -> Any:

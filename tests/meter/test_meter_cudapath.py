@@ -528,3 +528,58 @@ if torch.cuda.is_available():  # only where a GPU is: no skip elsewhere
                 _same(meter.compute(), ncinspect.analyze(h, y, weights=w, bias=b))
         finally:
             dist.destroy_process_group()
+
+
+class _NoFloat64:
+    """array-api-strict as a library whose device holds no float64 (Apple's MPS raises) or
+    narrows it silently (JAX without x64 makes float32 and int32)."""
+
+    def __init__(self, mode: str):
+        import array_api_strict
+
+        self._xp, self._mode = array_api_strict, mode
+
+    def __getattr__(self, name):
+        return getattr(self._xp, name)
+
+    def zeros(self, shape, dtype=None, device=None):
+        if dtype in (self._xp.float64, self._xp.int64):
+            if self._mode == "raise":
+                raise TypeError(
+                    "Cannot convert a MPS Tensor to float64 dtype as the MPS framework "
+                    "doesn't support float64. Please use float32 instead."
+                )
+            dtype = self._xp.float32 if dtype == self._xp.float64 else self._xp.int32
+        return self._xp.zeros(shape, dtype=dtype, device=device)
+
+
+@pytest.mark.parametrize("mode", ["raise", "narrow"])
+def test_a_device_without_float64_is_refused_in_one_line(monkeypatch, mode):
+    """The Meter's first batch on a device whose library cannot hold its float64/int64
+    states is one UnsupportedDtypeError saying so and what to do (before: the library's
+    own TypeError from deep inside, or float32 states without a word)."""
+    import array_api_strict
+
+    from ncinspect.errors import UnsupportedDtypeError
+    from ncinspect.meter import meter as meter_module
+
+    fake = _NoFloat64(mode)
+    h, y, _, _ = _data(3)
+    xs, ys = array_api_strict.asarray(h), array_api_strict.asarray(y)
+    monkeypatch.setattr(meter_module, "meter_batch", lambda f, lab, c, w=None: (fake, f, lab))
+    monkeypatch.setattr(namespace, "_FLOAT64_OK", {})
+    meter = ncinspect.Meter(n_classes=7)
+    with pytest.raises(UnsupportedDtypeError, match="cannot hold them") as err:
+        meter.update(xs, ys)
+    assert "\n" not in str(err.value) and "features.cpu()" in str(err.value)
+    if mode == "narrow":
+        assert "float32 and" in str(err.value) and "int32 of them" in str(err.value)
+    assert meter._s1 is None  # nothing was made
+
+
+def test_float64_states_check_passes_where_float64_exists():
+    import array_api_strict
+
+    namespace.check_float64_states(array_api_strict, array_api_strict.Device("device1"))
+    xp = namespace.get_namespace(torch.zeros(1))
+    namespace.check_float64_states(xp, torch.device("cpu"))
