@@ -35,6 +35,7 @@ __all__ = [
     "csv_cell",
     "csv_text",
     "cut",
+    "line_start",
 ]
 
 MAX_ECHO = 160  #: longest user value (glob, path, name, metadata value) echoed in a message
@@ -207,6 +208,14 @@ NAME_LIMIT = 200
 LABEL_LIMIT = 24
 #: the most characters of any other text from a file (a warning naming it) a table shows
 TEXT_LIMIT = 2000
+
+
+def line_start(path: Any) -> str:
+    """A file path shown at the start of an output line: one that begins (after blanks) with
+    ``::``, which a GitHub Actions runner reads there as a workflow command (``::error``,
+    ``::add-mask::``), is shown as ``./`` + it, the same file. Other text unchanged."""
+    text = str(path)
+    return "./" + text if text.lstrip().startswith("::") else text
 
 
 def cut(text: str, limit: int = NAME_LIMIT) -> str:

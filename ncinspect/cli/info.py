@@ -26,6 +26,7 @@ def command(file, allow_external, debug, **kwargs):
     from ..dump import open_dump
     from ..render.layout import column, message, show
     from ..render.safe import markup
+    from ..text import line_start
     from .common import stdout_console
 
     console = stdout_console()
@@ -39,7 +40,7 @@ def command(file, allow_external, debug, **kwargs):
             return markup(where[len(prefix) :] if where.startswith(prefix) else where)
 
         snaps = Table(
-            title=f"[bold]{markup(file)}[/bold] ({markup(dump.format)}): "
+            title=f"[bold]{markup(line_start(file))}[/bold] ({markup(dump.format)}): "
             f"{len(dump.snapshots)} snapshot(s)",
             title_justify="left",
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from ..check import CheckResult, Outcome
-from ..text import NAME_LIMIT, cut
+from ..text import NAME_LIMIT, cut, line_start
 from .layout import column, fit
 from .safe import markup, plain, xml_text
 from .table import fmt
@@ -50,7 +50,7 @@ def check_parts(result: CheckResult, width: int | None = None) -> list:
     config = f"  config: {plain(result.config)}" if result.config else ""
     layer = "" if result.layer == "penultimate" else f"  layer: {plain(result.layer)}"
     # a line of its own, not the table's title, which would wrap at the table's width
-    header = Text.assemble((plain(result.file), "bold"), f"{layer}{config}")
+    header = Text.assemble((plain(line_start(result.file)), "bold"), f"{layer}{config}")
     table = Table()
     column(table, "rule", "key")
     column(table, "snapshot", "key")

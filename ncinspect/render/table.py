@@ -26,7 +26,7 @@ from ..results.trajectory import (
     repeated_epoch,
     split_rank,
 )
-from ..text import NAME_LIMIT, fmt
+from ..text import NAME_LIMIT, fmt, line_start
 from .intervals import interval_text, interval_title
 from .law import law_table
 from .layout import column, message, no_split, show
@@ -86,7 +86,8 @@ def _header(res: SnapshotResult, file: str | None) -> str:
         t = (res.regression or {}).get("n_targets")
         sizes = (f"t={t}  " if t is not None else "") + f"dtype={_name(res.dtype)}  task={res.task}"
     parts = [
-        f"[bold]{_name(file or '<arrays>')}[/bold]  snapshot [bold]{_name(res.name)}[/bold]",
+        f"[bold]{_name(line_start(file or '<arrays>'))}[/bold]  "
+        f"snapshot [bold]{_name(res.name)}[/bold]",
         f"N={res.n_samples}  d={res.n_features}  {sizes}",
     ]
     tags = [
@@ -186,7 +187,8 @@ def compact_table(
     from rich.table import Table
 
     table = Table(
-        title=f"[bold]{_name(report.file or '<arrays>')}[/bold]: {len(report)} snapshots",
+        title=f"[bold]{_name(line_start(report.file or '<arrays>'))}[/bold]: "
+        f"{len(report)} snapshots",
         title_justify="left",
     )
     hidden = _shown_keys(list(report), sqi)

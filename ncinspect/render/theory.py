@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..results.parts import TheoryLine
 from ..results.report import Report, SnapshotResult
+from ..text import line_start
 from ..theory.run import BIAS_NOTE
 from .layout import column, message, show
 from .safe import markup as escape
@@ -55,7 +56,8 @@ def _header(res: SnapshotResult, file: str | None) -> str:
     return "\n".join(
         p
         for p in (
-            f"[bold]{escape(file or '<arrays>')}[/bold]  snapshot [bold]{escape(res.name)}[/bold]"
+            f"[bold]{escape(line_start(file or '<arrays>'))}[/bold]  "
+            f"snapshot [bold]{escape(res.name)}[/bold]"
             f"  {tags}",
             consts,
             worst,
