@@ -263,14 +263,14 @@ class NeuralCollapseCallback(TrainerCallback):
                     f"{h.shape[0]} rows; give classifier= the head whose input holds one row "
                     "per label"
                 )
-        keep = labels != self.ignore_index
         if labels.device.type == "cpu" and h.device.type != "cpu":
+            keep = labels != self.ignore_index
             if not bool(keep.all()):  # a host read: free
                 index = torch_upload(torch.nonzero(keep).reshape(-1), h.device)
                 h, labels = h.index_select(0, index), labels[keep]
             return h, labels  # host labels: the Meter sends them on without waiting
         labels = labels.to(h.device)
-        keep = keep.to(h.device)
+        keep = labels != self.ignore_index
         if not bool(keep.all()):
             h, labels = h[keep], labels[keep]
         return h, labels

@@ -28,20 +28,9 @@ from ncinspect.errors import InvalidDataError
 from ncinspect.stats import namespace
 
 from ..helpers import make_data
-from .test_meter_device import _close
+from .test_meter_device import _close, _data  # _data: class 2 absent
 
 META = torch.device("meta")
-
-
-def _data(seed=0, C=7, d=12):
-    h, y, m = make_data(C=C, d=d, n=20, seed=seed, imbalanced=True)
-    keep = y != 2  # class 2 absent: its pass-1 mean is undefined
-    h, y = h[keep], y[keep]
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(y))
-    w = m + 0.3 * rng.standard_normal(m.shape)
-    b = 0.1 * rng.standard_normal(C)
-    return h[perm], y[perm], w, b
 
 
 class BlockingUploads(TorchDispatchMode):
@@ -108,7 +97,7 @@ def test_update_on_a_device_mixes_no_devices_and_waits_for_nothing(
     (min_class_count 30 drops more), center 'samples', an empty batch. The meta device
     raises on a host read and on two devices in one op; the probe records blocking
     uploads. Pass 2 starts from a host pass 1 (its state is built on the device)."""
-    h, y, w, b = _data()
+    h, y, w, b = _data(0)
     kw = {"n_classes": 7}
     if classifier != "none":
         kw = {"weights": w, "bias": b if classifier == "weights+bias" else None}
