@@ -232,6 +232,38 @@ def sweep_only(classes: int, d: int, n: int, c: int) -> None:
     print(f"#   {full:.3g} pairs): {cpu / pairs * full:.0f} CPU s, floor {floor * full:.0f}")
     for name, ns in log_costs(d).items():
         print(f"# {name}: {ns:.2f} ns per value")
+    device_sweep_on_cpu(means, weights, counts, var, cpu / pairs, floor)
+
+
+def device_sweep_on_cpu(means, weights, counts, var, numpy_per_pair, floor) -> None:
+    """The same sweep through the device kernels (``metrics/pairs_xp.py``) on torch CPU
+    tensors, one thread: why a Meter in host memory keeps the numpy sweep."""
+    try:
+        import torch
+    except ImportError:
+        print("# the device sweep on torch CPU: torch is not installed")
+        return
+    from functools import partial
+
+    import array_api_compat
+
+    from ncinspect.metrics.pairs import class_pairs
+    from ncinspect.metrics.pairs_xp import pair_sweep_xp
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        xp = array_api_compat.array_namespace(torch.zeros(1))
+        sweep = partial(pair_sweep_xp, xp, torch.device("cpu"))
+        t = time.process_time()
+        class_pairs(means, weights, counts, cdnv=(var, means), sweep=sweep)
+        cpu = time.process_time() - t
+    finally:
+        torch.set_num_threads(threads)
+    C = means.shape[0]
+    per = cpu / (C * (C - 1) / 2)
+    print(f"# the device sweep (pairs_xp) on torch CPU tensors, 1 thread: {per * 1e9:.1f} ns/pair")
+    print(f"#   (ratio {per / floor:.2f} to the floor; numpy's {numpy_per_pair * 1e9:.1f} ns/pair)")
 
 
 def pass2_parts(c: int, d: int, rows: int = 32) -> None:

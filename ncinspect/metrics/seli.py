@@ -88,7 +88,7 @@ def _seli_trace_terms(x: np.ndarray, y: np.ndarray, counts: np.ndarray, power: i
     f_g = (vec[:, nonzero] * lam[nonzero] ** s) @ vec[:, nonzero].T
 
     # E^T z as one reduction per group of contiguous rows (numpy's blocked sum of each
-    # group's rows in class order; ``np.add.at``, sequential, took 0.5 s at C = 6000, d = 768)
+    # group's rows in class order), not ``np.add.at``'s one dispatch per element
     order = np.argsort(grp, kind="stable")
     starts = np.concatenate([[0], np.cumsum(m.astype(np.int64))[:-1]])
 

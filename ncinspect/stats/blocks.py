@@ -40,8 +40,8 @@ def pow2_scale(x: np.ndarray) -> float:
     if x.size == 0:
         return 1.0
     # the ufunc's own reduce: no dispatch layer (called ~60 times a snapshot); a large
-    # array's max |x| as max(max x, -min x): two passes that write nothing, twice as fast
-    # as |x| and its max (a C x d class-level array is read ~40 times a snapshot)
+    # array's max |x| as max(max x, -min x): two passes that write nothing, instead of
+    # writing |x| first (a C x d class-level array is read ~40 times a snapshot)
     if x.size > 4096:
         m = max(float(_max(x, axis=None)), -float(_min(x, axis=None)))
     else:
