@@ -25,8 +25,9 @@ single-process numbers to the rounding of float64 sums. ``precision="float32"``:
 large products in float32, accumulated in float64 (bounds in :mod:`ncinspect.stats.xp`).
 
 Labels are integers: row indices of ``weights`` (or ``0..n_classes-1`` without a
-classifier). Pass 2 must see the same rows as pass 1, and weights must not change between
-the passes (:class:`~ncinspect.errors.InvalidDataError`). ``dump="run.h5"`` (with
+classifier); ``ignore_index=-100`` leaves the rows of that label out, on the device (no
+boolean mask read on the host). Pass 2 must see the same rows as pass 1, and weights must
+not change between the passes (:class:`~ncinspect.errors.InvalidDataError`). ``dump="run.h5"`` (with
 ``snapshot=``, ``dump_meta=``) also writes the rows of pass 1 and the classifier to a dump.
 :meth:`Meter.state_dict` / :meth:`Meter.load_state_dict` carry the statistics as plain
 arrays (no pickle).
@@ -107,6 +108,14 @@ class Meter:
     spectra : bool
         Also the spectral metrics (two d x d float64 sums in pass 2, on the host; see
         :mod:`ncinspect.meter.spectra`).
+    ignore_index : int, optional
+        Rows with this label are left out, as if never given (padding tokens, unlabelled
+        positions: ``-100`` of the Transformers losses). Device batches are taken whole and
+        the ignored rows masked on the device in every sum (class counts and sums, checks,
+        scatter, decisions, output moments, the directional table): no shape depends on
+        the labels and nothing is read on the host; host rows are dropped at once. The
+        result equals that of a meter fed the other rows only (to float64 rounding;
+        decisions exactly); error messages number rows as given, ignored ones included.
     """
 
     def __init__(
