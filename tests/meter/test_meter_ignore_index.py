@@ -277,3 +277,73 @@ def test_spectra_and_dump_take_the_kept_rows_only(tmp_path, lib):
     for key, value in got.metrics.items():
         if isinstance(value, float) and key in snap.metrics:
             assert snap.metrics[key] == pytest.approx(value, rel=1e-12, abs=1e-13), key
+
+
+@pytest.mark.parametrize("pass_number", [1, 2])
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_on_the_meta_device_nothing_is_read_or_waited_for(monkeypatch, pass_number, precision):
+    """torch's ``meta`` device raises on any read of a value and on two devices in one op;
+    the probe of ``test_meter_cudapath`` records blocking uploads. Ignored rows in every
+    batch, rows in four dtypes, labels on the device (integers, floats), numpy or a CPU
+    tensor, classes below ``min_class_count``."""
+    from .test_meter_cudapath import _LABELS, META, BlockingUploads
+
+    h, y, kept, w, b = _data(8)
+    dtypes = [torch.float32, torch.bfloat16, torch.float16, torch.float64]
+    for i, labels in enumerate(_LABELS):
+        meter = ncinspect.Meter(
+            weights=w, bias=b, precision=precision, min_class_count=20, ignore_index=IGNORE
+        )
+        if pass_number == 2:
+            meter.update(h, y)
+            meter.next_pass()
+        for k, a in enumerate(range(0, len(y), 40)):
+            hb = torch.from_numpy(h[a : a + 40]).to(dtypes[(i + k) % 4]).to(META)
+            yb = _LABELS[labels](y[a : a + 40])
+            probe = BlockingUploads(monkeypatch)
+            with probe:
+                meter.update(hb, yb)
+            monkeypatch.undo()
+            assert probe.found == [], (labels, k, probe.found)
+        state = meter.pass_state()
+        for name, _ in state.specs():
+            assert getattr(state, name).device == META, name
+
+
+if torch.cuda.is_available():  # only where a GPU is: no skip elsewhere
+
+    @pytest.mark.parametrize("precision", ["float64", "float32"])
+    def test_cuda_update_with_ignored_rows_never_synchronises(precision):
+        """CUDA tensors, labels on the GPU (and on the host on odd batches): torch's sync
+        debug mode raises on any synchronisation inside update(); the numbers are those
+        of the kept rows (1e-12 in float64; decisions exact)."""
+        dev = torch.device("cuda", torch.cuda.current_device())
+        h, y, kept, w, b = _data(9)
+        meter = ncinspect.Meter(
+            weights=torch.from_numpy(w).to(dev),
+            bias=torch.from_numpy(b).to(dev),
+            precision=precision,
+            ignore_index=IGNORE,
+            per_class=True,
+        )
+        ht = torch.from_numpy(h).to(dev)
+        for p in range(2):
+            for k, a in enumerate(range(0, len(y), 16)):
+                yb = torch.from_numpy(y[a : a + 16])
+                yb = yb if k % 2 else yb.to(dev)
+                torch.cuda.set_sync_debug_mode("error")
+                try:
+                    meter.update(ht[a : a + 16], yb)
+                finally:
+                    torch.cuda.set_sync_debug_mode("default")
+            if p == 0:
+                meter.next_pass()
+        ref = ncinspect.Meter(weights=w, bias=b, precision=precision, per_class=True)
+        want = _run(ref, np.asarray, h[kept], y[kept], (16, 16))
+        got = meter.compute()
+        if precision == "float64":
+            _same(got, want)
+        else:
+            for key, value in want.metrics.items():
+                if key.startswith(("accuracy", "nc4")) and value is not None:
+                    assert got.metrics[key] == value, key
