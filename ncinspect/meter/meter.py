@@ -98,6 +98,8 @@ class Meter:
         ``weights`` / ``bias`` to this dump. A path is opened in mode ``"a"`` and closed at
         :meth:`next_pass`; an open writer is left open. A snapshot already holding rows
         from an earlier writer is refused (see :meth:`ncinspect.DumpWriter.snapshot`).
+        With ``ignore_index``, the rows not ignored (the dump is written on the host, so
+        device labels are read there for it).
     snapshot : str
         The snapshot group written in ``dump`` (``"/"``: a flat file).
     dump_meta : mapping, optional

@@ -239,10 +239,11 @@ class FirstState(_Checked):
         self.counts = scatter_add(xp, self.counts, b.ys, xp.astype(b.ok, xp.int64))
         zero = None if b.taken is None else xp.zeros((), dtype=xp.float64, device=device_of(h))
         for a, z in _blocks(xp, h, C):
-            rows = h[a:z, ...]
-            if b.taken is not None:  # the ignored rows as zeros (they sit in class 0)
-                rows = b.taken_only(xp, a, _float64(xp, rows, "features"), zero)
-            self.sums = class_sums(xp, self.sums, rows, b.ys[a:z], max(z - a, 1))
+            if b.taken is None:
+                self.sums = class_sums(xp, self.sums, h[a:z, ...], b.ys[a:z], max(z - a, 1))
+            else:  # the ignored rows as zeros (their label became class 0)
+                rows = b.taken_only(xp, a, _float64(xp, h[a:z, ...], "features"), zero)
+                self.sums = scatter_add(xp, self.sums, b.ys[a:z], rows)
         return self
 
     def add_pass(self, part: Any, n_rows: int) -> FirstState:
