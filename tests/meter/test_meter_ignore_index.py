@@ -11,7 +11,6 @@ passes, in several batch sizes. Device batches are read on the host not once per
 from __future__ import annotations
 
 import array_api_strict
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -258,6 +257,8 @@ def test_merged_meters_and_state_round_trip():
 
 
 def test_spectra_and_dump_take_the_kept_rows_only(tmp_path, lib):
+    import h5py
+
     h, y, kept, w, b = _data(7)
     h32 = h.astype(np.float32)
     path = tmp_path / "run.h5"
