@@ -223,7 +223,8 @@ class Meter:
 
         Device arrays (torch, CuPy, JAX, ...) are summed where they live into float64 states
         on that device, with no host synchronisation: problems found in the values are
-        reported at :meth:`next_pass` / :meth:`compute`.
+        reported at :meth:`next_pass` / :meth:`compute`. With ``ignore_index``, give the
+        whole batch: its ignored rows are left out there, by a mask on the device.
         """
         ignore = self.ignore_index
         # the one check; host rows labelled ignore_index are dropped there (kept: the rest)
