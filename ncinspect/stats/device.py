@@ -6,7 +6,9 @@ arrays' device, in float64. Their ``update`` adds one batch with array arithmeti
 value is read on the host (no ``.item()``, ``bool(tensor)``, host copies or data-dependent
 shapes), so a CUDA stream never waits for the Python loop. What needs values is counted on
 the device and read at the end of the pass (:mod:`ncinspect.meter.checks`): non-finite rows
-(left out of the sums), labels outside ``[0, C)`` or not integers (left out too). Class
+(left out of the sums), labels outside ``[0, C)`` or not integers (left out too). Rows
+carrying the ``ignore`` label (``Meter(ignore_index=...)``) stay in the batch and are masked
+out of every field on the device (:func:`_prepare`'s ``taken``): no shape depends on them. Class
 sums are scatter-adds (:func:`scatter_add`: torch ``index_add_``, CuPy ``scatter_add``, JAX
 ``.at[].add``, numpy ``bincount``/sparse); never a dense C x rows indicator except for an
 unknown array library at small C (:func:`ncinspect.stats.namespace.scatter_add`).
