@@ -27,6 +27,7 @@ Run from the repository root (not part of the test suite)::
     python benchmarks/bench_device.py --full --cases vocab   # one case (benchmarks/device_run.sh)
     python benchmarks/bench_device.py --precision float32 --rows 32768 --dim 256 \
         --classes 8192 --skip-vocab                   # the issue's float32 CPU case
+    python benchmarks/bench_device.py --ignore 0.25   # a quarter of the rows padding
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import time
 
 N_IMAGENET, D_IMAGENET, C_IMAGENET = 1_281_167, 2048, 1000
 C_VOCAB, D_VOCAB = 50_257, 768
+IGNORE = -100  #: the label of padding rows (``--ignore``)
 
 
 def pick_device(requested: str):
@@ -58,8 +60,9 @@ def pick_device(requested: str):
     return torch.device("cuda:0"), f"CUDA device 0: {name}, torch {torch.__version__}, TF32 off"
 
 
-def make_case(rows, d, C, batch, device, seed=0, zipf=False):
-    """Batches (h float32, y int64) on ``device``, the classifier W, b (float32)."""
+def make_case(rows, d, C, batch, device, seed=0, zipf=False, ignore=0.0):
+    """Batches (h float32, y int64) on ``device``, the classifier W, b (float32); a fraction
+    ``ignore`` of the labels (drawn on the device) replaced by -100 (padding)."""
     import torch
 
     g = torch.Generator(device="cpu").manual_seed(seed)
@@ -79,6 +82,9 @@ def make_case(rows, d, C, batch, device, seed=0, zipf=False):
         else:
             y = torch.randint(0, C, (n,), generator=gk, device=device)
         h = torch.relu(means[y] + torch.randn(n, d, generator=gk, device=device))
+        if ignore:
+            pad = torch.rand(n, generator=gk, device=device) < ignore
+            y = torch.where(pad, torch.full_like(y, IGNORE), y)
         batches.append((h, y))
     return batches, w, b
 
@@ -109,13 +115,13 @@ def floor_seconds(batches, w, means_like, device, precision="float64") -> float:
     return best, best_cpu
 
 
-def meter_seconds(batches, w, b, device, precision="float64", split=None):
+def meter_seconds(batches, w, b, device, precision="float64", split=None, ignore_index=None):
     """(result, wall seconds, process CPU seconds) of both passes + compute; ``split`` (a
     dict), when given, gets the wall seconds of the passes alone (``passes_s``, synchronised
     before compute) and of compute (``compute_s``)."""
     import ncinspect
 
-    meter = ncinspect.Meter(weights=w, bias=b, precision=precision)
+    meter = ncinspect.Meter(weights=w, bias=b, precision=precision, ignore_index=ignore_index)
     sync(device)
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(2):
@@ -134,12 +140,12 @@ def meter_seconds(batches, w, b, device, precision="float64", split=None):
     return result, t2 - t0, time.process_time() - c0
 
 
-def latency_ms(batches, w, b, device, precision="float64", rows=256, repeats=20):
+def latency_ms(batches, w, b, device, precision="float64", rows=256, repeats=20, ignore_index=None):
     """Median milliseconds of one ``update`` of ``rows`` rows in pass 1 and in pass 2:
     ``(wall p1, wall p2, process CPU p1, process CPU p2)``."""
     import ncinspect
 
-    meter = ncinspect.Meter(weights=w, bias=b, precision=precision)
+    meter = ncinspect.Meter(weights=w, bias=b, precision=precision, ignore_index=ignore_index)
     h, y = batches[0][0][:rows], batches[0][1][:rows]
     wall, cpu = [], []
     for _ in range(2):
@@ -174,17 +180,22 @@ def max_rel_diff(a, b) -> tuple[float, str]:
     return worst, where
 
 
-def run_case(name, rows, d, C, batch, device, zipf, numpy_too, report, precision="float64"):
+def run_case(
+    name, rows, d, C, batch, device, zipf, numpy_too, report, precision="float64", ignore=0.0
+):
     import torch
 
-    batches, w, b = make_case(rows, d, C, batch, device, zipf=zipf)
+    batches, w, b = make_case(rows, d, C, batch, device, zipf=zipf, ignore=ignore)
     print(f"\n[{name}] N={rows:,} d={d} C={C:,} float32 batches of {batch}, {precision}")
+    ign = IGNORE if ignore else None
+    if ignore:
+        print(f"  a fraction {ignore} of the labels is {IGNORE}: Meter(ignore_index={IGNORE})")
     floor, floor_cpu = floor_seconds(batches, w, w * 0.5, device, precision)
     split = {}
-    res, secs, cpu = meter_seconds(batches, w, b, device, precision, split)
+    res, secs, cpu = meter_seconds(batches, w, b, device, precision, split, ign)
     entry = {"rows": rows, "d": d, "C": C, "batch": batch, "floor_s": floor, "meter_s": secs}
     entry.update(split)
-    entry.update(floor_cpu_s=floor_cpu, meter_cpu_s=cpu, precision=precision)
+    entry.update(floor_cpu_s=floor_cpu, meter_cpu_s=cpu, precision=precision, ignore=ignore)
     print("  (wall seconds; process CPU seconds in brackets)")
     print(f"  floor (read + {precision} product of width 2C): {floor:8.3f} s [{floor_cpu:7.3f}]")
     print(
@@ -198,7 +209,7 @@ def run_case(name, rows, d, C, batch, device, zipf, numpy_too, report, precision
     if numpy_too:
         host = [(h.cpu().numpy(), y.cpu().numpy()) for h, y in batches]
         wn, bn = w.cpu().numpy(), b.cpu().numpy()
-        ref, tnp, cnp = meter_seconds(host, wn, bn, torch.device("cpu"), precision)
+        ref, tnp, cnp = meter_seconds(host, wn, bn, torch.device("cpu"), precision, None, ign)
         diff, key = max_rel_diff(res, ref)
         entry.update(numpy_s=tnp, numpy_cpu_s=cnp, max_rel_diff=diff, key=key)
         entry.update(ratio_torch_numpy=secs / tnp, ratio_torch_numpy_cpu=cpu / cnp)
@@ -232,6 +243,13 @@ def main(argv=None) -> int:
         help="the Meter's precision, and the floor's product (float32: the issue's CPU case "
         "--precision float32 --rows 32768 --dim 256 --classes 8192 --skip-vocab)",
     )
+    ap.add_argument(
+        "--ignore",
+        type=float,
+        default=0.0,
+        help=f"a fraction of the labels set to {IGNORE} (padding), left out by "
+        f"Meter(ignore_index={IGNORE}) on the device",
+    )
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     import torch
@@ -250,9 +268,10 @@ def main(argv=None) -> int:
         ap.error(f"--cases: unknown case(s) {sorted(cases - {'imagenet', 'vocab'})}")
     if "imagenet" in cases:
         batches, w, b = run_case(
-            "imagenet", rows, d, C, 4096, device, False, numpy_too, report, prec
+            "imagenet", rows, d, C, 4096, device, False, numpy_too, report, prec, args.ignore
         )
-        p1, p2, c1, c2 = latency_ms(batches, w, b, device, prec)
+        ign = IGNORE if args.ignore else None
+        p1, p2, c1, c2 = latency_ms(batches, w, b, device, prec, ignore_index=ign)
         report["imagenet"].update(update_256_pass1_ms=p1, update_256_pass2_ms=p2)
         report["imagenet"].update(update_256_pass1_cpu_ms=c1, update_256_pass2_cpu_ms=c2)
         print(
@@ -262,7 +281,19 @@ def main(argv=None) -> int:
         del batches
     if "vocab" in cases and not args.skip_vocab:
         tokens = args.tokens or (2**20 if full else 512)
-        run_case("vocab", tokens, D_VOCAB, C_VOCAB, 8192, device, True, numpy_too, report, prec)
+        run_case(
+            "vocab",
+            tokens,
+            D_VOCAB,
+            C_VOCAB,
+            8192,
+            device,
+            True,
+            numpy_too,
+            report,
+            prec,
+            args.ignore,
+        )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=1, sort_keys=True)

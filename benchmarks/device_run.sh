@@ -20,7 +20,8 @@
 #   tests      pytest on the GPU: tests/meter/test_meter_cudapath.py (its CUDA-only tests
 #              exist where torch.cuda.is_available(): the Meter under torch's sync debug
 #              mode "error", measure() and the Lightning callback in bf16-mixed on the GPU),
-#              the Meter's device, distributed and backend tests, measure()
+#              the Meter's device, distributed and backend tests, measure(), and
+#              Meter(ignore_index=) (its CUDA-only test under sync debug mode "error")
 #   imagenet   N = 1,281,167, d = 2048, C = 1000, float64: floor, both passes + compute,
 #              ratio, the passes apart, Meter.update on 256 rows (pass 1 and pass 2)
 #   imagenet32 the same in --precision float32 (against the float32 floor)
@@ -68,7 +69,8 @@ if has tests; then
     stage tests 140 $PY -m pytest -q -x -p no:cacheprovider -m "not slow" \
         tests/meter/test_meter_cudapath.py tests/meter/test_meter_device.py \
         tests/meter/test_meter_distributed.py tests/stats/test_meter_backends.py \
-        tests/stats/test_namespace.py tests/integrations/test_measure.py
+        tests/stats/test_namespace.py tests/integrations/test_measure.py \
+        tests/meter/test_meter_ignore_index.py
 fi
 BENCH="$PY benchmarks/bench_device.py --full --device cuda"
 has imagenet && stage imagenet 140 $BENCH --cases imagenet --json "$OUT/imagenet.json"

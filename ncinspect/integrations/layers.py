@@ -190,7 +190,7 @@ def layer_meters(meter, hooked, options: dict[str, Any]) -> list[Any]:
 
     shared = {
         key: options[key]
-        for key in ("center", "per_class", "min_class_count", "precision")
+        for key in ("center", "per_class", "min_class_count", "precision", "ignore_index")
         if key in options
     }
     out = []

@@ -104,7 +104,8 @@ class NeuralCollapseCallback(Callback):
         ``SummaryWriter``); CSV loggers get the scalars only. Drawn on global rank 0.
     **options
         Passed to :class:`~ncinspect.Meter` (``center``, ``per_class``, ``min_class_count``,
-        ``precision``).
+        ``precision``, ``ignore_index``: rows with this label, e.g. padding, left out on the
+        device, without a read of the labels on the host).
     """
 
     def __init__(

@@ -295,7 +295,8 @@ def measure(
     **options
         Passed to :class:`~ncinspect.Meter`: ``center``, ``per_class``,
         ``min_class_count``, ``precision``, ``dump``, ``snapshot``, ``dump_meta``,
-        ``n_classes`` (for a classifier without a (C, d) weight).
+        ``n_classes`` (for a classifier without a (C, d) weight), ``ignore_index`` (rows
+        with this label are left out, on the device: also those of hooked layers).
 
     Returns
     -------

@@ -19,7 +19,8 @@ device, no N x d array reaches the host.
   ``weight`` whose output is the logits, e.g. ``classifier`` of BERT, ``out_proj`` of
   RoBERTa's head); its input, one row per sample, is measured against the batch's labels.
   Token-level labels (token classification) are flattened; rows labelled ``ignore_index``
-  (-100) are dropped.
+  (-100) are dropped: on the host for host labels, by the Meter's ``ignore_index`` on the
+  device for labels already there (no read of the mask, :class:`~ncinspect.Meter`).
 - **Causal language models** (``task="causal_lm"``): the LM head
   (``model.get_output_embeddings()``) is the classifier, C is the vocabulary size; the hidden
   state at position t is measured against the token at t + 1 (the next-token labels, shifted
@@ -201,6 +202,7 @@ class NeuralCollapseCallback(TrainerCallback):
         meter = Meter(
             weights=weight,
             bias=bias,
+            ignore_index=self.ignore_index,  # rows of device labels are dropped there
             **self._dump_args(split, step, state, model, task),
             **self.options,
         )
@@ -239,7 +241,9 @@ class NeuralCollapseCallback(TrainerCallback):
         Labels that come on the host (a DataLoader's) are masked there, the kept rows taken
         from the features by an index sent without waiting (``torch_upload``) and the labels
         left on the host (the Meter sends them the same way): nothing waits for the device.
-        Labels already on the device are masked there (one read of the mask)."""
+        Labels already on the device (batches placed there, as Accelerate's loaders do) are
+        not masked at all: every row goes to the Meter, made with ``ignore_index``, which
+        leaves the ignored rows out of its sums on the device (no read of the mask)."""
         import torch
 
         inputs, labels = self._split(batch, task)
@@ -263,17 +267,15 @@ class NeuralCollapseCallback(TrainerCallback):
                     f"{h.shape[0]} rows; give classifier= the head whose input holds one row "
                     "per label"
                 )
-        if labels.device.type == "cpu" and h.device.type != "cpu":
-            keep = labels != self.ignore_index
-            if not bool(keep.all()):  # a host read: free
-                index = torch_upload(torch.nonzero(keep).reshape(-1), h.device)
-                h, labels = h.index_select(0, index), labels[keep]
-            return h, labels  # host labels: the Meter sends them on without waiting
-        labels = labels.to(h.device)
+        if not _on_host(labels):  # the Meter leaves the ignored rows out, on the device
+            return h, labels.to(h.device, non_blocking=True)
         keep = labels != self.ignore_index
-        if not bool(keep.all()):
-            h, labels = h[keep], labels[keep]
-        return h, labels
+        if not bool(keep.all()):  # a host read: free
+            index = torch.nonzero(keep).reshape(-1)
+            if h.device.type != "cpu":
+                index = torch_upload(index, h.device)
+            h, labels = h.index_select(0, index), labels[keep]
+        return h, labels  # host labels: the Meter sends them on without waiting
 
     def _split(self, batch, task):
         if self.batch_fn is not None:
@@ -286,9 +288,10 @@ class NeuralCollapseCallback(TrainerCallback):
                 )
             import torch
 
-            labels = torch.as_tensor(batch["input_ids"]).clone()
-            if "attention_mask" in batch:
-                labels[torch.as_tensor(batch["attention_mask"]) == 0] = self.ignore_index
+            labels = torch.as_tensor(batch["input_ids"])
+            if "attention_mask" in batch:  # by value, not by a mask index (no read on a device)
+                pad = torch.as_tensor(batch["attention_mask"], device=labels.device) == 0
+                labels = labels.masked_fill(pad, self.ignore_index)
             return dict(batch), labels
         return split_batch(batch, None)
 
@@ -338,3 +341,9 @@ class NeuralCollapseCallback(TrainerCallback):
                 "NeuralCollapseCallback logs through the Trainer: use "
                 "NeuralCollapseCallback(...).attach(trainer) (or pass trainer=)"
             )
+
+
+def _on_host(labels: Any) -> bool:
+    """Whether a batch's labels lie in host memory (a DataLoader's): masking them there reads
+    nothing from a device."""
+    return labels.device.type == "cpu"

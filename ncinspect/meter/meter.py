@@ -25,8 +25,9 @@ single-process numbers to the rounding of float64 sums. ``precision="float32"``:
 large products in float32, accumulated in float64 (bounds in :mod:`ncinspect.stats.xp`).
 
 Labels are integers: row indices of ``weights`` (or ``0..n_classes-1`` without a
-classifier). Pass 2 must see the same rows as pass 1, and weights must not change between
-the passes (:class:`~ncinspect.errors.InvalidDataError`). ``dump="run.h5"`` (with
+classifier); ``ignore_index=-100`` leaves the rows of that label out, on the device (no
+boolean mask read on the host). Pass 2 must see the same rows as pass 1, and weights must
+not change between the passes (:class:`~ncinspect.errors.InvalidDataError`). ``dump="run.h5"`` (with
 ``snapshot=``, ``dump_meta=``) also writes the rows of pass 1 and the classifier to a dump.
 :meth:`Meter.state_dict` / :meth:`Meter.load_state_dict` carry the statistics as plain
 arrays (no pickle).
@@ -97,6 +98,8 @@ class Meter:
         ``weights`` / ``bias`` to this dump. A path is opened in mode ``"a"`` and closed at
         :meth:`next_pass`; an open writer is left open. A snapshot already holding rows
         from an earlier writer is refused (see :meth:`ncinspect.DumpWriter.snapshot`).
+        With ``ignore_index``, the rows not ignored (the dump is written on the host, so
+        device labels are read there for it).
     snapshot : str
         The snapshot group written in ``dump`` (``"/"``: a flat file).
     dump_meta : mapping, optional
@@ -107,6 +110,14 @@ class Meter:
     spectra : bool
         Also the spectral metrics (two d x d float64 sums in pass 2, on the host; see
         :mod:`ncinspect.meter.spectra`).
+    ignore_index : int, optional
+        Rows with this label are left out, as if never given (padding tokens, unlabelled
+        positions: ``-100`` of the Transformers losses). Device batches are taken whole and
+        the ignored rows masked on the device in every sum (class counts and sums, checks,
+        scatter, decisions, output moments, the directional table): no shape depends on
+        the labels and nothing is read on the host; host rows are dropped at once. The
+        result equals that of a meter fed the other rows only (to float64 rounding;
+        decisions exactly); error messages number rows as given, ignored ones included.
     """
 
     def __init__(
@@ -123,8 +134,14 @@ class Meter:
         dump_meta: Mapping[str, Any] | None = None,
         precision: str = "float64",
         spectra: bool = False,
+        ignore_index: int | None = None,
     ):
         check_options(center, min_class_count)  # the analyses' own check (min_class_count >= 1)
+        if ignore_index is not None and (
+            isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer))
+        ):
+            raise UsageError(f"ignore_index must be an integer label or None, got {ignore_index!r}")
+        self.ignore_index = None if ignore_index is None else int(ignore_index)
         self._weights_src, self._bias_src = weights, bias
         self.weights = None if weights is None else _numeric(to_host(weights, "weights"), "weights")
         self.bias = None if bias is None else _numeric(to_host(bias, "bias"), "bias")
@@ -206,10 +223,14 @@ class Meter:
 
         Device arrays (torch, CuPy, JAX, ...) are summed where they live into float64 states
         on that device, with no host synchronisation: problems found in the values are
-        reported at :meth:`next_pass` / :meth:`compute`.
+        reported at :meth:`next_pass` / :meth:`compute`. With ``ignore_index``, give the
+        whole batch: its ignored rows are left out there, by a mask on the device.
         """
-        xp, h, y = meter_batch(features, labels, self.n_classes, self.weights)  # the one check
+        ignore = self.ignore_index
+        # the one check; host rows labelled ignore_index are dropped there (kept: the rest)
+        xp, h, y, kept = meter_batch(features, labels, self.n_classes, self.weights, ignore)
         m, row0 = h.shape[0], self._row
+        given = m if kept is None else kept[1]  # rows before the drop
         if self.pass_number == 1:
             self._dtype = self._dtype or batch_dtype(h)
             if self._s1 is None:
@@ -217,11 +238,14 @@ class Meter:
                 self._s1 = FirstState.new(_state_xp(xp), _device(xp, h), *self._shape(h))
             self._s1 = _place(self._s1, xp, h)
             if is_numpy(xp):
-                self._s1.add_pass(FirstPass.of_chunk(h, y, self.n_classes, row0), m)
+                part = FirstPass.of_chunk(h, y, self.n_classes, row0)
+                if kept is not None and part.first_nonfinite_row is not None:  # as given
+                    part.first_nonfinite_row = row0 + int(kept[0][part.first_nonfinite_row - row0])
+                self._s1.add_pass(part, m)
             else:
-                self._s1.update(xp, h, y, row0)
+                self._s1.update(xp, h, y, row0, ignore)
             if self._dump is not None:
-                self._dump.rows(h, y)
+                self._dump.rows(*_taken_rows(xp, h, y, ignore))
         else:
             if self._s2 is None:
                 self._check_states(xp, h)
@@ -241,10 +265,17 @@ class Meter:
                 self._s2.add_pass(part, sums, self.geometry, self._means, m)
             else:
                 self._s2.update(
-                    xp, self.geometry, self._means, h, y, row0, precision=self.precision
+                    xp,
+                    self.geometry,
+                    self._means,
+                    h,
+                    y,
+                    row0,
+                    precision=self.precision,
+                    ignore=ignore,
                 )
-            self._spectra.add(self.geometry, h, y)
-        self._row += m
+            self._spectra.add(self.geometry, h, y, ignore)
+        self._row += given
 
     def _shape(self, h: Any) -> tuple[int, int]:
         return self.n_classes, int(h.shape[1])
@@ -255,6 +286,11 @@ class Meter:
             raise UsageError("next_pass() was already called; reset() starts again")
         values = None if self._s1 is None else self._s1.to_host()
         if values is None or int(values["n_rows"]) == 0:
+            if self._row and self.ignore_index is not None:
+                raise InvalidDataError(
+                    f"pass 1 saw {self._row} row(s), every one labelled ignore_index = "
+                    f"{self.ignore_index}: no row to measure"
+                )
             raise UsageError("pass 1 saw no batch: call update() first")
         problem = problems(values, self.n_classes, 1)
         if problem:
@@ -431,6 +467,19 @@ def class_device(state: Any) -> tuple[Any, Any] | None:
     device)``), else None: numpy on the host's threads, the faster of the two for host
     memory (numpy arrays and CPU tensors; docs/array-api.md)."""
     return None if state.in_host_memory else (state.xp, state.device)
+
+
+def _taken_rows(xp: Any, h: Any, y: Any, ignore: int | None) -> tuple[Any, Any]:
+    """The rows of a batch a dump gets: those not labelled ``ignore`` (host rows were
+    dropped already; device rows are chosen by their labels, read on the host: the dump
+    writes them there anyway)."""
+    if ignore is None or is_numpy(xp):
+        return h, y
+    keep = np.flatnonzero(to_host(y, "labels") != ignore)
+    if keep.shape[0] == h.shape[0]:
+        return h, y
+    index = xp.asarray(keep, device=device_of(h))
+    return xp.take(h, index, axis=0), xp.take(y, index, axis=0)
 
 
 def _state_xp(xp: Any) -> Any:

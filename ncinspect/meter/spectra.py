@@ -35,14 +35,17 @@ class MeterSpectra:
             self.reason = spectra_budget(n_features, None)
             self.sums = None if self.reason else SpectraPass.empty(n_features)
 
-    def add(self, geom, h: Any, y: Any) -> None:
-        """Add one pass-2 batch (features ``h`` and codes ``y``, any array library)."""
+    def add(self, geom, h: Any, y: Any, ignore: int | None = None) -> None:
+        """Add one pass-2 batch (features ``h`` and codes ``y``, any array library; rows
+        labelled ``ignore`` left out)."""
         if self.sums is not None:
             hh, yh = to_host(h, "features"), to_host(y, "labels")
             # device labels are checked only at the pass end: keep the rows whose label is a
             # class row (whole number in [0, C)); the others are refused at compute()
             yv = yh.astype(np.float64)
             ok = (yv == np.round(yv)) & (yv >= 0) & (yv < geom.present.shape[0])
+            if ignore is not None:
+                ok &= yv != ignore
             part = SpectraPass.of_chunk(geom, hh[ok], yh[ok].astype(np.int64))
             self.sums = self.sums.merge(part)
 

@@ -6,7 +6,9 @@ arrays' device, in float64. Their ``update`` adds one batch with array arithmeti
 value is read on the host (no ``.item()``, ``bool(tensor)``, host copies or data-dependent
 shapes), so a CUDA stream never waits for the Python loop. What needs values is counted on
 the device and read at the end of the pass (:mod:`ncinspect.meter.checks`): non-finite rows
-(left out of the sums), labels outside ``[0, C)`` or not integers (left out too). Class
+(left out of the sums), labels outside ``[0, C)`` or not integers (left out too). Rows
+carrying the ``ignore`` label (``Meter(ignore_index=...)``) stay in the batch and are masked
+out of every field on the device (:func:`_prepare`'s ``taken``): no shape depends on them. Class
 sums are scatter-adds (:func:`scatter_add`: torch ``index_add_``, CuPy ``scatter_add``, JAX
 ``.at[].add``, numpy ``bincount``/sparse); never a dense C x rows indicator except for an
 unknown array library at small C (:func:`ncinspect.stats.namespace.scatter_add`).
@@ -123,6 +125,16 @@ class _Rows:
     lo: Any  # () int64 smallest label (as an integer)
     hi: Any  # () int64 largest label
     n_fractional: Any  # () int64 labels that are not integers
+    #: (m,) bool: the label is not the ignored one (None: no ``ignore_index``, every row)
+    taken: Any = None
+    n_taken: Any = None  # () int64 rows taken (None: all m)
+
+    def taken_only(self, xp: Any, a: Any, rows: Any, zero: Any) -> Any:
+        """``rows`` (rows ``a:a+len(rows)`` of the batch, float64) with the ignored rows
+        made 0: what they add to a sum is then nothing (also when they hold NaN/Inf)."""
+        if self.taken is None:
+            return rows
+        return xp.where(self.taken[a : a + rows.shape[0], None], rows, zero)
 
 
 _BIG = int(np.iinfo(np.int64).max)
@@ -136,33 +148,54 @@ def _finite_rows(xp: Any, h: Any) -> Any:
     return xp.sum(h * 0, axis=1) == 0
 
 
-def _prepare(xp: Any, h: Any, y: Any, n_classes: int, row0: int) -> _Rows:
-    """The labels and checks of a whole batch (the float64 rows are made block by block)."""
+def _prepare(
+    xp: Any, h: Any, y: Any, n_classes: int, row0: int, ignore: int | None = None
+) -> _Rows:
+    """The labels and checks of a whole batch (the float64 rows are made block by block).
+
+    ``ignore``: rows with this label are not taken: no class row (``ok`` False), no check
+    (their label is neither out of range nor fractional, their NaN/Inf not counted), not in
+    ``n_rows``; the kernels leave them out of every sum by ``taken`` (a mask on the device:
+    no shape depends on it, nothing is read on the host)."""
     device = device_of(h)
     _float64(xp, h[:0, ...], "features")  # the dtype check, on no rows
     m = h.shape[0]
     big = xp.full((), _BIG, dtype=xp.int64, device=device)
+    skip = frac = None
     if y.dtype == xp.bool or xp.isdtype(y.dtype, "integral"):
         yi = xp.astype(y, xp.int64)
-        ok = (yi >= 0) & (yi < n_classes)
+        if ignore is not None:
+            skip = yi == ignore
         n_frac = xp.zeros((), dtype=xp.int64, device=device)
-        lo = xp.min(yi) if m else big
-        hi = xp.max(yi) if m else -big - 1
     else:  # floating labels: integers in value; others are counted, refused at the pass end
         frac = ~((xp.round(y) == y) & xp.isfinite(y))
+        if ignore is not None:
+            skip = y == float(ignore)
+            frac = frac & ~skip
         safe = xp.where(frac, xp.zeros_like(y), xp.clip(y, -(2.0**62), 2.0**62))
         yi = xp.astype(safe, xp.int64)
-        ok = ~frac & (yi >= 0) & (yi < n_classes)
         n_frac = xp.sum(xp.astype(frac, xp.int64))
-        lo = xp.min(xp.where(frac, big, yi)) if m else big
-        hi = xp.max(xp.where(frac, -big - 1, yi)) if m else -big - 1
+    ok = (yi >= 0) & (yi < n_classes)
+    out = frac if skip is None else (skip if frac is None else frac | skip)  # no label range
+    if out is not None:
+        ok = ok & ~out
+    if m == 0:
+        lo, hi = big, -big - 1
+    elif out is None:
+        lo, hi = xp.min(yi), xp.max(yi)
+    else:
+        lo, hi = xp.min(xp.where(out, big, yi)), xp.max(xp.where(out, -big - 1, yi))
     finite = _finite_rows(xp, h)
     ys = xp.where(ok, yi, xp.zeros_like(yi))
-    bad = ~finite
+    bad = ~finite if skip is None else ~finite & ~skip
     rows = xp.arange(row0, row0 + m, dtype=xp.int64, device=device)
     first_bad = xp.min(xp.where(bad, rows, big)) if m else big
     n_bad = xp.sum(xp.astype(bad, xp.int64))
-    return _Rows(ys, ok, ok & finite, n_bad, first_bad, lo, hi, n_frac)
+    taken = n_taken = None
+    if skip is not None:
+        taken = ~skip
+        n_taken = xp.sum(xp.astype(taken, xp.int64))
+    return _Rows(ys, ok, ok & finite, n_bad, first_bad, lo, hi, n_frac, taken, n_taken)
 
 
 @dataclass
@@ -177,7 +210,7 @@ class _Checked(Declared):
     n_fractional: Any = declare("sum", (), "int64")
 
     def _count(self, b: _Rows, m: int) -> None:
-        self.n_rows = self.n_rows + m
+        self.n_rows = self.n_rows + (m if b.n_taken is None else b.n_taken)
         self.n_nonfinite = self.n_nonfinite + b.n_bad_rows
         xp = self.xp
         self.first_nonfinite = xp.minimum(self.first_nonfinite, b.first_bad)
@@ -197,14 +230,22 @@ class FirstState(_Checked):
     def new(cls, xp: Any, device: Any, n_classes: int, n_features: int) -> FirstState:
         return cls.empty(xp, device, C=n_classes, d=n_features)
 
-    def update(self, xp: Any, h: Any, y: Any, row0: int = 0) -> FirstState:
-        """Add a batch (``h`` (m, d), ``y`` (m,) on the state's device); returns self."""
+    def update(
+        self, xp: Any, h: Any, y: Any, row0: int = 0, ignore: int | None = None
+    ) -> FirstState:
+        """Add a batch (``h`` (m, d), ``y`` (m,) on the state's device); returns self.
+        Rows labelled ``ignore`` add nothing (see :func:`_prepare`)."""
         C = self.counts.shape[0]
-        b = _prepare(xp, h, y, C, row0)
+        b = _prepare(xp, h, y, C, row0, ignore)
         self._count(b, h.shape[0])
         self.counts = scatter_add(xp, self.counts, b.ys, xp.astype(b.ok, xp.int64))
+        zero = None if b.taken is None else xp.zeros((), dtype=xp.float64, device=device_of(h))
         for a, z in _blocks(xp, h, C):
-            self.sums = class_sums(xp, self.sums, h[a:z, ...], b.ys[a:z], max(z - a, 1))
+            if b.taken is None:
+                self.sums = class_sums(xp, self.sums, h[a:z, ...], b.ys[a:z], max(z - a, 1))
+            else:  # the ignored rows as zeros (their label became class 0)
+                rows = b.taken_only(xp, a, _float64(xp, h[a:z, ...], "features"), zero)
+                self.sums = scatter_add(xp, self.sums, b.ys[a:z], rows)
         return self
 
     def add_pass(self, part: Any, n_rows: int) -> FirstState:
@@ -271,6 +312,7 @@ class SecondState(_Checked):
         step: int | None = None,
         check: bool = True,
         sync_free: bool = True,
+        ignore: int | None = None,
     ) -> SecondState:
         """Add a batch given pass 1's :class:`~ncinspect.stats.Geometry` and class means
         (host (C, d), NaN for a class without rows); returns self.
@@ -280,9 +322,10 @@ class SecondState(_Checked):
         accelerator (default the whole batch). ``check``: also the residual sums that
         :func:`ncinspect.meter.checks.check_same_rows` reads. ``sync_free``: the float32
         recheck of an accelerator keeps a fixed shape (False: the file path, which reads its
-        sums back anyway, rechecks every flagged row)."""
+        sums back anyway, rechecks every flagged row). ``ignore``: rows with this label add
+        nothing to any field (see :func:`_prepare`)."""
         C, m = geom.n_classes, h.shape[0]
-        b = _prepare(xp, h, y, C, row0)
+        b = _prepare(xp, h, y, C, row0, ignore)
         self._count(b, m)
         self.seen = scatter_add(xp, self.seen, b.ys, xp.astype(b.ok, xp.int64))
         if m == 0:
@@ -299,7 +342,7 @@ class SecondState(_Checked):
         for a, z in _blocks(xp, h, C, step):
             hf = _float64(xp, h[a:z, ...], "features")
             out = None if outputs is None else _float64(xp, outputs[a:z, ...], "outputs")
-            blk = (hf, b.ys[a:z], keep[a:z], out)
+            blk = (hf, b.ys[a:z], keep[a:z], out, (b, a))
             self._block(xp, g, cm, blk, zero, precision == "float32", cap, check)
         return self
 
@@ -336,10 +379,11 @@ class SecondState(_Checked):
         if cached is None or cached[0] is not means or cached[2] != where:
             m = np.where(np.isfinite(means), means, 0.0) / (1.0 / kern.inv_scale)
             kern.host_means = cached = (means, _put(xp, m, self.resid), where)
+        zero = None if b.taken is None else xp.zeros((), dtype=xp.float64, device=device_of(h))
         for a, z in _blocks(xp, h, self.resid.shape[0]):
             hf = _float64(xp, h[a:z, ...], "features")
             hs = hf if kern.inv_scale == 1.0 else hf * kern.inv_scale
-            e = hs - xp.take(cached[1], b.ys[a:z], axis=0)
+            e = b.taken_only(xp, a, hs - xp.take(cached[1], b.ys[a:z], axis=0), zero)
             self.resid = scatter_add(xp, self.resid, b.ys[a:z], e)
 
     def _add_block(self, xp, part: Any, pairs: Any = None) -> None:
@@ -365,14 +409,14 @@ class SecondState(_Checked):
 
     def _block(self, xp, g, class_means, blk, zero, f32, cap, check) -> None:
         """The one pass-2 kernel of a block of rows, on any namespace and device."""
-        hf, ys, keep, outputs = blk
+        hf, ys, keep, outputs, (rows, a) = blk  # rows: the batch's _Rows, a: block start
         C, r = g.n_classes, g.rank
         hs = hf if g.inv_scale == 1.0 else hf * g.inv_scale  # exact power-of-two scaling
         # e = (h - mu_y) / scale from pass 1's class means (also of classes below min_count)
         e = hs - xp.take(class_means, ys, axis=0)
         hc = None if g.from_scores and not f32 else hs - g.mu_scaled[None, :]  # h' (decisions)
         if check:  # residual sums by class: pass 2's class means minus pass 1's
-            self.resid = scatter_add(xp, self.resid, ys, e)
+            self.resid = scatter_add(xp, self.resid, ys, rows.taken_only(xp, a, e, zero))
         scores, proj, es = scores_projection(xp, g, e, hc, ys, C, r, f32)
         if self.pair_sq.shape[0]:  # the directional table (ncinspect.stats.pairs)
             self._pairs(xp, g, e, es, ys, keep, zero, f32)
@@ -461,11 +505,11 @@ class SecondState(_Checked):
         (:func:`ncinspect.stats.blocks.output_sums`), merged on the device."""
         C = out.shape[1]
         onehot = xp.arange(C, dtype=xp.int64, device=device_of(out))[None, :] == ys[:, None]
-        keepf = xp.astype(keep, xp.float64)
         true = xp.sum(xp.where(onehot, out, zero), axis=1)  # f_{y_i}(x_i), exact
-        n = xp.sum(keepf)
-        t_mean = xp.sum(true * keepf) / xp.where(n > 0, n, xp.ones_like(n))
-        dt = (true - t_mean) * keepf
+        n = xp.sum(xp.astype(keep, xp.float64))
+        # by where, not by a 0/1 product: a left-out row's NaN/Inf output adds nothing
+        t_mean = xp.sum(xp.where(keep, true, zero)) / xp.where(n > 0, n, xp.ones_like(n))
+        dt = xp.where(keep, true - t_mean, zero)
         off = onehot | ~keep[:, None]  # not a wrong-class output of a kept row
         wrong = xp.where(off, zero, out)
         nw = n * (C - 1)

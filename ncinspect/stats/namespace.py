@@ -233,17 +233,28 @@ def torch_upload(t: Any, device: Any, stage: bool | None = None) -> Any:
     return t.to(device, non_blocking=True)
 
 
-def meter_batch(features: Any, labels: Any, n_classes: int, weights: Any = None):
-    """One batch of :class:`ncinspect.Meter`, checked: ``(xp, h, y)``, ``xp`` None for rows
-    on the host (numpy ``h``, int64 ``y``).
+def meter_batch(
+    features: Any,
+    labels: Any,
+    n_classes: int,
+    weights: Any = None,
+    ignore_index: int | None = None,
+):
+    """One batch of :class:`ncinspect.Meter`, checked: ``(xp, h, y, kept)``; ``xp`` is numpy
+    for rows on the host (numpy ``h``, int64 ``y``).
 
     Device arrays: only what needs no value (dtype, shape, d) is checked here
-    (:func:`device_batch`); host rows are checked at once (reading them costs nothing).
+    (:func:`device_batch`); their rows labelled ``ignore_index`` stay (the device states
+    leave them out, :mod:`ncinspect.stats.device`) and ``kept`` is None. Host rows are checked
+    at once (reading them costs nothing), after the rows labelled ``ignore_index`` are
+    dropped: ``kept`` is then ``(indices of the rows kept in the batch as given, rows
+    given)``, or None when none was dropped.
     """
     from ..errors import InvalidDataError
     from ..input_checks import check_batch
 
     _check_label_kind(labels)
+    kept = None
     xp = get_namespace(features)
     if not is_numpy(xp) and str(getattr(features, "layout", "torch.strided")) == "torch.strided":
         h, y = device_batch(xp, features, labels, n_classes)
@@ -254,6 +265,11 @@ def meter_batch(features: Any, labels: Any, n_classes: int, weights: Any = None)
                 f"labels have dtype {y.dtype}: the Meter takes integer labels (rows of W)"
             )
         check_batch(np, h, y, empty_ok=True)
+        if ignore_index is not None and y.size:
+            skip = y == ignore_index
+            if skip.any():
+                kept = (np.flatnonzero(~skip), y.shape[0])
+                h, y = h[kept[0]], y[kept[0]]
         if y.dtype.kind not in "iub" and y.size and not np.all(np.mod(y, 1) == 0):
             raise InvalidDataError("labels must be integers (row indices of the classifier)")
         y = y.astype(np.int64)
@@ -266,7 +282,7 @@ def meter_batch(features: Any, labels: Any, n_classes: int, weights: Any = None)
         raise InvalidDataError(
             f"features have d = {h.shape[1]} but weights have {weights.shape[1]} columns"
         )
-    return xp, h, y
+    return xp, h, y, kept
 
 
 def _check_label_kind(labels: Any) -> None:

@@ -555,7 +555,9 @@ def test_a_device_without_float64_is_refused_in_one_line(monkeypatch, mode):
     fake = _NoFloat64(mode)
     h, y, _, _ = _data(3)
     xs, ys = array_api_strict.asarray(h), array_api_strict.asarray(y)
-    monkeypatch.setattr(meter_module, "meter_batch", lambda f, lab, c, w=None: (fake, f, lab))
+    monkeypatch.setattr(
+        meter_module, "meter_batch", lambda f, lab, c, w=None, ignore=None: (fake, f, lab, None)
+    )
     monkeypatch.setattr(namespace, "_FLOAT64_OK", {})
     meter = ncinspect.Meter(n_classes=7)
     with pytest.raises(UnsupportedDtypeError, match="cannot hold them") as err:
