@@ -102,6 +102,10 @@ class _Numpy:
         return np.full(shape, fill, dtype=dtype)
 
     @staticmethod
+    def clip(x, min=None, max=None):  # noqa: A002 - the array API's names
+        return np.clip(x, min, max)
+
+    @staticmethod
     def asarray(x, dtype=None, device=None):
         return np.asarray(x, dtype=dtype)
 
@@ -132,7 +136,7 @@ def merge_moments(xp: Any, a: Any, b: Any) -> Any:
     na, ma, qa = a[..., 0], a[..., 1], a[..., 2]
     nb, mb, qb = b[..., 0], b[..., 1], b[..., 2]
     n = na + nb
-    safe = xp.where(n > 0, n, xp.ones_like(n))
+    safe = xp.clip(n, min=1.0)  # n itself where n > 0 (counts are whole numbers)
     delta = mb - ma
     both = xp.stack([n, ma + delta * nb / safe, qa + qb + delta * delta * na * nb / safe], axis=-1)
     return xp.where((na == 0)[..., None], b, xp.where((nb == 0)[..., None], a, both))
