@@ -33,7 +33,7 @@ of each block are (a fixed shape), and the rows beyond are counted on the device
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,7 +50,7 @@ from .namespace import (
     scatter_add,
     take_rows,
 )
-from .protocol import Declared, declare, merge_moments
+from .protocol import Declared, declare, fold_moments, merge_moments
 from .xp import as_float64 as _float64
 from .xp import (
     as_labels,
@@ -144,6 +144,8 @@ class _Rows:
 
 
 _BIG = int(np.iinfo(np.int64).max)
+#: batches whose SQI rows a pass-2 state keeps before it folds them (SecondState.settle)
+FOLD_EVERY = 64
 
 
 def _finite_rows(xp: Any, h: Any) -> Any:
@@ -293,6 +295,26 @@ class SecondState(_Checked):
     pair_sq: Any = declare("sum", ("P", "P"), "float64")  # directional table; P = 0: none
     seen: Any = declare("sum", ("C",), "int64")
     resid: Any = declare("sum", ("C", "d"), "float64")  # sum of e = h / scale - mu_y / scale
+    #: the SQI sums of the batches since the last :meth:`settle`, one (9,) row each
+    #: (:meth:`_outputs`): folded into ``outputs``, ``sq_err`` and the two largest values
+    #: every :data:`FOLD_EVERY` batches and before any read, so that a batch costs one
+    #: kernel for them, not some twenty for a merge of scalars (not a declared field)
+    pending: list = field(default_factory=list, repr=False, compare=False)
+
+    def settle(self) -> None:
+        """Fold the pending SQI rows into the fields (one merge of them all)."""
+        if not self.pending:
+            return
+        xp = self.xp
+        rows = xp.stack(self.pending)  # (k, 9): see _outputs
+        self.pending = []
+        moments = xp.reshape(rows[:, :6], (rows.shape[0], 2, 3))
+        self.outputs = fold_moments(xp, self.outputs, moments)
+        nw, w_mean = rows[:, 3], rows[:, 4]
+        self.sq_err = self.sq_err + xp.sum(rows[:, 5] + nw * w_mean * w_mean + rows[:, 6])
+        top = xp.max(rows[:, 7:], axis=0)
+        self.out_abs_max = xp.maximum(self.out_abs_max, top[0])
+        self.max_abs_err = xp.maximum(self.max_abs_err, top[1])
 
     @classmethod
     def new(cls, xp, device, n_classes: int, n_features: int, rank: int, pairs: bool = False):
@@ -394,6 +416,7 @@ class SecondState(_Checked):
     def _add_block(self, xp, part: Any, pairs: Any = None) -> None:
         """Add one block's host statistics (:class:`~ncinspect.stats.kernel.BlockStats`;
         ``pairs``: its ``(classes, sums)`` of the directional table) to this state."""
+        self.settle()
         like = self.class_sq
         if self.proj_sq.shape[0]:
             self.proj_sq = self.proj_sq + _put(xp, part.proj_sq, like)
@@ -538,13 +561,13 @@ class SecondState(_Checked):
         rows = xp.stack([dt, t_err])
         s2 = xp.sum(rows * rows, axis=1)  # [true m2, sum of (f_y - 1)^2]
         w_m2 = xp.sum(dw * dw)
-        block = xp.stack([counts[0], means[0], s2[0], counts[1], means[1], w_m2])
-        self.outputs = merge_moments(xp, self.outputs, xp.reshape(block, (2, 3)))
-        self.sq_err = self.sq_err + (w_m2 + counts[1] * means[1] * means[1] + s2[1])
         # [largest |f_y| of a kept row, largest |f_y - 1|], each against the largest wrong |f|
         top = xp.maximum(xp.max(xp.abs(wrong)), xp.max(xp.abs(xp.stack([t_kept, t_err])), axis=1))
-        self.out_abs_max = xp.maximum(self.out_abs_max, top[0])
-        self.max_abs_err = xp.maximum(self.max_abs_err, top[1])
+        # one row: [true moments, wrong moments, sum of (f_y - 1)^2, the two largest]
+        part = [counts[0], means[0], s2[0], counts[1], means[1], w_m2, s2[1], top[0], top[1]]
+        self.pending.append(xp.stack(part))
+        if len(self.pending) >= FOLD_EVERY:
+            self.settle()
 
     def add_pass(
         self, part: Any, sums: Any, geom: Any, means: np.ndarray, n_rows: int
@@ -552,6 +575,7 @@ class SecondState(_Checked):
         """Add host pass-2 statistics of ``n_rows`` checked rows (numpy states only)."""
         if sums.sum_scale != 1.0:
             raise overflow_error()
+        self.settle()
         xp = self.xp
         self.n_rows = self.n_rows + n_rows
         for name in ("proj_sq", "class_sq", "ncc_correct", "clf_correct", "agree"):

@@ -29,7 +29,7 @@ VIEWS = {
 
 #: (pass 1, pass 2) kernels of one update: the scores layout (C < d, own NCC centres),
 #: the direct layout (C >= d), and the float32 products with their float64 recheck
-BUDGET = {"scores": (31, 126), "direct": (31, 130), "float32": (31, 204)}
+BUDGET = {"scores": (31, 102), "direct": (31, 102), "float32": (31, 180)}
 
 
 class Kernels(TorchDispatchMode):
