@@ -166,6 +166,67 @@ def latency_ms(batches, w, b, device, precision="float64", rows=256, repeats=20,
     return (*wall, *cpu)
 
 
+#: aten operations that make a view (no kernel on a GPU): left out of the kernel count
+VIEW_OPS = {
+    "alias",
+    "as_strided",
+    "detach",
+    "expand",
+    "lift_fresh",
+    "permute",
+    "reshape",
+    "select",
+    "slice",
+    "squeeze",
+    "t",
+    "transpose",
+    "unsqueeze",
+    "view",
+    "_reshape_alias",
+}
+
+
+def kernels_per_update(batches, w, b, device, precision="float64", rows=256):
+    """The aten operations of one ``update`` of ``rows`` rows in pass 1 and in pass 2, less
+    the views: each is a kernel launch on a GPU, whose fixed cost (a few microseconds)
+    bounds a small batch's latency. On a CPU the rows go through the namespace kernel that
+    device arrays take (``stats.device.on_host`` said False), so the count is the GPU's.
+    Returns ``(pass 1, pass 2)``."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    import ncinspect
+    from ncinspect.stats import device as stats_device
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket.__name__ not in VIEW_OPS:
+                Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    real = stats_device.on_host
+    if device.type == "cpu":
+        stats_device.on_host = lambda xp, h: False
+    try:
+        meter = ncinspect.Meter(weights=w, bias=b, precision=precision)
+        h, y = batches[0][0][:rows], batches[0][1][:rows]
+        counts = []
+        for _ in range(2):
+            meter.update(h, y)  # placements and first-use constants are not per batch
+            Count.n = 0
+            with Count():
+                meter.update(h, y)
+            counts.append(Count.n)
+            if meter.pass_number == 1:
+                for h2, y2 in batches:
+                    meter.update(h2, y2)
+                meter.next_pass()
+    finally:
+        stats_device.on_host = real
+    return counts[0], counts[1]
+
+
 def max_rel_diff(a, b) -> tuple[float, str]:
     worst, where = 0.0, ""
     for key, want in b.metrics.items():
@@ -274,9 +335,12 @@ def main(argv=None) -> int:
         p1, p2, c1, c2 = latency_ms(batches, w, b, device, prec, ignore_index=ign)
         report["imagenet"].update(update_256_pass1_ms=p1, update_256_pass2_ms=p2)
         report["imagenet"].update(update_256_pass1_cpu_ms=c1, update_256_pass2_cpu_ms=c2)
+        k1, k2 = kernels_per_update(batches, w, b, device, prec)
+        report["imagenet"].update(update_pass1_kernels=k1, update_pass2_kernels=k2)
         print(
             f"  Meter.update on 256 rows (median): pass 1 {p1:.2f} ms [{c1:.2f}], "
-            f"pass 2 {p2:.2f} ms [{c2:.2f}]"
+            f"pass 2 {p2:.2f} ms [{c2:.2f}]; kernels per update (the device path): "
+            f"pass 1 {k1}, pass 2 {k2}"
         )
         del batches
     if "vocab" in cases and not args.skip_vocab:

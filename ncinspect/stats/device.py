@@ -35,7 +35,7 @@ of each block are (a fixed shape), and the rows beyond are counted on the device
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,8 +43,16 @@ import numpy as np
 from ..blas import one_blas_thread
 from ..errors import InvalidDataError
 from .kernel import BlockStats, block_rows, kernel_for, numpy_block
-from .namespace import device_of, host, is_numpy, on_device, product32, scatter_add
-from .protocol import Declared, declare, merge_moments
+from .namespace import (
+    device_of,
+    host,
+    is_numpy,
+    on_device,
+    product32,
+    scatter_add,
+    take_rows,
+)
+from .protocol import Declared, declare, fold_moments, merge_moments
 from .xp import as_float64 as _float64
 from .xp import (
     as_labels,
@@ -138,6 +146,8 @@ class _Rows:
 
 
 _BIG = int(np.iinfo(np.int64).max)
+#: batches whose SQI rows a pass-2 state keeps before it folds them (SecondState.settle)
+FOLD_EVERY = 64
 
 
 def _finite_rows(xp: Any, h: Any) -> Any:
@@ -288,6 +298,26 @@ class SecondState(_Checked):
     pair_sq: Any = declare("sum", ("P", "P"), "float64")  # directional table; P = 0: none
     seen: Any = declare("sum", ("C",), "int64")
     resid: Any = declare("sum", ("C", "d"), "float64")  # sum of e = h / scale - mu_y / scale
+    #: the SQI sums of the batches since the last :meth:`settle`, one (9,) row each
+    #: (:meth:`_outputs`): folded into ``outputs``, ``sq_err`` and the two largest values
+    #: every :data:`FOLD_EVERY` batches and before any read, so that a batch costs one
+    #: kernel for them, not some twenty for a merge of scalars (not a declared field)
+    pending: list = field(default_factory=list, repr=False, compare=False)
+
+    def settle(self) -> None:
+        """Fold the pending SQI rows into the fields (one merge of them all)."""
+        if not self.pending:
+            return
+        xp = self.xp
+        rows = xp.stack(self.pending)  # (k, 9): see _outputs
+        self.pending = []
+        moments = xp.reshape(rows[:, :6], (rows.shape[0], 2, 3))
+        self.outputs = fold_moments(xp, self.outputs, moments)
+        nw, w_mean = rows[:, 3], rows[:, 4]
+        self.sq_err = self.sq_err + xp.sum(rows[:, 5] + nw * w_mean * w_mean + rows[:, 6])
+        top = xp.max(rows[:, 7:], axis=0)
+        self.out_abs_max = xp.maximum(self.out_abs_max, top[0])
+        self.max_abs_err = xp.maximum(self.max_abs_err, top[1])
 
     @classmethod
     def new(cls, xp, device, n_classes: int, n_features: int, rank: int, pairs: bool = False):
@@ -335,7 +365,7 @@ class SecondState(_Checked):
             self._host_rows(xp, geom, means, (h, rows), b, check)
             return self
         g = kernel_for(geom, True).placed(xp, device_of(h))
-        keep = b.good if g.all_present else b.good & xp.take(g.present, b.ys, axis=0)
+        keep = b.good if g.all_present else b.good & take_rows(xp, g.present, b.ys)
         zero = xp.zeros((), dtype=xp.float64, device=device_of(h))
         cap = sync_free and not on_host(xp, h)
         cm = _class_means(xp, g, means)
@@ -383,12 +413,13 @@ class SecondState(_Checked):
         for a, z in _blocks(xp, h, self.resid.shape[0]):
             hf = _float64(xp, h[a:z, ...], "features")
             hs = hf if kern.inv_scale == 1.0 else hf * kern.inv_scale
-            e = b.taken_only(xp, a, hs - xp.take(cached[1], b.ys[a:z], axis=0), zero)
+            e = b.taken_only(xp, a, hs - take_rows(xp, cached[1], b.ys[a:z]), zero)
             self.resid = scatter_add(xp, self.resid, b.ys[a:z], e)
 
     def _add_block(self, xp, part: Any, pairs: Any = None) -> None:
         """Add one block's host statistics (:class:`~ncinspect.stats.kernel.BlockStats`;
         ``pairs``: its ``(classes, sums)`` of the directional table) to this state."""
+        self.settle()
         like = self.class_sq
         if self.proj_sq.shape[0]:
             self.proj_sq = self.proj_sq + _put(xp, part.proj_sq, like)
@@ -413,20 +444,21 @@ class SecondState(_Checked):
         C, r = g.n_classes, g.rank
         hs = hf if g.inv_scale == 1.0 else hf * g.inv_scale  # exact power-of-two scaling
         # e = (h - mu_y) / scale from pass 1's class means (also of classes below min_count)
-        e = hs - xp.take(class_means, ys, axis=0)
+        e = hs - take_rows(xp, class_means, ys)
         hc = None if g.from_scores and not f32 else hs - g.mu_scaled[None, :]  # h' (decisions)
         if check:  # residual sums by class: pass 2's class means minus pass 1's
             self.resid = scatter_add(xp, self.resid, ys, rows.taken_only(xp, a, e, zero))
         scores, proj, es = scores_projection(xp, g, e, hc, ys, C, r, f32)
+        onehot = g.classes == ys[:, None]  # (m, C): the row's own class (one kernel)
         if self.pair_sq.shape[0]:  # the directional table (ncinspect.stats.pairs)
-            self._pairs(xp, g, e, es, ys, keep, zero, f32)
+            self._pairs(xp, g, e, es, (ys, onehot), keep, zero, f32)
         if r:
             self.proj_sq = self.proj_sq + xp.sum(xp.where(keep[:, None], proj * proj, zero), axis=0)
         sq = xp.where(keep, xp.sum(e * e, axis=1), zero)
         self.class_sq = scatter_add(xp, self.class_sq, ys, sq)
 
         dist, ncc, logits, clf_out, clf = decisions(xp, g, scores, C, g.has_w, outputs)
-        self._count_ok(xp, ys, keep, ncc, clf, 1)
+        self._count_ok(xp, ys, keep, ncc, clf)
         if f32:
             if hc is None:
                 hc = hs - g.mu_scaled[None, :]
@@ -436,31 +468,40 @@ class SecondState(_Checked):
             s_h, s_w = g.logit_scales
             out = logits * (s_h * s_w) if s_h * s_w != 1.0 else logits
         if out is not None:
-            self._outputs(xp, out, ys, keep, zero)
+            self._outputs(xp, out, onehot, keep, zero)
 
-    def _count_ok(self, xp, ys, keep, ncc, clf, sign: int, valid=None) -> None:
-        """Add (``sign`` 1) or take back (-1) the correct and agreeing decisions of rows."""
-        w = keep if valid is None else keep & valid
+    def _count_ok(self, xp, ys, keep, ncc, clf, before=None) -> None:
+        """Add the correct and agreeing decisions of the rows ``keep`` marks. ``before``:
+        the ``(ncc, clf)`` decided earlier for the same rows, whose counts these replace
+        (added as the difference: one scatter per count)."""
 
-        def add(acc, ok):
-            v = xp.astype(ok & w, xp.int64)
-            return scatter_add(xp, acc, ys, v if sign == 1 else -v)
+        def add(acc, ok, was):
+            v = xp.astype(ok & keep, xp.int64)
+            if was is not None:
+                v = v - xp.astype(was & keep, xp.int64)
+            return scatter_add(xp, acc, ys, v)
 
-        self.ncc_correct = add(self.ncc_correct, ncc == ys)
+        was_ncc = was_clf = was_agree = None
+        if before is not None:
+            old_ncc, old_clf = before
+            was_ncc = old_ncc == ys
+            if clf is not None:
+                was_clf, was_agree = old_clf == ys, old_clf == old_ncc
+        self.ncc_correct = add(self.ncc_correct, ncc == ys, was_ncc)
         if clf is not None:
-            self.clf_correct = add(self.clf_correct, clf == ys)
-            self.agree = add(self.agree, clf == ncc)
+            self.clf_correct = add(self.clf_correct, clf == ys, was_clf)
+            self.agree = add(self.agree, clf == ncc, was_agree)
 
-    def _pairs(self, xp, g, e, es, ys, keep, zero, f32) -> None:
-        """Per class c and every c', the sum over kept rows of c of (e . m'_c - e . m'_c')^2."""
+    def _pairs(self, xp, g, e, es, labels, keep, zero, f32) -> None:
+        """Per class c and every c', the sum over kept rows of c of (e . m'_c - e . m'_c')^2
+        (``labels``: the rows' classes and their one-hot (m, C) mask)."""
+        ys, onehot = labels
         if es is None:
             cen_t = xp.permute_dims(g.centred, (1, 0))
             if f32:
                 es = product32(xp, e, xp.astype(cen_t, xp.float32))
             else:
                 es = e @ cen_t
-        C = es.shape[1]
-        onehot = xp.arange(C, dtype=xp.int64, device=device_of(es))[None, :] == ys[:, None]
         own = xp.sum(xp.where(onehot, es, zero), axis=1)
         diff = xp.where(keep[:, None], own[:, None] - es, zero)
         self.pair_sq = scatter_add(xp, self.pair_sq, ys, diff * diff)
@@ -473,16 +514,16 @@ class SecondState(_Checked):
         C, m = dist.shape[1], dist.shape[0]
         rows_norm = xp.sqrt(xp.sum(hc * hc, axis=1))
         bound = 2.0 * precision_gamma(hc.shape[1]) * rows_norm
-        flag = gap(xp, dist, ncc, largest=False) <= 2.0 * bound * g.centre_norm
+        flag = gap(xp, dist, ncc, False, g.classes) <= 2.0 * bound * g.centre_norm
         if logits is not None:
             flag = flag | (
-                gap(xp, logits, clf, largest=True) <= bound * g.weight_norm * abs(g.score_factor)
+                gap(xp, logits, clf, True, g.classes) <= bound * g.weight_norm * abs(g.score_factor)
             )
         flag = flag & keep
         if cap:  # the flagged rows first (a stable sort), a fixed number of them
             k = recheck_capacity(m)
             idx = xp.argsort(xp.astype(~flag, xp.int8), stable=True)[:k]
-            valid = xp.take(flag, idx, axis=0)
+            valid = take_rows(xp, flag, idx)
             n_flag = xp.sum(xp.astype(flag, xp.int64))
             n_done = xp.sum(xp.astype(valid, xp.int64))
             self.n_unchecked = self.n_unchecked + (n_flag - n_done)
@@ -491,39 +532,45 @@ class SecondState(_Checked):
             valid = xp.ones(idx.shape, dtype=xp.bool, device=device_of(flag))
             n_done = idx.shape[0]
         self.n_rechecked = self.n_rechecked + n_done
-        y_x = xp.take(ys, idx, axis=0)
-        kept = xp.take(keep, idx, axis=0)
-        clf_x = None if clf is None else xp.take(clf, idx, axis=0)
-        self._count_ok(xp, y_x, kept, xp.take(ncc, idx, axis=0), clf_x, -1, valid)
-        sub = xp.take(hc, idx, axis=0)
-        sub_out = None if outputs is None else xp.take(outputs, idx, axis=0)
+        y_x = take_rows(xp, ys, idx)
+        kept = take_rows(xp, keep, idx) & valid
+        was = (take_rows(xp, ncc, idx), None if clf is None else take_rows(xp, clf, idx))
+        sub = take_rows(xp, hc, idx)
+        sub_out = None if outputs is None else take_rows(xp, outputs, idx)
         _, ncc_x, _, _, clf_x = decisions(xp, g, sub @ g.decide, C, g.has_w, sub_out)
-        self._count_ok(xp, y_x, kept, ncc_x, clf_x, 1, valid)
+        self._count_ok(xp, y_x, kept, ncc_x, clf_x, was)  # the float64 decisions replace them
 
-    def _outputs(self, xp, out, ys, keep, zero) -> None:
+    def _outputs(self, xp, out, onehot, keep, zero) -> None:
         """The SQI sums of the kept rows' outputs, as the numpy kernel forms them
-        (:func:`ncinspect.stats.blocks.output_sums`), merged on the device."""
+        (:func:`ncinspect.stats.blocks.output_sums`), merged on the device. ``onehot``: (m,
+        C), each row's own class. The block's sums are taken together (one stacked
+        reduction for the counts and totals, one for the squares, one for the largest
+        values): on a GPU a batch costs a kernel launch per operation, so the fewer the
+        better (benchmarks/bench_device.py --ops counts them)."""
         C = out.shape[1]
-        onehot = xp.arange(C, dtype=xp.int64, device=device_of(out))[None, :] == ys[:, None]
-        true = xp.sum(xp.where(onehot, out, zero), axis=1)  # f_{y_i}(x_i), exact
-        n = xp.sum(xp.astype(keep, xp.float64))
         # by where, not by a 0/1 product: a left-out row's NaN/Inf output adds nothing
-        t_mean = xp.sum(xp.where(keep, true, zero)) / xp.where(n > 0, n, xp.ones_like(n))
-        dt = xp.where(keep, true - t_mean, zero)
+        true = xp.sum(xp.where(onehot, out, zero), axis=1)  # f_{y_i}(x_i), exact
+        t_kept = xp.where(keep, true, zero)
         off = onehot | ~keep[:, None]  # not a wrong-class output of a kept row
         wrong = xp.where(off, zero, out)
-        nw = n * (C - 1)
-        w_mean = xp.sum(wrong) / xp.where(nw > 0, nw, xp.ones_like(nw))
-        dw = xp.where(off, zero, out - w_mean)
-        w_m2 = xp.sum(dw * dw)
-        block = xp.stack([xp.stack([n, t_mean, xp.sum(dt * dt)]), xp.stack([nw, w_mean, w_m2])])
-        self.outputs = merge_moments(xp, self.outputs, block)
+        f64 = xp.float64
+        # [n, sum of true outputs, sum of wrong ones]; [n, n (C - 1)]; the two means
+        s1 = xp.sum(xp.stack([xp.astype(keep, f64), t_kept, xp.sum(wrong, axis=1)]), axis=1)
+        counts = xp.stack([s1[0], s1[0] * (C - 1)])
+        means = s1[1:] / xp.clip(counts, min=1.0)
+        dt = xp.where(keep, true - means[0], zero)
+        dw = xp.where(off, zero, out - means[1])
         t_err = xp.where(keep, true - 1.0, zero)
-        self.sq_err = self.sq_err + (w_m2 + nw * w_mean * w_mean + xp.sum(t_err * t_err))
-        top = xp.max(xp.abs(wrong))
-        t_abs = xp.max(xp.where(keep, xp.abs(true), zero))
-        self.max_abs_err = xp.maximum(self.max_abs_err, xp.maximum(top, xp.max(xp.abs(t_err))))
-        self.out_abs_max = xp.maximum(self.out_abs_max, xp.maximum(top, t_abs))
+        rows = xp.stack([dt, t_err])
+        s2 = xp.sum(rows * rows, axis=1)  # [true m2, sum of (f_y - 1)^2]
+        w_m2 = xp.sum(dw * dw)
+        # [largest |f_y| of a kept row, largest |f_y - 1|], each against the largest wrong |f|
+        top = xp.maximum(xp.max(xp.abs(wrong)), xp.max(xp.abs(xp.stack([t_kept, t_err])), axis=1))
+        # one row: [true moments, wrong moments, sum of (f_y - 1)^2, the two largest]
+        part = [counts[0], means[0], s2[0], counts[1], means[1], w_m2, s2[1], top[0], top[1]]
+        self.pending.append(xp.stack(part))
+        if len(self.pending) >= FOLD_EVERY:
+            self.settle()
 
     def add_pass(
         self, part: Any, sums: Any, geom: Any, means: np.ndarray, n_rows: int
@@ -531,6 +578,7 @@ class SecondState(_Checked):
         """Add host pass-2 statistics of ``n_rows`` checked rows (numpy states only)."""
         if sums.sum_scale != 1.0:
             raise overflow_error()
+        self.settle()
         xp = self.xp
         self.n_rows = self.n_rows + n_rows
         for name in ("proj_sq", "class_sq", "ncc_correct", "clf_correct", "agree"):

@@ -317,6 +317,9 @@ class Placed:
             self.class_term = put(np.ascontiguousarray(np.hstack(terms)))
         self.centre_sq = put(kern.centre_sq)
         self.ncc_valid = on_device(xp, np.asarray(ncc_valid, bool), device)
+        self.all_ncc_valid = bool(np.all(ncc_valid))
+        #: (1, C) int64 class indices: ``classes == y[:, None]`` is the rows' one-hot mask
+        self.classes = on_device(xp, np.arange(C, dtype=np.int64)[None, :], device)
         present = np.ones(C, bool) if kern.present is None else kern.present
         self.all_present = kern.present is None
         self.present = on_device(xp, present, device)

@@ -38,6 +38,7 @@ __all__ = [
     "numpy_namespace",
     "is_numpy",
     "scatter_add",
+    "take_rows",
     "check_float64_states",
     "product32",
     "torch_upload",
@@ -341,6 +342,15 @@ def _library(xp: Any) -> str:
         if getattr(compat, f"is_{name}_namespace")(xp):
             return name
     return "other"
+
+
+def take_rows(xp: Any, a: Any, index: Any) -> Any:
+    """``xp.take(a, index, axis=0)`` for int64 indices known to be in range (never
+    negative): torch's own ``index_select``, one kernel where array-api-compat's ``take``
+    first wraps negative indices (three more, on every batch of a device pass)."""
+    if _library(xp) == "torch":
+        return a.index_select(0, index)
+    return xp.take(a, index, axis=0)
 
 
 def scatter_add(xp: Any, acc: Any, index: Any, values: Any) -> Any:

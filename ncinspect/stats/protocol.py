@@ -40,6 +40,7 @@ __all__ = [
     "Spec",
     "declare",
     "Declared",
+    "fold_moments",
     "merge_moments",
     "namespace_of",
     "placed",
@@ -96,10 +97,16 @@ class _Numpy:
     ones_like = staticmethod(np.ones_like)
     zeros_like = staticmethod(np.zeros_like)
     all = staticmethod(np.all)
+    sum = staticmethod(np.sum)
+    max = staticmethod(np.max)
 
     @staticmethod
     def full(shape, fill, dtype=None, device=None):
         return np.full(shape, fill, dtype=dtype)
+
+    @staticmethod
+    def clip(x, min=None, max=None):  # noqa: A002 - the array API's names
+        return np.clip(x, min, max)
 
     @staticmethod
     def asarray(x, dtype=None, device=None):
@@ -126,13 +133,29 @@ def _in_host_memory(x: Any) -> bool:
     return getattr(dev, "type", None) == "cpu" and type(x).__module__.startswith("torch")
 
 
+def fold_moments(xp: Any, a: Any, rows: Any) -> Any:
+    """``[..., 3]`` moments ``a`` with the ``(k, ..., 3)`` moments ``rows`` merged in, all at
+    once (the parallel form of Chan et al., about a shift: ``a``'s mean, or the first row's
+    when ``a`` is empty, so that one row merged onto nothing is that row, bit for bit).
+    Arithmetic only: no value is read on the host."""
+    na, ma, qa = a[..., 0], a[..., 1], a[..., 2]
+    nb, mb, qb = rows[..., 0], rows[..., 1], rows[..., 2]
+    n = na + xp.sum(nb, axis=0)
+    shift = xp.where(na > 0, ma, mb[0, ...])
+    dev_b = mb - shift
+    mean = shift + (na * (ma - shift) + xp.sum(nb * dev_b, axis=0)) / xp.clip(n, min=1.0)
+    da, db = ma - mean, mb - mean
+    m2 = qa + xp.sum(qb, axis=0) + na * da * da + xp.sum(nb * db * db, axis=0)
+    return xp.stack([n, mean, m2], axis=-1)
+
+
 def merge_moments(xp: Any, a: Any, b: Any) -> Any:
     """Two ``[..., 3]`` arrays of ``[count, mean, m2]`` merged (Chan et al.); an empty side
     gives the other side exactly. Arithmetic only: no value is read on the host."""
     na, ma, qa = a[..., 0], a[..., 1], a[..., 2]
     nb, mb, qb = b[..., 0], b[..., 1], b[..., 2]
     n = na + nb
-    safe = xp.where(n > 0, n, xp.ones_like(n))
+    safe = xp.clip(n, min=1.0)  # n itself where n > 0 (counts are whole numbers)
     delta = mb - ma
     both = xp.stack([n, ma + delta * nb / safe, qa + qb + delta * delta * na * nb / safe], axis=-1)
     return xp.where((na == 0)[..., None], b, xp.where((nb == 0)[..., None], a, both))
@@ -174,10 +197,17 @@ class Declared:
         """The state's arrays are numpy or CPU tensors (reading them moves nothing)."""
         return _in_host_memory(getattr(self, self.specs()[0][0]))
 
+    def settle(self) -> None:
+        """Fold into the fields what a kernel keeps aside between batches (none here; see
+        :class:`ncinspect.stats.device.SecondState`). :meth:`merge`, :meth:`to_host` and
+        :meth:`all_reduce` call it before they read a field."""
+
     def merge(self, other: Declared) -> Declared:
         """This state and ``other`` (same class, namespace and device) combined."""
         if type(other) is not type(self):
             raise TypeError(f"cannot merge a {type(other).__name__} into a {type(self).__name__}")
+        self.settle()
+        other.settle()
         xp = self.xp
         out = {}
         for name, spec in self.specs():
@@ -202,6 +232,7 @@ class Declared:
         """Every field as a host numpy array: one copy per dtype (the fields concatenated)."""
         from .namespace import host
 
+        self.settle()
         xp = self.xp
         result: dict[str, np.ndarray] = {}
         if self.in_host_memory:  # no transfer to save: one copy
@@ -263,6 +294,7 @@ class Declared:
 
         from .namespace import host
 
+        self.settle()
         xp = self.xp
         first = getattr(self, self.specs()[0][0])
         device = collective_device(dist.get_backend(group), first)

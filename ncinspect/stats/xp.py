@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import UnsupportedDtypeError
 from .blocks import first_rows, group_sum
-from .namespace import device_of, host, is_numpy, on_device, product32, scatter_add
+from .namespace import device_of, host, is_numpy, on_device, product32, scatter_add, take_rows
 
 __all__ = ["first_sums", "class_sums", "xp_block_rows", "precision_gamma"]
 __all__ += ["as_labels", "decisions", "gap", "scores_projection"]
@@ -148,7 +148,8 @@ def _class_total(xp: Any, rows: Any, y: Any, n_classes: int, step: int) -> Any:
 def decisions(xp: Any, g: Any, scores: Any, C: int, has_clf: bool, outputs: Any):
     """NCC and classifier decisions of a block's float64 scores (classifier None if none)."""
     dist = g.centre_sq[None, :] - 2.0 * scores[:, :C]  # ||h'-m'_c||^2 - ||h'||^2
-    dist = xp.where(g.ncc_valid[None, :], dist, _scalar(xp, math.inf, device_of(dist)))
+    if not g.all_ncc_valid:  # a centre NCC may not pick: never the nearest
+        dist = xp.where(g.ncc_valid[None, :], dist, _scalar(xp, math.inf, device_of(dist)))
     ncc = xp.argmin(dist, axis=1)
     logits = None
     if has_clf:
@@ -167,14 +168,18 @@ def _scalar(xp: Any, value: float, device: Any) -> Any:
     return xp.full((), value, dtype=xp.float64, device=device)
 
 
-def gap(xp: Any, values: Any, best: Any, largest: bool) -> Any:
-    """Per row: distance between the best and the second-best of ``values``."""
+def gap(xp: Any, values: Any, best: Any, largest: bool, cols: Any = None) -> Any:
+    """Per row: distance between the best and the second-best of ``values``; ``cols``:
+    the (1, k) int64 column indices, when the caller holds them on the device."""
     m, k = values.shape
     device = device_of(values)
     if k < 2:
         return xp.full((m,), math.inf, dtype=xp.float64, device=device)
-    cols = xp.arange(k, dtype=xp.int64, device=device)[None, :]
-    is_best = cols == xp.astype(best, xp.int64)[:, None]
+    if cols is None:
+        cols = xp.arange(k, dtype=xp.int64, device=device)[None, :]
+    if best.dtype != xp.int64:
+        best = xp.astype(best, xp.int64)
+    is_best = cols == best[:, None]
     fill = _scalar(xp, -math.inf if largest else math.inf, device)
     rest = xp.where(is_best, fill, values)
     if largest:
@@ -198,7 +203,7 @@ def scores_projection(xp: Any, g: Any, e: Any, hc: Any, y: Any, C: int, r: int, 
         scores = e @ g.decide
         es = scores[:, :C]
         proj = es @ g.proj_map
-        scores = scores + xp.take(g.class_term, y, axis=0)
+        scores = scores + take_rows(xp, g.class_term, y)
     else:
         if r:
             proj = e @ g.basis_t
