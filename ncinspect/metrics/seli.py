@@ -87,13 +87,16 @@ def _seli_trace_terms(x: np.ndarray, y: np.ndarray, counts: np.ndarray, power: i
     s = (power - 2) / 2.0
     f_g = (vec[:, nonzero] * lam[nonzero] ** s) @ vec[:, nonzero].T
 
-    # E^T z as one reduction per group of contiguous rows (numpy's blocked sum of each
-    # group's rows in class order), not ``np.add.at``'s one dispatch per element
+    # E^T z as one reduction per group of contiguous rows (each group's rows in class
+    # order, summed along the rows), not ``np.add.at``'s one dispatch per element nor
+    # ``np.add.reduceat`` (60x slower along axis 0 with few groups: 0.12 s for one group
+    # of 6000 x 768, against 2 ms); g is the number of distinct counts
     order = np.argsort(grp, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(m.astype(np.int64))[:-1]])
+    bounds = np.concatenate([[0], np.cumsum(m.astype(np.int64))]).tolist()
 
     def group_sums(z):  # E^T z: (g, d) sums over each group / sqrt(m_j)
-        out = np.add.reduceat(z[order], starts, axis=0)
+        zs = z[order]
+        out = np.stack([zs[a:b].sum(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
         return out / np.sqrt(m)[:, None]
 
     sx = group_sums(bx)
