@@ -77,10 +77,13 @@ def _seli_trace_terms(x: np.ndarray, y: np.ndarray, counts: np.ndarray, power: i
     C = counts.shape[0]
     sqrt_n = np.sqrt(counts.astype(np.float64))
 
-    def at(z):  # A^T z = D^{1/2} P z
-        return sqrt_n[:, None] * (z - z.mean(axis=0))
+    def at(z):  # A^T z = D^{1/2} P z (one C x d array: at a vocabulary, 300 MB)
+        out = z - z.mean(axis=0)
+        out *= sqrt_n[:, None]
+        return out
 
-    bx, by = at(x), at(y)
+    bx = at(x)
+    by = bx if y is x else at(y)  # X = Y for the weights' and the means' SELI
     kg = np.diag(a) - np.outer(np.sqrt(a * m), np.sqrt(a * m)) / C
     lam, vec = np.linalg.eigh(kg)
     nonzero = lam > EIG_RTOL * max(lam.max(), a.max())
@@ -100,11 +103,10 @@ def _seli_trace_terms(x: np.ndarray, y: np.ndarray, counts: np.ndarray, power: i
         return out / np.sqrt(m)[:, None]
 
     sx = group_sums(bx)
-    perp = by - (group_sums(by) / np.sqrt(m)[:, None])[grp]  # by minus its group mean
-    fy_perp = (a**s)[grp][:, None] * perp
-    inner = float(np.einsum("ij,ij->", bx, fy_perp)) + float(
-        np.einsum("ij,ij->", sx, f_g @ group_sums(by))
-    )
+    sy = sx if by is bx else group_sums(by)
+    fy_perp = by - (sy / np.sqrt(m)[:, None])[grp]  # by minus its group mean
+    fy_perp *= (a**s)[grp][:, None]
+    inner = float(np.einsum("ij,ij->", bx, fy_perp)) + float(np.einsum("ij,ij->", sx, f_g @ sy))
     norm2 = float(np.sum((m - 1.0) * a**power) + np.sum(lam[nonzero] ** power))
     return inner, norm2
 
@@ -140,7 +142,8 @@ def seli_error(
             "(the SELI geometry is computed per group of equal counts)"
         )
     norm2 = cross_gram_norm2(x, y, memo)  # of unit(x), unit(y)
-    x, y = unit(x), unit(y)  # scale-free in each: exact rescaling
+    x, y = unit(x), (None if y is x else unit(y))  # scale-free in each: exact rescaling
+    y = x if y is None else y
     if norm2 <= 0 or not np.isfinite(norm2):
         return None, "the Gram matrix is zero"
     inner, t2 = _seli_trace_terms(x, y, counts, power)
