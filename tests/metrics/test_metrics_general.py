@@ -244,6 +244,7 @@ def test_large_c_paths_match_direct(monkeypatch):
     close(G.of_error(w, w), direct["of_w"], rtol=1e-8)
     close(G.of_error(w, mu), direct["of_d"], rtol=1e-8)
     close(S.seli_error(w, w, counts, 1)[0], direct["seli_w"], rtol=1e-8)
+    close(S.seli_error(w, w.copy(), counts, 1)[0], direct["seli_w"], rtol=1e-8)  # X, Y apart
     close(S.seli_error(mu, mu, counts, -1)[0], direct["seli_m"], rtol=1e-8)
     for a, b in zip(G.hyperspherical_stats(mu), direct["hyper"], strict=True):
         close(a, b, rtol=1e-10)
