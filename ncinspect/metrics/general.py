@@ -166,7 +166,7 @@ def of_error(a: np.ndarray, b: np.ndarray, memo: ClassProducts | None = None) ->
         frame = kept(("of", C), lambda: np.eye(C) / np.sqrt(C)) if C <= CACHE_MAX_C else None
         return fro(g - (np.eye(C) / np.sqrt(C) if frame is None else frame))
     norm2 = cross_gram_norm2(a, b, memo)  # of unit(a), unit(b): the same rescaling
-    a, b = unit(a), unit(b)  # scale-free in each: exact rescaling
+    a, b = unit(a, memo), unit(b, memo)  # scale-free in each: exact rescaling
     if norm2 <= 0 or not np.isfinite(norm2):
         return None
     trace = float(np.einsum("ij,ij->", a, b))

@@ -62,7 +62,7 @@ def etf_error(a: np.ndarray, b: np.ndarray, memo: ClassProducts | None = None) -
         e = kept(("etf", C), lambda: etf_gram(C)) if C <= CACHE_MAX_C else etf_gram(C)
         return fro(x - e)
     norm2 = cross_gram_norm2(a, b, memo)
-    a, b = unit(a), unit(b)
+    a, b = unit(a, memo), unit(b, memo)
     if norm2 <= 0:
         return None
     inner = (np.einsum("ij,ij->", a, b) - np.sum(a.sum(0) * b.sum(0)) / C) / np.sqrt(C - 1)

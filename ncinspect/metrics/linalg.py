@@ -66,9 +66,14 @@ def fro(x: np.ndarray) -> float:
     return float(np.sqrt(np.square(x / s).sum())) * s
 
 
-def unit(x: np.ndarray) -> np.ndarray:
+def unit(x: np.ndarray, memo: ClassProducts | None = None) -> np.ndarray:
     """``x`` divided by :func:`pow2_scale` of it (exact): for quantities invariant to the
-    scale of ``x``, so that their squares and products stay inside float64."""
+    scale of ``x``, so that their squares and products stay inside float64. ``memo``: the
+    snapshot's :class:`ClassProducts`, through which it is formed once per array (above
+    C = 2048 the ETF, OF and SELI errors and the d x d Grams each read it: every call is
+    two passes over a C x d array)."""
+    if memo is not None:
+        return memo.get("unit", x, x, lambda a, _: unit(a))
     s = pow2_scale(x)
     return x if s == 1.0 else x / s
 
@@ -135,7 +140,7 @@ class ClassProducts:
         if hit is None:
             value = fn(a, b)
             for arr in value if isinstance(value, tuple) else (value,):
-                if isinstance(arr, np.ndarray):
+                if isinstance(arr, np.ndarray) and arr is not a and arr is not b:
                     arr.flags.writeable = False  # shared: no reader may change it
             hit = self._kept[key] = (a, b, value)
         return hit[2]
@@ -191,7 +196,7 @@ def unit_gram(x: np.ndarray, memo: ClassProducts | None = None) -> np.ndarray:
     (on its :attr:`~ClassProducts.device` when it names one: O(C d^2), 10^11 multiply-adds
     at a language-model vocabulary, against one C x d transfer there and a d x d one back)."""
     if memo is not None:
-        return memo.get("unit_gram", x, x, lambda a, _: _gram(unit(a), memo.device))
+        return memo.get("unit_gram", x, x, lambda a, _: _gram(unit(a, memo), memo.device))
     return _gram(unit(x), None)
 
 
