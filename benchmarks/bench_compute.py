@@ -14,7 +14,14 @@ test suite)::
     python benchmarks/bench_compute.py                              # C = 6000, d = 768
     python benchmarks/bench_compute.py --classes 4000 --dim 512 --repeat 3
 
-``--threads`` is the engine's (the pair sweep's thread pool); the floor is one core's.
+The floor is one core's. ``--host-only`` times what stays on the host when the Meter's
+states live on a GPU: there the pair sweep and the d x d Grams run on the device
+(``metrics/pairs_xp.py``, ``ClassProducts(device)``), so the sweep is cut to the first
+512 classes and the Grams are counted apart (``_gram`` of ``metrics/linalg.py``, timed as
+it runs); the rest of ``compute()`` (O(C d) passes over the class-level arrays, SELI, the
+checks) is the host's share at a vocabulary::
+
+    python benchmarks/bench_compute.py --classes 24000 --per-class 1 --repeat 1 --host-only
 """
 
 from __future__ import annotations
@@ -47,6 +54,29 @@ def filled_meter(C: int, d: int, per_class: int, seed: int = 0):
     return meter, means, w
 
 
+def host_only(grams: list) -> None:
+    """Cut the pair sweep to the first 512 classes and time the d x d Grams into
+    ``grams[0]`` (both run on the device when the Meter's states are there)."""
+    from ncinspect.metrics import linalg, pairs
+
+    sweep, gram = pairs.pair_sweep, linalg._gram
+
+    def cut(units, *, minority=None, cdnv=None, map=map):  # noqa: A002 - as pair_sweep's
+        k = 512
+        units = [None if u is None else u[:k] for u in units]
+        minority = None if minority is None else [None if m is None else m[:k] for m in minority]
+        cdnv = None if cdnv is None else (cdnv[0][:k], cdnv[1][:k])
+        return sweep(units, minority=minority, cdnv=cdnv, map=map)
+
+    def timed(u, device):
+        t = time.process_time()
+        out = gram(u, device)
+        grams[0] += time.process_time() - t
+        return out
+
+    pairs.pair_sweep, linalg._gram = cut, timed
+
+
 def floor_seconds(means, w) -> float:
     """CPU seconds of the two products of width C over 256-row tiles (upper triangle)."""
     import numpy as np
@@ -70,15 +100,29 @@ def main(argv=None) -> int:
     ap.add_argument("--dim", type=int, default=768)
     ap.add_argument("--per-class", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=2, help="compute() runs (the best is kept)")
+    ap.add_argument(
+        "--host-only",
+        action="store_true",
+        help="what a GPU Meter's compute() leaves on the host (the sweep cut, Grams apart)",
+    )
     args = ap.parse_args(argv)
     C, d = args.classes, args.dim
     meter, means, w = filled_meter(C, d, args.per_class)
+    grams = [0.0]
+    if args.host_only:
+        host_only(grams)
     best = best_cpu = float("inf")
     for _ in range(args.repeat):
         t, c = time.perf_counter(), time.process_time()
         meter.compute()
         best = min(best, time.perf_counter() - t)
         best_cpu = min(best_cpu, time.process_time() - c)
+    if args.host_only:
+        gram = grams[0] / args.repeat
+        print(f"# Meter.compute() without the device's share: C = {C}, d = {d}")
+        print(f"  compute() less the pair sweep: CPU {best_cpu:.2f} s, of which the d x d ", end="")
+        print(f"Grams {gram:.2f} s: the host's share {best_cpu - gram:.2f} s (one core)")
+        return 0
     floor = floor_seconds(means, w)
     print(f"# Meter.compute(): C = {C}, d = {d}, {args.per_class} rows a class", end="")
     print(f"; {os.cpu_count()} CPUs")
