@@ -16,7 +16,8 @@ A snapshot is marked complete only when its writer is done with it: while it is 
 group carries the attribute ``ncinspect_in_progress`` (:data:`IN_PROGRESS`), which is deleted,
 after a flush of everything written to it, by :meth:`SnapshotWriter.finish`, by leaving its
 ``with`` block without an exception, by opening the next snapshot with the same writer (a
-loop writes one after the other; groups above the new one excepted), or by closing the
+loop writes one after the other; a group above the new one is kept open only when the new one
+is another layer of it, written together with it: ``<snapshot>/layer_<k>``), or by closing the
 writer normally (:meth:`DumpWriter.close`, or leaving ``with DumpWriter(...)`` without an
 exception). Rows or arrays written to a finished snapshot mark it in progress again, so a
 program that writes several snapshots at once should call ``finish()`` on each. Readers skip
@@ -319,7 +320,7 @@ class DumpWriter:
                     del group.attrs[attr]
             elif earlier and not continued:
                 raise self._doubling_error(group)
-        self._finish_earlier("/" + key.strip("/"))
+        self._finish_earlier("/" + key.strip("/"), meta.get("layer"))
         group = self._file.require_group(key)
         # marked in progress before anything else of it is written; finish() deletes it last
         self._mark_in_progress(group)
@@ -329,15 +330,38 @@ class DumpWriter:
         self._open_snaps[group.name] = snap
         return snap
 
-    def _finish_earlier(self, path: str) -> None:
+    def _finish_earlier(self, path: str, layer: Any = None) -> None:
         """Opening another snapshot finishes the ones opened before (a loop writes one
-        snapshot after the other), except the groups above ``path`` (a snapshot whose layers
-        are written below it). A finished snapshot written to again is marked in progress
-        again; a program that interleaves snapshots calls :meth:`SnapshotWriter.finish`."""
+        snapshot after the other), except a group above ``path`` whose layer the new one is
+        not (a snapshot whose hidden layers are written below it, together with it). A group
+        above of the same layer is finished too: a flat root snapshot, then epochs below it,
+        so that a kill while the epochs are written keeps the root and the finished epochs
+        readable (readers skip every snapshot below a marked group). A finished snapshot
+        written to again is marked in progress again; a program that interleaves snapshots
+        calls :meth:`SnapshotWriter.finish`."""
+        new_layer = self._layer(path, layer)
         for name, snap in list(self._open_snaps.items()):
             above = path == name or path.startswith(name.rstrip("/") + "/")
-            if not above:
+            if not above or (path != name and self._layer(name) == new_layer):
                 snap.finish()
+
+    def _layer(self, path: str, given: Any = None) -> str | None:
+        """The layer of the group at ``path`` as readers work it out
+        (:func:`ncinspect.io.names.layer_of`): ``given`` (the new snapshot's ``layer``
+        metadata), else the nearest group's ``layer`` attribute or ``layer_<k>`` component."""
+        from .names import _LAYER_RE
+
+        parts = [p for p in path.split("/") if p]
+        for i in range(len(parts), -1, -1):
+            value = given if i == len(parts) else None
+            if value is None:
+                group = self._file.get("/" + "/".join(parts[:i]))
+                value = group.attrs.get("layer") if group is not None else None
+            if value is not None:
+                return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+            if i and _LAYER_RE.match(parts[i - 1]):
+                return parts[i - 1]
+        return None
 
     def _mark_in_progress(self, group) -> None:
         group.attrs[IN_PROGRESS] = np.int8(1)

@@ -1,0 +1,237 @@
+"""Hostile round five, class 1 (a killed writer): a flat root snapshot with snapshots below it.
+
+A snapshot written at the file's root (``DumpWriter.snapshot("/")``: features and labels at
+the top, the flat layout) stayed marked in progress until the writer closed, because opening
+a snapshot never finished the groups above it. Readers skip every snapshot below a marked
+group, so a ``kill -9`` while epoch 30 was written hid the root and the 29 finished epochs
+below it: data loss. Now opening a snapshot finishes an open group above it unless the new
+one is another layer of it (``<snapshot>/layer_<k>``, written together with it), so only the
+snapshot being written is skipped.
+
+Writers are stopped with ``os._exit`` (what ``kill -9`` does: no ``finally``, no close) at an
+exact moment after a flush, and killed with SIGKILL at seeded random moments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+
+import ncinspect
+from ncinspect.cli import main
+from ncinspect.io.tree import IN_PROGRESS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(ncinspect.__file__)))
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def _exit_at(script: str, path) -> None:
+    """Run ``script`` (``path`` bound to the dump) in a fresh interpreter; it ends with
+    ``os._exit(9)`` at the moment the test chose."""
+    head = "import os, sys\nimport numpy as np\nimport ncinspect\n"
+    code = head + f"path = {str(path)!r}\n" + textwrap.dedent(script)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=_env(), capture_output=True, timeout=120
+    )
+    assert proc.returncode == 9, proc.stderr.decode()[-2000:]
+
+
+def _names(path) -> tuple[list[str], list[str]]:
+    result = ncinspect.analyze_file(str(path))
+    notes = [w for s in result.snapshots for w in s.warnings]
+    return [s.name for s in result.snapshots], notes
+
+
+# the data every script writes: 3 classes, 12 rows, d = 5; epoch e scales the features
+_DATA = """
+y = np.arange(12) % 3
+m = np.eye(3, 5)
+def h(e):
+    return (m[y] + 0.05 * np.cos(np.arange(60)).reshape(12, 5)) * (1 + e)
+"""
+
+
+@pytest.mark.parametrize("style", ["loop", "with"])
+def test_kill_below_a_flat_root_snapshot_keeps_the_root_and_finished_epochs(tmp_path, style):
+    path = tmp_path / "run.h5"
+    epoch = (
+        """
+        s = w.snapshot(f"epoch_{e}", epoch=e)
+        s.append(features=h(e)); s.write(weights=m)
+        """
+        if style == "loop"
+        else """
+        with w.snapshot(f"epoch_{e}", epoch=e) as s:
+            s.append(features=h(e)); s.write(weights=m)
+        """
+    )
+    _exit_at(
+        _DATA
+        + """
+w = ncinspect.DumpWriter(path, "w")
+w.write("labels", y)
+root = w.snapshot("/", epoch=0)  # the flat layout: features at the file's root
+root.append(features=h(0))
+root.write(weights=m)
+for e in (1, 2):
+"""
+        + textwrap.indent(textwrap.dedent(epoch), "    ")
+        + """
+s = w.snapshot("epoch_3", epoch=3)
+s.append(features=h(3)[:5])  # 5 of 12 rows
+w.flush()
+os._exit(9)  # kill -9 while epoch 3 is written
+""",
+        path,
+    )
+    with h5py.File(path, "r") as f:  # only the snapshot being written is marked
+        assert IN_PROGRESS not in f.attrs
+        assert IN_PROGRESS not in f["epoch_1"].attrs and IN_PROGRESS not in f["epoch_2"].attrs
+        assert IN_PROGRESS in f["epoch_3"].attrs
+    names, notes = _names(path)
+    assert names == ["/", "/epoch_1", "/epoch_2"]
+    assert any("/epoch_3" in n and "incomplete" in n for n in notes), notes
+
+
+def test_kill_while_the_root_is_written_with_its_layers_skips_both(tmp_path):
+    """The layers of a snapshot are written together with it: opening ``/layer_1`` must not
+    finish the root, whose rows are a part of the data."""
+    path = tmp_path / "run.h5"
+    _exit_at(
+        _DATA
+        + """
+w = ncinspect.DumpWriter(path, "w")
+root = w.snapshot("/", epoch=0)
+root.append(features=h(0)[:6], labels=y[:6])
+hidden = w.snapshot("/layer_1", layer="layer_1")
+hidden.append(features=h(0)[:6, :4])
+root.append(features=h(0)[6:9], labels=y[6:9])  # 9 of 12 rows
+w.flush()
+os._exit(9)
+""",
+        path,
+    )
+    with h5py.File(path, "r") as f:
+        assert IN_PROGRESS in f.attrs and IN_PROGRESS in f["layer_1"].attrs
+    with pytest.raises(ncinspect.errors.DumpError, match="incomplete"):
+        ncinspect.analyze_file(str(path))
+
+
+def test_kill_below_a_root_written_with_its_layers_keeps_them(tmp_path):
+    path = tmp_path / "run.h5"
+    _exit_at(
+        _DATA
+        + """
+w = ncinspect.DumpWriter(path, "w")
+root = w.snapshot("/", epoch=0)
+hidden = w.snapshot("/layer_1", layer="layer_1")
+root.append(features=h(0), labels=y)
+hidden.append(features=h(0)[:, :4])
+root.write(weights=m)
+s = w.snapshot("epoch_1", epoch=1)  # the next epoch: the root and its layer are done
+s.append(features=h(1)[:4])
+w.flush()
+os._exit(9)
+""",
+        path,
+    )
+    names, notes = _names(path)
+    assert names == ["/", "/layer_1"]
+    assert any("/epoch_1" in n and "incomplete" in n for n in notes), notes
+
+
+def test_meter_measurements_below_a_callers_root_snapshot(tmp_path):
+    """A caller's root snapshot, then a Meter writing each measurement below it into the same
+    DumpWriter: the root was hidden by a kill during any later measurement."""
+    path = tmp_path / "run.h5"
+    _exit_at(
+        _DATA
+        + """
+w = ncinspect.DumpWriter(path, "w")
+root = w.snapshot("/")
+root.append(features=h(0), labels=y)
+root.write(weights=m)
+meter = ncinspect.Meter(m, dump=w, snapshot="epoch_1")
+meter.update(h(1), y)
+meter.next_pass()
+meter.update(h(1), y)
+meter.compute()
+meter.reset(snapshot="epoch_2")
+meter.update(h(2)[:6], y[:6])
+w.flush()
+os._exit(9)
+""",
+        path,
+    )
+    names, notes = _names(path)
+    assert names == ["/", "/epoch_1"]
+    assert any("/epoch_2" in n and "incomplete" in n for n in notes), notes
+
+
+# a writer loop in the flat layout: a root snapshot, then epochs below it, written in the
+# loop style (no finish()); "done <e>" is printed once snapshot e is complete (the next one
+# was opened, which finishes it), "<e> <b>" after each flushed batch
+_LOOP = r"""
+import sys
+import numpy as np
+from ncinspect.io.writer import DumpWriter
+rng = np.random.default_rng(0)
+y = np.repeat(np.arange(4), 60)
+with DumpWriter(sys.argv[1], "w") as w:
+    w.write("labels", y)
+    for e in range(10_000):
+        snap = w.snapshot("/" if e == 0 else f"epoch_{e:05d}", epoch=e)
+        if e:
+            print("done", e - 1, flush=True)
+        for b, a in enumerate(range(0, 240, 60)):
+            snap.append(features=rng.standard_normal((60, 6)) + y[a : a + 60, None])
+            print(e, b, flush=True)
+        snap.write(weights=rng.standard_normal((4, 6)))
+"""
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_kills_of_a_flat_root_writer_lose_no_finished_snapshot(tmp_path, capsys, seed):
+    lines = random.Random(seed).randint(6, 40)
+    path = tmp_path / "run.h5"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LOOP, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=_env(),
+    )
+    finished = 0
+    try:
+        for _ in range(lines):
+            line = proc.stdout.readline()
+            assert line, "the writer stopped before it was killed"
+            finished += line.startswith("done")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert finished >= 1  # at least 6 lines: the root was done
+    rc = main(["report", str(path), "--json", "-", "-q"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    snaps = json.loads(out)["snapshots"]
+    # every snapshot finished before the kill is there, with all its rows
+    assert len(snaps) >= finished, (finished, [s["snapshot"] for s in snaps])
+    assert all(s["n_samples"] == 240 for s in snaps)
+    with h5py.File(path, "r") as f:
+        marked = [k for k in ["/", *f] if IN_PROGRESS in f[k].attrs]
+    assert len(marked) <= 1  # at most the one being written
+    assert len(snaps) in (finished, finished + 1)
