@@ -1,11 +1,12 @@
-"""The class order from a text file (``--class-names FILE``): one name a line."""
+"""The class order from a text file (``--class-names FILE``): one name a line; and the one
+check that a class order (from a file, a dump or memory) names each class once."""
 
 from __future__ import annotations
 
 from ..errors import InvalidDataError
 from ..text import clip
 
-__all__ = ["read_class_names", "MAX_NAMES_BYTES"]
+__all__ = ["read_class_names", "check_unique_names", "MAX_NAMES_BYTES"]
 
 MAX_NAMES_BYTES = 64 << 20  #: the largest class names file read (one name a line)
 
@@ -52,3 +53,17 @@ def read_class_names(path: str) -> list[str]:
             )
         first[line] = i
     return lines
+
+
+def check_unique_names(names: list[str], where: str) -> None:
+    """Refuse a class order that names two classes alike (:class:`InvalidDataError`, naming
+    ``where`` and both indices): per-class results are keyed by name, so two rows of W with
+    one name would lose or merge a row, whatever the labels' type."""
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        j = first.setdefault(name, i)
+        if j != i:
+            raise InvalidDataError(
+                f"{where}: class name {clip(repr(name))} appears twice (indices {j} and {i}); "
+                "each class needs its own name"
+            )

@@ -95,6 +95,22 @@ def _as_rows(name: str, array: Any, where: str) -> np.ndarray:
     return arr
 
 
+def _unique_names(arr: np.ndarray, where: str) -> None:
+    """Refuse class names that name two classes alike, before anything is written (a reader
+    would refuse the dump; per-class results are keyed by name)."""
+    from ..errors import InvalidDataError
+    from .class_names import check_unique_names
+
+    names = [
+        v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+        for v in np.asarray(arr, dtype=object).ravel().tolist()
+    ]
+    try:
+        check_unique_names(names, where)
+    except InvalidDataError as exc:
+        raise UsageError(f"DumpWriter: {exc}") from None
+
+
 class SnapshotWriter:
     """Appends row batches and stores arrays and metadata of one snapshot group."""
 
@@ -204,12 +220,15 @@ class SnapshotWriter:
 
     def write(self, **arrays: Any) -> None:
         """Store whole arrays (``weights``, ``bias``, ``params/W1``, ...), replacing any."""
-        if any(v is not None for v in arrays.values()):
+        checked = {  # refused before the snapshot is marked in progress again
+            name: self._writer._checked(self._group, name, value)
+            for name, value in arrays.items()
+            if value is not None
+        }
+        if checked:
             self._started()
-        for name, value in arrays.items():
-            if value is None:
-                continue
-            self._writer._write_array(self._group, name, value)
+        for name, arr in checked.items():
+            self._writer._write_array(self._group, name, arr)
         self._writer.flush()
 
     def write_params(self, params: Sequence[Any] | Mapping[str, Any]) -> None:
@@ -304,6 +323,8 @@ class DumpWriter:
         if append and replace:
             raise UsageError("DumpWriter.snapshot: append=True and replace=True exclude each other")
         key = name.strip("/") or "/"
+        if isinstance(meta.get("class_names"), (list, tuple, np.ndarray)):  # before any write
+            _unique_names(meta["class_names"], f"{self.path}:/{key.strip('/')} metadata class_names")
         group = self._file.get(key)
         continued = append or self.mode == "append"
         if group is not None:
@@ -398,10 +419,11 @@ class DumpWriter:
         snapshot open in this writer already marks it), so a program killed half way leaves
         the snapshots that inherit the array skipped, not read with part of it."""
         target = self._file.require_group(group)
+        arr = self._checked(target, name, array)  # refused before the group is marked
         marked_here = target.name not in self._open_snaps and IN_PROGRESS not in target.attrs
         if marked_here:
             self._mark_in_progress(target)
-        self._write_array(target, name, array)
+        self._write_array(target, name, arr)
         self.flush()
         if marked_here:
             del target.attrs[IN_PROGRESS]
@@ -409,6 +431,9 @@ class DumpWriter:
 
     def set_meta(self, group: str = "/", **meta: Any) -> None:
         """Set metadata attributes on ``group`` (inherited by the snapshots below it)."""
+        where = f"{self.path}:{'/' + group.strip('/')} metadata class_names"
+        if isinstance(meta.get("class_names"), (list, tuple, np.ndarray)):
+            _unique_names(np.asarray(meta["class_names"], dtype=object), where)
         attrs = self._file.require_group(group).attrs
         for key, value in meta.items():
             if value is None:
@@ -416,8 +441,15 @@ class DumpWriter:
             attrs[key] = _attr_value(value)
         self.flush()
 
-    def _write_array(self, group, name: str, value: Any) -> None:
+    def _checked(self, group, name: str, value: Any) -> np.ndarray:
+        """``value`` as the array to store at ``group/name``, or a UsageError."""
         arr = _as_rows(name, value, self._where(group, name))
+        if name.rsplit("/", 1)[-1] == "class_names":
+            _unique_names(arr, self._where(group, name))
+        return arr
+
+    def _write_array(self, group, name: str, value: Any) -> None:
+        arr = self._checked(group, name, value)
         if name in group:
             del group[name]
         kw = {"compression": self.compression} if self.compression and arr.ndim else {}
