@@ -74,22 +74,37 @@ def main() -> None:
         rc, floor, _, cpu, err = peak_of([sys.executable, "-c", FLOOR], tmp)
         assert rc == 0, err
         print(f"floor (imports only): peak RSS {floor / 2**20:.1f} MiB, {cpu:.1f} s CPU")
-        print(f"{'d':>9} {'N':>5} {'C':>4} {'limit':>9} {'rc':>3} {'peak RSS':>10} "
-              f"{'ratio':>6} {'sampled':>10} {'CPU s':>6}  note")
+        print(
+            f"{'d':>9} {'N':>5} {'C':>4} {'limit':>9} {'rc':>3} {'peak RSS':>10} "
+            f"{'ratio':>6} {'sampled':>10} {'CPU s':>6}  note"
+        )
         for spec in opts.shapes.split(","):
             shape, limit = spec.split(":")
             d, n, C = (int(v) for v in shape.split("x"))
             path = os.path.join(tmp, f"dump_{d}_{n}_{C}.h5")
             if not os.path.exists(path):
                 write_dump(path, d, n, C)
-            args = [sys.executable, "-c", CLI, "report", path, "--memory-limit",
-                    f"{limit}MiB", "-q", "--json", os.path.join(tmp, "out.json")]
+            args = [
+                sys.executable,
+                "-c",
+                CLI,
+                "report",
+                path,
+                "--memory-limit",
+                f"{limit}MiB",
+                "-q",
+                "--json",
+                os.path.join(tmp, "out.json"),
+            ]
             rc, peak, sampled, cpu, err = peak_of(args, tmp)
             lim = int(limit) << 20
             note = err.strip().splitlines()[0][-110:] if rc and err.strip() else ""
-            print(f"{d:>9} {n:>5} {C:>4} {limit + 'MiB':>9} {rc:>3} "
-                  f"{peak / 2**20:>7.1f}MiB {peak / lim:>6.3f} {sampled / 2**20:>7.1f}MiB "
-                  f"{cpu:>6.1f}  {note}", flush=True)
+            print(
+                f"{d:>9} {n:>5} {C:>4} {limit + 'MiB':>9} {rc:>3} "
+                f"{peak / 2**20:>7.1f}MiB {peak / lim:>6.3f} {sampled / 2**20:>7.1f}MiB "
+                f"{cpu:>6.1f}  {note}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

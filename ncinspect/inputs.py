@@ -229,7 +229,6 @@ def _decode_names(names: Any, where: str) -> list[str]:
     return out
 
 
-
 #: Why W-dependent metrics are null when labels are strings and no class order is known.
 NO_CLASS_ORDER = (
     "labels are strings and the dump has no class_names: record the classifier's class order "

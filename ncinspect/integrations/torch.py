@@ -35,7 +35,14 @@ from typing import Any
 
 from ..errors import UsageError
 from ..io.writer import DumpWriter
-from .hook import ClassifierHook, forward_batch, model_device_dtype, resolve_module, torch_module
+from .hook import (
+    ClassifierHook,
+    check_max_batches,
+    forward_batch,
+    model_device_dtype,
+    resolve_module,
+    torch_module,
+)
 from .layers import (
     LayerHooks,
     layer_meta,
@@ -127,6 +134,7 @@ def capture(
     module, name = resolve_module(model, classifier)
     hooked = resolve_layers(model, layers)
     ood = isinstance(split, str) and (split == "ood" or split.startswith("ood_"))
+    max_batches = check_max_batches(max_batches)  # before the file is touched
     writer = dump if isinstance(dump, DumpWriter) else DumpWriter(dump, mode)
     meta = {"epoch": epoch, "split": split, "loss": loss, **meta}
     try:
@@ -156,6 +164,9 @@ class _Run:
     batch_fn: Callable[[Any], tuple[Any, Any]] | None
     max_batches: int | None
     device: Any = None
+
+    def __post_init__(self) -> None:
+        self.max_batches = check_max_batches(self.max_batches)
 
     def batches(self, loader, hook, dtype, ood: bool = False):
         """``(features, outputs, labels, layer_rows)`` of each batch of ``loader`` (up to

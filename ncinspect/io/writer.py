@@ -324,7 +324,8 @@ class DumpWriter:
             raise UsageError("DumpWriter.snapshot: append=True and replace=True exclude each other")
         key = name.strip("/") or "/"
         if isinstance(meta.get("class_names"), (list, tuple, np.ndarray)):  # before any write
-            _unique_names(meta["class_names"], f"{self.path}:/{key.strip('/')} metadata class_names")
+            where = f"{self.path}:/{key.strip('/')} metadata class_names"
+            _unique_names(meta["class_names"], where)
         group = self._file.get(key)
         continued = append or self.mode == "append"
         if group is not None:
@@ -370,7 +371,7 @@ class DumpWriter:
         """The layer of the group at ``path`` as readers work it out
         (:func:`ncinspect.io.names.layer_of`): ``given`` (the new snapshot's ``layer``
         metadata), else the nearest group's ``layer`` attribute or ``layer_<k>`` component."""
-        from .names import _LAYER_RE
+        from .names import is_layer_part
 
         parts = [p for p in path.split("/") if p]
         for i in range(len(parts), -1, -1):
@@ -380,7 +381,7 @@ class DumpWriter:
                 value = group.attrs.get("layer") if group is not None else None
             if value is not None:
                 return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-            if i and _LAYER_RE.match(parts[i - 1]):
+            if i and is_layer_part(parts[i - 1]):
                 return parts[i - 1]
         return None
 

@@ -47,8 +47,18 @@ def test_the_issues_shape_is_refused_or_held_within_1_1x(tmp_path):
     out = tmp_path / "out.json"
 
     def report(limit_mib: int):
-        args = [sys.executable, "-c", CLI, "report", str(path), "--memory-limit",
-                f"{limit_mib}MiB", "-q", "--json", str(out)]
+        args = [
+            sys.executable,
+            "-c",
+            CLI,
+            "report",
+            str(path),
+            "--memory-limit",
+            f"{limit_mib}MiB",
+            "-q",
+            "--json",
+            str(out),
+        ]
         return _peak(args, tmp_path)
 
     rc, peak, err = report(424)

@@ -76,8 +76,10 @@ def test_a_repeated_class_name_with_integer_labels_is_refused(tmp_path, capsys, 
     assert "appears twice" in line and "indices 0 and 2" in line, line
     with pytest.raises(InvalidDataError, match="indices 0 and 2"):
         ncinspect.analyze_file(str(path))
-    for command in (["check", str(path), "--max", "nc1=100"], ["plot", str(path), "-o",
-                                                                  str(tmp_path / "p")]):
+    for command in (
+        ["check", str(path), "--max", "nc1=100"],
+        ["plot", str(path), "-o", str(tmp_path / "p")],
+    ):
         assert main(command) == 3, command
         assert "indices 0 and 2" in _one_error_line(capsys)
     # the same file with three names reads
@@ -89,8 +91,11 @@ def test_a_repeated_class_name_with_integer_labels_is_refused(tmp_path, capsys, 
 
 def test_arrays_in_memory_with_a_repeated_class_name_are_refused():
     h, y, m = make_data(C=3, d=5, n=10)
-    with pytest.raises(InvalidDataError, match=r"class_names: class name 'cat' appears twice "
-                       r"\(indices 0 and 2\)"):
+    with pytest.raises(
+        InvalidDataError,
+        match=r"class_names: class name 'cat' appears twice "
+        r"\(indices 0 and 2\)",
+    ):
         ncinspect.analyze(h, y, weights=m, class_names=NAMES)
     # string labels: the same message (it said "rows" before)
     with pytest.raises(InvalidDataError, match="indices 0 and 2"):

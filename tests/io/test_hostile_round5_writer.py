@@ -23,7 +23,6 @@ import sys
 import textwrap
 
 import h5py
-import numpy as np
 import pytest
 
 import ncinspect
