@@ -271,6 +271,8 @@ def prepare(
     N, d = _check_rows(feats, labs)
     codes, names, one_hot = _encoded(labs, labels_seen)
     strings = not one_hot and np.asarray(names).dtype.kind == "U"
+    if strings:  # two label values that show alike would be two classes of one shown name
+        check_unique_names([str(n) for n in names], labs.where, "label value")
 
     w = _small(weights, _where(weights, "weights"))
     b = _small(bias, _where(bias, "bias"))

@@ -137,14 +137,23 @@ def capture(
     max_batches = check_max_batches(max_batches)  # before the file is touched
     writer = dump if isinstance(dump, DumpWriter) else DumpWriter(dump, mode)
     meta = {"epoch": epoch, "split": split, "loss": loss, **meta}
+    opened: list = []
     try:
         snap = writer.snapshot(snapshot, append=append, replace=replace, **meta)
+        opened.append(snap)
         layer_snaps = open_layer_snapshots(writer, hooked, snapshot, append, replace, meta)
+        opened.extend(layer_snaps)
         names = [snap.name, *(s.name for s in layer_snaps)]  # read while the file is open
         run = _Run(model, module, name, LayerHooks(hooked, pool), batch_fn, max_batches)
         n_rows, d, C = run.write(loader, snap, layer_snaps, outputs, ood)
         notes = [] if ood else _write_classifier(snap, module, name, d)
         snap.finish()  # marked complete last, after its rows and classifier are flushed
+    except BaseException:
+        # stopped half way (a loader error, Ctrl-C): what was written stays marked in
+        # progress, also through a normal close of a writer the caller owns
+        for part in opened:
+            part.abandon()
+        raise
     finally:
         if writer is not dump:
             writer.close()

@@ -126,6 +126,11 @@ class SnapshotWriter:
     def __exit__(self, exc_type, *exc_info) -> None:
         if exc_type is None:
             self.finish()
+        else:
+            # the block stopped half way: its rows are a part of the data, and neither the
+            # next snapshot nor a normal close of the writer (the caller caught the error
+            # and went on) may mark it complete
+            self.abandon()
 
     def finish(self) -> None:
         """Mark this snapshot complete: flush what was written, then delete the

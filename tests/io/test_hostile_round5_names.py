@@ -153,3 +153,55 @@ def test_a_refused_write_leaves_no_marker(tmp_path):
         f = w._file  # the state a kill -9 here would leave
         marked = [k for k in ("/", "epoch_1") if ncinspect.io.writer.IN_PROGRESS in f[k].attrs]
         assert marked == []
+
+
+LOOK_ALIKE = [
+    ("caf\u00e9", "cafe\u0301"),  # precomposed and decomposed e-acute (canonically equal)
+    ("cat", "cat\u200b"),  # a zero-width space
+    ("dog", "\ufeffdog"),  # a byte order mark
+    ("owl", "ow\u00adl"),  # a soft hyphen
+    ("fox", "fox\u2060"),  # a word joiner
+    ("emu", "emu "),  # a trailing blank
+]
+
+
+@pytest.mark.parametrize("a, b", LOOK_ALIKE)
+def test_class_names_that_look_the_same_are_refused(tmp_path, capsys, a, b):
+    """Two names that differ only in what shows nothing: JSON keeps two keys, but every table,
+    figure and check line shows two classes of one name (round five)."""
+    names = [a, "zebra", b]
+    h, y, m = make_data(C=3, d=5, n=10)
+    with pytest.raises(InvalidDataError, match=r"\(index 0\).*\(index 2\) look the same"):
+        ncinspect.analyze(h, y, weights=m, class_names=names)
+    path = tmp_path / "dump.h5"
+    _write(path, "hdf5_array", names)
+    assert main(["report", str(path), "-q"]) == 3
+    line = _one_error_line(capsys)
+    assert f"{path}:/class_names" in line and "look the same" in line
+    text = tmp_path / "names.txt"
+    text.write_text("\n".join(names) + "\n", encoding="utf-8")
+    good = tmp_path / "good.h5"
+    _write(good, "hdf5_array", ["x", "y", "z"])
+    assert main(["report", str(good), "--class-names", str(text)]) == 3
+    assert "(line 1)" in _one_error_line(capsys)
+    with ncinspect.DumpWriter(tmp_path / "w.h5", "w") as w:
+        with pytest.raises(UsageError, match="look the same"):
+            w.write("class_names", names)
+
+
+@pytest.mark.parametrize("a, b", [*LOOK_ALIKE[:3], LOOK_ALIKE[-1]])
+def test_string_labels_that_look_the_same_are_refused(a, b):
+    """String labels ``cat`` and ``cat`` + a zero-width space were two classes shown alike:
+    one class too many, every metric computed over it, and nothing on screen to tell."""
+    h, y, m = make_data(C=3, d=5, n=10)
+    labels = np.array([a, "zebra", b])[y]
+    with pytest.raises(InvalidDataError, match="label values .* look the same"):
+        ncinspect.analyze(h, labels)
+    # names that differ visibly stay classes of their own
+    assert ncinspect.analyze(h, np.array(["cat", "Cat", "c at"])[y]).n_classes == 3
+
+
+def test_joiners_that_change_rendering_are_names_of_their_own():
+    h, y, m = make_data(C=3, d=5, n=10)
+    names = ["\u0645\u200c\u06cc", "\u0645\u06cc", "x"]  # Persian: with and without a ZWNJ
+    assert ncinspect.analyze(h, y, weights=m, class_names=names).n_classes == 3

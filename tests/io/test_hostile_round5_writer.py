@@ -234,3 +234,108 @@ def test_random_kills_of_a_flat_root_writer_lose_no_finished_snapshot(tmp_path, 
         marked = [k for k in ["/", *f] if IN_PROGRESS in f[k].attrs]
     assert len(marked) <= 1  # at most the one being written
     assert len(snaps) in (finished, finished + 1)
+
+
+# --- round five, an error instead of a kill: the program goes on, or closes normally -------
+
+
+def test_a_snapshot_block_that_raised_stays_marked_when_the_loop_goes_on(tmp_path):
+    """``with w.snapshot(...)`` left by an exception the caller catches (a CUDA OOM in one
+    epoch, skipped): the next snapshot, or the writer's normal close, marked the half-written
+    snapshot complete, and its rows were analysed as the whole epoch."""
+    import numpy as np
+
+    from ..helpers import make_data
+
+    h, y, m = make_data(C=3, d=4, n=10)
+    path = tmp_path / "run.h5"
+    with ncinspect.DumpWriter(path, "w") as w:
+        for ep in (1, 2, 3):
+            try:
+                with w.snapshot(f"epoch_{ep}", epoch=ep) as s:
+                    s.append(features=h[::2] * ep, labels=y[::2])  # half the rows, all classes
+                    if ep in (2, 3):
+                        raise RuntimeError("CUDA out of memory")
+                    s.append(features=h[1::2] * ep, labels=y[1::2])
+                    s.write(weights=m)
+            except RuntimeError:
+                continue
+        with w.snapshot("epoch_4", epoch=4) as s:
+            s.append(features=h * 4, labels=y)
+            s.write(weights=m)
+    names, notes = _names(path)
+    assert names == ["/epoch_1", "/epoch_4"]
+    assert all(r.n_samples == 30 for r in ncinspect.analyze_file(str(path)).snapshots)
+    assert any("/epoch_2" in n and "incomplete" in n for n in notes)
+    assert any("/epoch_3" in n and "incomplete" in n for n in notes)
+    assert np.isfinite(ncinspect.analyze_file(str(path)).snapshots[0].metrics["nc1"])
+
+
+@pytest.mark.parametrize("owner", ["path", "caller"])
+def test_capture_stopped_part_way_leaves_its_snapshot_marked(tmp_path, owner):
+    """``capture`` whose loader raised (or Ctrl-C) closed its writer normally, which marked
+    the half-written snapshot complete; with the caller's DumpWriter, the caller's close did."""
+    import torch
+
+    from ncinspect.integrations.torch import capture
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    batches = [(torch.randn(6, 4), torch.arange(6) % 3) for _ in range(5)]
+
+    def stops(exc):
+        for i, batch in enumerate(batches):
+            if i == 3:
+                raise exc
+            yield batch
+
+    path = tmp_path / "cap.h5"
+    writer = ncinspect.DumpWriter(path, "w") if owner == "caller" else None
+    dump = writer if writer is not None else path
+    capture(model, model[2], batches, dump, snapshot="epoch_1", mode="w")
+    with pytest.raises(KeyboardInterrupt):
+        capture(model, model[2], stops(KeyboardInterrupt()), dump, snapshot="epoch_2")
+    with pytest.raises(OSError):
+        hooked = [model[1]]
+        capture(model, model[2], stops(OSError("disk")), dump, snapshot="epoch_3", layers=hooked)
+    if writer is not None:
+        writer.close()
+    names, notes = _names(path)
+    assert names == ["/epoch_1"]
+    for snap in ("/epoch_2", "/epoch_3", "/epoch_3/layer_1"):
+        assert any(f"{snap} skipped" in n and "incomplete" in n for n in notes), (snap, notes)
+
+
+def test_trainer_stopped_by_an_error_leaves_its_snapshot_marked(tmp_path, monkeypatch):
+    """``ncinspect train`` (``fit``) closed its writer normally on any error, marking the
+    snapshot it was writing complete: here its rows without its classifier."""
+    from ncinspect.io.writer import SnapshotWriter
+    from ncinspect.train.config import TrainConfig
+    from ncinspect.train.loop import fit
+
+    real = SnapshotWriter.write
+
+    def fails_at_epoch_2(self, **arrays):
+        if "epoch_0002" in self.name and "weights" in arrays:
+            raise MemoryError("no memory for the weights")
+        return real(self, **arrays)
+
+    monkeypatch.setattr(SnapshotWriter, "write", fails_at_epoch_2)
+    config = TrainConfig(
+        n_classes=3,
+        n_per_class=5,
+        n_test_per_class=2,
+        input_dim=4,
+        depth=2,
+        width=8,
+        epochs=3,
+        save_every=1,
+        batch_size=0,
+    )
+    path = tmp_path / "run.h5"
+    with pytest.raises(MemoryError):
+        fit(config, dump=path)
+    monkeypatch.undo()
+    names, notes = _names(path)
+    assert "/epoch_0002" not in names and "/epoch_0001" in names
+    assert any("/epoch_0002 skipped" in n and "incomplete" in n for n in notes), notes
