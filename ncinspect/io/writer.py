@@ -119,6 +119,7 @@ class SnapshotWriter:
         self._group = group
         self._continued = continued
         self.finished = False
+        self.explicit = False  # True: only finish() completes it (keep_until_finish)
 
     def __enter__(self) -> SnapshotWriter:
         return self
@@ -148,6 +149,15 @@ class SnapshotWriter:
         self._writer.flush()
         self.finished = True
         open_snaps.pop(self._group.name, None)
+
+    def keep_until_finish(self) -> SnapshotWriter:
+        """Let only :meth:`finish` mark this snapshot complete: opening another snapshot
+        and the writer's normal close leave it marked in progress. For a writer whose rows
+        are whole only at a moment it alone knows (a meter's pass 1 ends at ``next_pass``):
+        a program that drops it half way, or catches an error and goes on, cannot have its
+        part of the rows marked complete. Returns the snapshot writer."""
+        self.explicit = True
+        return self
 
     def abandon(self) -> None:
         """Leave this snapshot marked in progress for good: its writer's normal close no
@@ -306,7 +316,8 @@ class DumpWriter:
             try:
                 if finish:
                     for snap in list(self._open_snaps.values()):
-                        snap.finish()
+                        if not snap.explicit:
+                            snap.finish()
             finally:
                 self._open_snaps.clear()
                 self._file.close()
@@ -369,6 +380,8 @@ class DumpWriter:
         new_layer = self._layer(path, layer)
         for name, snap in list(self._open_snaps.items()):
             above = path == name or path.startswith(name.rstrip("/") + "/")
+            if snap.explicit:
+                continue  # only its own finish() completes it
             if not above or (path != name and self._layer(name) == new_layer):
                 snap.finish()
 

@@ -339,3 +339,35 @@ def test_trainer_stopped_by_an_error_leaves_its_snapshot_marked(tmp_path, monkey
     names, notes = _names(path)
     assert "/epoch_0002" not in names and "/epoch_0001" in names
     assert any("/epoch_0002 skipped" in n and "incomplete" in n for n in notes), notes
+
+
+@pytest.mark.parametrize("how", ["error_caught", "dropped"])
+def test_a_meters_pass_1_left_half_way_stays_marked_in_a_callers_writer(tmp_path, how):
+    """A Meter writing into the caller's DumpWriter whose pass 1 never ended, without a
+    reset: an error the caller caught, or the meter simply dropped. The next snapshot the
+    caller opened (or its normal close) marked the partial rows complete."""
+    from ..helpers import make_data
+
+    h, y, m = make_data(C=3, d=4, n=10)
+    path = tmp_path / "run.h5"
+    with ncinspect.DumpWriter(path, "w") as w:
+        for ep in (1, 2):
+            meter = ncinspect.Meter(m, dump=w, snapshot=f"epoch_{ep}")
+            try:
+                meter.update(h[::3], y[::3])  # a third of the rows, every class
+                if ep == 1:
+                    if how == "error_caught":
+                        raise RuntimeError("the loader failed")
+                    del meter
+                    continue
+                meter.update(h[1::3], y[1::3])
+                meter.update(h[2::3], y[2::3])
+                meter.next_pass()
+            except RuntimeError:
+                continue
+        with w.snapshot("epoch_3") as s:  # the caller's own snapshot after them
+            s.append(features=h, labels=y)
+            s.write(weights=m)
+    names, notes = _names(path)
+    assert names == ["/epoch_2", "/epoch_3"]
+    assert any("/epoch_1 skipped" in n and "incomplete" in n for n in notes), notes
