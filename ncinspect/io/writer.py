@@ -453,12 +453,24 @@ class DumpWriter:
         where = f"{self.path}:{'/' + group.strip('/')} metadata class_names"
         if isinstance(meta.get("class_names"), (list, tuple, np.ndarray)):
             _unique_names(np.asarray(meta["class_names"], dtype=object), where)
-        attrs = self._file.require_group(group).attrs
-        for key, value in meta.items():
-            if value is None:
-                continue
-            attrs[key] = _attr_value(value)
+        values = {k: _attr_value(v) for k, v in meta.items() if v is not None}
+        target = self._file.require_group(group)
+        # several values set one by one: the group is marked while they are (unless an open
+        # snapshot marks it already), so a kill half way never leaves a new epoch beside an
+        # old class order, read as complete
+        marked_here = (
+            len(values) > 1
+            and target.name not in self._open_snaps
+            and IN_PROGRESS not in target.attrs
+        )
+        if marked_here:
+            self._mark_in_progress(target)
+        for key, value in values.items():
+            target.attrs[key] = value
         self.flush()
+        if marked_here:
+            del target.attrs[IN_PROGRESS]
+            self.flush()
 
     def _checked(self, group, name: str, value: Any) -> np.ndarray:
         """``value`` as the array to store at ``group/name``, or a UsageError."""

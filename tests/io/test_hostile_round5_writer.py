@@ -371,3 +371,34 @@ def test_a_meters_pass_1_left_half_way_stays_marked_in_a_callers_writer(tmp_path
     names, notes = _names(path)
     assert names == ["/epoch_2", "/epoch_3"]
     assert any("/epoch_1 skipped" in n and "incomplete" in n for n in notes), notes
+
+
+def test_killed_while_set_meta_sets_several_values(tmp_path):
+    """``set_meta`` on a finished snapshot (or the root, inherited by all) sets its values one
+    attribute at a time; a kill between two left a new class order beside an old epoch and
+    split (or the reverse), read as complete."""
+    path = tmp_path / "run.h5"
+    _exit_at(
+        _DATA
+        + """
+import h5py
+with ncinspect.DumpWriter(path, "w") as w:
+    w.write("labels", y)
+    for e in (1, 2):
+        with w.snapshot(f"epoch_{e}", epoch=e, split="train") as s:
+            s.append(features=h(e)); s.write(weights=m)
+real = h5py.AttributeManager.__setitem__
+def first_then_die(self, name, value):
+    real(self, name, value)
+    if name != "ncinspect_in_progress":
+        w._file.flush()
+        os._exit(9)  # kill -9 after the first of the values
+h5py.AttributeManager.__setitem__ = first_then_die
+w = ncinspect.DumpWriter(path, "a")
+w.set_meta("epoch_2", class_names=["c", "b", "a"], split="test", epoch=7)
+""",
+        path,
+    )
+    names, notes = _names(path)
+    assert names == ["/epoch_1"]
+    assert any("/epoch_2" in n and "incomplete" in n for n in notes), notes
