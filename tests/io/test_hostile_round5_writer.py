@@ -402,3 +402,56 @@ w.set_meta("epoch_2", class_names=["c", "b", "a"], split="test", epoch=7)
     names, notes = _names(path)
     assert names == ["/epoch_1"]
     assert any("/epoch_2" in n and "incomplete" in n for n in notes), notes
+
+
+# capture with hooked layers in a loop (what the Lightning callback does each epoch); prints
+# "<e> <b>" as each batch goes by and "done <e>" once capture(...) for epoch e returned
+_CAPTURE = r"""
+import sys
+import torch
+from ncinspect.integrations.torch import capture
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+y = torch.arange(120) % 4
+X = torch.randn(120, 6) + y[:, None].float()
+def loader(e):
+    for b in range(6):
+        print(e, b, flush=True)
+        yield X[b * 20 : (b + 1) * 20], y[b * 20 : (b + 1) * 20]
+for e in range(10_000):
+    capture(model, model[2], loader(e), sys.argv[1], snapshot=f"epoch_{e:05d}", epoch=e,
+            mode="w" if e == 0 else "a", layers=[model[1]])
+    print("done", e, flush=True)
+"""
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_kills_of_capture_with_layers_never_give_a_partial_snapshot(tmp_path, capsys, seed):
+    lines = random.Random(100 + seed).randint(9, 40)
+    path = tmp_path / "cap.h5"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CAPTURE, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=_env(),
+    )
+    finished = 0
+    try:
+        for _ in range(lines):
+            line = proc.stdout.readline()
+            assert line, "the writer stopped before it was killed"
+            finished += line.startswith("done")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert finished >= 1
+    rc = main(["report", str(path), "--json", "-", "-q"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    snaps = json.loads(out)["snapshots"]
+    top = [s for s in snaps if s["layer"] is None]
+    hidden = [s for s in snaps if s["layer"] == "layer_1"]
+    assert len(top) >= finished and len(hidden) >= finished
+    assert all(s["n_samples"] == 120 for s in snaps), [s["n_samples"] for s in snaps]
+    assert all(s["metrics"]["nc3_self_duality"] is not None for s in top)  # weights there
