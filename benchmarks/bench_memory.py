@@ -29,7 +29,10 @@ import psutil
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = "import sys; from ncinspect.cli import main; sys.exit(main())"
 FLOOR = "import ncinspect.cli, ncinspect.analysis, h5py, scipy.linalg"
-SHAPES = "1000000x50x4:424,1000000x50x4:900,200000x50x5:256,200000x200x10:320"
+SHAPES = (
+    "1000000x50x4:424,1000000x50x4:841,1000000x50x4:900,"
+    "200000x50x5:256,200000x200x10:428,50000x2000x100:949"
+)
 
 
 def write_dump(path: str, d: int, n: int, C: int) -> None:
