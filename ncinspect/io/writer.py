@@ -19,7 +19,11 @@ after a flush of everything written to it, by :meth:`SnapshotWriter.finish`, by 
 loop writes one after the other; a group above the new one is kept open only when the new one
 is another layer of it, written together with it: ``<snapshot>/layer_<k>``), or by closing the
 writer normally (:meth:`DumpWriter.close`, or leaving ``with DumpWriter(...)`` without an
-exception). Rows or arrays written to a finished snapshot mark it in progress again, so a
+exception). A ``with`` block left by an exception leaves its snapshot marked for good (the
+program may catch the error and go on: neither the next snapshot nor a normal close completes
+it), and a snapshot that :meth:`SnapshotWriter.keep_until_finish` (a meter's pass 1) is
+completed only by its own ``finish()``. Rows or arrays written to a finished snapshot mark it
+in progress again, so a
 program that writes several snapshots at once should call ``finish()`` on each. Readers skip
 a snapshot that still carries it (or sits below a group that does), with a note: a snapshot
 whose writer was killed mid-write is never analysed as if it were complete. Dumps written by
