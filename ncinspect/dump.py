@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import numbers
 import os
 import re
 import time
@@ -524,4 +525,15 @@ def open_dump(
         Bytes one indivisible read (an HDF5 chunk, a compressed NPZ member) may decompress
         to (default: :func:`ncinspect.budget.read_bound`).
     """
+    if memory_limit is not None and (
+        isinstance(memory_limit, bool)
+        or not isinstance(memory_limit, numbers.Integral)
+        or memory_limit < 1
+    ):
+        from .text import clip
+
+        raise UsageError(
+            f"memory_limit must be an integer >= 1 (or None), got {clip(repr(memory_limit))}; "
+            "memory_limit is a number of bytes"
+        )
     return Dump(path, keys=keys, allow_external=allow_external, memory_limit=memory_limit)

@@ -26,7 +26,10 @@ from .input_checks import (  # the one checker of shapes, dtypes and center (re-
     check_numeric,
     dtype_kind,
 )
-from .io.class_names import read_class_names  # re-exported: the class order file
+from .io.class_names import (  # read_class_names re-exported: the class order file
+    check_unique_names,
+    read_class_names,
+)
 from .io.sources import ArraySource, as_source
 from .text import clip
 
@@ -222,6 +225,7 @@ def _decode_names(names: Any, where: str) -> list[str]:
             except UnicodeDecodeError as exc:
                 raise UnsupportedDtypeError(f"{where}: class_names are not UTF-8 ({exc})") from None
         out.append(v if isinstance(v, str) else str(v))
+    check_unique_names(out, where)
     return out
 
 
@@ -267,6 +271,8 @@ def prepare(
     N, d = _check_rows(feats, labs)
     codes, names, one_hot = _encoded(labs, labels_seen)
     strings = not one_hot and np.asarray(names).dtype.kind == "U"
+    if strings:  # two label values that show alike would be two classes of one shown name
+        check_unique_names([str(n) for n in names], labs.where, "label value")
 
     w = _small(weights, _where(weights, "weights"))
     b = _small(bias, _where(bias, "bias"))
@@ -414,14 +420,8 @@ def _match_names(
     codes: np.ndarray, names: list[Any], order: list[str], where: str, order_where: str
 ) -> tuple[np.ndarray, list[str]]:
     """Codes of string labels in the class ``order`` (a label outside it is bad input)."""
-    index: dict[str, int] = {}
-    for i, name in enumerate(order):
-        if name in index:
-            raise InvalidDataError(
-                f"{order_where}: class name {clip(repr(name))} appears twice "
-                f"(rows {index[name]} and {i})"
-            )
-        index[name] = i
+    check_unique_names(order, order_where)
+    index = {name: i for i, name in enumerate(order)}
     missing = [n for n in names if n not in index]
     if missing:
         rows = np.flatnonzero(np.asarray(names, dtype=object)[codes] == missing[0])

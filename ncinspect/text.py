@@ -167,16 +167,30 @@ def fmt(value: Any) -> str:
 
 
 # what spreadsheet programs read as the start of a formula (OWASP, "CSV Injection"): = + - @,
-# tab and carriage return, and the full-width forms some of them fold to those; checked after
-# any leading whitespace or control characters, which some programs strip first
-_FORMULA_START = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
-# invisible format characters too (zero-width spaces and joiners, the word joiner, the BOM,
-# the Mongolian vowel separator, bidirectional marks and embeddings): a program that strips
-# or ignores them would see the formula right behind them
-_LEADING_BLANKS = re.compile(
-    r"[\s\x00-\x1f\x7f\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]*"
-)
+# tab and carriage return, and every form that folds to one of the four under Unicode's
+# compatibility normalisation (full-width ＝, small ﹦, superscript ⁼ ...); checked after any
+# leading characters that show nothing, which some programs strip or ignore first
+_FORMULA_START = frozenset("=+-@\t\r")
+# what shows nothing at the start of a cell: whitespace, control and format characters (zero-
+# width spaces and joiners, the BOM, bidirectional marks, the soft hyphen, tag characters),
+# combining marks with nothing to combine with (variation selectors, the grapheme joiner) and
+# the Hangul fillers
+_INVISIBLE = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Mn", "Me", "Zs", "Zl", "Zp"))
+_FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _starts_formula(text: str) -> bool:
+    """Whether ``text``'s first character that shows something (or its very first one) starts
+    a formula in a spreadsheet program."""
+    import unicodedata
+
+    for ch in text:
+        if ch in _FORMULA_START or unicodedata.normalize("NFKC", ch)[:1] in _FORMULA_START:
+            return True
+        if not (ch.isspace() or ch in _FILLERS or unicodedata.category(ch) in _INVISIBLE):
+            return False
+    return False
 
 
 def csv_cell(value: Any) -> Any:
@@ -184,8 +198,9 @@ def csv_cell(value: Any) -> Any:
 
     Numbers (and text that is exactly a decimal number, ``-0.5``, ``1e-3``) stay as they are:
     a negative number is a number, not a formula. Any other text whose first character (or
-    first after leading blanks and control characters) is ``=``, ``+``, ``-``, ``@``, a tab or
-    a carriage return (or a full-width ``＝ ＋ － ＠``) is prefixed with a single quote, as
+    first after leading characters that show nothing: blanks, control and format characters,
+    lone combining marks) is ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (or a form
+    that folds to one of them: ``＝ ﹦ ⁼ ＋ ﹢ － ﹣ ＠ ﹫``) is prefixed with a single quote, as
     OWASP recommends; the quote shows in the cell, so the text stays visible and unexecuted.
     ``None`` is an empty cell.
     """
@@ -194,8 +209,7 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, (bool, int, float)):
         return value
     text = value if isinstance(value, str) else str(value)
-    rest = text[_LEADING_BLANKS.match(text).end() :]
-    if text and (text[0] in _FORMULA_START or (rest[:1] and rest[0] in _FORMULA_START)):
+    if _starts_formula(text):
         if _NUMBER.fullmatch(text):
             return text
         return "'" + text

@@ -255,7 +255,7 @@ def analyze_snapshot(
     already computed (by :func:`~ncinspect.engines.local.run_passes` with these options);
     ``spectra`` adds the spectral metrics (see :func:`analyze`).
     """
-    check_options(center, min_class_count)
+    check_options(center, min_class_count, chunk_rows=chunk_rows, memory_limit=memory_limit)
     extra = {"spectra": True} if spectra else {}
     return snapshot_result(
         snap,

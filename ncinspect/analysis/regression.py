@@ -199,7 +199,9 @@ def analyze_regression(
         ``task == "regression"``; ``metrics`` holds ``nrc1``, ``nrc2``, ``nrc3``.
     """
     from ..engines.local import is_dask
+    from .build import check_options
 
+    check_options(chunk_rows=chunk_rows, memory_limit=memory_limit)  # before any work
     if engine is None and is_dask(features):
         from ..engines.dask import DaskEngine
 

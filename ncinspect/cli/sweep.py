@@ -36,8 +36,24 @@ _NONE_DEFAULTS = {
 }
 
 
-def parse_set(values: tuple[str, ...]) -> dict:
-    """``("noise=2", "schedule=step")`` as TrainConfig field values (a usage error otherwise)."""
+#: TrainConfig fields the sweep sets from an option of its own: --set must not set them too
+#: (one of the two won silently: --set epochs=3 beat --epochs 1, --set seed=5 was dropped)
+OWN_OPTIONS = {
+    "dataset": "--dataset",
+    "epochs": "--epochs",
+    "lr": "--lr",
+    "depth": "--depth",
+    "width": "--width",
+    "batch_size": "--batch-size",
+    "save_every": "--save-every",
+    "seed": "--seed (and --seeds)",
+    "weight_decay": "--weight-decays",
+}
+
+
+def parse_set(values: tuple[str, ...], own: dict[str, str] | None = None) -> dict:
+    """``("noise=2", "schedule=step")`` as TrainConfig field values (a usage error otherwise,
+    also for a field given twice or one that has an option of its own in ``own``)."""
     fields = [f.name for f in dataclasses.fields(TrainConfig)]
     out = {}
     for item in values:
@@ -46,6 +62,16 @@ def parse_set(values: tuple[str, ...]) -> dict:
             raise click.BadParameter(
                 f"{clip(repr(item))}: expected FIELD=VALUE with a TrainConfig field "
                 f"({', '.join(fields)})",
+                param_hint="--set",
+            )
+        if own and key in own:
+            raise click.BadParameter(
+                f"{clip(repr(item))}: {key} has an option of its own; give it with {own[key]}",
+                param_hint="--set",
+            )
+        if key in out:
+            raise click.BadParameter(
+                f"{clip(repr(item))}: {key} is given twice; give each field once",
                 param_hint="--set",
             )
         default = getattr(_D, key)
@@ -201,7 +227,7 @@ def command(
         save_every=save_every,
     )
     settings = {k: v for k, v in given.items() if v is not None}
-    config = TrainConfig(**{**settings, **parse_set(extra), "seed": seed})
+    config = TrainConfig(**{**settings, **parse_set(extra, OWN_OPTIONS), "seed": seed})
     config.validate()
     check_dump_names(values)  # before the folder is made
     start = time.perf_counter()

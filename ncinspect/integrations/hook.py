@@ -21,9 +21,25 @@ __all__ = [
     "model_device_dtype",
     "forward_batch",
     "forward_hooked",
+    "check_max_batches",
 ]
 
 _LABEL_KEYS = ("labels", "label", "y", "targets", "target")
+
+
+def check_max_batches(value: Any) -> int | None:
+    """``max_batches`` as an int >= 1 (or None), or a :class:`UsageError`: a string, a float
+    or NaN was compared with the batch index (a TypeError, or every batch read), and 0 or a
+    negative number wrote an empty snapshot."""
+    import numbers
+
+    from ..text import clip
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise UsageError(f"max_batches must be an integer >= 1 (or None), got {clip(repr(value))}")
+    return int(value)
 
 
 def torch_module():

@@ -132,6 +132,9 @@ class NeuralCollapseCallback(Callback):
             raise UsageError(f"every_n_epochs must be an integer >= 1, got {every_n_epochs!r}")
         if every_n_epochs < 1:
             raise UsageError(f"every_n_epochs must be an integer >= 1, got {every_n_epochs!r}")
+        from .hook import check_max_batches
+
+        max_batches = check_max_batches(max_batches)
         bad = {"snapshot"} & set(options)
         if bad:
             raise UsageError(f"NeuralCollapseCallback: {sorted(bad)} are set by the callback")

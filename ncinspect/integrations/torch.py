@@ -35,7 +35,14 @@ from typing import Any
 
 from ..errors import UsageError
 from ..io.writer import DumpWriter
-from .hook import ClassifierHook, forward_batch, model_device_dtype, resolve_module, torch_module
+from .hook import (
+    ClassifierHook,
+    check_max_batches,
+    forward_batch,
+    model_device_dtype,
+    resolve_module,
+    torch_module,
+)
 from .layers import (
     LayerHooks,
     layer_meta,
@@ -127,16 +134,26 @@ def capture(
     module, name = resolve_module(model, classifier)
     hooked = resolve_layers(model, layers)
     ood = isinstance(split, str) and (split == "ood" or split.startswith("ood_"))
+    max_batches = check_max_batches(max_batches)  # before the file is touched
     writer = dump if isinstance(dump, DumpWriter) else DumpWriter(dump, mode)
     meta = {"epoch": epoch, "split": split, "loss": loss, **meta}
+    opened: list = []
     try:
         snap = writer.snapshot(snapshot, append=append, replace=replace, **meta)
+        opened.append(snap)
         layer_snaps = open_layer_snapshots(writer, hooked, snapshot, append, replace, meta)
+        opened.extend(layer_snaps)
         names = [snap.name, *(s.name for s in layer_snaps)]  # read while the file is open
         run = _Run(model, module, name, LayerHooks(hooked, pool), batch_fn, max_batches)
         n_rows, d, C = run.write(loader, snap, layer_snaps, outputs, ood)
         notes = [] if ood else _write_classifier(snap, module, name, d)
         snap.finish()  # marked complete last, after its rows and classifier are flushed
+    except BaseException:
+        # stopped half way (a loader error, Ctrl-C): what was written stays marked in
+        # progress, also through a normal close of a writer the caller owns
+        for part in opened:
+            part.abandon()
+        raise
     finally:
         if writer is not dump:
             writer.close()
@@ -156,6 +173,9 @@ class _Run:
     batch_fn: Callable[[Any], tuple[Any, Any]] | None
     max_batches: int | None
     device: Any = None
+
+    def __post_init__(self) -> None:
+        self.max_batches = check_max_batches(self.max_batches)
 
     def batches(self, loader, hook, dtype, ood: bool = False):
         """``(features, outputs, labels, layer_rows)`` of each batch of ``loader`` (up to

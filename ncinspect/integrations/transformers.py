@@ -59,7 +59,14 @@ from typing import Any
 from ..errors import UsageError
 from ..stats.namespace import torch_upload
 from .hf_heads import find_head, loss_of, split_of
-from .hook import ClassifierHook, forward_hooked, model_device_dtype, resolve_module, split_batch
+from .hook import (
+    ClassifierHook,
+    check_max_batches,
+    forward_hooked,
+    model_device_dtype,
+    resolve_module,
+    split_batch,
+)
 
 try:
     from transformers import TrainerCallback
@@ -131,10 +138,7 @@ class NeuralCollapseCallback(TrainerCallback):
         bad = {"dump", "snapshot", "dump_meta", "weights", "bias", "n_classes"} & set(options)
         if bad:
             raise UsageError(f"NeuralCollapseCallback: {sorted(bad)} are set by the callback")
-        if max_batches is not None and (
-            isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1
-        ):
-            raise UsageError(f"max_batches must be an integer >= 1, got {max_batches!r}")
+        max_batches = check_max_batches(max_batches)
         self.classifier, self.task = classifier, task
         self.eval, self.train, self.loaders = eval, train, loaders
         self.dump, self.prefix, self.ignore_index = dump, prefix, ignore_index

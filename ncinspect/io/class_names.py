@@ -1,11 +1,12 @@
-"""The class order from a text file (``--class-names FILE``): one name a line."""
+"""The class order from a text file (``--class-names FILE``): one name a line; and the one
+check that a class order (from a file, a dump or memory) names each class once."""
 
 from __future__ import annotations
 
 from ..errors import InvalidDataError
 from ..text import clip
 
-__all__ = ["read_class_names", "MAX_NAMES_BYTES"]
+__all__ = ["read_class_names", "check_unique_names", "shown_key", "MAX_NAMES_BYTES"]
 
 MAX_NAMES_BYTES = 64 << 20  #: the largest class names file read (one name a line)
 
@@ -45,10 +46,54 @@ def read_class_names(path: str) -> list[str]:
     for i, line in enumerate(lines):
         if not line.strip():
             raise InvalidDataError(f"{path}: line {i + 1} is blank; expected one class name a line")
-        if line in first:  # two rows of W with one name: which one a name means is unknown
+        j = first.setdefault(shown_key(line), i)
+        if j == i:
+            continue
+        if lines[j] == line:  # two rows of W with one name: which one a name means is unknown
             raise InvalidDataError(
-                f"{path}: class name {clip(repr(line))} appears twice (lines {first[line] + 1} "
-                f"and {i + 1})"
+                f"{path}: class name {clip(repr(line))} appears twice (lines {j + 1} and {i + 1})"
             )
-        first[line] = i
+        raise InvalidDataError(
+            f"{path}: class names {clip(repr(lines[j]))} (line {j + 1}) and {clip(repr(line))} "
+            f"(line {i + 1}) look the same (they differ only in invisible characters or "
+            "Unicode normalisation)"
+        )
     return lines
+
+
+def shown_key(name: str) -> str:
+    """What a reader sees of a name: its canonical composition (NFC: ``e`` + a combining acute
+    and the precomposed ``é`` are one) without the format characters that show nothing (zero-
+    width spaces, the BOM, bidirectional marks, tag characters) and the blanks around it; the
+    joiners that change how a script renders (ZWJ, ZWNJ) are kept."""
+    import unicodedata
+
+    if name.isascii():
+        return name.strip()
+    text = unicodedata.normalize("NFC", name)
+    return "".join(
+        ch for ch in text if ch in "\u200c\u200d" or unicodedata.category(ch) != "Cf"
+    ).strip()
+
+
+def check_unique_names(names: list[str], where: str, what: str = "class name") -> None:
+    """Refuse a class order that names two classes alike (:class:`InvalidDataError`, naming
+    ``where`` and both indices): per-class results are keyed by name, so two rows of W with
+    one name would lose or merge a row, whatever the labels' type. Two names that differ
+    only in what shows nothing (format characters, Unicode normalisation) are refused too:
+    every table would show two rows of one name."""
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        j = first.setdefault(shown_key(name), i)
+        if j == i:
+            continue
+        if names[j] == name:
+            raise InvalidDataError(
+                f"{where}: {what} {clip(repr(name))} appears twice (indices {j} and {i}); "
+                "each class needs its own name"
+            )
+        raise InvalidDataError(
+            f"{where}: {what}s {clip(repr(names[j]))} (index {j}) and {clip(repr(name))} "
+            f"(index {i}) look the same (they differ only in invisible characters or Unicode "
+            "normalisation); each class needs a name of its own"
+        )

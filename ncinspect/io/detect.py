@@ -103,6 +103,89 @@ def _is_torch_legacy(path: str, protocol: int | None) -> bool:
     return False
 
 
+#: compressed containers a pickle (or a dump) arrives in: magic bytes -> name
+_WRAPPERS = (
+    (b"\x1f\x8b", "gzip"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"BZh", "bzip2"),
+    (b"\x28\xb5\x2f\xfd", "Zstandard"),
+    (b"\x04\x22\x4d\x18", "LZ4"),
+)
+
+
+def _inflated_head(head: bytes, kind: str) -> bytes | None:
+    """The first bytes of what a ``kind``-compressed ``head`` holds (at most
+    :data:`_PICKLE_SNIFF` bytes of output), or None when it cannot be inflated here."""
+    import bz2
+    import lzma
+    import zlib
+
+    makers = {
+        "gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
+        "zlib": zlib.decompressobj,
+        "xz": lzma.LZMADecompressor,
+        "bzip2": bz2.BZ2Decompressor,
+    }
+    if kind not in makers:
+        return None
+    try:
+        obj = makers[kind]()
+        if kind in ("gzip", "zlib"):
+            return obj.decompress(head, _PICKLE_SNIFF)
+        return obj.decompress(head, max_length=_PICKLE_SNIFF)
+    except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError):
+        return None
+
+
+def _an(word: str) -> str:
+    return ("an " if word[0].lower() in "aeiox" else "a ") + word
+
+
+def _wrapped_error(path: str, head: bytes) -> UnreadableFileError | None:
+    """The refusal of a file that is not a dump but says what it is: a compressed file
+    (a pickle inside one, as joblib and ``pickle.dump(gzip.open(...))`` write, is named a
+    pickle) or a NumPy ``.npy`` array (object arrays hold pickles). None otherwise."""
+    kind = next((name for magic, name in _WRAPPERS if head.startswith(magic)), None)
+    if kind is None and head[:1] == b"x" and head[1:2] in (b"\x01", b"^", b"\x9c", b"\xda"):
+        kind = "zlib" if _inflated_head(head, "zlib") else None
+    if kind is not None:
+        inner = _inflated_head(head, kind)
+        if inner and _pickle_protocol(inner) is not False:
+            return _torch_pickle_error(
+                path, f"{_an(kind)}-compressed Python pickle (joblib, or pickle.dump into it)"
+            )
+        return UnreadableFileError(
+            f"{shown(path)}: is {_an(kind)}-compressed file, not an HDF5, NPZ or safetensors dump; "
+            "ncinspect reads dumps as they are (HDF5 and NPZ compress inside): decompress it"
+        )
+    if head.startswith(b"\x93NUMPY"):
+        import io
+
+        import numpy as np
+
+        try:
+            stream = io.BytesIO(head)
+            version = np.lib.format.read_magic(stream)
+            reader = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                version, np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = reader(stream)
+            objects = dtype.hasobject
+        except Exception:  # noqa: BLE001 - a damaged header: just say what the file is
+            shape, objects = None, False
+        what = (
+            "a NumPy .npy array of Python objects, which are pickles (ncinspect never "
+            "unpickles files)"
+            if objects
+            else f"a NumPy .npy file (one array{'' if shape is None else f' of shape {shape}'})"
+        )
+        return UnreadableFileError(
+            f"{shown(path)}: is {what}, not a dump; store the arrays by name in one NPZ: "
+            "numpy.savez('dump.npz', features=..., labels=..., weights=...)"
+        )
+    return None
+
+
 def refuse_pickle(path: str) -> None:
     """Raise the one-line pickle refusal when ``path`` is a Python pickle or a PyTorch save
     (by content: a zip holding ``data.pkl``, a pickle protocol header, or protocol 0/1
@@ -122,6 +205,9 @@ def refuse_pickle(path: str) -> None:
         if _is_torch_legacy(path, protocol):
             raise _torch_pickle_error(path, "a PyTorch pickle (torch.save, legacy format)")
         raise _pickle_error(path, protocol)
+    wrapped = _wrapped_error(path, head)
+    if wrapped is not None and "pickle" in str(wrapped):
+        raise wrapped
 
 
 def detect_format(path: str) -> str:
@@ -156,6 +242,10 @@ def detect_format(path: str) -> str:
                 if f.read(8) == _HDF5_SIGNATURE:
                     return "hdf5"
                 offset = 512 if offset == 0 else offset * 2
+            f.seek(0)
+            wrapped = _wrapped_error(path, f.read(_PICKLE_SNIFF))
+            if wrapped is not None:
+                raise wrapped
     except FileNotFoundError:
         raise UnreadableFileError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -12,6 +12,7 @@ from .tree import Node
 __all__ = [
     "nearest",
     "layer_of",
+    "is_layer_part",
     "parse_epoch",
     "as_epoch",
     "epoch_of",
@@ -45,6 +46,11 @@ def nearest(node: Node, key: str, parse_component) -> Any:
         if parsed is not None:
             return parsed
     return None
+
+
+def is_layer_part(part: str) -> bool:
+    """Whether a path component names a layer (``layer_2``, ``layer3``)."""
+    return bool(_LAYER_RE.match(part))
 
 
 def layer_of(node: Node) -> str | None:

@@ -16,9 +16,14 @@ A snapshot is marked complete only when its writer is done with it: while it is 
 group carries the attribute ``ncinspect_in_progress`` (:data:`IN_PROGRESS`), which is deleted,
 after a flush of everything written to it, by :meth:`SnapshotWriter.finish`, by leaving its
 ``with`` block without an exception, by opening the next snapshot with the same writer (a
-loop writes one after the other; groups above the new one excepted), or by closing the
+loop writes one after the other; a group above the new one is kept open only when the new one
+is another layer of it, written together with it: ``<snapshot>/layer_<k>``), or by closing the
 writer normally (:meth:`DumpWriter.close`, or leaving ``with DumpWriter(...)`` without an
-exception). Rows or arrays written to a finished snapshot mark it in progress again, so a
+exception). A ``with`` block left by an exception leaves its snapshot marked for good (the
+program may catch the error and go on: neither the next snapshot nor a normal close completes
+it), and a snapshot that :meth:`SnapshotWriter.keep_until_finish` (a meter's pass 1) is
+completed only by its own ``finish()``. Rows or arrays written to a finished snapshot mark it
+in progress again, so a
 program that writes several snapshots at once should call ``finish()`` on each. Readers skip
 a snapshot that still carries it (or sits below a group that does), with a note: a snapshot
 whose writer was killed mid-write is never analysed as if it were complete. Dumps written by
@@ -94,6 +99,22 @@ def _as_rows(name: str, array: Any, where: str) -> np.ndarray:
     return arr
 
 
+def _unique_names(arr: np.ndarray, where: str) -> None:
+    """Refuse class names that name two classes alike, before anything is written (a reader
+    would refuse the dump; per-class results are keyed by name)."""
+    from ..errors import InvalidDataError
+    from .class_names import check_unique_names
+
+    names = [
+        v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+        for v in np.asarray(arr, dtype=object).ravel().tolist()
+    ]
+    try:
+        check_unique_names(names, where)
+    except InvalidDataError as exc:
+        raise UsageError(f"DumpWriter: {exc}") from None
+
+
 class SnapshotWriter:
     """Appends row batches and stores arrays and metadata of one snapshot group."""
 
@@ -102,6 +123,7 @@ class SnapshotWriter:
         self._group = group
         self._continued = continued
         self.finished = False
+        self.explicit = False  # True: only finish() completes it (keep_until_finish)
 
     def __enter__(self) -> SnapshotWriter:
         return self
@@ -109,6 +131,11 @@ class SnapshotWriter:
     def __exit__(self, exc_type, *exc_info) -> None:
         if exc_type is None:
             self.finish()
+        else:
+            # the block stopped half way: its rows are a part of the data, and neither the
+            # next snapshot nor a normal close of the writer (the caller caught the error
+            # and went on) may mark it complete
+            self.abandon()
 
     def finish(self) -> None:
         """Mark this snapshot complete: flush what was written, then delete the
@@ -126,6 +153,15 @@ class SnapshotWriter:
         self._writer.flush()
         self.finished = True
         open_snaps.pop(self._group.name, None)
+
+    def keep_until_finish(self) -> SnapshotWriter:
+        """Let only :meth:`finish` mark this snapshot complete: opening another snapshot
+        and the writer's normal close leave it marked in progress. For a writer whose rows
+        are whole only at a moment it alone knows (a meter's pass 1 ends at ``next_pass``):
+        a program that drops it half way, or catches an error and goes on, cannot have its
+        part of the rows marked complete. Returns the snapshot writer."""
+        self.explicit = True
+        return self
 
     def abandon(self) -> None:
         """Leave this snapshot marked in progress for good: its writer's normal close no
@@ -203,12 +239,15 @@ class SnapshotWriter:
 
     def write(self, **arrays: Any) -> None:
         """Store whole arrays (``weights``, ``bias``, ``params/W1``, ...), replacing any."""
-        if any(v is not None for v in arrays.values()):
+        checked = {  # refused before the snapshot is marked in progress again
+            name: self._writer._checked(self._group, name, value)
+            for name, value in arrays.items()
+            if value is not None
+        }
+        if checked:
             self._started()
-        for name, value in arrays.items():
-            if value is None:
-                continue
-            self._writer._write_array(self._group, name, value)
+        for name, arr in checked.items():
+            self._writer._write_array(self._group, name, arr)
         self._writer.flush()
 
     def write_params(self, params: Sequence[Any] | Mapping[str, Any]) -> None:
@@ -281,7 +320,8 @@ class DumpWriter:
             try:
                 if finish:
                     for snap in list(self._open_snaps.values()):
-                        snap.finish()
+                        if not snap.explicit:
+                            snap.finish()
             finally:
                 self._open_snaps.clear()
                 self._file.close()
@@ -303,6 +343,9 @@ class DumpWriter:
         if append and replace:
             raise UsageError("DumpWriter.snapshot: append=True and replace=True exclude each other")
         key = name.strip("/") or "/"
+        if isinstance(meta.get("class_names"), (list, tuple, np.ndarray)):  # before any write
+            where = f"{self.path}:/{key.strip('/')} metadata class_names"
+            _unique_names(meta["class_names"], where)
         group = self._file.get(key)
         continued = append or self.mode == "append"
         if group is not None:
@@ -319,7 +362,7 @@ class DumpWriter:
                     del group.attrs[attr]
             elif earlier and not continued:
                 raise self._doubling_error(group)
-        self._finish_earlier("/" + key.strip("/"))
+        self._finish_earlier("/" + key.strip("/"), meta.get("layer"))
         group = self._file.require_group(key)
         # marked in progress before anything else of it is written; finish() deletes it last
         self._mark_in_progress(group)
@@ -329,15 +372,40 @@ class DumpWriter:
         self._open_snaps[group.name] = snap
         return snap
 
-    def _finish_earlier(self, path: str) -> None:
+    def _finish_earlier(self, path: str, layer: Any = None) -> None:
         """Opening another snapshot finishes the ones opened before (a loop writes one
-        snapshot after the other), except the groups above ``path`` (a snapshot whose layers
-        are written below it). A finished snapshot written to again is marked in progress
-        again; a program that interleaves snapshots calls :meth:`SnapshotWriter.finish`."""
+        snapshot after the other), except a group above ``path`` whose layer the new one is
+        not (a snapshot whose hidden layers are written below it, together with it). A group
+        above of the same layer is finished too: a flat root snapshot, then epochs below it,
+        so that a kill while the epochs are written keeps the root and the finished epochs
+        readable (readers skip every snapshot below a marked group). A finished snapshot
+        written to again is marked in progress again; a program that interleaves snapshots
+        calls :meth:`SnapshotWriter.finish`."""
+        new_layer = self._layer(path, layer)
         for name, snap in list(self._open_snaps.items()):
             above = path == name or path.startswith(name.rstrip("/") + "/")
-            if not above:
+            if snap.explicit:
+                continue  # only its own finish() completes it
+            if not above or (path != name and self._layer(name) == new_layer):
                 snap.finish()
+
+    def _layer(self, path: str, given: Any = None) -> str | None:
+        """The layer of the group at ``path`` as readers work it out
+        (:func:`ncinspect.io.names.layer_of`): ``given`` (the new snapshot's ``layer``
+        metadata), else the nearest group's ``layer`` attribute or ``layer_<k>`` component."""
+        from .names import is_layer_part
+
+        parts = [p for p in path.split("/") if p]
+        for i in range(len(parts), -1, -1):
+            value = given if i == len(parts) else None
+            if value is None:
+                group = self._file.get("/" + "/".join(parts[:i]))
+                value = group.attrs.get("layer") if group is not None else None
+            if value is not None:
+                return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+            if i and is_layer_part(parts[i - 1]):
+                return parts[i - 1]
+        return None
 
     def _mark_in_progress(self, group) -> None:
         group.attrs[IN_PROGRESS] = np.int8(1)
@@ -374,10 +442,11 @@ class DumpWriter:
         snapshot open in this writer already marks it), so a program killed half way leaves
         the snapshots that inherit the array skipped, not read with part of it."""
         target = self._file.require_group(group)
+        arr = self._checked(target, name, array)  # refused before the group is marked
         marked_here = target.name not in self._open_snaps and IN_PROGRESS not in target.attrs
         if marked_here:
             self._mark_in_progress(target)
-        self._write_array(target, name, array)
+        self._write_array(target, name, arr)
         self.flush()
         if marked_here:
             del target.attrs[IN_PROGRESS]
@@ -385,15 +454,37 @@ class DumpWriter:
 
     def set_meta(self, group: str = "/", **meta: Any) -> None:
         """Set metadata attributes on ``group`` (inherited by the snapshots below it)."""
-        attrs = self._file.require_group(group).attrs
-        for key, value in meta.items():
-            if value is None:
-                continue
-            attrs[key] = _attr_value(value)
+        where = f"{self.path}:{'/' + group.strip('/')} metadata class_names"
+        if isinstance(meta.get("class_names"), (list, tuple, np.ndarray)):
+            _unique_names(np.asarray(meta["class_names"], dtype=object), where)
+        values = {k: _attr_value(v) for k, v in meta.items() if v is not None}
+        target = self._file.require_group(group)
+        # several values set one by one: the group is marked while they are (unless an open
+        # snapshot marks it already), so a kill half way never leaves a new epoch beside an
+        # old class order, read as complete
+        marked_here = (
+            len(values) > 1
+            and target.name not in self._open_snaps
+            and IN_PROGRESS not in target.attrs
+        )
+        if marked_here:
+            self._mark_in_progress(target)
+        for key, value in values.items():
+            target.attrs[key] = value
         self.flush()
+        if marked_here:
+            del target.attrs[IN_PROGRESS]
+            self.flush()
+
+    def _checked(self, group, name: str, value: Any) -> np.ndarray:
+        """``value`` as the array to store at ``group/name``, or a UsageError."""
+        arr = _as_rows(name, value, self._where(group, name))
+        if name.rsplit("/", 1)[-1] == "class_names":
+            _unique_names(arr, self._where(group, name))
+        return arr
 
     def _write_array(self, group, name: str, value: Any) -> None:
-        arr = _as_rows(name, value, self._where(group, name))
+        arr = self._checked(group, name, value)
         if name in group:
             del group[name]
         kw = {"compression": self.compression} if self.compression and arr.ndim else {}

@@ -49,7 +49,9 @@ class DumpTarget:
         writer = self.target
         if not isinstance(writer, DumpWriter):
             writer = self._writer = DumpWriter(self.target, "a")
-        return writer.snapshot(self.name, **self.meta)
+        # complete only when pass 1 ends (finish below): a meter dropped half way, or whose
+        # caller caught an error and went on, leaves its rows marked in progress
+        return writer.snapshot(self.name, **self.meta).keep_until_finish()
 
     def rows(self, h: Any, y: Any) -> None:
         if self._snap is None:

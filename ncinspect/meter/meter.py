@@ -436,14 +436,35 @@ class Meter:
                 raise InvalidDataError(f"meter state: {problem}")
             first = FirstPass.of_state(s1, values)
         keep = self.geometry is not None and same_first(self._first, first)
-        self.pass_number, self._s1, self._s2 = got["pass_number"], s1, s2
-        self._dtype, self._first, self._row = got["dtype"], first, 0
-        if self.pass_number == 1:
-            self.geometry = None
-        elif not keep:
-            self.geometry = self._geometry()
-        self._spectra.load(state)
+        saved = (self.pass_number, self._s1, self._s2, self._dtype, self._first, self._row)
+        saved_geometry = self.geometry
+        try:
+            self.pass_number, self._s1, self._s2 = got["pass_number"], s1, s2
+            self._dtype, self._first, self._row = got["dtype"], first, 0
+            if self.pass_number == 1:
+                self.geometry = None
+            elif not keep:
+                self.geometry = self._geometry()
+            if s2 is not None and self.geometry is not None:
+                self._check_second_dims(s2)
+            self._spectra.load(state)
+        except BaseException:  # a state refused half way leaves the meter as it was
+            self.pass_number, self._s1, self._s2, self._dtype, self._first, self._row = saved
+            self.geometry = saved_geometry
+            raise
         return self
+
+    def _check_second_dims(self, s2) -> None:
+        """A loaded pass-2 state must have the sizes this meter's geometry gives (its rank,
+        its pair table), which its own fields cannot check: another meter's state."""
+        rank = self.geometry.basis.shape[0]
+        pairs = self.n_classes if self.geometry.pair_reason is None else 0
+        got = (int(s2.proj_sq.shape[0]), int(s2.pair_sq.shape[0]))
+        if got != (rank, pairs):
+            raise InvalidDataError(
+                f"meter state: pass 2 holds a rank-{got[0]} projection and a {got[1]}-class pair "
+                f"table, but its pass 1 gives rank {rank} and {pairs}: the state is damaged"
+            )
 
     def _check_weights_unchanged(self) -> None:
         """Weights given as a live tensor must not change between the passes."""

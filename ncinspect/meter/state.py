@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -70,13 +72,22 @@ def unpack(data: bytes) -> dict[str, Any]:
             if "v" in item:
                 state[item["k"]] = item["v"]
                 continue
-            dtype, shape = np.dtype(item["dtype"]), tuple(item["shape"])
-            size = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
-            raw = body[item["at"] : item["at"] + size]
+            dtype, shape, at = np.dtype(item["dtype"]), tuple(item["shape"]), item["at"]
+            if dtype.kind not in "biuf" or not all(_count(v) for v in (*shape, at)):
+                raise ValueError(f"{item['k']!r}: dtype {dtype}, shape {shape}, offset {at}")
+            size = dtype.itemsize * math.prod(shape)
+            if at + size > len(body):
+                raise ValueError(f"{item['k']!r} needs {size} bytes from {at}, past the end")
+            raw = body[at : at + size]
             state[item["k"]] = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidDataError(f"meter state: the packed bytes are damaged ({exc})") from None
     return state
+
+
+def _count(value: Any) -> bool:
+    """A non-negative int from JSON (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def digest(arr: Any) -> str | None:
@@ -137,20 +148,36 @@ def decode_state(state: Any, settings: dict[str, Any]) -> dict[str, Any]:
     """The passes of a state :func:`encode_state` wrote (host states), checked against
     ``settings`` and the fields the states declare."""
     from ..stats.device import FirstState, SecondState
+    from ..text import clip
 
+    if not isinstance(state, Mapping):
+        raise InvalidDataError(f"meter state: expected a mapping, got {type(state).__name__}")
     state = dict(state)
-    if state.get("format") != _FORMAT:
+    if not _same(state.get("format"), _FORMAT):
         raise InvalidDataError(
-            f"meter state: format {state.get('format')!r}, this version reads {_FORMAT!r}"
+            f"meter state: format {clip(repr(state.get('format')))}, this version reads {_FORMAT!r}"
         )
     for key, mine in settings.items():
-        if state.get(key) != mine:
+        if not _same(state.get(key), mine):
             raise InvalidDataError(
-                f"meter state: {key} is {state.get(key)!r} but this meter has {mine!r}: "
-                "states load into a meter with the same classifier and settings"
+                f"meter state: {key} is {clip(repr(state.get(key)))} but this meter has "
+                f"{clip(repr(mine))}: states load into a meter with the same classifier and "
+                "settings"
             )
-    if state.get("pass_number") not in (1, 2):
-        raise InvalidDataError(f"meter state: pass_number {state.get('pass_number')!r}")
+    if not any(_same(state.get("pass_number"), n) for n in (1, 2)):
+        raise InvalidDataError(
+            f"meter state: pass_number {clip(repr(state.get('pass_number')))}, expected 1 or 2"
+        )
+    dtype = state.get("dtype")
+    if dtype is not None:
+        try:
+            dtype = np.dtype(dtype) if isinstance(dtype, str) else None
+        except TypeError:
+            dtype = None
+        if dtype is None or dtype.kind != "f":
+            raise InvalidDataError(
+                f"meter state: dtype {clip(repr(state.get('dtype')))} is not a float dtype"
+            )
     got = {}
     C = settings["n_classes"]
     for prefix, cls in (("first", FirstState), ("second", SecondState)):
@@ -158,9 +185,9 @@ def decode_state(state: Any, settings: dict[str, Any]) -> dict[str, Any]:
         if name is None:
             got[prefix] = None
             continue
-        if name != cls.__name__:
+        if not _same(name, cls.__name__):
             raise InvalidDataError(
-                f"meter state: {prefix!r} holds a {name!r}, not a {cls.__name__}"
+                f"meter state: {prefix!r} holds a {clip(repr(name))}, not a {cls.__name__}"
             )
         fields = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
         got[prefix] = cls.from_host(fields, NUMPY, C=C)
@@ -170,8 +197,32 @@ def decode_state(state: Any, settings: dict[str, Any]) -> dict[str, Any]:
         if got["first"].sums.shape[1] != got["second"].resid.shape[1]:
             raise InvalidDataError("meter state: the two passes have other feature counts")
     return {
-        "pass_number": state["pass_number"],
+        "pass_number": int(state["pass_number"]),
         "first": got["first"],
         "second": got["second"],
-        "dtype": None if state["dtype"] is None else np.dtype(state["dtype"]),
+        "dtype": dtype,
     }
+
+
+def _same(value: Any, mine: Any) -> bool:
+    """Whether a value read from a state equals this meter's, whatever its type (an array
+    where a number belongs compares unequal instead of raising)."""
+    if isinstance(mine, bool) or isinstance(value, bool):
+        return type(value) is type(mine) and value == mine
+    if isinstance(value, np.ndarray) or isinstance(mine, np.ndarray):
+        return (
+            isinstance(value, np.ndarray)
+            and isinstance(mine, np.ndarray)
+            and value.shape == mine.shape
+            and bool(np.array_equal(value, mine))
+        )
+    if isinstance(value, (np.generic)):
+        value = value.item()
+    if type(value) is not type(mine) and not (
+        isinstance(value, (int, float)) and isinstance(mine, (int, float))
+    ):
+        return False
+    try:
+        return bool(value == mine)
+    except (TypeError, ValueError):
+        return False

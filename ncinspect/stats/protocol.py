@@ -277,6 +277,12 @@ class Declared:
                         f"{cls.__name__} state: {name!r} has shape {arr.shape}, which does "
                         f"not match the other fields ({s} = {want})"
                     )
+            if np.dtype(spec.dtype).kind in "iu" and arr.dtype.kind == "f":
+                whole = np.isfinite(arr) & (arr == np.round(arr)) & (np.abs(arr) < 2.0**63)
+                if not whole.all():  # the cast would make up a count
+                    raise InvalidDataError(
+                        f"{cls.__name__} state: {name!r} holds values that are not integers"
+                    )
             arr = np.array(arr, dtype=spec.dtype, order="C")  # a copy, 0-d kept 0-d
             values[name] = arr if xp is None or xp is NUMPY else xp.asarray(arr, device=device)
         return cls(**values)

@@ -201,8 +201,12 @@ def fit(
                 "train_accuracy": correct / run.N,
             }
             end_epoch(run.hist, rec, config, run.snapshot, lr, callback)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # held until a snapshot is written whole (defer_sigint)
         run.hist.interrupted = True
+    except BaseException:
+        if writer is not None:  # a snapshot an error stopped in stays marked in progress
+            writer.close(finish=False)
+        raise
     finally:
         if writer is not None:
             writer.close()

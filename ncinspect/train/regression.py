@@ -143,8 +143,12 @@ def fit_regression(
             train_seconds += time.perf_counter() - t0
             rec = {"epoch": epoch + 1, "learning_rate": lr, "loss": loss_sum / run.N}
             end_epoch(run.hist, rec, config, run.snapshot, lr, callback)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # held until a snapshot is written whole (defer_sigint)
         run.hist.interrupted = True
+    except BaseException:
+        if run.writer is not None:  # a snapshot an error stopped in stays marked in progress
+            run.writer.close(finish=False)
+        raise
     finally:
         if run.writer is not None:
             run.writer.close()

@@ -39,7 +39,7 @@ def test_train_settings_out_of_range_are_one_usage_line(tmp_path, capsys, comman
     out = tmp_path / ("t.h5" if command == "train" else "sw")
     if command == "sweep":
         # sweep takes a few settings as options and the rest through --set FIELD=VALUE
-        as_options = {"--depth"}
+        as_options = {"--depth", "--dataset"}
         pairs = list(zip(args[::2], args[1::2], strict=True))
         args = [
             x
