@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import textwrap
@@ -28,6 +27,8 @@ import pytest
 import ncinspect
 from ncinspect.cli import main
 from ncinspect.io.tree import IN_PROGRESS
+
+from .test_writer_complete import _kill_after
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(ncinspect.__file__)))
 
@@ -205,23 +206,7 @@ with DumpWriter(sys.argv[1], "w") as w:
 def test_random_kills_of_a_flat_root_writer_lose_no_finished_snapshot(tmp_path, capsys, seed):
     lines = random.Random(seed).randint(6, 40)
     path = tmp_path / "run.h5"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _LOOP, str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=_env(),
-    )
-    finished = 0
-    try:
-        for _ in range(lines):
-            line = proc.stdout.readline()
-            assert line, "the writer stopped before it was killed"
-            finished += line.startswith("done")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    finished = _kill_after(_LOOP, path, lines)
     assert finished >= 1  # at least 6 lines: the root was done
     rc = main(["report", str(path), "--json", "-", "-q"])
     out, err = capsys.readouterr()
@@ -429,22 +414,7 @@ for e in range(10_000):
 def test_random_kills_of_capture_with_layers_never_give_a_partial_snapshot(tmp_path, capsys, seed):
     lines = random.Random(100 + seed).randint(9, 40)
     path = tmp_path / "cap.h5"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _CAPTURE, str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=_env(),
-    )
-    finished = 0
-    try:
-        for _ in range(lines):
-            line = proc.stdout.readline()
-            assert line, "the writer stopped before it was killed"
-            finished += line.startswith("done")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
+    finished = _kill_after(_CAPTURE, path, lines)
     assert finished >= 1
     rc = main(["report", str(path), "--json", "-", "-q"])
     out, err = capsys.readouterr()
