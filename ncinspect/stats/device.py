@@ -158,6 +158,24 @@ def _finite_rows(xp: Any, h: Any) -> Any:
     return xp.sum(h * 0, axis=1) == 0
 
 
+_CONSTANTS: dict = {}
+
+
+def _constants(xp: Any, device: Any) -> tuple[Any, Any]:
+    """The int64 0-d arrays ``(2^63 - 1, 0)`` on ``device``, made there once (a kernel each
+    on every batch otherwise; they are only read)."""
+    key = (getattr(xp, "__name__", str(xp)), str(device))
+    found = _CONSTANTS.get(key)
+    if found is None:
+        if len(_CONSTANTS) > 16:
+            _CONSTANTS.clear()
+        found = _CONSTANTS[key] = (
+            xp.full((), _BIG, dtype=xp.int64, device=device),
+            xp.zeros((), dtype=xp.int64, device=device),
+        )
+    return found
+
+
 def _prepare(
     xp: Any, h: Any, y: Any, n_classes: int, row0: int, ignore: int | None = None
 ) -> _Rows:
@@ -170,13 +188,13 @@ def _prepare(
     device = device_of(h)
     _float64(xp, h[:0, ...], "features")  # the dtype check, on no rows
     m = h.shape[0]
-    big = xp.full((), _BIG, dtype=xp.int64, device=device)
+    big, zero = _constants(xp, device)
     skip = frac = None
     if y.dtype == xp.bool or xp.isdtype(y.dtype, "integral"):
-        yi = xp.astype(y, xp.int64)
+        yi = y if y.dtype == xp.int64 else xp.astype(y, xp.int64)
         if ignore is not None:
             skip = yi == ignore
-        n_frac = xp.zeros((), dtype=xp.int64, device=device)
+        n_frac = zero
     else:  # floating labels: integers in value; others are counted, refused at the pass end
         frac = ~((xp.round(y) == y) & xp.isfinite(y))
         if ignore is not None:
@@ -196,7 +214,7 @@ def _prepare(
     else:
         lo, hi = xp.min(xp.where(out, big, yi)), xp.max(xp.where(out, -big - 1, yi))
     finite = _finite_rows(xp, h)
-    ys = xp.where(ok, yi, xp.zeros_like(yi))
+    ys = xp.where(ok, yi, zero)
     bad = ~finite if skip is None else ~finite & ~skip
     rows = xp.arange(row0, row0 + m, dtype=xp.int64, device=device)
     first_bad = xp.min(xp.where(bad, rows, big)) if m else big
@@ -218,15 +236,31 @@ class _Checked(Declared):
     label_min: Any = declare("min", (), "int64")
     label_max: Any = declare("max", (), "int64")
     n_fractional: Any = declare("sum", (), "int64")
+    #: each batch's check counts since the last :meth:`settle`, one (5,) int64 row:
+    #: [non-finite rows, first of them, smallest label, largest, fractional labels], folded
+    #: every :data:`FOLD_EVERY` batches and before any read (one kernel a batch, not five)
+    checks: list = field(default_factory=list, repr=False, compare=False)
 
     def _count(self, b: _Rows, m: int) -> None:
         self.n_rows = self.n_rows + (m if b.n_taken is None else b.n_taken)
-        self.n_nonfinite = self.n_nonfinite + b.n_bad_rows
         xp = self.xp
-        self.first_nonfinite = xp.minimum(self.first_nonfinite, b.first_bad)
-        self.label_min = xp.minimum(self.label_min, b.lo)
-        self.label_max = xp.maximum(self.label_max, b.hi)
-        self.n_fractional = self.n_fractional + b.n_fractional
+        self.checks.append(xp.stack([b.n_bad_rows, b.first_bad, b.lo, b.hi, b.n_fractional]))
+        if len(self.checks) >= FOLD_EVERY:
+            self.settle()
+
+    def settle(self) -> None:
+        """Fold the pending check rows into the fields."""
+        if not self.checks:
+            return
+        xp = self.xp
+        rows = xp.stack(self.checks)  # (k, 5): see _count
+        self.checks = []
+        low = xp.min(rows[:, 1:3], axis=0)
+        self.n_nonfinite = self.n_nonfinite + xp.sum(rows[:, 0])
+        self.first_nonfinite = xp.minimum(self.first_nonfinite, low[0])
+        self.label_min = xp.minimum(self.label_min, low[1])
+        self.label_max = xp.maximum(self.label_max, xp.max(rows[:, 3]))
+        self.n_fractional = self.n_fractional + xp.sum(rows[:, 4])
 
 
 @dataclass
@@ -305,7 +339,8 @@ class SecondState(_Checked):
     pending: list = field(default_factory=list, repr=False, compare=False)
 
     def settle(self) -> None:
-        """Fold the pending SQI rows into the fields (one merge of them all)."""
+        """Fold the pending check and SQI rows into the fields (one merge of them all)."""
+        super().settle()
         if not self.pending:
             return
         xp = self.xp

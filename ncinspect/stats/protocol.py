@@ -99,6 +99,7 @@ class _Numpy:
     all = staticmethod(np.all)
     sum = staticmethod(np.sum)
     max = staticmethod(np.max)
+    min = staticmethod(np.min)
 
     @staticmethod
     def full(shape, fill, dtype=None, device=None):

@@ -29,7 +29,7 @@ VIEWS = {
 
 #: (pass 1, pass 2) kernels of one update: the scores layout (C < d, own NCC centres),
 #: the direct layout (C >= d), and the float32 products with their float64 recheck
-BUDGET = {"scores": (31, 102), "direct": (31, 102), "float32": (31, 180)}
+BUDGET = {"scores": (23, 94), "direct": (23, 94), "float32": (23, 172)}
 
 
 class Kernels(TorchDispatchMode):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import ncinspect
+from ncinspect.errors import InvalidDataError
 from ncinspect.stats import device as stats_device
 from ncinspect.stats.protocol import NUMPY, fold_moments, merge_moments
 
@@ -105,3 +106,29 @@ def test_pending_rows_are_folded_before_a_merge_and_a_state_dict(monkeypatch):
     saved = ncinspect.Meter(weights=wt, bias=bt).load_state_dict(c.state_dict())
     assert not c._s2.pending  # the state dict read the folded fields
     _same_sqi(a.merge(saved).compute(), one.compute())
+
+
+@pytest.mark.parametrize("where", ["torch", "as on a device"])
+def test_check_counts_over_many_batches_name_the_first_row_and_the_label(monkeypatch, where):
+    """The check counts of each batch are kept as rows too (folded every FOLD_EVERY batches):
+    past several folds, the pass-end refusal names the first bad row and the bad labels."""
+    if where == "as on a device":
+        monkeypatch.setattr(stats_device, "on_host", lambda xp, h: False)
+    h, y, w, b = _data(9)
+    n_batches = len(y) // 4
+    assert n_batches > 2 * stats_device.FOLD_EVERY
+    bad = h.copy()
+    bad[4 * 140 + 1, 2] = np.nan  # batch 140, past two folds
+    bad[4 * 141, 0] = np.inf
+    meter = ncinspect.Meter(weights=torch.from_numpy(w))
+    feed([(meter, 0, len(y))], bad, y, 4)
+    first = r"2 row\(s\) of pass 1 hold NaN/Inf values, first at row 561"
+    with pytest.raises(InvalidDataError, match=first):
+        meter.next_pass()
+    labels = y.copy()
+    labels[4 * 3] = -2  # batch 3: the smallest, before any fold
+    labels[4 * 100 + 2] = 11  # batch 100: the largest, after the first fold
+    meter = ncinspect.Meter(weights=torch.from_numpy(w))
+    feed([(meter, 0, len(y))], h, labels, 4)
+    with pytest.raises(InvalidDataError, match=r"label -2 is not in \[0, 6\)"):
+        meter.next_pass()
