@@ -146,8 +146,8 @@ def seli_error(
             "(the SELI geometry is computed per group of equal counts)"
         )
     norm2 = cross_gram_norm2(x, y, memo)  # of unit(x), unit(y)
-    x, y = unit(x, memo), (None if y is x else unit(y, memo))  # scale-free: exact rescaling
-    y = x if y is None else y
+    ux = unit(x, memo)  # scale-free in each: exact rescaling
+    x, y = ux, (ux if y is x else unit(y, memo))
     if norm2 <= 0 or not np.isfinite(norm2):
         return None, "the Gram matrix is zero"
     inner, t2 = _seli_trace_terms(x, y, counts, power)

@@ -581,7 +581,7 @@ class SecondState(_Checked):
         C), each row's own class. The block's sums are taken together (one stacked
         reduction for the counts and totals, one for the squares, one for the largest
         values): on a GPU a batch costs a kernel launch per operation, so the fewer the
-        better (benchmarks/bench_device.py --ops counts them)."""
+        better (benchmarks/bench_device.py prints their count)."""
         C = out.shape[1]
         # by where, not by a 0/1 product: a left-out row's NaN/Inf output adds nothing
         true = xp.sum(xp.where(onehot, out, zero), axis=1)  # f_{y_i}(x_i), exact

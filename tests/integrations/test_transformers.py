@@ -69,7 +69,8 @@ def lm_data(n, seed, pad_last=2):
     return Rows(items)
 
 
-def bert():
+def bert(head=None):
+    """A tiny BERT (``head``: its class, default sequence classification)."""
     torch.manual_seed(0)
     config = transformers.BertConfig(
         vocab_size=VOCAB,
@@ -80,7 +81,32 @@ def bert():
         max_position_embeddings=T,
         num_labels=C,
     )
-    return transformers.BertForSequenceClassification(config)
+    return (head or transformers.BertForSequenceClassification)(config)
+
+
+def token_labels():
+    """Six rows of T token ids and their labels, the first position of each unlabelled."""
+    g = torch.Generator().manual_seed(4)
+    ids = torch.randint(1, VOCAB, (6, T), generator=g)
+    labels = ids % C
+    labels[:, 0] = -100  # [CLS]-like positions are not labelled
+    return ids, labels
+
+
+def meta_rows(monkeypatch, d=4):
+    """Labels (3 x 5, three of them -100) and a callback whose hooked forward gives rows of
+    ``d`` features on torch's ``meta`` device, where any read of a value raises."""
+    from ncinspect.integrations import transformers as hf
+
+    b, t = 3, 5
+    g = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 7, (b, t), generator=g)
+    labels[0, 2] = labels[2, 4] = labels[1, 1] = -100
+    rows = b * t
+    monkeypatch.setattr(
+        hf, "forward_hooked", lambda *a, **k: (torch.empty(rows, d, device="meta"),)
+    )
+    return labels, NeuralCollapseCallback(trainer=object())
 
 
 def gpt2():
@@ -271,21 +297,8 @@ def test_tensorboard_integration_gets_the_values(tmp_path):
 
 def test_token_classification_drops_ignored_rows():
     """Token-level labels are flattened and -100 rows dropped; the head is found by its logits."""
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=VOCAB,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=T,
-        num_labels=C,
-    )
-    model = transformers.BertForTokenClassification(config).eval()
-    g = torch.Generator().manual_seed(4)
-    ids = torch.randint(1, VOCAB, (6, T), generator=g)
-    labels = ids % C
-    labels[:, 0] = -100  # [CLS]-like positions are not labelled
+    model = bert(transformers.BertForTokenClassification).eval()
+    ids, labels = token_labels()
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
     nc = NeuralCollapseCallback(trainer=object())
     values = nc.measure_split(model, "tok", [batch])
@@ -341,17 +354,8 @@ def test_host_labels_drop_ignored_rows_without_reading_the_device(monkeypatch, t
     ``meta`` device, where any read of a value raises): the ignored rows are found on the
     host and dropped from the features by an index sent to the device, the labels stay on
     the host for the Meter to send; the kept rows are the right ones."""
-    from ncinspect.integrations import transformers as hf
-
-    b, t, d = 3, 5, 4
-    g = torch.Generator().manual_seed(1)
-    labels = torch.randint(0, 7, (b, t), generator=g)
-    labels[0, 2] = labels[2, 4] = labels[1, 1] = -100
-    rows = b * t
-    monkeypatch.setattr(
-        hf, "forward_hooked", lambda *a, **k: (torch.empty(rows, d, device="meta"),)
-    )
-    nc = NeuralCollapseCallback(trainer=object())
+    d = 4
+    labels, nc = meta_rows(monkeypatch, d)
     h, y = nc._rows(
         None, None, "head", {"input_ids": labels, "labels": labels}, 0, task, None, None
     )

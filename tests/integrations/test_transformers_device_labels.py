@@ -22,7 +22,18 @@ from ncinspect.integrations import transformers as hf
 from ncinspect.integrations.transformers import NeuralCollapseCallback
 
 from ..meter.test_meter_device import HostReads
-from .test_transformers import VOCAB, C, T, _close, _offline, gpt2, lm_data  # noqa: F401
+from .test_transformers import (  # noqa: F401 - _offline: the module's autouse fixture
+    VOCAB,
+    C,
+    T,
+    _close,
+    _offline,
+    bert,
+    gpt2,
+    lm_data,
+    meta_rows,
+    token_labels,
+)
 
 
 @pytest.fixture
@@ -72,21 +83,8 @@ def _no_reads(reads, n_batches):
 
 
 def test_token_classification_with_device_labels(on_a_device):
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=VOCAB,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=T,
-        num_labels=C,
-    )
-    model = transformers.BertForTokenClassification(config).eval()
-    g = torch.Generator().manual_seed(4)
-    ids = torch.randint(1, VOCAB, (6, T), generator=g)
-    labels = ids % C
-    labels[:, 0] = -100  # [CLS]-like positions are not labelled
+    model = bert(transformers.BertForTokenClassification).eval()
+    ids, labels = token_labels()
     labels[1, 3:] = -100  # a padded row
     mask = torch.ones_like(ids)
     batches = [
@@ -149,15 +147,9 @@ def test_causal_lm_with_device_labels(on_a_device, from_mask):
 def test_device_labels_reach_the_meter_whole_on_the_meta_device(monkeypatch, task):
     """Labels and features on ``meta`` (any read of a value raises): every row is handed
     on, the labels as they are (shifted for a causal LM), ignored ones included."""
-    b, t, d = 3, 5, 4
-    g = torch.Generator().manual_seed(1)
-    labels = torch.randint(0, 7, (b, t), generator=g)
-    labels[0, 2] = labels[2, 4] = labels[1, 1] = -100
-    rows = b * t
-    monkeypatch.setattr(
-        hf, "forward_hooked", lambda *a, **k: (torch.empty(rows, d, device="meta"),)
-    )
-    nc = NeuralCollapseCallback(trainer=object())
+    d = 4
+    labels, nc = meta_rows(monkeypatch, d)
+    (b, t), rows = labels.shape, labels.numel()
     on_meta = labels.to("meta")
     batch = {"input_ids": on_meta, "labels": on_meta}
     if task == "causal_lm":  # labels made from the attention mask, on the device
