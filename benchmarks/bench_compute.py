@@ -19,7 +19,8 @@ states live on a GPU: there the pair sweep and the d x d Grams run on the device
 (``metrics/pairs_xp.py``, ``ClassProducts(device)``), so the sweep is cut to the first
 512 classes and the Grams are counted apart (``_gram`` of ``metrics/linalg.py``, timed as
 it runs); the rest of ``compute()`` (O(C d) passes over the class-level arrays, SELI, the
-checks) is the host's share at a vocabulary::
+checks) is the host's share at a vocabulary, printed beside its floor (one read of the class
+means and of W)::
 
     python benchmarks/bench_compute.py --classes 24000 --per-class 1 --repeat 1 --host-only
 """
@@ -77,6 +78,18 @@ def host_only(grams: list) -> None:
     pairs.pair_sweep, linalg._gram = cut, timed
 
 
+def read_floor(means, w) -> float:
+    """CPU seconds of one read of each C x d class-level array (a column sum in float64): the
+    least an O(C d) pass over the class means and the classifier costs."""
+    import numpy as np
+
+    sets = [np.ascontiguousarray(means, dtype=np.float64), w.astype(np.float64)]
+    t = time.process_time()
+    for s in sets:
+        np.add.reduce(s, axis=0)
+    return time.process_time() - t
+
+
 def floor_seconds(means, w) -> float:
     """CPU seconds of the two products of width C over 256-row tiles (upper triangle)."""
     import numpy as np
@@ -119,9 +132,12 @@ def main(argv=None) -> int:
         best_cpu = min(best_cpu, time.process_time() - c)
     if args.host_only:
         gram = grams[0] / args.repeat
+        share, floor = best_cpu - gram, read_floor(means, w)
         print(f"# Meter.compute() without the device's share: C = {C}, d = {d}")
         print(f"  compute() less the pair sweep: CPU {best_cpu:.2f} s, of which the d x d ", end="")
-        print(f"Grams {gram:.2f} s: the host's share {best_cpu - gram:.2f} s (one core)")
+        print(f"Grams {gram:.2f} s: the host's share {share:.2f} s (one core)")
+        print(f"  floor      CPU {floor:.3f} s (one read of the class means and of W, float64)")
+        print(f"  ratio      {share / floor:.0f}x the floor (CPU seconds)")
         return 0
     floor = floor_seconds(means, w)
     print(f"# Meter.compute(): C = {C}, d = {d}, {args.per_class} rows a class", end="")
