@@ -20,6 +20,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from .plaintable import text_cells
+
 __all__ = ["column", "fit", "show", "message", "cell_width", "no_split", "ROLES"]
 
 ROLES = ("key", "value", "text")
@@ -88,15 +90,14 @@ def _markup_plain(cell: str) -> str:
 
 def cell_width(cell: Any) -> int:
     """Terminal cells of the widest line of ``cell`` (a markup string or a rich Text)."""
-    from rich.cells import cell_len
-
-    return max((cell_len(line) for line in _plain(cell).split("\n")), default=0)
+    text = _plain(cell)
+    if "\n" not in text:
+        return text_cells(text)
+    return max(text_cells(line) for line in text.split("\n"))
 
 
 def _longest_word(cell: Any) -> int:
-    from rich.cells import cell_len
-
-    return max((cell_len(w) for w in _plain(cell).split()), default=0)
+    return max((text_cells(w) for w in _plain(cell).split()), default=0)
 
 
 class _Col:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-__all__ = ["plain_table", "plain_cell_lines"]
+__all__ = ["plain_table", "plain_cell_lines", "text_cells"]
 
 
 def plain_cell_lines(console, cell: Any) -> list[str] | None:
@@ -70,14 +70,23 @@ def _simple_table(table) -> bool:
     )
 
 
-def _justify(line: str, width: int, justify: str) -> str | None:
+def text_cells(line: str) -> int:
+    """Terminal cells of one line of text, as rich counts them: its length when it is
+    printable ASCII (one cell a character: most cells, numbers and names), else rich's
+    ``cell_len``."""
+    if line.isascii() and line.isprintable():
+        return len(line)
     from rich.cells import cell_len
 
+    return cell_len(line)
+
+
+def _justify(line: str, width: int, justify: str) -> str | None:
     if justify == "right":
         line = line.rstrip()
-        n = cell_len(line)
+        n = text_cells(line)
         return None if n > width else " " * (width - n) + line
-    n = cell_len(line)
+    n = text_cells(line)
     return None if n > width else line + " " * (width - n)
 
 

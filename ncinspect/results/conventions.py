@@ -114,7 +114,16 @@ def jsonable(value: Any) -> Any:
     if kind is float:
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():  # plain leaves inline (most of a report): as above
+            leaf = type(v)
+            if leaf is float:
+                out[str(k)] = v if math.isfinite(v) else None
+            elif leaf is str or leaf is int or v is None:
+                out[str(k)] = v
+            else:
+                out[str(k)] = jsonable(v)
+        return out
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):

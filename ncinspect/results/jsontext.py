@@ -84,9 +84,25 @@ def _encode_dict(mapping: dict, parts: list[str], level: int) -> None:
     inner = "\n" + "  " * (level + 1)
     parts.append("{" + inner)
     between = "," + inner
-    for i, key in enumerate(sorted(mapping)):
-        if i:
-            parts.append(between)
-        parts.append(encode_basestring_ascii(key) + ": ")
-        _encode(mapping[key], parts, level + 1)
+    first = True
+    for key in sorted(mapping):
+        # the key's text, its value's (plain floats, text and None, most of a report's
+        # leaves, inline: the same text as _encode's) and the separator in one string
+        head = (
+            encode_basestring_ascii(key) + ": "
+            if first
+            else between + encode_basestring_ascii(key) + ": "
+        )
+        first = False
+        value = mapping[key]
+        kind = type(value)
+        if kind is float and value - value == 0.0:  # finite (NaN and infinities: _encode)
+            parts.append(head + float.__repr__(value))
+        elif kind is str:
+            parts.append(head + encode_basestring_ascii(value))
+        elif value is None:
+            parts.append(head + "null")
+        else:
+            parts.append(head)
+            _encode(value, parts, level + 1)
     parts.append("\n" + "  " * level + "}")
