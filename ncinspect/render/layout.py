@@ -299,18 +299,99 @@ def _split(cols: list[_Col], width: int, table, fold: bool) -> list | None:
 
 def show(console, table) -> None:
     """Print ``table`` fitted to ``console.width`` (see :func:`fit`)."""
-    from rich.segment import Segment, Segments
+    with Printer(console) as out:
+        out.show(table)
+
+
+class Printer:
+    """Prints tables (fitted, :func:`show`) and message lines (:func:`message`) on
+    ``console``; what is only text (:func:`_plain_line`, :func:`plaintable.plain_table`) is
+    joined and printed at once when something else comes, when :data:`PENDING_CHARS` wait,
+    at :meth:`flush` or at the end of a ``with`` block. A report of many snapshots prints
+    thousands of tables and lines, and each ``console.print`` costs tens of microseconds
+    whatever it prints."""
+
+    #: characters of plain text held before they are printed
+    PENDING_CHARS = 1 << 18
+
+    def __init__(self, console):
+        self.console = console
+        self.plain = _plain_console(console)  # asked once (a terminal's size each time)
+        self.pending: list[str] = []
+        self.chars = 0
+
+    def __enter__(self) -> Printer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.flush()
+
+    def show(self, table) -> None:
+        from . import plaintable
+
+        for part in _fitted(table, self.console.width):
+            if isinstance(part, _Part):
+                text = plaintable.plain_table(self.console, part.table, part.columns())
+                if text is not None:  # the characters rich prints, without its work per cell
+                    self._hold(text)
+                    continue
+                part = part.rebuild()
+            line = _plain_line(self.console, part) if self.plain else None
+            if line is not None:
+                self._hold(line)
+            else:
+                self.flush()
+                _print(self.console, part)
+
+    def message(self, text: str) -> None:
+        line = _plain_line(self.console, text) if self.plain else None
+        if line is not None:
+            self._hold(line)
+            return
+        self.flush()
+        self.console.print(text, soft_wrap=not self.console.is_terminal, highlight=False)
+
+    def _hold(self, text: str) -> None:
+        self.pending.append(text)
+        self.chars += len(text)
+        if self.chars >= self.PENDING_CHARS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            from rich.segment import Segment, Segments
+
+            text, self.pending, self.chars = "".join(self.pending), [], 0
+            self.console.print(Segments([Segment(text)]), crop=False)
+
+
+def _plain_console(console) -> bool:
+    """Whether ``console`` shows no styles (no colour system, no recording) and wraps
+    nothing (not a terminal): what it prints of plain text is that text."""
+    return not console.is_terminal and console.color_system is None and not console.record
+
+
+def _plain_line(console, text) -> str | None:
+    """The characters rich prints for a line of markup (or a plain rich Text) with
+    ``soft_wrap=True`` on a :func:`_plain_console`, when they are only text: printable
+    lines, markup and emoji codes applied; else None (rich prints it itself)."""
+    from rich.text import Text
 
     from . import plaintable
 
-    for part in _fitted(table, console.width):
-        if isinstance(part, _Part):
-            text = plaintable.plain_table(console, part.table, part.columns())
-            if text is not None:  # the characters rich prints, without its work per cell
-                console.print(Segments([Segment(text)]), crop=False)
-                continue
-            part = part.rebuild()
-        _print(console, part)
+    if isinstance(text, Text):
+        if text.end != "\n" or text.justify not in (None, "default", "left"):
+            return None
+        lines = text.plain.split("\n")
+        if not all(line.isprintable() for line in lines):
+            return None
+    elif type(text) is str:
+        lines = plaintable.plain_cell_lines(console, text)
+        if lines is None:
+            return None
+    else:
+        return None
+    return "\n".join(lines) + "\n"
 
 
 def _print(console, renderable) -> None:
@@ -325,4 +406,5 @@ def _print(console, renderable) -> None:
 
 def message(console, text: str) -> None:
     """Print a one-line message (markup): one whole line when the output is not a terminal."""
-    console.print(text, soft_wrap=not console.is_terminal, highlight=False)
+    with Printer(console) as out:
+        out.message(text)

@@ -29,7 +29,7 @@ from ..results.trajectory import (
 from ..text import NAME_LIMIT, fmt, line_start
 from .intervals import interval_text, interval_title
 from .law import law_table
-from .layout import column, message, no_split, show
+from .layout import Printer, column, no_split
 from .safe import markup
 
 __all__ = [
@@ -332,37 +332,40 @@ def render_report(
     ``sqi`` shows the square-loss section whatever the recorded loss; ``verbose`` also
     prints the nulls of metrics that do not apply to the data (always in JSON).
     """
-    compact = len(report) > 1 if compact is None else compact
-    if compact:
-        show(console, compact_table(report, sqi=sqi))
-        for extra in (layer_table(report), law_table(report)):
-            if extra is not None:
-                show(console, extra)
-        if per_class:
-            for res in report:
-                show(console, per_class_table(res))
-    else:
-        for res in sorted(report, key=lambda r: split_rank(r.split)):  # train, test, others
-            show(console, snapshot_table(res, report.file, sqi=sqi, width=console.width))
-            if per_class and res.per_class:
-                show(console, per_class_table(res))
-    seen: dict[str, list[str]] = {}
-    for res in report:
-        for w in res.warnings if verbose else applicable_warnings(res.warnings, res.null_reasons):
-            seen.setdefault(w, []).append(res.name)
-    notes: dict[str, list[str]] = {}
-    for res in report:
-        note = _loss_line(res, sqi)
-        if note:
-            notes.setdefault(note, []).append(res.name)
-    for kind, found in (("warning", seen), ("note", notes)):
-        for w, names in found.items():
-            where = (
-                _name(names[0])
-                if len(names) == 1
-                else f"{len(names)} snapshots ({_name(names[0])}, ...)"
-            )
-            message(console, f"[yellow]{kind}[/yellow] {where}: {markup(w)}")
+    with Printer(console) as out:
+        compact = len(report) > 1 if compact is None else compact
+        if compact:
+            out.show(compact_table(report, sqi=sqi))
+            for extra in (layer_table(report), law_table(report)):
+                if extra is not None:
+                    out.show(extra)
+            if per_class:
+                for res in report:
+                    out.show(per_class_table(res))
+        else:
+            for res in sorted(report, key=lambda r: split_rank(r.split)):  # train, test, others
+                out.show(snapshot_table(res, report.file, sqi=sqi, width=console.width))
+                if per_class and res.per_class:
+                    out.show(per_class_table(res))
+        seen: dict[str, list[str]] = {}
+        for res in report:
+            for w in (
+                res.warnings if verbose else applicable_warnings(res.warnings, res.null_reasons)
+            ):
+                seen.setdefault(w, []).append(res.name)
+        notes: dict[str, list[str]] = {}
+        for res in report:
+            note = _loss_line(res, sqi)
+            if note:
+                notes.setdefault(note, []).append(res.name)
+        for kind, found in (("warning", seen), ("note", notes)):
+            for w, names in found.items():
+                where = (
+                    _name(names[0])
+                    if len(names) == 1
+                    else f"{len(names)} snapshots ({_name(names[0])}, ...)"
+                )
+                out.message(f"[yellow]{kind}[/yellow] {where}: {markup(w)}")
 
 
 def _loss_line(res: SnapshotResult, sqi: bool) -> str | None:

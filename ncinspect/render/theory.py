@@ -12,7 +12,7 @@ from ..results.parts import TheoryLine
 from ..results.report import Report, SnapshotResult
 from ..text import line_start
 from ..theory.run import BIAS_NOTE
-from .layout import column, message, show
+from .layout import Printer, column
 from .safe import markup as escape
 from .table import fmt
 
@@ -118,15 +118,19 @@ def render_theory(report: Report, console, *, skipped: list[str] = ()) -> None:
 
     Tables are fitted to ``console.width`` (no number cut); notes are whole lines when piped.
     """
+    with Printer(console) as out:
+        _theory_lines(report, out, skipped)
+
+
+def _theory_lines(report: Report, out: Printer, skipped) -> None:
     shown = 0
     for res in report:
         th = res.theory
         biased = th is not None and BIAS_NOTE in th.notes
-        show(console, theory_table(res, report.file, skip_missing=biased))
+        out.show(theory_table(res, report.file, skip_missing=biased))
         shown += 1
         if biased:  # once, instead of rows of "missing" and how to record them
-            message(
-                console,
+            out.message(
                 f"[yellow]note[/yellow] {escape(res.name)}: the classifier has a nonzero bias; "
                 "the identities are for bias-free ReLU networks (spec/theory.md), so the rows "
                 "that need lambda, kappa, N or the layer weights are left out (the JSON keeps "
@@ -134,10 +138,10 @@ def render_theory(report: Report, console, *, skipped: list[str] = ()) -> None:
             )
         for note in [] if th is None else th.notes:
             if note != BIAS_NOTE:
-                message(console, f"[yellow]note[/yellow] {escape(note)}")
+                out.message(f"[yellow]note[/yellow] {escape(note)}")
         for key, how in ({} if th is None or biased else th.missing).items():
-            message(console, f"[yellow]missing: {escape(key)}[/yellow] ({escape(how)})")
+            out.message(f"[yellow]missing: {escape(key)}[/yellow] ({escape(how)})")
     if shown:
-        message(console, f"[dim]{escape(LEGEND)}[/dim]")
+        out.message(f"[dim]{escape(LEGEND)}[/dim]")
     for line in skipped:
-        message(console, f"[dim]{escape(line)}[/dim]")
+        out.message(f"[dim]{escape(line)}[/dim]")
