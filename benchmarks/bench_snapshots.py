@@ -6,6 +6,7 @@ Run from the repository root (not part of the test suite)::
     python benchmarks/bench_snapshots.py --sizes 1000,10000 # the issue's 10,000
     python benchmarks/bench_snapshots.py --profile          # cProfile of the larger report
     python benchmarks/bench_snapshots.py --commands check,check-last,theory,plot
+    python benchmarks/bench_snapshots.py --phases 10000     # where one report's time goes
 
 For each size S an HDF5 dump of S tiny snapshots (40 rows, d = 8, C = 4 features and a
 classifier per snapshot, labels once at the top) is written to a temporary folder; then
@@ -92,6 +93,83 @@ def floor(path: str) -> tuple[float, float]:
     return time.perf_counter() - w0, _cpu() - c0
 
 
+def phases(path: str, tmp: str) -> None:
+    """Where one ``report FILE --json OUT`` of ``path`` spends its time: the phases of the
+    command, each with its wall and CPU seconds (with the CPU of the child processes that
+    ended in it: the HDF5 probe's in the walk, the workers' in the snapshots) and per
+    snapshot. The phases are timed by wrapping the functions that run them."""
+    import ncinspect.cli.common as common
+    import ncinspect.dump as dump
+    import ncinspect.engines.processes as processes
+    import ncinspect.render.table as table
+    import ncinspect.results.report as report
+
+    marks: list[tuple[str, float, float]] = []
+
+    def timed(owner, name: str, label: str, generator: bool = False) -> None:
+        inner = getattr(owner, name)
+
+        def plain(*args, **kwargs):
+            marks.append((label, time.perf_counter(), _cpu()))
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                marks.append(("", time.perf_counter(), _cpu()))
+
+        def gen(*args, **kwargs):
+            marks.append((label, time.perf_counter(), _cpu()))
+            yield from inner(*args, **kwargs)
+            marks.append(("", time.perf_counter(), _cpu()))
+
+        setattr(owner, name, gen if generator else plain)
+
+    saved = [
+        (dump.Dump, "_open"),
+        (dump.Dump, "close"),
+        (processes, "forked_map"),
+        (report.Report, "to_json"),
+        (common, "emit"),
+        (table, "render_report"),
+    ]
+    saved = [(owner, name, getattr(owner, name)) for owner, name in saved]
+    timed(dump.Dump, "_open", "walk (and probe)")
+    timed(processes, "forked_map", "snapshots (workers)", generator=True)
+    timed(dump.Dump, "close", "close the file")
+    timed(report.Report, "to_json", "JSON text")
+    timed(common, "emit", "JSON written")
+    timed(table, "render_report", "table")
+    try:
+        w0, c0 = time.perf_counter(), _cpu()
+        run(["report", path, "--json", os.path.join(tmp, "phases.json"), "--quiet"])
+        w1, c1 = time.perf_counter(), _cpu()
+    finally:
+        for owner, name, inner in saved:
+            setattr(owner, name, inner)
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        count = sum(1 for name in f if name != "labels")
+    print(f"phases of one report of {count} snapshots (wall s, cpu s, and per snapshot):")
+    timed_wall = timed_cpu = 0.0
+    for (label, wa, ca), (_, wb, cb) in zip(marks[::2], marks[1::2], strict=True):
+        if label == "close the file" and wb - wa < 1e-3:
+            continue  # a close of a closed dump
+        timed_wall, timed_cpu = timed_wall + wb - wa, timed_cpu + cb - ca
+        print(
+            f"  {label:22} {wb - wa:7.2f} {cb - ca:7.2f}   "
+            f"{1e3 * (wb - wa) / count:6.3f} ms {1e3 * (cb - ca) / count:6.3f} ms"
+        )
+    rest_w, rest_c = w1 - w0 - timed_wall, c1 - c0 - timed_cpu
+    print(
+        f"  {'the rest':22} {rest_w:7.2f} {rest_c:7.2f}   "
+        f"{1e3 * rest_w / count:6.3f} ms {1e3 * rest_c / count:6.3f} ms"
+    )
+    print(
+        f"  {'report':22} {w1 - w0:7.2f} {c1 - c0:7.2f}   "
+        f"{1e3 * (w1 - w0) / count:6.3f} ms {1e3 * (c1 - c0) / count:6.3f} ms"
+    )
+
+
 def _args(command: str, path: str, tmp: str, threads: list[str]) -> list[str]:
     """The CLI call that ``--commands`` names, its outputs in ``tmp``."""
     out = os.path.join(tmp, "out")
@@ -112,6 +190,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="200,1000", help="two snapshot counts, S1,S2")
     parser.add_argument("--profile", action="store_true", help="cProfile the larger report")
+    parser.add_argument(
+        "--phases", type=int, default=0, help="time the phases of one report of this many snapshots"
+    )
     parser.add_argument("--threads", default=None, help="passed to report (1: no worker processes)")
     parser.add_argument(
         "--commands",
@@ -121,6 +202,13 @@ def main() -> None:
     )
     opts = parser.parse_args()
     commands = [c.strip() for c in opts.commands.split(",") if c.strip()]
+    if opts.phases:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, f"snaps{opts.phases}.h5")
+            write_dump(path, opts.phases)
+            run(["report", path, "--json", os.path.join(tmp, "warm.json"), "--quiet"])
+            phases(path, tmp)
+        return
     s1, s2 = (int(x) for x in opts.sizes.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
