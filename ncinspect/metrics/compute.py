@@ -110,6 +110,7 @@ def compute_metrics(
         cdnv=(cl.variances, cl.Ms) if with_cdnv else None,
         map=pair_map,
         sweep=None if class_device is None else partial(pairs_xp.pair_sweep_xp, *class_device),
+        memo=memo,
     )
     _nc1(out, second, geom, cl, pairs)
     _nc1_directional(out, second, geom, cl)
@@ -241,7 +242,7 @@ def _nc2(
     if vectors is None or reason is not None:
         out.set_all((*keys, f"etf_error_{suffix}"), None, reason)
     else:
-        out.set(keys[0], equinorm(vectors), f"{what} are all zero")
+        out.set(keys[0], equinorm(vectors, memo), f"{what} are all zero")
         eq, ma = cosine_values(sums) if ok else (None, None)
         out.set(keys[1], eq, f"one of the {what} is zero")
         out.set(keys[2], ma, f"one of the {what} is zero")
@@ -263,7 +264,7 @@ def _nc3(out: MetricValues, cl: _Classes, memo: ClassProducts) -> None:
     elif cl.class_reason:
         out.set_all(keys, None, cl.class_reason)
     else:
-        out.set("nc3_self_duality", self_duality(W, M), "W or the centred means are zero")
+        out.set("nc3_self_duality", self_duality(W, M, memo), "W or the centred means are zero")
         out.set("nc3_duality_etf_error", etf_error(W, M, memo), "W M~^T is zero")
         cos = row_cos(W, M, memo)
         out.set(
