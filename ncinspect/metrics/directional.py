@@ -86,5 +86,6 @@ def set_directional(
     elif table is None:
         out.set(KEY, None, "the pass-2 statistics carry no directional table")
     else:
-        sub = table[np.ix_(rows, rows)]
+        # every class present: the rows are 0..C-1, the table as it is (np.ix_ copies it)
+        sub = table if rows.size == table.shape[0] else table[np.ix_(rows, rows)]
         out.set(KEY, cdnv_directional(sub, counts, centred), "two class means coincide")

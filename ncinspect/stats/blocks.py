@@ -136,7 +136,8 @@ def output_sums(out: np.ndarray, y: np.ndarray, scratch: bool = False) -> tuple:
         wrong[rows, y] = 0.0  # the wrong-class outputs, zeros on the true entries
         top = max(float(wrong.max()), -float(wrong.min())) if wrong.size else 0.0
         t_abs = float(np.abs(true).max()) if m else 0.0
-        t_err = float(np.abs(true - 1.0).max()) if m else 0.0
+        true_err = true - 1.0  # f_y - 1: its largest |.| and its squares
+        t_err = float(np.abs(true_err).max()) if m else 0.0
         out_abs_max = max(top, t_abs)
         max_abs_err = max(top, t_err)
         n_wrong = m * (C - 1)
@@ -147,5 +148,5 @@ def output_sums(out: np.ndarray, y: np.ndarray, scratch: bool = False) -> tuple:
         wrong_out = Moments(n_wrong, mean, m2) if n_wrong else Moments()
         # sum_i ||f(x_i) - onehot(y_i)||^2: the wrong outputs' squares are m2 + n mean^2
         # (two non-negative terms, no cancellation)
-        sq_err = m2 + n_wrong * mean * mean + float(np.square(true - 1.0).sum())
+        sq_err = m2 + n_wrong * mean * mean + float(np.square(true_err).sum())
     return true_out, wrong_out, sq_err, max_abs_err, out_abs_max
