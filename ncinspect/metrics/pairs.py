@@ -167,10 +167,11 @@ class SweepPlan:
                 self.var_half = variances * 0.5  # exact unless subnormal
 
     def buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """This thread's three work arrays of one tile."""
+        """This thread's three work arrays of one tile (a tile is at most min(block, C)
+        squared: C = 4 classes take 16 values, not three 512 KiB arrays a snapshot)."""
         buf = getattr(self.local, "buf", None)
         if buf is None:
-            n = self.block * self.block
+            n = min(self.block, self.C) ** 2
             buf = self.local.buf = (np.empty(n), np.empty(n), np.empty(n))
         return buf
 
