@@ -254,7 +254,8 @@ def _nc2(
     if cl.W is None or cl.class_reason:
         out.set("etf_error_weights_centered", None, cl.no_w if cl.W is None else cl.class_reason)
     else:
-        wc = cl.W - np.add.reduce(cl.W, axis=0) / cl.W.shape[0]  # W.mean(0): the same sum and division
+        # W.mean(axis=0): the same sum and division, without its dispatch
+        wc = cl.W - np.add.reduce(cl.W, axis=0) / cl.W.shape[0]
         out.set("etf_error_weights_centered", etf_error(wc, wc, memo), "row-centred W is zero")
 
 

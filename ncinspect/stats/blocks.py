@@ -135,7 +135,11 @@ def output_sums(out: np.ndarray, y: np.ndarray, scratch: bool = False) -> tuple:
         wrong = out if scratch else out.copy()
         wrong[rows, y] = 0.0  # the wrong-class outputs, zeros on the true entries
         # the ufuncs' own reduce (as pow2_scale): what .max() / .sum() run, less dispatch
-        top = max(float(_max(wrong, axis=None)), -float(_min(wrong, axis=None))) if wrong.size else 0.0
+        top = (
+            max(float(_max(wrong, axis=None)), -float(_min(wrong, axis=None)))
+            if wrong.size
+            else 0.0
+        )
         t_abs = float(_max(np.abs(true), axis=None)) if m else 0.0
         true_err = true - 1.0  # f_y - 1: its largest |.| and its squares
         t_err = float(_max(np.abs(true_err), axis=None)) if m else 0.0
