@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..stats.passes import pow2_scale
-from .linalg import tile_rows
+from .linalg import tile_rows, upper_mask
 from .nulls import MetricValues
 from .pairs import NEAR_FACTOR, near_exact
 
@@ -53,7 +53,10 @@ def cdnv_directional(table: np.ndarray, counts: np.ndarray, centred: np.ndarray)
         # centred[rows]: a copy, so the product is the general one (as the CDNV sweep's),
         # never numpy's symmetric a @ a.T
         dist = sq[r, None] + sq[None, i:] - 2.0 * (centred[rows] @ centred[i:].T)
-        mask = np.arange(i, C)[None, :] > rows[:, None]
+        if i == 0 and rows.size == C:  # one tile: the pairs c < c' of all C classes
+            mask = upper_mask(C)
+        else:
+            mask = np.arange(i, C)[None, :] > rows[:, None]
         dist = dist[mask]
         if dist.size and dist.min() <= near:  # equal means give 0, not the formula's 1e-15
             near_exact(dist, near, centred, i, i, C - i, mask, squared=True)

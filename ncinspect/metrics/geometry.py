@@ -109,8 +109,9 @@ def _global_mean(
     if not present.any():
         return np.zeros(d)
     if center == "classes":
-        with np.errstate(over="ignore"):
-            mu_g = means[present].mean(axis=0)
+        rows = means if present.all() else means[present]
+        with np.errstate(over="ignore"):  # rows.mean(axis=0): the same sum and division
+            mu_g = np.add.reduce(rows, axis=0) / rows.shape[0]
         if not np.isfinite(mu_g).all():  # means near the float64 limit: sum them scaled
             s = pow2_scale(means[present])
             mu_g = (means[present] / s).mean(axis=0) * s

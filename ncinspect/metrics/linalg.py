@@ -23,6 +23,7 @@ __all__ = [
     "fro",
     "unit",
     "unit_norms",
+    "upper_mask",
     "row_norms",
     "row_cos",
     "tile_rows",
@@ -61,6 +62,17 @@ def kept(key: tuple, make) -> np.ndarray:
 #: the band every square rounds to <= 2^-400, and n of them sum to <= n 2^-399 with
 #: rounding). NaN and inf fail both.
 _SQ_LO, _SQ_HI = 2.0**-398, 2.0**400
+
+
+def upper_mask(m: int) -> np.ndarray:
+    """The (m, m) bool mask of the pairs c < c' of a diagonal tile (its strict upper
+    triangle), kept for m <= :data:`CACHE_MAX_C` (every snapshot of a file asks again)."""
+
+    def make() -> np.ndarray:
+        r = np.arange(m)
+        return r[None, :] > r[:, None]
+
+    return kept(("upper", m), make) if m <= CACHE_MAX_C else make()
 
 
 def fro(x: np.ndarray) -> float:

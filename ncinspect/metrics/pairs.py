@@ -36,7 +36,7 @@ import numpy as np
 
 from ..blas import one_blas_thread
 from ..stats.passes import Moments, pow2_scale
-from .linalg import unit, unit_norms
+from .linalg import unit, unit_norms, upper_mask
 
 __all__ = ["PAIR_BLOCK", "UnitPairs", "CdnvPairs", "PairStats", "unit_rows", "pair_sweep"]
 __all__ += ["COINCIDE", "near_exact", "SweepPlan", "direct_unit_tile", "direct_cdnv_tile"]
@@ -239,8 +239,7 @@ def _block_row(plan: SweepPlan, i: int, n_blocks: int):
             b0, b1 = j * b, min((j + 1) * b, C)
             mask = None
             if i == j:  # the upper triangle of the diagonal tile
-                r = np.arange(a0, a1)
-                mask = np.arange(b0, b1)[None, :] > r[:, None]
+                mask = upper_mask(a1 - a0)
             unit_tile = _unit_tile_fast if plan.fast else direct_unit_tile
             for k, u in enumerate(plan.units):
                 if u is not None:
