@@ -115,7 +115,11 @@ def unit_norms(x: np.ndarray, memo: ClassProducts | None = None) -> np.ndarray:
     sweep and the duality cosines read the same ones: ``memo`` forms them once)."""
     if memo is not None:
         return memo.unit_norms(x)
-    return np.linalg.norm(unit(x), axis=1)
+    return _norms_of_unit(unit(x))
+
+
+def _norms_of_unit(u: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(u, axis=1)
 
 
 def row_norms(x: np.ndarray) -> np.ndarray:
@@ -179,7 +183,7 @@ class ClassProducts:
 
     def __init__(self, device: tuple[Any, Any] | None = None) -> None:
         self._kept: dict[tuple, tuple] = {}
-        self._units: dict[int, tuple] = {}  # id(x) -> (x, unit(x), its row norms or None)
+        self._units: dict[int, list] = {}  # id(x) -> [x, unit(x), its row norms or None]
         #: ``(xp, device)`` of an accelerator where the d x d Grams (:func:`unit_gram`) are
         #: formed (a Meter's there), else None: on the host
         self.device = device
@@ -212,7 +216,7 @@ class ClassProducts:
         u = self.unit(x)
         hit = self._units[id(x)]
         if hit[2] is None:
-            hit[2] = np.linalg.norm(u, axis=1)
+            hit[2] = _norms_of_unit(u)
             hit[2].flags.writeable = False
         return hit[2]
 
