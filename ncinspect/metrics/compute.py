@@ -49,6 +49,7 @@ class _Classes:
     W: np.ndarray | None  # classifier rows
     Ms: np.ndarray  # M in units of geom.scale (the units of the pass-2 sums)
     variances: np.ndarray  # v_c in units of geom.scale**2
+    singles: bool  # every present class has one sample (no within-class scatter)
     class_reason: str | None  # why the class-level metrics are undefined (C < 2)
     no_w: str  # why the W-dependent metrics are undefined when W is None
 
@@ -102,7 +103,7 @@ def compute_metrics(
         out.per_class = [] if per_class else None
         return out
     # every statistic over pairs of classes (NC2, GNC2, CDNV, minority) from one sweep
-    with_cdnv = cl.C >= 2 and not np.all(cl.n < 2)
+    with_cdnv = cl.C >= 2 and not cl.singles
     pairs = class_pairs(
         cl.M,
         cl.W,
@@ -110,6 +111,7 @@ def compute_metrics(
         cdnv=(cl.variances, cl.Ms) if with_cdnv else None,
         map=pair_map,
         sweep=None if class_device is None else partial(pairs_xp.pair_sweep_xp, *class_device),
+        memo=memo,
     )
     _nc1(out, second, geom, cl, pairs)
     _nc1_directional(out, second, geom, cl)
@@ -176,6 +178,7 @@ def _classes(
         W=memo.take(geom.weights, present),
         Ms=M if geom.scale == 1.0 else M / geom.scale,
         variances=second.class_sq[rows] / np.maximum(n_present, 1),
+        singles=bool((n_present < 2).all()),
         class_reason=class_reason,
         no_w=classifier_reason or "no classifier weights (array 'weights' or an alias)",
     )
@@ -200,7 +203,7 @@ def _nc1(
     if cl.class_reason:
         out.set_all(keys, None, cl.class_reason)
         return
-    if np.all(cl.n < 2):
+    if cl.singles:
         out.set_all(keys, None, "every class has one sample: within-class scatter is undefined")
         return
     singletons = cl.rows[cl.n == 1]
@@ -241,7 +244,7 @@ def _nc2(
     if vectors is None or reason is not None:
         out.set_all((*keys, f"etf_error_{suffix}"), None, reason)
     else:
-        out.set(keys[0], equinorm(vectors), f"{what} are all zero")
+        out.set(keys[0], equinorm(vectors, memo), f"{what} are all zero")
         eq, ma = cosine_values(sums) if ok else (None, None)
         out.set(keys[1], eq, f"one of the {what} is zero")
         out.set(keys[2], ma, f"one of the {what} is zero")
@@ -251,7 +254,8 @@ def _nc2(
     if cl.W is None or cl.class_reason:
         out.set("etf_error_weights_centered", None, cl.no_w if cl.W is None else cl.class_reason)
     else:
-        wc = cl.W - cl.W.mean(axis=0)
+        # W.mean(axis=0): the same sum and division, without its dispatch
+        wc = cl.W - np.add.reduce(cl.W, axis=0) / cl.W.shape[0]
         out.set("etf_error_weights_centered", etf_error(wc, wc, memo), "row-centred W is zero")
 
 
@@ -263,7 +267,7 @@ def _nc3(out: MetricValues, cl: _Classes, memo: ClassProducts) -> None:
     elif cl.class_reason:
         out.set_all(keys, None, cl.class_reason)
     else:
-        out.set("nc3_self_duality", self_duality(W, M), "W or the centred means are zero")
+        out.set("nc3_self_duality", self_duality(W, M, memo), "W or the centred means are zero")
         out.set("nc3_duality_etf_error", etf_error(W, M, memo), "W M~^T is zero")
         cos = row_cos(W, M, memo)
         out.set(

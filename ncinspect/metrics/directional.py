@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..stats.passes import pow2_scale
-from .linalg import tile_rows
+from .linalg import tile_rows, upper_mask
 from .nulls import MetricValues
 from .pairs import NEAR_FACTOR, near_exact
 
@@ -49,15 +49,21 @@ def cdnv_directional(table: np.ndarray, counts: np.ndarray, centred: np.ndarray)
     near = NEAR_FACTOR * (4 * centred.shape[1] + 16) * 2.0**-53 * float(sq.max())  # as pairs
     for i in range(0, C, step):
         rows = np.arange(i, min(i + step, C))  # pairs (c, c') with c' > c only
-        dist = sq[rows, None] + sq[None, i:] - 2.0 * (centred[rows] @ centred[i:].T)
-        mask = np.arange(i, C)[None, :] > rows[:, None]
+        r = slice(i, i + rows.size)  # the same rows as a view (no copies below)
+        # centred[rows]: a copy, so the product is the general one (as the CDNV sweep's),
+        # never numpy's symmetric a @ a.T
+        dist = sq[r, None] + sq[None, i:] - 2.0 * (centred[rows] @ centred[i:].T)
+        if i == 0 and rows.size == C:  # one tile: the pairs c < c' of all C classes
+            mask = upper_mask(C)
+        else:
+            mask = np.arange(i, C)[None, :] > rows[:, None]
         dist = dist[mask]
         if dist.size and dist.min() <= near:  # equal means give 0, not the formula's 1e-15
             near_exact(dist, near, centred, i, i, C - i, mask, squared=True)
         if np.any(dist <= 0):
             return None
-        fwd = table[rows, i:] / n[rows, None]  # q(c, u) n_c D^2 / n_c
-        bwd = table[i:, rows].T / n[None, i:]  # the same for c'
+        fwd = table[r, i:] / n[r, None]  # q(c, u) n_c D^2 / n_c
+        bwd = table[i:, r].T / n[None, i:]  # the same for c'
         total += float(np.sum((fwd + bwd)[mask] / (2.0 * dist * dist)))
         count += dist.size
     return total / count
@@ -86,5 +92,6 @@ def set_directional(
     elif table is None:
         out.set(KEY, None, "the pass-2 statistics carry no directional table")
     else:
-        sub = table[np.ix_(rows, rows)]
+        # every class present: the rows are 0..C-1, the table as it is (np.ix_ copies it)
+        sub = table if rows.size == table.shape[0] else table[np.ix_(rows, rows)]
         out.set(KEY, cdnv_directional(sub, counts, centred), "two class means coincide")

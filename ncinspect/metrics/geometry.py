@@ -106,17 +106,17 @@ def _global_mean(
     """mu_G over the present classes: the mean of their means or of their samples."""
     counts = first.counts
     d = means.shape[1]
-    dropped = bool(np.any((counts > 0) & ~present))  # classes below min_count
     if not present.any():
         return np.zeros(d)
     if center == "classes":
-        with np.errstate(over="ignore"):
-            mu_g = means[present].mean(axis=0)
+        rows = means if present.all() else means[present]
+        with np.errstate(over="ignore"):  # rows.mean(axis=0): the same sum and division
+            mu_g = np.add.reduce(rows, axis=0) / rows.shape[0]
         if not np.isfinite(mu_g).all():  # means near the float64 limit: sum them scaled
             s = pow2_scale(means[present])
             mu_g = (means[present] / s).mean(axis=0) * s
         return mu_g
-    if not dropped:
+    if not np.any((counts > 0) & ~present):  # no class below min_count was dropped
         return first.sample_mean()
     # the samples of the present classes only
     n = int(counts[present].sum())
@@ -132,7 +132,9 @@ def _eigenbasis(
     n_present = int(present.sum())
     d = centred.shape[1]
     if n_present:
-        _, s, vt = np.linalg.svd(centred[present] / scale, full_matrices=False)
+        rows = centred if n_present == centred.shape[0] else centred[present]
+        # the SVD reads a copy of its input (it never writes it): x / 1.0 is x, bit for bit
+        _, s, vt = np.linalg.svd(rows if scale == 1.0 else rows / scale, full_matrices=False)
     else:
         s, vt = np.zeros(0), np.zeros((0, d))
     eig = s * s

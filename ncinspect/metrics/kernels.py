@@ -20,6 +20,7 @@ from .linalg import (
     kept,
     normalised_gram,
     unit,
+    unit_norms,
 )
 from .pairs import cosine_values, pair_sweep, unit_rows
 
@@ -69,14 +70,16 @@ def etf_error(a: np.ndarray, b: np.ndarray, memo: ClassProducts | None = None) -
     return float(np.sqrt(max(0.0, 2.0 - 2.0 * inner / np.sqrt(norm2))))
 
 
-def equinorm(vectors: np.ndarray) -> float | None:
+def equinorm(vectors: np.ndarray, memo: ClassProducts | None = None) -> float | None:
     """``std(||v_c||) / mean(||v_c||)`` with ddof=1 (None when C < 2 or all norms are 0).
 
     Notes
     -----
-    Papyan et al.'s equinorm measure, for centred class means or classifier rows.
+    Papyan et al.'s equinorm measure, for centred class means or classifier rows. ``memo``:
+    the snapshot's :class:`~ncinspect.metrics.linalg.ClassProducts` (the pair sweep reads
+    the same norms).
     """
-    norms = np.linalg.norm(unit(vectors), axis=1)
+    norms = unit_norms(vectors, memo)
     n = norms.size
     if n < 2:
         return None
@@ -146,9 +149,12 @@ def cdnv_mean(
     return (p.total1 if power == 1 else p.total2) / p.count, s
 
 
-def self_duality(weights: np.ndarray, centred: np.ndarray) -> float | None:
-    """``|| W/||W||_F - M~/||M~||_F ||_F^2`` (squared, as in Papyan et al.; in [0, 4])."""
-    weights, centred = unit(weights), unit(centred)
+def self_duality(
+    weights: np.ndarray, centred: np.ndarray, memo: ClassProducts | None = None
+) -> float | None:
+    """``|| W/||W||_F - M~/||M~||_F ||_F^2`` (squared, as in Papyan et al.; in [0, 4]);
+    ``memo``: see :class:`~ncinspect.metrics.linalg.ClassProducts`."""
+    weights, centred = unit(weights, memo), unit(centred, memo)
     nw, nm = fro(weights), fro(centred)
     if nw == 0 or nm == 0:
         return None

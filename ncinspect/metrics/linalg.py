@@ -6,6 +6,7 @@ pairwise products so that C = 50,000 classes never builds a C x C matrix.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,8 @@ __all__ = [
     "TILE_ELEMS",
     "fro",
     "unit",
+    "unit_norms",
+    "upper_mask",
     "row_norms",
     "row_cos",
     "tile_rows",
@@ -53,6 +56,25 @@ def kept(key: tuple, make) -> np.ndarray:
     return value
 
 
+#: bounds on a sum of squares ``q`` of n float64 values that prove ``max|x|`` inside
+#: pow2_scale's band [2^-200, 2^200]: ``q < 2^400`` (a larger |x_i| squares to >= 2^400, and
+#: a rounded sum of non-negative terms is at least each term) and ``q >= n 2^-398`` (below
+#: the band every square rounds to <= 2^-400, and n of them sum to <= n 2^-399 with
+#: rounding). NaN and inf fail both.
+_SQ_LO, _SQ_HI = 2.0**-398, 2.0**400
+
+
+def upper_mask(m: int) -> np.ndarray:
+    """The (m, m) bool mask of the pairs c < c' of a diagonal tile (its strict upper
+    triangle), kept for m <= :data:`CACHE_MAX_C` (every snapshot of a file asks again)."""
+
+    def make() -> np.ndarray:
+        r = np.arange(m)
+        return r[None, :] > r[:, None]
+
+    return kept(("upper", m), make) if m <= CACHE_MAX_C else make()
+
+
 def fro(x: np.ndarray) -> float:
     """Frobenius norm by numpy's pairwise sum: unlike ``np.linalg.norm`` (a BLAS dot whose
     summation order follows the thread count) it gives the same bits on any machine.
@@ -60,7 +82,17 @@ def fro(x: np.ndarray) -> float:
     The squares are taken of ``x / s`` (``s`` from :func:`pow2_scale`), so they neither
     overflow nor underflow; the result is inf only when the norm itself exceeds float64.
     """
-    s = pow2_scale(x)  # np.square(.).sum(): the same pairwise sum as np.sum, less dispatch
+    if type(x) is not np.ndarray:
+        x = np.asarray(x)
+    # np.add.reduce: the pairwise sum np.sum and .sum() run, less dispatch. Its value proves
+    # when pow2_scale(x) is 1.0 (max|x| in [2^-200, 2^200]) without reading x again, and
+    # that sum is then the result's (see _SQ_HI): the same bits, a snapshot's ~20 norms of
+    # small arrays without their max |x| pass
+    if x.dtype == np.float64:
+        sq = float(np.add.reduce(np.square(x), axis=None))
+        if x.size * _SQ_LO <= sq < _SQ_HI:
+            return math.sqrt(sq)  # correctly rounded, as np.sqrt
+    s = pow2_scale(x)
     if s == 1.0:
         return float(np.sqrt(np.square(x).sum()))
     return float(np.sqrt(np.square(x / s).sum())) * s
@@ -73,9 +105,21 @@ def unit(x: np.ndarray, memo: ClassProducts | None = None) -> np.ndarray:
     C = 2048 the ETF, OF and SELI errors and the d x d Grams each read it: every call is
     two passes over a C x d array)."""
     if memo is not None:
-        return memo.get("unit", x, x, lambda a, _: unit(a))
+        return memo.unit(x)
     s = pow2_scale(x)
     return x if s == 1.0 else x / s
+
+
+def unit_norms(x: np.ndarray, memo: ClassProducts | None = None) -> np.ndarray:
+    """The row norms of :func:`unit` ``(x)`` (the equinorm of NC2, the unit rows of the pair
+    sweep and the duality cosines read the same ones: ``memo`` forms them once)."""
+    if memo is not None:
+        return memo.unit_norms(x)
+    return _norms_of_unit(unit(x))
+
+
+def _norms_of_unit(u: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(u, axis=1)
 
 
 def row_norms(x: np.ndarray) -> np.ndarray:
@@ -91,9 +135,13 @@ def row_cos(a: np.ndarray, b: np.ndarray, memo: ClassProducts | None = None) -> 
     """``cos(a_c, b_c)`` row by row (NaN where a row is zero); ``memo``: see
     :class:`ClassProducts`."""
     if memo is not None:
-        return memo.get("row_cos", a, b, row_cos)
-    a, b = unit(a), unit(b)
-    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+        return memo.get("row_cos", a, b, lambda a, b: _row_cos(a, b, memo))
+    return _row_cos(a, b, None)
+
+
+def _row_cos(a: np.ndarray, b: np.ndarray, memo: ClassProducts | None) -> np.ndarray:
+    na, nb = unit_norms(a, memo), unit_norms(b, memo)
+    a, b = unit(a, memo), unit(b, memo)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.einsum("ij,ij->i", a, b) / (na * nb)
 
@@ -107,8 +155,14 @@ def normalised_gram(
     direct branch (C <= :data:`DIRECT_MAX_C`) of the ETF, OF and SELI errors, which share it
     through ``memo``."""
     if memo is not None:
-        return memo.get("gram", a, b, normalised_gram)
-    a, b = unit(a), unit(b)
+        return memo.get("gram", a, b, lambda a, b: _normalised_gram(a, b, memo))
+    return _normalised_gram(a, b, None)
+
+
+def _normalised_gram(
+    a: np.ndarray, b: np.ndarray, memo: ClassProducts | None
+) -> tuple[np.ndarray | None, float]:
+    a, b = unit(a, memo), unit(b, memo)
     g = a @ b.T
     norm = fro(g)
     if norm == 0 or not np.isfinite(norm):
@@ -129,6 +183,7 @@ class ClassProducts:
 
     def __init__(self, device: tuple[Any, Any] | None = None) -> None:
         self._kept: dict[tuple, tuple] = {}
+        self._units: dict[int, list] = {}  # id(x) -> [x, unit(x), its row norms or None]
         #: ``(xp, device)`` of an accelerator where the d x d Grams (:func:`unit_gram`) are
         #: formed (a Meter's there), else None: on the host
         self.device = device
@@ -143,6 +198,26 @@ class ClassProducts:
                 if isinstance(arr, np.ndarray) and arr is not a and arr is not b:
                     arr.flags.writeable = False  # shared: no reader may change it
             hit = self._kept[key] = (a, b, value)
+        return hit[2]
+
+    def unit(self, x: np.ndarray) -> np.ndarray:
+        """:func:`unit` ``(x)``, formed on the first call for ``x`` (a plain dict of its
+        own: it is read ~20 times a snapshot, cheaper than the pow2_scale it saves)."""
+        hit = self._units.get(id(x))
+        if hit is None:
+            u = unit(x)
+            if u is not x:
+                u.flags.writeable = False
+            hit = self._units[id(x)] = [x, u, None]
+        return hit[1]
+
+    def unit_norms(self, x: np.ndarray) -> np.ndarray:
+        """:func:`unit_norms` ``(x)``, formed on the first call for ``x``."""
+        u = self.unit(x)
+        hit = self._units[id(x)]
+        if hit[2] is None:
+            hit[2] = _norms_of_unit(u)
+            hit[2].flags.writeable = False
         return hit[2]
 
     def take(self, x: np.ndarray | None, present: np.ndarray) -> np.ndarray | None:

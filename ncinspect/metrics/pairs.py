@@ -36,7 +36,7 @@ import numpy as np
 
 from ..blas import one_blas_thread
 from ..stats.passes import Moments, pow2_scale
-from .linalg import unit
+from .linalg import unit, unit_norms, upper_mask
 
 __all__ = ["PAIR_BLOCK", "UnitPairs", "CdnvPairs", "PairStats", "unit_rows", "pair_sweep"]
 __all__ += ["COINCIDE", "near_exact", "SweepPlan", "direct_unit_tile", "direct_cdnv_tile"]
@@ -107,11 +107,13 @@ class PairStats:
     cdnv_scale: float = 1.0
 
 
-def unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unit_rows(vectors: np.ndarray, memo=None) -> tuple[np.ndarray, np.ndarray]:
     """``(units, norms)``: the rows of ``vectors`` divided (after an exact power-of-two
-    rescaling) by their norms; zero or non-finite rows give zero units."""
-    v = unit(vectors)
-    norms = np.linalg.norm(v, axis=1)
+    rescaling) by their norms; zero or non-finite rows give zero units. ``memo``: the
+    snapshot's :class:`~ncinspect.metrics.linalg.ClassProducts` (NC2's equinorm and the
+    duality cosines read the same norms)."""
+    v = unit(vectors, memo)
+    norms = unit_norms(vectors, memo)
     ok = (norms > 0) & np.isfinite(norms)
     if ok.all():
         return v / norms[:, None], norms
@@ -165,10 +167,11 @@ class SweepPlan:
                 self.var_half = variances * 0.5  # exact unless subnormal
 
     def buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """This thread's three work arrays of one tile."""
+        """This thread's three work arrays of one tile (a tile is at most min(block, C)
+        squared: C = 4 classes take 16 values, not three 512 KiB arrays a snapshot)."""
         buf = getattr(self.local, "buf", None)
         if buf is None:
-            n = self.block * self.block
+            n = min(self.block, self.C) ** 2
             buf = self.local.buf = (np.empty(n), np.empty(n), np.empty(n))
         return buf
 
@@ -236,8 +239,7 @@ def _block_row(plan: SweepPlan, i: int, n_blocks: int):
             b0, b1 = j * b, min((j + 1) * b, C)
             mask = None
             if i == j:  # the upper triangle of the diagonal tile
-                r = np.arange(a0, a1)
-                mask = np.arange(b0, b1)[None, :] > r[:, None]
+                mask = upper_mask(a1 - a0)
             unit_tile = _unit_tile_fast if plan.fast else direct_unit_tile
             for k, u in enumerate(plan.units):
                 if u is not None:
@@ -500,20 +502,22 @@ def class_pairs(
     cdnv: tuple[np.ndarray, np.ndarray] | None = None,
     map: Callable = map,  # noqa: A002
     sweep: Callable | None = None,
+    memo=None,
 ) -> ClassPairs:
     """One :func:`pair_sweep` over the present classes: the centred means (NC2, GNC2), the
     classifier rows (NC2, GNC2, minority collapse) and, given ``cdnv = (variances,
     centred)`` (the centred means in the variances' units), CDNV. Nothing is swept below two
     classes. ``sweep``: the sweep to run (default :func:`pair_sweep` through ``map``), with
-    its signature: e.g. :func:`~ncinspect.metrics.pairs_xp.pair_sweep_xp` on a device."""
+    its signature: e.g. :func:`~ncinspect.metrics.pairs_xp.pair_sweep_xp` on a device.
+    ``memo``: the snapshot's :class:`~ncinspect.metrics.linalg.ClassProducts`."""
     out = ClassPairs()
     if centred.shape[0] < 2:
         return out
-    mu, mn = unit_rows(centred)
+    mu, mn = unit_rows(centred, memo)
     out.means_ok = bool(np.all((mn > 0) & np.isfinite(mn)))
     sets, masks = [mu], [None]
     if weights is not None:
-        wu, wn = unit_rows(weights)
+        wu, wn = unit_rows(weights, memo)
         good = (wn > 0) & np.isfinite(wn)
         out.weights_ok = bool(good.all())
         minority = minority_classes(counts)

@@ -130,22 +130,28 @@ def output_sums(out: np.ndarray, y: np.ndarray, scratch: bool = False) -> tuple:
     with np.errstate(over="ignore", invalid="ignore"):
         m, C = out.shape
         rows = np.arange(m)
-        true = out[rows, y].copy()
+        true = out[rows, y]  # a copy: fancy indexing
         true_out = Moments.of(true)
         wrong = out if scratch else out.copy()
         wrong[rows, y] = 0.0  # the wrong-class outputs, zeros on the true entries
-        top = max(float(wrong.max()), -float(wrong.min())) if wrong.size else 0.0
-        t_abs = float(np.abs(true).max()) if m else 0.0
-        t_err = float(np.abs(true - 1.0).max()) if m else 0.0
+        # the ufuncs' own reduce (as pow2_scale): what .max() / .sum() run, less dispatch
+        top = (
+            max(float(_max(wrong, axis=None)), -float(_min(wrong, axis=None)))
+            if wrong.size
+            else 0.0
+        )
+        t_abs = float(_max(np.abs(true), axis=None)) if m else 0.0
+        true_err = true - 1.0  # f_y - 1: its largest |.| and its squares
+        t_err = float(_max(np.abs(true_err), axis=None)) if m else 0.0
         out_abs_max = max(top, t_abs)
         max_abs_err = max(top, t_err)
         n_wrong = m * (C - 1)
-        mean = float(wrong.sum()) / n_wrong if n_wrong else 0.0
+        mean = float(_sum(wrong, axis=None)) / n_wrong if n_wrong else 0.0
         wrong -= mean
         wrong[rows, y] = 0.0
         m2 = float(np.einsum("ij,ij->", wrong, wrong))
         wrong_out = Moments(n_wrong, mean, m2) if n_wrong else Moments()
         # sum_i ||f(x_i) - onehot(y_i)||^2: the wrong outputs' squares are m2 + n mean^2
         # (two non-negative terms, no cancellation)
-        sq_err = m2 + n_wrong * mean * mean + float(np.square(true - 1.0).sum())
+        sq_err = m2 + n_wrong * mean * mean + float(_sum(np.square(true_err), axis=None))
     return true_out, wrong_out, sq_err, max_abs_err, out_abs_max

@@ -88,7 +88,8 @@ class Kernel:
         inv = 1.0 / geom.scale
         self.inv_scale = inv
         self.mean_scaled = geom.global_mean * inv
-        means = np.where(present[:, None], geom.means, 0.0)
+        # absent classes' NaN means zeroed (the kernel only reads these arrays)
+        means = geom.means if self.present is None else np.where(present[:, None], geom.means, 0.0)
         self.means_s = means * inv if inv != 1.0 else means  # mu_c / scale
         cen = geom.centred * inv if inv != 1.0 else geom.centred  # M~ / scale
         self.centred_s = cen

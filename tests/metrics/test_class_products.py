@@ -102,3 +102,33 @@ def test_large_c_grams_formed_once_and_equal_the_direct_calls(scale):
     assert seli_error(means, means, counts, -1, memo)[0] is not None
     grams = [k for k in memo._kept if k[0] == "unit_gram"]
     assert len(grams) == 3  # one Gram for each of w, centred, means
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0**300, 2.0**-300])
+@pytest.mark.parametrize("C,d", [(2, 3), (5, 8), (40, 16)])
+def test_units_and_their_norms_shared_equal_the_direct_calls(C, d, scale):
+    """Equinorm, the pair sweep's unit rows, NC3's self-duality and the duality cosines read
+    unit(x) and its row norms from the memo: each formed once per array, the same bits."""
+    from ncinspect.metrics.kernels import equinorm, self_duality
+    from ncinspect.metrics.linalg import unit, unit_norms
+    from ncinspect.metrics.pairs import class_pairs, unit_rows
+
+    means, centred, w, counts = _arrays(C, d, C * d, scale)
+    memo = ClassProducts()
+    for _ in range(2):  # the second call reads the kept values
+        for x in (centred, w):
+            assert equinorm(x, memo) == equinorm(x)
+            for a, b in zip(unit_rows(x, memo), unit_rows(x), strict=True):
+                np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(unit_norms(x, memo), np.linalg.norm(unit(x), axis=1))
+        assert self_duality(w, centred, memo) == self_duality(w, centred)
+        np.testing.assert_array_equal(row_cos(w, centred, memo), row_cos(w, centred))
+    assert memo.unit(w) is memo.unit(w) and memo.unit_norms(w) is memo.unit_norms(w)
+    shared = class_pairs(centred, w, counts, memo=ClassProducts())
+    plain = class_pairs(centred, w, counts)
+    assert shared == plain
+    for arr in (memo.unit_norms(w), memo.unit(w)):
+        if arr is not w:  # unit(x) is x itself at scale 1: the caller's array stays writeable
+            with pytest.raises(ValueError):
+                arr[0] = 1.0
+    assert w.flags.writeable and centred.flags.writeable

@@ -312,3 +312,43 @@ def test_class_means_further_apart_than_float64_exit_3(tmp_path, capsys):
     assert main(["report", str(path)]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "float64" in err[0]
+
+
+def _fro_by_definition(x):
+    """``fro`` as its docstring defines it: the squares of ``x / s``, ``s = pow2_scale(x)``."""
+    from ncinspect.stats.passes import pow2_scale
+
+    s = pow2_scale(x)
+    if s == 1.0:
+        return float(np.sqrt(np.square(x).sum()))
+    return float(np.sqrt(np.square(x / s).sum())) * s
+
+
+@pytest.mark.parametrize("size", [1, 7, 100, 5000])
+def test_fro_skips_the_max_pass_only_where_it_proves_the_same_bits(size):
+    """fro takes pow2_scale's verdict from its own sum of squares when that sum proves max|x|
+    inside the band: every magnitude, at the band's edges, below it (squares that underflow),
+    above it (squares that overflow), mixed, zero, subnormal and non-finite, gives the bits of
+    the definition."""
+    from ncinspect.metrics.linalg import fro
+
+    rng = np.random.default_rng(size)
+    base = rng.standard_normal(size)
+    cases = [np.zeros(size), np.full(size, 5e-324), base * 0.0]
+    for k in (-1074, -1000, -600, -402, -401, -400, -399, -201, -200, -199, -1, 0, 1, 199):
+        cases.append(base * 2.0**k)
+    for k in (200, 201, 399, 400, 401, 600, 1000, 1023):
+        cases.append(base / np.abs(base).max() * 2.0**k * 0.75)
+    mixed = base * 2.0**-300
+    mixed[0] = 2.0**-150  # one in-band value among tiny ones
+    cases.append(mixed)
+    for bad in (np.nan, np.inf, -np.inf):
+        x = base.copy()
+        x[-1] = bad
+        cases.append(x)
+    cases.append(base.astype(np.float32) * np.float32(2.0**60))  # float32 squares overflow
+    cases.append(base.astype(np.float32) * np.float32(2.0**-70))  # and underflow
+    for x in cases:
+        got, want = fro(x), _fro_by_definition(x)
+        assert got == want or (np.isnan(got) and np.isnan(want)), (x.dtype, np.abs(x).max())
+        assert type(got) is float
