@@ -7,6 +7,7 @@ Run from the repository root (not part of the test suite)::
     python benchmarks/bench_snapshots.py --profile          # cProfile of the larger report
     python benchmarks/bench_snapshots.py --commands check,check-last,theory,plot
     python benchmarks/bench_snapshots.py --phases 10000     # where one report's time goes
+    python benchmarks/bench_snapshots.py --analyze 500      # one worker's analysis, in a loop
 
 For each size S an HDF5 dump of S tiny snapshots (40 rows, d = 8, C = 4 features and a
 classifier per snapshot, labels once at the top) is written to a temporary folder; then
@@ -170,6 +171,36 @@ def phases(path: str, tmp: str) -> None:
     )
 
 
+def analyze_loop(loops: int) -> None:
+    """CPU ms of one ``analyze()`` of a tiny snapshot (the arrays of :func:`write_dump`: 40
+    rows, d = 8, C = 4, float32, with a classifier), on one thread with BLAS on one thread,
+    as a report's worker process runs it: best of three loops of ``loops`` calls over 50
+    different snapshots, after a warm-up loop."""
+    from ncinspect import analyze
+    from ncinspect.blas import hold_one_blas_thread
+    from ncinspect.engines.local import LocalEngine
+
+    rng = np.random.default_rng(0)
+    n, d, C = 40, 8, 4
+    labels = np.arange(n) % C
+    feats = [rng.standard_normal((n, d)).astype("f4") for _ in range(50)]
+    weights = [rng.standard_normal((C, d)).astype("f4") for _ in range(50)]
+    engine = LocalEngine(threads=1)
+    hold_one_blas_thread()
+
+    def loop(k: int) -> None:
+        for i in range(k):
+            analyze(feats[i % 50], labels, weights=weights[i % 50], engine=engine)
+
+    loop(50)
+    best = []
+    for _ in range(3):
+        c0 = time.process_time()
+        loop(loops)
+        best.append(1e3 * (time.process_time() - c0) / loops)
+    print(f"analyze() of a 40 x 8, C = 4 snapshot: {' '.join(f'{b:.3f}' for b in best)} CPU ms")
+
+
 def _args(command: str, path: str, tmp: str, threads: list[str]) -> list[str]:
     """The CLI call that ``--commands`` names, its outputs in ``tmp``."""
     out = os.path.join(tmp, "out")
@@ -193,6 +224,9 @@ def main() -> None:
     parser.add_argument(
         "--phases", type=int, default=0, help="time the phases of one report of this many snapshots"
     )
+    parser.add_argument(
+        "--analyze", type=int, default=0, help="time this many analyze() calls (a worker's share)"
+    )
     parser.add_argument("--threads", default=None, help="passed to report (1: no worker processes)")
     parser.add_argument(
         "--commands",
@@ -202,6 +236,9 @@ def main() -> None:
     )
     opts = parser.parse_args()
     commands = [c.strip() for c in opts.commands.split(",") if c.strip()]
+    if opts.analyze:
+        analyze_loop(opts.analyze)
+        return
     if opts.phases:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, f"snaps{opts.phases}.h5")
