@@ -80,6 +80,7 @@ class _Walker:
         self.allow_external = allow_external
         self.notes = notes
         self.seen: dict[Any, str] = {}  # group id -> the tree path it was listed under
+        self.shown_path = shown(path)  # the start of every message (formed once)
         try:  # open read-only, by no writer of this process (HDF5 would share its handle)
             self.fixed_extent = h5file.id.get_intent() == h5py.h5f.ACC_RDONLY
         except READ_ERRORS:
@@ -87,7 +88,7 @@ class _Walker:
 
     def where(self, node_path: str, name: str = "") -> str:
         full = f"{node_path.rstrip('/')}/{name}" if name else node_path
-        return f"{shown(self.path)}:{shown(full)}"
+        return f"{self.shown_path}:{shown(full)}"
 
     # links ---------------------------------------------------------------------------
     def follow(self, gid, raw: bytes, where: str, depth: int = 0, listed: bool = False):
