@@ -4,7 +4,6 @@ are left out, the numbers those of the kept rows alone."""
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -12,7 +11,7 @@ from ncinspect.integrations.lightning import NeuralCollapseCallback
 from ncinspect.integrations.torch import measure
 
 from ..torchnet import loader, trained_mlp
-from .test_lightning import Module, _analyze
+from .test_lightning import Module, _analyze, quiet_trainer
 
 
 def _same(got, want):
@@ -53,17 +52,7 @@ def test_lightning_callback_passes_ignore_index_to_the_meter(tmp_path):
     cb = NeuralCollapseCallback(
         "net.fc", loaders={"val": loader(xv, yv_ign, batch_size=16)}, ignore_index=-100
     )
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        callbacks=[cb],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = quiet_trainer(cb)
     trainer.fit(model, loader(x, y, batch_size=32))
     ((_, split, result),) = cb.results
     assert split == "val" and result.n_samples == int(keep.sum())

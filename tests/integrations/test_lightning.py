@@ -37,22 +37,33 @@ class Module(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
 
 
+def quiet_trainer(cb, **options) -> pl.Trainer:
+    """A one-epoch trainer on one CPU with the callback ``cb``, no logger, and nothing saved,
+    shown or sanity-checked (``options`` override any of it)."""
+    return pl.Trainer(
+        **{
+            "max_epochs": 1,
+            "accelerator": "cpu",
+            "devices": 1,
+            "logger": False,
+            "callbacks": [cb],
+            "enable_checkpointing": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "num_sanity_val_steps": 0,
+            **options,
+        }
+    )
+
+
 def _fit(tmp_path, epochs, **cb_options):
     torch.manual_seed(0)
     x, y = gaussian_classes(C=4, n=40, d_in=8, seed=0)
     xv, yv = gaussian_classes(C=4, n=15, d_in=8, seed=1)
     model = Module()
     cb = NeuralCollapseCallback("net.fc", **cb_options)
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=pl.loggers.CSVLogger(tmp_path, name="logs"),
-        callbacks=[cb],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
+    trainer = quiet_trainer(
+        cb, max_epochs=epochs, logger=pl.loggers.CSVLogger(tmp_path, name="logs")
     )
     trainer.fit(model, loader(x, y, batch_size=32), loader(xv, yv, batch_size=32))
     return model, trainer, cb, (x, y, xv, yv)

@@ -22,7 +22,7 @@ from PIL import Image
 from ncinspect.integrations.lightning import NeuralCollapseCallback
 
 from ..torchnet import gaussian_classes, loader
-from .test_lightning import Module
+from .test_lightning import Module, quiet_trainer
 
 
 def wandb_records(path):
@@ -92,18 +92,7 @@ def fitted(tmp_path, monkeypatch):
         pl.loggers.WandbLogger(save_dir=str(tmp_path / "wandb"), offline=True, project="nc"),
     ]
     cb = NeuralCollapseCallback("net.fc", layers=["net.body.1"], log_figures=True)
-    trainer = pl.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        devices=1,
-        logger=loggers,
-        callbacks=[cb],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-    )
+    trainer = quiet_trainer(cb, max_epochs=2, logger=loggers, log_every_n_steps=1)
     trainer.fit(Module(), loader(x, y, batch_size=40), loader(xv, yv, batch_size=40))
     import wandb
 

@@ -17,6 +17,7 @@ from ncinspect.integrations.lightning import NeuralCollapseCallback, loss_kind, 
 from ncinspect.results.conventions import loss_of
 
 from ..torchnet import MLP, gaussian_classes, loader
+from .test_lightning import quiet_trainer
 
 
 class Grouped(pl.LightningModule):
@@ -58,17 +59,7 @@ def test_dump_and_results_carry_what_the_theory_needs(tmp_path):
         layers={"hidden": "net.body.1"},
         dump_meta={"seed": 7, "dataset": "gaussian"},
     )
-    trainer = pl.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        callbacks=[cb],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = quiet_trainer(cb, max_epochs=2)
     model = Grouped()
     trainer.fit(model, loader(x, y, batch_size=40), loader(xv, yv, batch_size=40))
     assert [(e, s) for e, s, _ in cb.results] == [

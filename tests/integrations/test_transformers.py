@@ -93,6 +93,22 @@ def token_labels():
     return ids, labels
 
 
+def token_reference(model, ids, mask, labels):
+    """``(analyze of the labelled tokens' last hidden rows with the model's classifier, the
+    mask of labelled tokens)``: what a callback measuring a token-classification BERT
+    should report."""
+    with torch.no_grad():
+        hidden = model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+    keep = labels.reshape(-1) != -100
+    ref = ncinspect.analyze(
+        hidden.reshape(-1, hidden.shape[-1])[keep].double().numpy(),
+        labels.reshape(-1)[keep].numpy(),
+        weights=model.classifier.weight.detach().numpy(),
+        bias=model.classifier.bias.detach().numpy(),
+    )
+    return ref, keep
+
+
 def meta_rows(monkeypatch, d=4):
     """Labels (3 x 5, three of them -100) and a callback whose hooked forward gives rows of
     ``d`` features on torch's ``meta`` device, where any read of a value raises."""
@@ -302,17 +318,7 @@ def test_token_classification_drops_ignored_rows():
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
     nc = NeuralCollapseCallback(trainer=object())
     values = nc.measure_split(model, "tok", [batch])
-    with torch.no_grad():
-        hidden = model.bert(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
-    keep = labels.reshape(-1) != -100
-    H = hidden.reshape(-1, 16)[keep].double().numpy()
-    y = labels.reshape(-1)[keep].numpy()
-    ref = ncinspect.analyze(
-        H,
-        y,
-        weights=model.classifier.weight.detach().numpy(),
-        bias=model.classifier.bias.detach().numpy(),
-    )
+    ref, _ = token_reference(model, ids, torch.ones_like(ids), labels)
     assert nc.results[0][2].n_samples == 6 * (T - 1)
     _close({k.removeprefix("nc/tok/"): v for k, v in values.items()}, ref)
 

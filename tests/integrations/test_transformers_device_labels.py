@@ -33,6 +33,7 @@ from .test_transformers import (  # noqa: F401 - _offline: the module's autouse 
     lm_data,
     meta_rows,
     token_labels,
+    token_reference,
 )
 
 
@@ -98,17 +99,7 @@ def test_token_classification_with_device_labels(on_a_device):
     nc = NeuralCollapseCallback(trainer=object())
     values = nc.measure_split(model, "tok", batches)
     _no_reads(on_a_device, 2)
-    with torch.no_grad():
-        hidden = model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
-    keep = labels.reshape(-1) != -100
-    H = hidden.reshape(-1, 16)[keep].double().numpy()
-    y = labels.reshape(-1)[keep].numpy()
-    ref = ncinspect.analyze(
-        H,
-        y,
-        weights=model.classifier.weight.detach().numpy(),
-        bias=model.classifier.bias.detach().numpy(),
-    )
+    ref, keep = token_reference(model, ids, mask, labels)
     assert nc.results[0][2].n_samples == int(keep.sum()) == 6 * (T - 1) - (T - 3)
     _close({k.removeprefix("nc/tok/"): v for k, v in values.items()}, ref)
 

@@ -86,6 +86,23 @@ _LABELS = {
 }
 
 
+def two_passes_without_sync(meter, ht, y, dev, batch: int) -> None:
+    """Both passes of ``meter`` over the device rows ``ht`` in batches of ``batch``, their
+    labels ``y`` (numpy) on the host and on ``dev`` in turn, each update under torch's
+    sync debug mode "error" (a host synchronisation raises)."""
+    for p in range(2):
+        for k, a in enumerate(range(0, len(y), batch)):
+            yb = torch.from_numpy(y[a : a + batch])
+            yb = yb if k % 2 else yb.to(dev)
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                meter.update(ht[a : a + batch], yb)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        if p == 0:
+            meter.next_pass()
+
+
 @pytest.mark.parametrize("pass_number", [1, 2])
 @pytest.mark.parametrize("classifier", ["weights+bias", "weights", "none"])
 @pytest.mark.parametrize("precision", ["float64", "float32"])
@@ -402,17 +419,7 @@ if torch.cuda.is_available():  # only where a GPU is: no skip elsewhere
         was = torch.backends.cuda.matmul.fp32_precision
         torch.backends.cuda.matmul.fp32_precision = "tf32"
         try:
-            for p in range(2):
-                for k, a in enumerate(range(0, len(y), 32)):
-                    yb = torch.from_numpy(y[a : a + 32])
-                    yb = yb if k % 2 else yb.to(dev)
-                    torch.cuda.set_sync_debug_mode("error")
-                    try:
-                        meter.update(ht[a : a + 32], yb)
-                    finally:
-                        torch.cuda.set_sync_debug_mode("default")
-                if p == 0:
-                    meter.next_pass()
+            two_passes_without_sync(meter, ht, y, dev, 32)
         finally:
             torch.backends.cuda.matmul.fp32_precision = was
         for name, _ in meter.pass_state().specs():

@@ -19,6 +19,7 @@ import ncinspect
 from ncinspect.errors import InvalidDataError, UsageError
 
 from ..helpers import make_data
+from .test_meter_cudapath import two_passes_without_sync
 from .test_meter_device import HostReads
 
 IGNORE = -100
@@ -328,17 +329,7 @@ if torch.cuda.is_available():  # only where a GPU is: no skip elsewhere
             per_class=True,
         )
         ht = torch.from_numpy(h).to(dev)
-        for p in range(2):
-            for k, a in enumerate(range(0, len(y), 16)):
-                yb = torch.from_numpy(y[a : a + 16])
-                yb = yb if k % 2 else yb.to(dev)
-                torch.cuda.set_sync_debug_mode("error")
-                try:
-                    meter.update(ht[a : a + 16], yb)
-                finally:
-                    torch.cuda.set_sync_debug_mode("default")
-            if p == 0:
-                meter.next_pass()
+        two_passes_without_sync(meter, ht, y, dev, 16)
         ref = ncinspect.Meter(weights=w, bias=b, precision=precision, per_class=True)
         want = _run(ref, np.asarray, h[kept], y[kept], (16, 16))
         got = meter.compute()
