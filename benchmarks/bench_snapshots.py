@@ -169,13 +169,20 @@ def phases(path: str, tmp: str) -> None:
         f"  {'report':22} {w1 - w0:7.2f} {c1 - c0:7.2f}   "
         f"{1e3 * (w1 - w0) / count:6.3f} ms {1e3 * (c1 - c0) / count:6.3f} ms"
     )
+    fw, fc = floor(path)  # in the same run: what any reader pays for these snapshots
+    print(
+        f"  {'floor (h5py reads)':22} {fw:7.2f} {fc:7.2f}   "
+        f"{1e3 * fw / count:6.3f} ms {1e3 * fc / count:6.3f} ms   "
+        f"(report: {(w1 - w0) / fw:.1f}x its wall)"
+    )
 
 
 def analyze_loop(loops: int) -> None:
     """CPU ms of one ``analyze()`` of a tiny snapshot (the arrays of :func:`write_dump`: 40
     rows, d = 8, C = 4, float32, with a classifier), on one thread with BLAS on one thread,
     as a report's worker process runs it: best of three loops of ``loops`` calls over 50
-    different snapshots, after a warm-up loop."""
+    different snapshots, after a warm-up loop; and, in the same loops, the floor of the same
+    rows (one float64 read and one product of width 2C) and the ratio to it."""
     from ncinspect import analyze
     from ncinspect.blas import hold_one_blas_thread
     from ncinspect.engines.local import LocalEngine
@@ -192,13 +199,28 @@ def analyze_loop(loops: int) -> None:
         for i in range(k):
             analyze(feats[i % 50], labels, weights=weights[i % 50], engine=engine)
 
+    # the floor: one float64 read of the rows and one product of width 2C (the class means
+    # and W), what any computation of the metrics of these rows must do
+    centres = np.vstack([rng.standard_normal((C, d)), weights[0]]).T
+
+    def floor_loop(k: int) -> None:
+        for i in range(k):
+            np.asarray(feats[i % 50], dtype=np.float64) @ centres
+
     loop(50)
-    best = []
+    best, floors = [], []
     for _ in range(3):
         c0 = time.process_time()
         loop(loops)
         best.append(1e3 * (time.process_time() - c0) / loops)
+        c0 = time.process_time()
+        floor_loop(loops)
+        floors.append(1e3 * (time.process_time() - c0) / loops)
     print(f"analyze() of a 40 x 8, C = 4 snapshot: {' '.join(f'{b:.3f}' for b in best)} CPU ms")
+    print(
+        f"floor (a float64 read and a product of width 2C): {min(floors) * 1e3:.1f} CPU us; "
+        f"analyze() {min(best) / min(floors):.0f}x it"
+    )
 
 
 def _args(command: str, path: str, tmp: str, threads: list[str]) -> list[str]:
