@@ -157,8 +157,9 @@ def command(
     keys = keys_from(kwargs)
     bar = RowProgress(enabled=not quiet and sys.stderr.isatty())
     with reading_from(kwargs) as reading, bar:
-        reports = [
-            analyze_file(
+        reports = []
+        for file in files:
+            one = analyze_file(
                 file,
                 snapshot=snapshot,
                 keys=keys,
@@ -173,8 +174,10 @@ def command(
                 **reading,
                 **classes,
             )
-            for file in files
-        ]
+            reports.append(one)
+            # the bar's refresh thread ends with each file: while it ran, the next
+            # file's snapshots could not go to worker processes (no fork then)
+            bar.close()
     if aggregate:
         from ..render.aggregate import render_aggregate
         from ..results.aggregate import aggregate as aggregate_runs

@@ -376,3 +376,51 @@ def test_theory_of_many_snapshots_is_the_same_on_workers(tmp_path, monkeypatch):
     assert forked.to_json() == serial.to_json() and skipped == skipped_serial
     assert all(r.theory is not None for r in forked)
     assert _no_children()
+
+
+def test_report_aggregate_sends_every_file_to_the_workers_under_a_progress_bar(
+    tmp_path, monkeypatch
+):
+    """A progress bar draws from a thread of its own, and no worker is forked while another
+    thread runs: ``report --aggregate`` of several files stops the bar after each one, so the
+    next file's snapshots go to the workers too (before: the first file only)."""
+    import io
+    import threading
+
+    from click.testing import CliRunner
+    from rich.console import Console
+
+    from ncinspect.cli import cli as group
+    from ncinspect.cli import progress as progress_mod
+
+    _many_cores(monkeypatch)
+    before = set(threading.enumerate())
+    monkeypatch.setattr(
+        processes, "_threads_alive", lambda: bool(set(threading.enumerate()) - before)
+    )
+    drawn = []
+    real_init = progress_mod.RowProgress.__init__
+
+    def on_a_terminal(self, *, enabled=True, console=None, delay=0.5):
+        console = Console(file=io.StringIO(), force_terminal=True)
+        real_init(self, enabled=True, console=console, delay=0.0)
+        drawn.append(console)
+
+    monkeypatch.setattr(progress_mod.RowProgress, "__init__", on_a_terminal)
+    forks = []
+    real_map = processes.forked_map
+
+    def counted(work, items, workers, **kwargs):
+        forks.append((items, workers))
+        return real_map(work, items, workers, **kwargs)
+
+    monkeypatch.setattr(processes, "forked_map", counted)
+    n = 2 * FORK_MIN_SNAPSHOTS + 1
+    paths = [_dump(tmp_path / f"seed{k}.h5", n) for k in range(3)]
+    out = tmp_path / "runs.json"
+    result = CliRunner().invoke(group, ["report", "--aggregate", *paths, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert forks == [(n, 2)] * 3
+    assert drawn and drawn[0].file.getvalue()  # the bar was drawn (its thread ran)
+    assert set(threading.enumerate()) <= before  # and it is gone
+    assert _no_children()
