@@ -10,9 +10,11 @@ difference; keys the reference lacks are new. The new keys (with the current val
 then inserted into ``NAME.json``, ``identity/NAME.json`` and ``identity/*/NAME.json`` where
 present, whose existing values are left as they are (they may differ from this machine's in
 the last bits: that is what identity/ is for; the new keys of another kernel's file carry
-this machine's bits). Files are written in the report's format (sorted keys, indent 2,
-newline at the end), and the script first checks that this format reproduces each stored
-file byte for byte.
+this machine's bits: on a machine of that kernel, check its old values with this script's
+walk and write its ``identity/<architecture>/`` again, ``python tests/test_golden.py
+--write-identity``, as identity/SkylakeX/ was). Files are written in the report's format
+(sorted keys, indent 2, newline at the end), and the script first checks that this format
+reproduces each stored file byte for byte.
 """
 
 from __future__ import annotations
