@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from ..check import CheckResult, Outcome
-from ..text import NAME_LIMIT, cut, line_start
+from ..text import NAME_LIMIT, cut, json_safe, line_start
 from .layout import column, fit
 from .safe import markup, plain, xml_text
 from .table import fmt
@@ -95,8 +95,10 @@ def render_check(result: CheckResult, console) -> None:
 
 
 def to_json(result: CheckResult) -> str:
-    """The result as JSON with sorted keys (null for undefined values)."""
-    return json.dumps(result.to_dict(), sort_keys=True, indent=2, allow_nan=False) + "\n"
+    """The result as JSON with sorted keys (null for undefined values); the ``[`` of a
+    ``##[`` inside a string is written ``\\u005b`` (:func:`ncinspect.text.json_safe`)."""
+    text = json.dumps(result.to_dict(), sort_keys=True, indent=2, allow_nan=False)
+    return json_safe(text) + "\n"
 
 
 def _case_name(o: Outcome) -> str:
