@@ -145,7 +145,9 @@ def clip_line(message: Any, limit: int = MAX_LINE, echoed: Iterable[str] = ()) -
 
 def _echo_forms(values: Iterable[str]) -> list[str]:
     """The long forms in which a message may quote the command-line values ``values``
-    (plain text: each as given, its absolute path, its folder), longest first."""
+    (plain text: each as given, its absolute path, its folder, and each of these as Python's
+    ``repr`` writes it between its quotes, the form click's messages use: ``No such command
+    'x'``, ``'x' is not one of ...``), longest first."""
     import os
 
     forms = set()
@@ -153,11 +155,14 @@ def _echo_forms(values: Iterable[str]) -> list[str]:
         if not isinstance(value, str) or len(value) <= MAX_ECHO:
             continue
         for form in (value, os.path.dirname(value)):
-            forms.add(plain(form))
+            spelled = [form]
             try:
-                forms.add(plain(os.path.abspath(form)))
+                spelled.append(os.path.abspath(form))
             except (ValueError, OSError):  # NUL in the value: no path
                 pass
+            for each in spelled:
+                forms.add(plain(each))
+                forms.add(plain(repr(each)[1:-1]))
     return sorted((f for f in forms if len(f) > MAX_ECHO), key=len, reverse=True)
 
 

@@ -256,3 +256,32 @@ def test_train_summary_shows_a_markup_path_literally(tmp_path, monkeypatch, caps
     assert code == 0, err[-500:]
     assert os.path.exists(name)
     assert f"{name}: snapshots at epochs" in err
+
+
+_LONG = "\x1b[31m##[error]x\nline2 " + "v" * 5000 + " w" * 3000
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [_LONG],  # click: No such command '...' (the value as repr writes it)
+        ["report", "--" + _LONG],
+        ["report", "s.h5", "--ncc-centres", _LONG],  # '...' is not one of ...
+        ["report", "s.h5", "--precision", _LONG],
+        ["plot", "s.h5", "-o", "o", "--kind", _LONG],
+        ["plot", "s.h5", "-o", "o", "--format", _LONG],
+        ["report", "s.h5", "--snapshot", _LONG],
+        ["info", _LONG],
+    ],
+    ids=["command", "option", "ncc-centres", "precision", "kind", "format", "snapshot", "info"],
+)
+def test_usage_lines_clip_a_value_click_quotes_with_repr(tmp_path, monkeypatch, capsys, args):
+    """click quotes a bad value as Python's repr does (``\\n`` where the value has a line
+    feed), which the echoed-value rule missed: the value was cut only by the 4,000-character
+    line cap, and click's "Error: Invalid value for '--x': " went past it."""
+    shutil.copy(SAMPLE, tmp_path / "s.h5")
+    monkeypatch.chdir(tmp_path)
+    assert main(args) in (2, 3)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert lines and all(len(ln) < 1000 for ln in lines), max(map(len, lines))
+    assert not any("\x1b" in ln or "##[" in ln for ln in lines)
