@@ -285,3 +285,22 @@ def test_usage_lines_clip_a_value_click_quotes_with_repr(tmp_path, monkeypatch, 
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert lines and all(len(ln) < 1000 for ln in lines), max(map(len, lines))
     assert not any("\x1b" in ln or "##[" in ln for ln in lines)
+
+
+def test_check_notes_cut_a_huge_snapshot_name(tmp_path, capsys):
+    """``check``'s notes (a snapshot being written, skipped) named the snapshot whole in the
+    table and in GitHub annotations: a 500,000-character name gave a 500 kB line. They are
+    cut as the report's notes are; JSON and JUnit keep the name."""
+    path = _hostile_dump(tmp_path / "run.h5")
+    big = "Q" * 500_000
+    with h5py.File(path, "a") as f:
+        g = f.create_group(big)
+        g.attrs.update(epoch=9, ncinspect_in_progress=1)
+        g["features"] = np.zeros((30, 5))
+    for fmt in ("table", "github"):
+        code = main(["check", str(path), *_CHECK, "--format", fmt, "--layer", "all"])
+        out = capsys.readouterr().out
+        assert code == 1 and "QQQQ" in out  # the note is there
+        assert max(map(len, out.splitlines())) < 5000, fmt
+    assert main(["check", str(path), *_CHECK, "--format", "json"]) == 1
+    assert big in capsys.readouterr().out
