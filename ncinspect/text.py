@@ -265,6 +265,9 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, (bool, int, float)):
         return value
     text = value if isinstance(value, str) else str(value)
+    # a lone surrogate (a file name of bytes that are not UTF-8, as Python decodes argv)
+    # cannot be written as UTF-8: shown as its escape, as JSON writes it (0.2-0.5: exit 4)
+    text = _SURROGATE.sub(_escape_char, text)
     text = _neutralised(text)
     if any(c in text for c in _CELL_BREAKS):
         parts = _CELL_BREAK.split(text)  # text, separator, text, separator, ...
@@ -272,6 +275,7 @@ def csv_cell(value: Any) -> Any:
     return text
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _CELL_BREAKS = ";\t\n\r"
 _CELL_BREAK = re.compile("([;\t\n\r])")
 

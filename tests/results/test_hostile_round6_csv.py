@@ -144,3 +144,19 @@ def test_csv_on_stdout_runs_no_legacy_workflow_command(tmp_path, capsys):
     assert "##[" not in out and "##\\x5badd-mask]s" in out
     assert main(["report", str(tmp_path / "w.h5"), "--csv", str(tmp_path / "w.csv"), "-q"]) == 0
     assert "ep ##[add-mask]s" in (tmp_path / "w.csv").read_text(encoding="utf-8")
+
+
+def test_a_file_name_that_is_not_utf8_is_written_as_escapes(tmp_path, capsys):
+    """A file name of bytes that are not UTF-8 (Python decodes them to lone surrogates) made
+    ``report --csv`` exit 4 (UnicodeEncodeError); JSON writes such a name as ``\\udcff``,
+    and so does the CSV now."""
+    import os
+
+    name = os.fsdecode(b"\xff\xfe-run.h5")
+    _dump(tmp_path / name, ["ep0", "ep1"])
+    out = tmp_path / "r.csv"
+    assert main(["report", str(tmp_path / name), "--csv", str(out), "-q"]) == 0
+    capsys.readouterr()
+    rows = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8"), newline="")))
+    assert rows[1][0].endswith("\\udcff\\udcfe-run.h5")
+    assert csv_cell("\udcff") == "\\udcff" and csv_cell("=\udcff") == "'=\\udcff"
