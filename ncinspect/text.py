@@ -36,6 +36,9 @@ __all__ = [
     "csv_text",
     "cut",
     "line_start",
+    "starts_workflow_command",
+    "no_workflow_command",
+    "json_safe",
 ]
 
 MAX_ECHO = 160  #: longest user value (glob, path, name, metadata value) echoed in a message
@@ -300,7 +303,19 @@ def line_start(path: Any) -> str:
     ``::``, which a GitHub Actions runner reads there as a workflow command (``::error``,
     ``::add-mask::``), is shown as ``./`` + it, the same file. Other text unchanged."""
     text = str(path)
-    return "./" + text if text.lstrip().startswith("::") else text
+    return "./" + text if starts_workflow_command(text) else text
+
+
+# blanks (which the runner trims) and default-ignorable characters (which a culture-sensitive
+# StartsWith skips) before "::", also between its two colons
+_V2_COMMAND = re.compile(f"[\\s{_IGNORABLE}]*:[{_IGNORABLE}]*:")
+
+
+def starts_workflow_command(text: str) -> bool:
+    """Whether a line starting with ``text`` starts a GitHub Actions workflow command
+    (``::name::``) as the runner reads it: after blanks, also with zero-width or other
+    default-ignorable characters before or between the colons."""
+    return _V2_COMMAND.match(text) is not None
 
 
 def cut(text: str, limit: int = NAME_LIMIT) -> str:
@@ -331,7 +346,7 @@ def csv_text(header: list[str], rows: list[list[Any]]) -> str:
         # of the field separators too); and for a cell that starts (after blanks) with "::",
         # which a GitHub Actions runner reads as a workflow command at the start of a line
         # (a CSV on stdout, or cat in a CI log): the quote is the same cell to a CSV reader
-        if any(c in text for c in _CSV_QUOTED) or text.lstrip().startswith("::"):
+        if any(c in text for c in _CSV_QUOTED) or starts_workflow_command(text):
             return '"' + text.replace('"', '""') + '"'
         return text
 
