@@ -38,3 +38,11 @@ def test_reprs_and_notebook_html_cut_huge_names(tmp_path):
     assert {s["name"] for s in json.loads(report.to_json())["snapshots"]} == {
         "/" + n for n in names
     }
+
+
+def test_layer_law_repr_cuts_and_escapes_the_split():
+    from ncinspect.results.layer_laws import LayerLaw
+
+    law = LayerLaw(epoch=0, split="\x1b[2J" + "s" * BIG, metrics={})
+    text = repr(law)
+    assert len(text) < 2 * NAME_LIMIT + 400 and "\x1b" not in text and "chars)" in text
