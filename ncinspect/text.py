@@ -341,11 +341,12 @@ def csv_text(header: list[str], rows: list[list[Any]]) -> str:
         # quoted as the csv module quotes (minimal), and also for a carriage return, which
         # the csv module leaves bare when the line ends in "\n" (a row then splits in two);
         # for a semicolon or a tab, the separators a spreadsheet program uses in many locales
-        # (Excel opens a .csv with the locale's list separator, ";" in most of Europe): a cell
-        # "a;=1+1" left bare would be read there as "a" and a formula "=1+1" (OWASP: take care
-        # of the field separators too); and for a cell that starts (after blanks) with "::",
-        # which a GitHub Actions runner reads as a workflow command at the start of a line
-        # (a CSV on stdout, or cat in a CI log): the quote is the same cell to a CSV reader
+        # (Excel opens a .csv with the locale's list separator, ";" in most of Europe), so
+        # that a reader that honours quotes keeps the cell whole (csv_cell has neutralised
+        # each part after one for the readers that do not: OWASP, take care of the field
+        # separators too); and for a cell that starts (after blanks) with "::", which a
+        # GitHub Actions runner reads as a workflow command at the start of a line (a CSV on
+        # stdout, or cat in a CI log): the quote is the same cell to a CSV reader
         if any(c in text for c in _CSV_QUOTED) or starts_workflow_command(text):
             return '"' + text.replace('"', '""') + '"'
         return text
