@@ -326,3 +326,27 @@ def test_a_file_name_with_invisible_characters_never_starts_a_command(
     out = capsys.readouterr()
     assert code in (0, 1), out.err
     _no_command_in(out.out + out.err)
+
+
+def test_names_without_glyphs_print_no_warning_lines(tmp_path, monkeypatch, capsys):
+    """Class names in characters the figure font lacks (CJK, emoji) made matplotlib print
+    two stderr lines per character and draw ("Glyph 128293 (\\N{FIRE}) missing from
+    font(s)"), outside the command's one-line messages; the figures show boxes quietly."""
+    import warnings
+
+    h, y, m = make_data(C=3, d=5, n=10)
+    path = tmp_path / "g.h5"
+    with h5py.File(path, "w") as f:
+        f["labels"] = y
+        f["class_names"] = np.array([n.encode() for n in ("\U0001f525a", "\u65e5\u672c", "c")])
+        for e in range(3):
+            g = f.create_group(f"ep{e}")
+            g.attrs.update(epoch=e, split="train")
+            g["features"], g["weights"] = h * (1 + e), m
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert main(["plot", "g.h5", "-o", "figs", "-f", "png", "--dpi", "20", "-q"]) == 0
+        assert main(["report", "g.h5", "--html", "g.html", "-q"]) == 0
+    capsys.readouterr()
+    assert not [w for w in seen if "missing from" in str(w.message)]
