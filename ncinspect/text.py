@@ -36,6 +36,9 @@ __all__ = [
     "csv_text",
     "cut",
     "line_start",
+    "starts_workflow_command",
+    "no_workflow_command",
+    "json_safe",
 ]
 
 MAX_ECHO = 160  #: longest user value (glob, path, name, metadata value) echoed in a message
@@ -60,12 +63,48 @@ def _escape_char(m: re.Match) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+# What a GitHub Actions runner reads *anywhere* in a line of a job's log as a workflow
+# command of the legacy form ``##[name]data`` (``##[add-mask]``, ``##[stop-commands]``,
+# ``##[error]``...: actions/runner ActionCommand.TryParse looks for the prefix with IndexOf,
+# not only at the start of the line as for ``::name::``). The runner's string search may be
+# culture-sensitive, which skips default-ignorable code points, so ``#``, zero-width space,
+# ``#``, ``[`` is caught too.
+_IGNORABLE = (
+    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
+)
+_V1_COMMAND = re.compile(f"#[{_IGNORABLE}]*#[{_IGNORABLE}]*\\[")
+
+
+def no_workflow_command(text: str, bracket: str = "\\x5b") -> str:
+    """``text`` with the ``[`` of every legacy GitHub Actions workflow command prefix
+    (``##[``, also with invisible characters between) shown as ``bracket`` (``\\x5b``, as
+    :func:`plain` shows escapes; JSON text passes ``\\u005b``, the same string once parsed),
+    so that no line ncinspect prints or writes runs ``##[add-mask]``, ``##[stop-commands]``
+    or ``##[error]`` in a CI log."""
+    if "#" not in text or "[" not in text:
+        return text
+    return _V1_COMMAND.sub(lambda m: m.group()[:-1] + bracket, text)
+
+
+def json_safe(text: str) -> str:
+    """JSON text with no legacy workflow command prefix (:func:`no_workflow_command`): a
+    ``[`` after ``##`` can only be inside a string, where ``\\u005b`` is the same character
+    once parsed, so the data is unchanged (a ``cat report.json`` in a CI log runs nothing)."""
+    return no_workflow_command(text, "\\u005b")
+
+
 def plain(value: Any) -> str:
     """``str(value)`` with every control or invisible-direction character shown as an escape.
 
-    Newlines and tabs are escaped too: one name or message is one line.
+    Newlines and tabs are escaped too: one name or message is one line. The ``[`` of a
+    legacy GitHub Actions workflow command prefix (``##[``, :func:`no_workflow_command`) is
+    shown as ``\\x5b``: a CI log runs no command from a name.
     """
-    return _UNSAFE.sub(_escape_char, value if isinstance(value, str) else str(value))
+    return no_workflow_command(
+        _UNSAFE.sub(_escape_char, value if isinstance(value, str) else str(value))
+    )
 
 
 def elide(text: str, limit: int) -> str:
@@ -109,7 +148,9 @@ def clip_line(message: Any, limit: int = MAX_LINE, echoed: Iterable[str] = ()) -
 
 def _echo_forms(values: Iterable[str]) -> list[str]:
     """The long forms in which a message may quote the command-line values ``values``
-    (plain text: each as given, its absolute path, its folder), longest first."""
+    (plain text: each as given, its absolute path, its folder, and each of these as Python's
+    ``repr`` writes it between its quotes, the form click's messages use: ``No such command
+    'x'``, ``'x' is not one of ...``), longest first."""
     import os
 
     forms = set()
@@ -117,16 +158,20 @@ def _echo_forms(values: Iterable[str]) -> list[str]:
         if not isinstance(value, str) or len(value) <= MAX_ECHO:
             continue
         for form in (value, os.path.dirname(value)):
-            forms.add(plain(form))
+            spelled = [form]
             try:
-                forms.add(plain(os.path.abspath(form)))
+                spelled.append(os.path.abspath(form))
             except (ValueError, OSError):  # NUL in the value: no path
                 pass
+            for each in spelled:
+                forms.add(plain(each))
+                forms.add(plain(repr(each)[1:-1]))
     return sorted((f for f in forms if len(f) > MAX_ECHO), key=len, reverse=True)
 
 
 def markup(value: Any, limit: int | None = None) -> str:
-    """:func:`plain` text, then escaped so that rich shows it literally (no markup parsed).
+    """:func:`plain` text, then escaped so that rich shows it literally (no markup parsed,
+    no emoji code replaced).
 
     Shown text only: cut to ``limit`` characters (default :data:`TEXT_LIMIT`) by :func:`cut`,
     so that no value from a file (a 10 MB class name) makes a table slow or huge."""
@@ -136,7 +181,15 @@ def markup(value: Any, limit: int | None = None) -> str:
     )
     # rich halves a run of backslashes that ends right before a tag, so a run at the end of
     # the text (where a closing tag may follow) is doubled as well
-    return _TRAILING_BACKSLASHES.sub(lambda m: m.group() * 2, text)
+    text = _TRAILING_BACKSLASHES.sub(lambda m: m.group() * 2, text)
+    # rich replaces emoji codes (``:thumbs_up:``, ``:warning:``) in each run of text between
+    # two tags, and has no escape for them: every colon gets a run of its own (a null style,
+    # shown as nothing), so no code forms in the name or across it and the text beside it
+    # (a run of backslashes before a colon is doubled: it now ends right before a tag)
+    return _COLON.sub(lambda m: m.group(1) * 2 + "[none]:[/none]", text) if ":" in text else text
+
+
+_COLON = re.compile(r"(\\*):")
 
 
 def xml_text(value: Any) -> str:
@@ -177,7 +230,9 @@ _FORMULA_START = frozenset("=+-@\t\r")
 # the Hangul fillers
 _INVISIBLE = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Mn", "Me", "Zs", "Zl", "Zp"))
 _FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+# a decimal number in ASCII digits (``\d`` alone would also take ``-١٢`` or ``-１``, which no
+# spreadsheet reads as a number: they stay text, and get the quote)
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 def _starts_formula(text: str) -> bool:
@@ -202,6 +257,10 @@ def csv_cell(value: Any) -> Any:
     lone combining marks) is ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (or a form
     that folds to one of them: ``＝ ﹦ ⁼ ＋ ﹢ － ﹣ ＠ ﹫``) is prefixed with a single quote, as
     OWASP recommends; the quote shows in the cell, so the text stays visible and unexecuted.
+    So is every part of the text after a semicolon, a tab, a line feed or a carriage return:
+    where a spreadsheet program splits cells or rows there (the list separator of many
+    locales is ";", a tab-separated import, a reader that takes quotes only at the start of
+    a cell), each part starts a cell of its own (``a;=1+1`` -> ``a;'=1+1``).
     ``None`` is an empty cell.
     """
     if value is None:
@@ -209,9 +268,24 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, (bool, int, float)):
         return value
     text = value if isinstance(value, str) else str(value)
-    if _starts_formula(text):
-        if _NUMBER.fullmatch(text):
-            return text
+    # a lone surrogate (a file name of bytes that are not UTF-8, as Python decodes argv)
+    # cannot be written as UTF-8: shown as its escape, as JSON writes it (0.2-0.5: exit 4)
+    text = _SURROGATE.sub(_escape_char, text)
+    text = _neutralised(text)
+    if any(c in text for c in _CELL_BREAKS):
+        parts = _CELL_BREAK.split(text)  # text, separator, text, separator, ...
+        text = "".join(p if i % 2 or i == 0 else _neutralised(p) for i, p in enumerate(parts))
+    return text
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CELL_BREAKS = ";\t\n\r"
+_CELL_BREAK = re.compile("([;\t\n\r])")
+
+
+def _neutralised(text: str) -> str:
+    """``text``, prefixed with a single quote when it starts a formula (not a number)."""
+    if _starts_formula(text) and not _NUMBER.fullmatch(text):
         return "'" + text
     return text
 
@@ -229,7 +303,19 @@ def line_start(path: Any) -> str:
     ``::``, which a GitHub Actions runner reads there as a workflow command (``::error``,
     ``::add-mask::``), is shown as ``./`` + it, the same file. Other text unchanged."""
     text = str(path)
-    return "./" + text if text.lstrip().startswith("::") else text
+    return "./" + text if starts_workflow_command(text) else text
+
+
+# blanks (which the runner trims) and default-ignorable characters (which a culture-sensitive
+# StartsWith skips) before "::", also between its two colons
+_V2_COMMAND = re.compile(f"[\\s{_IGNORABLE}]*:[{_IGNORABLE}]*:")
+
+
+def starts_workflow_command(text: str) -> bool:
+    """Whether a line starting with ``text`` starts a GitHub Actions workflow command
+    (``::name::``) as the runner reads it: after blanks, also with zero-width or other
+    default-ignorable characters before or between the colons."""
+    return _V2_COMMAND.match(text) is not None
 
 
 def cut(text: str, limit: int = NAME_LIMIT) -> str:
@@ -241,6 +327,9 @@ def cut(text: str, limit: int = NAME_LIMIT) -> str:
     return text[: max(1, limit - len(tail))] + tail
 
 
+_CSV_QUOTED = ',"\n\r;\t'
+
+
 def csv_text(header: list[str], rows: list[list[Any]]) -> str:
     """CSV text of ``header`` and ``rows`` (None as an empty cell, ``\\n`` line ends).
 
@@ -250,8 +339,15 @@ def csv_text(header: list[str], rows: list[list[Any]]) -> str:
     def field(value: Any) -> str:
         text = str(csv_cell(value))
         # quoted as the csv module quotes (minimal), and also for a carriage return, which
-        # the csv module leaves bare when the line ends in "\n" (a row then splits in two)
-        if any(c in text for c in ',"\n\r'):
+        # the csv module leaves bare when the line ends in "\n" (a row then splits in two);
+        # for a semicolon or a tab, the separators a spreadsheet program uses in many locales
+        # (Excel opens a .csv with the locale's list separator, ";" in most of Europe), so
+        # that a reader that honours quotes keeps the cell whole (csv_cell has neutralised
+        # each part after one for the readers that do not: OWASP, take care of the field
+        # separators too); and for a cell that starts (after blanks) with "::", which a
+        # GitHub Actions runner reads as a workflow command at the start of a line (a CSV on
+        # stdout, or cat in a CI log): the quote is the same cell to a CSV reader
+        if any(c in text for c in _CSV_QUOTED) or starts_workflow_command(text):
             return '"' + text.replace('"', '""') + '"'
         return text
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -397,6 +398,13 @@ _HOSTILE = [
     "\x00nul\x07bell",
     "%0A%0D",
     'name,with,commas"and quotes',
+    # round six: legacy workflow commands anywhere in a line, emoji codes, formulas after a
+    # separator inside a cell
+    "x ##[add-mask]secret",
+    "#\u200b#[stop-commands]tok",
+    ":thumbs_up:",
+    "x;=1+1;",
+    "y\t@SUM(A1)",
 ]
 
 
@@ -438,16 +446,31 @@ def test_writers_fed_hostile_names(tmp_path, capsys):
         with open(table, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
         assert len({len(r) for r in rows}) == 1 and len(rows) >= 3  # no row split or merged
+        for part in re.split("[;\t\r\n]", table.read_text(encoding="utf-8")):
+            # a cell as a ";" or tab reader that ignores quotes sees it: no formula starts
+            part = part.lstrip('"')
+            assert not (part[:1] in ("=", "+", "@") or part[:1] == "-" and not _number(part))
         check = ["check", path, "--no-config", "--max", "nc1=1e-9", "--min", "accuracy_ncc=2"]
         rc, out, err = _case(capsys, [*check, "--format", "junit", "-o", junit], path, ok=(0, 1))
         ET.parse(junit)  # well-formed
         assert "\x1b" not in junit.read_text(encoding="utf-8")
         rc, out, err = _case(capsys, [*check, "--format", "github", "-o", gh], path, ok=(0, 1))
-        for text in (gh.read_text(encoding="utf-8"), out):
+        for text in (gh.read_text(encoding="utf-8"), out, junit.read_text(encoding="utf-8")):
             for line in text.splitlines():  # a name never starts a workflow command
                 assert not line.startswith("::error::forged"), line
                 assert "\r" not in line and "\x1b" not in line
+                # nor holds a legacy one anywhere (zero-width characters are skipped)
+                assert "##[" not in re.sub("[\u200b\u200c\u200d\u2060\ufeff]", "", line)
+                assert "\U0001f44d" not in line  # :thumbs_up: shown as written
         cases += 1
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def test_integer_options_at_their_bounds(tmp_path, capsys):

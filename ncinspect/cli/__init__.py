@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ncinspect`` console script; returns (and exits with) the code."""
     from ..errors import NCInspectError
     from ..io.probe import configure_from_env, restore
-    from ..text import clip_line  # messages name files and arrays: no raw control codes, bounded
+
+    # messages name files and arrays: no raw control codes, bounded
+    from ..text import MAX_LINE, clip, clip_line
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
@@ -83,13 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:  # usage errors: unknown option, bad value
-        exc.message = clip_line(exc.message, echoed=args)  # click echoes values unbounded
+        # click echoes values unbounded; its "Error: Invalid value for '--x' / '-x': " is
+        # put before the message, so the message leaves room for it within MAX_LINE
+        exc.message = clip_line(exc.message, MAX_LINE - 120, echoed=args)
         exc.show()
         code = 2
     except NCInspectError as exc:
         if debug:
             raise
-        click.echo(f"ncinspect: error: {clip_line(exc, echoed=args)}", err=True)
+        prefix = "ncinspect: error: "
+        click.echo(f"{prefix}{clip_line(exc, MAX_LINE - len(prefix), echoed=args)}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt:
         click.echo("ncinspect: interrupted", err=True)
@@ -97,11 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - last resort: no traceback unless --debug
         if debug:
             raise
-        click.echo(
-            f"ncinspect: internal error: {type(exc).__name__}: {clip_line(exc, echoed=args)} "
-            "(rerun with --debug for the traceback)",
-            err=True,
-        )
+        prefix = f"ncinspect: internal error: {clip(type(exc).__name__, 60)}: "
+        suffix = " (rerun with --debug for the traceback)"
+        room = MAX_LINE - len(prefix) - len(suffix)
+        click.echo(f"{prefix}{clip_line(exc, room, echoed=args)}{suffix}", err=True)
         code = 4
     restore(probe_before)  # in-process callers (tests, notebooks) keep the library default
     if argv is None:

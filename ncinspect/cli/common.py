@@ -251,13 +251,39 @@ def emit(text: str, path: str | None, *, inputs=()) -> bool:
     """Write ``text`` to ``path`` (io/atomic.py rules), or to stdout when ``path`` is '-'.
 
     ``inputs`` are the command's input files: an output that is one of them is refused.
-    Returns True when stdout was used (so the caller prints no table after it).
+    On stdout (or a device or pipe written straight through) the ``[`` of a ``##[`` (a
+    GitHub Actions workflow command anywhere in a line) is shown ``\\x5b``: JSON has none
+    left (:func:`ncinspect.text.json_safe`); a CSV cell holding one changes there, never in
+    a file. Returns True when stdout was used (so the caller prints no table after it).
     """
     if not path:
         return False
-    from ..io.atomic import STDOUT, write_output
+    from ..io.atomic import REPLACE, STDOUT, write_mode, write_output
 
+    if write_mode(path) != REPLACE:  # a CI log: no "##[command]" from a name (a CSV cell)
+        from ..text import no_workflow_command
+
+        text = no_workflow_command(text)
     return write_output(path, text, inputs=inputs) == STDOUT
+
+
+def say(text: str, *, err: bool = True) -> None:
+    """Print one message line (a note, a failure, a summary) that echoes paths, names or
+    option values: the same guard as the error lines of :func:`ncinspect.cli.main`
+    (:func:`ncinspect.text.clip_line`: control characters escaped, so no terminal sequence
+    and no second line; each long value elided, the line capped; no ``##[`` workflow
+    command). Every such line of a command goes through here, never a bare ``click.echo``."""
+    from ..text import clip_line
+
+    click.echo(clip_line(text), err=err)
+
+
+def shown_path(path: str) -> str:
+    """A path the command wrote, as a line of its listing: whole (the user's own name), with
+    control characters escaped and a leading ``::`` shown as ``./::`` (the same file)."""
+    from ..text import line_start, plain
+
+    return plain(line_start(path))
 
 
 def stdout_console():

@@ -24,6 +24,8 @@ from .common import (
     precision_option,
     reading_from,
     reading_options,
+    say,
+    shown_path,
     snapshot_option,
 )
 
@@ -197,7 +199,7 @@ def command(files, **opts):
         written = _plot_runs(files, o, opts)
     if not o.quiet:
         for path in written:
-            click.echo(path)
+            click.echo(shown_path(path))
     return 0
 
 
@@ -227,7 +229,7 @@ def _plot_runs(files, o, opts) -> list[str]:
         runs = [list(r) for r in reports]
 
         def note(text: str) -> None:
-            click.echo(f"ncinspect: note: {text}", err=True)
+            say(f"ncinspect: note: {text}")
 
         plan = plots.plan_figures(
             files, runs, kinds=o.kinds, sqi=o.sqi, slugs=plots.unique_slugs(names), note=note
@@ -259,7 +261,7 @@ def analyze_one(file, common: dict, reading: dict, class_opts: dict):
     report = analyze_file(file, **common, **reading, **class_opts, arrays="last")
     skipped = dict.fromkeys(w for r in report.snapshots for w in r.warnings if " skipped: " in w)
     for text in skipped:
-        click.echo(f"ncinspect: note: {_printable(text)}", err=True)
+        say(f"ncinspect: note: {text}")
     return report
 
 

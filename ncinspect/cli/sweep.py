@@ -23,6 +23,7 @@ from .common import (
     MAX_WEIGHT_DECAYS,
     debug_option,
     int_range,
+    say,
 )
 
 _D = TrainConfig()  # the defaults live in one place: the dataclass
@@ -261,7 +262,7 @@ def command(
             click.echo(f.read())
     else:
         click.echo(sweep_markdown(rows))
-    click.echo(f"total {time.perf_counter() - start:.0f} s; wrote {', '.join(written)}", err=True)
+    say(f"total {time.perf_counter() - start:.0f} s; wrote {', '.join(written)}")
     return None
 
 

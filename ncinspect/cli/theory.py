@@ -15,6 +15,7 @@ from .common import (
     keys_from,
     reading_from,
     reading_options,
+    say,
     snapshot_option,
 )
 
@@ -86,7 +87,7 @@ def command(file, snapshot, json_path, tolerance, allow_external, debug, **kwarg
     if not to_stdout:
         render_theory(report, stdout_console(), skipped=skipped)
     if not len(report):
-        click.echo(f"ncinspect: {file}: no train-split penultimate snapshot to check", err=True)
+        say(f"ncinspect: {file}: no train-split penultimate snapshot to check")
     if tolerance is not None:
         from ..theory import tolerance_failures
 
@@ -96,15 +97,11 @@ def command(file, snapshot, json_path, tolerance, allow_external, debug, **kwarg
             n_checked += n
             failed += [(res.name, key, err) for key, err in bad]
         for name, key, err in failed:
-            click.echo(
-                f"ncinspect: {plain(name)}: {key} relative error {err:.3g} > {tolerance:g}",
-                err=True,
-            )
+            say(f"ncinspect: {plain(name)}: {key} relative error {err:.3g} > {tolerance:g}")
         if n_checked == 0:
-            click.echo(
+            say(
                 f"ncinspect: {file}: --tolerance: no identity could be checked "
-                "(see the notes: lambda = 0, missing keys or a partial training set)",
-                err=True,
+                "(see the notes: lambda = 0, missing keys or a partial training set)"
             )
             return 1
         return 1 if failed else 0

@@ -156,8 +156,9 @@ def _summary(history, output: str, task: str, console) -> int | None:
             f"test acc {_num(history.last('test_accuracy'), '.3f')}"
             + (f", nc1 {nc1:.3g}" if nc1 is not None else "")
         )
+    shown = _shown(output)
     console.print(
-        f"{output}: snapshots at epochs {saved}; "
+        f"{shown}: snapshots at epochs {saved}; "
         f"loss {_num(last.get('loss'), '.4g')}, "
         + scores
         + (f"; {speed * 1e3:.1f} ms/epoch" if math.isfinite(speed) else "; no epoch trained"),
@@ -166,12 +167,21 @@ def _summary(history, output: str, task: str, console) -> int | None:
     )
     if history.interrupted:
         console.print(
-            f"interrupted at epoch {last.get('epoch', 0)}; {output} holds the snapshots above",
+            f"interrupted at epoch {last.get('epoch', 0)}; {shown} holds the snapshots above",
             highlight=False,
             soft_wrap=True,
         )
         return 130
     return None
+
+
+def _shown(output: str) -> str:
+    """The dump's path in a line of rich markup: control characters escaped, clipped, no
+    markup or emoji code of its own (``-o '[/red].h5'`` made the summary exit 4 after the
+    whole run), a leading ``::`` shown as ``./::``."""
+    from ..text import clip, line_start, markup
+
+    return markup(clip(line_start(output)))
 
 
 def _num(value: float | None, spec: str) -> str:

@@ -275,8 +275,22 @@ def freeze_layout(fig) -> None:
     """
     if fig.get_layout_engine() is None:
         return
-    fig.draw_without_rendering()
+    with quiet_glyphs():
+        fig.draw_without_rendering()
     fig.set_layout_engine("none")
+
+
+@contextlib.contextmanager
+def quiet_glyphs() -> Iterator[None]:
+    """Drawing without matplotlib's "Glyph N (\\N{...}) missing from font(s)" warnings: a
+    class or file name from the dump in characters the font lacks (CJK, emoji) printed two
+    stderr lines per character and draw, outside the command's one-line messages (a file
+    of 1,000 such classes: thousands of lines); the figure shows the font's box instead."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
+        yield
 
 
 def figure_bytes(fig, fmt: str, *, dpi: float = 300) -> bytes:
@@ -307,7 +321,7 @@ def figure_bytes(fig, fmt: str, *, dpi: float = 300) -> bytes:
         "svg.fonttype": "path",
     }
     freeze_layout(fig)
-    with mpl.rc_context(rc):
+    with mpl.rc_context(rc), quiet_glyphs():
         fig.savefig(buf, format=fmt, metadata=metadata, dpi=dpi)
     return buf.getvalue()
 

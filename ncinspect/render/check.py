@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from ..check import CheckResult, Outcome
-from ..text import NAME_LIMIT, cut, line_start
+from ..text import NAME_LIMIT, TEXT_LIMIT, cut, json_safe, line_start
 from .layout import column, fit
 from .safe import markup, plain, xml_text
 from .table import fmt
@@ -48,7 +48,7 @@ def check_parts(result: CheckResult, width: int | None = None) -> list:
     from rich.text import Text
 
     config = f"  config: {plain(result.config)}" if result.config else ""
-    layer = "" if result.layer == "penultimate" else f"  layer: {plain(result.layer)}"
+    layer = "" if result.layer == "penultimate" else f"  layer: {plain(cut(result.layer))}"
     # a line of its own, not the table's title, which would wrap at the table's width
     header = Text.assemble((plain(line_start(result.file)), "bold"), f"{layer}{config}")
     table = Table()
@@ -70,7 +70,8 @@ def check_parts(result: CheckResult, width: int | None = None) -> list:
         Text.assemble(("FAIL ", "bold red"), plain(f"{_shown_case_name(o)}: {o.message}"))
         for o in result.failures
     ]
-    notes = [Text.assemble(("note ", "yellow"), plain(n)) for n in result.notes]
+    # a note names snapshots from the file (one being written, skipped): cut as tables cut
+    notes = [Text.assemble(("note ", "yellow"), plain(cut(n, TEXT_LIMIT))) for n in result.notes]
     colour = "green" if result.passed else "bold red"
     body = [table] if width is None else fit(table, width)
     return [header, *body, *reasons, *notes, Text(summary_line(result), style=colour)]
@@ -95,8 +96,10 @@ def render_check(result: CheckResult, console) -> None:
 
 
 def to_json(result: CheckResult) -> str:
-    """The result as JSON with sorted keys (null for undefined values)."""
-    return json.dumps(result.to_dict(), sort_keys=True, indent=2, allow_nan=False) + "\n"
+    """The result as JSON with sorted keys (null for undefined values); the ``[`` of a
+    ``##[`` inside a string is written ``\\u005b`` (:func:`ncinspect.text.json_safe`)."""
+    text = json.dumps(result.to_dict(), sort_keys=True, indent=2, allow_nan=False)
+    return json_safe(text) + "\n"
 
 
 def _case_name(o: Outcome) -> str:
@@ -155,7 +158,10 @@ def to_github(result: CheckResult) -> str:
         f"{_escape_data(f'{cut(o.target, NAME_LIMIT)} in {result.file}: {o.message}')}"
         for o in result.failures
     ]
-    lines += [f"::warning title={_escape_property(_TOOL)}::{_escape_data(n)}" for n in result.notes]
+    lines += [
+        f"::warning title={_escape_property(_TOOL)}::{_escape_data(cut(n, TEXT_LIMIT))}"
+        for n in result.notes
+    ]
     level = "notice" if result.passed else "error"
     lines.append(
         f"::{level} title={_escape_property(_TOOL)}::"

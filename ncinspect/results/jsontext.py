@@ -27,13 +27,17 @@ class _Other(Exception):
 
 
 def dumps(value: Any) -> str:
-    """``json.dumps(value, sort_keys=True, indent=2, allow_nan=False)``."""
+    """``json.dumps(value, sort_keys=True, indent=2, allow_nan=False)``, with the ``[`` of a
+    GitHub Actions ``##[command]`` inside a string written ``\\u005b`` (the same string once
+    parsed: :func:`ncinspect.text.json_safe`), so the text in a CI log runs no command."""
+    from ..text import json_safe
+
     parts: list[str] = []
     try:
         _encode(value, parts, 0)
     except (_Other, RecursionError):
-        return json.dumps(value, sort_keys=True, indent=2, allow_nan=False)
-    return "".join(parts)
+        return json_safe(json.dumps(value, sort_keys=True, indent=2, allow_nan=False))
+    return json_safe("".join(parts))
 
 
 def _encode(o: Any, parts: list[str], level: int) -> None:

@@ -56,7 +56,10 @@ class LayerLaw:
 
     def __repr__(self) -> str:
         vals = " ".join(f"{k}={self.metrics.get(k)}" for k in LAW_KEYS)
-        return f"<LayerLaw {self.name}: {vals}>"
+        from ..text import cut, plain
+
+        # the name holds the split from the file: cut and escaped as every repr shows names
+        return f"<LayerLaw {plain(cut(self.name))}: {vals}>"
 
     def to_dict(self) -> dict[str, Any]:
         return {

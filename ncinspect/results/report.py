@@ -29,7 +29,7 @@ from ..io.atomic import atomic_write  # re-exported: the writer lives in io.atom
 from ..metrics import METRIC_KEYS
 from ..metrics.nulls import applicable_warnings
 from ..metrics.registry import extra_keys
-from ..text import clip, csv_text, fmt, plain  # csv_text: the one CSV writer (re-exported)
+from ..text import NAME_LIMIT, TEXT_LIMIT, clip, csv_text, cut, fmt, plain  # csv_text re-exported
 from .conventions import (  # re-exported: part of the report's public names
     SQUARE_LOSS_GROUPS,
     conventions,
@@ -40,6 +40,14 @@ from .conventions import (  # re-exported: part of the report's public names
 from .jsontext import dumps as json_text
 from .layer_laws import law_columns, layer_laws
 from .parts import ResultArrays, TheoryResult
+
+
+def _shown(value: Any, limit: int = NAME_LIMIT) -> str:
+    """A name from the file in a repr or notebook HTML: cut to ``limit`` characters (the cut
+    said, :func:`ncinspect.text.cut`; a 10 MB snapshot name made a 10 MB repr) and control
+    characters escaped; :meth:`Report.to_json` keeps it whole."""
+    return plain(cut(value if isinstance(value, str) else str(value), limit))
+
 
 __all__ = ["SCHEMA_VERSION", "SnapshotResult", "Report", "conventions", "atomic_write"]
 __all__ += ["jsonable", "loss_of", "square_loss_keys", "SQUARE_LOSS_GROUPS"]
@@ -112,7 +120,7 @@ class SnapshotResult:
         shown = applicable_warnings(self.warnings, self.null_reasons)  # JSON keeps all
         extra = f" ({len(shown)} warning(s))" if shown else ""
         return (
-            f"<SnapshotResult {plain(self.name)}: N={self.n_samples} d={self.n_features} "
+            f"<SnapshotResult {_shown(self.name)}: N={self.n_samples} d={self.n_features} "
             f"C={self.n_classes} {nums}{extra}>"
         )
 
@@ -131,15 +139,15 @@ class SnapshotResult:
             if key not in hidden
         )
         tags = "  ".join(
-            f"{k}={plain(v)}"
+            f"{k}={_shown(v)}"
             for k, v in (("epoch", self.epoch), ("split", self.split), ("layer", self.layer))
             if v is not None
         )
         notes = [*applicable_warnings(self.warnings, self.null_reasons)]
         notes += [self.loss_note] if self.loss_note else []
-        warn = "".join(f"<li>{escape(plain(w))}</li>" for w in notes)
+        warn = "".join(f"<li>{escape(_shown(w, TEXT_LIMIT))}</li>" for w in notes)
         return (
-            f"<div><b>{escape(plain(self.name))}</b> N={self.n_samples} d={self.n_features} "
+            f"<div><b>{escape(_shown(self.name))}</b> N={self.n_samples} d={self.n_features} "
             f"C={self.n_classes} {escape(tags)}"
             "<table><thead><tr><th>group</th><th>metric</th><th>value</th><th>meaning</th>"
             f"</tr></thead><tbody>{rows}</tbody></table>"
@@ -292,10 +300,10 @@ class Report:
 
     def __repr__(self) -> str:
         names = self.names
-        span = f" ({plain(names[0])} .. {plain(names[-1])})" if len(names) > 1 else ""
+        span = f" ({_shown(names[0])} .. {_shown(names[-1])})" if len(names) > 1 else ""
         if len(names) == 1:
-            span = f" ({plain(names[0])})"
-        return f"<Report {plain(self.file or '<arrays>')}: {len(self)} snapshot(s){span}>"
+            span = f" ({_shown(names[0])})"
+        return f"<Report {_shown(self.file or '<arrays>')}: {len(self)} snapshot(s){span}>"
 
     def _repr_html_(self) -> str:
         """An HTML table, one row per snapshot (the compact table's columns)."""
@@ -308,7 +316,7 @@ class Report:
         head = "".join(f"<th>{escape(t)}</th>" for t in ("snapshot", "epoch", "N"))
         head += "".join(f"<th>{escape(t)}</th>" for _, t in cols)
         rows = "".join(
-            f"<tr><td><code>{escape(plain(s.name))}</code></td><td>{fmt(s.epoch)}</td>"
+            f"<tr><td><code>{escape(_shown(s.name))}</code></td><td>{fmt(s.epoch)}</td>"
             f"<td>{s.n_samples}</td>"
             + "".join(
                 f"<td style='text-align:right'>{escape(fmt(s.metrics.get(k)))}</td>"
@@ -318,7 +326,7 @@ class Report:
             for s in self
         )
         return (
-            f"<div><b>{escape(plain(self.file or '<arrays>'))}</b>: {len(self)} snapshot(s)"
+            f"<div><b>{escape(_shown(self.file or '<arrays>'))}</b>: {len(self)} snapshot(s)"
             f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
         )
 
