@@ -28,7 +28,7 @@ from .errors import (
 from .io.detect import detect_format
 from .io.names import epoch_of, is_ood, layer_of, natural_key, split_of
 from .io.sources import ArraySource
-from .io.tree import Node, unfinished
+from .io.tree import Node, refuse_lookalike_names, unfinished
 from .text import clip
 
 __all__ = ["ALIASES", "Snapshot", "Dump", "open_dump", "detect_format"]
@@ -104,6 +104,24 @@ class _Names:
         return [(name, src) for _, name, src in found if src is not None]
 
 
+def spellings(name: str) -> list[str]:
+    """``name`` and every spelling of it with some of its dots stored as group separators
+    (``fc.weight``, ``fc/weight``; ``module.fc.weight``, ``module/fc.weight``, ...), the
+    name itself first: each names the same state-dict entry. A name of more than 4 dots
+    has two spellings, all dots or none."""
+    dots = [i for i, c in enumerate(name) if c == "."]
+    if len(dots) > 4:
+        return [name, name.replace(".", "/")]
+    out = []
+    for mask in range(1 << len(dots)):
+        chars = list(name)
+        for bit, i in enumerate(dots):
+            if mask >> bit & 1:
+                chars[i] = "/"
+        out.append("".join(chars))
+    return out
+
+
 def _timed_out(exc: Exception) -> bool:
     from .io.probe import ProbeTimeout
 
@@ -172,6 +190,7 @@ class Dump:
 
             self.tree = read_npz_tree(self.path, self.notes, memory_limit=self.memory_limit)
         try:  # a refused file is not left open (the caller gets no object to close)
+            refuse_lookalike_names(self.tree, self.path)
             self._check_explicit_keys()
             self.snapshots = self._resolve()
         except BaseException:
@@ -238,10 +257,15 @@ class Dump:
         if role in self.keys:
             return (self.keys[role],)
         names = ALIASES[role]
-        # a wrapped module's state dict prefixes every name (module.fc.weight)
-        names = names + tuple(p + n for p in _MODULE_PREFIXES for n in names)
-        # dotted state-dict names may also be stored as nested groups (classifier/weight)
-        return names + tuple(n.replace(".", "/") for n in names if "." in n)
+        # a wrapped module's state dict prefixes every name (module.fc.weight), and a
+        # compiled model wrapped again both (module._orig_mod.fc.weight)
+        prefixes = _MODULE_PREFIXES + tuple(
+            a + b for a in _MODULE_PREFIXES for b in _MODULE_PREFIXES if a != b
+        )
+        names = names + tuple(p + n for p in prefixes for n in names)
+        # dotted state-dict names may also be stored as nested groups, at any of their
+        # dots (classifier/weight, module.fc/weight): every spelling is the same array
+        return tuple(dict.fromkeys(s for n in names for s in spellings(n)))
 
     def _find(self, node: Node, role: str) -> ArraySource | None:
         names = self._names.get(role)
@@ -416,6 +440,7 @@ class Dump:
                 candidates.append((natural_key(name), name, src, bias))
             if candidates:
                 _, name, src, bias = max(candidates, key=lambda c: c[0])
+                self._refuse_other_spellings(anc, name)
                 also = f" with {bias.where} as its bias" if bias is not None else ""
                 of = f"the last of {len(candidates)}" if len(candidates) > 1 else "the one"
                 note = (
@@ -427,6 +452,19 @@ class Dump:
                     self.notes.append(note)
                 return src, bias
         return None
+
+    def _refuse_other_spellings(self, node: Node, name: str) -> None:
+        """The fallback's ``*.weight`` (and its ``*.bias``) must be the only spelling of its
+        state-dict name in ``node``: ``l.weight`` beside ``l/weight`` is one entry stored
+        twice, and ncinspect does not pick one."""
+        for one in (name, name[: -len("weight")] + "bias"):
+            for other in spellings(one)[1:]:
+                if node.lookup(other) is not None:
+                    raise AmbiguousArrayError(
+                        f"{self.path}:{node.path}: both {clip(one)!r} and {clip(other)!r} are "
+                        "present (one state-dict name spelled two ways); choose one with "
+                        "--weights-key / --bias-key"
+                    )
 
     def _check_explicit_keys(self) -> None:
         """A name given with --<role>-key must exist somewhere: a typo is an error, not a null."""
