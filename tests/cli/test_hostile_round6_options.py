@@ -103,3 +103,42 @@ def test_sweep_set_sizes_that_multiply_past_memory_are_a_usage_error(tmp_path, c
     assert main(args) == 2
     assert "values of data and activations" in capsys.readouterr().err
     assert not out.exists()
+
+
+# -- train --dataset: one huge HDF5 chunk in a small file (issue 22 item 8's class) ----------
+
+
+@pytest.mark.parametrize("key", ["X", "y", "X_test"])
+def test_train_dataset_with_a_chunk_larger_than_its_array_is_refused(tmp_path, capsys, key):
+    """A 40-row array declaring one 320 MiB gzip chunk (a 300 kB file): the dump readers
+    refuse it before reading, ``train --dataset`` inflated the whole chunk."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        "X": rng.standard_normal((40, 8)).astype("f4"),
+        "y": np.arange(40) % 4,
+        "X_test": rng.standard_normal((8, 8)).astype("f4"),
+        "y_test": np.arange(8) % 4,
+    }
+    path = tmp_path / "data.h5"
+    with h5py.File(path, "w") as f:
+        for name, value in arrays.items():
+            if name != key:
+                f[name] = value
+                continue
+            row = value.dtype.itemsize * int(np.prod(value.shape[1:]))
+            f.create_dataset(
+                name,
+                shape=value.shape,
+                maxshape=(None,) + value.shape[1:],
+                chunks=((320 << 20) // row,) + value.shape[1:],
+                dtype=value.dtype,
+                compression="gzip",
+            )[...] = value
+    assert path.stat().st_size < 4 << 20
+    out = tmp_path / "run.h5"
+    assert main(["train", "--dataset", str(path), "-o", str(out), "--epochs", "1", "-q"]) == 3
+    line = _one_line(capsys)
+    assert repr(key) in line and "chunk" in line and "320 MiB" in line, line
+    assert not out.exists()
