@@ -27,6 +27,7 @@ from .errors import (
 )
 from .io.detect import detect_format
 from .io.names import epoch_of, is_ood, layer_of, natural_key, split_of
+from .io.paths import shown
 from .io.sources import ArraySource
 from .io.tree import Node, refuse_lookalike_names, unfinished
 from .text import clip
@@ -479,7 +480,9 @@ class Dump:
         items = []
         for node in self.tree.walk():
             for name, src in sorted(node.arrays.items()):
-                items.append(f"{node.path.rstrip('/')}/{name} {src.shape}")
+                # escaped like every name a message quotes: a zero-width space in a listed
+                # name would hide why --features-key 'feats' names no array
+                items.append(f"{shown(node.path.rstrip('/') + '/' + name)} {src.shape}")
         if not items:
             return "no arrays"
         more = f" and {len(items) - limit} more" if len(items) > limit else ""

@@ -162,3 +162,14 @@ def test_the_classifier_fallback_refuses_a_name_stored_two_ways(tmp_path, capsys
     path = tmp_path / "fallback.safetensors"
     save_file(arrays, str(path))
     _refused(path, capsys, nested.replace("/", "."), nested)
+
+
+def test_a_listed_name_shows_its_invisible_characters(tmp_path, capsys):
+    """``--features-key feats`` against a file holding ``feats`` + a zero-width space: the
+    refusal listed the file's arrays with the character raw, so it read as holding 'feats'."""
+    h, y, _ = _data()
+    path = tmp_path / "key.safetensors"
+    save_file({"feats\u200b": h, "labels": y}, str(path))
+    assert main(["report", str(path), "--features-key", "feats"]) == 3
+    err = capsys.readouterr().err
+    assert "/feats\\u200b (18, 4)" in err and "\u200b" not in err, err
