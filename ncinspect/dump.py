@@ -404,6 +404,7 @@ class Dump:
             raise UnreadableFileError(
                 f"{self.path}: the file {now or 'has no complete snapshot'} ({incomplete[0]})"
             )
+        self._refuse_lookalike_values(snaps)
         if not snaps:
             raise MissingArrayError(
                 f"{self.path}: no features array found (tried {self._tried('features')} in "
@@ -412,6 +413,31 @@ class Dump:
                 "--bias-key, --outputs-key)"
             )
         return snaps
+
+    def _refuse_lookalike_values(self, snaps: list[Snapshot]) -> None:
+        """Two splits or two layers whose names look the same (``test`` and ``test`` + a
+        zero-width space, blanks around one, two Unicode normalisations) would be two
+        trajectories, or two layers of the depth table, shown under one name: refused,
+        naming both and a snapshot of each (the rule of
+        :func:`~ncinspect.io.tree.refuse_lookalike_names`)."""
+        from .io.class_names import shown_key
+
+        for what in ("split", "layer"):
+            first: dict[str, tuple[str, str]] = {}
+            for snap in snaps:
+                value = getattr(snap, what)
+                if value is None:
+                    continue
+                value = str(value)
+                key = value if value.isascii() and value == value.strip() else shown_key(value)
+                seen = first.setdefault(key, (value, snap.name))
+                if seen[0] != value:
+                    raise AmbiguousArrayError(
+                        f"{self.path}: the {what}s {ascii(clip(seen[0]))} (snapshot "
+                        f"{clip(seen[1])}) and {ascii(clip(value))} (snapshot {clip(snap.name)}) "
+                        "look the same (they differ only in invisible characters, blanks around "
+                        "them or Unicode normalisation); ncinspect does not pick one: rename one"
+                    )
 
     def _tried(self, role: str) -> str:
         if role in self.keys:

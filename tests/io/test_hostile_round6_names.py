@@ -173,3 +173,22 @@ def test_a_listed_name_shows_its_invisible_characters(tmp_path, capsys):
     assert main(["report", str(path), "--features-key", "feats"]) == 3
     err = capsys.readouterr().err
     assert "/feats\\u200b (18, 4)" in err and "\u200b" not in err, err
+
+
+@pytest.mark.parametrize("what", ["split", "layer"])
+@pytest.mark.parametrize("other", ["{}\u200b", " {}", "{}\ufeff"])
+def test_splits_or_layers_that_look_the_same_are_refused(tmp_path, capsys, what, other):
+    """Two trajectories (or two rows of the depth table) under one shown name: the splits
+    ``test`` and ``test`` + a zero-width space, the layers ``block4`` and ``block4 ``."""
+    h, y, m = _data()
+    base = "test" if what == "split" else "block4"
+    path = tmp_path / "values.h5"
+    with h5py.File(path, "w") as f:
+        f["labels"] = y
+        for epoch in (1, 2):
+            for i, value in enumerate((base, other.format(base))):
+                g = f.create_group(f"e{epoch}/g{i}")
+                g["features"] = h * (epoch + i)
+                g.attrs["epoch"], g.attrs[what] = epoch, value
+    message = _refused(path, capsys, base, other.format(base))
+    assert f"the {what}s" in message and "look the same" in message
