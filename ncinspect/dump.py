@@ -104,6 +104,19 @@ class _Names:
         found = [(i, name, node.lookup(name)) for i, name in sorted(hits)]
         return [(name, src) for _, name, src in found if src is not None]
 
+    def dangling(self, node: Node) -> list[str]:
+        """The names of the role that are links to nothing below ``node`` (HDF5 dangling
+        soft links: a ``features`` that points at a deleted dataset)."""
+        out = []
+        for name in self.names:
+            *groups, last = [p for p in name.split("/") if p] or [""]
+            where: Node | None = node
+            for part in groups:
+                where = where.children.get(part) if where is not None else None
+            if where is not None and last in where.dangling:
+                out.append(name)
+        return out
+
 
 def spellings(name: str) -> list[str]:
     """``name`` and every spelling of it with some of its dots stored as group separators
@@ -131,6 +144,8 @@ def _timed_out(exc: Exception) -> bool:
 
 class Dump:
     """An open dump file: its group tree and its snapshots. Use as a context manager."""
+
+    _has_dangling = False  #: the HDF5 tree holds a link to nothing (set when it is read)
 
     def __init__(
         self,
@@ -190,6 +205,8 @@ class Dump:
             from .io.npz import read_npz_tree
 
             self.tree = read_npz_tree(self.path, self.notes, memory_limit=self.memory_limit)
+        # HDF5 links to nothing: asked about by _find only when the file has any
+        self._has_dangling = self.format == "hdf5" and any(n.dangling for n in self.tree.walk())
         try:  # a refused file is not left open (the caller gets no object to close)
             refuse_lookalike_names(self.tree, self.path)
             self._check_explicit_keys()
@@ -273,6 +290,15 @@ class Dump:
         if names is None:
             names = self._names[role] = _Names(self._names_for(role))
         found = names.present(node)
+        if found and self._has_dangling:
+            broken = names.dangling(node)
+            if broken:  # a name of the role leads nowhere: which one was meant is unknown
+                raise AmbiguousArrayError(
+                    f"{self.path}:{node.path}: {found[0][0]!r} is present as {role} and "
+                    f"{clip(broken[0])!r} is a link to nothing (dangling) beside it; "
+                    "ncinspect does not pick one: remove the link or choose with "
+                    f"--{role}-key"
+                )
         if len(found) > 1:
             names = " and ".join(repr(n) for n, _ in found)
             raise AmbiguousArrayError(

@@ -42,6 +42,9 @@ class Node:
     parent: Node | None = None
     #: the group carries :data:`IN_PROGRESS`: its writer had not finished it
     in_progress: bool = False
+    #: names of the group's links that lead nowhere (HDF5 dangling soft links): never read,
+    #: but a role's name among them beside another name of that role is an ambiguity
+    dangling: set[str] = field(default_factory=set)
 
     def child(self, name: str) -> Node:
         if name not in self.children:

@@ -192,3 +192,34 @@ def test_splits_or_layers_that_look_the_same_are_refused(tmp_path, capsys, what,
                 g.attrs["epoch"], g.attrs[what] = epoch, value
     message = _refused(path, capsys, base, other.format(base))
     assert f"the {what}s" in message and "look the same" in message
+
+
+@pytest.mark.parametrize(
+    "present,dangling,shown",
+    [
+        ("H", "features", "features"),
+        ("features", "feats", "feats"),
+        ("labels", "y", "y"),
+        ("e1/weights", "e1/fc.weight", "fc.weight"),
+        ("e1/weights", "e1/classifier/weight", "classifier/weight"),  # nested, in a subgroup
+    ],
+)
+def test_an_alias_that_is_a_link_to_nothing_beside_another_is_refused(
+    tmp_path, capsys, present, dangling, shown
+):
+    """HDF5 soft links named as a role's alias but leading nowhere (the dataset deleted):
+    the other alias was taken with no word of it (``info`` alone noted the dangling link).
+    Naming the array with ``--<role>-key`` still reads the file."""
+    h, y, m = _data()
+    path = tmp_path / "dangling.h5"
+    arrays = {"labels": y, "e1/features": h, "e1/weights": m}
+    if present in ("H", "features"):
+        arrays = {"labels": y, present: h}
+    with h5py.File(path, "w") as f:
+        for name, value in arrays.items():
+            f[name] = value
+        f[dangling] = h5py.SoftLink("/deleted/array")
+    assert "link to nothing" in _refused(path, capsys, shown)
+    role = {"H": "features", "features": "features", "labels": "labels"}.get(present, "weights")
+    rep = ncinspect.analyze_file(path, keys={role: present.rsplit("/", 1)[-1]})
+    assert rep.snapshots
