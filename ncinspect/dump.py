@@ -27,8 +27,9 @@ from .errors import (
 )
 from .io.detect import detect_format
 from .io.names import epoch_of, is_ood, layer_of, natural_key, split_of
+from .io.paths import shown
 from .io.sources import ArraySource
-from .io.tree import Node, unfinished
+from .io.tree import Node, refuse_lookalike_names, unfinished
 from .text import clip
 
 __all__ = ["ALIASES", "Snapshot", "Dump", "open_dump", "detect_format"]
@@ -103,6 +104,37 @@ class _Names:
         found = [(i, name, node.lookup(name)) for i, name in sorted(hits)]
         return [(name, src) for _, name, src in found if src is not None]
 
+    def dangling(self, node: Node) -> list[str]:
+        """The names of the role that are links to nothing below ``node`` (HDF5 dangling
+        soft links: a ``features`` that points at a deleted dataset)."""
+        out = []
+        for name in self.names:
+            *groups, last = [p for p in name.split("/") if p] or [""]
+            where: Node | None = node
+            for part in groups:
+                where = where.children.get(part) if where is not None else None
+            if where is not None and last in where.dangling:
+                out.append(name)
+        return out
+
+
+def spellings(name: str) -> list[str]:
+    """``name`` and every spelling of it with some of its dots stored as group separators
+    (``fc.weight``, ``fc/weight``; ``module.fc.weight``, ``module/fc.weight``, ...), the
+    name itself first: each names the same state-dict entry. A name of more than 4 dots
+    has two spellings, all dots or none."""
+    dots = [i for i, c in enumerate(name) if c == "."]
+    if len(dots) > 4:
+        return [name, name.replace(".", "/")]
+    out = []
+    for mask in range(1 << len(dots)):
+        chars = list(name)
+        for bit, i in enumerate(dots):
+            if mask >> bit & 1:
+                chars[i] = "/"
+        out.append("".join(chars))
+    return out
+
 
 def _timed_out(exc: Exception) -> bool:
     from .io.probe import ProbeTimeout
@@ -112,6 +144,8 @@ def _timed_out(exc: Exception) -> bool:
 
 class Dump:
     """An open dump file: its group tree and its snapshots. Use as a context manager."""
+
+    _has_dangling = False  #: the HDF5 tree holds a link to nothing (set when it is read)
 
     def __init__(
         self,
@@ -171,7 +205,10 @@ class Dump:
             from .io.npz import read_npz_tree
 
             self.tree = read_npz_tree(self.path, self.notes, memory_limit=self.memory_limit)
+        # HDF5 links to nothing: asked about by _find only when the file has any
+        self._has_dangling = self.format == "hdf5" and any(n.dangling for n in self.tree.walk())
         try:  # a refused file is not left open (the caller gets no object to close)
+            refuse_lookalike_names(self.tree, self.path)
             self._check_explicit_keys()
             self.snapshots = self._resolve()
         except BaseException:
@@ -238,16 +275,30 @@ class Dump:
         if role in self.keys:
             return (self.keys[role],)
         names = ALIASES[role]
-        # a wrapped module's state dict prefixes every name (module.fc.weight)
-        names = names + tuple(p + n for p in _MODULE_PREFIXES for n in names)
-        # dotted state-dict names may also be stored as nested groups (classifier/weight)
-        return names + tuple(n.replace(".", "/") for n in names if "." in n)
+        # a wrapped module's state dict prefixes every name (module.fc.weight), and a
+        # compiled model wrapped again both (module._orig_mod.fc.weight)
+        prefixes = _MODULE_PREFIXES + tuple(
+            a + b for a in _MODULE_PREFIXES for b in _MODULE_PREFIXES if a != b
+        )
+        names = names + tuple(p + n for p in prefixes for n in names)
+        # dotted state-dict names may also be stored as nested groups, at any of their
+        # dots (classifier/weight, module.fc/weight): every spelling is the same array
+        return tuple(dict.fromkeys(s for n in names for s in spellings(n)))
 
     def _find(self, node: Node, role: str) -> ArraySource | None:
         names = self._names.get(role)
         if names is None:
             names = self._names[role] = _Names(self._names_for(role))
         found = names.present(node)
+        if found and self._has_dangling:
+            broken = names.dangling(node)
+            if broken:  # a name of the role leads nowhere: which one was meant is unknown
+                raise AmbiguousArrayError(
+                    f"{self.path}:{node.path}: {found[0][0]!r} is present as {role} and "
+                    f"{clip(broken[0])!r} is a link to nothing (dangling) beside it; "
+                    "ncinspect does not pick one: remove the link or choose with "
+                    f"--{role}-key"
+                )
         if len(found) > 1:
             names = " and ".join(repr(n) for n, _ in found)
             raise AmbiguousArrayError(
@@ -379,6 +430,7 @@ class Dump:
             raise UnreadableFileError(
                 f"{self.path}: the file {now or 'has no complete snapshot'} ({incomplete[0]})"
             )
+        self._refuse_lookalike_values(snaps)
         if not snaps:
             raise MissingArrayError(
                 f"{self.path}: no features array found (tried {self._tried('features')} in "
@@ -387,6 +439,31 @@ class Dump:
                 "--bias-key, --outputs-key)"
             )
         return snaps
+
+    def _refuse_lookalike_values(self, snaps: list[Snapshot]) -> None:
+        """Two splits or two layers whose names look the same (``test`` and ``test`` + a
+        zero-width space, blanks around one, two Unicode normalisations) would be two
+        trajectories, or two layers of the depth table, shown under one name: refused,
+        naming both and a snapshot of each (the rule of
+        :func:`~ncinspect.io.tree.refuse_lookalike_names`)."""
+        from .io.class_names import shown_key
+
+        for what in ("split", "layer"):
+            first: dict[str, tuple[str, str]] = {}
+            for snap in snaps:
+                value = getattr(snap, what)
+                if value is None:
+                    continue
+                value = str(value)
+                key = value if value.isascii() and value == value.strip() else shown_key(value)
+                seen = first.setdefault(key, (value, snap.name))
+                if seen[0] != value:
+                    raise AmbiguousArrayError(
+                        f"{self.path}: the {what}s {ascii(clip(seen[0]))} (snapshot "
+                        f"{clip(seen[1])}) and {ascii(clip(value))} (snapshot {clip(snap.name)}) "
+                        "look the same (they differ only in invisible characters, blanks around "
+                        "them or Unicode normalisation); ncinspect does not pick one: rename one"
+                    )
 
     def _tried(self, role: str) -> str:
         if role in self.keys:
@@ -416,6 +493,7 @@ class Dump:
                 candidates.append((natural_key(name), name, src, bias))
             if candidates:
                 _, name, src, bias = max(candidates, key=lambda c: c[0])
+                self._refuse_other_spellings(anc, name)
                 also = f" with {bias.where} as its bias" if bias is not None else ""
                 of = f"the last of {len(candidates)}" if len(candidates) > 1 else "the one"
                 note = (
@@ -427,6 +505,19 @@ class Dump:
                     self.notes.append(note)
                 return src, bias
         return None
+
+    def _refuse_other_spellings(self, node: Node, name: str) -> None:
+        """The fallback's ``*.weight`` (and its ``*.bias``) must be the only spelling of its
+        state-dict name in ``node``: ``l.weight`` beside ``l/weight`` is one entry stored
+        twice, and ncinspect does not pick one."""
+        for one in (name, name[: -len("weight")] + "bias"):
+            for other in spellings(one)[1:]:
+                if node.lookup(other) is not None:
+                    raise AmbiguousArrayError(
+                        f"{self.path}:{node.path}: both {clip(one)!r} and {clip(other)!r} are "
+                        "present (one state-dict name spelled two ways); choose one with "
+                        "--weights-key / --bias-key"
+                    )
 
     def _check_explicit_keys(self) -> None:
         """A name given with --<role>-key must exist somewhere: a typo is an error, not a null."""
@@ -441,7 +532,9 @@ class Dump:
         items = []
         for node in self.tree.walk():
             for name, src in sorted(node.arrays.items()):
-                items.append(f"{node.path.rstrip('/')}/{name} {src.shape}")
+                # escaped like every name a message quotes: a zero-width space in a listed
+                # name would hide why --features-key 'feats' names no array
+                items.append(f"{shown(node.path.rstrip('/') + '/' + name)} {src.shape}")
         if not items:
             return "no arrays"
         more = f" and {len(items) - limit} more" if len(items) > limit else ""

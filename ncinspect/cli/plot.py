@@ -355,6 +355,15 @@ def _plot_aggregated(files, o, opts) -> list[str]:
             aggregate([analyze_one(f, o.common, reading, o.class_opts) for f in members])
             for members in groups.values()
         ]
+    from ..plots.runs import as_runs, available_panels
+
+    if not available_panels(as_runs(aggs, list(groups))):  # every class left out, say
+        from ..errors import InvalidDataError
+        from ..plots.plan import NO_METRIC_VALUES
+
+        raise InvalidDataError(
+            f"{clip(', '.join(files))}: cannot draw trajectory: {NO_METRIC_VALUES}"
+        )
     paths = plots.Figure("trajectory", (), "trajectory").paths(o.out_dir, o.formats, o.prefix)
     _refuse_inputs([paths], files)
     make_output_folder(o.out_dir)

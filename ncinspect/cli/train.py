@@ -124,7 +124,7 @@ def command(output: str, quiet: bool, debug: bool, **kwargs) -> int | None:
     _check_dump_target(output)
     data = load_dataset(config)  # a bad data file fails here, before any output is made
     n_out = data.n_targets if hasattr(data, "n_targets") else data.n_classes
-    config.check_size(data.input_dim, n_out)
+    config.check_size(data.input_dim, n_out, len(data.X) + len(data.X_test))
     _prepare_output(output)
 
     from rich.console import Console

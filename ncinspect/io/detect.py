@@ -48,20 +48,37 @@ def _pickle_protocol(head: bytes) -> int | None | bool:
         return head[1]
     if head[:1] not in _PROTO01_FIRST:
         return False
-    count = 0
+    names: list[str] = []
     stream = io.BytesIO(head)
     try:
         for op, _arg, _pos in pickletools.genops(stream):
-            count += 1
+            names.append(op.name)
             if op.name == "STOP":
                 return None
     except Exception:  # noqa: BLE001 - genops raises varied errors on non-pickles
         # a stream cut by ``head``'s end (a long pickle), or a short file cut before its
         # STOP (a writer killed mid-dump: the parse ran out of bytes, it met no bad opcode),
-        # still counts when it parsed far
+        # still counts when it parsed far, or when it starts as Python's pickler starts a
+        # container (a few bytes: ``(dp0\n``, ``}q\x00``), which text does not
         cut = len(head) >= _PICKLE_SNIFF or stream.tell() >= len(head)
-        return None if count >= 8 and cut else False
+        return None if cut and (len(names) >= 8 or _pickler_start(names)) else False
     return False
+
+
+#: how Python's pickler begins a protocol 0/1 stream of a container: the container, then
+#: its memo entry (``(dp0\n`` = MARK DICT PUT, ``}q\x00`` = EMPTY_DICT BINPUT, ``(lp0``...)
+_PICKLER_STARTS = {
+    ("MARK", "DICT", "PUT"),
+    ("MARK", "LIST", "PUT"),
+    ("EMPTY_DICT", "BINPUT"),
+    ("EMPTY_LIST", "BINPUT"),
+    ("EMPTY_DICT", "LONG_BINPUT"),
+    ("EMPTY_LIST", "LONG_BINPUT"),
+}
+
+
+def _pickler_start(names: list[str]) -> bool:
+    return tuple(names[:3]) in _PICKLER_STARTS or tuple(names[:2]) in _PICKLER_STARTS
 
 
 #: opcodes a protocol 0/1 pickle starts with: MARK, EMPTY_DICT/LIST/TUPLE, GLOBAL, NONE,
@@ -70,19 +87,49 @@ _PROTO01_FIRST = {bytes([c]) for c in b"(}])cNILFSVJKMTUXGdlt"}
 _PICKLE_SNIFF = 1 << 16  #: bytes of a headerless file parsed as pickle opcodes
 
 
-def _zip_holds_pickle(path: str) -> bool:
-    """A zip whose members include ``data.pkl``: what torch.save (and torch.jit.save) write."""
+#: members of a zip without ``.npy`` members whose first bytes are parsed as pickle opcodes
+_ZIP_SNIFF_MEMBERS = 32
+
+
+def _zip_holds_pickle(path: str) -> str | None:
+    """What a zip without ``.npy`` members holds, when that is a pickle: ``"torch"`` for a
+    member ``data.pkl`` (what torch.save and torch.jit.save write), else the name of the
+    first member (of the first :data:`_ZIP_SNIFF_MEMBERS`) whose first bytes parse as
+    pickle opcodes (a torch save whose ``data.pkl`` was renamed, a zip of ``.pkl`` files);
+    None otherwise. Nothing is unpickled: at most :data:`_PICKLE_SNIFF` bytes of a member
+    are inflated, and only parsed."""
     import zipfile
 
     from .npz import ZIP_ERRORS
 
     try:
         with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
+            infos = zf.infolist()
+            names = [i.filename for i in infos]
+            if any(n.endswith(".npy") for n in names):
+                return None
+            if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+                return "torch"
+            for info in infos[:_ZIP_SNIFF_MEMBERS]:
+                if info.is_dir() or info.file_size == 0:
+                    continue
+                try:
+                    with zf.open(info) as member:
+                        head = member.read(_PICKLE_SNIFF)
+                except ZIP_ERRORS:  # an encrypted member, an unknown method: not sniffed
+                    continue
+                if _pickle_protocol(head) is not False:
+                    return info.filename
     except ZIP_ERRORS:  # the NPZ reader reports what is wrong with the archive
-        return False
-    return any(n == "data.pkl" or n.endswith("/data.pkl") for n in names) and not any(
-        n.endswith(".npy") for n in names
+        return None
+    return None
+
+
+def _zip_pickle_error(path: str, held: str) -> UnreadableFileError:
+    if held == "torch":
+        return _torch_pickle_error(path)
+    return _torch_pickle_error(
+        path, f"a zip archive holding a Python pickle (member {shown(held, 80)!r})"
     )
 
 
@@ -197,8 +244,9 @@ def refuse_pickle(path: str) -> None:
     except OSError:
         return  # the caller's own open says what is wrong
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        if _zip_holds_pickle(path):
-            raise _torch_pickle_error(path)
+        held = _zip_holds_pickle(path)
+        if held is not None:
+            raise _zip_pickle_error(path, held)
         return
     protocol = _pickle_protocol(head)
     if protocol is not False:
@@ -225,8 +273,9 @@ def detect_format(path: str) -> str:
             if size == 0:
                 raise UnreadableFileError(f"{path}: file is empty (0 bytes)")
             if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-                if _zip_holds_pickle(path):
-                    raise _torch_pickle_error(path)
+                held = _zip_holds_pickle(path)
+                if held is not None:
+                    raise _zip_pickle_error(path, held)
                 return "npz"
             if is_safetensors(head, size):
                 return "safetensors"

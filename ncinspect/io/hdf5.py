@@ -355,6 +355,7 @@ class _Walker:
                     continue
                 if obj is None:
                     self.notes.append(f"{where}: a link to nothing (dangling); skipped")
+                    node.dangling.add(name)
                 elif isinstance(obj, GroupID):
                     first = self.seen.get(obj)
                     if first is not None:

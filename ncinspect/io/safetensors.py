@@ -28,7 +28,7 @@ from ..errors import UnreadableFileError, UnsupportedDtypeError
 from ..text import clip
 from .paths import shown
 from .sources import ArraySource
-from .tree import Node, Placed, loads_json, split_name
+from .tree import Node, Placed, loads_json, refuse_dotdot, split_name
 
 __all__ = ["read_safetensors_tree", "is_safetensors", "MAX_HEADER"]
 
@@ -230,6 +230,7 @@ def read_safetensors_tree(path: str, notes: list[str]) -> Node:
         keys[spelled] = key
 
     for key, text in sorted(metadata.items()):
+        refuse_dotdot(key, split_name(key), f"{path}: __metadata__")
         group, _, attr = key.rpartition("/")
         node = root
         for p in split_name(group):

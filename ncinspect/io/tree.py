@@ -18,6 +18,7 @@ __all__ = [
     "Placed",
     "loads_json",
     "MAX_JSON_DEPTH",
+    "refuse_lookalike_names",
 ]
 
 #: the deepest nesting of JSON read from a file (a header, a metadata value); deeper is refused
@@ -41,6 +42,9 @@ class Node:
     parent: Node | None = None
     #: the group carries :data:`IN_PROGRESS`: its writer had not finished it
     in_progress: bool = False
+    #: names of the group's links that lead nowhere (HDF5 dangling soft links): never read,
+    #: but a role's name among them beside another name of that role is an ambiguity
+    dangling: set[str] = field(default_factory=set)
 
     def child(self, name: str) -> Node:
         if name not in self.children:
@@ -150,10 +154,12 @@ class Placed:
         self.seen: dict[tuple[str, ...], str] = {}
 
     def node_of(self, raw: str, parts: tuple[str, ...]) -> Node:
-        """The group node holding ``parts[-1]``; refuses a second ``raw`` of the same parts."""
+        """The group node holding ``parts[-1]``; refuses a second ``raw`` of the same parts,
+        and a name with a ``..`` component."""
         from ..errors import AmbiguousArrayError
         from .paths import shown
 
+        refuse_dotdot(raw, parts, f"{self.where_file}:/{shown('/'.join(parts))}")
         if parts in self.seen:
             raise AmbiguousArrayError(
                 f"{self.where_file}:/{shown('/'.join(parts))}: two members of the file "
@@ -165,6 +171,67 @@ class Placed:
         for p in parts[:-1]:
             node = node.child(p)
         return node
+
+
+def refuse_dotdot(raw: str, parts: tuple[str, ...], where: str) -> None:
+    """Refuse a flat container's name with a ``..`` component (``../features``,
+    ``a/../a/features``): read as a path it names another group's array (or one above the
+    file's root), read literally a group called ``..``; ncinspect does not pick one."""
+    from ..errors import AmbiguousArrayError
+    from .paths import shown
+
+    if ".." in parts:
+        raise AmbiguousArrayError(
+            f"{where}: the name {shown(raw)!r} has a '..' component, which may mean the group "
+            "above or a group named '..'; ncinspect does not pick one: rename it"
+        )
+
+
+def _odd(name: str) -> bool:
+    """Whether ``name`` may look like another name: non-ASCII, or blanks around it (an
+    ASCII name without them is its own :func:`~ncinspect.io.class_names.shown_key`)."""
+    return not name.isascii() or name != name.strip()
+
+
+def _escaped(name: str) -> str:
+    """A name quoted with every non-ASCII character escaped (``'e\\u0301'`` beside
+    ``'\\xe9'``): two names that look the same are told apart in the message."""
+    from ..text import elide
+    from .paths import MAX_SHOWN
+
+    return ascii(elide(name, MAX_SHOWN))
+
+
+def refuse_lookalike_names(root: Node, where_file: str) -> None:
+    """Refuse two names of one group (arrays and child groups together; metadata keys apart)
+    that look the same: they differ only in characters that show nothing (zero-width spaces,
+    a BOM, bidirectional marks), blanks around them or Unicode normalisation (precomposed
+    and decomposed ``é``), the rule class names follow
+    (:func:`~ncinspect.io.class_names.shown_key`). ``features`` beside ``features`` + a
+    zero-width space is read as ``features`` while both show alike in every listing; a
+    group ``é`` spelled both ways gives two snapshots of one shown name. One
+    :class:`~ncinspect.errors.AmbiguousArrayError` naming both, for every container."""
+    from ..errors import AmbiguousArrayError
+    from .class_names import shown_key
+    from .paths import shown
+
+    for node in root.walk():
+        for kind, names in (
+            ("names", [*node.arrays, *node.children]),
+            ("metadata keys", [k for k in node.attrs if isinstance(k, str)]),
+        ):
+            if not any(_odd(n) for n in names):
+                continue
+            first: dict[str, str] = {}
+            for name in names:
+                other = first.setdefault(shown_key(name), name)
+                if other != name:
+                    raise AmbiguousArrayError(
+                        f"{where_file}:{shown(node.path)}: the {kind} {_escaped(other)} and "
+                        f"{_escaped(name)} look the same (they differ only in invisible "
+                        "characters, blanks around them or Unicode normalisation); ncinspect "
+                        "does not pick one: rename one of them"
+                    )
 
 
 def plain(value: Any) -> Any:

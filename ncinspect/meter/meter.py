@@ -467,18 +467,29 @@ class Meter:
             )
 
     def _check_weights_unchanged(self) -> None:
-        """Weights given as a live tensor must not change between the passes."""
-        if self._weights_src is None:
-            return
-        now = to_host(self._weights_src, "weights")  # a view for CPU tensors: no float64 copy
-        if now.dtype.kind not in "fiub":
-            now = now.astype(np.float64)
-        _check_finite(now, "weights", " (they were when the meter was made)")
-        if now.shape != self.weights.shape or not np.array_equal(now, self.weights):
-            raise InvalidDataError(
-                "the classifier weights changed since the meter was made: measure with a fixed "
-                "model (between optimiser steps), or make a new Meter"
+        """Weights and bias given as live tensors must not change between the passes (the
+        meter measures the copies it made; a bias the optimiser moved, or one that became
+        NaN, would be a classifier other than the model's, silently)."""
+        for what, src, kept in (
+            ("weights", self._weights_src, self.weights),
+            ("bias", self._bias_src, self.bias),
+        ):
+            if src is None:
+                continue
+            now = to_host(src, what)  # a view for CPU tensors: no float64 copy
+            if now.dtype.kind not in "fiub":
+                now = now.astype(np.float64)
+            _check_finite(
+                now,
+                what,
+                f" ({'they were' if what == 'weights' else 'it was'} finite "
+                "when the meter was made)",
             )
+            if now.shape != kept.shape or not np.array_equal(now, kept):
+                raise InvalidDataError(
+                    f"the classifier {what} changed since the meter was made: measure with a "
+                    "fixed model (between optimiser steps), or make a new Meter"
+                )
 
 
 def class_device(state: Any) -> tuple[Any, Any] | None:

@@ -21,7 +21,7 @@ from ..results.trajectory import final_snapshot, has_layers, layer_profile, traj
 from ..text import clip
 from .geometry import plot_geometry, plot_gram, plot_spectrum
 from .layers import plot_layers
-from .runs import plot_trajectory
+from .runs import available_panels, plot_trajectory
 from .samples import plot_projection, plot_sqi
 from .subset import pick_classes
 
@@ -99,7 +99,11 @@ def kind_allowed(kind: str, results: Iterable[SnapshotResult], *, sqi: bool = Fa
     if kind == "trajectory":
         train = trajectory(results)
         epochs = {r.epoch for r in train}
-        return None if len(epochs) > 1 else "needs training snapshots at two or more epochs"
+        if len(epochs) < 2:
+            return "needs training snapshots at two or more epochs"
+        if not available_panels([("", results)]):
+            return NO_METRIC_VALUES
+        return None
     if kind == "layers":
         if all(r.task != "classification" for r in results):
             return "regression snapshots: read nrc1 per layer in the report's layer table"
@@ -113,6 +117,10 @@ def kind_allowed(kind: str, results: Iterable[SnapshotResult], *, sqi: bool = Fa
         return "no snapshot"
     if final.task == "regression":
         return "a regression snapshot has no classes (nrc1-nrc3 are in the trajectory figure)"
+    if final.n_classes < 2:
+        return f"needs two or more classes with samples, the snapshot has {final.n_classes}" + (
+            " (--min-class-count leaves the others out)" if final.n_classes_total else ""
+        )
     if kind == "spectrum" and not _has_rows(final.arrays.between_eigvals):
         return "no between-class direction (all class means equal)"
     if kind == "projection" and not _has_rows(final.arrays.basis):
@@ -126,6 +134,12 @@ def kind_allowed(kind: str, results: Iterable[SnapshotResult], *, sqi: bool = Fa
 
         return f"loss {plain(final.loss)!r} is not a square loss (--sqi draws it anyway)"
     return None
+
+
+#: why a figure of metrics cannot be drawn when no snapshot defines any
+NO_METRIC_VALUES = (
+    "no metric is defined in any snapshot (are all classes left out by --min-class-count?)"
+)
 
 
 def _has_rows(values) -> bool:
@@ -210,9 +224,12 @@ def plan_figures(
     slugs = list(slugs) if slugs is not None else unique_slugs(names)
     single = len(runs) == 1
     figures: list[Figure] = []
+    first_reason: dict[str, str] = {}  # why each kind was not planned (for the first run)
     for kind in wanted:
         reasons = [kind_allowed(kind, run, sqi=sqi) for run in runs]
         ok = [i for i, why in enumerate(reasons) if why is None]
+        if not ok:
+            first_reason[kind] = str(reasons[0])
         if kinds:
             for i, why in enumerate(reasons):
                 if why is not None and note is not None:
@@ -225,6 +242,9 @@ def plan_figures(
             figures.append(Figure(kind, tuple(ok), kind))
         else:
             figures += [Figure(kind, (i,), kind if single else f"{kind}-{slugs[i]}") for i in ok]
+    if not figures:  # nothing at all to draw: said, not an empty folder and exit 0
+        why = "; ".join(f"{kind}: {reason}" for kind, reason in first_reason.items())
+        raise InvalidDataError(f"{', '.join(names)}: no figure can be drawn ({why})")
     return Plan(figures, [final_snapshot(run) for run in runs])
 
 

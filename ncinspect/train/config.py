@@ -19,6 +19,10 @@ LIMITS = {
     "depth": 64,
     "width": 4096,
     "parameters": 50_000_000,
+    # float64 values of the data and of every layer's activations of every sample (a
+    # snapshot holds them all): each size within its bound can still multiply past memory
+    # (1000 classes x 100,000 samples x 100,000 inputs: 73 TiB); ~4 GB
+    "values": 500_000_000,
     "n_classes": 1000,
     "n_per_class": 100_000,
     "n_test_per_class": 100_000,
@@ -119,7 +123,12 @@ class TrainConfig:
         if problems:
             raise UsageError("invalid training config: " + "; ".join(problems))
         if self.dataset == "gaussian":
-            self.check_size(self.input_dim, self.n_classes)
+            counts = self.class_counts
+            per_class = self.n_per_class if counts is None else max(counts)
+            n_samples = self.n_classes * (per_class + self.n_test_per_class)
+            self.check_size(self.input_dim, self.n_classes, n_samples)
+        elif self.dataset == "mnist1d":
+            self.check_size(40, 10, self.mnist1d_samples)  # mnist1d: 40 inputs, 10 classes
 
     def _check_numbers(self) -> None:
         """Every float setting finite and every count an integer (else nothing below holds)."""
@@ -267,8 +276,19 @@ class TrainConfig:
                 )
         return problems
 
-    def check_size(self, input_dim: int, n_classes: int) -> None:
-        """Raise :class:`~ncinspect.errors.UsageError` when the network has too many weights."""
+    def check_size(self, input_dim: int, n_classes: int, n_samples: int | None = None) -> None:
+        """Raise :class:`~ncinspect.errors.UsageError` when the network has too many weights,
+        or (given ``n_samples``, train and test together) when the data and the activations
+        of every layer would hold more than ``LIMITS["values"]`` values."""
+        if n_samples is not None:
+            values = n_samples * (input_dim + sum(self.hidden_widths()) + n_classes)
+            if values > LIMITS["values"]:
+                raise UsageError(
+                    f"invalid training config: {n_samples} samples x ({input_dim} inputs + "
+                    f"{sum(self.hidden_widths())} hidden units + {n_classes} outputs) = "
+                    f"{values:.3g} values of data and activations, more than the limit of "
+                    f"{LIMITS['values']:.3g}; use fewer samples, inputs or hidden units"
+                )
         n_weights = self.parameter_count(input_dim, n_classes)
         if n_weights > LIMITS["parameters"]:
             raise UsageError(

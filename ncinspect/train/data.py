@@ -125,6 +125,28 @@ def _too_big(path: str, key: str, nbytes: int) -> None:
         )
 
 
+def _chunk_too_big(path: str, key: str, ds) -> None:
+    """Refuse an HDF5 dataset one of whose chunks decompresses to more than the array itself
+    and the default chunk bound (256 MiB): HDF5 inflates a whole chunk for any read, so a
+    40 x 8 array declaring one 1 GiB gzip chunk (1 MB on disk) took 1 GiB to read. The dump
+    readers refuse it the same way (:func:`ncinspect.budget.chunk_bound`)."""
+    import math
+
+    from ..budget import chunk_bound, fmt_bytes
+
+    if not ds.chunks:
+        return
+    chunk_bytes = math.prod(ds.chunks) * ds.dtype.itemsize
+    declared = ds.size * ds.dtype.itemsize
+    if chunk_bytes > max(chunk_bound(None), declared):
+        raise InvalidDataError(
+            f"{path}: array {key!r} is stored in HDF5 chunks {tuple(ds.chunks)} of "
+            f"{fmt_bytes(chunk_bytes)} each decompressed, more than the array "
+            f"({fmt_bytes(declared)}) and the {fmt_bytes(chunk_bound(None))} one chunk may "
+            "take; rewrite the file with smaller chunks"
+        )
+
+
 def _read_arrays(path: str) -> dict[str, np.ndarray]:
     """The arrays X, y, X_test, y_test that ``path`` holds (NPZ or HDF5), read without pickle.
 
@@ -199,6 +221,7 @@ def _read_arrays(path: str) -> dict[str, np.ndarray]:
                             "(its values would come from other files); copy it into the file"
                         )
                     _too_big(path, k, ds.size * ds.dtype.itemsize)
+                    _chunk_too_big(path, k, ds)
                     arrays[k] = ds[()]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UnreadableFileError(f"{path}: not a readable HDF5 file ({_why(exc)})") from None
