@@ -15,6 +15,7 @@ statistics and every result are plain numpy and floats, whatever the input libra
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import contextmanager
 from typing import Any
@@ -273,12 +274,15 @@ def meter_batch(
                 h, y = h[kept[0]], y[kept[0]]
         if y.dtype.kind not in "iub" and y.size and not np.all(np.mod(y, 1) == 0):
             raise InvalidDataError("labels must be integers (row indices of the classifier)")
-        y = y.astype(np.int64)
+        # the range on the labels' own dtype: a uint64 or float label beyond int64 would
+        # wrap in the cast and be named as another value
         if y.size and (y.min() < 0 or y.max() >= n_classes):
+            bad = y[(y < 0) | (y >= n_classes)][0].item()
+            shown = int(bad) if isinstance(bad, float) and math.isfinite(bad) else bad
             raise InvalidDataError(
-                f"label {int(y[(y < 0) | (y >= n_classes)][0])} is not in "
-                f"[0, {n_classes}) (rows of the classifier)"
+                f"label {shown} is not in [0, {n_classes}) (rows of the classifier)"
             )
+        y = y.astype(np.int64)
     if weights is not None and h.shape[1] != weights.shape[1]:
         raise InvalidDataError(
             f"features have d = {h.shape[1]} but weights have {weights.shape[1]} columns"

@@ -249,7 +249,6 @@ def test_plot_listing_and_notes_escape_what_they_echo(tmp_path, monkeypatch, cap
 def test_train_summary_shows_a_markup_path_literally(tmp_path, monkeypatch, capsys):
     """``train -o '[/red]x.h5'``: the run finishes (0.2-0.5: exit 4 from rich's markup
     parser after the whole run) and the summary names the file as given."""
-    pytest.importorskip("torch")
     monkeypatch.chdir(tmp_path)
     name = "[/red][bold]:fire:x.h5"
     code = main(["train", "-o", name, *SMALL_TRAIN])

@@ -127,7 +127,6 @@ def test_known_answers():
 
 
 def test_dask_engine_runs_the_same_list():
-    pytest.importorskip("dask")
     from ncinspect.engines.dask import DaskEngine
 
     h, y, targets, scorer = _data(3)
@@ -225,7 +224,6 @@ def test_reports_threads_chunks_and_dask(tmp_path, kind):
         assert f'"{key}": null' not in one and f'"{key}"' in one
     chunked = _report(path, tmp_path / "c.json", "--threads", "2", "--chunk-rows", "700")
     _close(_numbers(one), _numbers(chunked))
-    pytest.importorskip("dask")
     remote = _report(path, tmp_path / "d.json", "--engine", "dask", "--chunk-rows", "700")
     _close(_numbers(one), _numbers(remote))
 
@@ -294,7 +292,8 @@ def test_analyze_reads_id_rows_twice_and_ood_rows_once(monkeypatch):
 @pytest.mark.parametrize("kind", ["regression", "ood"])
 def test_reports_on_a_distributed_cluster(tmp_path, kind):
     """The pass objects travel to worker processes (pickled) and give the local numbers."""
-    distributed = pytest.importorskip("distributed")
+    import distributed
+
     path = (_regression_dump if kind == "regression" else _ood_dump)(tmp_path / f"{kind}.h5")
     local = _report(path, tmp_path / "l.json", "--chunk-rows", "700")
     with distributed.LocalCluster(

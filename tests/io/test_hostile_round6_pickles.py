@@ -54,7 +54,8 @@ def test_a_zip_holding_a_pickle_is_named_a_pickle(tmp_path, capsys, protocol, me
 
 
 def test_a_torch_save_with_data_pkl_renamed_is_named_a_pickle(tmp_path, capsys):
-    torch = pytest.importorskip("torch")
+    import torch
+
     buf = io.BytesIO()
     torch.save({"features": torch.zeros(3, 2)}, buf)
     path = tmp_path / "renamed.pt"

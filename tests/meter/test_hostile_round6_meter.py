@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import ncinspect
 from ncinspect.errors import InvalidDataError
 
 from ..helpers import make_data
-
-torch = pytest.importorskip("torch")
 
 
 def _bias(kind: str, values):
@@ -58,3 +57,23 @@ def test_a_fixed_bias_still_measures():
         if meter.pass_number == 1:
             meter.next_pass()
     assert meter.compute().metrics["nc1"] is not None
+
+
+@pytest.mark.parametrize(
+    "labels, shown",
+    [
+        (np.array([0, 1, 2**64 - 1], dtype=np.uint64), str(2**64 - 1)),
+        (np.array([0, 1, 2**63], dtype=np.uint64), str(2**63)),
+        (np.array([0.0, 1.0, 1e30]), str(int(1e30))),
+        (np.array([0, 1, -1], dtype=np.int8), "-1"),
+        (np.array([0, 1, 3], dtype=np.uint8), "3"),
+    ],
+)
+def test_a_label_out_of_range_is_named_as_given(labels, shown):
+    """Labels beyond int64 (uint64 sentinels, huge floats) were cast first and named as the
+    value they wrapped to ('label -1 is not in [0, 3)' for 2^64 - 1)."""
+    h, _, m = make_data(C=3, d=4, n=3)
+    meter = ncinspect.Meter(weights=m)
+    with pytest.raises(InvalidDataError) as info:
+        meter.update(h[:3], labels)
+    assert f"label {shown} is not in [0, 3)" in str(info.value)
