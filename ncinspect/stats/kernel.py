@@ -123,6 +123,7 @@ class Kernel:
         # the numpy kernel's right-hand sides are built on first use (cached_property below):
         # a kernel placed on a device (Placed) never builds them
         self._cols, self._basis, self._ncc, self._w = (cols64, cols32), geom.basis, ncc, w
+        self._bias = geom.bias  # the classifier's rows are (w_c, b_c): their twins
         self._local = threading.local()
         # no reference back to ``geom``: it holds this kernel (``geom.kernels``), and a cycle
         # would keep both, and their C x d arrays, until the cyclic collector ran (a file
@@ -137,6 +138,33 @@ class Kernel:
         kappa = 1.02 * (d + 4) * (_U32 + _U64)
         self.kappa = kappa
         self.tiny = (4 * d + 8) * 2.0**-149
+
+    @functools.cached_property
+    def ncc_twins(self) -> np.ndarray | None:
+        """For each class, the lowest class whose NCC centre is the same (bit for bit) and
+        defined; None when no two defined centres are equal (see :func:`first_twins`)."""
+        return first_twins(self._ncc, self._ncc_valid)
+
+    @functools.cached_property
+    def clf_twins(self) -> np.ndarray | None:
+        """For each class, the lowest class with the same classifier row and bias (bit for
+        bit); None when no two rows are equal or there is no classifier."""
+        if not self.has_w:
+            return None
+        rows = self._w if self._bias is None else np.column_stack([self._w, self._bias])
+        return first_twins(rows)
+
+    def lowest_twins(self, ncc: np.ndarray, clf: np.ndarray | None):
+        """The decisions ``ncc``, ``clf`` with every class replaced by the lowest class of
+        the same centre / classifier row: equal rows give equal scores in exact arithmetic,
+        and the lowest index wins a tie (spec/metrics.md, NC4), where a BLAS product may
+        round two equal columns apart (an AVX-512 kernel forms the last columns of a product
+        in another order than the others)."""
+        if self.ncc_twins is not None:
+            ncc = self.ncc_twins[ncc]
+        if clf is not None and self.clf_twins is not None:
+            clf = self.clf_twins[clf]
+        return ncc, clf
 
     @functools.cached_property
     def centre_sq_max(self) -> float:
@@ -327,6 +355,11 @@ class Placed:
         self.centre_norm, self.weight_norm = kern.ncc_norm, kern.w_norm
         self.score_factor, self.logit_scales = kern.score_factor, kern.logit_scales
         self.offset = None if kern.offset is None else put(kern.offset)
+        #: the lowest class of equal centres / classifier rows (:meth:`Kernel.lowest_twins`)
+        self.ncc_twins, self.clf_twins = (
+            None if t is None else on_device(xp, t.astype(np.int64), device)
+            for t in (kern.ncc_twins, kern.clf_twins)
+        )
         self._xp = xp
 
     @functools.cached_property
@@ -338,6 +371,56 @@ class Placed:
     def decide32(self):
         """float32 copy of ``decide`` (precision float32 only)."""
         return self._xp.astype(self.decide, self._xp.float32)
+
+
+def first_twins(rows: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray | None:
+    """``twins[c]``: the lowest index of a row of ``rows`` equal to row ``c`` (every value
+    equal, ``-0.0`` as ``0.0``; a row holding NaN equals no other), ``c`` itself for most,
+    over the rows ``keep`` selects (the others map to themselves); None when no two of them
+    are equal. A few rows are compared pairwise; many are screened by an integer hash of
+    their first columns' bits (exact, whatever the BLAS), and only rows of a repeated hash
+    compared whole: a matrix of distinct rows costs a pass over C x 16 values and a sort of
+    C numbers."""
+    C = rows.shape[0]
+    idx = np.arange(C) if keep is None else np.flatnonzero(keep)
+    if idx.size < 2:
+        return None
+    sub = np.asarray(rows if keep is None else rows[idx], dtype=np.float64)  # no copy of all
+    n, d = sub.shape
+    if n * n * d <= _TWINS_PAIRWISE:
+        eq = (sub[:, None, :] == sub[None, :, :]).all(axis=2)
+        eq[np.diag_indices(n)] = True
+        first = eq.argmax(axis=0)  # the first row equal to each (itself at the latest)
+        if np.array_equal(first, np.arange(n)):
+            return None
+        twins = np.arange(C)
+        twins[idx] = idx[first]
+        return twins
+    # the screen hashes at most 16 columns (equal rows agree on every column; a repeated hash
+    # of distinct rows only sends them to the whole-row comparison); -0.0 + 0.0 is 0.0:
+    # equal values, equal bits
+    bits = (sub[:, : min(16, d)] + 0.0).view(np.uint64)
+    mult = np.arange(bits.shape[1], dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        keys = (bits * (mult | np.uint64(1))).sum(axis=1, dtype=np.uint64)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    cand = np.flatnonzero(counts[inverse.ravel()] > 1)  # positions in ``sub``, increasing
+    if cand.size:
+        cand = cand[~np.isnan(sub[cand]).any(axis=1)]
+    if cand.size < 2:
+        return None
+    whole = np.ascontiguousarray(sub[cand] + 0.0).view(np.dtype((np.void, 8 * d))).ravel()
+    _, first, inverse = np.unique(whole, return_index=True, return_inverse=True)
+    lowest = cand[first[inverse.ravel()]]  # np.unique's first occurrences: the lowest index
+    if np.array_equal(lowest, cand):
+        return None
+    twins = np.arange(C)
+    twins[idx[cand]] = idx[lowest]
+    return twins
+
+
+#: up to this many values (rows^2 x columns) rows are compared pairwise by first_twins
+_TWINS_PAIRWISE = 1 << 14
 
 
 def kernel_for(geom, logits64: bool) -> Kernel:
@@ -602,7 +685,6 @@ def numpy_block(kern: Kernel, block: np.ndarray, y: np.ndarray, outputs, rows: i
         ncc = np.argmin(kern.distances(se), axis=1)
     else:
         ncc = ncc_float32(kern, s32[:, :C], x, xnorm)
-    stats.ncc_correct = np.bincount(y[ncc == y], minlength=C)
 
     logits = None
     if kern.logits64:  # in place, in the product's buffer
@@ -612,6 +694,13 @@ def numpy_block(kern: Kernel, block: np.ndarray, y: np.ndarray, outputs, rows: i
         clf = clf_float32(kern, s32[:, s32.shape[1] - C :], x, y, xnorm)
     elif outputs is not None:
         clf = np.argmax(outputs, axis=1)
+    # a tie between equal centres or classifier rows goes to the lowest class (the decisions
+    # of stored outputs are theirs, as given)
+    if kern.has_w:
+        ncc, clf = kern.lowest_twins(ncc, clf)
+    else:
+        ncc, _ = kern.lowest_twins(ncc, None)
+    stats.ncc_correct = np.bincount(y[ncc == y], minlength=C)
     if kern.has_w or outputs is not None:
         stats.clf_correct = np.bincount(y[clf == y], minlength=C)
         stats.agree = np.bincount(y[clf == ncc], minlength=C)

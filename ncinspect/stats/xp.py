@@ -151,6 +151,8 @@ def decisions(xp: Any, g: Any, scores: Any, C: int, has_clf: bool, outputs: Any)
     if not g.all_ncc_valid:  # a centre NCC may not pick: never the nearest
         dist = xp.where(g.ncc_valid[None, :], dist, _scalar(xp, math.inf, device_of(dist)))
     ncc = xp.argmin(dist, axis=1)
+    if g.ncc_twins is not None:  # equal centres: the lowest class wins (Kernel.lowest_twins)
+        ncc = xp.take(g.ncc_twins, ncc)
     logits = None
     if has_clf:
         logits = scores[:, C:]
@@ -159,6 +161,8 @@ def decisions(xp: Any, g: Any, scores: Any, C: int, has_clf: bool, outputs: Any)
         logits = logits + g.offset[None, :]
     clf_out = logits if logits is not None else outputs
     clf = None if clf_out is None else xp.argmax(clf_out, axis=1)
+    if logits is not None and g.clf_twins is not None:  # equal classifier rows: the lowest
+        clf = xp.take(g.clf_twins, clf)
     return dist, ncc, logits, clf_out, clf
 
 

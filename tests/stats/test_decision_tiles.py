@@ -32,9 +32,12 @@ def _tile_data(C=1100, d=16, n=600, delta=1e-9, seed=0):
 
 
 def _direct(h, M):
-    """argmin_c ||h - m_c||^2 and argmax_c w_c . h (W = M) in float64, first on ties."""
+    """argmin_c ||h - m_c||^2 and argmax_c w_c . h (W = M) in float64, first on ties. Both
+    sums are numpy's over the last axis, the same operations for every class: ``h @ M.T``
+    (BLAS) may round two equal columns apart (an AVX-512 kernel forms the last columns of a
+    product in another order), and then no longer ties the equal classes."""
     dist = ((h[:, None, :] - M[None, :, :]) ** 2).sum(axis=2)
-    return np.argmin(dist, axis=1), np.argmax(h @ M.T, axis=1)
+    return np.argmin(dist, axis=1), np.argmax((h[:, None, :] * M[None, :, :]).sum(axis=2), axis=1)
 
 
 @pytest.mark.parametrize("tile_bytes", [32 * 256 * 4, 32 * 300 * 4 + 4, K._TILE_BYTES])
@@ -92,3 +95,44 @@ def test_scores32_tiles_are_the_product():
     np.testing.assert_allclose(got, x @ right[:, 100:], rtol=1e-5, atol=1e-5)
     with pytest.raises(IndexError):
         s[1:, :]
+
+
+def test_first_twins_maps_each_row_to_the_lowest_equal_one():
+    rows = np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [0.0, 0.0], [-0.0, 0.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(K.first_twins(rows), [0, 1, 0, 3, 3, 1])  # -0.0 is 0.0
+    assert K.first_twins(rows[:2]) is None and K.first_twins(rows[:1]) is None
+    keep = np.array([False, True, True, True, True, True])  # row 0 is not a candidate
+    np.testing.assert_array_equal(K.first_twins(rows, keep), [0, 1, 2, 3, 3, 1])
+    nan = np.array([[np.nan, 1.0], [np.nan, 1.0], [2.0, 3.0]])
+    assert K.first_twins(nan) is None  # a row holding NaN equals no other
+    # many rows (the hashed path) give what a few (the pairwise one) give
+    rng = np.random.default_rng(4)
+    many = np.vstack([rows, nan, rng.standard_normal((400, 2))])
+    np.testing.assert_array_equal(K.first_twins(many)[:9], [0, 1, 0, 3, 3, 1, 6, 7, 8])
+    rng = np.random.default_rng(3)
+    big = rng.standard_normal((5000, 7))
+    assert K.first_twins(big) is None
+    big[4999] = big[17]
+    twins = K.first_twins(big)
+    assert twins[4999] == 17 and np.array_equal(twins[:4999], np.arange(4999))
+
+
+def test_equal_classifier_rows_tie_to_the_lowest_class_on_the_meter_too():
+    """The namespace kernel (the Meter's, here on torch CPU tensors) decides the same as the
+    numpy one and as the spec's rule: classes with equal rows of W tie, the lowest wins."""
+    import torch
+
+    import ncinspect
+
+    h, y, M = _tile_data(C=300, n=400)
+    meter = ncinspect.Meter(weights=torch.from_numpy(M), n_classes=300)
+    for _ in range(2):
+        meter.update(torch.from_numpy(h), torch.from_numpy(y))
+        if meter.pass_number == 1:
+            meter.next_pass()
+    got = meter.compute().metrics
+    local = ncinspect.analyze(h, y, weights=M).metrics
+    assert got["accuracy_classifier"] == local["accuracy_classifier"]
+    assert got["nc4_ncc_mismatch"] == local["nc4_ncc_mismatch"]
+    _, clf_exact = _direct(h, M)
+    assert local["accuracy_classifier"] == np.mean(clf_exact == y)
