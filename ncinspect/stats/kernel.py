@@ -374,27 +374,28 @@ class Placed:
 
 
 def first_twins(rows: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray | None:
-    """``twins[c]``: the lowest index of a row of ``rows`` equal to row ``c`` (every value
-    equal, ``-0.0`` as ``0.0``; a row holding NaN equals no other), ``c`` itself for most,
-    over the rows ``keep`` selects (the others map to themselves); None when no two of them
-    are equal. A few rows are compared pairwise; many are screened by an integer hash of
-    their first columns' bits (exact, whatever the BLAS), and only rows of a repeated hash
-    compared whole: a matrix of distinct rows costs a pass over C x 16 values and a sort of
-    C numbers."""
+    """``twins[c]``: the lowest index of a row of ``rows`` equal to row ``c`` bit for bit
+    once ``-0.0`` is read as ``0.0`` (``c`` itself for most), over the rows ``keep`` selects
+    (the others map to themselves); None when no two of them are equal. A few rows are
+    looked up by their bytes; many are screened by an integer hash of their first columns'
+    bits (exact, whatever the BLAS), and only rows of a repeated hash compared whole: a
+    matrix of distinct rows costs a pass over C x 16 values and a sort of C numbers."""
     C = rows.shape[0]
-    idx = np.arange(C) if keep is None else np.flatnonzero(keep)
-    if idx.size < 2:
-        return None
-    sub = np.asarray(rows if keep is None else rows[idx], dtype=np.float64)  # no copy of all
+    idx = None if keep is None else np.flatnonzero(keep)
+    sub = np.asarray(rows if idx is None else rows[idx], dtype=np.float64)  # no copy of all
     n, d = sub.shape
-    if n * n * d <= _TWINS_PAIRWISE:
-        eq = (sub[:, None, :] == sub[None, :, :]).all(axis=2)
-        eq[np.diag_indices(n)] = True
-        first = eq.argmax(axis=0)  # the first row equal to each (itself at the latest)
-        if np.array_equal(first, np.arange(n)):
+    if n < 2:
+        return None
+    if n <= _TWINS_FEW:  # each row's bytes looked up in a dict: no numpy call per pair
+        seen: dict[bytes, int] = {}
+        found = [(i, seen.setdefault(row.tobytes(), i)) for i, row in enumerate(sub + 0.0)]
+        pairs = [(i, j) for i, j in found if j != i]
+        if not pairs:
             return None
         twins = np.arange(C)
-        twins[idx] = idx[first]
+        at = np.arange(C) if idx is None else idx
+        for i, j in pairs:
+            twins[at[i]] = at[j]
         return twins
     # the screen hashes at most 16 columns (equal rows agree on every column; a repeated hash
     # of distinct rows only sends them to the whole-row comparison); -0.0 + 0.0 is 0.0:
@@ -405,8 +406,6 @@ def first_twins(rows: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray 
         keys = (bits * (mult | np.uint64(1))).sum(axis=1, dtype=np.uint64)
     _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     cand = np.flatnonzero(counts[inverse.ravel()] > 1)  # positions in ``sub``, increasing
-    if cand.size:
-        cand = cand[~np.isnan(sub[cand]).any(axis=1)]
     if cand.size < 2:
         return None
     whole = np.ascontiguousarray(sub[cand] + 0.0).view(np.dtype((np.void, 8 * d))).ravel()
@@ -415,12 +414,13 @@ def first_twins(rows: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray 
     if np.array_equal(lowest, cand):
         return None
     twins = np.arange(C)
-    twins[idx[cand]] = idx[lowest]
+    at = np.arange(C) if idx is None else idx
+    twins[at[cand]] = at[lowest]
     return twins
 
 
-#: up to this many values (rows^2 x columns) rows are compared pairwise by first_twins
-_TWINS_PAIRWISE = 1 << 14
+#: up to this many rows first_twins compares their bytes in a dict (above: hashed by numpy)
+_TWINS_FEW = 64
 
 
 def kernel_for(geom, logits64: bool) -> Kernel:

@@ -103,12 +103,16 @@ def test_first_twins_maps_each_row_to_the_lowest_equal_one():
     assert K.first_twins(rows[:2]) is None and K.first_twins(rows[:1]) is None
     keep = np.array([False, True, True, True, True, True])  # row 0 is not a candidate
     np.testing.assert_array_equal(K.first_twins(rows, keep), [0, 1, 2, 3, 3, 1])
-    nan = np.array([[np.nan, 1.0], [np.nan, 1.0], [2.0, 3.0]])
-    assert K.first_twins(nan) is None  # a row holding NaN equals no other
-    # many rows (the hashed path) give what a few (the pairwise one) give
+    # many rows (the hashed path) give what a few (the bytes of each) give
     rng = np.random.default_rng(4)
-    many = np.vstack([rows, nan, rng.standard_normal((400, 2))])
-    np.testing.assert_array_equal(K.first_twins(many)[:9], [0, 1, 0, 3, 3, 1, 6, 7, 8])
+    many = np.vstack([rows, rng.standard_normal((400, 2)), rows])
+    twins = K.first_twins(many)
+    np.testing.assert_array_equal(twins[:6], [0, 1, 0, 3, 3, 1])
+    np.testing.assert_array_equal(twins[6:406], np.arange(6, 406))
+    np.testing.assert_array_equal(twins[406:], [0, 1, 0, 3, 3, 1])
+    np.testing.assert_array_equal(
+        K.first_twins(many, np.arange(412) >= 3)[406:], [406, 5, 406, 3, 3, 5]
+    )
     rng = np.random.default_rng(3)
     big = rng.standard_normal((5000, 7))
     assert K.first_twins(big) is None
