@@ -97,11 +97,28 @@ def _report(path, capsys) -> tuple[int, dict | None, str]:
     return rc, (json.loads(out) if rc == 0 else None), err
 
 
+def _root_unreadable(path) -> bool:
+    """HDF5 itself cannot list the file's root group (h5py, no ncinspect code)."""
+    try:
+        with h5py.File(path, "r") as f:
+            list(f)
+    except Exception:  # noqa: BLE001 - whatever libhdf5 raises on a broken group
+        return True
+    return False
+
+
 def _check_killed_file(path, finished: int, capsys) -> None:
     rc, doc, err = _report(path, capsys)
     if finished == 0:  # killed inside the first snapshot: nothing complete to report
         assert rc == 3, err
         assert "no complete snapshot" in err and "incomplete" in err, err
+        return
+    if rc == 3 and "cannot read the group tree" in err and _root_unreadable(path):
+        # HDF5 keeps no journal outside SWMR: a kill inside its flush of the root group's link
+        # storage (rare: about 1 kill in 100 under a loaded CI machine) can leave a root that
+        # libhdf5 itself cannot list. Then the file is refused in one line, exit 3, never
+        # read in part (docs/security.md, Known limits); any other refusal is a failure
+        assert len(err.strip().splitlines()) == 1 and str(path) in err, err
         return
     assert rc == 0, err
     snaps = doc["snapshots"]
