@@ -115,9 +115,10 @@ def _check_killed_file(path, finished: int, capsys) -> None:
         return
     if rc == 3 and "cannot read the group tree" in err and _root_unreadable(path):
         # HDF5 keeps no journal outside SWMR: a kill inside its flush of the root group's link
-        # storage (rare: about 1 kill in 100 under a loaded CI machine) can leave a root that
-        # libhdf5 itself cannot list. Then the file is refused in one line, exit 3, never
-        # read in part (docs/security.md, Known limits); any other refusal is a failure
+        # storage (rare: one kill of some two hundred seen here, on a loaded machine) can
+        # leave a root that libhdf5 itself cannot list. Then the file is refused in one line,
+        # exit 3, never read in part (docs/security.md, Known limits); any other refusal is a
+        # failure
         assert len(err.strip().splitlines()) == 1 and str(path) in err, err
         return
     assert rc == 0, err
