@@ -29,6 +29,22 @@ def file_digest(path) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def write_npz_members(path, members) -> str:
+    """An NPZ archive of exactly ``members`` (a dict, or ``(name, array)`` pairs, names as
+    given: with or without ``.npy``, repeated, nested), which ``np.savez`` cannot write;
+    returns its path."""
+    import io
+    import zipfile
+
+    pairs = members.items() if isinstance(members, dict) else members
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, arr in pairs:
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asarray(arr))
+            zf.writestr(name, buf.getvalue())
+    return str(path)
+
+
 #: the smallest ``ncinspect train`` run (CLI arguments)
 SMALL_TRAIN = ["--depth", "2", "--width", "4", "--epochs", "1", "--batch-size", "0", "-q"]
 

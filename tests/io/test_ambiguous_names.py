@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import zipfile
-
 import h5py
-import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
@@ -13,7 +10,7 @@ import ncinspect
 from ncinspect.cli import main
 from ncinspect.errors import AmbiguousArrayError
 
-from ..helpers import file_digest, make_data
+from ..helpers import file_digest, make_data, write_npz_members
 
 SPELLINGS = [
     ("features", "/features"),
@@ -47,16 +44,6 @@ def test_safetensors_two_spellings_of_one_name(tmp_path, capsys, first, second):
     assert file_digest(path) == before
 
 
-def _npz(path, members: dict[str, np.ndarray]) -> None:
-    import io
-
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, arr in members.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, arr)
-            zf.writestr(name, buf.getvalue())
-
-
 @pytest.mark.parametrize(
     "first,second",
     [
@@ -68,7 +55,7 @@ def _npz(path, members: dict[str, np.ndarray]) -> None:
 def test_npz_two_spellings_of_one_name(tmp_path, capsys, first, second):
     h, y, _ = make_data(C=3, d=4, n=12)
     path = tmp_path / "two.npz"
-    _npz(path, {"labels.npy": y, "e1/features.npy": h, first: h, second: h + 1})
+    write_npz_members(path, {"labels.npy": y, "e1/features.npy": h, first: h, second: h + 1})
     with pytest.raises(AmbiguousArrayError) as info:
         ncinspect.analyze_file(path)
     _both_named(str(info.value), first, second)

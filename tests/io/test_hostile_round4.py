@@ -16,7 +16,7 @@ import pytest
 
 from ncinspect.cli import main
 
-from ..helpers import file_digest, make_data
+from ..helpers import file_digest, make_data, write_npz_members
 
 
 def _safetensors(path, entries, data: bytes, meta=None, raw_meta: str | None = None):
@@ -174,18 +174,6 @@ def test_a_protocol_0_or_1_pickle_cut_short_is_named_a_pickle(tmp_path, capsys, 
 # -- class 3: an NPZ member named without .npy beside the same name with it ------------------
 
 
-def _npz_members(path, members):
-    import io
-    import zipfile
-
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, value in members:
-            buf = io.BytesIO()
-            np.save(buf, value)
-            zf.writestr(name, buf.getvalue())
-    return str(path)
-
-
 @pytest.mark.parametrize(
     "extra",
     [("features", "h2"), ("a/features", "h2"), ("meta", '{"epoch": 2}'), ("labels", "y2")],
@@ -202,7 +190,7 @@ def test_npz_member_with_and_without_the_npy_suffix_is_refused(tmp_path, capsys,
         ("labels.npy", y),
         ("meta.npy", np.array('{"epoch": 1}')),
     ]
-    path = _npz_members(tmp_path / "two.npz", [*members, (name, values[key])])
+    path = write_npz_members(tmp_path / "two.npz", [*members, (name, values[key])])
     assert main(["report", path]) == 3
     line = _one_error_line(capsys)
     assert "two.npz" in line and f"'{name}.npy'" in line and f"'{name}'" in line

@@ -6,9 +6,6 @@ input is left as it was."""
 
 from __future__ import annotations
 
-import io
-import zipfile
-
 import h5py
 import numpy as np
 import pytest
@@ -18,7 +15,7 @@ import ncinspect
 from ncinspect.cli import main
 from ncinspect.errors import AmbiguousArrayError
 
-from ..helpers import file_digest, make_data
+from ..helpers import file_digest, make_data, write_npz_members
 
 #: names that differ from the first only in what shows nothing, blanks around it or Unicode
 #: normalisation (the rule class names follow)
@@ -38,19 +35,11 @@ def _data():
     return h.astype(np.float32), y, m.astype(np.float32)
 
 
-def _npz(path, members: dict[str, np.ndarray]) -> None:
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, arr in members.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, arr)
-            zf.writestr(name, buf.getvalue())
-
-
 def _write(fmt: str, path, arrays: dict[str, np.ndarray]) -> None:
     if fmt == "safetensors":
         save_file(arrays, str(path))
     elif fmt == "npz":
-        _npz(path, {f"{k}.npy": v for k, v in arrays.items()})
+        write_npz_members(path, {f"{k}.npy": v for k, v in arrays.items()})
     else:
         with h5py.File(path, "w") as f:
             for k, v in arrays.items():
