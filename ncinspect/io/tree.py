@@ -18,7 +18,9 @@ __all__ = [
     "Placed",
     "loads_json",
     "MAX_JSON_DEPTH",
+    "lookalike_of",
     "refuse_lookalike_names",
+    "refuse_lookalikes",
 ]
 
 #: the deepest nesting of JSON read from a file (a header, a metadata value); deeper is refused
@@ -211,27 +213,41 @@ def refuse_lookalike_names(root: Node, where_file: str) -> None:
     zero-width space is read as ``features`` while both show alike in every listing; a
     group ``é`` spelled both ways gives two snapshots of one shown name. One
     :class:`~ncinspect.errors.AmbiguousArrayError` naming both, for every container."""
-    from ..errors import AmbiguousArrayError
-    from .class_names import shown_key
     from .paths import shown
 
     for node in root.walk():
-        for kind, names in (
-            ("names", [*node.arrays, *node.children]),
-            ("metadata keys", [k for k in node.attrs if isinstance(k, str)]),
-        ):
-            if not any(_odd(n) for n in names):
-                continue
-            first: dict[str, str] = {}
-            for name in names:
-                other = first.setdefault(shown_key(name), name)
-                if other != name:
-                    raise AmbiguousArrayError(
-                        f"{where_file}:{shown(node.path)}: the {kind} {_escaped(other)} and "
-                        f"{_escaped(name)} look the same (they differ only in invisible "
-                        "characters, blanks around them or Unicode normalisation); ncinspect "
-                        "does not pick one: rename one of them"
-                    )
+        where = f"{where_file}:{shown(node.path)}"
+        refuse_lookalikes([*node.arrays, *node.children], where, "names")
+        refuse_lookalikes([k for k in node.attrs if isinstance(k, str)], where, "metadata keys")
+
+
+def refuse_lookalikes(names: list[str], where: str, kind: str = "names") -> None:
+    """The rule of :func:`refuse_lookalike_names` for the names of one container (``where``
+    names it in the message): an :class:`~ncinspect.errors.AmbiguousArrayError` for the
+    first two that look the same."""
+    from ..errors import AmbiguousArrayError
+    from .class_names import shown_key
+
+    if not any(_odd(n) for n in names):
+        return
+    first: dict[str, str] = {}
+    for name in names:
+        other = first.setdefault(shown_key(name), name)
+        if other != name:
+            raise AmbiguousArrayError(
+                f"{where}: the {kind} {_escaped(other)} and {_escaped(name)} look the same "
+                "(they differ only in invisible characters, blanks around them or Unicode "
+                "normalisation); ncinspect does not pick one: rename one of them"
+            )
+
+
+def lookalike_of(name: str, names: list[str]) -> str | None:
+    """The first of ``names`` that is not ``name`` but looks the same (the rule of
+    :func:`refuse_lookalike_names`), or None: said when ``name`` is missing."""
+    from .class_names import shown_key
+
+    key = shown_key(name)
+    return next((n for n in names if n != name and _odd(n) and shown_key(n) == key), None)
 
 
 def plain(value: Any) -> Any:

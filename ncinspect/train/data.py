@@ -167,6 +167,8 @@ def _read_arrays(path: str) -> dict[str, np.ndarray]:
         try:
             with zipfile.ZipFile(path) as zf:
                 seen: dict[str, str] = {}
+                stems = [n[:-4] if n.endswith(".npy") else n for n in zf.namelist()]
+                _refuse_lookalike_keys(path, stems)
                 for info in zf.infolist():
                     name = info.filename  # numpy's key: the name without a .npy suffix
                     stem = name[:-4] if name.endswith(".npy") else name
@@ -201,6 +203,7 @@ def _read_arrays(path: str) -> dict[str, np.ndarray]:
         arrays = {}
         try:
             with h5py.File(path, "r") as f:
+                _refuse_lookalike_keys(path, list(f))
                 for k in _KEYS:
                     if k not in f:
                         continue
@@ -227,6 +230,28 @@ def _read_arrays(path: str) -> dict[str, np.ndarray]:
             raise UnreadableFileError(f"{path}: not a readable HDF5 file ({_why(exc)})") from None
         return arrays
     raise UnreadableFileError(f"{path}: not an NPZ or HDF5 file (expected X, y arrays)")
+
+
+def _refuse_lookalike_keys(path: str, names: list[str]) -> None:
+    """Refuse a file whose array names include one that looks like ``X``, ``y``, ``X_test``
+    or ``y_test`` without being it (a zero-width space, a BOM, blanks around it, another
+    Unicode composition), beside it or instead of it: every listing shows the two alike, so
+    the data read would not be the data the user sees (the dump readers' rule,
+    :func:`~ncinspect.io.tree.refuse_lookalikes`)."""
+    from ..io.class_names import shown_key
+    from ..io.paths import MAX_SHOWN
+    from ..io.tree import lookalike_of, refuse_lookalikes
+    from ..text import elide
+
+    refuse_lookalikes([n for n in names if shown_key(n) in _KEYS], path)
+    for key in _KEYS:
+        other = lookalike_of(key, names)
+        if other is not None and key not in names:
+            raise InvalidDataError(
+                f"{path}: the array {ascii(elide(other, MAX_SHOWN))} looks like {key!r} but "
+                "is not (it differs in invisible characters, blanks around it or Unicode "
+                f"normalisation); name it {key!r}"
+            )
 
 
 def _features(path: str, name: str, arr: np.ndarray) -> np.ndarray:

@@ -212,3 +212,63 @@ def test_an_alias_that_is_a_link_to_nothing_beside_another_is_refused(
     role = {"H": "features", "features": "features", "labels": "labels"}.get(present, "weights")
     rep = ncinspect.analyze_file(path, keys={role: present.rsplit("/", 1)[-1]})
     assert rep.snapshots
+
+
+# -- train --dataset: the same rule for X, y, X_test and y_test --------------------------------
+
+
+def _train_data(fmt: str, path, names: dict[str, str]) -> None:
+    """An X/y data set for ``train --dataset`` with its arrays stored under ``names``."""
+    h, y, _ = make_data(C=3, d=4, n=10)
+    arrays = {"X": h, "y": y, "X_test": h[:6], "y_test": y[:6]}
+    _write(fmt, path, {names.get(k, k): v for k, v in arrays.items()})
+
+
+def _train_refused(path, tmp_path, capsys, *words) -> str:
+    before = file_digest(path)
+    out = tmp_path / "run.h5"
+    args = ["train", "-o", str(out), "--dataset", str(path), "--epochs", "1", "--quiet"]
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in err, err
+    assert file_digest(path) == before and not out.exists()
+    return err
+
+
+@pytest.mark.parametrize("fmt", ["npz", "h5"])
+@pytest.mark.parametrize("key,other", [("X", "X\u200b"), ("y", "\ufeffy"), ("X_test", "X_test ")])
+def test_train_dataset_names_that_look_the_same_are_refused(tmp_path, capsys, fmt, key, other):
+    """``X`` beside ``X`` + a zero-width space: ``train --dataset`` read the exact name while
+    every listing shows two arrays alike; the dump readers refuse it, and now so does it."""
+    path = tmp_path / f"data.{fmt}"
+    _train_data(fmt, path, {})
+    if fmt == "h5":
+        with h5py.File(path, "a") as f:
+            f[other] = f[key][()]
+    else:
+        h, y, _ = make_data(C=3, d=4, n=10)
+        arrays = {"X": h, "y": y, "X_test": h[:6], "y_test": y[:6], other: y}
+        write_npz_members(path, {f"{k}.npy": v for k, v in arrays.items()})
+    _train_refused(path, tmp_path, capsys, ascii(other), "look the same")
+
+
+@pytest.mark.parametrize("fmt", ["npz", "h5"])
+def test_train_dataset_with_only_a_lookalike_says_so(tmp_path, capsys, fmt):
+    """No ``y``, only ``y`` + a word joiner: said as such (the user sees a ``y``)."""
+    path = tmp_path / f"data.{fmt}"
+    _train_data(fmt, path, {"y": "y\u2060"})
+    _train_refused(path, tmp_path, capsys, "'y\\u2060' looks like 'y' but is not")
+
+
+def test_train_dataset_with_unrelated_names_is_read(tmp_path):
+    """Other arrays (even two that look alike) beside X and y are no concern of train."""
+    from ncinspect.train.data import from_file
+
+    path = tmp_path / "data.h5"
+    _train_data("h5", path, {})
+    with h5py.File(path, "a") as f:
+        f["notes"], f["notes\u200b"] = np.arange(3), np.arange(3)
+    data = from_file(path, np.random.default_rng(0))
+    assert data.X.shape == (10 * 3, 4) and data.X_test.shape == (6, 4)
