@@ -1,0 +1,100 @@
+"""Hostile round seven: what a training loop hands ``analyze``, the ``Meter`` and the writer.
+
+Each case failed on the branch point (bd9715b) and passes now:
+
+- a numpy masked array (features, labels, weights) was analysed with its masked values as
+  data (numpy's conversion drops the mask): a silent wrong number; the Meter crashed on
+  masked labels with numpy's ``ValueError``; the writer stored the masked values;
+- the Meter given (N, 1), one-hot or nested-list labels raised numpy's ``ValueError`` or
+  torch's ``IndexError``; labels on PyTorch's ``meta`` device beside CPU features raised
+  ``NotImplementedError``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ncinspect
+from ncinspect import DumpWriter, Meter
+from ncinspect.errors import InvalidDataError, ShapeMismatchError, UnsupportedDtypeError
+
+RNG = np.random.default_rng(7)
+Y = np.arange(40) % 4
+X = np.eye(4, 8)[Y] * 3.0 + RNG.normal(size=(40, 8))
+W = np.eye(4, 8)
+
+
+def _meter(h, y, w=W):
+    m = Meter(weights=w)
+    m.update(h, y)
+    m.next_pass()
+    m.update(h, y)
+    return m.compute()
+
+
+def _masked(arr, where):
+    mask = np.zeros(arr.shape, bool)
+    mask[where] = True
+    return np.ma.masked_array(arr, mask=mask)
+
+
+CASES = {
+    "features": lambda: (_masked(X, (3, 2)), Y, W),
+    "labels": lambda: (X, _masked(Y, 5), W),
+    "weights": lambda: (X, Y, _masked(W, (1, 1))),
+}
+
+
+@pytest.mark.parametrize("role", list(CASES))
+def test_a_masked_array_that_masks_values_is_refused(tmp_path, role):
+    h, y, w = CASES[role]()
+    with pytest.raises(InvalidDataError, match="masked"):
+        ncinspect.analyze(h, y, weights=w)
+    with pytest.raises(InvalidDataError, match="masked"):
+        _meter(h, y, w)
+    with DumpWriter(tmp_path / "run.h5") as writer:
+        with writer.snapshot("e1") as s:
+            with pytest.raises(InvalidDataError, match="masked"):
+                if role == "weights":
+                    s.write(weights=w)
+                else:
+                    s.append(features=h, labels=y)
+
+
+def test_a_masked_array_that_masks_nothing_is_its_values():
+    plain = ncinspect.analyze(X, Y, weights=W).metrics["nc1"]
+    h, y, w = (np.ma.masked_array(a) for a in (X, Y, W))
+    assert ncinspect.analyze(h, y, weights=w).metrics["nc1"] == pytest.approx(plain)
+    assert _meter(h, y, w).metrics["nc1"] == pytest.approx(plain)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        lambda: Y.reshape(-1, 1),
+        lambda: np.eye(4, dtype=np.int64)[Y],
+        lambda: [[int(v)] for v in Y],
+        lambda: np.int64(1),
+    ],
+    ids=["column", "one_hot", "nested_list", "scalar"],
+)
+def test_meter_labels_must_be_one_per_row(labels):
+    with pytest.raises(ShapeMismatchError, match="one integer label a row"):
+        Meter(weights=W).update(X, labels())
+
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("shape", [(40, 1), (40, 4)])
+def test_meter_tensor_labels_must_be_one_per_row(shape):
+    y = torch.zeros(shape, dtype=torch.long)
+    with pytest.raises(ShapeMismatchError, match="one integer label a row"):
+        Meter(weights=W).update(torch.tensor(X), y)
+
+
+def test_meter_refuses_labels_on_the_meta_device_beside_real_features():
+    y = torch.empty(40, dtype=torch.long, device="meta")
+    with pytest.raises(UnsupportedDtypeError, match="labels: a tensor on PyTorch's meta"):
+        Meter(weights=W).update(torch.tensor(X), y)
