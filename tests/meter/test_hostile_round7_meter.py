@@ -17,7 +17,12 @@ import pytest
 
 import ncinspect
 from ncinspect import DumpWriter, Meter
-from ncinspect.errors import InvalidDataError, ShapeMismatchError, UnsupportedDtypeError
+from ncinspect.errors import (
+    InvalidDataError,
+    ShapeMismatchError,
+    UnsupportedDtypeError,
+    UsageError,
+)
 
 RNG = np.random.default_rng(7)
 Y = np.arange(40) % 4
@@ -98,3 +103,22 @@ def test_meter_refuses_labels_on_the_meta_device_beside_real_features():
     y = torch.empty(40, dtype=torch.long, device="meta")
     with pytest.raises(UnsupportedDtypeError, match="labels: a tensor on PyTorch's meta"):
         Meter(weights=W).update(torch.tensor(X), y)
+
+
+def test_a_meter_reset_half_way_leaves_rows_no_later_meter_continues(tmp_path):
+    """A meter's pass 1 reset half way leaves its rows marked in the caller's writer; a new
+    meter of the same snapshot appended its rows to them and marked the whole complete
+    (twice the first batch, analysed as one epoch)."""
+    path = tmp_path / "run.h5"
+    with DumpWriter(path) as w:
+        first = Meter(weights=W, dump=w, snapshot="e1")
+        first.update(X[:20], Y[:20])
+        first.reset()  # an error caught, the epoch measured again
+        again = Meter(weights=W, dump=w, snapshot="e1")
+        with pytest.raises(UsageError, match="unfinished.*replace=True"):
+            again.update(X, Y)
+        w.snapshot("e1", replace=True).finish()  # start it over, as the message says
+        again.update(X, Y)
+        again.next_pass()
+    (snap,) = ncinspect.analyze_file(str(path)).snapshots
+    assert snap.n_samples == 40
