@@ -65,6 +65,9 @@ _MODES = {"a": "a", "append": "a", "w": "w", "replace": "w", "x": "x"}
 #: header, whose messages hold at most 64 KiB (larger values belong in an array: ``write``)
 MAX_ATTR_BYTES = 60_000
 
+#: the longest metadata key, in UTF-8 bytes (a key and its value share one header message)
+MAX_KEY_BYTES = 4096
+
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -631,6 +634,7 @@ class DumpWriter:
             raise UsageError("DumpWriter.snapshot: append=True and replace=True exclude each other")
         self._check_name(self._file["/"], name, "snapshot name")
         key = name.strip("/") or "/"
+        values = self._meta_values(key, meta)  # checked before anything is marked or deleted
         if isinstance(meta.get("class_names"), (list, tuple, np.ndarray)):  # before any write
             where = f"{self.path}:/{key.strip('/')} metadata class_names"
             _unique_names(meta["class_names"], where)
@@ -672,8 +676,8 @@ class DumpWriter:
         group = self._file.require_group(key)
         # marked in progress before anything else of it is written; finish() deletes it last
         self._mark_in_progress(group)
-        if meta:
-            self.set_meta(group.name, **meta)
+        if values:
+            self._write_meta(group.name, values)
         snap = SnapshotWriter(self, group, continued=continued)
         self._open_snaps[group.name] = snap
         return snap
@@ -780,6 +784,11 @@ class DumpWriter:
     def set_meta(self, group: str = "/", **meta: Any) -> None:
         """Set metadata attributes on ``group`` (inherited by the snapshots below it)."""
         self._live()
+        self._write_meta(group, self._meta_values(group, meta))
+
+    def _meta_values(self, group: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """The attributes to set for ``meta`` on ``group``: every key and value checked and
+        converted (:func:`_attr_value`) before anything is written."""
         self._check_name(self._file["/"], group, "group name")
         where = f"{self.path}:{'/' + group.strip('/')} metadata class_names"
         if isinstance(meta.get("class_names"), (list, tuple, np.ndarray)):
@@ -791,6 +800,9 @@ class DumpWriter:
             for k, v in meta.items()
             if v is not None
         }
+        return values
+
+    def _write_meta(self, group: str, values: dict[str, Any]) -> None:
         target = self._file.require_group(group)
         # several values set one by one: the group is marked while they are (unless an open
         # snapshot marks it already), so a kill half way never leaves a new epoch beside an
@@ -806,6 +818,9 @@ class DumpWriter:
             for key, value in values.items():
                 target.attrs[key] = value
         except (OSError, ValueError, TypeError) as exc:  # what h5py still refuses
+            if marked_here:  # a refused call: the group is not left marked for good
+                del target.attrs[IN_PROGRESS]
+                self.flush()
             raise UsageError(
                 f"DumpWriter: {self.path}:{target.name} metadata {key!r} cannot be stored "
                 f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"[:400]
@@ -830,6 +845,12 @@ class DumpWriter:
                 )
             if key == "":
                 raise UsageError(f"DumpWriter: an empty {where}")
+            if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+                raise UsageError(
+                    f"DumpWriter: a {where} of {len(key)} characters (at most "
+                    f"{MAX_KEY_BYTES} bytes: HDF5 keeps a key with its value in the group's "
+                    "header)"
+                )
             _check_part(key, list(_near(names, key)), "metadata key", key)
             names.setdefault(shown_key(key), key)
 

@@ -368,3 +368,25 @@ def test_a_forked_child_cannot_write_through_its_parents_writer(tmp_path, what):
         s2.write(weights=W)
     w.close()
     assert _rows(path) == {"/e1": 12, "/e2": 12}
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [{"k" * 100_000: 1}, {"epoch": 1, "bad": b"\xff"}, {"epoch": 1, "x": _cycle()}],
+    ids=["huge_key", "bad_bytes", "cycle"],
+)
+def test_metadata_refused_by_snapshot_leaves_no_group_behind(tmp_path, meta):
+    """The snapshot's metadata is checked before its group is made and marked: a refused
+    value no longer leaves an empty marked group (h5py's OSError for a 100 kB key came after
+    the mark)."""
+    path = tmp_path / "run.h5"
+    _good(path)
+    with DumpWriter(path) as w:
+        with pytest.raises(UsageError, match="metadata"):
+            w.snapshot("e2", **meta)
+        with w.snapshot("e2", epoch=2) as s:  # the name is free to use
+            s.append(features=X)
+            s.write(weights=W)
+    with h5py.File(path) as f:
+        assert sorted(f) == ["e1", "e2", "labels"]
+    assert _rows(path) == {"/e1": 12, "/e2": 12}
