@@ -256,9 +256,30 @@ def _as_rows(name: str, array: Any, where: str) -> np.ndarray:
         arr = arr.astype(object)
     if arr.dtype.kind == "O" and name not in ("labels", "class_names"):
         raise UsageError(f"DumpWriter: {where} has dtype object; expected numbers")
+    if arr.dtype.kind == "O":
+        arr = _object_labels(arr, where)
     if arr.dtype.kind not in "biufUSO":
         raise UsageError(f"DumpWriter: {where} has dtype {arr.dtype}; expected numbers or strings")
     return arr
+
+
+def _object_labels(arr: np.ndarray, where: str) -> np.ndarray:
+    """An object array of labels or class names as what it holds: integers as int64 (as
+    text they would be names, and a classifier's row order lost), text as text; a mix of
+    kinds, or values that are neither (None, floats, objects: ``str`` would make up a class
+    ``'None'``), is refused."""
+    items = arr.ravel().tolist()
+    if items and all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        if min(items) < -(2**63) or max(items) > 2**63 - 1:
+            raise UsageError(f"DumpWriter: {where} holds integers beyond int64")
+        return np.asarray(items, dtype=np.int64).reshape(arr.shape)
+    if all(isinstance(v, (str, bytes)) for v in items):
+        return arr
+    kinds = sorted({type(v).__name__ for v in items})
+    raise UsageError(
+        f"DumpWriter: {where} holds values of the types {', '.join(kinds)}; labels and class "
+        "names are all integers or all text (str() would make up names such as 'None')"
+    )
 
 
 def _unique_names(arr: np.ndarray, where: str) -> None:
@@ -416,10 +437,32 @@ class SnapshotWriter:
         lengths = {name: (a.shape[0] if a.ndim else None) for name, a in rows.items()}
         if any(n is None for n in lengths.values()) or len(set(lengths.values())) > 1:
             raise UsageError(f"DumpWriter.append: batches have different numbers of rows {lengths}")
+        for name, arr in rows.items():  # every batch checked before any row is written
+            self._check_fits(name, arr)
         self._started()
         for name, arr in rows.items():
             self._append_one(name, arr)
         self._writer.flush()
+
+    def _check_fits(self, name: str, arr: np.ndarray) -> None:
+        """Refuse a batch that the array ``name`` already in the snapshot cannot take (text
+        into numbers, rows of another shape), before any array of the call grows: a refused
+        call never leaves some arrays longer than others."""
+        g = self._group
+        if name not in g:
+            return
+        ds = g[name]
+        if (ds.dtype.kind in "OSU") != (arr.dtype.kind in "OSU"):
+            raise UsageError(
+                f"DumpWriter.append: {self.name}/{name} holds "
+                f"{'text' if ds.dtype.kind in 'OSU' else 'numbers'}, got a batch of "
+                f"{'text' if arr.dtype.kind in 'OSU' else 'numbers'}"
+            )
+        if ds.shape[1:] != arr.shape[1:]:
+            raise UsageError(
+                f"DumpWriter.append: {self.name}/{name} has rows of shape {ds.shape[1:]}, "
+                f"got a batch with rows of shape {arr.shape[1:]}"
+            )
 
     def _append_one(self, name: str, arr: np.ndarray) -> None:
         g = self._group

@@ -390,3 +390,34 @@ def test_metadata_refused_by_snapshot_leaves_no_group_behind(tmp_path, meta):
     with h5py.File(path) as f:
         assert sorted(f) == ["e1", "e2", "labels"]
     assert _rows(path) == {"/e1": 12, "/e2": 12}
+
+
+def test_object_labels_are_written_as_what_they_hold(tmp_path):
+    """Integer labels in an object array (a pandas column) were written as the text '0',
+    '1', ...: string labels, and the classifier's metrics set aside; ``None`` among them
+    became a class named 'None'."""
+    path = tmp_path / "run.h5"
+    with DumpWriter(path) as w:
+        with w.snapshot("e1") as s:
+            s.append(features=X, labels=np.array(Y.tolist(), dtype=object))
+            s.write(weights=W)
+            with pytest.raises(UsageError, match="NoneType"):
+                s.append(features=X[:1], labels=np.array([None], dtype=object))
+            with pytest.raises(UsageError, match="holds numbers, got a batch of text"):
+                s.append(features=X[:1], labels=np.array(["a"]))
+    (snap,) = ncinspect.analyze_file(str(path)).snapshots
+    assert snap.class_names == [0, 1, 2]
+    assert snap.metrics["nc3_self_duality"] is not None  # the classifier's metrics are there
+
+
+def test_a_refused_append_grows_no_array(tmp_path):
+    """A batch whose second array did not fit (other row shape) was refused after the first
+    array had grown: features of 13 rows beside labels of 12."""
+    path = tmp_path / "run.h5"
+    with DumpWriter(path) as w:
+        with w.snapshot("e1") as s:
+            s.append(features=X, labels=Y)
+            s.write(weights=W)
+            with pytest.raises(UsageError, match="rows of shape"):
+                s.append(features=X[:1], labels=Y[:1].reshape(1, 1))
+    assert _rows(path) == {"/e1": 12}
