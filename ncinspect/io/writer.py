@@ -641,10 +641,9 @@ class DumpWriter:
                 f"DumpWriter: {what} {clip(ascii(name))} names no array (empty, or ending "
                 "in '/' or '.')"
             )
-        group = start
-        for part in parts:
-            if part in ("", "."):
-                continue
+        group = start if isinstance(start, h5py.Group) else None
+        real = [p for p in parts if p not in ("", ".")]
+        for i, part in enumerate(real):
             names = self._names.get(group.name) if group is not None else None
             if group is not None and names is None:
                 from .class_names import shown_key
@@ -659,6 +658,18 @@ class DumpWriter:
 
                 names.setdefault(shown_key(part), part)
             nxt = group.get(part) if group is not None and part in group else None
+            last = i == len(real) - 1
+            if isinstance(nxt, h5py.Dataset) and not (last and array):
+                raise UsageError(
+                    f"DumpWriter: {what} {clip(ascii(name))}: {clip(ascii(nxt.name))} is an "
+                    "array, not a group"
+                )
+            if isinstance(nxt, h5py.Group) and last and array:
+                raise UsageError(
+                    f"DumpWriter: {what} {clip(ascii(name))}: {clip(ascii(nxt.name))} is a "
+                    "group (of arrays or snapshots), not an array: writing it would delete "
+                    "everything below it"
+                )
             group = nxt if isinstance(nxt, h5py.Group) else None
 
     # writing ---------------------------------------------------------------------------

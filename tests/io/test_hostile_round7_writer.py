@@ -421,3 +421,29 @@ def test_a_refused_append_grows_no_array(tmp_path):
             with pytest.raises(UsageError, match="rows of shape"):
                 s.append(features=X[:1], labels=Y[:1].reshape(1, 1))
     assert _rows(path) == {"/e1": 12}
+
+
+def test_a_name_through_an_array_or_onto_a_group_is_refused(tmp_path):
+    """h5py's TypeError/ValueError/AttributeError before, and ``write(params=...)`` deleted
+    the ``params`` group (every layer's weights) to store one array in its place."""
+    path = tmp_path / "run.h5"
+    _good(path)
+    with DumpWriter(path) as w:
+        for call in (
+            lambda: w.snapshot("labels/x"),
+            lambda: w.write("x", Y, group="labels"),
+            lambda: w.set_meta("labels", a=1),
+        ):
+            with pytest.raises(UsageError, match="is an array, not a group"):
+                call()
+        with w.snapshot("e2") as s:
+            s.append(features=X)
+            s.write_params([W, W])
+            with pytest.raises(UsageError, match="is an array, not a group"):
+                s.append(**{"features/x": X})
+            with pytest.raises(UsageError, match="is a group"):
+                s.write(params=W)
+            s.write(weights=W)
+    with h5py.File(path) as f:
+        assert sorted(f["e2/params"]) == ["W1", "W2"]
+    assert _rows(path) == {"/e1": 12, "/e2": 12}
