@@ -122,3 +122,20 @@ def test_transformers_splits_never_log_one_name_twice(tmp_path, monkeypatch, spl
     HFCallback(loaders={s: batches for s in splits}).attach(trainer)
     with pytest.raises(UsageError, match="splits: "):
         trainer.evaluate()
+
+
+@pytest.mark.parametrize("diverged", ["body.0", "body.2"])
+def test_a_diverged_hooked_layer_is_named_in_the_error(diverged):
+    """With layers=, "features: 240 row(s) of pass 1 hold NaN/Inf values" did not say which
+    layer; the classifier's input (downstream of the NaN) was the one reported."""
+    import copy
+
+    from ncinspect.errors import InvalidDataError
+
+    model, x, y = trained_mlp()
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        model.get_submodule(diverged).weight[0, 0] = float("nan")
+    k = 1 if diverged == "body.0" else 2
+    with pytest.raises(InvalidDataError, match=rf"^layer '{diverged}' \(layer_{k}\): .*NaN/Inf"):
+        measure(model, "fc", loader(x, y), layers=["body.0", "body.2"])
