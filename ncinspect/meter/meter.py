@@ -486,7 +486,13 @@ class Meter:
                 f" ({'they were' if what == 'weights' else 'it was'} finite "
                 "when the meter was made)",
             )
-            if now.shape != kept.shape or not np.array_equal(now, kept):
+            if now.shape != kept.shape:
+                raise InvalidDataError(
+                    f"the classifier {what} changed shape since the meter was made "
+                    f"({tuple(kept.shape)} -> {tuple(now.shape)}): measure with a fixed model, "
+                    "or make a new Meter"
+                )
+            if not np.array_equal(now, kept):
                 raise InvalidDataError(
                     f"the classifier {what} changed since the meter was made: measure with a "
                     "fixed model (between optimiser steps), or make a new Meter"

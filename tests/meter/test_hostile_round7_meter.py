@@ -122,3 +122,20 @@ def test_a_meter_reset_half_way_leaves_rows_no_later_meter_continues(tmp_path):
         again.next_pass()
     (snap,) = ncinspect.analyze_file(str(path)).snapshots
     assert snap.n_samples == 40
+
+
+@pytest.mark.parametrize("what", ["weights", "bias"])
+def test_a_classifier_that_changed_shape_is_named_so(what):
+    """A live parameter given new storage of another shape (a head resized between the
+    passes) was "changed"; the message now says the shape, both ways."""
+    p = torch.nn.Parameter(torch.tensor(W))
+    b = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
+    m = Meter(weights=p, bias=b)
+    m.update(X, Y)
+    with torch.no_grad():
+        if what == "weights":
+            p.data = torch.zeros(5, 8, dtype=torch.float64)
+        else:
+            b.data = torch.zeros(5, dtype=torch.float64)
+    with pytest.raises(InvalidDataError, match=rf"{what} changed shape .*-> \(5"):
+        m.next_pass()
