@@ -357,6 +357,7 @@ class SnapshotWriter:
         self._writer = writer
         self._group = group
         self._name = group.name
+        self._names_ok: set[str] = set()  # array names already checked (append)
         self._continued = continued
         self.finished = False
         self.explicit = False  # True: only finish() completes it (keep_until_finish)
@@ -428,7 +429,9 @@ class SnapshotWriter:
         """
         self._writer._live()
         for name in batches:
-            self._writer._check_name(self._group, name, "array name", array=True)
+            if name not in self._names_ok:  # checked once per snapshot writer: a batch loop
+                self._writer._check_name(self._group, name, "array name", array=True)
+                self._names_ok.add(name)
         rows = {
             name: _as_rows(name, b, self._writer._where(self._group, name))
             for name, b in batches.items()
@@ -437,21 +440,22 @@ class SnapshotWriter:
         lengths = {name: (a.shape[0] if a.ndim else None) for name, a in rows.items()}
         if any(n is None for n in lengths.values()) or len(set(lengths.values())) > 1:
             raise UsageError(f"DumpWriter.append: batches have different numbers of rows {lengths}")
-        for name, arr in rows.items():  # every batch checked before any row is written
-            self._check_fits(name, arr)
+        # every batch checked before any row is written
+        held = {name: self._check_fits(name, arr) for name, arr in rows.items()}
         self._started()
         for name, arr in rows.items():
-            self._append_one(name, arr)
+            self._append_one(name, arr, held[name])
         self._writer.flush()
 
-    def _check_fits(self, name: str, arr: np.ndarray) -> None:
+    def _check_fits(self, name: str, arr: np.ndarray):
         """Refuse a batch that the array ``name`` already in the snapshot cannot take (text
         into numbers, rows of another shape), before any array of the call grows: a refused
         call never leaves some arrays longer than others."""
-        g = self._group
-        if name not in g:
-            return
-        ds = g[name]
+        ds = self._group.get(name)
+        if ds is None:
+            return None
+        if not hasattr(ds, "dtype"):  # a group made there since the name was checked
+            raise UsageError(f"DumpWriter.append: {self.name}/{name} is a group, not an array")
         if (ds.dtype.kind in "OSU") != (arr.dtype.kind in "OSU"):
             raise UsageError(
                 f"DumpWriter.append: {self.name}/{name} holds "
@@ -463,17 +467,19 @@ class SnapshotWriter:
                 f"DumpWriter.append: {self.name}/{name} has rows of shape {ds.shape[1:]}, "
                 f"got a batch with rows of shape {arr.shape[1:]}"
             )
+        return ds
 
-    def _append_one(self, name: str, arr: np.ndarray) -> None:
+    def _append_one(self, name: str, arr: np.ndarray, ds=None) -> None:
+        """Append ``arr`` to the array ``name`` (``ds``: it, when it exists already)."""
         g = self._group
         if arr.dtype.kind == "O":
             dtype = _str_dtype()
             arr = arr.astype(str).astype(object)
         else:
             dtype = arr.dtype
-        if name in g and not self._continued and g[name].name not in self._writer._own:
+        if ds is not None and not self._continued and ds.name not in self._writer._own:
             raise self._writer._doubling_error(g)
-        if name not in g:
+        if ds is None:
             row_bytes = max(
                 1,
                 int(np.prod(arr.shape[1:], dtype=np.int64))
@@ -488,8 +494,8 @@ class SnapshotWriter:
                 chunks=(chunk_rows,) + arr.shape[1:],
                 compression=self._writer.compression,
             )
-            self._writer._own.add(g[name].name)
-        ds = g[name]
+            ds = g[name]
+            self._writer._own.add(ds.name)
         if ds.shape[1:] != arr.shape[1:]:
             raise UsageError(
                 f"DumpWriter.append: {self.name}/{name} has rows of shape {ds.shape[1:]}, "
@@ -680,8 +686,19 @@ class DumpWriter:
 
         A snapshot that already holds arrays from an earlier writer (the same script run
         twice) is an error, so data are never doubled. ``append=True`` continues it (rows
-        are added to its arrays); ``replace=True`` deletes its arrays, ``params`` and
-        metadata first. Snapshots this writer created can be reopened freely.
+        are added to its arrays); ``replace=True`` deletes its arrays (this writer's own
+        too), ``params`` and metadata first. Snapshots this writer created and finished can
+        be reopened freely. A snapshot left unfinished (still marked in progress: its
+        writer was killed, a ``with`` block left it by an exception, a meter's pass 1 was
+        reset) is refused even with ``append=True``: its rows are a part of the data, and
+        only ``replace=True`` starts it over.
+
+        Names are checked as readers read them: ``/`` separates groups; a ``..``
+        component, a control character, a lone surrogate, blanks around a component,
+        characters that show nothing, a spelling that Unicode normalisation changes (unless
+        the file holds that exact name) and a look-alike of a name the group holds are
+        refused (:class:`~ncinspect.errors.UsageError`), as are metadata keys of that kind
+        and the writer's own marker as a key.
         """
         self._live()
         if append and replace:
