@@ -721,7 +721,8 @@ class DumpWriter:
                 )
             held = self._arrays(group)
             left = IN_PROGRESS in group.attrs and group.name not in self._open_snaps
-            if replace and (held or left or "params" in group):
+            layers = self._layer_children(group) if replace else []
+            if replace and (held or left or "params" in group or layers):
                 # marked before the first deletion: a program killed half way through it
                 # leaves a snapshot that readers skip, not one with some arrays missing.
                 # Every array goes, this writer's own too (replace means start over)
@@ -736,6 +737,11 @@ class DumpWriter:
                 self._names.pop(group.name, None)
                 for attr in [a for a in group.attrs if a != IN_PROGRESS]:
                     del group.attrs[attr]
+                # its hidden layers (``layer_<k>`` below it) were measured with the rows
+                # just deleted: marked, so that they are skipped until written again (with
+                # replace=True), never read beside the new rows as the same measurement
+                for child in layers:
+                    self._mark_in_progress(child)
             elif left and (held or "params" in group):
                 # a snapshot its writer never finished (killed; a block left by an
                 # exception; a meter reset half way): its rows are a part of the data, and
@@ -791,6 +797,22 @@ class DumpWriter:
     def _mark_in_progress(self, group) -> None:
         group.attrs[IN_PROGRESS] = np.int8(1)
         self.flush()
+
+    def _layer_children(self, group) -> list[Any]:
+        """The groups directly below ``group`` that are its hidden layers (a ``layer_<k>``
+        name or a ``layer`` attribute) holding arrays, not open in this writer."""
+        import h5py
+
+        from .names import is_layer_part
+
+        return [
+            child
+            for name, child in group.items()
+            if isinstance(child, h5py.Group)
+            and child.name not in self._open_snaps
+            and (is_layer_part(name) or "layer" in child.attrs)
+            and self._arrays(child)
+        ]
 
     def _arrays(self, group) -> list[str]:
         """Datasets directly in ``group``."""

@@ -448,3 +448,30 @@ def test_a_name_through_an_array_or_onto_a_group_is_refused(tmp_path):
     with h5py.File(path) as f:
         assert sorted(f["e2/params"]) == ["W1", "W2"]
     assert _rows(path) == {"/e1": 12, "/e2": 12}
+
+
+def test_replacing_a_snapshot_hides_the_layers_measured_with_the_old_rows(tmp_path):
+    """``replace=True`` started a snapshot over but kept its ``layer_<k>`` groups from the
+    earlier run: the new rows' snapshot read beside the old run's hidden layers, as one
+    measurement. They are marked until written again."""
+    path = tmp_path / "run.h5"
+    with DumpWriter(path) as w:
+        w.write("labels", Y)
+        with w.snapshot("e1") as s:
+            s.append(features=X)
+            s.write(weights=W)
+        with w.snapshot("e1/layer_1", layer="layer_1") as s:
+            s.append(features=X * 2)
+    with DumpWriter(path) as w:  # the epoch measured again; its layer not (yet)
+        with w.snapshot("e1", replace=True) as s:
+            s.append(features=X + 1)
+            s.write(weights=W)
+    result = ncinspect.analyze_file(str(path))
+    assert [s.name for s in result.snapshots] == ["/e1"]
+    assert any("layer_1" in n and "incomplete" in n for n in result.snapshots[0].warnings)
+    with DumpWriter(path) as w:  # written again: read again
+        with pytest.raises(UsageError, match="unfinished"):
+            w.snapshot("e1/layer_1")
+        with w.snapshot("e1/layer_1", replace=True, layer="layer_1") as s:
+            s.append(features=X * 3)
+    assert _rows(path) == {"/e1": 12, "/e1/layer_1": 12}
