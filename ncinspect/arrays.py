@@ -92,6 +92,8 @@ def to_host(value: Any, where: str) -> np.ndarray:
         (exit code 3) with one line naming ``where`` and the object's type, when the value
         cannot be turned into an array.
     """
+    if isinstance(value, np.ma.MaskedArray):
+        value = _unmasked(value, where)
     if isinstance(value, np.ndarray):
         return _exact_numpy(value)
     errors: list[str] = []
@@ -120,6 +122,23 @@ def to_host(value: Any, where: str) -> np.ndarray:
         "pass a numpy array, "
         "a torch tensor or any object with __array__ or __dlpack__"
     )
+
+
+def _unmasked(value: np.ma.MaskedArray, where: str) -> np.ndarray:
+    """The values of a masked array that masks nothing; one that masks values is refused
+    (:class:`InvalidDataError`): numpy's own conversion drops the mask, and the masked
+    values (fill, padding, invalid rows) would be analysed as data."""
+    from .errors import InvalidDataError
+
+    mask = np.ma.getmaskarray(value)
+    if mask.any():
+        first = tuple(int(i) for i in np.argwhere(mask)[0])
+        raise InvalidDataError(
+            f"{where}: a masked array with {int(mask.sum())} masked value(s), first at index "
+            f"{first}; ncinspect reads every value: drop the masked rows or fill them first "
+            "(array.filled(value), or the rows array[~array.mask.any(axis=1)])"
+        )
+    return np.asarray(value.data)
 
 
 def _plain(value: Any) -> np.ndarray:

@@ -18,6 +18,8 @@ __all__ = [
     "layer_meta",
     "layer_rows",
     "layer_meters",
+    "check_names",
+    "merge_logged",
 ]
 
 
@@ -52,12 +54,69 @@ def resolve_layers(model: Any, layers: Any) -> list[tuple[str, Any]]:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise UsageError(f"layers: the name(s) {dup} are given twice")
-    if "penultimate" in names:
-        raise UsageError(
-            "layers: 'penultimate' names the classifier's input, which is always measured; "
-            "give that layer another name"
-        )
+    check_names([*names, "penultimate"], "layers", reserved="penultimate")
     return items
+
+
+def check_names(names: list[str], what: str, reserved: str | None = None) -> None:
+    """Refuse names (layers, splits) that show as another or as nothing: blank, holding a
+    control character (a newline splits every table row, log line and CSV header), or two
+    that look the same (the rule of class names,
+    :func:`~ncinspect.io.class_names.shown_key`: ``blk`` and ``blk`` + a zero-width space,
+    ``penultimate`` + a blank beside the classifier's input). Each would give two rows,
+    results or logged keys of one shown name, and a dump the readers refuse."""
+    from ..io.class_names import shown_key
+    from ..text import clip
+
+    first: dict[str, str] = {}
+    seen: set[str] = set()
+    for name in names:
+        if not shown_key(name):
+            raise UsageError(f"{what}: a name is blank ({ascii(name)}); give it a name")
+        bad = next((ch for ch in name if ch < " " or "\x7f" <= ch < "\xa0"), None)
+        if bad is not None:
+            raise UsageError(
+                f"{what}: the name {clip(ascii(name))} holds a control character "
+                f"({bad!r}); give a mapping name -> module with another name"
+            )
+        if name in seen:
+            raise UsageError(f"{what}: the name {clip(ascii(name))} is given twice")
+        seen.add(name)
+        other = first.setdefault(shown_key(name), name)
+        if other != name:
+            if reserved in (name, other):
+                raise UsageError(
+                    f"{what}: {clip(ascii(other if other != reserved else name))} looks like "
+                    f"{reserved!r}, which names the classifier's input (always measured); "
+                    "give that layer another name"
+                )
+            raise UsageError(
+                f"{what}: the names {clip(ascii(other))} and {clip(ascii(name))} look the "
+                "same (they differ only in invisible characters, blanks around them or "
+                "Unicode normalisation); give each its own name"
+            )
+
+
+def merge_logged(values: dict[str, float], new: dict[str, float], source: str) -> None:
+    """Add ``new`` logged values to ``values``, refusing a key that is there already or
+    looks the same: two measurements of one step would log one name, and a logger keeps
+    one value silently (the split ``a/b`` and the layer ``b`` of split ``a`` both log
+    ``nc/a/b/nc1``). ``source`` names where ``new`` comes from."""
+    from ..io.class_names import shown_key
+    from ..text import clip
+
+    shown = {shown_key(k): k for k in values}
+    for key in new:
+        other = shown.get(shown_key(key))
+        if other is not None:
+            raise UsageError(
+                f"the logged name {clip(ascii(key))} ({source}) is "
+                f"{'also' if other == key else 'like ' + clip(ascii(other)) + ','} the name of "
+                "another measurement of this step: rename a split or layer (names with '/' "
+                "can meet another split's layer)"
+            )
+        shown[shown_key(key)] = key
+    values.update(new)
 
 
 class LayerHooks:

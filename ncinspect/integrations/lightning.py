@@ -205,10 +205,15 @@ class NeuralCollapseCallback(Callback):
         if done % self.every_n_epochs:
             return
         meta = self.run_meta(trainer, pl_module)
+        from .layers import check_names, merge_logged
+
         values: dict[str, float] = {}
         measured = []
-        for split, loader in self._splits(trainer):
-            values.update(self.measure_split(trainer, pl_module, split, loader, meta))
+        splits = self._splits(trainer)
+        check_names([str(split) for split, _ in splits], "NeuralCollapseCallback splits")
+        for split, loader in splits:
+            new = self.measure_split(trainer, pl_module, split, loader, meta)
+            merge_logged(values, new, f"split {split!r}")
             measured.append(split)
         if values:  # one row per measurement in row-wise loggers (CSVLogger)
             # the loggers' own ``epoch`` column is Lightning's (0-based, as its other rows)
@@ -233,6 +238,7 @@ class NeuralCollapseCallback(Callback):
         import torch
 
         from .distributed import all_reduce_meter
+        from .layers import merge_logged
         from .torch import measure
 
         if meta is None or isinstance(meta, int):  # the 0.2 signature passed the epoch
@@ -266,12 +272,14 @@ class NeuralCollapseCallback(Callback):
             result.epoch, result.split = meta["epoch"], split
             result.meta.update({k: v for k, v in meta.items() if k not in ("epoch", "split")})
             where = f"{self.prefix}{split}/" + ("" if name == "penultimate" else f"{name}/")
-            values.update(
+            merge_logged(
+                values,
                 {
                     f"{where}{key}": float(value)
                     for key, value in result.metrics.items()
                     if isinstance(value, (int, float)) and value is not None
-                }
+                },
+                f"split {split!r}, layer {name!r}",
             )
             if name == "penultimate":
                 self.results.append((meta["epoch"], split, result))

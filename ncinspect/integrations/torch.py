@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import NCInspectError, UsageError
 from ..io.writer import DumpWriter
 from .hook import (
     ClassifierHook,
@@ -218,13 +218,46 @@ class _Run:
                     for h, _, labels, rows in self.batches(loader, hook, dtype):
                         if isinstance(labels, torch.Tensor):
                             labels = labels.to(h.device, non_blocking=True)
-                        for meter, features in zip(meters, [h, *rows], strict=True):
-                            meter.update(features, labels)
-                    for meter in meters:
+                        for k, (meter, features) in enumerate(zip(meters, [h, *rows], strict=True)):
+                            with self.naming(k):
+                                meter.update(features, labels)
+                    # the hooked layers first (input side first), then the classifier's
+                    # input: a divergence is named at the first layer it reaches
+                    for k in [*range(1, len(meters)), 0]:
                         if reduce is not None:
-                            reduce(meter)
+                            reduce(meters[k])
                         if pass_number == 1:
-                            meter.next_pass()
+                            with self.naming(k):
+                                meters[k].next_pass()
+
+    def compute(self, meters) -> list[Any]:
+        """Each meter's result, an error naming the layer it comes from."""
+        out: list[Any] = [None] * len(meters)
+        for k in [*range(1, len(meters)), 0]:  # input side first, as the passes end
+            with self.naming(k):
+                out[k] = meters[k].compute()
+        return out
+
+    @contextmanager
+    def naming(self, k: int):
+        """With hooked layers, a package error of meter ``k`` names its layer (0: the
+        classifier's input): "features: 240 row(s) ... hold NaN/Inf" alone does not say
+        which layer diverged."""
+        try:
+            yield
+        except NCInspectError as exc:
+            layers = self.layer_hooks.layers
+            if not layers or getattr(exc, "_ncinspect_layer", False):
+                raise
+            from ..text import clip
+
+            if k == 0:
+                where = f"the classifier's input ({clip(self.name)!r})"
+            else:
+                where = f"layer {clip(layers[k - 1][0])!r} (layer_{k})"
+            named = type(exc)(f"{where}: {exc}")
+            named._ncinspect_layer = True
+            raise named from None
 
 
 @contextmanager
@@ -339,7 +372,7 @@ def measure(
         meter = Meter(weights=weight, bias=bias, **options)
         meters = [meter, *layer_meters(meter, hooked, options)]
         run.feed(loader, meters, reduce)
-        results = [m.compute() for m in meters]
+        results = run.compute(meters)
     finally:
         if writer is not None:
             writer.close()

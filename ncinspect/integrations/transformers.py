@@ -178,9 +178,12 @@ class NeuralCollapseCallback(TrainerCallback):
                     train = self.trainer.get_train_dataloader()
             if train is not None:
                 loaders.append(("train", train))
+        from .layers import check_names, merge_logged
+
+        check_names([str(name) for name, _ in loaders], "NeuralCollapseCallback splits")
         values: dict[str, float] = {}
         for name, loader in loaders:
-            values.update(self.measure_split(model, name, loader, state))
+            merge_logged(values, self.measure_split(model, name, loader, state), f"split {name!r}")
         if values:
             if metrics is not None:
                 metrics.update(values)  # what trainer.evaluate() returns

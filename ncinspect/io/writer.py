@@ -61,25 +61,187 @@ _DEFAULT_CHUNK_BYTES = 1 << 20  # ~1 MiB HDF5 chunks: good for row-chunked reads
 _MODES = {"a": "a", "append": "a", "w": "w", "replace": "w", "x": "x"}
 
 
-def _attr_value(value: Any) -> Any:
-    """Convert a metadata value to something HDF5 attributes hold natively."""
+#: the most bytes one metadata value may take: HDF5 keeps attributes in the group's object
+#: header, whose messages hold at most 64 KiB (larger values belong in an array: ``write``)
+MAX_ATTR_BYTES = 60_000
+
+#: the longest metadata key, in UTF-8 bytes (a key and its value share one header message)
+MAX_KEY_BYTES = 4096
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _attr_value(value: Any, where: str) -> Any:
+    """A metadata value as something an HDF5 attribute holds, read back as given: numbers
+    (ints beyond int64/uint64 as JSON text), text (text with a NUL, a lone surrogate or the
+    ``json:`` prefix as JSON text), bytes as UTF-8 text, arrays of numbers; anything else
+    (dicts, mixed lists, None, arrays of text) as JSON text with the ``json:`` prefix, every
+    array, tensor and numpy scalar inside converted whole (never ``str`` of an array, which
+    numpy shortens with ``...``). A value that cannot be stored (a cycle, nesting deeper than
+    readers take, more than :data:`MAX_ATTR_BYTES`) is a :class:`UsageError` naming it."""
+    from .tree import MAX_JSON_DEPTH
+
     if is_tensor(value) or (isinstance(value, np.ndarray) and value.ndim == 0):
-        value = to_host(value, "metadata")
+        value = to_host(value, where)
         if value.ndim == 0:
             value = value.item()
+    if isinstance(value, np.generic):
+        value = value.item() if not isinstance(value, np.integer) else value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = _utf8(bytes(value), where)
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    if isinstance(value, (int, float, str, np.integer, np.floating)):
+    if isinstance(value, np.integer):
         return value
-    if isinstance(value, np.ndarray) and value.dtype.kind in "iufb":
+    if isinstance(value, int):
+        if _INT64[0] <= value <= _INT64[1]:
+            return value
+        if 0 <= value < 2**64:
+            return np.uint64(value)
+        return _json_text(value, where, MAX_JSON_DEPTH)
+    if isinstance(value, float):
         return value
+    if isinstance(value, str):
+        return _json_text(value, where, MAX_JSON_DEPTH) if _needs_json(value) else value
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iufb" and value.dtype.names is None:
+        if value.nbytes > MAX_ATTR_BYTES:
+            raise _too_large(where, value.nbytes)
+        return value
+    if isinstance(value, (list, tuple)) and value:
+        if all(isinstance(v, str) and not _needs_json(v) for v in value):
+            arr = np.array(value, dtype=object).astype(_str_dtype())
+            size = sum(len(v.encode()) + 16 for v in value)
+            if size > MAX_ATTR_BYTES:
+                raise _too_large(where, size)
+            return arr
+        if all(
+            isinstance(v, (int, float, np.integer, np.floating))
+            and not isinstance(v, (bool, np.bool_))
+            and (not isinstance(v, int) or _INT64[0] <= v <= _INT64[1])
+            for v in value
+        ):
+            arr = np.asarray(value)
+            if arr.nbytes > MAX_ATTR_BYTES:
+                raise _too_large(where, arr.nbytes)
+            return arr
+    return _json_text(value, where, MAX_JSON_DEPTH)
+
+
+def _needs_json(text: str) -> bool:
+    """Text an HDF5 string attribute cannot hold as given, or that readers would decode
+    (the ``json:`` prefix): a NUL (HDF5 ends the string there), a lone surrogate (not UTF-8)."""
+    return text.startswith("json:") or "\x00" in text or not _is_utf8(text)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _utf8(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"DumpWriter: {where} is bytes that are not UTF-8 text ({exc.reason} at byte "
+            f"{exc.start}); store bytes as an array of uint8 (np.frombuffer(value, np.uint8))"
+        ) from None
+
+
+def _too_large(where: str, size: int) -> UsageError:
+    return UsageError(
+        f"DumpWriter: {where} takes {size} bytes; a metadata value holds at most "
+        f"{MAX_ATTR_BYTES} (HDF5 keeps attributes in the group's header): store it as an "
+        "array with write(...)"
+    )
+
+
+def _jsonable(value: Any, where: str, depth: int, limit: int) -> Any:
+    """``value`` as plain JSON data: arrays, tensors and numpy scalars whole, bytes as UTF-8
+    text, sets sorted, dict keys as text (two keys of one text refused), other objects as
+    ``str``; deeper than ``limit`` (readers keep deeper JSON as text) or a cycle refused."""
+    if is_tensor(value):
+        value = to_host(value, where)
+    nested = depth + (value.ndim - 1 if isinstance(value, np.ndarray) else 0)
+    if nested > limit and isinstance(value, (np.ndarray, Mapping, list, tuple, set, frozenset)):
+        raise UsageError(
+            f"DumpWriter: {where} is nested more than {limit} levels deep (or holds itself); "
+            "readers keep deeper JSON as text: flatten it"
+        )
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "c":
+            return [_jsonable(v, where, depth + 1, limit) for v in value.ravel().tolist()]
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _utf8(bytes(value), where)
+    if isinstance(value, complex):
+        return str(value)
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            key = k if isinstance(k, str) else _jsonable(k, where, depth + 1, limit)
+            key = key if isinstance(key, str) else json.dumps(key)
+            if key in out:
+                raise UsageError(
+                    f"DumpWriter: {where} has two keys written {key!r} (a number and its "
+                    "text?); JSON holds one: rename one of them"
+                )
+            out[key] = _jsonable(v, where, depth + 1, limit)
+        return out
+    if isinstance(value, (set, frozenset)):
+        items = [_jsonable(v, where, depth + 1, limit) for v in value]
+        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
     if isinstance(value, (list, tuple)):
-        if all(isinstance(v, str) for v in value):
-            return np.array(value, dtype=object).astype(_str_dtype())
-        if all(isinstance(v, (int, float, np.integer, np.floating)) for v in value) and value:
-            return np.asarray(value)
-    # Anything else (dicts, mixed lists, None) is stored as JSON text with a marker prefix.
-    return "json:" + json.dumps(value, sort_keys=True, default=str)
+        return [_jsonable(v, where, depth + 1, limit) for v in value]
+    return str(value)
+
+
+def _json_text(value: Any, where: str, limit: int) -> str:
+    """``"json:" + JSON`` of ``value`` (see :func:`_jsonable`), refused past the size bound."""
+    data = _jsonable(value, where, 1, limit)
+    try:
+        text = "json:" + json.dumps(data, sort_keys=True)
+    except (ValueError, RecursionError, TypeError) as exc:  # ints beyond the digit limit
+        raise UsageError(f"DumpWriter: {where} cannot be stored as JSON ({exc})") from None
+    if len(text) > MAX_ATTR_BYTES:
+        raise _too_large(where, len(text))
+    return text
+
+
+def _near(names: dict[str, str], part: str):
+    """The names of ``names`` (shown key -> name) that ``part`` may equal or look like."""
+    from .class_names import shown_key
+
+    other = names.get(shown_key(part))
+    if other is not None:
+        yield other
+
+
+def _check_compression(compression: Any) -> Any:
+    """``compression`` if h5py can apply it, else a UsageError (before anything is written:
+    h5py would refuse it at the first dataset, with the snapshot already marked)."""
+    import h5py
+
+    if compression is None or compression in ("gzip", "lzf"):
+        return compression
+    if compression == "szip" and h5py.h5z.filter_avail(h5py.h5z.FILTER_SZIP):
+        return compression
+    if isinstance(compression, (int, np.integer)) and not isinstance(compression, bool):
+        if 0 <= compression <= 9:
+            return int(compression)  # a gzip level
+    raise UsageError(
+        f"DumpWriter compression must be None, 'gzip', 'lzf' or a gzip level 0-9, got "
+        f"{compression!r}"[:300]
+    )
 
 
 def _str_dtype():
@@ -94,9 +256,30 @@ def _as_rows(name: str, array: Any, where: str) -> np.ndarray:
         arr = arr.astype(object)
     if arr.dtype.kind == "O" and name not in ("labels", "class_names"):
         raise UsageError(f"DumpWriter: {where} has dtype object; expected numbers")
+    if arr.dtype.kind == "O":
+        arr = _object_labels(arr, where)
     if arr.dtype.kind not in "biufUSO":
         raise UsageError(f"DumpWriter: {where} has dtype {arr.dtype}; expected numbers or strings")
     return arr
+
+
+def _object_labels(arr: np.ndarray, where: str) -> np.ndarray:
+    """An object array of labels or class names as what it holds: integers as int64 (as
+    text they would be names, and a classifier's row order lost), text as text; a mix of
+    kinds, or values that are neither (None, floats, objects: ``str`` would make up a class
+    ``'None'``), is refused."""
+    items = arr.ravel().tolist()
+    if items and all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        if min(items) < -(2**63) or max(items) > 2**63 - 1:
+            raise UsageError(f"DumpWriter: {where} holds integers beyond int64")
+        return np.asarray(items, dtype=np.int64).reshape(arr.shape)
+    if all(isinstance(v, (str, bytes)) for v in items):
+        return arr
+    kinds = sorted({type(v).__name__ for v in items})
+    raise UsageError(
+        f"DumpWriter: {where} holds values of the types {', '.join(kinds)}; labels and class "
+        "names are all integers or all text (str() would make up names such as 'None')"
+    )
 
 
 def _unique_names(arr: np.ndarray, where: str) -> None:
@@ -115,12 +298,66 @@ def _unique_names(arr: np.ndarray, where: str) -> None:
         raise UsageError(f"DumpWriter: {exc}") from None
 
 
+def _bad_char(text: str) -> str | None:
+    """What makes ``text`` unfit for a name: a control character (HDF5 ends a name at a NUL;
+    a newline splits every listing) or a lone surrogate (not UTF-8); None when fit."""
+    import unicodedata
+
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if cat == "Cc":
+            return f"a control character ({ch!r})"
+        if cat == "Cs":
+            return f"a lone surrogate ({ch!r}, not UTF-8 text)"
+    return None
+
+
+def _check_part(part: str, siblings: list[str], what: str, shown_name: str) -> None:
+    """Refuse one component of a group or array name, or a metadata key, that readers would
+    read as another name, refuse beside another, or that HDF5 stores as something else:
+    ``..`` (the group above, or a group called ``..``), a control character or a lone
+    surrogate, blanks around it, characters that show nothing or a spelling that Unicode
+    normalisation changes (unless the file holds that exact name already), and a look-alike
+    of a name the group holds (readers refuse the two: the whole file would be unreadable)."""
+    from ..text import clip
+    from .class_names import shown_key
+
+    if part == ".." and what != "metadata key":
+        raise UsageError(
+            f"DumpWriter: {what} {clip(shown_name)!r} has a '..' component, which readers "
+            "take for the group above or a group named '..': name the group itself"
+        )
+    bad = _bad_char(part)
+    if bad:
+        raise UsageError(f"DumpWriter: {what} {clip(ascii(shown_name))} holds {bad}")
+    if part in siblings:
+        return
+    other = next((n for n in siblings if n != part and shown_key(n) == shown_key(part)), None)
+    if other is not None:
+        raise UsageError(
+            f"DumpWriter: {what} {clip(ascii(shown_name))} looks the same as "
+            f"{clip(ascii(other))}, which the group holds already (they differ only in "
+            "invisible characters, blanks around them or Unicode normalisation); readers "
+            "refuse the two: use the name as written there, or another name"
+        )
+    if not shown_key(part):
+        raise UsageError(f"DumpWriter: {what} {clip(ascii(shown_name))} is blank")
+    if shown_key(part) != part:
+        raise UsageError(
+            f"DumpWriter: {what} {clip(ascii(shown_name))} has blanks around it, characters "
+            f"that show nothing or a spelling Unicode normalisation changes; write "
+            f"{clip(ascii(shown_key(part)))} (readers take such names for look-alikes)"
+        )
+
+
 class SnapshotWriter:
     """Appends row batches and stores arrays and metadata of one snapshot group."""
 
     def __init__(self, writer: DumpWriter, group, *, continued: bool = False):
         self._writer = writer
         self._group = group
+        self._name = group.name
+        self._names_ok: set[str] = set()  # array names already checked (append)
         self._continued = continued
         self.finished = False
         self.explicit = False  # True: only finish() completes it (keep_until_finish)
@@ -143,6 +380,7 @@ class SnapshotWriter:
         to the snapshot again marks it in progress until the next ``finish``."""
         if self.finished or not self._writer._file.id.valid:
             return
+        self._writer._live()  # not from a forked child
         open_snaps = self._writer._open_snaps
         if open_snaps.get(self._group.name, self) is not self:
             self.finished = True  # a newer writer of the same group owns the marker
@@ -181,7 +419,7 @@ class SnapshotWriter:
 
     @property
     def name(self) -> str:
-        return self._group.name
+        return self._name
 
     def append(self, **batches: Any) -> None:
         """Append a batch of rows to per-sample arrays (``features``, ``labels``, ``outputs``...).
@@ -189,6 +427,11 @@ class SnapshotWriter:
         Each keyword names a dataset in this snapshot; its first axis grows by the batch size.
         Batches of the same call must have the same number of rows.
         """
+        self._writer._live()
+        for name in batches:
+            if name not in self._names_ok:  # checked once per snapshot writer: a batch loop
+                self._writer._check_name(self._group, name, "array name", array=True)
+                self._names_ok.add(name)
         rows = {
             name: _as_rows(name, b, self._writer._where(self._group, name))
             for name, b in batches.items()
@@ -197,21 +440,46 @@ class SnapshotWriter:
         lengths = {name: (a.shape[0] if a.ndim else None) for name, a in rows.items()}
         if any(n is None for n in lengths.values()) or len(set(lengths.values())) > 1:
             raise UsageError(f"DumpWriter.append: batches have different numbers of rows {lengths}")
+        # every batch checked before any row is written
+        held = {name: self._check_fits(name, arr) for name, arr in rows.items()}
         self._started()
         for name, arr in rows.items():
-            self._append_one(name, arr)
+            self._append_one(name, arr, held[name])
         self._writer.flush()
 
-    def _append_one(self, name: str, arr: np.ndarray) -> None:
+    def _check_fits(self, name: str, arr: np.ndarray):
+        """Refuse a batch that the array ``name`` already in the snapshot cannot take (text
+        into numbers, rows of another shape), before any array of the call grows: a refused
+        call never leaves some arrays longer than others."""
+        ds = self._group.get(name)
+        if ds is None:
+            return None
+        if not hasattr(ds, "dtype"):  # a group made there since the name was checked
+            raise UsageError(f"DumpWriter.append: {self.name}/{name} is a group, not an array")
+        if (ds.dtype.kind in "OSU") != (arr.dtype.kind in "OSU"):
+            raise UsageError(
+                f"DumpWriter.append: {self.name}/{name} holds "
+                f"{'text' if ds.dtype.kind in 'OSU' else 'numbers'}, got a batch of "
+                f"{'text' if arr.dtype.kind in 'OSU' else 'numbers'}"
+            )
+        if ds.shape[1:] != arr.shape[1:]:
+            raise UsageError(
+                f"DumpWriter.append: {self.name}/{name} has rows of shape {ds.shape[1:]}, "
+                f"got a batch with rows of shape {arr.shape[1:]}"
+            )
+        return ds
+
+    def _append_one(self, name: str, arr: np.ndarray, ds=None) -> None:
+        """Append ``arr`` to the array ``name`` (``ds``: it, when it exists already)."""
         g = self._group
         if arr.dtype.kind == "O":
             dtype = _str_dtype()
             arr = arr.astype(str).astype(object)
         else:
             dtype = arr.dtype
-        if name in g and not self._continued and g[name].name not in self._writer._own:
+        if ds is not None and not self._continued and ds.name not in self._writer._own:
             raise self._writer._doubling_error(g)
-        if name not in g:
+        if ds is None:
             row_bytes = max(
                 1,
                 int(np.prod(arr.shape[1:], dtype=np.int64))
@@ -226,8 +494,8 @@ class SnapshotWriter:
                 chunks=(chunk_rows,) + arr.shape[1:],
                 compression=self._writer.compression,
             )
-            self._writer._own.add(g[name].name)
-        ds = g[name]
+            ds = g[name]
+            self._writer._own.add(ds.name)
         if ds.shape[1:] != arr.shape[1:]:
             raise UsageError(
                 f"DumpWriter.append: {self.name}/{name} has rows of shape {ds.shape[1:]}, "
@@ -239,6 +507,9 @@ class SnapshotWriter:
 
     def write(self, **arrays: Any) -> None:
         """Store whole arrays (``weights``, ``bias``, ``params/W1``, ...), replacing any."""
+        self._writer._live()
+        for name in arrays:
+            self._writer._check_name(self._group, name, "array name", array=True)
         checked = {  # refused before the snapshot is marked in progress again
             name: self._writer._checked(self._group, name, value)
             for name, value in arrays.items()
@@ -261,6 +532,7 @@ class SnapshotWriter:
 
     def set_meta(self, **meta: Any) -> None:
         """Set metadata attributes of this snapshot (epoch, split, loss, ...)."""
+        self._writer._live()
         self._writer.set_meta(self._group.name, **meta)
 
 
@@ -290,18 +562,29 @@ class DumpWriter:
     def __init__(self, path: str | os.PathLike, mode: str = "a", *, compression: str | None = None):
         import h5py
 
-        if mode not in _MODES:
+        if not isinstance(mode, str) or mode not in _MODES:
             raise UsageError(
                 f"DumpWriter mode must be 'a', 'w' (or 'replace'), 'x' or 'append', got {mode!r}"
             )
-        self.path = os.fspath(path)
+        try:
+            self.path = os.fspath(path)
+        except TypeError:
+            raise UsageError(
+                f"DumpWriter path must be a str or os.PathLike, got {type(path).__name__}"
+            ) from None
+        if isinstance(self.path, bytes):
+            self.path = os.fsdecode(self.path)
+        if "\x00" in self.path:
+            raise UsageError("DumpWriter path holds a NUL character")
         self.mode = mode
-        self.compression = compression
+        self.compression = _check_compression(compression)
+        self._names: dict[str, dict[str, str]] = {}  # group -> {shown key: name} (look-alikes)
+        self._pid = os.getpid()  # a forked child must not write through this writer
         self._own: set[str] = set()  # datasets created by this writer (free to grow)
         self._open_snaps: dict[str, SnapshotWriter] = {}  # snapshots not finished yet
         try:
             self._file = h5py.File(self.path, _MODES[mode])
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise UnreadableFileError(f"{self.path}: cannot open for writing ({exc})") from None
 
     # context manager -------------------------------------------------------------------
@@ -316,6 +599,10 @@ class DumpWriter:
         """Close the file; with ``finish`` (the default) every snapshot still open is first
         marked complete (:meth:`SnapshotWriter.finish`); ``finish=False`` leaves them marked
         in progress (the program stopped half way through them)."""
+        if os.getpid() != self._pid:
+            # a forked child (a DataLoader worker): closing here would flush the child's copy
+            # of HDF5's caches into the file the parent still writes; the parent closes it
+            return
         if self._file.id.valid:
             try:
                 if finish:
@@ -327,7 +614,69 @@ class DumpWriter:
                 self._file.close()
 
     def flush(self) -> None:
+        self._live()
         self._file.flush()
+
+    def _live(self) -> None:
+        """Refuse to write through a closed writer (h5py would raise its own errors)."""
+        if os.getpid() != self._pid:
+            raise UsageError(
+                f"DumpWriter: {self.path} was opened by process {self._pid} and is used in "
+                f"process {os.getpid()}, forked from it (a DataLoader worker?): HDF5 keeps "
+                "the file's state in the process that opened it, so what a child writes is "
+                "lost or damages the file. Write from the process that opened the writer, or "
+                "open a DumpWriter of another file in the child"
+            )
+        if not self._file.id.valid:
+            raise UsageError(
+                f"DumpWriter: {self.path} is closed; open a new DumpWriter to write more"
+            )
+
+    def _check_name(self, start, name: Any, what: str, *, array: bool = False) -> None:
+        """Refuse a group or array name (``/`` separates groups, from ``start``) that readers
+        would read as another, or refuse beside a name the file holds (:func:`_check_part`)."""
+        import h5py
+
+        from ..text import clip
+
+        if not isinstance(name, str):
+            raise UsageError(f"DumpWriter: {what} must be a str, got {type(name).__name__}")
+        parts = name.split("/")
+        if array and parts[-1] in ("", "."):
+            raise UsageError(
+                f"DumpWriter: {what} {clip(ascii(name))} names no array (empty, or ending "
+                "in '/' or '.')"
+            )
+        group = start if isinstance(start, h5py.Group) else None
+        real = [p for p in parts if p not in ("", ".")]
+        for i, part in enumerate(real):
+            names = self._names.get(group.name) if group is not None else None
+            if group is not None and names is None:
+                from .class_names import shown_key
+
+                names = self._names[group.name] = {}
+                for n in group:
+                    names.setdefault(shown_key(n), n)
+            siblings = list(_near(names or {}, part))
+            _check_part(part, siblings, what, name)
+            if names is not None:
+                from .class_names import shown_key
+
+                names.setdefault(shown_key(part), part)
+            nxt = group.get(part) if group is not None and part in group else None
+            last = i == len(real) - 1
+            if isinstance(nxt, h5py.Dataset) and not (last and array):
+                raise UsageError(
+                    f"DumpWriter: {what} {clip(ascii(name))}: {clip(ascii(nxt.name))} is an "
+                    "array, not a group"
+                )
+            if isinstance(nxt, h5py.Group) and last and array:
+                raise UsageError(
+                    f"DumpWriter: {what} {clip(ascii(name))}: {clip(ascii(nxt.name))} is a "
+                    "group (of arrays or snapshots), not an array: writing it would delete "
+                    "everything below it"
+                )
+            group = nxt if isinstance(nxt, h5py.Group) else None
 
     # writing ---------------------------------------------------------------------------
     def snapshot(
@@ -337,37 +686,75 @@ class DumpWriter:
 
         A snapshot that already holds arrays from an earlier writer (the same script run
         twice) is an error, so data are never doubled. ``append=True`` continues it (rows
-        are added to its arrays); ``replace=True`` deletes its arrays, ``params`` and
-        metadata first. Snapshots this writer created can be reopened freely.
+        are added to its arrays); ``replace=True`` deletes its arrays (this writer's own
+        too), ``params`` and metadata first. Snapshots this writer created and finished can
+        be reopened freely. A snapshot left unfinished (still marked in progress: its
+        writer was killed, a ``with`` block left it by an exception, a meter's pass 1 was
+        reset) is refused even with ``append=True``: its rows are a part of the data, and
+        only ``replace=True`` starts it over.
+
+        Names are checked as readers read them: ``/`` separates groups; a ``..``
+        component, a control character, a lone surrogate, blanks around a component,
+        characters that show nothing, a spelling that Unicode normalisation changes (unless
+        the file holds that exact name) and a look-alike of a name the group holds are
+        refused (:class:`~ncinspect.errors.UsageError`), as are metadata keys of that kind
+        and the writer's own marker as a key.
         """
+        self._live()
         if append and replace:
             raise UsageError("DumpWriter.snapshot: append=True and replace=True exclude each other")
+        self._check_name(self._file["/"], name, "snapshot name")
         key = name.strip("/") or "/"
+        values = self._meta_values(key, meta)  # checked before anything is marked or deleted
         if isinstance(meta.get("class_names"), (list, tuple, np.ndarray)):  # before any write
             where = f"{self.path}:/{key.strip('/')} metadata class_names"
             _unique_names(meta["class_names"], where)
         group = self._file.get(key)
         continued = append or self.mode == "append"
         if group is not None:
-            earlier = self._earlier_arrays(group)
-            if earlier and replace:
+            import h5py
+
+            if not isinstance(group, h5py.Group):
+                raise UsageError(
+                    f"DumpWriter: {self._where(self._file['/'], key)} is an array, not a "
+                    "snapshot group"
+                )
+            held = self._arrays(group)
+            left = IN_PROGRESS in group.attrs and group.name not in self._open_snaps
+            layers = self._layer_children(group) if replace else []
+            if replace and (held or left or "params" in group or layers):
                 # marked before the first deletion: a program killed half way through it
-                # leaves a snapshot that readers skip, not one with some arrays missing
+                # leaves a snapshot that readers skip, not one with some arrays missing.
+                # Every array goes, this writer's own too (replace means start over)
                 self._mark_in_progress(group)
-                for ds_name in earlier:
+                for ds_name in held:
+                    self._own.discard(group[ds_name].name)
                     del group[ds_name]
-                if "params" in group and group["params"].name not in self._own:
+                if "params" in group:
+                    prefix = group["params"].name + "/"
+                    self._own = {n for n in self._own if not n.startswith(prefix)}
                     del group["params"]
+                self._names.pop(group.name, None)
                 for attr in [a for a in group.attrs if a != IN_PROGRESS]:
                     del group.attrs[attr]
-            elif earlier and not continued:
+                # its hidden layers (``layer_<k>`` below it) were measured with the rows
+                # just deleted: marked, so that they are skipped until written again (with
+                # replace=True), never read beside the new rows as the same measurement
+                for child in layers:
+                    self._mark_in_progress(child)
+            elif left and (held or "params" in group):
+                # a snapshot its writer never finished (killed; a block left by an
+                # exception; a meter reset half way): its rows are a part of the data, and
+                # adding rows, or finishing it, would pass that part off as the whole
+                raise self._unfinished_error(group)
+            elif self._earlier_arrays(group) and not continued:
                 raise self._doubling_error(group)
         self._finish_earlier("/" + key.strip("/"), meta.get("layer"))
         group = self._file.require_group(key)
         # marked in progress before anything else of it is written; finish() deletes it last
         self._mark_in_progress(group)
-        if meta:
-            self.set_meta(group.name, **meta)
+        if values:
+            self._write_meta(group.name, values)
         snap = SnapshotWriter(self, group, continued=continued)
         self._open_snaps[group.name] = snap
         return snap
@@ -411,6 +798,38 @@ class DumpWriter:
         group.attrs[IN_PROGRESS] = np.int8(1)
         self.flush()
 
+    def _layer_children(self, group) -> list[Any]:
+        """The groups directly below ``group`` that are its hidden layers (a ``layer_<k>``
+        name or a ``layer`` attribute) holding arrays, not open in this writer."""
+        import h5py
+
+        from .names import is_layer_part
+
+        return [
+            child
+            for name, child in group.items()
+            if isinstance(child, h5py.Group)
+            and child.name not in self._open_snaps
+            and (is_layer_part(name) or "layer" in child.attrs)
+            and self._arrays(child)
+        ]
+
+    def _arrays(self, group) -> list[str]:
+        """Datasets directly in ``group``."""
+        import h5py
+
+        return [n for n, obj in group.items() if isinstance(obj, h5py.Dataset)]
+
+    def _unfinished_error(self, group) -> UsageError:
+        held = ", ".join(f"{n} {tuple(group[n].shape)}" for n in self._arrays(group)[:6])
+        snap = group.name
+        return UsageError(
+            f"DumpWriter: snapshot {self.path}:{snap} was left unfinished by its writer (a "
+            f"program killed mid-write, or a block left by an exception; it holds "
+            f"{held or 'params'}): adding to it would pass its part of the rows off as the "
+            f"whole. Start it over with snapshot({snap!r}, replace=True)"
+        )
+
     def _earlier_arrays(self, group) -> list[str]:
         """Datasets directly in ``group`` that this writer did not create."""
         import h5py
@@ -441,6 +860,9 @@ class DumpWriter:
         The group is marked in progress while the array is replaced and written (unless a
         snapshot open in this writer already marks it), so a program killed half way leaves
         the snapshots that inherit the array skipped, not read with part of it."""
+        self._live()
+        self._check_name(self._file["/"], group, "group name")
+        self._check_name(self._file.get(group), name, "array name", array=True)
         target = self._file.require_group(group)
         arr = self._checked(target, name, array)  # refused before the group is marked
         marked_here = target.name not in self._open_snaps and IN_PROGRESS not in target.attrs
@@ -454,10 +876,26 @@ class DumpWriter:
 
     def set_meta(self, group: str = "/", **meta: Any) -> None:
         """Set metadata attributes on ``group`` (inherited by the snapshots below it)."""
+        self._live()
+        self._write_meta(group, self._meta_values(group, meta))
+
+    def _meta_values(self, group: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """The attributes to set for ``meta`` on ``group``: every key and value checked and
+        converted (:func:`_attr_value`) before anything is written."""
+        self._check_name(self._file["/"], group, "group name")
         where = f"{self.path}:{'/' + group.strip('/')} metadata class_names"
         if isinstance(meta.get("class_names"), (list, tuple, np.ndarray)):
             _unique_names(np.asarray(meta["class_names"], dtype=object), where)
-        values = {k: _attr_value(v) for k, v in meta.items() if v is not None}
+        existing = self._file.get(group)
+        self._check_keys(list(existing.attrs) if existing is not None else [], meta, group)
+        values = {
+            k: _attr_value(v, f"{self.path}:{'/' + group.strip('/')} metadata {k!r}"[:300])
+            for k, v in meta.items()
+            if v is not None
+        }
+        return values
+
+    def _write_meta(self, group: str, values: dict[str, Any]) -> None:
         target = self._file.require_group(group)
         # several values set one by one: the group is marked while they are (unless an open
         # snapshot marks it already), so a kill half way never leaves a new epoch beside an
@@ -469,12 +907,45 @@ class DumpWriter:
         )
         if marked_here:
             self._mark_in_progress(target)
-        for key, value in values.items():
-            target.attrs[key] = value
+        try:
+            for key, value in values.items():
+                target.attrs[key] = value
+        except (OSError, ValueError, TypeError) as exc:  # what h5py still refuses
+            if marked_here:  # a refused call: the group is not left marked for good
+                del target.attrs[IN_PROGRESS]
+                self.flush()
+            raise UsageError(
+                f"DumpWriter: {self.path}:{target.name} metadata {key!r} cannot be stored "
+                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"[:400]
+            ) from None
         self.flush()
         if marked_here:
             del target.attrs[IN_PROGRESS]
             self.flush()
+
+    def _check_keys(self, held: list[str], meta: Mapping[str, Any], group: str) -> None:
+        """Refuse metadata keys that HDF5 stores as another key, that readers refuse beside
+        one the group holds (look-alikes), or the writer's own marker."""
+        from .class_names import shown_key
+
+        names = {shown_key(k): k for k in held if isinstance(k, str)}
+        for key in meta:
+            where = f"metadata key of {self.path}:{'/' + group.strip('/')}"
+            if key == IN_PROGRESS:
+                raise UsageError(
+                    f"DumpWriter: {IN_PROGRESS!r} is the writer's own mark of an unfinished "
+                    "snapshot, not metadata: finish() or a normal close sets it"
+                )
+            if key == "":
+                raise UsageError(f"DumpWriter: an empty {where}")
+            if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+                raise UsageError(
+                    f"DumpWriter: a {where} of {len(key)} characters (at most "
+                    f"{MAX_KEY_BYTES} bytes: HDF5 keeps a key with its value in the group's "
+                    "header)"
+                )
+            _check_part(key, list(_near(names, key)), "metadata key", key)
+            names.setdefault(shown_key(key), key)
 
     def _checked(self, group, name: str, value: Any) -> np.ndarray:
         """``value`` as the array to store at ``group/name``, or a UsageError."""

@@ -227,6 +227,7 @@ class Meter:
         whole batch: its ignored rows are left out there, by a mask on the device.
         """
         ignore = self.ignore_index
+        _check_batch_form(features, labels)
         # the one check; host rows labelled ignore_index are dropped there (kept: the rest)
         xp, h, y, kept = meter_batch(features, labels, self.n_classes, self.weights, ignore)
         m, row0 = h.shape[0], self._row
@@ -485,7 +486,13 @@ class Meter:
                 f" ({'they were' if what == 'weights' else 'it was'} finite "
                 "when the meter was made)",
             )
-            if now.shape != kept.shape or not np.array_equal(now, kept):
+            if now.shape != kept.shape:
+                raise InvalidDataError(
+                    f"the classifier {what} changed shape since the meter was made "
+                    f"({tuple(kept.shape)} -> {tuple(now.shape)}): measure with a fixed model, "
+                    "or make a new Meter"
+                )
+            if not np.array_equal(now, kept):
                 raise InvalidDataError(
                     f"the classifier {what} changed since the meter was made: measure with a "
                     "fixed model (between optimiser steps), or make a new Meter"
@@ -524,6 +531,33 @@ def _device(xp: Any, h: Any) -> Any:
 
 def _place(state: Any, xp: Any, h: Any) -> Any:
     return placed(state, _state_xp(xp), _device(xp, h))
+
+
+def _check_batch_form(features: Any, labels: Any) -> None:
+    """What the batch checks of :func:`~ncinspect.stats.namespace.meter_batch` take for
+    granted, from shapes and devices only (nothing is read): no labels on PyTorch's ``meta``
+    device beside features with values, and one integer label a row (1-D: one-hot or (N, 1) labels
+    made numpy's ``ValueError`` or torch's ``IndexError``)."""
+    from ..errors import ShapeMismatchError
+
+    on_meta = [
+        getattr(getattr(v, "device", None), "type", None) == "meta" for v in (features, labels)
+    ]
+    if on_meta[1] and not on_meta[0]:  # meta features, host labels: the device path's tests
+        raise UnsupportedDtypeError(
+            "labels: a tensor on PyTorch's meta device holds no values (made with "
+            "device='meta' and never filled), beside features with values; move the labels "
+            "to the features' device"
+        )
+    shape = getattr(labels, "shape", None)
+    if shape is None and isinstance(labels, (list, tuple)):
+        shape = np.shape(np.asarray(labels, dtype=object)) if labels else (0,)
+    if shape is not None and len(shape) != 1:
+        raise ShapeMismatchError(
+            f"labels: the Meter takes one integer label a row (shape (N,)), got shape "
+            f"{tuple(int(n) for n in shape)}; for one-hot or (N, 1) labels pass "
+            "labels.argmax(1) or labels.reshape(-1)"
+        )
 
 
 def _numeric(arr: np.ndarray, what: str) -> np.ndarray:
