@@ -23,7 +23,14 @@ from .paths import check_input_file, shown
 from .sources import H5Source, h5_dtype, memory_type
 from .tree import IN_PROGRESS, Node, loads_json, plain
 
-__all__ = ["open_h5", "read_h5_tree", "decode_attr", "ATTR_LIMIT", "READ_ERRORS"]
+__all__ = [
+    "open_h5",
+    "read_h5_tree",
+    "decode_attr",
+    "ATTR_LIMIT",
+    "READ_ERRORS",
+    "MetadataMemoryError",
+]
 
 ATTR_LIMIT = 1 << 20  #: bytes one attribute may declare; larger ones are skipped with a note
 MAX_ATTRS = 4096  #: attributes read per group; the rest are skipped with a note
@@ -257,9 +264,8 @@ class _Walker:
                 f"{self.where(node_path)}: {count} attributes; only the first {MAX_ATTRS} read"
             )
             marked = h5a.exists(oid, _IN_PROGRESS_RAW)
-        for i in range(min(count, MAX_ATTRS)):
-            aid = h5a.open(oid, index=i)
-            raw = aid.name
+        for raw in self.attr_names(oid, min(count, MAX_ATTRS)):
+            aid = h5a.open(oid, raw)
             if raw == _IN_PROGRESS_RAW:
                 marked = True
             name = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
@@ -284,10 +290,44 @@ class _Walker:
                     f"{max(declared, stored)} bytes (over {ATTR_LIMIT}); skipped"
                 )
                 continue
-            value = self.attr_value(oid, aid, raw, shape, dtype)
+            try:
+                value = self.attr_value(oid, aid, raw, shape, dtype)
+            except (MemoryError, *READ_ERRORS) as exc:
+                if self.probing and is_allocation_failure(exc):
+                    raise MetadataMemoryError(
+                        f"{self.where(node_path)}: attribute {shown(name)!r} holds "
+                        "variable-length values far larger than its declared size"
+                    ) from None
+                raise
+            if dtype.hasobject:  # variable-length parts live in the file's heap, undeclared
+                held = _held_bytes(value, ATTR_LIMIT - declared)
+                if declared + held > ATTR_LIMIT:
+                    self.notes.append(
+                        f"{self.where(node_path)}: attribute {shown(name)!r} holds more than "
+                        f"{ATTR_LIMIT} bytes of variable-length values (which its declared "
+                        "size does not count); skipped"
+                    )
+                    del value
+                    continue
             out[name] = value if self.probing else decode_attr(value)
         out.pop(IN_PROGRESS, None)  # the writer's marker is not metadata
         return out, marked
+
+    def attr_names(self, oid, limit: int) -> list[bytes]:
+        """The names of the first ``limit`` attributes of ``oid``, in name order, from one
+        iteration (``H5Aiterate``, stopped at ``limit``). Opening attribute ``i`` by its
+        index instead builds the table of every attribute of the object once per call when
+        they are stored densely: 4096 opens of a group of 100,000 attributes took minutes
+        (the probe refused a valid file as hanging)."""
+        names: list[bytes] = []
+
+        def take(name):
+            names.append(name)
+            return True if len(names) >= limit else None  # a value other than None stops
+
+        if limit > 0:
+            self.h5py.h5a.iterate(oid, take)
+        return names
 
     def attr_value(self, oid, aid, raw, shape, dtype):
         """The value of the open attribute ``aid``: a number or an array of numbers read
@@ -371,6 +411,42 @@ class _Walker:
                     node.arrays[name] = source
             stack.extend(reversed(children))
         return root
+
+
+class MetadataMemoryError(Exception):
+    """The probe's child ran out of the memory it is allowed while reading metadata (a
+    variable-length attribute whose values are far larger than it declares): the command
+    refuses the file instead of making the same read (:mod:`ncinspect.io.probe`)."""
+
+
+def is_allocation_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failed allocation (Python's, or libhdf5's own message)."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return "alloc" in text or "h5mm" in text or "out of memory" in text
+
+
+def _held_bytes(value: Any, cap: int) -> int:
+    """Bytes of the text and sequences an attribute value read from variable-length types
+    holds (counted until they pass ``cap``)."""
+    total = 0
+    stack = [value]
+    while stack and total <= cap:
+        v = stack.pop()
+        if isinstance(v, (bytes, str)):
+            total += len(v)
+        elif isinstance(v, np.ndarray) and v.dtype.hasobject:
+            stack.extend(v.ravel().tolist())
+        elif isinstance(v, (np.ndarray, np.generic)) and not isinstance(v, np.void):
+            total += v.nbytes
+        elif isinstance(v, np.void):
+            stack.append(v.item())
+        elif isinstance(v, (tuple, list)):
+            stack.extend(v)
+        else:
+            total += 8
+    return total
 
 
 class _Bound:
