@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..budget import fmt_bytes, read_bound
+from ..budget import fmt_bytes, read_bound, reserve_read
 from ..errors import (
     AmbiguousArrayError,
     ResourceLimitError,
@@ -309,6 +309,7 @@ def _build(path, shown_path, zf, raw, notes, memory_limit) -> Node:
     placed = Placed(root, shown_path)
     max_read = read_bound(memory_limit)
     others: list[str] = []  # members that are not .npy: not read, but numpy names them
+    whole = 0  # bytes of the largest member read whole (compressed, or Fortran order)
     for info in infos:
         name = info.filename
         if not name or name.endswith("/"):  # a directory entry (or a nameless one)
@@ -335,6 +336,12 @@ def _build(path, shown_path, zf, raw, notes, memory_limit) -> Node:
             node.attrs.update(_read_meta(source))
         else:
             node.arrays[parts[-1]] = source
+            if source._data_offset is None and not source.needs_pickle:
+                whole = max(whole, source.nbytes)  # read whole, then held while in use
+    # a compressed member is read whole and held while its snapshot is analysed: under a
+    # process limit, plans leave room for the largest (``--memory-limit 500MiB`` peaked at
+    # 746 MiB on a 305 MiB compressed features member, the plan's buffers beside it)
+    reserve_read(memory_limit, whole)
     for name in others:
         # ``features`` beside ``features.npy``: numpy's ``np.load(path)["features"]`` reads
         # the member without the suffix, ncinspect the one with it; neither is picked
