@@ -35,6 +35,8 @@ __all__ = [
 ATTR_LIMIT = 1 << 20  #: bytes one attribute may declare; larger ones are skipped with a note
 MAX_ATTRS = 4096  #: attributes read per group; the rest are skipped with a note
 MAX_SOFT_DEPTH = 16  #: soft links followed in a row before giving up (a cycle)
+#: soft links one resolution may follow in all (libhdf5's own default, ``H5L_NUM_LINKS``)
+MAX_SOFT_LINKS = 16
 
 _IN_PROGRESS_RAW = IN_PROGRESS.encode()
 
@@ -99,7 +101,15 @@ class _Walker:
         return f"{self.shown_path}:{shown(full)}"
 
     # links ---------------------------------------------------------------------------
-    def follow(self, gid, raw: bytes, where: str, depth: int = 0, listed: bool = False):
+    def follow(
+        self,
+        gid,
+        raw: bytes,
+        where: str,
+        depth: int = 0,
+        listed: bool = False,
+        hops: list[int] | None = None,
+    ):
         """The object (a low-level h5py id) the link ``raw`` of the group ``gid`` points to,
         or None when it points to nothing. External links are refused unless allowed; soft
         links are resolved one component at a time with the same checks. ``listed``: the
@@ -120,7 +130,14 @@ class _Walker:
         if kind == h5l.TYPE_HARD:
             return self.wrap(h5o.open(gid, raw))
         if kind == h5l.TYPE_SOFT:
-            return self.resolve(gid, links.get_val(raw), where, depth + 1)
+            hops = [0] if hops is None else hops
+            hops[0] += 1
+            if hops[0] > MAX_SOFT_LINKS:
+                raise UnreadableFileError(
+                    f"{where}: resolving it follows more than {MAX_SOFT_LINKS} soft links "
+                    "(links that name other links several times over, or a link cycle)"
+                )
+            return self.resolve(gid, links.get_val(raw), where, depth + 1, hops)
         if kind == h5l.TYPE_EXTERNAL:
             filename, target = links.get_val(raw)
             if not self.allow_external:
@@ -137,7 +154,12 @@ class _Walker:
         self.notes.append(f"{where}: a link of unknown type {kind}; skipped")
         return None
 
-    def resolve(self, base, target: bytes, where: str, depth: int):
+    def resolve(self, base, target: bytes, where: str, depth: int, hops: list[int] | None = None):
+        """The object the path ``target`` names from the group ``base``, one component at a
+        time. ``hops``: the soft links the resolution has followed so far, all paths and
+        depths together (as libhdf5 counts them): a soft link whose path names another
+        link 50 times, that one's path the next 50 times, five deep, made 50**5 lookups."""
+        hops = [0] if hops is None else hops
         if depth > MAX_SOFT_DEPTH:
             raise UnreadableFileError(
                 f"{where}: more than {MAX_SOFT_DEPTH} soft links in a row (a link cycle?)"
@@ -146,7 +168,7 @@ class _Walker:
         for part in (p for p in target.split(b"/") if p and p != b"."):
             if not isinstance(cur, self.h5py.h5g.GroupID):
                 return None
-            cur = self.follow(cur, part, where, depth)
+            cur = self.follow(cur, part, where, depth, hops=hops)
             if cur is None:
                 return None
         return cur

@@ -151,3 +151,56 @@ def test_an_npz_of_100000_members_is_read_in_seconds_not_hours(tmp_path):
     path = write_npz_members(tmp_path / "many.npz", members)
     proc = _cli(path, "report", timeout=100)  # hours before
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def _soft_link_bomb(path, fan=50, levels=5):
+    """Soft links whose paths name the link below ``fan`` times over, ``levels`` deep: each
+    within 16 links *in a row*, but resolving the top one is ``fan ** levels`` lookups."""
+    with h5py.File(path, "w") as f:
+        _base(f)
+        g = f.create_group("g")
+        g["l0"] = h5py.SoftLink("/g")
+        for k in range(1, levels + 1):
+            g[f"l{k}"] = h5py.SoftLink("/".join([f"l{k - 1}"] * fan))
+
+
+def test_soft_links_that_multiply_are_refused_not_followed_for_ever(tmp_path, monkeypatch):
+    path = tmp_path / "links.h5"
+    _soft_link_bomb(path)
+    before = file_digest(path)
+    calls = []
+    real = hdf5_mod._Walker.follow
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        assert len(calls) < 20_000, "soft links followed without bound (50**5 lookups)"
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(hdf5_mod._Walker, "follow", counted)
+    with pytest.raises(ncinspect.errors.UnreadableFileError) as info:
+        ncinspect.open_dump(str(path))
+    assert "/g/l" in str(info.value) and "soft links" in str(info.value)
+    assert file_digest(path) == before
+
+
+def test_the_cli_refuses_soft_links_that_multiply_in_one_line(tmp_path):
+    path = tmp_path / "links.h5"
+    _soft_link_bomb(path, fan=40, levels=4)  # 40**4 lookups: 30 s of probe, then blamed
+    proc = _cli(path, "info", probe="20")  # on libhdf5 ("a corrupt file makes it loop")
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "soft links" in lines[0] and "did not finish" not in lines[0]
+
+
+def test_a_chain_of_soft_links_within_the_bound_is_followed(tmp_path):
+    path = tmp_path / "chain.h5"
+    with h5py.File(path, "w") as f:
+        h, y, _ = make_data(C=3, d=4, n=6)
+        f["run/a/features"] = h.astype(np.float32)
+        f["run/a/labels"] = y
+        f["s0"] = h5py.SoftLink("/run")
+        for k in range(1, 8):
+            f[f"s{k}"] = h5py.SoftLink(f"/s{k - 1}")
+        f["run/alias"] = h5py.SoftLink("/s7/a/features")
+    dump = ncinspect.open_dump(str(path))
+    assert dump.tree.lookup("run/alias") is not None
