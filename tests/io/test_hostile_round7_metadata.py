@@ -204,3 +204,37 @@ def test_a_chain_of_soft_links_within_the_bound_is_followed(tmp_path):
         f["run/alias"] = h5py.SoftLink("/s7/a/features")
     dump = ncinspect.open_dump(str(path))
     assert dump.tree.lookup("run/alias") is not None
+
+
+def _deep_long_names(path, depth, name_chars):
+    with h5py.File(path, "w", libver="latest") as f:
+        _base(f)
+        g = f
+        for k in range(depth):
+            g = g.create_group(f"n{k}" + "x" * name_chars)
+
+
+def test_groups_nested_deep_with_long_names_are_refused_before_their_paths_fill_memory(
+    tmp_path, monkeypatch
+):
+    """300 groups of 10,000-character names (a 3 MB file) held 1.4 GB of paths; 1,200 of
+    them would hold 20 GB. The paths one walk holds are bounded (here made small)."""
+    path = tmp_path / "deep.h5"
+    _deep_long_names(path, 60, 2000)  # paths adding up to 3.6 million characters
+    monkeypatch.setattr(hdf5_mod, "MAX_PATH_CHARS", 1_000_000)
+    with pytest.raises(ncinspect.errors.UnreadableFileError) as info:
+        ncinspect.open_dump(str(path))
+    line = str(info.value)
+    assert str(path) in line and "add up to more than 1000000 characters" in line
+    assert len(line) < 1000 and "\n" not in line
+
+
+def test_one_long_group_name_is_still_read(tmp_path):
+    path = tmp_path / "long.h5"
+    h, y, _ = make_data(C=3, d=4, n=6)
+    with h5py.File(path, "w") as f:
+        g = f.create_group("s" * 500_000)  # round six's huge snapshot name: still a snapshot
+        g["features"] = h.astype(np.float32)
+        g["labels"] = y
+    dump = ncinspect.open_dump(str(path))
+    assert len(dump.snapshots) == 1
