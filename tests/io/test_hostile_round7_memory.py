@@ -130,3 +130,35 @@ def test_a_compressed_npz_member_keeps_the_peak_within_the_limit(tmp_path):
     rc, peak, err = _peak(path, 500, tmp_path)
     assert rc in (0, 3), err[-2000:]
     assert peak <= 1.1 * (500 << 20), f"peak {peak / 2**20:.0f} MiB"
+
+
+def _many_entry_safetensors(path, n_entries):
+    import json
+    import struct
+
+    X = np.arange(40 * 8, dtype=np.float32).reshape(40, 8)
+    y = (np.arange(40) % 4).astype(np.int64)
+    x_end = X.nbytes
+    header = {
+        "features": {"dtype": "F32", "shape": [40, 8], "data_offsets": [0, x_end]},
+        "labels": {"dtype": "I64", "shape": [40], "data_offsets": [x_end, x_end + y.nbytes]},
+    }
+    for i in range(n_entries):  # zero-size tensors: each entry costs the parser, not the file
+        header[f"t{i}"] = {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw + X.tobytes() + y.tobytes())
+
+
+def test_a_safetensors_header_too_big_to_parse_under_the_limit_is_refused_first(tmp_path):
+    """A 71 MB header of 1.2 million zero-size entries peaked at 956 MB, whatever
+    --memory-limit said (the header is parsed before any plan)."""
+    path = tmp_path / "h.safetensors"
+    _many_entry_safetensors(path, 40_000)  # a 2.3 MB header
+    before = open(path, "rb").read()
+    with pytest.raises(ncinspect.errors.ResourceLimitError) as info:
+        ncinspect.open_dump(str(path), memory_limit=16 << 20)
+    line = str(info.value)
+    assert str(path) in line and "safetensors header" in line and "memory limit" in line
+    assert open(path, "rb").read() == before
+    assert ncinspect.open_dump(str(path), memory_limit=1 << 30).snapshots  # room: read
