@@ -21,6 +21,7 @@ __all__ = [
     "current_rss",
     "held_by_process",
     "read_bound",
+    "reserve_read",
     "fmt_bytes",
 ]
 
@@ -57,8 +58,19 @@ def _read_available() -> int | None:
 class ProcessLimit(int):
     """A memory limit on the whole process (the CLI's ``--memory-limit``): what the process
     already holds when a run is planned (:func:`current_rss`: the interpreter, the imported
-    libraries, the labels) is taken out of it first. A plain int ``memory_limit`` (the
-    library's) bounds what the analysis adds to the process."""
+    libraries, the labels) is taken out of it first, and so is what a single read of the
+    input will take for a moment beyond the buffers a plan counts (:meth:`reserve`: libhdf5
+    inflating a whole compressed chunk). A plain int ``memory_limit`` (the library's)
+    bounds what the analysis adds to the process."""
+
+    #: bytes one read of the input takes beyond its buffers (the largest registered)
+    transient: int = 0
+
+    def reserve(self, nbytes: int) -> None:
+        """Register a read that takes ``nbytes`` for a moment (e.g. a compressed HDF5 chunk
+        and its inflated copy: libhdf5 holds both while it reads any row of the chunk):
+        plans made under this limit leave room for the largest."""
+        self.transient = max(self.transient, int(nbytes))
 
 
 def current_rss() -> int:
@@ -82,7 +94,15 @@ def current_rss() -> int:
 def held_by_process(memory_limit: int | None) -> int:
     """Bytes of ``memory_limit`` already spent: the resident size of the process for a
     :class:`ProcessLimit`, 0 for a plain limit (or none)."""
-    return current_rss() if isinstance(memory_limit, ProcessLimit) else 0
+    if isinstance(memory_limit, ProcessLimit):
+        return current_rss() + memory_limit.transient
+    return 0
+
+
+def reserve_read(memory_limit: int | None, nbytes: int) -> None:
+    """:meth:`ProcessLimit.reserve` of ``memory_limit`` when it is one (else nothing)."""
+    if isinstance(memory_limit, ProcessLimit):
+        memory_limit.reserve(nbytes)
 
 
 def chunk_budget(memory_limit: int | None) -> int:

@@ -200,7 +200,7 @@ class Dump:
         elif self.format == "safetensors":
             from .io.safetensors import read_safetensors_tree
 
-            self.tree = read_safetensors_tree(self.path, self.notes)
+            self.tree = read_safetensors_tree(self.path, self.notes, memory_limit=self.memory_limit)
         else:
             from .io.npz import read_npz_tree
 

@@ -131,8 +131,29 @@ def encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, list[Any], b
         return np.argmax(vals, axis=1).astype(np.int64), list(range(raw.shape[1])), True
     if raw.ndim != 1:
         raise ShapeMismatchError(f"{where}: labels must have shape (N,) or (N, C), got {raw.shape}")
+    names, codes = np.unique(_plain_labels(raw, where), return_inverse=True)
+    return codes.astype(np.int64).ravel(), names.tolist(), False
+
+
+def _plain_labels(raw: np.ndarray, where: str, offset: int | None = None) -> np.ndarray:
+    """1-D labels as int64 or str values, each checked (see :func:`encode_labels`).
+    ``offset``: ``raw`` is the block of rows starting there (row numbers in messages count
+    from the start of the labels)."""
+    at = 0 if offset is None else offset
+    among = "" if offset is None else f" among rows {offset}:{offset + len(raw)}"
     kind = raw.dtype.kind
-    if kind in "SO":
+    if kind == "S":  # fixed-width bytes: checked and decoded once per distinct value
+        distinct = np.unique(raw)
+        try:
+            decoded = np.array([v.decode() for v in distinct.tolist()], dtype=str)
+        except UnicodeDecodeError as exc:
+            raise UnsupportedDtypeError(
+                f"{where}: labels cannot be decoded as text ({exc})"
+            ) from None
+        if len(decoded) == 0:
+            return decoded
+        return decoded[np.searchsorted(distinct, raw)]
+    if kind == "O":
         values = raw.tolist()
         other = next((v for v in values if not isinstance(v, (str, bytes))), None)
         if other is not None:  # e.g. HDF5 variable-length integers: a sequence per row
@@ -146,6 +167,7 @@ def encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, list[Any], b
             raise UnsupportedDtypeError(
                 f"{where}: labels cannot be decoded as text ({exc})"
             ) from None
+        del values
         kind = raw.dtype.kind
         if kind == "O":
             raise UnsupportedDtypeError(
@@ -158,20 +180,53 @@ def encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, list[Any], b
             i = int(np.flatnonzero(frac)[0])
             raise InvalidDataError(
                 f"{where}: labels must be integers, found fractional value "
-                f"{clip(repr(raw[i].item()))} at row {i} ({int(frac.sum())} such rows)"
+                f"{clip(repr(raw[i].item()))} at row {at + i} ({int(frac.sum())} such rows"
+                f"{among})"
             )
         wide = raw.astype(np.float64)
-        _within_int64(raw, (wide < -(2.0**63)) | (wide >= 2.0**63), where, "float labels")
+        _within_int64(
+            raw, (wide < -(2.0**63)) | (wide >= 2.0**63), where, "float labels", at, among
+        )
         raw = wide.astype(np.int64)
     elif kind == "b":
         raw = raw.astype(np.int64)
     elif kind == "u" and raw.dtype.itemsize >= 8:  # uint64 above int64: a stored -1 sentinel?
-        _within_int64(raw, raw > np.iinfo(np.int64).max, where, f"{raw.dtype} labels")
+        _within_int64(raw, raw > np.iinfo(np.int64).max, where, f"{raw.dtype} labels", at, among)
         raw = raw.astype(np.int64)
     elif kind not in "iuU":
         raise UnsupportedDtypeError(f"{where}: labels have unsupported dtype {raw.dtype}")
-    names, codes = np.unique(raw, return_inverse=True)
-    return codes.astype(np.int64).ravel(), names.tolist(), False
+    return raw
+
+
+#: rows of labels encoded at a time (:func:`encode_source`): a file's labels are never held
+#: whole in any form but their codes (string labels as Python objects took about 170 bytes
+#: a row: 5,000,000 of them peaked at 880 MiB under ``--memory-limit 300MiB``)
+LABEL_BLOCK = 1 << 18
+
+
+def encode_source(labs: ArraySource) -> tuple[np.ndarray, list[Any], bool]:
+    """:func:`encode_labels` of the labels source ``labs``, read in blocks of
+    :data:`LABEL_BLOCK` rows when they are 1-D: a first pass finds the distinct values, a
+    second one gives each row its code, so what the encoding holds is the codes (8 bytes a
+    row) and one block."""
+    shape = tuple(labs.shape)
+    if len(shape) != 1 or shape[0] <= LABEL_BLOCK:
+        return encode_labels(labs.read_all(), labs.where)
+    n = shape[0]
+    blocks = [(i, min(i + LABEL_BLOCK, n)) for i in range(0, n, LABEL_BLOCK)]
+    distinct: list[np.ndarray] = []  # the distinct values of the blocks read so far
+    for i, j in blocks:
+        distinct.append(np.unique(_plain_labels(np.asarray(labs.read(i, j)), labs.where, i)))
+        if sum(len(v) for v in distinct) > 4 * LABEL_BLOCK:
+            distinct = [np.unique(np.concatenate(distinct))]
+    names = np.unique(np.concatenate(distinct))
+    del distinct
+    codes = np.empty(n, dtype=np.int64)
+    for i, j in blocks:
+        codes[i:j] = np.searchsorted(
+            names, _plain_labels(np.asarray(labs.read(i, j)), labs.where, i)
+        )
+    return codes, names.tolist(), False
 
 
 def _encoded(labs: ArraySource, seen: dict | None) -> tuple[np.ndarray, list[Any], bool]:
@@ -181,7 +236,7 @@ def _encoded(labs: ArraySource, seen: dict | None) -> tuple[np.ndarray, list[Any
     if seen is not None and seen.get("key") == key:
         codes, names, one_hot = seen["value"]
         return codes, list(names), one_hot
-    codes, names, one_hot = encode_labels(labs.read_all(), labs.where)
+    codes, names, one_hot = encode_source(labs)
     if seen is not None:
         codes.flags.writeable = False
         seen.clear()
@@ -189,13 +244,16 @@ def _encoded(labs: ArraySource, seen: dict | None) -> tuple[np.ndarray, list[Any
     return codes, names, one_hot
 
 
-def _within_int64(raw: np.ndarray, outside: np.ndarray, where: str, what: str) -> None:
+def _within_int64(
+    raw: np.ndarray, outside: np.ndarray, where: str, what: str, at: int = 0, among: str = ""
+) -> None:
     """Refuse labels beyond int64 (they would wrap or saturate and merge distinct classes)."""
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
         raise InvalidDataError(
             f"{where}: {what} must be integers within the int64 range, found "
-            f"{clip(repr(raw[i].item()))} at row {i} ({int(outside.sum())} such rows)"
+            f"{clip(repr(raw[i].item()))} at row {at + i} ({int(outside.sum())} such rows"
+            f"{among})"
         )
 
 

@@ -23,11 +23,22 @@ from .paths import check_input_file, shown
 from .sources import H5Source, h5_dtype, memory_type
 from .tree import IN_PROGRESS, Node, loads_json, plain
 
-__all__ = ["open_h5", "read_h5_tree", "decode_attr", "ATTR_LIMIT", "READ_ERRORS"]
+__all__ = [
+    "open_h5",
+    "read_h5_tree",
+    "decode_attr",
+    "ATTR_LIMIT",
+    "READ_ERRORS",
+    "MetadataMemoryError",
+]
 
 ATTR_LIMIT = 1 << 20  #: bytes one attribute may declare; larger ones are skipped with a note
 MAX_ATTRS = 4096  #: attributes read per group; the rest are skipped with a note
 MAX_SOFT_DEPTH = 16  #: soft links followed in a row before giving up (a cycle)
+#: characters the paths of every object of one file may add up to (see _Walker.count_path)
+MAX_PATH_CHARS = 32 << 20
+#: soft links one resolution may follow in all (libhdf5's own default, ``H5L_NUM_LINKS``)
+MAX_SOFT_LINKS = 16
 
 _IN_PROGRESS_RAW = IN_PROGRESS.encode()
 
@@ -70,6 +81,7 @@ class _Walker:
         from ..budget import chunk_bound
 
         self.max_read = chunk_bound(memory_limit)
+        self.memory_limit = memory_limit
         self.broken: list[tuple[str, str, str]] | None = None
         self.step = None  # called before each group (see read_h5_tree)
         self.probing = False  # the probe's child: every read made, values not decoded
@@ -80,6 +92,7 @@ class _Walker:
         self.allow_external = allow_external
         self.notes = notes
         self.seen: dict[Any, str] = {}  # group id -> the tree path it was listed under
+        self.path_chars = 0  # characters of the paths of every object listed so far
         self.shown_path = shown(path)  # the start of every message (formed once)
         try:  # open read-only, by no writer of this process (HDF5 would share its handle)
             self.fixed_extent = h5file.id.get_intent() == h5py.h5f.ACC_RDONLY
@@ -91,7 +104,15 @@ class _Walker:
         return f"{self.shown_path}:{shown(full)}"
 
     # links ---------------------------------------------------------------------------
-    def follow(self, gid, raw: bytes, where: str, depth: int = 0, listed: bool = False):
+    def follow(
+        self,
+        gid,
+        raw: bytes,
+        where: str,
+        depth: int = 0,
+        listed: bool = False,
+        hops: list[int] | None = None,
+    ):
         """The object (a low-level h5py id) the link ``raw`` of the group ``gid`` points to,
         or None when it points to nothing. External links are refused unless allowed; soft
         links are resolved one component at a time with the same checks. ``listed``: the
@@ -112,7 +133,14 @@ class _Walker:
         if kind == h5l.TYPE_HARD:
             return self.wrap(h5o.open(gid, raw))
         if kind == h5l.TYPE_SOFT:
-            return self.resolve(gid, links.get_val(raw), where, depth + 1)
+            hops = [0] if hops is None else hops
+            hops[0] += 1
+            if hops[0] > MAX_SOFT_LINKS:
+                raise UnreadableFileError(
+                    f"{where}: resolving it follows more than {MAX_SOFT_LINKS} soft links "
+                    "(links that name other links several times over, or a link cycle)"
+                )
+            return self.resolve(gid, links.get_val(raw), where, depth + 1, hops)
         if kind == h5l.TYPE_EXTERNAL:
             filename, target = links.get_val(raw)
             if not self.allow_external:
@@ -129,7 +157,12 @@ class _Walker:
         self.notes.append(f"{where}: a link of unknown type {kind}; skipped")
         return None
 
-    def resolve(self, base, target: bytes, where: str, depth: int):
+    def resolve(self, base, target: bytes, where: str, depth: int, hops: list[int] | None = None):
+        """The object the path ``target`` names from the group ``base``, one component at a
+        time. ``hops``: the soft links the resolution has followed so far, all paths and
+        depths together (as libhdf5 counts them): a soft link whose path names another
+        link 50 times, that one's path the next 50 times, five deep, made 50**5 lookups."""
+        hops = [0] if hops is None else hops
         if depth > MAX_SOFT_DEPTH:
             raise UnreadableFileError(
                 f"{where}: more than {MAX_SOFT_DEPTH} soft links in a row (a link cycle?)"
@@ -138,7 +171,7 @@ class _Walker:
         for part in (p for p in target.split(b"/") if p and p != b"."):
             if not isinstance(cur, self.h5py.h5g.GroupID):
                 return None
-            cur = self.follow(cur, part, where, depth)
+            cur = self.follow(cur, part, where, depth, hops=hops)
             if cur is None:
                 return None
         return cur
@@ -216,7 +249,24 @@ class _Walker:
                     "its shape declares"
                 )
         chunks = dcpl.get_chunk() if layout == h5d.CHUNKED else None
+        if chunks and self.memory_limit is not None and dcpl.get_nfilters():
+            self.reserve_chunk(dsid, chunks)
         return layout, chunks, n_external
+
+    def reserve_chunk(self, dsid, chunks) -> None:
+        """Under a process limit: a filtered (compressed) chunk is inflated whole by libhdf5
+        for any read of it, its stored bytes beside: that moment is reserved, so that the
+        plan leaves room for it (``--memory-limit 290MiB`` peaked at 384 MiB on one 190 MiB
+        gzip chunk, the plan's buffers on top of it)."""
+        from ..budget import reserve_read
+
+        inflated = int(np.prod(chunks, dtype=np.int64)) * dsid.dtype.itemsize
+        try:
+            count = dsid.get_num_chunks()
+            stored = -(-dsid.get_storage_size() // count) if count else 0
+        except READ_ERRORS:
+            stored = inflated
+        reserve_read(self.memory_limit, inflated + min(2 * stored, inflated))
 
     def check_virtual_source(self, filename: str, dsetname: str, where: str) -> None:
         missing = f"{where}: virtual dataset source {shown(filename)}:{shown(dsetname)}"
@@ -257,9 +307,8 @@ class _Walker:
                 f"{self.where(node_path)}: {count} attributes; only the first {MAX_ATTRS} read"
             )
             marked = h5a.exists(oid, _IN_PROGRESS_RAW)
-        for i in range(min(count, MAX_ATTRS)):
-            aid = h5a.open(oid, index=i)
-            raw = aid.name
+        for raw in self.attr_names(oid, min(count, MAX_ATTRS)):
+            aid = h5a.open(oid, raw)
             if raw == _IN_PROGRESS_RAW:
                 marked = True
             name = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
@@ -284,10 +333,44 @@ class _Walker:
                     f"{max(declared, stored)} bytes (over {ATTR_LIMIT}); skipped"
                 )
                 continue
-            value = self.attr_value(oid, aid, raw, shape, dtype)
+            try:
+                value = self.attr_value(oid, aid, raw, shape, dtype)
+            except (MemoryError, *READ_ERRORS) as exc:
+                if self.probing and is_allocation_failure(exc):
+                    raise MetadataMemoryError(
+                        f"{self.where(node_path)}: attribute {shown(name)!r} holds "
+                        "variable-length values far larger than its declared size"
+                    ) from None
+                raise
+            if dtype.hasobject:  # variable-length parts live in the file's heap, undeclared
+                held = _held_bytes(value, ATTR_LIMIT - declared)
+                if declared + held > ATTR_LIMIT:
+                    self.notes.append(
+                        f"{self.where(node_path)}: attribute {shown(name)!r} holds more than "
+                        f"{ATTR_LIMIT} bytes of variable-length values (which its declared "
+                        "size does not count); skipped"
+                    )
+                    del value
+                    continue
             out[name] = value if self.probing else decode_attr(value)
         out.pop(IN_PROGRESS, None)  # the writer's marker is not metadata
         return out, marked
+
+    def attr_names(self, oid, limit: int) -> list[bytes]:
+        """The names of the first ``limit`` attributes of ``oid``, in name order, from one
+        iteration (``H5Aiterate``, stopped at ``limit``). Opening attribute ``i`` by its
+        index instead builds the table of every attribute of the object once per call when
+        they are stored densely: 4096 opens of a group of 100,000 attributes took minutes
+        (the probe refused a valid file as hanging)."""
+        names: list[bytes] = []
+
+        def take(name):
+            names.append(name)
+            return True if len(names) >= limit else None  # a value other than None stops
+
+        if limit > 0:
+            self.h5py.h5a.iterate(oid, take)
+        return names
 
     def attr_value(self, oid, aid, raw, shape, dtype):
         """The value of the open attribute ``aid``: a number or an array of numbers read
@@ -317,6 +400,21 @@ class _Walker:
             return None
         return names
 
+    def count_path(self, node: Node, name: str) -> None:
+        """Count the path of the object ``name`` of ``node`` before it is opened: every
+        object the walk holds keeps its whole path (the tree's, and libhdf5's own for an
+        open object), so groups nested deep with long names grow as the square of the
+        depth (300 groups of 10,000-character names, a 3 MB file, took 1.4 GB). The paths
+        of one walk may add up to :data:`MAX_PATH_CHARS` characters; more is refused."""
+        self.path_chars += len(node.path) + 1 + len(name)
+        if self.path_chars > MAX_PATH_CHARS:
+            depth = node.path.count("/") + (node.path != "/")
+            raise UnreadableFileError(
+                f"{self.shown_path}:{shown(node.path)}: the paths of the file's groups and "
+                f"arrays add up to more than {MAX_PATH_CHARS} characters (groups nested "
+                f"{depth} deep here, names of up to {len(name)} characters); refused"
+            )
+
     def build(self) -> Node:
         GroupID, DatasetID = self.h5py.h5g.GroupID, self.h5py.h5d.DatasetID
         root = Node("/")
@@ -334,6 +432,7 @@ class _Walker:
             children = []
             for raw in names:
                 name = raw.decode("utf-8", "backslashreplace")
+                self.count_path(node, name)
                 where = "" if self.probing else self.where(node.path, name)  # for messages
                 try:
                     obj = self.follow(gid, raw, where, listed=True)
@@ -371,6 +470,42 @@ class _Walker:
                     node.arrays[name] = source
             stack.extend(reversed(children))
         return root
+
+
+class MetadataMemoryError(Exception):
+    """The probe's child ran out of the memory it is allowed while reading metadata (a
+    variable-length attribute whose values are far larger than it declares): the command
+    refuses the file instead of making the same read (:mod:`ncinspect.io.probe`)."""
+
+
+def is_allocation_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failed allocation (Python's, or libhdf5's own message)."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return "alloc" in text or "h5mm" in text or "out of memory" in text
+
+
+def _held_bytes(value: Any, cap: int) -> int:
+    """Bytes of the text and sequences an attribute value read from variable-length types
+    holds (counted until they pass ``cap``)."""
+    total = 0
+    stack = [value]
+    while stack and total <= cap:
+        v = stack.pop()
+        if isinstance(v, (bytes, str)):
+            total += len(v)
+        elif isinstance(v, np.ndarray) and v.dtype.hasobject:
+            stack.extend(v.ravel().tolist())
+        elif isinstance(v, (np.ndarray, np.generic)) and not isinstance(v, np.void):
+            total += v.nbytes
+        elif isinstance(v, np.void):
+            stack.append(v.item())
+        elif isinstance(v, (tuple, list)):
+            stack.extend(v)
+        else:
+            total += 8
+    return total
 
 
 class _Bound:

@@ -40,6 +40,9 @@ __all__ = [
     "restore",
 ]
 
+_OVER_BUDGET = 75  #: the child's exit status when it ran out of the memory it is allowed
+PROBE_MEMORY = 512 << 20  #: memory the child's walk may add to what it was forked with
+
 #: Seconds the child may take to walk the metadata; None (or 0): no probe.
 PROBE_SECONDS: float | None = None
 _ENV = "NCINSPECT_HDF5_PROBE_SECONDS"
@@ -137,8 +140,18 @@ class Probe:
     message. :meth:`close` kills a child still running (always call it, e.g. in ``finally``).
     """
 
-    def __init__(self, pid: int, fd: int, seconds: float, path: str):
+    def __init__(
+        self,
+        pid: int,
+        fd: int,
+        seconds: float,
+        path: str,
+        *,
+        why_fd: int = -1,
+        budget: int = PROBE_MEMORY,
+    ):
         self.pid, self.fd, self.seconds, self.path = pid, fd, seconds, path
+        self.why_fd, self.budget = why_fd, budget
         self.waited = 0.0  # seconds the command has spent waiting for the child
         self.reported = 0  # steps the child has finished
         self.taken = 0  # steps the command has asked for
@@ -193,7 +206,26 @@ class Probe:
             return
         _, status = os.waitpid(self.pid, 0)
         self.pid = 0
+        why = b""
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == _OVER_BUDGET and self.why_fd >= 0:
+            try:
+                os.set_blocking(self.why_fd, False)
+                why = os.read(self.why_fd, 4096)
+            except OSError:
+                pass
         self.close()
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == _OVER_BUDGET:
+            from ..budget import fmt_bytes
+            from ..errors import ResourceLimitError
+
+            line = why.decode("utf-8", "replace") or (
+                f"{shown(self.path)}: reading its HDF5 metadata needs more memory than the "
+                "probe allows"
+            )
+            raise ResourceLimitError(
+                f"{line}; reading the file's metadata would take more than "
+                f"{fmt_bytes(self.budget)}; refused"
+            )
         if os.WIFSIGNALED(status):
             name = signal.Signals(os.WTERMSIG(status)).name
             raise UnreadableFileError(
@@ -213,6 +245,9 @@ class Probe:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        if self.why_fd >= 0:
+            os.close(self.why_fd)
+            self.why_fd = -1
         if self._term is not None:
             signal.signal(signal.SIGTERM, self._term)
             self._term = None
@@ -262,34 +297,84 @@ def start_probe(
     seconds = PROBE_SECONDS if seconds is None else seconds
     if not seconds or not hasattr(os, "fork"):
         return None
+    budget = probe_memory(memory_limit)
     done_r, done_w = os.pipe()  # the child's reports; closed by its exit, however it ends
     try:
-        pid = os.fork()
+        why_r, why_w = os.pipe()  # the child's one line when it ran out of its memory
     except BaseException:
         os.close(done_r)
         os.close(done_w)
         raise
+    try:
+        pid = os.fork()
+    except BaseException:
+        for fd in (done_r, done_w, why_r, why_w):
+            os.close(fd)
+        raise
     if pid == 0:  # the child: walk, then leave without running any of the parent's cleanup
         try:
             os.close(done_r)
+            os.close(why_r)
             import faulthandler
 
             faulthandler.disable()  # a crash here is reported by the parent, in one line
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
+            _limit_address_space(budget)
             (walk or _walk)(path, allow_external, memory_limit, _Reporter(done_w))
-        except BaseException:  # noqa: BLE001 - the parent reports ordinary errors itself
-            pass
+        except BaseException as exc:  # noqa: BLE001 - the parent reports ordinary errors itself
+            from .hdf5 import MetadataMemoryError
+
+            if isinstance(exc, (MetadataMemoryError, MemoryError)):
+                try:
+                    line = str(exc) if isinstance(exc, MetadataMemoryError) else ""
+                    os.write(why_w, line.encode("utf-8", "backslashreplace")[:2000])
+                finally:
+                    os._exit(_OVER_BUDGET)
         os._exit(0)
     os.close(done_w)
+    os.close(why_w)
     try:
-        return Probe(pid, done_r, seconds, path)
+        return Probe(pid, done_r, seconds, path, why_fd=why_r, budget=budget)
     except BaseException:
         os.close(done_r)
+        os.close(why_r)
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         raise
+
+
+def probe_memory(memory_limit: int | None) -> int:
+    """Bytes of address space the probe's child may add to what it was forked with: what
+    ``memory_limit`` leaves of the process (the command's own walk makes the same reads, so
+    a walk the child cannot make within it would break the limit), else
+    :data:`PROBE_MEMORY`. A variable-length HDF5 attribute declares only the size of its
+    references: one of 200 MB in a 200 MB file took libhdf5 1.2 GB to read."""
+    if memory_limit is None:
+        return PROBE_MEMORY
+    from ..budget import held_by_process
+
+    return max(int(memory_limit) - held_by_process(memory_limit), 16 << 20)
+
+
+def _limit_address_space(budget: int) -> None:
+    """In the child: allocations past ``budget`` more bytes of address space fail (libhdf5
+    reports them as errors; Python raises MemoryError) instead of growing the machine's
+    memory for a value that the walk would skip or refuse."""
+    try:
+        import resource
+
+        with open("/proc/self/statm") as f:
+            size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        want = size + budget
+        if hard != resource.RLIM_INFINITY:
+            want = min(want, hard)
+        if soft == resource.RLIM_INFINITY or want < soft:
+            resource.setrlimit(resource.RLIMIT_AS, (want, hard))
+    except (ImportError, OSError, ValueError, IndexError):
+        pass  # no /proc or no rlimit: the child walks unbounded, as before
 
 
 def probe_hdf5(
