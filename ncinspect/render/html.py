@@ -17,7 +17,7 @@ import html
 from typing import Any
 
 from ..metrics.nulls import applicable_warnings
-from ..metrics.registry import compact_columns, no_etf_note, table_info
+from ..metrics.registry import compact_columns, metric_rows, no_etf_note
 from ..results.report import Report, SnapshotResult, conventions, square_loss_keys
 from ..text import NAME_LIMIT, TEXT_LIMIT, cut
 from .intervals import interval_text
@@ -108,19 +108,11 @@ def _hidden(report: Report, sqi: bool) -> set[str]:
 
 def _snapshot_section(res: SnapshotResult, hidden: set[str]) -> str:
     """Every metric of one snapshot: group, key, value, interval, meaning."""
-    if res.task == "regression":
-        from ..metrics.regression import REGRESSION_INFO
-
-        info = list(REGRESSION_INFO)
-    elif res.task == "ood":
+    if res.task == "ood":
         return ""
-    else:
-        info = list(table_info(res.metrics))
-        info += [
-            (k, "NC5", "lower", "OOD orthogonality")
-            for k in sorted(res.metrics)
-            if k.startswith("nc5_")
-        ]
+    # the rows the terminal table shows: nrc1-3 for a regression snapshot, else the registry
+    # with the spectral and OOD keys present (--spectra, nc5, ood_auroc_*)
+    info = metric_rows(res.task, res.metrics)
     boot = res.bootstrap is not None
     head = ["group", "metric", "value"]
     if boot:
