@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from typing import Any
 
 from ..metrics.nulls import applicable_warnings
@@ -198,13 +199,21 @@ def _worst_section(res: SnapshotResult, k: int = 10) -> str:
     if not rows:
         return ""
 
-    def spread(row) -> float:
+    def spread(row) -> float | None:
         var, norm = row.get("var"), row.get("mean_norm")
         if var is None or norm is None:
-            return float("-inf")
-        return float("inf") if norm == 0 else var / norm**2
+            return None
+        if norm == 0:
+            return float("inf")
+        # divided twice: norm**2 underflows to 0 (features near 1e-160) or overflows
+        ratio = var / norm / norm
+        return ratio if math.isfinite(ratio) else None
 
-    worst = sorted(rows, key=spread, reverse=True)[:k]
+    def order(row) -> float:
+        value = spread(row)
+        return float("-inf") if value is None else value
+
+    worst = sorted(rows, key=order, reverse=True)[:k]
     head = ["class", "spread", *(_t(key) for key in PER_CLASS_KEYS)]
     body = [
         [(f"<code>{_n(r.get('class'))}</code>", ""), (_t(fmt(spread(r))), "num")]

@@ -82,3 +82,19 @@ def test_html_shows_the_spectral_and_ood_keys_the_json_has(tmp_path):
     ood_keys = [k for k in snap["metrics"] if k.startswith(("ood_auroc", "nc5_"))]
     assert ood_keys
     assert set(ood_keys) <= shown
+
+
+def test_html_worst_classes_of_tiny_features(tmp_path):
+    """Features near 1e-300: ``||mu_c - mu_G||^2`` underflows to 0 while the norm does not,
+    and the worst-classes section divided by it (exit 4, ZeroDivisionError)."""
+    x, y, w = _blobs()
+    path = tmp_path / "tiny.h5"
+    with h5py.File(path, "w") as f:
+        f["features"] = x * 1e-300
+        f["labels"] = y
+        f["weights"] = w
+    page = tmp_path / "t.html"
+    assert main(["report", str(path), "-q", "--per-class", "--html", str(page)]) == 0
+    text = page.read_text(encoding="utf-8")
+    assert text.rstrip().endswith("</html>")
+    assert "classes with the" in text
