@@ -203,8 +203,8 @@ def _worst_section(res: SnapshotResult, k: int = 10) -> str:
         var, norm = row.get("var"), row.get("mean_norm")
         if var is None or norm is None:
             return None
-        if norm == 0:
-            return float("inf")
+        if norm == 0:  # a mean on the global mean: unbounded, or 0/0 when nothing varies
+            return float("inf") if var > 0 else None
         # divided twice: norm**2 underflows to 0 (features near 1e-160) or overflows
         ratio = var / norm / norm
         return ratio if math.isfinite(ratio) else None

@@ -98,3 +98,19 @@ def test_html_worst_classes_of_tiny_features(tmp_path):
     text = page.read_text(encoding="utf-8")
     assert text.rstrip().endswith("</html>")
     assert "classes with the" in text
+
+
+def test_html_worst_classes_of_identical_features_is_not_infinite(tmp_path):
+    """Every feature equal: v_c = 0 and ||mu_c - mu_G|| = 0, a 0/0 the page showed as inf
+    (the least collapsed classes) where nothing is defined: n/a."""
+    y = np.repeat(np.arange(3), 8)
+    path = tmp_path / "same.h5"
+    with h5py.File(path, "w") as f:
+        f["features"] = np.ones((len(y), 5))
+        f["labels"] = y
+        f["weights"] = np.eye(3, 5)
+    page = tmp_path / "s.html"
+    assert main(["report", str(path), "-q", "--per-class", "--html", str(page)]) == 0
+    text = page.read_text(encoding="utf-8")
+    section = text[text.index("classes with the") :]
+    assert '<td class="num">inf</td>' not in section
