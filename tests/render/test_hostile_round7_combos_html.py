@@ -114,3 +114,19 @@ def test_html_worst_classes_of_identical_features_is_not_infinite(tmp_path):
     text = page.read_text(encoding="utf-8")
     section = text[text.index("classes with the") :]
     assert '<td class="num">inf</td>' not in section
+
+
+def test_html_draws_the_trajectory_of_regression_snapshots(tmp_path):
+    """Regression snapshots at several epochs: ``plot`` draws their nrc trajectory, but the
+    page left the figure out (only classification trajectories counted)."""
+    path = tmp_path / "reg3.h5"
+    rng = np.random.default_rng(4)
+    with h5py.File(path, "w") as f:
+        for e in range(3):
+            f[f"epoch_{e}/features"] = _blobs(seed=e)[0]
+            f[f"epoch_{e}/targets"] = rng.normal(size=(24, 2))
+    page = tmp_path / "r.html"
+    assert main(["report", str(path), "-q", "--html", str(page)]) == 0
+    text = page.read_text(encoding="utf-8")
+    assert "<h2>Trajectories</h2>" in text
+    assert "data:image/png;base64," in text
