@@ -26,7 +26,7 @@ from .errors import (
     UsageError,
 )
 from .io.detect import detect_format
-from .io.names import epoch_of, is_ood, layer_of, natural_key, split_of
+from .io.names import as_epoch, epoch_of, is_ood, layer_of, natural_key, split_of
 from .io.paths import shown
 from .io.sources import ArraySource
 from .io.tree import Node, refuse_lookalike_names, unfinished
@@ -400,6 +400,8 @@ class Dump:
             meta: dict[str, Any] = {}
             for anc in reversed(list(node.ancestors())):
                 meta.update(anc.attrs)
+            epoch = epoch_of(node)
+            self._note_epoch(node, meta, epoch)
             snap = Snapshot(
                 file=self.path,
                 name=node.path,
@@ -411,7 +413,7 @@ class Dump:
                 params=self._params(node),
                 meta=meta,
                 class_names=self._class_names(node),
-                epoch=epoch_of(node),
+                epoch=epoch,
                 split=self._split(node),
                 layer=self._layer(node),
                 notes=self.notes,
@@ -469,6 +471,21 @@ class Dump:
         if role in self.keys:
             return repr(self.keys[role])
         return ", ".join(ALIASES[role]) + " (also with a module. prefix)"
+
+    def _note_epoch(self, node: Node, meta: dict[str, Any], epoch: int | None) -> None:
+        """A note when the metadata ``epoch`` is not an integer (2.5, true, NaN, a list): it
+        is not used, and the snapshot's epoch comes from its path or is none, which the
+        report would otherwise show without saying why."""
+        value = meta.get("epoch")
+        if value is None or as_epoch(value) is not None:
+            return
+        then = "no epoch" if epoch is None else f"epoch {epoch} from its path"
+        note = (
+            f"{self.path}: snapshot {node.path}: metadata epoch={clip(repr(value), 60)} "
+            f"is not an integer; ignored ({then})"
+        )
+        if note not in self.notes:
+            self.notes.append(note)
 
     def _classifier_fallback(self, node: Node, d: int, outputs: ArraySource | None):
         """The classifier of a PyTorch state dict whose names match no alias: the last

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from ..blas import hold_one_blas_thread
 from ..engines.local import LocalEngine, Passes, expect, plan_for, run_passes
 from ..inputs import Prepared
@@ -259,6 +261,8 @@ class FileRun:
         res = snapshot_result(
             snap, prep, passes, per_class=per_class, ncc_label=label, ncc_centres=centres, **o
         )
+        if centres is not None:
+            extra += _unscored_classes(centres, res, partner.name)
         res.warnings[:0] = extra
         self.oods.add_nc5(res, snap, self.progress, self.nci_alpha)
         ids = passes.riders[0] if passes is not None and passes.riders else None
@@ -268,6 +272,25 @@ class FileRun:
             c, k, m = o["center"], o["min_class_count"], o["memory_limit"]
             res.bootstrap = bootstrap_intervals(prep, res, centres, c, k, replicates, seed, m)
         return res
+
+
+def _unscored_classes(centres, res: SnapshotResult, partner: str) -> list[str]:
+    """A warning when NCC scores against another split's means and a class with samples
+    here has none there: no centre can be nearest for its rows, which count as NCC errors
+    (accuracy_ncc, nc4_ncc_mismatch and ncc_agreement say so only through this line)."""
+    undefined = ~np.isfinite(np.asarray(centres, dtype=np.float64)).all(axis=1)
+    counts = list(res.class_counts)
+    names = list(res.class_names) if res.class_names else list(range(len(counts)))
+    rows = [i for i in np.flatnonzero(undefined) if i < len(counts) and counts[i] > 0]
+    if not rows:
+        return []
+    shown = ", ".join(clip(str(names[i]), 40) for i in rows[:5])
+    more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+    n = sum(counts[i] for i in rows)
+    return [
+        f"NCC with the means of {clip(partner)}: class(es) {shown}{more} have no samples "
+        f"there; their {n} row(s) here count as NCC errors"
+    ]
 
 
 class LatestArrays:

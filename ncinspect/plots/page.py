@@ -25,10 +25,18 @@ def page_figures(report: Report, *, dpi: float = 110) -> dict[str, tuple[bytes, 
     from .subset import Worst
 
     out: dict[str, tuple[bytes, str]] = {}
-    # drawn when some trajectory has two snapshots and some panel (the classifier's layer,
-    # whatever its name) has a value: never an error for a file that is merely unusual
-    groups = group_trajectories([r for r in report if r.task == "classification"])
-    if any(len(m) > 1 for m in groups.values()) and available_panels(as_runs(report)):
+    # drawn when some trajectory (of classification or of regression snapshots: nrc panels)
+    # has two snapshots and some panel (the classifier's layer, whatever its name) has a
+    # value: never an error for a file that is merely unusual
+    longest = max(
+        (
+            len(members)
+            for task in ("classification", "regression")
+            for members in group_trajectories([r for r in report if r.task == task]).values()
+        ),
+        default=0,
+    )
+    if longest > 1 and available_panels(as_runs(report)):
         fig = plot_trajectory(report, style="screen")
         try:
             out["trajectory"] = (

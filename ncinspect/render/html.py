@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from typing import Any
 
 from ..metrics.nulls import applicable_warnings
-from ..metrics.registry import compact_columns, no_etf_note, table_info
+from ..metrics.registry import compact_columns, metric_rows, no_etf_note
 from ..results.report import Report, SnapshotResult, conventions, square_loss_keys
 from ..text import NAME_LIMIT, TEXT_LIMIT, cut
 from .intervals import interval_text
@@ -108,19 +109,11 @@ def _hidden(report: Report, sqi: bool) -> set[str]:
 
 def _snapshot_section(res: SnapshotResult, hidden: set[str]) -> str:
     """Every metric of one snapshot: group, key, value, interval, meaning."""
-    if res.task == "regression":
-        from ..metrics.regression import REGRESSION_INFO
-
-        info = list(REGRESSION_INFO)
-    elif res.task == "ood":
+    if res.task == "ood":
         return ""
-    else:
-        info = list(table_info(res.metrics))
-        info += [
-            (k, "NC5", "lower", "OOD orthogonality")
-            for k in sorted(res.metrics)
-            if k.startswith("nc5_")
-        ]
+    # the rows the terminal table shows: nrc1-3 for a regression snapshot, else the registry
+    # with the spectral and OOD keys present (--spectra, nc5, ood_auroc_*)
+    info = metric_rows(res.task, res.metrics)
     boot = res.bootstrap is not None
     head = ["group", "metric", "value"]
     if boot:
@@ -206,13 +199,21 @@ def _worst_section(res: SnapshotResult, k: int = 10) -> str:
     if not rows:
         return ""
 
-    def spread(row) -> float:
+    def spread(row) -> float | None:
         var, norm = row.get("var"), row.get("mean_norm")
         if var is None or norm is None:
-            return float("-inf")
-        return float("inf") if norm == 0 else var / norm**2
+            return None
+        if norm == 0:  # a mean on the global mean: unbounded, or 0/0 when nothing varies
+            return float("inf") if var > 0 else None
+        # divided twice: norm**2 underflows to 0 (features near 1e-160) or overflows
+        ratio = var / norm / norm
+        return ratio if math.isfinite(ratio) else None
 
-    worst = sorted(rows, key=spread, reverse=True)[:k]
+    def order(row) -> float:
+        value = spread(row)
+        return float("-inf") if value is None else value
+
+    worst = sorted(rows, key=order, reverse=True)[:k]
     head = ["class", "spread", *(_t(key) for key in PER_CLASS_KEYS)]
     body = [
         [(f"<code>{_n(r.get('class'))}</code>", ""), (_t(fmt(spread(r))), "num")]

@@ -75,11 +75,16 @@ def read_params(snap) -> tuple[list[np.ndarray] | None, list[str]]:
 
 
 def theory_applies(snap) -> str | None:
-    """None when the identities concern ``snap`` (train split, penultimate layer); else why not."""
+    """None when the identities concern ``snap`` (a train-split, penultimate-layer classification
+    snapshot); else why not."""
     if snap.split not in (None, "train"):
         return f"split {snap.split!r}: the identities concern the training set"
     if snap.layer is not None:
         return f"layer {snap.layer!r}: the identities concern the penultimate layer"
+    from ..analysis.regression import snapshot_kind
+
+    if snapshot_kind(snap) == "regression":  # read as the report reads it, not as labels
+        return "a regression snapshot: the identities concern classifiers"
     return None
 
 
