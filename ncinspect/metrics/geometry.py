@@ -22,6 +22,7 @@ def between_class_geometry(
     bias: np.ndarray | None = None,
     ncc_centres: np.ndarray | None = None,
     min_count: int = 1,
+    scale_band: tuple[float, float] | None = None,
 ) -> Geometry:
     """Class means, global mean and the between-class eigenbasis from pass-1 statistics.
 
@@ -41,6 +42,11 @@ def between_class_geometry(
         Classes with fewer samples are absent (``min_class_count``); classes with none
         always are. Absent classes have NaN means, zero centred rows and no NCC centre, take
         no part in mu_G or the eigenbasis, and their rows are left out of pass 2.
+    scale_band : (lo, hi), optional
+        The magnitudes of ``M~`` left unscaled (:func:`pow2_scale`; default float64's band).
+        A pass 2 in float32 gives :data:`~ncinspect.stats.blocks.FLOAT32_BAND`: its products
+        then see features of any magnitude at unit scale (the float64 numbers are the same:
+        a power of two scales them exactly).
 
     Notes
     -----
@@ -66,9 +72,9 @@ def between_class_geometry(
             "features: class means differ by more than float64 can hold "
             "(|mu_c - mu_G| > 1.8e308); rescale the features"
         )
-    scale = pow2_scale(centred)
+    scale = pow2_scale(centred, scale_band)
     if not centred.any() and n_present:  # means coincide: the residuals still need a unit
-        scale = pow2_scale(means[present])
+        scale = pow2_scale(means[present], scale_band)
     eig, vt, keep = _eigenbasis(centred, present, scale)
     if ncc_centres is None:
         ncc_centres, ncc_valid = centred.copy(), present.copy()

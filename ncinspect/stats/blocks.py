@@ -12,6 +12,7 @@ import numpy as np
 
 __all__ = [
     "DENSE_MAX_C",
+    "FLOAT32_BAND",
     "Moments",
     "first_rows",
     "group_sum",
@@ -23,12 +24,17 @@ __all__ = [
 #: magnitudes in this band need no rescaling: their squares and sums of squares over any
 #: realistic N x d stay normal floats
 _SAFE_LO, _SAFE_HI = 2.0**-200, 2.0**200
+#: the band of :func:`pow2_scale` for pass 2 in float32 (``precision="float32"``): squares
+#: and products of magnitudes beyond it leave float32's range (about 2^-126 to 2^128), so
+#: features of 1e20 or 1e-25 are brought to unit scale there (float64 needs no rescaling)
+FLOAT32_BAND = (2.0**-20, 2.0**20)
 _max, _min, _sum = np.maximum.reduce, np.minimum.reduce, np.add.reduce
 
 
-def pow2_scale(x: np.ndarray) -> float:
+def pow2_scale(x: np.ndarray, band: tuple[float, float] | None = None) -> float:
     """A power of two ``s`` with ``max|x| / s`` in [0.5, 1); 1.0 when ``max|x|`` lies in
-    [2^-200, 2^200] (or is 0 or not finite).
+    [2^-200, 2^200] (or is 0 or not finite), or in ``band`` when given (e.g.
+    :data:`FLOAT32_BAND`).
 
     Dividing by a power of two is exact in float64 (unless the result is subnormal), so
     arrays divided by ``s`` give the same scale-invariant results, bit for bit, as
@@ -46,7 +52,8 @@ def pow2_scale(x: np.ndarray) -> float:
         m = max(float(_max(x, axis=None)), -float(_min(x, axis=None)))
     else:
         m = float(_max(np.abs(x), axis=None))
-    if not math.isfinite(m) or m == 0 or _SAFE_LO <= m <= _SAFE_HI:
+    lo, hi = band or (_SAFE_LO, _SAFE_HI)
+    if not math.isfinite(m) or m == 0 or lo <= m <= hi:
         return 1.0
     return math.ldexp(1.0, min(max(math.frexp(m)[1], -1020), 1020))
 

@@ -100,3 +100,35 @@ def test_unknown_precision_is_a_usage_error():
 
     with pytest.raises(UsageError, match="precision"):
         ncinspect.Meter(n_classes=3, precision="float16")
+
+
+@pytest.mark.parametrize("scale", [2.0**66, 1e30, 1e-25, 1e-30, 1e-150, 1e150])
+def test_float32_at_extreme_feature_scales_matches_float64(scale):
+    """Features of 1e20 or 1e-25 (inside float64's unscaled band, far outside float32's):
+    squares and NCC scores overflowed or underflowed in float32, and accuracy_ncc fell to
+    0.58 (1.0 in float64), nc1_cdnv_directional became null ("two class means coincide").
+    Pass 2 in float32 now sees them at unit scale (``FLOAT32_BAND``): decisions exact,
+    the rest within float32's rounding, and no overflow warning (locally and the Meter)."""
+    import warnings
+
+    from ncinspect.engines.local import LocalEngine
+    from ncinspect.meter.meter import Meter
+
+    h, y, m = make_data(C=3, d=5, n=8, seed=3)
+    w = m + 0.3 * np.random.default_rng(3).standard_normal(m.shape)
+    h = h * scale
+    exact = ncinspect.analyze(h, y, weights=w).metrics
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        local = ncinspect.analyze(h, y, weights=w, engine=LocalEngine(precision="float32"))
+        meter = Meter(w, precision="float32")
+        meter.update(h, y)
+        meter.next_pass()
+        meter.update(h, y)
+        metered = meter.compute()
+    for got in (local.metrics, metered.metrics):
+        for key in ("accuracy_ncc", "nc4_ncc_mismatch", "accuracy_classifier"):
+            assert got[key] == exact[key], (key, got[key], exact[key])
+        for key in ("nc1", "nc1_cdnv_directional", "nc2_equiangular_means", "nc3_self_duality"):
+            assert exact[key] is not None
+            assert got[key] == pytest.approx(exact[key], rel=1e-4, abs=1e-6), key
