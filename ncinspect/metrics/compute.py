@@ -316,8 +316,13 @@ def _sqi(
     out.set("sqi_eps2", eps2)
     out.set("sqi_delta", eps1 - (K - 1) * eps2)
     out.set("sqi_ratio", eps1 / ((K - 1) * eps2) if eps2 != 0 else None, "eps2 = 0")
-    # hypot: no Python float overflow for outputs near the float64 limit
-    t_norm = math.sqrt(N) * math.hypot(1.0 - eps1, math.sqrt(K - 1) * eps2)
+    # hypot: no Python float overflow for outputs near the float64 limit. T's diagonal,
+    # 1 - eps1, is the mean true-class output m: for |m| below 2^-10 it is taken as m, as
+    # 1 - eps1 loses m's digits (0 for |m| < 2^-53: sqi_spread 12.2 for 0.74 at outputs of
+    # 1e-30); above, 1 - eps1 holds m to 2^-43 relative and keeps the released bits
+    m = second.true_out.mean
+    t_diag = m if abs(m) < 2.0**-10 else 1.0 - eps1
+    t_norm = math.sqrt(N) * math.hypot(t_diag, math.sqrt(K - 1) * eps2)
     spread = math.hypot(math.sqrt(second.true_out.m2), math.sqrt(second.wrong_out.m2))
     if 0 < second.out_abs_max < 2.0**-450:  # their squared deviations underflowed
         out.set("sqi_spread", None, "outputs below 1e-135: their squares underflow float64")

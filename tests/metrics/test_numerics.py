@@ -303,6 +303,17 @@ def test_sqi_spread_of_tiny_outputs_is_null_not_zero(data):
     assert res.metrics["mse"] == pytest.approx(1 / 5)  # outputs ~0: (1/NC) sum ||onehot||^2
 
 
+@pytest.mark.parametrize("s", [1e-5, 1e-17, 1e-30, 1e-100, 2.0**-400, 1e30])
+def test_sqi_spread_is_scale_free_for_small_outputs(data, s):
+    """||F - T|| / ||T|| with T's diagonal the mean true-class output: it was built as
+    1 - eps1, which rounds to 0 for outputs below 2^-53 (sqi_spread 12.2 for 0.74 at 1e-30)."""
+    h, y, w = data
+    f = h @ w.T
+    want = _analyze(h, y, None, outputs=f).metrics["sqi_spread"]
+    got = _analyze(h, y, None, outputs=f * s).metrics["sqi_spread"]
+    assert got == pytest.approx(want, rel=1e-9)
+
+
 def test_class_means_further_apart_than_float64_exit_3(tmp_path, capsys):
     y = np.repeat([0, 1, 2], 5)
     h = np.array([[1.7, 0.0], [1.7, 0.1], [-1.7, 0.0]])[y] * 1e308  # finite inputs
