@@ -142,6 +142,13 @@ def compute_metrics(
         out.set(key, value, reason)
     if per_class:
         out.per_class = _per_class(first, second, geom, cl, ncc_ok)
+        lost = sum(bool(row.pop("var_lost", False)) for row in out.per_class)
+        if lost:
+            out.notes.append(
+                f"per-class var: null for {lost} class(es) (within-class variances "
+                "below 1e-308 underflow float64: features of magnitude ~1e-154 or less; "
+                "the scale-free metrics are computed)"
+            )
     return out
 
 
@@ -343,14 +350,16 @@ def _per_class(
     W = cl.W
     mean_norm = row_norms(cl.M)
     w_norm = row_norms(W) if W is not None else None
-    variances = geom.squared(cl.variances)
+    scaled = np.asarray(cl.variances, dtype=np.float64)
+    variances = geom.squared(scaled)
+    lost = (variances == 0) & (scaled > 0)  # underflowed in the features' units
     dcos = row_cos(W, cl.M) if W is not None else None
     table = []
     for j, c in enumerate(cl.rows.tolist()):
         n = int(counts[c])
         row = {
             "n": n,
-            "var": float(variances[j]) if np.isfinite(variances[j]) else None,
+            "var": float(variances[j]) if np.isfinite(variances[j]) and not lost[j] else None,
             "mean_norm": float(mean_norm[j]),
             "weight_norm": float(w_norm[j]) if w_norm is not None else None,
             "duality_cos": (float(dcos[j]) if dcos is not None and np.isfinite(dcos[j]) else None),
@@ -361,6 +370,8 @@ def _per_class(
                 float(second.clf_correct[c]) / n if second.has_decisions else None
             ),
         }
+        if lost[j]:
+            row["var_lost"] = True  # said once for all classes by compute_metrics
         table.append(row)
     return table
 

@@ -12,6 +12,8 @@ C = 50,000 classes never holds a C x C matrix. Undefined values are ``None`` wit
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..stats.passes import pow2_scale
@@ -289,9 +291,17 @@ def _cdnv_exp2_entry(
     if np.all(n < 2):
         return None, "fewer than 2 samples in every class"
     value = cdnv_values(pairs.cdnv, pairs.cdnv_scale)[1]  # in units of 1/scale^2
+    if value is None:
+        return None, "two class means coincide"
     with np.errstate(under="ignore", over="ignore"):
-        value = None if value is None else value / scale / scale
-    return value, "two class means coincide"
+        got = value / scale / scale
+    if not math.isfinite(got) or (got == 0 and value > 0):
+        # not scale-free (features times a divide it by a^2): its value lies outside float64
+        return None, (
+            f"its value ({value:.3g} x 2^{-2 * math.frexp(scale)[1] + 2}) lies outside float64's "
+            "range (it scales as 1/|features|^2); rescale the features to read it"
+        )
+    return got, "two class means coincide"
 
 
 def _gnc2(

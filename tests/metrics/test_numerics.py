@@ -363,3 +363,26 @@ def test_fro_skips_the_max_pass_only_where_it_proves_the_same_bits(size):
         got, want = fro(x), _fro_by_definition(x)
         assert got == want or (np.isnan(got) and np.isnan(want)), (x.dtype, np.abs(x).max())
         assert type(got) is float
+
+
+def test_underflowed_values_are_null_with_their_reason_not_zero(data):
+    """Features ~1e-300: within-class variances (~1e-600) underflow float64 and the
+    per-class ``var`` read 0.0 (no variability: collapse); ``nc1_cdnv_exp2`` (~1e600, it
+    scales as 1/a^2) was null as "two class means coincide". Now both are null with what
+    happened; the scale-free metrics are computed as at unit scale."""
+    h, y, w = data
+    base = _analyze(h, y, w, per_class=True)
+    res = _analyze(h * 1e-300, y, w, per_class=True)
+    assert all(row["var"] > 0 for row in base.per_class)
+    assert all(row["var"] is None for row in res.per_class)
+    assert any("per-class var: null" in line and "underflow" in line for line in res.warnings)
+    assert res.metrics["nc1_cdnv_exp2"] is None
+    reason = res.null_reasons["nc1_cdnv_exp2"]
+    assert "outside float64" in reason and "coincide" not in reason
+    _assert_invariant(res.metrics, base.metrics)
+    # inside the range both stay numbers: 1e-100 gives var ~1e-200 and cdnv_exp2 ~1e200
+    mid = _analyze(h * 1e-100, y, w, per_class=True)
+    assert all(row["var"] > 0 for row in mid.per_class)
+    assert mid.metrics["nc1_cdnv_exp2"] == pytest.approx(
+        base.metrics["nc1_cdnv_exp2"] * 1e200, rel=1e-9
+    )
