@@ -3,8 +3,44 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 
 import numpy as np
+
+import ncinspect
+
+#: the repository root (the checkout the tests import ncinspect from)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(ncinspect.__file__)))
+
+#: the ncinspect command line as a process of its own (this checkout's code)
+CLI = [sys.executable, "-c", "import sys; from ncinspect.cli import main; sys.exit(main())"]
+
+# runs argv as its only child and reports that child's exact high-water mark (the kernel's
+# ru_maxrss of RUSAGE_CHILDREN: no sampling, nothing else counted)
+_PEAK = r"""
+import resource, subprocess, sys
+rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+sys.stderr.write(rc.stderr)
+print(rc.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def peak_rss(args: list[str], cwd) -> tuple[int, int, str]:
+    """(exit code, peak resident bytes, stderr) of the process ``args`` run in ``cwd`` with
+    this checkout on its path (``[*CLI, "report", ...]`` for a command)."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable, "-c", _PEAK, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=cwd,
+    )
+    rc, kib = proc.stdout.split()[-2:]
+    return int(rc), int(kib) * 1024, proc.stderr
 
 
 def simplex_etf(C: int, d: int, radius: float, rng: np.random.Generator) -> np.ndarray:

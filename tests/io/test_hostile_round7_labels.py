@@ -11,20 +11,15 @@ LABEL_BLOCK` rows): what the encoding holds is the codes and one block.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import h5py
 import numpy as np
 import pytest
 
-import ncinspect
 from ncinspect import inputs
 from ncinspect.errors import InvalidDataError, UnsupportedDtypeError
 from ncinspect.io.sources import ArraySource, MemorySource
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(ncinspect.__file__)))
+from ..helpers import CLI, peak_rss
 
 
 class _Recording(ArraySource):
@@ -109,14 +104,6 @@ def test_a_bad_label_in_a_later_block_is_named_by_its_row(raw, error, row, monke
     assert row in str(info.value) and "file.h5:/labels" in str(info.value)
 
 
-_PEAK = r"""
-import resource, subprocess, sys
-rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-sys.stderr.write(rc.stderr)
-print(rc.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("container", ["npz", "h5"])
 def test_five_million_string_labels_stay_within_the_memory_limit(tmp_path, container):
@@ -132,18 +119,7 @@ def test_five_million_string_labels_stay_within_the_memory_limit(tmp_path, conta
             f["features"] = X
             f["labels"] = y
     del X, y
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cli = [sys.executable, "-c", "import sys; from ncinspect.cli import main; sys.exit(main())"]
     limit = 300 << 20
-    proc = subprocess.run(
-        [sys.executable, "-c", _PEAK, *cli, "report", str(path), "--memory-limit", "300MiB"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=tmp_path,
-    )
-    rc, kib = proc.stdout.split()[-2:]
-    peak = int(kib) * 1024
-    assert int(rc) in (0, 3), proc.stderr[-2000:]
+    rc, peak, err = peak_rss([*CLI, "report", str(path), "--memory-limit", "300MiB"], tmp_path)
+    assert rc in (0, 3), err[-2000:]
     assert peak <= 1.1 * limit, f"peak {peak / 2**20:.0f} MiB under a 300 MiB limit"

@@ -15,10 +15,6 @@ is refused up front.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import h5py
 import numpy as np
 import pytest
@@ -26,7 +22,7 @@ import pytest
 import ncinspect
 from ncinspect.budget import ProcessLimit, held_by_process
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(ncinspect.__file__)))
+from ..helpers import CLI, peak_rss
 
 
 def _gzip_chunk_file(path, n, d, C=5):
@@ -79,36 +75,8 @@ def test_a_compressed_npz_member_is_reserved_on_a_process_limit(tmp_path):
     assert limit.transient == 0  # streamed by offset
 
 
-_PEAK = r"""
-import resource, subprocess, sys
-rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-sys.stderr.write(rc.stderr)
-print(rc.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
-
-
 def _peak(path, limit_mib, cwd):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cli = [sys.executable, "-c", "import sys; from ncinspect.cli import main; sys.exit(main())"]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _PEAK,
-            *cli,
-            "report",
-            str(path),
-            "--memory-limit",
-            f"{limit_mib}MiB",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=cwd,
-    )
-    rc, kib = proc.stdout.split()[-2:]
-    return int(rc), int(kib) * 1024, proc.stderr
+    return peak_rss([*CLI, "report", str(path), "--memory-limit", f"{limit_mib}MiB"], cwd)
 
 
 @pytest.mark.slow

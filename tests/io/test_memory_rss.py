@@ -4,40 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 
 import h5py
 import numpy as np
 import pytest
 
-import ncinspect
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(ncinspect.__file__)))
-
-# runs a command and prints the peak RSS (KiB) of its process tree's largest member: the
-# only children of this wrapper are the command (and what the command waited for)
-_PEAK = r"""
-import resource, subprocess, sys
-rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-sys.stderr.write(rc.stderr)
-print(rc.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
-
-
-def _peak(args, tmp_path) -> tuple[int, int, str]:
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(
-        [sys.executable, "-c", _PEAK, *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=tmp_path,
-    )
-    rc, kib = proc.stdout.split()[-2:]
-    return int(rc), int(kib) * 1024, proc.stderr
+from ..helpers import CLI, peak_rss
 
 
 def _wide(path, n=50, d=200_000, C=5):
@@ -54,9 +27,9 @@ def _wide(path, n=50, d=200_000, C=5):
 def test_memory_limit_bounds_the_peak_rss_of_the_whole_process(tmp_path):
     path = tmp_path / "wide.h5"
     _wide(path)
-    cli = [sys.executable, "-c", "import sys; from ncinspect.cli import main; sys.exit(main())"]
+    cli = CLI
     # the baseline: a process that only imports what report imports
-    rc, base, err = _peak(
+    rc, base, err = peak_rss(
         [sys.executable, "-c", "import ncinspect.cli, ncinspect.analysis, h5py, scipy.linalg"],
         tmp_path,
     )
@@ -64,7 +37,7 @@ def test_memory_limit_bounds_the_peak_rss_of_the_whole_process(tmp_path):
     values = {}
     for limit in (256, 320):
         out = tmp_path / f"{limit}.json"
-        rc, peak, err = _peak(
+        rc, peak, err = peak_rss(
             [*cli, "report", str(path), "--memory-limit", f"{limit}MiB", "-q", "--json", str(out)],
             tmp_path,
         )
@@ -74,7 +47,7 @@ def test_memory_limit_bounds_the_peak_rss_of_the_whole_process(tmp_path):
     assert values[256] == pytest.approx(values[320], rel=1e-12)
     # a limit that cannot hold the process and the class-level matrices is refused, naming
     # what the process already holds
-    rc, peak, err = _peak([*cli, "report", str(path), "--memory-limit", "150MiB"], tmp_path)
+    rc, peak, err = peak_rss([*cli, "report", str(path), "--memory-limit", "150MiB"], tmp_path)
     assert rc == 3, err
     assert "already holds" in err and "--memory-limit" in err
     assert peak <= 1.1 * (150 << 20)
@@ -96,14 +69,14 @@ def test_many_snapshots_do_not_grow_the_peak_rss(tmp_path):
     snapshot's geometry, pass-2 kernel and class-level arrays are freed when the next one
     starts (a reference cycle once kept them for the cyclic collector, and every result kept
     its arrays: about 8 MB a snapshot here), under a --memory-limit that holds one."""
-    cli = [sys.executable, "-c", "import sys; from ncinspect.cli import main; sys.exit(main())"]
+    cli = CLI
     peaks = {}
     for snapshots in (2, 16):
         path = tmp_path / f"run{snapshots}.h5"
         _epochs(path, snapshots)
         out = tmp_path / f"{snapshots}.json"
         args = [*cli, "report", str(path), "--memory-limit", "600MiB", "-q", "--json", str(out)]
-        rc, peaks[snapshots], err = _peak(args, tmp_path)
+        rc, peaks[snapshots], err = peak_rss(args, tmp_path)
         assert rc == 0, err
         assert len(json.loads(out.read_text())["snapshots"]) == snapshots
     assert peaks[16] - peaks[2] < 40 << 20, (peaks[2] / 2**20, peaks[16] / 2**20)
