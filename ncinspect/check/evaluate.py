@@ -139,6 +139,11 @@ def select_last(items: Iterable[Any]) -> list[Any]:
     return out
 
 
+def split_label(split: str | None) -> str:
+    """The split as a message names it: ``not recorded`` for a snapshot without one."""
+    return "not recorded" if split is None else split
+
+
 def layer_label(layer: str | None) -> str:
     """``penultimate`` for the classifier's layer (``None``), else the layer's name."""
     return "penultimate" if layer is None else layer
@@ -257,7 +262,7 @@ def _trend_outcome(rule: Rule, group: list[Any]) -> Outcome:
     need = rule.last or 2
     if len(group) < need:
         return fail(
-            f"needs {need} snapshots in this trajectory (split {last.split}, "
+            f"needs {need} snapshots in this trajectory (split {split_label(last.split)}, "
             f"layer {layer_label(last.layer)}), found {len(group)}"
         )
     undated = [s.name for s in group if s.epoch is None]
@@ -266,7 +271,7 @@ def _trend_outcome(rule: Rule, group: list[Any]) -> Outcome:
     if twice is not None:
         return fail(
             f"snapshots {cut(twice[0].name)} and {cut(twice[1].name)} are both epoch "
-            f"{twice[0].epoch} of this trajectory (split {last.split}, layer "
+            f"{twice[0].epoch} of this trajectory (split {split_label(last.split)}, layer "
             f"{layer_label(last.layer)}): they cannot be ordered; select one with --snapshot"
         )
     values = [s.metrics.get(rule.metric) for s in group]

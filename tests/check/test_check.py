@@ -626,3 +626,19 @@ def test_check_reads_the_file_once(layered, capsys, monkeypatch):
     code, res = run_json(capsys, layered, *args)
     assert code in (0, 1) and len(res["results"]) >= 3
     assert opened == [layered]
+
+
+def test_a_trend_message_says_a_split_not_recorded_not_none(tmp_path, capsys):
+    """A trajectory of snapshots without a split: "split None" read as a split named None."""
+    import h5py
+
+    from ..helpers import make_data
+
+    h, y, m = make_data(C=3, d=4, n=6)
+    path = tmp_path / "one.h5"
+    with h5py.File(path, "w") as f:
+        f["features"], f["labels"], f["weights"] = h, y, m
+        f.attrs["epoch"] = 3
+    assert main(["check", str(path), "--decreasing", "nc1"]) == 1
+    out = capsys.readouterr().out
+    assert "split not recorded" in out and "split None" not in out, out
