@@ -3,7 +3,7 @@ dump of d = 1,000,000, N = 50, C = 4 (0.2 peaked at 747 MB, 1.8x). The class-lev
 arrays alone take more than 424 MiB there, so the limit is refused up front, naming the
 limit that would do; that limit is then a promise too: the run under it peaks within 1.1x.
 Peaks are the kernel's high-water mark of the report process, read by a small wrapper
-process that starts it (``tests/io/test_memory_rss.py``'s ``_peak``): a process started
+process that starts it (``tests/helpers.py``'s ``peak_rss``): a process started
 straight from the test runner would count the runner's own resident memory, which Linux
 carries into its high-water mark across the fork and exec (1.2 GB in a full CI run)."""
 
@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 
-from .test_memory_rss import _peak
+from ..helpers import peak_rss
 
 CLI = "import sys; from ncinspect.cli import main; sys.exit(main())"
 
@@ -47,7 +47,7 @@ def test_the_issues_shape_is_refused_or_held_within_1_1x(tmp_path):
             "--json",
             str(out),
         ]
-        return _peak(args, tmp_path)
+        return peak_rss(args, tmp_path)
 
     rc, peak, err = report(424)
     assert peak <= 1.1 * (424 << 20), peak / 2**20
