@@ -98,3 +98,13 @@ def two_epoch_run(path):
             g["weights"] = m
             g.attrs["epoch"] = ep
     return path
+
+
+def run_cli(path, *args, probe_seconds: str, timeout: float) -> subprocess.CompletedProcess:
+    """``ncinspect ARGS PATH`` as a process of its own (this checkout's code), with the HDF5
+    metadata probe's time limit ``probe_seconds`` (NCINSPECT_HDF5_PROBE_SECONDS; "0": off)."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env["NCINSPECT_HDF5_PROBE_SECONDS"] = probe_seconds
+    return subprocess.run(
+        [*CLI, *args, str(path)], capture_output=True, text=True, timeout=timeout, env=env
+    )

@@ -23,6 +23,7 @@ from ..budget import DEFAULT_MEMORY, available_memory, fmt_bytes, held_by_proces
 from ..errors import ResourceLimitError
 from ..inputs import Prepared, check_finite_rows
 from ..metrics import between_class_geometry
+from ..stats.blocks import scale_band
 from ..stats.pairs import pair_table_bytes, pair_tables_reason
 from ..stats.passes import FirstPass, Geometry, SecondPass
 from ..stats.spectra import SpectraPass, spectra_plan
@@ -373,16 +374,6 @@ class Passes:
     riders: list = field(default_factory=list)  #: the statistics of the ``riders`` passes
 
 
-def scale_band(engine: Any) -> tuple[float, float] | None:
-    """The band of magnitudes pass 2 takes unscaled on ``engine``: float32's
-    (:data:`~ncinspect.stats.blocks.FLOAT32_BAND`) for a pass 2 in float32, where squares of
-    features of 1e20 overflow and of 1e-25 underflow (NCC decisions, the directional table
-    and the projections were garbage), else float64's (None)."""
-    from ..stats.blocks import FLOAT32_BAND
-
-    return FLOAT32_BAND if getattr(engine, "precision", "float64") == "float32" else None
-
-
 def run_passes(
     prep: Prepared,
     *,
@@ -416,7 +407,7 @@ def run_passes(
             bias=prep.bias,
             ncc_centres=ncc_centres,
             min_count=min_class_count,
-            scale_band=scale_band(engine),
+            scale_band=scale_band(getattr(engine, "precision", "float64")),
         )
     geom.pair_reason = pair_tables_reason(prep.n_classes, memory_limit)
     ride = {"theory": theory_rows(prep) if theory else None}

@@ -217,13 +217,12 @@ def _json_text(value: Any, where: str, limit: int) -> str:
     return text
 
 
-def _near(names: dict[str, str], part: str):
-    """The names of ``names`` (shown key -> name) that ``part`` may equal or look like."""
+def _near(names: dict[str, str], part: str) -> list[str]:
+    """The name of ``names`` (shown key -> name) that ``part`` may equal or look like, if any."""
     from .class_names import shown_key
 
     other = names.get(shown_key(part))
-    if other is not None:
-        yield other
+    return [] if other is None else [other]
 
 
 def _check_compression(compression: Any) -> Any:
@@ -638,6 +637,7 @@ class DumpWriter:
         import h5py
 
         from ..text import clip
+        from .class_names import shown_key
 
         if not isinstance(name, str):
             raise UsageError(f"DumpWriter: {what} must be a str, got {type(name).__name__}")
@@ -652,16 +652,12 @@ class DumpWriter:
         for i, part in enumerate(real):
             names = self._names.get(group.name) if group is not None else None
             if group is not None and names is None:
-                from .class_names import shown_key
-
                 names = self._names[group.name] = {}
                 for n in group:
                     names.setdefault(shown_key(n), n)
-            siblings = list(_near(names or {}, part))
+            siblings = _near(names or {}, part)
             _check_part(part, siblings, what, name)
             if names is not None:
-                from .class_names import shown_key
-
                 names.setdefault(shown_key(part), part)
             nxt = group.get(part) if group is not None and part in group else None
             last = i == len(real) - 1
@@ -820,8 +816,13 @@ class DumpWriter:
 
         return [n for n, obj in group.items() if isinstance(obj, h5py.Dataset)]
 
+    @staticmethod
+    def _listed(group, names: list[str]) -> str:
+        """The first six of ``names`` (arrays of ``group``) with their shapes, for a message."""
+        return ", ".join(f"{n} {tuple(group[n].shape)}" for n in names[:6])
+
     def _unfinished_error(self, group) -> UsageError:
-        held = ", ".join(f"{n} {tuple(group[n].shape)}" for n in self._arrays(group)[:6])
+        held = self._listed(group, self._arrays(group))
         snap = group.name
         return UsageError(
             f"DumpWriter: snapshot {self.path}:{snap} was left unfinished by its writer (a "
@@ -832,19 +833,13 @@ class DumpWriter:
 
     def _earlier_arrays(self, group) -> list[str]:
         """Datasets directly in ``group`` that this writer did not create."""
-        import h5py
-
-        return [
-            n
-            for n, obj in group.items()
-            if isinstance(obj, h5py.Dataset) and obj.name not in self._own
-        ]
+        return [n for n in self._arrays(group) if group[n].name not in self._own]
 
     def _where(self, group, name: str) -> str:
         return f"{self.path}:{group.name.rstrip('/')}/{name}"
 
     def _doubling_error(self, group) -> UsageError:
-        held = ", ".join(f"{n} {tuple(group[n].shape)}" for n in self._earlier_arrays(group)[:6])
+        held = self._listed(group, self._earlier_arrays(group))
         snap = group.name
         return UsageError(
             f"DumpWriter: snapshot {self.path}:{snap} already holds arrays from an earlier "
@@ -944,7 +939,7 @@ class DumpWriter:
                     f"{MAX_KEY_BYTES} bytes: HDF5 keeps a key with its value in the group's "
                     "header)"
                 )
-            _check_part(key, list(_near(names, key)), "metadata key", key)
+            _check_part(key, _near(names, key), "metadata key", key)
             names.setdefault(shown_key(key), key)
 
     def _checked(self, group, name: str, value: Any) -> np.ndarray:

@@ -46,7 +46,7 @@ from ..arrays import to_host
 from ..errors import InvalidDataError, UnsupportedDtypeError, UsageError
 from ..inputs import Prepared
 from ..metrics import between_class_geometry
-from ..stats.blocks import FLOAT32_BAND
+from ..stats.blocks import scale_band
 from ..stats.device import FirstState, SecondState
 from ..stats.namespace import (
     batch_dtype,
@@ -398,7 +398,7 @@ class Meter:
             weights=self.weights,
             bias=self.bias,
             min_count=self.min_class_count,
-            scale_band=FLOAT32_BAND if self.precision == "float32" else None,
+            scale_band=scale_band(self.precision),
         )
 
     def _settings(self) -> dict[str, Any]:

@@ -141,8 +141,7 @@ def compute_metrics(
     ).items():
         out.set(key, value, reason)
     if per_class:
-        out.per_class = _per_class(first, second, geom, cl, ncc_ok)
-        lost = sum(bool(row.pop("var_lost", False)) for row in out.per_class)
+        out.per_class, lost = _per_class(first, second, geom, cl, ncc_ok)
         if lost:
             out.notes.append(
                 f"per-class var: null for {lost} class(es) (within-class variances "
@@ -345,7 +344,8 @@ def _sqi(
 
 def _per_class(
     first: FirstPass, second: SecondPass, geom: Geometry, cl: _Classes, ncc_ok: bool
-) -> list[dict[str, object]]:
+) -> tuple[list[dict[str, object]], int]:
+    """The per-class rows, and how many classes' ``var`` underflowed float64 (null)."""
     counts = first.counts
     W = cl.W
     mean_norm = row_norms(cl.M)
@@ -370,10 +370,8 @@ def _per_class(
                 float(second.clf_correct[c]) / n if second.has_decisions else None
             ),
         }
-        if lost[j]:
-            row["var_lost"] = True  # said once for all classes by compute_metrics
         table.append(row)
-    return table
+    return table, int(lost.sum())
 
 
 def _absent_note(counts: np.ndarray, present: np.ndarray, min_count: int, has_w: bool) -> str:

@@ -18,6 +18,7 @@ __all__ = [
     "group_sum",
     "output_sums",
     "pow2_scale",
+    "scale_band",
     "to_float64",
 ]
 
@@ -29,6 +30,13 @@ _SAFE_LO, _SAFE_HI = 2.0**-200, 2.0**200
 #: features of 1e20 or 1e-25 are brought to unit scale there (float64 needs no rescaling)
 FLOAT32_BAND = (2.0**-20, 2.0**20)
 _max, _min, _sum = np.maximum.reduce, np.minimum.reduce, np.add.reduce
+
+
+def scale_band(precision: str) -> tuple[float, float] | None:
+    """The band of magnitudes a pass 2 in ``precision`` takes unscaled: :data:`FLOAT32_BAND`
+    for float32 (squares of features of 1e20 overflow there, of 1e-25 underflow), None (the
+    float64 band of :func:`pow2_scale`) otherwise."""
+    return FLOAT32_BAND if precision == "float32" else None
 
 
 def pow2_scale(x: np.ndarray, band: tuple[float, float] | None = None) -> float:

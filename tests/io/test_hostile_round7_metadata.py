@@ -13,9 +13,6 @@ makes ncinspect hang, crash or use unbounded memory).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import zipfile
 
 import h5py
@@ -25,7 +22,7 @@ import pytest
 import ncinspect
 from ncinspect.io import hdf5 as hdf5_mod
 
-from ..helpers import file_digest, make_data, write_npz_members
+from ..helpers import file_digest, make_data, run_cli, write_npz_members
 
 
 def _base(f):
@@ -35,15 +32,7 @@ def _base(f):
 
 
 def _cli(path, *args, timeout=120, probe="30"):
-    env = {**os.environ, "NCINSPECT_HDF5_PROBE_SECONDS": probe}
-    code = "from ncinspect.cli import main; import sys; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+    return run_cli(path, *args, probe_seconds=probe, timeout=timeout)
 
 
 def test_npz_of_many_members_reads_its_central_directory_once(tmp_path, monkeypatch):

@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import subprocess
-import sys
 import time
 import zlib
 
@@ -16,6 +14,8 @@ import pytest
 from ncinspect.errors import UnreadableFileError
 from ncinspect.io.probe import probe_hdf5
 from tests.plots.test_plots_data import write_run
+
+from ..helpers import run_cli
 
 #: An 11 kB dump from the fuzz test (tests/test_fuzz.py) whose damaged heap makes libhdf5
 #: spin forever in an attribute read while holding the interpreter lock (zlib + base64).
@@ -46,15 +46,7 @@ SPIN_H5 = (
 
 
 def _cli(path, *args, env_seconds="3", timeout=60):
-    env = {**os.environ, "NCINSPECT_HDF5_PROBE_SECONDS": env_seconds}
-    code = "from ncinspect.cli import main; import sys; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+    return run_cli(path, *args, probe_seconds=env_seconds, timeout=timeout)
 
 
 @pytest.mark.parametrize("command", ["info", "report"])
