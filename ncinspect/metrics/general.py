@@ -93,8 +93,8 @@ def hyperspherical_stats(vectors: np.ndarray) -> tuple[float, float, float] | No
       has every ``dist^2 = 2C/(C-1)``, so energy ``-0.5 log(2C/(C-1))`` and both variances 0.
 
     One :func:`~ncinspect.metrics.pairs.pair_sweep` over the pairs, moments merged
-    exactly (Chan): O(C^2 d) time, O(tile) memory. None when C < 2, a vector is zero or
-    two directions coincide (dist = 0).
+    exactly (Chan): O(C^2 d) time, O(tile) memory. None when C < 2 or a vector is zero;
+    the two log values None when two directions coincide (dist = 0).
     """
     units, norms = unit_rows(vectors)
     if vectors.shape[0] < 2 or np.any(norms == 0) or not np.all(np.isfinite(norms)):
@@ -320,7 +320,9 @@ def _gnc2(
         return
     C = vectors.shape[0]
     stats = hyperspherical_values(sums) if C >= 2 and ok else None
-    why = few if C < 2 else f"one of the {what} is zero or two of them point the same way"
+    why = few if C < 2 else f"one of the {what} is zero"
+    if stats is not None and stats[0] is None:  # two directions coincide: log(1/0)
+        why = f"two of the {what} point the same way (a distance of 0: log(1/dist) is undefined)"
     values = (None, None, None) if stats is None else stats
     out.update({k: (v, why) for k, v in zip(keys, values, strict=True)})
 

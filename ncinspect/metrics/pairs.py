@@ -540,10 +540,12 @@ def cosine_values(p: UnitPairs) -> tuple[float, float]:
     return float(np.sqrt(p.cos.m2 / p.cos.count)), p.abs_sum / p.cos.count
 
 
-def hyperspherical_values(p: UnitPairs) -> tuple[float, float, float] | None:
-    """``(var log(1/dist), var dist, mean log(1/dist))``; None when two directions coincide."""
+def hyperspherical_values(p: UnitPairs) -> tuple[float | None, float, float | None]:
+    """``(var log(1/dist), var dist, mean log(1/dist))``; the two log values None when two
+    directions coincide (``log(1/0)``); the variance of the distances is defined there too
+    (spec/metrics.md: a population variance over the pairs, a distance of 0 among them)."""
     if p.coincide:
-        return None
+        return None, p.dist.m2 / p.dist.count, None
     return p.log.m2 / p.log.count, p.dist.m2 / p.dist.count, p.log.mean
 
 

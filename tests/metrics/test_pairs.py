@@ -148,7 +148,9 @@ def test_coinciding_and_zero_rows_are_flagged():
     W[7] = 0.0
     p = P.class_pairs(M, W, counts, cdnv=(var, M))
     assert p.means_ok and p.means.coincide and p.cdnv.coincide
-    assert P.hyperspherical_values(p.means) is None
+    log_var, dist_var, energy = P.hyperspherical_values(p.means)
+    assert log_var is None and energy is None  # log(1/0); the distances' variance is defined
+    assert dist_var is not None and dist_var > 0
     assert P.cdnv_values(p.cdnv, p.cdnv_scale) == (None, None)
     assert P.cosine_values(p.means)[0] > 0
     assert not p.weights_ok
@@ -186,7 +188,9 @@ def test_coinciding_rows_are_flagged_across_tiles(pair):
     W[pair[1]] = 2.0 * W[pair[0]]  # the same direction: distance 0 between unit rows
     p = P.class_pairs(M, W, counts, cdnv=(var, M))
     assert p.means.coincide and p.weights.coincide and p.cdnv.coincide
-    assert P.hyperspherical_values(p.means) is None
+    log_var, dist_var, energy = P.hyperspherical_values(p.means)
+    assert log_var is None and energy is None  # log(1/0); the distances' variance is defined
+    assert dist_var is not None and dist_var > 0
     assert P.cdnv_values(p.cdnv, p.cdnv_scale) == (None, None)
     M2, W2, var2, counts2 = _data(C=600, d=16, seed=8)
     q = P.class_pairs(M2, W2, counts2, cdnv=(var2, M2))
@@ -231,8 +235,10 @@ def test_equal_means_of_any_values_are_flagged(C, pair, seed):
     W[pair[1]] = W[pair[0]]
     p = P.class_pairs(M, W, counts, cdnv=(var, M))
     assert p.means.coincide and p.weights.coincide and p.cdnv.coincide
-    assert P.hyperspherical_values(p.means) is None
-    assert P.hyperspherical_values(p.weights) is None
+    log_var, dist_var, energy = P.hyperspherical_values(p.means)
+    assert log_var is None and energy is None  # log(1/0); the distances' variance is defined
+    assert dist_var is not None and dist_var > 0
+    assert P.hyperspherical_values(p.weights)[0::2] == (None, None)
     assert P.cdnv_values(p.cdnv, p.cdnv_scale) == (None, None)
 
 
