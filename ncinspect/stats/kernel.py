@@ -254,6 +254,7 @@ class Kernel:
         # logits / unit = scores * score_factor + offset, the scores being those of
         # h' = (h - mu_G) / scale against W / weight_scale
         self.offset = None
+        self.bias_units = None  # b in the logits' units (None: no bias), for tie_rows
         self.logit_scales = (geom.scale, geom.weight_scale)
         self.score_factor = 1.0
         if geom.weights is None:
@@ -270,6 +271,7 @@ class Kernel:
                     self.logit_scales = (unit, 1.0)
                     bias = geom.bias / unit
                 self.offset = self.offset + bias
+                self.bias_units = bias
 
     @functools.cached_property
     def offset_max(self) -> float:
@@ -596,7 +598,7 @@ def ncc_float32(kern: Kernel, s32, x: np.ndarray, xnorm: np.ndarray):
     return best
 
 
-def clf_float32(kern: Kernel, s32, x: np.ndarray, y: np.ndarray, xnorm):
+def clf_float32(kern: Kernel, s32, x: np.ndarray, y: np.ndarray, xnorm, block=None):
     """Classifier decisions from float32 scores, rows near a tie redone in float64.
 
     The approximate logits of a tile are formed in float64 as
@@ -631,8 +633,61 @@ def clf_float32(kern: Kernel, s32, x: np.ndarray, y: np.ndarray, xnorm):
         exact = x[redo] @ kern.w_t
         if kern.from_scores:
             exact += np.take(kern.k_w, y[redo], axis=0)
-        best[redo] = np.argmax(kern.logits(exact), axis=1)
+        logits = kern.logits(exact)
+        best[redo] = np.argmax(logits, axis=1)
+        if block is not None:
+            tie_rows(kern, block[redo], x[redo], logits, best, redo)
     return best
+
+
+def tie_rows(kern: Kernel, block, x, logits, best, at=None) -> None:
+    """Classifier decisions at an exact tie: rows whose two largest float64 logits lie within
+    the rounding bound of the form they were taken in (``W h' + W mu_G + b``, centred at
+    mu_G, in units) are decided again from ``W h + b`` as the definition reads it (each
+    entry one dot product of length d in order, the same for a row wherever it lies), the
+    first largest winning (spec/metrics.md, NC4: the lowest index). A row of zeros (a dead
+    ReLU pattern) has the logits ``b`` exactly there, and every class ties without a bias:
+    the centred form rounds the tie apart at random. ``block``: the rows as given (float64
+    or narrower), ``x``: their h' in units, ``logits``: their float64 logits (read; left as
+    they were), ``best``: their argmax, set in place at ``at`` (the rows' places in it; all
+    rows when None)."""
+    m, C = logits.shape
+    if m == 0 or C < 2:
+        return
+    rows = np.arange(m)
+    i = best if at is None else best[at]  # np.argmax of each row of ``logits``
+    top = logits[rows, i]
+    logits[rows, i] = -np.inf  # the runner-up, without a copy of the logits
+    second = logits.max(axis=1)
+    logits[rows, i] = top
+    d = kern.n_features
+    f = abs(kern.score_factor)
+    wn = kern.w_norm
+    kmax = kern.cen_norm * wn if kern.from_scores else 0.0
+    xnorm = np.sqrt(np.einsum("ij,ij->i", x, x))
+    mnorm = float(np.sqrt(np.dot(kern.mean_scaled, kern.mean_scaled)))
+    # the centred form: h' (h / scale - mu_G, one rounding an entry), its dot with w (d
+    # terms), the offset W mu_G (d terms) plus b, the class term, the factor and the sum
+    big = f * ((xnorm + 2.0 * mnorm) * wn + kmax) + kern.offset_max + np.abs(top)
+    bound = 1.02 * (2 * d + 8) * _U64 * big
+    near = np.flatnonzero((second >= top - 2.0 * bound) & np.isfinite(top))
+    if near.size == 0:
+        return
+    h = np.asarray(block[near], dtype=np.float64)
+    if kern.inv_scale != 1.0:
+        h = h * kern.inv_scale  # exact (a power of two)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        direct = np.einsum("ij,cj->ic", h, kern._w)  # each entry summed in order: no BLAS
+        if kern.score_factor != 1.0:
+            direct *= kern.score_factor
+        if kern.bias_units is not None:
+            direct += kern.bias_units
+    ok = np.isfinite(direct).all(axis=1)
+    if not ok.any():
+        return
+    pick = np.argmax(direct[ok], axis=1)
+    where = near[ok] if at is None else np.asarray(at)[near[ok]]
+    best[where] = pick
 
 
 def numpy_block(kern: Kernel, block: np.ndarray, y: np.ndarray, outputs, rows: int, empty):
@@ -690,8 +745,9 @@ def numpy_block(kern: Kernel, block: np.ndarray, y: np.ndarray, outputs, rows: i
     if kern.logits64:  # in place, in the product's buffer
         logits = kern.logits(s64[:, kern.d64.shape[1] - C :], inplace=True)
         clf = np.argmax(logits, axis=1)
+        tie_rows(kern, block, x, logits, clf)
     elif kern.has_w:
-        clf = clf_float32(kern, s32[:, s32.shape[1] - C :], x, y, xnorm)
+        clf = clf_float32(kern, s32[:, s32.shape[1] - C :], x, y, xnorm, block)
     elif outputs is not None:
         clf = np.argmax(outputs, axis=1)
     # a tie between equal centres or classifier rows goes to the lowest class (the decisions
