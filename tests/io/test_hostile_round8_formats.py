@@ -1,0 +1,344 @@
+"""Input encodings, round eight: unusual but valid encodings read as valid, and hostile
+encodings refused in one line (issue 22 items 3 and 10's classes, and the readers' "bad
+input is one line naming the file, the array and what was wrong").
+
+- NPZ ``.npy`` members in format version 3.0 (numpy writes it for UTF-8 headers; ``np.load``
+  reads it) were refused as "not supported".
+- A zip member that two readers read differently: a stored member whose compressed size is
+  not its size (ncinspect streamed bytes past the member's end, where numpy fails), a local
+  header that disagrees with the central directory (method, CRC, sizes: readers that stream
+  local headers see another array), an Info-ZIP Unicode Path field naming the member
+  something else than its name (Python 3.12+ reads the field, 3.10 and 3.11 do not: one file,
+  two sets of arrays), a NUL in a member name (zipfile cuts the name there). All were read
+  silently; now each is one line naming the member, exit 3, as ``info`` and ``report`` see it.
+- An HDF5 dataset whose filter this libhdf5 lacks, or whose Fletcher32 checksum fails, said
+  only "filter returned failure during read": the line now names the filter.
+- A safetensors tensor of a dtype ncinspect does not read (``F8_E8M0``) was "unsupported
+  dtype |V1": the line names the safetensors dtype.
+- In memory, object-dtype integer labels (a pandas object column) were refused as "labels
+  hold int values (0), not one integer or string per row"; they are integer labels, and a
+  mix of integers and strings (``1`` and ``'1'``: one shown name, two classes) is refused
+  naming both.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+import zlib
+
+import h5py
+import numpy as np
+import pytest
+
+import ncinspect
+from ncinspect.cli import main
+from ncinspect.errors import NCInspectError
+
+from ..helpers import file_digest, make_data
+
+
+def _data(n=40, d=8):
+    h, y, m = make_data(C=3, d=d, n=n)
+    return h.astype(np.float64), y.astype(np.int64), m.astype(np.float64)
+
+
+def _npy(arr, version=None) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asarray(arr), version=version)
+    return buf.getvalue()
+
+
+def _zip(path, members) -> str:
+    """A zip written byte by byte: ``members`` are dicts with ``name`` (bytes), ``data``
+    (the member's bytes), and optional ``method`` (0 or 8), ``local`` and ``central``
+    (fields overriding what the local header or the central directory say: ``method``,
+    ``crc``, ``csize``, ``usize``, ``flags``, ``name``), ``lextra``/``cextra`` (extra fields),
+    ``pad`` (bytes after the member's data)."""
+    out, central = bytearray(), bytearray()
+    for m in members:
+        raw = m["data"]
+        method = m.get("method", 0)
+        if method == 8:
+            c = zlib.compressobj(6, zlib.DEFLATED, -15)
+            comp = c.compress(raw) + c.flush()
+        else:
+            comp = raw
+        true = dict(method=method, crc=zlib.crc32(raw), csize=len(comp), usize=len(raw))
+        true.update(name=m["name"], flags=m.get("flags", 0))
+        loc = {**true, "extra": m.get("lextra", b""), **m.get("local", {})}
+        cen = {**true, "extra": m.get("cextra", b""), **m.get("central", {})}
+        offset = len(out)
+        out += struct.pack(
+            "<4s5H3L2H", b"PK\x03\x04", 20, loc["flags"], loc["method"], 0, 0x21,
+            loc["crc"], loc["csize"], loc["usize"], len(loc["name"]), len(loc["extra"]),
+        )  # fmt: skip
+        out += loc["name"] + loc["extra"] + comp + m.get("pad", b"")
+        central += struct.pack(
+            "<4s6H3L5H2L", b"PK\x01\x02", 20, 20, cen["flags"], cen["method"], 0, 0x21,
+            cen["crc"], cen["csize"], cen["usize"], len(cen["name"]), len(cen["extra"]),
+            0, 0, 0, 0, offset,
+        )  # fmt: skip
+        central += cen["name"] + cen["extra"]
+    n = len(members)
+    out += central + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, n, n, len(central), len(out), 0)
+    with open(path, "wb") as f:
+        f.write(bytes(out))
+    return str(path)
+
+
+def _members(h, y, w, **over) -> list[dict]:
+    """features, labels and weights as members, the one named in ``over`` replaced."""
+    base = {
+        "features": dict(name=b"features.npy", data=_npy(h)),
+        "labels": dict(name=b"labels.npy", data=_npy(y)),
+        "weights": dict(name=b"weights.npy", data=_npy(w)),
+    }
+    for role, extra in over.items():
+        base[role] = {**base[role], **extra}
+    return list(base.values())
+
+
+def _one_line(path, capsys, *words, commands=("report", "info")) -> str:
+    """Every command exits 3 with one error line holding ``words``; the file is unchanged."""
+    before = file_digest(path)
+    text = ""
+    for command in commands:
+        assert main([command, str(path)]) == 3, command
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        for word in words:
+            assert word in err, (word, err)
+        text = err
+    assert file_digest(path) == before
+    return text
+
+
+# --------------------------------------------------------------------------------------
+# NPZ: .npy format version 3.0 is valid
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_npy_version_3_members_are_read_as_numpy_reads_them(tmp_path, method):
+    h, y, w = _data()
+    v1, v3 = tmp_path / "v1.npz", tmp_path / "v3.npz"
+    for path, version in ((v1, None), (v3, (3, 0))):
+        with zipfile.ZipFile(path, "w", compression=method) as zf:
+            for name, arr in (("features", h), ("labels", y), ("weights", w)):
+                zf.writestr(f"{name}.npy", _npy(arr, version))
+    with np.load(v3) as z:  # numpy itself reads it
+        np.testing.assert_array_equal(z["features"], h)
+    a = ncinspect.analyze_file(str(v1)).snapshots[0].metrics
+    b = ncinspect.analyze_file(str(v3)).snapshots[0].metrics
+    assert a == b
+    assert main(["report", str(v3)]) == 0
+
+
+# --------------------------------------------------------------------------------------
+# NPZ: one member, two readings
+
+
+def test_a_stored_member_whose_compressed_size_is_short_is_refused(tmp_path, capsys):
+    """ncinspect streamed the member's bytes by its size, past its compressed (stored) end:
+    the bytes of the next member, read as data, where numpy fails. The CRC matches what
+    ncinspect read, so only the sizes tell."""
+    h, y, w = _data(n=80)
+    size = len(_npy(h))
+    path = _zip(
+        tmp_path / "short.npz", _members(h, y, w, features=dict(central=dict(csize=size - 4000)))
+    )
+    with pytest.raises(Exception):  # noqa: B017 - numpy (zipfile) cannot read it
+        np.load(path)["features"]
+    _one_line(path, capsys, "features", "stored")
+
+
+def test_a_stored_member_whose_compressed_size_is_long_is_refused(tmp_path, capsys):
+    h, y, w = _data()
+    size = len(_npy(y))
+    path = _zip(
+        tmp_path / "long.npz",
+        _members(h, y, w, labels=dict(central=dict(csize=size + 16), pad=b"\x07" * 16)),
+    )
+    _one_line(path, capsys, "labels", "stored")
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("method", 8), ("crc", 12345), ("usize", 10), ("csize", 10), ("name", b"labels.npz")],
+)
+@pytest.mark.parametrize("method", [0, 8])
+def test_a_local_header_that_disagrees_with_the_central_directory_is_refused(
+    tmp_path, capsys, field, value, method
+):
+    """zipfile (and numpy) take the central directory's method, CRC and sizes; a reader
+    that streams the local headers (unzip -p, Java's ZipInputStream, many others) takes the
+    local ones: the same member, two arrays."""
+    h, y, w = _data()
+    if field == "method":
+        value = 8 - method
+    path = _zip(
+        tmp_path / "local.npz", _members(h, y, w, labels=dict(method=method, local={field: value}))
+    )
+    _one_line(path, capsys, "labels")
+
+
+@pytest.mark.parametrize("method", [0, 8])
+def test_a_local_header_with_a_data_descriptor_or_zip64_sizes_is_read(tmp_path, method):
+    """Legitimate local headers that state no sizes (bit 3: a data descriptor follows) or
+    zip64 ones (numpy.savez writes every member with force_zip64) are not disagreements."""
+    h, y, w = _data()
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, features=h, labels=y, weights=w)
+    want = ncinspect.analyze_file(str(plain)).snapshots[0].metrics
+    # a data descriptor: the local header's CRC and sizes are zero, the real ones follow
+    path = _zip(
+        tmp_path / "dd.npz",
+        _members(
+            h,
+            y,
+            w,
+            labels=dict(method=method, flags=0x8, local=dict(crc=0, csize=0, usize=0)),
+        ),
+    )
+    assert ncinspect.analyze_file(path).snapshots[0].metrics == want
+    # zip64 sizes through zipfile, stored and compressed
+    z64 = tmp_path / "z64.npz"
+    with zipfile.ZipFile(z64, "w", compression=method) as zf:
+        for name, arr in (("features", h), ("labels", y), ("weights", w)):
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                f.write(_npy(arr))
+    assert ncinspect.analyze_file(str(z64)).snapshots[0].metrics == want
+
+
+def _unicode_path(raw_name: bytes, name: bytes) -> bytes:
+    """An Info-ZIP Unicode Path extra field (0x7075) giving ``name`` for ``raw_name``."""
+    body = struct.pack("<BL", 1, zlib.crc32(raw_name)) + name
+    return struct.pack("<HH", 0x7075, len(body)) + body
+
+
+@pytest.mark.parametrize("where", ["cextra", "lextra"])
+def test_a_unicode_path_field_naming_another_array_is_refused(tmp_path, capsys, where):
+    """Python 3.12+ names the member by the field (``labels``), 3.10 and 3.11 by its raw
+    name (``labels_old``): which labels a run uses depended on the Python version."""
+    h, y, w = _data()
+    old = dict(
+        name=b"labels_old.npy",
+        data=_npy(y[::-1].copy()),
+        **{where: _unicode_path(b"labels_old.npy", b"labels.npy")},
+    )
+    members = [*_members(h, y, w), old]
+    path = _zip(tmp_path / "upath.npz", members)
+    text = _one_line(path, capsys, "labels_old")
+    assert "labels.npy" in text
+
+
+def test_a_unicode_path_field_that_agrees_with_the_name_is_read(tmp_path):
+    h, y, w = _data()
+    members = _members(h, y, w, labels=dict(cextra=_unicode_path(b"labels.npy", b"labels.npy")))
+    path = _zip(tmp_path / "same.npz", members)
+    assert main(["report", path]) == 0
+
+
+def test_a_nul_in_a_member_name_is_refused(tmp_path, capsys):
+    """zipfile cuts ``labels.npy\\x00.bak`` at the NUL and reads it as ``labels``; the name
+    in the file is another."""
+    h, y, w = _data()
+    path = _zip(tmp_path / "nul.npz", _members(h, y, w, labels=dict(name=b"labels.npy\x00.bak")))
+    _one_line(path, capsys, "labels", "NUL")
+
+
+# --------------------------------------------------------------------------------------
+# HDF5: a filter the library lacks, a failed checksum
+
+
+def _filtered(path, h, y, filter_id):
+    with h5py.File(path, "w") as f:
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_chunk(h.shape)
+        dcpl.set_filter(filter_id, h5py.h5z.FLAG_OPTIONAL, ())
+        space = h5py.h5s.create_simple(h.shape)
+        ds = h5py.h5d.create(f.id, b"features", h5py.h5t.IEEE_F64LE, space, dcpl=dcpl)
+        ds.write_direct_chunk((0, 0), h.astype("<f8").tobytes(), filter_mask=0)
+        f["labels"] = y
+
+
+def test_a_filter_this_libhdf5_lacks_is_named(tmp_path, capsys):
+    h, y, _ = _data()
+    path = tmp_path / "filter.h5"
+    _filtered(path, h, y, 32000)
+    text = _one_line(path, capsys, "features", "32000", commands=("report",))
+    assert "not available" in text or "lacks" in text, text
+
+
+def test_a_failed_fletcher32_checksum_is_named(tmp_path, capsys):
+    h, y, _ = _data()
+    path = tmp_path / "fletcher.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("features", data=h, chunks=h.shape, fletcher32=True)
+        f["labels"] = y
+        offset = f["features"].id.get_chunk_info(0).byte_offset
+    data = bytearray(path.read_bytes())
+    data[offset + 9] ^= 0xFF
+    path.write_bytes(bytes(data))
+    _one_line(path, capsys, "features", "Fletcher32", commands=("report",))
+
+
+# --------------------------------------------------------------------------------------
+# safetensors: a dtype ncinspect does not read is named as the file names it
+
+
+@pytest.mark.parametrize("role", ["features", "labels", "weights"])
+def test_an_unread_safetensors_dtype_is_named_as_the_file_names_it(tmp_path, capsys, role):
+    import json
+
+    h, y, w = _data()
+    arrays = {
+        "features": ("F64", list(h.shape), h.astype("<f8").tobytes()),
+        "labels": ("I64", list(y.shape), y.astype("<i8").tobytes()),
+        "weights": ("F64", list(w.shape), w.astype("<f8").tobytes()),
+    }
+    shape = arrays[role][1]
+    arrays[role] = ("F8_E8M0", shape, np.ones(int(np.prod(shape)), "u1").tobytes())
+    header, data = {}, b""
+    for name, (dtype, shp, raw) in arrays.items():
+        header[name] = {
+            "dtype": dtype,
+            "shape": shp,
+            "data_offsets": [len(data), len(data) + len(raw)],
+        }
+        data += raw
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path = tmp_path / "e8m0.safetensors"
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+    err = _one_line(path, capsys, role, "F8_E8M0", commands=("report",))
+    assert "V1" not in err, err
+
+
+# --------------------------------------------------------------------------------------
+# In memory: object-dtype labels
+
+
+def test_object_integer_labels_are_integer_labels():
+    h, y, w = _data()
+    want = ncinspect.analyze(h, y, weights=w).metrics
+    for labels in (y.astype(object), np.array([np.int64(v) for v in y], dtype=object)):
+        assert ncinspect.analyze(h, labels, weights=w).metrics == want
+
+
+def test_object_labels_mixing_integers_and_text_are_refused_naming_both():
+    h, y, _ = _data()
+    labels = y.astype(object)
+    labels[5] = str(labels[5])
+    with pytest.raises(NCInspectError) as info:
+        ncinspect.analyze(h, labels)
+    text = str(info.value)
+    assert "row 0" in text and "row 5" in text and "\n" not in text, text
+
+
+def test_zero_d_labels_are_named_by_their_shape():
+    h, _, _ = _data()
+    with pytest.raises(NCInspectError) as info:
+        ncinspect.analyze(h, np.int64(1))
+    assert "shape ()" in str(info.value), str(info.value)
