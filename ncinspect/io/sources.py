@@ -12,6 +12,7 @@ import numpy as np
 
 from ..arrays import host_dtype, is_tensor, to_host
 from ..errors import UnreadableFileError, UnsupportedDtypeError
+from ..text import clip
 
 __all__ = [
     "ArraySource",
@@ -350,6 +351,7 @@ class H5Source(ArraySource):
             text = str(exc).strip().splitlines()
             raise UnreadableFileError(
                 f"{self.where}: cannot read rows {start}:{stop} ({text[0] if text else exc!r})"
+                f"{self._filter_hint()}"
             ) from None
         except MemoryError:
             from ..errors import ResourceLimitError
@@ -359,6 +361,35 @@ class H5Source(ArraySource):
                 f"({self.nbytes} bytes for the whole array); give a smaller --memory-limit "
                 "or --chunk-rows, or run on a machine with more memory"
             ) from None
+
+    def _filter_hint(self) -> str:
+        """Why a read failed, from the dataset's filter pipeline: a filter this libhdf5 lacks
+        (libhdf5 says only "filter returned failure during read"), or a Fletcher32 checksum;
+        empty when the pipeline says nothing."""
+        try:
+            from h5py import h5z
+
+            dcpl = self._id.get_create_plist()
+            codes = []
+            for i in range(dcpl.get_nfilters()):
+                code, _flags, _values, name = dcpl.get_filter(i)
+                if not h5z.filter_avail(code):
+                    label = name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+                    label = f" ({clip(label, 60)})" if label else ""
+                    return (
+                        f"; it needs HDF5 filter {code}{label}, which is not available to this "
+                        "libhdf5: install its plugin (e.g. pip install hdf5plugin, then "
+                        "HDF5_PLUGIN_PATH) or rewrite the file without it"
+                    )
+                codes.append(code)
+        except Exception:  # noqa: BLE001 - a hint only: the read error stands on its own
+            return ""
+        if h5z.FILTER_FLETCHER32 in codes:
+            return (
+                "; the dataset carries Fletcher32 checksums, and its stored data fail them "
+                "or another filter: the file is corrupt"
+            )
+        return ""
 
 
 class _Kept:
