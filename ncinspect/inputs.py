@@ -155,7 +155,11 @@ def _plain_labels(raw: np.ndarray, where: str, offset: int | None = None) -> np.
         return decoded[np.searchsorted(distinct, raw)]
     if kind == "O":
         values = raw.tolist()
+        if values and _is_int(values[0]):  # a pandas object column of ints, ints as objects
+            return _object_ints(values, where, at)
         other = next((v for v in values if not isinstance(v, (str, bytes))), None)
+        if other is not None and _is_int(other):
+            _refuse_mixed(values, where, at)
         if other is not None:  # e.g. HDF5 variable-length integers: a sequence per row
             raise UnsupportedDtypeError(
                 f"{where}: labels hold {type(other).__name__} values ({clip(repr(other))}), "
@@ -196,6 +200,38 @@ def _plain_labels(raw: np.ndarray, where: str, offset: int | None = None) -> np.
     elif kind not in "iuU":
         raise UnsupportedDtypeError(f"{where}: labels have unsupported dtype {raw.dtype}")
     return raw
+
+
+def _is_int(value: Any) -> bool:
+    """An integer label value held as an object: a Python or numpy integer, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _object_ints(values: list[Any], where: str, at: int) -> np.ndarray:
+    """Object labels that are all integers, as int64 (refused beyond int64, or mixed)."""
+    bad = next((i for i, v in enumerate(values) if not _is_int(v)), None)
+    if bad is not None:
+        _refuse_mixed(values, where, at)
+    lo, hi = -(2**63), 2**63 - 1
+    out = next((i for i, v in enumerate(values) if not lo <= int(v) <= hi), None)
+    if out is not None:
+        raise InvalidDataError(
+            f"{where}: labels must be integers within the int64 range, found "
+            f"{clip(repr(int(values[out])))} at row {at + out}"
+        )
+    return np.array([int(v) for v in values], dtype=np.int64)
+
+
+def _refuse_mixed(values: list[Any], where: str, at: int) -> None:
+    """Object labels holding integers beside other values (``1`` beside ``'1'``: two classes
+    that show alike): refused naming the first of each."""
+    i = next(i for i, v in enumerate(values) if _is_int(v))
+    j = next(j for j, v in enumerate(values) if not _is_int(v))
+    raise UnsupportedDtypeError(
+        f"{where}: labels mix integers ({clip(repr(values[i]))} at row {at + i}) and "
+        f"{type(values[j]).__name__} values ({clip(repr(values[j]))} at row {at + j}); "
+        "give labels of one kind (ints, or strings with class_names)"
+    )
 
 
 #: rows of labels encoded at a time (:func:`encode_source`): a file's labels are never held

@@ -151,6 +151,8 @@ class SafetensorsSource(ArraySource):
             self.dtype = np.dtype(np.float32)
         else:  # not a numeric type ncinspect reads; refused when (and only if) it is used
             self.dtype = np.dtype(f"V{_ITEMSIZE.get(self.st_dtype, 1)}")
+            #: how a refusal names the dtype (numpy's ``|V1`` says nothing of the file's)
+            self.shown_dtype = f"{clip(self.st_dtype, 40)} (safetensors)"
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         if self.st_dtype in _WIDENED:
