@@ -342,3 +342,67 @@ def test_zero_d_labels_are_named_by_their_shape():
     with pytest.raises(NCInspectError) as info:
         ncinspect.analyze(h, np.int64(1))
     assert "shape ()" in str(info.value), str(info.value)
+
+
+# --------------------------------------------------------------------------------------
+# Digits that str.isdigit accepts and int() refuses (superscripts, circled digits)
+
+ODD_DIGITS = ["\u00b2", "1\u00b2", "\u2460", "+-5", "\U00010a40"]
+
+
+@pytest.mark.parametrize("value", ODD_DIGITS)
+def test_an_epoch_of_odd_digits_is_not_an_integer(tmp_path, capsys, value):
+    """``"\\u00b2".isdigit()`` is True and ``int("\\u00b2")`` a ValueError: exit 4 in every
+    command. Now such an epoch is not an integer: a note, and the epoch from the path."""
+    h, y, w = _data()
+    path = tmp_path / "epoch.h5"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("run/epoch_0003")
+        g["features"], g["labels"], g["weights"] = h, y, w
+        g.attrs["epoch"] = value
+    for command in ("report", "info"):
+        assert main([command, str(path)]) == 0, command
+        capsys.readouterr()
+    snap = ncinspect.analyze_file(str(path)).snapshots[0]
+    assert snap.epoch == 3
+
+
+def test_an_epoch_of_other_scripts_decimal_digits_is_read():
+    from ncinspect.io.names import as_epoch
+
+    assert as_epoch("\uff11\uff10") == 10  # full-width: decimal digits int() reads
+    assert as_epoch("\u0661\u0662") == 12  # Arabic-Indic
+    assert as_epoch(" -7 ") == -7
+    for value in ODD_DIGITS:
+        assert as_epoch(value) is None
+
+
+@pytest.mark.parametrize("fmt", ["h5", "safetensors"])
+def test_a_state_dict_name_with_odd_digits_is_sorted_not_a_crash(tmp_path, capsys, fmt):
+    """The ``*.weight`` fallback orders names naturally (``fc.10`` after ``fc.6``):
+    ``fc1\\u00b22.weight`` split into a part ``\\u00b2`` that int() refused (exit 4)."""
+    from safetensors.numpy import save_file
+
+    h, y, w = _data()
+    odd, plain = "fc1\u00b22.weight", "fc0.weight"
+    path = tmp_path / f"sd.{fmt}"
+    arrays = {"features": h, "labels": y, odd: w, plain: w[::-1].copy()}
+    if fmt == "h5":
+        with h5py.File(path, "w") as f:
+            for k, v in arrays.items():
+                f[k] = v
+    else:
+        save_file(arrays, str(path))
+    result = ncinspect.analyze_file(str(path))
+    notes = " ".join(result.snapshots[0].warnings + list(getattr(result, "notes", [])))
+    assert "fc1" in notes and "taken as the classifier" in notes, notes
+    assert main(["report", str(path)]) == 0
+    capsys.readouterr()
+
+
+def test_plot_classes_of_odd_digits_is_a_usage_line(tmp_path, capsys):
+    from ncinspect.plots.subset import parse_classes
+
+    for spec in ("\u00b2", "worst:\u00b2", "1-\u2460"):
+        with pytest.raises(ValueError, match="expected"):
+            parse_classes(spec)
