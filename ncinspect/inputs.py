@@ -519,12 +519,34 @@ def _match_names(
     missing = [n for n in names if n not in index]
     if missing:
         rows = np.flatnonzero(np.asarray(names, dtype=object)[codes] == missing[0])
+        label = clip(repr(missing[0]))
+        twin = _lookalike(missing[0], order)
+        if twin is not None:  # shown alike: both escaped, so the message tells them apart
+            i = order.index(twin)
+            raise InvalidDataError(
+                f"{where}: label {ascii(clip(missing[0]))} (first at row {int(rows[0])}) is "
+                f"not in the class order, where {order_where} names class {i} "
+                f"{ascii(clip(twin))}: the two look the same but differ in invisible "
+                "characters, blanks around them or Unicode normalisation; ncinspect does not "
+                "match them: write both alike"
+            )
         raise InvalidDataError(
-            f"{where}: label {clip(repr(missing[0]))} (first at row {int(rows[0])}) is not in "
+            f"{where}: label {label} (first at row {int(rows[0])}) is not in "
             f"the class order ({order_where}: {_preview(order)}); {len(missing)} such value(s)"
         )
     lut = np.array([index[n] for n in names], dtype=np.int64)
     return lut[codes], list(order)
+
+
+def _lookalike(name: Any, order: list[str]) -> str | None:
+    """The name of ``order`` that looks like ``name`` (the class-name rule,
+    :func:`~ncinspect.io.class_names.shown_key`) but is not it, or None."""
+    from .io.class_names import shown_key
+
+    if not isinstance(name, str):
+        return None
+    key = shown_key(name)
+    return next((n for n in order if n != name and shown_key(n) == key), None)
 
 
 def _preview(names: list[Any], k: int = 6) -> str:

@@ -406,3 +406,30 @@ def test_plot_classes_of_odd_digits_is_a_usage_line(tmp_path, capsys):
     for spec in ("\u00b2", "worst:\u00b2", "1-\u2460"):
         with pytest.raises(ValueError, match="expected"):
             parse_classes(spec)
+
+
+# --------------------------------------------------------------------------------------
+# A label that looks like a class name but is not it
+
+
+@pytest.mark.parametrize(
+    "label, name",
+    [("e\u0301", "\u00e9"), ("cat ", "cat"), ("cat\u200b", "cat"), ("\u212b", "\u00c5x")],
+)
+def test_a_label_that_looks_like_a_class_name_is_named_both_ways(tmp_path, capsys, label, name):
+    """0.2 said "label 'é' is not in the class order (class_names: é, b, c)": the two showed
+    alike. Now both are escaped and the look-alike said (when they look alike)."""
+    h, y, w = _data()
+    names = [name, "b", "c"]
+    labels = np.array([label, "b", "c"])[y]
+    path = tmp_path / "names.h5"
+    with h5py.File(path, "w") as f:
+        f["features"], f["weights"] = h, w
+        f["labels"] = labels.astype(h5py.string_dtype())
+        f["class_names"] = np.array(names, dtype=h5py.string_dtype())
+    from ncinspect.io.class_names import shown_key
+
+    if shown_key(label) == shown_key(name):
+        _one_line(path, capsys, ascii(label), ascii(name), "look the same", commands=("report",))
+    else:  # no look-alike: the plain message
+        _one_line(path, capsys, repr(label), "not in the class order", commands=("report",))
