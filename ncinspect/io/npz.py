@@ -33,7 +33,7 @@ from ..errors import (
     UnsupportedDtypeError,
 )
 from .paths import shown
-from .sources import ArraySource
+from .sources import ArraySource, refuse_unholdable
 from .tree import Node, Placed, loads_json, plain, split_name
 
 __all__ = ["read_npz_tree", "ZIP_ERRORS"]
@@ -254,6 +254,7 @@ class NpzMemberSource(ArraySource):
                 f"{where}: the .npy header declares shape {self.shape} of {self.dtype} "
                 f"({declared} bytes) but the member holds {max(held, 0)} bytes"
             )
+        refuse_unholdable(self.shape, self.dtype.itemsize, where)  # (0, 2**70): 0 bytes
         self._data_offset: int | None = None
         self._header_len = header_len
         self._crc: int | None = None  # running CRC-32 of the rows read in order so far

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import UnreadableFileError, UnsupportedDtypeError
 from ..text import clip
 from .paths import shown
-from .sources import ArraySource
+from .sources import ArraySource, refuse_unholdable
 from .tree import Node, Placed, loads_json, refuse_dotdot, split_name
 
 __all__ = ["read_safetensors_tree", "is_safetensors", "MAX_HEADER"]
@@ -132,6 +132,7 @@ def _read_header(path: str, memory_limit: int | None = None) -> tuple[dict, int]
             raise UnreadableFileError(
                 f"{here}: {end - begin} bytes for shape {clip(shape)} of {clip(dtype)}"
             )
+        refuse_unholdable(shape, itemsize or 1, here)  # (0, 2**64 - 1): numpy's ValueError
     return header, 8 + n
 
 

@@ -25,6 +25,31 @@ __all__ = [
 ]
 
 
+def unholdable(shape: tuple[int, ...], itemsize: int) -> bool:
+    """Whether no numpy array can have ``shape`` (of items of ``itemsize`` bytes): a
+    dimension beyond ``intp``, or the non-zero dimensions' bytes beyond it. numpy refuses
+    such a shape even for an empty array (``(0, 2**64 - 1)``: "Maximum allowed dimension
+    exceeded"), which a file can declare in a few bytes."""
+    import math
+
+    limit = int(np.iinfo(np.intp).max)
+    if any(n > limit for n in shape):
+        return True
+    return math.prod(n for n in shape if n) * max(int(itemsize), 1) > limit
+
+
+def refuse_unholdable(shape: tuple[int, ...], itemsize: int, where: str) -> None:
+    """An UnreadableFileError when :func:`unholdable` (one line instead of numpy's
+    ValueError, exit 4, when the array is read)."""
+    if unholdable(shape, itemsize):
+        from ..text import clip
+
+        raise UnreadableFileError(
+            f"{where}: the file declares shape {clip(shape)}, which no array can have "
+            f"(numpy holds at most {np.iinfo(np.intp).max} bytes and elements per axis)"
+        )
+
+
 class ArraySource:
     """A named, lazily read array; ``read(start, stop)`` returns rows ``start:stop``.
 
@@ -227,6 +252,7 @@ class H5Source(ArraySource):
         """
         if self._checked or self.null:
             return
+        refuse_unholdable(self.shape, self.dtype.itemsize, self.where)
         import math
 
         from ..budget import chunk_bound, fmt_bytes

@@ -433,3 +433,53 @@ def test_a_label_that_looks_like_a_class_name_is_named_both_ways(tmp_path, capsy
         _one_line(path, capsys, ascii(label), ascii(name), "look the same", commands=("report",))
     else:  # no look-alike: the plain message
         _one_line(path, capsys, repr(label), "not in the class order", commands=("report",))
+
+
+# --------------------------------------------------------------------------------------
+# Empty arrays whose other dimensions no array can have
+
+
+@pytest.mark.parametrize("dim", [2**62, 2**63 - 1, 2**63 + 1, 2**64 - 1, 2**70])
+@pytest.mark.parametrize("fmt", ["npz", "safetensors", "h5"])
+def test_an_empty_array_of_a_dimension_numpy_cannot_hold_is_one_line(tmp_path, capsys, dim, fmt):
+    """Weights of shape (0, 2**64 - 1) hold no bytes, so no size check saw them; numpy
+    refuses to make even an empty array of that shape ("Maximum allowed dimension exceeded",
+    "array is too big"): exit 4."""
+    import json
+
+    h, y, _ = _data()
+    path = tmp_path / f"w.{fmt}"
+    if fmt == "npz":
+        text = f"{{'descr': '<f8', 'fortran_order': False, 'shape': (0, {dim}), }}"
+        head = text.encode() + b" " * (-(len(text) + 11) % 64) + b"\n"
+        empty = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head
+        _zip(path, [*_members(h, y, h)[:2], dict(name=b"weights.npy", data=empty)])
+    elif fmt == "safetensors":
+        if dim >= 2**64:
+            pytest.skip("the safetensors package refuses shapes beyond u64 itself")
+        header = {
+            "features": {"dtype": "F64", "shape": list(h.shape), "data_offsets": [0, h.nbytes]},
+            "labels": {
+                "dtype": "I64",
+                "shape": [len(y)],
+                "data_offsets": [h.nbytes, h.nbytes + y.nbytes],
+            },
+            "weights": {
+                "dtype": "F32",
+                "shape": [0, dim],
+                "data_offsets": [h.nbytes + y.nbytes] * 2,
+            },
+        }
+        text = json.dumps(header).encode()
+        text += b" " * (-len(text) % 8)
+        data = h.astype("<f8").tobytes() + y.astype("<i8").tobytes()
+        path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+    else:
+        if dim >= 2**63:
+            pytest.skip("libhdf5 refuses to make such a dataspace")
+        with h5py.File(path, "w") as f:
+            f["features"], f["labels"] = h, y
+            space = h5py.h5s.create_simple((0, dim))
+            h5py.h5d.create(f.id, b"weights", h5py.h5t.IEEE_F32LE, space)
+    commands = ("report",) if fmt == "h5" else ("report", "info")
+    _one_line(path, capsys, "weights", "no array can have", commands=commands)
