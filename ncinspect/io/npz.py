@@ -255,6 +255,13 @@ class NpzMemberSource(ArraySource):
                 f"({declared} bytes) but the member holds {max(held, 0)} bytes"
             )
         refuse_unholdable(self.shape, self.dtype.itemsize, where)  # (0, 2**70): 0 bytes
+        if self.dtype.itemsize == 0 and math.prod(self.shape):
+            # '<U0', '|S0', '|V0': numpy's reader makes empty values of no bytes, streaming
+            # exited 4 ("itemsize cannot be zero"); no value of them says anything
+            raise UnsupportedDtypeError(
+                f"{where}: the .npy header declares dtype {self.dtype} of 0 bytes a value, so "
+                f"its {math.prod(self.shape)} values hold nothing; refused"
+            )
         self._data_offset: int | None = None
         self._header_len = header_len
         self._crc: int | None = None  # running CRC-32 of the rows read in order so far

@@ -483,3 +483,23 @@ def test_an_empty_array_of_a_dimension_numpy_cannot_hold_is_one_line(tmp_path, c
             h5py.h5d.create(f.id, b"weights", h5py.h5t.IEEE_F32LE, space)
     commands = ("report",) if fmt == "h5" else ("report", "info")
     _one_line(path, capsys, "weights", "no array can have", commands=commands)
+
+
+@pytest.mark.parametrize("descr", ["<U0", "|S0", "|V0"])
+@pytest.mark.parametrize("role", ["labels", "class_names"])
+@pytest.mark.parametrize("method", [0, 8])
+def test_a_member_of_a_dtype_of_zero_bytes_is_one_line(tmp_path, capsys, descr, role, method):
+    """``<U0`` labels hold no bytes: streamed, numpy's frombuffer refused the dtype (exit 4);
+    read whole, every label was the empty string ("fewer than two classes (found 1: )")."""
+    h, y, w = _data()
+    text = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': ({len(y)},), }}"
+    head = text.encode() + b" " * (-(len(text) + 11) % 64) + b"\n"
+    empty = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head
+    members = _members(h, y, w)
+    if role == "labels":
+        members[1] = dict(name=b"labels.npy", data=empty, method=method)
+    else:
+        members[1] = dict(name=b"labels.npy", data=_npy(np.array(["a", "b", "c"])[y]))
+        members.append(dict(name=b"class_names.npy", data=empty, method=method))
+    path = _zip(tmp_path / "zero.npz", members)
+    _one_line(path, capsys, role, "0 bytes")
