@@ -30,7 +30,7 @@ from .io.class_names import (  # read_class_names re-exported: the class order f
     check_unique_names,
     read_class_names,
 )
-from .io.sources import ArraySource, as_source
+from .io.sources import ArraySource, as_source, refuse_bad_code_points
 from .text import clip
 
 __all__ = [
@@ -142,6 +142,7 @@ def _plain_labels(raw: np.ndarray, where: str, offset: int | None = None) -> np.
     at = 0 if offset is None else offset
     among = "" if offset is None else f" among rows {offset}:{offset + len(raw)}"
     kind = raw.dtype.kind
+    refuse_bad_code_points(raw, where, at)  # in memory too: a SystemError in numpy's tolist
     if kind == "S":  # fixed-width bytes: checked and decoded once per distinct value
         distinct = np.unique(raw)
         try:
@@ -312,6 +313,8 @@ def _small(value: Any, where: str) -> np.ndarray | None:
 def _decode_names(names: Any, where: str) -> list[str]:
     """Class names as a list of str (bytes decoded as UTF-8)."""
     out = []
+    if isinstance(names, np.ndarray):
+        refuse_bad_code_points(names, where)
     for v in np.asarray(names, dtype=object).ravel().tolist():
         if isinstance(v, bytes):
             try:

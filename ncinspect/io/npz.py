@@ -33,7 +33,7 @@ from ..errors import (
     UnsupportedDtypeError,
 )
 from .paths import shown
-from .sources import ArraySource, refuse_unholdable
+from .sources import ArraySource, refuse_bad_code_points, refuse_unholdable
 from .tree import Node, Placed, loads_json, plain, split_name
 
 __all__ = ["read_npz_tree", "ZIP_ERRORS"]
@@ -332,9 +332,12 @@ class NpzMemberSource(ArraySource):
                 self._crc_rows = stop
                 if stop == n:
                     self._verify_crc()
-            return np.frombuffer(buf, dtype=self.dtype).reshape((count,) + self.shape[1:])
+            out = np.frombuffer(buf, dtype=self.dtype).reshape((count,) + self.shape[1:])
+            refuse_bad_code_points(out, self.where, start)
+            return out
         if self._whole is None:
             self._read_whole()
+            refuse_bad_code_points(self._whole, self.where)
         if self._whole.ndim == 0:
             return self._whole
         return self._whole[start:stop]

@@ -50,6 +50,30 @@ def refuse_unholdable(shape: tuple[int, ...], itemsize: int, where: str) -> None
         )
 
 
+def refuse_bad_code_points(array: np.ndarray, where: str, offset: int = 0) -> None:
+    """An InvalidDataError when a numpy text array (``U``: 4 bytes a character) holds a
+    value that is no Unicode code point (beyond U+10FFFF): Python cannot make a string of it
+    (a SystemError, exit 4, wherever the value was used). ``offset``: the array's first row."""
+    if array.dtype.kind != "U" or array.size == 0 or array.dtype.itemsize == 0:
+        return
+    codes = np.ascontiguousarray(array).view(array.dtype.byteorder.replace("|", "=") + "u4")
+    bad = codes > 0x10FFFF
+    if bad.any():
+        flat = int(np.flatnonzero(bad.reshape(-1))[0])
+        per_value = array.dtype.itemsize // 4
+        index = np.unravel_index(flat // per_value, array.shape) if array.ndim else ()
+        at = tuple(int(i) for i in index)
+        if at:
+            at = (at[0] + offset, *at[1:])
+        from ..errors import InvalidDataError
+
+        raise InvalidDataError(
+            f"{where}: text value at index {at if len(at) != 1 else at[0]} holds code "
+            f"{int(codes.reshape(-1)[flat]):#x}, which is no Unicode character (at most "
+            f"0x10ffff); {int(bad.sum())} such character(s)"
+        )
+
+
 class ArraySource:
     """A named, lazily read array; ``read(start, stop)`` returns rows ``start:stop``.
 

@@ -503,3 +503,51 @@ def test_a_member_of_a_dtype_of_zero_bytes_is_one_line(tmp_path, capsys, descr, 
         members.append(dict(name=b"class_names.npy", data=empty, method=method))
     path = _zip(tmp_path / "zero.npz", members)
     _one_line(path, capsys, role, "0 bytes")
+
+
+# --------------------------------------------------------------------------------------
+# Text arrays holding codes that are no Unicode character
+
+
+def _bad_text(n_rows, y, code) -> bytes:
+    """A '<U1' .npy of class names a, b, c indexed by ``y`` whose 'a' is ``code``."""
+    text = f"{{'descr': '<U1', 'fortran_order': False, 'shape': ({n_rows},), }}"
+    head = text.encode() + b" " * (-(len(text) + 11) % 64) + b"\n"
+    values = np.array([code, ord("b"), ord("c")], dtype="<u4")[y]
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head + values.tobytes()
+
+
+@pytest.mark.parametrize("code", [0x110000, 0xFFFFFFFF])
+@pytest.mark.parametrize("role", ["labels", "class_names", "meta"])
+@pytest.mark.parametrize("method", [0, 8])
+def test_text_of_codes_beyond_unicode_is_one_line(tmp_path, capsys, code, role, method):
+    """numpy holds any 32-bit value in a '<U' array; Python cannot make a string of a code
+    beyond U+10FFFF: "SystemError: invalid maximum character passed to PyUnicode_New",
+    exit 4 in report (labels, class names, a meta value)."""
+    h, y, w = _data()
+    members = _members(h, y, w)
+    if role == "labels":
+        members[1] = dict(name=b"labels.npy", data=_bad_text(len(y), y, code), method=method)
+    elif role == "class_names":
+        members.append(
+            dict(name=b"class_names.npy", data=_bad_text(3, np.arange(3), code), method=method)
+        )
+    else:
+        text = "{'descr': '<U1', 'fortran_order': False, 'shape': (), }"
+        head = text.encode() + b" " * (-(len(text) + 11) % 64) + b"\n"
+        meta = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head
+        members.append(dict(name=b"meta.npy", data=meta + struct.pack("<I", code), method=method))
+    path = _zip(tmp_path / "text.npz", members)
+    commands = ("report", "info") if role == "meta" else ("report",)
+    _one_line(path, capsys, role, hex(code), commands=commands)
+
+
+def test_text_of_codes_beyond_unicode_in_memory_is_refused():
+    h, y, w = _data()
+    labels = np.frombuffer(np.array([0x110000, 98, 99], dtype="<u4")[y].tobytes(), dtype="<U1")
+    with pytest.raises(NCInspectError, match="0x110000"):
+        ncinspect.analyze(h, labels)
+    good = np.array(["a", "b", "c"])[y]
+    names = np.frombuffer(np.array([0x110000, 98, 99], dtype="<u4").tobytes(), dtype="<U1")
+    with pytest.raises(NCInspectError, match="0x110000"):
+        ncinspect.analyze(h, good, weights=w, class_names=names)
