@@ -551,3 +551,54 @@ def test_text_of_codes_beyond_unicode_in_memory_is_refused():
     names = np.frombuffer(np.array([0x110000, 98, 99], dtype="<u4").tobytes(), dtype="<U1")
     with pytest.raises(NCInspectError, match="0x110000"):
         ncinspect.analyze(h, good, weights=w, class_names=names)
+
+
+# --------------------------------------------------------------------------------------
+# --class-names FILE: a byte order mark, line separators other than a line feed
+
+
+def _names_case(tmp_path):
+    h, y, w = _data()
+    path = tmp_path / "dump.h5"
+    with h5py.File(path, "w") as f:
+        f["features"], f["weights"] = h, w
+        f["labels"] = np.array(["cat", "dog", "eel"])[y].astype(h5py.string_dtype())
+    return path
+
+
+def test_a_class_names_file_with_a_utf8_byte_order_mark_is_read(tmp_path, capsys):
+    """Windows editors save UTF-8 with a BOM: the first name was '\\ufeffcat', so the label
+    'cat' was "not in the class order"."""
+    path = _names_case(tmp_path)
+    plain, bom = tmp_path / "plain.txt", tmp_path / "bom.txt"
+    plain.write_text("cat\ndog\neel\n", encoding="utf-8")
+    bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    from ncinspect.io.class_names import read_class_names
+
+    assert read_class_names(str(bom)) == ["cat", "dog", "eel"]
+    assert main(["report", str(path), "--class-names", str(bom)]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "sep", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+)
+def test_a_class_names_file_with_other_line_separators_is_refused(tmp_path, capsys, sep):
+    """Python's splitlines ends a line at each of these, `wc -l`, editors and most tools at a
+    line feed only: 'dog<U+2028>eel' was two class names for ncinspect and one line for its
+    author, so the class order had one name more than the lines shown."""
+    path = _names_case(tmp_path)
+    names = tmp_path / "names.txt"
+    names.write_text(f"cat\ndog{sep}eel\n", encoding="utf-8")
+    assert main(["report", str(path), "--class-names", str(names)]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "line 2" in err, err
+
+
+def test_a_class_names_file_in_utf16_says_so(tmp_path, capsys):
+    path = _names_case(tmp_path)
+    names = tmp_path / "names.txt"
+    names.write_bytes("cat\ndog\neel\n".encode("utf-16"))
+    assert main(["report", str(path), "--class-names", str(names)]) == 3
+    err = capsys.readouterr().err
+    assert "UTF-16" in err and err.count("\n") == 1, err
