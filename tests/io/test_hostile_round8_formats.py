@@ -602,3 +602,48 @@ def test_a_class_names_file_in_utf16_says_so(tmp_path, capsys):
     assert main(["report", str(path), "--class-names", str(names)]) == 3
     err = capsys.readouterr().err
     assert "UTF-16" in err and err.count("\n") == 1, err
+
+
+# --------------------------------------------------------------------------------------
+# theory: layer weights of a dtype that is not real numbers
+
+
+def _theory_dump(path, key, value):
+    import shutil
+
+    from ..helpers import ROOT
+
+    shutil.copy(f"{ROOT}/sample_data/trained_wd.h5", path)
+    with h5py.File(path, "a") as f:
+        for group in [g for g in f if g.startswith("epoch_")]:
+            a = f[group][key][()]
+            del f[group][key]
+            f[group][key] = value(a)
+
+
+@pytest.mark.parametrize(
+    "value, word",
+    [
+        (lambda a: a.astype(np.complex128) + 1j, "complex128"),
+        (lambda a: a > 0, "bool"),
+        (lambda a: np.where(np.arange(a.size).reshape(a.shape) == 3, np.nan, a), "NaN"),
+    ],
+)
+@pytest.mark.parametrize("key", ["params/W1", "params/W4"])
+def test_theory_refuses_layer_weights_that_are_not_real_numbers(tmp_path, capsys, value, word, key):
+    """``theory`` cast every params/W<k> to float64: complex weights lost their imaginary
+    part (numpy's ComplexWarning, the only sign), a bool matrix became 0/1, and the
+    identities were checked on those."""
+    path = tmp_path / "theory.h5"
+    _theory_dump(path, key, value)
+    err = _one_line(path, capsys, key.split("/")[-1], word, commands=("theory",))
+    assert "Warning" not in err
+
+
+def test_theory_arrays_refuses_complex_layer_weights():
+    from ncinspect.theory.run import theory_arrays
+
+    h, y, w = _data()
+    w1 = np.random.default_rng(0).standard_normal((h.shape[1], 5)).astype(np.complex128)
+    with pytest.raises(NCInspectError, match="complex"):
+        theory_arrays(h, y, [w1, w], weight_decay=1e-3, kappa=1e-3)
