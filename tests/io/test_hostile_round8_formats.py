@@ -647,3 +647,74 @@ def test_theory_arrays_refuses_complex_layer_weights():
     w1 = np.random.default_rng(0).standard_normal((h.shape[1], 5)).astype(np.complex128)
     with pytest.raises(NCInspectError, match="complex"):
         theory_arrays(h, y, [w1, w], weight_decay=1e-3, kappa=1e-3)
+
+
+# --------------------------------------------------------------------------------------
+# One file, two formats: a zip or safetensors file that is also an HDF5 file
+
+
+def _h5_with_userblock(path, arrays, userblock=4096) -> bytes:
+    with h5py.File(path, "w", userblock_size=userblock) as f:
+        for k, v in arrays.items():
+            f[k] = v
+    return path.read_bytes()
+
+
+def test_a_zip_that_is_also_an_hdf5_file_is_refused(tmp_path, capsys):
+    """The zip's local headers in the HDF5 user block, its central directory appended: h5py
+    reads one set of arrays (here labels reversed), numpy and ncinspect the zip's."""
+    h, y, w = _data()
+    npz = tmp_path / "plain.npz"
+    np.savez(npz, features=h, labels=y, weights=w)
+    z = npz.read_bytes()
+    cd_size, cd_offset = struct.unpack_from("<LL", z, len(z) - 22 + 12)
+    local, tail = z[:cd_offset], bytearray(z[cd_offset:])
+    body = bytearray(
+        _h5_with_userblock(
+            tmp_path / "h.h5", {"features": h, "labels": y[::-1].copy(), "weights": w}, 16384
+        )
+    )
+    assert len(local) <= 16384
+    body[: len(local)] = local
+    struct.pack_into(
+        "<L", tail, len(tail) - 22 + 16, len(body)
+    )  # the central directory's new place
+    path = tmp_path / "both.npz"
+    path.write_bytes(bytes(body) + bytes(tail))
+    with np.load(path) as zf:  # numpy reads the zip
+        np.testing.assert_array_equal(zf["labels"], y)
+    with h5py.File(path, "r") as f:  # h5py the HDF5 file
+        np.testing.assert_array_equal(f["labels"][()], y[::-1])
+    _one_line(path, capsys, "zip", "HDF5", "byte 16384")
+
+
+def test_a_safetensors_file_that_is_also_an_hdf5_file_is_refused(tmp_path, capsys):
+    import json
+
+    h, y, w = _data()
+    full = _h5_with_userblock(tmp_path / "h.h5", {"features": h, "labels": y[::-1].copy()}, 512)
+    body = full[512:]
+    tensors = [
+        ("blob", "U8", [len(body)], body),
+        ("features", "F64", list(h.shape), h.astype("<f8").tobytes()),
+        ("labels", "I64", [len(y)], y.astype("<i8").tobytes()),
+    ]
+    header, offset = {}, 0
+    for name, dtype, shape, raw in tensors:
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(raw)]}
+        offset += len(raw)
+    text = json.dumps(header).encode()
+    text += b" " * (512 - 8 - len(text))
+    path = tmp_path / "both.safetensors"
+    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(t[3] for t in tensors))
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["labels"][()], y[::-1])
+    _one_line(path, capsys, "safetensors", "HDF5", "byte 512")
+
+
+def test_an_hdf5_file_with_a_user_block_is_read(tmp_path, capsys):
+    h, y, w = _data()
+    path = tmp_path / "ub.h5"
+    _h5_with_userblock(path, {"features": h, "labels": y, "weights": w}, 1024)
+    assert main(["report", str(path)]) == 0
+    capsys.readouterr()
