@@ -433,8 +433,55 @@ def read_npz_tree(path: str, notes: list[str], *, memory_limit: int | None = Non
         return _build(path, shown_path, zf, raw, notes, memory_limit)
 
 
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+_GAP_READ = 1 << 20  #: bytes of a gap between members searched for a local header
+
+
+def _check_layout(zf: zipfile.ZipFile, raw: Any, shown_path: str) -> None:
+    """Refuse an archive whose members' bytes overlap, or whose bytes between members (or
+    before the central directory) hold a local header the directory does not list: zipfile
+    and numpy read the members the central directory lists, a reader that streams the local
+    headers (unzip -p, Java's ZipInputStream) reads the hidden one, or reads a member whose
+    local header lies inside another member's data as part of that data. Gaps without a
+    local header (a data descriptor, padding) are left alone."""
+    spans = []
+    for info in zf.infolist():
+        try:
+            raw.seek(info.header_offset)
+            fields = _LOCAL_HEADER.unpack(raw.read(_LOCAL_HEADER.size))
+        except (OSError, struct.error, ValueError, OverflowError):
+            return  # a member that is read says what is wrong with its header
+        end = info.header_offset + _LOCAL_HEADER.size + fields[10] + fields[11]
+        spans.append((info.header_offset, end + info.compress_size, info.orig_filename))
+    spans.sort()
+    last_end, last_name = 0, None
+    stop = getattr(zf, "start_dir", None)
+    for begin, end, name in [*spans, (stop, stop, None)]:
+        if begin is None:
+            break
+        if begin < last_end:
+            raise UnreadableFileError(
+                f"{shown_path}:/{shown(name or 'central directory')}: its bytes lie inside "
+                f"those of member {shown(last_name)!r}; readers differ in which member they "
+                "read there, so ncinspect does not pick one: rewrite the archive"
+            )
+        if begin > last_end:
+            raw.seek(last_end)
+            gap = raw.read(min(begin - last_end, _GAP_READ))
+            at = gap.find(_LOCAL_SIGNATURE)
+            if at >= 0:
+                raise UnreadableFileError(
+                    f"{shown_path}: byte {last_end + at} starts a zip member that the "
+                    "archive's central directory does not list (hidden from numpy, seen by "
+                    "readers that stream the archive); ncinspect does not pick one: rewrite "
+                    "the archive"
+                )
+        last_end, last_name = max(last_end, end), name
+
+
 def _build(path, shown_path, zf, raw, notes, memory_limit) -> Node:
     infos = zf.infolist()
+    _check_layout(zf, raw, shown_path)
     root = Node("/")
     placed = Placed(root, shown_path)
     max_read = read_bound(memory_limit)

@@ -718,3 +718,84 @@ def test_an_hdf5_file_with_a_user_block_is_read(tmp_path, capsys):
     _h5_with_userblock(path, {"features": h, "labels": y, "weights": w}, 1024)
     assert main(["report", str(path)]) == 0
     capsys.readouterr()
+
+
+# --------------------------------------------------------------------------------------
+# NPZ: members the central directory does not list, members inside members
+
+
+def test_a_member_hidden_from_the_central_directory_is_refused(tmp_path, capsys):
+    """A local header (and data) of another ``labels.npy`` before the listed one: numpy
+    reads the listed labels, a streaming reader meets the hidden ones first."""
+    h, y, w = _data()
+    hidden = tmp_path / "hidden.npz"
+    _zip(hidden, [dict(name=b"labels.npy", data=_npy(y[::-1].copy()))])
+    blob = hidden.read_bytes()
+    local = blob[: struct.unpack_from("<L", blob, len(blob) - 22 + 16)[0]]
+    listed = tmp_path / "listed.npz"
+    _zip(listed, _members(h, y, w))
+    z = bytearray(listed.read_bytes())
+    cd_size, cd_offset = struct.unpack_from("<LL", z, len(z) - 22 + 12)
+    # put the hidden member before the central directory, which moves by its length
+    out = z[:cd_offset] + local + z[cd_offset:]
+    struct.pack_into("<L", out, len(out) - 22 + 16, cd_offset + len(local))
+    path = tmp_path / "both.npz"
+    path.write_bytes(bytes(out))
+    with np.load(path) as zf:
+        np.testing.assert_array_equal(zf["labels"], y)
+    _one_line(path, capsys, "central directory does not list")
+
+
+def test_a_member_inside_another_members_data_is_refused(tmp_path, capsys):
+    """A stored member ``pad.bin`` whose data holds the whole local entry of ``labels.npy``,
+    which the central directory lists too: numpy reads both, a streaming reader one."""
+    h, y, w = _data()
+    inner_zip = tmp_path / "inner.npz"
+    _zip(inner_zip, [dict(name=b"labels.npy", data=_npy(y))])
+    blob = inner_zip.read_bytes()
+    entry = blob[: struct.unpack_from("<L", blob, len(blob) - 22 + 16)[0]]
+    feats = dict(name=b"features.npy", data=_npy(h))
+    feats_len = 30 + len(b"features.npy") + len(feats["data"])  # features first, at 0
+    pad_header = 30 + len(b"pad.bin")
+    # pad.bin's data is the labels entry; labels' local header then sits inside it
+    members = [feats, dict(name=b"pad.bin", data=entry), dict(name=b"weights.npy", data=_npy(w))]
+    path = tmp_path / "nested.npz"
+    _zip(path, members)
+    z = bytearray(path.read_bytes())
+    cd_size, cd_offset = struct.unpack_from("<LL", z, len(z) - 22 + 12)
+    inner_offset = feats_len + pad_header
+    # one more central entry: labels.npy at the offset inside pad.bin's data
+    cen = bytearray(blob[len(entry) : len(blob) - 22])  # labels' central entry
+    struct.pack_into("<L", cen, 42, inner_offset)
+    out = z[: cd_offset + cd_size] + cen + z[cd_offset + cd_size :]
+    struct.pack_into("<HH", out, len(out) - 22 + 8, 4, 4)
+    struct.pack_into("<L", out, len(out) - 22 + 12, cd_size + len(cen))
+    path.write_bytes(bytes(out))
+    with np.load(path) as zf:
+        np.testing.assert_array_equal(zf["labels"], y)
+    _one_line(path, capsys, "inside")
+
+
+def test_a_zip_with_data_descriptors_is_read(tmp_path, capsys):
+    """zipfile writing to a stream it cannot seek puts a data descriptor after each member
+    (bytes between members that hold no local header)."""
+    h, y, w = _data()
+
+    class Unseekable(io.RawIOBase):
+        def __init__(self, f):
+            self.f = f
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            return self.f.write(b)
+
+    path = tmp_path / "dd.npz"
+    with open(path, "wb") as raw, zipfile.ZipFile(Unseekable(raw), "w") as zf:
+        for name, arr in (("features", h), ("labels", y), ("weights", w)):
+            zf.writestr(f"{name}.npy", _npy(arr))
+    with zipfile.ZipFile(path) as zf:
+        assert all(i.flag_bits & 0x8 for i in zf.infolist())
+    assert main(["report", str(path)]) == 0
+    capsys.readouterr()
