@@ -236,10 +236,29 @@ class H5Source(ArraySource):
         shape = self._id.shape
         self.null = shape is None
         self.shape = () if shape is None else tuple(int(n) for n in shape)
+        #: why numpy cannot hold the dataset's type (an HDF5 time type, ...), or None: such
+        #: a dataset is refused when (and only if) it is used, as an unread safetensors
+        #: dtype is; a file was refused whole for one such dataset no snapshot uses
+        self._unsupported: str | None = None
         try:
             self.dtype = np.dtype(h5_dtype(self._id.get_type()))
         except Exception as exc:  # noqa: BLE001 - h5py raises varied errors for odd types
-            raise UnsupportedDtypeError(f"{where}: unsupported HDF5 datatype ({exc})") from None
+            text = str(exc).strip().splitlines()
+            self._unsupported = f"unsupported HDF5 datatype ({clip(text[0] if text else exc)})"
+            self.dtype = np.dtype(f"V{max(self._file_itemsize(), 1)}")
+            self.shown_dtype = self._unsupported.replace("unsupported ", "", 1)
+
+    def _file_itemsize(self) -> int:
+        """Bytes a value takes in the file (its HDF5 datatype's size; a 24-bit float is 3
+        bytes in the file and float32 in numpy), or 0 when it cannot be read."""
+        try:
+            return int(self._id.get_type().get_size())
+        except Exception:  # noqa: BLE001 - a damaged type: the read says what is wrong
+            return 0
+
+    def _refuse_unsupported(self) -> None:
+        if self._unsupported is not None:
+            raise UnsupportedDtypeError(f"{self.where}: {self._unsupported}")
 
     @property
     def dataset(self):
@@ -282,8 +301,12 @@ class H5Source(ArraySource):
         from ..budget import chunk_bound, fmt_bytes
         from ..errors import ResourceLimitError
 
+        self._refuse_unsupported()
         dsid, itemsize = self._id, self.dtype.itemsize
-        declared = math.prod(self.shape) * itemsize
+        # what the file stores: values of the file's type (a 24-bit float is read as
+        # float32: 3 bytes stored a value, not 4; 0.2 took it for unwritten storage)
+        # (never more than numpy's: a variable-length value is a reference of either size)
+        declared = math.prod(self.shape) * min(self._file_itemsize() or itemsize, itemsize)
         try:
             layout, chunks, external = self._storage()
             import h5py
@@ -344,6 +367,7 @@ class H5Source(ArraySource):
         return view
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        self._refuse_unsupported()
         if self.null:
             raise UnreadableFileError(f"{self.where}: has a null dataspace (holds no values)")
         if self._whole(start, stop, self.dtype) and self.dtype == self.buffer_dtype:

@@ -799,3 +799,55 @@ def test_a_zip_with_data_descriptors_is_read(tmp_path, capsys):
         assert all(i.flag_bits & 0x8 for i in zf.infolist())
     assert main(["report", str(path)]) == 0
     capsys.readouterr()
+
+
+# --------------------------------------------------------------------------------------
+# HDF5 types numpy holds differently, or cannot hold
+
+
+def _f24(f, name, values):
+    """A dataset of a 24-bit float type (1 sign, 7 exponent, 16 mantissa bits): h5py reads it
+    as float32, the file stores 3 bytes a value."""
+    t = h5py.h5t.IEEE_F32LE.copy()
+    t.set_fields(23, 16, 7, 0, 16)
+    t.set_size(3)
+    t.set_ebias(63)
+    space = h5py.h5s.create_simple(values.shape)
+    ds = h5py.h5d.create(f.id, name.encode(), t, space)
+    ds.write(h5py.h5s.ALL, h5py.h5s.ALL, values.astype("<f4"), mtype=h5py.h5t.IEEE_F32LE)
+
+
+def test_a_24_bit_float_dataset_is_read(tmp_path, capsys):
+    """0.2 refused it as "declares 288 B but the file stores 216 B ... unwritten values":
+    the declared size counted numpy's 4 bytes a value, the file's are 3."""
+    h, y, w = _data()
+    path = tmp_path / "f24.h5"
+    with h5py.File(path, "w") as f:
+        _f24(f, "features", h)
+        f["labels"], f["weights"] = y, w
+    with h5py.File(path, "r") as f:
+        stored = f["features"][()]
+    want = ncinspect.analyze(stored, y, weights=w).metrics
+    assert ncinspect.analyze_file(str(path)).snapshots[0].metrics == want
+    assert main(["report", str(path)]) == 0
+    capsys.readouterr()
+
+
+def test_a_dataset_of_a_type_numpy_cannot_hold_is_refused_only_when_used(tmp_path, capsys):
+    """An HDF5 time type (no numpy equivalent) anywhere in the file refused the whole file;
+    now a dataset no snapshot uses is left alone and one used is one line."""
+    h, y, w = _data()
+    path = tmp_path / "time.h5"
+    with h5py.File(path, "w") as f:
+        f["features"], f["labels"], f["weights"] = h, y, w
+        space = h5py.h5s.create_simple((3,))
+        h5py.h5d.create(f.id, b"timestamps", h5py.h5t.UNIX_D32LE.copy(), space)
+    for command in ("report", "info"):
+        assert main([command, str(path)]) == 0, command
+        capsys.readouterr()
+    used = tmp_path / "time_labels.h5"
+    with h5py.File(used, "w") as f:
+        f["features"], f["weights"] = h, w
+        space = h5py.h5s.create_simple((len(y),))
+        h5py.h5d.create(f.id, b"labels", h5py.h5t.UNIX_D32LE.copy(), space)
+    _one_line(used, capsys, "labels", "HDF5 datatype", commands=("report",))
