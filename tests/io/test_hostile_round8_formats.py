@@ -851,3 +851,50 @@ def test_a_dataset_of_a_type_numpy_cannot_hold_is_refused_only_when_used(tmp_pat
         space = h5py.h5s.create_simple((len(y),))
         h5py.h5d.create(f.id, b"labels", h5py.h5t.UNIX_D32LE.copy(), space)
     _one_line(used, capsys, "labels", "HDF5 datatype", commands=("report",))
+
+
+# --------------------------------------------------------------------------------------
+# Every command that reads dumps refuses the new cases in one line
+
+
+def _every_command(path, tmp_path) -> list[list[str]]:
+    return [
+        ["report", str(path)],
+        ["info", str(path)],
+        ["check", str(path), "--max", "nc1=10"],
+        ["plot", str(path), "-o", str(tmp_path / "plots")],
+        ["theory", str(path)],
+    ]
+
+
+@pytest.mark.parametrize("case", ["local", "hidden_polyglot", "unicode_path", "zero_itemsize"])
+def test_every_command_refuses_in_one_line(tmp_path, capsys, case):
+    h, y, w = _data()
+    if case == "local":
+        path = _zip(tmp_path / "x.npz", _members(h, y, w, labels=dict(local=dict(crc=7))))
+    elif case == "unicode_path":
+        extra = _unicode_path(b"labels.npy", b"targets.npy")
+        path = _zip(tmp_path / "x.npz", _members(h, y, w, labels=dict(cextra=extra)))
+    elif case == "zero_itemsize":
+        text = f"{{'descr': '<U0', 'fortran_order': False, 'shape': ({len(y)},), }}"
+        head = text.encode() + b" " * (-(len(text) + 11) % 64) + b"\n"
+        data = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head
+        path = _zip(tmp_path / "x.npz", _members(h, y, w, labels=dict(data=data)))
+    else:
+        npz = tmp_path / "plain.npz"
+        np.savez(npz, features=h, labels=y, weights=w)
+        z = npz.read_bytes()
+        cd_offset = struct.unpack_from("<L", z, len(z) - 22 + 16)[0]
+        body = bytearray(_h5_with_userblock(tmp_path / "h.h5", {"features": h}, 16384))
+        body[:cd_offset] = z[:cd_offset]
+        tail = bytearray(z[cd_offset:])
+        struct.pack_into("<L", tail, len(tail) - 22 + 16, len(body))
+        path = tmp_path / "x.npz"
+        path.write_bytes(bytes(body) + bytes(tail))
+    before = file_digest(path)
+    for argv in _every_command(path, tmp_path):
+        assert main(argv) == 3, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+    assert file_digest(path) == before
+    assert not (tmp_path / "plots").exists() or not any((tmp_path / "plots").iterdir())
