@@ -363,19 +363,24 @@ class NpzMemberSource(ArraySource):
             )
 
     def _read_whole(self) -> None:
+        # a stored member in Fortran order is read whole too (its rows are not contiguous):
+        # its advice is C order, not "store it uncompressed", which it already is
+        if self.info.compress_type == zipfile.ZIP_STORED and self.fortran:
+            what, advice = "Fortran-ordered member", "save it in C order (np.ascontiguousarray)"
+        else:
+            what, advice = "compressed member", "store it uncompressed (numpy.savez)"
         if self.nbytes > self._max_read:
             how = "the memory limit" if self._explicit_limit else "the default read bound"
             raise ResourceLimitError(
-                f"{self.where}: compressed member of {fmt_bytes(self.nbytes)} must be read "
+                f"{self.where}: {what} of {fmt_bytes(self.nbytes)} must be read "
                 f"whole, over {how} of {fmt_bytes(self._max_read)}; give --memory-limit "
-                f"{fmt_bytes(self.nbytes * 1.25).replace(' ', '')} or more, or store it "
-                "uncompressed (numpy.savez) to stream it"
+                f"{fmt_bytes(self.nbytes * 1.25).replace(' ', '')} or more, or {advice} "
+                "to stream it"
             )
         if self.nbytes > (64 << 20):
             self._notes.append(
-                f"{self.where} is compressed and is read whole into memory "
-                f"({self.nbytes / 2**20:.0f} MiB); store it uncompressed (numpy.savez) "
-                "to stream it"
+                f"{self.where} is a {what} and is read whole into memory "
+                f"({self.nbytes / 2**20:.0f} MiB); {advice} to stream it"
             )
         try:
             with zipfile.ZipFile(self.path) as zf, zf.open(self.info) as f:

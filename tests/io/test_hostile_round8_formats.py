@@ -898,3 +898,22 @@ def test_every_command_refuses_in_one_line(tmp_path, capsys, case):
         assert err.count("\n") == 1 and "Traceback" not in err, (argv, err)
     assert file_digest(path) == before
     assert not (tmp_path / "plots").exists() or not any((tmp_path / "plots").iterdir())
+
+
+def test_a_fortran_ordered_member_over_the_read_bound_says_so(tmp_path):
+    """A stored member in Fortran order is read whole (its rows are not contiguous); over
+    the bound it was called a "compressed member" to "store uncompressed", which it is."""
+    from ncinspect.errors import ResourceLimitError
+    from ncinspect.io.npz import NpzMemberSource
+
+    h, y, w = _data()
+    path = tmp_path / "f.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("features.npy", _npy(np.asfortranarray(h)))
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("features.npy")
+    src = NpzMemberSource(str(path), info, f"{path}:/features", [], max_read=100)
+    with pytest.raises(ResourceLimitError) as err:
+        src.read(0, 5)
+    text = str(err.value)
+    assert "Fortran" in text and "C order" in text and "compressed" not in text, text
