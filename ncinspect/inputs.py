@@ -252,8 +252,18 @@ def encode_source(labs: ArraySource) -> tuple[np.ndarray, list[Any], bool]:
     n = shape[0]
     blocks = [(i, min(i + LABEL_BLOCK, n)) for i in range(0, n, LABEL_BLOCK)]
     distinct: list[np.ndarray] = []  # the distinct values of the blocks read so far
+    kinds: dict[str, int] = {}  # "integers" / "text" -> the first row of a block of them
     for i, j in blocks:
-        distinct.append(np.unique(_plain_labels(np.asarray(labs.read(i, j)), labs.where, i)))
+        block = _plain_labels(np.asarray(labs.read(i, j)), labs.where, i)
+        kinds.setdefault("text" if block.dtype.kind == "U" else "integers", i)
+        if len(kinds) > 1:  # object labels, ints in one block and text in another: the
+            # concatenation below would turn the ints into text ('1' and 1 one class)
+            raise UnsupportedDtypeError(
+                f"{labs.where}: labels mix integers (rows from {kinds['integers']}) and "
+                f"text (rows from {kinds['text']}); give labels of one kind (ints, or "
+                "strings with class_names)"
+            )
+        distinct.append(np.unique(block))
         if sum(len(v) for v in distinct) > 4 * LABEL_BLOCK:
             distinct = [np.unique(np.concatenate(distinct))]
     names = np.unique(np.concatenate(distinct))

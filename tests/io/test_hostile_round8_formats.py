@@ -917,3 +917,16 @@ def test_a_fortran_ordered_member_over_the_read_bound_says_so(tmp_path):
         src.read(0, 5)
     text = str(err.value)
     assert "Fortran" in text and "C order" in text and "compressed" not in text, text
+
+
+def test_object_labels_mixing_kinds_across_label_blocks_are_refused(monkeypatch):
+    """Labels are encoded in blocks: integers in one block and text in the next were
+    concatenated into text (1 and '1' one class); in one block they were refused."""
+    from ncinspect import inputs
+
+    monkeypatch.setattr(inputs, "LABEL_BLOCK", 16)
+    h, y, _ = _data()
+    labels = y.astype(object)
+    labels[16:] = [f"c{v}" for v in y[16:]]
+    with pytest.raises(NCInspectError, match="mix integers"):
+        ncinspect.analyze(h, labels)
