@@ -930,3 +930,40 @@ def test_object_labels_mixing_kinds_across_label_blocks_are_refused(monkeypatch)
     labels[16:] = [f"c{v}" for v in y[16:]]
     with pytest.raises(NCInspectError, match="mix integers"):
         ncinspect.analyze(h, labels)
+
+
+def test_info_names_a_dtype_numpy_cannot_hold_as_the_file_does(tmp_path, capsys):
+    """``info`` listed an HDF5 time dataset and a safetensors F8_E8M0 tensor as ``|V4`` and
+    ``|V1``."""
+    import json
+
+    h, y, w = _data()
+    path = tmp_path / "time.h5"
+    with h5py.File(path, "w") as f:
+        f["features"], f["labels"] = h, y
+        space = h5py.h5s.create_simple((3,))
+        h5py.h5d.create(f.id, b"timestamps", h5py.h5t.UNIX_D32LE.copy(), space)
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "HDF5 datatype" in out and "|V4" not in out, out
+    header = {
+        "features": {"dtype": "F64", "shape": list(h.shape), "data_offsets": [0, h.nbytes]},
+        "labels": {
+            "dtype": "I64",
+            "shape": [len(y)],
+            "data_offsets": [h.nbytes, h.nbytes + y.nbytes],
+        },
+        "odd": {
+            "dtype": "F8_E8M0",
+            "shape": [2],
+            "data_offsets": [h.nbytes + y.nbytes, h.nbytes + y.nbytes + 2],
+        },
+    }
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    st = tmp_path / "odd.safetensors"
+    data = h.astype("<f8").tobytes() + y.astype("<i8").tobytes() + b"\x01\x02"
+    st.write_bytes(struct.pack("<Q", len(text)) + text + data)
+    assert main(["info", str(st)]) == 0
+    out = capsys.readouterr().out
+    assert "F8_E8M0" in out and "|V1" not in out, out
