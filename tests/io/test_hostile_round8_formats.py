@@ -967,3 +967,18 @@ def test_info_names_a_dtype_numpy_cannot_hold_as_the_file_does(tmp_path, capsys)
     assert main(["info", str(st)]) == 0
     out = capsys.readouterr().out
     assert "F8_E8M0" in out and "|V1" not in out, out
+
+
+@pytest.mark.parametrize("name", ["COLUMNS", "LINES"])
+@pytest.mark.parametrize("value", ["\u00b2", "\uff18\uff10", "9" * 5000])
+def test_a_terminal_size_int_refuses_is_ignored(tmp_path, capsys, monkeypatch, name, value):
+    """rich tests COLUMNS and LINES with str.isdigit, then int(): '\\u00b2' (and 5,000
+    digits) made every command exit 4."""
+    h, y, w = _data()
+    path = tmp_path / "plain.h5"
+    with h5py.File(path, "w") as f:
+        f["features"], f["labels"], f["weights"] = h, y, w
+    monkeypatch.setenv(name, value)
+    for command in ("info", "report"):
+        assert main([command, str(path)]) == 0, command
+        assert "Traceback" not in capsys.readouterr().err
