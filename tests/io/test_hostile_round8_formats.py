@@ -982,3 +982,19 @@ def test_a_terminal_size_int_refuses_is_ignored(tmp_path, capsys, monkeypatch, n
     for command in ("info", "report"):
         assert main([command, str(path)]) == 0, command
         assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("link", ["hard", "soft"])
+def test_a_named_datatype_under_a_roles_name_beside_another_is_refused(tmp_path, capsys, link):
+    """``labels`` a named datatype (``f["labels"] = np.dtype(...)``, or a soft link to one)
+    beside ``y``: the walk skipped it without a word and ``y`` was taken as the labels."""
+    h, y, w = _data()
+    path = tmp_path / "type.h5"
+    with h5py.File(path, "w") as f:
+        f["features"], f["y"], f["weights"] = h, y, w
+        if link == "hard":
+            f["labels"] = np.dtype("<i8")
+        else:
+            f["t"] = np.dtype("<i8")
+            f["labels"] = h5py.SoftLink("/t")
+    _one_line(path, capsys, "'labels'", "'y'", "named datatype", commands=("report",))
