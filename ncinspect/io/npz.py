@@ -123,7 +123,8 @@ def _unicode_name(extra: bytes) -> str | None:
 
 def check_member_name(info: zipfile.ZipInfo, shown_path: str) -> None:
     """Refuse a member that zip readers name two ways: a NUL in its name (zipfile cuts the
-    name there, other readers keep it) or an Info-ZIP Unicode Path field naming it something
+    name there, other readers keep it), a backslash (a folder separator to zipfile on
+    Windows, a character elsewhere) or an Info-ZIP Unicode Path field naming it something
     else (Python 3.12+ names the member by the field, 3.10 and 3.11 by its name: one file,
     two sets of arrays)."""
     raw = info.orig_filename
@@ -133,6 +134,12 @@ def check_member_name(info: zipfile.ZipInfo, shown_path: str) -> None:
             f"{where}: the member's name holds a NUL character; zip readers cut it there "
             f"({shown(raw.split(chr(0))[0])!r}) or keep it, so ncinspect does not pick one: "
             "rename the member"
+        )
+    if "\\" in raw and raw.endswith(".npy"):  # an array's name (other members are not read)
+        raise AmbiguousArrayError(
+            f"{where}: the member's name holds a backslash, which Python's zipfile on Windows "
+            "reads as a folder separator ('/') and elsewhere as a character: one archive, two "
+            "sets of arrays; ncinspect does not pick one: rename the member"
         )
     other = _unicode_name(info.extra)
     if other is not None and other != raw:

@@ -998,3 +998,15 @@ def test_a_named_datatype_under_a_roles_name_beside_another_is_refused(tmp_path,
             f["t"] = np.dtype("<i8")
             f["labels"] = h5py.SoftLink("/t")
     _one_line(path, capsys, "'labels'", "'y'", "named datatype", commands=("report",))
+
+
+def test_a_backslash_in_an_array_members_name_is_refused(tmp_path, capsys):
+    """zipfile on Windows turns ``test\\features.npy`` into the snapshot ``test``'s
+    features; elsewhere it is a root array of that name, and ignored."""
+    h, y, w = _data()
+    members = [*_members(h, y, w), dict(name=b"test\\features.npy", data=_npy(h[::-1].copy()))]
+    path = _zip(tmp_path / "bs.npz", members)
+    _one_line(path, capsys, "backslash")
+    other = [*_members(h, y, w), dict(name=b"notes\\readme.txt", data=b"hello")]
+    assert main(["report", _zip(tmp_path / "txt.npz", other)]) == 0
+    capsys.readouterr()
