@@ -1,24 +1,25 @@
 """Input encodings, round eight: unusual but valid encodings read as valid, and hostile
-encodings refused in one line (issue 22 items 3 and 10's classes, and the readers' "bad
-input is one line naming the file, the array and what was wrong").
+encodings refused in one line naming the file, the array and what was wrong (issue 22 items
+3, 6 and 10's classes). Each test failed on the branch point (a312a35) unless it says it is a
+guard.
 
-- NPZ ``.npy`` members in format version 3.0 (numpy writes it for UTF-8 headers; ``np.load``
-  reads it) were refused as "not supported".
-- A zip member that two readers read differently: a stored member whose compressed size is
-  not its size (ncinspect streamed bytes past the member's end, where numpy fails), a local
-  header that disagrees with the central directory (method, CRC, sizes: readers that stream
-  local headers see another array), an Info-ZIP Unicode Path field naming the member
-  something else than its name (Python 3.12+ reads the field, 3.10 and 3.11 do not: one file,
-  two sets of arrays), a NUL in a member name (zipfile cuts the name there). All were read
-  silently; now each is one line naming the member, exit 3, as ``info`` and ``report`` see it.
-- An HDF5 dataset whose filter this libhdf5 lacks, or whose Fletcher32 checksum fails, said
-  only "filter returned failure during read": the line now names the filter.
-- A safetensors tensor of a dtype ncinspect does not read (``F8_E8M0``) was "unsupported
-  dtype |V1": the line names the safetensors dtype.
-- In memory, object-dtype integer labels (a pandas object column) were refused as "labels
-  hold int values (0), not one integer or string per row"; they are integer labels, and a
-  mix of integers and strings (``1`` and ``'1'``: one shown name, two classes) is refused
-  naming both.
+- One file, two readings (item 3): zip members that zip readers read differently (a stored
+  member whose compressed size is not its size, a local header disagreeing with the central
+  directory, an Info-ZIP Unicode Path name, a NUL or a backslash in a name, a local header
+  the directory does not list, a member inside another's data), a zip or safetensors file
+  that is also an HDF5 file, a named datatype under a role's name beside another.
+- Valid encodings refused or misread: ``.npy`` format 3.0, a 24-bit float HDF5 dataset, an
+  HDF5 type numpy cannot hold in a dataset no snapshot uses, a UTF-8 BOM in
+  ``--class-names``, object-dtype integer labels.
+- Exit 4 on encodings (item 6's class): empty arrays of a dimension numpy cannot hold,
+  zero-byte dtypes, text codes beyond U+10FFFF, digits ``str.isdigit`` accepts and int()
+  refuses (an epoch, a state-dict name, COLUMNS/LINES).
+- Silent wrong numbers: complex or bool layer weights in ``theory`` (cast to float64),
+  integers and text in different label blocks (merged), line separators other than a line
+  feed in ``--class-names`` (one name split in two).
+- Messages: a filter libhdf5 lacks, a Fletcher32 failure, a safetensors dtype ncinspect does
+  not read (and ``info``), 0-d labels, a label that looks like a class name, a Fortran-ordered
+  member over the read bound.
 """
 
 from __future__ import annotations
