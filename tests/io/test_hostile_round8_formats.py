@@ -1,7 +1,9 @@
 """Input encodings, round eight: unusual but valid encodings read as valid, and hostile
 encodings refused in one line naming the file, the array and what was wrong (issue 22 items
-3, 6 and 10's classes). Each test failed on the branch point (a312a35) unless it says it is a
-guard.
+3, 6 and 10's classes). The tests of refusals and fixes fail on the branch point (a312a35);
+those that valid encodings still read (zip64 and data descriptors, HDF5 user blocks, a
+Unicode Path field that agrees, full-width digits, a local name zipfile already refused)
+are guards.
 
 - One file, two readings (item 3): zip members that zip readers read differently (a stored
   member whose compressed size is not its size, a local header disagreeing with the central
