@@ -295,7 +295,8 @@ class Dump:
             if broken:  # a name of the role leads nowhere: which one was meant is unknown
                 raise AmbiguousArrayError(
                     f"{self.path}:{node.path}: {found[0][0]!r} is present as {role} and "
-                    f"{clip(broken[0])!r} is a link to nothing (dangling) beside it; "
+                    f"{clip(broken[0])!r} beside it is a link to nothing (dangling) or to "
+                    "a named datatype, not an array; "
                     "ncinspect does not pick one: remove the link or choose with "
                     f"--{role}-key"
                 )

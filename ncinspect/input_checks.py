@@ -62,21 +62,35 @@ def dtype_kind(dtype: Any, xp: Any = None) -> str:
 
 
 def check_dtype(
-    dtype: Any, where: str, what: str, *, kinds: str = _NUMERIC, xp: Any = None
+    dtype: Any,
+    where: str,
+    what: str,
+    *,
+    kinds: str = _NUMERIC,
+    xp: Any = None,
+    shown: str | None = None,
 ) -> None:
-    """An :class:`UnsupportedDtypeError` unless ``dtype`` is of one of ``kinds``."""
+    """An :class:`UnsupportedDtypeError` unless ``dtype`` is of one of ``kinds``; ``shown``:
+    the dtype as the file names it, when that says more (a safetensors ``F8_E8M0`` is held
+    as bytes, numpy's ``|V1``)."""
     kind = dtype_kind(dtype, xp)
     if kind not in kinds:
         hint = " (object arrays are never unpickled)" if kind == "O" else ""
         expected = "floats" if kinds == "f" else "float16/32/64 or integers"
         raise UnsupportedDtypeError(
-            f"{where}: {what} has unsupported dtype {dtype}{hint}; expected {expected}"
+            f"{where}: {what} has unsupported dtype {shown or dtype}{hint}; expected {expected}"
         )
+
+
+def _shown_dtype(array: Any) -> str | None:
+    """The dtype as the file names it (an ArraySource's ``shown_dtype``), or None."""
+    text = getattr(array, "shown_dtype", None)
+    return text if isinstance(text, str) else None
 
 
 def check_numeric(src: Any, what: str) -> None:
     """An UnsupportedDtypeError unless the ArraySource ``src`` holds numbers."""
-    check_dtype(src.dtype, src.where, what)
+    check_dtype(src.dtype, src.where, what, shown=_shown_dtype(src))
 
 
 def check_features(
@@ -87,6 +101,7 @@ def check_features(
     what: str = "features",
     empty_ok: bool = False,
     xp: Any = None,
+    shown: str | None = None,
 ) -> tuple[int, int]:
     """``(N, d)`` of features of ``shape`` and ``dtype``: 2-D (a ShapeMismatchError), numbers
     (an UnsupportedDtypeError) and, unless ``empty_ok`` (a batch may be empty), with N and d
@@ -94,7 +109,7 @@ def check_features(
     shape = tuple(shape) if shape is not None else ()
     if len(shape) != 2:
         raise ShapeMismatchError(f"{where}: {what} must be 2-D (N, d), got shape {shape}")
-    check_dtype(dtype, where, what, xp=xp)
+    check_dtype(dtype, where, what, xp=xp, shown=shown)
     N, d = shape
     if not empty_ok and (N == 0 or d == 0):
         raise InvalidDataError(f"{where}: {what} are empty (shape {shape})")
@@ -104,8 +119,13 @@ def check_features(
 def check_labels_rows(labels_shape: Any, n: Any, where: str, features_where: str) -> None:
     """A ShapeMismatchError unless the labels hold one row per feature row (``n``)."""
     shape = tuple(labels_shape) if labels_shape is not None else ()
-    rows = shape[0] if shape else 0
-    if not shape or (n is not None and rows != n):
+    if not shape:  # a scalar: not "0 rows" (0.2 said so of ``np.int64(1)``)
+        raise ShapeMismatchError(
+            f"{where}: labels must hold one value per row of {features_where} (shape (N,) "
+            f"or (N, C) one-hot, N = {n}), got shape ()"
+        )
+    rows = shape[0]
+    if n is not None and rows != n:
         raise ShapeMismatchError(
             f"{where}: labels have {rows} rows but {features_where} has N = {n} rows"
         )
@@ -153,6 +173,7 @@ def check_batch(
         what=what,
         empty_ok=empty_ok,
         xp=xp,
+        shown=_shown_dtype(features),
     )
     if labels is not None:
         check_labels_rows(

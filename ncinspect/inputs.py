@@ -30,7 +30,7 @@ from .io.class_names import (  # read_class_names re-exported: the class order f
     check_unique_names,
     read_class_names,
 )
-from .io.sources import ArraySource, as_source
+from .io.sources import ArraySource, as_source, refuse_bad_code_points
 from .text import clip
 
 __all__ = [
@@ -142,6 +142,7 @@ def _plain_labels(raw: np.ndarray, where: str, offset: int | None = None) -> np.
     at = 0 if offset is None else offset
     among = "" if offset is None else f" among rows {offset}:{offset + len(raw)}"
     kind = raw.dtype.kind
+    refuse_bad_code_points(raw, where, at)  # in memory too: a SystemError in numpy's tolist
     if kind == "S":  # fixed-width bytes: checked and decoded once per distinct value
         distinct = np.unique(raw)
         try:
@@ -155,7 +156,11 @@ def _plain_labels(raw: np.ndarray, where: str, offset: int | None = None) -> np.
         return decoded[np.searchsorted(distinct, raw)]
     if kind == "O":
         values = raw.tolist()
+        if values and _is_int(values[0]):  # a pandas object column of ints, ints as objects
+            return _object_ints(values, where, at)
         other = next((v for v in values if not isinstance(v, (str, bytes))), None)
+        if other is not None and _is_int(other):
+            _refuse_mixed(values, where, at)
         if other is not None:  # e.g. HDF5 variable-length integers: a sequence per row
             raise UnsupportedDtypeError(
                 f"{where}: labels hold {type(other).__name__} values ({clip(repr(other))}), "
@@ -198,6 +203,38 @@ def _plain_labels(raw: np.ndarray, where: str, offset: int | None = None) -> np.
     return raw
 
 
+def _is_int(value: Any) -> bool:
+    """An integer label value held as an object: a Python or numpy integer, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _object_ints(values: list[Any], where: str, at: int) -> np.ndarray:
+    """Object labels that are all integers, as int64 (refused beyond int64, or mixed)."""
+    bad = next((i for i, v in enumerate(values) if not _is_int(v)), None)
+    if bad is not None:
+        _refuse_mixed(values, where, at)
+    lo, hi = -(2**63), 2**63 - 1
+    out = next((i for i, v in enumerate(values) if not lo <= int(v) <= hi), None)
+    if out is not None:
+        raise InvalidDataError(
+            f"{where}: labels must be integers within the int64 range, found "
+            f"{clip(repr(int(values[out])))} at row {at + out}"
+        )
+    return np.array([int(v) for v in values], dtype=np.int64)
+
+
+def _refuse_mixed(values: list[Any], where: str, at: int) -> None:
+    """Object labels holding integers beside other values (``1`` beside ``'1'``: two classes
+    that show alike): refused naming the first of each."""
+    i = next(i for i, v in enumerate(values) if _is_int(v))
+    j = next(j for j, v in enumerate(values) if not _is_int(v))
+    raise UnsupportedDtypeError(
+        f"{where}: labels mix integers ({clip(repr(values[i]))} at row {at + i}) and "
+        f"{type(values[j]).__name__} values ({clip(repr(values[j]))} at row {at + j}); "
+        "give labels of one kind (ints, or strings with class_names)"
+    )
+
+
 #: rows of labels encoded at a time (:func:`encode_source`): a file's labels are never held
 #: whole in any form but their codes (string labels as Python objects took about 170 bytes
 #: a row: 5,000,000 of them peaked at 880 MiB under ``--memory-limit 300MiB``)
@@ -215,8 +252,18 @@ def encode_source(labs: ArraySource) -> tuple[np.ndarray, list[Any], bool]:
     n = shape[0]
     blocks = [(i, min(i + LABEL_BLOCK, n)) for i in range(0, n, LABEL_BLOCK)]
     distinct: list[np.ndarray] = []  # the distinct values of the blocks read so far
+    kinds: dict[str, int] = {}  # "integers" / "text" -> the first row of a block of them
     for i, j in blocks:
-        distinct.append(np.unique(_plain_labels(np.asarray(labs.read(i, j)), labs.where, i)))
+        block = _plain_labels(np.asarray(labs.read(i, j)), labs.where, i)
+        kinds.setdefault("text" if block.dtype.kind == "U" else "integers", i)
+        if len(kinds) > 1:  # object labels, ints in one block and text in another: the
+            # concatenation below would turn the ints into text ('1' and 1 one class)
+            raise UnsupportedDtypeError(
+                f"{labs.where}: labels mix integers (rows from {kinds['integers']}) and "
+                f"text (rows from {kinds['text']}); give labels of one kind (ints, or "
+                "strings with class_names)"
+            )
+        distinct.append(np.unique(block))
         if sum(len(v) for v in distinct) > 4 * LABEL_BLOCK:
             distinct = [np.unique(np.concatenate(distinct))]
     names = np.unique(np.concatenate(distinct))
@@ -276,6 +323,8 @@ def _small(value: Any, where: str) -> np.ndarray | None:
 def _decode_names(names: Any, where: str) -> list[str]:
     """Class names as a list of str (bytes decoded as UTF-8)."""
     out = []
+    if isinstance(names, np.ndarray):
+        refuse_bad_code_points(names, where)
     for v in np.asarray(names, dtype=object).ravel().tolist():
         if isinstance(v, bytes):
             try:
@@ -483,12 +532,34 @@ def _match_names(
     missing = [n for n in names if n not in index]
     if missing:
         rows = np.flatnonzero(np.asarray(names, dtype=object)[codes] == missing[0])
+        label = clip(repr(missing[0]))
+        twin = _lookalike(missing[0], order)
+        if twin is not None:  # shown alike: both escaped, so the message tells them apart
+            i = order.index(twin)
+            raise InvalidDataError(
+                f"{where}: label {ascii(clip(missing[0]))} (first at row {int(rows[0])}) is "
+                f"not in the class order, where {order_where} names class {i} "
+                f"{ascii(clip(twin))}: the two look the same but differ in invisible "
+                "characters, blanks around them or Unicode normalisation; ncinspect does not "
+                "match them: write both alike"
+            )
         raise InvalidDataError(
-            f"{where}: label {clip(repr(missing[0]))} (first at row {int(rows[0])}) is not in "
+            f"{where}: label {label} (first at row {int(rows[0])}) is not in "
             f"the class order ({order_where}: {_preview(order)}); {len(missing)} such value(s)"
         )
     lut = np.array([index[n] for n in names], dtype=np.int64)
     return lut[codes], list(order)
+
+
+def _lookalike(name: Any, order: list[str]) -> str | None:
+    """The name of ``order`` that looks like ``name`` (the class-name rule,
+    :func:`~ncinspect.io.class_names.shown_key`) but is not it, or None."""
+    from .io.class_names import shown_key
+
+    if not isinstance(name, str):
+        return None
+    key = shown_key(name)
+    return next((n for n in order if n != name and shown_key(n) == key), None)
 
 
 def _preview(names: list[Any], k: int = 6) -> str:

@@ -61,6 +61,18 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+def _drop_odd_terminal_sizes() -> None:
+    """Forget ``COLUMNS``/``LINES`` that are not a few ASCII digits: rich (and the table
+    width) test them with ``str.isdigit``, which holds for ``\u00b2``, then call int(),
+    which refuses it (and 5,000 digits): every command exited 4 on such an environment."""
+    import os
+
+    for name in ("COLUMNS", "LINES"):
+        value = os.environ.get(name)
+        if value is not None and not (value.isascii() and value.isdigit() and len(value) < 10):
+            del os.environ[name]
+
+
 def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv
 
@@ -75,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
+    _drop_odd_terminal_sizes()
     probe_before = configure_from_env()  # HDF5 metadata walked in a child first (io/probe.py)
     try:
         rv = cli.main(args=args, prog_name="ncinspect", standalone_mode=False)

@@ -74,9 +74,16 @@ def command(file, allow_external, debug, **kwargs):
                 arrays.add_row(
                     markup(f"{node.path.rstrip('/')}/{name}"),
                     markup(tuple(src.shape) if src.shape is not None else "-"),
-                    markup(src.dtype),
+                    markup(_dtype(src)),
                 )
         show(console, arrays)
         for note in dict.fromkeys(dump.notes):
             message(console, f"[yellow]note[/yellow] {markup(note)}")
     return 0
+
+
+def _dtype(src) -> str:
+    """The dtype as the file names it when numpy's says nothing (a safetensors ``F8_E8M0``,
+    an HDF5 time type: numpy's ``|V1``, ``|V4``)."""
+    shown_dtype = getattr(src, "shown_dtype", None)
+    return shown_dtype if isinstance(shown_dtype, str) else str(src.dtype)

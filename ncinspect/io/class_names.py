@@ -11,6 +11,11 @@ __all__ = ["read_class_names", "check_unique_names", "shown_key", "MAX_NAMES_BYT
 MAX_NAMES_BYTES = 64 << 20  #: the largest class names file read (one name a line)
 
 
+#: line breaks of str.splitlines other than the line feed (and CR, which text mode reads
+#: as one)
+_OTHER_BREAKS = frozenset("\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
 def read_class_names(path: str) -> list[str]:
     """The class order from a text file: one name a line, in the order of the rows of W.
 
@@ -29,15 +34,30 @@ def read_class_names(path: str) -> list[str]:
             f"{clip(path)}: class names file of {st.st_size >> 20} MiB, more than the "
             f"{MAX_NAMES_BYTES >> 20} MiB one name a line may take"
         )
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read(MAX_NAMES_BYTES + 1).splitlines()
+    try:  # utf-8-sig: a byte order mark (Windows editors write one) is no part of a name
+        with open(path, encoding="utf-8-sig") as f:  # text mode: CRLF and CR end lines too
+            text = f.read(MAX_NAMES_BYTES + 1)
     except UnicodeDecodeError:
-        raise InvalidDataError(f"{path}: class names file is not UTF-8 text") from None
+        with open(path, "rb") as f:
+            head = f.read(2)
+        utf16 = " (it is UTF-16: save it as UTF-8)" if head in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise InvalidDataError(f"{path}: class names file is not UTF-8 text{utf16}") from None
     except OSError as exc:
         raise InvalidDataError(
             f"{path}: cannot read the class names file ({exc.strerror or exc})"
         ) from None
+    # one name a line, lines ending at a line feed: str.splitlines also ends them at
+    # \v, \f, \x1c-\x1e, \x85, U+2028 and U+2029, where editors and `wc -l` see none, so
+    # 'dog<U+2028>eel' would be two names to ncinspect and one line to its author
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        other = next((c for c in line if c in _OTHER_BREAKS), None)
+        if other is not None:
+            raise InvalidDataError(
+                f"{clip(path)}: line {i + 1} holds the line separator U+{ord(other):04X}, "
+                "which some readers take as the end of a line and others do not; one class "
+                "name a line, each line ending with a line feed"
+            )
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:

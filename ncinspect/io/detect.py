@@ -258,6 +258,32 @@ def refuse_pickle(path: str) -> None:
         raise wrapped
 
 
+def _hdf5_superblock(f, size: int) -> int | None:
+    """The offset of an HDF5 superblock after a user block (512, 1024, 2048, ... bytes),
+    or None: its signature followed by a superblock version libhdf5 reads (0-3)."""
+    offset = 512
+    while offset + 9 <= size:
+        f.seek(offset)
+        block = f.read(9)
+        if block[:8] == _HDF5_SIGNATURE and block[8] <= 3:
+            return offset
+        offset *= 2
+    return None
+
+
+def _refuse_polyglot(f, size: int, path: str, what: str) -> None:
+    """Refuse a file that is ``what`` and also an HDF5 file (its superblock after a user
+    block, which may hold anything): h5py and HDFView read the HDF5 arrays, ncinspect would
+    read the others. One file, two dumps; ncinspect does not pick one."""
+    offset = _hdf5_superblock(f, size)
+    if offset is not None:
+        raise UnreadableFileError(
+            f"{shown(path)}: is {what} and also an HDF5 file (its superblock at byte "
+            f"{offset}, after a user block); the two hold different arrays to different "
+            "readers, so ncinspect does not pick one: rewrite the dump in one format"
+        )
+
+
 def detect_format(path: str) -> str:
     """Return ``"hdf5"``, ``"npz"`` or ``"safetensors"`` from the file's content (not its
     suffix). PyTorch pickles (``torch.save``: a zip holding ``data.pkl``, or a bare pickle)
@@ -276,8 +302,10 @@ def detect_format(path: str) -> str:
                 held = _zip_holds_pickle(path)
                 if held is not None:
                     raise _zip_pickle_error(path, held)
+                _refuse_polyglot(f, size, path, "a zip archive (NPZ)")
                 return "npz"
             if is_safetensors(head, size):
+                _refuse_polyglot(f, size, path, "a safetensors file")
                 return "safetensors"
             f.seek(0)
             protocol = _pickle_protocol(f.read(_PICKLE_SNIFF))

@@ -468,6 +468,11 @@ class _Walker:
                     children.append((obj, child))
                 elif isinstance(obj, DatasetID):
                     node.arrays[name] = source
+                else:  # a named (committed) datatype: no values; as a role's name beside
+                    # another of the role's names it is refused like a dangling link (it
+                    # was skipped silently and the other name taken)
+                    self.notes.append(f"{where}: a named datatype, not an array; skipped")
+                    node.dangling.add(name)
             stack.extend(reversed(children))
         return root
 

@@ -25,12 +25,21 @@ __all__ = [
 _SPLITS = {"train", "test", "val", "valid", "validation", "eval", "holdout"}
 _EPOCH_RE = re.compile(r"^(?:epoch|ep)_?(\d+)$", re.IGNORECASE)
 _LAYER_RE = re.compile(r"^layer_?\d+$", re.IGNORECASE)
+#: an integer as text: one sign at most, then decimal digits (of any script: int() reads
+#: them); not ``str.isdigit``, which holds for superscripts (``\u00b2``) and circled digits
+#: that int() refuses (an ``epoch`` attribute ``"\u00b2"`` or ``"+-5"`` made every command
+#: exit 4)
+_INT_RE = re.compile(r"[+-]?\d+\Z")
 
 
 def natural_key(name: str) -> tuple:
     """Sort key that orders ``classifier.10`` after ``classifier.6``."""
+    # the odd parts are the digit runs ``\d`` matched (decimal digits of any script, which
+    # int() reads); ``str.isdigit`` also holds for superscripts and circled digits, which
+    # int() refuses: a state-dict name ``fc1\u00b22.weight`` made every command exit 4
     return tuple(
-        (1, int(part), "") if part.isdigit() else (0, 0, part) for part in re.split(r"(\d+)", name)
+        (1, int(part), "") if i % 2 else (0, 0, part)
+        for i, part in enumerate(re.split(r"(\d+)", name))
     )
 
 
@@ -71,7 +80,7 @@ def as_epoch(value: Any) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit() and len(value) < 30:
+    if isinstance(value, str) and len(value) < 30 and _INT_RE.match(value.strip()):
         return int(value)
     return None
 

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import UnreadableFileError, UnsupportedDtypeError
 from ..text import clip
 from .paths import shown
-from .sources import ArraySource
+from .sources import ArraySource, refuse_unholdable
 from .tree import Node, Placed, loads_json, refuse_dotdot, split_name
 
 __all__ = ["read_safetensors_tree", "is_safetensors", "MAX_HEADER"]
@@ -132,6 +132,7 @@ def _read_header(path: str, memory_limit: int | None = None) -> tuple[dict, int]
             raise UnreadableFileError(
                 f"{here}: {end - begin} bytes for shape {clip(shape)} of {clip(dtype)}"
             )
+        refuse_unholdable(shape, itemsize or 1, here)  # (0, 2**64 - 1): numpy's ValueError
     return header, 8 + n
 
 
@@ -151,6 +152,8 @@ class SafetensorsSource(ArraySource):
             self.dtype = np.dtype(np.float32)
         else:  # not a numeric type ncinspect reads; refused when (and only if) it is used
             self.dtype = np.dtype(f"V{_ITEMSIZE.get(self.st_dtype, 1)}")
+            #: how a refusal names the dtype (numpy's ``|V1`` says nothing of the file's)
+            self.shown_dtype = f"{clip(self.st_dtype, 40)} (safetensors)"
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         if self.st_dtype in _WIDENED:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..arrays import host_dtype, is_tensor, to_host
 from ..errors import UnreadableFileError, UnsupportedDtypeError
+from ..text import clip
 
 __all__ = [
     "ArraySource",
@@ -22,6 +23,55 @@ __all__ = [
     "h5_dtype",
     "memory_type",
 ]
+
+
+def unholdable(shape: tuple[int, ...], itemsize: int) -> bool:
+    """Whether no numpy array can have ``shape`` (of items of ``itemsize`` bytes): a
+    dimension beyond ``intp``, or the non-zero dimensions' bytes beyond it. numpy refuses
+    such a shape even for an empty array (``(0, 2**64 - 1)``: "Maximum allowed dimension
+    exceeded"), which a file can declare in a few bytes."""
+    import math
+
+    limit = int(np.iinfo(np.intp).max)
+    if any(n > limit for n in shape):
+        return True
+    return math.prod(n for n in shape if n) * max(int(itemsize), 1) > limit
+
+
+def refuse_unholdable(shape: tuple[int, ...], itemsize: int, where: str) -> None:
+    """An UnreadableFileError when :func:`unholdable` (one line instead of numpy's
+    ValueError, exit 4, when the array is read)."""
+    if unholdable(shape, itemsize):
+        from ..text import clip
+
+        raise UnreadableFileError(
+            f"{where}: the file declares shape {clip(shape)}, which no array can have "
+            f"(numpy holds at most {np.iinfo(np.intp).max} bytes and elements per axis)"
+        )
+
+
+def refuse_bad_code_points(array: np.ndarray, where: str, offset: int = 0) -> None:
+    """An InvalidDataError when a numpy text array (``U``: 4 bytes a character) holds a
+    value that is no Unicode code point (beyond U+10FFFF): Python cannot make a string of it
+    (a SystemError, exit 4, wherever the value was used). ``offset``: the array's first row."""
+    if array.dtype.kind != "U" or array.size == 0 or array.dtype.itemsize == 0:
+        return
+    codes = np.ascontiguousarray(array).view(array.dtype.byteorder.replace("|", "=") + "u4")
+    bad = codes > 0x10FFFF
+    if bad.any():
+        flat = int(np.flatnonzero(bad.reshape(-1))[0])
+        per_value = array.dtype.itemsize // 4
+        index = np.unravel_index(flat // per_value, array.shape) if array.ndim else ()
+        at = tuple(int(i) for i in index)
+        if at:
+            at = (at[0] + offset, *at[1:])
+        from ..errors import InvalidDataError
+
+        raise InvalidDataError(
+            f"{where}: text value at index {at if len(at) != 1 else at[0]} holds code "
+            f"{int(codes.reshape(-1)[flat]):#x}, which is no Unicode character (at most "
+            f"0x10ffff); {int(bad.sum())} such character(s)"
+        )
 
 
 class ArraySource:
@@ -186,10 +236,29 @@ class H5Source(ArraySource):
         shape = self._id.shape
         self.null = shape is None
         self.shape = () if shape is None else tuple(int(n) for n in shape)
+        #: why numpy cannot hold the dataset's type (an HDF5 time type, ...), or None: such
+        #: a dataset is refused when (and only if) it is used, as an unread safetensors
+        #: dtype is; a file was refused whole for one such dataset no snapshot uses
+        self._unsupported: str | None = None
         try:
             self.dtype = np.dtype(h5_dtype(self._id.get_type()))
         except Exception as exc:  # noqa: BLE001 - h5py raises varied errors for odd types
-            raise UnsupportedDtypeError(f"{where}: unsupported HDF5 datatype ({exc})") from None
+            text = str(exc).strip().splitlines()
+            self._unsupported = f"unsupported HDF5 datatype ({clip(text[0] if text else exc)})"
+            self.dtype = np.dtype(f"V{max(self._file_itemsize(), 1)}")
+            self.shown_dtype = self._unsupported.replace("unsupported ", "", 1)
+
+    def _file_itemsize(self) -> int:
+        """Bytes a value takes in the file (its HDF5 datatype's size; a 24-bit float is 3
+        bytes in the file and float32 in numpy), or 0 when it cannot be read."""
+        try:
+            return int(self._id.get_type().get_size())
+        except Exception:  # noqa: BLE001 - a damaged type: the read says what is wrong
+            return 0
+
+    def _refuse_unsupported(self) -> None:
+        if self._unsupported is not None:
+            raise UnsupportedDtypeError(f"{self.where}: {self._unsupported}")
 
     @property
     def dataset(self):
@@ -226,13 +295,18 @@ class H5Source(ArraySource):
         """
         if self._checked or self.null:
             return
+        refuse_unholdable(self.shape, self.dtype.itemsize, self.where)
         import math
 
         from ..budget import chunk_bound, fmt_bytes
         from ..errors import ResourceLimitError
 
+        self._refuse_unsupported()
         dsid, itemsize = self._id, self.dtype.itemsize
-        declared = math.prod(self.shape) * itemsize
+        # what the file stores: values of the file's type (a 24-bit float is read as
+        # float32: 3 bytes stored a value, not 4; 0.2 took it for unwritten storage)
+        # (never more than numpy's: a variable-length value is a reference of either size)
+        declared = math.prod(self.shape) * min(self._file_itemsize() or itemsize, itemsize)
         try:
             layout, chunks, external = self._storage()
             import h5py
@@ -293,6 +367,7 @@ class H5Source(ArraySource):
         return view
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        self._refuse_unsupported()
         if self.null:
             raise UnreadableFileError(f"{self.where}: has a null dataspace (holds no values)")
         if self._whole(start, stop, self.dtype) and self.dtype == self.buffer_dtype:
@@ -350,6 +425,7 @@ class H5Source(ArraySource):
             text = str(exc).strip().splitlines()
             raise UnreadableFileError(
                 f"{self.where}: cannot read rows {start}:{stop} ({text[0] if text else exc!r})"
+                f"{self._filter_hint()}"
             ) from None
         except MemoryError:
             from ..errors import ResourceLimitError
@@ -359,6 +435,35 @@ class H5Source(ArraySource):
                 f"({self.nbytes} bytes for the whole array); give a smaller --memory-limit "
                 "or --chunk-rows, or run on a machine with more memory"
             ) from None
+
+    def _filter_hint(self) -> str:
+        """Why a read failed, from the dataset's filter pipeline: a filter this libhdf5 lacks
+        (libhdf5 says only "filter returned failure during read"), or a Fletcher32 checksum;
+        empty when the pipeline says nothing."""
+        try:
+            from h5py import h5z
+
+            dcpl = self._id.get_create_plist()
+            codes = []
+            for i in range(dcpl.get_nfilters()):
+                code, _flags, _values, name = dcpl.get_filter(i)
+                if not h5z.filter_avail(code):
+                    label = name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+                    label = f" ({clip(label, 60)})" if label else ""
+                    return (
+                        f"; it needs HDF5 filter {code}{label}, which is not available to this "
+                        "libhdf5: install its plugin (e.g. pip install hdf5plugin, then "
+                        "HDF5_PLUGIN_PATH) or rewrite the file without it"
+                    )
+                codes.append(code)
+        except Exception:  # noqa: BLE001 - a hint only: the read error stands on its own
+            return ""
+        if h5z.FILTER_FLETCHER32 in codes:
+            return (
+                "; the dataset carries Fletcher32 checksums, and its stored data fail them "
+                "or another filter: the file is corrupt"
+            )
+        return ""
 
 
 class _Kept:

@@ -20,6 +20,12 @@ class Worst:
     k: int
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also holds for ``\u00b2`` and circled digits,
+    which int() refuses: ``--classes \u00b2`` showed int()'s own error)."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_classes(spec: str) -> list[int] | Worst:
     """``"0-9,12"`` -> ``[0, ..., 9, 12]``; ``"worst:10"`` (or ``"worst10"``) -> ``Worst(10)``.
 
@@ -28,7 +34,7 @@ def parse_classes(spec: str) -> list[int] | Worst:
     text = spec.strip().lower()
     if text.startswith("worst"):
         k = text[5:].lstrip(":= ")
-        if not k.isdigit() or int(k) < 2:
+        if not _digits(k) or int(k) < 2:
             raise ValueError(
                 f"{clip(repr(spec))}: expected worst:K with K >= 2 (a subset of two or more)"
             )
@@ -36,7 +42,7 @@ def parse_classes(spec: str) -> list[int] | Worst:
     out: list[int] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         lo, sep, hi = part.partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
+        if not _digits(lo) or (sep and not _digits(hi)):
             raise ValueError(
                 f"{clip(repr(spec))}: expected class rows like 0-9,12 or worst:K, "
                 f"got {clip(repr(part))}"

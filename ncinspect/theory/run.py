@@ -23,7 +23,7 @@ from ..arrays import to_host
 from ..blas import hold_one_blas_thread
 from ..engines.local import run_passes
 from ..errors import ShapeMismatchError
-from ..inputs import Prepared, prepare
+from ..inputs import Prepared, check_dtype, check_finite, prepare
 from ..results.parts import TheoryResult
 from ..results.report import Report, SnapshotResult
 from ..stats.theory import TheoryPass
@@ -61,7 +61,7 @@ def read_params(snap) -> tuple[list[np.ndarray] | None, list[str]]:
     else:
         names.sort()
         notes.append(f"params are not named W1..WL ({', '.join(names)}); using name order")
-    arrays = [np.asarray(snap.params[n].read_all(), dtype=np.float64) for n in names]
+    arrays = [_param(snap.params[n].read_all(), snap.params[n].where, n) for n in names]
     for i, (name, w) in enumerate(zip(names, arrays, strict=True)):
         where = snap.params[name].where
         if w.ndim != 2:
@@ -72,6 +72,17 @@ def read_params(snap) -> tuple[list[np.ndarray] | None, list[str]]:
                 f"{arrays[i - 1].shape} (expected {w.shape[0]} x {arrays[i - 1].shape[0]})"
             )
     return arrays, notes
+
+
+def _param(array: Any, where: str, name: str) -> np.ndarray:
+    """One layer's weights as float64: numbers (complex ones were cast to their real part, a
+    bool matrix to 0/1, with only numpy's ComplexWarning) and finite, else one line naming
+    the array."""
+    array = np.asarray(array)
+    check_dtype(array.dtype, where, f"layer weights {name}", kinds="iuf")
+    out = np.asarray(array, dtype=np.float64)
+    check_finite(out, where)
+    return out
 
 
 def theory_applies(snap) -> str | None:
@@ -334,7 +345,8 @@ def theory_arrays(
         With ``result.theory`` set.
     """
     params = [
-        np.asarray(to_host(p, f"params/W{i + 1}"), dtype=np.float64) for i, p in enumerate(params)
+        _param(to_host(p, f"params/W{i + 1}"), f"params/W{i + 1}", f"W{i + 1}")
+        for i, p in enumerate(params)
     ]
     prep = prepare(features, labels, weights=params[-1], outputs=outputs)
     meta = {
