@@ -442,8 +442,17 @@ def test_a_label_that_looks_like_a_class_name_is_named_both_ways(tmp_path, capsy
 # Empty arrays whose other dimensions no array can have
 
 
-@pytest.mark.parametrize("dim", [2**62, 2**63 - 1, 2**63 + 1, 2**64 - 1, 2**70])
-@pytest.mark.parametrize("fmt", ["npz", "safetensors", "h5"])
+#: (format, dimension): a safetensors header holds u64 dimensions (its package refuses
+#: larger ones itself) and libhdf5 makes dataspaces of dimensions below 2**63 only
+_UNHOLDABLE = [
+    (fmt, dim)
+    for fmt, top in (("npz", 2**71), ("safetensors", 2**64), ("h5", 2**63))
+    for dim in (2**62, 2**63 - 1, 2**63 + 1, 2**64 - 1, 2**70)
+    if dim < top
+]
+
+
+@pytest.mark.parametrize("fmt, dim", _UNHOLDABLE)
 def test_an_empty_array_of_a_dimension_numpy_cannot_hold_is_one_line(tmp_path, capsys, dim, fmt):
     """Weights of shape (0, 2**64 - 1) hold no bytes, so no size check saw them; numpy
     refuses to make even an empty array of that shape ("Maximum allowed dimension exceeded",
@@ -458,8 +467,6 @@ def test_an_empty_array_of_a_dimension_numpy_cannot_hold_is_one_line(tmp_path, c
         empty = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head
         _zip(path, [*_members(h, y, h)[:2], dict(name=b"weights.npy", data=empty)])
     elif fmt == "safetensors":
-        if dim >= 2**64:
-            pytest.skip("the safetensors package refuses shapes beyond u64 itself")
         header = {
             "features": {"dtype": "F64", "shape": list(h.shape), "data_offsets": [0, h.nbytes]},
             "labels": {
@@ -478,8 +485,6 @@ def test_an_empty_array_of_a_dimension_numpy_cannot_hold_is_one_line(tmp_path, c
         data = h.astype("<f8").tobytes() + y.astype("<i8").tobytes()
         path.write_bytes(struct.pack("<Q", len(text)) + text + data)
     else:
-        if dim >= 2**63:
-            pytest.skip("libhdf5 refuses to make such a dataspace")
         with h5py.File(path, "w") as f:
             f["features"], f["labels"] = h, y
             space = h5py.h5s.create_simple((0, dim))
