@@ -86,6 +86,8 @@ def _eye(C):
 
 
 def etf_error(A, B):
+    if len(A) < 2:
+        return None
     return _gram_dist(_gram(A, B), _etf(len(A)))
 
 

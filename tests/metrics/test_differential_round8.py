@@ -262,3 +262,26 @@ def test_guard_agrees_with_the_reference(case):
         else:
             assert got[key] is not None, (key, res.null_reasons.get(key))
             assert got[key] == pytest.approx(want, rel=1e-9, abs=1e-12), key
+
+
+def test_row_equidistant_from_two_distinct_centres_goes_to_the_lower():
+    """Integer features, 3 classes of 3 rows in d = 2: row 6, (1, 3), label 2, lies exactly
+    (in rational arithmetic) as far from mu_0 as from mu_2, and NC4's rule gives it class 0.
+    Today the distances come from ||h'||^2 - 2 h'.mu'_c + ||mu'_c||^2 on values centred at
+    mu_G (= (5/3, 7/9), not a float): their rounding decides the tie (accuracy_ncc 5/9
+    instead of 4/9). first_twins only catches equal centres, not equidistant rows."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(4)
+    y = np.repeat(np.arange(3), 3)
+    h = rng.integers(-4, 5, size=(9, 2)).astype(np.float64)
+    mu = [[Fraction(int(v)) / 3 for v in h[y == c].sum(axis=0)] for c in range(3)]
+    dist = [
+        [sum((Fraction(int(h[i, k])) - mu[c][k]) ** 2 for k in range(2)) for c in range(3)]
+        for i in range(9)
+    ]
+    ncc = np.array([min(range(3), key=lambda c, row=row: (row[c], c)) for row in dist])
+    assert sum(sorted(row)[0] == sorted(row)[1] for row in dist) == 1  # the premise: one tie
+    for kw in ({}, {"chunk_rows": 2}, {"center": "samples"}):
+        got = _analyze(h, y, **kw).metrics
+        assert got["accuracy_ncc"] == pytest.approx(np.mean(ncc == y), abs=1e-15), kw
