@@ -285,3 +285,24 @@ def test_row_equidistant_from_two_distinct_centres_goes_to_the_lower():
     for kw in ({}, {"chunk_rows": 2}, {"center": "samples"}):
         got = _analyze(h, y, **kw).metrics
         assert got["accuracy_ncc"] == pytest.approx(np.mean(ncc == y), abs=1e-15), kw
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 7, 64])
+def test_ood_rows_equal_to_the_id_rows_give_auroc_one_half(chunk_rows):
+    """OOD rows = the ID rows, reordered: every score of an OOD row equals that of its ID
+    twin, so each AUROC is exactly 1/2 (ties count one half) and each FPR95 is 190/200.
+    Today the per-row scores are BLAS products (metrics/ood_scores.py OODScorer.scores:
+    ``x @ W.T``) whose rounding depends on the row's place in its chunk, so equal rows get
+    scores 1 ulp apart: with chunk_rows=7, ood_auroc_maxlogit = 0.500025."""
+    rng = np.random.default_rng(3)
+    C, d, n = 5, 37, 40
+    m = rng.standard_normal((C, d))
+    y = np.repeat(np.arange(C), n)
+    h = m[y] + 0.5 * rng.standard_normal((len(y), d))
+    w = m + 0.2 * rng.standard_normal(m.shape)
+    b = 0.1 * rng.standard_normal(C)
+    ood = h[rng.permutation(len(y))]
+    got = _analyze(h, y, w, b, ood_features=ood, chunk_rows=chunk_rows).metrics
+    for score in ("ncspan", "nci", "maxlogit"):
+        assert got[f"ood_auroc_{score}"] == 0.5, score
+        assert got[f"ood_fpr95_{score}"] == 0.95, score
