@@ -306,3 +306,61 @@ def test_ood_rows_equal_to_the_id_rows_give_auroc_one_half(chunk_rows):
     for score in ("ncspan", "nci", "maxlogit"):
         assert got[f"ood_auroc_{score}"] == 0.5, score
         assert got[f"ood_fpr95_{score}"] == 0.95, score
+
+
+# ------------------------------------------------------------------------------------------
+# a zero vector up to rounding: its direction is noise, so every cosine with it is null
+# ------------------------------------------------------------------------------------------
+def _class_at_the_global_mean():
+    """Class 1 holds rows a and -a (its mean is exactly 0 in exact arithmetic; numpy's sum
+    leaves ~1e-17), class 2 = -(class 0): mu_G = 0 and mu_1 - mu_G = 0 exactly."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((3, 4))
+    h = np.r_[1.0 + a, a, -a, -1.0 - a]
+    y = np.r_[[0] * 3, [1] * 6, [2] * 3]
+    w = rng.standard_normal((3, 4))
+    return h, y, w
+
+
+def test_a_centred_mean_zero_up_to_rounding_gives_null_cosines():
+    """mu_1 - mu_G = 0 in exact arithmetic (the reference: every cosine with it undefined).
+    Today the float sums leave a vector of ~1e-17 whose direction is rounding noise, and
+    nc2_equiangular_means (0.53), nc2_maxangle_means, nc3_duality_cos (-0.16),
+    unc3_uniform_duality and gnc2_*_means come out as numbers. When the centred mean is 0.0
+    in float (rows a, -a only) the same keys are null ('one of the centred class means is
+    zero'): a norm below the rounding of the means must count as zero too."""
+    h, y, w = _class_at_the_global_mean()
+    ref = reference(h, y, w)
+    res = _analyze(h, y, w)
+    keys = (
+        "nc2_equiangular_means",
+        "nc2_maxangle_means",
+        "nc3_duality_cos",
+        "unc3_uniform_duality",
+        "gnc2_log_means",
+        "gnc2_energy_log_means",
+    )
+    for key in keys:
+        assert ref[key] is None, key
+        assert res.metrics[key] is None, (key, res.metrics[key])
+        assert res.null_reasons.get(key), key
+
+
+def test_nc5_is_null_when_a_mean_is_zero_up_to_rounding():
+    """nc5 = mean over classes of |cos(mu_c, mu_G^ood)|: undefined when the OOD mean is 0
+    (OOD rows x and -x) or when a class mean is 0 (rows a and -a). Today both give a number
+    (0.444 and 0.397) from the direction of the float sums' rounding."""
+    rng = np.random.default_rng(3)
+    C, d, n = 3, 4, 6
+    m = rng.standard_normal((C, d))
+    y = np.repeat(np.arange(C), n)
+    h = m[y] + 0.3 * rng.standard_normal((len(y), d))
+    ood = rng.standard_normal((10, d)) + 2.0
+    got = _analyze(h, y, ood_features=np.r_[ood, -ood])
+    assert got.metrics["nc5_ood_orthogonality"] is None
+    assert got.null_reasons.get("nc5_ood_orthogonality")
+    h0 = h.copy()
+    h0[y == 1] = np.r_[h[y == 1][:3], -h[y == 1][:3]]  # class 1's mean: exactly 0
+    got = _analyze(h0, y, ood_features=ood)
+    assert got.metrics["nc5_ood_orthogonality"] is None
+    assert got.null_reasons.get("nc5_ood_orthogonality")
