@@ -364,3 +364,53 @@ def test_nc5_is_null_when_a_mean_is_zero_up_to_rounding():
     got = _analyze(h0, y, ood_features=ood)
     assert got.metrics["nc5_ood_orthogonality"] is None
     assert got.null_reasons.get("nc5_ood_orthogonality")
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 7])
+def test_every_class_holding_the_same_rows_has_no_between_class_scatter(chunk_rows):
+    """Three classes holding the same 7 rows, each in another order: mu_0 = mu_1 = mu_2 in
+    exact arithmetic, M~ = 0, Sigma_B = 0, so NC1-NC3 are undefined (the reference; the tool
+    says so when the rows are identical, 'all features identical'). Today the float sums
+    differ in their last bits and the rounding is measured as the geometry: nc1 = 5.0e32
+    (1.5e32 with chunk_rows=7), nc1_trace_ratio 2e32, etf_error_means 0.84, and so on, with
+    no warning; nc4_ncc_mismatch 0.57 with chunk_rows=7 against 1.0 in one chunk (the NCC
+    rule sends every row to class 0: accuracy_ncc 1/3)."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((7, 4))
+    h = np.r_[a, a[rng.permutation(7)], a[rng.permutation(7)]]
+    y = np.repeat(np.arange(3), 7)
+    w = rng.standard_normal((3, 4))
+    ref = reference(h, y, w)
+    res = _analyze(h, y, w, chunk_rows=chunk_rows)
+    for key in (
+        "nc1",
+        "nc1_trace_ratio",
+        "nc1_cdnv",
+        "nc2_equinorm_means",
+        "nc2_equiangular_means",
+        "etf_error_means",
+        "nc3_self_duality",
+        "nc3_duality_cos",
+    ):
+        assert ref[key] is None, key
+        assert res.metrics[key] is None, (key, res.metrics[key])
+        assert res.null_reasons.get(key), key
+    assert res.metrics["accuracy_ncc"] == pytest.approx(1 / 3, abs=1e-15)
+    assert res.metrics["nc4_ncc_mismatch"] == pytest.approx(
+        as_float(ref["nc4_ncc_mismatch"]), abs=1e-15
+    )
+
+
+def test_classifier_rows_all_equal_leave_no_centred_classifier():
+    """W with three equal rows (0.1, 0.7, 0.3, 1/3): W - mean_row(W) = 0 exactly, so
+    etf_error_weights_centered is undefined. Today the mean row rounds (3 x 0.1 / 3 is not
+    0.1) and the rounding (1e-16) is measured: 1.414, no warning. metrics/compute.py forms
+    ``wc = W - W.sum(0) / C`` and tests it against exact zero only."""
+    rng = np.random.default_rng(5)
+    w = np.tile(np.array([[0.1, 0.7, 0.3, 1 / 3]]), (3, 1))
+    h = rng.standard_normal((9, 4))
+    y = np.repeat(np.arange(3), 3)
+    assert reference(h, y, w)["etf_error_weights_centered"] is None
+    res = _analyze(h, y, w)
+    assert res.metrics["etf_error_weights_centered"] is None
+    assert res.null_reasons.get("etf_error_weights_centered")
