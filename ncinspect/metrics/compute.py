@@ -9,7 +9,7 @@ from functools import partial
 
 import numpy as np
 
-from ..stats.passes import FirstPass, Geometry, SecondPass
+from ..stats.passes import FirstPass, Geometry, SecondPass, pow2_scale
 from . import pairs_xp
 from .directional import set_directional
 from .general import general_metrics
@@ -96,7 +96,8 @@ def compute_metrics(
     """
     out = MetricValues.of_keys(METRIC_KEYS)
     memo = ClassProducts(class_device)  # products several metrics read, formed once
-    cl = _classes(first, second, geom, classifier_reason, memo)
+    centred = _centred_beyond_rounding(first, second, geom, out)
+    cl = _classes(first, second, geom, classifier_reason, memo, centred)
     _notes(out, first, geom, cl)
     if cl.N == 0:
         out.set_all(METRIC_KEYS, None, f"no class has at least {geom.min_count} samples")
@@ -127,7 +128,7 @@ def compute_metrics(
     counts = first.counts
     for key, (value, reason) in general_metrics(
         geom.means,
-        geom.centred,
+        centred,
         geom.global_mean,
         geom.weights,
         geom.bias,
@@ -151,12 +152,69 @@ def compute_metrics(
     return out
 
 
+_U64 = 2.0**-53  #: the unit round-off of float64
+
+
+def _centred_beyond_rounding(
+    first: FirstPass, second: SecondPass, geom: Geometry, out: MetricValues
+) -> np.ndarray:
+    """``geom.centred`` (rows ``mu_c - mu_G``) with every row that lies within the rounding
+    bound of the sums that made it set to exactly zero: a class whose mean is the global
+    mean in exact arithmetic (every class holding the same rows, a class of rows a and -a
+    at mu_G) is left a vector of ~1e-16 by the float sums, whose direction is rounding noise
+    (nc1 5e32, cosines of a noise direction); as zero, what depends on it is null with its
+    reason, as for a mean that is 0.0 in float.
+
+    The bound, in the units of ``geom.scale``: a class sum of n_c rows taken in any order
+    errs by at most ``(n_c + 1) u sum_i |h_i|`` per coordinate, and ``sum_i |h_i| / n_c`` is
+    at most the root mean square ``sqrt(v_c + |mu_c|^2)`` in norm (v_c from pass 2); mu_G
+    adds the larger of its two forms' bounds (the mean of the C means: the mean of those
+    bounds plus ``(C + 1) u`` of the mean |mu_c|; the sample mean: the sum of N rows), the
+    subtraction ``u (|mu_c| + |mu_G|)``; all four times over (the bounds' own roundings).
+    """
+    centred = geom.centred
+    counts = first.counts
+    present = counts > 0 if geom.present is None else geom.present
+    rows = np.flatnonzero(present)
+    if rows.size == 0 or not np.isfinite(second.class_sq[rows]).all():
+        return centred
+    inv = 1.0 / geom.scale
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        n = counts[rows].astype(np.float64)
+        mu = np.linalg.norm(geom.means[rows] * inv, axis=1)
+        rms = np.sqrt(second.class_sq[rows] / np.maximum(n, 1.0) + mu * mu)
+        own = (n + 1.0) * _U64 * rms
+        g_norm = float(np.linalg.norm(geom.global_mean * inv))
+        # mu_G: the mean of the class means or of the samples (the larger bound of the two)
+        total = float(n.sum())
+        g_err = max(
+            float(own.mean()) + (rows.size + 1.0) * _U64 * float(mu.mean()),
+            (total + 1.0) * _U64 * float(np.sqrt(np.sum(n * rms * rms) / total)),
+        )
+        bound = 4.0 * (own + g_err + _U64 * (mu + g_norm))  # 4x: the bounds' own roundings
+        size = np.linalg.norm(centred[rows] * inv, axis=1)
+    noise = (size > 0) & (size <= bound)
+    if not noise.any():
+        return centred
+    centred = centred.copy()
+    centred[rows[noise]] = 0.0
+    shown = ", ".join(str(int(c)) for c in rows[noise][:10])
+    more = f" and {int(noise.sum()) - 10} more" if noise.sum() > 10 else ""
+    out.notes.append(
+        f"class(es) {shown}{more}: mean equal to the global mean up to the rounding of the "
+        "class sums (|mu_c - mu_G| within their error bound); taken as mu_G, so what depends "
+        "on the direction of mu_c - mu_G is null"
+    )
+    return centred
+
+
 def _classes(
     first: FirstPass,
     second: SecondPass,
     geom: Geometry,
     classifier_reason: str | None,
     memo: ClassProducts,
+    centred: np.ndarray,
 ) -> _Classes:
     counts = first.counts
     present = counts > 0 if geom.present is None else geom.present
@@ -171,7 +229,7 @@ def _classes(
             if geom.min_count <= 1
             else f"fewer than two classes with at least {geom.min_count} samples (found {C})"
         )
-    M = memo.take(geom.centred, present)
+    M = memo.take(centred, present)
     return _Classes(
         present=present,
         rows=rows,
@@ -262,7 +320,32 @@ def _nc2(
     else:
         # W.mean(axis=0): the same sum and division, without its dispatch
         wc = cl.W - np.add.reduce(cl.W, axis=0) / cl.W.shape[0]
-        out.set("etf_error_weights_centered", etf_error(wc, wc, memo), "row-centred W is zero")
+        wc = _rows_beyond_rounding(wc, cl.W)
+        out.set(
+            "etf_error_weights_centered",
+            etf_error(wc, wc, memo),
+            "row-centred W is zero (up to the rounding of the mean row)",
+        )
+
+
+def _rows_beyond_rounding(wc: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """``wc = W - mean_row(W)`` with the rows that lie within the rounding bound of that
+    difference set to zero (equal rows of W leave ~1e-17 after the mean row rounds: its
+    direction is noise). Per coordinate the mean row errs by at most ``(C + 1) u`` times the
+    mean ``|W_rj|``, the subtraction by ``u |W_rj|``."""
+    C = W.shape[0]
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        s = pow2_scale(W)
+        a = np.abs(W / s)
+        err = (C + 1.0) * _U64 * np.add.reduce(a, axis=0) / C + _U64 * a
+        bound = 4.0 * np.linalg.norm(err, axis=1)
+        size = np.linalg.norm(wc / s, axis=1)
+    noise = (size > 0) & (size <= bound)
+    if not noise.any():
+        return wc
+    wc = wc.copy()
+    wc[noise] = 0.0
+    return wc
 
 
 def _nc3(out: MetricValues, cl: _Classes, memo: ClassProducts) -> None:

