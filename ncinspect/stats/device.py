@@ -492,12 +492,14 @@ class SecondState(_Checked):
         sq = xp.where(keep, xp.sum(e * e, axis=1), zero)
         self.class_sq = scatter_add(xp, self.class_sq, ys, sq)
 
-        dist, ncc, logits, clf_out, clf = decisions(xp, g, scores, C, g.has_w, outputs)
+        zeros = xp.all(hf == 0.0, axis=1) if g.has_w else None  # dead rows: logits b
+        dist, ncc, logits, clf_out, clf = decisions(xp, g, scores, C, g.has_w, outputs, zeros)
         self._count_ok(xp, ys, keep, ncc, clf)
         if f32:
             if hc is None:
                 hc = hs - g.mu_scaled[None, :]
-            self._recheck(xp, g, hc, ys, keep, (dist, ncc, logits, clf), outputs, cap)
+            decided = (dist, ncc, logits, clf)
+            self._recheck(xp, g, hc, ys, keep, decided, outputs, cap, zeros)
         out = outputs
         if out is None and logits is not None:
             s_h, s_w = g.logit_scales
@@ -541,7 +543,7 @@ class SecondState(_Checked):
         diff = xp.where(keep[:, None], own[:, None] - es, zero)
         self.pair_sq = scatter_add(xp, self.pair_sq, ys, diff * diff)
 
-    def _recheck(self, xp, g, hc, ys, keep, decided, outputs, cap) -> None:
+    def _recheck(self, xp, g, hc, ys, keep, decided, outputs, cap, zeros=None) -> None:
         """Float32 mode: rows within the rounding bound of a tie decided again in float64;
         their counts are taken back and added again. ``cap``: a fixed number of rows
         (:func:`recheck_capacity`, no host read), the rest counted in ``n_unchecked``."""
@@ -572,7 +574,8 @@ class SecondState(_Checked):
         was = (take_rows(xp, ncc, idx), None if clf is None else take_rows(xp, clf, idx))
         sub = take_rows(xp, hc, idx)
         sub_out = None if outputs is None else take_rows(xp, outputs, idx)
-        _, ncc_x, _, _, clf_x = decisions(xp, g, sub @ g.decide, C, g.has_w, sub_out)
+        sub_zeros = None if zeros is None else take_rows(xp, zeros, idx)
+        _, ncc_x, _, _, clf_x = decisions(xp, g, sub @ g.decide, C, g.has_w, sub_out, sub_zeros)
         self._count_ok(xp, y_x, kept, ncc_x, clf_x, was)  # the float64 decisions replace them
 
     def _outputs(self, xp, out, onehot, keep, zero) -> None:

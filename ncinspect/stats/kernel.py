@@ -357,6 +357,9 @@ class Placed:
         self.centre_norm, self.weight_norm = kern.ncc_norm, kern.w_norm
         self.score_factor, self.logit_scales = kern.score_factor, kern.logit_scales
         self.offset = None if kern.offset is None else put(kern.offset)
+        #: the class of a row of zeros (logits ``b`` exactly): the first largest b, else 0
+        zero = 0 if kern.bias_units is None else int(np.argmax(kern.bias_units))
+        self.zero_class = on_device(xp, np.asarray(zero, np.int64), device)
         #: the lowest class of equal centres / classifier rows (:meth:`Kernel.lowest_twins`)
         self.ncc_twins, self.clf_twins = (
             None if t is None else on_device(xp, t.astype(np.int64), device)

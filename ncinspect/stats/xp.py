@@ -145,8 +145,14 @@ def _class_total(xp: Any, rows: Any, y: Any, n_classes: int, step: int) -> Any:
     return class_sums(xp, zeros, rows, y, step)
 
 
-def decisions(xp: Any, g: Any, scores: Any, C: int, has_clf: bool, outputs: Any):
-    """NCC and classifier decisions of a block's float64 scores (classifier None if none)."""
+def decisions(
+    xp: Any, g: Any, scores: Any, C: int, has_clf: bool, outputs: Any, zero_rows: Any = None
+):
+    """NCC and classifier decisions of a block's float64 scores (classifier None if none).
+    ``zero_rows``: the rows whose features are all zero, whose logits are ``b`` exactly
+    (every class tied without a bias): their class is ``g.zero_class``, the first largest
+    entry of ``b`` (the centred form rounds that tie apart; the numpy kernel decides every
+    near tie again from ``W h + b``, :func:`ncinspect.stats.kernel.tie_rows`)."""
     dist = g.centre_sq[None, :] - 2.0 * scores[:, :C]  # ||h'-m'_c||^2 - ||h'||^2
     if not g.all_ncc_valid:  # a centre NCC may not pick: never the nearest
         dist = xp.where(g.ncc_valid[None, :], dist, _scalar(xp, math.inf, device_of(dist)))
@@ -163,6 +169,8 @@ def decisions(xp: Any, g: Any, scores: Any, C: int, has_clf: bool, outputs: Any)
     clf = None if clf_out is None else xp.argmax(clf_out, axis=1)
     if logits is not None and g.clf_twins is not None:  # equal classifier rows: the lowest
         clf = xp.take(g.clf_twins, clf)
+    if logits is not None and zero_rows is not None:
+        clf = xp.where(zero_rows, g.zero_class, clf)
     return dist, ncc, logits, clf_out, clf
 
 

@@ -28,8 +28,10 @@ VIEWS = {
 }  # fmt: skip
 
 #: (pass 1, pass 2) kernels of one update: the scores layout (C < d, own NCC centres),
-#: the direct layout (C >= d), and the float32 products with their float64 recheck
-BUDGET = {"scores": (23, 94), "direct": (23, 94), "float32": (23, 172)}
+#: the direct layout (C >= d), and the float32 products with their float64 recheck. Pass 2
+#: grew by 3 (5 in float32, whose recheck takes the mask too) in the tenth stop: the rows of
+#: zeros, whose logits are b exactly, go to the first largest b (stats/xp.py decisions)
+BUDGET = {"scores": (23, 97), "direct": (23, 97), "float32": (23, 177)}
 
 
 class Kernels(TorchDispatchMode):

@@ -1,0 +1,77 @@
+"""Exact ties of the classifier in the Meter, on every backend and precision: a row of zeros
+(a dead ReLU pattern, padding) has the logits ``W 0 + b = b`` exactly, so with no bias or an
+equal bias every class ties and class 0 wins (spec/metrics.md, NC4: the lowest index); with
+a bias, the first largest entry of b. The centred form the kernels compute the logits in
+(``W (h - mu_G) + W mu_G + b``) rounds that tie apart at random: the numpy kernel (files,
+``analyze``, a Meter's host rows) decides every near tie again from ``W h + b``
+(``stats/kernel.py tie_rows``), the accelerators' kernel the rows of zeros
+(``stats/xp.py decisions``)."""
+
+from __future__ import annotations
+
+import warnings
+
+import array_api_strict
+import numpy as np
+import pytest
+import torch
+
+import ncinspect
+
+C, D, N = 4, 6, 8
+
+
+def _lib(name):
+    if name == "numpy":
+        return np.asarray
+    if name.startswith("torch"):
+        return lambda a: torch.from_numpy(np.ascontiguousarray(a))
+    dev = array_api_strict.Device("device1")
+    return lambda a: array_api_strict.asarray(np.ascontiguousarray(a), device=dev)
+
+
+@pytest.fixture(params=["numpy", "array_api_strict", "torch", "torch-kernel"])
+def lib(request, monkeypatch):
+    if request.param == "torch-kernel":  # CPU tensors through the accelerators' kernel
+        from ncinspect.stats import device
+
+        monkeypatch.setattr(device, "on_host", lambda xp, h: False)
+    return _lib(request.param)
+
+
+def _dead_rows(seed=5):
+    rng = np.random.default_rng(seed)
+    m = rng.standard_normal((C, D))
+    y = np.repeat(np.arange(C), N)
+    h = np.maximum(m[y] + 0.3 * rng.standard_normal((len(y), D)), 0.0)  # ReLU features
+    h[::3] = 0.0  # dead rows
+    w = m + 0.2 * rng.standard_normal(m.shape)
+    return h, y, w
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+@pytest.mark.parametrize("bias", [None, "zeros", "equal", "given"])
+def test_rows_of_zeros_go_to_the_first_largest_bias(lib, precision, bias):
+    h, y, w = _dead_rows()
+    b = {
+        None: None,
+        "zeros": np.zeros(C),
+        "equal": np.full(C, 0.3),
+        "given": np.array([0.1, 0.5, 0.5, -0.2]),  # a tie of classes 1 and 2: class 1
+    }[bias]
+    logits = h @ w.T + (0.0 if b is None else b)
+    want = np.mean(np.argmax(logits, axis=1) == y)  # numpy: the first largest
+    dead = ~h.any(axis=1)
+    assert np.all(np.argmax(logits[dead], axis=1) == (0 if b is None else np.argmax(b)))
+    meter = ncinspect.Meter(
+        weights=lib(w), bias=None if b is None else lib(b), n_classes=C, precision=precision
+    )
+    for step in (1, 2):
+        for a in range(0, len(y), 5):
+            meter.update(lib(h[a : a + 5]), lib(y[a : a + 5]))
+        if step == 1:
+            meter.next_pass()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = meter.compute().metrics["accuracy_classifier"]
+    assert got == pytest.approx(want, abs=1e-15)
