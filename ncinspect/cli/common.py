@@ -267,6 +267,28 @@ def emit(text: str, path: str | None, *, inputs=()) -> bool:
     return write_output(path, text, inputs=inputs) == STDOUT
 
 
+def emit_all(outputs, *, inputs=()) -> bool:
+    """Write every ``(path, text)`` of ``outputs`` as :func:`emit` writes one, all or none
+    (:func:`ncinspect.io.atomic.write_outputs`: a failed write leaves every target as it
+    was). Returns True when stdout was used."""
+    if not outputs:
+        return False
+    from ..io.atomic import REPLACE, STDOUT, write_mode, write_outputs
+    from ..text import no_workflow_command
+
+    items = [
+        (path, text if write_mode(path) == REPLACE else no_workflow_command(text))
+        for path, text in outputs
+    ]
+    return STDOUT in write_outputs(items, inputs=inputs)
+
+
+def input_files(files, extra=()) -> list[str]:
+    """The command's input files: its dumps and any other file an option names
+    (``--class-names``, ``--config``); an output may be none of them."""
+    return [*files, *(path for path in extra if path)]
+
+
 def say(text: str, *, err: bool = True) -> None:
     """Print one message line (a note, a failure, a summary) that echoes paths, names or
     option values: the same guard as the error lines of :func:`ncinspect.cli.main`

@@ -1,0 +1,243 @@
+"""Round eight: the output paths, options and configuration of the command line.
+
+The promise: a bad input or option is one clear line (exit 3 for bad input, 2 for a usage
+error) and no file changes except the outputs asked for; an output is written whole or not
+at all, and a command that fails writes none of its outputs. Every file here lives under
+``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ncinspect.cli import main
+
+from ..helpers import SMALL_TRAIN, file_digest, two_epoch_run
+
+
+@pytest.fixture
+def run_file(tmp_path):
+    return str(two_epoch_run(tmp_path / "run.h5"))
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _files(folder) -> dict[str, str]:
+    """Every file under ``folder`` with its digest (what a run may not change)."""
+    out = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            out[os.path.relpath(path, folder)] = file_digest(path)
+    return out
+
+
+# -- the --class-names file is an input --------------------------------------------------
+
+CLASS_NAMES_OUTPUTS = [
+    ("report", ["-q", "--json"]),
+    ("report", ["-q", "--csv"]),
+    ("report", ["-q", "--html"]),
+    ("check", ["--no-config", "--max", "nc1=100", "-o"]),
+    ("check", ["--no-config", "--max", "nc1=100", "--format", "junit", "-o"]),
+    ("theory", ["--json"]),
+]
+
+
+@pytest.mark.parametrize(("cmd", "opts"), CLASS_NAMES_OUTPUTS)
+def test_an_output_that_is_the_class_names_file_is_refused(
+    run_file, tmp_path, monkeypatch, capsys, cmd, opts
+):
+    names = tmp_path / "names.txt"
+    names.write_text("a\nb\nc\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(names.name)
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("names.txt", "./names.txt", str(names), "link.txt"):
+        before = _files(tmp_path)
+        args = [cmd, run_file, "--class-names", "names.txt", *opts, spelling]
+        assert main(args) == 3, spelling
+        line = _one_error_line(capsys)
+        assert "input" in line and "names.txt" in line
+        assert _files(tmp_path) == before  # nothing written, the names untouched
+
+
+def test_a_plot_figure_that_is_the_class_names_file_is_refused(run_file, tmp_path, capsys):
+    out = tmp_path / "figs"
+    out.mkdir()
+    names = out / "trajectory.png"
+    names.write_text("a\nb\nc\n")
+    before = _files(tmp_path)
+    args = ["plot", run_file, "-o", str(out), "-k", "trajectory", "-f", "png", "--dpi", "10"]
+    assert main([*args, "--class-names", str(names), "-q"]) == 3
+    assert "input" in _one_error_line(capsys)
+    assert _files(tmp_path) == before
+
+
+# -- every output path is checked before any work, and written all or none -----------------
+
+
+def _bad_paths(tmp_path) -> dict[str, str]:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    (tmp_path / "a-file").write_text("x")
+    return {
+        "a folder": str(folder),
+        "a trailing slash": str(tmp_path / "new.json") + "/",
+        "a path through a file": str(tmp_path / "a-file" / "x.json"),
+        "empty": "",
+    }
+
+
+@pytest.mark.parametrize("bad", ["a folder", "a trailing slash", "a path through a file", "empty"])
+@pytest.mark.parametrize("option", ["--json", "--csv"])
+def test_a_bad_second_output_leaves_the_first_unwritten(run_file, tmp_path, capsys, bad, option):
+    path = _bad_paths(tmp_path)[bad]
+    old = tmp_path / "page.html"
+    old.write_text("the old page")
+    before = _files(tmp_path)
+    assert main(["report", run_file, "-q", "--html", str(old), option, path]) == 2
+    line = _one_error_line(capsys)
+    assert option in line or "folder" in line or "directory" in line or "file" in line
+    assert _files(tmp_path) == before  # the page is not replaced, no new.json made
+    assert not os.path.exists(str(tmp_path / "new.json"))
+
+
+@pytest.mark.parametrize(
+    ("cmd", "opts"),
+    [
+        ("report", ["-q", "--json"]),
+        ("report", ["-q", "--csv"]),
+        ("report", ["-q", "--html"]),
+        ("check", ["--no-config", "--max", "nc1=100", "-o"]),
+        ("theory", ["--json"]),
+        ("plot", ["-k", "trajectory", "-f", "png", "-q", "-o"]),
+    ],
+)
+@pytest.mark.parametrize("bad", ["a trailing slash", "a path through a file", "empty"])
+def test_an_unusable_output_path_is_one_usage_line_before_any_work(
+    run_file, tmp_path, monkeypatch, capsys, cmd, opts, bad
+):
+    path = _bad_paths(tmp_path)[bad]
+    if cmd == "plot" and bad == "a trailing slash":
+        path = str(tmp_path / "a-file") + "/"  # a folder name that is a file
+    import ncinspect.analysis.api as api
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the output path must be refused before any analysis")
+
+    monkeypatch.setattr(api, "analyze_file", no_work)
+    monkeypatch.setattr("ncinspect.theory.theory_file", no_work)
+    monkeypatch.setattr("ncinspect.check.run_check", no_work)
+    before = _files(tmp_path)
+    assert main([cmd, run_file, *opts, path]) == 2
+    _one_error_line(capsys)
+    assert _files(tmp_path) == before
+
+
+def test_a_failed_write_of_a_later_output_keeps_every_earlier_one(
+    run_file, tmp_path, monkeypatch, capsys
+):
+    import errno
+    import tempfile
+
+    from ncinspect.io import atomic
+
+    page, data, table = (tmp_path / n for n in ("page.html", "data.json", "table.csv"))
+    for path in (page, data, table):
+        path.write_text(f"old {path.name}")
+    before = _files(tmp_path)
+    real = tempfile.mkstemp
+    calls = []
+
+    def full_on_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", full_on_the_third)
+    args = ["report", run_file, "-q", "--html", str(page), "--json", str(data), "--csv", str(table)]
+    assert main(args) == 3
+    assert "No space left" in _one_error_line(capsys)
+    assert _files(tmp_path) == before  # all three kept as they were, no temporary file left
+
+
+def test_report_writes_all_its_outputs(run_file, tmp_path, capsys):
+    outs = [tmp_path / n for n in ("p.html", "d.json", "t.csv")]
+    args = ["report", run_file, "-q", "--html", str(outs[0]), "--json", str(outs[1])]
+    assert main([*args, "--csv", str(outs[2])]) == 0
+    assert all(p.stat().st_size > 0 for p in outs)
+    assert sorted(os.listdir(tmp_path)) == sorted(["run.h5", *(p.name for p in outs)])
+
+
+def test_plot_repeated_formats_and_kinds_write_each_file_once(run_file, tmp_path, capsys):
+    out = tmp_path / "figs"
+    args = ["plot", run_file, "-o", str(out), "-k", "trajectory", "-k", "trajectory"]
+    assert main([*args, "-f", "png", "-f", "png", "--dpi", "10"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed == [str(out / "trajectory.png")]
+
+
+# -- float options of train and sweep ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--schedule", "step", "--gamma", "-1"], "gamma"),
+        (["--schedule", "step", "--gamma", "0"], "gamma"),
+        (["--schedule", "step", "--gamma", "-0"], "gamma"),
+        (["--schedule", "step", "--gamma", "10"], "gamma"),
+        (["--lr-min", "-1"], "lr_min"),
+        (["--lr-min", "0.5", "--lr", "0.01"], "lr_min"),
+    ],
+)
+def test_train_schedules_that_make_the_learning_rate_negative_or_grow_are_refused(
+    tmp_path, capsys, args, words
+):
+    out = tmp_path / "dump.h5"
+    assert main(["train", "-o", str(out), *SMALL_TRAIN, *args]) == 2
+    assert words in _one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_train_that_diverges_at_its_last_epoch_writes_no_non_finite_snapshot(tmp_path, capsys):
+    from ncinspect.dump import open_dump
+
+    out = tmp_path / "dump.h5"
+    args = ["train", "-o", str(out), "--n-classes", "3", "--n-per-class", "5", "--lr", "1e300"]
+    code = main([*args, "--n-test-per-class", "2", "--input-dim", "4", *SMALL_TRAIN])
+    assert code == 2
+    assert "diverged" in _one_error_line(capsys)
+    with open_dump(str(out)) as dump:  # what is left is finite (epoch 0), or marked unfinished
+        epochs = sorted(s.epoch for s in dump.snapshots if s.split in (None, "train"))
+    assert epochs == [0]
+
+
+def test_sweep_zero_and_minus_zero_are_one_weight_decay(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["sweep", "-o", str(out), "--weight-decays", "0,-0", "--epochs", "1", "--depth", "2"]
+    assert main([*args, "--width", "4", "--no-figure"]) == 2
+    assert "-0" in _one_error_line(capsys)
+    assert not out.exists() or not os.listdir(out)
+
+
+# -- check configuration files -------------------------------------------------------------
+
+
+def test_a_config_with_a_byte_order_mark_is_named_so(run_file, tmp_path, capsys):
+    config = tmp_path / "rules.toml"
+    config.write_bytes(b"\xef\xbb\xbf[check]\nmax = {nc1 = 100}\n")
+    out = tmp_path / "out.xml"
+    assert main(["check", run_file, "--config", str(config), "-o", str(out)]) == 3
+    line = _one_error_line(capsys)
+    assert "byte order mark" in line and "rules.toml" in line
+    assert not out.exists()
