@@ -14,6 +14,7 @@ from .common import (
     debug_option,
     key_options,
     keys_from,
+    not_empty,
     precision_option,
     reading_from,
     reading_options,
@@ -70,6 +71,7 @@ def _trend_options(func):
     "snapshot",
     metavar="PATTERN|last|all",
     default=None,
+    callback=not_empty,
     help="Snapshots the thresholds apply to: the last epoch of each split (and layer, see "
     "--layer) (default), all, or a glob on snapshot paths (comma-separated).",
 )
@@ -78,6 +80,7 @@ def _trend_options(func):
     "layer",
     metavar="penultimate|all|NAME",
     default=None,
+    callback=not_empty,
     help="Layer the rules apply to: the classifier's (penultimate features; default), all, "
     "or a hidden layer such as layer_1. Rules needing the classifier (weight metrics, NC3, "
     "NC4, SQI, accuracy_classifier) fail on hidden layers, which have no weights.",
@@ -103,6 +106,7 @@ def _trend_options(func):
     metavar="PATH",
     type=click.Path(dir_okay=False),
     default=None,
+    callback=not_empty,
     help="Rules file (default: ncinspect.toml [check] or pyproject.toml "
     "[tool.ncinspect.check], searched from the current folder up).",
 )

@@ -13,6 +13,7 @@ from .common import (
     debug_option,
     key_options,
     keys_from,
+    not_empty,
     reading_from,
     reading_options,
     say,
@@ -52,6 +53,7 @@ def _finite_tolerance(value: float | None) -> float | None:
     metavar="FILE",
     type=click.Path(dir_okay=False),
     default=None,
+    callback=not_empty,
     help="The classifier's class order, one name a line (row k of W is line k); needed "
     "for string labels when the dump has no class_names.",
 )

@@ -178,7 +178,7 @@ def sweep_weight_decay(
     )
     tasks = [
         (
-            dataclasses.replace(base, weight_decay=float(wd)),
+            dataclasses.replace(base, weight_decay=float(wd) + 0.0),  # -0 is lambda = 0
             os.path.join(os.fspath(out_dir), dump_name(float(wd), seed)),
             data,
         )

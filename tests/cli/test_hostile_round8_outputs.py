@@ -230,6 +230,18 @@ def test_sweep_zero_and_minus_zero_are_one_weight_decay(tmp_path, capsys):
     assert not out.exists() or not os.listdir(out)
 
 
+def test_sweep_minus_zero_alone_is_lambda_zero(tmp_path, capsys):
+    import json
+    import math
+
+    out = tmp_path / "sweep"
+    args = ["sweep", "-o", str(out), "--weight-decays", "-0", "--epochs", "1", "--depth", "2"]
+    assert main([*args, "--width", "4", "--no-figure"]) == 0
+    (row,) = json.loads((out / "sweep.json").read_text())
+    assert row["weight_decay"] == 0 and math.copysign(1, row["weight_decay"]) == 1
+    assert sorted(p.name for p in out.glob("*.h5")) == ["wd_0.h5"]
+
+
 # -- check configuration files -------------------------------------------------------------
 
 
@@ -241,3 +253,45 @@ def test_a_config_with_a_byte_order_mark_is_named_so(run_file, tmp_path, capsys)
     line = _one_error_line(capsys)
     assert "byte order mark" in line and "rules.toml" in line
     assert not out.exists()
+
+
+# -- an empty option value is not the option left out -------------------------------------
+
+EMPTY_VALUES = [
+    ("report", ["-q", "--snapshot"]),
+    ("report", ["-q", "--features-key"]),
+    ("report", ["-q", "--labels-key"]),
+    ("report", ["-q", "--class-names"]),
+    ("theory", ["--class-names"]),
+    ("theory", ["--snapshot"]),
+    ("check", ["--no-config", "--max", "nc1=100", "--snapshot"]),
+    ("check", ["--no-config", "--max", "nc1=100", "--layer"]),
+    ("check", ["--max", "nc1=100", "--config"]),
+    ("plot", ["-o", "figs", "-k", "trajectory", "-f", "png", "--snapshot"]),
+]
+
+
+@pytest.mark.parametrize(("cmd", "opts"), EMPTY_VALUES)
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_option_value_is_a_usage_error(
+    run_file, tmp_path, monkeypatch, capsys, cmd, opts, value
+):
+    """``--class-names "$NAMES"`` with NAMES unset ran without the names, ``--config ''``
+    read the discovered config instead, ``-s ''`` took every snapshot: each silently."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ncinspect.toml").write_text("[check]\nmax = {nc1 = 100}\n")
+    before = _files(tmp_path)
+    assert main([cmd, run_file, *opts, value]) == 2
+    err = capsys.readouterr().err
+    assert "empty" in err and opts[-1] in err
+    assert _files(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "address", ["", "foo", "tcp://", "inproc://x", "http://127.0.0.1:8786", "tcp://h:0", "h:99999"]
+)
+def test_a_malformed_scheduler_address_is_one_usage_line(run_file, capsys, address):
+    pytest.importorskip("distributed")
+    assert main(["report", run_file, "-q", "--engine", "dask", "--scheduler", address]) == 2
+    err = capsys.readouterr().err
+    assert "--scheduler" in err and "internal error" not in err and "Traceback" not in err
