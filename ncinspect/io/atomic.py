@@ -10,6 +10,8 @@ Rules (README, "Exit codes"):
   a FIFO, another ``/dev/fd/N``) is written straight into, never replaced: no temporary file,
   no rename, no ``O_CREAT``. A FIFO nobody opens for reading within
   :data:`FIFO_WAIT_SECONDS` is an error, not a hang.
+- ``/dev/fd/N`` (``/proc/self/fd/N``) of a regular file is written through descriptor N
+  itself, at its offset and with its ``O_APPEND`` (``3>>log`` appends, ``3>out`` fills).
 - A symlink is resolved and its target replaced; the link itself stays a link.
 - A regular file (or a new one) is written atomically: a temporary file in the target's
   folder, then a rename over the target, keeping an existing target's permission bits.
@@ -182,8 +184,39 @@ def _write_stdout(data: str | bytes) -> None:
         sys.stdout.flush()
 
 
+def _own_descriptor(path: str) -> int | None:
+    """N of ``/dev/fd/N``, ``/proc/self/fd/N`` (and 2 for ``/dev/stderr``): a descriptor this
+    process holds, opened by whoever started it (``3>>log.json``); None for another path."""
+    norm = os.path.abspath(path)
+    if norm == "/dev/stderr":
+        return 2
+    for head in ("/dev/fd/", "/proc/self/fd/", f"/proc/{os.getpid()}/fd/"):
+        tail = norm[len(head) :] if norm.startswith(head) else ""
+        if tail.isascii() and tail.isdigit():
+            return int(tail)
+    return None
+
+
 def _write_in_place(path: str, data: bytes) -> None:
-    """Write into an existing non-regular file (device, FIFO) without creating anything."""
+    """Write into an existing non-regular file (device, FIFO), or a descriptor this process
+    holds, without creating anything.
+
+    ``/dev/fd/N`` of a regular file is written through descriptor N itself (a duplicate:
+    its offset and its ``O_APPEND``), as the shell redirection that opened it means: opened
+    again by name, a file redirected with ``3>>`` was written over from its first byte, the
+    old bytes left after the output.
+    """
+    own = _own_descriptor(path)
+    if own is not None:
+        try:
+            fd = os.dup(own)
+        except OSError:
+            fd = None
+        if fd is not None and stat.S_ISREG(os.fstat(fd).st_mode):
+            _write_all(fd, path, data)
+            return
+        if fd is not None:  # a pipe or terminal: opened again by name as before
+            os.close(fd)
     flags = os.O_WRONLY | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     nonblock = getattr(os, "O_NONBLOCK", 0)
     deadline = time.monotonic() + FIFO_WAIT_SECONDS
@@ -208,6 +241,11 @@ def _write_in_place(path: str, data: bytes) -> None:
             os.set_blocking(fd, True)  # the writes themselves may wait for the reader
         except OSError:
             pass
+    _write_all(fd, path, data)
+
+
+def _write_all(fd: int, path: str, data: bytes) -> None:
+    """Write ``data`` to ``fd`` whole, then close it; a failure is one line."""
     try:
         view = memoryview(data)
         while view:

@@ -295,3 +295,36 @@ def test_a_malformed_scheduler_address_is_one_usage_line(run_file, capsys, addre
     assert main(["report", run_file, "-q", "--engine", "dask", "--scheduler", address]) == 2
     err = capsys.readouterr().err
     assert "--scheduler" in err and "internal error" not in err and "Traceback" not in err
+
+
+# -- /dev/fd/N of a regular file: the shell's redirection is honoured ----------------------
+
+
+def test_an_output_to_dev_fd_of_a_file_opened_for_appending_appends(run_file, tmp_path, capsys):
+    """``--json /dev/fd/3 3>>log.json``: the JSON was written over the start of the file,
+    leaving the old bytes after it (neither appended nor whole)."""
+    import json
+
+    log = tmp_path / "log.json"
+    log.write_text("x" * 50_000 + "\n")
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    try:
+        assert main(["report", run_file, "-q", "--json", f"/dev/fd/{fd}"]) == 0
+    finally:
+        os.close(fd)
+    text = log.read_text()
+    assert text.startswith("x" * 50_000 + "\n")
+    assert "conventions" in json.loads(text[50_001:])
+
+
+def test_an_output_to_dev_fd_of_a_truncated_file_is_the_json_alone(run_file, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "out.json"
+    out.write_text("y" * 50_000)
+    fd = os.open(out, os.O_WRONLY | os.O_TRUNC)
+    try:
+        assert main(["report", run_file, "-q", "--json", f"/proc/self/fd/{fd}"]) == 0
+    finally:
+        os.close(fd)
+    assert "conventions" in json.loads(out.read_text())
