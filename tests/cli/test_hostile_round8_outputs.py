@@ -328,3 +328,49 @@ def test_an_output_to_dev_fd_of_a_truncated_file_is_the_json_alone(run_file, tmp
     finally:
         os.close(fd)
     assert "conventions" in json.loads(out.read_text())
+
+
+# -- snapshot globs: bounded, so matching cannot hang ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "glob", ["[" * 20_000, "?*" * 5_000, ",".join(["e*"] * 5_000)], ids=["sets", "stars", "many"]
+)
+@pytest.mark.parametrize("where", ["report", "check-config"])
+def test_a_huge_snapshot_glob_is_refused_not_matched(run_file, tmp_path, capsys, glob, where):
+    """fnmatch translates a glob in time quadratic in its '[' (20,000: ~15 s; the 128 kB an
+    argument may hold: ~12 min; a 10 MB glob in a TOML config: hours)."""
+    if where == "report":
+        args = ["report", run_file, "-q", "-s", glob]
+    else:
+        config = tmp_path / "rules.toml"
+        config.write_text(f'[check]\nsnapshot = "{glob}"\nmax = {{nc1 = 100}}\n')
+        args = ["check", run_file, "--config", str(config)]
+    assert main(args) == 2
+    line = _one_error_line(capsys)
+    assert "glob" in line and "at most" in line and len(line) < 1000
+
+
+def test_many_literal_snapshot_names_are_still_looked_up(run_file, capsys):
+    names = ",".join(f"/epoch_{i:04d}" for i in range(20_000))
+    assert main(["report", run_file, "-q", "--json", "-", "-s", names]) == 0
+
+
+def test_a_long_snapshot_name_is_looked_up_in_linear_memory(run_file):
+    """A 2 MB name without wildcards (a TOML config holds up to 16 MiB) took ~140 bytes a
+    character to classify (the literal-name regex's repeated group): 1.4 GB for 10 MB."""
+    import tracemalloc
+
+    from ncinspect.dump import open_dump
+    from ncinspect.errors import UsageError
+
+    name = "/" + "e" * 2_000_000
+    with open_dump(run_file) as dump:
+        tracemalloc.start()
+        try:
+            with pytest.raises(UsageError, match="no snapshot matches"):
+                dump.select(name)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 40 * 2**20
