@@ -387,3 +387,43 @@ def test_a_check_table_of_too_many_entries_is_refused(run_file, tmp_path, capsys
     config.write_text(f"[check]\n{body}\n")
     assert main(["check", run_file, "--config", str(config)]) == 2
     assert "at most" in _one_error_line(capsys)
+
+
+# -- train -o over a dump another process holds open ---------------------------------------
+
+
+def test_train_over_a_dump_another_process_reads_never_empties_it(run_file, tmp_path, capsys):
+    """HDF5's mode "w" truncated the file before it met the reader's lock: `train` failed
+    (exit 3) and the dump it was to replace was left empty (0 bytes)."""
+    import subprocess
+    import sys
+
+    held = tmp_path / "held.h5"
+    held.write_bytes(open(run_file, "rb").read())
+    reader = (
+        "import sys, h5py\n"
+        "f = h5py.File(sys.argv[1], 'r')\n"
+        "print('open', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "print(sorted(f), flush=True)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", reader, str(held)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "open"
+        assert main(["train", "-o", str(held), *SMALL_TRAIN]) == 0
+        out, _ = child.communicate("go\n", timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert "epoch_0001" in out  # the reader kept reading the old dump
+    from ncinspect.dump import open_dump
+
+    with open_dump(str(held)) as dump:  # the new dump is whole
+        assert sorted({s.epoch for s in dump.snapshots}) == [0, 1]
+    assert sorted(os.listdir(tmp_path)) == ["held.h5", "run.h5"]  # no temporary file left
