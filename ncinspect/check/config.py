@@ -32,6 +32,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except ModuleNotFoundError:  # Python < 3.11
         import tomli as tomllib
     raw = _read_config_bytes(path)
+    if raw.startswith(b"\xef\xbb\xbf"):  # tomllib's message would be "Invalid statement"
+        raise ConfigError(
+            f"{path}: starts with a UTF-8 byte order mark, which the TOML parser refuses; save "
+            "it as UTF-8 without BOM"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

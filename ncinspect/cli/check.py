@@ -14,6 +14,7 @@ from .common import (
     debug_option,
     key_options,
     keys_from,
+    not_empty,
     precision_option,
     reading_from,
     reading_options,
@@ -70,6 +71,7 @@ def _trend_options(func):
     "snapshot",
     metavar="PATTERN|last|all",
     default=None,
+    callback=not_empty,
     help="Snapshots the thresholds apply to: the last epoch of each split (and layer, see "
     "--layer) (default), all, or a glob on snapshot paths (comma-separated).",
 )
@@ -78,6 +80,7 @@ def _trend_options(func):
     "layer",
     metavar="penultimate|all|NAME",
     default=None,
+    callback=not_empty,
     help="Layer the rules apply to: the classifier's (penultimate features; default), all, "
     "or a hidden layer such as layer_1. Rules needing the classifier (weight metrics, NC3, "
     "NC4, SQI, accuracy_classifier) fail on hidden layers, which have no weights.",
@@ -103,6 +106,7 @@ def _trend_options(func):
     metavar="PATH",
     type=click.Path(dir_okay=False),
     default=None,
+    callback=not_empty,
     help="Rules file (default: ncinspect.toml [check] or pyproject.toml "
     "[tool.ncinspect.check], searched from the current folder up).",
 )
@@ -162,7 +166,10 @@ def command(
     from ..check.aggregate import check_runs
 
     keys = keys_from(kwargs)
-    _refuse_bad_combinations(files, aggregate, max_upper or min_lower, output, config_path)
+    names_file = kwargs.get("class_names_file")
+    _refuse_bad_combinations(
+        files, aggregate, max_upper or min_lower, output, [config_path, names_file]
+    )
     classes = classes_from(kwargs)
     config = resolve_config(config_path, no_config=no_config)
     if output and config.path:
@@ -181,14 +188,15 @@ def command(
             result = check_runs(files, rules, **bounds, **where, **opts, **reading)
         else:
             result = run_check(files[0], rules, **where, **opts, **reading)
-    _write(result, fmt_name, output, [*files, config.path])
+    _write(result, fmt_name, output, [*files, config.path, names_file])
     return 0 if result.passed else 1
 
 
-def _refuse_bad_combinations(files, aggregate, interval_rules, output, config_path) -> None:
-    """Usage errors found before any work (several files without --aggregate, ...)."""
+def _refuse_bad_combinations(files, aggregate, interval_rules, output, other_inputs) -> None:
+    """Usage errors found before any work (several files without --aggregate, ...);
+    ``other_inputs``: the files --config and --class-names name (None when not given)."""
     from ..errors import UsageError
-    from ..io.atomic import STDOUT, check_not_input, write_mode
+    from ..io.atomic import STDOUT, check_not_input, check_output_path, write_mode
 
     if len(files) > 1 and not aggregate:
         raise UsageError(
@@ -201,8 +209,10 @@ def _refuse_bad_combinations(files, aggregate, interval_rules, output, config_pa
         distinct_runs(files)
     if interval_rules and not aggregate:
         raise UsageError("--max-upper/--min-lower bound an interval over runs: use --aggregate")
+    if output is not None:
+        check_output_path(output, option="--output")
     if output and write_mode(output) != STDOUT:
-        check_not_input(output, [*files, config_path])  # before any work
+        check_not_input(output, [*files, *other_inputs])  # before any work
 
 
 def _write(result, fmt_name, output, inputs) -> None:

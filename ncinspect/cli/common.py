@@ -70,6 +70,38 @@ MAX_ROWS = 2**40  #: rows (per chunk, per sample): far beyond any file, within i
 MAX_COUNT = 2**62  #: a count compared with class sizes (int64)
 
 
+def not_empty(ctx, param, value):
+    """A click callback: an empty or blank value is a usage error, not the option left out
+    (``--class-names "$NAMES"`` with ``NAMES`` unset ran without the names, silently)."""
+    if isinstance(value, str) and not value.strip():
+        raise click.BadParameter(
+            f"{value!r} is empty; give a value or leave the option out for its default"
+        )
+    return value
+
+
+#: Schemes of a Dask scheduler address a command can reach (``inproc`` is in-process only).
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+_ADDRESS_RE = re.compile(r"^(?:([a-z]+)://)?(\[[^\]]*\]|[^:/\[\]\s]+):(\d{1,5})$", re.ASCII)
+
+
+def check_scheduler(ctx, param, value):
+    """A click callback: ``--scheduler`` is ``[SCHEME://]HOST:PORT`` (Dask's form), else a
+    usage error here rather than an internal error from inside Dask."""
+    if value is None:
+        return None
+    m = _ADDRESS_RE.match(value.strip()) if len(value) <= 1000 else None
+    scheme = m.group(1) if m else None
+    if not m or (scheme is not None and scheme not in SCHEDULER_SCHEMES):
+        raise click.BadParameter(
+            f"{clip(repr(value))} is not a scheduler address like tcp://10.0.0.5:8786 "
+            f"(schemes: {', '.join(SCHEDULER_SCHEMES)})"
+        )
+    if not 1 <= int(m.group(3)) <= 65535:
+        raise click.BadParameter(f"{clip(repr(value))}: the port must be in 1..65535")
+    return value.strip()
+
+
 def int_range(lo: int | None, hi: int) -> click.IntRange:
     """``click.IntRange(lo, hi)``: a value outside is a usage error naming the range."""
     return click.IntRange(min=lo, max=hi)
@@ -91,6 +123,7 @@ def key_options(func):
             f"{role}_key",
             metavar="NAME",
             default=None,
+            callback=not_empty,
             help=f"Name of the {role} array (default: the standard name or an alias).",
         )(func)
     return func
@@ -150,6 +183,7 @@ def engine_options(func):
         "--scheduler",
         metavar="ADDRESS",
         default=None,
+        callback=check_scheduler,
         help="Dask scheduler address for --engine dask, e.g. tcp://10.0.0.5:8786 "
         "(default: Dask's local threaded scheduler). The file must be readable there.",
     )(func)
@@ -243,6 +277,7 @@ snapshot_option = click.option(
     "snapshot",
     metavar="PATTERN",
     default=None,
+    callback=not_empty,
     help="Glob on snapshot paths, e.g. 'epoch_*' or '/test/*' (comma-separated; default all).",
 )
 
@@ -265,6 +300,28 @@ def emit(text: str, path: str | None, *, inputs=()) -> bool:
 
         text = no_workflow_command(text)
     return write_output(path, text, inputs=inputs) == STDOUT
+
+
+def emit_all(outputs, *, inputs=()) -> bool:
+    """Write every ``(path, text)`` of ``outputs`` as :func:`emit` writes one, all or none
+    (:func:`ncinspect.io.atomic.write_outputs`: a failed write leaves every target as it
+    was). Returns True when stdout was used."""
+    if not outputs:
+        return False
+    from ..io.atomic import REPLACE, STDOUT, write_mode, write_outputs
+    from ..text import no_workflow_command
+
+    items = [
+        (path, text if write_mode(path) == REPLACE else no_workflow_command(text))
+        for path, text in outputs
+    ]
+    return STDOUT in write_outputs(items, inputs=inputs)
+
+
+def input_files(files, extra=()) -> list[str]:
+    """The command's input files: its dumps and any other file an option names
+    (``--class-names``, ``--config``); an output may be none of them."""
+    return [*files, *(path for path in extra if path)]
 
 
 def say(text: str, *, err: bool = True) -> None:
@@ -327,6 +384,7 @@ def class_options(func):
         metavar="FILE",
         type=click.Path(dir_okay=False),
         default=None,
+        callback=not_empty,
         help="The classifier's class order, one name a line (row k of W is line k); needed "
         "for string labels when the dump has no class_names.",
     )(func)

@@ -17,6 +17,7 @@ from .common import (
     class_options,
     classes_from,
     debug_option,
+    input_files,
     int_range,
     key_options,
     keys_from,
@@ -178,8 +179,13 @@ def command(files, **opts):
     matplotlib.use("Agg")
 
     from .. import plots
+    from ..io.atomic import check_output_folder
 
     o = SimpleNamespace(**opts)
+    check_output_folder(o.out_dir, option="--out")  # before any work
+    o.inputs = input_files(files, [o.class_names_file])  # no figure may replace one
+    # a kind or format given twice is drawn and written once
+    o.kinds, o.formats = tuple(dict.fromkeys(o.kinds)), tuple(dict.fromkeys(o.formats))
     if o.classes is not None:
         try:
             o.classes = plots.parse_classes(o.classes)
@@ -237,7 +243,7 @@ def _plot_runs(files, o, opts) -> list[str]:
         _sample(plan, dumps, o)
     # every file name is known before anything is drawn: refuse one that is an input now
     targets = {fig.stem: fig.paths(o.out_dir, o.formats, o.prefix) for fig in plan.figures}
-    _refuse_inputs(targets.values(), files)
+    _refuse_inputs(targets.values(), o.inputs)
     if o.classes is not None:  # a subset the snapshots cannot give is a usage error, up front
         try:
             plan.check_classes(o.classes)
@@ -245,7 +251,7 @@ def _plot_runs(files, o, opts) -> list[str]:
             raise click.BadParameter(str(exc), param_hint="--classes") from None
     # file names as legend text: a "$" must not start matplotlib's mathtext
     legend = names if o.labels else [mpl_text(n) for n in names]
-    return _draw_all(plan, reports, targets, legend, files, o)
+    return _draw_all(plan, reports, targets, legend, o.inputs, o)
 
 
 def analyze_one(file, common: dict, reading: dict, class_opts: dict):
@@ -365,7 +371,7 @@ def _plot_aggregated(files, o, opts) -> list[str]:
             f"{clip(', '.join(files))}: cannot draw trajectory: {NO_METRIC_VALUES}"
         )
     paths = plots.Figure("trajectory", (), "trajectory").paths(o.out_dir, o.formats, o.prefix)
-    _refuse_inputs([paths], files)
+    _refuse_inputs([paths], o.inputs)
     make_output_folder(o.out_dir)
     fig = plots.plot_trajectory(aggs, labels=list(groups), style=o.style)
-    return _save(fig, paths, o, files)
+    return _save(fig, paths, o, o.inputs)

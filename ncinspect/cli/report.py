@@ -149,10 +149,13 @@ def command(
 
     from ..analysis.api import analyze_file
     from ..render.table import render_report
-    from .common import emit, stdout_console
+    from .common import emit_all, input_files, stdout_console
     from .progress import RowProgress
 
-    _check_outputs(files, aggregate, per_class, json_path, csv_path, html_path, bootstrap)
+    kwargs_inputs = [kwargs.get("class_names_file")]
+    _check_outputs(
+        files, aggregate, per_class, json_path, csv_path, html_path, bootstrap, kwargs_inputs
+    )
     classes = classes_from(kwargs) | _metric_options(kwargs)  # and --spectra, --nci-alpha
     keys = keys_from(kwargs)
     bar = RowProgress(enabled=not quiet and sys.stderr.isatty())
@@ -185,11 +188,15 @@ def command(
         report = aggregate_runs(reports)
     else:
         (report,) = reports
-    inputs = list(files)
+    outputs = []
     if html_path:
-        _write_html(report, html_path, inputs=inputs, sqi=sqi, keep_per_class=per_class)
-    to_stdout = emit(report.to_json(), json_path, inputs=inputs) if json_path else False
-    to_stdout = (emit(report.to_csv(), csv_path, inputs=inputs) if csv_path else False) or to_stdout
+        outputs.append((html_path, _html_page(report, sqi=sqi, keep_per_class=per_class)))
+    if json_path:
+        outputs.append((json_path, report.to_json()))
+    if csv_path:
+        outputs.append((csv_path, report.to_csv()))
+    # all or none: a failed write leaves every output as it was
+    to_stdout = emit_all(outputs, inputs=input_files(files, kwargs_inputs))
     if not to_stdout:
         if aggregate:
             render_aggregate(report, stdout_console(), every=compact is False, sqi=sqi)
@@ -205,24 +212,25 @@ def command(
     return 0
 
 
-def _write_html(report, path, *, inputs, sqi: bool, keep_per_class: bool) -> None:
-    """The self-contained HTML page (atomically, never over an input); the per-class values
-    computed for its worst-classes table only are dropped afterwards."""
-    from ..io.atomic import write_output
+def _html_page(report, *, sqi: bool, keep_per_class: bool) -> str:
+    """The self-contained HTML page; the per-class values computed for its worst-classes
+    table only are dropped afterwards (tables and JSON as without --html)."""
     from ..plots.page import page_figures
     from ..render.html import html_report
 
-    write_output(path, html_report(report, sqi=sqi, figures=page_figures(report)), inputs=inputs)
-    if not keep_per_class:  # tables and JSON as without --html
+    page = html_report(report, sqi=sqi, figures=page_figures(report))
+    if not keep_per_class:
         for res in report:
             res.per_class = None
+    return page
 
 
 def _check_outputs(
-    files, aggregate, per_class, json_path, csv_path, html_path=None, bootstrap=None
+    files, aggregate, per_class, json_path, csv_path, html_path=None, bootstrap=None, inputs=()
 ) -> None:
-    """Usage errors of the option combination and the output paths, before any work."""
-    from ..io.atomic import check_distinct, check_not_input
+    """Usage errors of the option combination and the output paths, before any work;
+    ``inputs``: every input file (``files`` and ``--class-names``)."""
+    from ..io.atomic import check_distinct, check_not_input, check_output_path
 
     if json_path == "-" and csv_path == "-":
         raise click.UsageError("--json - and --csv - cannot both write to stdout")
@@ -245,10 +253,13 @@ def _check_outputs(
         raise click.UsageError("--html reports one run; leave it out with --aggregate")
     if html_path == "-":
         raise click.UsageError("--html needs a file path (the page is not written to stdout)")
-    check_distinct([("--json", json_path), ("--csv", csv_path), ("--html", html_path)])
-    for out in (json_path, csv_path, html_path):
-        if out:
-            check_not_input(out, list(files))  # before any work: no input is ever replaced
+    given = [("--json", json_path), ("--csv", csv_path), ("--html", html_path)]
+    given = [(option, path) for option, path in given if path is not None]
+    for option, path in given:
+        check_output_path(path, option=option)
+    check_distinct(given)
+    for _, path in given:
+        check_not_input(path, [*files, *inputs])  # before any work: no input is ever replaced
 
 
 def _metric_options(kwargs) -> dict:

@@ -13,6 +13,7 @@ from .common import (
     debug_option,
     key_options,
     keys_from,
+    not_empty,
     reading_from,
     reading_options,
     say,
@@ -52,6 +53,7 @@ def _finite_tolerance(value: float | None) -> float | None:
     metavar="FILE",
     type=click.Path(dir_okay=False),
     default=None,
+    callback=not_empty,
     help="The classifier's class order, one name a line (row k of W is line k); needed "
     "for string labels when the dump has no class_names.",
 )
@@ -66,14 +68,16 @@ def command(file, snapshot, json_path, tolerance, allow_external, debug, **kwarg
     floor and interpolation, each as predicted value, measured value and relative error.
     Lines whose inputs the dump lacks say which key is missing and how to record it.
     """
-    from ..io.atomic import check_not_input
+    from ..io.atomic import check_not_input, check_output_path
     from ..render.safe import plain
     from ..render.theory import render_theory
     from ..theory import theory_file
-    from .common import emit, stdout_console
+    from .common import emit, input_files, stdout_console
 
-    if json_path:
-        check_not_input(json_path, [file])  # before any work: the input is never replaced
+    inputs = input_files([file], [kwargs.get("class_names_file")])
+    if json_path is not None:
+        check_output_path(json_path, option="--json")
+        check_not_input(json_path, inputs)  # before any work: no input is ever replaced
     with reading_from(kwargs) as reading:
         report, skipped = theory_file(
             file,
@@ -83,7 +87,7 @@ def command(file, snapshot, json_path, tolerance, allow_external, debug, **kwarg
             class_names=classes_from(kwargs)["class_names"],
             **reading,
         )
-    to_stdout = emit(report.to_json(), json_path, inputs=[file]) if json_path else False
+    to_stdout = emit(report.to_json(), json_path, inputs=inputs) if json_path else False
     if not to_stdout:
         render_theory(report, stdout_console(), skipped=skipped)
     if not len(report):

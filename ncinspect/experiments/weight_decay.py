@@ -67,7 +67,7 @@ HEADLINE_WEIGHT_DECAY = 6e-3
 def dump_name(weight_decay: float, seed: int | None = None) -> str:
     """``wd_<lambda>.h5`` (one seed) or ``wd_<lambda>_seed<s>.h5`` (seeds given)."""
     tail = "" if seed is None else f"_seed{int(seed)}"
-    return f"wd_{float(weight_decay):g}{tail}.h5"
+    return f"wd_{float(weight_decay) + 0.0:g}{tail}.h5"  # + 0.0: -0 is lambda = 0, wd_0
 
 
 def _final_train_snapshot(path: str) -> str:
@@ -178,7 +178,7 @@ def sweep_weight_decay(
     )
     tasks = [
         (
-            dataclasses.replace(base, weight_decay=float(wd)),
+            dataclasses.replace(base, weight_decay=float(wd) + 0.0),  # -0 is lambda = 0
             os.path.join(os.fspath(out_dir), dump_name(float(wd), seed)),
             data,
         )

@@ -10,12 +10,18 @@ Rules (README, "Exit codes"):
   a FIFO, another ``/dev/fd/N``) is written straight into, never replaced: no temporary file,
   no rename, no ``O_CREAT``. A FIFO nobody opens for reading within
   :data:`FIFO_WAIT_SECONDS` is an error, not a hang.
+- ``/dev/fd/N`` (``/proc/self/fd/N``) of a regular file is written through descriptor N
+  itself, at its offset and with its ``O_APPEND`` (``3>>log`` appends, ``3>out`` fills).
 - A symlink is resolved and its target replaced; the link itself stays a link.
 - A regular file (or a new one) is written atomically: a temporary file in the target's
   folder, then a rename over the target, keeping an existing target's permission bits.
 - A write that fails is one line and leaves any existing target as it was: exit code 3 when
   the file system refused it (no space left, read-only file system, I/O error), 2 when the
   path cannot hold a file (a part of it is a file, permission denied).
+- A path that can never hold the output (empty, ending in a separator, a directory, below a
+  file) is refused by :func:`check_output_path` before the command does any work, and the
+  outputs of one command are written together by :func:`write_outputs`: every file is
+  staged first, so a failure leaves every target as it was (none written, none replaced).
 """
 
 from __future__ import annotations
@@ -26,16 +32,19 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ..errors import NCInspectError, OutputError, UsageError
 
 __all__ = [
     "atomic_write",
     "check_not_input",
+    "check_output_path",
+    "check_output_folder",
     "check_distinct",
     "same_file",
     "write_output",
+    "write_outputs",
     "write_mode",
 ]
 
@@ -175,8 +184,39 @@ def _write_stdout(data: str | bytes) -> None:
         sys.stdout.flush()
 
 
+def _own_descriptor(path: str) -> int | None:
+    """N of ``/dev/fd/N``, ``/proc/self/fd/N`` (and 2 for ``/dev/stderr``): a descriptor this
+    process holds, opened by whoever started it (``3>>log.json``); None for another path."""
+    norm = os.path.abspath(path)
+    if norm == "/dev/stderr":
+        return 2
+    for head in ("/dev/fd/", "/proc/self/fd/", f"/proc/{os.getpid()}/fd/"):
+        tail = norm[len(head) :] if norm.startswith(head) else ""
+        if tail.isascii() and tail.isdigit():
+            return int(tail)
+    return None
+
+
 def _write_in_place(path: str, data: bytes) -> None:
-    """Write into an existing non-regular file (device, FIFO) without creating anything."""
+    """Write into an existing non-regular file (device, FIFO), or a descriptor this process
+    holds, without creating anything.
+
+    ``/dev/fd/N`` of a regular file is written through descriptor N itself (a duplicate:
+    its offset and its ``O_APPEND``), as the shell redirection that opened it means: opened
+    again by name, a file redirected with ``3>>`` was written over from its first byte, the
+    old bytes left after the output.
+    """
+    own = _own_descriptor(path)
+    if own is not None:
+        try:
+            fd = os.dup(own)
+        except OSError:
+            fd = None
+        if fd is not None and stat.S_ISREG(os.fstat(fd).st_mode):
+            _write_all(fd, path, data)
+            return
+        if fd is not None:  # a pipe or terminal: opened again by name as before
+            os.close(fd)
     flags = os.O_WRONLY | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     nonblock = getattr(os, "O_NONBLOCK", 0)
     deadline = time.monotonic() + FIFO_WAIT_SECONDS
@@ -201,6 +241,11 @@ def _write_in_place(path: str, data: bytes) -> None:
             os.set_blocking(fd, True)  # the writes themselves may wait for the reader
         except OSError:
             pass
+    _write_all(fd, path, data)
+
+
+def _write_all(fd: int, path: str, data: bytes) -> None:
+    """Write ``data`` to ``fd`` whole, then close it; a failure is one line."""
     try:
         view = memoryview(data)
         while view:
@@ -214,6 +259,12 @@ def _write_in_place(path: str, data: bytes) -> None:
 
 def _replace(path: str, data: bytes, *, shown: str) -> None:
     """Temporary file in the folder of ``path``, then a rename over it."""
+    _commit(_stage(path, data, shown=shown), path, shown=shown)
+
+
+def _stage(path: str, data: bytes, *, shown: str) -> str:
+    """Write ``data`` to a new temporary file in the folder of ``path`` (synced, with the
+    target's permission bits); returns its path. A failure leaves nothing behind."""
     folder = os.path.dirname(path) or "."
     try:
         old_mode = stat.S_IMODE(os.stat(path).st_mode)
@@ -235,15 +286,31 @@ def _replace(path: str, data: bytes, *, shown: str) -> None:
                 os.umask(umask)
                 old_mode = 0o666 & ~umask  # mkstemp makes 0600; give the usual permissions
             os.chmod(tmp, old_mode)
-            os.replace(tmp, path)
         except OSError as exc:
             raise _write_error(shown, exc) from None
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _discard(tmp)
         raise
+    return tmp
+
+
+def _commit(tmp: str, path: str, *, shown: str) -> None:
+    """Rename the staged ``tmp`` over ``path`` (the temporary file is gone either way)."""
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        _discard(tmp)
+        raise _write_error(shown, exc) from None
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def _discard(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
 
 
 def write_output(
@@ -285,6 +352,116 @@ def write_output(
         raise OutputError(f"{shown}: cannot use this output path ({exc})") from None
     _replace(target, raw, shown=shown)
     return mode
+
+
+def write_outputs(
+    items: Sequence[tuple[str | os.PathLike, str | bytes]],
+    *,
+    inputs: Iterable[str | os.PathLike | None] = (),
+) -> list[str]:
+    """Write the outputs of one command, all or none: ``[(path, data), ...]``.
+
+    Every path is checked (:func:`check_not_input`, :func:`write_mode`) and every file is
+    staged as a temporary file beside its target before anything is replaced; then devices,
+    FIFOs and stdout are written, then the files renamed into place. A failure up to the
+    renames (no space left, a FIFO nobody reads) leaves every target as it was and no
+    temporary file. Returns the mode of each item (see :func:`write_output`).
+    """
+    inputs = list(inputs)
+    plan = []
+    for path, data in items:
+        shown = _fspath(path)
+        check_not_input(shown, inputs)
+        mode = write_mode(shown)
+        if mode != STDOUT:
+            data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        plan.append((shown, mode, data))
+    staged: list[tuple[str, str, str]] = []  # (temporary file, target, shown)
+    try:
+        for shown, mode, data in plan:
+            if mode == REPLACE:
+                try:
+                    target = os.path.realpath(shown)  # a symlink: its target is replaced
+                except (OSError, ValueError) as exc:
+                    raise OutputError(f"{shown}: cannot use this output path ({exc})") from None
+                staged.append((_stage(target, data, shown=shown), target, shown))
+        for shown, mode, data in plan:
+            if mode == IN_PLACE:
+                _write_in_place(shown, data)
+            elif mode == STDOUT:
+                _write_stdout(data)
+    except BaseException:
+        for tmp, _, _ in staged:
+            _discard(tmp)
+        raise
+    for i, (tmp, target, shown) in enumerate(staged):
+        try:
+            _commit(tmp, target, shown=shown)
+        except BaseException:
+            for later, _, _ in staged[i + 1 :]:
+                _discard(later)
+            raise
+    return [mode for _, mode, _ in plan]
+
+
+def check_output_path(path: str | os.PathLike, *, option: str, stdout: bool = True) -> None:
+    """Refuse, before any work, an output path that can never hold a file (a usage error,
+    one line naming ``option``): empty, ending in a path separator (a folder name), an
+    existing directory, or below a file (``run.h5/x.json``). ``-`` (stdout) is refused when
+    ``stdout`` is False. Nothing is created."""
+    shown = _fspath(path)
+    if shown in _STDOUT_NAMES:
+        if not stdout:
+            raise UsageError(f"{option} needs a file path (it is not written to stdout)")
+        return
+    if not shown.strip():
+        raise UsageError(f"{option}: the path is empty; give a file name")
+    if "\0" in shown:
+        raise UsageError(f"{option} {shown!r}: NUL in the path")
+    seps = tuple(s for s in (os.sep, os.altsep) if s)
+    if shown.endswith(seps) or os.path.basename(shown) in (".", ".."):
+        raise UsageError(
+            f"{option} {shown}: names a folder (it ends with {shown[-1]!r}); give a file name"
+        )
+    st = _stat(shown)
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{option} {shown}: is a directory, expected a file name for the output")
+    if st is None:
+        _check_parents(shown, option)
+
+
+def check_output_folder(folder: str | os.PathLike, *, option: str) -> None:
+    """Refuse, before any work, a folder for outputs that can never be one (a usage error):
+    empty, an existing file, or below a file. Nothing is created."""
+    shown = _fspath(folder)
+    if not shown.strip():
+        raise UsageError(f"{option}: the path is empty; give a folder")
+    if "\0" in shown:
+        raise UsageError(f"{option} {shown!r}: NUL in the path")
+    seps = "".join(s for s in (os.sep, os.altsep) if s)
+    st = _stat(shown.rstrip(seps) or shown)  # "file/" is that file, not a folder
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{option} {shown}: is a file, expected a folder for the outputs")
+    if st is None:
+        _check_parents(shown, option)
+
+
+def _check_parents(shown: str, option: str) -> None:
+    """The nearest existing folder above ``shown`` must be a folder (not a file)."""
+    here = os.path.dirname(os.path.abspath(shown.rstrip(os.sep) or os.sep))
+    while True:
+        st = _stat(here)
+        if st is not None:
+            if not stat.S_ISDIR(st.st_mode):
+                raise UsageError(
+                    f"{option} {shown}: cannot write the output here ({here} is a file, "
+                    "not a folder)"
+                )
+            return
+        parent = os.path.dirname(here)
+        if parent == here:
+            return
+        here = parent
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:

@@ -535,6 +535,49 @@ class SnapshotWriter:
         self._writer.set_meta(self._group.name, **meta)
 
 
+def _open_new(path: str):
+    """Mode ``"w"`` over an existing regular file: a new file made beside it and renamed over
+    it (the link, if ``path`` is one, kept), open for writing; None when ``path`` is no
+    regular file yet or its folder takes no new file (then HDF5 truncates it in place).
+
+    Truncating in place emptied a dump that another process held open (a ``report`` reading
+    it, a notebook): HDF5 truncates before it finds the other process's lock, so the
+    command failed *and* the dump was lost; a reader of the old file now keeps reading it.
+    """
+    import stat
+    import tempfile
+
+    import h5py
+
+    try:
+        target = os.path.realpath(path)
+        st = os.stat(target)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=".ncinspect-", suffix=".h5.tmp", dir=os.path.dirname(target) or "."
+        )
+    except OSError:
+        return None
+    os.close(fd)
+    try:
+        handle = h5py.File(tmp, "w")
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    try:
+        os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        os.replace(tmp, target)
+    except BaseException:
+        handle.close()
+        os.unlink(tmp)
+        raise
+    return handle
+
+
 class DumpWriter:
     """Create or append to an HDF5 dump that ncinspect (and h5py) can read.
 
@@ -582,7 +625,9 @@ class DumpWriter:
         self._own: set[str] = set()  # datasets created by this writer (free to grow)
         self._open_snaps: dict[str, SnapshotWriter] = {}  # snapshots not finished yet
         try:
-            self._file = h5py.File(self.path, _MODES[mode])
+            self._file = _open_new(self.path) if _MODES[mode] == "w" else None
+            if self._file is None:
+                self._file = h5py.File(self.path, _MODES[mode])
         except (OSError, ValueError) as exc:
             raise UnreadableFileError(f"{self.path}: cannot open for writing ({exc})") from None
 

@@ -224,6 +224,12 @@ class TrainConfig:
             problems.append(f"schedule must be one of {SCHEDULES}, got {clip(repr(self.schedule))}")
         if self.init_scale <= 0:
             problems.append(f"init_scale must be > 0, got {self.init_scale}")
+        # every schedule's learning rate stays in [lr_min, lr] (or (0, lr] for step): a
+        # negative one climbs the loss, a growing one is no decay (both ran silently)
+        if not 0 < self.gamma <= 1:
+            problems.append(f"gamma must be in (0, 1] (a decay factor), got {self.gamma}")
+        if not 0 <= self.lr_min <= self.lr:
+            problems.append(f"lr_min must be in [0, lr = {self.lr}], got {self.lr_min}")
         if self.compression not in (None, *CHOICES["compression"]):
             problems.append(
                 f"compression must be None, 'gzip' or 'lzf', got {clip(repr(self.compression))}"

@@ -41,6 +41,7 @@ from .run import (
     defer_sigint,
     end_epoch,
     lr_at,
+    refuse_divergence,
     set_epoch_seconds,
     write_split,
 )
@@ -274,6 +275,7 @@ class _Run:
         """Evaluate both splits; write their snapshots when dumping; the record's fields."""
         params, data, wd = self.params, self.data, self.wd
         train = evaluate(params, self.X, data.y, kappa=self.kappa, weight_decay=wd)
+        refuse_divergence(train["loss"], epoch, self.config)  # before anything is written
         test = (
             evaluate(
                 params,

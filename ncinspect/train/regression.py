@@ -36,7 +36,16 @@ import numpy as np
 from .config import TrainConfig
 from .model import forward, init_params, objective_and_grads
 from .optim import SGD
-from .run import EVAL_ROWS, History, defer_sigint, end_epoch, lr_at, set_epoch_seconds, write_split
+from .run import (
+    EVAL_ROWS,
+    History,
+    defer_sigint,
+    end_epoch,
+    lr_at,
+    refuse_divergence,
+    set_epoch_seconds,
+    write_split,
+)
 
 __all__ = ["RegressionData", "regression_data", "fit_regression", "evaluate_regression"]
 
@@ -217,6 +226,7 @@ class _RegressionRun:
         """Evaluate both splits; write their snapshots when dumping; the record's fields."""
         params, kappa, wd, N, n_test = self.params, self.kappa, self.wd, self.N, self.n_test
         train = evaluate_regression(params, self.X, self.Y, kappa=kappa, weight_decay=wd)
+        refuse_divergence(train["loss"], epoch, self.config)  # before anything is written
         test = (
             evaluate_regression(
                 params, self.X_test, self.Y_test, kappa=kappa * N / n_test, weight_decay=wd

@@ -75,18 +75,25 @@ class History:
 def end_epoch(hist, rec: dict, config: TrainConfig, snapshot, lr: float, callback) -> None:
     """Record one epoch: refuse a diverged loss, snapshot on schedule, tell the callback."""
     done = rec["epoch"]
-    if not np.isfinite(rec["loss"]):
-        from ..errors import UsageError
-
-        raise UsageError(
-            f"training diverged at epoch {done} (loss {rec['loss']}); lower the learning "
-            f"rate (lr={config.lr}) or the init scale (init_scale={config.init_scale})"
-        )
+    refuse_divergence(rec["loss"], done, config)
     if done % config.save_every == 0 or done == config.epochs:
         rec.update(snapshot(done, lr))
     hist.records.append(rec)
     if callback is not None:
         callback(rec)
+
+
+def refuse_divergence(loss: float, epoch: int, config: TrainConfig) -> None:
+    """A usage error when ``loss`` (of ``epoch``) is not finite: the run diverged. Called on
+    each epoch's training loss and on a snapshot's loss before it is written, so the last
+    step of a run cannot leave a snapshot of non-finite values marked complete."""
+    if not np.isfinite(loss):
+        from ..errors import UsageError
+
+        raise UsageError(
+            f"training diverged at epoch {epoch} (loss {loss}); lower the learning "
+            f"rate (lr={config.lr}) or the init scale (init_scale={config.init_scale})"
+        )
 
 
 def set_epoch_seconds(hist, train_seconds: float) -> None:
