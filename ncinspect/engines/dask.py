@@ -187,6 +187,30 @@ def _tree(parts: list):
 # ------------------------------------------------------------------------------------------
 # the engine
 # ------------------------------------------------------------------------------------------
+def _connect(address: str):
+    """A ``distributed.Client`` of the scheduler at ``address``; one line (exit 3) when none
+    answers there (distributed raised OSError after its connect timeout, exit 4, and the
+    half-made client printed traceback lines as it was collected)."""
+    import contextlib
+    import io
+
+    from distributed import Client
+
+    from ..errors import NCInspectError
+    from ..text import clip
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            return Client(address, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        first = str(exc).strip().splitlines()
+        raise NCInspectError(
+            f"--scheduler {clip(address, 200)}: no Dask scheduler answered there "
+            f"({clip(first[0] if first else type(exc).__name__, 200)}); start one "
+            "(dask scheduler) or leave --scheduler out to run here"
+        ) from None
+
+
 def _active_client() -> bool:
     """Whether a ``distributed`` client is active (Dask's default scheduler is then it)."""
     try:
@@ -260,9 +284,7 @@ class DaskEngine:
             return None
         if self._client is None:
             if isinstance(self.scheduler, str):
-                from distributed import Client
-
-                self._client = Client(self.scheduler, set_as_default=False)
+                self._client = _connect(self.scheduler)
             else:
                 self._client = self.scheduler
         return self._client
