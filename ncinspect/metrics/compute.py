@@ -162,7 +162,7 @@ def _centred_beyond_rounding(
     bound of the sums that made it set to exactly zero: a class whose mean is the global
     mean in exact arithmetic (every class holding the same rows, a class of rows a and -a
     at mu_G) is left a vector of ~1e-16 by the float sums, whose direction is rounding noise
-    (nc1 5e32, cosines of a noise direction); as zero, what depends on it is null with its
+    (nc1 5e32, cosines of a noise vector); as zero, what depends on it is null with its
     reason, as for a mean that is 0.0 in float.
 
     The bound, in the units of ``geom.scale``: a class sum of n_c rows taken in any order
@@ -171,29 +171,40 @@ def _centred_beyond_rounding(
     adds the larger of its two forms' bounds (the mean of the C means: the mean of those
     bounds plus ``(C + 1) u`` of the mean |mu_c|; the sample mean: the sum of N rows), the
     subtraction ``u (|mu_c| + |mu_G|)``; all four times over (the bounds' own roundings).
+    One screen against the largest of these bounds first: the rows of real data lie far
+    above it, and a snapshot pays a few small products for it.
     """
     centred = geom.centred
     counts = first.counts
     present = counts > 0 if geom.present is None else geom.present
     rows = np.flatnonzero(present)
-    if rows.size == 0 or not np.isfinite(second.class_sq[rows]).all():
+    if rows.size == 0:
         return centred
     inv = 1.0 / geom.scale
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        n = counts[rows].astype(np.float64)
-        mu = np.linalg.norm(geom.means[rows] * inv, axis=1)
-        rms = np.sqrt(second.class_sq[rows] / np.maximum(n, 1.0) + mu * mu)
-        own = (n + 1.0) * _U64 * rms
-        g_norm = float(np.linalg.norm(geom.global_mean * inv))
-        # mu_G: the mean of the class means or of the samples (the larger bound of the two)
+        cs = centred[rows] if inv == 1.0 else centred[rows] * inv
+        size2 = np.add.reduce(cs * cs, axis=1)
+        mus = geom.means[rows] if inv == 1.0 else geom.means[rows] * inv
+        mu2 = np.add.reduce(mus * mus, axis=1)
+        n = counts[rows]
+        rms2 = second.class_sq[rows] / np.maximum(n, 1) + mu2
+        g = geom.global_mean * inv
+        g_norm = math.sqrt(float(np.dot(g, g)))
+        top = math.sqrt(float(rms2.max())) + math.sqrt(float(mu2.max())) + g_norm
         total = float(n.sum())
+        screen = 4.0 * (2.0 * total + rows.size + 6.0) * _U64 * top
+        if not (math.isfinite(screen) and math.sqrt(size2.min()) <= screen):
+            return centred  # (NaN and an overflowed bound included: nothing is snapped)
+        # the rows near the screen: each against its own bound
+        nf = n.astype(np.float64)
+        rms, mu = np.sqrt(rms2), np.sqrt(mu2)
+        own = (nf + 1.0) * _U64 * rms
         g_err = max(
             float(own.mean()) + (rows.size + 1.0) * _U64 * float(mu.mean()),
-            (total + 1.0) * _U64 * float(np.sqrt(np.sum(n * rms * rms) / total)),
+            (total + 1.0) * _U64 * math.sqrt(float(np.dot(nf, rms2)) / total),
         )
-        bound = 4.0 * (own + g_err + _U64 * (mu + g_norm))  # 4x: the bounds' own roundings
-        size = np.linalg.norm(centred[rows] * inv, axis=1)
-    noise = (size > 0) & (size <= bound)
+        bound = 4.0 * (own + g_err + _U64 * (mu + g_norm))
+        noise = (size2 > 0) & (np.sqrt(size2) <= bound) & np.isfinite(bound)
     if not noise.any():
         return centred
     centred = centred.copy()
@@ -332,15 +343,19 @@ def _rows_beyond_rounding(wc: np.ndarray, W: np.ndarray) -> np.ndarray:
     """``wc = W - mean_row(W)`` with the rows that lie within the rounding bound of that
     difference set to zero (equal rows of W leave ~1e-17 after the mean row rounds: its
     direction is noise). Per coordinate the mean row errs by at most ``(C + 1) u`` times the
-    mean ``|W_rj|``, the subtraction by ``u |W_rj|``."""
-    C = W.shape[0]
+    mean ``|W_rj|``, the subtraction by ``u |W_rj|``; screened first against the largest."""
+    C, d = W.shape
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        size2 = np.add.reduce(wc * wc, axis=1)
+        top = float(np.abs(W).max())
+        screen = 4.0 * (C + 2.0) * _U64 * top * math.sqrt(d)
+        if not (math.isfinite(screen) and math.sqrt(size2.min()) <= screen):
+            return wc  # (an overflowed square is no noise: nothing is snapped)
         s = pow2_scale(W)
         a = np.abs(W / s)
         err = (C + 1.0) * _U64 * np.add.reduce(a, axis=0) / C + _U64 * a
-        bound = 4.0 * np.linalg.norm(err, axis=1)
-        size = np.linalg.norm(wc / s, axis=1)
-    noise = (size > 0) & (size <= bound)
+        bound = 4.0 * np.sqrt(np.add.reduce(err * err, axis=1)) * s
+        noise = (size2 > 0) & (np.sqrt(size2) <= bound) & np.isfinite(bound)
     if not noise.any():
         return wc
     wc = wc.copy()

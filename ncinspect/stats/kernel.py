@@ -184,6 +184,11 @@ class Kernel:
         return float(np.sqrt(self.centre_sq.max())) if self.n_classes else 0.0
 
     @functools.cached_property
+    def mean_norm(self) -> float:
+        """The norm of mu_G in the units of the scores (the tie bound of :func:`tie_rows`)."""
+        return float(np.sqrt(np.dot(self.mean_scaled, self.mean_scaled)))
+
+    @functools.cached_property
     def w_norm(self) -> float:
         """The largest norm of a classifier row in its units (the float32 bounds)."""
         if not self.has_w:
@@ -663,17 +668,21 @@ def tie_rows(kern: Kernel, block, x, logits, best, at=None) -> None:
     logits[rows, i] = -np.inf  # the runner-up, without a copy of the logits
     second = logits.max(axis=1)
     logits[rows, i] = top
+    gaps = top - second
     d = kern.n_features
     f = abs(kern.score_factor)
     wn = kern.w_norm
     kmax = kern.cen_norm * wn if kern.from_scores else 0.0
     xnorm = np.sqrt(np.einsum("ij,ij->i", x, x))
-    mnorm = float(np.sqrt(np.dot(kern.mean_scaled, kern.mean_scaled)))
+    mnorm = kern.mean_norm
     # the centred form: h' (h / scale - mu_G, one rounding an entry), its dot with w (d
     # terms), the offset W mu_G (d terms) plus b, the class term, the factor and the sum
+    u = 1.02 * (2 * d + 8) * _U64
+    first = f * ((float(xnorm.max()) + 2.0 * mnorm) * wn + kmax) + kern.offset_max
+    if float(gaps.min()) > 2.0 * u * (first + float(np.abs(top).max())):
+        return  # no row near a tie (NaN rows, whose gap is NaN, are left as they are)
     big = f * ((xnorm + 2.0 * mnorm) * wn + kmax) + kern.offset_max + np.abs(top)
-    bound = 1.02 * (2 * d + 8) * _U64 * big
-    near = np.flatnonzero((second >= top - 2.0 * bound) & np.isfinite(top))
+    near = np.flatnonzero((gaps <= 2.0 * u * big) & np.isfinite(top))
     if near.size == 0:
         return
     h = np.asarray(block[near], dtype=np.float64)
