@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..blas import one_blas_thread
+from ..stats.blocks import COINCIDE  # rows closer than this of their squared norms coincide
 from ..stats.passes import Moments, pow2_scale
 from .linalg import unit, unit_norms, upper_mask
 
@@ -43,7 +44,6 @@ __all__ += ["COINCIDE", "near_exact", "SweepPlan", "direct_unit_tile", "direct_c
 
 PAIR_BLOCK = 256  #: rows of one block: a tile holds at most PAIR_BLOCK^2 pairs (512 KiB)
 NEAR_FACTOR = 2.0**20  #: distances within this many rounding bounds of 0: from differences
-COINCIDE = 2.0**-52  #: rows whose squared distance is below this of their squared norms coincide
 
 
 @dataclass

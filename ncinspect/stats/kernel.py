@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .blocks import Moments, output_sums
+from .blocks import COINCIDE, Moments, output_sums
 from .pairs import block_pairs
 
 __all__ = [
@@ -141,9 +141,12 @@ class Kernel:
 
     @functools.cached_property
     def ncc_twins(self) -> np.ndarray | None:
-        """For each class, the lowest class whose NCC centre is the same (bit for bit) and
-        defined; None when no two defined centres are equal (see :func:`first_twins`)."""
-        return first_twins(self._ncc, self._ncc_valid)
+        """For each class, the lowest class whose NCC centre is the same and defined: bit for
+        bit (:func:`first_twins`) or up to the rounding of the sums that made it (two classes
+        holding the same rows, summed in other orders: :func:`coincident_twins`, the rule by
+        which CDNV calls two means coincident); None when no two defined centres are."""
+        exact = first_twins(self._ncc, self._ncc_valid)
+        return coincident_twins(self._ncc + self.mean_scaled, self._ncc_valid, exact)
 
     @functools.cached_property
     def clf_twins(self) -> np.ndarray | None:
@@ -431,6 +434,70 @@ def first_twins(rows: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray 
 
 #: up to this many rows first_twins compares their bytes in a dict (above: hashed by numpy)
 _TWINS_FEW = 64
+#: candidate pairs coincident_twins compares whole, at most (beyond: bit-for-bit twins only)
+_NEAR_PAIRS_MAX = 1 << 22
+
+
+def coincident_twins(
+    rows: np.ndarray, keep: np.ndarray, exact: np.ndarray | None
+) -> np.ndarray | None:
+    """:func:`first_twins`' map ``exact`` (None: no equal rows) joined with the rows that
+    coincide, ``||a - b||^2 <= COINCIDE (||a||^2 + ||b||^2)`` (the class means, uncentred, in
+    units: their rounding is relative to them), over the rows ``keep`` selects: each row
+    maps to the lowest row of its group (groups joined through any coinciding pair).
+
+    A few rows are compared pair by pair; many are screened by their projection on one fixed
+    direction (a coinciding pair's projections differ by at most its distance, plus their
+    rounding): only the pairs within that of each other are compared whole. Beyond
+    ``_NEAR_PAIRS_MAX`` candidates (nearly every row the same projection) only the
+    bit-for-bit twins are kept."""
+    idx = np.flatnonzero(keep)
+    n = idx.size
+    if n < 2:
+        return exact
+    sub = rows[idx]
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        sq = np.einsum("ij,ij->i", sub, sub)
+        if n <= _TWINS_FEW:
+            diff = sub[:, None, :] - sub[None, :, :]
+            d2 = np.einsum("ijk,ijk->ij", diff, diff)
+            near = d2 <= COINCIDE * (sq[:, None] + sq[None, :])
+            a, b = np.nonzero(np.triu(near, 1))
+        else:
+            d = sub.shape[1]
+            direction = np.random.default_rng(0x5EED).standard_normal(d)
+            direction /= np.sqrt(np.dot(direction, direction))
+            key = sub @ direction
+            big = math.sqrt(float(sq.max()))
+            tol = (math.sqrt(2.0 * COINCIDE) * 1.01 + 4.0 * (d + 2) * _U64) * big
+            order = np.argsort(key, kind="stable")
+            ks = key[order]
+            ends = np.searchsorted(ks, ks + tol, side="right")
+            counts = ends - np.arange(n) - 1
+            total = int(counts.sum())
+            if total == 0 or total > _NEAR_PAIRS_MAX or not math.isfinite(tol):
+                return exact
+            first = np.repeat(np.arange(n), counts)
+            starts = np.repeat(np.cumsum(counts) - counts, counts)
+            second = first + 1 + (np.arange(total) - starts)
+            a, b = order[first], order[second]
+            diff = sub[a] - sub[b]
+            ok = np.einsum("ij,ij->i", diff, diff) <= COINCIDE * (sq[a] + sq[b])
+            a, b = a[ok], b[ok]
+    if a.size == 0:
+        return exact
+    parent = np.arange(rows.shape[0]) if exact is None else exact.copy()
+
+    def root(c: int) -> int:
+        while parent[c] != c:
+            c = int(parent[c])
+        return c
+
+    for i, j in zip(idx[a].tolist(), idx[b].tolist(), strict=True):
+        ri, rj = root(i), root(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    return np.array([root(c) for c in range(parent.size)], dtype=parent.dtype)
 
 
 def kernel_for(geom, logits64: bool) -> Kernel:

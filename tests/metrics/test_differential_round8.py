@@ -48,15 +48,6 @@ PATHS = [
 ]
 
 
-#: known limits of 0.3 (docs/security.md, "Known limits"): each case below fails today and
-#: is kept as a strict expected failure, so that a fix shows (and a regression of the rest)
-NCC_ROUNDING_TWINS = pytest.mark.xfail(
-    strict=True,
-    reason="known limit: NCC ties between centres equal up to the rounding of their sums "
-    "(not bit for bit) are decided by that rounding (stats/kernel.py first_twins)",
-)
-
-
 def _first_argmax(scores):
     """argmax with the lowest index winning an exact tie (spec/metrics.md, NC4)."""
     return np.argmax(scores, axis=1)  # numpy returns the first maximum
@@ -127,17 +118,7 @@ def _shared_rows(offset=0.0, spread=1.0, noise=0.1, seed=3):
     return h, y, w
 
 
-@pytest.mark.parametrize(
-    "run",
-    [
-        pytest.param(
-            *p.values,
-            id=p.id,
-            marks=NCC_ROUNDING_TWINS if p.id in ("chunk_rows=1", "meter-batch-1") else (),
-        )
-        for p in PATHS
-    ],
-)
+@pytest.mark.parametrize("run", PATHS)
 def test_classes_with_the_same_rows_tie_to_the_lowest_class(run):
     """mu_0 = mu_1 exactly (the same multiset of rows): every row of classes 0 and 1 is an
     exact NCC tie, won by class 0, whatever the chunking. Today the two means are summed in
@@ -452,7 +433,7 @@ def test_every_class_holding_the_same_rows_has_no_between_class_scatter(chunk_ro
     assert any("up to the rounding of the class sums" in n for n in res.warnings)
 
 
-@pytest.mark.parametrize("chunk_rows", [pytest.param(None, marks=NCC_ROUNDING_TWINS), 7])
+@pytest.mark.parametrize("chunk_rows", [None, 7])
 def test_every_class_holding_the_same_rows_ties_ncc_to_class_0(chunk_rows):
     """The same three classes: every NCC centre is the same in exact arithmetic, so every
     row goes to class 0 (accuracy_ncc 1/3) and nc4_ncc_mismatch is the classifier's share
@@ -483,3 +464,23 @@ def test_classifier_rows_all_equal_leave_no_centred_classifier():
     res = _analyze(h, y, w)
     assert res.metrics["etf_error_weights_centered"] is None
     assert res.null_reasons.get("etf_error_weights_centered")
+
+
+@pytest.mark.parametrize("run", PATHS[:2])
+def test_many_classes_two_holding_the_same_rows_tie_to_the_lower(run):
+    """C = 80 classes (beyond the pairwise comparison: the projection screen of
+    stats/kernel.py coincident_twins): classes 17 and 63 hold the same rows in other orders,
+    so every row of either is an exact NCC tie between them, won by class 17."""
+    rng = np.random.default_rng(13)  # their sums differ in their last bits (checked)
+    C, d, n = 80, 24, 40
+    m = 3.0 * rng.standard_normal((C, d))
+    y = np.repeat(np.arange(C), n)
+    h = m[y] + 0.2 * rng.standard_normal((len(y), d))
+    h[y == 63] = h[y == 17][rng.permutation(n)]
+    means = np.array([h[y == c].mean(axis=0) for c in range(C)])
+    means[63] = means[17]  # equal in exact arithmetic: the same multiset of rows
+    dist = ((h[:, None, :] - means[None, :, :]) ** 2).sum(axis=2)
+    ncc = np.argmin(dist, axis=1)  # the first smallest: class 17 on the tie
+    assert np.sum(ncc == 17) == 2 * n  # the premise: every row of both goes to class 17
+    got = run(h, y, None, None)
+    assert got.metrics["accuracy_ncc"] == pytest.approx(np.mean(ncc == y), abs=1e-15)
