@@ -124,9 +124,14 @@ def encode_labels(raw: np.ndarray, where: str) -> tuple[np.ndarray, list[Any], b
                     0
                 ]
             )
+            hint = (
+                f"; class codes in one column: store them as shape ({raw.shape[0]},)"
+                if raw.shape[1] == 1
+                else ""
+            )
             raise InvalidDataError(
                 f"{where}: 2-D labels of shape {raw.shape} are not one-hot (row {bad} is "
-                f"{raw[bad][:8].tolist()}); expected exactly one 1 per row"
+                f"{raw[bad][:8].tolist()}); expected exactly one 1 per row{hint}"
             )
         return np.argmax(vals, axis=1).astype(np.int64), list(range(raw.shape[1])), True
     if raw.ndim != 1:

@@ -149,6 +149,8 @@ def test_bad_labels(tmp_path):
         ncinspect.analyze(h, y[:-1])
     with pytest.raises(InvalidDataError, match="not one-hot"):
         ncinspect.analyze(h, np.full((len(y), 3), 1 / 3))
+    with pytest.raises(InvalidDataError, match=r"store them as shape \(15,\)"):
+        ncinspect.analyze(h, np.asarray(y)[:, None])  # codes in one column: (N, 1)
 
 
 def test_nan_features_reported_with_count_and_first_row():
