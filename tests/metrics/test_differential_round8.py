@@ -322,29 +322,16 @@ def test_row_equidistant_from_two_distinct_centres_goes_to_the_lower():
         assert got["accuracy_ncc"] == pytest.approx(np.mean(ncc == y), abs=1e-15), kw
 
 
-@pytest.mark.parametrize(
-    "chunk_rows",
-    [
-        None,
-        pytest.param(
-            7,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known limit: per-row OOD scores are BLAS products whose rounding "
-                "depends on the row's place in its chunk (metrics/ood_scores.py)",
-            ),
-        ),
-        64,
-    ],
-)
-def test_ood_rows_equal_to_the_id_rows_give_auroc_one_half(chunk_rows):
+@pytest.mark.parametrize("chunk_rows", [None, 1, 7, 64])
+@pytest.mark.parametrize("C, d, n", [(5, 37, 40), (12, 300, 25)])
+def test_ood_rows_equal_to_the_id_rows_give_auroc_one_half(chunk_rows, C, d, n):
     """OOD rows = the ID rows, reordered: every score of an OOD row equals that of its ID
-    twin, so each AUROC is exactly 1/2 (ties count one half) and each FPR95 is 190/200.
-    Today the per-row scores are BLAS products (metrics/ood_scores.py OODScorer.scores:
-    ``x @ W.T``) whose rounding depends on the row's place in its chunk, so equal rows get
-    scores 1 ulp apart: with chunk_rows=7, ood_auroc_maxlogit = 0.500025."""
+    twin, so each AUROC is exactly 1/2 (ties count one half) and each FPR95 is 190/200
+    (285/300). The per-row scores are BLAS products (metrics/ood_scores.py: ``x @ W.T``)
+    whose rounding depends on the shape of the call; with calls of the chunk's rows, equal
+    rows got scores 1 ulp apart (chunk_rows=7: ood_auroc_maxlogit = 0.500025). Every call
+    now has the fixed rows of d and C (metrics/ood_scores.py fixed_product)."""
     rng = np.random.default_rng(3)
-    C, d, n = 5, 37, 40
     m = rng.standard_normal((C, d))
     y = np.repeat(np.arange(C), n)
     h = m[y] + 0.5 * rng.standard_normal((len(y), d))
