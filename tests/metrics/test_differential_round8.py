@@ -382,29 +382,32 @@ def test_a_centred_mean_zero_up_to_rounding_gives_null_cosines():
         assert res.null_reasons.get(key), key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit: nc5 tests the OOD mean and the class means against exact zero "
-    "only (metrics/ood.py)",
-)
-def test_nc5_is_null_when_a_mean_is_zero_up_to_rounding():
+@pytest.mark.parametrize("chunk_rows", [None, 1, 7])
+def test_nc5_is_null_when_a_mean_is_zero_up_to_rounding(chunk_rows):
     """nc5 = mean over classes of |cos(mu_c, mu_G^ood)|: undefined when the OOD mean is 0
-    (OOD rows x and -x) or when a class mean is 0 (rows a and -a). Today both give a number
-    (0.444 and 0.397) from the direction of the float sums' rounding."""
+    (OOD rows x and -x) or when a class mean is 0 (rows a and -a). Both gave a number
+    (0.444 and 0.397) from the direction of the float sums' rounding: nc5 tested the means
+    against exact zero only; a mean within the rounding bound of its sum is zero now."""
     rng = np.random.default_rng(3)
     C, d, n = 3, 4, 6
     m = rng.standard_normal((C, d))
     y = np.repeat(np.arange(C), n)
     h = m[y] + 0.3 * rng.standard_normal((len(y), d))
     ood = rng.standard_normal((10, d)) + 2.0
-    got = _analyze(h, y, ood_features=np.r_[ood, -ood])
+    got = _analyze(h, y, ood_features=np.r_[ood, -ood], chunk_rows=chunk_rows)
     assert got.metrics["nc5_ood_orthogonality"] is None
-    assert got.null_reasons.get("nc5_ood_orthogonality")
+    assert "rounding" in got.null_reasons["nc5_ood_orthogonality"]
     h0 = h.copy()
     h0[y == 1] = np.r_[h[y == 1][:3], -h[y == 1][:3]]  # class 1's mean: exactly 0
-    got = _analyze(h0, y, ood_features=ood)
+    got = _analyze(h0, y, ood_features=ood, chunk_rows=chunk_rows)
     assert got.metrics["nc5_ood_orthogonality"] is None
-    assert got.null_reasons.get("nc5_ood_orthogonality")
+    assert "rounding" in got.null_reasons["nc5_ood_orthogonality"]
+    # guards: a mean small against its rows but far above their rounding keeps a number
+    got = _analyze(h, y, ood_features=np.r_[ood, -ood + 1e-9], chunk_rows=chunk_rows)
+    assert got.metrics["nc5_ood_orthogonality"] is not None
+    h0[y == 1] += 1e-9
+    got = _analyze(h0, y, ood_features=ood, chunk_rows=chunk_rows)
+    assert got.metrics["nc5_ood_orthogonality"] is not None
 
 
 @pytest.mark.parametrize("chunk_rows", [None, 7])
