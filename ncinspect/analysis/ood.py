@@ -20,6 +20,7 @@ from ..metrics.nulls import null_warnings
 from ..metrics.ood import (
     NC5_KEY,
     FeatureSum,
+    class_mean_bounds,
     is_ood_split,
     nc5_key,
     ood_orthogonality,
@@ -84,6 +85,7 @@ def add_nc5(res: SnapshotResult, sets: dict[str, FeatureSum], all_splits: list[s
     """
     present = np.asarray(res.class_counts, dtype=np.int64) > 0
     means = res.arrays.means
+    bounds = class_mean_bounds(res.class_counts, res.arrays.class_var)
     layer = res.layer or "penultimate"
     reasons: dict[str, str] = {}
     found: dict[str, tuple[float | None, str | None]] = {}
@@ -97,7 +99,9 @@ def add_nc5(res: SnapshotResult, sets: dict[str, FeatureSum], all_splits: list[s
             found[split] = None, f"the '{split}' features have another width d"
         else:
             ok = present & np.isfinite(means).all(axis=1)
-            found[split] = ood_orthogonality(means, ok, total.mean)
+            found[split] = ood_orthogonality(
+                means, ok, total.mean, ood_bound=total.mean_bound(), class_bound=bounds
+            )
     keys = {nc5_key(split): split for split in all_splits}
     if NC5_KEY not in keys and len(all_splits) == 1:
         keys[NC5_KEY] = all_splits[0]

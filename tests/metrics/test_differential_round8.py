@@ -303,29 +303,16 @@ def test_row_equidistant_from_two_distinct_centres_goes_to_the_lower():
         assert got["accuracy_ncc"] == pytest.approx(np.mean(ncc == y), abs=1e-15), kw
 
 
-@pytest.mark.parametrize(
-    "chunk_rows",
-    [
-        None,
-        pytest.param(
-            7,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known limit: per-row OOD scores are BLAS products whose rounding "
-                "depends on the row's place in its chunk (metrics/ood_scores.py)",
-            ),
-        ),
-        64,
-    ],
-)
-def test_ood_rows_equal_to_the_id_rows_give_auroc_one_half(chunk_rows):
+@pytest.mark.parametrize("chunk_rows", [None, 1, 7, 64])
+@pytest.mark.parametrize("C, d, n", [(5, 37, 40), (12, 300, 25)])
+def test_ood_rows_equal_to_the_id_rows_give_auroc_one_half(chunk_rows, C, d, n):
     """OOD rows = the ID rows, reordered: every score of an OOD row equals that of its ID
-    twin, so each AUROC is exactly 1/2 (ties count one half) and each FPR95 is 190/200.
-    Today the per-row scores are BLAS products (metrics/ood_scores.py OODScorer.scores:
-    ``x @ W.T``) whose rounding depends on the row's place in its chunk, so equal rows get
-    scores 1 ulp apart: with chunk_rows=7, ood_auroc_maxlogit = 0.500025."""
+    twin, so each AUROC is exactly 1/2 (ties count one half) and each FPR95 is 190/200
+    (285/300). The per-row scores are BLAS products (metrics/ood_scores.py: ``x @ W.T``)
+    whose rounding depends on the shape of the call; with calls of the chunk's rows, equal
+    rows got scores 1 ulp apart (chunk_rows=7: ood_auroc_maxlogit = 0.500025). Every call
+    now has the fixed rows of d and C (metrics/ood_scores.py fixed_product)."""
     rng = np.random.default_rng(3)
-    C, d, n = 5, 37, 40
     m = rng.standard_normal((C, d))
     y = np.repeat(np.arange(C), n)
     h = m[y] + 0.5 * rng.standard_normal((len(y), d))
@@ -376,29 +363,32 @@ def test_a_centred_mean_zero_up_to_rounding_gives_null_cosines():
         assert res.null_reasons.get(key), key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit: nc5 tests the OOD mean and the class means against exact zero "
-    "only (metrics/ood.py)",
-)
-def test_nc5_is_null_when_a_mean_is_zero_up_to_rounding():
+@pytest.mark.parametrize("chunk_rows", [None, 1, 7])
+def test_nc5_is_null_when_a_mean_is_zero_up_to_rounding(chunk_rows):
     """nc5 = mean over classes of |cos(mu_c, mu_G^ood)|: undefined when the OOD mean is 0
-    (OOD rows x and -x) or when a class mean is 0 (rows a and -a). Today both give a number
-    (0.444 and 0.397) from the direction of the float sums' rounding."""
+    (OOD rows x and -x) or when a class mean is 0 (rows a and -a). Both gave a number
+    (0.444 and 0.397) from the direction of the float sums' rounding: nc5 tested the means
+    against exact zero only; a mean within the rounding bound of its sum is zero now."""
     rng = np.random.default_rng(3)
     C, d, n = 3, 4, 6
     m = rng.standard_normal((C, d))
     y = np.repeat(np.arange(C), n)
     h = m[y] + 0.3 * rng.standard_normal((len(y), d))
     ood = rng.standard_normal((10, d)) + 2.0
-    got = _analyze(h, y, ood_features=np.r_[ood, -ood])
+    got = _analyze(h, y, ood_features=np.r_[ood, -ood], chunk_rows=chunk_rows)
     assert got.metrics["nc5_ood_orthogonality"] is None
-    assert got.null_reasons.get("nc5_ood_orthogonality")
+    assert "rounding" in got.null_reasons["nc5_ood_orthogonality"]
     h0 = h.copy()
     h0[y == 1] = np.r_[h[y == 1][:3], -h[y == 1][:3]]  # class 1's mean: exactly 0
-    got = _analyze(h0, y, ood_features=ood)
+    got = _analyze(h0, y, ood_features=ood, chunk_rows=chunk_rows)
     assert got.metrics["nc5_ood_orthogonality"] is None
-    assert got.null_reasons.get("nc5_ood_orthogonality")
+    assert "rounding" in got.null_reasons["nc5_ood_orthogonality"]
+    # guards: a mean small against its rows but far above their rounding keeps a number
+    got = _analyze(h, y, ood_features=np.r_[ood, -ood + 1e-9], chunk_rows=chunk_rows)
+    assert got.metrics["nc5_ood_orthogonality"] is not None
+    h0[y == 1] += 1e-9
+    got = _analyze(h0, y, ood_features=ood, chunk_rows=chunk_rows)
+    assert got.metrics["nc5_ood_orthogonality"] is not None
 
 
 @pytest.mark.parametrize("chunk_rows", [None, 7])

@@ -12,7 +12,13 @@ from ncinspect.analysis.api import analyze_file
 from ncinspect.cli import main
 from ncinspect.engines.dask import DaskEngine
 from ncinspect.io.writer import DumpWriter
-from ncinspect.metrics.ood import FeatureSum, is_ood_split, nc5_key, ood_orthogonality
+from ncinspect.metrics.ood import (
+    FeatureSum,
+    class_mean_bounds,
+    is_ood_split,
+    nc5_key,
+    ood_orthogonality,
+)
 
 from ..helpers import make_data
 from ..reference import reference_nc5
@@ -273,3 +279,67 @@ def test_progress_announces_the_rows_it_reads(tmp_path, pattern):
     p = Progress()
     analyze_file(path, snapshot=pattern, progress=p, ncc_centres="train")
     assert p.expected == p.done > 0
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0**498, 2.0**-498])
+def test_a_mean_zero_up_to_rounding_is_zero_at_every_scale(scale):
+    """OOD rows x and -x (or a class of rows a and -a) have a mean of 0 in exact arithmetic;
+    the float sums leave ~1e-17 (relative), whose direction is noise: nc5 is null, with the
+    reason, at any scale of the features (the bound is relative, no square overflows). A
+    mean of 1e-9 (relative) is far above that rounding and keeps a number. Before, only a
+    mean of exactly 0.0 was null."""
+    rng = np.random.default_rng(4)
+    x = scale * (rng.standard_normal((9, 5)) + 2.0)
+    rows = np.r_[x, -x[::-1]]
+    total = FeatureSum.of_chunk(0, rows[:7]).merge(FeatureSum.of_chunk(7, rows[7:]))
+    assert np.any(total.mean != 0)  # the rounding noise
+    means = scale * rng.standard_normal((3, 5))
+    present = np.ones(3, bool)
+    value, why = ood_orthogonality(means, present, total.mean, ood_bound=total.mean_bound())
+    assert value is None and "rounding" in why
+    moved = FeatureSum.of_chunk(0, np.r_[x, -x + 1e-9 * scale])
+    assert ood_orthogonality(means, present, moved.mean, ood_bound=moved.mean_bound())[1] is None
+    # a class of rows a and -a: its variance v_c bounds its sum's rounding
+    a = scale * rng.standard_normal((4, 5))
+    cls = np.r_[a, -a]
+    mu = cls.sum(axis=0) / 8
+    v = np.mean(np.sum((cls / scale - mu / scale) ** 2, axis=1)) * scale**2
+    bounds = class_mean_bounds(np.array([8, 8, 8]), np.array([v, v, v]))
+    means[1] = mu
+    value, why = ood_orthogonality(means, present, x.mean(0), class_bound=bounds)
+    assert value is None and "class mean" in why
+    means[1] = mu + 1e-9 * scale
+    assert ood_orthogonality(means, present, x.mean(0), class_bound=bounds)[1] is None
+
+
+def test_rounding_bounds_unknown_are_not_zero():
+    """No bound (no sum of absolute values; a class variance that overflowed or is 0)
+    never makes a mean zero: nc5 keeps its number."""
+    assert FeatureSum(3, np.ones(2)).mean_bound() is None
+    assert (
+        FeatureSum(3, np.ones(2)).merge(FeatureSum.of_chunk(3, np.ones((2, 2)))).abs_total is None
+    )
+    bounds = class_mean_bounds(np.array([5, 5]), np.array([np.inf, 0.0]))
+    assert np.isnan(bounds).all()
+    means = np.array([[1e-30, 0.0], [0.0, 1e-30]])
+    assert ood_orthogonality(means, np.ones(2, bool), np.ones(2), class_bound=bounds)[0] > 0
+
+
+def test_nonfinite_rows_are_found_when_the_sums_test_them():
+    """The row-by-row NaN/Inf test runs only when the sums of |h| (FeatureSum) or the row
+    sums (score_chunk) are not finite: NaN and Inf rows are still counted, with the first
+    one's row, and finite rows whose sums overflow are not taken for NaN/Inf rows."""
+    from ncinspect.metrics.ood_scores import OODScorer, score_chunk
+
+    x = np.ones((6, 3))
+    x[2, 1], x[4, 0], x[5, 2] = np.nan, np.inf, -np.inf
+    got = FeatureSum.of_chunk(10, x)
+    assert (got.count, got.n_nonfinite, got.first_nonfinite_row) == (3, 3, 12)
+    assert got.total.tolist() == [3.0, 3.0, 3.0] and got.abs_total.tolist() == [3.0] * 3
+    scorer = OODScorer(np.zeros(3), None, np.eye(3))
+    scores = score_chunk(scorer, 10, x)
+    assert (scores.n_nonfinite, scores.first_nonfinite_row) == (3, 12)
+    big = np.full((4, 3), 1e308)
+    with np.errstate(over="ignore"):
+        assert FeatureSum.of_chunk(0, big).n_nonfinite == 0
+        assert score_chunk(scorer, 0, big).n_nonfinite == 0

@@ -13,7 +13,7 @@ from ncinspect.analysis.api import analyze_file
 from ncinspect.cli import main
 from ncinspect.errors import UsageError
 from ncinspect.io.writer import DumpWriter
-from ncinspect.metrics.ood_scores import auroc, fpr95
+from ncinspect.metrics.ood_scores import OODScorer, auroc, fpr95, score_chunk
 
 from ..helpers import make_data
 
@@ -227,3 +227,33 @@ def test_dump_on_the_dask_engine_equals_local(tmp_path):
         assert dsk.metrics[f"{key}_svhn"] == dsk.metrics[key]  # one named set: both keys
     scorer = scorer_of(local)
     assert pickle.loads(pickle.dumps(scorer)).weights.shape == w.shape  # ships to workers
+
+
+@pytest.mark.parametrize("gemv", [False, True], ids=["probed", "gemv"])
+@pytest.mark.parametrize("d, C", [(37, 5), (2000, 3), (512, 100)])
+def test_a_rows_scores_do_not_depend_on_its_chunk_or_its_place(d, C, gemv, monkeypatch):
+    """Each row's scores are a function of that row alone, bit for bit: the rows scored all
+    at once, in chunks of 1, 7 and 131 rows (the engine's walk) and in reverse order agree
+    exactly. The BLAS products rounded a row by the number of rows in the call (1 ulp
+    apart; with d = 2000 the call's blocks are 130 rows, so chunks mix full and short
+    blocks; OpenBLAS's small-product kernel rounds rows 128-129 of those 130 otherwise).
+    ``gemv``: the path of a BLAS whose probe fails (one matrix-vector product a row)."""
+    from ncinspect.analysis.ood import ood_feature_sum
+    from ncinspect.metrics import ood_scores
+
+    if gemv:
+        monkeypatch.setattr(ood_scores, "same_at_every_row", lambda rows, b_t: False)
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((300, d))
+    w = rng.standard_normal((C, d))
+    basis = np.linalg.qr(rng.standard_normal((d, C - 1)))[0].T
+    scorer = OODScorer(rng.standard_normal(d), basis, w, rng.standard_normal(C))
+    ref = score_chunk(scorer, 0, x)
+    rev = score_chunk(scorer, 0, x[::-1])
+    for s in scorer.names():
+        np.testing.assert_array_equal(rev.array(s)[::-1], ref.array(s), err_msg=s)
+    for rows in (1, 7, 131):
+        _, got = ood_feature_sum(x, rows=rows, scorer=scorer)
+        for s in scorer.names():
+            np.testing.assert_array_equal(got.array(s), ref.array(s), err_msg=f"{s} {rows}")
