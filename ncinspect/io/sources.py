@@ -25,6 +25,9 @@ __all__ = [
 ]
 
 
+_INTP_MAX = int(np.iinfo(np.intp).max)  #: the most bytes (and elements an axis) numpy holds
+
+
 def unholdable(shape: tuple[int, ...], itemsize: int) -> bool:
     """Whether no numpy array can have ``shape`` (of items of ``itemsize`` bytes): a
     dimension beyond ``intp``, or the non-zero dimensions' bytes beyond it. numpy refuses
@@ -32,7 +35,7 @@ def unholdable(shape: tuple[int, ...], itemsize: int) -> bool:
     exceeded"), which a file can declare in a few bytes."""
     import math
 
-    limit = int(np.iinfo(np.intp).max)
+    limit = _INTP_MAX
     if any(n > limit for n in shape):
         return True
     return math.prod(n for n in shape if n) * max(int(itemsize), 1) > limit
@@ -46,7 +49,7 @@ def refuse_unholdable(shape: tuple[int, ...], itemsize: int, where: str) -> None
 
         raise UnreadableFileError(
             f"{where}: the file declares shape {clip(shape)}, which no array can have "
-            f"(numpy holds at most {np.iinfo(np.intp).max} bytes and elements per axis)"
+            f"(numpy holds at most {_INTP_MAX} bytes and elements per axis)"
         )
 
 
@@ -240,8 +243,11 @@ class H5Source(ArraySource):
         #: a dataset is refused when (and only if) it is used, as an unread safetensors
         #: dtype is; a file was refused whole for one such dataset no snapshot uses
         self._unsupported: str | None = None
+        self._type_size = 0  # bytes a value takes in the file (0: its type is unreadable)
         try:
-            self.dtype = np.dtype(h5_dtype(self._id.get_type()))
+            tid = self._id.get_type()
+            self._type_size = int(tid.get_size())
+            self.dtype = np.dtype(h5_dtype(tid))
         except Exception as exc:  # noqa: BLE001 - h5py raises varied errors for odd types
             text = str(exc).strip().splitlines()
             self._unsupported = f"unsupported HDF5 datatype ({clip(text[0] if text else exc)})"
@@ -250,11 +256,9 @@ class H5Source(ArraySource):
 
     def _file_itemsize(self) -> int:
         """Bytes a value takes in the file (its HDF5 datatype's size; a 24-bit float is 3
-        bytes in the file and float32 in numpy), or 0 when it cannot be read."""
-        try:
-            return int(self._id.get_type().get_size())
-        except Exception:  # noqa: BLE001 - a damaged type: the read says what is wrong
-            return 0
+        bytes in the file and float32 in numpy), or 0 when it cannot be read (read once,
+        with the type, when the source is made)."""
+        return self._type_size
 
     def _refuse_unsupported(self) -> None:
         if self._unsupported is not None:

@@ -461,8 +461,11 @@ def coincident_twins(
         if n <= _TWINS_FEW:
             diff = sub[:, None, :] - sub[None, :, :]
             d2 = np.einsum("ijk,ijk->ij", diff, diff)
-            near = d2 <= COINCIDE * (sq[:, None] + sq[None, :])
-            a, b = np.nonzero(np.triu(near, 1))
+            a, b = np.nonzero(d2 <= COINCIDE * (sq[:, None] + sq[None, :]))
+            upper = a < b  # each pair once (the diagonal, d2 = 0, always holds)
+            if not upper.any():
+                return exact
+            a, b = a[upper], b[upper]
         else:
             d = sub.shape[1]
             direction = np.random.default_rng(0x5EED).standard_normal(d)
@@ -715,7 +718,7 @@ def clf_float32(kern: Kernel, s32, x: np.ndarray, y: np.ndarray, xnorm, block=No
     return best
 
 
-def tie_rows(kern: Kernel, block, x, logits, best, at=None) -> None:
+def tie_rows(kern: Kernel, block, x, logits, best, at=None, x_sq=None) -> None:
     """Classifier decisions at an exact tie: rows whose two largest float64 logits lie within
     the rounding bound of the form they were taken in (``W h' + W mu_G + b``, centred at
     mu_G, in units) are decided again from ``W h + b`` as the definition reads it (each
@@ -725,7 +728,8 @@ def tie_rows(kern: Kernel, block, x, logits, best, at=None) -> None:
     the centred form rounds the tie apart at random. ``block``: the rows as given (float64
     or narrower), ``x``: their h' in units, ``logits``: their float64 logits (read; left as
     they were), ``best``: their argmax, set in place at ``at`` (the rows' places in it; all
-    rows when None)."""
+    rows when None). ``x_sq``: the squared norms of the rows of ``x`` when the caller has
+    them."""
     m, C = logits.shape
     if m == 0 or C < 2:
         return
@@ -740,7 +744,7 @@ def tie_rows(kern: Kernel, block, x, logits, best, at=None) -> None:
     f = abs(kern.score_factor)
     wn = kern.w_norm
     kmax = kern.cen_norm * wn if kern.from_scores else 0.0
-    xnorm = np.sqrt(np.einsum("ij,ij->i", x, x))
+    xnorm = np.sqrt(np.einsum("ij,ij->i", x, x) if x_sq is None else x_sq)
     mnorm = kern.mean_norm
     # the centred form: h' (h / scale - mu_G, one rounding an entry), its dot with w (d
     # terms), the offset W mu_G (d terms) plus b, the class term, the factor and the sum
@@ -824,7 +828,7 @@ def numpy_block(kern: Kernel, block: np.ndarray, y: np.ndarray, outputs, rows: i
     if kern.logits64:  # in place, in the product's buffer
         logits = kern.logits(s64[:, kern.d64.shape[1] - C :], inplace=True)
         clf = np.argmax(logits, axis=1)
-        tie_rows(kern, block, x, logits, clf)
+        tie_rows(kern, block, x, logits, clf, x_sq=sq if x is e else None)
     elif kern.has_w:
         clf = clf_float32(kern, s32[:, s32.shape[1] - C :], x, y, xnorm, block)
     elif outputs is not None:
