@@ -97,6 +97,7 @@ def between_class_geometry(
         weight_scale=1.0 if w is None else pow2_scale(w),
         present=present,
         min_count=max(1, int(min_count)),
+        counts=counts,
     )
 
 

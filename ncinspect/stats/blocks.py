@@ -10,10 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: two class means whose squared distance is at most this fraction of the sum of their
-#: squared norms coincide (equal to about 8 digits: the means of two classes holding the same
-#: rows, summed in other orders, differ in their last bits): the pair sweep's CDNV and GNC2
-#: (``ncinspect.metrics.pairs``) and the NCC ties (``ncinspect.stats.kernel``) read one rule
+#: two centred class means whose squared distance is at most this fraction of the sum of
+#: their squared norms coincide (equal to about 8 digits): the rule of the pair sweep's CDNV
+#: and GNC2 (``ncinspect.metrics.pairs``)
 COINCIDE = 2.0**-52
 
 __all__ = [

@@ -499,7 +499,7 @@ class SecondState(_Checked):
             if hc is None:
                 hc = hs - g.mu_scaled[None, :]
             decided = (dist, ncc, logits, clf)
-            self._recheck(xp, g, hc, ys, keep, decided, outputs, cap, zeros)
+            self._recheck(xp, g, (hs, hc), ys, keep, decided, outputs, cap, zeros)
         out = outputs
         if out is None and logits is not None:
             s_h, s_w = g.logit_scales
@@ -543,10 +543,14 @@ class SecondState(_Checked):
         diff = xp.where(keep[:, None], own[:, None] - es, zero)
         self.pair_sq = scatter_add(xp, self.pair_sq, ys, diff * diff)
 
-    def _recheck(self, xp, g, hc, ys, keep, decided, outputs, cap, zeros=None) -> None:
+    def _recheck(self, xp, g, rows_hc, ys, keep, decided, outputs, cap, zeros=None) -> None:
         """Float32 mode: rows within the rounding bound of a tie decided again in float64;
         their counts are taken back and added again. ``cap``: a fixed number of rows
-        (:func:`recheck_capacity`, no host read), the rest counted in ``n_unchecked``."""
+        (:func:`recheck_capacity`, no host read), the rest counted in ``n_unchecked``.
+        ``rows_hc``: the rows ``h / scale`` and ``h'``; NCC is decided again from ``h'``, the
+        classifier from ``W h + b`` as the definition reads it (at an exact tie, the first
+        largest: the numpy kernel's :func:`~ncinspect.stats.kernel.tie_rows`)."""
+        hs, hc = rows_hc
         dist, ncc, logits, clf = decided
         C, m = dist.shape[1], dist.shape[0]
         rows_norm = xp.sqrt(xp.sum(hc * hc, axis=1))
@@ -576,6 +580,16 @@ class SecondState(_Checked):
         sub_out = None if outputs is None else take_rows(xp, outputs, idx)
         sub_zeros = None if zeros is None else take_rows(xp, zeros, idx)
         _, ncc_x, _, _, clf_x = decisions(xp, g, sub @ g.decide, C, g.has_w, sub_out, sub_zeros)
+        if g.has_w:  # the classifier from W h + b itself: exact ties go to the first largest
+            direct = take_rows(xp, hs, idx) @ g.decide[:, C:]
+            if g.score_factor != 1.0:
+                direct = direct * g.score_factor
+            if g.bias_units is not None:
+                direct = direct + g.bias_units[None, :]
+            clf_d = xp.argmax(direct, axis=1)
+            if g.clf_twins is not None:
+                clf_d = xp.take(g.clf_twins, clf_d)
+            clf_x = xp.where(xp.all(xp.isfinite(direct), axis=1), clf_d, clf_x)
         self._count_ok(xp, y_x, kept, ncc_x, clf_x, was)  # the float64 decisions replace them
 
     def _outputs(self, xp, out, onehot, keep, zero) -> None:

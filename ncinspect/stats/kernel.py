@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .blocks import COINCIDE, Moments, output_sums
+from .blocks import Moments, output_sums
 from .pairs import block_pairs
 
 __all__ = [
@@ -102,6 +102,8 @@ class Kernel:
         w = geom.weights / geom.weight_scale if self.has_w else None
 
         own = np.array_equal(geom.ncc_centres, geom.centred)
+        self._own = own
+        self._counts = geom.counts
         amp = math.inf
         if r:
             amp = math.sqrt(float(geom.eigvals.sum()) / float(geom.eigvals[-1]))
@@ -143,10 +145,12 @@ class Kernel:
     def ncc_twins(self) -> np.ndarray | None:
         """For each class, the lowest class whose NCC centre is the same and defined: bit for
         bit (:func:`first_twins`) or up to the rounding of the sums that made it (two classes
-        holding the same rows, summed in other orders: :func:`coincident_twins`, the rule by
-        which CDNV calls two means coincident); None when no two defined centres are."""
+        holding the same rows, summed in other orders: :func:`coincident_twins`, the bound by
+        which a mean is zero in the metrics); None when no two defined centres are."""
         exact = first_twins(self._ncc, self._ncc_valid)
-        return coincident_twins(self._ncc + self.mean_scaled, self._ncc_valid, exact)
+        if not self._own or self._counts is None:  # another split's centres: bit for bit
+            return exact
+        return coincident_twins(self.means_s, self._ncc_valid, exact, self._counts)
 
     @functools.cached_property
     def clf_twins(self) -> np.ndarray | None:
@@ -185,6 +189,20 @@ class Kernel:
     def ncc_norm(self) -> float:
         """The largest norm of an NCC centre (the float32 bounds)."""
         return float(np.sqrt(self.centre_sq.max())) if self.n_classes else 0.0
+
+    @functools.cached_property
+    def zero_class(self) -> int:
+        """The classifier's class for a row of zeros (logits ``b`` exactly): the first
+        largest entry of b, class 0 without a bias."""
+        return 0 if self.bias_units is None else int(np.argmax(self.bias_units))
+
+    @functools.cached_property
+    def clf_reps(self) -> np.ndarray | None:
+        """The lowest row of each group of equal classifier rows (and biases), in order;
+        None when no two are equal (:attr:`clf_twins`): a tie between equal rows needs no
+        product."""
+        twins = self.clf_twins
+        return None if twins is None else np.flatnonzero(twins == np.arange(twins.size))
 
     @functools.cached_property
     def mean_norm(self) -> float:
@@ -366,8 +384,8 @@ class Placed:
         self.score_factor, self.logit_scales = kern.score_factor, kern.logit_scales
         self.offset = None if kern.offset is None else put(kern.offset)
         #: the class of a row of zeros (logits ``b`` exactly): the first largest b, else 0
-        zero = 0 if kern.bias_units is None else int(np.argmax(kern.bias_units))
-        self.zero_class = on_device(xp, np.asarray(zero, np.int64), device)
+        self.zero_class = on_device(xp, np.asarray(kern.zero_class, np.int64), device)
+        self.bias_units = None if kern.bias_units is None else put(kern.bias_units)
         #: the lowest class of equal centres / classifier rows (:meth:`Kernel.lowest_twins`)
         self.ncc_twins, self.clf_twins = (
             None if t is None else on_device(xp, t.astype(np.int64), device)
@@ -435,58 +453,70 @@ def first_twins(rows: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray 
 #: up to this many rows first_twins compares their bytes in a dict (above: hashed by numpy)
 _TWINS_FEW = 64
 #: candidate pairs coincident_twins compares whole, at most (beyond: bit-for-bit twins only)
-_NEAR_PAIRS_MAX = 1 << 22
+_NEAR_PAIRS_MAX = 1 << 20
 
 
 def coincident_twins(
-    rows: np.ndarray, keep: np.ndarray, exact: np.ndarray | None
+    rows: np.ndarray, keep: np.ndarray, exact: np.ndarray | None, counts: np.ndarray
 ) -> np.ndarray | None:
-    """:func:`first_twins`' map ``exact`` (None: no equal rows) joined with the rows that
-    coincide, ``||a - b||^2 <= COINCIDE (||a||^2 + ||b||^2)`` (the class means, uncentred, in
-    units: their rounding is relative to them), over the rows ``keep`` selects: each row
-    maps to the lowest row of its group (groups joined through any coinciding pair).
+    """:func:`first_twins`' map ``exact`` (None: no equal rows) joined with the class means
+    ``rows`` (uncentred, in units) that are equal up to the rounding of the sums that made
+    them, ``||a - b|| <= 4 u ((n_a + 1) |a| + (n_b + 1) |b|)`` (``counts``: the n's; two
+    classes holding the same rows, summed in other orders, differ by about that), over the
+    rows ``keep`` selects: each row maps to the lowest row of its group (groups joined
+    through any such pair). Well separated means are far outside it (at an offset of 1e8,
+    means 1 apart of 200 rows each: a bound of 1e-4).
 
-    A few rows are compared pair by pair; many are screened by their projection on one fixed
-    direction (a coinciding pair's projections differ by at most its distance, plus their
-    rounding): only the pairs within that of each other are compared whole. Beyond
-    ``_NEAR_PAIRS_MAX`` candidates (nearly every row the same projection) only the
-    bit-for-bit twins are kept."""
+    The pairs are screened by a product (a few rows: their Gram matrix; many: their
+    projections on one fixed direction, which differ by at most the distance) and only the
+    candidates compared by their differences; beyond ``_NEAR_PAIRS_MAX`` candidates only the
+    bit-for-bit twins are kept. Memory O(n^2 + n d) for a few rows, O(n + candidates d)."""
     idx = np.flatnonzero(keep)
     n = idx.size
     if n < 2:
         return exact
-    sub = rows[idx]
+    sub = rows if n == rows.shape[0] else rows[idx]  # every row kept: no copy of them all
+    d = sub.shape[1]
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         sq = np.einsum("ij,ij->i", sub, sub)
+        norm = np.sqrt(sq)
+        reach = 4.0 * _U64 * (counts[idx].astype(np.float64) + 1.0) * norm  # a's share
+        if not np.isfinite(reach).all():
+            return exact
+        slack = 4.0 * (d + 2) * _U64  # the rounding of the screens' own products
         if n <= _TWINS_FEW:
-            diff = sub[:, None, :] - sub[None, :, :]
-            d2 = np.einsum("ijk,ijk->ij", diff, diff)
-            a, b = np.nonzero(d2 <= COINCIDE * (sq[:, None] + sq[None, :]))
-            upper = a < b  # each pair once (the diagonal, d2 = 0, always holds)
-            if not upper.any():
-                return exact
+            gram = sub @ sub.T
+            d2 = sq[:, None] + sq[None, :] - 2.0 * gram
+            tol = reach[:, None] + reach[None, :]
+            cand = d2 <= tol * tol + slack * (sq[:, None] + sq[None, :])
+            a, b = np.nonzero(cand)
+            upper = a < b
             a, b = a[upper], b[upper]
         else:
-            d = sub.shape[1]
             direction = np.random.default_rng(0x5EED).standard_normal(d)
             direction /= np.sqrt(np.dot(direction, direction))
             key = sub @ direction
-            big = math.sqrt(float(sq.max()))
-            tol = (math.sqrt(2.0 * COINCIDE) * 1.01 + 4.0 * (d + 2) * _U64) * big
+            tol = 2.0 * float(reach.max()) + slack * float(norm.max())
             order = np.argsort(key, kind="stable")
             ks = key[order]
             ends = np.searchsorted(ks, ks + tol, side="right")
-            counts = ends - np.arange(n) - 1
-            total = int(counts.sum())
+            counts_ = ends - np.arange(n) - 1
+            total = int(counts_.sum())
             if total == 0 or total > _NEAR_PAIRS_MAX or not math.isfinite(tol):
                 return exact
-            first = np.repeat(np.arange(n), counts)
-            starts = np.repeat(np.cumsum(counts) - counts, counts)
+            first = np.repeat(np.arange(n), counts_)
+            starts = np.repeat(np.cumsum(counts_) - counts_, counts_)
             second = first + 1 + (np.arange(total) - starts)
             a, b = order[first], order[second]
-            diff = sub[a] - sub[b]
-            ok = np.einsum("ij,ij->i", diff, diff) <= COINCIDE * (sq[a] + sq[b])
-            a, b = a[ok], b[ok]
+        if a.size == 0:
+            return exact
+        ok = np.empty(a.size, dtype=bool)
+        step = max(1, (1 << 22) // max(d, 1))  # the differences of 4 Mi values at a time
+        for lo in range(0, a.size, step):
+            pa, pb = a[lo : lo + step], b[lo : lo + step]
+            diff = sub[pa] - sub[pb]
+            ok[lo : lo + step] = np.sqrt(np.einsum("ij,ij->i", diff, diff)) <= reach[pa] + reach[pb]
+        a, b = a[ok], b[ok]
     if a.size == 0:
         return exact
     parent = np.arange(rows.shape[0]) if exact is None else exact.copy()
@@ -757,20 +787,27 @@ def tie_rows(kern: Kernel, block, x, logits, best, at=None, x_sq=None) -> None:
     if near.size == 0:
         return
     h = np.asarray(block[near], dtype=np.float64)
-    if kern.inv_scale != 1.0:
-        h = h * kern.inv_scale  # exact (a power of two)
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        direct = np.einsum("ij,cj->ic", h, kern._w)  # each entry summed in order: no BLAS
-        if kern.score_factor != 1.0:
-            direct *= kern.score_factor
-        if kern.bias_units is not None:
-            direct += kern.bias_units
-    ok = np.isfinite(direct).all(axis=1)
-    if not ok.any():
-        return
-    pick = np.argmax(direct[ok], axis=1)
-    where = near[ok] if at is None else np.asarray(at)[near[ok]]
-    best[where] = pick
+    pick = np.full(near.size, -1)
+    zero = ~h.any(axis=1)  # a row of zeros: its logits are b exactly, no product needed
+    pick[zero] = kern.zero_class
+    rest = np.flatnonzero(~zero)
+    if rest.size:
+        h = h[rest] if kern.inv_scale == 1.0 else h[rest] * kern.inv_scale  # exact
+        reps = kern.clf_reps  # one row of W per group of equal rows (and biases): its lowest
+        w = kern._w if reps is None else kern._w[reps]
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            direct = np.einsum("ij,cj->ic", h, w)  # each entry summed in order: no BLAS
+            if kern.score_factor != 1.0:
+                direct *= kern.score_factor
+            if kern.bias_units is not None:
+                direct += kern.bias_units if reps is None else kern.bias_units[reps]
+        ok = np.isfinite(direct).all(axis=1)
+        got = np.argmax(direct, axis=1)
+        got = got if reps is None else reps[got]
+        pick[rest[ok]] = got[ok]
+    done = pick >= 0  # a row whose direct logits are not finite keeps its decision
+    where = near[done] if at is None else np.asarray(at)[near[done]]
+    best[where] = pick[done]
 
 
 def numpy_block(kern: Kernel, block: np.ndarray, y: np.ndarray, outputs, rows: int, empty):

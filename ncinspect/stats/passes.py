@@ -155,6 +155,8 @@ class Geometry:
     present: np.ndarray | None = None
     min_count: int = 1
     pair_reason: str | None = AUTO
+    #: (C,) samples of each class in pass 1 (the rounding bound of its mean); None: unknown
+    counts: np.ndarray | None = None
     _stack: np.ndarray | None = field(default=None, repr=False)
     #: of kernel_for (each also holds its constants placed on devices, Kernel.placed)
     kernels: dict = field(default_factory=dict, repr=False, compare=False)

@@ -460,3 +460,36 @@ def test_many_classes_two_holding_the_same_rows_tie_to_the_lower(run):
     assert np.sum(ncc == 17) == 2 * n  # the premise: every row of both goes to class 17
     got = run(h, y, None, None)
     assert got.metrics["accuracy_ncc"] == pytest.approx(np.mean(ncc == y), abs=1e-15)
+
+
+def test_separated_classes_at_a_large_offset_are_not_ncc_twins():
+    """Means 1 apart at an offset of 1e8 (200 rows each: the sums' rounding bound is 1e-4)
+    are two centres: a fixed 2^-26 of the uncentred norms (2) would have joined them and
+    sent every row to class 0 (accuracy_ncc 0.5; found by the review of this change)."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 200)
+    h = 1e8 + np.where(y[:, None] == 0, 0.0, 1.0) + 0.01 * rng.standard_normal((400, 4))
+    assert _analyze(h, y).metrics["accuracy_ncc"] == 1.0
+
+
+def test_coincident_twins_of_a_few_wide_classes_hold_no_class_by_class_by_width_array():
+    """64 classes of d = 25,088 (a VGG layer): the screen holds a 64 x 64 Gram matrix and the
+    candidates' differences, not a 64 x 64 x d array (0.8 GB; found by the review)."""
+    import tracemalloc
+
+    from ncinspect.stats.kernel import coincident_twins
+
+    rng = np.random.default_rng(1)
+    rows = rng.standard_normal((64, 25_088))
+    rows[40] = rows[7] * (1.0 + 2.0**-50)  # one pair equal up to rounding
+    counts = np.full(64, 10)
+    tracemalloc.start()
+    try:
+        twins = coincident_twins(rows, np.ones(64, bool), None, counts)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    expect = np.arange(64)
+    expect[40] = 7
+    assert twins is not None and np.array_equal(twins, expect)
+    assert peak < 64 * 25_088 * 8 // 4  # below a quarter of one copy of the rows
