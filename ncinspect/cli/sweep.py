@@ -97,8 +97,16 @@ def parse_set(values: tuple[str, ...], own: dict[str, str] | None = None) -> dic
 
 
 def _floats(text: str) -> list[float]:
+    items = text.split(",")
+    if any(not v.strip() for v in items):  # "0," or "$A,$B" with B unset: not one value less
+        from ..errors import UsageError
+
+        raise UsageError(
+            f"--weight-decays: an empty value in the list {clip(repr(text))}; give numbers "
+            "separated by commas"
+        )
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        return [float(v) for v in items]
     except ValueError:
         raise click.BadParameter(
             f"expected numbers separated by commas, got {clip(repr(text))}",

@@ -191,8 +191,10 @@ def ood_orthogonality(
     if mu.shape[0] == 0:
         return None, "no class has samples"
     gm = np.abs(g).max()
-    if gm == 0 or not np.isfinite(gm):
+    if gm == 0:
         return None, "the OOD features' mean is zero"
+    if not np.isfinite(gm):
+        return None, "the OOD features' mean is not finite (its sum overflowed float64)"
     if ood_bound is not None:
         b = np.asarray(ood_bound, dtype=np.float64)
         top = max(gm, float(np.abs(b).max()))

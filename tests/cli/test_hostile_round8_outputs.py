@@ -230,6 +230,16 @@ def test_sweep_zero_and_minus_zero_are_one_weight_decay(tmp_path, capsys):
     assert not out.exists() or not os.listdir(out)
 
 
+@pytest.mark.parametrize("values", ["0,", ",1e-3", "0,,1e-3", " , "])
+def test_sweep_an_empty_weight_decay_in_the_list_is_a_usage_error(tmp_path, capsys, values):
+    """'0,' (or '$A,$B' with B unset) ran one lambda less without a word."""
+    out = tmp_path / "sweep"
+    args = ["sweep", "-o", str(out), "--weight-decays", values, "--epochs", "1", "--depth", "2"]
+    assert main([*args, "--width", "4", "--no-figure"]) == 2
+    assert "empty value" in _one_error_line(capsys)
+    assert not out.exists() or not os.listdir(out)
+
+
 def test_sweep_minus_zero_alone_is_lambda_zero(tmp_path, capsys):
     import json
     import math

@@ -343,3 +343,15 @@ def test_nonfinite_rows_are_found_when_the_sums_test_them():
     with np.errstate(over="ignore"):
         assert FeatureSum.of_chunk(0, big).n_nonfinite == 0
         assert score_chunk(scorer, 0, big).n_nonfinite == 0
+
+
+def test_an_ood_mean_that_overflowed_is_named_so_not_zero():
+    """An OOD mean of inf (its sum overflowed) was reported as 'the OOD features' mean is
+    zero'."""
+    from ncinspect.metrics.ood import ood_orthogonality
+
+    means = np.array([[1.0, 0.0], [0.0, 1.0]])
+    value, why = ood_orthogonality(means, np.ones(2, bool), np.array([np.inf, 1.0]))
+    assert value is None and "not finite" in why and "zero" not in why
+    value, why = ood_orthogonality(means, np.ones(2, bool), np.zeros(2))
+    assert value is None and "is zero" in why
