@@ -103,6 +103,23 @@ def _members(h, y, w, **over) -> list[dict]:
     return list(base.values())
 
 
+def _safetensors(path, h, y, name: str, entry: dict, data: bytes = b"") -> None:
+    """A safetensors file of float64 ``features`` ``h``, int64 ``labels`` ``y`` and one more
+    tensor ``name`` (``entry``: its dtype and shape; its bytes ``data`` follow the labels)."""
+    import json
+
+    start = h.nbytes + y.nbytes
+    header = {
+        "features": {"dtype": "F64", "shape": list(h.shape), "data_offsets": [0, h.nbytes]},
+        "labels": {"dtype": "I64", "shape": [len(y)], "data_offsets": [h.nbytes, start]},
+        name: {**entry, "data_offsets": [start, start + len(data)]},
+    }
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    body = h.astype("<f8").tobytes() + y.astype("<i8").tobytes() + data
+    path.write_bytes(struct.pack("<Q", len(text)) + text + body)
+
+
 def _one_line(path, capsys, *words, commands=("report", "info")) -> str:
     """Every command exits 3 with one error line holding ``words``; the file is unchanged."""
     before = file_digest(path)
@@ -457,7 +474,6 @@ def test_an_empty_array_of_a_dimension_numpy_cannot_hold_is_one_line(tmp_path, c
     """Weights of shape (0, 2**64 - 1) hold no bytes, so no size check saw them; numpy
     refuses to make even an empty array of that shape ("Maximum allowed dimension exceeded",
     "array is too big"): exit 4."""
-    import json
 
     h, y, _ = _data()
     path = tmp_path / f"w.{fmt}"
@@ -467,23 +483,7 @@ def test_an_empty_array_of_a_dimension_numpy_cannot_hold_is_one_line(tmp_path, c
         empty = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head
         _zip(path, [*_members(h, y, h)[:2], dict(name=b"weights.npy", data=empty)])
     elif fmt == "safetensors":
-        header = {
-            "features": {"dtype": "F64", "shape": list(h.shape), "data_offsets": [0, h.nbytes]},
-            "labels": {
-                "dtype": "I64",
-                "shape": [len(y)],
-                "data_offsets": [h.nbytes, h.nbytes + y.nbytes],
-            },
-            "weights": {
-                "dtype": "F32",
-                "shape": [0, dim],
-                "data_offsets": [h.nbytes + y.nbytes] * 2,
-            },
-        }
-        text = json.dumps(header).encode()
-        text += b" " * (-len(text) % 8)
-        data = h.astype("<f8").tobytes() + y.astype("<i8").tobytes()
-        path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+        _safetensors(path, h, y, "weights", {"dtype": "F32", "shape": [0, dim]})
     else:
         with h5py.File(path, "w") as f:
             f["features"], f["labels"] = h, y
@@ -943,7 +943,6 @@ def test_object_labels_mixing_kinds_across_label_blocks_are_refused(monkeypatch)
 def test_info_names_a_dtype_numpy_cannot_hold_as_the_file_does(tmp_path, capsys):
     """``info`` listed an HDF5 time dataset and a safetensors F8_E8M0 tensor as ``|V4`` and
     ``|V1``."""
-    import json
 
     h, y, w = _data()
     path = tmp_path / "time.h5"
@@ -954,24 +953,8 @@ def test_info_names_a_dtype_numpy_cannot_hold_as_the_file_does(tmp_path, capsys)
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
     assert "HDF5 datatype" in out and "|V4" not in out, out
-    header = {
-        "features": {"dtype": "F64", "shape": list(h.shape), "data_offsets": [0, h.nbytes]},
-        "labels": {
-            "dtype": "I64",
-            "shape": [len(y)],
-            "data_offsets": [h.nbytes, h.nbytes + y.nbytes],
-        },
-        "odd": {
-            "dtype": "F8_E8M0",
-            "shape": [2],
-            "data_offsets": [h.nbytes + y.nbytes, h.nbytes + y.nbytes + 2],
-        },
-    }
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
     st = tmp_path / "odd.safetensors"
-    data = h.astype("<f8").tobytes() + y.astype("<i8").tobytes() + b"\x01\x02"
-    st.write_bytes(struct.pack("<Q", len(text)) + text + data)
+    _safetensors(st, h, y, "odd", {"dtype": "F8_E8M0", "shape": [2]}, b"\x01\x02")
     assert main(["info", str(st)]) == 0
     out = capsys.readouterr().out
     assert "F8_E8M0" in out and "|V1" not in out, out

@@ -23,6 +23,22 @@ from .test_meter_ignore_index import lib  # noqa: F401
 C, D, N = 4, 6, 8
 
 
+def _accuracy(lib, h, y, w, b, precision: str, batch: int) -> float:
+    """accuracy_classifier of a Meter of ``w`` (and ``b``) fed both passes in batches."""
+    C = w.shape[0]
+    meter = ncinspect.Meter(
+        weights=lib(w), bias=None if b is None else lib(b), n_classes=C, precision=precision
+    )
+    for step in (1, 2):
+        for a in range(0, len(y), batch):
+            meter.update(lib(h[a : a + batch]), lib(y[a : a + batch]))
+        if step == 1:
+            meter.next_pass()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return meter.compute().metrics["accuracy_classifier"]
+
+
 def _dead_rows(seed=5):
     rng = np.random.default_rng(seed)
     m = rng.standard_normal((C, D))
@@ -47,17 +63,7 @@ def test_rows_of_zeros_go_to_the_first_largest_bias(lib, precision, bias):
     want = np.mean(np.argmax(logits, axis=1) == y)  # numpy: the first largest
     dead = ~h.any(axis=1)
     assert np.all(np.argmax(logits[dead], axis=1) == (0 if b is None else np.argmax(b)))
-    meter = ncinspect.Meter(
-        weights=lib(w), bias=None if b is None else lib(b), n_classes=C, precision=precision
-    )
-    for step in (1, 2):
-        for a in range(0, len(y), 5):
-            meter.update(lib(h[a : a + 5]), lib(y[a : a + 5]))
-        if step == 1:
-            meter.next_pass()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        got = meter.compute().metrics["accuracy_classifier"]
+    got = _accuracy(lib, h, y, w, b, precision, batch=5)
     assert got == pytest.approx(want, abs=1e-15)
 
 
@@ -85,13 +91,5 @@ def test_integer_ties_go_to_the_first_largest(lib, precision, request):
     ties = (logits == logits.max(axis=1, keepdims=True)).sum(axis=1) > 1
     assert ties.sum() >= 10  # the premise: exact ties
     want = np.mean(np.argmax(logits, axis=1) == y)
-    meter = ncinspect.Meter(weights=lib(w), n_classes=C, precision=precision)
-    for step in (1, 2):
-        for a in range(0, n, 7):
-            meter.update(lib(h[a : a + 7]), lib(y[a : a + 7]))
-        if step == 1:
-            meter.next_pass()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        got = meter.compute().metrics["accuracy_classifier"]
+    got = _accuracy(lib, h, y, w, None, precision, batch=7)
     assert got == pytest.approx(want, abs=1e-15)
