@@ -91,9 +91,15 @@ class RowProgress:
         return f"{self.done * self.row_bytes / seconds / 1e6:,.0f} MB/s"
 
     def close(self) -> None:
-        """Remove the bar (if drawn)."""
+        """Remove the bar (if drawn), its drawing thread ended: rich's ``stop`` only signals
+        that thread, and while it lives no worker process may be forked
+        (:mod:`ncinspect.engines.processes`), so the next file of ``report --aggregate`` ran
+        on one core when the thread had not yet seen the signal."""
         if self._bar is not None:
+            thread = getattr(getattr(self._bar, "live", None), "_refresh_thread", None)
             self._bar.stop()
+            if thread is not None:
+                thread.join(timeout=5.0)
             self._bar = None
 
     def __enter__(self) -> RowProgress:
