@@ -43,6 +43,8 @@ __all__ = ["fork_workers", "forked_map"]
 
 #: seconds between two progress messages of a worker
 _PROGRESS_EVERY = 0.1
+#: seconds between two parts of a worker's results (the first part after this long)
+_SEND_EVERY = 0.25
 
 
 def fork_workers(threads: int | None, items: int, min_per_worker: int) -> int:
@@ -86,9 +88,10 @@ def forked_map(
 
     ``setup(progress)``, when given, runs once in each worker before its first item, with
     the worker's progress callback (e.g. to give the work an engine without threads: the
-    cores are the workers'). ``finish(results)``, when given, runs in each worker on its
-    whole range's results before
-    they are sent (e.g. to drop arrays only a later result keeps). ``describe(lo, hi)`` names
+    cores are the workers'). A worker sends its results in parts as it makes them (so that
+    this process receives them while the workers go on); ``finish(results)``, when given,
+    runs in the worker on each part before it is sent (e.g. to drop arrays only a later
+    result of the part keeps). ``describe(lo, hi)`` names
     a worker's range in the error of a worker that died.
     """
     import multiprocessing
@@ -146,6 +149,7 @@ def _collect(procs, conns, bounds, progress, describe) -> list:
 
     workers = len(procs)
     outcomes: list = [None] * workers
+    parts: list[list] = [[] for _ in range(workers)]  # the results each worker has sent
     open_conns = {conn: k for k, conn in enumerate(conns)}
     while open_conns:
         for conn in wait(list(open_conns)):
@@ -160,13 +164,16 @@ def _collect(procs, conns, bounds, progress, describe) -> list:
                     f"{describe(lo, hi)}: the worker process reading them died ({how}) before "
                     "it finished: a damaged file, or too little memory"
                 )
-                outcomes[k], kind = ([], error), "end"
+                outcomes[k], kind = (parts[k], error), "end"
             if kind == "rows":
                 if progress is not None:
                     progress(payload[0])
                 continue
+            if kind == "part":
+                parts[k] += payload[0]
+                continue
             if kind == "done":
-                outcomes[k] = (payload[0], payload[1])
+                outcomes[k] = (parts[k] + payload[0], payload[1])
             del open_conns[conn]
             # an error at worker k decides the outcome once every earlier worker has ended:
             # the later ones cannot change it (the serial loop would not have reached them)
@@ -182,9 +189,13 @@ def _collect(procs, conns, bounds, progress, describe) -> list:
 
 
 def _worker(conn, work, lo: int, hi: int, setup, finish, parent: int) -> None:
-    """The body of one worker: results of ``range(lo, hi)``, then one ``done`` message."""
+    """The body of one worker: results of ``range(lo, hi)``, sent in parts as they are made
+    (each part at most every :data:`_SEND_EVERY` seconds, ``finish`` applied to it first),
+    then one ``done`` message with the last part and the error, if any."""
     _die_with_parent(parent)
     rows, last = 0, time.monotonic()
+    results: list = []  # made and not sent yet
+    sent_at = last
 
     def progress(n: int) -> None:
         nonlocal rows, last
@@ -194,12 +205,20 @@ def _worker(conn, work, lo: int, hi: int, setup, finish, parent: int) -> None:
             conn.send(("rows", rows))
             rows, last = 0, now
 
-    results, error = [], None
+    error = None
     try:
         if setup is not None:
             setup(progress)
         for i in range(lo, hi):
             results.append(work(i, progress))
+            now = time.monotonic()
+            if now - sent_at >= _SEND_EVERY and i + 1 < hi:
+                # the command unpickles this part while the workers go on: at the end only
+                # the last part is left to receive (the whole range's was a serial tail)
+                if finish is not None:
+                    finish(results)
+                conn.send(("part", results))
+                results, sent_at = [], now
         if finish is not None:
             finish(results)
     except BaseException as exc:  # noqa: BLE001 - every error goes back to the caller

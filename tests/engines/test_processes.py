@@ -103,6 +103,75 @@ def test_a_worker_that_dies_is_an_error_naming_its_items():
     assert _no_children()
 
 
+@pytest.fixture
+def _parts(monkeypatch):
+    """Workers send every result as a part of its own (by default a part is what a worker
+    made in a quarter of a second: the small tests here would send one)."""
+    monkeypatch.setattr(processes, "_SEND_EVERY", 0.0)
+
+
+def _finished(results):
+    results[:] = [("finished", r) for r in results]
+
+
+@pytest.mark.usefixtures("_parts")
+def test_results_sent_in_parts_come_back_in_order_each_finished_once():
+    seen = []
+    out = list(forked_map(_pid, 101, 3, progress=seen.append, finish=_finished))
+    assert [r[0] for r in out] == ["finished"] * 101  # finish ran on every part, once
+    assert [i for _, (i, _) in out] == list(range(101))
+    assert len({pid for _, (_, pid) in out}) == 3
+    assert sum(seen) == 3 * 101
+    assert _no_children()
+
+
+@pytest.mark.usefixtures("_parts")
+def test_a_worker_sends_its_results_as_it_makes_them():
+    """The messages of one worker: a part per result made (each finished), the last one
+    with the end (a whole range sent at its end left it to be received serially)."""
+    ctx = multiprocessing.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    args = (send, lambda i, progress: i * i, 0, 5, None, _finished, os.getpid())
+    proc = ctx.Process(target=processes._worker, args=args, daemon=True)
+    proc.start()
+    send.close()
+    messages = []
+    while not messages or messages[-1][0] != "done":
+        messages.append(recv.recv())
+    proc.join()
+    recv.close()
+    assert [m[0] for m in messages] == ["part"] * 4 + ["done"]
+    assert [m[1] for m in messages] == [[("finished", i * i)] for i in range(5)]
+    assert messages[-1][2] is None
+
+
+@pytest.mark.usefixtures("_parts")
+@pytest.mark.parametrize("bad, first", [({3, 70}, 3), ({70}, 70), ({49, 50}, 49), ({0}, 0)])
+def test_parts_sent_before_an_error_are_the_results_before_it(bad, first):
+    got = []
+    with pytest.raises(ValueError) as info:
+        for i in forked_map(_fails_at(bad), 100, 2):
+            got.append(i)
+    assert str(info.value) == f"bad item {first}"
+    assert got == list(range(first))
+    assert _no_children()
+
+
+@pytest.mark.usefixtures("_parts")
+def test_a_worker_that_dies_after_sending_parts_is_an_error_naming_its_items():
+    def work(i, progress):
+        if i == 60:
+            os._exit(7)
+        return i
+
+    got = []
+    with pytest.raises(NCInspectError, match=r"^items 50-99: .* died \(exit code 7\)"):
+        for i in forked_map(work, 100, 2):
+            got.append(i)
+    assert got == list(range(len(got))) and 50 <= len(got) <= 60  # what it sent, in order
+    assert _no_children()
+
+
 @pytest.fixture(autouse=True)
 def _single_threaded(monkeypatch):
     """Threads other tests left idle (a Dask pool) would keep every file in this process."""
