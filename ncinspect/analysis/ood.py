@@ -212,10 +212,10 @@ class OODSets:
     def add_nc5(self, res: SnapshotResult, snap, progress=None, alpha: float = 0.0) -> None:
         """The nc5 keys on ``res``; the OOD sets scored against ``snap`` whose sums are not
         read yet are read with their rows' scores (``alpha``: of ``nci``)."""
+        if not self.ood:  # (before the import: asked of every snapshot of every file)
+            return
         from .scores import scorer_of
 
-        if not self.ood:
-            return
         fuse = {o.name for o in self._partners(snap) if self._fused.get(o.name) == snap.name}
         scorer = scorer_of(res, alpha) if fuse else None
         sets: dict[str, FeatureSum] = {}
@@ -258,10 +258,10 @@ class OODSets:
     def id_rider(self, snap, alpha: float):
         """``riders`` for the passes of ID snapshot ``snap``: its rows' OOD scores riding
         pass 2 when OOD sets are scored against it (else None)."""
-        from .scores import id_scores_rider
-
         if not self.ood or not self.scored_against(snap) or not self._partners(snap):
             return None
+        from .scores import id_scores_rider
+
         return id_scores_rider(alpha)
 
     def add_scores(
@@ -269,11 +269,11 @@ class OODSets:
     ) -> None:
         """The OOD-score keys on ``res`` when the OOD sets are scored against ``snap``
         (``ids``: its rows' scores when they rode its pass 2, else read here)."""
+        if not self.ood or not self.scored_against(snap):
+            return
         from ..engines.local import plan_chunk_rows
         from .scores import add_scores, row_scores, scorer_of
 
-        if not self.ood or not self.scored_against(snap):
-            return
         scorer = scorer_of(res, alpha)
         d, engine = prep.n_features, self.engine
         rows = self.chunk_rows or plan_chunk_rows(

@@ -176,8 +176,11 @@ class SnapshotResult:
     @property
     def loss_note(self) -> str | None:
         """Why the square-loss section is hidden (None for a square-loss model)."""
+        return self._loss_note(*loss_of(self.meta))
+
+    def _loss_note(self, name: str | None, square: bool | None) -> str | None:
+        """:attr:`loss_note` of the loss ``(name, square)`` (:func:`loss_of`)."""
         keys = "sqi_*, mse, interpolates"
-        name, square = loss_of(self.meta)
         if square or self.task != "classification":  # no SQI section to hide
             return None
         if name is None:
@@ -193,6 +196,8 @@ class SnapshotResult:
 
     def to_dict(self) -> dict[str, Any]:
         counts = self.class_counts or [0]
+        loss, square = loss_of(self.meta)  # once (three properties read it)
+        note = self._loss_note(loss, square)
         out = {
             "name": self.name,
             "epoch": self.epoch,
@@ -209,10 +214,10 @@ class SnapshotResult:
             "ncc_means": self.ncc_centres,
             "metrics": {k: self.metrics.get(k) for k in self.metric_keys()},
             "per_class": self.per_class,
-            "warnings": [*self.warnings, *([self.loss_note] if self.loss_note else [])],
+            "warnings": [*self.warnings, *([note] if note else [])],
             "meta": self.meta,
-            "loss": self.loss,
-            "square_loss": self.square_loss,
+            "loss": loss,
+            "square_loss": square,
         }
         if self.theory is not None:
             out["theory"] = self.theory.to_dict()
