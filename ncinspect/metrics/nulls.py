@@ -82,6 +82,11 @@ class MetricValues:
         else:
             self.null_reasons.pop(key, None)
 
+    def set_items(self, items: Mapping[str, tuple[object, str | None]]) -> None:
+        """:meth:`set` of every ``key -> (value, reason when None)`` of ``items``."""
+        for key, (value, reason) in items.items():
+            self.set(key, value, reason)
+
     def set_all(self, keys: Iterable[str], value: object, reason: str | None) -> None:
         for key in keys:
             self.set(key, value, reason)
