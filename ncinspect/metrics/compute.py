@@ -102,10 +102,12 @@ def compute_metrics(
     present = counts > 0 if geom.present is None else geom.present
     rows = present.nonzero()[0]  # np.flatnonzero of the 1-D mask, without its dispatch
     n = memo.take(counts, present)
+    N = int(np.add.reduce(n))
     class_sq = second.class_sq[rows]
     variances = class_sq / np.maximum(n, 1)
-    centred = _centred_beyond_rounding(geom, out, rows, n, variances)
-    cl = _classes(geom, classifier_reason, memo, centred, present, rows, n, class_sq, variances)
+    centred = _centred_beyond_rounding(geom, out, rows, n, N, variances)
+    args = (present, rows, n, N, class_sq, variances)
+    cl = _classes(geom, classifier_reason, memo, centred, *args)
     _notes(out, first, geom, cl)
     if cl.N == 0:
         out.set_all(METRIC_KEYS, None, f"no class has at least {geom.min_count} samples")
@@ -164,7 +166,12 @@ _U64 = 2.0**-53  #: the unit round-off of float64
 
 
 def _centred_beyond_rounding(
-    geom: Geometry, out: MetricValues, rows: np.ndarray, n: np.ndarray, variances: np.ndarray
+    geom: Geometry,
+    out: MetricValues,
+    rows: np.ndarray,
+    n: np.ndarray,
+    N: int,
+    variances: np.ndarray,
 ) -> np.ndarray:
     """``geom.centred`` (rows ``mu_c - mu_G``) with every row that lies within the rounding
     bound of the sums that made it set to exactly zero: a class whose mean is the global
@@ -181,7 +188,7 @@ def _centred_beyond_rounding(
     subtraction ``u (|mu_c| + |mu_G|)``; all four times over (the bounds' own roundings).
     One screen against the largest of these bounds first: the rows of real data lie far
     above it, and a snapshot pays a few small products for it. ``rows``: the present
-    classes, ``n`` their counts, ``variances`` their v_c.
+    classes, ``n`` their counts (``N`` in all), ``variances`` their v_c.
     """
     centred = geom.centred
     if rows.size == 0:
@@ -205,7 +212,7 @@ def _centred_beyond_rounding(
         # largest |mu_c|, so one maximum serves (a larger screen only sends more snapshots
         # to the exact test below)
         top = 2.0 * math.sqrt(float(np.maximum.reduce(rms2))) + g_norm
-        total = float(np.add.reduce(n))
+        total = float(N)
         screen = 4.0 * (2.0 * total + rows.size + 6.0) * _U64 * top
         if not (math.isfinite(screen) and math.sqrt(np.minimum.reduce(size2)) <= screen):
             return centred  # (NaN and an overflowed bound included: nothing is snapped)
@@ -241,12 +248,12 @@ def _classes(
     present: np.ndarray,
     rows: np.ndarray,
     n_present: np.ndarray,
+    N: int,
     class_sq: np.ndarray,
     variances: np.ndarray,
 ) -> _Classes:
     C = int(rows.size)
     C_total, d = geom.means.shape
-    N = int(np.add.reduce(n_present))
     class_reason = None
     if C < 2:
         class_reason = (

@@ -74,12 +74,11 @@ class MetricValues:
 
     def set(self, key: str, value: object, reason: str | None = None) -> None:
         """Record ``value`` for ``key``; a None (or non-finite float) records ``reason``."""
-        if value is not None and isinstance(value, float) and not math.isfinite(value):
-            value, reason = None, reason or "not finite"
-        self.values[key] = value
-        if value is None:
-            self.null_reasons[key] = reason or "undefined"
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            self.values[key] = None
+            self.null_reasons[key] = reason or ("undefined" if value is None else "not finite")
         else:
+            self.values[key] = value
             self.null_reasons.pop(key, None)
 
     def set_items(self, items: Mapping[str, tuple[object, str | None]]) -> None:
