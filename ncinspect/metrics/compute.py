@@ -378,7 +378,7 @@ def _rows_beyond_rounding(wc: np.ndarray, W: np.ndarray) -> np.ndarray:
     C, d = W.shape
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         size2 = np.add.reduce(wc * wc, axis=1)
-        top = float(np.abs(W).max())
+        top = float(np.maximum.reduce(np.abs(W), axis=None))  # np.abs(W).max()
         screen = 4.0 * (C + 2.0) * _U64 * top * math.sqrt(d)
         if not (math.isfinite(screen) and math.sqrt(np.minimum.reduce(size2)) <= screen):
             return wc  # (an overflowed square is no noise: nothing is snapped)

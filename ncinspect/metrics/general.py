@@ -272,10 +272,12 @@ def general_metrics(
     feasible, floor = etf_floor(d, C)
     out["etf_feasible"] = (feasible, None)
     out["etf_error_floor"] = (floor, None)
+    # the largest count (C >= 2): is every count below 2, and which classes are minority
+    n_max = np.maximum.reduce(n) if C >= 2 else None
     if pairs is None:
-        cdnv = (variances[present], mt / scale) if C >= 2 and not np.all(n < 2) else None
+        cdnv = (variances[present], mt / scale) if C >= 2 and not n_max < 2 else None
         pairs = class_pairs(mt, w, n, cdnv=cdnv, map=pair_map)
-    out["nc1_cdnv_exp2"] = _cdnv_exp2_entry(pairs, n, scale, few)
+    out["nc1_cdnv_exp2"] = _cdnv_exp2_entry(pairs, n_max, scale, few)
     _gnc2(out, "means", mt, pairs.means, pairs.means_ok, "centred class means", few, no_weights)
     w_pairs, w_ok = pairs.weights, pairs.weights_ok
     _gnc2(out, "weights", w, w_pairs, w_ok, "classifier rows", few, no_weights)
@@ -297,18 +299,19 @@ def general_metrics(
         out["minority_collapse"] = (
             _minority_value(pairs),
             MINORITY_NONE
-            if np.count_nonzero(n < n.max() / 2.0) < 2
+            if np.count_nonzero(n < n_max / 2.0) < 2
             else "a minority class has a zero classifier row",
         )
     return out
 
 
 def _cdnv_exp2_entry(
-    pairs: ClassPairs, n: np.ndarray, scale: float, few: str
+    pairs: ClassPairs, n_max: np.generic | None, scale: float, few: str
 ) -> tuple[object, str | None]:
-    if n.size < 2:
+    """``n_max``: the largest count, None when fewer than two classes take part."""
+    if n_max is None:
         return None, few
-    if (n < 2).all():
+    if n_max < 2:
         return None, "fewer than 2 samples in every class"
     value = cdnv_values(pairs.cdnv, pairs.cdnv_scale)[1]  # in units of 1/scale^2
     if value is None:

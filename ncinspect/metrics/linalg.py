@@ -120,8 +120,10 @@ def unit_norms(x: np.ndarray, memo: ClassProducts | None = None) -> np.ndarray:
 
 
 def _norms_of_unit(u: np.ndarray) -> np.ndarray:
-    # np.linalg.norm(u, axis=1) of a real array: the same products, sum and square root in
-    # numpy's order, without its dispatch
+    if u.dtype.kind != "f":  # (np.linalg.norm casts integers to float64 first)
+        return np.linalg.norm(u, axis=1)
+    # np.linalg.norm(u, axis=1) of a real float array: the same products, sum and square
+    # root in numpy's order, without its dispatch
     return np.sqrt(np.add.reduce(u * u, axis=1))
 
 

@@ -36,7 +36,8 @@ def test_uniform_duality_is_numpys_variance_of_the_cosines(C, d, scale):
 @pytest.mark.parametrize("C,d", [*SIZES, (3, 400)])
 def test_unit_row_norms_are_numpys_norms(C, d):
     _, centred, w, _ = _arrays(C, d, C + d)
-    for x in (centred, w, np.zeros((C, d))):
+    big = np.arange(C * d).reshape(C, d) * 2**40  # integers: numpy's norm casts them first
+    for x in (centred, w, np.zeros((C, d)), w.astype(np.float32), big):
         u = unit(x)
         np.testing.assert_array_equal(_norms_of_unit(u), np.linalg.norm(u, axis=1))
 
