@@ -103,7 +103,8 @@ def compute_metrics(
     rows = present.nonzero()[0]  # np.flatnonzero of the 1-D mask, without its dispatch
     n = memo.take(counts, present)
     N = int(np.add.reduce(n))
-    class_sq = second.class_sq[rows]
+    # (every class present: the array itself, read only here, not an index's copy)
+    class_sq = second.class_sq if rows.size == counts.size else second.class_sq[rows]
     variances = class_sq / np.maximum(n, 1)
     centred = _centred_beyond_rounding(geom, out, rows, n, N, variances)
     args = (present, rows, n, N, class_sq, variances)
