@@ -45,6 +45,7 @@ class _Classes:
     d: int
     N: int  # samples of the present classes: those pass 2 scored
     n: np.ndarray  # their counts
+    class_sq: np.ndarray  # their pass-2 within-class sums of squares
     M: np.ndarray  # centred means mu_c - mu_G
     W: np.ndarray | None  # classifier rows
     Ms: np.ndarray  # M in units of geom.scale (the units of the pass-2 sums)
@@ -96,8 +97,18 @@ def compute_metrics(
     """
     out = MetricValues.of_keys(METRIC_KEYS)
     memo = ClassProducts(class_device)  # products several metrics read, formed once
-    centred = _centred_beyond_rounding(first, second, geom, out)
-    cl = _classes(first, second, geom, classifier_reason, memo, centred)
+    # the present classes' codes, counts and sums of squares, read by what follows
+    counts = first.counts
+    present = counts > 0 if geom.present is None else geom.present
+    rows = present.nonzero()[0]  # np.flatnonzero of the 1-D mask, without its dispatch
+    n = memo.take(counts, present)
+    N = int(np.add.reduce(n))
+    # (every class present: the array itself, read only here, not an index's copy)
+    class_sq = second.class_sq if rows.size == counts.size else second.class_sq[rows]
+    variances = class_sq / np.maximum(n, 1)
+    centred = _centred_beyond_rounding(geom, out, rows, n, N, variances)
+    args = (present, rows, n, N, class_sq, variances)
+    cl = _classes(geom, classifier_reason, memo, centred, *args)
     _notes(out, first, geom, cl)
     if cl.N == 0:
         out.set_all(METRIC_KEYS, None, f"no class has at least {geom.min_count} samples")
@@ -124,23 +135,23 @@ def compute_metrics(
     _nc4(out, second, cl, ncc_ok, classifier_reason)
     _sqi(out, second, cl, classifier_reason)
     # generalized metrics (GNC2, UNC3, bias, OF, ETF floor, SELI): full per-row arrays with
-    # the present mask, the same classes as the metrics above
-    counts = first.counts
-    for key, (value, reason) in general_metrics(
+    # the present mask, the same classes as the metrics above (the variances are read only
+    # for a sweep of their own: the pairs are given)
+    general = general_metrics(
         geom.means,
         centred,
         geom.global_mean,
         geom.weights,
         geom.bias,
         counts,
-        second.class_sq / np.maximum(counts, 1),
+        None,
         present=cl.present,
         scale=geom.scale,
         no_weights=cl.no_w,
         pairs=pairs,
         memo=memo,
-    ).items():
-        out.set(key, value, reason)
+    )
+    out.set_items(general)
     if per_class:
         out.per_class, lost = _per_class(first, second, geom, cl, ncc_ok)
         if lost:
@@ -156,7 +167,12 @@ _U64 = 2.0**-53  #: the unit round-off of float64
 
 
 def _centred_beyond_rounding(
-    first: FirstPass, second: SecondPass, geom: Geometry, out: MetricValues
+    geom: Geometry,
+    out: MetricValues,
+    rows: np.ndarray,
+    n: np.ndarray,
+    N: int,
+    variances: np.ndarray,
 ) -> np.ndarray:
     """``geom.centred`` (rows ``mu_c - mu_G``) with every row that lies within the rounding
     bound of the sums that made it set to exactly zero: a class whose mean is the global
@@ -172,28 +188,34 @@ def _centred_beyond_rounding(
     bounds plus ``(C + 1) u`` of the mean |mu_c|; the sample mean: the sum of N rows), the
     subtraction ``u (|mu_c| + |mu_G|)``; all four times over (the bounds' own roundings).
     One screen against the largest of these bounds first: the rows of real data lie far
-    above it, and a snapshot pays a few small products for it.
+    above it, and a snapshot pays a few small products for it. ``rows``: the present
+    classes, ``n`` their counts (``N`` in all), ``variances`` their v_c.
     """
     centred = geom.centred
-    counts = first.counts
-    present = counts > 0 if geom.present is None else geom.present
-    rows = np.flatnonzero(present)
     if rows.size == 0:
         return centred
     inv = 1.0 / geom.scale
+    # every class present (the common case): the class-level arrays are their rows, read
+    # in place (an index would copy the same values)
+    every = rows.size == centred.shape[0]
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        cs = centred[rows] if inv == 1.0 else centred[rows] * inv
+        cs = centred if every else centred[rows]
+        cs = cs if inv == 1.0 else cs * inv
         size2 = np.add.reduce(cs * cs, axis=1)
-        mus = geom.means[rows] if inv == 1.0 else geom.means[rows] * inv
+        mus = geom.means if every else geom.means[rows]
+        mus = mus if inv == 1.0 else mus * inv
         mu2 = np.add.reduce(mus * mus, axis=1)
-        n = counts[rows]
-        rms2 = second.class_sq[rows] / np.maximum(n, 1) + mu2
-        g = geom.global_mean * inv
+        rms2 = variances + mu2
+        g = geom.global_mean if inv == 1.0 else geom.global_mean * inv
         g_norm = math.sqrt(float(np.dot(g, g)))
-        top = math.sqrt(float(rms2.max())) + math.sqrt(float(mu2.max())) + g_norm
-        total = float(n.sum())
+        # |mu_c| <= rms_c (rms_c^2 = v_c + |mu_c|^2, v_c >= 0, and the rounded sum is at
+        # least |mu_c|^2): twice the largest rms_c bounds the largest rms_c plus the
+        # largest |mu_c|, so one maximum serves (a larger screen only sends more snapshots
+        # to the exact test below)
+        top = 2.0 * math.sqrt(float(np.maximum.reduce(rms2))) + g_norm
+        total = float(N)
         screen = 4.0 * (2.0 * total + rows.size + 6.0) * _U64 * top
-        if not (math.isfinite(screen) and math.sqrt(size2.min()) <= screen):
+        if not (math.isfinite(screen) and math.sqrt(np.minimum.reduce(size2)) <= screen):
             return centred  # (NaN and an overflowed bound included: nothing is snapped)
         # the rows near the screen: each against its own bound
         nf = n.astype(np.float64)
@@ -220,19 +242,19 @@ def _centred_beyond_rounding(
 
 
 def _classes(
-    first: FirstPass,
-    second: SecondPass,
     geom: Geometry,
     classifier_reason: str | None,
     memo: ClassProducts,
     centred: np.ndarray,
+    present: np.ndarray,
+    rows: np.ndarray,
+    n_present: np.ndarray,
+    N: int,
+    class_sq: np.ndarray,
+    variances: np.ndarray,
 ) -> _Classes:
-    counts = first.counts
-    present = counts > 0 if geom.present is None else geom.present
-    rows = np.flatnonzero(present)
     C = int(rows.size)
     C_total, d = geom.means.shape
-    n_present = counts[present]
     class_reason = None
     if C < 2:
         class_reason = (
@@ -247,13 +269,15 @@ def _classes(
         C=C,
         C_total=C_total,
         d=d,
-        N=int(n_present.sum()),
+        N=N,
         n=n_present,
+        class_sq=class_sq,
         M=M,
         W=memo.take(geom.weights, present),
         Ms=M if geom.scale == 1.0 else M / geom.scale,
-        variances=second.class_sq[rows] / np.maximum(n_present, 1),
-        singles=bool((n_present < 2).all()),
+        variances=variances,
+        # N <= C when every count is below 2: the test of the counts only then
+        singles=N <= C and bool((n_present < 2).all()),
         class_reason=class_reason,
         no_w=classifier_reason or "no classifier weights (array 'weights' or an alias)",
     )
@@ -261,7 +285,7 @@ def _classes(
 
 def _notes(out: MetricValues, first: FirstPass, geom: Geometry, cl: _Classes) -> None:
     has_w = geom.weights is not None
-    absent_note = _absent_note(first.counts, cl.present, geom.min_count, has_w)
+    absent_note = _absent_note(first.counts, cl.present, geom.min_count, has_w, cl.C)
     if absent_note:
         out.notes.append(absent_note)
     if cl.C > cl.d + 1:
@@ -287,13 +311,14 @@ def _nc1(
             f"{singletons.size} class(es) have one sample ({singletons.tolist()[:10]}): "
             "they add no within-class scatter to NC1"
         )
-    tr_b = float(np.sum(cl.Ms * cl.Ms)) / cl.C
-    tr_w = float(second.class_sq[cl.rows].sum()) / cl.N
+    # np.add.reduce: np.sum's pairwise sum over every entry, without its dispatch
+    tr_b = float(np.add.reduce(cl.Ms * cl.Ms, axis=None)) / cl.C
+    tr_w = float(np.add.reduce(cl.class_sq, axis=None)) / cl.N
     if geom.eigvals.size == 0 or tr_b == 0:
         out.set("nc1", None, "all class means coincide (Sigma_B = 0)")
         out.set("nc1_trace_ratio", None, "all class means coincide (Sigma_B = 0)")
     else:
-        out.set("nc1", float(np.sum(second.proj_sq / geom.eigvals)) / cl.N)
+        out.set("nc1", float(np.add.reduce(second.proj_sq / geom.eigvals, axis=None)) / cl.N)
         out.set("nc1_trace_ratio", tr_w / tr_b)
     cdnv = cdnv_values(pairs.cdnv, pairs.cdnv_scale)[0]
     out.set("nc1_cdnv", cdnv, "two class means coincide")
@@ -302,6 +327,13 @@ def _nc1(
 def _nc1_directional(out: MetricValues, second: SecondPass, geom: Geometry, cl: _Classes) -> None:
     args = (second.pair_sq, geom.pair_reason, cl.rows, cl.n, cl.Ms, cl.class_reason)
     set_directional(out, *args)
+
+
+#: NC2's keys of the means and of the weights, and their ETF error's
+_NC2_KEYS = {
+    s: (*(f"nc2_{m}_{s}" for m in ("equinorm", "equiangular", "maxangle")), f"etf_error_{s}")
+    for s in ("means", "weights")
+}
 
 
 def _nc2(
@@ -315,15 +347,15 @@ def _nc2(
     memo: ClassProducts,
 ) -> None:
     what = "centred class means" if suffix == "means" else "classifier rows"
-    keys = [f"nc2_{m}_{suffix}" for m in ("equinorm", "equiangular", "maxangle")]
+    keys = _NC2_KEYS[suffix]
     if vectors is None or reason is not None:
-        out.set_all((*keys, f"etf_error_{suffix}"), None, reason)
+        out.set_all(keys, None, reason)
     else:
         out.set(keys[0], equinorm(vectors, memo), f"{what} are all zero")
         eq, ma = cosine_values(sums) if ok else (None, None)
         out.set(keys[1], eq, f"one of the {what} is zero")
         out.set(keys[2], ma, f"one of the {what} is zero")
-        out.set(f"etf_error_{suffix}", etf_error(vectors, vectors, memo), f"{what} are all zero")
+        out.set(keys[3], etf_error(vectors, vectors, memo), f"{what} are all zero")
     if suffix != "weights":
         return
     if cl.W is None or cl.class_reason:
@@ -347,9 +379,9 @@ def _rows_beyond_rounding(wc: np.ndarray, W: np.ndarray) -> np.ndarray:
     C, d = W.shape
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         size2 = np.add.reduce(wc * wc, axis=1)
-        top = float(np.abs(W).max())
+        top = float(np.maximum.reduce(np.abs(W), axis=None))  # np.abs(W).max()
         screen = 4.0 * (C + 2.0) * _U64 * top * math.sqrt(d)
-        if not (math.isfinite(screen) and math.sqrt(size2.min()) <= screen):
+        if not (math.isfinite(screen) and math.sqrt(np.minimum.reduce(size2)) <= screen):
             return wc  # (an overflowed square is no noise: nothing is snapped)
         s = pow2_scale(W)
         a = np.abs(W / s)
@@ -374,9 +406,10 @@ def _nc3(out: MetricValues, cl: _Classes, memo: ClassProducts) -> None:
         out.set("nc3_self_duality", self_duality(W, M, memo), "W or the centred means are zero")
         out.set("nc3_duality_etf_error", etf_error(W, M, memo), "W M~^T is zero")
         cos = row_cos(W, M, memo)
+        # cos.mean(): the same sum and division, without its dispatch
         out.set(
             "nc3_duality_cos",
-            float(cos.mean()) if np.all(np.isfinite(cos)) else None,
+            float(np.add.reduce(cos) / cos.size) if np.isfinite(cos).all() else None,
             "a classifier row or centred mean is zero",
         )
 
@@ -472,10 +505,13 @@ def _per_class(
     return table, int(lost.sum())
 
 
-def _absent_note(counts: np.ndarray, present: np.ndarray, min_count: int, has_w: bool) -> str:
-    """One line on the classes left out of the class-level statistics ('' when none)."""
+def _absent_note(
+    counts: np.ndarray, present: np.ndarray, min_count: int, has_w: bool, C: int
+) -> str:
+    """One line on the classes left out of the class-level statistics ('' when none);
+    ``C``: how many are present."""
     C_total = counts.size
-    k = int(C_total - present.sum())
+    k = C_total - C
     if k == 0:
         return ""
     empty = np.flatnonzero(counts == 0)

@@ -129,20 +129,38 @@ def uniform_duality(
     :class:`~ncinspect.metrics.linalg.ClassProducts` (NC3's cosines are the same).
     """
     cos = row_cos(weights, centred, memo)  # rescales each argument
-    if cos.size == 0 or not np.all(np.isfinite(cos)):
+    if cos.size == 0 or not np.isfinite(cos).all():
         return None
-    return float(np.var(cos))
+    # np.var(cos): the same sum, division, deviations and sum of their squares, in numpy's
+    # order, without its dispatch (five times the cost of the arithmetic on C values)
+    n = cos.size
+    dev = cos - np.add.reduce(cos) / n
+    np.multiply(dev, dev, out=dev)
+    return float(np.add.reduce(dev) / n)
 
 
-def bias_collapse(weights: np.ndarray, global_mean: np.ndarray, bias: np.ndarray | None) -> float:
+def bias_collapse(
+    weights: np.ndarray,
+    global_mean: np.ndarray,
+    bias: np.ndarray | None,
+    memo: ClassProducts | None = None,
+) -> float:
     """Bias collapse (Zhu et al. 2021): ``||W mu_G + b||_2`` with b = 0 when absent.
 
     W and mu_G are divided by powers of two for the product (exact), so it neither
     overflows nor underflows unless the result itself does (then inf, reported null).
+    ``memo``: the snapshot's :class:`~ncinspect.metrics.linalg.ClassProducts` (W divided
+    by its power of two is the pair sweep's and the Grams' :func:`unit` of W).
     """
-    sw, sg = pow2_scale(weights), pow2_scale(global_mean)
+    sg = pow2_scale(global_mean)
+    if memo is None:
+        sw = pow2_scale(weights)
+        w, g = weights / sw, global_mean / sg
+    else:  # the snapshot's C-ordered rows of W and mu_G: x / 1.0 would be a copy of x
+        sw, w = memo.unit_scale(weights), memo.unit(weights)
+        g = global_mean if sg == 1.0 else global_mean / sg
     with np.errstate(under="ignore", over="ignore"):
-        v = (weights / sw) @ (global_mean / sg)
+        v = w @ g
         if bias is not None:
             v = v + bias / sw / sg
         return fro(v) * sw * sg
@@ -219,7 +237,7 @@ def general_metrics(
     weights: np.ndarray | None,
     bias: np.ndarray | None,
     counts: np.ndarray,
-    variances: np.ndarray,
+    variances: np.ndarray | None,
     *,
     present: np.ndarray | None = None,
     scale: float = 1.0,
@@ -234,7 +252,8 @@ def general_metrics(
     (rows per class of W); only the classes in ``present`` (default: ``counts > 0``) take
     part, using their rows of W and entries of b. ``means`` are the uncentred class means,
     ``centred`` the rows ``mu_c - mu_G``; ``variances`` (v_c) are in units of ``scale**2``
-    (the pass-2 sums of :class:`~ncinspect.stats.Geometry` with its ``scale``).
+    (the pass-2 sums of :class:`~ncinspect.stats.Geometry` with its ``scale``), read only
+    when ``pairs`` is not given (None then will do).
     ``pairs``: the pair sums of these classes when the caller has swept them already
     (:func:`~ncinspect.metrics.pairs.class_pairs`); otherwise they are swept here, the tiles
     run through ``pair_map`` (a ``map``-like callable; the values do not depend on it).
@@ -243,7 +262,8 @@ def general_metrics(
     """
     present = counts > 0 if present is None else np.asarray(present, dtype=bool)
     memo = ClassProducts() if memo is None else memo
-    mu, mt, n = memo.take(means, present), memo.take(centred, present), counts[present]
+    # through the memo: the caller's rows of the same arrays (the counts too), not copies
+    mu, mt, n = memo.take(means, present), memo.take(centred, present), memo.take(counts, present)
     w = memo.take(weights, present)
     C, d = mt.shape
     out: dict[str, tuple[object, str | None]] = {}
@@ -252,10 +272,12 @@ def general_metrics(
     feasible, floor = etf_floor(d, C)
     out["etf_feasible"] = (feasible, None)
     out["etf_error_floor"] = (floor, None)
+    # the largest count (C >= 2): is every count below 2, and which classes are minority
+    n_max = np.maximum.reduce(n) if C >= 2 else None
     if pairs is None:
-        cdnv = (variances[present], mt / scale) if C >= 2 and not np.all(n < 2) else None
+        cdnv = (variances[present], mt / scale) if C >= 2 and not n_max < 2 else None
         pairs = class_pairs(mt, w, n, cdnv=cdnv, map=pair_map)
-    out["nc1_cdnv_exp2"] = _cdnv_exp2_entry(pairs, n, scale, few)
+    out["nc1_cdnv_exp2"] = _cdnv_exp2_entry(pairs, n_max, scale, few)
     _gnc2(out, "means", mt, pairs.means, pairs.means_ok, "centred class means", few, no_weights)
     w_pairs, w_ok = pairs.weights, pairs.weights_ok
     _gnc2(out, "weights", w, w_pairs, w_ok, "classifier rows", few, no_weights)
@@ -277,24 +299,26 @@ def general_metrics(
         out["minority_collapse"] = (
             _minority_value(pairs),
             MINORITY_NONE
-            if np.count_nonzero(n < n.max() / 2.0) < 2
+            if np.count_nonzero(n < n_max / 2.0) < 2
             else "a minority class has a zero classifier row",
         )
     return out
 
 
 def _cdnv_exp2_entry(
-    pairs: ClassPairs, n: np.ndarray, scale: float, few: str
+    pairs: ClassPairs, n_max: np.generic | None, scale: float, few: str
 ) -> tuple[object, str | None]:
-    if n.size < 2:
+    """``n_max``: the largest count, None when fewer than two classes take part."""
+    if n_max is None:
         return None, few
-    if np.all(n < 2):
+    if n_max < 2:
         return None, "fewer than 2 samples in every class"
     value = cdnv_values(pairs.cdnv, pairs.cdnv_scale)[1]  # in units of 1/scale^2
     if value is None:
         return None, "two class means coincide"
-    with np.errstate(under="ignore", over="ignore"):
-        got = value / scale / scale
+    # Python floats (cdnv_values' sums are): no floating-point state to set for their
+    # under- or overflow, which gives 0 or inf as numpy's would
+    got = value / float(scale) / float(scale)
     if not math.isfinite(got) or (got == 0 and value > 0):
         # not scale-free (features times a divide it by a^2): its value lies outside float64
         return None, (
@@ -342,7 +366,7 @@ def _weight_entries(
         uniform_duality(w, mt, memo),
         "a classifier row or centred mean is zero",
     )
-    out["bias_collapse"] = (bias_collapse(w, global_mean, b), None)
+    out["bias_collapse"] = (bias_collapse(w, global_mean, b, memo), None)
     out["of_error_weights"] = (of_error(w, w, memo), "W is zero")
     out["of_error_duality"] = (of_error(w, mu, memo), "W M^T is zero")
     out["seli_error_weights"] = seli_error(w, w, n, 1, memo)

@@ -61,12 +61,18 @@ def between_class_geometry(
     _check_center(center)
     counts = first.counts
     present = counts >= max(1, int(min_count))
+    n_present = int(np.add.reduce(present))
+    # every class present (the common case): no row to blank or zero (the mask's
+    # assignment and np.where would copy the same values)
+    every = n_present == present.size
     means = first.class_means()
-    means[~present] = np.nan
-    n_present = int(present.sum())
-    mu_g = _global_mean(first, means, present, center)
+    if not every:
+        means[~present] = np.nan
+    mu_g = _global_mean(first, means, present, center, n_present)
     with np.errstate(over="ignore", invalid="ignore"):
-        centred = np.where(present[:, None], means - mu_g, 0.0)
+        centred = means - mu_g
+        if not every:
+            centred = np.where(present[:, None], centred, 0.0)
     if not np.isfinite(centred).all():
         raise InvalidDataError(
             "features: class means differ by more than float64 can hold "
@@ -75,7 +81,7 @@ def between_class_geometry(
     scale = pow2_scale(centred, scale_band)
     if not centred.any() and n_present:  # means coincide: the residuals still need a unit
         scale = pow2_scale(means[present], scale_band)
-    eig, vt, keep = _eigenbasis(centred, present, scale)
+    eig, vt, keep = _eigenbasis(centred, present, scale, n_present)
     if ncc_centres is None:
         ncc_centres, ncc_valid = centred.copy(), present.copy()
     else:
@@ -108,15 +114,16 @@ def _check_center(center: str) -> None:
 
 
 def _global_mean(
-    first: FirstPass, means: np.ndarray, present: np.ndarray, center: str
+    first: FirstPass, means: np.ndarray, present: np.ndarray, center: str, n_present: int
 ) -> np.ndarray:
-    """mu_G over the present classes: the mean of their means or of their samples."""
+    """mu_G over the present classes (``n_present`` of them): the mean of their means or
+    of their samples."""
     counts = first.counts
     d = means.shape[1]
-    if not present.any():
+    if not n_present:
         return np.zeros(d)
     if center == "classes":
-        rows = means if present.all() else means[present]
+        rows = means if n_present == present.size else means[present]
         with np.errstate(over="ignore"):  # rows.mean(axis=0): the same sum and division
             mu_g = np.add.reduce(rows, axis=0) / rows.shape[0]
         if not np.isfinite(mu_g).all():  # means near the float64 limit: sum them scaled
@@ -132,11 +139,10 @@ def _global_mean(
 
 
 def _eigenbasis(
-    centred: np.ndarray, present: np.ndarray, scale: float
+    centred: np.ndarray, present: np.ndarray, scale: float, n_present: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """``(eig, vt, keep)``: the SVD of the present classes' ``M~ / scale`` (absent rows are
-    0 and add nothing) and how many leading pairs to keep."""
-    n_present = int(present.sum())
+    0 and add nothing; ``n_present`` classes) and how many leading pairs to keep."""
     d = centred.shape[1]
     if n_present:
         rows = centred if n_present == centred.shape[0] else centred[present]

@@ -158,4 +158,5 @@ def self_duality(
     nw, nm = fro(weights), fro(centred)
     if nw == 0 or nm == 0:
         return None
-    return float(np.sum(np.square(weights / nw - centred / nm)))
+    # np.add.reduce: np.sum's pairwise sum over every entry, without its dispatch
+    return float(np.add.reduce(np.square(weights / nw - centred / nm), axis=None))

@@ -62,6 +62,7 @@ def kept(key: tuple, make) -> np.ndarray:
 #: the band every square rounds to <= 2^-400, and n of them sum to <= n 2^-399 with
 #: rounding). NaN and inf fail both.
 _SQ_LO, _SQ_HI = 2.0**-398, 2.0**400
+_F64 = np.dtype(np.float64)  #: native float64 (another byte order takes fro's general path)
 
 
 def upper_mask(m: int) -> np.ndarray:
@@ -88,7 +89,7 @@ def fro(x: np.ndarray) -> float:
     # when pow2_scale(x) is 1.0 (max|x| in [2^-200, 2^200]) without reading x again, and
     # that sum is then the result's (see _SQ_HI): the same bits, a snapshot's ~20 norms of
     # small arrays without their max |x| pass
-    if x.dtype == np.float64:
+    if x.dtype is _F64:  # (a dtype object, not ==: the same test at a fraction of the cost)
         sq = float(np.add.reduce(np.square(x), axis=None))
         if x.size * _SQ_LO <= sq < _SQ_HI:
             return math.sqrt(sq)  # correctly rounded, as np.sqrt
@@ -119,7 +120,11 @@ def unit_norms(x: np.ndarray, memo: ClassProducts | None = None) -> np.ndarray:
 
 
 def _norms_of_unit(u: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(u, axis=1)
+    if u.dtype.kind != "f":  # (np.linalg.norm casts integers to float64 first)
+        return np.linalg.norm(u, axis=1)
+    # np.linalg.norm(u, axis=1) of a real float array: the same products, sum and square
+    # root in numpy's order, without its dispatch
+    return np.sqrt(np.add.reduce(u * u, axis=1))
 
 
 def row_norms(x: np.ndarray) -> np.ndarray:
@@ -135,7 +140,7 @@ def row_cos(a: np.ndarray, b: np.ndarray, memo: ClassProducts | None = None) -> 
     """``cos(a_c, b_c)`` row by row (NaN where a row is zero); ``memo``: see
     :class:`ClassProducts`."""
     if memo is not None:
-        return memo.get("row_cos", a, b, lambda a, b: _row_cos(a, b, memo))
+        return memo.row_cos(a, b)
     return _row_cos(a, b, None)
 
 
@@ -155,17 +160,15 @@ def normalised_gram(
     direct branch (C <= :data:`DIRECT_MAX_C`) of the ETF, OF and SELI errors, which share it
     through ``memo``."""
     if memo is not None:
-        return memo.get("gram", a, b, lambda a, b: _normalised_gram(a, b, memo))
-    return _normalised_gram(a, b, None)
+        return memo.gram(a, b)
+    return _normalised_gram(unit(a), unit(b))
 
 
-def _normalised_gram(
-    a: np.ndarray, b: np.ndarray, memo: ClassProducts | None
-) -> tuple[np.ndarray | None, float]:
-    a, b = unit(a, memo), unit(b, memo)
+def _normalised_gram(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """:func:`normalised_gram` of the :func:`unit` arrays ``a`` and ``b``."""
     g = a @ b.T
-    norm = fro(g)
-    if norm == 0 or not np.isfinite(norm):
+    norm = fro(g)  # a Python float: math.isfinite, not a ufunc's dispatch on a scalar
+    if norm == 0 or not math.isfinite(norm):
         return None, norm
     return g / norm, norm
 
@@ -178,12 +181,18 @@ class ClassProducts:
     Entries are keyed by the identity of the arrays (the metrics of one snapshot pass the
     same objects) and hold them, so an id is never reused while its entry lives; a memo
     lives for one snapshot's metrics. Values are those of the call without a memo, bit for
-    bit: the same function computes them.
+    bit: the same function computes them. The products a small snapshot asks for ~15 times
+    (the normalised Grams, the row cosines, the rows taken) have dicts of their own: their
+    bookkeeping is then a fraction of the products'.
     """
 
     def __init__(self, device: tuple[Any, Any] | None = None) -> None:
         self._kept: dict[tuple, tuple] = {}
-        self._units: dict[int, list] = {}  # id(x) -> [x, unit(x), its row norms or None]
+        #: id(x) -> [x, unit(x), its row norms or None, the power of two unit(x) divided by]
+        self._units: dict[int, list] = {}
+        self._grams: dict[tuple[int, int], tuple] = {}  # (id(a), id(b)) -> (a, b, value)
+        self._cos: dict[tuple[int, int], tuple] = {}  # the same for row_cos
+        self._taken: dict[tuple[int, int], tuple] = {}  # (id(x), id(present)) -> (x, p, rows)
         #: ``(xp, device)`` of an accelerator where the d x d Grams (:func:`unit_gram`) are
         #: formed (a Meter's there), else None: on the host
         self.device = device
@@ -196,8 +205,27 @@ class ClassProducts:
             value = fn(a, b)
             for arr in value if isinstance(value, tuple) else (value,):
                 if isinstance(arr, np.ndarray) and arr is not a and arr is not b:
-                    arr.flags.writeable = False  # shared: no reader may change it
+                    arr.setflags(write=False)  # shared: no reader may change it
             hit = self._kept[key] = (a, b, value)
+        return hit[2]
+
+    def gram(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray | None, float]:
+        """:func:`normalised_gram` ``(a, b)``, formed on the first call for these arrays."""
+        hit = self._grams.get((id(a), id(b)))
+        if hit is None:
+            value = _normalised_gram(self.unit(a), self.unit(b))
+            if value[0] is not None:
+                value[0].setflags(write=False)  # shared: no reader may change it
+            hit = self._grams[id(a), id(b)] = (a, b, value)
+        return hit[2]
+
+    def row_cos(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """:func:`row_cos` ``(a, b)``, formed on the first call for these arrays."""
+        hit = self._cos.get((id(a), id(b)))
+        if hit is None:
+            value = _row_cos(a, b, self)
+            value.setflags(write=False)
+            hit = self._cos[id(a), id(b)] = (a, b, value)
         return hit[2]
 
     def unit(self, x: np.ndarray) -> np.ndarray:
@@ -205,11 +233,17 @@ class ClassProducts:
         own: it is read ~20 times a snapshot, cheaper than the pow2_scale it saves)."""
         hit = self._units.get(id(x))
         if hit is None:
-            u = unit(x)
+            s = pow2_scale(x)  # unit(x), with its scale kept for unit_scale
+            u = x if s == 1.0 else x / s
             if u is not x:
-                u.flags.writeable = False
-            hit = self._units[id(x)] = [x, u, None]
+                u.setflags(write=False)
+            hit = self._units[id(x)] = [x, u, None, s]
         return hit[1]
+
+    def unit_scale(self, x: np.ndarray) -> float:
+        """The power of two :func:`unit` ``(x)`` divided ``x`` by (:func:`pow2_scale`)."""
+        self.unit(x)
+        return self._units[id(x)][3]
 
     def unit_norms(self, x: np.ndarray) -> np.ndarray:
         """:func:`unit_norms` ``(x)``, formed on the first call for ``x``."""
@@ -217,7 +251,7 @@ class ClassProducts:
         hit = self._units[id(x)]
         if hit[2] is None:
             hit[2] = _norms_of_unit(u)
-            hit[2].flags.writeable = False
+            hit[2].setflags(write=False)
         return hit[2]
 
     def take(self, x: np.ndarray | None, present: np.ndarray) -> np.ndarray | None:
@@ -225,11 +259,12 @@ class ClassProducts:
         that read the present classes' rows then share their products."""
         if x is None:
             return None
-        return self.get("take", x, present, _take)
-
-
-def _take(x: np.ndarray, present: np.ndarray) -> np.ndarray:
-    return x[present]
+        hit = self._taken.get((id(x), id(present)))
+        if hit is None:
+            rows = x[present]
+            rows.setflags(write=False)  # shared: no reader may change it
+            hit = self._taken[id(x), id(present)] = (x, present, rows)
+        return hit[2]
 
 
 def tile_rows(n_rows: int, n_cols: int) -> int:

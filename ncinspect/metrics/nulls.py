@@ -74,13 +74,17 @@ class MetricValues:
 
     def set(self, key: str, value: object, reason: str | None = None) -> None:
         """Record ``value`` for ``key``; a None (or non-finite float) records ``reason``."""
-        if value is not None and isinstance(value, float) and not math.isfinite(value):
-            value, reason = None, reason or "not finite"
-        self.values[key] = value
-        if value is None:
-            self.null_reasons[key] = reason or "undefined"
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            self.values[key] = None
+            self.null_reasons[key] = reason or ("undefined" if value is None else "not finite")
         else:
+            self.values[key] = value
             self.null_reasons.pop(key, None)
+
+    def set_items(self, items: Mapping[str, tuple[object, str | None]]) -> None:
+        """:meth:`set` of every ``key -> (value, reason when None)`` of ``items``."""
+        for key, (value, reason) in items.items():
+            self.set(key, value, reason)
 
     def set_all(self, keys: Iterable[str], value: object, reason: str | None) -> None:
         for key in keys:

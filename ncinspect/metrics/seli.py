@@ -50,7 +50,8 @@ def _unit_target(counts: np.ndarray, power: int) -> np.ndarray:
 
     if counts.shape[0] > CACHE_MAX_C:
         return make()
-    key = ("seli", power, np.asarray(counts, dtype=np.float64).tobytes())
+    # the counts' own bytes and dtype determine the target (no float64 copy to form a key)
+    key = ("seli", power, counts.dtype.str, counts.tobytes())
     return kept(key, make)
 
 
