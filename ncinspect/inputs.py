@@ -284,7 +284,9 @@ def encode_source(labs: ArraySource) -> tuple[np.ndarray, list[Any], bool]:
 def _encoded(labs: ArraySource, seen: dict | None) -> tuple[np.ndarray, list[Any], bool]:
     """:func:`encode_labels` of the labels source ``labs``, once per dataset of a dump
     (``seen``: see :func:`prepare`); the codes kept are read-only."""
-    key = (labs.where, tuple(labs.shape), str(labs.dtype))
+    # the dtype itself, not its text: str() of a numpy dtype runs Python code (the snapshots
+    # of a dump ask once each)
+    key = (labs.where, tuple(labs.shape), labs.dtype)
     if seen is not None and seen.get("key") == key:
         codes, names, one_hot = seen["value"]
         return codes, list(names), one_hot
