@@ -128,9 +128,12 @@ def _one_value_per_key(pairs: list[tuple[str, Any]], where: str) -> dict[str, An
 def unfinished(node: Node, being_written: bool) -> str | None:
     """Why the snapshot at ``node`` is skipped: it or a group above it carries the writer's
     :data:`IN_PROGRESS` marker (its writer had not finished it); None when none does."""
-    marked = next((a.path for a in node.ancestors() if a.in_progress), None)
-    if marked is None:
+    anc: Node | None = node  # asked of every snapshot: the parents followed, no generator
+    while anc is not None and not anc.in_progress:
+        anc = anc.parent
+    if anc is None:
         return None
+    marked = anc.path
     where = "" if marked == node.path else f" (group {marked})"
     if being_written:
         return f"it is being written (its writer has not finished it{where} yet)"
