@@ -84,8 +84,9 @@ class Prepared:
 
 
 def check_finite(arr: np.ndarray, where: str) -> None:
-    bad = ~np.isfinite(arr)
-    if bad.any():
+    finite = np.isfinite(arr)
+    if not finite.all():  # (the mask of the bad values made only for the message)
+        bad = ~finite
         first = np.argwhere(bad)[0]
         raise InvalidDataError(
             f"{where}: {int(bad.sum())} non-finite value(s) (NaN/Inf), "

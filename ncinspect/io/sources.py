@@ -380,7 +380,9 @@ class H5Source(ArraySource):
         self._refuse_unsupported()
         if self.null:
             raise UnreadableFileError(f"{self.where}: has a null dataspace (holds no values)")
-        if self._whole(start, stop, self.dtype) and self.dtype == self.buffer_dtype:
+        # stored in native order (plain numbers, as _whole requires: isnative is then
+        # ``dtype == buffer_dtype``, without making the native dtype on every read)
+        if self._whole(start, stop, self.dtype) and self.dtype.isnative:
             return self._guarded(start, stop, lambda: self._read_whole(None))
         if not self.shape:
             return self._guarded(start, stop, lambda: np.asarray(self.dataset[()]))
