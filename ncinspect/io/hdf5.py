@@ -35,7 +35,7 @@ __all__ = [
 ATTR_LIMIT = 1 << 20  #: bytes one attribute may declare; larger ones are skipped with a note
 MAX_ATTRS = 4096  #: attributes read per group; the rest are skipped with a note
 MAX_SOFT_DEPTH = 16  #: soft links followed in a row before giving up (a cycle)
-#: characters the paths of every object of one file may add up to (_Walker.refuse_path_chars)
+#: characters the paths of every object of one file may add up to (see _Walker.count_path)
 MAX_PATH_CHARS = 32 << 20
 #: soft links one resolution may follow in all (libhdf5's own default, ``H5L_NUM_LINKS``)
 MAX_SOFT_LINKS = 16
@@ -400,13 +400,13 @@ class _Walker:
             return None
         return names
 
-    def refuse_path_chars(self, node: Node, name: str) -> None:
-        """The walk counts the path of each object (the object ``name`` of ``node``) before
-        it is opened: every object the walk holds keeps its whole path (the tree's, and
-        libhdf5's own for an open object), so groups nested deep with long names grow as
-        the square of the depth (300 groups of 10,000-character names, a 3 MB file, took
-        1.4 GB). The paths of one walk may add up to :data:`MAX_PATH_CHARS` characters;
-        this refuses the object whose path passes that."""
+    def count_path(self, node: Node, name: str) -> None:
+        """Count the path of the object ``name`` of ``node`` before it is opened: every
+        object the walk holds keeps its whole path (the tree's, and libhdf5's own for an
+        open object), so groups nested deep with long names grow as the square of the
+        depth (300 groups of 10,000-character names, a 3 MB file, took 1.4 GB). The paths
+        of one walk may add up to :data:`MAX_PATH_CHARS` characters; more is refused."""
+        self.path_chars += len(node.path) + 1 + len(name)
         if self.path_chars > MAX_PATH_CHARS:
             depth = node.path.count("/") + (node.path != "/")
             raise UnreadableFileError(
@@ -421,7 +421,7 @@ class _Walker:
         fid = self.file.id
         stack = [(fid, root)]
         self.seen[fid] = "/"
-        step, probing = self.step, self.probing
+        step = self.step
         while stack:
             gid, node = stack.pop()
             if step is not None:
@@ -430,13 +430,10 @@ class _Walker:
             if names is None:
                 continue
             children = []
-            parent_chars = len(node.path) + 1  # each object's path: the group's, "/", its name
             for raw in names:
                 name = raw.decode("utf-8", "backslashreplace")
-                self.path_chars += parent_chars + len(name)  # (see refuse_path_chars)
-                if self.path_chars > MAX_PATH_CHARS:
-                    self.refuse_path_chars(node, name)
-                where = "" if probing else self.where(node.path, name)  # for messages
+                self.count_path(node, name)
+                where = "" if self.probing else self.where(node.path, name)  # for messages
                 try:
                     obj = self.follow(gid, raw, where, listed=True)
                     if isinstance(obj, DatasetID):
