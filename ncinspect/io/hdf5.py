@@ -458,8 +458,9 @@ class _Walker:
                 elif isinstance(obj, GroupID):
                     # one lookup of the group (h5py hashes an id under its lock at each call)
                     path = f"{node.path.rstrip('/')}/{name}"  # the child's path (Node.child)
+                    listed = len(self.seen)
                     first = self.seen.setdefault(obj, path)
-                    if first is not path:
+                    if len(self.seen) == listed:  # listed before (under this path or another)
                         self.notes.append(
                             f"{where}: the same group as {shown(first)} (a second link or a "
                             "link cycle); listed once"
