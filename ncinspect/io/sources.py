@@ -162,6 +162,13 @@ def h5_dtype(tid) -> np.dtype:
     types are recognised by comparing ``tid`` with each (``H5Tequal``, which compares
     every property h5py's conversion reads), many times cheaper than the conversion;
     anything else is converted by h5py."""
+    dtype = _number_dtype(tid)
+    return tid.dtype if dtype is None else dtype
+
+
+def _number_dtype(tid) -> np.dtype | None:
+    """The dtype of ``tid`` when it is one of the common number types (:func:`h5_dtype`),
+    else None."""
     global _NUMBER_TYPES
     if _NUMBER_TYPES is None:
         from h5py import h5t
@@ -185,7 +192,7 @@ def h5_dtype(tid) -> np.dtype:
     for known, dtype in _NUMBER_TYPES:
         if tid.equal(known):
             return dtype
-    return tid.dtype
+    return None
 
 
 def _h5py():
@@ -259,8 +266,12 @@ class H5Source(ArraySource):
         self._type_size = 0  # bytes a value takes in the file (0: its type is unreadable)
         try:
             tid = self._id.get_type()
-            self._type_size = int(tid.get_size())
-            self.dtype = np.dtype(h5_dtype(tid))
+            known = _number_dtype(tid)
+            if known is not None:  # a standard type (H5Tequal): its size is the dtype's
+                self._type_size, self.dtype = known.itemsize, known
+            else:
+                self._type_size = int(tid.get_size())
+                self.dtype = np.dtype(tid.dtype)
         except Exception as exc:  # noqa: BLE001 - h5py raises varied errors for odd types
             text = str(exc).strip().splitlines()
             self._unsupported = f"unsupported HDF5 datatype ({clip(text[0] if text else exc)})"
