@@ -171,6 +171,9 @@ class Dump:
             self._broken.clear()
             self._names: dict[str, _Names] = {}  # the names of each role, indexed for _find
             self._of_node: dict[tuple[int, str], str | None] = {}  # layer/split of each group
+            #: what _find gave for each (group, role): the groups above the snapshots are
+            #: asked about each inherited role once per snapshot below them
+            self._found: dict[tuple[int, str], ArraySource | None] = {}
             try:
                 self._open()
                 break
@@ -205,12 +208,13 @@ class Dump:
             from .io.npz import read_npz_tree
 
             self.tree = read_npz_tree(self.path, self.notes, memory_limit=self.memory_limit)
+        nodes = list(self.tree.walk())  # one walk (each sorts every group's children)
         # HDF5 links to nothing: asked about by _find only when the file has any
-        self._has_dangling = self.format == "hdf5" and any(n.dangling for n in self.tree.walk())
+        self._has_dangling = self.format == "hdf5" and any(n.dangling for n in nodes)
         try:  # a refused file is not left open (the caller gets no object to close)
-            refuse_lookalike_names(self.tree, self.path)
+            refuse_lookalike_names(self.tree, self.path, nodes=nodes)
             self._check_explicit_keys()
-            self.snapshots = self._resolve()
+            self.snapshots = self._resolve(nodes)
         except BaseException:
             self.close()
             raise
@@ -286,6 +290,13 @@ class Dump:
         return tuple(dict.fromkeys(s for n in names for s in spellings(n)))
 
     def _find(self, node: Node, role: str) -> ArraySource | None:
+        key = (id(node), role)  # the tree outlives the resolution: ids are not reused
+        if key in self._found:
+            return self._found[key]
+        found = self._found[key] = self._lookup(node, role)
+        return found
+
+    def _lookup(self, node: Node, role: str) -> ArraySource | None:
         names = self._names.get(role)
         if names is None:
             names = self._names[role] = _Names(self._names_for(role))
@@ -360,10 +371,11 @@ class Dump:
                     return str(exc)
         return None
 
-    def _resolve(self) -> list[Snapshot]:
+    def _resolve(self, nodes: list[Node]) -> list[Snapshot]:
+        """The snapshots of the groups ``nodes`` (the tree's walk, in its order)."""
         snaps: list[Snapshot] = []
         incomplete: list[str] = []
-        for node in self.tree.walk():
+        for node in nodes:
             features = self._find(node, "features")
             if features is None:
                 if node.in_progress:  # a snapshot begun but killed before its first rows

@@ -84,8 +84,9 @@ class Prepared:
 
 
 def check_finite(arr: np.ndarray, where: str) -> None:
-    bad = ~np.isfinite(arr)
-    if bad.any():
+    finite = np.isfinite(arr)
+    if not finite.all():  # (the mask of the bad values made only for the message)
+        bad = ~finite
         first = np.argwhere(bad)[0]
         raise InvalidDataError(
             f"{where}: {int(bad.sum())} non-finite value(s) (NaN/Inf), "
@@ -284,7 +285,9 @@ def encode_source(labs: ArraySource) -> tuple[np.ndarray, list[Any], bool]:
 def _encoded(labs: ArraySource, seen: dict | None) -> tuple[np.ndarray, list[Any], bool]:
     """:func:`encode_labels` of the labels source ``labs``, once per dataset of a dump
     (``seen``: see :func:`prepare`); the codes kept are read-only."""
-    key = (labs.where, tuple(labs.shape), str(labs.dtype))
+    # the dtype itself, not its text: str() of a numpy dtype runs Python code (the snapshots
+    # of a dump ask once each)
+    key = (labs.where, tuple(labs.shape), labs.dtype)
     if seen is not None and seen.get("key") == key:
         codes, names, one_hot = seen["value"]
         return codes, list(names), one_hot

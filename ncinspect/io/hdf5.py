@@ -456,16 +456,17 @@ class _Walker:
                     self.notes.append(f"{where}: a link to nothing (dangling); skipped")
                     node.dangling.add(name)
                 elif isinstance(obj, GroupID):
-                    first = self.seen.get(obj)
-                    if first is not None:
+                    # one lookup of the group (h5py hashes an id under its lock at each call)
+                    path = f"{node.path.rstrip('/')}/{name}"  # the child's path (Node.child)
+                    listed = len(self.seen)
+                    first = self.seen.setdefault(obj, path)
+                    if len(self.seen) == listed:  # listed before (under this path or another)
                         self.notes.append(
                             f"{where}: the same group as {shown(first)} (a second link or a "
                             "link cycle); listed once"
                         )
                         continue
-                    child = node.child(name)
-                    self.seen[obj] = child.path
-                    children.append((obj, child))
+                    children.append((obj, node.child(name)))
                 elif isinstance(obj, DatasetID):
                     node.arrays[name] = source
                 else:  # a named (committed) datatype: no values; as a role's name beside

@@ -24,6 +24,7 @@ it, from ``NCINSPECT_HDF5_PROBE_SECONDS``, default 30 s; ``0`` switches it off).
 from __future__ import annotations
 
 import os
+import select
 import signal
 import time
 
@@ -156,6 +157,11 @@ class Probe:
         self.reported = 0  # steps the child has finished
         self.taken = 0  # steps the command has asked for
         self.ended = False  # the child's end of the pipe closed (it exited)
+        #: made once: the command waits on the pipe up to once per step of its walk
+        self._poller = None
+        if hasattr(select, "poll"):  # any descriptor number (select() stops at 1024)
+            self._poller = select.poll()
+            self._poller.register(fd, select.POLLIN | select.POLLHUP)
         self._term = _on_term_raise()
 
     def step(self) -> None:
@@ -174,8 +180,6 @@ class Probe:
 
     def _read(self) -> None:
         """Wait (at most what is left of the allowance) for the child's next report."""
-        import select
-
         left = self.seconds - self.waited
         if left <= 0:
             self.close()
@@ -185,10 +189,8 @@ class Probe:
                 "NCINSPECT_HDF5_PROBE_SECONDS to allow longer)"
             )
         t0 = time.monotonic()
-        if hasattr(select, "poll"):  # any descriptor number (select() stops at 1024)
-            poller = select.poll()
-            poller.register(self.fd, select.POLLIN | select.POLLHUP)
-            ready = poller.poll(max(1, int(min(left, 1.0) * 1000)))
+        if self._poller is not None:
+            ready = self._poller.poll(max(1, int(min(left, 1.0) * 1000)))
         else:
             ready, _, _ = select.select([self.fd], [], [], min(left, 1.0))
         self.waited += time.monotonic() - t0
@@ -243,6 +245,7 @@ class Probe:
                 pass
             self.pid = 0
         if self.fd >= 0:
+            self._poller = None  # it names the descriptor by number
             os.close(self.fd)
             self.fd = -1
         if self.why_fd >= 0:

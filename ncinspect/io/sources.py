@@ -6,12 +6,15 @@ analysis streams rows without knowing where they come from.
 
 from __future__ import annotations
 
+import math
+import weakref
 from typing import Any
 
 import numpy as np
 
 from ..arrays import host_dtype, is_tensor, to_host
-from ..errors import UnreadableFileError, UnsupportedDtypeError
+from ..budget import chunk_bound, fmt_bytes
+from ..errors import ResourceLimitError, UnreadableFileError, UnsupportedDtypeError
 from ..text import clip
 
 __all__ = [
@@ -33,8 +36,6 @@ def unholdable(shape: tuple[int, ...], itemsize: int) -> bool:
     dimension beyond ``intp``, or the non-zero dimensions' bytes beyond it. numpy refuses
     such a shape even for an empty array (``(0, 2**64 - 1)``: "Maximum allowed dimension
     exceeded"), which a file can declare in a few bytes."""
-    import math
-
     limit = _INTP_MAX
     if any(n > limit for n in shape):
         return True
@@ -161,6 +162,13 @@ def h5_dtype(tid) -> np.dtype:
     types are recognised by comparing ``tid`` with each (``H5Tequal``, which compares
     every property h5py's conversion reads), many times cheaper than the conversion;
     anything else is converted by h5py."""
+    dtype = _number_dtype(tid)
+    return tid.dtype if dtype is None else dtype
+
+
+def _number_dtype(tid) -> np.dtype | None:
+    """The dtype of ``tid`` when it is one of the common number types (:func:`h5_dtype`),
+    else None."""
     global _NUMBER_TYPES
     if _NUMBER_TYPES is None:
         from h5py import h5t
@@ -184,8 +192,22 @@ def h5_dtype(tid) -> np.dtype:
     for known, dtype in _NUMBER_TYPES:
         if tid.equal(known):
             return dtype
-    return tid.dtype
+    return None
 
+
+def _h5py():
+    """h5py, imported on first use (NPZ and safetensors files never import it): an
+    ``import`` or ``from h5py import ...`` statement in a method runs importlib's Python
+    code on every call (a package's ``from`` list is handled in Python), once per read."""
+    global _H5PY
+    if _H5PY is None:
+        import h5py
+
+        _H5PY = h5py
+    return _H5PY
+
+
+_H5PY = None
 
 _MEMORY_TYPES: dict = {}  # numpy dtype -> the HDF5 memory type h5py makes for it
 
@@ -223,9 +245,7 @@ class H5Source(ArraySource):
         layout: tuple[int, tuple[int, ...] | None, int] | None = None,
         fixed_extent: bool = False,
     ):
-        import h5py
-
-        if isinstance(dataset, h5py.Dataset):
+        if isinstance(dataset, _h5py().Dataset):
             self._dataset, self._id = dataset, dataset.id
         else:
             self._dataset, self._id = None, dataset
@@ -238,7 +258,7 @@ class H5Source(ArraySource):
         self._kept: np.ndarray | None = None  # the whole array, when small (see _Kept)
         shape = self._id.shape
         self.null = shape is None
-        self.shape = () if shape is None else tuple(int(n) for n in shape)
+        self.shape = () if shape is None else tuple(map(int, shape))
         #: why numpy cannot hold the dataset's type (an HDF5 time type, ...), or None: such
         #: a dataset is refused when (and only if) it is used, as an unread safetensors
         #: dtype is; a file was refused whole for one such dataset no snapshot uses
@@ -246,8 +266,12 @@ class H5Source(ArraySource):
         self._type_size = 0  # bytes a value takes in the file (0: its type is unreadable)
         try:
             tid = self._id.get_type()
-            self._type_size = int(tid.get_size())
-            self.dtype = np.dtype(h5_dtype(tid))
+            known = _number_dtype(tid)
+            if known is not None:  # a standard type (H5Tequal): its size is the dtype's
+                self._type_size, self.dtype = known.itemsize, known
+            else:
+                self._type_size = int(tid.get_size())
+                self.dtype = np.dtype(tid.dtype)
         except Exception as exc:  # noqa: BLE001 - h5py raises varied errors for odd types
             text = str(exc).strip().splitlines()
             self._unsupported = f"unsupported HDF5 datatype ({clip(text[0] if text else exc)})"
@@ -300,11 +324,6 @@ class H5Source(ArraySource):
         if self._checked or self.null:
             return
         refuse_unholdable(self.shape, self.dtype.itemsize, self.where)
-        import math
-
-        from ..budget import chunk_bound, fmt_bytes
-        from ..errors import ResourceLimitError
-
         self._refuse_unsupported()
         dsid, itemsize = self._id, self.dtype.itemsize
         # what the file stores: values of the file's type (a 24-bit float is read as
@@ -313,8 +332,6 @@ class H5Source(ArraySource):
         declared = math.prod(self.shape) * min(self._file_itemsize() or itemsize, itemsize)
         try:
             layout, chunks, external = self._storage()
-            import h5py
-
             if chunks:
                 bound = chunk_bound(None) if self.max_read is None else self.max_read
                 chunk_bytes = math.prod(chunks) * itemsize
@@ -336,7 +353,7 @@ class H5Source(ArraySource):
                             f"{written} are written; the rest would read as fill values, "
                             "not data"
                         )
-            elif layout == h5py.h5d.CONTIGUOUS and not external and declared:
+            elif layout == _h5py().h5d.CONTIGUOUS and not external and declared:
                 stored = dsid.get_storage_size()
                 if stored < declared:
                     raise UnreadableFileError(
@@ -374,7 +391,9 @@ class H5Source(ArraySource):
         self._refuse_unsupported()
         if self.null:
             raise UnreadableFileError(f"{self.where}: has a null dataspace (holds no values)")
-        if self._whole(start, stop, self.dtype) and self.dtype == self.buffer_dtype:
+        # stored in native order (plain numbers, as _whole requires: isnative is then
+        # ``dtype == buffer_dtype``, without making the native dtype on every read)
+        if self._whole(start, stop, self.dtype) and self.dtype.isnative:
             return self._guarded(start, stop, lambda: self._read_whole(None))
         if not self.shape:
             return self._guarded(start, stop, lambda: np.asarray(self.dataset[()]))
@@ -411,13 +430,12 @@ class H5Source(ArraySource):
         return out
 
     def _from_file(self, out: np.ndarray) -> None:
-        from h5py import h5s
-
         now = out.shape if self._fixed_extent else tuple(self._id.shape)
         if now != out.shape:  # the extent changed since it was read (a writer in this
             raise ValueError(  # process): HDF5 would not check the buffer (one line, by _guarded)
                 f"the dataset's shape is now {now}, was {out.shape}"
             )
+        h5s = _h5py().h5s
         self._id.read(h5s.ALL, h5s.ALL, out, mtype=memory_type(out.dtype))
 
     def _guarded(self, start, stop, read):
@@ -432,8 +450,6 @@ class H5Source(ArraySource):
                 f"{self._filter_hint()}"
             ) from None
         except MemoryError:
-            from ..errors import ResourceLimitError
-
             raise ResourceLimitError(
                 f"{self.where}: not enough memory to read rows {start}:{stop} "
                 f"({self.nbytes} bytes for the whole array); give a smaller --memory-limit "
@@ -493,8 +509,6 @@ class _Kept:
         return source._kept
 
     def offer(self, source, array: np.ndarray) -> None:
-        import weakref
-
         size = array.nbytes
         cap = self.TOTAL if source.max_read is None else min(self.TOTAL, source.max_read // 8)
         if size > min(self.ITEM, cap) or source._kept is not None:

@@ -128,9 +128,12 @@ def _one_value_per_key(pairs: list[tuple[str, Any]], where: str) -> dict[str, An
 def unfinished(node: Node, being_written: bool) -> str | None:
     """Why the snapshot at ``node`` is skipped: it or a group above it carries the writer's
     :data:`IN_PROGRESS` marker (its writer had not finished it); None when none does."""
-    marked = next((a.path for a in node.ancestors() if a.in_progress), None)
-    if marked is None:
+    anc: Node | None = node  # asked of every snapshot: the parents followed, no generator
+    while anc is not None and not anc.in_progress:
+        anc = anc.parent
+    if anc is None:
         return None
+    marked = anc.path
     where = "" if marked == node.path else f" (group {marked})"
     if being_written:
         return f"it is being written (its writer has not finished it{where} yet)"
@@ -204,7 +207,7 @@ def _escaped(name: str) -> str:
     return ascii(elide(name, MAX_SHOWN))
 
 
-def refuse_lookalike_names(root: Node, where_file: str) -> None:
+def refuse_lookalike_names(root: Node, where_file: str, *, nodes: list[Node] | None = None) -> None:
     """Refuse two names of one group (arrays and child groups together; metadata keys apart)
     that look the same: they differ only in characters that show nothing (zero-width spaces,
     a BOM, bidirectional marks), blanks around them or Unicode normalisation (precomposed
@@ -212,24 +215,29 @@ def refuse_lookalike_names(root: Node, where_file: str) -> None:
     (:func:`~ncinspect.io.class_names.shown_key`). ``features`` beside ``features`` + a
     zero-width space is read as ``features`` while both show alike in every listing; a
     group ``é`` spelled both ways gives two snapshots of one shown name. One
-    :class:`~ncinspect.errors.AmbiguousArrayError` naming both, for every container."""
+    :class:`~ncinspect.errors.AmbiguousArrayError` naming both, for every container.
+    ``nodes``: ``root``'s walk, when the caller has made it already."""
     from .paths import shown
 
-    for node in root.walk():
+    for node in root.walk() if nodes is None else nodes:
+        names = [*node.arrays, *node.children]
+        keys = [k for k in node.attrs if isinstance(k, str)]
+        if not any(_odd(n) for n in names) and not any(_odd(k) for k in keys):
+            continue  # the screen refuse_lookalikes begins with: no message to form
         where = f"{where_file}:{shown(node.path)}"
-        refuse_lookalikes([*node.arrays, *node.children], where, "names")
-        refuse_lookalikes([k for k in node.attrs if isinstance(k, str)], where, "metadata keys")
+        refuse_lookalikes(names, where, "names")
+        refuse_lookalikes(keys, where, "metadata keys")
 
 
 def refuse_lookalikes(names: list[str], where: str, kind: str = "names") -> None:
     """The rule of :func:`refuse_lookalike_names` for the names of one container (``where``
     names it in the message): an :class:`~ncinspect.errors.AmbiguousArrayError` for the
     first two that look the same."""
+    if not any(_odd(n) for n in names):
+        return
     from ..errors import AmbiguousArrayError
     from .class_names import shown_key
 
-    if not any(_odd(n) for n in names):
-        return
     first: dict[str, str] = {}
     for name in names:
         other = first.setdefault(shown_key(name), name)
