@@ -213,9 +213,9 @@ def pair_sweep(
     plan, scale = SweepPlan.of(units, minority, cdnv)
     n_blocks = -(-plan.C // plan.block)
     with one_blas_thread():  # ddot splits a sum over BLAS threads: the bits would follow them
-        if n_blocks == 1:  # one tile (C <= PAIR_BLOCK): its row, merged onto zeros already,
-            row_units, row_cdnv = _block_row(plan, 0, 1)  # is the sweep (merging it onto
-            return PairStats(row_units, row_cdnv, scale)  # zeros again changes no bit)
+        if n_blocks == 1:  # one tile (C <= PAIR_BLOCK): every set's values in one array
+            with np.errstate(divide="ignore", invalid="ignore", under="ignore", over="ignore"):
+                return PairStats(*_one_tile(plan), scale)
         rows = list(map(lambda i: _block_row(plan, i, n_blocks), range(n_blocks)))
     out_units: list[UnitPairs | None] = [None if u is None else UnitPairs() for u in plan.units]
     out_cdnv = None if plan.centred is None else CdnvPairs()
@@ -249,6 +249,95 @@ def _block_row(plan: SweepPlan, i: int, n_blocks: int):
                 cdnv_tile = _cdnv_tile_fast if plan.fast else direct_cdnv_tile
                 acc_c = acc_c.merge(cdnv_tile(plan, a0, a1, b0, b1, mask))
     return acc_u, acc_c
+
+
+def _one_tile(plan: SweepPlan) -> tuple[list[UnitPairs | None], CdnvPairs | None]:
+    """``_block_row(plan, 0, 1)`` of a sweep whose pairs fit one tile, bit for bit: the
+    operations of :func:`direct_unit_tile` and :func:`direct_cdnv_tile` on each pair, with
+    the values of every set as rows of one array, so that each step is one numpy call for
+    all of them (a small snapshot's sweep was about 70 calls on arrays of 6 values).
+
+    The rows' sums are one ``np.add.reduce(axis=1)``: along a contiguous row numpy adds the
+    same pairwise way as over the row alone (tests/metrics/test_pairs.py checks it against
+    the tile kernels); the smallest distances are only compared, so their order (the sign of
+    a zero) does not matter."""
+    C, S = plan.C, sum(u is not None for u in plan.units)
+    n = C * (C - 1) // 2
+    cd = plan.centred is not None
+    out_units: list[UnitPairs | None] = [None if u is None else UnitPairs() for u in plan.units]
+    if n == 0:
+        return out_units, CdnvPairs() if cd else None
+    mask = upper_mask(C)
+    # the C x C products, then every set's upper triangle at once: rows 0..S-1 the sets'
+    # cosines, S the CDNV variance sums v_c + v_c', S + 1 the squared distances D
+    prods = np.empty((S + 2 * cd, C, C))
+    sets = [(k, u) for k, u in enumerate(plan.units) if u is not None]
+    for s, (_, u) in enumerate(sets):  # U @ U.T: the symmetric product, as the tile's
+        np.matmul(u, u.T, out=prods[s])
+    if cd:
+        cen, sq, var = plan.centred, plan.sq, plan.variances
+        # a copy of the rows: the general product (as the tile's), not the symmetric one
+        prod = np.matmul(cen[np.arange(C)], cen.T, out=prods[S])
+        np.multiply(prod, 2.0, out=prod)
+        dist = np.add(sq[:, None], sq[None, :], out=prods[S + 1])
+        np.subtract(dist, prod, out=dist)
+        np.add(var[:, None], var[None, :], out=prods[S])
+    flat = prods.reshape(S + 2 * cd, C * C)[:, mask.ravel()]
+    # rows of ``values``: cosines, distances, logs (their moments), then |cos + 1/(C-1)|
+    # and the two CDNV terms (plain sums)
+    values = np.empty((4 * S + 2 * cd, n))
+    cos, dist, logs = values[:S], values[S : 2 * S], values[2 * S : 3 * S]
+    np.clip(flat[:S], -1.0, 1.0, out=cos)
+    t = np.add(cos, 1.0 / (C - 1), out=values[3 * S : 4 * S])
+    np.abs(t, out=t)
+    np.multiply(cos, 2.0, out=dist)
+    np.subtract(2.0, dist, out=dist)  # >= +0 for cos in [-1, 1]: max(., 0) changes no bit
+    np.sqrt(dist, out=dist)
+    lows = np.minimum.reduce(dist, axis=1).tolist()
+    for s, (_, u) in enumerate(sets):
+        if lows[s] <= plan.near_unit:
+            near_exact(dist[s], plan.near_unit, u, 0, 0, C, mask, squared=False)
+            lows[s] = dist[s].min()
+    np.log(dist, out=logs)
+    out_cdnv = None
+    if cd:
+        vsum, d2 = flat[S], flat[S + 1]
+        low = _smallest(d2, plan.near_sq, cen, 0, 0, C, mask, squared=True)
+        t1, t2 = values[4 * S], values[4 * S + 1]
+        np.multiply(d2, 2.0, out=t1)
+        np.multiply(t1, d2, out=t2)
+        np.divide(vsum, t1, out=t1)
+        np.divide(vsum, t2, out=t2)
+    sums = np.add.reduce(values, axis=1)
+    means = sums[: 3 * S] / n
+    minority = []  # read before the deviations overwrite the cosines
+    for s, (k, _) in enumerate(sets):
+        m = plan.minority[k]
+        if m is not None:
+            sel = cos[s][(m[:, None] & m[None, :])[mask]]
+            minority.append((float(sel.sum()), int(sel.size)))
+        else:
+            minority.append((0.0, 0))
+    dev = np.subtract(values[: 3 * S], means[:, None], out=values[: 3 * S])
+    np.square(dev, out=dev)
+    m2 = np.add.reduce(dev, axis=1).tolist()
+    means = means.tolist()
+    # the tiled path merges each tile onto zeros: 0.0 + s (a sum of -0.0 becomes +0.0)
+    plain = (sums[3 * S :] + 0.0).tolist()
+    for s, (k, _) in enumerate(sets):
+        c, dd, lg = s, S + s, 2 * S + s
+        out_units[k] = UnitPairs(
+            Moments(n, means[c], m2[c]),
+            plain[s],
+            Moments(n, means[dd], m2[dd]),
+            Moments(n, -means[lg], m2[lg]),  # of log(dist): log(1/dist) the opposite mean
+            bool(lows[s] == 0),
+            0.0 + minority[s][0],
+            minority[s][1],
+        )
+    if cd:
+        out_cdnv = CdnvPairs(plain[S], plain[S + 1], n, bool(low <= 0))
+    return out_units, out_cdnv
 
 
 def near_exact(
