@@ -28,6 +28,7 @@ the logs (GNC2) needs every log.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,14 +113,24 @@ def unit_rows(vectors: np.ndarray, memo=None) -> tuple[np.ndarray, np.ndarray]:
     rescaling) by their norms; zero or non-finite rows give zero units. ``memo``: the
     snapshot's :class:`~ncinspect.metrics.linalg.ClassProducts` (NC2's equinorm and the
     duality cosines read the same norms)."""
+    units, norms, _ = _unit_rows(vectors, memo)
+    return units, norms
+
+
+def _unit_rows(vectors: np.ndarray, memo=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`unit_rows` and the rows whose norm is finite and non-zero (None: all of them)."""
     v = unit(vectors, memo)
     norms = unit_norms(vectors, memo)
+    # every norm finite and non-zero (the usual case) from two reductions: norms are >= 0 or
+    # NaN, and a NaN fails both comparisons
+    if norms.size and np.minimum.reduce(norms) > 0 and np.maximum.reduce(norms) < np.inf:
+        return v / norms[:, None], norms, None
     ok = (norms > 0) & np.isfinite(norms)
     if ok.all():
-        return v / norms[:, None], norms
+        return v / norms[:, None], norms, None
     with np.errstate(invalid="ignore", divide="ignore"):
         units = np.where(ok[:, None], v / np.where(ok, norms, 1.0)[:, None], 0.0)
-    return units, norms
+    return units, norms, ok
 
 
 class SweepPlan:
@@ -154,7 +165,7 @@ class SweepPlan:
         # sqrt(2 - 2 cos) likewise below the root of that bound (max(sq) = 1)
         d = next(a.shape[1] for a in (*self.units, centred) if a is not None)
         rel = NEAR_FACTOR * (4 * d + 16) * 2.0**-53
-        self.near_unit = float(np.sqrt(rel))
+        self.near_unit = math.sqrt(rel)  # correctly rounded, as np.sqrt
         self.near_sq = None if centred is None else rel * float(self.sq.max(initial=0.0))
         self.block = max(1, int(PAIR_BLOCK))
         self.local = threading.local()
@@ -277,17 +288,17 @@ def _one_tile(plan: SweepPlan) -> tuple[list[UnitPairs | None], CdnvPairs | None
     if cd:
         cen, sq, var = plan.centred, plan.sq, plan.variances
         # a copy of the rows: the general product (as the tile's), not the symmetric one
-        prod = np.matmul(cen[np.arange(C)], cen.T, out=prods[S])
+        prod = np.matmul(cen.copy(), cen.T, out=prods[S])
         np.multiply(prod, 2.0, out=prod)
         dist = np.add(sq[:, None], sq[None, :], out=prods[S + 1])
         np.subtract(dist, prod, out=dist)
         np.add(var[:, None], var[None, :], out=prods[S])
-    flat = prods.reshape(S + 2 * cd, C * C)[:, mask.ravel()]
+    flat = prods.reshape(S + 2 * cd, C * C).compress(mask.ravel(), axis=1)
     # rows of ``values``: cosines, distances, logs (their moments), then |cos + 1/(C-1)|
     # and the two CDNV terms (plain sums)
     values = np.empty((4 * S + 2 * cd, n))
     cos, dist, logs = values[:S], values[S : 2 * S], values[2 * S : 3 * S]
-    np.clip(flat[:S], -1.0, 1.0, out=cos)
+    flat[:S].clip(-1.0, 1.0, out=cos)
     t = np.add(cos, 1.0 / (C - 1), out=values[3 * S : 4 * S])
     np.abs(t, out=t)
     np.multiply(cos, 2.0, out=dist)
@@ -321,14 +332,13 @@ def _one_tile(plan: SweepPlan) -> tuple[list[UnitPairs | None], CdnvPairs | None
     dev = np.subtract(values[: 3 * S], means[:, None], out=values[: 3 * S])
     np.square(dev, out=dev)
     m2 = np.add.reduce(dev, axis=1).tolist()
-    means = means.tolist()
-    # the tiled path merges each tile onto zeros: 0.0 + s (a sum of -0.0 becomes +0.0)
-    plain = (sums[3 * S :] + 0.0).tolist()
+    means, sums = means.tolist(), sums.tolist()
+    # the plain sums as the tiled path merges its tile onto zeros: 0.0 + s (-0.0 gives +0.0)
     for s, (k, _) in enumerate(sets):
         c, dd, lg = s, S + s, 2 * S + s
         out_units[k] = UnitPairs(
             Moments(n, means[c], m2[c]),
-            plain[s],
+            0.0 + sums[3 * S + s],
             Moments(n, means[dd], m2[dd]),
             Moments(n, -means[lg], m2[lg]),  # of log(dist): log(1/dist) the opposite mean
             bool(lows[s] == 0),
@@ -336,7 +346,7 @@ def _one_tile(plan: SweepPlan) -> tuple[list[UnitPairs | None], CdnvPairs | None
             minority[s][1],
         )
     if cd:
-        out_cdnv = CdnvPairs(plain[S], plain[S + 1], n, bool(low <= 0))
+        out_cdnv = CdnvPairs(0.0 + sums[4 * S], 0.0 + sums[4 * S + 1], n, bool(low <= 0))
     return out_units, out_cdnv
 
 
@@ -580,7 +590,8 @@ class ClassPairs:
 
 def minority_classes(counts: np.ndarray) -> np.ndarray:
     """The minority classes of Fang et al.: ``n_c < max(n) / 2``."""
-    return counts < counts.max() / 2.0
+    # the largest count as a Python float: the same half (exact), a third less dispatch
+    return counts < float(np.maximum.reduce(counts)) / 2.0
 
 
 def class_pairs(
@@ -602,15 +613,16 @@ def class_pairs(
     out = ClassPairs()
     if centred.shape[0] < 2:
         return out
-    mu, mn = unit_rows(centred, memo)
-    out.means_ok = bool(np.all((mn > 0) & np.isfinite(mn)))
+    mu, _, good = _unit_rows(centred, memo)
+    out.means_ok = good is None
     sets, masks = [mu], [None]
     if weights is not None:
-        wu, wn = unit_rows(weights, memo)
-        good = (wn > 0) & np.isfinite(wn)
-        out.weights_ok = bool(good.all())
+        wu, _, good = _unit_rows(weights, memo)
+        out.weights_ok = good is None
         minority = minority_classes(counts)
-        out.minority_ok = bool(np.count_nonzero(minority) >= 2 and good[minority].all())
+        out.minority_ok = bool(
+            np.count_nonzero(minority) >= 2 and (good is None or good[minority].all())
+        )
         sets.append(wu)
         masks.append(minority if out.minority_ok else None)
     if sweep is None:
