@@ -28,6 +28,7 @@ the logs (GNC2) needs every log.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,14 +113,24 @@ def unit_rows(vectors: np.ndarray, memo=None) -> tuple[np.ndarray, np.ndarray]:
     rescaling) by their norms; zero or non-finite rows give zero units. ``memo``: the
     snapshot's :class:`~ncinspect.metrics.linalg.ClassProducts` (NC2's equinorm and the
     duality cosines read the same norms)."""
+    units, norms, _ = _unit_rows(vectors, memo)
+    return units, norms
+
+
+def _unit_rows(vectors: np.ndarray, memo=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`unit_rows` and the rows whose norm is finite and non-zero (None: all of them)."""
     v = unit(vectors, memo)
     norms = unit_norms(vectors, memo)
+    # every norm finite and non-zero (the usual case) from two reductions: norms are >= 0 or
+    # NaN, and a NaN fails both comparisons
+    if norms.size and np.minimum.reduce(norms) > 0 and np.maximum.reduce(norms) < np.inf:
+        return v / norms[:, None], norms, None
     ok = (norms > 0) & np.isfinite(norms)
     if ok.all():
-        return v / norms[:, None], norms
+        return v / norms[:, None], norms, None
     with np.errstate(invalid="ignore", divide="ignore"):
         units = np.where(ok[:, None], v / np.where(ok, norms, 1.0)[:, None], 0.0)
-    return units, norms
+    return units, norms, ok
 
 
 class SweepPlan:
@@ -154,7 +165,7 @@ class SweepPlan:
         # sqrt(2 - 2 cos) likewise below the root of that bound (max(sq) = 1)
         d = next(a.shape[1] for a in (*self.units, centred) if a is not None)
         rel = NEAR_FACTOR * (4 * d + 16) * 2.0**-53
-        self.near_unit = float(np.sqrt(rel))
+        self.near_unit = math.sqrt(rel)  # correctly rounded, as np.sqrt
         self.near_sq = None if centred is None else rel * float(self.sq.max(initial=0.0))
         self.block = max(1, int(PAIR_BLOCK))
         self.local = threading.local()
@@ -213,9 +224,9 @@ def pair_sweep(
     plan, scale = SweepPlan.of(units, minority, cdnv)
     n_blocks = -(-plan.C // plan.block)
     with one_blas_thread():  # ddot splits a sum over BLAS threads: the bits would follow them
-        if n_blocks == 1:  # one tile (C <= PAIR_BLOCK): its row, merged onto zeros already,
-            row_units, row_cdnv = _block_row(plan, 0, 1)  # is the sweep (merging it onto
-            return PairStats(row_units, row_cdnv, scale)  # zeros again changes no bit)
+        if n_blocks == 1:  # one tile (C <= PAIR_BLOCK): every set's values in one array
+            with np.errstate(divide="ignore", invalid="ignore", under="ignore", over="ignore"):
+                return PairStats(*_one_tile(plan), scale)
         rows = list(map(lambda i: _block_row(plan, i, n_blocks), range(n_blocks)))
     out_units: list[UnitPairs | None] = [None if u is None else UnitPairs() for u in plan.units]
     out_cdnv = None if plan.centred is None else CdnvPairs()
@@ -249,6 +260,94 @@ def _block_row(plan: SweepPlan, i: int, n_blocks: int):
                 cdnv_tile = _cdnv_tile_fast if plan.fast else direct_cdnv_tile
                 acc_c = acc_c.merge(cdnv_tile(plan, a0, a1, b0, b1, mask))
     return acc_u, acc_c
+
+
+def _one_tile(plan: SweepPlan) -> tuple[list[UnitPairs | None], CdnvPairs | None]:
+    """``_block_row(plan, 0, 1)`` of a sweep whose pairs fit one tile, bit for bit: the
+    operations of :func:`direct_unit_tile` and :func:`direct_cdnv_tile` on each pair, with
+    the values of every set as rows of one array, so that each step is one numpy call for
+    all of them (a small snapshot's sweep was about 70 calls on arrays of 6 values).
+
+    The rows' sums are one ``np.add.reduce(axis=1)``: along a contiguous row numpy adds the
+    same pairwise way as over the row alone (tests/metrics/test_pairs.py checks it against
+    the tile kernels); the smallest distances are only compared, so their order (the sign of
+    a zero) does not matter."""
+    C, S = plan.C, sum(u is not None for u in plan.units)
+    n = C * (C - 1) // 2
+    cd = plan.centred is not None
+    out_units: list[UnitPairs | None] = [None if u is None else UnitPairs() for u in plan.units]
+    if n == 0:
+        return out_units, CdnvPairs() if cd else None
+    mask = upper_mask(C)
+    # the C x C products, then every set's upper triangle at once: rows 0..S-1 the sets'
+    # cosines, S the CDNV variance sums v_c + v_c', S + 1 the squared distances D
+    prods = np.empty((S + 2 * cd, C, C))
+    sets = [(k, u) for k, u in enumerate(plan.units) if u is not None]
+    for s, (_, u) in enumerate(sets):  # U @ U.T: the symmetric product, as the tile's
+        np.matmul(u, u.T, out=prods[s])
+    if cd:
+        cen, sq, var = plan.centred, plan.sq, plan.variances
+        # a copy of the rows: the general product (as the tile's), not the symmetric one
+        prod = np.matmul(cen.copy(), cen.T, out=prods[S])
+        np.multiply(prod, 2.0, out=prod)
+        dist = np.add(sq[:, None], sq[None, :], out=prods[S + 1])
+        np.subtract(dist, prod, out=dist)
+        np.add(var[:, None], var[None, :], out=prods[S])
+    flat = prods.reshape(S + 2 * cd, C * C).compress(mask.ravel(), axis=1)
+    # rows of ``values``: cosines, distances, logs (their moments), then |cos + 1/(C-1)|
+    # and the two CDNV terms (plain sums)
+    values = np.empty((4 * S + 2 * cd, n))
+    cos, dist, logs = values[:S], values[S : 2 * S], values[2 * S : 3 * S]
+    flat[:S].clip(-1.0, 1.0, out=cos)
+    t = np.add(cos, 1.0 / (C - 1), out=values[3 * S : 4 * S])
+    np.abs(t, out=t)
+    np.multiply(cos, 2.0, out=dist)
+    np.subtract(2.0, dist, out=dist)  # >= +0 for cos in [-1, 1]: max(., 0) changes no bit
+    np.sqrt(dist, out=dist)
+    lows = np.minimum.reduce(dist, axis=1).tolist()
+    for s, (_, u) in enumerate(sets):
+        if lows[s] <= plan.near_unit:
+            near_exact(dist[s], plan.near_unit, u, 0, 0, C, mask, squared=False)
+            lows[s] = dist[s].min()
+    np.log(dist, out=logs)
+    out_cdnv = None
+    if cd:
+        vsum, d2 = flat[S], flat[S + 1]
+        low = _smallest(d2, plan.near_sq, cen, 0, 0, C, mask, squared=True)
+        t1, t2 = values[4 * S], values[4 * S + 1]
+        np.multiply(d2, 2.0, out=t1)
+        np.multiply(t1, d2, out=t2)
+        np.divide(vsum, t1, out=t1)
+        np.divide(vsum, t2, out=t2)
+    sums = np.add.reduce(values, axis=1)
+    means = sums[: 3 * S] / n
+    minority = []  # read before the deviations overwrite the cosines
+    for s, (k, _) in enumerate(sets):
+        m = plan.minority[k]
+        if m is not None:
+            sel = cos[s][(m[:, None] & m[None, :])[mask]]
+            minority.append((float(sel.sum()), int(sel.size)))
+        else:
+            minority.append((0.0, 0))
+    dev = np.subtract(values[: 3 * S], means[:, None], out=values[: 3 * S])
+    np.square(dev, out=dev)
+    m2 = np.add.reduce(dev, axis=1).tolist()
+    means, sums = means.tolist(), sums.tolist()
+    # the plain sums as the tiled path merges its tile onto zeros: 0.0 + s (-0.0 gives +0.0)
+    for s, (k, _) in enumerate(sets):
+        c, dd, lg = s, S + s, 2 * S + s
+        out_units[k] = UnitPairs(
+            Moments(n, means[c], m2[c]),
+            0.0 + sums[3 * S + s],
+            Moments(n, means[dd], m2[dd]),
+            Moments(n, -means[lg], m2[lg]),  # of log(dist): log(1/dist) the opposite mean
+            bool(lows[s] == 0),
+            0.0 + minority[s][0],
+            minority[s][1],
+        )
+    if cd:
+        out_cdnv = CdnvPairs(0.0 + sums[4 * S], 0.0 + sums[4 * S + 1], n, bool(low <= 0))
+    return out_units, out_cdnv
 
 
 def near_exact(
@@ -491,7 +590,8 @@ class ClassPairs:
 
 def minority_classes(counts: np.ndarray) -> np.ndarray:
     """The minority classes of Fang et al.: ``n_c < max(n) / 2``."""
-    return counts < counts.max() / 2.0
+    # the largest count as a Python float: the same half (exact), a third less dispatch
+    return counts < float(np.maximum.reduce(counts)) / 2.0
 
 
 def class_pairs(
@@ -513,15 +613,16 @@ def class_pairs(
     out = ClassPairs()
     if centred.shape[0] < 2:
         return out
-    mu, mn = unit_rows(centred, memo)
-    out.means_ok = bool(np.all((mn > 0) & np.isfinite(mn)))
+    mu, _, good = _unit_rows(centred, memo)
+    out.means_ok = good is None
     sets, masks = [mu], [None]
     if weights is not None:
-        wu, wn = unit_rows(weights, memo)
-        good = (wn > 0) & np.isfinite(wn)
-        out.weights_ok = bool(good.all())
+        wu, _, good = _unit_rows(weights, memo)
+        out.weights_ok = good is None
         minority = minority_classes(counts)
-        out.minority_ok = bool(np.count_nonzero(minority) >= 2 and good[minority].all())
+        out.minority_ok = bool(
+            np.count_nonzero(minority) >= 2 and (good is None or good[minority].all())
+        )
         sets.append(wu)
         masks.append(minority if out.minority_ok else None)
     if sweep is None:

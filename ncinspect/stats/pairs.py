@@ -54,12 +54,17 @@ def block_pairs(scores: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarr
     ``scores`` (m, C) float64 holds ``e_i . m_c'`` (any common units); ``y`` (m,) the codes.
     """
     m = scores.shape[0]
-    own = scores[np.arange(m), y]
-    order = np.argsort(y, kind="stable")
-    diff = own[order, None] - scores[order]
+    order = y.argsort(kind="stable")
+    # the rows grouped by class first (one copy, then written in place): the same
+    # differences as taken before the sort
+    ys, diff = y[order], scores[order]
+    own = diff[np.arange(m), ys]
+    np.subtract(own[:, None], diff, out=diff)
     np.square(diff, out=diff)
-    ys = y[order]
-    starts = np.flatnonzero(np.concatenate(([True], ys[1:] != ys[:-1])))
+    first = np.empty(m, dtype=bool)  # the first row of each class
+    first[:1] = True
+    np.not_equal(ys[1:], ys[:-1], out=first[1:])
+    starts = first.nonzero()[0]
     return ys[starts], np.add.reduceat(diff, starts, axis=0)
 
 

@@ -95,6 +95,31 @@ def test_one_tile_is_the_direct_upper_triangle_bit_for_bit():
     assert p.log == Moments.of(-np.log(dist))
 
 
+@pytest.mark.parametrize("C", [1, 2, 3, 4, 7, 40, 256])
+def test_one_tile_sweep_is_the_tile_kernels_bit_for_bit(C):
+    """Up to PAIR_BLOCK classes the sweep takes every set's values as rows of one array
+    (:func:`_one_tile`): the same bits as the tile kernels merged onto zeros
+    (``_block_row``), with coincident, zero and float32 rows, a minority and CDNV alone."""
+    rng = np.random.default_rng(C)
+    M = rng.standard_normal((C, 6))
+    W = rng.standard_normal((C, 6)).astype(np.float32)
+    if C >= 4:
+        M[2], W[3], M[3] = M[0], W[1], 0.0  # a zero distance each, a zero row
+    var = rng.random(C)
+    (mu, _), (wu, _) = P.unit_rows(M), P.unit_rows(W)
+    minority = rng.random(C) < 0.5
+    for units, masks, cdnv in (
+        ([mu, wu], [None, minority], (var, M)),
+        ([None, wu], [None, np.ones(C, bool)], (var * 1e-300, M * 1e-200)),
+        ([], None, (var, M)),
+        ([mu], None, None),
+    ):
+        got = P.pair_sweep(units, minority=masks, cdnv=cdnv)
+        plan, scale = P.SweepPlan.of(units, masks, cdnv)
+        want = P._block_row(plan, 0, 1)
+        assert repr((got.units, got.cdnv)) == repr(want) and got.cdnv_scale == scale
+
+
 def test_thread_count_changes_no_bit(monkeypatch):
     monkeypatch.setattr(P, "PAIR_BLOCK", 16)
     M, W, var, counts = _data(C=301, d=5, seed=3)
