@@ -300,6 +300,7 @@ class Kernel:
             self._placed[key] = Placed(xp, self, device)
         return self._placed[key]
 
+    @np.errstate(under="ignore", over="ignore")  # a decorator: half a ``with``'s cost
     def _logit_units(self, geom, w: np.ndarray | None) -> None:
         # logits / unit = scores * score_factor + offset, the scores being those of
         # h' = (h - mu_G) / scale against W / weight_scale (``w``)
@@ -309,21 +310,20 @@ class Kernel:
         self.score_factor = 1.0
         if w is None:
             return
-        with np.errstate(under="ignore", over="ignore"):
-            mu = geom.global_mean if geom.scale == 1.0 else geom.global_mean / geom.scale
-            self.offset = w @ mu
-            if geom.bias is not None:
-                bias = geom.bias
-                if geom.scale != 1.0 or geom.weight_scale != 1.0:  # x / 1.0 is x
-                    bias = bias / geom.scale / geom.weight_scale
-                if not np.isfinite(bias).all():  # the bias dwarfs W h: its own unit
-                    unit = math.ldexp(1.0, math.frexp(float(np.abs(geom.bias).max()))[1])
-                    self.score_factor = geom.scale / unit * geom.weight_scale
-                    self.offset = self.offset * self.score_factor
-                    self.logit_scales = (unit, 1.0)
-                    bias = geom.bias / unit
-                self.offset = self.offset + bias
-                self.bias_units = bias
+        mu = geom.global_mean if geom.scale == 1.0 else geom.global_mean / geom.scale
+        self.offset = w @ mu
+        if geom.bias is not None:
+            bias = geom.bias
+            if geom.scale != 1.0 or geom.weight_scale != 1.0:  # x / 1.0 is x
+                bias = bias / geom.scale / geom.weight_scale
+            if not np.isfinite(bias).all():  # the bias dwarfs W h: its own unit
+                unit = math.ldexp(1.0, math.frexp(float(np.abs(geom.bias).max()))[1])
+                self.score_factor = geom.scale / unit * geom.weight_scale
+                self.offset = self.offset * self.score_factor
+                self.logit_scales = (unit, 1.0)
+                bias = geom.bias / unit
+            self.offset = self.offset + bias
+            self.bias_units = bias
 
     @_lazy
     def offset_max(self) -> float:
@@ -439,13 +439,17 @@ def first_twins(rows: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray 
     matrix of distinct rows costs a pass over C x 16 values and a sort of C numbers."""
     C = rows.shape[0]
     idx = None if keep is None else keep.nonzero()[0]  # np.flatnonzero of a 1-D mask
+    if idx is not None and idx.size == C:
+        idx = None  # every row kept: no copy of them all
     sub = np.asarray(rows if idx is None else rows[idx], dtype=np.float64)  # no copy of all
     n, d = sub.shape
     if n < 2:
         return None
     if n <= _TWINS_FEW:  # each row's bytes looked up in a dict: no numpy call per pair
         seen: dict[bytes, int] = {}
-        found = [(i, seen.setdefault(row.tobytes(), i)) for i, row in enumerate(sub + 0.0)]
+        data, width = (sub + 0.0).tobytes(), 8 * d  # in C order: row i, then row i + 1
+        rows_bytes = (data[i * width : (i + 1) * width] for i in range(n))
+        found = [(i, seen.setdefault(row, i)) for i, row in enumerate(rows_bytes)]
         pairs = [(i, j) for i, j in found if j != i]
         if not pairs:
             return None
@@ -482,6 +486,7 @@ _TWINS_FEW = 64
 _NEAR_PAIRS_MAX = 1 << 20
 
 
+@np.errstate(over="ignore", invalid="ignore", under="ignore")  # a decorator: half the cost
 def coincident_twins(
     rows: np.ndarray, keep: np.ndarray, exact: np.ndarray | None, counts: np.ndarray
 ) -> np.ndarray | None:
@@ -501,48 +506,58 @@ def coincident_twins(
     n = idx.size
     if n < 2:
         return exact
-    sub = rows if n == rows.shape[0] else rows[idx]  # every row kept: no copy of them all
+    every = n == rows.shape[0]
+    sub = rows if every else rows[idx]  # every row kept: no copy of them all
     d = sub.shape[1]
-    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        sq = np.einsum("ij,ij->i", sub, sub)
-        norm = np.sqrt(sq)
-        reach = 4.0 * _U64 * (counts[idx].astype(np.float64) + 1.0) * norm  # a's share
-        if not np.isfinite(reach).all():
+    sq = np.einsum("ij,ij->i", sub, sub)
+    norm = np.sqrt(sq)
+    n_a = counts if every else counts[idx]
+    reach = 4.0 * _U64 * (n_a.astype(np.float64) + 1.0) * norm  # a's share
+    # no reach is negative: all are finite when the largest is (a NaN is the largest)
+    r = float(reach.max())
+    if not math.isfinite(r):
+        return exact
+    slack = 4.0 * (d + 2) * _U64  # the rounding of the screens' own products
+    if n <= _TWINS_FEW:
+        gram = sub @ sub.T
+        d2 = sq[:, None] + sq[None, :] - 2.0 * gram
+        d2.flat[:: n + 1] = np.inf  # no row pairs with itself (the pairs are a < b)
+        # One screen of every pair first: a pair's bound below is at most the one of
+        # the largest reach and square (rounding is monotone, the terms are >= 0), so
+        # with every distance above that there is no candidate (the usual case).
+        s = float(sq.max())
+        if float(d2.min()) > (r + r) * (r + r) + slack * (s + s):
             return exact
-        slack = 4.0 * (d + 2) * _U64  # the rounding of the screens' own products
-        if n <= _TWINS_FEW:
-            gram = sub @ sub.T
-            d2 = sq[:, None] + sq[None, :] - 2.0 * gram
-            tol = reach[:, None] + reach[None, :]
-            cand = d2 <= tol * tol + slack * (sq[:, None] + sq[None, :])
-            a, b = np.nonzero(cand)
-            upper = a < b
-            a, b = a[upper], b[upper]
-        else:
-            direction = np.random.default_rng(0x5EED).standard_normal(d)
-            direction /= np.sqrt(np.dot(direction, direction))
-            key = sub @ direction
-            tol = 2.0 * float(reach.max()) + slack * float(norm.max())
-            order = np.argsort(key, kind="stable")
-            ks = key[order]
-            ends = np.searchsorted(ks, ks + tol, side="right")
-            counts_ = ends - np.arange(n) - 1
-            total = int(counts_.sum())
-            if total == 0 or total > _NEAR_PAIRS_MAX or not math.isfinite(tol):
-                return exact
-            first = np.repeat(np.arange(n), counts_)
-            starts = np.repeat(np.cumsum(counts_) - counts_, counts_)
-            second = first + 1 + (np.arange(total) - starts)
-            a, b = order[first], order[second]
-        if a.size == 0:
+        tol = reach[:, None] + reach[None, :]
+        cand = d2 <= tol * tol + slack * (sq[:, None] + sq[None, :])
+        a, b = np.nonzero(cand)
+        upper = a < b
+        a, b = a[upper], b[upper]
+    else:
+        direction = np.random.default_rng(0x5EED).standard_normal(d)
+        direction /= np.sqrt(np.dot(direction, direction))
+        key = sub @ direction
+        tol = 2.0 * r + slack * float(norm.max())
+        order = np.argsort(key, kind="stable")
+        ks = key[order]
+        ends = np.searchsorted(ks, ks + tol, side="right")
+        counts_ = ends - np.arange(n) - 1
+        total = int(counts_.sum())
+        if total == 0 or total > _NEAR_PAIRS_MAX or not math.isfinite(tol):
             return exact
-        ok = np.empty(a.size, dtype=bool)
-        step = max(1, (1 << 22) // max(d, 1))  # the differences of 4 Mi values at a time
-        for lo in range(0, a.size, step):
-            pa, pb = a[lo : lo + step], b[lo : lo + step]
-            diff = sub[pa] - sub[pb]
-            ok[lo : lo + step] = np.sqrt(np.einsum("ij,ij->i", diff, diff)) <= reach[pa] + reach[pb]
-        a, b = a[ok], b[ok]
+        first = np.repeat(np.arange(n), counts_)
+        starts = np.repeat(np.cumsum(counts_) - counts_, counts_)
+        second = first + 1 + (np.arange(total) - starts)
+        a, b = order[first], order[second]
+    if a.size == 0:
+        return exact
+    ok = np.empty(a.size, dtype=bool)
+    step = max(1, (1 << 22) // max(d, 1))  # the differences of 4 Mi values at a time
+    for lo in range(0, a.size, step):
+        pa, pb = a[lo : lo + step], b[lo : lo + step]
+        diff = sub[pa] - sub[pb]
+        ok[lo : lo + step] = np.sqrt(np.einsum("ij,ij->i", diff, diff)) <= reach[pa] + reach[pb]
+    a, b = a[ok], b[ok]
     if a.size == 0:
         return exact
     parent = np.arange(rows.shape[0]) if exact is None else exact.copy()
