@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..engines.local import Passes, run_passes
+from ..engines.threads import Workers  # here, not per call: an import costs microseconds
 from ..errors import InvalidDataError, UsageError
 from ..inputs import Prepared, check_center, prepare
 from ..metrics import compute_metrics
@@ -78,8 +79,6 @@ def build_result(
     ``threads`` of ``engine`` (every core when it names none; the values never depend on
     it), or on ``class_device = (xp, device)`` (a Meter's accelerator).
     """
-    from ..engines.threads import Workers
-
     with Workers(getattr(engine, "threads", None)) as work:  # BLAS: one thread per worker
         values = compute_metrics(
             first,

@@ -36,7 +36,6 @@ from .passes import (
     SecondRows,
     SpectraRows,
     TheoryRows,
-    fold,
     read_outputs,
 )
 from .threads import Workers, one_blas_thread
@@ -216,7 +215,7 @@ def walk(
     passes = list(passes)
     readers = {k: ChunkReader(src, rows) for k, src in sources.items()}
     n = next(iter(sources.values())).shape[0]
-    arrays = dict(row_arrays or {})
+    arrays = row_arrays or {}  # only read
 
     def read(a: int, b: int) -> dict:
         return {k: r.read(a, b) for k, r in readers.items()}  # converted block by block
@@ -224,7 +223,8 @@ def walk(
     accs = [p.empty() for p in passes]
     with Workers(threads) as work:
         for a, b, data in work.prefetch(read, row_chunks(n, rows)):
-            data.update((k, v[a:b]) for k, v in arrays.items())
+            for k, v in arrays.items():
+                data[k] = v[a:b]
             chunk = Chunk(a, data)
             accs = fold_each(accs, [p.of_chunk(chunk, work.map) for p in passes])
             if progress:
@@ -233,8 +233,9 @@ def walk(
 
 
 def fold_each(accs: list, parts: list) -> list:
-    """Each statistic of ``accs`` merged with the part of the same position."""
-    return [fold(acc, [part]) for acc, part in zip(accs, parts, strict=True)]
+    """Each statistic of ``accs`` merged with the part of the same position
+    (:func:`~ncinspect.engines.passes.fold` of one part: an ``acc`` of None takes it)."""
+    return [part if acc is None else acc.merge(part) for acc, part in zip(accs, parts, strict=True)]
 
 
 def first_pass(

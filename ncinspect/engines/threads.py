@@ -79,9 +79,15 @@ class Workers:
             return [fn(x) for x in items]
         return list(pool.map(fn, items))
 
-    def prefetch(self, read: Callable, spans: Iterable[tuple[int, int]]) -> Iterator:
+    def prefetch(self, read: Callable, spans: Iterable[tuple[int, int]]) -> Iterable:
         """``(a, b, read(a, b))`` for each span, the next span read while this one is used."""
         spans = list(spans)
+        if len(spans) == 1:  # one chunk (a small snapshot): read now, no generator
+            ((a, b),) = spans
+            return [(a, b, read(a, b))]
+        return self._prefetch(read, spans)
+
+    def _prefetch(self, read: Callable, spans: list[tuple[int, int]]) -> Iterator:
         reader = self._read_ahead() if len(spans) >= 2 else None
         if reader is None:
             for a, b in spans:

@@ -125,53 +125,57 @@ def group_sum(h: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
     """
     n, d = h.shape
     if n_classes <= DENSE_MAX_C and n:
-        rows = max(256, min(4096, (4 << 20) // (8 * max(d, 1))))
-        classes = np.arange(n_classes)[:, None]
-        buf = np.empty((min(rows, n), d))
-        sums = np.zeros((n_classes, d))
-        with np.errstate(over="ignore", invalid="ignore"):  # the caller handles inf/NaN
-            for a in range(0, n, rows):
-                part = buf[: min(rows, n - a)]
-                part[...] = h[a : a + rows]  # exact conversion to float64
-                sums += (y[a : a + rows] == classes).astype(np.float64) @ part
-        return sums
+        return _dense_group_sum(h, y, n_classes)
     from scipy.sparse import csr_matrix
 
     indicator = csr_matrix((np.ones(n), (y, np.arange(n))), shape=(n_classes, n))
     return np.asarray(indicator @ h, dtype=np.float64)
 
 
+# np.errstate as a decorator, here and below: the same state for the whole call, about half
+# the cost of a ``with`` block (no context object made and entered per call)
+@np.errstate(over="ignore", invalid="ignore")  # the caller handles inf/NaN
+def _dense_group_sum(h: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """:func:`group_sum` up to :data:`DENSE_MAX_C` classes (``h`` has rows)."""
+    n, d = h.shape
+    rows = max(256, min(4096, (4 << 20) // (8 * max(d, 1))))
+    classes = np.arange(n_classes)[:, None]
+    buf = np.empty((min(rows, n), d))
+    sums = np.zeros((n_classes, d))
+    for a in range(0, n, rows):
+        part = buf[: min(rows, n - a)]
+        part[...] = h[a : a + rows]  # exact conversion to float64
+        sums += (y[a : a + rows] == classes).astype(np.float64) @ part
+    return sums
+
+
+@np.errstate(over="ignore", invalid="ignore")
 def output_sums(out: np.ndarray, y: np.ndarray, scratch: bool = False) -> tuple:
     """SQI sums of one block of outputs ``out`` (m, C) with labels ``y``: the moments of the
     true-class and of the wrong-class outputs, ``sum_i ||f(x_i) - onehot(y_i)||^2``, the
     largest ``|f - onehot|`` and the largest ``|f|`` (non-finite where logits left float64:
     SQI is then null). ``scratch``: ``out`` is a work array that may be overwritten.
     """
-    with np.errstate(over="ignore", invalid="ignore"):
-        m, C = out.shape
-        rows = np.arange(m)
-        true = out[rows, y]  # a copy: fancy indexing
-        true_out = Moments.of(true)
-        wrong = out if scratch else out.copy()
-        wrong[rows, y] = 0.0  # the wrong-class outputs, zeros on the true entries
-        # the ufuncs' own reduce (as pow2_scale): what .max() / .sum() run, less dispatch
-        top = (
-            max(float(_max(wrong, axis=None)), -float(_min(wrong, axis=None)))
-            if wrong.size
-            else 0.0
-        )
-        t_abs = float(_max(np.abs(true), axis=None)) if m else 0.0
-        true_err = true - 1.0  # f_y - 1: its largest |.| and its squares
-        t_err = float(_max(np.abs(true_err), axis=None)) if m else 0.0
-        out_abs_max = max(top, t_abs)
-        max_abs_err = max(top, t_err)
-        n_wrong = m * (C - 1)
-        mean = float(_sum(wrong, axis=None)) / n_wrong if n_wrong else 0.0
-        wrong -= mean
-        wrong[rows, y] = 0.0
-        m2 = float(np.einsum("ij,ij->", wrong, wrong))
-        wrong_out = Moments(n_wrong, mean, m2) if n_wrong else Moments()
-        # sum_i ||f(x_i) - onehot(y_i)||^2: the wrong outputs' squares are m2 + n mean^2
-        # (two non-negative terms, no cancellation)
-        sq_err = m2 + n_wrong * mean * mean + float(_sum(np.square(true_err), axis=None))
+    m, C = out.shape
+    rows = np.arange(m)
+    true = out[rows, y]  # a copy: fancy indexing
+    true_out = Moments.of(true)
+    wrong = out if scratch else out.copy()
+    wrong[rows, y] = 0.0  # the wrong-class outputs, zeros on the true entries
+    # the ufuncs' own reduce (as pow2_scale): what .max() / .sum() run, less dispatch
+    top = max(float(_max(wrong, axis=None)), -float(_min(wrong, axis=None))) if wrong.size else 0.0
+    t_abs = float(_max(np.abs(true), axis=None)) if m else 0.0
+    true_err = true - 1.0  # f_y - 1: its largest |.| and its squares
+    t_err = float(_max(np.abs(true_err), axis=None)) if m else 0.0
+    out_abs_max = max(top, t_abs)
+    max_abs_err = max(top, t_err)
+    n_wrong = m * (C - 1)
+    mean = float(_sum(wrong, axis=None)) / n_wrong if n_wrong else 0.0
+    wrong -= mean
+    wrong[rows, y] = 0.0
+    m2 = float(np.einsum("ij,ij->", wrong, wrong))
+    wrong_out = Moments(n_wrong, mean, m2) if n_wrong else Moments()
+    # sum_i ||f(x_i) - onehot(y_i)||^2: the wrong outputs' squares are m2 + n mean^2
+    # (two non-negative terms, no cancellation)
+    sq_err = m2 + n_wrong * mean * mean + float(_sum(np.square(true_err), axis=None))
     return true_out, wrong_out, sq_err, max_abs_err, out_abs_max

@@ -9,7 +9,6 @@ decisions from float32 scores, deciding again in float64 every row near a tie.
 
 from __future__ import annotations
 
-import functools
 import math
 import threading
 from dataclasses import dataclass, field
@@ -52,6 +51,23 @@ _AMP_MAX = 256.0  #: largest round-off amplification allowed for the projection 
 _GATHER_MAX = 1 << 22  #: entries of the largest C x C table gathered per row
 
 
+class _lazy:
+    """A property computed on first read and stored on the instance, as
+    :func:`functools.cached_property` without its lock: before Python 3.12 that lock is one
+    per property, shared by every instance, and taken on each first read (about a dozen
+    reads a snapshot). Each value is a function of the kernel's constants only, so two
+    threads that compute one at once store equal values."""
+
+    def __init__(self, fn):
+        self.fn, self.name, self.__doc__ = fn, fn.__name__, fn.__doc__
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)
+        return value
+
+
 class Kernel:
     """The per-geometry constants of the pass-2 kernel, computed once and shared by chunks.
 
@@ -85,23 +101,29 @@ class Kernel:
         present = np.ones(C, bool) if geom.present is None else geom.present
         self.present = None if present.all() else present
         self.pairs = geom.pair_reason is None  # sum the directional table (stats/pairs.py)
+        # a scale of 1.0 (features of ordinary magnitude) divides nothing: x / 1.0 is x, bit
+        # for bit, and the kernel only reads these arrays
         inv = 1.0 / geom.scale
         self.inv_scale = inv
-        self.mean_scaled = geom.global_mean * inv
+        self.mean_scaled = geom.global_mean * inv if inv != 1.0 else geom.global_mean
         # absent classes' NaN means zeroed (the kernel only reads these arrays)
         means = geom.means if self.present is None else np.where(present[:, None], geom.means, 0.0)
         self.means_s = means * inv if inv != 1.0 else means  # mu_c / scale
         cen = geom.centred * inv if inv != 1.0 else geom.centred  # M~ / scale
         self.centred_s = cen
-        ncc = geom.ncc_centres / geom.scale
+        ncc = geom.ncc_centres / geom.scale if inv != 1.0 else geom.ncc_centres
         self.centre_sq = np.einsum("ij,ij->i", ncc, ncc)
         self.ncc_invalid = None if geom.ncc_valid.all() else ~geom.ncc_valid
         self.has_w = geom.weights is not None
         self.logits64 = self.has_w and logits64
-        self._logit_units(geom)
-        w = geom.weights / geom.weight_scale if self.has_w else None
+        w = None
+        if self.has_w:
+            s_w = geom.weight_scale
+            w = geom.weights / s_w if s_w != 1.0 else geom.weights
+        self._logit_units(geom, w)
 
-        own = np.array_equal(geom.ncc_centres, geom.centred)
+        a, b = geom.ncc_centres, geom.centred  # np.array_equal(a, b), without its wrapper
+        own = a.shape == b.shape and bool((a == b).all())
         self._own = own
         self._counts = geom.counts
         amp = math.inf
@@ -122,7 +144,7 @@ class Kernel:
         if self.has_w:
             (cols64 if self.logits64 else cols32).append(w)
         self.ncc64 = self.ncc_from_e
-        # the numpy kernel's right-hand sides are built on first use (cached_property below):
+        # the numpy kernel's right-hand sides are built on first use (lazy properties below):
         # a kernel placed on a device (Placed) never builds them
         self._cols, self._basis, self._ncc, self._w = (cols64, cols32), geom.basis, ncc, w
         self._bias = geom.bias  # the classifier's rows are (w_c, b_c): their twins
@@ -141,7 +163,7 @@ class Kernel:
         self.kappa = kappa
         self.tiny = (4 * d + 8) * 2.0**-149
 
-    @functools.cached_property
+    @_lazy
     def ncc_twins(self) -> np.ndarray | None:
         """For each class, the lowest class whose NCC centre is the same and defined: bit for
         bit (:func:`first_twins`) or up to the rounding of the sums that made it (two classes
@@ -152,13 +174,14 @@ class Kernel:
             return exact
         return coincident_twins(self.means_s, self._ncc_valid, exact, self._counts)
 
-    @functools.cached_property
+    @_lazy
     def clf_twins(self) -> np.ndarray | None:
         """For each class, the lowest class with the same classifier row and bias (bit for
         bit); None when no two rows are equal or there is no classifier."""
         if not self.has_w:
             return None
-        rows = self._w if self._bias is None else np.column_stack([self._w, self._bias])
+        w, b = self._w, self._bias
+        rows = w if b is None else np.concatenate((w, b[:, None]), axis=1)  # column_stack
         return first_twins(rows)
 
     def lowest_twins(self, ncc: np.ndarray, clf: np.ndarray | None):
@@ -173,30 +196,30 @@ class Kernel:
             clf = self.clf_twins[clf]
         return ncc, clf
 
-    @functools.cached_property
+    @_lazy
     def centre_sq_max(self) -> float:
         """The largest squared norm of an NCC centre (in the units of the scores)."""
         return float(self.centre_sq.max()) if self.n_classes else 0.0
 
-    @functools.cached_property
+    @_lazy
     def half_sq32(self) -> np.ndarray:
         """float32 half squared norms of the NCC centres (inf for an undefined one)."""
         half = (self.centre_sq / 2).astype(np.float32)
         half[~self._ncc_valid] = np.inf  # an undefined centre is never the nearest
         return half
 
-    @functools.cached_property
+    @_lazy
     def ncc_norm(self) -> float:
         """The largest norm of an NCC centre (the float32 bounds)."""
         return float(np.sqrt(self.centre_sq.max())) if self.n_classes else 0.0
 
-    @functools.cached_property
+    @_lazy
     def zero_class(self) -> int:
         """The classifier's class for a row of zeros (logits ``b`` exactly): the first
         largest entry of b, class 0 without a bias."""
         return 0 if self.bias_units is None else int(np.argmax(self.bias_units))
 
-    @functools.cached_property
+    @_lazy
     def clf_reps(self) -> np.ndarray | None:
         """The lowest row of each group of equal classifier rows (and biases), in order;
         None when no two are equal (:attr:`clf_twins`): a tie between equal rows needs no
@@ -204,12 +227,12 @@ class Kernel:
         twins = self.clf_twins
         return None if twins is None else np.flatnonzero(twins == np.arange(twins.size))
 
-    @functools.cached_property
+    @_lazy
     def mean_norm(self) -> float:
         """The norm of mu_G in the units of the scores (the tie bound of :func:`tie_rows`)."""
         return float(np.sqrt(np.dot(self.mean_scaled, self.mean_scaled)))
 
-    @functools.cached_property
+    @_lazy
     def w_norm(self) -> float:
         """The largest norm of a classifier row in its units (the float32 bounds)."""
         if not self.has_w:
@@ -217,7 +240,7 @@ class Kernel:
         w = self._w
         return float(np.sqrt(np.einsum("ij,ij->i", w, w).max()))
 
-    @functools.cached_property
+    @_lazy
     def cen_norm(self) -> float:
         """The largest norm of a centred mean in the units of the scores (the bounds)."""
         if not self.n_classes:
@@ -232,38 +255,39 @@ class Kernel:
             buf = self._local.buf = Buffers(rows, self)
         return buf
 
-    @functools.cached_property
+    @_lazy
     def d64(self) -> np.ndarray | None:
         """(d, k) float64 right-hand side of the numpy kernel's float64 product."""
         cols = self._cols[0]
-        return np.ascontiguousarray(np.vstack(cols).T) if cols else None
+        # np.vstack of 2-D arrays, without its wrapper
+        return np.ascontiguousarray(np.concatenate(cols).T) if cols else None
 
-    @functools.cached_property
+    @_lazy
     def d32(self) -> np.ndarray | None:
         """(d, k) float32 right-hand side of the numpy kernel's decision-only product."""
         cols = self._cols[1]
-        return np.ascontiguousarray(np.vstack(cols).T, dtype=np.float32) if cols else None
+        return np.ascontiguousarray(np.concatenate(cols).T, dtype=np.float32) if cols else None
 
-    @functools.cached_property
+    @_lazy
     def e64(self) -> np.ndarray | None:
         """(d, C) right factor of the residuals' NCC product (direct layout, ``ncc_from_e``)."""
         if self.from_scores or not self.ncc_from_e:
             return None
         return np.ascontiguousarray(self._ncc.T)
 
-    @functools.cached_property
+    @_lazy
     def basis_t(self) -> np.ndarray | None:
         """(d, r) basis of the direct projection (None in the scores layout)."""
         if self.from_scores or not self.rank:
             return None
         return np.ascontiguousarray(self._basis.T)
 
-    @functools.cached_property
+    @_lazy
     def ncc_t(self) -> np.ndarray | None:
         """(d, C) float64 NCC centres of the rechecks (None when NCC is decided in float64)."""
         return None if self.ncc64 else np.ascontiguousarray(self._ncc.T)
 
-    @functools.cached_property
+    @_lazy
     def w_t(self) -> np.ndarray | None:
         """(d, C) float64 classifier of the rechecks (None when the logits are float64)."""
         return np.ascontiguousarray(self._w.T) if self.has_w and not self.logits64 else None
@@ -276,30 +300,32 @@ class Kernel:
             self._placed[key] = Placed(xp, self, device)
         return self._placed[key]
 
-    def _logit_units(self, geom) -> None:
+    @np.errstate(under="ignore", over="ignore")  # a decorator: half a ``with``'s cost
+    def _logit_units(self, geom, w: np.ndarray | None) -> None:
         # logits / unit = scores * score_factor + offset, the scores being those of
-        # h' = (h - mu_G) / scale against W / weight_scale
+        # h' = (h - mu_G) / scale against W / weight_scale (``w``)
         self.offset = None
         self.bias_units = None  # b in the logits' units (None: no bias), for tie_rows
         self.logit_scales = (geom.scale, geom.weight_scale)
         self.score_factor = 1.0
-        if geom.weights is None:
+        if w is None:
             return
-        with np.errstate(under="ignore", over="ignore"):
-            w = geom.weights / geom.weight_scale
-            self.offset = w @ (geom.global_mean / geom.scale)
-            if geom.bias is not None:
-                bias = geom.bias / geom.scale / geom.weight_scale
-                if not np.isfinite(bias).all():  # the bias dwarfs W h: its own unit
-                    unit = math.ldexp(1.0, math.frexp(float(np.abs(geom.bias).max()))[1])
-                    self.score_factor = geom.scale / unit * geom.weight_scale
-                    self.offset = self.offset * self.score_factor
-                    self.logit_scales = (unit, 1.0)
-                    bias = geom.bias / unit
-                self.offset = self.offset + bias
-                self.bias_units = bias
+        mu = geom.global_mean if geom.scale == 1.0 else geom.global_mean / geom.scale
+        self.offset = w @ mu
+        if geom.bias is not None:
+            bias = geom.bias
+            if geom.scale != 1.0 or geom.weight_scale != 1.0:  # x / 1.0 is x
+                bias = bias / geom.scale / geom.weight_scale
+            if not np.isfinite(bias).all():  # the bias dwarfs W h: its own unit
+                unit = math.ldexp(1.0, math.frexp(float(np.abs(geom.bias).max()))[1])
+                self.score_factor = geom.scale / unit * geom.weight_scale
+                self.offset = self.offset * self.score_factor
+                self.logit_scales = (unit, 1.0)
+                bias = geom.bias / unit
+            self.offset = self.offset + bias
+            self.bias_units = bias
 
-    @functools.cached_property
+    @_lazy
     def offset_max(self) -> float:
         """The largest ``|offset|`` of the logits (the classifier's float32 bound)."""
         return float(np.abs(self.offset).max()) if self.offset.size else 0.0
@@ -316,7 +342,7 @@ class Kernel:
 
     def distances(self, scores: np.ndarray) -> np.ndarray:
         """``||h' - m'_c||^2 - ||h'||^2`` from the float64 scores of h' against the centres."""
-        dist = self.centre_sq[None, :] - 2.0 * scores
+        dist = self.centre_sq - 2.0 * scores  # (C,) broadcast along the rows
         if self.ncc_invalid is not None:
             dist[:, self.ncc_invalid] = np.inf
         return dist
@@ -393,12 +419,12 @@ class Placed:
         )
         self._xp = xp
 
-    @functools.cached_property
+    @_lazy
     def basis_t32(self):
         """float32 copy of ``basis_t`` (precision float32 only)."""
         return self._xp.astype(self.basis_t, self._xp.float32)
 
-    @functools.cached_property
+    @_lazy
     def decide32(self):
         """float32 copy of ``decide`` (precision float32 only)."""
         return self._xp.astype(self.decide, self._xp.float32)
@@ -412,14 +438,18 @@ def first_twins(rows: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray 
     bits (exact, whatever the BLAS), and only rows of a repeated hash compared whole: a
     matrix of distinct rows costs a pass over C x 16 values and a sort of C numbers."""
     C = rows.shape[0]
-    idx = None if keep is None else np.flatnonzero(keep)
+    idx = None if keep is None else keep.nonzero()[0]  # np.flatnonzero of a 1-D mask
+    if idx is not None and idx.size == C:
+        idx = None  # every row kept: no copy of them all
     sub = np.asarray(rows if idx is None else rows[idx], dtype=np.float64)  # no copy of all
     n, d = sub.shape
     if n < 2:
         return None
     if n <= _TWINS_FEW:  # each row's bytes looked up in a dict: no numpy call per pair
         seen: dict[bytes, int] = {}
-        found = [(i, seen.setdefault(row.tobytes(), i)) for i, row in enumerate(sub + 0.0)]
+        data, width = (sub + 0.0).tobytes(), 8 * d  # in C order: row i, then row i + 1
+        rows_bytes = (data[i * width : (i + 1) * width] for i in range(n))
+        found = [(i, seen.setdefault(row, i)) for i, row in enumerate(rows_bytes)]
         pairs = [(i, j) for i, j in found if j != i]
         if not pairs:
             return None
@@ -456,6 +486,7 @@ _TWINS_FEW = 64
 _NEAR_PAIRS_MAX = 1 << 20
 
 
+@np.errstate(over="ignore", invalid="ignore", under="ignore")  # a decorator: half the cost
 def coincident_twins(
     rows: np.ndarray, keep: np.ndarray, exact: np.ndarray | None, counts: np.ndarray
 ) -> np.ndarray | None:
@@ -471,52 +502,62 @@ def coincident_twins(
     projections on one fixed direction, which differ by at most the distance) and only the
     candidates compared by their differences; beyond ``_NEAR_PAIRS_MAX`` candidates only the
     bit-for-bit twins are kept. Memory O(n^2 + n d) for a few rows, O(n + candidates d)."""
-    idx = np.flatnonzero(keep)
+    idx = keep.nonzero()[0]  # np.flatnonzero of a 1-D mask
     n = idx.size
     if n < 2:
         return exact
-    sub = rows if n == rows.shape[0] else rows[idx]  # every row kept: no copy of them all
+    every = n == rows.shape[0]
+    sub = rows if every else rows[idx]  # every row kept: no copy of them all
     d = sub.shape[1]
-    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        sq = np.einsum("ij,ij->i", sub, sub)
-        norm = np.sqrt(sq)
-        reach = 4.0 * _U64 * (counts[idx].astype(np.float64) + 1.0) * norm  # a's share
-        if not np.isfinite(reach).all():
+    sq = np.einsum("ij,ij->i", sub, sub)
+    norm = np.sqrt(sq)
+    n_a = counts if every else counts[idx]
+    reach = 4.0 * _U64 * (n_a.astype(np.float64) + 1.0) * norm  # a's share
+    # no reach is negative: all are finite when the largest is (a NaN is the largest)
+    r = float(reach.max())
+    if not math.isfinite(r):
+        return exact
+    slack = 4.0 * (d + 2) * _U64  # the rounding of the screens' own products
+    if n <= _TWINS_FEW:
+        gram = sub @ sub.T
+        d2 = sq[:, None] + sq[None, :] - 2.0 * gram
+        d2.flat[:: n + 1] = np.inf  # no row pairs with itself (the pairs are a < b)
+        # One screen of every pair first: a pair's bound below is at most the one of
+        # the largest reach and square (rounding is monotone, the terms are >= 0), so
+        # with every distance above that there is no candidate (the usual case).
+        s = float(sq.max())
+        if float(d2.min()) > (r + r) * (r + r) + slack * (s + s):
             return exact
-        slack = 4.0 * (d + 2) * _U64  # the rounding of the screens' own products
-        if n <= _TWINS_FEW:
-            gram = sub @ sub.T
-            d2 = sq[:, None] + sq[None, :] - 2.0 * gram
-            tol = reach[:, None] + reach[None, :]
-            cand = d2 <= tol * tol + slack * (sq[:, None] + sq[None, :])
-            a, b = np.nonzero(cand)
-            upper = a < b
-            a, b = a[upper], b[upper]
-        else:
-            direction = np.random.default_rng(0x5EED).standard_normal(d)
-            direction /= np.sqrt(np.dot(direction, direction))
-            key = sub @ direction
-            tol = 2.0 * float(reach.max()) + slack * float(norm.max())
-            order = np.argsort(key, kind="stable")
-            ks = key[order]
-            ends = np.searchsorted(ks, ks + tol, side="right")
-            counts_ = ends - np.arange(n) - 1
-            total = int(counts_.sum())
-            if total == 0 or total > _NEAR_PAIRS_MAX or not math.isfinite(tol):
-                return exact
-            first = np.repeat(np.arange(n), counts_)
-            starts = np.repeat(np.cumsum(counts_) - counts_, counts_)
-            second = first + 1 + (np.arange(total) - starts)
-            a, b = order[first], order[second]
-        if a.size == 0:
+        tol = reach[:, None] + reach[None, :]
+        cand = d2 <= tol * tol + slack * (sq[:, None] + sq[None, :])
+        a, b = np.nonzero(cand)
+        upper = a < b
+        a, b = a[upper], b[upper]
+    else:
+        direction = np.random.default_rng(0x5EED).standard_normal(d)
+        direction /= np.sqrt(np.dot(direction, direction))
+        key = sub @ direction
+        tol = 2.0 * r + slack * float(norm.max())
+        order = np.argsort(key, kind="stable")
+        ks = key[order]
+        ends = np.searchsorted(ks, ks + tol, side="right")
+        counts_ = ends - np.arange(n) - 1
+        total = int(counts_.sum())
+        if total == 0 or total > _NEAR_PAIRS_MAX or not math.isfinite(tol):
             return exact
-        ok = np.empty(a.size, dtype=bool)
-        step = max(1, (1 << 22) // max(d, 1))  # the differences of 4 Mi values at a time
-        for lo in range(0, a.size, step):
-            pa, pb = a[lo : lo + step], b[lo : lo + step]
-            diff = sub[pa] - sub[pb]
-            ok[lo : lo + step] = np.sqrt(np.einsum("ij,ij->i", diff, diff)) <= reach[pa] + reach[pb]
-        a, b = a[ok], b[ok]
+        first = np.repeat(np.arange(n), counts_)
+        starts = np.repeat(np.cumsum(counts_) - counts_, counts_)
+        second = first + 1 + (np.arange(total) - starts)
+        a, b = order[first], order[second]
+    if a.size == 0:
+        return exact
+    ok = np.empty(a.size, dtype=bool)
+    step = max(1, (1 << 22) // max(d, 1))  # the differences of 4 Mi values at a time
+    for lo in range(0, a.size, step):
+        pa, pb = a[lo : lo + step], b[lo : lo + step]
+        diff = sub[pa] - sub[pb]
+        ok[lo : lo + step] = np.sqrt(np.einsum("ij,ij->i", diff, diff)) <= reach[pa] + reach[pb]
+    a, b = a[ok], b[ok]
     if a.size == 0:
         return exact
     parent = np.arange(rows.shape[0]) if exact is None else exact.copy()
@@ -562,7 +603,7 @@ def residuals(kern: Kernel, block: np.ndarray, y: np.ndarray, buf: Buffers):
     inv = kern.inv_scale
     if kern.from_scores:  # e straight from the class means; the products use e
         e = buf.e[:m]
-        g = np.take(kern.means_s, y, axis=0, out=buf.g[:m], mode="clip")
+        g = kern.means_s.take(y, axis=0, out=buf.g[:m], mode="clip")  # np.take, unwrapped
         np.copyto(e, block)  # exact; float64 ufuncs run faster than mixed-type ones
         if inv != 1.0:  # exact scaling first, so nothing overflows
             np.multiply(e, inv, out=e)
@@ -574,7 +615,7 @@ def residuals(kern: Kernel, block: np.ndarray, y: np.ndarray, buf: Buffers):
         if inv != 1.0:
             np.multiply(x, inv, out=x)
         np.subtract(x, kern.mean_scaled, out=x)
-        e = np.take(kern.centred_s, y, axis=0, out=buf.e[:m], mode="clip")
+        e = kern.centred_s.take(y, axis=0, out=buf.e[:m], mode="clip")
         np.subtract(x, e, out=e)
     return e, x, np.einsum("ij,ij->i", e, e)
 
@@ -774,14 +815,17 @@ def tie_rows(kern: Kernel, block, x, logits, best, at=None, x_sq=None) -> None:
     f = abs(kern.score_factor)
     wn = kern.w_norm
     kmax = kern.cen_norm * wn if kern.from_scores else 0.0
-    xnorm = np.sqrt(np.einsum("ij,ij->i", x, x) if x_sq is None else x_sq)
+    x_sq = np.einsum("ij,ij->i", x, x) if x_sq is None else x_sq
     mnorm = kern.mean_norm
     # the centred form: h' (h / scale - mu_G, one rounding an entry), its dot with w (d
     # terms), the offset W mu_G (d terms) plus b, the class term, the factor and the sum
     u = 1.02 * (2 * d + 8) * _U64
-    first = f * ((float(xnorm.max()) + 2.0 * mnorm) * wn + kmax) + kern.offset_max
+    # the largest norm is the root of the largest square (a correctly rounded root is
+    # monotone): the rows' norms are taken only past the screen
+    first = f * ((math.sqrt(float(x_sq.max())) + 2.0 * mnorm) * wn + kmax) + kern.offset_max
     if float(gaps.min()) > 2.0 * u * (first + float(np.abs(top).max())):
         return  # no row near a tie (NaN rows, whose gap is NaN, are left as they are)
+    xnorm = np.sqrt(x_sq)
     big = f * ((xnorm + 2.0 * mnorm) * wn + kmax) + kern.offset_max + np.abs(top)
     near = np.flatnonzero((gaps <= 2.0 * u * big) & np.isfinite(top))
     if near.size == 0:
@@ -845,9 +889,9 @@ def numpy_block(kern: Kernel, block: np.ndarray, y: np.ndarray, outputs, rows: i
         pairs = block_pairs(se if se is not None else e @ kern.centred_s.T, y)
     if kern.from_scores:  # e M~^T A = e V^T, then the class term of h' = e + M~_y
         proj = s64[:, :C] @ kern.proj_map
-        s64[:, :C] += np.take(kern.k_ncc, y, axis=0)
+        s64[:, :C] += kern.k_ncc.take(y, axis=0)  # the methods: no np.take wrapper
         if kern.logits64:
-            s64[:, C:] += np.take(kern.k_w, y, axis=0)
+            s64[:, C:] += kern.k_w.take(y, axis=0)
     elif kern.rank:
         proj = np.matmul(e, kern.basis_t, out=buf.proj[:m])
     if kern.rank:
@@ -856,15 +900,15 @@ def numpy_block(kern: Kernel, block: np.ndarray, y: np.ndarray, outputs, rows: i
     s32, xnorm = scores32(kern, x, sq)
     if kern.ncc64:  # h' . m'_c = e . m'_c + M~_y . m'_c (added above in the scores layout)
         if not kern.from_scores:
-            se += np.take(kern.k_ncc, y, axis=0)
-        ncc = np.argmin(kern.distances(se), axis=1)
+            se += kern.k_ncc.take(y, axis=0)
+        ncc = kern.distances(se).argmin(axis=1)
     else:
         ncc = ncc_float32(kern, s32[:, :C], x, xnorm)
 
     logits = None
     if kern.logits64:  # in place, in the product's buffer
         logits = kern.logits(s64[:, kern.d64.shape[1] - C :], inplace=True)
-        clf = np.argmax(logits, axis=1)
+        clf = logits.argmax(axis=1)
         tie_rows(kern, block, x, logits, clf, x_sq=sq if x is e else None)
     elif kern.has_w:
         clf = clf_float32(kern, s32[:, s32.shape[1] - C :], x, y, xnorm, block)
