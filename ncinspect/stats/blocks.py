@@ -5,10 +5,34 @@ outputs. Nothing here knows the pass structure (:mod:`ncinspect.stats` does).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
+
+#: numpy 2's ``np.errstate`` used as a decorator sets the error state per call (a context
+#: variable's token per call: safe on the engine's threads) at half a ``with``'s cost
+_ERRSTATE_PER_CALL = int(np.__version__.split(".", 1)[0]) >= 2
+
+
+def errstate_calls(**kw):
+    """A decorator running each call of a function under ``np.errstate(**kw)``. On numpy 1
+    the decorator form shares one instance's saved state between the threads that enter it
+    at once, so each call enters a context of its own there."""
+    if _ERRSTATE_PER_CALL:
+        return np.errstate(**kw)
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            with np.errstate(**kw):
+                return fn(*args, **kwargs)
+
+        return call
+
+    return decorate
+
 
 #: two centred class means whose squared distance is at most this fraction of the sum of
 #: their squared norms coincide (equal to about 8 digits): the rule of the pair sweep's CDNV
@@ -134,7 +158,7 @@ def group_sum(h: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
 
 # np.errstate as a decorator, here and below: the same state for the whole call, about half
 # the cost of a ``with`` block (no context object made and entered per call)
-@np.errstate(over="ignore", invalid="ignore")  # the caller handles inf/NaN
+@errstate_calls(over="ignore", invalid="ignore")  # the caller handles inf/NaN
 def _dense_group_sum(h: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
     """:func:`group_sum` up to :data:`DENSE_MAX_C` classes (``h`` has rows)."""
     n, d = h.shape
@@ -149,7 +173,7 @@ def _dense_group_sum(h: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray
     return sums
 
 
-@np.errstate(over="ignore", invalid="ignore")
+@errstate_calls(over="ignore", invalid="ignore")
 def output_sums(out: np.ndarray, y: np.ndarray, scratch: bool = False) -> tuple:
     """SQI sums of one block of outputs ``out`` (m, C) with labels ``y``: the moments of the
     true-class and of the wrong-class outputs, ``sum_i ||f(x_i) - onehot(y_i)||^2``, the

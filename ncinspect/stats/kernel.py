@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .blocks import Moments, output_sums
+from .blocks import Moments, errstate_calls, output_sums
 from .pairs import block_pairs
 
 __all__ = [
@@ -300,7 +300,7 @@ class Kernel:
             self._placed[key] = Placed(xp, self, device)
         return self._placed[key]
 
-    @np.errstate(under="ignore", over="ignore")  # a decorator: half a ``with``'s cost
+    @errstate_calls(under="ignore", over="ignore")
     def _logit_units(self, geom, w: np.ndarray | None) -> None:
         # logits / unit = scores * score_factor + offset, the scores being those of
         # h' = (h - mu_G) / scale against W / weight_scale (``w``)
@@ -486,7 +486,7 @@ _TWINS_FEW = 64
 _NEAR_PAIRS_MAX = 1 << 20
 
 
-@np.errstate(over="ignore", invalid="ignore", under="ignore")  # a decorator: half the cost
+@errstate_calls(over="ignore", invalid="ignore", under="ignore")
 def coincident_twins(
     rows: np.ndarray, keep: np.ndarray, exact: np.ndarray | None, counts: np.ndarray
 ) -> np.ndarray | None:

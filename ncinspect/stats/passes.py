@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .blocks import Moments, first_rows, pow2_scale, to_float64
+from .blocks import Moments, errstate_calls, first_rows, pow2_scale, to_float64
 from .kernel import block_rows, kernel_for, numpy_block
 from .namespace import check_precision, get_namespace, is_numpy
 from .pairs import AUTO, add_pairs, merge_pairs, pair_tables_reason
@@ -91,7 +91,7 @@ class FirstPass:
         with np.errstate(under="ignore"):
             return self.sums * (self.sum_scale / scale)  # exact unless negligible
 
-    @np.errstate(invalid="ignore", divide="ignore")  # a decorator: half a ``with``'s cost
+    @errstate_calls(invalid="ignore", divide="ignore")
     def class_means(self) -> np.ndarray:
         """(C, d) float64 class means; rows of classes without samples are NaN."""
         means = self.sums / self.counts[:, None]
