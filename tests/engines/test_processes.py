@@ -55,10 +55,15 @@ def _fails_at(bad):
     return work
 
 
+@pytest.mark.parametrize("parts", [False, True], ids=["at-the-end", "in-parts"])
 @pytest.mark.parametrize(
     "bad, first", [({3, 70}, 3), ({70}, 70), ({49, 50}, 49), ({99}, 99), ({0}, 0)]
 )
-def test_the_first_error_in_order_is_raised_after_the_results_before_it(bad, first):
+def test_the_first_error_in_order_is_raised_after_the_results_before_it(
+    bad, first, parts, monkeypatch
+):
+    if parts:  # every result a part of its own (see _parts)
+        monkeypatch.setattr(processes, "_SEND_EVERY", 0.0)
     got = []
     with pytest.raises(ValueError) as info:
         for i in forked_map(_fails_at(bad), 100, 2):
@@ -143,18 +148,6 @@ def test_a_worker_sends_its_results_as_it_makes_them():
     assert [m[0] for m in messages] == ["part"] * 4 + ["done"]
     assert [m[1] for m in messages] == [[("finished", i * i)] for i in range(5)]
     assert messages[-1][2] is None
-
-
-@pytest.mark.usefixtures("_parts")
-@pytest.mark.parametrize("bad, first", [({3, 70}, 3), ({70}, 70), ({49, 50}, 49), ({0}, 0)])
-def test_parts_sent_before_an_error_are_the_results_before_it(bad, first):
-    got = []
-    with pytest.raises(ValueError) as info:
-        for i in forked_map(_fails_at(bad), 100, 2):
-            got.append(i)
-    assert str(info.value) == f"bad item {first}"
-    assert got == list(range(first))
-    assert _no_children()
 
 
 @pytest.mark.usefixtures("_parts")
