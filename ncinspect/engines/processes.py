@@ -17,7 +17,8 @@ The contract is that of the serial loop:
   failing item in order, as the serial loop would have met it; workers whose ranges lie
   after it are stopped;
 - a worker that dies without a word (a signal, an out-of-memory kill) is an error naming its
-  items; no worker outlives the call (also on ``KeyboardInterrupt``);
+  items, after the results it had sent (each worker sends its results in parts as it makes
+  them); no worker outlives the call (also on ``KeyboardInterrupt``);
 - ``progress(rows)`` is called here with the rows the workers report, as they go.
 
 Only Linux forks here, and only from a process with no other Python thread: a fork copies no

@@ -89,7 +89,10 @@ def fro(x: np.ndarray) -> float:
     # when pow2_scale(x) is 1.0 (max|x| in [2^-200, 2^200]) without reading x again, and
     # that sum is then the result's (see _SQ_HI): the same bits, a snapshot's ~20 norms of
     # small arrays without their max |x| pass
-    if x.dtype is _F64:  # (a dtype object, not ==: the same test at a fraction of the cost)
+    # the native float64 dtype object (an identity test, a fraction of =='s cost): another
+    # float64 dtype object (unpickled, with metadata, another byte order) takes the general
+    # path below, which gives the same bits
+    if x.dtype is _F64:
         sq = float(np.add.reduce(np.square(x), axis=None))
         if x.size * _SQ_LO <= sq < _SQ_HI:
             return math.sqrt(sq)  # correctly rounded, as np.sqrt

@@ -415,7 +415,8 @@ def _view(buf: np.ndarray, m: int, n: int) -> np.ndarray:
 
 
 def direct_unit_tile(plan: SweepPlan, u, k, a0, a1, b0, b1, mask) -> UnitPairs:
-    """The :class:`UnitPairs` of one tile, with the operations of the direct formulas."""
+    """The :class:`UnitPairs` of one tile, with the operations of the direct formulas
+    (:func:`_one_tile` makes the same operations for a sweep of one tile: change both)."""
     minority = plan.minority[k]
     x_buf, tmp, _ = plan.buffers()
     # on the diagonal the product of a block with itself: the symmetric product numpy takes
@@ -446,7 +447,8 @@ def direct_unit_tile(plan: SweepPlan, u, k, a0, a1, b0, b1, mask) -> UnitPairs:
 
 
 def direct_cdnv_tile(plan: SweepPlan, a0, a1, b0, b1, mask) -> CdnvPairs:
-    """The CDNV sums of one tile (both powers from one squared distance)."""
+    """The CDNV sums of one tile (both powers from one squared distance; :func:`_one_tile`
+    makes the same operations for a sweep of one tile: change both)."""
     x_buf, tmp, t_buf = plan.buffers()
     cen, sq, var = plan.centred, plan.sq, plan.variances
     m, k = a1 - a0, b1 - b0

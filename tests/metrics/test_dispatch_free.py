@@ -37,7 +37,8 @@ def test_uniform_duality_is_numpys_variance_of_the_cosines(C, d, scale):
 def test_unit_row_norms_are_numpys_norms(C, d):
     _, centred, w, _ = _arrays(C, d, C + d)
     big = np.arange(C * d).reshape(C, d) * 2**40  # integers: numpy's norm casts them first
-    for x in (centred, w, np.zeros((C, d)), w.astype(np.float32), big):
+    others = (w.astype(">f8"), w.astype(np.float16), np.asfortranarray(w))  # byte order, half
+    for x in (centred, w, np.zeros((C, d)), w.astype(np.float32), big, *others):
         u = unit(x)
         np.testing.assert_array_equal(_norms_of_unit(u), np.linalg.norm(u, axis=1))
 
