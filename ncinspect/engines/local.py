@@ -36,6 +36,7 @@ from .passes import (
     SecondRows,
     SpectraRows,
     TheoryRows,
+    fold,
     read_outputs,
 )
 from .threads import Workers, one_blas_thread
@@ -233,9 +234,8 @@ def walk(
 
 
 def fold_each(accs: list, parts: list) -> list:
-    """Each statistic of ``accs`` merged with the part of the same position
-    (:func:`~ncinspect.engines.passes.fold` of one part: an ``acc`` of None takes it)."""
-    return [part if acc is None else acc.merge(part) for acc, part in zip(accs, parts, strict=True)]
+    """Each statistic of ``accs`` merged with the part of the same position."""
+    return [fold(acc, (part,)) for acc, part in zip(accs, parts, strict=True)]
 
 
 def first_pass(

@@ -457,9 +457,8 @@ class _Walker:
                     node.dangling.add(name)
                 elif isinstance(obj, GroupID):
                     # one lookup of the group (h5py hashes an id under its lock at each call)
-                    path = f"{node.path.rstrip('/')}/{name}"  # the child's path (Node.child)
                     listed = len(self.seen)
-                    first = self.seen.setdefault(obj, path)
+                    first = self.seen.setdefault(obj, node.child_path(name))
                     if len(self.seen) == listed:  # listed before (under this path or another)
                         self.notes.append(
                             f"{where}: the same group as {shown(first)} (a second link or a "

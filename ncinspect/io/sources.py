@@ -292,19 +292,15 @@ class H5Source(ArraySource):
     def dataset(self):
         """The ``h5py.Dataset`` (made on first use)."""
         if self._dataset is None:
-            import h5py
-
-            self._dataset = h5py.Dataset(self._id)
+            self._dataset = _h5py().Dataset(self._id)
         return self._dataset
 
     def _storage(self) -> tuple[int, tuple[int, ...] | None, int]:
         """``(layout, chunk shape or None, external file count)``, read once."""
         if self._layout is None:
-            import h5py
-
             dcpl = self._id.get_create_plist()
             layout = dcpl.get_layout()
-            chunks = dcpl.get_chunk() if layout == h5py.h5d.CHUNKED else None
+            chunks = dcpl.get_chunk() if layout == _h5py().h5d.CHUNKED else None
             self._layout = (layout, chunks, dcpl.get_external_count())
         return self._layout
 

@@ -48,10 +48,13 @@ class Node:
     #: but a role's name among them beside another name of that role is an ambiguity
     dangling: set[str] = field(default_factory=set)
 
+    def child_path(self, name: str) -> str:
+        """The path of this node's child ``name``."""
+        return f"{self.path.rstrip('/')}/{name}"
+
     def child(self, name: str) -> Node:
         if name not in self.children:
-            path = f"{self.path.rstrip('/')}/{name}"
-            self.children[name] = Node(path, parent=self)
+            self.children[name] = Node(self.child_path(name), parent=self)
         return self.children[name]
 
     def walk(self):
@@ -128,12 +131,9 @@ def _one_value_per_key(pairs: list[tuple[str, Any]], where: str) -> dict[str, An
 def unfinished(node: Node, being_written: bool) -> str | None:
     """Why the snapshot at ``node`` is skipped: it or a group above it carries the writer's
     :data:`IN_PROGRESS` marker (its writer had not finished it); None when none does."""
-    anc: Node | None = node  # asked of every snapshot: the parents followed, no generator
-    while anc is not None and not anc.in_progress:
-        anc = anc.parent
-    if anc is None:
+    marked = next((a.path for a in node.ancestors() if a.in_progress), None)
+    if marked is None:
         return None
-    marked = anc.path
     where = "" if marked == node.path else f" (group {marked})"
     if being_written:
         return f"it is being written (its writer has not finished it{where} yet)"
