@@ -70,9 +70,9 @@ def _read_h5(path: str, name: str, key) -> np.ndarray:
     no handle open after the computation: neither the client nor a worker keeps the file
     open (or locked) once the report is done, so it can be rewritten or deleted.
     """
-    import h5py
+    from ..io.h5file import h5_file
 
-    with h5py.File(path, "r") as f:
+    with h5_file(path) as f:  # (a journal a killed writer left replayed, as the client did)
         return f[name][key]
 
 
@@ -124,8 +124,9 @@ def _to_dask(source: ArraySource, rows: int):
     if isinstance(source, H5Source):
         path = source.where.rsplit(":", 1)[0]
         # the file name as it was opened (maybe relative), made absolute here, on the client
+        h5 = source.dataset.file  # (a file read through its journal has no name of its own)
         rows_obj = _H5Rows(
-            os.fspath(source.dataset.file.filename or path),
+            os.fspath((h5.driver != "fileobj" and h5.filename) or path),
             source.dataset.name,
             source.shape,
             source.dtype,

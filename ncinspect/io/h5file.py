@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..errors import UnreadableFileError
 from .paths import shown
 
-__all__ = ["open_h5", "open_for_writing", "READ_ERRORS", "first_line"]
+__all__ = ["open_h5", "h5_file", "open_for_writing", "READ_ERRORS", "first_line"]
 
 #: What h5py and HDF5 raise on broken files: mapped to UnreadableFileError at this boundary.
 READ_ERRORS = (
@@ -25,20 +25,17 @@ READ_ERRORS = (
 def open_h5(path: str, notes: list[str] | None = None):
     """Open ``path`` read-only. A file locked by a writer (e.g. a training run dumping into
     it) is opened without the lock, with a note: the writer flushes after every batch, so
-    the snapshots it has finished are readable; the one being written may be incomplete."""
-    import h5py
-
+    the snapshots it has finished are readable; the one being written may be incomplete.
+    A file whose writer was stopped inside a commit is read as that commit left it
+    (:func:`h5_file`)."""
     try:
-        return h5py.File(path, "r")
+        return h5_file(path, notes)
     except OSError as exc:
         if "lock" in str(exc).lower():
-            handle = _open_unlocked(path)
+            handle = _open_unlocked(path, notes)
             if handle is not None:
                 if notes is not None:
-                    notes.append(
-                        f"{path}: the file is open for writing elsewhere (a running trainer?); "
-                        "read without a lock, so the snapshot being written may be incomplete"
-                    )
+                    notes.append(_WRITING_NOTE.format(path=path))
                 return handle
         raise UnreadableFileError(
             f"{shown(path)}: not a readable HDF5 file ({first_line(exc)})"
@@ -49,19 +46,58 @@ def open_h5(path: str, notes: list[str] | None = None):
         ) from None
 
 
-def _open_unlocked(path: str, tries: int = 20, pause: float = 0.05):
+_WRITING_NOTE = (
+    "{path}: the file is open for writing elsewhere (a running trainer?); "
+    "read without a lock, so the snapshot being written may be incomplete"
+)
+
+
+def h5_file(path: str, notes: list[str] | None = None, *, locking: bool | None = None):
+    """``h5py.File(path, "r")``; when a writer was stopped inside a commit and left its
+    journal at the file's end (:mod:`ncinspect.io.journal`), the file as that commit left
+    it, the journal replayed in memory (the file is not changed), with a note. ``locking``:
+    h5py's (None: libhdf5's default)."""
+    import h5py
+
+    from .journal import Replayed, replayed
+
+    found = replayed(path)
+    if isinstance(found, Replayed):
+        if notes is not None:
+            notes.append(
+                f"{shown(path)}: its writer stopped inside a commit; read as that commit "
+                "left it (the journal at the file's end replayed in memory, the file unchanged)"
+            )
+            if found.locked():
+                notes.append(_WRITING_NOTE.format(path=path))
+        try:
+            return h5py.File(found, "r")
+        except BaseException:
+            found.close()
+            raise
+    if isinstance(found, str) and notes is not None:
+        notes.append(f"{shown(path)}: not read through the journal at its end ({found})")
+    if locking is None:
+        return h5py.File(path, "r")
+    return h5py.File(path, "r", locking=locking)
+
+
+def _open_unlocked(path: str, notes: list[str] | None, tries: int = 20, pause: float = 0.05):
     """The file opened without the lock, or None. A writer in the middle of a flush can
     leave the metadata inconsistent for a moment, so a failed open is retried briefly."""
     import time
 
-    import h5py
-
     for attempt in range(tries):
+        seen: list[str] = []
         try:
-            return h5py.File(path, "r", locking=False)
+            handle = h5_file(path, seen, locking=False)
         except OSError:
             if attempt + 1 < tries:
                 time.sleep(pause)
+            continue
+        if notes is not None:
+            notes.extend(n for n in seen if n not in notes)
+        return handle
     return None
 
 

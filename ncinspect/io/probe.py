@@ -75,8 +75,7 @@ def _walk(path: str, allow_external: bool, memory_limit: int | None, report=None
     ``report()`` called as each step is done (the open, then each group)."""
     import gc
 
-    import h5py
-
+    from .h5file import h5_file
     from .hdf5 import read_h5_tree
 
     gc.disable()  # short-lived: no collection touching (and copying) the parent's pages
@@ -92,7 +91,8 @@ def _walk(path: str, allow_external: bool, memory_limit: int | None, report=None
     # Never closed: the child leaves by os._exit right after the walk, and the system closes
     # the descriptor (a read-only handle has nothing to write; closing each object the walk
     # opened would cost about 20 microseconds an object, which the command would wait for)
-    handle = h5py.File(path, "r", locking=False)
+    # (the file as its writer's last commit left it, as the command will read it)
+    handle = h5_file(path, locking=False)
     report(now=True)  # the file is open
     # past unreadable objects, as a live file's walk goes: every step the command may take
     read_h5_tree(

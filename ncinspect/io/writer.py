@@ -12,6 +12,8 @@ A trainer or evaluation loop never has to hold all N x d features in memory::
 
 The file is flushed after each batch and each snapshot, so a program that stops half way
 (Ctrl-C, a crash, ``kill -9``) leaves a readable file holding the snapshots written so far.
+Each flush is a commit a kill cannot tear (:mod:`ncinspect.io.journal`): the file on disk is
+always as one commit left it, even when the kill lands inside libhdf5's own writes.
 A snapshot is marked complete only when its writer is done with it: while it is written its
 group carries the attribute ``ncinspect_in_progress`` (:data:`IN_PROGRESS`), which is deleted,
 after a flush of everything written to it, by :meth:`SnapshotWriter.finish`, by leaving its
@@ -538,7 +540,8 @@ class SnapshotWriter:
 def _open_new(path: str):
     """Mode ``"w"`` over an existing regular file: a new file made beside it and renamed over
     it (the link, if ``path`` is one, kept), open for writing; None when ``path`` is no
-    regular file yet or its folder takes no new file (then HDF5 truncates it in place).
+    regular file yet or its folder takes no new file (then it is truncated in place, once
+    its lock is held).
 
     Truncating in place emptied a dump that another process held open (a ``report`` reading
     it, a notebook): HDF5 truncates before it finds the other process's lock, so the
@@ -546,8 +549,6 @@ def _open_new(path: str):
     """
     import stat
     import tempfile
-
-    import h5py
 
     try:
         target = os.path.realpath(path)
@@ -564,7 +565,7 @@ def _open_new(path: str):
         return None
     os.close(fd)
     try:
-        handle = h5py.File(tmp, "w")
+        opened = _open_journaled(tmp, os.O_TRUNC, "w")
     except BaseException:
         os.unlink(tmp)
         raise
@@ -572,10 +573,59 @@ def _open_new(path: str):
         os.chmod(tmp, stat.S_IMODE(st.st_mode))
         os.replace(tmp, target)
     except BaseException:
-        handle.close()
+        _close_journaled(*opened)
         os.unlink(tmp)
         raise
-    return handle
+    return opened
+
+
+def _open_journaled(path: str, flags: int, h5_mode: str):
+    """``path`` opened for writing through a :class:`~ncinspect.io.journal.JournalFile`
+    (its lock taken, a journal a killed writer left applied), as an ``h5py.File`` in
+    ``h5_mode``: ``(file, journal)``. The file's state on disk is committed at once (a new
+    file is whole)."""
+    import h5py
+
+    from .journal import JournalFile
+
+    journal = JournalFile.open(path, flags)
+    try:
+        if h5_mode == "w" and journal.size:
+            journal.truncate(0)
+        handle = h5py.File(journal, h5_mode)
+    except BaseException:
+        journal.close()
+        raise
+    try:
+        handle.flush()
+        journal.commit()
+    except BaseException:
+        _close_journaled(handle, journal)
+        raise
+    return handle, journal
+
+
+def _open_existing(path: str, mode: str):
+    """``path`` opened for writing in h5py's ``mode`` (``"a"``, ``"w"`` or ``"x"``) without a
+    file made beside it: ``(file, journal)``."""
+    if mode == "x":
+        return _open_journaled(path, os.O_CREAT | os.O_EXCL, "w")
+    if mode == "w":
+        return _open_journaled(path, os.O_CREAT, "w")  # truncated once its lock is held
+    try:  # "a": a new file, or the one there opened as it is
+        return _open_journaled(path, os.O_CREAT | os.O_EXCL, "w")
+    except FileExistsError:
+        return _open_journaled(path, 0, "r+")
+
+
+def _close_journaled(handle, journal) -> None:
+    """Close an ``h5py.File`` of :func:`_open_journaled`: libhdf5 writes out what it holds,
+    then that is committed, then the descriptor is closed."""
+    try:
+        handle.close()
+        journal.commit()
+    finally:
+        journal.close()
 
 
 class DumpWriter:
@@ -595,15 +645,15 @@ class DumpWriter:
 
     Notes
     -----
-    Use it as a context manager. Every append and write is flushed, so an interrupted
-    program leaves the snapshots written so far readable. Values accepted are anything
+    Use it as a context manager. Every append and write is flushed and committed, so an
+    interrupted program leaves the snapshots written so far readable. While it is open the
+    writer holds the file's lock, as libhdf5's writers do: ncinspect's readers open the file
+    beside it themselves; with h5py, pass ``locking=False``. Values accepted are anything
     :func:`ncinspect.arrays.to_host` accepts: numpy arrays, torch tensors (requiring grad,
     on any device, bfloat16 stored as float32), ``__array__`` or DLPack objects.
     """
 
     def __init__(self, path: str | os.PathLike, mode: str = "a", *, compression: str | None = None):
-        import h5py
-
         if not isinstance(mode, str) or mode not in _MODES:
             raise UsageError(
                 f"DumpWriter mode must be 'a', 'w' (or 'replace'), 'x' or 'append', got {mode!r}"
@@ -625,11 +675,12 @@ class DumpWriter:
         self._own: set[str] = set()  # datasets created by this writer (free to grow)
         self._open_snaps: dict[str, SnapshotWriter] = {}  # snapshots not finished yet
         try:
-            self._file = _open_new(self.path) if _MODES[mode] == "w" else None
-            if self._file is None:
-                self._file = h5py.File(self.path, _MODES[mode])
+            opened = _open_new(self.path) if _MODES[mode] == "w" else None
+            if opened is None:
+                opened = _open_existing(self.path, _MODES[mode])
         except (OSError, ValueError) as exc:
             raise UnreadableFileError(f"{self.path}: cannot open for writing ({exc})") from None
+        self._file, self._journal = opened
 
     # context manager -------------------------------------------------------------------
     def __enter__(self) -> DumpWriter:
@@ -655,11 +706,14 @@ class DumpWriter:
                             snap.finish()
             finally:
                 self._open_snaps.clear()
-                self._file.close()
+                _close_journaled(self._file, self._journal)
 
     def flush(self) -> None:
+        """Write out everything written so far and commit it: a kill from here on leaves
+        the file as it is now (:mod:`ncinspect.io.journal`)."""
         self._live()
         self._file.flush()
+        self._journal.commit()
 
     def _live(self) -> None:
         """Refuse to write through a closed writer (h5py would raise its own errors)."""

@@ -200,9 +200,11 @@ def _read_arrays(path: str) -> dict[str, np.ndarray]:
     if magic == b"\x89HDF\r\n\x1a\n":
         import h5py
 
+        from ..io.h5file import h5_file
+
         arrays = {}
         try:
-            with h5py.File(path, "r") as f:
+            with h5_file(path) as f:
                 _refuse_lookalike_keys(path, list(f))
                 for k in _KEYS:
                     if k not in f:

@@ -65,7 +65,7 @@ def test_killed_while_replace_deletes_the_earlier_arrays(tmp_path, capsys):
         real = h5py.Group.__delitem__
         def delete_then_die(self, name):
             real(self, name)
-            self.file.flush()
+            w.flush()  # what the writer wrote so far committed
             os._exit(9)  # kill -9 right after the first array of the snapshot is deleted
         h5py.Group.__delitem__ = delete_then_die
         w = ncinspect.DumpWriter(path, "a")
@@ -96,7 +96,7 @@ def test_killed_while_top_level_labels_are_rewritten(tmp_path, capsys):
         def half_then_die(self, name, *args, data=None, **kw):
             ds = real(self, name, shape=np.shape(data), dtype=np.asarray(data).dtype)
             ds[: len(data) // 2] = np.asarray(data)[: len(data) // 2]
-            self.file.flush()
+            w.flush()  # what the writer wrote so far committed
             os._exit(9)  # kill -9 half way through writing the labels
         h5py.Group.create_dataset = half_then_die
         w = ncinspect.DumpWriter(path, "a")

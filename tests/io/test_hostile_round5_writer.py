@@ -376,7 +376,7 @@ real = h5py.AttributeManager.__setitem__
 def first_then_die(self, name, value):
     real(self, name, value)
     if name != "ncinspect_in_progress":
-        w._file.flush()
+        w.flush()  # what the writer wrote so far committed
         os._exit(9)  # kill -9 after the first of the values
 h5py.AttributeManager.__setitem__ = first_then_die
 w = ncinspect.DumpWriter(path, "a")
