@@ -108,3 +108,49 @@ def run_cli(path, *args, probe_seconds: str, timeout: float) -> subprocess.Compl
     return subprocess.run(
         [*CLI, *args, str(path)], capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+# a DumpWriter process killed (os._exit, as kill -9) right after a commit's journal and its
+# trailer reached the file, before any write in place: the state its readers must replay
+_KILLED_IN_COMMIT = r"""
+import os, sys
+import numpy as np
+from ncinspect.io import journal
+from ncinspect.io.writer import DumpWriter
+
+path, snapshots = sys.argv[1], int(sys.argv[2])
+rng = np.random.default_rng(0)
+y = np.arange(12) % 3
+w = DumpWriter(path, "w")
+w.write("labels", y)
+for e in range(snapshots):
+    with w.snapshot(f"epoch_{e}", epoch=e) as s:
+        s.append(features=rng.standard_normal((12, 4)) + y[:, None])
+        s.write(weights=rng.standard_normal((3, 4)))
+real = journal._pwrite_parts
+
+
+def then_die(fd, parts, offset):
+    real(fd, parts, offset)
+    os._exit(9)
+
+
+journal._pwrite_parts = then_die
+w.snapshot(f"epoch_{snapshots}", epoch=snapshots).append(features=np.ones((12, 4)))
+"""
+
+
+def killed_in_commit(path, snapshots: int = 2) -> str:
+    """A dump at ``path`` whose writer process was killed inside a commit, right after the
+    journal's trailer was written: ``snapshots`` finished snapshots (12 rows each), a journal
+    at the end for the next one's first commit. Returns the path."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_IN_COMMIT, str(path), str(snapshots)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    return str(path)

@@ -28,7 +28,7 @@ import numpy as np
 
 import ncinspect
 
-from .helpers import make_data
+from .helpers import killed_in_commit, make_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(ncinspect.__file__)))
 SECONDS = float(os.environ.get("NCINSPECT_FUZZ_SECONDS", "40"))
@@ -126,7 +126,9 @@ def _seeds(tmp_path) -> dict[str, str]:
     np.savez(npz, features=h, labels=y, weights=m, meta=np.array(json.dumps({"epoch": 3})))
     npzc = tmp_path / "seedc.npz"
     np.savez_compressed(npzc, **{"epoch_1/features": h, "labels": y})
-    return {p.name: str(p) for p in (h5, gz, npz, npzc)}
+    journaled = tmp_path / "seedj.h5"  # a writer killed inside a commit: a journal at its end
+    killed_in_commit(journaled)
+    return {p.name: str(p) for p in (h5, gz, npz, npzc, journaled)}
 
 
 def test_mutated_dumps_never_crash_hang_or_change(tmp_path):

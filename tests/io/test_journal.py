@@ -10,6 +10,7 @@ next writer applies it; a damaged trailer is never replayed."""
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import zlib
@@ -23,7 +24,7 @@ from ncinspect.cli import main
 from ncinspect.io import journal as J
 from ncinspect.io.h5file import h5_file
 
-from ..helpers import file_digest
+from ..helpers import file_digest, killed_in_commit
 
 # --- JournalFile against a bytearray ------------------------------------------------------
 
@@ -378,3 +379,24 @@ def test_a_damaged_journal_is_never_replayed(tmp_path, monkeypatch, capsys, how)
     else:
         assert "not read through the journal at its end" in out.out + out.err
     assert file_digest(path) == digest
+
+
+def test_a_writer_process_killed_inside_a_commit(tmp_path, capsys):
+    """A real writer process, killed right after its journal's trailer: the report holds the
+    commit it was making (the new snapshot there, marked in progress, skipped with a note)
+    and every snapshot before it; the next writer applies the journal."""
+    path = killed_in_commit(tmp_path / "run.h5", snapshots=3)
+    with h5py.File(path, "r") as f:  # libhdf5 alone: the commit before (no epoch_3 yet)
+        assert "epoch_3" not in f
+    assert main(["report", path, "--json", "-", "-q"]) == 0
+    out = capsys.readouterr()
+    doc = json.loads(out.out)
+    assert [s["name"] for s in doc["snapshots"]] == ["/epoch_0", "/epoch_1", "/epoch_2"]
+    notes = [w for s in doc["snapshots"] for w in s["warnings"]]
+    assert any("its writer stopped inside a commit" in n for n in notes), notes
+    assert any("/epoch_3 skipped: it is incomplete" in n for n in notes), notes
+    with ncinspect.DumpWriter(path, "a"):
+        pass
+    assert J.replayed(path) is None
+    with h5py.File(path, "r") as f:
+        assert "ncinspect_in_progress" in f["epoch_3"].attrs  # the commit made: its group, marked
