@@ -35,20 +35,32 @@ journal's start. A trailer that breaks any of this is not replayed (a note says 
 from __future__ import annotations
 
 import bisect
+import functools
 import os
+import signal
 import stat
 import struct
+import threading
 import zlib
 
-__all__ = ["JournalFile", "Replayed", "replayed", "recover", "MAGIC", "TRAILER_SIZE"]
+__all__ = [
+    "JournalFile",
+    "Replayed",
+    "replayed",
+    "interrupts_deferred",
+    "MAGIC",
+    "TRAILER_SIZE",
+]
 
 MAGIC = b"\x89NCINSPECT-JNL1\n"  # 16 bytes
 _TRAILER = struct.Struct("<16sQQQI")
 TRAILER_SIZE = _TRAILER.size  # 44
 _RECORD = struct.Struct("<QQ")
 _ZERO = 1 << 63  # a record of zeros: its length's top bit
-_MAX_RECORDS = 1_000_000  # a trailer claiming more is not ours
+_MAX_RECORDS = 100_000  # a trailer claiming more is not ours (JournalFile keeps under it)
 _BLOCK = 1 << 20
+_KEEP = 64 << 20  # a reader keeps a journal of up to this many bytes in memory
+_PREADV = hasattr(os, "preadv")
 
 
 def _pwrite_all(fd: int, data, offset: int) -> None:
@@ -80,11 +92,15 @@ def _pread_into(fd: int, view: memoryview, offset: int) -> int:
     """Fill ``view`` from ``offset``; returns how many bytes the file had (the rest untouched)."""
     got = 0
     while got < len(view):
-        data = os.pread(fd, len(view) - got, offset + got)
-        if not data:
+        if _PREADV:  # straight into the buffer
+            n = os.preadv(fd, [view[got:]], offset + got)
+        else:
+            data = os.pread(fd, len(view) - got, offset + got)
+            n = len(data)
+            view[got : got + n] = data
+        if n <= 0:
             break
-        view[got : got + len(data)] = data
-        got += len(data)
+        got += n
     return got
 
 
@@ -100,7 +116,7 @@ def _write_zeros(fd: int, offset: int, length: int) -> None:
 class _Journal:
     """A journal found at the end of a file: the new end and the records, read lazily."""
 
-    __slots__ = ("start", "end", "zero", "offsets", "lengths", "positions")
+    __slots__ = ("start", "end", "zero", "offsets", "lengths", "positions", "data")
 
     def __init__(self, start: int, end: int):
         self.start = start
@@ -109,11 +125,15 @@ class _Journal:
         self.offsets: list[int] = []  # data records, in order of offset
         self.lengths: list[int] = []
         self.positions: list[int] = []  # where each record's bytes lie in the file
+        self.data: list[bytes] | None = None  # the records' bytes, when kept in memory
 
 
-def _read_journal(fd: int, size: int) -> _Journal | None | str:
+def _read_journal(fd: int, size: int, keep: bool = False) -> _Journal | None | str:
     """The valid journal at the end of the file open as ``fd`` (``size`` bytes long); None
-    when its last bytes are no trailer; a reason when they are one that cannot be replayed."""
+    when its last bytes are no trailer; a reason when they are one that cannot be replayed.
+    ``keep``: the records' bytes kept in memory when they are at most :data:`_KEEP` bytes (a
+    reader's view then no longer depends on the journal's place in the file, which a live
+    writer reuses once it has applied the journal)."""
     if size < TRAILER_SIZE:
         return None
     raw = os.pread(fd, TRAILER_SIZE, size - TRAILER_SIZE)
@@ -123,6 +143,8 @@ def _read_journal(fd: int, size: int) -> _Journal | None | str:
     if start + length + TRAILER_SIZE != size or end > start:
         return "its journal's trailer does not match the file's length"
     journal = _Journal(start, end)
+    if keep and length <= _KEEP:
+        journal.data = []
     check = 0
     pos, stop = start, start + length
     while pos < stop:
@@ -150,13 +172,17 @@ def _read_journal(fd: int, size: int) -> _Journal | None | str:
         journal.offsets.append(offset)
         journal.lengths.append(n)
         journal.positions.append(pos)
-        left = n
+        left, blocks = n, []
         while left:  # hashed in blocks: a record may be large
             block = os.pread(fd, min(left, _BLOCK), pos + n - left)
             if not block:
                 return "its journal ends inside a record"
             check = zlib.crc32(block, check)
             left -= len(block)
+            if journal.data is not None:
+                blocks.append(block)
+        if journal.data is not None:
+            journal.data.append(b"".join(blocks))
         pos += n
     if check != crc:
         return "its journal's checksum does not match"
@@ -174,17 +200,6 @@ def _apply(fd: int, journal: _Journal) -> None:
             _pwrite_all(fd, block, offset + done)
             done += len(block)
     os.ftruncate(fd, journal.end)
-
-
-def recover(fd: int) -> str | None:
-    """Apply a journal left at the end of the file open (read-write) as ``fd`` by a writer
-    that was killed inside a commit. Returns None, or the reason a trailer found there was not
-    applied (the file is then left as it is)."""
-    found = _read_journal(fd, os.fstat(fd).st_size)
-    if isinstance(found, _Journal):
-        _apply(fd, found)
-        return None
-    return found
 
 
 class Replayed:
@@ -239,7 +254,9 @@ class Replayed:
         while i < len(j.offsets) and j.offsets[i] < pos + n:
             lo = max(pos, j.offsets[i])
             hi = min(pos + n, j.offsets[i] + j.lengths[i])
-            if lo < hi:
+            if lo < hi and j.data is not None:
+                view[lo - pos : hi - pos] = j.data[i][lo - j.offsets[i] : hi - j.offsets[i]]
+            elif lo < hi:
                 _pread_into(self._fd, view[lo - pos : hi - pos], j.positions[i] + lo - j.offsets[i])
             i += 1
         self._pos = pos + n
@@ -282,13 +299,64 @@ def replayed(path: str) -> Replayed | str | None:
         return None
     try:
         st = os.fstat(fd)
-        found = _read_journal(fd, st.st_size) if stat.S_ISREG(st.st_mode) else None
+        found = _read_journal(fd, st.st_size, keep=True) if stat.S_ISREG(st.st_mode) else None
     except OSError:
         found = None
     if isinstance(found, _Journal):
         return Replayed(fd, path, found)
     os.close(fd)
     return found
+
+
+_deferring = 0  # how deep the main thread is in interrupts_deferred calls
+#: the signals whose Python handlers are held back: every standard one a handler can be set
+#: for (a program's real-time signals are left alone)
+_SIGNALS = tuple(
+    sig
+    for sig in getattr(signal, "valid_signals", lambda: ())()
+    if sig < 32 and sig not in (getattr(signal, "SIGKILL", -1), getattr(signal, "SIGSTOP", -1))
+)
+
+
+def interrupts_deferred(method):
+    """Decorate a writer's method that calls libhdf5 (which calls a :class:`JournalFile`
+    back): a signal whose Python handler could raise (Ctrl-C's ``KeyboardInterrupt``, a
+    framework's ``SIGCHLD`` or ``SIGALRM`` handler) and that arrives meanwhile is handled when
+    the outermost such method returns, not inside libhdf5's call: Python runs a handler at
+    the next Python function it enters, a callback of libhdf5's, which libhdf5 does not
+    survive raising (the class's docstring). Only the main thread runs Python's signal
+    handlers; other threads call the method as it is."""
+
+    @functools.wraps(method)
+    def deferred(*args, **kwargs):
+        global _deferring
+        if _deferring or threading.current_thread() is not threading.main_thread():
+            return method(*args, **kwargs)
+        caught: list[tuple[int, object]] = []
+
+        def hold(signum, frame):
+            caught.append((signum, frame))
+
+        held = {}
+        for sig in _SIGNALS:
+            handler = signal.getsignal(sig)
+            if callable(handler):
+                held[sig] = handler
+                signal.signal(sig, hold)
+        _deferring = 1
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _deferring = 0
+            for sig, handler in held.items():
+                signal.signal(sig, handler)
+            done = set()
+            for signum, frame in caught:  # as Python would have: each signal once, in order
+                if signum not in done:
+                    done.add(signum)
+                    held[signum](signum, frame)
+
+    return deferred
 
 
 def _lock(fd: int) -> None:
@@ -312,7 +380,17 @@ class JournalFile:
     """The file object a writer hands to libhdf5 (h5py's ``fileobj`` driver): writes into the
     committed bytes are held until :meth:`commit`, which makes them durable as a redo journal
     before it writes them in place (the module's docstring). Opening it applies a journal a
-    killed writer left. The caller owns ``fd`` (open read-write) until :meth:`close`."""
+    killed writer left. It owns ``fd`` (open read-write) and closes it in :meth:`close` (or
+    when it is collected: a writer dropped without a close releases the file and its lock).
+
+    libhdf5 calls these methods in the middle of its own work and does not survive an
+    exception raised there (h5py reports it late, and libhdf5's caches are left half
+    updated: a crash follows). So no exception leaves them: when one arises inside (an
+    interrupt's handler, a full disk, a process forked from the writer's), the file object
+    *fails*. From then on nothing reaches the file (what libhdf5 writes is kept in memory, so
+    that its reads stay consistent until control is back in Python), and :meth:`commit`
+    raises instead: the file stays as its last commit left it (with the journal of a commit
+    cut short, which readers replay)."""
 
     @classmethod
     def open(cls, path: str, flags: int) -> JournalFile:
@@ -331,21 +409,50 @@ class JournalFile:
             raise
 
     def __init__(self, fd: int, path: str):
-        self._fd = fd
+        self._fd = -1  # (the descriptor is this object's once it is made)
         self.name = path
         self._pos = 0
-        self.ignored = recover(fd)  # None, or why a trailer at the end was left alone
+        self._pid = os.getpid()
+        self._failed: BaseException | None = None  # what stopped the writes to the file
+        self._reported = False  # the failure was raised once (by commit)
+        self._lost: list[tuple[int, bytes]] = []  # writes made since the failure, in order
+        found = _read_journal(fd, os.fstat(fd).st_size)
+        if isinstance(found, str):
+            raise OSError(
+                f"the journal at its end cannot be replayed ({found}): the file may be torn; "
+                "copy it aside and write a new file"
+            )
+        if found is not None:
+            _apply(fd, found)
         self._size = self._committed = self._floor = os.fstat(fd).st_size
+        self._fd = fd
         self._starts: list[int] = []  # held writes: disjoint, by offset
         self._held: list[bytearray] = []
 
     def __repr__(self) -> str:
         return f"JournalFile({self.name!r})"
 
+    def __del__(self) -> None:
+        self.close()
+
     @property
     def size(self) -> int:
         """The file's length as libhdf5 sees it (the commit to come)."""
         return self._size
+
+    def identity(self) -> tuple[int, int]:
+        """The file's (device, inode)."""
+        st = os.fstat(self._fd)
+        return st.st_dev, st.st_ino
+
+    @property
+    def failed(self) -> BaseException | None:
+        """What stopped the writes to the file, or None."""
+        return self._failed
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failed is None:
+            self._failed = exc
 
     # h5py's fileobj protocol ---------------------------------------------------------------
     def seek(self, pos: int, whence: int = 0) -> int:
@@ -358,6 +465,23 @@ class JournalFile:
     def readinto(self, buf) -> int:
         view = memoryview(buf).cast("B")
         n, pos = len(view), self._pos
+        try:
+            self._read(view, pos)
+        except BaseException as exc:  # (see the class's docstring)
+            self._fail(exc)
+            try:  # once more: the interruption has passed
+                self._read(view, pos)
+            except BaseException:
+                view[:] = bytes(n)
+        for at, data in self._lost:
+            lo, hi = max(pos, at), min(pos + n, at + len(data))
+            if lo < hi:
+                view[lo - pos : hi - pos] = data[lo - at : hi - at]
+        self._pos = pos + n
+        return n
+
+    def _read(self, view: memoryview, pos: int) -> None:
+        n = len(view)
         # the committed bytes below the lowest truncation since the commit, and the bytes
         # written past the commit's end, come from the file; a stretch truncated away and
         # grown again, and anything past the end, read as zeros
@@ -379,8 +503,6 @@ class JournalFile:
             if lo < hi:
                 view[lo - pos : hi - pos] = held[i][lo - starts[i] : hi - starts[i]]
             i += 1
-        self._pos = pos + n
-        return n
 
     def read(self, n: int = -1) -> bytes:
         if n < 0:
@@ -392,11 +514,19 @@ class JournalFile:
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
         pos, n = self._pos, len(view)
-        split = min(max(self._committed - pos, 0), n)
-        if split:
-            self._hold_changed(pos, view[:split])
-        if split < n:
-            _pwrite_all(self._fd, view[split:], pos + split)
+        if self._failed is None and os.getpid() != self._pid:
+            self._fail(OSError(f"{self.name}: written by a process forked from its writer's"))
+        if self._failed is None:
+            try:
+                split = min(max(self._committed - pos, 0), n)
+                if split:
+                    self._hold_changed(pos, view[:split])
+                if split < n:
+                    _pwrite_all(self._fd, view[split:], pos + split)
+            except BaseException as exc:  # (see the class's docstring)
+                self._fail(exc)
+        if self._failed is not None:
+            self._lost.append((pos, bytes(view)))
         self._pos = pos + n
         self._size = max(self._size, pos + n)
         return n
@@ -407,9 +537,14 @@ class JournalFile:
             if size < self._committed:
                 self._floor = min(self._floor, size)
                 self._cut_held(size)
+            self._lost = [(at, d[: size - at]) for at, d in self._lost if at < size]
             # past the commit's end the file itself is cut (nothing committed lies there)
-            if os.fstat(self._fd).st_size > max(size, self._committed):
-                os.ftruncate(self._fd, max(size, self._committed))
+            if self._failed is None and os.getpid() == self._pid:
+                try:
+                    if os.fstat(self._fd).st_size > max(size, self._committed):
+                        os.ftruncate(self._fd, max(size, self._committed))
+                except BaseException as exc:  # (see the class's docstring)
+                    self._fail(exc)
         self._size = size
         return size
 
@@ -428,13 +563,10 @@ class JournalFile:
         if n < 2 * block:
             self._hold(pos, data)
             return
-        disk = os.pread(self._fd, n, pos)
-        if len(disk) < n:
-            self._hold(pos, data)
-            return
         run = None  # first offset of the run of blocks to hold
         for k in range(0, n, block):
-            same = disk[k : k + block] == data[k : k + block].tobytes()
+            size = min(block, n - k)
+            same = os.pread(self._fd, size, pos + k) == data[k : k + size].tobytes()
             if same and not self._overlaps_held(pos + k, pos + min(k + block, n)):
                 if run is not None:
                     self._hold(pos + run, data[run:k])
@@ -483,10 +615,39 @@ class JournalFile:
             del self._held[i - 1][size - self._starts[i - 1] :]
 
     # commits -----------------------------------------------------------------------------
-    def commit(self) -> None:
+    def commit(self, *, closing: bool = False) -> None:
         """Make what libhdf5 wrote so far the file's state on disk, in one step a kill cannot
-        tear (the module's docstring). Call it after libhdf5's flush (or close)."""
+        tear (the module's docstring). Call it after libhdf5's flush (or close). After a
+        failure it raises instead: the failure itself the first time, then an ``OSError``
+        saying the file holds its last commit (nothing, when ``closing`` and the failure was
+        raised already: a writer closed while an interrupt unwinds)."""
+        if self._failed is None and os.getpid() != self._pid:
+            self._fail(OSError(f"{self.name}: committed by a process forked from its writer's"))
+        if self._failed is not None:
+            self._raise_failure(closing)
+            return
+        try:
+            self._commit()
+        except BaseException as exc:
+            self._fail(exc)  # nothing more reaches the file (a journal there stays whole)
+            self._reported = True
+            raise
+
+    def _raise_failure(self, closing: bool) -> None:
+        exc = self._failed
+        if not self._reported:
+            self._reported = True
+            raise exc
+        if not closing:
+            raise OSError(
+                f"{self.name}: nothing more can be written: {type(exc).__name__} "
+                f"({str(exc)[:200]}) stopped a write; the file holds its last commit"
+            ) from exc
+
+    def _commit(self) -> None:
         fd, end = self._fd, self._size
+        if len(self._starts) > _MAX_RECORDS // 2:  # (never seen: one operation's writes)
+            self._coalesce()
         zero_lo, zero_hi = self._floor, min(self._committed, end)
         if self._held or zero_lo < zero_hi:
             parts: list = []
@@ -509,8 +670,18 @@ class JournalFile:
         self._committed = self._floor = end
         self._starts, self._held = [], []
 
+    def _coalesce(self) -> None:
+        """One held stretch from the first to the last (the bytes between as reads show
+        them): a journal of fewer records than readers accept."""
+        lo = self._starts[0]
+        hi = self._starts[-1] + len(self._held[-1])
+        merged = bytearray(hi - lo)
+        self._read(memoryview(merged), lo)
+        self._starts, self._held = [lo], [merged]
+
     def close(self) -> None:
-        """Close the descriptor (what was not committed is dropped)."""
-        if self._fd >= 0:
+        """Close the descriptor, which releases the lock (what was not committed is
+        dropped)."""
+        if self._fd >= 0 and os.getpid() == self._pid:
             os.close(self._fd)
-            self._fd = -1
+        self._fd = -1

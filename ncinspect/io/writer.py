@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -52,6 +53,7 @@ import numpy as np
 
 from ..arrays import is_tensor, to_host
 from ..errors import UnreadableFileError, UsageError
+from .journal import interrupts_deferred
 from .tree import IN_PROGRESS
 
 __all__ = ["DumpWriter", "SnapshotWriter", "IN_PROGRESS"]
@@ -375,11 +377,12 @@ class SnapshotWriter:
             # and went on) may mark it complete
             self.abandon()
 
+    @interrupts_deferred
     def finish(self) -> None:
         """Mark this snapshot complete: flush what was written, then delete the
         :data:`IN_PROGRESS` attribute (the last write), then flush again. Idempotent; writing
         to the snapshot again marks it in progress until the next ``finish``."""
-        if self.finished or not self._writer._file.id.valid:
+        if self.finished or not self._writer.is_open:
             return
         self._writer._live()  # not from a forked child
         open_snaps = self._writer._open_snaps
@@ -422,6 +425,7 @@ class SnapshotWriter:
     def name(self) -> str:
         return self._name
 
+    @interrupts_deferred
     def append(self, **batches: Any) -> None:
         """Append a batch of rows to per-sample arrays (``features``, ``labels``, ``outputs``...).
 
@@ -506,6 +510,7 @@ class SnapshotWriter:
         ds.resize(n0 + arr.shape[0], axis=0)
         ds[n0:] = arr
 
+    @interrupts_deferred
     def write(self, **arrays: Any) -> None:
         """Store whole arrays (``weights``, ``bias``, ``params/W1``, ...), replacing any."""
         self._writer._live()
@@ -531,6 +536,7 @@ class SnapshotWriter:
         )
         self.write(**{f"params/{k}": v for k, v in items})
 
+    @interrupts_deferred
     def set_meta(self, **meta: Any) -> None:
         """Set metadata attributes of this snapshot (epoch, split, loss, ...)."""
         self._writer._live()
@@ -565,7 +571,9 @@ def _open_new(path: str):
         return None
     os.close(fd)
     try:
-        opened = _open_journaled(tmp, os.O_TRUNC, "w")
+        # (mkstemp made it empty: no O_TRUNC, which makes ext4 write the whole file out
+        # when it is closed, its guard for programs that replace a file by truncating it)
+        opened = _open_journaled(tmp, 0, "w")
     except BaseException:
         os.unlink(tmp)
         raise
@@ -605,6 +613,42 @@ def _open_journaled(path: str, flags: int, h5_mode: str):
     return handle, journal
 
 
+class _Shared:
+    """A file open for writing in this process and the writers that share it: a second
+    DumpWriter of an open file (two meters dumping into one file) writes through the same
+    ``h5py.File`` and journal, as libhdf5 shared its handle between them; the last close
+    closes it."""
+
+    __slots__ = ("file", "journal", "writers", "pid", "__weakref__")
+
+    def __init__(self, opened) -> None:
+        self.file, self.journal = opened
+        self.writers = 1
+        self.pid = os.getpid()
+
+
+#: (device, inode) -> the _Shared of a file this process writes (held by its writers only:
+#: a writer dropped without a close lets it go, and the file is closed when it is collected)
+_OPEN: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _shared(path: str) -> _Shared | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    shared = _OPEN.get((st.st_dev, st.st_ino))
+    if shared is None or shared.pid != os.getpid() or not shared.file.id.valid:
+        return None
+    return shared
+
+
+def _register(opened) -> _Shared:
+    shared = _Shared(opened)
+    _OPEN[shared.journal.identity()] = shared
+    return shared
+
+
 def _open_existing(path: str, mode: str):
     """``path`` opened for writing in h5py's ``mode`` (``"a"``, ``"w"`` or ``"x"``) without a
     file made beside it: ``(file, journal)``."""
@@ -623,7 +667,7 @@ def _close_journaled(handle, journal) -> None:
     then that is committed, then the descriptor is closed."""
     try:
         handle.close()
-        journal.commit()
+        journal.commit(closing=True)
     finally:
         journal.close()
 
@@ -653,6 +697,7 @@ class DumpWriter:
     on any device, bfloat16 stored as float32), ``__array__`` or DLPack objects.
     """
 
+    @interrupts_deferred
     def __init__(self, path: str | os.PathLike, mode: str = "a", *, compression: str | None = None):
         if not isinstance(mode, str) or mode not in _MODES:
             raise UsageError(
@@ -674,13 +719,18 @@ class DumpWriter:
         self._pid = os.getpid()  # a forked child must not write through this writer
         self._own: set[str] = set()  # datasets created by this writer (free to grow)
         self._open_snaps: dict[str, SnapshotWriter] = {}  # snapshots not finished yet
+        self._closed = False
+        shared = _shared(self.path) if _MODES[mode] == "a" else None
         try:
-            opened = _open_new(self.path) if _MODES[mode] == "w" else None
-            if opened is None:
-                opened = _open_existing(self.path, _MODES[mode])
+            if shared is None:
+                opened = _open_new(self.path) if _MODES[mode] == "w" else None
+                shared = _register(opened or _open_existing(self.path, _MODES[mode]))
+            else:  # open in this process already: shared
+                shared.writers += 1
         except (OSError, ValueError) as exc:
             raise UnreadableFileError(f"{self.path}: cannot open for writing ({exc})") from None
-        self._file, self._journal = opened
+        self._shared = shared
+        self._file, self._journal = shared.file, shared.journal
 
     # context manager -------------------------------------------------------------------
     def __enter__(self) -> DumpWriter:
@@ -690,6 +740,7 @@ class DumpWriter:
         # an exception leaves the snapshots it interrupted marked in progress
         self.close(finish=exc_type is None)
 
+    @interrupts_deferred
     def close(self, *, finish: bool = True) -> None:
         """Close the file; with ``finish`` (the default) every snapshot still open is first
         marked complete (:meth:`SnapshotWriter.finish`); ``finish=False`` leaves them marked
@@ -698,16 +749,25 @@ class DumpWriter:
             # a forked child (a DataLoader worker): closing here would flush the child's copy
             # of HDF5's caches into the file the parent still writes; the parent closes it
             return
-        if self._file.id.valid:
-            try:
-                if finish:
-                    for snap in list(self._open_snaps.values()):
-                        if not snap.explicit:
-                            snap.finish()
-            finally:
-                self._open_snaps.clear()
+        if self._closed:
+            return
+        if not self._file.id.valid:  # (closed through h5py): the descriptor and lock go too
+            self._closed = True
+            self._journal.close()
+            return
+        try:
+            if finish and self._journal.failed is None:
+                for snap in list(self._open_snaps.values()):
+                    if not snap.explicit:
+                        snap.finish()
+        finally:
+            self._closed = True
+            self._open_snaps.clear()
+            self._shared.writers -= 1
+            if self._shared.writers <= 0:  # the last writer of the file closes it
                 _close_journaled(self._file, self._journal)
 
+    @interrupts_deferred
     def flush(self) -> None:
         """Write out everything written so far and commit it: a kill from here on leaves
         the file as it is now (:mod:`ncinspect.io.journal`)."""
@@ -725,10 +785,15 @@ class DumpWriter:
                 "lost or damages the file. Write from the process that opened the writer, or "
                 "open a DumpWriter of another file in the child"
             )
-        if not self._file.id.valid:
+        if not self.is_open:
             raise UsageError(
                 f"DumpWriter: {self.path} is closed; open a new DumpWriter to write more"
             )
+
+    @property
+    def is_open(self) -> bool:
+        """True until :meth:`close` (another writer of the file may keep it open)."""
+        return not self._closed and self._file.id.valid
 
     def _check_name(self, start, name: Any, what: str, *, array: bool = False) -> None:
         """Refuse a group or array name (``/`` separates groups, from ``start``) that readers
@@ -774,6 +839,7 @@ class DumpWriter:
             group = nxt if isinstance(nxt, h5py.Group) else None
 
     # writing ---------------------------------------------------------------------------
+    @interrupts_deferred
     def snapshot(
         self, name: str, *, append: bool = False, replace: bool = False, **meta: Any
     ) -> SnapshotWriter:
@@ -948,6 +1014,7 @@ class DumpWriter:
             "(replaces the whole file)"
         )
 
+    @interrupts_deferred
     def write(self, name: str, array: Any, *, group: str = "/") -> None:
         """Store one whole array, e.g. ``labels`` at the top so every snapshot inherits them.
 
@@ -968,6 +1035,7 @@ class DumpWriter:
             del target.attrs[IN_PROGRESS]
             self.flush()
 
+    @interrupts_deferred
     def set_meta(self, group: str = "/", **meta: Any) -> None:
         """Set metadata attributes on ``group`` (inherited by the snapshots below it)."""
         self._live()
