@@ -564,9 +564,12 @@ class JournalFile:
             self._hold(pos, data)
             return
         run = None  # first offset of the run of blocks to hold
+        disk, at = b"", 0  # the file's bytes from pos + at, read a mebibyte at a time
         for k in range(0, n, block):
             size = min(block, n - k)
-            same = os.pread(self._fd, size, pos + k) == data[k : k + size].tobytes()
+            if k + size > at + len(disk):
+                at, disk = k, os.pread(self._fd, max(size, min(n - k, _BLOCK)), pos + k)
+            same = disk[k - at : k - at + size] == data[k : k + size].tobytes()
             if same and not self._overlaps_held(pos + k, pos + min(k + block, n)):
                 if run is not None:
                     self._hold(pos + run, data[run:k])
