@@ -108,12 +108,17 @@ def first_line(exc: BaseException) -> str:
 
 def open_for_writing(h5file, notes: list[str]) -> bool:
     """True when a writer holds the file open: in another process (the lock was held, see
-    :func:`open_h5`) or in this one (HDF5 then shares the writer's handle)."""
+    :func:`open_h5`), or in this one (a :class:`~ncinspect.io.writer.DumpWriter` of it is
+    open, or HDF5 shares a handle opened for writing)."""
     import h5py
+
+    from .journal import written_here
 
     if any(n.endswith("the snapshot being written may be incomplete") for n in notes):
         return True
     try:
-        return h5file.id.get_intent() & h5py.h5f.ACC_RDWR != 0
+        if h5file.id.get_intent() & h5py.h5f.ACC_RDWR != 0:
+            return True
+        return h5file.driver != "fileobj" and written_here(h5file.filename)
     except (OSError, RuntimeError, ValueError):
         return False

@@ -41,6 +41,7 @@ import signal
 import stat
 import struct
 import threading
+import weakref
 import zlib
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "Replayed",
     "replayed",
     "interrupts_deferred",
+    "written_here",
     "MAGIC",
     "TRAILER_SIZE",
 ]
@@ -332,31 +334,65 @@ def interrupts_deferred(method):
         global _deferring
         if _deferring or threading.current_thread() is not threading.main_thread():
             return method(*args, **kwargs)
-        caught: list[tuple[int, object]] = []
-
-        def hold(signum, frame):
-            caught.append((signum, frame))
-
-        held = {}
-        for sig in _SIGNALS:
-            handler = signal.getsignal(sig)
-            if callable(handler):
-                held[sig] = handler
-                signal.signal(sig, hold)
+        caught: list[int] = []
+        held: dict[int, object] = {}  # each signal swapped so far, and its real handler
         _deferring = 1
         try:
+            for sig in _SIGNALS:
+                handler = signal.getsignal(sig)
+                if callable(handler):
+                    held[sig] = handler  # (first: restored even if the swap is cut short)
+                    signal.signal(sig, lambda signum, frame: caught.append(signum))
             return method(*args, **kwargs)
         finally:
             _deferring = 0
-            for sig, handler in held.items():
-                signal.signal(sig, handler)
-            done = set()
-            for signum, frame in caught:  # as Python would have: each signal once, in order
-                if signum not in done:
-                    done.add(signum)
-                    held[signum](signum, frame)
+            _restore(held, caught)
 
     return deferred
+
+
+def _restore(held: dict, caught: list[int]) -> None:
+    """Put every held handler back, even if a handler already back raises meanwhile (that
+    exception is raised once all are back), then send each signal that came meanwhile again,
+    once: Python runs its real handler next, as it would have."""
+    raised = None
+    left = list(held.items())
+    while left:
+        try:
+            signal.signal(*left[-1])
+            left.pop()
+        except BaseException as exc:  # a restored handler ran and raised: go on restoring
+            raised = raised or exc
+    again = list(dict.fromkeys(caught))
+    while again:
+        try:
+            signal.raise_signal(again[-1])
+            again.pop()
+        except BaseException as exc:  # its handler ran at once and raised: send the rest
+            again.pop()
+            raised = raised or exc
+    if raised is not None:
+        raise raised
+
+
+#: (device, inode) -> the JournalFile of each file this process writes (while it lives)
+_WRITING: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def written_here(path: str) -> bool:
+    """True when this process has ``path`` open for writing through a :class:`JournalFile`
+    (a reader of it must take it as being written: libhdf5 no longer shares one handle
+    between the writer and the reader, which told it so before)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError, TypeError):
+        return False
+    journal = _WRITING.get((st.st_dev, st.st_ino))
+    return journal is not None and journal._fd >= 0 and journal._pid == os.getpid()
+
+
+def _cut(data: bytes | int, size: int) -> bytes | int:
+    return min(data, size) if isinstance(data, int) else data[:size]
 
 
 def _lock(fd: int) -> None:
@@ -415,7 +451,7 @@ class JournalFile:
         self._pid = os.getpid()
         self._failed: BaseException | None = None  # what stopped the writes to the file
         self._reported = False  # the failure was raised once (by commit)
-        self._lost: list[tuple[int, bytes]] = []  # writes made since the failure, in order
+        self._lost: list[tuple[int, bytes | int]] = []  # writes since the failure, in order
         found = _read_journal(fd, os.fstat(fd).st_size)
         if isinstance(found, str):
             raise OSError(
@@ -426,6 +462,7 @@ class JournalFile:
             _apply(fd, found)
         self._size = self._committed = self._floor = os.fstat(fd).st_size
         self._fd = fd
+        _WRITING[self.identity()] = self
         self._starts: list[int] = []  # held writes: disjoint, by offset
         self._held: list[bytearray] = []
 
@@ -473,10 +510,13 @@ class JournalFile:
                 self._read(view, pos)
             except BaseException:
                 view[:] = bytes(n)
-        for at, data in self._lost:
-            lo, hi = max(pos, at), min(pos + n, at + len(data))
+        for at, data in self._lost:  # (an int: that many zeros)
+            length = data if isinstance(data, int) else len(data)
+            lo, hi = max(pos, at), min(pos + n, at + length)
             if lo < hi:
-                view[lo - pos : hi - pos] = data[lo - at : hi - at]
+                view[lo - pos : hi - pos] = (
+                    bytes(hi - lo) if isinstance(data, int) else data[lo - at : hi - at]
+                )
         self._pos = pos + n
         return n
 
@@ -537,7 +577,9 @@ class JournalFile:
             if size < self._committed:
                 self._floor = min(self._floor, size)
                 self._cut_held(size)
-            self._lost = [(at, d[: size - at]) for at, d in self._lost if at < size]
+            self._lost = [(at, _cut(d, size - at)) for at, d in self._lost if at < size]
+            if self._failed is not None:  # the file is no longer cut: zeros if grown again
+                self._lost.append((size, self._size - size))
             # past the commit's end the file itself is cut (nothing committed lies there)
             if self._failed is None and os.getpid() == self._pid:
                 try:

@@ -623,8 +623,15 @@ class _Shared:
 
     def __init__(self, opened) -> None:
         self.file, self.journal = opened
-        self.writers = 1
+        self.writers: weakref.WeakSet = weakref.WeakSet()  # the writers not closed yet
         self.pid = os.getpid()
+
+    def leave(self, writer) -> None:
+        """``writer`` is closed; the last one (writers dropped without a close are gone from
+        the set) closes the file."""
+        self.writers.discard(writer)
+        if not self.writers:
+            _close_journaled(self.file, self.journal)
 
 
 #: (device, inode) -> the _Shared of a file this process writes (held by its writers only:
@@ -639,6 +646,8 @@ def _shared(path: str) -> _Shared | None:
         return None
     shared = _OPEN.get((st.st_dev, st.st_ino))
     if shared is None or shared.pid != os.getpid() or not shared.file.id.valid:
+        return None
+    if shared.journal.failed is not None:  # its writers can write no more: refused at open
         return None
     return shared
 
@@ -725,10 +734,9 @@ class DumpWriter:
             if shared is None:
                 opened = _open_new(self.path) if _MODES[mode] == "w" else None
                 shared = _register(opened or _open_existing(self.path, _MODES[mode]))
-            else:  # open in this process already: shared
-                shared.writers += 1
         except (OSError, ValueError) as exc:
             raise UnreadableFileError(f"{self.path}: cannot open for writing ({exc})") from None
+        shared.writers.add(self)
         self._shared = shared
         self._file, self._journal = shared.file, shared.journal
 
@@ -763,9 +771,7 @@ class DumpWriter:
         finally:
             self._closed = True
             self._open_snaps.clear()
-            self._shared.writers -= 1
-            if self._shared.writers <= 0:  # the last writer of the file closes it
-                _close_journaled(self._file, self._journal)
+            self._shared.leave(self)
 
     @interrupts_deferred
     def flush(self) -> None:

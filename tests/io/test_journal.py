@@ -619,3 +619,94 @@ def test_two_writers_of_one_file_in_one_process_share_it(tmp_path, capsys):
     assert sorted(names) == ["/test/epoch_1", "/test/epoch_2", "/train/epoch_1"]
     with h5py.File(path, "r") as f:  # closed: the lock is gone
         assert "labels" in f
+
+
+def test_held_signals_are_restored_whatever_raises(monkeypatch):
+    """The writer's calls hold back signals with Python handlers and put every handler back
+    afterwards, also when a handler raises while they are put back or a swap is cut short."""
+    import signal
+
+    seen = []
+
+    def usr1(signum, frame):
+        seen.append(signum)
+        raise RuntimeError("the program's handler")
+
+    old_usr1 = signal.signal(signal.SIGUSR1, usr1)
+    before = {s: signal.getsignal(s) for s in J._SIGNALS}
+    try:
+
+        @J.interrupts_deferred
+        def inside():
+            os.kill(os.getpid(), signal.SIGUSR1)  # held: no exception here
+            assert not seen
+            return "done"
+
+        with pytest.raises(RuntimeError, match="the program's handler"):
+            inside()  # handled once the call returns
+        assert seen == [signal.SIGUSR1]
+        assert {s: signal.getsignal(s) for s in J._SIGNALS} == before
+
+        real_signal = signal.signal
+        # SIGINT's and SIGUSR1's handlers are Python's: calls 1 and 2 swap, 3 and 4 restore
+        for cut in (1, 2, 3, 4):
+            calls = []
+
+            def cut_short(sig, handler, calls=calls, cut=cut):  # an interrupt in the middle
+                calls.append(sig)
+                if len(calls) == cut:
+                    raise KeyboardInterrupt
+                return real_signal(sig, handler)
+
+            monkeypatch.setattr(J.signal, "signal", cut_short)
+            with pytest.raises(KeyboardInterrupt):
+                J.interrupts_deferred(lambda: None)()
+            monkeypatch.setattr(J.signal, "signal", real_signal)
+            assert {s: signal.getsignal(s) for s in J._SIGNALS} == before, cut
+    finally:
+        signal.signal(signal.SIGUSR1, old_usr1)
+
+
+def test_a_failed_journal_reads_a_regrown_stretch_as_zeros(tmp_path, monkeypatch):
+    path = tmp_path / "f.bin"
+    path.write_bytes(bytes(100))
+    jf = J.JournalFile.open(str(path), 0)
+    jf.seek(100)
+    jf.write(b"A" * 100)  # past the commit's end: on disk
+    monkeypatch.setattr(J, "_pwrite_all", lambda *a: (_ for _ in ()).throw(OSError(28, "full")))
+    jf.seek(200)
+    jf.write(b"B" * 10)  # fails the journal: kept in memory
+    assert jf.failed is not None
+    jf.truncate(120)
+    jf.seek(180)
+    jf.write(b"C" * 10)
+    assert _read_all(jf, 190)[100:] == b"A" * 20 + bytes(60) + b"C" * 10
+    jf.close()
+
+
+def test_a_writer_sharing_a_file_dropped_without_close(tmp_path):
+    import gc
+
+    path = tmp_path / "run.h5"
+    a = ncinspect.DumpWriter(path, "w")
+    b = ncinspect.DumpWriter(path, "a")
+    a.write("labels", np.arange(4))
+    del a  # a meter dropped half way
+    gc.collect()
+    b.close()  # the last writer left: the file is closed, its lock gone
+    with h5py.File(path, "r") as f:
+        assert list(f["labels"][:]) == [0, 1, 2, 3]
+
+
+def test_a_reader_in_the_writers_process_knows_it_is_being_written(tmp_path, monkeypatch):
+    from ncinspect.io.h5file import open_for_writing
+
+    monkeypatch.setenv("HDF5_USE_FILE_LOCKING", "FALSE")  # no lock to tell it
+    path = tmp_path / "run.h5"
+    w = ncinspect.DumpWriter(path, "w")
+    w.write("labels", np.arange(4))
+    with h5_file(str(path)) as f:
+        assert open_for_writing(f, [])
+    w.close()
+    with h5_file(str(path)) as f:
+        assert not open_for_writing(f, [])
