@@ -286,7 +286,10 @@ class Replayed:
             self._fd = -1
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - at interpreter exit os may be gone already
+            pass
 
 
 def replayed(path: str) -> Replayed | str | None:
@@ -470,7 +473,10 @@ class JournalFile:
         return f"JournalFile({self.name!r})"
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - at interpreter exit os may be gone already
+            pass
 
     @property
     def size(self) -> int:
