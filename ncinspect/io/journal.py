@@ -204,7 +204,30 @@ def _apply(fd: int, journal: _Journal) -> None:
     os.ftruncate(fd, journal.end)
 
 
-class Replayed:
+class _Positioned:
+    """What h5py's ``fileobj`` driver asks of a file object besides its reads and writes: a
+    position, moved by ``seek`` (from the end: the ``size`` the subclass gives), and ``read``
+    made of ``readinto``."""
+
+    _pos: int
+    size: int
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self._pos = self.size + pos if whence == 2 else pos
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            n = max(0, self.size - self._pos)
+        buf = bytearray(n)
+        self.readinto(buf)
+        return bytes(buf)
+
+
+class Replayed(_Positioned):
     """A read-only file object (h5py's ``fileobj`` driver) showing a file with the journal at
     its end applied, in memory: what the writer's last commit holds."""
 
@@ -219,29 +242,16 @@ class Replayed:
 
     def locked(self) -> bool:
         """True when a writer holds the file's lock (it is still at work on it)."""
-        if os.environ.get("HDF5_USE_FILE_LOCKING", "").upper() in ("FALSE", "0"):
-            return False
-        try:
-            import fcntl
-        except ImportError:
-            return False
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        return False
+        taken = _flock(self._fd, shared=True)
+        if taken:
+            _flock(self._fd, unlock=True)
+        return taken is False
+
+    @property
+    def size(self) -> int:
+        return self._journal.end
 
     # h5py's fileobj protocol ---------------------------------------------------------------
-    def seek(self, pos: int, whence: int = 0) -> int:
-        self._pos = self._journal.end + pos if whence == 2 else pos
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
     def readinto(self, buf) -> int:
         view = memoryview(buf).cast("B")
         n, pos, j = len(view), self._pos, self._journal
@@ -263,13 +273,6 @@ class Replayed:
             i += 1
         self._pos = pos + n
         return n
-
-    def read(self, n: int = -1) -> bytes:
-        if n < 0:
-            n = max(0, self._journal.end - self._pos)
-        buf = bytearray(n)
-        self.readinto(buf)
-        return bytes(buf)
 
     def write(self, data) -> int:
         raise OSError(f"{self.name}: read-only (a journal replayed in memory)")
@@ -398,24 +401,35 @@ def _cut(data: bytes | int, size: int) -> bytes | int:
     return min(data, size) if isinstance(data, int) else data[:size]
 
 
-def _lock(fd: int) -> None:
+def _flock(fd: int, *, shared: bool = False, unlock: bool = False) -> bool | None:
+    """libhdf5's lock on the file (``flock``, without waiting): True when taken (or let go),
+    False when another holder has it, None when locks are off (``HDF5_USE_FILE_LOCKING=FALSE``,
+    as for libhdf5), missing (Windows) or unsupported by the file system (libhdf5 goes on
+    without one there too)."""
     if os.environ.get("HDF5_USE_FILE_LOCKING", "").upper() in ("FALSE", "0"):
-        return
+        return None
     try:
         import fcntl
-    except ImportError:  # no flock here (Windows): libhdf5 takes no lock there either
-        return
+    except ImportError:
+        return None
+    how = fcntl.LOCK_UN if unlock else (fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, how | fcntl.LOCK_NB)
     except BlockingIOError:
+        return False
+    except OSError:
+        return None
+    return True
+
+
+def _lock(fd: int) -> None:
+    if _flock(fd) is False:
         raise OSError(
             "unable to lock file: another program has it open (a writer, or a reader that locks it)"
-        ) from None
-    except OSError:  # a file system without locks: libhdf5 goes on without one too
-        pass
+        )
 
 
-class JournalFile:
+class JournalFile(_Positioned):
     """The file object a writer hands to libhdf5 (h5py's ``fileobj`` driver): writes into the
     committed bytes are held until :meth:`commit`, which makes them durable as a redo journal
     before it writes them in place (the module's docstring). Opening it applies a journal a
@@ -498,13 +512,6 @@ class JournalFile:
             self._failed = exc
 
     # h5py's fileobj protocol ---------------------------------------------------------------
-    def seek(self, pos: int, whence: int = 0) -> int:
-        self._pos = self._size + pos if whence == 2 else pos
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
     def readinto(self, buf) -> int:
         view = memoryview(buf).cast("B")
         n, pos = len(view), self._pos
@@ -549,13 +556,6 @@ class JournalFile:
             if lo < hi:
                 view[lo - pos : hi - pos] = held[i][lo - starts[i] : hi - starts[i]]
             i += 1
-
-    def read(self, n: int = -1) -> bytes:
-        if n < 0:
-            n = max(0, self._size - self._pos)
-        buf = bytearray(n)
-        self.readinto(buf)
-        return bytes(buf)
 
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
